@@ -1,0 +1,136 @@
+//! Charges: the engine's verdict on one delivered business message, with
+//! everything needed to explain it.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use rust_decimal::Decimal;
+
+use crate::category::{PricingCategory, PricingModel, PricingType};
+use crate::event::{Origin, Template, UserId};
+use crate::market::Market;
+use crate::money::Currency;
+use crate::ruleset::Ruleset;
+use crate::window::Window;
+
+/// What Meta charges for one delivered business message, and why.
+///
+/// Field names follow `replay --json` (interfaces §4).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Charge {
+    /// The wamid.
+    pub message_id: Box<str>,
+    /// Business phone number id.
+    pub business: Arc<str>,
+    /// The user.
+    pub user: UserId,
+    /// First `delivered` (else `read`) instant — the charging instant (D3).
+    pub delivered_at: Timestamp,
+    /// CBP or PMP.
+    pub pricing_model: PricingModel,
+    /// Category the message was priced under.
+    pub category: PricingCategory,
+    /// Regular, or the reason it is free.
+    pub pricing_type: PricingType,
+    /// Meta's `billable` flag: true for regular charges and for CBP
+    /// free-tier conversations (Meta: "considered billable"), false otherwise.
+    pub billable: bool,
+    /// CBP conversation (or PMP free entry point window) the message belongs to.
+    pub conversation_id: Option<String>,
+    /// True on the message whose delivery opened that conversation.
+    pub opens_conversation: bool,
+    /// Meta market of the user on the delivery date.
+    pub market: Market,
+    /// Billing currency of the business.
+    pub currency: Currency,
+    /// Amount charged for this message (CBP: the opener carries the
+    /// conversation's price, other messages `0`).
+    pub amount: Decimal,
+    /// Volume band used (`0:750000`), or `None`.
+    pub tier: Option<String>,
+    /// Ruleset applied.
+    pub ruleset: Ruleset,
+    /// Rule within the ruleset.
+    pub rule: &'static str,
+    /// One sentence a person can read.
+    pub reason: String,
+    /// The decision trail (`wameter explain`).
+    pub trail: Trail,
+    pub(crate) settlement: Settlement,
+}
+
+/// Everything the engine looked at to decide one charge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trail {
+    /// Template used, or `None` for a free-form message.
+    pub template: Option<Template>,
+    /// When the outbound event says it was sent.
+    pub sent_at: Timestamp,
+    /// Where the outbound event was read.
+    pub origin: Origin,
+    /// The business's IANA time zone.
+    pub timezone: String,
+    /// Business-local date of delivery (selects ruleset, card, month).
+    pub local_date: Date,
+    /// The user's last inbound before delivery.
+    pub last_inbound_at: Option<Timestamp>,
+    /// The customer service window open at delivery, if any.
+    pub customer_service_window: Option<Window>,
+    /// The free entry point window open at delivery, if any.
+    pub free_entry_point: Option<Window>,
+    /// CBP conversations open just before delivery: (id, category, window).
+    pub open_conversations: Vec<(String, PricingCategory, Window)>,
+    /// How the market was found.
+    pub market_rule: String,
+    /// ISO country of the user, when known.
+    pub country: Option<Arc<str>>,
+    /// Rate card used, when a rate was needed.
+    pub rate_card: Option<String>,
+    /// Rate applied (before free tier), when a rate was needed.
+    pub rate: Option<Decimal>,
+    /// Monthly counter and position, e.g. `portfolio acme, Brazil utility, 2025-07: #12`.
+    pub counter: Option<String>,
+    /// Anything unusual, e.g. a free-form message delivered outside the window.
+    pub notes: Vec<String>,
+}
+
+/// What the settlement stage still has to do for a charge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Settlement {
+    /// Final: free.
+    Free,
+    /// CBP: this message opened a conversation priced at `rate_category`;
+    /// `free_tier` says whether it may use the monthly free tier.
+    ConversationOpened { rate_category: PricingCategory, free_tier: bool },
+    /// CBP: this message is inside a conversation; it inherits its pricing.
+    ConversationMember,
+    /// PMP: charged per message at `rate_category` (tiers for utility and
+    /// authentication).
+    Message { rate_category: PricingCategory },
+    /// PMP 2026-10: service message, free within the monthly allowance of the
+    /// business phone number, then charged at the service rate.
+    ServiceAllowance,
+}
+
+/// Something the user should know, that did not stop the replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// Stable machine-readable code (`unknown_status_id`).
+    pub code: &'static str,
+    /// What happened.
+    pub message: String,
+    /// Where, when it comes from one input line.
+    pub origin: Option<Origin>,
+}
+
+/// A delivered message the engine cannot price without guessing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PricingError {
+    /// The wamid.
+    pub message_id: Box<str>,
+    /// Where its outbound event was read.
+    pub origin: Origin,
+    /// What is missing.
+    pub message: String,
+}

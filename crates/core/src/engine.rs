@@ -1,0 +1,632 @@
+//! The replay engine: canonical events in, explained charges out.
+//!
+//! Three stages, each a pure function:
+//!
+//! 1. [`prepare`] drops duplicates, finds each outbound message's delivery
+//!    instant (first `delivered`, else first `read`; decision D3) and groups
+//!    inbound messages and deliveries into one time-ordered timeline per
+//!    (business phone number, user).
+//! 2. [`Engine::decide`] walks one timeline through the windows and the era's
+//!    rules ([`crate::rules`]). Timelines are independent, so callers may run
+//!    them in parallel; the result does not depend on how.
+//! 3. [`Engine::settle`] puts all decisions in global delivery order and
+//!    applies what is shared across users — the CBP free tier (per WABA), PMP
+//!    volume tiers (per portfolio × market × category) and the 2026-10
+//!    service allowance (per phone number) — counting months in each
+//!    business's time zone, then prices from the rate card in force.
+//!
+//! Ties between events at the same instant: inbound before outbound before
+//! status (interfaces §1), then by message id, then by input position. Using
+//! the id before the position keeps the output independent of how the log
+//! was ordered or split into files.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use crate::account::{Accounts, Business};
+use crate::category::{PricingCategory, PricingModel, PricingType, TierFamily};
+use crate::charge::{Charge, PricingError, Settlement, Trail, Warning};
+use crate::event::{DeliveryStatus, Event, EventKind, InboundKind, Origin, Template, UserId};
+use crate::market::{MarketMatch, MarketTable};
+use crate::money::format_amount;
+use crate::ratecard::{RateBook, RateCard, TierBook};
+use crate::rules::{self, Delivery, Verdict};
+use crate::ruleset::Ruleset;
+use crate::window::{ContactState, Slot, Window};
+
+/// Conversations per WABA per month free under CBP (decision D7).
+pub const FREE_TIER_CONVERSATIONS: u64 = 1_000;
+
+/// A delivered outbound message waiting for the rules.
+#[derive(Clone, Debug)]
+struct DeliveredMessage {
+    id: Box<str>,
+    template: Option<Template>,
+    sent_at: Timestamp,
+    origin: Origin,
+}
+
+#[derive(Clone, Debug)]
+enum Item {
+    Inbound { at: Timestamp, entry_point: bool },
+    Delivery { at: Timestamp, message: Box<DeliveredMessage> },
+}
+
+impl Item {
+    fn sort_key(&self) -> (Timestamp, u8, &str) {
+        match self {
+            Item::Inbound { at, .. } => (*at, 0, ""),
+            Item::Delivery { at, message } => (*at, 1, &message.id),
+        }
+    }
+}
+
+/// Everything that happened between one business phone number and one user,
+/// in time order.
+#[derive(Clone, Debug)]
+pub struct ContactTimeline {
+    /// Business phone number id.
+    pub business: Arc<str>,
+    /// The user.
+    pub user: UserId,
+    items: Vec<Item>,
+}
+
+/// Counts from [`prepare`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrepareStats {
+    /// Events read.
+    pub events: u64,
+    /// Events dropped as exact duplicates (lines, inbound ids, statuses).
+    pub duplicates: u64,
+    /// Outbound messages with a delivery.
+    pub delivered: u64,
+    /// Outbound messages that failed and were never delivered.
+    pub failed: u64,
+    /// Outbound messages with no delivery status (yet).
+    pub undelivered: u64,
+}
+
+/// The output of [`prepare`].
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// One timeline per (business phone number, user), sorted by that pair.
+    pub contacts: Vec<ContactTimeline>,
+    /// Problems found while preparing.
+    pub warnings: Vec<Warning>,
+    /// Counts.
+    pub stats: PrepareStats,
+}
+
+#[derive(Default)]
+struct StatusSummary {
+    first_delivered: Option<Timestamp>,
+    first_read: Option<Timestamp>,
+    failed: Option<(Option<i64>, Origin)>,
+    origin: Option<Origin>,
+}
+
+struct OutboundSeen {
+    business: Arc<str>,
+    user: UserId,
+    at: Timestamp,
+    template: Option<Template>,
+    origin: Origin,
+}
+
+fn intern(pool: &mut HashMap<Box<str>, Arc<str>>, text: Box<str>) -> Arc<str> {
+    if let Some(shared) = pool.get(&text) {
+        return shared.clone();
+    }
+    let shared: Arc<str> = Arc::from(&*text);
+    pool.insert(text, shared.clone());
+    shared
+}
+
+/// Stage 1: deduplicate, resolve deliveries, build per-pair timelines.
+pub fn prepare(events: Vec<Event>) -> Prepared {
+    let mut stats = PrepareStats { events: events.len() as u64, ..PrepareStats::default() };
+    let mut warnings = Vec::new();
+    let mut businesses: HashMap<Box<str>, Arc<str>> = HashMap::new();
+    let mut outbounds: HashMap<Box<str>, OutboundSeen> = HashMap::new();
+    let mut statuses: HashMap<Box<str>, StatusSummary> = HashMap::new();
+    let mut seen_statuses: HashSet<(Box<str>, DeliveryStatus, Timestamp)> = HashSet::new();
+    let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, Option<Box<str>>, bool, InboundKind)> = HashSet::new();
+    let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::new();
+    let mut timelines: HashMap<(Arc<str>, UserId), Vec<Item>> = HashMap::new();
+
+    for event in events {
+        match event.kind {
+            EventKind::Inbound { business, user, id, entry_point, kind } => {
+                let business = intern(&mut businesses, business);
+                if let Some(id) = &id {
+                    if !seen_inbound_ids.insert((business.clone(), id.clone())) {
+                        stats.duplicates += 1;
+                        continue;
+                    }
+                }
+                let key = (business.clone(), user.clone(), event.at, id, entry_point.is_some(), kind);
+                if key.3.is_none() && !seen_inbounds.insert(key) {
+                    stats.duplicates += 1;
+                    continue;
+                }
+                timelines
+                    .entry((business, user))
+                    .or_default()
+                    .push(Item::Inbound { at: event.at, entry_point: entry_point.is_some() });
+            }
+            EventKind::Outbound { business, user, id, template } => {
+                let business = intern(&mut businesses, business);
+                match outbounds.get_mut(&id) {
+                    Some(seen) => {
+                        stats.duplicates += 1;
+                        let same = seen.business == business && seen.user == user && seen.template == template;
+                        if !same {
+                            warnings.push(Warning {
+                                code: "conflicting_outbound",
+                                message: format!("outbound message {id} appears twice with different business, user or template; the earlier one is kept"),
+                                origin: Some(event.origin),
+                            });
+                        }
+                        // Keep the earliest, whatever the input order.
+                        if (event.at, event.origin) < (seen.at, seen.origin) && same {
+                            seen.at = event.at;
+                            seen.origin = event.origin;
+                        }
+                    }
+                    None => {
+                        outbounds.insert(id, OutboundSeen { business, user, at: event.at, template, origin: event.origin });
+                    }
+                }
+            }
+            EventKind::Status { id, status, error } => {
+                if !seen_statuses.insert((id.clone(), status, event.at)) {
+                    stats.duplicates += 1;
+                    continue;
+                }
+                let summary = statuses.entry(id).or_default();
+                summary.origin = Some(summary.origin.map_or(event.origin, |o| o.min(event.origin)));
+                let earliest = |slot: &mut Option<Timestamp>| *slot = Some(slot.map_or(event.at, |t| t.min(event.at)));
+                match status {
+                    DeliveryStatus::Delivered => earliest(&mut summary.first_delivered),
+                    DeliveryStatus::Read => earliest(&mut summary.first_read),
+                    DeliveryStatus::Failed => summary.failed = Some((error, event.origin)),
+                    DeliveryStatus::Sent => {}
+                }
+            }
+        }
+    }
+
+    let mut unknown: Vec<(Origin, Box<str>)> = Vec::new();
+    for (id, summary) in &statuses {
+        if !outbounds.contains_key(id) {
+            unknown.push((summary.origin.unwrap_or_default(), id.clone()));
+        }
+    }
+    unknown.sort();
+    for (origin, id) in unknown {
+        warnings.push(Warning {
+            code: "unknown_status_id",
+            message: format!("status for message {id}, which has no outbound event in the log; ignored"),
+            origin: Some(origin),
+        });
+    }
+
+    for (id, outbound) in outbounds {
+        let summary = statuses.get(&id);
+        let delivered_at = summary.and_then(|s| s.first_delivered.or(s.first_read));
+        let Some(delivered_at) = delivered_at else {
+            if summary.is_some_and(|s| s.failed.is_some()) { stats.failed += 1 } else { stats.undelivered += 1 }
+            continue;
+        };
+        if let Some((error, origin)) = summary.and_then(|s| s.failed) {
+            warnings.push(Warning {
+                code: "failed_after_delivery",
+                message: format!(
+                    "message {id} has a `failed` status{} and a delivery; counted as delivered",
+                    error.map(|e| format!(" ({e})")).unwrap_or_default()
+                ),
+                origin: Some(origin),
+            });
+        }
+        stats.delivered += 1;
+        let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin };
+        timelines
+            .entry((outbound.business, outbound.user))
+            .or_default()
+            .push(Item::Delivery { at: delivered_at, message: Box::new(message) });
+    }
+
+    let mut contacts: Vec<ContactTimeline> = timelines
+        .into_iter()
+        .map(|((business, user), mut items)| {
+            items.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+            ContactTimeline { business, user, items }
+        })
+        .collect();
+    contacts.sort_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
+    warnings.sort_by(|a, b| (a.origin, a.code).cmp(&(b.origin, b.code)));
+    Prepared { contacts, warnings, stats }
+}
+
+/// The decisions for one timeline.
+#[derive(Clone, Debug, Default)]
+pub struct ContactDecisions {
+    /// One per delivered message that could be decided.
+    pub charges: Vec<Charge>,
+    /// Messages that could not be decided (e.g. delivered before 2022-02-01).
+    pub errors: Vec<PricingError>,
+}
+
+/// The result of a replay.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Charges in delivery order.
+    pub charges: Vec<Charge>,
+    /// Things worth knowing that did not stop the replay.
+    pub warnings: Vec<Warning>,
+    /// Delivered messages that could not be priced without guessing.
+    pub errors: Vec<PricingError>,
+    /// Counts from preparation.
+    pub stats: PrepareStats,
+}
+
+/// Everything the rules need besides the events. Cheap to share across
+/// threads.
+#[derive(Clone, Copy)]
+pub struct Engine<'a> {
+    /// Businesses and rule options.
+    pub accounts: &'a Accounts,
+    /// Rate cards.
+    pub rates: &'a RateBook,
+    /// Volume-tier bands.
+    pub tiers: &'a TierBook,
+    /// Market table.
+    pub markets: &'a MarketTable,
+}
+
+fn open_conversations(state: &ContactState, delivery: &Delivery, at: Timestamp) -> Vec<(String, PricingCategory, Window)> {
+    let mut open = Vec::new();
+    if let Some((window, user_initiated)) = state.v1_open(at) {
+        let category = if user_initiated { PricingCategory::UserInitiated } else { PricingCategory::BusinessInitiated };
+        open.push((delivery.conversation_id(category.as_str(), window.opened_at), category, window));
+    }
+    for slot in [Slot::Marketing, Slot::Utility, Slot::Authentication, Slot::Service] {
+        if let Some(window) = state.v2_open(slot, at) {
+            let category = rules::cbp_2023::slot_category(slot);
+            open.push((delivery.conversation_id(category.as_str(), window.opened_at), category, window));
+        }
+    }
+    open
+}
+
+fn month_of(date: Date) -> (i16, i8) {
+    (date.year(), date.month())
+}
+
+impl Engine<'_> {
+    /// Runs prepare, decide and settle on one thread.
+    pub fn replay(&self, events: Vec<Event>) -> Report {
+        let prepared = prepare(events);
+        let decisions = prepared.contacts.iter().map(|contact| self.decide(contact)).collect();
+        self.settle(prepared, decisions)
+    }
+
+    /// Stage 2: walks one timeline through the windows and the era's rules.
+    pub fn decide(&self, contact: &ContactTimeline) -> ContactDecisions {
+        let business = self.accounts.get_or_default(&contact.business);
+        let mut state = ContactState::default();
+        let mut out = ContactDecisions::default();
+        let mut market_cache: Option<(Date, MarketMatch)> = None;
+        for item in &contact.items {
+            let (at, message) = match item {
+                Item::Inbound { at, entry_point } => {
+                    state.inbound(*at, *entry_point);
+                    continue;
+                }
+                Item::Delivery { at, message } => (*at, message),
+            };
+            let local_date = business.timezone.to_datetime(at).date();
+            let Some(ruleset) = Ruleset::on(local_date) else {
+                out.errors.push(PricingError {
+                    message_id: message.id.clone(),
+                    origin: message.origin,
+                    message: format!(
+                        "unsupported era: delivered {at} ({local_date} in {}), before 2022-02-01, when Meta billed per notification; wameter prices 2022-02-01 onward",
+                        business.timezone_name()
+                    ),
+                });
+                continue;
+            };
+            let customer_service_window = state.customer_service_window(at);
+            let opened_free_entry_point = state.answer_entry_point(at, local_date, ruleset.is_conversation_based());
+            let free_entry_point = state.open_free_entry_point(at);
+            let delivery = Delivery {
+                template: message.template.as_ref(),
+                delivered_at: at,
+                local_date,
+                business: &business,
+                user: &contact.user,
+                customer_service_window,
+                free_entry_point,
+                opened_free_entry_point,
+                options: &self.accounts.options,
+            };
+            let open_before = open_conversations(&state, &delivery, at);
+            let verdict: Verdict = match ruleset {
+                Ruleset::Cbp2022 => rules::cbp_2022::decide(&delivery, &mut state),
+                Ruleset::Cbp2023 => rules::cbp_2023::decide(&delivery, &mut state),
+                Ruleset::Pmp2025 => rules::pmp_2025::decide(&delivery, &mut state),
+                Ruleset::Pmp2026Oct => rules::pmp_2026_10::decide(&delivery, &mut state),
+            };
+            let market = match &market_cache {
+                Some((date, found)) if *date == local_date => found.clone(),
+                _ => {
+                    let found = self.markets.lookup(&contact.user, local_date);
+                    market_cache = Some((local_date, found.clone()));
+                    found
+                }
+            };
+            let notes = delivery.free_form_outside_window_note().into_iter().collect();
+            let (conversation_id, opens_conversation) = match verdict.conversation {
+                Some((id, opens)) => (Some(id), opens),
+                None => (None, false),
+            };
+            out.charges.push(Charge {
+                message_id: message.id.clone(),
+                business: contact.business.clone(),
+                user: contact.user.clone(),
+                delivered_at: at,
+                pricing_model: verdict.pricing_model,
+                category: verdict.category,
+                pricing_type: verdict.pricing_type,
+                billable: verdict.billable,
+                conversation_id,
+                opens_conversation,
+                market: market.market,
+                currency: business.currency,
+                amount: rust_decimal::Decimal::ZERO,
+                tier: None,
+                ruleset: verdict.ruleset,
+                rule: verdict.rule,
+                reason: verdict.reason,
+                trail: Trail {
+                    template: message.template.clone(),
+                    sent_at: message.sent_at,
+                    origin: message.origin,
+                    timezone: business.timezone_name().to_string(),
+                    local_date,
+                    last_inbound_at: state.last_inbound_at,
+                    customer_service_window,
+                    free_entry_point,
+                    open_conversations: open_before,
+                    market_rule: market.rule,
+                    country: market.country,
+                    rate_card: None,
+                    rate: None,
+                    counter: None,
+                    notes,
+                },
+                settlement: verdict.settlement,
+            });
+        }
+        out
+    }
+
+    /// Stage 3: global delivery order, shared monthly counters, prices.
+    pub fn settle(&self, prepared: Prepared, decisions: Vec<ContactDecisions>) -> Report {
+        let mut charges = Vec::with_capacity(decisions.iter().map(|d| d.charges.len()).sum());
+        let mut errors = Vec::new();
+        for decided in decisions {
+            charges.extend(decided.charges);
+            errors.extend(decided.errors);
+        }
+        charges.sort_by(|a, b| {
+            (a.delivered_at, &a.business, &a.user, &a.message_id).cmp(&(b.delivered_at, &b.business, &b.user, &b.message_id))
+        });
+
+        let mut settler = Settler::new(self);
+        let mut priced = Vec::with_capacity(charges.len());
+        for mut charge in charges {
+            match settler.settle(&mut charge) {
+                Ok(()) => priced.push(charge),
+                Err(message) => errors.push(PricingError { message_id: charge.message_id.clone(), origin: charge.trail.origin, message }),
+            }
+        }
+        let mut warnings = prepared.warnings;
+        for charge in &priced {
+            for note in &charge.trail.notes {
+                warnings.push(Warning { code: "note", message: format!("{}: {note}", charge.message_id), origin: Some(charge.trail.origin) });
+            }
+        }
+        let reported = priced.iter().filter(|c| c.ruleset.status() == "reported").count();
+        if reported > 0 {
+            warnings.push(Warning {
+                code: "reported_rules",
+                message: format!(
+                    "{reported} message(s) priced under the 2026-10 rules, which are reported by vendors but not confirmed on a Meta page (decision D12)"
+                ),
+                origin: None,
+            });
+        }
+        errors.sort_by(|a, b| (a.origin, &a.message_id).cmp(&(b.origin, &b.message_id)));
+        Report { charges: priced, warnings, errors, stats: prepared.stats }
+    }
+}
+
+struct Settler<'e, 'a> {
+    engine: &'e Engine<'a>,
+    businesses: HashMap<Arc<str>, Arc<Business>>,
+    free_tier: HashMap<(Arc<str>, (i16, i8)), u64>,
+    volume: HashMap<(Arc<str>, Arc<str>, TierFamily, (i16, i8)), u64>,
+    service_allowance: HashMap<(Arc<str>, (i16, i8)), u64>,
+    /// Conversation id → (type, billable, category) fixed by its opener.
+    conversations: HashMap<String, (PricingType, bool, PricingCategory)>,
+}
+
+impl<'e, 'a> Settler<'e, 'a> {
+    fn new(engine: &'e Engine<'a>) -> Self {
+        Settler {
+            engine,
+            businesses: HashMap::new(),
+            free_tier: HashMap::new(),
+            volume: HashMap::new(),
+            service_allowance: HashMap::new(),
+            conversations: HashMap::new(),
+        }
+    }
+
+    fn engine(&self) -> &'e Engine<'a> {
+        self.engine
+    }
+
+    fn business(&mut self, id: &Arc<str>) -> Arc<Business> {
+        let accounts = self.engine().accounts;
+        self.businesses.entry(id.clone()).or_insert_with(|| accounts.get_or_default(id)).clone()
+    }
+
+    fn card(&self, business: &Business, model: PricingModel, on: Date) -> Result<&'a RateCard, String> {
+        self.engine().rates.select(business.currency, model, on).map_err(|e| format!("{e}; supply one with --rates"))
+    }
+
+    /// Decision D9: authentication is priced authentication-international
+    /// only for an eligible business, after its start, for a recipient
+    /// outside its primary country whose market has such a rate.
+    fn authentication_category(business: &Business, charge: &Charge, card: &RateCard) -> PricingCategory {
+        let (Some(primary), Some(from)) = (&business.primary_country, business.auth_international_from) else {
+            return PricingCategory::Authentication;
+        };
+        let abroad = charge.trail.country.as_deref().is_some_and(|country| country != &**primary);
+        let has_rate = card.markets.get(&*charge.market).is_some_and(|r| r.authentication_international.is_some());
+        if charge.delivered_at >= from && abroad && has_rate {
+            PricingCategory::AuthenticationInternational
+        } else {
+            PricingCategory::Authentication
+        }
+    }
+
+    fn settle(&mut self, charge: &mut Charge) -> Result<(), String> {
+        let business = self.business(&charge.business);
+        let month = month_of(charge.trail.local_date);
+        let month_label = format!("{:04}-{:02}", month.0, month.1);
+        match charge.settlement {
+            Settlement::Free => {}
+            Settlement::ConversationMember => {
+                if let Some((pricing_type, billable, category)) =
+                    charge.conversation_id.as_ref().and_then(|id| self.conversations.get(id))
+                {
+                    charge.pricing_type = *pricing_type;
+                    charge.billable = *billable;
+                    charge.category = *category;
+                }
+            }
+            Settlement::ConversationOpened { rate_category, free_tier } => {
+                let card = self.card(&business, PricingModel::Cbp, charge.trail.local_date);
+                let category = match (&card, rate_category) {
+                    (Ok(card), PricingCategory::Authentication) => Self::authentication_category(&business, charge, card),
+                    _ => rate_category,
+                };
+                charge.category = category;
+                if free_tier {
+                    let used = self.free_tier.entry((business.waba.clone(), month)).or_insert(0);
+                    *used += 1;
+                    charge.trail.counter = Some(format!("WABA {} free tier, {month_label}: conversation #{used}", business.waba));
+                    if *used <= FREE_TIER_CONVERSATIONS {
+                        charge.pricing_type = PricingType::FreeTier;
+                        charge.reason.push_str(&format!(
+                            "; free tier: conversation {used} of the {FREE_TIER_CONVERSATIONS} free this month for WABA {}",
+                            business.waba
+                        ));
+                        if let Ok(card) = &card {
+                            charge.trail.rate_card = Some(card.to_string());
+                            charge.trail.rate = card.rate(&charge.market, category).ok();
+                        }
+                    }
+                }
+                if charge.pricing_type != PricingType::FreeTier {
+                    let card = card?;
+                    let rate = card.rate(&charge.market, category)?;
+                    self.price(charge, card, rate, "conversation", None);
+                }
+            }
+            Settlement::Message { rate_category } => {
+                let card = self.card(&business, PricingModel::Pmp, charge.trail.local_date)?;
+                let category = match rate_category {
+                    PricingCategory::Authentication => Self::authentication_category(&business, charge, card),
+                    other => other,
+                };
+                charge.category = category;
+                let mut rate = card.rate(&charge.market, category)?;
+                let mut tier = None;
+                if let Some(family) = category.tier_family() {
+                    let counter = self
+                        .volume
+                        .entry((business.portfolio.clone(), charge.market.clone(), family, month))
+                        .or_insert(0);
+                    *counter += 1;
+                    let count = *counter;
+                    charge.trail.counter = Some(format!(
+                        "portfolio {}, {} {}, {month_label}: charged message #{count}",
+                        business.portfolio,
+                        charge.market,
+                        family.as_str()
+                    ));
+                    if let Some(band) = self.engine().tiers.band(business.currency, &charge.market, family, charge.trail.local_date, count) {
+                        rate = band.rate;
+                        tier = Some(band.label());
+                    }
+                }
+                self.price(charge, card, rate, "message", tier);
+            }
+            Settlement::ServiceAllowance => {
+                let used = self.service_allowance.entry((business.phone_number_id.clone(), month)).or_insert(0);
+                *used += 1;
+                let used = *used;
+                charge.trail.counter = Some(format!("business number {} service messages, {month_label}: #{used}", business.phone_number_id));
+                let allowance = rules::pmp_2026_10::SERVICE_MESSAGES_FREE_PER_MONTH;
+                if used <= allowance {
+                    charge.reason = format!(
+                        "free-form (service) message delivered: {used} of the {allowance} free service messages this month for business number {} (reported 2026-10 rules)",
+                        business.phone_number_id
+                    );
+                } else {
+                    let card = self.card(&business, PricingModel::Pmp, charge.trail.local_date)?;
+                    let rate = card.rate(&charge.market, PricingCategory::Service)?;
+                    charge.pricing_type = PricingType::Regular;
+                    charge.billable = true;
+                    charge.rule = "service-message-charged";
+                    charge.reason = format!(
+                        "free-form (service) message delivered after the {allowance} free service messages of the month for business number {} (#{used}): charged (reported 2026-10 rules)",
+                        business.phone_number_id
+                    );
+                    self.price(charge, card, rate, "message", None);
+                }
+            }
+        }
+        if charge.opens_conversation {
+            if let Some(id) = &charge.conversation_id {
+                self.conversations.insert(id.clone(), (charge.pricing_type, charge.billable, charge.category));
+            }
+        }
+        Ok(())
+    }
+
+    fn price(&self, charge: &mut Charge, card: &RateCard, rate: rust_decimal::Decimal, per: &str, tier: Option<String>) {
+        charge.amount = rate;
+        charge.trail.rate_card = Some(card.to_string());
+        charge.trail.rate = Some(rate);
+        charge.reason.push_str(&format!(
+            "; {} {} per {per}: {} {} rate, card {}{}",
+            format_amount(rate),
+            card.currency,
+            charge.market,
+            charge.category,
+            card.id,
+            tier.as_ref().map(|t| format!(", volume tier {t}")).unwrap_or_default()
+        ));
+        charge.tier = tier;
+    }
+}

@@ -1,0 +1,30 @@
+//! The pure core of wameter: given what happened between businesses and
+//! users on WhatsApp (a canonical event log), decide what Meta charges for
+//! every delivered business message, under the rules in force at that
+//! instant, and explain why.
+//!
+//! This crate does no IO and reads no clock. Time comes from the events;
+//! businesses, rate cards, volume tiers and the market table are explicit
+//! inputs; the output is deterministic (no hash-map order leaks into it).
+//! Adapters — the NDJSON log reader, Meta's webhooks, the server, the
+//! sandbox, the CLI — live in other crates and call [`engine::Engine`].
+//!
+//! Where to look:
+//! - [`rules`]: one module per pricing era — *how PMP 2025 charges a utility
+//!   template* is in [`rules::pmp_2025`];
+//! - [`window`]: the customer service window, free entry points, conversations;
+//! - [`engine`]: ordering, deduplication, monthly counters, pricing;
+//! - [`ratecard`], [`market`], [`money`]: Meta's rate cards, markets, exact money.
+
+pub mod account;
+pub mod category;
+pub mod charge;
+pub mod engine;
+pub mod event;
+pub mod market;
+pub mod money;
+pub mod ratecard;
+pub mod report;
+pub mod rules;
+pub mod ruleset;
+pub mod window;

@@ -1,0 +1,81 @@
+//! Totals and summaries of a list of charges.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use crate::charge::Charge;
+use crate::money::Currency;
+
+/// Totals for one currency (interfaces §4 `totals`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Totals {
+    /// Currency.
+    pub currency: Currency,
+    /// Sum of `amount` over the charges in that currency.
+    pub amount: Decimal,
+    /// Charges with `billable: true`.
+    pub billable_messages: u64,
+    /// Conversations opened (CBP; plus PMP free entry point windows).
+    pub conversations: u64,
+}
+
+/// Totals per currency, sorted by currency code.
+pub fn totals(charges: &[Charge]) -> Vec<Totals> {
+    let mut by_currency: BTreeMap<Currency, Totals> = BTreeMap::new();
+    for charge in charges {
+        let totals = by_currency.entry(charge.currency).or_insert(Totals {
+            currency: charge.currency,
+            amount: Decimal::ZERO,
+            billable_messages: 0,
+            conversations: 0,
+        });
+        totals.amount += charge.amount;
+        totals.billable_messages += u64::from(charge.billable);
+        totals.conversations += u64::from(charge.opens_conversation);
+    }
+    by_currency.into_values().collect()
+}
+
+/// One line of the month × category × market summary.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SummaryKey {
+    /// Business-local month, `YYYY-MM`.
+    pub month: String,
+    /// Currency.
+    pub currency: Currency,
+    /// Pricing category (Meta's spelling).
+    pub category: &'static str,
+    /// Market.
+    pub market: String,
+}
+
+/// Counts and amount for one summary line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SummaryLine {
+    /// Delivered messages.
+    pub messages: u64,
+    /// Messages with an amount above zero.
+    pub charged: u64,
+    /// Sum of amounts.
+    pub amount: Decimal,
+}
+
+/// Totals by business-local month × currency × category × market.
+pub fn summary(charges: &[Charge]) -> BTreeMap<SummaryKey, SummaryLine> {
+    let mut lines: BTreeMap<SummaryKey, SummaryLine> = BTreeMap::new();
+    for charge in charges {
+        let date = charge.trail.local_date;
+        let key = SummaryKey {
+            month: format!("{:04}-{:02}", date.year(), date.month()),
+            currency: charge.currency,
+            category: charge.category.as_str(),
+            market: charge.market.to_string(),
+        };
+        let line = lines.entry(key).or_default();
+        line.messages += 1;
+        line.charged += u64::from(!charge.amount.is_zero());
+        line.amount += charge.amount;
+    }
+    lines
+}

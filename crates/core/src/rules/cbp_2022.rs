@@ -1,0 +1,84 @@
+//! Conversation-based pricing v1: 2022-02-01 → 2023-05-31.
+//!
+//! Sources: Meta's Feb-2022 pricing rules as quoted by BSPs (S-2022) and
+//! Meta's 2022 scenario set (S-KATA); domain-rules §5.
+//!
+//! - A conversation opens when a business message is **delivered** with no
+//!   conversation open, and lasts 24 h; every further message in those 24 h
+//!   is covered. Only one conversation at a time per (business number, user).
+//! - It is **user-initiated** if the business replies inside the customer
+//!   service window (24 h after the user's last message), otherwise
+//!   **business-initiated** (which requires a template).
+//! - The first 1,000 conversations of each month per WABA are free (free
+//!   tier, settled in `crate::engine`).
+//! - A reply to an ad or Page call-to-action within 24 h opens a free entry
+//!   point conversation (24 h before 2023-03-01, then 72 h) which replaces
+//!   the open conversation.
+
+use crate::category::{PricingCategory, PricingModel, PricingType};
+use crate::charge::Settlement;
+use crate::ruleset::Ruleset;
+use crate::window::ContactState;
+
+use super::{Delivery, Verdict, inside_free_entry_point};
+
+/// Decides one delivery under CBP v1.
+pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
+    let at = delivery.delivered_at;
+    if let Some(window) = delivery.free_entry_point {
+        if delivery.opened_free_entry_point {
+            // The entry point conversation replaces the open one.
+            state.v1_conversation = None;
+        }
+        return inside_free_entry_point(delivery, Ruleset::Cbp2022, window, true);
+    }
+    if let Some((window, user_initiated)) = state.v1_open(at) {
+        let category = category_of(user_initiated);
+        return Verdict {
+            ruleset: Ruleset::Cbp2022,
+            rule: "inside-open-conversation",
+            reason: format!(
+                "{} delivered inside the {} conversation opened {} (open until {})",
+                delivery.describe(),
+                category.as_str().replace('_', "-"),
+                window.opened_at,
+                window.closes_at
+            ),
+            pricing_model: PricingModel::Cbp,
+            category,
+            pricing_type: PricingType::Regular,
+            billable: true,
+            conversation: Some((delivery.conversation_id(category.as_str(), window.opened_at), false)),
+            settlement: Settlement::ConversationMember,
+        };
+    }
+    let user_initiated = delivery.customer_service_window.is_some();
+    state.v1_conversation = Some((at, user_initiated));
+    let category = category_of(user_initiated);
+    let reason = match delivery.customer_service_window {
+        Some(window) => format!(
+            "{} delivered inside the customer service window opened {} with no conversation open: user-initiated conversation opened",
+            delivery.describe(),
+            window.opened_at
+        ),
+        None => format!(
+            "{} delivered with no customer service window and no conversation open: business-initiated conversation opened",
+            delivery.describe()
+        ),
+    };
+    Verdict {
+        ruleset: Ruleset::Cbp2022,
+        rule: if user_initiated { "user-initiated-conversation-opened" } else { "business-initiated-conversation-opened" },
+        reason,
+        pricing_model: PricingModel::Cbp,
+        category,
+        pricing_type: PricingType::Regular,
+        billable: true,
+        conversation: Some((delivery.conversation_id(category.as_str(), at), true)),
+        settlement: Settlement::ConversationOpened { rate_category: category, free_tier: true },
+    }
+}
+
+fn category_of(user_initiated: bool) -> PricingCategory {
+    if user_initiated { PricingCategory::UserInitiated } else { PricingCategory::BusinessInitiated }
+}

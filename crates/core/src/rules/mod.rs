@@ -1,0 +1,113 @@
+//! One module per pricing era. Each exposes `decide`, which looks at one
+//! delivered business message and the pair's windows and says which rule
+//! applies — everything except the amount, which depends on monthly counters
+//! shared across users and is settled afterwards (`crate::engine`).
+//!
+//! To learn how an era charges a given message, read its file top to bottom:
+//! - [`cbp_2022`]: conversation-based pricing v1 (2022-02-01 → 2023-05-31);
+//! - [`cbp_2023`]: conversation-based pricing v2 (2023-06-01 → 2025-06-30);
+//! - [`pmp_2025`]: per-message pricing (2025-07-01 → 2026-09-30);
+//! - [`pmp_2026_10`]: per-message pricing as reported from 2026-10-01.
+
+pub mod cbp_2022;
+pub mod cbp_2023;
+pub mod pmp_2025;
+pub mod pmp_2026_10;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use crate::account::{Business, RuleOptions};
+use crate::category::{PricingCategory, PricingModel, PricingType};
+use crate::charge::Settlement;
+use crate::event::{Template, UserId};
+use crate::ruleset::Ruleset;
+use crate::window::Window;
+
+/// One delivered business message, with the windows open at delivery.
+pub(crate) struct Delivery<'a> {
+    pub template: Option<&'a Template>,
+    pub delivered_at: Timestamp,
+    pub local_date: Date,
+    pub business: &'a Business,
+    pub user: &'a UserId,
+    /// The customer service window open at delivery.
+    pub customer_service_window: Option<Window>,
+    /// The free entry point window open at delivery (possibly opened by it).
+    pub free_entry_point: Option<Window>,
+    /// Whether this delivery opened that free entry point window.
+    pub opened_free_entry_point: bool,
+    pub options: &'a RuleOptions,
+}
+
+impl Delivery<'_> {
+    /// `conv:<category>:<business>:<user>:<unix seconds>` — deterministic,
+    /// readable, unique per pair, category and opening instant.
+    pub fn conversation_id(&self, category: &str, opened_at: Timestamp) -> String {
+        format!("conv:{category}:{}:{}:{}", self.business.phone_number_id, self.user, opened_at.as_second())
+    }
+
+    /// "template `name` (utility)" or "free-form message".
+    pub fn describe(&self) -> String {
+        match self.template {
+            Some(t) => format!("{} template `{}`", t.category.as_str(), t.name),
+            None => "free-form message".to_string(),
+        }
+    }
+
+    /// Notes a free-form message delivered with no window open: Meta refuses
+    /// those (131047), so the log is probably incomplete.
+    pub fn free_form_outside_window_note(&self) -> Option<String> {
+        (self.template.is_none() && self.customer_service_window.is_none() && self.free_entry_point.is_none()).then(|| {
+            "free-form message delivered with no customer service window open: Meta refuses these (131047); is an inbound message missing from the log?".to_string()
+        })
+    }
+}
+
+/// What an era's rules decided.
+pub(crate) struct Verdict {
+    pub ruleset: Ruleset,
+    pub rule: &'static str,
+    pub reason: String,
+    pub pricing_model: PricingModel,
+    pub category: PricingCategory,
+    pub pricing_type: PricingType,
+    pub billable: bool,
+    /// (conversation id, opened by this message).
+    pub conversation: Option<(String, bool)>,
+    pub settlement: Settlement,
+}
+
+/// The verdict for a message inside an open free entry point, shared by
+/// every era (CBP: a `referral_conversion` conversation; PMP: a window).
+pub(crate) fn inside_free_entry_point(delivery: &Delivery, ruleset: Ruleset, window: Window, cbp: bool) -> Verdict {
+    let opened = delivery.opened_free_entry_point;
+    let (pricing_model, category) = if cbp {
+        (PricingModel::Cbp, PricingCategory::ReferralConversion)
+    } else {
+        // Meta keys PMP entry-point messages on `type`; the category it prints
+        // is not settled (domain-rules §7.2), we keep the message's own.
+        let natural = delivery.template.map_or(PricingCategory::Service, |t| t.category.into());
+        (PricingModel::Pmp, natural)
+    };
+    let reason = if opened {
+        format!(
+            "{} answered an entry point within 24 h: free entry point window opened, free until {}",
+            delivery.describe(),
+            window.closes_at
+        )
+    } else {
+        format!("{} delivered inside the free entry point window open until {}", delivery.describe(), window.closes_at)
+    };
+    Verdict {
+        ruleset,
+        rule: if opened { "free-entry-point-opened" } else { "inside-free-entry-point" },
+        reason,
+        pricing_model,
+        category,
+        pricing_type: PricingType::FreeEntryPoint,
+        billable: false,
+        conversation: Some((delivery.conversation_id("referral_conversion", window.opened_at), opened)),
+        settlement: Settlement::Free,
+    }
+}
