@@ -1,1 +1,297 @@
-fn main(){}
+//! `wameter`: meters WhatsApp Cloud API charges from a log of what happened.
+//!
+//! This binary is glue: it reads files, runs the pure engine of
+//! `wameter-core` (in parallel over contacts) and prints what it decided.
+
+mod generate;
+mod input;
+mod output;
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use wameter_core::engine::{Engine, Report, prepare};
+use wameter_core::event::EventKind;
+use wameter_core::market::MarketTable;
+use wameter_core::money::format_amount;
+use wameter_core::ratecard::RateBook;
+
+use crate::input::{EngineArgs, LoadedLogs, Setup, load_logs, total_size};
+
+/// Meters, explains and predicts what Meta charges for WhatsApp Cloud API messages.
+#[derive(Parser)]
+#[command(name = "wameter", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay event logs through the rules in force at each delivery and print the charges.
+    Replay {
+        /// Canonical NDJSON event logs (`-` for standard input).
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Print the machine-readable document (interfaces §4).
+        #[arg(long)]
+        json: bool,
+        /// Also list every delivered message.
+        #[arg(long)]
+        messages: bool,
+    },
+    /// Show the decision trail of one message: windows, conversations, ruleset, rule, market, card, tier.
+    Explain {
+        /// Canonical NDJSON event logs.
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<PathBuf>,
+        /// The wamid to explain.
+        #[arg(long, value_name = "WAMID")]
+        message: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Print the charge as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate seedable synthetic traffic in the canonical format.
+    Gen(generate::GenArgs),
+    /// Rate cards.
+    Rates {
+        #[command(subcommand)]
+        command: RatesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RatesCommand {
+    /// List the rate cards built into this binary, with provenance and known gaps.
+    List,
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Reads, parses and replays; engine work runs in parallel over contacts.
+fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_events: bool) -> Result<(LoadedLogs, Report)> {
+    let setup: Setup = args.setup()?;
+    let bar = progress_bar(total_size(logs));
+    bar.set_message("reading");
+    let mut loaded = load_logs(logs, args.strict, &bar)?;
+    bar.set_message("replaying");
+    let engine = Engine { accounts: &setup.accounts, rates: &setup.rates, tiers: &setup.tiers, markets: MarketTable::builtin() };
+    let events = if keep_events { loaded.events.clone() } else { std::mem::take(&mut loaded.events) };
+    let prepared = prepare(events);
+    let decisions = prepared.contacts.par_iter().map(|contact| engine.decide(contact)).collect();
+    let report = engine.settle(prepared, decisions);
+    bar.finish_and_clear();
+    Ok((loaded, report))
+}
+
+fn print_pricing_errors(logs: &LoadedLogs, report: &Report) -> bool {
+    if report.errors.is_empty() {
+        return false;
+    }
+    let mut stderr = std::io::stderr().lock();
+    for error in report.errors.iter().take(50) {
+        let _ = writeln!(stderr, "error: {}: message {}: {}", logs.position(error.origin), error.message_id, error.message);
+    }
+    if report.errors.len() > 50 {
+        let _ = writeln!(stderr, "error: … and {} more", report.errors.len() - 50);
+    }
+    let _ = writeln!(
+        stderr,
+        "error: {} delivered message(s) cannot be priced without guessing; nothing printed",
+        report.errors.len()
+    );
+    true
+}
+
+fn report_malformed(logs: &LoadedLogs) {
+    if logs.malformed.is_empty() {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    for error in logs.malformed.iter().take(20) {
+        let _ = writeln!(stderr, "warning: {}: skipped", logs.describe(error));
+    }
+    let _ = writeln!(
+        stderr,
+        "warning: {} malformed line(s) skipped (listed in the report; --strict makes them fatal)",
+        logs.malformed.len()
+    );
+}
+
+fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) -> Result<ExitCode> {
+    let (loaded, report) = run_replay(&logs, &engine, false)?;
+    report_malformed(&loaded);
+    if print_pricing_errors(&loaded, &report) {
+        return Ok(ExitCode::from(1));
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if json {
+        output::write_json(&mut out, &report, &loaded)?;
+    } else {
+        output::write_table(&mut out, &report, &loaded, messages)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) -> Result<ExitCode> {
+    let (loaded, report) = run_replay(&logs, &engine, true)?;
+    report_malformed(&loaded);
+    if let Some(error) = report.errors.iter().find(|e| &*e.message_id == message) {
+        eprintln!("error: {}: message {message} cannot be priced: {}", loaded.position(error.origin), error.message);
+        return Ok(ExitCode::from(1));
+    }
+    let Some(charge) = report.charges.iter().find(|c| &*c.message_id == message) else {
+        // Say what the log does know about it.
+        let mut seen = Vec::new();
+        for event in &loaded.events {
+            match &event.kind {
+                EventKind::Outbound { id, .. } if **id == *message => {
+                    seen.push(format!("{}: outbound at {}", loaded.position(event.origin), event.at))
+                }
+                EventKind::Status { id, status, error } if **id == *message => seen.push(format!(
+                    "{}: status {status:?} at {}{}",
+                    loaded.position(event.origin),
+                    event.at,
+                    error.map(|e| format!(" (error {e})")).unwrap_or_default()
+                )),
+                _ => {}
+            }
+        }
+        if seen.is_empty() {
+            eprintln!("error: message {message} does not appear in the log");
+        } else {
+            eprintln!("message {message} was not delivered, so Meta does not charge for it:");
+            for line in seen {
+                eprintln!("  {line}");
+            }
+        }
+        return Ok(ExitCode::from(1));
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut one = report.clone();
+        one.charges = vec![charge.clone()];
+        one.warnings.clear();
+        output::write_json(&mut out, &one, &loaded)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let trail = &charge.trail;
+    let business = engine.setup()?.accounts.get_or_default(&charge.business);
+    let when = |t: Option<jiff::Timestamp>| t.map_or("none".to_string(), |t| t.to_string());
+    writeln!(out, "Message {}", charge.message_id)?;
+    writeln!(out, "  read from        {}", loaded.position(trail.origin))?;
+    writeln!(
+        out,
+        "  business         {} (WABA {}, portfolio {}, {}, {})",
+        charge.business, business.waba, business.portfolio, trail.timezone, charge.currency
+    )?;
+    writeln!(out, "  user             {} → market {} ({})", charge.user, charge.market, trail.market_rule)?;
+    match &trail.template {
+        Some(t) => writeln!(out, "  message          template `{}`, category {}", t.name, t.category.as_str())?,
+        None => writeln!(out, "  message          free-form (not a template)")?,
+    }
+    writeln!(out, "  sent             {}", trail.sent_at)?;
+    writeln!(out, "  delivered        {} (local date {} — selects ruleset, card and month)", charge.delivered_at, trail.local_date)?;
+    writeln!(out, "  last inbound     {}", when(trail.last_inbound_at))?;
+    match trail.customer_service_window {
+        Some(w) => writeln!(out, "  service window   open, {} → {}", w.opened_at, w.closes_at)?,
+        None => writeln!(out, "  service window   closed")?,
+    }
+    match trail.free_entry_point {
+        Some(w) => writeln!(out, "  free entry point open, {} → {}", w.opened_at, w.closes_at)?,
+        None => writeln!(out, "  free entry point none")?,
+    }
+    if trail.open_conversations.is_empty() {
+        writeln!(out, "  conversations    none open before delivery")?;
+    } else {
+        for (id, category, window) in &trail.open_conversations {
+            writeln!(out, "  conversations    {category} {id}, {} → {}", window.opened_at, window.closes_at)?;
+        }
+    }
+    writeln!(out, "  ruleset          {} ({})", charge.ruleset, charge.ruleset.status())?;
+    writeln!(out, "  rule             {}", charge.rule)?;
+    writeln!(
+        out,
+        "  verdict          {} / {} / {} / billable {}",
+        charge.pricing_model.as_str(),
+        charge.category,
+        charge.pricing_type.as_str(),
+        charge.billable
+    )?;
+    if let Some(id) = &charge.conversation_id {
+        writeln!(out, "  conversation     {id}{}", if charge.opens_conversation { " (opened by this message)" } else { "" })?;
+    }
+    writeln!(out, "  rate card        {}", trail.rate_card.as_deref().unwrap_or("not needed"))?;
+    if let Some(rate) = trail.rate {
+        writeln!(out, "  rate             {} {}", format_amount(rate), charge.currency)?;
+    }
+    if let Some(counter) = &trail.counter {
+        writeln!(out, "  counter          {counter}")?;
+    }
+    writeln!(out, "  tier             {}", charge.tier.as_deref().unwrap_or("none"))?;
+    writeln!(out, "  amount           {} {}", format_amount(charge.amount), charge.currency)?;
+    writeln!(out, "  reason           {}", charge.reason)?;
+    for note in &trail.notes {
+        writeln!(out, "  note             {note}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rates_list() -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    for card in RateBook::builtin().cards() {
+        let until = card.until.map(|u| format!(" until {u}")).unwrap_or_default();
+        writeln!(out, "{}: {} {} from {}{}, {} markets", card.id, card.currency, card.model.as_str(), card.effective, until, card.markets.len())?;
+        writeln!(out, "  source: {}", card.source)?;
+        for gap in &card.gaps {
+            writeln!(out, "  gap: {gap}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay { logs, engine, json, messages } => replay(logs, engine, json, messages),
+        Command::Explain { logs, message, engine, json } => explain(logs, message, engine, json),
+        Command::Gen(args) => generate::run(args),
+        Command::Rates { command: RatesCommand::List } => rates_list(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            // `wameter replay … | head` closes our output early: not an error.
+            let broken_pipe = error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

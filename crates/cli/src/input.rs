@@ -1,0 +1,142 @@
+//! Reading the user's files: logs (parsed in parallel, positions kept),
+//! accounts, rate cards, tiers.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
+use wameter_core::account::Accounts;
+use wameter_core::event::Event;
+use wameter_core::ratecard::{RateBook, RateCard, TierBook};
+use wameter_log::{LineError, parse_chunk};
+
+/// Options shared by every command that replays a log.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Accounts file (TOML): time zones, currencies, WABAs, portfolios.
+    #[arg(long, value_name = "FILE")]
+    pub accounts: Option<PathBuf>,
+    /// Rate card in Meta's CSV layout (repeatable). Replaces the built-in cards.
+    #[arg(long = "rates", value_name = "FILE")]
+    pub rates: Vec<PathBuf>,
+    /// Volume tiers, `effective,currency,market,category,from,to,rate` (repeatable).
+    #[arg(long = "tiers", value_name = "FILE")]
+    pub tiers: Vec<PathBuf>,
+    /// Make a malformed log line fatal instead of reporting and skipping it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// The engine's inputs other than events.
+pub struct Setup {
+    pub accounts: Accounts,
+    pub rates: RateBook,
+    pub tiers: TierBook,
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+impl EngineArgs {
+    pub fn setup(&self) -> Result<Setup> {
+        let accounts = match &self.accounts {
+            Some(path) => wameter_log::parse_accounts(&path.display().to_string(), &read(path)?)?,
+            None => Accounts::default(),
+        };
+        let rates = if self.rates.is_empty() {
+            RateBook::builtin()
+        } else {
+            let cards = self
+                .rates
+                .iter()
+                .map(|path| Ok(RateCard::parse_meta_csv(&path.display().to_string(), &read(path)?)?))
+                .collect::<Result<Vec<_>>>()?;
+            RateBook::new(cards)
+        };
+        let mut bands = Vec::new();
+        for path in &self.tiers {
+            bands.extend(TierBook::parse_simple_csv(&path.display().to_string(), &read(path)?)?);
+        }
+        Ok(Setup { accounts, rates, tiers: TierBook::new(bands) })
+    }
+}
+
+/// Everything read from the log files.
+pub struct LoadedLogs {
+    pub names: Vec<String>,
+    pub events: Vec<Event>,
+    pub malformed: Vec<LineError>,
+}
+
+impl LoadedLogs {
+    /// `file:line` for an origin.
+    pub fn position(&self, origin: wameter_core::event::Origin) -> String {
+        let name = self.names.get(origin.source as usize).map(String::as_str).unwrap_or("?");
+        format!("{name}:{}", origin.line)
+    }
+
+    pub fn describe(&self, error: &LineError) -> String {
+        let name = self.names.get(error.origin.source as usize).map(String::as_str).unwrap_or("?");
+        format!("{name}:{error}")
+    }
+}
+
+/// Splits text into about `pieces` runs of whole lines, with each run's
+/// first line number.
+fn split_lines(text: &str, pieces: usize) -> Vec<(&str, u32)> {
+    let target = (text.len() / pieces.max(1)).max(1 << 20);
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut line = 1u32;
+    while start < text.len() {
+        let mut end = (start + target).min(text.len());
+        if end < text.len() {
+            end = text[end..].find('\n').map_or(text.len(), |i| end + i + 1);
+        }
+        let run = &text[start..end];
+        runs.push((run, line));
+        line += run.bytes().filter(|b| *b == b'\n').count() as u32;
+        start = end;
+    }
+    runs
+}
+
+/// Reads and parses log files; `-` is standard input.
+pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::ProgressBar) -> Result<LoadedLogs> {
+    let mut names = Vec::new();
+    let mut events = Vec::new();
+    let mut malformed = Vec::new();
+    for (index, path) in paths.iter().enumerate() {
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+        } else {
+            read(path)?
+        };
+        names.push(path.display().to_string());
+        let runs = split_lines(&text, rayon::current_num_threads() * 4);
+        let chunks: Vec<_> = runs
+            .par_iter()
+            .map(|(run, first_line)| {
+                let chunk = parse_chunk(run, index as u32, *first_line);
+                progress.inc(run.len() as u64);
+                chunk
+            })
+            .collect();
+        for chunk in chunks {
+            events.extend(chunk.events);
+            malformed.extend(chunk.errors);
+        }
+    }
+    let logs = LoadedLogs { names, events, malformed };
+    if strict && !logs.malformed.is_empty() {
+        let first = &logs.malformed[0];
+        bail!("{} (--strict; {} malformed line(s) in all)", logs.describe(first), logs.malformed.len());
+    }
+    Ok(logs)
+}
+
+/// Total size of the files, for the progress bar (0 for standard input).
+pub fn total_size(paths: &[PathBuf]) -> u64 {
+    paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+}

@@ -1,0 +1,266 @@
+//! The canonical event log: one JSON object per line.
+//!
+//! ```
+//! use wameter_core::event::{EventKind, Origin};
+//! use wameter_log::parse_line;
+//! let line = r#"{"type":"inbound","at":"2025-07-01T07:00:00-03:00","business":"1065","user":"+5511999990000"}"#;
+//! let event = parse_line(line, Origin { source: 0, line: 1 }).unwrap().unwrap();
+//! assert_eq!(event.at.to_string(), "2025-07-01T10:00:00Z");
+//! assert!(matches!(event.kind, EventKind::Inbound { .. }));
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+use wameter_core::category::TemplateCategory;
+use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, Template, UserId};
+
+/// A line that is not a valid canonical event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineError {
+    /// Where: source index and line.
+    pub origin: Origin,
+    /// The field at fault, when one is.
+    pub field: Option<&'static str>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.field {
+            Some(field) => write!(f, "line {}: field `{field}`: {}", self.origin.line, self.message),
+            None => write!(f, "line {}: {}", self.origin.line, self.message),
+        }
+    }
+}
+
+/// `at`: an RFC 3339 string with offset, or integer UNIX seconds.
+struct At(Timestamp);
+
+impl<'de> Deserialize<'de> for At {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<At, D::Error> {
+        struct AtVisitor;
+        impl Visitor<'_> for AtVisitor {
+            type Value = At;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp with offset or integer UNIX seconds")
+            }
+            fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<At, E> {
+                Timestamp::from_second(seconds).map(At).map_err(|e| E::custom(format!("{seconds} is out of range: {e}")))
+            }
+            fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<At, E> {
+                let seconds = i64::try_from(seconds).map_err(|_| E::custom("UNIX seconds out of range"))?;
+                self.visit_i64(seconds)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<At, E> {
+                text.parse::<Timestamp>().map(At).map_err(|e| {
+                    E::custom(format!("`{text}` is not an RFC 3339 timestamp with offset ({e})"))
+                })
+            }
+        }
+        deserializer.deserialize_any(AtVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTemplate<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    category: Option<Cow<'a, str>>,
+}
+
+/// Every field any event kind may carry; which are required depends on
+/// `type`. Unknown fields are ignored (interfaces §1).
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    event_type: Option<Cow<'a, str>>,
+    at: Option<serde_json::Value>,
+    #[serde(borrow)]
+    business: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    entry_point: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    template: Option<RawTemplate<'a>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    error: Option<serde_json::Value>,
+    object: Option<serde_json::Value>,
+}
+
+/// Parses one line. `Ok(None)` for blank lines and `#` comments.
+pub fn parse_line(line: &str, origin: Origin) -> Result<Option<Event>, LineError> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(None);
+    }
+    let fail = |field: Option<&'static str>, message: String| LineError { origin, field, message };
+    let raw: RawEvent = serde_json::from_str(trimmed).map_err(|e| {
+        let message = if e.is_data() {
+            format!("{e}")
+        } else {
+            format!("not a JSON object: {e}")
+        };
+        fail(None, message)
+    })?;
+    if raw.object.is_some() {
+        return Err(fail(
+            Some("object"),
+            "this is a Meta webhook envelope; this version of wameter reads canonical events only".into(),
+        ));
+    }
+    let event_type = raw.event_type.ok_or_else(|| fail(Some("type"), "missing (inbound, outbound or status)".into()))?;
+    let at = match raw.at {
+        None => return Err(fail(Some("at"), "missing".into())),
+        Some(value) => At::deserialize(&value).map_err(|e| fail(Some("at"), e.to_string()))?.0,
+    };
+    let required = |value: Option<Cow<str>>, field: &'static str| -> Result<Box<str>, LineError> {
+        match value {
+            Some(text) if !text.trim().is_empty() => Ok(Box::from(text.trim())),
+            Some(_) => Err(fail(Some(field), "empty".into())),
+            None => Err(fail(Some(field), format!("required for {event_type} events"))),
+        }
+    };
+    let user = |value: Option<Cow<str>>| -> Result<UserId, LineError> {
+        let text = required(value, "user")?;
+        UserId::parse(&text).map_err(|e| fail(Some("user"), e))
+    };
+    let kind = match &*event_type {
+        "inbound" => EventKind::Inbound {
+            business: required(raw.business, "business")?,
+            user: user(raw.user)?,
+            id: raw.id.map(|id| Box::from(id.trim())),
+            entry_point: match raw.entry_point.as_deref() {
+                None => None,
+                Some(text) => Some(EntryPoint::parse(text).ok_or_else(|| {
+                    fail(Some("entry_point"), format!("`{text}` is not one of: ad, page_cta"))
+                })?),
+            },
+            kind: match raw.kind.as_deref() {
+                None | Some("message") => InboundKind::Message,
+                Some("call") => InboundKind::Call,
+                Some(other) => return Err(fail(Some("kind"), format!("`{other}` is not one of: message, call"))),
+            },
+        },
+        "outbound" => EventKind::Outbound {
+            business: required(raw.business, "business")?,
+            user: user(raw.user)?,
+            id: required(raw.id, "id")?,
+            template: match raw.template {
+                None => None,
+                Some(template) => {
+                    let name = template.name.map(|n| Box::from(n.trim())).unwrap_or_else(|| Box::from(""));
+                    let category_text =
+                        template.category.ok_or_else(|| fail(Some("template.category"), "missing".into()))?;
+                    let category = TemplateCategory::parse(&category_text).ok_or_else(|| {
+                        fail(
+                            Some("template.category"),
+                            format!("`{category_text}` is not one of: marketing, utility, authentication"),
+                        )
+                    })?;
+                    Some(Template { name, category })
+                }
+            },
+        },
+        "status" => {
+            let text = raw.status.ok_or_else(|| fail(Some("status"), "required for status events".into()))?;
+            let status = DeliveryStatus::parse(&text).ok_or_else(|| {
+                fail(Some("status"), format!("`{text}` is not one of: sent, delivered, read, failed"))
+            })?;
+            let error = match raw.error {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64(),
+                Some(other) => return Err(fail(Some("error"), format!("`{other}` is not an integer error code"))),
+            };
+            EventKind::Status { id: required(raw.id, "id")?, status, error }
+        }
+        other => return Err(fail(Some("type"), format!("`{other}` is not one of: inbound, outbound, status"))),
+    };
+    Ok(Some(Event { at, origin, kind }))
+}
+
+/// Events and errors from a run of lines.
+#[derive(Clone, Debug, Default)]
+pub struct ParsedChunk {
+    /// Valid events, in input order.
+    pub events: Vec<Event>,
+    /// Invalid lines, in input order.
+    pub errors: Vec<LineError>,
+}
+
+/// Parses a run of lines of source `source` whose first line is
+/// `first_line` (1-based). Callers split big files at line boundaries and
+/// parse the pieces in parallel.
+pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
+    let mut chunk = ParsedChunk::default();
+    for (offset, line) in text.lines().enumerate() {
+        let origin = Origin { source, line: first_line + offset as u32 };
+        match parse_line(line, origin) {
+            Ok(Some(event)) => chunk.events.push(event),
+            Ok(None) => {}
+            Err(error) => chunk.errors.push(error),
+        }
+    }
+    chunk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Option<Event>, LineError> {
+        parse_line(line, Origin { source: 0, line: 7 })
+    }
+
+    #[test]
+    fn accepts_every_documented_shape() {
+        let unix = parse(r#"{"type":"status","at":1751364005,"id":"wamid.X","status":"read"}"#).unwrap().unwrap();
+        assert_eq!(unix.at.to_string(), "2025-07-01T10:00:05Z");
+        let outbound = parse(r#"{"type":"outbound","at":"2025-07-01T10:00:00Z","business":"1","user":"5511999990000","id":"wamid.X","template":{"name":"order_update","category":"UTILITY"},"extra":1}"#).unwrap().unwrap();
+        match outbound.kind {
+            EventKind::Outbound { template: Some(t), user, .. } => {
+                assert_eq!(t.category, TemplateCategory::Utility);
+                assert_eq!(user.to_string(), "+5511999990000");
+            }
+            other => panic!("{other:?}"),
+        }
+        let call = parse(r#"{"type":"inbound","at":"2025-07-01T10:00:00Z","business":"1","user":"BR.1502","kind":"call","entry_point":"page_cta"}"#).unwrap().unwrap();
+        assert!(matches!(call.kind, EventKind::Inbound { kind: InboundKind::Call, entry_point: Some(EntryPoint::PageCta), .. }));
+        assert_eq!(parse("   ").unwrap(), None);
+        assert_eq!(parse("# a comment").unwrap(), None);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_field() {
+        let cases = [
+            (r#"{"type":"inbound","at":"2025-07-01T10:00:00Z","user":"+5511999990000"}"#, Some("business")),
+            (r#"{"type":"inbound","at":"2025-07-01 10:00","business":"1","user":"+5511999990000"}"#, Some("at")),
+            (r#"{"type":"inbound","business":"1","user":"+5511999990000"}"#, Some("at")),
+            (r#"{"type":"outbound","at":1,"business":"1","user":"+5511999990000"}"#, Some("id")),
+            (r#"{"type":"outbound","at":1,"business":"1","user":"+5511999990000","id":"w","template":{"name":"x","category":"promo"}}"#, Some("template.category")),
+            (r#"{"type":"status","at":1,"id":"w","status":"seen"}"#, Some("status")),
+            (r#"{"type":"status","at":1,"id":"w","status":"failed","error":"x"}"#, Some("error")),
+            (r#"{"type":"inbound","at":1,"business":"1","user":"not a number"}"#, Some("user")),
+            (r#"{"type":"click","at":1}"#, Some("type")),
+            (r#"{"object":"whatsapp_business_account","entry":[]}"#, Some("object")),
+            (r#"{"type":"inbound","at":1,"business":"1","user":"+55119999"#, None),
+            ("[1,2]", None),
+        ];
+        for (line, field) in cases {
+            let error = parse(line).unwrap_err();
+            assert_eq!(error.field, field, "{line}: {error}");
+            assert_eq!(error.origin.line, 7);
+        }
+    }
+}
