@@ -574,7 +574,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                         charge.market,
                         family.as_str()
                     ));
-                    if let Some(band) = self.engine().tiers.band(business.currency, &charge.market, family, charge.trail.local_date, count) {
+                    if let Some(band) = self.engine().tiers.band(business.currency, &charge.market, category, charge.trail.local_date, count) {
                         rate = band.rate;
                         tier = Some(band.label());
                     }

@@ -22,7 +22,7 @@ use std::fmt;
 use jiff::civil::{Date, date};
 use rust_decimal::Decimal;
 
-use crate::category::{PricingCategory, PricingModel, TierFamily};
+use crate::category::{PricingCategory, PricingModel};
 use crate::money::{Currency, parse_amount};
 
 /// Rates for one market on one card. `None` = no rate (`n/a` or not captured).
@@ -470,8 +470,11 @@ pub struct TierBand {
     pub currency: Currency,
     /// Meta market name.
     pub market: String,
-    /// Utility or authentication (authentication-international shares it, D10).
-    pub family: TierFamily,
+    /// Utility, authentication or authentication-international. The band's
+    /// rate applies to messages priced in this category; the message number
+    /// counts the whole family (authentication and authentication-
+    /// international share one counter, D10).
+    pub category: PricingCategory,
     /// First message number in the band (0 and 1 both mean the first message).
     pub from: u64,
     /// Last message number, inclusive; `None` = open-ended.
@@ -547,10 +550,14 @@ impl TierBook {
             if market.is_empty() {
                 return Err(error(row, "market", "empty market".into()));
             }
-            let family = match cell(3).to_ascii_lowercase().as_str() {
-                "utility" => TierFamily::Utility,
-                "authentication" | "authentication_international" | "authentication-international" => TierFamily::Authentication,
-                other => return Err(error(row, "category", format!("`{other}` has no volume tiers (utility or authentication)"))),
+            let category = match PricingCategory::parse(cell(3)) {
+                Some(category) if category.tier_family().is_some() => category,
+                _ => {
+                    return Err(error(row, "category", format!(
+                        "`{}` has no volume tiers (utility, authentication, authentication_international)",
+                        cell(3)
+                    )));
+                }
             };
             let from: u64 = cell(4).parse().map_err(|_| error(row, "from", format!("`{}` is not a message count", cell(4))))?;
             let to = match cell(5) {
@@ -561,17 +568,18 @@ impl TierBook {
                 return Err(error(row, "to", format!("band ends ({}) before it starts ({from})", to.unwrap_or(0))));
             }
             let rate = parse_rate_cell(cell(6)).map_err(|m| error(row, "rate", m))?.ok_or_else(|| error(row, "rate", "missing rate".into()))?;
-            bands.push(TierBand { effective, currency, market, family, from, to, rate });
+            bands.push(TierBand { effective, currency, market, category, from, to, rate });
         }
         Ok(bands)
     }
 
-    /// The band for the `message_number`-th charged message of a month.
+    /// The band for a message priced in `category` that is the
+    /// `message_number`-th charged message of its family this month.
     /// Only bands of the latest effective date ≤ `on` count, so a new tier
     /// table replaces the old one rather than mixing with it.
-    pub fn band(&self, currency: Currency, market: &str, family: TierFamily, on: Date, message_number: u64) -> Option<&TierBand> {
+    pub fn band(&self, currency: Currency, market: &str, category: PricingCategory, on: Date, message_number: u64) -> Option<&TierBand> {
         let candidates = || {
-            self.bands.iter().filter(move |b| b.currency == currency && b.family == family && b.market == market && b.effective <= on)
+            self.bands.iter().filter(move |b| b.currency == currency && b.category == category && b.market == market && b.effective <= on)
         };
         let latest = candidates().map(|b| b.effective).max()?;
         candidates().filter(|b| b.effective == latest).find(|b| b.contains(message_number))
@@ -666,13 +674,16 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
 2026-01-01,USD,India,utility,3,5,0.0012\n\
 2026-01-01,USD,India,utility,6,,0.0010\n";
         let book = TierBook::new(TierBook::parse_simple_csv("tiers.csv", text).unwrap());
-        let rate = |n| book.band(Currency::USD, "India", TierFamily::Utility, date(2026, 1, 5), n).map(|b| (b.label(), b.rate.to_string()));
+        let rate = |n| book.band(Currency::USD, "India", PricingCategory::Utility, date(2026, 1, 5), n).map(|b| (b.label(), b.rate.to_string()));
         assert_eq!(rate(1), Some(("0:2".into(), "0.0014".into())));
         assert_eq!(rate(2), Some(("0:2".into(), "0.0014".into())));
         assert_eq!(rate(3), Some(("3:5".into(), "0.0012".into())));
         assert_eq!(rate(1_000_000), Some(("6:MAX".into(), "0.0010".into())));
-        assert_eq!(book.band(Currency::USD, "Brazil", TierFamily::Utility, date(2026, 1, 5), 1), None);
-        assert_eq!(book.band(Currency::USD, "India", TierFamily::Utility, date(2025, 12, 31), 1), None);
+        assert_eq!(book.band(Currency::USD, "Brazil", PricingCategory::Utility, date(2026, 1, 5), 1), None);
+        assert_eq!(book.band(Currency::USD, "India", PricingCategory::Utility, date(2025, 12, 31), 1), None);
+        assert_eq!(book.band(Currency::USD, "India", PricingCategory::Authentication, date(2026, 1, 5), 1), None);
+        let marketing = text.replace("utility", "marketing");
+        assert_eq!(TierBook::parse_simple_csv("t.csv", &marketing).unwrap_err().column.as_deref(), Some("category"));
         let bad = text.replace("3,5,", "3,1,");
         assert_eq!(TierBook::parse_simple_csv("t.csv", &bad).unwrap_err().column.as_deref(), Some("to"));
     }

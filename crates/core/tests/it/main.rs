@@ -1,0 +1,7 @@
+//! Integration tests of the engine through its public API: Meta's worked
+//! scenarios (domain-rules §13), every decision in `decisions.md`, and
+//! property tests. One binary, so everything links once.
+
+mod properties;
+mod scenarios;
+mod support;
