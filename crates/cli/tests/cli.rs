@@ -1,0 +1,179 @@
+//! The `wameter` binary through its real interface: files in, stdout,
+//! stderr and exit codes out.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn wameter(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wameter")).args(args).current_dir(root()).output().expect("wameter runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wameter-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const SAMPLE: [&str; 4] = ["examples/sample.ndjson", "--accounts", "examples/accounts.toml", "--json"];
+
+#[test]
+fn replay_json_matches_the_reviewed_snapshot() {
+    let output = wameter(&[&["replay"][..], &SAMPLE[..]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let document: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    insta::assert_json_snapshot!("sample_replay", document);
+}
+
+#[test]
+fn replay_json_totals_are_the_sum_of_amounts() {
+    let output = wameter(&[&["replay"][..], &SAMPLE[..]].concat());
+    let document: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let charges = document["charges"].as_array().unwrap();
+    let sum: rust_decimal::Decimal = charges.iter().map(|c| c["amount"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap()).sum();
+    assert_eq!(document["totals"]["amount"].as_str().unwrap(), sum.normalize().to_string());
+    assert_eq!(document["totals"]["amount"], "0.1055");
+    // Every documented field is present on every charge.
+    for charge in charges {
+        for field in ["message_id", "business", "user", "delivered_at", "pricing_model", "category", "type", "billable",
+            "conversation_id", "opens_conversation", "market", "currency", "amount", "tier", "ruleset", "rule", "reason"] {
+            assert!(charge.get(field).is_some(), "missing {field} in {charge}");
+        }
+    }
+}
+
+#[test]
+fn human_report_shows_totals_by_month_category_market() {
+    let output = wameter(&["replay", "examples/sample.ndjson", "--accounts", "examples/accounts.toml"]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(text.contains("2026-02  authentication_international  India"), "{text}");
+    assert!(text.contains("Total 0.1055 USD"), "{text}");
+}
+
+#[test]
+fn malformed_lines_are_reported_skipped_or_fatal_with_strict() {
+    let dir = temp_dir("malformed");
+    let log = dir.join("bad.ndjson");
+    std::fs::write(
+        &log,
+        "{\"type\":\"outbound\",\"at\":\"2026-02-02T12:00:00Z\",\"business\":\"1\",\"user\":\"+5511999990000\",\"id\":\"w1\",\"template\":{\"name\":\"x\",\"category\":\"marketing\"}}\n\
+         {\"type\":\"status\",\"at\":\"2026-02-02T12:00:01Z\",\"id\":\"w1\",\"status\":\"delivered\"}\n\
+         {\"type\":\"inbound\",\"at\":\"yesterday\",\"business\":\"1\",\"user\":\"+5511999990000\"}\n",
+    )
+    .unwrap();
+    let path = log.to_str().unwrap();
+    let lenient = wameter(&["replay", path, "--json"]);
+    assert!(lenient.status.success(), "{}", stderr(&lenient));
+    assert!(stderr(&lenient).contains("bad.ndjson:line 3: field `at`"), "{}", stderr(&lenient));
+    let document: serde_json::Value = serde_json::from_str(&stdout(&lenient)).unwrap();
+    let warning = &document["warnings"][0];
+    assert_eq!((warning["code"].as_str(), warning["line"].as_u64()), (Some("malformed_line"), Some(3)));
+    assert_eq!(document["totals"]["amount"], "0.0625");
+
+    let strict = wameter(&["replay", path, "--strict"]);
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(stderr(&strict).contains("line 3: field `at`"), "{}", stderr(&strict));
+}
+
+#[test]
+fn unpriceable_messages_fail_loudly() {
+    let dir = temp_dir("era");
+    let log = dir.join("old.ndjson");
+    std::fs::write(&log, "{\"type\":\"outbound\",\"at\":1600000000,\"business\":\"1\",\"user\":\"+5511999990000\",\"id\":\"old\"}\n{\"type\":\"status\",\"at\":1600000001,\"id\":\"old\",\"status\":\"delivered\"}\n").unwrap();
+    let output = wameter(&["replay", log.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("unsupported era"), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn explain_prints_the_decision_trail() {
+    let output = wameter(&["explain", "examples/sample.ndjson", "--accounts", "examples/accounts.toml", "--message", "wamid.order.1"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in ["ruleset          pmp-2025-07 (documented)", "rule             utility-inside-csw",
+        "service window   open, 2026-02-02T14:00:00Z → 2026-02-03T14:00:00Z", "market Brazil (calling code +55 (Brazil))",
+        "local date 2026-02-02", "America/Sao_Paulo"] {
+        assert!(text.contains(expected), "missing `{expected}` in\n{text}");
+    }
+    let tiered = wameter(&["explain", "examples/sample.ndjson", "--accounts", "examples/accounts.toml", "--message", "wamid.otp.in"]);
+    assert!(stdout(&tiered).contains("counter          portfolio acme, India authentication, 2026-02: charged message #1"), "{}", stdout(&tiered));
+    assert!(stdout(&tiered).contains("rate card        usd-2026-01-01"));
+}
+
+#[test]
+fn explain_says_why_an_undelivered_message_costs_nothing() {
+    let output = wameter(&["explain", "examples/sample.ndjson", "--accounts", "examples/accounts.toml", "--message", "wamid.late.1"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("was not delivered"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("131047"), "{}", stderr(&output));
+}
+
+#[test]
+fn gen_is_seeded_and_its_logs_replay_cleanly_in_any_split() {
+    let dir = temp_dir("gen");
+    let (a, b, c) = (dir.join("a.ndjson"), dir.join("b.ndjson"), dir.join("c.ndjson"));
+    let accounts = dir.join("accounts.toml");
+    let run = |path: &Path, seed: &str| {
+        let output = wameter(&["gen", "--seed", seed, "--events", "3000", "-o", path.to_str().unwrap(), "--accounts-out", accounts.to_str().unwrap()]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        std::fs::read(path).unwrap()
+    };
+    assert_eq!(run(&a, "7"), run(&b, "7"));
+    assert_ne!(run(&a, "7"), run(&c, "8"));
+
+    let whole = wameter(&["replay", a.to_str().unwrap(), "--accounts", accounts.to_str().unwrap(), "--json"]);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    // The same log in two files, second half first.
+    let text = std::fs::read_to_string(&a).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let (p1, p2) = (dir.join("part1.ndjson"), dir.join("part2.ndjson"));
+    std::fs::write(&p1, second.join("\n")).unwrap();
+    std::fs::write(&p2, first.join("\n")).unwrap();
+    let split = wameter(&["replay", p1.to_str().unwrap(), p2.to_str().unwrap(), "--accounts", accounts.to_str().unwrap(), "--json"]);
+    let charges = |output: &Output| serde_json::from_str::<serde_json::Value>(&stdout(output)).unwrap()["charges"].clone();
+    assert_eq!(charges(&whole), charges(&split));
+    assert!(charges(&whole).as_array().unwrap().len() > 500);
+}
+
+#[test]
+fn user_rate_cards_in_metas_layout_replace_the_builtin_ones() {
+    let dir = temp_dir("rates");
+    let card = dir.join("usd.csv");
+    std::fs::write(&card, "Cost per message in USD on the WhatsApp Business Platform, effective January 1, 2026,,,,,,\n,,,,,,\nMarket,Currency,Marketing,Utility,Authentication,\"Authentication-\nInternational\",Service\nBrazil,$US,0.5000,0.1000,0.1000,n/a,n/a\nIndia,$US,0.2000,0.0100,0.0100,0.1000,n/a\n").unwrap();
+    let output = wameter(&["replay", "examples/sample.ndjson", "--accounts", "examples/accounts.toml", "--rates", card.to_str().unwrap(), "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let document: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let promo = document["charges"].as_array().unwrap().iter().find(|c| c["message_id"] == "wamid.promo.1").unwrap();
+    assert_eq!(promo["amount"], "0.5");
+    assert!(promo["reason"].as_str().unwrap().contains(card.to_str().unwrap()));
+    // A user card runs until the next user card: October 2026 uses it too.
+    let october = document["charges"].as_array().unwrap().iter().find(|c| c["message_id"] == "wamid.oct.util").unwrap();
+    assert_eq!(october["amount"], "0.01");
+    // A card that does not parse is an error naming the file, row and column.
+    std::fs::write(&card, "Cost per message in USD, effective January 1, 2026\nMarket,Currency,Marketing\nBrazil,$US,abc\n").unwrap();
+    let output = wameter(&["replay", "examples/sample.ndjson", "--rates", card.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("row 3, column `marketing`: `abc` is not a decimal rate"), "{}", stderr(&output));
+}
+
+#[test]
+fn rates_list_shows_provenance_and_gaps() {
+    let output = wameter(&["rates", "list"]);
+    let text = stdout(&output);
+    assert!(text.contains("usd-2026-10-01: USD PMP from 2026-10-01"), "{text}");
+    assert!(text.contains("gap: service: the source overwrote the service column with 0"), "{text}");
+}
