@@ -46,6 +46,9 @@ enum Command {
         /// Also list every delivered message.
         #[arg(long)]
         messages: bool,
+        /// Only read and parse the logs, then print event counts (the floor for benchmarks).
+        #[arg(long)]
+        parse_only: bool,
     },
     /// Show the decision trail of one message: windows, conversations, ruleset, rule, market, card, tier.
     Explain {
@@ -259,6 +262,15 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
     Ok(ExitCode::SUCCESS)
 }
 
+fn parse_only(logs: Vec<PathBuf>, engine: EngineArgs) -> Result<ExitCode> {
+    let bar = progress_bar(total_size(&logs));
+    let loaded = load_logs(&logs, engine.strict, &bar)?;
+    bar.finish_and_clear();
+    report_malformed(&loaded);
+    println!("{} event(s), {} malformed line(s)", loaded.events.len(), loaded.malformed.len());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn rates_list() -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for card in RateBook::builtin().cards() {
@@ -275,7 +287,8 @@ fn rates_list() -> Result<ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Replay { logs, engine, json, messages } => replay(logs, engine, json, messages),
+        Command::Replay { logs, engine, parse_only: true, .. } => parse_only(logs, engine),
+        Command::Replay { logs, engine, json, messages, .. } => replay(logs, engine, json, messages),
         Command::Explain { logs, message, engine, json } => explain(logs, message, engine, json),
         Command::Gen(args) => generate::run(args),
         Command::Rates { command: RatesCommand::List } => rates_list(),

@@ -20,7 +20,14 @@
 //! the id before the position keeps the output independent of how the log
 //! was ordered or split into files.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
+
+// foldhash: a fast, non-cryptographic hasher. Iteration order never reaches
+// the output (everything is sorted), and the keys come from the user's own
+// logs, so SipHash's flooding resistance buys nothing here; it was 13 % of a
+// replay's time (docs/PERFORMANCE.md).
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = StdHashSet<K, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -130,13 +137,13 @@ fn intern(pool: &mut HashMap<Box<str>, Arc<str>>, text: Box<str>) -> Arc<str> {
 pub fn prepare(events: Vec<Event>) -> Prepared {
     let mut stats = PrepareStats { events: events.len() as u64, ..PrepareStats::default() };
     let mut warnings = Vec::new();
-    let mut businesses: HashMap<Box<str>, Arc<str>> = HashMap::new();
-    let mut outbounds: HashMap<Box<str>, OutboundSeen> = HashMap::new();
-    let mut statuses: HashMap<Box<str>, StatusSummary> = HashMap::new();
-    let mut seen_statuses: HashSet<(Box<str>, DeliveryStatus, Timestamp)> = HashSet::new();
-    let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, Option<Box<str>>, bool, InboundKind)> = HashSet::new();
-    let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::new();
-    let mut timelines: HashMap<(Arc<str>, UserId), Vec<Item>> = HashMap::new();
+    let mut businesses: HashMap<Box<str>, Arc<str>> = HashMap::default();
+    let mut outbounds: HashMap<Box<str>, OutboundSeen> = HashMap::default();
+    let mut statuses: HashMap<Box<str>, StatusSummary> = HashMap::default();
+    let mut seen_statuses: HashSet<(Box<str>, DeliveryStatus, Timestamp)> = HashSet::default();
+    let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, Option<Box<str>>, bool, InboundKind)> = HashSet::default();
+    let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::default();
+    let mut timelines: HashMap<(Arc<str>, UserId), Vec<Item>> = HashMap::default();
 
     for event in events {
         match event.kind {
@@ -471,11 +478,11 @@ impl<'e, 'a> Settler<'e, 'a> {
     fn new(engine: &'e Engine<'a>) -> Self {
         Settler {
             engine,
-            businesses: HashMap::new(),
-            free_tier: HashMap::new(),
-            volume: HashMap::new(),
-            service_allowance: HashMap::new(),
-            conversations: HashMap::new(),
+            businesses: HashMap::default(),
+            free_tier: HashMap::default(),
+            volume: HashMap::default(),
+            service_allowance: HashMap::default(),
+            conversations: HashMap::default(),
         }
     }
 
@@ -511,7 +518,7 @@ impl<'e, 'a> Settler<'e, 'a> {
     fn settle(&mut self, charge: &mut Charge) -> Result<(), String> {
         let business = self.business(&charge.business);
         let month = month_of(charge.trail.local_date);
-        let month_label = format!("{:04}-{:02}", month.0, month.1);
+        let month_label = || format!("{:04}-{:02}", month.0, month.1);
         match charge.settlement {
             Settlement::Free => {}
             Settlement::ConversationMember => {
@@ -533,7 +540,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                 if free_tier {
                     let used = self.free_tier.entry((business.waba.clone(), month)).or_insert(0);
                     *used += 1;
-                    charge.trail.counter = Some(format!("WABA {} free tier, {month_label}: conversation #{used}", business.waba));
+                    charge.trail.counter = Some(format!("WABA {} free tier, {}: conversation #{used}", business.waba, month_label()));
                     if *used <= FREE_TIER_CONVERSATIONS {
                         charge.pricing_type = PricingType::FreeTier;
                         charge.reason.push_str(&format!(
@@ -569,10 +576,11 @@ impl<'e, 'a> Settler<'e, 'a> {
                     *counter += 1;
                     let count = *counter;
                     charge.trail.counter = Some(format!(
-                        "portfolio {}, {} {}, {month_label}: charged message #{count}",
+                        "portfolio {}, {} {}, {}: charged message #{count}",
                         business.portfolio,
                         charge.market,
-                        family.as_str()
+                        family.as_str(),
+                        month_label()
                     ));
                     if let Some(band) = self.engine().tiers.band(business.currency, &charge.market, category, charge.trail.local_date, count) {
                         rate = band.rate;
@@ -585,7 +593,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                 let used = self.service_allowance.entry((business.phone_number_id.clone(), month)).or_insert(0);
                 *used += 1;
                 let used = *used;
-                charge.trail.counter = Some(format!("business number {} service messages, {month_label}: #{used}", business.phone_number_id));
+                charge.trail.counter = Some(format!("business number {} service messages, {}: #{used}", business.phone_number_id, month_label()));
                 let allowance = rules::pmp_2026_10::SERVICE_MESSAGES_FREE_PER_MONTH;
                 if used <= allowance {
                     charge.reason = format!(

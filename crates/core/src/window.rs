@@ -169,3 +169,15 @@ mod tests {
         assert_eq!(free_entry_point_length(date(2023, 3, 1)), SignedDuration::from_hours(72));
     }
 }
+
+#[cfg(test)]
+mod size {
+    /// The per-pair state must stay small: 10 M contacts should fit in a few
+    /// GiB (issue target: ≤ 256 bytes per tracked pair).
+    #[test]
+    fn contact_state_fits_in_256_bytes() {
+        let size = std::mem::size_of::<super::ContactState>();
+        eprintln!("ContactState: {size} bytes");
+        assert!(size <= 256, "ContactState is {size} bytes");
+    }
+}
