@@ -93,7 +93,7 @@ fn progress_bar(total: u64) -> ProgressBar {
 }
 
 /// Reads, parses and replays; engine work runs in parallel over contacts.
-fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_events: bool) -> Result<(LoadedLogs, Report)> {
+fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_events: bool) -> Result<(LoadedLogs, Report, Setup)> {
     let setup: Setup = args.setup()?;
     let bar = progress_bar(total_size(logs));
     bar.set_message("reading");
@@ -105,7 +105,7 @@ fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_events: bool) -> Result<
     let decisions = prepared.contacts.par_iter().map(|contact| engine.decide(contact)).collect();
     let report = engine.settle(prepared, decisions);
     bar.finish_and_clear();
-    Ok((loaded, report))
+    Ok((loaded, report, setup))
 }
 
 fn print_pricing_errors(logs: &LoadedLogs, report: &Report) -> bool {
@@ -143,7 +143,7 @@ fn report_malformed(logs: &LoadedLogs) {
 }
 
 fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) -> Result<ExitCode> {
-    let (loaded, report) = run_replay(&logs, &engine, false)?;
+    let (loaded, report, _) = run_replay(&logs, &engine, false)?;
     report_malformed(&loaded);
     if print_pricing_errors(&loaded, &report) {
         return Ok(ExitCode::from(1));
@@ -159,7 +159,7 @@ fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) ->
 }
 
 fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) -> Result<ExitCode> {
-    let (loaded, report) = run_replay(&logs, &engine, true)?;
+    let (loaded, report, setup) = run_replay(&logs, &engine, true)?;
     report_malformed(&loaded);
     if let Some(error) = report.errors.iter().find(|e| &*e.message_id == message) {
         eprintln!("error: {}: message {message} cannot be priced: {}", loaded.position(error.origin), error.message);
@@ -201,7 +201,7 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
         return Ok(ExitCode::SUCCESS);
     }
     let trail = &charge.trail;
-    let business = engine.setup()?.accounts.get_or_default(&charge.business);
+    let business = setup.accounts.get_or_default(&charge.business);
     let when = |t: Option<jiff::Timestamp>| t.map_or("none".to_string(), |t| t.to_string());
     writeln!(out, "Message {}", charge.message_id)?;
     writeln!(out, "  read from        {}", loaded.position(trail.origin))?;

@@ -174,7 +174,7 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
                         if !same {
                             warnings.push(Warning {
                                 code: "conflicting_outbound",
-                                message: format!("outbound message {id} appears twice with different business, user or template; the earlier one is kept"),
+                                message: format!("outbound message {id} appears twice with different business, user or template; the first one read is kept"),
                                 origin: Some(event.origin),
                             });
                         }

@@ -645,6 +645,22 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
     }
 
     #[test]
+    fn every_builtin_market_name_resolves_in_the_market_table_on_its_date() {
+        let table = crate::market::MarketTable::builtin();
+        for card in RateBook::builtin().cards() {
+            let markets = table.markets_on(card.effective);
+            let names: Vec<&str> = markets.iter().map(|m| &**m).collect();
+            for market in card.markets.keys() {
+                assert!(names.contains(&market.as_str()), "{}: market `{market}` is not in the table for {}", card.id, card.effective);
+            }
+            // And the other way round: no market of the table lacks a row.
+            for market in &names {
+                assert!(card.markets.contains_key(*market), "{}: no row for `{market}`", card.id);
+            }
+        }
+    }
+
+    #[test]
     fn selection_never_guesses_past_a_known_change() {
         let book = RateBook::builtin();
         // The 2024-10 USD CBP card ends where Meta changed authentication rates.
