@@ -141,7 +141,7 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
     let mut outbounds: HashMap<Box<str>, OutboundSeen> = HashMap::default();
     let mut statuses: HashMap<Box<str>, StatusSummary> = HashMap::default();
     let mut seen_statuses: HashSet<(Box<str>, DeliveryStatus, Timestamp)> = HashSet::default();
-    let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, Option<Box<str>>, bool, InboundKind)> = HashSet::default();
+    let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)> = HashSet::default();
     let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::default();
     let mut timelines: HashMap<(Arc<str>, UserId), Vec<Item>> = HashMap::default();
 
@@ -149,14 +149,13 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
         match event.kind {
             EventKind::Inbound { business, user, id, entry_point, kind } => {
                 let business = intern(&mut businesses, business);
-                if let Some(id) = &id {
-                    if !seen_inbound_ids.insert((business.clone(), id.clone())) {
-                        stats.duplicates += 1;
-                        continue;
-                    }
-                }
-                let key = (business.clone(), user.clone(), event.at, id, entry_point.is_some(), kind);
-                if key.3.is_none() && !seen_inbounds.insert(key) {
+                // With a wamid, the id says what a duplicate is; without one,
+                // only an identical event is.
+                let first_time = match id {
+                    Some(id) => seen_inbound_ids.insert((business.clone(), id)),
+                    None => seen_inbounds.insert((business.clone(), user.clone(), event.at, entry_point.is_some(), kind)),
+                };
+                if !first_time {
                     stats.duplicates += 1;
                     continue;
                 }
@@ -486,17 +485,13 @@ impl<'e, 'a> Settler<'e, 'a> {
         }
     }
 
-    fn engine(&self) -> &'e Engine<'a> {
-        self.engine
-    }
-
     fn business(&mut self, id: &Arc<str>) -> Arc<Business> {
-        let accounts = self.engine().accounts;
+        let accounts = self.engine.accounts;
         self.businesses.entry(id.clone()).or_insert_with(|| accounts.get_or_default(id)).clone()
     }
 
     fn card(&self, business: &Business, model: PricingModel, on: Date) -> Result<&'a RateCard, String> {
-        self.engine().rates.select(business.currency, model, on).map_err(|e| format!("{e}; supply one with --rates"))
+        self.engine.rates.select(business.currency, model, on).map_err(|e| format!("{e}; supply one with --rates"))
     }
 
     /// Decision D9: authentication is priced authentication-international
@@ -582,7 +577,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                         family.as_str(),
                         month_label()
                     ));
-                    if let Some(band) = self.engine().tiers.band(business.currency, &charge.market, category, charge.trail.local_date, count) {
+                    if let Some(band) = self.engine.tiers.band(business.currency, &charge.market, category, charge.trail.local_date, count) {
                         rate = band.rate;
                         tier = Some(band.label());
                     }
