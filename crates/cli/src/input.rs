@@ -70,15 +70,18 @@ pub struct LoadedLogs {
 }
 
 impl LoadedLogs {
+    /// The file name of a source index.
+    pub fn source_name(&self, source: u32) -> Option<&str> {
+        self.names.get(source as usize).map(String::as_str)
+    }
+
     /// `file:line` for an origin.
     pub fn position(&self, origin: wameter_core::event::Origin) -> String {
-        let name = self.names.get(origin.source as usize).map(String::as_str).unwrap_or("?");
-        format!("{name}:{}", origin.line)
+        format!("{}:{}", self.source_name(origin.source).unwrap_or("?"), origin.line)
     }
 
     pub fn describe(&self, error: &LineError) -> String {
-        let name = self.names.get(error.origin.source as usize).map(String::as_str).unwrap_or("?");
-        format!("{name}:{error}")
+        format!("{}:{error}", self.source_name(error.origin.source).unwrap_or("?"))
     }
 }
 

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use wameter_core::engine::{Engine, Report, prepare};
-use wameter_core::event::EventKind;
+use wameter_core::event::{Event, EventKind};
 use wameter_core::market::MarketTable;
 use wameter_core::money::format_amount;
 use wameter_core::ratecard::RateBook;
@@ -92,20 +92,33 @@ fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
+/// The events that mention one message id (its outbound and statuses).
+fn events_of(events: &[Event], message: &str) -> Vec<Event> {
+    events
+        .iter()
+        .filter(|event| match &event.kind {
+            EventKind::Outbound { id, .. } | EventKind::Status { id, .. } => **id == *message,
+            EventKind::Inbound { .. } => false,
+        })
+        .cloned()
+        .collect()
+}
+
 /// Reads, parses and replays; engine work runs in parallel over contacts.
-fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_events: bool) -> Result<(LoadedLogs, Report, Setup)> {
+/// The events go to the engine; only those of `keep_message` are kept back.
+fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_message: Option<&str>) -> Result<(LoadedLogs, Report, Setup, Vec<Event>)> {
     let setup: Setup = args.setup()?;
     let bar = progress_bar(total_size(logs));
     bar.set_message("reading");
     let mut loaded = load_logs(logs, args.strict, &bar)?;
     bar.set_message("replaying");
     let engine = Engine { accounts: &setup.accounts, rates: &setup.rates, tiers: &setup.tiers, markets: MarketTable::builtin() };
-    let events = if keep_events { loaded.events.clone() } else { std::mem::take(&mut loaded.events) };
-    let prepared = prepare(events);
+    let kept = keep_message.map(|id| events_of(&loaded.events, id)).unwrap_or_default();
+    let prepared = prepare(std::mem::take(&mut loaded.events));
     let decisions = prepared.contacts.par_iter().map(|contact| engine.decide(contact)).collect();
     let report = engine.settle(prepared, decisions);
     bar.finish_and_clear();
-    Ok((loaded, report, setup))
+    Ok((loaded, report, setup, kept))
 }
 
 fn print_pricing_errors(logs: &LoadedLogs, report: &Report) -> bool {
@@ -143,7 +156,7 @@ fn report_malformed(logs: &LoadedLogs) {
 }
 
 fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) -> Result<ExitCode> {
-    let (loaded, report, _) = run_replay(&logs, &engine, false)?;
+    let (loaded, report, _, _) = run_replay(&logs, &engine, None)?;
     report_malformed(&loaded);
     if print_pricing_errors(&loaded, &report) {
         return Ok(ExitCode::from(1));
@@ -159,7 +172,7 @@ fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) ->
 }
 
 fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) -> Result<ExitCode> {
-    let (loaded, report, setup) = run_replay(&logs, &engine, true)?;
+    let (loaded, report, setup, events) = run_replay(&logs, &engine, Some(&message))?;
     report_malformed(&loaded);
     if let Some(error) = report.errors.iter().find(|e| &*e.message_id == message) {
         eprintln!("error: {}: message {message} cannot be priced: {}", loaded.position(error.origin), error.message);
@@ -168,12 +181,12 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
     let Some(charge) = report.charges.iter().find(|c| &*c.message_id == message) else {
         // Say what the log does know about it.
         let mut seen = Vec::new();
-        for event in &loaded.events {
+        for event in &events {
             match &event.kind {
-                EventKind::Outbound { id, .. } if **id == *message => {
+                EventKind::Outbound { .. } => {
                     seen.push(format!("{}: outbound at {}", loaded.position(event.origin), event.at))
                 }
-                EventKind::Status { id, status, error } if **id == *message => seen.push(format!(
+                EventKind::Status { status, error, .. } => seen.push(format!(
                     "{}: status {status:?} at {}{}",
                     loaded.position(event.origin),
                     event.at,

@@ -84,14 +84,14 @@ fn warnings_json<'a>(report: &'a Report, logs: &'a LoadedLogs) -> Vec<WarningJso
         .map(|error| WarningJson {
             code: "malformed_line",
             message: error.to_string(),
-            file: logs.names.get(error.origin.source as usize).map(String::as_str),
+            file: logs.source_name(error.origin.source),
             line: Some(error.origin.line),
         })
         .collect();
     out.extend(report.warnings.iter().map(|warning| WarningJson {
         code: warning.code,
         message: warning.message.clone(),
-        file: warning.origin.and_then(|o| logs.names.get(o.source as usize)).map(String::as_str),
+        file: warning.origin.and_then(|o| logs.source_name(o.source)),
         line: warning.origin.map(|o| o.line),
     }));
     out
