@@ -78,14 +78,26 @@ pub fn format_amount(amount: Decimal) -> String {
     amount.normalize().to_string()
 }
 
+/// Removes thousands separators (`1,940.13`, `2 000 000`) from a number, but
+/// only when they group digits by three from the left: `1,5` (a decimal
+/// comma) is left alone, so it stays invalid instead of becoming 15.
+pub fn strip_thousands_separators(text: &str) -> std::borrow::Cow<'_, str> {
+    const SEPARATORS: [char; 3] = [',', ' ', '\u{a0}'];
+    let integer = text.split('.').next().unwrap_or(text);
+    let groups: Vec<&str> = integer.trim_start_matches('-').split(SEPARATORS).collect();
+    let grouped = groups.len() > 1
+        && (1..=3).contains(&groups[0].len())
+        && groups[1..].iter().all(|g| g.len() == 3)
+        && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit()));
+    if grouped { text.replace(SEPARATORS, "").into() } else { text.into() }
+}
+
 /// Parses a rate or amount exactly. Accepts thousands separators (`1,940.13`,
-/// as in Meta's large-currency tier files); rejects exponents and anything
-/// that is not a plain decimal.
+/// as in Meta's large-currency tier files); rejects exponents, decimal commas
+/// and anything else that is not a plain decimal.
 pub fn parse_amount(text: &str) -> Option<Decimal> {
-    let cleaned: String = text.trim().chars().filter(|c| *c != ',').collect();
-    if cleaned.is_empty()
-        || !cleaned.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-')
-    {
+    let cleaned = strip_thousands_separators(text.trim());
+    if cleaned.is_empty() || !cleaned.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-') {
         return None;
     }
     cleaned.parse::<Decimal>().ok()
@@ -110,6 +122,9 @@ mod tests {
         assert_eq!(parse_amount("0.0340").map(format_amount).as_deref(), Some("0.034"));
         assert_eq!(parse_amount("1,940.13").map(format_amount).as_deref(), Some("1940.13"));
         assert_eq!(parse_amount("1e-3"), None);
+        assert_eq!(parse_amount("1,5"), None);
+        assert_eq!(parse_amount("12,34.5"), None);
+        assert_eq!(parse_amount("2 000 000").map(format_amount).as_deref(), Some("2000000"));
         assert_eq!(parse_amount("n/a"), None);
         assert_eq!(parse_amount(""), None);
         let sum: Decimal = ["0.1", "0.2"].iter().map(|s| parse_amount(s).unwrap()).sum();
