@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use wameter_core::account::Accounts;
 use wameter_core::event::Event;
-use wameter_core::ratecard::{RateBook, RateCard, TierBook};
+use wameter_core::ratecard::{RateBook, RateCard, RateFile, RateFileLayout, Severity, TierBand, TierBook, check_rate_file};
+use wameter_core::ruleset::Ruleset;
 use wameter_log::{LineError, parse_chunk};
 
 /// Options shared by every command that replays a log.
@@ -16,12 +17,20 @@ pub struct EngineArgs {
     /// Accounts file (TOML): time zones, currencies, WABAs, portfolios.
     #[arg(long, value_name = "FILE")]
     pub accounts: Option<PathBuf>,
-    /// Rate card in Meta's CSV layout (repeatable). Replaces the built-in cards.
+    /// Rate card in Meta's CSV layout (repeatable). Replaces the built-in and imported cards.
     #[arg(long = "rates", value_name = "FILE")]
     pub rates: Vec<PathBuf>,
-    /// Volume tiers, `effective,currency,market,category,from,to,rate` (repeatable).
+    /// Volume tiers: Meta's "Volume tiers" CSV or `effective,currency,market,category,from,to,rate`
+    /// (repeatable). Replaces the imported tiers.
     #[arg(long = "tiers", value_name = "FILE")]
     pub tiers: Vec<PathBuf>,
+    /// What-if: price every delivery under this ruleset instead of the one in force
+    /// (cbp-2022, cbp-2023, pmp-2025, pmp-2026-10).
+    #[arg(long, value_name = "ERA", value_parser = parse_ruleset)]
+    pub as_ruleset: Option<Ruleset>,
+    /// What-if: price with the rate cards (and tiers) in force on this date instead of each delivery's date.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub rates_on: Option<jiff::civil::Date>,
     /// Make a malformed log line fatal instead of reporting and skipping it.
     #[arg(long)]
     pub strict: bool,
@@ -34,6 +43,44 @@ pub struct Setup {
     pub tiers: TierBook,
 }
 
+/// Reads a ruleset id or era name (`pmp-2025`, `pmp-2025-07`, `cbp-2023-06`).
+pub fn parse_ruleset(text: &str) -> Result<Ruleset, String> {
+    Ruleset::parse_loose(text).ok_or_else(|| {
+        "expected one of cbp-2022, cbp-2023, pmp-2025, pmp-2026-10 (or the ids cbp-2022-02, cbp-2023-06, pmp-2025-07)".to_string()
+    })
+}
+
+fn warn(problems: &[wameter_core::ratecard::RateFileError]) {
+    for problem in problems.iter().filter(|p| p.severity == Severity::Warning) {
+        eprintln!("warning: {problem}");
+    }
+}
+
+/// Reads a rate card given with `--rates`.
+pub fn read_card(path: &Path) -> Result<RateCard> {
+    let (layout, checked) = check_rate_file(&path.display().to_string(), &read(path)?);
+    let (file, warnings) = checked.into_result()?;
+    warn(&warnings);
+    match file {
+        RateFile::Card(card) => Ok(card),
+        RateFile::Tiers(_) => Err(crate::rates::wrong_kind(path, layout, "--tiers")),
+    }
+}
+
+/// Reads volume tiers given with `--tiers`, in either layout.
+pub fn read_tiers(path: &Path) -> Result<Vec<TierBand>> {
+    let (layout, checked) = check_rate_file(&path.display().to_string(), &read(path)?);
+    if layout == RateFileLayout::MetaRates {
+        return Err(crate::rates::wrong_kind(path, layout, "--rates"));
+    }
+    let (file, warnings) = checked.into_result()?;
+    warn(&warnings);
+    match file {
+        RateFile::Tiers(bands) => Ok(bands),
+        RateFile::Card(_) => Err(crate::rates::wrong_kind(path, layout, "--rates")),
+    }
+}
+
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -44,20 +91,21 @@ impl EngineArgs {
             Some(path) => wameter_log::parse_accounts(&path.display().to_string(), &read(path)?)?,
             None => Accounts::default(),
         };
+        let store = crate::rates::load_store()?;
         let rates = if self.rates.is_empty() {
-            RateBook::builtin()
+            crate::rates::book_with_store(&store)
         } else {
-            let cards = self
-                .rates
-                .iter()
-                .map(|path| Ok(RateCard::parse_meta_csv(&path.display().to_string(), &read(path)?)?))
-                .collect::<Result<Vec<_>>>()?;
-            RateBook::new(cards)
+            RateBook::new(self.rates.iter().map(|path| read_card(path)).collect::<Result<Vec<_>>>()?)
         };
-        let mut bands = Vec::new();
-        for path in &self.tiers {
-            bands.extend(TierBook::parse_simple_csv(&path.display().to_string(), &read(path)?)?);
-        }
+        let bands = if self.tiers.is_empty() {
+            store.tiers
+        } else {
+            let mut bands = Vec::new();
+            for path in &self.tiers {
+                bands.extend(read_tiers(path)?);
+            }
+            bands
+        };
         Ok(Setup { accounts, rates, tiers: TierBook::new(bands) })
     }
 }

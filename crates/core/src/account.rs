@@ -79,6 +79,16 @@ impl Accounts {
         self.businesses.get(phone_number_id)
     }
 
+    /// Adds a business, replacing one with the same phone number id.
+    pub fn insert(&mut self, business: Business) {
+        self.businesses.insert(business.phone_number_id.to_string(), Arc::new(business));
+    }
+
+    /// Every listed business, by phone number id.
+    pub fn businesses(&self) -> impl Iterator<Item = &Arc<Business>> {
+        self.businesses.values()
+    }
+
     /// The business, or one with the defaults.
     pub fn get_or_default(&self, phone_number_id: &str) -> Arc<Business> {
         self.get(phone_number_id).cloned().unwrap_or_else(|| Arc::new(Business::with_defaults(phone_number_id)))

@@ -292,6 +292,55 @@ pub struct Engine<'a> {
     pub tiers: &'a TierBook,
     /// Market table.
     pub markets: &'a MarketTable,
+    /// What-if options; the default prices as Meta does.
+    pub what_if: WhatIf,
+    /// Monthly counters reached before the first event of the log.
+    pub month_to_date: Option<&'a MonthToDate>,
+}
+
+/// Re-pricing under other rules than those in force ("what would this log
+/// have cost under PMP?").
+///
+/// The ruleset replaces the era of every delivery; details a ruleset itself
+/// dates (CBP service conversations free from 2024-11-01, the free entry
+/// point's 24 → 72 hours in 2023, the market table) still follow the
+/// delivery's own date. `rates_on` prices every message from the cards and
+/// tiers in force on that date, for when the era asked for had no card yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WhatIf {
+    /// Ruleset applied to every delivery instead of the one in force.
+    pub ruleset: Option<Ruleset>,
+    /// Date whose rate cards and tiers price every message.
+    pub rates_on: Option<Date>,
+}
+
+impl WhatIf {
+    /// True when nothing is changed.
+    pub fn is_none(&self) -> bool {
+        self.ruleset.is_none() && self.rates_on.is_none()
+    }
+}
+
+/// Counts reached in a month before the log starts: a quote for the rest of
+/// a month, or a replay of part of a month, must start from them or it
+/// prices the first messages in the wrong volume tier.
+///
+/// Months are `(year, month)` in the business's time zone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MonthToDate {
+    /// Charged messages per (portfolio, market, tier family, month).
+    pub volume: std::collections::BTreeMap<(String, String, TierFamily, (i16, i8)), u64>,
+    /// CBP conversations opened per (WABA, month) (the free tier).
+    pub conversations: std::collections::BTreeMap<(String, (i16, i8)), u64>,
+    /// Service messages per (business phone number, month) (2026-10 allowance).
+    pub service_messages: std::collections::BTreeMap<(String, (i16, i8)), u64>,
+}
+
+impl<'a> Engine<'a> {
+    /// An engine that prices as Meta does, from empty monthly counters.
+    pub fn new(accounts: &'a Accounts, rates: &'a RateBook, tiers: &'a TierBook, markets: &'a MarketTable) -> Self {
+        Engine { accounts, rates, tiers, markets, what_if: WhatIf::default(), month_to_date: None }
+    }
 }
 
 fn open_conversations(state: &ContactState, delivery: &Delivery, at: Timestamp) -> Vec<(String, PricingCategory, Window)> {
@@ -336,7 +385,7 @@ impl Engine<'_> {
                 Item::Delivery { at, message } => (*at, message),
             };
             let local_date = business.timezone.to_datetime(at).date();
-            let Some(ruleset) = Ruleset::on(local_date) else {
+            let Some(ruleset) = self.what_if.ruleset.or_else(|| Ruleset::on(local_date)) else {
                 out.errors.push(PricingError {
                     message_id: message.id.clone(),
                     origin: message.origin,
@@ -475,14 +524,31 @@ struct Settler<'e, 'a> {
 
 impl<'e, 'a> Settler<'e, 'a> {
     fn new(engine: &'e Engine<'a>) -> Self {
-        Settler {
+        let mut settler = Settler {
             engine,
             businesses: HashMap::default(),
             free_tier: HashMap::default(),
             volume: HashMap::default(),
             service_allowance: HashMap::default(),
             conversations: HashMap::default(),
+        };
+        if let Some(carried) = engine.month_to_date {
+            for ((portfolio, market, family, month), count) in &carried.volume {
+                settler.volume.insert((Arc::from(portfolio.as_str()), Arc::from(market.as_str()), *family, *month), *count);
+            }
+            for ((waba, month), count) in &carried.conversations {
+                settler.free_tier.insert((Arc::from(waba.as_str()), *month), *count);
+            }
+            for ((phone, month), count) in &carried.service_messages {
+                settler.service_allowance.insert((Arc::from(phone.as_str()), *month), *count);
+            }
         }
+        settler
+    }
+
+    /// The date whose cards and tiers price a charge.
+    fn rates_date(&self, charge: &Charge) -> Date {
+        self.engine.what_if.rates_on.unwrap_or(charge.trail.local_date)
     }
 
     fn business(&mut self, id: &Arc<str>) -> Arc<Business> {
@@ -526,7 +592,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                 }
             }
             Settlement::ConversationOpened { rate_category, free_tier } => {
-                let card = self.card(&business, PricingModel::Cbp, charge.trail.local_date);
+                let card = self.card(&business, PricingModel::Cbp, self.rates_date(charge));
                 let category = match (&card, rate_category) {
                     (Ok(card), PricingCategory::Authentication) => Self::authentication_category(&business, charge, card),
                     _ => rate_category,
@@ -555,7 +621,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                 }
             }
             Settlement::Message { rate_category } => {
-                let card = self.card(&business, PricingModel::Pmp, charge.trail.local_date)?;
+                let card = self.card(&business, PricingModel::Pmp, self.rates_date(charge))?;
                 let category = match rate_category {
                     PricingCategory::Authentication => Self::authentication_category(&business, charge, card),
                     other => other,
@@ -577,7 +643,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                         family.as_str(),
                         month_label()
                     ));
-                    if let Some(band) = self.engine.tiers.band(business.currency, &charge.market, category, charge.trail.local_date, count) {
+                    if let Some(band) = self.engine.tiers.band(business.currency, &charge.market, category, self.rates_date(charge), count) {
                         rate = band.rate;
                         tier = Some(band.label());
                     }
@@ -596,7 +662,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                         business.phone_number_id
                     );
                 } else {
-                    let card = self.card(&business, PricingModel::Pmp, charge.trail.local_date)?;
+                    let card = self.card(&business, PricingModel::Pmp, self.rates_date(charge))?;
                     let rate = card.rate(&charge.market, PricingCategory::Service)?;
                     charge.pricing_type = PricingType::Regular;
                     charge.billable = true;

@@ -14,7 +14,8 @@
 //!   template* is in [`rules::pmp_2025`];
 //! - [`window`]: the customer service window, free entry points, conversations;
 //! - [`engine`]: ordering, deduplication, monthly counters, pricing;
-//! - [`ratecard`], [`market`], [`money`]: Meta's rate cards, markets, exact money.
+//! - [`ratecard`], [`market`], [`money`]: Meta's rate cards, markets, exact money;
+//! - [`quote`]: what a campaign will cost, priced by replaying it.
 
 pub mod account;
 pub mod category;
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod event;
 pub mod market;
 pub mod money;
+pub mod quote;
 pub mod ratecard;
 pub mod report;
 pub mod rules;

@@ -275,6 +275,98 @@ impl MarketTable {
     }
 }
 
+/// One country (or `+1` area code) of a market, for listings.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MarketMember {
+    /// Calling code, with the area code for `+1` splits (`55`, `1 809`).
+    pub calling_code: String,
+    /// Country name as Meta prints it.
+    pub country: String,
+    /// ISO 3166 alpha-2 code, when known.
+    pub iso2: Option<String>,
+}
+
+impl MarketTable {
+    /// Every market on a date with the calling codes that lead to it, sorted.
+    /// `Other` lists nothing: it is whatever no listed code matches.
+    pub fn members_on(&self, on: Date) -> std::collections::BTreeMap<Market, Vec<MarketMember>> {
+        let mut members: std::collections::BTreeMap<Market, Vec<MarketMember>> =
+            self.markets_on(on).into_iter().map(|m| (m, Vec::new())).collect();
+        let member = |code: String, entry: &PrefixEntry| MarketMember {
+            calling_code: code,
+            country: entry.country.to_string(),
+            iso2: (!entry.iso2.is_empty()).then(|| entry.iso2.to_string()),
+        };
+        let mut prefixes: Vec<&String> = self.base(on).keys().collect();
+        for o in &self.overrides {
+            if o.from <= on && o.until.is_none_or(|until| on < until) && !prefixes.contains(&&o.prefix) {
+                prefixes.push(&o.prefix);
+            }
+        }
+        for prefix in prefixes {
+            let entry = self.override_for(prefix, on).or_else(|| self.base(on).get(prefix)).expect("listed prefix");
+            members.entry(entry.market.clone()).or_default().push(member(prefix.clone(), entry));
+        }
+        for (area, entry) in &self.nanp {
+            if &*entry.market != "Other" {
+                members.entry(entry.market.clone()).or_default().push(member(format!("1 {area}"), entry));
+            }
+        }
+        members.entry(self.north_america.clone()).or_default().push(MarketMember {
+            calling_code: "1".into(),
+            country: "United States (and every +1 area code not listed elsewhere that is not another NANP country)".into(),
+            iso2: Some("US".into()),
+        });
+        for list in members.values_mut() {
+            list.sort_by(|a, b| (&a.country, &a.calling_code).cmp(&(&b.country, &b.calling_code)));
+            // Canada's many area codes read better as one line.
+            let mut merged: Vec<MarketMember> = Vec::new();
+            for item in list.drain(..) {
+                match merged.last_mut() {
+                    Some(last) if last.country == item.country && last.calling_code.starts_with("1 ") && item.calling_code.starts_with("1 ") => {
+                        last.calling_code.push_str(&format!("/{}", &item.calling_code[2..]));
+                    }
+                    _ => merged.push(item),
+                }
+            }
+            *list = merged;
+        }
+        members
+    }
+
+    /// A phone number that [`MarketTable::lookup`] places in `market` on
+    /// `on`, for simulating traffic by market (quotes). `None` when the
+    /// market does not exist on that date.
+    pub fn example_number(&self, market: &str, on: Date) -> Option<UserId> {
+        let candidates: Vec<String> = if market == &*self.north_america {
+            vec!["12025550100".into()]
+        } else if market == &*self.other {
+            // +354 (Iceland) is on no Meta list.
+            vec!["3545550100".into()]
+        } else {
+            let mut codes: Vec<String> = self
+                .members_on(on)
+                .get(market)?
+                .iter()
+                .map(|m| m.calling_code.split('/').next().unwrap_or_default().replace(' ', ""))
+                .collect();
+            codes.sort();
+            // Each code with a few subscriber numbers: `+7 9…` is Russia
+            // where `+7 7…` is Kazakhstan, so one suffix is not enough.
+            codes
+                .iter()
+                .flat_map(|code| {
+                    ["9123456780", "7012345678", "5123456780"].map(|rest| format!("{code}{}", &rest[..(12 - code.len()).min(10)]))
+                })
+                .collect()
+        };
+        candidates
+            .into_iter()
+            .filter_map(|digits| UserId::parse(&format!("+{digits}")).ok())
+            .find(|user| &*self.lookup(user, on).market == market)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +423,28 @@ mod tests {
         assert_eq!(market("+8801712345678", date(2026, 9, 30)), "Rest of Asia Pacific");
         assert_eq!(market("+8801712345678", date(2026, 10, 1)), "Bangladesh");
         assert_eq!(market("+380501234567", date(2026, 10, 1)), "Ukraine");
+    }
+
+    #[test]
+    fn every_market_has_members_and_an_example_number_on_every_card_date() {
+        let table = MarketTable::builtin();
+        for on in [date(2022, 2, 1), date(2025, 10, 1), date(2026, 7, 1), date(2026, 10, 1)] {
+            let members = table.members_on(on);
+            assert_eq!(members.keys().cloned().collect::<BTreeSet<_>>(), table.markets_on(on));
+            for market in members.keys() {
+                if &**market != "Other" {
+                    assert!(!members[market].is_empty(), "{market} on {on}");
+                }
+                let example = table.example_number(market, on).unwrap_or_else(|| panic!("no example number for {market} on {on}"));
+                assert_eq!(table.lookup(&example, on).market, *market);
+            }
+        }
+        let members = table.members_on(date(2025, 10, 1));
+        let latin: Vec<&str> = members["Rest of Latin America"].iter().map(|m| m.calling_code.as_str()).collect();
+        assert!(latin.contains(&"1 809/829/849"), "{latin:?}");
+        assert!(members["Rest of Africa"].iter().any(|m| m.country == "Zimbabwe"));
+        assert!(!table.members_on(date(2025, 9, 30))["Rest of Africa"].iter().any(|m| m.country == "Zimbabwe"));
+        assert_eq!(table.example_number("Kazakhstan", date(2026, 9, 30)), None);
     }
 
     #[test]

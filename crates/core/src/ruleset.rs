@@ -51,6 +51,19 @@ impl Ruleset {
         ERA_STARTS.iter().map(|(_, r)| *r).find(|r| r.id() == id)
     }
 
+    /// Parses an id, or an era name without the month: `cbp-2022`,
+    /// `cbp-2023`, `pmp-2025`, `pmp-2026-10` (case-insensitive).
+    pub fn parse_loose(text: &str) -> Option<Ruleset> {
+        let text = text.trim().to_ascii_lowercase();
+        Ruleset::parse(&text).or(match text.as_str() {
+            "cbp-2022" | "cbp2022" => Some(Ruleset::Cbp2022),
+            "cbp-2023" | "cbp2023" => Some(Ruleset::Cbp2023),
+            "pmp-2025" | "pmp2025" => Some(Ruleset::Pmp2025),
+            "pmp-2026" | "pmp2026" | "pmp-2026-oct" => Some(Ruleset::Pmp2026Oct),
+            _ => None,
+        })
+    }
+
     /// `documented` when Meta's own pages describe the rules, `reported`
     /// when they come only from third parties (the 2026-10 change).
     pub fn status(self) -> &'static str {
@@ -88,6 +101,9 @@ mod tests {
         assert_eq!(Ruleset::on(date(2026, 10, 1)), Some(Ruleset::Pmp2026Oct));
         for (_, ruleset) in ERA_STARTS {
             assert_eq!(Ruleset::parse(ruleset.id()), Some(ruleset));
+            assert_eq!(Ruleset::parse_loose(&ruleset.id().to_uppercase()), Some(ruleset));
         }
+        assert_eq!(Ruleset::parse_loose("pmp-2025"), Some(Ruleset::Pmp2025));
+        assert_eq!(Ruleset::parse_loose("pmp-2024"), None);
     }
 }

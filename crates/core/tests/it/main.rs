@@ -3,5 +3,7 @@
 //! property tests. One binary, so everything links once.
 
 mod properties;
+mod quotes;
 mod scenarios;
 mod support;
+mod what_if;

@@ -107,7 +107,7 @@ impl World {
     }
 
     pub fn replay(&self, log: &Log) -> Report {
-        let engine = Engine { accounts: &self.accounts, rates: &self.rates, tiers: &self.tiers, markets: MarketTable::builtin() };
+        let engine = Engine::new(&self.accounts, &self.rates, &self.tiers, MarketTable::builtin());
         engine.replay(log.events.clone())
     }
 }

@@ -1,0 +1,284 @@
+//! `wameter rates …` and the local rate store.
+//!
+//! The store is a directory of rate files exactly as the user imported them
+//! (Meta's CSVs, byte for byte), one file per card or tier table, named by
+//! what they are (`usd-pmp-2026-07-01.csv`, `tiers-usd-2025-07-01.csv`).
+//! Later commands read it: imported cards join the built-in ones (replacing a
+//! built-in card of the same currency, model and date), imported tiers are
+//! used when no `--tiers` is given. Where it lives: `$WAMETER_HOME/rates`,
+//! else `$XDG_DATA_HOME/wameter/rates`, else `~/.local/share/wameter/rates`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use jiff::civil::Date;
+use wameter_core::category::{PricingCategory, PricingModel};
+use wameter_core::money::{Currency, format_amount};
+use wameter_core::ratecard::{
+    RateBook, RateCard, RateFile, RateFileError, RateFileLayout, Severity, TierBand, TierBook, check_rate_file,
+};
+use wameter_core::ruleset::Ruleset;
+
+/// Where the rate store lives.
+pub fn store_dir() -> Option<PathBuf> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(home) = non_empty("WAMETER_HOME") {
+        return Some(home.join("rates"));
+    }
+    if let Some(data) = non_empty("XDG_DATA_HOME") {
+        return Some(data.join("wameter").join("rates"));
+    }
+    non_empty("HOME").map(|home| home.join(".local/share/wameter/rates"))
+}
+
+/// What the store holds.
+#[derive(Default)]
+pub struct Store {
+    /// Imported cards, each with its file.
+    pub cards: Vec<RateCard>,
+    /// Imported tier bands.
+    pub tiers: Vec<TierBand>,
+    /// Files read.
+    pub files: Vec<PathBuf>,
+}
+
+/// Reads every file of the store. A file that no longer reads cleanly is an
+/// error naming it: the store only ever holds files that passed `check`.
+pub fn load_store() -> Result<Store> {
+    let mut store = Store::default();
+    let Some(dir) = store_dir() else { return Ok(store) };
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(store),
+        Err(error) => return Err(error).with_context(|| format!("cannot read the rate store {}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (_, checked) = check_rate_file(&path.display().to_string(), &text);
+        let (file, _warnings) = checked
+            .into_result()
+            .with_context(|| format!("the rate store file {} no longer reads; fix or delete it", path.display()))?;
+        match file {
+            RateFile::Card(mut card) => {
+                card.id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                card.source = format!("imported into the rate store: {}", path.display());
+                store.cards.push(card);
+            }
+            RateFile::Tiers(bands) => store.tiers.extend(bands),
+        }
+        store.files.push(path);
+    }
+    Ok(store)
+}
+
+/// Built-in cards plus imported ones; an import replaces the built-in card
+/// of the same currency, model and effective date.
+pub fn book_with_store(store: &Store) -> RateBook {
+    let mut cards: Vec<RateCard> = RateBook::builtin()
+        .cards()
+        .iter()
+        .filter(|builtin| {
+            !store.cards.iter().any(|c| (c.currency, c.model, c.effective) == (builtin.currency, builtin.model, builtin.effective))
+        })
+        .cloned()
+        .collect();
+    cards.extend(store.cards.iter().cloned());
+    RateBook::new(cards)
+}
+
+fn print_problems(out: &mut impl Write, problems: &[RateFileError]) -> Result<()> {
+    for problem in problems {
+        let label = match problem.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        writeln!(out, "{label}: {problem}")?;
+    }
+    Ok(())
+}
+
+/// `wameter rates check FILE…`: every problem of every file.
+pub fn check(files: &[PathBuf]) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let mut failed = false;
+    for path in files {
+        let text = read(path)?;
+        let (layout, checked) = check_rate_file(&path.display().to_string(), &text);
+        print_problems(&mut out, &checked.problems)?;
+        let errors = checked.problems.iter().filter(|p| p.severity == Severity::Error).count();
+        let warnings = checked.problems.len() - errors;
+        let what = match &checked.value {
+            Some(RateFile::Card(card)) if errors == 0 => {
+                format!("{} {} {} card effective {}, {} markets", layout.describe(), card.currency, card.model.as_str(), card.effective, card.markets.len())
+            }
+            Some(RateFile::Tiers(bands)) if errors == 0 => format!("{}, {} bands", layout.describe(), bands.len()),
+            _ => layout.describe().to_string(),
+        };
+        writeln!(out, "{}: {what}: {errors} error(s), {warnings} warning(s)", path.display())?;
+        failed |= errors > 0;
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The store file name for an imported file.
+fn store_name(file: &RateFile) -> String {
+    match file {
+        RateFile::Card(card) => format!("{}-{}-{}.csv", card.currency.code().to_ascii_lowercase(), card.model.as_str().to_ascii_lowercase(), card.effective),
+        RateFile::Tiers(bands) => {
+            let mut currencies: Vec<&str> = bands.iter().map(|b| b.currency.code()).collect();
+            currencies.sort();
+            currencies.dedup();
+            let first = bands.iter().map(|b| b.effective).min().map(|d| d.to_string()).unwrap_or_default();
+            format!("tiers-{}-{first}.csv", currencies.join("-").to_ascii_lowercase())
+        }
+    }
+}
+
+/// `wameter rates import FILE`: check, then copy into the store.
+pub fn import(path: &Path) -> Result<ExitCode> {
+    let text = read(path)?;
+    let (layout, checked) = check_rate_file(&path.display().to_string(), &text);
+    let mut out = std::io::stdout().lock();
+    if checked.has_errors() {
+        print_problems(&mut out, &checked.problems)?;
+        writeln!(out, "{}: not imported (fix the errors above; `wameter rates check` lists them)", path.display())?;
+        return Ok(ExitCode::from(1));
+    }
+    let warnings = checked.problems.clone();
+    let (file, _) = checked.into_result().map_err(anyhow::Error::from)?;
+    let Some(dir) = store_dir() else { bail!("no rate store: set WAMETER_HOME or HOME") };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the rate store {}", dir.display()))?;
+    let name = store_name(&file);
+    let target = dir.join(&name);
+    let replaced = target.exists();
+    // Write then rename, so a crash never leaves half a card in the store.
+    let temporary = dir.join(format!(".{name}.partial"));
+    std::fs::write(&temporary, &text).with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::File::open(&temporary).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", temporary.display()))?;
+    std::fs::rename(&temporary, &target).with_context(|| format!("cannot write {}", target.display()))?;
+    print_problems(&mut out, &warnings)?;
+    writeln!(
+        out,
+        "imported {} as {}{}",
+        layout.describe(),
+        target.display(),
+        if replaced { " (replacing the earlier import)" } else { "" }
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wameter rates list`: built-in and imported cards, with provenance.
+pub fn list() -> Result<ExitCode> {
+    let store = load_store()?;
+    let book = book_with_store(&store);
+    let mut out = std::io::stdout().lock();
+    for card in book.cards() {
+        let until = card.until.map(|u| format!(" until {u}")).unwrap_or_default();
+        writeln!(out, "{}: {} {} from {}{}, {} markets", card.id, card.currency, card.model.as_str(), card.effective, until, card.markets.len())?;
+        writeln!(out, "  source: {}", card.source)?;
+        for gap in &card.gaps {
+            writeln!(out, "  gap: {gap}")?;
+        }
+    }
+    if !store.tiers.is_empty() {
+        let mut tables: Vec<(Date, Currency)> = store.tiers.iter().map(|b| (b.effective, b.currency)).collect();
+        tables.sort();
+        tables.dedup();
+        for (effective, currency) in tables {
+            let bands = store.tiers.iter().filter(|b| (b.effective, b.currency) == (effective, currency)).count();
+            writeln!(out, "volume tiers: {currency} from {effective}, {bands} bands (imported)")?;
+        }
+    }
+    if let Some(dir) = store_dir() {
+        writeln!(out, "rate store: {} ({} imported file(s))", dir.display(), store.files.len())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wameter rates show`: the card in force for a currency on a date, and the
+/// volume tiers that go with it.
+pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_from: &[PathBuf]) -> Result<ExitCode> {
+    let store = load_store()?;
+    let book = book_with_store(&store);
+    let model = model.unwrap_or(match Ruleset::on(date) {
+        Some(ruleset) if !ruleset.is_conversation_based() => PricingModel::Pmp,
+        _ => PricingModel::Cbp,
+    });
+    let card = book.select(currency, model, date)?;
+    let mut out = std::io::stdout().lock();
+    let until = card.until.map(|u| format!(" until {u}")).unwrap_or_default();
+    writeln!(out, "{} — {} {} per {}, from {}{}", card.id, card.currency, card.model.as_str(), if model == PricingModel::Cbp { "conversation" } else { "message" }, card.effective, until)?;
+    writeln!(out, "source: {}", card.source)?;
+    for gap in &card.gaps {
+        writeln!(out, "gap: {gap}")?;
+    }
+    let two_rate = card.markets.values().any(|r| r.business_initiated.is_some() || r.user_initiated.is_some());
+    let columns: &[(PricingCategory, &str)] = if two_rate {
+        &[(PricingCategory::BusinessInitiated, "Business-initiated"), (PricingCategory::UserInitiated, "User-initiated")]
+    } else {
+        &[
+            (PricingCategory::Marketing, "Marketing"),
+            (PricingCategory::Utility, "Utility"),
+            (PricingCategory::Authentication, "Authentication"),
+            (PricingCategory::AuthenticationInternational, "Auth-international"),
+            (PricingCategory::Service, "Service"),
+        ]
+    };
+    let width = card.markets.keys().map(|m| m.chars().count()).max().unwrap_or(6).max(6);
+    write!(out, "\n{:<width$}", "Market")?;
+    for (_, name) in columns {
+        write!(out, "  {name:>18}")?;
+    }
+    writeln!(out)?;
+    for (market, rates) in &card.markets {
+        write!(out, "{market:<width$}")?;
+        for (category, _) in columns {
+            let cell = rates.get(*category).map_or("n/a".to_string(), format_amount);
+            write!(out, "  {cell:>18}")?;
+        }
+        writeln!(out)?;
+    }
+    let mut bands = store.tiers;
+    if !tiers_from.is_empty() {
+        bands.clear();
+        for path in tiers_from {
+            bands.extend(crate::input::read_tiers(path)?);
+        }
+    }
+    let tiers = TierBook::new(bands);
+    let mut printed = false;
+    for market in card.markets.keys() {
+        for category in [PricingCategory::Utility, PricingCategory::Authentication, PricingCategory::AuthenticationInternational] {
+            let ladder = tiers.ladder(currency, market, category, date);
+            if ladder.is_empty() {
+                continue;
+            }
+            if !printed {
+                writeln!(out, "\nVolume tiers in force on {date}:")?;
+                printed = true;
+            }
+            let steps: Vec<String> = ladder.iter().map(|b| format!("{} at {}", b.label(), format_amount(b.rate))).collect();
+            writeln!(out, "  {market} {category}: {}", steps.join(", "))?;
+        }
+    }
+    if !printed && model == PricingModel::Pmp {
+        writeln!(out, "\nNo volume tiers loaded for {currency} on {date}: every message pays the list rate (import Meta's tier CSV with `wameter rates import`).")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `RateFileLayout` for messages about files passed to the wrong flag.
+pub fn wrong_kind(path: &Path, layout: RateFileLayout, flag: &str) -> anyhow::Error {
+    anyhow::anyhow!("{} is {}; pass it with {flag}", path.display(), layout.describe())
+}
