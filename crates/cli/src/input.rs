@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use wameter_core::account::Accounts;
+use wameter_core::engine::WhatIf;
 use wameter_core::event::Event;
 use wameter_core::ratecard::{RateBook, RateCard, RateFile, RateFileLayout, Severity, TierBand, TierBook, check_rate_file};
 use wameter_core::ruleset::Ruleset;
@@ -86,6 +87,11 @@ fn read(path: &Path) -> Result<String> {
 }
 
 impl EngineArgs {
+    /// The what-if options asked for.
+    pub fn what_if(&self) -> WhatIf {
+        WhatIf { ruleset: self.as_ruleset, rates_on: self.rates_on }
+    }
+
     pub fn setup(&self) -> Result<Setup> {
         let accounts = match &self.accounts {
             Some(path) => wameter_log::parse_accounts(&path.display().to_string(), &read(path)?)?,

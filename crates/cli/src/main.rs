@@ -3,9 +3,13 @@
 //! This binary is glue: it reads files, runs the pure engine of
 //! `wameter-core` (in parallel over contacts) and prints what it decided.
 
+mod diff;
 mod generate;
 mod input;
+mod markets;
 mod output;
+mod quote;
+mod rates;
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -17,9 +21,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use wameter_core::engine::{Engine, Report, prepare};
 use wameter_core::event::{Event, EventKind};
+use wameter_core::category::PricingModel;
 use wameter_core::market::MarketTable;
 use wameter_core::money::format_amount;
-use wameter_core::ratecard::RateBook;
 
 use crate::input::{EngineArgs, LoadedLogs, Setup, load_logs, total_size};
 
@@ -66,17 +70,91 @@ enum Command {
     },
     /// Generate seedable synthetic traffic in the canonical format.
     Gen(generate::GenArgs),
-    /// Rate cards.
+    /// Estimate what a campaign or a month of sends will cost, before sending.
+    Quote(Box<quote::QuoteArgs>),
+    /// Compare two `replay --json` documents by month × category × market.
+    Diff {
+        /// The reference document (e.g. the replay as Meta priced it).
+        a: PathBuf,
+        /// The document compared with it (e.g. a what-if replay).
+        b: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rate cards and volume tiers: built in, imported, checked.
     Rates {
         #[command(subcommand)]
         command: RatesCommand,
+    },
+    /// Meta's markets: which one a number belongs to, and what each contains.
+    Markets {
+        #[command(subcommand)]
+        command: MarketsCommand,
     },
 }
 
 #[derive(Subcommand)]
 enum RatesCommand {
-    /// List the rate cards built into this binary, with provenance and known gaps.
+    /// List the built-in and imported rate cards, with provenance and known gaps.
     List,
+    /// Show the card (and volume tiers) in force for a currency on a date.
+    Show {
+        /// Date (default: today).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<jiff::civil::Date>,
+        /// Billing currency (default: USD).
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// Pricing model (default: the one in force on the date).
+        #[arg(long, value_parser = ["cbp", "pmp", "CBP", "PMP"])]
+        model: Option<String>,
+        /// Show these volume-tier files instead of the imported tiers.
+        #[arg(long = "tiers", value_name = "FILE")]
+        tiers: Vec<PathBuf>,
+    },
+    /// Add a Meta CSV (rates or volume tiers) to the local rate store used by later commands.
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Validate rate or tier files and report every problem with its row and column.
+    Check {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MarketsCommand {
+    /// The market of phone numbers or business-scoped user ids, and the rule that matched.
+    Lookup {
+        /// E.164 numbers (`+5511999990000`) or BSUIDs (`BR.1502…`).
+        #[arg(required = true, value_name = "NUMBER|BSUID")]
+        users: Vec<String>,
+        /// Date (default: today).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<jiff::civil::Date>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every market on a date with its countries and calling codes.
+    List {
+        /// Date (default: today).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<jiff::civil::Date>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Today in the machine's time zone: the default date of commands that ask
+/// about "now". The engine itself never reads a clock.
+fn today() -> jiff::civil::Date {
+    jiff::ZonedDateTime::now().date()
 }
 
 fn progress_bar(total: u64) -> ProgressBar {
@@ -112,7 +190,8 @@ fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_message: Option<&str>) -
     bar.set_message("reading");
     let mut loaded = load_logs(logs, args.strict, &bar)?;
     bar.set_message("replaying");
-    let engine = Engine { accounts: &setup.accounts, rates: &setup.rates, tiers: &setup.tiers, markets: MarketTable::builtin() };
+    let mut engine = Engine::new(&setup.accounts, &setup.rates, &setup.tiers, MarketTable::builtin());
+    engine.what_if = args.what_if();
     let kept = keep_message.map(|id| events_of(&loaded.events, id)).unwrap_or_default();
     let prepared = prepare(std::mem::take(&mut loaded.events));
     let decisions = prepared.contacts.par_iter().map(|contact| engine.decide(contact)).collect();
@@ -163,8 +242,15 @@ fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) ->
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
     if json {
-        output::write_json(&mut out, &report, &loaded)?;
+        output::write_json(&mut out, &report, &loaded, engine.what_if())?;
     } else {
+        let what_if = engine.what_if();
+        if let Some(ruleset) = what_if.ruleset {
+            writeln!(out, "What-if: every delivery priced under {ruleset} ({}), not as Meta priced it", ruleset.status())?;
+        }
+        if let Some(date) = what_if.rates_on {
+            writeln!(out, "What-if: rate cards and volume tiers of {date}")?;
+        }
         output::write_table(&mut out, &report, &loaded, messages)?;
     }
     out.flush()?;
@@ -210,7 +296,7 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
         let mut one = report.clone();
         one.charges = vec![charge.clone()];
         one.warnings.clear();
-        output::write_json(&mut out, &one, &loaded)?;
+        output::write_json(&mut out, &one, &loaded, engine.what_if())?;
         return Ok(ExitCode::SUCCESS);
     }
     let trail = &charge.trail;
@@ -284,17 +370,17 @@ fn parse_only(logs: Vec<PathBuf>, engine: EngineArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn rates_list() -> Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
-    for card in RateBook::builtin().cards() {
-        let until = card.until.map(|u| format!(" until {u}")).unwrap_or_default();
-        writeln!(out, "{}: {} {} from {}{}, {} markets", card.id, card.currency, card.model.as_str(), card.effective, until, card.markets.len())?;
-        writeln!(out, "  source: {}", card.source)?;
-        for gap in &card.gaps {
-            writeln!(out, "  gap: {gap}")?;
+fn rates(command: RatesCommand) -> Result<ExitCode> {
+    match command {
+        RatesCommand::List => rates::list(),
+        RatesCommand::Show { date, currency, model, tiers } => {
+            let currency = wameter_core::money::Currency::parse(&currency).ok_or_else(|| anyhow::anyhow!("unknown currency `{currency}`"))?;
+            let model = model.map(|m| if m.eq_ignore_ascii_case("cbp") { PricingModel::Cbp } else { PricingModel::Pmp });
+            rates::show(date.unwrap_or_else(today), currency, model, &tiers)
         }
+        RatesCommand::Import { file } => rates::import(&file),
+        RatesCommand::Check { files } => rates::check(&files),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -304,7 +390,11 @@ fn main() -> ExitCode {
         Command::Replay { logs, engine, json, messages, .. } => replay(logs, engine, json, messages),
         Command::Explain { logs, message, engine, json } => explain(logs, message, engine, json),
         Command::Gen(args) => generate::run(args),
-        Command::Rates { command: RatesCommand::List } => rates_list(),
+        Command::Quote(args) => quote::run(*args),
+        Command::Diff { a, b, json } => diff::run(&a, &b, json),
+        Command::Rates { command } => rates(command),
+        Command::Markets { command: MarketsCommand::Lookup { users, date, json } } => markets::lookup(&users, date.unwrap_or_else(today), json),
+        Command::Markets { command: MarketsCommand::List { date, json } } => markets::list(date.unwrap_or_else(today), json),
     };
     match result {
         Ok(code) => code,

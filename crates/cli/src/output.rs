@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 use wameter_core::charge::Charge;
-use wameter_core::engine::Report;
+use wameter_core::engine::{Report, WhatIf};
 use wameter_core::money::format_amount;
 use wameter_core::report::{summary, totals};
 
@@ -17,6 +17,9 @@ struct ChargeJson<'a> {
     business: &'a str,
     user: String,
     delivered_at: String,
+    /// Delivery date in the business's time zone: the date that chose the
+    /// ruleset, card and month (lets `wameter diff` group by local month).
+    local_date: String,
     pricing_model: &'static str,
     category: &'static str,
     #[serde(rename = "type")]
@@ -41,6 +44,7 @@ impl<'a> From<&'a Charge> for ChargeJson<'a> {
             business: &charge.business,
             user: charge.user.to_string(),
             delivered_at: charge.delivered_at.to_string(),
+            local_date: charge.trail.local_date.to_string(),
             pricing_model: charge.pricing_model.as_str(),
             category: charge.category.as_str(),
             pricing_type: charge.pricing_type.as_str(),
@@ -97,8 +101,15 @@ fn warnings_json<'a>(report: &'a Report, logs: &'a LoadedLogs) -> Vec<WarningJso
     out
 }
 
+#[derive(Serialize)]
+struct WhatIfJson {
+    ruleset: Option<&'static str>,
+    rates_on: Option<String>,
+    note: &'static str,
+}
+
 /// Writes the `replay --json` document, streaming the charges.
-pub fn write_json(out: &mut impl Write, report: &Report, logs: &LoadedLogs) -> std::io::Result<()> {
+pub fn write_json(out: &mut impl Write, report: &Report, logs: &LoadedLogs, what_if: WhatIf) -> std::io::Result<()> {
     out.write_all(b"{\n  \"charges\": [")?;
     for (index, charge) in report.charges.iter().enumerate() {
         out.write_all(if index == 0 { b"\n    " } else { b",\n    " })?;
@@ -126,6 +137,14 @@ pub fn write_json(out: &mut impl Write, report: &Report, logs: &LoadedLogs) -> s
     }
     out.write_all(b",\n  \"warnings\": ")?;
     serde_json::to_writer(&mut *out, &warnings_json(report, logs))?;
+    if !what_if.is_none() {
+        out.write_all(b",\n  \"what_if\": ")?;
+        serde_json::to_writer(&mut *out, &WhatIfJson {
+            ruleset: what_if.ruleset.map(|r| r.id()),
+            rates_on: what_if.rates_on.map(|d| d.to_string()),
+            note: "re-priced under assumed rules: not what Meta charged",
+        })?;
+    }
     out.write_all(b"\n}\n")
 }
 
@@ -141,7 +160,8 @@ fn pad(cells: &[String], widths: &[usize], right: &[bool]) -> String {
         .to_string()
 }
 
-fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>], right: &[bool]) -> std::io::Result<()> {
+/// Writes a table with aligned columns; `right` marks right-aligned ones.
+pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>], right: &[bool]) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -194,10 +194,14 @@ impl RateCard {
                 problems.warning(*row, Some("Market"), format!("`{market}` is not one of Meta's markets on {effective}; its row will never be used"));
             }
         }
-        for market in &known {
-            if !markets.contains_key(&**market) {
-                problems.warning(0, Some("Market"), format!("no row for market `{market}` (a Meta market on {effective}); messages to it cannot be priced with this card"));
-            }
+        let missing: Vec<&str> = known.iter().map(|m| &**m).filter(|m| !markets.contains_key(*m)).collect();
+        if !missing.is_empty() {
+            problems.warning(0, Some("Market"), format!(
+                "no row for {} of Meta's {} markets on {effective} ({}); messages to them cannot be priced with this card",
+                missing.len(),
+                known.len(),
+                missing.join(", ")
+            ));
         }
         let card = RateCard {
             id: name.to_string(),

@@ -126,7 +126,7 @@ pub enum Severity {
 
 /// A problem in a rate-card or tier file, with its position.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{source_name}: row {row}{}: {message}", column.as_ref().map(|c| format!(", column `{c}`")).unwrap_or_default())]
+#[error("{source_name}{}{}: {message}", if *row > 0 { format!(": row {row}") } else { String::new() }, column.as_ref().map(|c| format!(", column `{c}`")).unwrap_or_default())]
 pub struct RateFileError {
     /// File name (or other label) of the input.
     pub source_name: String,
@@ -565,7 +565,7 @@ Atlantis,XX$,1,1,1,n/a,n/a\n";
         let warnings: Vec<&str> = checked.problems.iter().filter(|p| p.severity == Severity::Warning).map(|p| p.message.as_str()).collect();
         assert!(warnings.iter().any(|w| w.contains("`Rusia` read as Meta's `Russia`")), "{warnings:#?}");
         assert!(warnings.iter().any(|w| w.contains("`Atlantis` is not one of Meta's markets")));
-        assert!(warnings.iter().any(|w| w.contains("no row for market `Brazil`")));
+        assert!(warnings.iter().any(|w| w.contains("no row for 35 of Meta's 38 markets on 2026-07-01 (Brazil, Chile,")), "{warnings:#?}");
         assert!(checked.has_errors());
         assert!(checked.into_result().is_err());
     }
