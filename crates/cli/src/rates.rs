@@ -258,7 +258,9 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
     }
     let tiers = TierBook::new(bands);
     let mut printed = false;
-    for market in card.markets.keys() {
+    let tier_markets: std::collections::BTreeSet<&str> =
+        tiers.bands().iter().filter(|b| b.currency == currency && b.effective <= date).map(|b| b.market.as_str()).collect();
+    for market in tier_markets {
         for category in [PricingCategory::Utility, PricingCategory::Authentication, PricingCategory::AuthenticationInternational] {
             let ladder = tiers.ladder(currency, market, category, date);
             if ladder.is_empty() {

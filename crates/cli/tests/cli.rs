@@ -1,30 +1,12 @@
 //! The `wameter` binary through its real interface: files in, stdout,
 //! stderr and exit codes out.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
+use std::process::Output;
 
-fn wameter(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wameter")).args(args).current_dir(root()).output().expect("wameter runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wameter-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{stderr, stdout, temp_dir, wameter};
 
 const SAMPLE: [&str; 4] = ["examples/sample.ndjson", "--accounts", "examples/accounts.toml", "--json"];
 
