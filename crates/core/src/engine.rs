@@ -278,6 +278,9 @@ pub struct Report {
     pub errors: Vec<PricingError>,
     /// Counts from preparation.
     pub stats: PrepareStats,
+    /// The monthly counters as they stand after the last charge: feed them
+    /// to [`Engine::month_to_date`] to continue with the next part of a log.
+    pub counters: MonthToDate,
 }
 
 /// Everything the rules need besides the events. Cheap to share across
@@ -508,7 +511,8 @@ impl Engine<'_> {
             });
         }
         errors.sort_by(|a, b| (a.origin, &a.message_id).cmp(&(b.origin, &b.message_id)));
-        Report { charges: priced, warnings, errors, stats: prepared.stats }
+        let counters = settler.counters();
+        Report { charges: priced, warnings, errors, stats: prepared.stats, counters }
     }
 }
 
@@ -544,6 +548,21 @@ impl<'e, 'a> Settler<'e, 'a> {
             }
         }
         settler
+    }
+
+    /// The counters reached, in the public form.
+    fn counters(&self) -> MonthToDate {
+        let mut out = MonthToDate::default();
+        for ((portfolio, market, family, month), count) in &self.volume {
+            out.volume.insert((portfolio.to_string(), market.to_string(), *family, *month), *count);
+        }
+        for ((waba, month), count) in &self.free_tier {
+            out.conversations.insert((waba.to_string(), *month), *count);
+        }
+        for ((phone, month), count) in &self.service_allowance {
+            out.service_messages.insert((phone.to_string(), *month), *count);
+        }
+        out
     }
 
     /// The date whose cards and tiers price a charge.

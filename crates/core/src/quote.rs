@@ -26,6 +26,9 @@ use crate::market::Market;
 use crate::money::Currency;
 use crate::ruleset::Ruleset;
 
+/// Recipients replayed at a time (memory stays flat for any campaign size).
+pub const QUOTE_SLICE: usize = 50_000;
+
 /// What is being sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuoteCategory {
@@ -227,21 +230,17 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
     let month = (request.date.year(), request.date.month());
     let mut carried = MonthToDate::default();
     let family = request.category.tier_family();
-    let mut events = Vec::new();
     let mut quotes: BTreeMap<Market, MarketQuote> = BTreeMap::new();
-    let template = match request.category {
-        QuoteCategory::Template(category) => Some(Template { name: "quote".into(), category }),
-        QuoteCategory::Service => None,
-    };
-    let business_id: Box<str> = request.business.as_str().into();
-    let mut number = 0u64;
-    for (market, users) in &by_market {
+    // (user, market, inside the window), in the order the engine settles
+    // deliveries of one instant: by user.
+    let mut sends: Vec<(UserId, Market, bool)> = Vec::new();
+    for (market, users) in by_market {
         let in_window = share_of(users.len() as u64, request.in_window);
-        let month_to_date = request.month_to_date.by_market.get(&**market).copied().unwrap_or(request.month_to_date.all);
+        let month_to_date = request.month_to_date.by_market.get(&*market).copied().unwrap_or(request.month_to_date.all);
         if let Some(family) = family {
             carried.volume.insert((business.portfolio.to_string(), market.to_string(), family, month), month_to_date);
         }
-        let mut entry = MarketQuote {
+        quotes.insert(market.clone(), MarketQuote {
             market: market.clone(),
             recipients: users.len() as u64,
             in_window,
@@ -252,10 +251,30 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
             amount: Decimal::ZERO,
             rules: BTreeMap::new(),
             month_to_date: if family.is_some() { month_to_date } else { request.month_to_date.all },
-        };
-        for (index, user) in users.iter().enumerate() {
-            let inside = (index as u64) < in_window;
-            if inside {
+        });
+        sends.extend(users.into_iter().enumerate().map(|(index, user)| (user, market.clone(), (index as u64) < in_window)));
+    }
+    carried.conversations.insert((business.waba.to_string(), month), request.month_to_date.all);
+    carried.service_messages.insert((business.phone_number_id.to_string(), month), request.month_to_date.all);
+    sends.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let template = match request.category {
+        QuoteCategory::Template(category) => Some(Template { name: "quote".into(), category }),
+        QuoteCategory::Service => None,
+    };
+    let business_id: Box<str> = request.business.as_str().into();
+    let mut rate_card = None;
+    let mut warnings: Vec<Warning> = Vec::new();
+    let mut reported = 0usize;
+    let mut number = 0u64;
+    // A campaign replays in slices that hand their monthly counters to the
+    // next, so memory stays flat however many recipients there are; the
+    // result is the same as one replay because the slices follow the
+    // engine's own settlement order.
+    for slice in sends.chunks(QUOTE_SLICE) {
+        let mut events = Vec::with_capacity(slice.len() * 3);
+        for (user, market, inside) in slice {
+            if *inside {
                 events.push(Event {
                     at: noon - SignedDuration::from_hours(1),
                     origin: Origin::default(),
@@ -263,7 +282,7 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
                 });
             } else if template.is_none() {
                 // Meta refuses free-form messages outside the window.
-                entry.not_sendable += 1;
+                quotes.get_mut(market).expect("quoted market").not_sendable += 1;
                 continue;
             }
             number += 1;
@@ -275,43 +294,54 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
             });
             events.push(Event { at: noon, origin: Origin::default(), kind: EventKind::Status { id, status: DeliveryStatus::Delivered, error: None } });
         }
-        quotes.insert(market.clone(), entry);
+        let slice_engine = Engine { month_to_date: Some(&carried), ..*engine };
+        let report = slice_engine.replay(events);
+        if let Some(error) = report.errors.first() {
+            return Err(QuoteError::Pricing(error.message.clone()));
+        }
+        for warning in report.warnings {
+            if !matches!(warning.code, "note" | "reported_rules") && !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+        }
+        for charge in &report.charges {
+            reported += usize::from(charge.ruleset.status() == "reported");
+            let entry = quotes.get_mut(&charge.market).expect("every charge's market was quoted");
+            *entry.rules.entry(charge.rule).or_default() += 1;
+            // One message per recipient, so a CBP message always opens its
+            // own conversation; a charged message is a billable regular one.
+            let charged = charge.billable && charge.pricing_type == PricingType::Regular && (charge.conversation_id.is_none() || charge.opens_conversation);
+            if !charged {
+                *entry.free.entry(charge.pricing_type.as_str()).or_default() += 1;
+                continue;
+            }
+            rate_card = rate_card.or_else(|| charge.trail.rate_card.clone());
+            entry.charged += 1;
+            entry.amount += charge.amount;
+            let rate = charge.trail.rate.unwrap_or(charge.amount);
+            match entry.bands.iter_mut().find(|b| b.tier == charge.tier && b.rate == rate) {
+                Some(band) => {
+                    band.messages += 1;
+                    band.amount += charge.amount;
+                }
+                None => entry.bands.push(QuoteBand { tier: charge.tier.clone(), rate, messages: 1, amount: charge.amount }),
+            }
+        }
+        carried = report.counters;
     }
-    carried.conversations.insert((business.waba.to_string(), month), request.month_to_date.all);
-    carried.service_messages.insert((business.phone_number_id.to_string(), month), request.month_to_date.all);
-
-    let engine = Engine { month_to_date: Some(&carried), ..*engine };
-    let report = engine.replay(events);
-    if let Some(error) = report.errors.first() {
-        return Err(QuoteError::Pricing(error.message.clone()));
+    if reported > 0 {
+        warnings.push(Warning {
+            code: "reported_rules",
+            message: format!(
+                "{reported} message(s) priced under the 2026-10 rules, which are reported by vendors but not confirmed on a Meta page (decision D12)"
+            ),
+            origin: None,
+        });
     }
     let ruleset = engine.what_if.ruleset.or_else(|| Ruleset::on(request.date)).ok_or_else(|| {
         QuoteError::Pricing(format!("{} is before 2022-02-01, when Meta billed per notification; wameter prices 2022-02-01 onward", request.date))
     })?;
-    let mut rate_card = None;
-    for charge in &report.charges {
-        let entry = quotes.get_mut(&charge.market).expect("every charge's market was quoted");
-        *entry.rules.entry(charge.rule).or_default() += 1;
-        // One message per recipient, so a CBP message always opens its own
-        // conversation; a charged message is a billable regular one.
-        let charged = charge.billable && charge.pricing_type == PricingType::Regular && (charge.conversation_id.is_none() || charge.opens_conversation);
-        if !charged {
-            *entry.free.entry(charge.pricing_type.as_str()).or_default() += 1;
-            continue;
-        }
-        rate_card = rate_card.or_else(|| charge.trail.rate_card.clone());
-        entry.charged += 1;
-        entry.amount += charge.amount;
-        let rate = charge.trail.rate.unwrap_or(charge.amount);
-        match entry.bands.iter_mut().find(|b| b.tier == charge.tier && b.rate == rate) {
-            Some(band) => {
-                band.messages += 1;
-                band.amount += charge.amount;
-            }
-            None => entry.bands.push(QuoteBand { tier: charge.tier.clone(), rate, messages: 1, amount: charge.amount }),
-        }
-    }
     let markets: Vec<MarketQuote> = quotes.into_values().collect();
     let total = markets.iter().map(|m| m.amount).sum();
-    Ok(Quote { ruleset, date: request.date, currency: business.currency, rate_card, markets, total, warnings: report.warnings })
+    Ok(Quote { ruleset, date: request.date, currency: business.currency, rate_card, markets, total, warnings })
 }

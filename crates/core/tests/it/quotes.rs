@@ -120,3 +120,20 @@ fn bad_requests_are_refused_with_reasons() {
     let error = quote(&engine, &request(UTILITY, date(2025, 8, 1), &[("India", 5)])).unwrap_err();
     assert!(error.to_string().contains("no PMP rate card in USD covers 2025-08-01"), "{error}");
 }
+
+#[test]
+fn large_quotes_carry_counters_across_slices() {
+    // 60,000 service messages replay in two slices (QUOTE_SLICE = 50,000).
+    // The 1,000 free service messages of the number go to the first messages
+    // in settlement order (Brazil's +55 numbers sort before India's +91):
+    // Brazil 29,000 × 0.0068 = 197.2, India 30,000 × 0.0014 = 42. Had the
+    // second slice started from fresh counters, India would get 1,000 free.
+    assert!(wameter_core::quote::QUOTE_SLICE < 60_000);
+    let world = World::builtin();
+    let mut ask = request(QuoteCategory::Service, date(2026, 11, 25), &[("Brazil", 30_000), ("India", 30_000)]);
+    ask.in_window = Decimal::ONE;
+    let quote = run(&world, &ask);
+    let charged: Vec<(&str, u64, Decimal)> = quote.markets.iter().map(|m| (&*m.market, m.charged, m.amount)).collect();
+    assert_eq!(charged, [("Brazil", 29_000, dec("197.2")), ("India", 30_000, dec("42"))]);
+    assert_eq!(quote.total, dec("239.2"));
+}
