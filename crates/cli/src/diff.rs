@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -86,7 +86,7 @@ fn signed(amount: Decimal) -> String {
 }
 
 /// `wameter diff`.
-pub fn run(a: &PathBuf, b: &PathBuf, json: bool) -> Result<ExitCode> {
+pub fn run(a: &Path, b: &Path, json: bool) -> Result<ExitCode> {
     let (left, left_utc) = read(a)?;
     let (right, right_utc) = read(b)?;
     let keys: BTreeSet<&Key> = left.keys().chain(right.keys()).collect();

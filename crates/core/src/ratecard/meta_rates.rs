@@ -172,10 +172,10 @@ impl RateCard {
             problems.error(title_row, None, "no currency: neither the title nor a Currency column names one".into());
             return problems.finish(None);
         };
-        if let (Some(titled), Some(cells)) = (currency_in(&title), currency_cells) {
-            if titled != cells {
-                problems.error(title_row, None, format!("the title says {titled} but the Currency column says {cells}"));
-            }
+        if let (Some(titled), Some(cells)) = (currency_in(&title), currency_cells)
+            && titled != cells
+        {
+            problems.error(title_row, None, format!("the title says {titled} but the Currency column says {cells}"));
         }
         let lower_title = title.to_ascii_lowercase();
         let model = if lower_title.contains("per conversation") {

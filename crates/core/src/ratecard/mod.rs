@@ -306,7 +306,7 @@ impl RateBook {
     /// A book of the given cards. Cards without an explicit `until` end
     /// where the next card of the same currency and model begins.
     pub fn new(mut cards: Vec<RateCard>) -> RateBook {
-        cards.sort_by(|a, b| (a.currency, a.model, a.effective).cmp(&(b.currency, b.model, b.effective)));
+        cards.sort_by_key(|c| (c.currency, c.model, c.effective));
         RateBook { cards }
     }
 

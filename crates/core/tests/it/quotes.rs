@@ -128,7 +128,7 @@ fn large_quotes_carry_counters_across_slices() {
     // in settlement order (Brazil's +55 numbers sort before India's +91):
     // Brazil 29,000 × 0.0068 = 197.2, India 30,000 × 0.0014 = 42. Had the
     // second slice started from fresh counters, India would get 1,000 free.
-    assert!(wameter_core::quote::QUOTE_SLICE < 60_000);
+    const { assert!(wameter_core::quote::QUOTE_SLICE < 60_000) };
     let world = World::builtin();
     let mut ask = request(QuoteCategory::Service, date(2026, 11, 25), &[("Brazil", 30_000), ("India", 30_000)]);
     ask.in_window = Decimal::ONE;
