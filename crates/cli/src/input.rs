@@ -12,9 +12,9 @@ use wameter_core::ratecard::{RateBook, RateCard, RateFile, RateFileLayout, Sever
 use wameter_core::ruleset::Ruleset;
 use wameter_log::{LineError, parse_chunk};
 
-/// Options shared by every command that replays a log.
+/// Options of every command that prices: accounts, cards, tiers, what-if.
 #[derive(clap::Args, Debug, Clone)]
-pub struct EngineArgs {
+pub struct PricingArgs {
     /// Accounts file (TOML): time zones, currencies, WABAs, portfolios.
     #[arg(long, value_name = "FILE")]
     pub accounts: Option<PathBuf>,
@@ -32,9 +32,28 @@ pub struct EngineArgs {
     /// What-if: price with the rate cards (and tiers) in force on this date instead of each delivery's date.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub rates_on: Option<jiff::civil::Date>,
+}
+
+/// Options of the commands that read a log: pricing options plus strictness.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineArgs {
+    #[command(flatten)]
+    pub pricing: PricingArgs,
     /// Make a malformed log line fatal instead of reporting and skipping it.
     #[arg(long)]
     pub strict: bool,
+}
+
+impl EngineArgs {
+    /// The what-if options asked for.
+    pub fn what_if(&self) -> WhatIf {
+        self.pricing.what_if()
+    }
+
+    /// Reads accounts, cards and tiers.
+    pub fn setup(&self) -> Result<Setup> {
+        self.pricing.setup()
+    }
 }
 
 /// The engine's inputs other than events.
@@ -86,12 +105,13 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-impl EngineArgs {
+impl PricingArgs {
     /// The what-if options asked for.
     pub fn what_if(&self) -> WhatIf {
         WhatIf { ruleset: self.as_ruleset, rates_on: self.rates_on }
     }
 
+    /// Reads accounts, cards (built-in, imported or `--rates`) and tiers.
     pub fn setup(&self) -> Result<Setup> {
         let accounts = match &self.accounts {
             Some(path) => wameter_log::parse_accounts(&path.display().to_string(), &read(path)?)?,

@@ -14,7 +14,7 @@ use wameter_core::market::MarketTable;
 use wameter_core::money::{Currency, format_amount};
 use wameter_core::quote::{MonthToDateInput, Quote, QuoteCategory, QuoteRequest, Recipients, quote};
 
-use crate::input::EngineArgs;
+use crate::input::PricingArgs;
 use crate::output::table;
 
 /// Arguments of `wameter quote`.
@@ -50,7 +50,7 @@ pub struct QuoteArgs {
     #[arg(long = "month-to-date", value_name = "N|MARKET=N")]
     month_to_date: Vec<String>,
     #[command(flatten)]
-    engine: EngineArgs,
+    engine: PricingArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
