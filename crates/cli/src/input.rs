@@ -76,6 +76,11 @@ fn warn(problems: &[wameter_core::ratecard::RateFileError]) {
     }
 }
 
+/// The error for a rate file given to the wrong flag.
+fn wrong_kind(path: &Path, layout: RateFileLayout, flag: &str) -> anyhow::Error {
+    anyhow::anyhow!("{} is {}; pass it with {flag}", path.display(), layout.describe())
+}
+
 /// Reads a rate card given with `--rates`.
 pub fn read_card(path: &Path) -> Result<RateCard> {
     let (layout, checked) = check_rate_file(&path.display().to_string(), &read(path)?);
@@ -83,7 +88,7 @@ pub fn read_card(path: &Path) -> Result<RateCard> {
     warn(&warnings);
     match file {
         RateFile::Card(card) => Ok(card),
-        RateFile::Tiers(_) => Err(crate::rates::wrong_kind(path, layout, "--tiers")),
+        RateFile::Tiers(_) => Err(wrong_kind(path, layout, "--tiers")),
     }
 }
 
@@ -91,13 +96,13 @@ pub fn read_card(path: &Path) -> Result<RateCard> {
 pub fn read_tiers(path: &Path) -> Result<Vec<TierBand>> {
     let (layout, checked) = check_rate_file(&path.display().to_string(), &read(path)?);
     if layout == RateFileLayout::MetaRates {
-        return Err(crate::rates::wrong_kind(path, layout, "--rates"));
+        return Err(wrong_kind(path, layout, "--rates"));
     }
     let (file, warnings) = checked.into_result()?;
     warn(&warnings);
     match file {
         RateFile::Tiers(bands) => Ok(bands),
-        RateFile::Card(_) => Err(crate::rates::wrong_kind(path, layout, "--rates")),
+        RateFile::Card(_) => Err(wrong_kind(path, layout, "--rates")),
     }
 }
 

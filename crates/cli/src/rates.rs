@@ -17,7 +17,7 @@ use jiff::civil::Date;
 use wameter_core::category::{PricingCategory, PricingModel};
 use wameter_core::money::{Currency, format_amount};
 use wameter_core::ratecard::{
-    RateBook, RateCard, RateFile, RateFileError, RateFileLayout, Severity, TierBand, TierBook, check_rate_file,
+    RateBook, RateCard, RateFile, RateFileError, Severity, TierBand, TierBook, check_rate_file,
 };
 use wameter_core::ruleset::Ruleset;
 
@@ -278,9 +278,4 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
         writeln!(out, "\nNo volume tiers loaded for {currency} on {date}: every message pays the list rate (import Meta's tier CSV with `wameter rates import`).")?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `RateFileLayout` for messages about files passed to the wrong flag.
-pub fn wrong_kind(path: &Path, layout: RateFileLayout, flag: &str) -> anyhow::Error {
-    anyhow::anyhow!("{} is {}; pass it with {flag}", path.display(), layout.describe())
 }

@@ -502,13 +502,7 @@ impl Engine<'_> {
         }
         let reported = priced.iter().filter(|c| c.ruleset.status() == "reported").count();
         if reported > 0 {
-            warnings.push(Warning {
-                code: "reported_rules",
-                message: format!(
-                    "{reported} message(s) priced under the 2026-10 rules, which are reported by vendors but not confirmed on a Meta page (decision D12)"
-                ),
-                origin: None,
-            });
+            warnings.push(Warning::reported_rules(reported));
         }
         errors.sort_by(|a, b| (a.origin, &a.message_id).cmp(&(b.origin, &b.message_id)));
         let counters = settler.counters();

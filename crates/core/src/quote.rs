@@ -18,7 +18,7 @@ use jiff::civil::Date;
 use jiff::SignedDuration;
 use rust_decimal::Decimal;
 
-use crate::category::{PricingType, TemplateCategory, TierFamily};
+use crate::category::{PricingCategory, PricingType, TemplateCategory, TierFamily};
 use crate::charge::Warning;
 use crate::engine::{Engine, MonthToDate};
 use crate::event::{DeliveryStatus, Event, EventKind, InboundKind, Origin, Template, UserId};
@@ -57,9 +57,8 @@ impl QuoteCategory {
 
     fn tier_family(self) -> Option<TierFamily> {
         match self {
-            QuoteCategory::Template(TemplateCategory::Utility) => Some(TierFamily::Utility),
-            QuoteCategory::Template(TemplateCategory::Authentication) => Some(TierFamily::Authentication),
-            _ => None,
+            QuoteCategory::Template(category) => PricingCategory::from(category).tier_family(),
+            QuoteCategory::Service => None,
         }
     }
 }
@@ -330,13 +329,7 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
         carried = report.counters;
     }
     if reported > 0 {
-        warnings.push(Warning {
-            code: "reported_rules",
-            message: format!(
-                "{reported} message(s) priced under the 2026-10 rules, which are reported by vendors but not confirmed on a Meta page (decision D12)"
-            ),
-            origin: None,
-        });
+        warnings.push(Warning::reported_rules(reported));
     }
     let ruleset = engine.what_if.ruleset.or_else(|| Ruleset::on(request.date)).ok_or_else(|| {
         QuoteError::Pricing(format!("{} is before 2022-02-01, when Meta billed per notification; wameter prices 2022-02-01 onward", request.date))

@@ -75,15 +75,7 @@ impl RateCard {
         let mut rows: Vec<(String, u64)> = Vec::new();
         let mut currency_cells: Option<Currency> = None;
         for record in reader.records() {
-            let record = match record {
-                Ok(record) => record,
-                Err(error) => {
-                    let row = error.position().map(|p| p.line()).unwrap_or(0);
-                    problems.error(row, None, format!("not valid CSV: {error}"));
-                    continue;
-                }
-            };
-            let row = record.position().map(|p| p.line()).unwrap_or(0);
+            let Some((row, record)) = problems.record(record) else { continue };
             let cells: Vec<&str> = record.iter().collect();
             if cells.iter().all(|c| c.trim().is_empty()) {
                 continue;
@@ -190,7 +182,7 @@ impl RateCard {
         // that date should have a row.
         let known = MarketTable::builtin().markets_on(effective);
         for (market, row) in &rows {
-            if !known.iter().any(|k| &**k == market) {
+            if !known.contains(market.as_str()) {
                 problems.warning(*row, Some("Market"), format!("`{market}` is not one of Meta's markets on {effective}; its row will never be used"));
             }
         }

@@ -199,6 +199,18 @@ impl<'n> Problems<'n> {
         self.push(Severity::Warning, row, column, message);
     }
 
+    /// The record and its 1-based physical line, or `None` after recording
+    /// why the CSV reader could not read it.
+    fn record(&mut self, read: Result<csv::StringRecord, csv::Error>) -> Option<(u64, csv::StringRecord)> {
+        match read {
+            Ok(record) => Some((record.position().map(|p| p.line()).unwrap_or(0), record)),
+            Err(error) => {
+                self.error(error.position().map(|p| p.line()).unwrap_or(0), None, format!("not valid CSV: {error}"));
+                None
+            }
+        }
+    }
+
     fn finish<T>(mut self, value: Option<T>) -> Checked<T> {
         self.found.sort_by_key(|p| p.row);
         Checked { value, problems: self.found }

@@ -138,9 +138,10 @@ fn check_ladders(bands: &[(TierBand, u64)], problems: &mut Problems<'_>) {
 
 fn check_markets(bands: &[(TierBand, u64)], problems: &mut Problems<'_>) {
     let mut reported = std::collections::BTreeSet::new();
+    let mut known: BTreeMap<Date, std::collections::BTreeSet<crate::market::Market>> = BTreeMap::new();
     for (band, row) in bands {
-        let known = MarketTable::builtin().markets_on(band.effective);
-        if !known.iter().any(|k| **k == *band.market) && reported.insert(band.market.clone()) {
+        let known = known.entry(band.effective).or_insert_with(|| MarketTable::builtin().markets_on(band.effective));
+        if !known.contains(band.market.as_str()) && reported.insert(band.market.clone()) {
             problems.warning(*row, Some("market"), format!("`{}` is not one of Meta's markets on {}; its bands will never be used", band.market, band.effective));
         }
     }
@@ -192,14 +193,7 @@ impl TierBook {
         }
         let mut bands = Vec::new();
         for record in reader.records() {
-            let record = match record {
-                Ok(record) => record,
-                Err(error) => {
-                    problems.error(error.position().map(|p| p.line()).unwrap_or(0), None, format!("not valid CSV: {error}"));
-                    continue;
-                }
-            };
-            let row = record.position().map(|p| p.line()).unwrap_or(0);
+            let Some((row, record)) = problems.record(record) else { continue };
             let cell = |i: usize| record.get(index[i]).unwrap_or("");
             let before = problems.found.len();
             let effective = cell(0).parse::<Date>().map_err(|_| format!("`{}` is not a YYYY-MM-DD date", cell(0)));
@@ -269,14 +263,7 @@ impl TierBook {
         let mut effective: Option<Date> = None;
         let mut title_currency: Option<Currency> = None;
         for record in reader.records() {
-            let record = match record {
-                Ok(record) => record,
-                Err(error) => {
-                    problems.error(error.position().map(|p| p.line()).unwrap_or(0), None, format!("not valid CSV: {error}"));
-                    continue;
-                }
-            };
-            let row = record.position().map(|p| p.line()).unwrap_or(0);
+            let Some((row, record)) = problems.record(record) else { continue };
             let cells: Vec<&str> = record.iter().map(str::trim).collect();
             if cells.iter().all(|c| c.is_empty()) {
                 continue;
