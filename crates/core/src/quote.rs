@@ -214,9 +214,14 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
     let mut by_market: BTreeMap<Market, Vec<UserId>> = BTreeMap::new();
     match &request.recipients {
         Recipients::ByMarket(counts) => {
+            // A market named twice gets one run of made-up numbers for its
+            // total; two runs would repeat the same numbers.
+            let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
             for (market, count) in counts {
-                let users = numbers_in(engine, market, request.date, *count)?;
-                by_market.entry(Market::from(market.as_str())).or_default().extend(users);
+                *totals.entry(market).or_default() += count;
+            }
+            for (market, count) in totals {
+                by_market.insert(Market::from(market), numbers_in(engine, market, request.date, count)?);
             }
         }
         Recipients::Users(users) => {

@@ -51,6 +51,11 @@ fn utility_campaign_under_pmp_2025_is_free_inside_the_window() {
     assert_eq!((brazil.in_window, brazil.charged, brazil.amount), (150, 350, dec("2.38")));
     assert_eq!(quote.total, dec("3.36"));
     assert_eq!(india.rules.get("utility-inside-csw"), Some(&300));
+    // Naming a market twice is the same as naming it once with the sum.
+    let mut split = request(UTILITY, date(2026, 2, 10), &[("India", 600), ("Brazil", 500), ("India", 400)]);
+    split.in_window = dec("0.3");
+    let again = run(&world, &split);
+    assert_eq!((again.markets[1].recipients, again.markets[1].charged, again.total), (1000, 700, dec("3.36")));
 }
 
 #[test]
