@@ -188,7 +188,7 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
                     }
                 }
             }
-            EventKind::Status { id, status, error } => {
+            EventKind::Status { id, status, error, .. } => {
                 if !seen_statuses.insert((id.clone(), status, event.at)) {
                     stats.duplicates += 1;
                     continue;

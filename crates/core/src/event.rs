@@ -215,7 +215,89 @@ pub enum EventKind {
         status: DeliveryStatus,
         /// Meta's error code on `failed`.
         error: Option<i64>,
+        /// What Meta's webhook said besides the status (recipient, pricing,
+        /// conversation); `None` for a plain canonical status line. Boxed
+        /// because most logs have millions of statuses and few details.
+        detail: Option<Box<StatusDetail>>,
     },
+}
+
+/// What a Meta status webhook carries beyond the status itself.
+///
+/// The engine never prices *from* this (decisions.md: "the rules never
+/// silently defer to it"); it is kept so that reconciliation can compare
+/// Meta's verdict with the engine's, and so that a status for a message
+/// with no `outbound` event can stand in for one (interfaces §4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusDetail {
+    /// The business phone number id (`metadata.phone_number_id`).
+    pub business: Option<Box<str>>,
+    /// The recipient: `recipient_id` when it is a phone number, else
+    /// `recipient_user_id` (BSUID).
+    pub recipient: Option<UserId>,
+    /// The `pricing` object.
+    pub pricing: Option<MetaPricing>,
+    /// The `conversation` object.
+    pub conversation: Option<MetaConversation>,
+}
+
+/// Meta's `pricing` object on a status: its verdict on the message.
+///
+/// Strings are kept as Meta wrote them (lower-cased, `-` read as `_`) so
+/// that values this version does not know (`marketing_lite`,
+/// `free_group_customer_service`, …) survive into reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaPricing {
+    /// `billable`.
+    pub billable: Option<bool>,
+    /// `pricing_model`: `CBP` or `PMP` (upper-cased).
+    pub pricing_model: Option<Box<str>>,
+    /// `type` (PMP): `regular`, `free_customer_service`, `free_entry_point`, …
+    pub pricing_type: Option<Box<str>>,
+    /// `category`, e.g. `utility`, `authentication_international`.
+    pub category: Box<str>,
+}
+
+impl MetaPricing {
+    /// Lower-cases a category or type and reads `-` as `_`, so that
+    /// `authentication-international` (the status reference's spelling)
+    /// and `authentication_international` compare equal (domain-rules §8.3).
+    pub fn normalise(text: &str) -> Box<str> {
+        text.trim().to_ascii_lowercase().replace('-', "_").into()
+    }
+
+    /// The template (or free-form message) a message priced like this must
+    /// have been, for a status with no `outbound` event: Meta's category is
+    /// then the category (interfaces §4). `None` when the category does not
+    /// say (an unknown value).
+    ///
+    /// - `marketing`, `marketing_lite`, `utility`, `authentication`,
+    ///   `authentication_international` are templates of that category;
+    /// - `service`, `user_initiated` (CBP v1) and `referral_conversion`
+    ///   are free-form messages: they are sent inside a window the user
+    ///   opened, where a free-form message is allowed and priced the same;
+    /// - `business_initiated` (CBP v1) is a template; CBP v1 priced every
+    ///   template category alike, so utility is used.
+    pub fn implied_message(&self) -> Option<Option<TemplateCategory>> {
+        Some(match &*self.category {
+            "marketing" | "marketing_lite" => Some(TemplateCategory::Marketing),
+            "utility" | "business_initiated" => Some(TemplateCategory::Utility),
+            "authentication" | "authentication_international" => Some(TemplateCategory::Authentication),
+            "service" | "user_initiated" | "referral_conversion" => None,
+            _ => return None,
+        })
+    }
+}
+
+/// Meta's `conversation` object on a status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetaConversation {
+    /// `id`: per conversation under CBP.
+    pub id: Option<Box<str>>,
+    /// `origin.type`: the conversation's category.
+    pub origin_type: Option<Box<str>>,
+    /// `expiration_timestamp` (only on `sent`).
+    pub expires_at: Option<Timestamp>,
 }
 
 impl EventKind {
@@ -229,3 +311,59 @@ impl EventKind {
         }
     }
 }
+
+/// Outbound events that Meta's statuses stand in for.
+///
+/// A log made only of Meta webhooks has statuses but no `outbound` events
+/// (Meta does not echo the send). A status whose `pricing` names a category
+/// says what was sent, to whom and from which number, so it rates the
+/// message as if the outbound had been logged with Meta's category
+/// (interfaces §4). One outbound is returned per wamid that has no outbound
+/// event, at the earliest status of that wamid (the closest instant to the
+/// send that the log has), with that status's origin. Statuses without a
+/// business, a recipient or a known category are left alone; the engine
+/// reports them as statuses for unknown messages.
+pub fn outbounds_from_pricing(events: &[Event]) -> Vec<Event> {
+    use std::collections::{BTreeMap, HashSet};
+    let logged: HashSet<&str> = events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Outbound { id, .. } => Some(&**id),
+            _ => None,
+        })
+        .collect();
+    // BTreeMap: the result must not depend on hash order.
+    let mut inferred: BTreeMap<&str, (Timestamp, Origin, &StatusDetail, TemplateCategoryChoice)> = BTreeMap::new();
+    for event in events {
+        let EventKind::Status { id, detail: Some(detail), .. } = &event.kind else { continue };
+        if logged.contains(&**id) || detail.business.is_none() || detail.recipient.is_none() {
+            continue;
+        }
+        let Some(message) = detail.pricing.as_ref().and_then(MetaPricing::implied_message) else { continue };
+        let candidate = (event.at, event.origin, &**detail, message);
+        inferred
+            .entry(id)
+            .and_modify(|seen| {
+                if (candidate.0, candidate.1) < (seen.0, seen.1) {
+                    *seen = candidate;
+                }
+            })
+            .or_insert(candidate);
+    }
+    inferred
+        .into_iter()
+        .map(|(id, (at, origin, detail, message))| Event {
+            at,
+            origin,
+            kind: EventKind::Outbound {
+                business: detail.business.clone().unwrap_or_default(),
+                user: detail.recipient.clone().expect("filtered above"),
+                id: id.into(),
+                template: message.map(|category| Template { name: "".into(), category }),
+            },
+        })
+        .collect()
+}
+
+/// `Some(category)` for a template, `None` for a free-form message.
+type TemplateCategoryChoice = Option<TemplateCategory>;

@@ -15,7 +15,9 @@
 //! - [`window`]: the customer service window, free entry points, conversations;
 //! - [`engine`]: ordering, deduplication, monthly counters, pricing;
 //! - [`ratecard`], [`market`], [`money`]: Meta's rate cards, markets, exact money;
-//! - [`quote`]: what a campaign will cost, priced by replaying it.
+//! - [`quote`]: what a campaign will cost, priced by replaying it;
+//! - [`notice`]: what Meta says that is not traffic (template re-categorised…);
+//! - [`reconcile`]: where Meta's verdict and the engine's differ, and why.
 
 pub mod account;
 pub mod category;
@@ -24,8 +26,10 @@ pub mod engine;
 pub mod event;
 pub mod market;
 pub mod money;
+pub mod notice;
 pub mod quote;
 pub mod ratecard;
+pub mod reconcile;
 pub mod report;
 pub mod rules;
 pub mod ruleset;

@@ -296,7 +296,7 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
                 origin: Origin::default(),
                 kind: EventKind::Outbound { business: business_id.clone(), user: user.clone(), id: id.clone(), template: template.clone() },
             });
-            events.push(Event { at: noon, origin: Origin::default(), kind: EventKind::Status { id, status: DeliveryStatus::Delivered, error: None } });
+            events.push(Event { at: noon, origin: Origin::default(), kind: EventKind::Status { id, status: DeliveryStatus::Delivered, error: None, detail: None } });
         }
         let slice_engine = Engine { month_to_date: Some(&carried), ..*engine };
         let report = slice_engine.replay(events);

@@ -1,13 +1,17 @@
-//! Readers for wameter's own file formats: the canonical NDJSON event log
-//! (interfaces §1) and the TOML accounts file (interfaces §2).
+//! Readers and writers for wameter's own file formats: the NDJSON event log
+//! (interfaces §1; raw Meta webhook bodies may be mixed in, §4) and the TOML
+//! accounts file (interfaces §2).
 //!
 //! Everything here is parsing of text that the caller has already read; the
 //! job is to turn it into the core's types or to say precisely — line and
-//! field — what is wrong. Nothing is silently dropped: every line is either
-//! an event, a blank/comment line, or a [`LineError`].
+//! field — what is wrong. Nothing is silently dropped: every line is an
+//! event, a notice, a webhook's items, a blank/comment line, or a
+//! [`LineError`]; webhook items of kinds wameter does not use are counted.
 
 pub mod accounts;
 pub mod ndjson;
+pub mod write;
 
 pub use accounts::{AccountsError, parse_accounts};
-pub use ndjson::{LineError, ParsedChunk, parse_chunk, parse_line};
+pub use ndjson::{LineError, Parsed, ParsedChunk, parse_chunk, parse_line};
+pub use write::{event_line, notice_line};

@@ -1,10 +1,11 @@
-//! The canonical event log: one JSON object per line.
+//! The event log: one JSON object per line — canonical events, canonical
+//! notices, or raw Meta webhook POST bodies, mixed freely (interfaces §1, §4).
 //!
 //! ```
 //! use wameter_core::event::{EventKind, Origin};
-//! use wameter_log::parse_line;
+//! use wameter_log::{Parsed, parse_line};
 //! let line = r#"{"type":"inbound","at":"2025-07-01T07:00:00-03:00","business":"1065","user":"+5511999990000"}"#;
-//! let event = parse_line(line, Origin { source: 0, line: 1 }).unwrap().unwrap();
+//! let Parsed::Event(event) = parse_line(line, Origin { source: 0, line: 1 }).unwrap() else { panic!() };
 //! assert_eq!(event.at.to_string(), "2025-07-01T10:00:00Z");
 //! assert!(matches!(event.kind, EventKind::Inbound { .. }));
 //! ```
@@ -16,22 +17,25 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde::de::{self, Visitor};
 use wameter_core::category::TemplateCategory;
-use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, Template, UserId};
+use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, StatusDetail, Template, UserId};
+use wameter_core::notice::{Notice, NoticeKind};
+use wameter_meta::webhook::{self, Ignored, WebhookItems};
 
 /// A line that is not a valid canonical event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineError {
     /// Where: source index and line.
     pub origin: Origin,
-    /// The field at fault, when one is.
-    pub field: Option<&'static str>,
+    /// The field at fault, when one is: a name (`at`) or, inside a Meta
+    /// webhook, a JSON path (`entry[0].changes[0].value.statuses[1].timestamp`).
+    pub field: Option<String>,
     /// What is wrong.
     pub message: String,
 }
 
 impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.field {
+        match &self.field {
             Some(field) => write!(f, "line {}: field `{field}`: {}", self.origin.line, self.message),
             None => write!(f, "line {}: {}", self.origin.line, self.message),
         }
@@ -97,15 +101,32 @@ struct RawEvent<'a> {
     status: Option<Cow<'a, str>>,
     error: Option<serde_json::Value>,
     object: Option<serde_json::Value>,
+    pricing: Option<serde_json::Value>,
+    conversation: Option<serde_json::Value>,
 }
 
-/// Parses one line. `Ok(None)` for blank lines and `#` comments.
-pub fn parse_line(line: &str, origin: Origin) -> Result<Option<Event>, LineError> {
+/// What one line holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A blank line or a `#` comment.
+    Nothing,
+    /// A canonical event.
+    Event(Event),
+    /// A canonical notice line (as `wameter events` prints them).
+    Notice(Notice),
+    /// A Meta webhook POST body: its events, notices, ignored items, and
+    /// the items it could not read (which [`parse_chunk`] turns into errors).
+    Webhook(WebhookItems),
+}
+
+/// Parses one line: a canonical event, a canonical notice, or a raw Meta
+/// webhook POST body (interfaces §4, last paragraph).
+pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
     let trimmed = line.trim();
     if trimmed.is_empty() || trimmed.starts_with('#') {
-        return Ok(None);
+        return Ok(Parsed::Nothing);
     }
-    let fail = |field: Option<&'static str>, message: String| LineError { origin, field, message };
+    let fail = |field: Option<&str>, message: String| LineError { origin, field: field.map(String::from), message };
     let raw: RawEvent = serde_json::from_str(trimmed).map_err(|e| {
         let message = if e.is_data() {
             format!("{e}")
@@ -115,17 +136,24 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Option<Event>, LineError
         fail(None, message)
     })?;
     if raw.object.is_some() {
-        return Err(fail(
-            Some("object"),
-            "this is a Meta webhook envelope; this version of wameter reads canonical events only".into(),
-        ));
+        // Parsed a second time as a tree: envelopes are rare next to
+        // canonical lines, and the tree gives every item its JSON path.
+        let body: serde_json::Value = serde_json::from_str(trimmed).map_err(|e| fail(None, e.to_string()))?;
+        return webhook::parse_envelope(&body, origin)
+            .map(Parsed::Webhook)
+            .map_err(|p| fail(Some(&p.path), p.message));
     }
-    let event_type = raw.event_type.ok_or_else(|| fail(Some("type"), "missing (inbound, outbound or status)".into()))?;
+    let event_type = raw.event_type.ok_or_else(|| fail(Some("type"), "missing (inbound, outbound, status or a notice type)".into()))?;
+    if NoticeKind::TYPES.contains(&&*event_type) {
+        let mut notice: Notice = serde_json::from_str(trimmed).map_err(|e| fail(None, format!("{event_type} notice: {e}")))?;
+        notice.origin = origin;
+        return Ok(Parsed::Notice(notice));
+    }
     let at = match raw.at {
         None => return Err(fail(Some("at"), "missing".into())),
         Some(value) => At::deserialize(&value).map_err(|e| fail(Some("at"), e.to_string()))?.0,
     };
-    let required = |value: Option<Cow<str>>, field: &'static str| -> Result<Box<str>, LineError> {
+    let required = |value: Option<Cow<str>>, field: &str| -> Result<Box<str>, LineError> {
         match value {
             Some(text) if !text.trim().is_empty() => Ok(Box::from(text.trim())),
             Some(_) => Err(fail(Some(field), "empty".into())),
@@ -183,20 +211,42 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Option<Event>, LineError
                 Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64(),
                 Some(other) => return Err(fail(Some("error"), format!("`{other}` is not an integer error code"))),
             };
-            EventKind::Status { id: required(raw.id, "id")?, status, error }
+            // Extensions: what a Meta status said besides the status
+            // (`wameter events` prints them, so its output reads back).
+            let mut detail = StatusDetail { business: raw.business.map(|b| Box::from(b.trim())), ..StatusDetail::default() };
+            if let Some(text) = raw.user {
+                detail.recipient = Some(UserId::parse(&text).map_err(|e| fail(Some("user"), e))?);
+            }
+            if let Some(value) = raw.pricing.filter(|v| !v.is_null()) {
+                detail.pricing = Some(webhook::parse_pricing(&value).map_err(|(f, m)| fail(Some(&join("pricing", &f)), m))?);
+            }
+            if let Some(value) = raw.conversation.filter(|v| !v.is_null()) {
+                detail.conversation =
+                    Some(webhook::parse_conversation(&value).map_err(|(f, m)| fail(Some(&join("conversation", &f)), m))?);
+            }
+            let detail = (detail != StatusDetail::default()).then(|| Box::new(detail));
+            EventKind::Status { id: required(raw.id, "id")?, status, error, detail }
         }
         other => return Err(fail(Some("type"), format!("`{other}` is not one of: inbound, outbound, status"))),
     };
-    Ok(Some(Event { at, origin, kind }))
+    Ok(Parsed::Event(Event { at, origin, kind }))
 }
 
-/// Events and errors from a run of lines.
+fn join(path: &str, field: &str) -> String {
+    if field.is_empty() { path.to_string() } else { format!("{path}.{field}") }
+}
+
+/// Events, notices and errors from a run of lines.
 #[derive(Clone, Debug, Default)]
 pub struct ParsedChunk {
     /// Valid events, in input order.
     pub events: Vec<Event>,
-    /// Invalid lines, in input order.
+    /// Notices, in input order.
+    pub notices: Vec<Notice>,
+    /// Invalid lines (and unreadable items of webhook lines), in input order.
     pub errors: Vec<LineError>,
+    /// Webhook items of kinds wameter does not use, with their line.
+    pub ignored: Vec<(Origin, Ignored)>,
 }
 
 /// Parses a run of lines of source `source` whose first line is
@@ -207,8 +257,17 @@ pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
     for (offset, line) in text.lines().enumerate() {
         let origin = Origin { source, line: first_line + offset as u32 };
         match parse_line(line, origin) {
-            Ok(Some(event)) => chunk.events.push(event),
-            Ok(None) => {}
+            Ok(Parsed::Event(event)) => chunk.events.push(event),
+            Ok(Parsed::Notice(notice)) => chunk.notices.push(notice),
+            Ok(Parsed::Webhook(items)) => {
+                chunk.events.extend(items.events);
+                chunk.notices.extend(items.notices);
+                chunk.errors.extend(
+                    items.problems.into_iter().map(|p| LineError { origin, field: Some(p.path), message: p.message }),
+                );
+                chunk.ignored.extend(items.ignored.into_iter().map(|i| (origin, i)));
+            }
+            Ok(Parsed::Nothing) => {}
             Err(error) => chunk.errors.push(error),
         }
     }
@@ -220,7 +279,11 @@ mod tests {
     use super::*;
 
     fn parse(line: &str) -> Result<Option<Event>, LineError> {
-        parse_line(line, Origin { source: 0, line: 7 })
+        match parse_line(line, Origin { source: 0, line: 7 })? {
+            Parsed::Event(event) => Ok(Some(event)),
+            Parsed::Nothing => Ok(None),
+            other => panic!("not an event: {other:?}"),
+        }
     }
 
     #[test]
@@ -253,13 +316,15 @@ mod tests {
             (r#"{"type":"status","at":1,"id":"w","status":"failed","error":"x"}"#, Some("error")),
             (r#"{"type":"inbound","at":1,"business":"1","user":"not a number"}"#, Some("user")),
             (r#"{"type":"click","at":1}"#, Some("type")),
-            (r#"{"object":"whatsapp_business_account","entry":[]}"#, Some("object")),
+            (r#"{"object":"page","entry":[]}"#, Some("object")),
+            (r#"{"type":"status","at":1,"id":"w","status":"sent","pricing":{"billable":"yes","category":"utility"}}"#, Some("pricing.billable")),
+            (r#"{"type":"template_category_update","at":1}"#, None),
             (r#"{"type":"inbound","at":1,"business":"1","user":"+55119999"#, None),
             ("[1,2]", None),
         ];
         for (line, field) in cases {
             let error = parse(line).unwrap_err();
-            assert_eq!(error.field, field, "{line}: {error}");
+            assert_eq!(error.field.as_deref(), field, "{line}: {error}");
             assert_eq!(error.origin.line, 7);
         }
     }

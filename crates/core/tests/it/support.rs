@@ -67,7 +67,7 @@ impl Log {
     }
 
     pub fn status(&mut self, id: &str, at: Timestamp, status: DeliveryStatus) -> &mut Self {
-        self.push(at, EventKind::Status { id: id.into(), status, error: None });
+        self.push(at, EventKind::Status { id: id.into(), status, error: None, detail: None });
         self
     }
 

@@ -1,0 +1,606 @@
+//! Reconciliation: where Meta's verdict and the engine's differ, and why.
+//!
+//! Meta puts its verdict on every delivered message in the status webhook's
+//! `pricing` object (model, category, type, billable) and, under CBP, the
+//! `conversation` the message counted in. The engine decides the same
+//! things independently from the traffic (decisions.md: "the rules never
+//! silently defer to it"). This module lines the two up message by message,
+//! names each field that differs, and guesses the likeliest cause from what
+//! the log shows — a template re-categorised, a window that closed earlier
+//! than the sender thought, an entry point Meta did or did not grant, a
+//! business time zone that moves an era boundary.
+//!
+//! It also lists *template category drift*: templates sent as one category
+//! but priced by Meta as another, or re-categorised by a
+//! `template_category_update` before the send, with what the difference
+//! costs — found by replaying the log again with the categories Meta applies.
+//!
+//! [`compare_analytics`] does the same at the level of Meta's Graph
+//! analytics: per time bucket × category × country.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+
+use crate::category::{PricingModel, PricingType, TemplateCategory};
+use crate::charge::Charge;
+use crate::engine::{Engine, Report};
+use crate::event::{DeliveryStatus, Event, EventKind, MetaPricing};
+use crate::money::Currency;
+use crate::notice::{Notice, NoticeKind};
+
+/// Meta's verdict on one message: the `pricing` (and `conversation`) of
+/// its most telling status — `delivered`, else `read`, else `sent` (the
+/// `sent` one is a forecast, not proof of charge; domain-rules §3.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaVerdict {
+    /// The wamid.
+    pub message_id: Box<str>,
+    /// The status that carried it.
+    pub status: DeliveryStatus,
+    /// When that status was sent.
+    pub at: Timestamp,
+    /// The `pricing` object.
+    pub pricing: MetaPricing,
+    /// `conversation.id`, when given.
+    pub conversation_id: Option<Box<str>>,
+}
+
+/// Meta's verdicts by wamid, from the statuses in a log.
+pub fn meta_verdicts(events: &[Event]) -> BTreeMap<Box<str>, MetaVerdict> {
+    let rank = |status: DeliveryStatus| match status {
+        DeliveryStatus::Delivered => 0,
+        DeliveryStatus::Read => 1,
+        DeliveryStatus::Sent => 2,
+        DeliveryStatus::Failed => 3,
+    };
+    let mut verdicts: BTreeMap<Box<str>, MetaVerdict> = BTreeMap::new();
+    for event in events {
+        let EventKind::Status { id, status, detail: Some(detail), .. } = &event.kind else { continue };
+        let Some(pricing) = &detail.pricing else { continue };
+        let candidate = MetaVerdict {
+            message_id: id.clone(),
+            status: *status,
+            at: event.at,
+            pricing: pricing.clone(),
+            conversation_id: detail.conversation.as_ref().and_then(|c| c.id.clone()),
+        };
+        match verdicts.get(id) {
+            Some(seen) if (rank(seen.status), seen.at) <= (rank(*status), event.at) => {}
+            _ => {
+                verdicts.insert(id.clone(), candidate);
+            }
+        }
+    }
+    verdicts
+}
+
+/// One message where Meta and the engine disagree.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Discrepancy {
+    /// The wamid.
+    pub message_id: Box<str>,
+    /// Meta's verdict.
+    pub meta: MetaVerdict,
+    /// The engine's charge, with its explanation.
+    pub engine: Charge,
+    /// The fields that differ: `pricing_model`, `category`, `type`,
+    /// `billable`, `conversation`.
+    pub fields: Vec<&'static str>,
+    /// The likeliest cause, in a sentence.
+    pub cause: String,
+}
+
+/// A template whose category at send differs from the one Meta applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CategoryDrift {
+    /// Template name.
+    pub template: Box<str>,
+    /// The category the sends said.
+    pub sent_as: TemplateCategory,
+    /// The category Meta applies.
+    pub priced_as: TemplateCategory,
+    /// How we know: `pricing` (Meta's status priced it so) or
+    /// `template_category_update` (with when it took effect).
+    pub evidence: String,
+    /// Delivered messages affected.
+    pub messages: u64,
+    /// Currency of the amounts.
+    pub currency: Currency,
+    /// What those messages cost as sent.
+    pub amount_as_sent: Decimal,
+    /// What they cost at the category Meta applies.
+    pub amount_as_priced: Decimal,
+}
+
+impl CategoryDrift {
+    /// `amount_as_priced − amount_as_sent`.
+    pub fn impact(&self) -> Decimal {
+        self.amount_as_priced - self.amount_as_sent
+    }
+}
+
+/// The result of [`reconcile`].
+#[derive(Clone, Debug, Default)]
+pub struct Reconciliation {
+    /// Delivered messages with a Meta verdict, compared field by field.
+    pub compared: u64,
+    /// Compared messages where every field agrees.
+    pub agreements: u64,
+    /// The others, in delivery order.
+    pub discrepancies: Vec<Discrepancy>,
+    /// Messages Meta priced (on `sent`) that the log never shows delivered:
+    /// neither side charges them.
+    pub not_delivered: u64,
+    /// Delivered messages with no Meta verdict in the log.
+    pub without_verdict: u64,
+    /// Template category drift, by template.
+    pub drift: Vec<CategoryDrift>,
+    /// Whole-log cost difference if every drifted send is priced at the
+    /// category Meta applies (includes CBP knock-on effects), per currency.
+    pub drift_total: Vec<(Currency, Decimal)>,
+    /// The engine's report on the log as given.
+    pub report: Report,
+}
+
+/// Compares Meta's verdicts in `events` with the engine's decisions.
+/// `events` should already hold the outbounds inferred from Meta's pricing
+/// ([`crate::event::outbounds_from_pricing`]), as `replay` does.
+pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Reconciliation {
+    let verdicts = meta_verdicts(&events);
+    let updates = category_updates(notices);
+    let drifted = drifted_sends(&events, &verdicts, &updates);
+    let report = engine.replay(events.clone());
+    let mut result = Reconciliation::default();
+
+    let delivered: HashMap<&str, &Charge> = report.charges.iter().map(|c| (&*c.message_id, c)).collect();
+    result.not_delivered = verdicts.keys().filter(|id| !delivered.contains_key(&***id)).count() as u64;
+    // CBP grouping: Meta's conversation ↔ the engine's, both ways.
+    let mut meta_to_engine: HashMap<&str, (&str, &str)> = HashMap::new();
+    let mut engine_to_meta: HashMap<&str, (&str, &str)> = HashMap::new();
+    for charge in &report.charges {
+        let Some(verdict) = verdicts.get(&charge.message_id) else {
+            result.without_verdict += 1;
+            continue;
+        };
+        result.compared += 1;
+        let mut fields = Vec::new();
+        let meta = &verdict.pricing;
+        if meta.pricing_model.as_deref().is_some_and(|m| m != charge.pricing_model.as_str()) {
+            fields.push("pricing_model");
+        }
+        let same_category = &*meta.category == charge.category.as_str()
+            || (&*meta.category == "marketing_lite" && charge.category.as_str() == "marketing");
+        if !same_category {
+            fields.push("category");
+        }
+        if meta.pricing_type.as_deref().is_some_and(|t| t != charge.pricing_type.as_str()) {
+            fields.push("type");
+        }
+        if meta.billable.is_some_and(|b| b != charge.billable) {
+            fields.push("billable");
+        }
+        let mut grouping = None;
+        if let (Some(meta_id), Some(engine_id), PricingModel::Cbp, Some("CBP")) =
+            (&verdict.conversation_id, &charge.conversation_id, charge.pricing_model, meta.pricing_model.as_deref())
+        {
+            let by_meta = *meta_to_engine.entry(meta_id).or_insert((engine_id, &charge.message_id));
+            let by_engine = *engine_to_meta.entry(engine_id).or_insert((meta_id, &charge.message_id));
+            if by_meta.0 != engine_id {
+                grouping = Some(format!(
+                    "conversation grouping: Meta counted this message in conversation {meta_id} with {}, the engine opened another ({engine_id})",
+                    by_meta.1
+                ));
+            } else if by_engine.0 != &**meta_id {
+                grouping = Some(format!(
+                    "conversation grouping: the engine counted this message in conversation {engine_id} with {}, Meta opened another ({meta_id})",
+                    by_engine.1
+                ));
+            }
+            if grouping.is_some() {
+                fields.push("conversation");
+            }
+        }
+        if fields.is_empty() {
+            result.agreements += 1;
+            continue;
+        }
+        let cause = grouping.filter(|_| fields == ["conversation"]).unwrap_or_else(|| cause(charge, verdict, &fields, &updates));
+        result.discrepancies.push(Discrepancy {
+            message_id: charge.message_id.clone(),
+            meta: verdict.clone(),
+            engine: charge.clone(),
+            fields,
+            cause,
+        });
+    }
+
+    if !drifted.is_empty() {
+        let (drift, total) = price_drift(engine, events, &drifted, &report);
+        result.drift = drift;
+        result.drift_total = total;
+    }
+    result.report = report;
+    result
+}
+
+/// The category in force for a template, as `template_category_update`s
+/// say, by template name: (effective instant, category, evidence).
+type Updates = BTreeMap<Box<str>, Vec<(Timestamp, TemplateCategory, String)>>;
+
+fn category_updates(notices: &[Notice]) -> Updates {
+    let mut updates: Updates = BTreeMap::new();
+    for notice in notices {
+        let NoticeKind::TemplateCategoryUpdate { template_name: Some(name), new_category, correct_category, effective_at, previous_category, .. } =
+            &notice.kind
+        else {
+            continue;
+        };
+        let list = updates.entry(name.clone()).or_default();
+        let from = previous_category.as_deref().map(|p| format!("{p} → ")).unwrap_or_default();
+        if let (Some(at), Some(category)) = (notice.at, new_category.as_deref().and_then(TemplateCategory::parse)) {
+            list.push((at, category, format!("template_category_update {from}{category} at {at}", category = category.as_str())));
+        }
+        // A pending re-categorisation: `correct_category` from its timestamp.
+        if let (Some(at), Some(category)) =
+            (effective_at.or(notice.at), correct_category.as_deref().and_then(TemplateCategory::parse))
+        {
+            list.push((at, category, format!("template_category_update: {} from {at}", category.as_str())));
+        }
+    }
+    for list in updates.values_mut() {
+        list.sort();
+    }
+    updates
+}
+
+/// The category a template had at `at` according to the updates, if any.
+fn category_at<'u>(updates: &'u Updates, template: &str, at: Timestamp) -> Option<&'u (Timestamp, TemplateCategory, String)> {
+    updates.get(template)?.iter().rev().find(|(from, _, _)| *from <= at)
+}
+
+/// The template category of Meta's pricing category, for comparison with a
+/// send's category (authentication-international is an authentication template).
+fn meta_template_category(pricing: &MetaPricing) -> Option<TemplateCategory> {
+    match &*pricing.category {
+        "marketing" | "marketing_lite" => Some(TemplateCategory::Marketing),
+        "utility" => Some(TemplateCategory::Utility),
+        "authentication" | "authentication_international" => Some(TemplateCategory::Authentication),
+        _ => None,
+    }
+}
+
+/// A logged template send whose category differs from Meta's.
+struct DriftedSend {
+    template: Box<str>,
+    sent_as: TemplateCategory,
+    priced_as: TemplateCategory,
+    evidence: String,
+}
+
+/// Sends (by wamid) whose template category is not the one Meta applies.
+/// The delivery instant decides which update is in force; without a
+/// delivery the send is not charged and cannot drift.
+fn drifted_sends(
+    events: &[Event],
+    verdicts: &BTreeMap<Box<str>, MetaVerdict>,
+    updates: &Updates,
+) -> BTreeMap<Box<str>, DriftedSend> {
+    let mut delivered_at: HashMap<&str, Timestamp> = HashMap::new();
+    for event in events {
+        if let EventKind::Status { id, status: DeliveryStatus::Delivered | DeliveryStatus::Read, .. } = &event.kind {
+            let slot = delivered_at.entry(id).or_insert(event.at);
+            *slot = (*slot).min(event.at);
+        }
+    }
+    let mut drifted = BTreeMap::new();
+    for event in events {
+        let EventKind::Outbound { id, template: Some(template), .. } = &event.kind else { continue };
+        if template.name.is_empty() && !verdicts.contains_key(id) {
+            continue;
+        }
+        let Some(at) = delivered_at.get(&**id) else { continue };
+        let by_meta = verdicts.get(id).and_then(|v| meta_template_category(&v.pricing).map(|c| (c, v)));
+        let found = match by_meta {
+            Some((category, verdict)) => Some((category, format!("Meta priced it as {} ({} status at {})", verdict.pricing.category, status_name(verdict.status), verdict.at))),
+            None => category_at(updates, &template.name, *at).map(|(_, category, evidence)| (*category, evidence.clone())),
+        };
+        if let Some((priced_as, evidence)) = found
+            && priced_as != template.category
+        {
+            drifted.insert(
+                id.clone(),
+                DriftedSend { template: template.name.clone(), sent_as: template.category, priced_as, evidence },
+            );
+        }
+    }
+    drifted
+}
+
+fn status_name(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Sent => "sent",
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Read => "read",
+        DeliveryStatus::Failed => "failed",
+    }
+}
+
+/// Replays the log with each drifted send at the category Meta applies and
+/// sums, per template, what its drifted messages cost each way.
+fn price_drift(
+    engine: &Engine,
+    mut events: Vec<Event>,
+    drifted: &BTreeMap<Box<str>, DriftedSend>,
+    as_sent: &Report,
+) -> (Vec<CategoryDrift>, Vec<(Currency, Decimal)>) {
+    for event in &mut events {
+        if let EventKind::Outbound { id, template: Some(template), .. } = &mut event.kind
+            && let Some(send) = drifted.get(id)
+        {
+            template.category = send.priced_as;
+        }
+    }
+    let as_priced = engine.replay(events);
+    let priced: HashMap<&str, &Charge> = as_priced.charges.iter().map(|c| (&*c.message_id, c)).collect();
+    let mut by_template: BTreeMap<(Box<str>, TemplateCategory, TemplateCategory, Currency), CategoryDrift> = BTreeMap::new();
+    for charge in &as_sent.charges {
+        let Some(send) = drifted.get(&charge.message_id) else { continue };
+        let key = (send.template.clone(), send.sent_as, send.priced_as, charge.currency);
+        let line = by_template.entry(key).or_insert_with(|| CategoryDrift {
+            template: send.template.clone(),
+            sent_as: send.sent_as,
+            priced_as: send.priced_as,
+            evidence: send.evidence.clone(),
+            messages: 0,
+            currency: charge.currency,
+            amount_as_sent: Decimal::ZERO,
+            amount_as_priced: Decimal::ZERO,
+        });
+        line.messages += 1;
+        line.amount_as_sent += charge.amount;
+        line.amount_as_priced += priced.get(&*charge.message_id).map_or(Decimal::ZERO, |c| c.amount);
+    }
+    let sent_totals = crate::report::totals(&as_sent.charges);
+    let priced_totals = crate::report::totals(&as_priced.charges);
+    let mut total: BTreeMap<Currency, Decimal> = BTreeMap::new();
+    for t in priced_totals {
+        *total.entry(t.currency).or_default() += t.amount;
+    }
+    for t in sent_totals {
+        *total.entry(t.currency).or_default() -= t.amount;
+    }
+    (by_template.into_values().collect(), total.into_iter().collect())
+}
+
+/// The likeliest reason for a difference, from what the log shows.
+fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Updates) -> String {
+    let meta = &verdict.pricing;
+    let trail = &charge.trail;
+    if fields.contains(&"category") {
+        if let Some(template) = &trail.template {
+            let meta_category = meta_template_category(meta);
+            if let Some((at, category, _)) = category_at(updates, &template.name, charge.delivered_at)
+                && Some(*category) == meta_category
+            {
+                return format!(
+                    "template re-categorised: `{}` became {} at {at} (template_category_update); the send still said {}",
+                    template.name,
+                    category.as_str(),
+                    template.category.as_str()
+                );
+            }
+            if meta_category.is_some() {
+                return format!(
+                    "template re-categorised: `{}` was sent as {} but Meta priced it as {}; no template_category_update in the log says when it changed (or the send log's category is stale)",
+                    if template.name.is_empty() { "(unnamed)" } else { &template.name },
+                    template.category.as_str(),
+                    meta.category
+                );
+            }
+        }
+    }
+    if fields.contains(&"pricing_model") {
+        return format!(
+            "era boundary: delivered {} (business-local date {} in {}), which the engine prices under {}; Meta used {} — check the business's time zone in the accounts file (decision D2)",
+            charge.delivered_at,
+            trail.local_date,
+            trail.timezone,
+            charge.ruleset.id(),
+            meta.pricing_model.as_deref().unwrap_or("?")
+        );
+    }
+    let meta_type = meta.pricing_type.as_deref();
+    let last_inbound = trail.last_inbound_at.map_or_else(|| "none in the log".to_string(), |t| t.to_string());
+    match (meta_type, charge.pricing_type) {
+        (Some("free_customer_service"), PricingType::Regular) => {
+            return format!(
+                "window: Meta saw an open customer service window at delivery ({}), the log shows none (user's last inbound: {last_inbound}) — are inbound webhooks missing from the log?",
+                charge.delivered_at
+            );
+        }
+        (Some("regular"), PricingType::FreeCustomerService) => {
+            let window = trail.customer_service_window.map_or_else(String::new, |w| {
+                format!(" (the log's window opened {} and closes {})", w.opened_at, w.closes_at)
+            });
+            return format!(
+                "window closed earlier than the sender thought: Meta charged it as outside the customer service window, the engine found it inside{window}; sent {}, delivered {} — Meta may judge the window at another instant, or the user's message reached another number",
+                trail.sent_at, charge.delivered_at
+            );
+        }
+        (Some("free_entry_point"), _) => {
+            return "entry point: Meta granted a free entry point, but the log has no ad-referral inbound answered within 24 h (click-to-WhatsApp referral or Page call-to-action missing from the log?)".to_string();
+        }
+        (_, PricingType::FreeEntryPoint) => {
+            return "entry point: the engine opened a free entry point from an ad-referral inbound, Meta did not (the reply may have come later than 24 h by Meta's clock, or the referral was not a click-to-WhatsApp ad)".to_string();
+        }
+        _ => {}
+    }
+    if fields == ["billable"] {
+        let date = trail.local_date;
+        let uncertain_service = charge.category.as_str() == "service"
+            && charge.pricing_model == PricingModel::Cbp
+            && date >= jiff::civil::date(2024, 11, 1);
+        if uncertain_service {
+            return "known uncertainty: Meta's `billable` flag for service conversations from 2024-11-01 to 2025-06-30 (Gupshup says false, one Meta example says true; domain-rules §6.7, decision D8) — the amount is 0 either way".to_string();
+        }
+        if charge.pricing_type == PricingType::FreeTier || meta_type == Some("free_tier") {
+            return "free tier: Meta and the engine count the monthly free conversations differently (order, or FEP conversations; decision D7)".to_string();
+        }
+    }
+    format!(
+        "rules differ on {}: the engine applied {} / {} ({}); compare with Meta's verdict",
+        fields.join(", "),
+        charge.ruleset.id(),
+        charge.rule,
+        charge.reason
+    )
+}
+
+/// One bucket of Meta's `pricing_analytics` or `conversation_analytics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnalyticsPoint {
+    /// Bucket start (inclusive).
+    pub start: Timestamp,
+    /// Bucket end (exclusive).
+    pub end: Timestamp,
+    /// ISO country, when the response is split by country.
+    pub country: Option<Box<str>>,
+    /// Pricing (or conversation) category, lower-case, when split by it.
+    pub category: Option<Box<str>>,
+    /// Pricing (or conversation) type, lower-case, when split by it.
+    pub pricing_type: Option<Box<str>>,
+    /// Delivered messages (`volume`) or conversations (`conversation`).
+    pub count: u64,
+    /// Approximate cost, when Meta returns it.
+    pub cost: Option<Decimal>,
+}
+
+/// Which analytics: per-message (PMP) or per-conversation (CBP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnalyticsKind {
+    /// `pricing_analytics`: delivered messages.
+    Pricing,
+    /// `conversation_analytics`: conversations opened.
+    Conversation,
+}
+
+/// One bucket compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnalyticsLine {
+    /// Bucket start.
+    pub start: Timestamp,
+    /// Bucket end.
+    pub end: Timestamp,
+    /// Country (`*` when the response is not split by country).
+    pub country: Box<str>,
+    /// Category (`*` when not split).
+    pub category: Box<str>,
+    /// Type (`*` when not split).
+    pub pricing_type: Box<str>,
+    /// Meta's count and cost (`None`: Meta has no such bucket).
+    pub meta: Option<(u64, Option<Decimal>)>,
+    /// The engine's count and cost.
+    pub engine: (u64, Decimal),
+    /// Whether the two agree within the tolerance.
+    pub within_tolerance: bool,
+}
+
+/// How far Meta's approximate analytics may be from the engine before a
+/// bucket is reported. Meta says only that analytics are "approximate"
+/// (domain-rules §11), so these are ours: counts must match, costs may
+/// differ by the larger of `cost_absolute` and `cost_relative` × Meta's cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tolerance {
+    /// Absolute cost difference allowed (currency units).
+    pub cost_absolute: Decimal,
+    /// Relative cost difference allowed (0.01 = 1 %).
+    pub cost_relative: Decimal,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance { cost_absolute: Decimal::new(1, 2), cost_relative: Decimal::new(1, 2) }
+    }
+}
+
+/// Compares Meta's analytics buckets with the engine's charges aggregated
+/// the same way. Engine charges outside every bucket of the response are
+/// not compared (the response covers a period of Meta's choosing); engine
+/// aggregates for a bucket Meta has no line for are reported with `meta: None`.
+pub fn compare_analytics(kind: AnalyticsKind, points: &[AnalyticsPoint], charges: &[Charge], tolerance: Tolerance) -> Vec<AnalyticsLine> {
+    let split_country = points.iter().any(|p| p.country.is_some());
+    let split_category = points.iter().any(|p| p.category.is_some());
+    let split_type = points.iter().any(|p| p.pricing_type.is_some());
+    let star = || Box::<str>::from("*");
+    type Key = (Timestamp, Timestamp, Box<str>, Box<str>, Box<str>);
+    let key_of = |start, end, country: Option<&str>, category: Option<&str>, kind: Option<&str>| -> Key {
+        (
+            start,
+            end,
+            if split_country { country.unwrap_or("?").into() } else { star() },
+            if split_category { category.unwrap_or("?").into() } else { star() },
+            if split_type { kind.unwrap_or("?").into() } else { star() },
+        )
+    };
+    let mut meta: BTreeMap<Key, (u64, Option<Decimal>)> = BTreeMap::new();
+    let mut buckets: Vec<(Timestamp, Timestamp)> = Vec::new();
+    for p in points {
+        let entry = meta.entry(key_of(p.start, p.end, p.country.as_deref(), p.category.as_deref(), p.pricing_type.as_deref())).or_insert((0, None));
+        entry.0 += p.count;
+        if let Some(cost) = p.cost {
+            entry.1 = Some(entry.1.unwrap_or_default() + cost);
+        }
+        buckets.push((p.start, p.end));
+    }
+    buckets.sort();
+    buckets.dedup();
+    let mut engine: BTreeMap<Key, (u64, Decimal)> = BTreeMap::new();
+    for charge in charges {
+        if kind == AnalyticsKind::Conversation && !charge.opens_conversation {
+            continue;
+        }
+        let Some(&(start, end)) = buckets.iter().find(|(s, e)| *s <= charge.delivered_at && charge.delivered_at < *e) else { continue };
+        // Meta's analytics spell categories and types in upper case; the
+        // points were lower-cased when read.
+        let pricing_type = match charge.pricing_type {
+            // conversation_analytics calls the free entry point FREE_ENTRY(_POINT).
+            PricingType::FreeEntryPoint => "free_entry_point",
+            other => other.as_str(),
+        };
+        let key = key_of(start, end, charge.trail.country.as_deref(), Some(charge.category.as_str()), Some(pricing_type));
+        let entry = engine.entry(key).or_default();
+        entry.0 += 1;
+        entry.1 += charge.amount;
+    }
+    let mut keys: Vec<&Key> = meta.keys().chain(engine.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .map(|key| {
+            let m = meta.get(key).copied();
+            let e = engine.get(key).copied().unwrap_or_default();
+            let within_tolerance = match m {
+                None => e.0 == 0,
+                Some((count, cost)) => {
+                    count == e.0
+                        && cost.is_none_or(|cost| {
+                            let allowed = tolerance.cost_absolute.max(tolerance.cost_relative * cost.abs());
+                            (cost - e.1).abs() <= allowed
+                        })
+                }
+            };
+            AnalyticsLine {
+                start: key.0,
+                end: key.1,
+                country: key.2.clone(),
+                category: key.3.clone(),
+                pricing_type: key.4.clone(),
+                meta: m,
+                engine: e,
+                within_tolerance,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,107 @@
+//! Writing canonical lines: what `wameter events` prints.
+//!
+//! Every line written here reads back through [`crate::parse_line`] into
+//! the same event or notice (a property test holds it to that), so a user
+//! can save what wameter understood of a webhook log and replay that.
+
+use serde_json::{Map, Value, json};
+use wameter_core::event::{DeliveryStatus, Event, EventKind, InboundKind, StatusDetail};
+use wameter_core::notice::Notice;
+
+/// The canonical NDJSON line of an event (without the newline).
+pub fn event_line(event: &Event) -> String {
+    let mut line = Map::new();
+    let at = Value::from(event.at.to_string());
+    match &event.kind {
+        EventKind::Inbound { business, user, id, entry_point, kind } => {
+            line.insert("type".into(), "inbound".into());
+            line.insert("at".into(), at);
+            line.insert("business".into(), (&**business).into());
+            line.insert("user".into(), user.to_string().into());
+            if let Some(id) = id {
+                line.insert("id".into(), (&**id).into());
+            }
+            if let Some(entry_point) = entry_point {
+                line.insert("entry_point".into(), entry_point.as_str().into());
+            }
+            if *kind == InboundKind::Call {
+                line.insert("kind".into(), "call".into());
+            }
+        }
+        EventKind::Outbound { business, user, id, template } => {
+            line.insert("type".into(), "outbound".into());
+            line.insert("at".into(), at);
+            line.insert("business".into(), (&**business).into());
+            line.insert("user".into(), user.to_string().into());
+            line.insert("id".into(), (&**id).into());
+            if let Some(template) = template {
+                line.insert("template".into(), json!({"name": &*template.name, "category": template.category.as_str()}));
+            }
+        }
+        EventKind::Status { id, status, error, detail } => {
+            line.insert("type".into(), "status".into());
+            line.insert("at".into(), at);
+            line.insert("id".into(), (&**id).into());
+            line.insert("status".into(), status_name(*status).into());
+            if let Some(error) = error {
+                line.insert("error".into(), (*error).into());
+            }
+            if let Some(detail) = detail {
+                write_detail(&mut line, detail);
+            }
+        }
+    }
+    Value::Object(line).to_string()
+}
+
+fn write_detail(line: &mut Map<String, Value>, detail: &StatusDetail) {
+    if let Some(business) = &detail.business {
+        line.insert("business".into(), (&**business).into());
+    }
+    if let Some(user) = &detail.recipient {
+        line.insert("user".into(), user.to_string().into());
+    }
+    if let Some(pricing) = &detail.pricing {
+        let mut object = Map::new();
+        if let Some(billable) = pricing.billable {
+            object.insert("billable".into(), billable.into());
+        }
+        if let Some(model) = &pricing.pricing_model {
+            object.insert("pricing_model".into(), (&**model).into());
+        }
+        if let Some(kind) = &pricing.pricing_type {
+            object.insert("type".into(), (&**kind).into());
+        }
+        object.insert("category".into(), (&*pricing.category).into());
+        line.insert("pricing".into(), Value::Object(object));
+    }
+    if let Some(conversation) = &detail.conversation {
+        let mut object = Map::new();
+        if let Some(id) = &conversation.id {
+            object.insert("id".into(), (&**id).into());
+        }
+        if let Some(origin) = &conversation.origin_type {
+            object.insert("origin".into(), json!({"type": &**origin}));
+        }
+        if let Some(expires) = conversation.expires_at {
+            object.insert("expiration_timestamp".into(), expires.as_second().into());
+        }
+        line.insert("conversation".into(), Value::Object(object));
+    }
+}
+
+/// Meta's name of a status (`played` was read as `read`).
+pub fn status_name(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Sent => "sent",
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Read => "read",
+        DeliveryStatus::Failed => "failed",
+    }
+}
+
+/// The canonical NDJSON line of a notice.
+pub fn notice_line(notice: &Notice) -> String {
+    // Serialising plain data to a string cannot fail.
+    serde_json::to_string(notice).unwrap_or_default()
+}

@@ -1,0 +1,13 @@
+//! Meta's wire formats, read into wameter's core types.
+//!
+//! Real users have what Meta sends them, not wameter's canonical log: the
+//! webhook POST bodies of a WhatsApp Business Account ([`webhook`]) and the
+//! Graph API's `pricing_analytics` / `conversation_analytics` responses
+//! ([`analytics`]). This crate turns both into the core's events, notices
+//! and aggregates, and says exactly — by JSON path — what it could not read.
+//! It does no IO: callers hand it parsed JSON.
+
+pub mod analytics;
+pub mod webhook;
+
+pub use webhook::{Ignored, Problem, WebhookItems, parse_envelope};
