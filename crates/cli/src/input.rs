@@ -7,7 +7,11 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use wameter_core::account::Accounts;
 use wameter_core::engine::WhatIf;
-use wameter_core::event::Event;
+use std::collections::HashSet;
+
+use wameter_core::event::{Event, EventKind, Origin, outbounds_from_pricing};
+use wameter_core::notice::Notice;
+use wameter_meta::Ignored;
 use wameter_core::ratecard::{RateBook, RateCard, RateFile, RateFileLayout, Severity, TierBand, TierBook, check_rate_file};
 use wameter_core::ruleset::Ruleset;
 use wameter_log::{LineError, parse_chunk};
@@ -144,8 +148,15 @@ impl PricingArgs {
 /// Everything read from the log files.
 pub struct LoadedLogs {
     pub names: Vec<String>,
+    /// Events read, then the outbounds inferred from Meta's pricing.
     pub events: Vec<Event>,
+    /// Notices (template re-categorised, tier reached…).
+    pub notices: Vec<Notice>,
     pub malformed: Vec<LineError>,
+    /// Webhook items of kinds wameter does not use.
+    pub ignored: Vec<(Origin, Ignored)>,
+    /// Wamids whose outbound was inferred from a status's `pricing`.
+    pub inferred: HashSet<Box<str>>,
 }
 
 impl LoadedLogs {
@@ -161,6 +172,34 @@ impl LoadedLogs {
 
     pub fn describe(&self, error: &LineError) -> String {
         format!("{}:{error}", self.source_name(error.origin.source).unwrap_or("?"))
+    }
+
+    /// One sentence on the webhook items that were ignored, by kind, or
+    /// `None` when there were none.
+    pub fn ignored_summary(&self) -> Option<String> {
+        let first = self.ignored.first()?;
+        let mut by_kind: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for (_, item) in &self.ignored {
+            *by_kind.entry(&item.kind).or_default() += 1;
+        }
+        let kinds: Vec<String> = by_kind.into_iter().map(|(kind, n)| format!("{kind} ×{n}")).collect();
+        Some(format!(
+            "{} webhook item(s) of kinds wameter does not use, ignored (first at {}, {}): {}",
+            self.ignored.len(),
+            self.position(first.0),
+            first.1.path,
+            kinds.join(", ")
+        ))
+    }
+
+    /// One sentence on the outbounds inferred from Meta's pricing, if any.
+    pub fn inferred_summary(&self) -> Option<String> {
+        (!self.inferred.is_empty()).then(|| {
+            format!(
+                "{} message(s) have no outbound event; each is rated as the message its status's `pricing` names (Meta's category; interfaces §4)",
+                self.inferred.len()
+            )
+        })
     }
 }
 
@@ -189,6 +228,8 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
     let mut names = Vec::new();
     let mut events = Vec::new();
     let mut malformed = Vec::new();
+    let mut notices = Vec::new();
+    let mut ignored = Vec::new();
     for (index, path) in paths.iter().enumerate() {
         let text = if path.as_os_str() == "-" {
             std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
@@ -207,10 +248,21 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
             .collect();
         for chunk in chunks {
             events.extend(chunk.events);
+            notices.extend(chunk.notices);
             malformed.extend(chunk.errors);
+            ignored.extend(chunk.ignored);
         }
     }
-    let logs = LoadedLogs { names, events, malformed };
+    let inferred_events = outbounds_from_pricing(&events);
+    let inferred = inferred_events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Outbound { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    events.extend(inferred_events);
+    let logs = LoadedLogs { names, events, notices, malformed, ignored, inferred };
     if strict && !logs.malformed.is_empty() {
         let first = &logs.malformed[0];
         bail!("{} (--strict; {} malformed line(s) in all)", logs.describe(first), logs.malformed.len());

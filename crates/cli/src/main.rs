@@ -4,12 +4,14 @@
 //! `wameter-core` (in parallel over contacts) and prints what it decided.
 
 mod diff;
+mod events;
 mod generate;
 mod input;
 mod markets;
 mod output;
 mod quote;
 mod rates;
+mod reconcile;
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -39,7 +41,7 @@ struct Cli {
 enum Command {
     /// Replay event logs through the rules in force at each delivery and print the charges.
     Replay {
-        /// Canonical NDJSON event logs (`-` for standard input).
+        /// Event logs: canonical events and Meta webhook bodies, mixed freely (`-` for standard input).
         #[arg(required = true, value_name = "LOG")]
         logs: Vec<PathBuf>,
         #[command(flatten)]
@@ -68,6 +70,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the canonical events (and notices) a log turns into: what was understood of Meta's webhooks.
+    Events {
+        /// Logs: Meta webhook bodies and canonical events, mixed freely (`-` for standard input).
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<PathBuf>,
+        /// Make a malformed line (or unreadable webhook item) fatal.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Compare Meta's pricing verdicts (status webhooks, Graph analytics) with the engine's, and list template category drift.
+    Reconcile(Box<reconcile::ReconcileArgs>),
     /// Generate seedable synthetic traffic in the canonical format.
     Gen(generate::GenArgs),
     /// Estimate what a campaign or a month of sends will cost, before sending.
@@ -200,7 +213,7 @@ fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_message: Option<&str>) -
     Ok((loaded, report, setup, kept))
 }
 
-fn print_pricing_errors(logs: &LoadedLogs, report: &Report) -> bool {
+pub(crate) fn print_pricing_errors(logs: &LoadedLogs, report: &Report) -> bool {
     if report.errors.is_empty() {
         return false;
     }
@@ -219,7 +232,7 @@ fn print_pricing_errors(logs: &LoadedLogs, report: &Report) -> bool {
     true
 }
 
-fn report_malformed(logs: &LoadedLogs) {
+pub(crate) fn report_malformed(logs: &LoadedLogs) {
     if logs.malformed.is_empty() {
         return;
     }
@@ -389,6 +402,8 @@ fn main() -> ExitCode {
         Command::Replay { logs, engine, parse_only: true, .. } => parse_only(logs, engine),
         Command::Replay { logs, engine, json, messages, .. } => replay(logs, engine, json, messages),
         Command::Explain { logs, message, engine, json } => explain(logs, message, engine, json),
+        Command::Events { logs, strict } => events::run(logs, strict),
+        Command::Reconcile(args) => reconcile::run(*args),
         Command::Gen(args) => generate::run(args),
         Command::Quote(args) => quote::run(*args),
         Command::Diff { a, b, json } => diff::run(&a, &b, json),

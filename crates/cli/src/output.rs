@@ -92,6 +92,12 @@ fn warnings_json<'a>(report: &'a Report, logs: &'a LoadedLogs) -> Vec<WarningJso
             line: Some(error.origin.line),
         })
         .collect();
+    if let Some(message) = logs.inferred_summary() {
+        out.push(WarningJson { code: "outbound_inferred", message, file: None, line: None });
+    }
+    if let Some(message) = logs.ignored_summary() {
+        out.push(WarningJson { code: "ignored_webhook_items", message, file: None, line: None });
+    }
     out.extend(report.warnings.iter().map(|warning| WarningJson {
         code: warning.code,
         message: warning.message.clone(),
