@@ -4,6 +4,7 @@
 
 mod properties;
 mod quotes;
+mod reconciliation;
 mod scenarios;
 mod support;
 mod what_if;

@@ -12,12 +12,12 @@ use super::support::*;
 const USERS: [&str; 4] = ["+5511999990000", "+919876543210", "+6281234567890", "+12125550100"];
 
 #[derive(Debug, Clone)]
-enum Step {
+pub(super) enum Step {
     Inbound { user: usize, minute: i64, ad: bool },
     Send { user: usize, minute: i64, category: Option<u8>, delay: i64, outcome: u8 },
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(super) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (0..USERS.len(), 0..6_000i64, proptest::bool::weighted(0.15)).prop_map(|(user, minute, ad)| Step::Inbound { user, minute, ad }),
         (0..USERS.len(), 0..6_000i64, proptest::option::of(0..3u8), 0..120i64, 0..10u8)
@@ -25,7 +25,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn build(steps: &[Step]) -> Log {
+pub(super) fn build(steps: &[Step]) -> Log {
     let base = t("2026-02-01T00:00:00Z");
     let at = |minute: i64| base + jiff::SignedDuration::from_mins(minute);
     let mut log = Log::default();

@@ -1,0 +1,115 @@
+//! Reconciliation: Meta's verdicts against the engine's. Verdicts that are
+//! the engine's own must all agree; changing one must yield exactly one
+//! discrepancy; the cause names what the log shows.
+
+use proptest::prelude::*;
+use wameter_core::charge::Charge;
+use wameter_core::engine::Engine;
+use wameter_core::event::{DeliveryStatus, Event, EventKind, MetaConversation, MetaPricing, Origin, StatusDetail};
+use wameter_core::market::MarketTable;
+use wameter_core::ratecard::RateBook;
+use wameter_core::reconcile::reconcile;
+
+use super::properties::{build, step};
+use super::support::*;
+
+/// A `delivered` status carrying `charge` as Meta's verdict.
+fn verdict_of(charge: &Charge, category: &str) -> Event {
+    let pricing = MetaPricing {
+        billable: Some(charge.billable),
+        pricing_model: Some(charge.pricing_model.as_str().into()),
+        pricing_type: (charge.pricing_model.as_str() == "PMP").then(|| charge.pricing_type.as_str().into()),
+        category: category.into(),
+    };
+    let conversation = charge.conversation_id.as_ref().map(|id| MetaConversation { id: Some(format!("meta-{id}").into()), ..MetaConversation::default() });
+    Event {
+        at: charge.delivered_at,
+        origin: Origin { source: 1, line: 1 },
+        kind: EventKind::Status {
+            id: charge.message_id.clone(),
+            status: DeliveryStatus::Delivered,
+            error: None,
+            detail: Some(Box::new(StatusDetail { pricing: Some(pricing), conversation, ..StatusDetail::default() })),
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn the_engines_own_verdicts_agree_and_one_change_is_one_discrepancy(
+        steps in prop::collection::vec(step(), 1..50),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let world = World::builtin();
+        let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+        let log = build(&steps);
+        let report = engine.replay(log.events.clone());
+        prop_assume!(!report.charges.is_empty());
+        let mut events = log.events.clone();
+        events.extend(report.charges.iter().map(|c| verdict_of(c, c.category.as_str())));
+        let agreed = reconcile(&engine, events, &[]);
+        prop_assert_eq!(agreed.compared, report.charges.len() as u64);
+        prop_assert_eq!(agreed.agreements, agreed.compared);
+        prop_assert!(agreed.discrepancies.is_empty(), "{:#?}", agreed.discrepancies);
+
+        let changed = pick.get(&report.charges);
+        let other = if changed.category.as_str() == "marketing" { "utility" } else { "marketing" };
+        let mut events = log.events.clone();
+        events.extend(report.charges.iter().map(|c| verdict_of(c, if c.message_id == changed.message_id { other } else { c.category.as_str() })));
+        let one = reconcile(&engine, events, &[]);
+        prop_assert_eq!(one.discrepancies.len(), 1);
+        prop_assert_eq!(&one.discrepancies[0].message_id, &changed.message_id);
+        prop_assert_eq!(&one.discrepancies[0].fields, &vec!["category"]);
+    }
+}
+
+#[test]
+fn cbp_conversation_grouping_differences_are_named() {
+    let world = World { rates: RateBook::new(vec![card(USD_CBP_2023)]), ..World::builtin() };
+    let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+    let mut log = Log::default();
+    // Two marketing templates to an Indonesian number 2 h apart: one conversation for the engine.
+    log.send("w1", t("2023-07-03T10:00:00Z"), "+6281234567890", Some(MKT));
+    log.send("w2", t("2023-07-03T12:00:00Z"), "+6281234567890", Some(MKT));
+    let report = engine.replay(log.events.clone());
+    assert_eq!(report.charges[0].conversation_id, report.charges[1].conversation_id);
+    let mut events = log.events.clone();
+    let mut second = verdict_of(&report.charges[1], "marketing");
+    // Meta put the second message in a conversation of its own.
+    if let EventKind::Status { detail: Some(detail), .. } = &mut second.kind {
+        detail.conversation = Some(MetaConversation { id: Some("meta-other".into()), ..MetaConversation::default() });
+    }
+    events.push(verdict_of(&report.charges[0], "marketing"));
+    events.push(second);
+    let result = reconcile(&engine, events, &[]);
+    assert_eq!(result.discrepancies.len(), 1);
+    let d = &result.discrepancies[0];
+    assert_eq!(&*d.message_id, "w2");
+    assert_eq!(d.fields, ["conversation"]);
+    assert!(d.cause.starts_with("conversation grouping: the engine counted this message in conversation"), "{}", d.cause);
+}
+
+#[test]
+fn a_window_meta_saw_but_the_log_lacks_is_the_cause() {
+    let world = World::builtin();
+    let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+    let mut log = Log::default();
+    log.send("w1", t("2026-02-10T10:00:00Z"), "+5511999990000", Some(UTIL));
+    let report = engine.replay(log.events.clone());
+    assert_eq!(report.charges[0].pricing_type.as_str(), "regular");
+    let mut verdict = verdict_of(&report.charges[0], "utility");
+    if let EventKind::Status { detail: Some(detail), .. } = &mut verdict.kind {
+        let pricing = detail.pricing.as_mut().unwrap();
+        pricing.pricing_type = Some("free_customer_service".into());
+        pricing.billable = Some(false);
+    }
+    let mut events = log.events.clone();
+    events.push(verdict);
+    let result = reconcile(&engine, events, &[]);
+    let d = &result.discrepancies[0];
+    assert_eq!(d.fields, ["type", "billable"]);
+    assert!(d.cause.starts_with("window: Meta saw an open customer service window"), "{}", d.cause);
+    assert!(d.cause.contains("none in the log"), "{}", d.cause);
+}
