@@ -27,7 +27,7 @@ pub fn run(logs: Vec<PathBuf>, strict: bool) -> Result<std::process::ExitCode> {
         lines.push(Line { key: (notice.at, 3, notice.origin), text: notice_line(notice) });
     }
     // The order replay uses: time, then inbound < outbound < status, then input order.
-    lines.sort_by(|a, b| a.key.cmp(&b.key));
+    lines.sort_by_key(|line| line.key);
     let mut out = BufWriter::new(std::io::stdout().lock());
     for line in &lines {
         writeln!(out, "{}", line.text)?;

@@ -42,15 +42,9 @@ pub enum NoticeKind {
     /// `template_category_update`: Meta moved (or will move) a template to
     /// another category. Sends after `at` are charged at `new_category`.
     TemplateCategoryUpdate {
-        /// `message_template_id`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        template_id: Option<Box<str>>,
-        /// `message_template_name`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        template_name: Option<Box<str>>,
-        /// `message_template_language`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        language: Option<Box<str>>,
+        /// Which template.
+        #[serde(flatten)]
+        template: TemplateRef,
         /// `previous_category`, lower-cased.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous_category: Option<Box<str>>,
@@ -68,15 +62,9 @@ pub enum NoticeKind {
     /// `message_template_status_update`: approved, rejected (e.g.
     /// `INCORRECT_CATEGORY`), flagged, paused, disabled.
     TemplateStatusUpdate {
-        /// `message_template_id`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        template_id: Option<Box<str>>,
-        /// `message_template_name`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        template_name: Option<Box<str>>,
-        /// `message_template_language`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        language: Option<Box<str>>,
+        /// Which template.
+        #[serde(flatten)]
+        template: TemplateRef,
         /// `message_template_category`, lower-cased.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         category: Option<Box<str>>,
@@ -139,6 +127,20 @@ pub enum NoticeKind {
     },
 }
 
+/// A template as Meta's template webhooks name it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    /// `message_template_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<Box<str>>,
+    /// `message_template_name`: what send logs call it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_name: Option<Box<str>>,
+    /// `message_template_language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Box<str>>,
+}
+
 /// A country and the instant something starts for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountryStart {
@@ -171,18 +173,14 @@ mod tests {
     fn every_kind_round_trips_through_its_canonical_line() {
         let kinds = vec![
             NoticeKind::TemplateCategoryUpdate {
-                template_id: Some("1".into()),
-                template_name: Some("welcome".into()),
-                language: None,
+                template: TemplateRef { template_id: Some("1".into()), template_name: Some("welcome".into()), language: None },
                 previous_category: Some("utility".into()),
                 new_category: Some("marketing".into()),
                 correct_category: None,
                 effective_at: None,
             },
             NoticeKind::TemplateStatusUpdate {
-                template_id: None,
-                template_name: Some("x".into()),
-                language: None,
+                template: TemplateRef { template_id: None, template_name: Some("x".into()), language: Some("en_US".into()) },
                 category: Some("marketing".into()),
                 event: "REJECTED".into(),
                 reason: Some("INCORRECT_CATEGORY".into()),

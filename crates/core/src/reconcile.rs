@@ -232,11 +232,12 @@ type Updates = BTreeMap<Box<str>, Vec<(Timestamp, TemplateCategory, String)>>;
 fn category_updates(notices: &[Notice]) -> Updates {
     let mut updates: Updates = BTreeMap::new();
     for notice in notices {
-        let NoticeKind::TemplateCategoryUpdate { template_name: Some(name), new_category, correct_category, effective_at, previous_category, .. } =
+        let NoticeKind::TemplateCategoryUpdate { template, new_category, correct_category, effective_at, previous_category } =
             &notice.kind
         else {
             continue;
         };
+        let Some(name) = &template.template_name else { continue };
         let list = updates.entry(name.clone()).or_default();
         let from = previous_category.as_deref().map(|p| format!("{p} → ")).unwrap_or_default();
         if let (Some(at), Some(category)) = (notice.at, new_category.as_deref().and_then(TemplateCategory::parse)) {
@@ -378,27 +379,27 @@ fn price_drift(
 fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Updates) -> String {
     let meta = &verdict.pricing;
     let trail = &charge.trail;
-    if fields.contains(&"category") {
-        if let Some(template) = &trail.template {
-            let meta_category = meta_template_category(meta);
-            if let Some((at, category, _)) = category_at(updates, &template.name, charge.delivered_at)
-                && Some(*category) == meta_category
-            {
-                return format!(
-                    "template re-categorised: `{}` became {} at {at} (template_category_update); the send still said {}",
-                    template.name,
-                    category.as_str(),
-                    template.category.as_str()
-                );
-            }
-            if meta_category.is_some() {
-                return format!(
-                    "template re-categorised: `{}` was sent as {} but Meta priced it as {}; no template_category_update in the log says when it changed (or the send log's category is stale)",
-                    if template.name.is_empty() { "(unnamed)" } else { &template.name },
-                    template.category.as_str(),
-                    meta.category
-                );
-            }
+    if fields.contains(&"category")
+        && let Some(template) = &trail.template
+    {
+        let meta_category = meta_template_category(meta);
+        if let Some((at, category, _)) = category_at(updates, &template.name, charge.delivered_at)
+            && Some(*category) == meta_category
+        {
+            return format!(
+                "template re-categorised: `{}` became {} at {at} (template_category_update); the send still said {}",
+                template.name,
+                category.as_str(),
+                template.category.as_str()
+            );
+        }
+        if meta_category.is_some() {
+            return format!(
+                "template re-categorised: `{}` was sent as {} but Meta priced it as {}; no template_category_update in the log says when it changed (or the send log's category is stale)",
+                if template.name.is_empty() { "(unnamed)" } else { &template.name },
+                template.category.as_str(),
+                meta.category
+            );
         }
     }
     if fields.contains(&"pricing_model") {

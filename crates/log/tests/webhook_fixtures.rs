@@ -128,15 +128,7 @@ fn the_set_covers_what_the_issue_lists() {
     assert!(ad_entry_points >= 2, "{ad_entry_points} referrals");
     assert!(priced_statuses >= 16, "{priced_statuses} statuses with pricing");
     assert_eq!(models.into_iter().collect::<Vec<_>>(), ["CBP", "PMP"]);
-    for kind in [
-        "template_category_update",
-        "template_status_update",
-        "volume_tier_update",
-        "auth_international_eligibility",
-        "primary_business_location",
-        "account_update",
-        "user_preference",
-    ] {
+    for kind in wameter_core::notice::NoticeKind::TYPES {
         assert!(notices.contains(kind), "no fixture gives a {kind} notice");
     }
 }

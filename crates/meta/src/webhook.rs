@@ -27,7 +27,7 @@ use wameter_core::event::{
     DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, MetaConversation, MetaPricing, Origin, StatusDetail,
     UserId,
 };
-use wameter_core::notice::{CountryStart, Notice, NoticeKind};
+use wameter_core::notice::{CountryStart, Notice, NoticeKind, TemplateRef};
 
 /// The `object` value of a WhatsApp Business Account webhook.
 pub const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
@@ -150,6 +150,15 @@ fn id_text(value: &Value) -> Option<Box<str>> {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().into()),
         Value::Number(n) => Some(n.to_string().into()),
         _ => None,
+    }
+}
+
+/// The template a template webhook is about.
+fn template_ref(value: &Map<String, Value>) -> TemplateRef {
+    TemplateRef {
+        template_id: value.get("message_template_id").and_then(id_text),
+        template_name: text(value.get("message_template_name")),
+        language: text(value.get("message_template_language")),
     }
 }
 
@@ -434,9 +443,7 @@ impl Reader {
     fn template_category_update(&mut self, value: &Map<String, Value>, context: &Context) {
         let effective_at = value.get("category_update_timestamp").and_then(|t| unix_time(t).ok());
         let kind = NoticeKind::TemplateCategoryUpdate {
-            template_id: value.get("message_template_id").and_then(id_text),
-            template_name: text(value.get("message_template_name")),
-            language: text(value.get("message_template_language")),
+            template: template_ref(value),
             previous_category: lower(value.get("previous_category")),
             new_category: lower(value.get("new_category")),
             correct_category: lower(value.get("correct_category")),
@@ -458,9 +465,7 @@ impl Reader {
             return self.problem(format!("{}.event", context.path), "missing");
         };
         let kind = NoticeKind::TemplateStatusUpdate {
-            template_id: value.get("message_template_id").and_then(id_text),
-            template_name: text(value.get("message_template_name")),
-            language: text(value.get("message_template_language")),
+            template: template_ref(value),
             category: lower(value.get("message_template_category")),
             event,
             reason: text(value.get("reason")).filter(|r| !r.eq_ignore_ascii_case("none")),
