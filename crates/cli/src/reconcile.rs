@@ -157,6 +157,7 @@ fn document(result: &Reconciliation, loaded: &LoadedLogs) -> Value {
         "agreements": result.agreements,
         "discrepancies": discrepancies,
         "not_delivered": result.not_delivered,
+        "unrated": result.unrated,
         "without_verdict": result.without_verdict,
         "drift": drift,
         "drift_total": drift_total,
@@ -173,6 +174,13 @@ fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLog
     )?;
     if result.not_delivered > 0 {
         writeln!(out, "{} message(s) Meta priced on `sent` were never delivered in the log: charged by neither.", result.not_delivered)?;
+    }
+    if result.unrated > 0 {
+        writeln!(
+            out,
+            "{} delivered message(s) Meta priced have no outbound event and a status too incomplete to stand in for one (no business or recipient): not compared.",
+            result.unrated
+        )?;
     }
     if result.without_verdict > 0 {
         writeln!(out, "{} delivered message(s) have no `pricing` from Meta in the log: not compared.", result.without_verdict)?;
@@ -221,7 +229,7 @@ fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLog
             .iter()
             .map(|line| {
                 vec![
-                    line.template.to_string(),
+                    if line.template.is_empty() { "(unnamed)".into() } else { line.template.to_string() },
                     line.sent_as.as_str().into(),
                     line.priced_as.as_str().into(),
                     line.messages.to_string(),

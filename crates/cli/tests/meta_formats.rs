@@ -175,3 +175,18 @@ fn an_analytics_file_that_is_not_analytics_is_refused_with_its_field() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("pricing_analytics.data[0].data_points[0].volume"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_priced_delivery_with_no_recipient_is_counted_as_unrated_not_as_undelivered() {
+    // Meta's BSUID page: a delivered status whose recipient is an old-style `user.…` id.
+    let fixture = common::root().join("crates/log/tests/fixtures/webhooks/WBAPI_Doc-meta_business-scoped-user-ids_2.json");
+    let body: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let path = temp_dir("unrated").join("log.ndjson");
+    std::fs::write(&path, format!("{body}\n")).unwrap();
+    let output = wameter(&["reconcile", path.to_str().unwrap(), "--json"]);
+    let document = json(&output);
+    assert_eq!(document["compared"], 0);
+    assert_eq!(document["unrated"], 1);
+    assert_eq!(document["not_delivered"], 0);
+    assert!(stderr(&output).contains("recipient_user_id"), "{}", stderr(&output));
+}

@@ -133,6 +133,10 @@ pub struct Reconciliation {
     /// Messages Meta priced (on `sent`) that the log never shows delivered:
     /// neither side charges them.
     pub not_delivered: u64,
+    /// Delivered messages Meta priced that the engine could not rate: no
+    /// `outbound` event, and a status too incomplete to stand in for one
+    /// (no business or recipient, or a category that names no message).
+    pub unrated: u64,
     /// Delivered messages with no Meta verdict in the log.
     pub without_verdict: u64,
     /// Template category drift, by template.
@@ -155,7 +159,17 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
     let mut result = Reconciliation::default();
 
     let delivered: HashMap<&str, &Charge> = report.charges.iter().map(|c| (&*c.message_id, c)).collect();
-    result.not_delivered = verdicts.keys().filter(|id| !delivered.contains_key(&***id)).count() as u64;
+    for (id, verdict) in &verdicts {
+        if delivered.contains_key(&**id) {
+            continue;
+        }
+        // The verdict's own status says whether the log shows a delivery.
+        if matches!(verdict.status, DeliveryStatus::Delivered | DeliveryStatus::Read) {
+            result.unrated += 1;
+        } else {
+            result.not_delivered += 1;
+        }
+    }
     // CBP grouping: Meta's conversation ↔ the engine's, both ways.
     let mut meta_to_engine: HashMap<&str, (&str, &str)> = HashMap::new();
     let mut engine_to_meta: HashMap<&str, (&str, &str)> = HashMap::new();
