@@ -112,11 +112,12 @@ pub enum Parsed {
     Nothing,
     /// A canonical event.
     Event(Event),
-    /// A canonical notice line (as `wameter events` prints them).
-    Notice(Notice),
+    /// A canonical notice line (as `wameter events` prints them). Boxed,
+    /// like the webhook items, so the common case (an event) stays small.
+    Notice(Box<Notice>),
     /// A Meta webhook POST body: its events, notices, ignored items, and
     /// the items it could not read (which [`parse_chunk`] turns into errors).
-    Webhook(WebhookItems),
+    Webhook(Box<WebhookItems>),
 }
 
 /// Parses one line: a canonical event, a canonical notice, or a raw Meta
@@ -140,14 +141,14 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
         // canonical lines, and the tree gives every item its JSON path.
         let body: serde_json::Value = serde_json::from_str(trimmed).map_err(|e| fail(None, e.to_string()))?;
         return webhook::parse_envelope(&body, origin)
-            .map(Parsed::Webhook)
+            .map(|items| Parsed::Webhook(Box::new(items)))
             .map_err(|p| fail(Some(&p.path), p.message));
     }
     let event_type = raw.event_type.ok_or_else(|| fail(Some("type"), "missing (inbound, outbound, status or a notice type)".into()))?;
     if NoticeKind::TYPES.contains(&&*event_type) {
         let mut notice: Notice = serde_json::from_str(trimmed).map_err(|e| fail(None, format!("{event_type} notice: {e}")))?;
         notice.origin = origin;
-        return Ok(Parsed::Notice(notice));
+        return Ok(Parsed::Notice(Box::new(notice)));
     }
     let at = match raw.at {
         None => return Err(fail(Some("at"), "missing".into())),
@@ -258,8 +259,9 @@ pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
         let origin = Origin { source, line: first_line + offset as u32 };
         match parse_line(line, origin) {
             Ok(Parsed::Event(event)) => chunk.events.push(event),
-            Ok(Parsed::Notice(notice)) => chunk.notices.push(notice),
+            Ok(Parsed::Notice(notice)) => chunk.notices.push(*notice),
             Ok(Parsed::Webhook(items)) => {
+                let items = *items;
                 chunk.events.extend(items.events);
                 chunk.notices.extend(items.notices);
                 chunk.errors.extend(

@@ -87,7 +87,7 @@ fn every_canonical_line_reads_back_into_the_same_event_or_notice() {
         for notice in items.notices {
             let line = notice_line(&notice);
             match parse_line(&line, origin) {
-                Ok(Parsed::Notice(back)) => assert_eq!(back, notice, "{line}"),
+                Ok(Parsed::Notice(back)) => assert_eq!(*back, notice, "{line}"),
                 other => panic!("{line}: {other:?}"),
             }
         }
