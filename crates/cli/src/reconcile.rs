@@ -93,7 +93,7 @@ fn meta_json(d: &Discrepancy) -> Value {
         "type": m.pricing.pricing_type.as_deref(),
         "billable": m.pricing.billable,
         "conversation_id": m.conversation_id.as_deref(),
-        "status": wameter_log::write::status_name(m.status),
+        "status": m.status.as_str(),
         "at": m.at.to_string(),
     })
 }
@@ -203,7 +203,7 @@ fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLog
             m.pricing_type.as_deref().unwrap_or("-"),
             flag(m.billable),
             d.meta.conversation_id.as_deref().map(|id| format!(", conversation {id}")).unwrap_or_default(),
-            wameter_log::write::status_name(d.meta.status),
+            d.meta.status.as_str(),
             d.meta.at
         )?;
         writeln!(

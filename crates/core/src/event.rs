@@ -167,6 +167,16 @@ impl DeliveryStatus {
             _ => None,
         }
     }
+
+    /// Meta's name (`played` was read as `read`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Read => "read",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
 }
 
 /// One canonical event.
@@ -279,13 +289,26 @@ impl MetaPricing {
     /// - `business_initiated` (CBP v1) is a template; CBP v1 priced every
     ///   template category alike, so utility is used.
     pub fn implied_message(&self) -> Option<Option<TemplateCategory>> {
+        if let Some(category) = self.template_category() {
+            return Some(Some(category));
+        }
         Some(match &*self.category {
-            "marketing" | "marketing_lite" => Some(TemplateCategory::Marketing),
-            "utility" | "business_initiated" => Some(TemplateCategory::Utility),
-            "authentication" | "authentication_international" => Some(TemplateCategory::Authentication),
+            "business_initiated" => Some(TemplateCategory::Utility),
             "service" | "user_initiated" | "referral_conversion" => None,
             _ => return None,
         })
+    }
+
+    /// The template category Meta's pricing category names, when it names
+    /// one (authentication-international is an authentication template,
+    /// MM Lite marketing a marketing one).
+    pub fn template_category(&self) -> Option<TemplateCategory> {
+        match &*self.category {
+            "marketing" | "marketing_lite" => Some(TemplateCategory::Marketing),
+            "utility" => Some(TemplateCategory::Utility),
+            "authentication" | "authentication_international" => Some(TemplateCategory::Authentication),
+            _ => None,
+        }
     }
 }
 

@@ -154,8 +154,9 @@ pub struct Reconciliation {
 pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Reconciliation {
     let verdicts = meta_verdicts(&events);
     let updates = category_updates(notices);
-    let drifted = drifted_sends(&events, &verdicts, &updates);
+    // Kept for the drift replay; the first replay consumes its events.
     let report = engine.replay(events.clone());
+    let drifted = drifted_sends(&report.charges, &verdicts, &updates);
     let mut result = Reconciliation::default();
 
     let delivered: HashMap<&str, &Charge> = report.charges.iter().map(|c| (&*c.message_id, c)).collect();
@@ -275,17 +276,6 @@ fn category_at<'u>(updates: &'u Updates, template: &str, at: Timestamp) -> Optio
     updates.get(template)?.iter().rev().find(|(from, _, _)| *from <= at)
 }
 
-/// The template category of Meta's pricing category, for comparison with a
-/// send's category (authentication-international is an authentication template).
-fn meta_template_category(pricing: &MetaPricing) -> Option<TemplateCategory> {
-    match &*pricing.category {
-        "marketing" | "marketing_lite" => Some(TemplateCategory::Marketing),
-        "utility" => Some(TemplateCategory::Utility),
-        "authentication" | "authentication_international" => Some(TemplateCategory::Authentication),
-        _ => None,
-    }
-}
-
 /// A logged template send whose category differs from Meta's.
 struct DriftedSend {
     template: Box<str>,
@@ -294,32 +284,22 @@ struct DriftedSend {
     evidence: String,
 }
 
-/// Sends (by wamid) whose template category is not the one Meta applies.
-/// The delivery instant decides which update is in force; without a
-/// delivery the send is not charged and cannot drift.
-fn drifted_sends(
-    events: &[Event],
-    verdicts: &BTreeMap<Box<str>, MetaVerdict>,
-    updates: &Updates,
-) -> BTreeMap<Box<str>, DriftedSend> {
-    let mut delivered_at: HashMap<&str, Timestamp> = HashMap::new();
-    for event in events {
-        if let EventKind::Status { id, status: DeliveryStatus::Delivered | DeliveryStatus::Read, .. } = &event.kind {
-            let slot = delivered_at.entry(id).or_insert(event.at);
-            *slot = (*slot).min(event.at);
-        }
-    }
+/// Delivered template sends (by wamid) whose category is not the one Meta
+/// applies. The charge's delivery instant — the engine's, so the same one
+/// that priced it — decides which update is in force; a send that was
+/// never delivered is not charged and cannot drift.
+fn drifted_sends(charges: &[Charge], verdicts: &BTreeMap<Box<str>, MetaVerdict>, updates: &Updates) -> BTreeMap<Box<str>, DriftedSend> {
     let mut drifted = BTreeMap::new();
-    for event in events {
-        let EventKind::Outbound { id, template: Some(template), .. } = &event.kind else { continue };
+    for charge in charges {
+        let Some(template) = &charge.trail.template else { continue };
+        let id = &charge.message_id;
         if template.name.is_empty() && !verdicts.contains_key(id) {
             continue;
         }
-        let Some(at) = delivered_at.get(&**id) else { continue };
-        let by_meta = verdicts.get(id).and_then(|v| meta_template_category(&v.pricing).map(|c| (c, v)));
+        let by_meta = verdicts.get(id).and_then(|v| v.pricing.template_category().map(|c| (c, v)));
         let found = match by_meta {
-            Some((category, verdict)) => Some((category, format!("Meta priced it as {} ({} status at {})", verdict.pricing.category, status_name(verdict.status), verdict.at))),
-            None => category_at(updates, &template.name, *at).map(|(_, category, evidence)| (*category, evidence.clone())),
+            Some((category, verdict)) => Some((category, format!("Meta priced it as {} ({} status at {})", verdict.pricing.category, verdict.status.as_str(), verdict.at))),
+            None => category_at(updates, &template.name, charge.delivered_at).map(|(_, category, evidence)| (*category, evidence.clone())),
         };
         if let Some((priced_as, evidence)) = found
             && priced_as != template.category
@@ -331,15 +311,6 @@ fn drifted_sends(
         }
     }
     drifted
-}
-
-fn status_name(status: DeliveryStatus) -> &'static str {
-    match status {
-        DeliveryStatus::Sent => "sent",
-        DeliveryStatus::Delivered => "delivered",
-        DeliveryStatus::Read => "read",
-        DeliveryStatus::Failed => "failed",
-    }
 }
 
 /// Replays the log with each drifted send at the category Meta applies and
@@ -396,7 +367,7 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
     if fields.contains(&"category")
         && let Some(template) = &trail.template
     {
-        let meta_category = meta_template_category(meta);
+        let meta_category = meta.template_category();
         if let Some((at, category, _)) = category_at(updates, &template.name, charge.delivered_at)
             && Some(*category) == meta_category
         {

@@ -219,11 +219,11 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                 detail.recipient = Some(UserId::parse(&text).map_err(|e| fail(Some("user"), e))?);
             }
             if let Some(value) = raw.pricing.filter(|v| !v.is_null()) {
-                detail.pricing = Some(webhook::parse_pricing(&value).map_err(|(f, m)| fail(Some(&join("pricing", &f)), m))?);
+                detail.pricing = Some(webhook::parse_pricing(&value).map_err(|(f, m)| fail(Some(&webhook::json_path("pricing", &f)), m))?);
             }
             if let Some(value) = raw.conversation.filter(|v| !v.is_null()) {
                 detail.conversation =
-                    Some(webhook::parse_conversation(&value).map_err(|(f, m)| fail(Some(&join("conversation", &f)), m))?);
+                    Some(webhook::parse_conversation(&value).map_err(|(f, m)| fail(Some(&webhook::json_path("conversation", &f)), m))?);
             }
             let detail = (detail != StatusDetail::default()).then(|| Box::new(detail));
             EventKind::Status { id: required(raw.id, "id")?, status, error, detail }
@@ -233,9 +233,6 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
     Ok(Parsed::Event(Event { at, origin, kind }))
 }
 
-fn join(path: &str, field: &str) -> String {
-    if field.is_empty() { path.to_string() } else { format!("{path}.{field}") }
-}
 
 /// Events, notices and errors from a run of lines.
 #[derive(Clone, Debug, Default)]

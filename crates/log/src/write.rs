@@ -5,7 +5,7 @@
 //! can save what wameter understood of a webhook log and replay that.
 
 use serde_json::{Map, Value, json};
-use wameter_core::event::{DeliveryStatus, Event, EventKind, InboundKind, StatusDetail};
+use wameter_core::event::{Event, EventKind, InboundKind, StatusDetail};
 use wameter_core::notice::Notice;
 
 /// The canonical NDJSON line of an event (without the newline).
@@ -42,7 +42,7 @@ pub fn event_line(event: &Event) -> String {
             line.insert("type".into(), "status".into());
             line.insert("at".into(), at);
             line.insert("id".into(), (&**id).into());
-            line.insert("status".into(), status_name(*status).into());
+            line.insert("status".into(), status.as_str().into());
             if let Some(error) = error {
                 line.insert("error".into(), (*error).into());
             }
@@ -87,16 +87,6 @@ fn write_detail(line: &mut Map<String, Value>, detail: &StatusDetail) {
             object.insert("expiration_timestamp".into(), expires.as_second().into());
         }
         line.insert("conversation".into(), Value::Object(object));
-    }
-}
-
-/// Meta's name of a status (`played` was read as `read`).
-pub fn status_name(status: DeliveryStatus) -> &'static str {
-    match status {
-        DeliveryStatus::Sent => "sent",
-        DeliveryStatus::Delivered => "delivered",
-        DeliveryStatus::Read => "read",
-        DeliveryStatus::Failed => "failed",
     }
 }
 

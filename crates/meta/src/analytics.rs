@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use wameter_core::reconcile::{AnalyticsKind, AnalyticsPoint};
 
-use crate::webhook::{Problem, unix_time};
+use crate::webhook::{Problem, json_path, unix_time};
 
 /// A parsed analytics response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,15 +41,15 @@ pub fn parse_analytics(body: &Value) -> Result<Analytics, Problem> {
     let mut saw_conversation = false;
     let data = root.get("data").and_then(Value::as_array);
     let groups: Vec<(String, &Value)> = match data {
-        Some(groups) => groups.iter().enumerate().map(|(i, g)| (join(path, &format!("data[{i}]")), g)).collect(),
+        Some(groups) => groups.iter().enumerate().map(|(i, g)| (json_path(path, &format!("data[{i}]")), g)).collect(),
         None => vec![(path.to_string(), root)],
     };
     for (group_path, group) in groups {
         let Some(list) = group.get("data_points").and_then(Value::as_array) else {
-            return Err(fail(&join(&group_path, "data_points"), "missing or not an array"));
+            return Err(fail(&json_path(&group_path, "data_points"), "missing or not an array"));
         };
         for (k, point) in list.iter().enumerate() {
-            let point_path = join(&group_path, &format!("data_points[{k}]"));
+            let point_path = json_path(&group_path, &format!("data_points[{k}]"));
             let point = point.as_object().ok_or_else(|| fail(&point_path, "not an object"))?;
             saw_volume |= point.contains_key("volume");
             saw_conversation |= point.contains_key("conversation");
@@ -70,12 +70,8 @@ pub fn parse_analytics(body: &Value) -> Result<Analytics, Problem> {
     Ok(Analytics { kind, points })
 }
 
-fn join(path: &str, field: &str) -> String {
-    if path.is_empty() { field.to_string() } else { format!("{path}.{field}") }
-}
-
 fn read_point(point: &Map<String, Value>, path: &str) -> Result<AnalyticsPoint, Problem> {
-    let field = |name: &str, message: String| Problem { path: join(path, name), message };
+    let field = |name: &str, message: String| Problem { path: json_path(path, name), message };
     let time = |name: &str| -> Result<jiff::Timestamp, Problem> {
         let value = point.get(name).ok_or_else(|| field(name, "missing".into()))?;
         unix_time(value).map_err(|e| field(name, e))

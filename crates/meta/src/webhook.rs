@@ -255,8 +255,8 @@ impl Reader {
         };
         if let Some(messages) = self.array(value, "messages", path) {
             understood = true;
+            let at = Where { business: business.as_deref(), value_path: path, sole_contact };
             for (k, message) in messages.iter().enumerate() {
-                let at = Where { business: business.as_deref(), value_path: path, sole_contact };
                 self.message(message, &at, &format!("{path}.messages[{k}]"));
             }
         }
@@ -375,14 +375,14 @@ impl Reader {
             None | Some(Value::Null) => {}
             Some(value) => match parse_pricing(value) {
                 Ok(pricing) => detail.pricing = Some(pricing),
-                Err((field, message)) => self.problem(join(&format!("{path}.pricing"), &field), message),
+                Err((field, message)) => self.problem(json_path(&format!("{path}.pricing"), &field), message),
             },
         }
         match status.get("conversation") {
             None | Some(Value::Null) => {}
             Some(value) => match parse_conversation(value) {
                 Ok(conversation) => detail.conversation = Some(conversation),
-                Err((field, message)) => self.problem(join(&format!("{path}.conversation"), &field), message),
+                Err((field, message)) => self.problem(json_path(&format!("{path}.conversation"), &field), message),
             },
         }
         self.items.events.push(Event {
@@ -561,8 +561,14 @@ struct Context {
     path: String,
 }
 
-fn join(path: &str, field: &str) -> String {
-    if field.is_empty() { path.to_string() } else { format!("{path}.{field}") }
+/// `parent.child`, where either may be empty (the document root, or a
+/// problem with the value itself rather than one of its fields).
+pub fn json_path(parent: &str, child: &str) -> String {
+    match (parent.is_empty(), child.is_empty()) {
+        (_, true) => parent.to_string(),
+        (true, false) => child.to_string(),
+        (false, false) => format!("{parent}.{child}"),
+    }
 }
 
 #[cfg(test)]
