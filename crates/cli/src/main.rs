@@ -12,6 +12,7 @@ mod output;
 mod quote;
 mod rates;
 mod reconcile;
+mod serve;
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -81,6 +82,8 @@ enum Command {
     },
     /// Compare Meta's pricing verdicts (status webhooks, Graph analytics) with the engine's, and list template category drift.
     Reconcile(Box<reconcile::ReconcileArgs>),
+    /// Run the meter as a service: Meta's webhooks in (signed, stored durably), windows, charges and reports out.
+    Serve(Box<serve::ServeArgs>),
     /// Generate seedable synthetic traffic in the canonical format.
     Gen(generate::GenArgs),
     /// Estimate what a campaign or a month of sends will cost, before sending.
@@ -404,6 +407,7 @@ fn main() -> ExitCode {
         Command::Explain { logs, message, engine, json } => explain(logs, message, engine, json),
         Command::Events { logs, strict } => events::run(logs, strict),
         Command::Reconcile(args) => reconcile::run(*args),
+        Command::Serve(args) => serve::run(*args),
         Command::Gen(args) => generate::run(args),
         Command::Quote(args) => quote::run(*args),
         Command::Diff { a, b, json } => diff::run(&a, &b, json),

@@ -283,6 +283,21 @@ pub struct Report {
     pub counters: MonthToDate,
 }
 
+/// The windows of one (business phone number, user) pair at an instant
+/// (half-open intervals, decision D5).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactWindows {
+    /// The customer service window open at the instant, if any.
+    pub customer_service_window: Option<Window>,
+    /// The free entry point window open at the instant, if any.
+    pub free_entry_point: Option<Window>,
+    /// An entry-point inbound (ad, page button) not answered yet: a reply
+    /// delivered before it is 24 h old opens a free entry point (D6).
+    pub pending_entry_point_at: Option<Timestamp>,
+    /// The user's last message or call before the instant.
+    pub last_inbound_at: Option<Timestamp>,
+}
+
 /// Everything the rules need besides the events. Cheap to share across
 /// threads.
 #[derive(Clone, Copy)]
@@ -375,11 +390,34 @@ impl Engine<'_> {
 
     /// Stage 2: walks one timeline through the windows and the era's rules.
     pub fn decide(&self, contact: &ContactTimeline) -> ContactDecisions {
+        self.walk(contact, None).0
+    }
+
+    /// The windows of one timeline as they stand at `at`, counting only what
+    /// happened before it: what a sender asks before a send ("may I write
+    /// free-form now?"). The walk is the one [`Engine::decide`] makes, so a
+    /// free entry point opens here exactly when it opens in a replay.
+    pub fn windows_at(&self, contact: &ContactTimeline, at: Timestamp) -> ContactWindows {
+        let (_, state) = self.walk(contact, Some(at));
+        let pending_entry_point_at = state.pending_entry_point_at.filter(|entry| at < *entry + crate::window::DAY);
+        ContactWindows {
+            customer_service_window: state.customer_service_window(at),
+            free_entry_point: state.open_free_entry_point(at),
+            pending_entry_point_at: if state.open_free_entry_point(at).is_some() { None } else { pending_entry_point_at },
+            last_inbound_at: state.last_inbound_at,
+        }
+    }
+
+    /// Walks the items before `until` (all of them without it).
+    fn walk(&self, contact: &ContactTimeline, until: Option<Timestamp>) -> (ContactDecisions, ContactState) {
         let business = self.accounts.get_or_default(&contact.business);
         let mut state = ContactState::default();
         let mut out = ContactDecisions::default();
         let mut market_cache: Option<(Date, MarketMatch)> = None;
         for item in &contact.items {
+            if until.is_some_and(|until| item.sort_key().0 >= until) {
+                break;
+            }
             let (at, message) = match item {
                 Item::Inbound { at, entry_point } => {
                     state.inbound(*at, *entry_point);
@@ -471,7 +509,7 @@ impl Engine<'_> {
                 settlement: verdict.settlement,
             });
         }
-        out
+        (out, state)
     }
 
     /// Stage 3: global delivery order, shared monthly counters, prices.

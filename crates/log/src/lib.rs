@@ -1,6 +1,7 @@
 //! Readers and writers for wameter's own file formats: the NDJSON event log
 //! (interfaces §1; raw Meta webhook bodies may be mixed in, §4) and the TOML
-//! accounts file (interfaces §2).
+//! accounts file (interfaces §2) — and the `replay --json` document
+//! (interfaces §4) that the CLI and the server both print.
 //!
 //! Everything here is parsing of text that the caller has already read; the
 //! job is to turn it into the core's types or to say precisely — line and
@@ -10,6 +11,7 @@
 
 pub mod accounts;
 pub mod ndjson;
+pub mod replay_json;
 pub mod write;
 
 pub use accounts::{AccountsError, parse_accounts};

@@ -1,0 +1,161 @@
+//! `wameter serve`: reads the configuration (flags, then environment, then
+//! `wameter.toml`; the first that gives a value wins), opens the store and
+//! runs the server of `wameter-server`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use wameter_core::market::MarketTable;
+use wameter_server::{ApiToken, Config, Pricing, Scope};
+use wameter_store::{DatabaseUrl, Store};
+
+use crate::input::PricingArgs;
+
+/// Options of `wameter serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]. Port 0 picks a free port.
+    #[arg(long, env = "WAMETER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// sqlite://PATH (the embedded default: sqlite://wameter.db) or postgres://…
+    #[arg(long, env = "WAMETER_DATABASE", value_name = "URL", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Configuration file [default: ./wameter.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Meta app secret, the key of X-Hub-Signature-256 (prefer the environment variable).
+    #[arg(long, env = "WAMETER_APP_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub app_secret: Option<String>,
+    /// Token Meta's webhook verification request must carry.
+    #[arg(long, env = "WAMETER_VERIFY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub verify_token: Option<String>,
+    /// Bearer token for /v1 that sees every WABA (more, scoped, in wameter.toml).
+    #[arg(long, env = "WAMETER_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub api_token: Option<String>,
+    /// Largest webhook body accepted, bytes [default: 4 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub webhook_bytes_max: Option<usize>,
+    #[command(flatten)]
+    pub pricing: PricingArgs,
+}
+
+/// `wameter.toml`.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database: Option<String>,
+    app_secret: Option<String>,
+    verify_token: Option<String>,
+    webhook_bytes_max: Option<usize>,
+    events_bytes_max: Option<usize>,
+    accounts: Option<PathBuf>,
+    #[serde(default)]
+    rates: Vec<PathBuf>,
+    #[serde(default)]
+    tiers: Vec<PathBuf>,
+    #[serde(default)]
+    tokens: Vec<FileToken>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileToken {
+    name: String,
+    token: String,
+    /// Absent: every WABA.
+    wabas: Option<Vec<String>>,
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: FileConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for (index, token) in config.tokens.iter().enumerate() {
+        if token.token.len() < 16 {
+            bail!("{}: tokens[{index}] ({}): `token` must be at least 16 characters", path.display(), token.name);
+        }
+    }
+    Ok(config)
+}
+
+/// Paths in the file are relative to the file.
+fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() { path } else { base.join(path) }
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    if args.pricing.as_ruleset.is_some() || args.pricing.rates_on.is_some() {
+        bail!("--as-ruleset and --rates-on are for what-if replays; the server prices as Meta does");
+    }
+    let (file, file_dir) = match &args.config {
+        Some(path) => (read_file_config(path)?, path.parent().map(Path::to_path_buf).unwrap_or_default()),
+        None if Path::new("wameter.toml").exists() => (read_file_config(Path::new("wameter.toml"))?, PathBuf::new()),
+        None => (FileConfig::default(), PathBuf::new()),
+    };
+    let mut pricing_args = args.pricing.clone();
+    if pricing_args.accounts.is_none() {
+        pricing_args.accounts = file.accounts.map(|p| relative_to(&file_dir, p));
+    }
+    if pricing_args.rates.is_empty() {
+        pricing_args.rates = file.rates.into_iter().map(|p| relative_to(&file_dir, p)).collect();
+    }
+    if pricing_args.tiers.is_empty() {
+        pricing_args.tiers = file.tiers.into_iter().map(|p| relative_to(&file_dir, p)).collect();
+    }
+    let setup = pricing_args.setup()?;
+
+    let Some(app_secret) = args.app_secret.or(file.app_secret) else {
+        bail!(
+            "no app secret: set WAMETER_APP_SECRET (or app_secret in wameter.toml) to your Meta app's secret; without it wameter cannot tell Meta's webhooks from anyone's"
+        );
+    };
+    let mut tokens = Vec::new();
+    if let Some(token) = args.api_token {
+        tokens.push(ApiToken { name: "WAMETER_API_TOKEN".into(), token, scope: Scope::All });
+    }
+    for token in file.tokens {
+        let scope = match token.wabas {
+            None => Scope::All,
+            Some(wabas) => Scope::Wabas(wabas.into_iter().collect()),
+        };
+        tokens.push(ApiToken { name: token.name, token: token.token, scope });
+    }
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let database = DatabaseUrl::parse(&args.database.or(file.database).unwrap_or_else(|| "sqlite://wameter.db".into()))?;
+    let config = Config {
+        app_secret: app_secret.into_bytes(),
+        verify_token: args.verify_token.or(file.verify_token),
+        tokens,
+        webhook_bytes_max: args.webhook_bytes_max.or(file.webhook_bytes_max).unwrap_or(wameter_server::WEBHOOK_BYTES_MAX_DEFAULT),
+        events_bytes_max: file.events_bytes_max.unwrap_or(wameter_server::EVENTS_BYTES_MAX_DEFAULT),
+        pricing: Pricing { accounts: setup.accounts, rates: setup.rates, tiers: setup.tiers, markets: MarketTable::builtin() },
+    };
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WAMETER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = Store::open(&database).await?;
+        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener.local_addr()?;
+        if config.tokens.is_empty() {
+            tracing::warn!(message = "No API token configured: /v1 answers 401. Set WAMETER_API_TOKEN or [[tokens]] in wameter.toml.");
+        }
+        if config.verify_token.is_none() {
+            tracing::warn!(message = "No verify token: Meta's webhook verification (GET /webhook) will be refused. Set WAMETER_VERIFY_TOKEN.");
+        }
+        tracing::info!(message = "Database open.", database = %database);
+        // Tests and scripts read this line for the port.
+        eprintln!("wameter serve listening on http://{address}");
+        let state = wameter_server::AppState::new(config, store);
+        wameter_server::serve(listener, state).await.context("server stopped")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,137 @@
+//! The `replay --json` document (interfaces §4), shared by `wameter replay`
+//! and `GET /v1/charges` so the two can never drift apart.
+
+use std::io::Write;
+
+use serde::Serialize;
+use wameter_core::charge::Charge;
+use wameter_core::engine::WhatIf;
+use wameter_core::money::format_amount;
+use wameter_core::report::totals;
+
+/// One charge as the document prints it.
+#[derive(Serialize)]
+pub struct ChargeJson<'a> {
+    message_id: &'a str,
+    business: &'a str,
+    user: String,
+    delivered_at: String,
+    /// Delivery date in the business's time zone: the date that chose the
+    /// ruleset, card and month (lets `wameter diff` group by local month).
+    local_date: String,
+    pricing_model: &'static str,
+    category: &'static str,
+    #[serde(rename = "type")]
+    pricing_type: &'static str,
+    billable: bool,
+    conversation_id: Option<&'a str>,
+    opens_conversation: bool,
+    market: &'a str,
+    currency: &'a str,
+    amount: String,
+    tier: Option<&'a str>,
+    ruleset: &'static str,
+    rules_status: &'static str,
+    rule: &'static str,
+    reason: &'a str,
+}
+
+impl<'a> From<&'a Charge> for ChargeJson<'a> {
+    fn from(charge: &'a Charge) -> Self {
+        ChargeJson {
+            message_id: &charge.message_id,
+            business: &charge.business,
+            user: charge.user.to_string(),
+            delivered_at: charge.delivered_at.to_string(),
+            local_date: charge.trail.local_date.to_string(),
+            pricing_model: charge.pricing_model.as_str(),
+            category: charge.category.as_str(),
+            pricing_type: charge.pricing_type.as_str(),
+            billable: charge.billable,
+            conversation_id: charge.conversation_id.as_deref(),
+            opens_conversation: charge.opens_conversation,
+            market: &charge.market,
+            currency: charge.currency.code(),
+            amount: format_amount(charge.amount),
+            tier: charge.tier.as_deref(),
+            ruleset: charge.ruleset.id(),
+            rules_status: charge.ruleset.status(),
+            rule: charge.rule,
+            reason: &charge.reason,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TotalsJson {
+    currency: String,
+    amount: String,
+    billable_messages: u64,
+    conversations: u64,
+}
+
+/// A warning in the document. Where it came from is a file and line for a
+/// log replay, a stored event's id for the server.
+#[derive(Serialize)]
+pub struct WarningJson<'a> {
+    /// Stable machine-readable code (`unknown_status_id`, `note`…).
+    pub code: &'a str,
+    /// What happened, in a sentence.
+    pub message: String,
+    /// Log file the warning points into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<&'a str>,
+    /// Line in that file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// Id of the stored event the warning points at (server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct WhatIfJson {
+    ruleset: Option<&'static str>,
+    rates_on: Option<String>,
+    note: &'static str,
+}
+
+/// Writes the document, streaming the charges.
+pub fn write_document(out: &mut impl Write, charges: &[Charge], warnings: &[WarningJson], what_if: WhatIf) -> std::io::Result<()> {
+    out.write_all(b"{\n  \"charges\": [")?;
+    for (index, charge) in charges.iter().enumerate() {
+        out.write_all(if index == 0 { b"\n    " } else { b",\n    " })?;
+        serde_json::to_writer(&mut *out, &ChargeJson::from(charge))?;
+    }
+    out.write_all(if charges.is_empty() { b"],\n" } else { b"\n  ],\n" })?;
+    let totals: Vec<TotalsJson> = totals(charges)
+        .into_iter()
+        .map(|t| TotalsJson {
+            currency: t.currency.to_string(),
+            amount: format_amount(t.amount),
+            billable_messages: t.billable_messages,
+            conversations: t.conversations,
+        })
+        .collect();
+    out.write_all(b"  \"totals\": ")?;
+    match totals.as_slice() {
+        // One currency: an object, as documented. None: a zero USD total.
+        [one] => serde_json::to_writer(&mut *out, one)?,
+        [] => serde_json::to_writer(
+            &mut *out,
+            &TotalsJson { currency: "USD".into(), amount: "0".into(), billable_messages: 0, conversations: 0 },
+        )?,
+        many => serde_json::to_writer(&mut *out, many)?,
+    }
+    out.write_all(b",\n  \"warnings\": ")?;
+    serde_json::to_writer(&mut *out, warnings)?;
+    if !what_if.is_none() {
+        out.write_all(b",\n  \"what_if\": ")?;
+        serde_json::to_writer(&mut *out, &WhatIfJson {
+            ruleset: what_if.ruleset.map(|r| r.id()),
+            rates_on: what_if.rates_on.map(|d| d.to_string()),
+            note: "re-priced under assumed rules: not what Meta charged",
+        })?;
+    }
+    out.write_all(b"\n}\n")
+}

@@ -1,0 +1,528 @@
+//! The query API under `/v1` (interfaces §5): windows, charges, reports,
+//! and events in and out. Every handler authenticates first, then narrows
+//! what it reads and returns to the WABAs the token sees.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use wameter_core::event::{EventKind, Origin, UserId};
+use wameter_core::money::format_amount;
+use wameter_log::Parsed;
+use wameter_store::{Batch, EventScope};
+
+use crate::auth::{ApiToken, Scope, authenticate};
+use crate::error::ApiError;
+use crate::meter::{self, Answer};
+use crate::{AppState, telemetry};
+
+fn token<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a ApiToken, ApiError> {
+    authenticate(&state.config.tokens, headers).ok_or_else(ApiError::unauthorized)
+}
+
+/// Reads an instant: RFC 3339 with offset, UNIX seconds, or a date
+/// (`2025-07-01`, midnight in `zone`).
+fn instant(name: &str, text: &str, zone: &jiff::tz::TimeZone) -> Result<Timestamp, ApiError> {
+    if let Ok(at) = text.parse::<Timestamp>() {
+        return Ok(at);
+    }
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Timestamp::from_second(seconds).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")));
+    }
+    if let Ok(date) = text.parse::<jiff::civil::Date>() {
+        return zone.to_timestamp(date.to_datetime(jiff::civil::Time::midnight())).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")));
+    }
+    Err(ApiError::bad_request(format!(
+        "`{name}` = {text:?} is not an RFC 3339 instant with offset (2025-07-01T10:00:00Z), UNIX seconds, or a date (2025-07-01)"
+    )))
+}
+
+fn user_id(text: &str) -> Result<UserId, ApiError> {
+    UserId::parse(text).map_err(|e| ApiError::bad_request(format!("user {text:?}: {e}")))
+}
+
+fn check_business(state: &AppState, token: &ApiToken, business: &str) -> Result<(), ApiError> {
+    if token.scope.sees(&state.config.pricing.waba_of(business)) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("this token does not see business {business}")))
+    }
+}
+
+/// A window's state.
+#[derive(Serialize, ToSchema)]
+pub struct WindowState {
+    /// Whether it is open at the instant asked about.
+    open: bool,
+    /// When it closes (exclusive), if open.
+    closes_at: Option<String>,
+}
+
+/// An entry-point inbound not answered yet.
+#[derive(Serialize, ToSchema)]
+pub struct PendingEntryPoint {
+    /// When the user came in through the ad or page button.
+    since: String,
+    /// A reply delivered before this opens a free entry point window.
+    answer_by: String,
+}
+
+/// `GET /v1/windows/{business}/{user}`.
+#[derive(Serialize, ToSchema)]
+pub struct WindowsResponse {
+    /// Business phone number id.
+    business: String,
+    /// The user, normalised.
+    user: String,
+    /// The instant the windows are computed for.
+    at: String,
+    /// The 24-hour customer service window.
+    customer_service_window: WindowState,
+    /// The free entry point window (72 h).
+    free_entry_point: WindowState,
+    /// The user's last message or call.
+    last_inbound_at: Option<String>,
+    /// An entry point waiting for its first reply.
+    pending_entry_point: Option<PendingEntryPoint>,
+}
+
+/// Query of `GET /v1/windows/…`.
+#[derive(Deserialize, IntoParams)]
+pub struct WindowsQuery {
+    /// Instant to answer for (default: now).
+    at: Option<String>,
+}
+
+fn window_state(window: Option<wameter_core::window::Window>) -> WindowState {
+    WindowState { open: window.is_some(), closes_at: window.map(|w| w.closes_at.to_string()) }
+}
+
+/// Whether the customer service window and free entry point are open.
+#[utoipa::path(get, path = "/v1/windows/{business}/{user}", tag = "query", security(("bearer" = [])),
+    params(("business" = String, Path, description = "Business phone number id"), ("user" = String, Path, description = "E.164 phone number (with or without +) or BSUID"), WindowsQuery),
+    responses((status = 200, body = WindowsResponse), (status = 401), (status = 403)))]
+pub async fn windows(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((business, user)): Path<(String, String)>,
+    Query(query): Query<WindowsQuery>,
+) -> Result<Json<WindowsResponse>, ApiError> {
+    let token = token(&state, &headers)?;
+    check_business(&state, token, &business)?;
+    let user = user_id(&user)?;
+    let zone = state.config.pricing.accounts.get_or_default(&business).timezone.clone();
+    let at = match &query.at {
+        Some(text) => instant("at", text, &zone)?,
+        None => Timestamp::now(),
+    };
+    let since = at.checked_sub(meter::LOOK_BACK).unwrap_or(Timestamp::MIN);
+    let rows = state
+        .store
+        .events(EventScope::Contact {
+            business: business.clone(),
+            user: user.to_string(),
+            since_us: since.as_microsecond(),
+            until_us: i64::MAX,
+        })
+        .await?;
+    let loaded = meter::load(&rows);
+    let engine = state.config.pricing.engine();
+    let found = meter::windows(&engine, loaded.events, &business, &user, at);
+    Ok(Json(WindowsResponse {
+        business,
+        user: user.to_string(),
+        at: at.to_string(),
+        customer_service_window: window_state(found.customer_service_window),
+        free_entry_point: window_state(found.free_entry_point),
+        last_inbound_at: found.last_inbound_at.map(|t| t.to_string()),
+        pending_entry_point: found.pending_entry_point_at.map(|since| PendingEntryPoint {
+            since: since.to_string(),
+            answer_by: (since + wameter_core::window::DAY).to_string(),
+        }),
+    }))
+}
+
+/// Query of `GET /v1/charges` and `GET /v1/reports/costs`.
+#[derive(Deserialize, IntoParams)]
+pub struct SliceQuery {
+    /// One business phone number id (default: every one the token sees).
+    business: Option<String>,
+    /// Deliveries from (inclusive): RFC 3339, UNIX seconds or a date
+    /// (midnight in the business's zone; UTC without `business`).
+    from: Option<String>,
+    /// Deliveries until (exclusive), same forms.
+    to: Option<String>,
+    /// Reports only: comma-separated among `month`, `category`, `market`,
+    /// `business`, `pricing_model`, `type` (default `month,category`).
+    group_by: Option<String>,
+}
+
+struct Slice {
+    visible: Option<BTreeSet<String>>,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+}
+
+async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Result<Answer, ApiError> {
+    let token = token(state, headers)?;
+    let pricing = &state.config.pricing;
+    let zone = match &query.business {
+        Some(business) => pricing.accounts.get_or_default(business).timezone.clone(),
+        None => jiff::tz::TimeZone::UTC,
+    };
+    let slice = Slice {
+        visible: match (&query.business, &token.scope) {
+            (Some(business), _) => {
+                check_business(state, token, business)?;
+                Some([business.clone()].into())
+            }
+            (None, Scope::All) => None,
+            (None, scope) => {
+                Some(state.store.businesses().await?.into_iter().filter(|b| scope.sees(&pricing.waba_of(b))).collect())
+            }
+        },
+        from: query.from.as_deref().map(|t| instant("from", t, &zone)).transpose()?,
+        to: query.to.as_deref().map(|t| instant("to", t, &zone)).transpose()?,
+    };
+    if let (Some(from), Some(to)) = (slice.from, slice.to) {
+        if from >= to {
+            return Err(ApiError::bad_request(format!("`from` ({from}) must be before `to` ({to})")));
+        }
+    }
+    let read = slice.visible.as_ref().map(|set| pricing.with_counter_peers(&set.iter().cloned().collect::<Vec<_>>()));
+    let scope = EventScope::Businesses {
+        businesses: read,
+        since_us: slice.from.map(meter::read_since).map_or(i64::MIN, |t| t.as_microsecond()),
+        until_us: slice.to.map_or(i64::MAX, |t| t.as_microsecond()),
+    };
+    let rows = state.store.events(scope).await?;
+    let config = state.config.clone();
+    // The replay is CPU work: off the async threads.
+    tokio::task::spawn_blocking(move || {
+        let engine = config.pricing.engine();
+        meter::charges(&engine, meter::load(&rows), slice.visible.as_ref(), slice.from, slice.to)
+    })
+    .await
+    .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })
+}
+
+/// The charges of a slice: the same document as `wameter replay --json`
+/// (interfaces §4), computed from the stored events by the same engine.
+#[utoipa::path(get, path = "/v1/charges", tag = "query", security(("bearer" = [])), params(SliceQuery),
+    responses((status = 200, description = "The `replay --json` document (interfaces §4)", content_type = "application/json", body = Object), (status = 400), (status = 401), (status = 403)))]
+pub async fn charges(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<SliceQuery>) -> Result<Response, ApiError> {
+    let answer = answer(&state, &headers, &query).await?;
+    telemetry::charge_query("charges");
+    let mut out = Vec::with_capacity(512 * (answer.report.charges.len() + 1));
+    wameter_log::replay_json::write_document(&mut out, &answer.report.charges, &answer.warnings_json(), Default::default())
+        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out).into_response())
+}
+
+/// One line of a cost report.
+#[derive(Serialize, ToSchema)]
+pub struct CostRow {
+    /// The grouping values, by dimension name.
+    #[serde(flatten)]
+    key: BTreeMap<String, String>,
+    /// Currency of `amount`.
+    currency: String,
+    /// Delivered messages.
+    messages: u64,
+    /// Messages with `billable: true`.
+    billable_messages: u64,
+    /// Sum of amounts (exact decimal).
+    amount: String,
+}
+
+/// A total per currency.
+#[derive(Serialize, ToSchema)]
+pub struct CostTotal {
+    /// Currency.
+    currency: String,
+    /// Delivered messages.
+    messages: u64,
+    /// Billable messages.
+    billable_messages: u64,
+    /// Sum of amounts.
+    amount: String,
+}
+
+/// `GET /v1/reports/costs`.
+#[derive(Serialize, ToSchema)]
+pub struct CostReport {
+    /// Start asked for.
+    from: Option<String>,
+    /// End asked for.
+    to: Option<String>,
+    /// Dimensions, in order.
+    group_by: Vec<String>,
+    /// One row per group and currency, sorted.
+    rows: Vec<CostRow>,
+    /// One per currency.
+    totals: Vec<CostTotal>,
+    /// As in the charges document.
+    warnings: Vec<serde_json::Value>,
+}
+
+const DIMENSIONS: &[&str] = &["month", "category", "market", "business", "pricing_model", "type"];
+
+/// Costs grouped by month (business-local), category, market, business…
+#[utoipa::path(get, path = "/v1/reports/costs", tag = "query", security(("bearer" = [])), params(SliceQuery),
+    responses((status = 200, body = CostReport), (status = 400), (status = 401), (status = 403)))]
+pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<SliceQuery>) -> Result<Json<CostReport>, ApiError> {
+    let group_by: Vec<String> = query
+        .group_by
+        .as_deref()
+        .unwrap_or("month,category")
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(String::from)
+        .collect();
+    if let Some(unknown) = group_by.iter().find(|d| !DIMENSIONS.contains(&d.as_str())) {
+        return Err(ApiError::bad_request(format!("`group_by`: unknown dimension {unknown:?}; use {}", DIMENSIONS.join(", "))));
+    }
+    let answer = answer(&state, &headers, &query).await?;
+    telemetry::charge_query("reports_costs");
+    let mut rows: BTreeMap<(Vec<String>, String), (u64, u64, Decimal)> = BTreeMap::new();
+    let mut totals: BTreeMap<String, (u64, u64, Decimal)> = BTreeMap::new();
+    for charge in &answer.report.charges {
+        let key: Vec<String> = group_by
+            .iter()
+            .map(|dimension| match dimension.as_str() {
+                "month" => format!("{:04}-{:02}", charge.trail.local_date.year(), charge.trail.local_date.month()),
+                "category" => charge.category.as_str().to_string(),
+                "market" => charge.market.to_string(),
+                "business" => charge.business.to_string(),
+                "pricing_model" => charge.pricing_model.as_str().to_string(),
+                _ => charge.pricing_type.as_str().to_string(),
+            })
+            .collect();
+        let currency = charge.currency.code().to_string();
+        for entry in [rows.entry((key, currency.clone())).or_default(), totals.entry(currency).or_default()] {
+            entry.0 += 1;
+            entry.1 += u64::from(charge.billable);
+            entry.2 += charge.amount;
+        }
+    }
+    Ok(Json(CostReport {
+        from: query.from.clone(),
+        to: query.to.clone(),
+        rows: rows
+            .into_iter()
+            .map(|((key, currency), (messages, billable_messages, amount))| CostRow {
+                key: group_by.iter().cloned().zip(key).collect(),
+                currency,
+                messages,
+                billable_messages,
+                amount: format_amount(amount),
+            })
+            .collect(),
+        totals: totals
+            .into_iter()
+            .map(|(currency, (messages, billable_messages, amount))| CostTotal { currency, messages, billable_messages, amount: format_amount(amount) })
+            .collect(),
+        warnings: answer.warnings_json().iter().map(|w| serde_json::to_value(w).unwrap_or_default()).collect(),
+        group_by,
+    }))
+}
+
+/// `POST /v1/events`.
+#[derive(Serialize, ToSchema)]
+pub struct EventsAccepted {
+    /// Events and notices stored for the first time.
+    accepted: u64,
+    /// Already stored (sent before, or redelivered by Meta).
+    duplicates: u64,
+    /// Lines not taken, each with its 1-based number and why.
+    rejected: Vec<RejectedLine>,
+}
+
+/// A line of `POST /v1/events` that was not taken.
+#[derive(Serialize, ToSchema)]
+pub struct RejectedLine {
+    /// 1-based line number.
+    line: u32,
+    /// What was wrong, naming the field.
+    error: String,
+}
+
+/// Stores canonical NDJSON events (e.g. outbound sends that do not pass
+/// through the server).
+#[utoipa::path(post, path = "/v1/events", tag = "events", security(("bearer" = [])),
+    request_body(content = String, description = "Canonical NDJSON (interfaces §1); webhook bodies may be mixed in", content_type = "application/x-ndjson"),
+    responses((status = 200, body = EventsAccepted), (status = 401), (status = 413)))]
+pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<EventsAccepted>, ApiError> {
+    let token = token(&state, &headers)?;
+    let body = body.map_err(|rejection| ApiError { status: rejection.status(), code: "bad_body", message: rejection.body_text() })?;
+    let text = std::str::from_utf8(&body).map_err(|e| ApiError::bad_request(format!("body is not UTF-8: {e}")))?;
+    let pricing = &state.config.pricing;
+    let mut events = Vec::new();
+    let mut notices = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index as u32 + 1;
+        let origin = Origin { source: 0, line: number };
+        let mut take = |event: wameter_core::event::Event, rejected: &mut Vec<RejectedLine>| {
+            // A token sees, and may write for, its own WABAs only. A
+            // status must then say whose it is, or it could touch another
+            // WABA's message.
+            let business = match &event.kind {
+                EventKind::Inbound { business, .. } | EventKind::Outbound { business, .. } => Some(business.to_string()),
+                EventKind::Status { detail, .. } => detail.as_deref().and_then(|d| d.business.as_ref()).map(|b| b.to_string()),
+            };
+            match (&token.scope, business) {
+                (Scope::All, _) => events.push(event),
+                (scope, Some(business)) if scope.sees(&pricing.waba_of(&business)) => events.push(event),
+                (_, Some(business)) => rejected.push(RejectedLine { line: number, error: format!("this token does not see business {business}") }),
+                (_, None) => rejected.push(RejectedLine {
+                    line: number,
+                    error: "field `business`: required on a status sent with a token scoped to some WABAs".into(),
+                }),
+            }
+        };
+        match wameter_log::parse_line(line, origin) {
+            Ok(Parsed::Nothing) => {}
+            Ok(Parsed::Event(event)) => take(event, &mut rejected),
+            Ok(Parsed::Notice(notice)) => {
+                if notice.waba.as_deref().is_none_or(|waba| token.scope.sees(waba)) || token.scope == Scope::All {
+                    notices.push(*notice);
+                } else {
+                    rejected.push(RejectedLine { line: number, error: "this token does not see the notice's WABA".into() });
+                }
+            }
+            Ok(Parsed::Webhook(items)) => {
+                for problem in &items.problems {
+                    rejected.push(RejectedLine { line: number, error: format!("{}: {}", problem.path, problem.message) });
+                }
+                for event in items.events {
+                    take(event, &mut rejected);
+                }
+                notices.extend(items.notices.into_iter().filter(|n| n.waba.as_deref().is_none_or(|w| token.scope.sees(w))));
+            }
+            Err(error) => rejected.push(RejectedLine { line: number, error: error.to_string() }),
+        }
+    }
+    let written = state.store.write(Batch::new(None, &events, &notices)).await?;
+    telemetry::events_written(&written);
+    Ok(Json(EventsAccepted { accepted: written.accepted, duplicates: written.duplicates, rejected }))
+}
+
+/// Query of `GET /v1/events`.
+#[derive(Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// Only events stored after this id (paging; default 0).
+    after: Option<i64>,
+    /// At most this many (default and maximum 10000).
+    limit: Option<i64>,
+}
+
+/// Events per page at most.
+const EVENTS_PAGE_MAX: i64 = 10_000;
+
+/// The stored canonical events, oldest first, as NDJSON: exactly what the
+/// server understood, readable by `wameter replay`. The header
+/// `X-Wameter-Next-After` gives the `after` of the next page.
+#[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = [])), params(EventsQuery),
+    responses((status = 200, description = "Canonical NDJSON", content_type = "application/x-ndjson", body = String), (status = 401)))]
+pub async fn get_events(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<EventsQuery>) -> Result<Response, ApiError> {
+    let token = token(&state, &headers)?;
+    let limit = query.limit.unwrap_or(EVENTS_PAGE_MAX).clamp(1, EVENTS_PAGE_MAX);
+    let businesses = match &token.scope {
+        Scope::All => None,
+        scope => {
+            let pricing = &state.config.pricing;
+            Some(state.store.businesses().await?.into_iter().filter(|b| scope.sees(&pricing.waba_of(b))).collect())
+        }
+    };
+    let rows = state.store.events_after(query.after.unwrap_or(0), limit, businesses).await?;
+    let next = rows.last().map_or(query.after.unwrap_or(0), |row| row.id);
+    let mut out = String::new();
+    for row in &rows {
+        out.push_str(&row.line);
+        out.push('\n');
+    }
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson")), (
+            header::HeaderName::from_static("x-wameter-next-after"),
+            HeaderValue::from(next),
+        )],
+        out,
+    )
+        .into_response())
+}
+
+/// A stored webhook body.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookJson {
+    /// Id.
+    id: i64,
+    /// When received.
+    received_at: String,
+    /// SHA-256 of the body, hex.
+    sha256: String,
+    /// `accepted` or `rejected`.
+    outcome: String,
+    /// Why rejected, or the item problems of an accepted body.
+    reason: Option<String>,
+    /// The body as text (invalid UTF-8 replaced).
+    body: String,
+}
+
+/// `GET /v1/webhooks`.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookList {
+    /// Oldest first.
+    webhooks: Vec<WebhookJson>,
+}
+
+/// Query of `GET /v1/webhooks`.
+#[derive(Deserialize, IntoParams)]
+pub struct WebhooksQuery {
+    /// `accepted` or `rejected`.
+    outcome: Option<String>,
+    /// Only bodies stored after this id.
+    after: Option<i64>,
+    /// At most this many (default and maximum 1000).
+    limit: Option<i64>,
+}
+
+/// The stored webhook bodies, e.g. the rejected ones for inspection. Needs
+/// a token that sees every WABA: a body may hold any.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhook", security(("bearer" = [])), params(WebhooksQuery),
+    responses((status = 200, body = WebhookList), (status = 401), (status = 403)))]
+pub async fn get_webhooks(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<WebhooksQuery>) -> Result<Json<WebhookList>, ApiError> {
+    let token = token(&state, &headers)?;
+    if token.scope != Scope::All {
+        return Err(ApiError::forbidden("webhook bodies need a token that sees every WABA"));
+    }
+    if let Some(outcome) = query.outcome.as_deref() {
+        if outcome != "accepted" && outcome != "rejected" {
+            return Err(ApiError::bad_request(format!("`outcome` = {outcome:?}: use accepted or rejected")));
+        }
+    }
+    let rows = state.store.webhooks(query.after.unwrap_or(0), query.limit.unwrap_or(1000).clamp(1, 1000), query.outcome.clone()).await?;
+    Ok(Json(WebhookList {
+        webhooks: rows
+            .into_iter()
+            .map(|row| WebhookJson {
+                id: row.id,
+                received_at: Timestamp::from_microsecond(row.received_at_us).map(|t| t.to_string()).unwrap_or_default(),
+                sha256: row.sha256,
+                outcome: row.outcome,
+                reason: row.reason,
+                body: String::from_utf8_lossy(&row.body).into_owned(),
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,65 @@
+//! API errors: one type, one place that maps them to HTTP. The body is
+//! `{"error": {"code", "message"}}` with a stable machine-readable code.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use wameter_store::StoreError;
+
+/// An error answered to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code (`unauthorized`, `bad_request`, …).
+    pub code: &'static str,
+    /// What was wrong, naming the parameter.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400 with a message.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into() }
+    }
+
+    /// 401: no token or an unknown one.
+    pub fn unauthorized() -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "missing or unknown bearer token (Authorization: Bearer <token>)".into(),
+        }
+    }
+
+    /// 403: the token does not see this.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::FORBIDDEN, code: "forbidden", message: message.into() }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(Body { error: Inner { code: self.code, message: &self.message } })).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(error = %error, "Store error.");
+        let status = if error.is_transient() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+        ApiError { status, code: "store_error", message: error.to_string() }
+    }
+}

@@ -1,0 +1,143 @@
+//! `wameter serve`: the meter as a service. Meta's webhooks come in, are
+//! checked (HMAC on the raw bytes), stored durably and acknowledged; the
+//! query API answers "is the window open", "what did this cost" and cost
+//! reports from the stored events, through the same pure engine as `wameter
+//! replay`.
+//!
+//! The crate is a thin adapter: HTTP in [`webhook`] and [`api`], tenancy in
+//! [`auth`], metrics in [`telemetry`], the engine calls in [`meter`]. It
+//! owns no rules and no storage format: those are `wameter-core` and
+//! `wameter-store`.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod meter;
+pub mod openapi;
+pub mod signature;
+pub mod telemetry;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use wameter_store::Store;
+
+pub use auth::{ApiToken, Scope};
+pub use meter::Pricing;
+
+/// Webhook bodies over this size get a 413 by default. Meta's largest
+/// batched notifications are well under it.
+pub const WEBHOOK_BYTES_MAX_DEFAULT: usize = 4 * 1024 * 1024;
+
+/// `POST /v1/events` bodies over this size get a 413 by default.
+pub const EVENTS_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
+
+/// Everything the server is configured with (flags, environment and
+/// `wameter.toml`, merged by the CLI).
+pub struct Config {
+    /// Meta app secret: the HMAC key of `X-Hub-Signature-256`.
+    pub app_secret: Vec<u8>,
+    /// The token Meta's verification request must carry.
+    pub verify_token: Option<String>,
+    /// API tokens and what each sees.
+    pub tokens: Vec<ApiToken>,
+    /// Size limit of a webhook body.
+    pub webhook_bytes_max: usize,
+    /// Size limit of a `POST /v1/events` body.
+    pub events_bytes_max: usize,
+    /// Rate cards, tiers, markets, businesses.
+    pub pricing: Pricing,
+}
+
+/// Shared by every request.
+pub struct AppState {
+    /// Configuration (shared with blocking tasks).
+    pub config: Arc<Config>,
+    /// The database.
+    pub store: Store,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// State for a server over `store`.
+    pub fn new(config: Config, store: Store) -> Arc<AppState> {
+        Arc::new(AppState { config: Arc::new(config), store, metrics: telemetry::recorder() })
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: Arc<AppState>) -> Router {
+    let webhook_limit = state.config.webhook_bytes_max;
+    let events_limit = state.config.events_bytes_max;
+    Router::new()
+        .route("/webhook", get(webhook::handshake).post(webhook::receive).layer(DefaultBodyLimit::max(webhook_limit)))
+        .route("/v1/windows/{business}/{user}", get(api::windows))
+        .route("/v1/charges", get(api::charges))
+        .route("/v1/reports/costs", get(api::costs))
+        .route("/v1/events", post(api::post_events).get(api::get_events).layer(DefaultBodyLimit::max(events_limit)))
+        .route("/v1/webhooks", get(api::get_webhooks))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::document))
+        .with_state(state)
+}
+
+/// Liveness and database reachability.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Up, database answering"), (status = 503, description = "Database not answering")))]
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let backend = match &state.store {
+        Store::Sqlite(_) => "sqlite",
+        Store::Postgres(_) => "postgres",
+    };
+    match state.store.ping().await {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ok", "database": backend})).into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "unavailable", "database": backend, "error": error.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], state.metrics.render()).into_response()
+}
+
+/// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight
+/// (so every webhook being written still gets its answer).
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    telemetry::spawn_upkeep(state.metrics.clone());
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await
+}
+
+async fn shutdown() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!(message = "Shutting down; finishing requests in flight.");
+}

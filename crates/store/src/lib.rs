@@ -1,0 +1,238 @@
+//! Durable storage for `wameter serve`: the raw webhook bodies
+//! (append-only, accepted and rejected), the canonical events and notices
+//! they turned into, and per-contact state — in an embedded SQLite file by
+//! default, or in PostgreSQL for several server processes.
+//!
+//! The store keeps facts, not conclusions. Every event is stored once under
+//! a key that mirrors the engine's own deduplication, so a webhook Meta
+//! redelivers, or the same status from two server processes, is a no-op.
+//! Charges are not stored here: they are a pure function of the events
+//! (the engine in `wameter-core`) and are computed from them when asked.
+//! That keeps the one source of truth small and makes "replay the store"
+//! and "ask the server" the same computation.
+//!
+//! Both backends run the same schema design (`migrations/sqlite`,
+//! `migrations/postgres`, applied with refinery) and answer the same
+//! [`Store`] calls.
+
+pub mod postgres;
+pub mod record;
+pub mod sqlite;
+
+use std::path::PathBuf;
+
+pub use record::{Batch, Counts, EventRecord, NoticeRecord, StoredEvent, StoredWebhook, WebhookRecord, Written};
+
+/// Where the data lives, as given to `--database`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://PATH` (or a bare path).
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`, passed to the driver as is.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Reads a `--database` value.
+    pub fn parse(text: &str) -> Result<DatabaseUrl, StoreError> {
+        if let Some(path) = text.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::Open { url: text.into(), message: "no file path after sqlite://".into() });
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(text.to_string()));
+        }
+        if text.contains("://") {
+            return Err(StoreError::Open {
+                url: text.into(),
+                message: "unknown database kind; use sqlite://PATH or postgres://…".into(),
+            });
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(text)))
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            // Never print a password.
+            DatabaseUrl::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => write!(f, "{}://…{}", &url[..scheme], &url[at..]),
+                _ => f.write_str(url),
+            },
+        }
+    }
+}
+
+/// Which events a query wants. Ranges are half-open, UNIX microseconds.
+///
+/// Besides the events in the scope proper, a query returns the other half
+/// of every message that straddles its edge: the outbound of a status in
+/// range (sent before `since`), and the statuses of an outbound in range
+/// (also those that name no business, from canonical lines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventScope {
+    /// One (business phone number, user) pair.
+    Contact {
+        /// Business phone number id.
+        business: String,
+        /// User as stored (`+` E.164 or BSUID).
+        user: String,
+        /// Start (inclusive).
+        since_us: i64,
+        /// End (exclusive).
+        until_us: i64,
+    },
+    /// Some business phone numbers, or all of them.
+    Businesses {
+        /// `None`: every business.
+        businesses: Option<Vec<String>>,
+        /// Start (inclusive).
+        since_us: i64,
+        /// End (exclusive).
+        until_us: i64,
+    },
+}
+
+impl EventScope {
+    fn range_us(&self) -> (i64, i64) {
+        match self {
+            EventScope::Contact { since_us, until_us, .. } | EventScope::Businesses { since_us, until_us, .. } => (*since_us, *until_us),
+        }
+    }
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or reached.
+    #[error("cannot open database {url}: {message}")]
+    Open {
+        /// The database, password hidden.
+        url: String,
+        /// What the driver said.
+        message: String,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    /// A write failed; nothing of it was kept.
+    #[error("write failed, nothing stored: {0}")]
+    Write(String),
+    /// A read failed.
+    #[error("read failed: {0}")]
+    Read(String),
+    /// The write queue is full; retry later.
+    #[error("the store is busy ({} writes queued); retry later", sqlite::QUEUE_WRITES_MAX)]
+    Busy,
+    /// The writer thread stopped (a bug or a fatal disk error).
+    #[error("the database writer stopped")]
+    WriterGone,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Read(error.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        StoreError::Read(error.to_string())
+    }
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (the server answers 503).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Busy)
+    }
+}
+
+/// A store: SQLite or PostgreSQL behind the same calls.
+///
+/// An enum rather than a trait object: two backends, both known here, and
+/// async methods without boxing.
+#[derive(Debug)]
+pub enum Store {
+    /// Embedded SQLite.
+    Sqlite(sqlite::SqliteStore),
+    /// PostgreSQL.
+    Postgres(postgres::PostgresStore),
+}
+
+impl Store {
+    /// Opens the database and migrates it.
+    pub async fn open(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        match url {
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.clone();
+                let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
+                    .await
+                    .map_err(|e| StoreError::Open { url: url.to_string(), message: e.to_string() })??;
+                Ok(Store::Sqlite(store))
+            }
+            DatabaseUrl::Postgres(text) => Ok(Store::Postgres(postgres::PostgresStore::open(text).await?)),
+        }
+    }
+
+    /// Writes a batch durably: returns only once it is committed.
+    pub async fn write(&self, batch: Batch) -> Result<Written, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.write(batch).await,
+            Store::Postgres(store) => store.write(batch).await,
+        }
+    }
+
+    /// The events of a scope, in storage order.
+    pub async fn events(&self, scope: EventScope) -> Result<Vec<StoredEvent>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.events(scope).await,
+            Store::Postgres(store) => store.events(scope).await,
+        }
+    }
+
+    /// Events stored after `after_id` (at most `limit`), optionally only
+    /// those of some businesses.
+    pub async fn events_after(&self, after_id: i64, limit: i64, businesses: Option<Vec<String>>) -> Result<Vec<StoredEvent>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.events_after(after_id, limit, businesses).await,
+            Store::Postgres(store) => store.events_after(after_id, limit, businesses).await,
+        }
+    }
+
+    /// Business phone numbers with at least one contact.
+    pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.businesses().await,
+            Store::Postgres(store) => store.businesses().await,
+        }
+    }
+
+    /// Webhook bodies stored after `after_id`, optionally of one outcome.
+    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>) -> Result<Vec<StoredWebhook>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.webhooks(after_id, limit, outcome).await,
+            Store::Postgres(store) => store.webhooks(after_id, limit, outcome).await,
+        }
+    }
+
+    /// Row counts.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.counts().await,
+            Store::Postgres(store) => store.counts().await,
+        }
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.ping().await,
+            Store::Postgres(store) => store.ping().await,
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! PostgreSQL, for several `serve` processes on one database.
+//!
+//! Each write is one transaction. Correctness across processes rests on the
+//! database, not on the processes: events and notices go in under a unique
+//! dedupe key (`ON CONFLICT DO NOTHING`), so two processes storing the same
+//! redelivered status keep it once; the per-contact row is changed by one
+//! upsert statement, which PostgreSQL serialises per row, so no update is
+//! lost. Rows are written in key order ([`Batch::new`]) so two transactions
+//! never wait on each other in a cycle.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::record::{Batch, Counts, StoredEvent, StoredWebhook, Written};
+use crate::{DatabaseUrl, EventScope, StoreError};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// Connections per process at most.
+pub const POOL_CONNECTIONS_MAX: usize = 16;
+
+/// An arbitrary constant: the advisory lock that lets one process at a
+/// time run the migrations when several start together.
+const MIGRATION_LOCK: i64 = 0x7761_6d65_7465_72;
+
+/// A PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+fn shown(url: &str) -> String {
+    DatabaseUrl::Postgres(url.to_string()).to_string()
+}
+
+impl PostgresStore {
+    /// Connects and brings the schema up to date.
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let open_error = |message: String| StoreError::Open { url: shown(url), message };
+        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| open_error(e.to_string()))?;
+
+        let (mut client, connection) = config.connect(NoTls).await.map_err(|e| open_error(e.to_string()))?;
+        let driver = tokio::spawn(connection);
+        client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(|e| open_error(e.to_string()))?;
+        let migrated = embedded::migrations::runner().run_async(&mut client).await;
+        client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(|e| open_error(e.to_string()))?;
+        drop(client);
+        let _ = driver.await;
+        migrated.map_err(|e| StoreError::Migrate(e.to_string()))?;
+
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(POOL_CONNECTIONS_MAX).build().map_err(|e| open_error(e.to_string()))?;
+        Ok(PostgresStore { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Read(format!("no database connection: {e}")))
+    }
+
+    /// Writes a batch in one transaction.
+    pub async fn write(&self, batch: Batch) -> Result<Written, StoreError> {
+        let write_error = |e: tokio_postgres::Error| StoreError::Write(e.to_string());
+        let mut client = self.pool.get().await.map_err(|e| StoreError::Write(format!("no database connection: {e}")))?;
+        let tx = client.transaction().await.map_err(write_error)?;
+        let mut written = Written { duplicates: batch.repeats, ..Written::default() };
+        if let Some(webhook) = &batch.webhook {
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO webhook_bodies (received_at_us, sha256, outcome, reason, body) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .await
+                .map_err(write_error)?;
+            let row = tx
+                .query_one(&statement, &[&webhook.received_at_us, &webhook.sha256, &webhook.outcome(), &webhook.reason(), &webhook.body])
+                .await
+                .map_err(write_error)?;
+            written.webhook_id = Some(row.get(0));
+        }
+        let insert_event = tx
+            .prepare_cached(
+                "INSERT INTO events (dedupe_key, kind, business, user_id, message_id, at_us, line, webhook_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedupe_key) DO NOTHING",
+            )
+            .await
+            .map_err(write_error)?;
+        let mut new_events = Vec::new();
+        for event in &batch.events {
+            let inserted = tx
+                .execute(&insert_event, &[
+                    &event.dedupe_key,
+                    &event.kind,
+                    &event.business,
+                    &event.user,
+                    &event.message_id,
+                    &event.at_us,
+                    &event.line,
+                    &written.webhook_id,
+                ])
+                .await
+                .map_err(write_error)?;
+            if inserted == 1 {
+                written.accepted += 1;
+                written.deliveries += u64::from(event.delivered);
+                new_events.push(event);
+            } else {
+                written.duplicates += 1;
+            }
+        }
+        let insert_notice = tx
+            .prepare_cached(
+                "INSERT INTO notices (dedupe_key, waba, at_us, line, webhook_id) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (dedupe_key) DO NOTHING",
+            )
+            .await
+            .map_err(write_error)?;
+        for notice in &batch.notices {
+            let inserted = tx
+                .execute(&insert_notice, &[&notice.dedupe_key, &notice.waba, &notice.at_us, &notice.line, &written.webhook_id])
+                .await
+                .map_err(write_error)?;
+            if inserted == 1 { written.accepted += 1 } else { written.duplicates += 1 }
+        }
+        // GREATEST and LEAST skip NULLs in PostgreSQL.
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO contacts (business, user_id, first_event_at_us, last_event_at_us, last_inbound_at_us, events)
+                 VALUES ($1, $2, $3, $3, $4, 1)
+                 ON CONFLICT (business, user_id) DO UPDATE SET
+                   first_event_at_us = LEAST(contacts.first_event_at_us, excluded.first_event_at_us),
+                   last_event_at_us = GREATEST(contacts.last_event_at_us, excluded.last_event_at_us),
+                   last_inbound_at_us = GREATEST(contacts.last_inbound_at_us, excluded.last_inbound_at_us),
+                   events = contacts.events + 1",
+            )
+            .await
+            .map_err(write_error)?;
+        new_events.sort_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
+        for event in new_events {
+            let (Some(business), Some(user)) = (&event.business, &event.user) else { continue };
+            let inbound_at = event.inbound.then_some(event.at_us);
+            tx.execute(&upsert, &[business, user, &event.at_us, &inbound_at]).await.map_err(write_error)?;
+        }
+        tx.commit().await.map_err(write_error)?;
+        Ok(written)
+    }
+
+    /// Events of one scope, in storage order (see `SqliteStore::events`).
+    pub async fn events(&self, scope: EventScope) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.client().await?;
+        let (since, until) = scope.range_us();
+        let (filter, businesses, user): (&str, Vec<String>, Option<String>) = match scope {
+            EventScope::Contact { business, user, .. } => ("business = ANY($1) AND user_id = $2", vec![business], Some(user)),
+            EventScope::Businesses { businesses: Some(list), .. } => ("business = ANY($1) AND $2::text IS NULL", list, None),
+            EventScope::Businesses { businesses: None, .. } => ("$1::text[] IS NOT NULL AND $2::text IS NULL", Vec::new(), None),
+        };
+        let sql = format!(
+            "WITH selected AS (SELECT id, kind, message_id FROM events WHERE {filter} AND at_us >= $3 AND at_us < $4)
+             SELECT id, line FROM events WHERE id IN (
+                SELECT id FROM selected
+                UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
+                    WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < $4
+                UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
+                    WHERE s.kind = 'status' AND e.kind = 'outbound')
+             ORDER BY id"
+        );
+        let statement = client.prepare_cached(&sql).await?;
+        let rows = client.query(&statement, &[&businesses, &user, &since, &until]).await?;
+        Ok(rows.into_iter().map(|row| StoredEvent { id: row.get(0), line: row.get(1) }).collect())
+    }
+
+    /// Events stored after `after_id`.
+    pub async fn events_after(&self, after_id: i64, limit: i64, businesses: Option<Vec<String>>) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT id, line FROM events WHERE id > $1 AND ($2::text[] IS NULL OR business = ANY($2)) ORDER BY id LIMIT $3",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&after_id, &businesses, &limit]).await?;
+        Ok(rows.into_iter().map(|row| StoredEvent { id: row.get(0), line: row.get(1) }).collect())
+    }
+
+    /// Business phone numbers with at least one contact.
+    pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT DISTINCT business FROM contacts ORDER BY business", &[]).await?;
+        Ok(rows.into_iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Webhook bodies after `after_id`.
+    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>) -> Result<Vec<StoredWebhook>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, received_at_us, sha256, outcome, reason, body FROM webhook_bodies
+                 WHERE id > $1 AND ($2::text IS NULL OR outcome = $2) ORDER BY id LIMIT $3",
+                &[&after_id, &outcome, &limit],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoredWebhook {
+                id: row.get(0),
+                received_at_us: row.get(1),
+                sha256: row.get(2),
+                outcome: row.get(3),
+                reason: row.get(4),
+                body: row.get(5),
+            })
+            .collect())
+    }
+
+    /// Row counts.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM webhook_bodies WHERE outcome = 'accepted'),
+                        (SELECT count(*) FROM webhook_bodies WHERE outcome = 'rejected'),
+                        (SELECT count(*) FROM events), (SELECT count(*) FROM notices), (SELECT count(*) FROM contacts)",
+                &[],
+            )
+            .await?;
+        Ok(Counts {
+            webhooks_accepted: row.get(0),
+            webhooks_rejected: row.get(1),
+            events: row.get(2),
+            notices: row.get(3),
+            contacts: row.get(4),
+        })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+}

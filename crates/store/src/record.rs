@@ -1,0 +1,318 @@
+//! What a stored row holds, computed from the core's types: the canonical
+//! line, the columns queries need, and the key that makes a second copy of
+//! the same fact a no-op.
+
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+use wameter_core::event::{DeliveryStatus, Event, EventKind};
+use wameter_core::notice::Notice;
+
+/// A canonical event ready to store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Unique per fact; equal for what replay counts as a duplicate.
+    pub dedupe_key: String,
+    /// `inbound`, `outbound` or `status`.
+    pub kind: &'static str,
+    /// Business phone number id, when the event names it.
+    pub business: Option<String>,
+    /// The user (`+` E.164 or BSUID), when the event names it.
+    pub user: Option<String>,
+    /// The wamid, when there is one.
+    pub message_id: Option<String>,
+    /// When it happened, UNIX microseconds (for range queries only: the
+    /// line keeps the full precision).
+    pub at_us: i64,
+    /// The canonical NDJSON line (interfaces §1).
+    pub line: String,
+    /// Whether it is a user's message or call (opens the window).
+    pub inbound: bool,
+    /// Whether it is a `delivered` status (what charges follow).
+    pub delivered: bool,
+}
+
+impl EventRecord {
+    /// The record of one event. The keys mirror the engine's own
+    /// deduplication (`engine::prepare`), so the store never keeps what a
+    /// replay would drop, and never drops what a replay would keep.
+    pub fn new(event: &Event) -> EventRecord {
+        let at = event.at;
+        let line = wameter_log::event_line(event);
+        let at_us = micros(at);
+        match &event.kind {
+            EventKind::Inbound { business, user, id, entry_point, kind } => EventRecord {
+                dedupe_key: match id {
+                    Some(id) => format!("inbound/{business}/{id}"),
+                    None => format!("inbound/{business}/{user}/{at}/{}/{:?}", entry_point.is_some(), kind),
+                },
+                kind: "inbound",
+                business: Some(business.to_string()),
+                user: Some(user.to_string()),
+                message_id: id.as_ref().map(|id| id.to_string()),
+                at_us,
+                line,
+                inbound: true,
+                delivered: false,
+            },
+            EventKind::Outbound { business, user, id, .. } => EventRecord {
+                dedupe_key: format!("outbound/{id}"),
+                kind: "outbound",
+                business: Some(business.to_string()),
+                user: Some(user.to_string()),
+                message_id: Some(id.to_string()),
+                at_us,
+                line,
+                inbound: false,
+                delivered: false,
+            },
+            EventKind::Status { id, status, detail, .. } => {
+                let detail = detail.as_deref();
+                let business = detail.and_then(|d| d.business.as_ref()).map(|b| b.to_string());
+                let user = detail.and_then(|d| d.recipient.as_ref()).map(|u| u.to_string());
+                EventRecord {
+                    dedupe_key: format!("status/{id}/{}/{at}", status.as_str()),
+                    kind: "status",
+                    // A contact needs both halves; half of one is no key.
+                    business: business.clone().filter(|_| user.is_some()),
+                    user: user.filter(|_| business.is_some()),
+                    message_id: Some(id.to_string()),
+                    at_us,
+                    line,
+                    inbound: false,
+                    delivered: *status == DeliveryStatus::Delivered,
+                }
+            }
+        }
+    }
+}
+
+/// A notice ready to store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoticeRecord {
+    /// SHA-256 of the canonical line: a redelivered notice is the same line.
+    pub dedupe_key: String,
+    /// The WABA it concerns.
+    pub waba: Option<String>,
+    /// When Meta says it happened, UNIX microseconds.
+    pub at_us: Option<i64>,
+    /// The canonical line.
+    pub line: String,
+}
+
+impl NoticeRecord {
+    /// The record of one notice.
+    pub fn new(notice: &Notice) -> NoticeRecord {
+        let line = wameter_log::notice_line(notice);
+        NoticeRecord {
+            dedupe_key: format!("notice/{}", sha256_hex(line.as_bytes())),
+            waba: notice.waba.as_ref().map(|w| w.to_string()),
+            at_us: notice.at.map(micros),
+            line,
+        }
+    }
+}
+
+/// A webhook body as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookRecord {
+    /// When the server received it, UNIX microseconds.
+    pub received_at_us: i64,
+    /// SHA-256 of the body, hex (finds redeliveries of the same body).
+    pub sha256: String,
+    /// Why it was rejected (`None`: accepted). Accepted bodies may still
+    /// carry item problems, recorded here too.
+    pub rejected: Option<String>,
+    /// Problems with single items of an accepted body.
+    pub problems: Option<String>,
+    /// The raw bytes.
+    pub body: Vec<u8>,
+}
+
+impl WebhookRecord {
+    /// The record of a body received at `at`.
+    pub fn new(body: Vec<u8>, at: Timestamp) -> WebhookRecord {
+        WebhookRecord { received_at_us: micros(at), sha256: sha256_hex(&body), rejected: None, problems: None, body }
+    }
+
+    /// The `outcome` column.
+    pub fn outcome(&self) -> &'static str {
+        if self.rejected.is_some() { "rejected" } else { "accepted" }
+    }
+
+    /// The `reason` column: why it was rejected, or its item problems.
+    pub fn reason(&self) -> Option<&str> {
+        self.rejected.as_deref().or(self.problems.as_deref())
+    }
+}
+
+/// UNIX microseconds of an instant (floored).
+pub fn micros(at: Timestamp) -> i64 {
+    at.as_microsecond()
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What one write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Events and notices stored for the first time.
+    pub accepted: u64,
+    /// Events and notices already stored (redeliveries, repeated statuses).
+    pub duplicates: u64,
+    /// Id of the stored webhook body, if one was written.
+    pub webhook_id: Option<i64>,
+    /// Deliveries (`delivered` statuses) stored for the first time.
+    pub deliveries: u64,
+}
+
+/// One write: a webhook body (or none, for `POST /v1/events`) and the
+/// events and notices it turned into.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// The raw body, if the write comes from a webhook.
+    pub webhook: Option<WebhookRecord>,
+    /// Events, sorted by dedupe key (see [`Batch::new`]).
+    pub events: Vec<EventRecord>,
+    /// Notices, sorted by dedupe key.
+    pub notices: Vec<NoticeRecord>,
+    /// Events and notices dropped because the same batch held them twice:
+    /// counted as duplicates, so `accepted + duplicates` is what came in.
+    pub repeats: u64,
+}
+
+impl Batch {
+    /// A batch. Rows are written in dedupe-key order, whatever the input
+    /// order: two transactions inserting the same keys then take the unique
+    /// index's locks in the same order and cannot deadlock (PostgreSQL,
+    /// several `serve` processes receiving the same redelivered webhook).
+    pub fn new(webhook: Option<WebhookRecord>, events: &[Event], notices: &[Notice]) -> Batch {
+        let given = (events.len() + notices.len()) as u64;
+        // Stable sorts: of two copies in one batch, the first given is kept.
+        let mut events: Vec<EventRecord> = events.iter().map(EventRecord::new).collect();
+        events.sort_by(|a, b| a.dedupe_key.cmp(&b.dedupe_key));
+        events.dedup_by(|a, b| a.dedupe_key == b.dedupe_key);
+        let mut notices: Vec<NoticeRecord> = notices.iter().map(NoticeRecord::new).collect();
+        notices.sort_by(|a, b| a.dedupe_key.cmp(&b.dedupe_key));
+        notices.dedup_by(|a, b| a.dedupe_key == b.dedupe_key);
+        let repeats = given - (events.len() + notices.len()) as u64;
+        Batch { webhook, events, notices, repeats }
+    }
+
+    /// The contacts the batch touches, sorted: upserted in this order for
+    /// the same reason the rows are.
+    pub fn contacts(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = self
+            .events
+            .iter()
+            .filter_map(|e| Some((e.business.as_deref()?, e.user.as_deref()?)))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// A stored event, as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Row id: ascending in storage order.
+    pub id: i64,
+    /// The canonical line.
+    pub line: String,
+}
+
+/// A stored webhook body, as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredWebhook {
+    /// Row id.
+    pub id: i64,
+    /// When it was received, UNIX microseconds.
+    pub received_at_us: i64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// `accepted` or `rejected`.
+    pub outcome: String,
+    /// Why rejected, or the item problems of an accepted body.
+    pub reason: Option<String>,
+    /// The raw bytes.
+    pub body: Vec<u8>,
+}
+
+/// Row counts, for health checks and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Webhook bodies accepted.
+    pub webhooks_accepted: i64,
+    /// Webhook bodies rejected (kept for inspection).
+    pub webhooks_rejected: i64,
+    /// Events.
+    pub events: i64,
+    /// Notices.
+    pub notices: i64,
+    /// Contacts.
+    pub contacts: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wameter_core::event::{Origin, UserId};
+
+    fn status(id: &str, status: DeliveryStatus, at: &str) -> Event {
+        Event {
+            at: at.parse().unwrap(),
+            origin: Origin::default(),
+            kind: EventKind::Status { id: id.into(), status, error: None, detail: None },
+        }
+    }
+
+    #[test]
+    fn a_repeated_status_has_the_same_key_and_a_later_one_does_not() {
+        let first = EventRecord::new(&status("wamid.A", DeliveryStatus::Delivered, "2025-07-01T10:00:00Z"));
+        let again = EventRecord::new(&status("wamid.A", DeliveryStatus::Delivered, "2025-07-01T10:00:00Z"));
+        let read = EventRecord::new(&status("wamid.A", DeliveryStatus::Read, "2025-07-01T10:00:00Z"));
+        let later = EventRecord::new(&status("wamid.A", DeliveryStatus::Delivered, "2025-07-01T10:00:01Z"));
+        assert_eq!(first.dedupe_key, again.dedupe_key);
+        assert_ne!(first.dedupe_key, read.dedupe_key);
+        assert_ne!(first.dedupe_key, later.dedupe_key);
+        // A status without business and recipient is no contact's yet.
+        assert_eq!((first.business, first.user), (None, None));
+    }
+
+    #[test]
+    fn an_inbound_with_a_wamid_is_keyed_by_it_alone() {
+        let inbound = |at: &str| Event {
+            at: at.parse().unwrap(),
+            origin: Origin::default(),
+            kind: EventKind::Inbound {
+                business: "106540352242922".into(),
+                user: UserId::Phone("5511999990000".into()),
+                id: Some("wamid.IN".into()),
+                entry_point: None,
+                kind: Default::default(),
+            },
+        };
+        let a = EventRecord::new(&inbound("2025-07-01T10:00:00Z"));
+        let b = EventRecord::new(&inbound("2025-07-01T10:00:09Z"));
+        assert_eq!(a.dedupe_key, b.dedupe_key);
+        assert_eq!(a.user.as_deref(), Some("+5511999990000"));
+        assert!(a.inbound);
+    }
+
+    #[test]
+    fn a_batch_is_sorted_and_free_of_repeats() {
+        let events = [
+            status("wamid.B", DeliveryStatus::Sent, "2025-07-01T10:00:00Z"),
+            status("wamid.A", DeliveryStatus::Sent, "2025-07-01T10:00:00Z"),
+            status("wamid.B", DeliveryStatus::Sent, "2025-07-01T10:00:00Z"),
+        ];
+        let batch = Batch::new(None, &events, &[]);
+        let keys: Vec<&str> = batch.events.iter().map(|e| e.dedupe_key.as_str()).collect();
+        assert_eq!(keys.len(), 2);
+        assert!(keys[0] < keys[1]);
+        assert_eq!(batch.repeats, 1);
+    }
+}

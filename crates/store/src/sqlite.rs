@@ -1,0 +1,331 @@
+//! The embedded default: one SQLite file in WAL mode.
+//!
+//! One writer thread owns the only writing connection and commits in
+//! groups: it takes every write waiting in its queue (up to
+//! [`BATCH_WRITES_MAX`]), applies them in one transaction, commits with
+//! `synchronous = FULL` (the WAL is synced before the commit returns), and
+//! only then answers each caller. A caller that got an answer is therefore
+//! on disk; one whose write was in a failed batch gets the error and its
+//! webhook gets a 5xx, so Meta redelivers it. Readers use their own
+//! connections, which WAL lets run beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, params};
+use tokio::sync::oneshot;
+
+use crate::record::{Batch, Counts, StoredEvent, StoredWebhook, Written};
+use crate::{EventScope, StoreError};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+/// Writes taken into one transaction at most: bounds the time a caller
+/// waits behind others and the size of a failed batch.
+pub const BATCH_WRITES_MAX: usize = 512;
+
+/// Writes waiting for the writer thread at most; beyond this, callers get
+/// [`StoreError::Busy`] (a 503, which Meta retries) instead of a queue that
+/// grows until memory runs out.
+pub const QUEUE_WRITES_MAX: usize = 16_384;
+
+/// Read connections kept open for reuse.
+const READERS_KEPT_MAX: usize = 8;
+
+struct Job {
+    batch: Batch,
+    reply: oneshot::Sender<Result<Written, StoreError>>,
+}
+
+/// A SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: SyncSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: in WAL mode, NORMAL may lose the last commits on power loss.
+    // An acknowledged webhook must survive that too.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema
+    /// up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_error = |source: rusqlite::Error| StoreError::Open { url: format!("sqlite://{}", path.display()), message: source.to_string() };
+        let mut conn = Connection::open(path).map_err(open_error)?;
+        configure(&conn).map_err(open_error)?;
+        embedded::migrations::runner().run(&mut conn).map_err(|e| StoreError::Migrate(e.to_string()))?;
+        let (writer, jobs) = sync_channel(QUEUE_WRITES_MAX);
+        std::thread::Builder::new()
+            .name("wameter-sqlite-writer".into())
+            .spawn(move || run_writer(conn, jobs))
+            .map_err(|e| StoreError::Open { url: path.display().to_string(), message: e.to_string() })?;
+        Ok(SqliteStore { path: path.to_path_buf(), writer, readers: Arc::new(Mutex::new(Vec::new())) })
+    }
+
+    /// Writes a batch durably; returns once it is committed.
+    pub async fn write(&self, batch: Batch) -> Result<Written, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        match self.writer.try_send(Job { batch, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(StoreError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
+        }
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs a read on a pooled connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = readers.lock().map(|mut pool| pool.pop()).unwrap_or(None);
+            let conn = match taken {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+                    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                    conn
+                }
+            };
+            let result = job(&conn);
+            if let Ok(mut pool) = readers.lock() {
+                if pool.len() < READERS_KEPT_MAX {
+                    pool.push(conn);
+                }
+            }
+            result.map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Read(e.to_string()))?
+    }
+
+    /// Events of one scope (see [`EventScope`]), in storage order.
+    pub async fn events(&self, scope: EventScope) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |conn| {
+            // `selected` is the scope proper; the two unions add the other
+            // half of a message that straddles the scope's edge or whose
+            // status names no contact: the outbound of a status in scope,
+            // and the statuses of an outbound in scope.
+            let (filter, businesses, user) = match &scope {
+                EventScope::Contact { business, user, .. } => {
+                    ("business IN (SELECT value FROM json_each(?1)) AND user_id = ?2", serde_json_array(std::slice::from_ref(business)), Some(user.clone()))
+                }
+                EventScope::Businesses { businesses: Some(list), .. } => {
+                    ("business IN (SELECT value FROM json_each(?1)) AND ?2 IS NULL", serde_json_array(list), None)
+                }
+                EventScope::Businesses { businesses: None, .. } => ("?1 IS NOT NULL AND ?2 IS NULL", "[]".to_string(), None),
+            };
+            let (since, until) = scope.range_us();
+            let sql = format!(
+                "WITH selected AS (SELECT id, kind, message_id FROM events WHERE {filter} AND at_us >= ?3 AND at_us < ?4)
+                 SELECT id, line FROM events WHERE id IN (
+                    SELECT id FROM selected
+                    UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
+                        WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < ?4
+                    UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
+                        WHERE s.kind = 'status' AND e.kind = 'outbound')
+                 ORDER BY id"
+            );
+            let mut statement = conn.prepare_cached(&sql)?;
+            let rows = statement.query_map(params![businesses, user, since, until], |row| {
+                Ok(StoredEvent { id: row.get(0)?, line: row.get(1)? })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Events stored after `after_id`, at most `limit`, in storage order.
+    pub async fn events_after(&self, after_id: i64, limit: i64, businesses: Option<Vec<String>>) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |conn| {
+            let list = businesses.as_deref().map(serde_json_array);
+            let mut statement = conn.prepare_cached(
+                "SELECT id, line FROM events WHERE id > ?1
+                   AND (?2 IS NULL OR business IN (SELECT value FROM json_each(?2)))
+                 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = statement.query_map(params![after_id, list, limit], |row| Ok(StoredEvent { id: row.get(0)?, line: row.get(1)? }))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Business phone numbers with at least one contact.
+    pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached("SELECT DISTINCT business FROM contacts ORDER BY business")?;
+            let rows = statement.query_map([], |row| row.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Webhook bodies after `after_id`, optionally of one outcome.
+    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>) -> Result<Vec<StoredWebhook>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, received_at_us, sha256, outcome, reason, body FROM webhook_bodies
+                 WHERE id > ?1 AND (?2 IS NULL OR outcome = ?2) ORDER BY id LIMIT ?3",
+            )?;
+            let rows = statement.query_map(params![after_id, outcome, limit], |row| {
+                Ok(StoredWebhook {
+                    id: row.get(0)?,
+                    received_at_us: row.get(1)?,
+                    sha256: row.get(2)?,
+                    outcome: row.get(3)?,
+                    reason: row.get(4)?,
+                    body: row.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Row counts.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        self.read(|conn| {
+            let one = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0));
+            Ok(Counts {
+                webhooks_accepted: one("SELECT count(*) FROM webhook_bodies WHERE outcome = 'accepted'")?,
+                webhooks_rejected: one("SELECT count(*) FROM webhook_bodies WHERE outcome = 'rejected'")?,
+                events: one("SELECT count(*) FROM events")?,
+                notices: one("SELECT count(*) FROM notices")?,
+                contacts: one("SELECT count(*) FROM contacts")?,
+            })
+        })
+        .await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+}
+
+fn serde_json_array(items: &[String]) -> String {
+    // json_each reads it back; the items are ids, but quote properly anyway.
+    let quoted: Vec<String> = items.iter().map(|item| format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("[{}]", quoted.join(","))
+}
+
+fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_WRITES_MAX {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match write_group(&mut conn, &batch) {
+            Ok(written) => {
+                for (job, written) in batch.into_iter().zip(written) {
+                    let _ = job.reply.send(Ok(written));
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for job in batch {
+                    let _ = job.reply.send(Err(StoreError::Write(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+fn write_group(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Written>> {
+    let tx = conn.transaction()?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        out.push(write_one(&tx, &job.batch)?);
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> rusqlite::Result<Written> {
+    let mut written = Written { duplicates: batch.repeats, ..Written::default() };
+    if let Some(webhook) = &batch.webhook {
+        tx.prepare_cached(
+            "INSERT INTO webhook_bodies (received_at_us, sha256, outcome, reason, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![webhook.received_at_us, webhook.sha256, webhook.outcome(), webhook.reason(), webhook.body])?;
+        written.webhook_id = Some(tx.last_insert_rowid());
+    }
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (dedupe_key, kind, business, user_id, message_id, at_us, line, webhook_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (dedupe_key) DO NOTHING",
+    )?;
+    let mut new_events = Vec::new();
+    for event in &batch.events {
+        let inserted = insert_event.execute(params![
+            event.dedupe_key,
+            event.kind,
+            event.business,
+            event.user,
+            event.message_id,
+            event.at_us,
+            event.line,
+            written.webhook_id
+        ])?;
+        if inserted == 1 {
+            written.accepted += 1;
+            written.deliveries += u64::from(event.delivered);
+            new_events.push(event);
+        } else {
+            written.duplicates += 1;
+        }
+    }
+    let mut insert_notice = tx.prepare_cached(
+        "INSERT INTO notices (dedupe_key, waba, at_us, line, webhook_id) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )?;
+    for notice in &batch.notices {
+        if insert_notice.execute(params![notice.dedupe_key, notice.waba, notice.at_us, notice.line, written.webhook_id])? == 1 {
+            written.accepted += 1;
+        } else {
+            written.duplicates += 1;
+        }
+    }
+    // Per-contact state, from the events stored for the first time only:
+    // a redelivery changes nothing. The upsert is one statement, so two
+    // writers can never lose each other's update.
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO contacts (business, user_id, first_event_at_us, last_event_at_us, last_inbound_at_us, events)
+         VALUES (?1, ?2, ?3, ?3, ?4, 1)
+         ON CONFLICT (business, user_id) DO UPDATE SET
+           first_event_at_us = min(first_event_at_us, excluded.first_event_at_us),
+           last_event_at_us = max(last_event_at_us, excluded.last_event_at_us),
+           last_inbound_at_us = CASE
+             WHEN excluded.last_inbound_at_us IS NULL THEN last_inbound_at_us
+             WHEN last_inbound_at_us IS NULL THEN excluded.last_inbound_at_us
+             ELSE max(last_inbound_at_us, excluded.last_inbound_at_us) END,
+           events = events + 1",
+    )?;
+    new_events.sort_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
+    for event in new_events {
+        let (Some(business), Some(user)) = (&event.business, &event.user) else { continue };
+        upsert.execute(params![business, user, event.at_us, event.inbound.then_some(event.at_us)])?;
+    }
+    Ok(written)
+}
