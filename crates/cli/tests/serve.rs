@@ -1,0 +1,317 @@
+//! `wameter serve` through its real interfaces: the binary is started as a
+//! user would start it, and spoken to over HTTP (interfaces §5).
+//!
+//! The oracle for charges is `wameter replay --json` of the same bodies: the
+//! server must agree with it whatever the order, the redeliveries, the
+//! crashes or the number of server processes.
+
+mod common;
+#[path = "common/server.rs"]
+mod server;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use server::*;
+
+fn meta_log() -> std::path::PathBuf {
+    common::root().join("crates/cli/tests/data/meta/webhooks.ndjson")
+}
+
+/// The charges and totals `wameter replay --json` prints for a file.
+fn replay_charges(path: &std::path::Path) -> (serde_json::Value, serde_json::Value) {
+    let output = common::wameter(&["replay", path.to_str().unwrap(), "--json"]);
+    let document = common::json(&output);
+    (document["charges"].clone(), document["totals"].clone())
+}
+
+#[test]
+fn handshake_echoes_the_challenge_only_for_the_right_token() {
+    let dir = fresh_dir("handshake");
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    let path = format!("/webhook?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444");
+    assert_eq!(server.get(&path, None), (200, "1158201444".to_string()));
+    assert_eq!(server.get("/webhook?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1", None).0, 403);
+    assert_eq!(server.get(&format!("/webhook?hub.mode=unsubscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1"), None).0, 403);
+    assert_eq!(server.get("/webhook?hub.challenge=1", None).0, 403);
+}
+
+#[test]
+fn every_kind_of_bad_webhook_gets_its_status_and_nothing_is_lost() {
+    let dir = fresh_dir("bad-webhooks");
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec!["--webhook-bytes-max".into(), "4000".into()] });
+    let good = bodies(&meta_log()).remove(0);
+
+    // Signed: stored, 200.
+    assert_eq!(server.post_signed(good.as_bytes()), 200);
+    // Unsigned, wrongly signed, malformed signature: 401, nothing stored.
+    assert_eq!(server.post_webhook(good.as_bytes(), None).0, 401);
+    assert_eq!(server.post_webhook(good.as_bytes(), Some(&sign(b"another body"))).0, 401);
+    assert_eq!(server.post_webhook(good.as_bytes(), Some("sha256=nothex")).0, 401);
+    // Over the limit: 413 before anything else.
+    let big = format!("{{\"object\":\"whatsapp_business_account\",\"entry\":[],\"pad\":\"{}\"}}", "x".repeat(5000));
+    assert_eq!(server.post_webhook(big.as_bytes(), Some(&sign(big.as_bytes()))).0, 413);
+    // Signed but not JSON, or JSON of another object: 400, kept for inspection.
+    let (status, text) = server.post_webhook(b"<xml/>", Some(&sign(b"<xml/>")));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not JSON"), "{text}");
+    let page = br#"{"object":"page","entry":[]}"#;
+    let (status, text) = server.post_webhook(page, Some(&sign(page)));
+    assert_eq!(status, 400);
+    assert!(text.contains("whatsapp_business_account"), "{text}");
+
+    let accepted = server.get_json("/v1/webhooks?outcome=accepted");
+    assert_eq!(accepted["webhooks"].as_array().unwrap().len(), 1);
+    assert_eq!(accepted["webhooks"][0]["body"], good.as_str(), "stored byte for byte");
+    let rejected = server.get_json("/v1/webhooks?outcome=rejected");
+    let rejected: Vec<(&str, &str)> = rejected["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["body"].as_str().unwrap(), w["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected[0].0, "<xml/>");
+    assert!(rejected[0].1.starts_with("not JSON"));
+    assert_eq!(rejected[1].0, std::str::from_utf8(page).unwrap());
+
+    // The refusals are counted by reason.
+    let (_, metrics) = server.get("/metrics", None);
+    for reason in ["missing_signature", "wrong_signature", "malformed_signature", "too_large", "not_an_envelope"] {
+        assert!(metrics.contains(&format!("wameter_webhooks_rejected_total{{reason=\"{reason}\"}}")), "{reason} in\n{metrics}");
+    }
+    assert!(metrics.contains("wameter_ingest_duration_seconds_bucket"), "{metrics}");
+}
+
+#[test]
+fn redelivered_and_shuffled_webhooks_count_once_and_match_replay() {
+    let dir = fresh_dir("redelivery");
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    let once = bodies(&meta_log());
+    let mut thrice: Vec<String> = once.iter().chain(&once).chain(&once).cloned().collect();
+    shuffle(&mut thrice, 0x5eed);
+    for body in &thrice {
+        assert_eq!(server.post_signed(body.as_bytes()), 200, "{body}");
+    }
+    let served = server.get_json("/v1/charges");
+    let (charges, totals) = replay_charges(&meta_log());
+    assert!(!charges.as_array().unwrap().is_empty());
+    assert_eq!(served["charges"], charges);
+    assert_eq!(served["totals"], totals);
+
+    // Each fact once; every body three times in the audit trail.
+    let events = server.all_events(API_TOKEN);
+    let unique: BTreeSet<&String> = events.iter().collect();
+    assert_eq!(unique.len(), events.len(), "no event stored twice");
+    let output = common::wameter(&["events", meta_log().to_str().unwrap()]);
+    // `wameter events` also prints notices and the outbounds it infers;
+    // the store keeps events as received (notices apart, inference at read).
+    let replayed: BTreeSet<String> = common::stdout(&output)
+        .lines()
+        .filter(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            ["inbound", "outbound", "status"].contains(&event["type"].as_str().unwrap()) && event.get("inferred_from").is_none()
+        })
+        .map(String::from)
+        .collect();
+    assert_eq!(unique.into_iter().cloned().collect::<BTreeSet<String>>(), replayed, "the same events as `wameter events`");
+    let stored = server.get_json("/v1/webhooks?outcome=accepted&limit=1000");
+    assert_eq!(stored["webhooks"].as_array().unwrap().len(), thrice.len());
+}
+
+#[test]
+fn windows_open_and_close_at_the_documented_instants() {
+    let dir = fresh_dir("windows");
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    let business = "106540352242922";
+    // 2025-07-01T10:00:00Z: the user writes through an ad.
+    let ndjson = format!(
+        "{}\n{}\n{}\n",
+        format_args!(r#"{{"type":"inbound","at":"2025-07-01T10:00:00Z","business":"{business}","user":"+5511999990000","entry_point":"ad"}}"#),
+        format_args!(r#"{{"type":"outbound","at":"2025-07-01T10:30:00Z","business":"{business}","user":"+5511999990000","id":"wamid.R1"}}"#),
+        r#"{"type":"status","at":"2025-07-01T10:30:05Z","id":"wamid.R1","status":"delivered"}"#,
+    );
+    let (status, answer) = server.post_events(&ndjson, API_TOKEN);
+    assert_eq!(status, 200);
+    assert_eq!(answer, serde_json::json!({"accepted": 3, "duplicates": 0, "rejected": []}));
+
+    let at = |when: &str| server.get_json(&format!("/v1/windows/{business}/5511999990000?at={when}"));
+    let before = at("2025-07-01T09:59:59Z");
+    assert_eq!(before["customer_service_window"], serde_json::json!({"open": false, "closes_at": null}));
+    let pending = at("2025-07-01T10:10:00Z");
+    assert_eq!(pending["customer_service_window"]["closes_at"], "2025-07-02T10:00:00Z");
+    assert_eq!(pending["free_entry_point"]["open"], false);
+    assert_eq!(pending["pending_entry_point"]["answer_by"], "2025-07-02T10:00:00Z");
+    let answered = at("2025-07-01T11:00:00Z");
+    // The reply delivered at 10:30:05 opened the 72-hour free entry point.
+    assert_eq!(answered["free_entry_point"], serde_json::json!({"open": true, "closes_at": "2025-07-04T10:30:05Z"}));
+    assert_eq!(answered["pending_entry_point"], serde_json::Value::Null);
+    // Half-open: at exactly 24 h the service window is closed (D5).
+    let closed = at("2025-07-02T10:00:00Z");
+    assert_eq!(closed["customer_service_window"]["open"], false);
+    assert_eq!(closed["free_entry_point"]["open"], true);
+    assert_eq!(at("2025-07-04T10:30:05Z")["free_entry_point"]["open"], false);
+
+    // The same lines again are duplicates; a bad line is named.
+    let (_, again) = server.post_events(&format!("{ndjson}{{\"type\":\"status\",\"id\":\"x\"}}\n"), API_TOKEN);
+    assert_eq!(again["accepted"], 0);
+    assert_eq!(again["duplicates"], 3);
+    assert_eq!(again["rejected"][0]["line"], 4);
+    assert!(again["rejected"][0]["error"].as_str().unwrap().contains("at"), "{again}");
+}
+
+#[test]
+fn a_token_sees_only_its_own_wabas() {
+    let dir = fresh_dir("tenancy");
+    std::fs::write(
+        dir.join("accounts.toml"),
+        "[[business]]\nphone_number_id = \"106540352242922\"\nwaba = \"WABA-A\"\n\n[[business]]\nphone_number_id = \"200000000000001\"\nwaba = \"WABA-B\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("wameter.toml"),
+        "accounts = \"accounts.toml\"\n\n[[tokens]]\nname = \"a\"\ntoken = \"token-for-waba-a-only\"\nwabas = [\"WABA-A\"]\n\n[[tokens]]\nname = \"b\"\ntoken = \"token-for-waba-b-only\"\nwabas = [\"WABA-B\"]\n",
+    )
+    .unwrap();
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    for body in bodies(&meta_log()) {
+        assert_eq!(server.post_signed(body.as_bytes()), 200);
+    }
+    let b_body = inbound_webhook("200000000000001", "5511988880000", "wamid.B-in", 1770717600);
+    assert_eq!(server.post_signed(b_body.as_bytes()), 200);
+
+    let a = "token-for-waba-a-only";
+    let b = "token-for-waba-b-only";
+    let charges_of = |token: &str| -> serde_json::Value {
+        let (status, body) = server.get("/v1/charges", Some(token));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    assert!(!charges_of(a)["charges"].as_array().unwrap().is_empty());
+    assert_eq!(charges_of(a)["charges"], server.get_json("/v1/charges")["charges"]);
+    assert_eq!(charges_of(b)["charges"], serde_json::json!([]));
+    assert_eq!(server.get("/v1/charges?business=106540352242922", Some(b)).0, 403);
+    assert_eq!(server.get("/v1/windows/106540352242922/5511999990001", Some(b)).0, 403);
+    assert_eq!(server.get("/v1/windows/200000000000001/5511988880000", Some(b)).0, 200);
+    assert_eq!(server.get("/v1/reports/costs", Some(b)).0, 200);
+    assert_eq!(server.get("/v1/webhooks", Some(a)).0, 403, "bodies may hold any WABA");
+    assert_eq!(server.get("/v1/charges", None).0, 401);
+    assert_eq!(server.get("/v1/charges", Some("not-a-token")).0, 401);
+    let b_events = server.all_events(b);
+    assert_eq!(b_events.len(), 1, "{b_events:?}");
+    assert!(b_events[0].contains("wamid.B-in"));
+    // Writing for another WABA is refused line by line.
+    let line = r#"{"type":"outbound","at":"2026-02-10T10:00:00Z","business":"106540352242922","user":"+5511999990001","id":"wamid.sneaky"}"#;
+    let (_, answer) = server.post_events(line, b);
+    assert_eq!(answer["accepted"], 0);
+    assert!(answer["rejected"][0]["error"].as_str().unwrap().contains("does not see"), "{answer}");
+}
+
+#[test]
+fn cost_reports_group_and_sum_exactly() {
+    let dir = fresh_dir("reports");
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    for body in bodies(&meta_log()) {
+        assert_eq!(server.post_signed(body.as_bytes()), 200);
+    }
+    let report = server.get_json("/v1/reports/costs?group_by=month,category");
+    let (charges, totals) = replay_charges(&meta_log());
+    // Group the replay's charges by hand and compare.
+    let mut expected: BTreeMap<(String, String), (u64, rust_decimal::Decimal)> = BTreeMap::new();
+    for charge in charges.as_array().unwrap() {
+        let key = (charge["local_date"].as_str().unwrap()[..7].to_string(), charge["category"].as_str().unwrap().to_string());
+        let entry = expected.entry(key).or_default();
+        entry.0 += 1;
+        entry.1 += charge["amount"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap();
+    }
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), expected.len(), "{report}");
+    for (row, ((month, category), (messages, amount))) in rows.iter().zip(&expected) {
+        assert_eq!(row["month"], month.as_str());
+        assert_eq!(row["category"], category.as_str());
+        assert_eq!(row["messages"], *messages);
+        assert_eq!(row["amount"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap(), *amount);
+    }
+    assert_eq!(report["totals"][0]["amount"], totals["amount"]);
+    assert_eq!(server.get("/v1/reports/costs?group_by=colour", Some(API_TOKEN)).0, 400);
+    assert_eq!(server.get("/v1/charges?from=yesterday", Some(API_TOKEN)).0, 400);
+}
+
+#[test]
+fn health_metrics_and_openapi_describe_the_running_server() {
+    let dir = fresh_dir("ops");
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    assert_eq!(server.get_json("/healthz")["status"], "ok");
+    let openapi = server.get_json("/openapi.json");
+    let paths = openapi["paths"].as_object().unwrap();
+    for path in ["/webhook", "/v1/windows/{business}/{user}", "/v1/charges", "/v1/reports/costs", "/v1/events", "/healthz", "/metrics"] {
+        assert!(paths.contains_key(path), "{path} in {:?}", paths.keys().collect::<Vec<_>>());
+    }
+    assert!(openapi["components"]["schemas"]["WindowsResponse"].is_object());
+}
+
+/// Kill -9 the server while clients post signed webhooks, restart it on
+/// the same file, several times. Every webhook that got a 200 must be
+/// stored exactly once.
+#[test]
+fn acknowledged_webhooks_survive_kill_9_exactly_once() {
+    let dir = fresh_dir("crash");
+    let database = sqlite_in(&dir);
+    let start = || Server::start(Start { dir: &dir, database: database.clone(), extra: vec![] });
+    let mut server = start();
+    let base = Arc::new(Mutex::new(server.base.clone()));
+    let acked: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let (base, acked, stop) = (base.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let wamid = format!("wamid.crash-{client}-{n}");
+                    let user = format!("55119{:08}", client * 1000 + n % 50);
+                    let body = inbound_webhook("106540352242922", &user, &wamid, 1770717600 + n as i64);
+                    let url = format!("{}/webhook", base.lock().unwrap());
+                    let sent = agent.post(&url).header("X-Hub-Signature-256", &sign(body.as_bytes())).send(body.as_bytes());
+                    match sent {
+                        Ok(response) if response.status().as_u16() == 200 => acked.lock().unwrap().push(wamid.clone()),
+                        // Not acknowledged: Meta would deliver it again. Do
+                        // that for some, so redelivery meets recovery.
+                        _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+                    }
+                    // Redeliver every 7th acknowledged one.
+                    if n % 7 == 0 {
+                        let _ = agent.post(&url).header("X-Hub-Signature-256", &sign(body.as_bytes())).send(body.as_bytes());
+                    }
+                }
+            })
+        })
+        .collect();
+    for round in 0..5u64 {
+        std::thread::sleep(std::time::Duration::from_millis(250 + 97 * round));
+        server.kill();
+        server = start();
+        *base.lock().unwrap() = server.base.clone();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 100, "the clients got through: {}", acked.len());
+    let events = server.all_events(API_TOKEN);
+    let mut per_wamid: BTreeMap<String, usize> = BTreeMap::new();
+    for line in &events {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        *per_wamid.entry(event["id"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    for wamid in &acked {
+        assert_eq!(per_wamid.get(wamid), Some(&1), "{wamid} acknowledged, stored {:?} times", per_wamid.get(wamid));
+    }
+    assert!(per_wamid.values().all(|&n| n == 1), "nothing stored twice");
+    eprintln!("crash test: {} acknowledged, {} stored, 5 kills", acked.len(), per_wamid.len());
+}
