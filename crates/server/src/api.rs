@@ -46,6 +46,10 @@ fn instant(name: &str, text: &str, zone: &jiff::tz::TimeZone) -> Result<Timestam
     )))
 }
 
+fn micros_text(us: i64) -> String {
+    Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default()
+}
+
 fn user_id(text: &str) -> Result<UserId, ApiError> {
     UserId::parse(text).map_err(|e| ApiError::bad_request(format!("user {text:?}: {e}")))
 }
@@ -76,6 +80,17 @@ pub struct PendingEntryPoint {
     answer_by: String,
 }
 
+/// What the store holds for a pair.
+#[derive(Serialize, ToSchema)]
+pub struct ContactJson {
+    /// Events stored (each once, however often Meta delivered it).
+    events: i64,
+    /// Earliest event.
+    first_event_at: String,
+    /// Latest event.
+    last_event_at: String,
+}
+
 /// `GET /v1/windows/{business}/{user}`.
 #[derive(Serialize, ToSchema)]
 pub struct WindowsResponse {
@@ -93,6 +108,8 @@ pub struct WindowsResponse {
     last_inbound_at: Option<String>,
     /// An entry point waiting for its first reply.
     pending_entry_point: Option<PendingEntryPoint>,
+    /// The stored per-contact state (`null`: nothing stored for the pair).
+    contact: Option<ContactJson>,
 }
 
 /// Query of `GET /v1/windows/…`.
@@ -134,6 +151,7 @@ pub async fn windows(
             until_us: i64::MAX,
         })
         .await?;
+    let contact = state.store.contact(&business, &user.to_string()).await?;
     let loaded = meter::load(&rows);
     let engine = state.config.pricing.engine();
     let found = meter::windows(&engine, loaded.events, &business, &user, at);
@@ -147,6 +165,11 @@ pub async fn windows(
         pending_entry_point: found.pending_entry_point_at.map(|since| PendingEntryPoint {
             since: since.to_string(),
             answer_by: (since + wameter_core::window::DAY).to_string(),
+        }),
+        contact: contact.map(|row| ContactJson {
+            events: row.events,
+            first_event_at: micros_text(row.first_event_at_us),
+            last_event_at: micros_text(row.last_event_at_us),
         }),
     }))
 }
@@ -517,7 +540,7 @@ pub async fn get_webhooks(State(state): State<Arc<AppState>>, headers: HeaderMap
             .into_iter()
             .map(|row| WebhookJson {
                 id: row.id,
-                received_at: Timestamp::from_microsecond(row.received_at_us).map(|t| t.to_string()).unwrap_or_default(),
+                received_at: micros_text(row.received_at_us),
                 sha256: row.sha256,
                 outcome: row.outcome,
                 reason: row.reason,

@@ -21,7 +21,7 @@ pub mod sqlite;
 
 use std::path::PathBuf;
 
-pub use record::{Batch, Counts, EventRecord, NoticeRecord, StoredEvent, StoredWebhook, WebhookRecord, Written};
+pub use record::{Batch, ContactRow, Counts, EventRecord, NoticeRecord, StoredEvent, StoredWebhook, WebhookRecord, Written};
 
 /// Where the data lives, as given to `--database`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,6 +201,14 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.events_after(after_id, limit, businesses).await,
             Store::Postgres(store) => store.events_after(after_id, limit, businesses).await,
+        }
+    }
+
+    /// The stored state of one pair, if it has any event.
+    pub async fn contact(&self, business: &str, user: &str) -> Result<Option<ContactRow>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.contact(business.to_string(), user.to_string()).await,
+            Store::Postgres(store) => store.contact(business, user).await,
         }
     }
 

@@ -11,7 +11,7 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use crate::record::{Batch, Counts, StoredEvent, StoredWebhook, Written};
+use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written};
 use crate::{DatabaseUrl, EventScope, StoreError};
 
 mod embedded {
@@ -184,6 +184,23 @@ impl PostgresStore {
             .await?;
         let rows = client.query(&statement, &[&after_id, &businesses, &limit]).await?;
         Ok(rows.into_iter().map(|row| StoredEvent { id: row.get(0), line: row.get(1) }).collect())
+    }
+
+    /// The stored state of one pair.
+    pub async fn contact(&self, business: &str, user: &str) -> Result<Option<ContactRow>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT first_event_at_us, last_event_at_us, last_inbound_at_us, events FROM contacts WHERE business = $1 AND user_id = $2",
+                &[&business, &user],
+            )
+            .await?;
+        Ok(row.map(|row| ContactRow {
+            first_event_at_us: row.get(0),
+            last_event_at_us: row.get(1),
+            last_inbound_at_us: row.get(2),
+            events: row.get(3),
+        }))
     }
 
     /// Business phone numbers with at least one contact.

@@ -241,6 +241,20 @@ pub struct StoredWebhook {
     pub body: Vec<u8>,
 }
 
+/// The stored state of one (business phone number, user) pair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContactRow {
+    /// Earliest event, UNIX microseconds.
+    pub first_event_at_us: i64,
+    /// Latest event, UNIX microseconds.
+    pub last_event_at_us: i64,
+    /// The user's last message or call, UNIX microseconds.
+    pub last_inbound_at_us: Option<i64>,
+    /// Events stored for the pair (each counted once, however often Meta
+    /// delivered it).
+    pub events: i64,
+}
+
 /// Row counts, for health checks and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::record::{Batch, Counts, StoredEvent, StoredWebhook, Written};
+use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written};
 use crate::{EventScope, StoreError};
 
 mod embedded {
@@ -165,6 +165,26 @@ impl SqliteStore {
             )?;
             let rows = statement.query_map(params![after_id, list, limit], |row| Ok(StoredEvent { id: row.get(0)?, line: row.get(1)? }))?;
             rows.collect()
+        })
+        .await
+    }
+
+    /// The stored state of one pair.
+    pub async fn contact(&self, business: String, user: String) -> Result<Option<ContactRow>, StoreError> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT first_event_at_us, last_event_at_us, last_inbound_at_us, events FROM contacts WHERE business = ?1 AND user_id = ?2",
+                params![business, user],
+                |row| {
+                    Ok(ContactRow {
+                        first_event_at_us: row.get(0)?,
+                        last_event_at_us: row.get(1)?,
+                        last_inbound_at_us: row.get(2)?,
+                        events: row.get(3)?,
+                    })
+                },
+            )
+            .optional()
         })
         .await
     }
