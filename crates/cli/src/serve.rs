@@ -152,6 +152,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             tracing::warn!(message = "No verify token: Meta's webhook verification (GET /webhook) will be refused. Set WAMETER_VERIFY_TOKEN.");
         }
         tracing::info!(message = "Database open.", database = %database);
+        if database == DatabaseUrl::Discard {
+            tracing::warn!(message = "discard:// stores nothing: every webhook is acknowledged and lost. For benchmarks only.");
+        }
         // Tests and scripts read this line for the port.
         eprintln!("wameter serve listening on http://{address}");
         let state = wameter_server::AppState::new(config, store);

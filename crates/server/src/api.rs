@@ -142,16 +142,19 @@ pub async fn windows(
         None => Timestamp::now(),
     };
     let since = at.checked_sub(meter::LOOK_BACK).unwrap_or(Timestamp::MIN);
-    let rows = state
-        .store
-        .events(EventScope::Contact {
+    // Both reads at once: this is the query a sender makes before every
+    // send, so its latency matters.
+    let user_text = user.to_string();
+    let (rows, contact) = tokio::join!(
+        state.store.events(EventScope::Contact {
             business: business.clone(),
-            user: user.to_string(),
+            user: user_text.clone(),
             since_us: since.as_microsecond(),
             until_us: i64::MAX,
-        })
-        .await?;
-    let contact = state.store.contact(&business, &user.to_string()).await?;
+        }),
+        state.store.contact(&business, &user_text)
+    );
+    let (rows, contact) = (rows?, contact?);
     let loaded = meter::load(&rows);
     let engine = state.config.pricing.engine();
     let found = meter::windows(&engine, loaded.events, &business, &user, at);

@@ -96,6 +96,7 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let backend = match &state.store {
         Store::Sqlite(_) => "sqlite",
         Store::Postgres(_) => "postgres",
+        Store::Discard => "discard",
     };
     match state.store.ping().await {
         Ok(()) => axum::Json(serde_json::json!({"status": "ok", "database": backend})).into_response(),

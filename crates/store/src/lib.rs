@@ -30,6 +30,10 @@ pub enum DatabaseUrl {
     Sqlite(PathBuf),
     /// `postgres://…` or `postgresql://…`, passed to the driver as is.
     Postgres(String),
+    /// `discard://`: acknowledges every write without storing it. Only for
+    /// measuring the server's ceiling without a database (`bench/serve.sh`);
+    /// it loses everything by design.
+    Discard,
 }
 
 impl DatabaseUrl {
@@ -40,6 +44,9 @@ impl DatabaseUrl {
                 return Err(StoreError::Open { url: text.into(), message: "no file path after sqlite://".into() });
             }
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if text == "discard://" {
+            return Ok(DatabaseUrl::Discard);
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             return Ok(DatabaseUrl::Postgres(text.to_string()));
@@ -58,6 +65,7 @@ impl std::fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Discard => f.write_str("discard://"),
             // Never print a password.
             DatabaseUrl::Postgres(url) => match (url.find("://"), url.rfind('@')) {
                 (Some(scheme), Some(at)) if at > scheme => write!(f, "{}://…{}", &url[..scheme], &url[at..]),
@@ -162,6 +170,8 @@ pub enum Store {
     Sqlite(sqlite::SqliteStore),
     /// PostgreSQL.
     Postgres(postgres::PostgresStore),
+    /// Stores nothing (benchmark ceiling; see [`DatabaseUrl::Discard`]).
+    Discard,
 }
 
 impl Store {
@@ -176,6 +186,7 @@ impl Store {
                 Ok(Store::Sqlite(store))
             }
             DatabaseUrl::Postgres(text) => Ok(Store::Postgres(postgres::PostgresStore::open(text).await?)),
+            DatabaseUrl::Discard => Ok(Store::Discard),
         }
     }
 
@@ -184,6 +195,7 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.write(batch).await,
             Store::Postgres(store) => store.write(batch).await,
+            Store::Discard => Ok(Written { accepted: (batch.events.len() + batch.notices.len()) as u64, duplicates: batch.repeats, ..Written::default() }),
         }
     }
 
@@ -192,6 +204,7 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.events(scope).await,
             Store::Postgres(store) => store.events(scope).await,
+            Store::Discard => Ok(Vec::new()),
         }
     }
 
@@ -201,6 +214,7 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.events_after(after_id, limit, businesses).await,
             Store::Postgres(store) => store.events_after(after_id, limit, businesses).await,
+            Store::Discard => Ok(Vec::new()),
         }
     }
 
@@ -209,6 +223,7 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.contact(business.to_string(), user.to_string()).await,
             Store::Postgres(store) => store.contact(business, user).await,
+            Store::Discard => Ok(None),
         }
     }
 
@@ -217,6 +232,7 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.businesses().await,
             Store::Postgres(store) => store.businesses().await,
+            Store::Discard => Ok(Vec::new()),
         }
     }
 
@@ -225,6 +241,7 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.webhooks(after_id, limit, outcome).await,
             Store::Postgres(store) => store.webhooks(after_id, limit, outcome).await,
+            Store::Discard => Ok(Vec::new()),
         }
     }
 
@@ -233,6 +250,7 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.counts().await,
             Store::Postgres(store) => store.counts().await,
+            Store::Discard => Ok(Counts::default()),
         }
     }
 
@@ -241,6 +259,7 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.ping().await,
             Store::Postgres(store) => store.ping().await,
+            Store::Discard => Ok(()),
         }
     }
 }

@@ -445,3 +445,41 @@ fn free_form_outside_window_is_flagged() {
     assert_eq!(verdict(&report, "f1").1, "free_customer_service");
     assert!(report.warnings.iter().any(|w| w.message.contains("131047")));
 }
+
+/// `Engine::windows_at` (what `GET /v1/windows` answers) agrees with the
+/// replay's own walk: the window a reply was decided in is the window the
+/// question sees at the same instant, and only what happened before the
+/// instant counts (D5 half-open, D6 free entry point from the first reply).
+#[test]
+fn windows_at_an_instant_follow_the_replay_walk() {
+    let world = World::builtin();
+    let engine = wameter_core::engine::Engine::new(&world.accounts, &world.rates, &world.tiers, wameter_core::market::MarketTable::builtin());
+    let mut log = Log::default();
+    log.ad_click(t("2025-07-01T10:00:00Z"), "+6281234567890").send("wamid.reply", t("2025-07-01T10:30:00Z"), "+6281234567890", None);
+    let prepared = wameter_core::engine::prepare(log.events.clone());
+    let contact = &prepared.contacts[0];
+    let at = |text: &str| engine.windows_at(contact, t(text));
+
+    let before = at("2025-07-01T09:00:00Z");
+    assert_eq!(before, wameter_core::engine::ContactWindows::default(), "nothing before the first event");
+
+    let pending = at("2025-07-01T10:10:00Z");
+    assert_eq!(pending.customer_service_window.map(|w| w.closes_at), Some(t("2025-07-02T10:00:00Z")));
+    assert_eq!(pending.free_entry_point, None, "not answered yet");
+    assert_eq!(pending.pending_entry_point_at, Some(t("2025-07-01T10:00:00Z")));
+
+    // The reply at 10:30 is not yet counted at 10:30 (it is the one being
+    // asked about), and is just after.
+    assert_eq!(at("2025-07-01T10:30:00Z").free_entry_point, None);
+    let answered = at("2025-07-01T10:30:01Z");
+    assert_eq!(answered.free_entry_point.map(|w| w.closes_at), Some(t("2025-07-04T10:30:00Z")));
+    assert_eq!(answered.pending_entry_point_at, None);
+
+    let next_day = at("2025-07-02T10:00:00Z");
+    assert_eq!(next_day.customer_service_window, None, "half-open: closed at exactly 24 h");
+    assert!(next_day.free_entry_point.is_some());
+
+    // The replay decided the reply inside the same windows.
+    let report = world.replay(&log);
+    assert_eq!(charge(&report, "wamid.reply").trail.free_entry_point.map(|w| w.closes_at), Some(t("2025-07-04T10:30:00Z")));
+}
