@@ -421,7 +421,7 @@ pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap,
             Ok(Parsed::Nothing) => {}
             Ok(Parsed::Event(event)) => take(event, &mut rejected),
             Ok(Parsed::Notice(notice)) => {
-                if notice.waba.as_deref().is_none_or(|waba| token.scope.sees(waba)) || token.scope == Scope::All {
+                if notice.waba.as_deref().is_none_or(|waba| token.scope.sees(waba)) {
                     notices.push(*notice);
                 } else {
                     rejected.push(RejectedLine { line: number, error: "this token does not see the notice's WABA".into() });
@@ -434,7 +434,13 @@ pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap,
                 for event in items.events {
                     take(event, &mut rejected);
                 }
-                notices.extend(items.notices.into_iter().filter(|n| n.waba.as_deref().is_none_or(|w| token.scope.sees(w))));
+                for notice in items.notices {
+                    if notice.waba.as_deref().is_none_or(|waba| token.scope.sees(waba)) {
+                        notices.push(notice);
+                    } else {
+                        rejected.push(RejectedLine { line: number, error: "this token does not see the notice's WABA".into() });
+                    }
+                }
             }
             Err(error) => rejected.push(RejectedLine { line: number, error: error.to_string() }),
         }

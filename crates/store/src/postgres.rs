@@ -11,7 +11,7 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written};
+use crate::record::{Batch, ContactRow, Counts, contact_updates, StoredEvent, StoredWebhook, Written};
 use crate::{DatabaseUrl, EventScope, StoreError};
 
 mod embedded {
@@ -140,11 +140,8 @@ impl PostgresStore {
             )
             .await
             .map_err(write_error)?;
-        new_events.sort_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
-        for event in new_events {
-            let (Some(business), Some(user)) = (&event.business, &event.user) else { continue };
-            let inbound_at = event.inbound.then_some(event.at_us);
-            tx.execute(&upsert, &[business, user, &event.at_us, &inbound_at]).await.map_err(write_error)?;
+        for (business, user, at_us, inbound_at_us) in contact_updates(&new_events) {
+            tx.execute(&upsert, &[&business, &user, &at_us, &inbound_at_us]).await.map_err(write_error)?;
         }
         tx.commit().await.map_err(write_error)?;
         Ok(written)

@@ -200,19 +200,22 @@ impl Batch {
         let repeats = given - (events.len() + notices.len()) as u64;
         Batch { webhook, events, notices, repeats }
     }
+}
 
-    /// The contacts the batch touches, sorted: upserted in this order for
-    /// the same reason the rows are.
-    pub fn contacts(&self) -> Vec<(&str, &str)> {
-        let mut out: Vec<(&str, &str)> = self
-            .events
-            .iter()
-            .filter_map(|e| Some((e.business.as_deref()?, e.user.as_deref()?)))
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
+/// One upsert of per-contact state: (business, user, event instant,
+/// inbound instant if the event is the user's), all UNIX microseconds.
+pub type ContactUpdate<'a> = (&'a str, &'a str, i64, Option<i64>);
+
+/// The per-contact updates due for events stored for the first time (a
+/// redelivery changes nothing), sorted by contact: both backends upsert in
+/// this order, for the same reason rows are written in key order.
+pub fn contact_updates<'a>(new_events: &[&'a EventRecord]) -> Vec<ContactUpdate<'a>> {
+    let mut out: Vec<ContactUpdate<'a>> = new_events
+        .iter()
+        .filter_map(|event| Some((event.business.as_deref()?, event.user.as_deref()?, event.at_us, event.inbound.then_some(event.at_us))))
+        .collect();
+    out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    out
 }
 
 /// A stored event, as read back.

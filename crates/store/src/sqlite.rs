@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written};
+use crate::record::{Batch, ContactRow, Counts, contact_updates, StoredEvent, StoredWebhook, Written};
 use crate::{EventScope, StoreError};
 
 mod embedded {
@@ -342,10 +342,8 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> rusqlite::Result<
              ELSE max(last_inbound_at_us, excluded.last_inbound_at_us) END,
            events = events + 1",
     )?;
-    new_events.sort_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
-    for event in new_events {
-        let (Some(business), Some(user)) = (&event.business, &event.user) else { continue };
-        upsert.execute(params![business, user, event.at_us, event.inbound.then_some(event.at_us)])?;
+    for (business, user, at_us, inbound_at_us) in contact_updates(&new_events) {
+        upsert.execute(params![business, user, at_us, inbound_at_us])?;
     }
     Ok(written)
 }
