@@ -194,12 +194,7 @@ impl LoadedLogs {
 
     /// One sentence on the outbounds inferred from Meta's pricing, if any.
     pub fn inferred_summary(&self) -> Option<String> {
-        (!self.inferred.is_empty()).then(|| {
-            format!(
-                "{} message(s) have no outbound event; each is rated as the message its status's `pricing` names (Meta's category; interfaces §4)",
-                self.inferred.len()
-            )
-        })
+        (!self.inferred.is_empty()).then(|| wameter_log::replay_json::outbound_inferred_message(self.inferred.len()))
     }
 }
 

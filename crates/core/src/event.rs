@@ -232,6 +232,18 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The business phone number the event names: always for inbound and
+    /// outbound events, for a status only when its webhook's metadata gave
+    /// it (a plain canonical status line names only the wamid).
+    pub fn business(&self) -> Option<&str> {
+        match self {
+            EventKind::Inbound { business, .. } | EventKind::Outbound { business, .. } => Some(business),
+            EventKind::Status { detail, .. } => detail.as_deref().and_then(|d| d.business.as_deref()),
+        }
+    }
+}
+
 /// What a Meta status webhook carries beyond the status itself.
 ///
 /// The engine never prices *from* this (decisions.md: "the rules never

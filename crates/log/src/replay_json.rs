@@ -89,6 +89,14 @@ pub struct WarningJson<'a> {
     pub event: Option<u64>,
 }
 
+/// The message of the `outbound_inferred` warning: how many messages were
+/// rated from their status's `pricing` because no outbound event was seen.
+pub fn outbound_inferred_message(messages: usize) -> String {
+    format!(
+        "{messages} message(s) have no outbound event; each is rated as the message its status's `pricing` names (Meta's category; interfaces §4)"
+    )
+}
+
 #[derive(Serialize)]
 struct WhatIfJson {
     ruleset: Option<&'static str>,

@@ -9,13 +9,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use wameter_core::event::{EventKind, Origin, UserId};
+use wameter_core::event::{Event, Origin, UserId};
 use wameter_core::money::format_amount;
 use wameter_log::Parsed;
 use wameter_store::{Batch, EventScope};
@@ -52,6 +52,16 @@ fn micros_text(us: i64) -> String {
 
 fn user_id(text: &str) -> Result<UserId, ApiError> {
     UserId::parse(text).map_err(|e| ApiError::bad_request(format!("user {text:?}: {e}")))
+}
+
+/// The business phone numbers a scoped token sees among those stored;
+/// `None` for a token that sees every WABA.
+async fn visible_businesses(state: &AppState, scope: &Scope) -> Result<Option<BTreeSet<String>>, ApiError> {
+    if *scope == Scope::All {
+        return Ok(None);
+    }
+    let pricing = &state.config.pricing;
+    Ok(Some(state.store.businesses().await?.into_iter().filter(|b| scope.sees(&pricing.waba_of(b))).collect()))
 }
 
 fn check_business(state: &AppState, token: &ApiToken, business: &str) -> Result<(), ApiError> {
@@ -206,15 +216,12 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
         None => jiff::tz::TimeZone::UTC,
     };
     let slice = Slice {
-        visible: match (&query.business, &token.scope) {
-            (Some(business), _) => {
+        visible: match &query.business {
+            Some(business) => {
                 check_business(state, token, business)?;
                 Some([business.clone()].into())
             }
-            (None, Scope::All) => None,
-            (None, scope) => {
-                Some(state.store.businesses().await?.into_iter().filter(|b| scope.sees(&pricing.waba_of(b))).collect())
-            }
+            None => visible_businesses(state, &token.scope).await?,
         },
         from: query.from.as_deref().map(|t| instant("from", t, &zone)).transpose()?,
         to: query.to.as_deref().map(|t| instant("to", t, &zone)).transpose()?,
@@ -224,7 +231,7 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
             return Err(ApiError::bad_request(format!("`from` ({from}) must be before `to` ({to})")));
         }
     }
-    let read = slice.visible.as_ref().map(|set| pricing.with_counter_peers(&set.iter().cloned().collect::<Vec<_>>()));
+    let read = slice.visible.as_ref().map(|set| pricing.with_counter_peers(set));
     let scope = EventScope::Businesses {
         businesses: read,
         since_us: slice.from.map(meter::read_since).map_or(i64::MIN, |t| t.as_microsecond()),
@@ -238,7 +245,7 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
         meter::charges(&engine, meter::load(&rows), slice.visible.as_ref(), slice.from, slice.to)
     })
     .await
-    .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })
+    .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// The charges of a slice: the same document as `wameter replay --json`
@@ -250,7 +257,7 @@ pub async fn charges(State(state): State<Arc<AppState>>, headers: HeaderMap, Que
     telemetry::charge_query("charges");
     let mut out = Vec::with_capacity(512 * (answer.report.charges.len() + 1));
     wameter_log::replay_json::write_document(&mut out, &answer.report.charges, &answer.warnings_json(), Default::default())
-        .map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() })?;
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out).into_response())
 }
 
@@ -398,56 +405,49 @@ pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap,
     let mut rejected = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index as u32 + 1;
-        let origin = Origin { source: 0, line: number };
-        let mut take = |event: wameter_core::event::Event, rejected: &mut Vec<RejectedLine>| {
-            // A token sees, and may write for, its own WABAs only. A
-            // status must then say whose it is, or it could touch another
-            // WABA's message.
-            let business = match &event.kind {
-                EventKind::Inbound { business, .. } | EventKind::Outbound { business, .. } => Some(business.to_string()),
-                EventKind::Status { detail, .. } => detail.as_deref().and_then(|d| d.business.as_ref()).map(|b| b.to_string()),
-            };
-            match (&token.scope, business) {
-                (Scope::All, _) => events.push(event),
-                (scope, Some(business)) if scope.sees(&pricing.waba_of(&business)) => events.push(event),
-                (_, Some(business)) => rejected.push(RejectedLine { line: number, error: format!("this token does not see business {business}") }),
-                (_, None) => rejected.push(RejectedLine {
-                    line: number,
-                    error: "field `business`: required on a status sent with a token scoped to some WABAs".into(),
-                }),
-            }
-        };
-        match wameter_log::parse_line(line, origin) {
-            Ok(Parsed::Nothing) => {}
-            Ok(Parsed::Event(event)) => take(event, &mut rejected),
-            Ok(Parsed::Notice(notice)) => {
-                if notice.waba.as_deref().is_none_or(|waba| token.scope.sees(waba)) {
-                    notices.push(*notice);
-                } else {
-                    rejected.push(RejectedLine { line: number, error: "this token does not see the notice's WABA".into() });
-                }
-            }
+        let (line_events, line_notices) = match wameter_log::parse_line(line, Origin { source: 0, line: number }) {
+            Ok(Parsed::Nothing) => continue,
+            Ok(Parsed::Event(event)) => (vec![event], Vec::new()),
+            Ok(Parsed::Notice(notice)) => (Vec::new(), vec![*notice]),
             Ok(Parsed::Webhook(items)) => {
                 for problem in &items.problems {
                     rejected.push(RejectedLine { line: number, error: format!("{}: {}", problem.path, problem.message) });
                 }
-                for event in items.events {
-                    take(event, &mut rejected);
-                }
-                for notice in items.notices {
-                    if notice.waba.as_deref().is_none_or(|waba| token.scope.sees(waba)) {
-                        notices.push(notice);
-                    } else {
-                        rejected.push(RejectedLine { line: number, error: "this token does not see the notice's WABA".into() });
-                    }
-                }
+                (items.events, items.notices)
             }
-            Err(error) => rejected.push(RejectedLine { line: number, error: error.to_string() }),
+            Err(error) => {
+                rejected.push(RejectedLine { line: number, error: error.to_string() });
+                continue;
+            }
+        };
+        for event in line_events {
+            match may_write_event(&token.scope, pricing, &event) {
+                Ok(()) => events.push(event),
+                Err(error) => rejected.push(RejectedLine { line: number, error }),
+            }
+        }
+        for notice in line_notices {
+            if notice.waba.as_deref().is_none_or(|waba| token.scope.sees(waba)) {
+                notices.push(notice);
+            } else {
+                rejected.push(RejectedLine { line: number, error: "this token does not see the notice's WABA".into() });
+            }
         }
     }
     let written = state.store.write(Batch::new(None, &events, &notices)).await?;
     telemetry::events_written(&written);
     Ok(Json(EventsAccepted { accepted: written.accepted, duplicates: written.duplicates, rejected }))
+}
+
+/// A token sees, and may write for, its own WABAs only. A status must then
+/// say whose it is, or it could touch another WABA's message.
+fn may_write_event(scope: &Scope, pricing: &meter::Pricing, event: &Event) -> Result<(), String> {
+    match (scope, event.kind.business()) {
+        (Scope::All, _) => Ok(()),
+        (scope, Some(business)) if scope.sees(&pricing.waba_of(business)) => Ok(()),
+        (_, Some(business)) => Err(format!("this token does not see business {business}")),
+        (_, None) => Err("field `business`: required on a status sent with a token scoped to some WABAs".into()),
+    }
 }
 
 /// Query of `GET /v1/events`.
@@ -470,13 +470,7 @@ const EVENTS_PAGE_MAX: i64 = 10_000;
 pub async fn get_events(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<EventsQuery>) -> Result<Response, ApiError> {
     let token = token(&state, &headers)?;
     let limit = query.limit.unwrap_or(EVENTS_PAGE_MAX).clamp(1, EVENTS_PAGE_MAX);
-    let businesses = match &token.scope {
-        Scope::All => None,
-        scope => {
-            let pricing = &state.config.pricing;
-            Some(state.store.businesses().await?.into_iter().filter(|b| scope.sees(&pricing.waba_of(b))).collect())
-        }
-    };
+    let businesses = visible_businesses(&state, &token.scope).await?.map(|set| set.into_iter().collect());
     let rows = state.store.events_after(query.after.unwrap_or(0), limit, businesses).await?;
     let next = rows.last().map_or(query.after.unwrap_or(0), |row| row.id);
     let mut out = String::new();

@@ -24,6 +24,11 @@ impl ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into() }
     }
 
+    /// 500: a bug or a failed task; the message is for the operator.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: message.into() }
+    }
+
     /// 401: no token or an unknown one.
     pub fn unauthorized() -> ApiError {
         ApiError {

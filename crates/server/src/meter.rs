@@ -3,7 +3,7 @@
 //! replay`, from the events a question needs — so the server and a replay
 //! of the same events can never disagree.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use wameter_core::account::Accounts;
@@ -48,9 +48,9 @@ impl Pricing {
     /// The businesses whose events a question about `businesses` needs:
     /// those sharing a portfolio with them, because volume tiers count the
     /// whole portfolio's messages (and the free tier the whole WABA's).
-    pub fn with_counter_peers(&self, businesses: &[String]) -> Vec<String> {
+    pub fn with_counter_peers(&self, businesses: &BTreeSet<String>) -> Vec<String> {
         let portfolios: BTreeSet<String> = businesses.iter().map(|b| self.accounts.get_or_default(b).portfolio.to_string()).collect();
-        let mut out: BTreeSet<String> = businesses.iter().cloned().collect();
+        let mut out = businesses.clone();
         for business in self.accounts.businesses() {
             if portfolios.contains(&*business.portfolio) {
                 out.insert(business.phone_number_id.to_string());
@@ -140,27 +140,31 @@ pub fn charges(
     from: Option<Timestamp>,
     to: Option<Timestamp>,
 ) -> Answer {
-    // Which stored events are the visible businesses' own: warnings about
-    // other businesses (loaded only for the shared counters) stay hidden.
-    let mut business_of_message: HashMap<&str, &str> = HashMap::new();
-    for event in &loaded.events {
-        if let EventKind::Outbound { business, id, .. } = &event.kind {
-            business_of_message.insert(id, business);
-        }
-    }
-    let mut visible_ids = std::collections::HashSet::new();
-    for event in &loaded.events {
-        let business = match &event.kind {
-            EventKind::Inbound { business, .. } | EventKind::Outbound { business, .. } => Some(&**business),
-            EventKind::Status { id, detail, .. } => {
-                detail.as_deref().and_then(|d| d.business.as_deref()).or_else(|| business_of_message.get(&**id).copied())
-            }
-        };
-        if visible.is_none_or(|set| business.is_some_and(|b| set.contains(b))) {
-            visible_ids.insert(id_of(event.origin));
-        }
-    }
-    drop(business_of_message);
+    // With a scoped token, which stored events are the visible businesses'
+    // own: warnings about other businesses (loaded only for the shared
+    // counters) stay hidden. An all-WABA token sees every warning.
+    let visible_ids: Option<HashSet<u64>> = visible.map(|set| {
+        let business_of_message: HashMap<&str, &str> = loaded
+            .events
+            .iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::Outbound { business, id, .. } => Some((&**id, &**business)),
+                _ => None,
+            })
+            .collect();
+        loaded
+            .events
+            .iter()
+            .filter(|event| {
+                let business = match &event.kind {
+                    EventKind::Status { id, .. } => event.kind.business().or_else(|| business_of_message.get(&**id).copied()),
+                    kind => kind.business(),
+                };
+                business.is_some_and(|b| set.contains(b))
+            })
+            .map(|event| id_of(event.origin))
+            .collect()
+    });
 
     let mut warnings: Vec<(&'static str, String, Option<u64>)> = Vec::new();
     if visible.is_none() {
@@ -168,14 +172,7 @@ pub fn charges(
             warnings.push(("unreadable_stored_event", message.clone(), Some(*id as u64)));
         }
         if loaded.inferred > 0 {
-            warnings.push((
-                "outbound_inferred",
-                format!(
-                    "{} message(s) have no outbound event; each is rated as the message its status's `pricing` names (Meta's category; interfaces §4)",
-                    loaded.inferred
-                ),
-                None,
-            ));
+            warnings.push(("outbound_inferred", wameter_log::replay_json::outbound_inferred_message(loaded.inferred), None));
         }
     }
     let mut report = engine.replay(loaded.events);
@@ -188,7 +185,7 @@ pub fn charges(
         // Warnings that point at an event are shown with it; those about
         // the whole replay are recomputed below for the narrowed charges.
         if let Some(id) = warning.origin.map(id_of) {
-            if visible_ids.contains(&id) {
+            if visible_ids.as_ref().is_none_or(|ids| ids.contains(&id)) {
                 warnings.push((warning.code, warning.message.clone(), Some(id)));
             }
         }

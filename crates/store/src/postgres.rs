@@ -105,12 +105,8 @@ impl PostgresStore {
                 ])
                 .await
                 .map_err(write_error)?;
-            if inserted == 1 {
-                written.accepted += 1;
-                written.deliveries += u64::from(event.delivered);
+            if written.count_event(event, inserted) {
                 new_events.push(event);
-            } else {
-                written.duplicates += 1;
             }
         }
         let insert_notice = tx
@@ -125,7 +121,7 @@ impl PostgresStore {
                 .execute(&insert_notice, &[&notice.dedupe_key, &notice.waba, &notice.at_us, &notice.line, &written.webhook_id])
                 .await
                 .map_err(write_error)?;
-            if inserted == 1 { written.accepted += 1 } else { written.duplicates += 1 }
+            written.count_row(inserted);
         }
         // GREATEST and LEAST skip NULLs in PostgreSQL.
         let upsert = tx

@@ -66,9 +66,8 @@ impl EventRecord {
                 delivered: false,
             },
             EventKind::Status { id, status, detail, .. } => {
-                let detail = detail.as_deref();
-                let business = detail.and_then(|d| d.business.as_ref()).map(|b| b.to_string());
-                let user = detail.and_then(|d| d.recipient.as_ref()).map(|u| u.to_string());
+                let business = event.kind.business().map(str::to_string);
+                let user = detail.as_deref().and_then(|d| d.recipient.as_ref()).map(|u| u.to_string());
                 EventRecord {
                     dedupe_key: format!("status/{id}/{}/{at}", status.as_str()),
                     kind: "status",
@@ -166,6 +165,26 @@ pub struct Written {
     pub webhook_id: Option<i64>,
     /// Deliveries (`delivered` statuses) stored for the first time.
     pub deliveries: u64,
+}
+
+impl Written {
+    /// Counts one event insert (`rows`: what the `ON CONFLICT DO NOTHING`
+    /// insert reported). Returns whether it was stored for the first time.
+    pub fn count_event(&mut self, event: &EventRecord, rows: u64) -> bool {
+        let new = self.count_row(rows);
+        self.deliveries += u64::from(new && event.delivered);
+        new
+    }
+
+    /// Counts one event or notice insert; whether it was new.
+    pub fn count_row(&mut self, rows: u64) -> bool {
+        if rows == 1 {
+            self.accepted += 1;
+        } else {
+            self.duplicates += 1;
+        }
+        rows == 1
+    }
 }
 
 /// One write: a webhook body (or none, for `POST /v1/events`) and the

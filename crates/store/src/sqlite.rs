@@ -127,10 +127,10 @@ impl SqliteStore {
             // and the statuses of an outbound in scope.
             let (filter, businesses, user) = match &scope {
                 EventScope::Contact { business, user, .. } => {
-                    ("business IN (SELECT value FROM json_each(?1)) AND user_id = ?2", serde_json_array(std::slice::from_ref(business)), Some(user.clone()))
+                    ("business IN (SELECT value FROM json_each(?1)) AND user_id = ?2", json_array(std::slice::from_ref(business)), Some(user.clone()))
                 }
                 EventScope::Businesses { businesses: Some(list), .. } => {
-                    ("business IN (SELECT value FROM json_each(?1)) AND ?2 IS NULL", serde_json_array(list), None)
+                    ("business IN (SELECT value FROM json_each(?1)) AND ?2 IS NULL", json_array(list), None)
                 }
                 EventScope::Businesses { businesses: None, .. } => ("?1 IS NOT NULL AND ?2 IS NULL", "[]".to_string(), None),
             };
@@ -157,7 +157,7 @@ impl SqliteStore {
     /// Events stored after `after_id`, at most `limit`, in storage order.
     pub async fn events_after(&self, after_id: i64, limit: i64, businesses: Option<Vec<String>>) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |conn| {
-            let list = businesses.as_deref().map(serde_json_array);
+            let list = businesses.as_deref().map(json_array);
             let mut statement = conn.prepare_cached(
                 "SELECT id, line FROM events WHERE id > ?1
                    AND (?2 IS NULL OR business IN (SELECT value FROM json_each(?2)))
@@ -242,8 +242,9 @@ impl SqliteStore {
     }
 }
 
-fn serde_json_array(items: &[String]) -> String {
-    // json_each reads it back; the items are ids, but quote properly anyway.
+fn json_array(items: &[String]) -> String {
+    // A JSON array of strings for json_each(); the items are ids, but
+    // quote properly anyway.
     let quoted: Vec<String> = items.iter().map(|item| format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\""))).collect();
     format!("[{}]", quoted.join(","))
 }
@@ -308,12 +309,8 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> rusqlite::Result<
             event.line,
             written.webhook_id
         ])?;
-        if inserted == 1 {
-            written.accepted += 1;
-            written.deliveries += u64::from(event.delivered);
+        if written.count_event(event, inserted as u64) {
             new_events.push(event);
-        } else {
-            written.duplicates += 1;
         }
     }
     let mut insert_notice = tx.prepare_cached(
@@ -321,11 +318,8 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> rusqlite::Result<
          ON CONFLICT (dedupe_key) DO NOTHING",
     )?;
     for notice in &batch.notices {
-        if insert_notice.execute(params![notice.dedupe_key, notice.waba, notice.at_us, notice.line, written.webhook_id])? == 1 {
-            written.accepted += 1;
-        } else {
-            written.duplicates += 1;
-        }
+        let inserted = insert_notice.execute(params![notice.dedupe_key, notice.waba, notice.at_us, notice.line, written.webhook_id])?;
+        written.count_row(inserted as u64);
     }
     // Per-contact state, from the events stored for the first time only:
     // a redelivery changes nothing. The upsert is one statement, so two
