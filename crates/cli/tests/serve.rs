@@ -178,6 +178,61 @@ fn windows_open_and_close_at_the_documented_instants() {
 }
 
 #[test]
+fn charges_are_kept_in_the_background_and_settled_again_when_pricing_changes() {
+    let dir = fresh_dir("kept-charges");
+    let database = dir.join("wameter.db");
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    for body in bodies(&meta_log()) {
+        assert_eq!(server.post_signed(body.as_bytes()), 200);
+    }
+    // No charge query is made: the background settler alone fills the
+    // `charges` table, within a few of its rounds.
+    let (charges, _) = replay_charges(&meta_log());
+    let expected: BTreeSet<String> = charges.as_array().unwrap().iter().map(|c| c.to_string()).collect();
+    let kept_lines = || -> (BTreeSet<String>, i64) {
+        let conn = rusqlite::Connection::open_with_flags(&database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let mut statement = conn.prepare("SELECT line FROM charges").unwrap();
+        let lines = statement.query_map([], |row| row.get::<_, String>(0)).unwrap().map(|line| {
+            let value: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            value.to_string()
+        });
+        let lines = lines.collect();
+        let unsettled = conn.query_row("SELECT count(*) FROM unsettled", [], |row| row.get(0)).unwrap();
+        (lines, unsettled)
+    };
+    let mut kept = kept_lines();
+    for _ in 0..100 {
+        if kept == (expected.clone(), 0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        kept = kept_lines();
+    }
+    assert_eq!(kept, (expected, 0), "kept charges are the replay's, nothing left unsettled");
+    drop(server);
+
+    // Restart with a rate card that doubles the prices: the kept charges
+    // were settled with other pricing, so every month is settled again.
+    let card = dir.join("doubled.csv");
+    std::fs::write(
+        &card,
+        "Cost per message in USD on the WhatsApp Business Platform, effective January 1, 2026,,,,,,\n\
+         \"Test card: twice the built-in marketing and utility rates for two markets.\",,,,,,\n\
+         Market,Currency,Marketing,Utility,Authentication,Authentication-International,Service\n\
+         Brazil,USD,0.125,0.0136,0.0136,n/a,n/a\n\
+         North America,USD,0.05,0.0068,0.0068,n/a,n/a\n",
+    )
+    .unwrap();
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec!["--rates".into(), card.display().to_string()] });
+    let output = common::wameter(&["replay", meta_log().to_str().unwrap(), "--rates", card.to_str().unwrap(), "--json"]);
+    let replayed = common::json(&output);
+    assert_eq!(replayed["totals"]["amount"], "0.175", "the card doubles 0.0875");
+    let served = server.get_json("/v1/charges");
+    assert_eq!(served["charges"], replayed["charges"]);
+    assert_eq!(served["totals"], replayed["totals"]);
+}
+
+#[test]
 fn a_token_sees_only_its_own_wabas() {
     let dir = fresh_dir("tenancy");
     std::fs::write(

@@ -17,7 +17,9 @@
 //! - [`ratecard`], [`market`], [`money`]: Meta's rate cards, markets, exact money;
 //! - [`quote`]: what a campaign will cost, priced by replaying it;
 //! - [`notice`]: what Meta says that is not traffic (template re-categorised…);
-//! - [`reconcile`]: where Meta's verdict and the engine's differ, and why.
+//! - [`reconcile`]: where Meta's verdict and the engine's differ, and why;
+//! - [`settlement`]: which events a month's charges depend on (for stores
+//!   that keep charges per month).
 
 pub mod account;
 pub mod category;
@@ -33,4 +35,5 @@ pub mod reconcile;
 pub mod report;
 pub mod rules;
 pub mod ruleset;
+pub mod settlement;
 pub mod window;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use wameter_core::charge::Charge;
 use wameter_core::engine::WhatIf;
 use wameter_core::money::format_amount;
-use wameter_core::report::totals;
+use wameter_core::report::{Totals, totals};
 
 /// One charge as the document prints it.
 #[derive(Serialize)]
@@ -62,6 +62,42 @@ impl<'a> From<&'a Charge> for ChargeJson<'a> {
     }
 }
 
+/// A charge line of the document read back: the fields a reader groups
+/// and sums by (the server's kept charges). Written by [`ChargeJson`],
+/// beside which it lives so the two keep the same names.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct ChargeLine {
+    /// The wamid.
+    pub message_id: String,
+    /// Business phone number id.
+    pub business: String,
+    /// The user.
+    pub user: String,
+    /// RFC 3339.
+    pub delivered_at: String,
+    /// Business-local delivery date, `YYYY-MM-DD`.
+    pub local_date: String,
+    /// `CBP` or `PMP`.
+    pub pricing_model: String,
+    /// Meta's category.
+    pub category: String,
+    /// Meta's pricing type.
+    #[serde(rename = "type")]
+    pub pricing_type: String,
+    /// Whether Meta bills it.
+    pub billable: bool,
+    /// Whether it opened a conversation.
+    pub opens_conversation: bool,
+    /// Market.
+    pub market: String,
+    /// ISO 4217.
+    pub currency: String,
+    /// Exact decimal, as text.
+    pub amount: String,
+    /// `confirmed` or `reported`.
+    pub rules_status: String,
+}
+
 #[derive(Serialize)]
 struct TotalsJson {
     currency: String,
@@ -106,14 +142,29 @@ struct WhatIfJson {
 
 /// Writes the document, streaming the charges.
 pub fn write_document(out: &mut impl Write, charges: &[Charge], warnings: &[WarningJson], what_if: WhatIf) -> std::io::Result<()> {
+    let lines = charges.iter().map(|charge| serde_json::to_string(&ChargeJson::from(charge)).map_err(std::io::Error::from));
+    write_document_lines(out, lines, &totals(charges), warnings, what_if)
+}
+
+/// Writes the document from charges already serialised as [`ChargeJson`]
+/// (e.g. kept by the server) and their totals.
+pub fn write_document_lines<L: AsRef<str>>(
+    out: &mut impl Write,
+    lines: impl IntoIterator<Item = std::io::Result<L>>,
+    totals: &[Totals],
+    warnings: &[WarningJson],
+    what_if: WhatIf,
+) -> std::io::Result<()> {
     out.write_all(b"{\n  \"charges\": [")?;
-    for (index, charge) in charges.iter().enumerate() {
-        out.write_all(if index == 0 { b"\n    " } else { b",\n    " })?;
-        serde_json::to_writer(&mut *out, &ChargeJson::from(charge))?;
+    let mut empty = true;
+    for line in lines {
+        out.write_all(if empty { b"\n    " } else { b",\n    " })?;
+        out.write_all(line?.as_ref().as_bytes())?;
+        empty = false;
     }
-    out.write_all(if charges.is_empty() { b"],\n" } else { b"\n  ],\n" })?;
-    let totals: Vec<TotalsJson> = totals(charges)
-        .into_iter()
+    out.write_all(if empty { b"],\n" } else { b"\n  ],\n" })?;
+    let totals: Vec<TotalsJson> = totals
+        .iter()
         .map(|t| TotalsJson {
             currency: t.currency.to_string(),
             amount: format_amount(t.amount),

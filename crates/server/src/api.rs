@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use wameter_core::event::{Event, Origin, UserId};
 use wameter_core::money::format_amount;
+use wameter_core::settlement;
 use wameter_log::Parsed;
-use wameter_store::{Batch, EventScope};
+use wameter_store::{Batch, ChargeSlice, EventScope};
 
 use crate::auth::{ApiToken, Scope, authenticate};
 use crate::error::ApiError;
@@ -151,7 +152,7 @@ pub async fn windows(
         Some(text) => instant("at", text, &zone)?,
         None => Timestamp::now(),
     };
-    let since = at.checked_sub(meter::LOOK_BACK).unwrap_or(Timestamp::MIN);
+    let since = at.checked_sub(settlement::LOOK_BACK).unwrap_or(Timestamp::MIN);
     // Both reads at once: this is the query a sender makes before every
     // send, so its latency matters.
     let user_text = user.to_string();
@@ -231,21 +232,21 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
             return Err(ApiError::bad_request(format!("`from` ({from}) must be before `to` ({to})")));
         }
     }
-    let read = slice.visible.as_ref().map(|set| pricing.with_counter_peers(set));
-    let scope = EventScope::Businesses {
-        businesses: read,
-        since_us: slice.from.map(meter::read_since).map_or(i64::MIN, |t| t.as_microsecond()),
-        until_us: slice.to.map_or(i64::MAX, |t| t.as_microsecond()),
+    // Everything stored before the question is settled before it is
+    // answered.
+    crate::settle::settle_pending(state).await?;
+    let businesses: Option<Vec<String>> = slice.visible.map(|set| set.into_iter().collect());
+    let (first, last) = settlement::months_of_slice(slice.from.unwrap_or(Timestamp::MIN), slice.to.unwrap_or(Timestamp::MAX));
+    let charges = ChargeSlice {
+        businesses,
+        from_us: slice.from.map_or(i64::MIN, |t| t.as_microsecond()),
+        to_us: slice.to.map_or(i64::MAX, |t| t.as_microsecond()),
+        months: (slice.from.is_some() || slice.to.is_some()).then(|| (first.to_string(), last.to_string())),
     };
-    let rows = state.store.events(scope).await?;
-    let config = state.config.clone();
-    // The replay is CPU work: off the async threads.
-    tokio::task::spawn_blocking(move || {
-        let engine = config.pricing.engine();
-        meter::charges(&engine, meter::load(&rows), slice.visible.as_ref(), slice.from, slice.to)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))
+    let rows = state.store.charges(charges.clone()).await?;
+    let warnings = state.store.charge_warnings(charges).await?;
+    // Parsing and ordering tens of thousands of lines is CPU work.
+    tokio::task::spawn_blocking(move || meter::answer(rows, warnings)).await.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// The charges of a slice: the same document as `wameter replay --json`
@@ -255,8 +256,9 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
 pub async fn charges(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<SliceQuery>) -> Result<Response, ApiError> {
     let answer = answer(&state, &headers, &query).await?;
     telemetry::charge_query("charges");
-    let mut out = Vec::with_capacity(512 * (answer.report.charges.len() + 1));
-    wameter_log::replay_json::write_document(&mut out, &answer.report.charges, &answer.warnings_json(), Default::default())
+    let mut out = Vec::with_capacity(512 * (answer.charges.len() + 1));
+    let lines = answer.charges.iter().map(|(line, _)| Ok(line.as_str()));
+    wameter_log::replay_json::write_document_lines(&mut out, lines, &answer.totals, &answer.warnings_json(), Default::default())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out).into_response())
 }
@@ -329,23 +331,23 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, Query
     telemetry::charge_query("reports_costs");
     let mut rows: BTreeMap<(Vec<String>, String), (u64, u64, Decimal)> = BTreeMap::new();
     let mut totals: BTreeMap<String, (u64, u64, Decimal)> = BTreeMap::new();
-    for charge in &answer.report.charges {
+    for (_, charge) in &answer.charges {
         let key: Vec<String> = group_by
             .iter()
             .map(|dimension| match dimension.as_str() {
-                "month" => format!("{:04}-{:02}", charge.trail.local_date.year(), charge.trail.local_date.month()),
-                "category" => charge.category.as_str().to_string(),
-                "market" => charge.market.to_string(),
-                "business" => charge.business.to_string(),
-                "pricing_model" => charge.pricing_model.as_str().to_string(),
-                _ => charge.pricing_type.as_str().to_string(),
+                "month" => charge.local_date.get(..7).unwrap_or_default().to_string(),
+                "category" => charge.category.clone(),
+                "market" => charge.market.clone(),
+                "business" => charge.business.clone(),
+                "pricing_model" => charge.pricing_model.clone(),
+                _ => charge.pricing_type.clone(),
             })
             .collect();
-        let currency = charge.currency.code().to_string();
-        for entry in [rows.entry((key, currency.clone())).or_default(), totals.entry(currency).or_default()] {
+        let amount: Decimal = charge.amount.parse().map_err(|_| ApiError::internal(format!("kept charge {} has amount {:?}", charge.message_id, charge.amount)))?;
+        for entry in [rows.entry((key, charge.currency.clone())).or_default(), totals.entry(charge.currency.clone()).or_default()] {
             entry.0 += 1;
             entry.1 += u64::from(charge.billable);
-            entry.2 += charge.amount;
+            entry.2 += amount;
         }
     }
     Ok(Json(CostReport {

@@ -1,11 +1,12 @@
 //! `wameter serve`: the meter as a service. Meta's webhooks come in, are
 //! checked (HMAC on the raw bytes), stored durably and acknowledged; the
-//! query API answers "is the window open", "what did this cost" and cost
-//! reports from the stored events, through the same pure engine as `wameter
-//! replay`.
+//! query API answers "is the window open" from the stored events, and
+//! "what did this cost" and cost reports from the charges the settler keeps
+//! — both through the same pure engine as `wameter replay`.
 //!
 //! The crate is a thin adapter: HTTP in [`webhook`] and [`api`], tenancy in
-//! [`auth`], metrics in [`telemetry`], the engine calls in [`meter`]. It
+//! [`auth`], metrics in [`telemetry`], the engine calls in [`meter`], and
+//! keeping the stored charges up to date in [`settle`]. It
 //! owns no rules and no storage format: those are `wameter-core` and
 //! `wameter-store`.
 
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod error;
 pub mod meter;
 pub mod openapi;
+pub mod settle;
 pub mod signature;
 pub mod telemetry;
 pub mod webhook;
@@ -63,12 +65,14 @@ pub struct AppState {
     pub store: Store,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Takes turns settling charges.
+    pub settler: settle::Settler,
 }
 
 impl AppState {
     /// State for a server over `store`.
     pub fn new(config: Config, store: Store) -> Arc<AppState> {
-        Arc::new(AppState { config: Arc::new(config), store, metrics: telemetry::recorder() })
+        Arc::new(AppState { config: Arc::new(config), store, metrics: telemetry::recorder(), settler: settle::Settler::default() })
     }
 }
 
@@ -115,8 +119,16 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight
-/// (so every webhook being written still gets its answer).
+/// (so every webhook being written still gets its answer). Charges kept
+/// with other pricing than this process's are dropped and settled again
+/// first; the settler then runs in the background.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    match state.store.reset_settlement(settle::fingerprint(&state.config.pricing)).await {
+        Ok(true) => tracing::info!(message = "Accounts, rate cards, tiers or engine changed since the charges were kept: settling every month again."),
+        Ok(false) => {}
+        Err(error) => return Err(std::io::Error::other(error.to_string())),
+    }
+    settle::spawn(state.clone());
     telemetry::spawn_upkeep(state.metrics.clone());
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await
 }

@@ -1,25 +1,27 @@
-//! From stored events to the engine's answers. Charges are not kept in the
-//! store: they are computed here, by the same pure engine as `wameter
-//! replay`, from the events a question needs — so the server and a replay
-//! of the same events can never disagree.
+//! From stored events to the engine's answers: the windows of a pair, and
+//! the charges of a (portfolio, month) that the store keeps. Both come from
+//! the same pure engine as `wameter replay`, fed the events the question
+//! depends on, so the server and a replay of the same events can never
+//! disagree.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use jiff::{SignedDuration, Timestamp, ToSpan};
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use rust_decimal::Decimal;
 use wameter_core::account::Accounts;
-use wameter_core::charge::Charge;
-use wameter_core::engine::{ContactWindows, Engine, Report, prepare};
+use wameter_core::engine::{ContactWindows, Engine, prepare};
 use wameter_core::event::{Event, EventKind, Origin, UserId, outbounds_from_pricing};
 use wameter_core::market::MarketTable;
+use wameter_core::money::Currency;
 use wameter_core::ratecard::{RateBook, TierBook};
+use wameter_core::report::Totals;
+use wameter_core::settlement::Month;
+use wameter_core::window::DAY;
 use wameter_log::Parsed;
-use wameter_log::replay_json::WarningJson;
-use wameter_store::StoredEvent;
-
-/// How far before a question's start the events are read: the longest
-/// window that can reach into it (a free entry point, 72 h, opened by a
-/// reply up to 24 h after the ad) plus a margin.
-pub const LOOK_BACK: SignedDuration = SignedDuration::from_hours(5 * 24);
+use wameter_log::replay_json::{ChargeJson, ChargeLine, WarningJson};
+use wameter_store::{ChargeRow, Settled, StoredEvent, WarningRow};
 
 /// Rate cards, tiers, markets and businesses: everything the engine needs
 /// besides events.
@@ -78,8 +80,8 @@ pub struct Loaded {
     pub events: Vec<Event>,
     /// Stored lines that no longer read (a bug or a hand-edited database).
     pub unreadable: Vec<(i64, String)>,
-    /// Outbounds inferred from a status's `pricing`.
-    pub inferred: usize,
+    /// Messages whose outbound was inferred from a status's `pricing`.
+    pub inferred: HashSet<String>,
 }
 
 /// Reads stored lines back into events and adds the outbounds that Meta's
@@ -94,7 +96,13 @@ pub fn load(rows: &[StoredEvent]) -> Loaded {
         }
     }
     let inferred = outbounds_from_pricing(&out.events);
-    out.inferred = inferred.len();
+    out.inferred = inferred
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Outbound { id, .. } => Some(id.to_string()),
+            _ => None,
+        })
+        .collect();
     out.events.extend(inferred);
     out
 }
@@ -110,92 +118,135 @@ pub fn windows(engine: &Engine<'_>, events: Vec<Event>, business: &str, user: &U
         .unwrap_or_default()
 }
 
-/// The instant from which events must be read to price deliveries from
-/// `from` on exactly: the start of `from`'s month (UTC, widened by a day
-/// for time zones east and west of it), minus [`LOOK_BACK`]. Monthly
-/// counters (volume tiers, free tier) then start from zero where they
-/// should.
-pub fn read_since(from: Timestamp) -> Timestamp {
-    let utc = jiff::tz::TimeZone::UTC;
-    let first = utc.to_datetime(from).date().first_of_month();
-    let month_start = utc.to_timestamp(first.to_datetime(jiff::civil::Time::midnight())).unwrap_or(from);
-    month_start.checked_sub(1.day()).and_then(|t| t.checked_sub(LOOK_BACK)).unwrap_or(Timestamp::MIN)
-}
-
-/// A replay of the events, narrowed to what the question asked and the
-/// token may see.
-pub struct Answer {
-    /// The report, charges narrowed.
-    pub report: Report,
-    /// Warnings as the document prints them, narrowed.
-    pub warnings: Vec<(&'static str, String, Option<u64>)>,
-}
-
-/// Replays and narrows: charges delivered in `[from, to)` for the
-/// `visible` businesses (`None`: all).
-pub fn charges(
-    engine: &Engine<'_>,
-    loaded: Loaded,
-    visible: Option<&BTreeSet<String>>,
-    from: Option<Timestamp>,
-    to: Option<Timestamp>,
-) -> Answer {
-    // With a scoped token, which stored events are the visible businesses'
-    // own: warnings about other businesses (loaded only for the shared
-    // counters) stay hidden. An all-WABA token sees every warning.
-    let visible_ids: Option<HashSet<u64>> = visible.map(|set| {
-        let business_of_message: HashMap<&str, &str> = loaded
-            .events
-            .iter()
-            .filter_map(|event| match &event.kind {
-                EventKind::Outbound { business, id, .. } => Some((&**id, &**business)),
-                _ => None,
-            })
-            .collect();
-        loaded
-            .events
-            .iter()
-            .filter(|event| {
-                let business = match &event.kind {
-                    EventKind::Status { id, .. } => event.kind.business().or_else(|| business_of_message.get(&**id).copied()),
-                    kind => kind.business(),
-                };
-                business.is_some_and(|b| set.contains(b))
-            })
-            .map(|event| id_of(event.origin))
-            .collect()
-    });
-
-    let mut warnings: Vec<(&'static str, String, Option<u64>)> = Vec::new();
-    if visible.is_none() {
-        for (id, message) in &loaded.unreadable {
-            warnings.push(("unreadable_stored_event", message.clone(), Some(*id as u64)));
-        }
-        if loaded.inferred > 0 {
-            warnings.push(("outbound_inferred", wameter_log::replay_json::outbound_inferred_message(loaded.inferred), None));
-        }
+/// Prices one (portfolio, month) from the events its span holds: what the
+/// store keeps for it. Charges are those of the portfolio's `businesses`
+/// delivered in `month` (business-local). Warnings are those about events
+/// in or at the edge of the month, each with the business it concerns so a
+/// scoped token sees only its own.
+pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<String>, month: Month) -> Settled {
+    let (month_start, month_end) = (month.start_utc() - DAY, month.next().start_utc() + DAY);
+    let about = events_about(&loaded.events);
+    let inferred = loaded.inferred;
+    let mut warnings: Vec<WarningRow> = loaded
+        .unreadable
+        .iter()
+        .map(|(id, message)| WarningRow {
+            business: None,
+            event_id: Some(*id),
+            code: "unreadable_stored_event".into(),
+            message: message.clone(),
+            count: 1,
+        })
+        .collect();
+    let report = engine.replay(loaded.events);
+    let charges: Vec<ChargeRow> = report
+        .charges
+        .iter()
+        .filter(|charge| businesses.contains(&*charge.business) && Month::of(charge.trail.local_date) == month)
+        .map(|charge| ChargeRow {
+            business: charge.business.to_string(),
+            delivered_at_us: charge.delivered_at.as_microsecond(),
+            message_id: charge.message_id.to_string(),
+            line: serde_json::to_string(&ChargeJson::from(charge)).unwrap_or_default(),
+        })
+        .collect();
+    let inferred_here = charges.iter().filter(|charge| inferred.contains(charge.message_id.as_str())).count();
+    if inferred_here > 0 {
+        warnings.push(WarningRow {
+            business: None,
+            event_id: None,
+            code: "outbound_inferred".into(),
+            message: String::new(),
+            count: inferred_here as i64,
+        });
     }
-    let mut report = engine.replay(loaded.events);
-    report.charges.retain(|charge: &Charge| {
-        visible.is_none_or(|set| set.contains(&*charge.business))
-            && from.is_none_or(|from| charge.delivered_at >= from)
-            && to.is_none_or(|to| charge.delivered_at < to)
-    });
     for warning in &report.warnings {
-        // Warnings that point at an event are shown with it; those about
-        // the whole replay are recomputed below for the narrowed charges.
-        if let Some(id) = warning.origin.map(id_of) {
-            if visible_ids.as_ref().is_none_or(|ids| ids.contains(&id)) {
-                warnings.push((warning.code, warning.message.clone(), Some(id)));
-            }
+        let Some(id) = warning.origin.map(id_of) else { continue };
+        let (business, at) = about.get(&id).cloned().unwrap_or((None, month_start));
+        if month_start <= at && at < month_end {
+            warnings.push(WarningRow { business, event_id: Some(id as i64), code: warning.code.into(), message: warning.message.clone(), count: 1 });
         }
     }
-    let reported = report.charges.iter().filter(|c| c.ruleset.status() == "reported").count();
+    Settled { charges, warnings }
+}
+
+/// Each loaded event's business (a status's is its message's) and instant,
+/// by stored id.
+fn events_about(events: &[Event]) -> HashMap<u64, (Option<String>, Timestamp)> {
+    let business_of_message: HashMap<&str, &str> = events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Outbound { business, id, .. } => Some((&**id, &**business)),
+            _ => None,
+        })
+        .collect();
+    events
+        .iter()
+        .map(|event| {
+            let business = match &event.kind {
+                EventKind::Status { id, .. } => event.kind.business().or_else(|| business_of_message.get(&**id).copied()),
+                kind => kind.business(),
+            };
+            (id_of(event.origin), (business.map(str::to_string), event.at))
+        })
+        .collect()
+}
+
+/// Kept charges of a slice, read back: in the replay's order, with their
+/// totals and warnings.
+pub struct Answer {
+    /// Each charge's document line and its fields.
+    pub charges: Vec<(String, ChargeLine)>,
+    /// Per currency.
+    pub totals: Vec<Totals>,
+    /// `(code, message, stored event id)`, as the document prints them.
+    pub warnings: Vec<(String, String, Option<u64>)>,
+}
+
+/// Orders, totals and de-duplicates what the store keeps for a slice.
+/// Warnings are kept per month, so a slice sees those of the months it
+/// touches; `outbound_inferred` is summed across them.
+pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
+    let mut charges: Vec<(Timestamp, UserId, String, ChargeLine)> = rows
+        .into_iter()
+        .filter_map(|row| {
+            let line: ChargeLine = serde_json::from_str(&row.line).ok()?;
+            let at = line.delivered_at.parse().ok()?;
+            let user = UserId::parse(&line.user).ok()?;
+            Some((at, user, row.line, line))
+        })
+        .collect();
+    // The engine's order: delivery, then business, user, message.
+    charges.sort_by(|a, b| (a.0, &a.3.business, &a.1, &a.3.message_id).cmp(&(b.0, &b.3.business, &b.1, &b.3.message_id)));
+    let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
+    let mut reported = 0;
+    for (.., line) in &charges {
+        let Some(currency) = Currency::parse(&line.currency) else { continue };
+        let entry = totals.entry(line.currency.clone()).or_insert(Totals { currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0 });
+        entry.amount += Decimal::from_str(&line.amount).unwrap_or_default();
+        entry.billable_messages += u64::from(line.billable);
+        entry.conversations += u64::from(line.opens_conversation);
+        reported += usize::from(line.rules_status == "reported");
+    }
+    let mut inferred = 0;
+    let mut seen = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for row in warning_rows {
+        if row.code == "outbound_inferred" {
+            inferred += row.count as usize;
+        } else if seen.insert((row.event_id, row.code.clone(), row.message.clone())) {
+            warnings.push((row.code, row.message, row.event_id.map(|id| id as u64)));
+        }
+    }
+    warnings.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
+    if inferred > 0 {
+        warnings.push(("outbound_inferred".into(), wameter_log::replay_json::outbound_inferred_message(inferred), None));
+    }
     if reported > 0 {
         let warning = wameter_core::charge::Warning::reported_rules(reported);
-        warnings.push((warning.code, warning.message, None));
+        warnings.push((warning.code.into(), warning.message, None));
     }
-    Answer { report, warnings }
+    Answer { charges: charges.into_iter().map(|(.., text, line)| (text, line)).collect(), totals: totals.into_values().collect(), warnings }
 }
 
 impl Answer {

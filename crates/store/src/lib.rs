@@ -6,10 +6,10 @@
 //! The store keeps facts, not conclusions. Every event is stored once under
 //! a key that mirrors the engine's own deduplication, so a webhook Meta
 //! redelivers, or the same status from two server processes, is a no-op.
-//! Charges are not stored here: they are a pure function of the events
-//! (the engine in `wameter-core`) and are computed from them when asked.
-//! That keeps the one source of truth small and makes "replay the store"
-//! and "ask the server" the same computation.
+//! Charges are kept too, per (portfolio, month), but as a conclusion the
+//! engine re-derives from the events whenever new ones may change it
+//! ([`settled`]): the events stay the one source of truth, and "replay the
+//! store" and "ask the server" stay the same computation.
 //!
 //! Both backends run the same schema design (`migrations/sqlite`,
 //! `migrations/postgres`, applied with refinery) and answer the same
@@ -17,11 +17,13 @@
 
 pub mod postgres;
 pub mod record;
+pub mod settled;
 pub mod sqlite;
 
 use std::path::PathBuf;
 
 pub use record::{Batch, ContactRow, Counts, EventRecord, NoticeRecord, StoredEvent, StoredWebhook, WebhookRecord, Written};
+pub use settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow};
 
 /// Where the data lives, as given to `--database`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,6 +253,57 @@ impl Store {
             Store::Sqlite(store) => store.counts().await,
             Store::Postgres(store) => store.counts().await,
             Store::Discard => Ok(Counts::default()),
+        }
+    }
+
+    /// Marks left by new events (at most `limit`, oldest first).
+    pub async fn unsettled(&self, limit: i64) -> Result<Vec<UnsettledMark>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.unsettled(limit).await,
+            Store::Postgres(store) => store.unsettled(limit).await,
+            Store::Discard => Ok(Vec::new()),
+        }
+    }
+
+    /// Settles one (portfolio, month): `compute` prices the events read for
+    /// it, and its charges replace the kept ones with the job's marks
+    /// deleted, in one transaction (see [`settled`]).
+    pub async fn settle<F>(&self, job: SettleJob, compute: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(Vec<StoredEvent>) -> Settled + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(store) => store.settle(job, compute).await,
+            Store::Postgres(store) => store.settle(job, compute).await,
+            Store::Discard => Ok(()),
+        }
+    }
+
+    /// Records what the kept charges are settled with; when that changed,
+    /// unsettles every month. Returns whether it did.
+    pub async fn reset_settlement(&self, fingerprint: String) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.reset_settlement(fingerprint).await,
+            Store::Postgres(store) => store.reset_settlement(fingerprint).await,
+            Store::Discard => Ok(false),
+        }
+    }
+
+    /// Kept charges of a slice (unordered).
+    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<ChargeRow>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.charges(slice).await,
+            Store::Postgres(store) => store.charges(slice).await,
+            Store::Discard => Ok(Vec::new()),
+        }
+    }
+
+    /// Kept warnings of a slice's months (unordered, may repeat across months).
+    pub async fn charge_warnings(&self, slice: ChargeSlice) -> Result<Vec<WarningRow>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.charge_warnings(slice).await,
+            Store::Postgres(store) => store.charge_warnings(slice).await,
+            Store::Discard => Ok(Vec::new()),
         }
     }
 

@@ -10,8 +10,10 @@
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use deadpool_postgres::GenericClient;
 
-use crate::record::{Batch, ContactRow, Counts, contact_updates, StoredEvent, StoredWebhook, Written};
+use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
+use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, months_spanned};
 use crate::{DatabaseUrl, EventScope, StoreError};
 
 mod embedded {
@@ -139,34 +141,145 @@ impl PostgresStore {
         for (business, user, at_us, inbound_at_us) in contact_updates(&new_events) {
             tx.execute(&upsert, &[&business, &user, &at_us, &inbound_at_us]).await.map_err(write_error)?;
         }
+        let mark = tx.prepare_cached("INSERT INTO unsettled (business, month) VALUES ($1, $2)").await.map_err(write_error)?;
+        for (business, month) in unsettled_marks(&new_events) {
+            tx.execute(&mark, &[&business, &month]).await.map_err(write_error)?;
+        }
         tx.commit().await.map_err(write_error)?;
         Ok(written)
+    }
+
+    /// Marks at most `limit` left by new events, oldest first.
+    pub async fn unsettled(&self, limit: i64) -> Result<Vec<UnsettledMark>, StoreError> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT id, business, month FROM unsettled ORDER BY id LIMIT $1", &[&limit]).await?;
+        Ok(rows.into_iter().map(|row| UnsettledMark { id: row.get(0), business: row.get(1), month: row.get(2) }).collect())
+    }
+
+    /// Settles one (portfolio, month) (see `SqliteStore::settle`). Several
+    /// processes may settle the same month at once: a transaction-scoped
+    /// advisory lock on the (portfolio, month) makes them take turns, and
+    /// each reads the events only once it holds the lock, so the last to
+    /// write has seen at least what the others saw.
+    pub async fn settle<F>(&self, job: SettleJob, compute: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(Vec<StoredEvent>) -> Settled + Send + 'static,
+    {
+        let write_error = |e: tokio_postgres::Error| StoreError::Write(e.to_string());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(write_error)?;
+        let lock = format!("settle/{}/{}", job.portfolio, job.month);
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock]).await.map_err(write_error)?;
+        let scope = EventScope::Businesses { businesses: Some(job.businesses.clone()), since_us: job.since_us, until_us: job.until_us };
+        let events = events_on(&tx, scope).await?;
+        let settled = tokio::task::spawn_blocking(move || compute(events)).await.map_err(|e| StoreError::Read(e.to_string()))?;
+        tx.execute("DELETE FROM charges WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month]).await.map_err(write_error)?;
+        tx.execute("DELETE FROM charge_warnings WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month])
+            .await
+            .map_err(write_error)?;
+        let insert_charge = tx
+            .prepare_cached("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES ($1, $2, $3, $4, $5, $6)")
+            .await
+            .map_err(write_error)?;
+        for charge in &settled.charges {
+            tx.execute(&insert_charge, &[&job.portfolio, &job.month, &charge.business, &charge.delivered_at_us, &charge.message_id, &charge.line])
+                .await
+                .map_err(write_error)?;
+        }
+        let insert_warning = tx
+            .prepare_cached(
+                "INSERT INTO charge_warnings (portfolio, month, business, event_id, code, message, count) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .await
+            .map_err(write_error)?;
+        for warning in &settled.warnings {
+            tx.execute(&insert_warning, &[
+                &job.portfolio,
+                &job.month,
+                &warning.business,
+                &warning.event_id,
+                &warning.code,
+                &warning.message,
+                &warning.count,
+            ])
+            .await
+            .map_err(write_error)?;
+        }
+        tx.execute("DELETE FROM unsettled WHERE id = ANY($1)", &[&job.marks]).await.map_err(write_error)?;
+        tx.commit().await.map_err(write_error)
+    }
+
+    /// See `SqliteStore::reset_settlement`. Processes starting together
+    /// take turns on an advisory lock; the second finds the fingerprint
+    /// already kept.
+    pub async fn reset_settlement(&self, fingerprint: String) -> Result<bool, StoreError> {
+        let write_error = |e: tokio_postgres::Error| StoreError::Write(e.to_string());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(write_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(MIGRATION_LOCK + 1)]).await.map_err(write_error)?;
+        let kept = tx.query_opt("SELECT value FROM settings WHERE key = 'pricing'", &[]).await.map_err(write_error)?;
+        if kept.map(|row| row.get::<_, String>(0)).as_deref() == Some(fingerprint.as_str()) {
+            return Ok(false);
+        }
+        tx.batch_execute("DELETE FROM charges; DELETE FROM charge_warnings; DELETE FROM unsettled;").await.map_err(write_error)?;
+        let spans = tx
+            .query("SELECT coalesce(business, ''), min(at_us), max(at_us) FROM events GROUP BY 1", &[])
+            .await
+            .map_err(write_error)?;
+        for span in spans {
+            let business: String = span.get(0);
+            for month in months_spanned(span.get(1), span.get(2)) {
+                tx.execute("INSERT INTO unsettled (business, month) VALUES ($1, $2)", &[&business, &month]).await.map_err(write_error)?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES ('pricing', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&fingerprint],
+        )
+        .await
+        .map_err(write_error)?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(true)
+    }
+
+    /// Kept charges of a slice.
+    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<ChargeRow>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT business, delivered_at_us, message_id, line FROM charges
+                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3",
+                &[&slice.businesses, &slice.from_us, &slice.to_us],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ChargeRow { business: row.get(0), delivered_at_us: row.get(1), message_id: row.get(2), line: row.get(3) })
+            .collect())
+    }
+
+    /// Kept warnings of a slice's months.
+    pub async fn charge_warnings(&self, slice: ChargeSlice) -> Result<Vec<WarningRow>, StoreError> {
+        let client = self.client().await?;
+        let (first, last) = slice.months.unwrap_or_else(|| (String::new(), "~".into()));
+        let rows = client
+            .query(
+                "SELECT business, event_id, code, message, count FROM charge_warnings
+                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND month >= $2 AND month <= $3",
+                &[&slice.businesses, &first, &last],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| WarningRow { business: row.get(0), event_id: row.get(1), code: row.get(2), message: row.get(3), count: row.get(4) })
+            .collect())
     }
 
     /// Events of one scope, in storage order (see `SqliteStore::events`).
     pub async fn events(&self, scope: EventScope) -> Result<Vec<StoredEvent>, StoreError> {
         let client = self.client().await?;
-        let (since, until) = scope.range_us();
-        let (filter, businesses, user): (&str, Vec<String>, Option<String>) = match scope {
-            EventScope::Contact { business, user, .. } => ("business = ANY($1) AND user_id = $2", vec![business], Some(user)),
-            EventScope::Businesses { businesses: Some(list), .. } => ("business = ANY($1) AND $2::text IS NULL", list, None),
-            EventScope::Businesses { businesses: None, .. } => ("$1::text[] IS NOT NULL AND $2::text IS NULL", Vec::new(), None),
-        };
-        let sql = format!(
-            "WITH selected AS (SELECT id, kind, message_id FROM events WHERE {filter} AND at_us >= $3 AND at_us < $4)
-             SELECT id, line FROM events WHERE id IN (
-                SELECT id FROM selected
-                UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                    WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < $4
-                UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                    WHERE s.kind = 'status' AND e.kind = 'outbound')
-             ORDER BY id"
-        );
-        let statement = client.prepare_cached(&sql).await?;
-        let rows = client.query(&statement, &[&businesses, &user, &since, &until]).await?;
-        Ok(rows.into_iter().map(|row| StoredEvent { id: row.get(0), line: row.get(1) }).collect())
+        events_on(&client, scope).await
     }
-
     /// Events stored after `after_id`.
     pub async fn events_after(&self, after_id: i64, limit: i64, businesses: Option<Vec<String>>) -> Result<Vec<StoredEvent>, StoreError> {
         let client = self.client().await?;
@@ -251,4 +364,27 @@ impl PostgresStore {
         self.client().await?.query_one("SELECT 1", &[]).await?;
         Ok(())
     }
+}
+
+/// [`PostgresStore::events`] on a given connection or transaction.
+async fn events_on(client: &impl GenericClient, scope: EventScope) -> Result<Vec<StoredEvent>, StoreError> {
+    let (since, until) = scope.range_us();
+    let (filter, businesses, user): (&str, Vec<String>, Option<String>) = match scope {
+        EventScope::Contact { business, user, .. } => ("business = ANY($1) AND user_id = $2", vec![business], Some(user)),
+        EventScope::Businesses { businesses: Some(list), .. } => ("business = ANY($1) AND $2::text IS NULL", list, None),
+        EventScope::Businesses { businesses: None, .. } => ("$1::text[] IS NOT NULL AND $2::text IS NULL", Vec::new(), None),
+    };
+    let sql = format!(
+        "WITH selected AS (SELECT id, kind, message_id FROM events WHERE {filter} AND at_us >= $3 AND at_us < $4)
+         SELECT id, line FROM events WHERE id IN (
+            SELECT id FROM selected
+            UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
+                WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < $4
+            UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
+                WHERE s.kind = 'status' AND e.kind = 'outbound')
+         ORDER BY id"
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client.query(&statement, &[&businesses, &user, &since, &until]).await?;
+    Ok(rows.into_iter().map(|row| StoredEvent { id: row.get(0), line: row.get(1) }).collect())
 }

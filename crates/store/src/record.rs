@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use wameter_core::event::{DeliveryStatus, Event, EventKind};
 use wameter_core::notice::Notice;
+use wameter_core::settlement::months_touched;
 
 /// A canonical event ready to store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct EventRecord {
     pub inbound: bool,
     /// Whether it is a `delivered` status (what charges follow).
     pub delivered: bool,
+    /// The business phone number whose charges it can change, even when
+    /// the event names no user (`''`: it names none).
+    pub charged_business: String,
 }
 
 impl EventRecord {
@@ -53,6 +57,7 @@ impl EventRecord {
                 line,
                 inbound: true,
                 delivered: false,
+                charged_business: business.to_string(),
             },
             EventKind::Outbound { business, user, id, .. } => EventRecord {
                 dedupe_key: format!("outbound/{id}"),
@@ -64,10 +69,12 @@ impl EventRecord {
                 line,
                 inbound: false,
                 delivered: false,
+                charged_business: business.to_string(),
             },
             EventKind::Status { id, status, detail, .. } => {
                 let business = event.kind.business().map(str::to_string);
                 let user = detail.as_deref().and_then(|d| d.recipient.as_ref()).map(|u| u.to_string());
+                let charged_business = business.clone().unwrap_or_default();
                 EventRecord {
                     dedupe_key: format!("status/{id}/{}/{at}", status.as_str()),
                     kind: "status",
@@ -79,6 +86,7 @@ impl EventRecord {
                     line,
                     inbound: false,
                     delivered: *status == DeliveryStatus::Delivered,
+                    charged_business,
                 }
             }
         }
@@ -237,6 +245,20 @@ pub fn contact_updates<'a>(new_events: &[&'a EventRecord]) -> Vec<ContactUpdate<
     out
 }
 
+/// The (business, month) pairs that events stored for the first time have
+/// left unsettled (see [`wameter_core::settlement::months_touched`]),
+/// sorted and distinct: one `unsettled` row each per write.
+pub fn unsettled_marks(new_events: &[&EventRecord]) -> Vec<(String, String)> {
+    let marks: std::collections::BTreeSet<(String, String)> = new_events
+        .iter()
+        .flat_map(|event| {
+            let at = Timestamp::from_microsecond(event.at_us).unwrap_or(Timestamp::UNIX_EPOCH);
+            months_touched(at).into_iter().map(|month| (event.charged_business.clone(), month.to_string()))
+        })
+        .collect();
+    marks.into_iter().collect()
+}
+
 /// A stored event, as read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -314,8 +336,13 @@ mod tests {
         assert_eq!(first.dedupe_key, again.dedupe_key);
         assert_ne!(first.dedupe_key, read.dedupe_key);
         assert_ne!(first.dedupe_key, later.dedupe_key);
-        // A status without business and recipient is no contact's yet.
-        assert_eq!((first.business, first.user), (None, None));
+        // A status without business and recipient is no contact's yet,
+        // and could change any business's charges.
+        assert_eq!((&first.business, &first.user), (&None, &None));
+        assert_eq!(first.charged_business, "");
+        // Early in July: June's charges may depend on it too (time zones).
+        let marks = vec![(String::new(), "2025-06".to_string()), (String::new(), "2025-07".to_string())];
+        assert_eq!(unsettled_marks(&[&first, &later]), marks);
     }
 
     #[test]

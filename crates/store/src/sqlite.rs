@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::record::{Batch, ContactRow, Counts, contact_updates, StoredEvent, StoredWebhook, Written};
+use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
+use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, months_spanned};
 use crate::{EventScope, StoreError};
 
 mod embedded {
@@ -35,9 +36,40 @@ pub const QUEUE_WRITES_MAX: usize = 16_384;
 /// Read connections kept open for reuse.
 const READERS_KEPT_MAX: usize = 8;
 
-struct Job {
-    batch: Batch,
-    reply: oneshot::Sender<Result<Written, StoreError>>,
+/// What the writer thread is asked to do, each answered after the commit.
+enum Job {
+    /// Store a batch.
+    Write(Batch, oneshot::Sender<Result<Written, StoreError>>),
+    /// Replace a (portfolio, month)'s charges and delete its marks.
+    Settle(SettleJob, Settled, oneshot::Sender<Result<(), StoreError>>),
+    /// Compare the pricing fingerprint; on a change, unsettle everything.
+    Reset(String, oneshot::Sender<Result<bool, StoreError>>),
+}
+
+/// A job's answer, sent once its transaction committed.
+enum Done {
+    Written(Written),
+    Settled,
+    Reset(bool),
+}
+
+impl Job {
+    fn apply(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Done> {
+        match self {
+            Job::Write(batch, _) => write_one(tx, batch).map(Done::Written),
+            Job::Settle(job, settled, _) => write_settled(tx, job, settled).map(|()| Done::Settled),
+            Job::Reset(fingerprint, _) => reset(tx, fingerprint).map(Done::Reset),
+        }
+    }
+
+    fn answer(self, result: Result<Done, StoreError>) {
+        // A caller that went away (timed-out request) needs no answer.
+        match self {
+            Job::Write(_, reply) => drop(reply.send(result.map(|done| if let Done::Written(w) = done { w } else { Written::default() }))),
+            Job::Settle(_, _, reply) => drop(reply.send(result.map(|_| ()))),
+            Job::Reset(_, reply) => drop(reply.send(result.map(|done| matches!(done, Done::Reset(true))))),
+        }
+    }
 }
 
 /// A SQLite store.
@@ -81,12 +113,91 @@ impl SqliteStore {
     /// Writes a batch durably; returns once it is committed.
     pub async fn write(&self, batch: Batch) -> Result<Written, StoreError> {
         let (reply, answer) = oneshot::channel();
-        match self.writer.try_send(Job { batch, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(StoreError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone),
-        }
+        self.send(Job::Write(batch, reply))?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        match self.writer.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(StoreError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Marks at most `limit` left by new events, oldest first.
+    pub async fn unsettled(&self, limit: i64) -> Result<Vec<UnsettledMark>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached("SELECT id, business, month FROM unsettled ORDER BY id LIMIT ?1")?;
+            let rows = statement.query_map(params![limit], |row| Ok(UnsettledMark { id: row.get(0)?, business: row.get(1)?, month: row.get(2)? }))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Settles one (portfolio, month): reads its events (after the marks
+    /// were listed, so every listed mark's events are among them), has
+    /// `compute` price them off the async threads, and replaces the kept
+    /// charges in one transaction that also deletes the job's marks. One
+    /// process owns a SQLite file, and the server runs one settler at a
+    /// time, so no lock is needed here.
+    pub async fn settle<F>(&self, job: SettleJob, compute: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(Vec<StoredEvent>) -> Settled + Send + 'static,
+    {
+        let events = self
+            .events(EventScope::Businesses { businesses: Some(job.businesses.clone()), since_us: job.since_us, until_us: job.until_us })
+            .await?;
+        let settled = tokio::task::spawn_blocking(move || compute(events)).await.map_err(|e| StoreError::Read(e.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Settle(job, settled, reply))?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Keeps `fingerprint` as what the charges are settled with. When it
+    /// differs from the one kept (other accounts, rate cards, tiers or
+    /// engine), drops every kept charge and marks every month with events
+    /// unsettled. Returns whether it did.
+    pub async fn reset_settlement(&self, fingerprint: String) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Reset(fingerprint, reply))?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Kept charge lines of a slice, with their business and delivery.
+    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<ChargeRow>, StoreError> {
+        self.read(move |conn| {
+            let list = slice.businesses.as_deref().map(json_array);
+            let mut statement = conn.prepare_cached(
+                "SELECT business, delivered_at_us, message_id, line FROM charges
+                 WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
+                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3",
+            )?;
+            let rows = statement.query_map(params![list, slice.from_us, slice.to_us], |row| {
+                Ok(ChargeRow { business: row.get(0)?, delivered_at_us: row.get(1)?, message_id: row.get(2)?, line: row.get(3)? })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Kept warnings of a slice's months: with a business list, only
+    /// those about its businesses' events.
+    pub async fn charge_warnings(&self, slice: ChargeSlice) -> Result<Vec<WarningRow>, StoreError> {
+        self.read(move |conn| {
+            let list = slice.businesses.as_deref().map(json_array);
+            let (first, last) = slice.months.unwrap_or_else(|| (String::new(), "~".into()));
+            let mut statement = conn.prepare_cached(
+                "SELECT business, event_id, code, message, count FROM charge_warnings
+                 WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
+                   AND month >= ?2 AND month <= ?3",
+            )?;
+            let rows = statement.query_map(params![list, first, last], |row| {
+                Ok(WarningRow { business: row.get(0)?, event_id: row.get(1)?, code: row.get(2)?, message: row.get(3)?, count: row.get(4)? })
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     /// Runs a read on a pooled connection, off the async threads.
@@ -251,37 +362,83 @@ fn json_array(items: &[String]) -> String {
 
 fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH_WRITES_MAX {
+        let mut group = vec![first];
+        while group.len() < BATCH_WRITES_MAX {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => group.push(job),
                 Err(_) => break,
             }
         }
-        match write_group(&mut conn, &batch) {
-            Ok(written) => {
-                for (job, written) in batch.into_iter().zip(written) {
-                    let _ = job.reply.send(Ok(written));
+        match write_group(&mut conn, &group) {
+            Ok(done) => {
+                for (job, done) in group.into_iter().zip(done) {
+                    job.answer(Ok(done));
                 }
             }
             Err(error) => {
                 let message = error.to_string();
-                for job in batch {
-                    let _ = job.reply.send(Err(StoreError::Write(message.clone())));
+                for job in group {
+                    job.answer(Err(StoreError::Write(message.clone())));
                 }
             }
         }
     }
 }
 
-fn write_group(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Written>> {
+fn write_group(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Done>> {
     let tx = conn.transaction()?;
     let mut out = Vec::with_capacity(jobs.len());
     for job in jobs {
-        out.push(write_one(&tx, &job.batch)?);
+        out.push(job.apply(&tx)?);
     }
     tx.commit()?;
     Ok(out)
+}
+
+fn write_settled(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settled) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM charges WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
+    tx.prepare_cached("DELETE FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
+    let mut insert_charge = tx.prepare_cached(
+        "INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for charge in &settled.charges {
+        insert_charge.execute(params![job.portfolio, job.month, charge.business, charge.delivered_at_us, charge.message_id, charge.line])?;
+    }
+    let mut insert_warning = tx.prepare_cached(
+        "INSERT INTO charge_warnings (portfolio, month, business, event_id, code, message, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for warning in &settled.warnings {
+        insert_warning.execute(params![job.portfolio, job.month, warning.business, warning.event_id, warning.code, warning.message, warning.count])?;
+    }
+    let mut delete_mark = tx.prepare_cached("DELETE FROM unsettled WHERE id = ?1")?;
+    for id in &job.marks {
+        delete_mark.execute(params![id])?;
+    }
+    Ok(())
+}
+
+fn reset(tx: &rusqlite::Transaction<'_>, fingerprint: &str) -> rusqlite::Result<bool> {
+    let kept: Option<String> = tx.query_row("SELECT value FROM settings WHERE key = 'pricing'", [], |row| row.get(0)).optional()?;
+    if kept.as_deref() == Some(fingerprint) {
+        return Ok(false);
+    }
+    tx.execute_batch("DELETE FROM charges; DELETE FROM charge_warnings; DELETE FROM unsettled;")?;
+    let spans: Vec<(String, i64, i64)> = {
+        let mut statement = tx.prepare("SELECT coalesce(business, ''), min(at_us), max(at_us) FROM events GROUP BY 1")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut mark = tx.prepare_cached("INSERT INTO unsettled (business, month) VALUES (?1, ?2)")?;
+    for (business, first, last) in spans {
+        for month in months_spanned(first, last) {
+            mark.execute(params![business, month])?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO settings (key, value) VALUES ('pricing', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![fingerprint],
+    )?;
+    Ok(true)
 }
 
 fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> rusqlite::Result<Written> {
@@ -338,6 +495,10 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> rusqlite::Result<
     )?;
     for (business, user, at_us, inbound_at_us) in contact_updates(&new_events) {
         upsert.execute(params![business, user, at_us, inbound_at_us])?;
+    }
+    let mut mark = tx.prepare_cached("INSERT INTO unsettled (business, month) VALUES (?1, ?2)")?;
+    for (business, month) in unsettled_marks(&new_events) {
+        mark.execute(params![business, month])?;
     }
     Ok(written)
 }

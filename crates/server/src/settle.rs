@@ -1,0 +1,201 @@
+//! The settler: keeps the charges the store holds in step with its events.
+//!
+//! Every write of new events leaves marks naming the (business, month)
+//! pairs it may have changed ([`wameter_store::settled`]). The settler
+//! lists them, groups them into (portfolio, month) jobs — a portfolio's
+//! businesses share the monthly volume-tier counter, so they are priced
+//! together — and has the engine re-price each job's month from its
+//! events. It runs in the background every [`SETTLE_EVERY`], so charges are
+//! kept within about that of a webhook's `200`; and a charge query first
+//! settles what is pending, so it always answers for every event stored
+//! before it was asked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wameter_core::settlement::{Month, settle_span};
+use wameter_store::{SettleJob, StoreError, UnsettledMark};
+
+use crate::AppState;
+use crate::meter::{self, Pricing};
+
+/// How often the background settler looks for marks.
+pub const SETTLE_EVERY: Duration = Duration::from_millis(500);
+
+/// Marks taken in one round at most (the rest wait for the next round).
+const MARKS_PER_ROUND: i64 = 100_000;
+
+/// Bumped whenever a change to the engine changes what it charges, so
+/// charges kept by an older build are settled again on upgrade.
+const SETTLEMENT_REVISION: u32 = 1;
+
+/// Serialises settling within the process: the background loop and charge
+/// queries take turns. (Processes sharing a PostgreSQL database take turns
+/// per month on a database lock; see `PostgresStore::settle`.)
+#[derive(Default)]
+pub struct Settler {
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// What the kept charges depend on besides events: the accounts, rate
+/// cards, tiers and engine. Stored beside them; a change re-settles all.
+pub fn fingerprint(pricing: &Pricing) -> String {
+    use sha2::{Digest, Sha256};
+    let described = format!(
+        "wameter {} settlement {SETTLEMENT_REVISION}\n{:?}\n{:?}\n{:?}",
+        env!("CARGO_PKG_VERSION"),
+        pricing.accounts,
+        pricing.rates,
+        pricing.tiers
+    );
+    hex::encode(Sha256::digest(described.as_bytes()))
+}
+
+/// Settles the months marked so far (one round, up to [`MARKS_PER_ROUND`]
+/// marks). Returns how many (portfolio, month) jobs it ran.
+pub async fn settle_pending(state: &AppState) -> Result<usize, StoreError> {
+    let _turn = state.settler.turn.lock().await;
+    let marks = state.store.unsettled(MARKS_PER_ROUND).await?;
+    if marks.is_empty() {
+        return Ok(0);
+    }
+    let everyone = if marks.iter().any(|mark| mark.business.is_empty()) {
+        let mut all: BTreeSet<String> = state.store.businesses().await?.into_iter().collect();
+        all.extend(state.config.pricing.accounts.businesses().map(|b| b.phone_number_id.to_string()));
+        all
+    } else {
+        BTreeSet::new()
+    };
+    let jobs = plan(&state.config.pricing, &marks, &everyone);
+    let count = jobs.len();
+    for (job, businesses) in jobs {
+        let config = state.config.clone();
+        let Some(month) = Month::parse(&job.month) else { continue };
+        state
+            .store
+            .settle(job, move |rows| {
+                let engine = config.pricing.engine();
+                meter::settle_month(&engine, meter::load(&rows), &businesses, month)
+            })
+            .await?;
+    }
+    Ok(count)
+}
+
+/// Groups marks into (portfolio, month) jobs, each with the businesses to
+/// read and the marks it clears. A mark naming no business (a status with
+/// neither business nor recipient) stands for `everyone`; it is cleared by
+/// the last job only, so a failure half-way leaves it for the next round.
+pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<String>) -> Vec<(SettleJob, BTreeSet<String>)> {
+    let mut jobs: BTreeMap<(String, String), (BTreeSet<String>, Vec<i64>)> = BTreeMap::new();
+    let mut for_everyone = Vec::new();
+    for mark in marks {
+        if Month::parse(&mark.month).is_none() {
+            // Not written by this version; clear it with the next job.
+            for_everyone.push(mark.id);
+            continue;
+        }
+        let named;
+        let businesses: &BTreeSet<String> = if mark.business.is_empty() {
+            for_everyone.push(mark.id);
+            everyone
+        } else {
+            named = BTreeSet::from([mark.business.clone()]);
+            &named
+        };
+        for business in businesses {
+            let portfolio = pricing.accounts.get_or_default(business).portfolio.to_string();
+            let job = jobs.entry((portfolio, mark.month.clone())).or_default();
+            if !job.0.contains(business) {
+                job.0.extend(pricing.with_counter_peers(&BTreeSet::from([business.clone()])));
+            }
+            if !mark.business.is_empty() {
+                job.1.push(mark.id);
+            }
+        }
+    }
+    let last = jobs.len().saturating_sub(1);
+    jobs.into_iter()
+        .enumerate()
+        .filter_map(|(index, ((portfolio, month), (businesses, mut ids)))| {
+            if index == last {
+                ids.append(&mut for_everyone);
+            }
+            let (since, until) = settle_span(Month::parse(&month)?);
+            let job = SettleJob {
+                portfolio,
+                month,
+                businesses: businesses.iter().cloned().collect(),
+                since_us: since.as_microsecond(),
+                until_us: until.as_microsecond(),
+                marks: ids,
+            };
+            Some((job, businesses))
+        })
+        .collect()
+}
+
+/// Settles in the background until the process ends. Failures are logged
+/// and retried next round: the marks stay until a settle succeeds.
+pub fn spawn(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SETTLE_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = settle_pending(&state).await {
+                tracing::warn!(message = "Settling charges failed; will retry.", error = %error);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wameter_core::market::MarketTable;
+
+    fn pricing() -> Pricing {
+        let accounts = wameter_log::parse_accounts(
+            "accounts.toml",
+            r#"
+[[business]]
+phone_number_id = "A1"
+waba = "W1"
+portfolio = "P"
+[[business]]
+phone_number_id = "A2"
+waba = "W2"
+portfolio = "P"
+"#,
+        )
+        .unwrap();
+        Pricing { accounts, rates: Default::default(), tiers: Default::default(), markets: MarketTable::builtin() }
+    }
+
+    fn mark(id: i64, business: &str, month: &str) -> UnsettledMark {
+        UnsettledMark { id, business: business.into(), month: month.into() }
+    }
+
+    #[test]
+    fn marks_group_into_portfolio_months_and_unnamed_ones_clear_last() {
+        let marks = [mark(1, "A1", "2025-07"), mark(2, "A2", "2025-07"), mark(3, "B", "2025-07"), mark(4, "", "2025-08"), mark(5, "A1", "2025-08")];
+        let everyone = BTreeSet::from(["A1".to_string(), "A2".to_string(), "B".to_string()]);
+        let jobs = plan(&pricing(), &marks, &everyone);
+        let summary: Vec<(String, String, Vec<String>, Vec<i64>)> =
+            jobs.iter().map(|(job, _)| (job.portfolio.clone(), job.month.clone(), job.businesses.clone(), job.marks.clone())).collect();
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(summary, vec![
+            ("B".into(), "2025-07".into(), strings(&["B"]), vec![3]),
+            ("B".into(), "2025-08".into(), strings(&["B"]), vec![]),
+            ("P".into(), "2025-07".into(), strings(&["A1", "A2"]), vec![1, 2]),
+            ("P".into(), "2025-08".into(), strings(&["A1", "A2"]), vec![5, 4]),
+        ]);
+        let (since, until) = (jobs[2].0.since_us, jobs[2].0.until_us);
+        assert_eq!((since, until), {
+            let (s, u) = settle_span(Month::parse("2025-07").unwrap());
+            (s.as_microsecond(), u.as_microsecond())
+        });
+    }
+}
