@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks `wameter serve` with a real HTTP load tool (wrk, from Debian)
-# on signed webhooks as Meta sends them (bench/webhooks_gen.py: one inbound
-# message and sent/delivered/read statuses with PMP pricing per user).
+# on signed webhooks as Meta sends them: `wameter gen --webhooks` (users'
+# messages, and each send's sent/delivered/read/failed statuses with the
+# pricing objects Meta attaches; about 3 webhooks per 4 generated events).
 #
-#   bench/serve.sh [USERS]          (default 75000 users = 300000 webhooks)
+#   bench/serve.sh [EVENTS]         (default 400000 events ≈ 300000 webhooks)
 #
 # For each store — discard:// (no storage: the ceiling), SQLite, and
 # PostgreSQL when WAMETER_TEST_POSTGRES is set (scripts/postgres-for-tests.sh)
@@ -15,7 +16,7 @@
 # docs/PERFORMANCE.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-users="${1:-75000}"
+events="${1:-400000}"
 out=bench/out
 mkdir -p "$out"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
@@ -25,7 +26,7 @@ secret=bench-secret
 token=bench-token
 port=18181
 
-python3 bench/webhooks_gen.py "$users" "$out/serve-webhooks.ndjson"
+"$bin" gen --webhooks --events "$events" --businesses 6 --users 50000 --seed 7 --out "$out/serve-webhooks.ndjson"
 python3 bench/sign_bodies.py "$secret" "$out/serve-webhooks.ndjson" "$out/serve-signed.tsv" "$out/serve-users.txt"
 echo "bodies: $(wc -l < "$out/serve-signed.tsv"), $(du -h "$out/serve-webhooks.ndjson" | cut -f1)"
 

@@ -1,5 +1,6 @@
 -- wrk script for bench/serve.sh: GET /v1/windows for users of the
--- benchmark log (WRK_USERS: one phone number per line), bearer WRK_TOKEN.
+-- benchmark log (WRK_USERS: one `business/user?at=instant` per line, an
+-- hour after the user wrote), bearer WRK_TOKEN.
 local users = {}
 local i = 0
 local token = os.getenv("WRK_TOKEN")
@@ -14,7 +15,7 @@ end
 
 function request()
   i = i % #users + 1
-  return wrk.format("GET", "/v1/windows/106540352242922/" .. users[i] .. "?at=2026-02-10T12:00:00Z",
+  return wrk.format("GET", "/v1/windows/" .. users[i],
     { ["Authorization"] = "Bearer " .. token })
 end
 

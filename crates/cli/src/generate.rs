@@ -1,10 +1,12 @@
 //! `wameter gen`: seedable synthetic traffic in the canonical format, for
-//! demos, benchmarks and load tests.
+//! demos, benchmarks and load tests — or, with `--webhooks`, the same
+//! traffic as the webhook bodies Meta would POST for it.
 //!
 //! The same seed and options always give the same bytes: the generator is a
 //! hand-written SplitMix64, because `rand`'s general-purpose generators do
 //! not promise identical streams across versions.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +14,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
+use wameter_core::account::Accounts;
+use wameter_core::charge::Charge;
+use wameter_core::engine::Engine;
+use wameter_core::event::{DeliveryStatus, EventKind, Origin};
+use wameter_core::market::MarketTable;
+use wameter_core::ratecard::{RateBook, TierBook};
+use wameter_log::Parsed;
+use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage};
 
 /// Options of `wameter gen`.
 #[derive(clap::Args, Debug)]
@@ -47,6 +57,18 @@ pub struct GenArgs {
     /// Also write a matching accounts file (time zones, WABAs, portfolios).
     #[arg(long, value_name = "FILE")]
     accounts_out: Option<PathBuf>,
+    /// Write Meta webhook POST bodies (one per line) instead of canonical
+    /// events: users' messages, and each send's statuses with the `pricing`
+    /// and `conversation` objects Meta would attach, as the engine prices
+    /// them (with the accounts of `--accounts-out`, if given, and the
+    /// built-in rate cards). Sends themselves are not webhooks: `replay`
+    /// infers them from the statuses' pricing, as for a real capture.
+    #[arg(long)]
+    webhooks: bool,
+    /// Graph API version the webhooks are shaped for (from 24 on, a PMP
+    /// status has a `conversation` object only inside a free entry point).
+    #[arg(long, default_value_t = 24, requires = "webhooks")]
+    graph_version: u32,
 }
 
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, reproducible.
@@ -212,7 +234,7 @@ impl<W: Write> Generator<W> {
     }
 }
 
-fn write_accounts(path: &PathBuf, businesses: u32) -> Result<()> {
+fn accounts_text(businesses: u32) -> String {
     let mut text = String::from("# Written by `wameter gen`: one entry per generated business number.\n");
     for index in 0..u64::from(businesses) {
         text.push_str(&format!(
@@ -222,7 +244,7 @@ fn write_accounts(path: &PathBuf, businesses: u32) -> Result<()> {
             ZONES[index as usize % ZONES.len()]
         ));
     }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    text
 }
 
 /// Runs `wameter gen`.
@@ -238,21 +260,115 @@ pub fn run(args: GenArgs) -> Result<ExitCode> {
     if span <= 0 {
         bail!("--to must be at least two days after --from");
     }
-    if let Some(path) = &args.accounts_out {
-        write_accounts(path, args.businesses)?;
-    }
+    let accounts = match &args.accounts_out {
+        Some(path) => {
+            let text = accounts_text(args.businesses);
+            std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            Some(wameter_log::parse_accounts("generated accounts", &text)?)
+        }
+        None => None,
+    };
     let out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let seed = args.seed;
-    let target = args.events;
-    let mut generator = Generator { out: BufWriter::with_capacity(1 << 20, out), random: SplitMix64(seed), args, written: 0, next_id: 0 };
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let (seed, target, webhooks, graph_version) = (args.seed, args.events, args.webhooks, args.graph_version);
+    let mut generator = Generator { out: Vec::with_capacity(1 << 20), random: SplitMix64(seed), args, written: 0, next_id: 0 };
     while generator.written < target {
         generator.episode(start, span as u64)?;
+        if !webhooks && generator.out.len() > 1 << 20 {
+            out.write_all(&generator.out)?;
+            generator.out.clear();
+        }
     }
-    generator.out.flush()?;
+    if webhooks {
+        let log = String::from_utf8(std::mem::take(&mut generator.out))?;
+        write_webhooks(&mut out, &log, &accounts.unwrap_or_default(), graph_version)?;
+    } else {
+        out.write_all(&generator.out)?;
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why Meta fails a message, by the codes `gen` uses (titles as in Meta's
+/// error-code reference).
+fn error_title(code: u32) -> &'static str {
+    match code {
+        131_047 => "Re-engagement message",
+        131_026 => "Message undeliverable",
+        131_049 => "This message was not delivered to maintain healthy ecosystem engagement.",
+        131_050 => "User has stopped marketing messages",
+        _ => "Message failed to send",
+    }
+}
+
+/// Turns a canonical log into the webhook bodies Meta would post for it,
+/// one per line, billing objects from the engine's charges.
+fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_version: u32) -> Result<()> {
+    let mut events = Vec::new();
+    for (index, line) in log.lines().enumerate() {
+        let origin = Origin { source: 0, line: index as u32 + 1 };
+        if let Parsed::Event(event) = wameter_log::parse_line(line, origin).map_err(|e| anyhow::anyhow!("generated line {}: {e}", index + 1))? {
+            events.push(event);
+        }
+    }
+    let (rates, tiers) = (RateBook::builtin(), TierBook::default());
+    let engine = Engine::new(accounts, &rates, &tiers, MarketTable::builtin());
+    let report = engine.replay(events.clone());
+    let charges: HashMap<&str, &Charge> = report.charges.iter().map(|charge| (&*charge.message_id, charge)).collect();
+    let delivered: HashSet<&str> = events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Status { id, status: DeliveryStatus::Delivered, .. } => Some(&**id),
+            _ => None,
+        })
+        .collect();
+    let mut sends: HashMap<&str, (&str, String)> = HashMap::new();
+    let mut billed: HashSet<&str> = HashSet::new();
+    for event in &events {
+        let body = match &event.kind {
+            EventKind::Inbound { business, user, id, entry_point, .. } => {
+                let waba = accounts.get_or_default(business).waba.to_string();
+                let display = display_number(business);
+                let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
+                let wa_id = user.to_string().trim_start_matches('+').to_string();
+                let id = id.as_deref().map_or_else(|| format!("wamid.gen.in.{}", event.origin.line), str::to_string);
+                sender.user_text(&UserMessage { wa_id: &wa_id, name: "User", id: &id, at: event.at, text: "Hello", entry_point: *entry_point })
+            }
+            EventKind::Outbound { business, user, id, .. } => {
+                sends.insert(id, (business, user.to_string().trim_start_matches('+').to_string()));
+                continue;
+            }
+            EventKind::Status { id, status, error, .. } => {
+                let Some((business, wa_id)) = sends.get(&**id) else { continue };
+                let waba = accounts.get_or_default(business).waba.to_string();
+                let display = display_number(business);
+                let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
+                // Billing objects on `sent` and on the status that charges:
+                // the first `delivered`, or `read` when none came.
+                let charging = match status {
+                    DeliveryStatus::Sent => true,
+                    DeliveryStatus::Delivered => billed.insert(id),
+                    DeliveryStatus::Read => !delivered.contains(&**id) && billed.insert(id),
+                    _ => false,
+                };
+                let charge = charges.get(&**id).filter(|_| charging).map(|charge| (*charge, Billing::of(charge)));
+                let error = error.map(|code| (code as u32, error_title(code as u32)));
+                sender.status(&StatusReport { id, status: status.as_str(), at: event.at, recipient_wa_id: wa_id, charge, error, graph_version })
+            }
+        };
+        serde_json::to_writer(&mut *out, &body)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// A display number for a business phone number id (Meta's test numbers
+/// are +1 555…).
+fn display_number(phone_number_id: &str) -> String {
+    format!("1555{}", &phone_number_id[phone_number_id.len().saturating_sub(7)..])
 }
 
 #[cfg(test)]

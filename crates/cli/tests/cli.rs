@@ -132,6 +132,45 @@ fn gen_is_seeded_and_its_logs_replay_cleanly_in_any_split() {
 }
 
 #[test]
+fn gen_webhooks_replay_to_the_charges_of_the_canonical_log() {
+    // The webhook writer (wameter_meta::outgoing) is checked by the
+    // engine itself: Meta-shaped statuses carrying the pricing objects the
+    // engine chose, with no outbound events at all, must replay to the same
+    // charges as the canonical log they were written from — in the CBP and
+    // the PMP eras, with both Graph API conversation shapes.
+    let dir = common::temp_dir("gen-webhooks");
+    let accounts = dir.join("accounts.toml");
+    let eras = [("2024-10-01", "2024-12-31", "24"), ("2026-01-01", "2026-03-31", "24"), ("2026-01-01", "2026-03-31", "23"), ("2026-10-01", "2026-11-30", "24")];
+    for (from, to, graph) in eras {
+        let canonical = dir.join("canonical.ndjson");
+        let webhooks = dir.join("webhooks.ndjson");
+        let common_args = ["gen", "--events", "6000", "--seed", "3", "--from", from, "--to", to, "--accounts-out", accounts.to_str().unwrap()];
+        assert!(common::wameter(&[&common_args[..], &["--out", canonical.to_str().unwrap()]].concat()).status.success());
+        let output = common::wameter(&[&common_args[..], &["--webhooks", "--graph-version", graph, "--out", webhooks.to_str().unwrap()]].concat());
+        assert!(output.status.success(), "{}", common::stderr(&output));
+        let text = std::fs::read_to_string(&webhooks).unwrap();
+        assert!(text.lines().all(|line| line.starts_with(r#"{"entry":[{"changes":[{"field":"messages""#)), "every line is a webhook body");
+        assert!(!text.contains(r#""type":"outbound""#));
+
+        let replay = |path: &std::path::Path| common::json(&common::wameter(&["replay", path.to_str().unwrap(), "--accounts", accounts.to_str().unwrap(), "--json"]));
+        let (expected, got) = (replay(&canonical), replay(&webhooks));
+        let verdicts = |document: &serde_json::Value| -> Vec<String> {
+            let mut out: Vec<String> = document["charges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| format!("{} {} {} {} {} {} {}", c["message_id"], c["delivered_at"], c["amount"], c["billable"], c["category"], c["type"], c["conversation_id"]))
+                .collect();
+            out.sort();
+            out
+        };
+        assert!(expected["charges"].as_array().unwrap().len() > 1000, "{from}: a real workload");
+        assert_eq!(verdicts(&got), verdicts(&expected), "{from} graph v{graph}");
+        assert_eq!(got["totals"], expected["totals"]);
+    }
+}
+
+#[test]
 fn user_rate_cards_in_metas_layout_replace_the_builtin_ones() {
     let dir = temp_dir("rates");
     let card = dir.join("usd.csv");

@@ -5,9 +5,12 @@
 //! Graph API's `pricing_analytics` / `conversation_analytics` responses
 //! ([`analytics`]). This crate turns both into the core's events, notices
 //! and aggregates, and says exactly — by JSON path — what it could not read.
-//! It does no IO: callers hand it parsed JSON.
+//! It does no IO: callers hand it parsed JSON. The other direction —
+//! webhook bodies written from events and charges, as Meta would post them
+//! — is [`outgoing`], for generated traffic and the sandbox.
 
 pub mod analytics;
+pub mod outgoing;
 pub mod webhook;
 
 pub use webhook::{Ignored, Problem, WebhookItems, parse_envelope};

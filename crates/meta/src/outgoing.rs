@@ -1,0 +1,264 @@
+//! Meta's webhook bodies written from the engine's view: the other
+//! direction of [`crate::webhook`], for `wameter gen --webhooks` (traffic
+//! for benchmarks and demos shaped exactly as Meta posts it) and the
+//! sandbox (which must post what Meta would).
+//!
+//! The `pricing` and `conversation` objects of a status come from the
+//! engine's [`Charge`] for the message, shaped for the era and Graph API
+//! version as Meta documents them (domain rules §6.7, §7.1, §8.3):
+//! - both objects only on `sent` and on the status that charges (the
+//!   first `delivered`, else `read`); `errors` only on `failed`;
+//! - CBP: `pricing {billable, pricing_model: "CBP", category}` and
+//!   `conversation {id, origin {type}}`, with `expiration_timestamp` on
+//!   `sent` only;
+//! - PMP: `pricing {billable, pricing_model: "PMP", type, category}`; the
+//!   `conversation` object on v24.0 and later only inside a free entry point
+//!   window (its id per window), before v24.0 on every message (its id per
+//!   message).
+//!
+//! Where Meta does not document a value, the choice is ours and said here:
+//! a CBP conversation's `expiration_timestamp` is its window's end as the
+//! engine computed it (24 h from the opening delivery; Meta counts from
+//! the opening message, seconds apart).
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+use wameter_core::category::PricingModel;
+use wameter_core::charge::Charge;
+use wameter_core::event::EntryPoint;
+use wameter_core::window::DAY;
+
+/// The Graph API version from which a PMP status carries `conversation`
+/// only inside a free entry point window.
+pub const CONVERSATION_ONLY_IN_FEP_FROM: u32 = 24;
+
+/// The business number a webhook comes from.
+#[derive(Clone, Copy, Debug)]
+pub struct Sender<'a> {
+    /// WhatsApp Business Account id (`entry[].id`).
+    pub waba: &'a str,
+    /// Business phone number id (`metadata.phone_number_id`).
+    pub phone_number_id: &'a str,
+    /// The number as displayed (`metadata.display_phone_number`).
+    pub display_phone_number: &'a str,
+}
+
+impl Sender<'_> {
+    /// The whole POST body around one `value`, as Meta sends it (one
+    /// entry, one change, field `messages`).
+    pub fn envelope(&self, value: Value) -> Value {
+        json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": self.waba, "changes": [{"field": "messages", "value": value}]}]
+        })
+    }
+
+    fn value(&self) -> Map<String, Value> {
+        let mut value = Map::new();
+        value.insert("messaging_product".into(), json!("whatsapp"));
+        value.insert("metadata".into(), json!({"display_phone_number": self.display_phone_number, "phone_number_id": self.phone_number_id}));
+        value
+    }
+
+    /// A user's text message (`messages[]` with `contacts[]`); an entry
+    /// point adds the `referral` object Meta attaches to a click-to-WhatsApp
+    /// ad or Page button message.
+    pub fn user_text(&self, user: &UserMessage<'_>) -> Value {
+        let mut message = json!({
+            "from": user.wa_id,
+            "id": user.id,
+            "timestamp": user.at.as_second().to_string(),
+            "type": "text",
+            "text": {"body": user.text}
+        });
+        if let Some(entry_point) = user.entry_point {
+            let source_type = match entry_point {
+                EntryPoint::Ad => "ad",
+                EntryPoint::PageCta => "post",
+            };
+            message["referral"] = json!({
+                "source_url": "https://fb.me/wameter",
+                "source_id": "0",
+                "source_type": source_type,
+                "headline": "wameter",
+                "body": "",
+                "ctwa_clid": format!("ctwa.{}", user.id)
+            });
+        }
+        let mut value = self.value();
+        value.insert("contacts".into(), json!([{"profile": {"name": user.name}, "wa_id": user.wa_id}]));
+        value.insert("messages".into(), json!([message]));
+        self.envelope(Value::Object(value))
+    }
+
+    /// A status of a business message (`statuses[]`).
+    pub fn status(&self, status: &StatusReport<'_>) -> Value {
+        let mut object = json!({
+            "id": status.id,
+            "status": status.status,
+            "timestamp": status.at.as_second().to_string(),
+            "recipient_id": status.recipient_wa_id,
+        });
+        if let Some((charge, billing)) = status.charge {
+            if let Some(conversation) = conversation_object(charge, billing, status.status == "sent", status.graph_version) {
+                object["conversation"] = conversation;
+            }
+            object["pricing"] = pricing_object(charge);
+        }
+        if let Some((code, title)) = status.error {
+            object["errors"] = json!([{"code": code, "title": title, "message": title, "error_data": {"details": title}}]);
+        }
+        let mut value = self.value();
+        value.insert("statuses".into(), json!([object]));
+        self.envelope(Value::Object(value))
+    }
+}
+
+/// A user's message, for [`Sender::user_text`].
+#[derive(Clone, Copy, Debug)]
+pub struct UserMessage<'a> {
+    /// The user's number without `+` (Meta's `wa_id`).
+    pub wa_id: &'a str,
+    /// Profile name.
+    pub name: &'a str,
+    /// The wamid.
+    pub id: &'a str,
+    /// When it was sent (Meta sends whole seconds).
+    pub at: Timestamp,
+    /// The text.
+    pub text: &'a str,
+    /// Set when the user came through an ad or a Page button.
+    pub entry_point: Option<EntryPoint>,
+}
+
+/// A status of a business message, for [`Sender::status`].
+#[derive(Clone, Copy, Debug)]
+pub struct StatusReport<'a> {
+    /// The wamid.
+    pub id: &'a str,
+    /// `sent`, `delivered`, `read` or `failed`.
+    pub status: &'a str,
+    /// When (whole seconds).
+    pub at: Timestamp,
+    /// The recipient without `+`.
+    pub recipient_wa_id: &'a str,
+    /// The engine's charge for the message when this status carries the
+    /// billing objects (`sent` and the charging status), with the windows
+    /// it needs; `None` otherwise.
+    pub charge: Option<(&'a Charge, Billing)>,
+    /// `(code, title)` of a failure.
+    pub error: Option<(u32, &'a str)>,
+    /// Graph API version the app subscribed with (e.g. 24).
+    pub graph_version: u32,
+}
+
+/// Windows the `conversation` object names that a charge does not carry
+/// directly.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Billing {
+    /// When the message's conversation (CBP) or free entry point window
+    /// (PMP) ends, if it is in one.
+    pub conversation_expires_at: Option<Timestamp>,
+}
+
+impl Billing {
+    /// The window end the engine recorded for the charge's conversation.
+    pub fn of(charge: &Charge) -> Billing {
+        let id = charge.conversation_id.as_deref();
+        let expires = match charge.pricing_model {
+            PricingModel::Cbp => charge
+                .trail
+                .open_conversations
+                .iter()
+                .find(|(open, ..)| Some(open.as_str()) == id)
+                .map(|(.., window)| window.closes_at)
+                .or_else(|| charge.opens_conversation.then(|| charge.delivered_at + DAY)),
+            PricingModel::Pmp => charge.trail.free_entry_point.map(|window| window.closes_at),
+        };
+        Billing { conversation_expires_at: expires }
+    }
+}
+
+/// Meta's `pricing` object for a charge.
+pub fn pricing_object(charge: &Charge) -> Value {
+    match charge.pricing_model {
+        PricingModel::Cbp => json!({"billable": charge.billable, "pricing_model": "CBP", "category": charge.category.as_str()}),
+        PricingModel::Pmp => json!({
+            "billable": charge.billable,
+            "pricing_model": "PMP",
+            "type": charge.pricing_type.as_str(),
+            "category": charge.category.as_str()
+        }),
+    }
+}
+
+/// Meta's `conversation` object for a charge, if the status carries one.
+pub fn conversation_object(charge: &Charge, billing: Billing, on_sent: bool, graph_version: u32) -> Option<Value> {
+    let in_fep = charge.pricing_type == wameter_core::category::PricingType::FreeEntryPoint;
+    let (id, origin) = match charge.pricing_model {
+        PricingModel::Cbp => (charge.conversation_id.clone()?, charge.category.as_str()),
+        PricingModel::Pmp if in_fep => (charge.conversation_id.clone()?, "referral_conversion"),
+        PricingModel::Pmp if graph_version < CONVERSATION_ONLY_IN_FEP_FROM => (format!("conv.{}", charge.message_id), charge.category.as_str()),
+        PricingModel::Pmp => return None,
+    };
+    let mut conversation = json!({"id": id, "origin": {"type": origin}});
+    if on_sent {
+        if let Some(expires) = billing.conversation_expires_at {
+            conversation["expiration_timestamp"] = json!(expires.as_second().to_string());
+        }
+    }
+    Some(conversation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wameter_core::event::Origin;
+
+    const SENDER: Sender<'static> = Sender { waba: "102290129340398", phone_number_id: "106540352242922", display_phone_number: "15550783881" };
+
+    #[test]
+    fn a_user_message_reads_back_as_the_inbound_it_describes() {
+        let at: Timestamp = "2026-02-10T10:00:00Z".parse().unwrap();
+        let body = SENDER.user_text(&UserMessage {
+            wa_id: "5511999990001",
+            name: "Ana",
+            id: "wamid.in-1",
+            at,
+            text: "hi",
+            entry_point: Some(EntryPoint::Ad),
+        });
+        let items = crate::parse_envelope(&body, Origin::default()).unwrap();
+        assert!(items.problems.is_empty(), "{:?}", items.problems);
+        assert_eq!(items.events.len(), 1);
+        match &items.events[0].kind {
+            wameter_core::event::EventKind::Inbound { business, user, entry_point, id, .. } => {
+                assert_eq!(&**business, "106540352242922");
+                assert_eq!(user.to_string(), "+5511999990001");
+                assert_eq!(*entry_point, Some(EntryPoint::Ad));
+                assert_eq!(id.as_deref(), Some("wamid.in-1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(items.events[0].at, at);
+    }
+
+    #[test]
+    fn a_failed_status_carries_its_error_and_no_billing() {
+        let at: Timestamp = "2026-02-10T10:00:00Z".parse().unwrap();
+        let body = SENDER.status(&StatusReport {
+            id: "wamid.out-1",
+            status: "failed",
+            at,
+            recipient_wa_id: "5511999990001",
+            charge: None,
+            error: Some((131_047, "Re-engagement message")),
+            graph_version: 24,
+        });
+        let status = &body["entry"][0]["changes"][0]["value"]["statuses"][0];
+        assert_eq!(status["errors"][0]["code"], 131_047);
+        assert!(status.get("pricing").is_none() && status.get("conversation").is_none());
+        let items = crate::parse_envelope(&body, Origin::default()).unwrap();
+        assert!(items.problems.is_empty(), "{:?}", items.problems);
+    }
+}
