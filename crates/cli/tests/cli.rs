@@ -167,6 +167,12 @@ fn gen_webhooks_replay_to_the_charges_of_the_canonical_log() {
         assert!(expected["charges"].as_array().unwrap().len() > 1000, "{from}: a real workload");
         assert_eq!(verdicts(&got), verdicts(&expected), "{from} graph v{graph}");
         assert_eq!(got["totals"], expected["totals"]);
+        // And Meta's verdicts in the statuses (pricing type, category,
+        // billable, conversation) are the engine's, message for message.
+        let output = common::wameter(&["reconcile", webhooks.to_str().unwrap(), "--accounts", accounts.to_str().unwrap(), "--json"]);
+        let reconciled: serde_json::Value = serde_json::from_str(&common::stdout(&output)).unwrap();
+        assert_eq!(reconciled["compared"], expected["charges"].as_array().unwrap().len(), "{from}");
+        assert_eq!(reconciled["discrepancies"], serde_json::json!([]), "{from} graph v{graph}");
     }
 }
 
