@@ -19,7 +19,7 @@ use wameter_core::event::{Event, Origin, UserId};
 use wameter_core::money::format_amount;
 use wameter_core::settlement;
 use wameter_log::Parsed;
-use wameter_store::{Batch, ChargeSlice, EventScope};
+use wameter_store::{Batch, ChargeSlice};
 
 use crate::auth::{ApiToken, Scope, authenticate};
 use crate::error::ApiError;
@@ -153,19 +153,9 @@ pub async fn windows(
         None => Timestamp::now(),
     };
     let since = at.checked_sub(settlement::LOOK_BACK).unwrap_or(Timestamp::MIN);
-    // Both reads at once: this is the query a sender makes before every
+    // Both reads together: this is the query a sender makes before every
     // send, so its latency matters.
-    let user_text = user.to_string();
-    let (rows, contact) = tokio::join!(
-        state.store.events(EventScope::Contact {
-            business: business.clone(),
-            user: user_text.clone(),
-            since_us: since.as_microsecond(),
-            until_us: i64::MAX,
-        }),
-        state.store.contact(&business, &user_text)
-    );
-    let (rows, contact) = (rows?, contact?);
+    let (rows, contact) = state.store.contact_with_events(&business, &user.to_string(), since.as_microsecond()).await?;
     let loaded = meter::load(&rows);
     let engine = state.config.pricing.engine();
     let found = meter::windows(&engine, loaded.events, &business, &user, at);

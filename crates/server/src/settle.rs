@@ -138,18 +138,26 @@ pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<Stri
 
 /// Settles in the background until the process ends. Failures are logged
 /// and retried next round: the marks stay until a settle succeeds.
+///
+/// A round re-prices whole months, which under heavy ingest can take a
+/// while; the pause after a round is [`BUSY_SHARE`] times as long as the
+/// round took (at least [`SETTLE_EVERY`]), so the background settler never
+/// takes more than about a fifth of the machine from ingestion. Queries do
+/// not wait for it: they settle what is pending themselves.
 pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(SETTLE_EVERY);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
+            let started = std::time::Instant::now();
             if let Err(error) = settle_pending(&state).await {
                 tracing::warn!(message = "Settling charges failed; will retry.", error = %error);
             }
+            tokio::time::sleep(SETTLE_EVERY.max(started.elapsed() * BUSY_SHARE)).await;
         }
     });
 }
+
+/// The background settler rests this many times as long as its last round.
+pub const BUSY_SHARE: u32 = 4;
 
 #[cfg(test)]
 mod tests {

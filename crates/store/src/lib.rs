@@ -229,6 +229,20 @@ impl Store {
         }
     }
 
+    /// A pair's events from `since_us` on (as [`EventScope::Contact`]) and
+    /// its stored state, read together.
+    pub async fn contact_with_events(&self, business: &str, user: &str, since_us: i64) -> Result<(Vec<StoredEvent>, Option<ContactRow>), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.contact_with_events(business.to_string(), user.to_string(), since_us),
+            Store::Postgres(store) => {
+                let scope = EventScope::Contact { business: business.to_string(), user: user.to_string(), since_us, until_us: i64::MAX };
+                let (events, contact) = tokio::join!(store.events(scope), store.contact(business, user));
+                Ok((events?, contact?))
+            }
+            Store::Discard => Ok((Vec::new(), None)),
+        }
+    }
+
     /// Business phone numbers with at least one contact.
     pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
         match self {

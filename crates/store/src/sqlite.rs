@@ -207,62 +207,30 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let taken = readers.lock().map(|mut pool| pool.pop()).unwrap_or(None);
-            let conn = match taken {
-                Some(conn) => conn,
-                None => {
-                    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-                    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-                    conn
-                }
-            };
-            let result = job(&conn);
-            if let Ok(mut pool) = readers.lock() {
-                if pool.len() < READERS_KEPT_MAX {
-                    pool.push(conn);
-                }
-            }
-            result.map_err(StoreError::from)
-        })
-        .await
-        .map_err(|e| StoreError::Read(e.to_string()))?
+        tokio::task::spawn_blocking(move || with_reader(&readers, &path, job)).await.map_err(|e| StoreError::Read(e.to_string()))?
+    }
+
+    /// Runs a point read — a few index lookups, tens of microseconds — on
+    /// the calling thread. Handing it to the blocking pool costs more than
+    /// the read (two thread wake-ups, measured as most of the window
+    /// query's p99), so only reads bounded by an index range go here.
+    fn read_inline<T>(&self, job: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        with_reader(&self.readers, &self.path, job)
     }
 
     /// Events of one scope (see [`EventScope`]), in storage order.
     pub async fn events(&self, scope: EventScope) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(move |conn| {
-            // `selected` is the scope proper; the two unions add the other
-            // half of a message that straddles the scope's edge or whose
-            // status names no contact: the outbound of a status in scope,
-            // and the statuses of an outbound in scope.
-            let (filter, businesses, user) = match &scope {
-                EventScope::Contact { business, user, .. } => {
-                    ("business IN (SELECT value FROM json_each(?1)) AND user_id = ?2", json_array(std::slice::from_ref(business)), Some(user.clone()))
-                }
-                EventScope::Businesses { businesses: Some(list), .. } => {
-                    ("business IN (SELECT value FROM json_each(?1)) AND ?2 IS NULL", json_array(list), None)
-                }
-                EventScope::Businesses { businesses: None, .. } => ("?1 IS NOT NULL AND ?2 IS NULL", "[]".to_string(), None),
-            };
-            let (since, until) = scope.range_us();
-            let sql = format!(
-                "WITH selected AS (SELECT id, kind, message_id FROM events WHERE {filter} AND at_us >= ?3 AND at_us < ?4)
-                 SELECT id, line FROM events WHERE id IN (
-                    SELECT id FROM selected
-                    UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                        WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < ?4
-                    UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                        WHERE s.kind = 'status' AND e.kind = 'outbound')
-                 ORDER BY id"
-            );
-            let mut statement = conn.prepare_cached(&sql)?;
-            let rows = statement.query_map(params![businesses, user, since, until], |row| {
-                Ok(StoredEvent { id: row.get(0)?, line: row.get(1)? })
-            })?;
-            rows.collect()
+        self.read(move |conn| events_of(conn, &scope)).await
+    }
+
+    /// A pair's events from `since_us` on and its stored state, in one
+    /// inline read (the window query's; see `read_inline`).
+    pub fn contact_with_events(&self, business: String, user: String, since_us: i64) -> Result<(Vec<StoredEvent>, Option<ContactRow>), StoreError> {
+        self.read_inline(move |conn| {
+            let contact = contact_row(conn, &business, &user)?;
+            let events = events_of(conn, &EventScope::Contact { business, user, since_us, until_us: i64::MAX })?;
+            Ok((events, contact))
         })
-        .await
     }
 
     /// Events stored after `after_id`, at most `limit`, in storage order.
@@ -282,22 +250,7 @@ impl SqliteStore {
 
     /// The stored state of one pair.
     pub async fn contact(&self, business: String, user: String) -> Result<Option<ContactRow>, StoreError> {
-        self.read(move |conn| {
-            conn.query_row(
-                "SELECT first_event_at_us, last_event_at_us, last_inbound_at_us, events FROM contacts WHERE business = ?1 AND user_id = ?2",
-                params![business, user],
-                |row| {
-                    Ok(ContactRow {
-                        first_event_at_us: row.get(0)?,
-                        last_event_at_us: row.get(1)?,
-                        last_inbound_at_us: row.get(2)?,
-                        events: row.get(3)?,
-                    })
-                },
-            )
-            .optional()
-        })
-        .await
+        self.read(move |conn| contact_row(conn, &business, &user)).await
     }
 
     /// Business phone numbers with at least one contact.
@@ -351,6 +304,69 @@ impl SqliteStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
     }
+}
+
+/// Runs `job` on a pooled read connection (opened on first need).
+fn with_reader<T>(readers: &Mutex<Vec<Connection>>, path: &Path, job: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    let taken = readers.lock().map(|mut pool| pool.pop()).unwrap_or(None);
+    let conn = match taken {
+        Some(conn) => conn,
+        None => {
+            let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn
+        }
+    };
+    let result = job(&conn);
+    if let Ok(mut pool) = readers.lock() {
+        if pool.len() < READERS_KEPT_MAX {
+            pool.push(conn);
+        }
+    }
+    result.map_err(StoreError::from)
+}
+
+/// The events of a scope (see [`SqliteStore::events`]).
+fn events_of(conn: &Connection, scope: &EventScope) -> rusqlite::Result<Vec<StoredEvent>> {
+    // `selected` is the scope proper; the two unions add the other
+    // half of a message that straddles the scope's edge or whose
+    // status names no contact: the outbound of a status in scope,
+    // and the statuses of an outbound in scope.
+    //
+    // Each scope gets its own SQL rather than one statement with
+    // `?n IS NULL` switches: SQLite re-prepares a statement whose plan
+    // depends on a bound value at every execution, which was most of the
+    // window query's time.
+    use rusqlite::types::Value;
+    let (filter, mut values): (&str, Vec<Value>) = match scope {
+        EventScope::Contact { business, user, .. } => ("business = ?1 AND user_id = ?2", vec![business.clone().into(), user.clone().into()]),
+        // ?2 (and ?1) unused: bound as NULL so the range stays ?3 and ?4.
+        EventScope::Businesses { businesses: Some(list), .. } => ("business IN (SELECT value FROM json_each(?1))", vec![json_array(list).into(), Value::Null]),
+        EventScope::Businesses { businesses: None, .. } => ("1", vec![Value::Null, Value::Null]),
+    };
+    let (since, until) = scope.range_us();
+    let sql = format!(
+        "WITH selected AS (SELECT id, kind, message_id FROM events WHERE {filter} AND at_us >= ?3 AND at_us < ?4)
+         SELECT id, line FROM events WHERE id IN (
+            SELECT id FROM selected
+            UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
+                WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < ?4
+            UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
+                WHERE s.kind = 'status' AND e.kind = 'outbound')
+         ORDER BY id"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    values.extend([since.into(), until.into()]);
+    let rows = statement.query_map(rusqlite::params_from_iter(values), |row| Ok(StoredEvent { id: row.get(0)?, line: row.get(1)? }))?;
+    rows.collect()
+}
+
+fn contact_row(conn: &Connection, business: &str, user: &str) -> rusqlite::Result<Option<ContactRow>> {
+    conn.prepare_cached("SELECT first_event_at_us, last_event_at_us, last_inbound_at_us, events FROM contacts WHERE business = ?1 AND user_id = ?2")?
+        .query_row(params![business, user], |row| {
+            Ok(ContactRow { first_event_at_us: row.get(0)?, last_event_at_us: row.get(1)?, last_inbound_at_us: row.get(2)?, events: row.get(3)? })
+        })
+        .optional()
 }
 
 fn json_array(items: &[String]) -> String {
