@@ -230,6 +230,16 @@ fn charges_are_kept_in_the_background_and_settled_again_when_pricing_changes() {
     let served = server.get_json("/v1/charges");
     assert_eq!(served["charges"], replayed["charges"]);
     assert_eq!(served["totals"], replayed["totals"]);
+
+    // A message no card prices (2025-11: no PMP card in the test set) has
+    // no charge, and every answer about its month says so.
+    let unix = 1_762_776_000; // 2025-11-10T12:00:00Z
+    let body = status_webhook("106540352242922", "5511999990009", "wamid.no-card", "delivered", unix, "marketing", "regular", true);
+    assert_eq!(server.post_signed(body.as_bytes()), 200);
+    let served = server.get_json("/v1/charges?from=2025-11-01&to=2025-12-01");
+    assert_eq!(served["charges"], serde_json::json!([]));
+    let codes: Vec<&str> = served["warnings"].as_array().unwrap().iter().map(|w| w["code"].as_str().unwrap()).collect();
+    assert!(codes.contains(&"unpriced_message"), "{codes:?}");
 }
 
 #[test]
