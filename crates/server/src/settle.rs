@@ -5,10 +5,10 @@
 //! lists them, groups them into (portfolio, month) jobs — a portfolio's
 //! businesses share the monthly volume-tier counter, so they are priced
 //! together — and has the engine re-price each job's month from its
-//! events. It runs in the background every [`SETTLE_EVERY`], so charges are
-//! kept within about that of a webhook's `200`; and a charge query first
-//! settles what is pending, so it always answers for every event stored
-//! before it was asked.
+//! events. It runs in the background (every [`SETTLE_EVERY`] while rounds
+//! are quick, resting [`BUSY_SHARE`] times a round's length when they are
+//! not), and a charge query first settles what is pending, so it always
+//! answers for every event stored before it was asked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
