@@ -52,7 +52,7 @@ pub fn fingerprint(pricing: &Pricing) -> String {
     hex::encode(Sha256::digest(described.as_bytes()))
 }
 
-/// Settles the months marked so far (one round, up to [`MARKS_PER_ROUND`]
+/// Settles the months marked so far (one round, up to `MARKS_PER_ROUND`
 /// marks). Returns how many (portfolio, month) jobs it ran.
 pub async fn settle_pending(state: &AppState) -> Result<usize, StoreError> {
     let _turn = state.settler.turn.lock().await;
