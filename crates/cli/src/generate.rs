@@ -330,8 +330,7 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
     for event in &events {
         let body = match &event.kind {
             EventKind::Inbound { business, user, id, entry_point, .. } => {
-                let waba = accounts.get_or_default(business).waba.to_string();
-                let display = display_number(business);
+                let (waba, display) = (accounts.get_or_default(business).waba.clone(), display_number(business));
                 let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
                 let wa_id = user.to_string().trim_start_matches('+').to_string();
                 let id = id.as_deref().map_or_else(|| format!("wamid.gen.in.{}", event.origin.line), str::to_string);
@@ -343,8 +342,7 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
             }
             EventKind::Status { id, status, error, .. } => {
                 let Some((business, wa_id)) = sends.get(&**id) else { continue };
-                let waba = accounts.get_or_default(business).waba.to_string();
-                let display = display_number(business);
+                let (waba, display) = (accounts.get_or_default(business).waba.clone(), display_number(business));
                 let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
                 // Billing objects on `sent` and on the status that charges:
                 // the first `delivered`, or `read` when none came.

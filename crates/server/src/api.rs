@@ -240,14 +240,15 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
 }
 
 /// The charges of a slice: the same document as `wameter replay --json`
-/// (interfaces §4), computed from the stored events by the same engine.
+/// (interfaces §4), from the charges kept (and settled first) by the same
+/// engine.
 #[utoipa::path(get, path = "/v1/charges", tag = "query", security(("bearer" = [])), params(SliceQuery),
     responses((status = 200, description = "The `replay --json` document (interfaces §4)", content_type = "application/json", body = Object), (status = 400), (status = 401), (status = 403)))]
 pub async fn charges(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<SliceQuery>) -> Result<Response, ApiError> {
     let answer = answer(&state, &headers, &query).await?;
     telemetry::charge_query("charges");
     let mut out = Vec::with_capacity(512 * (answer.charges.len() + 1));
-    let lines = answer.charges.iter().map(|(line, _)| Ok(line.as_str()));
+    let lines = answer.charges.iter().map(|charge| Ok(charge.line.as_str()));
     wameter_log::replay_json::write_document_lines(&mut out, lines, &answer.totals, &answer.warnings_json(), Default::default())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out).into_response())
@@ -321,7 +322,8 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, Query
     telemetry::charge_query("reports_costs");
     let mut rows: BTreeMap<(Vec<String>, String), (u64, u64, Decimal)> = BTreeMap::new();
     let mut totals: BTreeMap<String, (u64, u64, Decimal)> = BTreeMap::new();
-    for (_, charge) in &answer.charges {
+    for kept in &answer.charges {
+        let charge = &kept.fields;
         let key: Vec<String> = group_by
             .iter()
             .map(|dimension| match dimension.as_str() {
@@ -333,11 +335,10 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, Query
                 _ => charge.pricing_type.clone(),
             })
             .collect();
-        let amount: Decimal = charge.amount.parse().map_err(|_| ApiError::internal(format!("kept charge {} has amount {:?}", charge.message_id, charge.amount)))?;
         for entry in [rows.entry((key, charge.currency.clone())).or_default(), totals.entry(charge.currency.clone()).or_default()] {
             entry.0 += 1;
             entry.1 += u64::from(charge.billable);
-            entry.2 += amount;
+            entry.2 += kept.amount;
         }
     }
     Ok(Json(CostReport {

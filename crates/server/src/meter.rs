@@ -197,11 +197,21 @@ fn events_about(events: &[Event]) -> HashMap<u64, (Option<String>, Timestamp)> {
         .collect()
 }
 
+/// A kept charge read back.
+pub struct KeptCharge {
+    /// The charge as the document prints it.
+    pub line: String,
+    /// Its fields.
+    pub fields: ChargeLine,
+    /// `fields.amount`, read once.
+    pub amount: Decimal,
+}
+
 /// Kept charges of a slice, read back: in the replay's order, with their
 /// totals and warnings.
 pub struct Answer {
-    /// Each charge's document line and its fields.
-    pub charges: Vec<(String, ChargeLine)>,
+    /// The charges.
+    pub charges: Vec<KeptCharge>,
     /// Per currency.
     pub totals: Vec<Totals>,
     /// `(code, message, stored event id)`, as the document prints them.
@@ -213,15 +223,17 @@ pub struct Answer {
 /// touches; `outbound_inferred` is summed across them.
 pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
     let mut unreadable = Vec::new();
-    let mut charges: Vec<(Timestamp, UserId, String, ChargeLine)> = rows
+    let mut charges: Vec<(Timestamp, UserId, Currency, KeptCharge)> = rows
         .into_iter()
         .filter_map(|row| {
-            let read = || -> Option<(Timestamp, UserId, ChargeLine)> {
+            let read = || -> Option<(Timestamp, UserId, Currency, ChargeLine, Decimal)> {
                 let line: ChargeLine = serde_json::from_str(&row.line).ok()?;
-                Some((line.delivered_at.parse().ok()?, UserId::parse(&line.user).ok()?, line))
+                let (at, user) = (line.delivered_at.parse().ok()?, UserId::parse(&line.user).ok()?);
+                let (currency, amount) = (Currency::parse(&line.currency)?, Decimal::from_str(&line.amount).ok()?);
+                Some((at, user, currency, line, amount))
             };
             match read() {
-                Some((at, user, line)) => Some((at, user, row.line, line)),
+                Some((at, user, currency, fields, amount)) => Some((at, user, currency, KeptCharge { line: row.line, fields, amount })),
                 None => {
                     // Written by this server, so a bug or a hand-edited
                     // database: said, never skipped silently.
@@ -232,16 +244,15 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
         })
         .collect();
     // The engine's order: delivery, then business, user, message.
-    charges.sort_by(|a, b| (a.0, &a.3.business, &a.1, &a.3.message_id).cmp(&(b.0, &b.3.business, &b.1, &b.3.message_id)));
-    let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
+    charges.sort_by(|a, b| (a.0, &a.3.fields.business, &a.1, &a.3.fields.message_id).cmp(&(b.0, &b.3.fields.business, &b.1, &b.3.fields.message_id)));
+    let mut totals: BTreeMap<Currency, Totals> = BTreeMap::new();
     let mut reported = 0;
-    for (.., line) in &charges {
-        let Some(currency) = Currency::parse(&line.currency) else { continue };
-        let entry = totals.entry(line.currency.clone()).or_insert(Totals { currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0 });
-        entry.amount += Decimal::from_str(&line.amount).unwrap_or_default();
-        entry.billable_messages += u64::from(line.billable);
-        entry.conversations += u64::from(line.opens_conversation);
-        reported += usize::from(line.rules_status == "reported");
+    for (.., currency, charge) in &charges {
+        let entry = totals.entry(*currency).or_insert(Totals { currency: *currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0 });
+        entry.amount += charge.amount;
+        entry.billable_messages += u64::from(charge.fields.billable);
+        entry.conversations += u64::from(charge.fields.opens_conversation);
+        reported += usize::from(charge.fields.rules_status == "reported");
     }
     let mut inferred = 0;
     let mut seen = BTreeSet::new();
@@ -261,7 +272,7 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
         let warning = wameter_core::charge::Warning::reported_rules(reported);
         warnings.push((warning.code.into(), warning.message, None));
     }
-    Answer { charges: charges.into_iter().map(|(.., text, line)| (text, line)).collect(), totals: totals.into_values().collect(), warnings }
+    Answer { charges: charges.into_iter().map(|(.., charge)| charge).collect(), totals: totals.into_values().collect(), warnings }
 }
 
 impl Answer {

@@ -69,9 +69,8 @@ pub async fn settle_pending(state: &AppState) -> Result<usize, StoreError> {
     };
     let jobs = plan(&state.config.pricing, &marks, &everyone);
     let count = jobs.len();
-    for (job, businesses) in jobs {
+    for (job, businesses, month) in jobs {
         let config = state.config.clone();
-        let Some(month) = Month::parse(&job.month) else { continue };
         state
             .store
             .settle(job, move |rows| {
@@ -87,15 +86,15 @@ pub async fn settle_pending(state: &AppState) -> Result<usize, StoreError> {
 /// read and the marks it clears. A mark naming no business (a status with
 /// neither business nor recipient) stands for `everyone`; it is cleared by
 /// the last job only, so a failure half-way leaves it for the next round.
-pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<String>) -> Vec<(SettleJob, BTreeSet<String>)> {
-    let mut jobs: BTreeMap<(String, String), (BTreeSet<String>, Vec<i64>)> = BTreeMap::new();
+pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<String>) -> Vec<(SettleJob, BTreeSet<String>, Month)> {
+    let mut jobs: BTreeMap<(String, Month), (BTreeSet<String>, Vec<i64>)> = BTreeMap::new();
     let mut for_everyone = Vec::new();
     for mark in marks {
-        if Month::parse(&mark.month).is_none() {
+        let Some(month) = Month::parse(&mark.month) else {
             // Not written by this version; clear it with the next job.
             for_everyone.push(mark.id);
             continue;
-        }
+        };
         let named;
         let businesses: &BTreeSet<String> = if mark.business.is_empty() {
             for_everyone.push(mark.id);
@@ -106,7 +105,7 @@ pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<Stri
         };
         for business in businesses {
             let portfolio = pricing.accounts.get_or_default(business).portfolio.to_string();
-            let job = jobs.entry((portfolio, mark.month.clone())).or_default();
+            let job = jobs.entry((portfolio, month)).or_default();
             if !job.0.contains(business) {
                 job.0.extend(pricing.with_counter_peers(&BTreeSet::from([business.clone()])));
             }
@@ -118,20 +117,20 @@ pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<Stri
     let last = jobs.len().saturating_sub(1);
     jobs.into_iter()
         .enumerate()
-        .filter_map(|(index, ((portfolio, month), (businesses, mut ids)))| {
+        .map(|(index, ((portfolio, month), (businesses, mut ids)))| {
             if index == last {
                 ids.append(&mut for_everyone);
             }
-            let (since, until) = settle_span(Month::parse(&month)?);
+            let (since, until) = settle_span(month);
             let job = SettleJob {
                 portfolio,
-                month,
+                month: month.to_string(),
                 businesses: businesses.iter().cloned().collect(),
                 since_us: since.as_microsecond(),
                 until_us: until.as_microsecond(),
                 marks: ids,
             };
-            Some((job, businesses))
+            (job, businesses, month)
         })
         .collect()
 }
@@ -192,7 +191,7 @@ portfolio = "P"
         let everyone = BTreeSet::from(["A1".to_string(), "A2".to_string(), "B".to_string()]);
         let jobs = plan(&pricing(), &marks, &everyone);
         let summary: Vec<(String, String, Vec<String>, Vec<i64>)> =
-            jobs.iter().map(|(job, _)| (job.portfolio.clone(), job.month.clone(), job.businesses.clone(), job.marks.clone())).collect();
+            jobs.iter().map(|(job, ..)| (job.portfolio.clone(), job.month.clone(), job.businesses.clone(), job.marks.clone())).collect();
         let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(summary, vec![
             ("B".into(), "2025-07".into(), strings(&["B"]), vec![3]),

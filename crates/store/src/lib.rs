@@ -220,15 +220,6 @@ impl Store {
         }
     }
 
-    /// The stored state of one pair, if it has any event.
-    pub async fn contact(&self, business: &str, user: &str) -> Result<Option<ContactRow>, StoreError> {
-        match self {
-            Store::Sqlite(store) => store.contact(business.to_string(), user.to_string()).await,
-            Store::Postgres(store) => store.contact(business, user).await,
-            Store::Discard => Ok(None),
-        }
-    }
-
     /// A pair's events from `since_us` on (as [`EventScope::Contact`]) and
     /// its stored state, read together.
     pub async fn contact_with_events(&self, business: &str, user: &str, since_us: i64) -> Result<(Vec<StoredEvent>, Option<ContactRow>), StoreError> {

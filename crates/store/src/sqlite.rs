@@ -248,11 +248,6 @@ impl SqliteStore {
         .await
     }
 
-    /// The stored state of one pair.
-    pub async fn contact(&self, business: String, user: String) -> Result<Option<ContactRow>, StoreError> {
-        self.read(move |conn| contact_row(conn, &business, &user)).await
-    }
-
     /// Business phone numbers with at least one contact.
     pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
