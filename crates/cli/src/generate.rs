@@ -2,9 +2,8 @@
 //! demos, benchmarks and load tests — or, with `--webhooks`, the same
 //! traffic as the webhook bodies Meta would POST for it.
 //!
-//! The same seed and options always give the same bytes: the generator is a
-//! hand-written SplitMix64, because `rand`'s general-purpose generators do
-//! not promise identical streams across versions.
+//! The same seed and options always give the same bytes (the generator is
+//! [`wameter_core::random::SplitMix64`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufWriter, Write};
@@ -19,9 +18,10 @@ use wameter_core::charge::Charge;
 use wameter_core::engine::Engine;
 use wameter_core::event::{DeliveryStatus, EventKind, Origin};
 use wameter_core::market::MarketTable;
+use wameter_core::random::SplitMix64;
 use wameter_core::ratecard::{RateBook, TierBook};
 use wameter_log::Parsed;
-use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage};
+use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_display_number};
 
 /// Options of `wameter gen`.
 #[derive(clap::Args, Debug)]
@@ -69,28 +69,6 @@ pub struct GenArgs {
     /// status has a `conversation` object only inside a free entry point).
     #[arg(long, default_value_t = 24, requires = "webhooks")]
     graph_version: u32,
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, reproducible.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0); the modulo bias is irrelevant here.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
 }
 
 /// Calling-code prefixes users are drawn from, with weights: a spread over
@@ -292,18 +270,6 @@ pub fn run(args: GenArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Why Meta fails a message, by the codes `gen` uses (titles as in Meta's
-/// error-code reference).
-fn error_title(code: u32) -> &'static str {
-    match code {
-        131_047 => "Re-engagement message",
-        131_026 => "Message undeliverable",
-        131_049 => "This message was not delivered to maintain healthy ecosystem engagement.",
-        131_050 => "User has stopped marketing messages",
-        _ => "Message failed to send",
-    }
-}
-
 /// Turns a canonical log into the webhook bodies Meta would post for it,
 /// one per line, billing objects from the engine's charges.
 fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_version: u32) -> Result<()> {
@@ -330,7 +296,7 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
     for event in &events {
         let body = match &event.kind {
             EventKind::Inbound { business, user, id, entry_point, .. } => {
-                let (waba, display) = (accounts.get_or_default(business).waba.clone(), display_number(business));
+                let (waba, display) = (accounts.get_or_default(business).waba.clone(), test_display_number(business));
                 let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
                 let wa_id = user.to_string().trim_start_matches('+').to_string();
                 let id = id.as_deref().map_or_else(|| format!("wamid.gen.in.{}", event.origin.line), str::to_string);
@@ -342,7 +308,7 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
             }
             EventKind::Status { id, status, error, .. } => {
                 let Some((business, wa_id)) = sends.get(&**id) else { continue };
-                let (waba, display) = (accounts.get_or_default(business).waba.clone(), display_number(business));
+                let (waba, display) = (accounts.get_or_default(business).waba.clone(), test_display_number(business));
                 let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
                 // Billing objects on `sent` and on the status that charges:
                 // the first `delivered`, or `read` when none came.
@@ -353,7 +319,7 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
                     _ => false,
                 };
                 let charge = charges.get(&**id).filter(|_| charging).map(|charge| (*charge, Billing::of(charge)));
-                let error = error.map(|code| (code as u32, error_title(code as u32)));
+                let error = error.map(|code| code as u32);
                 sender.status(&StatusReport { id, status: status.as_str(), at: event.at, recipient_wa_id: wa_id, charge, error, graph_version })
             }
         };
@@ -361,23 +327,4 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
         out.write_all(b"\n")?;
     }
     Ok(())
-}
-
-/// A display number for a business phone number id (Meta's test numbers
-/// are +1 555…).
-fn display_number(phone_number_id: &str) -> String {
-    format!("1555{}", &phone_number_id[phone_number_id.len().saturating_sub(7)..])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::SplitMix64;
-
-    #[test]
-    fn splitmix_matches_the_reference_stream() {
-        // First outputs for seed 1234567 from the reference C implementation.
-        let mut random = SplitMix64(1_234_567);
-        assert_eq!(random.next(), 6_457_827_717_110_365_317);
-        assert_eq!(random.next(), 3_203_168_211_198_807_973);
-    }
 }

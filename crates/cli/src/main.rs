@@ -12,6 +12,7 @@ mod output;
 mod quote;
 mod rates;
 mod reconcile;
+mod sandbox;
 mod serve;
 
 use std::io::{BufWriter, IsTerminal, Write};
@@ -84,6 +85,8 @@ enum Command {
     Reconcile(Box<reconcile::ReconcileArgs>),
     /// Run the meter as a service: Meta's webhooks in (signed, stored durably), windows, charges and reports out.
     Serve(Box<serve::ServeArgs>),
+    /// A local WhatsApp Cloud API for development: Meta's paths, windows, statuses and webhooks, billed by the engine.
+    Sandbox(Box<sandbox::SandboxArgs>),
     /// Generate seedable synthetic traffic in the canonical format.
     Gen(generate::GenArgs),
     /// Estimate what a campaign or a month of sends will cost, before sending.
@@ -408,6 +411,7 @@ fn main() -> ExitCode {
         Command::Events { logs, strict } => events::run(logs, strict),
         Command::Reconcile(args) => reconcile::run(*args),
         Command::Serve(args) => serve::run(*args),
+        Command::Sandbox(args) => sandbox::run(*args),
         Command::Gen(args) => generate::run(args),
         Command::Quote(args) => quote::run(*args),
         Command::Diff { a, b, json } => diff::run(&a, &b, json),

@@ -30,6 +30,7 @@ pub mod market;
 pub mod money;
 pub mod notice;
 pub mod quote;
+pub mod random;
 pub mod ratecard;
 pub mod reconcile;
 pub mod report;

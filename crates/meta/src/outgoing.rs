@@ -105,8 +105,9 @@ impl Sender<'_> {
             }
             object["pricing"] = pricing_object(charge);
         }
-        if let Some((code, title)) = status.error {
-            object["errors"] = json!([{"code": code, "title": title, "message": title, "error_data": {"details": title}}]);
+        if let Some(code) = status.error {
+            let (title, details) = status_error_text(code);
+            object["errors"] = json!([{"code": code, "title": title, "message": title, "error_data": {"details": details}}]);
         }
         let mut value = self.value();
         value.insert("statuses".into(), json!([object]));
@@ -146,8 +147,8 @@ pub struct StatusReport<'a> {
     /// billing objects (`sent` and the charging status), with the windows
     /// it needs; `None` otherwise.
     pub charge: Option<(&'a Charge, Billing)>,
-    /// `(code, title)` of a failure.
-    pub error: Option<(u32, &'a str)>,
+    /// Meta's error code of a failure (titles from [`status_error_text`]).
+    pub error: Option<u32>,
     /// Graph API version the app subscribed with (e.g. 24).
     pub graph_version: u32,
 }
@@ -210,6 +211,40 @@ pub fn conversation_object(charge: &Charge, billing: Billing, on_sent: bool, gra
     Some(conversation)
 }
 
+/// Meta's title and details for a status error code (Cloud API error-code
+/// reference), for the codes wameter writes; others get a generic text.
+pub fn status_error_text(code: u32) -> (&'static str, &'static str) {
+    match code {
+        131_047 => (
+            "Re-engagement message",
+            "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+        ),
+        131_026 => ("Message undeliverable", "Unable to deliver message. Reasons can include: the recipient phone number is not a WhatsApp phone number."),
+        131_049 => (
+            "This message was not delivered to maintain healthy ecosystem engagement.",
+            "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
+        ),
+        131_050 => ("User has stopped marketing messages", "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."),
+        _ => ("Message failed to send", "Message failed to send because of an unknown error."),
+    }
+}
+
+/// A display number for a business phone number id, shaped like Meta's
+/// test numbers (`1555…`): for senders that know only the id.
+pub fn test_display_number(phone_number_id: &str) -> String {
+    format!("1555{}", &phone_number_id[phone_number_id.len().saturating_sub(7)..])
+}
+
+/// A webhook POST body for one change of a non-message field
+/// (`template_category_update`, …), as Meta sends it: the WABA's entry with
+/// the instant it was written.
+pub fn change(waba: &str, at: Timestamp, field: &str, value: Value) -> Value {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": waba, "time": at.as_second(), "changes": [{"field": field, "value": value}]}]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +287,7 @@ mod tests {
             at,
             recipient_wa_id: "5511999990001",
             charge: None,
-            error: Some((131_047, "Re-engagement message")),
+            error: Some(131_047),
             graph_version: 24,
         });
         let status = &body["entry"][0]["changes"][0]["value"]["statuses"][0];

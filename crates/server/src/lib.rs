@@ -130,10 +130,12 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
     }
     settle::spawn(state.clone());
     telemetry::spawn_upkeep(state.metrics.clone());
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await
 }
 
-async fn shutdown() {
+/// Resolves on Ctrl-C or SIGTERM: the graceful-shutdown signal of the
+/// server and the sandbox.
+pub async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };

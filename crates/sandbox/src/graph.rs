@@ -1,0 +1,142 @@
+//! Graph API errors as Meta writes them: `{"error": {"message", "type",
+//! "code", "error_data", "error_subcode"?, "fbtrace_id"}}`, with Meta's
+//! codes and titles (Cloud API error-code reference), so an app's error
+//! handling can be tested against the sandbox unchanged.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Meta's code for a free-form message outside the customer service
+/// window ("Re-engagement message").
+pub const REENGAGEMENT: u32 = 131_047;
+/// Meta's code for a template parameter count that does not match.
+pub const PARAMETER_COUNT: u32 = 132_000;
+/// Meta's code for a template name/language that does not exist.
+pub const TEMPLATE_NOT_FOUND: u32 = 132_001;
+/// Meta's code for an invalid parameter.
+pub const INVALID_PARAMETER: u32 = 100;
+/// Meta's code for a message that could not be delivered.
+pub const UNDELIVERABLE: u32 = 131_026;
+
+/// One Graph API error response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphError {
+    /// HTTP status (400 for most, 401 for tokens, 404 for paths).
+    pub http: StatusCode,
+    /// Meta's numeric code.
+    pub code: u32,
+    /// `error_subcode`, when Meta sends one.
+    pub subcode: Option<u32>,
+    /// `type`: `OAuthException`, `GraphMethodException`.
+    pub kind: &'static str,
+    /// `message`, `(#code) Title` as Meta writes it.
+    pub message: String,
+    /// `error_data.details`: what exactly was wrong.
+    pub details: String,
+}
+
+impl GraphError {
+    /// A 400 `OAuthException` `(#code) title` with details.
+    pub fn new(code: u32, title: &str, details: impl Into<String>) -> GraphError {
+        GraphError {
+            http: StatusCode::BAD_REQUEST,
+            code,
+            subcode: None,
+            kind: "OAuthException",
+            message: format!("(#{code}) {title}"),
+            details: details.into(),
+        }
+    }
+
+    /// `(#100) Invalid parameter` naming what was wrong.
+    pub fn invalid(details: impl Into<String>) -> GraphError {
+        GraphError::new(INVALID_PARAMETER, "Invalid parameter", details)
+    }
+
+    /// A required field is missing: Meta says `(#100) The parameter X is required.`
+    pub fn required(field: &str) -> GraphError {
+        GraphError { message: format!("(#100) The parameter {field} is required."), ..GraphError::invalid(format!("{field} is required")) }
+    }
+
+    /// A path names an object the sandbox does not have (Meta's
+    /// `GraphMethodException` 100/33).
+    pub fn no_object(id: &str) -> GraphError {
+        GraphError {
+            http: StatusCode::BAD_REQUEST,
+            code: INVALID_PARAMETER,
+            subcode: Some(33),
+            kind: "GraphMethodException",
+            message: format!(
+                "Unsupported post request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
+            ),
+            details: format!("no business phone number or WABA `{id}` in the sandbox's accounts"),
+        }
+    }
+
+    /// Missing or wrong access token (190).
+    pub fn token(details: &str) -> GraphError {
+        GraphError {
+            http: StatusCode::UNAUTHORIZED,
+            code: 190,
+            subcode: None,
+            kind: "OAuthException",
+            message: "Invalid OAuth access token - Cannot parse access token".into(),
+            details: details.into(),
+        }
+    }
+
+    /// A path the sandbox does not serve (Meta's 2500).
+    pub fn unknown_path(path: &str) -> GraphError {
+        GraphError {
+            http: StatusCode::NOT_FOUND,
+            code: 2500,
+            subcode: None,
+            kind: "OAuthException",
+            message: format!("Unknown path components: {path}"),
+            details: "the sandbox serves /{version}/{phone_number_id}/messages, /{version}/{waba_id}/message_templates, /{version}/{phone_number_id} and /_sandbox/…".into(),
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self, fbtrace_id: &str) -> serde_json::Value {
+        let mut error = json!({
+            "message": self.message,
+            "type": self.kind,
+            "code": self.code,
+            "error_data": {"messaging_product": "whatsapp", "details": self.details},
+            "fbtrace_id": fbtrace_id,
+        });
+        if let Some(subcode) = self.subcode {
+            error["error_subcode"] = json!(subcode);
+        }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for GraphError {
+    fn into_response(self) -> Response {
+        // Meta's trace ids are opaque; one per response is all an app sees.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let trace = format!("Sandbox{:011}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        (self.http, axum::Json(self.body(&trace))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_has_meta_s_fields() {
+        let body = GraphError::new(TEMPLATE_NOT_FOUND, "Template name does not exist in the translation", "x").body("T");
+        let error = &body["error"];
+        assert_eq!(error["message"], "(#132001) Template name does not exist in the translation");
+        assert_eq!(error["type"], "OAuthException");
+        assert_eq!(error["code"], 132_001);
+        assert_eq!(error["error_data"]["details"], "x");
+        assert_eq!(error["fbtrace_id"], "T");
+        assert!(error.get("error_subcode").is_none());
+        assert_eq!(GraphError::no_object("1").body("T")["error"]["error_subcode"], 33);
+    }
+}

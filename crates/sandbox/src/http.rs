@@ -1,0 +1,187 @@
+//! The sandbox's HTTP face: Meta's Graph API paths (thin handlers over
+//! [`World`]) and the control API under `/_sandbox/`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+
+use crate::graph::GraphError;
+use crate::world::{ControlError, World};
+
+/// What every handler shares.
+pub struct Shared {
+    /// The state.
+    pub world: Arc<Mutex<World>>,
+    /// When set, Graph API calls must carry `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, axum::Json(json!({"error": self.0}))).into_response()
+    }
+}
+
+/// Runs `work` on the world off the async threads (a send replays the log).
+async fn with_world<T: Send + 'static>(shared: &Shared, work: impl FnOnce(&mut World) -> T + Send + 'static) -> T {
+    let world = shared.world.clone();
+    tokio::task::spawn_blocking(move || work(&mut world.lock().expect("world lock")))
+        .await
+        .expect("a sandbox operation panicked")
+}
+
+fn json_body(bytes: &[u8]) -> Result<Value, GraphError> {
+    serde_json::from_slice(bytes).map_err(|e| GraphError::invalid(format!("the body is not JSON: {e}")))
+}
+
+/// `v23.0` → 23.
+fn graph_version(version: &str) -> Result<u32, GraphError> {
+    version
+        .strip_prefix('v')
+        .and_then(|v| v.split('.').next())
+        .and_then(|major| major.parse().ok())
+        .ok_or_else(|| GraphError::unknown_path(&format!("/{version}")))
+}
+
+async fn send_message(
+    State(shared): State<Arc<Shared>>,
+    Path((version, phone_number_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, GraphError> {
+    let version = graph_version(&version)?;
+    let body = json_body(&body)?;
+    with_world(&shared, move |world| world.send(Timestamp::now(), &phone_number_id, version, &body)).await.map(axum::Json)
+}
+
+async fn list_templates(
+    State(shared): State<Arc<Shared>>,
+    Path((version, waba)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<axum::Json<Value>, GraphError> {
+    graph_version(&version)?;
+    let templates = with_world(&shared, move |world| world.templates(&waba)).await?;
+    let wanted = |field: &str, value: &str| query.get(field).is_none_or(|want| want.eq_ignore_ascii_case(value));
+    let data: Vec<Value> = templates
+        .iter()
+        .filter(|t| query.get("name").is_none_or(|name| t.name.contains(name.as_str())))
+        .filter(|t| wanted("language", &t.language) && wanted("status", &t.status) && wanted("category", crate::templates::category_name(t.category)))
+        .map(crate::templates::Template::to_json)
+        .collect();
+    let (first, last) = (data.first().map(|t| t["id"].clone()), data.last().map(|t| t["id"].clone()));
+    Ok(axum::Json(json!({"data": data, "paging": {"cursors": {"before": first, "after": last}}})))
+}
+
+async fn create_template(
+    State(shared): State<Arc<Shared>>,
+    Path((version, waba)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, GraphError> {
+    graph_version(&version)?;
+    let body = json_body(&body)?;
+    with_world(&shared, move |world| world.create_template(&waba, &body)).await.map(axum::Json)
+}
+
+async fn phone_number(State(shared): State<Arc<Shared>>, Path((version, id)): Path<(String, String)>) -> Result<axum::Json<Value>, GraphError> {
+    graph_version(&version)?;
+    with_world(&shared, move |world| world.phone_number(&id)).await.map(axum::Json)
+}
+
+/// Graph API calls need a bearer token: any, or the one `--token` set.
+async fn bearer(State(shared): State<Arc<Shared>>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match (given, &shared.token) {
+        (None, _) => GraphError::token("no `Authorization: Bearer <token>` header").into_response(),
+        (Some(given), Some(token)) if given != token => GraphError::token("the token is not the sandbox's --token").into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+fn control_json(bytes: &[u8]) -> Result<Value, ControlError> {
+    serde_json::from_slice(bytes).map_err(|e| ControlError(format!("the body is not JSON: {e}")))
+}
+
+async fn inbound(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>, ControlError> {
+    let body = control_json(&body)?;
+    with_world(&shared, move |world| world.inbound(Timestamp::now(), &body)).await.map(axum::Json)
+}
+
+async fn get_clock(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
+    let now = with_world(&shared, |world| world.now(Timestamp::now())).await;
+    axum::Json(json!({"now": now.to_string()}))
+}
+
+async fn set_clock(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>, ControlError> {
+    let body = control_json(&body)?;
+    let now = with_world(&shared, move |world| {
+        let real = Timestamp::now();
+        let to = match (body.get("advance_seconds"), body.get("set")) {
+            (Some(seconds), None) => {
+                let seconds = seconds.as_i64().ok_or_else(|| ControlError("`advance_seconds` must be an integer".into()))?;
+                world.now(real) + SignedDuration::from_secs(seconds)
+            }
+            (None, Some(Value::String(at))) => at.parse::<Timestamp>().map_err(|e| ControlError(format!("`set`: {e} (RFC 3339 with an offset)")))?,
+            _ => return Err(ControlError("give either {\"advance_seconds\": N} or {\"set\": \"<RFC 3339>\"}".into())),
+        };
+        world.set_clock(real, to)
+    })
+    .await?;
+    Ok(axum::Json(json!({"now": now.to_string()})))
+}
+
+async fn charges(State(shared): State<Arc<Shared>>) -> Response {
+    let document = with_world(&shared, |world| world.charges_document()).await;
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
+}
+
+async fn events(State(shared): State<Arc<Shared>>) -> Response {
+    let log = with_world(&shared, |world| world.event_log()).await;
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], log).into_response()
+}
+
+fn internal(error: rusqlite::Error) -> ControlError {
+    ControlError(format!("sandbox database: {error}"))
+}
+
+async fn webhooks(State(shared): State<Arc<Shared>>) -> Result<axum::Json<Value>, ControlError> {
+    with_world(&shared, |world| world.webhooks()).await.map(axum::Json).map_err(internal)
+}
+
+async fn summary(State(shared): State<Arc<Shared>>) -> Result<axum::Json<Value>, ControlError> {
+    with_world(&shared, |world| world.summary(Timestamp::now())).await.map(axum::Json).map_err(internal)
+}
+
+async fn change_category(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>, ControlError> {
+    let body = control_json(&body)?;
+    with_world(&shared, move |world| world.change_category(Timestamp::now(), &body)).await.map(axum::Json)
+}
+
+async fn unknown(request: Request) -> GraphError {
+    GraphError::unknown_path(request.uri().path())
+}
+
+/// The router.
+pub fn app(shared: Arc<Shared>) -> Router {
+    let graph = Router::new()
+        .route("/{version}/{id}/messages", axum::routing::post(send_message))
+        .route("/{version}/{id}/message_templates", get(list_templates).post(create_template))
+        .route("/{version}/{id}", get(phone_number))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), bearer));
+    let control = Router::new()
+        .route("/_sandbox", get(summary))
+        .route("/_sandbox/inbound", axum::routing::post(inbound))
+        .route("/_sandbox/clock", get(get_clock).post(set_clock))
+        .route("/_sandbox/charges", get(charges))
+        .route("/_sandbox/events", get(events))
+        .route("/_sandbox/webhooks", get(webhooks))
+        .route("/_sandbox/templates/category", axum::routing::post(change_category));
+    graph.merge(control).fallback(unknown).with_state(shared)
+}

@@ -1,0 +1,682 @@
+//! The sandbox's state and what happens to it: the sandbox clock, the event
+//! log of everything said between businesses and users, planned statuses,
+//! templates, and the webhooks waiting to be delivered.
+//!
+//! Everything lives in one SQLite database (a file with `--database`, else
+//! in memory), and every operation is one transaction: a send is answered
+//! only after its outbound event and its planned statuses are written.
+//!
+//! The world is deterministic given its inputs: the real time is passed in
+//! (the sandbox clock is the real time plus an offset the control API
+//! moves), and failure and fault draws come from a seeded generator.
+//! Prices, windows and the `pricing`/`conversation` objects of statuses all
+//! come from the same engine as `wameter replay`, fed the sandbox's own
+//! event log, so `GET /_sandbox/charges` and a replay of `GET
+//! /_sandbox/events` cannot disagree.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+use wameter_core::category::TemplateCategory;
+use wameter_core::charge::Charge;
+use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, Template as UsedTemplate, UserId};
+use wameter_core::random::SplitMix64;
+use wameter_log::Parsed;
+use wameter_log::replay_json::{WarningJson, write_document};
+use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_display_number};
+use wameter_server::Pricing;
+
+use crate::graph::{GraphError, REENGAGEMENT, UNDELIVERABLE};
+use crate::messages::{self, Request};
+use crate::templates::{self, Template, category_name, parse_category};
+
+/// How the sandbox refuses a free-form message outside the customer
+/// service window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reengagement {
+    /// As Meta does: the send is accepted, then a `failed` status with
+    /// 131047 arrives.
+    #[default]
+    Async,
+    /// The send is refused at once with a 131047 Graph error (easier to
+    /// test against; not what Meta does).
+    Sync,
+}
+
+/// How sends and webhooks behave.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Sandbox time from a send to its `sent` status.
+    pub sent_after: SignedDuration,
+    /// Sandbox time from a send to its `delivered` (or `failed`) status.
+    pub delivered_after: SignedDuration,
+    /// Sandbox time from a send to its `read` status; `None`: never read.
+    pub read_after: Option<SignedDuration>,
+    /// Percent of messages that fail with 131026 (undeliverable).
+    pub failure_percent: u64,
+    /// How 131047 is reported.
+    pub reengagement: Reengagement,
+    /// Seed of the failure and fault draws.
+    pub seed: u64,
+    /// Percent of webhooks posted twice (redelivery, as Meta may).
+    pub duplicate_percent: u64,
+    /// Largest random hold before a webhook is posted, in milliseconds of
+    /// real time (holds reorder webhooks).
+    pub delay_ms_max: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sent_after: SignedDuration::from_secs(1),
+            delivered_after: SignedDuration::from_secs(2),
+            read_after: None,
+            failure_percent: 0,
+            reengagement: Reengagement::Async,
+            seed: 1,
+            duplicate_percent: 0,
+            delay_ms_max: 0,
+        }
+    }
+}
+
+/// An error of the control API (`/_sandbox/…`): a 400 with this text.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ControlError(pub String);
+
+/// A webhook body waiting in the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outgoing {
+    /// Outbox sequence number.
+    pub seq: i64,
+    /// The POST body.
+    pub body: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, line TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, business TEXT NOT NULL, wa_id TEXT NOT NULL, graph_version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS schedule (seq INTEGER PRIMARY KEY, due INTEGER NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, error INTEGER);
+CREATE TABLE IF NOT EXISTS wabas (waba TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS templates (
+    id TEXT PRIMARY KEY, waba TEXT NOT NULL, name TEXT NOT NULL, language TEXT NOT NULL,
+    category TEXT NOT NULL, status TEXT NOT NULL, components TEXT NOT NULL, UNIQUE (waba, name, language));
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'pending', last_error TEXT);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// The sandbox's state.
+pub struct World {
+    db: Connection,
+    pricing: Arc<Pricing>,
+    options: Options,
+    /// The event log, as in the `events` table (origin line = `seq`).
+    events: Vec<Event>,
+    /// Sandbox clock minus real time.
+    offset: SignedDuration,
+    random: SplitMix64,
+}
+
+type Sql<T> = Result<T, rusqlite::Error>;
+
+fn sql_error(error: rusqlite::Error) -> GraphError {
+    GraphError { http: axum::http::StatusCode::INTERNAL_SERVER_ERROR, ..GraphError::new(1, "An unknown error occurred", error.to_string()) }
+}
+
+/// Whole seconds, as Meta's timestamps are.
+fn second(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).expect("a valid timestamp truncated is valid")
+}
+
+fn wa_id(user: &UserId) -> String {
+    user.to_string().trim_start_matches('+').to_string()
+}
+
+impl World {
+    /// Opens (or creates) the sandbox state in `db`.
+    pub fn open(db: Connection, pricing: Arc<Pricing>, options: Options) -> Result<World, String> {
+        db.execute_batch(SCHEMA).map_err(|e| format!("cannot prepare the sandbox database: {e}"))?;
+        let mut world = World { db, pricing, random: SplitMix64(options.seed), options, events: Vec::new(), offset: SignedDuration::ZERO };
+        let offset: Option<String> = world.setting("clock_offset_ns").map_err(|e| e.to_string())?;
+        if let Some(offset) = offset {
+            world.offset = SignedDuration::from_nanos(offset.parse::<i64>().map_err(|e| format!("settings.clock_offset_ns: {e}"))?);
+        }
+        let lines: Vec<(i64, String)> = {
+            let mut statement = world.db.prepare("SELECT seq, line FROM events ORDER BY seq").map_err(|e| e.to_string())?;
+            statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).and_then(Iterator::collect).map_err(|e| e.to_string())?
+        };
+        for (seq, line) in lines {
+            match wameter_log::parse_line(&line, Origin { source: 0, line: seq as u32 }) {
+                Ok(Parsed::Event(event)) => world.events.push(event),
+                Ok(_) => return Err(format!("sandbox database: event {seq} is not an event: {line}")),
+                Err(e) => return Err(format!("sandbox database: event {seq}: {e}")),
+            }
+        }
+        Ok(world)
+    }
+
+    fn setting(&self, key: &str) -> Sql<Option<String>> {
+        self.db.query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| row.get(0)).optional()
+    }
+
+    fn set_setting(&self, key: &str, value: &str) -> Sql<()> {
+        self.db.execute("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", [key, value])?;
+        Ok(())
+    }
+
+    /// The next number of a sequence kept in the settings (wamids,
+    /// template ids): never reused, also across restarts.
+    fn next_number(&self, key: &str) -> Sql<u64> {
+        let next = self.setting(key)?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+        self.set_setting(key, &(next + 1).to_string())?;
+        Ok(next)
+    }
+
+    /// The sandbox clock at real time `real` (whole seconds).
+    pub fn now(&self, real: Timestamp) -> Timestamp {
+        second(real.checked_add(self.offset).unwrap_or(real))
+    }
+
+    /// The options the world runs with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Moves the sandbox clock to `to`, then fires the statuses that fell
+    /// due. The clock only moves forward: the event log is history.
+    pub fn set_clock(&mut self, real: Timestamp, to: Timestamp) -> Result<Timestamp, ControlError> {
+        let now = self.now(real);
+        if second(to) < now {
+            return Err(ControlError(format!("the sandbox clock only moves forward: it is {now}, {to} is earlier")));
+        }
+        self.offset = to.duration_since(real);
+        self.set_setting("clock_offset_ns", &self.offset.as_nanos().to_string()).map_err(|e| ControlError(e.to_string()))?;
+        self.fire_due(real).map_err(|e| ControlError(e.to_string()))?;
+        Ok(self.now(real))
+    }
+
+    /// Starts the clock of a new sandbox at `at` (any date: to develop
+    /// against an earlier era). A sandbox with history keeps its clock, so
+    /// that the log never runs backwards: returns `false` then.
+    pub fn start_clock(&mut self, real: Timestamp, at: Timestamp) -> Result<bool, String> {
+        if !self.events.is_empty() {
+            return Ok(false);
+        }
+        self.offset = at.duration_since(real);
+        self.set_setting("clock_offset_ns", &self.offset.as_nanos().to_string()).map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
+    /// The business phone numbers the sandbox serves: those of the accounts
+    /// file, or any when it lists none.
+    fn check_business(&self, phone_number_id: &str) -> Result<(), GraphError> {
+        let accounts = &self.pricing.accounts;
+        if accounts.businesses().next().is_some() && accounts.get(phone_number_id).is_none() {
+            return Err(GraphError::no_object(phone_number_id));
+        }
+        Ok(())
+    }
+
+    fn sender_parts(&self, business: &str) -> (String, String) {
+        (self.pricing.waba_of(business), test_display_number(business))
+    }
+
+    fn append(&mut self, at: Timestamp, kind: EventKind) -> Sql<()> {
+        let mut event = Event { at, origin: Origin::default(), kind };
+        let line = wameter_log::event_line(&event);
+        self.db.execute("INSERT INTO events (line) VALUES (?1)", [&line])?;
+        event.origin = Origin { source: 0, line: self.db.last_insert_rowid() as u32 };
+        self.events.push(event);
+        Ok(())
+    }
+
+    fn enqueue(&mut self, real: Timestamp, body: &Value) -> Sql<()> {
+        let text = body.to_string();
+        let copies = if self.random.percent(self.options.duplicate_percent) { 2 } else { 1 };
+        for _ in 0..copies {
+            let hold = if self.options.delay_ms_max > 0 { self.random.below(self.options.delay_ms_max + 1) as i64 } else { 0 };
+            self.db.execute("INSERT INTO outbox (body, next_attempt_ms) VALUES (?1, ?2)", params![text, real.as_millisecond() + hold])?;
+        }
+        Ok(())
+    }
+
+    /// A user writes to a business (`POST /_sandbox/inbound`): the event is
+    /// logged and the message webhook queued. Returns the wamid and when.
+    pub fn inbound(&mut self, real: Timestamp, request: &Value) -> Result<Value, ControlError> {
+        let field = |name: &str| request.get(name).and_then(Value::as_str);
+        let business = field("business").ok_or_else(|| ControlError("`business` (the business phone number id) is required".into()))?;
+        self.check_business(business).map_err(|e| ControlError(e.details))?;
+        let user = UserId::parse(field("user").ok_or_else(|| ControlError("`user` (the user's phone number) is required".into()))?)
+            .map_err(|e| ControlError(format!("`user`: {e}")))?;
+        let text = field("text").unwrap_or("Hello");
+        let entry_point = match field("entry_point") {
+            None => None,
+            Some(text) => Some(EntryPoint::parse(text).ok_or_else(|| ControlError(format!("`entry_point` `{text}`: must be ad or page_cta")))?),
+        };
+        let now = self.now(real);
+        let name = field("name").unwrap_or("Sandbox User");
+        let result = self.transaction(|world| {
+            let id = format!("wamid.sandbox.in.{}", world.next_number("next_wamid")?);
+            world.append(now, EventKind::Inbound {
+                business: business.into(),
+                user: user.clone(),
+                id: Some(id.as_str().into()),
+                entry_point,
+                kind: InboundKind::Message,
+            })?;
+            let (waba, display) = world.sender_parts(business);
+            let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
+            let wa_id = wa_id(&user);
+            let body = sender.user_text(&UserMessage { wa_id: &wa_id, name, id: &id, at: now, text, entry_point });
+            world.enqueue(real, &body)?;
+            Ok(id)
+        });
+        let id = result.map_err(|e| ControlError(e.to_string()))?;
+        Ok(json!({"id": id, "at": now.to_string()}))
+    }
+
+    /// Runs `work` in one transaction. On failure the database rolls back,
+    /// and so does the in-memory log (it may hold events the database no
+    /// longer has).
+    fn transaction<T>(&mut self, work: impl FnOnce(&mut World) -> Sql<T>) -> Sql<T> {
+        self.db.execute_batch("BEGIN IMMEDIATE")?;
+        let events = self.events.len();
+        match work(self).and_then(|value| self.db.execute_batch("COMMIT").map(|()| value)) {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                let _ = self.db.execute_batch("ROLLBACK");
+                self.events.truncate(events);
+                Err(error)
+            }
+        }
+    }
+
+    /// `POST /{version}/{phone_number_id}/messages`.
+    pub fn send(&mut self, real: Timestamp, phone_number_id: &str, graph_version: u32, body: &Value) -> Result<Value, GraphError> {
+        self.check_business(phone_number_id)?;
+        let message = match messages::parse(body)? {
+            Request::MarkRead { message_id } => {
+                let known = self.events.iter().any(|event| {
+                    matches!(&event.kind, EventKind::Inbound { business, id: Some(id), .. } if **business == *phone_number_id && **id == *message_id)
+                });
+                if !known {
+                    return Err(GraphError::invalid(format!("message_id `{message_id}`: no message from a user to {phone_number_id}")));
+                }
+                return Ok(json!({"success": true}));
+            }
+            Request::Message(message) => message,
+        };
+        let now = self.now(real);
+        let waba = self.pricing.waba_of(phone_number_id);
+        let template = match &message.template {
+            Some(wanted) => {
+                let template = self.find_template(&waba, &wanted.name, &wanted.language)?;
+                templates::check_parameters(&template, wanted.components.as_ref())?;
+                Some(UsedTemplate { name: template.name.as_str().into(), category: template.category })
+            }
+            None => None,
+        };
+        // Free-form messages need the customer service window open when
+        // sent. "Before" includes the same second: a user's message logged at
+        // 12:00:00 precedes a reply sent at 12:00:00.
+        let refused = template.is_none() && {
+            let engine = self.pricing.engine();
+            let windows = wameter_server::meter::windows(&engine, self.events.clone(), phone_number_id, &message.user, now + SignedDuration::from_nanos(1));
+            windows.customer_service_window.is_none()
+        };
+        if refused && self.options.reengagement == Reengagement::Sync {
+            let (title, details) = wameter_meta::outgoing::status_error_text(REENGAGEMENT);
+            return Err(GraphError::new(REENGAGEMENT, title, details));
+        }
+        let fails = !refused && self.random.percent(self.options.failure_percent);
+        let plan = |after: SignedDuration| (now + after).as_second();
+        let options = &self.options;
+        let statuses: Vec<(i64, &str, Option<u32>)> = if refused {
+            vec![(plan(options.sent_after), "failed", Some(REENGAGEMENT))]
+        } else if fails {
+            vec![(plan(options.sent_after), "sent", None), (plan(options.delivered_after), "failed", Some(UNDELIVERABLE))]
+        } else {
+            let mut statuses = vec![(plan(options.sent_after), "sent", None), (plan(options.delivered_after), "delivered", None)];
+            if let Some(read_after) = options.read_after {
+                statuses.push((plan(read_after.max(options.delivered_after)), "read", None));
+            }
+            statuses
+        };
+        let id = self
+            .transaction(|world| {
+                let id = format!("wamid.sandbox.{}", world.next_number("next_wamid")?);
+                world.append(now, EventKind::Outbound { business: phone_number_id.into(), user: message.user.clone(), id: id.as_str().into(), template })?;
+                world.db.execute(
+                    "INSERT INTO messages (id, business, wa_id, graph_version) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, phone_number_id, wa_id(&message.user), graph_version],
+                )?;
+                for (due, status, error) in &statuses {
+                    world.db.execute("INSERT INTO schedule (due, id, status, error) VALUES (?1, ?2, ?3, ?4)", params![due, id, status, error])?;
+                }
+                Ok(id)
+            })
+            .map_err(sql_error)?;
+        self.fire_due(real).map_err(sql_error)?;
+        let mut sent = json!({"id": id});
+        if message.template.is_some() {
+            sent["message_status"] = json!("accepted");
+        }
+        Ok(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": message.input, "wa_id": wa_id(&message.user)}],
+            "messages": [sent],
+        }))
+    }
+
+    /// Statuses planned but not yet due, as the events they will become:
+    /// the future as planned, which prices a `sent` status the way its
+    /// delivery will be priced.
+    fn planned(&self) -> Sql<Vec<(i64, Timestamp, Box<str>, DeliveryStatus, Option<i64>)>> {
+        let mut statement = self.db.prepare("SELECT seq, due, id, status, error FROM schedule ORDER BY due, seq")?;
+        let rows = statement.query_map([], |row| {
+            let status: String = row.get(3)?;
+            Ok((
+                row.get::<_, i64>(0)?,
+                Timestamp::from_second(row.get(1)?).unwrap_or_default(),
+                row.get::<_, String>(2)?.into_boxed_str(),
+                DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed),
+                row.get::<_, Option<i64>>(4)?,
+            ))
+        })?;
+        rows.collect()
+    }
+
+    /// Turns every planned status due at the sandbox clock into a logged
+    /// event and a queued webhook, in time order. Returns how many fired.
+    pub fn fire_due(&mut self, real: Timestamp) -> Sql<usize> {
+        let now = self.now(real);
+        let planned = self.planned()?;
+        let due = planned.iter().take_while(|(_, at, ..)| *at <= now).count();
+        if due == 0 {
+            return Ok(0);
+        }
+        // One replay of the log plus the planned future prices every status
+        // of this round.
+        let mut future = self.events.clone();
+        let first_line = self.events.len() as u32 + 1;
+        for (offset, (_, at, id, status, error)) in planned.iter().enumerate() {
+            let kind = EventKind::Status { id: id.clone(), status: *status, error: *error, detail: None };
+            future.push(Event { at: *at, origin: Origin { source: 0, line: first_line + offset as u32 }, kind });
+        }
+        let report = self.pricing.engine().replay(future);
+        let charges: HashMap<&str, &Charge> = report.charges.iter().map(|charge| (&*charge.message_id, charge)).collect();
+        let delivered_planned: std::collections::HashSet<&str> = planned
+            .iter()
+            .filter(|(.., status, _)| *status == DeliveryStatus::Delivered)
+            .map(|(_, _, id, ..)| &**id)
+            .collect();
+        self.transaction(|world| world.fire(real, &planned[..due], &charges, &delivered_planned))?;
+        Ok(due)
+    }
+
+    /// Logs due statuses and queues their webhooks (in a transaction).
+    fn fire(
+        &mut self,
+        real: Timestamp,
+        due: &[(i64, Timestamp, Box<str>, DeliveryStatus, Option<i64>)],
+        charges: &HashMap<&str, &Charge>,
+        delivered_planned: &std::collections::HashSet<&str>,
+    ) -> Sql<()> {
+        let mut bodies = Vec::with_capacity(due.len());
+        for (seq, at, id, status, error) in due {
+            let kind = EventKind::Status { id: id.clone(), status: *status, error: *error, detail: None };
+            let mut event = Event { at: *at, origin: Origin::default(), kind };
+            let line = wameter_log::event_line(&event);
+            self.db.execute("INSERT INTO events (line) VALUES (?1)", [&line])?;
+            event.origin = Origin { source: 0, line: self.db.last_insert_rowid() as u32 };
+            self.events.push(event);
+            self.db.execute("DELETE FROM schedule WHERE seq = ?1", [seq])?;
+            let (business, wa_id, graph_version): (String, String, u32) =
+                self.db.query_row("SELECT business, wa_id, graph_version FROM messages WHERE id = ?1", [&**id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
+            // Billing objects ride on `sent` and on the status that charges.
+            let charging = match status {
+                DeliveryStatus::Sent | DeliveryStatus::Delivered => true,
+                DeliveryStatus::Read => !delivered_planned.contains(&**id),
+                DeliveryStatus::Failed => false,
+            };
+            let charge = charges.get(&**id).filter(|_| charging).map(|charge| (*charge, Billing::of(charge)));
+            let (waba, display) = self.sender_parts(&business);
+            let sender = Sender { waba: &waba, phone_number_id: &business, display_phone_number: &display };
+            let error = error.map(|code| code as u32);
+            bodies.push(sender.status(&StatusReport { id, status: status.as_str(), at: *at, recipient_wa_id: &wa_id, charge, error, graph_version }));
+        }
+        for body in &bodies {
+            self.enqueue(real, body)?;
+        }
+        Ok(())
+    }
+
+    /// The WABA's templates, starting with Meta's sample `hello_world` the
+    /// first time the WABA is seen.
+    pub fn templates(&mut self, waba: &str) -> Result<Vec<Template>, GraphError> {
+        let inserted = self.db.execute("INSERT OR IGNORE INTO wabas (waba) VALUES (?1)", [waba]).map_err(sql_error)?;
+        if inserted == 1 {
+            let id = self.next_template_id().map_err(sql_error)?;
+            self.insert_template(waba, &Template::hello_world(id)).map_err(sql_error)?;
+        }
+        let mut statement = self
+            .db
+            .prepare("SELECT id, name, language, category, status, components FROM templates WHERE waba = ?1 ORDER BY rowid")
+            .map_err(sql_error)?;
+        let rows = statement
+            .query_map([waba], |row| {
+                let category: String = row.get(3)?;
+                let components: String = row.get(5)?;
+                Ok(Template {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    language: row.get(2)?,
+                    category: parse_category(&category).unwrap_or(TemplateCategory::Utility),
+                    status: row.get(4)?,
+                    components: serde_json::from_str(&components).unwrap_or(Value::Null),
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(sql_error);
+        rows
+    }
+
+    fn next_template_id(&self) -> Sql<String> {
+        // Meta's template ids are long decimal numbers.
+        Ok(format!("{}", 1_000_000_000_000_000 + self.next_number("next_template")?))
+    }
+
+    fn insert_template(&self, waba: &str, template: &Template) -> Sql<()> {
+        self.db.execute(
+            "INSERT INTO templates (id, waba, name, language, category, status, components) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                template.id,
+                waba,
+                template.name,
+                template.language,
+                category_name(template.category),
+                template.status,
+                template.components.to_string()
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn find_template(&mut self, waba: &str, name: &str, language: &str) -> Result<Template, GraphError> {
+        self.templates(waba)?
+            .into_iter()
+            .find(|t| t.name == name && t.language == language && t.status == "APPROVED")
+            .ok_or_else(|| templates::not_found(name, language))
+    }
+
+    /// `POST /{version}/{waba_id}/message_templates`: the sandbox approves
+    /// at once, with the category asked for.
+    pub fn create_template(&mut self, waba: &str, body: &Value) -> Result<Value, GraphError> {
+        let new = templates::parse_new(body)?;
+        if self.templates(waba)?.iter().any(|t| t.name == new.name && t.language == new.language) {
+            return Err(GraphError {
+                subcode: Some(2_388_024),
+                ..GraphError::invalid(format!("a template `{}` in {} already exists", new.name, new.language))
+            });
+        }
+        let id = self.next_template_id().map_err(sql_error)?;
+        let template = Template { id, name: new.name, language: new.language, category: new.category, status: "APPROVED".into(), components: new.components };
+        self.insert_template(waba, &template).map_err(sql_error)?;
+        Ok(json!({"id": template.id, "status": template.status, "category": category_name(template.category)}))
+    }
+
+    /// Meta re-categorises a template (`POST /_sandbox/templates/category`):
+    /// later sends use the new category, and the app gets a
+    /// `template_category_update` webhook per language changed.
+    pub fn change_category(&mut self, real: Timestamp, request: &Value) -> Result<Value, ControlError> {
+        let field = |name: &str| request.get(name).and_then(Value::as_str);
+        let waba = field("waba").ok_or_else(|| ControlError("`waba` is required".into()))?;
+        let name = field("name").ok_or_else(|| ControlError("`name` (the template's) is required".into()))?;
+        let category = field("category").ok_or_else(|| ControlError("`category` is required".into()))?;
+        let category = parse_category(category).ok_or_else(|| ControlError(format!("`category` `{category}`: must be MARKETING, UTILITY or AUTHENTICATION")))?;
+        let language = field("language");
+        let changed: Vec<Template> = self
+            .templates(waba)
+            .map_err(|e| ControlError(e.details))?
+            .into_iter()
+            .filter(|t| t.name == name && language.is_none_or(|l| l == t.language))
+            .collect();
+        if changed.is_empty() {
+            return Err(ControlError(format!("WABA {waba} has no template `{name}`{}", language.map(|l| format!(" in {l}")).unwrap_or_default())));
+        }
+        let now = self.now(real);
+        let result = self.transaction(|world| {
+            for template in &changed {
+                world.db.execute("UPDATE templates SET category = ?1 WHERE id = ?2", params![category_name(category), template.id])?;
+                let id = template.id.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::from(template.id.clone()));
+                let value = json!({
+                    "message_template_id": id,
+                    "message_template_name": template.name,
+                    "message_template_language": template.language,
+                    "previous_category": category_name(template.category),
+                    "new_category": category_name(category),
+                });
+                world.enqueue(real, &wameter_meta::outgoing::change(waba, now, "template_category_update", value))?;
+            }
+            Ok(())
+        });
+        result.map_err(|e| ControlError(e.to_string()))?;
+        Ok(json!({"changed": changed.len(), "category": category_name(category), "at": now.to_string()}))
+    }
+
+    /// `GET /{version}/{phone_number_id}`.
+    pub fn phone_number(&self, phone_number_id: &str) -> Result<Value, GraphError> {
+        self.check_business(phone_number_id)?;
+        let digits = test_display_number(phone_number_id);
+        Ok(json!({
+            "id": phone_number_id,
+            "display_phone_number": format!("+{} {}-{}-{}", &digits[..1], &digits[1..4], &digits[4..7], &digits[7..]),
+            "verified_name": "wameter sandbox",
+            "quality_rating": "GREEN",
+            "code_verification_status": "VERIFIED",
+            "name_status": "AVAILABLE_WITHOUT_REVIEW",
+            "platform_type": "CLOUD_API",
+            "throughput": {"level": "STANDARD"},
+        }))
+    }
+
+    /// The event log as canonical NDJSON (`GET /_sandbox/events`): what
+    /// `wameter replay` reads.
+    pub fn event_log(&self) -> String {
+        let mut out = String::new();
+        for event in &self.events {
+            out.push_str(&wameter_log::event_line(event));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The `replay --json` document of the event log (`GET
+    /// /_sandbox/charges`). Warnings point at lines of `GET
+    /// /_sandbox/events`.
+    pub fn charges_document(&self) -> Vec<u8> {
+        let report = self.pricing.engine().replay(self.events.clone());
+        let warnings: Vec<WarningJson> = report
+            .warnings
+            .iter()
+            .map(|warning| WarningJson { code: warning.code, message: warning.message.clone(), file: None, line: warning.origin.map(|o| o.line), event: None })
+            .collect();
+        let mut out = Vec::new();
+        write_document(&mut out, &report.charges, &warnings, Default::default()).expect("writing to memory cannot fail");
+        out
+    }
+
+    /// Webhooks due for a post at real time `real` (at most `limit`).
+    pub fn due_webhooks(&self, real: Timestamp, limit: usize) -> Sql<Vec<Outgoing>> {
+        let mut statement = self.db.prepare(
+            "SELECT seq, body, attempts FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, seq LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![real.as_millisecond(), limit as i64], |row| {
+            Ok(Outgoing { seq: row.get(0)?, body: row.get(1)?, attempts: row.get(2)? })
+        })?;
+        rows.collect()
+    }
+
+    /// When the next pending webhook falls due (real milliseconds).
+    pub fn next_webhook_ms(&self) -> Sql<Option<i64>> {
+        self.db.query_row("SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'", [], |row| row.get(0))
+    }
+
+    /// Records a post: delivered, or failed and retried after `retry_in`
+    /// (`None`: given up).
+    pub fn webhook_result(&self, real: Timestamp, seq: i64, error: Option<(&str, Option<SignedDuration>)>) -> Sql<()> {
+        match error {
+            None => self.db.execute("UPDATE outbox SET state = 'delivered', attempts = attempts + 1 WHERE seq = ?1", [seq])?,
+            Some((error, Some(retry_in))) => self.db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 WHERE seq = ?1",
+                params![seq, error, real.as_millisecond() + retry_in.as_millis() as i64],
+            )?,
+            Some((error, None)) => self.db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, state = 'abandoned' WHERE seq = ?1",
+                params![seq, error],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Every webhook the sandbox has written, with its delivery state
+    /// (`GET /_sandbox/webhooks`).
+    pub fn webhooks(&self) -> Sql<Value> {
+        let mut statement = self.db.prepare("SELECT seq, body, attempts, state, last_error FROM outbox ORDER BY seq")?;
+        let rows = statement.query_map([], |row| {
+            let body: String = row.get(1)?;
+            Ok(json!({
+                "seq": row.get::<_, i64>(0)?,
+                "body": serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+                "attempts": row.get::<_, i64>(2)?,
+                "state": row.get::<_, String>(3)?,
+                "last_error": row.get::<_, Option<String>>(4)?,
+            }))
+        })?;
+        Ok(Value::Array(rows.collect::<Sql<Vec<Value>>>()?))
+    }
+
+    /// Counts for `GET /_sandbox`.
+    pub fn summary(&self, real: Timestamp) -> Sql<Value> {
+        let count = |sql: &str| self.db.query_row(sql, [], |row| row.get::<_, i64>(0));
+        Ok(json!({
+            "clock": self.now(real).to_string(),
+            "events": self.events.len(),
+            "planned_statuses": count("SELECT COUNT(*) FROM schedule")?,
+            "webhooks": {
+                "pending": count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")?,
+                "delivered": count("SELECT COUNT(*) FROM outbox WHERE state = 'delivered'")?,
+                "abandoned": count("SELECT COUNT(*) FROM outbox WHERE state = 'abandoned'")?,
+            },
+        }))
+    }
+}
