@@ -90,8 +90,17 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
             return Err(GraphError::invalid(format!("recipient_type `{kind}`: the sandbox sends to individuals only")));
         }
     }
-    // Meta defaults the type to text.
-    let kind = body.get("type").and_then(Value::as_str).unwrap_or("text");
+    // Without `type`, Meta defaults to text; its own examples also leave
+    // it out when the body holds one other kind of content (a list reply),
+    // so that content names the type.
+    let inferred = || {
+        let mut kinds = ["text", "template", "reaction", "interactive", "location", "contacts"].into_iter().chain(MEDIA).filter(|k| body.get(k).is_some());
+        match (kinds.next(), kinds.next()) {
+            (Some(kind), None) => kind,
+            _ => "text",
+        }
+    };
+    let kind = body.get("type").and_then(Value::as_str).unwrap_or_else(inferred);
     let mut template = None;
     match kind {
         "text" => {
@@ -190,6 +199,14 @@ mod tests {
         assert_eq!(error.message, "(#100) The parameter messaging_product is required.");
         let error = message(json!({"messaging_product": "whatsapp", "to": "15550001111", "type": "template", "template": {"name": "x"}})).unwrap_err();
         assert_eq!(error.message, "(#100) The parameter template['language'] is required.");
+    }
+
+    #[test]
+    fn a_missing_type_is_read_from_the_content() {
+        let list = json!({"messaging_product": "whatsapp", "to": "15550001111", "interactive": {"type": "list", "action": {}}});
+        assert_eq!(message(list).unwrap().kind, "interactive");
+        let neither = json!({"messaging_product": "whatsapp", "to": "15550001111"});
+        assert_eq!(message(neither).unwrap_err().message, "(#100) The parameter text is required.");
     }
 
     #[test]

@@ -605,11 +605,24 @@ impl World {
     /// /_sandbox/events`.
     pub fn charges_document(&self) -> Vec<u8> {
         let report = self.pricing.engine().replay(self.events.clone());
-        let warnings: Vec<WarningJson> = report
-            .warnings
-            .iter()
-            .map(|warning| WarningJson { code: warning.code, message: warning.message.clone(), file: None, line: warning.origin.map(|o| o.line), event: None })
-            .collect();
+        // A message the engine cannot price (no rate card for its date) has
+        // no charge; say so rather than leave a silent gap (`replay` fails
+        // on it).
+        let unpriced = report.errors.iter().map(|error| WarningJson {
+            code: "unpriced_message",
+            message: format!("{}: {}", error.message_id, error.message),
+            file: None,
+            line: Some(error.origin.line),
+            event: None,
+        });
+        let warned = report.warnings.iter().map(|warning| WarningJson {
+            code: warning.code,
+            message: warning.message.clone(),
+            file: None,
+            line: warning.origin.map(|o| o.line),
+            event: None,
+        });
+        let warnings: Vec<WarningJson> = unpriced.chain(warned).collect();
         let mut out = Vec::new();
         write_document(&mut out, &report.charges, &warnings, Default::default()).expect("writing to memory cannot fail");
         out
