@@ -454,3 +454,23 @@ fn requests_responses_and_webhooks_conform_to_meta_s_openapi_schemas() {
     let broken = std::panic::catch_unwind(|| schemas.check("send_message_response", &json!({"messages": "wamid"})));
     assert!(broken.is_err());
 }
+
+/// pywa, a WhatsApp client library from PyPI, sends text and templates
+/// through the sandbox (base URL redirected) and its own webhook handler
+/// verifies and parses the sandbox's signed webhooks
+/// (`crates/cli/tests/pywa/sandbox_client.py` says what is checked).
+#[test]
+fn pywa_sends_through_the_sandbox_and_accepts_its_webhooks() {
+    let Some(python) = std::env::var_os("WAMETER_TEST_PYTHON") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must set WAMETER_TEST_PYTHON (scripts/pywa-for-tests.sh)");
+        eprintln!("skipped: export WAMETER_TEST_PYTHON=\"$(scripts/pywa-for-tests.sh)\" to run pywa against the sandbox");
+        return;
+    };
+    let script = common::root().join("crates/cli/tests/pywa/sandbox_client.py");
+    let output = std::process::Command::new(python).arg(&script).arg(env!("CARGO_BIN_EXE_wameter")).output().expect("python runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "pywa against the sandbox failed:\n{stdout}\n{stderr}");
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(summary["pywa"], "ok");
+    assert_eq!(summary["billed"], "0.0068", "hello_world to Brazil, utility, card usd-2026-10-01");
+}

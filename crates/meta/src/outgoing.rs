@@ -71,6 +71,9 @@ impl Sender<'_> {
             "type": "text",
             "text": {"body": user.text}
         });
+        if let Some(user_id) = user.user_id {
+            message["from_user_id"] = json!(user_id);
+        }
         if let Some(entry_point) = user.entry_point {
             let source_type = match entry_point {
                 EntryPoint::Ad => "ad",
@@ -86,7 +89,11 @@ impl Sender<'_> {
             });
         }
         let mut value = self.value();
-        value.insert("contacts".into(), json!([{"profile": {"name": user.name}, "wa_id": user.wa_id}]));
+        let mut contact = json!({"profile": {"name": user.name}, "wa_id": user.wa_id});
+        if let Some(user_id) = user.user_id {
+            contact["user_id"] = json!(user_id);
+        }
+        value.insert("contacts".into(), json!([contact]));
         value.insert("messages".into(), json!([message]));
         self.envelope(Value::Object(value))
     }
@@ -99,6 +106,15 @@ impl Sender<'_> {
             "timestamp": status.at.as_second().to_string(),
             "recipient_id": status.recipient_wa_id,
         });
+        if let Some(user_id) = status.recipient_user_id {
+            object["recipient_user_id"] = json!(user_id);
+        }
+        // Since the BSUID rollout Meta adds the recipient's contact to a
+        // status, as to a message (its business-scoped user ids page).
+        let contact = status.recipient_user_id.map(|user_id| {
+            let country = user_id.split_once('.').map_or("", |(country, _)| country);
+            json!([{"profile": {"country_code": country}, "wa_id": status.recipient_wa_id, "user_id": user_id}])
+        });
         if let Some((charge, billing)) = status.charge {
             if let Some(conversation) = conversation_object(charge, billing, status.status == "sent", status.graph_version) {
                 object["conversation"] = conversation;
@@ -110,6 +126,9 @@ impl Sender<'_> {
             object["errors"] = json!([{"code": code, "title": title, "message": title, "error_data": {"details": details}}]);
         }
         let mut value = self.value();
+        if let Some(contact) = contact {
+            value.insert("contacts".into(), contact);
+        }
         value.insert("statuses".into(), json!([object]));
         self.envelope(Value::Object(value))
     }
@@ -120,6 +139,9 @@ impl Sender<'_> {
 pub struct UserMessage<'a> {
     /// The user's number without `+` (Meta's `wa_id`).
     pub wa_id: &'a str,
+    /// The user's business-scoped user id (`contacts[].user_id`,
+    /// `from_user_id`), in webhooks since Meta's 2026 BSUID rollout.
+    pub user_id: Option<&'a str>,
     /// Profile name.
     pub name: &'a str,
     /// The wamid.
@@ -143,6 +165,8 @@ pub struct StatusReport<'a> {
     pub at: Timestamp,
     /// The recipient without `+`.
     pub recipient_wa_id: &'a str,
+    /// The recipient's business-scoped user id (`recipient_user_id`).
+    pub recipient_user_id: Option<&'a str>,
     /// The engine's charge for the message when this status carries the
     /// billing objects (`sent` and the charging status), with the windows
     /// it needs; `None` otherwise.
@@ -257,6 +281,7 @@ mod tests {
         let at: Timestamp = "2026-02-10T10:00:00Z".parse().unwrap();
         let body = SENDER.user_text(&UserMessage {
             wa_id: "5511999990001",
+            user_id: Some("BR.1502"),
             name: "Ana",
             id: "wamid.in-1",
             at,
@@ -286,6 +311,7 @@ mod tests {
             status: "failed",
             at,
             recipient_wa_id: "5511999990001",
+            recipient_user_id: None,
             charge: None,
             error: Some(131_047),
             graph_version: 24,

@@ -77,7 +77,13 @@ async fn list_templates(
         .map(crate::templates::Template::to_json)
         .collect();
     let (first, last) = (data.first().map(|t| t["id"].clone()), data.last().map(|t| t["id"].clone()));
-    Ok(axum::Json(json!({"data": data, "paging": {"cursors": {"before": first, "after": last}}})))
+    let data_len = data.len();
+    let mut page = json!({"data": data, "paging": {"cursors": {"before": first, "after": last}}});
+    // Meta adds counts when asked (`summary=total_count`).
+    if query.contains_key("summary") {
+        page["summary"] = json!({"total_count": data_len, "message_template_count": templates.len(), "message_template_limit": 250, "are_translations_complete": true});
+    }
+    Ok(axum::Json(page))
 }
 
 async fn create_template(

@@ -22,6 +22,10 @@ pub struct Template {
     pub status: String,
     /// The components as created (`[{"type": "BODY", "text": …}, …]`).
     pub components: Value,
+    /// `POSITIONAL` (`{{1}}`) or `NAMED` (`{{first_name}}`).
+    pub parameter_format: String,
+    /// The category before Meta last changed it, if it did.
+    pub previous_category: Option<TemplateCategory>,
 }
 
 impl Template {
@@ -39,19 +43,26 @@ impl Template {
                 {"type": "BODY", "text": "Welcome and congratulations!! This message demonstrates your ability to send a WhatsApp message notification from the Cloud API, hosted by Meta. Thank you for taking the time to test with us."},
                 {"type": "FOOTER", "text": "WhatsApp Business Platform sample message"}
             ]),
+            parameter_format: "POSITIONAL".into(),
+            previous_category: None,
         }
     }
 
     /// The template as `GET /message_templates` lists it.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut template = json!({
             "name": self.name,
+            "parameter_format": self.parameter_format,
             "components": self.components,
             "language": self.language,
             "status": self.status,
             "category": category_name(self.category),
             "id": self.id,
-        })
+        });
+        if let Some(previous) = self.previous_category {
+            template["previous_category"] = json!(category_name(previous));
+        }
+        template
     }
 }
 
@@ -85,6 +96,8 @@ pub struct NewTemplate {
     pub category: TemplateCategory,
     /// Components.
     pub components: Value,
+    /// `POSITIONAL` (the default) or `NAMED`.
+    pub parameter_format: String,
 }
 
 /// Checks a `POST /message_templates` body as Meta does: a lower-case name
@@ -105,7 +118,12 @@ pub fn parse_new(body: &Value) -> Result<NewTemplate, GraphError> {
         Some(Value::Array(items)) => Value::Array(items.clone()),
         Some(_) => return Err(GraphError::invalid("components must be an array")),
     };
-    Ok(NewTemplate { name: name.into(), language: language.into(), category, components })
+    let parameter_format = match text("parameter_format").map(str::to_ascii_uppercase) {
+        None => "POSITIONAL".to_string(),
+        Some(format) if format == "POSITIONAL" || format == "NAMED" => format,
+        Some(format) => return Err(GraphError::invalid(format!("parameter_format `{format}`: must be POSITIONAL or NAMED"))),
+    };
+    Ok(NewTemplate { name: name.into(), language: language.into(), category, components, parameter_format })
 }
 
 /// Distinct `{{…}}` placeholders in a text (`{{1}}`, `{{first_name}}`).

@@ -105,7 +105,8 @@ CREATE TABLE IF NOT EXISTS schedule (seq INTEGER PRIMARY KEY, due INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS wabas (waba TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS templates (
     id TEXT PRIMARY KEY, waba TEXT NOT NULL, name TEXT NOT NULL, language TEXT NOT NULL,
-    category TEXT NOT NULL, status TEXT NOT NULL, components TEXT NOT NULL, UNIQUE (waba, name, language));
+    category TEXT NOT NULL, status TEXT NOT NULL, components TEXT NOT NULL,
+    parameter_format TEXT NOT NULL, previous_category TEXT, UNIQUE (waba, name, language));
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'pending', last_error TEXT);
@@ -134,6 +135,11 @@ fn sql_error(error: rusqlite::Error) -> GraphError {
 fn second(at: Timestamp) -> Timestamp {
     Timestamp::from_second(at.as_second()).expect("a valid timestamp truncated is valid")
 }
+
+/// When Meta's webhooks began to carry business-scoped user ids
+/// (`contacts[].user_id`, `recipient_user_id`). Meta announced the rollout
+/// for spring 2026 without one date; April 1 is our approximation.
+pub const BSUIDS_IN_WEBHOOKS_FROM: Timestamp = Timestamp::constant(1_775_001_600, 0);
 
 fn wa_id(user: &UserId) -> String {
     user.to_string().trim_start_matches('+').to_string()
@@ -228,6 +234,25 @@ impl World {
         (self.pricing.waba_of(business), test_display_number(business))
     }
 
+    /// The user's business-scoped user id as the sandbox's webhooks show it
+    /// from [`BSUIDS_IN_WEBHOOKS_FROM`]: the user's country (ISO 3166, from
+    /// the calling code) and a stable number per (portfolio, user), the
+    /// shape of Meta's `US.13491208655302741918`.
+    fn bsuid(&self, business: &str, user: &UserId, at: Timestamp) -> Option<String> {
+        if at < BSUIDS_IN_WEBHOOKS_FROM {
+            return None;
+        }
+        let digits = match user {
+            UserId::Bsuid(id) => return Some(id.to_string()),
+            UserId::Phone(digits) => digits,
+        };
+        let country = self.pricing.markets.lookup(user, jiff::tz::TimeZone::UTC.to_datetime(at).date()).country?;
+        // FNV-1a: stable across runs and versions, unlike std's hasher.
+        let portfolio = self.pricing.accounts.get_or_default(business).portfolio.clone();
+        let hash = format!("{portfolio}/{digits}").bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        Some(format!("{country}.{:020}", u128::from(hash) % 100_000_000_000_000_000_000))
+    }
+
     fn append(&mut self, at: Timestamp, kind: EventKind) -> Sql<()> {
         let mut event = Event { at, origin: Origin::default(), kind };
         let line = wameter_log::event_line(&event);
@@ -274,7 +299,8 @@ impl World {
             let (waba, display) = world.sender_parts(business);
             let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
             let wa_id = wa_id(&user);
-            let body = sender.user_text(&UserMessage { wa_id: &wa_id, name, id: &id, at: now, text, entry_point });
+            let user_id = world.bsuid(business, &user, now);
+            let body = sender.user_text(&UserMessage { wa_id: &wa_id, user_id: user_id.as_deref(), name, id: &id, at: now, text, entry_point });
             world.enqueue(real, &body)?;
             Ok(id)
         });
@@ -452,7 +478,17 @@ impl World {
             let (waba, display) = self.sender_parts(&business);
             let sender = Sender { waba: &waba, phone_number_id: &business, display_phone_number: &display };
             let error = error.map(|code| code as u32);
-            bodies.push(sender.status(&StatusReport { id, status: status.as_str(), at: *at, recipient_wa_id: &wa_id, charge, error, graph_version }));
+            let user_id = UserId::parse(&wa_id).ok().and_then(|user| self.bsuid(&business, &user, *at));
+            bodies.push(sender.status(&StatusReport {
+                id,
+                status: status.as_str(),
+                at: *at,
+                recipient_wa_id: &wa_id,
+                recipient_user_id: user_id.as_deref(),
+                charge,
+                error,
+                graph_version,
+            }));
         }
         for body in &bodies {
             self.enqueue(real, body)?;
@@ -470,7 +506,7 @@ impl World {
         }
         let mut statement = self
             .db
-            .prepare("SELECT id, name, language, category, status, components FROM templates WHERE waba = ?1 ORDER BY rowid")
+            .prepare("SELECT id, name, language, category, status, components, parameter_format, previous_category FROM templates WHERE waba = ?1 ORDER BY rowid")
             .map_err(sql_error)?;
         let rows = statement
             .query_map([waba], |row| {
@@ -483,6 +519,8 @@ impl World {
                     category: parse_category(&category).unwrap_or(TemplateCategory::Utility),
                     status: row.get(4)?,
                     components: serde_json::from_str(&components).unwrap_or(Value::Null),
+                    parameter_format: row.get(6)?,
+                    previous_category: row.get::<_, Option<String>>(7)?.as_deref().and_then(parse_category),
                 })
             })
             .and_then(Iterator::collect)
@@ -497,7 +535,7 @@ impl World {
 
     fn insert_template(&self, waba: &str, template: &Template) -> Sql<()> {
         self.db.execute(
-            "INSERT INTO templates (id, waba, name, language, category, status, components) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO templates (id, waba, name, language, category, status, components, parameter_format) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 template.id,
                 waba,
@@ -505,7 +543,8 @@ impl World {
                 template.language,
                 category_name(template.category),
                 template.status,
-                template.components.to_string()
+                template.components.to_string(),
+                template.parameter_format
             ],
         )?;
         Ok(())
@@ -529,7 +568,16 @@ impl World {
             });
         }
         let id = self.next_template_id().map_err(sql_error)?;
-        let template = Template { id, name: new.name, language: new.language, category: new.category, status: "APPROVED".into(), components: new.components };
+        let template = Template {
+            id,
+            name: new.name,
+            language: new.language,
+            category: new.category,
+            status: "APPROVED".into(),
+            components: new.components,
+            parameter_format: new.parameter_format,
+            previous_category: None,
+        };
         self.insert_template(waba, &template).map_err(sql_error)?;
         Ok(json!({"id": template.id, "status": template.status, "category": category_name(template.category)}))
     }
@@ -556,7 +604,10 @@ impl World {
         let now = self.now(real);
         let result = self.transaction(|world| {
             for template in &changed {
-                world.db.execute("UPDATE templates SET category = ?1 WHERE id = ?2", params![category_name(category), template.id])?;
+                world.db.execute(
+                    "UPDATE templates SET category = ?1, previous_category = ?2 WHERE id = ?3",
+                    params![category_name(category), category_name(template.category), template.id],
+                )?;
                 let id = template.id.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::from(template.id.clone()));
                 let value = json!({
                     "message_template_id": id,
