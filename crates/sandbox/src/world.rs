@@ -24,6 +24,7 @@ use wameter_core::category::TemplateCategory;
 use wameter_core::charge::Charge;
 use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, Template as UsedTemplate, UserId};
 use wameter_core::random::SplitMix64;
+use wameter_core::settlement::{Month, settle_span};
 use wameter_log::Parsed;
 use wameter_log::replay_json::{WarningJson, write_document};
 use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_display_number};
@@ -354,7 +355,7 @@ impl World {
         // 12:00:00 precedes a reply sent at 12:00:00.
         let refused = template.is_none() && {
             let engine = self.pricing.engine();
-            let windows = wameter_server::meter::windows(&engine, self.events.clone(), phone_number_id, &message.user, now + SignedDuration::from_nanos(1));
+            let windows = wameter_server::meter::windows(&engine, self.pair_events(phone_number_id, &message.user), phone_number_id, &message.user, now + SignedDuration::from_nanos(1));
             windows.customer_service_window.is_none()
         };
         if refused && self.options.reengagement == Reengagement::Sync {
@@ -401,6 +402,24 @@ impl World {
         }))
     }
 
+    /// The events of one (business, user) pair: its messages both ways and
+    /// the statuses of its sends — all a window depends on.
+    fn pair_events(&self, business: &str, user: &UserId) -> Vec<Event> {
+        let mut sends = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for event in &self.events {
+            let keep = match &event.kind {
+                EventKind::Inbound { business: b, user: u, .. } => **b == *business && u == user,
+                EventKind::Outbound { business: b, user: u, id, .. } => **b == *business && u == user && sends.insert(id.clone()),
+                EventKind::Status { id, .. } => sends.contains(id),
+            };
+            if keep {
+                out.push(event.clone());
+            }
+        }
+        out
+    }
+
     /// Statuses planned but not yet due, as the events they will become:
     /// the future as planned, which prices a `sent` status the way its
     /// delivery will be priced.
@@ -429,8 +448,19 @@ impl World {
             return Ok(0);
         }
         // One replay of the log plus the planned future prices every status
-        // of this round.
-        let mut future = self.events.clone();
+        // of this round. Only the span the charges depend on is replayed
+        // (wameter_core::settlement): a due status is delivered in its
+        // business-local month, which starts at the earliest a day before
+        // its UTC month; the sends of planned statuses come along even when
+        // older.
+        let since = settle_span(Month::of_instant(planned[0].1 - SignedDuration::from_hours(24))).0;
+        let planned_ids: std::collections::HashSet<&str> = planned.iter().map(|(_, _, id, ..)| &**id).collect();
+        let mut future: Vec<Event> = self
+            .events
+            .iter()
+            .filter(|event| event.at >= since || matches!(&event.kind, EventKind::Outbound { id, .. } if planned_ids.contains(&**id)))
+            .cloned()
+            .collect();
         let first_line = self.events.len() as u32 + 1;
         for (offset, (_, at, id, status, error)) in planned.iter().enumerate() {
             let kind = EventKind::Status { id: id.clone(), status: *status, error: *error, detail: None };
