@@ -85,7 +85,7 @@ fn post(agent: &ureq::Agent, target: &Target, body: &str) -> Result<(), String> 
 /// same backoff), then every due webhook in order.
 pub fn run(world: Arc<Mutex<World>>, target: Target, stop: Arc<std::sync::atomic::AtomicBool>) {
     let agent = agent();
-    let mut random = SplitMix64(target.seed ^ 0x5EED_0F_0DE5);
+    let mut random = SplitMix64(target.seed ^ 0x05EE_D0F0_DE55);
     let stopping = || stop.load(std::sync::atomic::Ordering::Relaxed);
     if let Some(token) = &target.verify_token {
         let mut attempts = 0;

@@ -146,7 +146,7 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
             }
         }
         "contacts" => {
-            if !body.get("contacts").and_then(Value::as_array).is_some_and(|c| !c.is_empty()) {
+            if body.get("contacts").and_then(Value::as_array).is_none_or(Vec::is_empty) {
                 return Err(GraphError::required("contacts"));
             }
         }

@@ -128,6 +128,15 @@ pub struct World {
 
 type Sql<T> = Result<T, rusqlite::Error>;
 
+/// A status planned for a send, due at an instant of the sandbox clock.
+struct Planned {
+    seq: i64,
+    at: Timestamp,
+    id: Box<str>,
+    status: DeliveryStatus,
+    error: Option<i64>,
+}
+
 fn sql_error(error: rusqlite::Error) -> GraphError {
     GraphError { http: axum::http::StatusCode::INTERNAL_SERVER_ERROR, ..GraphError::new(1, "An unknown error occurred", error.to_string()) }
 }
@@ -423,17 +432,17 @@ impl World {
     /// Statuses planned but not yet due, as the events they will become:
     /// the future as planned, which prices a `sent` status the way its
     /// delivery will be priced.
-    fn planned(&self) -> Sql<Vec<(i64, Timestamp, Box<str>, DeliveryStatus, Option<i64>)>> {
+    fn planned(&self) -> Sql<Vec<Planned>> {
         let mut statement = self.db.prepare("SELECT seq, due, id, status, error FROM schedule ORDER BY due, seq")?;
         let rows = statement.query_map([], |row| {
             let status: String = row.get(3)?;
-            Ok((
-                row.get::<_, i64>(0)?,
-                Timestamp::from_second(row.get(1)?).unwrap_or_default(),
-                row.get::<_, String>(2)?.into_boxed_str(),
-                DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed),
-                row.get::<_, Option<i64>>(4)?,
-            ))
+            Ok(Planned {
+                seq: row.get(0)?,
+                at: Timestamp::from_second(row.get(1)?).unwrap_or_default(),
+                id: row.get::<_, String>(2)?.into_boxed_str(),
+                status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed),
+                error: row.get(4)?,
+            })
         })?;
         rows.collect()
     }
@@ -443,7 +452,7 @@ impl World {
     pub fn fire_due(&mut self, real: Timestamp) -> Sql<usize> {
         let now = self.now(real);
         let planned = self.planned()?;
-        let due = planned.iter().take_while(|(_, at, ..)| *at <= now).count();
+        let due = planned.iter().take_while(|p| p.at <= now).count();
         if due == 0 {
             return Ok(0);
         }
@@ -453,8 +462,8 @@ impl World {
         // business-local month, which starts at the earliest a day before
         // its UTC month; the sends of planned statuses come along even when
         // older.
-        let since = settle_span(Month::of_instant(planned[0].1 - SignedDuration::from_hours(24))).0;
-        let planned_ids: std::collections::HashSet<&str> = planned.iter().map(|(_, _, id, ..)| &**id).collect();
+        let since = settle_span(Month::of_instant(planned[0].at - SignedDuration::from_hours(24))).0;
+        let planned_ids: std::collections::HashSet<&str> = planned.iter().map(|p| &*p.id).collect();
         let mut future: Vec<Event> = self
             .events
             .iter()
@@ -462,16 +471,16 @@ impl World {
             .cloned()
             .collect();
         let first_line = self.events.len() as u32 + 1;
-        for (offset, (_, at, id, status, error)) in planned.iter().enumerate() {
-            let kind = EventKind::Status { id: id.clone(), status: *status, error: *error, detail: None };
-            future.push(Event { at: *at, origin: Origin { source: 0, line: first_line + offset as u32 }, kind });
+        for (offset, p) in planned.iter().enumerate() {
+            let kind = EventKind::Status { id: p.id.clone(), status: p.status, error: p.error, detail: None };
+            future.push(Event { at: p.at, origin: Origin { source: 0, line: first_line + offset as u32 }, kind });
         }
         let report = self.pricing.engine().replay(future);
         let charges: HashMap<&str, &Charge> = report.charges.iter().map(|charge| (&*charge.message_id, charge)).collect();
         let delivered_planned: std::collections::HashSet<&str> = planned
             .iter()
-            .filter(|(.., status, _)| *status == DeliveryStatus::Delivered)
-            .map(|(_, _, id, ..)| &**id)
+            .filter(|p| p.status == DeliveryStatus::Delivered)
+            .map(|p| &*p.id)
             .collect();
         self.transaction(|world| world.fire(real, &planned[..due], &charges, &delivered_planned))?;
         Ok(due)
@@ -481,12 +490,12 @@ impl World {
     fn fire(
         &mut self,
         real: Timestamp,
-        due: &[(i64, Timestamp, Box<str>, DeliveryStatus, Option<i64>)],
+        due: &[Planned],
         charges: &HashMap<&str, &Charge>,
         delivered_planned: &std::collections::HashSet<&str>,
     ) -> Sql<()> {
         let mut bodies = Vec::with_capacity(due.len());
-        for (seq, at, id, status, error) in due {
+        for Planned { seq, at, id, status, error } in due {
             let kind = EventKind::Status { id: id.clone(), status: *status, error: *error, detail: None };
             let mut event = Event { at: *at, origin: Origin::default(), kind };
             let line = wameter_log::event_line(&event);
@@ -538,7 +547,7 @@ impl World {
             .db
             .prepare("SELECT id, name, language, category, status, components, parameter_format, previous_category FROM templates WHERE waba = ?1 ORDER BY rowid")
             .map_err(sql_error)?;
-        let rows = statement
+        statement
             .query_map([waba], |row| {
                 let category: String = row.get(3)?;
                 let components: String = row.get(5)?;
@@ -554,8 +563,7 @@ impl World {
                 })
             })
             .and_then(Iterator::collect)
-            .map_err(sql_error);
-        rows
+            .map_err(sql_error)
     }
 
     fn next_template_id(&self) -> Sql<String> {
