@@ -181,6 +181,22 @@ fn templates_are_validated_like_meta_and_recategorised_through_the_control_api()
     let events = common::stdout(&common::wameter_home(&dir.join("home"), &["events", path.to_str().unwrap()]));
     assert!(events.contains("template_category_update") && events.contains("marketing"), "{events}");
 
+    // Meta pauses, then rejects the template: it cannot be sent, and the
+    // app hears of each review.
+    for (status, code) in [("PAUSED", 132_015), ("DISABLED", 132_016), ("REJECTED", 132_001)] {
+        let (answer, body) = sandbox.post("/_sandbox/templates/status", &json!({"waba": WABA, "name": "order_update", "status": status}));
+        assert_eq!(answer, 200, "{body}");
+        let (answer, error) = send("en_US", 2);
+        assert_eq!((answer, error["error"]["code"].as_u64()), (400, Some(code)), "{status}: {error}");
+    }
+    let reviews: Vec<Value> = sandbox
+        .webhooks()
+        .into_iter()
+        .filter(|body| body.pointer("/entry/0/changes/0/field") == Some(&json!("message_template_status_update")))
+        .map(|body| body["entry"][0]["changes"][0]["value"]["event"].clone())
+        .collect();
+    assert_eq!(reviews, [json!("PAUSED"), json!("DISABLED"), json!("REJECTED")]);
+
     // Tokens, unknown objects and paths, the clock.
     let mut response = sandbox.agent.get(&sandbox.url(&format!("/v23.0/{PHONE}"))).header("Authorization", "Bearer wrong").call().unwrap();
     assert_eq!(response.status().as_u16(), 401);

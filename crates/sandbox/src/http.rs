@@ -170,6 +170,11 @@ async fn change_category(State(shared): State<Arc<Shared>>, body: Bytes) -> Resu
     with_world(&shared, move |world| world.change_category(Timestamp::now(), &body)).await.map(axum::Json)
 }
 
+async fn change_status(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>, ControlError> {
+    let body = control_json(&body)?;
+    with_world(&shared, move |world| world.change_status(Timestamp::now(), &body)).await.map(axum::Json)
+}
+
 async fn unknown(request: Request) -> GraphError {
     GraphError::unknown_path(request.uri().path())
 }
@@ -188,6 +193,7 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/charges", get(charges))
         .route("/_sandbox/events", get(events))
         .route("/_sandbox/webhooks", get(webhooks))
-        .route("/_sandbox/templates/category", axum::routing::post(change_category));
+        .route("/_sandbox/templates/category", axum::routing::post(change_category))
+        .route("/_sandbox/templates/status", axum::routing::post(change_status));
     graph.merge(control).fallback(unknown).with_state(shared)
 }

@@ -228,6 +228,21 @@ pub fn check_parameters(template: &Template, request_components: Option<&Value>)
     Ok(())
 }
 
+/// The review states a template can be in (Meta's `status`).
+pub const STATUSES: [&str; 5] = ["APPROVED", "PENDING", "REJECTED", "PAUSED", "DISABLED"];
+
+/// Only an approved template can be sent: Meta answers 132015 for a paused
+/// one, 132016 for a disabled one, and 132001 for one not (yet) approved.
+pub fn check_sendable(template: &Template) -> Result<(), GraphError> {
+    let details = |what: &str| format!("template {} ({}) is {what}", template.name, template.language);
+    match template.status.as_str() {
+        "APPROVED" => Ok(()),
+        "PAUSED" => Err(GraphError::new(132_015, "Template is Paused", details("paused"))),
+        "DISABLED" => Err(GraphError::new(132_016, "Template is Disabled", details("disabled"))),
+        other => Err(GraphError::new(TEMPLATE_NOT_FOUND, "Template name does not exist in the translation", details(&format!("{} (not approved)", other.to_ascii_lowercase())))),
+    }
+}
+
 /// Meta's 132001 for a name or language the WABA does not have.
 pub fn not_found(name: &str, language: &str) -> GraphError {
     GraphError::new(

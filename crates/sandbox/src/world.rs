@@ -589,10 +589,13 @@ impl World {
     }
 
     fn find_template(&mut self, waba: &str, name: &str, language: &str) -> Result<Template, GraphError> {
-        self.templates(waba)?
+        let template = self
+            .templates(waba)?
             .into_iter()
-            .find(|t| t.name == name && t.language == language && t.status == "APPROVED")
-            .ok_or_else(|| templates::not_found(name, language))
+            .find(|t| t.name == name && t.language == language)
+            .ok_or_else(|| templates::not_found(name, language))?;
+        templates::check_sendable(&template)?;
+        Ok(template)
     }
 
     /// `POST /{version}/{waba_id}/message_templates`: the sandbox approves
@@ -620,46 +623,90 @@ impl World {
         Ok(json!({"id": template.id, "status": template.status, "category": category_name(template.category)}))
     }
 
-    /// Meta re-categorises a template (`POST /_sandbox/templates/category`):
-    /// later sends use the new category, and the app gets a
-    /// `template_category_update` webhook per language changed.
-    pub fn change_category(&mut self, real: Timestamp, request: &Value) -> Result<Value, ControlError> {
+    /// The templates a control request names (`waba`, `name`, optional
+    /// `language`): all languages of the name when no language is given.
+    fn named_templates(&mut self, request: &Value) -> Result<(String, Vec<Template>), ControlError> {
         let field = |name: &str| request.get(name).and_then(Value::as_str);
         let waba = field("waba").ok_or_else(|| ControlError("`waba` is required".into()))?;
         let name = field("name").ok_or_else(|| ControlError("`name` (the template's) is required".into()))?;
-        let category = field("category").ok_or_else(|| ControlError("`category` is required".into()))?;
-        let category = parse_category(category).ok_or_else(|| ControlError(format!("`category` `{category}`: must be MARKETING, UTILITY or AUTHENTICATION")))?;
         let language = field("language");
-        let changed: Vec<Template> = self
+        let named: Vec<Template> = self
             .templates(waba)
             .map_err(|e| ControlError(e.details))?
             .into_iter()
             .filter(|t| t.name == name && language.is_none_or(|l| l == t.language))
             .collect();
-        if changed.is_empty() {
+        if named.is_empty() {
             return Err(ControlError(format!("WABA {waba} has no template `{name}`{}", language.map(|l| format!(" in {l}")).unwrap_or_default())));
         }
+        Ok((waba.to_string(), named))
+    }
+
+    /// Changes templates in one transaction, queueing one webhook per
+    /// template: `change` runs the update and returns the webhook's field
+    /// and value.
+    fn update_templates(
+        &mut self,
+        real: Timestamp,
+        waba: &str,
+        templates: &[Template],
+        change: impl Fn(&Connection, &Template, Value) -> Sql<(&'static str, Value)>,
+    ) -> Result<Timestamp, ControlError> {
         let now = self.now(real);
         let result = self.transaction(|world| {
-            for template in &changed {
-                world.db.execute(
-                    "UPDATE templates SET category = ?1, previous_category = ?2 WHERE id = ?3",
-                    params![category_name(category), category_name(template.category), template.id],
-                )?;
+            for template in templates {
+                // Meta's webhooks give template ids as numbers.
                 let id = template.id.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::from(template.id.clone()));
                 let value = json!({
                     "message_template_id": id,
                     "message_template_name": template.name,
                     "message_template_language": template.language,
-                    "previous_category": category_name(template.category),
-                    "new_category": category_name(category),
                 });
-                world.enqueue(real, &wameter_meta::outgoing::change(waba, now, "template_category_update", value))?;
+                let (field, value) = change(&world.db, template, value)?;
+                world.enqueue(real, &wameter_meta::outgoing::change(waba, now, field, value))?;
             }
             Ok(())
         });
         result.map_err(|e| ControlError(e.to_string()))?;
+        Ok(now)
+    }
+
+    /// Meta re-categorises a template (`POST /_sandbox/templates/category`):
+    /// later sends use the new category, and the app gets a
+    /// `template_category_update` webhook per language changed.
+    pub fn change_category(&mut self, real: Timestamp, request: &Value) -> Result<Value, ControlError> {
+        let category = request.get("category").and_then(Value::as_str).ok_or_else(|| ControlError("`category` is required".into()))?;
+        let category = parse_category(category).ok_or_else(|| ControlError(format!("`category` `{category}`: must be MARKETING, UTILITY or AUTHENTICATION")))?;
+        let (waba, changed) = self.named_templates(request)?;
+        let now = self.update_templates(real, &waba, &changed, |db, template, mut value| {
+            db.execute(
+                "UPDATE templates SET category = ?1, previous_category = ?2 WHERE id = ?3",
+                params![category_name(category), category_name(template.category), template.id],
+            )?;
+            value["previous_category"] = json!(category_name(template.category));
+            value["new_category"] = json!(category_name(category));
+            Ok(("template_category_update", value))
+        })?;
         Ok(json!({"changed": changed.len(), "category": category_name(category), "at": now.to_string()}))
+    }
+
+    /// Meta reviews a template again (`POST /_sandbox/templates/status`):
+    /// a template that is not `APPROVED` cannot be sent, and the app gets a
+    /// `message_template_status_update` webhook per language.
+    pub fn change_status(&mut self, real: Timestamp, request: &Value) -> Result<Value, ControlError> {
+        let status = request.get("status").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
+        if !templates::STATUSES.contains(&status.as_str()) {
+            return Err(ControlError(format!("`status` must be one of {}", templates::STATUSES.join(", "))));
+        }
+        let (waba, changed) = self.named_templates(request)?;
+        let now = self.update_templates(real, &waba, &changed, |db, template, mut value| {
+            db.execute("UPDATE templates SET status = ?1 WHERE id = ?2", params![status, template.id])?;
+            value["event"] = json!(status);
+            value["message_template_category"] = json!(category_name(template.category));
+            value["reason"] = json!("NONE");
+            Ok(("message_template_status_update", value))
+        })?;
+        Ok(json!({"changed": changed.len(), "status": status, "at": now.to_string()}))
     }
 
     /// `GET /{version}/{phone_number_id}`.
