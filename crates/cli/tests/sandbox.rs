@@ -259,6 +259,39 @@ fn status_objects_follow_the_era_and_graph_version_at_the_sandbox_clock() {
     assert_replay_agrees(&sandbox, &dir, &accounts);
 }
 
+#[test]
+fn cbp_2022_conversations_are_business_initiated_and_failures_are_never_billed() {
+    // CBP v1 (2022, EUR card of 2022-02-01): one business-initiated
+    // conversation per template, opened by its delivery.
+    let dir = fresh("cbp-2022");
+    let accounts = dir.join("accounts-eur.toml");
+    std::fs::write(&accounts, format!("[[business]]\nphone_number_id = \"{PHONE}\"\nwaba = \"{WABA}\"\ntimezone = \"Europe/Berlin\"\ncurrency = \"EUR\"\n")).unwrap();
+    let accounts = accounts.display().to_string();
+    let sandbox = Sandbox::start(&dir, &["--accounts", &accounts, "--clock-start", "2022-06-01T09:00:00Z"]);
+    let (_, sent) = sandbox.template("+4915112345678", "hello_world", "en_US");
+    sandbox.advance(10);
+    let statuses = sandbox.statuses_of(&wamid(&sent));
+    assert_eq!(statuses[0]["pricing"], json!({"billable": true, "pricing_model": "CBP", "category": "business_initiated"}));
+    assert_eq!(statuses[0]["conversation"]["origin"]["type"], "business_initiated");
+    let charges = assert_replay_agrees(&sandbox, &dir, &accounts);
+    assert_eq!(charges["totals"]["currency"], "EUR");
+    drop(sandbox);
+
+    // --failure-percent 100: every message is sent, then fails with 131026,
+    // and nothing is charged.
+    let dir = fresh("failures");
+    let accounts = sandbox::accounts(&dir);
+    let sandbox = Sandbox::start(&dir, &["--accounts", &accounts, "--failure-percent", "100"]);
+    let (_, sent) = sandbox.template(USER, "hello_world", "en_US");
+    sandbox.advance(10);
+    let statuses = sandbox.statuses_of(&wamid(&sent));
+    assert_eq!(statuses.iter().map(|s| s["status"].as_str().unwrap()).collect::<Vec<_>>(), ["sent", "failed"]);
+    assert_eq!(statuses[1]["errors"][0]["code"], 131_026);
+    assert!(statuses.iter().all(|s| s.get("pricing").is_none()), "a message that will fail carries no billing: {statuses:?}");
+    let charges = assert_replay_agrees(&sandbox, &dir, &accounts);
+    assert_eq!(charges["charges"], json!([]));
+}
+
 fn verify(body: &str, signature: &str) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body.as_bytes());
