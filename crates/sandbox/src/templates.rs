@@ -239,17 +239,19 @@ pub fn check_sendable(template: &Template) -> Result<(), GraphError> {
         "APPROVED" => Ok(()),
         "PAUSED" => Err(GraphError::new(132_015, "Template is Paused", details("paused"))),
         "DISABLED" => Err(GraphError::new(132_016, "Template is Disabled", details("disabled"))),
-        other => Err(GraphError::new(TEMPLATE_NOT_FOUND, "Template name does not exist in the translation", details(&format!("{} (not approved)", other.to_ascii_lowercase())))),
+        other => Err(untranslated(details(&format!("{} (not approved)", other.to_ascii_lowercase())))),
     }
 }
 
 /// Meta's 132001 for a name or language the WABA does not have.
 pub fn not_found(name: &str, language: &str) -> GraphError {
-    GraphError::new(
-        TEMPLATE_NOT_FOUND,
-        "Template name does not exist in the translation",
-        format!("template name ({name}) does not exist in {language}"),
-    )
+    untranslated(format!("template name ({name}) does not exist in {language}"))
+}
+
+/// Meta's 132001, which it gives for every template it will not send in
+/// the language asked for.
+fn untranslated(details: String) -> GraphError {
+    GraphError::new(TEMPLATE_NOT_FOUND, "Template name does not exist in the translation", details)
 }
 
 #[cfg(test)]

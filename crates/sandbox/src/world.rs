@@ -69,21 +69,6 @@ pub struct Options {
     pub delay_ms_max: u64,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            sent_after: SignedDuration::from_secs(1),
-            delivered_after: SignedDuration::from_secs(2),
-            read_after: None,
-            failure_percent: 0,
-            reengagement: Reengagement::Async,
-            seed: 1,
-            duplicate_percent: 0,
-            delay_ms_max: 0,
-        }
-    }
-}
-
 /// An error of the control API (`/_sandbox/…`): a 400 with this text.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ControlError(pub String);
@@ -200,11 +185,6 @@ impl World {
         second(real.checked_add(self.offset).unwrap_or(real))
     }
 
-    /// The options the world runs with.
-    pub fn options(&self) -> &Options {
-        &self.options
-    }
-
     /// Moves the sandbox clock to `to`, then fires the statuses that fell
     /// due. The clock only moves forward: the event log is history.
     pub fn set_clock(&mut self, real: Timestamp, to: Timestamp) -> Result<Timestamp, ControlError> {
@@ -212,8 +192,7 @@ impl World {
         if second(to) < now {
             return Err(ControlError(format!("the sandbox clock only moves forward: it is {now}, {to} is earlier")));
         }
-        self.offset = to.duration_since(real);
-        self.set_setting("clock_offset_ns", &self.offset.as_nanos().to_string()).map_err(|e| ControlError(e.to_string()))?;
+        self.set_offset(to.duration_since(real)).map_err(|e| ControlError(e.to_string()))?;
         self.fire_due(real).map_err(|e| ControlError(e.to_string()))?;
         Ok(self.now(real))
     }
@@ -225,9 +204,15 @@ impl World {
         if !self.events.is_empty() {
             return Ok(false);
         }
-        self.offset = at.duration_since(real);
-        self.set_setting("clock_offset_ns", &self.offset.as_nanos().to_string()).map_err(|e| e.to_string())?;
+        self.set_offset(at.duration_since(real)).map_err(|e| e.to_string())?;
         Ok(true)
+    }
+
+    /// Sets and keeps the sandbox clock's offset from real time.
+    fn set_offset(&mut self, offset: SignedDuration) -> Sql<()> {
+        self.set_setting("clock_offset_ns", &offset.as_nanos().to_string())?;
+        self.offset = offset;
+        Ok(())
     }
 
     /// The business phone numbers the sandbox serves: those of the accounts
@@ -451,6 +436,12 @@ impl World {
     /// event and a queued webhook, in time order. Returns how many fired.
     pub fn fire_due(&mut self, real: Timestamp) -> Sql<usize> {
         let now = self.now(real);
+        // The clock ticks ten times a second: look at the whole schedule
+        // only when something is due.
+        let any_due: bool = self.db.query_row("SELECT EXISTS (SELECT 1 FROM schedule WHERE due <= ?1)", [now.as_second()], |row| row.get(0))?;
+        if !any_due {
+            return Ok(0);
+        }
         let planned = self.planned()?;
         let due = planned.iter().take_while(|p| p.at <= now).count();
         if due == 0 {
@@ -496,12 +487,7 @@ impl World {
     ) -> Sql<()> {
         let mut bodies = Vec::with_capacity(due.len());
         for Planned { seq, at, id, status, error } in due {
-            let kind = EventKind::Status { id: id.clone(), status: *status, error: *error, detail: None };
-            let mut event = Event { at: *at, origin: Origin::default(), kind };
-            let line = wameter_log::event_line(&event);
-            self.db.execute("INSERT INTO events (line) VALUES (?1)", [&line])?;
-            event.origin = Origin { source: 0, line: self.db.last_insert_rowid() as u32 };
-            self.events.push(event);
+            self.append(*at, EventKind::Status { id: id.clone(), status: *status, error: *error, detail: None })?;
             self.db.execute("DELETE FROM schedule WHERE seq = ?1", [seq])?;
             let (business, wa_id, graph_version): (String, String, u32) =
                 self.db.query_row("SELECT business, wa_id, graph_version FROM messages WHERE id = ?1", [&**id], |row| {
