@@ -16,12 +16,14 @@
 //! - [`engine`]: ordering, deduplication, monthly counters, pricing;
 //! - [`ratecard`], [`market`], [`money`]: Meta's rate cards, markets, exact money;
 //! - [`quote`]: what a campaign will cost, priced by replaying it;
+//! - [`billing`]: what clients are re-billed (markups) and monthly budgets;
 //! - [`notice`]: what Meta says that is not traffic (template re-categorised…);
 //! - [`reconcile`]: where Meta's verdict and the engine's differ, and why;
 //! - [`settlement`]: which events a month's charges depend on (for stores
 //!   that keep charges per month).
 
 pub mod account;
+pub mod billing;
 pub mod category;
 pub mod charge;
 pub mod engine;

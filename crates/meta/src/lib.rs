@@ -7,9 +7,11 @@
 //! and aggregates, and says exactly — by JSON path — what it could not read.
 //! It does no IO: callers hand it parsed JSON. The other direction —
 //! webhook bodies written from events and charges, as Meta would post them
-//! — is [`outgoing`], for generated traffic and the sandbox.
+//! — is [`outgoing`], for generated traffic and the sandbox. Graph API
+//! error bodies, which the sandbox and the guard answer with, are [`graph`].
 
 pub mod analytics;
+pub mod graph;
 pub mod outgoing;
 pub mod webhook;
 

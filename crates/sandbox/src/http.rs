@@ -14,7 +14,7 @@ use axum::routing::get;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::graph::GraphError;
+use wameter_meta::graph::GraphError;
 use crate::world::{ControlError, World};
 
 /// What every handler shares.

@@ -12,7 +12,6 @@
 //! reads.
 
 pub mod delivery;
-pub mod graph;
 pub mod http;
 pub mod messages;
 pub mod templates;

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use wameter_core::event::UserId;
 
-use crate::graph::GraphError;
+use wameter_meta::graph::GraphError;
 
 /// A send request, checked.
 #[derive(Clone, Debug, PartialEq)]

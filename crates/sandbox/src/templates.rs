@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use wameter_core::category::TemplateCategory;
 
-use crate::graph::{GraphError, PARAMETER_COUNT, TEMPLATE_NOT_FOUND};
+use wameter_meta::graph::{GraphError, PARAMETER_COUNT, TEMPLATE_NOT_FOUND};
 
 /// A template of a WABA.
 #[derive(Clone, Debug, PartialEq)]

@@ -30,7 +30,7 @@ use wameter_log::replay_json::{WarningJson, write_document};
 use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_display_number};
 use wameter_server::Pricing;
 
-use crate::graph::{GraphError, REENGAGEMENT, UNDELIVERABLE};
+use wameter_meta::graph::{GraphError, REENGAGEMENT, UNDELIVERABLE};
 use crate::messages::{self, Request};
 use crate::templates::{self, Template, category_name, parse_category};
 
@@ -123,7 +123,7 @@ struct Planned {
 }
 
 fn sql_error(error: rusqlite::Error) -> GraphError {
-    GraphError { http: axum::http::StatusCode::INTERNAL_SERVER_ERROR, ..GraphError::new(1, "An unknown error occurred", error.to_string()) }
+    GraphError { http: 500, ..GraphError::new(1, "An unknown error occurred", error.to_string()) }
 }
 
 /// Whole seconds, as Meta's timestamps are.

@@ -1,10 +1,11 @@
 //! Graph API errors as Meta writes them: `{"error": {"message", "type",
 //! "code", "error_data", "error_subcode"?, "fbtrace_id"}}`, with Meta's
-//! codes and titles (Cloud API error-code reference), so an app's error
-//! handling can be tested against the sandbox unchanged.
+//! codes and titles (Cloud API error-code reference). The sandbox answers
+//! with them, and so does the guard when it refuses a send for Meta, so an
+//! app's error handling sees exactly what Meta would have said.
+//!
+//! With the `axum` feature a [`GraphError`] is also an axum response.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 /// Meta's code for a free-form message outside the customer service
@@ -23,7 +24,7 @@ pub const UNDELIVERABLE: u32 = 131_026;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GraphError {
     /// HTTP status (400 for most, 401 for tokens, 404 for paths).
-    pub http: StatusCode,
+    pub http: u16,
     /// Meta's numeric code.
     pub code: u32,
     /// `error_subcode`, when Meta sends one.
@@ -40,7 +41,7 @@ impl GraphError {
     /// A 400 `OAuthException` `(#code) title` with details.
     pub fn new(code: u32, title: &str, details: impl Into<String>) -> GraphError {
         GraphError {
-            http: StatusCode::BAD_REQUEST,
+            http: 400,
             code,
             subcode: None,
             kind: "OAuthException",
@@ -63,7 +64,7 @@ impl GraphError {
     /// `GraphMethodException` 100/33).
     pub fn no_object(id: &str) -> GraphError {
         GraphError {
-            http: StatusCode::BAD_REQUEST,
+            http: 400,
             code: INVALID_PARAMETER,
             subcode: Some(33),
             kind: "GraphMethodException",
@@ -77,7 +78,7 @@ impl GraphError {
     /// Missing or wrong access token (190).
     pub fn token(details: &str) -> GraphError {
         GraphError {
-            http: StatusCode::UNAUTHORIZED,
+            http: 401,
             code: 190,
             subcode: None,
             kind: "OAuthException",
@@ -89,7 +90,7 @@ impl GraphError {
     /// A path the sandbox does not serve (Meta's 2500).
     pub fn unknown_path(path: &str) -> GraphError {
         GraphError {
-            http: StatusCode::NOT_FOUND,
+            http: 404,
             code: 2500,
             subcode: None,
             kind: "OAuthException",
@@ -114,12 +115,14 @@ impl GraphError {
     }
 }
 
-impl IntoResponse for GraphError {
-    fn into_response(self) -> Response {
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for GraphError {
+    fn into_response(self) -> axum::response::Response {
         // Meta's trace ids are opaque; one per response is all an app sees.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let trace = format!("Sandbox{:011}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        (self.http, axum::Json(self.body(&trace))).into_response()
+        let trace = format!("Wameter{:011}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let status = axum::http::StatusCode::from_u16(self.http).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+        (status, axum::Json(self.body(&trace))).into_response()
     }
 }
 
