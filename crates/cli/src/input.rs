@@ -63,6 +63,8 @@ impl EngineArgs {
 /// The engine's inputs other than events.
 pub struct Setup {
     pub accounts: Accounts,
+    /// Clients and budgets from the same accounts file.
+    pub billing: wameter_core::billing::Billing,
     pub rates: RateBook,
     pub tiers: TierBook,
 }
@@ -122,9 +124,9 @@ impl PricingArgs {
 
     /// Reads accounts, cards (built-in, imported or `--rates`) and tiers.
     pub fn setup(&self) -> Result<Setup> {
-        let accounts = match &self.accounts {
-            Some(path) => wameter_log::parse_accounts(&path.display().to_string(), &read(path)?)?,
-            None => Accounts::default(),
+        let (accounts, billing) = match &self.accounts {
+            Some(path) => wameter_log::parse_accounts_file(&path.display().to_string(), &read(path)?)?,
+            None => (Accounts::default(), Default::default()),
         };
         let store = crate::rates::load_store()?;
         let rates = if self.rates.is_empty() {
@@ -141,7 +143,7 @@ impl PricingArgs {
             }
             bands
         };
-        Ok(Setup { accounts, rates, tiers: TierBook::new(bands) })
+        Ok(Setup { accounts, billing, rates, tiers: TierBook::new(bands) })
     }
 }
 

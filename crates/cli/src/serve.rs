@@ -37,8 +37,29 @@ pub struct ServeArgs {
     /// Largest webhook body accepted, bytes [default: 4 MiB].
     #[arg(long, value_name = "BYTES")]
     pub webhook_bytes_max: Option<usize>,
+    /// Also serve Meta's send path, guarded, forwarding to this Graph API root (https://graph.facebook.com, or a sandbox).
+    #[arg(long, env = "WAMETER_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Refuse a free-form message when the customer service window closes sooner than this [default: 2m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub safety_margin: Option<jiff::SignedDuration>,
+    /// Post budget threshold alerts to this URL (signed like Meta's webhooks, header X-Wameter-Signature-256).
+    #[arg(long, env = "WAMETER_ALERT_URL", value_name = "URL")]
+    pub alert_url: Option<String>,
     #[command(flatten)]
     pub pricing: PricingArgs,
+}
+
+/// Reads `90s`, `2m`, `1h30m` or seconds (`120`).
+fn parse_duration(text: &str) -> Result<jiff::SignedDuration, String> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(jiff::SignedDuration::from_secs(seconds));
+    }
+    let duration = text.parse::<jiff::SignedDuration>().map_err(|e| format!("`{text}` is not a duration such as 90s, 2m or 1h30m: {e}"))?;
+    if duration.is_negative() {
+        return Err(format!("`{text}` is negative"));
+    }
+    Ok(duration)
 }
 
 /// `wameter.toml`.
@@ -58,6 +79,9 @@ struct FileConfig {
     tiers: Vec<PathBuf>,
     #[serde(default)]
     tokens: Vec<FileToken>,
+    upstream: Option<String>,
+    safety_margin: Option<String>,
+    alert_url: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -125,6 +149,25 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
     let database = DatabaseUrl::parse(&args.database.or(file.database).unwrap_or_else(|| "sqlite://wameter.db".into()))?;
+    let safety_margin = match (args.safety_margin, &file.safety_margin) {
+        (Some(margin), _) => margin,
+        (None, Some(text)) => parse_duration(text).map_err(|e| anyhow::anyhow!("wameter.toml: `safety_margin`: {e}"))?,
+        (None, None) => jiff::SignedDuration::from_mins(2),
+    };
+    let guard = match args.upstream.or(file.upstream) {
+        None => None,
+        Some(url) => {
+            let upstream = url.trim_end_matches('/').to_string();
+            if !(upstream.starts_with("http://") || upstream.starts_with("https://")) {
+                bail!("--upstream {url}: expected an http:// or https:// URL, such as https://graph.facebook.com");
+            }
+            Some(wameter_server::guard::GuardConfig { upstream, safety_margin })
+        }
+    };
+    let alert_url = args.alert_url.or(file.alert_url);
+    if !setup.billing.budgets.is_empty() && alert_url.is_none() {
+        eprintln!("note: budgets are configured but no --alert-url: thresholds crossed are recorded (GET /v1/budgets) but not posted");
+    }
     let config = Config {
         app_secret: app_secret.into_bytes(),
         verify_token: args.verify_token.or(file.verify_token),
@@ -132,6 +175,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         webhook_bytes_max: args.webhook_bytes_max.or(file.webhook_bytes_max).unwrap_or(wameter_server::WEBHOOK_BYTES_MAX_DEFAULT),
         events_bytes_max: file.events_bytes_max.unwrap_or(wameter_server::EVENTS_BYTES_MAX_DEFAULT),
         pricing: Pricing { accounts: setup.accounts, rates: setup.rates, tiers: setup.tiers, markets: MarketTable::builtin() },
+        billing: setup.billing,
+        guard,
+        alert_url,
     };
 
     tracing_subscriber::fmt()
@@ -154,6 +200,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         tracing::info!(message = "Database open.", database = %database);
         if database == DatabaseUrl::Discard {
             tracing::warn!(message = "discard:// stores nothing: every webhook is acknowledged and lost. For benchmarks only.");
+        }
+        if let Some(guard) = &config.guard {
+            tracing::info!(message = "Guarding sends.", upstream = %guard.upstream, safety_margin = %guard.safety_margin);
         }
         // Tests and scripts read this line for the port.
         eprintln!("wameter serve listening on http://{address}");

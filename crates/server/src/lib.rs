@@ -4,17 +4,26 @@
 //! "what did this cost" and cost reports from the charges the settler keeps
 //! — both through the same pure engine as `wameter replay`.
 //!
-//! The crate is a thin adapter: HTTP in [`webhook`] and [`api`], tenancy in
-//! [`auth`], metrics in [`telemetry`], the engine calls in [`meter`], and
-//! keeping the stored charges up to date in [`settle`]. It
+//! With `--upstream` it is also the guard ([`guard`]): Meta's send path in
+//! front of the Graph API, refusing what Meta would refuse or a budget
+//! forbids ([`budgets`]) before it costs anything, and recording every
+//! send it forwards.
+//!
+//! The crate is a thin adapter: HTTP in [`webhook`], [`api`] and [`guard`],
+//! tenancy in [`auth`], metrics in [`telemetry`], the engine calls in
+//! [`meter`], keeping the stored charges up to date in [`settle`], and the
+//! calls it makes itself in [`outbound`]. It
 //! owns no rules and no storage format: those are `wameter-core` and
 //! `wameter-store`.
 
 pub mod api;
 pub mod auth;
+pub mod budgets;
 pub mod error;
+pub mod guard;
 pub mod meter;
 pub mod openapi;
+pub mod outbound;
 pub mod settle;
 pub mod signature;
 pub mod telemetry;
@@ -28,6 +37,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use wameter_core::billing::Billing;
 use wameter_store::Store;
 
 pub use auth::{ApiToken, Scope};
@@ -55,6 +65,12 @@ pub struct Config {
     pub events_bytes_max: usize,
     /// Rate cards, tiers, markets, businesses.
     pub pricing: Pricing,
+    /// Clients and budgets.
+    pub billing: Billing,
+    /// The guard's upstream and margin; `None`: no send path.
+    pub guard: Option<guard::GuardConfig>,
+    /// Where budget alerts are posted; `None`: recorded only.
+    pub alert_url: Option<String>,
 }
 
 /// Shared by every request.
@@ -67,12 +83,26 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Takes turns settling charges.
     pub settler: settle::Settler,
+    /// Budgets' spend and the sends in flight.
+    pub ledger: budgets::Ledger,
+    /// The guard's template categories.
+    pub templates: guard::Templates,
+    /// Calls to the upstream and the alert receiver.
+    pub http: outbound::Http,
 }
 
 impl AppState {
     /// State for a server over `store`.
     pub fn new(config: Config, store: Store) -> Arc<AppState> {
-        Arc::new(AppState { config: Arc::new(config), store, metrics: telemetry::recorder(), settler: settle::Settler::default() })
+        Arc::new(AppState {
+            config: Arc::new(config),
+            store,
+            metrics: telemetry::recorder(),
+            settler: settle::Settler::default(),
+            ledger: budgets::Ledger::default(),
+            templates: guard::Templates::default(),
+            http: outbound::Http::default(),
+        })
     }
 }
 
@@ -80,13 +110,18 @@ impl AppState {
 pub fn app(state: Arc<AppState>) -> Router {
     let webhook_limit = state.config.webhook_bytes_max;
     let events_limit = state.config.events_bytes_max;
-    Router::new()
+    let mut router = Router::new();
+    if state.config.guard.is_some() {
+        router = router.route("/{version}/{phone_number_id}/messages", post(guard::send));
+    }
+    router
         .route("/webhook", get(webhook::handshake).post(webhook::receive).layer(DefaultBodyLimit::max(webhook_limit)))
         .route("/v1/windows/{business}/{user}", get(api::windows))
         .route("/v1/charges", get(api::charges))
         .route("/v1/reports/costs", get(api::costs))
         .route("/v1/events", post(api::post_events).get(api::get_events).layer(DefaultBodyLimit::max(events_limit)))
         .route("/v1/webhooks", get(api::get_webhooks))
+        .route("/v1/budgets", get(budgets::list))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::document))
@@ -129,6 +164,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
         Err(error) => return Err(std::io::Error::other(error.to_string())),
     }
     settle::spawn(state.clone());
+    budgets::spawn_watcher(state.clone());
     telemetry::spawn_upkeep(state.metrics.clone());
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await
 }

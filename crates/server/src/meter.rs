@@ -12,7 +12,8 @@ use jiff::Timestamp;
 use rust_decimal::Decimal;
 use wameter_core::account::Accounts;
 use wameter_core::engine::{ContactWindows, Engine, prepare};
-use wameter_core::event::{Event, EventKind, Origin, UserId, outbounds_from_pricing};
+use wameter_core::charge::Charge;
+use wameter_core::event::{DeliveryStatus, Event, EventKind, Origin, Template, UserId, outbounds_from_pricing};
 use wameter_core::market::MarketTable;
 use wameter_core::money::Currency;
 use wameter_core::ratecard::{RateBook, TierBook};
@@ -116,6 +117,28 @@ pub fn windows(engine: &Engine<'_>, events: Vec<Event>, business: &str, user: &U
         .find(|contact| &*contact.business == business && &contact.user == user)
         .map(|contact| engine.windows_at(contact, at))
         .unwrap_or_default()
+}
+
+/// The charge a send would get if it were delivered at once: the pair's
+/// events, then the send and its delivery at `at`, replayed. Volume tiers
+/// count only what the pair's events show, so a tiered rate is the first
+/// band's (the guard says so in its estimate). `None` when the engine
+/// could not price it (no rate card for the date, for instance).
+pub fn predict(engine: &Engine<'_>, mut events: Vec<Event>, business: &str, user: &UserId, at: Timestamp, template: Option<Template>) -> Option<Charge> {
+    const ID: &str = "wameter.guard.prediction";
+    // After every stored event of the same instant.
+    let origin = Origin { source: u32::MAX, line: 0 };
+    events.push(Event {
+        at,
+        origin,
+        kind: EventKind::Outbound { business: business.into(), user: user.clone(), id: ID.into(), template },
+    });
+    events.push(Event {
+        at,
+        origin: Origin { line: 1, ..origin },
+        kind: EventKind::Status { id: ID.into(), status: DeliveryStatus::Delivered, error: None, detail: None },
+    });
+    engine.replay(events).charges.into_iter().find(|charge| &*charge.message_id == ID)
 }
 
 /// Prices one (portfolio, month) from the events its span holds: what the

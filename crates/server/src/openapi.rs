@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         crate::api::post_events,
         crate::api::get_events,
         crate::api::get_webhooks,
+        crate::budgets::list,
         crate::healthz,
         crate::metrics,
     ),

@@ -36,6 +36,16 @@ const SETTLEMENT_REVISION: u32 = 1;
 #[derive(Default)]
 pub struct Settler {
     turn: tokio::sync::Mutex<()>,
+    /// Bumped after every round that changed kept charges: what the
+    /// budgets' spend caches are keyed by.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Settler {
+    /// How many rounds have changed the kept charges so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// What the kept charges depend on besides events: the accounts, rate
@@ -78,6 +88,7 @@ pub async fn settle_pending(state: &AppState) -> Result<usize, StoreError> {
                 meter::settle_month(&engine, meter::load(&rows), &businesses, month)
             })
             .await?;
+        state.settler.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
     Ok(count)
 }

@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
-use wameter_core::event::Origin;
+use wameter_core::event::{DeliveryStatus, EventKind, Origin};
+use wameter_core::notice::NoticeKind;
 use wameter_store::{Batch, WebhookRecord};
 
 use crate::signature::{self, SignatureError};
@@ -91,6 +92,7 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     }
 
     let mut record = WebhookRecord::new(body.to_vec(), Timestamp::now());
+    let mut understood = None;
     let batch = match serde_json::from_slice::<serde_json::Value>(&body) {
         Err(error) => {
             record.rejected = Some(format!("not JSON: {error}"));
@@ -111,13 +113,18 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
                     tracing::warn!(message = "Webhook items not understood.", problems = %problems.join("; "));
                     record.problems = Some(problems.join("; "));
                 }
-                Batch::new(Some(record), &items.events, &items.notices)
+                let batch = Batch::new(Some(record), &items.events, &items.notices);
+                understood = Some(items);
+                batch
             }
         },
     };
     let rejected = batch.webhook.as_ref().and_then(|w| w.rejected.clone());
     match state.store.write(batch).await {
         Ok(written) => {
+            if let Some(items) = &understood {
+                guard_news(&state, items);
+            }
             telemetry::webhook_stored(rejected.is_none(), started.elapsed());
             telemetry::events_written(&written);
             match rejected {
@@ -134,6 +141,21 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
             let status = if error.is_transient() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
             telemetry::webhook_rejected("store_error");
             (status, "not stored; deliver again\n").into_response()
+        }
+    }
+}
+
+/// What the guard learns from a stored webhook: sends that failed hold no
+/// budget any more, and a re-categorised template is looked up again.
+fn guard_news(state: &AppState, items: &wameter_meta::WebhookItems) {
+    let failed = items.events.iter().filter_map(|event| match &event.kind {
+        EventKind::Status { id, status: DeliveryStatus::Failed, .. } => Some(&**id),
+        _ => None,
+    });
+    state.ledger.failed(failed);
+    for notice in &items.notices {
+        if let (NoticeKind::TemplateCategoryUpdate { .. }, Some(waba)) = (&notice.kind, &notice.waba) {
+            state.templates.forget(waba);
         }
     }
 }

@@ -15,6 +15,7 @@
 //! `migrations/postgres`, applied with refinery) and answer the same
 //! [`Store`] calls.
 
+pub mod alerts;
 pub mod postgres;
 pub mod record;
 pub mod settled;
@@ -22,6 +23,7 @@ pub mod sqlite;
 
 use std::path::PathBuf;
 
+pub use alerts::{AlertRow, AlertWrite};
 pub use record::{Batch, ContactRow, Counts, EventRecord, NoticeRecord, StoredEvent, StoredWebhook, WebhookRecord, Written};
 pub use settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow};
 
@@ -308,6 +310,26 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.charge_warnings(slice).await,
             Store::Postgres(store) => store.charge_warnings(slice).await,
+            Store::Discard => Ok(Vec::new()),
+        }
+    }
+
+    /// Records a budget threshold crossing or an alert delivery attempt.
+    /// For a crossing, answers whether it was new (`false`: that budget,
+    /// month and threshold was recorded before).
+    pub async fn write_alert(&self, write: AlertWrite) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.write_alert(write).await,
+            Store::Postgres(store) => store.write_alert(write).await,
+            Store::Discard => Ok(matches!(write, AlertWrite::Cross(_))),
+        }
+    }
+
+    /// Alerts kept: of one month (`YYYY-MM`), or every one not yet delivered.
+    pub async fn alerts(&self, month: Option<String>) -> Result<Vec<AlertRow>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.alerts(month).await,
+            Store::Postgres(store) => store.alerts(month).await,
             Store::Discard => Ok(Vec::new()),
         }
     }

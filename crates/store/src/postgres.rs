@@ -12,6 +12,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use deadpool_postgres::GenericClient;
 
+use crate::alerts::{AlertRow, AlertWrite};
 use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
 use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, months_spanned};
 use crate::{DatabaseUrl, EventScope, StoreError};
@@ -240,6 +241,63 @@ impl PostgresStore {
         .map_err(write_error)?;
         tx.commit().await.map_err(write_error)?;
         Ok(true)
+    }
+
+    /// Records a budget alert crossing or delivery attempt.
+    pub async fn write_alert(&self, write: AlertWrite) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        match write {
+            AlertWrite::Cross(row) => {
+                let inserted = client
+                    .execute(
+                        "INSERT INTO budget_alerts (budget, month, threshold, crossed_at_us, spent, body) VALUES ($1, $2, $3, $4, $5, $6)
+                         ON CONFLICT (budget, month, threshold) DO NOTHING",
+                        &[&row.budget, &row.month, &row.threshold, &row.crossed_at_us, &row.spent, &row.body],
+                    )
+                    .await?;
+                Ok(inserted == 1)
+            }
+            AlertWrite::Attempt { budget, month, threshold, outcome } => {
+                let (delivered, error) = match outcome {
+                    Ok(at) => (Some(at), None),
+                    Err(reason) => (None, Some(reason)),
+                };
+                client
+                    .execute(
+                        "UPDATE budget_alerts SET attempts = attempts + 1, delivered_at_us = $4, last_error = $5
+                         WHERE budget = $1 AND month = $2 AND threshold = $3",
+                        &[&budget, &month, &threshold, &delivered, &error],
+                    )
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Alerts of one month, or every one not yet delivered.
+    pub async fn alerts(&self, month: Option<String>) -> Result<Vec<AlertRow>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT budget, month, threshold, crossed_at_us, spent, body, attempts, delivered_at_us, last_error FROM budget_alerts
+                 WHERE ($1::text IS NULL AND delivered_at_us IS NULL) OR month = $1 ORDER BY crossed_at_us, budget, threshold",
+                &[&month],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AlertRow {
+                budget: row.get(0),
+                month: row.get(1),
+                threshold: row.get(2),
+                crossed_at_us: row.get(3),
+                spent: row.get(4),
+                body: row.get(5),
+                attempts: row.get(6),
+                delivered_at_us: row.get(7),
+                last_error: row.get(8),
+            })
+            .collect())
     }
 
     /// Kept charges of a slice.

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use crate::alerts::{AlertRow, AlertWrite};
 use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
 use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, months_spanned};
 use crate::{EventScope, StoreError};
@@ -44,6 +45,8 @@ enum Job {
     Settle(SettleJob, Settled, oneshot::Sender<Result<(), StoreError>>),
     /// Compare the pricing fingerprint; on a change, unsettle everything.
     Reset(String, oneshot::Sender<Result<bool, StoreError>>),
+    /// Record a budget alert crossing or delivery attempt.
+    Alert(AlertWrite, oneshot::Sender<Result<bool, StoreError>>),
 }
 
 /// A job's answer, sent once its transaction committed.
@@ -51,6 +54,7 @@ enum Done {
     Written(Written),
     Settled,
     Reset(bool),
+    Alert(bool),
 }
 
 impl Job {
@@ -59,6 +63,7 @@ impl Job {
             Job::Write(batch, _) => write_one(tx, batch).map(Done::Written),
             Job::Settle(job, settled, _) => write_settled(tx, job, settled).map(|()| Done::Settled),
             Job::Reset(fingerprint, _) => reset(tx, fingerprint).map(Done::Reset),
+            Job::Alert(write, _) => write_alert(tx, write).map(Done::Alert),
         }
     }
 
@@ -68,6 +73,7 @@ impl Job {
             Job::Write(_, reply) => drop(reply.send(result.map(|done| if let Done::Written(w) = done { w } else { Written::default() }))),
             Job::Settle(_, _, reply) => drop(reply.send(result.map(|_| ()))),
             Job::Reset(_, reply) => drop(reply.send(result.map(|done| matches!(done, Done::Reset(true))))),
+            Job::Alert(_, reply) => drop(reply.send(result.map(|done| matches!(done, Done::Alert(true))))),
         }
     }
 }
@@ -162,6 +168,38 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Reset(fingerprint, reply))?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Records a budget alert crossing or delivery attempt.
+    pub async fn write_alert(&self, write: AlertWrite) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Alert(write, reply))?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Alerts of one month, or every one not yet delivered.
+    pub async fn alerts(&self, month: Option<String>) -> Result<Vec<AlertRow>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT budget, month, threshold, crossed_at_us, spent, body, attempts, delivered_at_us, last_error FROM budget_alerts
+                 WHERE (?1 IS NULL AND delivered_at_us IS NULL) OR month = ?1 ORDER BY crossed_at_us, budget, threshold",
+            )?;
+            let rows = statement.query_map(params![month], |row| {
+                Ok(AlertRow {
+                    budget: row.get(0)?,
+                    month: row.get(1)?,
+                    threshold: row.get(2)?,
+                    crossed_at_us: row.get(3)?,
+                    spent: row.get(4)?,
+                    body: row.get(5)?,
+                    attempts: row.get(6)?,
+                    delivered_at_us: row.get(7)?,
+                    last_error: row.get(8)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     /// Kept charge lines of a slice, with their business and delivery.
@@ -512,4 +550,29 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> rusqlite::Result<
         mark.execute(params![business, month])?;
     }
     Ok(written)
+}
+
+fn write_alert(tx: &rusqlite::Transaction<'_>, write: &AlertWrite) -> rusqlite::Result<bool> {
+    match write {
+        AlertWrite::Cross(row) => {
+            let inserted = tx.execute(
+                "INSERT INTO budget_alerts (budget, month, threshold, crossed_at_us, spent, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (budget, month, threshold) DO NOTHING",
+                params![row.budget, row.month, row.threshold, row.crossed_at_us, row.spent, row.body],
+            )?;
+            Ok(inserted == 1)
+        }
+        AlertWrite::Attempt { budget, month, threshold, outcome } => {
+            let (delivered, error) = match outcome {
+                Ok(at) => (Some(*at), None),
+                Err(reason) => (None, Some(reason.as_str())),
+            };
+            tx.execute(
+                "UPDATE budget_alerts SET attempts = attempts + 1, delivered_at_us = ?4, last_error = ?5
+                 WHERE budget = ?1 AND month = ?2 AND threshold = ?3",
+                params![budget, month, threshold, delivered, error],
+            )?;
+            Ok(false)
+        }
+    }
 }

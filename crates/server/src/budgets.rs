@@ -1,0 +1,421 @@
+//! Budgets at run time: each budget's charged spend this month, the sends
+//! still in flight, the hard stop, threshold alerts and `GET /v1/budgets`.
+//!
+//! *Spent* is what the kept charges say: messages delivered and priced by
+//! the engine, nothing else — a send that fails, even after Meta accepted
+//! it (131047, 131049, 131026…), is never charged, so it never counts.
+//! *In flight* is what the guard forwarded and reserved at its estimate but
+//! whose charge is not kept yet; it drops out when the charge is kept (and
+//! counted as spent) or when a `failed` status arrives. The hard stop
+//! weighs spent + in flight + the new send; thresholds weigh spent alone,
+//! so an alert says what Meta will invoice.
+//!
+//! Spend is read from the kept charges once per settler round (the cache is
+//! keyed by [`crate::settle::Settler::generation`]), so a send checked
+//! against a budget costs a map look-up, not a month's charges.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use wameter_core::billing::{Budget, BudgetScope, LocalMonth};
+use wameter_core::money::format_amount;
+use wameter_meta::graph::GraphError;
+use wameter_store::{AlertRow, AlertWrite, ChargeSlice, StoreError};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// How often thresholds are looked at and undelivered alerts retried.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest wait between two attempts to deliver an alert.
+const RETRY_MAX: Duration = Duration::from_secs(600);
+
+/// Meta's code for "sending blocked: payment issue" (131042): what a
+/// budget's hard stop answers with, so an app's error handling treats it as
+/// the account-level block it is.
+pub const BUDGET_BLOCKED: u32 = 131_042;
+
+/// A send forwarded at an estimated cost, not yet charged or failed.
+#[derive(Clone, Debug)]
+struct InFlight {
+    waba: Arc<str>,
+    amount: Decimal,
+    sent_at: Timestamp,
+}
+
+#[derive(Default)]
+struct Books {
+    /// (budget, month) → (settler generation, charged spend).
+    spent: HashMap<(Arc<str>, String), (u64, Decimal)>,
+    /// Keyed by wamid, or by `reserved:N` while the send is upstream.
+    in_flight: HashMap<Box<str>, InFlight>,
+    next_reservation: u64,
+}
+
+/// Spend caches and sends in flight, shared by every request.
+#[derive(Default)]
+pub struct Ledger {
+    books: Mutex<Books>,
+    /// Alerts recorded already (no store round trip each watch).
+    recorded: Mutex<HashSet<(Arc<str>, String, u32)>>,
+    /// When an undelivered alert may be tried again.
+    retry_at: Mutex<HashMap<(String, String, i64), Timestamp>>,
+}
+
+/// A hard-stop reservation held while a send is upstream.
+#[derive(Debug)]
+pub struct Reservation(Option<Box<str>>);
+
+impl Ledger {
+    fn in_flight_for(books: &Books, budget: &Budget, month: &LocalMonth) -> Decimal {
+        books.in_flight.values().filter(|f| budget.covers(&f.waba) && f.sent_at >= month.start && f.sent_at < month.end).map(|f| f.amount).sum()
+    }
+
+    /// A send confirmed upstream: its reservation now goes by its wamid.
+    pub fn confirm(&self, reservation: Reservation, wamid: &str) {
+        let Some(key) = reservation.0 else { return };
+        let mut books = self.books.lock().expect("ledger lock");
+        if let Some(entry) = books.in_flight.remove(&key) {
+            books.in_flight.insert(wamid.into(), entry);
+        }
+    }
+
+    /// A send refused upstream: nothing is in flight.
+    pub fn release(&self, reservation: Reservation) {
+        if let Some(key) = reservation.0 {
+            self.books.lock().expect("ledger lock").in_flight.remove(&key);
+        }
+    }
+
+    /// Sends that failed: never charged, no longer in flight.
+    pub fn failed<'a>(&self, wamids: impl IntoIterator<Item = &'a str>) {
+        let mut books = self.books.lock().expect("ledger lock");
+        for id in wamids {
+            books.in_flight.remove(id);
+        }
+    }
+}
+
+/// The business phone numbers whose charges a budget counts.
+async fn businesses_of(state: &AppState, budget: &Budget) -> Result<Vec<String>, StoreError> {
+    let pricing = &state.config.pricing;
+    let mut out: Vec<String> = state.store.businesses().await?.into_iter().filter(|b| budget.covers(&pricing.waba_of(b))).collect();
+    out.extend(pricing.accounts.businesses().filter(|b| budget.covers(&b.waba)).map(|b| b.phone_number_id.to_string()));
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A budget's charged spend in a month, from the kept charges (cached per
+/// settler round). Sends in flight whose charge is now kept leave the
+/// in-flight list in the same step, so nothing counts twice.
+pub async fn spent(state: &AppState, budget: &Budget, month: &LocalMonth) -> Result<Decimal, StoreError> {
+    let key = (budget.name.clone(), month.label());
+    let generation = state.settler.generation();
+    if let Some((seen, spent)) = state.ledger.books.lock().expect("ledger lock").spent.get(&key) {
+        if *seen == generation {
+            return Ok(*spent);
+        }
+    }
+    let slice = ChargeSlice {
+        businesses: Some(businesses_of(state, budget).await?),
+        from_us: month.start.as_microsecond(),
+        to_us: month.end.as_microsecond(),
+        months: None,
+    };
+    let rows = state.store.charges(slice).await?;
+    let mut total = Decimal::ZERO;
+    let mut charged: HashSet<&str> = HashSet::with_capacity(rows.len());
+    for row in &rows {
+        let line: serde_json::Value = serde_json::from_str(&row.line).map_err(|e| StoreError::Read(format!("kept charge {}: {e}", row.message_id)))?;
+        let amount = line["amount"].as_str().and_then(|a| a.parse::<Decimal>().ok());
+        total += amount.ok_or_else(|| StoreError::Read(format!("kept charge {} has no decimal `amount`", row.message_id)))?;
+        charged.insert(&row.message_id);
+    }
+    let mut books = state.ledger.books.lock().expect("ledger lock");
+    books.in_flight.retain(|id, _| !charged.contains(&**id));
+    books.spent.insert(key, (generation, total));
+    Ok(total)
+}
+
+/// Checks a billable send of `waba` estimated at `estimate` against every
+/// hard-stop budget covering it and, when all allow it, reserves the
+/// estimate as in flight. The refusal names the budget and its numbers.
+pub async fn reserve(state: &AppState, waba: &str, estimate: Decimal, now: Timestamp) -> Result<Reservation, GraphError> {
+    let budgets: Vec<&Budget> = state.config.billing.budgets_of_waba(waba).filter(|b| b.hard_stop).collect();
+    if budgets.is_empty() || estimate <= Decimal::ZERO {
+        return Ok(Reservation(None));
+    }
+    let mut spends = Vec::with_capacity(budgets.len());
+    for budget in &budgets {
+        let month = LocalMonth::of(now, &budget.timezone);
+        let spent = spent(state, budget, &month).await.map_err(|e| GraphError {
+            http: 503,
+            ..GraphError::new(1, "An unknown error occurred", format!("wameter could not read budget `{}`'s spend: {e}", budget.name))
+        })?;
+        spends.push((month, spent));
+    }
+    // Check and reserve under one lock, so two concurrent sends cannot both
+    // take the last of a budget. A send with neither a charge nor a failure
+    // after a week is not waiting for either any more (Meta stops trying
+    // long before): it stops holding budget.
+    let mut books = state.ledger.books.lock().expect("ledger lock");
+    books.in_flight.retain(|_, flight| now - flight.sent_at < jiff::SignedDuration::from_hours(7 * 24));
+    for (budget, (month, spent)) in budgets.iter().zip(&spends) {
+        let in_flight = Ledger::in_flight_for(&books, budget, month);
+        if !budget.allows(*spent, in_flight, estimate) {
+            let currency = budget.currency.code();
+            return Err(GraphError {
+                http: 402,
+                ..GraphError::new(
+                    BUDGET_BLOCKED,
+                    "Business eligibility payment issue",
+                    format!(
+                        "refused by wameter: budget `{}` ({}) allows {} {currency} in {}; spent {}, in flight {}, this send {} would take it to {} (hard stop)",
+                        budget.name,
+                        budget.scope,
+                        format_amount(budget.amount),
+                        month.label(),
+                        format_amount(*spent),
+                        format_amount(in_flight),
+                        format_amount(estimate),
+                        format_amount(*spent + in_flight + estimate),
+                    ),
+                )
+            });
+        }
+    }
+    books.next_reservation += 1;
+    let key: Box<str> = format!("reserved:{}", books.next_reservation).into();
+    books.in_flight.insert(key.clone(), InFlight { waba: waba.into(), amount: estimate, sent_at: now });
+    Ok(Reservation(Some(key)))
+}
+
+fn alert_body(budget: &Budget, month: &LocalMonth, threshold: u32, spent: Decimal, at: Timestamp) -> serde_json::Value {
+    json!({
+        "type": "wameter.budget.threshold_crossed",
+        "budget": &*budget.name,
+        "scope": scope_json(&budget.scope),
+        "wabas": budget.wabas.iter().map(|w| &**w).collect::<Vec<_>>(),
+        "month": month.label(),
+        "currency": budget.currency.code(),
+        "amount": format_amount(budget.amount),
+        "threshold_percent": threshold,
+        "threshold_amount": format_amount(budget.threshold_amount(threshold)),
+        "spent": format_amount(spent),
+        "hard_stop": budget.hard_stop,
+        "crossed_at": at.to_string(),
+    })
+}
+
+fn scope_json(scope: &BudgetScope) -> serde_json::Value {
+    match scope {
+        BudgetScope::Waba(waba) => json!({"waba": &**waba}),
+        BudgetScope::Client(client) => json!({"client": &**client}),
+    }
+}
+
+/// One look at every budget: thresholds newly crossed are recorded (once,
+/// in the store) and alerts not yet delivered are sent.
+pub async fn watch_once(state: &AppState, now: Timestamp) -> Result<(), StoreError> {
+    for budget in &state.config.billing.budgets {
+        let month = LocalMonth::of(now, &budget.timezone);
+        let spent = spent(state, budget, &month).await?;
+        for threshold in budget.crossed(spent) {
+            let key = (budget.name.clone(), month.label(), threshold);
+            if state.ledger.recorded.lock().expect("ledger lock").contains(&key) {
+                continue;
+            }
+            let row = AlertRow {
+                budget: budget.name.to_string(),
+                month: month.label(),
+                threshold: i64::from(threshold),
+                crossed_at_us: now.as_microsecond(),
+                spent: format_amount(spent),
+                body: alert_body(budget, &month, threshold, spent, now).to_string(),
+                attempts: 0,
+                delivered_at_us: None,
+                last_error: None,
+            };
+            if state.store.write_alert(AlertWrite::Cross(row)).await? {
+                tracing::warn!(message = "Budget threshold crossed.", budget = %budget.name, month = %month.label(), threshold, spent = %format_amount(spent));
+            }
+            state.ledger.recorded.lock().expect("ledger lock").insert(key);
+        }
+    }
+    let Some(url) = state.config.alert_url.as_deref() else { return Ok(()) };
+    for alert in state.store.alerts(None).await? {
+        let key = (alert.budget.clone(), alert.month.clone(), alert.threshold);
+        if state.ledger.retry_at.lock().expect("ledger lock").get(&key).is_some_and(|at| *at > now) {
+            continue;
+        }
+        let mut headers = vec![(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        if !state.config.app_secret.is_empty() {
+            let signature = crate::signature::sign(&state.config.app_secret, alert.body.as_bytes());
+            headers.push((header::HeaderName::from_static("x-wameter-signature-256"), HeaderValue::from_str(&signature).expect("hex is a header value")));
+        }
+        let outcome = match state.http.call(Method::POST, url, &headers, alert.body.clone().into()).await {
+            Ok(answer) if answer.status.is_success() => Ok(Timestamp::now().as_microsecond()),
+            Ok(answer) => Err(format!("{url} answered {}", answer.status)),
+            Err(error) => Err(error),
+        };
+        if let Err(reason) = &outcome {
+            let wait = RETRY_MAX.min(Duration::from_secs(1 << alert.attempts.clamp(0, 10)));
+            tracing::warn!(message = "Budget alert not delivered; will retry.", budget = %alert.budget, threshold = alert.threshold, reason = %reason, retry_in_s = wait.as_secs());
+            state.ledger.retry_at.lock().expect("ledger lock").insert(key, now + wait);
+        }
+        state.store.write_alert(AlertWrite::Attempt { budget: alert.budget, month: alert.month, threshold: alert.threshold, outcome }).await?;
+    }
+    Ok(())
+}
+
+/// Watches budgets until the process ends (when any is configured).
+pub fn spawn_watcher(state: Arc<AppState>) {
+    if state.config.billing.budgets.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = watch_once(&state, Timestamp::now()).await {
+                tracing::error!(message = "Budget watch failed; retrying.", error = %error);
+            }
+            tokio::time::sleep(WATCH_EVERY).await;
+        }
+    });
+}
+
+/// `GET /v1/budgets` query.
+#[derive(Deserialize, IntoParams)]
+pub struct BudgetsQuery {
+    /// Business-local month `YYYY-MM`; default: the current one.
+    month: Option<String>,
+}
+
+/// One threshold of a budget.
+#[derive(Serialize, ToSchema)]
+pub struct ThresholdJson {
+    /// Percent of the budget.
+    percent: u32,
+    /// The spend at which it is crossed.
+    amount: String,
+    /// Whether the month's charged spend has reached it.
+    crossed: bool,
+    /// When the crossing was recorded (and the alert fired).
+    crossed_at: Option<String>,
+    /// When the alert webhook was acknowledged.
+    alert_delivered_at: Option<String>,
+    /// Alert delivery attempts.
+    alert_attempts: i64,
+    /// Why the last attempt failed.
+    alert_error: Option<String>,
+}
+
+/// One budget in one month.
+#[derive(Serialize, ToSchema)]
+pub struct BudgetJson {
+    /// Name.
+    name: String,
+    /// `{"waba": …}` or `{"client": …}`.
+    #[schema(value_type = Object)]
+    scope: serde_json::Value,
+    /// The WABAs it covers.
+    wabas: Vec<String>,
+    /// Business-local month.
+    month: String,
+    /// The businesses' currency.
+    currency: String,
+    /// Monthly amount.
+    amount: String,
+    /// Charged so far (delivered messages, as the engine prices them).
+    spent: String,
+    /// Forwarded by the guard at its estimate, not yet charged or failed.
+    in_flight: String,
+    /// `amount − spent − in_flight` (may be negative).
+    remaining: String,
+    /// Spent at month end if the month goes on as so far (straight line).
+    forecast: String,
+    /// Whether billable sends that would exceed it are refused.
+    hard_stop: bool,
+    /// Soft thresholds.
+    thresholds: Vec<ThresholdJson>,
+}
+
+/// `GET /v1/budgets`.
+#[derive(Serialize, ToSchema)]
+pub struct BudgetsResponse {
+    /// When this was computed.
+    at: String,
+    /// Every budget the token sees (all of whose WABAs it sees).
+    budgets: Vec<BudgetJson>,
+}
+
+/// Spend, forecast and thresholds of every budget the token sees.
+#[utoipa::path(get, path = "/v1/budgets", params(BudgetsQuery), tag = "budgets", security(("bearer" = [])),
+    responses((status = 200, body = BudgetsResponse), (status = 400, description = "Bad month"), (status = 401, description = "No or unknown token")))]
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<BudgetsQuery>) -> Result<Json<BudgetsResponse>, ApiError> {
+    let token = crate::auth::authenticate(&state.config.tokens, &headers).ok_or_else(ApiError::unauthorized)?;
+    let now = Timestamp::now();
+    // Answer for every event stored before the question, like /v1/charges.
+    crate::settle::settle_pending(&state).await?;
+    let mut out = Vec::new();
+    for budget in state.config.billing.budgets.iter().filter(|b| b.wabas.iter().all(|w| token.scope.sees(w))) {
+        let month = match &query.month {
+            None => LocalMonth::of(now, &budget.timezone),
+            Some(text) => {
+                let first = format!("{text}-01")
+                    .parse::<jiff::civil::Date>()
+                    .ok()
+                    .filter(|_| text.len() == 7)
+                    .ok_or_else(|| ApiError::bad_request(format!("`month` = {text:?} is not YYYY-MM")))?;
+                let midnight = budget.timezone.to_timestamp(first.to_datetime(jiff::civil::Time::midnight()));
+                LocalMonth::of(midnight.map_err(|e| ApiError::bad_request(format!("`month`: {e}")))?, &budget.timezone)
+            }
+        };
+        let spent = spent(&state, budget, &month).await?;
+        let in_flight = Ledger::in_flight_for(&state.ledger.books.lock().expect("ledger lock"), budget, &month);
+        let alerts = state.store.alerts(Some(month.label())).await?;
+        let crossed = budget.crossed(spent);
+        let micros = |us: i64| Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default();
+        let thresholds = budget
+            .thresholds
+            .iter()
+            .map(|percent| {
+                let alert = alerts.iter().find(|a| a.budget == *budget.name && a.threshold == i64::from(*percent));
+                ThresholdJson {
+                    percent: *percent,
+                    amount: format_amount(budget.threshold_amount(*percent)),
+                    crossed: crossed.contains(percent) || alert.is_some(),
+                    crossed_at: alert.map(|a| micros(a.crossed_at_us)),
+                    alert_delivered_at: alert.and_then(|a| a.delivered_at_us).map(micros),
+                    alert_attempts: alert.map_or(0, |a| a.attempts),
+                    alert_error: alert.and_then(|a| a.last_error.clone()),
+                }
+            })
+            .collect();
+        out.push(BudgetJson {
+            name: budget.name.to_string(),
+            scope: scope_json(&budget.scope),
+            wabas: budget.wabas.iter().map(|w| w.to_string()).collect(),
+            month: month.label(),
+            currency: budget.currency.code().to_string(),
+            amount: format_amount(budget.amount),
+            spent: format_amount(spent),
+            in_flight: format_amount(in_flight),
+            remaining: format_amount(budget.amount - spent - in_flight),
+            forecast: format_amount(budget.forecast(spent, &month, now)),
+            hard_stop: budget.hard_stop,
+            thresholds,
+        });
+    }
+    Ok(Json(BudgetsResponse { at: now.to_string(), budgets: out }))
+}

@@ -1,0 +1,327 @@
+//! The guard: Meta's send path, `POST /{version}/{phone_number_id}/messages`,
+//! served in front of the upstream Graph API (Meta's, or the sandbox's).
+//!
+//! A send is looked at before it costs anything:
+//! 1. its template's category is looked up in the WABA's templates
+//!    (upstream `GET …/message_templates`, cached per WABA, forgotten when a
+//!    `template_category_update` webhook arrives);
+//! 2. a free-form message to a user whose customer service window is closed,
+//!    or closes within the safety margin, is refused at once with Meta's own
+//!    131047 body — nothing is forwarded;
+//! 3. the engine prices the send as if delivered now (the estimate);
+//! 4. a billable send is checked against the hard-stop budgets
+//!    ([`crate::budgets::reserve`]).
+//!
+//! Then the body is forwarded byte for byte with the caller's bearer token.
+//! Whatever upstream answers is passed back, with the estimate in
+//! `X-Wameter-*` headers; a send upstream accepted is recorded as an
+//! `outbound` event with its template category before the answer goes out,
+//! so metering no longer depends on the sender's own records. Whether it is
+//! charged is decided later, from the statuses Meta's webhooks bring: a
+//! send that fails after being accepted is never charged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use jiff::{SignedDuration, Timestamp};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use wameter_core::category::TemplateCategory;
+use wameter_core::charge::Charge;
+use wameter_core::event::{Event, EventKind, Origin, Template, UserId};
+use wameter_core::money::format_amount;
+use wameter_core::settlement::LOOK_BACK;
+use wameter_meta::graph::GraphError;
+use wameter_meta::outgoing::status_error_text;
+use wameter_store::Batch;
+
+use crate::{AppState, budgets, meter};
+
+/// Meta's code for a free-form message outside the customer service window.
+pub const REENGAGEMENT: u32 = 131_047;
+
+/// Template pages followed at most in one look-up.
+const TEMPLATE_PAGES_MAX: usize = 20;
+
+/// How the guard is set up.
+#[derive(Clone, Debug)]
+pub struct GuardConfig {
+    /// The Graph API root sends are forwarded to (`https://graph.facebook.com`).
+    pub upstream: String,
+    /// A free-form message is refused when the window closes sooner than this.
+    pub safety_margin: SignedDuration,
+}
+
+/// Template categories per WABA: (name, language) → category.
+#[derive(Default)]
+pub struct Templates {
+    by_waba: Mutex<HashMap<String, HashMap<(String, String), TemplateCategory>>>,
+}
+
+impl Templates {
+    fn get(&self, waba: &str, name: &str, language: &str) -> Option<TemplateCategory> {
+        let cache = self.by_waba.lock().expect("template cache lock");
+        cache.get(waba)?.get(&(name.to_string(), language.to_string())).copied()
+    }
+
+    /// Forgets a WABA's templates: the next send of one looks them up again.
+    pub fn forget(&self, waba: &str) {
+        self.by_waba.lock().expect("template cache lock").remove(waba);
+    }
+}
+
+/// What the guard reads of a send body.
+#[derive(Debug, PartialEq)]
+struct Outgoing {
+    user: UserId,
+    /// `(name, language code)` of a template message.
+    template: Option<(String, String)>,
+}
+
+/// Reads the recipient and template of a message. `None` for what is not a
+/// message to a user (read receipts, typing indicators) and for bodies the
+/// guard cannot read: those go upstream untouched, which answers them.
+fn read_send(body: &[u8]) -> Option<Outgoing> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    if value.get("status").is_some() {
+        return None;
+    }
+    let to = value.get("to").or_else(|| value.get("recipient")).and_then(Value::as_str)?;
+    let user = UserId::parse(to).ok()?;
+    let is_template = match value.get("type").and_then(Value::as_str) {
+        Some(kind) => kind == "template",
+        None => value.get("template").is_some(),
+    };
+    let template = if is_template {
+        let template = value.get("template")?;
+        let name = template.get("name").and_then(Value::as_str)?;
+        let language = template.get("language").and_then(|l| l.get("code")).and_then(Value::as_str)?;
+        Some((name.to_string(), language.to_string()))
+    } else {
+        None
+    };
+    Some(Outgoing { user, template })
+}
+
+fn upstream_error(details: String) -> GraphError {
+    GraphError { http: 502, ..GraphError::new(1, "An unknown error occurred", details) }
+}
+
+fn store_error(details: String) -> GraphError {
+    GraphError { http: 503, ..GraphError::new(2, "Service temporarily unavailable", details) }
+}
+
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// Looks a template's category up upstream and caches every template the
+/// answer lists. `Ok(None)`: upstream has no such template (it will refuse
+/// the send itself, with its own 132001).
+async fn lookup(state: &AppState, guard: &GuardConfig, version: &str, waba: &str, authorization: Option<&HeaderValue>, name: &str, language: &str) -> Result<Option<TemplateCategory>, GraphError> {
+    if let Some(found) = state.templates.get(waba, name, language) {
+        return Ok(Some(found));
+    }
+    let mut url = format!("{}/{version}/{waba}/message_templates?name={}&fields=name,language,category,status&limit=100", guard.upstream, query_value(name));
+    let headers: Vec<(HeaderName, HeaderValue)> = authorization.map(|a| (header::AUTHORIZATION, a.clone())).into_iter().collect();
+    let mut found = HashMap::new();
+    for _ in 0..TEMPLATE_PAGES_MAX {
+        let answer = state.http.call(Method::GET, &url, &headers, Bytes::new()).await.map_err(|e| upstream_error(format!("wameter could not look up template `{name}`: {e}")))?;
+        let page: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        if !answer.status.is_success() {
+            let said = page["error"]["message"].as_str().unwrap_or("no Graph error body");
+            return Err(upstream_error(format!("wameter could not look up template `{name}` of WABA {waba}: upstream answered {} ({said})", answer.status)));
+        }
+        for template in page["data"].as_array().into_iter().flatten() {
+            let (Some(name), Some(language), Some(category)) = (template["name"].as_str(), template["language"].as_str(), template["category"].as_str().and_then(TemplateCategory::parse)) else {
+                continue;
+            };
+            found.insert((name.to_string(), language.to_string()), category);
+        }
+        match page["paging"]["next"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => break,
+        }
+    }
+    let wanted = found.get(&(name.to_string(), language.to_string())).copied();
+    state.templates.by_waba.lock().expect("template cache lock").entry(waba.to_string()).or_default().extend(found);
+    Ok(wanted)
+}
+
+/// The estimate's headers.
+fn estimate_headers(charge: Option<&Charge>, window_closes_at: Option<Timestamp>, template: Option<&Template>) -> Vec<(HeaderName, HeaderValue)> {
+    let value = |text: &str| HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("?"));
+    let mut out = vec![(
+        HeaderName::from_static("x-wameter-window-closes-at"),
+        window_closes_at.map_or(HeaderValue::from_static("closed"), |at| value(&at.to_string())),
+    )];
+    match charge {
+        Some(charge) => {
+            out.push((HeaderName::from_static("x-wameter-category"), value(charge.category.as_str())));
+            out.push((HeaderName::from_static("x-wameter-billable"), HeaderValue::from_static(if charge.billable { "true" } else { "false" })));
+            out.push((HeaderName::from_static("x-wameter-estimated-cost"), value(&format_amount(charge.amount))));
+            out.push((HeaderName::from_static("x-wameter-currency"), value(charge.currency.code())));
+            out.push((HeaderName::from_static("x-wameter-rule"), value(&format!("{}/{}", charge.ruleset.id(), charge.rule))));
+            let mut notes = Vec::new();
+            if charge.ruleset.status() == "reported" {
+                notes.push("priced under reported, unverified rules");
+            }
+            if charge.tier.is_some() {
+                notes.push("volume tier counted from this user's messages only");
+            }
+            if !notes.is_empty() {
+                out.push((HeaderName::from_static("x-wameter-estimate-note"), value(&notes.join("; "))));
+            }
+        }
+        None => {
+            let category = template.map_or("service", |t| t.category.as_str());
+            out.push((HeaderName::from_static("x-wameter-category"), value(category)));
+            out.push((HeaderName::from_static("x-wameter-estimate-note"), HeaderValue::from_static("no estimate: no rate card or rules for this date")));
+        }
+    }
+    out
+}
+
+fn with_headers(mut response: Response, headers: Vec<(HeaderName, HeaderValue)>) -> Response {
+    response.headers_mut().extend(headers);
+    response
+}
+
+/// Forwards a body upstream untouched and passes the answer back.
+async fn forward(state: &AppState, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, GraphError> {
+    let mut pass: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+        if let Some(value) = headers.get(&name) {
+            pass.push((name, value.clone()));
+        }
+    }
+    let answer = state.http.call(Method::POST, url, &pass, body).await.map_err(|e| upstream_error(format!("wameter could not reach the upstream Graph API: {e}")))?;
+    let mut response = (answer.status, answer.body).into_response();
+    if let Some(kind) = answer.headers.get(header::CONTENT_TYPE) {
+        response.headers_mut().insert(header::CONTENT_TYPE, kind.clone());
+    }
+    Ok(response)
+}
+
+/// `POST /{version}/{phone_number_id}/messages` (module docs).
+pub async fn send(State(state): State<Arc<AppState>>, Path((version, phone)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+    match guarded_send(&state, &version, &phone, &headers, body).await {
+        Ok(response) => response,
+        Err((error, extra)) => with_headers(error.into_response(), extra),
+    }
+}
+
+async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
+    let guard = state.config.guard.as_ref().expect("the send route exists only with a guard");
+    let url = format!("{}/{version}/{phone}/messages", guard.upstream);
+    let Some(outgoing) = read_send(&body) else {
+        return forward(state, &url, headers, body).await.map_err(|e| (e, Vec::new()));
+    };
+    let now = Timestamp::now();
+    let pricing = &state.config.pricing;
+    let waba = pricing.waba_of(phone);
+    let template = match &outgoing.template {
+        None => None,
+        Some((name, language)) => match lookup(state, guard, version, &waba, headers.get(header::AUTHORIZATION), name, language).await.map_err(|e| (e, Vec::new()))? {
+            Some(category) => Some(Template { name: name.as_str().into(), category }),
+            // Upstream does not know it and will say so (132001).
+            None => return forward(state, &url, headers, body).await.map_err(|e| (e, Vec::new())),
+        },
+    };
+
+    let since = now.checked_sub(LOOK_BACK).unwrap_or(Timestamp::MIN);
+    let (rows, _) = state.store.contact_with_events(phone, &outgoing.user.to_string(), since.as_microsecond()).await.map_err(|e| (store_error(format!("wameter could not read this user's window: {e}")), Vec::new()))?;
+    let events = meter::load(&rows).events;
+    let engine = pricing.engine();
+    // A user's message stored at this very instant precedes the reply.
+    let windows = meter::windows(&engine, events.clone(), phone, &outgoing.user, now + SignedDuration::from_nanos(1));
+    let closes_at = windows.customer_service_window.map(|w| w.closes_at);
+    if template.is_none() && closes_at.is_none_or(|closes| closes - now < guard.safety_margin) {
+        let (title, _) = status_error_text(REENGAGEMENT);
+        let details = match closes_at {
+            None => format!("refused by wameter: no customer service window is open with {}; send a template", outgoing.user),
+            Some(closes) => format!("refused by wameter: the customer service window with {} closes at {closes}, within the {} safety margin; send a template", outgoing.user, guard.safety_margin),
+        };
+        return Err((GraphError::new(REENGAGEMENT, title, details), estimate_headers(None, closes_at, None)));
+    }
+    let charge = meter::predict(&engine, events, phone, &outgoing.user, now, template.clone());
+    let estimate_headers = estimate_headers(charge.as_ref(), closes_at, template.as_ref());
+    let estimate = charge.as_ref().filter(|c| c.billable).map_or(Decimal::ZERO, |c| c.amount);
+    let reservation = budgets::reserve(state, &waba, estimate, now).await.map_err(|e| (e, estimate_headers.clone()))?;
+
+    let response = match forward(state, &url, headers, body).await {
+        Ok(response) => response,
+        Err(error) => {
+            state.ledger.release(reservation);
+            return Err((error, estimate_headers));
+        }
+    };
+    if !response.status().is_success() {
+        state.ledger.release(reservation);
+        return Ok(with_headers(response, estimate_headers));
+    }
+    // Record what upstream accepted, before answering.
+    let (parts, answer) = response.into_parts();
+    let answer = axum::body::to_bytes(answer, usize::MAX).await.unwrap_or_default();
+    let wamid = serde_json::from_slice::<Value>(&answer).ok().and_then(|v| v["messages"][0]["id"].as_str().map(str::to_string));
+    let mut extra = estimate_headers;
+    let recorded = match &wamid {
+        None => {
+            tracing::error!(message = "Upstream accepted a send without a message id; not recorded.", business = phone);
+            state.ledger.release(reservation);
+            false
+        }
+        Some(id) => {
+            state.ledger.confirm(reservation, id);
+            let event = Event { at: now, origin: Origin::default(), kind: EventKind::Outbound { business: phone.into(), user: outgoing.user.clone(), id: id.as_str().into(), template } };
+            match state.store.write(Batch::new(None, &[event], &[])).await {
+                Ok(_) => true,
+                Err(error) => {
+                    // The message is sent and cannot be called back: answer
+                    // as upstream did (a retry would send it twice) and say
+                    // it is not metered.
+                    tracing::error!(message = "Send forwarded but not recorded.", id = %id, error = %error);
+                    false
+                }
+            }
+        }
+    };
+    extra.push((HeaderName::from_static("x-wameter-recorded"), HeaderValue::from_static(if recorded { "true" } else { "false" })));
+    let mut response = Response::from_parts(parts, axum::body::Body::from(answer));
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    Ok(with_headers(response, extra))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_recipient_and_template() {
+        let text = br#"{"messaging_product":"whatsapp","to":"+55 11 99999-0000","type":"text","text":{"body":"hi"}}"#;
+        assert_eq!(read_send(text), Some(Outgoing { user: UserId::parse("5511999990000").unwrap(), template: None }));
+        let template = br#"{"messaging_product":"whatsapp","to":"5511999990000","type":"template","template":{"name":"hello_world","language":{"code":"en_US"}}}"#;
+        assert_eq!(read_send(template).unwrap().template, Some(("hello_world".into(), "en_US".into())));
+        let untyped = br#"{"messaging_product":"whatsapp","to":"5511999990000","template":{"name":"x","language":{"code":"pt_BR"}}}"#;
+        assert!(read_send(untyped).unwrap().template.is_some(), "a template body without `type` is a template");
+    }
+
+    #[test]
+    fn what_is_not_a_message_passes_through() {
+        assert_eq!(read_send(br#"{"messaging_product":"whatsapp","status":"read","message_id":"wamid.1"}"#), None);
+        assert_eq!(read_send(b"not json"), None);
+        assert_eq!(read_send(br#"{"messaging_product":"whatsapp","type":"text"}"#), None, "no recipient");
+    }
+
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(query_value("order_update-2"), "order_update-2");
+        assert_eq!(query_value("a b&c"), "a%20b%26c");
+    }
+}
