@@ -7,6 +7,7 @@ mod diff;
 mod events;
 mod generate;
 mod input;
+mod invoice;
 mod markets;
 mod output;
 mod quote;
@@ -91,6 +92,8 @@ enum Command {
     Gen(generate::GenArgs),
     /// Estimate what a campaign or a month of sends will cost, before sending.
     Quote(Box<quote::QuoteArgs>),
+    /// A client's month: Meta's charges for its WABAs with its markup rules applied (CSV or JSON).
+    Invoice(Box<invoice::InvoiceArgs>),
     /// Compare two `replay --json` documents by month × category × market.
     Diff {
         /// The reference document (e.g. the replay as Meta priced it).
@@ -203,7 +206,7 @@ fn events_of(events: &[Event], message: &str) -> Vec<Event> {
 
 /// Reads, parses and replays; engine work runs in parallel over contacts.
 /// The events go to the engine; only those of `keep_message` are kept back.
-fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_message: Option<&str>) -> Result<(LoadedLogs, Report, Setup, Vec<Event>)> {
+pub(crate) fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_message: Option<&str>) -> Result<(LoadedLogs, Report, Setup, Vec<Event>)> {
     let setup: Setup = args.setup()?;
     let bar = progress_bar(total_size(logs));
     bar.set_message("reading");
@@ -414,6 +417,7 @@ fn main() -> ExitCode {
         Command::Sandbox(args) => sandbox::run(*args),
         Command::Gen(args) => generate::run(args),
         Command::Quote(args) => quote::run(*args),
+        Command::Invoice(args) => invoice::run(*args),
         Command::Diff { a, b, json } => diff::run(&a, &b, json),
         Command::Rates { command } => rates(command),
         Command::Markets { command: MarketsCommand::Lookup { users, date, json } } => markets::lookup(&users, date.unwrap_or_else(today), json),

@@ -46,13 +46,18 @@ pub fn accounts(dir: &Path) -> String {
 impl Sandbox {
     /// Starts `wameter sandbox` on a free port with `args`.
     pub fn start(dir: &Path, args: &[&str]) -> Sandbox {
+        Sandbox::start_signing(dir, args, SECRET)
+    }
+
+    /// Starts it signing its webhooks with `secret`.
+    pub fn start_signing(dir: &Path, args: &[&str], secret: &str) -> Sandbox {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wameter"))
             .arg("sandbox")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .current_dir(dir)
             .env("WAMETER_HOME", dir.join("home"))
-            .env("WAMETER_APP_SECRET", SECRET)
+            .env("WAMETER_APP_SECRET", secret)
             .env("WAMETER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -214,7 +219,7 @@ fn serve_one(
         let (name, value) = line.split_once(':').unwrap_or((line, ""));
         match name.to_ascii_lowercase().as_str() {
             "content-length" => length = value.trim().parse().unwrap_or(0),
-            "x-hub-signature-256" => signature = Some(value.trim().to_string()),
+            "x-hub-signature-256" | "x-wameter-signature-256" => signature = Some(value.trim().to_string()),
             _ => {}
         }
     }

@@ -36,9 +36,12 @@ pub fn agent() -> ureq::Agent {
 
 impl Server {
     pub fn start(start: Start<'_>) -> Server {
+        // A test that needs the port before the server starts passes its own --listen.
+        let listen = if start.extra.iter().any(|a| a == "--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_wameter"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--database", &start.database])
+            .args(listen)
+            .args(["--database", &start.database])
             .args(&start.extra)
             .current_dir(start.dir)
             .env("WAMETER_HOME", start.dir.join("home"))

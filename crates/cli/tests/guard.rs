@@ -1,0 +1,290 @@
+//! The guard (`wameter serve --upstream`) against the sandbox as upstream,
+//! both real binaries over HTTP: the sandbox's webhooks go to the server,
+//! as Meta's would, and sends go through the server's send path.
+
+mod common;
+#[allow(dead_code)]
+#[path = "common/sandbox.rs"]
+mod sandbox;
+#[allow(dead_code)]
+#[path = "common/server.rs"]
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sandbox::{App, PHONE, Sandbox, USER, WABA};
+use serde_json::{Value, json};
+use server::{Server, Start};
+
+const USER2: &str = "+5511988880000";
+
+fn fresh(name: &str) -> PathBuf {
+    let dir = common::temp_dir(&format!("guard-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("home")).unwrap();
+    dir
+}
+
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// The business (São Paulo, USD), client `acme` with markups, and two
+/// budgets: a soft one of 0.02 and a hard stop of 0.03 (Brazil utility is
+/// 0.0068 USD: the fifth template would take it to 0.034).
+fn accounts(dir: &Path) -> String {
+    let path = dir.join("accounts.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[[business]]
+phone_number_id = "{PHONE}"
+waba = "{WABA}"
+timezone = "America/Sao_Paulo"
+currency = "USD"
+
+[[client]]
+name = "acme"
+wabas = ["{WABA}"]
+[[client.markup]]
+categories = ["utility"]
+percent = "20"
+fee = "0.01"
+[[client.markup]]
+percent = "50"
+
+[[budget]]
+name = "acme-soft"
+client = "acme"
+amount = "0.02"
+
+[[budget]]
+name = "waba-hard"
+waba = "{WABA}"
+amount = "0.03"
+hard_stop = true
+thresholds = [100]
+"#
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// A sandbox whose webhooks go to a server guarding sends to it.
+struct Pair {
+    sandbox: Sandbox,
+    server: Server,
+}
+
+fn start_pair(dir: &Path, accounts: &str, sandbox_args: &[&str], server_args: &[&str]) -> Pair {
+    let listen = free_port();
+    let webhook = format!("http://{listen}/webhook");
+    let mut args = vec!["--webhook-url", &webhook, "--accounts", accounts];
+    args.extend_from_slice(sandbox_args);
+    let sandbox = Sandbox::start_signing(dir, &args, server::SECRET);
+    let mut extra: Vec<String> = ["--listen", &listen, "--upstream", &sandbox.base, "--accounts", accounts].iter().map(|s| s.to_string()).collect();
+    extra.extend(server_args.iter().map(|s| s.to_string()));
+    let server = Server::start(Start { dir, database: server::sqlite_in(dir), extra });
+    Pair { sandbox, server }
+}
+
+/// A send through the guard: status, headers, JSON body.
+fn send(server: &Server, body: Value) -> (u16, ureq::http::HeaderMap, Value) {
+    let mut response = server
+        .agent
+        .post(&server.url(&format!("/v23.0/{PHONE}/messages")))
+        .header("Authorization", "Bearer app-token")
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .expect("guard answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, headers, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+}
+
+fn text(to: &str) -> Value {
+    json!({"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": "hi"}})
+}
+
+fn hello_world(to: &str) -> Value {
+    json!({"messaging_product": "whatsapp", "to": to, "type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}})
+}
+
+fn header<'a>(headers: &'a ureq::http::HeaderMap, name: &str) -> &'a str {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("no {name} header"))
+}
+
+/// Polls `check` every 100 ms for up to 30 s.
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn charge_of(server: &Server, id: &str) -> Option<Value> {
+    server.get_json("/v1/charges")["charges"].as_array().unwrap().iter().find(|c| c["message_id"] == id).cloned()
+}
+
+fn budget<'a>(budgets: &'a Value, name: &str) -> &'a Value {
+    budgets["budgets"].as_array().unwrap().iter().find(|b| b["name"] == name).unwrap_or_else(|| panic!("no budget {name}: {budgets}"))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[test]
+fn the_guard_refuses_bills_budgets_and_alerts() {
+    let dir = fresh("main");
+    let accounts = accounts(&dir);
+    let alerts = App::start(None, 0);
+    // The sandbox starts 26 hours ago, so the user's message is 26 hours
+    // old by the wall clock the guard reads; the sandbox clock then jumps
+    // to now, and statuses land in this month.
+    let start = jiff::Timestamp::from_second(unix_now() - 26 * 3600).unwrap().to_string();
+    let pair = start_pair(&dir, &accounts, &["--clock-start", &start], &["--alert-url", &alerts.url, "--safety-margin", "2m"]);
+    let (sandbox, server) = (&pair.sandbox, &pair.server);
+    sandbox.inbound(USER, json!({}));
+    sandbox.advance(26 * 3600);
+    eventually("the user's message stored", || (server.get_json(&format!("/v1/windows/{PHONE}/{USER}"))["last_inbound_at"].is_string()).then_some(()));
+
+    // Refused at once with Meta's own body, nothing forwarded.
+    let (status, headers, body) = send(server, text(USER));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], 131_047);
+    assert_eq!(body["error"]["message"], "(#131047) Re-engagement message");
+    assert_eq!(header(&headers, "x-wameter-window-closes-at"), "closed");
+    let sent: Vec<Value> = sandbox.get("/_sandbox/events").1.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(sent.iter().all(|e| e["type"] != "outbound"), "nothing forwarded: {sent:?}");
+
+    // A template is allowed, estimated, recorded and billed.
+    let (status, headers, body) = send(server, hello_world(USER));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-wameter-category"), "utility");
+    assert_eq!(header(&headers, "x-wameter-billable"), "true");
+    assert_eq!(header(&headers, "x-wameter-estimated-cost"), "0.0068");
+    assert_eq!(header(&headers, "x-wameter-currency"), "USD");
+    assert_eq!(header(&headers, "x-wameter-recorded"), "true");
+    let first = body["messages"][0]["id"].as_str().unwrap().to_string();
+    let recorded = server.all_events(server::API_TOKEN);
+    assert!(recorded.iter().any(|line| line.contains(&first) && line.contains("\"category\":\"utility\"")), "{recorded:?}");
+    let charge = eventually("the template charged", || charge_of(server, &first));
+    assert_eq!((charge["amount"].as_str(), charge["category"].as_str()), (Some("0.0068"), Some("utility")));
+
+    // A user inside the window gets a free-form reply, free.
+    sandbox.inbound(USER2, json!({}));
+    eventually("the second user's message stored", || (server.get_json(&format!("/v1/windows/{PHONE}/{USER2}"))["customer_service_window"]["open"] == true).then_some(()));
+    let (status, headers, body) = send(server, text(USER2));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((header(&headers, "x-wameter-category"), header(&headers, "x-wameter-billable")), ("service", "false"));
+    assert_eq!(header(&headers, "x-wameter-estimated-cost"), "0");
+    assert_ne!(header(&headers, "x-wameter-window-closes-at"), "closed");
+
+    // Three more templates fit the hard stop of 0.03 (4 × 0.0068 = 0.0272);
+    // a fifth would make 0.034 and is refused, naming the budget.
+    let mut ids = vec![first];
+    for _ in 0..3 {
+        let (status, _, body) = send(server, hello_world(USER));
+        assert_eq!(status, 200, "{body}");
+        ids.push(body["messages"][0]["id"].as_str().unwrap().to_string());
+    }
+    let (status, _, body) = send(server, hello_world(USER));
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["error"]["code"], 131_042);
+    let details = body["error"]["error_data"]["details"].as_str().unwrap();
+    assert!(details.contains("budget `waba-hard`") && details.contains("0.034"), "{details}");
+    for id in &ids {
+        eventually("every template charged", || charge_of(server, id));
+    }
+
+    // Charged spend 0.0272: the soft budget of 0.02 crossed 50 %, 80 % and
+    // 100 %, the hard one not its 100 %; each alert fired once.
+    let received = eventually("three alerts", || {
+        let got = alerts.received.lock().unwrap().clone();
+        (got.len() >= 3).then_some(got)
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    let received_later = alerts.received.lock().unwrap().clone();
+    assert_eq!(received_later.len(), 3, "no alert twice: {received_later:?}");
+    let mut crossed: Vec<(String, u64)> = received
+        .iter()
+        .map(|r| {
+            let alert: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(r.signature.as_deref(), Some(server::sign(r.body.as_bytes()).as_str()), "signed with the app secret");
+            (alert["budget"].as_str().unwrap().to_string(), alert["threshold_percent"].as_u64().unwrap())
+        })
+        .collect();
+    crossed.sort();
+    assert_eq!(crossed, vec![("acme-soft".into(), 50), ("acme-soft".into(), 80), ("acme-soft".into(), 100)]);
+
+    let budgets = server.get_json("/v1/budgets");
+    let soft = budget(&budgets, "acme-soft");
+    assert_eq!((soft["spent"].as_str(), soft["in_flight"].as_str(), soft["remaining"].as_str()), (Some("0.0272"), Some("0"), Some("-0.0072")));
+    let thresholds: Vec<bool> = soft["thresholds"].as_array().unwrap().iter().map(|t| t["crossed"] == true).collect();
+    assert_eq!(thresholds, vec![true, true, true]);
+    assert!(soft["thresholds"][0]["alert_delivered_at"].is_string());
+    let hard = budget(&budgets, "waba-hard");
+    assert_eq!((hard["spent"].as_str(), hard["hard_stop"].as_bool()), (Some("0.0272"), Some(true)));
+    assert_eq!(hard["thresholds"][0]["crossed"], false);
+    let forecast: f64 = soft["forecast"].as_str().unwrap().parse().unwrap();
+    assert!(forecast >= 0.0272, "the forecast is at least the spend: {forecast}");
+
+    // The invoice, from what the server recorded: four utility templates
+    // at 0.0068 + 20 % (0.00136) + 0.01 fee = 0.01816 each, 0.07264 in all;
+    // the free service reply carries no markup and no fee.
+    let month = soft["month"].as_str().unwrap().to_string();
+    let log = dir.join("recorded.ndjson");
+    std::fs::write(&log, server.all_events(server::API_TOKEN).join("\n")).unwrap();
+    let home = dir.join("home");
+    let output = common::wameter_home(&home, &["invoice", "--client", "acme", "--month", &month, "--accounts", &accounts, "--format", "json", log.to_str().unwrap()]);
+    let invoice = common::json(&output);
+    assert_eq!(invoice["currency"], "USD");
+    assert_eq!(invoice["timezone"], "America/Sao_Paulo");
+    let total = &invoice["total"];
+    assert_eq!((total["messages"].as_u64(), total["billable"].as_u64()), (Some(5), Some(4)));
+    assert_eq!((total["meta_cost"].as_str(), total["markup"].as_str(), total["fees"].as_str(), total["client_cost"].as_str()), (Some("0.0272"), Some("0.00544"), Some("0.04"), Some("0.07264")));
+    let csv = common::stdout(&common::wameter_home(&home, &["invoice", "--client", "acme", "--month", &month, "--accounts", &accounts, log.to_str().unwrap()]));
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "client,month,currency,category,market,messages,billable,meta_cost,markup,fees,client_cost");
+    assert!(rows.contains(&format!("acme,{month},USD,utility,Brazil,4,4,0.0272,0.00544,0.04,0.07264").as_str()), "{csv}");
+    assert!(rows.contains(&format!("acme,{month},USD,service,Brazil,1,0,0,0,0,0").as_str()), "{csv}");
+    assert_eq!(rows.last().unwrap(), &format!("acme,{month},USD,total,,5,4,0.0272,0.00544,0.04,0.07264"));
+}
+
+#[test]
+fn failed_sends_are_never_charged_and_category_updates_are_seen() {
+    let dir = fresh("failures");
+    let accounts = sandbox::accounts(&dir);
+    let pair = start_pair(&dir, &accounts, &["--failure-percent", "100"], &[]);
+    let (sandbox, server) = (&pair.sandbox, &pair.server);
+
+    // Accepted upstream, then failed (131026): recorded, never charged.
+    let (status, headers, body) = send(server, hello_world(USER));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-wameter-billable"), "true");
+    let id = body["messages"][0]["id"].as_str().unwrap().to_string();
+    eventually("the failure stored", || {
+        let events = server.all_events(server::API_TOKEN);
+        events.iter().any(|line| line.contains(&id) && line.contains("\"failed\"")).then_some(())
+    });
+    assert!(charge_of(server, &id).is_none(), "a failed send is never charged");
+    let recorded = server.all_events(server::API_TOKEN);
+    assert!(recorded.iter().any(|line| line.contains(&id) && line.contains("\"outbound\"")), "the send was recorded: {recorded:?}");
+
+    // Meta moves hello_world to marketing: the guard looks it up again.
+    let (status, answer) = sandbox.post("/_sandbox/templates/category", &json!({"waba": WABA, "name": "hello_world", "language": "en_US", "category": "marketing"}));
+    assert_eq!(status, 200, "{answer}");
+    eventually("the new category used", || {
+        let (status, headers, _) = send(server, hello_world(USER));
+        (status == 200 && header(&headers, "x-wameter-category") == "marketing").then_some(())
+    });
+}
