@@ -224,10 +224,8 @@ fn budgets(name: &str, raw: Vec<RawBudget>, accounts: &Accounts, clients: &[Clie
                 ),
             ));
         }
-        if let Some(code) = &raw.currency {
-            if Currency::parse(code) != Some(currency) {
-                return Err(fail("currency", format!("`{code}`: the businesses bill in {}", currency.code())));
-            }
+        if let Some(code) = raw.currency.as_ref().filter(|code| Currency::parse(code) != Some(currency)) {
+            return Err(fail("currency", format!("`{code}`: the businesses bill in {}", currency.code())));
         }
         let mut thresholds = raw.thresholds.clone().unwrap_or_else(|| DEFAULT_THRESHOLDS.to_vec());
         if let Some(bad) = thresholds.iter().find(|t| **t == 0 || **t > 1000) {

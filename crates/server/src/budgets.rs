@@ -122,10 +122,8 @@ async fn businesses_of(state: &AppState, budget: &Budget) -> Result<Vec<String>,
 pub async fn spent(state: &AppState, budget: &Budget, month: &LocalMonth) -> Result<Decimal, StoreError> {
     let key = (budget.name.clone(), month.label());
     let generation = state.settler.generation();
-    if let Some((seen, spent)) = state.ledger.books.lock().expect("ledger lock").spent.get(&key) {
-        if *seen == generation {
-            return Ok(*spent);
-        }
+    if let Some((_, spent)) = state.ledger.books.lock().expect("ledger lock").spent.get(&key).filter(|(seen, _)| *seen == generation) {
+        return Ok(*spent);
     }
     let slice = ChargeSlice {
         businesses: Some(businesses_of(state, budget).await?),

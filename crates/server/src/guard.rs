@@ -56,10 +56,13 @@ pub struct GuardConfig {
     pub safety_margin: SignedDuration,
 }
 
-/// Template categories per WABA: (name, language) → category.
+/// One WABA's templates: (name, language code) → category.
+type Categories = HashMap<(String, String), TemplateCategory>;
+
+/// Template categories per WABA.
 #[derive(Default)]
 pub struct Templates {
-    by_waba: Mutex<HashMap<String, HashMap<(String, String), TemplateCategory>>>,
+    by_waba: Mutex<HashMap<String, Categories>>,
 }
 
 impl Templates {

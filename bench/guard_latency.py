@@ -1,0 +1,44 @@
+"""Pairs of identical sends, one straight to the sandbox, one through the guard (bench/guard_latency.sh)."""
+import statistics, sys, time
+
+import httpx
+
+sends = int(sys.argv[1])
+phone = "106540352242922"
+direct = httpx.Client(base_url="http://127.0.0.1:18095", headers={"Authorization": "Bearer x"})
+guard = httpx.Client(base_url="http://127.0.0.1:18096", headers={"Authorization": "Bearer x"})
+users = [f"+55119{i:08d}" for i in range(200)]
+for user in users:
+    direct.post("/_sandbox/inbound", json={"business": phone, "user": user}).raise_for_status()
+time.sleep(2)  # the users' messages reach the server as webhooks
+
+def body(i):
+    to = users[i % len(users)]
+    if i % 2:
+        return {"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": "hi"}}
+    return {"messaging_product": "whatsapp", "to": to, "type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}}
+
+def timed(client, payload):
+    start = time.perf_counter()
+    answer = client.post(f"/v23.0/{phone}/messages", json=payload)
+    elapsed = time.perf_counter() - start
+    assert answer.status_code == 200, answer.text
+    return elapsed * 1000
+
+for i in range(50):  # warm-up: connections, the guard's template cache
+    timed(direct, body(i)); timed(guard, body(i))
+times = {"direct": [], "guard": []}
+for i in range(sends):
+    order = [("direct", direct), ("guard", guard)] if i % 2 else [("guard", guard), ("direct", direct)]
+    for name, client in order:
+        times[name].append(timed(client, body(i)))
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+print(f"{sends} sends each way (half templates, half free-form), ms")
+for p in (50, 90, 99):
+    d, g = pct(times["direct"], p), pct(times["guard"], p)
+    print(f"p{p}: direct {d:.2f}  guard {g:.2f}  added {g - d:.2f}")
+print(f"mean: direct {statistics.mean(times['direct']):.2f}  guard {statistics.mean(times['guard']):.2f}")

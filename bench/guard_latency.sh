@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Added latency of the guard: the same sends, alternately straight to a
+# sandbox and through `wameter serve --upstream` in front of it, so both
+# see the same sandbox state. Half are templates (category from the
+# guard's cache, estimate, hard-stop budget check), half free-form replies
+# (customer service window check). The sandbox's webhooks go to the
+# server, so the guard reads real pair histories as they grow.
+#
+#   bench/guard_latency.sh [SENDS]      (default 2000 through each path)
+#
+# Needs Python with httpx (scripts/pywa-for-tests.sh installs one).
+# Results go to stdout; copy them into docs/PERFORMANCE.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sends="${1:-2000}"
+out=bench/out/guard
+rm -rf "$out" && mkdir -p "$out"
+python="${WAMETER_TEST_PYTHON:-$(scripts/pywa-for-tests.sh)}"
+cargo build --release -q
+bin=target/release/wameter
+secret=bench-secret
+cat > "$out/accounts.toml" <<TOML
+[[business]]
+phone_number_id = "106540352242922"
+waba = "419561257915477"
+timezone = "America/Sao_Paulo"
+
+[[budget]]
+name = "bench"
+waba = "419561257915477"
+amount = "1000000"
+hard_stop = true
+TOML
+
+wait_for() {
+  for _ in $(seq 100); do
+    grep -q "listening on" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  cat "$1" >&2; exit 1
+}
+
+WAMETER_APP_SECRET=$secret WAMETER_LOG=warn "$bin" sandbox --listen 127.0.0.1:18095 --sent-after 0 --delivered-after 0 \
+  --accounts "$out/accounts.toml" --webhook-url http://127.0.0.1:18096/webhook 2>"$out/sandbox.log" &
+sandbox=$!
+WAMETER_APP_SECRET=$secret WAMETER_API_TOKEN=bench-token-0123456789 WAMETER_LOG=warn WAMETER_HOME="$out/home" \
+  "$bin" serve --listen 127.0.0.1:18096 --database "sqlite://$out/guard.db" --upstream http://127.0.0.1:18095 \
+  --accounts "$out/accounts.toml" 2>"$out/serve.log" &
+server=$!
+trap 'kill $sandbox $server 2>/dev/null || true' EXIT
+wait_for "$out/sandbox.log"
+wait_for "$out/serve.log"
+"$python" bench/guard_latency.py "$sends"
