@@ -10,9 +10,11 @@
 //! weighs spent + in flight + the new send; thresholds weigh spent alone,
 //! so an alert says what Meta will invoice.
 //!
-//! Spend is read from the kept charges once per settler round (the cache is
-//! keyed by [`crate::settle::Settler::generation`]), so a send checked
-//! against a budget costs a map look-up, not a month's charges.
+//! Spend is read from the kept charges at most once per settler round (the
+//! cache is keyed by [`crate::settle::Settler::generation`]) and by the
+//! watcher, not by sends: a send checked against a budget costs a map
+//! look-up, not a month's charges, and weighs spend at most
+//! [`WATCH_EVERY`] old plus everything in flight.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -146,6 +148,19 @@ pub async fn spent(state: &AppState, budget: &Budget, month: &LocalMonth) -> Res
     Ok(total)
 }
 
+/// The spend the send path weighs: the cached figure even when a settler
+/// round has passed since (the watcher refreshes it every
+/// [`WATCH_EVERY`]), so a send never waits for a month's charges to be
+/// read. Nothing is missed meanwhile: a send the guard forwarded stays in
+/// flight until the refresh that counts it as spent.
+async fn spent_for_send(state: &AppState, budget: &Budget, month: &LocalMonth) -> Result<Decimal, StoreError> {
+    let key = (budget.name.clone(), month.label());
+    if let Some((_, spent)) = state.ledger.books.lock().expect("ledger lock").spent.get(&key) {
+        return Ok(*spent);
+    }
+    spent(state, budget, month).await
+}
+
 /// Checks a billable send of `waba` estimated at `estimate` against every
 /// hard-stop budget covering it and, when all allow it, reserves the
 /// estimate as in flight. The refusal names the budget and its numbers.
@@ -157,7 +172,7 @@ pub async fn reserve(state: &AppState, waba: &str, estimate: Decimal, now: Times
     let mut spends = Vec::with_capacity(budgets.len());
     for budget in &budgets {
         let month = LocalMonth::of(now, &budget.timezone);
-        let spent = spent(state, budget, &month).await.map_err(|e| GraphError {
+        let spent = spent_for_send(state, budget, &month).await.map_err(|e| GraphError {
             http: 503,
             ..GraphError::new(1, "An unknown error occurred", format!("wameter could not read budget `{}`'s spend: {e}", budget.name))
         })?;

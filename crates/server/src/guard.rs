@@ -251,7 +251,12 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
             None => format!("refused by wameter: no customer service window is open with {}; send a template", outgoing.user),
             Some(closes) => format!("refused by wameter: the customer service window with {} closes at {closes}, within the {} safety margin; send a template", outgoing.user, guard.safety_margin),
         };
-        return Err((GraphError::new(REENGAGEMENT, title, details), estimate_headers(None, closes_at, None)));
+        let headers = vec![
+            (HeaderName::from_static("x-wameter-window-closes-at"), closes_at.map_or(HeaderValue::from_static("closed"), |at| HeaderValue::from_str(&at.to_string()).expect("an instant is a header value"))),
+            (HeaderName::from_static("x-wameter-category"), HeaderValue::from_static("service")),
+            (HeaderName::from_static("x-wameter-billable"), HeaderValue::from_static("false")),
+        ];
+        return Err((GraphError::new(REENGAGEMENT, title, details), headers));
     }
     let charge = meter::predict(&engine, events, phone, &outgoing.user, now, template.clone());
     let estimate_headers = estimate_headers(charge.as_ref(), closes_at, template.as_ref());
