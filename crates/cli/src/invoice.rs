@@ -160,6 +160,33 @@ pub fn invoice(charges: &[Charge], accounts: &Accounts, client: &Client, month: 
     })
 }
 
+/// Every client's invoice for every month its WABAs had deliveries in:
+/// the client-facing cost beside Meta's, for the `replay` report. A client
+/// that cannot be invoiced (businesses in two time zones or currencies)
+/// gets its reason instead.
+pub fn every_client_month(charges: &[Charge], accounts: &Accounts, billing: &wameter_core::billing::Billing) -> Vec<Result<Invoice, String>> {
+    let mut out = Vec::new();
+    for client in &billing.clients {
+        let timezone = match client_timezone(accounts, client) {
+            Ok(zone) => zone,
+            Err(error) => {
+                out.push(Err(error.to_string()));
+                continue;
+            }
+        };
+        let mut months: Vec<LocalMonth> = Vec::new();
+        for charge in charges.iter().filter(|c| client.wabas.contains(&accounts.get_or_default(&c.business).waba)) {
+            let month = LocalMonth::of(charge.delivered_at, &timezone);
+            if !months.contains(&month) {
+                months.push(month);
+            }
+        }
+        months.sort_by_key(|m| m.start);
+        out.extend(months.iter().map(|month| invoice(charges, accounts, client, month, &timezone).map_err(|e| e.to_string())));
+    }
+    out
+}
+
 fn accounts_currency(accounts: &Accounts, client: &Client) -> String {
     accounts.businesses().find(|b| client.wabas.contains(&b.waba)).map_or("USD", |b| b.currency.code()).to_string()
 }

@@ -257,7 +257,7 @@ pub(crate) fn report_malformed(logs: &LoadedLogs) {
 }
 
 fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) -> Result<ExitCode> {
-    let (loaded, report, _, _) = run_replay(&logs, &engine, None)?;
+    let (loaded, report, setup, _) = run_replay(&logs, &engine, None)?;
     report_malformed(&loaded);
     if print_pricing_errors(&loaded, &report) {
         return Ok(ExitCode::from(1));
@@ -274,6 +274,22 @@ fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) ->
             writeln!(out, "What-if: rate cards and volume tiers of {date}")?;
         }
         output::write_table(&mut out, &report, &loaded, messages)?;
+        let invoices = invoice::every_client_month(&report.charges, &setup.accounts, &setup.billing);
+        if !invoices.is_empty() {
+            writeln!(out, "\nClient re-billing (markup rules of the accounts file; details: wameter invoice):")?;
+            for problem in invoices.iter().filter_map(|i| i.as_ref().err()) {
+                writeln!(out, "  not re-billed: {problem}")?;
+            }
+            let rows: Vec<Vec<String>> = invoices
+                .iter()
+                .filter_map(|i| i.as_ref().ok())
+                .map(|i| {
+                    let t = &i.total;
+                    vec![i.client.clone(), i.month.clone(), t.billable.to_string(), format!("{} {}", t.meta_cost, i.currency), format!("{} {}", t.client_cost, i.currency)]
+                })
+                .collect();
+            output::table(&mut out, &["Client", "Month", "Billable", "Meta cost", "Client cost"], &rows, &[false, false, true, true, true])?;
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

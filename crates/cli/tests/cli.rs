@@ -204,3 +204,22 @@ fn rates_list_shows_provenance_and_gaps() {
     assert!(text.contains("usd-2026-10-01: USD PMP from 2026-10-01"), "{text}");
     assert!(text.contains("gap: service: the source overwrote the service column with 0"), "{text}");
 }
+
+/// The client-facing cost beside Meta's in the replay report, checked by
+/// hand: the acme WABA has 4 billable messages, 0.0775 USD from Meta;
+/// +10 % and 0.001 a message makes 0.08525 + 0.004 = 0.08925.
+#[test]
+fn the_report_shows_client_costs_beside_meta_s() {
+    let dir = common::temp_dir("cli-client-report");
+    std::fs::create_dir_all(&dir).unwrap();
+    let accounts = dir.join("accounts.toml");
+    // The São Paulo number only: a client's month needs one time zone.
+    let base = "[[business]]\nphone_number_id = \"106540352242922\"\nwaba = \"419561257915477\"\ntimezone = \"America/Sao_Paulo\"\n";
+    std::fs::write(&accounts, format!("{base}\n[[client]]\nname = \"acme\"\nwabas = [\"419561257915477\"]\n[[client.markup]]\npercent = \"10\"\nfee = \"0.001\"\n")).unwrap();
+    let output = wameter(&["replay", "examples/sample.ndjson", "--accounts", accounts.to_str().unwrap()]);
+    let text = common::stdout(&output);
+    assert!(text.contains("Client re-billing"), "{text}");
+    let row = text.lines().find(|l| l.starts_with("acme")).unwrap_or_else(|| panic!("{text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells, ["acme", "2026-02", "4", "0.0775", "USD", "0.08925", "USD"], "{text}");
+}
