@@ -62,7 +62,13 @@ struct Books {
     /// Keyed by wamid, or by `reserved:N` while the send is upstream.
     in_flight: HashMap<Box<str>, InFlight>,
     next_reservation: u64,
+    /// Failures that arrived before the send they fail was confirmed (a
+    /// webhook can overtake the upstream answer); bounded.
+    early_failures: HashSet<Box<str>>,
 }
+
+/// Early failures remembered at most.
+const EARLY_FAILURES_MAX: usize = 10_000;
 
 /// Spend caches and sends in flight, shared by every request.
 #[derive(Default)]
@@ -88,7 +94,9 @@ impl Ledger {
         let Some(key) = reservation.0 else { return };
         let mut books = self.books.lock().expect("ledger lock");
         if let Some(entry) = books.in_flight.remove(&key) {
-            books.in_flight.insert(wamid.into(), entry);
+            if !books.early_failures.remove(wamid) {
+                books.in_flight.insert(wamid.into(), entry);
+            }
         }
     }
 
@@ -103,7 +111,9 @@ impl Ledger {
     pub fn failed<'a>(&self, wamids: impl IntoIterator<Item = &'a str>) {
         let mut books = self.books.lock().expect("ledger lock");
         for id in wamids {
-            books.in_flight.remove(id);
+            if books.in_flight.remove(id).is_none() && books.early_failures.len() < EARLY_FAILURES_MAX {
+                books.early_failures.insert(id.into());
+            }
         }
     }
 }
