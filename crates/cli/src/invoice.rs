@@ -13,13 +13,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 use wameter_core::account::Accounts;
 use wameter_core::billing::{Client, ClientCost, LocalMonth};
 use wameter_core::charge::Charge;
 use wameter_core::money::format_amount;
+use wameter_core::settlement::Month;
 
 use crate::input::EngineArgs;
 
@@ -221,8 +221,7 @@ pub fn run(args: InvoiceArgs) -> Result<ExitCode> {
     if what_if.ruleset.is_some() || what_if.rates_on.is_some() {
         bail!("--as-ruleset and --rates-on are for what-if replays; an invoice prices as Meta does");
     }
-    let first_day = format!("{}-01", args.month).parse::<Date>().ok().filter(|_| args.month.len() == 7);
-    let Some(first_day) = first_day else { bail!("--month {}: expected YYYY-MM", args.month) };
+    let Some(month) = Month::parse(&args.month) else { bail!("--month {}: expected YYYY-MM", args.month) };
     let (loaded, report, setup, _) = crate::run_replay(&args.logs, &args.engine, None)?;
     crate::report_malformed(&loaded);
     if crate::print_pricing_errors(&loaded, &report) {
@@ -236,8 +235,7 @@ pub fn run(args: InvoiceArgs) -> Result<ExitCode> {
         bail!("no client `{}` in the accounts file (clients: {})", args.client, known.join(", "));
     };
     let timezone = client_timezone(&setup.accounts, client)?;
-    let start = timezone.to_timestamp(first_day.to_datetime(jiff::civil::Time::midnight()))?;
-    let month = LocalMonth::of(start, &timezone);
+    let month = LocalMonth::in_zone(month, &timezone);
     let invoice = invoice(&report.charges, &setup.accounts, client, &month, &timezone)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {

@@ -20,13 +20,14 @@
 
 use std::sync::Arc;
 
-use jiff::civil::{Date, Time};
+use jiff::Timestamp;
+use jiff::civil::Time;
 use jiff::tz::TimeZone;
-use jiff::{Timestamp, ToSpan};
 use rust_decimal::Decimal;
 
 use crate::category::PricingCategory;
 use crate::money::Currency;
+use crate::settlement::Month;
 
 /// Soft thresholds when a budget names none: percentages of its amount.
 pub const DEFAULT_THRESHOLDS: [u32; 3] = [50, 80, 100];
@@ -146,25 +147,29 @@ pub struct Budget {
 /// A business-local calendar month: `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalMonth {
-    /// Its first day.
-    pub first_day: Date,
-    /// Its first instant.
+    /// The calendar month.
+    pub month: Month,
+    /// Its first instant in the zone.
     pub start: Timestamp,
-    /// The next month's first instant.
+    /// The next month's first instant in the zone.
     pub end: Timestamp,
 }
 
 impl LocalMonth {
+    /// `month` as it runs in `zone`.
+    pub fn in_zone(month: Month, zone: &TimeZone) -> LocalMonth {
+        let midnight = |month: Month| zone.to_timestamp(month.first_day().to_datetime(Time::midnight())).unwrap_or_else(|_| month.start_utc());
+        LocalMonth { month, start: midnight(month), end: midnight(month.next()) }
+    }
+
     /// The month in `zone` that holds `at`.
     pub fn of(at: Timestamp, zone: &TimeZone) -> LocalMonth {
-        let first_day = zone.to_datetime(at).date().first_of_month();
-        let midnight = |day: Date| zone.to_timestamp(day.to_datetime(Time::midnight())).unwrap_or(at);
-        LocalMonth { first_day, start: midnight(first_day), end: midnight(first_day.saturating_add(1.month())) }
+        LocalMonth::in_zone(Month::of(zone.to_datetime(at).date()), zone)
     }
 
     /// `YYYY-MM`.
     pub fn label(&self) -> String {
-        format!("{:04}-{:02}", self.first_day.year(), self.first_day.month())
+        self.month.to_string()
     }
 }
 
@@ -307,6 +312,7 @@ mod tests {
         assert_eq!(month.label(), "2026-10");
         assert_eq!(month.start, "2026-10-01T03:00:00Z".parse::<Timestamp>().unwrap());
         assert_eq!(month.end, "2026-11-01T03:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(LocalMonth::in_zone(Month::parse("2026-10").unwrap(), &budget.timezone), month);
         // A third of November gone (10 of 30 days), 1.00 spent: 3.00 forecast.
         let november = LocalMonth::of("2026-11-11T03:00:00Z".parse().unwrap(), &budget.timezone);
         assert_eq!(budget.forecast(d("1.00"), &november, "2026-11-11T03:00:00Z".parse().unwrap()), d("3.00"));

@@ -57,6 +57,11 @@ impl Month {
         Month(self.0.saturating_add(1.month()))
     }
 
+    /// Its first day.
+    pub fn first_day(self) -> Date {
+        self.0
+    }
+
     /// Its first instant in UTC.
     pub fn start_utc(self) -> Timestamp {
         TimeZone::UTC.to_timestamp(self.0.to_datetime(Time::midnight())).unwrap_or(Timestamp::MIN)

@@ -30,6 +30,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use wameter_core::billing::{Budget, BudgetScope, LocalMonth};
 use wameter_core::money::format_amount;
+use wameter_core::settlement::Month;
 use wameter_meta::graph::GraphError;
 use wameter_store::{AlertRow, AlertWrite, ChargeSlice, StoreError};
 
@@ -395,13 +396,8 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(
         let month = match &query.month {
             None => LocalMonth::of(now, &budget.timezone),
             Some(text) => {
-                let first = format!("{text}-01")
-                    .parse::<jiff::civil::Date>()
-                    .ok()
-                    .filter(|_| text.len() == 7)
-                    .ok_or_else(|| ApiError::bad_request(format!("`month` = {text:?} is not YYYY-MM")))?;
-                let midnight = budget.timezone.to_timestamp(first.to_datetime(jiff::civil::Time::midnight()));
-                LocalMonth::of(midnight.map_err(|e| ApiError::bad_request(format!("`month`: {e}")))?, &budget.timezone)
+                let month = Month::parse(text).ok_or_else(|| ApiError::bad_request(format!("`month` = {text:?} is not YYYY-MM")))?;
+                LocalMonth::in_zone(month, &budget.timezone)
             }
         };
         let spent = spent(&state, budget, &month).await?;
