@@ -94,10 +94,8 @@ impl Ledger {
     pub fn confirm(&self, reservation: Reservation, wamid: &str) {
         let Some(key) = reservation.0 else { return };
         let mut books = self.books.lock().expect("ledger lock");
-        if let Some(entry) = books.in_flight.remove(&key) {
-            if !books.early_failures.remove(wamid) {
-                books.in_flight.insert(wamid.into(), entry);
-            }
+        if let Some(entry) = books.in_flight.remove(&key).filter(|_| !books.early_failures.remove(wamid)) {
+            books.in_flight.insert(wamid.into(), entry);
         }
     }
 

@@ -35,14 +35,12 @@ use wameter_core::charge::Charge;
 use wameter_core::event::{Event, EventKind, Origin, Template, UserId};
 use wameter_core::money::format_amount;
 use wameter_core::settlement::LOOK_BACK;
-use wameter_meta::graph::GraphError;
+use wameter_meta::graph::{GraphError, REENGAGEMENT};
 use wameter_meta::outgoing::status_error_text;
 use wameter_store::Batch;
 
+use crate::outbound::Answer;
 use crate::{AppState, budgets, meter};
-
-/// Meta's code for a free-form message outside the customer service window.
-pub const REENGAGEMENT: u32 = 131_047;
 
 /// Template pages followed at most in one look-up.
 const TEMPLATE_PAGES_MAX: usize = 20;
@@ -157,20 +155,25 @@ async fn lookup(state: &AppState, guard: &GuardConfig, version: &str, waba: &str
     Ok(wanted)
 }
 
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("?"))
+}
+
+/// `X-Wameter-Window-Closes-At`: the instant, or `closed`.
+fn window_header(closes_at: Option<Timestamp>) -> (HeaderName, HeaderValue) {
+    (HeaderName::from_static("x-wameter-window-closes-at"), closes_at.map_or(HeaderValue::from_static("closed"), |at| header_value(&at.to_string())))
+}
+
 /// The estimate's headers.
 fn estimate_headers(charge: Option<&Charge>, window_closes_at: Option<Timestamp>, template: Option<&Template>) -> Vec<(HeaderName, HeaderValue)> {
-    let value = |text: &str| HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("?"));
-    let mut out = vec![(
-        HeaderName::from_static("x-wameter-window-closes-at"),
-        window_closes_at.map_or(HeaderValue::from_static("closed"), |at| value(&at.to_string())),
-    )];
+    let mut out = vec![window_header(window_closes_at)];
     match charge {
         Some(charge) => {
-            out.push((HeaderName::from_static("x-wameter-category"), value(charge.category.as_str())));
+            out.push((HeaderName::from_static("x-wameter-category"), header_value(charge.category.as_str())));
             out.push((HeaderName::from_static("x-wameter-billable"), HeaderValue::from_static(if charge.billable { "true" } else { "false" })));
-            out.push((HeaderName::from_static("x-wameter-estimated-cost"), value(&format_amount(charge.amount))));
-            out.push((HeaderName::from_static("x-wameter-currency"), value(charge.currency.code())));
-            out.push((HeaderName::from_static("x-wameter-rule"), value(&format!("{}/{}", charge.ruleset.id(), charge.rule))));
+            out.push((HeaderName::from_static("x-wameter-estimated-cost"), header_value(&format_amount(charge.amount))));
+            out.push((HeaderName::from_static("x-wameter-currency"), header_value(charge.currency.code())));
+            out.push((HeaderName::from_static("x-wameter-rule"), header_value(&format!("{}/{}", charge.ruleset.id(), charge.rule))));
             let mut notes = Vec::new();
             if charge.ruleset.status() == "reported" {
                 notes.push("priced under reported, unverified rules");
@@ -179,12 +182,12 @@ fn estimate_headers(charge: Option<&Charge>, window_closes_at: Option<Timestamp>
                 notes.push("volume tier counted from this user's messages only");
             }
             if !notes.is_empty() {
-                out.push((HeaderName::from_static("x-wameter-estimate-note"), value(&notes.join("; "))));
+                out.push((HeaderName::from_static("x-wameter-estimate-note"), header_value(&notes.join("; "))));
             }
         }
         None => {
             let category = template.map_or("service", |t| t.category.as_str());
-            out.push((HeaderName::from_static("x-wameter-category"), value(category)));
+            out.push((HeaderName::from_static("x-wameter-category"), header_value(category)));
             out.push((HeaderName::from_static("x-wameter-estimate-note"), HeaderValue::from_static("no estimate: no rate card or rules for this date")));
         }
     }
@@ -196,20 +199,24 @@ fn with_headers(mut response: Response, headers: Vec<(HeaderName, HeaderValue)>)
     response
 }
 
-/// Forwards a body upstream untouched and passes the answer back.
-async fn forward(state: &AppState, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, GraphError> {
+/// Forwards a body upstream untouched.
+async fn forward(state: &AppState, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Answer, GraphError> {
     let mut pass: Vec<(HeaderName, HeaderValue)> = Vec::new();
     for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
         if let Some(value) = headers.get(&name) {
             pass.push((name, value.clone()));
         }
     }
-    let answer = state.http.call(Method::POST, url, &pass, body).await.map_err(|e| upstream_error(format!("wameter could not reach the upstream Graph API: {e}")))?;
+    state.http.call(Method::POST, url, &pass, body).await.map_err(|e| upstream_error(format!("wameter could not reach the upstream Graph API: {e}")))
+}
+
+/// Upstream's answer passed back: status, body and content type, plus ours.
+fn pass_back(answer: Answer, extra: Vec<(HeaderName, HeaderValue)>) -> Response {
     let mut response = (answer.status, answer.body).into_response();
     if let Some(kind) = answer.headers.get(header::CONTENT_TYPE) {
         response.headers_mut().insert(header::CONTENT_TYPE, kind.clone());
     }
-    Ok(response)
+    with_headers(response, extra)
 }
 
 /// `POST /{version}/{phone_number_id}/messages` (module docs).
@@ -224,7 +231,7 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
     let guard = state.config.guard.as_ref().expect("the send route exists only with a guard");
     let url = format!("{}/{version}/{phone}/messages", guard.upstream);
     let Some(outgoing) = read_send(&body) else {
-        return forward(state, &url, headers, body).await.map_err(|e| (e, Vec::new()));
+        return forward(state, &url, headers, body).await.map(|answer| pass_back(answer, Vec::new())).map_err(|e| (e, Vec::new()));
     };
     let now = Timestamp::now();
     let pricing = &state.config.pricing;
@@ -234,7 +241,7 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
         Some((name, language)) => match lookup(state, guard, version, &waba, headers.get(header::AUTHORIZATION), name, language).await.map_err(|e| (e, Vec::new()))? {
             Some(category) => Some(Template { name: name.as_str().into(), category }),
             // Upstream does not know it and will say so (132001).
-            None => return forward(state, &url, headers, body).await.map_err(|e| (e, Vec::new())),
+            None => return forward(state, &url, headers, body).await.map(|answer| pass_back(answer, Vec::new())).map_err(|e| (e, Vec::new())),
         },
     };
 
@@ -252,7 +259,7 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
             Some(closes) => format!("refused by wameter: the customer service window with {} closes at {closes}, within the {} safety margin; send a template", outgoing.user, guard.safety_margin),
         };
         let headers = vec![
-            (HeaderName::from_static("x-wameter-window-closes-at"), closes_at.map_or(HeaderValue::from_static("closed"), |at| HeaderValue::from_str(&at.to_string()).expect("an instant is a header value"))),
+            window_header(closes_at),
             (HeaderName::from_static("x-wameter-category"), HeaderValue::from_static("service")),
             (HeaderName::from_static("x-wameter-billable"), HeaderValue::from_static("false")),
         ];
@@ -263,21 +270,19 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
     let estimate = charge.as_ref().filter(|c| c.billable).map_or(Decimal::ZERO, |c| c.amount);
     let reservation = budgets::reserve(state, &waba, estimate, now).await.map_err(|e| (e, estimate_headers.clone()))?;
 
-    let response = match forward(state, &url, headers, body).await {
-        Ok(response) => response,
+    let answer = match forward(state, &url, headers, body).await {
+        Ok(answer) => answer,
         Err(error) => {
             state.ledger.release(reservation);
             return Err((error, estimate_headers));
         }
     };
-    if !response.status().is_success() {
+    if !answer.status.is_success() {
         state.ledger.release(reservation);
-        return Ok(with_headers(response, estimate_headers));
+        return Ok(pass_back(answer, estimate_headers));
     }
     // Record what upstream accepted, before answering.
-    let (parts, answer) = response.into_parts();
-    let answer = axum::body::to_bytes(answer, usize::MAX).await.unwrap_or_default();
-    let wamid = serde_json::from_slice::<Value>(&answer).ok().and_then(|v| v["messages"][0]["id"].as_str().map(str::to_string));
+    let wamid = serde_json::from_slice::<Value>(&answer.body).ok().and_then(|v| v["messages"][0]["id"].as_str().map(str::to_string));
     let mut extra = estimate_headers;
     let recorded = match &wamid {
         None => {
@@ -301,9 +306,7 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
         }
     };
     extra.push((HeaderName::from_static("x-wameter-recorded"), HeaderValue::from_static(if recorded { "true" } else { "false" })));
-    let mut response = Response::from_parts(parts, axum::body::Body::from(answer));
-    response.headers_mut().remove(header::CONTENT_LENGTH);
-    Ok(with_headers(response, extra))
+    Ok(pass_back(answer, extra))
 }
 
 #[cfg(test)]
