@@ -3,7 +3,6 @@
 //! as Meta's would, and sends go through the server's send path.
 
 mod common;
-#[allow(dead_code)]
 #[path = "common/sandbox.rs"]
 mod sandbox;
 #[allow(dead_code)]
