@@ -43,7 +43,7 @@ wait_for() {
 WAMETER_APP_SECRET=$secret WAMETER_LOG=warn "$bin" sandbox --listen 127.0.0.1:18095 --sent-after 0 --delivered-after 0 \
   --accounts "$out/accounts.toml" --webhook-url http://127.0.0.1:18096/webhook 2>"$out/sandbox.log" &
 sandbox=$!
-WAMETER_APP_SECRET=$secret WAMETER_API_TOKEN=bench-token-0123456789 WAMETER_LOG=warn WAMETER_HOME="$out/home" \
+WAMETER_APP_SECRET=$secret WAMETER_API_TOKEN=bench-token-0123456789 WAMETER_LOG="${SERVE_LOG:-warn}" WAMETER_HOME="$out/home" \
   "$bin" serve --listen 127.0.0.1:18096 --database "sqlite://$out/guard.db" --upstream http://127.0.0.1:18095 \
   --accounts "$out/accounts.toml" 2>"$out/serve.log" &
 server=$!

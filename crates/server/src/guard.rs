@@ -234,6 +234,7 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
         return forward(state, &url, headers, body).await.map(|answer| pass_back(answer, Vec::new())).map_err(|e| (e, Vec::new()));
     };
     let now = Timestamp::now();
+    let t0 = std::time::Instant::now();
     let pricing = &state.config.pricing;
     let waba = pricing.waba_of(phone);
     let template = match &outgoing.template {
@@ -245,8 +246,11 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
         },
     };
 
+    let t_lookup = t0.elapsed();
     let since = now.checked_sub(LOOK_BACK).unwrap_or(Timestamp::MIN);
     let (rows, _) = state.store.contact_with_events(phone, &outgoing.user.to_string(), since.as_microsecond()).await.map_err(|e| (store_error(format!("wameter could not read this user's window: {e}")), Vec::new()))?;
+    let t_read = t0.elapsed();
+    let rows_len = rows.len();
     let events = meter::load(&rows).events;
     let engine = pricing.engine();
     // A user's message stored at this very instant precedes the reply.
@@ -268,7 +272,9 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
     let charge = meter::predict(&engine, events, phone, &outgoing.user, now, template.clone());
     let estimate_headers = estimate_headers(charge.as_ref(), closes_at, template.as_ref());
     let estimate = charge.as_ref().filter(|c| c.billable).map_or(Decimal::ZERO, |c| c.amount);
+    let t_engine = t0.elapsed();
     let reservation = budgets::reserve(state, &waba, estimate, now).await.map_err(|e| (e, estimate_headers.clone()))?;
+    let t_reserve = t0.elapsed();
 
     let answer = match forward(state, &url, headers, body).await {
         Ok(answer) => answer,
@@ -277,6 +283,7 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
             return Err((error, estimate_headers));
         }
     };
+    let t_upstream = t0.elapsed();
     if !answer.status.is_success() {
         state.ledger.release(reservation);
         return Ok(pass_back(answer, estimate_headers));
@@ -305,6 +312,8 @@ async fn guarded_send(state: &AppState, version: &str, phone: &str, headers: &He
             }
         }
     };
+    let t_record = t0.elapsed();
+    tracing::debug!(target: "wameter_server::guard::timing", lookup = t_lookup.as_micros() as u64, read = (t_read - t_lookup).as_micros() as u64, engine = (t_engine - t_read).as_micros() as u64, reserve = (t_reserve - t_engine).as_micros() as u64, upstream = (t_upstream - t_reserve).as_micros() as u64, record = (t_record - t_upstream).as_micros() as u64, rows = rows_len);
     extra.push((HeaderName::from_static("x-wameter-recorded"), HeaderValue::from_static(if recorded { "true" } else { "false" })));
     Ok(pass_back(answer, extra))
 }

@@ -14,7 +14,7 @@ use deadpool_postgres::GenericClient;
 
 use crate::alerts::{AlertRow, AlertWrite};
 use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
-use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, months_spanned};
+use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned};
 use crate::{DatabaseUrl, EventScope, StoreError};
 
 mod embedded {
@@ -173,38 +173,48 @@ impl PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock]).await.map_err(write_error)?;
         let scope = EventScope::Businesses { businesses: Some(job.businesses.clone()), since_us: job.since_us, until_us: job.until_us };
         let events = events_on(&tx, scope).await?;
-        let settled = tokio::task::spawn_blocking(move || compute(events)).await.map_err(|e| StoreError::Read(e.to_string()))?;
-        tx.execute("DELETE FROM charges WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month]).await.map_err(write_error)?;
-        tx.execute("DELETE FROM charge_warnings WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month])
+        // The advisory lock keeps other settlers of this month out, so the
+        // kept rows stay those read here (a pricing reset may drop them all
+        // meanwhile; the count check below sees it).
+        let kept_charges: Vec<(String, ChargeRow)> = tx
+            .query("SELECT ctid::text, business, delivered_at_us, message_id, line FROM charges WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month])
             .await
-            .map_err(write_error)?;
-        let insert_charge = tx
-            .prepare_cached("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES ($1, $2, $3, $4, $5, $6)")
+            .map_err(write_error)?
+            .iter()
+            .map(|row| (row.get(0), ChargeRow { business: row.get(1), delivered_at_us: row.get(2), message_id: row.get(3), line: row.get(4) }))
+            .collect();
+        let kept_warnings: Vec<(String, WarningRow)> = tx
+            .query("SELECT ctid::text, business, event_id, code, message, count FROM charge_warnings WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month])
             .await
-            .map_err(write_error)?;
-        for charge in &settled.charges {
-            tx.execute(&insert_charge, &[&job.portfolio, &job.month, &charge.business, &charge.delivered_at_us, &charge.message_id, &charge.line])
-                .await
-                .map_err(write_error)?;
-        }
-        let insert_warning = tx
-            .prepare_cached(
-                "INSERT INTO charge_warnings (portfolio, month, business, event_id, code, message, count) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .await
-            .map_err(write_error)?;
-        for warning in &settled.warnings {
-            tx.execute(&insert_warning, &[
-                &job.portfolio,
-                &job.month,
-                &warning.business,
-                &warning.event_id,
-                &warning.code,
-                &warning.message,
-                &warning.count,
-            ])
-            .await
-            .map_err(write_error)?;
+            .map_err(write_error)?
+            .iter()
+            .map(|row| (row.get(0), WarningRow { business: row.get(1), event_id: row.get(2), code: row.get(3), message: row.get(4), count: row.get(5) }))
+            .collect();
+        let (settled, charge_changes, warning_changes) = tokio::task::spawn_blocking(move || {
+            let settled = compute(events);
+            let charge_changes = changes(kept_charges, &settled.charges);
+            let warning_changes = changes(kept_warnings, &settled.warnings);
+            (settled, charge_changes, warning_changes)
+        })
+        .await
+        .map_err(|e| StoreError::Read(e.to_string()))?;
+        tx.execute("DELETE FROM charges WHERE ctid = ANY($1::text[]::tid[])", &[&charge_changes.remove]).await.map_err(write_error)?;
+        tx.execute("DELETE FROM charge_warnings WHERE ctid = ANY($1::text[]::tid[])", &[&warning_changes.remove]).await.map_err(write_error)?;
+        insert_charges(&tx, &job, charge_changes.add.iter().map(|&i| &settled.charges[i])).await?;
+        insert_warnings(&tx, &job, warning_changes.add.iter().map(|&i| &settled.warnings[i])).await?;
+        let count = |table: &'static str| {
+            let tx = &tx;
+            let job = &job;
+            async move {
+                let sql = format!("SELECT count(*) FROM {table} WHERE portfolio = $1 AND month = $2");
+                tx.query_one(&sql, &[&job.portfolio, &job.month]).await.map(|row| row.get::<_, i64>(0) as usize).map_err(write_error)
+            }
+        };
+        if count("charges").await? != settled.charges.len() || count("charge_warnings").await? != settled.warnings.len() {
+            tx.execute("DELETE FROM charges WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month]).await.map_err(write_error)?;
+            tx.execute("DELETE FROM charge_warnings WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month]).await.map_err(write_error)?;
+            insert_charges(&tx, &job, settled.charges.iter()).await?;
+            insert_warnings(&tx, &job, settled.warnings.iter()).await?;
         }
         tx.execute("DELETE FROM unsettled WHERE id = ANY($1)", &[&job.marks]).await.map_err(write_error)?;
         tx.commit().await.map_err(write_error)
@@ -425,6 +435,51 @@ impl PostgresStore {
 }
 
 /// [`PostgresStore::events`] on a given connection or transaction.
+/// Inserts charges of a (portfolio, month) in one statement.
+async fn insert_charges<'a>(tx: &impl GenericClient, job: &SettleJob, rows: impl Iterator<Item = &'a ChargeRow>) -> Result<(), StoreError> {
+    let (mut business, mut delivered, mut message, mut line) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        business.push(&row.business);
+        delivered.push(row.delivered_at_us);
+        message.push(&row.message_id);
+        line.push(&row.line);
+    }
+    if business.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line)
+         SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[])",
+        &[&job.portfolio, &job.month, &business, &delivered, &message, &line],
+    )
+    .await
+    .map(drop)
+    .map_err(|e| StoreError::Write(e.to_string()))
+}
+
+/// Inserts warnings of a (portfolio, month) in one statement.
+async fn insert_warnings<'a>(tx: &impl GenericClient, job: &SettleJob, rows: impl Iterator<Item = &'a WarningRow>) -> Result<(), StoreError> {
+    let (mut business, mut event, mut code, mut message, mut count) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        business.push(row.business.as_deref());
+        event.push(row.event_id);
+        code.push(&row.code);
+        message.push(&row.message);
+        count.push(row.count);
+    }
+    if code.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO charge_warnings (portfolio, month, business, event_id, code, message, count)
+         SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::bigint[])",
+        &[&job.portfolio, &job.month, &business, &event, &code, &message, &count],
+    )
+    .await
+    .map(drop)
+    .map_err(|e| StoreError::Write(e.to_string()))
+}
+
 async fn events_on(client: &impl GenericClient, scope: EventScope) -> Result<Vec<StoredEvent>, StoreError> {
     let (since, until) = scope.range_us();
     let (filter, businesses, user): (&str, Vec<String>, Option<String>) = match scope {

@@ -13,6 +13,15 @@
 //!
 //! The store does the bookkeeping; the computation is the caller's (the
 //! server's meter), given to [`crate::Store::settle`] as a closure.
+//!
+//! "Replaced as a whole" is what a reader sees; what is written is only the
+//! difference ([`changes`]). A round typically re-prices a month of which
+//! a handful of charges are new: rewriting all of them made every round
+//! write the whole month, and every other write (a webhook, a guarded
+//! send's record) wait behind that transaction.
+
+use std::collections::HashMap;
+use std::hash::Hash;
 
 use jiff::Timestamp;
 use wameter_core::settlement::{Month, months_touched};
@@ -46,7 +55,7 @@ pub struct SettleJob {
 }
 
 /// One charge as kept.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ChargeRow {
     /// Business phone number id.
     pub business: String,
@@ -59,7 +68,7 @@ pub struct ChargeRow {
 }
 
 /// A warning the engine gave while settling.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct WarningRow {
     /// Business of the event warned about (`None`: none or unknown).
     pub business: Option<String>,
@@ -80,6 +89,49 @@ pub struct Settled {
     pub charges: Vec<ChargeRow>,
     /// The warnings.
     pub warnings: Vec<WarningRow>,
+}
+
+/// The rows to delete and add to turn what is kept into what is wanted.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Changes<K> {
+    /// Keys (row ids) of kept rows no longer wanted.
+    pub remove: Vec<K>,
+    /// Indices into the wanted rows of those not kept yet, in order.
+    pub add: Vec<usize>,
+}
+
+impl<K> Changes<K> {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.add.is_empty()
+    }
+}
+
+/// Compares kept rows (each with the key that deletes it) with the wanted
+/// ones as multisets: equal rows stay, the rest are removed or added.
+/// Applying the result to `kept` gives `wanted` (as a multiset; order is a
+/// query's business, not the table's).
+pub fn changes<K, T: Eq + Hash>(kept: impl IntoIterator<Item = (K, T)>, wanted: &[T]) -> Changes<K> {
+    // How many of each wanted row are still missing.
+    let mut missing: HashMap<&T, usize> = HashMap::with_capacity(wanted.len());
+    for row in wanted {
+        *missing.entry(row).or_default() += 1;
+    }
+    let mut remove = Vec::new();
+    for (key, row) in kept {
+        match missing.get_mut(&row) {
+            Some(count) if *count > 0 => *count -= 1,
+            _ => remove.push(key),
+        }
+    }
+    let mut add = Vec::new();
+    for (index, row) in wanted.iter().enumerate() {
+        if let Some(count) = missing.get_mut(row).filter(|count| **count > 0) {
+            *count -= 1;
+            add.push(index);
+        }
+    }
+    Changes { remove, add }
 }
 
 /// Which kept charges a query wants.
@@ -116,6 +168,37 @@ pub fn months_spanned(first_us: i64, last_us: i64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn only_differences_are_written() {
+        let kept = [(10, "a"), (11, "b"), (12, "c"), (13, "c")];
+        let wanted = ["a", "c", "d", "b2"];
+        assert_eq!(changes(kept, &wanted), Changes { remove: vec![11, 13], add: vec![2, 3] });
+        assert!(changes([(1, "x")], &["x"]).is_empty());
+        assert_eq!(changes([(1, "x")], &[] as &[&str]), Changes { remove: vec![1], add: vec![] });
+        assert_eq!(changes(Vec::<(i64, &str)>::new(), &["x", "x"]), Changes { remove: vec![], add: vec![0, 1] });
+    }
+
+    proptest! {
+        /// Kept rows, minus those removed, plus those added, are the wanted
+        /// rows; and nothing equal to a wanted row is both removed and added.
+        #[test]
+        fn applying_changes_gives_the_wanted_rows(kept in prop::collection::vec(0u8..6, 0..30), wanted in prop::collection::vec(0u8..6, 0..30)) {
+            let keyed: Vec<(usize, u8)> = kept.iter().copied().enumerate().collect();
+            let diff = changes(keyed.clone(), &wanted);
+            let mut result: Vec<u8> = keyed.iter().filter(|(key, _)| !diff.remove.contains(key)).map(|(_, row)| *row).collect();
+            result.extend(diff.add.iter().map(|&index| wanted[index]));
+            result.sort_unstable();
+            let mut expected = wanted.clone();
+            expected.sort_unstable();
+            prop_assert_eq!(result, expected);
+            for &key in &diff.remove {
+                let row = keyed[key].1;
+                prop_assert!(!diff.add.iter().any(|&index| wanted[index] == row), "row {} both removed and added", row);
+            }
+        }
+    }
 
     #[test]
     fn every_month_between_two_events_is_spanned() {

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::alerts::{AlertRow, AlertWrite};
 use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
-use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, months_spanned};
+use crate::settled::{ChargeRow, ChargeSlice, Changes, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned};
 use crate::{EventScope, StoreError};
 
 mod embedded {
@@ -42,7 +42,7 @@ enum Job {
     /// Store a batch.
     Write(Batch, oneshot::Sender<Result<Written, StoreError>>),
     /// Replace a (portfolio, month)'s charges and delete its marks.
-    Settle(SettleJob, Settled, oneshot::Sender<Result<(), StoreError>>),
+    Settle(SettleJob, Settled, SettleChanges, oneshot::Sender<Result<(), StoreError>>),
     /// Compare the pricing fingerprint; on a change, unsettle everything.
     Reset(String, oneshot::Sender<Result<bool, StoreError>>),
     /// Record a budget alert crossing or delivery attempt.
@@ -61,7 +61,7 @@ impl Job {
     fn apply(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Done> {
         match self {
             Job::Write(batch, _) => write_one(tx, batch).map(Done::Written),
-            Job::Settle(job, settled, _) => write_settled(tx, job, settled).map(|()| Done::Settled),
+            Job::Settle(job, settled, changes, _) => write_settled(tx, job, settled, changes).map(|()| Done::Settled),
             Job::Reset(fingerprint, _) => reset(tx, fingerprint).map(Done::Reset),
             Job::Alert(write, _) => write_alert(tx, write).map(Done::Alert),
         }
@@ -71,11 +71,19 @@ impl Job {
         // A caller that went away (timed-out request) needs no answer.
         match self {
             Job::Write(_, reply) => drop(reply.send(result.map(|done| if let Done::Written(w) = done { w } else { Written::default() }))),
-            Job::Settle(_, _, reply) => drop(reply.send(result.map(|_| ()))),
+            Job::Settle(_, _, _, reply) => drop(reply.send(result.map(|_| ()))),
             Job::Reset(_, reply) => drop(reply.send(result.map(|done| matches!(done, Done::Reset(true))))),
             Job::Alert(_, reply) => drop(reply.send(result.map(|done| matches!(done, Done::Alert(true))))),
         }
     }
+}
+
+/// What a settle changes in the kept rows (by rowid), found against the
+/// rows read in the same snapshot as its events.
+#[derive(Debug)]
+struct SettleChanges {
+    charges: Changes<i64>,
+    warnings: Changes<i64>,
 }
 
 /// A SQLite store.
@@ -144,19 +152,34 @@ impl SqliteStore {
     /// Settles one (portfolio, month): reads its events (after the marks
     /// were listed, so every listed mark's events are among them), has
     /// `compute` price them off the async threads, and replaces the kept
-    /// charges in one transaction that also deletes the job's marks. One
-    /// process owns a SQLite file, and the server runs one settler at a
-    /// time, so no lock is needed here.
+    /// charges in one transaction that also deletes the job's marks. Only
+    /// the difference is written: the kept rows are read in the same
+    /// snapshot as the events and compared ([`changes`]). One process owns
+    /// a SQLite file, and the server runs one settler at a time, so no lock
+    /// is needed here.
     pub async fn settle<F>(&self, job: SettleJob, compute: F) -> Result<(), StoreError>
     where
         F: FnOnce(Vec<StoredEvent>) -> Settled + Send + 'static,
     {
-        let events = self
-            .events(EventScope::Businesses { businesses: Some(job.businesses.clone()), since_us: job.since_us, until_us: job.until_us })
+        let scope = EventScope::Businesses { businesses: Some(job.businesses.clone()), since_us: job.since_us, until_us: job.until_us };
+        let (portfolio, month) = (job.portfolio.clone(), job.month.clone());
+        let (events, kept_charges, kept_warnings) = self
+            .read(move |conn| {
+                // One snapshot: the kept rows the changes are found against
+                // are those of the events read.
+                let snapshot = conn.unchecked_transaction()?;
+                Ok((events_of(&snapshot, &scope)?, kept_charges(&snapshot, &portfolio, &month)?, kept_warnings(&snapshot, &portfolio, &month)?))
+            })
             .await?;
-        let settled = tokio::task::spawn_blocking(move || compute(events)).await.map_err(|e| StoreError::Read(e.to_string()))?;
+        let (settled, diff) = tokio::task::spawn_blocking(move || {
+            let settled = compute(events);
+            let diff = SettleChanges { charges: changes(kept_charges, &settled.charges), warnings: changes(kept_warnings, &settled.warnings) };
+            (settled, diff)
+        })
+        .await
+        .map_err(|e| StoreError::Read(e.to_string()))?;
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Settle(job, settled, reply))?;
+        self.send(Job::Settle(job, settled, diff, reply))?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -444,26 +467,79 @@ fn write_group(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Done
     Ok(out)
 }
 
-fn write_settled(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settled) -> rusqlite::Result<()> {
-    tx.prepare_cached("DELETE FROM charges WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
-    tx.prepare_cached("DELETE FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
-    let mut insert_charge = tx.prepare_cached(
-        "INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for charge in &settled.charges {
-        insert_charge.execute(params![job.portfolio, job.month, charge.business, charge.delivered_at_us, charge.message_id, charge.line])?;
-    }
-    let mut insert_warning = tx.prepare_cached(
-        "INSERT INTO charge_warnings (portfolio, month, business, event_id, code, message, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for warning in &settled.warnings {
-        insert_warning.execute(params![job.portfolio, job.month, warning.business, warning.event_id, warning.code, warning.message, warning.count])?;
+fn kept_charges(conn: &Connection, portfolio: &str, month: &str) -> rusqlite::Result<Vec<(i64, ChargeRow)>> {
+    let mut statement = conn.prepare_cached("SELECT rowid, business, delivered_at_us, message_id, line FROM charges WHERE portfolio = ?1 AND month = ?2")?;
+    let rows = statement.query_map(params![portfolio, month], |row| {
+        Ok((row.get(0)?, ChargeRow { business: row.get(1)?, delivered_at_us: row.get(2)?, message_id: row.get(3)?, line: row.get(4)? }))
+    })?;
+    rows.collect()
+}
+
+fn kept_warnings(conn: &Connection, portfolio: &str, month: &str) -> rusqlite::Result<Vec<(i64, WarningRow)>> {
+    let mut statement = conn.prepare_cached("SELECT rowid, business, event_id, code, message, count FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?;
+    let rows = statement.query_map(params![portfolio, month], |row| {
+        Ok((row.get(0)?, WarningRow { business: row.get(1)?, event_id: row.get(2)?, code: row.get(3)?, message: row.get(4)?, count: row.get(5)? }))
+    })?;
+    rows.collect()
+}
+
+fn insert_charge(tx: &rusqlite::Transaction<'_>, job: &SettleJob, charge: &ChargeRow) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![job.portfolio, job.month, charge.business, charge.delivered_at_us, charge.message_id, charge.line])
+        .map(drop)
+}
+
+fn insert_warning(tx: &rusqlite::Transaction<'_>, job: &SettleJob, warning: &WarningRow) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO charge_warnings (portfolio, month, business, event_id, code, message, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+        .execute(params![job.portfolio, job.month, warning.business, warning.event_id, warning.code, warning.message, warning.count])
+        .map(drop)
+}
+
+/// Writes a settle's changes and deletes its marks. The changes were found
+/// against a snapshot; should the kept rows have changed since (a pricing
+/// reset dropped them all), a deleted row is missing or the counts differ,
+/// and the month is replaced as a whole instead.
+fn write_settled(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settled, changes: &SettleChanges) -> rusqlite::Result<()> {
+    if !apply_changes(tx, job, settled, changes)? {
+        tx.prepare_cached("DELETE FROM charges WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
+        tx.prepare_cached("DELETE FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
+        for charge in &settled.charges {
+            insert_charge(tx, job, charge)?;
+        }
+        for warning in &settled.warnings {
+            insert_warning(tx, job, warning)?;
+        }
     }
     let mut delete_mark = tx.prepare_cached("DELETE FROM unsettled WHERE id = ?1")?;
     for id in &job.marks {
         delete_mark.execute(params![id])?;
     }
     Ok(())
+}
+
+/// Applies the changes; `false` when the kept rows were not those they
+/// were found against.
+fn apply_changes(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settled, changes: &SettleChanges) -> rusqlite::Result<bool> {
+    for (table, removed) in [("charges", &changes.charges.remove), ("charge_warnings", &changes.warnings.remove)] {
+        let mut delete = tx.prepare_cached(&format!("DELETE FROM {table} WHERE rowid = ?1"))?;
+        for rowid in removed {
+            if delete.execute(params![rowid])? == 0 {
+                return Ok(false);
+            }
+        }
+    }
+    for &index in &changes.charges.add {
+        insert_charge(tx, job, &settled.charges[index])?;
+    }
+    for &index in &changes.warnings.add {
+        insert_warning(tx, job, &settled.warnings[index])?;
+    }
+    let count = |table: &str| -> rusqlite::Result<usize> {
+        tx.prepare_cached(&format!("SELECT count(*) FROM {table} WHERE portfolio = ?1 AND month = ?2"))?
+            .query_row(params![job.portfolio, job.month], |row| row.get::<_, i64>(0))
+            .map(|n| n as usize)
+    };
+    Ok(count("charges")? == settled.charges.len() && count("charge_warnings")? == settled.warnings.len())
 }
 
 fn reset(tx: &rusqlite::Transaction<'_>, fingerprint: &str) -> rusqlite::Result<bool> {
@@ -574,5 +650,101 @@ fn write_alert(tx: &rusqlite::Transaction<'_>, write: &AlertWrite) -> rusqlite::
             )?;
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn charge(id: &str, amount: &str) -> ChargeRow {
+        ChargeRow { business: "B".into(), delivered_at_us: 1_751_371_200_000_000, message_id: id.into(), line: format!("{{\"message_id\":\"{id}\",\"amount\":\"{amount}\"}}") }
+    }
+
+    fn warning(count: i64) -> WarningRow {
+        WarningRow { business: None, event_id: None, code: "outbound_inferred".into(), message: "inferred".into(), count }
+    }
+
+    fn job() -> SettleJob {
+        SettleJob { portfolio: "P".into(), month: "2025-07".into(), businesses: vec!["B".into()], since_us: 0, until_us: i64::MAX, marks: vec![] }
+    }
+
+    /// (rowid, message id, line) of the kept charges, and the warnings' counts.
+    fn kept(path: &Path) -> (Vec<(i64, String, String)>, Vec<i64>) {
+        let conn = Connection::open(path).unwrap();
+        let mut statement = conn.prepare("SELECT rowid, message_id, line FROM charges ORDER BY message_id").unwrap();
+        let charges = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).unwrap().map(Result::unwrap).collect();
+        let mut statement = conn.prepare("SELECT count FROM charge_warnings").unwrap();
+        let warnings = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+        (charges, warnings)
+    }
+
+    fn database(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wameter-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("wameter.db")
+    }
+
+    #[test]
+    fn a_settle_writes_only_what_changed() {
+        let path = database("settle-diff");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        let settle = |charges: Vec<ChargeRow>, warnings: Vec<WarningRow>| runtime.block_on(store.settle(job(), move |_| Settled { charges, warnings })).unwrap();
+        // Every row inserted into `charges`, in order.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE inserted (message_id TEXT); CREATE TRIGGER log_inserts AFTER INSERT ON charges BEGIN INSERT INTO inserted VALUES (new.message_id); END;")
+            .unwrap();
+        let inserted = || -> Vec<String> {
+            let conn = Connection::open(&path).unwrap();
+            let mut statement = conn.prepare("SELECT message_id FROM inserted ORDER BY rowid").unwrap();
+            statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+
+        settle(vec![charge("a", "0.01"), charge("b", "0.02"), charge("c", "0.03")], vec![warning(1)]);
+        let (first, warnings) = kept(&path);
+        assert_eq!(first.iter().map(|(_, id, _)| id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(warnings, [1]);
+        assert_eq!(inserted(), ["a", "b", "c"]);
+
+        // `b` re-priced, `c` gone, `d` new; `a` is left alone.
+        settle(vec![charge("a", "0.01"), charge("b", "0.025"), charge("d", "0.04")], vec![warning(2)]);
+        let (second, warnings) = kept(&path);
+        assert_eq!(second.iter().map(|(_, id, line)| (id.as_str(), line.contains("0.025"))).collect::<Vec<_>>(), [("a", false), ("b", true), ("d", false)]);
+        assert_eq!(inserted(), ["a", "b", "c", "b", "d"], "only the changed and new charges are written");
+        assert_eq!(warnings, [2]);
+
+        // The same again: nothing to write.
+        settle(vec![charge("d", "0.04"), charge("a", "0.01"), charge("b", "0.025")], vec![warning(2)]);
+        assert_eq!(kept(&path).0, second);
+        assert_eq!(inserted().len(), 5);
+    }
+
+    #[test]
+    fn changes_found_against_other_rows_replace_the_month_whole() {
+        let path = database("settle-stale");
+        let mut conn = Connection::open(&path).unwrap();
+        embedded::migrations::runner().run(&mut conn).unwrap();
+        let wanted = Settled { charges: vec![charge("a", "0.01"), charge("b", "0.02")], warnings: vec![] };
+        // Found against a snapshot holding row 99, which a reset has
+        // dropped since; what is kept now is one stray row.
+        conn.execute("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES ('P', '2025-07', 'B', 0, 'x', '{}')", []).unwrap();
+        let stale = SettleChanges { charges: Changes { remove: vec![99], add: vec![1] }, warnings: Changes { remove: vec![], add: vec![] } };
+        let tx = conn.transaction().unwrap();
+        write_settled(&tx, &job(), &wanted, &stale).unwrap();
+        tx.commit().unwrap();
+        let ids: Vec<String> = kept(&path).0.into_iter().map(|(_, id, _)| id).collect();
+        assert_eq!(ids, ["a", "b"]);
+
+        // Counts that do not add up (a row appeared) replace it whole too.
+        conn.execute("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES ('P', '2025-07', 'B', 0, 'y', '{}')", []).unwrap();
+        let none = SettleChanges { charges: Changes { remove: vec![], add: vec![] }, warnings: Changes { remove: vec![], add: vec![] } };
+        let tx = conn.transaction().unwrap();
+        write_settled(&tx, &job(), &wanted, &none).unwrap();
+        tx.commit().unwrap();
+        let ids: Vec<String> = kept(&path).0.into_iter().map(|(_, id, _)| id).collect();
+        assert_eq!(ids, ["a", "b"]);
     }
 }
