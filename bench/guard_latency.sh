@@ -10,6 +10,8 @@
 #
 # Needs Python with httpx (scripts/pywa-for-tests.sh installs one).
 # Results go to stdout; copy them into docs/PERFORMANCE.md.
+# SERVE_LOG="warn,wameter_server::guard=debug" logs each guarded send's
+# steps in microseconds to bench/out/guard/serve.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sends="${1:-2000}"

@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// Refuse a free-form message when the customer service window closes sooner than this [default: 2m].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub safety_margin: Option<jiff::SignedDuration>,
+    /// How long a guarded send's answer waits for its record to be on disk; past it, the answer says X-Wameter-Recorded: pending [default: 1ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub record_wait: Option<jiff::SignedDuration>,
     /// Post budget threshold alerts to this URL (signed like Meta's webhooks, header X-Wameter-Signature-256).
     #[arg(long, env = "WAMETER_ALERT_URL", value_name = "URL")]
     pub alert_url: Option<String>,
@@ -60,6 +63,15 @@ fn parse_duration(text: &str) -> Result<jiff::SignedDuration, String> {
         return Err(format!("`{text}` is negative"));
     }
     Ok(duration)
+}
+
+/// A duration from the command line, else wameter.toml's `key`, else `default`.
+fn duration_setting(arg: Option<jiff::SignedDuration>, file: Option<&str>, key: &str, default: jiff::SignedDuration) -> Result<jiff::SignedDuration> {
+    match (arg, file) {
+        (Some(duration), _) => Ok(duration),
+        (None, Some(text)) => parse_duration(text).map_err(|e| anyhow::anyhow!("wameter.toml: `{key}`: {e}")),
+        (None, None) => Ok(default),
+    }
 }
 
 /// `wameter.toml`.
@@ -81,6 +93,7 @@ struct FileConfig {
     tokens: Vec<FileToken>,
     upstream: Option<String>,
     safety_margin: Option<String>,
+    record_wait: Option<String>,
     alert_url: Option<String>,
 }
 
@@ -149,11 +162,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
     let database = DatabaseUrl::parse(&args.database.or(file.database).unwrap_or_else(|| "sqlite://wameter.db".into()))?;
-    let safety_margin = match (args.safety_margin, &file.safety_margin) {
-        (Some(margin), _) => margin,
-        (None, Some(text)) => parse_duration(text).map_err(|e| anyhow::anyhow!("wameter.toml: `safety_margin`: {e}"))?,
-        (None, None) => jiff::SignedDuration::from_mins(2),
-    };
+    let safety_margin = duration_setting(args.safety_margin, file.safety_margin.as_deref(), "safety_margin", jiff::SignedDuration::from_mins(2))?;
+    let record_wait = duration_setting(args.record_wait, file.record_wait.as_deref(), "record_wait", wameter_server::guard::RECORD_WAIT)?;
     let guard = match args.upstream.or(file.upstream) {
         None => None,
         Some(url) => {
@@ -161,7 +171,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             if !(upstream.starts_with("http://") || upstream.starts_with("https://")) {
                 bail!("--upstream {url}: expected an http:// or https:// URL, such as https://graph.facebook.com");
             }
-            Some(wameter_server::guard::GuardConfig { upstream, safety_margin })
+            Some(wameter_server::guard::GuardConfig { upstream, safety_margin, record_wait })
         }
     };
     let alert_url = args.alert_url.or(file.alert_url);
@@ -202,7 +212,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             tracing::warn!(message = "discard:// stores nothing: every webhook is acknowledged and lost. For benchmarks only.");
         }
         if let Some(guard) = &config.guard {
-            tracing::info!(message = "Guarding sends.", upstream = %guard.upstream, safety_margin = %guard.safety_margin);
+            tracing::info!(message = "Guarding sends.", upstream = %guard.upstream, safety_margin = %guard.safety_margin, record_wait = %guard.record_wait);
         }
         // Tests and scripts read this line for the port.
         eprintln!("wameter serve listening on http://{address}");
@@ -210,4 +220,30 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         wameter_server::serve(listener, state).await.context("server stopped")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("120"), Ok(jiff::SignedDuration::from_secs(120)));
+        assert_eq!(parse_duration("2m"), Ok(jiff::SignedDuration::from_mins(2)));
+        assert_eq!(parse_duration("500ms"), Ok(jiff::SignedDuration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(jiff::SignedDuration::ZERO));
+        assert!(parse_duration("-5s").unwrap_err().contains("negative"));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn a_flag_beats_the_file_which_beats_the_default() {
+        let default = jiff::SignedDuration::from_millis(1);
+        let flag = Some(jiff::SignedDuration::from_secs(3));
+        assert_eq!(duration_setting(flag, Some("9s"), "record_wait", default).unwrap(), jiff::SignedDuration::from_secs(3));
+        assert_eq!(duration_setting(None, Some("9s"), "record_wait", default).unwrap(), jiff::SignedDuration::from_secs(9));
+        assert_eq!(duration_setting(None, None, "record_wait", default).unwrap(), default);
+        let error = duration_setting(None, Some("later"), "record_wait", default).unwrap_err().to_string();
+        assert!(error.contains("wameter.toml: `record_wait`"), "{error}");
+    }
 }

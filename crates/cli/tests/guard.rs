@@ -150,7 +150,7 @@ fn the_guard_refuses_bills_budgets_and_alerts() {
     // old by the wall clock the guard reads; the sandbox clock then jumps
     // to now, and statuses land in this month.
     let start = jiff::Timestamp::from_second(unix_now() - 26 * 3600).unwrap().to_string();
-    let pair = start_pair(&dir, &accounts, &["--clock-start", &start], &["--alert-url", &alerts.url, "--safety-margin", "2m"]);
+    let pair = start_pair(&dir, &accounts, &["--clock-start", &start], &["--alert-url", &alerts.url, "--safety-margin", "2m", "--record-wait", "30s"]);
     let (sandbox, server) = (&pair.sandbox, &pair.server);
     sandbox.inbound(USER, json!({}));
     sandbox.advance(26 * 3600);
@@ -172,7 +172,9 @@ fn the_guard_refuses_bills_budgets_and_alerts() {
     assert_eq!(header(&headers, "x-wameter-billable"), "true");
     assert_eq!(header(&headers, "x-wameter-estimated-cost"), "0.0068");
     assert_eq!(header(&headers, "x-wameter-currency"), "USD");
-    assert_eq!(header(&headers, "x-wameter-recorded"), "true");
+    assert_eq!(header(&headers, "x-wameter-recorded"), "true", "with a 30 s record wait, the answer waits for the commit");
+    let timing = header(&headers, "server-timing");
+    assert!(timing.starts_with("upstream;dur=") && timing.contains(", wameter;dur="), "{timing}");
     let first = body["messages"][0]["id"].as_str().unwrap().to_string();
     let recorded = server.all_events(server::API_TOKEN);
     assert!(recorded.iter().any(|line| line.contains(&first) && line.contains("\"category\":\"utility\"")), "{recorded:?}");
@@ -263,19 +265,23 @@ fn the_guard_refuses_bills_budgets_and_alerts() {
 fn failed_sends_are_never_charged_and_category_updates_are_seen() {
     let dir = fresh("failures");
     let accounts = sandbox::accounts(&dir);
-    let pair = start_pair(&dir, &accounts, &["--failure-percent", "100"], &[]);
+    // No record wait: the answer goes out before the commit.
+    let pair = start_pair(&dir, &accounts, &["--failure-percent", "100"], &["--record-wait", "0"]);
     let (sandbox, server) = (&pair.sandbox, &pair.server);
 
     // Accepted upstream, then failed (131026): recorded, never charged.
     let (status, headers, body) = send(server, hello_world(USER));
     assert_eq!(status, 200, "{body}");
     assert_eq!(header(&headers, "x-wameter-billable"), "true");
+    assert_eq!(header(&headers, "x-wameter-recorded"), "pending", "a commit takes longer than no wait at all");
     let id = body["messages"][0]["id"].as_str().unwrap().to_string();
     eventually("the failure stored", || {
         let events = server.all_events(server::API_TOKEN);
         events.iter().any(|line| line.contains(&id) && line.contains("\"failed\"")).then_some(())
     });
     assert!(charge_of(server, &id).is_none(), "a failed send is never charged");
+    // The pending record was queued before the answer, so it committed
+    // before the failure that came after it.
     let recorded = server.all_events(server::API_TOKEN);
     assert!(recorded.iter().any(|line| line.contains(&id) && line.contains("\"outbound\"")), "the send was recorded: {recorded:?}");
 
