@@ -7,7 +7,8 @@ Two measures of what the guard adds:
 - per send through the guard, the time the caller waited minus the time the
   guard spent waiting for upstream on that same send (its `Server-Timing:
   upstream;dur=`): the HTTP hop, the checks and the record, and nothing of
-  the sandbox's variance.
+  the sandbox's variance — but also this Python client's own per-request
+  cost, which the direct path pays as well, so it is an upper bound.
 """
 import statistics, sys, time
 
@@ -62,6 +63,6 @@ for p in (50, 90, 99):
     d, g = pct(times["direct"], p), pct(times["guard"], p)
     print(f"p{p}: direct {d:.2f}  guard {g:.2f}  added {g - d:.2f}")
 print(f"mean: direct {statistics.mean(times['direct']):.2f}  guard {statistics.mean(times['guard']):.2f}")
-print("added per send (caller's wait minus the guard's wait for upstream), ms")
+print("upper bound per send (caller's wait minus the guard's wait for upstream; includes the client's own cost), ms")
 print("  " + "  ".join(f"p{p} {pct(added, p):.2f}" for p in (50, 90, 99)) + f"  max {max(added):.2f}")
 print(f"X-Wameter-Recorded: {recorded}")
