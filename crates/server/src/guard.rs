@@ -17,9 +17,9 @@
 //! `X-Wameter-*` headers; a send upstream accepted is recorded as an
 //! `outbound` event with its template category, queued before the answer
 //! goes out and awaited for at most [`GuardConfig::record_wait`] (see
-//! [`record`]), so metering no longer depends on the sender's own records. Whether it is
-//! charged is decided later, from the statuses Meta's webhooks bring: a
-//! send that fails after being accepted is never charged.
+//! [`record`]), so metering no longer depends on the sender's own records.
+//! Whether it is charged is decided later, from the statuses Meta's
+//! webhooks bring: a send that fails after being accepted is never charged.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -295,35 +295,32 @@ impl Recorded {
 /// Past the wait the write goes on in the background; only a crash in
 /// that gap loses it, and then Meta's statuses still meter the message
 /// (its outbound inferred, with a warning). See DESIGN.md.
-async fn record(state: &Arc<AppState>, wait: SignedDuration, event: Event) -> Recorded {
-    let id = match &event.kind {
-        EventKind::Outbound { id, .. } => id.to_string(),
-        _ => String::new(),
-    };
+async fn record(state: &Arc<AppState>, wait: SignedDuration, id: String, event: Event) -> Recorded {
     let batch = Batch::new(None, &[event], &[]);
     let writer = state.clone();
     let mut write = tokio::spawn(async move { writer.store.write(batch).await });
-    let outcome = |result: Result<Result<_, wameter_store::StoreError>, tokio::task::JoinError>, id: &str| match result {
-        Ok(Ok(_)) => Recorded::Yes,
-        Ok(Err(error)) => {
-            // The message is sent and cannot be called back: answer as
-            // upstream did (a retry would send it twice) and say it is not
-            // metered.
-            tracing::error!(message = "Send forwarded but not recorded.", id, error = %error);
-            Recorded::No
-        }
-        Err(error) => {
-            tracing::error!(message = "Send forwarded but not recorded.", id, error = %error);
-            Recorded::No
-        }
-    };
-    match tokio::time::timeout(wait.unsigned_abs(), &mut write).await {
-        Ok(result) => outcome(result, &id),
+    // A zero wait does not wait: tokio's timer would round it up to its
+    // next tick (up to 1 ms), enough for a commit on an idle disk.
+    let waited = if wait.is_zero() { Err(()) } else { tokio::time::timeout(wait.unsigned_abs(), &mut write).await.map_err(drop) };
+    match waited {
+        Ok(written) => record_outcome(written, &id),
         Err(_) => {
-            tokio::spawn(async move { outcome(write.await, &id) });
+            tokio::spawn(async move { record_outcome(write.await, &id) });
             Recorded::Pending
         }
     }
+}
+
+fn record_outcome(written: Result<Result<wameter_store::Written, wameter_store::StoreError>, tokio::task::JoinError>, id: &str) -> Recorded {
+    let error = match written {
+        Ok(Ok(_)) => return Recorded::Yes,
+        Ok(Err(error)) => error.to_string(),
+        Err(error) => error.to_string(),
+    };
+    // The message is sent and cannot be called back: the answer is
+    // upstream's (a retry would send it twice), saying it is not metered.
+    tracing::error!(message = "Send forwarded but not recorded.", id, error);
+    Recorded::No
 }
 
 async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
@@ -398,8 +395,8 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
         }
         Some(id) => {
             state.ledger.confirm(reservation, &id);
-            let event = Event { at: now, origin: Origin::default(), kind: EventKind::Outbound { business: phone.into(), user: outgoing.user.clone(), id: id.into(), template } };
-            record(state, guard.record_wait, event).await
+            let event = Event { at: now, origin: Origin::default(), kind: EventKind::Outbound { business: phone.into(), user: outgoing.user.clone(), id: id.as_str().into(), template } };
+            record(state, guard.record_wait, id, event).await
         }
     };
     let record_us = laps.lap();
