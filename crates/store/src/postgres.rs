@@ -181,14 +181,14 @@ impl PostgresStore {
             .await
             .map_err(write_error)?
             .iter()
-            .map(|row| (row.get(0), ChargeRow { business: row.get(1), delivered_at_us: row.get(2), message_id: row.get(3), line: row.get(4) }))
+            .map(|row| (row.get(0), charge_row(row, 1)))
             .collect();
         let kept_warnings: Vec<(String, WarningRow)> = tx
             .query("SELECT ctid::text, business, event_id, code, message, count FROM charge_warnings WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month])
             .await
             .map_err(write_error)?
             .iter()
-            .map(|row| (row.get(0), WarningRow { business: row.get(1), event_id: row.get(2), code: row.get(3), message: row.get(4), count: row.get(5) }))
+            .map(|row| (row.get(0), warning_row(row, 1)))
             .collect();
         let (settled, charge_changes, warning_changes) = tokio::task::spawn_blocking(move || {
             let settled = compute(events);
@@ -202,15 +202,7 @@ impl PostgresStore {
         tx.execute("DELETE FROM charge_warnings WHERE ctid = ANY($1::text[]::tid[])", &[&warning_changes.remove]).await.map_err(write_error)?;
         insert_charges(&tx, &job, charge_changes.add.iter().map(|&i| &settled.charges[i])).await?;
         insert_warnings(&tx, &job, warning_changes.add.iter().map(|&i| &settled.warnings[i])).await?;
-        let count = |table: &'static str| {
-            let tx = &tx;
-            let job = &job;
-            async move {
-                let sql = format!("SELECT count(*) FROM {table} WHERE portfolio = $1 AND month = $2");
-                tx.query_one(&sql, &[&job.portfolio, &job.month]).await.map(|row| row.get::<_, i64>(0) as usize).map_err(write_error)
-            }
-        };
-        if count("charges").await? != settled.charges.len() || count("charge_warnings").await? != settled.warnings.len() {
+        if month_rows(&tx, "charges", &job).await? != settled.charges.len() || month_rows(&tx, "charge_warnings", &job).await? != settled.warnings.len() {
             tx.execute("DELETE FROM charges WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month]).await.map_err(write_error)?;
             tx.execute("DELETE FROM charge_warnings WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month]).await.map_err(write_error)?;
             insert_charges(&tx, &job, settled.charges.iter()).await?;
@@ -322,7 +314,7 @@ impl PostgresStore {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|row| ChargeRow { business: row.get(0), delivered_at_us: row.get(1), message_id: row.get(2), line: row.get(3) })
+            .map(|row| charge_row(&row, 0))
             .collect())
     }
 
@@ -339,7 +331,7 @@ impl PostgresStore {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|row| WarningRow { business: row.get(0), event_id: row.get(1), code: row.get(2), message: row.get(3), count: row.get(4) })
+            .map(|row| warning_row(&row, 0))
             .collect())
     }
 
@@ -435,6 +427,25 @@ impl PostgresStore {
 }
 
 /// [`PostgresStore::events`] on a given connection or transaction.
+/// A kept charge from `business, delivered_at_us, message_id, line`,
+/// starting at column `first`.
+fn charge_row(row: &tokio_postgres::Row, first: usize) -> ChargeRow {
+    ChargeRow { business: row.get(first), delivered_at_us: row.get(first + 1), message_id: row.get(first + 2), line: row.get(first + 3) }
+}
+
+/// A kept warning from `business, event_id, code, message, count`,
+/// starting at column `first`.
+fn warning_row(row: &tokio_postgres::Row, first: usize) -> WarningRow {
+    WarningRow { business: row.get(first), event_id: row.get(first + 1), code: row.get(first + 2), message: row.get(first + 3), count: row.get(first + 4) }
+}
+
+/// Rows of a settle job's (portfolio, month) in `table`.
+async fn month_rows(tx: &impl GenericClient, table: &str, job: &SettleJob) -> Result<usize, StoreError> {
+    let sql = format!("SELECT count(*) FROM {table} WHERE portfolio = $1 AND month = $2");
+    let row = tx.query_one(&sql, &[&job.portfolio, &job.month]).await.map_err(|e| StoreError::Write(e.to_string()))?;
+    Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(usize::MAX))
+}
+
 /// Inserts charges of a (portfolio, month) in one statement.
 async fn insert_charges<'a>(tx: &impl GenericClient, job: &SettleJob, rows: impl Iterator<Item = &'a ChargeRow>) -> Result<(), StoreError> {
     let (mut business, mut delivered, mut message, mut line) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

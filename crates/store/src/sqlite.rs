@@ -234,9 +234,7 @@ impl SqliteStore {
                  WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
                    AND delivered_at_us >= ?2 AND delivered_at_us < ?3",
             )?;
-            let rows = statement.query_map(params![list, slice.from_us, slice.to_us], |row| {
-                Ok(ChargeRow { business: row.get(0)?, delivered_at_us: row.get(1)?, message_id: row.get(2)?, line: row.get(3)? })
-            })?;
+            let rows = statement.query_map(params![list, slice.from_us, slice.to_us], |row| charge_row(row, 0))?;
             rows.collect()
         })
         .await
@@ -253,9 +251,7 @@ impl SqliteStore {
                  WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
                    AND month >= ?2 AND month <= ?3",
             )?;
-            let rows = statement.query_map(params![list, first, last], |row| {
-                Ok(WarningRow { business: row.get(0)?, event_id: row.get(1)?, code: row.get(2)?, message: row.get(3)?, count: row.get(4)? })
-            })?;
+            let rows = statement.query_map(params![list, first, last], |row| warning_row(row, 0))?;
             rows.collect()
         })
         .await
@@ -467,10 +463,22 @@ fn write_group(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Done
     Ok(out)
 }
 
+/// A kept charge from `business, delivered_at_us, message_id, line`,
+/// starting at column `first`.
+fn charge_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ChargeRow> {
+    Ok(ChargeRow { business: row.get(first)?, delivered_at_us: row.get(first + 1)?, message_id: row.get(first + 2)?, line: row.get(first + 3)? })
+}
+
+/// A kept warning from `business, event_id, code, message, count`,
+/// starting at column `first`.
+fn warning_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<WarningRow> {
+    Ok(WarningRow { business: row.get(first)?, event_id: row.get(first + 1)?, code: row.get(first + 2)?, message: row.get(first + 3)?, count: row.get(first + 4)? })
+}
+
 fn kept_charges(conn: &Connection, portfolio: &str, month: &str) -> rusqlite::Result<Vec<(i64, ChargeRow)>> {
     let mut statement = conn.prepare_cached("SELECT rowid, business, delivered_at_us, message_id, line FROM charges WHERE portfolio = ?1 AND month = ?2")?;
     let rows = statement.query_map(params![portfolio, month], |row| {
-        Ok((row.get(0)?, ChargeRow { business: row.get(1)?, delivered_at_us: row.get(2)?, message_id: row.get(3)?, line: row.get(4)? }))
+        Ok((row.get(0)?, charge_row(row, 1)?))
     })?;
     rows.collect()
 }
@@ -478,7 +486,7 @@ fn kept_charges(conn: &Connection, portfolio: &str, month: &str) -> rusqlite::Re
 fn kept_warnings(conn: &Connection, portfolio: &str, month: &str) -> rusqlite::Result<Vec<(i64, WarningRow)>> {
     let mut statement = conn.prepare_cached("SELECT rowid, business, event_id, code, message, count FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?;
     let rows = statement.query_map(params![portfolio, month], |row| {
-        Ok((row.get(0)?, WarningRow { business: row.get(1)?, event_id: row.get(2)?, code: row.get(3)?, message: row.get(4)?, count: row.get(5)? }))
+        Ok((row.get(0)?, warning_row(row, 1)?))
     })?;
     rows.collect()
 }
