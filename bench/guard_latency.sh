@@ -12,6 +12,8 @@
 # Results go to stdout; copy them into docs/PERFORMANCE.md.
 # SERVE_LOG="warn,wameter_server::guard=debug" logs each guarded send's
 # steps in microseconds to bench/out/guard/serve.log.
+# PIN=1 gives the server CPU 1 and the sandbox and client CPU 0 (taskset),
+# as in production where the guard does not share cores with its callers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sends="${1:-2000}"
@@ -34,6 +36,12 @@ amount = "1000000"
 hard_stop = true
 TOML
 
+if [ "${PIN:-0}" = 1 ]; then
+  on_server=(taskset -c 1) on_others=(taskset -c 0)
+else
+  on_server=() on_others=()
+fi
+
 wait_for() {
   for _ in $(seq 100); do
     grep -q "listening on" "$1" 2>/dev/null && return 0
@@ -42,14 +50,14 @@ wait_for() {
   cat "$1" >&2; exit 1
 }
 
-WAMETER_APP_SECRET=$secret WAMETER_LOG=warn "$bin" sandbox --listen 127.0.0.1:18095 --sent-after 0 --delivered-after 0 \
+WAMETER_APP_SECRET=$secret WAMETER_LOG=warn "${on_others[@]}" "$bin" sandbox --listen 127.0.0.1:18095 \
   --accounts "$out/accounts.toml" --webhook-url http://127.0.0.1:18096/webhook 2>"$out/sandbox.log" &
 sandbox=$!
 WAMETER_APP_SECRET=$secret WAMETER_API_TOKEN=bench-token-0123456789 WAMETER_LOG="${SERVE_LOG:-warn}" WAMETER_HOME="$out/home" \
-  "$bin" serve --listen 127.0.0.1:18096 --database "sqlite://$out/guard.db" --upstream http://127.0.0.1:18095 \
+  "${on_server[@]}" "$bin" serve --listen 127.0.0.1:18096 --database "sqlite://$out/guard.db" --upstream http://127.0.0.1:18095 \
   --accounts "$out/accounts.toml" 2>"$out/serve.log" &
 server=$!
 trap 'kill $sandbox $server 2>/dev/null || true' EXIT
 wait_for "$out/sandbox.log"
 wait_for "$out/serve.log"
-"$python" bench/guard_latency.py "$sends"
+"${on_others[@]}" "$python" bench/guard_latency.py "$sends"
