@@ -78,7 +78,7 @@ struct Pair {
     server: Server,
 }
 
-fn start_pair(dir: &Path, accounts: &str, sandbox_args: &[&str], server_args: &[&str]) -> Pair {
+fn start_pair(dir: &Path, database: String, accounts: &str, sandbox_args: &[&str], server_args: &[&str]) -> Pair {
     let listen = free_port();
     let webhook = format!("http://{listen}/webhook");
     let mut args = vec!["--webhook-url", &webhook, "--accounts", accounts];
@@ -86,7 +86,7 @@ fn start_pair(dir: &Path, accounts: &str, sandbox_args: &[&str], server_args: &[
     let sandbox = Sandbox::start_signing(dir, &args, server::SECRET);
     let mut extra: Vec<String> = ["--listen", &listen, "--upstream", &sandbox.base, "--accounts", accounts].iter().map(|s| s.to_string()).collect();
     extra.extend(server_args.iter().map(|s| s.to_string()));
-    let server = Server::start(Start { dir, database: server::sqlite_in(dir), extra });
+    let server = Server::start(Start { dir, database, extra });
     Pair { sandbox, server }
 }
 
@@ -144,13 +144,26 @@ fn unix_now() -> i64 {
 #[test]
 fn the_guard_refuses_bills_budgets_and_alerts() {
     let dir = fresh("main");
+    refuses_bills_budgets_and_alerts(&dir, server::sqlite_in(&dir));
+}
+
+/// The same with the store in PostgreSQL, which the guard reads rather than
+/// keeping pairs in memory.
+#[test]
+fn the_guard_refuses_bills_budgets_and_alerts_on_postgres() {
+    let Some(database) = server::postgres_database("guard_main") else { return };
+    refuses_bills_budgets_and_alerts(&fresh("main-postgres"), database);
+}
+
+fn refuses_bills_budgets_and_alerts(dir: &Path, database: String) {
+    let dir = dir.to_path_buf();
     let accounts = accounts(&dir);
     let alerts = App::start(None, 0);
     // The sandbox starts 26 hours ago, so the user's message is 26 hours
     // old by the wall clock the guard reads; the sandbox clock then jumps
     // to now, and statuses land in this month.
     let start = jiff::Timestamp::from_second(unix_now() - 26 * 3600).unwrap().to_string();
-    let pair = start_pair(&dir, &accounts, &["--clock-start", &start], &["--alert-url", &alerts.url, "--safety-margin", "2m", "--record-wait", "30s"]);
+    let pair = start_pair(&dir, database, &accounts, &["--clock-start", &start], &["--alert-url", &alerts.url, "--safety-margin", "2m", "--record-wait", "30s"]);
     let (sandbox, server) = (&pair.sandbox, &pair.server);
     sandbox.inbound(USER, json!({}));
     sandbox.advance(26 * 3600);
@@ -264,9 +277,20 @@ fn the_guard_refuses_bills_budgets_and_alerts() {
 #[test]
 fn failed_sends_are_never_charged_and_category_updates_are_seen() {
     let dir = fresh("failures");
+    failures_and_category_updates(&dir, server::sqlite_in(&dir));
+}
+
+#[test]
+fn failed_sends_are_never_charged_and_category_updates_are_seen_on_postgres() {
+    let Some(database) = server::postgres_database("guard_failures") else { return };
+    failures_and_category_updates(&fresh("failures-postgres"), database);
+}
+
+fn failures_and_category_updates(dir: &Path, database: String) {
+    let dir = dir.to_path_buf();
     let accounts = sandbox::accounts(&dir);
     // No record wait: the answer goes out before the commit.
-    let pair = start_pair(&dir, &accounts, &["--failure-percent", "100"], &["--record-wait", "0"]);
+    let pair = start_pair(&dir, database, &accounts, &["--failure-percent", "100"], &["--record-wait", "0"]);
     let (sandbox, server) = (&pair.sandbox, &pair.server);
 
     // Accepted upstream, then failed (131026): recorded, never charged.

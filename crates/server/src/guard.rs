@@ -369,7 +369,7 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
     let lookup_us = laps.lap();
 
     let since = now.checked_sub(LOOK_BACK).unwrap_or(Timestamp::MIN);
-    let (rows, _) = state.store.contact_with_events(phone, &outgoing.user.to_string(), since.as_microsecond()).await.map_err(|e| (store_error(format!("wameter could not read this user's window: {e}")), Vec::new()))?;
+    let rows = state.store.pair_events(phone, &outgoing.user.to_string(), since.as_microsecond()).await.map_err(|e| (store_error(format!("wameter could not read this user's window: {e}")), Vec::new()))?;
     let read_us = laps.lap();
     let events = meter::load(&rows).events;
     let engine = pricing.engine();

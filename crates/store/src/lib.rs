@@ -16,6 +16,7 @@
 //! [`Store`] calls.
 
 pub mod alerts;
+pub mod pairs;
 pub mod postgres;
 pub mod record;
 pub mod settled;
@@ -233,6 +234,19 @@ impl Store {
                 Ok((events?, contact?))
             }
             Store::Discard => Ok((Vec::new(), None)),
+        }
+    }
+
+    /// A pair's events from `since_us` on (as [`EventScope::Contact`]):
+    /// what the guard reads before each send. SQLite answers from memory
+    /// once the pair was read ([`pairs`]).
+    pub async fn pair_events(&self, business: &str, user: &str, since_us: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.pair_events(business, user, since_us),
+            Store::Postgres(store) => {
+                store.events(EventScope::Contact { business: business.to_string(), user: user.to_string(), since_us, until_us: i64::MAX }).await
+            }
+            Store::Discard => Ok(Vec::new()),
         }
     }
 

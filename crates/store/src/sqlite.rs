@@ -17,7 +17,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::alerts::{AlertRow, AlertWrite};
-use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
+use crate::pairs::{Kind, PairCache, PairRow};
+use crate::record::{Batch, ContactRow, Counts, EventRecord, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
 use crate::settled::{ChargeRow, ChargeSlice, Changes, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned};
 use crate::{EventScope, StoreError};
 
@@ -58,9 +59,11 @@ enum Done {
 }
 
 impl Job {
-    fn apply(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Done> {
+    /// Applies the job; the events it stored for the first time go to
+    /// `stored`.
+    fn apply(&self, tx: &rusqlite::Transaction<'_>, stored: &mut Vec<PairRow>) -> rusqlite::Result<Done> {
         match self {
-            Job::Write(batch, _) => write_one(tx, batch).map(Done::Written),
+            Job::Write(batch, _) => write_one(tx, batch, stored).map(Done::Written),
             Job::Settle(job, settled, changes, _) => write_settled(tx, job, settled, changes).map(|()| Done::Settled),
             Job::Reset(fingerprint, _) => reset(tx, fingerprint).map(Done::Reset),
             Job::Alert(write, _) => write_alert(tx, write).map(Done::Alert),
@@ -91,6 +94,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: SyncSender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Recent events of the pairs the guard asks about ([`crate::pairs`]).
+    pairs: Arc<PairCache>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -117,11 +122,13 @@ impl SqliteStore {
         configure(&conn).map_err(open_error)?;
         embedded::migrations::runner().run(&mut conn).map_err(|e| StoreError::Migrate(e.to_string()))?;
         let (writer, jobs) = sync_channel(QUEUE_WRITES_MAX);
+        let pairs = Arc::new(PairCache::default());
+        let told = pairs.clone();
         std::thread::Builder::new()
             .name("wameter-sqlite-writer".into())
-            .spawn(move || run_writer(conn, jobs))
+            .spawn(move || run_writer(conn, jobs, &told))
             .map_err(|e| StoreError::Open { url: path.display().to_string(), message: e.to_string() })?;
-        Ok(SqliteStore { path: path.to_path_buf(), writer, readers: Arc::new(Mutex::new(Vec::new())) })
+        Ok(SqliteStore { path: path.to_path_buf(), writer, readers: Arc::new(Mutex::new(Vec::new())), pairs })
     }
 
     /// Writes a batch durably; returns once it is committed.
@@ -290,6 +297,21 @@ impl SqliteStore {
         })
     }
 
+    /// A pair's events from `since_us` on (as [`EventScope::Contact`]),
+    /// from the pair cache when it holds them ([`crate::pairs`]); a
+    /// pair's first read loads it there.
+    pub fn pair_events(&self, business: &str, user: &str, since_us: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        if let Some(events) = self.pairs.get(business, user, since_us) {
+            return Ok(events);
+        }
+        let ticket = self.pairs.ticket();
+        let scope = EventScope::Contact { business: business.to_string(), user: user.to_string(), since_us, until_us: i64::MAX };
+        let rows = self.read_inline(|conn| pair_rows_of(conn, &scope))?;
+        let events = crate::pairs::filter(&rows, business, user, since_us);
+        self.pairs.insert(ticket, business, user, since_us, rows);
+        Ok(events)
+    }
+
     /// Events stored after `after_id`, at most `limit`, in storage order.
     pub async fn events_after(&self, after_id: i64, limit: i64, businesses: Option<Vec<String>>) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |conn| {
@@ -380,6 +402,29 @@ fn with_reader<T>(readers: &Mutex<Vec<Connection>>, path: &Path, job: impl FnOnc
 
 /// The events of a scope (see [`SqliteStore::events`]).
 fn events_of(conn: &Connection, scope: &EventScope) -> rusqlite::Result<Vec<StoredEvent>> {
+    scoped(conn, scope, "id, line", |row| Ok(StoredEvent { id: row.get(0)?, line: row.get(1)? }))
+}
+
+/// The rows of `scope` with the columns the pair cache filters on.
+fn pair_rows_of(conn: &Connection, scope: &EventScope) -> rusqlite::Result<Vec<PairRow>> {
+    scoped(conn, scope, "id, kind, business, user_id, message_id, at_us, line", |row| {
+        let kind: String = row.get(1)?;
+        Ok(PairRow {
+            id: row.get(0)?,
+            kind: Kind::parse(&kind).ok_or_else(|| rusqlite::Error::InvalidColumnType(1, format!("kind `{kind}`"), rusqlite::types::Type::Text))?,
+            business: row.get(2)?,
+            user: row.get(3)?,
+            message_id: row.get(4)?,
+            at_us: row.get(5)?,
+            line: row.get(6)?,
+            joins_stored: false,
+        })
+    })
+}
+
+/// `columns` of the events of one scope (see [`EventScope`]), in storage
+/// order.
+fn scoped<T>(conn: &Connection, scope: &EventScope, columns: &str, read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<Vec<T>> {
     // `selected` is the scope proper; the two unions add the other
     // half of a message that straddles the scope's edge or whose
     // status names no contact: the outbound of a status in scope,
@@ -399,7 +444,7 @@ fn events_of(conn: &Connection, scope: &EventScope) -> rusqlite::Result<Vec<Stor
     let (since, until) = scope.range_us();
     let sql = format!(
         "WITH selected AS (SELECT id, kind, message_id FROM events WHERE {filter} AND at_us >= ?3 AND at_us < ?4)
-         SELECT id, line FROM events WHERE id IN (
+         SELECT {columns} FROM events WHERE id IN (
             SELECT id FROM selected
             UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
                 WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < ?4
@@ -409,7 +454,7 @@ fn events_of(conn: &Connection, scope: &EventScope) -> rusqlite::Result<Vec<Stor
     );
     let mut statement = conn.prepare_cached(&sql)?;
     values.extend([since.into(), until.into()]);
-    let rows = statement.query_map(rusqlite::params_from_iter(values), |row| Ok(StoredEvent { id: row.get(0)?, line: row.get(1)? }))?;
+    let rows = statement.query_map(rusqlite::params_from_iter(values), read)?;
     rows.collect()
 }
 
@@ -428,7 +473,7 @@ fn json_array(items: &[String]) -> String {
     format!("[{}]", quoted.join(","))
 }
 
-fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
+fn run_writer(mut conn: Connection, jobs: Receiver<Job>, pairs: &PairCache) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < BATCH_WRITES_MAX {
@@ -438,7 +483,10 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
             }
         }
         match write_group(&mut conn, &group) {
-            Ok(done) => {
+            Ok((done, stored)) => {
+                // Before anyone hears of the commit: what was acknowledged
+                // is in the copies too.
+                pairs.committed(stored);
                 for (job, done) in group.into_iter().zip(done) {
                     job.answer(Ok(done));
                 }
@@ -453,14 +501,15 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
     }
 }
 
-fn write_group(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Done>> {
+fn write_group(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<(Vec<Done>, Vec<PairRow>)> {
     let tx = conn.transaction()?;
     let mut out = Vec::with_capacity(jobs.len());
+    let mut stored = Vec::new();
     for job in jobs {
-        out.push(job.apply(&tx)?);
+        out.push(job.apply(&tx, &mut stored)?);
     }
     tx.commit()?;
-    Ok(out)
+    Ok((out, stored))
 }
 
 /// A kept charge from `business, delivered_at_us, message_id, line`,
@@ -574,7 +623,7 @@ fn reset(tx: &rusqlite::Transaction<'_>, fingerprint: &str) -> rusqlite::Result<
     Ok(true)
 }
 
-fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> rusqlite::Result<Written> {
+fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, stored: &mut Vec<PairRow>) -> rusqlite::Result<Written> {
     let mut written = Written { duplicates: batch.repeats, ..Written::default() };
     if let Some(webhook) = &batch.webhook {
         tx.prepare_cached(
@@ -600,6 +649,8 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> rusqlite::Result<
             written.webhook_id
         ])?;
         if written.count_event(event, inserted as u64) {
+            let id = tx.last_insert_rowid();
+            stored.extend(PairRow::of_record(id, event, joins_stored(tx, event, id)?));
             new_events.push(event);
         }
     }
@@ -634,6 +685,19 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> rusqlite::Result<
         mark.execute(params![business, month])?;
     }
     Ok(written)
+}
+
+/// Whether the other half of a new event's message (a status of a send,
+/// the send of a status) was stored before it ([`PairRow::joins_stored`]).
+fn joins_stored(tx: &rusqlite::Transaction<'_>, event: &EventRecord, id: i64) -> rusqlite::Result<bool> {
+    let other = match event.kind {
+        "outbound" => "status",
+        "status" => "outbound",
+        _ => return Ok(false),
+    };
+    let Some(message) = &event.message_id else { return Ok(false) };
+    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE message_id = ?1 AND kind = ?2 AND id < ?3)")?
+        .query_row(params![message, other, id], |row| row.get(0))
 }
 
 fn write_alert(tx: &rusqlite::Transaction<'_>, write: &AlertWrite) -> rusqlite::Result<bool> {
@@ -692,6 +756,98 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("wameter.db")
+    }
+
+    mod pair_cache {
+        use super::*;
+        use proptest::prelude::*;
+        use wameter_core::event::{DeliveryStatus, Event, EventKind, InboundKind, Origin, StatusDetail, UserId};
+
+        const BUSINESSES: [&str; 2] = ["111", "222"];
+        const USERS: [&str; 3] = ["+15550001", "+15550002", "+15550003"];
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Inbound { pair: (usize, usize), at: i64 },
+            Outbound { pair: (usize, usize), message: usize, at: i64 },
+            Status { message: usize, status: usize, at: i64, names: Option<(usize, usize)> },
+            Read { pair: (usize, usize), since: i64 },
+        }
+
+        fn pair() -> impl Strategy<Value = (usize, usize)> {
+            (0..BUSINESSES.len(), 0..USERS.len())
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (pair(), 0..60i64).prop_map(|(pair, at)| Op::Inbound { pair, at }),
+                (pair(), 0..8usize, 0..60i64).prop_map(|(pair, message, at)| Op::Outbound { pair, message, at }),
+                (0..8usize, 0..4usize, 0..60i64, proptest::option::of(pair())).prop_map(|(message, status, at, names)| Op::Status { message, status, at, names }),
+                (pair(), 0..60i64).prop_map(|(pair, since)| Op::Read { pair, since }),
+            ]
+        }
+
+        fn at(second: i64) -> jiff::Timestamp {
+            jiff::Timestamp::from_second(1_750_000_000 + second).unwrap()
+        }
+
+        fn event(op: &Op) -> Option<Event> {
+            let user = |i: usize| UserId::parse(USERS[i]).unwrap();
+            let kind = match op {
+                Op::Inbound { pair: (b, u), .. } => EventKind::Inbound { business: BUSINESSES[*b].into(), user: user(*u), id: None, entry_point: None, kind: InboundKind::Message },
+                Op::Outbound { pair: (b, u), message, .. } => EventKind::Outbound { business: BUSINESSES[*b].into(), user: user(*u), id: format!("wamid.{message}").into(), template: None },
+                Op::Status { message, status, names, .. } => EventKind::Status {
+                    id: format!("wamid.{message}").into(),
+                    status: [DeliveryStatus::Sent, DeliveryStatus::Delivered, DeliveryStatus::Read, DeliveryStatus::Failed][*status],
+                    error: None,
+                    detail: names.map(|(b, u)| Box::new(StatusDetail { business: Some(BUSINESSES[b].into()), recipient: Some(user(u)), pricing: None, conversation: None })),
+                },
+                Op::Read { .. } => return None,
+            };
+            let second = match op {
+                Op::Inbound { at, .. } | Op::Outbound { at, .. } | Op::Status { at, .. } => *at,
+                Op::Read { .. } => unreachable!(),
+            };
+            Some(Event { at: at(second), origin: Origin::default(), kind })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+            /// Whatever was written, in whatever order and batches, a pair
+            /// read from the cache is the database query's answer.
+            #[test]
+            fn the_cache_answers_what_the_database_does(ops in proptest::collection::vec(op(), 1..60), batch in 1..4usize) {
+                let path = database("pair-cache");
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let store = SqliteStore::open(&path).unwrap();
+                let mut pending = Vec::new();
+                let mut hits = 0;
+                for op in &ops {
+                    if let Some(event) = event(op) {
+                        pending.push(event);
+                        if pending.len() >= batch {
+                            runtime.block_on(store.write(Batch::new(None, &pending, &[]))).unwrap();
+                            pending.clear();
+                        }
+                        continue;
+                    }
+                    let Op::Read { pair: (b, u), since } = op else { unreachable!() };
+                    let (business, user, since_us) = (BUSINESSES[*b], USERS[*u], at(*since).as_microsecond());
+                    hits += usize::from(store.pairs.get(business, user, since_us).is_some());
+                    let scope = EventScope::Contact { business: business.into(), user: user.into(), since_us, until_us: i64::MAX };
+                    let expected = store.read_inline(|conn| events_of(conn, &scope)).unwrap();
+                    prop_assert_eq!(store.pair_events(business, user, since_us).unwrap(), expected, "{} {} since {}", business, user, since);
+                }
+                // Reads are sequential here, so no load races a commit:
+                // every pair read twice is answered from memory the
+                // second time (the test would pass vacuously otherwise).
+                let reads: Vec<_> = ops.iter().filter_map(|op| match op { Op::Read { pair, .. } => Some(*pair), _ => None }).collect();
+                let repeated = reads.iter().enumerate().filter(|(i, pair)| reads[..*i].contains(pair)).count();
+                prop_assert!(hits <= repeated);
+                let _ = std::fs::remove_dir_all(path.parent().unwrap());
+            }
+        }
     }
 
     #[test]

@@ -163,6 +163,28 @@ pub fn sqlite_in(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("wameter.db").display())
 }
 
+/// A fresh database on the test cluster (`WAMETER_TEST_POSTGRES`, started
+/// by `.ci/run` with `scripts/postgres-for-tests.sh`). Without it the
+/// PostgreSQL tests cannot run: skipped with a note locally, a failure in CI.
+pub fn postgres_database(name: &str) -> Option<String> {
+    let Ok(url) = std::env::var("WAMETER_TEST_POSTGRES") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must set WAMETER_TEST_POSTGRES (see .ci/run)");
+        eprintln!("WAMETER_TEST_POSTGRES is not set: PostgreSQL test skipped (scripts/postgres-for-tests.sh starts one)");
+        return None;
+    };
+    let database = format!("wameter_{name}_{}", std::process::id());
+    for sql in [format!("DROP DATABASE IF EXISTS {database}"), format!("CREATE DATABASE {database}")] {
+        let status = std::process::Command::new("psql")
+            .args([url.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-c", &sql])
+            .env("PGOPTIONS", "--client-min-messages=warning")
+            .status()
+            .expect("psql runs");
+        assert!(status.success(), "{sql}");
+    }
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+    Some(format!("{base}/{database}"))
+}
+
 /// A clean directory for one test.
 pub fn fresh_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wameter-serve-{name}-{}", std::process::id()));
