@@ -12,6 +12,10 @@
 # Results go to stdout; copy them into docs/PERFORMANCE.md.
 # SERVE_LOG="warn,wameter_server::guard=debug" logs each guarded send's
 # steps in microseconds to bench/out/guard/serve.log.
+# The sandbox runs with its default status delays (sent after 1 s,
+# delivered after 2 s, as Meta's arrive): with instant statuses it replays
+# its month on every send and takes most of a core from the server.
+# SANDBOX_ARGS="--sent-after 0 --delivered-after 0" measures that case.
 # PIN=1 gives the server CPU 1 and the sandbox and client CPU 0 (taskset),
 # as in production where the guard does not share cores with its callers.
 set -euo pipefail
@@ -50,7 +54,7 @@ wait_for() {
   cat "$1" >&2; exit 1
 }
 
-WAMETER_APP_SECRET=$secret WAMETER_LOG=warn "${on_others[@]}" "$bin" sandbox --listen 127.0.0.1:18095 \
+WAMETER_APP_SECRET=$secret WAMETER_LOG=warn "${on_others[@]}" "$bin" sandbox --listen 127.0.0.1:18095 ${SANDBOX_ARGS:-} \
   --accounts "$out/accounts.toml" --webhook-url http://127.0.0.1:18096/webhook 2>"$out/sandbox.log" &
 sandbox=$!
 WAMETER_APP_SECRET=$secret WAMETER_API_TOKEN=bench-token-0123456789 WAMETER_LOG="${SERVE_LOG:-warn}" WAMETER_HOME="$out/home" \
