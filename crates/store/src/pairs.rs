@@ -110,7 +110,7 @@ impl PairRow {
 /// (business phone number id, user).
 type Pair = (String, String);
 
-struct Copy {
+struct Kept {
     /// The `since` it was loaded for.
     since_us: i64,
     /// Sorted by id.
@@ -123,7 +123,7 @@ struct Copy {
     used: u64,
 }
 
-impl Copy {
+impl Kept {
     fn add(&mut self, row: PairRow) {
         if let Some(id) = &row.message_id {
             match row.kind {
@@ -183,9 +183,9 @@ struct Inner {
     /// them takes what it needs from here (it cannot tell which of them
     /// its snapshot saw, and need not: see `Inner::add`).
     recent: VecDeque<(u64, Vec<PairRow>)>,
-    /// Asks so far: the clock of `Copy::used`.
+    /// Asks so far: the clock of `Kept::used`.
     tick: u64,
-    copies: HashMap<Pair, Copy>,
+    copies: HashMap<Pair, Kept>,
     /// Message id → the pairs whose copies hold a send or status of it, so
     /// a commit finds the copies its rows join without looking at all.
     by_message: HashMap<String, Vec<Pair>>,
@@ -199,7 +199,9 @@ impl Inner {
         if copy.rows.last().is_some_and(|last| last.id >= row.id) {
             return;
         }
-        if let Some(id) = &row.message_id {
+        // Sends and statuses only: those are what joins rows, and what
+        // `remove` unregisters.
+        if let (Some(id), Kind::Outbound | Kind::Status) = (&row.message_id, row.kind) {
             let pairs = self.by_message.entry(id.clone()).or_default();
             if !pairs.contains(pair) {
                 pairs.push(pair.clone());
@@ -282,7 +284,7 @@ impl PairCache {
         if inner.copies.len() >= PAIRS_KEPT_MAX {
             evict(&mut inner);
         }
-        let copy = Copy { since_us, rows: Vec::with_capacity(rows.len()), sends: HashSet::new(), statuses: HashSet::new(), used: inner.tick };
+        let copy = Kept { since_us, rows: Vec::with_capacity(rows.len()), sends: HashSet::new(), statuses: HashSet::new(), used: inner.tick };
         inner.copies.insert(pair.clone(), copy);
         for row in rows {
             inner.add(&pair, row);
@@ -456,10 +458,11 @@ mod tests {
     fn eviction_drops_the_least_recently_used() {
         let mut inner = Inner::default();
         for i in 0..16u64 {
-            let copy = Copy { since_us: 0, rows: Vec::new(), sends: HashSet::new(), statuses: HashSet::new(), used: i };
+            let copy = Kept { since_us: 0, rows: Vec::new(), sends: HashSet::new(), statuses: HashSet::new(), used: i };
             inner.copies.insert(("b".into(), format!("+{i}")), copy);
         }
         inner.add(&("b".into(), "+0".into()), row(1, Kind::Outbound, Some(("b", "+0")), Some("m"), 10));
+        inner.add(&("b".into(), "+0".into()), row(2, Kind::Inbound, Some(("b", "+0")), Some("wamid.in"), 11));
         evict(&mut inner);
         assert_eq!(inner.copies.len(), 13);
         assert!(inner.by_message.is_empty(), "an evicted copy's message ids go with it");
