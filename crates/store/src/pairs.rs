@@ -17,7 +17,9 @@
 //! snapshot already held is recognised and not added twice. A load older
 //! than the commits kept is not kept (the next send loads again). A row
 //! that joins rows stored before it (a send stored after its statuses)
-//! drops the copies it belongs to, which then load afresh.
+//! drops the copies it belongs to, which then load afresh. Until the first
+//! load the writer collects nothing, so a server without the guard pays
+//! nothing for the cache.
 //!
 //! Answers are exactly those of the database query
 //! ([`crate::EventScope::Contact`]): the pair's own events from `since`
@@ -29,6 +31,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::record::{EventRecord, StoredEvent};
 
@@ -179,10 +182,12 @@ const RECENT_COMMITS_MAX: usize = 256;
 struct Inner {
     /// Commits handed over so far.
     commits: u64,
-    /// The rows of the last commits, numbered: a load that began before
-    /// them takes what it needs from here (it cannot tell which of them
-    /// its snapshot saw, and need not: see `Inner::add`).
-    recent: VecDeque<(u64, Vec<PairRow>)>,
+    /// The rows of the last commits, oldest first: a load that began
+    /// before them takes what it needs from here (it cannot tell which of
+    /// them its snapshot saw, and need not: see `Inner::add`). `None`: the
+    /// writer did not collect that commit's rows (the cache was not in use
+    /// yet), so a load that raced it cannot be kept.
+    recent: VecDeque<Option<Vec<PairRow>>>,
     /// Asks so far: the clock of `Kept::used`.
     tick: u64,
     copies: HashMap<Pair, Kept>,
@@ -240,6 +245,9 @@ impl Inner {
 #[derive(Default)]
 pub struct PairCache {
     inner: Mutex<Inner>,
+    /// Set by the first load: until then the writer spends nothing on the
+    /// cache (a server without the guard never loads a pair).
+    in_use: AtomicBool,
 }
 
 /// Where a load stands: the commit count when it began.
@@ -266,7 +274,16 @@ impl PairCache {
 
     /// Taken before a load's database read begins.
     pub fn ticket(&self) -> LoadTicket {
+        self.in_use.store(true, Ordering::Relaxed);
         LoadTicket(self.inner.lock().expect("pair cache lock").commits)
+    }
+
+    /// Whether the writer should collect the rows it commits for
+    /// [`PairCache::committed`]: only once a pair was loaded. (Which way a
+    /// commit racing the first load goes does not matter: one committed
+    /// without its rows makes that load not kept.)
+    pub fn in_use(&self) -> bool {
+        self.in_use.load(Ordering::Relaxed)
     }
 
     /// Keeps a load (rows sorted by id). Commits handed over since
@@ -275,10 +292,11 @@ impl PairCache {
     /// is not kept (the next send loads again).
     pub fn insert(&self, ticket: LoadTicket, business: &str, user: &str, since_us: i64, rows: Vec<PairRow>) {
         let mut inner = self.inner.lock().expect("pair cache lock");
-        let missed = inner.commits - ticket.0;
-        if missed as usize > inner.recent.len() {
-            return;
-        }
+        let missed = (inner.commits - ticket.0) as usize;
+        let first = match inner.recent.len().checked_sub(missed) {
+            Some(first) if inner.recent.range(first..).all(Option::is_some) => first,
+            _ => return,
+        };
         let pair = (business.to_string(), user.to_string());
         inner.remove(&pair);
         if inner.copies.len() >= PAIRS_KEPT_MAX {
@@ -289,20 +307,24 @@ impl PairCache {
         for row in rows {
             inner.add(&pair, row);
         }
-        let first = inner.recent.len() - missed as usize;
-        let raced: Vec<PairRow> = inner.recent.range(first..).flat_map(|(_, rows)| rows.iter().cloned()).collect();
+        let raced: Vec<PairRow> = inner.recent.range(first..).flatten().flatten().cloned().collect();
         for row in &raced {
             inner.take(&pair, row);
         }
     }
 
     /// Hands over the rows of one commit (ids ascending), before anyone is
-    /// told it committed.
-    pub fn committed(&self, rows: Vec<PairRow>) {
+    /// told it committed; `None` when the writer did not collect them
+    /// (not [`PairCache::in_use`] when it began).
+    pub fn committed(&self, rows: Option<Vec<PairRow>>) {
         let mut inner = self.inner.lock().expect("pair cache lock");
         inner.commits += 1;
-        let number = inner.commits;
-        for row in &rows {
+        if rows.is_none() {
+            // A load may have been kept meanwhile: it cannot be followed.
+            inner.copies.clear();
+            inner.by_message.clear();
+        }
+        for row in rows.iter().flatten() {
             if inner.copies.is_empty() {
                 break;
             }
@@ -322,7 +344,7 @@ impl PairCache {
         if inner.recent.len() == RECENT_COMMITS_MAX {
             inner.recent.pop_front();
         }
-        inner.recent.push_back((number, rows));
+        inner.recent.push_back(rows);
     }
 
     /// Pairs kept (for tests and the debug log).
@@ -392,14 +414,29 @@ mod tests {
         let cache = PairCache::default();
         // Its snapshot did not see the commit.
         let ticket = cache.ticket();
-        cache.committed(vec![row(9, Kind::Inbound, PAIR, None, 100)]);
+        cache.committed(Some(vec![row(9, Kind::Inbound, PAIR, None, 100)]));
         cache.insert(ticket, "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10)]);
         assert_eq!(ids(&cache.get("b", "+1", 0).unwrap()), vec![1, 9]);
         // Its snapshot saw it: no row twice.
         let ticket = cache.ticket();
-        cache.committed(vec![row(10, Kind::Inbound, PAIR, None, 110)]);
+        cache.committed(Some(vec![row(10, Kind::Inbound, PAIR, None, 110)]));
         cache.insert(ticket, "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10), row(9, Kind::Inbound, PAIR, None, 100), row(10, Kind::Inbound, PAIR, None, 110)]);
         assert_eq!(ids(&cache.get("b", "+1", 0).unwrap()), vec![1, 9, 10]);
+    }
+
+    #[test]
+    fn a_load_that_raced_an_uncollected_commit_is_not_kept() {
+        let cache = PairCache::default();
+        assert!(!cache.in_use(), "the writer collects nothing until a pair is loaded");
+        let ticket = cache.ticket();
+        assert!(cache.in_use());
+        cache.committed(None);
+        cache.insert(ticket, "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10)]);
+        assert!(cache.get("b", "+1", 0).is_none());
+        // A copy kept before such a commit is dropped by it.
+        cache.insert(cache.ticket(), "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10)]);
+        cache.committed(None);
+        assert!(cache.is_empty());
     }
 
     #[test]
@@ -407,7 +444,7 @@ mod tests {
         let cache = PairCache::default();
         let ticket = cache.ticket();
         for id in 0..=RECENT_COMMITS_MAX as i64 {
-            cache.committed(vec![row(100 + id, Kind::Inbound, Some(("b", "+2")), None, 100)]);
+            cache.committed(Some(vec![row(100 + id, Kind::Inbound, Some(("b", "+2")), None, 100)]));
         }
         cache.insert(ticket, "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10)]);
         assert!(cache.get("b", "+1", 0).is_none(), "a commit it may have missed is forgotten");
@@ -417,15 +454,15 @@ mod tests {
     fn commits_reach_the_copies_that_need_them() {
         let cache = PairCache::default();
         cache.insert(cache.ticket(), "b", "+1", 0, vec![row(1, Kind::Outbound, PAIR, Some("m"), 10)]);
-        cache.committed(vec![
+        cache.committed(Some(vec![
             row(2, Kind::Status, None, Some("m"), 20),
             row(3, Kind::Status, None, Some("other"), 20),
             row(4, Kind::Inbound, Some(("b", "+2")), None, 20),
             row(5, Kind::Inbound, PAIR, None, 30),
-        ]);
+        ]));
         assert_eq!(ids(&cache.get("b", "+1", 0).unwrap()), vec![1, 2, 5]);
         // A commit the copy already holds (loaded after it was visible).
-        cache.committed(vec![row(5, Kind::Inbound, PAIR, None, 30)]);
+        cache.committed(Some(vec![row(5, Kind::Inbound, PAIR, None, 30)]));
         assert_eq!(ids(&cache.get("b", "+1", 0).unwrap()), vec![1, 2, 5]);
     }
 
@@ -435,11 +472,11 @@ mod tests {
         cache.insert(cache.ticket(), "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10)]);
         // Its status (naming no pair) was stored earlier, before the copy
         // could know it belonged.
-        cache.committed(vec![PairRow { joins_stored: true, ..row(5, Kind::Outbound, PAIR, Some("m"), 20) }]);
+        cache.committed(Some(vec![PairRow { joins_stored: true, ..row(5, Kind::Outbound, PAIR, Some("m"), 20) }]));
         assert!(cache.get("b", "+1", 0).is_none());
         // A status whose send the copy holds joins it.
         cache.insert(cache.ticket(), "b", "+1", 0, vec![row(5, Kind::Outbound, PAIR, Some("m"), 20)]);
-        cache.committed(vec![PairRow { joins_stored: true, ..row(6, Kind::Status, None, Some("m"), 30) }]);
+        cache.committed(Some(vec![PairRow { joins_stored: true, ..row(6, Kind::Status, None, Some("m"), 30) }]));
         assert_eq!(ids(&cache.get("b", "+1", 0).unwrap()), vec![5, 6]);
     }
 

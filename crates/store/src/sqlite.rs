@@ -60,8 +60,8 @@ enum Done {
 
 impl Job {
     /// Applies the job; the events it stored for the first time go to
-    /// `stored`.
-    fn apply(&self, tx: &rusqlite::Transaction<'_>, stored: &mut Vec<PairRow>) -> rusqlite::Result<Done> {
+    /// `stored` when it collects them.
+    fn apply(&self, tx: &rusqlite::Transaction<'_>, stored: Option<&mut Vec<PairRow>>) -> rusqlite::Result<Done> {
         match self {
             Job::Write(batch, _) => write_one(tx, batch, stored).map(Done::Written),
             Job::Settle(job, settled, changes, _) => write_settled(tx, job, settled, changes).map(|()| Done::Settled),
@@ -482,7 +482,7 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>, pairs: &PairCache) {
                 Err(_) => break,
             }
         }
-        match write_group(&mut conn, &group) {
+        match write_group(&mut conn, &group, pairs.in_use()) {
             Ok((done, stored)) => {
                 // Before anyone hears of the commit: what was acknowledged
                 // is in the copies too.
@@ -501,12 +501,14 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>, pairs: &PairCache) {
     }
 }
 
-fn write_group(conn: &mut Connection, jobs: &[Job]) -> rusqlite::Result<(Vec<Done>, Vec<PairRow>)> {
+/// Applies and commits a group of jobs; with `collect`, also returns the
+/// events it stored for the first time (for the pair cache).
+fn write_group(conn: &mut Connection, jobs: &[Job], collect: bool) -> rusqlite::Result<(Vec<Done>, Option<Vec<PairRow>>)> {
     let tx = conn.transaction()?;
     let mut out = Vec::with_capacity(jobs.len());
-    let mut stored = Vec::new();
+    let mut stored = collect.then(Vec::new);
     for job in jobs {
-        out.push(job.apply(&tx, &mut stored)?);
+        out.push(job.apply(&tx, stored.as_mut())?);
     }
     tx.commit()?;
     Ok((out, stored))
@@ -623,7 +625,7 @@ fn reset(tx: &rusqlite::Transaction<'_>, fingerprint: &str) -> rusqlite::Result<
     Ok(true)
 }
 
-fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, stored: &mut Vec<PairRow>) -> rusqlite::Result<Written> {
+fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&mut Vec<PairRow>>) -> rusqlite::Result<Written> {
     let mut written = Written { duplicates: batch.repeats, ..Written::default() };
     if let Some(webhook) = &batch.webhook {
         tx.prepare_cached(
@@ -649,8 +651,10 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, stored: &mut Vec<Pai
             written.webhook_id
         ])?;
         if written.count_event(event, inserted as u64) {
-            let id = tx.last_insert_rowid();
-            stored.extend(PairRow::of_record(id, event, joins_stored(tx, event, id)?));
+            if let Some(stored) = stored.as_deref_mut() {
+                let id = tx.last_insert_rowid();
+                stored.extend(PairRow::of_record(id, event, joins_stored(tx, event, id)?));
+            }
             new_events.push(event);
         }
     }
