@@ -230,6 +230,13 @@ fn pass_back(answer: Answer, extra: Vec<(HeaderName, HeaderValue)>) -> Response 
     with_headers(response, extra)
 }
 
+/// What the guard does not look at (not a message to a user, or a template
+/// upstream does not know): forwarded, and upstream's answer passed back
+/// as it is.
+async fn pass_through(state: &AppState, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
+    forward(state, url, headers, body).await.map(|answer| pass_back(answer, Vec::new())).map_err(|e| (e, Vec::new()))
+}
+
 /// `POST /{version}/{phone_number_id}/messages` (module docs).
 pub async fn send(State(state): State<Arc<AppState>>, Path((version, phone)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
     match guarded_send(&state, &version, &phone, &headers, body).await {
@@ -352,7 +359,7 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
     let guard = state.config.guard.as_ref().expect("the send route exists only with a guard");
     let url = format!("{}/{version}/{phone}/messages", guard.upstream);
     let Some(outgoing) = read_send(&body) else {
-        return forward(state, &url, headers, body).await.map(|answer| pass_back(answer, Vec::new())).map_err(|e| (e, Vec::new()));
+        return pass_through(state, &url, headers, body).await;
     };
     let now = Timestamp::now();
     let mut laps = Laps::start();
@@ -363,7 +370,7 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
         Some((name, language)) => match lookup(state, guard, version, &waba, headers.get(header::AUTHORIZATION), name, language).await.map_err(|e| (e, Vec::new()))? {
             Some(category) => Some(Template { name: name.as_str().into(), category }),
             // Upstream does not know it and will say so (132001).
-            None => return forward(state, &url, headers, body).await.map(|answer| pass_back(answer, Vec::new())).map_err(|e| (e, Vec::new())),
+            None => return pass_through(state, &url, headers, body).await,
         },
     };
     let lookup_us = laps.lap();
