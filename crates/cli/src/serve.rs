@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Post budget threshold alerts to this URL (signed like Meta's webhooks, header X-Wameter-Signature-256).
     #[arg(long, env = "WAMETER_ALERT_URL", value_name = "URL")]
     pub alert_url: Option<String>,
+    /// Relay every accepted webhook, byte for byte and signed as Meta signs it, to your app's own webhook endpoint (after it is on disk; retried until the app answers 2xx).
+    #[arg(long, env = "WAMETER_RELAY_URL", value_name = "URL")]
+    pub relay_url: Option<String>,
     #[command(flatten)]
     pub pricing: PricingArgs,
 }
@@ -95,6 +98,7 @@ struct FileConfig {
     safety_margin: Option<String>,
     record_wait: Option<String>,
     alert_url: Option<String>,
+    relay_url: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -115,6 +119,14 @@ fn read_file_config(path: &Path) -> Result<FileConfig> {
         }
     }
     Ok(config)
+}
+
+/// An `http://` or `https://` URL given to `flag`.
+fn http_url(flag: &str, url: &str, example: &str) -> Result<String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("{flag} {url}: expected an http:// or https:// URL, such as {example}");
+    }
+    Ok(url.to_string())
 }
 
 /// Paths in the file are relative to the file.
@@ -167,13 +179,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let guard = match args.upstream.or(file.upstream) {
         None => None,
         Some(url) => {
-            let upstream = url.trim_end_matches('/').to_string();
-            if !(upstream.starts_with("http://") || upstream.starts_with("https://")) {
-                bail!("--upstream {url}: expected an http:// or https:// URL, such as https://graph.facebook.com");
-            }
+            let upstream = http_url("--upstream", &url, "https://graph.facebook.com")?.trim_end_matches('/').to_string();
             Some(wameter_server::guard::GuardConfig { upstream, safety_margin, record_wait })
         }
     };
+    let relay_url = args.relay_url.or(file.relay_url).map(|url| http_url("--relay-url", &url, "https://app.example.com/webhook")).transpose()?;
+    if relay_url.is_some() && database == DatabaseUrl::Discard {
+        bail!("--relay-url needs a database: discard:// keeps no outbox to relay from");
+    }
     let alert_url = args.alert_url.or(file.alert_url);
     if !setup.billing.budgets.is_empty() && alert_url.is_none() {
         eprintln!("note: budgets are configured but no --alert-url: thresholds crossed are recorded (GET /v1/budgets) but not posted");
@@ -188,6 +201,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         billing: setup.billing,
         guard,
         alert_url,
+        relay_url,
     };
 
     tracing_subscriber::fmt()

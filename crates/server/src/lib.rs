@@ -10,7 +10,8 @@
 //! send it forwards.
 //!
 //! The crate is a thin adapter: HTTP in [`webhook`], [`api`] and [`guard`],
-//! tenancy in [`auth`], metrics in [`telemetry`], the engine calls in
+//! tenancy in [`auth`], metrics in [`telemetry`], passing webhooks on to
+//! the business's app in [`relay`], the engine calls in
 //! [`meter`], keeping the stored charges up to date in [`settle`], and the
 //! calls it makes itself in [`outbound`]. It
 //! owns no rules and no storage format: those are `wameter-core` and
@@ -24,6 +25,7 @@ pub mod guard;
 pub mod meter;
 pub mod openapi;
 pub mod outbound;
+pub mod relay;
 pub mod settle;
 pub mod signature;
 pub mod telemetry;
@@ -71,6 +73,9 @@ pub struct Config {
     pub guard: Option<guard::GuardConfig>,
     /// Where budget alerts are posted; `None`: recorded only.
     pub alert_url: Option<String>,
+    /// The business's own webhook endpoint, to which every accepted
+    /// webhook is relayed ([`relay`]); `None`: no relay.
+    pub relay_url: Option<String>,
 }
 
 /// Shared by every request.
@@ -87,8 +92,10 @@ pub struct AppState {
     pub ledger: budgets::Ledger,
     /// The guard's template categories.
     pub templates: guard::Templates,
-    /// Calls to the upstream and the alert receiver.
+    /// Calls to the upstream, the alert receiver and the relay's app.
     pub http: outbound::Http,
+    /// The webhook relay's wake-up and progress.
+    pub relay: relay::Relay,
 }
 
 impl AppState {
@@ -102,6 +109,7 @@ impl AppState {
             ledger: budgets::Ledger::default(),
             templates: guard::Templates::default(),
             http: outbound::Http::default(),
+            relay: relay::Relay::default(),
         })
     }
 }
@@ -122,6 +130,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/events", post(api::post_events).get(api::get_events).layer(DefaultBodyLimit::max(events_limit)))
         .route("/v1/webhooks", get(api::get_webhooks))
         .route("/v1/budgets", get(budgets::list))
+        .route("/v1/relay", get(relay::status))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::document))
@@ -165,6 +174,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
     }
     settle::spawn(state.clone());
     budgets::spawn_watcher(state.clone());
+    relay::spawn(state.clone());
     telemetry::spawn_upkeep(state.metrics.clone());
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await
 }

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         crate::api::get_events,
         crate::api::get_webhooks,
         crate::budgets::list,
+        crate::relay::status,
         crate::healthz,
         crate::metrics,
     ),

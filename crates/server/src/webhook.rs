@@ -92,6 +92,7 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     }
 
     let mut record = WebhookRecord::new(body.to_vec(), Timestamp::now());
+    record.relay = state.config.relay_url.is_some();
     let mut understood = None;
     let batch = match serde_json::from_slice::<serde_json::Value>(&body) {
         Err(error) => {
@@ -124,6 +125,9 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         Ok(written) => {
             if let Some(items) = &understood {
                 guard_news(&state, items);
+            }
+            if rejected.is_none() && state.config.relay_url.is_some() {
+                state.relay.stored();
             }
             telemetry::webhook_stored(rejected.is_none(), started.elapsed());
             telemetry::events_written(&written);

@@ -19,12 +19,14 @@ pub mod alerts;
 pub mod pairs;
 pub mod postgres;
 pub mod record;
+pub mod relay;
 pub mod settled;
 pub mod sqlite;
 
 use std::path::PathBuf;
 
 pub use alerts::{AlertRow, AlertWrite};
+pub use relay::{RelayBacklog, RelayClaim};
 pub use record::{Batch, ContactRow, Counts, EventRecord, NoticeRecord, StoredEvent, StoredWebhook, WebhookRecord, Written};
 pub use settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow};
 
@@ -345,6 +347,46 @@ impl Store {
             Store::Sqlite(store) => store.alerts(month).await,
             Store::Postgres(store) => store.alerts(month).await,
             Store::Discard => Ok(Vec::new()),
+        }
+    }
+
+    /// Takes the right to drain the relay outbox, if no other process
+    /// holds it ([`relay`]). `None`: another relayer has it; ask again later.
+    pub async fn relay_claim(&self) -> Result<Option<RelayClaim>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(Some(RelayClaim::Local)),
+            Store::Postgres(store) => store.relay_claim().await,
+            Store::Discard => Ok(None),
+        }
+    }
+
+    /// The oldest `limit` bodies waiting for relay, in the order received.
+    pub async fn relay_pending(&self, claim: &RelayClaim, limit: i64) -> Result<Vec<StoredWebhook>, StoreError> {
+        match (self, claim) {
+            (Store::Sqlite(store), _) => store.relay_pending(limit).await,
+            (Store::Postgres(_), RelayClaim::Postgres(client)) => postgres::relay_pending(client, limit).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Takes relayed bodies out of the outbox.
+    pub async fn relay_done(&self, claim: &RelayClaim, ids: Vec<i64>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match (self, claim) {
+            (Store::Sqlite(store), _) => store.relay_done(ids).await,
+            (Store::Postgres(_), RelayClaim::Postgres(client)) => postgres::relay_done(client, ids).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// What waits in the relay outbox.
+    pub async fn relay_backlog(&self) -> Result<RelayBacklog, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.relay_backlog().await,
+            Store::Postgres(store) => store.relay_backlog().await,
+            Store::Discard => Ok(RelayBacklog::default()),
         }
     }
 

@@ -15,6 +15,7 @@ use deadpool_postgres::GenericClient;
 use crate::alerts::{AlertRow, AlertWrite};
 use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
 use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned};
+use crate::relay::{RelayBacklog, RelayClaim};
 use crate::{DatabaseUrl, EventScope, StoreError};
 
 mod embedded {
@@ -27,6 +28,10 @@ pub const POOL_CONNECTIONS_MAX: usize = 16;
 /// An arbitrary constant: the advisory lock that lets one process at a
 /// time run the migrations when several start together.
 const MIGRATION_LOCK: i64 = 0x7761_6d65_7465_72;
+
+/// The advisory lock held by the one process that relays webhooks
+/// ([`crate::relay`]).
+const RELAY_LOCK: i64 = MIGRATION_LOCK + 2;
 
 /// A PostgreSQL store.
 pub struct PostgresStore {
@@ -84,7 +89,11 @@ impl PostgresStore {
                 .query_one(&statement, &[&webhook.received_at_us, &webhook.sha256, &webhook.outcome(), &webhook.reason(), &webhook.body])
                 .await
                 .map_err(write_error)?;
-            written.webhook_id = Some(row.get(0));
+            let id: i64 = row.get(0);
+            written.webhook_id = Some(id);
+            if webhook.relayed() {
+                tx.execute("INSERT INTO relay_outbox (webhook_id) VALUES ($1)", &[&id]).await.map_err(write_error)?;
+            }
         }
         let insert_event = tx
             .prepare_cached(
@@ -386,17 +395,25 @@ impl PostgresStore {
                 &[&after_id, &outcome, &limit],
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| StoredWebhook {
-                id: row.get(0),
-                received_at_us: row.get(1),
-                sha256: row.get(2),
-                outcome: row.get(3),
-                reason: row.get(4),
-                body: row.get(5),
-            })
-            .collect())
+        Ok(rows.iter().map(stored_webhook).collect())
+    }
+
+    /// Takes the relay's advisory lock on a connection of its own, taken
+    /// out of the pool; `None` when another process holds it.
+    pub async fn relay_claim(&self) -> Result<Option<RelayClaim>, StoreError> {
+        let client = deadpool_postgres::Object::take(self.client().await?);
+        let held: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK]).await?.get(0);
+        // Not held: the connection is dropped, and with it closed.
+        Ok(held.then_some(RelayClaim::Postgres(client)))
+    }
+
+    /// What waits in the relay outbox.
+    pub async fn relay_backlog(&self) -> Result<RelayBacklog, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT count(*), min(w.received_at_us) FROM relay_outbox r JOIN webhook_bodies w ON w.id = r.webhook_id", &[])
+            .await?;
+        Ok(RelayBacklog { pending: row.get(0), oldest_received_at_us: row.get(1) })
     }
 
     /// Row counts.
@@ -511,4 +528,30 @@ async fn events_on(client: &impl GenericClient, scope: EventScope) -> Result<Vec
     let statement = client.prepare_cached(&sql).await?;
     let rows = client.query(&statement, &[&businesses, &user, &since, &until]).await?;
     Ok(rows.into_iter().map(|row| StoredEvent { id: row.get(0), line: row.get(1) }).collect())
+}
+
+/// A stored body from `id, received_at_us, sha256, outcome, reason, body`.
+fn stored_webhook(row: &tokio_postgres::Row) -> StoredWebhook {
+    StoredWebhook { id: row.get(0), received_at_us: row.get(1), sha256: row.get(2), outcome: row.get(3), reason: row.get(4), body: row.get(5) }
+}
+
+/// The oldest `limit` bodies in the relay outbox, read on the relayer's
+/// own connection. Ids come from a sequence, so a body committed late by
+/// another process can come after a later id: relayed a little out of
+/// order, never skipped (Meta does not promise order either).
+pub async fn relay_pending(client: &tokio_postgres::Client, limit: i64) -> Result<Vec<StoredWebhook>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT w.id, w.received_at_us, w.sha256, w.outcome, w.reason, w.body
+             FROM relay_outbox r JOIN webhook_bodies w ON w.id = r.webhook_id ORDER BY r.webhook_id LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows.iter().map(stored_webhook).collect())
+}
+
+/// Takes relayed bodies out of the relay outbox.
+pub async fn relay_done(client: &tokio_postgres::Client, ids: Vec<i64>) -> Result<(), StoreError> {
+    client.execute("DELETE FROM relay_outbox WHERE webhook_id = ANY($1)", &[&ids]).await.map_err(|e| StoreError::Write(e.to_string()))?;
+    Ok(())
 }

@@ -133,12 +133,15 @@ pub struct WebhookRecord {
     pub problems: Option<String>,
     /// The raw bytes.
     pub body: Vec<u8>,
+    /// Queue an accepted body for relay to the business's app
+    /// ([`crate::relay`]), in the same transaction.
+    pub relay: bool,
 }
 
 impl WebhookRecord {
     /// The record of a body received at `at`.
     pub fn new(body: Vec<u8>, at: Timestamp) -> WebhookRecord {
-        WebhookRecord { received_at_us: micros(at), sha256: sha256_hex(&body), rejected: None, problems: None, body }
+        WebhookRecord { received_at_us: micros(at), sha256: sha256_hex(&body), rejected: None, problems: None, body, relay: false }
     }
 
     /// The `outcome` column.
@@ -149,6 +152,13 @@ impl WebhookRecord {
     /// The `reason` column: why it was rejected, or its item problems.
     pub fn reason(&self) -> Option<&str> {
         self.rejected.as_deref().or(self.problems.as_deref())
+    }
+
+    /// Whether the body goes into the relay outbox: accepted ones only
+    /// (a body that is not a WhatsApp envelope is answered 400, so Meta
+    /// delivers it again; the app would get every copy).
+    pub fn relayed(&self) -> bool {
+        self.relay && self.rejected.is_none()
     }
 }
 

@@ -20,6 +20,7 @@ use crate::alerts::{AlertRow, AlertWrite};
 use crate::pairs::{Kind, PairCache, PairRow};
 use crate::record::{Batch, ContactRow, Counts, EventRecord, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
 use crate::settled::{ChargeRow, ChargeSlice, Changes, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned};
+use crate::relay::RelayBacklog;
 use crate::{EventScope, StoreError};
 
 mod embedded {
@@ -48,6 +49,8 @@ enum Job {
     Reset(String, oneshot::Sender<Result<bool, StoreError>>),
     /// Record a budget alert crossing or delivery attempt.
     Alert(AlertWrite, oneshot::Sender<Result<bool, StoreError>>),
+    /// Take relayed bodies out of the relay outbox.
+    RelayDone(Vec<i64>, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// A job's answer, sent once its transaction committed.
@@ -56,6 +59,7 @@ enum Done {
     Settled,
     Reset(bool),
     Alert(bool),
+    Relayed,
 }
 
 impl Job {
@@ -67,6 +71,7 @@ impl Job {
             Job::Settle(job, settled, changes, _) => write_settled(tx, job, settled, changes).map(|()| Done::Settled),
             Job::Reset(fingerprint, _) => reset(tx, fingerprint).map(Done::Reset),
             Job::Alert(write, _) => write_alert(tx, write).map(Done::Alert),
+            Job::RelayDone(ids, _) => relay_done(tx, ids).map(|()| Done::Relayed),
         }
     }
 
@@ -77,6 +82,7 @@ impl Job {
             Job::Settle(_, _, _, reply) => drop(reply.send(result.map(|_| ()))),
             Job::Reset(_, reply) => drop(reply.send(result.map(|done| matches!(done, Done::Reset(true))))),
             Job::Alert(_, reply) => drop(reply.send(result.map(|done| matches!(done, Done::Alert(true))))),
+            Job::RelayDone(_, reply) => drop(reply.send(result.map(|_| ()))),
         }
     }
 }
@@ -205,6 +211,38 @@ impl SqliteStore {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Alert(write, reply))?;
         answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Takes relayed bodies out of the relay outbox.
+    pub async fn relay_done(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::RelayDone(ids, reply))?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// The oldest `limit` bodies in the relay outbox.
+    pub async fn relay_pending(&self, limit: i64) -> Result<Vec<StoredWebhook>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT w.id, w.received_at_us, w.sha256, w.outcome, w.reason, w.body
+                 FROM relay_outbox r JOIN webhook_bodies w ON w.id = r.webhook_id ORDER BY r.webhook_id LIMIT ?1",
+            )?;
+            let rows = statement.query_map(params![limit], stored_webhook)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// What waits in the relay outbox.
+    pub async fn relay_backlog(&self) -> Result<RelayBacklog, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT count(*), min(w.received_at_us) FROM relay_outbox r JOIN webhook_bodies w ON w.id = r.webhook_id",
+                [],
+                |row| Ok(RelayBacklog { pending: row.get(0)?, oldest_received_at_us: row.get(1)? }),
+            )
+        })
+        .await
     }
 
     /// Alerts of one month, or every one not yet delivered.
@@ -344,16 +382,7 @@ impl SqliteStore {
                 "SELECT id, received_at_us, sha256, outcome, reason, body FROM webhook_bodies
                  WHERE id > ?1 AND (?2 IS NULL OR outcome = ?2) ORDER BY id LIMIT ?3",
             )?;
-            let rows = statement.query_map(params![after_id, outcome, limit], |row| {
-                Ok(StoredWebhook {
-                    id: row.get(0)?,
-                    received_at_us: row.get(1)?,
-                    sha256: row.get(2)?,
-                    outcome: row.get(3)?,
-                    reason: row.get(4)?,
-                    body: row.get(5)?,
-                })
-            })?;
+            let rows = statement.query_map(params![after_id, outcome, limit], stored_webhook)?;
             rows.collect()
         })
         .await
@@ -378,6 +407,11 @@ impl SqliteStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
     }
+}
+
+/// A stored body from `id, received_at_us, sha256, outcome, reason, body`.
+fn stored_webhook(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredWebhook> {
+    Ok(StoredWebhook { id: row.get(0)?, received_at_us: row.get(1)?, sha256: row.get(2)?, outcome: row.get(3)?, reason: row.get(4)?, body: row.get(5)? })
 }
 
 /// Runs `job` on a pooled read connection (opened on first need).
@@ -632,7 +666,11 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&
             "INSERT INTO webhook_bodies (received_at_us, sha256, outcome, reason, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![webhook.received_at_us, webhook.sha256, webhook.outcome(), webhook.reason(), webhook.body])?;
-        written.webhook_id = Some(tx.last_insert_rowid());
+        let id = tx.last_insert_rowid();
+        written.webhook_id = Some(id);
+        if webhook.relayed() {
+            tx.prepare_cached("INSERT INTO relay_outbox (webhook_id) VALUES (?1)")?.execute(params![id])?;
+        }
     }
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO events (dedupe_key, kind, business, user_id, message_id, at_us, line, webhook_id)
@@ -702,6 +740,14 @@ fn joins_stored(tx: &rusqlite::Transaction<'_>, event: &EventRecord, id: i64) ->
     let Some(message) = &event.message_id else { return Ok(false) };
     tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE message_id = ?1 AND kind = ?2 AND id < ?3)")?
         .query_row(params![message, other, id], |row| row.get(0))
+}
+
+fn relay_done(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> rusqlite::Result<()> {
+    let mut delete = tx.prepare_cached("DELETE FROM relay_outbox WHERE webhook_id = ?1")?;
+    for id in ids {
+        delete.execute(params![id])?;
+    }
+    Ok(())
 }
 
 fn write_alert(tx: &rusqlite::Transaction<'_>, write: &AlertWrite) -> rusqlite::Result<bool> {

@@ -164,7 +164,12 @@ pub struct App {
 
 impl App {
     pub fn start(verify_token: Option<&str>, fail_first: usize) -> App {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        App::start_at("127.0.0.1:0", verify_token, fail_first)
+    }
+
+    /// The same on a given address (an app coming back on its old port).
+    pub fn start_at(address: &str, verify_token: Option<&str>, fail_first: usize) -> App {
+        let listener = TcpListener::bind(address).unwrap();
         let url = format!("http://{}/webhook", listener.local_addr().unwrap());
         let app = App {
             url,
