@@ -16,6 +16,7 @@
 # delivered after 2 s, as Meta's arrive): with instant statuses it replays
 # its month on every send and takes most of a core from the server.
 # SANDBOX_ARGS="--sent-after 0 --delivered-after 0" measures that case.
+# SERVE_ARGS="--record-wait 0" (say) passes flags to the server.
 # PIN=1 gives the server CPU 1 and the sandbox and client CPU 0 (taskset),
 # as in production where the guard does not share cores with its callers.
 set -euo pipefail
@@ -59,7 +60,7 @@ WAMETER_APP_SECRET=$secret WAMETER_LOG=warn "${on_others[@]}" "$bin" sandbox --l
 sandbox=$!
 WAMETER_APP_SECRET=$secret WAMETER_API_TOKEN=bench-token-0123456789 WAMETER_LOG="${SERVE_LOG:-warn}" WAMETER_HOME="$out/home" \
   "${on_server[@]}" "$bin" serve --listen 127.0.0.1:18096 --database "sqlite://$out/guard.db" --upstream http://127.0.0.1:18095 \
-  --accounts "$out/accounts.toml" 2>"$out/serve.log" &
+  --accounts "$out/accounts.toml" ${SERVE_ARGS:-} 2>"$out/serve.log" &
 server=$!
 trap 'kill $sandbox $server 2>/dev/null || true' EXIT
 wait_for "$out/sandbox.log"
