@@ -43,7 +43,7 @@ pub struct ServeArgs {
     /// Refuse a free-form message when the customer service window closes sooner than this [default: 2m].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub safety_margin: Option<jiff::SignedDuration>,
-    /// How long a guarded send's answer waits for its record to be on disk; past it, the answer says X-Wameter-Recorded: pending [default: 1ms].
+    /// How long a guarded send's answer waits for its record to be on disk; past it, the answer says X-Wameter-Recorded: pending [default: 0, no wait; 30s: always wait].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub record_wait: Option<jiff::SignedDuration>,
     /// Post budget threshold alerts to this URL (signed like Meta's webhooks, header X-Wameter-Signature-256).

@@ -289,15 +289,15 @@ fn failed_sends_are_never_charged_and_category_updates_are_seen_on_postgres() {
 fn failures_and_category_updates(dir: &Path, database: String) {
     let dir = dir.to_path_buf();
     let accounts = sandbox::accounts(&dir);
-    // No record wait: the answer goes out before the commit.
-    let pair = start_pair(&dir, database, &accounts, &["--failure-percent", "100"], &["--record-wait", "0"]);
+    // The default record wait (none): the answer goes out before the commit.
+    let pair = start_pair(&dir, database, &accounts, &["--failure-percent", "100"], &[]);
     let (sandbox, server) = (&pair.sandbox, &pair.server);
 
     // Accepted upstream, then failed (131026): recorded, never charged.
     let (status, headers, body) = send(server, hello_world(USER));
     assert_eq!(status, 200, "{body}");
     assert_eq!(header(&headers, "x-wameter-billable"), "true");
-    assert_eq!(header(&headers, "x-wameter-recorded"), "pending", "a commit takes longer than no wait at all");
+    assert_eq!(header(&headers, "x-wameter-recorded"), "pending", "by default the answer does not wait for the commit");
     let id = body["messages"][0]["id"].as_str().unwrap().to_string();
     eventually("the failure stored", || {
         let events = server.all_events(server::API_TOKEN);

@@ -120,6 +120,18 @@ impl EventScope {
     }
 }
 
+/// A write [`Store::queue`]d and not yet waited for.
+#[derive(Debug)]
+pub struct Queued(QueuedWrite);
+
+#[derive(Debug)]
+enum QueuedWrite {
+    /// In the SQLite writer's queue (or refused by it).
+    Sqlite(Result<tokio::sync::oneshot::Receiver<Result<Written, StoreError>>, StoreError>),
+    /// Written when waited for.
+    Deferred(Batch),
+}
+
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -203,6 +215,28 @@ impl Store {
             Store::Sqlite(store) => store.write(batch).await,
             Store::Postgres(store) => store.write(batch).await,
             Store::Discard => Ok(Written { accepted: (batch.events.len() + batch.notices.len()) as u64, duplicates: batch.repeats, ..Written::default() }),
+        }
+    }
+
+    /// Queues a write without waiting for it; [`Store::committed`] waits.
+    ///
+    /// In SQLite the write takes its place in the one writer's queue before
+    /// this returns, so it commits ahead of any write queued after it —
+    /// what the guard relies on when it answers before its record is on
+    /// disk. PostgreSQL has no such queue: the write starts when
+    /// [`Store::committed`] is first polled.
+    pub fn queue(&self, batch: Batch) -> Queued {
+        match self {
+            Store::Sqlite(store) => Queued(QueuedWrite::Sqlite(store.queue(batch))),
+            _ => Queued(QueuedWrite::Deferred(batch)),
+        }
+    }
+
+    /// Waits for a queued write to commit.
+    pub async fn committed(&self, queued: Queued) -> Result<Written, StoreError> {
+        match queued.0 {
+            QueuedWrite::Sqlite(answer) => answer?.await.map_err(|_| StoreError::WriterGone)?,
+            QueuedWrite::Deferred(batch) => self.write(batch).await,
         }
     }
 

@@ -139,9 +139,15 @@ impl SqliteStore {
 
     /// Writes a batch durably; returns once it is committed.
     pub async fn write(&self, batch: Batch) -> Result<Written, StoreError> {
+        self.queue(batch)?.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Puts a batch in the writer's queue now; the receiver answers once
+    /// it is committed.
+    pub fn queue(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Written, StoreError>>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Write(batch, reply))?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        Ok(answer)
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
