@@ -317,3 +317,65 @@ fn failures_and_category_updates(dir: &Path, database: String) {
         (status == 200 && header(&headers, "x-wameter-category") == "marketing").then_some(())
     });
 }
+
+/// Sends upstream accepted but not yet delivered hold their budget across a
+/// restart: the store keeps them with their records until the outcome.
+#[test]
+fn sends_in_flight_hold_their_budget_across_a_restart() {
+    let dir = fresh("in-flight");
+    in_flight_across_a_restart(&dir, server::sqlite_in(&dir));
+}
+
+#[test]
+fn sends_in_flight_hold_their_budget_across_a_restart_on_postgres() {
+    let Some(database) = server::postgres_database("guard_in_flight") else { return };
+    in_flight_across_a_restart(&fresh("in-flight-postgres"), database);
+}
+
+fn in_flight_across_a_restart(dir: &Path, database: String) {
+    let dir = dir.to_path_buf();
+    let accounts = dir.join("accounts.toml");
+    std::fs::write(
+        &accounts,
+        format!(
+            "[[business]]\nphone_number_id = \"{PHONE}\"\nwaba = \"{WABA}\"\ntimezone = \"America/Sao_Paulo\"\ncurrency = \"USD\"\n\n\
+             [[budget]]\nname = \"cap\"\nwaba = \"{WABA}\"\namount = \"0.02\"\nhard_stop = true\n"
+        ),
+    )
+    .unwrap();
+    let accounts = accounts.display().to_string();
+    // Statuses an hour out on the sandbox clock: nothing is delivered
+    // until the test moves the clock.
+    // The answers wait for their records (and what they hold): the test is
+    // about a restart, not about a crash between an answer and its commit.
+    let pair = start_pair(&dir, database.clone(), &accounts, &["--sent-after", "3600", "--delivered-after", "3600"], &["--record-wait", "30s"]);
+    let Pair { sandbox, server } = pair;
+    let listen = server.base.trim_start_matches("http://").to_string();
+    for _ in 0..2 {
+        let (status, _, body) = send(&server, hello_world(USER));
+        assert_eq!(status, 200, "{body}");
+    }
+    server.kill();
+
+    let restart = |database: &str| {
+        let extra = ["--listen", &listen, "--upstream", &sandbox.base, "--accounts", &accounts].map(String::from).to_vec();
+        Server::start(Start { dir: &dir, database: database.to_string(), extra })
+    };
+    let server = restart(&database);
+    let in_flight = |server: &Server| budget(&server.get_json("/v1/budgets"), "cap")["in_flight"].as_str().unwrap().to_string();
+    assert_eq!(in_flight(&server), "0.0136", "the two undelivered templates still count");
+    let (status, _, body) = send(&server, hello_world(USER));
+    assert_eq!(status, 402, "0.0136 in flight + 0.0068 is over 0.02: {body}");
+    assert!(body["error"]["error_data"]["details"].as_str().unwrap().contains("in flight 0.0136"), "{body}");
+
+    // Delivered: charged, and no longer in flight, here or after a restart.
+    sandbox.advance(3600);
+    eventually("both charged", || {
+        let hard = budget(&server.get_json("/v1/budgets"), "cap").clone();
+        (hard["spent"] == "0.0136").then_some(())
+    });
+    assert_eq!(in_flight(&server), "0");
+    server.kill();
+    let server = restart(&database);
+    assert_eq!(in_flight(&server), "0", "delivered sends are not taken back as in flight");
+}

@@ -32,7 +32,7 @@ use wameter_core::billing::{Budget, BudgetScope, LocalMonth};
 use wameter_core::money::format_amount;
 use wameter_core::settlement::Month;
 use wameter_meta::graph::GraphError;
-use wameter_store::{AlertRow, AlertWrite, ChargeSlice, StoreError};
+use wameter_store::{AlertRow, AlertWrite, ChargeSlice, InFlightRow, StoreError};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -91,12 +91,16 @@ impl Ledger {
     }
 
     /// A send confirmed upstream: its reservation now goes by its wamid.
-    pub fn confirm(&self, reservation: Reservation, wamid: &str) {
-        let Some(key) = reservation.0 else { return };
+    /// Returns what it holds, to be stored with the send's record so a
+    /// restarted server still counts it ([`restore`]); `None` when it holds
+    /// nothing (no hard stop, or its failure came first).
+    pub fn confirm(&self, reservation: Reservation, wamid: &str) -> Option<InFlightRow> {
+        let key = reservation.0?;
         let mut books = self.books.lock().expect("ledger lock");
-        if let Some(entry) = books.in_flight.remove(&key).filter(|_| !books.early_failures.remove(wamid)) {
-            books.in_flight.insert(wamid.into(), entry);
-        }
+        let entry = books.in_flight.remove(&key).filter(|_| !books.early_failures.remove(wamid))?;
+        let row = InFlightRow { message_id: wamid.to_string(), waba: entry.waba.to_string(), amount: entry.amount.to_string(), sent_at_us: entry.sent_at.as_microsecond() };
+        books.in_flight.insert(wamid.into(), entry);
+        Some(row)
     }
 
     /// A send refused upstream: nothing is in flight.
@@ -115,6 +119,34 @@ impl Ledger {
             }
         }
     }
+}
+
+/// How long a send with neither a charge nor a failure holds budget: Meta
+/// stops trying to deliver long before.
+const IN_FLIGHT_MAX: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+
+/// Takes back the sends in flight that the store kept (those of the last
+/// [`IN_FLIGHT_MAX`] whose outcome has not arrived), so a restarted server
+/// weighs them against its hard stops as the one before did. Returns how
+/// many.
+pub async fn restore(state: &AppState, now: Timestamp) -> Result<usize, StoreError> {
+    if !state.config.billing.budgets.iter().any(|b| b.hard_stop) {
+        return Ok(0);
+    }
+    let since = now.checked_sub(IN_FLIGHT_MAX).unwrap_or(Timestamp::MIN);
+    let rows = state.store.in_flight(since.as_microsecond()).await?;
+    let mut books = state.ledger.books.lock().expect("ledger lock");
+    let mut restored = 0;
+    for row in rows {
+        let (Ok(amount), Ok(sent_at)) = (row.amount.parse::<Decimal>(), Timestamp::from_microsecond(row.sent_at_us)) else {
+            return Err(StoreError::Read(format!("in_flight row {}: amount {:?} or sent_at_us {} does not read", row.message_id, row.amount, row.sent_at_us)));
+        };
+        books.in_flight.entry(row.message_id.into()).or_insert_with(|| {
+            restored += 1;
+            InFlight { waba: row.waba.into(), amount, sent_at }
+        });
+    }
+    Ok(restored)
 }
 
 /// The business phone numbers whose charges a budget counts.
@@ -192,7 +224,7 @@ pub async fn reserve(state: &AppState, waba: &str, estimate: Decimal, now: Times
     // after a week is not waiting for either any more (Meta stops trying
     // long before): it stops holding budget.
     let mut books = state.ledger.books.lock().expect("ledger lock");
-    books.in_flight.retain(|_, flight| now - flight.sent_at < jiff::SignedDuration::from_hours(7 * 24));
+    books.in_flight.retain(|_, flight| now - flight.sent_at < IN_FLIGHT_MAX);
     for (budget, (month, spent)) in budgets.iter().zip(&spends) {
         let in_flight = Ledger::in_flight_for(&books, budget, month);
         if !budget.allows(*spent, in_flight, estimate) {

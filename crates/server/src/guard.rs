@@ -38,7 +38,7 @@ use wameter_core::money::format_amount;
 use wameter_core::settlement::LOOK_BACK;
 use wameter_meta::graph::{GraphError, REENGAGEMENT};
 use wameter_meta::outgoing::status_error_text;
-use wameter_store::Batch;
+use wameter_store::{Batch, InFlightRow};
 
 use crate::outbound::Answer;
 use crate::{AppState, budgets, meter};
@@ -308,10 +308,13 @@ impl Recorded {
 /// Past the wait the write goes on in the background; only a crash in
 /// that gap loses it, and then Meta's statuses still meter the message
 /// (its outbound inferred, with a warning). See DESIGN.md.
-async fn record(state: &Arc<AppState>, wait: SignedDuration, id: String, event: Event) -> Recorded {
+async fn record(state: &Arc<AppState>, wait: SignedDuration, id: String, event: Event, held: Option<InFlightRow>) -> Recorded {
+    let mut batch = Batch::new(None, &[event], &[]);
+    // The budget it holds is kept with it, for a restarted server.
+    batch.in_flight.extend(held);
     // Queued here, before the answer can leave, not when a spawned task
     // first runs.
-    let queued = state.store.queue(Batch::new(None, &[event], &[]));
+    let queued = state.store.queue(batch);
     let writer = state.clone();
     let mut write = tokio::spawn(async move { writer.store.committed(queued).await });
     // A zero wait does not look at the write at all, so `pending` is what
@@ -434,9 +437,9 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
             Recorded::No
         }
         Some(id) => {
-            state.ledger.confirm(reservation, &id);
+            let held = state.ledger.confirm(reservation, &id);
             let event = Event { at: now, origin: Origin::default(), kind: EventKind::Outbound { business: phone.into(), user: outgoing.user.clone(), id: id.as_str().into(), template } };
-            record(state, guard.record_wait, id, event).await
+            record(state, guard.record_wait, id, event, held).await
         }
     };
     let record_us = laps.lap();

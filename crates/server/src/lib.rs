@@ -172,6 +172,11 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
         Ok(false) => {}
         Err(error) => return Err(std::io::Error::other(error.to_string())),
     }
+    match budgets::restore(&state, jiff::Timestamp::now()).await {
+        Ok(0) => {}
+        Ok(restored) => tracing::info!(message = "Sends still in flight weigh against their budgets again.", restored),
+        Err(error) => return Err(std::io::Error::other(format!("cannot read the sends in flight: {error}"))),
+    }
     settle::spawn(state.clone());
     budgets::spawn_watcher(state.clone());
     relay::spawn(state.clone());

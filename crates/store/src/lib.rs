@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 pub use alerts::{AlertRow, AlertWrite};
 pub use relay::{RelayBacklog, RelayClaim};
-pub use record::{Batch, ContactRow, Counts, EventRecord, NoticeRecord, StoredEvent, StoredWebhook, WebhookRecord, Written};
+pub use record::{Batch, ContactRow, Counts, EventRecord, InFlightRow, NoticeRecord, StoredEvent, StoredWebhook, WebhookRecord, Written};
 pub use settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow};
 
 /// Where the data lives, as given to `--database`.
@@ -380,6 +380,16 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.alerts(month).await,
             Store::Postgres(store) => store.alerts(month).await,
+            Store::Discard => Ok(Vec::new()),
+        }
+    }
+
+    /// Guarded sends still holding budget, sent at or after `since_us`
+    /// (a send with no outcome after a week is waiting for none).
+    pub async fn in_flight(&self, since_us: i64) -> Result<Vec<InFlightRow>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.in_flight(since_us).await,
+            Store::Postgres(store) => store.in_flight(since_us).await,
             Store::Discard => Ok(Vec::new()),
         }
     }

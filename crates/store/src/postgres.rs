@@ -13,7 +13,7 @@ use tokio_postgres::NoTls;
 use deadpool_postgres::GenericClient;
 
 use crate::alerts::{AlertRow, AlertWrite};
-use crate::record::{Batch, ContactRow, Counts, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
+use crate::record::{Batch, ContactRow, Counts, InFlightRow, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
 use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned};
 use crate::relay::{RelayBacklog, RelayClaim};
 use crate::{DatabaseUrl, EventScope, StoreError};
@@ -154,6 +154,23 @@ impl PostgresStore {
         let mark = tx.prepare_cached("INSERT INTO unsettled (business, month) VALUES ($1, $2)").await.map_err(write_error)?;
         for (business, month) in unsettled_marks(&new_events) {
             tx.execute(&mark, &[&business, &month]).await.map_err(write_error)?;
+        }
+        // A send's outcome frees the budget it held; a send whose outcome
+        // is stored already (its webhook overtook upstream's answer) holds
+        // none.
+        for event in new_events.iter().filter(|event| event.ends_flight) {
+            tx.execute("DELETE FROM in_flight WHERE message_id = $1", &[&event.message_id]).await.map_err(write_error)?;
+        }
+        for row in &batch.in_flight {
+            tx.execute(
+                "INSERT INTO in_flight (message_id, waba, amount, sent_at_us) SELECT $1, $2, $3, $4
+                 WHERE NOT EXISTS (SELECT 1 FROM events WHERE message_id = $1 AND kind = 'status'
+                                   AND (line::jsonb ->> 'status') IN ('delivered', 'read', 'failed'))
+                 ON CONFLICT (message_id) DO NOTHING",
+                &[&row.message_id, &row.waba, &row.amount, &row.sent_at_us],
+            )
+            .await
+            .map_err(write_error)?;
         }
         tx.commit().await.map_err(write_error)?;
         Ok(written)
@@ -405,6 +422,15 @@ impl PostgresStore {
         let held: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK]).await?.get(0);
         // Not held: the connection is dropped, and with it closed.
         Ok(held.then_some(RelayClaim::Postgres(client)))
+    }
+
+    /// Guarded sends still holding budget, sent at or after `since_us`.
+    pub async fn in_flight(&self, since_us: i64) -> Result<Vec<InFlightRow>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT message_id, waba, amount, sent_at_us FROM in_flight WHERE sent_at_us >= $1 ORDER BY sent_at_us", &[&since_us])
+            .await?;
+        Ok(rows.iter().map(|row| InFlightRow { message_id: row.get(0), waba: row.get(1), amount: row.get(2), sent_at_us: row.get(3) }).collect())
     }
 
     /// What waits in the relay outbox.

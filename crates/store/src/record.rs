@@ -30,6 +30,10 @@ pub struct EventRecord {
     pub inbound: bool,
     /// Whether it is a `delivered` status (what charges follow).
     pub delivered: bool,
+    /// Whether it is a status that settles a send's fate — `delivered`,
+    /// `read` (delivered, then) or `failed` — so the send no longer holds
+    /// budget in flight ([`InFlightRow`]).
+    pub ends_flight: bool,
     /// The business phone number whose charges it can change, even when
     /// the event names no user (`''`: it names none).
     pub charged_business: String,
@@ -57,6 +61,7 @@ impl EventRecord {
                 line,
                 inbound: true,
                 delivered: false,
+                ends_flight: false,
                 charged_business: business.to_string(),
             },
             EventKind::Outbound { business, user, id, .. } => EventRecord {
@@ -69,6 +74,7 @@ impl EventRecord {
                 line,
                 inbound: false,
                 delivered: false,
+                ends_flight: false,
                 charged_business: business.to_string(),
             },
             EventKind::Status { id, status, detail, .. } => {
@@ -86,6 +92,7 @@ impl EventRecord {
                     line,
                     inbound: false,
                     delivered: *status == DeliveryStatus::Delivered,
+                    ends_flight: matches!(status, DeliveryStatus::Delivered | DeliveryStatus::Read | DeliveryStatus::Failed),
                     charged_business,
                 }
             }
@@ -218,6 +225,23 @@ pub struct Batch {
     /// Events and notices dropped because the same batch held them twice:
     /// counted as duplicates, so `accepted + duplicates` is what came in.
     pub repeats: u64,
+    /// Guarded sends reserved against a hard-stop budget, kept until their
+    /// outcome arrives (not kept when it is already stored).
+    pub in_flight: Vec<InFlightRow>,
+}
+
+/// A guarded send holding budget: its estimate, until it is delivered
+/// (and charged) or fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlightRow {
+    /// The wamid upstream gave it.
+    pub message_id: String,
+    /// The WABA whose budgets it counts against.
+    pub waba: String,
+    /// The estimate reserved, a decimal in the business's currency.
+    pub amount: String,
+    /// When it was sent, UNIX microseconds.
+    pub sent_at_us: i64,
 }
 
 impl Batch {
@@ -235,7 +259,7 @@ impl Batch {
         notices.sort_by(|a, b| a.dedupe_key.cmp(&b.dedupe_key));
         notices.dedup_by(|a, b| a.dedupe_key == b.dedupe_key);
         let repeats = given - (events.len() + notices.len()) as u64;
-        Batch { webhook, events, notices, repeats }
+        Batch { webhook, events, notices, repeats, in_flight: Vec::new() }
     }
 }
 

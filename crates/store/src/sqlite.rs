@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::alerts::{AlertRow, AlertWrite};
 use crate::pairs::{Kind, PairCache, PairRow};
-use crate::record::{Batch, ContactRow, Counts, EventRecord, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
+use crate::record::{Batch, ContactRow, Counts, EventRecord, InFlightRow, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
 use crate::settled::{ChargeRow, ChargeSlice, Changes, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned};
 use crate::relay::RelayBacklog;
 use crate::{EventScope, StoreError};
@@ -234,6 +234,18 @@ impl SqliteStore {
                  FROM relay_outbox r JOIN webhook_bodies w ON w.id = r.webhook_id ORDER BY r.webhook_id LIMIT ?1",
             )?;
             let rows = statement.query_map(params![limit], stored_webhook)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Guarded sends still holding budget, sent at or after `since_us`.
+    pub async fn in_flight(&self, since_us: i64) -> Result<Vec<InFlightRow>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached("SELECT message_id, waba, amount, sent_at_us FROM in_flight WHERE sent_at_us >= ?1 ORDER BY sent_at_us")?;
+            let rows = statement.query_map(params![since_us], |row| {
+                Ok(InFlightRow { message_id: row.get(0)?, waba: row.get(1)?, amount: row.get(2)?, sent_at_us: row.get(3)? })
+            })?;
             rows.collect()
         })
         .await
@@ -732,6 +744,21 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&
     for (business, month) in unsettled_marks(&new_events) {
         mark.execute(params![business, month])?;
     }
+    // A send's outcome frees the budget it held; a send whose outcome is
+    // stored already (its webhook overtook upstream's answer) holds none.
+    let mut landed = tx.prepare_cached("DELETE FROM in_flight WHERE message_id = ?1")?;
+    for event in new_events.iter().filter(|event| event.ends_flight) {
+        landed.execute(params![event.message_id])?;
+    }
+    let mut hold = tx.prepare_cached(
+        "INSERT INTO in_flight (message_id, waba, amount, sent_at_us) SELECT ?1, ?2, ?3, ?4
+         WHERE NOT EXISTS (SELECT 1 FROM events WHERE message_id = ?1 AND kind = 'status'
+                           AND json_extract(line, '$.status') IN ('delivered', 'read', 'failed'))
+         ON CONFLICT (message_id) DO NOTHING",
+    )?;
+    for row in &batch.in_flight {
+        hold.execute(params![row.message_id, row.waba, row.amount, row.sent_at_us])?;
+    }
     Ok(written)
 }
 
@@ -966,5 +993,42 @@ mod tests {
         tx.commit().unwrap();
         let ids: Vec<String> = kept(&path).0.into_iter().map(|(_, id, _)| id).collect();
         assert_eq!(ids, ["a", "b"]);
+    }
+
+    /// A send holds budget until its outcome is stored; a send whose
+    /// outcome was stored first (the webhook overtook upstream's answer)
+    /// holds none; `sent` is no outcome.
+    #[test]
+    fn a_send_holds_budget_until_its_outcome() {
+        use wameter_core::event::{DeliveryStatus, Event, EventKind, Origin, UserId};
+        let path = database("in-flight");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store = SqliteStore::open(&path).unwrap();
+        let at = jiff::Timestamp::from_second(1_790_000_000).unwrap();
+        let user = UserId::parse("+5511999990000").unwrap();
+        let send = |id: &str| {
+            let event = Event { at, origin: Origin::default(), kind: EventKind::Outbound { business: "B".into(), user: user.clone(), id: id.into(), template: None } };
+            let mut batch = Batch::new(None, &[event], &[]);
+            batch.in_flight.push(InFlightRow { message_id: id.into(), waba: "W".into(), amount: "0.0068".into(), sent_at_us: at.as_microsecond() });
+            runtime.block_on(store.write(batch)).unwrap();
+        };
+        let status = |id: &str, status: DeliveryStatus| {
+            let event = Event { at: at + jiff::SignedDuration::from_secs(1), origin: Origin::default(), kind: EventKind::Status { id: id.into(), status, error: None, detail: None } };
+            runtime.block_on(store.write(Batch::new(None, &[event], &[]))).unwrap();
+        };
+        let held = || -> Vec<String> { runtime.block_on(store.in_flight(0)).unwrap().into_iter().map(|row| row.message_id).collect() };
+
+        send("wamid.a");
+        send("wamid.b");
+        status("wamid.a", DeliveryStatus::Sent);
+        assert_eq!(held(), ["wamid.a", "wamid.b"], "sent is no outcome");
+        status("wamid.a", DeliveryStatus::Failed);
+        status("wamid.b", DeliveryStatus::Read);
+        assert!(held().is_empty(), "failed and read end the flight");
+        status("wamid.c", DeliveryStatus::Delivered);
+        send("wamid.c");
+        assert!(held().is_empty(), "delivered before its send was recorded: holds nothing");
+        send("wamid.d");
+        assert!(runtime.block_on(store.in_flight(at.as_microsecond() + 1)).unwrap().is_empty(), "older than asked for");
     }
 }
