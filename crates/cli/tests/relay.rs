@@ -43,15 +43,20 @@ fn inbound(n: usize) -> String {
     server::inbound_webhook(PHONE, &format!("55119000000{n:02}"), &format!("wamid.relay.{n}"), 1_790_000_000 + n as i64)
 }
 
+fn sorted(bodies: impl Iterator<Item = String>) -> Vec<String> {
+    let mut bodies: Vec<String> = bodies.collect();
+    bodies.sort();
+    bodies
+}
+
 fn relay_url(app: &App) -> Vec<String> {
     vec!["--relay-url".into(), app.url.clone()]
 }
 
 #[test]
-fn the_app_gets_every_accepted_webhook_in_order_signed_as_meta_signs_it() {
+fn the_app_gets_every_accepted_webhook_once_signed_as_meta_signs_it() {
     let dir = fresh("order");
-    // The app refuses the first two deliveries: the relay retries, and the
-    // bodies behind the refused one wait for it.
+    // The app refuses the first two deliveries: the relay retries them.
     let app = App::start(None, 2);
     let server = Server::start(Start { dir: &dir, database: server::sqlite_in(&dir), extra: relay_url(&app) });
     let bodies: Vec<String> = (0..5).map(inbound).collect();
@@ -68,8 +73,7 @@ fn the_app_gets_every_accepted_webhook_in_order_signed_as_meta_signs_it() {
 
     let received = app.wait_for(5);
     assert_eq!(app.refused.load(std::sync::atomic::Ordering::SeqCst), 2);
-    let got: Vec<&str> = received.iter().map(|r| r.body.as_str()).collect();
-    assert_eq!(got, bodies.iter().map(String::as_str).collect::<Vec<_>>(), "byte for byte, in the order received");
+    assert_eq!(sorted(received.iter().map(|r| r.body.clone())), sorted(bodies.iter().cloned()), "byte for byte, each once (a few at a time, so in any order)");
     for r in &received {
         assert_eq!(r.signature.as_deref(), Some(server::sign(r.body.as_bytes()).as_str()), "the signature Meta sends for these bytes");
     }
@@ -108,8 +112,7 @@ fn webhooks_wait_for_an_app_that_is_down_across_a_crash() {
     let app = App::start_at(&app_address, None, 0);
     let server = Server::start(Start { dir: &dir, database, extra: vec!["--relay-url".into(), url] });
     let received = app.wait_for(3);
-    let got: Vec<&str> = received.iter().map(|r| r.body.as_str()).collect();
-    assert_eq!(got, bodies.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(sorted(received.iter().map(|r| r.body.clone())), sorted(bodies.iter().cloned()));
     eventually("the outbox drained", || (server.get_json("/v1/relay")["pending"] == 0).then_some(()));
 }
 
@@ -160,11 +163,7 @@ fn two_processes_on_postgres_relay_each_webhook_once() {
     app.wait_for(30);
     eventually("the outbox drained", || (first.get_json("/v1/relay")["pending"] == 0).then_some(()));
     std::thread::sleep(Duration::from_millis(500));
-    let mut got: Vec<String> = app.received.lock().unwrap().iter().map(|r| r.body.clone()).collect();
-    got.sort();
-    let mut expected = bodies.clone();
-    expected.sort();
-    assert_eq!(got, expected, "each body once");
+    assert_eq!(sorted(app.received.lock().unwrap().iter().map(|r| r.body.clone())), sorted(bodies.iter().cloned()), "each body once");
     let relaying = [&first, &second].map(|s| s.get_json("/v1/relay")["relaying"] == true);
     assert_eq!(relaying.iter().filter(|r| **r).count(), 1, "one relayer: {relaying:?}");
 
