@@ -1,6 +1,7 @@
-//! The guard's engine step on its own: a pair's stored lines read back
-//! (`meter::load`), its windows now (`meter::windows`) and the estimate of
-//! one more send (`meter::predict`) — what every guarded send pays between
+//! The guard's engine step on its own: a pair's stored lines parsed
+//! (`meter::load`) or read back from the memo (`meter::ReadBack`, what the
+//! guard does), its windows now (`meter::windows`) and the estimate of one
+//! more send (`meter::predict`) — what every guarded send pays between
 //! reading its pair and asking upstream. No HTTP, no disk, one thread, so
 //! the number is the step's CPU cost; `bench/guard_latency.sh` measures
 //! the whole send under load.
@@ -52,10 +53,17 @@ fn main() {
     for sends in [2, 9, 40] {
         let rows = pair_rows(&user, now, sends);
         let rounds = 20_000 / sends.max(1);
-        let mut laps = [Vec::with_capacity(rounds), Vec::with_capacity(rounds), Vec::with_capacity(rounds)];
+        let mut laps = [Vec::with_capacity(rounds), Vec::with_capacity(rounds), Vec::with_capacity(rounds), Vec::with_capacity(rounds)];
+        let read_back = meter::ReadBack::default();
         for _ in 0..rounds {
             let started = Instant::now();
-            let events = meter::load(&rows).events;
+            let parsed = meter::load(&rows).events;
+            let loaded = Instant::now();
+            // What the guard does: rows it has read before come from memory.
+            let events = read_back.load(&rows).events;
+            let read_again = Instant::now();
+            assert_eq!(events, parsed);
+            laps[3].push(read_again - loaded);
             let loaded = Instant::now();
             let engine = pricing.engine();
             let windows = meter::windows(&engine, events.clone(), BUSINESS, &user, now + SignedDuration::from_nanos(1));
@@ -69,7 +77,7 @@ fn main() {
             laps[2].push(done - windowed);
         }
         print!("{:>3} events:", rows.len());
-        for (name, lap) in ["load", "windows", "predict"].iter().zip(&mut laps) {
+        for (name, lap) in ["parse", "windows", "predict", "read back"].iter().zip(&mut laps) {
             lap.sort();
             let micros = |q: f64| lap[((lap.len() as f64 * q) as usize).min(lap.len() - 1)].as_secs_f64() * 1e6;
             print!("  {name} p50 {:.1} p99 {:.1} µs", micros(0.5), micros(0.99));

@@ -389,7 +389,7 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
     let since = now.checked_sub(LOOK_BACK).unwrap_or(Timestamp::MIN);
     let rows = state.store.pair_events(phone, &outgoing.user.to_string(), since.as_microsecond()).await.map_err(|e| (store_error(format!("wameter could not read this user's window: {e}")), Vec::new()))?;
     let read_us = laps.lap();
-    let events = meter::load(&rows).events;
+    let events = state.read_back.load(&rows).events;
     let engine = pricing.engine();
     // A user's message stored at this very instant precedes the reply.
     let windows = meter::windows(&engine, events.clone(), phone, &outgoing.user, now + SignedDuration::from_nanos(1));

@@ -96,6 +96,8 @@ pub struct AppState {
     pub http: outbound::Http,
     /// The webhook relay's wake-up and progress.
     pub relay: relay::Relay,
+    /// Stored events the guard has read back already.
+    pub read_back: meter::ReadBack,
 }
 
 impl AppState {
@@ -110,6 +112,7 @@ impl AppState {
             templates: guard::Templates::default(),
             http: outbound::Http::default(),
             relay: relay::Relay::default(),
+            read_back: meter::ReadBack::default(),
         })
     }
 }

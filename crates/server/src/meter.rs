@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use jiff::Timestamp;
 use rust_decimal::Decimal;
@@ -88,9 +89,46 @@ pub struct Loaded {
 /// Reads stored lines back into events and adds the outbounds that Meta's
 /// pricing implies (as `replay` does for a log).
 pub fn load(rows: &[StoredEvent]) -> Loaded {
+    load_with(rows, |row| wameter_log::parse_line(&row.line, origin_of(row.id)))
+}
+
+/// Stored events at most kept parsed by a [`ReadBack`] (about 100 MB at
+/// worst); past it the memo starts again empty.
+const READ_BACK_MAX: usize = 1 << 18;
+
+/// Stored events already read back, by row id. A stored line never
+/// changes, so the guard parses each once instead of on every send to its
+/// pair: reading the lines back was 40 % of the guard's engine step
+/// (`benches/guard_steps.rs`).
+#[derive(Default)]
+pub struct ReadBack {
+    events: Mutex<HashMap<i64, Event>>,
+}
+
+impl ReadBack {
+    /// [`load`], parsing only the rows not read back before.
+    pub fn load(&self, rows: &[StoredEvent]) -> Loaded {
+        let mut kept = self.events.lock().expect("read-back lock");
+        if kept.len() + rows.len() > READ_BACK_MAX {
+            kept.clear();
+        }
+        load_with(rows, |row| {
+            if let Some(event) = kept.get(&row.id) {
+                return Ok(Parsed::Event(event.clone()));
+            }
+            let parsed = wameter_log::parse_line(&row.line, origin_of(row.id));
+            if let Ok(Parsed::Event(event)) = &parsed {
+                kept.insert(row.id, event.clone());
+            }
+            parsed
+        })
+    }
+}
+
+fn load_with(rows: &[StoredEvent], mut parse: impl FnMut(&StoredEvent) -> Result<Parsed, wameter_log::LineError>) -> Loaded {
     let mut out = Loaded::default();
     for row in rows {
-        match wameter_log::parse_line(&row.line, origin_of(row.id)) {
+        match parse(row) {
             Ok(Parsed::Event(event)) => out.events.push(event),
             Ok(_) => out.unreadable.push((row.id, "stored line is not an event".into())),
             Err(error) => out.unreadable.push((row.id, error.to_string())),
@@ -305,5 +343,44 @@ impl Answer {
             .iter()
             .map(|(code, message, event)| WarningJson { code, message: message.clone(), file: None, line: None, event: *event })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<StoredEvent> {
+        [
+            r#"{"type":"inbound","at":"2026-11-02T10:00:00Z","business":"B1","user":"+5511999990000","id":"wamid.in"}"#,
+            r#"{"type":"outbound","at":"2026-11-02T10:01:00Z","business":"B1","user":"+5511999990000","id":"wamid.out","template":{"name":"t","category":"utility"}}"#,
+            r#"{"type":"status","at":"2026-11-02T10:01:02Z","id":"wamid.out","status":"delivered"}"#,
+            // A status whose pricing implies an outbound that was never stored.
+            r#"{"type":"status","at":"2026-11-02T10:02:02Z","id":"wamid.other","status":"delivered","business":"B1","user":"+5511999990000","pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}"#,
+            "not json",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(n, line)| StoredEvent { id: n as i64 + 1, line: line.to_string() })
+        .collect()
+    }
+
+    #[test]
+    fn read_back_loads_what_a_fresh_read_does_every_time() {
+        let rows = rows();
+        let fresh = load(&rows);
+        assert_eq!(fresh.unreadable.len(), 1, "the bad line is named, not dropped");
+        assert!(fresh.inferred.contains("wamid.other"), "{:?}", fresh.inferred);
+        let read_back = ReadBack::default();
+        for _ in 0..3 {
+            let again = read_back.load(&rows);
+            assert_eq!(again.events, fresh.events);
+            assert_eq!(again.inferred, fresh.inferred);
+            assert_eq!(again.unreadable, fresh.unreadable);
+        }
+        // A pair that grew: old rows from the memo, the new one parsed.
+        let mut grown = rows.clone();
+        grown.push(StoredEvent { id: 9, line: r#"{"type":"status","at":"2026-11-02T10:05:00Z","id":"wamid.out","status":"read"}"#.into() });
+        assert_eq!(read_back.load(&grown).events, load(&grown).events);
     }
 }
