@@ -10,7 +10,7 @@ mod sandbox;
 mod server;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sandbox::{App, PHONE, Sandbox, USER, WABA};
 use serde_json::{Value, json};
@@ -19,15 +19,7 @@ use server::{Server, Start};
 const USER2: &str = "+5511988880000";
 
 fn fresh(name: &str) -> PathBuf {
-    let dir = common::temp_dir(&format!("guard-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("home")).unwrap();
-    dir
-}
-
-fn free_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+    common::fresh("guard", name)
 }
 
 /// The business (São Paulo, USD), client `acme` with markups, and two
@@ -79,7 +71,7 @@ struct Pair {
 }
 
 fn start_pair(dir: &Path, database: String, accounts: &str, sandbox_args: &[&str], server_args: &[&str]) -> Pair {
-    let listen = free_port();
+    let listen = common::free_port();
     let webhook = format!("http://{listen}/webhook");
     let mut args = vec!["--webhook-url", &webhook, "--accounts", accounts];
     args.extend_from_slice(sandbox_args);
@@ -115,18 +107,6 @@ fn hello_world(to: &str) -> Value {
 
 fn header<'a>(headers: &'a ureq::http::HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("no {name} header"))
-}
-
-/// Polls `check` every 100 ms for up to 30 s.
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn charge_of(server: &Server, id: &str) -> Option<Value> {
@@ -167,7 +147,7 @@ fn refuses_bills_budgets_and_alerts(dir: &Path, database: String) {
     let (sandbox, server) = (&pair.sandbox, &pair.server);
     sandbox.inbound(USER, json!({}));
     sandbox.advance(26 * 3600);
-    eventually("the user's message stored", || (server.get_json(&format!("/v1/windows/{PHONE}/{USER}"))["last_inbound_at"].is_string()).then_some(()));
+    common::eventually("the user's message stored", || (server.get_json(&format!("/v1/windows/{PHONE}/{USER}"))["last_inbound_at"].is_string()).then_some(()));
 
     // Refused at once with Meta's own body, nothing forwarded.
     let (status, headers, body) = send(server, text(USER));
@@ -191,12 +171,12 @@ fn refuses_bills_budgets_and_alerts(dir: &Path, database: String) {
     let first = body["messages"][0]["id"].as_str().unwrap().to_string();
     let recorded = server.all_events(server::API_TOKEN);
     assert!(recorded.iter().any(|line| line.contains(&first) && line.contains("\"category\":\"utility\"")), "{recorded:?}");
-    let charge = eventually("the template charged", || charge_of(server, &first));
+    let charge = common::eventually("the template charged", || charge_of(server, &first));
     assert_eq!((charge["amount"].as_str(), charge["category"].as_str()), (Some("0.0068"), Some("utility")));
 
     // A user inside the window gets a free-form reply, free.
     sandbox.inbound(USER2, json!({}));
-    eventually("the second user's message stored", || (server.get_json(&format!("/v1/windows/{PHONE}/{USER2}"))["customer_service_window"]["open"] == true).then_some(()));
+    common::eventually("the second user's message stored", || (server.get_json(&format!("/v1/windows/{PHONE}/{USER2}"))["customer_service_window"]["open"] == true).then_some(()));
     let (status, headers, body) = send(server, text(USER2));
     assert_eq!(status, 200, "{body}");
     assert_eq!((header(&headers, "x-wameter-category"), header(&headers, "x-wameter-billable")), ("service", "false"));
@@ -217,12 +197,12 @@ fn refuses_bills_budgets_and_alerts(dir: &Path, database: String) {
     let details = body["error"]["error_data"]["details"].as_str().unwrap();
     assert!(details.contains("budget `waba-hard`") && details.contains("0.034"), "{details}");
     for id in &ids {
-        eventually("every template charged", || charge_of(server, id));
+        common::eventually("every template charged", || charge_of(server, id));
     }
 
     // Charged spend 0.0272: the soft budget of 0.02 crossed 50 %, 80 % and
     // 100 %, the hard one not its 100 %; each alert fired once.
-    let received = eventually("three alerts", || {
+    let received = common::eventually("three alerts", || {
         let got = alerts.received.lock().unwrap().clone();
         (got.len() >= 3).then_some(got)
     });
@@ -299,7 +279,7 @@ fn failures_and_category_updates(dir: &Path, database: String) {
     assert_eq!(header(&headers, "x-wameter-billable"), "true");
     assert_eq!(header(&headers, "x-wameter-recorded"), "pending", "by default the answer does not wait for the commit");
     let id = body["messages"][0]["id"].as_str().unwrap().to_string();
-    eventually("the failure stored", || {
+    common::eventually("the failure stored", || {
         let events = server.all_events(server::API_TOKEN);
         events.iter().any(|line| line.contains(&id) && line.contains("\"failed\"")).then_some(())
     });
@@ -312,7 +292,7 @@ fn failures_and_category_updates(dir: &Path, database: String) {
     // Meta moves hello_world to marketing: the guard looks it up again.
     let (status, answer) = sandbox.post("/_sandbox/templates/category", &json!({"waba": WABA, "name": "hello_world", "language": "en_US", "category": "marketing"}));
     assert_eq!(status, 200, "{answer}");
-    eventually("the new category used", || {
+    common::eventually("the new category used", || {
         let (status, headers, _) = send(server, hello_world(USER));
         (status == 200 && header(&headers, "x-wameter-category") == "marketing").then_some(())
     });
@@ -370,7 +350,7 @@ fn in_flight_across_a_restart(dir: &Path, database: String) {
 
     // Delivered: charged, and no longer in flight, here or after a restart.
     sandbox.advance(3600);
-    eventually("both charged", || {
+    common::eventually("both charged", || {
         let hard = budget(&server.get_json("/v1/budgets"), "cap").clone();
         (hard["spent"] == "0.0136").then_some(())
     });

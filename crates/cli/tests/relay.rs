@@ -9,34 +9,14 @@ mod sandbox;
 mod server;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sandbox::{App, PHONE, Sandbox};
 use serde_json::{Value, json};
 use server::{Server, Start};
 
 fn fresh(name: &str) -> PathBuf {
-    let dir = common::temp_dir(&format!("relay-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("home")).unwrap();
-    dir
-}
-
-fn free_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-/// Polls `check` every 50 ms for up to 30 s.
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::fresh("relay", name)
 }
 
 fn inbound(n: usize) -> String {
@@ -77,7 +57,7 @@ fn the_app_gets_every_accepted_webhook_once_signed_as_meta_signs_it() {
     for r in &received {
         assert_eq!(r.signature.as_deref(), Some(server::sign(r.body.as_bytes()).as_str()), "the signature Meta sends for these bytes");
     }
-    let relay = eventually("the outbox drained", || {
+    let relay = common::eventually("the outbox drained", || {
         let relay = server.get_json("/v1/relay");
         (relay["pending"] == 0).then_some(relay)
     });
@@ -92,7 +72,7 @@ fn the_app_gets_every_accepted_webhook_once_signed_as_meta_signs_it() {
 #[test]
 fn webhooks_wait_for_an_app_that_is_down_across_a_crash() {
     let dir = fresh("down");
-    let app_address = free_port();
+    let app_address = common::free_port();
     let url = format!("http://{app_address}/webhook");
     let database = server::sqlite_in(&dir);
     let server = Server::start(Start { dir: &dir, database: database.clone(), extra: vec!["--relay-url".into(), url.clone()] });
@@ -100,7 +80,7 @@ fn webhooks_wait_for_an_app_that_is_down_across_a_crash() {
     for body in &bodies {
         assert_eq!(server.post_signed(body.as_bytes()), 200, "acknowledged to Meta although the app is down");
     }
-    let relay = eventually("a failed attempt reported", || {
+    let relay = common::eventually("a failed attempt reported", || {
         let relay = server.get_json("/v1/relay");
         relay["last_error"].is_string().then_some(relay)
     });
@@ -113,7 +93,7 @@ fn webhooks_wait_for_an_app_that_is_down_across_a_crash() {
     let server = Server::start(Start { dir: &dir, database, extra: vec!["--relay-url".into(), url] });
     let received = app.wait_for(3);
     assert_eq!(sorted(received.iter().map(|r| r.body.clone())), sorted(bodies.iter().cloned()));
-    eventually("the outbox drained", || (server.get_json("/v1/relay")["pending"] == 0).then_some(()));
+    common::eventually("the outbox drained", || (server.get_json("/v1/relay")["pending"] == 0).then_some(()));
 }
 
 /// The point of relaying after the write: an app that replies the moment it
@@ -123,7 +103,7 @@ fn an_app_that_replies_as_soon_as_it_hears_is_never_refused() {
     let dir = fresh("reply");
     let accounts = sandbox::accounts(&dir);
     let app = App::start(None, 0);
-    let listen = free_port();
+    let listen = common::free_port();
     let webhook = format!("http://{listen}/webhook");
     let sandbox = Sandbox::start_signing(&dir, &["--webhook-url", &webhook, "--accounts", &accounts], server::SECRET);
     let mut extra = relay_url(&app);
@@ -133,7 +113,7 @@ fn an_app_that_replies_as_soon_as_it_hears_is_never_refused() {
         let user = format!("+55119000001{n:02}");
         sandbox.inbound(&user, json!({}));
         let from = format!("\"from\":\"{}\"", &user[1..]);
-        eventually("the user's message relayed", || app.received.lock().unwrap().iter().any(|r| r.body.contains(&from)).then_some(()));
+        common::eventually("the user's message relayed", || app.received.lock().unwrap().iter().any(|r| r.body.contains(&from)).then_some(()));
         let mut response = server
             .agent
             .post(&server.url(&format!("/v23.0/{PHONE}/messages")))
@@ -161,7 +141,7 @@ fn two_processes_on_postgres_relay_each_webhook_once() {
         assert_eq!(server.post_signed(body.as_bytes()), 200);
     }
     app.wait_for(30);
-    eventually("the outbox drained", || (first.get_json("/v1/relay")["pending"] == 0).then_some(()));
+    common::eventually("the outbox drained", || (first.get_json("/v1/relay")["pending"] == 0).then_some(()));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sorted(app.received.lock().unwrap().iter().map(|r| r.body.clone())), sorted(bodies.iter().cloned()), "each body once");
     let relaying = [&first, &second].map(|s| s.get_json("/v1/relay")["relaying"] == true);
@@ -170,7 +150,7 @@ fn two_processes_on_postgres_relay_each_webhook_once() {
     // The relayer goes; the other process takes over.
     let (survivor, gone) = if relaying[0] { (second, first) } else { (first, second) };
     gone.kill();
-    eventually("the other process relaying", || (survivor.get_json("/v1/relay")["relaying"] == true).then_some(()));
+    common::eventually("the other process relaying", || (survivor.get_json("/v1/relay")["relaying"] == true).then_some(()));
     assert_eq!(survivor.post_signed(inbound(40).as_bytes()), 200);
     app.wait_for(31);
 }
