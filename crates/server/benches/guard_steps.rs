@@ -33,9 +33,9 @@ fn pair_rows(user: &UserId, now: Timestamp, sends: usize) -> Vec<StoredEvent> {
         at += SignedDuration::from_mins(10);
         let id: Box<str> = format!("wamid.out.{n}").into();
         let template = Some(Template { name: "order_update".into(), category: TemplateCategory::Utility });
-        events.push(Event { at, origin, kind: EventKind::Outbound { business: BUSINESS.into(), user: user.clone(), id: id.clone().into(), template } });
+        events.push(Event { at, origin, kind: EventKind::Outbound { business: BUSINESS.into(), user: user.clone(), id: id.clone(), template } });
         for (offset, status) in [(1, DeliveryStatus::Sent), (2, DeliveryStatus::Delivered), (30, DeliveryStatus::Read)] {
-            events.push(Event { at: at + SignedDuration::from_secs(offset), origin, kind: EventKind::Status { id: id.clone().into(), status, error: None, detail: None } });
+            events.push(Event { at: at + SignedDuration::from_secs(offset), origin, kind: EventKind::Status { id: id.clone(), status, error: None, detail: None } });
         }
     }
     events.iter().enumerate().map(|(n, event)| StoredEvent { id: n as i64 + 1, line: EventRecord::new(event).line }).collect()
