@@ -16,7 +16,9 @@
 # delivered after 2 s, as Meta's arrive): with instant statuses it replays
 # its month on every send and takes most of a core from the server.
 # SANDBOX_ARGS="--sent-after 0 --delivered-after 0" measures that case.
-# SERVE_ARGS="--record-wait 0" (say) passes flags to the server.
+# SERVE_ARGS="--record-wait 30s" (say) passes flags to the server.
+# PASS_THROUGH=1 sends read receipts, which the guard forwards unread: the
+# cost of the extra HTTP hop alone.
 # PIN=1 gives the server CPU 1 and the sandbox and client CPU 0 (taskset),
 # as in production where the guard does not share cores with its callers.
 set -euo pipefail
