@@ -114,6 +114,10 @@ struct StatusSummary {
     first_read: Option<Timestamp>,
     failed: Option<(Option<i64>, Origin)>,
     origin: Option<Origin>,
+    /// (status, instant) pairs read: an exact repeat (a redelivered
+    /// webhook) is a duplicate. Kept here rather than in a set of its own,
+    /// which cost a copy of the wamid and a second hash per status.
+    seen: Vec<(DeliveryStatus, Timestamp)>,
 }
 
 struct OutboundSeen {
@@ -140,7 +144,6 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
     let mut businesses: HashMap<Box<str>, Arc<str>> = HashMap::default();
     let mut outbounds: HashMap<Box<str>, OutboundSeen> = HashMap::default();
     let mut statuses: HashMap<Box<str>, StatusSummary> = HashMap::default();
-    let mut seen_statuses: HashSet<(Box<str>, DeliveryStatus, Timestamp)> = HashSet::default();
     let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)> = HashSet::default();
     let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::default();
     let mut timelines: HashMap<(Arc<str>, UserId), Vec<Item>> = HashMap::default();
@@ -189,11 +192,12 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
                 }
             }
             EventKind::Status { id, status, error, .. } => {
-                if !seen_statuses.insert((id.clone(), status, event.at)) {
+                let summary = statuses.entry(id).or_default();
+                if summary.seen.contains(&(status, event.at)) {
                     stats.duplicates += 1;
                     continue;
                 }
-                let summary = statuses.entry(id).or_default();
+                summary.seen.push((status, event.at));
                 summary.origin = Some(summary.origin.map_or(event.origin, |o| o.min(event.origin)));
                 let earliest = |slot: &mut Option<Timestamp>| *slot = Some(slot.map_or(event.at, |t| t.min(event.at)));
                 match status {
