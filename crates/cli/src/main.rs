@@ -292,6 +292,10 @@ fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) ->
         }
     }
     out.flush()?;
+    // The process ends here: freeing millions of charges and events one by
+    // one took 6 % of a replay (perf), and the OS takes the memory back
+    // whole.
+    std::mem::forget((loaded, report, setup));
     Ok(ExitCode::SUCCESS)
 }
 
