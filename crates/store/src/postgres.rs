@@ -418,10 +418,11 @@ impl PostgresStore {
     /// Takes the relay's advisory lock on a connection of its own, taken
     /// out of the pool; `None` when another process holds it.
     pub async fn relay_claim(&self) -> Result<Option<RelayClaim>, StoreError> {
-        let client = deadpool_postgres::Object::take(self.client().await?);
+        let client = self.client().await?;
         let held: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK]).await?.get(0);
-        // Not held: the connection is dropped, and with it closed.
-        Ok(held.then_some(RelayClaim::Postgres(client)))
+        // Not held: the connection goes back to the pool as it came. Held:
+        // it leaves the pool, so the lock lives exactly as long as the claim.
+        Ok(held.then(|| RelayClaim::Postgres(deadpool_postgres::Object::take(client))))
     }
 
     /// Guarded sends still holding budget, sent at or after `since_us`.
