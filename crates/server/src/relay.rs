@@ -23,8 +23,8 @@
 //! reach the app slightly out of order, as Meta's own webhooks do. A body
 //! the app refuses (not 2xx, or no answer) is retried first, with backoff
 //! (1 s doubling to 10 minutes), and nothing newer is posted meanwhile.
-//! After [`GIVE_UP_AFTER`] (Meta's own retry horizon) the relay stops
-//! trying it; the body itself stays stored (`GET /v1/webhooks`).
+//! After [`GIVE_UP_AFTER`] the relay stops trying it; the body itself
+//! stays stored (`GET /v1/webhooks`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,8 +51,10 @@ const IN_FLIGHT: usize = 8;
 /// The longest wait between two attempts at the same body.
 const RETRY_MAX: Duration = Duration::from_secs(600);
 
-/// How long a body is retried before the relay gives up on it: Meta
-/// retries its own deliveries for up to 7 days.
+/// How long a body is retried before the relay gives up on it: 7 days,
+/// as the sandbox retries its webhooks — longer than the 36 h for which
+/// Meta's webhook documentation says it retries its own, so an app gets
+/// from wameter at least the grace Meta would have given it.
 pub const GIVE_UP_AFTER: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 /// How often a process that does not hold the relay asks for it.
@@ -178,7 +180,7 @@ async fn drain(state: &Arc<AppState>, url: &str, claim: &RelayClaim) -> Result<s
                     counter!("wameter_relay_delivered_total").increment(1);
                 }
                 Err(reason) if too_old(&body, Timestamp::now()) => {
-                    tracing::error!(message = "Relay gave up on a webhook after Meta's retry horizon; it stays stored (GET /v1/webhooks).", id = body.id, reason = %reason);
+                    tracing::error!(message = "Relay gave up on a webhook after 7 days of failures; it stays stored (GET /v1/webhooks).", id = body.id, reason = %reason);
                     done.push(body.id);
                     state.relay.update(|p| p.given_up += 1);
                     counter!("wameter_relay_given_up_total").increment(1);
