@@ -42,8 +42,12 @@ use wameter_store::{RelayClaim, Store, StoreError, StoredWebhook};
 use crate::error::ApiError;
 use crate::{AppState, Scope, auth};
 
-/// Bodies read from the outbox per round.
-const ROUND: i64 = 256;
+/// Bodies read from the outbox per round. Each round ends with one
+/// commit; fewer bodies per round relayed less under load (64: 3,200/s
+/// beside flat-out ingestion, against 5,200/s with 256), more hold more in
+/// memory (Meta batches up to 1,000 updates per body, about 1 MB at most,
+/// though most are a few KB).
+const ROUND: i64 = 128;
 
 /// Posts to the app at most at once.
 const IN_FLIGHT: usize = 8;
