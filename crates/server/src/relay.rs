@@ -120,8 +120,9 @@ pub fn spawn(state: Arc<AppState>) {
             state.relay.update(|p| p.relaying = true);
             tracing::info!(message = "Relaying accepted webhooks.", url = %url);
             let Err(error) = drain(&state, &url, &claim).await;
-            // The claim is dropped with the error (PostgreSQL: the lock is
-            // freed with its connection) and taken again.
+            // Given up (PostgreSQL: the lock goes with its connection), so
+            // another process may take over; this one asks again later.
+            drop(claim);
             state.relay.update(|p| p.relaying = false);
             tracing::error!(message = "Relay stopped on a database error; starting again.", error = %error);
             tokio::time::sleep(CLAIM_EVERY).await;
