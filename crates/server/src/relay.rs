@@ -163,18 +163,18 @@ async fn drain(state: &Arc<AppState>, url: &str, claim: &RelayClaim) -> Result<s
         let mut waiting = pending.into_iter();
         loop {
             while failed_attempts.is_none() && posts.len() < IN_FLIGHT {
-                let Some(body) = waiting.next() else { break };
+                let Some(StoredWebhook { id, received_at_us, body, .. }) = waiting.next() else { break };
                 let (state, url) = (state.clone(), url.to_string());
                 posts.spawn(async move {
-                    let outcome = deliver(&state, &url, &body).await;
-                    (body, outcome)
+                    let outcome = deliver(&state, &url, id, body).await;
+                    (Posted { id, received_at_us }, outcome)
                 });
             }
             let Some(posted) = posts.join_next().await else { break };
-            let (body, outcome) = posted.map_err(|e| StoreError::Read(format!("relay post stopped: {e}")))?;
+            let (sent, outcome) = posted.map_err(|e| StoreError::Read(format!("relay post stopped: {e}")))?;
             match outcome {
                 Ok(()) => {
-                    done.push(body.id);
+                    done.push(sent.id);
                     state.relay.update(|p| {
                         p.delivered += 1;
                         p.last_delivered_at = Some(Timestamp::now());
@@ -184,9 +184,9 @@ async fn drain(state: &Arc<AppState>, url: &str, claim: &RelayClaim) -> Result<s
                     });
                     counter!("wameter_relay_delivered_total").increment(1);
                 }
-                Err(reason) if too_old(&body, Timestamp::now()) => {
-                    tracing::error!(message = "Relay gave up on a webhook after 7 days of failures; it stays stored (GET /v1/webhooks).", id = body.id, reason = %reason);
-                    done.push(body.id);
+                Err(reason) if too_old(&sent, Timestamp::now()) => {
+                    tracing::error!(message = "Relay gave up on a webhook after 7 days of failures; it stays stored (GET /v1/webhooks).", id = sent.id, reason = %reason);
+                    done.push(sent.id);
                     state.relay.update(|p| p.given_up += 1);
                     counter!("wameter_relay_given_up_total").increment(1);
                 }
@@ -203,7 +203,7 @@ async fn drain(state: &Arc<AppState>, url: &str, claim: &RelayClaim) -> Result<s
                         p.last_error = Some(reason.clone());
                     });
                     if failed_attempts.is_none() {
-                        tracing::warn!(message = "Relay: the app did not take a webhook; will retry.", id = body.id, reason = %reason, attempts, retry_in_s = backoff(attempts).as_secs());
+                        tracing::warn!(message = "Relay: the app did not take a webhook; will retry.", id = sent.id, reason = %reason, attempts, retry_in_s = backoff(attempts).as_secs());
                     }
                     failed_attempts = Some(attempts);
                 }
@@ -221,19 +221,25 @@ fn backoff(attempts: u32) -> Duration {
     RETRY_MAX.min(Duration::from_secs(1 << attempts.saturating_sub(1).min(10)))
 }
 
-fn too_old(body: &StoredWebhook, now: Timestamp) -> bool {
-    Timestamp::from_microsecond(body.received_at_us).is_ok_and(|received| now.duration_since(received) > GIVE_UP_AFTER)
+/// Which body a post carried, once its bytes have gone to the app.
+struct Posted {
+    id: i64,
+    received_at_us: i64,
+}
+
+fn too_old(sent: &Posted, now: Timestamp) -> bool {
+    Timestamp::from_microsecond(sent.received_at_us).is_ok_and(|received| now.duration_since(received) > GIVE_UP_AFTER)
 }
 
 /// One attempt: the body as Meta sent it, signed as Meta signs it.
-async fn deliver(state: &AppState, url: &str, body: &StoredWebhook) -> Result<(), String> {
-    let signature = crate::signature::sign(&state.config.app_secret, &body.body);
+async fn deliver(state: &AppState, url: &str, id: i64, body: Vec<u8>) -> Result<(), String> {
+    let signature = crate::signature::sign(&state.config.app_secret, &body);
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
         (HeaderName::from_static("x-hub-signature-256"), HeaderValue::from_str(&signature).expect("hex is a header value")),
-        (HeaderName::from_static("x-wameter-webhook-id"), HeaderValue::from(body.id)),
+        (HeaderName::from_static("x-wameter-webhook-id"), HeaderValue::from(id)),
     ];
-    let answer = state.http.call(Method::POST, url, &headers, body.body.clone().into()).await?;
+    let answer = state.http.call(Method::POST, url, &headers, body.into()).await?;
     if answer.status.is_success() {
         Ok(())
     } else {
@@ -305,8 +311,8 @@ mod tests {
     #[test]
     fn a_body_is_given_up_on_after_seven_days_only() {
         let received: Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
-        let body = StoredWebhook { id: 1, received_at_us: received.as_microsecond(), sha256: String::new(), outcome: "accepted".into(), reason: None, body: Vec::new() };
-        assert!(!too_old(&body, received + SignedDuration::from_hours(7 * 24)));
-        assert!(too_old(&body, received + SignedDuration::from_hours(7 * 24) + SignedDuration::from_secs(1)));
+        let sent = Posted { id: 1, received_at_us: received.as_microsecond() };
+        assert!(!too_old(&sent, received + SignedDuration::from_hours(7 * 24)));
+        assert!(too_old(&sent, received + SignedDuration::from_hours(7 * 24) + SignedDuration::from_secs(1)));
     }
 }

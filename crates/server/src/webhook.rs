@@ -121,12 +121,13 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         },
     };
     let rejected = batch.webhook.as_ref().and_then(|w| w.rejected.clone());
+    let relayed = batch.webhook.as_ref().is_some_and(WebhookRecord::relayed);
     match state.store.write(batch).await {
         Ok(written) => {
             if let Some(items) = &understood {
                 guard_news(&state, items);
             }
-            if rejected.is_none() && state.config.relay_url.is_some() {
+            if relayed {
                 state.relay.stored();
             }
             telemetry::webhook_stored(rejected.is_none(), started.elapsed());

@@ -92,7 +92,8 @@ impl PostgresStore {
             let id: i64 = row.get(0);
             written.webhook_id = Some(id);
             if webhook.relayed() {
-                tx.execute("INSERT INTO relay_outbox (webhook_id) VALUES ($1)", &[&id]).await.map_err(write_error)?;
+                let outbox = tx.prepare_cached("INSERT INTO relay_outbox (webhook_id) VALUES ($1)").await.map_err(write_error)?;
+                tx.execute(&outbox, &[&id]).await.map_err(write_error)?;
             }
         }
         let insert_event = tx
@@ -158,19 +159,26 @@ impl PostgresStore {
         // A send's outcome frees the budget it held; a send whose outcome
         // is stored already (its webhook overtook upstream's answer) holds
         // none.
-        for event in new_events.iter().filter(|event| event.ends_flight) {
-            tx.execute("DELETE FROM in_flight WHERE message_id = $1", &[&event.message_id]).await.map_err(write_error)?;
+        // Most status webhooks end a flight: one prepared statement a batch,
+        // not a statement parsed per status.
+        let landed: Vec<&str> = new_events.iter().filter(|event| event.ends_flight).filter_map(|event| event.message_id.as_deref()).collect();
+        if !landed.is_empty() {
+            let delete = tx.prepare_cached("DELETE FROM in_flight WHERE message_id = ANY($1)").await.map_err(write_error)?;
+            tx.execute(&delete, &[&landed]).await.map_err(write_error)?;
         }
-        for row in &batch.in_flight {
-            tx.execute(
-                "INSERT INTO in_flight (message_id, waba, amount, sent_at_us) SELECT $1, $2, $3, $4
-                 WHERE NOT EXISTS (SELECT 1 FROM events WHERE message_id = $1 AND kind = 'status'
-                                   AND (line::jsonb ->> 'status') IN ('delivered', 'read', 'failed'))
-                 ON CONFLICT (message_id) DO NOTHING",
-                &[&row.message_id, &row.waba, &row.amount, &row.sent_at_us],
-            )
-            .await
-            .map_err(write_error)?;
+        if !batch.in_flight.is_empty() {
+            let hold = tx
+                .prepare_cached(
+                    "INSERT INTO in_flight (message_id, waba, amount, sent_at_us) SELECT $1, $2, $3, $4
+                     WHERE NOT EXISTS (SELECT 1 FROM events WHERE message_id = $1 AND kind = 'status'
+                                       AND (line::jsonb ->> 'status') IN ('delivered', 'read', 'failed'))
+                     ON CONFLICT (message_id) DO NOTHING",
+                )
+                .await
+                .map_err(write_error)?;
+            for row in &batch.in_flight {
+                tx.execute(&hold, &[&row.message_id, &row.waba, &row.amount, &row.sent_at_us]).await.map_err(write_error)?;
+            }
         }
         tx.commit().await.map_err(write_error)?;
         Ok(written)

@@ -7,7 +7,7 @@
 //! same transaction that stores it, so the app hears of a webhook only
 //! after wameter has it on disk — which is what lets the guard see a
 //! user's message before the app can reply to it — and a crash or an app
-//! that is down loses nothing: the outbox is drained in order once the
+//! that is down loses nothing: the outbox is drained oldest first once the
 //! app answers again.
 //!
 //! One relayer drains the outbox at a time. In SQLite that is the one
