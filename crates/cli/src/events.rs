@@ -41,10 +41,10 @@ pub fn run(logs: Vec<PathBuf>, strict: bool) -> Result<std::process::ExitCode> {
 }
 
 /// The canonical line, marking outbounds that only a status's `pricing` vouches for.
-fn line_of(event: &Event, inferred: &std::collections::HashSet<Box<str>>) -> String {
+fn line_of(event: &Event, inferred: &std::collections::HashSet<(Box<str>, Box<str>)>) -> String {
     let line = event_line(event);
     match &event.kind {
-        EventKind::Outbound { id, .. } if inferred.contains(id) => {
+        EventKind::Outbound { business, id, .. } if inferred.contains(&(business.clone(), id.clone())) => {
             // Unknown fields are ignored on reading, so the mark costs nothing.
             format!("{},\"inferred_from\":\"pricing\"}}", line.trim_end_matches('}'))
         }

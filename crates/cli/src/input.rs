@@ -157,8 +157,8 @@ pub struct LoadedLogs {
     pub malformed: Vec<LineError>,
     /// Webhook items of kinds wameter does not use.
     pub ignored: Vec<(Origin, Ignored)>,
-    /// Wamids whose outbound was inferred from a status's `pricing`.
-    pub inferred: HashSet<Box<str>>,
+    /// (business, wamid) of the outbounds inferred from a status's `pricing`.
+    pub inferred: HashSet<(Box<str>, Box<str>)>,
 }
 
 impl LoadedLogs {
@@ -254,7 +254,7 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
     let inferred = inferred_events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Outbound { id, .. } => Some(id.clone()),
+            EventKind::Outbound { business, id, .. } => Some((business.clone(), id.clone())),
             _ => None,
         })
         .collect();

@@ -247,12 +247,13 @@ fn a_token_sees_only_its_own_wabas() {
     let dir = fresh_dir("tenancy");
     std::fs::write(
         dir.join("accounts.toml"),
-        "[[business]]\nphone_number_id = \"106540352242922\"\nwaba = \"WABA-A\"\n\n[[business]]\nphone_number_id = \"200000000000001\"\nwaba = \"WABA-B\"\n",
+        // The WABAs the bodies' entries name (webhooks.ndjson, inbound_webhook).
+        "[[business]]\nphone_number_id = \"106540352242922\"\nwaba = \"102290129340398\"\n\n[[business]]\nphone_number_id = \"200000000000001\"\nwaba = \"WABA-200000000000001\"\n",
     )
     .unwrap();
     std::fs::write(
         dir.join("wameter.toml"),
-        "accounts = \"accounts.toml\"\n\n[[tokens]]\nname = \"a\"\ntoken = \"token-for-waba-a-only\"\nwabas = [\"WABA-A\"]\n\n[[tokens]]\nname = \"b\"\ntoken = \"token-for-waba-b-only\"\nwabas = [\"WABA-B\"]\n",
+        "accounts = \"accounts.toml\"\n\n[[tokens]]\nname = \"a\"\ntoken = \"token-for-waba-a-only\"\nwabas = [\"102290129340398\"]\n\n[[tokens]]\nname = \"b\"\ntoken = \"token-for-waba-b-only\"\nwabas = [\"WABA-200000000000001\"]\n",
     )
     .unwrap();
     let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });

@@ -120,6 +120,53 @@ struct StatusSummary {
     seen: Vec<(DeliveryStatus, Timestamp)>,
 }
 
+impl StatusSummary {
+    /// Takes one status in; `false` when it is an exact repeat.
+    fn record(&mut self, status: DeliveryStatus, error: Option<i64>, at: Timestamp, origin: Origin) -> bool {
+        if self.seen.contains(&(status, at)) {
+            return false;
+        }
+        self.seen.push((status, at));
+        self.origin = Some(self.origin.map_or(origin, |o| o.min(origin)));
+        let earliest = |slot: &mut Option<Timestamp>| *slot = Some(slot.map_or(at, |t| t.min(at)));
+        match status {
+            DeliveryStatus::Delivered => earliest(&mut self.first_delivered),
+            DeliveryStatus::Read => earliest(&mut self.first_read),
+            DeliveryStatus::Failed => self.failed = Some((error, origin)),
+            DeliveryStatus::Sent => {}
+        }
+        true
+    }
+
+    /// What the message's fate needs of it (without the repeats seen).
+    fn outcome(&self) -> StatusSummary {
+        StatusSummary { first_delivered: self.first_delivered, first_read: self.first_read, failed: self.failed, origin: self.origin, seen: Vec::new() }
+    }
+
+    /// The statuses of both summaries, as if read into one.
+    fn merged(&self, other: &StatusSummary) -> StatusSummary {
+        let earliest = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // The failure read last, as one summary keeps it: the later origin.
+        let failed = match (self.failed, other.failed) {
+            (Some(a), Some(b)) => Some(if a.1 >= b.1 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        StatusSummary {
+            first_delivered: earliest(self.first_delivered, other.first_delivered),
+            first_read: earliest(self.first_read, other.first_read),
+            failed,
+            origin: match (self.origin, other.origin) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            seen: Vec::new(),
+        }
+    }
+}
+
 struct OutboundSeen {
     business: Arc<str>,
     user: UserId,
@@ -137,13 +184,27 @@ fn intern(pool: &mut HashMap<Box<str>, Arc<str>>, text: Box<str>) -> Arc<str> {
     shared
 }
 
+/// A message as [`prepare`] keys it: the business phone number that sent
+/// it and its wamid. Two businesses' messages never share a key, whatever
+/// their ids, so one tenant's events cannot stand for another's
+/// (decision D17: docs/rules.md).
+type MessageKey = (Arc<str>, Box<str>);
+
 /// Stage 1: deduplicate, resolve deliveries, build per-pair timelines.
+///
+/// A status is matched to its outbound message by wamid *and* business:
+/// a status naming business A is never counted for business B's message of
+/// the same id (it is reported as a status for an unknown message). A
+/// status that names no business (a plain canonical line) is matched by
+/// wamid alone, to the message of that id whichever business sent it.
 pub fn prepare(events: Vec<Event>) -> Prepared {
     let mut stats = PrepareStats { events: events.len() as u64, ..PrepareStats::default() };
     let mut warnings = Vec::new();
     let mut businesses: HashMap<Box<str>, Arc<str>> = HashMap::default();
-    let mut outbounds: HashMap<Box<str>, OutboundSeen> = HashMap::default();
-    let mut statuses: HashMap<Box<str>, StatusSummary> = HashMap::default();
+    let mut outbounds: HashMap<MessageKey, OutboundSeen> = HashMap::default();
+    // Statuses naming their business, and those naming none (by wamid).
+    let mut statuses: HashMap<MessageKey, StatusSummary> = HashMap::default();
+    let mut unowned_statuses: HashMap<Box<str>, StatusSummary> = HashMap::default();
     let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)> = HashSet::default();
     let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::default();
     let mut timelines: HashMap<(Arc<str>, UserId), Vec<Item>> = HashMap::default();
@@ -169,14 +230,18 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
             }
             EventKind::Outbound { business, user, id, template } => {
                 let business = intern(&mut businesses, business);
-                match outbounds.get_mut(&id) {
+                let key = (business.clone(), id);
+                match outbounds.get_mut(&key) {
                     Some(seen) => {
                         stats.duplicates += 1;
-                        let same = seen.business == business && seen.user == user && seen.template == template;
+                        let same = seen.user == user && seen.template == template;
                         if !same {
                             warnings.push(Warning {
                                 code: "conflicting_outbound",
-                                message: format!("outbound message {id} appears twice with different business, user or template; the first one read is kept"),
+                                message: format!(
+                                    "outbound message {} of business {business} appears twice with different user or template; the first one read is kept",
+                                    key.1
+                                ),
                                 origin: Some(event.origin),
                             });
                         }
@@ -187,52 +252,64 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
                         }
                     }
                     None => {
-                        outbounds.insert(id, OutboundSeen { business, user, at: event.at, template, origin: event.origin });
+                        outbounds.insert(key, OutboundSeen { business, user, at: event.at, template, origin: event.origin });
                     }
                 }
             }
-            EventKind::Status { id, status, error, .. } => {
-                let summary = statuses.entry(id).or_default();
-                if summary.seen.contains(&(status, event.at)) {
+            EventKind::Status { id, status, error, detail } => {
+                let summary = match detail.and_then(|d| d.business) {
+                    Some(business) => statuses.entry((intern(&mut businesses, business), id)).or_default(),
+                    None => unowned_statuses.entry(id).or_default(),
+                };
+                if !summary.record(status, error, event.at, event.origin) {
                     stats.duplicates += 1;
-                    continue;
-                }
-                summary.seen.push((status, event.at));
-                summary.origin = Some(summary.origin.map_or(event.origin, |o| o.min(event.origin)));
-                let earliest = |slot: &mut Option<Timestamp>| *slot = Some(slot.map_or(event.at, |t| t.min(event.at)));
-                match status {
-                    DeliveryStatus::Delivered => earliest(&mut summary.first_delivered),
-                    DeliveryStatus::Read => earliest(&mut summary.first_read),
-                    DeliveryStatus::Failed => summary.failed = Some((error, event.origin)),
-                    DeliveryStatus::Sent => {}
                 }
             }
         }
     }
 
-    let mut unknown: Vec<(Origin, Box<str>)> = Vec::new();
-    for (id, summary) in &statuses {
-        if !outbounds.contains_key(id) {
-            unknown.push((summary.origin.unwrap_or_default(), id.clone()));
+    let mut unknown: Vec<(Origin, &str, Option<&str>)> = Vec::new();
+    for ((business, id), summary) in &statuses {
+        if !outbounds.contains_key(&(business.clone(), id.clone())) {
+            unknown.push((summary.origin.unwrap_or_default(), id, Some(business)));
+        }
+    }
+    let sent_ids: HashSet<&str> = if unowned_statuses.is_empty() { HashSet::default() } else { outbounds.keys().map(|(_, id)| &**id).collect() };
+    for (id, summary) in &unowned_statuses {
+        if !sent_ids.contains(&**id) {
+            unknown.push((summary.origin.unwrap_or_default(), id, None));
         }
     }
     unknown.sort();
-    for (origin, id) in unknown {
-        warnings.push(Warning {
-            code: "unknown_status_id",
-            message: format!("status for message {id}, which has no outbound event in the log; ignored"),
-            origin: Some(origin),
-        });
+    for (origin, id, business) in unknown {
+        let message = match business {
+            None => format!("status for message {id}, which has no outbound event in the log; ignored"),
+            Some(business) => format!("status for message {id} of business {business}, which has no outbound event in the log; ignored"),
+        };
+        warnings.push(Warning { code: "unknown_status_id", message, origin: Some(origin) });
     }
+    drop(sent_ids);
 
-    for (id, outbound) in outbounds {
-        let summary = statuses.get(&id);
-        let delivered_at = summary.and_then(|s| s.first_delivered.or(s.first_read));
+    for ((_, id), outbound) in outbounds {
+        let key = (outbound.business.clone(), id);
+        let owned = statuses.get(&key);
+        let unowned = unowned_statuses.get(&key.1);
+        let id = key.1;
+        // A status repeated in both (Meta's webhook and a canonical line)
+        // is one status.
+        if let (Some(owned), Some(unowned)) = (owned, unowned) {
+            stats.duplicates += unowned.seen.iter().filter(|seen| owned.seen.contains(seen)).count() as u64;
+        }
+        let summary = match (owned, unowned) {
+            (Some(a), Some(b)) => Some(a.merged(b)),
+            (a, b) => a.or(b).map(StatusSummary::outcome),
+        };
+        let delivered_at = summary.as_ref().and_then(|s| s.first_delivered.or(s.first_read));
         let Some(delivered_at) = delivered_at else {
-            if summary.is_some_and(|s| s.failed.is_some()) { stats.failed += 1 } else { stats.undelivered += 1 }
+            if summary.as_ref().is_some_and(|s| s.failed.is_some()) { stats.failed += 1 } else { stats.undelivered += 1 }
             continue;
         };
-        if let Some((error, origin)) = summary.and_then(|s| s.failed) {
+        if let Some((error, origin)) = summary.as_ref().and_then(|s| s.failed) {
             warnings.push(Warning {
                 code: "failed_after_delivery",
                 message: format!(

@@ -353,8 +353,8 @@ impl EventKind {
 /// (Meta does not echo the send). A status whose `pricing` names a category
 /// says what was sent, to whom and from which number, so it rates the
 /// message as if the outbound had been logged with Meta's category
-/// (interfaces §4). One outbound is returned per wamid that has no outbound
-/// event, at the earliest status of that wamid (the closest instant to the
+/// (interfaces §4). One outbound is returned per (business, wamid) that has
+/// no outbound event, at the earliest status of that wamid (the closest instant to the
 /// send that the log has), with that status's origin. Statuses without a
 /// business, a recipient or a known category are left alone; the engine
 /// reports them as statuses for unknown messages.
@@ -366,24 +366,27 @@ pub fn outbounds_from_pricing(events: &[Event]) -> Vec<Event> {
     if !events.iter().any(priced) {
         return Vec::new();
     }
-    let logged: HashSet<&str> = events
+    // By business and wamid, as the engine matches statuses to sends: a
+    // business's status never stands in for another business's send.
+    let logged: HashSet<(&str, &str)> = events
         .iter()
         .filter_map(|event| match &event.kind {
-            EventKind::Outbound { id, .. } => Some(&**id),
+            EventKind::Outbound { business, id, .. } => Some((&**business, &**id)),
             _ => None,
         })
         .collect();
     // BTreeMap: the result must not depend on hash order.
-    let mut inferred: BTreeMap<&str, (Timestamp, Origin, &StatusDetail, TemplateCategoryChoice)> = BTreeMap::new();
+    let mut inferred: BTreeMap<(&str, &str), (Timestamp, Origin, &StatusDetail, TemplateCategoryChoice)> = BTreeMap::new();
     for event in events {
         let EventKind::Status { id, detail: Some(detail), .. } = &event.kind else { continue };
-        if logged.contains(&**id) || detail.business.is_none() || detail.recipient.is_none() {
+        let (Some(business), Some(_)) = (detail.business.as_deref(), &detail.recipient) else { continue };
+        if logged.contains(&(business, &**id)) {
             continue;
         }
         let Some(message) = detail.pricing.as_ref().and_then(MetaPricing::implied_message) else { continue };
         let candidate = (event.at, event.origin, &**detail, message);
         inferred
-            .entry(id)
+            .entry((business, &**id))
             .and_modify(|seen| {
                 if (candidate.0, candidate.1) < (seen.0, seen.1) {
                     *seen = candidate;
@@ -393,7 +396,7 @@ pub fn outbounds_from_pricing(events: &[Event]) -> Vec<Event> {
     }
     inferred
         .into_iter()
-        .map(|(id, (at, origin, detail, message))| Event {
+        .map(|((_, id), (at, origin, detail, message))| Event {
             at,
             origin,
             kind: EventKind::Outbound {

@@ -55,6 +55,10 @@ pub struct Ignored {
 pub struct WebhookItems {
     /// Canonical events, in envelope order.
     pub events: Vec<Event>,
+    /// The WABA (`entry[].id`) each of `events` came under, index for
+    /// index: what the server checks against its accounts file, so an
+    /// entry naming another WABA's phone number is kept apart.
+    pub wabas: Vec<Option<Box<str>>>,
     /// Notices, in envelope order.
     pub notices: Vec<Notice>,
     /// Items that could not be read.
@@ -212,6 +216,13 @@ impl Reader {
             Some(_) => return self.problem(format!("{path}.changes"), "not an array"),
             None => return self.problem(format!("{path}.changes"), "missing"),
         };
+        let first_event = self.items.events.len();
+        self.changes(changes, &waba, time, path);
+        let read = self.items.events.len() - first_event;
+        self.items.wabas.extend(std::iter::repeat_n(waba, read));
+    }
+
+    fn changes(&mut self, changes: &[Value], waba: &Option<Box<str>>, time: Option<Timestamp>, path: &str) {
         for (j, change) in changes.iter().enumerate() {
             let path = format!("{path}.changes[{j}]");
             let Some(change) = change.as_object() else {

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use wameter_core::event::{Event, Origin, UserId};
+use wameter_core::event::{Event, EventKind, Origin, UserId};
 use wameter_core::money::format_amount;
 use wameter_core::settlement;
 use wameter_log::Parsed;
@@ -402,9 +402,12 @@ pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap,
             Ok(Parsed::Nothing) => continue,
             Ok(Parsed::Event(event)) => (vec![event], Vec::new()),
             Ok(Parsed::Notice(notice)) => (Vec::new(), vec![*notice]),
-            Ok(Parsed::Webhook(items)) => {
+            Ok(Parsed::Webhook(mut items)) => {
                 for problem in &items.problems {
                     rejected.push(RejectedLine { line: number, error: format!("{}: {}", problem.path, problem.message) });
+                }
+                for apart in crate::auth::keep_apart(pricing, &mut items) {
+                    rejected.push(RejectedLine { line: number, error: apart });
                 }
                 (items.events, items.notices)
             }
@@ -415,7 +418,7 @@ pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap,
         };
         for event in line_events {
             match may_write_event(&token.scope, pricing, &event) {
-                Ok(()) => events.push(event),
+                Ok(()) => events.push((number, event)),
                 Err(error) => rejected.push(RejectedLine { line: number, error }),
             }
         }
@@ -427,9 +430,52 @@ pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap,
             }
         }
     }
+    let events = others_messages_refused(&state, &token.scope, events, &mut rejected).await?;
+    rejected.sort_by_key(|line| line.line);
     let written = state.store.write(Batch::new(None, &events, &notices)).await?;
     telemetry::events_written(&written);
     Ok(Json(EventsAccepted { accepted: written.accepted, duplicates: written.duplicates, rejected }))
+}
+
+/// A scoped token's sends and statuses for a wamid the store holds under
+/// a business the token does not see are refused, each named in
+/// `rejected`. They could not shadow or join the other WABA's events
+/// anyway (keys and matching are by business, decision D17); refusing them
+/// says so instead of keeping a status no message of the token's will
+/// ever match. A wamid not stored yet is taken, under the business it
+/// names (which the token sees): a later message of another WABA with that
+/// id is another message.
+async fn others_messages_refused(state: &AppState, scope: &Scope, events: Vec<(u32, Event)>, rejected: &mut Vec<RejectedLine>) -> Result<Vec<Event>, ApiError> {
+    let message_id = |event: &Event| match &event.kind {
+        EventKind::Outbound { id, .. } | EventKind::Status { id, .. } => Some(id.to_string()),
+        EventKind::Inbound { .. } => None,
+    };
+    if *scope == Scope::All {
+        return Ok(events.into_iter().map(|(_, event)| event).collect());
+    }
+    let mut ids: Vec<String> = events.iter().filter_map(|(_, event)| message_id(event)).collect();
+    ids.sort();
+    ids.dedup();
+    let pricing = &state.config.pricing;
+    let foreign: BTreeSet<String> = state
+        .store
+        .message_businesses(ids)
+        .await?
+        .into_iter()
+        .filter(|(_, business)| !scope.sees(&pricing.waba_of(business)))
+        .map(|(id, _)| id)
+        .collect();
+    let mut kept = Vec::with_capacity(events.len());
+    for (line, event) in events {
+        match message_id(&event) {
+            Some(id) if foreign.contains(&id) => {
+                telemetry::events_kept_apart("other_waba_message", 1);
+                rejected.push(RejectedLine { line, error: format!("message {id} is a message of a business this token does not see; not stored") });
+            }
+            _ => kept.push(event),
+        }
+    }
+    Ok(kept)
 }
 
 /// A token sees, and may write for, its own WABAs only. A status must then

@@ -52,6 +52,48 @@ pub fn authenticate<'a>(tokens: &'a [ApiToken], headers: &HeaderMap) -> Option<&
     found
 }
 
+/// Takes out of a webhook's events those whose entry names a WABA
+/// (`entry[].id`) that the accounts file does not give their phone number
+/// (`metadata.phone_number_id`), and says why, one sentence per (entry
+/// WABA, phone number). Such an event is another tenant's number under
+/// this WABA's entry — a misconfigured accounts file or a forged body — and
+/// stored as either tenant's it could shadow or be priced as the other's.
+/// It stays in the stored body (the webhook is still acknowledged, so Meta
+/// does not redeliver it for 36 hours) and is never metered; once the
+/// accounts file is fixed, posting the body to `POST /v1/events` stores
+/// its events. A number the accounts file does not list is not checked:
+/// nothing says whose it is, and only all-WABA tokens see it.
+pub fn keep_apart(pricing: &crate::Pricing, items: &mut wameter_meta::WebhookItems) -> Vec<String> {
+    let mut apart: std::collections::BTreeMap<(String, String), (String, usize)> = std::collections::BTreeMap::new();
+    let events = std::mem::take(&mut items.events);
+    let mut kept = Vec::with_capacity(events.len());
+    let mut kept_wabas = Vec::with_capacity(events.len());
+    for (index, event) in events.into_iter().enumerate() {
+        let waba = items.wabas.get(index).cloned().flatten();
+        let configured = event.kind.business().and_then(|business| pricing.accounts.get(business));
+        if let (Some(claimed), Some(business)) = (waba.as_deref(), configured) {
+            if *business.waba != *claimed {
+                let count = apart.entry((claimed.to_string(), business.phone_number_id.to_string())).or_insert((business.waba.to_string(), 0));
+                count.1 += 1;
+                continue;
+            }
+        }
+        kept.push(event);
+        kept_wabas.push(waba);
+    }
+    items.events = kept;
+    items.wabas = kept_wabas;
+    apart
+        .into_iter()
+        .map(|((claimed, business), (configured, count))| {
+            crate::telemetry::events_kept_apart("entry_waba_mismatch", count);
+            format!(
+                "entry WABA {claimed} names phone number {business}, which the accounts file puts in WABA {configured}: its {count} event(s) are kept in this body only, not metered"
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,16 +56,26 @@ struct InFlight {
     sent_at: Timestamp,
 }
 
+/// What a send in flight goes by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum FlightKey {
+    /// While the send is upstream.
+    Reserved(u64),
+    /// Once upstream gave it a wamid: by the sending business and the
+    /// wamid, so another business's status or charge of the same id never
+    /// ends it (issue 18).
+    Sent(Box<str>, Box<str>),
+}
+
 #[derive(Default)]
 struct Books {
     /// (budget, month) → (settler generation, charged spend).
     spent: HashMap<(Arc<str>, String), (u64, Decimal)>,
-    /// Keyed by wamid, or by `reserved:N` while the send is upstream.
-    in_flight: HashMap<Box<str>, InFlight>,
+    in_flight: HashMap<FlightKey, InFlight>,
     next_reservation: u64,
-    /// Failures that arrived before the send they fail was confirmed (a
-    /// webhook can overtake the upstream answer); bounded.
-    early_failures: HashSet<Box<str>>,
+    /// Failures (business, wamid) that arrived before the send they fail
+    /// was confirmed (a webhook can overtake the upstream answer); bounded.
+    early_failures: HashSet<(Box<str>, Box<str>)>,
 }
 
 /// Early failures remembered at most.
@@ -83,23 +93,30 @@ pub struct Ledger {
 
 /// A hard-stop reservation held while a send is upstream.
 #[derive(Debug)]
-pub struct Reservation(Option<Box<str>>);
+pub struct Reservation(Option<FlightKey>);
 
 impl Ledger {
     fn in_flight_for(books: &Books, budget: &Budget, month: &LocalMonth) -> Decimal {
         books.in_flight.values().filter(|f| budget.covers(&f.waba) && f.sent_at >= month.start && f.sent_at < month.end).map(|f| f.amount).sum()
     }
 
-    /// A send confirmed upstream: its reservation now goes by its wamid.
-    /// Returns what it holds, to be stored with the send's record so a
-    /// restarted server still counts it ([`restore`]); `None` when it holds
-    /// nothing (no hard stop, or its failure came first).
-    pub fn confirm(&self, reservation: Reservation, wamid: &str) -> Option<InFlightRow> {
+    /// A send of `business` confirmed upstream: its reservation now goes
+    /// by its wamid. Returns what it holds, to be stored with the send's
+    /// record so a restarted server still counts it ([`restore`]); `None`
+    /// when it holds nothing (no hard stop, or its failure came first).
+    pub fn confirm(&self, reservation: Reservation, business: &str, wamid: &str) -> Option<InFlightRow> {
         let key = reservation.0?;
         let mut books = self.books.lock().expect("ledger lock");
-        let entry = books.in_flight.remove(&key).filter(|_| !books.early_failures.remove(wamid))?;
-        let row = InFlightRow { message_id: wamid.to_string(), waba: entry.waba.to_string(), amount: entry.amount.to_string(), sent_at_us: entry.sent_at.as_microsecond() };
-        books.in_flight.insert(wamid.into(), entry);
+        let failed_first = books.early_failures.remove(&(business.into(), wamid.into()));
+        let entry = books.in_flight.remove(&key).filter(|_| !failed_first)?;
+        let row = InFlightRow {
+            message_id: wamid.to_string(),
+            business: business.to_string(),
+            waba: entry.waba.to_string(),
+            amount: entry.amount.to_string(),
+            sent_at_us: entry.sent_at.as_microsecond(),
+        };
+        books.in_flight.insert(FlightKey::Sent(business.into(), wamid.into()), entry);
         Some(row)
     }
 
@@ -110,12 +127,24 @@ impl Ledger {
         }
     }
 
-    /// Sends that failed: never charged, no longer in flight.
-    pub fn failed<'a>(&self, wamids: impl IntoIterator<Item = &'a str>) {
+    /// Sends that failed, by (business, wamid): never charged, no longer
+    /// in flight. A failure naming no business (a canonical line) ends
+    /// every send of that wamid.
+    pub fn failed<'a>(&self, failures: impl IntoIterator<Item = (Option<&'a str>, &'a str)>) {
         let mut books = self.books.lock().expect("ledger lock");
-        for id in wamids {
-            if books.in_flight.remove(id).is_none() && books.early_failures.len() < EARLY_FAILURES_MAX {
-                books.early_failures.insert(id.into());
+        for (business, id) in failures {
+            let ended = match business {
+                Some(business) => books.in_flight.remove(&FlightKey::Sent(business.into(), id.into())).is_some(),
+                None => {
+                    let before = books.in_flight.len();
+                    books.in_flight.retain(|key, _| !matches!(key, FlightKey::Sent(_, wamid) if &**wamid == id));
+                    books.in_flight.len() < before
+                }
+            };
+            if let (false, Some(business)) = (ended, business) {
+                if books.early_failures.len() < EARLY_FAILURES_MAX {
+                    books.early_failures.insert((business.into(), id.into()));
+                }
             }
         }
     }
@@ -141,7 +170,7 @@ pub async fn restore(state: &AppState, now: Timestamp) -> Result<usize, StoreErr
         let (Ok(amount), Ok(sent_at)) = (row.amount.parse::<Decimal>(), Timestamp::from_microsecond(row.sent_at_us)) else {
             return Err(StoreError::Read(format!("in_flight row {}: amount {:?} or sent_at_us {} does not read", row.message_id, row.amount, row.sent_at_us)));
         };
-        books.in_flight.entry(row.message_id.into()).or_insert_with(|| {
+        books.in_flight.entry(FlightKey::Sent(row.business.into(), row.message_id.into())).or_insert_with(|| {
             restored += 1;
             InFlight { waba: row.waba.into(), amount, sent_at }
         });
@@ -176,15 +205,15 @@ pub async fn spent(state: &AppState, budget: &Budget, month: &LocalMonth) -> Res
     };
     let rows = state.store.charges(slice).await?;
     let mut total = Decimal::ZERO;
-    let mut charged: HashSet<&str> = HashSet::with_capacity(rows.len());
+    let mut charged: HashSet<(&str, &str)> = HashSet::with_capacity(rows.len());
     for row in &rows {
         let line: serde_json::Value = serde_json::from_str(&row.line).map_err(|e| StoreError::Read(format!("kept charge {}: {e}", row.message_id)))?;
         let amount = line["amount"].as_str().and_then(|a| a.parse::<Decimal>().ok());
         total += amount.ok_or_else(|| StoreError::Read(format!("kept charge {} has no decimal `amount`", row.message_id)))?;
-        charged.insert(&row.message_id);
+        charged.insert((&row.business, &row.message_id));
     }
     let mut books = state.ledger.books.lock().expect("ledger lock");
-    books.in_flight.retain(|id, _| !charged.contains(&**id));
+    books.in_flight.retain(|key, _| !matches!(key, FlightKey::Sent(business, id) if charged.contains(&(&**business, &**id))));
     books.spent.insert(key, (generation, total));
     Ok(total)
 }
@@ -250,7 +279,7 @@ pub async fn reserve(state: &AppState, waba: &str, estimate: Decimal, now: Times
         }
     }
     books.next_reservation += 1;
-    let key: Box<str> = format!("reserved:{}", books.next_reservation).into();
+    let key = FlightKey::Reserved(books.next_reservation);
     books.in_flight.insert(key.clone(), InFlight { waba: waba.into(), amount: estimate, sent_at: now });
     Ok(Reservation(Some(key)))
 }

@@ -437,7 +437,7 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
             Recorded::No
         }
         Some(id) => {
-            let held = state.ledger.confirm(reservation, &id);
+            let held = state.ledger.confirm(reservation, phone, &id);
             let event = Event { at: now, origin: Origin::default(), kind: EventKind::Outbound { business: phone.into(), user: outgoing.user.clone(), id: id.as_str().into(), template } };
             record(state, guard.record_wait, id, event, held).await
         }

@@ -82,8 +82,9 @@ pub struct Loaded {
     pub events: Vec<Event>,
     /// Stored lines that no longer read (a bug or a hand-edited database).
     pub unreadable: Vec<(i64, String)>,
-    /// Messages whose outbound was inferred from a status's `pricing`.
-    pub inferred: HashSet<String>,
+    /// (business, wamid) of the messages whose outbound was inferred from a
+    /// status's `pricing`.
+    pub inferred: HashSet<(String, String)>,
 }
 
 /// Reads stored lines back into events and adds the outbounds that Meta's
@@ -138,7 +139,7 @@ fn load_with(rows: &[StoredEvent], mut parse: impl FnMut(&StoredEvent) -> Result
     out.inferred = inferred
         .iter()
         .filter_map(|event| match &event.kind {
-            EventKind::Outbound { id, .. } => Some(id.to_string()),
+            EventKind::Outbound { business, id, .. } => Some((business.to_string(), id.to_string())),
             _ => None,
         })
         .collect();
@@ -211,7 +212,7 @@ pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<S
             line: serde_json::to_string(&ChargeJson::from(charge)).unwrap_or_default(),
         })
         .collect();
-    let inferred_here = charges.iter().filter(|charge| inferred.contains(charge.message_id.as_str())).count();
+    let inferred_here = charges.iter().filter(|charge| inferred.contains(&(charge.business.clone(), charge.message_id.clone()))).count();
     if inferred_here > 0 {
         warnings.push(WarningRow {
             business: None,
@@ -370,7 +371,7 @@ mod tests {
         let rows = rows();
         let fresh = load(&rows);
         assert_eq!(fresh.unreadable.len(), 1, "the bad line is named, not dropped");
-        assert!(fresh.inferred.contains("wamid.other"), "{:?}", fresh.inferred);
+        assert!(fresh.inferred.iter().any(|(_, id)| id == "wamid.other"), "{:?}", fresh.inferred);
         let read_back = ReadBack::default();
         for _ in 0..3 {
             let again = read_back.load(&rows);

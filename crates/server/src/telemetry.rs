@@ -43,6 +43,7 @@ fn describe() {
     metrics::describe_counter!("wameter_deliveries_stored_total", "Delivered statuses stored for the first time: each becomes one charge entry (billable or not).");
     metrics::describe_histogram!("wameter_ingest_duration_seconds", metrics::Unit::Seconds, "From a webhook's body being read to its durable write (the time Meta waits for the 200).");
     metrics::describe_counter!("wameter_charge_queries_total", "Charge and report queries answered, by route.");
+    metrics::describe_counter!("wameter_events_kept_apart_total", "Events not stored as a tenant's, by reason: a webhook entry whose WABA is not its phone number's in the accounts file (kept in the body only), or a line of POST /v1/events for another WABA's message (refused).");
 }
 
 /// Keeps histograms fresh; runs for the life of the process.
@@ -73,6 +74,11 @@ pub fn events_written(written: &wameter_store::Written) {
     counter!("wameter_events_stored_total").increment(written.accepted);
     counter!("wameter_events_duplicate_total").increment(written.duplicates);
     counter!("wameter_deliveries_stored_total").increment(written.deliveries);
+}
+
+/// Events not stored as a tenant's (see [`crate::auth::keep_apart`]).
+pub fn events_kept_apart(reason: &'static str, count: usize) {
+    counter!("wameter_events_kept_apart_total", "reason" => reason).increment(count as u64);
 }
 
 /// A charge or report query answered.

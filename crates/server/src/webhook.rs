@@ -104,14 +104,22 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
                 record.rejected = Some(format!("not a WhatsApp webhook envelope: {}: {}", problem.path, problem.message));
                 Batch::new(Some(record), &[], &[])
             }
-            Ok(items) => {
+            Ok(mut items) => {
                 // An item that does not read is kept in the stored body (for
                 // a re-replay once fixed) and named here; the rest of the
                 // envelope is taken. Refusing the body would make Meta
-                // redeliver it for 36 hours to the same end.
-                if !items.problems.is_empty() {
-                    let problems: Vec<String> = items.problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+                // redeliver it for 36 hours to the same end. The same holds
+                // for events under another WABA's entry: kept apart.
+                let apart = crate::auth::keep_apart(&state.config.pricing, &mut items);
+                if !apart.is_empty() {
+                    tracing::warn!(message = "Webhook events kept apart: entry WABA and phone number disagree with the accounts file.", apart = %apart.join("; "));
+                }
+                let mut problems: Vec<String> = items.problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+                if !problems.is_empty() {
                     tracing::warn!(message = "Webhook items not understood.", problems = %problems.join("; "));
+                }
+                problems.extend(apart);
+                if !problems.is_empty() {
                     record.problems = Some(problems.join("; "));
                 }
                 let batch = Batch::new(Some(record), &items.events, &items.notices);
@@ -154,7 +162,7 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
 /// budget any more, and a re-categorised template is looked up again.
 fn guard_news(state: &AppState, items: &wameter_meta::WebhookItems) {
     let failed = items.events.iter().filter_map(|event| match &event.kind {
-        EventKind::Status { id, status: DeliveryStatus::Failed, .. } => Some(&**id),
+        EventKind::Status { id, status: DeliveryStatus::Failed, .. } => Some((event.kind.business(), &**id)),
         _ => None,
     });
     state.ledger.failed(failed);

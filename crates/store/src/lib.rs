@@ -286,6 +286,19 @@ impl Store {
         }
     }
 
+    /// (wamid, business) of the stored sends and statuses of these wamids
+    /// that name a business: whose messages they are.
+    pub async fn message_businesses(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Store::Sqlite(store) => store.message_businesses(ids).await,
+            Store::Postgres(store) => store.message_businesses(ids).await,
+            Store::Discard => Ok(Vec::new()),
+        }
+    }
+
     /// Business phone numbers with at least one contact.
     pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
         match self {

@@ -24,7 +24,8 @@
 //! Answers are exactly those of the database query
 //! ([`crate::EventScope::Contact`]): the pair's own events from `since`
 //! on, the statuses of its sends in that span and the sends of its statuses
-//! in that span. A copy holds a superset (its rows from an earlier `since`,
+//! in that span, halves joined only within one business
+//! ([`crate::record::same_business`]). A copy holds a superset (its rows from an earlier `since`,
 //! and every status or send joined to its rows by message id) and the
 //! same filter runs over it. A test in `sqlite.rs` compares both answers
 //! after random writes.
@@ -33,7 +34,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::record::{EventRecord, StoredEvent};
+use crate::record::{EventRecord, StoredEvent, same_business};
 
 /// Pairs kept at most; past it the least recently asked-about eighth goes.
 pub const PAIRS_KEPT_MAX: usize = 65_536;
@@ -139,13 +140,16 @@ impl Kept {
     }
 
     /// Whether a newly committed row is one a query of this pair may need.
+    /// Every send and status of a copy is its business's (module docs), so
+    /// a joining row must be that business's too ([`same_business`]).
     fn wants(&self, pair: &Pair, row: &PairRow) -> bool {
         row.names(pair)
-            || match (&row.message_id, row.kind) {
-                (Some(id), Kind::Status) => self.sends.contains(id),
-                (Some(id), Kind::Outbound) => self.statuses.contains(id),
-                _ => false,
-            }
+            || same_business(row.business.as_deref(), Some(&pair.0))
+                && match (&row.message_id, row.kind) {
+                    (Some(id), Kind::Status) => self.sends.contains(id),
+                    (Some(id), Kind::Outbound) => self.statuses.contains(id),
+                    _ => false,
+                }
     }
 }
 
@@ -162,14 +166,17 @@ pub fn filter(rows: &[PairRow], business: &str, user: &str, since_us: i64) -> Ve
             _ => {}
         }
     }
+    // The selected halves are all the pair's business's: what joins them
+    // must be too.
     rows.iter()
         .filter(|row| {
             selected(row)
-                || match (row.kind, row.message_id.as_deref()) {
-                    (Kind::Status, Some(id)) => sends.contains(id),
-                    (Kind::Outbound, Some(id)) => statuses.contains(id),
-                    _ => false,
-                }
+                || same_business(row.business.as_deref(), Some(business))
+                    && match (row.kind, row.message_id.as_deref()) {
+                        (Kind::Status, Some(id)) => sends.contains(id),
+                        (Kind::Outbound, Some(id)) => statuses.contains(id),
+                        _ => false,
+                    }
         })
         .map(|row| StoredEvent { id: row.id, line: row.line.clone() })
         .collect()

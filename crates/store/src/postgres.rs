@@ -161,23 +161,32 @@ impl PostgresStore {
         // none.
         // Most status webhooks end a flight: one prepared statement a batch,
         // not a statement parsed per status.
-        let landed: Vec<&str> = new_events.iter().filter(|event| event.ends_flight).filter_map(|event| event.message_id.as_deref()).collect();
+        // Only the sending business's statuses count (or one naming none:
+        // its business is bound as NULL).
+        let (landed, landed_by): (Vec<&str>, Vec<Option<&str>>) =
+            new_events.iter().filter(|event| event.ends_flight).filter_map(|event| Some((event.message_id.as_deref()?, event.business.as_deref()))).unzip();
         if !landed.is_empty() {
-            let delete = tx.prepare_cached("DELETE FROM in_flight WHERE message_id = ANY($1)").await.map_err(write_error)?;
-            tx.execute(&delete, &[&landed]).await.map_err(write_error)?;
+            let delete = tx
+                .prepare_cached(
+                    "DELETE FROM in_flight f USING unnest($1::text[], $2::text[]) AS l(message_id, business)
+                     WHERE f.message_id = l.message_id AND (l.business IS NULL OR f.business = l.business OR f.business = '')",
+                )
+                .await
+                .map_err(write_error)?;
+            tx.execute(&delete, &[&landed, &landed_by]).await.map_err(write_error)?;
         }
         if !batch.in_flight.is_empty() {
             let hold = tx
                 .prepare_cached(
-                    "INSERT INTO in_flight (message_id, waba, amount, sent_at_us) SELECT $1, $2, $3, $4
-                     WHERE NOT EXISTS (SELECT 1 FROM events WHERE message_id = $1 AND kind = 'status'
+                    "INSERT INTO in_flight (business, message_id, waba, amount, sent_at_us) SELECT $1, $2, $3, $4, $5
+                     WHERE NOT EXISTS (SELECT 1 FROM events WHERE message_id = $2 AND kind = 'status' AND (business IS NULL OR business = $1)
                                        AND (line::jsonb ->> 'status') IN ('delivered', 'read', 'failed'))
-                     ON CONFLICT (message_id) DO NOTHING",
+                     ON CONFLICT (business, message_id) DO NOTHING",
                 )
                 .await
                 .map_err(write_error)?;
             for row in &batch.in_flight {
-                tx.execute(&hold, &[&row.message_id, &row.waba, &row.amount, &row.sent_at_us]).await.map_err(write_error)?;
+                tx.execute(&hold, &[&row.business, &row.message_id, &row.waba, &row.amount, &row.sent_at_us]).await.map_err(write_error)?;
             }
         }
         tx.commit().await.map_err(write_error)?;
@@ -403,6 +412,20 @@ impl PostgresStore {
         }))
     }
 
+    /// (wamid, business) of the sends and statuses stored for these wamids
+    /// that name a business, distinct.
+    pub async fn message_businesses(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT message_id, business FROM events
+                 WHERE message_id = ANY($1) AND kind IN ('outbound', 'status') AND business IS NOT NULL",
+                &[&ids],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
     /// Business phone numbers with at least one contact.
     pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
         let client = self.client().await?;
@@ -437,9 +460,9 @@ impl PostgresStore {
     pub async fn in_flight(&self, since_us: i64) -> Result<Vec<InFlightRow>, StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query("SELECT message_id, waba, amount, sent_at_us FROM in_flight WHERE sent_at_us >= $1 ORDER BY sent_at_us", &[&since_us])
+            .query("SELECT message_id, business, waba, amount, sent_at_us FROM in_flight WHERE sent_at_us >= $1 ORDER BY sent_at_us", &[&since_us])
             .await?;
-        Ok(rows.iter().map(|row| InFlightRow { message_id: row.get(0), waba: row.get(1), amount: row.get(2), sent_at_us: row.get(3) }).collect())
+        Ok(rows.iter().map(|row| InFlightRow { message_id: row.get(0), business: row.get(1), waba: row.get(2), amount: row.get(3), sent_at_us: row.get(4) }).collect())
     }
 
     /// What waits in the relay outbox.
@@ -550,14 +573,15 @@ async fn events_on(client: &impl GenericClient, scope: EventScope) -> Result<Vec
         EventScope::Businesses { businesses: Some(list), .. } => ("business = ANY($1) AND $2::text IS NULL", list, None),
         EventScope::Businesses { businesses: None, .. } => ("$1::text[] IS NOT NULL AND $2::text IS NULL", Vec::new(), None),
     };
+    let same_business = crate::record::SAME_BUSINESS_SQL;
     let sql = format!(
-        "WITH selected AS (SELECT id, kind, message_id FROM events WHERE {filter} AND at_us >= $3 AND at_us < $4)
+        "WITH selected AS (SELECT id, kind, business, message_id FROM events WHERE {filter} AND at_us >= $3 AND at_us < $4)
          SELECT id, line FROM events WHERE id IN (
             SELECT id FROM selected
             UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < $4
+                WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < $4 AND {same_business}
             UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                WHERE s.kind = 'status' AND e.kind = 'outbound')
+                WHERE s.kind = 'status' AND e.kind = 'outbound' AND {same_business})
          ORDER BY id"
     );
     let statement = client.prepare_cached(&sql).await?;

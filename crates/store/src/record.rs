@@ -15,7 +15,8 @@ pub struct EventRecord {
     pub dedupe_key: String,
     /// `inbound`, `outbound` or `status`.
     pub kind: &'static str,
-    /// Business phone number id, when the event names it.
+    /// Business phone number id, when the event names it (a status that
+    /// names one belongs to that business's message only).
     pub business: Option<String>,
     /// The user (`+` E.164 or BSUID), when the event names it.
     pub user: Option<String>,
@@ -65,7 +66,7 @@ impl EventRecord {
                 charged_business: business.to_string(),
             },
             EventKind::Outbound { business, user, id, .. } => EventRecord {
-                dedupe_key: format!("outbound/{id}"),
+                dedupe_key: format!("outbound/{business}/{id}"),
                 kind: "outbound",
                 business: Some(business.to_string()),
                 user: Some(user.to_string()),
@@ -82,10 +83,14 @@ impl EventRecord {
                 let user = detail.as_deref().and_then(|d| d.recipient.as_ref()).map(|u| u.to_string());
                 let charged_business = business.clone().unwrap_or_default();
                 EventRecord {
-                    dedupe_key: format!("status/{id}/{}/{at}", status.as_str()),
+                    // Scoped by the business it names ('' for none), as the
+                    // engine matches it: another business's status with the
+                    // same wamid and instant is another fact, never a
+                    // duplicate of this one (issue 18, decision D17).
+                    dedupe_key: format!("status/{charged_business}/{id}/{}/{at}", status.as_str()),
                     kind: "status",
+                    business: business.clone(),
                     // A contact needs both halves; half of one is no key.
-                    business: business.clone().filter(|_| user.is_some()),
                     user: user.filter(|_| business.is_some()),
                     message_id: Some(id.to_string()),
                     at_us,
@@ -169,6 +174,22 @@ impl WebhookRecord {
     }
 }
 
+/// Whether a status and a send of the same wamid are halves of one
+/// message: the status names the send's business, or names none (a plain
+/// canonical line, matched by wamid alone). The engine's own rule
+/// (`engine::prepare`); every store query and cache that joins the halves
+/// of a message uses this or [`SAME_BUSINESS_SQL`], so a tenant's status
+/// never joins another tenant's send.
+pub fn same_business(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+/// [`same_business`] over the `business` columns of events `e` and `s`.
+pub const SAME_BUSINESS_SQL: &str = "(e.business IS NULL OR s.business IS NULL OR e.business = s.business)";
+
 /// UNIX microseconds of an instant (floored).
 pub fn micros(at: Timestamp) -> i64 {
     at.as_microsecond()
@@ -236,6 +257,9 @@ pub struct Batch {
 pub struct InFlightRow {
     /// The wamid upstream gave it.
     pub message_id: String,
+    /// The business phone number that sent it: only that business's
+    /// statuses (or one naming none) end its flight.
+    pub business: String,
     /// The WABA whose budgets it counts against.
     pub waba: String,
     /// The estimate reserved, a decimal in the business's currency.

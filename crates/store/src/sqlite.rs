@@ -260,9 +260,9 @@ impl SqliteStore {
     /// Guarded sends still holding budget, sent at or after `since_us`.
     pub async fn in_flight(&self, since_us: i64) -> Result<Vec<InFlightRow>, StoreError> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached("SELECT message_id, waba, amount, sent_at_us FROM in_flight WHERE sent_at_us >= ?1 ORDER BY sent_at_us")?;
+            let mut statement = conn.prepare_cached("SELECT message_id, business, waba, amount, sent_at_us FROM in_flight WHERE sent_at_us >= ?1 ORDER BY sent_at_us")?;
             let rows = statement.query_map(params![since_us], |row| {
-                Ok(InFlightRow { message_id: row.get(0)?, waba: row.get(1)?, amount: row.get(2)?, sent_at_us: row.get(3)? })
+                Ok(InFlightRow { message_id: row.get(0)?, business: row.get(1)?, waba: row.get(2)?, amount: row.get(3)?, sent_at_us: row.get(4)? })
             })?;
             rows.collect()
         })
@@ -401,6 +401,20 @@ impl SqliteStore {
         .await
     }
 
+    /// (wamid, business) of the sends and statuses stored for these wamids
+    /// that name a business, distinct.
+    pub async fn message_businesses(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT DISTINCT message_id, business FROM events
+                 WHERE message_id IN (SELECT value FROM json_each(?1)) AND kind IN ('outbound', 'status') AND business IS NOT NULL",
+            )?;
+            let rows = statement.query_map(params![json_array(&ids)], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// Business phone numbers with at least one contact.
     pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
@@ -516,14 +530,15 @@ fn scoped_sql(scope: &EventScope, columns: &str) -> (String, Vec<rusqlite::types
         EventScope::Businesses { businesses: None, .. } => ("1", vec![Value::Null, Value::Null]),
     };
     let (since, until) = scope.range_us();
+    let same_business = crate::record::SAME_BUSINESS_SQL;
     let sql = format!(
-        "WITH selected AS (SELECT id, kind, message_id FROM events WHERE {filter} AND at_us >= ?3 AND at_us < ?4)
+        "WITH selected AS (SELECT id, kind, business, message_id FROM events WHERE {filter} AND at_us >= ?3 AND at_us < ?4)
          SELECT {columns} FROM events WHERE id IN (
             SELECT id FROM selected
             UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < ?4
+                WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < ?4 AND {same_business}
             UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                WHERE s.kind = 'status' AND e.kind = 'outbound')
+                WHERE s.kind = 'status' AND e.kind = 'outbound' AND {same_business})
          ORDER BY id"
     );
     values.extend([since.into(), until.into()]);
@@ -766,18 +781,19 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&
     }
     // A send's outcome frees the budget it held; a send whose outcome is
     // stored already (its webhook overtook upstream's answer) holds none.
-    let mut landed = tx.prepare_cached("DELETE FROM in_flight WHERE message_id = ?1")?;
+    // Only the sending business's statuses count (or one naming none).
+    let mut landed = tx.prepare_cached("DELETE FROM in_flight WHERE message_id = ?1 AND (?2 IS NULL OR business = ?2 OR business = '')")?;
     for event in new_events.iter().filter(|event| event.ends_flight) {
-        landed.execute(params![event.message_id])?;
+        landed.execute(params![event.message_id, event.business])?;
     }
     let mut hold = tx.prepare_cached(
-        "INSERT INTO in_flight (message_id, waba, amount, sent_at_us) SELECT ?1, ?2, ?3, ?4
-         WHERE NOT EXISTS (SELECT 1 FROM events WHERE message_id = ?1 AND kind = 'status'
+        "INSERT INTO in_flight (business, message_id, waba, amount, sent_at_us) SELECT ?1, ?2, ?3, ?4, ?5
+         WHERE NOT EXISTS (SELECT 1 FROM events WHERE message_id = ?2 AND kind = 'status' AND (business IS NULL OR business = ?1)
                            AND json_extract(line, '$.status') IN ('delivered', 'read', 'failed'))
-         ON CONFLICT (message_id) DO NOTHING",
+         ON CONFLICT (business, message_id) DO NOTHING",
     )?;
     for row in &batch.in_flight {
-        hold.execute(params![row.message_id, row.waba, row.amount, row.sent_at_us])?;
+        hold.execute(params![row.business, row.message_id, row.waba, row.amount, row.sent_at_us])?;
     }
     Ok(written)
 }
@@ -791,8 +807,8 @@ fn joins_stored(tx: &rusqlite::Transaction<'_>, event: &EventRecord, id: i64) ->
         _ => return Ok(false),
     };
     let Some(message) = &event.message_id else { return Ok(false) };
-    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE message_id = ?1 AND kind = ?2 AND id < ?3)")?
-        .query_row(params![message, other, id], |row| row.get(0))
+    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE message_id = ?1 AND kind = ?2 AND id < ?3 AND (?4 IS NULL OR business IS NULL OR business = ?4))")?
+        .query_row(params![message, other, id, event.business], |row| row.get(0))
 }
 
 fn relay_done(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> rusqlite::Result<()> {
@@ -873,7 +889,8 @@ mod tests {
         enum Op {
             Inbound { pair: (usize, usize), at: i64 },
             Outbound { pair: (usize, usize), message: usize, at: i64 },
-            Status { message: usize, status: usize, at: i64, names: Option<(usize, usize)> },
+            /// `names`: the business it names, and maybe the recipient.
+            Status { message: usize, status: usize, at: i64, names: Option<(usize, Option<usize>)> },
             Read { pair: (usize, usize), since: i64 },
         }
 
@@ -885,7 +902,7 @@ mod tests {
             prop_oneof![
                 (pair(), 0..60i64).prop_map(|(pair, at)| Op::Inbound { pair, at }),
                 (pair(), 0..8usize, 0..60i64).prop_map(|(pair, message, at)| Op::Outbound { pair, message, at }),
-                (0..8usize, 0..4usize, 0..60i64, proptest::option::of(pair())).prop_map(|(message, status, at, names)| Op::Status { message, status, at, names }),
+                (0..8usize, 0..4usize, 0..60i64, proptest::option::of((0..BUSINESSES.len(), proptest::option::of(0..USERS.len())))).prop_map(|(message, status, at, names)| Op::Status { message, status, at, names }),
                 (pair(), 0..60i64).prop_map(|(pair, since)| Op::Read { pair, since }),
             ]
         }
@@ -903,7 +920,7 @@ mod tests {
                     id: format!("wamid.{message}").into(),
                     status: [DeliveryStatus::Sent, DeliveryStatus::Delivered, DeliveryStatus::Read, DeliveryStatus::Failed][*status],
                     error: None,
-                    detail: names.map(|(b, u)| Box::new(StatusDetail { business: Some(BUSINESSES[b].into()), recipient: Some(user(u)), pricing: None, conversation: None })),
+                    detail: names.map(|(b, u)| Box::new(StatusDetail { business: Some(BUSINESSES[b].into()), recipient: u.map(user), pricing: None, conversation: None })),
                 },
                 Op::Read { .. } => return None,
             };
@@ -1020,7 +1037,7 @@ mod tests {
     /// holds none; `sent` is no outcome.
     #[test]
     fn a_send_holds_budget_until_its_outcome() {
-        use wameter_core::event::{DeliveryStatus, Event, EventKind, Origin, UserId};
+        use wameter_core::event::{DeliveryStatus, Event, EventKind, Origin, StatusDetail, UserId};
         let path = database("in-flight");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let store = SqliteStore::open(&path).unwrap();
@@ -1029,19 +1046,27 @@ mod tests {
         let send = |id: &str| {
             let event = Event { at, origin: Origin::default(), kind: EventKind::Outbound { business: "B".into(), user: user.clone(), id: id.into(), template: None } };
             let mut batch = Batch::new(None, &[event], &[]);
-            batch.in_flight.push(InFlightRow { message_id: id.into(), waba: "W".into(), amount: "0.0068".into(), sent_at_us: at.as_microsecond() });
+            batch.in_flight.push(InFlightRow { message_id: id.into(), business: "B".into(), waba: "W".into(), amount: "0.0068".into(), sent_at_us: at.as_microsecond() });
             runtime.block_on(store.write(batch)).unwrap();
         };
-        let status = |id: &str, status: DeliveryStatus| {
-            let event = Event { at: at + jiff::SignedDuration::from_secs(1), origin: Origin::default(), kind: EventKind::Status { id: id.into(), status, error: None, detail: None } };
+        let status_of = |business: Option<&str>, id: &str, status: DeliveryStatus| {
+            let detail = business.map(|b| Box::new(StatusDetail { business: Some(b.into()), ..StatusDetail::default() }));
+            let event = Event { at: at + jiff::SignedDuration::from_secs(1), origin: Origin::default(), kind: EventKind::Status { id: id.into(), status, error: None, detail } };
             runtime.block_on(store.write(Batch::new(None, &[event], &[]))).unwrap();
         };
+        let status = |id: &str, status: DeliveryStatus| status_of(None, id, status);
         let held = || -> Vec<String> { runtime.block_on(store.in_flight(0)).unwrap().into_iter().map(|row| row.message_id).collect() };
 
         send("wamid.a");
         send("wamid.b");
         status("wamid.a", DeliveryStatus::Sent);
         assert_eq!(held(), ["wamid.a", "wamid.b"], "sent is no outcome");
+        status_of(Some("other"), "wamid.a", DeliveryStatus::Failed);
+        assert_eq!(held(), ["wamid.a", "wamid.b"], "another business's status of the same wamid is not this send's outcome");
+        status_of(Some("other"), "wamid.e", DeliveryStatus::Delivered);
+        send("wamid.e");
+        assert_eq!(held(), ["wamid.a", "wamid.b", "wamid.e"], "nor does it stop the send from holding budget");
+        status_of(Some("B"), "wamid.e", DeliveryStatus::Delivered);
         status("wamid.a", DeliveryStatus::Failed);
         status("wamid.b", DeliveryStatus::Read);
         assert!(held().is_empty(), "failed and read end the flight");
