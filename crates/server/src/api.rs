@@ -437,40 +437,38 @@ pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap,
     Ok(Json(EventsAccepted { accepted: written.accepted, duplicates: written.duplicates, rejected }))
 }
 
-/// A scoped token's sends and statuses for a wamid the store holds under
-/// a business the token does not see are refused, each named in
-/// `rejected`. They could not shadow or join the other WABA's events
-/// anyway (keys and matching are by business, decision D17); refusing them
-/// says so instead of keeping a status no message of the token's will
-/// ever match. A wamid not stored yet is taken, under the business it
-/// names (which the token sees): a later message of another WABA with that
-/// id is another message.
+/// A scoped token's status for a message that only businesses it does
+/// not see have sent is refused, and named in `rejected`. It could not
+/// hide, replace or join the other WABA's events anyway (keys and matching
+/// are by business, decision D17); refusing says so instead of keeping a
+/// status no message of the token's will ever match. A status of a message
+/// not stored yet is taken, under the business it names (which the token
+/// sees). Only sends and Meta's signed webhooks say whose a message is: a
+/// posted status never does, so a forger's early status cannot get the
+/// owner's own lines refused, and sends are never refused here (a send under one's own business is one's
+/// own claim, kept apart from any other business's message of that id).
 async fn others_messages_refused(state: &AppState, scope: &Scope, events: Vec<(u32, Event)>, rejected: &mut Vec<RejectedLine>) -> Result<Vec<Event>, ApiError> {
-    let message_id = |event: &Event| match &event.kind {
-        EventKind::Outbound { id, .. } | EventKind::Status { id, .. } => Some(id.to_string()),
-        EventKind::Inbound { .. } => None,
+    let status_of = |event: &Event| match &event.kind {
+        EventKind::Status { id, .. } => Some(id.to_string()),
+        _ => None,
     };
     if *scope == Scope::All {
         return Ok(events.into_iter().map(|(_, event)| event).collect());
     }
-    let mut ids: Vec<String> = events.iter().filter_map(|(_, event)| message_id(event)).collect();
+    let mut ids: Vec<String> = events.iter().filter_map(|(_, event)| status_of(event)).collect();
     ids.sort();
     ids.dedup();
     let pricing = &state.config.pricing;
-    let foreign: BTreeSet<String> = state
-        .store
-        .message_businesses(ids)
-        .await?
-        .into_iter()
-        .filter(|(_, business)| !scope.sees(&pricing.waba_of(business)))
-        .map(|(id, _)| id)
-        .collect();
+    let mut senders: BTreeMap<String, bool> = BTreeMap::new();
+    for (id, business) in state.store.message_senders(ids).await? {
+        *senders.entry(id).or_default() |= scope.sees(&pricing.waba_of(&business));
+    }
     let mut kept = Vec::with_capacity(events.len());
     for (line, event) in events {
-        match message_id(&event) {
-            Some(id) if foreign.contains(&id) => {
+        match status_of(&event) {
+            Some(id) if senders.get(&id) == Some(&false) => {
                 telemetry::events_kept_apart("other_waba_message", 1);
-                rejected.push(RejectedLine { line, error: format!("message {id} is a message of a business this token does not see; not stored") });
+                rejected.push(RejectedLine { line, error: format!("message {id} was sent by a business this token does not see; status not stored") });
             }
             _ => kept.push(event),
         }

@@ -23,6 +23,9 @@ pub mod relay;
 pub mod settled;
 pub mod sqlite;
 
+#[cfg(test)]
+mod migration_tests;
+
 use std::path::PathBuf;
 
 pub use alerts::{AlertRow, AlertWrite};
@@ -286,15 +289,17 @@ impl Store {
         }
     }
 
-    /// (wamid, business) of the stored sends and statuses of these wamids
-    /// that name a business: whose messages they are.
-    pub async fn message_businesses(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+    /// (wamid, business) of the sends stored with these wamids, and of the
+    /// statuses stored from Meta's (signed) webhooks for them: whose
+    /// messages they are. A status posted to `POST /v1/events` says nothing
+    /// of whose a message is.
+    pub async fn message_senders(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         match self {
-            Store::Sqlite(store) => store.message_businesses(ids).await,
-            Store::Postgres(store) => store.message_businesses(ids).await,
+            Store::Sqlite(store) => store.message_senders(ids).await,
+            Store::Postgres(store) => store.message_senders(ids).await,
             Store::Discard => Ok(Vec::new()),
         }
     }

@@ -18,7 +18,7 @@ use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, 
 use crate::relay::{RelayBacklog, RelayClaim};
 use crate::{DatabaseUrl, EventScope, StoreError};
 
-mod embedded {
+pub(crate) mod embedded {
     refinery::embed_migrations!("migrations/postgres");
 }
 
@@ -412,14 +412,15 @@ impl PostgresStore {
         }))
     }
 
-    /// (wamid, business) of the sends and statuses stored for these wamids
-    /// that name a business, distinct.
-    pub async fn message_businesses(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+    /// (wamid, business) of the sends stored with these wamids, and of the
+    /// statuses Meta's signed webhooks gave them: who sent them.
+    pub async fn message_senders(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT DISTINCT message_id, business FROM events
-                 WHERE message_id = ANY($1) AND kind IN ('outbound', 'status') AND business IS NOT NULL",
+                 WHERE message_id = ANY($1) AND business IS NOT NULL
+                   AND (kind = 'outbound' OR (kind = 'status' AND webhook_id IS NOT NULL))",
                 &[&ids],
             )
             .await?;

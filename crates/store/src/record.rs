@@ -404,6 +404,36 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_scoped_by_the_business_an_event_names() {
+        let status_of = |business: Option<&str>| Event {
+            at: "2025-07-01T10:00:00Z".parse().unwrap(),
+            origin: Origin::default(),
+            kind: EventKind::Status {
+                id: "wamid.A".into(),
+                status: DeliveryStatus::Delivered,
+                error: None,
+                detail: business.map(|b| Box::new(wameter_core::event::StatusDetail { business: Some(b.into()), ..Default::default() })),
+            },
+        };
+        let send_of = |business: &str| Event {
+            at: "2025-07-01T09:59:00Z".parse().unwrap(),
+            origin: Origin::default(),
+            kind: EventKind::Outbound { business: business.into(), user: UserId::parse("+5511999990000").unwrap(), id: "wamid.A".into(), template: None },
+        };
+        let [a, b, none] = [Some("111"), Some("222"), None].map(|business| EventRecord::new(&status_of(business)));
+        assert_eq!(a.dedupe_key, "status/111/wamid.A/delivered/2025-07-01T10:00:00Z");
+        assert_ne!(a.dedupe_key, b.dedupe_key, "another business's status of the same wamid and instant is another fact");
+        assert_ne!(a.dedupe_key, none.dedupe_key);
+        // A status names its business even without a recipient: that is
+        // what matches it to its send.
+        assert_eq!((a.business.as_deref(), a.user.as_deref()), (Some("111"), None));
+        assert_eq!(EventRecord::new(&send_of("111")).dedupe_key, "outbound/111/wamid.A");
+        assert_ne!(EventRecord::new(&send_of("111")).dedupe_key, EventRecord::new(&send_of("222")).dedupe_key);
+        assert!(same_business(Some("111"), Some("111")) && same_business(None, Some("111")) && same_business(Some("111"), None));
+        assert!(!same_business(Some("111"), Some("222")));
+    }
+
+    #[test]
     fn an_inbound_with_a_wamid_is_keyed_by_it_alone() {
         let inbound = |at: &str| Event {
             at: at.parse().unwrap(),

@@ -401,13 +401,14 @@ impl SqliteStore {
         .await
     }
 
-    /// (wamid, business) of the sends and statuses stored for these wamids
-    /// that name a business, distinct.
-    pub async fn message_businesses(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+    /// (wamid, business) of the sends stored with these wamids, and of the
+    /// statuses Meta's signed webhooks gave them: who sent them.
+    pub async fn message_senders(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT DISTINCT message_id, business FROM events
-                 WHERE message_id IN (SELECT value FROM json_each(?1)) AND kind IN ('outbound', 'status') AND business IS NOT NULL",
+                 WHERE message_id IN (SELECT value FROM json_each(?1)) AND business IS NOT NULL
+                   AND (kind = 'outbound' OR (kind = 'status' AND webhook_id IS NOT NULL))",
             )?;
             let rows = statement.query_map(params![json_array(&ids)], |row| Ok((row.get(0)?, row.get(1)?)))?;
             rows.collect()

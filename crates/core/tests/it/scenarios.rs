@@ -425,6 +425,48 @@ fn statuses_read_failed_duplicates_unknown() {
     assert_eq!(total(&report), dec("0.125"));
 }
 
+/// D17 — a status is its business's: one naming business A never counts
+/// for business B's message of the same wamid (it is a status for an
+/// unknown message), while one naming no business (a canonical line) is
+/// matched by wamid alone. A repeat of the same status in both forms is
+/// one status.
+#[test]
+fn d17_a_status_is_matched_to_its_own_business_message_only() {
+    const OTHER: &str = "200000000000001";
+    let at = t("2026-02-02T00:00:00Z");
+    let later = t("2026-02-02T00:05:00Z");
+    let mut log = Log::default();
+    log.outbound(B, "shared", at, BR_USER, Some(MKT))
+        // Another business claims the same wamid delivered earlier, and failed.
+        .status_of(OTHER, "shared", t("2026-02-02T00:01:00Z"), DeliveryStatus::Delivered)
+        .status_of(OTHER, "shared", t("2026-02-02T00:02:00Z"), DeliveryStatus::Failed)
+        .status_of(B, "shared", later, DeliveryStatus::Delivered)
+        // The same status again as a canonical line: a duplicate.
+        .status("shared", later, DeliveryStatus::Delivered)
+        .outbound(B, "canonical", at, BR_USER, Some(MKT))
+        .status("canonical", later, DeliveryStatus::Read);
+    let report = World::builtin().replay(&log);
+    assert_eq!(charge(&report, "shared").delivered_at, later, "the other business's earlier delivery is not this message's");
+    assert_eq!(charge(&report, "shared").business.as_ref(), B);
+    assert_eq!(charge(&report, "canonical").delivered_at, later);
+    assert_eq!(report.charges.len(), 2);
+    assert!(!report.warnings.iter().any(|w| w.code == "failed_after_delivery"), "{:?}", report.warnings);
+    let unknown: Vec<&str> = report.warnings.iter().filter(|w| w.code == "unknown_status_id").map(|w| w.message.as_str()).collect();
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert!(unknown[0].contains("shared") && unknown[0].contains(OTHER), "{unknown:?}");
+    assert_eq!(report.stats.duplicates, 1);
+
+    // The other business's own send of that wamid is its own message,
+    // with its own statuses.
+    log.outbound(OTHER, "shared", at, "+5511999990001", Some(UTIL));
+    let report = World::builtin().replay(&log);
+    let of = |business: &str| report.charges.iter().find(|c| &*c.message_id == "shared" && c.business.as_ref() == business).unwrap();
+    assert_eq!(of(B).delivered_at, later);
+    assert_eq!(of(OTHER).delivered_at, t("2026-02-02T00:01:00Z"));
+    assert!(report.warnings.iter().any(|w| w.code == "failed_after_delivery"), "the other business's message failed after its delivery");
+    assert!(!report.warnings.iter().any(|w| w.code == "unknown_status_id" || w.code == "conflicting_outbound"), "{:?}", report.warnings);
+}
+
 /// Rate cards — a date without a card is an error naming what is missing.
 #[test]
 fn missing_card_is_an_error_not_a_guess() {

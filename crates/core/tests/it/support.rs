@@ -6,7 +6,7 @@ use wameter_core::account::{Accounts, Business, RuleOptions};
 use wameter_core::category::TemplateCategory;
 use wameter_core::charge::Charge;
 use wameter_core::engine::{Engine, Report};
-use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, Template, UserId};
+use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, StatusDetail, Template, UserId};
 use wameter_core::market::MarketTable;
 use wameter_core::ratecard::{RateBook, RateCard, TierBook};
 
@@ -68,6 +68,13 @@ impl Log {
 
     pub fn status(&mut self, id: &str, at: Timestamp, status: DeliveryStatus) -> &mut Self {
         self.push(at, EventKind::Status { id: id.into(), status, error: None, detail: None });
+        self
+    }
+
+    /// A status whose webhook named its business (`metadata.phone_number_id`).
+    pub fn status_of(&mut self, business: &str, id: &str, at: Timestamp, status: DeliveryStatus) -> &mut Self {
+        let detail = Some(Box::new(StatusDetail { business: Some(business.into()), ..StatusDetail::default() }));
+        self.push(at, EventKind::Status { id: id.into(), status, error: None, detail });
         self
     }
 
