@@ -47,15 +47,26 @@ pub struct MetaVerdict {
     pub conversation_id: Option<Box<str>>,
 }
 
-/// Meta's verdicts by wamid, from the statuses in a log.
-pub fn meta_verdicts(events: &[Event]) -> BTreeMap<Box<str>, MetaVerdict> {
+/// A message as reconciliation keys it: the business its status names
+/// (`""`: none) and the wamid. A verdict about one business's message is
+/// never compared with another business's message of the same id (D17).
+pub type MessageKey = (Box<str>, Box<str>);
+
+/// Meta's verdict on the message `business` sent as `id`: the verdict of
+/// a status naming that business, else of one naming none.
+pub fn verdict_of<'a>(verdicts: &'a BTreeMap<MessageKey, MetaVerdict>, business: &str, id: &str) -> Option<&'a MetaVerdict> {
+    verdicts.get(&(business.into(), id.into())).or_else(|| verdicts.get(&("".into(), id.into())))
+}
+
+/// Meta's verdicts by (business, wamid), from the statuses in a log.
+pub fn meta_verdicts(events: &[Event]) -> BTreeMap<MessageKey, MetaVerdict> {
     let rank = |status: DeliveryStatus| match status {
         DeliveryStatus::Delivered => 0,
         DeliveryStatus::Read => 1,
         DeliveryStatus::Sent => 2,
         DeliveryStatus::Failed => 3,
     };
-    let mut verdicts: BTreeMap<Box<str>, MetaVerdict> = BTreeMap::new();
+    let mut verdicts: BTreeMap<MessageKey, MetaVerdict> = BTreeMap::new();
     for event in events {
         let EventKind::Status { id, status, detail: Some(detail), .. } = &event.kind else { continue };
         let Some(pricing) = &detail.pricing else { continue };
@@ -66,10 +77,11 @@ pub fn meta_verdicts(events: &[Event]) -> BTreeMap<Box<str>, MetaVerdict> {
             pricing: pricing.clone(),
             conversation_id: detail.conversation.as_ref().and_then(|c| c.id.clone()),
         };
-        match verdicts.get(id) {
+        let key: MessageKey = (detail.business.clone().unwrap_or_default(), id.clone());
+        match verdicts.get(&key) {
             Some(seen) if (rank(seen.status), seen.at) <= (rank(*status), event.at) => {}
             _ => {
-                verdicts.insert(id.clone(), candidate);
+                verdicts.insert(key, candidate);
             }
         }
     }
@@ -159,9 +171,11 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
     let drifted = drifted_sends(&report.charges, &verdicts, &updates);
     let mut result = Reconciliation::default();
 
-    let delivered: HashMap<&str, &Charge> = report.charges.iter().map(|c| (&*c.message_id, c)).collect();
-    for (id, verdict) in &verdicts {
-        if delivered.contains_key(&**id) {
+    let delivered: std::collections::HashSet<(&str, &str)> = report.charges.iter().map(|c| (&*c.business, &*c.message_id)).collect();
+    let delivered_ids: std::collections::HashSet<&str> = report.charges.iter().map(|c| &*c.message_id).collect();
+    for ((business, id), verdict) in &verdicts {
+        let charged = if business.is_empty() { delivered_ids.contains(&**id) } else { delivered.contains(&(&**business, &**id)) };
+        if charged {
             continue;
         }
         // The verdict's own status says whether the log shows a delivery.
@@ -175,7 +189,7 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
     let mut meta_to_engine: HashMap<&str, (&str, &str)> = HashMap::new();
     let mut engine_to_meta: HashMap<&str, (&str, &str)> = HashMap::new();
     for charge in &report.charges {
-        let Some(verdict) = verdicts.get(&charge.message_id) else {
+        let Some(verdict) = verdict_of(&verdicts, &charge.business, &charge.message_id) else {
             result.without_verdict += 1;
             continue;
         };
@@ -288,15 +302,16 @@ struct DriftedSend {
 /// applies. The charge's delivery instant — the engine's, so the same one
 /// that priced it — decides which update is in force; a send that was
 /// never delivered is not charged and cannot drift.
-fn drifted_sends(charges: &[Charge], verdicts: &BTreeMap<Box<str>, MetaVerdict>, updates: &Updates) -> BTreeMap<Box<str>, DriftedSend> {
+fn drifted_sends(charges: &[Charge], verdicts: &BTreeMap<MessageKey, MetaVerdict>, updates: &Updates) -> BTreeMap<MessageKey, DriftedSend> {
     let mut drifted = BTreeMap::new();
     for charge in charges {
         let Some(template) = &charge.trail.template else { continue };
         let id = &charge.message_id;
-        if template.name.is_empty() && !verdicts.contains_key(id) {
+        let verdict = verdict_of(verdicts, &charge.business, id);
+        if template.name.is_empty() && verdict.is_none() {
             continue;
         }
-        let by_meta = verdicts.get(id).and_then(|v| v.pricing.template_category().map(|c| (c, v)));
+        let by_meta = verdict.and_then(|v| v.pricing.template_category().map(|c| (c, v)));
         let found = match by_meta {
             Some((category, verdict)) => Some((category, format!("Meta priced it as {} ({} status at {})", verdict.pricing.category, verdict.status.as_str(), verdict.at))),
             None => category_at(updates, &template.name, charge.delivered_at).map(|(_, category, evidence)| (*category, evidence.clone())),
@@ -305,7 +320,7 @@ fn drifted_sends(charges: &[Charge], verdicts: &BTreeMap<Box<str>, MetaVerdict>,
             && priced_as != template.category
         {
             drifted.insert(
-                id.clone(),
+                (Box::from(&*charge.business), id.clone()),
                 DriftedSend { template: template.name.clone(), sent_as: template.category, priced_as, evidence },
             );
         }
@@ -318,21 +333,21 @@ fn drifted_sends(charges: &[Charge], verdicts: &BTreeMap<Box<str>, MetaVerdict>,
 fn price_drift(
     engine: &Engine,
     mut events: Vec<Event>,
-    drifted: &BTreeMap<Box<str>, DriftedSend>,
+    drifted: &BTreeMap<MessageKey, DriftedSend>,
     as_sent: &Report,
 ) -> (Vec<CategoryDrift>, Vec<(Currency, Decimal)>) {
     for event in &mut events {
-        if let EventKind::Outbound { id, template: Some(template), .. } = &mut event.kind
-            && let Some(send) = drifted.get(id)
+        if let EventKind::Outbound { business, id, template: Some(template), .. } = &mut event.kind
+            && let Some(send) = drifted.get(&(business.clone(), id.clone()))
         {
             template.category = send.priced_as;
         }
     }
     let as_priced = engine.replay(events);
-    let priced: HashMap<&str, &Charge> = as_priced.charges.iter().map(|c| (&*c.message_id, c)).collect();
+    let priced: HashMap<(&str, &str), &Charge> = as_priced.charges.iter().map(|c| ((&*c.business, &*c.message_id), c)).collect();
     let mut by_template: BTreeMap<(Box<str>, TemplateCategory, TemplateCategory, Currency), CategoryDrift> = BTreeMap::new();
     for charge in &as_sent.charges {
-        let Some(send) = drifted.get(&charge.message_id) else { continue };
+        let Some(send) = drifted.get(&(Box::from(&*charge.business), charge.message_id.clone())) else { continue };
         let key = (send.template.clone(), send.sent_as, send.priced_as, charge.currency);
         let line = by_template.entry(key).or_insert_with(|| CategoryDrift {
             template: send.template.clone(),
@@ -346,7 +361,7 @@ fn price_drift(
         });
         line.messages += 1;
         line.amount_as_sent += charge.amount;
-        line.amount_as_priced += priced.get(&*charge.message_id).map_or(Decimal::ZERO, |c| c.amount);
+        line.amount_as_priced += priced.get(&(&*charge.business, &*charge.message_id)).map_or(Decimal::ZERO, |c| c.amount);
     }
     let sent_totals = crate::report::totals(&as_sent.charges);
     let priced_totals = crate::report::totals(&as_priced.charges);

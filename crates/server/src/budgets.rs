@@ -141,10 +141,10 @@ impl Ledger {
                     books.in_flight.len() < before
                 }
             };
-            if let (false, Some(business)) = (ended, business) {
-                if books.early_failures.len() < EARLY_FAILURES_MAX {
-                    books.early_failures.insert((business.into(), id.into()));
-                }
+            if let (false, Some(business)) = (ended, business)
+                && books.early_failures.len() < EARLY_FAILURES_MAX
+            {
+                books.early_failures.insert((business.into(), id.into()));
             }
         }
     }

@@ -115,7 +115,8 @@ fn postgres_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
         tokio::spawn(connection);
         crate::postgres::embedded::migrations::runner().set_target(refinery::Target::Version(5)).run_async(&mut client).await.unwrap();
         let mut bodies = sqlite.prepare("SELECT id, received_at_us, sha256, outcome, reason, body FROM webhook_bodies ORDER BY id").unwrap();
-        let bodies: Vec<(i64, i64, String, String, Option<String>, Vec<u8>)> =
+        type BodyRow = (i64, i64, String, String, Option<String>, Vec<u8>);
+        let bodies: Vec<BodyRow> =
             bodies.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))).unwrap().map(Result::unwrap).collect();
         for (id, at, sha, outcome, reason, body) in &bodies {
             client

@@ -113,3 +113,33 @@ fn a_window_meta_saw_but_the_log_lacks_is_the_cause() {
     assert!(d.cause.starts_with("window: Meta saw an open customer service window"), "{}", d.cause);
     assert!(d.cause.contains("none in the log"), "{}", d.cause);
 }
+
+/// D17 — Meta's verdict on one business's message is never compared with
+/// another business's message of the same wamid.
+#[test]
+fn a_verdict_is_compared_with_its_own_business_message_only() {
+    const OTHER: &str = "200000000000001";
+    let world = World::builtin();
+    let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+    let mut log = Log::default();
+    log.send("shared", t("2026-02-10T10:00:00Z"), "+5511999990000", Some(UTIL));
+    let report = engine.replay(log.events.clone());
+    let named = |business: &str, category: &str| {
+        let mut verdict = verdict_of(&report.charges[0], category);
+        if let EventKind::Status { detail: Some(detail), .. } = &mut verdict.kind {
+            detail.business = Some(business.into());
+        }
+        verdict
+    };
+    // The other business's status says marketing; this business's own says utility.
+    let mut events = log.events.clone();
+    events.extend([named(OTHER, "marketing"), named(B, "utility")]);
+    let result = reconcile(&engine, events, &[]);
+    assert_eq!((result.compared, result.agreements), (1, 1), "{:?}", result.discrepancies);
+    assert!(result.drift.is_empty(), "{:?}", result.drift);
+    // With only the other business's verdict, this message has none.
+    let mut events = log.events.clone();
+    events.push(named(OTHER, "marketing"));
+    let result = reconcile(&engine, events, &[]);
+    assert_eq!((result.compared, result.without_verdict), (0, 1));
+}
