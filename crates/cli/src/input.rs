@@ -26,7 +26,7 @@ pub struct PricingArgs {
     #[arg(long = "rates", value_name = "FILE")]
     pub rates: Vec<PathBuf>,
     /// Volume tiers: Meta's "Volume tiers" CSV or `effective,currency,market,category,from,to,rate`
-    /// (repeatable). Replaces the imported tiers.
+    /// (repeatable). Replaces the built-in and imported tiers.
     #[arg(long = "tiers", value_name = "FILE")]
     pub tiers: Vec<PathBuf>,
     /// What-if: price every delivery under this ruleset instead of the one in force
@@ -135,7 +135,7 @@ impl PricingArgs {
             RateBook::new(self.rates.iter().map(|path| read_card(path)).collect::<Result<Vec<_>>>()?)
         };
         let bands = if self.tiers.is_empty() {
-            store.tiers
+            crate::rates::tiers_with_store(store.tiers)
         } else {
             let mut bands = Vec::new();
             for path in &self.tiers {

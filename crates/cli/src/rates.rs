@@ -93,6 +93,15 @@ pub fn book_with_store(store: &Store) -> RateBook {
     RateBook::new(cards)
 }
 
+/// The built-in tier table plus the imported ones; an imported table
+/// replaces the built-in one of the same currency and date.
+pub fn tiers_with_store(imported: Vec<TierBand>) -> Vec<TierBand> {
+    let tables: std::collections::BTreeSet<(Currency, Date)> = imported.iter().map(|b| (b.currency, b.effective)).collect();
+    let mut bands: Vec<TierBand> = TierBook::builtin().bands().iter().filter(|b| !tables.contains(&(b.currency, b.effective))).cloned().collect();
+    bands.extend(imported);
+    bands
+}
+
 fn print_problems(out: &mut impl Write, problems: &[RateFileError]) -> Result<()> {
     for problem in problems {
         let label = match problem.severity {
@@ -249,7 +258,7 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
         }
         writeln!(out)?;
     }
-    let mut bands = store.tiers;
+    let mut bands = tiers_with_store(store.tiers);
     if !tiers_from.is_empty() {
         bands.clear();
         for path in tiers_from {

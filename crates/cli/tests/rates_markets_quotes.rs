@@ -35,14 +35,15 @@ fn imported_cards_and_tiers_are_used_by_later_commands() {
     let home = temp_dir("store");
     let _ = std::fs::remove_dir_all(home.join("rates"));
     let log = "crates/cli/tests/data/whatif/may-2025.ndjson";
-    // July 2025 is not covered by any built-in USD per-message card: replay
-    // refuses to guess until a card is imported.
+    // July 2025 is priced from the built-in derived card, and says so,
+    // until a card of that date is imported, which replaces it.
     let dir = temp_dir("store-files");
     let july = dir.join("july.ndjson");
     std::fs::write(&july, std::fs::read_to_string(common::root().join(log)).unwrap().replace("2025-05-12", "2025-07-14")).unwrap();
-    let before = wameter_home(&home, &["replay", july.to_str().unwrap(), "--json"]);
-    assert_eq!(before.status.code(), Some(1), "{}", stderr(&before));
-    assert!(stderr(&before).contains("no PMP rate card in USD covers 2025-07-14"));
+    let before = json(&wameter_home(&home, &["replay", july.to_str().unwrap(), "--json"]));
+    assert_eq!(before["totals"]["amount"], "0.0822");
+    let m1 = before["charges"].as_array().unwrap().iter().find(|c| c["message_id"] == "wamid.m1").unwrap();
+    assert!(m1["reason"].as_str().unwrap().contains("card usd-2025-07-01 (a derived card"), "{m1}");
 
     let card = dir.join("meta-usd-2025-07.csv");
     let text = std::fs::read_to_string(common::root().join(PMP_CARD)).unwrap().replace("January 1, 2026", "July 1, 2025");

@@ -785,9 +785,40 @@ impl<'e, 'a> Settler<'e, 'a> {
                         family.as_str(),
                         month_label()
                     ));
-                    if let Some(band) = self.engine.tiers.band(business.currency, &charge.market, category, self.rates_date(charge), count) {
-                        rate = band.rate;
-                        tier = Some(band.label());
+                    let ladder = self.engine.tiers.ladder(business.currency, &charge.market, category, self.rates_date(charge));
+                    match ladder.first() {
+                        // No tier table for the market: the list rate.
+                        None => {}
+                        Some(list) if list.rate == rate => {
+                            if let Some(band) = ladder.iter().find(|band| band.contains(count)) {
+                                rate = band.rate;
+                                tier = Some(band.label());
+                            }
+                        }
+                        // The table is older than a change of this market's
+                        // list rate: its first band still says where list
+                        // pricing ends, its discounted rates no longer hold.
+                        Some(list) if list.contains(count) => {
+                            charge.reason.push_str(&format!(
+                                "; within the list band ({}) of the volume tiers in force (table of {}), whose list rate {} predates the card's",
+                                list.label(),
+                                list.effective,
+                                format_amount(list.rate)
+                            ));
+                        }
+                        Some(list) => {
+                            return Err(format!(
+                                "charged {} message #{count} of {} this month in {} is past the list band ({}) of the volume tiers in force (table of {}), whose list rate {} is not card {}'s {}: that table predates a rate change, and its tier rates would be a guess; supply the tier table in force with --tiers, or `wameter rates import` it",
+                                family.as_str(),
+                                month_label(),
+                                charge.market,
+                                list.label(),
+                                list.effective,
+                                format_amount(list.rate),
+                                card.id,
+                                format_amount(rate)
+                            ));
+                        }
                     }
                 }
                 self.price(charge, card, rate, "message", tier);
@@ -830,12 +861,13 @@ impl<'e, 'a> Settler<'e, 'a> {
         charge.trail.rate_card = Some(card.to_string());
         charge.trail.rate = Some(rate);
         charge.reason.push_str(&format!(
-            "; {} {} per {per}: {} {} rate, card {}{}",
+            "; {} {} per {per}: {} {} rate, card {}{}{}",
             format_amount(rate),
             card.currency,
             charge.market,
             charge.category,
             card.id,
+            card.status_note(),
             tier.as_ref().map(|t| format!(", volume tier {t}")).unwrap_or_default()
         ));
         charge.tier = tier;

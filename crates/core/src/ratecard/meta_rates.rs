@@ -195,16 +195,7 @@ impl RateCard {
                 missing.join(", ")
             ));
         }
-        let card = RateCard {
-            id: name.to_string(),
-            source: format!("{name} (Meta CSV layout)"),
-            currency,
-            effective,
-            until: None,
-            model,
-            gaps: Vec::new(),
-            markets,
-        };
+        let card = RateCard::new(name.to_string(), format!("{name} (Meta CSV layout)"), currency, effective, model, markets);
         problems.finish(Some(card))
     }
 }

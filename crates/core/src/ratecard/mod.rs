@@ -54,6 +54,33 @@ pub struct MarketRates {
 }
 
 impl MarketRates {
+    /// The field of a normalised column name (`marketing`,
+    /// `authentication_international`, `business_initiated`…).
+    pub fn slot(&mut self, column: &str) -> Option<&mut Option<Decimal>> {
+        Some(match column {
+            "marketing" => &mut self.marketing,
+            "utility" => &mut self.utility,
+            "authentication" => &mut self.authentication,
+            "authentication_international" => &mut self.authentication_international,
+            "service" => &mut self.service,
+            "business_initiated" => &mut self.business_initiated,
+            "user_initiated" => &mut self.user_initiated,
+            _ => return None,
+        })
+    }
+
+    /// Forgets one column's rate (a cell the source got wrong).
+    pub fn clear(&mut self, column: &str) {
+        if let Some(slot) = self.slot(column) {
+            *slot = None;
+        }
+    }
+
+    /// Whether the market has no rate at all.
+    pub fn is_empty(&self) -> bool {
+        *self == MarketRates::default()
+    }
+
     /// The rate for a pricing category, if the card has one.
     pub fn get(&self, category: PricingCategory) -> Option<Decimal> {
         match category {
@@ -85,29 +112,119 @@ pub struct RateCard {
     pub until: Option<Date>,
     /// Per-conversation (CBP) or per-message (PMP) rates.
     pub model: PricingModel,
-    /// What the source is known to lack or get wrong, in words.
-    pub gaps: Vec<String>,
+    /// Rates the source is known to lack or to have got wrong.
+    pub gaps: Vec<Gap>,
+    /// How the card was derived from other cards, step by step (empty: it
+    /// is a copy of Meta's card as its source printed it).
+    pub derivation: Vec<String>,
+    /// Markets of its date the card has no rates for at all.
+    pub missing_markets: Vec<String>,
     /// Rates by Meta market name.
     pub markets: BTreeMap<String, MarketRates>,
 }
 
+/// A rate a card's source lacks or got wrong: loaded as "no rate", so a
+/// message needing it fails to price instead of costing 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// One market's cell, or `None` for the whole column.
+    pub market: Option<String>,
+    /// The column (`service`, `utility`, `authentication_international`…).
+    pub column: String,
+    /// Why, in words.
+    pub why: String,
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.market {
+            Some(market) => write!(f, "{market} {}: {}", self.column, self.why),
+            None => write!(f, "{}: {}", self.column, self.why),
+        }
+    }
+}
+
+/// How far a card's numbers can be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CardStatus {
+    /// Meta's card as its source printed it (gaps aside).
+    Verbatim,
+    /// Computed from other cards and Meta's changelog, step by step.
+    Derived,
+    /// Lacks some of its date's markets (which cannot be priced with it).
+    Partial,
+}
+
+impl CardStatus {
+    /// `verbatim`, `derived` or `partial`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardStatus::Verbatim => "verbatim",
+            CardStatus::Derived => "derived",
+            CardStatus::Partial => "partial",
+        }
+    }
+}
+
 impl fmt::Display for RateCard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({} {}, effective {})", self.id, self.currency, self.model.as_str(), self.effective)
+        write!(f, "{} ({} {}, effective {}", self.id, self.currency, self.model.as_str(), self.effective)?;
+        match self.status() {
+            CardStatus::Verbatim => f.write_str(")"),
+            status => write!(f, ", {status})", status = status.as_str()),
+        }
     }
 }
 
 impl RateCard {
+    /// A card of Meta's, as read from a file: nothing derived, no gaps.
+    pub fn new(id: String, source: String, currency: Currency, effective: Date, model: PricingModel, markets: BTreeMap<String, MarketRates>) -> RateCard {
+        RateCard { id, source, currency, effective, until: None, model, gaps: Vec::new(), derivation: Vec::new(), missing_markets: Vec::new(), markets }
+    }
+
+    /// Verbatim, derived or partial (partial wins: a derived card that
+    /// lacks markets is partial).
+    pub fn status(&self) -> CardStatus {
+        if !self.missing_markets.is_empty() {
+            CardStatus::Partial
+        } else if !self.derivation.is_empty() {
+            CardStatus::Derived
+        } else {
+            CardStatus::Verbatim
+        }
+    }
+
+    /// What a charge's `reason` says of the card beyond its id: nothing
+    /// for a verbatim card, else its status (the steps are in `rates list`
+    /// and `explain`).
+    pub fn status_note(&self) -> String {
+        match self.status() {
+            CardStatus::Verbatim => String::new(),
+            CardStatus::Derived => " (a derived card: computed from neighbouring cards and Meta's changelog)".to_string(),
+            CardStatus::Partial if self.derivation.is_empty() => " (a partial card)".to_string(),
+            CardStatus::Partial => " (a partial card, derived from neighbouring cards and Meta's changelog)".to_string(),
+        }
+    }
+
     /// The rate for a market and category, or why there is none.
     pub fn rate(&self, market: &str, category: PricingCategory) -> Result<Decimal, String> {
+        if self.missing_markets.iter().any(|m| m == market) {
+            return Err(format!(
+                "rate card {self} lacks market `{market}` (its source does not have it; markets lacking: {}); supply a complete card with --rates",
+                self.missing_markets.join(", ")
+            ));
+        }
         let rates = self
             .markets
             .get(market)
             .ok_or_else(|| format!("rate card {self} has no row for market `{market}`"))?;
         rates.get(category).ok_or_else(|| {
-            let gap = self.gaps.iter().find(|g| g.contains(category.as_str()));
+            let gap = self
+                .gaps
+                .iter()
+                .find(|g| g.column == category.as_str() && g.market.as_deref().is_none_or(|m| m == market));
             match gap {
-                Some(gap) => format!("rate card {self} has no {category} rate for {market}: {gap}"),
+                Some(gap) => format!("rate card {self} has no {category} rate for {market}: {}", gap.why),
                 None => format!("rate card {self} has no {category} rate for {market} (`n/a`)"),
             }
         })
@@ -310,7 +427,7 @@ impl RateBook {
     pub fn builtin() -> RateBook {
         let cards = builtin::builtin_cards()
             .iter()
-            .map(|card| builtin::parse_normalised(card).expect("builtin cards parse (tested)"))
+            .map(|card| builtin::parse_builtin(card).expect("builtin cards parse (tested)"))
             .collect();
         RateBook::new(cards)
     }
@@ -475,7 +592,7 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
     #[test]
     fn builtin_cards_reproduce_their_files() {
         let book = RateBook::builtin();
-        assert_eq!(book.cards().len(), 6);
+        assert_eq!(book.cards().len(), 12);
         let usd = book.select(Currency::USD, PricingModel::Pmp, date(2026, 2, 1)).unwrap();
         assert_eq!(usd.id, "usd-2026-01-01");
         assert_eq!(usd.rate("Brazil", PricingCategory::Marketing).unwrap().to_string(), "0.0625");
@@ -495,9 +612,10 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
             for market in card.markets.keys() {
                 assert!(names.contains(&market.as_str()), "{}: market `{market}` is not in the table for {}", card.id, card.effective);
             }
-            // And the other way round: no market of the table lacks a row.
+            // And the other way round: no market of the table lacks a row,
+            // unless the card says it lacks it (a partial card).
             for market in &names {
-                assert!(card.markets.contains_key(*market), "{}: no row for `{market}`", card.id);
+                assert!(card.markets.contains_key(*market) || card.missing_markets.iter().any(|m| m == market), "{}: no row for `{market}`", card.id);
             }
         }
     }
@@ -509,9 +627,21 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
         assert!(book.select(Currency::USD, PricingModel::Cbp, date(2025, 1, 31)).is_ok());
         let error = book.select(Currency::USD, PricingModel::Cbp, date(2025, 2, 1)).unwrap_err();
         assert!(error.to_string().contains("usd-2024-10-01"), "{error}");
-        // No USD PMP card before 2026-01-01.
-        assert!(book.select(Currency::USD, PricingModel::Pmp, date(2025, 7, 1)).is_err());
-        assert_eq!(book.select(Currency::USD, PricingModel::Pmp, date(2026, 12, 1)).unwrap().id, "usd-2026-10-01");
+        // The 2023 card ends where Meta added Indonesia's authentication-international rate.
+        assert_eq!(book.select(Currency::USD, PricingModel::Cbp, date(2024, 5, 31)).unwrap().id, "usd-2023-06-01");
+        assert!(book.select(Currency::USD, PricingModel::Cbp, date(2024, 6, 1)).is_err());
+        // Every USD per-message date has a card, one after the other.
+        for (on, id) in [
+            (date(2025, 7, 1), "usd-2025-07-01"),
+            (date(2025, 9, 30), "usd-2025-07-01"),
+            (date(2025, 10, 1), "usd-2025-10-01"),
+            (date(2026, 1, 1), "usd-2026-01-01"),
+            (date(2026, 4, 1), "usd-2026-04-01"),
+            (date(2026, 7, 1), "usd-2026-07-01"),
+            (date(2026, 12, 1), "usd-2026-10-01"),
+        ] {
+            assert_eq!(book.select(Currency::USD, PricingModel::Pmp, on).unwrap().id, id, "{on}");
+        }
         let brl = book.select(Currency::parse("BRL").unwrap(), PricingModel::Pmp, date(2026, 12, 1)).unwrap_err();
         assert!(brl.to_string().contains("no cards in that currency"));
     }

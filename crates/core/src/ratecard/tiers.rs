@@ -14,11 +14,11 @@
 //!   groups that do not apply, and large-currency numbers carry thousands
 //!   separators (`1,940.13`).
 //!
-//! No real Meta tier file was available when this was written (see
-//! `data/ratecards/PROVENANCE.md`), so the reader finds groups and columns by
-//! their names rather than by fixed positions, and tolerates missing
-//! sub-header rows, reordered columns and absent `Rate type` / `vs. List
-//! rate` columns.
+//! The reader finds groups and columns by their names rather than by fixed
+//! positions, and tolerates missing sub-header rows, reordered or added
+//! columns and absent `Rate type` / `vs. List rate` columns, so a later
+//! table that adds a column or a market still reads. It is tested on Meta's
+//! real April 2026 file (`data/ratecards/meta-raw_…_volume-tiers.csv`).
 
 use std::collections::BTreeMap;
 
@@ -148,7 +148,15 @@ fn check_markets(bands: &[(TierBand, u64)], problems: &mut Problems<'_>) {
 }
 
 impl TierBook {
-    /// A book of bands.
+    /// The tier table shipped with wameter: Meta's April 1, 2026 USD
+    /// "Volume tiers (CSV)", byte for byte (`builtin::TIERS_SOURCE`). It
+    /// applies from its date on, to each message whose card prints the
+    /// same list rate as the table (see `Engine`'s settle step).
+    pub fn builtin() -> TierBook {
+        TierBook::new(super::builtin::builtin_tiers())
+    }
+
+    /// A book of these bands.
     pub fn new(bands: Vec<TierBand>) -> TierBook {
         TierBook { bands }
     }
