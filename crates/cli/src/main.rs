@@ -118,8 +118,27 @@ enum Command {
 
 #[derive(Subcommand)]
 enum RatesCommand {
-    /// List the built-in and imported rate cards, with provenance and known gaps.
-    List,
+    /// List the built-in and imported rate cards, with provenance, status and known gaps.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which card prices each date: ranges × currency, with each card's status and missing markets.
+    Coverage {
+        /// Only this billing currency (default: every currency with a card).
+        #[arg(long)]
+        currency: Option<String>,
+        /// From this date (default: 2022-02-01, the first supported era).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<jiff::civil::Date>,
+        /// Until this date, exclusive (default: open-ended).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: Option<jiff::civil::Date>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the card (and volume tiers) in force for a currency on a date.
     Show {
         /// Date (default: today).
@@ -414,7 +433,11 @@ fn parse_only(logs: Vec<PathBuf>, engine: EngineArgs) -> Result<ExitCode> {
 
 fn rates(command: RatesCommand) -> Result<ExitCode> {
     match command {
-        RatesCommand::List => rates::list(),
+        RatesCommand::List { json } => rates::list(json),
+        RatesCommand::Coverage { currency, from, to, json } => {
+            let currency = currency.map(|c| wameter_core::money::Currency::parse(&c).ok_or_else(|| anyhow::anyhow!("`--currency {c}`: not an ISO 4217 code wameter knows"))).transpose()?;
+            rates::coverage(currency, from, to, json)
+        }
         RatesCommand::Show { date, currency, model, tiers } => {
             let currency = wameter_core::money::Currency::parse(&currency).ok_or_else(|| anyhow::anyhow!("unknown currency `{currency}`"))?;
             let model = model.map(|m| if m.eq_ignore_ascii_case("cbp") { PricingModel::Cbp } else { PricingModel::Pmp });

@@ -187,31 +187,207 @@ pub fn import(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `wameter rates list`: built-in and imported cards, with provenance.
-pub fn list() -> Result<ExitCode> {
+/// One card as `rates list --json` prints it.
+fn card_json(card: &RateCard) -> serde_json::Value {
+    serde_json::json!({
+        "id": card.id,
+        "currency": card.currency.code(),
+        "model": card.model.as_str(),
+        "effective": card.effective.to_string(),
+        "until": card.until.map(|u| u.to_string()),
+        "markets": card.markets.len(),
+        "status": card.status().as_str(),
+        "source": card.source,
+        "derivation": card.derivation,
+        "missing_markets": card.missing_markets,
+        "gaps": card.gaps.iter().map(|g| serde_json::json!({"market": g.market, "column": g.column, "why": g.why})).collect::<Vec<_>>(),
+    })
+}
+
+/// `wameter rates list`: built-in and imported cards, with provenance,
+/// status and gaps, and the tier tables.
+pub fn list(json: bool) -> Result<ExitCode> {
     let store = load_store()?;
     let book = book_with_store(&store);
+    let imported: std::collections::BTreeSet<(Currency, Date)> = store.tiers.iter().map(|b| (b.currency, b.effective)).collect();
+    let bands = tiers_with_store(store.tiers.clone());
+    let mut tables: Vec<(Date, Currency)> = bands.iter().map(|b| (b.effective, b.currency)).collect();
+    tables.sort();
+    tables.dedup();
+    let tables: Vec<(Date, Currency, usize, bool)> = tables
+        .into_iter()
+        .map(|(effective, currency)| {
+            let count = bands.iter().filter(|b| (b.effective, b.currency) == (effective, currency)).count();
+            (effective, currency, count, imported.contains(&(currency, effective)))
+        })
+        .collect();
     let mut out = std::io::stdout().lock();
+    if json {
+        let document = serde_json::json!({
+            "cards": book.cards().iter().map(card_json).collect::<Vec<_>>(),
+            "tiers": tables.iter().map(|(effective, currency, bands, imported)| serde_json::json!({
+                "currency": currency.code(),
+                "effective": effective.to_string(),
+                "bands": bands,
+                "source": if *imported { "imported".to_string() } else { wameter_core::ratecard::builtin::TIERS_SOURCE.to_string() },
+            })).collect::<Vec<_>>(),
+            "rate_store": store_dir().map(|d| d.display().to_string()),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for card in book.cards() {
         let until = card.until.map(|u| format!(" until {u}")).unwrap_or_default();
-        writeln!(out, "{}: {} {} from {}{}, {} markets", card.id, card.currency, card.model.as_str(), card.effective, until, card.markets.len())?;
+        writeln!(out, "{}: {} {} from {}{}, {} markets, {}", card.id, card.currency, card.model.as_str(), card.effective, until, card.markets.len(), card.status().as_str())?;
         writeln!(out, "  source: {}", card.source)?;
+        for step in &card.derivation {
+            writeln!(out, "  derived: {step}")?;
+        }
+        if !card.missing_markets.is_empty() {
+            writeln!(out, "  lacks {} market(s): {}", card.missing_markets.len(), card.missing_markets.join(", "))?;
+        }
         for gap in &card.gaps {
             writeln!(out, "  gap: {gap}")?;
         }
     }
-    if !store.tiers.is_empty() {
-        let mut tables: Vec<(Date, Currency)> = store.tiers.iter().map(|b| (b.effective, b.currency)).collect();
-        tables.sort();
-        tables.dedup();
-        for (effective, currency) in tables {
-            let bands = store.tiers.iter().filter(|b| (b.effective, b.currency) == (effective, currency)).count();
-            writeln!(out, "volume tiers: {currency} from {effective}, {bands} bands (imported)")?;
-        }
+    for (effective, currency, bands, imported) in &tables {
+        let source = if *imported { "imported".to_string() } else { format!("built in: {}", wameter_core::ratecard::builtin::TIERS_SOURCE) };
+        writeln!(out, "volume tiers: {currency} from {effective}, {bands} bands ({source})")?;
     }
     if let Some(dir) = store_dir() {
         writeln!(out, "rate store: {} ({} imported file(s))", dir.display(), store.files.len())?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One range of `rates coverage`.
+struct Covered<'a> {
+    currency: Currency,
+    model: PricingModel,
+    from: Date,
+    /// Exclusive; `None`: open-ended.
+    to: Option<Date>,
+    card: Option<&'a RateCard>,
+}
+
+/// Where each pricing model's era begins and ends (decision D1).
+fn era(model: PricingModel) -> (Date, Option<Date>) {
+    match model {
+        PricingModel::Cbp => (jiff::civil::date(2022, 2, 1), Some(jiff::civil::date(2025, 7, 1))),
+        PricingModel::Pmp => (jiff::civil::date(2025, 7, 1), None),
+    }
+}
+
+/// The ranges of one currency and model inside its era and `[from, to)`:
+/// each card's span, and the gaps between them as missing.
+fn covered<'a>(book: &'a RateBook, currency: Currency, model: PricingModel, from: Date, to: Option<Date>) -> Vec<Covered<'a>> {
+    let (era_from, era_to) = era(model);
+    let start = from.max(era_from);
+    let end = match (to, era_to) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if end.is_some_and(|end| end <= start) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut at = start;
+    let before_end = |date: Date| end.is_none_or(|end| date < end);
+    let clip = |date: Option<Date>| match (date, end) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    for (card, until) in book.spans(currency, model) {
+        if until.is_some_and(|until| until <= at) || !before_end(card.effective) {
+            continue;
+        }
+        if card.effective > at {
+            out.push(Covered { currency, model, from: at, to: Some(card.effective), card: None });
+            at = card.effective;
+        }
+        out.push(Covered { currency, model, from: at, to: clip(until), card: Some(card) });
+        match until {
+            Some(until) => at = until,
+            None => return out,
+        }
+        if !before_end(at) {
+            return out;
+        }
+    }
+    out.push(Covered { currency, model, from: at, to: end, card: None });
+    out
+}
+
+/// `wameter rates coverage`: which card prices each date, per currency.
+pub fn coverage(currency: Option<Currency>, from: Option<Date>, to: Option<Date>, json: bool) -> Result<ExitCode> {
+    let store = load_store()?;
+    let book = book_with_store(&store);
+    let mut currencies: Vec<Currency> = match currency {
+        Some(currency) => vec![currency],
+        None => book.cards().iter().map(|c| c.currency).collect(),
+    };
+    currencies.sort();
+    currencies.dedup();
+    let from = from.unwrap_or(jiff::civil::date(2022, 2, 1));
+    let ranges: Vec<Covered> = currencies
+        .iter()
+        .flat_map(|currency| [PricingModel::Cbp, PricingModel::Pmp].map(|model| covered(&book, *currency, model, from, to)))
+        .flatten()
+        .collect();
+    let status = |range: &Covered| range.card.map_or("missing", |card| card.status().as_str());
+    let mut out = std::io::stdout().lock();
+    if json {
+        let document = serde_json::json!({
+            "from": from.to_string(),
+            "to": to.map(|t| t.to_string()),
+            "ranges": ranges.iter().map(|range| serde_json::json!({
+                "currency": range.currency.code(),
+                "model": range.model.as_str(),
+                "from": range.from.to_string(),
+                "to": range.to.map(|t| t.to_string()),
+                "card": range.card.map(|c| c.id.clone()),
+                "status": status(range),
+                "missing_markets": range.card.map(|c| c.missing_markets.clone()).unwrap_or_default(),
+                "gaps": range.card.map(|c| c.gaps.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 7]> = ranges
+        .iter()
+        .map(|range| {
+            let lacking = match range.card {
+                Some(card) if !card.missing_markets.is_empty() => format!("{}: {}", card.missing_markets.len(), card.missing_markets.join(", ")),
+                Some(_) => String::new(),
+                None => "all".to_string(),
+            };
+            [
+                range.currency.code().to_string(),
+                range.model.as_str().to_string(),
+                range.from.to_string(),
+                range.to.map_or("open".to_string(), |t| t.to_string()),
+                range.card.map_or("-".to_string(), |c| c.id.clone()),
+                status(range).to_string(),
+                lacking,
+            ]
+        })
+        .collect();
+    let header = ["Currency", "Model", "From", "Until", "Card", "Status", "Markets missing"];
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let line = |cells: [&str; 7]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate().take(6) {
+            text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+        }
+        text.push_str(cells[6]);
+        text.trim_end().to_string()
+    };
+    writeln!(out, "{}", line(header))?;
+    for row in &rows {
+        writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6]]))?;
+    }
+    writeln!(out, "\nUntil is the first date not covered. derived: computed from a neighbouring card and Meta's changelog; partial: some markets missing (`wameter rates list` has the details); missing: no card, so those dates are refused: download Meta's card for them and `wameter rates import` it.")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -699,7 +699,7 @@ impl<'e, 'a> Settler<'e, 'a> {
     }
 
     fn card(&self, business: &Business, model: PricingModel, on: Date) -> Result<&'a RateCard, String> {
-        self.engine.rates.select(business.currency, model, on).map_err(|e| format!("{e}; supply one with --rates"))
+        self.engine.rates.select(business.currency, model, on).map_err(|e| e.to_string())
     }
 
     /// Decision D9: authentication is priced authentication-international

@@ -402,9 +402,10 @@ fn canonical_market_name(name: &str) -> &str {
     }
 }
 
-/// Why no card could be chosen for a delivery.
+/// Why no card could be chosen for a delivery: which cards come nearest,
+/// and how to supply the missing one.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no {model} rate card in {currency} covers {date}{}", if known.is_empty() { String::from(" (no cards in that currency)") } else { format!("; known {currency} cards: {known}") })]
+#[error("{}", self.describe())]
 pub struct NoCardError {
     /// Currency asked for.
     pub currency: Currency,
@@ -412,8 +413,41 @@ pub struct NoCardError {
     pub date: Date,
     /// Model asked for (`CBP`/`PMP`).
     pub model: &'static str,
-    /// Cards in that currency, for the message.
-    pub known: String,
+    /// The nearest card of that currency and model in force before the
+    /// date, with its span.
+    pub before: Option<String>,
+    /// The nearest one after it.
+    pub after: Option<String>,
+    /// Whether the currency has any card at all.
+    pub any_in_currency: bool,
+}
+
+impl NoCardError {
+    fn describe(&self) -> String {
+        let (currency, date, model) = (self.currency, self.date, self.model);
+        let mut text = format!("no {model} rate card in {currency} covers {date}");
+        if !self.any_in_currency {
+            text.push_str(" (no cards in that currency)");
+        }
+        match (&self.before, &self.after) {
+            (Some(before), Some(after)) => text.push_str(&format!("; the nearest are {before} before it and {after} after it")),
+            (Some(before), None) => text.push_str(&format!("; the latest before it is {before}")),
+            (None, Some(after)) => text.push_str(&format!("; the earliest after it is {after}")),
+            (None, None) => {}
+        }
+        text.push_str(&format!(
+            ". Download Meta's {currency} rate card in force on {date} (\"Rates (CSV)\" on Meta's pricing page) and pass it with `--rates FILE`, or keep it for every later command with `wameter rates import FILE`"
+        ));
+        text
+    }
+}
+
+/// A card and the span it covers, for messages.
+fn card_span(card: &RateCard, end: Option<Date>) -> String {
+    match end {
+        Some(end) => format!("{} ({} to {end})", card.id, card.effective),
+        None => format!("{} (from {})", card.id, card.effective),
+    }
 }
 
 /// A set of rate cards from which the one in force is chosen.
@@ -446,30 +480,37 @@ impl RateBook {
 
     /// The card in force for a currency, model and business-local date.
     pub fn select(&self, currency: Currency, model: PricingModel, on: Date) -> Result<&RateCard, NoCardError> {
+        let spans = self.spans(currency, model);
+        let found = spans.iter().rev().find(|(card, _)| card.effective <= on);
+        match found {
+            Some((card, end)) if end.is_none_or(|end| on < end) => Ok(card),
+            _ => Err(NoCardError {
+                currency,
+                date: on,
+                model: model.as_str(),
+                before: found.map(|(card, end)| card_span(card, *end)),
+                after: spans.iter().find(|(card, _)| card.effective > on).map(|(card, end)| card_span(card, *end)),
+                any_in_currency: self.cards.iter().any(|c| c.currency == currency),
+            }),
+        }
+    }
+
+    /// The cards of a currency and model in date order, each with the
+    /// first date it no longer covers (its `until`, or the next card's
+    /// start; `None`: open-ended).
+    pub fn spans(&self, currency: Currency, model: PricingModel) -> Vec<(&RateCard, Option<Date>)> {
         let same: Vec<&RateCard> = self.cards.iter().filter(|c| c.currency == currency && c.model == model).collect();
-        let found = same.iter().enumerate().rev().find(|(_, c)| c.effective <= on).and_then(|(index, card)| {
-            let next = same.get(index + 1).map(|n| n.effective);
-            let end = match (card.until, next) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            end.is_none_or(|end| on < end).then_some(*card)
-        });
-        found.ok_or_else(|| NoCardError {
-            currency,
-            date: on,
-            model: model.as_str(),
-            known: self
-                .cards
-                .iter()
-                .filter(|c| c.currency == currency)
-                .map(|c| match c.until {
-                    Some(until) => format!("{} {} {}..{}", c.id, c.model.as_str(), c.effective, until),
-                    None => format!("{} {} from {}", c.id, c.model.as_str(), c.effective),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+        same.iter()
+            .enumerate()
+            .map(|(index, card)| {
+                let next = same.get(index + 1).map(|n| n.effective);
+                let end = match (card.until, next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                (*card, end)
+            })
+            .collect()
     }
 }
 
@@ -626,7 +667,10 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
         // The 2024-10 USD CBP card ends where Meta changed authentication rates.
         assert!(book.select(Currency::USD, PricingModel::Cbp, date(2025, 1, 31)).is_ok());
         let error = book.select(Currency::USD, PricingModel::Cbp, date(2025, 2, 1)).unwrap_err();
-        assert!(error.to_string().contains("usd-2024-10-01"), "{error}");
+        assert!(error.to_string().contains("the latest before it is usd-2024-10-01 (2024-10-01 to 2025-02-01)"), "{error}");
+        let error = book.select(Currency::USD, PricingModel::Cbp, date(2024, 8, 1)).unwrap_err().to_string();
+        assert!(error.contains("the nearest are usd-2023-06-01 (2023-06-01 to 2024-06-01) before it and usd-2024-10-01 (2024-10-01 to 2025-02-01) after it"), "{error}");
+        assert!(error.contains("`--rates FILE`") && error.contains("`wameter rates import FILE`"), "{error}");
         // The 2023 card ends where Meta added Indonesia's authentication-international rate.
         assert_eq!(book.select(Currency::USD, PricingModel::Cbp, date(2024, 5, 31)).unwrap().id, "usd-2023-06-01");
         assert!(book.select(Currency::USD, PricingModel::Cbp, date(2024, 6, 1)).is_err());

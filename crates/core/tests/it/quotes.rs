@@ -121,9 +121,11 @@ fn bad_requests_are_refused_with_reasons() {
     let mut share = request(UTILITY, date(2026, 2, 10), &[("India", 5)]);
     share.in_window = dec("1.5");
     assert_eq!(quote(&engine, &share).unwrap_err(), QuoteError::BadShare(dec("1.5")));
-    // No USD per-message card covers 2025-08: an error, never a guess.
+    // No EUR per-message card covers 2025-08: an error, never a guess.
+    let eur = World::with_businesses(vec![business(B, "UTC", "EUR")]);
+    let engine = Engine::new(&eur.accounts, &eur.rates, &eur.tiers, MarketTable::builtin());
     let error = quote(&engine, &request(UTILITY, date(2025, 8, 1), &[("India", 5)])).unwrap_err();
-    assert!(error.to_string().contains("no PMP rate card in USD covers 2025-08-01"), "{error}");
+    assert!(error.to_string().contains("no PMP rate card in EUR covers 2025-08-01; the earliest after it is eur-2026-07-01"), "{error}");
 }
 
 #[test]

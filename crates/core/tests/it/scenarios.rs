@@ -471,10 +471,13 @@ fn d17_a_status_is_matched_to_its_own_business_message_only() {
 #[test]
 fn missing_card_is_an_error_not_a_guess() {
     let mut log = Log::default();
-    log.send("m1", t("2025-08-01T00:00:00Z"), BR_USER, Some(MKT));
+    // Between the 2023-06 card (until Meta's 2024-06-01 change) and the 2024-10 one.
+    log.send("m1", t("2024-08-01T00:00:00Z"), BR_USER, Some(MKT));
     let report = World::builtin().replay(&log);
     assert!(report.charges.is_empty());
-    assert!(report.errors[0].message.contains("no PMP rate card in USD covers 2025-08-01"), "{}", report.errors[0].message);
+    let message = &report.errors[0].message;
+    assert!(message.contains("no CBP rate card in USD covers 2024-08-01; the nearest are usd-2023-06-01"), "{message}");
+    assert!(message.contains("`wameter rates import FILE`"), "{message}");
 }
 
 /// A free-form message delivered with no window open is still rated, with a
