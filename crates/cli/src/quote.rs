@@ -244,7 +244,7 @@ fn write_json(out: &mut impl Write, quote: &Quote, request: &QuoteRequest) -> Re
 
 fn write_table(out: &mut impl Write, quote: &Quote, request: &QuoteRequest, business: &wameter_core::account::Business) -> Result<()> {
     let status = match quote.ruleset.status() {
-        "reported" => " — reported by vendors, not confirmed on a Meta page",
+        "confirmed" => " (confirmed on Meta's pages; the service allowance's reset time zone is Meta's open point: counted in the business's)",
         _ => "",
     };
     writeln!(

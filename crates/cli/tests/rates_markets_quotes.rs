@@ -127,7 +127,7 @@ fn quote_by_market_with_window_share() {
     assert_eq!(quote["markets"][1]["market"], "India");
     assert_eq!(quote["markets"][1]["free"]["free_customer_service"], 300);
     let text = stdout(&wameter(&["quote", "--category", "service", "--recipients", "Brazil=10", "--date", "2026-11-25"]));
-    assert!(text.contains("reported by vendors, not confirmed on a Meta page"), "{text}");
+    assert!(text.contains("confirmed on Meta's pages"), "{text}");
     assert!(text.contains("10 recipient(s) outside the window cannot receive a free-form message"), "{text}");
 }
 

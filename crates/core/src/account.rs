@@ -57,6 +57,11 @@ pub struct RuleOptions {
     /// service window (decision D12; default `false`: billed, as most sources
     /// report).
     pub utility_free_in_csw: bool,
+    /// Free entry points answered on or after 2026-09-28 stay open for 7
+    /// days instead of 72 h: what several readers of Meta's main pricing
+    /// page reported from that date, while Meta's non-template page still
+    /// says 72 h (decision D12; default `false`: 72 h).
+    pub free_entry_point_7_days: bool,
 }
 
 /// All known businesses, by phone number id.

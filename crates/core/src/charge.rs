@@ -124,19 +124,6 @@ pub struct Warning {
     pub origin: Option<Origin>,
 }
 
-impl Warning {
-    /// The warning every report carries when some of its messages were
-    /// priced under the reported, unconfirmed 2026-10 rules (decision D12).
-    pub fn reported_rules(messages: usize) -> Warning {
-        Warning {
-            code: "reported_rules",
-            message: format!(
-                "{messages} message(s) priced under the 2026-10 rules, which are reported by vendors but not confirmed on a Meta page (decision D12)"
-            ),
-            origin: None,
-        }
-    }
-}
 
 /// A delivered message the engine cannot price without guessing.
 #[derive(Clone, Debug, PartialEq, Eq)]

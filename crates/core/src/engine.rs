@@ -523,7 +523,8 @@ impl Engine<'_> {
                 continue;
             };
             let customer_service_window = state.customer_service_window(at);
-            let opened_free_entry_point = state.answer_entry_point(at, local_date, ruleset.is_conversation_based());
+            let opened_free_entry_point =
+                state.answer_entry_point(at, local_date, ruleset.is_conversation_based(), self.accounts.options.free_entry_point_7_days);
             let free_entry_point = state.open_free_entry_point(at);
             let delivery = Delivery {
                 template: message.template.as_ref(),
@@ -629,10 +630,7 @@ impl Engine<'_> {
                 warnings.push(Warning { code: "note", message: format!("{}: {note}", charge.message_id), origin: Some(charge.trail.origin) });
             }
         }
-        let reported = priced.iter().filter(|c| c.ruleset.status() == "reported").count();
-        if reported > 0 {
-            warnings.push(Warning::reported_rules(reported));
-        }
+
         errors.sort_by(|a, b| (a.origin, &a.message_id).cmp(&(b.origin, &b.message_id)));
         let counters = settler.counters();
         Report { charges: priced, warnings, errors, stats: prepared.stats, counters }
@@ -831,8 +829,9 @@ impl<'e, 'a> Settler<'e, 'a> {
                 let allowance = rules::pmp_2026_10::SERVICE_MESSAGES_FREE_PER_MONTH;
                 if used <= allowance {
                     charge.reason = format!(
-                        "free-form (service) message delivered: {used} of the {allowance} free service messages this month for business number {} (reported 2026-10 rules)",
-                        business.phone_number_id
+                        "free-form (service) message delivered: {used} of the {allowance} free service messages this month for business number {}{}",
+                        business.phone_number_id,
+                        rules::pmp_2026_10::ALLOWANCE_MONTH_NOTE
                     );
                 } else {
                     let card = self.card(&business, PricingModel::Pmp, self.rates_date(charge))?;
@@ -841,8 +840,9 @@ impl<'e, 'a> Settler<'e, 'a> {
                     charge.billable = true;
                     charge.rule = "service-message-charged";
                     charge.reason = format!(
-                        "free-form (service) message delivered after the {allowance} free service messages of the month for business number {} (#{used}): charged (reported 2026-10 rules)",
-                        business.phone_number_id
+                        "free-form (service) message delivered after the {allowance} free service messages of the month for business number {} (#{used}): charged{}",
+                        business.phone_number_id,
+                        rules::pmp_2026_10::ALLOWANCE_MONTH_NOTE
                     );
                     self.price(charge, card, rate, "message", None);
                 }

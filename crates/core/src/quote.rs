@@ -269,7 +269,6 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
     let business_id: Box<str> = request.business.as_str().into();
     let mut rate_card = None;
     let mut warnings: Vec<Warning> = Vec::new();
-    let mut reported = 0usize;
     let mut number = 0u64;
     // A campaign replays in slices that hand their monthly counters to the
     // next, so memory stays flat however many recipients there are; the
@@ -304,12 +303,11 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
             return Err(QuoteError::Pricing(error.message.clone()));
         }
         for warning in report.warnings {
-            if !matches!(warning.code, "note" | "reported_rules") && !warnings.contains(&warning) {
+            if warning.code != "note" && !warnings.contains(&warning) {
                 warnings.push(warning);
             }
         }
         for charge in &report.charges {
-            reported += usize::from(charge.ruleset.status() == "reported");
             let entry = quotes.get_mut(&charge.market).expect("every charge's market was quoted");
             *entry.rules.entry(charge.rule).or_default() += 1;
             // One message per recipient, so a CBP message always opens its
@@ -332,9 +330,6 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
             }
         }
         carried = report.counters;
-    }
-    if reported > 0 {
-        warnings.push(Warning::reported_rules(reported));
     }
     let ruleset = engine.what_if.ruleset.or_else(|| Ruleset::on(request.date)).ok_or_else(|| {
         QuoteError::Pricing(format!("{} is before 2022-02-01, when Meta billed per notification; wameter prices 2022-02-01 onward", request.date))

@@ -64,11 +64,13 @@ impl Ruleset {
         })
     }
 
-    /// `documented` when Meta's own pages describe the rules, `reported`
-    /// when they come only from third parties (the 2026-10 change).
+    /// `documented` when Meta's own pages describe the rules; `confirmed`
+    /// for the 2026-10 change, first reported by third parties and then
+    /// confirmed on Meta's pages (decision D12). What stays uncertain in an
+    /// era is flagged in the reason of the charges it touches.
     pub fn status(self) -> &'static str {
         match self {
-            Ruleset::Pmp2026Oct => "reported",
+            Ruleset::Pmp2026Oct => "confirmed",
             _ => "documented",
         }
     }

@@ -14,9 +14,22 @@ pub const DAY: SignedDuration = SignedDuration::from_hours(24);
 /// D6); 24 h before.
 pub const FEP_72H_FROM: Date = date(2023, 3, 1);
 
-/// Length of a free entry point window opened on a business-local date.
-pub fn free_entry_point_length(opened_on: Date) -> SignedDuration {
-    if opened_on < FEP_72H_FROM { DAY } else { SignedDuration::from_hours(72) }
+/// From this business-local date, free entry points may stay open for up
+/// to 7 days: reported by several readers of Meta's main pricing page
+/// (and Wati) from 2026-09-28, while Meta's non-template page still says
+/// 72 h. Applied only with `free_entry_point_7_days` (decision D12).
+pub const FEP_7_DAYS_REPORTED_FROM: Date = date(2026, 9, 28);
+
+/// Length of a free entry point window opened on a business-local date;
+/// `seven_days`: the accounts file's `free_entry_point_7_days`.
+pub fn free_entry_point_length(opened_on: Date, seven_days: bool) -> SignedDuration {
+    if opened_on < FEP_72H_FROM {
+        DAY
+    } else if seven_days && opened_on >= FEP_7_DAYS_REPORTED_FROM {
+        SignedDuration::from_hours(7 * 24)
+    } else {
+        SignedDuration::from_hours(72)
+    }
 }
 
 /// A half-open time window.
@@ -95,13 +108,13 @@ impl ContactState {
     /// the first reply to an entry point opens a free entry point window if
     /// it is delivered within 24 h of the entry point. Returns true when this
     /// delivery opened it.
-    pub fn answer_entry_point(&mut self, at: Timestamp, opened_on: Date, cbp: bool) -> bool {
+    pub fn answer_entry_point(&mut self, at: Timestamp, opened_on: Date, cbp: bool, seven_days: bool) -> bool {
         if self.open_free_entry_point(at).is_some() {
             return false;
         }
         let Some(entry_at) = self.pending_entry_point_at.take() else { return false };
         if at < entry_at + DAY {
-            self.free_entry_point = Some(Window::starting(at, free_entry_point_length(opened_on)));
+            self.free_entry_point = Some(Window::starting(at, free_entry_point_length(opened_on, seven_days)));
             self.free_entry_point_cbp = cbp;
             true
         } else {
@@ -145,28 +158,31 @@ mod tests {
     fn entry_point_needs_a_reply_within_24_hours() {
         let mut state = ContactState::default();
         state.inbound(t("2025-07-01T10:00:00Z"), true);
-        assert!(!state.answer_entry_point(t("2025-07-02T10:00:00Z"), date(2025, 7, 2), false));
+        assert!(!state.answer_entry_point(t("2025-07-02T10:00:00Z"), date(2025, 7, 2), false, false));
         assert!(state.free_entry_point.is_none());
         // The trigger was used up by that late reply.
-        assert!(!state.answer_entry_point(t("2025-07-02T10:00:01Z"), date(2025, 7, 2), false));
+        assert!(!state.answer_entry_point(t("2025-07-02T10:00:01Z"), date(2025, 7, 2), false, false));
     }
 
     #[test]
     fn entry_point_window_starts_at_the_reply_and_is_not_extended() {
         let mut state = ContactState::default();
         state.inbound(t("2025-07-01T10:00:00Z"), true);
-        assert!(state.answer_entry_point(t("2025-07-01T22:00:00Z"), date(2025, 7, 1), false));
+        assert!(state.answer_entry_point(t("2025-07-01T22:00:00Z"), date(2025, 7, 1), false, false));
         let window = state.free_entry_point.unwrap();
         assert_eq!(window.closes_at, t("2025-07-04T22:00:00Z"));
         state.inbound(t("2025-07-02T10:00:00Z"), true);
-        assert!(!state.answer_entry_point(t("2025-07-02T11:00:00Z"), date(2025, 7, 2), false));
+        assert!(!state.answer_entry_point(t("2025-07-02T11:00:00Z"), date(2025, 7, 2), false, false));
         assert_eq!(state.free_entry_point.unwrap(), window);
     }
 
     #[test]
     fn entry_point_windows_were_24_hours_before_march_2023() {
-        assert_eq!(free_entry_point_length(date(2023, 2, 28)), DAY);
-        assert_eq!(free_entry_point_length(date(2023, 3, 1)), SignedDuration::from_hours(72));
+        assert_eq!(free_entry_point_length(date(2023, 2, 28), false), DAY);
+        assert_eq!(free_entry_point_length(date(2023, 3, 1), false), SignedDuration::from_hours(72));
+        assert_eq!(free_entry_point_length(date(2026, 10, 5), false), SignedDuration::from_hours(72));
+        assert_eq!(free_entry_point_length(date(2026, 9, 27), true), SignedDuration::from_hours(72));
+        assert_eq!(free_entry_point_length(date(2026, 9, 28), true), SignedDuration::from_hours(168));
     }
 }
 

@@ -91,6 +91,8 @@ impl RawAmount {
 struct RawRules {
     #[serde(default)]
     utility_free_in_csw: bool,
+    #[serde(default)]
+    free_entry_point_7_days: bool,
 }
 
 #[derive(Deserialize)]
@@ -280,7 +282,7 @@ fn businesses(name: &str, raw: Vec<RawBusiness>, rules: RawRules) -> Result<Acco
         }
         businesses.push(business);
     }
-    Ok(Accounts::new(businesses, RuleOptions { utility_free_in_csw: rules.utility_free_in_csw }))
+    Ok(Accounts::new(businesses, RuleOptions { utility_free_in_csw: rules.utility_free_in_csw, free_entry_point_7_days: rules.free_entry_point_7_days }))
 }
 
 #[cfg(test)]

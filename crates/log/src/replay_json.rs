@@ -94,7 +94,8 @@ pub struct ChargeLine {
     pub currency: String,
     /// Exact decimal, as text.
     pub amount: String,
-    /// `confirmed` or `reported`.
+    /// `documented` (Meta's pages describe the era) or `confirmed` (the
+    /// 2026-10 change: reported first, then confirmed on Meta's pages).
     pub rules_status: String,
 }
 

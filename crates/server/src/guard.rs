@@ -192,9 +192,6 @@ fn estimate_headers(charge: Option<&Charge>, window_closes_at: Option<Timestamp>
             out.push((HeaderName::from_static("x-wameter-currency"), header_value(charge.currency.code())));
             out.push((HeaderName::from_static("x-wameter-rule"), header_value(&format!("{}/{}", charge.ruleset.id(), charge.rule))));
             let mut notes = Vec::new();
-            if charge.ruleset.status() == "reported" {
-                notes.push("priced under reported, unverified rules");
-            }
             if charge.tier.is_some() {
                 notes.push("volume tier counted from this user's messages only");
             }

@@ -308,13 +308,11 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
     // The engine's order: delivery, then business, user, message.
     charges.sort_by(|a, b| (a.0, &a.3.fields.business, &a.1, &a.3.fields.message_id).cmp(&(b.0, &b.3.fields.business, &b.1, &b.3.fields.message_id)));
     let mut totals: BTreeMap<Currency, Totals> = BTreeMap::new();
-    let mut reported = 0;
     for (.., currency, charge) in &charges {
         let entry = totals.entry(*currency).or_insert(Totals { currency: *currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0 });
         entry.amount += charge.amount;
         entry.billable_messages += u64::from(charge.fields.billable);
         entry.conversations += u64::from(charge.fields.opens_conversation);
-        reported += usize::from(charge.fields.rules_status == "reported");
     }
     let mut inferred = 0;
     let mut seen = BTreeSet::new();
@@ -329,10 +327,6 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
     warnings.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
     if inferred > 0 {
         warnings.push(("outbound_inferred".into(), wameter_log::replay_json::outbound_inferred_message(inferred), None));
-    }
-    if reported > 0 {
-        let warning = wameter_core::charge::Warning::reported_rules(reported);
-        warnings.push((warning.code.into(), warning.message, None));
     }
     Answer { charges: charges.into_iter().map(|(.., charge)| charge).collect(), totals: totals.into_values().collect(), warnings }
 }

@@ -28,7 +28,7 @@ const MARKS_PER_ROUND: i64 = 100_000;
 
 /// Bumped whenever a change to the engine changes what it charges, so
 /// charges kept by an older build are settled again on upgrade.
-const SETTLEMENT_REVISION: u32 = 1;
+const SETTLEMENT_REVISION: u32 = 2;
 
 /// Serialises settling within the process: the background loop and charge
 /// queries take turns. (Processes sharing a PostgreSQL database take turns

@@ -1,18 +1,19 @@
-//! Per-message pricing as **reported** from 2026-10-01 (decision D12).
-//!
-//! No copy of Meta's own page was found; these rules come from several
-//! vendors' reports (S-2026, domain-rules §7.7). Every charge of this era is
-//! marked `reported`.
+//! Per-message pricing from 2026-10-01 (decision D12), **confirmed** on
+//! Meta's pages: the non-template pricing page and the status-webhook
+//! reference of 2026-09-14 (docs/rules.md §7.7).
 //!
 //! Differences from [`super::pmp_2025`]:
 //! - **Service (free-form) messages are charged** at the market's service
-//!   rate after 1,000 free delivered service messages per business phone
-//!   number per month (business-local month; settled in `crate::engine`);
-//!   no volume tiers for service.
+//!   rate (the card's Service column, equal to utility) after 1,000 free
+//!   delivered service messages per business phone number per month; no
+//!   volume tiers for service. Counted in the business's time zone: Meta
+//!   does not say which time zone resets the allowance, and every charge it
+//!   touches says so ([`ALLOWANCE_MONTH_NOTE`]).
 //! - **Utility templates inside the customer service window are charged**
-//!   (sources conflict; `utility_free_in_csw = true` in the accounts file's
-//!   `[rules]` keeps them free).
-//! - Free entry points unchanged: 72 h.
+//!   (`regular`) and count toward utility tiers. `utility_free_in_csw =
+//!   true` in the accounts file's `[rules]` keeps them free (what-if).
+//! - Free entry points: 72 h as Meta's non-template page says; the "up to 7
+//!   days" reported from 2026-09-28 applies with `free_entry_point_7_days`.
 
 use crate::category::{PricingCategory, PricingModel, PricingType, TemplateCategory};
 use crate::charge::Settlement;
@@ -25,7 +26,11 @@ use super::{Delivery, Verdict, inside_free_entry_point};
 /// Free delivered service messages per business phone number per month.
 pub const SERVICE_MESSAGES_FREE_PER_MONTH: u64 = 1_000;
 
-/// Decides one delivery under the reported 2026-10 rules.
+/// What a charge counted against the service allowance says of the one
+/// point Meta leaves open: which time zone's month resets it.
+pub const ALLOWANCE_MONTH_NOTE: &str = " (allowance counted per month in the business's time zone: Meta does not say which time zone resets it, decision D12)";
+
+/// Decides one delivery under the 2026-10 rules.
 pub(crate) fn decide(delivery: &Delivery, _state: &mut ContactState) -> Verdict {
     if let Some(window) = delivery.free_entry_point {
         return inside_free_entry_point(delivery, Ruleset::Pmp2026Oct, window, false);
@@ -34,7 +39,7 @@ pub(crate) fn decide(delivery: &Delivery, _state: &mut ContactState) -> Verdict 
         None => Verdict {
             ruleset: Ruleset::Pmp2026Oct,
             rule: "service-message",
-            reason: "free-form (service) message delivered: free within the business number's 1,000 monthly service messages, then charged at the service rate (reported 2026-10 rules)".to_string(),
+            reason: "free-form (service) message delivered: free within the business number's 1,000 monthly service messages, then charged at the service rate".to_string(),
             pricing_model: PricingModel::Pmp,
             category: PricingCategory::Service,
             pricing_type: PricingType::FreeCustomerService,
@@ -58,7 +63,7 @@ pub(crate) fn decide(delivery: &Delivery, _state: &mut ContactState) -> Verdict 
                 settlement: Settlement::Free,
             },
             Some(window) => charged(delivery, Ruleset::Pmp2026Oct, "utility-inside-csw-charged", format!(
-                "utility template delivered inside the customer service window opened {}: charged under the reported 2026-10 rules",
+                "utility template delivered inside the customer service window opened {}: charged under the 2026-10 rules",
                 window.opened_at
             )),
             None => charged(delivery, Ruleset::Pmp2026Oct, "utility-outside-csw", "utility template delivered with no customer service window open: charged".into()),

@@ -293,7 +293,7 @@ fn w11_cbp_conversation_survives_the_switch_to_pmp() {
     assert_eq!(total(&report), dec("0.0861"));
 }
 
-/// W12 / D12 — 2026-10 (reported): one Indian number, 3,350 delivered
+/// W12 / D12 — 2026-10 (confirmed on Meta's pages): one Indian number, 3,350 delivered
 /// service messages in October: 1,000 free, 2,350 × 0.0014 USD = 3.29 USD.
 #[test]
 fn w12_service_messages_charged_after_1000_per_number_per_month() {
@@ -308,8 +308,38 @@ fn w12_service_messages_charged_after_1000_per_number_per_month() {
     assert_eq!(verdict(&report, "s1000"), ("service".into(), "regular".into(), "0.0014".into(), "service-message-charged".into()));
     assert_eq!(report.charges.iter().filter(|c| c.billable).count(), 2_350);
     assert_eq!(total(&report), dec("3.29"));
-    assert!(report.charges.iter().all(|c| c.ruleset.status() == "reported"));
-    assert!(report.warnings.iter().any(|w| w.code == "reported_rules"));
+    assert!(report.charges.iter().all(|c| c.ruleset.status() == "confirmed"));
+    assert!(!report.warnings.iter().any(|w| w.code == "reported_rules"));
+    // What stays open is said on the charges it touches: the allowance's time zone.
+    assert!(charge(&report, "s1000").reason.contains("Meta does not say which time zone resets it"), "{}", charge(&report, "s1000").reason);
+    assert!(charge(&report, "s5").reason.contains("Meta does not say which time zone resets it"));
+}
+
+/// D12 — free entry points answered from 2026-09-28 last 72 h unless
+/// `free_entry_point_7_days` is set, and the reason says which applied.
+#[test]
+fn d12_the_7_day_free_entry_point_is_a_dated_option() {
+    let mut log = Log::default();
+    log.ad_click(t("2026-10-05T00:00:00Z"), IN_USER)
+        .send("reply", t("2026-10-05T00:10:00Z"), IN_USER, Some(MKT))
+        .send("day4", t("2026-10-09T00:00:00Z"), IN_USER, Some(MKT));
+    let mut world = World::builtin();
+    let report = world.replay(&log);
+    assert_eq!(verdict(&report, "reply").1, "free_entry_point");
+    assert!(charge(&report, "reply").reason.contains("72 h, as Meta's non-template page says"), "{}", charge(&report, "reply").reason);
+    assert_eq!(verdict(&report, "day4").1, "regular", "after 72 h");
+    world.accounts.options.free_entry_point_7_days = true;
+    let report = world.replay(&log);
+    assert_eq!(verdict(&report, "day4").1, "free_entry_point", "inside 7 days");
+    assert!(charge(&report, "day4").reason.contains("7 days: `free_entry_point_7_days`"), "{}", charge(&report, "day4").reason);
+    // Before 2026-09-28 the option changes nothing.
+    let mut early = Log::default();
+    early.ad_click(t("2026-09-01T00:00:00Z"), IN_USER)
+        .send("reply", t("2026-09-01T00:10:00Z"), IN_USER, Some(MKT))
+        .send("day4", t("2026-09-05T00:00:00Z"), IN_USER, Some(MKT));
+    let report = world.replay(&early);
+    assert_eq!(verdict(&report, "day4").1, "regular");
+    assert!(!charge(&report, "reply").reason.contains("7 days"));
 }
 
 /// D12 — utility templates inside the window are charged from 2026-10-01
