@@ -50,7 +50,7 @@ impl Business {
 }
 
 /// Options where the engine takes a position on an unsettled rule
-/// (`decisions.md`, lines marked "configurable").
+/// (`docs/rules.md`, lines marked "configurable").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleOptions {
     /// 2026-10 ruleset: keep utility templates free inside the customer

@@ -74,7 +74,7 @@ impl PricingCategory {
     }
 
     /// Parses Meta's spellings, accepting `authentication-international` too
-    /// (the status reference spells it with a hyphen; domain-rules §8.3).
+    /// (the status reference spells it with a hyphen; docs/rules.md §8.3).
     pub fn parse(text: &str) -> Option<PricingCategory> {
         Some(match text.to_ascii_lowercase().as_str() {
             "marketing" => PricingCategory::Marketing,

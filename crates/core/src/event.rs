@@ -129,7 +129,7 @@ pub enum InboundKind {
     /// A message from the user.
     #[default]
     Message,
-    /// A call from the user (opens the window since 2025, domain-rules §3.1).
+    /// A call from the user (opens the window since 2025, docs/rules.md §3.1).
     Call,
 }
 
@@ -246,7 +246,7 @@ impl EventKind {
 
 /// What a Meta status webhook carries beyond the status itself.
 ///
-/// The engine never prices *from* this (decisions.md: "the rules never
+/// The engine never prices *from* this (docs/rules.md: "the rules never
 /// silently defer to it"); it is kept so that reconciliation can compare
 /// Meta's verdict with the engine's, and so that a status for a message
 /// with no `outbound` event can stand in for one (interfaces §4).
@@ -283,7 +283,7 @@ pub struct MetaPricing {
 impl MetaPricing {
     /// Lower-cases a category or type and reads `-` as `_`, so that
     /// `authentication-international` (the status reference's spelling)
-    /// and `authentication_international` compare equal (domain-rules §8.3).
+    /// and `authentication_international` compare equal (docs/rules.md §8.3).
     pub fn normalise(text: &str) -> Box<str> {
         text.trim().to_ascii_lowercase().replace('-', "_").into()
     }

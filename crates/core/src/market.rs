@@ -1,7 +1,7 @@
 //! Markets: which of Meta's rate-card markets a user belongs to, on a date.
 //!
 //! Meta prices by the recipient's country calling code, plus the area code for
-//! `+1` (domain-rules §3.3, decision D11). Meta has moved countries between
+//! `+1` (docs/rules.md §3.3, decision D11). Meta has moved countries between
 //! markets over time (Zimbabwe in 2025, several splits in 2026), so every
 //! lookup takes the business-local date of the delivery.
 //!

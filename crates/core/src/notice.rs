@@ -35,7 +35,7 @@ pub struct Notice {
     pub kind: NoticeKind,
 }
 
-/// The kinds of notice wameter understands (domain-rules §8.4).
+/// The kinds of notice wameter understands (docs/rules.md §8.4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NoticeKind {

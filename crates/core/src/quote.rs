@@ -152,7 +152,7 @@ pub struct Quote {
     pub markets: Vec<MarketQuote>,
     /// Sum over markets.
     pub total: Decimal,
-    /// Things the user should know (e.g. unverified 2026-10 rules).
+    /// Things the user should know (e.g. messages a card cannot price).
     pub warnings: Vec<Warning>,
 }
 

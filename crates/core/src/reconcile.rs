@@ -3,7 +3,7 @@
 //! Meta puts its verdict on every delivered message in the status webhook's
 //! `pricing` object (model, category, type, billable) and, under CBP, the
 //! `conversation` the message counted in. The engine decides the same
-//! things independently from the traffic (decisions.md: "the rules never
+//! things independently from the traffic (docs/rules.md: "the rules never
 //! silently defer to it"). This module lines the two up message by message,
 //! names each field that differs, and guesses the likeliest cause from what
 //! the log shows — a template re-categorised, a window that closed earlier
@@ -32,7 +32,7 @@ use crate::notice::{Notice, NoticeKind};
 
 /// Meta's verdict on one message: the `pricing` (and `conversation`) of
 /// its most telling status — `delivered`, else `read`, else `sent` (the
-/// `sent` one is a forecast, not proof of charge; domain-rules §3.2).
+/// `sent` one is a forecast, not proof of charge; docs/rules.md §3.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetaVerdict {
     /// The wamid.
@@ -444,7 +444,7 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
             && charge.pricing_model == PricingModel::Cbp
             && date >= jiff::civil::date(2024, 11, 1);
         if uncertain_service {
-            return "known uncertainty: Meta's `billable` flag for service conversations from 2024-11-01 to 2025-06-30 (Gupshup says false, one Meta example says true; domain-rules §6.7, decision D8) — the amount is 0 either way".to_string();
+            return "known uncertainty: Meta's `billable` flag for service conversations from 2024-11-01 to 2025-06-30 (Gupshup says false, one Meta example says true; docs/rules.md §6.7, decision D8) — the amount is 0 either way".to_string();
         }
         if charge.pricing_type == PricingType::FreeTier || meta_type == Some("free_tier") {
             return "free tier: Meta and the engine count the monthly free conversations differently (order, or FEP conversations; decision D7)".to_string();
@@ -510,7 +510,7 @@ pub struct AnalyticsLine {
 
 /// How far Meta's approximate analytics may be from the engine before a
 /// bucket is reported. Meta says only that analytics are "approximate"
-/// (domain-rules §11), so these are ours: counts must match, costs may
+/// (docs/rules.md §11), so these are ours: counts must match, costs may
 /// differ by the larger of `cost_absolute` and `cost_relative` × Meta's cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tolerance {

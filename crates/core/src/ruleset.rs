@@ -17,7 +17,7 @@ pub enum Ruleset {
     Cbp2023,
     /// Per-message pricing (2025-07-01 → 2026-09-30).
     Pmp2025,
-    /// Per-message pricing as reported from 2026-10-01 (unverified, D12).
+    /// Per-message pricing from 2026-10-01: service messages and utility in the window billed (confirmed, D12).
     Pmp2026Oct,
 }
 

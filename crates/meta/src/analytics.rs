@@ -1,5 +1,5 @@
 //! Meta's Graph analytics responses (`pricing_analytics`,
-//! `conversation_analytics`; domain-rules §11), read into buckets the core
+//! `conversation_analytics`; docs/rules.md §11), read into buckets the core
 //! compares with a replay.
 //!
 //! A response looks like

@@ -9,7 +9,7 @@
 //! dropped silently and no input makes this module panic (a property test
 //! and a cargo-fuzz target hold it to that).
 //!
-//! What becomes what (domain-rules §8):
+//! What becomes what (docs/rules.md §8):
 //! - `messages[]` from a user → `inbound` (a `referral` makes an `ad` entry
 //!   point). A `system` message is written by WhatsApp, not by the user, so
 //!   it does not open a customer service window and is ignored (counted).
@@ -175,7 +175,7 @@ fn text(value: Option<&Value>) -> Option<Box<str>> {
 }
 
 /// A user from a phone field, else a BSUID field; the phone wins when both
-/// are usable (domain-rules §3.3: keep the number when known). `Err` names
+/// are usable (docs/rules.md §3.3: keep the number when known). `Err` names
 /// the first non-empty field that could not be read, or says none was given.
 fn user_from(object: &Map<String, Value>, phone_key: &str, bsuid_key: &str, path: &str) -> Result<UserId, Problem> {
     let mut first_bad: Option<Problem> = None;
@@ -417,7 +417,7 @@ impl Reader {
             };
             let direction = call.get("direction").and_then(Value::as_str).unwrap_or("");
             let event = call.get("event").and_then(Value::as_str).unwrap_or("");
-            // Only a call the user starts opens the window (domain-rules §3.1);
+            // Only a call the user starts opens the window (docs/rules.md §3.1);
             // its later events (terminate…) are the same call.
             if !direction.eq_ignore_ascii_case("USER_INITIATED") || event != "connect" {
                 self.ignore(format!("call {} {}", direction.to_ascii_lowercase(), event), path);

@@ -1,5 +1,5 @@
 //! Meta's webhook signature: `X-Hub-Signature-256: sha256=<hex>`, the
-//! HMAC-SHA256 of the raw body keyed with the app secret (domain-rules
+//! HMAC-SHA256 of the raw body keyed with the app secret (docs/rules.md
 //! §8.1). Checked on the bytes as received, before any parsing, in constant
 //! time.
 

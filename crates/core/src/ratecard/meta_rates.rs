@@ -1,7 +1,7 @@
 //! Meta's "Rates (CSV)" layout, read leniently so that every problem in a
 //! file can be reported at once.
 //!
-//! The layout (domain-rules §12.1, `data/ratecards/PROVENANCE.md`):
+//! The layout (docs/rules.md §12.1, `data/ratecards/PROVENANCE.md`):
 //!
 //! ```text
 //! Cost per message in USD on the WhatsApp Business Platform, effective July 1, 2026,,,,,,

@@ -1,10 +1,10 @@
 //! Volume tiers: graduated per-message rates for utility and authentication
-//! (PMP, from 2025-07-01; domain-rules §7.4).
+//! (PMP, from 2025-07-01; docs/rules.md §7.4).
 //!
 //! Two layouts load:
 //! - the simple CSV of interfaces §3, one band per row:
 //!   `effective,currency,market,category,from,to,rate`;
-//! - Meta's published "Volume tiers (CSV)" (domain-rules §12.1): title with
+//! - Meta's published "Volume tiers (CSV)" (docs/rules.md §12.1): title with
 //!   the currency and `effective <Month D, YYYY>`, a URL note, a row of group
 //!   headers (`Utility`, `Authentication`, `Authentication-International`),
 //!   sub-headers (`Messages per month`, `What we charge`), then the column

@@ -1,7 +1,7 @@
 //! Conversation-based pricing v1: 2022-02-01 → 2023-05-31.
 //!
 //! Sources: Meta's Feb-2022 pricing rules as quoted by BSPs (S-2022) and
-//! Meta's 2022 scenario set (S-KATA); domain-rules §5.
+//! Meta's 2022 scenario set (S-KATA); docs/rules.md §5.
 //!
 //! - A conversation opens when a business message is **delivered** with no
 //!   conversation open, and lasts 24 h; every further message in those 24 h

@@ -1,6 +1,6 @@
 //! Conversation-based pricing v2: 2023-06-01 → 2025-06-30.
 //!
-//! Source: Meta's "Conversation-based pricing" page (M-CBP); domain-rules §6.
+//! Source: Meta's "Conversation-based pricing" page (M-CBP); docs/rules.md §6.
 //!
 //! - A **template** of category C (marketing, utility, authentication)
 //!   delivered at t opens a 24 h C-conversation unless one is open.

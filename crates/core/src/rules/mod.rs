@@ -86,7 +86,7 @@ pub(crate) fn inside_free_entry_point(delivery: &Delivery, ruleset: Ruleset, win
         (PricingModel::Cbp, PricingCategory::ReferralConversion)
     } else {
         // Meta keys PMP entry-point messages on `type`; the category it prints
-        // is not settled (domain-rules §7.2), we keep the message's own.
+        // is not settled (docs/rules.md §7.2), we keep the message's own.
         let natural = delivery.template.map_or(PricingCategory::Service, |t| t.category.into());
         (PricingModel::Pmp, natural)
     };

@@ -1,7 +1,7 @@
 //! Per-message pricing: 2025-07-01 → 2026-09-30.
 //!
 //! Source: Meta's "Pricing on the WhatsApp Business Platform" page (M-PMP);
-//! domain-rules §7.
+//! docs/rules.md §7.
 //!
 //! - Only **delivered templates** are charged, per message, at the rate of
 //!   their category and the user's market.

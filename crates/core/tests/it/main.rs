@@ -1,5 +1,5 @@
 //! Integration tests of the engine through its public API: Meta's worked
-//! scenarios (domain-rules §13), every decision in `decisions.md`, and
+//! scenarios (docs/rules.md §13), every decision in `docs/rules.md`, and
 //! property tests. One binary, so everything links once.
 
 mod properties;

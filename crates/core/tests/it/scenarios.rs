@@ -1,5 +1,5 @@
-//! Meta's worked scenarios (domain-rules §13, W1–W12) and the engine's
-//! decisions (decisions.md D1–D14), each with its source. Amounts are
+//! Meta's worked scenarios (docs/rules.md §13, W1–W12) and the engine's
+//! decisions (docs/rules.md D1–D14), each with its source. Amounts are
 //! computed by hand from the cards named in each test.
 
 use wameter_core::category::PricingModel;

@@ -120,7 +120,7 @@ impl World {
 }
 
 /// A USD CBP card with three rows of Meta's June-2023 USD card, as quoted
-/// verbatim in public code (domain-rules §12.3, reference id 17998240068).
+/// verbatim in public code (docs/rules.md §12.3, reference id 17998240068).
 pub const USD_CBP_2023: &str = "Cost per conversation in USD, effective June 1, 2023,,,,,,\n\
 Market,Currency,Marketing,Utility,Authentication,\"Authentication-\nInternational\",Service\n\
 Indonesia,$US,0.0411,0.0200,0.0300,0.1360,0.0190\n\
