@@ -150,9 +150,12 @@ enum RatesCommand {
         /// Pricing model (default: the one in force on the date).
         #[arg(long, value_parser = ["cbp", "pmp", "CBP", "PMP"])]
         model: Option<String>,
-        /// Show these volume-tier files instead of the imported tiers.
+        /// Show these volume-tier files instead of the built-in and imported tiers.
         #[arg(long = "tiers", value_name = "FILE")]
         tiers: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Add a Meta CSV (rates or volume tiers) to the local rate store used by later commands.
     Import {
@@ -164,6 +167,9 @@ enum RatesCommand {
         /// The files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -438,13 +444,13 @@ fn rates(command: RatesCommand) -> Result<ExitCode> {
             let currency = currency.map(|c| wameter_core::money::Currency::parse(&c).ok_or_else(|| anyhow::anyhow!("`--currency {c}`: not an ISO 4217 code wameter knows"))).transpose()?;
             rates::coverage(currency, from, to, json)
         }
-        RatesCommand::Show { date, currency, model, tiers } => {
+        RatesCommand::Show { date, currency, model, tiers, json } => {
             let currency = wameter_core::money::Currency::parse(&currency).ok_or_else(|| anyhow::anyhow!("unknown currency `{currency}`"))?;
             let model = model.map(|m| if m.eq_ignore_ascii_case("cbp") { PricingModel::Cbp } else { PricingModel::Pmp });
-            rates::show(date.unwrap_or_else(today), currency, model, &tiers)
+            rates::show(date.unwrap_or_else(today), currency, model, &tiers, json)
         }
         RatesCommand::Import { file } => rates::import(&file),
-        RatesCommand::Check { files } => rates::check(&files),
+        RatesCommand::Check { files, json } => rates::check(&files, json),
     }
 }
 

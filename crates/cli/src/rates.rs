@@ -114,13 +114,13 @@ fn print_problems(out: &mut impl Write, problems: &[RateFileError]) -> Result<()
 }
 
 /// `wameter rates check FILE…`: every problem of every file.
-pub fn check(files: &[PathBuf]) -> Result<ExitCode> {
+pub fn check(files: &[PathBuf], json: bool) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let mut failed = false;
+    let mut documents = Vec::new();
     for path in files {
         let text = read(path)?;
         let (layout, checked) = check_rate_file(&path.display().to_string(), &text);
-        print_problems(&mut out, &checked.problems)?;
         let errors = checked.problems.iter().filter(|p| p.severity == Severity::Error).count();
         let warnings = checked.problems.len() - errors;
         let what = match &checked.value {
@@ -130,8 +130,28 @@ pub fn check(files: &[PathBuf]) -> Result<ExitCode> {
             Some(RateFile::Tiers(bands)) if errors == 0 => format!("{}, {} bands", layout.describe(), bands.len()),
             _ => layout.describe().to_string(),
         };
-        writeln!(out, "{}: {what}: {errors} error(s), {warnings} warning(s)", path.display())?;
         failed |= errors > 0;
+        if json {
+            documents.push(serde_json::json!({
+                "file": path.display().to_string(),
+                "layout": layout.describe(),
+                "summary": what,
+                "errors": errors,
+                "warnings": warnings,
+                "problems": checked.problems.iter().map(|p| serde_json::json!({
+                    "severity": match p.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                    "row": p.row,
+                    "column": p.column,
+                    "message": p.message,
+                })).collect::<Vec<_>>(),
+            }));
+            continue;
+        }
+        print_problems(&mut out, &checked.problems)?;
+        writeln!(out, "{}: {what}: {errors} error(s), {warnings} warning(s)", path.display())?;
+    }
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({ "files": documents }))?)?;
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -393,7 +413,7 @@ pub fn coverage(currency: Option<Currency>, from: Option<Date>, to: Option<Date>
 
 /// `wameter rates show`: the card in force for a currency on a date, and the
 /// volume tiers that go with it.
-pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_from: &[PathBuf]) -> Result<ExitCode> {
+pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_from: &[PathBuf], json: bool) -> Result<ExitCode> {
     let store = load_store()?;
     let book = book_with_store(&store);
     let model = model.unwrap_or(match Ruleset::on(date) {
@@ -401,7 +421,59 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
         _ => PricingModel::Cbp,
     });
     let card = book.select(currency, model, date)?;
+    let mut bands = tiers_with_store(store.tiers.clone());
+    if !tiers_from.is_empty() {
+        bands.clear();
+        for path in tiers_from {
+            bands.extend(crate::input::read_tiers(path)?);
+        }
+    }
+    let tiers = TierBook::new(bands);
+    let tier_markets: std::collections::BTreeSet<&str> =
+        tiers.bands().iter().filter(|b| b.currency == currency && b.effective <= date).map(|b| b.market.as_str()).collect();
+    let ladders: Vec<(&str, PricingCategory, Vec<&TierBand>)> = tier_markets
+        .iter()
+        .flat_map(|market| {
+            [PricingCategory::Utility, PricingCategory::Authentication, PricingCategory::AuthenticationInternational]
+                .map(|category| (*market, category, tiers.ladder(currency, market, category, date)))
+        })
+        .filter(|(_, _, ladder)| !ladder.is_empty())
+        .collect();
     let mut out = std::io::stdout().lock();
+    if json {
+        let rates: serde_json::Map<String, serde_json::Value> = card
+            .markets
+            .iter()
+            .map(|(market, rates)| {
+                let cells: serde_json::Map<String, serde_json::Value> = [
+                    PricingCategory::Marketing,
+                    PricingCategory::Utility,
+                    PricingCategory::Authentication,
+                    PricingCategory::AuthenticationInternational,
+                    PricingCategory::Service,
+                    PricingCategory::BusinessInitiated,
+                    PricingCategory::UserInitiated,
+                ]
+                .iter()
+                .filter_map(|category| rates.get(*category).map(|rate| (category.as_str().to_string(), serde_json::Value::from(format_amount(rate)))))
+                .collect();
+                (market.clone(), serde_json::Value::Object(cells))
+            })
+            .collect();
+        let document = serde_json::json!({
+            "date": date.to_string(),
+            "card": card_json(card),
+            "rates": rates,
+            "tiers": ladders.iter().map(|(market, category, ladder)| serde_json::json!({
+                "market": market,
+                "category": category.as_str(),
+                "effective": ladder[0].effective.to_string(),
+                "bands": ladder.iter().map(|b| serde_json::json!({"tier": b.label(), "from": b.from, "to": b.to, "rate": format_amount(b.rate)})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let until = card.until.map(|u| format!(" until {u}")).unwrap_or_default();
     writeln!(out, "{} — {} {} per {}, from {}{}", card.id, card.currency, card.model.as_str(), if model == PricingModel::Cbp { "conversation" } else { "message" }, card.effective, until)?;
     writeln!(out, "source: {}", card.source)?;
@@ -434,33 +506,17 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
         }
         writeln!(out)?;
     }
-    let mut bands = tiers_with_store(store.tiers);
-    if !tiers_from.is_empty() {
-        bands.clear();
-        for path in tiers_from {
-            bands.extend(crate::input::read_tiers(path)?);
-        }
-    }
-    let tiers = TierBook::new(bands);
     let mut printed = false;
-    let tier_markets: std::collections::BTreeSet<&str> =
-        tiers.bands().iter().filter(|b| b.currency == currency && b.effective <= date).map(|b| b.market.as_str()).collect();
-    for market in tier_markets {
-        for category in [PricingCategory::Utility, PricingCategory::Authentication, PricingCategory::AuthenticationInternational] {
-            let ladder = tiers.ladder(currency, market, category, date);
-            if ladder.is_empty() {
-                continue;
-            }
-            if !printed {
-                writeln!(out, "\nVolume tiers in force on {date}:")?;
-                printed = true;
-            }
-            let steps: Vec<String> = ladder.iter().map(|b| format!("{} at {}", b.label(), format_amount(b.rate))).collect();
-            writeln!(out, "  {market} {category}: {}", steps.join(", "))?;
+    for (market, category, ladder) in &ladders {
+        if !printed {
+            writeln!(out, "\nVolume tiers in force on {date}:")?;
+            printed = true;
         }
+        let steps: Vec<String> = ladder.iter().map(|b| format!("{} at {}", b.label(), format_amount(b.rate))).collect();
+        writeln!(out, "  {market} {category}: {}", steps.join(", "))?;
     }
     if !printed && model == PricingModel::Pmp {
-        writeln!(out, "\nNo volume tiers loaded for {currency} on {date}: every message pays the list rate (import Meta's tier CSV with `wameter rates import`).")?;
+        writeln!(out, "\nNo volume tiers for {currency} on {date}: every message pays the list rate (import Meta's tier CSV with `wameter rates import`).")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -178,15 +178,49 @@ fn an_analytics_file_that_is_not_analytics_is_refused_with_its_field() {
 
 #[test]
 fn a_priced_delivery_with_no_recipient_is_counted_as_unrated_not_as_undelivered() {
-    // Meta's BSUID page: a delivered status whose recipient is an old-style `user.…` id.
+    // Meta's BSUID page: a delivered status whose recipient is a `user.…`
+    // id, with the user's country beside it in `contacts[].profile`.
     let fixture = common::root().join("crates/log/tests/fixtures/webhooks/WBAPI_Doc-meta_business-scoped-user-ids_2.json");
-    let body: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
-    let path = temp_dir("unrated").join("log.ndjson");
+    let text = std::fs::read_to_string(fixture).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let dir = temp_dir("unrated");
+    let path = dir.join("log.ndjson");
     std::fs::write(&path, format!("{body}\n")).unwrap();
+    // The id is kept as the user, its country with it.
+    let events = stdout(&wameter(&["events", path.to_str().unwrap()]));
+    assert!(events.contains(r#""user":"user.9373795779eb6441c8adb2eaee5b848e7dd174ddd302d7db62142f4722d574b6","user_country":"US""#), "{events}");
+    // Priced by that country (the fixture's 2025-06 date moved into February 2026, which has a card).
+    let february = dir.join("february.ndjson");
+    std::fs::write(&february, format!("{}\n", body.to_string().replace("1750030073", "1770717600"))).unwrap();
+    let document = json(&wameter(&["replay", february.to_str().unwrap(), "--json"]));
+    assert_eq!(document["charges"][0]["market"], "North America", "{document}");
+
+    // Without any recipient the status cannot stand in for its send.
+    let mut blank = body.clone();
+    blank["entry"][0]["changes"][0]["value"]["statuses"][0]["recipient_user_id"] = serde_json::json!("");
+    std::fs::write(&path, format!("{blank}\n")).unwrap();
     let output = wameter(&["reconcile", path.to_str().unwrap(), "--json"]);
     let document = json(&output);
     assert_eq!(document["compared"], 0);
     assert_eq!(document["unrated"], 1);
     assert_eq!(document["not_delivered"], 0);
-    assert!(stderr(&output).contains("recipient_user_id"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_business_scoped_id_without_a_country_is_unpriceable_and_says_so() {
+    let path = temp_dir("no-country").join("log.ndjson");
+    std::fs::write(
+        &path,
+        "{\"type\":\"outbound\",\"at\":\"2026-02-10T10:00:00Z\",\"business\":\"1\",\"user\":\"user.93737\",\"id\":\"wamid.x\",\"template\":{\"name\":\"t\",\"category\":\"marketing\"}}\n\
+         {\"type\":\"status\",\"at\":\"2026-02-10T10:00:05Z\",\"id\":\"wamid.x\",\"status\":\"delivered\"}\n",
+    )
+    .unwrap();
+    let output = wameter(&["replay", path.to_str().unwrap(), "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("user user.93737 is a business-scoped user id with no country"), "{}", stderr(&output));
+    // With the country beside it, it is priced by that country.
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace(r#""user":"user.93737""#, r#""user":"user.93737","user_country":"br""#)).unwrap();
+    let document = json(&wameter(&["replay", path.to_str().unwrap(), "--json"]));
+    assert_eq!(document["charges"][0]["market"], "Brazil");
+    assert_eq!(document["charges"][0]["amount"], "0.0625");
 }

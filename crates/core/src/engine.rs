@@ -208,10 +208,18 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
     let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)> = HashSet::default();
     let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::default();
     let mut timelines: HashMap<(Arc<str>, UserId), Vec<Item>> = HashMap::default();
+    // Countries of business-scoped ids, from whichever event gave one.
+    let mut countries: HashMap<Box<str>, Box<str>> = HashMap::default();
+    let mut note_country = |user: &UserId| {
+        if let UserId::Bsuid(id, Some(country)) = user {
+            countries.entry(id.clone()).or_insert_with(|| country.clone());
+        }
+    };
 
     for event in events {
         match event.kind {
             EventKind::Inbound { business, user, id, entry_point, kind } => {
+                note_country(&user);
                 let business = intern(&mut businesses, business);
                 // With a wamid, the id says what a duplicate is; without one,
                 // only an identical event is.
@@ -229,6 +237,7 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
                     .push(Item::Inbound { at: event.at, entry_point: entry_point.is_some() });
             }
             EventKind::Outbound { business, user, id, template } => {
+                note_country(&user);
                 let business = intern(&mut businesses, business);
                 let key = (business.clone(), id);
                 match outbounds.get_mut(&key) {
@@ -331,6 +340,15 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
         .into_iter()
         .map(|((business, user), mut items)| {
             items.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+            // A business-scoped id seen without its country in the event
+            // that made the timeline takes it from any other event.
+            let user = match user {
+                UserId::Bsuid(id, None) => match countries.get(&id) {
+                    Some(country) => UserId::Bsuid(id, Some(country.clone())),
+                    None => UserId::Bsuid(id, None),
+                },
+                user => user,
+            };
             ContactTimeline { business, user, items }
         })
         .collect();
@@ -544,6 +562,16 @@ impl Engine<'_> {
                 Ruleset::Pmp2025 => rules::pmp_2025::decide(&delivery, &mut state),
                 Ruleset::Pmp2026Oct => rules::pmp_2026_10::decide(&delivery, &mut state),
             };
+            if let UserId::Bsuid(id, None) = &contact.user {
+                out.errors.push(PricingError {
+                    message_id: message.id.clone(),
+                    origin: message.origin,
+                    message: format!(
+                        "user {id} is a business-scoped user id with no country (no two-letter prefix, and no `contacts[].profile.country_code` or `user_country` beside it): its market, so its price, is unknown"
+                    ),
+                });
+                continue;
+            }
             let market = match &market_cache {
                 Some((date, found)) if *date == local_date => found.clone(),
                 _ => {

@@ -22,33 +22,80 @@ pub struct Origin {
 }
 
 /// A user, as identified in a log: an E.164 phone number or a business-scoped
-/// user id (BSUID, `"BR.1502…"`).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// user id (BSUID: `"BR.1502…"`, `"user.9373…"`).
+#[derive(Clone)]
 pub enum UserId {
     /// Phone number digits without `+` (country code first).
     Phone(Box<str>),
-    /// Business-scoped user id, whose two-letter prefix is an ISO 3166 country.
-    Bsuid(Box<str>),
+    /// Business-scoped user id as Meta wrote it, and the user's ISO 3166
+    /// country when known: the id's own two-letter prefix (`US.1349…`), or
+    /// the `contacts[].profile.country_code` Meta sent beside an id without
+    /// one (`user.9373…`). Equality, order and hashing use the id alone: the
+    /// same user seen with and without the country is one user.
+    Bsuid(Box<str>, Option<Box<str>>),
+}
+
+impl PartialEq for UserId {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for UserId {}
+
+impl std::hash::Hash for UserId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialOrd for UserId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for UserId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// An id's own country prefix: two upper-case letters and a dot.
+fn country_prefix(id: &str) -> Option<&str> {
+    let bytes = id.as_bytes();
+    (bytes.len() > 3 && bytes[0].is_ascii_uppercase() && bytes[1].is_ascii_uppercase() && bytes[2] == b'.').then(|| &id[..2])
 }
 
 impl UserId {
-    /// Parses `"+5511999990000"`, `"5511999990000"` or `"BR.1502…"`.
+    fn key(&self) -> (u8, &str) {
+        match self {
+            UserId::Phone(digits) => (0, digits),
+            UserId::Bsuid(id, _) => (1, id),
+        }
+    }
+
+    /// Parses `"+5511999990000"`, `"5511999990000"`, or a business-scoped
+    /// user id: letters, a dot, then the id (`"BR.1502…"`, `"user.9373…"`).
     ///
     /// ```
     /// use wameter_core::event::UserId;
     /// assert_eq!(UserId::parse("+55 11 99999-0000").unwrap().to_string(), "+5511999990000");
-    /// assert_eq!(UserId::parse("US.13491208655302741918").unwrap().to_string(), "US.13491208655302741918");
+    /// assert_eq!(UserId::parse("US.13491208655302741918").unwrap().country(), Some("US"));
+    /// assert_eq!(UserId::parse("user.9373795779eb").unwrap().country(), None);
     /// assert!(UserId::parse("hello").is_err());
     /// ```
     pub fn parse(text: &str) -> Result<UserId, String> {
         let text = text.trim();
-        let bytes = text.as_bytes();
-        if bytes.len() > 3
-            && bytes[0].is_ascii_uppercase()
-            && bytes[1].is_ascii_uppercase()
-            && bytes[2] == b'.'
-        {
-            return Ok(UserId::Bsuid(text.into()));
+        if let Some((prefix, rest)) = text.split_once('.') {
+            let scoped = !prefix.is_empty()
+                && prefix.bytes().all(|b| b.is_ascii_alphabetic())
+                && !rest.is_empty()
+                && text.len() <= 256
+                && !rest.chars().any(|c| c.is_whitespace() || c.is_control());
+            if scoped {
+                return Ok(UserId::Bsuid(text.into(), country_prefix(text).map(Box::from)));
+            }
         }
         let body = text.strip_prefix('+').unwrap_or(text);
         let mut digits = String::with_capacity(body.len());
@@ -75,7 +122,37 @@ impl UserId {
     pub fn phone_digits(&self) -> Option<&str> {
         match self {
             UserId::Phone(digits) => Some(digits),
-            UserId::Bsuid(_) => None,
+            UserId::Bsuid(..) => None,
+        }
+    }
+
+    /// A business-scoped id's country, when known.
+    pub fn country(&self) -> Option<&str> {
+        match self {
+            UserId::Phone(_) => None,
+            UserId::Bsuid(_, country) => country.as_deref(),
+        }
+    }
+
+    /// The country Meta gave beside an id that does not carry its own
+    /// (`contacts[].profile.country_code`); two letters, any case. An id
+    /// with its own prefix, a phone number, or a code that is not two
+    /// letters is left as it is.
+    pub fn with_country(self, code: &str) -> UserId {
+        match self {
+            UserId::Bsuid(id, None) if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                UserId::Bsuid(id, Some(code.to_ascii_uppercase().into()))
+            }
+            other => other,
+        }
+    }
+
+    /// The country to write beside the id in a canonical line: one the id's
+    /// own prefix does not say.
+    pub fn country_beside(&self) -> Option<&str> {
+        match self {
+            UserId::Bsuid(id, Some(country)) if country_prefix(id) != Some(&**country) => Some(country),
+            _ => None,
         }
     }
 }
@@ -84,7 +161,7 @@ impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UserId::Phone(digits) => write!(f, "+{digits}"),
-            UserId::Bsuid(id) => f.write_str(id),
+            UserId::Bsuid(id, _) => f.write_str(id),
         }
     }
 }

@@ -188,7 +188,12 @@ impl MarketTable {
     pub fn lookup(&self, user: &UserId, on: Date) -> MarketMatch {
         match user {
             UserId::Phone(digits) => self.lookup_phone(digits, on),
-            UserId::Bsuid(id) => self.lookup_country(&id[..2], on),
+            UserId::Bsuid(_, Some(country)) => self.lookup_country(country, on),
+            UserId::Bsuid(id, None) => MarketMatch {
+                market: self.other.clone(),
+                country: None,
+                rule: format!("business-scoped user id {id} carries no country, and none was given beside it: its market is unknown"),
+            },
         }
     }
 

@@ -376,9 +376,26 @@ fn price_drift(
 }
 
 /// The likeliest reason for a difference, from what the log shows.
+/// Pricing types and categories this version knows; a value outside them
+/// is one Meta added later (decision D16), reconciled as unknown.
+const KNOWN_TYPES: &[&str] = &["regular", "free_customer_service", "free_entry_point", "free_tier", "free_group_customer_service"];
+const KNOWN_CATEGORIES: &[&str] = &[
+    "marketing", "marketing_lite", "utility", "authentication", "authentication_international", "service",
+    "referral_conversion", "business_initiated", "user_initiated",
+];
+
 fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Updates) -> String {
     let meta = &verdict.pricing;
     let trail = &charge.trail;
+    let unknown_type = meta.pricing_type.as_deref().filter(|t| fields.contains(&"type") && !KNOWN_TYPES.contains(t));
+    let unknown_category = Some(&*meta.category).filter(|c| fields.contains(&"category") && !KNOWN_CATEGORIES.contains(c));
+    if let Some(value) = unknown_type.or(unknown_category) {
+        return format!(
+            "unknown: Meta's value `{value}` is one this version does not know (decision D16: kept as it came, never an error); the engine priced the message as {} {}",
+            charge.category,
+            charge.pricing_type.as_str()
+        );
+    }
     if fields.contains(&"category")
         && let Some(template) = &trail.template
     {

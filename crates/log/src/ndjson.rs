@@ -89,6 +89,10 @@ struct RawEvent<'a> {
     business: Option<Cow<'a, str>>,
     #[serde(borrow)]
     user: Option<Cow<'a, str>>,
+    /// The country of a business-scoped `user` that does not carry one
+    /// (`user.9373…`), as Meta gave it beside the id.
+    #[serde(borrow)]
+    user_country: Option<Cow<'a, str>>,
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -161,9 +165,14 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             None => Err(fail(Some(field), format!("required for {event_type} events"))),
         }
     };
+    let country = raw.user_country.clone();
+    let with_country = |user: UserId| match &country {
+        Some(code) => user.with_country(code),
+        None => user,
+    };
     let user = |value: Option<Cow<str>>| -> Result<UserId, LineError> {
         let text = required(value, "user")?;
-        UserId::parse(&text).map_err(|e| fail(Some("user"), e))
+        UserId::parse(&text).map(with_country).map_err(|e| fail(Some("user"), e))
     };
     let kind = match &*event_type {
         "inbound" => EventKind::Inbound {
@@ -216,7 +225,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             // (`wameter events` prints them, so its output reads back).
             let mut detail = StatusDetail { business: raw.business.map(|b| Box::from(b.trim())), ..StatusDetail::default() };
             if let Some(text) = raw.user {
-                detail.recipient = Some(UserId::parse(&text).map_err(|e| fail(Some("user"), e))?);
+                detail.recipient = Some(UserId::parse(&text).map(with_country).map_err(|e| fail(Some("user"), e))?);
             }
             if let Some(value) = raw.pricing.filter(|v| !v.is_null()) {
                 detail.pricing = Some(webhook::parse_pricing(&value).map_err(|(f, m)| fail(Some(&webhook::json_path("pricing", &f)), m))?);

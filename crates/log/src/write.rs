@@ -5,7 +5,7 @@
 //! can save what wameter understood of a webhook log and replay that.
 
 use serde_json::{Map, Value, json};
-use wameter_core::event::{Event, EventKind, InboundKind, StatusDetail};
+use wameter_core::event::{Event, EventKind, InboundKind, StatusDetail, UserId};
 use wameter_core::notice::Notice;
 
 /// The canonical NDJSON line of an event (without the newline).
@@ -17,7 +17,7 @@ pub fn event_line(event: &Event) -> String {
             line.insert("type".into(), "inbound".into());
             line.insert("at".into(), at);
             line.insert("business".into(), (&**business).into());
-            line.insert("user".into(), user.to_string().into());
+            insert_user(&mut line, user);
             if let Some(id) = id {
                 line.insert("id".into(), (&**id).into());
             }
@@ -32,7 +32,7 @@ pub fn event_line(event: &Event) -> String {
             line.insert("type".into(), "outbound".into());
             line.insert("at".into(), at);
             line.insert("business".into(), (&**business).into());
-            line.insert("user".into(), user.to_string().into());
+            insert_user(&mut line, user);
             line.insert("id".into(), (&**id).into());
             if let Some(template) = template {
                 line.insert("template".into(), json!({"name": &*template.name, "category": template.category.as_str()}));
@@ -54,12 +54,20 @@ pub fn event_line(event: &Event) -> String {
     Value::Object(line).to_string()
 }
 
+/// `user`, and `user_country` when the id does not carry its country.
+fn insert_user(line: &mut Map<String, Value>, user: &UserId) {
+    line.insert("user".into(), user.to_string().into());
+    if let Some(country) = user.country_beside() {
+        line.insert("user_country".into(), country.into());
+    }
+}
+
 fn write_detail(line: &mut Map<String, Value>, detail: &StatusDetail) {
     if let Some(business) = &detail.business {
         line.insert("business".into(), (&**business).into());
     }
     if let Some(user) = &detail.recipient {
-        line.insert("user".into(), user.to_string().into());
+        insert_user(line, user);
     }
     if let Some(pricing) = &detail.pricing {
         let mut object = Map::new();

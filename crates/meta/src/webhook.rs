@@ -86,7 +86,7 @@ pub fn parse_envelope(body: &Value, origin: Origin) -> Result<WebhookItems, Prob
         Some(_) => return Err(problem("entry", "not an array")),
         None => return Err(problem("entry", "missing")),
     };
-    let mut reader = Reader { origin, items: WebhookItems::default() };
+    let mut reader = Reader { origin, items: WebhookItems::default(), countries: Vec::new() };
     for (i, entry) in entries.iter().enumerate() {
         reader.entry(entry, &format!("entry[{i}]"));
     }
@@ -194,6 +194,9 @@ fn user_from(object: &Map<String, Value>, phone_key: &str, bsuid_key: &str, path
 struct Reader {
     origin: Origin,
     items: WebhookItems,
+    /// The change's `contacts[]`: (`user_id`, `profile.country_code`), for
+    /// business-scoped ids that carry no country of their own.
+    countries: Vec<(String, String)>,
 }
 
 impl Reader {
@@ -255,8 +258,29 @@ impl Reader {
         self.items.notices.push(Notice { at: at.or(context.time), waba: context.waba.clone(), origin: self.origin, kind });
     }
 
+    /// A business-scoped id with no country of its own takes the one Meta
+    /// gave beside it in the change's `contacts[]` (docs/rules.md §3.3).
+    fn with_country(&self, user: UserId) -> UserId {
+        let id = user.to_string();
+        match self.countries.iter().find(|(user_id, _)| *user_id == id) {
+            Some((_, country)) => user.with_country(country),
+            None => user,
+        }
+    }
+
     fn messages_change(&mut self, value: &Map<String, Value>, context: &Context) {
         let business = value.get("metadata").and_then(|m| m.get("phone_number_id")).and_then(id_text);
+        self.countries = value
+            .get("contacts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|contact| {
+                let id = contact.get("user_id").and_then(Value::as_str)?.trim();
+                let country = contact.get("profile").and_then(|p| p.get("country_code")).and_then(Value::as_str)?.trim();
+                (!id.is_empty() && !country.is_empty()).then(|| (id.to_string(), country.to_string()))
+            })
+            .collect();
         let path = &context.path;
         let mut understood = false;
         // With one contact, it is the sender of every message in the change.
@@ -330,7 +354,7 @@ impl Reader {
             _ => user_from(message, "from", "from_user_id", path),
         };
         let user = match user {
-            Ok(user) => user,
+            Ok(user) => self.with_country(user),
             Err(p) => return self.items.problems.push(p),
         };
         let Some(business) = self.business(at_where.business, at_where.value_path) else { return };
@@ -378,7 +402,7 @@ impl Reader {
             .any(|k| status.get(*k).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty()));
         if has_recipient {
             match user_from(status, "recipient_id", "recipient_user_id", path) {
-                Ok(user) => detail.recipient = Some(user),
+                Ok(user) => detail.recipient = Some(self.with_country(user)),
                 Err(p) => self.items.problems.push(p),
             }
         }

@@ -238,7 +238,7 @@ impl World {
             return None;
         }
         let digits = match user {
-            UserId::Bsuid(id) => return Some(id.to_string()),
+            UserId::Bsuid(id, _) => return Some(id.to_string()),
             UserId::Phone(digits) => digits,
         };
         let country = self.pricing.markets.lookup(user, jiff::tz::TimeZone::UTC.to_datetime(at).date()).country?;

@@ -143,3 +143,25 @@ fn a_verdict_is_compared_with_its_own_business_message_only() {
     let result = reconcile(&engine, events, &[]);
     assert_eq!((result.compared, result.without_verdict), (0, 1));
 }
+
+/// D16 — a value Meta added later is kept as it came and reconciled as
+/// unknown, never an error.
+#[test]
+fn a_value_meta_added_later_is_reconciled_as_unknown() {
+    let world = World::builtin();
+    let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+    let mut log = Log::default();
+    log.send("n1", t("2026-02-10T10:00:00Z"), "+5511999990000", Some(UTIL));
+    let report = engine.replay(log.events.clone());
+    let mut verdict = verdict_of(&report.charges[0], "utility");
+    if let EventKind::Status { detail: Some(detail), .. } = &mut verdict.kind {
+        detail.pricing.as_mut().unwrap().pricing_type = Some("brand_new_type".into());
+    }
+    let mut events = log.events.clone();
+    events.push(verdict);
+    let result = reconcile(&engine, events, &[]);
+    let d = &result.discrepancies[0];
+    assert_eq!(d.fields, ["type"]);
+    assert_eq!(d.meta.pricing.pricing_type.as_deref(), Some("brand_new_type"));
+    assert!(d.cause.starts_with("unknown: Meta's value `brand_new_type`"), "{}", d.cause);
+}
