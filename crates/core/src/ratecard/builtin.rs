@@ -356,6 +356,42 @@ mod tests {
         assert!(eur.rate("Rest of Central & Eastern Europe", PricingCategory::UserInitiated).is_ok());
     }
 
+    /// A later file that adds a column (or a market) still reads: the same
+    /// rates and bands for every market the real file has.
+    #[test]
+    fn metas_layouts_tolerate_an_added_column() {
+        let manifest = builtin_cards();
+        let raw = manifest.iter().find(|c| c.id == "usd-2026-04-01").unwrap();
+        let widened: String = raw
+            .text
+            .split_inclusive('\n')
+            .map(|line| {
+                let (body, end) = line.split_at(line.trim_end_matches(['\r', '\n']).len());
+                // The header's first half ends inside its quoted line break.
+                let extra = match body {
+                    "" => "",
+                    _ if body.starts_with("Market,") => "",
+                    _ if body.starts_with("International\",Service") => ",Marketing Lite",
+                    _ => ",0.05",
+                };
+                format!("{body}{extra}{end}")
+            })
+            .collect();
+        let original = RateCard::parse_meta_csv(raw.file, raw.text).unwrap();
+        let read = RateCard::parse_meta_csv("widened.csv", &widened).unwrap();
+        assert_eq!(read.markets, original.markets);
+        let (file, text) = TIERS_FILE;
+        let widened: String = text
+            .split_inclusive('\n')
+            .map(|line| {
+                let (body, end) = line.split_at(line.trim_end_matches(['\r', '\n']).len());
+                // `"Market` opens the header's quoted line break.
+                format!("{body}{}{end}", if body.is_empty() || body == "\"Market" { "" } else { ",extra" })
+            })
+            .collect();
+        assert_eq!(TierBook::parse_meta_csv("widened.csv", &widened).unwrap(), TierBook::parse_meta_csv(file, text).unwrap());
+    }
+
     /// Meta's raw tier file, byte for byte, gives the ladders its unpivoted
     /// twin prints: every band of every market and category.
     #[test]
