@@ -278,9 +278,9 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
     }
 
     let mut unknown: Vec<(Origin, &str, Option<&str>)> = Vec::new();
-    for ((business, id), summary) in &statuses {
-        if !outbounds.contains_key(&(business.clone(), id.clone())) {
-            unknown.push((summary.origin.unwrap_or_default(), id, Some(business)));
+    for (key, summary) in &statuses {
+        if !outbounds.contains_key(key) {
+            unknown.push((summary.origin.unwrap_or_default(), &key.1, Some(&key.0)));
         }
     }
     let sent_ids: HashSet<&str> = if unowned_statuses.is_empty() { HashSet::default() } else { outbounds.keys().map(|(_, id)| &**id).collect() };

@@ -134,7 +134,12 @@ impl Ledger {
         let mut books = self.books.lock().expect("ledger lock");
         for (business, id) in failures {
             let ended = match business {
-                Some(business) => books.in_flight.remove(&FlightKey::Sent(business.into(), id.into())).is_some(),
+                // A row kept before sends knew their business (store V6)
+                // has `""`: any business's failure of its wamid ends it.
+                Some(business) => {
+                    let own = books.in_flight.remove(&FlightKey::Sent(business.into(), id.into())).is_some();
+                    own || books.in_flight.remove(&FlightKey::Sent("".into(), id.into())).is_some()
+                }
                 None => {
                     let before = books.in_flight.len();
                     books.in_flight.retain(|key, _| !matches!(key, FlightKey::Sent(_, wamid) if &**wamid == id));
@@ -213,7 +218,11 @@ pub async fn spent(state: &AppState, budget: &Budget, month: &LocalMonth) -> Res
         charged.insert((&row.business, &row.message_id));
     }
     let mut books = state.ledger.books.lock().expect("ledger lock");
-    books.in_flight.retain(|key, _| !matches!(key, FlightKey::Sent(business, id) if charged.contains(&(&**business, &**id))));
+    books.in_flight.retain(|key, _| match key {
+        FlightKey::Sent(business, id) if business.is_empty() => !charged.iter().any(|(_, charged_id)| *charged_id == &**id),
+        FlightKey::Sent(business, id) => !charged.contains(&(&**business, &**id)),
+        FlightKey::Reserved(_) => true,
+    });
     books.spent.insert(key, (generation, total));
     Ok(total)
 }
