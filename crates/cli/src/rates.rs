@@ -431,7 +431,7 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
     let tiers = TierBook::new(bands);
     let tier_markets: std::collections::BTreeSet<&str> =
         tiers.bands().iter().filter(|b| b.currency == currency && b.effective <= date).map(|b| b.market.as_str()).collect();
-    let ladders: Vec<(&str, PricingCategory, Vec<&TierBand>)> = tier_markets
+    let ladders: Vec<(&str, PricingCategory, &[TierBand])> = tier_markets
         .iter()
         .flat_map(|market| {
             [PricingCategory::Utility, PricingCategory::Authentication, PricingCategory::AuthenticationInternational]

@@ -190,6 +190,85 @@ fn intern(pool: &mut HashMap<Box<str>, Arc<str>>, text: Box<str>) -> Arc<str> {
 /// (decision D17: docs/rules.md).
 type MessageKey = (Arc<str>, Box<str>);
 
+/// Values by message ([`MessageKey`]), stored by wamid alone for the first
+/// business seen with each id and by (business, wamid) for the others: the
+/// common case (wamids are unique) hashes only the id, as it did before
+/// messages were scoped by business.
+struct ByMessage<T> {
+    first: HashMap<Box<str>, (Arc<str>, T)>,
+    others: HashMap<MessageKey, T>,
+}
+
+impl<T> Default for ByMessage<T> {
+    fn default() -> Self {
+        ByMessage { first: HashMap::default(), others: HashMap::default() }
+    }
+}
+
+impl<T> ByMessage<T> {
+    /// Inserts `value` as `business`'s message `id`; when that message is
+    /// there already, hands back the kept value, the refused one and the id.
+    fn insert(&mut self, business: &Arc<str>, id: Box<str>, value: T) -> Option<(&mut T, T, Box<str>)> {
+        use std::collections::hash_map::Entry;
+        let ByMessage { first, others } = self;
+        match first.entry(id) {
+            Entry::Occupied(entry) if *entry.get().0 == **business => {
+                let id = entry.key().clone();
+                Some((&mut entry.into_mut().1, value, id))
+            }
+            Entry::Occupied(entry) => match others.entry((business.clone(), entry.key().clone())) {
+                Entry::Occupied(other) => {
+                    let id = other.key().1.clone();
+                    Some((other.into_mut(), value, id))
+                }
+                Entry::Vacant(other) => {
+                    other.insert(value);
+                    None
+                }
+            },
+            Entry::Vacant(entry) => {
+                entry.insert((business.clone(), value));
+                None
+            }
+        }
+    }
+
+    /// The value of `business`'s message `id`, a default one if absent.
+    fn entry(&mut self, business: &Arc<str>, id: Box<str>) -> &mut T
+    where
+        T: Default,
+    {
+        use std::collections::hash_map::Entry;
+        let ByMessage { first, others } = self;
+        match first.entry(id) {
+            Entry::Occupied(entry) if *entry.get().0 == **business => &mut entry.into_mut().1,
+            Entry::Occupied(entry) => others.entry((business.clone(), entry.key().clone())).or_default(),
+            Entry::Vacant(entry) => &mut entry.insert((business.clone(), T::default())).1,
+        }
+    }
+
+    fn get(&self, business: &str, id: &str) -> Option<&T> {
+        match self.first.get(id) {
+            Some((first, value)) if **first == *business => Some(value),
+            Some(_) => self.others.get(&(Arc::from(business), Box::from(id))),
+            None => None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    /// (business, wamid, value), in no particular order.
+    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &str, &T)> {
+        self.first.iter().map(|(id, (business, value))| (business, &**id, value)).chain(self.others.iter().map(|((business, id), value)| (business, &**id, value)))
+    }
+
+    fn into_values(self) -> impl Iterator<Item = (Box<str>, T)> {
+        self.first.into_iter().map(|(id, (_, value))| (id, value)).chain(self.others.into_iter().map(|((_, id), value)| (id, value)))
+    }
+}
+
 /// Stage 1: deduplicate, resolve deliveries, build per-pair timelines.
 ///
 /// A status is matched to its outbound message by wamid *and* business:
@@ -201,9 +280,9 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
     let mut stats = PrepareStats { events: events.len() as u64, ..PrepareStats::default() };
     let mut warnings = Vec::new();
     let mut businesses: HashMap<Box<str>, Arc<str>> = HashMap::default();
-    let mut outbounds: HashMap<MessageKey, OutboundSeen> = HashMap::default();
+    let mut outbounds: ByMessage<OutboundSeen> = ByMessage::default();
     // Statuses naming their business, and those naming none (by wamid).
-    let mut statuses: HashMap<MessageKey, StatusSummary> = HashMap::default();
+    let mut statuses: ByMessage<StatusSummary> = ByMessage::default();
     let mut unowned_statuses: HashMap<Box<str>, StatusSummary> = HashMap::default();
     let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)> = HashSet::default();
     let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::default();
@@ -239,35 +318,29 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
             EventKind::Outbound { business, user, id, template } => {
                 note_country(&user);
                 let business = intern(&mut businesses, business);
-                let key = (business.clone(), id);
-                match outbounds.get_mut(&key) {
-                    Some(seen) => {
-                        stats.duplicates += 1;
-                        let same = seen.user == user && seen.template == template;
-                        if !same {
-                            warnings.push(Warning {
-                                code: "conflicting_outbound",
-                                message: format!(
-                                    "outbound message {} of business {business} appears twice with different user or template; the first one read is kept",
-                                    key.1
-                                ),
-                                origin: Some(event.origin),
-                            });
-                        }
-                        // Keep the earliest, whatever the input order.
-                        if (event.at, event.origin) < (seen.at, seen.origin) && same {
-                            seen.at = event.at;
-                            seen.origin = event.origin;
-                        }
+                let seen = OutboundSeen { business: business.clone(), user, at: event.at, template, origin: event.origin };
+                if let Some((kept, again, id)) = outbounds.insert(&business, id, seen) {
+                    stats.duplicates += 1;
+                    let same = kept.user == again.user && kept.template == again.template;
+                    if !same {
+                        warnings.push(Warning {
+                            code: "conflicting_outbound",
+                            message: format!(
+                                "outbound message {id} of business {business} appears twice with different user or template; the first one read is kept"
+                            ),
+                            origin: Some(event.origin),
+                        });
                     }
-                    None => {
-                        outbounds.insert(key, OutboundSeen { business, user, at: event.at, template, origin: event.origin });
+                    // Keep the earliest, whatever the input order.
+                    if (again.at, again.origin) < (kept.at, kept.origin) && same {
+                        kept.at = again.at;
+                        kept.origin = again.origin;
                     }
                 }
             }
             EventKind::Status { id, status, error, detail } => {
                 let summary = match detail.and_then(|d| d.business) {
-                    Some(business) => statuses.entry((intern(&mut businesses, business), id)).or_default(),
+                    Some(business) => statuses.entry(&intern(&mut businesses, business), id),
                     None => unowned_statuses.entry(id).or_default(),
                 };
                 if !summary.record(status, error, event.at, event.origin) {
@@ -278,12 +351,12 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
     }
 
     let mut unknown: Vec<(Origin, &str, Option<&str>)> = Vec::new();
-    for (key, summary) in &statuses {
-        if !outbounds.contains_key(key) {
-            unknown.push((summary.origin.unwrap_or_default(), &key.1, Some(&key.0)));
+    for (business, id, summary) in statuses.iter() {
+        if outbounds.get(business, id).is_none() {
+            unknown.push((summary.origin.unwrap_or_default(), id, Some(business)));
         }
     }
-    let sent_ids: HashSet<&str> = if unowned_statuses.is_empty() { HashSet::default() } else { outbounds.keys().map(|(_, id)| &**id).collect() };
+    let sent_ids: HashSet<&str> = if unowned_statuses.is_empty() { HashSet::default() } else { outbounds.iter().map(|(_, id, _)| id).collect() };
     for (id, summary) in &unowned_statuses {
         if !sent_ids.contains(&**id) {
             unknown.push((summary.origin.unwrap_or_default(), id, None));
@@ -299,11 +372,10 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
     }
     drop(sent_ids);
 
-    for ((_, id), outbound) in outbounds {
-        let key = (outbound.business.clone(), id);
-        let owned = statuses.get(&key);
-        let unowned = unowned_statuses.get(&key.1);
-        let id = key.1;
+    let any_owned = !statuses.is_empty();
+    for (id, outbound) in outbounds.into_values() {
+        let owned = if any_owned { statuses.get(&outbound.business, &id) } else { None };
+        let unowned = unowned_statuses.get(&id);
         // A status repeated in both (Meta's webhook and a canonical line)
         // is one status.
         if let (Some(owned), Some(unowned)) = (owned, unowned) {

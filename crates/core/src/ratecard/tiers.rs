@@ -157,8 +157,24 @@ impl TierBook {
     }
 
     /// A book of these bands.
-    pub fn new(bands: Vec<TierBand>) -> TierBook {
+    pub fn new(mut bands: Vec<TierBand>) -> TierBook {
+        // Sorted so that a (currency, market, category) ladder is one range
+        // found by binary search: every tiered charge asks for one.
+        bands.sort_by(|a, b| {
+            (a.currency, &a.market, a.category, a.effective, a.from).cmp(&(b.currency, &b.market, b.category, b.effective, b.from))
+        });
         TierBook { bands }
+    }
+
+    /// The bands of one (currency, market, category), all dates, sorted by
+    /// date then first message.
+    fn bands_of(&self, currency: Currency, market: &str, category: PricingCategory) -> &[TierBand] {
+        fn key(band: &TierBand) -> (Currency, &str, PricingCategory) {
+            (band.currency, band.market.as_str(), band.category)
+        }
+        let start = self.bands.partition_point(|band| key(band) < (currency, market, category));
+        let end = start + self.bands[start..].partition_point(|band| key(band) == (currency, market, category));
+        &self.bands[start..end]
     }
 
     /// True when no band is loaded.
@@ -392,23 +408,19 @@ impl TierBook {
     /// Only bands of the latest effective date ≤ `on` count, so a new tier
     /// table replaces the old one rather than mixing with it.
     pub fn band(&self, currency: Currency, market: &str, category: PricingCategory, on: Date, message_number: u64) -> Option<&TierBand> {
-        let candidates = || {
-            self.bands.iter().filter(move |b| b.currency == currency && b.category == category && b.market == market && b.effective <= on)
-        };
-        let latest = candidates().map(|b| b.effective).max()?;
-        candidates().filter(|b| b.effective == latest).find(|b| b.contains(message_number))
+        self.ladder(currency, market, category, on).into_iter().find(|b| b.contains(message_number))
     }
 
     /// The bands in force for a currency, market and category on a date,
     /// lowest first.
-    pub fn ladder(&self, currency: Currency, market: &str, category: PricingCategory, on: Date) -> Vec<&TierBand> {
-        let candidates = || {
-            self.bands.iter().filter(move |b| b.currency == currency && b.category == category && b.market == market && b.effective <= on)
-        };
-        let Some(latest) = candidates().map(|b| b.effective).max() else { return Vec::new() };
-        let mut ladder: Vec<&TierBand> = candidates().filter(|b| b.effective == latest).collect();
-        ladder.sort_by_key(|b| b.from);
-        ladder
+    pub fn ladder(&self, currency: Currency, market: &str, category: PricingCategory, on: Date) -> &[TierBand] {
+        // Sorted by date: the table in force is the run of the latest date
+        // not after `on`.
+        let bands = self.bands_of(currency, market, category);
+        let end = bands.partition_point(|b| b.effective <= on);
+        let Some(latest) = end.checked_sub(1).map(|last| bands[last].effective) else { return &[] };
+        let start = bands[..end].partition_point(|b| b.effective < latest);
+        &bands[start..end]
     }
 }
 
