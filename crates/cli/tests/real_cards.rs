@@ -5,6 +5,8 @@
 //! real volume-tier boundary of Meta's April 2026 table.
 
 mod common;
+// The shared helpers; each test file uses some of them.
+#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 

@@ -4,6 +4,8 @@
 //! `wameter replay` of its own webhooks, whatever the other posted first.
 
 mod common;
+// The shared helpers; each test file uses some of them.
+#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 

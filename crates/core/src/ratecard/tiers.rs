@@ -408,7 +408,7 @@ impl TierBook {
     /// Only bands of the latest effective date ≤ `on` count, so a new tier
     /// table replaces the old one rather than mixing with it.
     pub fn band(&self, currency: Currency, market: &str, category: PricingCategory, on: Date, message_number: u64) -> Option<&TierBand> {
-        self.ladder(currency, market, category, on).into_iter().find(|b| b.contains(message_number))
+        self.ladder(currency, market, category, on).iter().find(|b| b.contains(message_number))
     }
 
     /// The bands in force for a currency, market and category on a date,
