@@ -228,11 +228,16 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
     let mut notices = Vec::new();
     let mut ignored = Vec::new();
     for (index, path) in paths.iter().enumerate() {
-        let text = if path.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+        let bytes = if path.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("cannot read standard input")?;
+            bytes
         } else {
-            read(path)?
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
         };
+        // A byte-order mark or a line that is not UTF-8 costs only itself.
+        let (text, undecodable) = wameter_log::decode_log(bytes, index as u32);
+        malformed.extend(undecodable);
         names.push(path.display().to_string());
         let runs = split_lines(&text, rayon::current_num_threads() * 4);
         let chunks: Vec<_> = runs
@@ -259,6 +264,7 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
         })
         .collect();
     events.extend(inferred_events);
+    malformed.sort_by_key(|error| error.origin);
     let logs = LoadedLogs { names, events, notices, malformed, ignored, inferred };
     if strict && !logs.malformed.is_empty() {
         let first = &logs.malformed[0];

@@ -172,6 +172,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         };
         tokens.push(ApiToken { name: token.name, token: token.token, scope });
     }
+    // One secret, one token: with two entries of one secret the first would
+    // win, silently giving the second's holder the first's scope.
+    for (index, token) in tokens.iter().enumerate() {
+        if let Some(first) = tokens[..index].iter().find(|other| other.token == token.token) {
+            bail!("API tokens `{}` and `{}` have the same secret; every token must be its own (a request could not tell which scope it has)", first.name, token.name);
+        }
+    }
     let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
     let database = DatabaseUrl::parse(&args.database.or(file.database).unwrap_or_else(|| "sqlite://wameter.db".into()))?;
     let safety_margin = duration_setting(args.safety_margin, file.safety_margin.as_deref(), "safety_margin", jiff::SignedDuration::from_mins(2))?;

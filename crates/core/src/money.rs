@@ -18,6 +18,17 @@ impl Currency {
     /// US dollar, the default billing currency (interfaces §2).
     pub const USD: Currency = Currency(*b"USD");
 
+    /// The currencies Meta bills WhatsApp in (its pricing page, 2026: USD,
+    /// AED, ARS, AUD, CLP, COP, EUR, GBP, IDR, INR, MXN, MYR, PEN, SAR, SGD,
+    /// and BRL from 2026-07-01).
+    pub const META_BILLING: [&'static str; 16] =
+        ["AED", "ARS", "AUD", "BRL", "CLP", "COP", "EUR", "GBP", "IDR", "INR", "MXN", "MYR", "PEN", "SAR", "SGD", "USD"];
+
+    /// Whether Meta bills in this currency ([`Currency::META_BILLING`]).
+    pub fn is_meta_billing(self) -> bool {
+        Self::META_BILLING.contains(&self.code())
+    }
+
     /// Parses an ISO code (`"usd"`, `"EUR"`) or one of Meta's rate-card tokens
     /// (`$US`, `A$`, `£`, `GBD`, `₹`, `RP`, `€`, `R$`).
     ///

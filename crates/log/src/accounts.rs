@@ -266,7 +266,9 @@ fn businesses(name: &str, raw: Vec<RawBusiness>, rules: RawRules) -> Result<Acco
             business.timezone = TimeZone::get(&zone).map_err(|e| fail("timezone", format!("`{zone}` is not an IANA time zone ({e})")))?;
         }
         if let Some(code) = raw.currency {
-            business.currency = Currency::parse(&code).ok_or_else(|| fail("currency", format!("`{code}` is not a currency code")))?;
+            business.currency = Currency::parse(&code)
+                .filter(|currency| currency.is_meta_billing())
+                .ok_or_else(|| fail("currency", format!("`{code}` is not a currency Meta bills in (one of {})", Currency::META_BILLING.join(", "))))?;
         }
         if let Some(country) = raw.primary_country {
             let valid = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());

@@ -256,6 +256,44 @@ pub struct ParsedChunk {
     pub ignored: Vec<(Origin, Ignored)>,
 }
 
+/// A log's bytes as text: a UTF-8 byte-order mark is dropped, and a line
+/// that is not valid UTF-8 becomes an empty line and a [`LineError`] naming
+/// it, so one bad byte costs only its line (the line numbers of the others
+/// do not move).
+///
+/// ```
+/// let (text, errors) = wameter_log::decode_log(b"\xEF\xBB\xBFfirst\nbad \xFF\nthird\n".to_vec(), 0);
+/// assert_eq!(text, "first\n\nthird\n");
+/// assert_eq!(errors[0].origin.line, 2);
+/// ```
+pub fn decode_log(mut bytes: Vec<u8>, source: u32) -> (String, Vec<LineError>) {
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        bytes.drain(..3);
+    }
+    let bytes = match String::from_utf8(bytes) {
+        Ok(text) => return (text, Vec::new()),
+        Err(error) => error.into_bytes(),
+    };
+    let mut text = String::with_capacity(bytes.len());
+    let mut errors = Vec::new();
+    for (index, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+        match std::str::from_utf8(line) {
+            Ok(line) => text.push_str(line),
+            Err(error) => {
+                errors.push(LineError {
+                    origin: Origin { source, line: index as u32 + 1 },
+                    field: None,
+                    message: format!("not valid UTF-8 (from byte {} of the line)", error.valid_up_to() + 1),
+                });
+                if line.ends_with(b"\n") {
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    (text, errors)
+}
+
 /// Parses a run of lines of source `source` whose first line is
 /// `first_line` (1-based). Callers split big files at line boundaries and
 /// parse the pieces in parallel.

@@ -391,11 +391,12 @@ pub struct RejectedLine {
 pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<EventsAccepted>, ApiError> {
     let token = token(&state, &headers)?;
     let body = body.map_err(|rejection| ApiError { status: rejection.status(), code: "bad_body", message: rejection.body_text() })?;
-    let text = std::str::from_utf8(&body).map_err(|e| ApiError::bad_request(format!("body is not UTF-8: {e}")))?;
+    // A line that is not UTF-8 is refused alone, like any malformed line.
+    let (text, undecodable) = wameter_log::decode_log(body.to_vec(), 0);
     let pricing = &state.config.pricing;
     let mut events = Vec::new();
     let mut notices = Vec::new();
-    let mut rejected = Vec::new();
+    let mut rejected: Vec<RejectedLine> = undecodable.into_iter().map(|error| RejectedLine { line: error.origin.line, error: error.message }).collect();
     for (index, line) in text.lines().enumerate() {
         let number = index as u32 + 1;
         let (line_events, line_notices) = match wameter_log::parse_line(line, Origin { source: 0, line: number }) {

@@ -42,7 +42,12 @@ pub struct ApiToken {
 /// constant time so the response time says nothing about a near miss.
 pub fn authenticate<'a>(tokens: &'a [ApiToken], headers: &HeaderMap) -> Option<&'a ApiToken> {
     let given = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let given = given.strip_prefix("Bearer ").or_else(|| given.strip_prefix("bearer "))?.trim().as_bytes();
+    // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
+    let (scheme, credentials) = given.trim_start().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let given = credentials.trim().as_bytes();
     let mut found = None;
     for token in tokens {
         if bool::from(token.token.as_bytes().ct_eq(given)) && found.is_none() {
@@ -114,6 +119,8 @@ mod tests {
         assert_eq!(authenticate(&tokens, &headers("Bearer t-all")).map(|t| t.name.as_str()), Some("all"));
         assert!(authenticate(&tokens, &headers("Bearer t-ac")).is_none());
         assert!(authenticate(&tokens, &headers("t-all")).is_none());
+        assert_eq!(authenticate(&tokens, &headers("BEARER t-acme")).map(|t| t.name.as_str()), Some("acme"));
+        assert!(authenticate(&tokens, &headers("Basic t-acme")).is_none());
         assert!(authenticate(&tokens, &HeaderMap::new()).is_none());
         assert!(tokens[1].scope.sees("111") && !tokens[1].scope.sees("222"));
     }

@@ -1,0 +1,89 @@
+//! Bad input costs only itself, and configuration that would silently
+//! widen access or fail later is refused at once (issue 21, items 6, 8, 9),
+//! through the real binary.
+
+mod common;
+#[allow(dead_code)]
+#[path = "common/server.rs"]
+mod server;
+
+use common::{json, stderr, temp_dir, wameter};
+use server::*;
+
+const SEND: &str = r#"{"type":"outbound","at":"2026-02-10T10:00:00Z","business":"106540352242922","user":"+5511999990001","id":"wamid.a","template":{"name":"t","category":"marketing"}}"#;
+const DELIVERED: &str = r#"{"type":"status","at":"2026-02-10T10:00:05Z","id":"wamid.a","status":"delivered"}"#;
+
+#[test]
+fn a_byte_order_mark_or_a_bad_byte_costs_only_its_line() {
+    let path = temp_dir("bad-bytes").join("log.ndjson");
+    let mut bytes = vec![0xEF, 0xBB, 0xBF];
+    bytes.extend_from_slice(SEND.as_bytes());
+    bytes.extend_from_slice(b"\n{\"type\":\"inbound\",\"note\":\"caf\xE9\"}\n");
+    bytes.extend_from_slice(DELIVERED.as_bytes());
+    bytes.push(b'\n');
+    std::fs::write(&path, &bytes).unwrap();
+
+    // The BOM does not spoil line 1; line 2 is reported by number and skipped.
+    let output = wameter(&["replay", path.to_str().unwrap(), "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let document = json(&output);
+    assert_eq!(document["totals"]["amount"], "0.0625", "{document}");
+    assert!(stderr(&output).contains("log.ndjson:line 2: not valid UTF-8 (from byte 30 of the line): skipped"), "{}", stderr(&output));
+    // --strict makes it fatal, naming the line.
+    let strict = wameter(&["replay", path.to_str().unwrap(), "--strict"]);
+    assert!(!strict.status.success());
+    assert!(stderr(&strict).contains("line 2: not valid UTF-8"), "{}", stderr(&strict));
+}
+
+#[test]
+fn an_accounts_currency_meta_does_not_bill_in_is_refused_when_read() {
+    let dir = temp_dir("bad-currency");
+    let (log, accounts) = (dir.join("log.ndjson"), dir.join("accounts.toml"));
+    std::fs::write(&log, format!("{SEND}\n{DELIVERED}\n")).unwrap();
+    std::fs::write(&accounts, "[[business]]\nphone_number_id = \"106540352242922\"\ncurrency = \"XYZ\"\n").unwrap();
+    let output = wameter(&["replay", log.to_str().unwrap(), "--accounts", accounts.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(text.contains("accounts.toml") && text.contains("currency") && text.contains("`XYZ` is not a currency Meta bills in"), "{text}");
+}
+
+#[test]
+fn tokens_must_not_share_a_secret_and_the_scheme_is_case_insensitive() {
+    let dir = fresh_dir("tokens");
+    std::fs::write(
+        dir.join("wameter.toml"),
+        "[[tokens]]\nname = \"a\"\ntoken = \"one-secret-for-two-scopes\"\nwabas = [\"A\"]\n\n[[tokens]]\nname = \"b\"\ntoken = \"one-secret-for-two-scopes\"\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wameter"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &sqlite_in(&dir)])
+        .current_dir(&dir)
+        .env("WAMETER_APP_SECRET", SECRET)
+        .env("WAMETER_HOME", dir.join("home"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("API tokens `a` and `b` have the same secret"), "{}", String::from_utf8_lossy(&output.stderr));
+
+    std::fs::remove_file(dir.join("wameter.toml")).unwrap();
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = server.agent.get(&server.url("/v1/charges")).header("Authorization", &format!("{scheme} {API_TOKEN}")).call().unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{scheme}");
+    }
+    // A line of POST /v1/events that is not UTF-8 is refused alone.
+    let mut body = format!("{SEND}\n").into_bytes();
+    body.extend_from_slice(b"{\"bad\":\"\xFF\"}\n");
+    body.extend_from_slice(format!("{DELIVERED}\n").as_bytes());
+    let mut response = server
+        .agent
+        .post(&server.url("/v1/events"))
+        .header("Authorization", &format!("Bearer {API_TOKEN}"))
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["rejected"][0]["line"], 2, "{answer}");
+    assert!(answer["rejected"][0]["error"].as_str().unwrap().contains("not valid UTF-8"), "{answer}");
+}
