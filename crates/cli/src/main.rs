@@ -240,9 +240,14 @@ pub(crate) fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_message: Opti
     let mut engine = Engine::new(&setup.accounts, &setup.rates, &setup.tiers, MarketTable::builtin());
     engine.what_if = args.what_if();
     let kept = keep_message.map(|id| events_of(&loaded.events, id)).unwrap_or_default();
+    let implausible = wameter_core::event::implausible_instants(&loaded.events, jiff::Timestamp::now());
     let prepared = prepare(std::mem::take(&mut loaded.events));
     let decisions = prepared.contacts.par_iter().map(|contact| engine.decide(contact)).collect();
-    let report = engine.settle(prepared, decisions);
+    let mut report = engine.settle(prepared, decisions);
+    if !implausible.is_empty() {
+        report.warnings.extend(implausible);
+        report.warnings.sort_by(|a, b| (a.origin, a.code).cmp(&(b.origin, b.code)));
+    }
     bar.finish_and_clear();
     Ok((loaded, report, setup, kept))
 }

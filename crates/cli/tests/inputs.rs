@@ -87,3 +87,34 @@ fn tokens_must_not_share_a_secret_and_the_scheme_is_case_insensitive() {
     assert_eq!(answer["rejected"][0]["line"], 2, "{answer}");
     assert!(answer["rejected"][0]["error"].as_str().unwrap().contains("not valid UTF-8"), "{answer}");
 }
+
+#[test]
+fn an_implausible_timestamp_is_priced_as_dated_and_flagged_by_name() {
+    let far = r#"{"type":"outbound","at":"5138-03-01T10:00:00Z","business":"106540352242922","user":"+5511999990001","id":"wamid.far","template":{"name":"t","category":"marketing"}}
+{"type":"status","at":"5138-03-01T10:00:05Z","id":"wamid.far","status":"delivered"}
+{"type":"inbound","at":"2013-05-01T10:00:00Z","business":"106540352242922","user":"+5511999990001","id":"wamid.old"}"#;
+    let path = temp_dir("implausible").join("log.ndjson");
+    std::fs::write(&path, format!("{far}\n")).unwrap();
+    let document = json(&wameter(&["replay", path.to_str().unwrap(), "--json"]));
+    let messages: Vec<&str> = document["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["code"] == "implausible_timestamp")
+        .map(|w| w["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(messages.iter().any(|m| m.starts_with("outbound message wamid.far is dated 5138-03-01T10:00:00Z, more than a day after it was priced")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.starts_with("inbound message wamid.old is dated 2013-05-01T10:00:00Z, before 2014")), "{messages:?}");
+    assert_eq!(document["charges"][0]["message_id"], "wamid.far", "kept and priced as dated");
+
+    // The server says the same with the charges it keeps.
+    let dir = fresh_dir("implausible");
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    let (status, answer) = server.post_events(far, API_TOKEN);
+    assert_eq!((status, answer["accepted"].as_u64()), (200, Some(3)), "{answer}");
+    let charges = server.get_json("/v1/charges");
+    assert_eq!(charges["charges"][0]["message_id"], "wamid.far");
+    let flagged = charges["warnings"].as_array().unwrap().iter().filter(|w| w["code"] == "implausible_timestamp").count();
+    assert!(flagged >= 2, "{}", charges["warnings"]);
+}

@@ -424,6 +424,36 @@ impl EventKind {
     }
 }
 
+/// The earliest instant an event can plausibly carry: WhatsApp's Business
+/// API did not exist before 2014.
+pub const PLAUSIBLE_FROM: Timestamp = Timestamp::constant(1_388_534_400, 0); // 2014-01-01T00:00:00Z
+
+/// Events whose instant is not plausible — before 2014, or more than a day
+/// after `now` (when they were read or received) — one warning each,
+/// naming the event. They are kept and priced as dated: the warning says
+/// the date is probably wrong (a clock, a unit mistake such as
+/// milliseconds read as seconds), never silently.
+pub fn implausible_instants(events: &[Event], now: Timestamp) -> Vec<crate::charge::Warning> {
+    let latest = now.checked_add(jiff::SignedDuration::from_hours(24)).unwrap_or(Timestamp::MAX);
+    events
+        .iter()
+        .filter(|event| event.at < PLAUSIBLE_FROM || event.at > latest)
+        .map(|event| {
+            let what = match &event.kind {
+                EventKind::Inbound { id, .. } => format!("inbound message {}", id.as_deref().unwrap_or("(no id)")),
+                EventKind::Outbound { id, .. } => format!("outbound message {id}"),
+                EventKind::Status { id, status, .. } => format!("`{}` status of message {id}", status.as_str()),
+            };
+            let why = if event.at < PLAUSIBLE_FROM { "before 2014".to_string() } else { format!("more than a day after it was priced ({now})") };
+            crate::charge::Warning {
+                code: "implausible_timestamp",
+                message: format!("{what} is dated {}, {why}: kept and priced as dated, but the timestamp is probably wrong", event.at),
+                origin: Some(event.origin),
+            }
+        })
+        .collect()
+}
+
 /// Outbound events that Meta's statuses stand in for.
 ///
 /// A log made only of Meta webhooks has statuses but no `outbound` events

@@ -185,9 +185,14 @@ pub fn predict(engine: &Engine<'_>, mut events: Vec<Event>, business: &str, user
 /// delivered in `month` (business-local). Warnings are those about events
 /// in or at the edge of the month, each with the business it concerns so a
 /// scoped token sees only its own.
-pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<String>, month: Month) -> Settled {
+///
+/// `now` is when it settles: an event dated more than a day after it (or
+/// before 2014) is priced as dated and warned about by name
+/// ([`wameter_core::event::implausible_instants`]).
+pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<String>, month: Month, now: Timestamp) -> Settled {
     let (month_start, month_end) = (month.start_utc() - DAY, month.next().start_utc() + DAY);
     let about = events_about(&loaded.events);
+    let implausible = wameter_core::event::implausible_instants(&loaded.events, now);
     let inferred = loaded.inferred;
     let mut warnings: Vec<WarningRow> = loaded
         .unreadable
@@ -226,7 +231,7 @@ pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<S
     // has no charge; `replay` fails on it, the server says so with every
     // answer about its month rather than leave a silent gap.
     let unpriced = report.errors.iter().map(|error| ("unpriced_message", format!("{}: {}", error.message_id, error.message), error.origin));
-    let warned = report.warnings.iter().map(|warning| (warning.code, warning.message.clone(), warning.origin.unwrap_or_default()));
+    let warned = report.warnings.iter().chain(&implausible).map(|warning| (warning.code, warning.message.clone(), warning.origin.unwrap_or_default()));
     for (code, message, origin) in unpriced.chain(warned) {
         let id = id_of(origin);
         let Some((business, at)) = about.get(&id).cloned() else { continue };

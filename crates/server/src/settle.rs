@@ -85,7 +85,7 @@ pub async fn settle_pending(state: &AppState) -> Result<usize, StoreError> {
             .store
             .settle(job, move |rows| {
                 let engine = config.pricing.engine();
-                meter::settle_month(&engine, meter::load(&rows), &businesses, month)
+                meter::settle_month(&engine, meter::load(&rows), &businesses, month, jiff::Timestamp::now())
             })
             .await?;
         state.settler.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
