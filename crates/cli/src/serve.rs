@@ -52,6 +52,18 @@ pub struct ServeArgs {
     /// Relay every accepted webhook, byte for byte and signed as Meta signs it, to your app's own webhook endpoint (after it is on disk; retried until the app answers 2xx).
     #[arg(long, env = "WAMETER_RELAY_URL", value_name = "URL")]
     pub relay_url: Option<String>,
+    /// Connections open at once at most; past it new ones are closed at once [default: 512].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers; idle keep-alive connections close after it too [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub header_timeout: Option<jiff::SignedDuration>,
+    /// Time one request may take, body included, before it is answered 408 and its connection closed [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<jiff::SignedDuration>,
+    /// Webhook bodies read at once at most (each up to --webhook-bytes-max, before its signature is checked); past it 503 [default: 128].
+    #[arg(long, value_name = "N")]
+    pub bodies_in_flight_max: Option<usize>,
     #[command(flatten)]
     pub pricing: PricingArgs,
 }
@@ -87,6 +99,10 @@ struct FileConfig {
     verify_token: Option<String>,
     webhook_bytes_max: Option<usize>,
     events_bytes_max: Option<usize>,
+    max_connections: Option<usize>,
+    bodies_in_flight_max: Option<usize>,
+    header_timeout: Option<String>,
+    request_timeout: Option<String>,
     accounts: Option<PathBuf>,
     #[serde(default)]
     rates: Vec<PathBuf>,
@@ -194,6 +210,33 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if relay_url.is_some() && database == DatabaseUrl::Discard {
         bail!("--relay-url needs a database: discard:// keeps no outbox to relay from");
     }
+    let defaults = wameter_server::listen::Limits::default();
+    let deadline = |setting: jiff::SignedDuration, key: &str| -> Result<std::time::Duration> {
+        std::time::Duration::try_from(setting)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| anyhow::anyhow!("`{key}` must be a positive duration, not {setting}"))
+    };
+    let limits = wameter_server::listen::Limits {
+        connections_max: match args.max_connections.or(file.max_connections) {
+            Some(0) => bail!("`max_connections` must be at least 1"),
+            Some(n) => n,
+            None => defaults.connections_max,
+        },
+        header_timeout: deadline(
+            duration_setting(args.header_timeout, file.header_timeout.as_deref(), "header_timeout", jiff::SignedDuration::try_from(defaults.header_timeout)?)?,
+            "header_timeout",
+        )?,
+        request_timeout: deadline(
+            duration_setting(args.request_timeout, file.request_timeout.as_deref(), "request_timeout", jiff::SignedDuration::try_from(defaults.request_timeout)?)?,
+            "request_timeout",
+        )?,
+        bodies_in_flight_max: match args.bodies_in_flight_max.or(file.bodies_in_flight_max) {
+            Some(0) => bail!("`bodies_in_flight_max` must be at least 1"),
+            Some(n) => n,
+            None => defaults.bodies_in_flight_max,
+        },
+    };
     let alert_url = args.alert_url.or(file.alert_url);
     if !setup.billing.budgets.is_empty() && alert_url.is_none() {
         eprintln!("note: budgets are configured but no --alert-url: thresholds crossed are recorded (GET /v1/budgets) but not posted");
@@ -209,6 +252,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         guard,
         alert_url,
         relay_url,
+        limits,
     };
 
     tracing_subscriber::fmt()

@@ -80,7 +80,9 @@ pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> Result<
         std::thread::spawn(move || delivery::run(world, target, stop))
     });
     let shared = Arc::new(http::Shared { world, token: config.token.clone() });
-    let served = axum::serve(listener, http::app(shared)).with_graceful_shutdown(wameter_server::shutdown_signal()).await;
+    // The same bounded accept loop as `serve`: no input may hold a
+    // connection forever.
+    let served = wameter_server::listen::serve(listener, http::app(shared), wameter_server::listen::Limits::default(), wameter_server::shutdown_signal()).await;
     stop.store(true, Ordering::Relaxed);
     let _ = ticker.join();
     if let Some(deliverer) = deliverer {

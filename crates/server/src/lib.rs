@@ -22,6 +22,7 @@ pub mod auth;
 pub mod budgets;
 pub mod error;
 pub mod guard;
+pub mod listen;
 pub mod meter;
 pub mod openapi;
 pub mod outbound;
@@ -76,6 +77,8 @@ pub struct Config {
     /// The business's own webhook endpoint, to which every accepted
     /// webhook is relayed ([`relay`]); `None`: no relay.
     pub relay_url: Option<String>,
+    /// Connections, header and request deadlines ([`listen`]).
+    pub limits: listen::Limits,
 }
 
 /// Shared by every request.
@@ -98,11 +101,14 @@ pub struct AppState {
     pub relay: relay::Relay,
     /// Stored events the guard has read back already.
     pub read_back: meter::ReadBack,
+    /// Webhook bodies being read at once ([`listen::bounded_body`]).
+    pub bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     /// State for a server over `store`.
     pub fn new(config: Config, store: Store) -> Arc<AppState> {
+        let limits = config.limits;
         Arc::new(AppState {
             config: Arc::new(config),
             store,
@@ -113,6 +119,7 @@ impl AppState {
             http: outbound::Http::default(),
             relay: relay::Relay::default(),
             read_back: meter::ReadBack::default(),
+            bodies: Arc::new(tokio::sync::Semaphore::new(limits.bodies_in_flight_max.max(1))),
         })
     }
 }
@@ -125,8 +132,12 @@ pub fn app(state: Arc<AppState>) -> Router {
     if state.config.guard.is_some() {
         router = router.route("/{version}/{phone_number_id}/messages", post(guard::send));
     }
+    // Webhook bodies are read whole before their signature can be checked:
+    // how many are read at once is bounded, so unauthenticated senders can
+    // hold at most `bodies_in_flight_max` × the size limit of memory.
+    let bounded = axum::middleware::from_fn_with_state(state.clone(), listen::bounded_body);
     router
-        .route("/webhook", get(webhook::handshake).post(webhook::receive).layer(DefaultBodyLimit::max(webhook_limit)))
+        .route("/webhook", get(webhook::handshake).post(webhook::receive).layer(DefaultBodyLimit::max(webhook_limit)).route_layer(bounded))
         .route("/v1/windows/{business}/{user}", get(api::windows))
         .route("/v1/charges", get(api::charges))
         .route("/v1/reports/costs", get(api::costs))
@@ -184,7 +195,8 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
     budgets::spawn_watcher(state.clone());
     relay::spawn(state.clone());
     telemetry::spawn_upkeep(state.metrics.clone());
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await
+    let limits = state.config.limits;
+    listen::serve(listener, app(state), limits, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM: the graceful-shutdown signal of the

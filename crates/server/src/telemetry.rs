@@ -43,6 +43,8 @@ fn describe() {
     metrics::describe_counter!("wameter_deliveries_stored_total", "Delivered statuses stored for the first time: each becomes one charge entry (billable or not).");
     metrics::describe_histogram!("wameter_ingest_duration_seconds", metrics::Unit::Seconds, "From a webhook's body being read to its durable write (the time Meta waits for the 200).");
     metrics::describe_counter!("wameter_charge_queries_total", "Charge and report queries answered, by route.");
+    metrics::describe_counter!("wameter_connections_refused_total", "Connections closed at once because --max-connections were open.");
+    metrics::describe_counter!("wameter_requests_timed_out_total", "Requests answered 408 because they took longer than --request-timeout (headers and body).");
     metrics::describe_counter!("wameter_events_kept_apart_total", "Events not stored as a tenant's, by reason: a webhook entry whose WABA is not its phone number's in the accounts file (kept in the body only), or a line of POST /v1/events for another WABA's message (refused).");
 }
 
@@ -74,6 +76,16 @@ pub fn events_written(written: &wameter_store::Written) {
     counter!("wameter_events_stored_total").increment(written.accepted);
     counter!("wameter_events_duplicate_total").increment(written.duplicates);
     counter!("wameter_deliveries_stored_total").increment(written.deliveries);
+}
+
+/// A connection closed at once: too many were open.
+pub fn connection_refused() {
+    counter!("wameter_connections_refused_total").increment(1);
+}
+
+/// A request cut off by its deadline.
+pub fn request_timed_out() {
+    counter!("wameter_requests_timed_out_total").increment(1);
 }
 
 /// Events not stored as a tenant's (see [`crate::auth::keep_apart`]).

@@ -119,6 +119,7 @@ fn state(dir: &std::path::Path) -> Arc<AppState> {
         guard: None,
         alert_url: None,
         relay_url: None,
+        limits: Default::default(),
     };
     let store = Store::Sqlite(wameter_store::sqlite::SqliteStore::open(&dir.join("wameter.db")).unwrap());
     AppState::new(config, store)
