@@ -5,6 +5,7 @@
 # pricing objects Meta attaches; about 3 webhooks per 4 generated events).
 #
 #   bench/serve.sh [EVENTS]         (default 400000 events ≈ 300000 webhooks)
+#   BIN=/tmp/old/wameter STORES="discard sqlite" bench/serve.sh 100000
 #
 # For each store — discard:// (no storage: the ceiling), SQLite, and
 # PostgreSQL when WAMETER_TEST_POSTGRES is set (scripts/postgres-for-tests.sh)
@@ -20,8 +21,10 @@ events="${1:-400000}"
 out=bench/out
 mkdir -p "$out"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release -q
-bin=target/release/wameter
+# BIN=path/to/wameter measures another build (e.g. the previous commit's,
+# for a before/after in one session); otherwise this tree's release build.
+if [ -z "${BIN:-}" ]; then cargo build --release -q; fi
+bin="${BIN:-target/release/wameter}"
 secret=bench-secret
 token=bench-token
 port=18181
