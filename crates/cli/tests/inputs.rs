@@ -7,6 +7,8 @@ mod common;
 #[path = "common/server.rs"]
 mod server;
 
+use std::time::Duration;
+
 use common::{json, stderr, temp_dir, wameter};
 use server::*;
 
@@ -117,4 +119,39 @@ fn an_implausible_timestamp_is_priced_as_dated_and_flagged_by_name() {
     assert_eq!(charges["charges"][0]["message_id"], "wamid.far");
     let flagged = charges["warnings"].as_array().unwrap().iter().filter(|w| w["code"] == "implausible_timestamp").count();
     assert!(flagged >= 2, "{}", charges["warnings"]);
+}
+
+#[test]
+fn a_store_that_cannot_write_answers_503_and_healthz_says_so_until_it_writes_again() {
+    let dir = fresh_dir("store-full");
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    let body = |n: u32| inbound_webhook("106540352242922", "5511999990001", &format!("wamid.full-{n}"), 1_770_717_600 + i64::from(n));
+    assert_eq!(server.post_signed(body(0).as_bytes()), 200);
+    assert_eq!(server.get("/healthz", None).0, 200);
+    // Settled, so the background settler has nothing to write meanwhile.
+    server.get_json("/v1/charges");
+
+    // Every write now fails inside the database, as on a full disk.
+    let db = rusqlite::Connection::open(dir.join("wameter.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch("CREATE TRIGGER full BEFORE INSERT ON webhook_bodies BEGIN SELECT RAISE(FAIL, 'database or disk is full (simulated)'); END;").unwrap();
+    let (status, text) = server.post_webhook(body(1).as_bytes(), Some(&sign(body(1).as_bytes())));
+    assert_eq!(status, 503, "{text}");
+    let (status, health) = server.get("/healthz", None);
+    assert_eq!(status, 503, "{health}");
+    assert!(health.contains("disk is full (simulated)"), "{health}");
+    assert_eq!(server.get("/readyz", None).0, 503);
+    assert!(server.get("/metrics", None).1.contains("wameter_store_failing 1"));
+
+    // Writes work again: the next one clears it.
+    db.execute_batch("DROP TRIGGER full;").unwrap();
+    assert_eq!(server.post_signed(body(1).as_bytes()), 200);
+    assert_eq!(server.get("/healthz", None).0, 200);
+    assert_eq!(server.all_events(API_TOKEN).len(), 2, "nothing lost, nothing doubled");
+
+    // A query string that does not read is a JSON error like every other.
+    let (status, text) = server.get("/v1/events?after=not-a-number", Some(API_TOKEN));
+    assert_eq!(status, 400, "{text}");
+    let error: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(error["error"]["code"], "bad_query", "{text}");
 }

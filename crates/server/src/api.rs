@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
@@ -22,7 +22,7 @@ use wameter_log::Parsed;
 use wameter_store::{Batch, ChargeSlice};
 
 use crate::auth::{ApiToken, Scope, authenticate};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 use crate::meter::{self, Answer};
 use crate::{AppState, telemetry};
 
@@ -142,7 +142,7 @@ pub async fn windows(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path((business, user)): Path<(String, String)>,
-    Query(query): Query<WindowsQuery>,
+    ApiQuery(query): ApiQuery<WindowsQuery>,
 ) -> Result<Json<WindowsResponse>, ApiError> {
     let token = token(&state, &headers)?;
     check_business(&state, token, &business)?;
@@ -244,7 +244,7 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
 /// engine.
 #[utoipa::path(get, path = "/v1/charges", tag = "query", security(("bearer" = [])), params(SliceQuery),
     responses((status = 200, description = "The `replay --json` document (interfaces §4)", content_type = "application/json", body = Object), (status = 400), (status = 401), (status = 403)))]
-pub async fn charges(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<SliceQuery>) -> Result<Response, ApiError> {
+pub async fn charges(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQuery(query): ApiQuery<SliceQuery>) -> Result<Response, ApiError> {
     let answer = answer(&state, &headers, &query).await?;
     telemetry::charge_query("charges");
     let mut out = Vec::with_capacity(512 * (answer.charges.len() + 1));
@@ -305,7 +305,7 @@ const DIMENSIONS: &[&str] = &["month", "category", "market", "business", "pricin
 /// Costs grouped by month (business-local), category, market, business…
 #[utoipa::path(get, path = "/v1/reports/costs", tag = "query", security(("bearer" = [])), params(SliceQuery),
     responses((status = 200, body = CostReport), (status = 400), (status = 401), (status = 403)))]
-pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<SliceQuery>) -> Result<Json<CostReport>, ApiError> {
+pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQuery(query): ApiQuery<SliceQuery>) -> Result<Json<CostReport>, ApiError> {
     let group_by: Vec<String> = query
         .group_by
         .as_deref()
@@ -433,7 +433,9 @@ pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap,
     }
     let events = others_messages_refused(&state, &token.scope, events, &mut rejected).await?;
     rejected.sort_by_key(|line| line.line);
-    let written = state.store.write(Batch::new(None, &events, &notices)).await?;
+    let outcome = state.store.write(Batch::new(None, &events, &notices)).await;
+    state.store_health.wrote(&outcome);
+    let written = outcome?;
     telemetry::events_written(&written);
     Ok(Json(EventsAccepted { accepted: written.accepted, duplicates: written.duplicates, rejected }))
 }
@@ -505,7 +507,7 @@ const EVENTS_PAGE_MAX: i64 = 10_000;
 /// `X-Wameter-Next-After` gives the `after` of the next page.
 #[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = [])), params(EventsQuery),
     responses((status = 200, description = "Canonical NDJSON", content_type = "application/x-ndjson", body = String), (status = 401)))]
-pub async fn get_events(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<EventsQuery>) -> Result<Response, ApiError> {
+pub async fn get_events(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQuery(query): ApiQuery<EventsQuery>) -> Result<Response, ApiError> {
     let token = token(&state, &headers)?;
     let limit = query.limit.unwrap_or(EVENTS_PAGE_MAX).clamp(1, EVENTS_PAGE_MAX);
     let businesses = visible_businesses(&state, &token.scope).await?.map(|set| set.into_iter().collect());
@@ -565,7 +567,7 @@ pub struct WebhooksQuery {
 /// a token that sees every WABA: a body may hold any.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhook", security(("bearer" = [])), params(WebhooksQuery),
     responses((status = 200, body = WebhookList), (status = 401), (status = 403)))]
-pub async fn get_webhooks(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<WebhooksQuery>) -> Result<Json<WebhookList>, ApiError> {
+pub async fn get_webhooks(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQuery(query): ApiQuery<WebhooksQuery>) -> Result<Json<WebhookList>, ApiError> {
     let token = token(&state, &headers)?;
     if token.scope != Scope::All {
         return Err(ApiError::forbidden("webhook bodies need a token that sees every WABA"));

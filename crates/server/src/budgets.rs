@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use jiff::Timestamp;
 use rust_decimal::Decimal;
@@ -35,7 +35,7 @@ use wameter_meta::graph::GraphError;
 use wameter_store::{AlertRow, AlertWrite, ChargeSlice, InFlightRow, StoreError};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 
 /// How often thresholds are looked at and undelivered alerts retried.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -454,7 +454,7 @@ pub struct BudgetsResponse {
 /// Spend, forecast and thresholds of every budget the token sees.
 #[utoipa::path(get, path = "/v1/budgets", params(BudgetsQuery), tag = "budgets", security(("bearer" = [])),
     responses((status = 200, body = BudgetsResponse), (status = 400, description = "Bad month"), (status = 401, description = "No or unknown token")))]
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(query): Query<BudgetsQuery>) -> Result<Json<BudgetsResponse>, ApiError> {
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQuery(query): ApiQuery<BudgetsQuery>) -> Result<Json<BudgetsResponse>, ApiError> {
     let token = crate::auth::authenticate(&state.config.tokens, &headers).ok_or_else(ApiError::unauthorized)?;
     let now = Timestamp::now();
     // Answer for every event stored before the question, like /v1/charges.

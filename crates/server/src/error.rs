@@ -61,10 +61,32 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Query<T>` whose rejection is an [`ApiError`]: a query string that does
+/// not read is answered with the same JSON body as every other API error
+/// (axum's own rejection is plain text).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError { status: StatusCode::BAD_REQUEST, code: "bad_query", message: rejection.body_text() }),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         tracing::error!(error = %error, "Store error.");
-        let status = if error.is_transient() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
-        ApiError { status, code: "store_error", message: error.to_string() }
+        // The store could not answer now (busy, full, unreachable):
+        // nothing was changed, and asking again later may work.
+        ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "store_error", message: error.to_string() }
     }
 }

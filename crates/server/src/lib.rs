@@ -103,6 +103,43 @@ pub struct AppState {
     pub read_back: meter::ReadBack,
     /// Webhook bodies being read at once ([`listen::bounded_body`]).
     pub bodies: Arc<tokio::sync::Semaphore>,
+    /// Whether the last write failed ([`healthz`]).
+    pub store_health: StoreHealth,
+}
+
+/// The outcome of the store's last write, for `/healthz`: a store that
+/// answers reads but cannot write (a full disk) is not healthy.
+#[derive(Default)]
+pub struct StoreHealth {
+    /// The last write's error and when, while no write has succeeded since.
+    failing: std::sync::Mutex<Option<(jiff::Timestamp, String)>>,
+}
+
+impl StoreHealth {
+    /// Records a write's outcome.
+    pub fn wrote<T>(&self, outcome: &Result<T, wameter_store::StoreError>) {
+        let mut failing = self.failing.lock().expect("store health lock");
+        match outcome {
+            Ok(_) => {
+                if failing.take().is_some() {
+                    tracing::info!(message = "The store writes again.");
+                    metrics::gauge!("wameter_store_failing").set(0.0);
+                }
+            }
+            Err(error) => {
+                metrics::counter!("wameter_store_write_failures_total").increment(1);
+                metrics::gauge!("wameter_store_failing").set(1.0);
+                if failing.is_none() {
+                    *failing = Some((jiff::Timestamp::now(), error.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Since when and why writes fail, if they do.
+    pub fn failing(&self) -> Option<(jiff::Timestamp, String)> {
+        self.failing.lock().expect("store health lock").clone()
+    }
 }
 
 impl AppState {
@@ -120,6 +157,7 @@ impl AppState {
             relay: relay::Relay::default(),
             read_back: meter::ReadBack::default(),
             bodies: Arc::new(tokio::sync::Semaphore::new(limits.bodies_in_flight_max.max(1))),
+            store_health: StoreHealth::default(),
         })
     }
 }
@@ -146,20 +184,27 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/budgets", get(budgets::list))
         .route("/v1/relay", get(relay::status))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::document))
         .with_state(state)
 }
 
-/// Liveness and database reachability.
+/// Liveness, database reachability, and whether the last write succeeded
+/// (`/readyz` answers the same, for load balancers): 503 while the store
+/// cannot write, so a full disk takes the node out of rotation.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "Up, database answering"), (status = 503, description = "Database not answering")))]
+    responses((status = 200, description = "Up, database answering and writing"), (status = 503, description = "Database not answering, or its last write failed")))]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let backend = match &state.store {
         Store::Sqlite(_) => "sqlite",
         Store::Postgres(_) => "postgres",
         Store::Discard => "discard",
     };
+    if let Some((since, error)) = state.store_health.failing() {
+        let body = serde_json::json!({"status": "unavailable", "database": backend, "error": format!("writes fail since {since}: {error}")});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     match state.store.ping().await {
         Ok(()) => axum::Json(serde_json::json!({"status": "ok", "database": backend})).into_response(),
         Err(error) => (

@@ -158,7 +158,13 @@ pub fn spawn(state: Arc<AppState>) {
     tokio::spawn(async move {
         loop {
             let started = std::time::Instant::now();
-            if let Err(error) = settle_pending(&state).await {
+            // Settling writes the kept charges: its outcome says whether
+            // the store writes (`/healthz`) as much as a webhook's does.
+            let outcome = settle_pending(&state).await;
+            if !matches!(outcome, Ok(0)) {
+                state.store_health.wrote(&outcome);
+            }
+            if let Err(error) = outcome {
                 tracing::warn!(message = "Settling charges failed; will retry.", error = %error);
             }
             tokio::time::sleep(SETTLE_EVERY.max(started.elapsed() * BUSY_SHARE)).await;

@@ -130,7 +130,9 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     };
     let rejected = batch.webhook.as_ref().and_then(|w| w.rejected.clone());
     let relayed = batch.webhook.as_ref().is_some_and(WebhookRecord::relayed);
-    match state.store.write(batch).await {
+    let outcome = state.store.write(batch).await;
+    state.store_health.wrote(&outcome);
+    match outcome {
         Ok(written) => {
             if let Some(items) = &understood {
                 guard_news(&state, items);
@@ -151,9 +153,9 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         }
         Err(error) => {
             tracing::error!(message = "Webhook not stored.", error = %error);
-            let status = if error.is_transient() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+            // Nothing was acknowledged: Meta delivers it again.
             telemetry::webhook_rejected("store_error");
-            (status, "not stored; deliver again\n").into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, "not stored; deliver again\n").into_response()
         }
     }
 }

@@ -148,7 +148,7 @@ fn replayed(state: &AppState, lines: &[String]) -> Vec<serde_json::Value> {
 }
 
 async fn served(state: &Arc<AppState>, token: &str) -> Vec<serde_json::Value> {
-    let query = Query::try_from_uri(&Uri::from_static("/v1/charges")).unwrap();
+    let query = wameter_server::error::ApiQuery(Query::try_from_uri(&Uri::from_static("/v1/charges")).unwrap().0);
     let response = api::charges(State(state.clone()), bearer(token), query).await.unwrap_or_else(|e| panic!("{e:?}"));
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
