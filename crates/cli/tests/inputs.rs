@@ -155,3 +155,18 @@ fn a_store_that_cannot_write_answers_503_and_healthz_says_so_until_it_writes_aga
     let error: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     assert_eq!(error["error"]["code"], "bad_query", "{text}");
 }
+
+#[test]
+fn an_unknown_webhook_field_or_status_is_kept_said_and_counted() {
+    let dir = fresh_dir("ignored");
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"brand_new_field","value":{"x":1}},{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1","phone_number_id":"106540352242922"},"statuses":[{"id":"wamid.n","status":"brand_new_status","timestamp":"1770717600","recipient_id":"5511999990001"}]}}]}]}"#;
+    assert_eq!(server.post_signed(body.as_bytes()), 200);
+    let kept = server.get_json("/v1/webhooks");
+    let reason = kept["webhooks"][0]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("entry[0].changes[0].value: ignored (field brand_new_field)"), "{reason}");
+    assert!(reason.contains("statuses[0]: ignored (status brand_new_status)"), "{reason}");
+    let metrics = server.get("/metrics", None).1;
+    assert!(metrics.contains("wameter_webhook_items_ignored_total{kind=\"field\"} 1"), "{metrics}");
+    assert!(metrics.contains("wameter_webhook_items_ignored_total{kind=\"status\"} 1"), "{metrics}");
+}

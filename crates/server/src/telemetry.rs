@@ -43,6 +43,7 @@ fn describe() {
     metrics::describe_counter!("wameter_deliveries_stored_total", "Delivered statuses stored for the first time: each becomes one charge entry (billable or not).");
     metrics::describe_histogram!("wameter_ingest_duration_seconds", metrics::Unit::Seconds, "From a webhook's body being read to its durable write (the time Meta waits for the 200).");
     metrics::describe_counter!("wameter_charge_queries_total", "Charge and report queries answered, by route.");
+    metrics::describe_counter!("wameter_webhook_items_ignored_total", "Webhook items of kinds wameter does not use (a new field, an unknown status value…), by kind: kept in the stored body with the reason.");
     metrics::describe_counter!("wameter_connections_refused_total", "Connections closed at once because --max-connections were open.");
     metrics::describe_counter!("wameter_requests_timed_out_total", "Requests answered 408 because they took longer than --request-timeout (headers and body).");
     metrics::describe_counter!("wameter_events_kept_apart_total", "Events not stored as a tenant's, by reason: a webhook entry whose WABA is not its phone number's in the accounts file (kept in the body only), or a line of POST /v1/events for another WABA's message (refused).");
@@ -76,6 +77,19 @@ pub fn events_written(written: &wameter_store::Written) {
     counter!("wameter_events_stored_total").increment(written.accepted);
     counter!("wameter_events_duplicate_total").increment(written.duplicates);
     counter!("wameter_deliveries_stored_total").increment(written.deliveries);
+}
+
+/// A webhook item of a kind wameter does not use, by its first word
+/// (`field`, `status`, `message`, `error`…: a bounded set of labels).
+pub fn webhook_item_ignored(kind: &str) {
+    let label = match kind.split_whitespace().next().unwrap_or("") {
+        "field" => "field",
+        "status" => "status",
+        "message" => "message",
+        "error" => "error",
+        _ => "other",
+    };
+    counter!("wameter_webhook_items_ignored_total", "kind" => label).increment(1);
 }
 
 /// A connection closed at once: too many were open.

@@ -119,6 +119,13 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
                     tracing::warn!(message = "Webhook items not understood.", problems = %problems.join("; "));
                 }
                 problems.extend(apart);
+                // Items of kinds wameter does not use (a field Meta added, a
+                // status value it does not know) are kept in the body, said
+                // on it and counted, never dropped silently (decision D16).
+                for item in &items.ignored {
+                    telemetry::webhook_item_ignored(&item.kind);
+                    problems.push(format!("{}: ignored ({})", item.path, item.kind));
+                }
                 if !problems.is_empty() {
                     record.problems = Some(problems.join("; "));
                 }
