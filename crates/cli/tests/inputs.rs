@@ -170,3 +170,14 @@ fn an_unknown_webhook_field_or_status_is_kept_said_and_counted() {
     assert!(metrics.contains("wameter_webhook_items_ignored_total{kind=\"field\"} 1"), "{metrics}");
     assert!(metrics.contains("wameter_webhook_items_ignored_total{kind=\"status\"} 1"), "{metrics}");
 }
+
+#[test]
+fn rates_check_names_cells_under_no_column_and_explains_the_built_in_layout() {
+    let path = temp_dir("rates-extra").join("card.csv");
+    std::fs::write(&path, "Cost per message in USD on the WhatsApp Business Platform, effective July 1, 2026,,,\nMarket,Currency,Marketing,Utility\nIndia,$US,0.0107,0.0014,0.5\n").unwrap();
+    let text = common::stdout(&wameter(&["rates", "check", path.to_str().unwrap()]));
+    assert!(text.contains("row 3: 5 cells where the header has 4: `0.5` and any after it are under no column and ignored"), "{text}");
+    let built_in = common::root().join("data/ratecards/unknown-repo-idx53635240303_effective-2026-01-01_USD.csv");
+    let text = common::stdout(&wameter(&["rates", "check", built_in.to_str().unwrap()]));
+    assert!(text.contains("this looks like one of wameter's normalised transcriptions"), "{text}");
+}

@@ -137,6 +137,14 @@ impl RateCard {
             if cells.len() < header.len() {
                 problems.warning(row, None, format!("{} cells where the header has {}; the missing ones read as n/a", cells.len(), header.len()));
             }
+            if let Some(extra) = cells.iter().skip(header.len()).find(|cell| !cell.trim().is_empty()) {
+                problems.warning(row, None, format!(
+                    "{} cells where the header has {}: `{}` and any after it are under no column and ignored",
+                    cells.len(),
+                    header.len(),
+                    extra.trim()
+                ));
+            }
             if markets.contains_key(market) {
                 let first = rows.iter().find(|(m, _)| m == market).map(|(_, r)| *r).unwrap_or(0);
                 problems.error(row, Some("Market"), format!("market `{market}` appears twice (first on row {first})"));
@@ -153,7 +161,17 @@ impl RateCard {
             problems.error(0, None, "the card has no market rows".into());
         }
         let Some((title, title_row)) = title else {
-            problems.error(1, None, "no title row with `effective <Month D, YYYY>` was found".into());
+            // wameter's own transcriptions (data/ratecards/) have a snake_case
+            // header and no title: their date and currency are in the
+            // built-in manifest. Say so rather than only "no title".
+            let normalised = columns.as_ref().is_some_and(|names| names.first().is_some_and(|n| n == "market"))
+                && text.lines().next().is_some_and(|first| first.starts_with("market,"));
+            let message = if normalised {
+                "no title row with `effective <Month D, YYYY>` was found: this looks like one of wameter's normalised transcriptions (one snake_case header row, as in data/ratecards/), whose date and currency live in the built-in manifest, not in the file; `wameter rates list` shows the built-in cards, and `rates check`/`import` take Meta's own \"Rates (CSV)\" with its title row".to_string()
+            } else {
+                "no title row with `effective <Month D, YYYY>` was found".to_string()
+            };
+            problems.error(1, None, message);
             return problems.finish(None);
         };
         let Some(effective) = effective_date_in(&title) else {
