@@ -112,3 +112,41 @@ fn webhook_bodies_read_at_once_are_bounded() {
     }
     assert_eq!(server.post_signed(body.as_bytes()), 200, "a permit is free again");
 }
+
+/// Stored webhook bodies are paged by bytes as well as by count, so a
+/// page of large bodies stays bounded (issue 21 item 4).
+fn webhooks_are_paged_by_bytes(dir: &std::path::Path, database: String) {
+    let server = Server::start(Start { dir, database, extra: vec![] });
+    let large = |n: usize| {
+        inbound_webhook("106540352242922", "5511999990001", &format!("wamid.large-{n}"), 1_770_717_600 + n as i64)
+            .replace("\"body\":\"hi\"", &format!("\"body\":\"{}\"", "x".repeat(1_000_000)))
+    };
+    for n in 0..4 {
+        assert_eq!(server.post_signed(large(n).as_bytes()), 200);
+    }
+    let mut after = 0;
+    let mut pages = Vec::new();
+    loop {
+        let page = server.get_json(&format!("/v1/webhooks?after={after}&max_bytes=1500000"));
+        let bodies = page["webhooks"].as_array().unwrap().clone();
+        let Some(last) = bodies.last() else { break };
+        after = last["id"].as_i64().unwrap();
+        pages.push(bodies.len());
+    }
+    assert_eq!(pages, [1, 1, 1, 1], "one 1 MB body per 1.5 MB page, every body once");
+    let all = server.get_json("/v1/webhooks");
+    assert_eq!(all["webhooks"].as_array().unwrap().len(), 4, "the default page (8 MiB) holds them all");
+}
+
+#[test]
+fn webhooks_are_paged_by_bytes_on_sqlite() {
+    let dir = fresh_dir("webhook-pages");
+    webhooks_are_paged_by_bytes(&dir, sqlite_in(&dir));
+}
+
+#[test]
+fn webhooks_are_paged_by_bytes_on_postgres() {
+    let dir = fresh_dir("webhook-pages-pg");
+    let Some(database) = postgres_database("webhook_pages") else { return };
+    webhooks_are_paged_by_bytes(&dir, database);
+}

@@ -561,7 +561,14 @@ pub struct WebhooksQuery {
     after: Option<i64>,
     /// At most this many (default and maximum 1000).
     limit: Option<i64>,
+    /// At most this many bytes of bodies (default and maximum 8 MiB); a
+    /// single larger body is still served, alone. Page with `after`.
+    max_bytes: Option<i64>,
 }
+
+/// Bytes of webhook bodies one page holds at most: pages by count alone
+/// let 150 stored 4 MiB bodies make one 629 MB answer.
+const WEBHOOKS_PAGE_BYTES_MAX: i64 = 8 * 1024 * 1024;
 
 /// The stored webhook bodies, e.g. the rejected ones for inspection. Needs
 /// a token that sees every WABA: a body may hold any.
@@ -577,7 +584,15 @@ pub async fn get_webhooks(State(state): State<Arc<AppState>>, headers: HeaderMap
             return Err(ApiError::bad_request(format!("`outcome` = {outcome:?}: use accepted or rejected")));
         }
     }
-    let rows = state.store.webhooks(query.after.unwrap_or(0), query.limit.unwrap_or(1000).clamp(1, 1000), query.outcome.clone()).await?;
+    let rows = state
+        .store
+        .webhooks(
+            query.after.unwrap_or(0),
+            query.limit.unwrap_or(1000).clamp(1, 1000),
+            query.outcome.clone(),
+            query.max_bytes.unwrap_or(WEBHOOKS_PAGE_BYTES_MAX).clamp(1, WEBHOOKS_PAGE_BYTES_MAX),
+        )
+        .await?;
     Ok(Json(WebhookList {
         webhooks: rows
             .into_iter()

@@ -313,11 +313,12 @@ impl Store {
         }
     }
 
-    /// Webhook bodies stored after `after_id`, optionally of one outcome.
-    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>) -> Result<Vec<StoredWebhook>, StoreError> {
+    /// Webhook bodies stored after `after_id`, optionally of one outcome:
+    /// at most `limit` of them and `max_bytes` of bodies (but at least one).
+    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>, max_bytes: i64) -> Result<Vec<StoredWebhook>, StoreError> {
         match self {
-            Store::Sqlite(store) => store.webhooks(after_id, limit, outcome).await,
-            Store::Postgres(store) => store.webhooks(after_id, limit, outcome).await,
+            Store::Sqlite(store) => store.webhooks(after_id, limit, outcome, max_bytes).await,
+            Store::Postgres(store) => store.webhooks(after_id, limit, outcome, max_bytes).await,
             Store::Discard => Ok(Vec::new()),
         }
     }

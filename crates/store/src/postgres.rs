@@ -435,13 +435,25 @@ impl PostgresStore {
     }
 
     /// Webhook bodies after `after_id`.
-    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>) -> Result<Vec<StoredWebhook>, StoreError> {
+    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>, max_bytes: i64) -> Result<Vec<StoredWebhook>, StoreError> {
         let client = self.client().await?;
+        // Sizes first (`octet_length` reads a toasted value's size, not
+        // the value), so a page holds at most `max_bytes` of bodies.
+        let sizes: Vec<(i64, i64)> = client
+            .query(
+                "SELECT id, octet_length(body)::bigint FROM webhook_bodies WHERE id > $1 AND ($2::text IS NULL OR outcome = $2) ORDER BY id LIMIT $3",
+                &[&after_id, &outcome, &limit],
+            )
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let Some(last) = crate::record::page_end(&sizes, max_bytes) else { return Ok(Vec::new()) };
         let rows = client
             .query(
                 "SELECT id, received_at_us, sha256, outcome, reason, body FROM webhook_bodies
-                 WHERE id > $1 AND ($2::text IS NULL OR outcome = $2) ORDER BY id LIMIT $3",
-                &[&after_id, &outcome, &limit],
+                 WHERE id > $1 AND id <= $3 AND ($2::text IS NULL OR outcome = $2) ORDER BY id",
+                &[&after_id, &outcome, &last],
             )
             .await?;
         Ok(rows.iter().map(stored_webhook).collect())

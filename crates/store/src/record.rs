@@ -190,6 +190,22 @@ pub fn same_business(a: Option<&str>, b: Option<&str>) -> bool {
 /// [`same_business`] over the `business` columns of events `e` and `s`.
 pub const SAME_BUSINESS_SQL: &str = "(e.business IS NULL OR s.business IS NULL OR e.business = s.business)";
 
+/// The last id of a page of (id, size) rows holding at most `max_bytes`,
+/// and always at least the first row (a body larger than the page is
+/// still served, alone); `None` for no rows.
+pub fn page_end(sizes: &[(i64, i64)], max_bytes: i64) -> Option<i64> {
+    let mut total = 0i64;
+    let mut last = None;
+    for (id, size) in sizes {
+        total = total.saturating_add(*size);
+        if last.is_some() && total > max_bytes {
+            break;
+        }
+        last = Some(*id);
+    }
+    last
+}
+
 /// UNIX microseconds of an instant (floored).
 pub fn micros(at: Timestamp) -> i64 {
     at.as_microsecond()
@@ -401,6 +417,15 @@ mod tests {
         // Early in July: June's charges may depend on it too (time zones).
         let marks = vec![(String::new(), "2025-06".to_string()), (String::new(), "2025-07".to_string())];
         assert_eq!(unsettled_marks(&[&first, &later]), marks);
+    }
+
+    #[test]
+    fn a_page_of_bodies_stops_at_its_byte_budget_but_holds_at_least_one() {
+        let sizes = [(1, 400), (2, 400), (3, 400)];
+        assert_eq!(page_end(&sizes, 1000), Some(2));
+        assert_eq!(page_end(&sizes, 1200), Some(3));
+        assert_eq!(page_end(&sizes, 10), Some(1), "one body larger than the page is served alone");
+        assert_eq!(page_end(&[], 10), None);
     }
 
     #[test]

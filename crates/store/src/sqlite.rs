@@ -427,13 +427,20 @@ impl SqliteStore {
     }
 
     /// Webhook bodies after `after_id`, optionally of one outcome.
-    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>) -> Result<Vec<StoredWebhook>, StoreError> {
+    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>, max_bytes: i64) -> Result<Vec<StoredWebhook>, StoreError> {
         self.read(move |conn| {
+            // Sizes first (SQLite reads a blob's length without its
+            // content), so a page holds at most `max_bytes` of bodies.
+            let mut sizes = conn.prepare_cached(
+                "SELECT id, length(body) FROM webhook_bodies WHERE id > ?1 AND (?2 IS NULL OR outcome = ?2) ORDER BY id LIMIT ?3",
+            )?;
+            let sizes: Vec<(i64, i64)> = sizes.query_map(params![after_id, outcome, limit], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+            let Some(last) = crate::record::page_end(&sizes, max_bytes) else { return Ok(Vec::new()) };
             let mut statement = conn.prepare_cached(
                 "SELECT id, received_at_us, sha256, outcome, reason, body FROM webhook_bodies
-                 WHERE id > ?1 AND (?2 IS NULL OR outcome = ?2) ORDER BY id LIMIT ?3",
+                 WHERE id > ?1 AND id <= ?3 AND (?2 IS NULL OR outcome = ?2) ORDER BY id",
             )?;
-            let rows = statement.query_map(params![after_id, outcome, limit], stored_webhook)?;
+            let rows = statement.query_map(params![after_id, outcome, last], stored_webhook)?;
             rows.collect()
         })
         .await
