@@ -523,3 +523,30 @@ fn pywa_sends_through_the_sandbox_and_accepts_its_webhooks() {
     assert_eq!(summary["pywa"], "ok");
     assert_eq!(summary["billed"], "0.0068", "hello_world to Brazil, utility, card usd-2026-10-01");
 }
+
+/// No clock move can panic the sandbox (issue 22): an advance past what a
+/// timestamp holds, or a date centuries away, is a 400, and the sandbox
+/// goes on serving; a `--database` keeps only clocks it can read back.
+#[test]
+fn an_impossible_clock_move_is_a_400_and_the_sandbox_goes_on() {
+    let dir = fresh("clock-bounds");
+    let database = dir.join("sandbox.db");
+    let sandbox = Sandbox::start(&dir, &["--database", database.to_str().unwrap()]);
+    for body in [
+        json!({"advance_seconds": i64::MAX}),
+        json!({"advance_seconds": i64::MIN}),
+        json!({"set": "9999-12-30T00:00:00Z"}),
+    ] {
+        let (status, answer) = sandbox.post("/_sandbox/clock", &body);
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    let (status, answer) = sandbox.post("/_sandbox/clock", &json!({"set": "2200-01-01T00:00:00Z"}));
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = sandbox.post("/_sandbox/clock", &json!({"advance_seconds": i64::MAX}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(sandbox.advance(60)["now"].as_str().unwrap().starts_with("2200-01-01T00:01"), "still serving, clock intact");
+    drop(sandbox);
+    // It starts again on the same database, at the clock it kept.
+    let again = Sandbox::start(&dir, &["--database", database.to_str().unwrap()]);
+    assert!(again.advance(0)["now"].as_str().unwrap().starts_with("2200-01-01"));
+}

@@ -132,7 +132,12 @@ async fn set_clock(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axu
         let to = match (body.get("advance_seconds"), body.get("set")) {
             (Some(seconds), None) => {
                 let seconds = seconds.as_i64().ok_or_else(|| ControlError("`advance_seconds` must be an integer".into()))?;
-                world.now(real) + SignedDuration::from_secs(seconds)
+                // Checked: an advance past what a timestamp holds is a 400,
+                // never a panic that poisons the world's lock.
+                world
+                    .now(real)
+                    .checked_add(SignedDuration::from_secs(seconds))
+                    .map_err(|_| ControlError(format!("`advance_seconds` = {seconds} moves the clock past what a timestamp can hold")))?
             }
             (None, Some(Value::String(at))) => at.parse::<Timestamp>().map_err(|e| ControlError(format!("`set`: {e} (RFC 3339 with an offset)")))?,
             _ => return Err(ControlError("give either {\"advance_seconds\": N} or {\"set\": \"<RFC 3339>\"}".into())),

@@ -147,7 +147,11 @@ impl World {
         let mut world = World { db, pricing, random: SplitMix64(options.seed), options, events: Vec::new(), offset: SignedDuration::ZERO };
         let offset: Option<String> = world.setting("clock_offset_ns").map_err(|e| e.to_string())?;
         if let Some(offset) = offset {
-            world.offset = SignedDuration::from_nanos(offset.parse::<i64>().map_err(|e| format!("settings.clock_offset_ns: {e}"))?);
+            world.offset = SignedDuration::from_nanos(offset.parse::<i64>().map_err(|e| {
+                format!(
+                    "settings.clock_offset_ns = {offset}: {e} (an earlier version let the clock be set that far; start on a new --database, or delete that setting to return to real time)"
+                )
+            })?);
         }
         let lines: Vec<(i64, String)> = {
             let mut statement = world.db.prepare("SELECT seq, line FROM events ORDER BY seq").map_err(|e| e.to_string())?;
@@ -192,7 +196,11 @@ impl World {
         if second(to) < now {
             return Err(ControlError(format!("the sandbox clock only moves forward: it is {now}, {to} is earlier")));
         }
-        self.set_offset(to.duration_since(real)).map_err(|e| ControlError(e.to_string()))?;
+        let offset = to.duration_since(real);
+        if i64::try_from(offset.as_nanos()).is_err() {
+            return Err(ControlError(format!("the sandbox clock can be at most 292 years from real time ({to} is further)")));
+        }
+        self.set_offset(offset).map_err(|e| ControlError(e.to_string()))?;
         self.fire_due(real).map_err(|e| ControlError(e.to_string()))?;
         Ok(self.now(real))
     }
@@ -204,7 +212,11 @@ impl World {
         if !self.events.is_empty() {
             return Ok(false);
         }
-        self.set_offset(at.duration_since(real)).map_err(|e| e.to_string())?;
+        let offset = at.duration_since(real);
+        if i64::try_from(offset.as_nanos()).is_err() {
+            return Err(format!("the sandbox clock can be at most 292 years from real time ({at} is further)"));
+        }
+        self.set_offset(offset).map_err(|e| e.to_string())?;
         Ok(true)
     }
 
