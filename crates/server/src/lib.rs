@@ -118,7 +118,9 @@ pub struct StoreHealth {
 impl StoreHealth {
     /// Records a write's outcome.
     pub fn wrote<T>(&self, outcome: &Result<T, wameter_store::StoreError>) {
-        let mut failing = self.failing.lock().expect("store health lock");
+        // A panic elsewhere cannot poison this: nothing in here panics,
+        // and a poisoned lock is taken as it is rather than panicking again.
+        let mut failing = self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match outcome {
             Ok(_) => {
                 if failing.take().is_some() {
@@ -138,7 +140,7 @@ impl StoreHealth {
 
     /// Since when and why writes fail, if they do.
     pub fn failing(&self) -> Option<(jiff::Timestamp, String)> {
-        self.failing.lock().expect("store health lock").clone()
+        self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 
