@@ -134,15 +134,7 @@ impl PricingArgs {
         } else {
             RateBook::new(self.rates.iter().map(|path| read_card(path)).collect::<Result<Vec<_>>>()?)
         };
-        let bands = if self.tiers.is_empty() {
-            crate::rates::tiers_with_store(store.tiers)
-        } else {
-            let mut bands = Vec::new();
-            for path in &self.tiers {
-                bands.extend(read_tiers(path)?);
-            }
-            bands
-        };
+        let bands = crate::rates::tiers_in_force(store.tiers, &self.tiers)?;
         Ok(Setup { accounts, billing, rates, tiers: TierBook::new(bands) })
     }
 }

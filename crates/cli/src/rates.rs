@@ -102,6 +102,19 @@ pub fn tiers_with_store(imported: Vec<TierBand>) -> Vec<TierBand> {
     bands
 }
 
+/// The tier bands a command uses: those of `--tiers` files when given
+/// (they replace the others), else the built-in and imported ones.
+pub fn tiers_in_force(imported: Vec<TierBand>, tiers_from: &[PathBuf]) -> Result<Vec<TierBand>> {
+    if tiers_from.is_empty() {
+        return Ok(tiers_with_store(imported));
+    }
+    let mut bands = Vec::new();
+    for path in tiers_from {
+        bands.extend(crate::input::read_tiers(path)?);
+    }
+    Ok(bands)
+}
+
 fn print_problems(out: &mut impl Write, problems: &[RateFileError]) -> Result<()> {
     for problem in problems {
         let label = match problem.severity {
@@ -374,7 +387,7 @@ pub fn coverage(currency: Option<Currency>, from: Option<Date>, to: Option<Date>
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<[String; 7]> = ranges
+    let rows: Vec<Vec<String>> = ranges
         .iter()
         .map(|range| {
             let lacking = match range.card {
@@ -382,7 +395,7 @@ pub fn coverage(currency: Option<Currency>, from: Option<Date>, to: Option<Date>
                 Some(_) => String::new(),
                 None => "all".to_string(),
             };
-            [
+            vec![
                 range.currency.code().to_string(),
                 range.model.as_str().to_string(),
                 range.from.to_string(),
@@ -393,20 +406,7 @@ pub fn coverage(currency: Option<Currency>, from: Option<Date>, to: Option<Date>
             ]
         })
         .collect();
-    let header = ["Currency", "Model", "From", "Until", "Card", "Status", "Markets missing"];
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0)).collect();
-    let line = |cells: [&str; 7]| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate().take(6) {
-            text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-        }
-        text.push_str(cells[6]);
-        text.trim_end().to_string()
-    };
-    writeln!(out, "{}", line(header))?;
-    for row in &rows {
-        writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6]]))?;
-    }
+    crate::output::table(&mut out, &["Currency", "Model", "From", "Until", "Card", "Status", "Markets missing"], &rows, &[false; 7])?;
     writeln!(out, "\nUntil is the first date not covered. derived: computed from a neighbouring card and Meta's changelog; partial: some markets missing (`wameter rates list` has the details); missing: no card, so those dates are refused: download Meta's card for them and `wameter rates import` it.")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -421,14 +421,7 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
         _ => PricingModel::Cbp,
     });
     let card = book.select(currency, model, date)?;
-    let mut bands = tiers_with_store(store.tiers.clone());
-    if !tiers_from.is_empty() {
-        bands.clear();
-        for path in tiers_from {
-            bands.extend(crate::input::read_tiers(path)?);
-        }
-    }
-    let tiers = TierBook::new(bands);
+    let tiers = TierBook::new(tiers_in_force(store.tiers, tiers_from)?);
     let tier_markets: std::collections::BTreeSet<&str> =
         tiers.bands().iter().filter(|b| b.currency == currency && b.effective <= date).map(|b| b.market.as_str()).collect();
     let ladders: Vec<(&str, PricingCategory, &[TierBand])> = tier_markets
