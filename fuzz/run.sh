@@ -1,13 +1,87 @@
 #!/usr/bin/env bash
-# Fuzzes the log-line / webhook-envelope reader, seeded with the 123 real
-# webhook payloads (one compact line each). Needs a nightly toolchain and
-# `cargo install cargo-fuzz`. Usage: fuzz/run.sh [SECONDS] (default 600).
+# Fuzzes every parser that takes user input (docs/TESTING.md, "Fuzzing"),
+# each target for SECONDS of wall time, one after another, seeded from the
+# project's own real inputs: Meta's webhook payloads, the logs, accounts
+# files, rate and tier CSVs and analytics answers under crates/ and data/.
+# Prints each run's executions, coverage and CPU time; a crash stops the
+# script with the reproducer under fuzz/artifacts/<target>/.
+#
+#   fuzz/run.sh SECONDS [TARGET…]     targets: log webhook accounts rate_file analytics sandbox
+#
+# Needs a nightly toolchain and `cargo install cargo-fuzz`. `nice` it to
+# keep a machine usable: the CPU time printed is what the target got.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${1:-600}"
-corpus=fuzz/corpus/webhook_envelope
-mkdir -p "$corpus"
-for f in crates/log/tests/fixtures/webhooks/*.json; do
-    python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$f" > "$corpus/$(basename "$f" .json)"
+seconds="${1:?usage: fuzz/run.sh SECONDS [TARGET…]}"
+shift
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(log webhook accounts rate_file analytics sandbox)
+
+seed() { # target → fills fuzz/corpus/<target> once
+  local dir=fuzz/corpus/$1
+  [ -d "$dir" ] && return 0
+  mkdir -p "$dir"
+  case "$1" in
+    log)
+      for f in crates/log/tests/fixtures/webhooks/*.json; do
+        python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$f" > "$dir/$(basename "$f" .json)"
+      done
+      for f in crates/cli/tests/data/meta/*.ndjson; do head -c 8000 "$f" > "$dir/$(basename "$f")"; done
+      cargo run -q --release -p wameter -- gen --events 40 --seed 3 --out "$dir/generated.ndjson" >/dev/null
+      ;;
+    webhook)
+      cp crates/log/tests/fixtures/webhooks/*.json "$dir/"
+      ;;
+    accounts)
+      # The accounts files the tests write, as TOML.
+      python3 - "$dir" <<'EOF'
+import re, sys, pathlib
+n = 0
+for path in pathlib.Path("crates/cli/tests").rglob("*.rs"):
+    for block in re.findall(r'r#?"(\[\[business\]\][^"]*)"#?', path.read_text()):
+        n += 1
+        (pathlib.Path(sys.argv[1]) / f"{path.stem}-{n}.toml").write_text(block)
+EOF
+      ;;
+    rate_file)
+      for f in data/ratecards/*.csv crates/core/src/ratecard/testdata/*.csv crates/cli/tests/data/whatif/*.csv; do head -c 6000 "$f" > "$dir/$(basename "$f")"; done
+      ;;
+    analytics)
+      cp crates/cli/tests/data/meta/pricing_analytics.json "$dir/"
+      ;;
+    sandbox)
+      cat > "$dir/session" <<'EOF'
+POST /_sandbox/inbound {"business":"106540352242922","user":"5511987654321","text":"olá","entry_point":"ad"}
+POST /v23.0/106540352242922/messages {"messaging_product":"whatsapp","to":"5511987654321","type":"text","text":{"body":"hi"}}
+POST /_sandbox/clock {"advance_seconds":90000}
+POST /v23.0/106540352242922/messages {"messaging_product":"whatsapp","to":"5511987654321","type":"template","template":{"name":"hello_world","language":{"code":"en_US"}}}
+POST /_sandbox/clock {"set":"2026-12-01T00:00:00Z"}
+GET /_sandbox/charges
+GET /_sandbox/webhooks
+EOF
+      cat > "$dir/templates" <<'EOF'
+POST /v23.0/102290129340398/message_templates {"name":"order_update","language":"en_US","category":"UTILITY","components":[{"type":"BODY","text":"Order {{1}}"}]}
+GET /v23.0/102290129340398/message_templates?summary=total_count
+POST /_sandbox/templates/category {"name":"order_update","category":"MARKETING"}
+POST /_sandbox/templates/status {"name":"order_update","status":"PAUSED"}
+GET /v23.0/106540352242922
+GET /_sandbox
+EOF
+      ;;
+  esac
+}
+
+for target in "${targets[@]}"; do
+  seed "$target"
+  log=fuzz/corpus/$target.log
+  start=$(date +%s)
+  # CPU seconds of the fuzzing process itself (user + system).
+  /usr/bin/time -f "cpu_seconds=%U+%S" -o "fuzz/corpus/$target.time" \
+    cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- \
+      -max_total_time="$seconds" -max_len=16384 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1 \
+    || { tail -40 "$log"; echo "$target: CRASH (see fuzz/artifacts/$target/)"; exit 1; }
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
+  cpu=$(cut -d= -f2 "fuzz/corpus/$target.time" | bc)
+  echo "$target: clean, $(( $(date +%s) - start )) s wall, ${cpu} s CPU, $execs executions, $cov edges, corpus $(ls "fuzz/corpus/$target" | wc -l)"
 done
-cargo +nightly fuzz run webhook_envelope "$corpus" -- -max_total_time="$seconds" -max_len=8192

@@ -10,6 +10,7 @@ mod common;
 mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -339,15 +340,30 @@ fn health_metrics_and_openapi_describe_the_running_server() {
 #[test]
 fn acknowledged_webhooks_survive_kill_9_exactly_once() {
     let dir = fresh_dir("crash");
-    let database = sqlite_in(&dir);
-    let start = || Server::start(Start { dir: &dir, database: database.clone(), extra: vec![] });
-    let mut server = start();
-    let base = Arc::new(Mutex::new(server.base.clone()));
+    survives_kill_9(&dir, sqlite_in(&dir), 1);
+}
+
+/// The same on PostgreSQL with its group commit, two processes on one
+/// database, each killed in turn while the other goes on.
+#[test]
+fn acknowledged_webhooks_survive_kill_9_exactly_once_on_postgres() {
+    let dir = fresh_dir("crash-postgres");
+    let Some(database) = postgres_database("crash") else { return };
+    survives_kill_9(&dir, database, 2);
+}
+
+/// Four clients post to `processes` servers on `database` (and redeliver
+/// some) while the servers are killed with SIGKILL, one a round, five
+/// rounds, and restarted.
+fn survives_kill_9(dir: &Path, database: String, processes: usize) {
+    let start = || Server::start(Start { dir, database: database.clone(), extra: vec![] });
+    let mut servers: Vec<Server> = (0..processes).map(|_| start()).collect();
+    let bases: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(servers.iter().map(|s| s.base.clone()).collect()));
     let acked: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
         .map(|client| {
-            let (base, acked, stop) = (base.clone(), acked.clone(), stop.clone());
+            let (bases, acked, stop) = (bases.clone(), acked.clone(), stop.clone());
             std::thread::spawn(move || {
                 let agent = agent();
                 let mut n = 0u64;
@@ -356,7 +372,10 @@ fn acknowledged_webhooks_survive_kill_9_exactly_once() {
                     let wamid = format!("wamid.crash-{client}-{n}");
                     let user = format!("55119{:08}", client * 1000 + n % 50);
                     let body = inbound_webhook("106540352242922", &user, &wamid, 1770717600 + n as i64);
-                    let url = format!("{}/webhook", base.lock().unwrap());
+                    let url = {
+                        let bases = bases.lock().unwrap();
+                        format!("{}/webhook", bases[(client as usize + n as usize) % bases.len()])
+                    };
                     let sent = agent.post(&url).header("X-Hub-Signature-256", &sign(body.as_bytes())).send(body.as_bytes());
                     match sent {
                         Ok(response) if response.status().as_u16() == 200 => acked.lock().unwrap().push(wamid.clone()),
@@ -374,9 +393,9 @@ fn acknowledged_webhooks_survive_kill_9_exactly_once() {
         .collect();
     for round in 0..5u64 {
         std::thread::sleep(std::time::Duration::from_millis(250 + 97 * round));
-        server.kill();
-        server = start();
-        *base.lock().unwrap() = server.base.clone();
+        let victim = round as usize % processes;
+        std::mem::replace(&mut servers[victim], start()).kill();
+        bases.lock().unwrap()[victim] = servers[victim].base.clone();
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
@@ -385,7 +404,7 @@ fn acknowledged_webhooks_survive_kill_9_exactly_once() {
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 100, "the clients got through: {}", acked.len());
-    let events = server.all_events(API_TOKEN);
+    let events = servers[0].all_events(API_TOKEN);
     let mut per_wamid: BTreeMap<String, usize> = BTreeMap::new();
     for line in &events {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -395,7 +414,7 @@ fn acknowledged_webhooks_survive_kill_9_exactly_once() {
         assert_eq!(per_wamid.get(wamid), Some(&1), "{wamid} acknowledged, stored {:?} times", per_wamid.get(wamid));
     }
     assert!(per_wamid.values().all(|&n| n == 1), "nothing stored twice");
-    eprintln!("crash test: {} acknowledged, {} stored, 5 kills", acked.len(), per_wamid.len());
+    eprintln!("crash test ({processes} process(es), {database}): {} acknowledged, {} stored, 5 kills", acked.len(), per_wamid.len());
 }
 
 /// Several `serve` processes on one PostgreSQL database, fed interleaved

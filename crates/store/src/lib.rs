@@ -129,8 +129,8 @@ pub struct Queued(QueuedWrite);
 
 #[derive(Debug)]
 enum QueuedWrite {
-    /// In the SQLite writer's queue (or refused by it).
-    Sqlite(Result<tokio::sync::oneshot::Receiver<Result<Written, StoreError>>, StoreError>),
+    /// In the writer's queue, SQLite's or PostgreSQL's (or refused by it).
+    Queued(Result<tokio::sync::oneshot::Receiver<Result<Written, StoreError>>, StoreError>),
     /// Written when waited for.
     Deferred(Batch),
 }
@@ -223,22 +223,23 @@ impl Store {
 
     /// Queues a write without waiting for it; [`Store::committed`] waits.
     ///
-    /// In SQLite the write takes its place in the one writer's queue before
-    /// this returns, so it commits ahead of any write queued after it —
-    /// what the guard relies on when it answers before its record is on
-    /// disk. PostgreSQL has no such queue: the write starts when
-    /// [`Store::committed`] is first polled.
+    /// The write takes its place in the process's one writer queue before
+    /// this returns, so it commits with or ahead of any write this process
+    /// queues after it — what the guard relies on when it answers before
+    /// its record is on disk. (Across processes on one PostgreSQL there is
+    /// no such order; see docs/DEPLOYMENT.md.)
     pub fn queue(&self, batch: Batch) -> Queued {
         match self {
-            Store::Sqlite(store) => Queued(QueuedWrite::Sqlite(store.queue(batch))),
-            _ => Queued(QueuedWrite::Deferred(batch)),
+            Store::Sqlite(store) => Queued(QueuedWrite::Queued(store.queue(batch))),
+            Store::Postgres(store) => Queued(QueuedWrite::Queued(store.queue(batch))),
+            Store::Discard => Queued(QueuedWrite::Deferred(batch)),
         }
     }
 
     /// Waits for a queued write to commit.
     pub async fn committed(&self, queued: Queued) -> Result<Written, StoreError> {
         match queued.0 {
-            QueuedWrite::Sqlite(answer) => answer?.await.map_err(|_| StoreError::WriterGone)?,
+            QueuedWrite::Queued(answer) => answer?.await.map_err(|_| StoreError::WriterGone)?,
             QueuedWrite::Deferred(batch) => self.write(batch).await,
         }
     }

@@ -49,7 +49,9 @@ fn check_keys(before: &KeyRows, after: &KeyRows) {
 
 /// Writes every stored event again as this version reads it: all must be
 /// duplicates of what the migration kept.
-fn rewritten(store: &Store, lines: Vec<String>) -> Result<Written, StoreError> {
+/// Writes `lines` again through `store`, on `runtime`: a PostgreSQL store's
+/// writer task lives on the runtime that opened it.
+fn rewritten(runtime: &tokio::runtime::Runtime, store: &Store, lines: Vec<String>) -> Result<Written, StoreError> {
     let events: Vec<_> = lines
         .iter()
         .map(|line| match wameter_log::parse_line(line, Default::default()).unwrap() {
@@ -57,7 +59,6 @@ fn rewritten(store: &Store, lines: Vec<String>) -> Result<Written, StoreError> {
             other => panic!("{line}: {other:?}"),
         })
         .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(store.write(Batch::new(None, &events, &[])))
 }
 
@@ -82,7 +83,8 @@ fn sqlite_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
         conn.prepare("SELECT message_id, business FROM in_flight ORDER BY message_id").unwrap().query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().map(Result::unwrap).collect();
     assert_eq!(flights, [("wamid.lost".to_string(), String::new()), ("wamid.out-7".to_string(), "106540352242922".to_string())]);
 
-    let written = rewritten(&store, sqlite_lines(&conn)).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let written = rewritten(&runtime, &store, sqlite_lines(&conn)).unwrap();
     assert_eq!((written.accepted, written.duplicates), (0, EVENTS as u64), "every stored event keeps the key this version gives it");
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
@@ -161,7 +163,6 @@ fn postgres_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
     });
     check_keys(&before, &after);
     assert_eq!(flights, [("wamid.lost".to_string(), String::new()), ("wamid.out-7".to_string(), "106540352242922".to_string())]);
-    drop(runtime);
-    let written = rewritten(&store, lines).unwrap();
+    let written = rewritten(&runtime, &store, lines).unwrap();
     assert_eq!((written.accepted, written.duplicates), (0, EVENTS as u64), "every stored event keeps the key this version gives it");
 }

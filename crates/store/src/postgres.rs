@@ -1,6 +1,8 @@
 //! PostgreSQL, for several `serve` processes on one database.
 //!
-//! Each write is one transaction. Correctness across processes rests on the
+//! Writes are committed in groups ([`group`]): one transaction and one WAL
+//! flush for every write waiting, answered only after the commit.
+//! Correctness across processes rests on the
 //! database, not on the processes: events and notices go in under a unique
 //! dedupe key (`ON CONFLICT DO NOTHING`), so two processes storing the same
 //! redelivered status keep it once; the per-contact row is changed by one
@@ -8,12 +10,18 @@
 //! lost. Rows are written in key order ([`Batch::new`]) so two transactions
 //! never wait on each other in a cycle.
 
+mod group;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 use deadpool_postgres::GenericClient;
 
+pub use group::{BATCH_WRITES_MAX, QUEUE_WRITES_MAX};
+use group::WriteJob;
+
 use crate::alerts::{AlertRow, AlertWrite};
-use crate::record::{Batch, ContactRow, Counts, InFlightRow, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
+use crate::record::{Batch, ContactRow, Counts, InFlightRow, StoredEvent, StoredWebhook, Written};
 use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned};
 use crate::relay::{RelayBacklog, RelayClaim};
 use crate::{DatabaseUrl, EventScope, StoreError};
@@ -36,6 +44,8 @@ const RELAY_LOCK: i64 = MIGRATION_LOCK + 2;
 /// A PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
+    /// The queue of the one writer task ([`group`]).
+    writer: mpsc::Sender<WriteJob>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -65,132 +75,30 @@ impl PostgresStore {
 
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(POOL_CONNECTIONS_MAX).build().map_err(|e| open_error(e.to_string()))?;
-        Ok(PostgresStore { pool })
+        let (writer, jobs) = mpsc::channel(QUEUE_WRITES_MAX);
+        tokio::spawn(group::run_writer(pool.clone(), jobs));
+        Ok(PostgresStore { pool, writer })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| StoreError::Read(format!("no database connection: {e}")))
     }
 
-    /// Writes a batch in one transaction.
+    /// Writes a batch durably: it joins the writer's next group and the
+    /// answer comes once that group's transaction committed.
     pub async fn write(&self, batch: Batch) -> Result<Written, StoreError> {
-        let write_error = |e: tokio_postgres::Error| StoreError::Write(e.to_string());
-        let mut client = self.pool.get().await.map_err(|e| StoreError::Write(format!("no database connection: {e}")))?;
-        let tx = client.transaction().await.map_err(write_error)?;
-        let mut written = Written { duplicates: batch.repeats, ..Written::default() };
-        if let Some(webhook) = &batch.webhook {
-            let statement = tx
-                .prepare_cached(
-                    "INSERT INTO webhook_bodies (received_at_us, sha256, outcome, reason, body) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                )
-                .await
-                .map_err(write_error)?;
-            let row = tx
-                .query_one(&statement, &[&webhook.received_at_us, &webhook.sha256, &webhook.outcome(), &webhook.reason(), &webhook.body])
-                .await
-                .map_err(write_error)?;
-            let id: i64 = row.get(0);
-            written.webhook_id = Some(id);
-            if webhook.relayed() {
-                let outbox = tx.prepare_cached("INSERT INTO relay_outbox (webhook_id) VALUES ($1)").await.map_err(write_error)?;
-                tx.execute(&outbox, &[&id]).await.map_err(write_error)?;
-            }
-        }
-        let insert_event = tx
-            .prepare_cached(
-                "INSERT INTO events (dedupe_key, kind, business, user_id, message_id, at_us, line, webhook_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .await
-            .map_err(write_error)?;
-        let mut new_events = Vec::new();
-        for event in &batch.events {
-            let inserted = tx
-                .execute(&insert_event, &[
-                    &event.dedupe_key,
-                    &event.kind,
-                    &event.business,
-                    &event.user,
-                    &event.message_id,
-                    &event.at_us,
-                    &event.line,
-                    &written.webhook_id,
-                ])
-                .await
-                .map_err(write_error)?;
-            if written.count_event(event, inserted) {
-                new_events.push(event);
-            }
-        }
-        let insert_notice = tx
-            .prepare_cached(
-                "INSERT INTO notices (dedupe_key, waba, at_us, line, webhook_id) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .await
-            .map_err(write_error)?;
-        for notice in &batch.notices {
-            let inserted = tx
-                .execute(&insert_notice, &[&notice.dedupe_key, &notice.waba, &notice.at_us, &notice.line, &written.webhook_id])
-                .await
-                .map_err(write_error)?;
-            written.count_row(inserted);
-        }
-        // GREATEST and LEAST skip NULLs in PostgreSQL.
-        let upsert = tx
-            .prepare_cached(
-                "INSERT INTO contacts (business, user_id, first_event_at_us, last_event_at_us, last_inbound_at_us, events)
-                 VALUES ($1, $2, $3, $3, $4, 1)
-                 ON CONFLICT (business, user_id) DO UPDATE SET
-                   first_event_at_us = LEAST(contacts.first_event_at_us, excluded.first_event_at_us),
-                   last_event_at_us = GREATEST(contacts.last_event_at_us, excluded.last_event_at_us),
-                   last_inbound_at_us = GREATEST(contacts.last_inbound_at_us, excluded.last_inbound_at_us),
-                   events = contacts.events + 1",
-            )
-            .await
-            .map_err(write_error)?;
-        for (business, user, at_us, inbound_at_us) in contact_updates(&new_events) {
-            tx.execute(&upsert, &[&business, &user, &at_us, &inbound_at_us]).await.map_err(write_error)?;
-        }
-        let mark = tx.prepare_cached("INSERT INTO unsettled (business, month) VALUES ($1, $2)").await.map_err(write_error)?;
-        for (business, month) in unsettled_marks(&new_events) {
-            tx.execute(&mark, &[&business, &month]).await.map_err(write_error)?;
-        }
-        // A send's outcome frees the budget it held; a send whose outcome
-        // is stored already (its webhook overtook upstream's answer) holds
-        // none.
-        // Most status webhooks end a flight: one prepared statement a batch,
-        // not a statement parsed per status.
-        // Only the sending business's statuses count (or one naming none:
-        // its business is bound as NULL).
-        let (landed, landed_by): (Vec<&str>, Vec<Option<&str>>) =
-            new_events.iter().filter(|event| event.ends_flight).filter_map(|event| Some((event.message_id.as_deref()?, event.business.as_deref()))).unzip();
-        if !landed.is_empty() {
-            let delete = tx
-                .prepare_cached(
-                    "DELETE FROM in_flight f USING unnest($1::text[], $2::text[]) AS l(message_id, business)
-                     WHERE f.message_id = l.message_id AND (l.business IS NULL OR f.business = l.business OR f.business = '')",
-                )
-                .await
-                .map_err(write_error)?;
-            tx.execute(&delete, &[&landed, &landed_by]).await.map_err(write_error)?;
-        }
-        if !batch.in_flight.is_empty() {
-            let hold = tx
-                .prepare_cached(
-                    "INSERT INTO in_flight (business, message_id, waba, amount, sent_at_us) SELECT $1, $2, $3, $4, $5
-                     WHERE NOT EXISTS (SELECT 1 FROM events WHERE message_id = $2 AND kind = 'status' AND (business IS NULL OR business = $1)
-                                       AND (line::jsonb ->> 'status') IN ('delivered', 'read', 'failed'))
-                     ON CONFLICT (business, message_id) DO NOTHING",
-                )
-                .await
-                .map_err(write_error)?;
-            for row in &batch.in_flight {
-                tx.execute(&hold, &[&row.business, &row.message_id, &row.waba, &row.amount, &row.sent_at_us]).await.map_err(write_error)?;
-            }
-        }
-        tx.commit().await.map_err(write_error)?;
-        Ok(written)
+        self.queue(batch)?.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Puts a batch in the writer's queue now (so it commits with or ahead
+    /// of any batch queued after it); the receiver answers after the commit.
+    pub fn queue(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Written, StoreError>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer.try_send(WriteJob { batch, reply }).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::error::TrySendError::Closed(_) => StoreError::WriterGone,
+        })?;
+        Ok(answer)
     }
 
     /// Marks at most `limit` left by new events, oldest first.

@@ -1,0 +1,33 @@
+//! A log as `wameter replay` reads it: bytes → text (BOM, bad UTF-8) →
+//! canonical lines and Meta webhook lines → events, priced by the engine.
+//! Also: every event read back from the line wameter writes for it is the
+//! same event (the store and the sandbox keep events as those lines).
+#![no_main]
+
+use std::sync::LazyLock;
+
+use libfuzzer_sys::fuzz_target;
+use wameter_core::market::MarketTable;
+use wameter_core::ratecard::{RateBook, TierBook};
+use wameter_core::account::Accounts;
+use wameter_core::engine::Engine;
+use wameter_core::event::Origin;
+use wameter_log::{Parsed, decode_log, event_line, parse_chunk, parse_line};
+
+/// The built-in tables, read once (reading them is most of a replay's cost
+/// on a small input).
+static TABLES: LazyLock<(Accounts, RateBook, TierBook)> = LazyLock::new(|| (Accounts::default(), RateBook::builtin(), TierBook::builtin()));
+
+fuzz_target!(|bytes: &[u8]| {
+    let (text, _errors) = decode_log(bytes.to_vec(), 0);
+    let chunk = parse_chunk(&text, 0, 1);
+    for event in &chunk.events {
+        let line = event_line(event);
+        match parse_line(&line, Origin { source: 0, line: 1 }) {
+            Ok(Parsed::Event(again)) => assert_eq!(event_line(&again), line, "an event changed on its way through its own line"),
+            other => panic!("wameter cannot read the line it wrote: {line}: {:?}", other.err()),
+        }
+    }
+    let (accounts, rates, tiers) = &*TABLES;
+    let _ = Engine::new(accounts, rates, tiers, MarketTable::builtin()).replay(chunk.events);
+});

@@ -1,0 +1,13 @@
+//! Rate and tier files (`--rates`, `--tiers`, `rates import`/`check`):
+//! every layout's reader on every input, and the dispatch between them.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wameter_core::ratecard::{RateCard, TierBook, check_rate_file};
+
+fuzz_target!(|text: &str| {
+    let _ = check_rate_file("rates.csv", text);
+    let _ = RateCard::check_meta_csv("rates.csv", text);
+    let _ = TierBook::check_meta_csv("tiers.csv", text);
+    let _ = TierBook::check_simple_csv("tiers.csv", text);
+});
