@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Fuzzes every parser that takes user input (docs/TESTING.md, "Fuzzing"),
-# each target for SECONDS of wall time, one after another, seeded from the
+# each target for CPU_SECONDS of its own CPU time (not wall time: a
+# niced run on a busy machine still gets its full share), one after
+# another, seeded from the
 # project's own real inputs: Meta's webhook payloads, the logs, accounts
 # files, rate and tier CSVs and analytics answers under crates/ and data/.
 # Prints each run's executions, coverage and CPU time; a crash stops the
 # script with the reproducer under fuzz/artifacts/<target>/.
 #
-#   fuzz/run.sh SECONDS [TARGET…]     targets: log webhook accounts rate_file analytics sandbox
+#   fuzz/run.sh CPU_SECONDS [TARGET…]     targets: log webhook accounts rate_file analytics sandbox
 #
 # Needs a nightly toolchain and `cargo install cargo-fuzz`. `nice` it to
 # keep a machine usable: the CPU time printed is what the target got.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${1:?usage: fuzz/run.sh SECONDS [TARGET…]}"
+seconds="${1:?usage: fuzz/run.sh CPU_SECONDS [TARGET…]}"
 shift
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(log webhook accounts rate_file analytics sandbox)
@@ -71,17 +73,31 @@ EOF
   esac
 }
 
+clk=$(getconf CLK_TCK)
 for target in "${targets[@]}"; do
   seed "$target"
+  cargo +nightly fuzz build "$target" 2>/dev/null
   log=fuzz/corpus/$target.log
+  mkdir -p "fuzz/artifacts/$target"
   start=$(date +%s)
-  # CPU seconds of the fuzzing process itself (user + system).
-  /usr/bin/time -f "cpu_seconds=%U+%S" -o "fuzz/corpus/$target.time" \
-    cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- \
-      -max_total_time="$seconds" -max_len=16384 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1 \
-    || { tail -40 "$log"; echo "$target: CRASH (see fuzz/artifacts/$target/)"; exit 1; }
+  "fuzz/target/x86_64-unknown-linux-gnu/release/$target" "fuzz/corpus/$target" \
+    -artifact_prefix="fuzz/artifacts/$target/" -max_len=16384 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1 &
+  fuzzer=$!
+  # Stop it (SIGINT: libFuzzer prints its final stats) once it has had
+  # its CPU time.
+  cpu=0
+  while kill -0 "$fuzzer" 2>/dev/null; do
+    cpu=$(awk -v clk="$clk" '{printf "%d", ($14 + $15) / clk}' "/proc/$fuzzer/stat" 2>/dev/null || echo "$cpu")
+    if [ "$cpu" -ge "$seconds" ]; then kill -INT "$fuzzer"; break; fi
+    sleep 5
+  done
+  if ! wait "$fuzzer" && ! grep -q "stat::number_of_executed_units" "$log"; then
+    tail -40 "$log"; echo "$target: CRASH (see fuzz/artifacts/$target/)"; exit 1
+  fi
+  if ls "fuzz/artifacts/$target"/* >/dev/null 2>&1; then
+    tail -40 "$log"; echo "$target: CRASH (see fuzz/artifacts/$target/)"; exit 1
+  fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
-  cpu=$(cut -d= -f2 "fuzz/corpus/$target.time" | bc)
   echo "$target: clean, $(( $(date +%s) - start )) s wall, ${cpu} s CPU, $execs executions, $cov edges, corpus $(ls "fuzz/corpus/$target" | wc -l)"
 done

@@ -1,9 +1,11 @@
 -- wrk script for bench/serve.sh: POSTs pre-signed webhook bodies, each
 -- thread its own share (so no body is sent twice in a run unless the run
 -- outlasts the file). WRK_BODIES names the file ("signature<TAB>body" per
--- line); WRK_DELAY_MS paces each connection (fixed-rate runs).
+-- line); WRK_DELAY_MS paces each connection (fixed-rate runs). Several wrk
+-- processes share one file without sending a body twice with
+-- WRK_SHARD (0-based) of WRK_SHARDS.
 local bodies, signatures = {}, {}
-local next_index, step = 1, 1
+local next_index, first_index, step = 1, 1, 1
 local pause = tonumber(os.getenv("WRK_DELAY_MS") or "0")
 local threads, counter = {}, 0
 
@@ -19,14 +21,17 @@ function init(args)
     signatures[#signatures + 1] = signature
     bodies[#bodies + 1] = body
   end
-  next_index = thread_id
-  step = tonumber(os.getenv("WRK_THREADS") or "1")
+  local shards = tonumber(os.getenv("WRK_SHARDS") or "1")
+  local shard = tonumber(os.getenv("WRK_SHARD") or "0")
+  step = tonumber(os.getenv("WRK_THREADS") or "1") * shards
+  first_index = (thread_id - 1) * shards + shard + 1
+  next_index = first_index
 end
 
 function request()
   local i = next_index
   next_index = next_index + step
-  if next_index > #bodies then next_index = thread_id end
+  if next_index > #bodies then next_index = first_index end
   return wrk.format("POST", "/webhook", {
     ["Content-Type"] = "application/json",
     ["X-Hub-Signature-256"] = signatures[i],

@@ -61,9 +61,9 @@ pub struct ServeArgs {
     /// Time one request may take, body included, before it is answered 408 and its connection closed [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Option<jiff::SignedDuration>,
-    /// Webhook bodies read at once at most (each up to --webhook-bytes-max, before its signature is checked); past it 503 [default: 128].
-    #[arg(long, value_name = "N")]
-    pub bodies_in_flight_max: Option<usize>,
+    /// Bytes of webhook bodies held at once at most, counted as they arrive (bodies are read whole before their signature is checked); past it 503 [default: 268435456 = 256 MiB; at least --webhook-bytes-max].
+    #[arg(long, value_name = "BYTES")]
+    pub body_bytes_in_flight_max: Option<usize>,
     #[command(flatten)]
     pub pricing: PricingArgs,
 }
@@ -100,7 +100,7 @@ struct FileConfig {
     webhook_bytes_max: Option<usize>,
     events_bytes_max: Option<usize>,
     max_connections: Option<usize>,
-    bodies_in_flight_max: Option<usize>,
+    body_bytes_in_flight_max: Option<usize>,
     header_timeout: Option<String>,
     request_timeout: Option<String>,
     accounts: Option<PathBuf>,
@@ -231,12 +231,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             duration_setting(args.request_timeout, file.request_timeout.as_deref(), "request_timeout", jiff::SignedDuration::try_from(defaults.request_timeout)?)?,
             "request_timeout",
         )?,
-        bodies_in_flight_max: match args.bodies_in_flight_max.or(file.bodies_in_flight_max) {
-            Some(0) => bail!("`bodies_in_flight_max` must be at least 1"),
-            Some(n) => n,
-            None => defaults.bodies_in_flight_max,
-        },
+        body_bytes_in_flight_max: args.body_bytes_in_flight_max.or(file.body_bytes_in_flight_max).unwrap_or(defaults.body_bytes_in_flight_max),
     };
+    let webhook_bytes_max = args.webhook_bytes_max.or(file.webhook_bytes_max).unwrap_or(wameter_server::WEBHOOK_BYTES_MAX_DEFAULT);
+    if limits.body_bytes_in_flight_max < webhook_bytes_max {
+        bail!(
+            "`body_bytes_in_flight_max` ({}) must be at least `webhook_bytes_max` ({webhook_bytes_max}): otherwise a webhook of the largest accepted size could never be read",
+            limits.body_bytes_in_flight_max
+        );
+    }
     let alert_url = args.alert_url.or(file.alert_url);
     if !setup.billing.budgets.is_empty() && alert_url.is_none() {
         eprintln!("note: budgets are configured but no --alert-url: thresholds crossed are recorded (GET /v1/budgets) but not posted");
@@ -245,7 +248,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         app_secret: app_secret.into_bytes(),
         verify_token: args.verify_token.or(file.verify_token),
         tokens,
-        webhook_bytes_max: args.webhook_bytes_max.or(file.webhook_bytes_max).unwrap_or(wameter_server::WEBHOOK_BYTES_MAX_DEFAULT),
+        webhook_bytes_max,
         events_bytes_max: file.events_bytes_max.unwrap_or(wameter_server::EVENTS_BYTES_MAX_DEFAULT),
         pricing: Pricing { accounts: setup.accounts, rates: setup.rates, tiers: setup.tiers, markets: MarketTable::builtin() },
         billing: setup.billing,

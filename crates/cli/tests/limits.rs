@@ -91,27 +91,41 @@ fn slow_idle_and_excess_connections_are_closed_and_the_server_keeps_answering() 
     assert!(metrics.lines().any(|l| l.starts_with("wameter_connections_refused_total") && !l.ends_with(" 0")), "{metrics}");
 }
 
+/// Bytes of unauthenticated bodies held at once are bounded, counted as
+/// they arrive: bodies that have sent most of the budget push a genuine
+/// webhook to a 503, while many connections trickling a body hold nothing
+/// it needs.
 #[test]
-fn webhook_bodies_read_at_once_are_bounded() {
+fn webhook_body_bytes_held_at_once_are_bounded() {
     let dir = fresh_dir("bodies");
-    let extra = ["--bodies-in-flight-max", "2", "--request-timeout", "2s"].map(String::from).to_vec();
+    let extra = ["--webhook-bytes-max", "100000", "--body-bytes-in-flight-max", "150000", "--request-timeout", "2s"].map(String::from).to_vec();
     let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra });
     let address = address(&server);
-    let stall = || {
+    let stall = |sent: usize| {
         let mut stream = TcpStream::connect(&address).unwrap();
-        stream.write_all(b"POST /webhook HTTP/1.1\r\nHost: wameter\r\nContent-Length: 4000000\r\n\r\n{").unwrap();
+        stream.write_all(b"POST /webhook HTTP/1.1\r\nHost: wameter\r\nContent-Length: 100000\r\n\r\n").unwrap();
+        stream.write_all(&vec![b' '; sent]).unwrap();
         stream
     };
-    let mut stalled = [stall(), stall()];
+    // Twenty connections a byte into their body: 20 bytes held.
+    let trickling: Vec<TcpStream> = (0..20).map(|_| stall(1)).collect();
     std::thread::sleep(Duration::from_millis(300));
     let body = inbound_webhook("106540352242922", "5511999990001", "wamid.in-bounded", 1_770_717_600);
+    assert_eq!(server.post_signed(body.as_bytes()), 200, "trickling bodies hold no budget a webhook needs");
+    // Two connections 74,900 bytes into theirs: 149,800 of 150,000 held.
+    let mut stalled = [stall(74_900), stall(74_900)];
+    std::thread::sleep(Duration::from_millis(300));
+    let body = inbound_webhook("106540352242922", "5511999990001", "wamid.in-bounded-2", 1_770_717_660);
     let (status, answer) = server.post_webhook(body.as_bytes(), Some(&sign(body.as_bytes())));
     assert_eq!(status, 503, "{answer}");
     assert!(answer.contains("\"code\":\"busy\""), "{answer}");
     for stream in &mut stalled {
         closed_within(stream, Duration::from_secs(10)).expect("the stalled body times out");
     }
-    assert_eq!(server.post_signed(body.as_bytes()), 200, "a permit is free again");
+    assert_eq!(server.post_signed(body.as_bytes()), 200, "the budget is free again");
+    drop(trickling);
+    let metrics = server.get("/metrics", None).1;
+    assert!(metrics.lines().any(|l| l.contains("body_bytes_in_flight") && !l.ends_with(" 0")), "{metrics}");
 }
 
 /// Stored webhook bodies are paged by bytes as well as by count, so a

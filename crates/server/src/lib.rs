@@ -101,8 +101,9 @@ pub struct AppState {
     pub relay: relay::Relay,
     /// Stored events the guard has read back already.
     pub read_back: meter::ReadBack,
-    /// Webhook bodies being read at once ([`listen::bounded_body`]).
-    pub bodies: Arc<tokio::sync::Semaphore>,
+    /// Bytes of webhook bodies held at once, one permit a byte
+    /// ([`listen::bounded_body`]).
+    pub body_bytes: Arc<tokio::sync::Semaphore>,
     /// Whether the last write failed ([`healthz`]).
     pub store_health: StoreHealth,
 }
@@ -158,7 +159,7 @@ impl AppState {
             http: outbound::Http::default(),
             relay: relay::Relay::default(),
             read_back: meter::ReadBack::default(),
-            bodies: Arc::new(tokio::sync::Semaphore::new(limits.bodies_in_flight_max.max(1))),
+            body_bytes: Arc::new(tokio::sync::Semaphore::new(limits.body_bytes_in_flight_max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS))),
             store_health: StoreHealth::default(),
         })
     }
@@ -173,8 +174,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         router = router.route("/{version}/{phone_number_id}/messages", post(guard::send));
     }
     // Webhook bodies are read whole before their signature can be checked:
-    // how many are read at once is bounded, so unauthenticated senders can
-    // hold at most `bodies_in_flight_max` × the size limit of memory.
+    // the bytes held at once are bounded, so unauthenticated senders can
+    // hold at most `body_bytes_in_flight_max` of memory.
     let bounded = axum::middleware::from_fn_with_state(state.clone(), listen::bounded_body);
     router
         .route("/webhook", get(webhook::handshake).post(webhook::receive).layer(DefaultBodyLimit::max(webhook_limit)).route_layer(bounded))

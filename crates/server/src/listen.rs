@@ -41,37 +41,79 @@ pub struct Limits {
     /// acknowledged that was not stored: a webhook cut off this way is
     /// delivered again by Meta.
     pub request_timeout: Duration,
-    /// Webhook bodies read at once at most: they are read whole before
-    /// their signature can be checked, so this times the body size limit
-    /// bounds what unauthenticated senders can make the server hold. Past
-    /// it a webhook is answered 503 with `Retry-After` (Meta delivers it
-    /// again) before its body is read.
-    pub bodies_in_flight_max: usize,
+    /// Bytes of webhook bodies held at once at most, counted as they
+    /// arrive: a body is read whole before its signature can be checked,
+    /// so this bounds what unauthenticated senders can make the server hold.
+    /// A body that would go past it is answered 503 with `Retry-After`
+    /// (Meta delivers it again). Counted in bytes received, not in bodies
+    /// started, so connections trickling a body a byte at a time hold
+    /// nothing that genuine webhooks need.
+    pub body_bytes_in_flight_max: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { connections_max: 512, header_timeout: Duration::from_secs(10), request_timeout: Duration::from_secs(60), bodies_in_flight_max: 128 }
+        Limits {
+            connections_max: 512,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            body_bytes_in_flight_max: BODY_BYTES_IN_FLIGHT_DEFAULT,
+        }
     }
 }
 
-/// Route layer of `POST /webhook`: a permit per body being read and
-/// handled ([`Limits::bodies_in_flight_max`]).
+/// Default of [`Limits::body_bytes_in_flight_max`]: 256 MiB.
+pub const BODY_BYTES_IN_FLIGHT_DEFAULT: usize = 256 << 20;
+
+/// Route layer of `POST /webhook`: reads the body itself, a permit per byte
+/// as the bytes arrive ([`Limits::body_bytes_in_flight_max`]), refuses it
+/// past the size limit, and holds the permits until the webhook is answered.
 pub async fn bounded_body(
     axum::extract::State(state): axum::extract::State<Arc<crate::AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response<Body> {
-    let Ok(_permit) = state.bodies.clone().try_acquire_owned() else {
-        crate::telemetry::webhook_rejected("bodies_in_flight");
-        let body = serde_json::json!({"error": {"code": "busy", "message": "too many webhook bodies are being read at once; deliver again"}});
-        let mut response = Response::new(Body::from(body.to_string()));
-        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
-    };
-    next.run(request).await
+    use http_body_util::BodyExt;
+    let limit = state.config.webhook_bytes_max;
+    let (parts, mut body) = request.into_parts();
+    let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            crate::telemetry::webhook_rejected("unreadable_body");
+            return plain(StatusCode::BAD_REQUEST, "the request body could not be read\n");
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if bytes.len() + data.len() > limit {
+            crate::telemetry::webhook_rejected("too_large");
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is over the {limit}-byte limit (--webhook-bytes-max)\n"));
+        }
+        let permits = u32::try_from(data.len()).ok().and_then(|n| state.body_bytes.clone().try_acquire_many_owned(n).ok());
+        let Some(permits) = permits else {
+            crate::telemetry::webhook_rejected("body_bytes_in_flight");
+            let body = serde_json::json!({"error": {"code": "busy", "message": "too many webhook bytes are being read at once; deliver again"}});
+            let mut response = Response::new(Body::from(body.to_string()));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        };
+        match &mut held {
+            Some(held) => held.merge(permits),
+            None => held = Some(permits),
+        }
+        bytes.extend_from_slice(&data);
+    }
+    let response = next.run(axum::extract::Request::from_parts(parts, Body::from(bytes))).await;
+    drop(held);
+    response
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
 }
 
 /// How long shutdown waits for requests in flight before it returns anyway.
