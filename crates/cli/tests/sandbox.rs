@@ -524,6 +524,28 @@ fn pywa_sends_through_the_sandbox_and_accepts_its_webhooks() {
     assert_eq!(summary["billed"], "0.0068", "hello_world to Brazil, utility, card usd-2026-10-01");
 }
 
+/// whatsapp-api-js, a WhatsApp client library from npm, verifies the
+/// sandbox's webhooks with its own handler: users writing in Portuguese,
+/// Hindi and emoji arrive signed as Meta signs (non-ASCII as `\uXXXX`, the
+/// form that library hashes) with their text intact
+/// (`crates/cli/tests/whatsapp-api-js/sandbox_webhooks.mjs`). Raw UTF-8
+/// bodies failed its check on every such message (issue 22).
+#[test]
+fn whatsapp_api_js_verifies_the_sandboxs_webhooks_in_any_language() {
+    let Some(library) = std::env::var_os("WAMETER_TEST_WHATSAPP_API_JS") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must set WAMETER_TEST_WHATSAPP_API_JS (scripts/whatsapp-api-js-for-tests.sh)");
+        eprintln!("skipped: export WAMETER_TEST_WHATSAPP_API_JS=\"$(scripts/whatsapp-api-js-for-tests.sh)\" to run whatsapp-api-js against the sandbox");
+        return;
+    };
+    let script = common::root().join("crates/cli/tests/whatsapp-api-js/sandbox_webhooks.mjs");
+    let output = std::process::Command::new("node").arg(&script).arg(env!("CARGO_BIN_EXE_wameter")).arg(library).output().expect("node runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "whatsapp-api-js against the sandbox failed:\n{stdout}\n{stderr}");
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(summary["whatsapp-api-js"], "ok");
+    assert_eq!(summary["verified"], 3);
+}
+
 /// No clock move can panic the sandbox (issue 22): an advance past what a
 /// timestamp holds, or a date centuries away, is a 400, and the sandbox
 /// goes on serving; a `--database` keeps only clocks it can read back.

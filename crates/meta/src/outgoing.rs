@@ -269,6 +269,52 @@ pub fn change(waba: &str, at: Timestamp, field: &str, value: Value) -> Value {
     })
 }
 
+/// The bytes of a webhook body as Meta writes them, which are the bytes
+/// it signs: compact JSON with every character outside ASCII escaped as
+/// `\uXXXX` (lowercase hex, UTF-16 code units, so an emoji is a surrogate
+/// pair) and `/` as `\/`.
+///
+/// Why it matters: SDKs that re-serialise the parsed body before checking
+/// `X-Hub-Signature-256` (whatsapp-api-js does) rebuild exactly this form;
+/// raw UTF-8 makes every message with an accent or an emoji fail their
+/// check, though it is the same JSON.
+pub fn webhook_text(body: &Value) -> String {
+    let mut out = Vec::with_capacity(256);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, MetaFormatter);
+    // Writing a `Value` into a Vec cannot fail: keys are strings and the
+    // writer never refuses bytes.
+    if serde::Serialize::serialize(body, &mut serializer).is_err() {
+        return body.to_string();
+    }
+    // Only ASCII was written.
+    String::from_utf8(out).unwrap_or_else(|_| body.to_string())
+}
+
+/// serde_json's compact formatter, but for the characters Meta escapes.
+struct MetaFormatter;
+
+impl serde_json::ser::Formatter for MetaFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, fragment: &str) -> std::io::Result<()> {
+        let mut start = 0;
+        for (index, ch) in fragment.char_indices() {
+            if ch.is_ascii() && ch != '/' {
+                continue;
+            }
+            writer.write_all(&fragment.as_bytes()[start..index])?;
+            if ch == '/' {
+                writer.write_all(b"\\/")?;
+            } else {
+                let mut units = [0u16; 2];
+                for unit in ch.encode_utf16(&mut units) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+            }
+            start = index + ch.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +367,21 @@ mod tests {
         assert!(status.get("pricing").is_none() && status.get("conversation").is_none());
         let items = crate::parse_envelope(&body, Origin::default()).unwrap();
         assert!(items.problems.is_empty(), "{:?}", items.problems);
+    }
+
+    #[test]
+    fn webhook_text_escapes_as_meta_does_and_reads_back_unchanged() {
+        let body = json!({"text": {"body": "Olá, tudo bem? नमस्ते 🙂 a/b"}, "n": 1});
+        let text = webhook_text(&body);
+        assert!(text.is_ascii(), "{text}");
+        assert!(text.contains(r"Ol\u00e1"), "{text}");
+        assert!(text.contains(r"\u0928\u092e"), "{text}");
+        assert!(text.contains(r"\ud83d\ude42"), "an emoji is a surrogate pair: {text}");
+        assert!(text.contains(r"a\/b"), "{text}");
+        assert!(!text.contains(' ') || text.contains("tudo bem"), "compact: {text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), body);
+        // Plain ASCII is what serde_json writes.
+        let ascii = json!({"a": "b \" \\ \n"});
+        assert_eq!(webhook_text(&ascii), ascii.to_string());
     }
 }

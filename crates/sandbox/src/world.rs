@@ -270,7 +270,8 @@ impl World {
     }
 
     fn enqueue(&mut self, real: Timestamp, body: &Value) -> Sql<()> {
-        let text = body.to_string();
+        // Meta's bytes, escapes included: the signature is over them.
+        let text = wameter_meta::outgoing::webhook_text(body);
         let copies = if self.random.percent(self.options.duplicate_percent) { 2 } else { 1 };
         for _ in 0..copies {
             let hold = if self.options.delay_ms_max > 0 { self.random.below(self.options.delay_ms_max + 1) as i64 } else { 0 };

@@ -126,9 +126,9 @@ def run(base, wa):
         control.post("/_sandbox/clock", json={"advance_seconds": seconds}).raise_for_status()
 
     # The user writes; pywa's handler receives and parses the signed webhook.
-    control.post("/_sandbox/inbound", json={"business": PHONE, "user": USER, "text": "Where is my order?"}).raise_for_status()
+    control.post("/_sandbox/inbound", json={"business": PHONE, "user": USER, "text": "Onde está meu pedido? नमस्ते 🙂"}).raise_for_status()
     wait_for("the user's message", lambda: messages)
-    assert messages[0] == (USER, "Where is my order?"), messages
+    assert messages[0] == (USER, "Onde está meu pedido? नमस्ते 🙂"), messages
 
     # The app replies free-form and sends Meta's sample template.
     reply = wa.send_message(to=USER, text="On its way!")

@@ -1,0 +1,88 @@
+// whatsapp-api-js (npm), a real WhatsApp Cloud API library, receives the
+// sandbox's webhooks through its own handler, signature check included.
+//
+//   node sandbox_webhooks.mjs /path/to/wameter /path/to/node_modules/whatsapp-api-js
+//
+// whatsapp-api-js hashes the body with every non-ASCII character escaped as
+// \uXXXX (Meta's form, its issue #290), so a sandbox that sent raw UTF-8
+// would fail its check on every message with an accent or an emoji. Users
+// write in Portuguese, Hindi and emoji; each must arrive verified, with its
+// text intact. Prints one JSON summary line; exits non-zero with the reason.
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
+import { join } from "node:path";
+
+const [binary, library] = process.argv.slice(2);
+const { WhatsAppAPI } = await import(pathToFileURL(join(library, "lib/index.js")).href);
+
+const SECRET = "wajs-app-secret";
+const PHONE = "106540352242922";
+const TEXTS = {
+  "5511999990001": "Olá! Você já enviou o meu pedido? Ação rápida, obrigado.",
+  "919876543210": "नमस्ते, मेरा ऑर्डर कहाँ है?",
+  "5511999990002": "👍🏽 ok 🎉 a/b",
+};
+
+const api = new WhatsAppAPI({ token: "any-token", appSecret: SECRET, webhookVerifyToken: "wajs-verify", v: "v23.0" });
+const received = new Map();
+const refused = [];
+api.on.message = ({ from, message }) => {
+  received.set(from, message.text?.body);
+};
+
+const app = createServer((request, response) => {
+  const chunks = [];
+  request.on("data", (chunk) => chunks.push(chunk));
+  request.on("end", async () => {
+    const raw = Buffer.concat(chunks).toString("utf8");
+    try {
+      await api.post(JSON.parse(raw), raw, request.headers["x-hub-signature-256"]);
+      response.writeHead(200).end();
+    } catch (error) {
+      refused.push(`${error?.constructor?.name}: ${error?.message} on ${raw.slice(0, 200)}`);
+      response.writeHead(401).end();
+    }
+  });
+});
+await new Promise((resolve) => app.listen(0, "127.0.0.1", resolve));
+const hook = `http://127.0.0.1:${app.address().port}/webhook`;
+
+const sandbox = spawn(binary, ["sandbox", "--listen", "127.0.0.1:0", "--webhook-url", hook], {
+  env: { WAMETER_APP_SECRET: SECRET, WAMETER_LOG: "warn", PATH: "/usr/bin:/bin" },
+  stdio: ["ignore", "ignore", "pipe"],
+});
+const fail = (why) => {
+  sandbox.kill();
+  console.error(why);
+  process.exit(1);
+};
+const base = await new Promise((resolve) => {
+  const lines = createInterface({ input: sandbox.stderr });
+  lines.on("line", (line) => {
+    if (line.startsWith("wameter sandbox listening on ")) resolve(line.split(" ").pop());
+  });
+  sandbox.on("exit", () => resolve(null));
+});
+if (!base) fail("the sandbox did not start");
+
+for (const [user, text] of Object.entries(TEXTS)) {
+  const answer = await fetch(`${base}/_sandbox/inbound`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ business: PHONE, user, text }),
+  });
+  if (!answer.ok) fail(`inbound for ${user}: ${answer.status} ${await answer.text()}`);
+}
+const deadline = Date.now() + 30_000;
+while (received.size < Object.keys(TEXTS).length && refused.length === 0 && Date.now() < deadline) {
+  await new Promise((resolve) => setTimeout(resolve, 50));
+}
+if (refused.length) fail(`whatsapp-api-js refused the sandbox's webhook: ${refused[0]}`);
+for (const [user, text] of Object.entries(TEXTS)) {
+  if (received.get(user) !== text) fail(`${user}: received ${JSON.stringify(received.get(user))}, sent ${JSON.stringify(text)}`);
+}
+sandbox.kill();
+app.close();
+console.log(JSON.stringify({ "whatsapp-api-js": "ok", verified: received.size }));
