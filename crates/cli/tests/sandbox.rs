@@ -209,6 +209,14 @@ fn templates_are_validated_like_meta_and_recategorised_through_the_control_api()
     let (status, body) = sandbox.get("/v23.0/a/b/c");
     assert_eq!(status, 404);
     assert!(body.contains("\"code\":2500"), "{body}");
+    // A method a known path does not take is a Graph error, not an empty
+    // 405 that clients crash parsing (issue 22).
+    let mut response = sandbox.agent.delete(&sandbox.url(&format!("/v23.0/{PHONE}"))).header("Authorization", "Bearer any").call().unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], 100, "{body}");
+    assert_eq!(body["error"]["error_subcode"], 33, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("Unsupported delete request"), "{body}");
     let (status, body) = sandbox.post("/_sandbox/clock", &json!({"set": "2020-01-01T00:00:00Z"}));
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("only moves forward"));

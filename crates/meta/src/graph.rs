@@ -75,6 +75,24 @@ impl GraphError {
         }
     }
 
+    /// A method the path does not take, as Graph answers it (100/33:
+    /// "Unsupported delete request…"), rather than an empty 405 that a
+    /// client cannot parse.
+    pub fn unsupported_method(method: &str, path: &str) -> GraphError {
+        let object = path.trim_end_matches('/').rsplit('/').next().unwrap_or(path);
+        GraphError {
+            http: 400,
+            code: INVALID_PARAMETER,
+            subcode: Some(33),
+            kind: "GraphMethodException",
+            message: format!(
+                "Unsupported {} request. Object with ID '{object}' does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
+                method.to_ascii_lowercase()
+            ),
+            details: format!("the sandbox does not serve {method} {path}"),
+        }
+    }
+
     /// Missing or wrong access token (190).
     pub fn token(details: &str) -> GraphError {
         GraphError {

@@ -184,6 +184,10 @@ async fn unknown(request: Request) -> GraphError {
     GraphError::unknown_path(request.uri().path())
 }
 
+async fn wrong_method(request: Request) -> GraphError {
+    GraphError::unsupported_method(request.method().as_str(), request.uri().path())
+}
+
 /// The router.
 pub fn app(shared: Arc<Shared>) -> Router {
     let graph = Router::new()
@@ -200,5 +204,5 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/webhooks", get(webhooks))
         .route("/_sandbox/templates/category", axum::routing::post(change_category))
         .route("/_sandbox/templates/status", axum::routing::post(change_status));
-    graph.merge(control).fallback(unknown).with_state(shared)
+    graph.merge(control).fallback(unknown).method_not_allowed_fallback(wrong_method).with_state(shared)
 }
