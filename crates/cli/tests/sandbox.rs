@@ -217,6 +217,23 @@ fn templates_are_validated_like_meta_and_recategorised_through_the_control_api()
     assert_eq!(body["error"]["code"], 100, "{body}");
     assert_eq!(body["error"]["error_subcode"], 33, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().starts_with("Unsupported delete request"), "{body}");
+    // A body over the size limit is a Graph error too, not plain text.
+    // (Raw TCP: the answer comes before the body is read, which an HTTP
+    // client that writes the whole body first sees as a broken pipe.)
+    let body = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(sandbox.base.trim_start_matches("http://")).unwrap();
+        let size = 5 << 20;
+        let head = format!("POST /v23.0/{PHONE}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer app-token\r\nContent-Type: application/json\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let _ = stream.write_all(&vec![b'a'; size]);
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        serde_json::from_str::<Value>(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    };
+    assert_eq!(body["error"]["code"], 100, "{body}");
+    assert!(body["error"]["error_data"]["details"].as_str().unwrap().contains("length limit"), "{body}");
     let (status, body) = sandbox.post("/_sandbox/clock", &json!({"set": "2020-01-01T00:00:00Z"}));
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("only moves forward"));

@@ -184,6 +184,23 @@ async fn unknown(request: Request) -> GraphError {
     GraphError::unknown_path(request.uri().path())
 }
 
+/// Errors axum writes itself as plain text (a body over the size limit is
+/// a 413 "Failed to buffer the request body…") become Graph error JSON with
+/// the same status and that text as details: a client parses every error
+/// body the sandbox sends, as it does Graph's.
+async fn plain_errors_as_graph_json(response: Response) -> Response {
+    let plain = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain"));
+    if !plain || !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let status = response.status();
+    // axum's own messages are short; more than this is not one of them.
+    let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let mut error = GraphError::invalid(String::from_utf8_lossy(&text).trim().to_string());
+    error.http = status.as_u16();
+    error.into_response()
+}
+
 async fn wrong_method(request: Request) -> GraphError {
     GraphError::unsupported_method(request.method().as_str(), request.uri().path())
 }
@@ -204,5 +221,10 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/webhooks", get(webhooks))
         .route("/_sandbox/templates/category", axum::routing::post(change_category))
         .route("/_sandbox/templates/status", axum::routing::post(change_status));
-    graph.merge(control).fallback(unknown).method_not_allowed_fallback(wrong_method).with_state(shared)
+    graph
+        .merge(control)
+        .fallback(unknown)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::map_response(plain_errors_as_graph_json))
+        .with_state(shared)
 }
