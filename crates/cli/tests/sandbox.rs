@@ -529,6 +529,15 @@ fn requests_responses_and_webhooks_conform_to_meta_s_openapi_schemas() {
     assert!(broken.is_err());
 }
 
+/// Runs a client script that drives the sandbox and prints a JSON summary
+/// as its last line; fails with everything it said when it fails.
+fn client_summary(client: &str, mut command: std::process::Command) -> Value {
+    let output = command.output().unwrap_or_else(|e| panic!("{client}'s script runs: {e}"));
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{client} against the sandbox failed:\n{stdout}\n{stderr}");
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 /// pywa, a WhatsApp client library from PyPI, sends text and templates
 /// through the sandbox (base URL redirected) and its own webhook handler
 /// verifies and parses the sandbox's signed webhooks
@@ -540,11 +549,9 @@ fn pywa_sends_through_the_sandbox_and_accepts_its_webhooks() {
         eprintln!("skipped: export WAMETER_TEST_PYTHON=\"$(scripts/pywa-for-tests.sh)\" to run pywa against the sandbox");
         return;
     };
-    let script = common::root().join("crates/cli/tests/pywa/sandbox_client.py");
-    let output = std::process::Command::new(python).arg(&script).arg(env!("CARGO_BIN_EXE_wameter")).output().expect("python runs");
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "pywa against the sandbox failed:\n{stdout}\n{stderr}");
-    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let mut command = std::process::Command::new(python);
+    command.arg(common::root().join("crates/cli/tests/pywa/sandbox_client.py")).arg(env!("CARGO_BIN_EXE_wameter"));
+    let summary = client_summary("pywa", command);
     assert_eq!(summary["pywa"], "ok");
     assert_eq!(summary["billed"], "0.0068", "hello_world to Brazil, utility, card usd-2026-10-01");
 }
@@ -562,11 +569,9 @@ fn whatsapp_api_js_verifies_the_sandboxs_webhooks_in_any_language() {
         eprintln!("skipped: export WAMETER_TEST_WHATSAPP_API_JS=\"$(scripts/whatsapp-api-js-for-tests.sh)\" to run whatsapp-api-js against the sandbox");
         return;
     };
-    let script = common::root().join("crates/cli/tests/whatsapp-api-js/sandbox_webhooks.mjs");
-    let output = std::process::Command::new("node").arg(&script).arg(env!("CARGO_BIN_EXE_wameter")).arg(library).output().expect("node runs");
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "whatsapp-api-js against the sandbox failed:\n{stdout}\n{stderr}");
-    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let mut command = std::process::Command::new("node");
+    command.arg(common::root().join("crates/cli/tests/whatsapp-api-js/sandbox_webhooks.mjs")).arg(env!("CARGO_BIN_EXE_wameter")).arg(library);
+    let summary = client_summary("whatsapp-api-js", command);
     assert_eq!(summary["whatsapp-api-js"], "ok");
     assert_eq!(summary["verified"], 3);
 }

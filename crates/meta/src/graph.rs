@@ -63,15 +63,20 @@ impl GraphError {
     /// A path names an object the sandbox does not have (Meta's
     /// `GraphMethodException` 100/33).
     pub fn no_object(id: &str) -> GraphError {
+        GraphError::method_exception("post", id, format!("no business phone number or WABA `{id}` in the sandbox's accounts"))
+    }
+
+    /// Graph's 100/33 `GraphMethodException` for `method` on object `id`.
+    fn method_exception(method: &str, id: &str, details: String) -> GraphError {
         GraphError {
             http: 400,
             code: INVALID_PARAMETER,
             subcode: Some(33),
             kind: "GraphMethodException",
             message: format!(
-                "Unsupported post request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
+                "Unsupported {method} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
             ),
-            details: format!("no business phone number or WABA `{id}` in the sandbox's accounts"),
+            details,
         }
     }
 
@@ -80,17 +85,7 @@ impl GraphError {
     /// client cannot parse.
     pub fn unsupported_method(method: &str, path: &str) -> GraphError {
         let object = path.trim_end_matches('/').rsplit('/').next().unwrap_or(path);
-        GraphError {
-            http: 400,
-            code: INVALID_PARAMETER,
-            subcode: Some(33),
-            kind: "GraphMethodException",
-            message: format!(
-                "Unsupported {} request. Object with ID '{object}' does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
-                method.to_ascii_lowercase()
-            ),
-            details: format!("the sandbox does not serve {method} {path}"),
-        }
+        GraphError::method_exception(&method.to_ascii_lowercase(), object, format!("the sandbox does not serve {method} {path}"))
     }
 
     /// Missing or wrong access token (190).
