@@ -217,6 +217,10 @@ fn templates_are_validated_like_meta_and_recategorised_through_the_control_api()
     assert_eq!(body["error"]["code"], 100, "{body}");
     assert_eq!(body["error"]["error_subcode"], 33, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().starts_with("Unsupported delete request"), "{body}");
+    // The token as Graph also takes it: `?access_token=`, percent-encoded.
+    assert_eq!(sandbox.agent.get(&sandbox.url(&format!("/v23.0/{PHONE}?access_token=app%2Dtoken"))).call().unwrap().status().as_u16(), 200);
+    assert_eq!(sandbox.agent.get(&sandbox.url(&format!("/v23.0/{PHONE}?access_token=wrong"))).call().unwrap().status().as_u16(), 401);
+    assert_eq!(sandbox.agent.get(&sandbox.url(&format!("/v23.0/{PHONE}"))).call().unwrap().status().as_u16(), 401);
     // A body over the size limit is a Graph error too, not plain text.
     // (Raw TCP: the answer comes before the body is read, which an HTTP
     // client that writes the whole body first sees as a broken pipe.)

@@ -103,9 +103,15 @@ async fn phone_number(State(shared): State<Arc<Shared>>, Path((version, id)): Pa
 
 /// Graph API calls need a bearer token: any, or the one `--token` set.
 async fn bearer(State(shared): State<Arc<Shared>>, headers: HeaderMap, request: Request, next: Next) -> Response {
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match (given, &shared.token) {
-        (None, _) => GraphError::token("no `Authorization: Bearer <token>` header").into_response(),
+    // Graph takes the token as a bearer header or as `?access_token=`.
+    let from_query = request
+        .uri()
+        .query()
+        .and_then(|query| form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "access_token").map(|(_, token)| token.into_owned()));
+    let from_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string);
+    let given = from_header.or(from_query);
+    match (given.as_deref(), &shared.token) {
+        (None, _) => GraphError::token("no `Authorization: Bearer <token>` header nor `access_token` parameter").into_response(),
         (Some(given), Some(token)) if given != token => GraphError::token("the token is not the sandbox's --token").into_response(),
         _ => next.run(request).await,
     }
