@@ -221,6 +221,17 @@ fn templates_are_validated_like_meta_and_recategorised_through_the_control_api()
     assert_eq!(sandbox.agent.get(&sandbox.url(&format!("/v23.0/{PHONE}?access_token=app%2Dtoken"))).call().unwrap().status().as_u16(), 200);
     assert_eq!(sandbox.agent.get(&sandbox.url(&format!("/v23.0/{PHONE}?access_token=wrong"))).call().unwrap().status().as_u16(), 401);
     assert_eq!(sandbox.agent.get(&sandbox.url(&format!("/v23.0/{PHONE}"))).call().unwrap().status().as_u16(), 401);
+    // A form body, as Graph takes it: objects as JSON text in their field.
+    let form = format!("messaging_product=whatsapp&to={USER}&type=template&template=%7B%22name%22%3A%22hello_world%22%2C%22language%22%3A%7B%22code%22%3A%22en_US%22%7D%7D");
+    let mut response = sandbox
+        .agent
+        .post(&sandbox.url(&format!("/v23.0/{PHONE}/messages?access_token=app-token")))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(form.as_bytes())
+        .unwrap();
+    let answer = response.body_mut().read_to_string().unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{answer}");
+    assert!(answer.contains("wamid."), "{answer}");
     // A body over the size limit is a Graph error too, not plain text.
     // (Raw TCP: the answer comes before the body is read, which an HTTP
     // client that writes the whole body first sees as a broken pipe.)

@@ -39,8 +39,23 @@ async fn with_world<T: Send + 'static>(shared: &Shared, work: impl FnOnce(&mut W
         .expect("a sandbox operation panicked")
 }
 
-fn json_body(bytes: &[u8]) -> Result<Value, GraphError> {
-    serde_json::from_slice(bytes).map_err(|e| GraphError::invalid(format!("the body is not JSON: {e}")))
+/// A Graph request body: JSON, or a form (`application/x-www-form-urlencoded`)
+/// as Graph also takes it, each field a string or, for objects and arrays,
+/// JSON text (`text={"body":"hi"}`).
+fn request_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, GraphError> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return serde_json::from_slice(bytes).map_err(|e| GraphError::invalid(format!("the body is not JSON: {e}")));
+    }
+    let mut fields = serde_json::Map::new();
+    for (name, value) in form_urlencoded::parse(bytes) {
+        let structured = value.starts_with(['{', '[']).then(|| serde_json::from_str::<Value>(&value).ok()).flatten();
+        fields.insert(name.into_owned(), structured.unwrap_or_else(|| Value::String(value.into_owned())));
+    }
+    Ok(Value::Object(fields))
 }
 
 /// `v23.0` → 23.
@@ -55,10 +70,11 @@ fn graph_version(version: &str) -> Result<u32, GraphError> {
 async fn send_message(
     State(shared): State<Arc<Shared>>,
     Path((version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, GraphError> {
     let version = graph_version(&version)?;
-    let body = json_body(&body)?;
+    let body = request_body(&headers, &body)?;
     with_world(&shared, move |world| world.send(Timestamp::now(), &phone_number_id, version, &body)).await.map(axum::Json)
 }
 
@@ -89,10 +105,11 @@ async fn list_templates(
 async fn create_template(
     State(shared): State<Arc<Shared>>,
     Path((version, waba)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, GraphError> {
     graph_version(&version)?;
-    let body = json_body(&body)?;
+    let body = request_body(&headers, &body)?;
     with_world(&shared, move |world| world.create_template(&waba, &body)).await.map(axum::Json)
 }
 
