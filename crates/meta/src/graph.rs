@@ -17,6 +17,9 @@ pub const PARAMETER_COUNT: u32 = 132_000;
 pub const TEMPLATE_NOT_FOUND: u32 = 132_001;
 /// Meta's code for an invalid parameter.
 pub const INVALID_PARAMETER: u32 = 100;
+/// Meta's code for a parameter value out of its bounds (a fourth reply
+/// button, a title too long…).
+pub const PARAMETER_VALUE: u32 = 131_009;
 /// Meta's code for a message that could not be delivered.
 pub const UNDELIVERABLE: u32 = 131_026;
 

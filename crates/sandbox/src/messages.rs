@@ -133,9 +133,10 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
             if !INTERACTIVE.contains(&kind) {
                 return Err(GraphError::invalid(format!("interactive.type `{kind}`: must be one of {}", INTERACTIVE.join(", "))));
             }
-            if !interactive.get("action").is_some_and(Value::is_object) {
+            let Some(action) = interactive.get("action").and_then(Value::as_object) else {
                 return Err(GraphError::required("interactive['action']"));
-            }
+            };
+            interactive_limits(kind, action)?;
         }
         "location" => {
             let location = object(body, "location")?;
@@ -152,6 +153,9 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
         }
         media if MEDIA.contains(&media) => {
             let object = object(body, media)?;
+            if let Some(caption) = object.get("caption").and_then(Value::as_str) {
+                at_most(&format!("{media}.caption"), caption, 1024)?;
+            }
             match (object.get("link").and_then(Value::as_str), object.get("id")) {
                 (Some(link), _) if link.starts_with("http://") || link.starts_with("https://") => {}
                 (Some(link), _) => return Err(GraphError::invalid(format!("{media}.link `{link}`: must be an http(s) URL"))),
@@ -171,6 +175,71 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
         }
     }
     Ok(Request::Message(Message { input: input.into(), user, kind: kind.into(), template }))
+}
+
+/// `(#131009) Parameter value is not valid`, as Meta answers a value past
+/// its bounds.
+fn out_of_bounds(details: String) -> GraphError {
+    GraphError::new(wameter_meta::graph::PARAMETER_VALUE, "Parameter value is not valid", details)
+}
+
+/// A text field of at most `max` characters.
+fn at_most(path: &str, text: &str, max: usize) -> Result<(), GraphError> {
+    let length = text.chars().count();
+    if length > max {
+        return Err(out_of_bounds(format!("{path} is {length} characters long; at most {max}")));
+    }
+    Ok(())
+}
+
+/// Meta's bounds on reply buttons and lists: at most 3 buttons with titles
+/// of 20 characters; at most 10 sections and 10 rows in all, a list button
+/// of 20 characters, section and row titles of 24, row descriptions of 72.
+fn interactive_limits(kind: &str, action: &serde_json::Map<String, Value>) -> Result<(), GraphError> {
+    let texts = |value: &Value, field: &str| value.get(field).and_then(Value::as_str).map(str::to_string);
+    match kind {
+        "button" => {
+            let buttons = action.get("buttons").and_then(Value::as_array).ok_or_else(|| GraphError::required("interactive['action']['buttons']"))?;
+            if buttons.is_empty() || buttons.len() > 3 {
+                return Err(out_of_bounds(format!("interactive.action.buttons has {} buttons; 1 to 3", buttons.len())));
+            }
+            for (index, button) in buttons.iter().enumerate() {
+                if let Some(title) = button.get("reply").and_then(|reply| texts(reply, "title")) {
+                    at_most(&format!("interactive.action.buttons[{index}].reply.title"), &title, 20)?;
+                }
+            }
+        }
+        "list" => {
+            if let Some(button) = action.get("button").and_then(Value::as_str) {
+                at_most("interactive.action.button", button, 20)?;
+            }
+            let sections = action.get("sections").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            if sections.len() > 10 {
+                return Err(out_of_bounds(format!("interactive.action.sections has {} sections; at most 10", sections.len())));
+            }
+            let mut rows = 0;
+            for (index, section) in sections.iter().enumerate() {
+                if let Some(title) = texts(section, "title") {
+                    at_most(&format!("interactive.action.sections[{index}].title"), &title, 24)?;
+                }
+                for (row_index, row) in section.get("rows").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+                    rows += 1;
+                    let path = format!("interactive.action.sections[{index}].rows[{row_index}]");
+                    if let Some(title) = texts(row, "title") {
+                        at_most(&format!("{path}.title"), &title, 24)?;
+                    }
+                    if let Some(description) = texts(row, "description") {
+                        at_most(&format!("{path}.description"), &description, 72)?;
+                    }
+                }
+            }
+            if rows > 10 {
+                return Err(out_of_bounds(format!("interactive.action.sections hold {rows} rows; at most 10 in all")));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -225,5 +294,36 @@ mod tests {
         assert_eq!(m.template.unwrap().language, "en_US");
         let read = parse(&json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.1"})).unwrap();
         assert_eq!(read, Request::MarkRead { message_id: "wamid.1".into() });
+    }
+
+    #[test]
+    fn metas_bounds_on_buttons_lists_and_captions() {
+        let buttons = |n: usize, title: &str| {
+            let buttons: Vec<Value> = (0..n).map(|i| json!({"type": "reply", "reply": {"id": format!("b{i}"), "title": title}})).collect();
+            json!({"messaging_product": "whatsapp", "to": "15550001111", "type": "interactive",
+                   "interactive": {"type": "button", "body": {"text": "Pick"}, "action": {"buttons": buttons}}})
+        };
+        assert!(message(buttons(3, "Twenty characters ok")).is_ok());
+        let error = message(buttons(4, "Yes")).unwrap_err();
+        assert_eq!(error.code, 131_009, "{error:?}");
+        assert!(error.details.contains("4 buttons"), "{error:?}");
+        assert_eq!(message(buttons(0, "Yes")).unwrap_err().code, 131_009);
+        assert_eq!(message(buttons(1, "Twenty-one characters")).unwrap_err().code, 131_009);
+
+        let list = |sections: usize, rows: usize| {
+            let sections: Vec<Value> = (0..sections)
+                .map(|s| json!({"title": format!("S{s}"), "rows": (0..rows).map(|r| json!({"id": format!("{s}.{r}"), "title": "Row"})).collect::<Vec<_>>()}))
+                .collect();
+            json!({"messaging_product": "whatsapp", "to": "15550001111", "type": "interactive",
+                   "interactive": {"type": "list", "body": {"text": "Pick"}, "action": {"button": "Options", "sections": sections}}})
+        };
+        assert!(message(list(2, 5)).is_ok());
+        assert!(message(list(3, 4)).unwrap_err().details.contains("12 rows"));
+        assert!(message(list(11, 0)).unwrap_err().details.contains("11 sections"));
+
+        let caption = |length: usize| json!({"messaging_product": "whatsapp", "to": "15550001111", "type": "image",
+                                             "image": {"link": "https://x/a.png", "caption": "é".repeat(length)}});
+        assert!(message(caption(1024)).is_ok(), "characters, not bytes");
+        assert_eq!(message(caption(1025)).unwrap_err().code, 131_009);
     }
 }
