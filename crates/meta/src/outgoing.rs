@@ -269,6 +269,30 @@ pub fn change(waba: &str, at: Timestamp, field: &str, value: Value) -> Value {
     })
 }
 
+/// A message id shaped as Meta's: `wamid.` and the base64 of a small
+/// protobuf-like record — the user's number, a direction byte (0x11 for a
+/// business's message, 0x12 for a user's) and an uppercase hex id (18
+/// characters out, 20 in), as every real wamid in the fixtures decodes.
+/// `sequence` makes it unique: the hex id is a bijective mix of it, so two
+/// sequences never give one id, yet ids do not look consecutive (apps that
+/// take wamids as opaque keys meet what they will meet in production).
+pub fn wamid(user: &str, inbound: bool, sequence: u64) -> String {
+    use base64::Engine;
+    // splitmix64's finaliser: a bijection on u64.
+    let mut mixed = sequence.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    mixed ^= mixed >> 31;
+    let (direction, id) = if inbound { (0x12, format!("3A00{mixed:016X}")) } else { (0x11, format!("5A{mixed:016X}")) };
+    let user = &user.as_bytes()[..user.len().min(64)];
+    let mut record = vec![0x1c, 0x18, user.len() as u8];
+    record.extend_from_slice(user);
+    record.extend_from_slice(&[0x15, 0x02, 0x00, direction, 0x18, id.len() as u8]);
+    record.extend_from_slice(id.as_bytes());
+    record.push(0x00);
+    format!("wamid.{}", base64::engine::general_purpose::STANDARD.encode(record))
+}
+
 /// The bytes of a webhook body as Meta writes them, which are the bytes
 /// it signs: compact JSON with every character outside ASCII escaped as
 /// `\uXXXX` (lowercase hex, UTF-16 code units, so an emoji is a surrogate
@@ -383,5 +407,21 @@ mod tests {
         // Plain ASCII is what serde_json writes.
         let ascii = json!({"a": "b \" \\ \n"});
         assert_eq!(webhook_text(&ascii), ascii.to_string());
+    }
+
+    #[test]
+    fn wamids_decode_as_metas_do_and_never_repeat() {
+        use base64::Engine;
+        let id = wamid("16503879439", false, 7);
+        let record = base64::engine::general_purpose::STANDARD.decode(id.strip_prefix("wamid.").unwrap()).unwrap();
+        assert_eq!(&record[..3], &[0x1c, 0x18, 11]);
+        assert_eq!(&record[3..14], b"16503879439");
+        assert_eq!(&record[14..20], &[0x15, 0x02, 0x00, 0x11, 0x18, 18]);
+        assert!(record[20..38].iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()));
+        assert_eq!(record[38..], [0x00]);
+        let inbound = wamid("16503879439", true, 7);
+        assert!(inbound.starts_with("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQz"), "{inbound}");
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|n| wamid("5511999990000", false, n)).collect();
+        assert_eq!(ids.len(), 10_000);
     }
 }

@@ -296,7 +296,7 @@ impl World {
         let now = self.now(real);
         let name = field("name").unwrap_or("Sandbox User");
         let result = self.transaction(|world| {
-            let id = format!("wamid.sandbox.in.{}", world.next_number("next_wamid")?);
+            let id = wameter_meta::outgoing::wamid(&wa_id(&user), true, world.next_number("next_wamid")?);
             world.append(now, EventKind::Inbound {
                 business: business.into(),
                 user: user.clone(),
@@ -385,7 +385,7 @@ impl World {
         };
         let id = self
             .transaction(|world| {
-                let id = format!("wamid.sandbox.{}", world.next_number("next_wamid")?);
+                let id = wameter_meta::outgoing::wamid(&wa_id(&message.user), false, world.next_number("next_wamid")?);
                 world.append(now, EventKind::Outbound { business: phone_number_id.into(), user: message.user.clone(), id: id.as_str().into(), template })?;
                 world.db.execute(
                     "INSERT INTO messages (id, business, wa_id, graph_version) VALUES (?1, ?2, ?3, ?4)",
