@@ -559,11 +559,7 @@ fn client_summary(client: &str, mut command: std::process::Command) -> Value {
 /// (`crates/cli/tests/pywa/sandbox_client.py` says what is checked).
 #[test]
 fn pywa_sends_through_the_sandbox_and_accepts_its_webhooks() {
-    let Some(python) = std::env::var_os("WAMETER_TEST_PYTHON") else {
-        assert!(std::env::var_os("CI").is_none(), "CI must set WAMETER_TEST_PYTHON (scripts/pywa-for-tests.sh)");
-        eprintln!("skipped: export WAMETER_TEST_PYTHON=\"$(scripts/pywa-for-tests.sh)\" to run pywa against the sandbox");
-        return;
-    };
+    let Some(python) = common::test_dependency("WAMETER_TEST_PYTHON", "scripts/pywa-for-tests.sh", "pywa against the sandbox") else { return };
     let mut command = std::process::Command::new(python);
     command.arg(common::root().join("crates/cli/tests/pywa/sandbox_client.py")).arg(env!("CARGO_BIN_EXE_wameter"));
     let summary = client_summary("pywa", command);
@@ -579,9 +575,8 @@ fn pywa_sends_through_the_sandbox_and_accepts_its_webhooks() {
 /// bodies failed its check on every such message (issue 22).
 #[test]
 fn whatsapp_api_js_verifies_the_sandboxs_webhooks_in_any_language() {
-    let Some(library) = std::env::var_os("WAMETER_TEST_WHATSAPP_API_JS") else {
-        assert!(std::env::var_os("CI").is_none(), "CI must set WAMETER_TEST_WHATSAPP_API_JS (scripts/whatsapp-api-js-for-tests.sh)");
-        eprintln!("skipped: export WAMETER_TEST_WHATSAPP_API_JS=\"$(scripts/whatsapp-api-js-for-tests.sh)\" to run whatsapp-api-js against the sandbox");
+    let Some(library) = common::test_dependency("WAMETER_TEST_WHATSAPP_API_JS", "scripts/whatsapp-api-js-for-tests.sh", "whatsapp-api-js against the sandbox")
+    else {
         return;
     };
     let mut command = std::process::Command::new("node");

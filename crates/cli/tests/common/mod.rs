@@ -71,3 +71,15 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The value of a test dependency's variable, set by `script` (which
+/// `.ci/run` runs): absent, the test is skipped with a note locally and
+/// fails in CI, so nothing is skipped there silently.
+pub fn test_dependency(variable: &str, script: &str, what: &str) -> Option<std::ffi::OsString> {
+    let value = std::env::var_os(variable);
+    if value.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI must set {variable} ({script})");
+        eprintln!("skipped: export {variable}=\"$({script})\" to run {what}");
+    }
+    value
+}
