@@ -128,6 +128,12 @@ pub fn parse_new(body: &Value) -> Result<NewTemplate, GraphError> {
 
 /// Distinct `{{…}}` placeholders in a text (`{{1}}`, `{{first_name}}`).
 fn placeholders(text: &str) -> usize {
+    placeholder_names(text).len()
+}
+
+/// The distinct names between `{{` and `}}`, in order: `1`, `2`… for a
+/// positional template, `first_name`… for a named one.
+fn placeholder_names(text: &str) -> Vec<&str> {
     let mut seen: Vec<&str> = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
@@ -138,7 +144,7 @@ fn placeholders(text: &str) -> usize {
         }
         rest = &rest[start + 2 + len + 2..];
     }
-    seen.len()
+    seen
 }
 
 /// The parameters a send must give each component of a template:
@@ -225,6 +231,41 @@ pub fn check_parameters(template: &Template, request_components: Option<&Value>)
             ));
         }
     }
+    check_parameter_names(template, request_components)
+}
+
+/// Named parameters by the template's own format: a `POSITIONAL` template
+/// takes none, and every text parameter of a `NAMED` template's header or
+/// body names one of its placeholders, as Meta checks them (132000).
+fn check_parameter_names(template: &Template, request_components: Option<&Value>) -> Result<(), GraphError> {
+    let named = template.parameter_format.eq_ignore_ascii_case("NAMED");
+    let mismatch = |details: String| GraphError::new(PARAMETER_COUNT, "Number of parameters does not match the expected number of params", details);
+    for component in request_components.and_then(Value::as_array).into_iter().flatten() {
+        let kind = component.get("type").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+        let texts: Vec<&str> = template
+            .components
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c.get("type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case(&kind)))
+            .filter_map(|c| c.get("text").and_then(Value::as_str))
+            .collect();
+        for parameter in component.get("parameters").and_then(Value::as_array).into_iter().flatten() {
+            let name = parameter.get("parameter_name").and_then(Value::as_str);
+            match (named, name) {
+                (false, Some(name)) => {
+                    return Err(mismatch(format!("{kind}: parameter_name `{name}` given to template {} whose parameter_format is POSITIONAL", template.name)));
+                }
+                (true, None) if matches!(kind.as_str(), "header" | "body") && parameter.get("type").and_then(Value::as_str) == Some("text") => {
+                    return Err(mismatch(format!("{kind}: template {} is NAMED; every text parameter needs its parameter_name", template.name)));
+                }
+                (true, Some(name)) if !texts.iter().any(|text| placeholder_names(text).contains(&name)) => {
+                    return Err(mismatch(format!("{kind}: template {} has no parameter named `{name}`", template.name)));
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(())
 }
 
@@ -305,5 +346,20 @@ mod tests {
         assert_eq!(parse_new(&json!({"language": "en_US", "category": "UTILITY"})).unwrap_err().message, "(#100) The parameter name is required.");
         assert!(parse_new(&json!({"name": "Order Update", "language": "en_US", "category": "UTILITY"})).is_err());
         assert!(parse_new(&json!({"name": "x", "language": "en_US", "category": "SERVICE"})).is_err());
+    }
+
+    #[test]
+    fn named_parameters_follow_the_templates_own_format() {
+        let positional = template(json!([{"type": "BODY", "text": "Order {{1}}"}]));
+        let with_name = json!([{"type": "body", "parameters": [{"type": "text", "parameter_name": "order", "text": "7"}]}]);
+        let plain = json!([{"type": "body", "parameters": [{"type": "text", "text": "7"}]}]);
+        assert_eq!(check_parameters(&positional, Some(&plain)), Ok(()));
+        assert!(check_parameters(&positional, Some(&with_name)).unwrap_err().details.contains("POSITIONAL"));
+
+        let named = Template { parameter_format: "NAMED".into(), ..template(json!([{"type": "BODY", "text": "Order {{order}}"}])) };
+        assert_eq!(check_parameters(&named, Some(&with_name)), Ok(()));
+        assert!(check_parameters(&named, Some(&plain)).unwrap_err().details.contains("needs its parameter_name"));
+        let wrong = json!([{"type": "body", "parameters": [{"type": "text", "parameter_name": "orden", "text": "7"}]}]);
+        assert!(check_parameters(&named, Some(&wrong)).unwrap_err().details.contains("no parameter named `orden`"));
     }
 }
