@@ -300,7 +300,7 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
                 let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
                 let wa_id = user.to_string().trim_start_matches('+').to_string();
                 let id = id.as_deref().map_or_else(|| format!("wamid.gen.in.{}", event.origin.line), str::to_string);
-                sender.user_text(&UserMessage { wa_id: &wa_id, user_id: None, name: "User", id: &id, at: event.at, text: "Hello", entry_point: *entry_point })
+                sender.user_text(&UserMessage { wa_id: &wa_id, user_id: None, name: "User", id: &id, at: event.at, text: "Hello", content: None, entry_point: *entry_point })
             }
             EventKind::Outbound { business, user, id, .. } => {
                 sends.insert(id, (business, user.to_string().trim_start_matches('+').to_string()));

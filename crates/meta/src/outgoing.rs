@@ -64,17 +64,18 @@ impl Sender<'_> {
     /// point adds the `referral` object Meta attaches to a click-to-WhatsApp
     /// ad or Page button message.
     pub fn user_text(&self, user: &UserMessage<'_>) -> Value {
-        let mut message = json!({
-            "from": user.wa_id,
-            "id": user.id,
-            "timestamp": user.at.as_second().to_string(),
-            "type": "text",
-            "text": {"body": user.text}
-        });
+        let mut message = match user.content {
+            Some(content) => Value::Object(content.clone()),
+            None => json!({"type": "text", "text": {"body": user.text}}),
+        };
+        message["from"] = json!(user.wa_id);
+        message["id"] = json!(user.id);
+        message["timestamp"] = json!(user.at.as_second().to_string());
         if let Some(user_id) = user.user_id {
             message["from_user_id"] = json!(user_id);
         }
-        if let Some(entry_point) = user.entry_point {
+        // A referral given with the content (an ad's own fields) stands.
+        if let (Some(entry_point), None) = (user.entry_point, message.get("referral")) {
             let source_type = match entry_point {
                 EntryPoint::Ad => "ad",
                 EntryPoint::PageCta => "post",
@@ -148,8 +149,12 @@ pub struct UserMessage<'a> {
     pub id: &'a str,
     /// When it was sent (Meta sends whole seconds).
     pub at: Timestamp,
-    /// The text.
+    /// The text, for a text message.
     pub text: &'a str,
+    /// Any other kind, in Meta's message shape without `from`, `id` and
+    /// `timestamp` (`{"type": "image", "image": {…}, "context": {…}}`):
+    /// sent as given instead of the text.
+    pub content: Option<&'a Map<String, Value>>,
     /// Set when the user came through an ad or a Page button.
     pub entry_point: Option<EntryPoint>,
 }
@@ -356,6 +361,7 @@ mod tests {
             id: "wamid.in-1",
             at,
             text: "hi",
+            content: None,
             entry_point: Some(EntryPoint::Ad),
         });
         let items = crate::parse_envelope(&body, Origin::default()).unwrap();

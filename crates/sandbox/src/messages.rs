@@ -177,6 +177,80 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
     Ok(Request::Message(Message { input: input.into(), user, kind: kind.into(), template }))
 }
 
+/// The kinds of user message Meta's webhooks carry, each with the object
+/// its `type` names (what a user can send; `system` and `unsupported` are
+/// Meta's own and not simulated).
+const INBOUND: [&str; 13] =
+    ["text", "image", "audio", "video", "document", "sticker", "location", "contacts", "interactive", "button", "reaction", "order", "request_welcome"];
+
+/// A user message for `POST /_sandbox/inbound`'s `message`, in Meta's own
+/// shape without `from`, `id` and `timestamp` (the sandbox writes them),
+/// checked for what each kind must carry; `context` (a reply) and
+/// `referral` (an ad's fields) pass through. Says what is wrong otherwise.
+pub fn inbound_content(message: &Value) -> Result<serde_json::Map<String, Value>, String> {
+    let Some(object) = message.as_object() else { return Err("`message` must be an object in Meta's message shape".into()) };
+    let kind = object.get("type").and_then(Value::as_str).ok_or("`message.type` is required")?;
+    if !INBOUND.contains(&kind) {
+        return Err(format!("`message.type` `{kind}`: must be one of {}", INBOUND.join(", ")));
+    }
+    let has = |path: &[&str]| {
+        let mut value = object.get(kind);
+        for key in path {
+            value = value.and_then(|v| v.get(key));
+        }
+        value.is_some_and(|v| !v.is_null())
+    };
+    let missing = |path: &[&str]| Err(format!("`message.{kind}{}` is required for a {kind} message", path.iter().map(|k| format!(".{k}")).collect::<String>()));
+    match kind {
+        "request_welcome" => {}
+        "contacts" => {
+            if object.get("contacts").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+                return Err("`message.contacts` must be a non-empty array".into());
+            }
+        }
+        _ if !object.get(kind).is_some_and(Value::is_object) => return Err(format!("`message.{kind}` must be an object")),
+        "text" if !has(&["body"]) => return missing(&["body"]),
+        media if MEDIA.contains(&media) => {
+            for field in ["id", "mime_type"] {
+                if !has(&[field]) {
+                    return missing(&[field]);
+                }
+            }
+        }
+        "location" if !(has(&["latitude"]) && has(&["longitude"])) => return missing(&["latitude"]),
+        "button" if !(has(&["text"]) && has(&["payload"])) => return missing(&["text"]),
+        "reaction" if !has(&["message_id"]) => return missing(&["message_id"]),
+        "order" if !has(&["product_items"]) => return missing(&["product_items"]),
+        "interactive" => {
+            let reply = object[kind].get("type").and_then(Value::as_str).unwrap_or_default();
+            if !["button_reply", "list_reply", "nfm_reply"].contains(&reply) {
+                return Err(format!("`message.interactive.type` `{reply}`: must be button_reply, list_reply or nfm_reply"));
+            }
+            let fields: &[&str] = if reply == "nfm_reply" { &["response_json"] } else { &["id", "title"] };
+            for field in fields {
+                if !has(&[reply, field]) {
+                    return missing(&[reply, field]);
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(context) = object.get("context") {
+        if !context.get("id").is_some_and(Value::is_string) {
+            return Err("`message.context.id` (the message replied to) is required with a context".into());
+        }
+    }
+    if object.get("referral").is_some_and(|r| !r.is_object()) {
+        return Err("`message.referral` must be an object".into());
+    }
+    for field in ["from", "id", "timestamp"] {
+        if object.contains_key(field) {
+            return Err(format!("`message.{field}` is written by the sandbox; leave it out"));
+        }
+    }
+    Ok(object.clone())
+}
+
 /// `(#131009) Parameter value is not valid`, as Meta answers a value past
 /// its bounds.
 fn out_of_bounds(details: String) -> GraphError {
@@ -325,5 +399,34 @@ mod tests {
                                              "image": {"link": "https://x/a.png", "caption": "é".repeat(length)}});
         assert!(message(caption(1024)).is_ok(), "characters, not bytes");
         assert_eq!(message(caption(1025)).unwrap_err().code, 131_009);
+    }
+
+    #[test]
+    fn inbound_kinds_carry_what_meta_sends() {
+        for message in [
+            json!({"type": "image", "image": {"id": "1", "mime_type": "image/jpeg", "sha256": "x"}}),
+            json!({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}}, "context": {"from": "1", "id": "wamid.X"}}),
+            json!({"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": "r1", "title": "Row", "description": "d"}}}),
+            json!({"type": "interactive", "interactive": {"type": "nfm_reply", "nfm_reply": {"response_json": "{}", "body": "Sent", "name": "flow"}}}),
+            json!({"type": "button", "button": {"text": "Stop", "payload": "STOP"}}),
+            json!({"type": "reaction", "reaction": {"message_id": "wamid.X", "emoji": "👍"}}),
+            json!({"type": "location", "location": {"latitude": -23.5, "longitude": -46.6}}),
+            json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "Ana"}}]}),
+            json!({"type": "order", "order": {"catalog_id": "1", "product_items": []}}),
+            json!({"type": "text", "text": {"body": "from an ad"}, "referral": {"source_type": "ad", "source_id": "9", "ctwa_clid": "c"}}),
+        ] {
+            assert!(inbound_content(&message).is_ok(), "{message}");
+        }
+        for (message, says) in [
+            (json!({"type": "image", "image": {"mime_type": "image/jpeg"}}), "image.id"),
+            (json!({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "yes"}}}), "button_reply.title"),
+            (json!({"type": "interactive", "interactive": {"type": "cta_url"}}), "button_reply, list_reply or nfm_reply"),
+            (json!({"type": "hologram"}), "must be one of"),
+            (json!({"type": "text", "text": {"body": "x"}, "id": "wamid.mine"}), "written by the sandbox"),
+            (json!({"type": "text", "text": {"body": "x"}, "context": {}}), "context.id"),
+        ] {
+            let error = inbound_content(&message).unwrap_err();
+            assert!(error.contains(says), "{message}: {error}");
+        }
     }
 }

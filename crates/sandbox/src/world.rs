@@ -289,10 +289,14 @@ impl World {
         let user = UserId::parse(field("user").ok_or_else(|| ControlError("`user` (the user's phone number) is required".into()))?)
             .map_err(|e| ControlError(format!("`user`: {e}")))?;
         let text = field("text").unwrap_or("Hello");
+        let content = request.get("message").map(messages::inbound_content).transpose().map_err(ControlError)?;
         let entry_point = match field("entry_point") {
             None => None,
             Some(text) => Some(EntryPoint::parse(text).ok_or_else(|| ControlError(format!("`entry_point` `{text}`: must be ad or page_cta")))?),
         };
+        // A message with a referral is an ad entry point, as wameter reads
+        // Meta's webhooks (docs/rules.md): the sandbox bills it the same way.
+        let entry_point = entry_point.or_else(|| content.as_ref().filter(|c| c.get("referral").is_some()).map(|_| EntryPoint::Ad));
         let now = self.now(real);
         let name = field("name").unwrap_or("Sandbox User");
         let result = self.transaction(|world| {
@@ -308,7 +312,7 @@ impl World {
             let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
             let wa_id = wa_id(&user);
             let user_id = world.bsuid(business, &user, now);
-            let body = sender.user_text(&UserMessage { wa_id: &wa_id, user_id: user_id.as_deref(), name, id: &id, at: now, text, entry_point });
+            let body = sender.user_text(&UserMessage { wa_id: &wa_id, user_id: user_id.as_deref(), name, id: &id, at: now, text, content: content.as_ref(), entry_point });
             world.enqueue(real, &body)?;
             Ok(id)
         });

@@ -25,11 +25,18 @@ const TEXTS = {
   "5511999990002": "👍🏽 ok 🎉 a/b",
 };
 
+// Beyond text: a reply button tapped on a reply to an earlier message, and
+// a photo, in Meta's message shape (POST /_sandbox/inbound's `message`).
+const KINDS = {
+  "5511999990003": { type: "interactive", interactive: { type: "button_reply", button_reply: { id: "confirm-7", title: "Sim ✅" } }, context: { from: "15550783881", id: "wamid.earlier" } },
+  "5511999990004": { type: "image", image: { id: "1479537139650973", mime_type: "image/jpeg", sha256: "abc", caption: "minha nota fiscal" } },
+};
+
 const api = new WhatsAppAPI({ token: "any-token", appSecret: SECRET, webhookVerifyToken: "wajs-verify", v: "v23.0" });
 const received = new Map();
 const refused = [];
 api.on.message = ({ from, message }) => {
-  received.set(from, message.text?.body);
+  received.set(from, message.text?.body ?? message);
 };
 
 const app = createServer((request, response) => {
@@ -75,14 +82,27 @@ for (const [user, text] of Object.entries(TEXTS)) {
   });
   if (!answer.ok) fail(`inbound for ${user}: ${answer.status} ${await answer.text()}`);
 }
+for (const [user, message] of Object.entries(KINDS)) {
+  const answer = await fetch(`${base}/_sandbox/inbound`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ business: PHONE, user, message }),
+  });
+  if (!answer.ok) fail(`inbound ${message.type} for ${user}: ${answer.status} ${await answer.text()}`);
+}
+const expected = Object.keys(TEXTS).length + Object.keys(KINDS).length;
 const deadline = Date.now() + 30_000;
-while (received.size < Object.keys(TEXTS).length && refused.length === 0 && Date.now() < deadline) {
+while (received.size < expected && refused.length === 0 && Date.now() < deadline) {
   await new Promise((resolve) => setTimeout(resolve, 50));
 }
 if (refused.length) fail(`whatsapp-api-js refused the sandbox's webhook: ${refused[0]}`);
 for (const [user, text] of Object.entries(TEXTS)) {
   if (received.get(user) !== text) fail(`${user}: received ${JSON.stringify(received.get(user))}, sent ${JSON.stringify(text)}`);
 }
+const tapped = received.get("5511999990003");
+if (tapped?.interactive?.button_reply?.id !== "confirm-7" || tapped?.context?.id !== "wamid.earlier") fail(`button reply: ${JSON.stringify(tapped)}`);
+const photo = received.get("5511999990004");
+if (photo?.type !== "image" || photo?.image?.caption !== "minha nota fiscal" || !photo?.id?.startsWith("wamid.")) fail(`image: ${JSON.stringify(photo)}`);
 sandbox.kill();
 app.close();
 console.log(JSON.stringify({ "whatsapp-api-js": "ok", verified: received.size }));
