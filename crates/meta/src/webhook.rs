@@ -133,6 +133,14 @@ pub fn parse_conversation(value: &Value) -> Result<MetaConversation, (String, St
     Ok(MetaConversation { id, origin_type, expires_at })
 }
 
+/// The entry point a user's message opens, as wameter reads Meta's
+/// webhooks: a `referral` object (a click-to-WhatsApp ad, a Page button) is
+/// an ad entry point. The sandbox applies the same rule to the messages it
+/// simulates, so it bills them as `serve` will.
+pub fn referral_entry_point(message: &Map<String, Value>) -> Option<EntryPoint> {
+    message.get("referral").is_some_and(Value::is_object).then_some(EntryPoint::Ad)
+}
+
 /// Reads Meta's UNIX-seconds timestamps: a number or a string of digits.
 pub fn unix_time(value: &Value) -> Result<Timestamp, String> {
     let seconds = match value {
@@ -358,10 +366,7 @@ impl Reader {
             Err(p) => return self.items.problems.push(p),
         };
         let Some(business) = self.business(at_where.business, at_where.value_path) else { return };
-        let entry_point = match message.get("referral") {
-            Some(Value::Object(_)) => Some(EntryPoint::Ad),
-            _ => None,
-        };
+        let entry_point = referral_entry_point(message);
         let id = message.get("id").and_then(id_text);
         let kind = InboundKind::Message;
         self.items.events.push(Event {

@@ -209,36 +209,34 @@ pub fn inbound_content(message: &Value) -> Result<serde_json::Map<String, Value>
             }
         }
         _ if !object.get(kind).is_some_and(Value::is_object) => return Err(format!("`message.{kind}` must be an object")),
-        "text" if !has(&["body"]) => return missing(&["body"]),
-        media if MEDIA.contains(&media) => {
-            for field in ["id", "mime_type"] {
-                if !has(&[field]) {
-                    return missing(&[field]);
-                }
-            }
-        }
-        "location" if !(has(&["latitude"]) && has(&["longitude"])) => return missing(&["latitude"]),
-        "button" if !(has(&["text"]) && has(&["payload"])) => return missing(&["text"]),
-        "reaction" if !has(&["message_id"]) => return missing(&["message_id"]),
-        "order" if !has(&["product_items"]) => return missing(&["product_items"]),
         "interactive" => {
             let reply = object[kind].get("type").and_then(Value::as_str).unwrap_or_default();
             if !["button_reply", "list_reply", "nfm_reply"].contains(&reply) {
                 return Err(format!("`message.interactive.type` `{reply}`: must be button_reply, list_reply or nfm_reply"));
             }
             let fields: &[&str] = if reply == "nfm_reply" { &["response_json"] } else { &["id", "title"] };
-            for field in fields {
-                if !has(&[reply, field]) {
-                    return missing(&[reply, field]);
-                }
+            if let Some(field) = fields.iter().find(|field| !has(&[reply, field])) {
+                return missing(&[reply, field]);
             }
         }
-        _ => {}
-    }
-    if let Some(context) = object.get("context") {
-        if !context.get("id").is_some_and(Value::is_string) {
-            return Err("`message.context.id` (the message replied to) is required with a context".into());
+        _ => {
+            // What each kind's object must carry; the first one absent is named.
+            let required: &[&str] = match kind {
+                "text" => &["body"],
+                "location" => &["latitude", "longitude"],
+                "button" => &["text", "payload"],
+                "reaction" => &["message_id"],
+                "order" => &["product_items"],
+                _ if MEDIA.contains(&kind) => &["id", "mime_type"],
+                _ => &[],
+            };
+            if let Some(field) = required.iter().find(|field| !has(&[field])) {
+                return missing(&[field]);
+            }
         }
+    }
+    if object.get("context").is_some_and(|context| !context.get("id").is_some_and(Value::is_string)) {
+        return Err("`message.context.id` (the message replied to) is required with a context".into());
     }
     if object.get("referral").is_some_and(|r| !r.is_object()) {
         return Err("`message.referral` must be an object".into());
@@ -419,6 +417,8 @@ mod tests {
         }
         for (message, says) in [
             (json!({"type": "image", "image": {"mime_type": "image/jpeg"}}), "image.id"),
+            (json!({"type": "location", "location": {"latitude": 1.5}}), "location.longitude"),
+            (json!({"type": "button", "button": {"text": "Stop"}}), "button.payload"),
             (json!({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "yes"}}}), "button_reply.title"),
             (json!({"type": "interactive", "interactive": {"type": "cta_url"}}), "button_reply, list_reply or nfm_reply"),
             (json!({"type": "hologram"}), "must be one of"),

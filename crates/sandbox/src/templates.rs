@@ -224,14 +224,15 @@ pub fn check_parameters(template: &Template, request_components: Option<&Value>)
     for key in keys {
         let (want, got) = (count(&expected, key), count(&given, key));
         if want != got {
-            return Err(GraphError::new(
-                PARAMETER_COUNT,
-                "Number of parameters does not match the expected number of params",
-                format!("{key}: number of localizable_params ({got}) does not match the expected number of params ({want})"),
-            ));
+            return Err(parameter_mismatch(format!("{key}: number of localizable_params ({got}) does not match the expected number of params ({want})")));
         }
     }
     check_parameter_names(template, request_components)
+}
+
+/// Meta's 132000, which it gives for every parameter a send gets wrong.
+fn parameter_mismatch(details: String) -> GraphError {
+    GraphError::new(PARAMETER_COUNT, "Number of parameters does not match the expected number of params", details)
 }
 
 /// Named parameters by the template's own format: a `POSITIONAL` template
@@ -239,7 +240,6 @@ pub fn check_parameters(template: &Template, request_components: Option<&Value>)
 /// body names one of its placeholders, as Meta checks them (132000).
 fn check_parameter_names(template: &Template, request_components: Option<&Value>) -> Result<(), GraphError> {
     let named = template.parameter_format.eq_ignore_ascii_case("NAMED");
-    let mismatch = |details: String| GraphError::new(PARAMETER_COUNT, "Number of parameters does not match the expected number of params", details);
     for component in request_components.and_then(Value::as_array).into_iter().flatten() {
         let kind = component.get("type").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
         let texts: Vec<&str> = template
@@ -254,13 +254,13 @@ fn check_parameter_names(template: &Template, request_components: Option<&Value>
             let name = parameter.get("parameter_name").and_then(Value::as_str);
             match (named, name) {
                 (false, Some(name)) => {
-                    return Err(mismatch(format!("{kind}: parameter_name `{name}` given to template {} whose parameter_format is POSITIONAL", template.name)));
+                    return Err(parameter_mismatch(format!("{kind}: parameter_name `{name}` given to template {} whose parameter_format is POSITIONAL", template.name)));
                 }
                 (true, None) if matches!(kind.as_str(), "header" | "body") && parameter.get("type").and_then(Value::as_str) == Some("text") => {
-                    return Err(mismatch(format!("{kind}: template {} is NAMED; every text parameter needs its parameter_name", template.name)));
+                    return Err(parameter_mismatch(format!("{kind}: template {} is NAMED; every text parameter needs its parameter_name", template.name)));
                 }
                 (true, Some(name)) if !texts.iter().any(|text| placeholder_names(text).contains(&name)) => {
-                    return Err(mismatch(format!("{kind}: template {} has no parameter named `{name}`", template.name)));
+                    return Err(parameter_mismatch(format!("{kind}: template {} has no parameter named `{name}`", template.name)));
                 }
                 _ => {}
             }

@@ -294,9 +294,8 @@ impl World {
             None => None,
             Some(text) => Some(EntryPoint::parse(text).ok_or_else(|| ControlError(format!("`entry_point` `{text}`: must be ad or page_cta")))?),
         };
-        // A message with a referral is an ad entry point, as wameter reads
-        // Meta's webhooks (docs/rules.md): the sandbox bills it the same way.
-        let entry_point = entry_point.or_else(|| content.as_ref().filter(|c| c.get("referral").is_some()).map(|_| EntryPoint::Ad));
+        // Billed as wameter reads the webhook the sandbox will send.
+        let entry_point = entry_point.or_else(|| content.as_ref().and_then(wameter_meta::webhook::referral_entry_point));
         let now = self.now(real);
         let name = field("name").unwrap_or("Sandbox User");
         let result = self.transaction(|world| {

@@ -167,21 +167,18 @@ pub fn sqlite_in(dir: &Path) -> String {
 /// by `.ci/run` with `scripts/postgres-for-tests.sh`). Without it the
 /// PostgreSQL tests cannot run: skipped with a note locally, a failure in CI.
 pub fn postgres_database(name: &str) -> Option<String> {
-    let Ok(url) = std::env::var("WAMETER_TEST_POSTGRES") else {
-        assert!(std::env::var_os("CI").is_none(), "CI must set WAMETER_TEST_POSTGRES (see .ci/run)");
-        eprintln!("WAMETER_TEST_POSTGRES is not set: PostgreSQL test skipped (scripts/postgres-for-tests.sh starts one)");
-        return None;
-    };
+    let url = crate::common::test_dependency("WAMETER_TEST_POSTGRES", "scripts/postgres-for-tests.sh", "the PostgreSQL tests")?;
+    let url = url.to_str().expect("WAMETER_TEST_POSTGRES is a URL");
     let database = format!("wameter_{name}_{}", std::process::id());
     for sql in [format!("DROP DATABASE IF EXISTS {database}"), format!("CREATE DATABASE {database}")] {
         let status = std::process::Command::new("psql")
-            .args([url.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-c", &sql])
+            .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", &sql])
             .env("PGOPTIONS", "--client-min-messages=warning")
             .status()
             .expect("psql runs");
         assert!(status.success(), "{sql}");
     }
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
     Some(format!("{base}/{database}"))
 }
 
