@@ -48,22 +48,22 @@ use crate::window::{ContactState, Slot, Window};
 pub const FREE_TIER_CONVERSATIONS: u64 = 1_000;
 
 /// A delivered outbound message waiting for the rules.
-#[derive(Clone, Debug)]
-struct DeliveredMessage {
-    id: Box<str>,
-    template: Option<Template>,
-    sent_at: Timestamp,
-    origin: Origin,
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DeliveredMessage {
+    pub(crate) id: Box<str>,
+    pub(crate) template: Option<Template>,
+    pub(crate) sent_at: Timestamp,
+    pub(crate) origin: Origin,
 }
 
-#[derive(Clone, Debug)]
-enum Item {
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Item {
     Inbound { at: Timestamp, entry_point: bool },
     Delivery { at: Timestamp, message: Box<DeliveredMessage> },
 }
 
 impl Item {
-    fn sort_key(&self) -> (Timestamp, u8, &str) {
+    pub(crate) fn sort_key(&self) -> (Timestamp, u8, &str) {
         match self {
             Item::Inbound { at, .. } => (*at, 0, ""),
             Item::Delivery { at, message } => (*at, 1, &message.id),
@@ -79,7 +79,7 @@ pub struct ContactTimeline {
     pub business: Arc<str>,
     /// The user.
     pub user: UserId,
-    items: Vec<Item>,
+    pub(crate) items: Vec<Item>,
 }
 
 /// Counts from [`prepare`].
@@ -109,20 +109,20 @@ pub struct Prepared {
 }
 
 #[derive(Default)]
-struct StatusSummary {
+pub(crate) struct StatusSummary {
     first_delivered: Option<Timestamp>,
     first_read: Option<Timestamp>,
-    failed: Option<(Option<i64>, Origin)>,
-    origin: Option<Origin>,
+    pub(crate) failed: Option<(Option<i64>, Origin)>,
+    pub(crate) origin: Option<Origin>,
     /// (status, instant) pairs read: an exact repeat (a redelivered
     /// webhook) is a duplicate. Kept here rather than in a set of its own,
     /// which cost a copy of the wamid and a second hash per status.
-    seen: Vec<(DeliveryStatus, Timestamp)>,
+    pub(crate) seen: Vec<(DeliveryStatus, Timestamp)>,
 }
 
 impl StatusSummary {
     /// Takes one status in; `false` when it is an exact repeat.
-    fn record(&mut self, status: DeliveryStatus, error: Option<i64>, at: Timestamp, origin: Origin) -> bool {
+    pub(crate) fn record(&mut self, status: DeliveryStatus, error: Option<i64>, at: Timestamp, origin: Origin) -> bool {
         if self.seen.contains(&(status, at)) {
             return false;
         }
@@ -138,13 +138,19 @@ impl StatusSummary {
         true
     }
 
+    /// The charging instant (decision D3): the first `delivered`, else the
+    /// first `read`.
+    pub(crate) fn delivered_at(&self) -> Option<Timestamp> {
+        self.first_delivered.or(self.first_read)
+    }
+
     /// What the message's fate needs of it (without the repeats seen).
-    fn outcome(&self) -> StatusSummary {
+    pub(crate) fn outcome(&self) -> StatusSummary {
         StatusSummary { first_delivered: self.first_delivered, first_read: self.first_read, failed: self.failed, origin: self.origin, seen: Vec::new() }
     }
 
     /// The statuses of both summaries, as if read into one.
-    fn merged(&self, other: &StatusSummary) -> StatusSummary {
+    pub(crate) fn merged(&self, other: &StatusSummary) -> StatusSummary {
         let earliest = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -175,7 +181,7 @@ struct OutboundSeen {
     origin: Origin,
 }
 
-fn intern(pool: &mut HashMap<Box<str>, Arc<str>>, text: Box<str>) -> Arc<str> {
+pub(crate) fn intern(pool: &mut HashMap<Box<str>, Arc<str>>, text: Box<str>) -> Arc<str> {
     if let Some(shared) = pool.get(&text) {
         return shared.clone();
     }
@@ -269,6 +275,33 @@ impl<T> ByMessage<T> {
     }
 }
 
+/// An outbound message read twice, differently.
+pub(crate) fn conflicting_outbound(id: &str, business: &str, origin: Origin) -> Warning {
+    Warning {
+        code: "conflicting_outbound",
+        message: format!("outbound message {id} of business {business} appears twice with different user or template; the first one read is kept"),
+        origin: Some(origin),
+    }
+}
+
+/// A status whose message was never sent (as far as the log says).
+pub(crate) fn unknown_status(origin: Origin, id: &str, business: Option<&str>) -> Warning {
+    let message = match business {
+        None => format!("status for message {id}, which has no outbound event in the log; ignored"),
+        Some(business) => format!("status for message {id} of business {business}, which has no outbound event in the log; ignored"),
+    };
+    Warning { code: "unknown_status_id", message, origin: Some(origin) }
+}
+
+/// A message both failed and delivered.
+pub(crate) fn failed_after_delivery(id: &str, error: Option<i64>, origin: Origin) -> Warning {
+    Warning {
+        code: "failed_after_delivery",
+        message: format!("message {id} has a `failed` status{} and a delivery; counted as delivered", error.map(|e| format!(" ({e})")).unwrap_or_default()),
+        origin: Some(origin),
+    }
+}
+
 /// Stage 1: deduplicate, resolve deliveries, build per-pair timelines.
 ///
 /// A status is matched to its outbound message by wamid *and* business:
@@ -323,13 +356,7 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
                     stats.duplicates += 1;
                     let same = kept.user == again.user && kept.template == again.template;
                     if !same {
-                        warnings.push(Warning {
-                            code: "conflicting_outbound",
-                            message: format!(
-                                "outbound message {id} of business {business} appears twice with different user or template; the first one read is kept"
-                            ),
-                            origin: Some(event.origin),
-                        });
+                        warnings.push(conflicting_outbound(&id, &business, event.origin));
                     }
                     // Keep the earliest, whatever the input order.
                     if (again.at, again.origin) < (kept.at, kept.origin) && same {
@@ -363,13 +390,7 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
         }
     }
     unknown.sort();
-    for (origin, id, business) in unknown {
-        let message = match business {
-            None => format!("status for message {id}, which has no outbound event in the log; ignored"),
-            Some(business) => format!("status for message {id} of business {business}, which has no outbound event in the log; ignored"),
-        };
-        warnings.push(Warning { code: "unknown_status_id", message, origin: Some(origin) });
-    }
+    warnings.extend(unknown.into_iter().map(|(origin, id, business)| unknown_status(origin, id, business)));
     drop(sent_ids);
 
     let any_owned = !statuses.is_empty();
@@ -385,20 +406,13 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
             (Some(a), Some(b)) => Some(a.merged(b)),
             (a, b) => a.or(b).map(StatusSummary::outcome),
         };
-        let delivered_at = summary.as_ref().and_then(|s| s.first_delivered.or(s.first_read));
+        let delivered_at = summary.as_ref().and_then(StatusSummary::delivered_at);
         let Some(delivered_at) = delivered_at else {
             if summary.as_ref().is_some_and(|s| s.failed.is_some()) { stats.failed += 1 } else { stats.undelivered += 1 }
             continue;
         };
         if let Some((error, origin)) = summary.as_ref().and_then(|s| s.failed) {
-            warnings.push(Warning {
-                code: "failed_after_delivery",
-                message: format!(
-                    "message {id} has a `failed` status{} and a delivery; counted as delivered",
-                    error.map(|e| format!(" ({e})")).unwrap_or_default()
-                ),
-                origin: Some(origin),
-            });
+            warnings.push(failed_after_delivery(&id, error, origin));
         }
         stats.delivered += 1;
         let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin };
@@ -425,7 +439,7 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
         })
         .collect();
     contacts.sort_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
-    warnings.sort_by(|a, b| (a.origin, a.code).cmp(&(b.origin, b.code)));
+    sort_warnings(&mut warnings);
     Prepared { contacts, warnings, stats }
 }
 
@@ -439,7 +453,7 @@ pub struct ContactDecisions {
 }
 
 /// The result of a replay.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
     /// Charges in delivery order.
     pub charges: Vec<Charge>,
@@ -581,15 +595,24 @@ impl Engine<'_> {
 
     /// Walks the items before `until` (all of them without it).
     fn walk(&self, contact: &ContactTimeline, until: Option<Timestamp>) -> (ContactDecisions, ContactState) {
-        let business = self.accounts.get_or_default(&contact.business);
         let mut state = ContactState::default();
         // A charge is large (its trail explains it); growing the vector
         // one doubling at a time copied each several times, 14 % of a
         // replay (perf, PERFORMANCE.md).
         let deliveries = contact.items.iter().filter(|item| matches!(item, Item::Delivery { .. })).count();
         let mut out = ContactDecisions { charges: Vec::with_capacity(deliveries), errors: Vec::new() };
+        self.walk_on(contact, 0, &mut state, until, &mut out);
+        (out, state)
+    }
+
+    /// Walks `contact.items[from..]` (those before `until`) on from `state`,
+    /// the state after the items before `from`; decisions go to `out`. The
+    /// incremental meter resumes a timeline here when events only append to
+    /// it.
+    pub(crate) fn walk_on(&self, contact: &ContactTimeline, from: usize, state: &mut ContactState, until: Option<Timestamp>, out: &mut ContactDecisions) {
+        let business = self.accounts.get_or_default(&contact.business);
         let mut market_cache: Option<(Date, MarketMatch)> = None;
-        for item in &contact.items {
+        for item in &contact.items[from.min(contact.items.len())..] {
             if until.is_some_and(|until| item.sort_key().0 >= until) {
                 break;
             }
@@ -627,12 +650,12 @@ impl Engine<'_> {
                 opened_free_entry_point,
                 options: &self.accounts.options,
             };
-            let open_before = open_conversations(&state, &delivery, at);
+            let open_before = open_conversations(state, &delivery, at);
             let verdict: Verdict = match ruleset {
-                Ruleset::Cbp2022 => rules::cbp_2022::decide(&delivery, &mut state),
-                Ruleset::Cbp2023 => rules::cbp_2023::decide(&delivery, &mut state),
-                Ruleset::Pmp2025 => rules::pmp_2025::decide(&delivery, &mut state),
-                Ruleset::Pmp2026Oct => rules::pmp_2026_10::decide(&delivery, &mut state),
+                Ruleset::Cbp2022 => rules::cbp_2022::decide(&delivery, state),
+                Ruleset::Cbp2023 => rules::cbp_2023::decide(&delivery, state),
+                Ruleset::Pmp2025 => rules::pmp_2025::decide(&delivery, state),
+                Ruleset::Pmp2026Oct => rules::pmp_2026_10::decide(&delivery, state),
             };
             if let UserId::Bsuid(id, None) = &contact.user {
                 out.errors.push(PricingError {
@@ -695,7 +718,6 @@ impl Engine<'_> {
                 settlement: verdict.settlement,
             });
         }
-        (out, state)
     }
 
     /// Stage 3: global delivery order, shared monthly counters, prices.
@@ -716,64 +738,89 @@ impl Engine<'_> {
         let mut slots: Vec<Option<Charge>> = charges.into_iter().map(Some).collect();
 
         let mut settler = Settler::new(self);
+        let mut counters = Counters::carried(self.month_to_date);
+        // Conversation id → (type, billable, category) fixed by its opener.
+        let mut conversations: HashMap<String, (PricingType, bool, PricingCategory)> = HashMap::default();
         let mut priced = Vec::with_capacity(slots.len());
         for index in order {
             let mut charge = slots[index].take().expect("each index once");
-            match settler.settle(&mut charge) {
-                Ok(()) => priced.push(charge),
+            let conversation = match charge.settlement {
+                Settlement::ConversationMember => charge.conversation_id.as_ref().and_then(|id| conversations.get(id)).copied(),
+                _ => None,
+            };
+            match settler.settle(&mut counters, &mut charge, conversation) {
+                Ok(()) => {
+                    if let (true, Some(id)) = (charge.opens_conversation, &charge.conversation_id) {
+                        conversations.insert(id.clone(), (charge.pricing_type, charge.billable, charge.category));
+                    }
+                    priced.push(charge)
+                }
                 Err(message) => errors.push(PricingError { message_id: charge.message_id.clone(), origin: charge.trail.origin, message }),
             }
         }
         let mut warnings = prepared.warnings;
-        for charge in &priced {
-            for note in &charge.trail.notes {
-                warnings.push(Warning { code: "note", message: format!("{}: {note}", charge.message_id), origin: Some(charge.trail.origin) });
-            }
-        }
-
-        errors.sort_by(|a, b| (a.origin, &a.message_id).cmp(&(b.origin, &b.message_id)));
-        let counters = settler.counters();
-        Report { charges: priced, warnings, errors, stats: prepared.stats, counters }
+        warnings.extend(notes(&priced));
+        sort_errors(&mut errors);
+        let mut counters_reached = MonthToDate::default();
+        counters.publish(&mut counters_reached);
+        Report { charges: priced, warnings, errors, stats: prepared.stats, counters: counters_reached }
     }
 }
 
-struct Settler<'e, 'a> {
-    engine: &'e Engine<'a>,
-    businesses: HashMap<Arc<str>, Arc<Business>>,
-    free_tier: HashMap<(Arc<str>, (i16, i8)), u64>,
-    volume: HashMap<(Arc<str>, Arc<str>, TierFamily, (i16, i8)), u64>,
-    service_allowance: HashMap<(Arc<str>, (i16, i8)), u64>,
-    /// Conversation id → (type, billable, category) fixed by its opener.
-    conversations: HashMap<String, (PricingType, bool, PricingCategory)>,
+/// The notes of charges (a free-form message outside the window...), as
+/// warnings, in the charges' order.
+pub(crate) fn notes(charges: &[Charge]) -> impl Iterator<Item = Warning> + '_ {
+    charges.iter().flat_map(|charge| {
+        charge.trail.notes.iter().map(|note| Warning { code: "note", message: format!("{}: {note}", charge.message_id), origin: Some(charge.trail.origin) })
+    })
 }
 
-impl<'e, 'a> Settler<'e, 'a> {
-    fn new(engine: &'e Engine<'a>) -> Self {
-        let mut settler = Settler {
-            engine,
-            businesses: HashMap::default(),
-            free_tier: HashMap::default(),
-            volume: HashMap::default(),
-            service_allowance: HashMap::default(),
-            conversations: HashMap::default(),
-        };
-        if let Some(carried) = engine.month_to_date {
+/// The order of a report's errors: where they were read.
+pub(crate) fn sort_errors(errors: &mut [PricingError]) {
+    errors.sort_by(|a, b| (a.origin, &a.message_id).cmp(&(b.origin, &b.message_id)));
+}
+
+/// The order of a report's warnings: where they were read, then what they
+/// say (one webhook line can carry several statuses, so one origin can
+/// have several warnings of a code).
+pub(crate) fn sort_warnings(warnings: &mut [Warning]) {
+    warnings.sort_by(|a, b| (a.origin, a.code, &a.message).cmp(&(b.origin, b.code, &b.message)));
+}
+
+/// The monthly counters shared across users, as they stand after some
+/// charges: what [`Settler::settle`] counts in, and what the incremental
+/// meter snapshots so that a late event re-prices from a checkpoint rather
+/// than from the start.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Counters {
+    /// CBP conversations per (WABA, month): the free tier.
+    free_tier: HashMap<(Arc<str>, (i16, i8)), u64>,
+    /// Charged messages per (portfolio, market, tier family, month).
+    volume: HashMap<(Arc<str>, Arc<str>, TierFamily, (i16, i8)), u64>,
+    /// Service messages per (business phone number, month): 2026-10 allowance.
+    service_allowance: HashMap<(Arc<str>, (i16, i8)), u64>,
+}
+
+impl Counters {
+    /// The counters reached before the log starts, if any were given.
+    pub(crate) fn carried(carried: Option<&MonthToDate>) -> Counters {
+        let mut counters = Counters::default();
+        if let Some(carried) = carried {
             for ((portfolio, market, family, month), count) in &carried.volume {
-                settler.volume.insert((Arc::from(portfolio.as_str()), Arc::from(market.as_str()), *family, *month), *count);
+                counters.volume.insert((Arc::from(portfolio.as_str()), Arc::from(market.as_str()), *family, *month), *count);
             }
             for ((waba, month), count) in &carried.conversations {
-                settler.free_tier.insert((Arc::from(waba.as_str()), *month), *count);
+                counters.free_tier.insert((Arc::from(waba.as_str()), *month), *count);
             }
             for ((phone, month), count) in &carried.service_messages {
-                settler.service_allowance.insert((Arc::from(phone.as_str()), *month), *count);
+                counters.service_allowance.insert((Arc::from(phone.as_str()), *month), *count);
             }
         }
-        settler
+        counters
     }
 
-    /// The counters reached, in the public form.
-    fn counters(&self) -> MonthToDate {
-        let mut out = MonthToDate::default();
+    /// Adds these counters to `out`, in the public form.
+    pub(crate) fn publish(&self, out: &mut MonthToDate) {
         for ((portfolio, market, family, month), count) in &self.volume {
             out.volume.insert((portfolio.to_string(), market.to_string(), *family, *month), *count);
         }
@@ -783,7 +830,19 @@ impl<'e, 'a> Settler<'e, 'a> {
         for ((phone, month), count) in &self.service_allowance {
             out.service_messages.insert((phone.to_string(), *month), *count);
         }
-        out
+    }
+}
+
+/// Stage 3 for one charge at a time, in global delivery order: applies the
+/// shared counters and prices from the card in force.
+pub(crate) struct Settler<'e, 'a> {
+    engine: &'e Engine<'a>,
+    businesses: HashMap<Arc<str>, Arc<Business>>,
+}
+
+impl<'e, 'a> Settler<'e, 'a> {
+    pub(crate) fn new(engine: &'e Engine<'a>) -> Self {
+        Settler { engine, businesses: HashMap::default() }
     }
 
     /// The date whose cards and tiers price a charge.
@@ -816,19 +875,20 @@ impl<'e, 'a> Settler<'e, 'a> {
         }
     }
 
-    fn settle(&mut self, charge: &mut Charge) -> Result<(), String> {
+    /// Settles `charge`, the next in delivery order, counting it in
+    /// `counters`. A conversation member takes `conversation`, what its
+    /// opener was settled as, if the opener was.
+    pub(crate) fn settle(&mut self, counters: &mut Counters, charge: &mut Charge, conversation: Option<(PricingType, bool, PricingCategory)>) -> Result<(), String> {
         let business = self.business(&charge.business);
         let month = month_of(charge.trail.local_date);
         let month_label = || format!("{:04}-{:02}", month.0, month.1);
         match charge.settlement {
             Settlement::Free => {}
             Settlement::ConversationMember => {
-                if let Some((pricing_type, billable, category)) =
-                    charge.conversation_id.as_ref().and_then(|id| self.conversations.get(id))
-                {
-                    charge.pricing_type = *pricing_type;
-                    charge.billable = *billable;
-                    charge.category = *category;
+                if let Some((pricing_type, billable, category)) = conversation {
+                    charge.pricing_type = pricing_type;
+                    charge.billable = billable;
+                    charge.category = category;
                 }
             }
             Settlement::ConversationOpened { rate_category, free_tier } => {
@@ -839,7 +899,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                 };
                 charge.category = category;
                 if free_tier {
-                    let used = self.free_tier.entry((business.waba.clone(), month)).or_insert(0);
+                    let used = counters.free_tier.entry((business.waba.clone(), month)).or_insert(0);
                     *used += 1;
                     charge.trail.counter = Some(format!("WABA {} free tier, {}: conversation #{used}", business.waba, month_label()));
                     if *used <= FREE_TIER_CONVERSATIONS {
@@ -870,7 +930,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                 let mut rate = card.rate(&charge.market, category)?;
                 let mut tier = None;
                 if let Some(family) = category.tier_family() {
-                    let counter = self
+                    let counter = counters
                         .volume
                         .entry((business.portfolio.clone(), charge.market.clone(), family, month))
                         .or_insert(0);
@@ -922,7 +982,7 @@ impl<'e, 'a> Settler<'e, 'a> {
                 self.price(charge, card, rate, "message", tier);
             }
             Settlement::ServiceAllowance => {
-                let used = self.service_allowance.entry((business.phone_number_id.clone(), month)).or_insert(0);
+                let used = counters.service_allowance.entry((business.phone_number_id.clone(), month)).or_insert(0);
                 *used += 1;
                 let used = *used;
                 charge.trail.counter = Some(format!("business number {} service messages, {}: #{used}", business.phone_number_id, month_label()));
@@ -946,11 +1006,6 @@ impl<'e, 'a> Settler<'e, 'a> {
                     );
                     self.price(charge, card, rate, "message", None);
                 }
-            }
-        }
-        if charge.opens_conversation {
-            if let Some(id) = &charge.conversation_id {
-                self.conversations.insert(id.clone(), (charge.pricing_type, charge.billable, charge.category));
             }
         }
         Ok(())

@@ -28,6 +28,7 @@ pub mod category;
 pub mod charge;
 pub mod engine;
 pub mod event;
+pub mod incremental;
 pub mod market;
 pub mod money;
 pub mod notice;

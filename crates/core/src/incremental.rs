@@ -1,0 +1,664 @@
+//! The incremental meter: the engine's state kept between events, so that
+//! an event costs what it changes rather than a replay of the month.
+//!
+//! [`MeterState`] takes events in any order and any number of batches and
+//! answers, at every point, exactly what [`Engine::replay`] answers for all
+//! the events it has been given (a property test feeds logs in random splits
+//! and orders through both). It keeps three layers, each the state of one
+//! stage of the replay:
+//!
+//! - **Messages**: the outbound events and status summaries by
+//!   (business, wamid), and the inbound ids seen, as [`engine::prepare`]
+//!   builds them. A status moves at most one delivery in one timeline.
+//! - **Contacts**: per (business phone number, user), the timeline in time
+//!   order, the window state after the items walked and the decisions made.
+//!   An event after the last walked item resumes the walk from that state;
+//!   one before it re-walks that contact alone (a contact's history is
+//!   short next to the month's).
+//! - **Ledgers**: per portfolio (every shared counter — free tier, volume
+//!   tiers, service allowance — nests inside one), the decided charges in
+//!   delivery order, their settled form, and the counters reached, with a
+//!   snapshot every [`CHECKPOINT_EVERY`] charges. A charge after the
+//!   frontier is settled from the counters as they stand; one before it
+//!   rewinds that portfolio alone to the snapshot at or before it.
+//!
+//! Appending in time order, as a live system mostly does, is therefore
+//! O(new events); a late event costs its contact's history and its
+//! portfolio's charges since the checkpoint before it.
+//!
+//! [`engine::prepare`]: crate::engine::prepare
+
+use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet as StdHashSet};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use crate::charge::{Charge, PricingError, Settlement, Warning};
+use crate::engine::{
+    self, ContactDecisions, ContactTimeline, ContactWindows, Counters, DeliveredMessage, Engine, Item, MonthToDate, PrepareStats, Report,
+    Settler, StatusSummary,
+};
+use crate::event::{Event, EventKind, InboundKind, Origin, Template, UserId};
+use crate::window::ContactState;
+
+// Keys come from the user's own events and iteration order never reaches
+// the output (see engine.rs).
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = StdHashSet<K, foldhash::fast::RandomState>;
+
+/// Charges settled between two snapshots of a portfolio's counters, unless
+/// [`MeterState::checkpoint_every`] says otherwise: a late event re-settles
+/// at most this many charges before its own instant.
+pub const CHECKPOINT_EVERY: usize = 256;
+
+/// A (business phone number, user) pair as the events name it.
+type ContactKey = (Arc<str>, UserId);
+
+/// A message: (business phone number, wamid).
+type MessageKey = (Arc<str>, Box<str>);
+
+/// A message as the ledgers order it: the replay's global delivery order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct SettleKey {
+    delivered_at: Timestamp,
+    business: Arc<str>,
+    user: UserId,
+    message_id: Box<str>,
+}
+
+impl SettleKey {
+    fn of(charge: &Charge) -> SettleKey {
+        SettleKey { delivered_at: charge.delivered_at, business: charge.business.clone(), user: charge.user.clone(), message_id: charge.message_id.clone() }
+    }
+}
+
+/// What the log says of one outbound message.
+struct Outbound {
+    user: UserId,
+    at: Timestamp,
+    template: Option<Template>,
+    origin: Origin,
+}
+
+/// One (business, wamid): its outbound event, the statuses naming its
+/// business, and the delivery it put in its timeline.
+#[derive(Default)]
+struct Message {
+    outbound: Option<Outbound>,
+    owned: Option<StatusSummary>,
+    delivered_at: Option<Timestamp>,
+}
+
+/// One timeline and how far it has been walked.
+struct Contact {
+    timeline: ContactTimeline,
+    /// Items walked into `state` and `decided`.
+    walked: usize,
+    state: ContactState,
+    decided: ContactDecisions,
+    /// The first item changed since the last walk, if any.
+    dirty_from: Option<usize>,
+    /// The ledger its charges go to.
+    group: Arc<str>,
+}
+
+/// A charge as decided for its timeline, and as settled in its portfolio.
+struct Entry {
+    decided: Charge,
+    settled: Option<Result<Charge, PricingError>>,
+}
+
+/// One portfolio's charges in delivery order, and its counters.
+struct Ledger {
+    entries: BTreeMap<SettleKey, Entry>,
+    /// The counters before the first charge.
+    initial: Counters,
+    /// The counters after `frontier`.
+    counters: Counters,
+    /// The last charge settled.
+    frontier: Option<SettleKey>,
+    /// Counters before each key, every [`CHECKPOINT_EVERY`] charges.
+    checkpoints: BTreeMap<SettleKey, Counters>,
+    since_checkpoint: usize,
+    checkpoint_every: usize,
+    /// Conversation id → the charge that opened it.
+    conversations: HashMap<String, SettleKey>,
+    /// The earliest charge added or removed since the last settling.
+    changed_from: Option<SettleKey>,
+}
+
+impl Ledger {
+    fn new(initial: Counters, checkpoint_every: usize) -> Ledger {
+        Ledger {
+            entries: BTreeMap::new(),
+            counters: initial.clone(),
+            initial,
+            frontier: None,
+            checkpoints: BTreeMap::new(),
+            since_checkpoint: 0,
+            checkpoint_every,
+            conversations: HashMap::default(),
+            changed_from: None,
+        }
+    }
+
+    fn mark(&mut self, key: &SettleKey) {
+        if self.changed_from.as_ref().is_none_or(|from| key < from) {
+            self.changed_from = Some(key.clone());
+        }
+    }
+
+    fn insert(&mut self, charge: Charge) -> SettleKey {
+        let key = SettleKey::of(&charge);
+        self.mark(&key);
+        if let (true, Some(id)) = (charge.opens_conversation, &charge.conversation_id) {
+            self.conversations.insert(id.clone(), key.clone());
+        }
+        self.entries.insert(key.clone(), Entry { decided: charge, settled: None });
+        key
+    }
+
+    fn remove(&mut self, key: &SettleKey) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        self.mark(key);
+        if let Some(id) = &entry.decided.conversation_id
+            && self.conversations.get(id) == Some(key)
+        {
+            self.conversations.remove(id);
+        }
+        Some(entry)
+    }
+
+    /// Settles every charge from the earliest change on, from the counters
+    /// of the frontier (changes after it) or of the checkpoint before it.
+    /// Returns the keys whose settled charge changed.
+    fn settle(&mut self, engine: &Engine<'_>, changed: &mut Vec<MessageKey>) {
+        let Some(from) = self.changed_from.take() else { return };
+        let (start, mut counters) = match &self.frontier {
+            Some(frontier) if from > *frontier => (Some(from), std::mem::take(&mut self.counters)),
+            _ => match self.checkpoints.range(..=from).next_back() {
+                Some((key, counters)) => {
+                    let (key, counters) = (key.clone(), counters.clone());
+                    self.checkpoints.split_off(&key);
+                    (Some(key), counters)
+                }
+                None => {
+                    self.checkpoints.clear();
+                    (None, self.initial.clone())
+                }
+            },
+        };
+        self.since_checkpoint = 0;
+        let keys: Vec<SettleKey> = match &start {
+            Some(start) => self.entries.range(start.clone()..).map(|(key, _)| key.clone()).collect(),
+            None => self.entries.keys().cloned().collect(),
+        };
+        let mut settler = Settler::new(engine);
+        for key in keys {
+            if self.since_checkpoint >= self.checkpoint_every {
+                self.checkpoints.insert(key.clone(), counters.clone());
+                self.since_checkpoint = 0;
+            }
+            self.since_checkpoint += 1;
+            let decided = &self.entries[&key].decided;
+            // A member takes what its opener was settled as, when the opener
+            // was settled before it (the replay's conversation map).
+            let conversation = match (decided.settlement, &decided.conversation_id) {
+                (Settlement::ConversationMember, Some(id)) => self
+                    .conversations
+                    .get(id)
+                    .filter(|opener| **opener < key)
+                    .and_then(|opener| match &self.entries.get(opener)?.settled {
+                        Some(Ok(opener)) => Some((opener.pricing_type, opener.billable, opener.category)),
+                        _ => None,
+                    }),
+                _ => None,
+            };
+            let mut charge = decided.clone();
+            let settled = match settler.settle(&mut counters, &mut charge, conversation) {
+                Ok(()) => Ok(charge),
+                Err(message) => Err(PricingError { message_id: charge.message_id.clone(), origin: charge.trail.origin, message }),
+            };
+            let entry = self.entries.get_mut(&key).expect("a key just listed");
+            if entry.settled.as_ref() != Some(&settled) {
+                changed.push((key.business.clone(), key.message_id.clone()));
+                entry.settled = Some(settled);
+            }
+            self.frontier = Some(key);
+        }
+        if self.entries.is_empty() {
+            self.frontier = None;
+        } else if self.frontier.as_ref().is_some_and(|frontier| !self.entries.contains_key(frontier)) {
+            // The last charge was removed: the frontier is the new last one.
+            self.frontier = self.entries.keys().next_back().cloned();
+        }
+        self.counters = counters;
+    }
+}
+
+/// What one [`MeterState::apply`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChargeChanges {
+    /// Messages (business phone number, wamid) whose charge appeared,
+    /// changed or went away, in no particular order.
+    pub messages: Vec<MessageKey>,
+}
+
+/// The engine's state between events (module docs).
+pub struct MeterState<'a> {
+    engine: Engine<'a>,
+    stats: PrepareStats,
+    conflicts: Vec<Warning>,
+    businesses: HashMap<Box<str>, Arc<str>>,
+    messages: HashMap<MessageKey, Message>,
+    /// Statuses that name no business, by wamid.
+    unowned: HashMap<Box<str>, StatusSummary>,
+    /// The businesses that sent each wamid.
+    senders: HashMap<Box<str>, Vec<Arc<str>>>,
+    seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)>,
+    seen_inbound_ids: HashSet<(Arc<str>, Box<str>)>,
+    countries: HashMap<Box<str>, Box<str>>,
+    /// Contacts whose user is a business-scoped id without a country, by id.
+    countryless: HashMap<Box<str>, Vec<ContactKey>>,
+    contacts: HashMap<ContactKey, Contact>,
+    dirty: Vec<ContactKey>,
+    ledgers: HashMap<Arc<str>, Ledger>,
+    /// Each WABA's portfolio: ledgers are per portfolio only while no WABA
+    /// spans two (then one ledger holds everything).
+    waba_portfolio: HashMap<Arc<str>, Arc<str>>,
+    single: bool,
+    checkpoint_every: usize,
+    /// Where each message's charge is: (business, wamid) → (ledger, key).
+    index: HashMap<MessageKey, (Arc<str>, SettleKey)>,
+}
+
+/// The one ledger's name when all portfolios share it.
+const ALL: &str = "";
+
+impl<'a> MeterState<'a> {
+    /// An empty state pricing with `engine`.
+    pub fn new(engine: Engine<'a>) -> MeterState<'a> {
+        let mut state = MeterState {
+            engine,
+            stats: PrepareStats::default(),
+            conflicts: Vec::new(),
+            businesses: HashMap::default(),
+            messages: HashMap::default(),
+            unowned: HashMap::default(),
+            senders: HashMap::default(),
+            seen_inbounds: HashSet::default(),
+            seen_inbound_ids: HashSet::default(),
+            countries: HashMap::default(),
+            countryless: HashMap::default(),
+            contacts: HashMap::default(),
+            dirty: Vec::new(),
+            ledgers: HashMap::default(),
+            waba_portfolio: HashMap::default(),
+            // Carried counters are named by WABA, portfolio and number;
+            // one ledger takes them whole.
+            single: engine.month_to_date.is_some(),
+            checkpoint_every: CHECKPOINT_EVERY,
+            index: HashMap::default(),
+        };
+        if state.single {
+            state.ledgers.insert(Arc::from(ALL), Ledger::new(Counters::carried(engine.month_to_date), CHECKPOINT_EVERY));
+        }
+        state
+    }
+
+    /// Snapshots each portfolio's counters every `charges` charges (at
+    /// least 1) instead of [`CHECKPOINT_EVERY`]: fewer means less memory and
+    /// more work per late event.
+    pub fn checkpoint_every(mut self, charges: usize) -> MeterState<'a> {
+        self.checkpoint_every = charges.max(1);
+        for ledger in self.ledgers.values_mut() {
+            ledger.checkpoint_every = self.checkpoint_every;
+        }
+        self
+    }
+
+    /// Takes events in (any order, any batch) and returns the messages
+    /// whose charge changed.
+    pub fn apply(&mut self, events: impl IntoIterator<Item = Event>) -> ChargeChanges {
+        for event in events {
+            self.take(event);
+        }
+        self.walk_dirty();
+        let mut changes = ChargeChanges::default();
+        let engine = self.engine;
+        let mut groups: Vec<&Arc<str>> = self.ledgers.keys().collect();
+        groups.sort();
+        let groups: Vec<Arc<str>> = groups.into_iter().cloned().collect();
+        for group in groups {
+            if let Some(ledger) = self.ledgers.get_mut(&group) {
+                ledger.settle(&engine, &mut changes.messages);
+            }
+        }
+        changes
+    }
+
+    /// The charge of `business`'s message `id` as it stands: `None` while
+    /// it is not delivered (or not known).
+    pub fn charge(&self, business: &str, id: &str) -> Option<Result<&Charge, &PricingError>> {
+        let (group, key) = self.index.get(&(Arc::from(business), Box::from(id)))?;
+        match self.ledgers.get(group)?.entries.get(key)?.settled.as_ref()? {
+            Ok(charge) => Some(Ok(charge)),
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    /// The windows of (business, user) at `at`, counting only what happened
+    /// before it ([`Engine::windows_at`]).
+    pub fn windows_at(&self, business: &str, user: &UserId, at: Timestamp) -> ContactWindows {
+        match self.contacts.get(&(Arc::from(business), user.clone())) {
+            Some(contact) => self.engine.windows_at(&contact.timeline, at),
+            None => ContactWindows::default(),
+        }
+    }
+
+    /// Everything so far, as [`Engine::replay`] would report it.
+    pub fn report(&self) -> Report {
+        let mut stats = self.stats.clone();
+        let mut warnings = self.conflicts.clone();
+        let mut unknown = Vec::new();
+        for ((business, id), message) in &self.messages {
+            if message.outbound.is_none() {
+                if let Some(owned) = &message.owned {
+                    unknown.push(engine::unknown_status(owned.origin.unwrap_or_default(), id, Some(business)));
+                }
+                continue;
+            };
+            let unowned = self.unowned.get(id);
+            if let (Some(owned), Some(unowned)) = (&message.owned, unowned) {
+                stats.duplicates += unowned.seen.iter().filter(|seen| owned.seen.contains(seen)).count() as u64;
+            }
+            let summary = self.summary(message, id);
+            match message.delivered_at {
+                Some(_) => {
+                    stats.delivered += 1;
+                    if let Some((error, origin)) = summary.as_ref().and_then(|s| s.failed) {
+                        warnings.push(engine::failed_after_delivery(id, error, origin));
+                    }
+                }
+                None if summary.as_ref().is_some_and(|s| s.failed.is_some()) => stats.failed += 1,
+                None => stats.undelivered += 1,
+            }
+        }
+        for (id, summary) in &self.unowned {
+            if !self.senders.contains_key(id) {
+                unknown.push(engine::unknown_status(summary.origin.unwrap_or_default(), id, None));
+            }
+        }
+        warnings.extend(unknown);
+        engine::sort_warnings(&mut warnings);
+
+        let mut settled: Vec<(&SettleKey, &Charge)> = Vec::new();
+        let mut errors: Vec<PricingError> = Vec::new();
+        let mut counters = MonthToDate::default();
+        for ledger in self.ledgers.values() {
+            for (key, entry) in &ledger.entries {
+                match &entry.settled {
+                    Some(Ok(charge)) => settled.push((key, charge)),
+                    Some(Err(error)) => errors.push(error.clone()),
+                    None => {}
+                }
+            }
+            ledger.counters.publish(&mut counters);
+        }
+        settled.sort_by(|a, b| a.0.cmp(b.0));
+        let charges: Vec<Charge> = settled.into_iter().map(|(_, charge)| charge.clone()).collect();
+        for contact in self.contacts.values() {
+            errors.extend(contact.decided.errors.iter().cloned());
+        }
+        engine::sort_errors(&mut errors);
+        warnings.extend(engine::notes(&charges));
+        Report { charges, warnings, errors, stats, counters }
+    }
+
+    /// A message's statuses, from its own business and unnamed.
+    fn summary(&self, message: &Message, id: &str) -> Option<StatusSummary> {
+        match (&message.owned, self.unowned.get(id)) {
+            (Some(a), Some(b)) => Some(a.merged(b)),
+            (a, b) => a.as_ref().or(b).map(StatusSummary::outcome),
+        }
+    }
+
+    fn take(&mut self, event: Event) {
+        self.stats.events += 1;
+        match event.kind {
+            EventKind::Inbound { business, user, id, entry_point, kind } => {
+                self.note_country(&user);
+                let business = engine::intern(&mut self.businesses, business);
+                let first_time = match id {
+                    Some(id) => self.seen_inbound_ids.insert((business.clone(), id)),
+                    None => self.seen_inbounds.insert((business.clone(), user.clone(), event.at, entry_point.is_some(), kind)),
+                };
+                if !first_time {
+                    self.stats.duplicates += 1;
+                    return;
+                }
+                let item = Item::Inbound { at: event.at, entry_point: entry_point.is_some() };
+                self.insert_item(business, user, item);
+            }
+            EventKind::Outbound { business, user, id, template } => {
+                self.note_country(&user);
+                let business = engine::intern(&mut self.businesses, business);
+                let message = self.messages.entry((business.clone(), id.clone())).or_default();
+                match &mut message.outbound {
+                    Some(kept) => {
+                        self.stats.duplicates += 1;
+                        let same = kept.user == user && kept.template == template;
+                        if !same {
+                            self.conflicts.push(engine::conflicting_outbound(&id, &business, event.origin));
+                        }
+                        // Keep the earliest, whatever the input order.
+                        if same && (event.at, event.origin) < (kept.at, kept.origin) {
+                            kept.at = event.at;
+                            kept.origin = event.origin;
+                        } else {
+                            return;
+                        }
+                    }
+                    None => {
+                        message.outbound = Some(Outbound { user, at: event.at, template, origin: event.origin });
+                        self.senders.entry(id.clone()).or_default().push(business.clone());
+                    }
+                }
+                self.resolve(&business, &id);
+            }
+            EventKind::Status { id, status, error, detail } => match detail.and_then(|d| d.business) {
+                Some(business) => {
+                    let business = engine::intern(&mut self.businesses, business);
+                    let message = self.messages.entry((business.clone(), id.clone())).or_default();
+                    if !message.owned.get_or_insert_with(StatusSummary::default).record(status, error, event.at, event.origin) {
+                        self.stats.duplicates += 1;
+                        return;
+                    }
+                    self.resolve(&business, &id);
+                }
+                None => {
+                    if !self.unowned.entry(id.clone()).or_default().record(status, error, event.at, event.origin) {
+                        self.stats.duplicates += 1;
+                        return;
+                    }
+                    for business in self.senders.get(&id).cloned().unwrap_or_default() {
+                        self.resolve(&business, &id);
+                    }
+                }
+            },
+        }
+    }
+
+    /// A business-scoped id's country, from whichever event gives it; the
+    /// contacts that lacked it are walked again with it.
+    fn note_country(&mut self, user: &UserId) {
+        if let UserId::Bsuid(id, Some(country)) = user
+            && !self.countries.contains_key(id)
+        {
+            self.countries.insert(id.clone(), country.clone());
+            for key in self.countryless.get(id).cloned().unwrap_or_default() {
+                self.touch(&key, 0);
+            }
+        }
+    }
+
+    /// Puts a message's delivery in its timeline, moved or removed as its
+    /// events say now.
+    fn resolve(&mut self, business: &Arc<str>, id: &str) {
+        let key = (business.clone(), Box::<str>::from(id));
+        let Some(message) = self.messages.get(&key) else { return };
+        let Some(outbound) = &message.outbound else { return };
+        let delivered_at = self.summary(message, id).as_ref().and_then(StatusSummary::delivered_at);
+        let new = delivered_at.map(|at| Item::Delivery {
+            at,
+            message: Box::new(DeliveredMessage { id: id.into(), template: outbound.template.clone(), sent_at: outbound.at, origin: outbound.origin }),
+        });
+        let old_at = message.delivered_at;
+        let contact_key = (business.clone(), outbound.user.clone());
+        if let (Some(old_at), Some(contact)) = (old_at, self.contacts.get(&contact_key)) {
+            let old_key = (old_at, 1u8, id);
+            if let Ok(position) = contact.timeline.items.binary_search_by(|item| item.sort_key().cmp(&old_key)) {
+                if Some(&contact.timeline.items[position]) == new.as_ref() {
+                    return;
+                }
+                let contact = self.contacts.get_mut(&contact_key).expect("just found");
+                contact.timeline.items.remove(position);
+                self.touch(&contact_key, position);
+            }
+        }
+        if let Some(message) = self.messages.get_mut(&key) {
+            message.delivered_at = delivered_at;
+        }
+        if let Some(item) = new {
+            self.insert_item(contact_key.0, contact_key.1, item);
+        }
+    }
+
+    /// Inserts an item in its timeline's order; items at the same instant
+    /// keep the order they came in, as the replay's stable sort does.
+    fn insert_item(&mut self, business: Arc<str>, user: UserId, item: Item) {
+        let key = (business, user);
+        if !self.contacts.contains_key(&key) {
+            let group = self.group_of(&key.0);
+            if let UserId::Bsuid(id, None) = &key.1 {
+                self.countryless.entry(id.clone()).or_default().push(key.clone());
+            }
+            let timeline = ContactTimeline { business: key.0.clone(), user: key.1.clone(), items: Vec::new() };
+            let contact = Contact { timeline, walked: 0, state: ContactState::default(), decided: ContactDecisions::default(), dirty_from: None, group };
+            self.contacts.insert(key.clone(), contact);
+        }
+        let contact = self.contacts.get_mut(&key).expect("just inserted");
+        let items = &mut contact.timeline.items;
+        let position = {
+            let sort_key = item.sort_key();
+            items.partition_point(|existing| existing.sort_key() <= sort_key)
+        };
+        items.insert(position, item);
+        self.touch(&key, position);
+    }
+
+    fn touch(&mut self, key: &ContactKey, position: usize) {
+        if let Some(contact) = self.contacts.get_mut(key) {
+            if contact.dirty_from.is_none() {
+                self.dirty.push(key.clone());
+            }
+            contact.dirty_from = Some(contact.dirty_from.map_or(position, |from| from.min(position)));
+        }
+    }
+
+    /// The ledger of a business: its portfolio's, or the only one.
+    fn group_of(&mut self, business: &Arc<str>) -> Arc<str> {
+        if self.single {
+            return Arc::from(ALL);
+        }
+        let account = self.engine.accounts.get_or_default(business);
+        match self.waba_portfolio.get(&account.waba) {
+            Some(portfolio) if *portfolio != account.portfolio => {
+                self.merge_ledgers();
+                Arc::from(ALL)
+            }
+            Some(portfolio) => portfolio.clone(),
+            None => {
+                self.waba_portfolio.insert(account.waba.clone(), account.portfolio.clone());
+                account.portfolio.clone()
+            }
+        }
+    }
+
+    /// One WABA in two portfolios: its free tier would be counted in two
+    /// ledgers, so from now on one ledger holds every charge.
+    fn merge_ledgers(&mut self) {
+        self.single = true;
+        let mut all = Ledger::new(Counters::carried(self.engine.month_to_date), self.checkpoint_every);
+        for (_, ledger) in self.ledgers.drain() {
+            for (_, entry) in ledger.entries {
+                all.insert(entry.decided);
+            }
+        }
+        for contact in self.contacts.values_mut() {
+            contact.group = Arc::from(ALL);
+        }
+        for (group, _) in self.index.values_mut() {
+            *group = Arc::from(ALL);
+        }
+        self.ledgers.insert(Arc::from(ALL), all);
+    }
+
+    /// Walks every changed timeline: on from where it stopped when only
+    /// items after that changed, from the start otherwise; charges that
+    /// changed go to their ledger.
+    fn walk_dirty(&mut self) {
+        let engine = self.engine;
+        let checkpoint_every = self.checkpoint_every;
+        for key in std::mem::take(&mut self.dirty) {
+            let user = match &key.1 {
+                UserId::Bsuid(id, None) => UserId::Bsuid(id.clone(), self.countries.get(id).cloned()),
+                user => user.clone(),
+            };
+            let Some(contact) = self.contacts.get_mut(&key) else { continue };
+            let Some(from) = contact.dirty_from.take() else { continue };
+            let ledger = self.ledgers.entry(contact.group.clone()).or_insert_with(|| Ledger::new(Counters::default(), checkpoint_every));
+            let index = &mut self.index;
+            let group = &contact.group;
+            let file = |index: &mut HashMap<_, _>, ledger: &mut Ledger, charge: &Charge| {
+                let key = ledger.insert(charge.clone());
+                index.insert((key.business.clone(), key.message_id.clone()), (group.clone(), key));
+            };
+            // The user's country can only have been learnt (UserId's equality
+            // ignores it): that changes the market of every charge.
+            if from >= contact.walked && contact.timeline.user.country() == user.country() {
+                let before = contact.decided.charges.len();
+                engine.walk_on(&contact.timeline, contact.walked, &mut contact.state, None, &mut contact.decided);
+                contact.walked = contact.timeline.items.len();
+                for charge in &contact.decided.charges[before..] {
+                    file(index, ledger, charge);
+                }
+                continue;
+            }
+            contact.timeline.user = user;
+            contact.state = ContactState::default();
+            let before = std::mem::take(&mut contact.decided);
+            engine.walk_on(&contact.timeline, 0, &mut contact.state, None, &mut contact.decided);
+            contact.walked = contact.timeline.items.len();
+            let now: HashMap<&str, &Charge> = contact.decided.charges.iter().map(|charge| (&*charge.message_id, charge)).collect();
+            let mut kept: HashSet<&str> = HashSet::default();
+            for old in &before.charges {
+                match now.get(&*old.message_id) {
+                    Some(new) if *new == old => {
+                        kept.insert(&old.message_id);
+                    }
+                    _ => {
+                        let key = SettleKey::of(old);
+                        ledger.remove(&key);
+                        index.remove(&(key.business, key.message_id));
+                    }
+                }
+            }
+            for charge in &contact.decided.charges {
+                if !kept.contains(&*charge.message_id) {
+                    file(index, ledger, charge);
+                }
+            }
+        }
+    }
+}
