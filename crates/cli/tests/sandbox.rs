@@ -417,6 +417,39 @@ fn state_survives_a_restart_with_a_database() {
     assert_replay_agrees(&sandbox, &dir, &accounts);
 }
 
+/// A status carries the price its message has when the status is sent:
+/// `sent` the price foreseen for the planned delivery, `delivered` the one
+/// after everything that happened before it. Here the user writes between
+/// the two (so the delivery falls inside the customer service window, where
+/// a utility template is free), and the sandbox restarts in between: the
+/// delivered status and `GET /_sandbox/charges` agree with a replay.
+#[test]
+fn a_user_message_before_a_planned_delivery_reprices_it_across_a_restart() {
+    let dir = fresh("reprice");
+    let accounts = accounts(&dir);
+    let database = dir.join("sandbox.db").display().to_string();
+    let args = ["--accounts", accounts.as_str(), "--database", database.as_str(), "--clock-start", "2026-02-10T12:00:00Z", "--delivered-after", "3600"];
+    let sandbox = Sandbox::start(&dir, &args);
+    let (status, template) = sandbox.template(USER, "hello_world", "en_US");
+    assert_eq!(status, 200, "{template}");
+    let template = wamid(&template);
+    sandbox.advance(10);
+    let sent = sandbox.statuses_of(&template);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["pricing"], json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility"}));
+    sandbox.inbound(USER, json!({"text": "Is that my code?"}));
+    drop(sandbox);
+
+    let sandbox = Sandbox::start(&dir, &args);
+    sandbox.advance(3600);
+    let statuses = sandbox.statuses_of(&template);
+    assert_eq!(statuses.iter().map(|s| s["status"].as_str().unwrap()).collect::<Vec<_>>(), ["sent", "delivered"]);
+    assert_eq!(statuses[1]["pricing"], json!({"billable": false, "pricing_model": "PMP", "type": "free_customer_service", "category": "utility"}));
+    let charges = assert_replay_agrees(&sandbox, &dir, &accounts);
+    let charge = charge_of(&charges, &template).unwrap();
+    assert_eq!((charge["type"].as_str(), charge["amount"].as_str()), (Some("free_customer_service"), Some("0")));
+}
+
 /// Meta's OpenAPI schemas, derived (see the folder's PROVENANCE.md).
 struct Schemas(Value);
 

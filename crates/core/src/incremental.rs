@@ -26,7 +26,14 @@
 //! O(new events); a late event costs its contact's history and its
 //! portfolio's charges since the checkpoint before it.
 //!
+//! Outbound events missing from the log are inferred from Meta's pricing on
+//! their statuses, as the front ends do for a replay: the state answers
+//! what `Engine::replay` answers for the events plus
+//! [`outbounds_from_pricing`] of them, and drops a stand-in when the real
+//! outbound event arrives.
+//!
 //! [`engine::prepare`]: crate::engine::prepare
+//! [`outbounds_from_pricing`]: crate::event::outbounds_from_pricing
 
 use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet as StdHashSet};
 use std::sync::Arc;
@@ -38,7 +45,7 @@ use crate::engine::{
     self, ContactDecisions, ContactTimeline, ContactWindows, Counters, DeliveredMessage, Engine, Item, MonthToDate, PrepareStats, Report,
     Settler, StatusSummary,
 };
-use crate::event::{Event, EventKind, InboundKind, Origin, Template, UserId};
+use crate::event::{Event, EventKind, InboundKind, MetaPricing, Origin, Template, UserId};
 use crate::window::ContactState;
 
 // Keys come from the user's own events and iteration order never reaches
@@ -85,8 +92,20 @@ struct Outbound {
 #[derive(Default)]
 struct Message {
     outbound: Option<Outbound>,
+    /// What Meta's pricing on its statuses says was sent, standing in for
+    /// a missing outbound event ([`outbounds_from_pricing`]): the earliest
+    /// priced status's.
+    stand_in: Option<Outbound>,
     owned: Option<StatusSummary>,
-    delivered_at: Option<Timestamp>,
+    /// The user whose timeline holds its delivery, and the delivery instant.
+    placed: Option<(UserId, Timestamp)>,
+}
+
+impl Message {
+    /// The outbound event, else its stand-in.
+    fn sent(&self) -> Option<&Outbound> {
+        self.outbound.as_ref().or(self.stand_in.as_ref())
+    }
 }
 
 /// One timeline and how far it has been walked.
@@ -125,6 +144,8 @@ struct Ledger {
     conversations: HashMap<String, SettleKey>,
     /// The earliest charge added or removed since the last settling.
     changed_from: Option<SettleKey>,
+    /// Charges removed since the last settling.
+    removed: Vec<MessageKey>,
 }
 
 impl Ledger {
@@ -139,6 +160,7 @@ impl Ledger {
             checkpoint_every,
             conversations: HashMap::default(),
             changed_from: None,
+            removed: Vec::new(),
         }
     }
 
@@ -161,6 +183,9 @@ impl Ledger {
     fn remove(&mut self, key: &SettleKey) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
         self.mark(key);
+        if entry.settled.is_some() {
+            self.removed.push((key.business.clone(), key.message_id.clone()));
+        }
         if let Some(id) = &entry.decided.conversation_id
             && self.conversations.get(id) == Some(key)
         {
@@ -173,6 +198,7 @@ impl Ledger {
     /// of the frontier (changes after it) or of the checkpoint before it.
     /// Returns the keys whose settled charge changed.
     fn settle(&mut self, engine: &Engine<'_>, changed: &mut Vec<MessageKey>) {
+        changed.append(&mut self.removed);
         let Some(from) = self.changed_from.take() else { return };
         let (start, mut counters) = match &self.frontier {
             Some(frontier) if from > *frontier => (Some(from), std::mem::take(&mut self.counters)),
@@ -245,8 +271,11 @@ pub struct ChargeChanges {
 }
 
 /// The engine's state between events (module docs).
-pub struct MeterState<'a> {
-    engine: Engine<'a>,
+///
+/// It borrows nothing: every call that prices takes the [`Engine`], which
+/// must be the same one each time (the state is what that engine made of
+/// the events; another engine's answers would mix two sets of rules).
+pub struct MeterState {
     stats: PrepareStats,
     conflicts: Vec<Warning>,
     businesses: HashMap<Box<str>, Arc<str>>,
@@ -275,11 +304,10 @@ pub struct MeterState<'a> {
 /// The one ledger's name when all portfolios share it.
 const ALL: &str = "";
 
-impl<'a> MeterState<'a> {
-    /// An empty state pricing with `engine`.
-    pub fn new(engine: Engine<'a>) -> MeterState<'a> {
+impl MeterState {
+    /// An empty state for `engine`'s pricing.
+    pub fn new(engine: &Engine<'_>) -> MeterState {
         let mut state = MeterState {
-            engine,
             stats: PrepareStats::default(),
             conflicts: Vec::new(),
             businesses: HashMap::default(),
@@ -309,7 +337,7 @@ impl<'a> MeterState<'a> {
     /// Snapshots each portfolio's counters every `charges` charges (at
     /// least 1) instead of [`CHECKPOINT_EVERY`]: fewer means less memory and
     /// more work per late event.
-    pub fn checkpoint_every(mut self, charges: usize) -> MeterState<'a> {
+    pub fn checkpoint_every(mut self, charges: usize) -> MeterState {
         self.checkpoint_every = charges.max(1);
         for ledger in self.ledgers.values_mut() {
             ledger.checkpoint_every = self.checkpoint_every;
@@ -319,19 +347,18 @@ impl<'a> MeterState<'a> {
 
     /// Takes events in (any order, any batch) and returns the messages
     /// whose charge changed.
-    pub fn apply(&mut self, events: impl IntoIterator<Item = Event>) -> ChargeChanges {
+    pub fn apply(&mut self, engine: &Engine<'_>, events: impl IntoIterator<Item = Event>) -> ChargeChanges {
         for event in events {
-            self.take(event);
+            self.take(engine, event);
         }
-        self.walk_dirty();
+        self.walk_dirty(engine);
         let mut changes = ChargeChanges::default();
-        let engine = self.engine;
         let mut groups: Vec<&Arc<str>> = self.ledgers.keys().collect();
         groups.sort();
         let groups: Vec<Arc<str>> = groups.into_iter().cloned().collect();
         for group in groups {
             if let Some(ledger) = self.ledgers.get_mut(&group) {
-                ledger.settle(&engine, &mut changes.messages);
+                ledger.settle(engine, &mut changes.messages);
             }
         }
         changes
@@ -349,9 +376,9 @@ impl<'a> MeterState<'a> {
 
     /// The windows of (business, user) at `at`, counting only what happened
     /// before it ([`Engine::windows_at`]).
-    pub fn windows_at(&self, business: &str, user: &UserId, at: Timestamp) -> ContactWindows {
+    pub fn windows_at(&self, engine: &Engine<'_>, business: &str, user: &UserId, at: Timestamp) -> ContactWindows {
         match self.contacts.get(&(Arc::from(business), user.clone())) {
-            Some(contact) => self.engine.windows_at(&contact.timeline, at),
+            Some(contact) => engine.windows_at(&contact.timeline, at),
             None => ContactWindows::default(),
         }
     }
@@ -362,18 +389,22 @@ impl<'a> MeterState<'a> {
         let mut warnings = self.conflicts.clone();
         let mut unknown = Vec::new();
         for ((business, id), message) in &self.messages {
-            if message.outbound.is_none() {
+            if message.sent().is_none() {
                 if let Some(owned) = &message.owned {
                     unknown.push(engine::unknown_status(owned.origin.unwrap_or_default(), id, Some(business)));
                 }
                 continue;
             };
+            if message.outbound.is_none() {
+                // The stand-in is an event of the log it is inferred for.
+                stats.events += 1;
+            }
             let unowned = self.unowned.get(id);
             if let (Some(owned), Some(unowned)) = (&message.owned, unowned) {
                 stats.duplicates += unowned.seen.iter().filter(|seen| owned.seen.contains(seen)).count() as u64;
             }
             let summary = self.summary(message, id);
-            match message.delivered_at {
+            match message.placed {
                 Some(_) => {
                     stats.delivered += 1;
                     if let Some((error, origin)) = summary.as_ref().and_then(|s| s.failed) {
@@ -423,7 +454,7 @@ impl<'a> MeterState<'a> {
         }
     }
 
-    fn take(&mut self, event: Event) {
+    fn take(&mut self, engine: &Engine<'_>, event: Event) {
         self.stats.events += 1;
         match event.kind {
             EventKind::Inbound { business, user, id, entry_point, kind } => {
@@ -438,7 +469,7 @@ impl<'a> MeterState<'a> {
                     return;
                 }
                 let item = Item::Inbound { at: event.at, entry_point: entry_point.is_some() };
-                self.insert_item(business, user, item);
+                self.insert_item(engine, business, user, item);
             }
             EventKind::Outbound { business, user, id, template } => {
                 self.note_country(&user);
@@ -460,33 +491,78 @@ impl<'a> MeterState<'a> {
                         }
                     }
                     None => {
+                        if message.stand_in.is_none() {
+                            self.senders.entry(id.clone()).or_default().push(business.clone());
+                        }
                         message.outbound = Some(Outbound { user, at: event.at, template, origin: event.origin });
-                        self.senders.entry(id.clone()).or_default().push(business.clone());
                     }
                 }
-                self.resolve(&business, &id);
+                self.resolve(engine, &business, &id);
             }
-            EventKind::Status { id, status, error, detail } => match detail.and_then(|d| d.business) {
-                Some(business) => {
-                    let business = engine::intern(&mut self.businesses, business);
-                    let message = self.messages.entry((business.clone(), id.clone())).or_default();
-                    if !message.owned.get_or_insert_with(StatusSummary::default).record(status, error, event.at, event.origin) {
-                        self.stats.duplicates += 1;
-                        return;
+            EventKind::Status { id, status, error, detail } => {
+                let (business, stood_in) = match detail.map(|detail| *detail) {
+                    Some(detail) => match detail.business {
+                        Some(business) => {
+                            let business = engine::intern(&mut self.businesses, business);
+                            // Meta's pricing names what was sent: a stand-in
+                            // for the outbound event, if the log never has one.
+                            let implied = detail.pricing.as_ref().and_then(MetaPricing::implied_message);
+                            let stood_in = match (detail.recipient, implied) {
+                                (Some(user), Some(message)) => {
+                                    let template = message.map(|category| Template { name: "".into(), category });
+                                    self.stand_in(Outbound { user, at: event.at, template, origin: event.origin }, &business, &id)
+                                }
+                                _ => false,
+                            };
+                            (Some(business), stood_in)
+                        }
+                        None => (None, false),
+                    },
+                    None => (None, false),
+                };
+                match business {
+                    Some(business) => {
+                        let message = self.messages.entry((business.clone(), id.clone())).or_default();
+                        if !message.owned.get_or_insert_with(StatusSummary::default).record(status, error, event.at, event.origin) {
+                            self.stats.duplicates += 1;
+                            if !stood_in {
+                                return;
+                            }
+                        }
+                        self.resolve(engine, &business, &id);
                     }
-                    self.resolve(&business, &id);
+                    None => {
+                        if !self.unowned.entry(id.clone()).or_default().record(status, error, event.at, event.origin) {
+                            self.stats.duplicates += 1;
+                            return;
+                        }
+                        for business in self.senders.get(&id).cloned().unwrap_or_default() {
+                            self.resolve(engine, &business, &id);
+                        }
+                    }
                 }
-                None => {
-                    if !self.unowned.entry(id.clone()).or_default().record(status, error, event.at, event.origin) {
-                        self.stats.duplicates += 1;
-                        return;
-                    }
-                    for business in self.senders.get(&id).cloned().unwrap_or_default() {
-                        self.resolve(&business, &id);
-                    }
-                }
-            },
+            }
         }
+    }
+
+    /// Takes a priced status's view of what was sent, if it is earlier than
+    /// the one kept; `true` when it is.
+    fn stand_in(&mut self, candidate: Outbound, business: &Arc<str>, id: &str) -> bool {
+        let message = self.messages.entry((business.clone(), id.into())).or_default();
+        if message.stand_in.as_ref().is_some_and(|kept| (kept.at, kept.origin) <= (candidate.at, candidate.origin)) {
+            return false;
+        }
+        if message.sent().is_none() {
+            self.senders.entry(id.into()).or_default().push(business.clone());
+        }
+        let user = candidate.user.clone();
+        message.stand_in = Some(candidate);
+        if message.outbound.is_none() {
+            // The replay reads the stand-in as an outbound event, which
+            // says its user's country like any other.
+            self.note_country(&user);
+        }
+        true
     }
 
     /// A business-scoped id's country, from whichever event gives it; the
@@ -504,42 +580,44 @@ impl<'a> MeterState<'a> {
 
     /// Puts a message's delivery in its timeline, moved or removed as its
     /// events say now.
-    fn resolve(&mut self, business: &Arc<str>, id: &str) {
+    fn resolve(&mut self, engine: &Engine<'_>, business: &Arc<str>, id: &str) {
         let key = (business.clone(), Box::<str>::from(id));
         let Some(message) = self.messages.get(&key) else { return };
-        let Some(outbound) = &message.outbound else { return };
+        let Some(outbound) = message.sent() else { return };
         let delivered_at = self.summary(message, id).as_ref().and_then(StatusSummary::delivered_at);
         let new = delivered_at.map(|at| Item::Delivery {
             at,
             message: Box::new(DeliveredMessage { id: id.into(), template: outbound.template.clone(), sent_at: outbound.at, origin: outbound.origin }),
         });
-        let old_at = message.delivered_at;
-        let contact_key = (business.clone(), outbound.user.clone());
-        if let (Some(old_at), Some(contact)) = (old_at, self.contacts.get(&contact_key)) {
+        let user = outbound.user.clone();
+        if let Some((old_user, old_at)) = message.placed.clone() {
+            let contact_key = (business.clone(), old_user);
             let old_key = (old_at, 1u8, id);
-            if let Ok(position) = contact.timeline.items.binary_search_by(|item| item.sort_key().cmp(&old_key)) {
-                if Some(&contact.timeline.items[position]) == new.as_ref() {
+            if let Some(position) =
+                self.contacts.get(&contact_key).and_then(|contact| contact.timeline.items.binary_search_by(|item| item.sort_key().cmp(&old_key)).ok())
+            {
+                let contact = self.contacts.get_mut(&contact_key).expect("just found");
+                if contact_key.1 == user && Some(&contact.timeline.items[position]) == new.as_ref() {
                     return;
                 }
-                let contact = self.contacts.get_mut(&contact_key).expect("just found");
                 contact.timeline.items.remove(position);
                 self.touch(&contact_key, position);
             }
         }
         if let Some(message) = self.messages.get_mut(&key) {
-            message.delivered_at = delivered_at;
+            message.placed = delivered_at.map(|at| (user.clone(), at));
         }
         if let Some(item) = new {
-            self.insert_item(contact_key.0, contact_key.1, item);
+            self.insert_item(engine, business.clone(), user, item);
         }
     }
 
     /// Inserts an item in its timeline's order; items at the same instant
     /// keep the order they came in, as the replay's stable sort does.
-    fn insert_item(&mut self, business: Arc<str>, user: UserId, item: Item) {
+    fn insert_item(&mut self, engine: &Engine<'_>, business: Arc<str>, user: UserId, item: Item) {
         let key = (business, user);
         if !self.contacts.contains_key(&key) {
-            let group = self.group_of(&key.0);
+            let group = self.group_of(engine, &key.0);
             if let UserId::Bsuid(id, None) = &key.1 {
                 self.countryless.entry(id.clone()).or_default().push(key.clone());
             }
@@ -567,14 +645,14 @@ impl<'a> MeterState<'a> {
     }
 
     /// The ledger of a business: its portfolio's, or the only one.
-    fn group_of(&mut self, business: &Arc<str>) -> Arc<str> {
+    fn group_of(&mut self, engine: &Engine<'_>, business: &Arc<str>) -> Arc<str> {
         if self.single {
             return Arc::from(ALL);
         }
-        let account = self.engine.accounts.get_or_default(business);
+        let account = engine.accounts.get_or_default(business);
         match self.waba_portfolio.get(&account.waba) {
             Some(portfolio) if *portfolio != account.portfolio => {
-                self.merge_ledgers();
+                self.merge_ledgers(engine);
                 Arc::from(ALL)
             }
             Some(portfolio) => portfolio.clone(),
@@ -587,9 +665,9 @@ impl<'a> MeterState<'a> {
 
     /// One WABA in two portfolios: its free tier would be counted in two
     /// ledgers, so from now on one ledger holds every charge.
-    fn merge_ledgers(&mut self) {
+    fn merge_ledgers(&mut self, engine: &Engine<'_>) {
         self.single = true;
-        let mut all = Ledger::new(Counters::carried(self.engine.month_to_date), self.checkpoint_every);
+        let mut all = Ledger::new(Counters::carried(engine.month_to_date), self.checkpoint_every);
         for (_, ledger) in self.ledgers.drain() {
             for (_, entry) in ledger.entries {
                 all.insert(entry.decided);
@@ -607,8 +685,7 @@ impl<'a> MeterState<'a> {
     /// Walks every changed timeline: on from where it stopped when only
     /// items after that changed, from the start otherwise; charges that
     /// changed go to their ledger.
-    fn walk_dirty(&mut self) {
-        let engine = self.engine;
+    fn walk_dirty(&mut self, engine: &Engine<'_>) {
         let checkpoint_every = self.checkpoint_every;
         for key in std::mem::take(&mut self.dirty) {
             let user = match &key.1 {
@@ -650,7 +727,11 @@ impl<'a> MeterState<'a> {
                     _ => {
                         let key = SettleKey::of(old);
                         ledger.remove(&key);
-                        index.remove(&(key.business, key.message_id));
+                        // Unless the message moved to a contact walked first.
+                        let message = (key.business.clone(), key.message_id.clone());
+                        if index.get(&message).is_some_and(|(_, at)| *at == key) {
+                            index.remove(&message);
+                        }
                     }
                 }
             }

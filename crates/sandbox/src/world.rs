@@ -12,19 +12,22 @@
 //! Prices, windows and the `pricing`/`conversation` objects of statuses all
 //! come from the same engine as `wameter replay`, fed the sandbox's own
 //! event log, so `GET /_sandbox/charges` and a replay of `GET
-//! /_sandbox/events` cannot disagree.
+//! /_sandbox/events` cannot disagree. Statuses are priced by an incremental
+//! [`MeterState`] that holds the log and the statuses planned but not yet
+//! due (the future as planned: a `sent` status carries the price its
+//! delivery will have), so a send costs the same after 10,000 sends as
+//! after one.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 use wameter_core::category::TemplateCategory;
-use wameter_core::charge::Charge;
 use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, Template as UsedTemplate, UserId};
 use wameter_core::random::SplitMix64;
-use wameter_core::settlement::{Month, settle_span};
+use wameter_core::incremental::MeterState;
 use wameter_log::Parsed;
 use wameter_log::replay_json::{WarningJson, write_document};
 use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_display_number};
@@ -106,6 +109,12 @@ pub struct World {
     options: Options,
     /// The event log, as in the `events` table (origin line = `seq`).
     events: Vec<Event>,
+    /// The log and the planned statuses, priced: what status webhooks
+    /// carry and what the window check asks.
+    forecast: MeterState,
+    /// Planned statuses written in the open transaction, for `forecast`
+    /// once it commits.
+    planning: Vec<Event>,
     /// Sandbox clock minus real time.
     offset: SignedDuration,
     random: SplitMix64,
@@ -120,6 +129,18 @@ struct Planned {
     id: Box<str>,
     status: DeliveryStatus,
     error: Option<i64>,
+}
+
+impl Planned {
+    /// The status event it will be, as the forecast takes it in advance
+    /// (source 1: not a line of the log).
+    fn event(&self) -> Event {
+        Event {
+            at: self.at,
+            origin: Origin { source: 1, line: self.seq as u32 },
+            kind: EventKind::Status { id: self.id.clone(), status: self.status, error: self.error, detail: None },
+        }
+    }
 }
 
 fn sql_error(error: rusqlite::Error) -> GraphError {
@@ -144,7 +165,17 @@ impl World {
     /// Opens (or creates) the sandbox state in `db`.
     pub fn open(db: Connection, pricing: Arc<Pricing>, options: Options) -> Result<World, String> {
         db.execute_batch(SCHEMA).map_err(|e| format!("cannot prepare the sandbox database: {e}"))?;
-        let mut world = World { db, pricing, random: SplitMix64(options.seed), options, events: Vec::new(), offset: SignedDuration::ZERO };
+        let forecast = MeterState::new(&pricing.engine());
+        let mut world = World {
+            db,
+            pricing,
+            random: SplitMix64(options.seed),
+            options,
+            events: Vec::new(),
+            forecast,
+            planning: Vec::new(),
+            offset: SignedDuration::ZERO,
+        };
         let offset: Option<String> = world.setting("clock_offset_ns").map_err(|e| e.to_string())?;
         if let Some(offset) = offset {
             world.offset = SignedDuration::from_nanos(offset.parse::<i64>().map_err(|e| {
@@ -164,6 +195,9 @@ impl World {
                 Err(e) => return Err(format!("sandbox database: event {seq}: {e}")),
             }
         }
+        let planned = world.planned().map_err(|e| format!("sandbox database: schedule: {e}"))?;
+        let engine = world.pricing.engine();
+        world.forecast.apply(&engine, world.events.iter().cloned().chain(planned.iter().map(Planned::event)));
         Ok(world)
     }
 
@@ -322,14 +356,22 @@ impl World {
     /// Runs `work` in one transaction. On failure the database rolls back,
     /// and so does the in-memory log (it may hold events the database no
     /// longer has).
+    /// What commits is then given to the forecast, which cannot roll back.
     fn transaction<T>(&mut self, work: impl FnOnce(&mut World) -> Sql<T>) -> Sql<T> {
         self.db.execute_batch("BEGIN IMMEDIATE")?;
         let events = self.events.len();
+        self.planning.clear();
         match work(self).and_then(|value| self.db.execute_batch("COMMIT").map(|()| value)) {
-            Ok(value) => Ok(value),
+            Ok(value) => {
+                let engine = self.pricing.engine();
+                let planned = std::mem::take(&mut self.planning);
+                self.forecast.apply(&engine, self.events[events..].iter().cloned().chain(planned));
+                Ok(value)
+            }
             Err(error) => {
                 let _ = self.db.execute_batch("ROLLBACK");
                 self.events.truncate(events);
+                self.planning.clear();
                 Err(error)
             }
         }
@@ -365,7 +407,7 @@ impl World {
         // 12:00:00 precedes a reply sent at 12:00:00.
         let refused = template.is_none() && {
             let engine = self.pricing.engine();
-            let windows = wameter_server::meter::windows(&engine, self.pair_events(phone_number_id, &message.user), phone_number_id, &message.user, now + SignedDuration::from_nanos(1));
+            let windows = self.forecast.windows_at(&engine, phone_number_id, &message.user, now + SignedDuration::from_nanos(1));
             windows.customer_service_window.is_none()
         };
         if refused && self.options.reengagement == Reengagement::Sync {
@@ -396,6 +438,14 @@ impl World {
                 )?;
                 for (due, status, error) in &statuses {
                     world.db.execute("INSERT INTO schedule (due, id, status, error) VALUES (?1, ?2, ?3, ?4)", params![due, id, status, error])?;
+                    let planned = Planned {
+                        seq: world.db.last_insert_rowid(),
+                        at: Timestamp::from_second(*due).unwrap_or_default(),
+                        id: id.as_str().into(),
+                        status: DeliveryStatus::parse(status).unwrap_or(DeliveryStatus::Failed),
+                        error: error.map(i64::from),
+                    };
+                    world.planning.push(planned.event());
                 }
                 Ok(id)
             })
@@ -410,24 +460,6 @@ impl World {
             "contacts": [{"input": message.input, "wa_id": wa_id(&message.user)}],
             "messages": [sent],
         }))
-    }
-
-    /// The events of one (business, user) pair: its messages both ways and
-    /// the statuses of its sends — all a window depends on.
-    fn pair_events(&self, business: &str, user: &UserId) -> Vec<Event> {
-        let mut sends = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for event in &self.events {
-            let keep = match &event.kind {
-                EventKind::Inbound { business: b, user: u, .. } => **b == *business && u == user,
-                EventKind::Outbound { business: b, user: u, id, .. } => **b == *business && u == user && sends.insert(id.clone()),
-                EventKind::Status { id, .. } => sends.contains(id),
-            };
-            if keep {
-                out.push(event.clone());
-            }
-        }
-        out
     }
 
     /// Statuses planned but not yet due, as the events they will become:
@@ -463,33 +495,10 @@ impl World {
         if due == 0 {
             return Ok(0);
         }
-        // One replay of the log plus the planned future prices every status
-        // of this round. Only the span the charges depend on is replayed
-        // (wameter_core::settlement): a due status is delivered in its
-        // business-local month, which starts at the earliest a day before
-        // its UTC month; the sends of planned statuses come along even when
-        // older.
-        let since = settle_span(Month::of_instant(planned[0].at - SignedDuration::from_hours(24))).0;
-        let planned_ids: std::collections::HashSet<&str> = planned.iter().map(|p| &*p.id).collect();
-        let mut future: Vec<Event> = self
-            .events
-            .iter()
-            .filter(|event| event.at >= since || matches!(&event.kind, EventKind::Outbound { id, .. } if planned_ids.contains(&**id)))
-            .cloned()
-            .collect();
-        let first_line = self.events.len() as u32 + 1;
-        for (offset, p) in planned.iter().enumerate() {
-            let kind = EventKind::Status { id: p.id.clone(), status: p.status, error: p.error, detail: None };
-            future.push(Event { at: p.at, origin: Origin { source: 0, line: first_line + offset as u32 }, kind });
-        }
-        let report = self.pricing.engine().replay(future);
-        let charges: HashMap<&str, &Charge> = report.charges.iter().map(|charge| (&*charge.message_id, charge)).collect();
-        let delivered_planned: std::collections::HashSet<&str> = planned
-            .iter()
-            .filter(|p| p.status == DeliveryStatus::Delivered)
-            .map(|p| &*p.id)
-            .collect();
-        self.transaction(|world| world.fire(real, &planned[..due], &charges, &delivered_planned))?;
+        // A `read` planned without a `delivered` is the status that charges.
+        let delivered_planned: HashSet<Box<str>> =
+            planned.iter().filter(|p| p.status == DeliveryStatus::Delivered).map(|p| p.id.clone()).collect();
+        self.transaction(|world| world.fire(real, &planned[..due], &delivered_planned))?;
         Ok(due)
     }
 
@@ -498,8 +507,7 @@ impl World {
         &mut self,
         real: Timestamp,
         due: &[Planned],
-        charges: &HashMap<&str, &Charge>,
-        delivered_planned: &std::collections::HashSet<&str>,
+        delivered_planned: &HashSet<Box<str>>,
     ) -> Sql<()> {
         let mut bodies = Vec::with_capacity(due.len());
         for Planned { seq, at, id, status, error } in due {
@@ -515,7 +523,12 @@ impl World {
                 DeliveryStatus::Read => !delivered_planned.contains(&**id),
                 DeliveryStatus::Failed => false,
             };
-            let charge = charges.get(&**id).filter(|_| charging).map(|charge| (*charge, Billing::of(charge)));
+            // The charge as the forecast has it: the log and every planned
+            // status, so a `sent` status carries its delivery's price.
+            let charge = match self.forecast.charge(&business, id) {
+                Some(Ok(charge)) if charging => Some((charge, Billing::of(charge))),
+                _ => None,
+            };
             let (waba, display) = self.sender_parts(&business);
             let sender = Sender { waba: &waba, phone_number_id: &business, display_phone_number: &display };
             let error = error.map(|code| code as u32);

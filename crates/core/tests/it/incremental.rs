@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use wameter_core::category::TemplateCategory;
 use wameter_core::engine::{Engine, Report};
-use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, Origin};
+use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, MetaPricing, Origin, StatusDetail, UserId, outbounds_from_pricing};
 use wameter_core::incremental::MeterState;
 use wameter_core::market::MarketTable;
 use wameter_core::ratecard::TierBook;
@@ -27,15 +27,16 @@ const BASES: [&str; 3] = ["2023-07-30T00:00:00Z", "2026-01-30T00:00:00Z", "2026-
 #[derive(Debug, Clone)]
 enum Step {
     Inbound { business: usize, user: usize, minute: i64, ad: bool },
-    Send { business: usize, user: usize, minute: i64, category: Option<u8>, delay: i64, outcome: u8 },
+    Send { business: usize, user: usize, minute: i64, category: Option<u8>, delay: i64, outcome: u8, logged: u8 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, proptest::bool::weighted(0.15))
             .prop_map(|(business, user, minute, ad)| Step::Inbound { business, user, minute, ad }),
-        (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, proptest::option::of(0..3u8), 0..120i64, 0..12u8)
-            .prop_map(|(business, user, minute, category, delay, outcome)| Step::Send { business, user, minute, category, delay, outcome }),
+        (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, proptest::option::of(0..3u8), 0..120i64, 0..12u8, 0..6u8).prop_map(
+            |(business, user, minute, category, delay, outcome, logged)| Step::Send { business, user, minute, category, delay, outcome, logged }
+        ),
     ]
 }
 
@@ -48,14 +49,31 @@ fn build(base: &str, steps: &[Step]) -> Vec<Event> {
             Step::Inbound { business, user, minute, ad } => {
                 log.inbound_from(BUSINESSES[*business], at(*minute), USERS[*user], ad.then_some(EntryPoint::Ad));
             }
-            Step::Send { business, user, minute, category, delay, outcome } => {
+            Step::Send { business, user, minute, category, delay, outcome, logged } => {
                 let business = BUSINESSES[*business];
                 // Ids repeat across businesses: a message is its business's.
                 let id = format!("w{}", index / 2);
                 let category = category.map(|c| [TemplateCategory::Marketing, TemplateCategory::Utility, TemplateCategory::Authentication][c as usize]);
-                log.outbound(business, &id, at(*minute), USERS[*user], category);
+                // Mostly logged; else only Meta's priced statuses say what
+                // was sent (sometimes a category other than the template's).
+                if *logged > 1 {
+                    log.outbound(business, &id, at(*minute), USERS[*user], category);
+                }
                 let delivered = at(*minute) + jiff::SignedDuration::from_secs(*delay);
                 let read = delivered + jiff::SignedDuration::from_secs(30);
+                if *logged < 3 {
+                    let priced = category.map_or("service", |c| if *logged == 1 { "marketing" } else { c.as_str() });
+                    let detail = StatusDetail {
+                        business: Some(business.into()),
+                        recipient: Some(UserId::parse(USERS[*user]).unwrap()),
+                        pricing: Some(MetaPricing { billable: Some(true), pricing_model: Some("PMP".into()), pricing_type: Some("regular".into()), category: priced.into() }),
+                        conversation: None,
+                    };
+                    for at in [delivered - jiff::SignedDuration::from_secs(1), read] {
+                        let kind = EventKind::Status { id: id.as_str().into(), status: DeliveryStatus::Sent, error: None, detail: Some(Box::new(detail.clone())) };
+                        log.events.push(Event { at, origin: Origin::default(), kind });
+                    }
+                }
                 match outcome {
                     0 => log.status(&id, delivered, DeliveryStatus::Failed),
                     1 => log.status(&id, delivered, DeliveryStatus::Read),
@@ -127,26 +145,46 @@ proptest! {
         cuts in prop::collection::vec(1..12usize, 1..20),
         checkpoint_every in 1..5usize,
         conflicted in proptest::bool::weighted(0.25),
+        doubled in proptest::bool::weighted(0.3),
+        lines_first in any::<bool>(),
     ) {
         let world = world(conflicted);
         let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
         let mut events = build(BASES[base], &steps);
+        if doubled {
+            // Every line twice (a log read twice, webhooks redelivered).
+            events.extend(events.clone());
+        }
+        // Lines numbered before the shuffle or after it: events need not
+        // arrive in the order of where they were read (files given in
+        // another order, webhooks stored out of order).
+        let number = |events: &mut Vec<Event>| {
+            for (line, event) in events.iter_mut().enumerate() {
+                event.origin = Origin { source: 0, line: line as u32 + 1 };
+            }
+        };
+        if lines_first {
+            number(&mut events);
+        }
         if shuffled {
             shuffle(&mut events, seed);
         }
-        for (line, event) in events.iter_mut().enumerate() {
-            event.origin = Origin { source: 0, line: line as u32 + 1 };
+        if !lines_first {
+            number(&mut events);
         }
 
-        let mut meter = MeterState::new(engine).checkpoint_every(checkpoint_every);
+        let mut meter = MeterState::new(&engine).checkpoint_every(checkpoint_every);
         let mut given = 0;
         let mut before = Report::default();
         for cut in cuts.iter().cycle() {
             if given == events.len() { break; }
             let batch = &events[given..(given + cut).min(events.len())];
             given += batch.len();
-            let changes = meter.apply(batch.iter().cloned());
-            let replayed = engine.replay(events[..given].to_vec());
+            let changes = meter.apply(&engine, batch.iter().cloned());
+            // What the front ends replay: the log and its stand-in outbounds.
+            let mut given_events = events[..given].to_vec();
+            given_events.extend(outbounds_from_pricing(&given_events));
+            let replayed = engine.replay(given_events);
             let report = meter.report();
             prop_assert_eq!(&report, &replayed, "after {} of {} events", given, events.len());
 
