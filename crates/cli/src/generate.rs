@@ -292,7 +292,10 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
         })
         .collect();
     let mut sends: HashMap<&str, (&str, String)> = HashMap::new();
-    let mut billed: HashSet<&str> = HashSet::new();
+    // The status that charges, by message: its instant. A redelivered
+    // status (the same line twice) is the same webhook twice, pricing and
+    // all, as Meta redelivers.
+    let mut billed: HashMap<&str, (DeliveryStatus, Timestamp)> = HashMap::new();
     for event in &events {
         let body = match &event.kind {
             EventKind::Inbound { business, user, id, entry_point, .. } => {
@@ -312,10 +315,11 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
                 let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
                 // Billing objects on `sent` and on the status that charges:
                 // the first `delivered`, or `read` when none came.
+                let mut bills = |status: DeliveryStatus| *billed.entry(id).or_insert((status, event.at)) == (status, event.at);
                 let charging = match status {
                     DeliveryStatus::Sent => true,
-                    DeliveryStatus::Delivered => billed.insert(id),
-                    DeliveryStatus::Read => !delivered.contains(&**id) && billed.insert(id),
+                    DeliveryStatus::Delivered => bills(DeliveryStatus::Delivered),
+                    DeliveryStatus::Read => !delivered.contains(&**id) && bills(DeliveryStatus::Read),
                     _ => false,
                 };
                 let charge = charges.get(&**id).filter(|_| charging).map(|charge| (*charge, Billing::of(charge)));

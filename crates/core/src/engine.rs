@@ -769,8 +769,8 @@ impl Engine<'_> {
 
 /// The notes of charges (a free-form message outside the window...), as
 /// warnings, in the charges' order.
-pub(crate) fn notes(charges: &[Charge]) -> impl Iterator<Item = Warning> + '_ {
-    charges.iter().flat_map(|charge| {
+pub(crate) fn notes<'c>(charges: impl IntoIterator<Item = &'c Charge>) -> impl Iterator<Item = Warning> {
+    charges.into_iter().flat_map(|charge| {
         charge.trail.notes.iter().map(|note| Warning { code: "note", message: format!("{}: {note}", charge.message_id), origin: Some(charge.trail.origin) })
     })
 }

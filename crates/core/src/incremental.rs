@@ -262,11 +262,22 @@ impl Ledger {
     }
 }
 
+/// A report's warnings, errors and counts ([`MeterState::findings`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Findings {
+    /// As [`Report::warnings`].
+    pub warnings: Vec<Warning>,
+    /// As [`Report::errors`].
+    pub errors: Vec<PricingError>,
+    /// As [`Report::stats`].
+    pub stats: PrepareStats,
+}
+
 /// What one [`MeterState::apply`] changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChargeChanges {
     /// Messages (business phone number, wamid) whose charge appeared,
-    /// changed or went away, in no particular order.
+    /// changed or went away, each once, sorted.
     pub messages: Vec<MessageKey>,
 }
 
@@ -361,6 +372,9 @@ impl MeterState {
                 ledger.settle(engine, &mut changes.messages);
             }
         }
+        // A charge that moved is named by its removal and by its new place.
+        changes.messages.sort();
+        changes.messages.dedup();
         changes
     }
 
@@ -385,13 +399,56 @@ impl MeterState {
 
     /// Everything so far, as [`Engine::replay`] would report it.
     pub fn report(&self) -> Report {
+        let charges = self.charges();
+        let Findings { warnings, errors, stats } = self.findings_of(&charges);
+        let charges: Vec<Charge> = charges.into_iter().cloned().collect();
+        let mut counters = MonthToDate::default();
+        for ledger in self.ledgers.values() {
+            ledger.counters.publish(&mut counters);
+        }
+        Report { charges, warnings, errors, stats, counters }
+    }
+
+    /// The charges so far, in delivery order (the report's, not copied).
+    pub fn charges(&self) -> Vec<&Charge> {
+        let mut settled: Vec<(&SettleKey, &Charge)> = Vec::new();
+        for ledger in self.ledgers.values() {
+            for (key, entry) in &ledger.entries {
+                if let Some(Ok(charge)) = &entry.settled {
+                    settled.push((key, charge));
+                }
+            }
+        }
+        settled.sort_by(|a, b| a.0.cmp(b.0));
+        settled.into_iter().map(|(_, charge)| charge).collect()
+    }
+
+    /// The report's warnings, errors and counts, without its charges.
+    pub fn findings(&self) -> Findings {
+        self.findings_of(&self.charges())
+    }
+
+    /// [`MeterState::charges`] and [`MeterState::findings`] at once (the
+    /// findings' notes come from the charges).
+    pub fn charges_and_findings(&self) -> (Vec<&Charge>, Findings) {
+        let charges = self.charges();
+        let findings = self.findings_of(&charges);
+        (charges, findings)
+    }
+
+    /// Whether `business`'s message `id` is known only from Meta's pricing
+    /// on its statuses (its outbound event inferred).
+    pub fn is_inferred(&self, business: &str, id: &str) -> bool {
+        self.messages.get(&(Arc::from(business), Box::from(id))).is_some_and(|message| message.outbound.is_none() && message.stand_in.is_some())
+    }
+
+    fn findings_of(&self, charges: &[&Charge]) -> Findings {
         let mut stats = self.stats.clone();
         let mut warnings = self.conflicts.clone();
-        let mut unknown = Vec::new();
         for ((business, id), message) in &self.messages {
             if message.sent().is_none() {
                 if let Some(owned) = &message.owned {
-                    unknown.push(engine::unknown_status(owned.origin.unwrap_or_default(), id, Some(business)));
+                    warnings.push(engine::unknown_status(owned.origin.unwrap_or_default(), id, Some(business)));
                 }
                 continue;
             };
@@ -417,33 +474,21 @@ impl MeterState {
         }
         for (id, summary) in &self.unowned {
             if !self.senders.contains_key(id) {
-                unknown.push(engine::unknown_status(summary.origin.unwrap_or_default(), id, None));
+                warnings.push(engine::unknown_status(summary.origin.unwrap_or_default(), id, None));
             }
         }
-        warnings.extend(unknown);
         engine::sort_warnings(&mut warnings);
+        warnings.extend(engine::notes(charges.iter().copied()));
 
-        let mut settled: Vec<(&SettleKey, &Charge)> = Vec::new();
         let mut errors: Vec<PricingError> = Vec::new();
-        let mut counters = MonthToDate::default();
         for ledger in self.ledgers.values() {
-            for (key, entry) in &ledger.entries {
-                match &entry.settled {
-                    Some(Ok(charge)) => settled.push((key, charge)),
-                    Some(Err(error)) => errors.push(error.clone()),
-                    None => {}
-                }
-            }
-            ledger.counters.publish(&mut counters);
+            errors.extend(ledger.entries.values().filter_map(|entry| entry.settled.as_ref()?.as_ref().err().cloned()));
         }
-        settled.sort_by(|a, b| a.0.cmp(b.0));
-        let charges: Vec<Charge> = settled.into_iter().map(|(_, charge)| charge.clone()).collect();
         for contact in self.contacts.values() {
             errors.extend(contact.decided.errors.iter().cloned());
         }
         engine::sort_errors(&mut errors);
-        warnings.extend(engine::notes(&charges));
-        Report { charges, warnings, errors, stats, counters }
+        Findings { warnings, errors, stats }
     }
 
     /// A message's statuses, from its own business and unnamed.

@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use rust_decimal::Decimal;
 use wameter_core::account::Accounts;
 use wameter_core::engine::{ContactWindows, Engine, prepare};
+use wameter_core::incremental::MeterState;
 use wameter_core::charge::Charge;
 use wameter_core::event::{DeliveryStatus, Event, EventKind, Origin, Template, UserId, outbounds_from_pricing};
 use wameter_core::market::MarketTable;
@@ -190,12 +191,46 @@ pub fn predict(engine: &Engine<'_>, mut events: Vec<Event>, business: &str, user
 /// before 2014) is priced as dated and warned about by name
 /// ([`wameter_core::event::implausible_instants`]).
 pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<String>, month: Month, now: Timestamp) -> Settled {
-    let (month_start, month_end) = (month.start_utc() - DAY, month.next().start_utc() + DAY);
     let about = events_about(&loaded.events);
     let implausible = wameter_core::event::implausible_instants(&loaded.events, now);
-    let inferred = loaded.inferred;
-    let mut warnings: Vec<WarningRow> = loaded
-        .unreadable
+    let report = engine.replay(loaded.events);
+    let charges: Vec<ChargeRow> = report.charges.iter().filter(|charge| in_month(charge, businesses, month)).map(charge_row).collect();
+    let inferred = charges.iter().filter(|charge| loaded.inferred.contains(&(charge.business.clone(), charge.message_id.clone()))).count();
+    let found = report.warnings.iter().chain(&implausible);
+    let warnings = warning_rows(&loaded.unreadable, inferred, &report.errors, found, |id| about.get(&id).cloned(), month);
+    Settled { charges, warnings, removed: Vec::new() }
+}
+
+/// Whether a charge is one of the (portfolio, month)'s: of one of its
+/// businesses, delivered in the month (business-local).
+fn in_month(charge: &Charge, businesses: &BTreeSet<String>, month: Month) -> bool {
+    businesses.contains(&*charge.business) && Month::of(charge.trail.local_date) == month
+}
+
+/// A charge as the store keeps it.
+fn charge_row(charge: &Charge) -> ChargeRow {
+    ChargeRow {
+        business: charge.business.to_string(),
+        delivered_at_us: charge.delivered_at.as_microsecond(),
+        message_id: charge.message_id.to_string(),
+        line: serde_json::to_string(&ChargeJson::from(charge)).unwrap_or_default(),
+    }
+}
+
+/// The warnings kept for a (portfolio, month): unreadable stored events,
+/// how many of its charges rest on an inferred outbound, and what the
+/// engine found about events in or at the edge of the month (`about`: a
+/// stored event's business and instant).
+fn warning_rows<'w>(
+    unreadable: &[(i64, String)],
+    inferred: usize,
+    errors: &[wameter_core::charge::PricingError],
+    found: impl Iterator<Item = &'w wameter_core::charge::Warning>,
+    about: impl Fn(u64) -> Option<(Option<String>, Timestamp)>,
+    month: Month,
+) -> Vec<WarningRow> {
+    let (month_start, month_end) = (month.start_utc() - DAY, month.next().start_utc() + DAY);
+    let mut warnings: Vec<WarningRow> = unreadable
         .iter()
         .map(|(id, message)| WarningRow {
             business: None,
@@ -205,41 +240,104 @@ pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<S
             count: 1,
         })
         .collect();
-    let report = engine.replay(loaded.events);
-    let charges: Vec<ChargeRow> = report
-        .charges
-        .iter()
-        .filter(|charge| businesses.contains(&*charge.business) && Month::of(charge.trail.local_date) == month)
-        .map(|charge| ChargeRow {
-            business: charge.business.to_string(),
-            delivered_at_us: charge.delivered_at.as_microsecond(),
-            message_id: charge.message_id.to_string(),
-            line: serde_json::to_string(&ChargeJson::from(charge)).unwrap_or_default(),
-        })
-        .collect();
-    let inferred_here = charges.iter().filter(|charge| inferred.contains(&(charge.business.clone(), charge.message_id.clone()))).count();
-    if inferred_here > 0 {
-        warnings.push(WarningRow {
-            business: None,
-            event_id: None,
-            code: "outbound_inferred".into(),
-            message: String::new(),
-            count: inferred_here as i64,
-        });
+    if inferred > 0 {
+        warnings.push(WarningRow { business: None, event_id: None, code: "outbound_inferred".into(), message: String::new(), count: inferred as i64 });
     }
     // A message the engine could not price (no rate card for its date…)
     // has no charge; `replay` fails on it, the server says so with every
     // answer about its month rather than leave a silent gap.
-    let unpriced = report.errors.iter().map(|error| ("unpriced_message", format!("{}: {}", error.message_id, error.message), error.origin));
-    let warned = report.warnings.iter().chain(&implausible).map(|warning| (warning.code, warning.message.clone(), warning.origin.unwrap_or_default()));
+    let unpriced = errors.iter().map(|error| ("unpriced_message", format!("{}: {}", error.message_id, error.message), error.origin));
+    let warned = found.map(|warning| (warning.code, warning.message.clone(), warning.origin.unwrap_or_default()));
     for (code, message, origin) in unpriced.chain(warned) {
         let id = id_of(origin);
-        let Some((business, at)) = about.get(&id).cloned() else { continue };
+        let Some((business, at)) = about(id) else { continue };
         if month_start <= at && at < month_end {
             warnings.push(WarningRow { business, event_id: Some(id as i64), code: code.into(), message, count: 1 });
         }
     }
-    Settled { charges, warnings }
+    warnings
+}
+
+/// One (portfolio, month)'s engine state between settle rounds: a round
+/// then reads and prices only the events stored since the last one
+/// (issue 20), instead of re-pricing the month from all its events.
+pub struct MonthState {
+    meter: MeterState,
+    /// Stored event ids given to `meter`.
+    applied: HashSet<i64>,
+    unreadable: Vec<(i64, String)>,
+    implausible: Vec<wameter_core::charge::Warning>,
+    /// Each stored event's instant, its business if it names one, and its
+    /// wamid (a status's business is its message's).
+    notes: HashMap<u64, (Timestamp, Option<Box<str>>, Option<Box<str>>)>,
+    /// wamid → business, from outbound events.
+    senders: HashMap<Box<str>, Box<str>>,
+}
+
+impl MonthState {
+    /// An empty state for `engine`'s pricing.
+    pub fn new(engine: &Engine<'_>) -> MonthState {
+        MonthState {
+            meter: MeterState::new(engine),
+            applied: HashSet::new(),
+            unreadable: Vec::new(),
+            implausible: Vec::new(),
+            notes: HashMap::new(),
+            senders: HashMap::new(),
+        }
+    }
+
+    /// Takes the stored events not taken before and says what the store
+    /// must keep for the month: every charge and warning when `whole`
+    /// (a first round, whose kept rows may be anyone's), else the charges
+    /// that changed and those to remove, with all the warnings.
+    pub fn settle(&mut self, engine: &Engine<'_>, rows: Vec<StoredEvent>, businesses: &BTreeSet<String>, month: Month, now: Timestamp, whole: bool) -> Settled {
+        let mut events = Vec::new();
+        for row in rows {
+            if !self.applied.insert(row.id) {
+                continue;
+            }
+            match wameter_log::parse_line(&row.line, origin_of(row.id)) {
+                Ok(Parsed::Event(event)) => events.push(event),
+                Ok(_) => self.unreadable.push((row.id, "stored line is not an event".into())),
+                Err(error) => self.unreadable.push((row.id, error.to_string())),
+            }
+        }
+        self.implausible.extend(wameter_core::event::implausible_instants(&events, now));
+        for event in &events {
+            let (business, message) = match &event.kind {
+                EventKind::Status { id, .. } => (event.kind.business().map(Box::from), Some(id.clone())),
+                EventKind::Outbound { business, id, .. } => {
+                    self.senders.insert(id.clone(), business.clone());
+                    (Some(business.clone()), None)
+                }
+                EventKind::Inbound { business, .. } => (Some(business.clone()), None),
+            };
+            self.notes.insert(id_of(event.origin), (event.at, business, message));
+        }
+        let changes = self.meter.apply(engine, events);
+
+        let mut settled = Settled::default();
+        let (charges, findings) = self.meter.charges_and_findings();
+        if whole {
+            settled.charges = charges.iter().filter(|charge| in_month(charge, businesses, month)).map(|charge| charge_row(charge)).collect();
+        } else {
+            for (business, id) in changes.messages {
+                match self.meter.charge(&business, &id) {
+                    Some(Ok(charge)) if in_month(charge, businesses, month) => settled.charges.push(charge_row(charge)),
+                    _ => settled.removed.push((business.to_string(), id.to_string())),
+                }
+            }
+        }
+        let inferred = charges.iter().filter(|charge| in_month(charge, businesses, month) && self.meter.is_inferred(&charge.business, &charge.message_id)).count();
+        let about = |id: u64| {
+            let (at, business, message) = self.notes.get(&id)?;
+            let business = business.as_deref().or_else(|| self.senders.get(message.as_deref()?).map(|b| &**b));
+            Some((business.map(str::to_string), *at))
+        };
+        settled.warnings = warning_rows(&self.unreadable, inferred, &findings.errors, findings.warnings.iter().chain(&self.implausible), about, month);
+        settled
+    }
 }
 
 /// Each loaded event's business (a status's is its message's) and instant,

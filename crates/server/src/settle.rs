@@ -9,16 +9,24 @@
 //! are quick, resting [`BUSY_SHARE`] times a round's length when they are
 //! not), and a charge query first settles what is pending, so it always
 //! answers for every event stored before it was asked.
+//!
+//! On SQLite (one process owns the file) the settler keeps each month's
+//! engine state ([`MonthState`]) between rounds: a round reads only the
+//! events stored since the marks it takes and writes only the charges that
+//! changed, so its cost follows the new events, not the month's. The first
+//! round of a month in a process settles it whole. On PostgreSQL several
+//! processes may settle the same month, and a state one of them kept could
+//! miss what another took, so months are settled whole there.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use wameter_core::settlement::{Month, settle_span};
-use wameter_store::{SettleJob, StoreError, UnsettledMark};
+use wameter_store::{SettleJob, Store, StoreError, UnsettledMark};
 
 use crate::AppState;
-use crate::meter::{self, Pricing};
+use crate::meter::{self, MonthState, Pricing};
 
 /// How often the background settler looks for marks.
 pub const SETTLE_EVERY: Duration = Duration::from_millis(500);
@@ -36,12 +44,36 @@ const SETTLEMENT_REVISION: u32 = 2;
 #[derive(Default)]
 pub struct Settler {
     turn: tokio::sync::Mutex<()>,
+    /// Months' engine states kept between rounds (SQLite only), with when
+    /// each was last used.
+    months: std::sync::Mutex<HashMap<(String, Month), (MonthState, u64)>>,
+    rounds: std::sync::atomic::AtomicU64,
     /// Bumped after every round that changed kept charges: what the
     /// budgets' spend caches are keyed by.
     generation: std::sync::atomic::AtomicU64,
 }
 
+/// Months whose engine state a process keeps at most: the least recently
+/// settled goes first. Live traffic touches a portfolio's current month,
+/// and its previous one for a few days.
+pub const MONTHS_KEPT: usize = 32;
+
 impl Settler {
+    fn take_month(&self, key: &(String, Month)) -> Option<MonthState> {
+        self.months.lock().ok()?.remove(key).map(|(state, _)| state)
+    }
+
+    fn keep_month(&self, key: (String, Month), state: MonthState) {
+        let round = self.rounds.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let Ok(mut months) = self.months.lock() else { return };
+        months.insert(key, (state, round));
+        if months.len() > MONTHS_KEPT {
+            if let Some(oldest) = months.iter().min_by_key(|(_, (_, used))| *used).map(|(key, _)| key.clone()) {
+                months.remove(&oldest);
+            }
+        }
+    }
+
     /// How many rounds have changed the kept charges so far.
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
@@ -79,15 +111,38 @@ pub async fn settle_pending(state: &AppState) -> Result<usize, StoreError> {
     };
     let jobs = plan(&state.config.pricing, &marks, &everyone);
     let count = jobs.len();
-    for (job, businesses, month) in jobs {
+    let keep_state = matches!(state.store, Store::Sqlite(_));
+    for (mut job, businesses, month) in jobs {
         let config = state.config.clone();
+        let key = (job.portfolio.clone(), month);
+        let kept = if keep_state { state.settler.take_month(&key) } else { None };
+        if kept.is_none() {
+            job.from_event_id = None;
+        }
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let back = slot.clone();
         state
             .store
             .settle(job, move |rows| {
                 let engine = config.pricing.engine();
-                meter::settle_month(&engine, meter::load(&rows), &businesses, month, jiff::Timestamp::now())
+                let now = jiff::Timestamp::now();
+                if !keep_state {
+                    return meter::settle_month(&engine, meter::load(&rows), &businesses, month, now);
+                }
+                let whole = kept.is_none();
+                let mut month_state = kept.unwrap_or_else(|| MonthState::new(&engine));
+                let settled = month_state.settle(&engine, rows, &businesses, month, now, whole);
+                if let Ok(mut slot) = back.lock() {
+                    *slot = Some(month_state);
+                }
+                settled
             })
             .await?;
+        // Kept only once its round is written: a failed round's state is
+        // ahead of the store, and the month is settled whole next time.
+        if let Some(month_state) = slot.lock().ok().and_then(|mut slot| slot.take()) {
+            state.settler.keep_month(key, month_state);
+        }
         state.settler.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
     Ok(count)
@@ -126,6 +181,8 @@ pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<Stri
         }
     }
     let last = jobs.len().saturating_sub(1);
+    let first_event: HashMap<i64, i64> = marks.iter().map(|mark| (mark.id, mark.first_event_id)).collect();
+    let everyone_ids = for_everyone.clone();
     jobs.into_iter()
         .enumerate()
         .map(|(index, ((portfolio, month), (businesses, mut ids)))| {
@@ -133,6 +190,9 @@ pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<Stri
                 ids.append(&mut for_everyone);
             }
             let (since, until) = settle_span(month);
+            // A round with the month's state reads from the first event of
+            // the writes behind its marks, and of those naming no business.
+            let from = ids.iter().chain(&everyone_ids).filter_map(|id| first_event.get(id)).min().copied().unwrap_or(0);
             let job = SettleJob {
                 portfolio,
                 month: month.to_string(),
@@ -140,6 +200,7 @@ pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<Stri
                 since_us: since.as_microsecond(),
                 until_us: until.as_microsecond(),
                 marks: ids,
+                from_event_id: Some(from),
             };
             (job, businesses, month)
         })
@@ -199,7 +260,7 @@ portfolio = "P"
     }
 
     fn mark(id: i64, business: &str, month: &str) -> UnsettledMark {
-        UnsettledMark { id, business: business.into(), month: month.into() }
+        UnsettledMark { id, business: business.into(), month: month.into(), first_event_id: id * 10 }
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub enum EventScope {
         since_us: i64,
         /// End (exclusive).
         until_us: i64,
+        /// Only events from this id on (`0`: all), with their messages'
+        /// other halves whatever their id.
+        from_id: i64,
     },
 }
 

@@ -104,8 +104,8 @@ impl PostgresStore {
     /// Marks at most `limit` left by new events, oldest first.
     pub async fn unsettled(&self, limit: i64) -> Result<Vec<UnsettledMark>, StoreError> {
         let client = self.client().await?;
-        let rows = client.query("SELECT id, business, month FROM unsettled ORDER BY id LIMIT $1", &[&limit]).await?;
-        Ok(rows.into_iter().map(|row| UnsettledMark { id: row.get(0), business: row.get(1), month: row.get(2) }).collect())
+        let rows = client.query("SELECT id, business, month, first_event_id FROM unsettled ORDER BY id LIMIT $1", &[&limit]).await?;
+        Ok(rows.into_iter().map(|row| UnsettledMark { id: row.get(0), business: row.get(1), month: row.get(2), first_event_id: row.get(3) }).collect())
     }
 
     /// Settles one (portfolio, month) (see `SqliteStore::settle`). Several
@@ -122,8 +122,35 @@ impl PostgresStore {
         let tx = client.transaction().await.map_err(write_error)?;
         let lock = format!("settle/{}/{}", job.portfolio, job.month);
         tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock]).await.map_err(write_error)?;
-        let scope = EventScope::Businesses { businesses: Some(job.businesses.clone()), since_us: job.since_us, until_us: job.until_us };
+        let scope = EventScope::Businesses {
+            businesses: Some(job.businesses.clone()),
+            since_us: job.since_us,
+            until_us: job.until_us,
+            from_id: job.from_event_id.unwrap_or(0),
+        };
         let events = events_on(&tx, scope).await?;
+        if job.from_event_id.is_some() {
+            // An incremental round: the caller found the changes.
+            let settled = tokio::task::spawn_blocking(move || compute(events)).await.map_err(|e| StoreError::Read(e.to_string()))?;
+            let (businesses, messages): (Vec<&str>, Vec<&str>) = settled
+                .charges
+                .iter()
+                .map(|c| (c.business.as_str(), c.message_id.as_str()))
+                .chain(settled.removed.iter().map(|(b, m)| (b.as_str(), m.as_str())))
+                .unzip();
+            tx.execute(
+                "DELETE FROM charges c USING unnest($3::text[], $4::text[]) AS gone (business, message_id)
+                 WHERE c.portfolio = $1 AND c.month = $2 AND c.business = gone.business AND c.message_id = gone.message_id",
+                &[&job.portfolio, &job.month, &businesses, &messages],
+            )
+            .await
+            .map_err(write_error)?;
+            insert_charges(&tx, &job, settled.charges.iter()).await?;
+            tx.execute("DELETE FROM charge_warnings WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month]).await.map_err(write_error)?;
+            insert_warnings(&tx, &job, settled.warnings.iter()).await?;
+            tx.execute("DELETE FROM unsettled WHERE id = ANY($1)", &[&job.marks]).await.map_err(write_error)?;
+            return tx.commit().await.map_err(write_error);
+        }
         // The advisory lock keeps other settlers of this month out, so the
         // kept rows stay those read here (a pricing reset may drop them all
         // meanwhile; the count check below sees it).
@@ -489,24 +516,42 @@ async fn insert_warnings<'a>(tx: &impl GenericClient, job: &SettleJob, rows: imp
 
 async fn events_on(client: &impl GenericClient, scope: EventScope) -> Result<Vec<StoredEvent>, StoreError> {
     let (since, until) = scope.range_us();
-    let (filter, businesses, user): (&str, Vec<String>, Option<String>) = match scope {
-        EventScope::Contact { business, user, .. } => ("business = ANY($1) AND user_id = $2", vec![business], Some(user)),
-        EventScope::Businesses { businesses: Some(list), .. } => ("business = ANY($1) AND $2::text IS NULL", list, None),
-        EventScope::Businesses { businesses: None, .. } => ("$1::text[] IS NOT NULL AND $2::text IS NULL", Vec::new(), None),
+    let from_id = match scope {
+        EventScope::Businesses { from_id, .. } => from_id,
+        EventScope::Contact { .. } => 0,
+    };
+    let (filter, in_scope, businesses, user): (&str, &str, Vec<String>, Option<String>) = match scope {
+        EventScope::Contact { business, user, .. } => ("business = ANY($1) AND user_id = $2", "s.business = ANY($1) AND s.user_id = $2", vec![business], Some(user)),
+        EventScope::Businesses { businesses: Some(list), .. } => ("business = ANY($1) AND $2::text IS NULL", "s.business = ANY($1)", list, None),
+        EventScope::Businesses { businesses: None, .. } => ("$1::text[] IS NOT NULL AND $2::text IS NULL", "TRUE", Vec::new(), None),
     };
     let same_business = crate::record::SAME_BUSINESS_SQL;
+    // From an event id (> 0), only the new events of the scope, and the new
+    // halves of messages whose other half is in scope but older (see
+    // `sqlite::scoped_sql`).
+    let fresh_halves = if from_id > 0 {
+        format!(
+            "UNION SELECT e.id FROM events e JOIN events s ON e.message_id = s.message_id
+                WHERE e.id >= $5 AND e.kind = 'status' AND e.at_us < $4 AND s.kind = 'outbound' AND {in_scope} AND s.at_us >= $3 AND s.at_us < $4 AND {same_business}
+            UNION SELECT e.id FROM events e JOIN events s ON e.message_id = s.message_id
+                WHERE e.id >= $5 AND e.kind = 'outbound' AND s.kind = 'status' AND {in_scope} AND s.at_us >= $3 AND s.at_us < $4 AND {same_business}"
+        )
+    } else {
+        String::new()
+    };
     let sql = format!(
-        "WITH selected AS (SELECT id, kind, business, message_id FROM events WHERE {filter} AND at_us >= $3 AND at_us < $4)
+        "WITH selected AS (SELECT id, kind, business, message_id FROM events WHERE {filter} AND at_us >= $3 AND at_us < $4 AND id >= $5)
          SELECT id, line FROM events WHERE id IN (
             SELECT id FROM selected
             UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
                 WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < $4 AND {same_business}
             UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                WHERE s.kind = 'status' AND e.kind = 'outbound' AND {same_business})
+                WHERE s.kind = 'status' AND e.kind = 'outbound' AND {same_business}
+            {fresh_halves})
          ORDER BY id"
     );
     let statement = client.prepare_cached(&sql).await?;
-    let rows = client.query(&statement, &[&businesses, &user, &since, &until]).await?;
+    let rows = client.query(&statement, &[&businesses, &user, &since, &until, &from_id]).await?;
     Ok(rows.into_iter().map(|row| StoredEvent { id: row.get(0), line: row.get(1) }).collect())
 }
 

@@ -35,6 +35,9 @@ pub struct UnsettledMark {
     pub business: String,
     /// `YYYY-MM`.
     pub month: String,
+    /// The lowest event id the write that left it stored (`0`: from the
+    /// first event; see the `V7` migration).
+    pub first_event_id: i64,
 }
 
 /// One (portfolio, month) to settle.
@@ -52,6 +55,12 @@ pub struct SettleJob {
     pub until_us: i64,
     /// The marks this settles: deleted in the same transaction.
     pub marks: Vec<i64>,
+    /// `Some(id)`: an incremental round. The caller kept the month's engine
+    /// state from an earlier round, so only the events from this id on are
+    /// read (with the other halves of their messages, as always), the kept
+    /// charges are not, and [`Settled`] says what changed rather than
+    /// everything. `None`: the month is settled whole.
+    pub from_event_id: Option<i64>,
 }
 
 /// One charge as kept.
@@ -85,10 +94,15 @@ pub struct WarningRow {
 /// What a settle computed for its (portfolio, month).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settled {
-    /// The month's charges of the portfolio's businesses.
+    /// The month's charges of the portfolio's businesses; in an incremental
+    /// round ([`SettleJob::from_event_id`]), only those that changed or
+    /// appeared, each replacing the kept charge of its message.
     pub charges: Vec<ChargeRow>,
-    /// The warnings.
+    /// The month's warnings, all of them (they replace the kept ones).
     pub warnings: Vec<WarningRow>,
+    /// Incremental rounds only: (business, wamid) of charges no longer in
+    /// the month (not delivered after all, or moved to another month).
+    pub removed: Vec<(String, String)>,
 }
 
 /// The rows to delete and add to turn what is kept into what is wanted.

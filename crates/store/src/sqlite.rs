@@ -179,8 +179,10 @@ impl SqliteStore {
     /// Marks at most `limit` left by new events, oldest first.
     pub async fn unsettled(&self, limit: i64) -> Result<Vec<UnsettledMark>, StoreError> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached("SELECT id, business, month FROM unsettled ORDER BY id LIMIT ?1")?;
-            let rows = statement.query_map(params![limit], |row| Ok(UnsettledMark { id: row.get(0)?, business: row.get(1)?, month: row.get(2)? }))?;
+            let mut statement = conn.prepare_cached("SELECT id, business, month, first_event_id FROM unsettled ORDER BY id LIMIT ?1")?;
+            let rows = statement.query_map(params![limit], |row| {
+                Ok(UnsettledMark { id: row.get(0)?, business: row.get(1)?, month: row.get(2)?, first_event_id: row.get(3)? })
+            })?;
             rows.collect()
         })
         .await
@@ -191,21 +193,32 @@ impl SqliteStore {
     /// `compute` price them off the async threads, and replaces the kept
     /// charges in one transaction that also deletes the job's marks. Only
     /// the difference is written: the kept rows are read in the same
-    /// snapshot as the events and compared ([`changes`]). One process owns
-    /// a SQLite file, and the server runs one settler at a time, so no lock
-    /// is needed here.
+    /// snapshot as the events and compared ([`changes`]). An incremental
+    /// round ([`SettleJob::from_event_id`]) reads only the new events and
+    /// writes the changes its caller found. One process owns a SQLite file,
+    /// and the server runs one settler at a time, so no lock is needed here.
     pub async fn settle<F>(&self, job: SettleJob, compute: F) -> Result<(), StoreError>
     where
         F: FnOnce(Vec<StoredEvent>) -> Settled + Send + 'static,
     {
-        let scope = EventScope::Businesses { businesses: Some(job.businesses.clone()), since_us: job.since_us, until_us: job.until_us };
+        let scope = EventScope::Businesses {
+            businesses: Some(job.businesses.clone()),
+            since_us: job.since_us,
+            until_us: job.until_us,
+            from_id: job.from_event_id.unwrap_or(0),
+        };
         let (portfolio, month) = (job.portfolio.clone(), job.month.clone());
+        let whole = job.from_event_id.is_none();
         let (events, kept_charges, kept_warnings) = self
             .read(move |conn| {
                 // One snapshot: the kept rows the changes are found against
                 // are those of the events read.
                 let snapshot = conn.unchecked_transaction()?;
-                Ok((events_of(&snapshot, &scope)?, kept_charges(&snapshot, &portfolio, &month)?, kept_warnings(&snapshot, &portfolio, &month)?))
+                let events = events_of(&snapshot, &scope)?;
+                if !whole {
+                    return Ok((events, Vec::new(), Vec::new()));
+                }
+                Ok((events, kept_charges(&snapshot, &portfolio, &month)?, kept_warnings(&snapshot, &portfolio, &month)?))
             })
             .await?;
         let (settled, diff) = tokio::task::spawn_blocking(move || {
@@ -534,22 +547,51 @@ fn scoped_sql(scope: &EventScope, columns: &str) -> (String, Vec<rusqlite::types
     let (filter, mut values): (&str, Vec<Value>) = match scope {
         EventScope::Contact { business, user, .. } => ("business = ?1 AND user_id = ?2", vec![business.clone().into(), user.clone().into()]),
         // ?2 (and ?1) unused: bound as NULL so the range stays ?3 and ?4.
+        // From an event id: the rowid range first (`+` keeps SQLite off
+        // the other indexes), so a round reads only what is new.
+        EventScope::Businesses { businesses: Some(list), from_id, .. } if *from_id > 0 => {
+            ("id >= ?5 AND +business IN (SELECT value FROM json_each(?1))", vec![json_array(list).into(), Value::Null])
+        }
         EventScope::Businesses { businesses: Some(list), .. } => ("business IN (SELECT value FROM json_each(?1))", vec![json_array(list).into(), Value::Null]),
+        EventScope::Businesses { businesses: None, from_id, .. } if *from_id > 0 => ("id >= ?5", vec![Value::Null, Value::Null]),
         EventScope::Businesses { businesses: None, .. } => ("1", vec![Value::Null, Value::Null]),
     };
     let (since, until) = scope.range_us();
     let same_business = crate::record::SAME_BUSINESS_SQL;
+    let incremental = matches!(scope, EventScope::Businesses { from_id, .. } if *from_id > 0);
+    let at_us = if incremental { "+at_us" } else { "at_us" };
+    // From an event id, the new halves of messages whose other half is in
+    // scope but older: a status naming no business (or dated before the
+    // span) of an outbound in scope, an outbound (sent before the span)
+    // of a status in scope.
+    let fresh_halves = if incremental {
+        let in_scope = if filter.contains("business") { "s.business IN (SELECT value FROM json_each(?1))" } else { "1" };
+        format!(
+            "UNION SELECT e.id FROM events e JOIN events s ON e.message_id = s.message_id
+                WHERE e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4 AND s.kind = 'outbound' AND {in_scope} AND s.at_us >= ?3 AND s.at_us < ?4 AND {same_business}
+            UNION SELECT e.id FROM events e JOIN events s ON e.message_id = s.message_id
+                WHERE e.id >= ?5 AND e.kind = 'outbound' AND s.kind = 'status' AND {in_scope} AND s.at_us >= ?3 AND s.at_us < ?4 AND {same_business}"
+        )
+    } else {
+        String::new()
+    };
     let sql = format!(
-        "WITH selected AS (SELECT id, kind, business, message_id FROM events WHERE {filter} AND at_us >= ?3 AND at_us < ?4)
+        "WITH selected AS (SELECT id, kind, business, message_id FROM events WHERE {filter} AND {at_us} >= ?3 AND {at_us} < ?4)
          SELECT {columns} FROM events WHERE id IN (
             SELECT id FROM selected
             UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
                 WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < ?4 AND {same_business}
             UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                WHERE s.kind = 'status' AND e.kind = 'outbound' AND {same_business})
+                WHERE s.kind = 'status' AND e.kind = 'outbound' AND {same_business}
+            {fresh_halves})
          ORDER BY id"
     );
     values.extend([since.into(), until.into()]);
+    if let EventScope::Businesses { from_id, .. } = scope
+        && *from_id > 0
+    {
+        values.push((*from_id).into());
+    }
     (sql, values)
 }
 
@@ -654,7 +696,9 @@ fn insert_warning(tx: &rusqlite::Transaction<'_>, job: &SettleJob, warning: &War
 /// reset dropped them all), a deleted row is missing or the counts differ,
 /// and the month is replaced as a whole instead.
 fn write_settled(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settled, changes: &SettleChanges) -> rusqlite::Result<()> {
-    if !apply_changes(tx, job, settled, changes)? {
+    if job.from_event_id.is_some() {
+        write_round(tx, job, settled)?;
+    } else if !apply_changes(tx, job, settled, changes)? {
         tx.prepare_cached("DELETE FROM charges WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
         tx.prepare_cached("DELETE FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
         for charge in &settled.charges {
@@ -667,6 +711,23 @@ fn write_settled(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Sett
     let mut delete_mark = tx.prepare_cached("DELETE FROM unsettled WHERE id = ?1")?;
     for id in &job.marks {
         delete_mark.execute(params![id])?;
+    }
+    Ok(())
+}
+
+/// Writes an incremental round: each charge given replaces its message's
+/// kept charge, removed ones go, the warnings are replaced.
+fn write_round(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settled) -> rusqlite::Result<()> {
+    let mut delete = tx.prepare_cached("DELETE FROM charges WHERE business = ?1 AND message_id = ?2 AND portfolio = ?3 AND month = ?4")?;
+    for (business, message_id) in settled.charges.iter().map(|c| (&c.business, &c.message_id)).chain(settled.removed.iter().map(|(b, m)| (b, m))) {
+        delete.execute(params![business, message_id, job.portfolio, job.month])?;
+    }
+    for charge in &settled.charges {
+        insert_charge(tx, job, charge)?;
+    }
+    tx.prepare_cached("DELETE FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
+    for warning in &settled.warnings {
+        insert_warning(tx, job, warning)?;
     }
     Ok(())
 }
@@ -738,6 +799,8 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (dedupe_key) DO NOTHING",
     )?;
     let mut new_events = Vec::new();
+    // Ids grow within the transaction: the first new event's is the lowest.
+    let mut first_new_id = None;
     for event in &batch.events {
         let inserted = insert_event.execute(params![
             event.dedupe_key,
@@ -750,6 +813,7 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&
             written.webhook_id
         ])?;
         if written.count_event(event, inserted as u64) {
+            first_new_id = first_new_id.or(Some(tx.last_insert_rowid()));
             if let Some(stored) = stored.as_deref_mut() {
                 let id = tx.last_insert_rowid();
                 stored.extend(PairRow::of_record(id, event, joins_stored(tx, event, id)?));
@@ -783,9 +847,9 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&
     for (business, user, at_us, inbound_at_us) in contact_updates(&new_events) {
         upsert.execute(params![business, user, at_us, inbound_at_us])?;
     }
-    let mut mark = tx.prepare_cached("INSERT INTO unsettled (business, month) VALUES (?1, ?2)")?;
+    let mut mark = tx.prepare_cached("INSERT INTO unsettled (business, month, first_event_id) VALUES (?1, ?2, ?3)")?;
     for (business, month) in unsettled_marks(&new_events) {
-        mark.execute(params![business, month])?;
+        mark.execute(params![business, month, first_new_id])?;
     }
     // A send's outcome frees the budget it held; a send whose outcome is
     // stored already (its webhook overtook upstream's answer) holds none.
@@ -865,7 +929,7 @@ mod tests {
     }
 
     fn job() -> SettleJob {
-        SettleJob { portfolio: "P".into(), month: "2025-07".into(), businesses: vec!["B".into()], since_us: 0, until_us: i64::MAX, marks: vec![] }
+        SettleJob { portfolio: "P".into(), month: "2025-07".into(), businesses: vec!["B".into()], since_us: 0, until_us: i64::MAX, marks: vec![], from_event_id: None }
     }
 
     /// (rowid, message id, line) of the kept charges, and the warnings' counts.
@@ -983,7 +1047,7 @@ mod tests {
         let path = database("settle-diff");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let store = SqliteStore::open(&path).unwrap();
-        let settle = |charges: Vec<ChargeRow>, warnings: Vec<WarningRow>| runtime.block_on(store.settle(job(), move |_| Settled { charges, warnings })).unwrap();
+        let settle = |charges: Vec<ChargeRow>, warnings: Vec<WarningRow>| runtime.block_on(store.settle(job(), move |_| Settled { charges, warnings, removed: vec![] })).unwrap();
         // Every row inserted into `charges`, in order.
         Connection::open(&path)
             .unwrap()
@@ -1019,7 +1083,7 @@ mod tests {
         let path = database("settle-stale");
         let mut conn = Connection::open(&path).unwrap();
         embedded::migrations::runner().run(&mut conn).unwrap();
-        let wanted = Settled { charges: vec![charge("a", "0.01"), charge("b", "0.02")], warnings: vec![] };
+        let wanted = Settled { charges: vec![charge("a", "0.01"), charge("b", "0.02")], warnings: vec![], removed: vec![] };
         // Found against a snapshot holding row 99, which a reset has
         // dropped since; what is kept now is one stray row.
         conn.execute("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES ('P', '2025-07', 'B', 0, 'x', '{}')", []).unwrap();

@@ -191,6 +191,7 @@ proptest! {
             // Every charge that appeared, changed or went away is named.
             let (old, new) = (charges_by_message(&before), charges_by_message(&report));
             let named: BTreeSet<(String, String)> = changes.messages.iter().map(|(b, id)| (b.to_string(), id.to_string())).collect();
+            prop_assert_eq!(named.len(), changes.messages.len(), "each change named once");
             for key in old.keys().chain(new.keys()) {
                 if old.get(key) != new.get(key) {
                     prop_assert!(named.contains(key), "{key:?} changed but was not named");
