@@ -25,6 +25,8 @@ pub mod sqlite;
 
 #[cfg(test)]
 mod migration_tests;
+#[cfg(test)]
+mod settle_tests;
 
 use std::path::PathBuf;
 
