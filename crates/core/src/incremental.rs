@@ -65,7 +65,7 @@ type ContactKey = (Arc<str>, UserId);
 type MessageKey = (Arc<str>, Box<str>);
 
 /// A message as the ledgers order it: the replay's global delivery order.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct SettleKey {
     delivered_at: Timestamp,
     business: Arc<str>,
@@ -111,10 +111,14 @@ impl Message {
 /// One timeline and how far it has been walked.
 struct Contact {
     timeline: ContactTimeline,
-    /// Items walked into `state` and `decided`.
+    /// Items walked into `state`, `charges` and `errors`.
     walked: usize,
     state: ContactState,
-    decided: ContactDecisions,
+    /// Its charges, where its ledger keeps them (decided once, in the
+    /// ledger only: a charge is most of the state's memory).
+    charges: Vec<SettleKey>,
+    /// Deliveries that could not be decided.
+    errors: Vec<PricingError>,
     /// The first item changed since the last walk, if any.
     dirty_from: Option<usize>,
     /// The ledger its charges go to.
@@ -485,7 +489,7 @@ impl MeterState {
             errors.extend(ledger.entries.values().filter_map(|entry| entry.settled.as_ref()?.as_ref().err().cloned()));
         }
         for contact in self.contacts.values() {
-            errors.extend(contact.decided.errors.iter().cloned());
+            errors.extend(contact.errors.iter().cloned());
         }
         engine::sort_errors(&mut errors);
         Findings { warnings, errors, stats }
@@ -667,7 +671,8 @@ impl MeterState {
                 self.countryless.entry(id.clone()).or_default().push(key.clone());
             }
             let timeline = ContactTimeline { business: key.0.clone(), user: key.1.clone(), items: Vec::new() };
-            let contact = Contact { timeline, walked: 0, state: ContactState::default(), decided: ContactDecisions::default(), dirty_from: None, group };
+            let contact =
+                Contact { timeline, walked: 0, state: ContactState::default(), charges: Vec::new(), errors: Vec::new(), dirty_from: None, group };
             self.contacts.insert(key.clone(), contact);
         }
         let contact = self.contacts.get_mut(&key).expect("just inserted");
@@ -714,8 +719,16 @@ impl MeterState {
         self.single = true;
         let mut all = Ledger::new(Counters::carried(engine.month_to_date), self.checkpoint_every);
         for (_, ledger) in self.ledgers.drain() {
+            // Charges removed since the last settling are still changes.
+            all.removed.extend(ledger.removed);
             for (_, entry) in ledger.entries {
-                all.insert(entry.decided);
+                // Its settled form stays until the merged ledger settles it
+                // again: a charge then removed, or settled the same, is
+                // told as it is.
+                let key = all.insert(entry.decided);
+                if let Some(merged) = all.entries.get_mut(&key) {
+                    merged.settled = entry.settled;
+                }
             }
         }
         for contact in self.contacts.values_mut() {
@@ -742,48 +755,48 @@ impl MeterState {
             let ledger = self.ledgers.entry(contact.group.clone()).or_insert_with(|| Ledger::new(Counters::default(), checkpoint_every));
             let index = &mut self.index;
             let group = &contact.group;
-            let file = |index: &mut HashMap<_, _>, ledger: &mut Ledger, charge: &Charge| {
-                let key = ledger.insert(charge.clone());
-                index.insert((key.business.clone(), key.message_id.clone()), (group.clone(), key));
-            };
-            // The user's country can only have been learnt (UserId's equality
-            // ignores it): that changes the market of every charge.
+            let mut decided = ContactDecisions::default();
             if from >= contact.walked && contact.timeline.user.country() == user.country() {
-                let before = contact.decided.charges.len();
-                engine.walk_on(&contact.timeline, contact.walked, &mut contact.state, None, &mut contact.decided);
+                engine.walk_on(&contact.timeline, contact.walked, &mut contact.state, None, &mut decided);
                 contact.walked = contact.timeline.items.len();
-                for charge in &contact.decided.charges[before..] {
-                    file(index, ledger, charge);
+                contact.errors.append(&mut decided.errors);
+                for charge in decided.charges {
+                    let key = ledger.insert(charge);
+                    index.insert((key.business.clone(), key.message_id.clone()), (group.clone(), key.clone()));
+                    contact.charges.push(key);
                 }
                 continue;
             }
             contact.timeline.user = user;
             contact.state = ContactState::default();
-            let before = std::mem::take(&mut contact.decided);
-            engine.walk_on(&contact.timeline, 0, &mut contact.state, None, &mut contact.decided);
+            engine.walk_on(&contact.timeline, 0, &mut contact.state, None, &mut decided);
             contact.walked = contact.timeline.items.len();
-            let now: HashMap<&str, &Charge> = contact.decided.charges.iter().map(|charge| (&*charge.message_id, charge)).collect();
-            let mut kept: HashSet<&str> = HashSet::default();
-            for old in &before.charges {
-                match now.get(&*old.message_id) {
-                    Some(new) if *new == old => {
-                        kept.insert(&old.message_id);
-                    }
-                    _ => {
-                        let key = SettleKey::of(old);
-                        ledger.remove(&key);
-                        // Unless the message moved to a contact walked first.
-                        let message = (key.business.clone(), key.message_id.clone());
-                        if index.get(&message).is_some_and(|(_, at)| *at == key) {
-                            index.remove(&message);
-                        }
-                    }
+            contact.errors = decided.errors;
+            // Charges decided as before stay as they are; the others go,
+            // and the new ones come in.
+            let mut unchanged: HashSet<SettleKey> = HashSet::default();
+            let now: HashMap<&str, &Charge> = decided.charges.iter().map(|charge| (&*charge.message_id, charge)).collect();
+            for old in std::mem::take(&mut contact.charges) {
+                let same = ledger.entries.get(&old).is_some_and(|entry| now.get(&*old.message_id).is_some_and(|new| **new == entry.decided));
+                if same {
+                    unchanged.insert(old);
+                    continue;
+                }
+                ledger.remove(&old);
+                // Unless the message moved to a contact walked first.
+                let message = (old.business.clone(), old.message_id.clone());
+                if index.get(&message).is_some_and(|(_, at)| *at == old) {
+                    index.remove(&message);
                 }
             }
-            for charge in &contact.decided.charges {
-                if !kept.contains(&*charge.message_id) {
-                    file(index, ledger, charge);
+            drop(now);
+            for charge in decided.charges {
+                let key = SettleKey::of(&charge);
+                if !unchanged.contains(&key) {
+                    let key = ledger.insert(charge);
+                    index.insert((key.business.clone(), key.message_id.clone()), (group.clone(), key));
                 }
+                contact.charges.push(key);
             }
         }
     }

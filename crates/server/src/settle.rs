@@ -130,8 +130,11 @@ pub async fn settle_pending(state: &AppState) -> Result<usize, StoreError> {
                     return meter::settle_month(&engine, meter::load(&rows), &businesses, month, now);
                 }
                 let whole = kept.is_none();
+                let started = std::time::Instant::now();
+                let read = rows.len();
                 let mut month_state = kept.unwrap_or_else(|| MonthState::new(&engine));
                 let settled = month_state.settle(&engine, rows, &businesses, month, now, whole);
+                tracing::debug!(month = %month, whole, read, charges = settled.charges.len(), elapsed_ms = started.elapsed().as_millis() as u64, "settled");
                 if let Ok(mut slot) = back.lock() {
                     *slot = Some(month_state);
                 }

@@ -565,12 +565,14 @@ fn scoped_sql(scope: &EventScope, columns: &str) -> (String, Vec<rusqlite::types
     // span) of an outbound in scope, an outbound (sent before the span)
     // of a status in scope.
     let fresh_halves = if incremental {
-        let in_scope = if filter.contains("business") { "s.business IN (SELECT value FROM json_each(?1))" } else { "1" };
+        // CROSS JOIN and `+`: from the new rows (a rowid range) to their
+        // other halves by message, never a scan of the span's events.
+        let in_scope = if filter.contains("business") { "+s.business IN (SELECT value FROM json_each(?1))" } else { "1" };
         format!(
-            "UNION SELECT e.id FROM events e JOIN events s ON e.message_id = s.message_id
-                WHERE e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4 AND s.kind = 'outbound' AND {in_scope} AND s.at_us >= ?3 AND s.at_us < ?4 AND {same_business}
-            UNION SELECT e.id FROM events e JOIN events s ON e.message_id = s.message_id
-                WHERE e.id >= ?5 AND e.kind = 'outbound' AND s.kind = 'status' AND {in_scope} AND s.at_us >= ?3 AND s.at_us < ?4 AND {same_business}"
+            "UNION SELECT e.id FROM events e CROSS JOIN events s ON s.message_id = e.message_id
+                WHERE e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4 AND s.kind = 'outbound' AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}
+            UNION SELECT e.id FROM events e CROSS JOIN events s ON s.message_id = e.message_id
+                WHERE e.id >= ?5 AND e.kind = 'outbound' AND s.kind = 'status' AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}"
         )
     } else {
         String::new()

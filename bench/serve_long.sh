@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Long flat-out ingestion on SQLite (issue 20): does `serve` slow down as the
+# months it keeps charges for grow?
+#
+#   bench/serve_long.sh [SECONDS] [EVENTS]          (default 60 s, 2,400,000 events)
+#   BIN=/tmp/old/wameter bench/serve_long.sh        (another build, same data)
+#
+# One fresh SQLite database, wrk flat out (64 connections) on signed webhooks
+# from `wameter gen --webhooks` (enough bodies that none is sent twice), the
+# stored-webhook count read from /metrics every 10 s: webhooks/s per 10 s
+# slice, the last slice against the first. Then, with wrk stopped, the time
+# of a charge query (it settles whatever is pending first: the backlog),
+# the server's peak RSS, and the kept charges against `wameter replay` of the
+# same bodies. wrk and the server share the two cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"
+events="${2:-2400000}"
+out=bench/out
+mkdir -p "$out"
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+if [ -z "${BIN:-}" ]; then cargo build --release -q; fi
+bin="${BIN:-target/release/wameter}"
+secret=bench-secret
+token=bench-token
+port=18182
+bodies="$out/long-webhooks.ndjson"
+if [ ! -f "$out/long-signed.tsv" ]; then
+  target/release/wameter gen --webhooks --events "$events" --businesses 6 --users 50000 --seed 7 --out "$bodies"
+  python3 bench/sign_bodies.py "$secret" "$bodies" "$out/long-signed.tsv" "$out/long-users.txt"
+fi
+echo "bodies: $(wc -l < "$out/long-signed.tsv")"
+db="$out/long.db"
+rm -f "$db" "$db-wal" "$db-shm"
+WAMETER_APP_SECRET=$secret WAMETER_API_TOKEN=$token WAMETER_LOG=warn WAMETER_HOME="$out/home" \
+  "$bin" serve --listen "127.0.0.1:$port" --database "sqlite://$db" 2>"$out/long-serve.log" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "listening on" "$out/long-serve.log" 2>/dev/null && break; sleep 0.1; done
+stored() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^wameter_webhooks_received_total/ {s += $2} END {print s + 0}'; }
+WRK_BODIES="$out/long-signed.tsv" WRK_THREADS=1 wrk -t1 -c64 -d"${seconds}s" -s bench/wrk/webhooks.lua "http://127.0.0.1:$port" > "$out/long-wrk.txt" &
+wrk_pid=$!
+# wrk reads the body file before it starts: wait for the first stored webhook.
+while [ "$(stored)" = 0 ]; do sleep 0.05; done
+previous=0; first=""; slices=""
+for slice in $(seq $((seconds / 10))); do
+  sleep 10
+  now=$(stored); rate=$(( (now - previous) / 10 )); previous=$now
+  slices="$slices $rate"; first=${first:-$rate}
+done
+wait $wrk_pid || true
+grep RESULT "$out/long-wrk.txt" | sed 's/^/wrk /'
+echo "webhooks/s per 10 s:$slices (last/first $(python3 -c "print(round(${rate}/${first}, 2))"))"
+start=$(date +%s.%N)
+curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/reports/costs" > /dev/null
+echo "first cost report after the load (settles the backlog): $(python3 -c "print(round($(date +%s.%N) - $start, 3))") s"
+start=$(date +%s.%N)
+curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/charges?from=2026-02-01&to=2026-02-02" > /dev/null
+echo "a day's charges then: $(python3 -c "print(round($(date +%s.%N) - $start, 3))") s"
+echo "serve peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server/status)"
+echo "stored webhooks: $(stored)"
