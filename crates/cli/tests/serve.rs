@@ -558,6 +558,7 @@ fn rounds_match_replay(dir: &Path, database: String) {
         format!(r#"{{"type":"status","at":"{delivered}","id":"{id}","status":"delivered"}}"#)
     };
 
+    let database_again = database.clone();
     let server = Server::start(Start { dir, database, extra: vec!["--accounts".into(), accounts.to_str().unwrap().into()] });
     let mut posted: Vec<String> = Vec::new();
     let rounds = 6;
@@ -592,4 +593,23 @@ fn rounds_match_replay(dir: &Path, database: String) {
         assert_eq!(served_charges.len(), replayed_charges.len(), "round {round}");
         assert_eq!(served["totals"], replayed["totals"], "round {round}");
     }
+
+    // The warnings kept round by round are those of one settle of
+    // everything: another accounts file (one more business) makes the
+    // restarted server settle every month again, whole.
+    let sorted = |warnings: &serde_json::Value| -> Vec<String> {
+        let mut out: Vec<String> = warnings.as_array().unwrap().iter().map(|w| w.to_string()).collect();
+        out.sort();
+        out
+    };
+    let before = server.get_json("/v1/charges");
+    drop(server);
+    let mut text = std::fs::read_to_string(&accounts).unwrap();
+    text.push_str("\n[[business]]\nphone_number_id = \"999\"\nwaba = \"W999\"\n");
+    std::fs::write(&accounts, text).unwrap();
+    let server = Server::start(Start { dir, database: database_again, extra: vec!["--accounts".into(), accounts.to_str().unwrap().into()] });
+    let after = server.get_json("/v1/charges");
+    assert!(!sorted(&after["warnings"]).is_empty());
+    assert_eq!(sorted(&before["warnings"]), sorted(&after["warnings"]), "warnings kept round by round = warnings of a whole settle");
+    assert_eq!(before["charges"], after["charges"]);
 }

@@ -198,7 +198,7 @@ pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<S
     let inferred = charges.iter().filter(|charge| loaded.inferred.contains(&(charge.business.clone(), charge.message_id.clone()))).count();
     let found = report.warnings.iter().chain(&implausible);
     let warnings = warning_rows(&loaded.unreadable, inferred, &report.errors, found, |id| about.get(&id).cloned(), month);
-    Settled { charges, warnings, removed: Vec::new() }
+    Settled { charges, warnings, removed: Vec::new(), warnings_removed: Vec::new() }
 }
 
 /// Whether a charge is one of the (portfolio, month)'s: of one of its
@@ -272,6 +272,8 @@ pub struct MonthState {
     notes: HashMap<u64, (Timestamp, Option<Box<str>>, Option<Box<str>>)>,
     /// wamid → business, from outbound events.
     senders: HashMap<Box<str>, Box<str>>,
+    /// The warnings the store keeps for the month, as last written.
+    warnings: Vec<WarningRow>,
 }
 
 impl MonthState {
@@ -284,6 +286,7 @@ impl MonthState {
             implausible: Vec::new(),
             notes: HashMap::new(),
             senders: HashMap::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -335,7 +338,26 @@ impl MonthState {
             let business = business.as_deref().or_else(|| self.senders.get(message.as_deref()?).map(|b| &**b));
             Some((business.map(str::to_string), *at))
         };
-        settled.warnings = warning_rows(&self.unreadable, inferred, &findings.errors, findings.warnings.iter().chain(&self.implausible), about, month);
+        let warnings = warning_rows(&self.unreadable, inferred, &findings.errors, findings.warnings.iter().chain(&self.implausible), about, month);
+        if whole {
+            settled.warnings = warnings.clone();
+        } else {
+            // Only what changed: a month can have thousands of notes.
+            let mut kept: HashMap<&WarningRow, usize> = HashMap::new();
+            for warning in &self.warnings {
+                *kept.entry(warning).or_default() += 1;
+            }
+            for warning in &warnings {
+                match kept.get_mut(warning) {
+                    Some(count) if *count > 0 => *count -= 1,
+                    _ => settled.warnings.push(warning.clone()),
+                }
+            }
+            for (warning, count) in kept {
+                settled.warnings_removed.extend(std::iter::repeat_n(warning.clone(), count));
+            }
+        }
+        self.warnings = warnings;
         settled
     }
 }

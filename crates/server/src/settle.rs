@@ -94,13 +94,35 @@ pub fn fingerprint(pricing: &Pricing) -> String {
     hex::encode(Sha256::digest(described.as_bytes()))
 }
 
-/// Settles the months marked so far (one round, up to `MARKS_PER_ROUND`
-/// marks). Returns how many (portfolio, month) jobs it ran.
+/// Rounds a question settles at most before it is answered (each of up to
+/// `MARKS_PER_ROUND` marks): enough for millions of stored events, and a
+/// bound should ingestion outrun settling.
+const ROUNDS_BEFORE_ANSWERING: usize = 64;
+
+/// Settles everything stored so far before a question is answered: rounds
+/// until one finds fewer marks than a round takes (so the marks written
+/// before the call are all settled), at most [`ROUNDS_BEFORE_ANSWERING`].
+/// Returns how many (portfolio, month) jobs it ran.
 pub async fn settle_pending(state: &AppState) -> Result<usize, StoreError> {
+    let mut jobs = 0;
+    for _ in 0..ROUNDS_BEFORE_ANSWERING {
+        let (ran, marks) = settle_round(state).await?;
+        jobs += ran;
+        if marks < MARKS_PER_ROUND as usize {
+            break;
+        }
+    }
+    Ok(jobs)
+}
+
+/// Settles the months marked so far (one round, up to `MARKS_PER_ROUND`
+/// marks). Returns how many (portfolio, month) jobs it ran and how many
+/// marks it took.
+async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
     let _turn = state.settler.turn.lock().await;
     let marks = state.store.unsettled(MARKS_PER_ROUND).await?;
     if marks.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
     let everyone = if marks.iter().any(|mark| mark.business.is_empty()) {
         let mut all: BTreeSet<String> = state.store.businesses().await?.into_iter().collect();
@@ -148,7 +170,7 @@ pub async fn settle_pending(state: &AppState) -> Result<usize, StoreError> {
         }
         state.settler.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
-    Ok(count)
+    Ok((count, marks.len()))
 }
 
 /// Groups marks into (portfolio, month) jobs, each with the businesses to
@@ -224,7 +246,7 @@ pub fn spawn(state: Arc<AppState>) {
             let started = std::time::Instant::now();
             // Settling writes the kept charges: its outcome says whether
             // the store writes (`/healthz`) as much as a webhook's does.
-            let outcome = settle_pending(&state).await;
+            let outcome = settle_round(&state).await.map(|(jobs, _)| jobs);
             if !matches!(outcome, Ok(0)) {
                 state.store_health.wrote(&outcome);
             }

@@ -146,7 +146,16 @@ impl PostgresStore {
             .await
             .map_err(write_error)?;
             insert_charges(&tx, &job, settled.charges.iter()).await?;
-            tx.execute("DELETE FROM charge_warnings WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month]).await.map_err(write_error)?;
+            for w in &settled.warnings_removed {
+                tx.execute(
+                    "DELETE FROM charge_warnings WHERE ctid = (SELECT ctid FROM charge_warnings
+                       WHERE portfolio = $1 AND month = $2 AND business IS NOT DISTINCT FROM $3 AND event_id IS NOT DISTINCT FROM $4
+                         AND code = $5 AND message = $6 AND count = $7 LIMIT 1)",
+                    &[&job.portfolio, &job.month, &w.business, &w.event_id, &w.code, &w.message, &w.count],
+                )
+                .await
+                .map_err(write_error)?;
+            }
             insert_warnings(&tx, &job, settled.warnings.iter()).await?;
             tx.execute("DELETE FROM unsettled WHERE id = ANY($1)", &[&job.marks]).await.map_err(write_error)?;
             return tx.commit().await.map_err(write_error);

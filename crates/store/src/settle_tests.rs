@@ -46,7 +46,7 @@ async fn round(store: &Store) {
     store
         .settle(job(marks, None), |rows| {
             assert_eq!(rows.len(), 2, "B's events only: {rows:?}");
-            Settled { charges: vec![charge("m1", "0.01"), charge("gone", "0.02")], warnings: vec![warning(1)], removed: vec![] }
+            Settled { charges: vec![charge("m1", "0.01"), charge("gone", "0.02")], warnings: vec![warning(1), warning(3)], removed: vec![], warnings_removed: vec![] }
         })
         .await
         .unwrap();
@@ -70,7 +70,12 @@ async fn round(store: &Store) {
             let mut lines: Vec<String> = rows.iter().map(|row| row.line.clone()).collect();
             lines.sort();
             assert_eq!(lines, wanted, "the new events of B, and the new status of B's older message");
-            Settled { charges: vec![charge("m1", "0.015"), charge("m2", "0.03")], warnings: vec![warning(2)], removed: vec![("B".into(), "gone".into())] }
+            Settled {
+                charges: vec![charge("m1", "0.015"), charge("m2", "0.03")],
+                warnings: vec![warning(2)],
+                removed: vec![("B".into(), "gone".into())],
+                warnings_removed: vec![warning(1)],
+            }
         })
         .await
         .unwrap();
@@ -78,8 +83,9 @@ async fn round(store: &Store) {
     let mut kept: Vec<(String, String)> = store.charges(slice.clone()).await.unwrap().into_iter().map(|row| (row.message_id, row.line)).collect();
     kept.sort();
     assert_eq!(kept, [("m1".to_string(), charge("m1", "0.015").line), ("m2".to_string(), charge("m2", "0.03").line)], "upserted by message, removed gone");
-    let warnings: Vec<Option<i64>> = store.charge_warnings(slice).await.unwrap().into_iter().map(|row| row.event_id).collect();
-    assert_eq!(warnings, [Some(2)], "the month's warnings replaced");
+    let mut warnings: Vec<Option<i64>> = store.charge_warnings(slice).await.unwrap().into_iter().map(|row| row.event_id).collect();
+    warnings.sort();
+    assert_eq!(warnings, [Some(2), Some(3)], "warnings added and removed, the others kept");
     assert!(store.unsettled(100).await.unwrap().is_empty(), "the round's marks deleted");
 }
 

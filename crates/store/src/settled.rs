@@ -98,11 +98,13 @@ pub struct Settled {
     /// round ([`SettleJob::from_event_id`]), only those that changed or
     /// appeared, each replacing the kept charge of its message.
     pub charges: Vec<ChargeRow>,
-    /// The month's warnings, all of them (they replace the kept ones).
+    /// The month's warnings; in an incremental round, those added.
     pub warnings: Vec<WarningRow>,
     /// Incremental rounds only: (business, wamid) of charges no longer in
     /// the month (not delivered after all, or moved to another month).
     pub removed: Vec<(String, String)>,
+    /// Incremental rounds only: kept warnings no longer found.
+    pub warnings_removed: Vec<WarningRow>,
 }
 
 /// The rows to delete and add to turn what is kept into what is wanted.

@@ -718,7 +718,8 @@ fn write_settled(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Sett
 }
 
 /// Writes an incremental round: each charge given replaces its message's
-/// kept charge, removed ones go, the warnings are replaced.
+/// kept charge, removed ones go, and so do removed warnings (one row each);
+/// added warnings are inserted.
 fn write_round(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settled) -> rusqlite::Result<()> {
     let mut delete = tx.prepare_cached("DELETE FROM charges WHERE business = ?1 AND message_id = ?2 AND portfolio = ?3 AND month = ?4")?;
     for (business, message_id) in settled.charges.iter().map(|c| (&c.business, &c.message_id)).chain(settled.removed.iter().map(|(b, m)| (b, m))) {
@@ -727,7 +728,13 @@ fn write_round(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settle
     for charge in &settled.charges {
         insert_charge(tx, job, charge)?;
     }
-    tx.prepare_cached("DELETE FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
+    let mut delete_warning = tx.prepare_cached(
+        "DELETE FROM charge_warnings WHERE rowid = (SELECT rowid FROM charge_warnings
+           WHERE portfolio = ?1 AND month = ?2 AND business IS ?3 AND event_id IS ?4 AND code = ?5 AND message = ?6 AND count = ?7 LIMIT 1)",
+    )?;
+    for w in &settled.warnings_removed {
+        delete_warning.execute(params![job.portfolio, job.month, w.business, w.event_id, w.code, w.message, w.count])?;
+    }
     for warning in &settled.warnings {
         insert_warning(tx, job, warning)?;
     }
@@ -1049,7 +1056,7 @@ mod tests {
         let path = database("settle-diff");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let store = SqliteStore::open(&path).unwrap();
-        let settle = |charges: Vec<ChargeRow>, warnings: Vec<WarningRow>| runtime.block_on(store.settle(job(), move |_| Settled { charges, warnings, removed: vec![] })).unwrap();
+        let settle = |charges: Vec<ChargeRow>, warnings: Vec<WarningRow>| runtime.block_on(store.settle(job(), move |_| Settled { charges, warnings, removed: vec![], warnings_removed: vec![] })).unwrap();
         // Every row inserted into `charges`, in order.
         Connection::open(&path)
             .unwrap()
@@ -1085,7 +1092,7 @@ mod tests {
         let path = database("settle-stale");
         let mut conn = Connection::open(&path).unwrap();
         embedded::migrations::runner().run(&mut conn).unwrap();
-        let wanted = Settled { charges: vec![charge("a", "0.01"), charge("b", "0.02")], warnings: vec![], removed: vec![] };
+        let wanted = Settled { charges: vec![charge("a", "0.01"), charge("b", "0.02")], warnings: vec![], removed: vec![], warnings_removed: vec![] };
         // Found against a snapshot holding row 99, which a reset has
         // dropped since; what is kept now is one stray row.
         conn.execute("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES ('P', '2025-07', 'B', 0, 'x', '{}')", []).unwrap();
