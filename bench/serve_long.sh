@@ -32,7 +32,7 @@ fi
 echo "bodies: $(wc -l < "$out/long-signed.tsv")"
 db="$out/long.db"
 rm -f "$db" "$db-wal" "$db-shm"
-WAMETER_APP_SECRET=$secret WAMETER_API_TOKEN=$token WAMETER_LOG=warn WAMETER_HOME="$out/home" \
+WAMETER_APP_SECRET=$secret WAMETER_API_TOKEN=$token WAMETER_LOG=${WAMETER_LOG:-warn} WAMETER_HOME="$out/home" \
   "$bin" serve --listen "127.0.0.1:$port" --database "sqlite://$db" 2>"$out/long-serve.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
@@ -52,10 +52,10 @@ wait $wrk_pid || true
 grep RESULT "$out/long-wrk.txt" | sed 's/^/wrk /'
 echo "webhooks/s per 10 s:$slices (last/first $(python3 -c "print(round(${rate}/${first}, 2))"))"
 start=$(date +%s.%N)
-curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/reports/costs" > /dev/null
-echo "first cost report after the load (settles the backlog): $(python3 -c "print(round($(date +%s.%N) - $start, 3))") s"
+code=$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/reports/costs")
+echo "first cost report after the load (settles the backlog): HTTP $code in $(python3 -c "print(round($(date +%s.%N) - $start, 3))") s"
 start=$(date +%s.%N)
-curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/charges?from=2026-02-01&to=2026-02-02" > /dev/null
-echo "a day's charges then: $(python3 -c "print(round($(date +%s.%N) - $start, 3))") s"
+code=$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/charges?from=2026-02-01&to=2026-02-02")
+echo "a day's charges then: HTTP $code in $(python3 -c "print(round($(date +%s.%N) - $start, 3))") s"
 echo "serve peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server/status)"
 echo "stored webhooks: $(stored)"

@@ -274,6 +274,9 @@ pub struct MonthState {
     senders: HashMap<Box<str>, Box<str>>,
     /// The warnings the store keeps for the month, as last written.
     warnings: Vec<WarningRow>,
+    /// Every event of the month's scope with an id up to this was given
+    /// (a committed id the store vouched for before a round's read).
+    read_through: i64,
 }
 
 impl MonthState {
@@ -287,7 +290,19 @@ impl MonthState {
             notes: HashMap::new(),
             senders: HashMap::new(),
             warnings: Vec::new(),
+            read_through: 0,
         }
+    }
+
+    /// See [`MonthState::read_up_to`].
+    pub fn read_through(&self) -> i64 {
+        self.read_through
+    }
+
+    /// Records that a round read every event of the scope up to `id`, all
+    /// committed before it read: the next round reads from past it.
+    pub fn read_up_to(&mut self, id: i64) {
+        self.read_through = self.read_through.max(id);
     }
 
     /// Takes the stored events not taken before and says what the store

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wameter_core::settlement::{Month, settle_span};
-use wameter_store::{SettleJob, Store, StoreError, UnsettledMark};
+use wameter_store::{SettleJob, StoreError, UnsettledMark};
 
 use crate::AppState;
 use crate::meter::{self, MonthState, Pricing};
@@ -131,15 +131,19 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
     } else {
         BTreeSet::new()
     };
+    // Every event up to it is visible to this round's reads (SQLite).
+    let committed = state.store.committed_event_id().await?;
     let jobs = plan(&state.config.pricing, &marks, &everyone);
     let count = jobs.len();
-    let keep_state = matches!(state.store, Store::Sqlite(_));
+    let keep_state = committed.is_some();
     for (mut job, businesses, month) in jobs {
         let config = state.config.clone();
         let key = (job.portfolio.clone(), month);
         let kept = if keep_state { state.settler.take_month(&key) } else { None };
-        if kept.is_none() {
-            job.from_event_id = None;
+        match &kept {
+            // Not below what the month's state has read through already.
+            Some(kept) => job.from_event_id = job.from_event_id.map(|from| from.max(kept.read_through() + 1)),
+            None => job.from_event_id = None,
         }
         let slot = Arc::new(std::sync::Mutex::new(None));
         let back = slot.clone();
@@ -156,6 +160,7 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
                 let read = rows.len();
                 let mut month_state = kept.unwrap_or_else(|| MonthState::new(&engine));
                 let settled = month_state.settle(&engine, rows, &businesses, month, now, whole);
+                month_state.read_up_to(committed.unwrap_or(0));
                 tracing::debug!(month = %month, whole, read, charges = settled.charges.len(), elapsed_ms = started.elapsed().as_millis() as u64, "settled");
                 if let Ok(mut slot) = back.lock() {
                     *slot = Some(month_state);

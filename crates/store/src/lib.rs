@@ -310,6 +310,17 @@ impl Store {
         }
     }
 
+    /// The highest stored event id on SQLite, where one writer commits ids
+    /// in order, so every event up to it is visible to any later read (the
+    /// settler reads from past it next time). `None` elsewhere: PostgreSQL
+    /// ids from a sequence can commit out of order.
+    pub async fn committed_event_id(&self) -> Result<Option<i64>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.last_event_id().await.map(Some),
+            Store::Postgres(_) | Store::Discard => Ok(None),
+        }
+    }
+
     /// Business phone numbers with at least one contact.
     pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
         match self {

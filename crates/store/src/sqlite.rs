@@ -65,9 +65,9 @@ enum Done {
 impl Job {
     /// Applies the job; the events it stored for the first time go to
     /// `stored` when it collects them.
-    fn apply(&self, tx: &rusqlite::Transaction<'_>, stored: Option<&mut Vec<PairRow>>) -> rusqlite::Result<Done> {
+    fn apply(&self, tx: &rusqlite::Transaction<'_>, stored: Option<&mut Vec<PairRow>>, marks: &mut Marks) -> rusqlite::Result<Done> {
         match self {
-            Job::Write(batch, _) => write_one(tx, batch, stored).map(Done::Written),
+            Job::Write(batch, _) => write_one(tx, batch, stored, marks).map(Done::Written),
             Job::Settle(job, settled, changes, _) => write_settled(tx, job, settled, changes).map(|()| Done::Settled),
             Job::Reset(fingerprint, _) => reset(tx, fingerprint).map(Done::Reset),
             Job::Alert(write, _) => write_alert(tx, write).map(Done::Alert),
@@ -430,6 +430,11 @@ impl SqliteStore {
     }
 
     /// Business phone numbers with at least one contact.
+    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
+        self.read(|conn| conn.prepare_cached("SELECT coalesce(max(id), 0) FROM events")?.query_row([], |row| row.get(0))).await
+    }
+
+    /// Business phone numbers with at least one contact.
     pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
             let mut statement = conn.prepare_cached("SELECT DISTINCT business FROM contacts ORDER BY business")?;
@@ -547,10 +552,11 @@ fn scoped_sql(scope: &EventScope, columns: &str) -> (String, Vec<rusqlite::types
     let (filter, mut values): (&str, Vec<Value>) = match scope {
         EventScope::Contact { business, user, .. } => ("business = ?1 AND user_id = ?2", vec![business.clone().into(), user.clone().into()]),
         // ?2 (and ?1) unused: bound as NULL so the range stays ?3 and ?4.
-        // From an event id: the rowid range first (`+` keeps SQLite off
-        // the other indexes), so a round reads only what is new.
+        // From an event id: each business's events from that id
+        // (`events_by_business_id`), so a round reads only what is new in
+        // its own scope, however many other businesses wrote meanwhile.
         EventScope::Businesses { businesses: Some(list), from_id, .. } if *from_id > 0 => {
-            ("id >= ?5 AND +business IN (SELECT value FROM json_each(?1))", vec![json_array(list).into(), Value::Null])
+            ("business IN (SELECT value FROM json_each(?1)) AND id >= ?5", vec![json_array(list).into(), Value::Null])
         }
         EventScope::Businesses { businesses: Some(list), .. } => ("business IN (SELECT value FROM json_each(?1))", vec![json_array(list).into(), Value::Null]),
         EventScope::Businesses { businesses: None, from_id, .. } if *from_id > 0 => ("id >= ?5", vec![Value::Null, Value::Null]),
@@ -560,25 +566,42 @@ fn scoped_sql(scope: &EventScope, columns: &str) -> (String, Vec<rusqlite::types
     let same_business = crate::record::SAME_BUSINESS_SQL;
     let incremental = matches!(scope, EventScope::Businesses { from_id, .. } if *from_id > 0);
     let at_us = if incremental { "+at_us" } else { "at_us" };
+    let indexed = if incremental && filter.contains("business") { "INDEXED BY events_by_business_id" } else { "" };
     // From an event id, the new halves of messages whose other half is in
     // scope but older: a status naming no business (or dated before the
     // span) of an outbound in scope, an outbound (sent before the span)
     // of a status in scope.
     let fresh_halves = if incremental {
-        // CROSS JOIN and `+`: from the new rows (a rowid range) to their
-        // other halves by message, never a scan of the span's events.
-        let in_scope = if filter.contains("business") { "+s.business IN (SELECT value FROM json_each(?1))" } else { "1" };
-        format!(
-            "UNION SELECT e.id FROM events e CROSS JOIN events s ON s.message_id = e.message_id
-                WHERE e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4 AND s.kind = 'outbound' AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}
-            UNION SELECT e.id FROM events e CROSS JOIN events s ON s.message_id = e.message_id
-                WHERE e.id >= ?5 AND e.kind = 'outbound' AND s.kind = 'status' AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}"
-        )
+        // CROSS JOIN and `+`: from the new rows to their other halves by
+        // message, never a scan of the span's events. A half that joins one
+        // in scope is of a business in scope or names none (`same_business`).
+        if filter.contains("business") {
+            let in_scope = "+s.business IN (SELECT value FROM json_each(?1))";
+            let by_business = "INDEXED BY events_by_business_id";
+            format!(
+                "UNION SELECT e.id FROM events e {by_business} CROSS JOIN events s ON s.message_id = e.message_id
+                    WHERE e.business IN (SELECT value FROM json_each(?1)) AND e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4
+                      AND s.kind = 'outbound' AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}
+                UNION SELECT e.id FROM events e {by_business} CROSS JOIN events s ON s.message_id = e.message_id
+                    WHERE e.business IS NULL AND e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4
+                      AND s.kind = 'outbound' AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4
+                UNION SELECT e.id FROM events e {by_business} CROSS JOIN events s ON s.message_id = e.message_id
+                    WHERE e.business IN (SELECT value FROM json_each(?1)) AND e.id >= ?5 AND e.kind = 'outbound'
+                      AND s.kind = 'status' AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}"
+            )
+        } else {
+            format!(
+                "UNION SELECT e.id FROM events e CROSS JOIN events s ON s.message_id = e.message_id
+                    WHERE e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4 AND s.kind = 'outbound' AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}
+                UNION SELECT e.id FROM events e CROSS JOIN events s ON s.message_id = e.message_id
+                    WHERE e.id >= ?5 AND e.kind = 'outbound' AND s.kind = 'status' AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}"
+            )
+        }
     } else {
         String::new()
     };
     let sql = format!(
-        "WITH selected AS (SELECT id, kind, business, message_id FROM events WHERE {filter} AND {at_us} >= ?3 AND {at_us} < ?4)
+        "WITH selected AS (SELECT id, kind, business, message_id FROM events {indexed} WHERE {filter} AND {at_us} >= ?3 AND {at_us} < ?4)
          SELECT {columns} FROM events WHERE id IN (
             SELECT id FROM selected
             UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
@@ -646,9 +669,18 @@ fn write_group(conn: &mut Connection, jobs: &[Job], collect: bool) -> rusqlite::
     let tx = conn.transaction()?;
     let mut out = Vec::with_capacity(jobs.len());
     let mut stored = collect.then(Vec::new);
+    let mut marks = Marks::new();
     for job in jobs {
-        out.push(job.apply(&tx, stored.as_mut())?);
+        out.push(job.apply(&tx, stored.as_mut(), &mut marks)?);
     }
+    // One mark per (business, month) the group's writes touched, not one
+    // per write: a settle round then takes a group's worth of webhooks per
+    // mark, and deletes a few hundred rows instead of tens of thousands.
+    let mut mark = tx.prepare_cached("INSERT INTO unsettled (business, month, first_event_id) VALUES (?1, ?2, ?3)")?;
+    for ((business, month), first_event_id) in &marks {
+        mark.execute(params![business, month, first_event_id])?;
+    }
+    drop(mark);
     tx.commit()?;
     Ok((out, stored))
 }
@@ -790,7 +822,11 @@ fn reset(tx: &rusqlite::Transaction<'_>, fingerprint: &str) -> rusqlite::Result<
     Ok(true)
 }
 
-fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&mut Vec<PairRow>>) -> rusqlite::Result<Written> {
+/// The unsettled marks of a group of writes: (business, month) → the
+/// lowest event id stored for it.
+type Marks = std::collections::BTreeMap<(String, String), i64>;
+
+fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&mut Vec<PairRow>>, marks: &mut Marks) -> rusqlite::Result<Written> {
     let mut written = Written { duplicates: batch.repeats, ..Written::default() };
     if let Some(webhook) = &batch.webhook {
         tx.prepare_cached(
@@ -856,9 +892,11 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&
     for (business, user, at_us, inbound_at_us) in contact_updates(&new_events) {
         upsert.execute(params![business, user, at_us, inbound_at_us])?;
     }
-    let mut mark = tx.prepare_cached("INSERT INTO unsettled (business, month, first_event_id) VALUES (?1, ?2, ?3)")?;
-    for (business, month) in unsettled_marks(&new_events) {
-        mark.execute(params![business, month, first_new_id])?;
+    if let Some(first) = first_new_id {
+        for key in unsettled_marks(&new_events) {
+            let kept = marks.entry(key).or_insert(first);
+            *kept = (*kept).min(first);
+        }
     }
     // A send's outcome frees the budget it held; a send whose outcome is
     // stored already (its webhook overtook upstream's answer) holds none.

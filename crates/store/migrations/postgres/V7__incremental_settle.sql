@@ -9,3 +9,6 @@ ALTER TABLE unsettled ADD COLUMN first_event_id BIGINT NOT NULL DEFAULT 0;
 
 -- A round writes only the charges that changed, found by message.
 CREATE INDEX charges_by_message ON charges (business, message_id);
+
+-- A round reads a portfolio's events stored since an id: by business and id.
+CREATE INDEX events_by_business_id ON events (business, id);
