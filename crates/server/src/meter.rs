@@ -258,6 +258,15 @@ fn warning_rows<'w>(
     warnings
 }
 
+/// What a warning about a stored event needs of it.
+struct EventNote {
+    at: Timestamp,
+    /// The business it names, if any.
+    business: Option<Box<str>>,
+    /// A status's wamid: its business is its message's.
+    message: Option<Box<str>>,
+}
+
 /// One (portfolio, month)'s engine state between settle rounds: a round
 /// then reads and prices only the events stored since the last one
 /// (issue 20), instead of re-pricing the month from all its events.
@@ -268,8 +277,8 @@ pub struct MonthState {
     unreadable: Vec<(i64, String)>,
     implausible: Vec<wameter_core::charge::Warning>,
     /// Each stored event's instant, its business if it names one, and its
-    /// wamid (a status's business is its message's).
-    notes: HashMap<u64, (Timestamp, Option<Box<str>>, Option<Box<str>>)>,
+    /// wamid (a status's business is its message's), by stored id.
+    notes: HashMap<u64, EventNote>,
     /// wamid → business, from outbound events.
     senders: HashMap<Box<str>, Box<str>>,
     /// The warnings the store keeps for the month, as last written.
@@ -292,6 +301,12 @@ impl MonthState {
             warnings: Vec::new(),
             read_through: 0,
         }
+    }
+
+    /// Stored events it holds (its memory grows with them; measured in
+    /// docs/PERFORMANCE.md).
+    pub fn events(&self) -> usize {
+        self.applied.len()
     }
 
     /// See [`MonthState::read_up_to`].
@@ -331,7 +346,7 @@ impl MonthState {
                 }
                 EventKind::Inbound { business, .. } => (Some(business.clone()), None),
             };
-            self.notes.insert(id_of(event.origin), (event.at, business, message));
+            self.notes.insert(id_of(event.origin), EventNote { at: event.at, business, message });
         }
         let changes = self.meter.apply(engine, events);
 
@@ -349,9 +364,9 @@ impl MonthState {
         }
         let inferred = charges.iter().filter(|charge| in_month(charge, businesses, month) && self.meter.is_inferred(&charge.business, &charge.message_id)).count();
         let about = |id: u64| {
-            let (at, business, message) = self.notes.get(&id)?;
-            let business = business.as_deref().or_else(|| self.senders.get(message.as_deref()?).map(|b| &**b));
-            Some((business.map(str::to_string), *at))
+            let note = self.notes.get(&id)?;
+            let business = note.business.as_deref().or_else(|| self.senders.get(note.message.as_deref()?).map(|b| &**b));
+            Some((business.map(str::to_string), note.at))
         };
         let warnings = warning_rows(&self.unreadable, inferred, &findings.errors, findings.warnings.iter().chain(&self.implausible), about, month);
         if whole {

@@ -58,6 +58,11 @@ pub struct Settler {
 /// and its previous one for a few days.
 pub const MONTHS_KEPT: usize = 32;
 
+/// Stored events the kept months hold at most, together: past it the least
+/// recently settled months go (and are settled whole when next marked).
+/// The states' memory grows with their events (docs/PERFORMANCE.md).
+pub const EVENTS_KEPT: usize = 1_500_000;
+
 impl Settler {
     fn take_month(&self, key: &(String, Month)) -> Option<MonthState> {
         self.months.lock().ok()?.remove(key).map(|(state, _)| state)
@@ -67,10 +72,9 @@ impl Settler {
         let round = self.rounds.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let Ok(mut months) = self.months.lock() else { return };
         months.insert(key, (state, round));
-        if months.len() > MONTHS_KEPT {
-            if let Some(oldest) = months.iter().min_by_key(|(_, (_, used))| *used).map(|(key, _)| key.clone()) {
-                months.remove(&oldest);
-            }
+        while months.len() > MONTHS_KEPT || (months.len() > 1 && months.values().map(|(state, _)| state.events()).sum::<usize>() > EVENTS_KEPT) {
+            let Some(oldest) = months.iter().min_by_key(|(_, (_, used))| *used).map(|(key, _)| key.clone()) else { break };
+            months.remove(&oldest);
         }
     }
 
