@@ -11,7 +11,8 @@
 //!   (business, wamid), and the inbound ids seen, as [`engine::prepare`]
 //!   builds them. A status moves at most one delivery in one timeline.
 //! - **Contacts**: per (business phone number, user), the timeline in time
-//!   order, the window state after the items walked and the decisions made.
+//!   order, the window state after the items walked, and where its charges
+//!   are in its ledger (each charge is kept once, there).
 //!   An event after the last walked item resumes the walk from that state;
 //!   one before it re-walks that contact alone (a contact's history is
 //!   short next to the month's).
@@ -20,7 +21,9 @@
 //!   delivery order, their settled form, and the counters reached, with a
 //!   snapshot every [`CHECKPOINT_EVERY`] charges. A charge after the
 //!   frontier is settled from the counters as they stand; one before it
-//!   rewinds that portfolio alone to the snapshot at or before it.
+//!   rewinds that portfolio alone to the snapshot at or before it. (An
+//!   accounts file that puts one WABA in two portfolios gets one ledger for
+//!   all: its free tier is one counter.)
 //!
 //! Appending in time order, as a live system mostly does, is therefore
 //! O(new events); a late event costs its contact's history and its
