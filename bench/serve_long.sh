@@ -29,7 +29,23 @@ if [ ! -f "$out/long-signed.tsv" ]; then
   target/release/wameter gen --webhooks --events "$events" --businesses 6 --users 50000 --seed 7 --out "$bodies"
   python3 bench/sign_bodies.py "$secret" "$bodies" "$out/long-signed.tsv" "$out/long-users.txt"
 fi
-echo "bodies: $(wc -l < "$out/long-signed.tsv")"
+# `gen` writes episodes one after another at random instants over three
+# months: a backfill's order, the incremental settler's worst case (each
+# round's events land all over the months). ORDER=time sends them in time
+# order instead, as live traffic arrives.
+signed="$out/long-signed.tsv"
+if [ "${ORDER:-}" = time ]; then
+  if [ ! -f "$out/long-signed-by-time.tsv" ]; then
+    python3 -c '
+import re, sys
+rows = open(sys.argv[1]).read().splitlines()
+stamp = re.compile(r"\"timestamp\":\"(\d+)\"")
+rows.sort(key=lambda row: int(stamp.search(row).group(1)) if stamp.search(row) else 0)
+open(sys.argv[2], "w").write("\n".join(rows) + "\n")' "$signed" "$out/long-signed-by-time.tsv"
+  fi
+  signed="$out/long-signed-by-time.tsv"
+fi
+echo "bodies: $(wc -l < "$signed") (order: ${ORDER:-as generated})"
 db="$out/long.db"
 rm -f "$db" "$db-wal" "$db-shm"
 WAMETER_APP_SECRET=$secret WAMETER_API_TOKEN=$token WAMETER_LOG=${WAMETER_LOG:-warn} WAMETER_HOME="$out/home" \
@@ -38,7 +54,7 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$out/long-serve.log" 2>/dev/null && break; sleep 0.1; done
 stored() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^wameter_webhooks_received_total/ {s += $2} END {print s + 0}'; }
-WRK_BODIES="$out/long-signed.tsv" WRK_THREADS=1 wrk -t1 -c64 -d"${seconds}s" -s bench/wrk/webhooks.lua "http://127.0.0.1:$port" > "$out/long-wrk.txt" &
+WRK_BODIES="$signed" WRK_THREADS=1 wrk -t1 -c64 -d"${seconds}s" -s bench/wrk/webhooks.lua "http://127.0.0.1:$port" > "$out/long-wrk.txt" &
 wrk_pid=$!
 # wrk reads the body file before it starts: wait for the first stored webhook.
 while [ "$(stored)" = 0 ]; do sleep 0.05; done
