@@ -105,6 +105,11 @@ struct Message {
 }
 
 impl Message {
+    /// Known only from Meta's pricing.
+    fn inferred(&self) -> bool {
+        self.outbound.is_none() && self.stand_in.is_some()
+    }
+
     /// The outbound event, else its stand-in.
     fn sent(&self) -> Option<&Outbound> {
         self.outbound.as_ref().or(self.stand_in.as_ref())
@@ -131,6 +136,9 @@ struct Contact {
 /// A charge as decided for its timeline, and as settled in its portfolio.
 struct Entry {
     decided: Charge,
+    /// Its outbound event is a stand-in inferred from Meta's pricing (a
+    /// real one arriving changes the decided charge, so it is re-filed).
+    inferred: bool,
     settled: Option<Result<Charge, PricingError>>,
 }
 
@@ -177,13 +185,13 @@ impl Ledger {
         }
     }
 
-    fn insert(&mut self, charge: Charge) -> SettleKey {
+    fn insert(&mut self, charge: Charge, inferred: bool) -> SettleKey {
         let key = SettleKey::of(&charge);
         self.mark(&key);
         if let (true, Some(id)) = (charge.opens_conversation, &charge.conversation_id) {
             self.conversations.insert(id.clone(), key.clone());
         }
-        self.entries.insert(key.clone(), Entry { decided: charge, settled: None });
+        self.entries.insert(key.clone(), Entry { decided: charge, inferred, settled: None });
         key
     }
 
@@ -278,6 +286,11 @@ pub struct Findings {
     pub errors: Vec<PricingError>,
     /// As [`Report::stats`].
     pub stats: PrepareStats,
+}
+
+/// Whether a decided charge's message is known only from Meta's pricing.
+fn inferred_message(messages: &HashMap<MessageKey, Message>, charge: &Charge) -> bool {
+    messages.get(&(charge.business.clone(), charge.message_id.clone())).is_some_and(Message::inferred)
 }
 
 /// What one [`MeterState::apply`] changed.
@@ -418,16 +431,32 @@ impl MeterState {
 
     /// The charges so far, in delivery order (the report's, not copied).
     pub fn charges(&self) -> Vec<&Charge> {
-        let mut settled: Vec<(&SettleKey, &Charge)> = Vec::new();
-        for ledger in self.ledgers.values() {
+        fn settled(ledger: &Ledger) -> Vec<(&SettleKey, &Charge)> {
+            let mut out = Vec::with_capacity(ledger.entries.len());
             for (key, entry) in &ledger.entries {
                 if let Some(Ok(charge)) = &entry.settled {
-                    settled.push((key, charge));
+                    out.push((key, charge));
                 }
             }
+            out
         }
-        settled.sort_by(|a, b| a.0.cmp(b.0));
-        settled.into_iter().map(|(_, charge)| charge).collect()
+        // A ledger is in delivery order already; only several need sorting
+        // (comparing keys was most of a settle round's time, PERFORMANCE).
+        let mut ledgers = self.ledgers.values();
+        let mut all = match (ledgers.next(), ledgers.next()) {
+            (None, _) => return Vec::new(),
+            (Some(only), None) => return settled(only).into_iter().map(|(_, charge)| charge).collect(),
+            (Some(first), Some(second)) => {
+                let mut all = settled(first);
+                all.extend(settled(second));
+                all
+            }
+        };
+        for ledger in ledgers {
+            all.extend(settled(ledger));
+        }
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter().map(|(_, charge)| charge).collect()
     }
 
     /// The report's warnings, errors and counts, without its charges.
@@ -446,7 +475,16 @@ impl MeterState {
     /// Whether `business`'s message `id` is known only from Meta's pricing
     /// on its statuses (its outbound event inferred).
     pub fn is_inferred(&self, business: &str, id: &str) -> bool {
-        self.messages.get(&(Arc::from(business), Box::from(id))).is_some_and(|message| message.outbound.is_none() && message.stand_in.is_some())
+        self.messages.get(&(Arc::from(business), Box::from(id))).is_some_and(Message::inferred)
+    }
+
+    /// The charges whose outbound event is inferred from Meta's pricing, in
+    /// no particular order (what `outbound_inferred` counts).
+    pub fn inferred_charges(&self) -> impl Iterator<Item = &Charge> {
+        self.ledgers.values().flat_map(|ledger| ledger.entries.values()).filter(|entry| entry.inferred).filter_map(|entry| match &entry.settled {
+            Some(Ok(charge)) => Some(charge),
+            _ => None,
+        })
     }
 
     fn findings_of(&self, charges: &[&Charge]) -> Findings {
@@ -728,7 +766,7 @@ impl MeterState {
                 // Its settled form stays until the merged ledger settles it
                 // again: a charge then removed, or settled the same, is
                 // told as it is.
-                let key = all.insert(entry.decided);
+                let key = all.insert(entry.decided, entry.inferred);
                 if let Some(merged) = all.entries.get_mut(&key) {
                     merged.settled = entry.settled;
                 }
@@ -764,7 +802,8 @@ impl MeterState {
                 contact.walked = contact.timeline.items.len();
                 contact.errors.append(&mut decided.errors);
                 for charge in decided.charges {
-                    let key = ledger.insert(charge);
+                    let inferred = inferred_message(&self.messages, &charge);
+                    let key = ledger.insert(charge, inferred);
                     index.insert((key.business.clone(), key.message_id.clone()), (group.clone(), key.clone()));
                     contact.charges.push(key);
                 }
@@ -796,7 +835,8 @@ impl MeterState {
             for charge in decided.charges {
                 let key = SettleKey::of(&charge);
                 if !unchanged.contains(&key) {
-                    let key = ledger.insert(charge);
+                    let inferred = inferred_message(&self.messages, &charge);
+                    let key = ledger.insert(charge, inferred);
                     index.insert((key.business.clone(), key.message_id.clone()), (group.clone(), key));
                 }
                 contact.charges.push(key);

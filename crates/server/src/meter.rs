@@ -362,7 +362,7 @@ impl MonthState {
                 }
             }
         }
-        let inferred = charges.iter().filter(|charge| in_month(charge, businesses, month) && self.meter.is_inferred(&charge.business, &charge.message_id)).count();
+        let inferred = self.meter.inferred_charges().filter(|charge| in_month(charge, businesses, month)).count();
         let about = |id: u64| {
             let note = self.notes.get(&id)?;
             let business = note.business.as_deref().or_else(|| self.senders.get(note.message.as_deref()?).map(|b| &**b));

@@ -197,6 +197,14 @@ proptest! {
                     prop_assert!(named.contains(key), "{key:?} changed but was not named");
                 }
             }
+            // The charges it says rest on an inferred outbound are those
+            // whose message it says so of.
+            let mut inferred: Vec<String> = meter.inferred_charges().map(|c| format!("{}/{}", c.business, c.message_id)).collect();
+            inferred.sort();
+            let mut expected: Vec<String> =
+                report.charges.iter().filter(|c| meter.is_inferred(&c.business, &c.message_id)).map(|c| format!("{}/{}", c.business, c.message_id)).collect();
+            expected.sort();
+            prop_assert_eq!(inferred, expected);
             // And each named charge is the one the state answers for it.
             for (business, id) in &named {
                 let answered = meter.charge(business, id).and_then(|charge| charge.ok()).map(|charge| format!("{charge:?}"));
