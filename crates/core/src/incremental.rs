@@ -241,7 +241,7 @@ impl Ledger {
                 self.since_checkpoint = 0;
             }
             self.since_checkpoint += 1;
-            let decided = &self.entries[&key].decided;
+            let Some(decided) = self.entries.get(&key).map(|entry| &entry.decided) else { continue };
             // A member takes what its opener was settled as, when the opener
             // was settled before it (the replay's conversation map).
             let conversation = match (decided.settlement, &decided.conversation_id) {
@@ -260,7 +260,7 @@ impl Ledger {
                 Ok(()) => Ok(charge),
                 Err(message) => Err(PricingError { message_id: charge.message_id.clone(), origin: charge.trail.origin, message }),
             };
-            let entry = self.entries.get_mut(&key).expect("a key just listed");
+            let Some(entry) = self.entries.get_mut(&key) else { continue };
             if entry.settled.as_ref() != Some(&settled) {
                 changed.push((key.business.clone(), key.message_id.clone()));
                 entry.settled = Some(settled);
@@ -683,11 +683,12 @@ impl MeterState {
         if let Some((old_user, old_at)) = message.placed.clone() {
             let contact_key = (business.clone(), old_user);
             let old_key = (old_at, 1u8, id);
-            if let Some(position) =
-                self.contacts.get(&contact_key).and_then(|contact| contact.timeline.items.binary_search_by(|item| item.sort_key().cmp(&old_key)).ok())
-            {
-                let contact = self.contacts.get_mut(&contact_key).expect("just found");
-                if contact_key.1 == user && Some(&contact.timeline.items[position]) == new.as_ref() {
+            let found = self.contacts.get_mut(&contact_key).and_then(|contact| {
+                let position = contact.timeline.items.binary_search_by(|item| item.sort_key().cmp(&old_key)).ok()?;
+                Some((contact, position))
+            });
+            if let Some((contact, position)) = found {
+                if contact_key.1 == user && contact.timeline.items.get(position) == new.as_ref() {
                     return;
                 }
                 contact.timeline.items.remove(position);
@@ -706,17 +707,23 @@ impl MeterState {
     /// keep the order they came in, as the replay's stable sort does.
     fn insert_item(&mut self, engine: &Engine<'_>, business: Arc<str>, user: UserId, item: Item) {
         let key = (business, user);
-        if !self.contacts.contains_key(&key) {
+        let fresh = if self.contacts.contains_key(&key) {
+            None
+        } else {
             let group = self.group_of(engine, &key.0);
             if let UserId::Bsuid(id, None) = &key.1 {
                 self.countryless.entry(id.clone()).or_default().push(key.clone());
             }
             let timeline = ContactTimeline { business: key.0.clone(), user: key.1.clone(), items: Vec::new() };
-            let contact =
-                Contact { timeline, walked: 0, state: ContactState::default(), charges: Vec::new(), errors: Vec::new(), dirty_from: None, group };
-            self.contacts.insert(key.clone(), contact);
-        }
-        let contact = self.contacts.get_mut(&key).expect("just inserted");
+            Some(Contact { timeline, walked: 0, state: ContactState::default(), charges: Vec::new(), errors: Vec::new(), dirty_from: None, group })
+        };
+        let contact = match fresh {
+            Some(contact) => self.contacts.entry(key.clone()).or_insert(contact),
+            None => match self.contacts.get_mut(&key) {
+                Some(contact) => contact,
+                None => return,
+            },
+        };
         let items = &mut contact.timeline.items;
         let position = {
             let sort_key = item.sort_key();

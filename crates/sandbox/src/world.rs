@@ -365,7 +365,7 @@ impl World {
             Ok(value) => {
                 let engine = self.pricing.engine();
                 let planned = std::mem::take(&mut self.planning);
-                self.forecast.apply(&engine, self.events[events..].iter().cloned().chain(planned));
+                self.forecast.apply(&engine, self.events.get(events..).unwrap_or_default().iter().cloned().chain(planned));
                 Ok(value)
             }
             Err(error) => {
