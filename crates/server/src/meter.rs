@@ -127,13 +127,21 @@ impl ReadBack {
     }
 }
 
+/// A stored line read back: its event, or why it does not read as one.
+fn event_of(parsed: Result<Parsed, wameter_log::LineError>) -> Result<Event, String> {
+    match parsed {
+        Ok(Parsed::Event(event)) => Ok(event),
+        Ok(_) => Err("stored line is not an event".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 fn load_with(rows: &[StoredEvent], mut parse: impl FnMut(&StoredEvent) -> Result<Parsed, wameter_log::LineError>) -> Loaded {
     let mut out = Loaded::default();
     for row in rows {
-        match parse(row) {
-            Ok(Parsed::Event(event)) => out.events.push(event),
-            Ok(_) => out.unreadable.push((row.id, "stored line is not an event".into())),
-            Err(error) => out.unreadable.push((row.id, error.to_string())),
+        match event_of(parse(row)) {
+            Ok(event) => out.events.push(event),
+            Err(why) => out.unreadable.push((row.id, why)),
         }
     }
     let inferred = outbounds_from_pricing(&out.events);
@@ -330,10 +338,9 @@ impl MonthState {
             if !self.applied.insert(row.id) {
                 continue;
             }
-            match wameter_log::parse_line(&row.line, origin_of(row.id)) {
-                Ok(Parsed::Event(event)) => events.push(event),
-                Ok(_) => self.unreadable.push((row.id, "stored line is not an event".into())),
-                Err(error) => self.unreadable.push((row.id, error.to_string())),
+            match event_of(wameter_log::parse_line(&row.line, origin_of(row.id))) {
+                Ok(event) => events.push(event),
+                Err(why) => self.unreadable.push((row.id, why)),
             }
         }
         self.implausible.extend(wameter_core::event::implausible_instants(&events, now));

@@ -27,6 +27,8 @@ pub mod sqlite;
 mod migration_tests;
 #[cfg(test)]
 mod settle_tests;
+#[cfg(test)]
+mod test_postgres;
 
 use std::path::PathBuf;
 

@@ -92,22 +92,9 @@ fn sqlite_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
 
 #[test]
 fn postgres_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
-    let Ok(url) = std::env::var("WAMETER_TEST_POSTGRES") else {
-        assert!(std::env::var_os("CI").is_none(), "CI must set WAMETER_TEST_POSTGRES (see .ci/run)");
-        eprintln!("WAMETER_TEST_POSTGRES is not set: PostgreSQL migration test skipped (scripts/postgres-for-tests.sh starts one)");
-        return;
-    };
+    let Some(url) = crate::test_postgres::server_url("migration") else { return };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let database = format!("wameter_v6_{}", std::process::id());
-    let url = runtime.block_on(async {
-        let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        for sql in [format!("DROP DATABASE IF EXISTS {database}"), format!("CREATE DATABASE {database}")] {
-            admin.batch_execute(&sql).await.unwrap();
-        }
-        let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
-        format!("{base}/{database}")
-    });
+    let url = runtime.block_on(crate::test_postgres::fresh_database(&url, &format!("wameter_v6_{}", std::process::id())));
     let sqlite = Connection::open(fixture()).unwrap();
     let before = sqlite_keys(&sqlite);
 

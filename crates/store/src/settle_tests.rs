@@ -104,21 +104,11 @@ fn sqlite_incremental_round() {
 
 #[test]
 fn postgres_incremental_round() {
-    let Ok(url) = std::env::var("WAMETER_TEST_POSTGRES") else {
-        assert!(std::env::var_os("CI").is_none(), "CI must set WAMETER_TEST_POSTGRES (see .ci/run)");
-        eprintln!("WAMETER_TEST_POSTGRES is not set: PostgreSQL incremental settle test skipped (scripts/postgres-for-tests.sh starts one)");
-        return;
-    };
+    let Some(url) = crate::test_postgres::server_url("incremental settle") else { return };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let database = format!("wameter_round_{}", std::process::id());
     runtime.block_on(async {
-        let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        for sql in [format!("DROP DATABASE IF EXISTS {database}"), format!("CREATE DATABASE {database}")] {
-            admin.batch_execute(&sql).await.unwrap();
-        }
-        let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
-        let store = Store::open(&DatabaseUrl::parse(&format!("{base}/{database}")).unwrap()).await.unwrap();
+        let database = crate::test_postgres::fresh_database(&url, &format!("wameter_round_{}", std::process::id())).await;
+        let store = Store::open(&DatabaseUrl::parse(&database).unwrap()).await.unwrap();
         round(&store).await;
     });
 }
