@@ -309,29 +309,183 @@ pub(crate) fn failed_after_delivery(id: &str, error: Option<i64>, origin: Origin
 /// the same id (it is reported as a status for an unknown message). A
 /// status that names no business (a plain canonical line) is matched by
 /// wamid alone, to the message of that id whichever business sent it.
+///
+/// Large logs are prepared on every core ([`prepare_in`]); the result is
+/// the same whatever the number of threads.
 pub fn prepare(events: Vec<Event>) -> Prepared {
-    let mut stats = PrepareStats { events: events.len() as u64, ..PrepareStats::default() };
+    let parts = if events.len() < PREPARE_IN_PARALLEL_FROM { 1 } else { std::thread::available_parallelism().map_or(1, usize::from) };
+    prepare_in(events, parts)
+}
+
+/// Below this many events, threads cost more than they save.
+const PREPARE_IN_PARALLEL_FROM: usize = 100_000;
+
+/// [`prepare`] on `parts` threads. Everything one message's events decide
+/// (duplicates, delivery, warnings) is decided by one thread: events are
+/// dealt out by wamid, in input order. The deliveries and inbound messages
+/// found are then dealt out again by (business phone number, user), and each
+/// thread builds its pairs' timelines. The output does not depend on `parts`
+/// (a property test holds it to `parts = 1`).
+pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
+    let parts = parts.clamp(1, 64);
+    let events_read = events.len() as u64;
+    let resolved: Vec<Resolved> = if parts == 1 {
+        let mut sizes = Sizes::default();
+        events.iter().for_each(|event| sizes.count(event));
+        vec![resolve(events.into_iter().enumerate(), sizes, 1)]
+    } else {
+        let mut dealt: Vec<(Vec<(usize, Event)>, Sizes)> = (0..parts).map(|_| (Vec::with_capacity(events.len() / parts + 1), Sizes::default())).collect();
+        for (seq, event) in events.into_iter().enumerate() {
+            let (part, sizes) = &mut dealt[message_part(&event, parts)];
+            sizes.count(&event);
+            part.push((seq, event));
+        }
+        on_threads(dealt, |(events, sizes)| resolve(events.into_iter(), sizes, parts))
+    };
+
+    let mut stats = PrepareStats { events: events_read, ..PrepareStats::default() };
+    let mut warnings = Vec::new();
+    // A business-scoped id's country: the first event that gave one.
+    let mut countries: HashMap<Box<str>, (usize, Box<str>)> = HashMap::default();
+    let mut by_contact: Vec<Vec<Vec<Placed>>> = (0..parts).map(|_| Vec::with_capacity(parts)).collect();
+    for part in resolved {
+        stats.duplicates += part.stats.duplicates;
+        stats.delivered += part.stats.delivered;
+        stats.failed += part.stats.failed;
+        stats.undelivered += part.stats.undelivered;
+        warnings.extend(part.warnings);
+        for (id, (seq, country)) in part.countries {
+            match countries.get_mut(&id) {
+                Some(kept) if kept.0 <= seq => {}
+                Some(kept) => *kept = (seq, country),
+                None => {
+                    countries.insert(id, (seq, country));
+                }
+            }
+        }
+        for (to, items) in by_contact.iter_mut().zip(part.items) {
+            to.push(items);
+        }
+    }
+    let mut contacts: Vec<ContactTimeline> = if parts == 1 {
+        by_contact.into_iter().flat_map(|items| timelines(items, &countries)).collect()
+    } else {
+        on_threads(by_contact, |items| timelines(items, &countries)).into_iter().flatten().collect()
+    };
+    // Each pair is in one part only, so no two keys are equal.
+    contacts.sort_unstable_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
+    sort_warnings(&mut warnings);
+    Prepared { contacts, warnings, stats }
+}
+
+/// Runs `work` on each input, one thread each (the first on this thread),
+/// and returns the outputs in input order.
+fn on_threads<I: Send, O: Send>(inputs: Vec<I>, work: impl Fn(I) -> O + Sync) -> Vec<O> {
+    let work = &work;
+    std::thread::scope(|scope| {
+        let mut inputs = inputs.into_iter();
+        let first = inputs.next();
+        let handles: Vec<_> = inputs.map(|input| scope.spawn(move || work(input))).collect();
+        let mut outputs = Vec::with_capacity(handles.len() + 1);
+        outputs.extend(first.map(work));
+        for handle in handles {
+            match handle.join() {
+                Ok(output) => outputs.push(output),
+                // The work does not panic; if it ever did, the caller's
+                // thread carries the panic on, as if it had run there.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        outputs
+    })
+}
+
+/// Deals partitions out by hash: fixed seed, so a run is reproducible
+/// (the output would not change with another seed, only the work split).
+fn part_of(key: &(impl std::hash::Hash + ?Sized), parts: usize) -> usize {
+    use std::hash::BuildHasher;
+    (foldhash::fast::FixedState::with_seed(0x77616d65).hash_one(key) % parts as u64) as usize
+}
+
+/// The part deciding an event: its message's wamid. An inbound message
+/// without a wamid is a duplicate only of an identical event, so any key
+/// of the event does; its user is one.
+fn message_part(event: &Event, parts: usize) -> usize {
+    match &event.kind {
+        EventKind::Inbound { id: Some(id), .. } | EventKind::Outbound { id, .. } | EventKind::Status { id, .. } => part_of(&**id, parts),
+        EventKind::Inbound { id: None, user, .. } => part_of(user, parts),
+    }
+}
+
+/// How many events of each kind a part holds, to size its tables once
+/// (growing them was a tenth of the step).
+#[derive(Default, Clone, Copy)]
+struct Sizes {
+    inbound: usize,
+    outbound: usize,
+    owned_statuses: usize,
+    unowned_statuses: usize,
+}
+
+impl Sizes {
+    fn count(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::Inbound { .. } => self.inbound += 1,
+            EventKind::Outbound { .. } => self.outbound += 1,
+            EventKind::Status { detail, .. } if detail.as_ref().is_some_and(|d| d.business.is_some()) => self.owned_statuses += 1,
+            EventKind::Status { .. } => self.unowned_statuses += 1,
+        }
+    }
+}
+
+/// A timeline item, its pair and the input position of its event (which
+/// orders inbound messages at the same instant as they were read).
+type Placed = ((Arc<str>, UserId), usize, Item);
+
+/// What one part of [`prepare_in`]'s first step found.
+struct Resolved {
+    /// Items by the part of their pair.
+    items: Vec<Vec<Placed>>,
+    warnings: Vec<Warning>,
+    stats: PrepareStats,
+    /// Countries of business-scoped ids, with the first event giving each.
+    countries: HashMap<Box<str>, (usize, Box<str>)>,
+}
+
+/// Drops duplicates and resolves each message's delivery, for events that
+/// hold every event of their messages.
+fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: usize) -> Resolved {
+    let mut stats = PrepareStats::default();
     let mut warnings = Vec::new();
     let mut businesses: HashMap<Box<str>, Arc<str>> = HashMap::default();
-    let mut outbounds: ByMessage<OutboundSeen> = ByMessage::default();
-    // Statuses naming their business, and those naming none (by wamid).
+    let mut outbounds: ByMessage<(usize, OutboundSeen)> = ByMessage::default();
+    outbounds.first.reserve(sizes.outbound);
+    // Statuses naming their business, and those naming none (by wamid);
+    // a message has several, so there are at most about as many messages
+    // as outbound events.
     let mut statuses: ByMessage<StatusSummary> = ByMessage::default();
+    statuses.first.reserve(sizes.owned_statuses.min(sizes.outbound));
     let mut unowned_statuses: HashMap<Box<str>, StatusSummary> = HashMap::default();
+    unowned_statuses.reserve(sizes.unowned_statuses.min(sizes.outbound));
     let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)> = HashSet::default();
     let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::default();
-    let mut timelines: HashMap<(Arc<str>, UserId), Vec<Item>> = HashMap::default();
-    // Countries of business-scoped ids, from whichever event gave one.
-    let mut countries: HashMap<Box<str>, Box<str>> = HashMap::default();
-    let mut note_country = |user: &UserId| {
+    seen_inbound_ids.reserve(sizes.inbound);
+    let mut items: Vec<Vec<Placed>> = (0..parts).map(|_| Vec::with_capacity((sizes.inbound + sizes.outbound) / parts + 1)).collect();
+    let mut place = |business: Arc<str>, user: UserId, seq: usize, item: Item| {
+        let part = if parts == 1 { 0 } else { part_of(&(&*business, &user), parts) };
+        items[part].push(((business, user), seq, item));
+    };
+    let mut countries: HashMap<Box<str>, (usize, Box<str>)> = HashMap::default();
+    let mut note_country = |user: &UserId, seq: usize| {
         if let UserId::Bsuid(id, Some(country)) = user {
-            countries.entry(id.clone()).or_insert_with(|| country.clone());
+            countries.entry(id.clone()).or_insert_with(|| (seq, country.clone()));
         }
     };
 
-    for event in events {
+    for (seq, event) in events {
         match event.kind {
             EventKind::Inbound { business, user, id, entry_point, kind } => {
-                note_country(&user);
+                note_country(&user, seq);
                 let business = intern(&mut businesses, business);
                 // With a wamid, the id says what a duplicate is; without one,
                 // only an identical event is.
@@ -343,16 +497,13 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
                     stats.duplicates += 1;
                     continue;
                 }
-                timelines
-                    .entry((business, user))
-                    .or_default()
-                    .push(Item::Inbound { at: event.at, entry_point: entry_point.is_some() });
+                place(business, user, seq, Item::Inbound { at: event.at, entry_point: entry_point.is_some() });
             }
             EventKind::Outbound { business, user, id, template } => {
-                note_country(&user);
+                note_country(&user, seq);
                 let business = intern(&mut businesses, business);
                 let seen = OutboundSeen { business: business.clone(), user, at: event.at, template, origin: event.origin };
-                if let Some((kept, again, id)) = outbounds.insert(&business, id, seen) {
+                if let Some(((_, kept), (_, again), id)) = outbounds.insert(&business, id, (seq, seen)) {
                     stats.duplicates += 1;
                     let same = kept.user == again.user && kept.template == again.template;
                     if !same {
@@ -389,12 +540,11 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
             unknown.push((summary.origin.unwrap_or_default(), id, None));
         }
     }
-    unknown.sort();
     warnings.extend(unknown.into_iter().map(|(origin, id, business)| unknown_status(origin, id, business)));
     drop(sent_ids);
 
     let any_owned = !statuses.is_empty();
-    for (id, outbound) in outbounds.into_values() {
+    for (id, (seq, outbound)) in outbounds.into_values() {
         let owned = if any_owned { statuses.get(&outbound.business, &id) } else { None };
         let unowned = unowned_statuses.get(&id);
         // A status repeated in both (Meta's webhook and a canonical line)
@@ -416,31 +566,51 @@ pub fn prepare(events: Vec<Event>) -> Prepared {
         }
         stats.delivered += 1;
         let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin };
-        timelines
-            .entry((outbound.business, outbound.user))
-            .or_default()
-            .push(Item::Delivery { at: delivered_at, message: Box::new(message) });
+        place(outbound.business, outbound.user, seq, Item::Delivery { at: delivered_at, message: Box::new(message) });
     }
+    Resolved { items, warnings, stats, countries }
+}
 
-    let mut contacts: Vec<ContactTimeline> = timelines
+/// Builds the timelines of the pairs whose items are in `parts` (every item
+/// of a pair is in one of them).
+fn timelines(parts: Vec<Vec<Placed>>, countries: &HashMap<Box<str>, (usize, Box<str>)>) -> Vec<ContactTimeline> {
+    // A business-scoped id compares equal with and without its country, so
+    // a pair's key may be any of its events' spelling: the pair takes that
+    // of its first event, whichever part read it.
+    struct Pair {
+        first: Option<(usize, UserId)>,
+        items: Vec<(usize, Item)>,
+    }
+    let mut timelines: HashMap<(Arc<str>, UserId), Pair> = HashMap::default();
+    for ((business, user), seq, item) in parts.into_iter().flatten() {
+        let scoped = matches!(user, UserId::Bsuid(..)).then(|| user.clone());
+        let pair = timelines.entry((business, user)).or_insert_with(|| Pair { first: None, items: Vec::new() });
+        if let Some(user) = scoped
+            && pair.first.as_ref().is_none_or(|(first, _)| seq < *first)
+        {
+            pair.first = Some((seq, user));
+        }
+        pair.items.push((seq, item));
+    }
+    timelines
         .into_iter()
-        .map(|((business, user), mut items)| {
-            items.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        .map(|((business, user), pair)| {
+            let Pair { first, items: mut placed } = pair;
+            placed.sort_unstable_by(|(a_seq, a), (b_seq, b)| (a.sort_key(), a_seq).cmp(&(b.sort_key(), b_seq)));
+            let items = placed.into_iter().map(|(_, item)| item).collect();
+            let user = first.map_or(user, |(_, user)| user);
             // A business-scoped id seen without its country in the event
             // that made the timeline takes it from any other event.
             let user = match user {
                 UserId::Bsuid(id, None) => match countries.get(&id) {
-                    Some(country) => UserId::Bsuid(id, Some(country.clone())),
+                    Some((_, country)) => UserId::Bsuid(id, Some(country.clone())),
                     None => UserId::Bsuid(id, None),
                 },
                 user => user,
             };
             ContactTimeline { business, user, items }
         })
-        .collect();
-    contacts.sort_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
-    sort_warnings(&mut warnings);
-    Prepared { contacts, warnings, stats }
+        .collect()
 }
 
 /// The decisions for one timeline.
@@ -721,50 +891,163 @@ impl Engine<'_> {
     }
 
     /// Stage 3: global delivery order, shared monthly counters, prices.
+    ///
+    /// Every counter lies inside one portfolio (a WABA's free tier, a
+    /// number's allowance, the portfolio's volume tiers), so portfolios are
+    /// settled apart, on every core for a large log; each sees its charges
+    /// in global delivery order, so the result does not depend on how.
+    /// Counters carried in ([`Engine::month_to_date`]) are named by WABA,
+    /// portfolio and number, and a WABA listed in two portfolios shares its
+    /// free tier between them: then one group holds every charge.
     pub fn settle(&self, prepared: Prepared, decisions: Vec<ContactDecisions>) -> Report {
+        let charges: usize = decisions.iter().map(|d| d.charges.len()).sum();
+        let parts = if charges < SETTLE_IN_PARALLEL_FROM { 1 } else { std::thread::available_parallelism().map_or(1, usize::from) };
+        self.settle_in(prepared, decisions, parts)
+    }
+
+    /// [`Engine::settle`] on up to `parts` threads; the report does not
+    /// depend on `parts` (a property test holds it to `parts = 1`).
+    pub fn settle_in(&self, prepared: Prepared, decisions: Vec<ContactDecisions>, parts: usize) -> Report {
         let mut charges = Vec::with_capacity(decisions.iter().map(|d| d.charges.len()).sum());
         let mut errors = Vec::new();
         for decided in decisions {
             charges.extend(decided.charges);
             errors.extend(decided.errors);
         }
-        // Sorted by index, not in place: moving the charges themselves
-        // around was most of the sort's cost.
-        let mut order: Vec<usize> = (0..charges.len()).collect();
-        order.sort_by(|&i, &j| {
-            let (a, b) = (&charges[i], &charges[j]);
-            (a.delivered_at, &a.business, &a.user, &a.message_id).cmp(&(b.delivered_at, &b.business, &b.user, &b.message_id))
-        });
-        let mut slots: Vec<Option<Charge>> = charges.into_iter().map(Some).collect();
+        let order = delivery_order(&charges);
+        // Each group's charges in delivery order, settled where they lie:
+        // moving a charge costs more than settling it.
+        let group_of = self.counter_groups(&charges);
+        let groups = group_of.iter().max().map_or(0, |max| *max as usize + 1);
+        let mut sizes = vec![0usize; groups];
+        group_of.iter().for_each(|group| sizes[*group as usize] += 1);
+        let mut grouped: Vec<Vec<&mut Charge>> = sizes.iter().map(|size| Vec::with_capacity(*size)).collect();
+        let mut places: Vec<Option<&mut Charge>> = charges.iter_mut().map(Some).collect();
+        for &index in &order {
+            if let Some(charge) = places[index as usize].take() {
+                grouped[group_of[index as usize] as usize].push(charge);
+            }
+        }
+        drop(places);
 
-        let mut settler = Settler::new(self);
-        let mut counters = Counters::carried(self.month_to_date);
-        // Conversation id → (type, billable, category) fixed by its opener.
-        let mut conversations: HashMap<String, (PricingType, bool, PricingCategory)> = HashMap::default();
-        let mut priced = Vec::with_capacity(slots.len());
-        for index in order {
-            let mut charge = slots[index].take().expect("each index once");
-            let conversation = match charge.settlement {
-                Settlement::ConversationMember => charge.conversation_id.as_ref().and_then(|id| conversations.get(id)).copied(),
-                _ => None,
-            };
-            match settler.settle(&mut counters, &mut charge, conversation) {
-                Ok(()) => {
-                    if let (true, Some(id)) = (charge.opens_conversation, &charge.conversation_id) {
-                        conversations.insert(id.clone(), (charge.pricing_type, charge.billable, charge.category));
-                    }
-                    priced.push(charge)
-                }
-                Err(message) => errors.push(PricingError { message_id: charge.message_id.clone(), origin: charge.trail.origin, message }),
+        let settled: Vec<(usize, GroupSettled)> =
+            on_threads(bundles(grouped, parts), |bundle| bundle.into_iter().map(|(group, charges)| (group, self.settle_group(charges))).collect::<Vec<_>>())
+                .into_iter()
+                .flatten()
+                .collect();
+        let mut counters_reached = MonthToDate::default();
+        let mut outcomes: Vec<std::vec::IntoIter<Result<(), String>>> = (0..groups).map(|_| Vec::new().into_iter()).collect();
+        for (group, settled) in settled {
+            settled.counters.publish(&mut counters_reached);
+            outcomes[group] = settled.outcomes.into_iter();
+        }
+        // Back to one delivery order.
+        let mut slots: Vec<Option<Charge>> = charges.into_iter().map(Some).collect();
+        let mut priced = Vec::with_capacity(order.len());
+        for &index in &order {
+            let outcome = outcomes[group_of[index as usize] as usize].next();
+            match (outcome, slots[index as usize].take()) {
+                (Some(Ok(())), Some(charge)) => priced.push(charge),
+                (Some(Err(message)), Some(charge)) => errors.push(PricingError { message_id: charge.message_id, origin: charge.trail.origin, message }),
+                _ => {}
             }
         }
         let mut warnings = prepared.warnings;
         warnings.extend(notes(&priced));
         sort_errors(&mut errors);
-        let mut counters_reached = MonthToDate::default();
-        counters.publish(&mut counters_reached);
         Report { charges: priced, warnings, errors, stats: prepared.stats, counters: counters_reached }
     }
+
+    /// The counter group of each charge (see [`Engine::settle`]), numbered
+    /// from 0 in order of first appearance.
+    fn counter_groups(&self, charges: &[Charge]) -> Vec<u32> {
+        if self.month_to_date.is_some() {
+            return vec![0; charges.len()];
+        }
+        let mut portfolios: HashMap<Arc<str>, u32> = HashMap::default();
+        let mut wabas: HashMap<Arc<str>, u32> = HashMap::default();
+        let mut businesses: HashMap<&str, u32> = HashMap::default();
+        let mut group_of = Vec::with_capacity(charges.len());
+        for charge in charges {
+            let group = match businesses.get(&*charge.business) {
+                Some(group) => *group,
+                None => {
+                    let account = self.accounts.get_or_default(&charge.business);
+                    let next = portfolios.len() as u32;
+                    let group = *portfolios.entry(account.portfolio.clone()).or_insert(next);
+                    if *wabas.entry(account.waba.clone()).or_insert(group) != group {
+                        // A WABA in two portfolios: one group for all.
+                        return vec![0; charges.len()];
+                    }
+                    businesses.insert(&charge.business, group);
+                    group
+                }
+            };
+            group_of.push(group);
+        }
+        group_of
+    }
+
+    /// Settles one counter group's charges, given in delivery order.
+    fn settle_group(&self, charges: Vec<&mut Charge>) -> GroupSettled {
+        let mut settler = Settler::new(self);
+        let mut counters = Counters::carried(self.month_to_date);
+        // Conversation id → (type, billable, category) fixed by its opener.
+        let mut conversations: HashMap<String, (PricingType, bool, PricingCategory)> = HashMap::default();
+        let mut outcomes = Vec::with_capacity(charges.len());
+        for charge in charges {
+            let conversation = match charge.settlement {
+                Settlement::ConversationMember => charge.conversation_id.as_ref().and_then(|id| conversations.get(id)).copied(),
+                _ => None,
+            };
+            let outcome = settler.settle(&mut counters, charge, conversation);
+            if let (Ok(()), true, Some(id)) = (&outcome, charge.opens_conversation, &charge.conversation_id) {
+                conversations.insert(id.clone(), (charge.pricing_type, charge.billable, charge.category));
+            }
+            outcomes.push(outcome);
+        }
+        GroupSettled { outcomes, counters }
+    }
+}
+
+/// Below this many charges, threads cost more than they save.
+const SETTLE_IN_PARALLEL_FROM: usize = 50_000;
+
+/// One counter group, settled: each charge's outcome in delivery order.
+struct GroupSettled {
+    outcomes: Vec<Result<(), String>>,
+    counters: Counters,
+}
+
+/// Positions of `charges` in delivery order: instant, then business, user
+/// and wamid. Sorted as compact (instant, position) pairs, which only look
+/// at the charges on a tie: moving or reaching into the charges themselves
+/// was most of the sort's cost.
+pub(crate) fn delivery_order(charges: &[Charge]) -> Vec<u32> {
+    let mut keys: Vec<(Timestamp, u32)> = charges.iter().enumerate().map(|(index, charge)| (charge.delivered_at, index as u32)).collect();
+    keys.sort_unstable_by(|(a_at, a), (b_at, b)| {
+        a_at.cmp(b_at).then_with(|| {
+            let (a, b) = (&charges[*a as usize], &charges[*b as usize]);
+            (&a.business, &a.user, &a.message_id, a.trail.origin).cmp(&(&b.business, &b.user, &b.message_id, b.trail.origin))
+        })
+    });
+    keys.into_iter().map(|(_, index)| index).collect()
+}
+
+/// Deals groups (by number) into at most `parts` bundles of about equal
+/// charges, largest first.
+fn bundles<T>(groups: Vec<Vec<T>>, parts: usize) -> Vec<Vec<(usize, Vec<T>)>> {
+    let parts = parts.clamp(1, groups.len().max(1));
+    let mut by_size: Vec<(usize, Vec<T>)> = groups.into_iter().enumerate().collect();
+    by_size.sort_by_key(|(group, charges)| (std::cmp::Reverse(charges.len()), *group));
+    let mut bundles: Vec<(usize, Vec<(usize, Vec<T>)>)> = (0..parts).map(|_| (0, Vec::new())).collect();
+    for (group, charges) in by_size {
+        if let Some(lightest) = bundles.iter_mut().min_by_key(|(size, _)| *size) {
+            lightest.0 += charges.len();
+            lightest.1.push((group, charges));
+        }
+    }
+    bundles.into_iter().map(|(_, bundle)| bundle).filter(|bundle| !bundle.is_empty()).collect()
 }
 
 /// The notes of charges (a free-form message outside the window...), as

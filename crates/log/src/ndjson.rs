@@ -299,6 +299,9 @@ pub fn decode_log(mut bytes: Vec<u8>, source: u32) -> (String, Vec<LineError>) {
 /// parse the pieces in parallel.
 pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
     let mut chunk = ParsedChunk::default();
+    // One event per line, nearly always: sized once, the vector is never
+    // copied as it grows (growing it was a sixth of a replay's time).
+    chunk.events.reserve(text.lines().count());
     for (offset, line) in text.lines().enumerate() {
         let origin = Origin { source, line: first_line + offset as u32 };
         match parse_line(line, origin) {

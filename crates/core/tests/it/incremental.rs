@@ -22,15 +22,15 @@ const USERS: [&str; 6] = ["+5511999990000", "+919876543210", "+919811111111", "+
 /// time zones, and one number not in the accounts.
 const BUSINESSES: [&str; 4] = ["b1", "b2", "b3", "b4"];
 /// Starts of the logs: CBP 2023, a PMP month edge, the 2026-10 rules.
-const BASES: [&str; 3] = ["2023-07-30T00:00:00Z", "2026-01-30T00:00:00Z", "2026-10-30T00:00:00Z"];
+pub(super) const BASES: [&str; 3] = ["2023-07-30T00:00:00Z", "2026-01-30T00:00:00Z", "2026-10-30T00:00:00Z"];
 
 #[derive(Debug, Clone)]
-enum Step {
+pub(super) enum Step {
     Inbound { business: usize, user: usize, minute: i64, ad: bool },
     Send { business: usize, user: usize, minute: i64, category: Option<u8>, delay: i64, outcome: u8, logged: u8 },
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(super) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, proptest::bool::weighted(0.15))
             .prop_map(|(business, user, minute, ad)| Step::Inbound { business, user, minute, ad }),
@@ -40,7 +40,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn build(base: &str, steps: &[Step]) -> Vec<Event> {
+pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
     let base = t(base);
     let at = |minute: i64| base + jiff::SignedDuration::from_mins(minute);
     let mut log = Log::default();
@@ -99,7 +99,7 @@ fn build(base: &str, steps: &[Step]) -> Vec<Event> {
 
 /// `conflicted`: b4 is listed too, in WABA W1 (b1's) but another
 /// portfolio, which a real account cannot be but a file can say.
-fn world(conflicted: bool) -> World {
+pub(super) fn world(conflicted: bool) -> World {
     let mut b1 = business("b1", "UTC", "USD");
     let mut b2 = business("b2", "Asia/Kolkata", "USD");
     let mut b3 = business("b3", "America/Sao_Paulo", "USD");
@@ -119,7 +119,7 @@ fn world(conflicted: bool) -> World {
     world
 }
 
-fn shuffle(events: &mut [Event], seed: u64) {
+pub(super) fn shuffle(events: &mut [Event], seed: u64) {
     let mut state = seed | 1;
     for i in (1..events.len()).rev() {
         state ^= state << 13;

@@ -3,6 +3,7 @@
 //! property tests. One binary, so everything links once.
 
 mod incremental;
+mod parallel;
 mod properties;
 mod quotes;
 mod reconciliation;

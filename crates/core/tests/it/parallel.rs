@@ -1,0 +1,75 @@
+//! A replay on several threads answers what it answers on one: the
+//! preparation deals events out by message and then by pair, the settling
+//! deals charges out by portfolio, and neither may change a byte of the
+//! report, whatever the number of parts.
+
+use proptest::prelude::*;
+use wameter_core::engine::{Engine, Prepared, prepare_in};
+use wameter_core::event::{Event, EventKind, Origin, UserId, outbounds_from_pricing};
+use wameter_core::market::MarketTable;
+
+use super::incremental::{BASES, build, shuffle, step, world};
+
+/// Everything a preparation says, comparable.
+fn fingerprint(prepared: &Prepared) -> String {
+    // A user's Debug form leaves out the country beside a scoped id.
+    let countries: Vec<Option<&str>> = prepared.contacts.iter().map(|contact| contact.user.country()).collect();
+    format!("{:?}\n{countries:?}\n{:?}\n{:?}", prepared.contacts, prepared.warnings, prepared.stats)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn the_report_does_not_depend_on_the_number_of_threads(
+        steps in prop::collection::vec(step(), 1..70),
+        base in 0..BASES.len(),
+        seed in any::<u64>(),
+        parts in 2..6usize,
+        conflicted in proptest::bool::weighted(0.25),
+        doubled in proptest::bool::weighted(0.3),
+        carried in proptest::bool::weighted(0.2),
+        recountried in proptest::bool::weighted(0.3),
+    ) {
+        let world = world(conflicted);
+        let mut engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+        let mut events = build(BASES[base], &steps);
+        if doubled {
+            events.extend(events.clone());
+        }
+        if recountried {
+            // A scoped id whose country changes (Meta's data or the log's
+            // is wrong): the pair takes its first event's, on any thread.
+            for (index, event) in events.iter_mut().enumerate() {
+                if let EventKind::Inbound { user, .. } | EventKind::Outbound { user, .. } = &mut event.kind
+                    && let UserId::Bsuid(_, country @ Some(_)) = user
+                    && index % 5 == 1
+                {
+                    *country = Some("BR".into());
+                }
+            }
+        }
+        shuffle(&mut events, seed);
+        for (line, event) in events.iter_mut().enumerate() {
+            event.origin = Origin { source: 0, line: line as u32 + 1 };
+        }
+        let inferred = outbounds_from_pricing(&events);
+        events.extend(inferred);
+
+        let one = prepare_in(events.clone(), 1);
+        let many = prepare_in(events.clone(), parts);
+        prop_assert_eq!(fingerprint(&one), fingerprint(&many));
+
+        // Counters carried from an earlier part of the log put every
+        // charge in one group; without them, each portfolio is one.
+        let earlier = carried.then(|| engine.replay(events.iter().take(events.len() / 2).cloned().collect::<Vec<Event>>()).counters);
+        engine.month_to_date = earlier.as_ref();
+        let settle = |prepared: Prepared, parts: usize| {
+            let decisions = prepared.contacts.iter().map(|contact| engine.decide(contact)).collect();
+            engine.settle_in(prepared, decisions, parts)
+        };
+        let report = settle(one, 1);
+        prop_assert_eq!(&settle(many, parts), &report);
+        prop_assert_eq!(&engine.replay(events), &report);
+    }
+}
