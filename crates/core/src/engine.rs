@@ -908,27 +908,39 @@ impl Engine<'_> {
     /// [`Engine::settle`] on up to `parts` threads; the report does not
     /// depend on `parts` (a property test holds it to `parts = 1`).
     pub fn settle_in(&self, prepared: Prepared, decisions: Vec<ContactDecisions>, parts: usize) -> Report {
-        let mut charges = Vec::with_capacity(decisions.iter().map(|d| d.charges.len()).sum());
+        // Charges stay in their contact's list until they take their place
+        // in the report: a charge is large, and each copy of them all cost
+        // more than settling them.
         let mut errors = Vec::new();
+        let mut lists: Vec<Vec<Option<Charge>>> = Vec::with_capacity(decisions.len());
         for decided in decisions {
-            charges.extend(decided.charges);
             errors.extend(decided.errors);
+            lists.push(decided.charges.into_iter().map(Some).collect());
+        }
+        let mut places = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+        let mut charges: Vec<&mut Charge> = Vec::with_capacity(places.capacity());
+        for (list, charges_of) in lists.iter_mut().enumerate() {
+            for (index, charge) in charges_of.iter_mut().enumerate() {
+                if let Some(charge) = charge {
+                    places.push((list as u32, index as u32));
+                    charges.push(charge);
+                }
+            }
         }
         let order = delivery_order(&charges);
-        // Each group's charges in delivery order, settled where they lie:
-        // moving a charge costs more than settling it.
+        // Each group's charges in delivery order.
         let group_of = self.counter_groups(&charges);
         let groups = group_of.iter().max().map_or(0, |max| *max as usize + 1);
         let mut sizes = vec![0usize; groups];
         group_of.iter().for_each(|group| sizes[*group as usize] += 1);
         let mut grouped: Vec<Vec<&mut Charge>> = sizes.iter().map(|size| Vec::with_capacity(*size)).collect();
-        let mut places: Vec<Option<&mut Charge>> = charges.iter_mut().map(Some).collect();
+        let mut unplaced: Vec<Option<&mut Charge>> = charges.into_iter().map(Some).collect();
         for &index in &order {
-            if let Some(charge) = places[index as usize].take() {
+            if let Some(charge) = unplaced[index as usize].take() {
                 grouped[group_of[index as usize] as usize].push(charge);
             }
         }
-        drop(places);
+        drop(unplaced);
 
         let settled: Vec<(usize, GroupSettled)> =
             on_threads(bundles(grouped, parts), |bundle| bundle.into_iter().map(|(group, charges)| (group, self.settle_group(charges))).collect::<Vec<_>>())
@@ -942,11 +954,11 @@ impl Engine<'_> {
             outcomes[group] = settled.outcomes.into_iter();
         }
         // Back to one delivery order.
-        let mut slots: Vec<Option<Charge>> = charges.into_iter().map(Some).collect();
         let mut priced = Vec::with_capacity(order.len());
         for &index in &order {
             let outcome = outcomes[group_of[index as usize] as usize].next();
-            match (outcome, slots[index as usize].take()) {
+            let (list, place) = places[index as usize];
+            match (outcome, lists[list as usize][place as usize].take()) {
                 (Some(Ok(())), Some(charge)) => priced.push(charge),
                 (Some(Err(message)), Some(charge)) => errors.push(PricingError { message_id: charge.message_id, origin: charge.trail.origin, message }),
                 _ => {}
@@ -960,7 +972,7 @@ impl Engine<'_> {
 
     /// The counter group of each charge (see [`Engine::settle`]), numbered
     /// from 0 in order of first appearance.
-    fn counter_groups(&self, charges: &[Charge]) -> Vec<u32> {
+    fn counter_groups(&self, charges: &[&mut Charge]) -> Vec<u32> {
         if self.month_to_date.is_some() {
             return vec![0; charges.len()];
         }
@@ -1023,11 +1035,11 @@ struct GroupSettled {
 /// and wamid. Sorted as compact (instant, position) pairs, which only look
 /// at the charges on a tie: moving or reaching into the charges themselves
 /// was most of the sort's cost.
-pub(crate) fn delivery_order(charges: &[Charge]) -> Vec<u32> {
+fn delivery_order(charges: &[&mut Charge]) -> Vec<u32> {
     let mut keys: Vec<(Timestamp, u32)> = charges.iter().enumerate().map(|(index, charge)| (charge.delivered_at, index as u32)).collect();
     keys.sort_unstable_by(|(a_at, a), (b_at, b)| {
         a_at.cmp(b_at).then_with(|| {
-            let (a, b) = (&charges[*a as usize], &charges[*b as usize]);
+            let (a, b) = (&*charges[*a as usize], &*charges[*b as usize]);
             (&a.business, &a.user, &a.message_id, a.trail.origin).cmp(&(&b.business, &b.user, &b.message_id, b.trail.origin))
         })
     });
