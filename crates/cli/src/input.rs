@@ -192,13 +192,13 @@ impl LoadedLogs {
     }
 }
 
-/// Splits text into about `pieces` runs of whole lines, with each run's
-/// first line number.
-fn split_lines(text: &str, pieces: usize) -> Vec<(&str, u32)> {
+/// Splits text whose first line is `first_line` into about `pieces` runs
+/// of whole lines, with each run's first line number.
+fn split_lines(text: &str, first_line: u32, pieces: usize) -> Vec<(&str, u32)> {
     let target = (text.len() / pieces.max(1)).max(1 << 20);
     let mut runs = Vec::new();
     let mut start = 0;
-    let mut line = 1u32;
+    let mut line = first_line;
     while start < text.len() {
         let mut end = (start + target).min(text.len());
         if end < text.len() {
@@ -208,10 +208,42 @@ fn split_lines(text: &str, pieces: usize) -> Vec<(&str, u32)> {
         runs.push((run, line));
         // memchr counts a run's lines ten times as fast as a byte loop, which
         // took a fifth of reading a log.
-        line += memchr::memchr_iter(b'\n', run.as_bytes()).count() as u32;
+        line = line.saturating_add(memchr::memchr_iter(b'\n', run.as_bytes()).count() as u32);
         start = end;
     }
     runs
+}
+
+/// Bytes of a log read and parsed at a time: the file is never held whole,
+/// and the memory of one block serves the next (fresh memory is what a
+/// large replay paid most for: the kernel zeroes every new page).
+const BLOCK: usize = 64 << 20;
+
+/// Calls `each` with successive blocks of whole lines of `reader` (the
+/// last may lack its newline); a line longer than a block comes whole.
+fn each_block(mut reader: impl std::io::Read, mut each: impl FnMut(Vec<u8>)) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut pending: Vec<u8> = Vec::with_capacity(BLOCK);
+    loop {
+        let want = BLOCK.saturating_sub(pending.len()).max(1 << 20) as u64;
+        let eof = (&mut reader).take(want).read_to_end(&mut pending)? == 0;
+        let cut = if eof { pending.len() } else {
+            match memchr::memrchr(b'\n', &pending) {
+                Some(newline) => newline + 1,
+                // No line ends in what was read yet: read on.
+                None => continue,
+            }
+        };
+        if cut > 0 {
+            let mut rest = Vec::with_capacity(BLOCK);
+            rest.extend_from_slice(&pending[cut..]);
+            pending.truncate(cut);
+            each(std::mem::replace(&mut pending, rest));
+        }
+        if eof {
+            return Ok(());
+        }
+    }
 }
 
 /// Reads and parses log files; `-` is standard input.
@@ -222,33 +254,47 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
     let mut notices = Vec::new();
     let mut ignored = Vec::new();
     for (index, path) in paths.iter().enumerate() {
-        let bytes = if path.as_os_str() == "-" {
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("cannot read standard input")?;
-            bytes
-        } else {
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
-        };
-        // A byte-order mark or a line that is not UTF-8 costs only itself.
-        let (text, undecodable) = wameter_log::decode_log(bytes, index as u32);
-        malformed.extend(undecodable);
+        let source = index as u32;
         names.push(path.display().to_string());
-        let runs = split_lines(&text, rayon::current_num_threads() * 4);
-        let chunks: Vec<_> = runs
-            .par_iter()
-            .map(|(run, first_line)| {
-                let chunk = parse_chunk(run, index as u32, *first_line);
-                progress.inc(run.len() as u64);
-                chunk
-            })
-            .collect();
-        events.reserve(chunks.iter().map(|chunk| chunk.events.len()).sum::<usize>() + chunks.len());
-        for chunk in chunks {
-            events.extend(chunk.events);
-            notices.extend(chunk.notices);
-            malformed.extend(chunk.errors);
-            ignored.extend(chunk.ignored);
-        }
+        let size = if path.as_os_str() == "-" { None } else { std::fs::metadata(path).ok().map(|m| m.len()) };
+        let reader: Box<dyn std::io::Read> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
+        };
+        let mut first_block = true;
+        let mut first_line = 1u32;
+        each_block(reader, |mut block| {
+            // A byte-order mark or a line that is not UTF-8 costs only itself.
+            if std::mem::take(&mut first_block) && block.starts_with(&[0xEF, 0xBB, 0xBF]) {
+                block.drain(..3);
+            }
+            let (text, undecodable) = wameter_log::decode_lines(block, source, first_line);
+            malformed.extend(undecodable);
+            let runs = split_lines(&text, first_line, rayon::current_num_threads() * 4);
+            let chunks: Vec<_> = runs
+                .par_iter()
+                .map(|(run, first_line)| {
+                    let chunk = parse_chunk(run, source, *first_line);
+                    progress.inc(run.len() as u64);
+                    chunk
+                })
+                .collect();
+            let parsed: usize = chunks.iter().map(|chunk| chunk.events.len()).sum();
+            if events.is_empty() {
+                // Sized once for the whole file, from its first block.
+                let estimate = size.map_or(parsed as u64, |size| (parsed as u64).saturating_mul(size) / (text.len() as u64).max(1) * 21 / 20);
+                events.reserve(usize::try_from(estimate).unwrap_or(parsed).max(parsed) + 1024);
+            }
+            for chunk in chunks {
+                events.extend(chunk.events);
+                notices.extend(chunk.notices);
+                malformed.extend(chunk.errors);
+                ignored.extend(chunk.ignored);
+            }
+            first_line = first_line.saturating_add(memchr::memchr_iter(b'\n', text.as_bytes()).count() as u32);
+        })
+        .with_context(|| format!("cannot read {}", path.display()))?;
     }
     let inferred_events = outbounds_from_pricing(&events);
     let inferred = inferred_events

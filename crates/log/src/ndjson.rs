@@ -270,6 +270,12 @@ pub fn decode_log(mut bytes: Vec<u8>, source: u32) -> (String, Vec<LineError>) {
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         bytes.drain(..3);
     }
+    decode_lines(bytes, source, 1)
+}
+
+/// [`decode_log`] for a piece of a log, whole lines, whose first line is
+/// `first_line`: no byte-order mark is looked for.
+pub fn decode_lines(bytes: Vec<u8>, source: u32, first_line: u32) -> (String, Vec<LineError>) {
     let bytes = match String::from_utf8(bytes) {
         Ok(text) => return (text, Vec::new()),
         Err(error) => error.into_bytes(),
@@ -281,7 +287,7 @@ pub fn decode_log(mut bytes: Vec<u8>, source: u32) -> (String, Vec<LineError>) {
             Ok(line) => text.push_str(line),
             Err(error) => {
                 errors.push(LineError {
-                    origin: Origin { source, line: index as u32 + 1 },
+                    origin: Origin { source, line: first_line.saturating_add(index as u32) },
                     field: None,
                     message: format!("not valid UTF-8 (from byte {} of the line)", error.valid_up_to() + 1),
                 });
