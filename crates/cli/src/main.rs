@@ -3,13 +3,6 @@
 //! This binary is glue: it reads files, runs the pure engine of
 //! `wameter-core` (in parallel over contacts) and prints what it decided.
 
-// mimalloc: a replay allocates and frees millions of small ids and
-// charges; glibc's allocator spent a quarter of a replay in malloc, free and
-// malloc_consolidate, and returned pages only to fault them in again
-// (docs/PERFORMANCE.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod diff;
 mod events;
 mod generate;

@@ -113,7 +113,7 @@ pub fn run(world: Arc<Mutex<World>>, target: Target, stop: Arc<std::sync::atomic
             return;
         }
         let now = Timestamp::now();
-        let due = match world.lock().expect("world lock").due_webhooks(now, 64) {
+        let due = match crate::lock(&world).due_webhooks(now, 64) {
             Ok(due) => due,
             Err(error) => {
                 tracing::error!(message = "Cannot read the webhook outbox.", %error);
@@ -122,7 +122,7 @@ pub fn run(world: Arc<Mutex<World>>, target: Target, stop: Arc<std::sync::atomic
             }
         };
         if due.is_empty() {
-            let next = world.lock().expect("world lock").next_webhook_ms().ok().flatten();
+            let next = crate::lock(&world).next_webhook_ms().ok().flatten();
             // Sends add webhooks at any time: look again soon.
             let wait = next.map_or(50, |ms| (ms - Timestamp::now().as_millisecond()).clamp(1, 50));
             std::thread::sleep(Duration::from_millis(wait as u64));
@@ -135,7 +135,7 @@ pub fn run(world: Arc<Mutex<World>>, target: Target, stop: Arc<std::sync::atomic
         for outgoing in due {
             let result = post(&agent, &target, &outgoing.body);
             let now = Timestamp::now();
-            let world = world.lock().expect("world lock");
+            let world = crate::lock(&world);
             let recorded = match &result {
                 Ok(()) => world.webhook_result(now, outgoing.seq, None),
                 Err(error) => {

@@ -34,7 +34,7 @@ impl IntoResponse for ControlError {
 /// Runs `work` on the world off the async threads (a send replays the log).
 async fn with_world<T: Send + 'static>(shared: &Shared, work: impl FnOnce(&mut World) -> T + Send + 'static) -> T {
     let world = shared.world.clone();
-    tokio::task::spawn_blocking(move || work(&mut world.lock().expect("world lock")))
+    tokio::task::spawn_blocking(move || work(&mut crate::lock(&world)))
         .await
         .expect("a sandbox operation panicked")
 }
