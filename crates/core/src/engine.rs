@@ -5,7 +5,8 @@
 //! 1. [`prepare`] drops duplicates, finds each outbound message's delivery
 //!    instant (first `delivered`, else first `read`; decision D3) and groups
 //!    inbound messages and deliveries into one time-ordered timeline per
-//!    (business phone number, user).
+//!    (business phone number, user). Large logs are prepared on every core
+//!    ([`prepare_in`]), with the same result.
 //! 2. [`Engine::decide`] walks one timeline through the windows and the era's
 //!    rules ([`crate::rules`]). Timelines are independent, so callers may run
 //!    them in parallel; the result does not depend on how.
@@ -13,7 +14,9 @@
 //!    applies what is shared across users — the CBP free tier (per WABA), PMP
 //!    volume tiers (per portfolio × market × category) and the 2026-10
 //!    service allowance (per phone number) — counting months in each
-//!    business's time zone, then prices from the rate card in force.
+//!    business's time zone, then prices from the rate card in force. Every
+//!    counter lies inside one portfolio, so portfolios settle in parallel
+//!    ([`Engine::settle_in`]), each in global delivery order.
 //!
 //! Ties between events at the same instant: inbound before outbound before
 //! status (interfaces §1), then by message id, then by input position. Using
@@ -1046,13 +1049,16 @@ fn delivery_order(charges: &[&mut Charge]) -> Vec<u32> {
     keys.into_iter().map(|(_, index)| index).collect()
 }
 
+/// Groups for one thread: (group number, its charges).
+type Bundle<T> = Vec<(usize, Vec<T>)>;
+
 /// Deals groups (by number) into at most `parts` bundles of about equal
 /// charges, largest first.
-fn bundles<T>(groups: Vec<Vec<T>>, parts: usize) -> Vec<Vec<(usize, Vec<T>)>> {
+fn bundles<T>(groups: Vec<Vec<T>>, parts: usize) -> Vec<Bundle<T>> {
     let parts = parts.clamp(1, groups.len().max(1));
     let mut by_size: Vec<(usize, Vec<T>)> = groups.into_iter().enumerate().collect();
     by_size.sort_by_key(|(group, charges)| (std::cmp::Reverse(charges.len()), *group));
-    let mut bundles: Vec<(usize, Vec<(usize, Vec<T>)>)> = (0..parts).map(|_| (0, Vec::new())).collect();
+    let mut bundles: Vec<(usize, Bundle<T>)> = (0..parts).map(|_| (0, Vec::new())).collect();
     for (group, charges) in by_size {
         if let Some(lightest) = bundles.iter_mut().min_by_key(|(size, _)| *size) {
             lightest.0 += charges.len();
