@@ -646,3 +646,78 @@ fn an_impossible_clock_move_is_a_400_and_the_sandbox_goes_on() {
     let again = Sandbox::start(&dir, &["--database", database.to_str().unwrap()]);
     assert!(again.advance(0)["now"].as_str().unwrap().starts_with("2200-01-01"));
 }
+
+/// A multipart form as clients send an upload: `messaging_product`, `type`
+/// and the file part.
+fn upload(sandbox: &Sandbox, mime_type: &str, part_type: &str, bytes: &[u8]) -> (u16, Value) {
+    let boundary = "wameter-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in [("messaging_product", "whatsapp"), ("type", mime_type)] {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: {part_type}\r\n\r\n").as_bytes());
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut response = sandbox
+        .agent
+        .post(&sandbox.url(&format!("/v23.0/{PHONE}/media")))
+        .header("Authorization", "Bearer app-token")
+        .header("Content-Type", &format!("multipart/form-data; boundary={boundary}"))
+        .send(&body[..])
+        .expect("sandbox answers");
+    let text = response.body_mut().read_to_string().unwrap();
+    (response.status().as_u16(), serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+}
+
+#[test]
+fn media_is_uploaded_described_downloaded_sent_by_id_and_deleted_like_graph() {
+    use sha2::Digest;
+    let dir = fresh("media");
+    let accounts = accounts(&dir);
+    let sandbox = Sandbox::start(&dir, &["--accounts", &accounts, "--clock-start", "2026-02-10T12:00:00Z"]);
+    sandbox.inbound(USER, json!({"text": "Send me the photo"}));
+
+    // A JPEG's first bytes; the sandbox does not decode images.
+    let photo: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0].iter().copied().chain((0..5000u32).map(|i| (i % 251) as u8)).collect();
+    let (status, uploaded) = upload(&sandbox, "image/jpeg", "application/octet-stream", &photo);
+    assert_eq!(status, 200, "{uploaded}");
+    let id = uploaded["id"].as_str().unwrap().to_string();
+    assert!(id.chars().all(|c| c.is_ascii_digit()), "{id}");
+
+    let described = sandbox.get_json(&format!("/v23.0/{id}"));
+    assert_eq!(described["mime_type"], "image/jpeg");
+    assert_eq!(described["file_size"], photo.len().to_string(), "a string, as Graph writes it");
+    assert_eq!(described["sha256"], hex::encode(sha2::Sha256::digest(&photo)));
+    let url = described["url"].as_str().unwrap();
+    let path = &url[url.find("/_sandbox/").unwrap()..];
+    let mut response = sandbox.agent.get(&sandbox.url(path)).header("Authorization", "Bearer app-token").call().unwrap();
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    assert_eq!(response.body_mut().read_to_vec().unwrap(), photo, "the bytes uploaded");
+    // Another number's id check, as `?phone_number_id=` asks.
+    let (status, _) = sandbox.get(&format!("/v23.0/{id}?phone_number_id=999"));
+    assert_ne!(status, 200);
+
+    let image = |id: &str| json!({"messaging_product": "whatsapp", "to": USER, "type": "image", "image": {"id": id, "caption": "Here"}});
+    let (status, sent) = sandbox.send(image(&id));
+    assert_eq!(status, 200, "{sent}");
+    let (status, refused) = sandbox.send(image("2000000000000999"));
+    assert_eq!(status, 400);
+    assert!(refused["error"]["error_data"]["details"].as_str().unwrap().contains("2000000000000999"), "{refused}");
+    let (status, refused) = sandbox.send(json!({"messaging_product": "whatsapp", "to": USER, "type": "sticker", "sticker": {"id": id}}));
+    assert_eq!(status, 400, "a JPEG is no sticker: {refused}");
+    let (status, sent) = sandbox.send(json!({"messaging_product": "whatsapp", "to": USER, "type": "document", "document": {"id": id}}));
+    assert_eq!(status, 200, "a document may be any upload: {sent}");
+
+    // Meta's types and sizes.
+    let (status, refused) = upload(&sandbox, "image/gif", "image/gif", b"GIF89a");
+    assert_eq!((status, refused["error"]["code"].as_u64()), (400, Some(131053)), "{refused}");
+    let (status, refused) = upload(&sandbox, "image/png", "image/png", &vec![0u8; 5 * 1024 * 1024 + 1]);
+    assert_eq!((status, refused["error"]["code"].as_u64()), (400, Some(131053)), "{refused}");
+
+    let mut response = sandbox.agent.delete(&sandbox.url(&format!("/v23.0/{id}"))).header("Authorization", "Bearer app-token").call().unwrap();
+    assert_eq!(response.body_mut().read_to_string().unwrap(), r#"{"success":true}"#);
+    let (status, gone) = sandbox.get(&format!("/v23.0/{id}"));
+    assert_ne!(status, 200, "{gone}");
+    let (status, _) = sandbox.send(image(&id));
+    assert_eq!(status, 400, "a deleted upload cannot be sent");
+}

@@ -113,9 +113,93 @@ async fn create_template(
     with_world(&shared, move |world| world.create_template(&waba, &body)).await.map(axum::Json)
 }
 
-async fn phone_number(State(shared): State<Arc<Shared>>, Path((version, id)): Path<(String, String)>) -> Result<axum::Json<Value>, GraphError> {
+/// `GET /{version}/{id}`: an uploaded media's description (with the URL
+/// that downloads it), else the phone number of that id.
+async fn graph_object(
+    State(shared): State<Arc<Shared>>,
+    Path((version, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, GraphError> {
     graph_version(&version)?;
-    with_world(&shared, move |world| world.phone_number(&id)).await.map(axum::Json)
+    // The URL is on this sandbox, as the client reached it (Meta's is on
+    // its CDN, and needs the access token too).
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1").to_string();
+    with_world(&shared, move |world| match world.media(&id, query.get("phone_number_id").map(String::as_str))? {
+        Some(media) => Ok(json!({
+            "messaging_product": "whatsapp",
+            "url": format!("http://{host}/_sandbox/media/{}", media.id),
+            "mime_type": media.mime_type,
+            "sha256": media.sha256,
+            // A string, as Graph writes it.
+            "file_size": media.file_size.to_string(),
+            "id": media.id,
+        })),
+        None => world.phone_number(&id),
+    })
+    .await
+    .map(axum::Json)
+}
+
+/// `DELETE /{version}/{media_id}`.
+async fn delete_media(
+    State(shared): State<Arc<Shared>>,
+    Path((version, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<axum::Json<Value>, GraphError> {
+    graph_version(&version)?;
+    let path = request.uri().path().to_string();
+    let deleted = with_world(&shared, move |world| world.delete_media(&id, query.get("phone_number_id").map(String::as_str))).await?;
+    if deleted { Ok(axum::Json(json!({"success": true}))) } else { Err(GraphError::unsupported_method("DELETE", &path)) }
+}
+
+/// `POST /{version}/{phone_number_id}/media`: multipart form data with
+/// `messaging_product`, `file` (its part's content type, else `type`, is
+/// the MIME type) and optionally `type`.
+async fn upload_media(
+    State(shared): State<Arc<Shared>>,
+    Path((version, phone_number_id)): Path<(String, String)>,
+    mut form: axum::extract::Multipart,
+) -> Result<axum::Json<Value>, GraphError> {
+    graph_version(&version)?;
+    let (mut file, mut declared, mut product) = (None, None, None);
+    let unreadable = |e: axum::extract::multipart::MultipartError| GraphError { http: e.status().as_u16(), ..GraphError::invalid(format!("the form cannot be read: {}", e.body_text())) };
+    while let Some(field) = form.next_field().await.map_err(unreadable)? {
+        match field.name() {
+            Some("file") => {
+                let content_type = field.content_type().map(str::to_string);
+                file = Some((content_type, field.bytes().await.map_err(unreadable)?));
+            }
+            Some("type") => declared = Some(field.text().await.map_err(unreadable)?),
+            Some("messaging_product") => product = Some(field.text().await.map_err(unreadable)?),
+            _ => {}
+        }
+    }
+    match product.as_deref() {
+        Some("whatsapp") => {}
+        Some(other) => return Err(GraphError::invalid(format!("messaging_product `{other}`: must be whatsapp"))),
+        None => return Err(GraphError::required("messaging_product")),
+    }
+    let (part_type, bytes) = file.ok_or_else(|| GraphError::required("file"))?;
+    // Clients send a generic part type (`application/octet-stream`) and
+    // say the real one in `type`.
+    let mime_type = match (declared, part_type) {
+        (Some(declared), _) if !declared.is_empty() => declared,
+        (_, Some(part)) => part,
+        _ => return Err(GraphError::required("type")),
+    };
+    with_world(&shared, move |world| world.upload_media(&phone_number_id, &mime_type, &bytes)).await.map(axum::Json)
+}
+
+/// `GET /_sandbox/media/{id}`: the bytes of an upload (the URL `GET
+/// /{media_id}` gives), with its content type.
+async fn download_media(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Response, GraphError> {
+    let path = format!("/_sandbox/media/{id}");
+    match with_world(&shared, move |world| world.media_bytes(&id)).await? {
+        Some((mime_type, bytes)) => Ok(([(header::CONTENT_TYPE, mime_type)], bytes).into_response()),
+        None => Err(GraphError::unknown_path(&path)),
+    }
 }
 
 /// Graph API calls need a bearer token: any, or the one `--token` set.
@@ -233,7 +317,12 @@ pub fn app(shared: Arc<Shared>) -> Router {
     let graph = Router::new()
         .route("/{version}/{id}/messages", axum::routing::post(send_message))
         .route("/{version}/{id}/message_templates", get(list_templates).post(create_template))
-        .route("/{version}/{id}", get(phone_number))
+        .route("/{version}/{id}", get(graph_object).delete(delete_media))
+        .route(
+            "/{version}/{id}/media",
+            axum::routing::post(upload_media).layer(axum::extract::DefaultBodyLimit::max(crate::media::LARGEST + (1 << 20))),
+        )
+        .route("/_sandbox/media/{id}", get(download_media))
         .route_layer(middleware::from_fn_with_state(shared.clone(), bearer));
     let control = Router::new()
         .route("/_sandbox", get(summary))

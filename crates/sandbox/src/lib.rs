@@ -13,6 +13,7 @@
 
 pub mod delivery;
 pub mod http;
+pub mod media;
 pub mod messages;
 pub mod templates;
 pub mod world;

@@ -30,6 +30,9 @@ pub struct Message {
     pub kind: String,
     /// Set for `type: template`.
     pub template: Option<TemplateUse>,
+    /// The uploaded media a media message names by `id` (the world checks
+    /// that it exists and fits the kind).
+    pub media_id: Option<String>,
 }
 
 /// The template a message names.
@@ -43,8 +46,7 @@ pub struct TemplateUse {
     pub components: Option<Value>,
 }
 
-/// Media message types; the sandbox takes them by `link` (it has no
-/// uploaded media to refer to by `id`).
+/// Media message types, sent by `link` or by the `id` of an upload.
 const MEDIA: [&str; 5] = ["image", "audio", "video", "document", "sticker"];
 
 /// Interactive message types Meta documents.
@@ -102,6 +104,7 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
     };
     let kind = body.get("type").and_then(Value::as_str).unwrap_or_else(inferred);
     let mut template = None;
+    let mut media_id = None;
     match kind {
         "text" => {
             let body_text = text(object(body, "text")?, "body", "text")?;
@@ -159,11 +162,8 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
             match (object.get("link").and_then(Value::as_str), object.get("id")) {
                 (Some(link), _) if link.starts_with("http://") || link.starts_with("https://") => {}
                 (Some(link), _) => return Err(GraphError::invalid(format!("{media}.link `{link}`: must be an http(s) URL"))),
-                (None, Some(_)) => {
-                    return Err(GraphError::invalid(format!(
-                        "{media}.id: the sandbox has no uploaded media; send {media} by link"
-                    )));
-                }
+                (None, Some(Value::String(id))) if !id.is_empty() => media_id = Some(id.clone()),
+                (None, Some(_)) => return Err(GraphError::invalid(format!("{media}.id must be the id of an upload, as a string"))),
                 (None, None) => return Err(GraphError::required(&format!("{media}['link']"))),
             }
         }
@@ -174,7 +174,7 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
             )));
         }
     }
-    Ok(Request::Message(Message { input: input.into(), user, kind: kind.into(), template }))
+    Ok(Request::Message(Message { input: input.into(), user, kind: kind.into(), template, media_id }))
 }
 
 /// The kinds of user message Meta's webhooks carry, each with the object
@@ -351,11 +351,13 @@ mod tests {
     }
 
     #[test]
-    fn media_only_by_link() {
+    fn media_by_link_or_by_upload_id() {
         let by_link = json!({"messaging_product": "whatsapp", "to": "15550001111", "type": "image", "image": {"link": "https://x/a.png"}});
-        assert_eq!(message(by_link).unwrap().kind, "image");
+        assert_eq!(message(by_link).unwrap().media_id, None);
         let by_id = json!({"messaging_product": "whatsapp", "to": "15550001111", "type": "image", "image": {"id": "1"}});
-        assert!(message(by_id).unwrap_err().details.contains("by link"));
+        assert_eq!(message(by_id).unwrap().media_id.as_deref(), Some("1"));
+        let numeric = json!({"messaging_product": "whatsapp", "to": "15550001111", "type": "image", "image": {"id": 1}});
+        assert!(message(numeric).is_err());
     }
 
     #[test]
