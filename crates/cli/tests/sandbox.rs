@@ -620,6 +620,24 @@ fn whatsapp_api_js_verifies_the_sandboxs_webhooks_in_any_language() {
     assert_eq!(summary["verified"], 5, "three texts, a button reply and an image");
 }
 
+/// whatsapp-api-js sends through the sandbox with the shim its own options
+/// allow (`ponyfill.fetch`): a text, a template, and media uploaded,
+/// described, downloaded, sent by id and deleted
+/// (`crates/cli/tests/whatsapp-api-js/sandbox_send.mjs`).
+#[test]
+fn whatsapp_api_js_sends_and_uploads_media_through_the_sandbox() {
+    let Some(library) = common::test_dependency("WAMETER_TEST_WHATSAPP_API_JS", "scripts/whatsapp-api-js-for-tests.sh", "whatsapp-api-js against the sandbox")
+    else {
+        return;
+    };
+    let mut command = std::process::Command::new("node");
+    command.arg(common::root().join("crates/cli/tests/whatsapp-api-js/sandbox_send.mjs")).arg(env!("CARGO_BIN_EXE_wameter")).arg(library);
+    let summary = client_summary("whatsapp-api-js", command);
+    assert_eq!(summary["whatsapp-api-js"], "ok");
+    assert_eq!(summary["sent"], 3, "a text, a template and an image by id");
+    assert_eq!(summary["downloaded"], 4096);
+}
+
 /// No clock move can panic the sandbox (issue 22): an advance past what a
 /// timestamp holds, or a date centuries away, is a 400, and the sandbox
 /// goes on serving; a `--database` keeps only clocks it can read back.
@@ -711,7 +729,7 @@ fn media_is_uploaded_described_downloaded_sent_by_id_and_deleted_like_graph() {
     // Meta's types and sizes.
     let (status, refused) = upload(&sandbox, "image/gif", "image/gif", b"GIF89a");
     assert_eq!((status, refused["error"]["code"].as_u64()), (400, Some(131053)), "{refused}");
-    let (status, refused) = upload(&sandbox, "image/png", "image/png", &vec![0u8; 5 * 1024 * 1024 + 1]);
+    let (status, refused) = upload(&sandbox, "image/png", "image/png", &vec![0u8; 5_000_001]);
     assert_eq!((status, refused["error"]["code"].as_u64()), (400, Some(131053)), "{refused}");
 
     let mut response = sandbox.agent.delete(&sandbox.url(&format!("/v23.0/{id}"))).header("Authorization", "Bearer app-token").call().unwrap();

@@ -155,15 +155,18 @@ async fn delete_media(
 }
 
 /// `POST /{version}/{phone_number_id}/media`: multipart form data with
-/// `messaging_product`, `file` (its part's content type, else `type`, is
-/// the MIME type) and optionally `type`.
+/// `messaging_product`, `file` and optionally `type` (the MIME type; else
+/// the file part's content type).
 async fn upload_media(
     State(shared): State<Arc<Shared>>,
     Path((version, phone_number_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     mut form: axum::extract::Multipart,
 ) -> Result<axum::Json<Value>, GraphError> {
     graph_version(&version)?;
-    let (mut file, mut declared, mut product) = (None, None, None);
+    // Graph takes a parameter in the query as in the body (whatsapp-api-js
+    // puts `messaging_product` there).
+    let (mut file, mut declared, mut product) = (None, None, query.get("messaging_product").cloned());
     let unreadable = |e: axum::extract::multipart::MultipartError| GraphError { http: e.status().as_u16(), ..GraphError::invalid(format!("the form cannot be read: {}", e.body_text())) };
     while let Some(field) = form.next_field().await.map_err(unreadable)? {
         match field.name() {

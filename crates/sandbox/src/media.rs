@@ -10,7 +10,11 @@ use wameter_meta::graph::GraphError;
 /// route, with room for the multipart framing.
 pub const LARGEST: usize = 100 * MB;
 
-const MB: usize = 1024 * 1024;
+/// Meta writes "5 MB", "500 KB": read as decimal units, the stricter
+/// reading (whatsapp-api-js reads them so too), so that what the sandbox
+/// takes Meta takes.
+const MB: usize = 1_000_000;
+const KB: usize = 1_000;
 
 /// (message kind, MIME types, largest size).
 const KINDS: [(&str, &[&str], usize); 5] = [
@@ -18,7 +22,7 @@ const KINDS: [(&str, &[&str], usize); 5] = [
     // Static stickers may be at most 100 KB, animated ones 500 KB; telling
     // them apart needs the WebP's own header, which the sandbox does not
     // read: it takes both up to 500 KB.
-    ("sticker", &["image/webp"], 500 * 1024),
+    ("sticker", &["image/webp"], 500 * KB),
     ("audio", &["audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"], 16 * MB),
     ("video", &["video/3gpp", "video/3gp", "video/mp4"], 16 * MB),
     (
@@ -83,7 +87,7 @@ mod tests {
         assert_eq!(check_upload("image/jpeg", 5 * MB + 1).unwrap_err().code, UPLOAD_ERROR);
         assert!(check_upload("audio/ogg; codecs=opus", 1000).is_ok());
         assert!(check_upload("application/pdf", 100 * MB).is_ok());
-        assert!(check_upload("image/webp", 500 * 1024 + 1).is_err());
+        assert!(check_upload("image/webp", 500 * KB + 1).is_err());
         let refused = check_upload("image/gif", 10).unwrap_err();
         assert!(refused.details.contains("image/gif"), "{}", refused.details);
         assert!(check_upload("image/png", 0).is_err());
