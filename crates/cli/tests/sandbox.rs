@@ -600,6 +600,21 @@ fn pywa_sends_through_the_sandbox_and_accepts_its_webhooks() {
     assert_eq!(summary["billed"], "0.0068", "hello_world to Brazil, utility, card usd-2026-10-01");
 }
 
+/// heyoo, a WhatsApp wrapper from PyPI, sends through the sandbox with its
+/// two URL attributes pointed at it: a text, a template, and media
+/// uploaded, downloaded, sent by id and deleted
+/// (`crates/cli/tests/heyoo/sandbox_client.py`).
+#[test]
+fn heyoo_sends_and_uploads_media_through_the_sandbox() {
+    let Some(python) = common::test_dependency("WAMETER_TEST_PYTHON", "scripts/pywa-for-tests.sh", "heyoo against the sandbox") else { return };
+    let mut command = std::process::Command::new(python);
+    command.arg(common::root().join("crates/cli/tests/heyoo/sandbox_client.py")).arg(env!("CARGO_BIN_EXE_wameter"));
+    let summary = client_summary("heyoo", command);
+    assert_eq!(summary["heyoo"], "ok");
+    assert_eq!(summary["sent"], 3, "a text, a template and an image by id");
+    assert_eq!(summary["downloaded"], 3000);
+}
+
 /// whatsapp-api-js, a WhatsApp client library from npm, verifies the
 /// sandbox's webhooks with its own handler: users writing in Portuguese,
 /// Hindi and emoji arrive signed as Meta signs (non-ASCII as `\uXXXX`, the
