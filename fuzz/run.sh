@@ -61,6 +61,14 @@ POST /_sandbox/clock {"set":"2026-12-01T00:00:00Z"}
 GET /_sandbox/charges
 GET /_sandbox/webhooks
 EOF
+      cat > "$dir/media" <<'EOF'
+POST /v23.0/106540352242922/media?messaging_product=whatsapp MULTIPART --b\nContent-Disposition: form-data; name="file"; filename="a.jpg"\nContent-Type: image/jpeg\n\n0123456789\n--b--\n
+GET /v23.0/2000000000000001
+GET /_sandbox/media/2000000000000001
+POST /_sandbox/inbound {"business":"106540352242922","user":"5511987654321","text":"foto?"}
+POST /v23.0/106540352242922/messages {"messaging_product":"whatsapp","to":"5511987654321","type":"image","image":{"id":"2000000000000001"}}
+DELETE /v23.0/2000000000000001?phone_number_id=106540352242922
+EOF
       cat > "$dir/templates" <<'EOF'
 POST /v23.0/102290129340398/message_templates {"name":"order_update","language":"en_US","category":"UTILITY","components":[{"type":"BODY","text":"Order {{1}}"}]}
 GET /v23.0/102290129340398/message_templates?summary=total_count

@@ -2,7 +2,9 @@
 //! control API under `/_sandbox/`. Each input is a session of requests,
 //! one per line, `METHOD PATH BODY`, against a fresh in-memory sandbox; a
 //! panic anywhere (a handler, the world, the engine) is a crash, as is a
-//! 5xx, which no client input should cause.
+//! 5xx, which no client input should cause. A body starting `MULTIPART `
+//! is sent as `multipart/form-data; boundary=b`, its `\n` escapes as CRLF
+//! (the media upload's form, on one line).
 #![no_main]
 
 use std::sync::{Arc, LazyLock, Mutex};
@@ -53,12 +55,17 @@ fuzz_target!(|text: &str| {
             let mut parts = line.splitn(3, ' ');
             let (Some(method), Some(path)) = (parts.next(), parts.next()) else { continue };
             let Ok(method) = Method::from_bytes(method.as_bytes()) else { continue };
+            let body = parts.next().unwrap_or("");
+            let (content_type, body) = match body.strip_prefix("MULTIPART ") {
+                Some(form) => ("multipart/form-data; boundary=b", form.replace("\\n", "\r\n")),
+                None => ("application/json", body.to_string()),
+            };
             let Ok(request) = Request::builder()
                 .method(method)
                 .uri(path)
                 .header("authorization", "Bearer fuzz")
-                .header("content-type", "application/json")
-                .body(Body::from(parts.next().unwrap_or("").to_string()))
+                .header("content-type", content_type)
+                .body(Body::from(body))
             else {
                 continue;
             };
