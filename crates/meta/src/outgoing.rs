@@ -301,7 +301,7 @@ pub fn wamid(user: &str, inbound: bool, sequence: u64) -> String {
 /// The bytes of a webhook body as Meta writes them, which are the bytes
 /// it signs: compact JSON with every character outside ASCII escaped as
 /// `\uXXXX` (lowercase hex, UTF-16 code units, so an emoji is a surrogate
-/// pair) and `/` as `\/`.
+/// pair) and `/` as `\/`, and keys in Meta's order ([`META_KEY_ORDER`]).
 ///
 /// Why it matters: SDKs that re-serialise the parsed body before checking
 /// `X-Hub-Signature-256` (whatsapp-api-js does) rebuild exactly this form;
@@ -312,11 +312,65 @@ pub fn webhook_text(body: &Value) -> String {
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, MetaFormatter);
     // Writing a `Value` into a Vec cannot fail: keys are strings and the
     // writer never refuses bytes.
-    if serde::Serialize::serialize(body, &mut serializer).is_err() {
+    if serde::Serialize::serialize(&InMetaOrder(body), &mut serializer).is_err() {
         return body.to_string();
     }
     // Only ASCII was written.
     String::from_utf8(out).unwrap_or_else(|_| body.to_string())
+}
+
+/// The order of keys in Meta's webhook objects, one list for all of them
+/// (the majority orders of different objects never conflict), taken
+/// from the 123 webhook payloads in `crates/log/tests/fixtures` (Meta's
+/// documentation and SDKs' captures): `object` before `entry`, `value`
+/// before `field`; a message's `from`, `id`, `timestamp`, then its content
+/// and `type`; a status's `id`, `status`, `timestamp`, `recipient_id`,
+/// `conversation`, `pricing`; `billable`, `pricing_model`, `type`,
+/// `category`. 1,000 of the fixtures' 1,080 objects list their keys in
+/// this order; the rest disagree among themselves (some SDKs' fixtures
+/// sort keys by name; Meta's examples put a message's content before or
+/// after `type` by kind) — `scripts/webhook-key-order.py` counts them.
+/// Keys not listed come after, by name.
+pub const META_KEY_ORDER: &[&str] = &[
+    "object", "entry", "context", "caption", "filename", "mime_type", "sha256", "from", "id", "time", "changes", "value",
+    "field", "messaging_product", "metadata", "display_phone_number", "phone_number_id", "profile", "name", "first_name",
+    "last_name", "formatted_name", "username", "country_code", "source_url", "source_id", "source_type", "headline", "body",
+    "media_type", "image_url", "video_url", "thumbnail_url", "phone", "wa_id", "user_id", "parent_user_id", "status",
+    "timestamp", "expiration_timestamp", "recipient_id", "recipient_user_id", "message_id", "emoji", "catalog_id",
+    "payload", "text", "errors", "reaction", "system", "location", "billable", "pricing_model", "type", "category",
+    "product_items", "product_retailer_id", "quantity", "item_price", "currency", "contacts", "messages", "statuses",
+    "interactive", "image", "audio", "video", "document", "sticker", "button", "order", "referral", "conversation",
+    "origin", "pricing", "code", "title", "message", "error_data", "details", "href",
+];
+
+/// A `Value` that serialises its objects' keys in [`META_KEY_ORDER`]
+/// (serde_json's own maps are sorted by name).
+struct InMetaOrder<'a>(&'a Value);
+
+impl serde::Serialize for InMetaOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(map) => {
+                let rank = |key: &str| META_KEY_ORDER.iter().position(|known| *known == key).unwrap_or(META_KEY_ORDER.len());
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|(a, _), (b, _)| (rank(a), *a).cmp(&(rank(b), *b)));
+                let mut out = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    out.serialize_entry(key, &InMetaOrder(value))?;
+                }
+                out.end()
+            }
+            Value::Array(items) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&InMetaOrder(item))?;
+                }
+                out.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
 }
 
 /// serde_json's compact formatter, but for the characters Meta escapes.
@@ -413,6 +467,16 @@ mod tests {
         // Plain ASCII is what serde_json writes.
         let ascii = json!({"a": "b \" \\ \n"});
         assert_eq!(webhook_text(&ascii), ascii.to_string());
+    }
+
+    #[test]
+    fn webhook_keys_come_in_metas_order() {
+        // Meta's documented status webhook, keys as Meta writes them.
+        let meta = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","id":"wamid.X","timestamp":"1749416383","text":{"body":"Does it come in another color?"},"type":"text"}],"statuses":[{"id":"wamid.Y","status":"delivered","timestamp":"1750263773","recipient_id":"16505551234","conversation":{"id":"c","expiration_timestamp":"1750350173","origin":{"type":"utility"}},"pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"utility"}}]},"field":"messages"}]}]}"#;
+        let parsed: Value = serde_json::from_str(meta).unwrap();
+        assert_eq!(webhook_text(&parsed), meta);
+        // Unknown keys after the known ones, by name.
+        assert_eq!(webhook_text(&json!({"zeta": 1, "alpha": 2, "id": 3})), r#"{"id":3,"alpha":2,"zeta":1}"#);
     }
 
     #[test]
