@@ -9,7 +9,15 @@
 # `pg_ctl -D "$dir" stop` (the directory is printed on stderr).
 set -euo pipefail
 
-port="${WAMETER_TEST_POSTGRES_PORT:-55432}"
+# The port asked for, else the first free one from 55432 (another cluster,
+# say an earlier run's, may hold one).
+port="${WAMETER_TEST_POSTGRES_PORT:-}"
+if [ -z "$port" ]; then
+  for candidate in $(seq 55432 55499); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then port="$candidate"; break; fi
+  done
+  [ -n "$port" ] || { echo "no free port in 55432-55499" >&2; exit 1; }
+fi
 bin=""
 for candidate in /usr/lib/postgresql/*/bin; do
   [ -x "$candidate/initdb" ] && bin="$candidate"
