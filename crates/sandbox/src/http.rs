@@ -167,7 +167,12 @@ async fn upload_media(
     // Graph takes a parameter in the query as in the body (whatsapp-api-js
     // puts `messaging_product` there).
     let (mut file, mut declared, mut product) = (None, None, query.get("messaging_product").cloned());
-    let unreadable = |e: axum::extract::multipart::MultipartError| GraphError { http: e.status().as_u16(), ..GraphError::invalid(format!("the form cannot be read: {}", e.body_text())) };
+    // A form that cannot be read is the client's: 413 when too large, else
+    // 400 (never a 5xx, which no client input may cause).
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        let status = e.status().as_u16();
+        GraphError { http: if status == 413 { 413 } else { 400 }, ..GraphError::invalid(format!("the form cannot be read: {}", e.body_text())) }
+    };
     while let Some(field) = form.next_field().await.map_err(unreadable)? {
         match field.name() {
             Some("file") => {
