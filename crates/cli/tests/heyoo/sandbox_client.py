@@ -12,33 +12,23 @@ non-zero with the reason.
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
+
+from pathlib import Path
 
 from heyoo import WhatsApp
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sandbox_process import running_sandbox  # noqa: E402
 
 PHONE = "106540352242922"
 USER = "5511999990000"
 
 
 def main(binary):
-    sandbox = subprocess.Popen(
-        [binary, "sandbox", "--listen", "127.0.0.1:0", "--clock-start", "2026-11-02T12:00:00Z"],
-        env={"WAMETER_LOG": "warn", "PATH": "/usr/bin:/bin"},
-        stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        for line in sandbox.stderr:
-            if line.startswith("wameter sandbox listening on "):
-                base = line.split()[-1]
-                break
-        else:
-            sys.exit("the sandbox did not start")
-        threading.Thread(target=lambda: [None for _ in sandbox.stderr], daemon=True).start()
-
+    with running_sandbox(binary, ["--clock-start", "2026-11-02T12:00:00Z"]) as base:
         messenger = WhatsApp(token="any-token", phone_number_id=PHONE)
         # The shim: heyoo's two URLs, on the sandbox.
         messenger.base_url = f"{base}/v23.0"
@@ -80,8 +70,6 @@ def main(binary):
         if deleted != {"success": True}:
             sys.exit(f"delete: {deleted!r}")
         print(json.dumps({"heyoo": "ok", "sent": len(sent), "downloaded": len(downloaded)}))
-    finally:
-        sandbox.kill()
 
 
 if __name__ == "__main__":

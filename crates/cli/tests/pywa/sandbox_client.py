@@ -8,15 +8,18 @@ verification handshake, parsing — receives the sandbox's webhooks. Exits
 non-zero with the reason when anything differs from what Meta would do.
 """
 import json
-import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 from pywa import WhatsApp, types
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sandbox_process import running_sandbox  # noqa: E402
 from pywa.types.templates import TemplateLanguage
 
 SECRET = "pywa-app-secret"
@@ -89,25 +92,10 @@ def main(binary):
     threading.Thread(target=app.serve_forever, daemon=True).start()
     app_url = f"http://127.0.0.1:{app.server_address[1]}/"
 
-    sandbox = subprocess.Popen(
-        [binary, "sandbox", "--listen", "127.0.0.1:0", "--webhook-url", app_url, "--verify-token", VERIFY_TOKEN,
-         "--clock-start", "2026-11-02T12:00:00Z"],
-        env={"WAMETER_APP_SECRET": SECRET, "WAMETER_LOG": "warn", "PATH": "/usr/bin:/bin"},
-        stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        for line in sandbox.stderr:
-            if line.startswith("wameter sandbox listening on "):
-                base = line.split()[-1]
-                break
-        else:
-            sys.exit("the sandbox did not start")
-        threading.Thread(target=lambda: [None for _ in sandbox.stderr], daemon=True).start()
+    args = ["--webhook-url", app_url, "--verify-token", VERIFY_TOKEN, "--clock-start", "2026-11-02T12:00:00Z"]
+    with running_sandbox(binary, args, {"WAMETER_APP_SECRET": SECRET}) as base:
         transport.base = urlparse(base)
         run(base, wa)
-    finally:
-        sandbox.terminate()
-        sandbox.wait()
 
 
 def run(base, wa):

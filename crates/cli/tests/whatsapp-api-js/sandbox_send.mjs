@@ -10,11 +10,10 @@
 // the shim is a fetch that sends Graph's URLs to the sandbox (README,
 // "Pointing an SDK at the sandbox"). Prints one JSON summary line; exits
 // non-zero with the reason.
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
+import { startSandbox } from "./sandbox_process.mjs";
 
 const [binary, library] = process.argv.slice(2);
 const { WhatsAppAPI } = await import(pathToFileURL(join(library, "lib/index.js")).href);
@@ -23,23 +22,7 @@ const { Text, Image, Template, Language } = await import(pathToFileURL(join(libr
 const PHONE = "106540352242922";
 const USER = "5511999990000";
 
-const sandbox = spawn(binary, ["sandbox", "--listen", "127.0.0.1:0"], {
-  env: { WAMETER_LOG: "warn", PATH: "/usr/bin:/bin" },
-  stdio: ["ignore", "ignore", "pipe"],
-});
-const fail = (why) => {
-  sandbox.kill();
-  console.error(why);
-  process.exit(1);
-};
-const base = await new Promise((resolve) => {
-  const lines = createInterface({ input: sandbox.stderr });
-  lines.on("line", (line) => {
-    if (line.startsWith("wameter sandbox listening on ")) resolve(line.split(" ").pop());
-  });
-  sandbox.on("exit", () => resolve(null));
-});
-if (!base) fail("the sandbox did not start");
+const { base, sandbox, fail } = await startSandbox(binary, []);
 
 // The shim: Graph's URLs go to the sandbox; everything else as it is.
 const toSandbox = (url, options) => fetch(String(url).replace("https://graph.facebook.com", base), options);

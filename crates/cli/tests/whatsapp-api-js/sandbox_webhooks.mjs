@@ -8,11 +8,10 @@
 // would fail its check on every message with an accent or an emoji. Users
 // write in Portuguese, Hindi and emoji; each must arrive verified, with its
 // text intact. Prints one JSON summary line; exits non-zero with the reason.
-import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
+import { startSandbox } from "./sandbox_process.mjs";
 
 const [binary, library] = process.argv.slice(2);
 const { WhatsAppAPI } = await import(pathToFileURL(join(library, "lib/index.js")).href);
@@ -56,23 +55,7 @@ const app = createServer((request, response) => {
 await new Promise((resolve) => app.listen(0, "127.0.0.1", resolve));
 const hook = `http://127.0.0.1:${app.address().port}/webhook`;
 
-const sandbox = spawn(binary, ["sandbox", "--listen", "127.0.0.1:0", "--webhook-url", hook], {
-  env: { WAMETER_APP_SECRET: SECRET, WAMETER_LOG: "warn", PATH: "/usr/bin:/bin" },
-  stdio: ["ignore", "ignore", "pipe"],
-});
-const fail = (why) => {
-  sandbox.kill();
-  console.error(why);
-  process.exit(1);
-};
-const base = await new Promise((resolve) => {
-  const lines = createInterface({ input: sandbox.stderr });
-  lines.on("line", (line) => {
-    if (line.startsWith("wameter sandbox listening on ")) resolve(line.split(" ").pop());
-  });
-  sandbox.on("exit", () => resolve(null));
-});
-if (!base) fail("the sandbox did not start");
+const { base, sandbox, fail } = await startSandbox(binary, ["--webhook-url", hook], { WAMETER_APP_SECRET: SECRET });
 
 for (const [user, text] of Object.entries(TEXTS)) {
   const answer = await fetch(`${base}/_sandbox/inbound`, {
