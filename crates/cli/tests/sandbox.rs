@@ -754,3 +754,30 @@ fn media_is_uploaded_described_downloaded_sent_by_id_and_deleted_like_graph() {
     let (status, _) = sandbox.send(image(&id));
     assert_eq!(status, 400, "a deleted upload cannot be sent");
 }
+
+/// Graph versions as Meta serves them (issue 22): one past its end at the
+/// sandbox clock is served as the oldest still available (Meta's automatic
+/// upgrade), so an SDK pinned to v14.0 (heyoo's default) still sends, and
+/// its statuses take that version's shape; one Meta has not released is an
+/// unknown path.
+#[test]
+fn graph_versions_are_served_as_meta_serves_them() {
+    let dir = fresh("versions");
+    let accounts = accounts(&dir);
+    // v23 ends 2027-10-08: at this clock, v14 and v23 are served as v24,
+    // whose statuses carry no `conversation` outside a free entry point.
+    let sandbox = Sandbox::start(&dir, &["--accounts", &accounts, "--clock-start", "2027-11-02T12:00:00Z"]);
+    let hello = json!({"messaging_product": "whatsapp", "to": USER, "type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}});
+    let (status, sent) = sandbox.post(&format!("/v14.0/{PHONE}/messages"), &hello);
+    assert_eq!(status, 200, "{sent}");
+    let sent = wamid(&sent);
+    sandbox.advance(10);
+    let statuses = sandbox.statuses_of(&sent);
+    assert!(!statuses.is_empty());
+    for status in &statuses {
+        assert!(status.get("conversation").is_none(), "served as v24: {status}");
+    }
+    let (status, unknown) = sandbox.post(&format!("/v99.0/{PHONE}/messages"), &hello);
+    assert_eq!((status, unknown["error"]["code"].as_u64()), (404, Some(2500)), "{unknown}");
+    assert!(unknown["error"]["error_data"]["details"].as_str().unwrap().contains("not a Graph API version"), "{unknown}");
+}

@@ -159,3 +159,69 @@ mod tests {
         assert_eq!(GraphError::no_object("1").body("T")["error"]["error_subcode"], 33);
     }
 }
+
+/// Graph API versions as Meta lists them (developers.facebook.com/docs/
+/// graph-api/changelog/versions, read 2026-12-04): major version, release
+/// date, and the date it stops being served (`None`: not announced).
+/// Meta adds a version about every five months; update this list then.
+pub const GRAPH_VERSIONS: &[(u32, &str, Option<&str>)] = &[
+    (13, "2022-02-08", Some("2024-05-28")),
+    (14, "2022-05-25", Some("2024-09-17")),
+    (15, "2022-09-15", Some("2024-11-20")),
+    (16, "2023-02-02", Some("2025-05-14")),
+    (17, "2023-05-23", Some("2025-09-12")),
+    (18, "2023-09-12", Some("2026-01-26")),
+    (19, "2024-01-23", Some("2026-05-21")),
+    (20, "2024-05-21", Some("2026-09-24")),
+    (21, "2024-10-02", Some("2027-01-21")),
+    (22, "2025-01-21", Some("2027-05-20")),
+    (23, "2025-05-29", Some("2027-10-08")),
+    (24, "2025-10-08", Some("2028-02-18")),
+    (25, "2026-02-18", Some("2028-07-29")),
+    (26, "2026-07-29", None),
+];
+
+/// `requested`, if Meta has released that major version: one newer than
+/// any it has is a path Graph does not know (2500).
+pub fn released_version(requested: u32) -> Result<u32, GraphError> {
+    let newest = GRAPH_VERSIONS.last().map_or(0, |(major, _, _)| *major);
+    if requested > newest {
+        let mut error = GraphError::unknown_path(&format!("/v{requested}.0"));
+        error.details = format!("v{requested}.0 is not a Graph API version Meta has released; the newest is v{newest}.0");
+        return Err(error);
+    }
+    Ok(requested)
+}
+
+/// The version Graph serves a request for `requested` with on `today`.
+///
+/// Meta's Platform Versioning guide: a call to a version past its end is
+/// processed by the oldest version still available (the "automatic
+/// upgrade"), so an old version is no error but the oldest served one.
+pub fn served_version(requested: u32, today: jiff::civil::Date) -> u32 {
+    let served = |(_, _, until): &&(u32, &str, Option<&str>)| until.and_then(|until| until.parse::<jiff::civil::Date>().ok()).is_none_or(|until| today < until);
+    GRAPH_VERSIONS.iter().find(served).map_or(requested, |(oldest, _, _)| requested.max(*oldest))
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+    use jiff::civil::date;
+
+    #[test]
+    fn old_versions_are_served_as_the_oldest_available_and_unreleased_ones_are_unknown() {
+        let today = date(2026, 12, 4);
+        assert_eq!(served_version(23, today), 23);
+        // v20 ended 2026-09-24: served as v21, the oldest left.
+        assert_eq!(served_version(20, today), 21);
+        assert_eq!(served_version(14, today), 21);
+        assert_eq!(served_version(14, date(2024, 9, 16)), 14);
+        assert_eq!(served_version(14, date(2024, 9, 17)), 15);
+        assert_eq!(released_version(26).unwrap(), 26);
+        let unknown = released_version(99).unwrap_err();
+        assert_eq!((unknown.http, unknown.code), (404, 2500));
+        assert!(unknown.details.contains("v26.0"), "{}", unknown.details);
+        // The dates parse: a list that did not would serve every version.
+        assert!(GRAPH_VERSIONS.iter().all(|(_, from, until)| from.parse::<jiff::civil::Date>().is_ok() && until.is_none_or(|u| u.parse::<jiff::civil::Date>().is_ok())));
+    }
+}

@@ -58,13 +58,16 @@ fn request_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, GraphError> 
     Ok(Value::Object(fields))
 }
 
-/// `v23.0` → 23.
+/// `v23.0` → 23, if Meta has released it (else Graph's unknown path).
+/// Which version then serves the request is the world's business: it
+/// depends on the sandbox clock (`World::send`).
 fn graph_version(version: &str) -> Result<u32, GraphError> {
-    version
+    let major = version
         .strip_prefix('v')
         .and_then(|v| v.split('.').next())
         .and_then(|major| major.parse().ok())
-        .ok_or_else(|| GraphError::unknown_path(&format!("/{version}")))
+        .ok_or_else(|| GraphError::unknown_path(&format!("/{version}")))?;
+    wameter_meta::graph::released_version(major)
 }
 
 async fn send_message(

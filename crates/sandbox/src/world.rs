@@ -419,6 +419,10 @@ impl World {
             crate::media::check_kind(&message.kind, id, &info.mime_type)?;
         }
         let now = self.now(real);
+        // A version past its end at the sandbox clock is served as the
+        // oldest one left, as Graph does (its "automatic upgrade"); the
+        // status webhooks take that version's shape.
+        let graph_version = wameter_meta::graph::served_version(graph_version, jiff::tz::TimeZone::UTC.to_datetime(now).date());
         let waba = self.pricing.waba_of(phone_number_id);
         let template = match &message.template {
             Some(wanted) => {
