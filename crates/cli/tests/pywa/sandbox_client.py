@@ -7,6 +7,7 @@ only change an app makes) and its own webhook handler — signature check,
 verification handshake, parsing — receives the sandbox's webhooks. Exits
 non-zero with the reason when anything differs from what Meta would do.
 """
+import hashlib
 import json
 import sys
 import threading
@@ -121,6 +122,19 @@ def run(base, wa):
     # The app replies free-form and sends Meta's sample template.
     reply = wa.send_message(to=USER, text="On its way!")
     template = wa.send_template(to=USER, name="hello_world", language=TemplateLanguage.ENGLISH_US)
+
+    # Other kinds in the window: reply buttons, a location, a reaction, and
+    # media uploaded, described, downloaded, sent by its id and deleted.
+    wa.send_message(to=USER, text="Confirm the address?", buttons=[types.Button(title="Yes", callback_data="yes"), types.Button(title="No", callback_data="no")])
+    wa.send_location(to=USER, latitude=-23.5614, longitude=-46.6559, name="Loja Paulista", address="Av. Paulista, 1000")
+    wa.send_reaction(to=USER, emoji="👍", message_id=reply.id)
+    photo = bytes((i * 31) % 256 for i in range(2048))
+    media = wa.upload_media(media=photo, mime_type="image/jpeg", filename="receipt.jpg")
+    url = wa.get_media_url(media.id)
+    assert url.mime_type == "image/jpeg" and url.sha256 == hashlib.sha256(photo).hexdigest(), url
+    assert wa.get_media_bytes(url.url) == photo, "the bytes uploaded"
+    wa.send_image(to=USER, image=media.id, caption="Seu recibo")
+    assert wa.delete_media(media.id)
     clock(10)
     def delivered(wamid):
         return [s for s in statuses if s[0] == wamid and s[1] == "delivered"]

@@ -1,7 +1,7 @@
 // whatsapp-api-js (npm), a real WhatsApp Cloud API library, sends through
-// the sandbox: a text in the customer service window, a template, an
-// upload, the upload's URL and bytes, an image sent by the upload's id, and
-// the upload deleted.
+// the sandbox: a text in the customer service window, a template, reply
+// buttons, a location, a reaction, an upload, the upload's URL and bytes,
+// an image sent by the upload's id, and the upload deleted.
 //
 //   node sandbox_send.mjs /path/to/wameter /path/to/node_modules/whatsapp-api-js
 //
@@ -17,7 +17,7 @@ import { startSandbox } from "./sandbox_process.mjs";
 
 const [binary, library] = process.argv.slice(2);
 const { WhatsAppAPI } = await import(pathToFileURL(join(library, "lib/index.js")).href);
-const { Text, Image, Template, Language } = await import(pathToFileURL(join(library, "lib/messages/index.js")).href);
+const { Text, Image, Template, Language, Location, Reaction, Interactive, ActionButtons, Button, Body } = await import(pathToFileURL(join(library, "lib/messages/index.js")).href);
 
 const PHONE = "106540352242922";
 const USER = "5511999990000";
@@ -44,6 +44,9 @@ const send = async (what, message) => {
 };
 await send("text", new Text("Claro! Um momento."));
 await send("template", new Template("hello_world", new Language("en_US")));
+await send("reply buttons", new Interactive(new ActionButtons(new Button("yes", "Sim"), new Button("no", "Não")), new Body("Confirma o endereço?")));
+await send("location", new Location(-46.6559, -23.5614, "Loja Paulista", "Av. Paulista, 1000"));
+await send("reaction", new Reaction(sent[0], "👍"));
 
 const photo = new Uint8Array(4096).map((_, i) => (i * 7) % 256);
 const form = new FormData();
