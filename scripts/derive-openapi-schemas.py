@@ -119,6 +119,9 @@ def main():
         "templates_list_response": convert(ok(templates, "get")["schema"], defs),
         "template_create_request": convert(body(templates, "post")["schema"], defs),
         "template_create_response": convert(ok(templates, "post")["schema"], defs),
+        "media_upload_response": convert(ok("/{Version}/{Phone-Number-ID}/media", "post")["schema"], defs),
+        "media_url_response": convert(ok("/{Version}/{Media-ID}", "get")["schema"], defs),
+        "media_delete_response": convert(ok("/{Version}/{Media-ID}", "delete")["schema"], defs),
     }
     used, queue = set(), [json.dumps(roots)]
     while queue:

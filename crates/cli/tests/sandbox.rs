@@ -719,8 +719,12 @@ fn media_is_uploaded_described_downloaded_sent_by_id_and_deleted_like_graph() {
     assert_eq!(status, 200, "{uploaded}");
     let id = uploaded["id"].as_str().unwrap().to_string();
     assert!(id.chars().all(|c| c.is_ascii_digit()), "{id}");
+    // Each answer as Meta's OpenAPI description has it.
+    let schemas = Schemas::load();
+    schemas.check("media_upload_response", &uploaded);
 
     let described = sandbox.get_json(&format!("/v23.0/{id}"));
+    schemas.check("media_url_response", &described);
     assert_eq!(described["mime_type"], "image/jpeg");
     assert_eq!(described["file_size"], photo.len().to_string(), "a string, as Graph writes it");
     assert_eq!(described["sha256"], hex::encode(sha2::Sha256::digest(&photo)));
@@ -751,7 +755,9 @@ fn media_is_uploaded_described_downloaded_sent_by_id_and_deleted_like_graph() {
     assert_eq!((status, refused["error"]["code"].as_u64()), (400, Some(131053)), "{refused}");
 
     let mut response = sandbox.agent.delete(&sandbox.url(&format!("/v23.0/{id}"))).header("Authorization", "Bearer app-token").call().unwrap();
-    assert_eq!(response.body_mut().read_to_string().unwrap(), r#"{"success":true}"#);
+    let deleted: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(deleted, json!({"success": true}));
+    schemas.check("media_delete_response", &deleted);
     let (status, gone) = sandbox.get(&format!("/v23.0/{id}"));
     assert_ne!(status, 200, "{gone}");
     let (status, _) = sandbox.send(image(&id));
