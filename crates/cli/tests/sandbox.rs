@@ -586,10 +586,10 @@ fn client_summary(client: &str, mut command: std::process::Command) -> Value {
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-/// pywa, a WhatsApp client library from PyPI, sends text, templates, reply
-/// buttons, a location, a reaction and an uploaded image (uploaded,
-/// described, downloaded, sent by id, deleted) through the sandbox (base URL
-/// redirected) and its own webhook handler
+/// pywa, a WhatsApp client library from PyPI, sends every kind (text,
+/// templates, buttons, a list, a location, a reaction, contacts, media by
+/// link, and an image uploaded, described, downloaded, sent by id, deleted)
+/// through the sandbox (base URL redirected) and its own webhook handler
 /// verifies and parses the sandbox's signed webhooks
 /// (`crates/cli/tests/pywa/sandbox_client.py` says what is checked).
 #[test]
@@ -638,9 +638,9 @@ fn whatsapp_api_js_verifies_the_sandboxs_webhooks_in_any_language() {
 }
 
 /// whatsapp-api-js sends through the sandbox with the shim its own options
-/// allow (`ponyfill.fetch`): a text, a template, reply buttons, a location,
-/// a reaction, and media uploaded, described, downloaded, sent by id and
-/// deleted
+/// allow (`ponyfill.fetch`): every message kind it builds (text, template,
+/// buttons, list, location, reaction, contacts, media by link), and media
+/// uploaded, described, downloaded, sent by id and deleted
 /// (`crates/cli/tests/whatsapp-api-js/sandbox_send.mjs`).
 #[test]
 fn whatsapp_api_js_sends_and_uploads_media_through_the_sandbox() {
@@ -652,7 +652,7 @@ fn whatsapp_api_js_sends_and_uploads_media_through_the_sandbox() {
     command.arg(common::root().join("crates/cli/tests/whatsapp-api-js/sandbox_send.mjs")).arg(env!("CARGO_BIN_EXE_wameter")).arg(library);
     let summary = client_summary("whatsapp-api-js", command);
     assert_eq!(summary["whatsapp-api-js"], "ok");
-    assert_eq!(summary["sent"], 6, "a text, a template, reply buttons, a location, a reaction and an image by id");
+    assert_eq!(summary["sent"], 12, "a text, a template, buttons, a list, a location, a reaction, contacts, four media by link, an image by id");
     assert_eq!(summary["downloaded"], 4096);
 }
 

@@ -41,19 +41,30 @@ async fn with_world<T: Send + 'static>(shared: &Shared, work: impl FnOnce(&mut W
 
 /// A Graph request body: JSON, or a form (`application/x-www-form-urlencoded`)
 /// as Graph also takes it, each field a string or, for objects and arrays,
-/// JSON text (`text={"body":"hi"}`).
+/// JSON text (`text={"body":"hi"}`). Graph reads JSON text in a JSON body's
+/// top-level field the same way: whatsapp-api-js sends `contacts` so.
 fn request_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, GraphError> {
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    if !form {
-        return serde_json::from_slice(bytes).map_err(|e| GraphError::invalid(format!("the body is not JSON: {e}")));
-    }
-    let mut fields = serde_json::Map::new();
-    for (name, value) in form_urlencoded::parse(bytes) {
-        let structured = value.starts_with(['{', '[']).then(|| serde_json::from_str::<Value>(&value).ok()).flatten();
-        fields.insert(name.into_owned(), structured.unwrap_or_else(|| Value::String(value.into_owned())));
+    let mut fields = if form {
+        form_urlencoded::parse(bytes).map(|(name, value)| (name.into_owned(), Value::String(value.into_owned()))).collect()
+    } else {
+        match serde_json::from_slice(bytes).map_err(|e| GraphError::invalid(format!("the body is not JSON: {e}")))? {
+            Value::Object(fields) => fields,
+            other => return Ok(other),
+        }
+    };
+    for (name, value) in fields.iter_mut() {
+        // The one field that is free text whatever it looks like.
+        if name == "biz_opaque_callback_data" {
+            continue;
+        }
+        let structured = value.as_str().filter(|text| text.starts_with(['{', '['])).and_then(|text| serde_json::from_str::<Value>(text).ok());
+        if let Some(structured) = structured {
+            *value = structured;
+        }
     }
     Ok(Value::Object(fields))
 }

@@ -123,11 +123,21 @@ def run(base, wa):
     reply = wa.send_message(to=USER, text="On its way!")
     template = wa.send_template(to=USER, name="hello_world", language=TemplateLanguage.ENGLISH_US)
 
-    # Other kinds in the window: reply buttons, a location, a reaction, and
-    # media uploaded, described, downloaded, sent by its id and deleted.
+    # Every other kind in the window: reply buttons, a location, a reaction,
+    # a list, contacts, media by link, and media uploaded, described,
+    # downloaded, sent by its id and deleted.
     wa.send_message(to=USER, text="Confirm the address?", buttons=[types.Button(title="Yes", callback_data="yes"), types.Button(title="No", callback_data="no")])
     wa.send_location(to=USER, latitude=-23.5614, longitude=-46.6559, name="Loja Paulista", address="Av. Paulista, 1000")
     wa.send_reaction(to=USER, emoji="👍", message_id=reply.id)
+    wa.send_message(to=USER, text="Como prefere receber?", buttons=types.SectionList(button_title="Ver opções", sections=[
+        types.Section(title="Entrega", rows=[types.SectionRow(title="Expressa", callback_data="fast", description="1 dia"),
+                                             types.SectionRow(title="Econômica", callback_data="slow")])]))
+    wa.send_contact(to=USER, contact=types.Contact(name=types.Contact.Name(formatted_name="Central de Ajuda", first_name="Central"),
+                                                   phones=[types.Contact.Phone(phone="+551140040000", type="WORK")]))
+    wa.send_audio(to=USER, audio="https://example.com/aviso.mp3")
+    wa.send_video(to=USER, video="https://example.com/demo.mp4", caption="Como usar")
+    wa.send_document(to=USER, document="https://example.com/nota.pdf", filename="nota.pdf", caption="Sua nota")
+    wa.send_sticker(to=USER, sticker="https://example.com/ok.webp")
     photo = bytes((i * 31) % 256 for i in range(2048))
     media = wa.upload_media(media=photo, mime_type="image/jpeg", filename="receipt.jpg")
     url = wa.get_media_url(media.id)

@@ -1,7 +1,8 @@
 // whatsapp-api-js (npm), a real WhatsApp Cloud API library, sends through
-// the sandbox: a text in the customer service window, a template, reply
-// buttons, a location, a reaction, an upload, the upload's URL and bytes,
-// an image sent by the upload's id, and the upload deleted.
+// the sandbox every kind it builds: a text in the customer service window,
+// a template, reply buttons, a list, a location, a reaction, contacts,
+// audio, video, document and sticker by link, an upload, the upload's URL
+// and bytes, an image sent by the upload's id, and the upload deleted.
 //
 //   node sandbox_send.mjs /path/to/wameter /path/to/node_modules/whatsapp-api-js
 //
@@ -17,7 +18,7 @@ import { startSandbox } from "./sandbox_process.mjs";
 
 const [binary, library] = process.argv.slice(2);
 const { WhatsAppAPI } = await import(pathToFileURL(join(library, "lib/index.js")).href);
-const { Text, Image, Template, Language, Location, Reaction, Interactive, ActionButtons, Button, Body } = await import(pathToFileURL(join(library, "lib/messages/index.js")).href);
+const { Text, Image, Audio, Video, Document, Sticker, Template, Language, Location, Reaction, Interactive, ActionButtons, Button, Body, ActionList, ListSection, Row, Contacts, Name, Phone } = await import(pathToFileURL(join(library, "lib/messages/index.js")).href);
 
 const PHONE = "106540352242922";
 const USER = "5511999990000";
@@ -47,6 +48,12 @@ await send("template", new Template("hello_world", new Language("en_US")));
 await send("reply buttons", new Interactive(new ActionButtons(new Button("yes", "Sim"), new Button("no", "Não")), new Body("Confirma o endereço?")));
 await send("location", new Location(-46.6559, -23.5614, "Loja Paulista", "Av. Paulista, 1000"));
 await send("reaction", new Reaction(sent[0], "👍"));
+await send("list", new Interactive(new ActionList("Ver opções", new ListSection("Entrega", new Row("fast", "Expressa", "1 dia"), new Row("slow", "Econômica"))), new Body("Como prefere receber?")));
+await send("contacts", new Contacts([new Name("Central de Ajuda", "Central"), new Phone("+551140040000", "WORK")]));
+await send("audio by link", new Audio("https://example.com/aviso.mp3"));
+await send("video by link", new Video("https://example.com/demo.mp4", false, "Como usar"));
+await send("document by link", new Document("https://example.com/nota.pdf", false, "Sua nota", "nota.pdf"));
+await send("sticker by link", new Sticker("https://example.com/ok.webp"));
 
 const photo = new Uint8Array(4096).map((_, i) => (i * 7) % 256);
 const form = new FormData();
