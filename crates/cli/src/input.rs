@@ -193,8 +193,9 @@ impl LoadedLogs {
 }
 
 /// Splits text whose first line is `first_line` into about `pieces` runs
-/// of whole lines, with each run's first line number.
-fn split_lines(text: &str, first_line: u32, pieces: usize) -> Vec<(&str, u32)> {
+/// of whole lines, with each run's first line number, and the number of
+/// the line after the text.
+fn split_lines(text: &str, first_line: u32, pieces: usize) -> (Vec<(&str, u32)>, u32) {
     let target = (text.len() / pieces.max(1)).max(1 << 20);
     let mut runs = Vec::new();
     let mut start = 0;
@@ -211,7 +212,7 @@ fn split_lines(text: &str, first_line: u32, pieces: usize) -> Vec<(&str, u32)> {
         line = line.saturating_add(memchr::memchr_iter(b'\n', run.as_bytes()).count() as u32);
         start = end;
     }
-    runs
+    (runs, line)
 }
 
 /// Bytes of a log read and parsed at a time: the file is never held whole,
@@ -262,16 +263,15 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
         } else {
             Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
         };
-        let mut first_block = true;
         let mut first_line = 1u32;
-        each_block(reader, |mut block| {
-            // A byte-order mark or a line that is not UTF-8 costs only itself.
-            if std::mem::take(&mut first_block) && block.starts_with(&[0xEF, 0xBB, 0xBF]) {
-                block.drain(..3);
-            }
-            let (text, undecodable) = wameter_log::decode_lines(block, source, first_line);
+        each_block(reader, |block| {
+            // A byte-order mark (looked for at the start of the file: line 1
+            // begins only the first block, as every block but the last ends
+            // at a newline) or a line that is not UTF-8 costs only itself.
+            let (text, undecodable) =
+                if first_line == 1 { wameter_log::decode_log(block, source) } else { wameter_log::decode_lines(block, source, first_line) };
             malformed.extend(undecodable);
-            let runs = split_lines(&text, first_line, rayon::current_num_threads() * 4);
+            let (runs, next_line) = split_lines(&text, first_line, rayon::current_num_threads() * 4);
             let chunks: Vec<_> = runs
                 .par_iter()
                 .map(|(run, first_line)| {
@@ -292,7 +292,7 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
                 malformed.extend(chunk.errors);
                 ignored.extend(chunk.ignored);
             }
-            first_line = first_line.saturating_add(memchr::memchr_iter(b'\n', text.as_bytes()).count() as u32);
+            first_line = next_line;
         })
         .with_context(|| format!("cannot read {}", path.display()))?;
     }
@@ -318,4 +318,3 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
 pub fn total_size(paths: &[PathBuf]) -> u64 {
     paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
 }
-

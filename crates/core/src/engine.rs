@@ -316,7 +316,7 @@ pub(crate) fn failed_after_delivery(id: &str, error: Option<i64>, origin: Origin
 /// Large logs are prepared on every core ([`prepare_in`]); the result is
 /// the same whatever the number of threads.
 pub fn prepare(events: Vec<Event>) -> Prepared {
-    let parts = if events.len() < PREPARE_IN_PARALLEL_FROM { 1 } else { std::thread::available_parallelism().map_or(1, usize::from) };
+    let parts = parts_for(events.len(), PREPARE_IN_PARALLEL_FROM);
     prepare_in(events, parts)
 }
 
@@ -379,6 +379,11 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
     contacts.sort_unstable_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
     sort_warnings(&mut warnings);
     Prepared { contacts, warnings, stats }
+}
+
+/// How many threads `items` deserve: one below `from`, else every core.
+fn parts_for(items: usize, from: usize) -> usize {
+    if items < from { 1 } else { std::thread::available_parallelism().map_or(1, usize::from) }
 }
 
 /// Runs `work` on each input, one thread each (the first on this thread),
@@ -904,8 +909,7 @@ impl Engine<'_> {
     /// free tier between them: then one group holds every charge.
     pub fn settle(&self, prepared: Prepared, decisions: Vec<ContactDecisions>) -> Report {
         let charges: usize = decisions.iter().map(|d| d.charges.len()).sum();
-        let parts = if charges < SETTLE_IN_PARALLEL_FROM { 1 } else { std::thread::available_parallelism().map_or(1, usize::from) };
-        self.settle_in(prepared, decisions, parts)
+        self.settle_in(prepared, decisions, parts_for(charges, SETTLE_IN_PARALLEL_FROM))
     }
 
     /// [`Engine::settle`] on up to `parts` threads; the report does not

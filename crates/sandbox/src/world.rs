@@ -619,8 +619,7 @@ impl World {
         let sha256 = hex::encode(sha2::Sha256::digest(bytes));
         let id = self
             .transaction(|world| {
-                // Meta's media ids are long decimal numbers, as template ids.
-                let id = format!("{}", 2_000_000_000_000_000u64 + world.next_number("next_media")?);
+                let id = world.next_object_id("next_media", 2_000_000_000_000_000)?;
                 world.db.execute(
                     "INSERT INTO media (id, business, mime_type, sha256, file_size, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![id, business, crate::media::essence(mime_type), sha256, bytes.len() as i64, bytes],
@@ -660,8 +659,13 @@ impl World {
     }
 
     fn next_template_id(&self) -> Sql<String> {
-        // Meta's template ids are long decimal numbers.
-        Ok(format!("{}", 1_000_000_000_000_000 + self.next_number("next_template")?))
+        self.next_object_id("next_template", 1_000_000_000_000_000)
+    }
+
+    /// The next id of a kind of Graph object (templates, media): Meta's are
+    /// long decimal numbers; each kind counts from its own base.
+    fn next_object_id(&self, sequence: &str, base: u64) -> Sql<String> {
+        Ok(base.saturating_add(self.next_number(sequence)?).to_string())
     }
 
     fn insert_template(&self, waba: &str, template: &Template) -> Sql<()> {
