@@ -62,6 +62,14 @@ pub struct RuleOptions {
     /// page reported from that date, while Meta's non-template page still
     /// says 72 h (decision D12; default `false`: 72 h).
     pub free_entry_point_7_days: bool,
+    /// Calling: a business-initiated call that Meta ends `failed` after a
+    /// duration is free instead of billed-and-uncertain (Meta does not say;
+    /// docs/rules.md §13; default `false`: billed).
+    pub failed_calls_free: bool,
+    /// Calling: minute bands count connected seconds instead of billed
+    /// minutes (pulses / 10) (Meta does not say; docs/rules.md §13;
+    /// default `false`: billed minutes).
+    pub call_bands_count_seconds: bool,
 }
 
 /// All known businesses, by phone number id.

@@ -42,7 +42,9 @@ use crate::charge::{Charge, PricingError, Settlement, Trail, Warning};
 use crate::event::{DeliveryStatus, Event, EventKind, InboundKind, Origin, Template, UserId};
 use crate::market::{MarketMatch, MarketTable};
 use crate::money::format_amount;
+use crate::ratecard::calling::CallRateBook;
 use crate::ratecard::{RateBook, RateCard, TierBook};
+use crate::rules::calling::{CallCharge, TimedCall};
 use crate::rules::{self, Delivery, Verdict};
 use crate::ruleset::Ruleset;
 use crate::window::{ContactState, Slot, Window};
@@ -109,6 +111,9 @@ pub struct Prepared {
     pub warnings: Vec<Warning>,
     /// Counts.
     pub stats: PrepareStats,
+    /// Every call read (copies included: [`rules::calling::price`] keeps
+    /// one of each), in input order.
+    pub calls: Vec<TimedCall>,
 }
 
 #[derive(Default)]
@@ -348,6 +353,7 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
 
     let mut stats = PrepareStats { events: events_read, ..PrepareStats::default() };
     let mut warnings = Vec::new();
+    let mut calls: Vec<(usize, TimedCall)> = Vec::new();
     // A business-scoped id's country: the first event that gave one.
     let mut countries: HashMap<Box<str>, (usize, Box<str>)> = HashMap::default();
     let mut by_contact: Vec<Vec<Vec<Placed>>> = (0..parts).map(|_| Vec::with_capacity(parts)).collect();
@@ -357,6 +363,7 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
         stats.failed += part.stats.failed;
         stats.undelivered += part.stats.undelivered;
         warnings.extend(part.warnings);
+        calls.extend(part.calls);
         for (id, (seq, country)) in part.countries {
             match countries.get_mut(&id) {
                 Some(kept) if kept.0 <= seq => {}
@@ -378,7 +385,9 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
     // Each pair is in one part only, so no two keys are equal.
     contacts.sort_unstable_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
     sort_warnings(&mut warnings);
-    Prepared { contacts, warnings, stats }
+    calls.sort_unstable_by_key(|(seq, _)| *seq);
+    let calls = calls.into_iter().map(|(_, call)| call).collect();
+    Prepared { contacts, warnings, stats, calls }
 }
 
 /// How many threads `items` deserve: one below `from`, else every core.
@@ -422,6 +431,7 @@ fn message_part(event: &Event, parts: usize) -> usize {
     match &event.kind {
         EventKind::Inbound { id: Some(id), .. } | EventKind::Outbound { id, .. } | EventKind::Status { id, .. } => part_of(&**id, parts),
         EventKind::Inbound { id: None, user, .. } => part_of(user, parts),
+        EventKind::Call(call) => part_of(&*call.id, parts),
     }
 }
 
@@ -438,7 +448,7 @@ struct Sizes {
 impl Sizes {
     fn count(&mut self, event: &Event) {
         match &event.kind {
-            EventKind::Inbound { .. } => self.inbound += 1,
+            EventKind::Inbound { .. } | EventKind::Call(_) => self.inbound += 1,
             EventKind::Outbound { .. } => self.outbound += 1,
             EventKind::Status { detail, .. } if detail.as_ref().is_some_and(|d| d.business.is_some()) => self.owned_statuses += 1,
             EventKind::Status { .. } => self.unowned_statuses += 1,
@@ -458,6 +468,8 @@ struct Resolved {
     stats: PrepareStats,
     /// Countries of business-scoped ids, with the first event giving each.
     countries: HashMap<Box<str>, (usize, Box<str>)>,
+    /// Calls, with their input position.
+    calls: Vec<(usize, TimedCall)>,
 }
 
 /// Drops duplicates and resolves each message's delivery, for events that
@@ -484,6 +496,7 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
         items[part].push(((business, user), seq, item));
     };
     let mut countries: HashMap<Box<str>, (usize, Box<str>)> = HashMap::default();
+    let mut calls = Vec::new();
     let mut note_country = |user: &UserId, seq: usize| {
         if let UserId::Bsuid(id, Some(country)) = user {
             countries.entry(id.clone()).or_insert_with(|| (seq, country.clone()));
@@ -523,6 +536,19 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
                         kept.origin = again.origin;
                     }
                 }
+            }
+            EventKind::Call(call) => {
+                note_country(&call.user, seq);
+                // A call that opens the window is an inbound for the pair's
+                // timeline; copies of it (a redelivered webhook) are one
+                // item. Duplicates are counted once, by the call pricing.
+                if call.opens_window() {
+                    let business = intern(&mut businesses, call.business.clone());
+                    if seen_inbounds.insert((business.clone(), call.user.clone(), event.at, false, InboundKind::Call)) {
+                        place(business, call.user.clone(), seq, Item::Inbound { at: event.at, entry_point: false });
+                    }
+                }
+                calls.push((seq, TimedCall { at: event.at, origin: event.origin, call: *call }));
             }
             EventKind::Status { id, status, error, detail } => {
                 let summary = match detail.and_then(|d| d.business) {
@@ -576,7 +602,7 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
         let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin };
         place(outbound.business, outbound.user, seq, Item::Delivery { at: delivered_at, message: Box::new(message) });
     }
-    Resolved { items, warnings, stats, countries }
+    Resolved { items, warnings, stats, countries, calls }
 }
 
 /// Builds the timelines of the pairs whose items are in `parts` (every item
@@ -635,6 +661,8 @@ pub struct ContactDecisions {
 pub struct Report {
     /// Charges in delivery order.
     pub charges: Vec<Charge>,
+    /// Calls in start order, priced.
+    pub calls: Vec<CallCharge>,
     /// Things worth knowing that did not stop the replay.
     pub warnings: Vec<Warning>,
     /// Delivered messages that could not be priced without guessing.
@@ -677,6 +705,8 @@ pub struct Engine<'a> {
     pub what_if: WhatIf,
     /// Monthly counters reached before the first event of the log.
     pub month_to_date: Option<&'a MonthToDate>,
+    /// Calling API rates; the built-in fragments unless set.
+    pub call_rates: &'a CallRateBook,
 }
 
 /// Re-pricing under other rules than those in force ("what would this log
@@ -720,7 +750,7 @@ pub struct MonthToDate {
 impl<'a> Engine<'a> {
     /// An engine that prices as Meta does, from empty monthly counters.
     pub fn new(accounts: &'a Accounts, rates: &'a RateBook, tiers: &'a TierBook, markets: &'a MarketTable) -> Self {
-        Engine { accounts, rates, tiers, markets, what_if: WhatIf::default(), month_to_date: None }
+        Engine { accounts, rates, tiers, markets, what_if: WhatIf::default(), month_to_date: None, call_rates: CallRateBook::builtin_ref() }
     }
 }
 
@@ -972,9 +1002,27 @@ impl Engine<'_> {
             }
         }
         let mut warnings = prepared.warnings;
+        let mut stats = prepared.stats;
+        let calls = self.price_calls(prepared.calls, &mut stats, &mut warnings, &mut errors);
         warnings.extend(notes(&priced));
         sort_errors(&mut errors);
-        Report { charges: priced, warnings, errors, stats: prepared.stats, counters: counters_reached }
+        Report { charges: priced, calls, warnings, errors, stats, counters: counters_reached }
+    }
+
+    /// Prices calls ([`rules::calling`]), adding their duplicates, warnings
+    /// and errors to the report's.
+    pub(crate) fn price_calls(&self, calls: Vec<TimedCall>, stats: &mut PrepareStats, warnings: &mut Vec<Warning>, errors: &mut Vec<PricingError>) -> Vec<CallCharge> {
+        if calls.is_empty() {
+            return Vec::new();
+        }
+        let priced = rules::calling::price(calls, self.accounts, self.call_rates, self.markets);
+        stats.duplicates += priced.duplicates;
+        if !priced.warnings.is_empty() {
+            warnings.extend(priced.warnings);
+            sort_warnings(warnings);
+        }
+        errors.extend(priced.errors);
+        priced.calls
     }
 
     /// The counter group of each charge (see [`Engine::settle`]), numbered

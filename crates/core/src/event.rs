@@ -267,7 +267,7 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// The three kinds of canonical event (interfaces §1).
+/// The four kinds of canonical event (interfaces §1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventKind {
     /// The user wrote to or called the business.
@@ -307,6 +307,125 @@ pub enum EventKind {
         /// because most logs have millions of statuses and few details.
         detail: Option<Box<StatusDetail>>,
     },
+    /// A voice call over the Calling API (boxed: calls are few next to
+    /// messages, and every event pays for the largest kind).
+    Call(Box<Call>),
+}
+
+/// Who placed a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CallDirection {
+    /// The business called the user: billed when it connected.
+    BusinessInitiated,
+    /// The user called the business: free, and opens the customer service
+    /// window whether or not it was answered.
+    UserInitiated,
+}
+
+impl CallDirection {
+    /// Reads `business_initiated` / `BUSINESS_INITIATED` and the user twin.
+    pub fn parse(text: &str) -> Option<CallDirection> {
+        if text.eq_ignore_ascii_case("business_initiated") {
+            Some(CallDirection::BusinessInitiated)
+        } else if text.eq_ignore_ascii_case("user_initiated") {
+            Some(CallDirection::UserInitiated)
+        } else {
+            None
+        }
+    }
+
+    /// The canonical spelling (interfaces §1).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallDirection::BusinessInitiated => "business_initiated",
+            CallDirection::UserInitiated => "user_initiated",
+        }
+    }
+}
+
+/// How a call ended, as the log or Meta's `terminate` webhook says.
+///
+/// Meta's own value does not decide billing: "even unanswered calls are
+/// considered completed", and a `FAILED` call can carry a duration. What
+/// bills is the duration (docs/rules.md §13). Values this version does not
+/// know are kept as written (decision D16).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CallStatus {
+    /// `completed` (Meta: `COMPLETED`).
+    Completed,
+    /// `failed` (Meta: `FAILED`, with `errors`).
+    Failed,
+    /// `rejected` (Meta's call status webhook `REJECTED`).
+    Rejected,
+    /// `missed`: never connected.
+    Missed,
+    /// A value this version does not know, lower-cased.
+    Other(Box<str>),
+}
+
+impl CallStatus {
+    /// Reads a status in any case; unknown values are kept.
+    pub fn parse(text: &str) -> CallStatus {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "completed" => CallStatus::Completed,
+            "failed" => CallStatus::Failed,
+            "rejected" => CallStatus::Rejected,
+            "missed" => CallStatus::Missed,
+            other => CallStatus::Other(other.into()),
+        }
+    }
+
+    /// The default when a log gives none: `completed` when the call has a
+    /// duration, else `missed` (interfaces §1).
+    pub fn default_for(duration_seconds: u32) -> CallStatus {
+        if duration_seconds > 0 { CallStatus::Completed } else { CallStatus::Missed }
+    }
+
+    /// The canonical spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            CallStatus::Completed => "completed",
+            CallStatus::Failed => "failed",
+            CallStatus::Rejected => "rejected",
+            CallStatus::Missed => "missed",
+            CallStatus::Other(text) => text,
+        }
+    }
+}
+
+/// One call (interfaces §1, `call`): Meta's `terminate` webhook, or a
+/// canonical `call` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// Business phone number id.
+    pub business: Box<str>,
+    /// The user (the callee of a business-initiated call, the caller of a
+    /// user-initiated one).
+    pub user: UserId,
+    /// The call id (`wacid…`).
+    pub id: Box<str>,
+    /// Who placed it.
+    pub direction: CallDirection,
+    /// Seconds it was connected; 0 = never connected.
+    pub duration_seconds: u32,
+    /// How it ended.
+    pub status: CallStatus,
+    /// Meta's first error code on the call (138021 media timeout, 138023
+    /// "could not determine if the call was connected"…).
+    pub error: Option<i64>,
+}
+
+impl Call {
+    /// Whether the call opens or refreshes the customer service window at
+    /// its start: every user-initiated call (answered or not) and a
+    /// business-initiated call the user accepted (docs/rules.md §13,
+    /// Meta's calling pricing page).
+    pub fn opens_window(&self) -> bool {
+        match self.direction {
+            CallDirection::UserInitiated => true,
+            CallDirection::BusinessInitiated => self.duration_seconds > 0,
+        }
+    }
 }
 
 impl EventKind {
@@ -317,6 +436,7 @@ impl EventKind {
         match self {
             EventKind::Inbound { business, .. } | EventKind::Outbound { business, .. } => Some(business),
             EventKind::Status { detail, .. } => detail.as_deref().and_then(|d| d.business.as_deref()),
+            EventKind::Call(call) => Some(&call.business),
         }
     }
 }
@@ -414,10 +534,10 @@ pub struct MetaConversation {
 
 impl EventKind {
     /// Ordering rank for events at the same instant: inbound before outbound
-    /// before status (interfaces §1).
+    /// before status (interfaces §1); a call opens a window like an inbound.
     pub fn rank(&self) -> u8 {
         match self {
-            EventKind::Inbound { .. } => 0,
+            EventKind::Inbound { .. } | EventKind::Call(_) => 0,
             EventKind::Outbound { .. } => 1,
             EventKind::Status { .. } => 2,
         }
@@ -443,6 +563,7 @@ pub fn implausible_instants(events: &[Event], now: Timestamp) -> Vec<crate::char
                 EventKind::Inbound { id, .. } => format!("inbound message {}", id.as_deref().unwrap_or("(no id)")),
                 EventKind::Outbound { id, .. } => format!("outbound message {id}"),
                 EventKind::Status { id, status, .. } => format!("`{}` status of message {id}", status.as_str()),
+                EventKind::Call(call) => format!("call {}", call.id),
             };
             let why = if event.at < PLAUSIBLE_FROM { "before 2014".to_string() } else { format!("more than a day after it was priced ({now})") };
             crate::charge::Warning {

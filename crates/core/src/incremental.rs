@@ -49,6 +49,7 @@ use crate::engine::{
     Settler, StatusSummary,
 };
 use crate::event::{Event, EventKind, InboundKind, MetaPricing, Origin, Template, UserId};
+use crate::rules::{self, calling::{CallReport, TimedCall}};
 use crate::window::ContactState;
 
 // Keys come from the user's own events and iteration order never reaches
@@ -330,6 +331,12 @@ pub struct MeterState {
     checkpoint_every: usize,
     /// Where each message's charge is: (business, wamid) → (ledger, key).
     index: HashMap<MessageKey, (Arc<str>, SettleKey)>,
+    /// Every call read, and their pricing as of the last [`MeterState::apply`]
+    /// that brought one: calls are few, so all are priced again then
+    /// rather than kept in ledgers of their own.
+    calls: Vec<TimedCall>,
+    calls_priced: CallReport,
+    calls_changed: bool,
 }
 
 /// The one ledger's name when all portfolios share it.
@@ -358,6 +365,9 @@ impl MeterState {
             single: engine.month_to_date.is_some(),
             checkpoint_every: CHECKPOINT_EVERY,
             index: HashMap::default(),
+            calls: Vec::new(),
+            calls_priced: CallReport::default(),
+            calls_changed: false,
         };
         if state.single {
             state.ledgers.insert(Arc::from(ALL), Ledger::new(Counters::carried(engine.month_to_date), CHECKPOINT_EVERY));
@@ -391,6 +401,9 @@ impl MeterState {
             if let Some(ledger) = self.ledgers.get_mut(&group) {
                 ledger.settle(engine, &mut changes.messages);
             }
+        }
+        if std::mem::take(&mut self.calls_changed) {
+            self.calls_priced = rules::calling::price(self.calls.clone(), engine.accounts, engine.call_rates, engine.markets);
         }
         // A charge that moved is named by its removal and by its new place.
         changes.messages.sort();
@@ -426,7 +439,7 @@ impl MeterState {
         for ledger in self.ledgers.values() {
             ledger.counters.publish(&mut counters);
         }
-        Report { charges, warnings, errors, stats, counters }
+        Report { charges, calls: self.calls_priced.calls.clone(), warnings, errors, stats, counters }
     }
 
     /// The charges so far, in delivery order (the report's, not copied).
@@ -522,6 +535,8 @@ impl MeterState {
                 warnings.push(engine::unknown_status(summary.origin.unwrap_or_default(), id, None));
             }
         }
+        stats.duplicates += self.calls_priced.duplicates;
+        warnings.extend(self.calls_priced.warnings.iter().cloned());
         engine::sort_warnings(&mut warnings);
         warnings.extend(engine::notes(charges.iter().copied()));
 
@@ -532,6 +547,7 @@ impl MeterState {
         for contact in self.contacts.values() {
             errors.extend(contact.errors.iter().cloned());
         }
+        errors.extend(self.calls_priced.errors.iter().cloned());
         engine::sort_errors(&mut errors);
         Findings { warnings, errors, stats }
     }
@@ -560,6 +576,20 @@ impl MeterState {
                 }
                 let item = Item::Inbound { at: event.at, entry_point: entry_point.is_some() };
                 self.insert_item(engine, business, user, item);
+            }
+            EventKind::Call(call) => {
+                self.note_country(&call.user);
+                // As `engine::prepare`: a call that opens the window is an
+                // inbound item once; its copies are counted by the pricing.
+                if call.opens_window() {
+                    let business = engine::intern(&mut self.businesses, call.business.clone());
+                    if self.seen_inbounds.insert((business.clone(), call.user.clone(), event.at, false, InboundKind::Call)) {
+                        let item = Item::Inbound { at: event.at, entry_point: false };
+                        self.insert_item(engine, business, call.user.clone(), item);
+                    }
+                }
+                self.calls.push(TimedCall { at: event.at, origin: event.origin, call: *call });
+                self.calls_changed = true;
             }
             EventKind::Outbound { business, user, id, template } => {
                 self.note_country(&user);

@@ -28,6 +28,7 @@ use rust_decimal::Decimal;
 use crate::category::{PricingCategory, PricingModel};
 use crate::money::{Currency, parse_amount};
 
+pub mod calling;
 pub mod builtin;
 pub mod meta_rates;
 pub mod tiers;

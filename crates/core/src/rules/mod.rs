@@ -7,8 +7,11 @@
 //! - [`cbp_2022`]: conversation-based pricing v1 (2022-02-01 → 2023-05-31);
 //! - [`cbp_2023`]: conversation-based pricing v2 (2023-06-01 → 2025-06-30);
 //! - [`pmp_2025`]: per-message pricing (2025-07-01 → 2026-09-30);
-//! - [`pmp_2026_10`]: per-message pricing as reported from 2026-10-01.
+//! - [`pmp_2026_10`]: per-message pricing as reported from 2026-10-01;
+//! - [`calling`]: Calling API minutes (from 2025-07-01), beside the eras:
+//!   calls have their own rates and bands.
 
+pub mod calling;
 pub mod cbp_2022;
 pub mod cbp_2023;
 pub mod pmp_2025;
