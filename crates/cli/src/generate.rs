@@ -16,12 +16,12 @@ use jiff::{SignedDuration, Timestamp};
 use wameter_core::account::Accounts;
 use wameter_core::charge::Charge;
 use wameter_core::engine::Engine;
-use wameter_core::event::{DeliveryStatus, EventKind, Origin};
+use wameter_core::event::{CallStatus, DeliveryStatus, EventKind, Origin};
 use wameter_core::market::MarketTable;
 use wameter_core::random::SplitMix64;
 use wameter_core::ratecard::{RateBook, TierBook};
 use wameter_log::Parsed;
-use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_display_number};
+use wameter_meta::outgoing::{Billing, CallEnd, Sender, StatusReport, UserMessage, test_display_number};
 
 /// Options of `wameter gen`.
 #[derive(clap::Args, Debug)]
@@ -308,6 +308,24 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
             EventKind::Outbound { business, user, id, .. } => {
                 sends.insert(id, (business, user.to_string().trim_start_matches('+').to_string()));
                 continue;
+            }
+            EventKind::Call(call) => {
+                let (waba, display) = (accounts.get_or_default(&call.business).waba.clone(), test_display_number(&call.business));
+                let sender = Sender { waba: &waba, phone_number_id: &call.business, display_phone_number: &display };
+                let wa_id = call.user.to_string().trim_start_matches('+').to_string();
+                let ended_at = event.at.checked_add(SignedDuration::from_secs(i64::from(call.duration_seconds))).unwrap_or(event.at);
+                // Meta ends calls COMPLETED or FAILED; what else a log says
+                // (missed, rejected) is a call that completed unanswered.
+                let status = if call.status == CallStatus::Failed { "failed" } else { "completed" };
+                sender.call_terminate(&CallEnd {
+                    id: &call.id,
+                    user_wa_id: &wa_id,
+                    direction: call.direction,
+                    started_at: event.at,
+                    ended_at,
+                    duration_seconds: call.duration_seconds,
+                    status,
+                })
             }
             EventKind::Status { id, status, error, .. } => {
                 let Some((business, wa_id)) = sends.get(&**id) else { continue };

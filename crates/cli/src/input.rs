@@ -13,6 +13,7 @@ use wameter_core::event::{Event, EventKind, Origin, outbounds_from_pricing};
 use wameter_core::notice::Notice;
 use wameter_meta::Ignored;
 use wameter_core::ratecard::{RateBook, RateCard, RateFile, RateFileLayout, Severity, TierBand, TierBook, check_rate_file};
+use wameter_core::ratecard::calling::{CallBand, CallRateBook};
 use wameter_core::ruleset::Ruleset;
 use wameter_log::{LineError, parse_chunk};
 
@@ -29,6 +30,10 @@ pub struct PricingArgs {
     /// (repeatable). Replaces the built-in and imported tiers.
     #[arg(long = "tiers", value_name = "FILE")]
     pub tiers: Vec<PathBuf>,
+    /// Calling API rates: `effective,currency,market,minutes_from,minutes_to,rate_per_minute`
+    /// (repeatable). For the dates and markets they name, they replace the built-in and imported rates.
+    #[arg(long = "call-rates", value_name = "FILE")]
+    pub call_rates: Vec<PathBuf>,
     /// What-if: price every delivery under this ruleset instead of the one in force
     /// (cbp-2022, cbp-2023, pmp-2025, pmp-2026-10).
     #[arg(long, value_name = "ERA", value_parser = parse_ruleset)]
@@ -67,6 +72,8 @@ pub struct Setup {
     pub billing: wameter_core::billing::Billing,
     pub rates: RateBook,
     pub tiers: TierBook,
+    /// Calling rates: built-in fragments, then imported, then `--call-rates`.
+    pub call_rates: CallRateBook,
 }
 
 /// Reads a ruleset id or era name (`pmp-2025`, `pmp-2025-07`, `cbp-2023-06`).
@@ -95,6 +102,7 @@ pub fn read_card(path: &Path) -> Result<RateCard> {
     match file {
         RateFile::Card(card) => Ok(card),
         RateFile::Tiers(_) => Err(wrong_kind(path, layout, "--tiers")),
+        RateFile::CallRates(_) => Err(wrong_kind(path, layout, "--call-rates")),
     }
 }
 
@@ -109,6 +117,19 @@ pub fn read_tiers(path: &Path) -> Result<Vec<TierBand>> {
     match file {
         RateFile::Tiers(bands) => Ok(bands),
         RateFile::Card(_) => Err(wrong_kind(path, layout, "--rates")),
+        RateFile::CallRates(_) => Err(wrong_kind(path, layout, "--call-rates")),
+    }
+}
+
+/// Reads calling rates given with `--call-rates`.
+pub fn read_call_rates(path: &Path) -> Result<Vec<CallBand>> {
+    let (layout, checked) = check_rate_file(&path.display().to_string(), &read(path)?);
+    let (file, warnings) = checked.into_result()?;
+    warn(&warnings);
+    match file {
+        RateFile::CallRates(bands) => Ok(bands),
+        RateFile::Card(_) => Err(wrong_kind(path, layout, "--rates")),
+        RateFile::Tiers(_) => Err(wrong_kind(path, layout, "--tiers")),
     }
 }
 
@@ -135,7 +156,11 @@ impl PricingArgs {
             RateBook::new(self.rates.iter().map(|path| read_card(path)).collect::<Result<Vec<_>>>()?)
         };
         let bands = crate::rates::tiers_in_force(store.tiers, &self.tiers)?;
-        Ok(Setup { accounts, billing, rates, tiers: TierBook::new(bands) })
+        let mut call_rates = CallRateBook::builtin().with(store.call_rates);
+        for path in &self.call_rates {
+            call_rates = call_rates.with(read_call_rates(path)?);
+        }
+        Ok(Setup { accounts, billing, rates, tiers: TierBook::new(bands), call_rates })
     }
 }
 

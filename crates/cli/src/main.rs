@@ -26,6 +26,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use wameter_core::engine::{Engine, Report, prepare};
 use wameter_core::event::{Event, EventKind};
+use wameter_core::rules::calling::CallCharge;
 use wameter_core::category::PricingModel;
 use wameter_core::market::MarketTable;
 use wameter_core::money::format_amount;
@@ -223,6 +224,7 @@ fn events_of(events: &[Event], message: &str) -> Vec<Event> {
         .iter()
         .filter(|event| match &event.kind {
             EventKind::Outbound { id, .. } | EventKind::Status { id, .. } => **id == *message,
+            EventKind::Call(call) => *call.id == *message,
             EventKind::Inbound { .. } => false,
         })
         .cloned()
@@ -238,6 +240,7 @@ pub(crate) fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_message: Opti
     let mut loaded = load_logs(logs, args.strict, &bar)?;
     bar.set_message("replaying");
     let mut engine = Engine::new(&setup.accounts, &setup.rates, &setup.tiers, MarketTable::builtin());
+    engine.call_rates = &setup.call_rates;
     engine.what_if = args.what_if();
     let kept = keep_message.map(|id| events_of(&loaded.events, id)).unwrap_or_default();
     let implausible = wameter_core::event::implausible_instants(&loaded.events, jiff::Timestamp::now());
@@ -258,14 +261,14 @@ pub(crate) fn print_pricing_errors(logs: &LoadedLogs, report: &Report) -> bool {
     }
     let mut stderr = std::io::stderr().lock();
     for error in report.errors.iter().take(50) {
-        let _ = writeln!(stderr, "error: {}: message {}: {}", logs.position(error.origin), error.message_id, error.message);
+        let _ = writeln!(stderr, "error: {}: {}: {}", logs.position(error.origin), error.message_id, error.message);
     }
     if report.errors.len() > 50 {
         let _ = writeln!(stderr, "error: … and {} more", report.errors.len() - 50);
     }
     let _ = writeln!(
         stderr,
-        "error: {} delivered message(s) cannot be priced without guessing; nothing printed",
+        "error: {} delivered message(s) or connected call(s) cannot be priced without guessing; nothing printed",
         report.errors.len()
     );
     true
@@ -333,8 +336,11 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
     let (loaded, report, setup, events) = run_replay(&logs, &engine, Some(&message))?;
     report_malformed(&loaded);
     if let Some(error) = report.errors.iter().find(|e| &*e.message_id == message) {
-        eprintln!("error: {}: message {message} cannot be priced: {}", loaded.position(error.origin), error.message);
+        eprintln!("error: {}: {message} cannot be priced: {}", loaded.position(error.origin), error.message);
         return Ok(ExitCode::from(1));
+    }
+    if let Some(call) = report.calls.iter().find(|c| &*c.call_id == message) {
+        return explain_call(&report, call, &loaded, &setup, engine.what_if(), json);
     }
     let Some(charge) = report.charges.iter().find(|c| &*c.message_id == message) else {
         // Say what the log does know about it.
@@ -430,6 +436,45 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
     for note in &trail.notes {
         writeln!(out, "  note             {note}")?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `explain` for a call id: its pricing, step by step.
+fn explain_call(report: &Report, call: &CallCharge, loaded: &LoadedLogs, setup: &Setup, what_if: wameter_core::engine::WhatIf, json: bool) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let one = Report { charges: Vec::new(), calls: vec![call.clone()], ..report.clone() };
+        let one = Report { warnings: Vec::new(), ..one };
+        output::write_json(&mut out, &one, loaded, what_if)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let business = setup.accounts.get_or_default(&call.business);
+    let market = MarketTable::builtin().lookup(&call.user, call.local_date);
+    writeln!(out, "Call {}", call.call_id)?;
+    writeln!(out, "  read from        {}", loaded.position(call.origin))?;
+    writeln!(out, "  business         {} (WABA {}, portfolio {}, {}, {})", call.business, business.waba, business.portfolio, business.timezone_name(), call.currency)?;
+    writeln!(out, "  user             {} → market {} ({})", call.user, call.market, market.rule)?;
+    writeln!(out, "  direction        {}", call.direction.as_str())?;
+    writeln!(out, "  started          {} (local date {} — selects the calling rates and the month)", call.started_at, call.local_date)?;
+    writeln!(out, "  connected        {} s → {} pulse(s) of 6 s", call.duration_seconds, call.pulses)?;
+    writeln!(out, "  ended            {}{}", call.status.as_str(), call.error.map(|e| format!(" (error {e})")).unwrap_or_default())?;
+    writeln!(out, "  ruleset          {} (docs/rules.md §13)", call.ruleset)?;
+    writeln!(out, "  rule             {}", call.rule)?;
+    writeln!(out, "  billable         {}{}", call.billable, if call.uncertain { " (uncertain)" } else { "" })?;
+    if let Some((file, partial)) = &call.rates_source {
+        writeln!(out, "  calling rates    {file}{}", if *partial { " (partial: other markets missing)" } else { "" })?;
+    }
+    if let Some(rate) = call.rate_per_minute {
+        writeln!(out, "  rate             {} {} per minute", format_amount(rate), call.currency)?;
+    }
+    if call.billable {
+        let (per_minute, counted) = if setup.accounts.options.call_bands_count_seconds { (60, "connected seconds") } else { (10, "billed minutes, pulses / 10") };
+        let minutes = rust_decimal::Decimal::from(call.month_to_date) / rust_decimal::Decimal::from(per_minute);
+        writeln!(out, "  month to date    {} minute(s) before this call in portfolio {}'s {} month ({counted})", format_amount(minutes.round_dp(4)), call.portfolio, call.market)?;
+    }
+    writeln!(out, "  tier             {}", call.tier.as_deref().unwrap_or("none"))?;
+    writeln!(out, "  amount           {} {}", format_amount(call.amount), call.currency)?;
+    writeln!(out, "  reason           {}", call.reason)?;
     Ok(ExitCode::SUCCESS)
 }
 

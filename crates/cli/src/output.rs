@@ -5,7 +5,7 @@ use std::io::Write;
 
 use wameter_core::engine::{Report, WhatIf};
 use wameter_core::money::format_amount;
-use wameter_core::report::{summary, totals};
+use wameter_core::report::{summary, totals_with_calls};
 use wameter_log::replay_json::{WarningJson, write_document};
 
 use crate::input::LoadedLogs;
@@ -40,7 +40,59 @@ fn warnings_json<'a>(report: &'a Report, logs: &'a LoadedLogs) -> Vec<WarningJso
 
 /// Writes the `replay --json` document, streaming the charges.
 pub fn write_json(out: &mut impl Write, report: &Report, logs: &LoadedLogs, what_if: WhatIf) -> std::io::Result<()> {
-    write_document(out, &report.charges, &warnings_json(report, logs), what_if)
+    write_document(out, &report.charges, &report.calls, &warnings_json(report, logs), what_if)
+}
+
+/// The calls: one line per call with `--messages`, then totals by
+/// business-local month × market × direction.
+fn write_calls(out: &mut impl Write, report: &Report, each: bool) -> std::io::Result<()> {
+    if each {
+        let rows: Vec<Vec<String>> = report
+            .calls
+            .iter()
+            .map(|c| {
+                vec![
+                    c.started_at.to_string(),
+                    c.call_id.to_string(),
+                    c.user.to_string(),
+                    c.market.to_string(),
+                    c.direction.as_str().into(),
+                    format!("{} s", c.duration_seconds),
+                    if c.billable { c.pulses.to_string() } else { "-".into() },
+                    format!("{} {}", format_amount(c.amount), c.currency),
+                    format!("{}/{}{}", c.ruleset, c.rule, if c.uncertain { " (uncertain)" } else { "" }),
+                ]
+            })
+            .collect();
+        table(out, &["Started", "Call", "User", "Market", "Direction", "Duration", "Pulses", "Amount", "Rule"], &rows, &[false, false, false, false, false, true, true, true, false])?;
+        writeln!(out)?;
+    }
+    let mut lines: std::collections::BTreeMap<(String, String, &'static str, String), (u64, u64, u64, rust_decimal::Decimal)> = Default::default();
+    for call in &report.calls {
+        let key = (call.local_date.strftime("%Y-%m").to_string(), call.market.to_string(), call.direction.as_str(), call.currency.to_string());
+        let line = lines.entry(key).or_default();
+        line.0 += 1;
+        line.1 += u64::from(call.billable);
+        line.2 += if call.billable { call.pulses } else { 0 };
+        line.3 += call.amount;
+    }
+    let rows: Vec<Vec<String>> = lines
+        .into_iter()
+        .map(|((month, market, direction, currency), (calls, billable, pulses, amount))| {
+            vec![month, market, direction.to_string(), calls.to_string(), billable.to_string(), billed_minutes(pulses), format!("{} {currency}", format_amount(amount))]
+        })
+        .collect();
+    table(out, &["Month", "Market", "Calls", "Count", "Billable", "Minutes", "Amount"], &rows, &[false, false, false, true, true, true, true])?;
+    let uncertain = report.calls.iter().filter(|c| c.uncertain).count();
+    if uncertain > 0 {
+        writeln!(out, "{uncertain} call(s) billed although Meta's webhook leaves doubt (failed with a duration, or 138023); `[rules] failed_calls_free = true` makes failed ones free")?;
+    }
+    Ok(())
+}
+
+/// Billed minutes of `pulses` 6-second pulses (`2.3`).
+fn billed_minutes(pulses: u64) -> String {
+    format_amount(rust_decimal::Decimal::from(pulses) / rust_decimal::Decimal::TEN)
 }
 
 fn pad(cells: &[String], widths: &[usize], right: &[bool]) -> String {
@@ -129,10 +181,15 @@ pub fn write_table(out: &mut impl Write, report: &Report, logs: &LoadedLogs, mes
         table(out, &["Month", "Category", "Market", "Messages", "Charged", "Amount"], &rows, &[false, false, false, true, true, true])?;
     }
     writeln!(out)?;
-    for total in totals(&report.charges) {
+    if !report.calls.is_empty() {
+        write_calls(out, report, messages)?;
+        writeln!(out)?;
+    }
+    for total in totals_with_calls(&report.charges, &report.calls) {
+        let calls = if report.calls.is_empty() { String::new() } else { format!(", {} billable call(s)", total.billable_calls) };
         writeln!(
             out,
-            "Total {} {}  ({} billable message(s), {} conversation(s) opened)",
+            "Total {} {}  ({} billable message(s), {} conversation(s) opened{calls})",
             format_amount(total.amount),
             total.currency,
             total.billable_messages,

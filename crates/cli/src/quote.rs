@@ -192,6 +192,7 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
         month_to_date,
     };
     let mut engine = Engine::new(&setup.accounts, &setup.rates, &setup.tiers, MarketTable::builtin());
+    engine.call_rates = &setup.call_rates;
     engine.what_if = args.engine.what_if();
     let quote = quote(&engine, &request)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -19,6 +19,7 @@ use wameter_core::money::{Currency, format_amount};
 use wameter_core::ratecard::{
     RateBook, RateCard, RateFile, RateFileError, Severity, TierBand, TierBook, check_rate_file,
 };
+use wameter_core::ratecard::calling::{CallBand, CallRateBook};
 use wameter_core::ruleset::Ruleset;
 
 /// Where the rate store lives.
@@ -40,6 +41,8 @@ pub struct Store {
     pub cards: Vec<RateCard>,
     /// Imported tier bands.
     pub tiers: Vec<TierBand>,
+    /// Imported calling rates.
+    pub call_rates: Vec<CallBand>,
     /// Files read.
     pub files: Vec<PathBuf>,
 }
@@ -72,6 +75,7 @@ pub fn load_store() -> Result<Store> {
                 store.cards.push(card);
             }
             RateFile::Tiers(bands) => store.tiers.extend(bands),
+            RateFile::CallRates(bands) => store.call_rates.extend(bands),
         }
         store.files.push(path);
     }
@@ -141,6 +145,10 @@ pub fn check(files: &[PathBuf], json: bool) -> Result<ExitCode> {
                 format!("{} {} {} card effective {}, {} markets", layout.describe(), card.currency, card.model.as_str(), card.effective, card.markets.len())
             }
             Some(RateFile::Tiers(bands)) if errors == 0 => format!("{}, {} bands", layout.describe(), bands.len()),
+            Some(RateFile::CallRates(bands)) if errors == 0 => {
+                let markets: std::collections::BTreeSet<&str> = bands.iter().map(|b| b.market.as_str()).collect();
+                format!("{}, {} bands in {} market(s)", layout.describe(), bands.len(), markets.len())
+            }
             _ => layout.describe().to_string(),
         };
         failed |= errors > 0;
@@ -183,6 +191,13 @@ fn store_name(file: &RateFile) -> String {
             currencies.dedup();
             let first = bands.iter().map(|b| b.effective).min().map(|d| d.to_string()).unwrap_or_default();
             format!("tiers-{}-{first}.csv", currencies.join("-").to_ascii_lowercase())
+        }
+        RateFile::CallRates(bands) => {
+            let mut currencies: Vec<&str> = bands.iter().map(|b| b.currency.code()).collect();
+            currencies.sort();
+            currencies.dedup();
+            let first = bands.iter().map(|b| b.effective).min().map(|d| d.to_string()).unwrap_or_default();
+            format!("calls-{}-{first}.csv", currencies.join("-").to_ascii_lowercase())
         }
     }
 }
@@ -254,10 +269,19 @@ pub fn list(json: bool) -> Result<ExitCode> {
             (effective, currency, count, imported.contains(&(currency, effective)))
         })
         .collect();
+    let calling = call_rate_tables(&store);
     let mut out = std::io::stdout().lock();
     if json {
         let document = serde_json::json!({
             "cards": book.cards().iter().map(card_json).collect::<Vec<_>>(),
+            "call_rates": calling.iter().map(|t| serde_json::json!({
+                "currency": t.currency.code(),
+                "effective": t.effective.to_string(),
+                "market": t.market,
+                "bands": t.bands,
+                "source": t.source,
+                "status": if t.partial { "partial" } else { "given" },
+            })).collect::<Vec<_>>(),
             "tiers": tables.iter().map(|(effective, currency, bands, imported)| serde_json::json!({
                 "currency": currency.code(),
                 "effective": effective.to_string(),
@@ -287,10 +311,45 @@ pub fn list(json: bool) -> Result<ExitCode> {
         let source = if *imported { "imported".to_string() } else { format!("built in: {}", wameter_core::ratecard::builtin::TIERS_SOURCE) };
         writeln!(out, "volume tiers: {currency} from {effective}, {bands} bands ({source})")?;
     }
+    for t in &calling {
+        let status = if t.partial { ", partial: the file lacks other markets" } else { "" };
+        writeln!(out, "calling rates: {} {} from {}, {} band(s) ({}{status})", t.currency, t.market, t.effective, t.bands, t.source)?;
+    }
     if let Some(dir) = store_dir() {
         writeln!(out, "rate store: {} ({} imported file(s))", dir.display(), store.files.len())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One (currency, market, date) block of calling rates, for `rates list`.
+struct CallRateTable {
+    currency: Currency,
+    market: String,
+    effective: Date,
+    bands: usize,
+    source: String,
+    partial: bool,
+}
+
+/// The calling rates in force without `--call-rates`: built-in fragments
+/// and imported files.
+fn call_rate_tables(store: &Store) -> Vec<CallRateTable> {
+    let book = CallRateBook::builtin().with(store.call_rates.clone());
+    let mut tables: Vec<CallRateTable> = Vec::new();
+    for band in book.bands() {
+        match tables.last_mut() {
+            Some(t) if (t.currency, t.market.as_str(), t.effective) == (band.currency, band.market.as_str(), band.effective) => t.bands += 1,
+            _ => tables.push(CallRateTable {
+                currency: band.currency,
+                market: band.market.clone(),
+                effective: band.effective,
+                bands: 1,
+                source: band.source.to_string(),
+                partial: band.partial,
+            }),
+        }
+    }
+    tables
 }
 
 /// One range of `rates coverage`.

@@ -51,6 +51,7 @@ pub fn run(args: ReconcileArgs) -> Result<ExitCode> {
         eprintln!("note: {note}");
     }
     let mut engine = Engine::new(&setup.accounts, &setup.rates, &setup.tiers, MarketTable::builtin());
+    engine.call_rates = &setup.call_rates;
     engine.what_if = args.engine.what_if();
     let events = std::mem::take(&mut loaded.events);
     let result = reconcile(&engine, events, &loaded.notices);

@@ -82,7 +82,7 @@ pub fn run(args: SandboxArgs) -> Result<ExitCode> {
         }
     }
     let setup = args.pricing.setup()?;
-    let pricing = Arc::new(Pricing { accounts: setup.accounts, rates: setup.rates, tiers: setup.tiers, markets: MarketTable::builtin() });
+    let pricing = Arc::new(Pricing { accounts: setup.accounts, rates: setup.rates, tiers: setup.tiers, markets: MarketTable::builtin(), call_rates: setup.call_rates });
     let options = Options {
         sent_after: SignedDuration::from_secs(args.sent_after.into()),
         delivered_after: SignedDuration::from_secs(args.delivered_after.max(args.sent_after).into()),

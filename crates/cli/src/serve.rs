@@ -250,7 +250,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         tokens,
         webhook_bytes_max,
         events_bytes_max: file.events_bytes_max.unwrap_or(wameter_server::EVENTS_BYTES_MAX_DEFAULT),
-        pricing: Pricing { accounts: setup.accounts, rates: setup.rates, tiers: setup.tiers, markets: MarketTable::builtin() },
+        pricing: Pricing { accounts: setup.accounts, rates: setup.rates, tiers: setup.tiers, markets: MarketTable::builtin(), call_rates: setup.call_rates },
         billing: setup.billing,
         guard,
         alert_url,

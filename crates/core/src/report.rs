@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use crate::charge::Charge;
+use crate::rules::calling::CallCharge;
 use crate::money::Currency;
 
 /// Totals for one currency (interfaces §4 `totals`).
@@ -18,6 +19,8 @@ pub struct Totals {
     pub billable_messages: u64,
     /// Conversations opened (CBP; plus PMP free entry point windows).
     pub conversations: u64,
+    /// Calls billed (their amounts are in `amount`).
+    pub billable_calls: u64,
 }
 
 /// Totals per currency, sorted by currency code.
@@ -29,12 +32,36 @@ pub fn totals(charges: &[Charge]) -> Vec<Totals> {
             amount: Decimal::ZERO,
             billable_messages: 0,
             conversations: 0,
+            billable_calls: 0,
         });
         totals.amount += charge.amount;
         totals.billable_messages += u64::from(charge.billable);
         totals.conversations += u64::from(charge.opens_conversation);
     }
     by_currency.into_values().collect()
+}
+
+/// Totals of charges and calls together, per currency (interfaces §4:
+/// `totals.amount` sums both).
+pub fn totals_with_calls(charges: &[Charge], calls: &[CallCharge]) -> Vec<Totals> {
+    let mut all = totals(charges);
+    add_calls(&mut all, calls);
+    all
+}
+
+/// Adds calls' amounts and counts to totals, keeping them sorted by currency.
+pub fn add_calls(totals: &mut Vec<Totals>, calls: &[CallCharge]) {
+    for call in calls {
+        let index = match totals.binary_search_by(|t| t.currency.cmp(&call.currency)) {
+            Ok(index) => index,
+            Err(index) => {
+                totals.insert(index, Totals { currency: call.currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
+                index
+            }
+        };
+        totals[index].amount += call.amount;
+        totals[index].billable_calls += u64::from(call.billable);
+    }
 }
 
 /// One line of the month × category × market summary.

@@ -93,6 +93,10 @@ struct RawRules {
     utility_free_in_csw: bool,
     #[serde(default)]
     free_entry_point_7_days: bool,
+    #[serde(default)]
+    failed_calls_free: bool,
+    #[serde(default)]
+    call_bands_count_seconds: bool,
 }
 
 #[derive(Deserialize)]
@@ -284,7 +288,12 @@ fn businesses(name: &str, raw: Vec<RawBusiness>, rules: RawRules) -> Result<Acco
         }
         businesses.push(business);
     }
-    Ok(Accounts::new(businesses, RuleOptions { utility_free_in_csw: rules.utility_free_in_csw, free_entry_point_7_days: rules.free_entry_point_7_days }))
+    Ok(Accounts::new(businesses, RuleOptions {
+            utility_free_in_csw: rules.utility_free_in_csw,
+            free_entry_point_7_days: rules.free_entry_point_7_days,
+            failed_calls_free: rules.failed_calls_free,
+            call_bands_count_seconds: rules.call_bands_count_seconds,
+        }))
 }
 
 #[cfg(test)]

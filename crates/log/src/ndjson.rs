@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde::de::{self, Visitor};
 use wameter_core::category::TemplateCategory;
-use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, StatusDetail, Template, UserId};
+use wameter_core::event::{Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, StatusDetail, Template, UserId};
 use wameter_core::notice::{Notice, NoticeKind};
 use wameter_meta::webhook::{self, Ignored, WebhookItems};
 
@@ -104,6 +104,9 @@ struct RawEvent<'a> {
     #[serde(borrow)]
     status: Option<Cow<'a, str>>,
     error: Option<serde_json::Value>,
+    #[serde(borrow)]
+    direction: Option<Cow<'a, str>>,
+    duration: Option<serde_json::Value>,
     object: Option<serde_json::Value>,
     pricing: Option<serde_json::Value>,
     conversation: Option<serde_json::Value>,
@@ -148,7 +151,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             .map(|items| Parsed::Webhook(Box::new(items)))
             .map_err(|p| fail(Some(&p.path), p.message));
     }
-    let event_type = raw.event_type.ok_or_else(|| fail(Some("type"), "missing (inbound, outbound, status or a notice type)".into()))?;
+    let event_type = raw.event_type.ok_or_else(|| fail(Some("type"), "missing (inbound, outbound, status, call or a notice type)".into()))?;
     if NoticeKind::TYPES.contains(&&*event_type) {
         let mut notice: Notice = serde_json::from_str(trimmed).map_err(|e| fail(None, format!("{event_type} notice: {e}")))?;
         notice.origin = origin;
@@ -237,7 +240,34 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             let detail = (detail != StatusDetail::default()).then(|| Box::new(detail));
             EventKind::Status { id: required(raw.id, "id")?, status, error, detail }
         }
-        other => return Err(fail(Some("type"), format!("`{other}` is not one of: inbound, outbound, status"))),
+        "call" => {
+            let direction_text = raw.direction.ok_or_else(|| fail(Some("direction"), "required for call events".into()))?;
+            let direction = CallDirection::parse(direction_text.trim()).ok_or_else(|| {
+                fail(Some("direction"), format!("`{direction_text}` is not one of: business_initiated, user_initiated"))
+            })?;
+            let duration_seconds = match raw.duration {
+                None | Some(serde_json::Value::Null) => 0,
+                Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|n| n <= u64::from(u32::MAX)) => n.as_u64().unwrap_or(0) as u32,
+                Some(other) => return Err(fail(Some("duration"), format!("`{other}` is not a whole number of seconds"))),
+            };
+            let error = match raw.error {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64(),
+                Some(other) => return Err(fail(Some("error"), format!("`{other}` is not an integer error code"))),
+            };
+            // Unknown statuses are kept as written (decision D16).
+            let status = raw.status.map_or_else(|| CallStatus::default_for(duration_seconds), |text| CallStatus::parse(&text));
+            EventKind::Call(Box::new(Call {
+                business: required(raw.business, "business")?,
+                user: user(raw.user)?,
+                id: required(raw.id, "id")?,
+                direction,
+                duration_seconds,
+                status,
+                error,
+            }))
+        }
+        other => return Err(fail(Some("type"), format!("`{other}` is not one of: inbound, outbound, status, call"))),
     };
     Ok(Parsed::Event(Event { at, origin, kind }))
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 use wameter_core::charge::Charge;
 use wameter_core::engine::WhatIf;
 use wameter_core::money::format_amount;
-use wameter_core::report::{Totals, totals};
+use wameter_core::report::{Totals, totals_with_calls};
+use wameter_core::rules::calling::CallCharge;
 
 /// One charge as the document prints it.
 #[derive(Serialize)]
@@ -105,6 +106,71 @@ struct TotalsJson {
     amount: String,
     billable_messages: u64,
     conversations: u64,
+    /// Only when the document has calls, so documents without them keep
+    /// their exact shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    billable_calls: Option<u64>,
+}
+
+/// One call as the document prints it (interfaces §4, `calls`), with
+/// `local_date`, `status`, `uncertain`, `error` and `rates_file` besides.
+#[derive(Serialize)]
+pub struct CallJson<'a> {
+    call_id: &'a str,
+    business: &'a str,
+    user: String,
+    direction: &'static str,
+    started_at: String,
+    local_date: String,
+    duration_seconds: u32,
+    pulses: u64,
+    billable: bool,
+    uncertain: bool,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<i64>,
+    market: &'a str,
+    currency: &'a str,
+    rate_per_minute: Option<String>,
+    amount: String,
+    tier: Option<&'a str>,
+    ruleset: &'static str,
+    rule: &'static str,
+    reason: &'a str,
+    /// The calling-rate file, and `partial` when it lacks other markets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rates_file: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    rates_partial: bool,
+}
+
+impl<'a> From<&'a CallCharge> for CallJson<'a> {
+    fn from(call: &'a CallCharge) -> Self {
+        CallJson {
+            call_id: &call.call_id,
+            business: &call.business,
+            user: call.user.to_string(),
+            direction: call.direction.as_str(),
+            started_at: call.started_at.to_string(),
+            local_date: call.local_date.to_string(),
+            duration_seconds: call.duration_seconds,
+            pulses: call.pulses,
+            billable: call.billable,
+            uncertain: call.uncertain,
+            status: call.status.as_str(),
+            error: call.error,
+            market: &call.market,
+            currency: call.currency.code(),
+            rate_per_minute: call.rate_per_minute.map(format_amount),
+            amount: format_amount(call.amount),
+            tier: call.tier.as_deref(),
+            ruleset: call.ruleset,
+            rule: call.rule,
+            reason: &call.reason,
+            rates_file: call.rates_source.as_ref().map(|(file, _)| &**file),
+            rates_partial: call.rates_source.as_ref().is_some_and(|(_, partial)| *partial),
+        }
+    }
 }
 
 /// A warning in the document. Where it came from is a file and line for a
@@ -142,16 +208,19 @@ struct WhatIfJson {
 }
 
 /// Writes the document, streaming the charges.
-pub fn write_document(out: &mut impl Write, charges: &[Charge], warnings: &[WarningJson], what_if: WhatIf) -> std::io::Result<()> {
+pub fn write_document(out: &mut impl Write, charges: &[Charge], calls: &[CallCharge], warnings: &[WarningJson], what_if: WhatIf) -> std::io::Result<()> {
     let lines = charges.iter().map(|charge| serde_json::to_string(&ChargeJson::from(charge)).map_err(std::io::Error::from));
-    write_document_lines(out, lines, &totals(charges), warnings, what_if)
+    let call_lines = calls.iter().map(|call| serde_json::to_string(&CallJson::from(call))).collect::<Result<Vec<_>, _>>()?;
+    write_document_lines(out, lines, &call_lines, &totals_with_calls(charges, calls), warnings, what_if)
 }
 
 /// Writes the document from charges already serialised as [`ChargeJson`]
-/// (e.g. kept by the server) and their totals.
+/// (e.g. kept by the server), calls as [`CallJson`], and their totals.
+/// The `calls` key is written only when there are calls (interfaces §4).
 pub fn write_document_lines<L: AsRef<str>>(
     out: &mut impl Write,
     lines: impl IntoIterator<Item = std::io::Result<L>>,
+    calls: &[String],
     totals: &[Totals],
     warnings: &[WarningJson],
     what_if: WhatIf,
@@ -164,6 +233,15 @@ pub fn write_document_lines<L: AsRef<str>>(
         empty = false;
     }
     out.write_all(if empty { b"],\n" } else { b"\n  ],\n" })?;
+    if !calls.is_empty() {
+        out.write_all(b"  \"calls\": [")?;
+        for (n, call) in calls.iter().enumerate() {
+            out.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
+            out.write_all(call.as_bytes())?;
+        }
+        out.write_all(b"\n  ],\n")?;
+    }
+    let with_calls = !calls.is_empty();
     let totals: Vec<TotalsJson> = totals
         .iter()
         .map(|t| TotalsJson {
@@ -171,6 +249,7 @@ pub fn write_document_lines<L: AsRef<str>>(
             amount: format_amount(t.amount),
             billable_messages: t.billable_messages,
             conversations: t.conversations,
+            billable_calls: with_calls.then_some(t.billable_calls),
         })
         .collect();
     out.write_all(b"  \"totals\": ")?;
@@ -179,7 +258,7 @@ pub fn write_document_lines<L: AsRef<str>>(
         [one] => serde_json::to_writer(&mut *out, one)?,
         [] => serde_json::to_writer(
             &mut *out,
-            &TotalsJson { currency: "USD".into(), amount: "0".into(), billable_messages: 0, conversations: 0 },
+            &TotalsJson { currency: "USD".into(), amount: "0".into(), billable_messages: 0, conversations: 0, billable_calls: with_calls.then_some(0) },
         )?,
         many => serde_json::to_writer(&mut *out, many)?,
     }

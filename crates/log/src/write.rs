@@ -50,6 +50,19 @@ pub fn event_line(event: &Event) -> String {
                 write_detail(&mut line, detail);
             }
         }
+        EventKind::Call(call) => {
+            line.insert("type".into(), "call".into());
+            line.insert("at".into(), at);
+            line.insert("business".into(), (&*call.business).into());
+            insert_user(&mut line, &call.user);
+            line.insert("id".into(), (&*call.id).into());
+            line.insert("direction".into(), call.direction.as_str().into());
+            line.insert("duration".into(), call.duration_seconds.into());
+            line.insert("status".into(), call.status.as_str().into());
+            if let Some(error) = call.error {
+                line.insert("error".into(), error.into());
+            }
+        }
     }
     Value::Object(line).to_string()
 }

@@ -25,7 +25,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use wameter_core::category::PricingModel;
 use wameter_core::charge::Charge;
-use wameter_core::event::EntryPoint;
+use wameter_core::event::{CallDirection, EntryPoint};
 use wameter_core::window::DAY;
 
 /// The Graph API version from which a PMP status carries `conversation`
@@ -133,6 +133,55 @@ impl Sender<'_> {
         value.insert("statuses".into(), json!([object]));
         self.envelope(Value::Object(value))
     }
+
+    /// A call's `terminate` event (field `calls`), as Meta sends it when a
+    /// call ends: `start_time`, `end_time` and `duration` only when it was
+    /// picked up (Meta's calling webhook reference).
+    pub fn call_terminate(&self, call: &CallEnd<'_>) -> Value {
+        let (from, to) = match call.direction {
+            CallDirection::BusinessInitiated => (self.display_phone_number, call.user_wa_id),
+            CallDirection::UserInitiated => (call.user_wa_id, self.display_phone_number),
+        };
+        let mut object = json!({
+            "id": call.id,
+            "from": from,
+            "to": to,
+            "event": "terminate",
+            "timestamp": call.ended_at.as_second().to_string(),
+            "direction": call.direction.as_str().to_ascii_uppercase(),
+            "status": call.status.to_ascii_uppercase(),
+        });
+        if call.duration_seconds > 0 {
+            object["start_time"] = json!(call.started_at.as_second().to_string());
+            object["end_time"] = json!(call.ended_at.as_second().to_string());
+            object["duration"] = json!(call.duration_seconds);
+        }
+        let mut value = self.value();
+        value.insert("contacts".into(), json!([{"profile": {"name": "User"}, "wa_id": call.user_wa_id}]));
+        value.insert("calls".into(), json!([object]));
+        let mut body = self.envelope(Value::Object(value));
+        body["entry"][0]["changes"][0]["field"] = json!("calls");
+        body
+    }
+}
+
+/// A call that ended, for [`Sender::call_terminate`].
+#[derive(Clone, Copy, Debug)]
+pub struct CallEnd<'a> {
+    /// The call id (`wacid…`).
+    pub id: &'a str,
+    /// The user's number without `+`.
+    pub user_wa_id: &'a str,
+    /// Who placed it.
+    pub direction: CallDirection,
+    /// When it was picked up (or placed, if it never was).
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub ended_at: Timestamp,
+    /// Seconds connected; 0 = never picked up.
+    pub duration_seconds: u32,
+    /// `completed` or `failed`, as Meta ends calls.
+    pub status: &'a str,
 }
 
 /// A user's message, for [`Sender::user_text`].

@@ -24,7 +24,7 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use wameter_core::event::{
-    DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, MetaConversation, MetaPricing, Origin, StatusDetail,
+    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, MetaConversation, MetaPricing, Origin, StatusDetail,
     UserId,
 };
 use wameter_core::notice::{CountryStart, Notice, NoticeKind, TemplateRef};
@@ -150,6 +150,15 @@ pub fn unix_time(value: &Value) -> Result<Timestamp, String> {
     };
     let seconds = seconds.ok_or_else(|| format!("{value} is not UNIX seconds"))?;
     Timestamp::from_second(seconds).map_err(|e| format!("{seconds} is out of range ({e})"))
+}
+
+/// Whole seconds, as a number or a numeric string; `None` otherwise.
+fn seconds(value: &Value) -> Option<u32> {
+    match value {
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Value::String(s) => s.trim().parse::<u32>().ok(),
+        _ => None,
+    }
 }
 
 fn problem(path: &str, message: impl Into<String>) -> Problem {
@@ -432,9 +441,23 @@ impl Reader {
         });
     }
 
+    /// Field `calls`: a user's `connect` opens the window at once (the
+    /// earliest sign of the call); every `terminate` becomes a [`Call`]
+    /// (interfaces §1). Other call events (a business call's `connect`,
+    /// SIP `call_created`, recordings) and call `statuses` (RINGING,
+    /// ACCEPTED, REJECTED) bill nothing: they are reported as ignored.
     fn calls_change(&mut self, value: &Map<String, Value>, context: &Context) {
         let business = value.get("metadata").and_then(|m| m.get("phone_number_id")).and_then(id_text);
         let path = &context.path;
+        if let Some(statuses) = value.get("statuses").and_then(Value::as_array) {
+            for (k, status) in statuses.iter().enumerate() {
+                let name = status.get("status").and_then(Value::as_str).unwrap_or("(none)");
+                self.ignore(format!("call status {name}"), format!("{path}.statuses[{k}]"));
+            }
+            if !value.contains_key("calls") {
+                return;
+            }
+        }
         let Some(calls) = self.array(value, "calls", path) else {
             return self.ignore("calls change without calls".into(), path.clone());
         };
@@ -444,14 +467,18 @@ impl Reader {
                 self.problem(path, "not an object");
                 continue;
             };
-            let direction = call.get("direction").and_then(Value::as_str).unwrap_or("");
+            let direction_text = call.get("direction").and_then(Value::as_str).unwrap_or("");
             let event = call.get("event").and_then(Value::as_str).unwrap_or("");
-            // Only a call the user starts opens the window (docs/rules.md §3.1);
-            // its later events (terminate…) are the same call.
-            if !direction.eq_ignore_ascii_case("USER_INITIATED") || event != "connect" {
-                self.ignore(format!("call {} {}", direction.to_ascii_lowercase(), event), path);
+            let direction = CallDirection::parse(direction_text);
+            let user_initiated = direction == Some(CallDirection::UserInitiated);
+            if event != "terminate" && !(event == "connect" && user_initiated) {
+                self.ignore(format!("call {} {}", direction_text.to_ascii_lowercase(), event), path);
                 continue;
             }
+            let Some(direction) = direction else {
+                self.problem(format!("{path}.direction"), format!("`{direction_text}` is not BUSINESS_INITIATED or USER_INITIATED"));
+                continue;
+            };
             let at = match call.get("timestamp").map(unix_time) {
                 Some(Ok(at)) => at,
                 Some(Err(e)) => {
@@ -463,8 +490,11 @@ impl Reader {
                     continue;
                 }
             };
-            let user = match user_from(call, "from", "from_user_id", &path) {
-                Ok(user) => user,
+            // The user is the caller of a user-initiated call, the callee
+            // of a business-initiated one.
+            let (phone_key, bsuid_key) = if user_initiated { ("from", "from_user_id") } else { ("to", "to_user_id") };
+            let user = match user_from(call, phone_key, bsuid_key, &path) {
+                Ok(user) => self.with_country(user),
                 Err(p) => {
                     self.items.problems.push(p);
                     continue;
@@ -472,10 +502,52 @@ impl Reader {
             };
             let Some(business) = self.business(business.as_deref(), &context.path) else { continue };
             let id = call.get("id").and_then(id_text);
+            if event == "connect" {
+                self.items.events.push(Event {
+                    at,
+                    origin: self.origin,
+                    kind: EventKind::Inbound { business, user, id, entry_point: None, kind: InboundKind::Call },
+                });
+                continue;
+            }
+            let Some(id) = id else {
+                self.problem(format!("{path}.id"), "missing");
+                continue;
+            };
+            // `start_time` is the pickup; a call never picked up has none,
+            // and starts (as far as the webhook tells) when it ended.
+            let started = match call.get("start_time").map(unix_time) {
+                Some(Ok(start)) => start,
+                Some(Err(e)) => {
+                    self.problem(format!("{path}.start_time"), e);
+                    continue;
+                }
+                None => at,
+            };
+            let duration_seconds = match call.get("duration") {
+                None | Some(Value::Null) => 0,
+                Some(value) => match seconds(value) {
+                    Some(seconds) => seconds,
+                    None => {
+                        self.problem(format!("{path}.duration"), format!("{value} is not a whole number of seconds"));
+                        continue;
+                    }
+                },
+            };
+            let error = call
+                .get("errors")
+                .and_then(Value::as_array)
+                .and_then(|errors| errors.first())
+                .and_then(|e| e.get("code"))
+                .and_then(Value::as_i64);
+            let status = match call.get("status").and_then(Value::as_str) {
+                Some(text) => CallStatus::parse(text),
+                None => CallStatus::default_for(duration_seconds),
+            };
             self.items.events.push(Event {
-                at,
+                at: started,
                 origin: self.origin,
-                kind: EventKind::Inbound { business, user, id, entry_point: None, kind: InboundKind::Call },
+                kind: EventKind::Call(Box::new(Call { business, user, id, direction, duration_seconds, status, error })),
             });
         }
     }

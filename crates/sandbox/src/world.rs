@@ -857,7 +857,7 @@ impl World {
         });
         let warnings: Vec<WarningJson> = unpriced.chain(warned).collect();
         let mut out = Vec::new();
-        write_document(&mut out, &report.charges, &warnings, Default::default()).expect("writing to memory cannot fail");
+        write_document(&mut out, &report.charges, &report.calls, &warnings, Default::default()).expect("writing to memory cannot fail");
         out
     }
 

@@ -47,7 +47,7 @@ fn main() {
         &format!("[[business]]\nphone_number_id = \"{BUSINESS}\"\nwaba = \"419561257915477\"\ntimezone = \"America/Sao_Paulo\"\ncurrency = \"USD\"\n"),
     )
     .expect("accounts");
-    let pricing = Pricing { accounts, rates: RateBook::builtin(), tiers: Default::default(), markets: MarketTable::builtin() };
+    let pricing = Pricing { accounts, rates: RateBook::builtin(), tiers: Default::default(), markets: MarketTable::builtin(), call_rates: Default::default() };
     let user = UserId::parse("+5511999990000").expect("user");
     let now: Timestamp = "2026-11-30T12:00:00Z".parse().expect("instant");
     for sends in [2, 9, 40] {

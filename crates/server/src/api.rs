@@ -249,7 +249,7 @@ pub async fn charges(State(state): State<Arc<AppState>>, headers: HeaderMap, Api
     telemetry::charge_query("charges");
     let mut out = Vec::with_capacity(512 * (answer.charges.len() + 1));
     let lines = answer.charges.iter().map(|charge| Ok(charge.line.as_str()));
-    wameter_log::replay_json::write_document_lines(&mut out, lines, &answer.totals, &answer.warnings_json(), Default::default())
+    wameter_log::replay_json::write_document_lines(&mut out, lines, &answer.calls, &answer.totals, &answer.warnings_json(), Default::default())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out).into_response())
 }

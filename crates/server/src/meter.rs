@@ -18,6 +18,7 @@ use wameter_core::charge::Charge;
 use wameter_core::event::{DeliveryStatus, Event, EventKind, Origin, Template, UserId, outbounds_from_pricing};
 use wameter_core::market::MarketTable;
 use wameter_core::money::Currency;
+use wameter_core::ratecard::calling::CallRateBook;
 use wameter_core::ratecard::{RateBook, TierBook};
 use wameter_core::report::Totals;
 use wameter_core::settlement::Month;
@@ -37,12 +38,14 @@ pub struct Pricing {
     pub tiers: TierBook,
     /// Calling code → market.
     pub markets: &'static MarketTable,
+    /// Calling API rates.
+    pub call_rates: CallRateBook,
 }
 
 impl Pricing {
     /// An engine over these tables.
     pub fn engine(&self) -> Engine<'_> {
-        Engine::new(&self.accounts, &self.rates, &self.tiers, self.markets)
+        Engine { call_rates: &self.call_rates, ..Engine::new(&self.accounts, &self.rates, &self.tiers, self.markets) }
     }
 
     /// The WABA of a business phone number (itself when not configured).
@@ -352,6 +355,7 @@ impl MonthState {
                     (Some(business.clone()), None)
                 }
                 EventKind::Inbound { business, .. } => (Some(business.clone()), None),
+                EventKind::Call(call) => (Some(call.business.clone()), None),
             };
             self.notes.insert(id_of(event.origin), EventNote { at: event.at, business, message });
         }
@@ -436,6 +440,8 @@ pub struct KeptCharge {
 pub struct Answer {
     /// The charges.
     pub charges: Vec<KeptCharge>,
+    /// Calls, as the document prints them ([`CallJson`]), in start order.
+    pub calls: Vec<String>,
     /// Per currency.
     pub totals: Vec<Totals>,
     /// `(code, message, stored event id)`, as the document prints them.
@@ -471,7 +477,7 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
     charges.sort_by(|a, b| (a.0, &a.3.fields.business, &a.1, &a.3.fields.message_id).cmp(&(b.0, &b.3.fields.business, &b.1, &b.3.fields.message_id)));
     let mut totals: BTreeMap<Currency, Totals> = BTreeMap::new();
     for (.., currency, charge) in &charges {
-        let entry = totals.entry(*currency).or_insert(Totals { currency: *currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0 });
+        let entry = totals.entry(*currency).or_insert(Totals { currency: *currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
         entry.amount += charge.amount;
         entry.billable_messages += u64::from(charge.fields.billable);
         entry.conversations += u64::from(charge.fields.opens_conversation);
@@ -490,7 +496,7 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
     if inferred > 0 {
         warnings.push(("outbound_inferred".into(), wameter_log::replay_json::outbound_inferred_message(inferred), None));
     }
-    Answer { charges: charges.into_iter().map(|(.., charge)| charge).collect(), totals: totals.into_values().collect(), warnings }
+    Answer { charges: charges.into_iter().map(|(.., charge)| charge).collect(), calls: Vec::new(), totals: totals.into_values().collect(), warnings }
 }
 
 impl Answer {

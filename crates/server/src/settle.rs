@@ -290,7 +290,7 @@ portfolio = "P"
 "#,
         )
         .unwrap();
-        Pricing { accounts, rates: Default::default(), tiers: Default::default(), markets: MarketTable::builtin() }
+        Pricing { accounts, rates: Default::default(), tiers: Default::default(), markets: MarketTable::builtin(), call_rates: Default::default() }
     }
 
     fn mark(id: i64, business: &str, month: &str) -> UnsettledMark {

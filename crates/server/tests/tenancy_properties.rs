@@ -114,7 +114,7 @@ fn state(dir: &std::path::Path) -> Arc<AppState> {
         tokens,
         webhook_bytes_max: wameter_server::WEBHOOK_BYTES_MAX_DEFAULT,
         events_bytes_max: wameter_server::EVENTS_BYTES_MAX_DEFAULT,
-        pricing: Pricing { accounts, rates: RateBook::builtin(), tiers: Default::default(), markets: MarketTable::builtin() },
+        pricing: Pricing { accounts, rates: RateBook::builtin(), tiers: Default::default(), markets: MarketTable::builtin(), call_rates: Default::default() },
         billing: Default::default(),
         guard: None,
         alert_url: None,

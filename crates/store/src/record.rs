@@ -13,7 +13,7 @@ use wameter_core::settlement::months_touched;
 pub struct EventRecord {
     /// Unique per fact; equal for what replay counts as a duplicate.
     pub dedupe_key: String,
-    /// `inbound`, `outbound` or `status`.
+    /// `inbound`, `outbound`, `status` or `call`.
     pub kind: &'static str,
     /// Business phone number id, when the event names it (a status that
     /// names one belongs to that business's message only).
@@ -101,6 +101,22 @@ impl EventRecord {
                     charged_business,
                 }
             }
+            EventKind::Call(call) => EventRecord {
+                // Only an identical copy is a duplicate here: copies that
+                // differ are all kept, and the engine prices the earliest
+                // and warns (`rules::calling`), as a replay does.
+                dedupe_key: format!("call/{}/{}/{}", call.business, call.id, sha256_hex(line.as_bytes())),
+                kind: "call",
+                business: Some(call.business.to_string()),
+                user: Some(call.user.to_string()),
+                message_id: Some(call.id.to_string()),
+                at_us,
+                inbound: call.opens_window(),
+                delivered: false,
+                ends_flight: false,
+                charged_business: call.business.to_string(),
+                line,
+            },
         }
     }
 }

@@ -523,6 +523,8 @@ pub enum RateFile {
     Card(RateCard),
     /// Volume-tier bands (simple CSV or Meta's "Volume tiers (CSV)").
     Tiers(Vec<TierBand>),
+    /// Calling API rates (`effective,currency,market,minutes_from,…`).
+    CallRates(Vec<calling::CallBand>),
 }
 
 /// The layouts [`check_rate_file`] recognises.
@@ -534,6 +536,8 @@ pub enum RateFileLayout {
     MetaTiers,
     /// `effective,currency,market,category,from,to,rate`.
     SimpleTiers,
+    /// `effective,currency,market,minutes_from,minutes_to,rate_per_minute`.
+    CallRates,
 }
 
 impl RateFileLayout {
@@ -542,7 +546,10 @@ impl RateFileLayout {
     /// as a rate card.
     pub fn detect(text: &str) -> RateFileLayout {
         let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-        let simple = first.to_ascii_lowercase().replace(' ', "");
+        let simple = first.trim_start_matches('\u{feff}').to_ascii_lowercase().replace(' ', "");
+        if simple.starts_with("effective,currency,market") && simple.contains("minutes_from") {
+            return RateFileLayout::CallRates;
+        }
         if simple.starts_with("effective,currency,market") {
             return RateFileLayout::SimpleTiers;
         }
@@ -562,6 +569,7 @@ impl RateFileLayout {
             RateFileLayout::MetaRates => "Meta rate card",
             RateFileLayout::MetaTiers => "Meta volume tiers",
             RateFileLayout::SimpleTiers => "volume tiers (simple CSV)",
+            RateFileLayout::CallRates => "calling rates",
         }
     }
 }
@@ -581,6 +589,10 @@ pub fn check_rate_file(name: &str, text: &str) -> (RateFileLayout, Checked<RateF
         RateFileLayout::SimpleTiers => {
             let Checked { value, problems } = TierBook::check_simple_csv(name, text);
             Checked { value: value.map(RateFile::Tiers), problems }
+        }
+        RateFileLayout::CallRates => {
+            let Checked { value, problems } = calling::CallRateBook::check_csv(name, text);
+            Checked { value: value.map(RateFile::CallRates), problems }
         }
     };
     (layout, checked)

@@ -237,7 +237,13 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
                 charge.uncertain = uncertain;
                 charge.rule = "business-initiated-connected";
                 if local_date < CALLING_FROM {
-                    report.errors.push(no_rate(&call, origin, format!("the call is dated {local_date}, before the Calling API billed calls ({CALLING_FROM})")));
+                    report.errors.push(PricingError {
+                        message_id: call.id.clone(),
+                        origin,
+                        message: format!(
+                            "business-initiated call that connected is dated {local_date}, before the Calling API billed calls ({CALLING_FROM}): check its timestamp"
+                        ),
+                    });
                     continue;
                 }
                 let ladder = rates.ladder(business.currency, &found.market, local_date);
