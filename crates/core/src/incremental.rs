@@ -49,7 +49,7 @@ use crate::engine::{
     Settler, StatusSummary,
 };
 use crate::event::{Event, EventKind, InboundKind, MetaPricing, Origin, Template, UserId};
-use crate::rules::{self, calling::{CallReport, TimedCall}};
+use crate::rules::{self, calling::{CallCharge, CallReport, TimedCall}};
 use crate::window::ContactState;
 
 // Keys come from the user's own events and iteration order never reaches
@@ -440,6 +440,11 @@ impl MeterState {
             ledger.counters.publish(&mut counters);
         }
         Report { charges, calls: self.calls_priced.calls.clone(), warnings, errors, stats, counters }
+    }
+
+    /// The calls so far, priced, in start order (the report's, not copied).
+    pub fn calls(&self) -> &[CallCharge] {
+        &self.calls_priced.calls
     }
 
     /// The charges so far, in delivery order (the report's, not copied).

@@ -100,6 +100,32 @@ pub struct ChargeLine {
     pub rules_status: String,
 }
 
+/// A call line of the document read back: what a reader orders and sums
+/// by. Written by [`CallJson`].
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct CallLine {
+    /// The call id.
+    pub call_id: String,
+    /// Business phone number id.
+    pub business: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// Business-local start date, `YYYY-MM-DD`.
+    pub local_date: String,
+    /// `business_initiated` or `user_initiated`.
+    pub direction: String,
+    /// Market.
+    pub market: String,
+    /// Whether Meta bills it.
+    pub billable: bool,
+    /// 6-second pulses.
+    pub pulses: u64,
+    /// ISO 4217.
+    pub currency: String,
+    /// Exact decimal, as text.
+    pub amount: String,
+}
+
 #[derive(Serialize)]
 struct TotalsJson {
     currency: String,

@@ -266,8 +266,18 @@ pub struct CostRow {
     messages: u64,
     /// Messages with `billable: true`.
     billable_messages: u64,
+    /// Calls (category `call`), when there are any.
+    #[serde(skip_serializing_if = "is_zero")]
+    calls: u64,
+    /// Calls billed.
+    #[serde(skip_serializing_if = "is_zero")]
+    billable_calls: u64,
     /// Sum of amounts (exact decimal).
     amount: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A total per currency.
@@ -279,6 +289,12 @@ pub struct CostTotal {
     messages: u64,
     /// Billable messages.
     billable_messages: u64,
+    /// Calls, when there are any.
+    #[serde(skip_serializing_if = "is_zero")]
+    calls: u64,
+    /// Calls billed.
+    #[serde(skip_serializing_if = "is_zero")]
+    billable_calls: u64,
     /// Sum of amounts.
     amount: String,
 }
@@ -320,8 +336,9 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
     }
     let answer = answer(&state, &headers, &query).await?;
     telemetry::charge_query("reports_costs");
-    let mut rows: BTreeMap<(Vec<String>, String), (u64, u64, Decimal)> = BTreeMap::new();
-    let mut totals: BTreeMap<String, (u64, u64, Decimal)> = BTreeMap::new();
+    // (messages, billable messages, calls, billable calls, amount).
+    let mut rows: BTreeMap<(Vec<String>, String), (u64, u64, u64, u64, Decimal)> = BTreeMap::new();
+    let mut totals: BTreeMap<String, (u64, u64, u64, u64, Decimal)> = BTreeMap::new();
     for kept in &answer.charges {
         let charge = &kept.fields;
         let key: Vec<String> = group_by
@@ -338,7 +355,29 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
         for entry in [rows.entry((key, charge.currency.clone())).or_default(), totals.entry(charge.currency.clone()).or_default()] {
             entry.0 += 1;
             entry.1 += u64::from(charge.billable);
-            entry.2 += kept.amount;
+            entry.4 += kept.amount;
+        }
+    }
+    // Calls are a category of their own (`call`), their model `calling`
+    // and their type the direction.
+    for line in &answer.calls {
+        let call: wameter_log::replay_json::CallLine = serde_json::from_str(line).map_err(|e| ApiError::internal(format!("kept call does not read: {e}")))?;
+        let amount: Decimal = call.amount.parse().map_err(|_| ApiError::internal(format!("kept call {} has no decimal amount", call.call_id)))?;
+        let key: Vec<String> = group_by
+            .iter()
+            .map(|dimension| match dimension.as_str() {
+                "month" => call.local_date.get(..7).unwrap_or_default().to_string(),
+                "category" => "call".to_string(),
+                "market" => call.market.clone(),
+                "business" => call.business.clone(),
+                "pricing_model" => "calling".to_string(),
+                _ => call.direction.clone(),
+            })
+            .collect();
+        for entry in [rows.entry((key, call.currency.clone())).or_default(), totals.entry(call.currency.clone()).or_default()] {
+            entry.2 += 1;
+            entry.3 += u64::from(call.billable);
+            entry.4 += amount;
         }
     }
     Ok(Json(CostReport {
@@ -346,17 +385,26 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
         to: query.to.clone(),
         rows: rows
             .into_iter()
-            .map(|((key, currency), (messages, billable_messages, amount))| CostRow {
+            .map(|((key, currency), (messages, billable_messages, calls, billable_calls, amount))| CostRow {
                 key: group_by.iter().cloned().zip(key).collect(),
                 currency,
                 messages,
                 billable_messages,
+                calls,
+                billable_calls,
                 amount: format_amount(amount),
             })
             .collect(),
         totals: totals
             .into_iter()
-            .map(|(currency, (messages, billable_messages, amount))| CostTotal { currency, messages, billable_messages, amount: format_amount(amount) })
+            .map(|(currency, (messages, billable_messages, calls, billable_calls, amount))| CostTotal {
+                currency,
+                messages,
+                billable_messages,
+                calls,
+                billable_calls,
+                amount: format_amount(amount),
+            })
             .collect(),
         warnings: answer.warnings_json().iter().map(|w| serde_json::to_value(w).unwrap_or_default()).collect(),
         group_by,

@@ -24,7 +24,8 @@ use wameter_core::report::Totals;
 use wameter_core::settlement::Month;
 use wameter_core::window::DAY;
 use wameter_log::Parsed;
-use wameter_log::replay_json::{ChargeJson, ChargeLine, WarningJson};
+use wameter_core::rules::calling::CallCharge;
+use wameter_log::replay_json::{CallJson, CallLine, ChargeJson, ChargeLine, WarningJson};
 use wameter_store::{ChargeRow, Settled, StoredEvent, WarningRow};
 
 /// Rate cards, tiers, markets and businesses: everything the engine needs
@@ -218,6 +219,17 @@ fn in_month(charge: &Charge, businesses: &BTreeSet<String>, month: Month) -> boo
     businesses.contains(&*charge.business) && Month::of(charge.trail.local_date) == month
 }
 
+/// A call as the store keeps it: its line in the document ([`CallJson`]),
+/// which starts with `{"call_id"` (how a kept row is told from a charge).
+fn call_line(call: &CallCharge) -> String {
+    serde_json::to_string(&CallJson::from(call)).unwrap_or_default()
+}
+
+/// Whether a kept row is a call's ([`call_line`]).
+fn is_call_line(line: &str) -> bool {
+    line.starts_with("{\"call_id\"")
+}
+
 /// A charge as the store keeps it.
 fn charge_row(charge: &Charge) -> ChargeRow {
     ChargeRow {
@@ -294,6 +306,10 @@ pub struct MonthState {
     senders: HashMap<Box<str>, Box<str>>,
     /// The warnings the store keeps for the month, as last written.
     warnings: Vec<WarningRow>,
+    /// The month's calls the store keeps, as last written: (business,
+    /// call id) → line. Calls are kept with the charges (a budget sums
+    /// both), one row each.
+    calls: HashMap<(String, String), String>,
     /// Every event of the month's scope with an id up to this was given
     /// (a committed id the store vouched for before a round's read).
     read_through: i64,
@@ -310,6 +326,7 @@ impl MonthState {
             notes: HashMap::new(),
             senders: HashMap::new(),
             warnings: Vec::new(),
+            calls: HashMap::new(),
             read_through: 0,
         }
     }
@@ -373,6 +390,22 @@ impl MonthState {
                 }
             }
         }
+        let calls: HashMap<(String, String), (i64, String)> = self
+            .meter
+            .calls()
+            .iter()
+            .filter(|call| businesses.contains(&*call.business) && Month::of(call.local_date) == month)
+            .map(|call| ((call.business.to_string(), call.call_id.to_string()), (call.started_at.as_microsecond(), call_line(call))))
+            .collect();
+        for ((business, id), (at_us, line)) in &calls {
+            if whole || self.calls.get(&(business.clone(), id.clone())) != Some(line) {
+                settled.charges.push(ChargeRow { business: business.clone(), delivered_at_us: *at_us, message_id: id.clone(), line: line.clone() });
+            }
+        }
+        if !whole {
+            settled.removed.extend(self.calls.keys().filter(|key| !calls.contains_key(*key)).cloned());
+        }
+        self.calls = calls.into_iter().map(|(key, (_, line))| (key, line)).collect();
         let inferred = self.meter.inferred_charges().filter(|charge| in_month(charge, businesses, month)).count();
         let about = |id: u64| {
             let note = self.notes.get(&id)?;
@@ -453,6 +486,21 @@ pub struct Answer {
 /// touches; `outbound_inferred` is summed across them.
 pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
     let mut unreadable = Vec::new();
+    let (call_rows, rows): (Vec<ChargeRow>, Vec<ChargeRow>) = rows.into_iter().partition(|row| is_call_line(&row.line));
+    let mut calls: Vec<(Timestamp, String, String, Currency, Decimal, bool, String)> = Vec::with_capacity(call_rows.len());
+    for row in call_rows {
+        let read = || -> Option<(Timestamp, CallLine, Currency, Decimal)> {
+            let line: CallLine = serde_json::from_str(&row.line).ok()?;
+            let (currency, amount) = (Currency::parse(&line.currency)?, Decimal::from_str(&line.amount).ok()?);
+            Some((line.started_at.parse().ok()?, line, currency, amount))
+        };
+        match read() {
+            Some((at, line, currency, amount)) => calls.push((at, line.business, line.call_id, currency, amount, line.billable, row.line)),
+            None => unreadable.push(("unreadable_kept_charge".to_string(), format!("{}: kept call does not read: {}", row.message_id, row.line), None)),
+        }
+    }
+    // The engine's order: start, then business and call id.
+    calls.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
     let mut charges: Vec<(Timestamp, UserId, Currency, KeptCharge)> = rows
         .into_iter()
         .filter_map(|row| {
@@ -482,6 +530,11 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
         entry.billable_messages += u64::from(charge.fields.billable);
         entry.conversations += u64::from(charge.fields.opens_conversation);
     }
+    for (_, _, _, currency, amount, billable, _) in &calls {
+        let entry = totals.entry(*currency).or_insert(Totals { currency: *currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
+        entry.amount += *amount;
+        entry.billable_calls += u64::from(*billable);
+    }
     let mut inferred = 0;
     let mut seen = BTreeSet::new();
     let mut warnings = unreadable;
@@ -496,7 +549,8 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
     if inferred > 0 {
         warnings.push(("outbound_inferred".into(), wameter_log::replay_json::outbound_inferred_message(inferred), None));
     }
-    Answer { charges: charges.into_iter().map(|(.., charge)| charge).collect(), calls: Vec::new(), totals: totals.into_values().collect(), warnings }
+    let calls = calls.into_iter().map(|(.., line)| line).collect();
+    Answer { charges: charges.into_iter().map(|(.., charge)| charge).collect(), calls, totals: totals.into_values().collect(), warnings }
 }
 
 impl Answer {

@@ -52,6 +52,8 @@ pub enum Kind {
     Outbound,
     /// A delivery status.
     Status,
+    /// A call (it may open the window, as a user's message does).
+    Call,
 }
 
 impl Kind {
@@ -61,6 +63,7 @@ impl Kind {
             "inbound" => Some(Kind::Inbound),
             "outbound" => Some(Kind::Outbound),
             "status" => Some(Kind::Status),
+            "call" => Some(Kind::Call),
             _ => None,
         }
     }
@@ -133,7 +136,7 @@ impl Kept {
             match row.kind {
                 Kind::Outbound => drop(self.sends.insert(id.clone())),
                 Kind::Status => drop(self.statuses.insert(id.clone())),
-                Kind::Inbound => {}
+                Kind::Inbound | Kind::Call => {}
             }
         }
         self.rows.push(row);
