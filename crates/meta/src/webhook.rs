@@ -472,7 +472,8 @@ impl Reader {
             let direction = CallDirection::parse(direction_text);
             let user_initiated = direction == Some(CallDirection::UserInitiated);
             if event != "terminate" && !(event == "connect" && user_initiated) {
-                self.ignore(format!("call {} {}", direction_text.to_ascii_lowercase(), event), path);
+                let what = if direction_text.is_empty() { format!("call {event}") } else { format!("call {} {event}", direction_text.to_ascii_lowercase()) };
+                self.ignore(what, path);
                 continue;
             }
             let Some(direction) = direction else {
@@ -751,8 +752,35 @@ mod tests {
             "calls":[{"id":"wacid.1","from":"5511999990000","event":"connect","direction":"USER_INITIATED","timestamp":"1751364000"},
                      {"id":"wacid.1","from":"5511999990000","event":"terminate","direction":"USER_INITIATED","timestamp":"1751364100"}]}}]}]}"#)
         .unwrap();
-        assert!(matches!(items.events[..], [Event { kind: EventKind::Inbound { kind: InboundKind::Call, .. }, .. }]));
-        assert_eq!(items.ignored.len(), 1);
+        assert!(matches!(items.events[0], Event { kind: EventKind::Inbound { kind: InboundKind::Call, .. }, .. }));
+        // The terminate is the call itself: never picked up, so it starts
+        // (as far as the webhook says) when it ended, and lasts 0 s.
+        let EventKind::Call(call) = &items.events[1].kind else { panic!("{:?}", items.events[1]) };
+        assert_eq!((call.direction, call.duration_seconds, &call.status), (CallDirection::UserInitiated, 0, &CallStatus::Missed));
+        assert_eq!(items.events[1].at.as_second(), 1751364100);
+        assert!(items.ignored.is_empty());
+    }
+
+    /// Meta's business-initiated terminate: the user is the callee (`to`),
+    /// the call starts at `start_time` and lasts `duration`; a business
+    /// call's `connect`, SIP and recording events and call statuses bill
+    /// nothing and are reported as ignored.
+    #[test]
+    fn a_terminate_is_a_call_and_other_call_events_are_ignored() {
+        let items = parse(r#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"calls","value":{
+            "metadata":{"phone_number_id":"1"},
+            "calls":[{"id":"wacid.2","to":"254700000001","from":"15550001","event":"connect","direction":"BUSINESS_INITIATED","timestamp":"1785000000"},
+                     {"id":"wacid.2","to":"254700000001","from":"15550001","event":"terminate","direction":"BUSINESS_INITIATED","timestamp":"1785000090",
+                      "start_time":"1785000010","end_time":"1785000090","duration":80,"status":"FAILED","errors":[{"code":138021}]},
+                     {"id":"wacid.3","event":"call_recording_available","timestamp":"1785000100"}],
+            "statuses":[{"id":"wacid.2","type":"call","status":"RINGING","timestamp":"1785000001","recipient_id":"254700000001"}]}}]}]}"#)
+        .unwrap();
+        let [Event { at, kind: EventKind::Call(call), .. }] = &items.events[..] else { panic!("{:?}", items.events) };
+        assert_eq!(at.as_second(), 1785000010);
+        assert_eq!(call.user.to_string(), "+254700000001");
+        assert_eq!((call.direction, call.duration_seconds, &call.status, call.error), (CallDirection::BusinessInitiated, 80, &CallStatus::Failed, Some(138021)));
+        let ignored: Vec<&str> = items.ignored.iter().map(|i| i.kind.as_str()).collect();
+        assert_eq!(ignored, ["call status RINGING", "call business_initiated connect", "call call_recording_available"]);
     }
 
     /// Any JSON value, nested a few levels, with keys drawn from the
