@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use wameter_core::category::TemplateCategory;
-use wameter_core::engine::{Engine, Report};
-use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, MetaPricing, Origin, StatusDetail, UserId, outbounds_from_pricing};
+use wameter_core::engine::Report;
+use wameter_core::event::{
+    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, MetaPricing, Origin, StatusDetail, UserId, outbounds_from_pricing,
+};
+use wameter_core::ratecard::calling::CallRateBook;
 use wameter_core::incremental::MeterState;
-use wameter_core::market::MarketTable;
 use wameter_core::ratecard::TierBook;
 
 use super::support::*;
@@ -28,6 +30,10 @@ pub(super) const BASES: [&str; 3] = ["2023-07-30T00:00:00Z", "2026-01-30T00:00:0
 pub(super) enum Step {
     Inbound { business: usize, user: usize, minute: i64, ad: bool },
     Send { business: usize, user: usize, minute: i64, category: Option<u8>, delay: i64, outcome: u8, logged: u8 },
+    /// A call: `kind` 0–1 user-initiated, 2–5 business-initiated (2: never
+    /// connected; 5: ended `failed`); `again` logs a second copy that
+    /// lasts longer and is read later (a conflicting redelivery).
+    Call { business: usize, user: usize, minute: i64, kind: u8, seconds: u32, again: bool },
 }
 
 pub(super) fn step() -> impl Strategy<Value = Step> {
@@ -37,6 +43,8 @@ pub(super) fn step() -> impl Strategy<Value = Step> {
         (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, proptest::option::of(0..3u8), 0..120i64, 0..12u8, 0..6u8).prop_map(
             |(business, user, minute, category, delay, outcome, logged)| Step::Send { business, user, minute, category, delay, outcome, logged }
         ),
+        (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, 0..6u8, 1..900u32, proptest::bool::weighted(0.1))
+            .prop_map(|(business, user, minute, kind, seconds, again)| Step::Call { business, user, minute, kind, seconds, again }),
     ]
 }
 
@@ -48,6 +56,25 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
         match step {
             Step::Inbound { business, user, minute, ad } => {
                 log.inbound_from(BUSINESSES[*business], at(*minute), USERS[*user], ad.then_some(EntryPoint::Ad));
+            }
+            Step::Call { business, user, minute, kind, seconds, again } => {
+                let direction = if *kind < 2 { CallDirection::UserInitiated } else { CallDirection::BusinessInitiated };
+                let duration_seconds = if *kind == 2 { 0 } else { *seconds };
+                let status = if *kind == 5 { CallStatus::Failed } else { CallStatus::default_for(duration_seconds) };
+                let call = Call {
+                    business: BUSINESSES[*business].into(),
+                    user: UserId::parse(USERS[*user]).unwrap(),
+                    id: format!("c{index}").into(),
+                    direction,
+                    duration_seconds,
+                    status,
+                    error: None,
+                };
+                if *again {
+                    let longer = Call { duration_seconds: duration_seconds + 6, ..call.clone() };
+                    log.events.push(Event { at: at(*minute + 1), origin: Origin::default(), kind: EventKind::Call(Box::new(longer)) });
+                }
+                log.events.push(Event { at: at(*minute), origin: Origin::default(), kind: EventKind::Call(Box::new(call)) });
             }
             Step::Send { business, user, minute, category, delay, outcome, logged } => {
                 let business = BUSINESSES[*business];
@@ -116,6 +143,13 @@ pub(super) fn world(conflicted: bool) -> World {
     // Small bands, so that the shared counters decide prices.
     let tiers = "effective,currency,market,category,from,to,rate\n2026-01-01,USD,India,utility,0,2,0.0014\n2026-01-01,USD,India,utility,3,,0.0010\n";
     world.tiers = TierBook::new(TierBook::parse_simple_csv("tiers.csv", tiers).unwrap());
+    // Calling rates with a small first band for every market the users
+    // are in, so that the portfolio's minutes decide prices.
+    let mut calls = String::from("effective,currency,market,minutes_from,minutes_to,rate_per_minute\n");
+    for market in ["Brazil", "India", "Indonesia", "North America", "Other"] {
+        calls.push_str(&format!("2025-08-01,USD,{market},0,3,0.0100\n2025-08-01,USD,{market},4,,0.0050\n"));
+    }
+    world.call_rates = world.call_rates.with(CallRateBook::parse_csv("calls.csv", &calls).unwrap());
     world
 }
 
@@ -149,7 +183,7 @@ proptest! {
         lines_first in any::<bool>(),
     ) {
         let world = world(conflicted);
-        let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+        let engine = world.engine();
         let mut events = build(BASES[base], &steps);
         if doubled {
             // Every line twice (a log read twice, webhooks redelivered).

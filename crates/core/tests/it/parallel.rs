@@ -4,9 +4,8 @@
 //! report, whatever the number of parts.
 
 use proptest::prelude::*;
-use wameter_core::engine::{Engine, Prepared, prepare_in};
+use wameter_core::engine::{Prepared, prepare_in};
 use wameter_core::event::{Event, EventKind, Origin, UserId, outbounds_from_pricing};
-use wameter_core::market::MarketTable;
 
 use super::incremental::{BASES, build, shuffle, step, world};
 
@@ -14,7 +13,7 @@ use super::incremental::{BASES, build, shuffle, step, world};
 fn fingerprint(prepared: &Prepared) -> String {
     // A user's Debug form leaves out the country beside a scoped id.
     let countries: Vec<Option<&str>> = prepared.contacts.iter().map(|contact| contact.user.country()).collect();
-    format!("{:?}\n{countries:?}\n{:?}\n{:?}", prepared.contacts, prepared.warnings, prepared.stats)
+    format!("{:?}\n{countries:?}\n{:?}\n{:?}\n{:?}", prepared.contacts, prepared.warnings, prepared.stats, prepared.calls)
 }
 
 proptest! {
@@ -32,7 +31,7 @@ proptest! {
         recountried in proptest::bool::weighted(0.3),
     ) {
         let world = world(conflicted);
-        let mut engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+        let mut engine = world.engine();
         let mut events = build(BASES[base], &steps);
         if doubled {
             events.extend(events.clone());

@@ -6,9 +6,10 @@ use wameter_core::account::{Accounts, Business, RuleOptions};
 use wameter_core::category::TemplateCategory;
 use wameter_core::charge::Charge;
 use wameter_core::engine::{Engine, Report};
-use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, StatusDetail, Template, UserId};
+use wameter_core::event::{Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, StatusDetail, Template, UserId};
 use wameter_core::market::MarketTable;
 use wameter_core::ratecard::{RateBook, RateCard, TierBook};
+use wameter_core::ratecard::calling::CallRateBook;
 
 pub const B: &str = "106540352242922";
 
@@ -78,6 +79,21 @@ impl Log {
         self
     }
 
+    /// A call of `seconds` connected (0: never), starting at `at`.
+    pub fn call(&mut self, id: &str, at: Timestamp, user: &str, direction: CallDirection, seconds: u32) -> &mut Self {
+        let call = Call {
+            business: B.into(),
+            user: UserId::parse(user).unwrap(),
+            id: id.into(),
+            direction,
+            duration_seconds: seconds,
+            status: CallStatus::default_for(seconds),
+            error: None,
+        };
+        self.push(at, EventKind::Call(Box::new(call)));
+        self
+    }
+
     /// An outbound message delivered at the same instant.
     pub fn send(&mut self, id: &str, at: Timestamp, user: &str, category: Option<TemplateCategory>) -> &mut Self {
         self.send_from(B, id, at, user, category)
@@ -102,11 +118,17 @@ pub struct World {
     pub accounts: Accounts,
     pub rates: RateBook,
     pub tiers: TierBook,
+    pub call_rates: CallRateBook,
 }
 
 impl World {
     pub fn builtin() -> World {
-        World { accounts: Accounts::default(), rates: RateBook::builtin(), tiers: TierBook::default() }
+        World { accounts: Accounts::default(), rates: RateBook::builtin(), tiers: TierBook::default(), call_rates: CallRateBook::builtin() }
+    }
+
+    /// The engine over this world's tables.
+    pub fn engine(&self) -> Engine<'_> {
+        Engine { call_rates: &self.call_rates, ..Engine::new(&self.accounts, &self.rates, &self.tiers, MarketTable::builtin()) }
     }
 
     pub fn with_businesses(businesses: Vec<Business>) -> World {
@@ -114,8 +136,7 @@ impl World {
     }
 
     pub fn replay(&self, log: &Log) -> Report {
-        let engine = Engine::new(&self.accounts, &self.rates, &self.tiers, MarketTable::builtin());
-        engine.replay(log.events.clone())
+        self.engine().replay(log.events.clone())
     }
 }
 
