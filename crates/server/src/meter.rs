@@ -206,8 +206,9 @@ pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<S
     let about = events_about(&loaded.events);
     let implausible = wameter_core::event::implausible_instants(&loaded.events, now);
     let report = engine.replay(loaded.events);
-    let charges: Vec<ChargeRow> = report.charges.iter().filter(|charge| in_month(charge, businesses, month)).map(charge_row).collect();
+    let mut charges: Vec<ChargeRow> = report.charges.iter().filter(|charge| in_month(charge, businesses, month)).map(charge_row).collect();
     let inferred = charges.iter().filter(|charge| loaded.inferred.contains(&(charge.business.clone(), charge.message_id.clone()))).count();
+    charges.extend(call_rows(&report.calls, businesses, month));
     let found = report.warnings.iter().chain(&implausible);
     let warnings = warning_rows(&loaded.unreadable, inferred, &report.errors, found, |id| about.get(&id).cloned(), month);
     Settled { charges, warnings, removed: Vec::new(), warnings_removed: Vec::new() }
@@ -219,10 +220,17 @@ fn in_month(charge: &Charge, businesses: &BTreeSet<String>, month: Month) -> boo
     businesses.contains(&*charge.business) && Month::of(charge.trail.local_date) == month
 }
 
-/// A call as the store keeps it: its line in the document ([`CallJson`]),
-/// which starts with `{"call_id"` (how a kept row is told from a charge).
-fn call_line(call: &CallCharge) -> String {
-    serde_json::to_string(&CallJson::from(call)).unwrap_or_default()
+/// The (portfolio, month)'s calls as the store keeps them, with the
+/// charges (a budget sums both): one row each, its line the document's
+/// ([`CallJson`]), which starts with `{"call_id"` (how a kept row is told
+/// from a charge's).
+fn call_rows<'c>(calls: &'c [CallCharge], businesses: &'c BTreeSet<String>, month: Month) -> impl Iterator<Item = ChargeRow> + 'c {
+    calls.iter().filter(move |call| businesses.contains(&*call.business) && Month::of(call.local_date) == month).map(|call| ChargeRow {
+        business: call.business.to_string(),
+        delivered_at_us: call.started_at.as_microsecond(),
+        message_id: call.call_id.to_string(),
+        line: serde_json::to_string(&CallJson::from(call)).unwrap_or_default(),
+    })
 }
 
 /// Whether a kept row is a call's ([`call_line`]).
@@ -390,22 +398,20 @@ impl MonthState {
                 }
             }
         }
-        let calls: HashMap<(String, String), (i64, String)> = self
-            .meter
-            .calls()
-            .iter()
-            .filter(|call| businesses.contains(&*call.business) && Month::of(call.local_date) == month)
-            .map(|call| ((call.business.to_string(), call.call_id.to_string()), (call.started_at.as_microsecond(), call_line(call))))
-            .collect();
-        for ((business, id), (at_us, line)) in &calls {
-            if whole || self.calls.get(&(business.clone(), id.clone())) != Some(line) {
-                settled.charges.push(ChargeRow { business: business.clone(), delivered_at_us: *at_us, message_id: id.clone(), line: line.clone() });
-            }
-        }
+        // Calls are few: all of the month's are compared with those kept.
+        let calls: HashMap<(String, String), ChargeRow> =
+            call_rows(self.meter.calls(), businesses, month).map(|row| ((row.business.clone(), row.message_id.clone()), row)).collect();
         if !whole {
             settled.removed.extend(self.calls.keys().filter(|key| !calls.contains_key(*key)).cloned());
         }
-        self.calls = calls.into_iter().map(|(key, (_, line))| (key, line)).collect();
+        let mut kept = HashMap::with_capacity(calls.len());
+        for (key, row) in calls {
+            if whole || self.calls.get(&key) != Some(&row.line) {
+                settled.charges.push(row.clone());
+            }
+            kept.insert(key, row.line);
+        }
+        self.calls = kept;
         let inferred = self.meter.inferred_charges().filter(|charge| in_month(charge, businesses, month)).count();
         let about = |id: u64| {
             let note = self.notes.get(&id)?;

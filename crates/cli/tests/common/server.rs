@@ -1,5 +1,7 @@
 //! Boots the real `wameter serve` binary for a test and talks HTTP to it.
 
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
