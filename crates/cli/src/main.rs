@@ -458,7 +458,7 @@ fn explain_call(report: &Report, call: &CallCharge, loaded: &LoadedLogs, setup: 
     writeln!(out, "  started          {} (local date {} — selects the calling rates and the month)", call.started_at, call.local_date)?;
     writeln!(out, "  connected        {} s → {} pulse(s) of 6 s", call.duration_seconds, call.pulses)?;
     writeln!(out, "  ended            {}{}", call.status.as_str(), call.error.map(|e| format!(" (error {e})")).unwrap_or_default())?;
-    writeln!(out, "  ruleset          {} (docs/rules.md §13)", call.ruleset)?;
+    writeln!(out, "  ruleset          {} (docs/rules.md §14)", call.ruleset)?;
     writeln!(out, "  rule             {}", call.rule)?;
     writeln!(out, "  billable         {}{}", call.billable, if call.uncertain { " (uncertain)" } else { "" })?;
     if let Some((file, partial)) = &call.rates_source {

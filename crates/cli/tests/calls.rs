@@ -104,7 +104,7 @@ fn calling_rates_are_given_checked_and_imported() {
     assert_eq!(common::json(&output)["calls"][0]["amount"], "0.03");
 }
 
-/// `[rules]` decides the two points Meta leaves open (docs/rules.md §13).
+/// `[rules]` decides the two points Meta leaves open (docs/rules.md §14).
 #[test]
 fn the_open_calling_questions_are_configurable() {
     let dir = common::fresh("calls", "rules");

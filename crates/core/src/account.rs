@@ -64,10 +64,10 @@ pub struct RuleOptions {
     pub free_entry_point_7_days: bool,
     /// Calling: a business-initiated call that Meta ends `failed` after a
     /// duration is free instead of billed-and-uncertain (Meta does not say;
-    /// docs/rules.md §13; default `false`: billed).
+    /// docs/rules.md §14; default `false`: billed).
     pub failed_calls_free: bool,
     /// Calling: minute bands count connected seconds instead of billed
-    /// minutes (pulses / 10) (Meta does not say; docs/rules.md §13;
+    /// minutes (pulses / 10) (Meta does not say; docs/rules.md §14;
     /// default `false`: billed minutes).
     pub call_bands_count_seconds: bool,
 }

@@ -347,7 +347,7 @@ impl CallDirection {
 ///
 /// Meta's own value does not decide billing: "even unanswered calls are
 /// considered completed", and a `FAILED` call can carry a duration. What
-/// bills is the duration (docs/rules.md §13). Values this version does not
+/// bills is the duration (docs/rules.md §14). Values this version does not
 /// know are kept as written (decision D16).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CallStatus {
@@ -418,7 +418,7 @@ pub struct Call {
 impl Call {
     /// Whether the call opens or refreshes the customer service window at
     /// its start: every user-initiated call (answered or not) and a
-    /// business-initiated call the user accepted (docs/rules.md §13,
+    /// business-initiated call the user accepted (docs/rules.md §14,
     /// Meta's calling pricing page).
     pub fn opens_window(&self) -> bool {
         match self.direction {

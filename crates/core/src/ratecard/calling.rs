@@ -1,5 +1,5 @@
 //! Calling API rates: a per-minute rate for business-initiated calls, by
-//! the callee's market, in monthly minute bands (docs/rules.md §13).
+//! the callee's market, in monthly minute bands (docs/rules.md §14).
 //!
 //! One layout loads, the long one of interfaces §3 (`--call-rates`):
 //! `effective,currency,market,minutes_from,minutes_to,rate_per_minute`,

@@ -1,4 +1,4 @@
-//! Calling API pricing (from 2025-07-01; docs/rules.md §13, decision D15).
+//! Calling API pricing (from 2025-07-01; docs/rules.md §14, decision D15).
 //!
 //! Everything a call costs is decided here, top to bottom:
 //!
@@ -228,7 +228,7 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
             CallDirection::BusinessInitiated if failed && options.failed_calls_free => {
                 charge.rule = "failed-not-billed";
                 charge.reason = format!(
-                    "business-initiated call ended `failed` after {} s: not billed (`failed_calls_free`; Meta does not say, docs/rules.md §13)",
+                    "business-initiated call ended `failed` after {} s: not billed (`failed_calls_free`; Meta does not say, docs/rules.md §14)",
                     call.duration_seconds
                 );
             }
@@ -292,7 +292,7 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
                     if band.partial { format!("; rate from {}, a partial card", band.source) } else { String::new() },
                     if uncertain {
                         if failed {
-                            "; billed although Meta says `failed`: it carries a duration (uncertain, docs/rules.md §13)"
+                            "; billed although Meta says `failed`: it carries a duration (uncertain, docs/rules.md §14)"
                         } else {
                             "; billed although Meta could not tell whether it connected (138023, uncertain)"
                         }
