@@ -325,6 +325,7 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
                     ended_at,
                     duration_seconds: call.duration_seconds,
                     status,
+                    opaque: None,
                 })
             }
             EventKind::Status { id, status, error, .. } => {

@@ -151,14 +151,49 @@ impl Sender<'_> {
             "direction": call.direction.as_str().to_ascii_uppercase(),
             "status": call.status.to_ascii_uppercase(),
         });
+        if let Some(opaque) = call.opaque {
+            object["biz_opaque_callback_data"] = json!(opaque);
+        }
         if call.duration_seconds > 0 {
             object["start_time"] = json!(call.started_at.as_second().to_string());
             object["end_time"] = json!(call.ended_at.as_second().to_string());
             object["duration"] = json!(call.duration_seconds);
         }
+        self.calls_change("calls", object, call.user_wa_id)
+    }
+}
+
+impl Sender<'_> {
+    /// A call's `connect` event (field `calls`): a user calling (SDP offer),
+    /// or a user answering a business's call (SDP answer).
+    pub fn call_connect(&self, id: &str, user_wa_id: &str, direction: CallDirection, at: Timestamp) -> Value {
+        let (from, to, sdp_type) = match direction {
+            CallDirection::BusinessInitiated => (self.display_phone_number, user_wa_id, "answer"),
+            CallDirection::UserInitiated => (user_wa_id, self.display_phone_number, "offer"),
+        };
+        let call = json!({
+            "id": id,
+            "from": from,
+            "to": to,
+            "event": "connect",
+            "timestamp": at.as_second().to_string(),
+            "direction": direction.as_str().to_ascii_uppercase(),
+            "session": {"sdp_type": sdp_type, "sdp": "v=0\r\no=- 0 2 IN IP4 127.0.0.1\r\ns=wameter sandbox\r\nt=0 0\r\n"},
+        });
+        self.calls_change("calls", call, user_wa_id)
+    }
+
+    /// A business call's status (`statuses[]` of type `call`, field
+    /// `calls`): `RINGING`, `ACCEPTED` or `REJECTED`.
+    pub fn call_status(&self, id: &str, user_wa_id: &str, status: &str, at: Timestamp) -> Value {
+        let status = json!({"id": id, "type": "call", "status": status, "timestamp": at.as_second().to_string(), "recipient_id": user_wa_id});
+        self.calls_change("statuses", status, user_wa_id)
+    }
+
+    fn calls_change(&self, key: &str, item: Value, user_wa_id: &str) -> Value {
         let mut value = self.value();
-        value.insert("contacts".into(), json!([{"profile": {"name": "User"}, "wa_id": call.user_wa_id}]));
-        value.insert("calls".into(), json!([object]));
+        value.insert("contacts".into(), json!([{"profile": {"name": "User"}, "wa_id": user_wa_id}]));
+        value.insert(key.into(), json!([item]));
         let mut body = self.envelope(Value::Object(value));
         body["entry"][0]["changes"][0]["field"] = json!("calls");
         body
@@ -182,6 +217,8 @@ pub struct CallEnd<'a> {
     pub duration_seconds: u32,
     /// `completed` or `failed`, as Meta ends calls.
     pub status: &'a str,
+    /// The business's `biz_opaque_callback_data`, echoed.
+    pub opaque: Option<&'a str>,
 }
 
 /// A user's message, for [`Sender::user_text`].

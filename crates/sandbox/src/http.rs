@@ -92,6 +92,18 @@ async fn send_message(
     with_world(&shared, move |world| world.send(Timestamp::now(), &phone_number_id, version, &body)).await.map(axum::Json)
 }
 
+/// `POST /{version}/{phone_number_id}/calls` (Meta's Manage Calls).
+async fn manage_calls(
+    State(shared): State<Arc<Shared>>,
+    Path((version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, GraphError> {
+    graph_version(&version)?;
+    let body = request_body(&headers, &body)?;
+    with_world(&shared, move |world| world.call(Timestamp::now(), &phone_number_id, &body)).await.map(axum::Json)
+}
+
 async fn list_templates(
     State(shared): State<Arc<Shared>>,
     Path((version, waba)): Path<(String, String)>,
@@ -249,6 +261,15 @@ async fn inbound(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum:
     with_world(&shared, move |world| world.inbound(Timestamp::now(), &body)).await.map(axum::Json)
 }
 
+async fn user_calls(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>, ControlError> {
+    let body = control_json(&body)?;
+    with_world(&shared, move |world| world.user_calls(Timestamp::now(), &body)).await.map(axum::Json)
+}
+
+async fn user_acts(State(shared): State<Arc<Shared>>, Path((id, what)): Path<(String, String)>) -> Result<axum::Json<Value>, ControlError> {
+    with_world(&shared, move |world| world.user_acts(Timestamp::now(), &id, &what)).await.map(axum::Json)
+}
+
 async fn get_clock(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
     let now = with_world(&shared, |world| world.now(Timestamp::now())).await;
     axum::Json(json!({"now": now.to_string()}))
@@ -339,6 +360,7 @@ pub fn app(shared: Arc<Shared>) -> Router {
     let graph = Router::new()
         .route("/{version}/{id}/messages", axum::routing::post(send_message))
         .route("/{version}/{id}/message_templates", get(list_templates).post(create_template))
+        .route("/{version}/{id}/calls", axum::routing::post(manage_calls))
         .route("/{version}/{id}", get(graph_object).delete(delete_media))
         .route(
             "/{version}/{id}/media",
@@ -349,6 +371,8 @@ pub fn app(shared: Arc<Shared>) -> Router {
     let control = Router::new()
         .route("/_sandbox", get(summary))
         .route("/_sandbox/inbound", axum::routing::post(inbound))
+        .route("/_sandbox/calls", axum::routing::post(user_calls))
+        .route("/_sandbox/calls/{id}/{what}", axum::routing::post(user_acts))
         .route("/_sandbox/clock", get(get_clock).post(set_clock))
         .route("/_sandbox/charges", get(charges))
         .route("/_sandbox/events", get(events))

@@ -11,6 +11,7 @@
 //! sandbox's own event log — the same engine and log `wameter replay`
 //! reads.
 
+pub mod calls;
 pub mod delivery;
 pub mod http;
 pub mod media;

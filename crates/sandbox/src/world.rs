@@ -25,7 +25,9 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 use wameter_core::category::TemplateCategory;
-use wameter_core::event::{DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, Template as UsedTemplate, UserId};
+use wameter_core::event::{
+    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, Template as UsedTemplate, UserId,
+};
 use wameter_core::random::SplitMix64;
 use wameter_core::incremental::MeterState;
 use wameter_log::Parsed;
@@ -34,6 +36,7 @@ use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_di
 use wameter_server::Pricing;
 
 use wameter_meta::graph::{GraphError, REENGAGEMENT, UNDELIVERABLE};
+use crate::calls::{self, Action, CallRequest};
 use crate::messages::{self, Request};
 use crate::templates::{self, Template, category_name, parse_category};
 
@@ -100,10 +103,25 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY, body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'pending', last_error TEXT);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY, business TEXT NOT NULL, user TEXT NOT NULL, direction TEXT NOT NULL,
+    placed_s INTEGER NOT NULL, accepted_s INTEGER, ended_s INTEGER, opaque TEXT);
 CREATE TABLE IF NOT EXISTS media (
     id TEXT PRIMARY KEY, business TEXT NOT NULL, mime_type TEXT NOT NULL, sha256 TEXT NOT NULL,
     file_size INTEGER NOT NULL, bytes BLOB NOT NULL);
 ";
+
+/// A call the sandbox placed or took, as its `calls` row holds it.
+struct CallRow {
+    id: String,
+    business: String,
+    user: UserId,
+    direction: CallDirection,
+    accepted_s: Option<i64>,
+    ended_s: Option<i64>,
+    /// The business's `biz_opaque_callback_data`, for the terminate.
+    opaque: Option<String>,
+}
 
 /// An uploaded file, as `GET /{media_id}` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -490,6 +508,199 @@ impl World {
             "contacts": [{"input": message.input, "wa_id": wa_id(&message.user)}],
             "messages": [sent],
         }))
+    }
+
+    /// `POST /{version}/{phone_number_id}/calls` (Meta's Manage Calls).
+    /// A business call rings (a RINGING status webhook) until the
+    /// simulated user answers, rejects or lets it go ([`World::user_acts`]);
+    /// a user's call is accepted, rejected or ended here.
+    pub fn call(&mut self, real: Timestamp, phone_number_id: &str, body: &Value) -> Result<Value, GraphError> {
+        self.check_business(phone_number_id)?;
+        let now = self.now(real);
+        match calls::parse(body)? {
+            CallRequest::Connect { to, opaque } => {
+                let business = self.pricing.accounts.get_or_default(phone_number_id);
+                if let Some(country) = business.primary_country.as_deref().filter(|c| calls::NO_BUSINESS_CALLS_FROM.contains(c)) {
+                    return Err(GraphError::new(
+                        calls::NOT_AVAILABLE_IN_COUNTRY,
+                        "Business-initiated calling is not available",
+                        format!("business number {phone_number_id} is in {country} (its primary_country): Meta offers no business-initiated calls from numbers in US, CA, EG, VN or NG"),
+                    ));
+                }
+                let id = self
+                    .transaction(|world| {
+                        let id = format!("wacid.sandbox.{}", world.next_number("next_wacid")?);
+                        world.db.execute(
+                            "INSERT INTO calls (id, business, user, direction, placed_s, opaque) VALUES (?1, ?2, ?3, 'business_initiated', ?4, ?5)",
+                            params![id, phone_number_id, to.to_string(), now.as_second(), opaque],
+                        )?;
+                        let body = world.sender_of(phone_number_id, |sender| sender.call_status(&id, &wa_id(&to), "RINGING", now));
+                        world.enqueue(real, &body)?;
+                        Ok(id)
+                    })
+                    .map_err(sql_error)?;
+                Ok(json!({"messaging_product": "whatsapp", "calls": [{"id": id}]}))
+            }
+            CallRequest::Act { action, call_id } => {
+                let call = self.open_call(phone_number_id, &call_id).map_err(|why| GraphError::invalid(format!("call_id `{call_id}`: {why}")))?;
+                let user_call = call.direction == CallDirection::UserInitiated;
+                match action {
+                    Action::PreAccept | Action::Accept | Action::Reject if !user_call => {
+                        return Err(GraphError::invalid(format!("call_id `{call_id}`: a business's call is answered by the user; `{}` is for a user's call", action.as_str())));
+                    }
+                    Action::PreAccept | Action::Accept | Action::Reject if call.accepted_s.is_some() => {
+                        return Err(GraphError::invalid(format!("call_id `{call_id}`: the call is already connected; end it with `terminate`")));
+                    }
+                    Action::PreAccept => {}
+                    Action::Accept => self
+                        .transaction(|world| world.db.execute("UPDATE calls SET accepted_s = ?2 WHERE id = ?1", params![call.id, now.as_second()]).map(drop))
+                        .map_err(sql_error)?,
+                    Action::Reject | Action::Terminate => self.transaction(|world| world.end_call(real, &call, None)).map_err(sql_error)?,
+                }
+                Ok(json!({"success": true}))
+            }
+        }
+    }
+
+    /// A user calls a business (`POST /_sandbox/calls` `{"business", "user"}`):
+    /// the customer service window opens now, and the app gets the
+    /// `connect` webhook. Returns the call id.
+    pub fn user_calls(&mut self, real: Timestamp, request: &Value) -> Result<Value, ControlError> {
+        let field = |name: &str| request.get(name).and_then(Value::as_str);
+        let business = field("business").ok_or_else(|| ControlError("`business` (the business phone number id) is required".into()))?;
+        self.check_business(business).map_err(|e| ControlError(e.details))?;
+        let user = UserId::parse(field("user").ok_or_else(|| ControlError("`user` (the user's phone number) is required".into()))?)
+            .map_err(|e| ControlError(format!("`user`: {e}")))?;
+        let now = self.now(real);
+        let id = self
+            .transaction(|world| {
+                let id = format!("wacid.sandbox.{}", world.next_number("next_wacid")?);
+                world.db.execute(
+                    "INSERT INTO calls (id, business, user, direction, placed_s) VALUES (?1, ?2, ?3, 'user_initiated', ?4)",
+                    params![id, business, user.to_string(), now.as_second()],
+                )?;
+                // As wameter reads Meta's `connect`: the call opens the window.
+                world.append(now, EventKind::Inbound { business: business.into(), user: user.clone(), id: Some(id.as_str().into()), entry_point: None, kind: InboundKind::Call })?;
+                let body = world.sender_of(business, |sender| sender.call_connect(&id, &wa_id(&user), CallDirection::UserInitiated, now));
+                world.enqueue(real, &body)?;
+                Ok(id)
+            })
+            .map_err(|e| ControlError(e.to_string()))?;
+        Ok(json!({"id": id, "at": now.to_string()}))
+    }
+
+    /// The simulated user acts on a call (`POST /_sandbox/calls/{id}/{what}`):
+    /// `answer` a business's call (it connects now), `reject` it, or
+    /// `hang_up` any call (it ends now).
+    pub fn user_acts(&mut self, real: Timestamp, call_id: &str, what: &str) -> Result<Value, ControlError> {
+        let call = self.open_call_any(call_id).map_err(|why| ControlError(format!("call `{call_id}`: {why}")))?;
+        let now = self.now(real);
+        let business_call = call.direction == CallDirection::BusinessInitiated;
+        let result = match what {
+            "answer" | "reject" if !business_call => return Err(ControlError(format!("call `{call_id}` is the user's own: the business answers it (`accept`)"))),
+            "answer" | "reject" if call.accepted_s.is_some() => return Err(ControlError(format!("call `{call_id}` is already connected: `hang_up` ends it"))),
+            "answer" => self.transaction(|world| {
+                world.db.execute("UPDATE calls SET accepted_s = ?2 WHERE id = ?1", params![call.id, now.as_second()])?;
+                // An accepted business call opens the window (docs/rules.md §14).
+                world.append(now, EventKind::Inbound { business: call.business.as_str().into(), user: call.user.clone(), id: Some(call.id.as_str().into()), entry_point: None, kind: InboundKind::Call })?;
+                let user = wa_id(&call.user);
+                let connect = world.sender_of(&call.business, |sender| sender.call_connect(&call.id, &user, CallDirection::BusinessInitiated, now));
+                world.enqueue(real, &connect)?;
+                let accepted = world.sender_of(&call.business, |sender| sender.call_status(&call.id, &user, "ACCEPTED", now));
+                world.enqueue(real, &accepted)
+            }),
+            "reject" => self.transaction(|world| world.end_call(real, &call, Some("REJECTED"))),
+            "hang_up" => self.transaction(|world| world.end_call(real, &call, None)),
+            other => return Err(ControlError(format!("`{other}`: one of answer, reject, hang_up"))),
+        };
+        result.map_err(|e| ControlError(e.to_string()))?;
+        Ok(json!({"id": call_id, "at": now.to_string()}))
+    }
+
+    /// Ends a call now: logs it as a `call` event (connected from its
+    /// acceptance, else never), and queues its `terminate` webhook (after a
+    /// status, for a business call the user rejected).
+    fn end_call(&mut self, real: Timestamp, call: &CallRow, status: Option<&str>) -> Sql<()> {
+        let now = self.now(real);
+        let accepted = call.accepted_s.and_then(|s| Timestamp::from_second(s).ok());
+        let duration_seconds = accepted.map_or(0, |at| u32::try_from(now.as_second() - at.as_second()).unwrap_or(0));
+        // As wameter reads the terminate: from its start_time when it was
+        // picked up, else from when it ended.
+        let started = if duration_seconds > 0 { accepted.unwrap_or(now) } else { now };
+        self.db.execute("UPDATE calls SET ended_s = ?2 WHERE id = ?1", params![call.id, now.as_second()])?;
+        self.append(started, EventKind::Call(Box::new(Call {
+            business: call.business.as_str().into(),
+            user: call.user.clone(),
+            id: call.id.as_str().into(),
+            direction: call.direction,
+            duration_seconds,
+            status: CallStatus::Completed,
+            error: None,
+        })))?;
+        let user = wa_id(&call.user);
+        if let Some(status) = status {
+            let body = self.sender_of(&call.business, |sender| sender.call_status(&call.id, &user, status, now));
+            self.enqueue(real, &body)?;
+        }
+        let end = wameter_meta::outgoing::CallEnd {
+            id: &call.id,
+            user_wa_id: &user,
+            direction: call.direction,
+            started_at: started,
+            ended_at: now,
+            duration_seconds,
+            status: "completed",
+            opaque: call.opaque.as_deref(),
+        };
+        let body = self.sender_of(&call.business, |sender| sender.call_terminate(&end));
+        self.enqueue(real, &body)
+    }
+
+    /// A webhook body from `business`'s sender.
+    fn sender_of(&self, business: &str, build: impl FnOnce(&Sender<'_>) -> Value) -> Value {
+        let (waba, display) = self.sender_parts(business);
+        build(&Sender { waba: &waba, phone_number_id: business, display_phone_number: &display })
+    }
+
+    /// `business`'s call that has not ended.
+    fn open_call(&self, business: &str, id: &str) -> Result<CallRow, String> {
+        let call = self.open_call_any(id)?;
+        if call.business != business {
+            return Err(format!("no call of that id on business number {business}"));
+        }
+        Ok(call)
+    }
+
+    /// A call that has not ended, on any business.
+    fn open_call_any(&self, id: &str) -> Result<CallRow, String> {
+        let row = self
+            .db
+            .query_row("SELECT business, user, direction, accepted_s, ended_s, opaque FROM calls WHERE id = ?1", [id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .optional()
+            .map_err(|e| e.to_string())?;
+        let Some((business, user, direction, accepted_s, ended_s, opaque)) = row else { return Err("no call of that id".into()) };
+        let call = CallRow {
+            id: id.to_string(),
+            business,
+            user: UserId::parse(&user).map_err(|e| format!("stored user `{user}`: {e}"))?,
+            direction: CallDirection::parse(&direction).ok_or_else(|| format!("stored direction `{direction}`"))?,
+            accepted_s,
+            ended_s,
+            opaque,
+        };
+        if call.ended_s.is_some() {
+            return Err("the call has ended".into());
+        }
+        Ok(call)
     }
 
     /// Statuses planned but not yet due, as the events they will become:
