@@ -93,6 +93,9 @@ pub struct Trail {
     pub counter: Option<String>,
     /// Anything unusual, e.g. a free-form message delivered outside the window.
     pub notes: Vec<String>,
+    /// Meta's `pricing.cost` on the message's delivery (max-price
+    /// marketing), when a status carried one.
+    pub meta_cost: Option<crate::event::MetaCost>,
 }
 
 /// What the settlement stage still has to do for a charge.

@@ -39,7 +39,7 @@ use jiff::civil::Date;
 use crate::account::{Accounts, Business};
 use crate::category::{PricingCategory, PricingModel, PricingType, TierFamily};
 use crate::charge::{Charge, PricingError, Settlement, Trail, Warning};
-use crate::event::{DeliveryStatus, Event, EventKind, InboundKind, Origin, Template, UserId};
+use crate::event::{DeliveryStatus, Event, EventKind, InboundKind, MetaCost, Origin, Template, UserId};
 use crate::market::{MarketMatch, MarketTable};
 use crate::money::format_amount;
 use crate::ratecard::calling::CallRateBook;
@@ -59,6 +59,8 @@ pub(crate) struct DeliveredMessage {
     pub(crate) template: Option<Template>,
     pub(crate) sent_at: Timestamp,
     pub(crate) origin: Origin,
+    /// Meta's `pricing.cost` on a delivery status (max-price marketing).
+    pub(crate) meta_cost: Option<MetaCost>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -126,15 +128,30 @@ pub(crate) struct StatusSummary {
     /// webhook) is a duplicate. Kept here rather than in a set of its own,
     /// which cost a copy of the wamid and a second hash per status.
     pub(crate) seen: Vec<(DeliveryStatus, Timestamp)>,
+    /// Meta's `pricing.cost` of the earliest `delivered` or `read` status
+    /// that carried one.
+    pub(crate) cost: Option<(Timestamp, Origin, MetaCost)>,
+}
+
+/// The earlier of two costs read, by (instant, origin): the same whatever
+/// the order the statuses came in.
+fn earlier_cost(a: Option<(Timestamp, Origin, MetaCost)>, b: Option<(Timestamp, Origin, MetaCost)>) -> Option<(Timestamp, Origin, MetaCost)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if (b.0, b.1) < (a.0, a.1) { b } else { a }),
+        (a, b) => a.or(b),
+    }
 }
 
 impl StatusSummary {
     /// Takes one status in; `false` when it is an exact repeat.
-    pub(crate) fn record(&mut self, status: DeliveryStatus, error: Option<i64>, at: Timestamp, origin: Origin) -> bool {
+    pub(crate) fn record(&mut self, status: DeliveryStatus, error: Option<i64>, at: Timestamp, origin: Origin, cost: Option<MetaCost>) -> bool {
         if self.seen.contains(&(status, at)) {
             return false;
         }
         self.seen.push((status, at));
+        if let (Some(cost), DeliveryStatus::Delivered | DeliveryStatus::Read) = (cost, status) {
+            self.cost = earlier_cost(self.cost, Some((at, origin, cost)));
+        }
         self.origin = Some(self.origin.map_or(origin, |o| o.min(origin)));
         let earliest = |slot: &mut Option<Timestamp>| *slot = Some(slot.map_or(at, |t| t.min(at)));
         match status {
@@ -154,7 +171,19 @@ impl StatusSummary {
 
     /// What the message's fate needs of it (without the repeats seen).
     pub(crate) fn outcome(&self) -> StatusSummary {
-        StatusSummary { first_delivered: self.first_delivered, first_read: self.first_read, failed: self.failed, origin: self.origin, seen: Vec::new() }
+        StatusSummary {
+            first_delivered: self.first_delivered,
+            first_read: self.first_read,
+            failed: self.failed,
+            origin: self.origin,
+            seen: Vec::new(),
+            cost: self.cost,
+        }
+    }
+
+    /// Meta's cost for the message, if a delivery status said it.
+    pub(crate) fn meta_cost(&self) -> Option<MetaCost> {
+        self.cost.map(|(.., cost)| cost)
     }
 
     /// The statuses of both summaries, as if read into one.
@@ -177,6 +206,7 @@ impl StatusSummary {
                 (a, b) => a.or(b),
             },
             seen: Vec::new(),
+            cost: earlier_cost(self.cost, other.cost),
         }
     }
 }
@@ -551,11 +581,12 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
                 calls.push((seq, TimedCall { at: event.at, origin: event.origin, call: *call }));
             }
             EventKind::Status { id, status, error, detail } => {
+                let cost = detail.as_ref().and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
                 let summary = match detail.and_then(|d| d.business) {
                     Some(business) => statuses.entry(&intern(&mut businesses, business), id),
                     None => unowned_statuses.entry(id).or_default(),
                 };
-                if !summary.record(status, error, event.at, event.origin) {
+                if !summary.record(status, error, event.at, event.origin, cost) {
                     stats.duplicates += 1;
                 }
             }
@@ -599,7 +630,8 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
             warnings.push(failed_after_delivery(&id, error, origin));
         }
         stats.delivered += 1;
-        let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin };
+        let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost);
+        let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin, meta_cost };
         place(outbound.business, outbound.user, seq, Item::Delivery { at: delivered_at, message: Box::new(message) });
     }
     Resolved { items, warnings, stats, countries, calls }
@@ -922,6 +954,7 @@ impl Engine<'_> {
                     rate: None,
                     counter: None,
                     notes,
+                    meta_cost: message.meta_cost,
                 },
                 settlement: verdict.settlement,
             });
@@ -1273,7 +1306,18 @@ impl<'e, 'a> Settler<'e, 'a> {
                     self.price(charge, card, rate, "conversation", None);
                 }
             }
+            Settlement::Message { rate_category: PricingCategory::Marketing } if charge.trail.meta_cost.is_some_and(|cost| cost.currency == business.currency) => {
+                self.max_price(charge, &business);
+            }
             Settlement::Message { rate_category } => {
+                if let Some(cost) = charge.trail.meta_cost.filter(|_| rate_category == PricingCategory::Marketing) {
+                    charge.trail.notes.push(format!(
+                        "Meta's `pricing.cost` is {} {}, not the business's currency {}: priced from the card",
+                        format_amount(cost.amount),
+                        cost.currency,
+                        business.currency
+                    ));
+                }
                 let card = self.card(&business, PricingModel::Pmp, self.rates_date(charge))?;
                 let category = match rate_category {
                     PricingCategory::Authentication => Self::authentication_category(&business, charge, card),
@@ -1362,6 +1406,29 @@ impl<'e, 'a> Settler<'e, 'a> {
             }
         }
         Ok(())
+    }
+
+    /// A marketing message Meta says it charged `pricing.cost` for: a
+    /// Marketing Messages API send with a max price, charged "that max
+    /// price or lower" rather than the card rate (Meta's max-price page).
+    /// The card rate is kept beside it, for comparison.
+    fn max_price(&self, charge: &mut Charge, business: &Business) {
+        let Some(cost) = charge.trail.meta_cost else { return };
+        charge.amount = cost.amount;
+        charge.rule = "max-price";
+        let card = self.card(business, PricingModel::Pmp, self.rates_date(charge)).ok();
+        let rate = card.and_then(|card| card.rate(&charge.market, PricingCategory::Marketing).ok());
+        charge.trail.rate_card = card.map(|card| card.to_string());
+        charge.trail.rate = rate;
+        let beside = match (card, rate) {
+            (Some(card), Some(rate)) => format!("the card rate would be {} {} ({})", format_amount(rate), card.currency, card.id),
+            _ => "no card rate for comparison".to_string(),
+        };
+        charge.reason.push_str(&format!(
+            "; {} {} as Meta's `pricing.cost` says: a Marketing Messages API send with a max price is charged that price or lower, and Meta reports what it charged (an estimate; the invoice prevails); {beside}",
+            format_amount(cost.amount),
+            cost.currency
+        ));
     }
 
     fn price(&self, charge: &mut Charge, card: &RateCard, rate: rust_decimal::Decimal, per: &str, tier: Option<String>) {

@@ -475,6 +475,19 @@ pub struct MetaPricing {
     pub pricing_type: Option<Box<str>>,
     /// `category`, e.g. `utility`, `authentication_international`.
     pub category: Box<str>,
+    /// `cost`: what Meta charged a Marketing Messages API send with a max
+    /// price (on `delivered` and `read`; its estimate, the invoice
+    /// prevails).
+    pub cost: Option<MetaCost>,
+}
+
+/// Meta's `pricing.cost` (`{"amount": 0.035, "currency": "USD"}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MetaCost {
+    /// In the currency's base unit, read exactly as Meta wrote it.
+    pub amount: rust_decimal::Decimal,
+    /// ISO 4217.
+    pub currency: crate::money::Currency,
 }
 
 impl MetaPricing {

@@ -625,6 +625,7 @@ impl MeterState {
                 self.resolve(engine, &business, &id);
             }
             EventKind::Status { id, status, error, detail } => {
+                let cost = detail.as_ref().and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
                 let (business, stood_in) = match detail.map(|detail| *detail) {
                     Some(detail) => match detail.business {
                         Some(business) => {
@@ -648,7 +649,7 @@ impl MeterState {
                 match business {
                     Some(business) => {
                         let message = self.messages.entry((business.clone(), id.clone())).or_default();
-                        if !message.owned.get_or_insert_with(StatusSummary::default).record(status, error, event.at, event.origin) {
+                        if !message.owned.get_or_insert_with(StatusSummary::default).record(status, error, event.at, event.origin, cost) {
                             self.stats.duplicates += 1;
                             if !stood_in {
                                 return;
@@ -657,7 +658,7 @@ impl MeterState {
                         self.resolve(engine, &business, &id);
                     }
                     None => {
-                        if !self.unowned.entry(id.clone()).or_default().record(status, error, event.at, event.origin) {
+                        if !self.unowned.entry(id.clone()).or_default().record(status, error, event.at, event.origin, cost) {
                             self.stats.duplicates += 1;
                             return;
                         }
@@ -709,10 +710,12 @@ impl MeterState {
         let key = (business.clone(), Box::<str>::from(id));
         let Some(message) = self.messages.get(&key) else { return };
         let Some(outbound) = message.sent() else { return };
-        let delivered_at = self.summary(message, id).as_ref().and_then(StatusSummary::delivered_at);
+        let summary = self.summary(message, id);
+        let delivered_at = summary.as_ref().and_then(StatusSummary::delivered_at);
+        let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost);
         let new = delivered_at.map(|at| Item::Delivery {
             at,
-            message: Box::new(DeliveredMessage { id: id.into(), template: outbound.template.clone(), sent_at: outbound.at, origin: outbound.origin }),
+            message: Box::new(DeliveredMessage { id: id.into(), template: outbound.template.clone(), sent_at: outbound.at, origin: outbound.origin, meta_cost }),
         });
         let user = outbound.user.clone();
         if let Some((old_user, old_at)) = message.placed.clone() {

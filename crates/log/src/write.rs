@@ -94,6 +94,17 @@ fn write_detail(line: &mut Map<String, Value>, detail: &StatusDetail) {
             object.insert("type".into(), (&**kind).into());
         }
         object.insert("category".into(), (&*pricing.category).into());
+        if let Some(cost) = &pricing.cost {
+            // A JSON number, as Meta writes it, when that number prints the
+            // amount's own digits; else the digits as a string (read back
+            // exactly either way).
+            let text = cost.amount.to_string();
+            let amount = match serde_json::from_str::<Value>(&text) {
+                Ok(number @ Value::Number(_)) if number.to_string() == text => number,
+                _ => Value::String(text),
+            };
+            object.insert("cost".into(), serde_json::json!({"amount": amount, "currency": cost.currency.code()}));
+        }
         line.insert("pricing".into(), Value::Object(object));
     }
     if let Some(conversation) = &detail.conversation {

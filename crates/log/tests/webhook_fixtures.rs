@@ -168,3 +168,20 @@ fn the_set_covers_what_the_issue_lists() {
         assert!(notices.contains(kind), "no fixture gives a {kind} notice");
     }
 }
+
+/// Meta's two Marketing Messages API fragments (a `pricing` object, and a
+/// status's `conversation` + `pricing`): `marketing_lite` is a marketing
+/// template, and a max-price delivery's `cost` is read exactly.
+#[test]
+fn the_marketing_messages_fragments_read_as_meta_prints_them() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/calling");
+    let read = |name: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap() };
+    let max_price = read("meta-docs-mm-max-price-2026-06-26_delivered-read_pricing-cost_FRAGMENT.json");
+    let pricing = wameter_meta::webhook::parse_pricing(&max_price["pricing"]).unwrap();
+    assert_eq!(pricing.template_category(), Some(wameter_core::category::TemplateCategory::Marketing));
+    let cost = pricing.cost.unwrap();
+    assert_eq!((cost.amount.to_string().as_str(), cost.currency.code()), ("0.035", "USD"));
+    let plain = read("meta-docs-mm-get-started-2026-02-10_status-conversation-pricing_FRAGMENT.json");
+    let pricing = wameter_meta::webhook::parse_pricing(&plain["pricing"]).unwrap();
+    assert_eq!((&*pricing.category, pricing.cost), ("marketing_lite", None));
+}

@@ -24,7 +24,7 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use wameter_core::event::{
-    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, MetaConversation, MetaPricing, Origin, StatusDetail,
+    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, MetaCost, Event, EventKind, InboundKind, MetaConversation, MetaPricing, Origin, StatusDetail,
     UserId,
 };
 use wameter_core::notice::{CountryStart, Notice, NoticeKind, TemplateRef};
@@ -109,12 +109,36 @@ pub fn parse_pricing(value: &Value) -> Result<MetaPricing, (String, String)> {
         }
     };
     let category = text("category")?.ok_or_else(|| ("category".to_string(), "missing".to_string()))?;
+    let cost = match object.get("cost") {
+        None | Some(Value::Null) => None,
+        Some(cost) => Some(parse_cost(cost).map_err(|(field, message)| (json_path("cost", &field), message))?),
+    };
     Ok(MetaPricing {
         billable,
         pricing_model: text("pricing_model")?.map(|m| m.trim().to_ascii_uppercase().into()),
         pricing_type: text("type")?.map(MetaPricing::normalise),
         category: MetaPricing::normalise(category),
+        cost,
     })
+}
+
+/// Reads `pricing.cost` (`{"amount": 0.035, "currency": "USD"}`, max-price
+/// marketing): the amount exactly as its digits are written (Meta writes a
+/// JSON number; it is never read through a float).
+fn parse_cost(value: &Value) -> Result<MetaCost, (String, String)> {
+    let object = value.as_object().ok_or_else(|| (String::new(), "not an object".to_string()))?;
+    let amount = match object.get("amount") {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(other) => return Err(("amount".into(), format!("{other} is not a number"))),
+        None => return Err(("amount".into(), "missing".into())),
+    };
+    let amount = wameter_core::money::parse_amount(&amount)
+        .filter(|a| !a.is_sign_negative())
+        .ok_or_else(|| ("amount".to_string(), format!("`{amount}` is not a plain non-negative decimal")))?;
+    let currency = object.get("currency").and_then(Value::as_str).ok_or_else(|| ("currency".to_string(), "missing".to_string()))?;
+    let currency = wameter_core::money::Currency::parse(currency).ok_or_else(|| ("currency".to_string(), format!("`{currency}` is not a currency")))?;
+    Ok(MetaCost { amount, currency })
 }
 
 /// Reads Meta's `conversation` object.

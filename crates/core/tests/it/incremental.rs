@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use wameter_core::category::TemplateCategory;
 use wameter_core::engine::Report;
 use wameter_core::event::{
-    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, MetaPricing, Origin, StatusDetail, UserId, outbounds_from_pricing,
+    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, MetaCost, MetaPricing, Origin, StatusDetail, UserId, outbounds_from_pricing,
 };
 use wameter_core::ratecard::calling::CallRateBook;
 use wameter_core::incremental::MeterState;
@@ -93,13 +93,24 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
                     let detail = StatusDetail {
                         business: Some(business.into()),
                         recipient: Some(UserId::parse(USERS[*user]).unwrap()),
-                        pricing: Some(MetaPricing { billable: Some(true), pricing_model: Some("PMP".into()), pricing_type: Some("regular".into()), category: priced.into() }),
+                        pricing: Some(MetaPricing { billable: Some(true), pricing_model: Some("PMP".into()), pricing_type: Some("regular".into()), category: priced.into(), cost: None }),
                         conversation: None,
                     };
                     for at in [delivered - jiff::SignedDuration::from_secs(1), read] {
                         let kind = EventKind::Status { id: id.as_str().into(), status: DeliveryStatus::Sent, error: None, detail: Some(Box::new(detail.clone())) };
                         log.events.push(Event { at, origin: Origin::default(), kind });
                     }
+                }
+                // A max-price marketing send: Meta's cost on its delivery
+                // (and, differently, on its read) decides its charge.
+                if *outcome == 2 && category == Some(TemplateCategory::Marketing) && *delay % 2 == 0 {
+                    for (at, status, amount) in [(delivered, DeliveryStatus::Delivered, "0.0300"), (read, DeliveryStatus::Read, "0.0310")] {
+                        let cost = MetaCost { amount: amount.parse().unwrap(), currency: wameter_core::money::Currency::USD };
+                        let pricing = MetaPricing { billable: Some(true), pricing_model: Some("PMP".into()), pricing_type: Some("regular".into()), category: "marketing_lite".into(), cost: Some(cost) };
+                        let detail = StatusDetail { business: Some(business.into()), recipient: None, pricing: Some(pricing), conversation: None };
+                        log.events.push(Event { at, origin: Origin::default(), kind: EventKind::Status { id: id.as_str().into(), status, error: None, detail: Some(Box::new(detail)) } });
+                    }
+                    continue;
                 }
                 match outcome {
                     0 => log.status(&id, delivered, DeliveryStatus::Failed),

@@ -4,6 +4,7 @@
 
 mod calls;
 mod incremental;
+mod max_price;
 mod parallel;
 mod properties;
 mod quotes;

@@ -20,6 +20,7 @@ fn verdict_of(charge: &Charge, category: &str) -> Event {
         pricing_model: Some(charge.pricing_model.as_str().into()),
         pricing_type: (charge.pricing_model.as_str() == "PMP").then(|| charge.pricing_type.as_str().into()),
         category: category.into(),
+        cost: None,
     };
     let conversation = charge.conversation_id.as_ref().map(|id| MetaConversation { id: Some(format!("meta-{id}").into()), ..MetaConversation::default() });
     Event {
