@@ -343,7 +343,7 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
                 };
                 let charge = charges.get(&**id).filter(|_| charging).map(|charge| (*charge, Billing::of(charge)));
                 let error = error.map(|code| code as u32);
-                sender.status(&StatusReport { id, status: status.as_str(), at: event.at, recipient_wa_id: wa_id, recipient_user_id: None, charge, error, graph_version })
+                sender.status(&StatusReport { id, status: status.as_str(), at: event.at, recipient_wa_id: wa_id, recipient_user_id: None, charge, error, graph_version, marketing_lite: false, cost: None })
             }
         };
         serde_json::to_writer(&mut *out, &body)?;

@@ -164,9 +164,59 @@ fn calls_are_refused_as_graph_refuses_them() {
     assert_eq!(hooks[hooks.len() - 2]["statuses"][0]["status"], "REJECTED");
 }
 
-/// Issue 23's end-to-end test: the sandbox's calls and messages, posted as
-/// webhooks to `serve`, give the charges and calls `replay` gives for the
-/// sandbox's own log.
+fn create_template(sandbox: &Sandbox, name: &str, bid_amount: Option<u64>) {
+    let mut body = json!({"name": name, "language": "en_US", "category": "MARKETING", "components": [{"type": "BODY", "text": "Sale today"}]});
+    if let Some(bid) = bid_amount {
+        body["optimization_spec"] = json!({"bid_amount": bid, "bid_strategy": "LOWEST_COST_WITH_BID_CAP"});
+    }
+    let (status, created) = sandbox.post(&format!("/v23.0/{WABA}/message_templates"), &body);
+    assert_eq!(status, 200, "{created}");
+}
+
+fn marketing_message(sandbox: &Sandbox, to: &str, name: &str) -> (u16, Value) {
+    sandbox.post(&format!("/v23.0/{PHONE}/marketing_messages"), &json!({"messaging_product": "whatsapp", "to": to, "type": "template", "template": {"name": name, "language": {"code": "en_US"}}}))
+}
+
+/// The Marketing Messages API (`../shared` platform-2026 §2.3): a template
+/// with a max price (`optimization_spec.bid_amount` 1000 = USD 0.01 per
+/// message) is charged what Meta reports in `pricing.cost` on `delivered`
+/// — the sandbox's stand-in is the lower of the card rate and the max
+/// price — with `marketing_lite` as the category; one without a max price
+/// pays the card rate; a max-price template through `/messages` is 131061.
+#[test]
+fn max_price_sends_carry_metas_cost_and_are_charged_it() {
+    let dir = fresh("max-price");
+    let accounts = accounts(&dir);
+    let sandbox = Sandbox::start(&dir, &["--accounts", &accounts, "--clock-start", "2026-11-02T10:00:00Z"]);
+    create_template(&sandbox, "capped", Some(1000));
+    create_template(&sandbox, "plain", None);
+    let (status, refused) = sandbox.template(USER, "capped", "en_US");
+    assert_eq!((status, refused["error"]["code"].as_u64()), (400, Some(131_061)), "{refused}");
+    let (status, utility) = marketing_message(&sandbox, USER, "hello_world");
+    assert_eq!(status, 400, "a utility template through the MM API: {utility}");
+    let (status, capped) = marketing_message(&sandbox, USER, "capped");
+    assert_eq!(status, 200, "{capped}");
+    let capped = capped["messages"][0]["id"].as_str().unwrap().to_string();
+    let (_, plain) = marketing_message(&sandbox, USER, "plain");
+    let plain = plain["messages"][0]["id"].as_str().unwrap().to_string();
+    sandbox.advance(10);
+    let delivered = sandbox.statuses_of(&capped).into_iter().find(|s| s["status"] == "delivered").unwrap();
+    assert_eq!(delivered["pricing"], json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "marketing_lite", "cost": {"amount": 0.01, "currency": "USD"}}));
+    let sent = sandbox.statuses_of(&capped).into_iter().find(|s| s["status"] == "sent").unwrap();
+    assert!(sent["pricing"].get("cost").is_none(), "no cost on `sent`: {sent}");
+    let plain_delivered = sandbox.statuses_of(&plain).into_iter().find(|s| s["status"] == "delivered").unwrap();
+    assert_eq!(plain_delivered["pricing"]["category"], "marketing_lite");
+    assert!(plain_delivered["pricing"].get("cost").is_none());
+    let charges = sandbox.get_json("/_sandbox/charges");
+    let of = |id: &str| charges["charges"].as_array().unwrap().iter().find(|c| c["message_id"] == id).unwrap().clone();
+    assert_eq!((of(&capped)["rule"].as_str(), of(&capped)["amount"].as_str()), (Some("max-price"), Some("0.01")));
+    // Brazil marketing on the October 2026 USD card.
+    assert_eq!(of(&plain)["amount"], "0.0625");
+}
+
+/// Issue 23's end-to-end test: the sandbox's calls and messages (max-price
+/// marketing included), posted as webhooks to `serve`, give the charges
+/// and calls `replay` gives for the sandbox's own log.
 #[test]
 fn sandbox_calls_through_serve_match_the_replay_of_the_sandbox_log() {
     let dir = fresh("e2e");
@@ -196,6 +246,11 @@ fn sandbox_calls_through_serve_match_the_replay_of_the_sandbox_log() {
     assert_eq!(status, 200, "{reply}");
     let (status, template) = sandbox.template("+254700000011", "hello_world", "en_US");
     assert_eq!(status, 200, "{template}");
+    create_template(&sandbox, "capped", Some(1000));
+    for to in ["+254700000012", "+5511999990001"] {
+        let (status, sent) = marketing_message(&sandbox, to, "capped");
+        assert_eq!(status, 200, "{sent}");
+    }
     sandbox.advance(60);
     common::eventually("every webhook delivered", || (sandbox.get_json("/_sandbox")["webhooks"]["pending"] == 0).then_some(()));
 
@@ -209,6 +264,8 @@ fn sandbox_calls_through_serve_match_the_replay_of_the_sandbox_log() {
     assert_eq!(served["charges"].as_array().unwrap().len(), replayed["charges"].as_array().unwrap().len());
     let amounts = |doc: &Value| doc["charges"].as_array().unwrap().iter().map(|c| (c["message_id"].clone(), c["amount"].clone(), c["rule"].clone())).collect::<Vec<_>>();
     assert_eq!(amounts(&served), amounts(&replayed));
+    let rules: Vec<&str> = replayed["charges"].as_array().unwrap().iter().map(|c| c["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules.iter().filter(|r| **r == "max-price").count(), 2, "{rules:?}");
     assert_eq!(served["totals"], replayed["totals"]);
     server.kill();
 }

@@ -64,7 +64,18 @@ impl Currency {
         Some(Currency(upper))
     }
 
-    /// The three-letter code.
+    /// Digits of the currency's minor unit (cents: 2), as Meta's
+    /// `bid_amount` counts it (USD 0.05 per message → 5000 per 1,000).
+    pub fn minor_digits(&self) -> u32 {
+        // ISO 4217's currencies without minor units, among those Meta bills
+        // in or may: Chilean peso, yen, won, dong.
+        match self.code() {
+            "CLP" | "JPY" | "KRW" | "VND" => 0,
+            _ => 2,
+        }
+    }
+
+    /// The three-letter ISO 4217 code.
     pub fn code(&self) -> &str {
         // The constructor only admits ASCII letters.
         std::str::from_utf8(&self.0).expect("currency codes are ASCII")

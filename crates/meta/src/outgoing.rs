@@ -25,7 +25,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use wameter_core::category::PricingModel;
 use wameter_core::charge::Charge;
-use wameter_core::event::{CallDirection, EntryPoint};
+use wameter_core::event::{CallDirection, EntryPoint, MetaCost};
 use wameter_core::window::DAY;
 
 /// The Graph API version from which a PMP status carries `conversation`
@@ -121,6 +121,17 @@ impl Sender<'_> {
                 object["conversation"] = conversation;
             }
             object["pricing"] = pricing_object(charge);
+            if status.marketing_lite {
+                object["pricing"]["category"] = json!("marketing_lite");
+                if let Some(origin) = object.pointer_mut("/conversation/origin/type") {
+                    *origin = json!("marketing_lite");
+                }
+                if let (Some(cost), "delivered" | "read") = (status.cost, status.status) {
+                    // A JSON number, as Meta writes it.
+                    let amount = serde_json::from_str::<Value>(&cost.amount.to_string()).unwrap_or_else(|_| json!(cost.amount.to_string()));
+                    object["pricing"]["cost"] = json!({"amount": amount, "currency": cost.currency.code()});
+                }
+            }
         }
         if let Some(code) = status.error {
             let (title, details) = status_error_text(code);
@@ -266,6 +277,12 @@ pub struct StatusReport<'a> {
     pub error: Option<u32>,
     /// Graph API version the app subscribed with (e.g. 24).
     pub graph_version: u32,
+    /// Sent through the Marketing Messages API: Meta names the category
+    /// `marketing_lite` (its get-started page).
+    pub marketing_lite: bool,
+    /// What Meta charged a max-price send (`pricing.cost`, on `delivered`
+    /// and `read` only).
+    pub cost: Option<MetaCost>,
 }
 
 /// Windows the `conversation` object names that a charge does not carry
@@ -531,6 +548,8 @@ mod tests {
             charge: None,
             error: Some(131_047),
             graph_version: 24,
+            marketing_lite: false,
+            cost: None,
         });
         let status = &body["entry"][0]["changes"][0]["value"]["statuses"][0];
         assert_eq!(status["errors"][0]["code"], 131_047);

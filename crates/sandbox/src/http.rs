@@ -15,7 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use wameter_meta::graph::GraphError;
-use crate::world::{ControlError, World};
+use crate::world::{Api, ControlError, World};
 
 /// What every handler shares.
 pub struct Shared {
@@ -89,7 +89,20 @@ async fn send_message(
 ) -> Result<axum::Json<Value>, GraphError> {
     let version = graph_version(&version)?;
     let body = request_body(&headers, &body)?;
-    with_world(&shared, move |world| world.send(Timestamp::now(), &phone_number_id, version, &body)).await.map(axum::Json)
+    with_world(&shared, move |world| world.send(Timestamp::now(), &phone_number_id, version, &body, Api::CloudApi)).await.map(axum::Json)
+}
+
+/// `POST /{version}/{phone_number_id}/marketing_messages` (the Marketing
+/// Messages API): a marketing template, priced by its max price if it has one.
+async fn send_marketing_message(
+    State(shared): State<Arc<Shared>>,
+    Path((version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, GraphError> {
+    let version = graph_version(&version)?;
+    let body = request_body(&headers, &body)?;
+    with_world(&shared, move |world| world.send(Timestamp::now(), &phone_number_id, version, &body, Api::MarketingMessages)).await.map(axum::Json)
 }
 
 /// `POST /{version}/{phone_number_id}/calls` (Meta's Manage Calls).
@@ -361,6 +374,7 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/{version}/{id}/messages", axum::routing::post(send_message))
         .route("/{version}/{id}/message_templates", get(list_templates).post(create_template))
         .route("/{version}/{id}/calls", axum::routing::post(manage_calls))
+        .route("/{version}/{id}/marketing_messages", axum::routing::post(send_marketing_message))
         .route("/{version}/{id}", get(graph_object).delete(delete_media))
         .route(
             "/{version}/{id}/media",

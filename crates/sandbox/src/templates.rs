@@ -26,6 +26,10 @@ pub struct Template {
     pub parameter_format: String,
     /// The category before Meta last changed it, if it did.
     pub previous_category: Option<TemplateCategory>,
+    /// A marketing template's max price (`optimization_spec.bid_amount`:
+    /// per 1,000 deliveries, in the currency's minor unit), for sends
+    /// through the Marketing Messages API.
+    pub bid_amount: Option<u64>,
 }
 
 impl Template {
@@ -45,6 +49,7 @@ impl Template {
             ]),
             parameter_format: "POSITIONAL".into(),
             previous_category: None,
+            bid_amount: None,
         }
     }
 
@@ -61,6 +66,9 @@ impl Template {
         });
         if let Some(previous) = self.previous_category {
             template["previous_category"] = json!(category_name(previous));
+        }
+        if let Some(bid_amount) = self.bid_amount {
+            template["optimization_spec"] = json!({"bid_amount": bid_amount, "bid_strategy": "LOWEST_COST_WITH_BID_CAP"});
         }
         template
     }
@@ -98,6 +106,8 @@ pub struct NewTemplate {
     pub components: Value,
     /// `POSITIONAL` (the default) or `NAMED`.
     pub parameter_format: String,
+    /// `optimization_spec.bid_amount`, for a marketing template.
+    pub bid_amount: Option<u64>,
 }
 
 /// Checks a `POST /message_templates` body as Meta does: a lower-case name
@@ -123,7 +133,25 @@ pub fn parse_new(body: &Value) -> Result<NewTemplate, GraphError> {
         Some(format) if format == "POSITIONAL" || format == "NAMED" => format,
         Some(format) => return Err(GraphError::invalid(format!("parameter_format `{format}`: must be POSITIONAL or NAMED"))),
     };
-    Ok(NewTemplate { name: name.into(), language: language.into(), category, components, parameter_format })
+    let bid_amount = match body.get("optimization_spec") {
+        None | Some(Value::Null) => None,
+        Some(spec) => {
+            if category != TemplateCategory::Marketing {
+                return Err(GraphError::invalid("optimization_spec: only a MARKETING template has a max price"));
+            }
+            match spec.get("bid_strategy").and_then(Value::as_str) {
+                None | Some("LOWEST_COST_WITH_BID_CAP") => {}
+                Some(other) => return Err(GraphError::invalid(format!("optimization_spec.bid_strategy `{other}`: must be LOWEST_COST_WITH_BID_CAP"))),
+            }
+            // An int32 above zero, in the currency's minor unit per 1,000
+            // deliveries (USD 0.05 → 5000).
+            match spec.get("bid_amount").and_then(Value::as_u64) {
+                Some(bid) if bid > 0 && bid <= i32::MAX as u64 => Some(bid),
+                _ => return Err(GraphError::invalid("optimization_spec.bid_amount: a positive whole number (minor units per 1,000 deliveries)")),
+            }
+        }
+    };
+    Ok(NewTemplate { name: name.into(), language: language.into(), category, components, parameter_format, bid_amount })
 }
 
 /// Distinct `{{…}}` placeholders in a text (`{{1}}`, `{{first_name}}`).

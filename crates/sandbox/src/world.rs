@@ -26,7 +26,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 use wameter_core::category::TemplateCategory;
 use wameter_core::event::{
-    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, Template as UsedTemplate, UserId,
+    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, MetaCost, MetaPricing, Origin, StatusDetail,
+    Template as UsedTemplate, UserId,
 };
 use wameter_core::random::SplitMix64;
 use wameter_core::incremental::MeterState;
@@ -37,6 +38,19 @@ use wameter_server::Pricing;
 
 use wameter_meta::graph::{GraphError, REENGAGEMENT, UNDELIVERABLE};
 use crate::calls::{self, Action, CallRequest};
+
+/// Meta's error for a max-price template sent through the Cloud API's
+/// `/messages` (its max-price page).
+pub const MAX_PRICE_ON_CLOUD_API: u32 = 131_061;
+
+/// Which API a send came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /{phone_number_id}/messages`.
+    CloudApi,
+    /// `POST /{phone_number_id}/marketing_messages` (MM API).
+    MarketingMessages,
+}
 use crate::messages::{self, Request};
 use crate::templates::{self, Template, category_name, parse_category};
 
@@ -153,6 +167,9 @@ pub struct World {
     planning: Vec<Event>,
     /// Sandbox clock minus real time.
     offset: SignedDuration,
+    /// Sends through the Marketing Messages API, by wamid: their business
+    /// and user, and what Meta charges a max-price one (`None`: card rate).
+    marketing_lite: std::collections::HashMap<Box<str>, (Box<str>, UserId, Option<MetaCost>)>,
     random: SplitMix64,
 }
 
@@ -167,16 +184,14 @@ struct Planned {
     error: Option<i64>,
 }
 
-impl Planned {
-    /// The status event it will be, as the forecast takes it in advance
-    /// (source 1: not a line of the log).
-    fn event(&self) -> Event {
-        Event {
-            at: self.at,
-            origin: Origin { source: 1, line: self.seq as u32 },
-            kind: EventKind::Status { id: self.id.clone(), status: self.status, error: self.error, detail: None },
-        }
+/// Adds a column to a table that lacks it (SQLite has no `ADD COLUMN IF
+/// NOT EXISTS`).
+fn add_column(db: &Connection, table: &str, column: &str, declaration: &str) -> Sql<()> {
+    let present: bool = db.query_row(&format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"), [column], |row| row.get(0))?;
+    if !present {
+        db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}"))?;
     }
+    Ok(())
 }
 
 fn sql_error(error: rusqlite::Error) -> GraphError {
@@ -201,6 +216,10 @@ impl World {
     /// Opens (or creates) the sandbox state in `db`.
     pub fn open(db: Connection, pricing: Arc<Pricing>, options: Options) -> Result<World, String> {
         db.execute_batch(SCHEMA).map_err(|e| format!("cannot prepare the sandbox database: {e}"))?;
+        // Columns later versions added to a database an earlier one made.
+        for (table, column, declaration) in [("templates", "bid_amount", "INTEGER"), ("messages", "cost", "TEXT")] {
+            add_column(&db, table, column, declaration).map_err(|e| format!("cannot prepare the sandbox database: {table}.{column}: {e}"))?;
+        }
         let forecast = MeterState::new(&pricing.engine());
         let mut world = World {
             db,
@@ -211,6 +230,7 @@ impl World {
             forecast,
             planning: Vec::new(),
             offset: SignedDuration::ZERO,
+            marketing_lite: Default::default(),
         };
         let offset: Option<String> = world.setting("clock_offset_ns").map_err(|e| e.to_string())?;
         if let Some(offset) = offset {
@@ -231,10 +251,57 @@ impl World {
                 Err(e) => return Err(format!("sandbox database: event {seq}: {e}")),
             }
         }
+        world.marketing_lite = world.marketing_sends().map_err(|e| format!("sandbox database: messages: {e}"))?;
         let planned = world.planned().map_err(|e| format!("sandbox database: schedule: {e}"))?;
         let engine = world.pricing.engine();
-        world.forecast.apply(&engine, world.events.iter().cloned().chain(planned.iter().map(Planned::event)));
+        let planned: Vec<Event> = planned.iter().map(|p| world.planned_event(p)).collect();
+        world.forecast.apply(&engine, world.events.iter().cloned().chain(planned));
         Ok(world)
+    }
+
+    /// The Marketing Messages API sends of the database (`messages.cost`
+    /// is `''` for one at the card rate, `AMOUNT CUR` for a max-price one).
+    fn marketing_sends(&self) -> Sql<std::collections::HashMap<Box<str>, (Box<str>, UserId, Option<MetaCost>)>> {
+        let mut statement = self.db.prepare("SELECT id, business, wa_id, cost FROM messages WHERE cost IS NOT NULL")?;
+        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)))?;
+        let mut sends = std::collections::HashMap::new();
+        for row in rows {
+            let (id, business, wa_id, cost) = row?;
+            let Ok(user) = UserId::parse(&wa_id) else { continue };
+            let cost = cost.split_once(' ').and_then(|(amount, currency)| {
+                Some(MetaCost { amount: amount.parse().ok()?, currency: wameter_core::money::Currency::parse(currency)? })
+            });
+            sends.insert(id.into(), (business.into(), user, cost));
+        }
+        Ok(sends)
+    }
+
+    /// A status of a send, as the log keeps it: for a Marketing Messages
+    /// API send, its `delivered` and `read` carry Meta's pricing with the
+    /// cost, as Meta's webhooks do (so the log prices as `serve` does).
+    fn status_event(&self, at: Timestamp, origin: Origin, id: &str, status: DeliveryStatus, error: Option<i64>) -> Event {
+        let detail = match (self.marketing_lite.get(id), status) {
+            (Some((business, user, cost)), DeliveryStatus::Delivered | DeliveryStatus::Read) => Some(Box::new(StatusDetail {
+                business: Some(business.clone()),
+                recipient: Some(user.clone()),
+                pricing: Some(MetaPricing {
+                    billable: Some(true),
+                    pricing_model: Some("PMP".into()),
+                    pricing_type: Some("regular".into()),
+                    category: "marketing_lite".into(),
+                    cost: *cost,
+                }),
+                conversation: None,
+            })),
+            _ => None,
+        };
+        Event { at, origin, kind: EventKind::Status { id: id.into(), status, error, detail } }
+    }
+
+    /// A planned status as the forecast takes it in advance (source 1: not
+    /// a line of the log).
+    fn planned_event(&self, planned: &Planned) -> Event {
+        self.status_event(planned.at, Origin { source: 1, line: planned.seq as u32 }, &planned.id, planned.status, planned.error)
     }
 
     fn setting(&self, key: &str) -> Sql<Option<String>> {
@@ -413,8 +480,10 @@ impl World {
         }
     }
 
-    /// `POST /{version}/{phone_number_id}/messages`.
-    pub fn send(&mut self, real: Timestamp, phone_number_id: &str, graph_version: u32, body: &Value) -> Result<Value, GraphError> {
+    /// `POST /{version}/{phone_number_id}/messages`, or `…/marketing_messages`
+    /// (the Marketing Messages API: marketing templates only, priced by a
+    /// template's max price if it has one).
+    pub fn send(&mut self, real: Timestamp, phone_number_id: &str, graph_version: u32, body: &Value, api: Api) -> Result<Value, GraphError> {
         self.check_business(phone_number_id)?;
         let message = match messages::parse(body)? {
             Request::MarkRead { message_id } => {
@@ -442,13 +511,42 @@ impl World {
         // status webhooks take that version's shape.
         let graph_version = wameter_meta::graph::served_version(graph_version, jiff::tz::TimeZone::UTC.to_datetime(now).date());
         let waba = self.pricing.waba_of(phone_number_id);
+        let mut bid_amount = None;
         let template = match &message.template {
             Some(wanted) => {
                 let template = self.find_template(&waba, &wanted.name, &wanted.language)?;
                 templates::check_parameters(&template, wanted.components.as_ref())?;
+                bid_amount = template.bid_amount;
                 Some(UsedTemplate { name: template.name.as_str().into(), category: template.category })
             }
             None => None,
+        };
+        // What the Marketing Messages API charges this send, if it goes
+        // through it: `Some(None)` the card rate, `Some(Some(cost))` a max
+        // price.
+        let marketing_lite = match api {
+            Api::CloudApi if bid_amount.is_some() => {
+                return Err(GraphError::new(
+                    MAX_PRICE_ON_CLOUD_API,
+                    "Template with a max price sent through the Cloud API",
+                    "this template has an optimization_spec (a max price): send it with POST /{phone_number_id}/marketing_messages",
+                ));
+            }
+            Api::CloudApi => None,
+            Api::MarketingMessages => {
+                if template.as_ref().is_none_or(|t| t.category != TemplateCategory::Marketing) {
+                    return Err(GraphError::invalid("the Marketing Messages API sends MARKETING templates only"));
+                }
+                let multiplier = match body.pointer("/bid_spec/per_message_bid_multiplier") {
+                    None | Some(Value::Null) => rust_decimal::Decimal::ONE,
+                    Some(value) => value
+                        .as_f64()
+                        .filter(|m| *m > 0.0)
+                        .and_then(|_| value.to_string().parse::<rust_decimal::Decimal>().ok())
+                        .ok_or_else(|| GraphError::invalid("bid_spec.per_message_bid_multiplier: a number above 0"))?,
+                };
+                Some(bid_amount.map(|bid| self.max_price_cost(phone_number_id, &message.user, bid, multiplier, now)))
+            }
         };
         // Free-form messages need the customer service window open when
         // sent. "Before" includes the same second: a user's message logged at
@@ -476,14 +574,21 @@ impl World {
             }
             statuses
         };
-        let id = self
+        let mut marketing_id: Option<Box<str>> = None;
+        let sent = self
             .transaction(|world| {
                 let id = wameter_meta::outgoing::wamid(&wa_id(&message.user), false, world.next_number("next_wamid")?);
                 world.append(now, EventKind::Outbound { business: phone_number_id.into(), user: message.user.clone(), id: id.as_str().into(), template })?;
+                let cost = marketing_lite.map(|cost| cost.map_or(String::new(), |c| format!("{} {}", c.amount, c.currency)));
                 world.db.execute(
-                    "INSERT INTO messages (id, business, wa_id, graph_version) VALUES (?1, ?2, ?3, ?4)",
-                    params![id, phone_number_id, wa_id(&message.user), graph_version],
+                    "INSERT INTO messages (id, business, wa_id, graph_version, cost) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, phone_number_id, wa_id(&message.user), graph_version, cost],
                 )?;
+                if let Some(cost) = marketing_lite {
+                    // Before the statuses are planned: they carry its pricing.
+                    world.marketing_lite.insert(id.as_str().into(), (phone_number_id.into(), message.user.clone(), cost));
+                    marketing_id = Some(id.as_str().into());
+                }
                 for (due, status, error) in &statuses {
                     world.db.execute("INSERT INTO schedule (due, id, status, error) VALUES (?1, ?2, ?3, ?4)", params![due, id, status, error])?;
                     let planned = Planned {
@@ -493,11 +598,20 @@ impl World {
                         status: DeliveryStatus::parse(status).unwrap_or(DeliveryStatus::Failed),
                         error: error.map(i64::from),
                     };
-                    world.planning.push(planned.event());
+                    let event = world.planned_event(&planned);
+                    world.planning.push(event);
                 }
                 Ok(id)
-            })
-            .map_err(sql_error)?;
+            });
+        let id = match sent {
+            Ok(id) => id,
+            Err(error) => {
+                if let Some(id) = marketing_id {
+                    self.marketing_lite.remove(&id);
+                }
+                return Err(sql_error(error));
+            }
+        };
         self.fire_due(real).map_err(sql_error)?;
         let mut sent = json!({"id": id});
         if message.template.is_some() {
@@ -703,6 +817,27 @@ impl World {
         Ok(call)
     }
 
+    /// What the sandbox, standing in for Meta, charges a max-price send:
+    /// the lower of the market's marketing rate on the card in force and
+    /// the max price (`bid_amount` × multiplier per 1,000 deliveries, in
+    /// minor units). Meta charges "that max price or lower" by an auction
+    /// the sandbox does not run: the lower of the two is its stand-in.
+    fn max_price_cost(&self, business: &str, user: &UserId, bid_amount: u64, multiplier: rust_decimal::Decimal, now: Timestamp) -> MetaCost {
+        use rust_decimal::Decimal;
+        let account = self.pricing.accounts.get_or_default(business);
+        let local = account.timezone.to_datetime(now).date();
+        let market = self.pricing.markets.lookup(user, local).market;
+        let rate = self
+            .pricing
+            .rates
+            .select(account.currency, wameter_core::category::PricingModel::Pmp, local)
+            .ok()
+            .and_then(|card| card.rate(&market, wameter_core::category::PricingCategory::Marketing).ok());
+        let minor = Decimal::from(10u64.pow(account.currency.minor_digits()));
+        let max = Decimal::from(bid_amount) * multiplier / Decimal::from(1000) / minor;
+        MetaCost { amount: rate.map_or(max, |rate| rate.min(max)).normalize(), currency: account.currency }
+    }
+
     /// Statuses planned but not yet due, as the events they will become:
     /// the future as planned, which prices a `sent` status the way its
     /// delivery will be priced.
@@ -752,7 +887,8 @@ impl World {
     ) -> Sql<()> {
         let mut bodies = Vec::with_capacity(due.len());
         for Planned { seq, at, id, status, error } in due {
-            self.append(*at, EventKind::Status { id: id.clone(), status: *status, error: *error, detail: None })?;
+            let kind = self.status_event(*at, Origin::default(), id, *status, *error).kind;
+            self.append(*at, kind)?;
             self.db.execute("DELETE FROM schedule WHERE seq = ?1", [seq])?;
             let (business, wa_id, graph_version): (String, String, u32) =
                 self.db.query_row("SELECT business, wa_id, graph_version FROM messages WHERE id = ?1", [&**id], |row| {
@@ -783,6 +919,8 @@ impl World {
                 charge,
                 error,
                 graph_version,
+                marketing_lite: self.marketing_lite.contains_key(&**id),
+                cost: self.marketing_lite.get(&**id).and_then(|(_, _, cost)| *cost),
             }));
         }
         for body in &bodies {
@@ -801,7 +939,7 @@ impl World {
         }
         let mut statement = self
             .db
-            .prepare("SELECT id, name, language, category, status, components, parameter_format, previous_category FROM templates WHERE waba = ?1 ORDER BY rowid")
+            .prepare("SELECT id, name, language, category, status, components, parameter_format, previous_category, bid_amount FROM templates WHERE waba = ?1 ORDER BY rowid")
             .map_err(sql_error)?;
         statement
             .query_map([waba], |row| {
@@ -816,6 +954,7 @@ impl World {
                     components: serde_json::from_str(&components).unwrap_or(Value::Null),
                     parameter_format: row.get(6)?,
                     previous_category: row.get::<_, Option<String>>(7)?.as_deref().and_then(parse_category),
+                    bid_amount: row.get::<_, Option<i64>>(8)?.map(|b| b as u64),
                 })
             })
             .and_then(Iterator::collect)
@@ -881,7 +1020,7 @@ impl World {
 
     fn insert_template(&self, waba: &str, template: &Template) -> Sql<()> {
         self.db.execute(
-            "INSERT INTO templates (id, waba, name, language, category, status, components, parameter_format) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO templates (id, waba, name, language, category, status, components, parameter_format, bid_amount) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 template.id,
                 waba,
@@ -890,7 +1029,8 @@ impl World {
                 category_name(template.category),
                 template.status,
                 template.components.to_string(),
-                template.parameter_format
+                template.parameter_format,
+                template.bid_amount.map(|b| b as i64)
             ],
         )?;
         Ok(())
@@ -926,6 +1066,7 @@ impl World {
             components: new.components,
             parameter_format: new.parameter_format,
             previous_category: None,
+            bid_amount: new.bid_amount,
         };
         self.insert_template(waba, &template).map_err(sql_error)?;
         Ok(json!({"id": template.id, "status": template.status, "category": category_name(template.category)}))
