@@ -359,3 +359,64 @@ fn in_flight_across_a_restart(dir: &Path, database: String) {
     let server = restart(&database);
     assert_eq!(in_flight(&server), "0", "delivered sends are not taken back as in flight");
 }
+
+/// A call through the guard (`POST …/calls`): status, headers, JSON body.
+fn call(server: &Server, phone: &str, body: Value) -> (u16, ureq::http::HeaderMap, Value) {
+    let mut response = server
+        .agent
+        .post(&server.url(&format!("/v23.0/{phone}/calls")))
+        .header("Authorization", "Bearer app-token")
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .expect("guard answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, headers, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+}
+
+fn connect(to: &str) -> Value {
+    json!({"messaging_product": "whatsapp", "to": to, "action": "connect", "session": {"sdp_type": "offer", "sdp": "v=0"}})
+}
+
+/// Issue 23: the guard refuses a business call from a number in a country
+/// Meta allows none from (138013, nothing forwarded), and puts calls under
+/// hard-stop budgets: a connected call counts once it ends, and a call
+/// whose first minute would cross the budget is refused (402).
+#[test]
+fn the_guard_refuses_forbidden_calls_and_holds_calls_to_budgets() {
+    let dir = fresh("calls");
+    let accounts = dir.join("accounts.toml");
+    std::fs::write(
+        &accounts,
+        format!(
+            "[[business]]\nphone_number_id = \"{PHONE}\"\nwaba = \"{WABA}\"\ncurrency = \"USD\"\n\n[[business]]\nphone_number_id = \"333\"\nprimary_country = \"US\"\n\n[[budget]]\nname = \"calls-hard\"\nwaba = \"{WABA}\"\namount = \"0.03\"\nhard_stop = true\n"
+        ),
+    )
+    .unwrap();
+    let accounts = accounts.display().to_string();
+    let pair = start_pair(&dir, server::sqlite_in(&dir), &accounts, &[], &[]);
+    let (status, _, refused) = call(&pair.server, "333", connect("+254700000001"));
+    assert_eq!((status, refused["error"]["code"].as_u64()), (400, Some(138_013)), "{refused}");
+    assert!(refused["error"]["error_data"]["details"].as_str().unwrap().starts_with("refused by wameter"), "{refused}");
+    assert_eq!(pair.sandbox.get_json("/_sandbox")["events"], 0, "nothing reached upstream");
+
+    // Kenya, 0.0103 USD a minute: a 120 s call costs 0.0206.
+    let (status, headers, placed) = call(&pair.server, PHONE, connect("+254700000001"));
+    assert_eq!(status, 200, "{placed}");
+    assert_eq!(header(&headers, "x-wameter-call-rate-per-minute"), "0.0103");
+    let id = placed["calls"][0]["id"].as_str().unwrap().to_string();
+    let (status, answer) = pair.sandbox.post(&format!("/_sandbox/calls/{id}/answer"), &json!({}));
+    assert_eq!(status, 200, "{answer}");
+    pair.sandbox.advance(120);
+    let (status, _, ended) = call(&pair.server, PHONE, json!({"messaging_product": "whatsapp", "call_id": id, "action": "terminate"}));
+    assert_eq!(status, 200, "{ended}");
+    common::eventually("the call counted in the budget", || {
+        let budgets = pair.server.get_json("/v1/budgets");
+        (budget(&budgets, "calls-hard")["spent"] == "0.0206").then_some(())
+    });
+    // 0.0206 + a first minute of 0.0103 would be 0.0309: over 0.03.
+    let (status, _, blocked) = call(&pair.server, PHONE, connect("+254700000002"));
+    assert_eq!(status, 402, "{blocked}");
+    assert!(blocked["error"]["error_data"]["details"].as_str().unwrap().contains("budget `calls-hard`"), "{blocked}");
+}

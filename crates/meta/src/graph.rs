@@ -22,6 +22,19 @@ pub const INVALID_PARAMETER: u32 = 100;
 pub const PARAMETER_VALUE: u32 = 131_009;
 /// Meta's code for a message that could not be delivered.
 pub const UNDELIVERABLE: u32 = 131_026;
+/// Meta's code for a business-initiated call from a number whose country
+/// has no business-initiated calling (calling troubleshooting page).
+pub const CALLS_NOT_AVAILABLE_IN_COUNTRY: u32 = 138_013;
+
+/// The refusal of a business-initiated call from a business number in
+/// `country` ([`wameter_core::rules::calling::NO_BUSINESS_CALLS_FROM`]).
+pub fn calls_not_available(phone_number_id: &str, country: &str, by: &str) -> GraphError {
+    GraphError::new(
+        CALLS_NOT_AVAILABLE_IN_COUNTRY,
+        "Business-initiated calling is not available",
+        format!("{by}business number {phone_number_id} is in {country} (its primary_country): Meta offers no business-initiated calls from numbers in US, CA, EG, VN or NG"),
+    )
+}
 
 /// One Graph API error response.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,16 +9,6 @@ use serde_json::Value;
 use wameter_core::event::UserId;
 use wameter_meta::graph::GraphError;
 
-/// Meta's error for a business-initiated call from a number whose country
-/// has no business-initiated calling (calling troubleshooting page).
-pub const NOT_AVAILABLE_IN_COUNTRY: u32 = 138013;
-
-/// Countries whose business numbers may not place calls (Meta's calling
-/// overview as quoted by several sources; `../shared` platform-2026 §2.1).
-/// The sandbox takes a number's country from the accounts file's
-/// `primary_country`: it has no real numbers.
-pub const NO_BUSINESS_CALLS_FROM: [&str; 5] = ["US", "CA", "EG", "VN", "NG"];
-
 /// What a `POST /{phone_number_id}/calls` asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallRequest {

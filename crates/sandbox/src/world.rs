@@ -634,12 +634,8 @@ impl World {
         match calls::parse(body)? {
             CallRequest::Connect { to, opaque } => {
                 let business = self.pricing.accounts.get_or_default(phone_number_id);
-                if let Some(country) = business.primary_country.as_deref().filter(|c| calls::NO_BUSINESS_CALLS_FROM.contains(c)) {
-                    return Err(GraphError::new(
-                        calls::NOT_AVAILABLE_IN_COUNTRY,
-                        "Business-initiated calling is not available",
-                        format!("business number {phone_number_id} is in {country} (its primary_country): Meta offers no business-initiated calls from numbers in US, CA, EG, VN or NG"),
-                    ));
+                if let Some(country) = wameter_core::rules::calling::calls_forbidden_from(&business) {
+                    return Err(wameter_meta::graph::calls_not_available(phone_number_id, country, ""));
                 }
                 let id = self
                     .transaction(|world| {

@@ -248,6 +248,52 @@ pub async fn send(State(state): State<Arc<AppState>>, Path((version, phone)): Pa
     }
 }
 
+/// `POST /{version}/{phone_number_id}/calls` (Meta's Manage Calls): a
+/// business's `connect` is looked at before it rings anyone.
+/// 1. From a business number in a country Meta allows no business calls
+///    from (its `primary_country`: US, CA, EG, VN, NG), it is refused with
+///    Meta's 138013 — nothing is forwarded;
+/// 2. a call's length is not known when it is placed, so its first minute
+///    at the callee market's first-band rate is checked against the
+///    hard-stop budgets; the call counts in them once it ends and is kept.
+///
+/// Everything else (accept, reject, terminate) is forwarded untouched.
+pub async fn calls(State(state): State<Arc<AppState>>, Path((version, phone)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+    match guarded_call(&state, &version, &phone, &headers, body).await {
+        Ok(response) => response,
+        Err((error, extra)) => with_headers(error.into_response(), extra),
+    }
+}
+
+async fn guarded_call(state: &Arc<AppState>, version: &str, phone: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
+    let Some(guard) = state.config.guard.as_ref() else { return Err((upstream_error("wameter has no upstream Graph API".into()), Vec::new())) };
+    let url = format!("{}/{version}/{phone}/calls", guard.upstream);
+    let connect = serde_json::from_slice::<Value>(&body).ok().filter(|body| body.get("action").and_then(Value::as_str) == Some("connect"));
+    let Some(connect) = connect else { return pass_through(state, &url, headers, body).await };
+    let pricing = &state.config.pricing;
+    let business = pricing.accounts.get_or_default(phone);
+    if let Some(country) = wameter_core::rules::calling::calls_forbidden_from(&business) {
+        return Err((wameter_meta::graph::calls_not_available(phone, country, "refused by wameter: "), Vec::new()));
+    }
+    // Upstream says what is wrong with a callee it cannot read.
+    let Some(user) = connect.get("to").and_then(Value::as_str).and_then(|to| UserId::parse(to).ok()) else {
+        return pass_through(state, &url, headers, body).await;
+    };
+    let now = Timestamp::now();
+    let local = business.timezone.to_datetime(now).date();
+    let market = pricing.markets.lookup(&user, local).market;
+    let rate = pricing.call_rates.ladder(business.currency, &market, local).first().map(|band| band.rate_per_minute);
+    let extra = vec![
+        (HeaderName::from_static("x-wameter-market"), header_value(&market)),
+        (HeaderName::from_static("x-wameter-call-rate-per-minute"), rate.map_or(HeaderValue::from_static("unknown"), |r| header_value(&format_amount(r)))),
+    ];
+    let reservation = budgets::reserve(state, &business.waba, rate.unwrap_or(Decimal::ZERO), now).await.map_err(|e| (e, extra.clone()))?;
+    // Its cost is known when it ends: nothing stays held in flight.
+    state.ledger.release(reservation);
+    let answer = forward(state, &url, headers, body).await.map_err(|e| (e, extra.clone()))?;
+    Ok(pass_back(answer, extra))
+}
+
 /// Microseconds each step of a send took, for the debug log
 /// (`WAMETER_LOG=wameter_server::guard=debug`): where the guard's added
 /// latency goes.

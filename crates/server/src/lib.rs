@@ -171,7 +171,9 @@ pub fn app(state: Arc<AppState>) -> Router {
     let events_limit = state.config.events_bytes_max;
     let mut router = Router::new();
     if state.config.guard.is_some() {
-        router = router.route("/{version}/{phone_number_id}/messages", post(guard::send));
+        router = router
+            .route("/{version}/{phone_number_id}/messages", post(guard::send))
+            .route("/{version}/{phone_number_id}/calls", post(guard::calls));
     }
     // Webhook bodies are read whole before their signature can be checked:
     // the bytes held at once are bounded, so unauthenticated senders can

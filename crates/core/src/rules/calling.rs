@@ -41,6 +41,17 @@ use crate::ratecard::calling::{CALLING_FROM, CallBand, CallRateBook};
 /// The ruleset every call charge names.
 pub const RULESET: &str = "calling-2025-07";
 
+/// Countries whose business numbers may not place calls, whoever the
+/// callee (Meta's calling overview as several sources quote it; NOTES §4).
+pub const NO_BUSINESS_CALLS_FROM: [&str; 5] = ["US", "CA", "EG", "VN", "NG"];
+
+/// The country of `business` that forbids it business-initiated calls, if
+/// any: its `primary_country` in the accounts file (wameter knows no
+/// other country of a business number).
+pub fn calls_forbidden_from(business: &crate::account::Business) -> Option<&str> {
+    business.primary_country.as_deref().filter(|country| NO_BUSINESS_CALLS_FROM.contains(country))
+}
+
 /// Seconds in one billing pulse.
 pub const PULSE_SECONDS: u32 = 6;
 
