@@ -309,6 +309,8 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
                 sends.insert(id, (business, user.to_string().trim_start_matches('+').to_string()));
                 continue;
             }
+            // Meta publishes no webhook for the agent's tokens.
+            EventKind::AgentUsage(_) => continue,
             EventKind::Call(call) => {
                 let (waba, display) = (accounts.get_or_default(&call.business).waba.clone(), test_display_number(&call.business));
                 let sender = Sender { waba: &waba, phone_number_id: &call.business, display_phone_number: &display };

@@ -225,6 +225,7 @@ fn events_of(events: &[Event], message: &str) -> Vec<Event> {
         .filter(|event| match &event.kind {
             EventKind::Outbound { id, .. } | EventKind::Status { id, .. } => **id == *message,
             EventKind::Call(call) => *call.id == *message,
+            EventKind::AgentUsage(usage) => *usage.id == *message,
             EventKind::Inbound { .. } => false,
         })
         .cloned()
@@ -341,6 +342,17 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
     }
     if let Some(call) = report.calls.iter().find(|c| &*c.call_id == message) {
         return explain_call(&report, call, &loaded, &setup, engine.what_if(), json);
+    }
+    if let Some(usage) = report.agent.iter().find(|u| &*u.usage_id == message) {
+        if json {
+            let one = Report { charges: Vec::new(), agent: vec![usage.clone()], warnings: Vec::new(), ..report.clone() };
+            let one = Report { calls: Vec::new(), ..one };
+            output::write_json(&mut std::io::stdout().lock(), &one, &loaded, engine.what_if())?;
+        } else {
+            println!("Agent usage {}\n  read from        {}\n  business         {}\n  user             {}\n  at               {} (local date {})\n  tokens           {}\n  ruleset          {} (docs/rules.md §15)\n  rule             {}\n  amount           {} {}\n  reason           {}",
+                usage.usage_id, loaded.position(usage.origin), usage.business, usage.user, usage.at, usage.local_date, usage.tokens, usage.ruleset, usage.rule, format_amount(usage.amount), usage.currency, usage.reason);
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let Some(charge) = report.charges.iter().find(|c| &*c.message_id == message) else {
         // Say what the log does know about it.

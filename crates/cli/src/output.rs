@@ -6,7 +6,7 @@ use std::io::Write;
 use wameter_core::engine::{Report, WhatIf};
 use wameter_core::money::format_amount;
 use wameter_core::report::{summary, totals_with_calls};
-use wameter_log::replay_json::{WarningJson, write_document};
+use wameter_log::replay_json::{Others, WarningJson, write_document};
 
 use crate::input::LoadedLogs;
 
@@ -40,7 +40,8 @@ fn warnings_json<'a>(report: &'a Report, logs: &'a LoadedLogs) -> Vec<WarningJso
 
 /// Writes the `replay --json` document, streaming the charges.
 pub fn write_json(out: &mut impl Write, report: &Report, logs: &LoadedLogs, what_if: WhatIf) -> std::io::Result<()> {
-    write_document(out, &report.charges, &report.calls, &warnings_json(report, logs), what_if)
+    let others = Others { calls: &report.calls, agent: &report.agent };
+    write_document(out, &report.charges, others, &warnings_json(report, logs), what_if)
 }
 
 /// The calls: one line per call with `--messages`, then totals by
@@ -88,6 +89,22 @@ fn write_calls(out: &mut impl Write, report: &Report, each: bool) -> std::io::Re
         writeln!(out, "{uncertain} call(s) billed although Meta's webhook leaves doubt (failed with a duration, or 138023); `[rules] failed_calls_free = true` makes failed ones free")?;
     }
     Ok(())
+}
+
+/// Meta Business Agent usage by business-local month and currency.
+fn write_agent(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    let mut lines: std::collections::BTreeMap<(String, String), (u64, u64, rust_decimal::Decimal)> = Default::default();
+    for usage in &report.agent {
+        let line = lines.entry((usage.local_date.strftime("%Y-%m").to_string(), usage.currency.to_string())).or_default();
+        line.0 += 1;
+        line.1 += usage.tokens;
+        line.2 += usage.amount;
+    }
+    let rows: Vec<Vec<String>> = lines
+        .into_iter()
+        .map(|((month, currency), (usages, tokens, amount))| vec![month, "meta_business_agent".into(), usages.to_string(), tokens.to_string(), format!("{} {currency}", format_amount(amount))])
+        .collect();
+    table(out, &["Month", "Category", "Usages", "Tokens", "Amount"], &rows, &[false, false, true, true, true])
 }
 
 /// Billed minutes of `pulses` 6-second pulses (`2.3`).
@@ -185,7 +202,13 @@ pub fn write_table(out: &mut impl Write, report: &Report, logs: &LoadedLogs, mes
         write_calls(out, report, messages)?;
         writeln!(out)?;
     }
-    for total in totals_with_calls(&report.charges, &report.calls) {
+    if !report.agent.is_empty() {
+        write_agent(out, report)?;
+        writeln!(out)?;
+    }
+    let mut totals = totals_with_calls(&report.charges, &report.calls);
+    wameter_core::report::add_agent(&mut totals, &report.agent);
+    for total in totals {
         let calls = if report.calls.is_empty() { String::new() } else { format!(", {} billable call(s)", total.billable_calls) };
         writeln!(
             out,

@@ -153,3 +153,39 @@ fn serve_matches_replay(dir: &std::path::Path, database: String) {
     assert_eq!(served["totals"]["amount"], "0.0465", "plus one pulse at 0.0103 / 10");
     server.kill();
 }
+
+/// Meta Business Agent tokens (`agent_usage` lines): priced at USD 2 per
+/// million from 2026-08-01, listed under `agent_usage`, in `totals`, kept
+/// by `serve` (a category of its own in the cost report), and an
+/// unpriceable currency is an error naming it.
+#[test]
+fn agent_usage_is_priced_listed_and_served() {
+    let dir = common::fresh("calls", "agent");
+    let log = dir.join("agent.ndjson");
+    let lines = "{\"type\":\"agent_usage\",\"at\":\"2026-08-03T12:00:00Z\",\"business\":\"B\",\"user\":\"+5511999990000\",\"id\":\"wamid.a1\",\"tokens\":21500}\n\
+                 {\"type\":\"agent_usage\",\"at\":\"2026-08-03T12:00:00Z\",\"business\":\"B\",\"user\":\"+5511999990000\",\"id\":\"wamid.a1\",\"tokens\":21500}\n\
+                 {\"type\":\"agent_usage\",\"at\":\"2026-07-20T12:00:00Z\",\"business\":\"B\",\"user\":\"+5511999990000\",\"id\":\"wamid.a0\",\"tokens\":5000}\n";
+    std::fs::write(&log, lines).unwrap();
+    let document = replay(&[log.to_str().unwrap()]);
+    let usages = document["agent_usage"].as_array().unwrap();
+    assert_eq!(usages.len(), 2, "copies count once: {usages:?}");
+    assert_eq!((usages[1]["amount"].as_str(), usages[1]["rule"].as_str()), (Some("0.043"), Some("agent-tokens")));
+    assert_eq!(usages[0]["billable"], false, "before 2026-08-01");
+    assert_eq!(document["totals"]["amount"], "0.043");
+
+    let bad = dir.join("bad.ndjson");
+    std::fs::write(&bad, "{\"type\":\"agent_usage\",\"at\":\"2026-08-03T12:00:00Z\",\"business\":\"B\",\"user\":\"+5511999990000\",\"id\":\"x\",\"tokens\":-1}\n").unwrap();
+    let output = common::wameter(&["replay", bad.to_str().unwrap(), "--strict"]);
+    assert!(common::stderr(&output).contains("line 1: field `tokens`: `-1` is not a whole number of tokens"), "{}", common::stderr(&output));
+
+    let server = Server::start(Start { dir: &dir, database: sqlite_in(&dir), extra: vec![] });
+    let (status, _) = server.post_events(lines, API_TOKEN);
+    assert_eq!(status, 200);
+    let served = server.get_json("/v1/charges");
+    assert_eq!(served["agent_usage"], document["agent_usage"]);
+    assert_eq!(served["totals"], document["totals"]);
+    let costs = server.get_json("/v1/reports/costs?group_by=category");
+    let row = costs["rows"].as_array().unwrap().iter().find(|r| r["category"] == "meta_business_agent").unwrap().clone();
+    assert_eq!(row["amount"], "0.043");
+    server.kill();
+}

@@ -44,6 +44,7 @@ use crate::market::{MarketMatch, MarketTable};
 use crate::money::format_amount;
 use crate::ratecard::calling::CallRateBook;
 use crate::ratecard::{RateBook, RateCard, TierBook};
+use crate::rules::agent::{AgentCharge, TimedUsage};
 use crate::rules::calling::{CallCharge, TimedCall};
 use crate::rules::{self, Delivery, Verdict};
 use crate::ruleset::Ruleset;
@@ -61,6 +62,8 @@ pub(crate) struct DeliveredMessage {
     pub(crate) origin: Origin,
     /// Meta's `pricing.cost` on a delivery status (max-price marketing).
     pub(crate) meta_cost: Option<MetaCost>,
+    /// Meta Business Agent produced it (an `agent_usage` names its wamid).
+    pub(crate) by_agent: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +119,8 @@ pub struct Prepared {
     /// Every call read (copies included: [`rules::calling::price`] keeps
     /// one of each), in input order.
     pub calls: Vec<TimedCall>,
+    /// Every Meta Business Agent usage read, in input order.
+    pub agent: Vec<TimedUsage>,
 }
 
 #[derive(Default)]
@@ -384,6 +389,7 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
     let mut stats = PrepareStats { events: events_read, ..PrepareStats::default() };
     let mut warnings = Vec::new();
     let mut calls: Vec<(usize, TimedCall)> = Vec::new();
+    let mut agent: Vec<(usize, TimedUsage)> = Vec::new();
     // A business-scoped id's country: the first event that gave one.
     let mut countries: HashMap<Box<str>, (usize, Box<str>)> = HashMap::default();
     let mut by_contact: Vec<Vec<Vec<Placed>>> = (0..parts).map(|_| Vec::with_capacity(parts)).collect();
@@ -394,6 +400,7 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
         stats.undelivered += part.stats.undelivered;
         warnings.extend(part.warnings);
         calls.extend(part.calls);
+        agent.extend(part.agent);
         for (id, (seq, country)) in part.countries {
             match countries.get_mut(&id) {
                 Some(kept) if kept.0 <= seq => {}
@@ -417,7 +424,9 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
     sort_warnings(&mut warnings);
     calls.sort_unstable_by_key(|(seq, _)| *seq);
     let calls = calls.into_iter().map(|(_, call)| call).collect();
-    Prepared { contacts, warnings, stats, calls }
+    agent.sort_unstable_by_key(|(seq, _)| *seq);
+    let agent = agent.into_iter().map(|(_, usage)| usage).collect();
+    Prepared { contacts, warnings, stats, calls, agent }
 }
 
 /// How many threads `items` deserve: one below `from`, else every core.
@@ -462,6 +471,7 @@ fn message_part(event: &Event, parts: usize) -> usize {
         EventKind::Inbound { id: Some(id), .. } | EventKind::Outbound { id, .. } | EventKind::Status { id, .. } => part_of(&**id, parts),
         EventKind::Inbound { id: None, user, .. } => part_of(user, parts),
         EventKind::Call(call) => part_of(&*call.id, parts),
+        EventKind::AgentUsage(usage) => part_of(&*usage.id, parts),
     }
 }
 
@@ -479,6 +489,7 @@ impl Sizes {
     fn count(&mut self, event: &Event) {
         match &event.kind {
             EventKind::Inbound { .. } | EventKind::Call(_) => self.inbound += 1,
+            EventKind::AgentUsage(_) => {}
             EventKind::Outbound { .. } => self.outbound += 1,
             EventKind::Status { detail, .. } if detail.as_ref().is_some_and(|d| d.business.is_some()) => self.owned_statuses += 1,
             EventKind::Status { .. } => self.unowned_statuses += 1,
@@ -500,6 +511,8 @@ struct Resolved {
     countries: HashMap<Box<str>, (usize, Box<str>)>,
     /// Calls, with their input position.
     calls: Vec<(usize, TimedCall)>,
+    /// Agent usage, with its input position.
+    agent: Vec<(usize, TimedUsage)>,
 }
 
 /// Drops duplicates and resolves each message's delivery, for events that
@@ -527,6 +540,7 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
     };
     let mut countries: HashMap<Box<str>, (usize, Box<str>)> = HashMap::default();
     let mut calls = Vec::new();
+    let mut agent = Vec::new();
     let mut note_country = |user: &UserId, seq: usize| {
         if let UserId::Bsuid(id, Some(country)) = user {
             countries.entry(id.clone()).or_insert_with(|| (seq, country.clone()));
@@ -580,6 +594,7 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
                 }
                 calls.push((seq, TimedCall { at: event.at, origin: event.origin, call: *call }));
             }
+            EventKind::AgentUsage(usage) => agent.push((seq, TimedUsage { at: event.at, origin: event.origin, usage: *usage })),
             EventKind::Status { id, status, error, detail } => {
                 let cost = detail.as_ref().and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
                 let summary = match detail.and_then(|d| d.business) {
@@ -608,6 +623,8 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
     warnings.extend(unknown.into_iter().map(|(origin, id, business)| unknown_status(origin, id, business)));
     drop(sent_ids);
 
+    // Messages Meta Business Agent produced: its usage names their wamid.
+    let agent_messages: HashSet<(&str, &str)> = agent.iter().map(|(_, u)| (&*u.usage.business, &*u.usage.id)).collect();
     let any_owned = !statuses.is_empty();
     for (id, (seq, outbound)) in outbounds.into_values() {
         let owned = if any_owned { statuses.get(&outbound.business, &id) } else { None };
@@ -631,10 +648,11 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
         }
         stats.delivered += 1;
         let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost);
-        let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin, meta_cost };
+        let by_agent = !agent_messages.is_empty() && agent_messages.contains(&(&*outbound.business, &*id));
+        let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin, meta_cost, by_agent };
         place(outbound.business, outbound.user, seq, Item::Delivery { at: delivered_at, message: Box::new(message) });
     }
-    Resolved { items, warnings, stats, countries, calls }
+    Resolved { items, warnings, stats, countries, calls, agent }
 }
 
 /// Builds the timelines of the pairs whose items are in `parts` (every item
@@ -695,6 +713,8 @@ pub struct Report {
     pub charges: Vec<Charge>,
     /// Calls in start order, priced.
     pub calls: Vec<CallCharge>,
+    /// Meta Business Agent usage in time order, priced.
+    pub agent: Vec<AgentCharge>,
     /// Things worth knowing that did not stop the replay.
     pub warnings: Vec<Warning>,
     /// Delivered messages that could not be priced without guessing.
@@ -897,6 +917,11 @@ impl Engine<'_> {
                 Ruleset::Pmp2025 => rules::pmp_2025::decide(&delivery, state),
                 Ruleset::Pmp2026Oct => rules::pmp_2026_10::decide(&delivery, state),
             };
+            let verdict = if message.by_agent && message.template.is_none() && local_date >= rules::agent::BILLED_FROM {
+                rules::agent::agent_message(verdict)
+            } else {
+                verdict
+            };
             if let UserId::Bsuid(id, None) = &contact.user {
                 out.errors.push(PricingError {
                     message_id: message.id.clone(),
@@ -1037,9 +1062,26 @@ impl Engine<'_> {
         let mut warnings = prepared.warnings;
         let mut stats = prepared.stats;
         let calls = self.price_calls(prepared.calls, &mut stats, &mut warnings, &mut errors);
+        let agent = self.price_agent(prepared.agent, &mut stats, &mut warnings, &mut errors);
         warnings.extend(notes(&priced));
         sort_errors(&mut errors);
-        Report { charges: priced, calls, warnings, errors, stats, counters: counters_reached }
+        Report { charges: priced, calls, agent, warnings, errors, stats, counters: counters_reached }
+    }
+
+    /// Prices Meta Business Agent usage ([`rules::agent`]), adding its
+    /// duplicates, warnings and errors to the report's.
+    pub(crate) fn price_agent(&self, usages: Vec<TimedUsage>, stats: &mut PrepareStats, warnings: &mut Vec<Warning>, errors: &mut Vec<PricingError>) -> Vec<AgentCharge> {
+        if usages.is_empty() {
+            return Vec::new();
+        }
+        let priced = rules::agent::price(usages, self.accounts);
+        stats.duplicates += priced.duplicates;
+        if !priced.warnings.is_empty() {
+            warnings.extend(priced.warnings);
+            sort_warnings(warnings);
+        }
+        errors.extend(priced.errors);
+        priced.charges
     }
 
     /// Prices calls ([`rules::calling`]), adding their duplicates, warnings

@@ -310,6 +310,23 @@ pub enum EventKind {
     /// A voice call over the Calling API (boxed: calls are few next to
     /// messages, and every event pays for the largest kind).
     Call(Box<Call>),
+    /// Tokens Meta Business Agent used answering a user.
+    AgentUsage(Box<AgentUsage>),
+}
+
+/// Meta Business Agent tokens (interfaces §1 extension, `agent_usage`):
+/// Meta bills them per token since 2026-08-01, never free.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentUsage {
+    /// Business phone number id.
+    pub business: Box<str>,
+    /// The user the agent answered.
+    pub user: UserId,
+    /// An id of the usage (the wamid of the agent's message, or the
+    /// reporter's own): copies with one id are one usage.
+    pub id: Box<str>,
+    /// Tokens used.
+    pub tokens: u64,
 }
 
 /// Who placed a call.
@@ -437,6 +454,7 @@ impl EventKind {
             EventKind::Inbound { business, .. } | EventKind::Outbound { business, .. } => Some(business),
             EventKind::Status { detail, .. } => detail.as_deref().and_then(|d| d.business.as_deref()),
             EventKind::Call(call) => Some(&call.business),
+            EventKind::AgentUsage(usage) => Some(&usage.business),
         }
     }
 }
@@ -552,7 +570,7 @@ impl EventKind {
         match self {
             EventKind::Inbound { .. } | EventKind::Call(_) => 0,
             EventKind::Outbound { .. } => 1,
-            EventKind::Status { .. } => 2,
+            EventKind::Status { .. } | EventKind::AgentUsage(_) => 2,
         }
     }
 }
@@ -577,6 +595,7 @@ pub fn implausible_instants(events: &[Event], now: Timestamp) -> Vec<crate::char
                 EventKind::Outbound { id, .. } => format!("outbound message {id}"),
                 EventKind::Status { id, status, .. } => format!("`{}` status of message {id}", status.as_str()),
                 EventKind::Call(call) => format!("call {}", call.id),
+                EventKind::AgentUsage(usage) => format!("agent usage {}", usage.id),
             };
             let why = if event.at < PLAUSIBLE_FROM { "before 2014".to_string() } else { format!("more than a day after it was priced ({now})") };
             crate::charge::Warning {

@@ -49,6 +49,7 @@ use crate::engine::{
     Settler, StatusSummary,
 };
 use crate::event::{Event, EventKind, InboundKind, MetaPricing, Origin, Template, UserId};
+use crate::rules::agent::{AgentCharge, AgentReport, TimedUsage};
 use crate::rules::{self, calling::{CallCharge, CallReport, TimedCall}};
 use crate::window::ContactState;
 
@@ -103,6 +104,8 @@ struct Message {
     owned: Option<StatusSummary>,
     /// The user whose timeline holds its delivery, and the delivery instant.
     placed: Option<(UserId, Timestamp)>,
+    /// Meta Business Agent produced it (an `agent_usage` names it).
+    by_agent: bool,
 }
 
 impl Message {
@@ -337,6 +340,10 @@ pub struct MeterState {
     calls: Vec<TimedCall>,
     calls_priced: CallReport,
     calls_changed: bool,
+    /// Meta Business Agent usage, the same way.
+    agent: Vec<TimedUsage>,
+    agent_priced: AgentReport,
+    agent_changed: bool,
 }
 
 /// The one ledger's name when all portfolios share it.
@@ -368,6 +375,9 @@ impl MeterState {
             calls: Vec::new(),
             calls_priced: CallReport::default(),
             calls_changed: false,
+            agent: Vec::new(),
+            agent_priced: AgentReport::default(),
+            agent_changed: false,
         };
         if state.single {
             state.ledgers.insert(Arc::from(ALL), Ledger::new(Counters::carried(engine.month_to_date), CHECKPOINT_EVERY));
@@ -405,6 +415,9 @@ impl MeterState {
         if std::mem::take(&mut self.calls_changed) {
             self.calls_priced = rules::calling::price(self.calls.clone(), engine.accounts, engine.call_rates, engine.markets);
         }
+        if std::mem::take(&mut self.agent_changed) {
+            self.agent_priced = rules::agent::price(self.agent.clone(), engine.accounts);
+        }
         // A charge that moved is named by its removal and by its new place.
         changes.messages.sort();
         changes.messages.dedup();
@@ -439,12 +452,17 @@ impl MeterState {
         for ledger in self.ledgers.values() {
             ledger.counters.publish(&mut counters);
         }
-        Report { charges, calls: self.calls_priced.calls.clone(), warnings, errors, stats, counters }
+        Report { charges, calls: self.calls_priced.calls.clone(), agent: self.agent_priced.charges.clone(), warnings, errors, stats, counters }
     }
 
     /// The calls so far, priced, in start order (the report's, not copied).
     pub fn calls(&self) -> &[CallCharge] {
         &self.calls_priced.calls
+    }
+
+    /// Meta Business Agent usage so far, priced, in time order.
+    pub fn agent(&self) -> &[AgentCharge] {
+        &self.agent_priced.charges
     }
 
     /// The charges so far, in delivery order (the report's, not copied).
@@ -540,8 +558,9 @@ impl MeterState {
                 warnings.push(engine::unknown_status(summary.origin.unwrap_or_default(), id, None));
             }
         }
-        stats.duplicates += self.calls_priced.duplicates;
+        stats.duplicates += self.calls_priced.duplicates + self.agent_priced.duplicates;
         warnings.extend(self.calls_priced.warnings.iter().cloned());
+        warnings.extend(self.agent_priced.warnings.iter().cloned());
         engine::sort_warnings(&mut warnings);
         warnings.extend(engine::notes(charges.iter().copied()));
 
@@ -553,6 +572,7 @@ impl MeterState {
             errors.extend(contact.errors.iter().cloned());
         }
         errors.extend(self.calls_priced.errors.iter().cloned());
+        errors.extend(self.agent_priced.errors.iter().cloned());
         engine::sort_errors(&mut errors);
         Findings { warnings, errors, stats }
     }
@@ -595,6 +615,20 @@ impl MeterState {
                 }
                 self.calls.push(TimedCall { at: event.at, origin: event.origin, call: *call });
                 self.calls_changed = true;
+            }
+            EventKind::AgentUsage(usage) => {
+                // The message it names, if the agent produced one, is not
+                // also a service message (`rules::agent::agent_message`).
+                let business = engine::intern(&mut self.businesses, usage.business.clone());
+                let message = self.messages.entry((business.clone(), usage.id.clone())).or_default();
+                let marked = !message.by_agent;
+                message.by_agent = true;
+                let id = usage.id.clone();
+                self.agent.push(TimedUsage { at: event.at, origin: event.origin, usage: *usage });
+                self.agent_changed = true;
+                if marked {
+                    self.resolve(engine, &business, &id);
+                }
             }
             EventKind::Outbound { business, user, id, template } => {
                 self.note_country(&user);
@@ -715,7 +749,14 @@ impl MeterState {
         let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost);
         let new = delivered_at.map(|at| Item::Delivery {
             at,
-            message: Box::new(DeliveredMessage { id: id.into(), template: outbound.template.clone(), sent_at: outbound.at, origin: outbound.origin, meta_cost }),
+            message: Box::new(DeliveredMessage {
+                id: id.into(),
+                template: outbound.template.clone(),
+                sent_at: outbound.at,
+                origin: outbound.origin,
+                meta_cost,
+                by_agent: message.by_agent,
+            }),
         });
         let user = outbound.user.clone();
         if let Some((old_user, old_at)) = message.placed.clone() {

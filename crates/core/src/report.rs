@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use crate::charge::Charge;
+use crate::rules::agent::AgentCharge;
 use crate::rules::calling::CallCharge;
 use crate::money::Currency;
 
@@ -47,6 +48,20 @@ pub fn totals_with_calls(charges: &[Charge], calls: &[CallCharge]) -> Vec<Totals
     let mut all = totals(charges);
     add_calls(&mut all, calls);
     all
+}
+
+/// Adds Meta Business Agent usage's amounts to totals, kept sorted.
+pub fn add_agent(totals: &mut Vec<Totals>, agent: &[AgentCharge]) {
+    for usage in agent {
+        let index = match totals.binary_search_by(|t| t.currency.cmp(&usage.currency)) {
+            Ok(index) => index,
+            Err(index) => {
+                totals.insert(index, Totals { currency: usage.currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
+                index
+            }
+        };
+        totals[index].amount += usage.amount;
+    }
 }
 
 /// Adds calls' amounts and counts to totals, keeping them sorted by currency.

@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde::de::{self, Visitor};
 use wameter_core::category::TemplateCategory;
-use wameter_core::event::{Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, StatusDetail, Template, UserId};
+use wameter_core::event::{AgentUsage, Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, StatusDetail, Template, UserId};
 use wameter_core::notice::{Notice, NoticeKind};
 use wameter_meta::webhook::{self, Ignored, WebhookItems};
 
@@ -107,6 +107,7 @@ struct RawEvent<'a> {
     #[serde(borrow)]
     direction: Option<Cow<'a, str>>,
     duration: Option<serde_json::Value>,
+    tokens: Option<serde_json::Value>,
     object: Option<serde_json::Value>,
     pricing: Option<serde_json::Value>,
     conversation: Option<serde_json::Value>,
@@ -151,7 +152,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             .map(|items| Parsed::Webhook(Box::new(items)))
             .map_err(|p| fail(Some(&p.path), p.message));
     }
-    let event_type = raw.event_type.ok_or_else(|| fail(Some("type"), "missing (inbound, outbound, status, call or a notice type)".into()))?;
+    let event_type = raw.event_type.ok_or_else(|| fail(Some("type"), "missing (inbound, outbound, status, call, agent_usage or a notice type)".into()))?;
     if NoticeKind::TYPES.contains(&&*event_type) {
         let mut notice: Notice = serde_json::from_str(trimmed).map_err(|e| fail(None, format!("{event_type} notice: {e}")))?;
         notice.origin = origin;
@@ -267,7 +268,15 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                 error,
             }))
         }
-        other => return Err(fail(Some("type"), format!("`{other}` is not one of: inbound, outbound, status, call"))),
+        "agent_usage" => {
+            let tokens = match raw.tokens {
+                Some(serde_json::Value::Number(n)) if n.is_u64() => n.as_u64().unwrap_or(0),
+                Some(other) => return Err(fail(Some("tokens"), format!("`{other}` is not a whole number of tokens"))),
+                None => return Err(fail(Some("tokens"), "required for agent_usage events".into())),
+            };
+            EventKind::AgentUsage(Box::new(AgentUsage { business: required(raw.business, "business")?, user: user(raw.user)?, id: required(raw.id, "id")?, tokens }))
+        }
+        other => return Err(fail(Some("type"), format!("`{other}` is not one of: inbound, outbound, status, call, agent_usage"))),
     };
     Ok(Parsed::Event(Event { at, origin, kind }))
 }

@@ -8,6 +8,7 @@ use wameter_core::charge::Charge;
 use wameter_core::engine::WhatIf;
 use wameter_core::money::format_amount;
 use wameter_core::report::{Totals, totals_with_calls};
+use wameter_core::rules::agent::AgentCharge;
 use wameter_core::rules::calling::CallCharge;
 
 /// One charge as the document prints it.
@@ -98,6 +99,68 @@ pub struct ChargeLine {
     /// `documented` (Meta's pages describe the era) or `confirmed` (the
     /// 2026-10 change: reported first, then confirmed on Meta's pages).
     pub rules_status: String,
+}
+
+/// One Meta Business Agent usage as the document prints it (`agent_usage`,
+/// an extension of interfaces §4).
+#[derive(Serialize)]
+pub struct AgentJson<'a> {
+    usage_id: &'a str,
+    business: &'a str,
+    user: String,
+    at: String,
+    local_date: String,
+    category: &'static str,
+    tokens: u64,
+    billable: bool,
+    currency: &'a str,
+    rate_per_million: Option<String>,
+    amount: String,
+    ruleset: &'static str,
+    rule: &'static str,
+    reason: &'a str,
+}
+
+impl<'a> From<&'a AgentCharge> for AgentJson<'a> {
+    fn from(usage: &'a AgentCharge) -> Self {
+        AgentJson {
+            usage_id: &usage.usage_id,
+            business: &usage.business,
+            user: usage.user.to_string(),
+            at: usage.at.to_string(),
+            local_date: usage.local_date.to_string(),
+            category: "meta_business_agent",
+            tokens: usage.tokens,
+            billable: usage.billable,
+            currency: usage.currency.code(),
+            rate_per_million: usage.rate_per_million.map(format_amount),
+            amount: format_amount(usage.amount),
+            ruleset: usage.ruleset,
+            rule: usage.rule,
+            reason: &usage.reason,
+        }
+    }
+}
+
+/// An agent usage line read back ([`AgentJson`]).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct AgentLine {
+    /// The usage id.
+    pub usage_id: String,
+    /// Business phone number id.
+    pub business: String,
+    /// RFC 3339.
+    pub at: String,
+    /// Business-local date.
+    pub local_date: String,
+    /// Tokens.
+    pub tokens: u64,
+    /// Whether Meta bills it.
+    pub billable: bool,
+    /// ISO 4217.
+    pub currency: String,
+    /// Exact decimal, as text.
+    pub amount: String,
 }
 
 /// A call line of the document read back: what a reader orders and sums
@@ -234,10 +297,31 @@ struct WhatIfJson {
 }
 
 /// Writes the document, streaming the charges.
-pub fn write_document(out: &mut impl Write, charges: &[Charge], calls: &[CallCharge], warnings: &[WarningJson], what_if: WhatIf) -> std::io::Result<()> {
+pub fn write_document(out: &mut impl Write, charges: &[Charge], others: Others<'_>, warnings: &[WarningJson], what_if: WhatIf) -> std::io::Result<()> {
     let lines = charges.iter().map(|charge| serde_json::to_string(&ChargeJson::from(charge)).map_err(std::io::Error::from));
-    let call_lines = calls.iter().map(|call| serde_json::to_string(&CallJson::from(call))).collect::<Result<Vec<_>, _>>()?;
-    write_document_lines(out, lines, &call_lines, &totals_with_calls(charges, calls), warnings, what_if)
+    let call_lines = others.calls.iter().map(|call| serde_json::to_string(&CallJson::from(call))).collect::<Result<Vec<_>, _>>()?;
+    let agent_lines = others.agent.iter().map(|usage| serde_json::to_string(&AgentJson::from(usage))).collect::<Result<Vec<_>, _>>()?;
+    let mut totals = totals_with_calls(charges, others.calls);
+    wameter_core::report::add_agent(&mut totals, others.agent);
+    write_document_lines(out, lines, OtherLines { calls: &call_lines, agent: &agent_lines }, &totals, warnings, what_if)
+}
+
+/// What a replay charges besides messages: calls and agent usage.
+#[derive(Clone, Copy, Default)]
+pub struct Others<'a> {
+    /// Calls, in start order.
+    pub calls: &'a [CallCharge],
+    /// Meta Business Agent usage, in time order.
+    pub agent: &'a [AgentCharge],
+}
+
+/// [`Others`] already written as the document's lines.
+#[derive(Clone, Copy, Default)]
+pub struct OtherLines<'a> {
+    /// [`CallJson`] lines.
+    pub calls: &'a [String],
+    /// [`AgentJson`] lines.
+    pub agent: &'a [String],
 }
 
 /// Writes the document from charges already serialised as [`ChargeJson`]
@@ -246,7 +330,7 @@ pub fn write_document(out: &mut impl Write, charges: &[Charge], calls: &[CallCha
 pub fn write_document_lines<L: AsRef<str>>(
     out: &mut impl Write,
     lines: impl IntoIterator<Item = std::io::Result<L>>,
-    calls: &[String],
+    others: OtherLines<'_>,
     totals: &[Totals],
     warnings: &[WarningJson],
     what_if: WhatIf,
@@ -259,15 +343,18 @@ pub fn write_document_lines<L: AsRef<str>>(
         empty = false;
     }
     out.write_all(if empty { b"],\n" } else { b"\n  ],\n" })?;
-    if !calls.is_empty() {
-        out.write_all(b"  \"calls\": [")?;
-        for (n, call) in calls.iter().enumerate() {
+    for (key, lines) in [("calls", others.calls), ("agent_usage", others.agent)] {
+        if lines.is_empty() {
+            continue;
+        }
+        out.write_all(format!("  \"{key}\": [").as_bytes())?;
+        for (n, line) in lines.iter().enumerate() {
             out.write_all(if n == 0 { b"\n    " } else { b",\n    " })?;
-            out.write_all(call.as_bytes())?;
+            out.write_all(line.as_bytes())?;
         }
         out.write_all(b"\n  ],\n")?;
     }
-    let with_calls = !calls.is_empty();
+    let with_calls = !others.calls.is_empty();
     let totals: Vec<TotalsJson> = totals
         .iter()
         .map(|t| TotalsJson {

@@ -63,6 +63,14 @@ pub fn event_line(event: &Event) -> String {
                 line.insert("error".into(), error.into());
             }
         }
+        EventKind::AgentUsage(usage) => {
+            line.insert("type".into(), "agent_usage".into());
+            line.insert("at".into(), at);
+            line.insert("business".into(), (&*usage.business).into());
+            insert_user(&mut line, &usage.user);
+            line.insert("id".into(), (&*usage.id).into());
+            line.insert("tokens".into(), usage.tokens.into());
+        }
     }
     Value::Object(line).to_string()
 }

@@ -32,7 +32,7 @@ use wameter_core::event::{
 use wameter_core::random::SplitMix64;
 use wameter_core::incremental::MeterState;
 use wameter_log::Parsed;
-use wameter_log::replay_json::{WarningJson, write_document};
+use wameter_log::replay_json::{Others, WarningJson, write_document};
 use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_display_number};
 use wameter_server::Pricing;
 
@@ -1205,7 +1205,7 @@ impl World {
         });
         let warnings: Vec<WarningJson> = unpriced.chain(warned).collect();
         let mut out = Vec::new();
-        write_document(&mut out, &report.charges, &report.calls, &warnings, Default::default()).expect("writing to memory cannot fail");
+        write_document(&mut out, &report.charges, Others { calls: &report.calls, agent: &report.agent }, &warnings, Default::default()).expect("writing to memory cannot fail");
         out
     }
 

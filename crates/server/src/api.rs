@@ -19,6 +19,7 @@ use wameter_core::event::{Event, EventKind, Origin, UserId};
 use wameter_core::money::format_amount;
 use wameter_core::settlement;
 use wameter_log::Parsed;
+use wameter_log::replay_json::OtherLines;
 use wameter_store::{Batch, ChargeSlice};
 
 use crate::auth::{ApiToken, Scope, authenticate};
@@ -249,7 +250,7 @@ pub async fn charges(State(state): State<Arc<AppState>>, headers: HeaderMap, Api
     telemetry::charge_query("charges");
     let mut out = Vec::with_capacity(512 * (answer.charges.len() + 1));
     let lines = answer.charges.iter().map(|charge| Ok(charge.line.as_str()));
-    wameter_log::replay_json::write_document_lines(&mut out, lines, &answer.calls, &answer.totals, &answer.warnings_json(), Default::default())
+    wameter_log::replay_json::write_document_lines(&mut out, lines, OtherLines { calls: &answer.calls, agent: &answer.agent }, &answer.totals, &answer.warnings_json(), Default::default())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out).into_response())
 }
@@ -356,6 +357,25 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
             entry.0 += 1;
             entry.1 += u64::from(charge.billable);
             entry.4 += kept.amount;
+        }
+    }
+    // Agent usage is a category of its own, `meta_business_agent`.
+    for line in &answer.agent {
+        let usage: wameter_log::replay_json::AgentLine = serde_json::from_str(line).map_err(|e| ApiError::internal(format!("kept agent usage does not read: {e}")))?;
+        let amount: Decimal = usage.amount.parse().map_err(|_| ApiError::internal(format!("kept agent usage {} has no decimal amount", usage.usage_id)))?;
+        let key: Vec<String> = group_by
+            .iter()
+            .map(|dimension| match dimension.as_str() {
+                "month" => usage.local_date.get(..7).unwrap_or_default().to_string(),
+                "category" => "meta_business_agent".to_string(),
+                "market" => String::new(),
+                "business" => usage.business.clone(),
+                "pricing_model" => "tokens".to_string(),
+                _ => if usage.billable { "regular" } else { "free" }.to_string(),
+            })
+            .collect();
+        for entry in [rows.entry((key, usage.currency.clone())).or_default(), totals.entry(usage.currency.clone()).or_default()] {
+            entry.4 += amount;
         }
     }
     // Calls are a category of their own (`call`), their model `calling`

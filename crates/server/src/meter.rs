@@ -24,8 +24,9 @@ use wameter_core::report::Totals;
 use wameter_core::settlement::Month;
 use wameter_core::window::DAY;
 use wameter_log::Parsed;
+use wameter_core::rules::agent::AgentCharge;
 use wameter_core::rules::calling::CallCharge;
-use wameter_log::replay_json::{CallJson, CallLine, ChargeJson, ChargeLine, WarningJson};
+use wameter_log::replay_json::{AgentJson, AgentLine, CallJson, CallLine, ChargeJson, ChargeLine, WarningJson};
 use wameter_store::{ChargeRow, Settled, StoredEvent, WarningRow};
 
 /// Rate cards, tiers, markets and businesses: everything the engine needs
@@ -209,6 +210,7 @@ pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<S
     let mut charges: Vec<ChargeRow> = report.charges.iter().filter(|charge| in_month(charge, businesses, month)).map(charge_row).collect();
     let inferred = charges.iter().filter(|charge| loaded.inferred.contains(&(charge.business.clone(), charge.message_id.clone()))).count();
     charges.extend(call_rows(&report.calls, businesses, month));
+    charges.extend(agent_rows(&report.agent, businesses, month));
     let found = report.warnings.iter().chain(&implausible);
     let warnings = warning_rows(&loaded.unreadable, inferred, &report.errors, found, |id| about.get(&id).cloned(), month);
     Settled { charges, warnings, removed: Vec::new(), warnings_removed: Vec::new() }
@@ -233,9 +235,25 @@ fn call_rows<'c>(calls: &'c [CallCharge], businesses: &'c BTreeSet<String>, mont
     })
 }
 
-/// Whether a kept row is a call's ([`call_line`]).
+/// The (portfolio, month)'s Meta Business Agent usage as the store keeps
+/// it, as [`call_rows`] keeps calls; a line starts with `{"usage_id"`.
+fn agent_rows<'c>(agent: &'c [AgentCharge], businesses: &'c BTreeSet<String>, month: Month) -> impl Iterator<Item = ChargeRow> + 'c {
+    agent.iter().filter(move |usage| businesses.contains(&*usage.business) && Month::of(usage.local_date) == month).map(|usage| ChargeRow {
+        business: usage.business.to_string(),
+        delivered_at_us: usage.at.as_microsecond(),
+        message_id: usage.usage_id.to_string(),
+        line: serde_json::to_string(&AgentJson::from(usage)).unwrap_or_default(),
+    })
+}
+
+/// Whether a kept row is a call's ([`call_rows`]).
 fn is_call_line(line: &str) -> bool {
     line.starts_with("{\"call_id\"")
+}
+
+/// Whether a kept row is an agent usage's ([`agent_rows`]).
+fn is_agent_line(line: &str) -> bool {
+    line.starts_with("{\"usage_id\"")
 }
 
 /// A charge as the store keeps it.
@@ -314,9 +332,9 @@ pub struct MonthState {
     senders: HashMap<Box<str>, Box<str>>,
     /// The warnings the store keeps for the month, as last written.
     warnings: Vec<WarningRow>,
-    /// The month's calls the store keeps, as last written: (business,
-    /// call id) → line. Calls are kept with the charges (a budget sums
-    /// both), one row each.
+    /// The month's calls and agent usage the store keeps, as last written:
+    /// (business, id) → line. They are kept with the charges (a budget
+    /// sums them all), one row each.
     calls: HashMap<(String, String), String>,
     /// Every event of the month's scope with an id up to this was given
     /// (a committed id the store vouched for before a round's read).
@@ -381,6 +399,7 @@ impl MonthState {
                 }
                 EventKind::Inbound { business, .. } => (Some(business.clone()), None),
                 EventKind::Call(call) => (Some(call.business.clone()), None),
+                EventKind::AgentUsage(usage) => (Some(usage.business.clone()), None),
             };
             self.notes.insert(id_of(event.origin), EventNote { at: event.at, business, message });
         }
@@ -399,8 +418,10 @@ impl MonthState {
             }
         }
         // Calls are few: all of the month's are compared with those kept.
-        let calls: HashMap<(String, String), ChargeRow> =
-            call_rows(self.meter.calls(), businesses, month).map(|row| ((row.business.clone(), row.message_id.clone()), row)).collect();
+        let calls: HashMap<(String, String), ChargeRow> = call_rows(self.meter.calls(), businesses, month)
+            .chain(agent_rows(self.meter.agent(), businesses, month))
+            .map(|row| ((row.business.clone(), row.message_id.clone()), row))
+            .collect();
         if !whole {
             settled.removed.extend(self.calls.keys().filter(|key| !calls.contains_key(*key)).cloned());
         }
@@ -481,6 +502,8 @@ pub struct Answer {
     pub charges: Vec<KeptCharge>,
     /// Calls, as the document prints them ([`CallJson`]), in start order.
     pub calls: Vec<String>,
+    /// Agent usage, as the document prints it ([`AgentJson`]), in time order.
+    pub agent: Vec<String>,
     /// Per currency.
     pub totals: Vec<Totals>,
     /// `(code, message, stored event id)`, as the document prints them.
@@ -492,6 +515,20 @@ pub struct Answer {
 /// touches; `outbound_inferred` is summed across them.
 pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
     let mut unreadable = Vec::new();
+    let (agent_rows, rows): (Vec<ChargeRow>, Vec<ChargeRow>) = rows.into_iter().partition(|row| is_agent_line(&row.line));
+    let mut agent: Vec<(Timestamp, String, String, Currency, Decimal, String)> = Vec::with_capacity(agent_rows.len());
+    for row in agent_rows {
+        let read = || -> Option<(Timestamp, AgentLine, Currency, Decimal)> {
+            let line: AgentLine = serde_json::from_str(&row.line).ok()?;
+            let (currency, amount) = (Currency::parse(&line.currency)?, Decimal::from_str(&line.amount).ok()?);
+            Some((line.at.parse().ok()?, line, currency, amount))
+        };
+        match read() {
+            Some((at, line, currency, amount)) => agent.push((at, line.business, line.usage_id, currency, amount, row.line)),
+            None => unreadable.push(("unreadable_kept_charge".to_string(), format!("{}: kept agent usage does not read: {}", row.message_id, row.line), None)),
+        }
+    }
+    agent.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
     let (call_rows, rows): (Vec<ChargeRow>, Vec<ChargeRow>) = rows.into_iter().partition(|row| is_call_line(&row.line));
     let mut calls: Vec<(Timestamp, String, String, Currency, Decimal, bool, String)> = Vec::with_capacity(call_rows.len());
     for row in call_rows {
@@ -536,6 +573,10 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
         entry.billable_messages += u64::from(charge.fields.billable);
         entry.conversations += u64::from(charge.fields.opens_conversation);
     }
+    for (_, _, _, currency, amount, _) in &agent {
+        let entry = totals.entry(*currency).or_insert(Totals { currency: *currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
+        entry.amount += *amount;
+    }
     for (_, _, _, currency, amount, billable, _) in &calls {
         let entry = totals.entry(*currency).or_insert(Totals { currency: *currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
         entry.amount += *amount;
@@ -556,7 +597,8 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
         warnings.push(("outbound_inferred".into(), wameter_log::replay_json::outbound_inferred_message(inferred), None));
     }
     let calls = calls.into_iter().map(|(.., line)| line).collect();
-    Answer { charges: charges.into_iter().map(|(.., charge)| charge).collect(), calls, totals: totals.into_values().collect(), warnings }
+    let agent = agent.into_iter().map(|(.., line)| line).collect();
+    Answer { charges: charges.into_iter().map(|(.., charge)| charge).collect(), calls, agent, totals: totals.into_values().collect(), warnings }
 }
 
 impl Answer {

@@ -54,6 +54,8 @@ pub enum Kind {
     Status,
     /// A call (it may open the window, as a user's message does).
     Call,
+    /// Meta Business Agent tokens.
+    AgentUsage,
 }
 
 impl Kind {
@@ -64,6 +66,7 @@ impl Kind {
             "outbound" => Some(Kind::Outbound),
             "status" => Some(Kind::Status),
             "call" => Some(Kind::Call),
+            "agent_usage" => Some(Kind::AgentUsage),
             _ => None,
         }
     }
@@ -136,7 +139,7 @@ impl Kept {
             match row.kind {
                 Kind::Outbound => drop(self.sends.insert(id.clone())),
                 Kind::Status => drop(self.statuses.insert(id.clone())),
-                Kind::Inbound | Kind::Call => {}
+                Kind::Inbound | Kind::Call | Kind::AgentUsage => {}
             }
         }
         self.rows.push(row);

@@ -13,7 +13,7 @@ use wameter_core::settlement::months_touched;
 pub struct EventRecord {
     /// Unique per fact; equal for what replay counts as a duplicate.
     pub dedupe_key: String,
-    /// `inbound`, `outbound`, `status` or `call`.
+    /// `inbound`, `outbound`, `status`, `call` or `agent_usage`.
     pub kind: &'static str,
     /// Business phone number id, when the event names it (a status that
     /// names one belongs to that business's message only).
@@ -115,6 +115,19 @@ impl EventRecord {
                 delivered: false,
                 ends_flight: false,
                 charged_business: call.business.to_string(),
+                line,
+            },
+            EventKind::AgentUsage(usage) => EventRecord {
+                dedupe_key: format!("agent_usage/{}/{}/{}", usage.business, usage.id, sha256_hex(line.as_bytes())),
+                kind: "agent_usage",
+                business: Some(usage.business.to_string()),
+                user: Some(usage.user.to_string()),
+                message_id: Some(usage.id.to_string()),
+                at_us,
+                inbound: false,
+                delivered: false,
+                ends_flight: false,
+                charged_business: usage.business.to_string(),
                 line,
             },
         }

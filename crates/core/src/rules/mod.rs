@@ -9,8 +9,10 @@
 //! - [`pmp_2025`]: per-message pricing (2025-07-01 → 2026-09-30);
 //! - [`pmp_2026_10`]: per-message pricing as reported from 2026-10-01;
 //! - [`calling`]: Calling API minutes (from 2025-07-01), beside the eras:
-//!   calls have their own rates and bands.
+//!   calls have their own rates and bands;
+//! - [`agent`]: Meta Business Agent tokens (from 2026-08-01).
 
+pub mod agent;
 pub mod calling;
 pub mod cbp_2022;
 pub mod cbp_2023;

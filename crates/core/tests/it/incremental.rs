@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use wameter_core::category::TemplateCategory;
 use wameter_core::engine::Report;
 use wameter_core::event::{
-    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, MetaCost, MetaPricing, Origin, StatusDetail, UserId, outbounds_from_pricing,
+    AgentUsage, Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, MetaCost, MetaPricing, Origin, StatusDetail, UserId, outbounds_from_pricing,
 };
 use wameter_core::ratecard::calling::CallRateBook;
 use wameter_core::incremental::MeterState;
@@ -34,6 +34,9 @@ pub(super) enum Step {
     /// connected; 5: ended `failed`); `again` logs a second copy that
     /// lasts longer and is read later (a conflicting redelivery).
     Call { business: usize, user: usize, minute: i64, kind: u8, seconds: u32, again: bool },
+    /// Meta Business Agent tokens, named by a wamid that may be a send's
+    /// (then that free-form message is the agent's, not a service one).
+    Agent { business: usize, user: usize, minute: i64, message: usize, tokens: u64 },
 }
 
 pub(super) fn step() -> impl Strategy<Value = Step> {
@@ -45,6 +48,8 @@ pub(super) fn step() -> impl Strategy<Value = Step> {
         ),
         (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, 0..6u8, 1..900u32, proptest::bool::weighted(0.1))
             .prop_map(|(business, user, minute, kind, seconds, again)| Step::Call { business, user, minute, kind, seconds, again }),
+        (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, 0..35usize, 0..50_000u64)
+            .prop_map(|(business, user, minute, message, tokens)| Step::Agent { business, user, minute, message, tokens }),
     ]
 }
 
@@ -56,6 +61,10 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
         match step {
             Step::Inbound { business, user, minute, ad } => {
                 log.inbound_from(BUSINESSES[*business], at(*minute), USERS[*user], ad.then_some(EntryPoint::Ad));
+            }
+            Step::Agent { business, user, minute, message, tokens } => {
+                let usage = AgentUsage { business: BUSINESSES[*business].into(), user: UserId::parse(USERS[*user]).unwrap(), id: format!("w{message}").into(), tokens: *tokens };
+                log.events.push(Event { at: at(*minute), origin: Origin::default(), kind: EventKind::AgentUsage(Box::new(usage)) });
             }
             Step::Call { business, user, minute, kind, seconds, again } => {
                 let direction = if *kind < 2 { CallDirection::UserInitiated } else { CallDirection::BusinessInitiated };

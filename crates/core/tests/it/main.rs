@@ -2,6 +2,7 @@
 //! scenarios (docs/rules.md §13), every decision in `docs/rules.md`, and
 //! property tests. One binary, so everything links once.
 
+mod agent;
 mod calls;
 mod incremental;
 mod max_price;

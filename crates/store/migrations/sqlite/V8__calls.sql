@@ -1,12 +1,13 @@
--- Calls are events (interfaces §1, `call`; issue 23): the `kind` check
--- admits them. SQLite cannot change a CHECK in place, so the table is
+-- Calls and Meta Business Agent usage are events (interfaces §1, `call`
+-- and `agent_usage`; issue 23): the `kind` check admits them. SQLite
+-- cannot change a CHECK in place, so the table is
 -- rebuilt as sqlite.org's "other kinds of table schema changes" says:
 -- copy, drop, rename, then the indexes again. Every row keeps its id.
 -- The PostgreSQL migration in ../postgres/ changes the constraint alone.
 CREATE TABLE events_with_calls (
     id INTEGER PRIMARY KEY,
     dedupe_key TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL CHECK (kind IN ('inbound', 'outbound', 'status', 'call')),
+    kind TEXT NOT NULL CHECK (kind IN ('inbound', 'outbound', 'status', 'call', 'agent_usage')),
     business TEXT,
     user_id TEXT,
     message_id TEXT,
