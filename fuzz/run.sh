@@ -28,11 +28,17 @@ seed() { # target → fills fuzz/corpus/<target> once
       for f in crates/log/tests/fixtures/webhooks/*.json; do
         python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$f" > "$dir/$(basename "$f" .json)"
       done
-      for f in crates/cli/tests/data/meta/*.ndjson; do head -c 8000 "$f" > "$dir/$(basename "$f")"; done
+      for f in crates/cli/tests/data/meta/*.ndjson crates/cli/tests/data/calls/*.ndjson; do head -c 8000 "$f" > "$dir/$(basename "$f")"; done
+      for f in crates/log/tests/fixtures/calling/*.json; do
+        python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$f" > "$dir/calling-$(basename "$f" .json)"
+      done
+      printf '%s\n' '{"type":"call","at":"2026-08-03T10:00:00Z","business":"B","user":"+254700000001","id":"wacid.a","direction":"business_initiated","duration":56,"status":"failed","error":138021}' \
+        '{"type":"agent_usage","at":"2026-08-03T12:00:00Z","business":"B","user":"+5511999990000","id":"wamid.a1","tokens":21500}' > "$dir/calls-and-agent.ndjson"
       cargo run -q --release -p wameter -- gen --events 40 --seed 3 --out "$dir/generated.ndjson" >/dev/null
       ;;
     webhook)
       cp crates/log/tests/fixtures/webhooks/*.json "$dir/"
+      for f in crates/log/tests/fixtures/calling/*.json; do cp "$f" "$dir/calling-$(basename "$f")"; done
       ;;
     accounts)
       # The accounts files the tests write, as TOML.
@@ -46,7 +52,7 @@ for path in pathlib.Path("crates/cli/tests").rglob("*.rs"):
 EOF
       ;;
     rate_file)
-      for f in data/ratecards/*.csv crates/core/src/ratecard/testdata/*.csv crates/cli/tests/data/whatif/*.csv; do head -c 6000 "$f" > "$dir/$(basename "$f")"; done
+      for f in data/ratecards/*.csv data/calling/*.csv crates/core/src/ratecard/testdata/*.csv crates/cli/tests/data/whatif/*.csv; do head -c 6000 "$f" > "$dir/$(basename "$f")"; done
       ;;
     analytics)
       cp crates/cli/tests/data/meta/pricing_analytics.json "$dir/"
@@ -68,6 +74,18 @@ GET /_sandbox/media/2000000000000001
 POST /_sandbox/inbound {"business":"106540352242922","user":"5511987654321","text":"foto?"}
 POST /v23.0/106540352242922/messages {"messaging_product":"whatsapp","to":"5511987654321","type":"image","image":{"id":"2000000000000001"}}
 DELETE /v23.0/2000000000000001?phone_number_id=106540352242922
+EOF
+      cat > "$dir/calls" <<'EOF'
+POST /v23.0/106540352242922/calls {"messaging_product":"whatsapp","to":"254700000001","action":"connect","session":{"sdp_type":"offer","sdp":"v=0"}}
+POST /_sandbox/calls/wacid.sandbox.1/answer {}
+POST /_sandbox/clock {"advance_seconds":56}
+POST /v23.0/106540352242922/calls {"messaging_product":"whatsapp","call_id":"wacid.sandbox.1","action":"terminate"}
+POST /_sandbox/calls {"business":"106540352242922","user":"254700000002"}
+POST /v23.0/106540352242922/calls {"messaging_product":"whatsapp","call_id":"wacid.sandbox.2","action":"accept"}
+POST /_sandbox/calls/wacid.sandbox.2/hang_up {}
+POST /v23.0/102290129340398/message_templates {"name":"capped","language":"en_US","category":"MARKETING","components":[{"type":"BODY","text":"Sale"}],"optimization_spec":{"bid_amount":1000}}
+POST /v23.0/106540352242922/marketing_messages {"messaging_product":"whatsapp","to":"5511987654321","type":"template","template":{"name":"capped","language":{"code":"en_US"}}}
+GET /_sandbox/charges
 EOF
       cat > "$dir/templates" <<'EOF'
 POST /v23.0/102290129340398/message_templates {"name":"order_update","language":"en_US","category":"UTILITY","components":[{"type":"BODY","text":"Order {{1}}"}]}

@@ -30,7 +30,7 @@ static PRICING: LazyLock<Arc<Pricing>> = LazyLock::new(|| {
         "[[business]]\nphone_number_id = \"106540352242922\"\nwaba = \"102290129340398\"\ntimezone = \"America/Sao_Paulo\"\ncurrency = \"USD\"\n",
     )
     .expect("accounts");
-    Arc::new(Pricing { accounts, rates: RateBook::builtin(), tiers: TierBook::builtin(), markets: MarketTable::builtin() })
+    Arc::new(Pricing { accounts, rates: RateBook::builtin(), tiers: TierBook::builtin(), markets: MarketTable::builtin(), call_rates: wameter_core::ratecard::calling::CallRateBook::builtin() })
 });
 
 fn options() -> Options {
