@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use wameter_core::engine::Engine;
 use wameter_core::market::MarketTable;
 use wameter_core::money::format_amount;
-use wameter_core::reconcile::{AnalyticsLine, Discrepancy, Reconciliation, Tolerance, compare_analytics, reconcile};
+use wameter_core::reconcile::{AnalyticsKind, AnalyticsLine, Discrepancy, Reconciliation, Tolerance, compare_analytics, compare_call_analytics, reconcile};
 use wameter_meta::analytics::{Analytics, parse_analytics};
 
 use crate::input::{EngineArgs, LoadedLogs, load_logs};
@@ -59,7 +59,14 @@ pub fn run(args: ReconcileArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let tolerance = Tolerance { cost_absolute: args.cost_tolerance, cost_relative: args.cost_tolerance_share };
-    let buckets = analytics.map(|a| (a.kind, compare_analytics(a.kind, &a.points, &result.report.charges, tolerance)));
+    let lite: std::collections::HashSet<(&str, &str)> = result.marketing_lite.iter().map(|(b, id)| (&**b, &**id)).collect();
+    let buckets = analytics.map(|a| {
+        let lines = match a.kind {
+            AnalyticsKind::Call => compare_call_analytics(&a.points, &result.report.calls, tolerance),
+            kind => compare_analytics(kind, &a.points, &result.report.charges, &lite, tolerance),
+        };
+        (a.kind, lines)
+    });
     let mut out = BufWriter::new(std::io::stdout().lock());
     if args.json {
         let mut document = document(&result, &loaded);
@@ -262,6 +269,7 @@ fn kind_name(kind: wameter_core::reconcile::AnalyticsKind) -> &'static str {
     match kind {
         wameter_core::reconcile::AnalyticsKind::Pricing => "pricing_analytics (delivered messages)",
         wameter_core::reconcile::AnalyticsKind::Conversation => "conversation_analytics (conversations)",
+        wameter_core::reconcile::AnalyticsKind::Call => "call_analytics (connected calls; category = direction, type = tier)",
     }
 }
 
@@ -277,6 +285,7 @@ fn analytics_json(kind: wameter_core::reconcile::AnalyticsKind, lines: &[Analyti
                 "type": &*l.pricing_type,
                 "meta": l.meta.map(|(count, cost)| json!({"count": count, "cost": cost.map(format_amount)})),
                 "engine": {"count": l.engine.0, "cost": format_amount(l.engine.1)},
+                "average_duration": l.average_duration.map(|(meta, engine)| json!({"meta": format_amount(meta), "engine": format_amount(engine)})),
                 "within_tolerance": l.within_tolerance,
             })
         })

@@ -189,3 +189,30 @@ fn agent_usage_is_priced_listed_and_served() {
     assert_eq!(row["amount"], "0.043");
     server.kill();
 }
+
+/// `reconcile --analytics` with `call_analytics` (COUNT, COST,
+/// AVERAGE_DURATION by country, direction, tier) and with
+/// `pricing_analytics` MARKETING_LITE buckets against max-price costs.
+#[test]
+fn call_and_marketing_lite_analytics_reconcile() {
+    let analytics = common::root().join("crates/cli/tests/data/calls/call_analytics.json");
+    let output = common::wameter(&["reconcile", calls_log().to_str().unwrap(), "--analytics", analytics.to_str().unwrap(), "--json"]);
+    let document = common::json(&output);
+    assert_eq!((document["analytics"]["buckets"].as_u64(), document["analytics"]["differences"].as_u64()), (Some(2), Some(0)), "{}", document["analytics"]);
+    // Meta saying 4 calls where the log has 3 is a difference.
+    let dir = common::fresh("calls", "analytics");
+    let differing = dir.join("differing.json");
+    std::fs::write(&differing, std::fs::read_to_string(&analytics).unwrap().replace("\"count\":3", "\"count\":4")).unwrap();
+    let document = common::json(&common::wameter(&["reconcile", calls_log().to_str().unwrap(), "--analytics", differing.to_str().unwrap(), "--json"]));
+    assert_eq!(document["analytics"]["differences"], 1);
+
+    // Two max-price deliveries (0.035 and 0.030 USD) against a MARKETING_LITE bucket.
+    let log = dir.join("lite.ndjson");
+    let status = |id: &str, cost: &str| format!("{{\"type\":\"status\",\"at\":\"2026-11-02T10:00:05Z\",\"id\":\"{id}\",\"status\":\"delivered\",\"business\":\"B\",\"user\":\"+5511999990000\",\"pricing\":{{\"billable\":true,\"pricing_model\":\"PMP\",\"type\":\"regular\",\"category\":\"marketing_lite\",\"cost\":{{\"amount\":{cost},\"currency\":\"USD\"}}}}}}\n");
+    std::fs::write(&log, format!("{}{}", status("m1", "0.035"), status("m2", "0.030"))).unwrap();
+    let lite = dir.join("pricing_analytics.json");
+    std::fs::write(&lite, r#"{"pricing_analytics":{"data":[{"data_points":[{"start":1793577600,"end":1793664000,"country":"BR","pricing_type":"REGULAR","pricing_category":"MARKETING_LITE","volume":2,"cost":0.065}]}]}}"#).unwrap();
+    let document = common::json(&common::wameter(&["reconcile", log.to_str().unwrap(), "--analytics", lite.to_str().unwrap(), "--json"]));
+    let line = &document["analytics"]["lines"][0];
+    assert_eq!((line["category"].as_str(), line["engine"]["cost"].as_str(), line["within_tolerance"].as_bool()), (Some("marketing_lite"), Some("0.065"), Some(true)), "{}", document["analytics"]);
+}

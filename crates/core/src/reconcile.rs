@@ -28,6 +28,7 @@ use crate::charge::Charge;
 use crate::engine::{Engine, Report};
 use crate::event::{DeliveryStatus, Event, EventKind, MetaPricing};
 use crate::money::Currency;
+use crate::rules::calling::CallCharge;
 use crate::notice::{Notice, NoticeKind};
 
 /// Meta's verdict on one message: the `pricing` (and `conversation`) of
@@ -158,6 +159,9 @@ pub struct Reconciliation {
     pub drift_total: Vec<(Currency, Decimal)>,
     /// The engine's report on the log as given.
     pub report: Report,
+    /// Delivered messages Meta priced as `marketing_lite` (Marketing
+    /// Messages API sends), by (business, wamid): analytics count them so.
+    pub marketing_lite: Vec<(Box<str>, Box<str>)>,
 }
 
 /// Compares Meta's verdicts in `events` with the engine's decisions.
@@ -166,10 +170,12 @@ pub struct Reconciliation {
 pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Reconciliation {
     let verdicts = meta_verdicts(&events);
     let updates = category_updates(notices);
+    let marketing_lite: Vec<(Box<str>, Box<str>)> =
+        verdicts.iter().filter(|(_, v)| &*v.pricing.category == "marketing_lite").map(|((business, id), _)| (business.clone(), id.clone())).collect();
     // Kept for the drift replay; the first replay consumes its events.
     let report = engine.replay(events.clone());
     let drifted = drifted_sends(&report.charges, &verdicts, &updates);
-    let mut result = Reconciliation::default();
+    let mut result = Reconciliation { marketing_lite, ..Reconciliation::default() };
 
     let delivered: std::collections::HashSet<(&str, &str)> = report.charges.iter().map(|c| (&*c.business, &*c.message_id)).collect();
     let delivered_ids: std::collections::HashSet<&str> = report.charges.iter().map(|c| &*c.message_id).collect();
@@ -476,7 +482,8 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
     )
 }
 
-/// One bucket of Meta's `pricing_analytics` or `conversation_analytics`.
+/// One bucket of Meta's `pricing_analytics`, `conversation_analytics` or
+/// `call_analytics`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnalyticsPoint {
     /// Bucket start (inclusive).
@@ -485,23 +492,30 @@ pub struct AnalyticsPoint {
     pub end: Timestamp,
     /// ISO country, when the response is split by country.
     pub country: Option<Box<str>>,
-    /// Pricing (or conversation) category, lower-case, when split by it.
+    /// Pricing (or conversation) category, lower-case, when split by it;
+    /// for calls, the direction (`business_initiated`…).
     pub category: Option<Box<str>>,
-    /// Pricing (or conversation) type, lower-case, when split by it.
+    /// Pricing (or conversation) type, lower-case, when split by it; for
+    /// calls, the tier (`0:50000`).
     pub pricing_type: Option<Box<str>>,
-    /// Delivered messages (`volume`) or conversations (`conversation`).
+    /// Delivered messages (`volume`), conversations (`conversation`) or
+    /// calls (`count`).
     pub count: u64,
     /// Approximate cost, when Meta returns it.
     pub cost: Option<Decimal>,
+    /// Calls: `average_duration` in seconds, when Meta returns it.
+    pub average_duration: Option<Decimal>,
 }
 
-/// Which analytics: per-message (PMP) or per-conversation (CBP).
+/// Which analytics: per-message (PMP), per-conversation (CBP) or calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AnalyticsKind {
     /// `pricing_analytics`: delivered messages.
     Pricing,
     /// `conversation_analytics`: conversations opened.
     Conversation,
+    /// `call_analytics`: connected calls (COUNT, COST, AVERAGE_DURATION).
+    Call,
 }
 
 /// One bucket compared.
@@ -513,14 +527,17 @@ pub struct AnalyticsLine {
     pub end: Timestamp,
     /// Country (`*` when the response is not split by country).
     pub country: Box<str>,
-    /// Category (`*` when not split).
+    /// Category, or a call's direction (`*` when not split).
     pub category: Box<str>,
-    /// Type (`*` when not split).
+    /// Type, or a call's tier (`*` when not split).
     pub pricing_type: Box<str>,
     /// Meta's count and cost (`None`: Meta has no such bucket).
     pub meta: Option<(u64, Option<Decimal>)>,
     /// The engine's count and cost.
     pub engine: (u64, Decimal),
+    /// Calls: Meta's and the engine's average duration in seconds, when
+    /// Meta gives one.
+    pub average_duration: Option<(Decimal, Decimal)>,
     /// Whether the two agree within the tolerance.
     pub within_tolerance: bool,
 }
@@ -528,7 +545,8 @@ pub struct AnalyticsLine {
 /// How far Meta's approximate analytics may be from the engine before a
 /// bucket is reported. Meta says only that analytics are "approximate"
 /// (docs/rules.md §11), so these are ours: counts must match, costs may
-/// differ by the larger of `cost_absolute` and `cost_relative` × Meta's cost.
+/// differ by the larger of `cost_absolute` and `cost_relative` × Meta's cost
+/// (average call durations by a second).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tolerance {
     /// Absolute cost difference allowed (currency units).
@@ -543,11 +561,78 @@ impl Default for Tolerance {
     }
 }
 
+/// One engine item as analytics count it.
+struct Counted<'a> {
+    at: Timestamp,
+    country: Option<&'a str>,
+    category: &'a str,
+    /// `None`: the item has none (a free call has no tier).
+    kind: Option<&'a str>,
+    amount: Decimal,
+    seconds: Option<u32>,
+}
+
 /// Compares Meta's analytics buckets with the engine's charges aggregated
 /// the same way. Engine charges outside every bucket of the response are
 /// not compared (the response covers a period of Meta's choosing); engine
 /// aggregates for a bucket Meta has no line for are reported with `meta: None`.
-pub fn compare_analytics(kind: AnalyticsKind, points: &[AnalyticsPoint], charges: &[Charge], tolerance: Tolerance) -> Vec<AnalyticsLine> {
+///
+/// `marketing_lite`: the (business, wamid) of messages Meta priced as
+/// `marketing_lite` (sent through the Marketing Messages API): analytics
+/// count them as MARKETING_LITE, whatever their template's category.
+pub fn compare_analytics(
+    kind: AnalyticsKind,
+    points: &[AnalyticsPoint],
+    charges: &[Charge],
+    marketing_lite: &std::collections::HashSet<(&str, &str)>,
+    tolerance: Tolerance,
+) -> Vec<AnalyticsLine> {
+    let items = charges
+        .iter()
+        .filter(|charge| kind != AnalyticsKind::Conversation || charge.opens_conversation)
+        .map(|charge| Counted {
+            at: charge.delivered_at,
+            country: charge.trail.country.as_deref(),
+            category: if marketing_lite.contains(&(&*charge.business, &*charge.message_id)) || marketing_lite.contains(&("", &*charge.message_id)) {
+                "marketing_lite"
+            } else {
+                charge.category.as_str()
+            },
+            // Meta's analytics spell categories and types in upper case;
+            // the points were lower-cased when read. conversation_analytics
+            // calls the free entry point FREE_ENTRY(_POINT).
+            kind: Some(match charge.pricing_type {
+                PricingType::FreeEntryPoint => "free_entry_point",
+                other => other.as_str(),
+            }),
+            amount: charge.amount,
+            seconds: None,
+        })
+        .collect();
+    compare(points, items, tolerance)
+}
+
+/// Compares Meta's `call_analytics` (COUNT, COST, AVERAGE_DURATION by
+/// country, direction, tier) with the engine's calls: the calls that
+/// connected, their amounts and durations. Meta says the count is of
+/// "completed calls"; wameter counts those that connected (docs/rules.md §14).
+pub fn compare_call_analytics(points: &[AnalyticsPoint], calls: &[CallCharge], tolerance: Tolerance) -> Vec<AnalyticsLine> {
+    let items = calls
+        .iter()
+        .filter(|call| call.duration_seconds > 0)
+        .map(|call| Counted {
+            at: call.started_at,
+            country: call.country.as_deref(),
+            category: call.direction.as_str(),
+            kind: call.tier.as_deref(),
+            amount: call.amount,
+            seconds: Some(call.duration_seconds),
+        })
+        .collect();
+    compare(points, items, tolerance)
+}
+
+fn compare(points: &[AnalyticsPoint], items: Vec<Counted<'_>>, tolerance: Tolerance) -> Vec<AnalyticsLine> {
     let split_country = points.iter().any(|p| p.country.is_some());
     let split_category = points.iter().any(|p| p.category.is_some());
     let split_type = points.iter().any(|p| p.pricing_type.is_some());
@@ -562,35 +647,29 @@ pub fn compare_analytics(kind: AnalyticsKind, points: &[AnalyticsPoint], charges
             if split_type { kind.unwrap_or("?").into() } else { star() },
         )
     };
-    let mut meta: BTreeMap<Key, (u64, Option<Decimal>)> = BTreeMap::new();
+    let mut meta: BTreeMap<Key, (u64, Option<Decimal>, Option<Decimal>)> = BTreeMap::new();
     let mut buckets: Vec<(Timestamp, Timestamp)> = Vec::new();
     for p in points {
-        let entry = meta.entry(key_of(p.start, p.end, p.country.as_deref(), p.category.as_deref(), p.pricing_type.as_deref())).or_insert((0, None));
+        let entry = meta.entry(key_of(p.start, p.end, p.country.as_deref(), p.category.as_deref(), p.pricing_type.as_deref())).or_insert((0, None, None));
         entry.0 += p.count;
         if let Some(cost) = p.cost {
             entry.1 = Some(entry.1.unwrap_or_default() + cost);
+        }
+        if p.average_duration.is_some() {
+            entry.2 = p.average_duration;
         }
         buckets.push((p.start, p.end));
     }
     buckets.sort();
     buckets.dedup();
-    let mut engine: BTreeMap<Key, (u64, Decimal)> = BTreeMap::new();
-    for charge in charges {
-        if kind == AnalyticsKind::Conversation && !charge.opens_conversation {
-            continue;
-        }
-        let Some(&(start, end)) = buckets.iter().find(|(s, e)| *s <= charge.delivered_at && charge.delivered_at < *e) else { continue };
-        // Meta's analytics spell categories and types in upper case; the
-        // points were lower-cased when read.
-        let pricing_type = match charge.pricing_type {
-            // conversation_analytics calls the free entry point FREE_ENTRY(_POINT).
-            PricingType::FreeEntryPoint => "free_entry_point",
-            other => other.as_str(),
-        };
-        let key = key_of(start, end, charge.trail.country.as_deref(), Some(charge.category.as_str()), Some(pricing_type));
-        let entry = engine.entry(key).or_default();
+    // (count, amount, seconds).
+    let mut engine: BTreeMap<Key, (u64, Decimal, u64)> = BTreeMap::new();
+    for item in items {
+        let Some(&(start, end)) = buckets.iter().find(|(s, e)| *s <= item.at && item.at < *e) else { continue };
+        let entry = engine.entry(key_of(start, end, item.country, Some(item.category), item.kind)).or_default();
         entry.0 += 1;
-        entry.1 += charge.amount;
+        entry.1 += item.amount;
+        entry.2 += u64::from(item.seconds.unwrap_or(0));
     }
     let mut keys: Vec<&Key> = meta.keys().chain(engine.keys()).collect();
     keys.sort();
@@ -599,14 +678,17 @@ pub fn compare_analytics(kind: AnalyticsKind, points: &[AnalyticsPoint], charges
         .map(|key| {
             let m = meta.get(key).copied();
             let e = engine.get(key).copied().unwrap_or_default();
+            let engine_average = if e.0 == 0 { Decimal::ZERO } else { (Decimal::from(e.2) / Decimal::from(e.0)).round_dp(2) };
+            let average_duration = m.and_then(|(_, _, average)| average).map(|average| (average, engine_average));
             let within_tolerance = match m {
                 None => e.0 == 0,
-                Some((count, cost)) => {
+                Some((count, cost, _)) => {
                     count == e.0
                         && cost.is_none_or(|cost| {
                             let allowed = tolerance.cost_absolute.max(tolerance.cost_relative * cost.abs());
                             (cost - e.1).abs() <= allowed
                         })
+                        && average_duration.is_none_or(|(meta, engine)| (meta - engine).abs() <= Decimal::ONE)
                 }
             };
             AnalyticsLine {
@@ -615,8 +697,9 @@ pub fn compare_analytics(kind: AnalyticsKind, points: &[AnalyticsPoint], charges
                 country: key.2.clone(),
                 category: key.3.clone(),
                 pricing_type: key.4.clone(),
-                meta: m,
-                engine: e,
+                meta: m.map(|(count, cost, _)| (count, cost)),
+                engine: (e.0, e.1),
+                average_duration,
                 within_tolerance,
             }
         })

@@ -1,6 +1,11 @@
 //! Meta's Graph analytics responses (`pricing_analytics`,
-//! `conversation_analytics`; docs/rules.md §11), read into buckets the core
-//! compares with a replay.
+//! `conversation_analytics`, `call_analytics`; docs/rules.md §11 and §14),
+//! read into buckets the core compares with a replay.
+//!
+//! A `call_analytics` point has `count`, `cost`, `average_duration` and,
+//! when split, `country`, `direction` and `tier` (metrics and dimensions
+//! of Meta's Graph reference and Python SDK; Meta prints no sample with
+//! values, so these names are the SDK's).
 //!
 //! A response looks like
 //! `{"pricing_analytics":{"data":[{"data_points":[{"start":…,"end":…,"country":"BR","pricing_type":"REGULAR","pricing_category":"UTILITY","volume":3,"cost":0.0240}]}]},"id":"<WABA>"}`;
@@ -33,6 +38,8 @@ pub fn parse_analytics(body: &Value) -> Result<Analytics, Problem> {
         (Some(AnalyticsKind::Pricing), inner, "pricing_analytics")
     } else if let Some(inner) = object.get("conversation_analytics") {
         (Some(AnalyticsKind::Conversation), inner, "conversation_analytics")
+    } else if let Some(inner) = object.get("call_analytics") {
+        (Some(AnalyticsKind::Call), inner, "call_analytics")
     } else {
         (None, body, "")
     };
@@ -83,7 +90,7 @@ fn read_point(point: &Map<String, Value>, path: &str) -> Result<AnalyticsPoint, 
             if s == "free_entry" { "free_entry_point".into() } else { s.into_boxed_str() }
         })
     };
-    let count_key = if point.contains_key("volume") { "volume" } else { "conversation" };
+    let count_key = ["volume", "conversation", "count"].into_iter().find(|k| point.contains_key(*k)).unwrap_or("volume");
     let count = match point.get(count_key) {
         None => 0,
         Some(value) => value.as_u64().ok_or_else(|| field(count_key, format!("{value} is not a whole count")))?,
@@ -94,14 +101,21 @@ fn read_point(point: &Map<String, Value>, path: &str) -> Result<AnalyticsPoint, 
         Some(Value::String(s)) => Some(decimal(s).ok_or_else(|| field("cost", format!("`{s}` is not a decimal amount")))?),
         Some(other) => return Err(field("cost", format!("{other} is not a number"))),
     };
+    let average_duration = match point.get("average_duration") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(decimal(&n.to_string()).ok_or_else(|| field("average_duration", format!("{n} is not a number of seconds")))?),
+        Some(other) => return Err(field("average_duration", format!("{other} is not a number"))),
+    };
     Ok(AnalyticsPoint {
         start: time("start")?,
         end: time("end")?,
         country: point.get("country").and_then(Value::as_str).map(|c| c.trim().to_ascii_uppercase().into()),
-        category: lower(&["pricing_category", "conversation_category"]),
-        pricing_type: lower(&["pricing_type", "conversation_type"]),
+        category: lower(&["pricing_category", "conversation_category", "direction"]),
+        // A call's tier keeps its spelling (`0:50000`).
+        pricing_type: lower(&["pricing_type", "conversation_type"]).or_else(|| point.get("tier").and_then(Value::as_str).map(|t| t.trim().into())),
         count,
         cost,
+        average_duration,
     })
 }
 
@@ -128,6 +142,19 @@ mod tests {
         assert_eq!(analytics.points[0].cost, Some(Decimal::new(24, 3)));
         assert_eq!(analytics.points[1].pricing_type.as_deref(), Some("free_customer_service"));
         assert_eq!(analytics.points[1].cost, None);
+    }
+
+    #[test]
+    fn reads_call_analytics() {
+        let body: Value = serde_json::from_str(
+            r#"{"call_analytics":{"data":[{"data_points":[{"start":1785715200,"end":1785801600,"country":"KE","direction":"BUSINESS_INITIATED","tier":"0:50000","count":3,"cost":0.03502,"average_duration":65.3}]}]},"id":"1"}"#,
+        )
+        .unwrap();
+        let analytics = parse_analytics(&body).unwrap();
+        assert_eq!(analytics.kind, AnalyticsKind::Call);
+        let point = &analytics.points[0];
+        assert_eq!((point.count, point.category.as_deref(), point.pricing_type.as_deref()), (3, Some("business_initiated"), Some("0:50000")));
+        assert_eq!((point.cost, point.average_duration), (Some(Decimal::new(3502, 5)), Some(Decimal::new(653, 1))));
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub struct CallCharge {
     pub error: Option<i64>,
     /// The callee's (or caller's) market.
     pub market: Market,
+    /// The user's ISO country, when known (analytics split by it).
+    pub country: Option<Arc<str>>,
     /// Billing currency of the business.
     pub currency: Currency,
     /// The band's rate, for a billable call.
@@ -215,6 +217,7 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
             status: call.status.clone(),
             error: call.error,
             market: found.market.clone(),
+            country: found.country.clone(),
             currency: business.currency,
             rate_per_minute: None,
             amount: Decimal::ZERO,
