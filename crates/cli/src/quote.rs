@@ -21,8 +21,15 @@ use crate::output::table;
 #[derive(clap::Args, Debug)]
 pub struct QuoteArgs {
     /// What is sent: marketing, utility, authentication (templates) or service (free-form).
-    #[arg(long, value_parser = parse_category)]
-    category: QuoteCategory,
+    #[arg(long, value_parser = parse_category, required_unless_present = "call_minutes")]
+    category: Option<QuoteCategory>,
+    /// A calling campaign instead: business-initiated minutes per market, `MARKET=MINUTES`
+    /// (repeatable, or comma-separated). `--month-to-date MARKET=N` then counts billed minutes.
+    #[arg(long = "call-minutes", value_name = "MARKET=MINUTES", value_delimiter = ',', conflicts_with = "category")]
+    call_minutes: Vec<String>,
+    /// Length of each call of a calling campaign, in seconds (the last call takes the rest).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    call_seconds: u32,
     /// Recipients per market, `MARKET=COUNT` (repeatable, or comma-separated): `--recipients India=1000,Brazil=500`.
     #[arg(long = "recipients", value_name = "MARKET=COUNT", value_delimiter = ',')]
     recipients: Vec<String>,
@@ -168,6 +175,7 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
     }
     let date = args.date.unwrap_or_else(|| business.timezone.to_datetime(jiff::Timestamp::now()).date());
     setup.accounts.insert(business.clone());
+    let Some(category) = args.category else { return call_quote(&args, &setup, &business, date) };
 
     let recipients = match &args.numbers {
         Some(path) => Recipients::Users(read_numbers(path)?),
@@ -185,7 +193,7 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
     }
     let request = QuoteRequest {
         business: business_id.clone(),
-        category: args.category,
+        category,
         date,
         recipients,
         in_window: args.in_window,
@@ -200,6 +208,56 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
         write_json(&mut out, &quote, &request)?;
     } else {
         write_table(&mut out, &quote, &request, &business)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wameter quote --call-minutes …`: a calling campaign
+/// ([`wameter_core::rules::calling::quote`]).
+fn call_quote(args: &QuoteArgs, setup: &crate::input::Setup, business: &wameter_core::account::Business, date: Date) -> Result<ExitCode> {
+    let minutes: Vec<(String, u64)> = args.call_minutes.iter().map(|m| parse_pair(m, "MINUTES")).collect::<Result<_>>()?;
+    let mut to_date = std::collections::BTreeMap::new();
+    for item in &args.month_to_date {
+        let (market, count) = parse_pair(item, "MINUTES").with_context(|| "a calling quote counts minutes to date per market")?;
+        to_date.insert(market, count);
+    }
+    let lines = wameter_core::rules::calling::quote(business, &setup.accounts, &setup.call_rates, MarketTable::builtin(), date, &minutes, &to_date, args.call_seconds)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let total: Decimal = lines.iter().map(|l| l.amount).sum();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if args.json {
+        let document = serde_json::json!({
+            "business": &*business.phone_number_id,
+            "category": "call",
+            "date": date.to_string(),
+            "ruleset": wameter_core::rules::calling::RULESET,
+            "currency": business.currency.code(),
+            "call_seconds": args.call_seconds,
+            "markets": lines.iter().map(|l| serde_json::json!({
+                "market": l.market,
+                "minutes": l.minutes,
+                "calls": l.calls,
+                "month_to_date_minutes": l.month_to_date,
+                "amount": format_amount(l.amount),
+                "bands": l.bands.iter().map(|(tier, rate, calls, amount)| serde_json::json!({"tier": tier, "rate_per_minute": format_amount(*rate), "calls": calls, "amount": format_amount(*amount)})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "total": format_amount(total),
+        });
+        serde_json::to_writer_pretty(&mut out, &document)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "Quote: business-initiated calls of {} s on {date} ({}, {}); docs/rules.md §14", args.call_seconds, business.phone_number_id, business.currency)?;
+        let rows: Vec<Vec<String>> = lines
+            .iter()
+            .flat_map(|l| {
+                l.bands.iter().map(move |(tier, rate, calls, amount)| {
+                    vec![l.market.clone(), l.minutes.to_string(), l.month_to_date.to_string(), tier.clone(), format_amount(*rate), calls.to_string(), format!("{} {}", format_amount(*amount), business.currency)]
+                })
+            })
+            .collect();
+        table(&mut out, &["Market", "Minutes", "To date", "Band", "Rate/min", "Calls", "Amount"], &rows, &[false, true, true, false, true, true, true])?;
+        writeln!(out, "Total {} {}", format_amount(total), business.currency)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

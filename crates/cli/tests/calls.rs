@@ -216,3 +216,22 @@ fn call_and_marketing_lite_analytics_reconcile() {
     let line = &document["analytics"]["lines"][0];
     assert_eq!((line["category"].as_str(), line["engine"]["cost"].as_str(), line["within_tolerance"].as_bool()), (Some("marketing_lite"), Some("0.065"), Some(true)), "{}", document["analytics"]);
 }
+
+/// A calling campaign quoted before it is placed: 1,000 minutes to Rest of
+/// Africa after 49,500 this month cross into the second band halfway
+/// (500 one-minute calls at 0.0103, 500 at 0.0084).
+#[test]
+fn a_calling_campaign_is_quoted_by_band() {
+    let output = common::wameter(&["quote", "--call-minutes", "Rest of Africa=1000", "--date", "2026-11-02", "--month-to-date", "Rest of Africa=49500", "--json"]);
+    let document = common::json(&output);
+    let bands: Vec<(String, u64, String)> = document["markets"][0]["bands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["tier"].as_str().unwrap().into(), b["calls"].as_u64().unwrap(), b["amount"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(bands, [("0:50000".to_string(), 500, "5.15".to_string()), ("50001:250000".to_string(), 500, "4.2".to_string())]);
+    assert_eq!(document["total"], "9.35");
+    let unknown = common::wameter(&["quote", "--call-minutes", "Brazil=10", "--date", "2026-11-02"]);
+    assert!(common::stderr(&unknown).contains("no calling rate for Brazil"), "{}", common::stderr(&unknown));
+}

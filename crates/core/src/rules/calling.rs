@@ -321,6 +321,92 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
     report
 }
 
+/// What a calling campaign will cost in one market ([`quote`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallQuoteLine {
+    /// The market.
+    pub market: String,
+    /// Minutes asked for.
+    pub minutes: u64,
+    /// Calls of the given length they make.
+    pub calls: u64,
+    /// Billed minutes of the portfolio's month in the market before them.
+    pub month_to_date: u64,
+    /// (band, rate per minute, calls in it, amount), in band order.
+    pub bands: Vec<(String, Decimal, u64, Decimal)>,
+    /// The sum.
+    pub amount: Decimal,
+}
+
+/// Prices a calling campaign before it is placed: `minutes` per market of
+/// business-initiated calls that connect, each `call_seconds` long (the
+/// last one shorter), on `date` in the business's time zone, after
+/// `month_to_date` billed minutes of the month in that market. Priced by
+/// [`price`] itself, so bands and a call crossing into one are what a
+/// replay would find.
+pub fn quote(
+    business: &crate::account::Business,
+    accounts: &Accounts,
+    rates: &CallRateBook,
+    markets: &MarketTable,
+    date: Date,
+    minutes: &[(String, u64)],
+    month_to_date: &BTreeMap<String, u64>,
+    call_seconds: u32,
+) -> Result<Vec<CallQuoteLine>, String> {
+    let call_seconds = call_seconds.max(1);
+    let noon = business.timezone.to_timestamp(date.at(12, 0, 0, 0)).map_err(|e| e.to_string())?;
+    let first = business.timezone.to_timestamp(date.first_of_month().at(0, 0, 1, 0)).map_err(|e| e.to_string())?;
+    let mut lines = Vec::new();
+    for (market, wanted) in minutes {
+        let user = markets.example_number(market, date).ok_or_else(|| format!("`{market}` is not one of Meta's markets on {date}"))?;
+        let call = |id: String, seconds: u32| Call {
+            business: business.phone_number_id.to_string().into(),
+            user: user.clone(),
+            id: id.into(),
+            direction: CallDirection::BusinessInitiated,
+            duration_seconds: seconds,
+            status: CallStatus::Completed,
+            error: None,
+        };
+        let mut calls = Vec::new();
+        let before = month_to_date.get(market).copied().unwrap_or(0);
+        if before > 0 {
+            // The month so far, as one earlier call (not in the quote).
+            let seconds = u32::try_from(before.saturating_mul(60)).map_err(|_| format!("{market}: {before} minutes to date is more than this quote can count"))?;
+            calls.push(TimedCall { at: first, origin: Origin::default(), call: call("to-date".into(), seconds) });
+        }
+        let total = wanted.saturating_mul(60);
+        let count = total.div_ceil(u64::from(call_seconds));
+        if count > 10_000_000 {
+            return Err(format!("{market}: {count} calls of {call_seconds} s; give longer calls (--call-seconds)"));
+        }
+        for n in 0..count {
+            let seconds = (total - n * u64::from(call_seconds)).min(u64::from(call_seconds)) as u32;
+            calls.push(TimedCall { at: noon, origin: Origin { source: 0, line: n as u32 + 1 }, call: call(format!("q{n:09}"), seconds) });
+        }
+        let report = price(calls, accounts, rates, markets);
+        if let Some(error) = report.errors.first() {
+            return Err(error.message.clone());
+        }
+        let mut line = CallQuoteLine { market: market.clone(), minutes: *wanted, calls: count, month_to_date: before, bands: Vec::new(), amount: Decimal::ZERO };
+        for charge in report.calls.iter().filter(|c| &*c.call_id != "to-date") {
+            let tier = charge.tier.clone().unwrap_or_default();
+            let rate = charge.rate_per_minute.unwrap_or_default();
+            match line.bands.last_mut() {
+                Some(band) if band.0 == tier => {
+                    band.2 += 1;
+                    band.3 += charge.amount;
+                }
+                _ => line.bands.push((tier, rate, 1, charge.amount)),
+            }
+            line.amount += charge.amount;
+        }
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
 /// Minutes as counted, for reasons: `12.5` (pulses) or `0.75` (seconds).
 fn minutes_text(units: u64, units_per_minute: u64) -> String {
     crate::money::format_amount(Decimal::from(units) / Decimal::from(units_per_minute))
