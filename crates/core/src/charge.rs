@@ -94,8 +94,9 @@ pub struct Trail {
     /// Anything unusual, e.g. a free-form message delivered outside the window.
     pub notes: Vec<String>,
     /// Meta's `pricing.cost` on the message's delivery (max-price
-    /// marketing), when a status carried one.
-    pub meta_cost: Option<crate::event::MetaCost>,
+    /// marketing), when a status carried one (boxed: rare, and every
+    /// charge of a large log pays for the field).
+    pub meta_cost: Option<Box<crate::event::MetaCost>>,
 }
 
 /// What the settlement stage still has to do for a charge.

@@ -60,8 +60,9 @@ pub(crate) struct DeliveredMessage {
     pub(crate) template: Option<Template>,
     pub(crate) sent_at: Timestamp,
     pub(crate) origin: Origin,
-    /// Meta's `pricing.cost` on a delivery status (max-price marketing).
-    pub(crate) meta_cost: Option<MetaCost>,
+    /// Meta's `pricing.cost` on a delivery status (max-price marketing);
+    /// boxed, as in [`StatusSummary`].
+    pub(crate) meta_cost: Option<Box<MetaCost>>,
     /// Meta Business Agent produced it (an `agent_usage` names its wamid).
     pub(crate) by_agent: bool,
 }
@@ -134,13 +135,14 @@ pub(crate) struct StatusSummary {
     /// which cost a copy of the wamid and a second hash per status.
     pub(crate) seen: Vec<(DeliveryStatus, Timestamp)>,
     /// Meta's `pricing.cost` of the earliest `delivered` or `read` status
-    /// that carried one.
-    pub(crate) cost: Option<(Timestamp, Origin, MetaCost)>,
+    /// that carried one. Boxed: few messages have one, and every summary
+    /// of a large log pays for the field (5 % of a replay's memory unboxed).
+    pub(crate) cost: Option<Box<(Timestamp, Origin, MetaCost)>>,
 }
 
 /// The earlier of two costs read, by (instant, origin): the same whatever
 /// the order the statuses came in.
-fn earlier_cost(a: Option<(Timestamp, Origin, MetaCost)>, b: Option<(Timestamp, Origin, MetaCost)>) -> Option<(Timestamp, Origin, MetaCost)> {
+fn earlier_cost(a: Option<Box<(Timestamp, Origin, MetaCost)>>, b: Option<Box<(Timestamp, Origin, MetaCost)>>) -> Option<Box<(Timestamp, Origin, MetaCost)>> {
     match (a, b) {
         (Some(a), Some(b)) => Some(if (b.0, b.1) < (a.0, a.1) { b } else { a }),
         (a, b) => a.or(b),
@@ -155,7 +157,7 @@ impl StatusSummary {
         }
         self.seen.push((status, at));
         if let (Some(cost), DeliveryStatus::Delivered | DeliveryStatus::Read) = (cost, status) {
-            self.cost = earlier_cost(self.cost, Some((at, origin, cost)));
+            self.cost = earlier_cost(self.cost.take(), Some(Box::new((at, origin, cost))));
         }
         self.origin = Some(self.origin.map_or(origin, |o| o.min(origin)));
         let earliest = |slot: &mut Option<Timestamp>| *slot = Some(slot.map_or(at, |t| t.min(at)));
@@ -182,13 +184,13 @@ impl StatusSummary {
             failed: self.failed,
             origin: self.origin,
             seen: Vec::new(),
-            cost: self.cost,
+            cost: self.cost.clone(),
         }
     }
 
     /// Meta's cost for the message, if a delivery status said it.
     pub(crate) fn meta_cost(&self) -> Option<MetaCost> {
-        self.cost.map(|(.., cost)| cost)
+        self.cost.as_ref().map(|cost| cost.2)
     }
 
     /// The statuses of both summaries, as if read into one.
@@ -211,7 +213,7 @@ impl StatusSummary {
                 (a, b) => a.or(b),
             },
             seen: Vec::new(),
-            cost: earlier_cost(self.cost, other.cost),
+            cost: earlier_cost(self.cost.clone(), other.cost.clone()),
         }
     }
 }
@@ -647,7 +649,7 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
             warnings.push(failed_after_delivery(&id, error, origin));
         }
         stats.delivered += 1;
-        let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost);
+        let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost).map(Box::new);
         let by_agent = !agent_messages.is_empty() && agent_messages.contains(&(&*outbound.business, &*id));
         let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin, meta_cost, by_agent };
         place(outbound.business, outbound.user, seq, Item::Delivery { at: delivered_at, message: Box::new(message) });
@@ -979,7 +981,7 @@ impl Engine<'_> {
                     rate: None,
                     counter: None,
                     notes,
-                    meta_cost: message.meta_cost,
+                    meta_cost: message.meta_cost.clone(),
                 },
                 settlement: verdict.settlement,
             });
@@ -1348,11 +1350,11 @@ impl<'e, 'a> Settler<'e, 'a> {
                     self.price(charge, card, rate, "conversation", None);
                 }
             }
-            Settlement::Message { rate_category: PricingCategory::Marketing } if charge.trail.meta_cost.is_some_and(|cost| cost.currency == business.currency) => {
+            Settlement::Message { rate_category: PricingCategory::Marketing } if charge.trail.meta_cost.as_ref().is_some_and(|cost| cost.currency == business.currency) => {
                 self.max_price(charge, &business);
             }
             Settlement::Message { rate_category } => {
-                if let Some(cost) = charge.trail.meta_cost.filter(|_| rate_category == PricingCategory::Marketing) {
+                if let Some(cost) = charge.trail.meta_cost.as_deref().copied().filter(|_| rate_category == PricingCategory::Marketing) {
                     charge.trail.notes.push(format!(
                         "Meta's `pricing.cost` is {} {}, not the business's currency {}: priced from the card",
                         format_amount(cost.amount),
@@ -1455,7 +1457,7 @@ impl<'e, 'a> Settler<'e, 'a> {
     /// price or lower" rather than the card rate (Meta's max-price page).
     /// The card rate is kept beside it, for comparison.
     fn max_price(&self, charge: &mut Charge, business: &Business) {
-        let Some(cost) = charge.trail.meta_cost else { return };
+        let Some(cost) = charge.trail.meta_cost.as_deref().copied() else { return };
         charge.amount = cost.amount;
         charge.rule = "max-price";
         let card = self.card(business, PricingModel::Pmp, self.rates_date(charge)).ok();

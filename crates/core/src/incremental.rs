@@ -746,7 +746,7 @@ impl MeterState {
         let Some(outbound) = message.sent() else { return };
         let summary = self.summary(message, id);
         let delivered_at = summary.as_ref().and_then(StatusSummary::delivered_at);
-        let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost);
+        let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost).map(Box::new);
         let new = delivered_at.map(|at| Item::Delivery {
             at,
             message: Box::new(DeliveredMessage {
