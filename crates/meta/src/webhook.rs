@@ -133,9 +133,11 @@ fn parse_cost(value: &Value) -> Result<MetaCost, (String, String)> {
         Some(other) => return Err(("amount".into(), format!("{other} is not a number"))),
         None => return Err(("amount".into(), "missing".into())),
     };
+    // A message never costs a million: larger is a broken payload, and
+    // summing such amounts could overflow an exact decimal.
     let amount = wameter_core::money::parse_amount(&amount)
-        .filter(|a| !a.is_sign_negative())
-        .ok_or_else(|| ("amount".to_string(), format!("`{amount}` is not a plain non-negative decimal")))?;
+        .filter(|a| !a.is_sign_negative() && *a < rust_decimal::Decimal::from(1_000_000))
+        .ok_or_else(|| ("amount".to_string(), format!("`{amount}` is not a plain non-negative decimal below 1,000,000")))?;
     let currency = object.get("currency").and_then(Value::as_str).ok_or_else(|| ("currency".to_string(), "missing".to_string()))?;
     let currency = wameter_core::money::Currency::parse(currency).ok_or_else(|| ("currency".to_string(), format!("`{currency}` is not a currency")))?;
     Ok(MetaCost { amount, currency })

@@ -541,9 +541,9 @@ impl World {
                     None | Some(Value::Null) => rust_decimal::Decimal::ONE,
                     Some(value) => value
                         .as_f64()
-                        .filter(|m| *m > 0.0)
+                        .filter(|m| *m > 0.0 && *m <= 1000.0)
                         .and_then(|_| value.to_string().parse::<rust_decimal::Decimal>().ok())
-                        .ok_or_else(|| GraphError::invalid("bid_spec.per_message_bid_multiplier: a number above 0"))?,
+                        .ok_or_else(|| GraphError::invalid("bid_spec.per_message_bid_multiplier: a number above 0, at most 1000"))?,
                 };
                 Some(bid_amount.map(|bid| self.max_price_cost(phone_number_id, &message.user, bid, multiplier, now)))
             }

@@ -193,7 +193,11 @@ impl CallRateBook {
             let market = canonical_market_name(cell(2)).to_string();
             let from = parse_minutes(cell(3)).and_then(|f| f.ok_or_else(|| "missing first minute".to_string()));
             let to = parse_minutes(cell(4));
-            let rate = parse_rate_cell(cell(5)).and_then(|r| r.ok_or_else(|| "missing rate".to_string()));
+            // No minute costs a million in any currency; larger is a broken
+            // file, and its amounts could overflow exact sums.
+            let rate = parse_rate_cell(cell(5))
+                .and_then(|r| r.ok_or_else(|| "missing rate".to_string()))
+                .and_then(|r| if r < Decimal::from(1_000_000) { Ok(r) } else { Err(format!("{r} per minute is not a plausible rate (at most 999999)")) });
             let mut bad = market.is_empty();
             if market.is_empty() {
                 problems.error(row, Some("market"), "empty market".into());

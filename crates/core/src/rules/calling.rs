@@ -285,10 +285,15 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
                     report.errors.push(no_rate(&call, origin, why));
                     continue;
                 };
+                // Checked: a rate file can hold any decimal.
+                let Some(amount) = Decimal::from(pulses).checked_mul(band.rate_per_minute) else {
+                    report.errors.push(no_rate(&call, origin, format!("{pulses} pulses at {} per minute overflow an exact amount", band.rate_per_minute)));
+                    continue;
+                };
                 months.insert(key, reached);
                 charge.month_to_date = before;
                 charge.rate_per_minute = Some(band.rate_per_minute);
-                charge.amount = Decimal::from(pulses) * band.rate_per_minute / Decimal::TEN;
+                charge.amount = amount / Decimal::TEN;
                 charge.tier = Some(band.label());
                 charge.rates_source = Some((band.source.clone(), band.partial));
                 let crossed = band.minutes_from > 1 && before < (band.minutes_from - 1).saturating_mul(units_per_minute);
