@@ -84,9 +84,14 @@ fn start_pair(dir: &Path, database: String, accounts: &str, sandbox_args: &[&str
 
 /// A send through the guard: status, headers, JSON body.
 fn send(server: &Server, body: Value) -> (u16, ureq::http::HeaderMap, Value) {
+    post_graph(server, &format!("/v23.0/{PHONE}/messages"), body)
+}
+
+/// A Graph POST through the guard with the app's token.
+fn post_graph(server: &Server, path: &str, body: Value) -> (u16, ureq::http::HeaderMap, Value) {
     let mut response = server
         .agent
-        .post(&server.url(&format!("/v23.0/{PHONE}/messages")))
+        .post(&server.url(path))
         .header("Authorization", "Bearer app-token")
         .header("Content-Type", "application/json")
         .send(body.to_string().as_bytes())
@@ -362,17 +367,7 @@ fn in_flight_across_a_restart(dir: &Path, database: String) {
 
 /// A call through the guard (`POST …/calls`): status, headers, JSON body.
 fn call(server: &Server, phone: &str, body: Value) -> (u16, ureq::http::HeaderMap, Value) {
-    let mut response = server
-        .agent
-        .post(&server.url(&format!("/v23.0/{phone}/calls")))
-        .header("Authorization", "Bearer app-token")
-        .header("Content-Type", "application/json")
-        .send(body.to_string().as_bytes())
-        .expect("guard answers");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.body_mut().read_to_string().unwrap();
-    (status, headers, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")))
+    post_graph(server, &format!("/v23.0/{phone}/calls"), body)
 }
 
 fn connect(to: &str) -> Value {

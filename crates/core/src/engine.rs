@@ -1077,12 +1077,7 @@ impl Engine<'_> {
             return Vec::new();
         }
         let priced = rules::agent::price(usages, self.accounts);
-        stats.duplicates += priced.duplicates;
-        if !priced.warnings.is_empty() {
-            warnings.extend(priced.warnings);
-            sort_warnings(warnings);
-        }
-        errors.extend(priced.errors);
+        add_findings(priced.duplicates, priced.warnings, priced.errors, stats, warnings, errors);
         priced.charges
     }
 
@@ -1093,12 +1088,7 @@ impl Engine<'_> {
             return Vec::new();
         }
         let priced = rules::calling::price(calls, self.accounts, self.call_rates, self.markets);
-        stats.duplicates += priced.duplicates;
-        if !priced.warnings.is_empty() {
-            warnings.extend(priced.warnings);
-            sort_warnings(warnings);
-        }
-        errors.extend(priced.errors);
+        add_findings(priced.duplicates, priced.warnings, priced.errors, stats, warnings, errors);
         priced.calls
     }
 
@@ -1152,6 +1142,17 @@ impl Engine<'_> {
         }
         GroupSettled { outcomes, counters }
     }
+}
+
+/// Adds what pricing calls or agent usage found to a report's findings
+/// (warnings kept sorted, as `prepare` leaves them).
+fn add_findings(duplicates: u64, found: Vec<Warning>, unpriced: Vec<PricingError>, stats: &mut PrepareStats, warnings: &mut Vec<Warning>, errors: &mut Vec<PricingError>) {
+    stats.duplicates += duplicates;
+    if !found.is_empty() {
+        warnings.extend(found);
+        sort_warnings(warnings);
+    }
+    errors.extend(unpriced);
 }
 
 /// Below this many charges, threads cost more than they save.

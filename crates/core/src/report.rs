@@ -53,29 +53,28 @@ pub fn totals_with_calls(charges: &[Charge], calls: &[CallCharge]) -> Vec<Totals
 /// Adds Meta Business Agent usage's amounts to totals, kept sorted.
 pub fn add_agent(totals: &mut Vec<Totals>, agent: &[AgentCharge]) {
     for usage in agent {
-        let index = match totals.binary_search_by(|t| t.currency.cmp(&usage.currency)) {
-            Ok(index) => index,
-            Err(index) => {
-                totals.insert(index, Totals { currency: usage.currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
-                index
-            }
-        };
-        totals[index].amount += usage.amount;
+        currency_totals(totals, usage.currency).amount += usage.amount;
     }
+}
+
+/// The totals of `currency` in a list sorted by currency, added if absent.
+fn currency_totals(totals: &mut Vec<Totals>, currency: Currency) -> &mut Totals {
+    let index = match totals.binary_search_by(|t| t.currency.cmp(&currency)) {
+        Ok(index) => index,
+        Err(index) => {
+            totals.insert(index, Totals { currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
+            index
+        }
+    };
+    &mut totals[index]
 }
 
 /// Adds calls' amounts and counts to totals, keeping them sorted by currency.
 pub fn add_calls(totals: &mut Vec<Totals>, calls: &[CallCharge]) {
     for call in calls {
-        let index = match totals.binary_search_by(|t| t.currency.cmp(&call.currency)) {
-            Ok(index) => index,
-            Err(index) => {
-                totals.insert(index, Totals { currency: call.currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
-                index
-            }
-        };
-        totals[index].amount += call.amount;
-        totals[index].billable_calls += u64::from(call.billable);
+        let totals = currency_totals(totals, call.currency);
+        totals.amount += call.amount;
+        totals.billable_calls += u64::from(call.billable);
     }
 }
 

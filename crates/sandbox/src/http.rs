@@ -81,7 +81,12 @@ fn graph_version(version: &str) -> Result<u32, GraphError> {
     wameter_meta::graph::released_version(major)
 }
 
-async fn send_message(
+async fn send_message(state: State<Arc<Shared>>, path: Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Result<axum::Json<Value>, GraphError> {
+    send_through(Api::CloudApi, state, path, headers, body).await
+}
+
+async fn send_through(
+    api: Api,
     State(shared): State<Arc<Shared>>,
     Path((version, phone_number_id)): Path<(String, String)>,
     headers: HeaderMap,
@@ -89,20 +94,13 @@ async fn send_message(
 ) -> Result<axum::Json<Value>, GraphError> {
     let version = graph_version(&version)?;
     let body = request_body(&headers, &body)?;
-    with_world(&shared, move |world| world.send(Timestamp::now(), &phone_number_id, version, &body, Api::CloudApi)).await.map(axum::Json)
+    with_world(&shared, move |world| world.send(Timestamp::now(), &phone_number_id, version, &body, api)).await.map(axum::Json)
 }
 
 /// `POST /{version}/{phone_number_id}/marketing_messages` (the Marketing
 /// Messages API): a marketing template, priced by its max price if it has one.
-async fn send_marketing_message(
-    State(shared): State<Arc<Shared>>,
-    Path((version, phone_number_id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<axum::Json<Value>, GraphError> {
-    let version = graph_version(&version)?;
-    let body = request_body(&headers, &body)?;
-    with_world(&shared, move |world| world.send(Timestamp::now(), &phone_number_id, version, &body, Api::MarketingMessages)).await.map(axum::Json)
+async fn send_marketing_message(state: State<Arc<Shared>>, path: Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Result<axum::Json<Value>, GraphError> {
+    send_through(Api::MarketingMessages, state, path, headers, body).await
 }
 
 /// `POST /{version}/{phone_number_id}/calls` (Meta's Manage Calls).
