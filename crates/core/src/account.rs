@@ -25,6 +25,26 @@ pub struct Business {
     pub primary_country: Option<Arc<str>>,
     /// Start of authentication-international eligibility (decision D9).
     pub auth_international_from: Option<Timestamp>,
+    /// The number's other Messaging accounts (Meta's account model of
+    /// 2026: one number billed through several, one per partner); the
+    /// first Messaging account is `waba` itself. Money is keyed by
+    /// Messaging account; windows and the service allowance stay with
+    /// the number (docs/rules.md §16).
+    pub messaging_accounts: Vec<MessagingAccount>,
+}
+
+/// A Messaging account (Meta's account model of 2026): templates, billing
+/// and webhooks; its id is the WABA id Meta's payloads carry. A charge
+/// billed through it takes its currency and time zone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessagingAccount {
+    /// The Messaging account id (`messaging_account_id`, and `entry[].id`
+    /// of the webhooks it receives).
+    pub id: Arc<str>,
+    /// Its billing currency.
+    pub currency: Currency,
+    /// Its IANA time zone: local dates and months of its charges.
+    pub timezone: TimeZone,
 }
 
 impl Business {
@@ -40,6 +60,26 @@ impl Business {
             currency: Currency::USD,
             primary_country: None,
             auth_international_from: None,
+            messaging_accounts: Vec::new(),
+        }
+    }
+
+    /// Whether `id` is one of this number's Messaging accounts (`waba`
+    /// included).
+    pub fn has_messaging_account(&self, id: &str) -> bool {
+        *self.waba == *id || self.messaging_accounts.iter().any(|account| *account.id == *id)
+    }
+
+    /// This number as billed through its Messaging account `account`: the
+    /// same number, portfolio and primary country, with the account's id
+    /// as WABA and its currency and time zone.
+    fn through(&self, account: &MessagingAccount) -> Business {
+        Business {
+            waba: account.id.clone(),
+            currency: account.currency,
+            timezone: account.timezone.clone(),
+            messaging_accounts: Vec::new(),
+            ..self.clone()
         }
     }
 
@@ -76,6 +116,9 @@ pub struct RuleOptions {
 #[derive(Clone, Debug, Default)]
 pub struct Accounts {
     businesses: BTreeMap<String, Arc<Business>>,
+    /// Phone number id → the number as billed through each of its other
+    /// Messaging accounts.
+    payers: BTreeMap<String, Vec<Arc<Business>>>,
     /// Engine options from the accounts file.
     pub options: RuleOptions,
 }
@@ -83,8 +126,11 @@ pub struct Accounts {
 impl Accounts {
     /// Accounts from a list of businesses.
     pub fn new(businesses: Vec<Business>, options: RuleOptions) -> Accounts {
-        let businesses = businesses.into_iter().map(|b| (b.phone_number_id.to_string(), Arc::new(b))).collect();
-        Accounts { businesses, options }
+        let mut accounts = Accounts { options, ..Accounts::default() };
+        for business in businesses {
+            accounts.insert(business);
+        }
+        accounts
     }
 
     /// The configured business, if listed.
@@ -94,7 +140,14 @@ impl Accounts {
 
     /// Adds a business, replacing one with the same phone number id.
     pub fn insert(&mut self, business: Business) {
-        self.businesses.insert(business.phone_number_id.to_string(), Arc::new(business));
+        let phone = business.phone_number_id.to_string();
+        let payers: Vec<Arc<Business>> = business.messaging_accounts.iter().map(|account| Arc::new(business.through(account))).collect();
+        if payers.is_empty() {
+            self.payers.remove(&phone);
+        } else {
+            self.payers.insert(phone.clone(), payers);
+        }
+        self.businesses.insert(phone, Arc::new(business));
     }
 
     /// Every listed business, by phone number id.
@@ -105,5 +158,48 @@ impl Accounts {
     /// The business, or one with the defaults.
     pub fn get_or_default(&self, phone_number_id: &str) -> Arc<Business> {
         self.get(phone_number_id).cloned().unwrap_or_else(|| Arc::new(Business::with_defaults(phone_number_id)))
+    }
+
+    /// The Messaging account a message of `phone_number_id` that names
+    /// `named` (its `messaging_account_id`, or the entry of its webhooks)
+    /// is billed through: `Some(id)` when that is one of the number's
+    /// *other* Messaging accounts, `None` for its first (`waba`) — also
+    /// when `named` is absent, or is none of the number's accounts, which
+    /// [`Accounts::unknown_messaging_account`] says.
+    pub fn messaging_account(&self, phone_number_id: &str, named: Option<&str>) -> Option<Arc<str>> {
+        let named = named?;
+        self.through(phone_number_id, named).map(|payer| payer.waba.clone())
+    }
+
+    /// A sentence when `named` is none of the Messaging accounts of a
+    /// number that has several (the message is then billed through its
+    /// first): with one account there is nothing to choose, so an id the
+    /// accounts file does not know changes nothing.
+    pub fn unknown_messaging_account(&self, phone_number_id: &str, named: &str) -> Option<String> {
+        let business = self.get(phone_number_id)?;
+        if business.messaging_accounts.is_empty() || business.has_messaging_account(named) {
+            return None;
+        }
+        Some(format!(
+            "Messaging account {named} is none of business number {phone_number_id}'s ({}, {}): billed through {}",
+            business.waba,
+            business.messaging_accounts.iter().map(|a| &*a.id).collect::<Vec<_>>().join(", "),
+            business.waba
+        ))
+    }
+
+    /// The number as billed through `messaging_account` (an id
+    /// [`Accounts::messaging_account`] returned), or through its first
+    /// Messaging account when `None`: the currency, time zone and WABA
+    /// that its money uses.
+    pub fn payer(&self, phone_number_id: &str, messaging_account: Option<&str>) -> Arc<Business> {
+        messaging_account
+            .and_then(|account| self.through(phone_number_id, account))
+            .cloned()
+            .unwrap_or_else(|| self.get_or_default(phone_number_id))
+    }
+
+    fn through(&self, phone_number_id: &str, account: &str) -> Option<&Arc<Business>> {
+        self.payers.get(phone_number_id)?.iter().find(|payer| *payer.waba == *account)
     }
 }

@@ -23,6 +23,10 @@ pub struct Charge {
     pub message_id: Box<str>,
     /// Business phone number id.
     pub business: Arc<str>,
+    /// The Messaging account it is billed through, when that is not the
+    /// number's first (`waba`): one of the accounts file's
+    /// `messaging_accounts` (docs/rules.md §16).
+    pub messaging_account: Option<Arc<str>>,
     /// The user.
     pub user: UserId,
     /// First `delivered` (else `read`) instant — the charging instant (D3).
@@ -42,7 +46,7 @@ pub struct Charge {
     pub opens_conversation: bool,
     /// Meta market of the user on the delivery date.
     pub market: Market,
-    /// Billing currency of the business.
+    /// Billing currency of the Messaging account billed.
     pub currency: Currency,
     /// Amount charged for this message (CBP: the opener carries the
     /// conversation's price, other messages `0`).
@@ -69,7 +73,7 @@ pub struct Trail {
     pub sent_at: Timestamp,
     /// Where the outbound event was read.
     pub origin: Origin,
-    /// The business's IANA time zone.
+    /// The IANA time zone of the Messaging account billed.
     pub timezone: String,
     /// Business-local date of delivery (selects ruleset, card, month).
     pub local_date: Date,

@@ -65,6 +65,8 @@ pub(crate) struct DeliveredMessage {
     pub(crate) meta_cost: Option<Box<MetaCost>>,
     /// Meta Business Agent produced it (an `agent_usage` names its wamid).
     pub(crate) by_agent: bool,
+    /// The Messaging account its send or its statuses named.
+    pub(crate) messaging_account: Option<Box<str>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -134,30 +136,54 @@ pub(crate) struct StatusSummary {
     /// webhook) is a duplicate. Kept here rather than in a set of its own,
     /// which cost a copy of the wamid and a second hash per status.
     pub(crate) seen: Vec<(DeliveryStatus, Timestamp)>,
-    /// Meta's `pricing.cost` of the earliest `delivered` or `read` status
-    /// that carried one. Boxed: few messages have one, and every summary
-    /// of a large log pays for the field (5 % of a replay's memory unboxed).
-    pub(crate) cost: Option<Box<(Timestamp, Origin, MetaCost)>>,
+    /// What few statuses say besides their status. Boxed: every summary
+    /// of a large log pays for the field (5 % of a replay's memory
+    /// unboxed).
+    extra: Option<Box<StatusExtra>>,
 }
 
-/// The earlier of two costs read, by (instant, origin): the same whatever
-/// the order the statuses came in.
-fn earlier_cost(a: Option<Box<(Timestamp, Origin, MetaCost)>>, b: Option<Box<(Timestamp, Origin, MetaCost)>>) -> Option<Box<(Timestamp, Origin, MetaCost)>> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(if (b.0, b.1) < (a.0, a.1) { b } else { a }),
-        (a, b) => a.or(b),
+/// Of a message's statuses: Meta's `pricing.cost` and the Messaging
+/// account they name.
+#[derive(Clone, Default)]
+struct StatusExtra {
+    /// The cost of the earliest `delivered` or `read` status that carried
+    /// one, by (instant, origin).
+    cost: Option<(Timestamp, Origin, MetaCost)>,
+    /// The Messaging account the statuses name (the least id, should two
+    /// differ), whatever the order they came in.
+    messaging_account: Option<Box<str>>,
+}
+
+impl StatusExtra {
+    /// Both, as if read into one: the earlier cost, the least account.
+    fn merged(a: Option<&StatusExtra>, b: Option<&StatusExtra>) -> Option<Box<StatusExtra>> {
+        let (a, b) = match (a, b) {
+            (Some(a), Some(b)) => (a, b),
+            (a, b) => return a.or(b).cloned().map(Box::new),
+        };
+        let cost = match (a.cost, b.cost) {
+            (Some(x), Some(y)) => Some(if (y.0, y.1) < (x.0, x.1) { y } else { x }),
+            (x, y) => x.or(y),
+        };
+        let messaging_account = match (&a.messaging_account, &b.messaging_account) {
+            (Some(x), Some(y)) => Some(x.min(y).clone()),
+            (x, y) => x.clone().or_else(|| y.clone()),
+        };
+        Some(Box::new(StatusExtra { cost, messaging_account }))
     }
 }
 
 impl StatusSummary {
     /// Takes one status in; `false` when it is an exact repeat.
-    pub(crate) fn record(&mut self, status: DeliveryStatus, error: Option<i64>, at: Timestamp, origin: Origin, cost: Option<MetaCost>) -> bool {
+    pub(crate) fn record(&mut self, status: DeliveryStatus, error: Option<i64>, at: Timestamp, origin: Origin, cost: Option<MetaCost>, messaging_account: Option<&str>) -> bool {
         if self.seen.contains(&(status, at)) {
             return false;
         }
         self.seen.push((status, at));
-        if let (Some(cost), DeliveryStatus::Delivered | DeliveryStatus::Read) = (cost, status) {
-            self.cost = earlier_cost(self.cost.take(), Some(Box::new((at, origin, cost))));
+        let cost = cost.filter(|_| matches!(status, DeliveryStatus::Delivered | DeliveryStatus::Read)).map(|cost| (at, origin, cost));
+        if cost.is_some() || messaging_account.is_some() {
+            let read = StatusExtra { cost, messaging_account: messaging_account.map(Box::from) };
+            self.extra = StatusExtra::merged(self.extra.as_deref(), Some(&read));
         }
         self.origin = Some(self.origin.map_or(origin, |o| o.min(origin)));
         let earliest = |slot: &mut Option<Timestamp>| *slot = Some(slot.map_or(at, |t| t.min(at)));
@@ -184,13 +210,18 @@ impl StatusSummary {
             failed: self.failed,
             origin: self.origin,
             seen: Vec::new(),
-            cost: self.cost.clone(),
+            extra: self.extra.clone(),
         }
     }
 
     /// Meta's cost for the message, if a delivery status said it.
     pub(crate) fn meta_cost(&self) -> Option<MetaCost> {
-        self.cost.as_ref().map(|cost| cost.2)
+        self.extra.as_ref().and_then(|extra| extra.cost).map(|cost| cost.2)
+    }
+
+    /// The Messaging account the statuses name, if any does.
+    pub(crate) fn messaging_account(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|extra| extra.messaging_account.as_deref())
     }
 
     /// The statuses of both summaries, as if read into one.
@@ -213,7 +244,7 @@ impl StatusSummary {
                 (a, b) => a.or(b),
             },
             seen: Vec::new(),
-            cost: earlier_cost(self.cost.clone(), other.cost.clone()),
+            extra: StatusExtra::merged(self.extra.as_deref(), other.extra.as_deref()),
         }
     }
 }
@@ -224,6 +255,7 @@ struct OutboundSeen {
     at: Timestamp,
     template: Option<Template>,
     origin: Origin,
+    messaging_account: Option<Box<str>>,
 }
 
 pub(crate) fn intern(pool: &mut HashMap<Box<str>, Arc<str>>, text: Box<str>) -> Arc<str> {
@@ -566,13 +598,13 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
                 }
                 place(business, user, seq, Item::Inbound { at: event.at, entry_point: entry_point.is_some() });
             }
-            EventKind::Outbound { business, user, id, template } => {
+            EventKind::Outbound { business, user, id, template, messaging_account } => {
                 note_country(&user, seq);
                 let business = intern(&mut businesses, business);
-                let seen = OutboundSeen { business: business.clone(), user, at: event.at, template, origin: event.origin };
+                let seen = OutboundSeen { business: business.clone(), user, at: event.at, template, origin: event.origin, messaging_account };
                 if let Some(((_, kept), (_, again), id)) = outbounds.insert(&business, id, (seq, seen)) {
                     stats.duplicates += 1;
-                    let same = kept.user == again.user && kept.template == again.template;
+                    let same = kept.user == again.user && kept.template == again.template && kept.messaging_account == again.messaging_account;
                     if !same {
                         warnings.push(conflicting_outbound(&id, &business, event.origin));
                     }
@@ -599,11 +631,12 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
             EventKind::AgentUsage(usage) => agent.push((seq, TimedUsage { at: event.at, origin: event.origin, usage: *usage })),
             EventKind::Status { id, status, error, detail } => {
                 let cost = detail.as_ref().and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
-                let summary = match detail.and_then(|d| d.business) {
+                let (business, messaging_account) = detail.map_or((None, None), |d| (d.business, d.messaging_account));
+                let summary = match business {
                     Some(business) => statuses.entry(&intern(&mut businesses, business), id),
                     None => unowned_statuses.entry(id).or_default(),
                 };
-                if !summary.record(status, error, event.at, event.origin, cost) {
+                if !summary.record(status, error, event.at, event.origin, cost, messaging_account.as_deref()) {
                     stats.duplicates += 1;
                 }
             }
@@ -651,7 +684,9 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
         stats.delivered += 1;
         let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost).map(Box::new);
         let by_agent = !agent_messages.is_empty() && agent_messages.contains(&(&*outbound.business, &*id));
-        let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin, meta_cost, by_agent };
+        // The send's own account wins over what its statuses' webhooks say.
+        let messaging_account = outbound.messaging_account.or_else(|| summary.as_ref().and_then(|s| s.messaging_account()).map(Box::from));
+        let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin, meta_cost, by_agent, messaging_account };
         place(outbound.business, outbound.user, seq, Item::Delivery { at: delivered_at, message: Box::new(message) });
     }
     Resolved { items, warnings, stats, countries, calls, agent }
@@ -872,7 +907,7 @@ impl Engine<'_> {
     /// incremental meter resumes a timeline here when events only append to
     /// it.
     pub(crate) fn walk_on(&self, contact: &ContactTimeline, from: usize, state: &mut ContactState, until: Option<Timestamp>, out: &mut ContactDecisions) {
-        let business = self.accounts.get_or_default(&contact.business);
+        let number = self.accounts.get_or_default(&contact.business);
         let mut market_cache: Option<(Date, MarketMatch)> = None;
         for item in &contact.items[from.min(contact.items.len())..] {
             if until.is_some_and(|until| item.sort_key().0 >= until) {
@@ -884,6 +919,14 @@ impl Engine<'_> {
                     continue;
                 }
                 Item::Delivery { at, message } => (*at, message),
+            };
+            // Money goes to the Messaging account the message names; the
+            // window and the allowance stay with the number.
+            let named = message.messaging_account.as_deref();
+            let messaging_account = self.accounts.messaging_account(&contact.business, named);
+            let business = match &messaging_account {
+                Some(account) => self.accounts.payer(&contact.business, Some(account)),
+                None => number.clone(),
             };
             let local_date = business.timezone.to_datetime(at).date();
             let Some(ruleset) = self.what_if.ruleset.or_else(|| Ruleset::on(local_date)) else {
@@ -942,7 +985,8 @@ impl Engine<'_> {
                     found
                 }
             };
-            let notes = delivery.free_form_outside_window_note().into_iter().collect();
+            let mut notes: Vec<String> = delivery.free_form_outside_window_note().into_iter().collect();
+            notes.extend(named.and_then(|named| self.accounts.unknown_messaging_account(&contact.business, named)));
             let (conversation_id, opens_conversation) = match verdict.conversation {
                 Some((id, opens)) => (Some(id), opens),
                 None => (None, false),
@@ -950,6 +994,7 @@ impl Engine<'_> {
             out.charges.push(Charge {
                 message_id: message.id.clone(),
                 business: contact.business.clone(),
+                messaging_account,
                 user: contact.user.clone(),
                 delivered_at: at,
                 pricing_model: verdict.pricing_model,
@@ -1281,9 +1326,13 @@ impl<'e, 'a> Settler<'e, 'a> {
         self.engine.what_if.rates_on.unwrap_or(charge.trail.local_date)
     }
 
-    fn business(&mut self, id: &Arc<str>) -> Arc<Business> {
+    /// The number of `charge` as billed through its Messaging account.
+    fn business(&mut self, charge: &Charge) -> Arc<Business> {
         let accounts = self.engine.accounts;
-        self.businesses.entry(id.clone()).or_insert_with(|| accounts.get_or_default(id)).clone()
+        if let Some(account) = &charge.messaging_account {
+            return accounts.payer(&charge.business, Some(account));
+        }
+        self.businesses.entry(charge.business.clone()).or_insert_with(|| accounts.get_or_default(&charge.business)).clone()
     }
 
     fn card(&self, business: &Business, model: PricingModel, on: Date) -> Result<&'a RateCard, String> {
@@ -1310,7 +1359,7 @@ impl<'e, 'a> Settler<'e, 'a> {
     /// `counters`. A conversation member takes `conversation`, what its
     /// opener was settled as, if the opener was.
     pub(crate) fn settle(&mut self, counters: &mut Counters, charge: &mut Charge, conversation: Option<(PricingType, bool, PricingCategory)>) -> Result<(), String> {
-        let business = self.business(&charge.business);
+        let business = self.business(charge);
         let month = month_of(charge.trail.local_date);
         let month_label = || format!("{:04}-{:02}", month.0, month.1);
         match charge.settlement {

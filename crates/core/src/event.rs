@@ -293,6 +293,10 @@ pub enum EventKind {
         id: Box<str>,
         /// `None` for a free-form (non-template) message.
         template: Option<Template>,
+        /// The Messaging account the send named (`messaging_account_id`,
+        /// or the older `paid_messaging_account_id`): which of the
+        /// number's accounts pays. `None`: its first (docs/rules.md §16).
+        messaging_account: Option<Box<str>>,
     },
     /// Meta's status for an outbound message.
     Status {
@@ -327,6 +331,8 @@ pub struct AgentUsage {
     pub id: Box<str>,
     /// Tokens used.
     pub tokens: u64,
+    /// The Messaging account billed, when named.
+    pub messaging_account: Option<Box<str>>,
 }
 
 /// Who placed a call.
@@ -430,6 +436,8 @@ pub struct Call {
     /// Meta's first error code on the call (138021 media timeout, 138023
     /// "could not determine if the call was connected"…).
     pub error: Option<i64>,
+    /// The Messaging account billed (the `entry[].id` of its webhook).
+    pub messaging_account: Option<Box<str>>,
 }
 
 impl Call {
@@ -476,6 +484,10 @@ pub struct StatusDetail {
     pub pricing: Option<MetaPricing>,
     /// The `conversation` object.
     pub conversation: Option<MetaConversation>,
+    /// The Messaging account whose webhook carried it (`entry[].id`:
+    /// Meta sends a message's statuses to the account that sent it), or
+    /// that a canonical line names.
+    pub messaging_account: Option<Box<str>>,
 }
 
 /// Meta's `pricing` object on a status: its verdict on the message.
@@ -664,6 +676,7 @@ pub fn outbounds_from_pricing(events: &[Event]) -> Vec<Event> {
                 user: detail.recipient.clone().expect("filtered above"),
                 id: id.into(),
                 template: message.map(|category| Template { name: "".into(), category }),
+                messaging_account: None,
             },
         })
         .collect()

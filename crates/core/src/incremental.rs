@@ -90,6 +90,7 @@ struct Outbound {
     at: Timestamp,
     template: Option<Template>,
     origin: Origin,
+    messaging_account: Option<Box<str>>,
 }
 
 /// One (business, wamid): its outbound event, the statuses naming its
@@ -630,14 +631,14 @@ impl MeterState {
                     self.resolve(engine, &business, &id);
                 }
             }
-            EventKind::Outbound { business, user, id, template } => {
+            EventKind::Outbound { business, user, id, template, messaging_account } => {
                 self.note_country(&user);
                 let business = engine::intern(&mut self.businesses, business);
                 let message = self.messages.entry((business.clone(), id.clone())).or_default();
                 match &mut message.outbound {
                     Some(kept) => {
                         self.stats.duplicates += 1;
-                        let same = kept.user == user && kept.template == template;
+                        let same = kept.user == user && kept.template == template && kept.messaging_account == messaging_account;
                         if !same {
                             self.conflicts.push(engine::conflicting_outbound(&id, &business, event.origin));
                         }
@@ -653,13 +654,14 @@ impl MeterState {
                         if message.stand_in.is_none() {
                             self.senders.entry(id.clone()).or_default().push(business.clone());
                         }
-                        message.outbound = Some(Outbound { user, at: event.at, template, origin: event.origin });
+                        message.outbound = Some(Outbound { user, at: event.at, template, origin: event.origin, messaging_account });
                     }
                 }
                 self.resolve(engine, &business, &id);
             }
             EventKind::Status { id, status, error, detail } => {
                 let cost = detail.as_ref().and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
+                let messaging_account = detail.as_ref().and_then(|d| d.messaging_account.clone());
                 let (business, stood_in) = match detail.map(|detail| *detail) {
                     Some(detail) => match detail.business {
                         Some(business) => {
@@ -670,7 +672,7 @@ impl MeterState {
                             let stood_in = match (detail.recipient, implied) {
                                 (Some(user), Some(message)) => {
                                     let template = message.map(|category| Template { name: "".into(), category });
-                                    self.stand_in(Outbound { user, at: event.at, template, origin: event.origin }, &business, &id)
+                                    self.stand_in(Outbound { user, at: event.at, template, origin: event.origin, messaging_account: None }, &business, &id)
                                 }
                                 _ => false,
                             };
@@ -683,7 +685,7 @@ impl MeterState {
                 match business {
                     Some(business) => {
                         let message = self.messages.entry((business.clone(), id.clone())).or_default();
-                        if !message.owned.get_or_insert_with(StatusSummary::default).record(status, error, event.at, event.origin, cost) {
+                        if !message.owned.get_or_insert_with(StatusSummary::default).record(status, error, event.at, event.origin, cost, messaging_account.as_deref()) {
                             self.stats.duplicates += 1;
                             if !stood_in {
                                 return;
@@ -692,7 +694,7 @@ impl MeterState {
                         self.resolve(engine, &business, &id);
                     }
                     None => {
-                        if !self.unowned.entry(id.clone()).or_default().record(status, error, event.at, event.origin, cost) {
+                        if !self.unowned.entry(id.clone()).or_default().record(status, error, event.at, event.origin, cost, messaging_account.as_deref()) {
                             self.stats.duplicates += 1;
                             return;
                         }
@@ -756,6 +758,7 @@ impl MeterState {
                 origin: outbound.origin,
                 meta_cost,
                 by_agent: message.by_agent,
+                messaging_account: outbound.messaging_account.clone().or_else(|| summary.as_ref().and_then(|s| s.messaging_account()).map(Box::from)),
             }),
         });
         let user = outbound.user.clone();

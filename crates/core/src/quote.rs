@@ -293,7 +293,7 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
             events.push(Event {
                 at: noon,
                 origin: Origin::default(),
-                kind: EventKind::Outbound { business: business_id.clone(), user: user.clone(), id: id.clone(), template: template.clone() },
+                kind: EventKind::Outbound { business: business_id.clone(), user: user.clone(), id: id.clone(), template: template.clone(), messaging_account: None },
             });
             events.push(Event { at: noon, origin: Origin::default(), kind: EventKind::Status { id, status: DeliveryStatus::Delivered, error: None, detail: None } });
         }

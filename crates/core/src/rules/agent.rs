@@ -50,6 +50,9 @@ pub struct AgentCharge {
     pub usage_id: Box<str>,
     /// Business phone number id.
     pub business: Arc<str>,
+    /// The Messaging account it is billed through, when not the number's
+    /// first (as [`crate::charge::Charge::messaging_account`]).
+    pub messaging_account: Option<Arc<str>>,
     /// The user answered.
     pub user: UserId,
     /// When.
@@ -146,11 +149,16 @@ pub fn price(usages: Vec<TimedUsage>, accounts: &Accounts) -> AgentReport {
     let mut usages: Vec<TimedUsage> = kept.into_values().collect();
     usages.sort_by(|a, b| (a.at, &a.usage.business, &a.usage.id).cmp(&(b.at, &b.usage.business, &b.usage.id)));
     for TimedUsage { at, origin, usage } in usages {
-        let business = accounts.get_or_default(&usage.business);
+        let messaging_account = accounts.messaging_account(&usage.business, usage.messaging_account.as_deref());
+        let business = accounts.payer(&usage.business, messaging_account.as_deref());
+        if let Some(sentence) = usage.messaging_account.as_deref().and_then(|named| accounts.unknown_messaging_account(&usage.business, named)) {
+            report.warnings.push(Warning { code: "note", message: format!("{}: {sentence}", usage.id), origin: Some(origin) });
+        }
         let local_date = business.timezone.to_datetime(at).date();
         let mut charge = AgentCharge {
             usage_id: usage.id.clone(),
             business: business.phone_number_id.clone(),
+            messaging_account,
             user: usage.user.clone(),
             at,
             local_date,
@@ -204,7 +212,7 @@ mod tests {
         TimedUsage {
             at: at.parse().unwrap(),
             origin: Origin::default(),
-            usage: AgentUsage { business: business.into(), user: UserId::parse("+5511999990000").unwrap(), id: id.into(), tokens },
+            usage: AgentUsage { business: business.into(), user: UserId::parse("+5511999990000").unwrap(), id: id.into(), tokens, messaging_account: None },
         }
     }
 

@@ -77,6 +77,9 @@ pub struct CallCharge {
     pub call_id: Box<str>,
     /// Business phone number id.
     pub business: Arc<str>,
+    /// The Messaging account it is billed through, when not the number's
+    /// first (as [`crate::charge::Charge::messaging_account`]).
+    pub messaging_account: Option<Arc<str>>,
     /// The user called or calling.
     pub user: UserId,
     /// Who placed it.
@@ -102,7 +105,7 @@ pub struct CallCharge {
     pub market: Market,
     /// The user's ISO country, when known (analytics split by it).
     pub country: Option<Arc<str>>,
-    /// Billing currency of the business.
+    /// Billing currency of the Messaging account billed.
     pub currency: Currency,
     /// The band's rate, for a billable call.
     pub rate_per_minute: Option<Decimal>,
@@ -197,7 +200,11 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
     // Billed units per (portfolio, currency, market, local month).
     let mut months: BTreeMap<(Arc<str>, Currency, Market, (i16, i8)), u64> = BTreeMap::new();
     for TimedCall { at, origin, call } in calls {
-        let business = accounts.get_or_default(&call.business);
+        let messaging_account = accounts.messaging_account(&call.business, call.messaging_account.as_deref());
+        let business = accounts.payer(&call.business, messaging_account.as_deref());
+        if let Some(sentence) = call.messaging_account.as_deref().and_then(|named| accounts.unknown_messaging_account(&call.business, named)) {
+            report.warnings.push(Warning { code: "note", message: format!("{}: {sentence}", call.id), origin: Some(origin) });
+        }
         let local_date = business.timezone.to_datetime(at).date();
         let found = markets.lookup(&call.user, local_date);
         let pulses = pulses(call.duration_seconds);
@@ -206,6 +213,7 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
         let mut charge = CallCharge {
             call_id: call.id.clone(),
             business: business.phone_number_id.clone(),
+            messaging_account,
             user: call.user.clone(),
             direction: call.direction,
             started_at: at,
@@ -373,6 +381,7 @@ pub fn quote(
             duration_seconds: seconds,
             status: CallStatus::Completed,
             error: None,
+            messaging_account: None,
         };
         let mut calls = Vec::new();
         let before = month_to_date.get(market).copied().unwrap_or(0);
@@ -441,6 +450,7 @@ mod tests {
             duration_seconds: seconds,
             status: CallStatus::default_for(seconds),
             error: None,
+            messaging_account: None,
         }
     }
 

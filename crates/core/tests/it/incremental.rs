@@ -23,6 +23,10 @@ const USERS: [&str; 6] = ["+5511999990000", "+919876543210", "+919811111111", "+
 /// Three listed numbers in two portfolios (b1 and b2 share one), in three
 /// time zones, and one number not in the accounts.
 const BUSINESSES: [&str; 4] = ["b1", "b2", "b3", "b4"];
+/// The Messaging account a step may name, by business: b1 and b3 have a
+/// second one (in another time zone for b1), b2 and b4 none, so theirs is
+/// unknown and changes nothing.
+const MESSAGING_ACCOUNTS: [&str; 4] = ["M1", "M2", "M3", "M4"];
 /// Starts of the logs: CBP 2023, a PMP month edge, the 2026-10 rules.
 pub(super) const BASES: [&str; 3] = ["2023-07-30T00:00:00Z", "2026-01-30T00:00:00Z", "2026-10-30T00:00:00Z"];
 
@@ -63,7 +67,8 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
                 log.inbound_from(BUSINESSES[*business], at(*minute), USERS[*user], ad.then_some(EntryPoint::Ad));
             }
             Step::Agent { business, user, minute, message, tokens } => {
-                let usage = AgentUsage { business: BUSINESSES[*business].into(), user: UserId::parse(USERS[*user]).unwrap(), id: format!("w{message}").into(), tokens: *tokens };
+                let messaging_account = (*minute % 3 == 0).then(|| MESSAGING_ACCOUNTS[*business].into());
+                let usage = AgentUsage { business: BUSINESSES[*business].into(), user: UserId::parse(USERS[*user]).unwrap(), id: format!("w{message}").into(), tokens: *tokens, messaging_account };
                 log.events.push(Event { at: at(*minute), origin: Origin::default(), kind: EventKind::AgentUsage(Box::new(usage)) });
             }
             Step::Call { business, user, minute, kind, seconds, again } => {
@@ -78,6 +83,7 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
                     duration_seconds,
                     status,
                     error: None,
+                    messaging_account: (*minute % 3 == 0).then(|| MESSAGING_ACCOUNTS[*business].into()),
                 };
                 if *again {
                     let longer = Call { duration_seconds: duration_seconds + 6, ..call.clone() };
@@ -86,6 +92,13 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
                 log.events.push(Event { at: at(*minute), origin: Origin::default(), kind: EventKind::Call(Box::new(call)) });
             }
             Step::Send { business, user, minute, category, delay, outcome, logged } => {
+                // The send names its Messaging account, or only its
+                // statuses' webhooks do, or nothing does.
+                let (sent_through, webhooks_through) = match delay % 4 {
+                    0 => (Some(MESSAGING_ACCOUNTS[*business]), None),
+                    1 => (None, Some(MESSAGING_ACCOUNTS[*business])),
+                    _ => (None, None),
+                };
                 let business = BUSINESSES[*business];
                 // Ids repeat across businesses: a message is its business's.
                 let id = format!("w{}", index / 2);
@@ -94,6 +107,9 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
                 // was sent (sometimes a category other than the template's).
                 if *logged > 1 {
                     log.outbound(business, &id, at(*minute), USERS[*user], category);
+                    if let (Some(account), Some(Event { kind: EventKind::Outbound { messaging_account, .. }, .. })) = (sent_through, log.events.last_mut()) {
+                        *messaging_account = Some(account.into());
+                    }
                 }
                 let delivered = at(*minute) + jiff::SignedDuration::from_secs(*delay);
                 let read = delivered + jiff::SignedDuration::from_secs(30);
@@ -104,6 +120,7 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
                         recipient: Some(UserId::parse(USERS[*user]).unwrap()),
                         pricing: Some(MetaPricing { billable: Some(true), pricing_model: Some("PMP".into()), pricing_type: Some("regular".into()), category: priced.into(), cost: None }),
                         conversation: None,
+                        messaging_account: webhooks_through.map(Box::from),
                     };
                     for at in [delivered - jiff::SignedDuration::from_secs(1), read] {
                         let kind = EventKind::Status { id: id.as_str().into(), status: DeliveryStatus::Sent, error: None, detail: Some(Box::new(detail.clone())) };
@@ -116,7 +133,7 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
                     for (at, status, amount) in [(delivered, DeliveryStatus::Delivered, "0.0300"), (read, DeliveryStatus::Read, "0.0310")] {
                         let cost = MetaCost { amount: amount.parse().unwrap(), currency: wameter_core::money::Currency::USD };
                         let pricing = MetaPricing { billable: Some(true), pricing_model: Some("PMP".into()), pricing_type: Some("regular".into()), category: "marketing_lite".into(), cost: Some(cost) };
-                        let detail = StatusDetail { business: Some(business.into()), recipient: None, pricing: Some(pricing), conversation: None };
+                        let detail = StatusDetail { business: Some(business.into()), recipient: None, pricing: Some(pricing), conversation: None, messaging_account: None };
                         log.events.push(Event { at, origin: Origin::default(), kind: EventKind::Status { id: id.as_str().into(), status, error: None, detail: Some(Box::new(detail)) } });
                     }
                     continue;
@@ -159,6 +176,9 @@ pub(super) fn world(conflicted: bool) -> World {
     if conflicted {
         businesses.push(b4);
     }
+    // A second Messaging account for b1 (another time zone: other local
+    // dates and months for its money) and for b3.
+    b1_b3_accounts(&mut businesses);
     let mut world = World::with_businesses(businesses);
     // Small bands, so that the shared counters decide prices.
     let tiers = "effective,currency,market,category,from,to,rate\n2026-01-01,USD,India,utility,0,2,0.0014\n2026-01-01,USD,India,utility,3,,0.0010\n";
@@ -171,6 +191,13 @@ pub(super) fn world(conflicted: bool) -> World {
     }
     world.call_rates = world.call_rates.with(CallRateBook::parse_csv("calls.csv", &calls).unwrap());
     world
+}
+
+fn b1_b3_accounts(businesses: &mut [wameter_core::account::Business]) {
+    use wameter_core::account::MessagingAccount;
+    let usd = wameter_core::money::Currency::USD;
+    businesses[0].messaging_accounts.push(MessagingAccount { id: "M1".into(), currency: usd, timezone: jiff::tz::TimeZone::get("Asia/Tokyo").unwrap() });
+    businesses[2].messaging_accounts.push(MessagingAccount { id: "M3".into(), currency: usd, timezone: jiff::tz::TimeZone::UTC });
 }
 
 pub(super) fn shuffle(events: &mut [Event], seed: u64) {

@@ -6,6 +6,7 @@ mod agent;
 mod calls;
 mod incremental;
 mod max_price;
+mod messaging_accounts;
 mod parallel;
 mod properties;
 mod quotes;

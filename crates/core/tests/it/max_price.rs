@@ -13,7 +13,7 @@ const BR: &str = "+5511999990000";
 fn priced(log: &mut Log, id: &str, at: &str, status: DeliveryStatus, cost: Option<(&str, &str)>) {
     let cost = cost.map(|(amount, currency)| MetaCost { amount: dec(amount), currency: Currency::parse(currency).unwrap() });
     let pricing = MetaPricing { billable: Some(true), pricing_model: Some("PMP".into()), pricing_type: Some("regular".into()), category: "marketing_lite".into(), cost };
-    let detail = StatusDetail { business: Some(B.into()), recipient: None, pricing: Some(pricing), conversation: None };
+    let detail = StatusDetail { business: Some(B.into()), recipient: None, pricing: Some(pricing), conversation: None, messaging_account: None };
     log.events.push(Event { at: t(at), origin: Origin { source: 0, line: log.events.len() as u32 + 1 }, kind: EventKind::Status { id: id.into(), status, error: None, detail: Some(Box::new(detail)) } });
 }
 

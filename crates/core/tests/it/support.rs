@@ -63,6 +63,7 @@ impl Log {
             user: UserId::parse(user).unwrap(),
             id: id.into(),
             template: category.map(|category| Template { name: format!("{}_t", category.as_str()).into(), category }),
+            messaging_account: None,
         });
         self
     }
@@ -89,6 +90,7 @@ impl Log {
             duration_seconds: seconds,
             status: CallStatus::default_for(seconds),
             error: None,
+            messaging_account: None,
         };
         self.push(at, EventKind::Call(Box::new(call)));
         self
