@@ -465,6 +465,17 @@ impl EventKind {
             EventKind::AgentUsage(usage) => Some(&usage.business),
         }
     }
+
+    /// The Messaging account the event names, if any.
+    pub fn messaging_account(&self) -> Option<&str> {
+        match self {
+            EventKind::Inbound { .. } => None,
+            EventKind::Outbound { messaging_account, .. } => messaging_account.as_deref(),
+            EventKind::Status { detail, .. } => detail.as_deref().and_then(|d| d.messaging_account.as_deref()),
+            EventKind::Call(call) => call.messaging_account.as_deref(),
+            EventKind::AgentUsage(usage) => usage.messaging_account.as_deref(),
+        }
+    }
 }
 
 /// What a Meta status webhook carries beyond the status itself.

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use rust_decimal::Decimal;
-use wameter_core::account::{Accounts, Business, RuleOptions};
+use wameter_core::account::{Accounts, Business, MessagingAccount, RuleOptions};
 use wameter_core::billing::{Billing, Budget, BudgetScope, Client, DEFAULT_THRESHOLDS, Markup};
 use wameter_core::category::PricingCategory;
 use wameter_core::money::{Currency, parse_amount};
@@ -109,6 +109,18 @@ struct RawBusiness {
     currency: Option<String>,
     primary_country: Option<String>,
     auth_international_from: Option<String>,
+    #[serde(default)]
+    messaging_accounts: Vec<RawMessagingAccount>,
+}
+
+/// `[[business.messaging_accounts]]`: another Messaging account billing
+/// through the number (Meta's account model of 2026).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMessagingAccount {
+    id: String,
+    currency: Option<String>,
+    timezone: Option<String>,
 }
 
 /// Parses an accounts file's businesses and rules. `name` labels errors.
@@ -213,20 +225,30 @@ fn budgets(name: &str, raw: Vec<RawBudget>, accounts: &Accounts, clients: &[Clie
         // The budget is in the businesses' currency and months: every
         // business of its WABAs must agree on both (unlisted WABAs bill in
         // USD and UTC, the defaults).
-        let mut found: Vec<Arc<Business>> = accounts.businesses().filter(|b| wabas.iter().any(|w| *w == b.waba)).cloned().collect();
-        if found.is_empty() {
-            found.push(Arc::new(Business::with_defaults(&wabas[0])));
+        // Its WABAs are Messaging accounts: a number's first (`waba`) or
+        // one of its `messaging_accounts`, each with its currency and zone.
+        let mut found: Vec<(Currency, TimeZone)> = Vec::new();
+        for business in accounts.businesses() {
+            if wabas.iter().any(|w| *w == business.waba) {
+                found.push((business.currency, business.timezone.clone()));
+            }
+            for account in business.messaging_accounts.iter().filter(|a| wabas.iter().any(|w| *w == a.id)) {
+                found.push((account.currency, account.timezone.clone()));
+            }
         }
-        let (currency, timezone) = (found[0].currency, found[0].timezone.clone());
-        if let Some(other) = found.iter().find(|b| b.currency != currency || b.timezone != timezone) {
+        if found.is_empty() {
+            found.push((Currency::USD, TimeZone::UTC));
+        }
+        let (currency, timezone) = found[0].clone();
+        if let Some((other_currency, other_zone)) = found.iter().find(|(c, z)| *c != currency || *z != timezone) {
             return Err(fail(
                 "waba",
                 format!(
                     "its businesses bill in {} ({}) and {} ({}); a budget needs one currency and time zone",
                     currency.code(),
-                    found[0].timezone_name(),
-                    other.currency.code(),
-                    other.timezone_name()
+                    timezone.iana_name().unwrap_or("UTC"),
+                    other_currency.code(),
+                    other_zone.iana_name().unwrap_or("UTC")
                 ),
             ));
         }
@@ -266,13 +288,33 @@ fn businesses(name: &str, raw: Vec<RawBusiness>, rules: RawRules) -> Result<Acco
         if let Some(portfolio) = raw.portfolio {
             business.portfolio = Arc::from(portfolio.as_str());
         }
-        if let Some(zone) = raw.timezone {
-            business.timezone = TimeZone::get(&zone).map_err(|e| fail("timezone", format!("`{zone}` is not an IANA time zone ({e})")))?;
-        }
-        if let Some(code) = raw.currency {
-            business.currency = Currency::parse(&code)
+        let zone = |zone: &str, field: &str| TimeZone::get(zone).map_err(|e| fail(field, format!("`{zone}` is not an IANA time zone ({e})")));
+        let currency = |code: &str, field: &str| {
+            Currency::parse(code)
                 .filter(|currency| currency.is_meta_billing())
-                .ok_or_else(|| fail("currency", format!("`{code}` is not a currency Meta bills in (one of {})", Currency::META_BILLING.join(", "))))?;
+                .ok_or_else(|| fail(field, format!("`{code}` is not a currency Meta bills in (one of {})", Currency::META_BILLING.join(", "))))
+        };
+        if let Some(name) = &raw.timezone {
+            business.timezone = zone(name, "timezone")?;
+        }
+        if let Some(code) = &raw.currency {
+            business.currency = currency(code, "currency")?;
+        }
+        for (n, account) in raw.messaging_accounts.iter().enumerate() {
+            let field = |f: &str| format!("messaging_accounts[{n}].{f}");
+            let account_id = account.id.trim();
+            if account_id.is_empty() {
+                return Err(fail(&field("id"), "empty".into()));
+            }
+            if business.has_messaging_account(account_id) {
+                return Err(fail(&field("id"), format!("`{account_id}` is already one of this number's Messaging accounts (the first is `waba`)")));
+            }
+            business.messaging_accounts.push(MessagingAccount {
+                id: Arc::from(account_id),
+                // Unsaid, the number's own: one currency and zone for all.
+                currency: account.currency.as_deref().map(|code| currency(code, &field("currency"))).transpose()?.unwrap_or(business.currency),
+                timezone: account.timezone.as_deref().map(|name| zone(name, &field("timezone"))).transpose()?.unwrap_or_else(|| business.timezone.clone()),
+            });
         }
         if let Some(country) = raw.primary_country {
             let valid = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
@@ -287,6 +329,22 @@ fn businesses(name: &str, raw: Vec<RawBusiness>, rules: RawRules) -> Result<Acco
             );
         }
         businesses.push(business);
+    }
+    // Counters and tiers are per portfolio: a Messaging account billing
+    // numbers of two portfolios would split them.
+    let mut portfolio_of: std::collections::HashMap<&str, (&str, &str)> = std::collections::HashMap::new();
+    for business in &businesses {
+        for account in &business.messaging_accounts {
+            match portfolio_of.insert(&account.id, (&business.portfolio, &business.phone_number_id)) {
+                Some((portfolio, number)) if *portfolio != *business.portfolio => {
+                    return Err(AccountsError(format!(
+                        "{name}: Messaging account {} bills number {number} of portfolio {portfolio} and number {} of portfolio {}: one account belongs to one portfolio",
+                        account.id, business.phone_number_id, business.portfolio
+                    )));
+                }
+                _ => {}
+            }
+        }
     }
     Ok(Accounts::new(businesses, RuleOptions {
             utility_free_in_csw: rules.utility_free_in_csw,
@@ -406,5 +464,43 @@ thresholds = [100, 50]
         assert!(error(&both).contains("exactly one of `waba` and `client`"));
         let currency = CLIENTS.replace("hard_stop = true", "hard_stop = true\ncurrency = \"EUR\"");
         assert!(error(&currency).contains("the businesses bill in USD"));
+    }
+
+    #[test]
+    fn reads_messaging_accounts_and_refuses_what_would_split_a_counter() {
+        let text = r#"
+[[business]]
+phone_number_id = "1"
+waba = "W"
+portfolio = "P"
+timezone = "America/Sao_Paulo"
+currency = "BRL"
+[[business.messaging_accounts]]
+id = "M"
+currency = "USD"
+timezone = "UTC"
+[[business.messaging_accounts]]
+id = "N"
+
+[[budget]]
+name = "partner"
+waba = "M"
+amount = "10"
+"#;
+        let (accounts, billing) = parse_accounts_file("a.toml", text).unwrap();
+        let number = accounts.get("1").unwrap();
+        assert_eq!(number.messaging_accounts.len(), 2);
+        // Unsaid currency and zone are the number's.
+        assert_eq!((number.messaging_accounts[1].currency.code(), number.messaging_accounts[1].timezone.iana_name()), ("BRL", Some("America/Sao_Paulo")));
+        let payer = accounts.payer("1", accounts.messaging_account("1", Some("M")).as_deref());
+        assert_eq!((&*payer.waba, payer.currency.code(), &*payer.portfolio, payer.timezone_name()), ("M", "USD", "P", "UTC"));
+        // A budget on a Messaging account is in its currency and months.
+        assert_eq!(billing.budgets[0].currency.code(), "USD");
+
+        let error = |text: &str| parse_accounts("a.toml", text).unwrap_err().to_string();
+        assert!(error(&text.replace("id = \"N\"", "id = \"W\"")).contains("messaging_accounts[1].id"));
+        assert!(error(&text.replace("currency = \"USD\"", "currency = \"XYZ\"")).contains("messaging_accounts[0].currency"));
+        let split = format!("{text}\n[[business]]\nphone_number_id = \"2\"\nportfolio = \"Q\"\n[[business.messaging_accounts]]\nid = \"M\"\n");
+        assert!(error(&split).contains("one account belongs to one portfolio"), "{}", error(&split));
     }
 }

@@ -108,6 +108,13 @@ struct RawEvent<'a> {
     direction: Option<Cow<'a, str>>,
     duration: Option<serde_json::Value>,
     tokens: Option<serde_json::Value>,
+    /// The Messaging account billed (Meta's name); wins over
+    /// `paid_messaging_account_id`, its deprecated alias, as Meta's
+    /// Messages API reads them.
+    #[serde(borrow)]
+    messaging_account_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    paid_messaging_account_id: Option<Cow<'a, str>>,
     object: Option<serde_json::Value>,
     pricing: Option<serde_json::Value>,
     conversation: Option<serde_json::Value>,
@@ -169,6 +176,13 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             None => Err(fail(Some(field), format!("required for {event_type} events"))),
         }
     };
+    // Meta's precedence: `messaging_account_id` wins, the deprecated
+    // `paid_messaging_account_id` is read only without it. An id given
+    // empty is no id.
+    let messaging_account: Option<Box<str>> = match raw.messaging_account_id.as_deref().or(raw.paid_messaging_account_id.as_deref()).map(str::trim) {
+        Some("") => return Err(fail(Some(if raw.messaging_account_id.is_some() { "messaging_account_id" } else { "paid_messaging_account_id" }), "empty".into())),
+        other => other.map(Box::from),
+    };
     let country = raw.user_country.clone();
     let with_country = |user: UserId| match &country {
         Some(code) => user.with_country(code),
@@ -214,6 +228,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                     Some(Template { name, category })
                 }
             },
+            messaging_account,
         },
         "status" => {
             let text = raw.status.ok_or_else(|| fail(Some("status"), "required for status events".into()))?;
@@ -227,7 +242,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             };
             // Extensions: what a Meta status said besides the status
             // (`wameter events` prints them, so its output reads back).
-            let mut detail = StatusDetail { business: raw.business.map(|b| Box::from(b.trim())), ..StatusDetail::default() };
+            let mut detail = StatusDetail { business: raw.business.map(|b| Box::from(b.trim())), messaging_account, ..StatusDetail::default() };
             if let Some(text) = raw.user {
                 detail.recipient = Some(UserId::parse(&text).map(with_country).map_err(|e| fail(Some("user"), e))?);
             }
@@ -266,6 +281,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                 duration_seconds,
                 status,
                 error,
+                messaging_account,
             }))
         }
         "agent_usage" => {
@@ -274,7 +290,13 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                 Some(other) => return Err(fail(Some("tokens"), format!("`{other}` is not a whole number of tokens"))),
                 None => return Err(fail(Some("tokens"), "required for agent_usage events".into())),
             };
-            EventKind::AgentUsage(Box::new(AgentUsage { business: required(raw.business, "business")?, user: user(raw.user)?, id: required(raw.id, "id")?, tokens }))
+            EventKind::AgentUsage(Box::new(AgentUsage {
+                business: required(raw.business, "business")?,
+                user: user(raw.user)?,
+                id: required(raw.id, "id")?,
+                tokens,
+                messaging_account,
+            }))
         }
         other => return Err(fail(Some("type"), format!("`{other}` is not one of: inbound, outbound, status, call, agent_usage"))),
     };

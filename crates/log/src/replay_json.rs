@@ -16,6 +16,10 @@ use wameter_core::rules::calling::CallCharge;
 pub struct ChargeJson<'a> {
     message_id: &'a str,
     business: &'a str,
+    /// The Messaging account billed, when not the number's first (only
+    /// then present: documents of one-account numbers keep their shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messaging_account: Option<&'a str>,
     user: String,
     delivered_at: String,
     /// Delivery date in the business's time zone: the date that chose the
@@ -43,6 +47,7 @@ impl<'a> From<&'a Charge> for ChargeJson<'a> {
         ChargeJson {
             message_id: &charge.message_id,
             business: &charge.business,
+            messaging_account: charge.messaging_account.as_deref(),
             user: charge.user.to_string(),
             delivered_at: charge.delivered_at.to_string(),
             local_date: charge.trail.local_date.to_string(),
@@ -73,6 +78,9 @@ pub struct ChargeLine {
     pub message_id: String,
     /// Business phone number id.
     pub business: String,
+    /// The Messaging account billed, when not the number's first.
+    #[serde(default)]
+    pub messaging_account: Option<String>,
     /// The user.
     pub user: String,
     /// RFC 3339.
@@ -107,6 +115,10 @@ pub struct ChargeLine {
 pub struct AgentJson<'a> {
     usage_id: &'a str,
     business: &'a str,
+    /// The Messaging account billed, when not the number's first (only
+    /// then present: documents of one-account numbers keep their shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messaging_account: Option<&'a str>,
     user: String,
     at: String,
     local_date: String,
@@ -126,6 +138,7 @@ impl<'a> From<&'a AgentCharge> for AgentJson<'a> {
         AgentJson {
             usage_id: &usage.usage_id,
             business: &usage.business,
+            messaging_account: usage.messaging_account.as_deref(),
             user: usage.user.to_string(),
             at: usage.at.to_string(),
             local_date: usage.local_date.to_string(),
@@ -149,6 +162,9 @@ pub struct AgentLine {
     pub usage_id: String,
     /// Business phone number id.
     pub business: String,
+    /// The Messaging account billed, when not the number's first.
+    #[serde(default)]
+    pub messaging_account: Option<String>,
     /// RFC 3339.
     pub at: String,
     /// Business-local date.
@@ -171,6 +187,9 @@ pub struct CallLine {
     pub call_id: String,
     /// Business phone number id.
     pub business: String,
+    /// The Messaging account billed, when not the number's first.
+    #[serde(default)]
+    pub messaging_account: Option<String>,
     /// RFC 3339.
     pub started_at: String,
     /// Business-local start date, `YYYY-MM-DD`.
@@ -207,6 +226,10 @@ struct TotalsJson {
 pub struct CallJson<'a> {
     call_id: &'a str,
     business: &'a str,
+    /// The Messaging account billed, when not the number's first (only
+    /// then present: documents of one-account numbers keep their shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messaging_account: Option<&'a str>,
     user: String,
     direction: &'static str,
     started_at: String,
@@ -238,6 +261,7 @@ impl<'a> From<&'a CallCharge> for CallJson<'a> {
         CallJson {
             call_id: &call.call_id,
             business: &call.business,
+            messaging_account: call.messaging_account.as_deref(),
             user: call.user.to_string(),
             direction: call.direction.as_str(),
             started_at: call.started_at.to_string(),

@@ -28,7 +28,7 @@ pub fn event_line(event: &Event) -> String {
                 line.insert("kind".into(), "call".into());
             }
         }
-        EventKind::Outbound { business, user, id, template } => {
+        EventKind::Outbound { business, user, id, template, messaging_account } => {
             line.insert("type".into(), "outbound".into());
             line.insert("at".into(), at);
             line.insert("business".into(), (&**business).into());
@@ -37,6 +37,7 @@ pub fn event_line(event: &Event) -> String {
             if let Some(template) = template {
                 line.insert("template".into(), json!({"name": &*template.name, "category": template.category.as_str()}));
             }
+            insert_messaging_account(&mut line, messaging_account.as_deref());
         }
         EventKind::Status { id, status, error, detail } => {
             line.insert("type".into(), "status".into());
@@ -62,6 +63,7 @@ pub fn event_line(event: &Event) -> String {
             if let Some(error) = call.error {
                 line.insert("error".into(), error.into());
             }
+            insert_messaging_account(&mut line, call.messaging_account.as_deref());
         }
         EventKind::AgentUsage(usage) => {
             line.insert("type".into(), "agent_usage".into());
@@ -70,6 +72,7 @@ pub fn event_line(event: &Event) -> String {
             insert_user(&mut line, &usage.user);
             line.insert("id".into(), (&*usage.id).into());
             line.insert("tokens".into(), usage.tokens.into());
+            insert_messaging_account(&mut line, usage.messaging_account.as_deref());
         }
     }
     Value::Object(line).to_string()
@@ -83,10 +86,18 @@ fn insert_user(line: &mut Map<String, Value>, user: &UserId) {
     }
 }
 
+/// `messaging_account_id`, Meta's name for the account billed, when known.
+fn insert_messaging_account(line: &mut Map<String, Value>, account: Option<&str>) {
+    if let Some(account) = account {
+        line.insert("messaging_account_id".into(), account.into());
+    }
+}
+
 fn write_detail(line: &mut Map<String, Value>, detail: &StatusDetail) {
     if let Some(business) = &detail.business {
         line.insert("business".into(), (&**business).into());
     }
+    insert_messaging_account(line, detail.messaging_account.as_deref());
     if let Some(user) = &detail.recipient {
         insert_user(line, user);
     }

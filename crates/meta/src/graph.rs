@@ -8,6 +8,23 @@
 
 use serde_json::json;
 
+/// The Messaging account a Messages API request names, as Meta reads it:
+/// `messaging_account_id`, else its deprecated alias
+/// `paid_messaging_account_id` ("if you supply both, messaging_account_id
+/// takes precedence"; Meta's "Managing messaging accounts", 2026-06-30).
+/// An empty or non-string value names none.
+///
+/// ```
+/// let body = serde_json::json!({"paid_messaging_account_id": "old", "messaging_account_id": "new"});
+/// assert_eq!(wameter_meta::graph::messaging_account_id(&body), Some("new"));
+/// let body = serde_json::json!({"paid_messaging_account_id": "old"});
+/// assert_eq!(wameter_meta::graph::messaging_account_id(&body), Some("old"));
+/// ```
+pub fn messaging_account_id(body: &serde_json::Value) -> Option<&str> {
+    let named = |key: &str| body.get(key).and_then(serde_json::Value::as_str).map(str::trim).filter(|id| !id.is_empty());
+    named("messaging_account_id").or_else(|| named("paid_messaging_account_id"))
+}
+
 /// Meta's code for a free-form message outside the customer service
 /// window ("Re-engagement message").
 pub const REENGAGEMENT: u32 = 131_047;

@@ -341,7 +341,7 @@ impl Reader {
         if let Some(statuses) = self.array(value, "statuses", path) {
             understood = true;
             for (k, status) in statuses.iter().enumerate() {
-                self.status(status, business.as_deref(), &format!("{path}.statuses[{k}]"));
+                self.status(status, business.as_deref(), context.waba.as_deref(), &format!("{path}.statuses[{k}]"));
             }
         }
         if let Some(errors) = self.array(value, "errors", path) {
@@ -411,7 +411,9 @@ impl Reader {
         });
     }
 
-    fn status(&mut self, status: &Value, business: Option<&str>, path: &str) {
+    /// One status; `messaging_account` is its entry's id: Meta sends a
+    /// message's statuses to the Messaging account that sent it.
+    fn status(&mut self, status: &Value, business: Option<&str>, messaging_account: Option<&str>, path: &str) {
         let Some(status) = status.as_object() else {
             return self.problem(path.into(), "not an object");
         };
@@ -433,7 +435,7 @@ impl Reader {
             .and_then(|errors| errors.first())
             .and_then(|e| e.get("code"))
             .and_then(Value::as_i64);
-        let mut detail = StatusDetail { business: business.map(Box::from), ..StatusDetail::default() };
+        let mut detail = StatusDetail { business: business.map(Box::from), messaging_account: messaging_account.map(Box::from), ..StatusDetail::default() };
         // A recipient that cannot be read (a documentation placeholder such
         // as `CUSTOMER_PHONE_NUMBER`) is reported, and the status is still
         // kept: the status itself does not need it.
@@ -574,7 +576,7 @@ impl Reader {
             self.items.events.push(Event {
                 at: started,
                 origin: self.origin,
-                kind: EventKind::Call(Box::new(Call { business, user, id, direction, duration_seconds, status, error })),
+                kind: EventKind::Call(Box::new(Call { business, user, id, direction, duration_seconds, status, error, messaging_account: context.waba.clone() })),
             });
         }
     }

@@ -292,6 +292,7 @@ impl World {
                     cost: *cost,
                 }),
                 conversation: None,
+                messaging_account: None,
             })),
             _ => None,
         };
@@ -578,7 +579,7 @@ impl World {
         let sent = self
             .transaction(|world| {
                 let id = wameter_meta::outgoing::wamid(&wa_id(&message.user), false, world.next_number("next_wamid")?);
-                world.append(now, EventKind::Outbound { business: phone_number_id.into(), user: message.user.clone(), id: id.as_str().into(), template })?;
+                world.append(now, EventKind::Outbound { business: phone_number_id.into(), user: message.user.clone(), id: id.as_str().into(), template, messaging_account: None })?;
                 let cost = marketing_lite.map(|cost| cost.map_or(String::new(), |c| format!("{} {}", c.amount, c.currency)));
                 world.db.execute(
                     "INSERT INTO messages (id, business, wa_id, graph_version, cost) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -746,6 +747,7 @@ impl World {
             duration_seconds,
             status: CallStatus::Completed,
             error: None,
+            messaging_account: None,
         })))?;
         let user = wa_id(&call.user);
         if let Some(status) = status {

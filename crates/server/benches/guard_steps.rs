@@ -33,7 +33,7 @@ fn pair_rows(user: &UserId, now: Timestamp, sends: usize) -> Vec<StoredEvent> {
         at += SignedDuration::from_mins(10);
         let id: Box<str> = format!("wamid.out.{n}").into();
         let template = Some(Template { name: "order_update".into(), category: TemplateCategory::Utility });
-        events.push(Event { at, origin, kind: EventKind::Outbound { business: BUSINESS.into(), user: user.clone(), id: id.clone(), template } });
+        events.push(Event { at, origin, kind: EventKind::Outbound { business: BUSINESS.into(), user: user.clone(), id: id.clone(), template, messaging_account: None } });
         for (offset, status) in [(1, DeliveryStatus::Sent), (2, DeliveryStatus::Delivered), (30, DeliveryStatus::Read)] {
             events.push(Event { at: at + SignedDuration::from_secs(offset), origin, kind: EventKind::Status { id: id.clone(), status, error: None, detail: None } });
         }
@@ -69,7 +69,7 @@ fn main() {
             let windows = meter::windows(&engine, events.clone(), BUSINESS, &user, now + SignedDuration::from_nanos(1));
             let windowed = Instant::now();
             let template = Some(Template { name: "order_update".into(), category: TemplateCategory::Utility });
-            let charge = meter::predict(&engine, events, BUSINESS, &user, now, template);
+            let charge = meter::predict(&engine, events, BUSINESS, &user, now, template, None);
             let done = Instant::now();
             assert!(windows.customer_service_window.is_none() && charge.is_some_and(|c| c.billable), "the bench prices what it means to");
             laps[0].push(loaded - started);

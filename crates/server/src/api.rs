@@ -63,11 +63,14 @@ async fn visible_businesses(state: &AppState, scope: &Scope) -> Result<Option<BT
         return Ok(None);
     }
     let pricing = &state.config.pricing;
-    Ok(Some(state.store.businesses().await?.into_iter().filter(|b| scope.sees(&pricing.waba_of(b))).collect()))
+    let mut visible: BTreeSet<String> = state.store.businesses().await?.into_iter().filter(|b| pricing.sees_business(scope, b)).collect();
+    // A partner's account on a number it has not written to yet.
+    visible.extend(pricing.accounts.businesses().filter(|b| pricing.sees_business(scope, &b.phone_number_id)).map(|b| b.phone_number_id.to_string()));
+    Ok(Some(visible))
 }
 
 fn check_business(state: &AppState, token: &ApiToken, business: &str) -> Result<(), ApiError> {
-    if token.scope.sees(&state.config.pricing.waba_of(business)) {
+    if state.config.pricing.sees_business(&token.scope, business) {
         Ok(())
     } else {
         Err(ApiError::forbidden(format!("this token does not see business {business}")))
@@ -190,7 +193,8 @@ pub struct SliceQuery {
     /// Deliveries until (exclusive), same forms.
     to: Option<String>,
     /// Reports only: comma-separated among `month`, `category`, `market`,
-    /// `business`, `pricing_model`, `type` (default `month,category`).
+    /// `business`, `messaging_account` (the WABA id billed), `pricing_model`,
+    /// `type` (default `month,category`).
     group_by: Option<String>,
 }
 
@@ -236,8 +240,18 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
     };
     let rows = state.store.charges(charges.clone()).await?;
     let warnings = state.store.charge_warnings(charges).await?;
+    // A scoped token sees the money of its own Messaging accounts only,
+    // also on a number it shares with another account.
+    let scope = token.scope.clone();
+    let config = state.config.clone();
     // Parsing and ordering tens of thousands of lines is CPU work.
-    tokio::task::spawn_blocking(move || meter::answer(rows, warnings)).await.map_err(|e| ApiError::internal(e.to_string()))
+    tokio::task::spawn_blocking(move || {
+        let sees = |business: &str, account: Option<&str>| scope.sees(&config.pricing.account_of(business, account));
+        let filter: Option<&(dyn Fn(&str, Option<&str>) -> bool + Sync)> = if scope == Scope::All { None } else { Some(&sees) };
+        meter::answer(rows, warnings, filter)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// The charges of a slice: the same document as `wameter replay --json`
@@ -317,7 +331,7 @@ pub struct CostReport {
     warnings: Vec<serde_json::Value>,
 }
 
-const DIMENSIONS: &[&str] = &["month", "category", "market", "business", "pricing_model", "type"];
+const DIMENSIONS: &[&str] = &["month", "category", "market", "business", "messaging_account", "pricing_model", "type"];
 
 /// Costs grouped by month (business-local), category, market, business…
 #[utoipa::path(get, path = "/v1/reports/costs", tag = "query", security(("bearer" = [])), params(SliceQuery),
@@ -336,6 +350,7 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
         return Err(ApiError::bad_request(format!("`group_by`: unknown dimension {unknown:?}; use {}", DIMENSIONS.join(", "))));
     }
     let answer = answer(&state, &headers, &query).await?;
+    let pricing = &state.config.pricing;
     telemetry::charge_query("reports_costs");
     // (messages, billable messages, calls, billable calls, amount).
     let mut rows: BTreeMap<(Vec<String>, String), (u64, u64, u64, u64, Decimal)> = BTreeMap::new();
@@ -349,6 +364,7 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
                 "category" => charge.category.clone(),
                 "market" => charge.market.clone(),
                 "business" => charge.business.clone(),
+                "messaging_account" => pricing.account_of(&charge.business, charge.messaging_account.as_deref()),
                 "pricing_model" => charge.pricing_model.clone(),
                 _ => charge.pricing_type.clone(),
             })
@@ -370,6 +386,7 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
                 "category" => "meta_business_agent".to_string(),
                 "market" => String::new(),
                 "business" => usage.business.clone(),
+                "messaging_account" => pricing.account_of(&usage.business, usage.messaging_account.as_deref()),
                 "pricing_model" => "tokens".to_string(),
                 _ => if usage.billable { "regular" } else { "free" }.to_string(),
             })
@@ -390,6 +407,7 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
                 "category" => "call".to_string(),
                 "market" => call.market.clone(),
                 "business" => call.business.clone(),
+                "messaging_account" => pricing.account_of(&call.business, call.messaging_account.as_deref()),
                 "pricing_model" => "calling".to_string(),
                 _ => call.direction.clone(),
             })
@@ -532,7 +550,7 @@ async fn others_messages_refused(state: &AppState, scope: &Scope, events: Vec<(u
     let pricing = &state.config.pricing;
     let mut senders: BTreeMap<String, bool> = BTreeMap::new();
     for (id, business) in state.store.message_senders(ids).await? {
-        *senders.entry(id).or_default() |= scope.sees(&pricing.waba_of(&business));
+        *senders.entry(id).or_default() |= pricing.sees_business(scope, &business);
     }
     let mut kept = Vec::with_capacity(events.len());
     for (line, event) in events {
@@ -552,7 +570,14 @@ async fn others_messages_refused(state: &AppState, scope: &Scope, events: Vec<(u
 fn may_write_event(scope: &Scope, pricing: &meter::Pricing, event: &Event) -> Result<(), String> {
     match (scope, event.kind.business()) {
         (Scope::All, _) => Ok(()),
-        (scope, Some(business)) if scope.sees(&pricing.waba_of(business)) => Ok(()),
+        // A number shared by Messaging accounts: each token writes for
+        // its own accounts.
+        (scope, Some(business)) if pricing.sees_business(scope, business) => match event.kind.messaging_account() {
+            Some(account) if pricing.accounts.get_or_default(business).has_messaging_account(account) && !scope.sees(account) => {
+                Err(format!("this token does not see Messaging account {account}"))
+            }
+            _ => Ok(()),
+        },
         (_, Some(business)) => Err(format!("this token does not see business {business}")),
         (_, None) => Err("field `business`: required on a status sent with a token scoped to some WABAs".into()),
     }

@@ -76,8 +76,9 @@ pub fn keep_apart(pricing: &crate::Pricing, items: &mut wameter_meta::WebhookIte
     for (index, event) in events.into_iter().enumerate() {
         let waba = items.wabas.get(index).cloned().flatten();
         let configured = event.kind.business().and_then(|business| pricing.accounts.get(business));
+        // Any of the number's Messaging accounts receives its webhooks.
         if let (Some(claimed), Some(business)) = (waba.as_deref(), configured)
-            && *business.waba != *claimed
+            && !business.has_messaging_account(claimed)
         {
             let count = apart.entry((claimed.to_string(), business.phone_number_id.to_string())).or_insert((business.waba.to_string(), 0));
             count.1 += 1;

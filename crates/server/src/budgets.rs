@@ -187,7 +187,13 @@ pub async fn restore(state: &AppState, now: Timestamp) -> Result<usize, StoreErr
 async fn businesses_of(state: &AppState, budget: &Budget) -> Result<Vec<String>, StoreError> {
     let pricing = &state.config.pricing;
     let mut out: Vec<String> = state.store.businesses().await?.into_iter().filter(|b| budget.covers(&pricing.waba_of(b))).collect();
-    out.extend(pricing.accounts.businesses().filter(|b| budget.covers(&b.waba)).map(|b| b.phone_number_id.to_string()));
+    out.extend(
+        pricing
+            .accounts
+            .businesses()
+            .filter(|b| budget.covers(&b.waba) || b.messaging_accounts.iter().any(|a| budget.covers(&a.id)))
+            .map(|b| b.phone_number_id.to_string()),
+    );
     out.sort();
     out.dedup();
     Ok(out)
@@ -213,6 +219,11 @@ pub async fn spent(state: &AppState, budget: &Budget, month: &LocalMonth) -> Res
     let mut charged: HashSet<(&str, &str)> = HashSet::with_capacity(rows.len());
     for row in &rows {
         let line: serde_json::Value = serde_json::from_str(&row.line).map_err(|e| StoreError::Read(format!("kept charge {}: {e}", row.message_id)))?;
+        // Only the money of the budget's Messaging accounts: a number
+        // shared with another account bills it some of its messages.
+        if !budget.covers(&state.config.pricing.account_of(&row.business, line["messaging_account"].as_str())) {
+            continue;
+        }
         let amount = line["amount"].as_str().and_then(|a| a.parse::<Decimal>().ok());
         total += amount.ok_or_else(|| StoreError::Read(format!("kept charge {} has no decimal `amount`", row.message_id)))?;
         charged.insert((&row.business, &row.message_id));

@@ -98,6 +98,8 @@ struct Outgoing {
     user: UserId,
     /// `(name, language code)` of a template message.
     template: Option<(String, String)>,
+    /// The Messaging account the send names (Meta's precedence).
+    messaging_account: Option<Box<str>>,
 }
 
 /// Reads the recipient and template of a message. `None` for what is not a
@@ -122,7 +124,8 @@ fn read_send(body: &[u8]) -> Option<Outgoing> {
     } else {
         None
     };
-    Some(Outgoing { user, template })
+    let messaging_account = wameter_meta::graph::messaging_account_id(&value).map(Box::from);
+    Some(Outgoing { user, template, messaging_account })
 }
 
 fn upstream_error(details: String) -> GraphError {
@@ -271,7 +274,9 @@ async fn guarded_call(state: &Arc<AppState>, version: &str, phone: &str, headers
     let connect = serde_json::from_slice::<Value>(&body).ok().filter(|body| body.get("action").and_then(Value::as_str) == Some("connect"));
     let Some(connect) = connect else { return pass_through(state, &url, headers, body).await };
     let pricing = &state.config.pricing;
-    let business = pricing.accounts.get_or_default(phone);
+    // The call's money is the Messaging account's it names, as a send's.
+    let account = pricing.accounts.messaging_account(phone, wameter_meta::graph::messaging_account_id(&connect));
+    let business = pricing.accounts.payer(phone, account.as_deref());
     if let Some(country) = wameter_core::rules::calling::calls_forbidden_from(&business) {
         return Err((wameter_meta::graph::calls_not_available(phone, country, "refused by wameter: "), Vec::new()));
     }
@@ -418,7 +423,12 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
     let now = Timestamp::now();
     let mut laps = Laps::start();
     let pricing = &state.config.pricing;
-    let waba = pricing.waba_of(phone);
+    // Templates and money are the Messaging account's: the one the send
+    // names when it is one of the number's, else the number's first.
+    let waba = match pricing.accounts.messaging_account(phone, outgoing.messaging_account.as_deref()) {
+        Some(account) => account.to_string(),
+        None => pricing.waba_of(phone),
+    };
     let template = match &outgoing.template {
         None => None,
         Some((name, language)) => match lookup(state, guard, version, &waba, headers.get(header::AUTHORIZATION), name, language).await.map_err(|e| (e, Vec::new()))? {
@@ -450,7 +460,7 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
         ];
         return Err((GraphError::new(REENGAGEMENT, title, details), headers));
     }
-    let charge = meter::predict(&engine, events, phone, &outgoing.user, now, template.clone());
+    let charge = meter::predict(&engine, events, phone, &outgoing.user, now, template.clone(), outgoing.messaging_account.clone());
     let mut extra = estimate_headers(charge.as_ref(), closes_at, template.as_ref());
     let estimate = charge.as_ref().filter(|c| c.billable).map_or(Decimal::ZERO, |c| c.amount);
     let engine_us = laps.lap();
@@ -481,7 +491,14 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
         }
         Some(id) => {
             let held = state.ledger.confirm(reservation, phone, &id);
-            let event = Event { at: now, origin: Origin::default(), kind: EventKind::Outbound { business: phone.into(), user: outgoing.user.clone(), id: id.as_str().into(), template } };
+            let event = Event { at: now, origin: Origin::default(), kind: EventKind::Outbound {
+                    business: phone.into(),
+                    user: outgoing.user.clone(),
+                    id: id.as_str().into(),
+                    template,
+                    messaging_account: outgoing.messaging_account.clone(),
+                },
+            };
             record(state, guard.record_wait, id, event, held).await
         }
     };

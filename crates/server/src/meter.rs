@@ -50,9 +50,26 @@ impl Pricing {
         Engine { call_rates: &self.call_rates, ..Engine::new(&self.accounts, &self.rates, &self.tiers, self.markets) }
     }
 
-    /// The WABA of a business phone number (itself when not configured).
+    /// The WABA of a business phone number (itself when not configured):
+    /// its first Messaging account.
     pub fn waba_of(&self, business: &str) -> String {
         self.accounts.get_or_default(business).waba.to_string()
+    }
+
+    /// The Messaging account (WABA id) a kept charge is billed through:
+    /// the one it names (the engine names only a number's other
+    /// accounts), else the number's first. Money, budgets and scopes are
+    /// keyed by it.
+    pub fn account_of(&self, business: &str, messaging_account: Option<&str>) -> String {
+        messaging_account.map_or_else(|| self.waba_of(business), str::to_string)
+    }
+
+    /// Whether a token's `scope` sees some of a number's Messaging
+    /// accounts (then it sees the number's windows, and the charges of
+    /// those accounts).
+    pub fn sees_business(&self, scope: &crate::auth::Scope, business: &str) -> bool {
+        let number = self.accounts.get_or_default(business);
+        scope.sees(&number.waba) || number.messaging_accounts.iter().any(|account| scope.sees(&account.id))
     }
 
     /// The businesses whose events a question about `businesses` needs:
@@ -177,14 +194,14 @@ pub fn windows(engine: &Engine<'_>, events: Vec<Event>, business: &str, user: &U
 /// count only what the pair's events show, so a tiered rate is the first
 /// band's (the guard says so in its estimate). `None` when the engine
 /// could not price it (no rate card for the date, for instance).
-pub fn predict(engine: &Engine<'_>, mut events: Vec<Event>, business: &str, user: &UserId, at: Timestamp, template: Option<Template>) -> Option<Charge> {
+pub fn predict(engine: &Engine<'_>, mut events: Vec<Event>, business: &str, user: &UserId, at: Timestamp, template: Option<Template>, messaging_account: Option<Box<str>>) -> Option<Charge> {
     const ID: &str = "wameter.guard.prediction";
     // After every stored event of the same instant.
     let origin = Origin { source: u32::MAX, line: 0 };
     events.push(Event {
         at,
         origin,
-        kind: EventKind::Outbound { business: business.into(), user: user.clone(), id: ID.into(), template },
+        kind: EventKind::Outbound { business: business.into(), user: user.clone(), id: ID.into(), template, messaging_account },
     });
     events.push(Event {
         at,
@@ -513,7 +530,12 @@ pub struct Answer {
 /// Orders, totals and de-duplicates what the store keeps for a slice.
 /// Warnings are kept per month, so a slice sees those of the months it
 /// touches; `outbound_inferred` is summed across them.
-pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
+///
+/// `sees` keeps only what a scoped token sees, by (business, Messaging
+/// account named): a number shared by several accounts shows each token
+/// its own accounts' money only.
+pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>, sees: Option<&(dyn Fn(&str, Option<&str>) -> bool + Sync)>) -> Answer {
+    let sees = |business: &str, account: Option<&str>| sees.is_none_or(|sees| sees(business, account));
     let mut unreadable = Vec::new();
     let (agent_rows, rows): (Vec<ChargeRow>, Vec<ChargeRow>) = rows.into_iter().partition(|row| is_agent_line(&row.line));
     let mut agent: Vec<(Timestamp, String, String, Currency, Decimal, String)> = Vec::with_capacity(agent_rows.len());
@@ -524,6 +546,7 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
             Some((line.at.parse().ok()?, line, currency, amount))
         };
         match read() {
+            Some((_, line, ..)) if !sees(&line.business, line.messaging_account.as_deref()) => {}
             Some((at, line, currency, amount)) => agent.push((at, line.business, line.usage_id, currency, amount, row.line)),
             None => unreadable.push(("unreadable_kept_charge".to_string(), format!("{}: kept agent usage does not read: {}", row.message_id, row.line), None)),
         }
@@ -538,6 +561,7 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
             Some((line.started_at.parse().ok()?, line, currency, amount))
         };
         match read() {
+            Some((_, line, ..)) if !sees(&line.business, line.messaging_account.as_deref()) => {}
             Some((at, line, currency, amount)) => calls.push((at, line.business, line.call_id, currency, amount, line.billable, row.line)),
             None => unreadable.push(("unreadable_kept_charge".to_string(), format!("{}: kept call does not read: {}", row.message_id, row.line), None)),
         }
@@ -554,6 +578,7 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>) -> Answer {
                 Some((at, user, currency, line, amount))
             };
             match read() {
+                Some((.., fields, _)) if !sees(&fields.business, fields.messaging_account.as_deref()) => None,
                 Some((at, user, currency, fields, amount)) => Some((at, user, currency, KeptCharge { line: row.line, fields, amount })),
                 None => {
                     // Written by this server, so a bug or a hand-edited
