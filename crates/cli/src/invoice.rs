@@ -115,7 +115,9 @@ pub fn invoice(charges: &[Charge], accounts: &Accounts, client: &Client, month: 
     let mut by_line: BTreeMap<(&str, String), (u64, u64, ClientCost)> = BTreeMap::new();
     let mut currency = None;
     for charge in charges {
-        let waba = &accounts.get_or_default(&charge.business).waba;
+        // A client is its Messaging accounts: a charge billed through
+        // another account of a shared number is not its.
+        let waba = &accounts.payer(&charge.business, charge.messaging_account.as_deref()).waba;
         if !client.wabas.contains(waba) || charge.delivered_at < month.start || charge.delivered_at >= month.end {
             continue;
         }
@@ -175,7 +177,7 @@ pub fn every_client_month(charges: &[Charge], accounts: &Accounts, billing: &wam
             }
         };
         let mut months: Vec<LocalMonth> = Vec::new();
-        for charge in charges.iter().filter(|c| client.wabas.contains(&accounts.get_or_default(&c.business).waba)) {
+        for charge in charges.iter().filter(|c| client.wabas.contains(&accounts.payer(&c.business, c.messaging_account.as_deref()).waba)) {
             let month = LocalMonth::of(charge.delivered_at, &timezone);
             if !months.contains(&month) {
                 months.push(month);

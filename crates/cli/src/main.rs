@@ -394,6 +394,9 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
     let when = |t: Option<jiff::Timestamp>| t.map_or("none".to_string(), |t| t.to_string());
     writeln!(out, "Message {}", charge.message_id)?;
     writeln!(out, "  read from        {}", loaded.position(trail.origin))?;
+    if let Some(account) = &charge.messaging_account {
+        writeln!(out, "  billed through   Messaging account {account} (its currency and time zone; the window and the service allowance are the number's)")?;
+    }
     writeln!(
         out,
         "  business         {} (WABA {}, portfolio {}, {}, {})",
@@ -460,10 +463,13 @@ fn explain_call(report: &Report, call: &CallCharge, loaded: &LoadedLogs, setup: 
         output::write_json(&mut out, &one, loaded, what_if)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let business = setup.accounts.get_or_default(&call.business);
+    let business = setup.accounts.payer(&call.business, call.messaging_account.as_deref());
     let market = MarketTable::builtin().lookup(&call.user, call.local_date);
     writeln!(out, "Call {}", call.call_id)?;
     writeln!(out, "  read from        {}", loaded.position(call.origin))?;
+    if let Some(account) = &call.messaging_account {
+        writeln!(out, "  billed through   Messaging account {account}")?;
+    }
     writeln!(out, "  business         {} (WABA {}, portfolio {}, {}, {})", call.business, business.waba, business.portfolio, business.timezone_name(), call.currency)?;
     writeln!(out, "  user             {} → market {} ({})", call.user, call.market, market.rule)?;
     writeln!(out, "  direction        {}", call.direction.as_str())?;

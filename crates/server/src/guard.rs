@@ -516,7 +516,9 @@ mod tests {
     #[test]
     fn reads_recipient_and_template() {
         let text = br#"{"messaging_product":"whatsapp","to":"+55 11 99999-0000","type":"text","text":{"body":"hi"}}"#;
-        assert_eq!(read_send(text), Some(Outgoing { user: UserId::parse("5511999990000").unwrap(), template: None }));
+        assert_eq!(read_send(text), Some(Outgoing { user: UserId::parse("5511999990000").unwrap(), template: None, messaging_account: None }));
+        let through = br#"{"messaging_product":"whatsapp","to":"5511999990000","type":"text","text":{"body":"hi"},"paid_messaging_account_id":"old","messaging_account_id":"M"}"#;
+        assert_eq!(read_send(through).unwrap().messaging_account.as_deref(), Some("M"), "Meta's precedence: the new name wins");
         let template = br#"{"messaging_product":"whatsapp","to":"5511999990000","type":"template","template":{"name":"hello_world","language":{"code":"en_US"}}}"#;
         assert_eq!(read_send(template).unwrap().template, Some(("hello_world".into(), "en_US".into())));
         let untyped = br#"{"messaging_product":"whatsapp","to":"5511999990000","template":{"name":"x","language":{"code":"pt_BR"}}}"#;

@@ -472,7 +472,7 @@ mod tests {
         let send_of = |business: &str| Event {
             at: "2025-07-01T09:59:00Z".parse().unwrap(),
             origin: Origin::default(),
-            kind: EventKind::Outbound { business: business.into(), user: UserId::parse("+5511999990000").unwrap(), id: "wamid.A".into(), template: None },
+            kind: EventKind::Outbound { business: business.into(), user: UserId::parse("+5511999990000").unwrap(), id: "wamid.A".into(), template: None, messaging_account: None },
         };
         let [a, b, none] = [Some("111"), Some("222"), None].map(|business| EventRecord::new(&status_of(business)));
         assert_eq!(a.dedupe_key, "status/111/wamid.A/delivered/2025-07-01T10:00:00Z");

@@ -1034,12 +1034,12 @@ mod tests {
             let user = |i: usize| UserId::parse(USERS[i]).unwrap();
             let kind = match op {
                 Op::Inbound { pair: (b, u), .. } => EventKind::Inbound { business: BUSINESSES[*b].into(), user: user(*u), id: None, entry_point: None, kind: InboundKind::Message },
-                Op::Outbound { pair: (b, u), message, .. } => EventKind::Outbound { business: BUSINESSES[*b].into(), user: user(*u), id: format!("wamid.{message}").into(), template: None },
+                Op::Outbound { pair: (b, u), message, .. } => EventKind::Outbound { business: BUSINESSES[*b].into(), user: user(*u), id: format!("wamid.{message}").into(), template: None, messaging_account: None },
                 Op::Status { message, status, names, .. } => EventKind::Status {
                     id: format!("wamid.{message}").into(),
                     status: [DeliveryStatus::Sent, DeliveryStatus::Delivered, DeliveryStatus::Read, DeliveryStatus::Failed][*status],
                     error: None,
-                    detail: names.map(|(b, u)| Box::new(StatusDetail { business: Some(BUSINESSES[b].into()), recipient: u.map(user), pricing: None, conversation: None })),
+                    detail: names.map(|(b, u)| Box::new(StatusDetail { business: Some(BUSINESSES[b].into()), recipient: u.map(user), pricing: None, conversation: None, messaging_account: None })),
                 },
                 Op::Read { .. } => return None,
             };
@@ -1163,7 +1163,7 @@ mod tests {
         let at = jiff::Timestamp::from_second(1_790_000_000).unwrap();
         let user = UserId::parse("+5511999990000").unwrap();
         let send = |id: &str| {
-            let event = Event { at, origin: Origin::default(), kind: EventKind::Outbound { business: "B".into(), user: user.clone(), id: id.into(), template: None } };
+            let event = Event { at, origin: Origin::default(), kind: EventKind::Outbound { business: "B".into(), user: user.clone(), id: id.into(), template: None, messaging_account: None } };
             let mut batch = Batch::new(None, &[event], &[]);
             batch.in_flight.push(InFlightRow { message_id: id.into(), business: "B".into(), waba: "W".into(), amount: "0.0068".into(), sent_at_us: at.as_microsecond() });
             runtime.block_on(store.write(batch)).unwrap();

@@ -46,14 +46,14 @@ fn event(op: &Op) -> Event {
             (EventKind::Inbound { business: BUSINESSES[*b].into(), user: user(*u), id: None, entry_point: None, kind: InboundKind::Message }, at)
         }
         Op::Outbound { pair: (b, u), message, at, .. } => {
-            (EventKind::Outbound { business: BUSINESSES[*b].into(), user: user(*u), id: format!("wamid.{message}").into(), template: None }, at)
+            (EventKind::Outbound { business: BUSINESSES[*b].into(), user: user(*u), id: format!("wamid.{message}").into(), template: None, messaging_account: None }, at)
         }
         Op::Status { message, status, names, at } => (
             EventKind::Status {
                 id: format!("wamid.{message}").into(),
                 status: [DeliveryStatus::Sent, DeliveryStatus::Delivered, DeliveryStatus::Read, DeliveryStatus::Failed][*status],
                 error: None,
-                detail: names.map(|b| Box::new(StatusDetail { business: Some(BUSINESSES[b].into()), recipient: None, pricing: None, conversation: None })),
+                detail: names.map(|b| Box::new(StatusDetail { business: Some(BUSINESSES[b].into()), recipient: None, pricing: None, conversation: None, messaging_account: None })),
             },
             at,
         ),
