@@ -33,6 +33,10 @@ pub struct Message {
     /// The uploaded media a media message names by `id` (the world checks
     /// that it exists and fits the kind).
     pub media_id: Option<String>,
+    /// The Messaging account it names (`messaging_account_id`, else the
+    /// deprecated `paid_messaging_account_id`, as Meta reads them): the
+    /// account that pays and whose templates and webhooks it uses.
+    pub messaging_account: Option<String>,
 }
 
 /// The template a message names.
@@ -174,7 +178,8 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
             )));
         }
     }
-    Ok(Request::Message(Message { input: input.into(), user, kind: kind.into(), template, media_id }))
+    let messaging_account = wameter_meta::graph::messaging_account_id(body).map(str::to_string);
+    Ok(Request::Message(Message { input: input.into(), user, kind: kind.into(), template, media_id, messaging_account }))
 }
 
 /// The kinds of user message Meta's webhooks carry, each with the object

@@ -217,7 +217,7 @@ impl World {
     pub fn open(db: Connection, pricing: Arc<Pricing>, options: Options) -> Result<World, String> {
         db.execute_batch(SCHEMA).map_err(|e| format!("cannot prepare the sandbox database: {e}"))?;
         // Columns later versions added to a database an earlier one made.
-        for (table, column, declaration) in [("templates", "bid_amount", "INTEGER"), ("messages", "cost", "TEXT")] {
+        for (table, column, declaration) in [("templates", "bid_amount", "INTEGER"), ("messages", "cost", "TEXT"), ("messages", "messaging_account", "TEXT")] {
             add_column(&db, table, column, declaration).map_err(|e| format!("cannot prepare the sandbox database: {table}.{column}: {e}"))?;
         }
         let forecast = MeterState::new(&pricing.engine());
@@ -511,7 +511,18 @@ impl World {
         // oldest one left, as Graph does (its "automatic upgrade"); the
         // status webhooks take that version's shape.
         let graph_version = wameter_meta::graph::served_version(graph_version, jiff::tz::TimeZone::UTC.to_datetime(now).date());
-        let waba = self.pricing.waba_of(phone_number_id);
+        // The Messaging account that pays, whose templates the send uses
+        // and whose webhooks carry its statuses: the one it names, which
+        // must be one of the number's (Meta answers an invalid parameter
+        // otherwise), else the number's first.
+        let number = self.pricing.accounts.get_or_default(phone_number_id);
+        let waba = match &message.messaging_account {
+            Some(account) if number.has_messaging_account(account) => account.clone(),
+            Some(account) => {
+                return Err(GraphError::invalid(format!("messaging_account_id `{account}`: not a Messaging account of business number {phone_number_id}")));
+            }
+            None => number.waba.to_string(),
+        };
         let mut bid_amount = None;
         let template = match &message.template {
             Some(wanted) => {
@@ -546,7 +557,7 @@ impl World {
                         .and_then(|_| value.to_string().parse::<rust_decimal::Decimal>().ok())
                         .ok_or_else(|| GraphError::invalid("bid_spec.per_message_bid_multiplier: a number above 0, at most 1000"))?,
                 };
-                Some(bid_amount.map(|bid| self.max_price_cost(phone_number_id, &message.user, bid, multiplier, now)))
+                Some(bid_amount.map(|bid| self.max_price_cost(phone_number_id, message.messaging_account.as_deref(), &message.user, bid, multiplier, now)))
             }
         };
         // Free-form messages need the customer service window open when
@@ -579,11 +590,17 @@ impl World {
         let sent = self
             .transaction(|world| {
                 let id = wameter_meta::outgoing::wamid(&wa_id(&message.user), false, world.next_number("next_wamid")?);
-                world.append(now, EventKind::Outbound { business: phone_number_id.into(), user: message.user.clone(), id: id.as_str().into(), template, messaging_account: None })?;
+                world.append(now, EventKind::Outbound {
+                    business: phone_number_id.into(),
+                    user: message.user.clone(),
+                    id: id.as_str().into(),
+                    template,
+                    messaging_account: message.messaging_account.as_deref().map(Box::from),
+                })?;
                 let cost = marketing_lite.map(|cost| cost.map_or(String::new(), |c| format!("{} {}", c.amount, c.currency)));
                 world.db.execute(
-                    "INSERT INTO messages (id, business, wa_id, graph_version, cost) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, phone_number_id, wa_id(&message.user), graph_version, cost],
+                    "INSERT INTO messages (id, business, wa_id, graph_version, cost, messaging_account) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![id, phone_number_id, wa_id(&message.user), graph_version, cost, message.messaging_account],
                 )?;
                 if let Some(cost) = marketing_lite {
                     // Before the statuses are planned: they carry its pricing.
@@ -820,9 +837,9 @@ impl World {
     /// the max price (`bid_amount` × multiplier per 1,000 deliveries, in
     /// minor units). Meta charges "that max price or lower" by an auction
     /// the sandbox does not run: the lower of the two is its stand-in.
-    fn max_price_cost(&self, business: &str, user: &UserId, bid_amount: u64, multiplier: rust_decimal::Decimal, now: Timestamp) -> MetaCost {
+    fn max_price_cost(&self, business: &str, messaging_account: Option<&str>, user: &UserId, bid_amount: u64, multiplier: rust_decimal::Decimal, now: Timestamp) -> MetaCost {
         use rust_decimal::Decimal;
-        let account = self.pricing.accounts.get_or_default(business);
+        let account = self.pricing.accounts.payer(business, self.pricing.accounts.messaging_account(business, messaging_account).as_deref());
         let local = account.timezone.to_datetime(now).date();
         let market = self.pricing.markets.lookup(user, local).market;
         let rate = self
@@ -888,9 +905,9 @@ impl World {
             let kind = self.status_event(*at, Origin::default(), id, *status, *error).kind;
             self.append(*at, kind)?;
             self.db.execute("DELETE FROM schedule WHERE seq = ?1", [seq])?;
-            let (business, wa_id, graph_version): (String, String, u32) =
-                self.db.query_row("SELECT business, wa_id, graph_version FROM messages WHERE id = ?1", [&**id], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            let (business, wa_id, graph_version, messaging_account): (String, String, u32, Option<String>) =
+                self.db.query_row("SELECT business, wa_id, graph_version, messaging_account FROM messages WHERE id = ?1", [&**id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })?;
             // Billing objects ride on `sent` and on the status that charges.
             let charging = match status {
@@ -904,7 +921,10 @@ impl World {
                 Some(Ok(charge)) if charging => Some((charge, Billing::of(charge))),
                 _ => None,
             };
+            // Meta sends a message's statuses to the Messaging account
+            // that sent it: its id is the entry's.
             let (waba, display) = self.sender_parts(&business);
+            let waba = messaging_account.unwrap_or(waba);
             let sender = Sender { waba: &waba, phone_number_id: &business, display_phone_number: &display };
             let error = error.map(|code| code as u32);
             let user_id = UserId::parse(&wa_id).ok().and_then(|user| self.bsuid(&business, &user, *at));
