@@ -790,3 +790,38 @@ fn graph_versions_are_served_as_meta_serves_them() {
     assert_eq!((status, unknown["error"]["code"].as_u64()), (404, Some(2500)), "{unknown}");
     assert!(unknown["error"]["error_data"]["details"].as_str().unwrap().contains("not a Graph API version"), "{unknown}");
 }
+
+/// The 2026-10 rules on the wire (platform-2026 §1.2 and §5.14): a number's
+/// first 1,000 service deliveries of a month carry `free_customer_service`,
+/// the 1,001st `regular` and a price, as Meta's status webhooks do; the
+/// sandbox's charges agree with a replay of its log.
+#[test]
+fn the_1001st_service_delivery_of_a_month_is_regular() {
+    let dir = fresh("allowance");
+    let accounts = accounts(&dir);
+    let sandbox = Sandbox::start(&dir, &["--accounts", &accounts, "--clock-start", "2026-11-02T12:00:00Z"]);
+    sandbox.inbound(USER, json!({"text": "Hi"}));
+    let mut sent = Vec::new();
+    for n in 0..1001 {
+        let (status, answer) = sandbox.text(USER, &format!("reply {n}"));
+        assert_eq!(status, 200, "{answer}");
+        sent.push(wamid(&answer));
+        sandbox.advance(1);
+    }
+    sandbox.advance(600);
+    let types: std::collections::HashMap<String, Value> = sandbox
+        .webhooks()
+        .iter()
+        .filter_map(|body| body.pointer("/entry/0/changes/0/value/statuses/0").cloned())
+        .filter(|status| status["status"] == "delivered")
+        .map(|status| (status["id"].as_str().unwrap().to_string(), status["pricing"].clone()))
+        .collect();
+    assert_eq!(types.len(), 1001);
+    let free = sent[..1000].iter().filter(|id| types[*id]["type"] == "free_customer_service").count();
+    assert_eq!(free, 1000);
+    assert_eq!(types[&sent[1000]], json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "service"}));
+    let charges = assert_replay_agrees(&sandbox, &dir, &accounts);
+    let last = charge_of(&charges, &sent[1000]).unwrap();
+    assert_eq!((last["rule"].as_str(), last["billable"].as_bool()), (Some("service-message-charged"), Some(true)));
+    assert_ne!(last["amount"], "0");
+}
