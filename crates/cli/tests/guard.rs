@@ -415,3 +415,45 @@ fn the_guard_refuses_forbidden_calls_and_holds_calls_to_budgets() {
     assert_eq!(status, 402, "{blocked}");
     assert!(blocked["error"]["error_data"]["details"].as_str().unwrap().contains("budget `calls-hard`"), "{blocked}");
 }
+
+/// Max-price marketing through the guard (docs/rules.md §15; `../shared`
+/// platform-2026 §5.4): before the status, a Marketing Messages API send
+/// of a template with a max price (`optimization_spec.bid_amount` 2000 =
+/// USD 0.02 a message) is estimated as the range up to it, and a hard-stop
+/// budget holds that top: with 0.03, a second such send (0.02 + 0.02) is
+/// refused. Once delivered, the charge is Meta's `pricing.cost`.
+#[test]
+fn max_price_sends_are_estimated_up_to_the_bid_and_held_to_budgets() {
+    let dir = fresh("max-price");
+    let accounts = dir.join("accounts.toml");
+    std::fs::write(
+        &accounts,
+        format!("[[business]]\nphone_number_id = \"{PHONE}\"\nwaba = \"{WABA}\"\ncurrency = \"USD\"\n\n[[budget]]\nname = \"hard\"\nwaba = \"{WABA}\"\namount = \"0.03\"\nhard_stop = true\n"),
+    )
+    .unwrap();
+    let accounts = accounts.display().to_string();
+    let pair = start_pair(&dir, server::sqlite_in(&dir), &accounts, &[], &[]);
+    let template = json!({"name": "capped", "language": "en_US", "category": "MARKETING", "components": [{"type": "BODY", "text": "Sale"}],
+        "optimization_spec": {"bid_amount": 2000, "bid_strategy": "LOWEST_COST_WITH_BID_CAP"}});
+    let (status, created) = pair.sandbox.post(&format!("/v23.0/{WABA}/message_templates"), &template);
+    assert_eq!(status, 200, "{created}");
+    let capped = |to: &str| json!({"messaging_product": "whatsapp", "to": to, "type": "template", "template": {"name": "capped", "language": {"code": "en_US"}}});
+    let path = format!("/v23.0/{PHONE}/marketing_messages");
+
+    let (status, headers, sent) = post_graph(&pair.server, &path, capped(USER));
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(header(&headers, "x-wameter-estimated-cost"), "0.02");
+    assert_eq!(header(&headers, "x-wameter-estimated-cost-range"), "0-0.02");
+    assert_eq!(header(&headers, "x-wameter-rule"), "max-price");
+    assert_eq!(header(&headers, "x-wameter-category"), "marketing");
+    let id = sent["messages"][0]["id"].as_str().unwrap().to_string();
+
+    let (status, _, refused) = post_graph(&pair.server, &path, capped(USER2));
+    assert_eq!(status, 402, "{refused}");
+    assert!(refused["error"]["error_data"]["details"].as_str().unwrap().contains("budget `hard`"), "{refused}");
+
+    // Delivered: Meta's cost (the sandbox's lower of card and max price).
+    pair.sandbox.advance(60);
+    let charge = common::eventually("the max-price send charged", || charge_of(&pair.server, &id));
+    assert_eq!((charge["rule"].as_str(), charge["amount"].as_str()), (Some("max-price"), Some("0.02")), "{charge}");
+}

@@ -71,8 +71,17 @@ pub struct GuardConfig {
 /// (`pending`), or `--record-wait 30s` for an answer that always waits.
 pub const RECORD_WAIT: SignedDuration = SignedDuration::ZERO;
 
-/// One WABA's templates: (name, language code) → category.
-type Categories = HashMap<(String, String), TemplateCategory>;
+/// What the guard needs of a template: its category, and its max price
+/// (`optimization_spec.bid_amount`: minor units per 1,000 deliveries)
+/// when it has one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct TemplateFacts {
+    category: TemplateCategory,
+    bid_amount: Option<u64>,
+}
+
+/// One WABA's templates: (name, language code) → what the guard needs.
+type Categories = HashMap<(String, String), TemplateFacts>;
 
 /// Template categories per WABA.
 #[derive(Default)]
@@ -81,7 +90,7 @@ pub struct Templates {
 }
 
 impl Templates {
-    fn get(&self, waba: &str, name: &str, language: &str) -> Option<TemplateCategory> {
+    fn get(&self, waba: &str, name: &str, language: &str) -> Option<TemplateFacts> {
         let cache = self.by_waba.lock().expect("template cache lock");
         cache.get(waba)?.get(&(name.to_string(), language.to_string())).copied()
     }
@@ -145,11 +154,15 @@ fn query_value(text: &str) -> String {
 /// Looks a template's category up upstream and caches every template the
 /// answer lists. `Ok(None)`: upstream has no such template (it will refuse
 /// the send itself, with its own 132001).
-async fn lookup(state: &AppState, guard: &GuardConfig, version: &str, waba: &str, authorization: Option<&HeaderValue>, name: &str, language: &str) -> Result<Option<TemplateCategory>, GraphError> {
+async fn lookup(state: &AppState, guard: &GuardConfig, version: &str, waba: &str, authorization: Option<&HeaderValue>, name: &str, language: &str) -> Result<Option<TemplateFacts>, GraphError> {
     if let Some(found) = state.templates.get(waba, name, language) {
         return Ok(Some(found));
     }
-    let mut url = format!("{}/{version}/{waba}/message_templates?name={}&fields=name,language,category,status&limit=100", guard.upstream, query_value(name));
+    let mut url = format!(
+        "{}/{version}/{waba}/message_templates?name={}&fields=name,language,category,status,optimization_spec&limit=100",
+        guard.upstream,
+        query_value(name)
+    );
     let headers: Vec<(HeaderName, HeaderValue)> = authorization.map(|a| (header::AUTHORIZATION, a.clone())).into_iter().collect();
     let mut found = HashMap::new();
     for _ in 0..TEMPLATE_PAGES_MAX {
@@ -163,7 +176,8 @@ async fn lookup(state: &AppState, guard: &GuardConfig, version: &str, waba: &str
             let (Some(name), Some(language), Some(category)) = (template["name"].as_str(), template["language"].as_str(), template["category"].as_str().and_then(TemplateCategory::parse)) else {
                 continue;
             };
-            found.insert((name.to_string(), language.to_string()), category);
+            let bid_amount = template["optimization_spec"]["bid_amount"].as_u64().filter(|bid| *bid > 0);
+            found.insert((name.to_string(), language.to_string()), TemplateFacts { category, bid_amount });
         }
         match page["paging"]["next"].as_str() {
             Some(next) => url = next.to_string(),
@@ -211,6 +225,19 @@ fn estimate_headers(charge: Option<&Charge>, window_closes_at: Option<Timestamp>
     out
 }
 
+/// The estimate of a max-price send: up to `max` (docs/rules.md §15).
+fn max_price_headers(extra: &mut Vec<(HeaderName, HeaderValue)>, max: Decimal) {
+    extra.retain(|(name, _)| !matches!(name.as_str(), "x-wameter-estimated-cost" | "x-wameter-rule" | "x-wameter-estimate-note"));
+    let max = format_amount(max);
+    extra.push((HeaderName::from_static("x-wameter-estimated-cost"), header_value(&max)));
+    extra.push((HeaderName::from_static("x-wameter-estimated-cost-range"), header_value(&format!("0-{max}"))));
+    extra.push((HeaderName::from_static("x-wameter-rule"), HeaderValue::from_static("max-price")));
+    extra.push((
+        HeaderName::from_static("x-wameter-estimate-note"),
+        HeaderValue::from_static("max price: Meta charges it or lower, and the delivery's pricing.cost says what; the budget holds the max"),
+    ));
+}
+
 fn with_headers(mut response: Response, headers: Vec<(HeaderName, HeaderValue)>) -> Response {
     response.headers_mut().extend(headers);
     response
@@ -245,7 +272,18 @@ async fn pass_through(state: &AppState, url: &str, headers: &HeaderMap, body: By
 
 /// `POST /{version}/{phone_number_id}/messages` (module docs).
 pub async fn send(State(state): State<Arc<AppState>>, Path((version, phone)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
-    match guarded_send(&state, &version, &phone, &headers, body).await {
+    match guarded_send(&state, &version, &phone, &headers, body, SendApi::CloudApi).await {
+        Ok(response) => response,
+        Err((error, extra)) => with_headers(error.into_response(), extra),
+    }
+}
+
+/// `POST /{version}/{phone_number_id}/marketing_messages` (Meta's
+/// Marketing Messages API): guarded as a send; a template with a max price
+/// is estimated as the range up to it (`X-Wameter-Estimated-Cost-Range`),
+/// and budgets hold its top until the delivery's `pricing.cost` says.
+pub async fn marketing_send(State(state): State<Arc<AppState>>, Path((version, phone)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+    match guarded_send(&state, &version, &phone, &headers, body, SendApi::MarketingMessages).await {
         Ok(response) => response,
         Err((error, extra)) => with_headers(error.into_response(), extra),
     }
@@ -414,9 +452,43 @@ fn record_outcome(written: Result<Result<wameter_store::Written, wameter_store::
     Recorded::No
 }
 
-async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
+/// Which of Meta's send paths a send took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendApi {
+    /// `POST /{phone_number_id}/messages`.
+    CloudApi,
+    /// `POST /{phone_number_id}/marketing_messages`: marketing templates,
+    /// charged by a template's max price when it has one.
+    MarketingMessages,
+}
+
+impl SendApi {
+    fn path(self) -> &'static str {
+        match self {
+            SendApi::CloudApi => "messages",
+            SendApi::MarketingMessages => "marketing_messages",
+        }
+    }
+}
+
+/// The most a Marketing Messages API send of a template with a max price
+/// can cost per message: `bid_amount` (minor units per 1,000 deliveries)
+/// times the send's `bid_spec.per_message_bid_multiplier` (1 without one;
+/// a number above 0, at most 1000, else `None`), in `currency`.
+fn max_price_per_message(bid_amount: u64, body: &[u8], currency: wameter_core::money::Currency) -> Option<Decimal> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let multiplier = match value.pointer("/bid_spec/per_message_bid_multiplier") {
+        None | Some(Value::Null) => Decimal::ONE,
+        Some(Value::Number(number)) => number.to_string().parse::<Decimal>().ok().filter(|m| *m > Decimal::ZERO && *m <= Decimal::from(1000))?,
+        Some(_) => return None,
+    };
+    let minor = Decimal::from(10u64.checked_pow(currency.minor_digits())?);
+    Decimal::from(bid_amount).checked_mul(multiplier).map(|total| (total / Decimal::from(1000) / minor).normalize())
+}
+
+async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers: &HeaderMap, body: Bytes, api: SendApi) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
     let guard = state.config.guard.as_ref().expect("the send route exists only with a guard");
-    let url = format!("{}/{version}/{phone}/messages", guard.upstream);
+    let url = format!("{}/{version}/{phone}/{}", guard.upstream, api.path());
     let Some(outgoing) = read_send(&body) else {
         return pass_through(state, &url, headers, body).await;
     };
@@ -429,10 +501,14 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
         Some(account) => account.to_string(),
         None => pricing.waba_of(phone),
     };
+    let mut bid_amount = None;
     let template = match &outgoing.template {
         None => None,
         Some((name, language)) => match lookup(state, guard, version, &waba, headers.get(header::AUTHORIZATION), name, language).await.map_err(|e| (e, Vec::new()))? {
-            Some(category) => Some(Template { name: name.as_str().into(), category }),
+            Some(facts) => {
+                bid_amount = facts.bid_amount;
+                Some(Template { name: name.as_str().into(), category: facts.category })
+            }
             // Upstream does not know it and will say so (132001).
             None => return pass_through(state, &url, headers, body).await,
         },
@@ -462,7 +538,18 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
     }
     let charge = meter::predict(&engine, events, phone, &outgoing.user, now, template.clone(), outgoing.messaging_account.clone());
     let mut extra = estimate_headers(charge.as_ref(), closes_at, template.as_ref());
-    let estimate = charge.as_ref().filter(|c| c.billable).map_or(Decimal::ZERO, |c| c.amount);
+    let mut estimate = charge.as_ref().filter(|c| c.billable).map_or(Decimal::ZERO, |c| c.amount);
+    // A max-price send is charged "that max price or lower", what Meta's
+    // `pricing.cost` will say on delivery: until then the estimate is the
+    // range up to it, and the budget holds its top.
+    let max_price = match (api, bid_amount, &charge) {
+        (SendApi::MarketingMessages, Some(bid), Some(charge)) if charge.billable => max_price_per_message(bid, &body, charge.currency),
+        _ => None,
+    };
+    if let Some(max) = max_price {
+        estimate = max;
+        max_price_headers(&mut extra, max);
+    }
     let engine_us = laps.lap();
     let reservation = budgets::reserve(state, &waba, estimate, now).await.map_err(|e| (e, extra.clone()))?;
     let reserve_us = laps.lap();
@@ -523,6 +610,22 @@ mod tests {
         assert_eq!(read_send(template).unwrap().template, Some(("hello_world".into(), "en_US".into())));
         let untyped = br#"{"messaging_product":"whatsapp","to":"5511999990000","template":{"name":"x","language":{"code":"pt_BR"}}}"#;
         assert!(read_send(untyped).unwrap().template.is_some(), "a template body without `type` is a template");
+    }
+
+    #[test]
+    fn a_max_price_is_the_bid_per_message_in_major_units() {
+        use wameter_core::money::Currency;
+        let usd = Currency::USD;
+        // 2000 cents per 1,000 deliveries: 0.02 USD a message.
+        assert_eq!(max_price_per_message(2000, b"{}", usd), Some(Decimal::new(2, 2)));
+        let doubled = br#"{"bid_spec":{"per_message_bid_multiplier":1.5}}"#;
+        assert_eq!(max_price_per_message(2000, doubled, usd), Some(Decimal::new(3, 2)));
+        // A currency without minor units.
+        assert_eq!(max_price_per_message(2000, b"{}", Currency::parse("JPY").unwrap()), Some(Decimal::from(2)));
+        for bad in [&br#"{"bid_spec":{"per_message_bid_multiplier":0}}"#[..], br#"{"bid_spec":{"per_message_bid_multiplier":1001}}"#, br#"{"bid_spec":{"per_message_bid_multiplier":"2"}}"#] {
+            assert_eq!(max_price_per_message(2000, bad, usd), None, "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(max_price_per_message(u64::MAX, br#"{"bid_spec":{"per_message_bid_multiplier":1000}}"#, usd).is_some_and(|m| m > Decimal::ZERO), "no overflow panic");
     }
 
     #[test]

@@ -173,6 +173,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     if state.config.guard.is_some() {
         router = router
             .route("/{version}/{phone_number_id}/messages", post(guard::send))
+            .route("/{version}/{phone_number_id}/marketing_messages", post(guard::marketing_send))
             .route("/{version}/{phone_number_id}/calls", post(guard::calls));
     }
     // Webhook bodies are read whole before their signature can be checked:
