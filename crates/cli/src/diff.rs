@@ -41,7 +41,8 @@ struct Side {
 }
 
 fn read(path: &Path) -> Result<(BTreeMap<Key, Side>, bool)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let document: Document = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a `wameter replay --json` document", path.display()))?;
     let mut lines: BTreeMap<Key, Side> = BTreeMap::new();
@@ -55,12 +56,29 @@ fn read(path: &Path) -> Result<(BTreeMap<Key, Side>, bool)> {
                 charge.delivered_at.as_str()
             }
         };
-        let month = date.get(..7).with_context(|| format!("{}: charge {}: bad date `{date}`", path.display(), index + 1))?;
-        let amount: Decimal = charge
-            .amount
-            .parse()
-            .with_context(|| format!("{}: charge {}: field `amount`: `{}` is not a decimal", path.display(), index + 1, charge.amount))?;
-        let side = lines.entry((month.to_string(), charge.currency.clone(), charge.category.clone(), charge.market.clone())).or_default();
+        let month = date.get(..7).with_context(|| {
+            format!(
+                "{}: charge {}: bad date `{date}`",
+                path.display(),
+                index + 1
+            )
+        })?;
+        let amount: Decimal = charge.amount.parse().with_context(|| {
+            format!(
+                "{}: charge {}: field `amount`: `{}` is not a decimal",
+                path.display(),
+                index + 1,
+                charge.amount
+            )
+        })?;
+        let side = lines
+            .entry((
+                month.to_string(),
+                charge.currency.clone(),
+                charge.category.clone(),
+                charge.market.clone(),
+            ))
+            .or_default();
         side.amount += amount;
         side.billable += u64::from(charge.billable);
     }
@@ -82,7 +100,11 @@ fn relative_text(a: Decimal, b: Decimal) -> String {
 }
 
 fn signed(amount: Decimal) -> String {
-    if amount > Decimal::ZERO { format!("+{}", format_amount(amount)) } else { format_amount(amount) }
+    if amount > Decimal::ZERO {
+        format!("+{}", format_amount(amount))
+    } else {
+        format_amount(amount)
+    }
 }
 
 /// `wameter diff`.
@@ -122,15 +144,20 @@ pub fn run(a: &Path, b: &Path, json: bool) -> Result<ExitCode> {
     if json {
         let totals: Vec<serde_json::Value> = totals
             .iter()
-            .map(|(currency, (l, r))| serde_json::json!({
-                "currency": currency, "a": format_amount(*l), "b": format_amount(*r),
-                "change": format_amount(*r - *l),
-                "relative_change_percent": relative(*l, *r).map(|p| p.normalize().to_string()),
-            }))
+            .map(|(currency, (l, r))| {
+                serde_json::json!({
+                    "currency": currency, "a": format_amount(*l), "b": format_amount(*r),
+                    "change": format_amount(*r - *l),
+                    "relative_change_percent": relative(*l, *r).map(|p| p.normalize().to_string()),
+                })
+            })
             .collect();
-        serde_json::to_writer_pretty(&mut out, &serde_json::json!({
-            "a": a.display().to_string(), "b": b.display().to_string(), "lines": lines, "totals": totals,
-        }))?;
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "a": a.display().to_string(), "b": b.display().to_string(), "lines": lines, "totals": totals,
+            }),
+        )?;
         writeln!(out)?;
     } else {
         if rows.is_empty() {
@@ -139,16 +166,35 @@ pub fn run(a: &Path, b: &Path, json: bool) -> Result<ExitCode> {
         writeln!(out, "A = {}\nB = {}\n", a.display(), b.display())?;
         table(
             &mut out,
-            &["Month", "Category", "Market", "A (billable)", "B (billable)", "Change", "Relative", "Currency"],
+            &[
+                "Month",
+                "Category",
+                "Market",
+                "A (billable)",
+                "B (billable)",
+                "Change",
+                "Relative",
+                "Currency",
+            ],
             &rows,
             &[false, false, false, true, true, true, true, false],
         )?;
         writeln!(out)?;
         for (currency, (l, r)) in &totals {
-            writeln!(out, "Total {currency}: A {} → B {}, change {} ({})", format_amount(*l), format_amount(*r), signed(*r - *l), relative_text(*l, *r))?;
+            writeln!(
+                out,
+                "Total {currency}: A {} → B {}, change {} ({})",
+                format_amount(*l),
+                format_amount(*r),
+                signed(*r - *l),
+                relative_text(*l, *r)
+            )?;
         }
         if left_utc || right_utc {
-            writeln!(out, "note: a document without `local_date` is grouped by UTC month")?;
+            writeln!(
+                out,
+                "note: a document without `local_date` is grouped by UTC month"
+            )?;
         }
     }
     out.flush()?;

@@ -21,10 +21,16 @@ pub fn run(logs: Vec<PathBuf>, strict: bool) -> Result<std::process::ExitCode> {
     let loaded = load_logs(&logs, strict, &indicatif::ProgressBar::hidden())?;
     let mut lines: Vec<Line> = Vec::with_capacity(loaded.events.len() + loaded.notices.len());
     for event in &loaded.events {
-        lines.push(Line { key: (Some(event.at), event.kind.rank(), event.origin), text: line_of(event, &loaded.inferred) });
+        lines.push(Line {
+            key: (Some(event.at), event.kind.rank(), event.origin),
+            text: line_of(event, &loaded.inferred),
+        });
     }
     for notice in &loaded.notices {
-        lines.push(Line { key: (notice.at, 3, notice.origin), text: notice_line(notice) });
+        lines.push(Line {
+            key: (notice.at, 3, notice.origin),
+            text: notice_line(notice),
+        });
     }
     // The order replay uses: time, then inbound < outbound < status, then input order.
     lines.sort_by_key(|line| line.key);
@@ -34,7 +40,10 @@ pub fn run(logs: Vec<PathBuf>, strict: bool) -> Result<std::process::ExitCode> {
     }
     out.flush()?;
     crate::report_malformed(&loaded);
-    for note in [loaded.inferred_summary(), loaded.ignored_summary()].into_iter().flatten() {
+    for note in [loaded.inferred_summary(), loaded.ignored_summary()]
+        .into_iter()
+        .flatten()
+    {
         eprintln!("note: {note}");
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -44,9 +53,14 @@ pub fn run(logs: Vec<PathBuf>, strict: bool) -> Result<std::process::ExitCode> {
 fn line_of(event: &Event, inferred: &std::collections::HashSet<(Box<str>, Box<str>)>) -> String {
     let line = event_line(event);
     match &event.kind {
-        EventKind::Outbound { business, id, .. } if inferred.contains(&(business.clone(), id.clone())) => {
+        EventKind::Outbound { business, id, .. }
+            if inferred.contains(&(business.clone(), id.clone())) =>
+        {
             // Unknown fields are ignored on reading, so the mark costs nothing.
-            format!("{},\"inferred_from\":\"pricing\"}}", line.trim_end_matches('}'))
+            format!(
+                "{},\"inferred_from\":\"pricing\"}}",
+                line.trim_end_matches('}')
+            )
         }
         _ => line,
     }

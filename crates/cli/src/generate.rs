@@ -21,7 +21,9 @@ use wameter_core::market::MarketTable;
 use wameter_core::random::SplitMix64;
 use wameter_core::ratecard::{RateBook, TierBook};
 use wameter_log::Parsed;
-use wameter_meta::outgoing::{Billing, CallEnd, Sender, StatusReport, UserMessage, test_display_number};
+use wameter_meta::outgoing::{
+    Billing, CallEnd, Sender, StatusReport, UserMessage, test_display_number,
+};
 
 /// Options of `wameter gen`.
 #[derive(clap::Args, Debug)]
@@ -74,12 +76,32 @@ pub struct GenArgs {
 /// Calling-code prefixes users are drawn from, with weights: a spread over
 /// standalone markets, regions, NANP splits and "Other".
 const USER_PREFIXES: [(&str, u64); 16] = [
-    ("5511", 14), ("9198", 14), ("6281", 10), ("5255", 8), ("1212", 8), ("4915", 6), ("2348", 6),
-    ("4477", 5), ("1809", 3), ("2547", 5), ("3531", 4), ("9715", 4), ("3546", 2), ("7916", 4),
-    ("6012", 4), ("2771", 3),
+    ("5511", 14),
+    ("9198", 14),
+    ("6281", 10),
+    ("5255", 8),
+    ("1212", 8),
+    ("4915", 6),
+    ("2348", 6),
+    ("4477", 5),
+    ("1809", 3),
+    ("2547", 5),
+    ("3531", 4),
+    ("9715", 4),
+    ("3546", 2),
+    ("7916", 4),
+    ("6012", 4),
+    ("2771", 3),
 ];
 
-const ZONES: [&str; 6] = ["America/Sao_Paulo", "Asia/Kolkata", "UTC", "Europe/Berlin", "America/Mexico_City", "Asia/Jakarta"];
+const ZONES: [&str; 6] = [
+    "America/Sao_Paulo",
+    "Asia/Kolkata",
+    "UTC",
+    "Europe/Berlin",
+    "America/Mexico_City",
+    "Asia/Jakarta",
+];
 
 struct Generator<W: Write> {
     out: W,
@@ -99,13 +121,27 @@ impl<W: Write> Generator<W> {
         let total: u64 = USER_PREFIXES.iter().map(|(_, w)| w).sum();
         // The user's market is a function of the user, not of the draw.
         let mut pick = (user.wrapping_mul(2_654_435_761) ^ business) % total;
-        let prefix = USER_PREFIXES.iter().find(|(_, w)| if pick < *w { true } else { pick -= w; false }).map_or("5511", |(p, _)| p);
+        let prefix = USER_PREFIXES
+            .iter()
+            .find(|(_, w)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .map_or("5511", |(p, _)| p);
         format!("+{prefix}{:07}", user * 7 + business)
     }
 
     fn at(&mut self, at: Timestamp) -> String {
         // Half the lines use RFC 3339, half UNIX seconds: both are valid input.
-        if self.random.percent(50) { format!("\"{at}\"") } else { at.as_second().to_string() }
+        if self.random.percent(50) {
+            format!("\"{at}\"")
+        } else {
+            at.as_second().to_string()
+        }
     }
 
     fn line(&mut self, text: String) -> Result<()> {
@@ -115,18 +151,39 @@ impl<W: Write> Generator<W> {
         Ok(())
     }
 
-    fn inbound(&mut self, business: &str, user: &str, at: Timestamp, entry_point: bool) -> Result<()> {
+    fn inbound(
+        &mut self,
+        business: &str,
+        user: &str,
+        at: Timestamp,
+        entry_point: bool,
+    ) -> Result<()> {
         let at = self.at(at);
-        let entry = if entry_point { r#","entry_point":"ad""# } else { "" };
-        self.line(format!(r#"{{"type":"inbound","at":{at},"business":"{business}","user":"{user}"{entry}}}"#))
+        let entry = if entry_point {
+            r#","entry_point":"ad""#
+        } else {
+            ""
+        };
+        self.line(format!(
+            r#"{{"type":"inbound","at":{at},"business":"{business}","user":"{user}"{entry}}}"#
+        ))
     }
 
     /// An outbound message and its statuses. Returns the delivery instant.
-    fn outbound(&mut self, business: &str, user: &str, at: Timestamp, template: Option<&str>, must_fail: bool) -> Result<Option<Timestamp>> {
+    fn outbound(
+        &mut self,
+        business: &str,
+        user: &str,
+        at: Timestamp,
+        template: Option<&str>,
+        must_fail: bool,
+    ) -> Result<Option<Timestamp>> {
         self.next_id += 1;
         let id = format!("wamid.gen.{}.{}", self.args.seed, self.next_id);
         let template = match template {
-            Some(category) => format!(r#","template":{{"name":"{category}_notice","category":"{category}"}}"#),
+            Some(category) => {
+                format!(r#","template":{{"name":"{category}_notice","category":"{category}"}}"#)
+            }
             None => String::new(),
         };
         let when = self.at(at);
@@ -134,8 +191,17 @@ impl<W: Write> Generator<W> {
         let sent = at + SignedDuration::from_secs(1);
         self.status(&id, "sent", sent, None)?;
         if must_fail || self.random.percent(self.args.failed_percent) {
-            let code = if must_fail { 131_047 } else { [131_026, 131_049, 131_050][self.random.below(3) as usize] };
-            self.status(&id, "failed", sent + SignedDuration::from_secs(2), Some(code))?;
+            let code = if must_fail {
+                131_047
+            } else {
+                [131_026, 131_049, 131_050][self.random.below(3) as usize]
+            };
+            self.status(
+                &id,
+                "failed",
+                sent + SignedDuration::from_secs(2),
+                Some(code),
+            )?;
             return Ok(None);
         }
         let delivered = sent + SignedDuration::from_secs(1 + self.random.below(30) as i64);
@@ -145,7 +211,11 @@ impl<W: Write> Generator<W> {
             self.status(&id, "delivered", delivered, None)?;
         }
         if read_only || self.random.percent(60) {
-            let read = if read_only { delivered } else { delivered + SignedDuration::from_secs(self.random.below(600) as i64) };
+            let read = if read_only {
+                delivered
+            } else {
+                delivered + SignedDuration::from_secs(self.random.below(600) as i64)
+            };
             self.status(&id, "read", read, None)?;
         }
         Ok(Some(delivered))
@@ -153,8 +223,11 @@ impl<W: Write> Generator<W> {
 
     fn status(&mut self, id: &str, status: &str, at: Timestamp, error: Option<u32>) -> Result<()> {
         let when = self.at(at);
-        let error = error.map(|e| format!(r#","error":{e}"#)).unwrap_or_default();
-        let line = format!(r#"{{"type":"status","at":{when},"id":"{id}","status":"{status}"{error}}}"#);
+        let error = error
+            .map(|e| format!(r#","error":{e}"#))
+            .unwrap_or_default();
+        let line =
+            format!(r#"{{"type":"status","at":{when},"id":"{id}","status":"{status}"{error}}}"#);
         if self.random.percent(self.args.duplicate_percent) {
             self.line(line.clone())?;
         }
@@ -166,7 +239,9 @@ impl<W: Write> Generator<W> {
         let business_index = self.random.below(u64::from(self.args.businesses));
         let business = self.business(business_index);
         let user = self.user(business_index);
-        let minutes = |random: &mut SplitMix64, max: u64| SignedDuration::from_secs(60 * (1 + random.below(max)) as i64);
+        let minutes = |random: &mut SplitMix64, max: u64| {
+            SignedDuration::from_secs(60 * (1 + random.below(max)) as i64)
+        };
         match self.random.below(100) {
             // A support session: the user writes, the business answers
             // free-form, sometimes with a utility template too.
@@ -191,7 +266,13 @@ impl<W: Write> Generator<W> {
             }
             // A business-initiated template; sometimes the user answers.
             55..=98 => {
-                let category = ["marketing", "marketing", "utility", "utility", "authentication"][self.random.below(5) as usize];
+                let category = [
+                    "marketing",
+                    "marketing",
+                    "utility",
+                    "utility",
+                    "authentication",
+                ][self.random.below(5) as usize];
                 let delivered = self.outbound(&business, &user, at, Some(category), false)?;
                 if let Some(delivered) = delivered {
                     if self.random.percent(25) {
@@ -213,7 +294,8 @@ impl<W: Write> Generator<W> {
 }
 
 fn accounts_text(businesses: u32) -> String {
-    let mut text = String::from("# Written by `wameter gen`: one entry per generated business number.\n");
+    let mut text =
+        String::from("# Written by `wameter gen`: one entry per generated business number.\n");
     for index in 0..u64::from(businesses) {
         text.push_str(&format!(
             "\n[[business]]\nphone_number_id = \"10654035224{index:04}\"\nwaba = \"waba-{}\"\nportfolio = \"portfolio-{}\"\ntimezone = \"{}\"\ncurrency = \"USD\"\n",
@@ -241,18 +323,29 @@ pub fn run(args: GenArgs) -> Result<ExitCode> {
     let accounts = match &args.accounts_out {
         Some(path) => {
             let text = accounts_text(args.businesses);
-            std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             Some(wameter_log::parse_accounts("generated accounts", &text)?)
         }
         None => None,
     };
     let out: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::with_capacity(1 << 20, out);
-    let (seed, target, webhooks, graph_version) = (args.seed, args.events, args.webhooks, args.graph_version);
-    let mut generator = Generator { out: Vec::with_capacity(1 << 20), random: SplitMix64(seed), args, written: 0, next_id: 0 };
+    let (seed, target, webhooks, graph_version) =
+        (args.seed, args.events, args.webhooks, args.graph_version);
+    let mut generator = Generator {
+        out: Vec::with_capacity(1 << 20),
+        random: SplitMix64(seed),
+        args,
+        written: 0,
+        next_id: 0,
+    };
     while generator.written < target {
         generator.episode(start, span as u64)?;
         if !webhooks && generator.out.len() > 1 << 20 {
@@ -272,22 +365,40 @@ pub fn run(args: GenArgs) -> Result<ExitCode> {
 
 /// Turns a canonical log into the webhook bodies Meta would post for it,
 /// one per line, billing objects from the engine's charges.
-fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_version: u32) -> Result<()> {
+fn write_webhooks(
+    out: &mut impl Write,
+    log: &str,
+    accounts: &Accounts,
+    graph_version: u32,
+) -> Result<()> {
     let mut events = Vec::new();
     for (index, line) in log.lines().enumerate() {
-        let origin = Origin { source: 0, line: index as u32 + 1 };
-        if let Parsed::Event(event) = wameter_log::parse_line(line, origin).map_err(|e| anyhow::anyhow!("generated line {}: {e}", index + 1))? {
+        let origin = Origin {
+            source: 0,
+            line: index as u32 + 1,
+        };
+        if let Parsed::Event(event) = wameter_log::parse_line(line, origin)
+            .map_err(|e| anyhow::anyhow!("generated line {}: {e}", index + 1))?
+        {
             events.push(event);
         }
     }
     let (rates, tiers) = (RateBook::builtin(), TierBook::default());
     let engine = Engine::new(accounts, &rates, &tiers, MarketTable::builtin());
     let report = engine.replay(events.clone());
-    let charges: HashMap<&str, &Charge> = report.charges.iter().map(|charge| (&*charge.message_id, charge)).collect();
+    let charges: HashMap<&str, &Charge> = report
+        .charges
+        .iter()
+        .map(|charge| (&*charge.message_id, charge))
+        .collect();
     let delivered: HashSet<&str> = events
         .iter()
         .filter_map(|event| match &event.kind {
-            EventKind::Status { id, status: DeliveryStatus::Delivered, .. } => Some(&**id),
+            EventKind::Status {
+                id,
+                status: DeliveryStatus::Delivered,
+                ..
+            } => Some(&**id),
             _ => None,
         })
         .collect();
@@ -298,27 +409,74 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
     let mut billed: HashMap<&str, (DeliveryStatus, Timestamp)> = HashMap::new();
     for event in &events {
         let body = match &event.kind {
-            EventKind::Inbound { business, user, id, entry_point, .. } => {
-                let (waba, display) = (accounts.get_or_default(business).waba.clone(), test_display_number(business));
-                let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
+            EventKind::Inbound {
+                business,
+                user,
+                id,
+                entry_point,
+                ..
+            } => {
+                let (waba, display) = (
+                    accounts.get_or_default(business).waba.clone(),
+                    test_display_number(business),
+                );
+                let sender = Sender {
+                    waba: &waba,
+                    phone_number_id: business,
+                    display_phone_number: &display,
+                };
                 let wa_id = user.to_string().trim_start_matches('+').to_string();
-                let id = id.as_deref().map_or_else(|| format!("wamid.gen.in.{}", event.origin.line), str::to_string);
-                sender.user_text(&UserMessage { wa_id: &wa_id, user_id: None, name: "User", id: &id, at: event.at, text: "Hello", content: None, entry_point: *entry_point })
+                let id = id.as_deref().map_or_else(
+                    || format!("wamid.gen.in.{}", event.origin.line),
+                    str::to_string,
+                );
+                sender.user_text(&UserMessage {
+                    wa_id: &wa_id,
+                    user_id: None,
+                    name: "User",
+                    id: &id,
+                    at: event.at,
+                    text: "Hello",
+                    content: None,
+                    entry_point: *entry_point,
+                })
             }
-            EventKind::Outbound { business, user, id, .. } => {
-                sends.insert(id, (business, user.to_string().trim_start_matches('+').to_string()));
+            EventKind::Outbound {
+                business, user, id, ..
+            } => {
+                sends.insert(
+                    id,
+                    (
+                        business,
+                        user.to_string().trim_start_matches('+').to_string(),
+                    ),
+                );
                 continue;
             }
             // Meta publishes no webhook for the agent's tokens.
             EventKind::AgentUsage(_) => continue,
             EventKind::Call(call) => {
-                let (waba, display) = (accounts.get_or_default(&call.business).waba.clone(), test_display_number(&call.business));
-                let sender = Sender { waba: &waba, phone_number_id: &call.business, display_phone_number: &display };
+                let (waba, display) = (
+                    accounts.get_or_default(&call.business).waba.clone(),
+                    test_display_number(&call.business),
+                );
+                let sender = Sender {
+                    waba: &waba,
+                    phone_number_id: &call.business,
+                    display_phone_number: &display,
+                };
                 let wa_id = call.user.to_string().trim_start_matches('+').to_string();
-                let ended_at = event.at.checked_add(SignedDuration::from_secs(i64::from(call.duration_seconds))).unwrap_or(event.at);
+                let ended_at = event
+                    .at
+                    .checked_add(SignedDuration::from_secs(i64::from(call.duration_seconds)))
+                    .unwrap_or(event.at);
                 // Meta ends calls COMPLETED or FAILED; what else a log says
                 // (missed, rejected) is a call that completed unanswered.
-                let status = if call.status == CallStatus::Failed { "failed" } else { "completed" };
+                let status = if call.status == CallStatus::Failed {
+                    "failed"
+                } else {
+                    "completed"
+                };
                 sender.call_terminate(&CallEnd {
                     id: &call.id,
                     user_wa_id: &wa_id,
@@ -330,22 +488,51 @@ fn write_webhooks(out: &mut impl Write, log: &str, accounts: &Accounts, graph_ve
                     opaque: None,
                 })
             }
-            EventKind::Status { id, status, error, .. } => {
-                let Some((business, wa_id)) = sends.get(&**id) else { continue };
-                let (waba, display) = (accounts.get_or_default(business).waba.clone(), test_display_number(business));
-                let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
+            EventKind::Status {
+                id, status, error, ..
+            } => {
+                let Some((business, wa_id)) = sends.get(&**id) else {
+                    continue;
+                };
+                let (waba, display) = (
+                    accounts.get_or_default(business).waba.clone(),
+                    test_display_number(business),
+                );
+                let sender = Sender {
+                    waba: &waba,
+                    phone_number_id: business,
+                    display_phone_number: &display,
+                };
                 // Billing objects on `sent` and on the status that charges:
                 // the first `delivered`, or `read` when none came.
-                let mut bills = |status: DeliveryStatus| *billed.entry(id).or_insert((status, event.at)) == (status, event.at);
+                let mut bills = |status: DeliveryStatus| {
+                    *billed.entry(id).or_insert((status, event.at)) == (status, event.at)
+                };
                 let charging = match status {
                     DeliveryStatus::Sent => true,
                     DeliveryStatus::Delivered => bills(DeliveryStatus::Delivered),
-                    DeliveryStatus::Read => !delivered.contains(&**id) && bills(DeliveryStatus::Read),
+                    DeliveryStatus::Read => {
+                        !delivered.contains(&**id) && bills(DeliveryStatus::Read)
+                    }
                     _ => false,
                 };
-                let charge = charges.get(&**id).filter(|_| charging).map(|charge| (*charge, Billing::of(charge)));
+                let charge = charges
+                    .get(&**id)
+                    .filter(|_| charging)
+                    .map(|charge| (*charge, Billing::of(charge)));
                 let error = error.map(|code| code as u32);
-                sender.status(&StatusReport { id, status: status.as_str(), at: event.at, recipient_wa_id: wa_id, recipient_user_id: None, charge, error, graph_version, marketing_lite: false, cost: None })
+                sender.status(&StatusReport {
+                    id,
+                    status: status.as_str(),
+                    at: event.at,
+                    recipient_wa_id: wa_id,
+                    recipient_user_id: None,
+                    charge,
+                    error,
+                    graph_version,
+                    marketing_lite: false,
+                    cost: None,
+                })
             }
         };
         serde_json::to_writer(&mut *out, &body)?;

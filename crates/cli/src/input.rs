@@ -5,17 +5,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
+use std::collections::HashSet;
 use wameter_core::account::Accounts;
 use wameter_core::engine::WhatIf;
-use std::collections::HashSet;
 
 use wameter_core::event::{Event, EventKind, Origin, outbounds_from_pricing};
 use wameter_core::notice::Notice;
-use wameter_meta::Ignored;
-use wameter_core::ratecard::{RateBook, RateCard, RateFile, RateFileLayout, Severity, TierBand, TierBook, check_rate_file};
 use wameter_core::ratecard::calling::{CallBand, CallRateBook};
+use wameter_core::ratecard::{
+    RateBook, RateCard, RateFile, RateFileLayout, Severity, TierBand, TierBook, check_rate_file,
+};
 use wameter_core::ruleset::Ruleset;
 use wameter_log::{LineError, parse_chunk};
+use wameter_meta::Ignored;
 
 /// Options of every command that prices: accounts, cards, tiers, what-if.
 #[derive(clap::Args, Debug, Clone)]
@@ -91,7 +93,11 @@ fn warn(problems: &[wameter_core::ratecard::RateFileError]) {
 
 /// The error for a rate file given to the wrong flag.
 fn wrong_kind(path: &Path, layout: RateFileLayout, flag: &str) -> anyhow::Error {
-    anyhow::anyhow!("{} is {}; pass it with {flag}", path.display(), layout.describe())
+    anyhow::anyhow!(
+        "{} is {}; pass it with {flag}",
+        path.display(),
+        layout.describe()
+    )
 }
 
 /// Reads a rate card given with `--rates`.
@@ -140,27 +146,43 @@ fn read(path: &Path) -> Result<String> {
 impl PricingArgs {
     /// The what-if options asked for.
     pub fn what_if(&self) -> WhatIf {
-        WhatIf { ruleset: self.as_ruleset, rates_on: self.rates_on }
+        WhatIf {
+            ruleset: self.as_ruleset,
+            rates_on: self.rates_on,
+        }
     }
 
     /// Reads accounts, cards (built-in, imported or `--rates`) and tiers.
     pub fn setup(&self) -> Result<Setup> {
         let (accounts, billing) = match &self.accounts {
-            Some(path) => wameter_log::parse_accounts_file(&path.display().to_string(), &read(path)?)?,
+            Some(path) => {
+                wameter_log::parse_accounts_file(&path.display().to_string(), &read(path)?)?
+            }
             None => (Accounts::default(), Default::default()),
         };
         let store = crate::rates::load_store()?;
         let rates = if self.rates.is_empty() {
             crate::rates::book_with_store(&store)
         } else {
-            RateBook::new(self.rates.iter().map(|path| read_card(path)).collect::<Result<Vec<_>>>()?)
+            RateBook::new(
+                self.rates
+                    .iter()
+                    .map(|path| read_card(path))
+                    .collect::<Result<Vec<_>>>()?,
+            )
         };
         let bands = crate::rates::tiers_in_force(store.tiers, &self.tiers)?;
         let mut call_rates = CallRateBook::builtin().with(store.call_rates);
         for path in &self.call_rates {
             call_rates = call_rates.with(read_call_rates(path)?);
         }
-        Ok(Setup { accounts, billing, rates, tiers: TierBook::new(bands), call_rates })
+        Ok(Setup {
+            accounts,
+            billing,
+            rates,
+            tiers: TierBook::new(bands),
+            call_rates,
+        })
     }
 }
 
@@ -186,22 +208,33 @@ impl LoadedLogs {
 
     /// `file:line` for an origin.
     pub fn position(&self, origin: wameter_core::event::Origin) -> String {
-        format!("{}:{}", self.source_name(origin.source).unwrap_or("?"), origin.line)
+        format!(
+            "{}:{}",
+            self.source_name(origin.source).unwrap_or("?"),
+            origin.line
+        )
     }
 
     pub fn describe(&self, error: &LineError) -> String {
-        format!("{}:{error}", self.source_name(error.origin.source).unwrap_or("?"))
+        format!(
+            "{}:{error}",
+            self.source_name(error.origin.source).unwrap_or("?")
+        )
     }
 
     /// One sentence on the webhook items that were ignored, by kind, or
     /// `None` when there were none.
     pub fn ignored_summary(&self) -> Option<String> {
         let first = self.ignored.first()?;
-        let mut by_kind: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        let mut by_kind: std::collections::BTreeMap<&str, usize> =
+            std::collections::BTreeMap::new();
         for (_, item) in &self.ignored {
             *by_kind.entry(&item.kind).or_default() += 1;
         }
-        let kinds: Vec<String> = by_kind.into_iter().map(|(kind, n)| format!("{kind} ×{n}")).collect();
+        let kinds: Vec<String> = by_kind
+            .into_iter()
+            .map(|(kind, n)| format!("{kind} ×{n}"))
+            .collect();
         Some(format!(
             "{} webhook item(s) of kinds wameter does not use, ignored (first at {}, {}): {}",
             self.ignored.len(),
@@ -213,7 +246,8 @@ impl LoadedLogs {
 
     /// One sentence on the outbounds inferred from Meta's pricing, if any.
     pub fn inferred_summary(&self) -> Option<String> {
-        (!self.inferred.is_empty()).then(|| wameter_log::replay_json::outbound_inferred_message(self.inferred.len()))
+        (!self.inferred.is_empty())
+            .then(|| wameter_log::replay_json::outbound_inferred_message(self.inferred.len()))
     }
 }
 
@@ -228,7 +262,8 @@ fn split_lines(text: &str, first_line: u32, pieces: usize) -> (Vec<(&str, u32)>,
     while start < text.len() {
         let mut end = (start + target).min(text.len());
         if end < text.len() {
-            end = memchr::memchr(b'\n', &text.as_bytes()[end..]).map_or(text.len(), |i| end + i + 1);
+            end =
+                memchr::memchr(b'\n', &text.as_bytes()[end..]).map_or(text.len(), |i| end + i + 1);
         }
         let run = &text[start..end];
         runs.push((run, line));
@@ -247,13 +282,18 @@ const BLOCK: usize = 64 << 20;
 
 /// Calls `each` with successive blocks of whole lines of `reader` (the
 /// last may lack its newline); a line longer than a block comes whole.
-fn each_block(mut reader: impl std::io::Read, mut each: impl FnMut(Vec<u8>)) -> std::io::Result<()> {
+fn each_block(
+    mut reader: impl std::io::Read,
+    mut each: impl FnMut(Vec<u8>),
+) -> std::io::Result<()> {
     use std::io::Read;
     let mut pending: Vec<u8> = Vec::with_capacity(BLOCK);
     loop {
         let want = BLOCK.saturating_sub(pending.len()).max(1 << 20) as u64;
         let eof = (&mut reader).take(want).read_to_end(&mut pending)? == 0;
-        let cut = if eof { pending.len() } else {
+        let cut = if eof {
+            pending.len()
+        } else {
             match memchr::memrchr(b'\n', &pending) {
                 Some(newline) => newline + 1,
                 // No line ends in what was read yet: read on.
@@ -273,7 +313,11 @@ fn each_block(mut reader: impl std::io::Read, mut each: impl FnMut(Vec<u8>)) -> 
 }
 
 /// Reads and parses log files; `-` is standard input.
-pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::ProgressBar) -> Result<LoadedLogs> {
+pub fn load_logs(
+    paths: &[PathBuf],
+    strict: bool,
+    progress: &indicatif::ProgressBar,
+) -> Result<LoadedLogs> {
     let mut names = Vec::new();
     let mut events = Vec::new();
     let mut malformed = Vec::new();
@@ -282,21 +326,32 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
     for (index, path) in paths.iter().enumerate() {
         let source = index as u32;
         names.push(path.display().to_string());
-        let size = if path.as_os_str() == "-" { None } else { std::fs::metadata(path).ok().map(|m| m.len()) };
+        let size = if path.as_os_str() == "-" {
+            None
+        } else {
+            std::fs::metadata(path).ok().map(|m| m.len())
+        };
         let reader: Box<dyn std::io::Read> = if path.as_os_str() == "-" {
             Box::new(std::io::stdin().lock())
         } else {
-            Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
+            Box::new(
+                std::fs::File::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            )
         };
         let mut first_line = 1u32;
         each_block(reader, |block| {
             // A byte-order mark (looked for at the start of the file: line 1
             // begins only the first block, as every block but the last ends
             // at a newline) or a line that is not UTF-8 costs only itself.
-            let (text, undecodable) =
-                if first_line == 1 { wameter_log::decode_log(block, source) } else { wameter_log::decode_lines(block, source, first_line) };
+            let (text, undecodable) = if first_line == 1 {
+                wameter_log::decode_log(block, source)
+            } else {
+                wameter_log::decode_lines(block, source, first_line)
+            };
             malformed.extend(undecodable);
-            let (runs, next_line) = split_lines(&text, first_line, rayon::current_num_threads() * 4);
+            let (runs, next_line) =
+                split_lines(&text, first_line, rayon::current_num_threads() * 4);
             let chunks: Vec<_> = runs
                 .par_iter()
                 .map(|(run, first_line)| {
@@ -308,7 +363,9 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
             let parsed: usize = chunks.iter().map(|chunk| chunk.events.len()).sum();
             if events.is_empty() {
                 // Sized once for the whole file, from its first block.
-                let estimate = size.map_or(parsed as u64, |size| (parsed as u64).saturating_mul(size) / (text.len() as u64).max(1) * 21 / 20);
+                let estimate = size.map_or(parsed as u64, |size| {
+                    (parsed as u64).saturating_mul(size) / (text.len() as u64).max(1) * 21 / 20
+                });
                 events.reserve(usize::try_from(estimate).unwrap_or(parsed).max(parsed) + 1024);
             }
             for chunk in chunks {
@@ -331,15 +388,30 @@ pub fn load_logs(paths: &[PathBuf], strict: bool, progress: &indicatif::Progress
         .collect();
     events.extend(inferred_events);
     malformed.sort_by_key(|error| error.origin);
-    let logs = LoadedLogs { names, events, notices, malformed, ignored, inferred };
+    let logs = LoadedLogs {
+        names,
+        events,
+        notices,
+        malformed,
+        ignored,
+        inferred,
+    };
     if strict && !logs.malformed.is_empty() {
         let first = &logs.malformed[0];
-        bail!("{} (--strict; {} malformed line(s) in all)", logs.describe(first), logs.malformed.len());
+        bail!(
+            "{} (--strict; {} malformed line(s) in all)",
+            logs.describe(first),
+            logs.malformed.len()
+        );
     }
     Ok(logs)
 }
 
 /// Total size of the files, for the progress bar (0 for standard input).
 pub fn total_size(paths: &[PathBuf]) -> u64 {
-    paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+    paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
 }

@@ -103,7 +103,12 @@ pub fn client_timezone(accounts: &Accounts, client: &Client) -> Result<TimeZone>
         None => Ok(TimeZone::UTC),
         Some((first, rest)) => {
             if let Some(other) = rest.iter().find(|z| z.0 != first.0) {
-                bail!("client {}'s businesses are in {} and {}: a client's month needs one time zone", client.name, first.0, other.0);
+                bail!(
+                    "client {}'s businesses are in {} and {}: a client's month needs one time zone",
+                    client.name,
+                    first.0,
+                    other.0
+                );
             }
             Ok(first.1.clone())
         }
@@ -111,35 +116,55 @@ pub fn client_timezone(accounts: &Accounts, client: &Client) -> Result<TimeZone>
 }
 
 /// The invoice of one client for one month, from replayed charges.
-pub fn invoice(charges: &[Charge], accounts: &Accounts, client: &Client, month: &LocalMonth, timezone: &TimeZone) -> Result<Invoice> {
+pub fn invoice(
+    charges: &[Charge],
+    accounts: &Accounts,
+    client: &Client,
+    month: &LocalMonth,
+    timezone: &TimeZone,
+) -> Result<Invoice> {
     let mut by_line: BTreeMap<(&str, String), (u64, u64, ClientCost)> = BTreeMap::new();
     let mut currency = None;
     for charge in charges {
         // A client is its Messaging accounts: a charge billed through
         // another account of a shared number is not its.
-        let waba = &accounts.payer(&charge.business, charge.messaging_account.as_deref()).waba;
-        if !client.wabas.contains(waba) || charge.delivered_at < month.start || charge.delivered_at >= month.end {
+        let waba = &accounts
+            .payer(&charge.business, charge.messaging_account.as_deref())
+            .waba;
+        if !client.wabas.contains(waba)
+            || charge.delivered_at < month.start
+            || charge.delivered_at >= month.end
+        {
             continue;
         }
         match currency {
             None => currency = Some(charge.currency),
-            Some(seen) if seen != charge.currency => bail!("client {} is billed in {} and {}: one invoice needs one currency", client.name, seen.code(), charge.currency.code()),
+            Some(seen) if seen != charge.currency => bail!(
+                "client {} is billed in {} and {}: one invoice needs one currency",
+                client.name,
+                seen.code(),
+                charge.currency.code()
+            ),
             Some(_) => {}
         }
-        let line = by_line.entry((charge.category.as_str(), charge.market.to_string())).or_default();
+        let line = by_line
+            .entry((charge.category.as_str(), charge.market.to_string()))
+            .or_default();
         line.0 += 1;
         line.1 += u64::from(charge.billable);
         line.2 += client.cost(charge.category, charge.billable, charge.amount);
     }
-    let render = |category: &str, market: &str, messages: u64, billable: u64, cost: &ClientCost| InvoiceLine {
-        category: category.into(),
-        market: market.into(),
-        messages,
-        billable,
-        meta_cost: format_amount(cost.meta),
-        markup: format_amount(cost.markup),
-        fees: format_amount(cost.fee),
-        client_cost: format_amount(cost.total),
+    let render = |category: &str, market: &str, messages: u64, billable: u64, cost: &ClientCost| {
+        InvoiceLine {
+            category: category.into(),
+            market: market.into(),
+            messages,
+            billable,
+            meta_cost: format_amount(cost.meta),
+            markup: format_amount(cost.markup),
+            fees: format_amount(cost.fee),
+            client_cost: format_amount(cost.total),
+        }
     };
     let mut total = (0, 0, ClientCost::default());
     let lines = by_line
@@ -156,7 +181,10 @@ pub fn invoice(charges: &[Charge], accounts: &Accounts, client: &Client, month: 
         wabas: client.wabas.iter().map(|w| w.to_string()).collect(),
         month: month.label(),
         timezone: timezone.iana_name().unwrap_or("UTC").to_string(),
-        currency: currency.map_or_else(|| accounts_currency(accounts, client), |c| c.code().to_string()),
+        currency: currency.map_or_else(
+            || accounts_currency(accounts, client),
+            |c| c.code().to_string(),
+        ),
         lines,
         total: render("total", "", total.0, total.1, &total.2),
     })
@@ -166,7 +194,11 @@ pub fn invoice(charges: &[Charge], accounts: &Accounts, client: &Client, month: 
 /// the client-facing cost beside Meta's, for the `replay` report. A client
 /// that cannot be invoiced (businesses in two time zones or currencies)
 /// gets its reason instead.
-pub fn every_client_month(charges: &[Charge], accounts: &Accounts, billing: &wameter_core::billing::Billing) -> Vec<Result<Invoice, String>> {
+pub fn every_client_month(
+    charges: &[Charge],
+    accounts: &Accounts,
+    billing: &wameter_core::billing::Billing,
+) -> Vec<Result<Invoice, String>> {
     let mut out = Vec::new();
     for client in &billing.clients {
         let timezone = match client_timezone(accounts, client) {
@@ -177,25 +209,49 @@ pub fn every_client_month(charges: &[Charge], accounts: &Accounts, billing: &wam
             }
         };
         let mut months: Vec<LocalMonth> = Vec::new();
-        for charge in charges.iter().filter(|c| client.wabas.contains(&accounts.payer(&c.business, c.messaging_account.as_deref()).waba)) {
+        for charge in charges.iter().filter(|c| {
+            client.wabas.contains(
+                &accounts
+                    .payer(&c.business, c.messaging_account.as_deref())
+                    .waba,
+            )
+        }) {
             let month = LocalMonth::of(charge.delivered_at, &timezone);
             if !months.contains(&month) {
                 months.push(month);
             }
         }
         months.sort_by_key(|m| m.start);
-        out.extend(months.iter().map(|month| invoice(charges, accounts, client, month, &timezone).map_err(|e| e.to_string())));
+        out.extend(months.iter().map(|month| {
+            invoice(charges, accounts, client, month, &timezone).map_err(|e| e.to_string())
+        }));
     }
     out
 }
 
 fn accounts_currency(accounts: &Accounts, client: &Client) -> String {
-    accounts.businesses().find(|b| client.wabas.contains(&b.waba)).map_or("USD", |b| b.currency.code()).to_string()
+    accounts
+        .businesses()
+        .find(|b| client.wabas.contains(&b.waba))
+        .map_or("USD", |b| b.currency.code())
+        .to_string()
 }
 
 fn write_csv(out: &mut impl Write, invoice: &Invoice) -> Result<()> {
     let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(["client", "month", "currency", "category", "market", "messages", "billable", "meta_cost", "markup", "fees", "client_cost"])?;
+    writer.write_record([
+        "client",
+        "month",
+        "currency",
+        "category",
+        "market",
+        "messages",
+        "billable",
+        "meta_cost",
+        "markup",
+        "fees",
+        "client_cost",
+    ])?;
     for line in invoice.lines.iter().chain([&invoice.total]) {
         let messages = line.messages.to_string();
         let billable = line.billable.to_string();
@@ -221,9 +277,13 @@ fn write_csv(out: &mut impl Write, invoice: &Invoice) -> Result<()> {
 pub fn run(args: InvoiceArgs) -> Result<ExitCode> {
     let what_if = args.engine.what_if();
     if what_if.ruleset.is_some() || what_if.rates_on.is_some() {
-        bail!("--as-ruleset and --rates-on are for what-if replays; an invoice prices as Meta does");
+        bail!(
+            "--as-ruleset and --rates-on are for what-if replays; an invoice prices as Meta does"
+        );
     }
-    let Some(month) = Month::parse(&args.month) else { bail!("--month {}: expected YYYY-MM", args.month) };
+    let Some(month) = Month::parse(&args.month) else {
+        bail!("--month {}: expected YYYY-MM", args.month)
+    };
     let (loaded, report, setup, _) = crate::run_replay(&args.logs, &args.engine, None)?;
     crate::report_malformed(&loaded);
     if crate::print_pricing_errors(&loaded, &report) {
@@ -232,9 +292,16 @@ pub fn run(args: InvoiceArgs) -> Result<ExitCode> {
     let Some(client) = setup.billing.client(&args.client) else {
         let known: Vec<&str> = setup.billing.clients.iter().map(|c| &*c.name).collect();
         if known.is_empty() {
-            bail!("no client `{}`: the accounts file (--accounts) has no [[client]]", args.client);
+            bail!(
+                "no client `{}`: the accounts file (--accounts) has no [[client]]",
+                args.client
+            );
         }
-        bail!("no client `{}` in the accounts file (clients: {})", args.client, known.join(", "));
+        bail!(
+            "no client `{}` in the accounts file (clients: {})",
+            args.client,
+            known.join(", ")
+        );
     };
     let timezone = client_timezone(&setup.accounts, client)?;
     let month = LocalMonth::in_zone(month, &timezone);

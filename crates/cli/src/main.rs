@@ -24,12 +24,12 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
+use wameter_core::category::PricingModel;
 use wameter_core::engine::{Engine, Report, prepare};
 use wameter_core::event::{Event, EventKind};
-use wameter_core::rules::calling::CallCharge;
-use wameter_core::category::PricingModel;
 use wameter_core::market::MarketTable;
 use wameter_core::money::format_amount;
+use wameter_core::rules::calling::CallCharge;
 
 use crate::input::{EngineArgs, LoadedLogs, Setup, load_logs, total_size};
 
@@ -211,9 +211,11 @@ fn progress_bar(total: u64) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar
 }
@@ -234,23 +236,41 @@ fn events_of(events: &[Event], message: &str) -> Vec<Event> {
 
 /// Reads, parses and replays; engine work runs in parallel over contacts.
 /// The events go to the engine; only those of `keep_message` are kept back.
-pub(crate) fn run_replay(logs: &[PathBuf], args: &EngineArgs, keep_message: Option<&str>) -> Result<(LoadedLogs, Report, Setup, Vec<Event>)> {
+pub(crate) fn run_replay(
+    logs: &[PathBuf],
+    args: &EngineArgs,
+    keep_message: Option<&str>,
+) -> Result<(LoadedLogs, Report, Setup, Vec<Event>)> {
     let setup: Setup = args.setup()?;
     let bar = progress_bar(total_size(logs));
     bar.set_message("reading");
     let mut loaded = load_logs(logs, args.strict, &bar)?;
     bar.set_message("replaying");
-    let mut engine = Engine::new(&setup.accounts, &setup.rates, &setup.tiers, MarketTable::builtin());
+    let mut engine = Engine::new(
+        &setup.accounts,
+        &setup.rates,
+        &setup.tiers,
+        MarketTable::builtin(),
+    );
     engine.call_rates = &setup.call_rates;
     engine.what_if = args.what_if();
-    let kept = keep_message.map(|id| events_of(&loaded.events, id)).unwrap_or_default();
-    let implausible = wameter_core::event::implausible_instants(&loaded.events, jiff::Timestamp::now());
+    let kept = keep_message
+        .map(|id| events_of(&loaded.events, id))
+        .unwrap_or_default();
+    let implausible =
+        wameter_core::event::implausible_instants(&loaded.events, jiff::Timestamp::now());
     let prepared = prepare(std::mem::take(&mut loaded.events));
-    let decisions = prepared.contacts.par_iter().map(|contact| engine.decide(contact)).collect();
+    let decisions = prepared
+        .contacts
+        .par_iter()
+        .map(|contact| engine.decide(contact))
+        .collect();
     let mut report = engine.settle(prepared, decisions);
     if !implausible.is_empty() {
         report.warnings.extend(implausible);
-        report.warnings.sort_by(|a, b| (a.origin, a.code).cmp(&(b.origin, b.code)));
+        report
+            .warnings
+            .sort_by(|a, b| (a.origin, a.code).cmp(&(b.origin, b.code)));
     }
     bar.finish_and_clear();
     Ok((loaded, report, setup, kept))
@@ -262,7 +282,13 @@ pub(crate) fn print_pricing_errors(logs: &LoadedLogs, report: &Report) -> bool {
     }
     let mut stderr = std::io::stderr().lock();
     for error in report.errors.iter().take(50) {
-        let _ = writeln!(stderr, "error: {}: {}: {}", logs.position(error.origin), error.message_id, error.message);
+        let _ = writeln!(
+            stderr,
+            "error: {}: {}: {}",
+            logs.position(error.origin),
+            error.message_id,
+            error.message
+        );
     }
     if report.errors.len() > 50 {
         let _ = writeln!(stderr, "error: … and {} more", report.errors.len() - 50);
@@ -302,15 +328,23 @@ fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) ->
     } else {
         let what_if = engine.what_if();
         if let Some(ruleset) = what_if.ruleset {
-            writeln!(out, "What-if: every delivery priced under {ruleset} ({}), not as Meta priced it", ruleset.status())?;
+            writeln!(
+                out,
+                "What-if: every delivery priced under {ruleset} ({}), not as Meta priced it",
+                ruleset.status()
+            )?;
         }
         if let Some(date) = what_if.rates_on {
             writeln!(out, "What-if: rate cards and volume tiers of {date}")?;
         }
         output::write_table(&mut out, &report, &loaded, messages)?;
-        let invoices = invoice::every_client_month(&report.charges, &setup.accounts, &setup.billing);
+        let invoices =
+            invoice::every_client_month(&report.charges, &setup.accounts, &setup.billing);
         if !invoices.is_empty() {
-            writeln!(out, "\nClient re-billing (markup rules of the accounts file; details: wameter invoice):")?;
+            writeln!(
+                out,
+                "\nClient re-billing (markup rules of the accounts file; details: wameter invoice):"
+            )?;
             for problem in invoices.iter().filter_map(|i| i.as_ref().err()) {
                 writeln!(out, "  not re-billed: {problem}")?;
             }
@@ -319,10 +353,21 @@ fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) ->
                 .filter_map(|i| i.as_ref().ok())
                 .map(|i| {
                     let t = &i.total;
-                    vec![i.client.clone(), i.month.clone(), t.billable.to_string(), format!("{} {}", t.meta_cost, i.currency), format!("{} {}", t.client_cost, i.currency)]
+                    vec![
+                        i.client.clone(),
+                        i.month.clone(),
+                        t.billable.to_string(),
+                        format!("{} {}", t.meta_cost, i.currency),
+                        format!("{} {}", t.client_cost, i.currency),
+                    ]
                 })
                 .collect();
-            output::table(&mut out, &["Client", "Month", "Billable", "Meta cost", "Client cost"], &rows, &[false, false, true, true, true])?;
+            output::table(
+                &mut out,
+                &["Client", "Month", "Billable", "Meta cost", "Client cost"],
+                &rows,
+                &[false, false, true, true, true],
+            )?;
         }
     }
     out.flush()?;
@@ -333,11 +378,20 @@ fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) ->
     Ok(ExitCode::SUCCESS)
 }
 
-fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) -> Result<ExitCode> {
+fn explain(
+    logs: Vec<PathBuf>,
+    message: String,
+    engine: EngineArgs,
+    json: bool,
+) -> Result<ExitCode> {
     let (loaded, report, setup, events) = run_replay(&logs, &engine, Some(&message))?;
     report_malformed(&loaded);
     if let Some(error) = report.errors.iter().find(|e| &*e.message_id == message) {
-        eprintln!("error: {}: {message} cannot be priced: {}", loaded.position(error.origin), error.message);
+        eprintln!(
+            "error: {}: {message} cannot be priced: {}",
+            loaded.position(error.origin),
+            error.message
+        );
         return Ok(ExitCode::from(1));
     }
     if let Some(call) = report.calls.iter().find(|c| &*c.call_id == message) {
@@ -345,12 +399,38 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
     }
     if let Some(usage) = report.agent.iter().find(|u| &*u.usage_id == message) {
         if json {
-            let one = Report { charges: Vec::new(), agent: vec![usage.clone()], warnings: Vec::new(), ..report.clone() };
-            let one = Report { calls: Vec::new(), ..one };
-            output::write_json(&mut std::io::stdout().lock(), &one, &loaded, engine.what_if())?;
+            let one = Report {
+                charges: Vec::new(),
+                agent: vec![usage.clone()],
+                warnings: Vec::new(),
+                ..report.clone()
+            };
+            let one = Report {
+                calls: Vec::new(),
+                ..one
+            };
+            output::write_json(
+                &mut std::io::stdout().lock(),
+                &one,
+                &loaded,
+                engine.what_if(),
+            )?;
         } else {
-            println!("Agent usage {}\n  read from        {}\n  business         {}\n  user             {}\n  at               {} (local date {})\n  tokens           {}\n  ruleset          {} (docs/rules.md §15)\n  rule             {}\n  amount           {} {}\n  reason           {}",
-                usage.usage_id, loaded.position(usage.origin), usage.business, usage.user, usage.at, usage.local_date, usage.tokens, usage.ruleset, usage.rule, format_amount(usage.amount), usage.currency, usage.reason);
+            println!(
+                "Agent usage {}\n  read from        {}\n  business         {}\n  user             {}\n  at               {} (local date {})\n  tokens           {}\n  ruleset          {} (docs/rules.md §15)\n  rule             {}\n  amount           {} {}\n  reason           {}",
+                usage.usage_id,
+                loaded.position(usage.origin),
+                usage.business,
+                usage.user,
+                usage.at,
+                usage.local_date,
+                usage.tokens,
+                usage.ruleset,
+                usage.rule,
+                format_amount(usage.amount),
+                usage.currency,
+                usage.reason
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -359,9 +439,11 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
         let mut seen = Vec::new();
         for event in &events {
             match &event.kind {
-                EventKind::Outbound { .. } => {
-                    seen.push(format!("{}: outbound at {}", loaded.position(event.origin), event.at))
-                }
+                EventKind::Outbound { .. } => seen.push(format!(
+                    "{}: outbound at {}",
+                    loaded.position(event.origin),
+                    event.at
+                )),
                 EventKind::Status { status, error, .. } => seen.push(format!(
                     "{}: status {status:?} at {}{}",
                     loaded.position(event.origin),
@@ -395,37 +477,70 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
     writeln!(out, "Message {}", charge.message_id)?;
     writeln!(out, "  read from        {}", loaded.position(trail.origin))?;
     if let Some(account) = &charge.messaging_account {
-        writeln!(out, "  billed through   Messaging account {account} (its currency and time zone; the window and the service allowance are the number's)")?;
+        writeln!(
+            out,
+            "  billed through   Messaging account {account} (its currency and time zone; the window and the service allowance are the number's)"
+        )?;
     }
     writeln!(
         out,
         "  business         {} (WABA {}, portfolio {}, {}, {})",
         charge.business, business.waba, business.portfolio, trail.timezone, charge.currency
     )?;
-    writeln!(out, "  user             {} → market {} ({})", charge.user, charge.market, trail.market_rule)?;
+    writeln!(
+        out,
+        "  user             {} → market {} ({})",
+        charge.user, charge.market, trail.market_rule
+    )?;
     match &trail.template {
-        Some(t) => writeln!(out, "  message          template `{}`, category {}", t.name, t.category.as_str())?,
+        Some(t) => writeln!(
+            out,
+            "  message          template `{}`, category {}",
+            t.name,
+            t.category.as_str()
+        )?,
         None => writeln!(out, "  message          free-form (not a template)")?,
     }
     writeln!(out, "  sent             {}", trail.sent_at)?;
-    writeln!(out, "  delivered        {} (local date {} — selects ruleset, card and month)", charge.delivered_at, trail.local_date)?;
+    writeln!(
+        out,
+        "  delivered        {} (local date {} — selects ruleset, card and month)",
+        charge.delivered_at, trail.local_date
+    )?;
     writeln!(out, "  last inbound     {}", when(trail.last_inbound_at))?;
     match trail.customer_service_window {
-        Some(w) => writeln!(out, "  service window   open, {} → {}", w.opened_at, w.closes_at)?,
+        Some(w) => writeln!(
+            out,
+            "  service window   open, {} → {}",
+            w.opened_at, w.closes_at
+        )?,
         None => writeln!(out, "  service window   closed")?,
     }
     match trail.free_entry_point {
-        Some(w) => writeln!(out, "  free entry point open, {} → {}", w.opened_at, w.closes_at)?,
+        Some(w) => writeln!(
+            out,
+            "  free entry point open, {} → {}",
+            w.opened_at, w.closes_at
+        )?,
         None => writeln!(out, "  free entry point none")?,
     }
     if trail.open_conversations.is_empty() {
         writeln!(out, "  conversations    none open before delivery")?;
     } else {
         for (id, category, window) in &trail.open_conversations {
-            writeln!(out, "  conversations    {category} {id}, {} → {}", window.opened_at, window.closes_at)?;
+            writeln!(
+                out,
+                "  conversations    {category} {id}, {} → {}",
+                window.opened_at, window.closes_at
+            )?;
         }
     }
-    writeln!(out, "  ruleset          {} ({})", charge.ruleset, charge.ruleset.status())?;
+    writeln!(
+        out,
+        "  ruleset          {} ({})",
+        charge.ruleset,
+        charge.ruleset.status()
+    )?;
     writeln!(out, "  rule             {}", charge.rule)?;
     writeln!(
         out,
@@ -436,17 +551,43 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
         charge.billable
     )?;
     if let Some(id) = &charge.conversation_id {
-        writeln!(out, "  conversation     {id}{}", if charge.opens_conversation { " (opened by this message)" } else { "" })?;
+        writeln!(
+            out,
+            "  conversation     {id}{}",
+            if charge.opens_conversation {
+                " (opened by this message)"
+            } else {
+                ""
+            }
+        )?;
     }
-    writeln!(out, "  rate card        {}", trail.rate_card.as_deref().unwrap_or("not needed"))?;
+    writeln!(
+        out,
+        "  rate card        {}",
+        trail.rate_card.as_deref().unwrap_or("not needed")
+    )?;
     if let Some(rate) = trail.rate {
-        writeln!(out, "  rate             {} {}", format_amount(rate), charge.currency)?;
+        writeln!(
+            out,
+            "  rate             {} {}",
+            format_amount(rate),
+            charge.currency
+        )?;
     }
     if let Some(counter) = &trail.counter {
         writeln!(out, "  counter          {counter}")?;
     }
-    writeln!(out, "  tier             {}", charge.tier.as_deref().unwrap_or("none"))?;
-    writeln!(out, "  amount           {} {}", format_amount(charge.amount), charge.currency)?;
+    writeln!(
+        out,
+        "  tier             {}",
+        charge.tier.as_deref().unwrap_or("none")
+    )?;
+    writeln!(
+        out,
+        "  amount           {} {}",
+        format_amount(charge.amount),
+        charge.currency
+    )?;
     writeln!(out, "  reason           {}", charge.reason)?;
     for note in &trail.notes {
         writeln!(out, "  note             {note}")?;
@@ -455,43 +596,128 @@ fn explain(logs: Vec<PathBuf>, message: String, engine: EngineArgs, json: bool) 
 }
 
 /// `explain` for a call id: its pricing, step by step.
-fn explain_call(report: &Report, call: &CallCharge, loaded: &LoadedLogs, setup: &Setup, what_if: wameter_core::engine::WhatIf, json: bool) -> Result<ExitCode> {
+fn explain_call(
+    report: &Report,
+    call: &CallCharge,
+    loaded: &LoadedLogs,
+    setup: &Setup,
+    what_if: wameter_core::engine::WhatIf,
+    json: bool,
+) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if json {
-        let one = Report { charges: Vec::new(), calls: vec![call.clone()], ..report.clone() };
-        let one = Report { warnings: Vec::new(), ..one };
+        let one = Report {
+            charges: Vec::new(),
+            calls: vec![call.clone()],
+            ..report.clone()
+        };
+        let one = Report {
+            warnings: Vec::new(),
+            ..one
+        };
         output::write_json(&mut out, &one, loaded, what_if)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let business = setup.accounts.payer(&call.business, call.messaging_account.as_deref());
+    let business = setup
+        .accounts
+        .payer(&call.business, call.messaging_account.as_deref());
     let market = MarketTable::builtin().lookup(&call.user, call.local_date);
     writeln!(out, "Call {}", call.call_id)?;
     writeln!(out, "  read from        {}", loaded.position(call.origin))?;
     if let Some(account) = &call.messaging_account {
         writeln!(out, "  billed through   Messaging account {account}")?;
     }
-    writeln!(out, "  business         {} (WABA {}, portfolio {}, {}, {})", call.business, business.waba, business.portfolio, business.timezone_name(), call.currency)?;
-    writeln!(out, "  user             {} → market {} ({})", call.user, call.market, market.rule)?;
+    writeln!(
+        out,
+        "  business         {} (WABA {}, portfolio {}, {}, {})",
+        call.business,
+        business.waba,
+        business.portfolio,
+        business.timezone_name(),
+        call.currency
+    )?;
+    writeln!(
+        out,
+        "  user             {} → market {} ({})",
+        call.user, call.market, market.rule
+    )?;
     writeln!(out, "  direction        {}", call.direction.as_str())?;
-    writeln!(out, "  started          {} (local date {} — selects the calling rates and the month)", call.started_at, call.local_date)?;
-    writeln!(out, "  connected        {} s → {} pulse(s) of 6 s", call.duration_seconds, call.pulses)?;
-    writeln!(out, "  ended            {}{}", call.status.as_str(), call.error.map(|e| format!(" (error {e})")).unwrap_or_default())?;
-    writeln!(out, "  ruleset          {} (docs/rules.md §14)", call.ruleset)?;
+    writeln!(
+        out,
+        "  started          {} (local date {} — selects the calling rates and the month)",
+        call.started_at, call.local_date
+    )?;
+    writeln!(
+        out,
+        "  connected        {} s → {} pulse(s) of 6 s",
+        call.duration_seconds, call.pulses
+    )?;
+    writeln!(
+        out,
+        "  ended            {}{}",
+        call.status.as_str(),
+        call.error
+            .map(|e| format!(" (error {e})"))
+            .unwrap_or_default()
+    )?;
+    writeln!(
+        out,
+        "  ruleset          {} (docs/rules.md §14)",
+        call.ruleset
+    )?;
     writeln!(out, "  rule             {}", call.rule)?;
-    writeln!(out, "  billable         {}{}", call.billable, if call.uncertain { " (uncertain)" } else { "" })?;
+    writeln!(
+        out,
+        "  billable         {}{}",
+        call.billable,
+        if call.uncertain { " (uncertain)" } else { "" }
+    )?;
     if let Some((file, partial)) = &call.rates_source {
-        writeln!(out, "  calling rates    {file}{}", if *partial { " (partial: other markets missing)" } else { "" })?;
+        writeln!(
+            out,
+            "  calling rates    {file}{}",
+            if *partial {
+                " (partial: other markets missing)"
+            } else {
+                ""
+            }
+        )?;
     }
     if let Some(rate) = call.rate_per_minute {
-        writeln!(out, "  rate             {} {} per minute", format_amount(rate), call.currency)?;
+        writeln!(
+            out,
+            "  rate             {} {} per minute",
+            format_amount(rate),
+            call.currency
+        )?;
     }
     if call.billable {
-        let (per_minute, counted) = if setup.accounts.options.call_bands_count_seconds { (60, "connected seconds") } else { (10, "billed minutes, pulses / 10") };
-        let minutes = rust_decimal::Decimal::from(call.month_to_date) / rust_decimal::Decimal::from(per_minute);
-        writeln!(out, "  month to date    {} minute(s) before this call in portfolio {}'s {} month ({counted})", format_amount(minutes.round_dp(4)), call.portfolio, call.market)?;
+        let (per_minute, counted) = if setup.accounts.options.call_bands_count_seconds {
+            (60, "connected seconds")
+        } else {
+            (10, "billed minutes, pulses / 10")
+        };
+        let minutes = rust_decimal::Decimal::from(call.month_to_date)
+            / rust_decimal::Decimal::from(per_minute);
+        writeln!(
+            out,
+            "  month to date    {} minute(s) before this call in portfolio {}'s {} month ({counted})",
+            format_amount(minutes.round_dp(4)),
+            call.portfolio,
+            call.market
+        )?;
     }
-    writeln!(out, "  tier             {}", call.tier.as_deref().unwrap_or("none"))?;
-    writeln!(out, "  amount           {} {}", format_amount(call.amount), call.currency)?;
+    writeln!(
+        out,
+        "  tier             {}",
+        call.tier.as_deref().unwrap_or("none")
+    )?;
+    writeln!(
+        out,
+        "  amount           {} {}",
+        format_amount(call.amount),
+        call.currency
+    )?;
     writeln!(out, "  reason           {}", call.reason)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -501,20 +727,48 @@ fn parse_only(logs: Vec<PathBuf>, engine: EngineArgs) -> Result<ExitCode> {
     let loaded = load_logs(&logs, engine.strict, &bar)?;
     bar.finish_and_clear();
     report_malformed(&loaded);
-    println!("{} event(s), {} malformed line(s)", loaded.events.len(), loaded.malformed.len());
+    println!(
+        "{} event(s), {} malformed line(s)",
+        loaded.events.len(),
+        loaded.malformed.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn rates(command: RatesCommand) -> Result<ExitCode> {
     match command {
         RatesCommand::List { json } => rates::list(json),
-        RatesCommand::Coverage { currency, from, to, json } => {
-            let currency = currency.map(|c| wameter_core::money::Currency::parse(&c).ok_or_else(|| anyhow::anyhow!("`--currency {c}`: not an ISO 4217 code wameter knows"))).transpose()?;
+        RatesCommand::Coverage {
+            currency,
+            from,
+            to,
+            json,
+        } => {
+            let currency = currency
+                .map(|c| {
+                    wameter_core::money::Currency::parse(&c).ok_or_else(|| {
+                        anyhow::anyhow!("`--currency {c}`: not an ISO 4217 code wameter knows")
+                    })
+                })
+                .transpose()?;
             rates::coverage(currency, from, to, json)
         }
-        RatesCommand::Show { date, currency, model, tiers, json } => {
-            let currency = wameter_core::money::Currency::parse(&currency).ok_or_else(|| anyhow::anyhow!("unknown currency `{currency}`"))?;
-            let model = model.map(|m| if m.eq_ignore_ascii_case("cbp") { PricingModel::Cbp } else { PricingModel::Pmp });
+        RatesCommand::Show {
+            date,
+            currency,
+            model,
+            tiers,
+            json,
+        } => {
+            let currency = wameter_core::money::Currency::parse(&currency)
+                .ok_or_else(|| anyhow::anyhow!("unknown currency `{currency}`"))?;
+            let model = model.map(|m| {
+                if m.eq_ignore_ascii_case("cbp") {
+                    PricingModel::Cbp
+                } else {
+                    PricingModel::Pmp
+                }
+            });
             rates::show(date.unwrap_or_else(today), currency, model, &tiers, json)
         }
         RatesCommand::Import { file } => rates::import(&file),
@@ -525,9 +779,25 @@ fn rates(command: RatesCommand) -> Result<ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Replay { logs, engine, parse_only: true, .. } => parse_only(logs, engine),
-        Command::Replay { logs, engine, json, messages, .. } => replay(logs, engine, json, messages),
-        Command::Explain { logs, message, engine, json } => explain(logs, message, engine, json),
+        Command::Replay {
+            logs,
+            engine,
+            parse_only: true,
+            ..
+        } => parse_only(logs, engine),
+        Command::Replay {
+            logs,
+            engine,
+            json,
+            messages,
+            ..
+        } => replay(logs, engine, json, messages),
+        Command::Explain {
+            logs,
+            message,
+            engine,
+            json,
+        } => explain(logs, message, engine, json),
         Command::Events { logs, strict } => events::run(logs, strict),
         Command::Reconcile(args) => reconcile::run(*args),
         Command::Serve(args) => serve::run(*args),
@@ -537,8 +807,12 @@ fn main() -> ExitCode {
         Command::Invoice(args) => invoice::run(*args),
         Command::Diff { a, b, json } => diff::run(&a, &b, json),
         Command::Rates { command } => rates(command),
-        Command::Markets { command: MarketsCommand::Lookup { users, date, json } } => markets::lookup(&users, date.unwrap_or_else(today), json),
-        Command::Markets { command: MarketsCommand::List { date, json } } => markets::list(date.unwrap_or_else(today), json),
+        Command::Markets {
+            command: MarketsCommand::Lookup { users, date, json },
+        } => markets::lookup(&users, date.unwrap_or_else(today), json),
+        Command::Markets {
+            command: MarketsCommand::List { date, json },
+        } => markets::list(date.unwrap_or_else(today), json),
     };
     match result {
         Ok(code) => code,

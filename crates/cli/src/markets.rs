@@ -57,13 +57,20 @@ pub fn lookup(inputs: &[String], on: Date, json: bool) -> Result<ExitCode> {
                 "{} → {}{} on {} ({})",
                 item.user,
                 item.market,
-                item.country.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default(),
+                item.country
+                    .as_deref()
+                    .map(|c| format!(" [{c}]"))
+                    .unwrap_or_default(),
                 item.date,
                 item.rule
             )?;
         }
     }
-    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `wameter markets list`: every market on a date with its calling codes.
@@ -82,7 +89,10 @@ pub fn list(on: Date, json: bool) -> Result<ExitCode> {
                 })
             })
             .collect();
-        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "date": on.to_string(), "markets": document }))?;
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({ "date": on.to_string(), "markets": document }),
+        )?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -93,11 +103,19 @@ pub fn list(on: Date, json: bool) -> Result<ExitCode> {
             let text = if list.is_empty() {
                 "every calling code not listed elsewhere".to_string()
             } else {
-                list.iter().map(|m| format!("{} +{}", m.country, m.calling_code)).collect::<Vec<_>>().join(", ")
+                list.iter()
+                    .map(|m| format!("{} +{}", m.country, m.calling_code))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             vec![market.to_string(), text]
         })
         .collect();
-    table(&mut out, &["Market", "Countries (calling codes)"], &rows, &[false, false])?;
+    table(
+        &mut out,
+        &["Market", "Countries (calling codes)"],
+        &rows,
+        &[false, false],
+    )?;
     Ok(ExitCode::SUCCESS)
 }

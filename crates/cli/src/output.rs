@@ -23,10 +23,22 @@ fn warnings_json<'a>(report: &'a Report, logs: &'a LoadedLogs) -> Vec<WarningJso
         })
         .collect();
     if let Some(message) = logs.inferred_summary() {
-        out.push(WarningJson { code: "outbound_inferred", message, file: None, line: None, event: None });
+        out.push(WarningJson {
+            code: "outbound_inferred",
+            message,
+            file: None,
+            line: None,
+            event: None,
+        });
     }
     if let Some(message) = logs.ignored_summary() {
-        out.push(WarningJson { code: "ignored_webhook_items", message, file: None, line: None, event: None });
+        out.push(WarningJson {
+            code: "ignored_webhook_items",
+            message,
+            file: None,
+            line: None,
+            event: None,
+        });
     }
     out.extend(report.warnings.iter().map(|warning| WarningJson {
         code: warning.code,
@@ -39,9 +51,23 @@ fn warnings_json<'a>(report: &'a Report, logs: &'a LoadedLogs) -> Vec<WarningJso
 }
 
 /// Writes the `replay --json` document, streaming the charges.
-pub fn write_json(out: &mut impl Write, report: &Report, logs: &LoadedLogs, what_if: WhatIf) -> std::io::Result<()> {
-    let others = Others { calls: &report.calls, agent: &report.agent };
-    write_document(out, &report.charges, others, &warnings_json(report, logs), what_if)
+pub fn write_json(
+    out: &mut impl Write,
+    report: &Report,
+    logs: &LoadedLogs,
+    what_if: WhatIf,
+) -> std::io::Result<()> {
+    let others = Others {
+        calls: &report.calls,
+        agent: &report.agent,
+    };
+    write_document(
+        out,
+        &report.charges,
+        others,
+        &warnings_json(report, logs),
+        what_if,
+    )
 }
 
 /// The calls: one line per call with `--messages`, then totals by
@@ -59,18 +85,50 @@ fn write_calls(out: &mut impl Write, report: &Report, each: bool) -> std::io::Re
                     c.market.to_string(),
                     c.direction.as_str().into(),
                     format!("{} s", c.duration_seconds),
-                    if c.billable { c.pulses.to_string() } else { "-".into() },
+                    if c.billable {
+                        c.pulses.to_string()
+                    } else {
+                        "-".into()
+                    },
                     format!("{} {}", format_amount(c.amount), c.currency),
-                    format!("{}/{}{}", c.ruleset, c.rule, if c.uncertain { " (uncertain)" } else { "" }),
+                    format!(
+                        "{}/{}{}",
+                        c.ruleset,
+                        c.rule,
+                        if c.uncertain { " (uncertain)" } else { "" }
+                    ),
                 ]
             })
             .collect();
-        table(out, &["Started", "Call", "User", "Market", "Direction", "Duration", "Pulses", "Amount", "Rule"], &rows, &[false, false, false, false, false, true, true, true, false])?;
+        table(
+            out,
+            &[
+                "Started",
+                "Call",
+                "User",
+                "Market",
+                "Direction",
+                "Duration",
+                "Pulses",
+                "Amount",
+                "Rule",
+            ],
+            &rows,
+            &[false, false, false, false, false, true, true, true, false],
+        )?;
         writeln!(out)?;
     }
-    let mut lines: std::collections::BTreeMap<(String, String, &'static str, String), (u64, u64, u64, rust_decimal::Decimal)> = Default::default();
+    let mut lines: std::collections::BTreeMap<
+        (String, String, &'static str, String),
+        (u64, u64, u64, rust_decimal::Decimal),
+    > = Default::default();
     for call in &report.calls {
-        let key = (call.local_date.strftime("%Y-%m").to_string(), call.market.to_string(), call.direction.as_str(), call.currency.to_string());
+        let key = (
+            call.local_date.strftime("%Y-%m").to_string(),
+            call.market.to_string(),
+            call.direction.as_str(),
+            call.currency.to_string(),
+        );
         let line = lines.entry(key).or_default();
         line.0 += 1;
         line.1 += u64::from(call.billable);
@@ -79,32 +137,71 @@ fn write_calls(out: &mut impl Write, report: &Report, each: bool) -> std::io::Re
     }
     let rows: Vec<Vec<String>> = lines
         .into_iter()
-        .map(|((month, market, direction, currency), (calls, billable, pulses, amount))| {
-            vec![month, market, direction.to_string(), calls.to_string(), billable.to_string(), billed_minutes(pulses), format!("{} {currency}", format_amount(amount))]
-        })
+        .map(
+            |((month, market, direction, currency), (calls, billable, pulses, amount))| {
+                vec![
+                    month,
+                    market,
+                    direction.to_string(),
+                    calls.to_string(),
+                    billable.to_string(),
+                    billed_minutes(pulses),
+                    format!("{} {currency}", format_amount(amount)),
+                ]
+            },
+        )
         .collect();
-    table(out, &["Month", "Market", "Calls", "Count", "Billable", "Minutes", "Amount"], &rows, &[false, false, false, true, true, true, true])?;
+    table(
+        out,
+        &[
+            "Month", "Market", "Calls", "Count", "Billable", "Minutes", "Amount",
+        ],
+        &rows,
+        &[false, false, false, true, true, true, true],
+    )?;
     let uncertain = report.calls.iter().filter(|c| c.uncertain).count();
     if uncertain > 0 {
-        writeln!(out, "{uncertain} call(s) billed although Meta's webhook leaves doubt (failed with a duration, or 138023); `[rules] failed_calls_free = true` makes failed ones free")?;
+        writeln!(
+            out,
+            "{uncertain} call(s) billed although Meta's webhook leaves doubt (failed with a duration, or 138023); `[rules] failed_calls_free = true` makes failed ones free"
+        )?;
     }
     Ok(())
 }
 
 /// Meta Business Agent usage by business-local month and currency.
 fn write_agent(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
-    let mut lines: std::collections::BTreeMap<(String, String), (u64, u64, rust_decimal::Decimal)> = Default::default();
+    let mut lines: std::collections::BTreeMap<(String, String), (u64, u64, rust_decimal::Decimal)> =
+        Default::default();
     for usage in &report.agent {
-        let line = lines.entry((usage.local_date.strftime("%Y-%m").to_string(), usage.currency.to_string())).or_default();
+        let line = lines
+            .entry((
+                usage.local_date.strftime("%Y-%m").to_string(),
+                usage.currency.to_string(),
+            ))
+            .or_default();
         line.0 += 1;
         line.1 += usage.tokens;
         line.2 += usage.amount;
     }
     let rows: Vec<Vec<String>> = lines
         .into_iter()
-        .map(|((month, currency), (usages, tokens, amount))| vec![month, "meta_business_agent".into(), usages.to_string(), tokens.to_string(), format!("{} {currency}", format_amount(amount))])
+        .map(|((month, currency), (usages, tokens, amount))| {
+            vec![
+                month,
+                "meta_business_agent".into(),
+                usages.to_string(),
+                tokens.to_string(),
+                format!("{} {currency}", format_amount(amount)),
+            ]
+        })
         .collect();
-    table(out, &["Month", "Category", "Usages", "Tokens", "Amount"], &rows, &[false, false, true, true, true])
+    table(
+        out,
+        &["Month", "Category", "Usages", "Tokens", "Amount"],
+        &rows,
+        &[false, false, true, true, true],
+    )
 }
 
 /// Billed minutes of `pulses` 6-second pulses (`2.3`).
@@ -117,7 +214,13 @@ fn pad(cells: &[String], widths: &[usize], right: &[bool]) -> String {
         .iter()
         .zip(widths)
         .zip(right)
-        .map(|((cell, width), right)| if *right { format!("{cell:>width$}") } else { format!("{cell:<width$}") })
+        .map(|((cell, width), right)| {
+            if *right {
+                format!("{cell:>width$}")
+            } else {
+                format!("{cell:<width$}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("  ")
         .trim_end()
@@ -125,7 +228,12 @@ fn pad(cells: &[String], widths: &[usize], right: &[bool]) -> String {
 }
 
 /// Writes a table with aligned columns; `right` marks right-aligned ones.
-pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>], right: &[bool]) -> std::io::Result<()> {
+pub fn table(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    right: &[bool],
+) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -142,7 +250,12 @@ pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>], right:
 
 /// Writes the human report: totals by month × category × market, optional
 /// per-message lines, warnings.
-pub fn write_table(out: &mut impl Write, report: &Report, logs: &LoadedLogs, messages: bool) -> std::io::Result<()> {
+pub fn write_table(
+    out: &mut impl Write,
+    report: &Report,
+    logs: &LoadedLogs,
+    messages: bool,
+) -> std::io::Result<()> {
     let stats = &report.stats;
     writeln!(
         out,
@@ -173,7 +286,16 @@ pub fn write_table(out: &mut impl Write, report: &Report, logs: &LoadedLogs, mes
             .collect();
         table(
             out,
-            &["Delivered", "Message", "User", "Market", "Category", "Type", "Amount", "Rule"],
+            &[
+                "Delivered",
+                "Message",
+                "User",
+                "Market",
+                "Category",
+                "Type",
+                "Amount",
+                "Rule",
+            ],
             &rows,
             &[false, false, false, false, false, false, true, false],
         )?;
@@ -195,7 +317,14 @@ pub fn write_table(out: &mut impl Write, report: &Report, logs: &LoadedLogs, mes
     if rows.is_empty() {
         writeln!(out, "No delivered business messages.")?;
     } else {
-        table(out, &["Month", "Category", "Market", "Messages", "Charged", "Amount"], &rows, &[false, false, false, true, true, true])?;
+        table(
+            out,
+            &[
+                "Month", "Category", "Market", "Messages", "Charged", "Amount",
+            ],
+            &rows,
+            &[false, false, false, true, true, true],
+        )?;
     }
     writeln!(out)?;
     if !report.calls.is_empty() {
@@ -209,7 +338,11 @@ pub fn write_table(out: &mut impl Write, report: &Report, logs: &LoadedLogs, mes
     let mut totals = totals_with_calls(&report.charges, &report.calls);
     wameter_core::report::add_agent(&mut totals, &report.agent);
     for total in totals {
-        let calls = if report.calls.is_empty() { String::new() } else { format!(", {} billable call(s)", total.billable_calls) };
+        let calls = if report.calls.is_empty() {
+            String::new()
+        } else {
+            format!(", {} billable call(s)", total.billable_calls)
+        };
         writeln!(
             out,
             "Total {} {}  ({} billable message(s), {} conversation(s) opened{calls})",
@@ -229,7 +362,11 @@ pub fn write_table(out: &mut impl Write, report: &Report, logs: &LoadedLogs, mes
             }
         }
         if warnings.len() > 20 {
-            writeln!(out, "  … and {} more (all of them with --json)", warnings.len() - 20)?;
+            writeln!(
+                out,
+                "  … and {} more (all of them with --json)",
+                warnings.len() - 20
+            )?;
         }
     }
     Ok(())

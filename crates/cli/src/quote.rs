@@ -12,7 +12,9 @@ use wameter_core::engine::Engine;
 use wameter_core::event::UserId;
 use wameter_core::market::MarketTable;
 use wameter_core::money::{Currency, format_amount};
-use wameter_core::quote::{MonthToDateInput, Quote, QuoteCategory, QuoteRequest, Recipients, quote};
+use wameter_core::quote::{
+    MonthToDateInput, Quote, QuoteCategory, QuoteRequest, Recipients, quote,
+};
 
 use crate::input::PricingArgs;
 use crate::output::table;
@@ -25,13 +27,22 @@ pub struct QuoteArgs {
     category: Option<QuoteCategory>,
     /// A calling campaign instead: business-initiated minutes per market, `MARKET=MINUTES`
     /// (repeatable, or comma-separated). `--month-to-date MARKET=N` then counts billed minutes.
-    #[arg(long = "call-minutes", value_name = "MARKET=MINUTES", value_delimiter = ',', conflicts_with = "category")]
+    #[arg(
+        long = "call-minutes",
+        value_name = "MARKET=MINUTES",
+        value_delimiter = ',',
+        conflicts_with = "category"
+    )]
     call_minutes: Vec<String>,
     /// Length of each call of a calling campaign, in seconds (the last call takes the rest).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     call_seconds: u32,
     /// Recipients per market, `MARKET=COUNT` (repeatable, or comma-separated): `--recipients India=1000,Brazil=500`.
-    #[arg(long = "recipients", value_name = "MARKET=COUNT", value_delimiter = ',')]
+    #[arg(
+        long = "recipients",
+        value_name = "MARKET=COUNT",
+        value_delimiter = ','
+    )]
     recipients: Vec<String>,
     /// A CSV of recipients' phone numbers (first column, or a column named phone, number, wa_id or to).
     #[arg(long, value_name = "FILE", conflicts_with = "recipients")]
@@ -64,7 +75,8 @@ pub struct QuoteArgs {
 }
 
 fn parse_category(text: &str) -> Result<QuoteCategory, String> {
-    QuoteCategory::parse(text).ok_or_else(|| "expected marketing, utility, authentication or service".into())
+    QuoteCategory::parse(text)
+        .ok_or_else(|| "expected marketing, utility, authentication or service".into())
 }
 
 fn parse_share(text: &str) -> Result<Decimal, String> {
@@ -73,7 +85,10 @@ fn parse_share(text: &str) -> Result<Decimal, String> {
         Some(percent) => (percent.trim(), Decimal::ONE_HUNDRED),
         None => (text, Decimal::ONE),
     };
-    let share = number.parse::<Decimal>().map_err(|_| format!("`{text}` is not a share such as 0.3 or 30%"))? / scale;
+    let share = number
+        .parse::<Decimal>()
+        .map_err(|_| format!("`{text}` is not a share such as 0.3 or 30%"))?
+        / scale;
     if share < Decimal::ZERO || share > Decimal::ONE {
         return Err(format!("`{text}` is not between 0 and 1 (0% and 100%)"));
     }
@@ -81,22 +96,36 @@ fn parse_share(text: &str) -> Result<Decimal, String> {
 }
 
 fn parse_pair(text: &str, what: &str) -> Result<(String, u64)> {
-    let Some((market, count)) = text.rsplit_once('=') else { bail!("`{text}`: expected MARKET={what}") };
-    let count = count.trim().replace(['_', ','], "").parse::<u64>().with_context(|| format!("`{text}`: {what} must be a whole number"))?;
+    let Some((market, count)) = text.rsplit_once('=') else {
+        bail!("`{text}`: expected MARKET={what}")
+    };
+    let count = count
+        .trim()
+        .replace(['_', ','], "")
+        .parse::<u64>()
+        .with_context(|| format!("`{text}`: {what} must be a whole number"))?;
     Ok((market.trim().to_string(), count))
 }
 
 /// Reads phone numbers from a CSV; errors name the line.
 fn read_numbers(path: &PathBuf) -> Result<Vec<UserId>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let mut users = Vec::new();
     let mut column = 0;
     for (index, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("{}: not valid CSV", path.display()))?;
         let line = record.position().map_or(index as u64 + 1, |p| p.line());
         if index == 0 {
-            let header = record.iter().position(|c| ["phone", "number", "wa_id", "to", "msisdn"].contains(&c.to_ascii_lowercase().as_str()));
+            let header = record.iter().position(|c| {
+                ["phone", "number", "wa_id", "to", "msisdn"]
+                    .contains(&c.to_ascii_lowercase().as_str())
+            });
             if let Some(found) = header {
                 column = found;
                 continue;
@@ -106,7 +135,8 @@ fn read_numbers(path: &PathBuf) -> Result<Vec<UserId>> {
         if cell.is_empty() {
             continue;
         }
-        let user = UserId::parse(cell).map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?;
+        let user =
+            UserId::parse(cell).map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?;
         users.push(user);
     }
     if users.is_empty() {
@@ -161,26 +191,41 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
             let mut listed = setup.accounts.businesses();
             match (listed.next(), listed.next()) {
                 (Some(only), None) => only.phone_number_id.to_string(),
-                (Some(_), Some(_)) => bail!("the accounts file lists several businesses: say which with --business"),
+                (Some(_), Some(_)) => {
+                    bail!("the accounts file lists several businesses: say which with --business")
+                }
                 (None, _) => "quote".to_string(),
             }
         }
     };
     let mut business = (*setup.accounts.get_or_default(&business_id)).clone();
     if let Some(code) = &args.currency {
-        business.currency = Currency::parse(code).with_context(|| format!("unknown currency `{code}`"))?;
+        business.currency =
+            Currency::parse(code).with_context(|| format!("unknown currency `{code}`"))?;
     }
     if let Some(zone) = &args.timezone {
-        business.timezone = jiff::tz::TimeZone::get(zone).with_context(|| format!("unknown IANA time zone `{zone}`"))?;
+        business.timezone = jiff::tz::TimeZone::get(zone)
+            .with_context(|| format!("unknown IANA time zone `{zone}`"))?;
     }
-    let date = args.date.unwrap_or_else(|| business.timezone.to_datetime(jiff::Timestamp::now()).date());
+    let date = args
+        .date
+        .unwrap_or_else(|| business.timezone.to_datetime(jiff::Timestamp::now()).date());
     setup.accounts.insert(business.clone());
-    let Some(category) = args.category else { return call_quote(&args, &setup, &business, date) };
+    let Some(category) = args.category else {
+        return call_quote(&args, &setup, &business, date);
+    };
 
     let recipients = match &args.numbers {
         Some(path) => Recipients::Users(read_numbers(path)?),
-        None if args.recipients.is_empty() => bail!("say who receives the campaign: --recipients MARKET=COUNT or --numbers FILE"),
-        None => Recipients::ByMarket(args.recipients.iter().map(|r| parse_pair(r, "COUNT")).collect::<Result<_>>()?),
+        None if args.recipients.is_empty() => {
+            bail!("say who receives the campaign: --recipients MARKET=COUNT or --numbers FILE")
+        }
+        None => Recipients::ByMarket(
+            args.recipients
+                .iter()
+                .map(|r| parse_pair(r, "COUNT"))
+                .collect::<Result<_>>()?,
+        ),
     };
     let mut month_to_date = MonthToDateInput::default();
     for item in &args.month_to_date {
@@ -188,7 +233,10 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
             let (market, count) = parse_pair(item, "N")?;
             month_to_date.by_market.insert(market, count);
         } else {
-            month_to_date.all = item.trim().parse().with_context(|| format!("--month-to-date `{item}`: expected N or MARKET=N"))?;
+            month_to_date.all = item
+                .trim()
+                .parse()
+                .with_context(|| format!("--month-to-date `{item}`: expected N or MARKET=N"))?;
         }
     }
     let request = QuoteRequest {
@@ -199,7 +247,12 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
         in_window: args.in_window,
         month_to_date,
     };
-    let mut engine = Engine::new(&setup.accounts, &setup.rates, &setup.tiers, MarketTable::builtin());
+    let mut engine = Engine::new(
+        &setup.accounts,
+        &setup.rates,
+        &setup.tiers,
+        MarketTable::builtin(),
+    );
     engine.call_rates = &setup.call_rates;
     engine.what_if = args.engine.what_if();
     let quote = quote(&engine, &request)?;
@@ -215,15 +268,34 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
 
 /// `wameter quote --call-minutes …`: a calling campaign
 /// ([`wameter_core::rules::calling::quote`]).
-fn call_quote(args: &QuoteArgs, setup: &crate::input::Setup, business: &wameter_core::account::Business, date: Date) -> Result<ExitCode> {
-    let minutes: Vec<(String, u64)> = args.call_minutes.iter().map(|m| parse_pair(m, "MINUTES")).collect::<Result<_>>()?;
+fn call_quote(
+    args: &QuoteArgs,
+    setup: &crate::input::Setup,
+    business: &wameter_core::account::Business,
+    date: Date,
+) -> Result<ExitCode> {
+    let minutes: Vec<(String, u64)> = args
+        .call_minutes
+        .iter()
+        .map(|m| parse_pair(m, "MINUTES"))
+        .collect::<Result<_>>()?;
     let mut to_date = std::collections::BTreeMap::new();
     for item in &args.month_to_date {
-        let (market, count) = parse_pair(item, "MINUTES").with_context(|| "a calling quote counts minutes to date per market")?;
+        let (market, count) = parse_pair(item, "MINUTES")
+            .with_context(|| "a calling quote counts minutes to date per market")?;
         to_date.insert(market, count);
     }
-    let lines = wameter_core::rules::calling::quote(business, &setup.accounts, &setup.call_rates, MarketTable::builtin(), date, &minutes, &to_date, args.call_seconds)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let lines = wameter_core::rules::calling::quote(
+        business,
+        &setup.accounts,
+        &setup.call_rates,
+        MarketTable::builtin(),
+        date,
+        &minutes,
+        &to_date,
+        args.call_seconds,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let total: Decimal = lines.iter().map(|l| l.amount).sum();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
@@ -247,16 +319,35 @@ fn call_quote(args: &QuoteArgs, setup: &crate::input::Setup, business: &wameter_
         serde_json::to_writer_pretty(&mut out, &document)?;
         writeln!(out)?;
     } else {
-        writeln!(out, "Quote: business-initiated calls of {} s on {date} ({}, {}); docs/rules.md §14", args.call_seconds, business.phone_number_id, business.currency)?;
+        writeln!(
+            out,
+            "Quote: business-initiated calls of {} s on {date} ({}, {}); docs/rules.md §14",
+            args.call_seconds, business.phone_number_id, business.currency
+        )?;
         let rows: Vec<Vec<String>> = lines
             .iter()
             .flat_map(|l| {
                 l.bands.iter().map(move |(tier, rate, calls, amount)| {
-                    vec![l.market.clone(), l.minutes.to_string(), l.month_to_date.to_string(), tier.clone(), format_amount(*rate), calls.to_string(), format!("{} {}", format_amount(*amount), business.currency)]
+                    vec![
+                        l.market.clone(),
+                        l.minutes.to_string(),
+                        l.month_to_date.to_string(),
+                        tier.clone(),
+                        format_amount(*rate),
+                        calls.to_string(),
+                        format!("{} {}", format_amount(*amount), business.currency),
+                    ]
                 })
             })
             .collect();
-        table(&mut out, &["Market", "Minutes", "To date", "Band", "Rate/min", "Calls", "Amount"], &rows, &[false, true, true, false, true, true, true])?;
+        table(
+            &mut out,
+            &[
+                "Market", "Minutes", "To date", "Band", "Rate/min", "Calls", "Amount",
+            ],
+            &rows,
+            &[false, true, true, false, true, true, true],
+        )?;
         writeln!(out, "Total {} {}", format_amount(total), business.currency)?;
     }
     out.flush()?;
@@ -288,22 +379,38 @@ fn write_json(out: &mut impl Write, quote: &Quote, request: &QuoteRequest) -> Re
                 bands: m
                     .bands
                     .iter()
-                    .map(|b| BandJson { tier: b.tier.clone(), rate: format_amount(b.rate), messages: b.messages, amount: format_amount(b.amount) })
+                    .map(|b| BandJson {
+                        tier: b.tier.clone(),
+                        rate: format_amount(b.rate),
+                        messages: b.messages,
+                        amount: format_amount(b.amount),
+                    })
                     .collect(),
                 rules: m.rules.clone(),
             })
             .collect(),
         total: format_amount(quote.total),
-        warnings: quote.warnings.iter().map(|w| serde_json::json!({ "code": w.code, "message": w.message })).collect(),
+        warnings: quote
+            .warnings
+            .iter()
+            .map(|w| serde_json::json!({ "code": w.code, "message": w.message }))
+            .collect(),
     };
     serde_json::to_writer_pretty(&mut *out, &document)?;
     writeln!(out)?;
     Ok(())
 }
 
-fn write_table(out: &mut impl Write, quote: &Quote, request: &QuoteRequest, business: &wameter_core::account::Business) -> Result<()> {
+fn write_table(
+    out: &mut impl Write,
+    quote: &Quote,
+    request: &QuoteRequest,
+    business: &wameter_core::account::Business,
+) -> Result<()> {
     let status = match quote.ruleset.status() {
-        "confirmed" => " (confirmed on Meta's pages; the service allowance's reset time zone is Meta's open point: counted in the business's)",
+        "confirmed" => {
+            " (confirmed on Meta's pages; the service allowance's reset time zone is Meta's open point: counted in the business's)"
+        }
         _ => "",
     };
     writeln!(
@@ -344,7 +451,11 @@ fn write_table(out: &mut impl Write, quote: &Quote, request: &QuoteRequest, busi
                 None => "list rate".to_string(),
             };
             rows.push(vec![
-                format!("  {} at {} ({tier})", band.messages, format_amount(band.rate)),
+                format!(
+                    "  {} at {} ({tier})",
+                    band.messages,
+                    format_amount(band.rate)
+                ),
                 String::new(),
                 String::new(),
                 String::new(),
@@ -354,21 +465,40 @@ fn write_table(out: &mut impl Write, quote: &Quote, request: &QuoteRequest, busi
             ]);
         }
         if market.month_to_date > 0 {
-            rows.push(vec![format!("  after {} this month", market.month_to_date), String::new(), String::new(), String::new(), String::new(), String::new(), String::new()]);
+            rows.push(vec![
+                format!("  after {} this month", market.month_to_date),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
         }
     }
     let currency = quote.currency.to_string();
     let amount_header = format!("Amount ({currency})");
     table(
         out,
-        &["Market", "Recipients", "In window", "Not sendable", "Charged", "Free", &amount_header],
+        &[
+            "Market",
+            "Recipients",
+            "In window",
+            "Not sendable",
+            "Charged",
+            "Free",
+            &amount_header,
+        ],
         &rows,
         &[false, true, true, true, true, true, true],
     )?;
     writeln!(out, "\nTotal {} {currency}", format_amount(quote.total))?;
     let not_sendable: u64 = quote.markets.iter().map(|m| m.not_sendable).sum();
     if not_sendable > 0 {
-        writeln!(out, "{not_sendable} recipient(s) outside the window cannot receive a free-form message (Meta refuses it; send a template).")?;
+        writeln!(
+            out,
+            "{not_sendable} recipient(s) outside the window cannot receive a free-form message (Meta refuses it; send a template)."
+        )?;
     }
     for warning in &quote.warnings {
         if warning.code == "note" {

@@ -16,15 +16,19 @@ use anyhow::{Context, Result, bail};
 use jiff::civil::Date;
 use wameter_core::category::{PricingCategory, PricingModel};
 use wameter_core::money::{Currency, format_amount};
+use wameter_core::ratecard::calling::{CallBand, CallRateBook};
 use wameter_core::ratecard::{
     RateBook, RateCard, RateFile, RateFileError, Severity, TierBand, TierBook, check_rate_file,
 };
-use wameter_core::ratecard::calling::{CallBand, CallRateBook};
 use wameter_core::ruleset::Ruleset;
 
 /// Where the rate store lives.
 pub fn store_dir() -> Option<PathBuf> {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let non_empty = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(home) = non_empty("WAMETER_HOME") {
         return Some(home.join("rates"));
     }
@@ -51,11 +55,16 @@ pub struct Store {
 /// error naming it: the store only ever holds files that passed `check`.
 pub fn load_store() -> Result<Store> {
     let mut store = Store::default();
-    let Some(dir) = store_dir() else { return Ok(store) };
+    let Some(dir) = store_dir() else {
+        return Ok(store);
+    };
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(store),
-        Err(error) => return Err(error).with_context(|| format!("cannot read the rate store {}", dir.display())),
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("cannot read the rate store {}", dir.display()));
+        }
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -63,14 +72,21 @@ pub fn load_store() -> Result<Store> {
         .collect();
     paths.sort();
     for path in paths {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let (_, checked) = check_rate_file(&path.display().to_string(), &text);
-        let (file, _warnings) = checked
-            .into_result()
-            .with_context(|| format!("the rate store file {} no longer reads; fix or delete it", path.display()))?;
+        let (file, _warnings) = checked.into_result().with_context(|| {
+            format!(
+                "the rate store file {} no longer reads; fix or delete it",
+                path.display()
+            )
+        })?;
         match file {
             RateFile::Card(mut card) => {
-                card.id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                card.id = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 card.source = format!("imported into the rate store: {}", path.display());
                 store.cards.push(card);
             }
@@ -89,7 +105,10 @@ pub fn book_with_store(store: &Store) -> RateBook {
         .cards()
         .iter()
         .filter(|builtin| {
-            !store.cards.iter().any(|c| (c.currency, c.model, c.effective) == (builtin.currency, builtin.model, builtin.effective))
+            !store.cards.iter().any(|c| {
+                (c.currency, c.model, c.effective)
+                    == (builtin.currency, builtin.model, builtin.effective)
+            })
         })
         .cloned()
         .collect();
@@ -100,8 +119,14 @@ pub fn book_with_store(store: &Store) -> RateBook {
 /// The built-in tier table plus the imported ones; an imported table
 /// replaces the built-in one of the same currency and date.
 pub fn tiers_with_store(imported: Vec<TierBand>) -> Vec<TierBand> {
-    let tables: std::collections::BTreeSet<(Currency, Date)> = imported.iter().map(|b| (b.currency, b.effective)).collect();
-    let mut bands: Vec<TierBand> = TierBook::builtin().bands().iter().filter(|b| !tables.contains(&(b.currency, b.effective))).cloned().collect();
+    let tables: std::collections::BTreeSet<(Currency, Date)> =
+        imported.iter().map(|b| (b.currency, b.effective)).collect();
+    let mut bands: Vec<TierBand> = TierBook::builtin()
+        .bands()
+        .iter()
+        .filter(|b| !tables.contains(&(b.currency, b.effective)))
+        .cloned()
+        .collect();
     bands.extend(imported);
     bands
 }
@@ -138,16 +163,35 @@ pub fn check(files: &[PathBuf], json: bool) -> Result<ExitCode> {
     for path in files {
         let text = read(path)?;
         let (layout, checked) = check_rate_file(&path.display().to_string(), &text);
-        let errors = checked.problems.iter().filter(|p| p.severity == Severity::Error).count();
+        let errors = checked
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count();
         let warnings = checked.problems.len() - errors;
         let what = match &checked.value {
             Some(RateFile::Card(card)) if errors == 0 => {
-                format!("{} {} {} card effective {}, {} markets", layout.describe(), card.currency, card.model.as_str(), card.effective, card.markets.len())
+                format!(
+                    "{} {} {} card effective {}, {} markets",
+                    layout.describe(),
+                    card.currency,
+                    card.model.as_str(),
+                    card.effective,
+                    card.markets.len()
+                )
             }
-            Some(RateFile::Tiers(bands)) if errors == 0 => format!("{}, {} bands", layout.describe(), bands.len()),
+            Some(RateFile::Tiers(bands)) if errors == 0 => {
+                format!("{}, {} bands", layout.describe(), bands.len())
+            }
             Some(RateFile::CallRates(bands)) if errors == 0 => {
-                let markets: std::collections::BTreeSet<&str> = bands.iter().map(|b| b.market.as_str()).collect();
-                format!("{}, {} bands in {} market(s)", layout.describe(), bands.len(), markets.len())
+                let markets: std::collections::BTreeSet<&str> =
+                    bands.iter().map(|b| b.market.as_str()).collect();
+                format!(
+                    "{}, {} bands in {} market(s)",
+                    layout.describe(),
+                    bands.len(),
+                    markets.len()
+                )
             }
             _ => layout.describe().to_string(),
         };
@@ -169,12 +213,24 @@ pub fn check(files: &[PathBuf], json: bool) -> Result<ExitCode> {
             continue;
         }
         print_problems(&mut out, &checked.problems)?;
-        writeln!(out, "{}: {what}: {errors} error(s), {warnings} warning(s)", path.display())?;
+        writeln!(
+            out,
+            "{}: {what}: {errors} error(s), {warnings} warning(s)",
+            path.display()
+        )?;
     }
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({ "files": documents }))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "files": documents }))?
+        )?;
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -184,20 +240,41 @@ fn read(path: &Path) -> Result<String> {
 /// The store file name for an imported file.
 fn store_name(file: &RateFile) -> String {
     match file {
-        RateFile::Card(card) => format!("{}-{}-{}.csv", card.currency.code().to_ascii_lowercase(), card.model.as_str().to_ascii_lowercase(), card.effective),
+        RateFile::Card(card) => format!(
+            "{}-{}-{}.csv",
+            card.currency.code().to_ascii_lowercase(),
+            card.model.as_str().to_ascii_lowercase(),
+            card.effective
+        ),
         RateFile::Tiers(bands) => {
             let mut currencies: Vec<&str> = bands.iter().map(|b| b.currency.code()).collect();
             currencies.sort();
             currencies.dedup();
-            let first = bands.iter().map(|b| b.effective).min().map(|d| d.to_string()).unwrap_or_default();
-            format!("tiers-{}-{first}.csv", currencies.join("-").to_ascii_lowercase())
+            let first = bands
+                .iter()
+                .map(|b| b.effective)
+                .min()
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            format!(
+                "tiers-{}-{first}.csv",
+                currencies.join("-").to_ascii_lowercase()
+            )
         }
         RateFile::CallRates(bands) => {
             let mut currencies: Vec<&str> = bands.iter().map(|b| b.currency.code()).collect();
             currencies.sort();
             currencies.dedup();
-            let first = bands.iter().map(|b| b.effective).min().map(|d| d.to_string()).unwrap_or_default();
-            format!("calls-{}-{first}.csv", currencies.join("-").to_ascii_lowercase())
+            let first = bands
+                .iter()
+                .map(|b| b.effective)
+                .min()
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            format!(
+                "calls-{}-{first}.csv",
+                currencies.join("-").to_ascii_lowercase()
+            )
         }
     }
 }
@@ -209,28 +286,43 @@ pub fn import(path: &Path) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if checked.has_errors() {
         print_problems(&mut out, &checked.problems)?;
-        writeln!(out, "{}: not imported (fix the errors above; `wameter rates check` lists them)", path.display())?;
+        writeln!(
+            out,
+            "{}: not imported (fix the errors above; `wameter rates check` lists them)",
+            path.display()
+        )?;
         return Ok(ExitCode::from(1));
     }
     let warnings = checked.problems.clone();
     let (file, _) = checked.into_result().map_err(anyhow::Error::from)?;
-    let Some(dir) = store_dir() else { bail!("no rate store: set WAMETER_HOME or HOME") };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the rate store {}", dir.display()))?;
+    let Some(dir) = store_dir() else {
+        bail!("no rate store: set WAMETER_HOME or HOME")
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the rate store {}", dir.display()))?;
     let name = store_name(&file);
     let target = dir.join(&name);
     let replaced = target.exists();
     // Write then rename, so a crash never leaves half a card in the store.
     let temporary = dir.join(format!(".{name}.partial"));
-    std::fs::write(&temporary, &text).with_context(|| format!("cannot write {}", temporary.display()))?;
-    std::fs::File::open(&temporary).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", temporary.display()))?;
-    std::fs::rename(&temporary, &target).with_context(|| format!("cannot write {}", target.display()))?;
+    std::fs::write(&temporary, &text)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::File::open(&temporary)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", temporary.display()))?;
+    std::fs::rename(&temporary, &target)
+        .with_context(|| format!("cannot write {}", target.display()))?;
     print_problems(&mut out, &warnings)?;
     writeln!(
         out,
         "imported {} as {}{}",
         layout.describe(),
         target.display(),
-        if replaced { " (replacing the earlier import)" } else { "" }
+        if replaced {
+            " (replacing the earlier import)"
+        } else {
+            ""
+        }
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -257,16 +349,29 @@ fn card_json(card: &RateCard) -> serde_json::Value {
 pub fn list(json: bool) -> Result<ExitCode> {
     let store = load_store()?;
     let book = book_with_store(&store);
-    let imported: std::collections::BTreeSet<(Currency, Date)> = store.tiers.iter().map(|b| (b.currency, b.effective)).collect();
+    let imported: std::collections::BTreeSet<(Currency, Date)> = store
+        .tiers
+        .iter()
+        .map(|b| (b.currency, b.effective))
+        .collect();
     let bands = tiers_with_store(store.tiers.clone());
-    let mut tables: Vec<(Date, Currency)> = bands.iter().map(|b| (b.effective, b.currency)).collect();
+    let mut tables: Vec<(Date, Currency)> =
+        bands.iter().map(|b| (b.effective, b.currency)).collect();
     tables.sort();
     tables.dedup();
     let tables: Vec<(Date, Currency, usize, bool)> = tables
         .into_iter()
         .map(|(effective, currency)| {
-            let count = bands.iter().filter(|b| (b.effective, b.currency) == (effective, currency)).count();
-            (effective, currency, count, imported.contains(&(currency, effective)))
+            let count = bands
+                .iter()
+                .filter(|b| (b.effective, b.currency) == (effective, currency))
+                .count();
+            (
+                effective,
+                currency,
+                count,
+                imported.contains(&(currency, effective)),
+            )
         })
         .collect();
     let calling = call_rate_tables(&store);
@@ -294,29 +399,70 @@ pub fn list(json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for card in book.cards() {
-        let until = card.until.map(|u| format!(" until {u}")).unwrap_or_default();
-        writeln!(out, "{}: {} {} from {}{}, {} markets, {}", card.id, card.currency, card.model.as_str(), card.effective, until, card.markets.len(), card.status().as_str())?;
+        let until = card
+            .until
+            .map(|u| format!(" until {u}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{}: {} {} from {}{}, {} markets, {}",
+            card.id,
+            card.currency,
+            card.model.as_str(),
+            card.effective,
+            until,
+            card.markets.len(),
+            card.status().as_str()
+        )?;
         writeln!(out, "  source: {}", card.source)?;
         for step in &card.derivation {
             writeln!(out, "  derived: {step}")?;
         }
         if !card.missing_markets.is_empty() {
-            writeln!(out, "  lacks {} market(s): {}", card.missing_markets.len(), card.missing_markets.join(", "))?;
+            writeln!(
+                out,
+                "  lacks {} market(s): {}",
+                card.missing_markets.len(),
+                card.missing_markets.join(", ")
+            )?;
         }
         for gap in &card.gaps {
             writeln!(out, "  gap: {gap}")?;
         }
     }
     for (effective, currency, bands, imported) in &tables {
-        let source = if *imported { "imported".to_string() } else { format!("built in: {}", wameter_core::ratecard::builtin::TIERS_SOURCE) };
-        writeln!(out, "volume tiers: {currency} from {effective}, {bands} bands ({source})")?;
+        let source = if *imported {
+            "imported".to_string()
+        } else {
+            format!(
+                "built in: {}",
+                wameter_core::ratecard::builtin::TIERS_SOURCE
+            )
+        };
+        writeln!(
+            out,
+            "volume tiers: {currency} from {effective}, {bands} bands ({source})"
+        )?;
     }
     for t in &calling {
-        let status = if t.partial { ", partial: the file lacks other markets" } else { "" };
-        writeln!(out, "calling rates: {} {} from {}, {} band(s) ({}{status})", t.currency, t.market, t.effective, t.bands, t.source)?;
+        let status = if t.partial {
+            ", partial: the file lacks other markets"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "calling rates: {} {} from {}, {} band(s) ({}{status})",
+            t.currency, t.market, t.effective, t.bands, t.source
+        )?;
     }
     if let Some(dir) = store_dir() {
-        writeln!(out, "rate store: {} ({} imported file(s))", dir.display(), store.files.len())?;
+        writeln!(
+            out,
+            "rate store: {} ({} imported file(s))",
+            dir.display(),
+            store.files.len()
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -338,7 +484,12 @@ fn call_rate_tables(store: &Store) -> Vec<CallRateTable> {
     let mut tables: Vec<CallRateTable> = Vec::new();
     for band in book.bands() {
         match tables.last_mut() {
-            Some(t) if (t.currency, t.market.as_str(), t.effective) == (band.currency, band.market.as_str(), band.effective) => t.bands += 1,
+            Some(t)
+                if (t.currency, t.market.as_str(), t.effective)
+                    == (band.currency, band.market.as_str(), band.effective) =>
+            {
+                t.bands += 1
+            }
             _ => tables.push(CallRateTable {
                 currency: band.currency,
                 market: band.market.clone(),
@@ -365,14 +516,23 @@ struct Covered<'a> {
 /// Where each pricing model's era begins and ends (decision D1).
 fn era(model: PricingModel) -> (Date, Option<Date>) {
     match model {
-        PricingModel::Cbp => (jiff::civil::date(2022, 2, 1), Some(jiff::civil::date(2025, 7, 1))),
+        PricingModel::Cbp => (
+            jiff::civil::date(2022, 2, 1),
+            Some(jiff::civil::date(2025, 7, 1)),
+        ),
         PricingModel::Pmp => (jiff::civil::date(2025, 7, 1), None),
     }
 }
 
 /// The ranges of one currency and model inside its era and `[from, to)`:
 /// each card's span, and the gaps between them as missing.
-fn covered<'a>(book: &'a RateBook, currency: Currency, model: PricingModel, from: Date, to: Option<Date>) -> Vec<Covered<'a>> {
+fn covered<'a>(
+    book: &'a RateBook,
+    currency: Currency,
+    model: PricingModel,
+    from: Date,
+    to: Option<Date>,
+) -> Vec<Covered<'a>> {
     let (era_from, era_to) = era(model);
     let start = from.max(era_from);
     let end = match (to, era_to) {
@@ -394,10 +554,22 @@ fn covered<'a>(book: &'a RateBook, currency: Currency, model: PricingModel, from
             continue;
         }
         if card.effective > at {
-            out.push(Covered { currency, model, from: at, to: Some(card.effective), card: None });
+            out.push(Covered {
+                currency,
+                model,
+                from: at,
+                to: Some(card.effective),
+                card: None,
+            });
             at = card.effective;
         }
-        out.push(Covered { currency, model, from: at, to: clip(until), card: Some(card) });
+        out.push(Covered {
+            currency,
+            model,
+            from: at,
+            to: clip(until),
+            card: Some(card),
+        });
         match until {
             Some(until) => at = until,
             None => return out,
@@ -406,12 +578,23 @@ fn covered<'a>(book: &'a RateBook, currency: Currency, model: PricingModel, from
             return out;
         }
     }
-    out.push(Covered { currency, model, from: at, to: end, card: None });
+    out.push(Covered {
+        currency,
+        model,
+        from: at,
+        to: end,
+        card: None,
+    });
     out
 }
 
 /// `wameter rates coverage`: which card prices each date, per currency.
-pub fn coverage(currency: Option<Currency>, from: Option<Date>, to: Option<Date>, json: bool) -> Result<ExitCode> {
+pub fn coverage(
+    currency: Option<Currency>,
+    from: Option<Date>,
+    to: Option<Date>,
+    json: bool,
+) -> Result<ExitCode> {
     let store = load_store()?;
     let book = book_with_store(&store);
     let mut currencies: Vec<Currency> = match currency {
@@ -423,7 +606,10 @@ pub fn coverage(currency: Option<Currency>, from: Option<Date>, to: Option<Date>
     let from = from.unwrap_or(jiff::civil::date(2022, 2, 1));
     let ranges: Vec<Covered> = currencies
         .iter()
-        .flat_map(|currency| [PricingModel::Cbp, PricingModel::Pmp].map(|model| covered(&book, *currency, model, from, to)))
+        .flat_map(|currency| {
+            [PricingModel::Cbp, PricingModel::Pmp]
+                .map(|model| covered(&book, *currency, model, from, to))
+        })
         .flatten()
         .collect();
     let status = |range: &Covered| range.card.map_or("missing", |card| card.status().as_str());
@@ -450,7 +636,11 @@ pub fn coverage(currency: Option<Currency>, from: Option<Date>, to: Option<Date>
         .iter()
         .map(|range| {
             let lacking = match range.card {
-                Some(card) if !card.missing_markets.is_empty() => format!("{}: {}", card.missing_markets.len(), card.missing_markets.join(", ")),
+                Some(card) if !card.missing_markets.is_empty() => format!(
+                    "{}: {}",
+                    card.missing_markets.len(),
+                    card.missing_markets.join(", ")
+                ),
                 Some(_) => String::new(),
                 None => "all".to_string(),
             };
@@ -465,14 +655,36 @@ pub fn coverage(currency: Option<Currency>, from: Option<Date>, to: Option<Date>
             ]
         })
         .collect();
-    crate::output::table(&mut out, &["Currency", "Model", "From", "Until", "Card", "Status", "Markets missing"], &rows, &[false; 7])?;
-    writeln!(out, "\nUntil is the first date not covered. derived: computed from a neighbouring card and Meta's changelog; partial: some markets missing (`wameter rates list` has the details); missing: no card, so those dates are refused: download Meta's card for them and `wameter rates import` it.")?;
+    crate::output::table(
+        &mut out,
+        &[
+            "Currency",
+            "Model",
+            "From",
+            "Until",
+            "Card",
+            "Status",
+            "Markets missing",
+        ],
+        &rows,
+        &[false; 7],
+    )?;
+    writeln!(
+        out,
+        "\nUntil is the first date not covered. derived: computed from a neighbouring card and Meta's changelog; partial: some markets missing (`wameter rates list` has the details); missing: no card, so those dates are refused: download Meta's card for them and `wameter rates import` it."
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `wameter rates show`: the card in force for a currency on a date, and the
 /// volume tiers that go with it.
-pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_from: &[PathBuf], json: bool) -> Result<ExitCode> {
+pub fn show(
+    date: Date,
+    currency: Currency,
+    model: Option<PricingModel>,
+    tiers_from: &[PathBuf],
+    json: bool,
+) -> Result<ExitCode> {
     let store = load_store()?;
     let book = book_with_store(&store);
     let model = model.unwrap_or(match Ruleset::on(date) {
@@ -481,13 +693,27 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
     });
     let card = book.select(currency, model, date)?;
     let tiers = TierBook::new(tiers_in_force(store.tiers, tiers_from)?);
-    let tier_markets: std::collections::BTreeSet<&str> =
-        tiers.bands().iter().filter(|b| b.currency == currency && b.effective <= date).map(|b| b.market.as_str()).collect();
+    let tier_markets: std::collections::BTreeSet<&str> = tiers
+        .bands()
+        .iter()
+        .filter(|b| b.currency == currency && b.effective <= date)
+        .map(|b| b.market.as_str())
+        .collect();
     let ladders: Vec<(&str, PricingCategory, &[TierBand])> = tier_markets
         .iter()
         .flat_map(|market| {
-            [PricingCategory::Utility, PricingCategory::Authentication, PricingCategory::AuthenticationInternational]
-                .map(|category| (*market, category, tiers.ladder(currency, market, category, date)))
+            [
+                PricingCategory::Utility,
+                PricingCategory::Authentication,
+                PricingCategory::AuthenticationInternational,
+            ]
+            .map(|category| {
+                (
+                    *market,
+                    category,
+                    tiers.ladder(currency, market, category, date),
+                )
+            })
         })
         .filter(|(_, _, ladder)| !ladder.is_empty())
         .collect();
@@ -507,7 +733,14 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
                     PricingCategory::UserInitiated,
                 ]
                 .iter()
-                .filter_map(|category| rates.get(*category).map(|rate| (category.as_str().to_string(), serde_json::Value::from(format_amount(rate)))))
+                .filter_map(|category| {
+                    rates.get(*category).map(|rate| {
+                        (
+                            category.as_str().to_string(),
+                            serde_json::Value::from(format_amount(rate)),
+                        )
+                    })
+                })
                 .collect();
                 (market.clone(), serde_json::Value::Object(cells))
             })
@@ -526,25 +759,56 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let until = card.until.map(|u| format!(" until {u}")).unwrap_or_default();
-    writeln!(out, "{} — {} {} per {}, from {}{}", card.id, card.currency, card.model.as_str(), if model == PricingModel::Cbp { "conversation" } else { "message" }, card.effective, until)?;
+    let until = card
+        .until
+        .map(|u| format!(" until {u}"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "{} — {} {} per {}, from {}{}",
+        card.id,
+        card.currency,
+        card.model.as_str(),
+        if model == PricingModel::Cbp {
+            "conversation"
+        } else {
+            "message"
+        },
+        card.effective,
+        until
+    )?;
     writeln!(out, "source: {}", card.source)?;
     for gap in &card.gaps {
         writeln!(out, "gap: {gap}")?;
     }
-    let two_rate = card.markets.values().any(|r| r.business_initiated.is_some() || r.user_initiated.is_some());
+    let two_rate = card
+        .markets
+        .values()
+        .any(|r| r.business_initiated.is_some() || r.user_initiated.is_some());
     let columns: &[(PricingCategory, &str)] = if two_rate {
-        &[(PricingCategory::BusinessInitiated, "Business-initiated"), (PricingCategory::UserInitiated, "User-initiated")]
+        &[
+            (PricingCategory::BusinessInitiated, "Business-initiated"),
+            (PricingCategory::UserInitiated, "User-initiated"),
+        ]
     } else {
         &[
             (PricingCategory::Marketing, "Marketing"),
             (PricingCategory::Utility, "Utility"),
             (PricingCategory::Authentication, "Authentication"),
-            (PricingCategory::AuthenticationInternational, "Auth-international"),
+            (
+                PricingCategory::AuthenticationInternational,
+                "Auth-international",
+            ),
             (PricingCategory::Service, "Service"),
         ]
     };
-    let width = card.markets.keys().map(|m| m.chars().count()).max().unwrap_or(6).max(6);
+    let width = card
+        .markets
+        .keys()
+        .map(|m| m.chars().count())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     write!(out, "\n{:<width$}", "Market")?;
     for (_, name) in columns {
         write!(out, "  {name:>18}")?;
@@ -553,7 +817,9 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
     for (market, rates) in &card.markets {
         write!(out, "{market:<width$}")?;
         for (category, _) in columns {
-            let cell = rates.get(*category).map_or("n/a".to_string(), format_amount);
+            let cell = rates
+                .get(*category)
+                .map_or("n/a".to_string(), format_amount);
             write!(out, "  {cell:>18}")?;
         }
         writeln!(out)?;
@@ -564,11 +830,17 @@ pub fn show(date: Date, currency: Currency, model: Option<PricingModel>, tiers_f
             writeln!(out, "\nVolume tiers in force on {date}:")?;
             printed = true;
         }
-        let steps: Vec<String> = ladder.iter().map(|b| format!("{} at {}", b.label(), format_amount(b.rate))).collect();
+        let steps: Vec<String> = ladder
+            .iter()
+            .map(|b| format!("{} at {}", b.label(), format_amount(b.rate)))
+            .collect();
         writeln!(out, "  {market} {category}: {}", steps.join(", "))?;
     }
     if !printed && model == PricingModel::Pmp {
-        writeln!(out, "\nNo volume tiers for {currency} on {date}: every message pays the list rate (import Meta's tier CSV with `wameter rates import`).")?;
+        writeln!(
+            out,
+            "\nNo volume tiers for {currency} on {date}: every message pays the list rate (import Meta's tier CSV with `wameter rates import`)."
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 use wameter_core::engine::Engine;
 use wameter_core::market::MarketTable;
 use wameter_core::money::format_amount;
-use wameter_core::reconcile::{AnalyticsKind, AnalyticsLine, Discrepancy, Reconciliation, Tolerance, compare_analytics, compare_call_analytics, reconcile};
+use wameter_core::reconcile::{
+    AnalyticsKind, AnalyticsLine, Discrepancy, Reconciliation, Tolerance, compare_analytics,
+    compare_call_analytics, reconcile,
+};
 use wameter_meta::analytics::{Analytics, parse_analytics};
 
 use crate::input::{EngineArgs, LoadedLogs, load_logs};
@@ -45,12 +48,24 @@ pub fn run(args: ReconcileArgs) -> Result<ExitCode> {
         Some(path) => Some(read_analytics(path)?),
         None => None,
     };
-    let mut loaded = load_logs(&args.logs, args.engine.strict, &indicatif::ProgressBar::hidden())?;
+    let mut loaded = load_logs(
+        &args.logs,
+        args.engine.strict,
+        &indicatif::ProgressBar::hidden(),
+    )?;
     crate::report_malformed(&loaded);
-    for note in [loaded.inferred_summary(), loaded.ignored_summary()].into_iter().flatten() {
+    for note in [loaded.inferred_summary(), loaded.ignored_summary()]
+        .into_iter()
+        .flatten()
+    {
         eprintln!("note: {note}");
     }
-    let mut engine = Engine::new(&setup.accounts, &setup.rates, &setup.tiers, MarketTable::builtin());
+    let mut engine = Engine::new(
+        &setup.accounts,
+        &setup.rates,
+        &setup.tiers,
+        MarketTable::builtin(),
+    );
     engine.call_rates = &setup.call_rates;
     engine.what_if = args.engine.what_if();
     let events = std::mem::take(&mut loaded.events);
@@ -58,11 +73,20 @@ pub fn run(args: ReconcileArgs) -> Result<ExitCode> {
     if crate::print_pricing_errors(&loaded, &result.report) {
         return Ok(ExitCode::from(1));
     }
-    let tolerance = Tolerance { cost_absolute: args.cost_tolerance, cost_relative: args.cost_tolerance_share };
-    let lite: std::collections::HashSet<(&str, &str)> = result.marketing_lite.iter().map(|(b, id)| (&**b, &**id)).collect();
+    let tolerance = Tolerance {
+        cost_absolute: args.cost_tolerance,
+        cost_relative: args.cost_tolerance_share,
+    };
+    let lite: std::collections::HashSet<(&str, &str)> = result
+        .marketing_lite
+        .iter()
+        .map(|(b, id)| (&**b, &**id))
+        .collect();
     let buckets = analytics.map(|a| {
         let lines = match a.kind {
-            AnalyticsKind::Call => compare_call_analytics(&a.points, &result.report.calls, tolerance),
+            AnalyticsKind::Call => {
+                compare_call_analytics(&a.points, &result.report.calls, tolerance)
+            }
             kind => compare_analytics(kind, &a.points, &result.report.charges, &lite, tolerance),
         };
         (a.kind, lines)
@@ -86,10 +110,21 @@ pub fn run(args: ReconcileArgs) -> Result<ExitCode> {
 }
 
 fn read_analytics(path: &PathBuf) -> Result<Analytics> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let body: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let body: Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     parse_analytics(&body).map_err(|p| {
-        anyhow::anyhow!("{}: field `{}`: {}", path.display(), if p.path.is_empty() { "(document)" } else { &p.path }, p.message)
+        anyhow::anyhow!(
+            "{}: field `{}`: {}",
+            path.display(),
+            if p.path.is_empty() {
+                "(document)"
+            } else {
+                &p.path
+            },
+            p.message
+        )
     })
 }
 
@@ -172,7 +207,11 @@ fn document(result: &Reconciliation, loaded: &LoadedLogs) -> Value {
     })
 }
 
-fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLogs) -> std::io::Result<()> {
+fn write_table(
+    out: &mut impl Write,
+    result: &Reconciliation,
+    loaded: &LoadedLogs,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "Compared {} delivered message(s) that Meta priced: {} agree, {} differ.",
@@ -181,7 +220,11 @@ fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLog
         result.discrepancies.len()
     )?;
     if result.not_delivered > 0 {
-        writeln!(out, "{} message(s) Meta priced on `sent` were never delivered in the log: charged by neither.", result.not_delivered)?;
+        writeln!(
+            out,
+            "{} message(s) Meta priced on `sent` were never delivered in the log: charged by neither.",
+            result.not_delivered
+        )?;
     }
     if result.unrated > 0 {
         writeln!(
@@ -191,7 +234,11 @@ fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLog
         )?;
     }
     if result.without_verdict > 0 {
-        writeln!(out, "{} delivered message(s) have no `pricing` from Meta in the log: not compared.", result.without_verdict)?;
+        writeln!(
+            out,
+            "{} delivered message(s) have no `pricing` from Meta in the log: not compared.",
+            result.without_verdict
+        )?;
     }
     for d in &result.discrepancies {
         let m = &d.meta.pricing;
@@ -201,7 +248,12 @@ fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLog
             Some(false) => "not billable",
             None => "billable ?",
         };
-        writeln!(out, "\n{} ({})", d.message_id, loaded.position(c.trail.origin))?;
+        writeln!(
+            out,
+            "\n{} ({})",
+            d.message_id,
+            loaded.position(c.trail.origin)
+        )?;
         writeln!(out, "  differs  {}", d.fields.join(", "))?;
         writeln!(
             out,
@@ -210,7 +262,11 @@ fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLog
             m.category,
             m.pricing_type.as_deref().unwrap_or("-"),
             flag(m.billable),
-            d.meta.conversation_id.as_deref().map(|id| format!(", conversation {id}")).unwrap_or_default(),
+            d.meta
+                .conversation_id
+                .as_deref()
+                .map(|id| format!(", conversation {id}"))
+                .unwrap_or_default(),
             d.meta.status.as_str(),
             d.meta.at
         )?;
@@ -221,7 +277,10 @@ fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLog
             c.category.as_str(),
             c.pricing_type.as_str(),
             flag(Some(c.billable)),
-            c.conversation_id.as_deref().map(|id| format!(", conversation {id}")).unwrap_or_default(),
+            c.conversation_id
+                .as_deref()
+                .map(|id| format!(", conversation {id}"))
+                .unwrap_or_default(),
             format_amount(c.amount),
             c.currency.code(),
             c.ruleset.id(),
@@ -231,18 +290,33 @@ fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLog
         writeln!(out, "  cause    {}", d.cause)?;
     }
     if !result.drift.is_empty() {
-        writeln!(out, "\nTemplate category drift (sent as one category, charged by Meta as another):")?;
+        writeln!(
+            out,
+            "\nTemplate category drift (sent as one category, charged by Meta as another):"
+        )?;
         let rows: Vec<Vec<String>> = result
             .drift
             .iter()
             .map(|line| {
                 vec![
-                    if line.template.is_empty() { "(unnamed)".into() } else { line.template.to_string() },
+                    if line.template.is_empty() {
+                        "(unnamed)".into()
+                    } else {
+                        line.template.to_string()
+                    },
                     line.sent_as.as_str().into(),
                     line.priced_as.as_str().into(),
                     line.messages.to_string(),
-                    format!("{} {}", format_amount(line.amount_as_sent), line.currency.code()),
-                    format!("{} {}", format_amount(line.amount_as_priced), line.currency.code()),
+                    format!(
+                        "{} {}",
+                        format_amount(line.amount_as_sent),
+                        line.currency.code()
+                    ),
+                    format!(
+                        "{} {}",
+                        format_amount(line.amount_as_priced),
+                        line.currency.code()
+                    ),
                     signed(line.impact()),
                     line.evidence.clone(),
                 ]
@@ -250,26 +324,48 @@ fn write_table(out: &mut impl Write, result: &Reconciliation, loaded: &LoadedLog
             .collect();
         crate::output::table(
             out,
-            &["template", "sent as", "priced as", "messages", "as sent", "as priced", "impact", "evidence"],
+            &[
+                "template",
+                "sent as",
+                "priced as",
+                "messages",
+                "as sent",
+                "as priced",
+                "impact",
+                "evidence",
+            ],
             &rows,
             &[false, false, false, true, true, true, true, false],
         )?;
         for (currency, amount) in &result.drift_total {
-            writeln!(out, "Cost impact on the whole log, replayed at the categories Meta applies: {} {}", signed(*amount), currency.code())?;
+            writeln!(
+                out,
+                "Cost impact on the whole log, replayed at the categories Meta applies: {} {}",
+                signed(*amount),
+                currency.code()
+            )?;
         }
     }
     Ok(())
 }
 
 fn signed(amount: Decimal) -> String {
-    if amount.is_sign_positive() && !amount.is_zero() { format!("+{}", format_amount(amount)) } else { format_amount(amount) }
+    if amount.is_sign_positive() && !amount.is_zero() {
+        format!("+{}", format_amount(amount))
+    } else {
+        format_amount(amount)
+    }
 }
 
 fn kind_name(kind: wameter_core::reconcile::AnalyticsKind) -> &'static str {
     match kind {
         wameter_core::reconcile::AnalyticsKind::Pricing => "pricing_analytics (delivered messages)",
-        wameter_core::reconcile::AnalyticsKind::Conversation => "conversation_analytics (conversations)",
-        wameter_core::reconcile::AnalyticsKind::Call => "call_analytics (connected calls; category = direction, type = tier)",
+        wameter_core::reconcile::AnalyticsKind::Conversation => {
+            "conversation_analytics (conversations)"
+        }
+        wameter_core::reconcile::AnalyticsKind::Call => {
+            "call_analytics (connected calls; category = direction, type = tier)"
+        }
     }
 }
 
@@ -298,7 +394,11 @@ fn analytics_json(kind: wameter_core::reconcile::AnalyticsKind, lines: &[Analyti
     })
 }
 
-fn write_analytics(out: &mut impl Write, kind: wameter_core::reconcile::AnalyticsKind, lines: &[AnalyticsLine]) -> std::io::Result<()> {
+fn write_analytics(
+    out: &mut impl Write,
+    kind: wameter_core::reconcile::AnalyticsKind,
+    lines: &[AnalyticsLine],
+) -> std::io::Result<()> {
     let differing: Vec<&AnalyticsLine> = lines.iter().filter(|l| !l.within_tolerance).collect();
     writeln!(
         out,
@@ -331,7 +431,16 @@ fn write_analytics(out: &mut impl Write, kind: wameter_core::reconcile::Analytic
         .collect();
     crate::output::table(
         out,
-        &["bucket", "country", "category", "type", "Meta count", "engine count", "Meta cost", "engine cost"],
+        &[
+            "bucket",
+            "country",
+            "category",
+            "type",
+            "Meta count",
+            "engine count",
+            "Meta cost",
+            "engine cost",
+        ],
         &rows,
         &[false, false, false, false, true, true, true, true],
     )

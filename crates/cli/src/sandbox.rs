@@ -24,10 +24,20 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "URL")]
     webhook_url: Option<String>,
     /// Meta app secret that signs webhooks (X-Hub-Signature-256); prefer the environment variable.
-    #[arg(long, env = "WAMETER_APP_SECRET", hide_env_values = true, value_name = "SECRET")]
+    #[arg(
+        long,
+        env = "WAMETER_APP_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
     app_secret: Option<String>,
     /// Verify token: the app must answer Meta's verification handshake with it before webhooks flow.
-    #[arg(long, env = "WAMETER_VERIFY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "WAMETER_VERIFY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     verify_token: Option<String>,
     /// The only bearer token the Graph API paths accept [default: any].
     #[arg(long, value_name = "TOKEN")]
@@ -74,21 +84,37 @@ pub struct SandboxArgs {
 /// Runs the sandbox until Ctrl-C or SIGTERM.
 pub fn run(args: SandboxArgs) -> Result<ExitCode> {
     if args.pricing.as_ruleset.is_some() || args.pricing.rates_on.is_some() {
-        bail!("--as-ruleset and --rates-on are for what-if replays; the sandbox prices as Meta does");
+        bail!(
+            "--as-ruleset and --rates-on are for what-if replays; the sandbox prices as Meta does"
+        );
     }
     if let Some(url) = &args.webhook_url {
         if !url.starts_with("http://") {
-            bail!("--webhook-url {url}: the sandbox posts to http:// URLs (it runs beside the app; put a TLS proxy in front for https)");
+            bail!(
+                "--webhook-url {url}: the sandbox posts to http:// URLs (it runs beside the app; put a TLS proxy in front for https)"
+            );
         }
     }
     let setup = args.pricing.setup()?;
-    let pricing = Arc::new(Pricing { accounts: setup.accounts, rates: setup.rates, tiers: setup.tiers, markets: MarketTable::builtin(), call_rates: setup.call_rates });
+    let pricing = Arc::new(Pricing {
+        accounts: setup.accounts,
+        rates: setup.rates,
+        tiers: setup.tiers,
+        markets: MarketTable::builtin(),
+        call_rates: setup.call_rates,
+    });
     let options = Options {
         sent_after: SignedDuration::from_secs(args.sent_after.into()),
-        delivered_after: SignedDuration::from_secs(args.delivered_after.max(args.sent_after).into()),
+        delivered_after: SignedDuration::from_secs(
+            args.delivered_after.max(args.sent_after).into(),
+        ),
         read_after: args.read_after.map(|s| SignedDuration::from_secs(s.into())),
         failure_percent: args.failure_percent,
-        reengagement: if args.reengagement == "sync" { Reengagement::Sync } else { Reengagement::Async },
+        reengagement: if args.reengagement == "sync" {
+            Reengagement::Sync
+        } else {
+            Reengagement::Async
+        },
         seed: args.seed,
         duplicate_percent: args.duplicate_percent,
         delay_ms_max: args.delay_ms_max,
@@ -100,28 +126,48 @@ pub fn run(args: SandboxArgs) -> Result<ExitCode> {
         reorder_percent: args.reorder_percent,
         seed: args.seed,
     });
-    let database = args.database.as_deref().map(|d| PathBuf::from(d.strip_prefix("sqlite://").unwrap_or(d)));
-    let config = Config { pricing, options, target, token: args.token.clone(), database, clock_start: args.clock_start };
+    let database = args
+        .database
+        .as_deref()
+        .map(|d| PathBuf::from(d.strip_prefix("sqlite://").unwrap_or(d)));
+    let config = Config {
+        pricing,
+        options,
+        target,
+        token: args.token.clone(),
+        database,
+        clock_start: args.clock_start,
+    };
 
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAMETER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("WAMETER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
     if config.target.is_some() && args.app_secret.is_none() {
-        tracing::warn!(message = "No WAMETER_APP_SECRET: webhooks go unsigned (Meta always signs; set it to test your signature check).");
+        tracing::warn!(
+            message = "No WAMETER_APP_SECRET: webhooks go unsigned (Meta always signs; set it to test your signature check)."
+        );
     }
     if config.target.is_none() {
         tracing::info!(message = "No --webhook-url: webhooks are kept for GET /_sandbox/webhooks.");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
         // Tests and scripts read this line for the port.
         eprintln!("wameter sandbox listening on http://{address}");
-        wameter_sandbox::serve(listener, config).await.map_err(anyhow::Error::msg)?;
+        wameter_sandbox::serve(listener, config)
+            .await
+            .map_err(anyhow::Error::msg)?;
         Ok(ExitCode::SUCCESS)
     })
 }

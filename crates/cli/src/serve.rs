@@ -20,19 +20,39 @@ pub struct ServeArgs {
     #[arg(long, env = "WAMETER_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
     /// sqlite://PATH (the embedded default: sqlite://wameter.db) or postgres://…
-    #[arg(long, env = "WAMETER_DATABASE", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "WAMETER_DATABASE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database: Option<String>,
     /// Configuration file [default: ./wameter.toml when it exists].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Meta app secret, the key of X-Hub-Signature-256 (prefer the environment variable).
-    #[arg(long, env = "WAMETER_APP_SECRET", hide_env_values = true, value_name = "SECRET")]
+    #[arg(
+        long,
+        env = "WAMETER_APP_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
     pub app_secret: Option<String>,
     /// Token Meta's webhook verification request must carry.
-    #[arg(long, env = "WAMETER_VERIFY_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "WAMETER_VERIFY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub verify_token: Option<String>,
     /// Bearer token for /v1 that sees every WABA (more, scoped, in wameter.toml).
-    #[arg(long, env = "WAMETER_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "WAMETER_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub api_token: Option<String>,
     /// Largest webhook body accepted, bytes [default: 4 MiB].
     #[arg(long, value_name = "BYTES")]
@@ -73,7 +93,9 @@ fn parse_duration(text: &str) -> Result<jiff::SignedDuration, String> {
     if let Ok(seconds) = text.parse::<i64>() {
         return Ok(jiff::SignedDuration::from_secs(seconds));
     }
-    let duration = text.parse::<jiff::SignedDuration>().map_err(|e| format!("`{text}` is not a duration such as 90s, 2m or 1h30m: {e}"))?;
+    let duration = text
+        .parse::<jiff::SignedDuration>()
+        .map_err(|e| format!("`{text}` is not a duration such as 90s, 2m or 1h30m: {e}"))?;
     if duration.is_negative() {
         return Err(format!("`{text}` is negative"));
     }
@@ -81,10 +103,17 @@ fn parse_duration(text: &str) -> Result<jiff::SignedDuration, String> {
 }
 
 /// A duration from the command line, else wameter.toml's `key`, else `default`.
-fn duration_setting(arg: Option<jiff::SignedDuration>, file: Option<&str>, key: &str, default: jiff::SignedDuration) -> Result<jiff::SignedDuration> {
+fn duration_setting(
+    arg: Option<jiff::SignedDuration>,
+    file: Option<&str>,
+    key: &str,
+    default: jiff::SignedDuration,
+) -> Result<jiff::SignedDuration> {
     match (arg, file) {
         (Some(duration), _) => Ok(duration),
-        (None, Some(text)) => parse_duration(text).map_err(|e| anyhow::anyhow!("wameter.toml: `{key}`: {e}")),
+        (None, Some(text)) => {
+            parse_duration(text).map_err(|e| anyhow::anyhow!("wameter.toml: `{key}`: {e}"))
+        }
         (None, None) => Ok(default),
     }
 }
@@ -127,11 +156,17 @@ struct FileToken {
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config: FileConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: FileConfig =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     for (index, token) in config.tokens.iter().enumerate() {
         if token.token.len() < 16 {
-            bail!("{}: tokens[{index}] ({}): `token` must be at least 16 characters", path.display(), token.name);
+            bail!(
+                "{}: tokens[{index}] ({}): `token` must be at least 16 characters",
+                path.display(),
+                token.name
+            );
         }
     }
     Ok(config)
@@ -147,17 +182,28 @@ fn http_url(flag: &str, url: &str, example: &str) -> Result<String> {
 
 /// Paths in the file are relative to the file.
 fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
-    if path.is_absolute() { path } else { base.join(path) }
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if args.pricing.as_ruleset.is_some() || args.pricing.rates_on.is_some() {
-        bail!("--as-ruleset and --rates-on are for what-if replays; the server prices as Meta does");
+        bail!(
+            "--as-ruleset and --rates-on are for what-if replays; the server prices as Meta does"
+        );
     }
     let (file, file_dir) = match &args.config {
-        Some(path) => (read_file_config(path)?, path.parent().map(Path::to_path_buf).unwrap_or_default()),
-        None if Path::new("wameter.toml").exists() => (read_file_config(Path::new("wameter.toml"))?, PathBuf::new()),
+        Some(path) => (
+            read_file_config(path)?,
+            path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ),
+        None if Path::new("wameter.toml").exists() => {
+            (read_file_config(Path::new("wameter.toml"))?, PathBuf::new())
+        }
         None => (FileConfig::default(), PathBuf::new()),
     };
     let mut pricing_args = args.pricing.clone();
@@ -165,10 +211,18 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         pricing_args.accounts = file.accounts.map(|p| relative_to(&file_dir, p));
     }
     if pricing_args.rates.is_empty() {
-        pricing_args.rates = file.rates.into_iter().map(|p| relative_to(&file_dir, p)).collect();
+        pricing_args.rates = file
+            .rates
+            .into_iter()
+            .map(|p| relative_to(&file_dir, p))
+            .collect();
     }
     if pricing_args.tiers.is_empty() {
-        pricing_args.tiers = file.tiers.into_iter().map(|p| relative_to(&file_dir, p)).collect();
+        pricing_args.tiers = file
+            .tiers
+            .into_iter()
+            .map(|p| relative_to(&file_dir, p))
+            .collect();
     }
     let setup = pricing_args.setup()?;
 
@@ -179,34 +233,77 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     };
     let mut tokens = Vec::new();
     if let Some(token) = args.api_token {
-        tokens.push(ApiToken { name: "WAMETER_API_TOKEN".into(), token, scope: Scope::All });
+        tokens.push(ApiToken {
+            name: "WAMETER_API_TOKEN".into(),
+            token,
+            scope: Scope::All,
+        });
     }
     for token in file.tokens {
         let scope = match token.wabas {
             None => Scope::All,
             Some(wabas) => Scope::Wabas(wabas.into_iter().collect()),
         };
-        tokens.push(ApiToken { name: token.name, token: token.token, scope });
+        tokens.push(ApiToken {
+            name: token.name,
+            token: token.token,
+            scope,
+        });
     }
     // One secret, one token: with two entries of one secret the first would
     // win, silently giving the second's holder the first's scope.
     for (index, token) in tokens.iter().enumerate() {
-        if let Some(first) = tokens[..index].iter().find(|other| other.token == token.token) {
-            bail!("API tokens `{}` and `{}` have the same secret; every token must be its own (a request could not tell which scope it has)", first.name, token.name);
+        if let Some(first) = tokens[..index]
+            .iter()
+            .find(|other| other.token == token.token)
+        {
+            bail!(
+                "API tokens `{}` and `{}` have the same secret; every token must be its own (a request could not tell which scope it has)",
+                first.name,
+                token.name
+            );
         }
     }
-    let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
-    let database = DatabaseUrl::parse(&args.database.or(file.database).unwrap_or_else(|| "sqlite://wameter.db".into()))?;
-    let safety_margin = duration_setting(args.safety_margin, file.safety_margin.as_deref(), "safety_margin", jiff::SignedDuration::from_mins(2))?;
-    let record_wait = duration_setting(args.record_wait, file.record_wait.as_deref(), "record_wait", wameter_server::guard::RECORD_WAIT)?;
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let database = DatabaseUrl::parse(
+        &args
+            .database
+            .or(file.database)
+            .unwrap_or_else(|| "sqlite://wameter.db".into()),
+    )?;
+    let safety_margin = duration_setting(
+        args.safety_margin,
+        file.safety_margin.as_deref(),
+        "safety_margin",
+        jiff::SignedDuration::from_mins(2),
+    )?;
+    let record_wait = duration_setting(
+        args.record_wait,
+        file.record_wait.as_deref(),
+        "record_wait",
+        wameter_server::guard::RECORD_WAIT,
+    )?;
     let guard = match args.upstream.or(file.upstream) {
         None => None,
         Some(url) => {
-            let upstream = http_url("--upstream", &url, "https://graph.facebook.com")?.trim_end_matches('/').to_string();
-            Some(wameter_server::guard::GuardConfig { upstream, safety_margin, record_wait })
+            let upstream = http_url("--upstream", &url, "https://graph.facebook.com")?
+                .trim_end_matches('/')
+                .to_string();
+            Some(wameter_server::guard::GuardConfig {
+                upstream,
+                safety_margin,
+                record_wait,
+            })
         }
     };
-    let relay_url = args.relay_url.or(file.relay_url).map(|url| http_url("--relay-url", &url, "https://app.example.com/webhook")).transpose()?;
+    let relay_url = args
+        .relay_url
+        .or(file.relay_url)
+        .map(|url| http_url("--relay-url", &url, "https://app.example.com/webhook"))
+        .transpose()?;
     if relay_url.is_some() && database == DatabaseUrl::Discard {
         bail!("--relay-url needs a database: discard:// keeps no outbox to relay from");
     }
@@ -224,16 +321,32 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             None => defaults.connections_max,
         },
         header_timeout: deadline(
-            duration_setting(args.header_timeout, file.header_timeout.as_deref(), "header_timeout", jiff::SignedDuration::try_from(defaults.header_timeout)?)?,
+            duration_setting(
+                args.header_timeout,
+                file.header_timeout.as_deref(),
+                "header_timeout",
+                jiff::SignedDuration::try_from(defaults.header_timeout)?,
+            )?,
             "header_timeout",
         )?,
         request_timeout: deadline(
-            duration_setting(args.request_timeout, file.request_timeout.as_deref(), "request_timeout", jiff::SignedDuration::try_from(defaults.request_timeout)?)?,
+            duration_setting(
+                args.request_timeout,
+                file.request_timeout.as_deref(),
+                "request_timeout",
+                jiff::SignedDuration::try_from(defaults.request_timeout)?,
+            )?,
             "request_timeout",
         )?,
-        body_bytes_in_flight_max: args.body_bytes_in_flight_max.or(file.body_bytes_in_flight_max).unwrap_or(defaults.body_bytes_in_flight_max),
+        body_bytes_in_flight_max: args
+            .body_bytes_in_flight_max
+            .or(file.body_bytes_in_flight_max)
+            .unwrap_or(defaults.body_bytes_in_flight_max),
     };
-    let webhook_bytes_max = args.webhook_bytes_max.or(file.webhook_bytes_max).unwrap_or(wameter_server::WEBHOOK_BYTES_MAX_DEFAULT);
+    let webhook_bytes_max = args
+        .webhook_bytes_max
+        .or(file.webhook_bytes_max)
+        .unwrap_or(wameter_server::WEBHOOK_BYTES_MAX_DEFAULT);
     if limits.body_bytes_in_flight_max < webhook_bytes_max {
         bail!(
             "`body_bytes_in_flight_max` ({}) must be at least `webhook_bytes_max` ({webhook_bytes_max}): otherwise a webhook of the largest accepted size could never be read",
@@ -242,15 +355,25 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     let alert_url = args.alert_url.or(file.alert_url);
     if !setup.billing.budgets.is_empty() && alert_url.is_none() {
-        eprintln!("note: budgets are configured but no --alert-url: thresholds crossed are recorded (GET /v1/budgets) but not posted");
+        eprintln!(
+            "note: budgets are configured but no --alert-url: thresholds crossed are recorded (GET /v1/budgets) but not posted"
+        );
     }
     let config = Config {
         app_secret: app_secret.into_bytes(),
         verify_token: args.verify_token.or(file.verify_token),
         tokens,
         webhook_bytes_max,
-        events_bytes_max: file.events_bytes_max.unwrap_or(wameter_server::EVENTS_BYTES_MAX_DEFAULT),
-        pricing: Pricing { accounts: setup.accounts, rates: setup.rates, tiers: setup.tiers, markets: MarketTable::builtin(), call_rates: setup.call_rates },
+        events_bytes_max: file
+            .events_bytes_max
+            .unwrap_or(wameter_server::EVENTS_BYTES_MAX_DEFAULT),
+        pricing: Pricing {
+            accounts: setup.accounts,
+            rates: setup.rates,
+            tiers: setup.tiers,
+            markets: MarketTable::builtin(),
+            call_rates: setup.call_rates,
+        },
         billing: setup.billing,
         guard,
         alert_url,
@@ -260,11 +383,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
 
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAMETER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("WAMETER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let store = Store::open(&database).await?;
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -296,22 +423,43 @@ mod tests {
 
     #[test]
     fn durations_read_as_people_write_them() {
-        assert_eq!(parse_duration("120"), Ok(jiff::SignedDuration::from_secs(120)));
+        assert_eq!(
+            parse_duration("120"),
+            Ok(jiff::SignedDuration::from_secs(120))
+        );
         assert_eq!(parse_duration("2m"), Ok(jiff::SignedDuration::from_mins(2)));
-        assert_eq!(parse_duration("500ms"), Ok(jiff::SignedDuration::from_millis(500)));
+        assert_eq!(
+            parse_duration("500ms"),
+            Ok(jiff::SignedDuration::from_millis(500))
+        );
         assert_eq!(parse_duration("0"), Ok(jiff::SignedDuration::ZERO));
         assert!(parse_duration("-5s").unwrap_err().contains("negative"));
-        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("not a duration")
+        );
     }
 
     #[test]
     fn a_flag_beats_the_file_which_beats_the_default() {
         let default = jiff::SignedDuration::from_millis(1);
         let flag = Some(jiff::SignedDuration::from_secs(3));
-        assert_eq!(duration_setting(flag, Some("9s"), "record_wait", default).unwrap(), jiff::SignedDuration::from_secs(3));
-        assert_eq!(duration_setting(None, Some("9s"), "record_wait", default).unwrap(), jiff::SignedDuration::from_secs(9));
-        assert_eq!(duration_setting(None, None, "record_wait", default).unwrap(), default);
-        let error = duration_setting(None, Some("later"), "record_wait", default).unwrap_err().to_string();
+        assert_eq!(
+            duration_setting(flag, Some("9s"), "record_wait", default).unwrap(),
+            jiff::SignedDuration::from_secs(3)
+        );
+        assert_eq!(
+            duration_setting(None, Some("9s"), "record_wait", default).unwrap(),
+            jiff::SignedDuration::from_secs(9)
+        );
+        assert_eq!(
+            duration_setting(None, None, "record_wait", default).unwrap(),
+            default
+        );
+        let error = duration_setting(None, Some("later"), "record_wait", default)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("wameter.toml: `record_wait`"), "{error}");
     }
 }

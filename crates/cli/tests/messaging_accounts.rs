@@ -10,11 +10,11 @@
 
 mod common;
 #[allow(dead_code)]
-#[path = "common/server.rs"]
-mod server;
-#[allow(dead_code)]
 #[path = "common/sandbox.rs"]
 mod sandbox;
+#[allow(dead_code)]
+#[path = "common/server.rs"]
+mod server;
 
 use server::*;
 
@@ -50,12 +50,44 @@ fn setup(dir: &std::path::Path) -> std::path::PathBuf {
 /// the partner's entry; and an app's send names both ids (the new one wins).
 fn webhooks() -> Vec<String> {
     let at = 1_786_010_400; // 2026-08-06T10:00:00Z
-    let partner = |body: String| body.replace(&format!("\"id\":\"{FIRST}\""), &format!("\"id\":\"{PARTNER}\""));
+    let partner = |body: String| {
+        body.replace(
+            &format!("\"id\":\"{FIRST}\""),
+            &format!("\"id\":\"{PARTNER}\""),
+        )
+    };
     vec![
         inbound_webhook(NUMBER, USER, "wamid.in", at),
-        status_webhook(NUMBER, USER, "wamid.first", "delivered", at + 600, "marketing", "regular", true),
-        partner(status_webhook(NUMBER, USER, "wamid.partner", "sent", at + 700, "marketing", "regular", true)),
-        partner(status_webhook(NUMBER, USER, "wamid.partner", "delivered", at + 705, "marketing", "regular", true)),
+        status_webhook(
+            NUMBER,
+            USER,
+            "wamid.first",
+            "delivered",
+            at + 600,
+            "marketing",
+            "regular",
+            true,
+        ),
+        partner(status_webhook(
+            NUMBER,
+            USER,
+            "wamid.partner",
+            "sent",
+            at + 700,
+            "marketing",
+            "regular",
+            true,
+        )),
+        partner(status_webhook(
+            NUMBER,
+            USER,
+            "wamid.partner",
+            "delivered",
+            at + 705,
+            "marketing",
+            "regular",
+            true,
+        )),
     ]
 }
 
@@ -96,7 +128,13 @@ fn money_follows_the_account(dir: &std::path::Path, database: String) {
     let accounts = setup(dir);
     let log = dir.join("traffic.ndjson");
     std::fs::write(&log, webhooks().join("\n") + "\n" + SENDS).unwrap();
-    let document = common::json(&common::wameter(&["replay", log.to_str().unwrap(), "--accounts", accounts.to_str().unwrap(), "--json"]));
+    let document = common::json(&common::wameter(&[
+        "replay",
+        log.to_str().unwrap(),
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "--json",
+    ]));
     // USD 0.0625 and EUR 0.0518: Brazil marketing on the 2026-07 cards.
     let expected = [
         ("wamid.first", "USD", "0.0625", None),
@@ -104,12 +142,33 @@ fn money_follows_the_account(dir: &std::path::Path, database: String) {
         ("wamid.both", "USD", "0.0625", None),
         ("wamid.alias", "EUR", "0.0518", Some(PARTNER)),
     ]
-    .map(|(id, currency, amount, account)| (id.to_string(), currency.to_string(), amount.to_string(), account.map(str::to_string)));
+    .map(|(id, currency, amount, account)| {
+        (
+            id.to_string(),
+            currency.to_string(),
+            amount.to_string(),
+            account.map(str::to_string),
+        )
+    });
     assert_eq!(summary(&document["charges"]), expected);
-    let totals: Vec<(&str, &str)> = document["totals"].as_array().unwrap().iter().map(|t| (t["currency"].as_str().unwrap(), t["amount"].as_str().unwrap())).collect();
+    let totals: Vec<(&str, &str)> = document["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["currency"].as_str().unwrap(),
+                t["amount"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(totals, [("EUR", "0.1036"), ("USD", "0.125")]);
 
-    let server = Server::start(Start { dir, database, extra: vec![] });
+    let server = Server::start(Start {
+        dir,
+        database,
+        extra: vec![],
+    });
     for body in webhooks() {
         assert_eq!(server.post_signed(body.as_bytes()), 200);
     }
@@ -121,14 +180,53 @@ fn money_follows_the_account(dir: &std::path::Path, database: String) {
     assert_eq!(all["totals"], document["totals"]);
     // Each account's token sees its own money on the shared number.
     let partner = charges_of(&server, PARTNER_TOKEN);
-    assert_eq!(summary(&partner["charges"]).iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), ["wamid.partner", "wamid.alias"]);
-    assert_eq!((partner["totals"]["currency"].as_str(), partner["totals"]["amount"].as_str()), (Some("EUR"), Some("0.1036")), "one currency: an object");
+    assert_eq!(
+        summary(&partner["charges"])
+            .iter()
+            .map(|c| c.0.as_str())
+            .collect::<Vec<_>>(),
+        ["wamid.partner", "wamid.alias"]
+    );
+    assert_eq!(
+        (
+            partner["totals"]["currency"].as_str(),
+            partner["totals"]["amount"].as_str()
+        ),
+        (Some("EUR"), Some("0.1036")),
+        "one currency: an object"
+    );
     let first = charges_of(&server, FIRST_TOKEN);
-    assert_eq!(summary(&first["charges"]).iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), ["wamid.first", "wamid.both"]);
+    assert_eq!(
+        summary(&first["charges"])
+            .iter()
+            .map(|c| c.0.as_str())
+            .collect::<Vec<_>>(),
+        ["wamid.first", "wamid.both"]
+    );
     // A token cannot write a send for another account of the number.
-    let stolen = SENDS.lines().next().unwrap().replace("wamid.both", "wamid.stolen").replace("\"messaging_account_id\":\"WABA-300000000000001\"", "\"messaging_account_id\":\"PARTNER-M\"");
+    let stolen = SENDS
+        .lines()
+        .next()
+        .unwrap()
+        .replace("wamid.both", "wamid.stolen")
+        .replace(
+            "\"messaging_account_id\":\"WABA-300000000000001\"",
+            "\"messaging_account_id\":\"PARTNER-M\"",
+        );
     let (status, answer) = server.post_events(&stolen, FIRST_TOKEN);
-    assert_eq!((status, answer["accepted"].as_u64(), answer["rejected"][0]["error"].as_str()), (200, Some(0), Some("this token does not see Messaging account PARTNER-M")), "{answer}");
+    assert_eq!(
+        (
+            status,
+            answer["accepted"].as_u64(),
+            answer["rejected"][0]["error"].as_str()
+        ),
+        (
+            200,
+            Some(0),
+            Some("this token does not see Messaging account PARTNER-M")
+        ),
+        "{answer}"
+    );
 
     // Costs by Messaging account.
     let costs = server.get_json("/v1/reports/costs?group_by=messaging_account");
@@ -136,13 +234,23 @@ fn money_follows_the_account(dir: &std::path::Path, database: String) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["messaging_account"].as_str().unwrap(), r["currency"].as_str().unwrap(), r["amount"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["messaging_account"].as_str().unwrap(),
+                r["currency"].as_str().unwrap(),
+                r["amount"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(rows, [(PARTNER, "EUR", "0.1036"), (FIRST, "USD", "0.125")]);
     // The partner's budget counts the partner's charges only, in EUR.
     let budgets = server.get_json("/v1/budgets?month=2026-08");
     let budget = &budgets["budgets"][0];
-    assert_eq!((budget["currency"].as_str(), budget["spent"].as_str()), (Some("EUR"), Some("0.1036")), "{budgets}");
+    assert_eq!(
+        (budget["currency"].as_str(), budget["spent"].as_str()),
+        (Some("EUR"), Some("0.1036")),
+        "{budgets}"
+    );
 }
 
 #[test]
@@ -154,7 +262,9 @@ fn money_follows_the_messaging_account_on_sqlite() {
 
 #[test]
 fn money_follows_the_messaging_account_on_postgres() {
-    let Some(database) = postgres_database("messaging_accounts") else { return };
+    let Some(database) = postgres_database("messaging_accounts") else {
+        return;
+    };
     money_follows_the_account(&fresh_dir("messaging-accounts-postgres"), database);
 }
 
@@ -172,23 +282,58 @@ fn the_sandbox_sends_through_a_messaging_account() {
         format!("[[business]]\nphone_number_id = \"{phone}\"\nwaba = \"{}\"\ncurrency = \"USD\"\n\n[[business.messaging_accounts]]\nid = \"{PARTNER}\"\ncurrency = \"EUR\"\n", sandbox::WABA),
     )
     .unwrap();
-    let world = sandbox::Sandbox::start(&dir, &["--accounts", "accounts.toml", "--clock-start", "2026-08-06T10:00:00Z"]);
+    let world = sandbox::Sandbox::start(
+        &dir,
+        &[
+            "--accounts",
+            "accounts.toml",
+            "--clock-start",
+            "2026-08-06T10:00:00Z",
+        ],
+    );
     world.inbound("5511987654321", json!({}));
     let (status, sent) = world.send(json!({"messaging_product": "whatsapp", "to": "5511987654321", "type": "text", "text": {"body": "hi"}, "messaging_account_id": PARTNER}));
     assert_eq!(status, 200, "{sent}");
     let id = sent["messages"][0]["id"].as_str().unwrap().to_string();
     let (status, refused) = world.send(json!({"messaging_product": "whatsapp", "to": "5511987654321", "type": "text", "text": {"body": "hi"}, "messaging_account_id": "NOT-MINE"}));
     assert_eq!(status, 400, "{refused}");
-    assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("Invalid parameter") || refused.to_string().contains("NOT-MINE"), "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Invalid parameter")
+            || refused.to_string().contains("NOT-MINE"),
+        "{refused}"
+    );
     world.advance(60);
     let entries: Vec<serde_json::Value> = world
         .webhooks()
         .into_iter()
-        .filter(|body| body.pointer("/entry/0/changes/0/value/statuses/0/id").and_then(|v| v.as_str()) == Some(id.as_str()))
+        .filter(|body| {
+            body.pointer("/entry/0/changes/0/value/statuses/0/id")
+                .and_then(|v| v.as_str())
+                == Some(id.as_str())
+        })
         .map(|body| body["entry"][0]["id"].clone())
         .collect();
-    assert!(!entries.is_empty() && entries.iter().all(|entry| entry == PARTNER), "{entries:?}");
+    assert!(
+        !entries.is_empty() && entries.iter().all(|entry| entry == PARTNER),
+        "{entries:?}"
+    );
     let charges = world.get_json("/_sandbox/charges");
-    let charge = charges["charges"].as_array().unwrap().iter().find(|c| c["message_id"] == id.as_str()).cloned().unwrap_or_else(|| panic!("{charges}"));
-    assert_eq!((charge["currency"].as_str(), charge["messaging_account"].as_str()), (Some("EUR"), Some(PARTNER)), "{charge}");
+    let charge = charges["charges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["message_id"] == id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{charges}"));
+    assert_eq!(
+        (
+            charge["currency"].as_str(),
+            charge["messaging_account"].as_str()
+        ),
+        (Some("EUR"), Some(PARTNER)),
+        "{charge}"
+    );
 }

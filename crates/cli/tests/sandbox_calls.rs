@@ -31,7 +31,10 @@ fn connect(sandbox: &Sandbox, to: &str) -> (u16, Value) {
 }
 
 fn act(sandbox: &Sandbox, id: &str, action: &str) -> (u16, Value) {
-    sandbox.post(&calls_path(), &json!({"messaging_product": "whatsapp", "call_id": id, "action": action}))
+    sandbox.post(
+        &calls_path(),
+        &json!({"messaging_product": "whatsapp", "call_id": id, "action": action}),
+    )
 }
 
 fn user(sandbox: &Sandbox, id: &str, what: &str) -> Value {
@@ -59,7 +62,15 @@ fn call_webhooks(sandbox: &Sandbox) -> Vec<Value> {
 fn business_and_user_calls_ring_connect_end_and_are_priced() {
     let dir = fresh("flow");
     let accounts = accounts(&dir);
-    let sandbox = Sandbox::start(&dir, &["--accounts", &accounts, "--clock-start", "2026-08-03T10:00:00Z"]);
+    let sandbox = Sandbox::start(
+        &dir,
+        &[
+            "--accounts",
+            &accounts,
+            "--clock-start",
+            "2026-08-03T10:00:00Z",
+        ],
+    );
 
     let (status, placed) = connect(&sandbox, KENYA);
     assert_eq!(status, 200, "{placed}");
@@ -76,22 +87,38 @@ fn business_and_user_calls_ring_connect_end_and_are_priced() {
     let hooks = call_webhooks(&sandbox);
     let kinds: Vec<String> = hooks
         .iter()
-        .map(|v| match (v.pointer("/statuses/0/status"), v.pointer("/calls/0/event")) {
-            (Some(status), _) => format!("status {}", status.as_str().unwrap()),
-            (_, Some(event)) => format!("call {}", event.as_str().unwrap()),
-            _ => panic!("{v}"),
-        })
+        .map(
+            |v| match (v.pointer("/statuses/0/status"), v.pointer("/calls/0/event")) {
+                (Some(status), _) => format!("status {}", status.as_str().unwrap()),
+                (_, Some(event)) => format!("call {}", event.as_str().unwrap()),
+                _ => panic!("{v}"),
+            },
+        )
         .collect();
-    assert_eq!(kinds, ["status RINGING", "call connect", "status ACCEPTED", "call terminate"]);
+    assert_eq!(
+        kinds,
+        [
+            "status RINGING",
+            "call connect",
+            "status ACCEPTED",
+            "call terminate"
+        ]
+    );
     let terminate = &hooks[3]["calls"][0];
     assert_eq!(terminate["direction"], "BUSINESS_INITIATED");
     assert_eq!(terminate["to"], "254700000001");
     assert_eq!(terminate["duration"], 56);
     assert_eq!(terminate["biz_opaque_callback_data"], "campaign-7");
-    assert_eq!(terminate["start_time"], "1785751205", "2026-08-03T10:00:05Z, when the user answered");
+    assert_eq!(
+        terminate["start_time"], "1785751205",
+        "2026-08-03T10:00:05Z, when the user answered"
+    );
 
     // A user calls; the business picks up after 3 s, 20 s talk, the user hangs up.
-    let (status, called) = sandbox.post("/_sandbox/calls", &json!({"business": PHONE, "user": "+254700000002"}));
+    let (status, called) = sandbox.post(
+        "/_sandbox/calls",
+        &json!({"business": PHONE, "user": "+254700000002"}),
+    );
     assert_eq!(status, 200, "{called}");
     let uic = called["id"].as_str().unwrap().to_string();
     sandbox.advance(3);
@@ -113,21 +140,54 @@ fn business_and_user_calls_ring_connect_end_and_are_priced() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["call_id"].as_str().unwrap().into(), c["direction"].as_str().unwrap().into(), c["billable"].as_bool().unwrap(), c["amount"].as_str().unwrap().into()))
+        .map(|c| {
+            (
+                c["call_id"].as_str().unwrap().into(),
+                c["direction"].as_str().unwrap().into(),
+                c["billable"].as_bool().unwrap(),
+                c["amount"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert_eq!(calls, [
-        (id.clone(), "business_initiated".into(), true, "0.0103".into()),
-        (uic.clone(), "user_initiated".into(), false, "0".into()),
-        (missed.clone(), "business_initiated".into(), false, "0".into()),
-    ]);
-    assert_eq!(charges["charges"][0]["rule"], "free-form-free", "{}", charges["charges"][0]);
+    assert_eq!(
+        calls,
+        [
+            (
+                id.clone(),
+                "business_initiated".into(),
+                true,
+                "0.0103".into()
+            ),
+            (uic.clone(), "user_initiated".into(), false, "0".into()),
+            (
+                missed.clone(),
+                "business_initiated".into(),
+                false,
+                "0".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        charges["charges"][0]["rule"], "free-form-free",
+        "{}",
+        charges["charges"][0]
+    );
     assert_eq!(charges["totals"]["amount"], "0.0103");
 
     // The sandbox's own log replays to the same document.
     let (_, log) = sandbox.get("/_sandbox/events");
     let path = dir.join("events.ndjson");
     std::fs::write(&path, &log).unwrap();
-    let replayed = common::json(&common::wameter_home(&dir.join("home"), &["replay", path.to_str().unwrap(), "--accounts", &accounts, "--json"]));
+    let replayed = common::json(&common::wameter_home(
+        &dir.join("home"),
+        &[
+            "replay",
+            path.to_str().unwrap(),
+            "--accounts",
+            &accounts,
+            "--json",
+        ],
+    ));
     assert_eq!(replayed["calls"], charges["calls"]);
     assert_eq!(replayed["totals"], charges["totals"]);
 }
@@ -141,19 +201,42 @@ fn calls_are_refused_as_graph_refuses_them() {
     let accounts = dir.join("accounts.toml");
     std::fs::write(&accounts, format!("[[business]]\nphone_number_id = \"{PHONE}\"\nwaba = \"{WABA}\"\nprimary_country = \"US\"\n[[business]]\nphone_number_id = \"222\"\nprimary_country = \"BR\"\n")).unwrap();
     let accounts = accounts.display().to_string();
-    let sandbox = Sandbox::start(&dir, &["--accounts", &accounts, "--clock-start", "2026-08-03T10:00:00Z"]);
+    let sandbox = Sandbox::start(
+        &dir,
+        &[
+            "--accounts",
+            &accounts,
+            "--clock-start",
+            "2026-08-03T10:00:00Z",
+        ],
+    );
     let (status, refused) = connect(&sandbox, KENYA);
     assert_eq!(status, 400, "{refused}");
     assert_eq!(refused["error"]["code"], 138013);
     let (status, unknown) = act(&sandbox, "wacid.nope", "terminate");
     assert_eq!(status, 400);
-    assert!(unknown["error"]["error_data"]["details"].as_str().unwrap().contains("no call of that id"), "{unknown}");
+    assert!(
+        unknown["error"]["error_data"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("no call of that id"),
+        "{unknown}"
+    );
     let (status, placed) = sandbox.post("/v23.0/222/calls", &json!({"messaging_product": "whatsapp", "to": KENYA, "action": "connect", "session": {"sdp_type": "offer", "sdp": "v=0"}}));
     assert_eq!(status, 200, "{placed}");
     let id = placed["calls"][0]["id"].as_str().unwrap();
-    let (status, own) = sandbox.post("/v23.0/222/calls", &json!({"messaging_product": "whatsapp", "call_id": id, "action": "accept"}));
+    let (status, own) = sandbox.post(
+        "/v23.0/222/calls",
+        &json!({"messaging_product": "whatsapp", "call_id": id, "action": "accept"}),
+    );
     assert_eq!(status, 400);
-    assert!(own["error"]["error_data"]["details"].as_str().unwrap().contains("answered by the user"), "{own}");
+    assert!(
+        own["error"]["error_data"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("answered by the user"),
+        "{own}"
+    );
     let (status, other) = act(&sandbox, id, "terminate");
     assert_eq!(status, 400, "another business's call: {other}");
     let (status, _) = sandbox.post(&format!("/_sandbox/calls/{id}/dance"), &json!({}));
@@ -167,7 +250,8 @@ fn calls_are_refused_as_graph_refuses_them() {
 fn create_template(sandbox: &Sandbox, name: &str, bid_amount: Option<u64>) {
     let mut body = json!({"name": name, "language": "en_US", "category": "MARKETING", "components": [{"type": "BODY", "text": "Sale today"}]});
     if let Some(bid) = bid_amount {
-        body["optimization_spec"] = json!({"bid_amount": bid, "bid_strategy": "LOWEST_COST_WITH_BID_CAP"});
+        body["optimization_spec"] =
+            json!({"bid_amount": bid, "bid_strategy": "LOWEST_COST_WITH_BID_CAP"});
     }
     let (status, created) = sandbox.post(&format!("/v23.0/{WABA}/message_templates"), &body);
     assert_eq!(status, 200, "{created}");
@@ -187,29 +271,73 @@ fn marketing_message(sandbox: &Sandbox, to: &str, name: &str) -> (u16, Value) {
 fn max_price_sends_carry_metas_cost_and_are_charged_it() {
     let dir = fresh("max-price");
     let accounts = accounts(&dir);
-    let sandbox = Sandbox::start(&dir, &["--accounts", &accounts, "--clock-start", "2026-11-02T10:00:00Z"]);
+    let sandbox = Sandbox::start(
+        &dir,
+        &[
+            "--accounts",
+            &accounts,
+            "--clock-start",
+            "2026-11-02T10:00:00Z",
+        ],
+    );
     create_template(&sandbox, "capped", Some(1000));
     create_template(&sandbox, "plain", None);
     let (status, refused) = sandbox.template(USER, "capped", "en_US");
-    assert_eq!((status, refused["error"]["code"].as_u64()), (400, Some(131_061)), "{refused}");
+    assert_eq!(
+        (status, refused["error"]["code"].as_u64()),
+        (400, Some(131_061)),
+        "{refused}"
+    );
     let (status, utility) = marketing_message(&sandbox, USER, "hello_world");
-    assert_eq!(status, 400, "a utility template through the MM API: {utility}");
+    assert_eq!(
+        status, 400,
+        "a utility template through the MM API: {utility}"
+    );
     let (status, capped) = marketing_message(&sandbox, USER, "capped");
     assert_eq!(status, 200, "{capped}");
     let capped = capped["messages"][0]["id"].as_str().unwrap().to_string();
     let (_, plain) = marketing_message(&sandbox, USER, "plain");
     let plain = plain["messages"][0]["id"].as_str().unwrap().to_string();
     sandbox.advance(10);
-    let delivered = sandbox.statuses_of(&capped).into_iter().find(|s| s["status"] == "delivered").unwrap();
-    assert_eq!(delivered["pricing"], json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "marketing_lite", "cost": {"amount": 0.01, "currency": "USD"}}));
-    let sent = sandbox.statuses_of(&capped).into_iter().find(|s| s["status"] == "sent").unwrap();
-    assert!(sent["pricing"].get("cost").is_none(), "no cost on `sent`: {sent}");
-    let plain_delivered = sandbox.statuses_of(&plain).into_iter().find(|s| s["status"] == "delivered").unwrap();
+    let delivered = sandbox
+        .statuses_of(&capped)
+        .into_iter()
+        .find(|s| s["status"] == "delivered")
+        .unwrap();
+    assert_eq!(
+        delivered["pricing"],
+        json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "marketing_lite", "cost": {"amount": 0.01, "currency": "USD"}})
+    );
+    let sent = sandbox
+        .statuses_of(&capped)
+        .into_iter()
+        .find(|s| s["status"] == "sent")
+        .unwrap();
+    assert!(
+        sent["pricing"].get("cost").is_none(),
+        "no cost on `sent`: {sent}"
+    );
+    let plain_delivered = sandbox
+        .statuses_of(&plain)
+        .into_iter()
+        .find(|s| s["status"] == "delivered")
+        .unwrap();
     assert_eq!(plain_delivered["pricing"]["category"], "marketing_lite");
     assert!(plain_delivered["pricing"].get("cost").is_none());
     let charges = sandbox.get_json("/_sandbox/charges");
-    let of = |id: &str| charges["charges"].as_array().unwrap().iter().find(|c| c["message_id"] == id).unwrap().clone();
-    assert_eq!((of(&capped)["rule"].as_str(), of(&capped)["amount"].as_str()), (Some("max-price"), Some("0.01")));
+    let of = |id: &str| {
+        charges["charges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["message_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (of(&capped)["rule"].as_str(), of(&capped)["amount"].as_str()),
+        (Some("max-price"), Some("0.01"))
+    );
     // Brazil marketing on the October 2026 USD card.
     assert_eq!(of(&plain)["amount"], "0.0625");
 }
@@ -226,9 +354,22 @@ fn sandbox_calls_through_serve_match_the_replay_of_the_sandbox_log() {
     let server = server::Server::start(server::Start {
         dir: &dir,
         database: server::sqlite_in(&dir),
-        extra: ["--listen", &listen, "--accounts", &accounts].map(String::from).to_vec(),
+        extra: ["--listen", &listen, "--accounts", &accounts]
+            .map(String::from)
+            .to_vec(),
     });
-    let sandbox = Sandbox::start_signing(&dir, &["--webhook-url", &webhook, "--accounts", &accounts, "--clock-start", "2026-08-03T10:00:00Z"], server::SECRET);
+    let sandbox = Sandbox::start_signing(
+        &dir,
+        &[
+            "--webhook-url",
+            &webhook,
+            "--accounts",
+            &accounts,
+            "--clock-start",
+            "2026-08-03T10:00:00Z",
+        ],
+        server::SECRET,
+    );
     for n in 0..4 {
         let (_, placed) = connect(&sandbox, &format!("+25470000001{n}"));
         let id = placed["calls"][0]["id"].as_str().unwrap().to_string();
@@ -239,7 +380,10 @@ fn sandbox_calls_through_serve_match_the_replay_of_the_sandbox_log() {
         }
         act(&sandbox, &id, "terminate");
     }
-    let (_, called) = sandbox.post("/_sandbox/calls", &json!({"business": PHONE, "user": "+254700000020"}));
+    let (_, called) = sandbox.post(
+        "/_sandbox/calls",
+        &json!({"business": PHONE, "user": "+254700000020"}),
+    );
     sandbox.advance(5);
     user(&sandbox, called["id"].as_str().unwrap(), "hang_up");
     let (status, reply) = sandbox.text("+254700000020", "Sorry we missed you");
@@ -252,20 +396,56 @@ fn sandbox_calls_through_serve_match_the_replay_of_the_sandbox_log() {
         assert_eq!(status, 200, "{sent}");
     }
     sandbox.advance(60);
-    common::eventually("every webhook delivered", || (sandbox.get_json("/_sandbox")["webhooks"]["pending"] == 0).then_some(()));
+    common::eventually("every webhook delivered", || {
+        (sandbox.get_json("/_sandbox")["webhooks"]["pending"] == 0).then_some(())
+    });
 
     let (_, log) = sandbox.get("/_sandbox/events");
     let path = dir.join("events.ndjson");
     std::fs::write(&path, &log).unwrap();
-    let replayed = common::json(&common::wameter_home(&dir.join("home"), &["replay", path.to_str().unwrap(), "--accounts", &accounts, "--json"]));
+    let replayed = common::json(&common::wameter_home(
+        &dir.join("home"),
+        &[
+            "replay",
+            path.to_str().unwrap(),
+            "--accounts",
+            &accounts,
+            "--json",
+        ],
+    ));
     assert_eq!(replayed["calls"].as_array().unwrap().len(), 5);
     let served = server.get_json("/v1/charges");
     assert_eq!(served["calls"], replayed["calls"]);
-    assert_eq!(served["charges"].as_array().unwrap().len(), replayed["charges"].as_array().unwrap().len());
-    let amounts = |doc: &Value| doc["charges"].as_array().unwrap().iter().map(|c| (c["message_id"].clone(), c["amount"].clone(), c["rule"].clone())).collect::<Vec<_>>();
+    assert_eq!(
+        served["charges"].as_array().unwrap().len(),
+        replayed["charges"].as_array().unwrap().len()
+    );
+    let amounts = |doc: &Value| {
+        doc["charges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["message_id"].clone(),
+                    c["amount"].clone(),
+                    c["rule"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
     assert_eq!(amounts(&served), amounts(&replayed));
-    let rules: Vec<&str> = replayed["charges"].as_array().unwrap().iter().map(|c| c["rule"].as_str().unwrap()).collect();
-    assert_eq!(rules.iter().filter(|r| **r == "max-price").count(), 2, "{rules:?}");
+    let rules: Vec<&str> = replayed["charges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules.iter().filter(|r| **r == "max-price").count(),
+        2,
+        "{rules:?}"
+    );
     assert_eq!(served["totals"], replayed["totals"]);
     server.kill();
 }

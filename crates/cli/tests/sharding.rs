@@ -17,12 +17,21 @@ use rust_decimal::Decimal;
 use server::*;
 
 /// Four business numbers, two per portfolio, each with its own WABA.
-const BUSINESSES: [&str; 4] = ["300000000000000", "300000000000001", "300000000000002", "300000000000003"];
+const BUSINESSES: [&str; 4] = [
+    "300000000000000",
+    "300000000000001",
+    "300000000000002",
+    "300000000000003",
+];
 /// Utility templates each business delivers to Brazil in May 2026.
 const PER_BUSINESS: i64 = 15;
 
 fn portfolio_of(business: &str) -> usize {
-    BUSINESSES.iter().position(|b| *b == business).expect("a known business") / 2
+    BUSINESSES
+        .iter()
+        .position(|b| *b == business)
+        .expect("a known business")
+        / 2
 }
 
 /// The accounts file, and a tier table whose Brazil utility list band ends
@@ -54,7 +63,19 @@ fn traffic() -> Vec<(&'static str, String)> {
             let user = format!("55119888{index}{n:04}");
             let wamid = format!("wamid.{index}.{n}");
             for (status, delay) in [("sent", 0), ("delivered", 2)] {
-                out.push((*business, status_webhook(business, &user, &wamid, status, at + delay, "utility", "regular", true)));
+                out.push((
+                    *business,
+                    status_webhook(
+                        business,
+                        &user,
+                        &wamid,
+                        status,
+                        at + delay,
+                        "utility",
+                        "regular",
+                        true,
+                    ),
+                ));
             }
         }
     }
@@ -63,8 +84,14 @@ fn traffic() -> Vec<(&'static str, String)> {
 
 /// A node: `serve` on its own database, with the accounts and tiers.
 fn node(dir: &Path, database: String) -> Server {
-    let extra = ["--accounts", "accounts.toml", "--tiers", "tiers.csv"].map(String::from).to_vec();
-    let server = Server::start(Start { dir, database, extra });
+    let extra = ["--accounts", "accounts.toml", "--tiers", "tiers.csv"]
+        .map(String::from)
+        .to_vec();
+    let server = Server::start(Start {
+        dir,
+        database,
+        extra,
+    });
     assert_eq!(server.get("/healthz", None).0, 200);
     server
 }
@@ -74,18 +101,35 @@ fn charges(server: &Server) -> (BTreeMap<(String, String), serde_json::Value>, D
     let document = server.get_json("/v1/charges");
     let mut out = BTreeMap::new();
     for charge in document["charges"].as_array().unwrap() {
-        let key = (charge["business"].as_str().unwrap().to_string(), charge["message_id"].as_str().unwrap().to_string());
-        assert!(out.insert(key, charge.clone()).is_none(), "one charge per message");
+        let key = (
+            charge["business"].as_str().unwrap().to_string(),
+            charge["message_id"].as_str().unwrap().to_string(),
+        );
+        assert!(
+            out.insert(key, charge.clone()).is_none(),
+            "one charge per message"
+        );
     }
     // One currency here: the totals are one object.
-    assert_eq!(document["totals"]["currency"], "USD", "{}", document["totals"]);
-    let total = document["totals"]["amount"].as_str().unwrap().parse::<Decimal>().unwrap();
+    assert_eq!(
+        document["totals"]["currency"], "USD",
+        "{}",
+        document["totals"]
+    );
+    let total = document["totals"]["amount"]
+        .as_str()
+        .unwrap()
+        .parse::<Decimal>()
+        .unwrap();
     (out, total)
 }
 
 /// Posts the traffic to `shards` nodes, each body to `route(business)`,
 /// and returns what the nodes answer together.
-fn sharded(servers: &[Server], route: impl Fn(&str) -> usize) -> (BTreeMap<(String, String), serde_json::Value>, Decimal) {
+fn sharded(
+    servers: &[Server],
+    route: impl Fn(&str) -> usize,
+) -> (BTreeMap<(String, String), serde_json::Value>, Decimal) {
     for (business, body) in traffic() {
         assert_eq!(servers[route(business)].post_signed(body.as_bytes()), 200);
     }
@@ -95,7 +139,10 @@ fn sharded(servers: &[Server], route: impl Fn(&str) -> usize) -> (BTreeMap<(Stri
         let (charges, sum) = charges(server);
         total += sum;
         for (key, charge) in charges {
-            assert!(all.insert(key, charge).is_none(), "a message is charged by one shard only");
+            assert!(
+                all.insert(key, charge).is_none(),
+                "a message is charged by one shard only"
+            );
         }
     }
     (all, total)
@@ -112,27 +159,50 @@ fn shards_by_portfolio_answer_what_one_database_does(database: impl Fn(&Path, &s
     // at 0.0068 and 2 × 10 at 0.0050.
     assert_eq!(expected_total, "0.372".parse::<Decimal>().unwrap());
     let tiered = expected.values().filter(|c| c["amount"] == "0.005").count();
-    assert_eq!(tiered, 20, "the tier counter spans each portfolio's two businesses");
+    assert_eq!(
+        tiered, 20,
+        "the tier counter spans each portfolio's two businesses"
+    );
 
-    let by_portfolio = [node(&dir, database(&dir, "p0")), node(&dir, database(&dir, "p1"))];
+    let by_portfolio = [
+        node(&dir, database(&dir, "p0")),
+        node(&dir, database(&dir, "p1")),
+    ];
     let (charges, total) = sharded(&by_portfolio, portfolio_of);
     assert_eq!(total, expected_total);
-    assert_eq!(charges, expected, "shards by portfolio answer, charge for charge, what one database answers");
+    assert_eq!(
+        charges, expected,
+        "shards by portfolio answer, charge for charge, what one database answers"
+    );
 
     // The control: shards by business number (each portfolio split across
     // both) no longer see a portfolio's whole month: every message is
     // charged the list rate, the tier discount is lost. The key must be
     // the portfolio.
-    let by_business = [node(&dir, database(&dir, "b0")), node(&dir, database(&dir, "b1"))];
-    let (charges, total) = sharded(&by_business, |business| BUSINESSES.iter().position(|b| *b == business).unwrap() % 2);
+    let by_business = [
+        node(&dir, database(&dir, "b0")),
+        node(&dir, database(&dir, "b1")),
+    ];
+    let (charges, total) = sharded(&by_business, |business| {
+        BUSINESSES.iter().position(|b| *b == business).unwrap() % 2
+    });
     assert_eq!(charges.len(), expected.len());
-    assert_ne!(total, expected_total, "a narrower shard key loses the portfolio's tier count");
-    assert_eq!(total, "0.408".parse::<Decimal>().unwrap(), "60 messages at the list rate");
+    assert_ne!(
+        total, expected_total,
+        "a narrower shard key loses the portfolio's tier count"
+    );
+    assert_eq!(
+        total,
+        "0.408".parse::<Decimal>().unwrap(),
+        "60 messages at the list rate"
+    );
 }
 
 #[test]
 fn sqlite_shards_by_portfolio_answer_what_one_database_does() {
-    shards_by_portfolio_answer_what_one_database_does(|dir, name| format!("sqlite://{}", dir.join(format!("{name}.db")).display()));
+    shards_by_portfolio_answer_what_one_database_does(|dir, name| {
+        format!("sqlite://{}", dir.join(format!("{name}.db")).display())
+    });
 }
 
 #[test]
@@ -140,5 +210,7 @@ fn postgres_shards_by_portfolio_answer_what_one_database_does() {
     if postgres_database("probe").is_none() {
         return;
     }
-    shards_by_portfolio_answer_what_one_database_does(|_, name| postgres_database(&format!("shard_{name}")).expect("checked above"));
+    shards_by_portfolio_answer_what_one_database_does(|_, name| {
+        postgres_database(&format!("shard_{name}")).expect("checked above")
+    });
 }

@@ -67,7 +67,11 @@ impl Business {
     /// Whether `id` is one of this number's Messaging accounts (`waba`
     /// included).
     pub fn has_messaging_account(&self, id: &str) -> bool {
-        *self.waba == *id || self.messaging_accounts.iter().any(|account| *account.id == *id)
+        *self.waba == *id
+            || self
+                .messaging_accounts
+                .iter()
+                .any(|account| *account.id == *id)
     }
 
     /// This number as billed through its Messaging account `account`: the
@@ -126,7 +130,10 @@ pub struct Accounts {
 impl Accounts {
     /// Accounts from a list of businesses.
     pub fn new(businesses: Vec<Business>, options: RuleOptions) -> Accounts {
-        let mut accounts = Accounts { options, ..Accounts::default() };
+        let mut accounts = Accounts {
+            options,
+            ..Accounts::default()
+        };
         for business in businesses {
             accounts.insert(business);
         }
@@ -141,7 +148,11 @@ impl Accounts {
     /// Adds a business, replacing one with the same phone number id.
     pub fn insert(&mut self, business: Business) {
         let phone = business.phone_number_id.to_string();
-        let payers: Vec<Arc<Business>> = business.messaging_accounts.iter().map(|account| Arc::new(business.through(account))).collect();
+        let payers: Vec<Arc<Business>> = business
+            .messaging_accounts
+            .iter()
+            .map(|account| Arc::new(business.through(account)))
+            .collect();
         if payers.is_empty() {
             self.payers.remove(&phone);
         } else {
@@ -157,7 +168,9 @@ impl Accounts {
 
     /// The business, or one with the defaults.
     pub fn get_or_default(&self, phone_number_id: &str) -> Arc<Business> {
-        self.get(phone_number_id).cloned().unwrap_or_else(|| Arc::new(Business::with_defaults(phone_number_id)))
+        self.get(phone_number_id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Business::with_defaults(phone_number_id)))
     }
 
     /// The Messaging account a message of `phone_number_id` that names
@@ -166,9 +179,14 @@ impl Accounts {
     /// *other* Messaging accounts, `None` for its first (`waba`) — also
     /// when `named` is absent, or is none of the number's accounts, which
     /// [`Accounts::unknown_messaging_account`] says.
-    pub fn messaging_account(&self, phone_number_id: &str, named: Option<&str>) -> Option<Arc<str>> {
+    pub fn messaging_account(
+        &self,
+        phone_number_id: &str,
+        named: Option<&str>,
+    ) -> Option<Arc<str>> {
         let named = named?;
-        self.through(phone_number_id, named).map(|payer| payer.waba.clone())
+        self.through(phone_number_id, named)
+            .map(|payer| payer.waba.clone())
     }
 
     /// A sentence when `named` is none of the Messaging accounts of a
@@ -183,7 +201,12 @@ impl Accounts {
         Some(format!(
             "Messaging account {named} is none of business number {phone_number_id}'s ({}, {}): billed through {}",
             business.waba,
-            business.messaging_accounts.iter().map(|a| &*a.id).collect::<Vec<_>>().join(", "),
+            business
+                .messaging_accounts
+                .iter()
+                .map(|a| &*a.id)
+                .collect::<Vec<_>>()
+                .join(", "),
             business.waba
         ))
     }
@@ -200,6 +223,9 @@ impl Accounts {
     }
 
     fn through(&self, phone_number_id: &str, account: &str) -> Option<&Arc<Business>> {
-        self.payers.get(phone_number_id)?.iter().find(|payer| *payer.waba == *account)
+        self.payers
+            .get(phone_number_id)?
+            .iter()
+            .find(|payer| *payer.waba == *account)
     }
 }

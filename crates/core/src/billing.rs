@@ -49,7 +49,9 @@ impl Markup {
     pub fn applies_to(&self, category: PricingCategory) -> bool {
         self.categories.is_empty()
             || self.categories.iter().any(|c| {
-                *c == category || (*c == PricingCategory::Authentication && category == PricingCategory::AuthenticationInternational)
+                *c == category
+                    || (*c == PricingCategory::Authentication
+                        && category == PricingCategory::AuthenticationInternational)
             })
     }
 }
@@ -90,7 +92,9 @@ impl std::ops::AddAssign for ClientCost {
 impl Client {
     /// The rule for messages priced under `category`, if any.
     pub fn markup_for(&self, category: PricingCategory) -> Option<&Markup> {
-        self.markups.iter().find(|markup| markup.applies_to(category))
+        self.markups
+            .iter()
+            .find(|markup| markup.applies_to(category))
     }
 
     /// What the client pays for a message Meta priced at `amount` under
@@ -98,10 +102,20 @@ impl Client {
     /// free message stays free for the client too.
     pub fn cost(&self, category: PricingCategory, billable: bool, amount: Decimal) -> ClientCost {
         let Some(markup) = self.markup_for(category).filter(|_| billable) else {
-            return ClientCost { meta: amount, markup: Decimal::ZERO, fee: Decimal::ZERO, total: amount };
+            return ClientCost {
+                meta: amount,
+                markup: Decimal::ZERO,
+                fee: Decimal::ZERO,
+                total: amount,
+            };
         };
         let percentage = amount * markup.percent / Decimal::ONE_HUNDRED;
-        ClientCost { meta: amount, markup: percentage, fee: markup.fee, total: amount + percentage + markup.fee }
+        ClientCost {
+            meta: amount,
+            markup: percentage,
+            fee: markup.fee,
+            total: amount + percentage + markup.fee,
+        }
     }
 }
 
@@ -158,8 +172,15 @@ pub struct LocalMonth {
 impl LocalMonth {
     /// `month` as it runs in `zone`.
     pub fn in_zone(month: Month, zone: &TimeZone) -> LocalMonth {
-        let midnight = |month: Month| zone.to_timestamp(month.first_day().to_datetime(Time::midnight())).unwrap_or_else(|_| month.start_utc());
-        LocalMonth { month, start: midnight(month), end: midnight(month.next()) }
+        let midnight = |month: Month| {
+            zone.to_timestamp(month.first_day().to_datetime(Time::midnight()))
+                .unwrap_or_else(|_| month.start_utc())
+        };
+        LocalMonth {
+            month,
+            start: midnight(month),
+            end: midnight(month.next()),
+        }
     }
 
     /// The month in `zone` that holds `at`.
@@ -186,7 +207,11 @@ impl Budget {
 
     /// The thresholds a month's charged spend has reached (at or above).
     pub fn crossed(&self, spent: Decimal) -> Vec<u32> {
-        self.thresholds.iter().copied().filter(|t| spent >= self.threshold_amount(*t)).collect()
+        self.thresholds
+            .iter()
+            .copied()
+            .filter(|t| spent >= self.threshold_amount(*t))
+            .collect()
     }
 
     /// The spend at month end if the month goes on as it went so far: a
@@ -227,12 +252,16 @@ impl Billing {
 
     /// The client a WABA belongs to, if any (a WABA belongs to at most one).
     pub fn client_of_waba(&self, waba: &str) -> Option<&Client> {
-        self.clients.iter().find(|client| client.wabas.iter().any(|w| &**w == waba))
+        self.clients
+            .iter()
+            .find(|client| client.wabas.iter().any(|w| &**w == waba))
     }
 
     /// The budgets covering a WABA.
     pub fn budgets_of_waba<'a>(&'a self, waba: &'a str) -> impl Iterator<Item = &'a Budget> + 'a {
-        self.budgets.iter().filter(move |budget| budget.covers(waba))
+        self.budgets
+            .iter()
+            .filter(move |budget| budget.covers(waba))
     }
 }
 
@@ -249,9 +278,21 @@ mod tests {
             name: "acme".into(),
             wabas: vec!["w1".into()],
             markups: vec![
-                Markup { categories: vec![PricingCategory::Marketing], percent: d("20"), fee: d("0.01") },
-                Markup { categories: vec![PricingCategory::Authentication], percent: d("0"), fee: d("0.005") },
-                Markup { categories: vec![], percent: d("10"), fee: d("0") },
+                Markup {
+                    categories: vec![PricingCategory::Marketing],
+                    percent: d("20"),
+                    fee: d("0.01"),
+                },
+                Markup {
+                    categories: vec![PricingCategory::Authentication],
+                    percent: d("0"),
+                    fee: d("0.005"),
+                },
+                Markup {
+                    categories: vec![],
+                    percent: d("10"),
+                    fee: d("0"),
+                },
             ],
         }
     }
@@ -260,19 +301,42 @@ mod tests {
     fn markups_by_category_first_match_wins() {
         let client = client();
         let marketing = client.cost(PricingCategory::Marketing, true, d("0.0625"));
-        assert_eq!((marketing.markup, marketing.fee, marketing.total), (d("0.0125"), d("0.01"), d("0.085")));
-        let international = client.cost(PricingCategory::AuthenticationInternational, true, d("0.0280"));
-        assert_eq!(international.total, d("0.0330"), "authentication covers authentication_international");
+        assert_eq!(
+            (marketing.markup, marketing.fee, marketing.total),
+            (d("0.0125"), d("0.01"), d("0.085"))
+        );
+        let international = client.cost(
+            PricingCategory::AuthenticationInternational,
+            true,
+            d("0.0280"),
+        );
+        assert_eq!(
+            international.total,
+            d("0.0330"),
+            "authentication covers authentication_international"
+        );
         let utility = client.cost(PricingCategory::Utility, true, d("0.0068"));
-        assert_eq!(utility.total, d("0.00748"), "the catch-all rule: +10 %, no fee");
+        assert_eq!(
+            utility.total,
+            d("0.00748"),
+            "the catch-all rule: +10 %, no fee"
+        );
     }
 
     #[test]
     fn free_messages_stay_free() {
         let free = client().cost(PricingCategory::Service, false, Decimal::ZERO);
         assert_eq!(free, ClientCost::default());
-        let unruled = Client { markups: vec![], ..client() }.cost(PricingCategory::Marketing, true, d("0.05"));
-        assert_eq!(unruled.total, d("0.05"), "no rule: the client pays Meta's amount");
+        let unruled = Client {
+            markups: vec![],
+            ..client()
+        }
+        .cost(PricingCategory::Marketing, true, d("0.05"));
+        assert_eq!(
+            unruled.total,
+            d("0.05"),
+            "no rule: the client pays Meta's amount"
+        );
     }
 
     fn budget(hard_stop: bool) -> Budget {
@@ -299,9 +363,15 @@ mod tests {
     #[test]
     fn the_hard_stop_counts_what_is_in_flight() {
         let budget = budget(true);
-        assert!(budget.allows(d("0.0068"), d("0.0068"), d("0.0064")), "exactly the amount is allowed");
+        assert!(
+            budget.allows(d("0.0068"), d("0.0068"), d("0.0064")),
+            "exactly the amount is allowed"
+        );
         assert!(!budget.allows(d("0.0068"), d("0.0068"), d("0.0068")));
-        assert!(self::budget(false).allows(d("1"), d("1"), d("1")), "soft budgets never refuse");
+        assert!(
+            self::budget(false).allows(d("1"), d("1"), d("1")),
+            "soft budgets never refuse"
+        );
     }
 
     #[test]
@@ -310,12 +380,31 @@ mod tests {
         // 02:00 UTC on 1 November is still October in São Paulo (UTC−3).
         let month = LocalMonth::of("2026-11-01T02:00:00Z".parse().unwrap(), &budget.timezone);
         assert_eq!(month.label(), "2026-10");
-        assert_eq!(month.start, "2026-10-01T03:00:00Z".parse::<Timestamp>().unwrap());
-        assert_eq!(month.end, "2026-11-01T03:00:00Z".parse::<Timestamp>().unwrap());
-        assert_eq!(LocalMonth::in_zone(Month::parse("2026-10").unwrap(), &budget.timezone), month);
+        assert_eq!(
+            month.start,
+            "2026-10-01T03:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(
+            month.end,
+            "2026-11-01T03:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(
+            LocalMonth::in_zone(Month::parse("2026-10").unwrap(), &budget.timezone),
+            month
+        );
         // A third of November gone (10 of 30 days), 1.00 spent: 3.00 forecast.
         let november = LocalMonth::of("2026-11-11T03:00:00Z".parse().unwrap(), &budget.timezone);
-        assert_eq!(budget.forecast(d("1.00"), &november, "2026-11-11T03:00:00Z".parse().unwrap()), d("3.00"));
-        assert_eq!(budget.forecast(d("1.00"), &november, november.start), d("1.00"));
+        assert_eq!(
+            budget.forecast(
+                d("1.00"),
+                &november,
+                "2026-11-11T03:00:00Z".parse().unwrap()
+            ),
+            d("3.00")
+        );
+        assert_eq!(
+            budget.forecast(d("1.00"), &november, november.start),
+            d("1.00")
+        );
     }
 }

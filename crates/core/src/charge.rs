@@ -110,7 +110,10 @@ pub(crate) enum Settlement {
     Free,
     /// CBP: this message opened a conversation priced at `rate_category`;
     /// `free_tier` says whether it may use the monthly free tier.
-    ConversationOpened { rate_category: PricingCategory, free_tier: bool },
+    ConversationOpened {
+        rate_category: PricingCategory,
+        free_tier: bool,
+    },
     /// CBP: this message is inside a conversation; it inherits its pricing.
     ConversationMember,
     /// PMP: charged per message at `rate_category` (tiers for utility and
@@ -131,7 +134,6 @@ pub struct Warning {
     /// Where, when it comes from one input line.
     pub origin: Option<Origin>,
 }
-
 
 /// A delivered message the engine cannot price without guessing.
 #[derive(Clone, Debug, PartialEq, Eq)]

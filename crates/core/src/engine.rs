@@ -39,7 +39,9 @@ use jiff::civil::Date;
 use crate::account::{Accounts, Business};
 use crate::category::{PricingCategory, PricingModel, PricingType, TierFamily};
 use crate::charge::{Charge, PricingError, Settlement, Trail, Warning};
-use crate::event::{DeliveryStatus, Event, EventKind, InboundKind, MetaCost, Origin, Template, UserId};
+use crate::event::{
+    DeliveryStatus, Event, EventKind, InboundKind, MetaCost, Origin, Template, UserId,
+};
 use crate::market::{MarketMatch, MarketTable};
 use crate::money::format_amount;
 use crate::ratecard::calling::CallRateBook;
@@ -71,8 +73,14 @@ pub(crate) struct DeliveredMessage {
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Item {
-    Inbound { at: Timestamp, entry_point: bool },
-    Delivery { at: Timestamp, message: Box<DeliveredMessage> },
+    Inbound {
+        at: Timestamp,
+        entry_point: bool,
+    },
+    Delivery {
+        at: Timestamp,
+        message: Box<DeliveredMessage>,
+    },
 }
 
 impl Item {
@@ -169,20 +177,36 @@ impl StatusExtra {
             (Some(x), Some(y)) => Some(x.min(y).clone()),
             (x, y) => x.clone().or_else(|| y.clone()),
         };
-        Some(Box::new(StatusExtra { cost, messaging_account }))
+        Some(Box::new(StatusExtra {
+            cost,
+            messaging_account,
+        }))
     }
 }
 
 impl StatusSummary {
     /// Takes one status in; `false` when it is an exact repeat.
-    pub(crate) fn record(&mut self, status: DeliveryStatus, error: Option<i64>, at: Timestamp, origin: Origin, cost: Option<MetaCost>, messaging_account: Option<&str>) -> bool {
+    pub(crate) fn record(
+        &mut self,
+        status: DeliveryStatus,
+        error: Option<i64>,
+        at: Timestamp,
+        origin: Origin,
+        cost: Option<MetaCost>,
+        messaging_account: Option<&str>,
+    ) -> bool {
         if self.seen.contains(&(status, at)) {
             return false;
         }
         self.seen.push((status, at));
-        let cost = cost.filter(|_| matches!(status, DeliveryStatus::Delivered | DeliveryStatus::Read)).map(|cost| (at, origin, cost));
+        let cost = cost
+            .filter(|_| matches!(status, DeliveryStatus::Delivered | DeliveryStatus::Read))
+            .map(|cost| (at, origin, cost));
         if cost.is_some() || messaging_account.is_some() {
-            let read = StatusExtra { cost, messaging_account: messaging_account.map(Box::from) };
+            let read = StatusExtra {
+                cost,
+                messaging_account: messaging_account.map(Box::from),
+            };
             self.extra = StatusExtra::merged(self.extra.as_deref(), Some(&read));
         }
         self.origin = Some(self.origin.map_or(origin, |o| o.min(origin)));
@@ -216,12 +240,17 @@ impl StatusSummary {
 
     /// Meta's cost for the message, if a delivery status said it.
     pub(crate) fn meta_cost(&self) -> Option<MetaCost> {
-        self.extra.as_ref().and_then(|extra| extra.cost).map(|cost| cost.2)
+        self.extra
+            .as_ref()
+            .and_then(|extra| extra.cost)
+            .map(|cost| cost.2)
     }
 
     /// The Messaging account the statuses name, if any does.
     pub(crate) fn messaging_account(&self) -> Option<&str> {
-        self.extra.as_ref().and_then(|extra| extra.messaging_account.as_deref())
+        self.extra
+            .as_ref()
+            .and_then(|extra| extra.messaging_account.as_deref())
     }
 
     /// The statuses of both summaries, as if read into one.
@@ -284,14 +313,22 @@ struct ByMessage<T> {
 
 impl<T> Default for ByMessage<T> {
     fn default() -> Self {
-        ByMessage { first: HashMap::default(), others: HashMap::default() }
+        ByMessage {
+            first: HashMap::default(),
+            others: HashMap::default(),
+        }
     }
 }
 
 impl<T> ByMessage<T> {
     /// Inserts `value` as `business`'s message `id`; when that message is
     /// there already, hands back the kept value, the refused one and the id.
-    fn insert(&mut self, business: &Arc<str>, id: Box<str>, value: T) -> Option<(&mut T, T, Box<str>)> {
+    fn insert(
+        &mut self,
+        business: &Arc<str>,
+        id: Box<str>,
+        value: T,
+    ) -> Option<(&mut T, T, Box<str>)> {
         use std::collections::hash_map::Entry;
         let ByMessage { first, others } = self;
         match first.entry(id) {
@@ -325,7 +362,9 @@ impl<T> ByMessage<T> {
         let ByMessage { first, others } = self;
         match first.entry(id) {
             Entry::Occupied(entry) if *entry.get().0 == **business => &mut entry.into_mut().1,
-            Entry::Occupied(entry) => others.entry((business.clone(), entry.key().clone())).or_default(),
+            Entry::Occupied(entry) => others
+                .entry((business.clone(), entry.key().clone()))
+                .or_default(),
             Entry::Vacant(entry) => &mut entry.insert((business.clone(), T::default())).1,
         }
     }
@@ -344,11 +383,21 @@ impl<T> ByMessage<T> {
 
     /// (business, wamid, value), in no particular order.
     fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &str, &T)> {
-        self.first.iter().map(|(id, (business, value))| (business, &**id, value)).chain(self.others.iter().map(|((business, id), value)| (business, &**id, value)))
+        self.first
+            .iter()
+            .map(|(id, (business, value))| (business, &**id, value))
+            .chain(
+                self.others
+                    .iter()
+                    .map(|((business, id), value)| (business, &**id, value)),
+            )
     }
 
     fn into_values(self) -> impl Iterator<Item = (Box<str>, T)> {
-        self.first.into_iter().map(|(id, (_, value))| (id, value)).chain(self.others.into_iter().map(|((_, id), value)| (id, value)))
+        self.first
+            .into_iter()
+            .map(|(id, (_, value))| (id, value))
+            .chain(self.others.into_iter().map(|((_, id), value)| (id, value)))
     }
 }
 
@@ -356,7 +405,9 @@ impl<T> ByMessage<T> {
 pub(crate) fn conflicting_outbound(id: &str, business: &str, origin: Origin) -> Warning {
     Warning {
         code: "conflicting_outbound",
-        message: format!("outbound message {id} of business {business} appears twice with different user or template; the first one read is kept"),
+        message: format!(
+            "outbound message {id} of business {business} appears twice with different user or template; the first one read is kept"
+        ),
         origin: Some(origin),
     }
 }
@@ -365,16 +416,25 @@ pub(crate) fn conflicting_outbound(id: &str, business: &str, origin: Origin) -> 
 pub(crate) fn unknown_status(origin: Origin, id: &str, business: Option<&str>) -> Warning {
     let message = match business {
         None => format!("status for message {id}, which has no outbound event in the log; ignored"),
-        Some(business) => format!("status for message {id} of business {business}, which has no outbound event in the log; ignored"),
+        Some(business) => format!(
+            "status for message {id} of business {business}, which has no outbound event in the log; ignored"
+        ),
     };
-    Warning { code: "unknown_status_id", message, origin: Some(origin) }
+    Warning {
+        code: "unknown_status_id",
+        message,
+        origin: Some(origin),
+    }
 }
 
 /// A message both failed and delivered.
 pub(crate) fn failed_after_delivery(id: &str, error: Option<i64>, origin: Origin) -> Warning {
     Warning {
         code: "failed_after_delivery",
-        message: format!("message {id} has a `failed` status{} and a delivery; counted as delivered", error.map(|e| format!(" ({e})")).unwrap_or_default()),
+        message: format!(
+            "message {id} has a `failed` status{} and a delivery; counted as delivered",
+            error.map(|e| format!(" ({e})")).unwrap_or_default()
+        ),
         origin: Some(origin),
     }
 }
@@ -411,22 +471,35 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
         events.iter().for_each(|event| sizes.count(event));
         vec![resolve(events.into_iter().enumerate(), sizes, 1)]
     } else {
-        let mut dealt: Vec<(Vec<(usize, Event)>, Sizes)> = (0..parts).map(|_| (Vec::with_capacity(events.len() / parts + 1), Sizes::default())).collect();
+        let mut dealt: Vec<(Vec<(usize, Event)>, Sizes)> = (0..parts)
+            .map(|_| {
+                (
+                    Vec::with_capacity(events.len() / parts + 1),
+                    Sizes::default(),
+                )
+            })
+            .collect();
         for (seq, event) in events.into_iter().enumerate() {
             let (part, sizes) = &mut dealt[message_part(&event, parts)];
             sizes.count(&event);
             part.push((seq, event));
         }
-        on_threads(dealt, |(events, sizes)| resolve(events.into_iter(), sizes, parts))
+        on_threads(dealt, |(events, sizes)| {
+            resolve(events.into_iter(), sizes, parts)
+        })
     };
 
-    let mut stats = PrepareStats { events: events_read, ..PrepareStats::default() };
+    let mut stats = PrepareStats {
+        events: events_read,
+        ..PrepareStats::default()
+    };
     let mut warnings = Vec::new();
     let mut calls: Vec<(usize, TimedCall)> = Vec::new();
     let mut agent: Vec<(usize, TimedUsage)> = Vec::new();
     // A business-scoped id's country: the first event that gave one.
     let mut countries: HashMap<Box<str>, (usize, Box<str>)> = HashMap::default();
-    let mut by_contact: Vec<Vec<Vec<Placed>>> = (0..parts).map(|_| Vec::with_capacity(parts)).collect();
+    let mut by_contact: Vec<Vec<Vec<Placed>>> =
+        (0..parts).map(|_| Vec::with_capacity(parts)).collect();
     for part in resolved {
         stats.duplicates += part.stats.duplicates;
         stats.delivered += part.stats.delivered;
@@ -449,9 +522,15 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
         }
     }
     let mut contacts: Vec<ContactTimeline> = if parts == 1 {
-        by_contact.into_iter().flat_map(|items| timelines(items, &countries)).collect()
+        by_contact
+            .into_iter()
+            .flat_map(|items| timelines(items, &countries))
+            .collect()
     } else {
-        on_threads(by_contact, |items| timelines(items, &countries)).into_iter().flatten().collect()
+        on_threads(by_contact, |items| timelines(items, &countries))
+            .into_iter()
+            .flatten()
+            .collect()
     };
     // Each pair is in one part only, so no two keys are equal.
     contacts.sort_unstable_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
@@ -460,12 +539,22 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
     let calls = calls.into_iter().map(|(_, call)| call).collect();
     agent.sort_unstable_by_key(|(seq, _)| *seq);
     let agent = agent.into_iter().map(|(_, usage)| usage).collect();
-    Prepared { contacts, warnings, stats, calls, agent }
+    Prepared {
+        contacts,
+        warnings,
+        stats,
+        calls,
+        agent,
+    }
 }
 
 /// How many threads `items` deserve: one below `from`, else every core.
 fn parts_for(items: usize, from: usize) -> usize {
-    if items < from { 1 } else { std::thread::available_parallelism().map_or(1, usize::from) }
+    if items < from {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
 }
 
 /// Runs `work` on each input, one thread each (the first on this thread),
@@ -475,7 +564,9 @@ fn on_threads<I: Send, O: Send>(inputs: Vec<I>, work: impl Fn(I) -> O + Sync) ->
     std::thread::scope(|scope| {
         let mut inputs = inputs.into_iter();
         let first = inputs.next();
-        let handles: Vec<_> = inputs.map(|input| scope.spawn(move || work(input))).collect();
+        let handles: Vec<_> = inputs
+            .map(|input| scope.spawn(move || work(input)))
+            .collect();
         let mut outputs = Vec::with_capacity(handles.len() + 1);
         outputs.extend(first.map(work));
         for handle in handles {
@@ -502,7 +593,9 @@ fn part_of(key: &(impl std::hash::Hash + ?Sized), parts: usize) -> usize {
 /// of the event does; its user is one.
 fn message_part(event: &Event, parts: usize) -> usize {
     match &event.kind {
-        EventKind::Inbound { id: Some(id), .. } | EventKind::Outbound { id, .. } | EventKind::Status { id, .. } => part_of(&**id, parts),
+        EventKind::Inbound { id: Some(id), .. }
+        | EventKind::Outbound { id, .. }
+        | EventKind::Status { id, .. } => part_of(&**id, parts),
         EventKind::Inbound { id: None, user, .. } => part_of(user, parts),
         EventKind::Call(call) => part_of(&*call.id, parts),
         EventKind::AgentUsage(usage) => part_of(&*usage.id, parts),
@@ -525,7 +618,11 @@ impl Sizes {
             EventKind::Inbound { .. } | EventKind::Call(_) => self.inbound += 1,
             EventKind::AgentUsage(_) => {}
             EventKind::Outbound { .. } => self.outbound += 1,
-            EventKind::Status { detail, .. } if detail.as_ref().is_some_and(|d| d.business.is_some()) => self.owned_statuses += 1,
+            EventKind::Status { detail, .. }
+                if detail.as_ref().is_some_and(|d| d.business.is_some()) =>
+            {
+                self.owned_statuses += 1
+            }
             EventKind::Status { .. } => self.unowned_statuses += 1,
         }
     }
@@ -561,15 +658,24 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
     // a message has several, so there are at most about as many messages
     // as outbound events.
     let mut statuses: ByMessage<StatusSummary> = ByMessage::default();
-    statuses.first.reserve(sizes.owned_statuses.min(sizes.outbound));
+    statuses
+        .first
+        .reserve(sizes.owned_statuses.min(sizes.outbound));
     let mut unowned_statuses: HashMap<Box<str>, StatusSummary> = HashMap::default();
     unowned_statuses.reserve(sizes.unowned_statuses.min(sizes.outbound));
-    let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)> = HashSet::default();
+    let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)> =
+        HashSet::default();
     let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::default();
     seen_inbound_ids.reserve(sizes.inbound);
-    let mut items: Vec<Vec<Placed>> = (0..parts).map(|_| Vec::with_capacity((sizes.inbound + sizes.outbound) / parts + 1)).collect();
+    let mut items: Vec<Vec<Placed>> = (0..parts)
+        .map(|_| Vec::with_capacity((sizes.inbound + sizes.outbound) / parts + 1))
+        .collect();
     let mut place = |business: Arc<str>, user: UserId, seq: usize, item: Item| {
-        let part = if parts == 1 { 0 } else { part_of(&(&*business, &user), parts) };
+        let part = if parts == 1 {
+            0
+        } else {
+            part_of(&(&*business, &user), parts)
+        };
         items[part].push(((business, user), seq, item));
     };
     let mut countries: HashMap<Box<str>, (usize, Box<str>)> = HashMap::default();
@@ -577,34 +683,73 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
     let mut agent = Vec::new();
     let mut note_country = |user: &UserId, seq: usize| {
         if let UserId::Bsuid(id, Some(country)) = user {
-            countries.entry(id.clone()).or_insert_with(|| (seq, country.clone()));
+            countries
+                .entry(id.clone())
+                .or_insert_with(|| (seq, country.clone()));
         }
     };
 
     for (seq, event) in events {
         match event.kind {
-            EventKind::Inbound { business, user, id, entry_point, kind } => {
+            EventKind::Inbound {
+                business,
+                user,
+                id,
+                entry_point,
+                kind,
+            } => {
                 note_country(&user, seq);
                 let business = intern(&mut businesses, business);
                 // With a wamid, the id says what a duplicate is; without one,
                 // only an identical event is.
                 let first_time = match id {
                     Some(id) => seen_inbound_ids.insert((business.clone(), id)),
-                    None => seen_inbounds.insert((business.clone(), user.clone(), event.at, entry_point.is_some(), kind)),
+                    None => seen_inbounds.insert((
+                        business.clone(),
+                        user.clone(),
+                        event.at,
+                        entry_point.is_some(),
+                        kind,
+                    )),
                 };
                 if !first_time {
                     stats.duplicates += 1;
                     continue;
                 }
-                place(business, user, seq, Item::Inbound { at: event.at, entry_point: entry_point.is_some() });
+                place(
+                    business,
+                    user,
+                    seq,
+                    Item::Inbound {
+                        at: event.at,
+                        entry_point: entry_point.is_some(),
+                    },
+                );
             }
-            EventKind::Outbound { business, user, id, template, messaging_account } => {
+            EventKind::Outbound {
+                business,
+                user,
+                id,
+                template,
+                messaging_account,
+            } => {
                 note_country(&user, seq);
                 let business = intern(&mut businesses, business);
-                let seen = OutboundSeen { business: business.clone(), user, at: event.at, template, origin: event.origin, messaging_account };
-                if let Some(((_, kept), (_, again), id)) = outbounds.insert(&business, id, (seq, seen)) {
+                let seen = OutboundSeen {
+                    business: business.clone(),
+                    user,
+                    at: event.at,
+                    template,
+                    origin: event.origin,
+                    messaging_account,
+                };
+                if let Some(((_, kept), (_, again), id)) =
+                    outbounds.insert(&business, id, (seq, seen))
+                {
                     stats.duplicates += 1;
-                    let same = kept.user == again.user && kept.template == again.template && kept.messaging_account == again.messaging_account;
+                    let same = kept.user == again.user
+                        && kept.template == again.template
+                        && kept.messaging_account == again.messaging_account;
                     if !same {
                         warnings.push(conflicting_outbound(&id, &business, event.origin));
                     }
@@ -622,21 +767,65 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
                 // item. Duplicates are counted once, by the call pricing.
                 if call.opens_window() {
                     let business = intern(&mut businesses, call.business.clone());
-                    if seen_inbounds.insert((business.clone(), call.user.clone(), event.at, false, InboundKind::Call)) {
-                        place(business, call.user.clone(), seq, Item::Inbound { at: event.at, entry_point: false });
+                    if seen_inbounds.insert((
+                        business.clone(),
+                        call.user.clone(),
+                        event.at,
+                        false,
+                        InboundKind::Call,
+                    )) {
+                        place(
+                            business,
+                            call.user.clone(),
+                            seq,
+                            Item::Inbound {
+                                at: event.at,
+                                entry_point: false,
+                            },
+                        );
                     }
                 }
-                calls.push((seq, TimedCall { at: event.at, origin: event.origin, call: *call }));
+                calls.push((
+                    seq,
+                    TimedCall {
+                        at: event.at,
+                        origin: event.origin,
+                        call: *call,
+                    },
+                ));
             }
-            EventKind::AgentUsage(usage) => agent.push((seq, TimedUsage { at: event.at, origin: event.origin, usage: *usage })),
-            EventKind::Status { id, status, error, detail } => {
-                let cost = detail.as_ref().and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
-                let (business, messaging_account) = detail.map_or((None, None), |d| (d.business, d.messaging_account));
+            EventKind::AgentUsage(usage) => agent.push((
+                seq,
+                TimedUsage {
+                    at: event.at,
+                    origin: event.origin,
+                    usage: *usage,
+                },
+            )),
+            EventKind::Status {
+                id,
+                status,
+                error,
+                detail,
+            } => {
+                let cost = detail
+                    .as_ref()
+                    .and_then(|d| d.pricing.as_ref())
+                    .and_then(|p| p.cost);
+                let (business, messaging_account) =
+                    detail.map_or((None, None), |d| (d.business, d.messaging_account));
                 let summary = match business {
                     Some(business) => statuses.entry(&intern(&mut businesses, business), id),
                     None => unowned_statuses.entry(id).or_default(),
                 };
-                if !summary.record(status, error, event.at, event.origin, cost, messaging_account.as_deref()) {
+                if !summary.record(
+                    status,
+                    error,
+                    event.at,
+                    event.origin,
+                    cost,
+                    messaging_account.as_deref(),
+                ) {
                     stats.duplicates += 1;
                 }
             }
@@ -649,25 +838,44 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
             unknown.push((summary.origin.unwrap_or_default(), id, Some(business)));
         }
     }
-    let sent_ids: HashSet<&str> = if unowned_statuses.is_empty() { HashSet::default() } else { outbounds.iter().map(|(_, id, _)| id).collect() };
+    let sent_ids: HashSet<&str> = if unowned_statuses.is_empty() {
+        HashSet::default()
+    } else {
+        outbounds.iter().map(|(_, id, _)| id).collect()
+    };
     for (id, summary) in &unowned_statuses {
         if !sent_ids.contains(&**id) {
             unknown.push((summary.origin.unwrap_or_default(), id, None));
         }
     }
-    warnings.extend(unknown.into_iter().map(|(origin, id, business)| unknown_status(origin, id, business)));
+    warnings.extend(
+        unknown
+            .into_iter()
+            .map(|(origin, id, business)| unknown_status(origin, id, business)),
+    );
     drop(sent_ids);
 
     // Messages Meta Business Agent produced: its usage names their wamid.
-    let agent_messages: HashSet<(&str, &str)> = agent.iter().map(|(_, u)| (&*u.usage.business, &*u.usage.id)).collect();
+    let agent_messages: HashSet<(&str, &str)> = agent
+        .iter()
+        .map(|(_, u)| (&*u.usage.business, &*u.usage.id))
+        .collect();
     let any_owned = !statuses.is_empty();
     for (id, (seq, outbound)) in outbounds.into_values() {
-        let owned = if any_owned { statuses.get(&outbound.business, &id) } else { None };
+        let owned = if any_owned {
+            statuses.get(&outbound.business, &id)
+        } else {
+            None
+        };
         let unowned = unowned_statuses.get(&id);
         // A status repeated in both (Meta's webhook and a canonical line)
         // is one status.
         if let (Some(owned), Some(unowned)) = (owned, unowned) {
-            stats.duplicates += unowned.seen.iter().filter(|seen| owned.seen.contains(seen)).count() as u64;
+            stats.duplicates += unowned
+                .seen
+                .iter()
+                .filter(|seen| owned.seen.contains(seen))
+                .count() as u64;
         }
         let summary = match (owned, unowned) {
             (Some(a), Some(b)) => Some(a.merged(b)),
@@ -675,26 +883,65 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
         };
         let delivered_at = summary.as_ref().and_then(StatusSummary::delivered_at);
         let Some(delivered_at) = delivered_at else {
-            if summary.as_ref().is_some_and(|s| s.failed.is_some()) { stats.failed += 1 } else { stats.undelivered += 1 }
+            if summary.as_ref().is_some_and(|s| s.failed.is_some()) {
+                stats.failed += 1
+            } else {
+                stats.undelivered += 1
+            }
             continue;
         };
         if let Some((error, origin)) = summary.as_ref().and_then(|s| s.failed) {
             warnings.push(failed_after_delivery(&id, error, origin));
         }
         stats.delivered += 1;
-        let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost).map(Box::new);
-        let by_agent = !agent_messages.is_empty() && agent_messages.contains(&(&*outbound.business, &*id));
+        let meta_cost = summary
+            .as_ref()
+            .and_then(StatusSummary::meta_cost)
+            .map(Box::new);
+        let by_agent =
+            !agent_messages.is_empty() && agent_messages.contains(&(&*outbound.business, &*id));
         // The send's own account wins over what its statuses' webhooks say.
-        let messaging_account = outbound.messaging_account.or_else(|| summary.as_ref().and_then(|s| s.messaging_account()).map(Box::from));
-        let message = DeliveredMessage { id, template: outbound.template, sent_at: outbound.at, origin: outbound.origin, meta_cost, by_agent, messaging_account };
-        place(outbound.business, outbound.user, seq, Item::Delivery { at: delivered_at, message: Box::new(message) });
+        let messaging_account = outbound.messaging_account.or_else(|| {
+            summary
+                .as_ref()
+                .and_then(|s| s.messaging_account())
+                .map(Box::from)
+        });
+        let message = DeliveredMessage {
+            id,
+            template: outbound.template,
+            sent_at: outbound.at,
+            origin: outbound.origin,
+            meta_cost,
+            by_agent,
+            messaging_account,
+        };
+        place(
+            outbound.business,
+            outbound.user,
+            seq,
+            Item::Delivery {
+                at: delivered_at,
+                message: Box::new(message),
+            },
+        );
     }
-    Resolved { items, warnings, stats, countries, calls, agent }
+    Resolved {
+        items,
+        warnings,
+        stats,
+        countries,
+        calls,
+        agent,
+    }
 }
 
 /// Builds the timelines of the pairs whose items are in `parts` (every item
 /// of a pair is in one of them).
-fn timelines(parts: Vec<Vec<Placed>>, countries: &HashMap<Box<str>, (usize, Box<str>)>) -> Vec<ContactTimeline> {
+fn timelines(
+    parts: Vec<Vec<Placed>>,
+    countries: &HashMap<Box<str>, (usize, Box<str>)>,
+) -> Vec<ContactTimeline> {
     // A business-scoped id compares equal with and without its country, so
     // a pair's key may be any of its events' spelling: the pair takes that
     // of its first event, whichever part read it.
@@ -705,7 +952,10 @@ fn timelines(parts: Vec<Vec<Placed>>, countries: &HashMap<Box<str>, (usize, Box<
     let mut timelines: HashMap<(Arc<str>, UserId), Pair> = HashMap::default();
     for ((business, user), seq, item) in parts.into_iter().flatten() {
         let scoped = matches!(user, UserId::Bsuid(..)).then(|| user.clone());
-        let pair = timelines.entry((business, user)).or_insert_with(|| Pair { first: None, items: Vec::new() });
+        let pair = timelines.entry((business, user)).or_insert_with(|| Pair {
+            first: None,
+            items: Vec::new(),
+        });
         if let Some(user) = scoped
             && pair.first.as_ref().is_none_or(|(first, _)| seq < *first)
         {
@@ -716,8 +966,13 @@ fn timelines(parts: Vec<Vec<Placed>>, countries: &HashMap<Box<str>, (usize, Box<
     timelines
         .into_iter()
         .map(|((business, user), pair)| {
-            let Pair { first, items: mut placed } = pair;
-            placed.sort_unstable_by(|(a_seq, a), (b_seq, b)| (a.sort_key(), a_seq).cmp(&(b.sort_key(), b_seq)));
+            let Pair {
+                first,
+                items: mut placed,
+            } = pair;
+            placed.sort_unstable_by(|(a_seq, a), (b_seq, b)| {
+                (a.sort_key(), a_seq).cmp(&(b.sort_key(), b_seq))
+            });
             let items = placed.into_iter().map(|(_, item)| item).collect();
             let user = first.map_or(user, |(_, user)| user);
             // A business-scoped id seen without its country in the event
@@ -729,7 +984,11 @@ fn timelines(parts: Vec<Vec<Placed>>, countries: &HashMap<Box<str>, (usize, Box<
                 },
                 user => user,
             };
-            ContactTimeline { business, user, items }
+            ContactTimeline {
+                business,
+                user,
+                items,
+            }
         })
         .collect()
 }
@@ -834,25 +1093,63 @@ pub struct MonthToDate {
     pub conversations: std::collections::BTreeMap<(String, (i16, i8)), u64>,
     /// Service messages per (business phone number, month) (2026-10 allowance).
     pub service_messages: std::collections::BTreeMap<(String, (i16, i8)), u64>,
+    /// Calling: billed units (pulses, or seconds with
+    /// `call_bands_count_seconds`) per (portfolio, currency, market,
+    /// month), which choose the minute band (docs/rules.md §14).
+    pub call_units: std::collections::BTreeMap<(String, String, String, (i16, i8)), u64>,
 }
 
 impl<'a> Engine<'a> {
     /// An engine that prices as Meta does, from empty monthly counters.
-    pub fn new(accounts: &'a Accounts, rates: &'a RateBook, tiers: &'a TierBook, markets: &'a MarketTable) -> Self {
-        Engine { accounts, rates, tiers, markets, what_if: WhatIf::default(), month_to_date: None, call_rates: CallRateBook::builtin_ref() }
+    pub fn new(
+        accounts: &'a Accounts,
+        rates: &'a RateBook,
+        tiers: &'a TierBook,
+        markets: &'a MarketTable,
+    ) -> Self {
+        Engine {
+            accounts,
+            rates,
+            tiers,
+            markets,
+            what_if: WhatIf::default(),
+            month_to_date: None,
+            call_rates: CallRateBook::builtin_ref(),
+        }
     }
 }
 
-fn open_conversations(state: &ContactState, delivery: &Delivery, at: Timestamp) -> Vec<(String, PricingCategory, Window)> {
+fn open_conversations(
+    state: &ContactState,
+    delivery: &Delivery,
+    at: Timestamp,
+) -> Vec<(String, PricingCategory, Window)> {
     let mut open = Vec::new();
     if let Some((window, user_initiated)) = state.v1_open(at) {
-        let category = if user_initiated { PricingCategory::UserInitiated } else { PricingCategory::BusinessInitiated };
-        open.push((delivery.conversation_id(category.as_str(), window.opened_at), category, window));
+        let category = if user_initiated {
+            PricingCategory::UserInitiated
+        } else {
+            PricingCategory::BusinessInitiated
+        };
+        open.push((
+            delivery.conversation_id(category.as_str(), window.opened_at),
+            category,
+            window,
+        ));
     }
-    for slot in [Slot::Marketing, Slot::Utility, Slot::Authentication, Slot::Service] {
+    for slot in [
+        Slot::Marketing,
+        Slot::Utility,
+        Slot::Authentication,
+        Slot::Service,
+    ] {
         if let Some(window) = state.v2_open(slot, at) {
             let category = rules::cbp_2023::slot_category(slot);
-            open.push((delivery.conversation_id(category.as_str(), window.opened_at), category, window));
+            open.push((
+                delivery.conversation_id(category.as_str(), window.opened_at),
+                category,
+                window,
+            ));
         }
     }
     open
@@ -866,7 +1163,11 @@ impl Engine<'_> {
     /// Runs prepare, decide and settle on one thread.
     pub fn replay(&self, events: Vec<Event>) -> Report {
         let prepared = prepare(events);
-        let decisions = prepared.contacts.iter().map(|contact| self.decide(contact)).collect();
+        let decisions = prepared
+            .contacts
+            .iter()
+            .map(|contact| self.decide(contact))
+            .collect();
         self.settle(prepared, decisions)
     }
 
@@ -881,23 +1182,40 @@ impl Engine<'_> {
     /// free entry point opens here exactly when it opens in a replay.
     pub fn windows_at(&self, contact: &ContactTimeline, at: Timestamp) -> ContactWindows {
         let (_, state) = self.walk(contact, Some(at));
-        let pending_entry_point_at = state.pending_entry_point_at.filter(|entry| at < *entry + crate::window::DAY);
+        let pending_entry_point_at = state
+            .pending_entry_point_at
+            .filter(|entry| at < *entry + crate::window::DAY);
         ContactWindows {
             customer_service_window: state.customer_service_window(at),
             free_entry_point: state.open_free_entry_point(at),
-            pending_entry_point_at: if state.open_free_entry_point(at).is_some() { None } else { pending_entry_point_at },
+            pending_entry_point_at: if state.open_free_entry_point(at).is_some() {
+                None
+            } else {
+                pending_entry_point_at
+            },
             last_inbound_at: state.last_inbound_at,
         }
     }
 
     /// Walks the items before `until` (all of them without it).
-    fn walk(&self, contact: &ContactTimeline, until: Option<Timestamp>) -> (ContactDecisions, ContactState) {
+    fn walk(
+        &self,
+        contact: &ContactTimeline,
+        until: Option<Timestamp>,
+    ) -> (ContactDecisions, ContactState) {
         let mut state = ContactState::default();
         // A charge is large (its trail explains it); growing the vector
         // one doubling at a time copied each several times, 14 % of a
         // replay (perf, PERFORMANCE.md).
-        let deliveries = contact.items.iter().filter(|item| matches!(item, Item::Delivery { .. })).count();
-        let mut out = ContactDecisions { charges: Vec::with_capacity(deliveries), errors: Vec::new() };
+        let deliveries = contact
+            .items
+            .iter()
+            .filter(|item| matches!(item, Item::Delivery { .. }))
+            .count();
+        let mut out = ContactDecisions {
+            charges: Vec::with_capacity(deliveries),
+            errors: Vec::new(),
+        };
         self.walk_on(contact, 0, &mut state, until, &mut out);
         (out, state)
     }
@@ -906,7 +1224,14 @@ impl Engine<'_> {
     /// the state after the items before `from`; decisions go to `out`. The
     /// incremental meter resumes a timeline here when events only append to
     /// it.
-    pub(crate) fn walk_on(&self, contact: &ContactTimeline, from: usize, state: &mut ContactState, until: Option<Timestamp>, out: &mut ContactDecisions) {
+    pub(crate) fn walk_on(
+        &self,
+        contact: &ContactTimeline,
+        from: usize,
+        state: &mut ContactState,
+        until: Option<Timestamp>,
+        out: &mut ContactDecisions,
+    ) {
         let number = self.accounts.get_or_default(&contact.business);
         let mut market_cache: Option<(Date, MarketMatch)> = None;
         for item in &contact.items[from.min(contact.items.len())..] {
@@ -941,8 +1266,12 @@ impl Engine<'_> {
                 continue;
             };
             let customer_service_window = state.customer_service_window(at);
-            let opened_free_entry_point =
-                state.answer_entry_point(at, local_date, ruleset.is_conversation_based(), self.accounts.options.free_entry_point_7_days);
+            let opened_free_entry_point = state.answer_entry_point(
+                at,
+                local_date,
+                ruleset.is_conversation_based(),
+                self.accounts.options.free_entry_point_7_days,
+            );
             let free_entry_point = state.open_free_entry_point(at);
             let delivery = Delivery {
                 template: message.template.as_ref(),
@@ -962,7 +1291,10 @@ impl Engine<'_> {
                 Ruleset::Pmp2025 => rules::pmp_2025::decide(&delivery, state),
                 Ruleset::Pmp2026Oct => rules::pmp_2026_10::decide(&delivery, state),
             };
-            let verdict = if message.by_agent && message.template.is_none() && local_date >= rules::agent::BILLED_FROM {
+            let verdict = if message.by_agent
+                && message.template.is_none()
+                && local_date >= rules::agent::BILLED_FROM
+            {
                 rules::agent::agent_message(verdict)
             } else {
                 verdict
@@ -985,8 +1317,14 @@ impl Engine<'_> {
                     found
                 }
             };
-            let mut notes: Vec<String> = delivery.free_form_outside_window_note().into_iter().collect();
-            notes.extend(named.and_then(|named| self.accounts.unknown_messaging_account(&contact.business, named)));
+            let mut notes: Vec<String> = delivery
+                .free_form_outside_window_note()
+                .into_iter()
+                .collect();
+            notes.extend(named.and_then(|named| {
+                self.accounts
+                    .unknown_messaging_account(&contact.business, named)
+            }));
             let (conversation_id, opens_conversation) = match verdict.conversation {
                 Some((id, opens)) => (Some(id), opens),
                 None => (None, false),
@@ -1044,12 +1382,21 @@ impl Engine<'_> {
     /// free tier between them: then one group holds every charge.
     pub fn settle(&self, prepared: Prepared, decisions: Vec<ContactDecisions>) -> Report {
         let charges: usize = decisions.iter().map(|d| d.charges.len()).sum();
-        self.settle_in(prepared, decisions, parts_for(charges, SETTLE_IN_PARALLEL_FROM))
+        self.settle_in(
+            prepared,
+            decisions,
+            parts_for(charges, SETTLE_IN_PARALLEL_FROM),
+        )
     }
 
     /// [`Engine::settle`] on up to `parts` threads; the report does not
     /// depend on `parts` (a property test holds it to `parts = 1`).
-    pub fn settle_in(&self, prepared: Prepared, decisions: Vec<ContactDecisions>, parts: usize) -> Report {
+    pub fn settle_in(
+        &self,
+        prepared: Prepared,
+        decisions: Vec<ContactDecisions>,
+        parts: usize,
+    ) -> Report {
         // Charges stay in their contact's list until they take their place
         // in the report: a charge is large, and each copy of them all cost
         // more than settling them.
@@ -1074,8 +1421,11 @@ impl Engine<'_> {
         let group_of = self.counter_groups(&charges);
         let groups = group_of.iter().max().map_or(0, |max| *max as usize + 1);
         let mut sizes = vec![0usize; groups];
-        group_of.iter().for_each(|group| sizes[*group as usize] += 1);
-        let mut grouped: Vec<Vec<&mut Charge>> = sizes.iter().map(|size| Vec::with_capacity(*size)).collect();
+        group_of
+            .iter()
+            .for_each(|group| sizes[*group as usize] += 1);
+        let mut grouped: Vec<Vec<&mut Charge>> =
+            sizes.iter().map(|size| Vec::with_capacity(*size)).collect();
         let mut unplaced: Vec<Option<&mut Charge>> = charges.into_iter().map(Some).collect();
         for &index in &order {
             if let Some(charge) = unplaced[index as usize].take() {
@@ -1084,13 +1434,18 @@ impl Engine<'_> {
         }
         drop(unplaced);
 
-        let settled: Vec<(usize, GroupSettled)> =
-            on_threads(bundles(grouped, parts), |bundle| bundle.into_iter().map(|(group, charges)| (group, self.settle_group(charges))).collect::<Vec<_>>())
+        let settled: Vec<(usize, GroupSettled)> = on_threads(bundles(grouped, parts), |bundle| {
+            bundle
                 .into_iter()
-                .flatten()
-                .collect();
+                .map(|(group, charges)| (group, self.settle_group(charges)))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         let mut counters_reached = MonthToDate::default();
-        let mut outcomes: Vec<std::vec::IntoIter<Result<(), String>>> = (0..groups).map(|_| Vec::new().into_iter()).collect();
+        let mut outcomes: Vec<std::vec::IntoIter<Result<(), String>>> =
+            (0..groups).map(|_| Vec::new().into_iter()).collect();
         for (group, settled) in settled {
             settled.counters.publish(&mut counters_reached);
             outcomes[group] = settled.outcomes.into_iter();
@@ -1102,38 +1457,88 @@ impl Engine<'_> {
             let (list, place) = places[index as usize];
             match (outcome, lists[list as usize][place as usize].take()) {
                 (Some(Ok(())), Some(charge)) => priced.push(charge),
-                (Some(Err(message)), Some(charge)) => errors.push(PricingError { message_id: charge.message_id, origin: charge.trail.origin, message }),
+                (Some(Err(message)), Some(charge)) => errors.push(PricingError {
+                    message_id: charge.message_id,
+                    origin: charge.trail.origin,
+                    message,
+                }),
                 _ => {}
             }
         }
         let mut warnings = prepared.warnings;
         let mut stats = prepared.stats;
         let calls = self.price_calls(prepared.calls, &mut stats, &mut warnings, &mut errors);
+        rules::calling::publish(
+            &calls,
+            &self.accounts.options,
+            self.month_to_date,
+            &mut counters_reached,
+        );
         let agent = self.price_agent(prepared.agent, &mut stats, &mut warnings, &mut errors);
         warnings.extend(notes(&priced));
         sort_errors(&mut errors);
-        Report { charges: priced, calls, agent, warnings, errors, stats, counters: counters_reached }
+        Report {
+            charges: priced,
+            calls,
+            agent,
+            warnings,
+            errors,
+            stats,
+            counters: counters_reached,
+        }
     }
 
     /// Prices Meta Business Agent usage ([`rules::agent`]), adding its
     /// duplicates, warnings and errors to the report's.
-    pub(crate) fn price_agent(&self, usages: Vec<TimedUsage>, stats: &mut PrepareStats, warnings: &mut Vec<Warning>, errors: &mut Vec<PricingError>) -> Vec<AgentCharge> {
+    pub(crate) fn price_agent(
+        &self,
+        usages: Vec<TimedUsage>,
+        stats: &mut PrepareStats,
+        warnings: &mut Vec<Warning>,
+        errors: &mut Vec<PricingError>,
+    ) -> Vec<AgentCharge> {
         if usages.is_empty() {
             return Vec::new();
         }
         let priced = rules::agent::price(usages, self.accounts);
-        add_findings(priced.duplicates, priced.warnings, priced.errors, stats, warnings, errors);
+        add_findings(
+            priced.duplicates,
+            priced.warnings,
+            priced.errors,
+            stats,
+            warnings,
+            errors,
+        );
         priced.charges
     }
 
     /// Prices calls ([`rules::calling`]), adding their duplicates, warnings
     /// and errors to the report's.
-    pub(crate) fn price_calls(&self, calls: Vec<TimedCall>, stats: &mut PrepareStats, warnings: &mut Vec<Warning>, errors: &mut Vec<PricingError>) -> Vec<CallCharge> {
+    pub(crate) fn price_calls(
+        &self,
+        calls: Vec<TimedCall>,
+        stats: &mut PrepareStats,
+        warnings: &mut Vec<Warning>,
+        errors: &mut Vec<PricingError>,
+    ) -> Vec<CallCharge> {
         if calls.is_empty() {
             return Vec::new();
         }
-        let priced = rules::calling::price(calls, self.accounts, self.call_rates, self.markets);
-        add_findings(priced.duplicates, priced.warnings, priced.errors, stats, warnings, errors);
+        let priced = rules::calling::price_from(
+            calls,
+            self.accounts,
+            self.call_rates,
+            self.markets,
+            self.month_to_date,
+        );
+        add_findings(
+            priced.duplicates,
+            priced.warnings,
+            priced.errors,
+            stats,
+            warnings,
+            errors,
+        );
         priced.calls
     }
 
@@ -1172,16 +1577,26 @@ impl Engine<'_> {
         let mut settler = Settler::new(self);
         let mut counters = Counters::carried(self.month_to_date);
         // Conversation id → (type, billable, category) fixed by its opener.
-        let mut conversations: HashMap<String, (PricingType, bool, PricingCategory)> = HashMap::default();
+        let mut conversations: HashMap<String, (PricingType, bool, PricingCategory)> =
+            HashMap::default();
         let mut outcomes = Vec::with_capacity(charges.len());
         for charge in charges {
             let conversation = match charge.settlement {
-                Settlement::ConversationMember => charge.conversation_id.as_ref().and_then(|id| conversations.get(id)).copied(),
+                Settlement::ConversationMember => charge
+                    .conversation_id
+                    .as_ref()
+                    .and_then(|id| conversations.get(id))
+                    .copied(),
                 _ => None,
             };
             let outcome = settler.settle(&mut counters, charge, conversation);
-            if let (Ok(()), true, Some(id)) = (&outcome, charge.opens_conversation, &charge.conversation_id) {
-                conversations.insert(id.clone(), (charge.pricing_type, charge.billable, charge.category));
+            if let (Ok(()), true, Some(id)) =
+                (&outcome, charge.opens_conversation, &charge.conversation_id)
+            {
+                conversations.insert(
+                    id.clone(),
+                    (charge.pricing_type, charge.billable, charge.category),
+                );
             }
             outcomes.push(outcome);
         }
@@ -1191,7 +1606,14 @@ impl Engine<'_> {
 
 /// Adds what pricing calls or agent usage found to a report's findings
 /// (warnings kept sorted, as `prepare` leaves them).
-fn add_findings(duplicates: u64, found: Vec<Warning>, unpriced: Vec<PricingError>, stats: &mut PrepareStats, warnings: &mut Vec<Warning>, errors: &mut Vec<PricingError>) {
+fn add_findings(
+    duplicates: u64,
+    found: Vec<Warning>,
+    unpriced: Vec<PricingError>,
+    stats: &mut PrepareStats,
+    warnings: &mut Vec<Warning>,
+    errors: &mut Vec<PricingError>,
+) {
     stats.duplicates += duplicates;
     if !found.is_empty() {
         warnings.extend(found);
@@ -1214,11 +1636,20 @@ struct GroupSettled {
 /// at the charges on a tie: moving or reaching into the charges themselves
 /// was most of the sort's cost.
 fn delivery_order(charges: &[&mut Charge]) -> Vec<u32> {
-    let mut keys: Vec<(Timestamp, u32)> = charges.iter().enumerate().map(|(index, charge)| (charge.delivered_at, index as u32)).collect();
+    let mut keys: Vec<(Timestamp, u32)> = charges
+        .iter()
+        .enumerate()
+        .map(|(index, charge)| (charge.delivered_at, index as u32))
+        .collect();
     keys.sort_unstable_by(|(a_at, a), (b_at, b)| {
         a_at.cmp(b_at).then_with(|| {
             let (a, b) = (&*charges[*a as usize], &*charges[*b as usize]);
-            (&a.business, &a.user, &a.message_id, a.trail.origin).cmp(&(&b.business, &b.user, &b.message_id, b.trail.origin))
+            (&a.business, &a.user, &a.message_id, a.trail.origin).cmp(&(
+                &b.business,
+                &b.user,
+                &b.message_id,
+                b.trail.origin,
+            ))
         })
     });
     keys.into_iter().map(|(_, index)| index).collect()
@@ -1240,14 +1671,24 @@ fn bundles<T>(groups: Vec<Vec<T>>, parts: usize) -> Vec<Bundle<T>> {
             lightest.1.push((group, charges));
         }
     }
-    bundles.into_iter().map(|(_, bundle)| bundle).filter(|bundle| !bundle.is_empty()).collect()
+    bundles
+        .into_iter()
+        .map(|(_, bundle)| bundle)
+        .filter(|bundle| !bundle.is_empty())
+        .collect()
 }
 
 /// The notes of charges (a free-form message outside the window...), as
 /// warnings, in the charges' order.
-pub(crate) fn notes<'c>(charges: impl IntoIterator<Item = &'c Charge>) -> impl Iterator<Item = Warning> {
+pub(crate) fn notes<'c>(
+    charges: impl IntoIterator<Item = &'c Charge>,
+) -> impl Iterator<Item = Warning> {
     charges.into_iter().flat_map(|charge| {
-        charge.trail.notes.iter().map(|note| Warning { code: "note", message: format!("{}: {note}", charge.message_id), origin: Some(charge.trail.origin) })
+        charge.trail.notes.iter().map(|note| Warning {
+            code: "note",
+            message: format!("{}: {note}", charge.message_id),
+            origin: Some(charge.trail.origin),
+        })
     })
 }
 
@@ -1283,13 +1724,25 @@ impl Counters {
         let mut counters = Counters::default();
         if let Some(carried) = carried {
             for ((portfolio, market, family, month), count) in &carried.volume {
-                counters.volume.insert((Arc::from(portfolio.as_str()), Arc::from(market.as_str()), *family, *month), *count);
+                counters.volume.insert(
+                    (
+                        Arc::from(portfolio.as_str()),
+                        Arc::from(market.as_str()),
+                        *family,
+                        *month,
+                    ),
+                    *count,
+                );
             }
             for ((waba, month), count) in &carried.conversations {
-                counters.free_tier.insert((Arc::from(waba.as_str()), *month), *count);
+                counters
+                    .free_tier
+                    .insert((Arc::from(waba.as_str()), *month), *count);
             }
             for ((phone, month), count) in &carried.service_messages {
-                counters.service_allowance.insert((Arc::from(phone.as_str()), *month), *count);
+                counters
+                    .service_allowance
+                    .insert((Arc::from(phone.as_str()), *month), *count);
             }
         }
         counters
@@ -1298,13 +1751,17 @@ impl Counters {
     /// Adds these counters to `out`, in the public form.
     pub(crate) fn publish(&self, out: &mut MonthToDate) {
         for ((portfolio, market, family, month), count) in &self.volume {
-            out.volume.insert((portfolio.to_string(), market.to_string(), *family, *month), *count);
+            out.volume.insert(
+                (portfolio.to_string(), market.to_string(), *family, *month),
+                *count,
+            );
         }
         for ((waba, month), count) in &self.free_tier {
             out.conversations.insert((waba.to_string(), *month), *count);
         }
         for ((phone, month), count) in &self.service_allowance {
-            out.service_messages.insert((phone.to_string(), *month), *count);
+            out.service_messages
+                .insert((phone.to_string(), *month), *count);
         }
     }
 }
@@ -1318,12 +1775,18 @@ pub(crate) struct Settler<'e, 'a> {
 
 impl<'e, 'a> Settler<'e, 'a> {
     pub(crate) fn new(engine: &'e Engine<'a>) -> Self {
-        Settler { engine, businesses: HashMap::default() }
+        Settler {
+            engine,
+            businesses: HashMap::default(),
+        }
     }
 
     /// The date whose cards and tiers price a charge.
     fn rates_date(&self, charge: &Charge) -> Date {
-        self.engine.what_if.rates_on.unwrap_or(charge.trail.local_date)
+        self.engine
+            .what_if
+            .rates_on
+            .unwrap_or(charge.trail.local_date)
     }
 
     /// The number of `charge` as billed through its Messaging account.
@@ -1332,22 +1795,46 @@ impl<'e, 'a> Settler<'e, 'a> {
         if let Some(account) = &charge.messaging_account {
             return accounts.payer(&charge.business, Some(account));
         }
-        self.businesses.entry(charge.business.clone()).or_insert_with(|| accounts.get_or_default(&charge.business)).clone()
+        self.businesses
+            .entry(charge.business.clone())
+            .or_insert_with(|| accounts.get_or_default(&charge.business))
+            .clone()
     }
 
-    fn card(&self, business: &Business, model: PricingModel, on: Date) -> Result<&'a RateCard, String> {
-        self.engine.rates.select(business.currency, model, on).map_err(|e| e.to_string())
+    fn card(
+        &self,
+        business: &Business,
+        model: PricingModel,
+        on: Date,
+    ) -> Result<&'a RateCard, String> {
+        self.engine
+            .rates
+            .select(business.currency, model, on)
+            .map_err(|e| e.to_string())
     }
 
     /// Decision D9: authentication is priced authentication-international
     /// only for an eligible business, after its start, for a recipient
     /// outside its primary country whose market has such a rate.
-    fn authentication_category(business: &Business, charge: &Charge, card: &RateCard) -> PricingCategory {
-        let (Some(primary), Some(from)) = (&business.primary_country, business.auth_international_from) else {
+    fn authentication_category(
+        business: &Business,
+        charge: &Charge,
+        card: &RateCard,
+    ) -> PricingCategory {
+        let (Some(primary), Some(from)) =
+            (&business.primary_country, business.auth_international_from)
+        else {
             return PricingCategory::Authentication;
         };
-        let abroad = charge.trail.country.as_deref().is_some_and(|country| country != &**primary);
-        let has_rate = card.markets.get(&*charge.market).is_some_and(|r| r.authentication_international.is_some());
+        let abroad = charge
+            .trail
+            .country
+            .as_deref()
+            .is_some_and(|country| country != &**primary);
+        let has_rate = card
+            .markets
+            .get(&*charge.market)
+            .is_some_and(|r| r.authentication_international.is_some());
         if charge.delivered_at >= from && abroad && has_rate {
             PricingCategory::AuthenticationInternational
         } else {
@@ -1358,7 +1845,12 @@ impl<'e, 'a> Settler<'e, 'a> {
     /// Settles `charge`, the next in delivery order, counting it in
     /// `counters`. A conversation member takes `conversation`, what its
     /// opener was settled as, if the opener was.
-    pub(crate) fn settle(&mut self, counters: &mut Counters, charge: &mut Charge, conversation: Option<(PricingType, bool, PricingCategory)>) -> Result<(), String> {
+    pub(crate) fn settle(
+        &mut self,
+        counters: &mut Counters,
+        charge: &mut Charge,
+        conversation: Option<(PricingType, bool, PricingCategory)>,
+    ) -> Result<(), String> {
         let business = self.business(charge);
         let month = month_of(charge.trail.local_date);
         let month_label = || format!("{:04}-{:02}", month.0, month.1);
@@ -1371,17 +1863,29 @@ impl<'e, 'a> Settler<'e, 'a> {
                     charge.category = category;
                 }
             }
-            Settlement::ConversationOpened { rate_category, free_tier } => {
+            Settlement::ConversationOpened {
+                rate_category,
+                free_tier,
+            } => {
                 let card = self.card(&business, PricingModel::Cbp, self.rates_date(charge));
                 let category = match (&card, rate_category) {
-                    (Ok(card), PricingCategory::Authentication) => Self::authentication_category(&business, charge, card),
+                    (Ok(card), PricingCategory::Authentication) => {
+                        Self::authentication_category(&business, charge, card)
+                    }
                     _ => rate_category,
                 };
                 charge.category = category;
                 if free_tier {
-                    let used = counters.free_tier.entry((business.waba.clone(), month)).or_insert(0);
+                    let used = counters
+                        .free_tier
+                        .entry((business.waba.clone(), month))
+                        .or_insert(0);
                     *used += 1;
-                    charge.trail.counter = Some(format!("WABA {} free tier, {}: conversation #{used}", business.waba, month_label()));
+                    charge.trail.counter = Some(format!(
+                        "WABA {} free tier, {}: conversation #{used}",
+                        business.waba,
+                        month_label()
+                    ));
                     if *used <= FREE_TIER_CONVERSATIONS {
                         charge.pricing_type = PricingType::FreeTier;
                         charge.reason.push_str(&format!(
@@ -1400,11 +1904,24 @@ impl<'e, 'a> Settler<'e, 'a> {
                     self.price(charge, card, rate, "conversation", None);
                 }
             }
-            Settlement::Message { rate_category: PricingCategory::Marketing } if charge.trail.meta_cost.as_ref().is_some_and(|cost| cost.currency == business.currency) => {
+            Settlement::Message {
+                rate_category: PricingCategory::Marketing,
+            } if charge
+                .trail
+                .meta_cost
+                .as_ref()
+                .is_some_and(|cost| cost.currency == business.currency) =>
+            {
                 self.max_price(charge, &business);
             }
             Settlement::Message { rate_category } => {
-                if let Some(cost) = charge.trail.meta_cost.as_deref().copied().filter(|_| rate_category == PricingCategory::Marketing) {
+                if let Some(cost) = charge
+                    .trail
+                    .meta_cost
+                    .as_deref()
+                    .copied()
+                    .filter(|_| rate_category == PricingCategory::Marketing)
+                {
                     charge.trail.notes.push(format!(
                         "Meta's `pricing.cost` is {} {}, not the business's currency {}: priced from the card",
                         format_amount(cost.amount),
@@ -1414,7 +1931,9 @@ impl<'e, 'a> Settler<'e, 'a> {
                 }
                 let card = self.card(&business, PricingModel::Pmp, self.rates_date(charge))?;
                 let category = match rate_category {
-                    PricingCategory::Authentication => Self::authentication_category(&business, charge, card),
+                    PricingCategory::Authentication => {
+                        Self::authentication_category(&business, charge, card)
+                    }
                     other => other,
                 };
                 charge.category = category;
@@ -1423,7 +1942,12 @@ impl<'e, 'a> Settler<'e, 'a> {
                 if let Some(family) = category.tier_family() {
                     let counter = counters
                         .volume
-                        .entry((business.portfolio.clone(), charge.market.clone(), family, month))
+                        .entry((
+                            business.portfolio.clone(),
+                            charge.market.clone(),
+                            family,
+                            month,
+                        ))
                         .or_insert(0);
                     *counter += 1;
                     let count = *counter;
@@ -1434,7 +1958,12 @@ impl<'e, 'a> Settler<'e, 'a> {
                         family.as_str(),
                         month_label()
                     ));
-                    let ladder = self.engine.tiers.ladder(business.currency, &charge.market, category, self.rates_date(charge));
+                    let ladder = self.engine.tiers.ladder(
+                        business.currency,
+                        &charge.market,
+                        category,
+                        self.rates_date(charge),
+                    );
                     match ladder.first() {
                         // No tier table for the market: the list rate.
                         None => {}
@@ -1473,10 +2002,17 @@ impl<'e, 'a> Settler<'e, 'a> {
                 self.price(charge, card, rate, "message", tier);
             }
             Settlement::ServiceAllowance => {
-                let used = counters.service_allowance.entry((business.phone_number_id.clone(), month)).or_insert(0);
+                let used = counters
+                    .service_allowance
+                    .entry((business.phone_number_id.clone(), month))
+                    .or_insert(0);
                 *used += 1;
                 let used = *used;
-                charge.trail.counter = Some(format!("business number {} service messages, {}: #{used}", business.phone_number_id, month_label()));
+                charge.trail.counter = Some(format!(
+                    "business number {} service messages, {}: #{used}",
+                    business.phone_number_id,
+                    month_label()
+                ));
                 let allowance = rules::pmp_2026_10::SERVICE_MESSAGES_FREE_PER_MONTH;
                 if used <= allowance {
                     charge.reason = format!(
@@ -1507,15 +2043,24 @@ impl<'e, 'a> Settler<'e, 'a> {
     /// price or lower" rather than the card rate (Meta's max-price page).
     /// The card rate is kept beside it, for comparison.
     fn max_price(&self, charge: &mut Charge, business: &Business) {
-        let Some(cost) = charge.trail.meta_cost.as_deref().copied() else { return };
+        let Some(cost) = charge.trail.meta_cost.as_deref().copied() else {
+            return;
+        };
         charge.amount = cost.amount;
         charge.rule = "max-price";
-        let card = self.card(business, PricingModel::Pmp, self.rates_date(charge)).ok();
+        let card = self
+            .card(business, PricingModel::Pmp, self.rates_date(charge))
+            .ok();
         let rate = card.and_then(|card| card.rate(&charge.market, PricingCategory::Marketing).ok());
         charge.trail.rate_card = card.map(|card| card.to_string());
         charge.trail.rate = rate;
         let beside = match (card, rate) {
-            (Some(card), Some(rate)) => format!("the card rate would be {} {} ({})", format_amount(rate), card.currency, card.id),
+            (Some(card), Some(rate)) => format!(
+                "the card rate would be {} {} ({})",
+                format_amount(rate),
+                card.currency,
+                card.id
+            ),
             _ => "no card rate for comparison".to_string(),
         };
         charge.reason.push_str(&format!(
@@ -1525,7 +2070,14 @@ impl<'e, 'a> Settler<'e, 'a> {
         ));
     }
 
-    fn price(&self, charge: &mut Charge, card: &RateCard, rate: rust_decimal::Decimal, per: &str, tier: Option<String>) {
+    fn price(
+        &self,
+        charge: &mut Charge,
+        card: &RateCard,
+        rate: rust_decimal::Decimal,
+        per: &str,
+        tier: Option<String>,
+    ) {
         charge.amount = rate;
         charge.trail.rate_card = Some(card.to_string());
         charge.trail.rate = Some(rate);
@@ -1537,7 +2089,9 @@ impl<'e, 'a> Settler<'e, 'a> {
             charge.category,
             card.id,
             card.status_note(),
-            tier.as_ref().map(|t| format!(", volume tier {t}")).unwrap_or_default()
+            tier.as_ref()
+                .map(|t| format!(", volume tier {t}"))
+                .unwrap_or_default()
         ));
         charge.tier = tier;
     }

@@ -64,7 +64,11 @@ impl Ord for UserId {
 /// An id's own country prefix: two upper-case letters and a dot.
 fn country_prefix(id: &str) -> Option<&str> {
     let bytes = id.as_bytes();
-    (bytes.len() > 3 && bytes[0].is_ascii_uppercase() && bytes[1].is_ascii_uppercase() && bytes[2] == b'.').then(|| &id[..2])
+    (bytes.len() > 3
+        && bytes[0].is_ascii_uppercase()
+        && bytes[1].is_ascii_uppercase()
+        && bytes[2] == b'.')
+        .then(|| &id[..2])
 }
 
 impl UserId {
@@ -94,7 +98,10 @@ impl UserId {
                 && text.len() <= 256
                 && !rest.chars().any(|c| c.is_whitespace() || c.is_control());
             if scoped {
-                return Ok(UserId::Bsuid(text.into(), country_prefix(text).map(Box::from)));
+                return Ok(UserId::Bsuid(
+                    text.into(),
+                    country_prefix(text).map(Box::from),
+                ));
             }
         }
         let body = text.strip_prefix('+').unwrap_or(text);
@@ -113,7 +120,10 @@ impl UserId {
         }
         // E.164 allows at most 15 digits; the shortest real numbers have 7.
         if !(7..=15).contains(&digits.len()) {
-            return Err(format!("`{text}` has {} digits; E.164 numbers have 7 to 15", digits.len()));
+            return Err(format!(
+                "`{text}` has {} digits; E.164 numbers have 7 to 15",
+                digits.len()
+            ));
         }
         Ok(UserId::Phone(digits.into()))
     }
@@ -140,7 +150,9 @@ impl UserId {
     /// letters is left as it is.
     pub fn with_country(self, code: &str) -> UserId {
         match self {
-            UserId::Bsuid(id, None) if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            UserId::Bsuid(id, None)
+                if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) =>
+            {
                 UserId::Bsuid(id, Some(code.to_ascii_uppercase().into()))
             }
             other => other,
@@ -151,7 +163,9 @@ impl UserId {
     /// own prefix does not say.
     pub fn country_beside(&self) -> Option<&str> {
         match self {
-            UserId::Bsuid(id, Some(country)) if country_prefix(id) != Some(&**country) => Some(country),
+            UserId::Bsuid(id, Some(country)) if country_prefix(id) != Some(&**country) => {
+                Some(country)
+            }
             _ => None,
         }
     }
@@ -401,7 +415,11 @@ impl CallStatus {
     /// The default when a log gives none: `completed` when the call has a
     /// duration, else `missed` (interfaces §1).
     pub fn default_for(duration_seconds: u32) -> CallStatus {
-        if duration_seconds > 0 { CallStatus::Completed } else { CallStatus::Missed }
+        if duration_seconds > 0 {
+            CallStatus::Completed
+        } else {
+            CallStatus::Missed
+        }
     }
 
     /// The canonical spelling.
@@ -459,8 +477,12 @@ impl EventKind {
     /// it (a plain canonical status line names only the wamid).
     pub fn business(&self) -> Option<&str> {
         match self {
-            EventKind::Inbound { business, .. } | EventKind::Outbound { business, .. } => Some(business),
-            EventKind::Status { detail, .. } => detail.as_deref().and_then(|d| d.business.as_deref()),
+            EventKind::Inbound { business, .. } | EventKind::Outbound { business, .. } => {
+                Some(business)
+            }
+            EventKind::Status { detail, .. } => {
+                detail.as_deref().and_then(|d| d.business.as_deref())
+            }
             EventKind::Call(call) => Some(&call.business),
             EventKind::AgentUsage(usage) => Some(&usage.business),
         }
@@ -470,8 +492,12 @@ impl EventKind {
     pub fn messaging_account(&self) -> Option<&str> {
         match self {
             EventKind::Inbound { .. } => None,
-            EventKind::Outbound { messaging_account, .. } => messaging_account.as_deref(),
-            EventKind::Status { detail, .. } => detail.as_deref().and_then(|d| d.messaging_account.as_deref()),
+            EventKind::Outbound {
+                messaging_account, ..
+            } => messaging_account.as_deref(),
+            EventKind::Status { detail, .. } => detail
+                .as_deref()
+                .and_then(|d| d.messaging_account.as_deref()),
             EventKind::Call(call) => call.messaging_account.as_deref(),
             EventKind::AgentUsage(usage) => usage.messaging_account.as_deref(),
         }
@@ -569,7 +595,9 @@ impl MetaPricing {
         match &*self.category {
             "marketing" | "marketing_lite" => Some(TemplateCategory::Marketing),
             "utility" => Some(TemplateCategory::Utility),
-            "authentication" | "authentication_international" => Some(TemplateCategory::Authentication),
+            "authentication" | "authentication_international" => {
+                Some(TemplateCategory::Authentication)
+            }
             _ => None,
         }
     }
@@ -608,7 +636,9 @@ pub const PLAUSIBLE_FROM: Timestamp = Timestamp::constant(1_388_534_400, 0); // 
 /// the date is probably wrong (a clock, a unit mistake such as
 /// milliseconds read as seconds), never silently.
 pub fn implausible_instants(events: &[Event], now: Timestamp) -> Vec<crate::charge::Warning> {
-    let latest = now.checked_add(jiff::SignedDuration::from_hours(24)).unwrap_or(Timestamp::MAX);
+    let latest = now
+        .checked_add(jiff::SignedDuration::from_hours(24))
+        .unwrap_or(Timestamp::MAX);
     events
         .iter()
         .filter(|event| event.at < PLAUSIBLE_FROM || event.at > latest)
@@ -659,14 +689,32 @@ pub fn outbounds_from_pricing(events: &[Event]) -> Vec<Event> {
         })
         .collect();
     // BTreeMap: the result must not depend on hash order.
-    let mut inferred: BTreeMap<(&str, &str), (Timestamp, Origin, &StatusDetail, TemplateCategoryChoice)> = BTreeMap::new();
+    let mut inferred: BTreeMap<
+        (&str, &str),
+        (Timestamp, Origin, &StatusDetail, TemplateCategoryChoice),
+    > = BTreeMap::new();
     for event in events {
-        let EventKind::Status { id, detail: Some(detail), .. } = &event.kind else { continue };
-        let (Some(business), Some(_)) = (detail.business.as_deref(), &detail.recipient) else { continue };
+        let EventKind::Status {
+            id,
+            detail: Some(detail),
+            ..
+        } = &event.kind
+        else {
+            continue;
+        };
+        let (Some(business), Some(_)) = (detail.business.as_deref(), &detail.recipient) else {
+            continue;
+        };
         if logged.contains(&(business, &**id)) {
             continue;
         }
-        let Some(message) = detail.pricing.as_ref().and_then(MetaPricing::implied_message) else { continue };
+        let Some(message) = detail
+            .pricing
+            .as_ref()
+            .and_then(MetaPricing::implied_message)
+        else {
+            continue;
+        };
         let candidate = (event.at, event.origin, &**detail, message);
         inferred
             .entry((business, &**id))
@@ -686,7 +734,10 @@ pub fn outbounds_from_pricing(events: &[Event]) -> Vec<Event> {
                 business: detail.business.clone().unwrap_or_default(),
                 user: detail.recipient.clone().expect("filtered above"),
                 id: id.into(),
-                template: message.map(|category| Template { name: "".into(), category }),
+                template: message.map(|category| Template {
+                    name: "".into(),
+                    category,
+                }),
                 messaging_account: None,
             },
         })

@@ -45,12 +45,15 @@ use jiff::Timestamp;
 
 use crate::charge::{Charge, PricingError, Settlement, Warning};
 use crate::engine::{
-    self, ContactDecisions, ContactTimeline, ContactWindows, Counters, DeliveredMessage, Engine, Item, MonthToDate, PrepareStats, Report,
-    Settler, StatusSummary,
+    self, ContactDecisions, ContactTimeline, ContactWindows, Counters, DeliveredMessage, Engine,
+    Item, MonthToDate, PrepareStats, Report, Settler, StatusSummary,
 };
 use crate::event::{Event, EventKind, InboundKind, MetaPricing, Origin, Template, UserId};
 use crate::rules::agent::{AgentCharge, AgentReport, TimedUsage};
-use crate::rules::{self, calling::{CallCharge, CallReport, TimedCall}};
+use crate::rules::{
+    self,
+    calling::{CallCharge, CallReport, TimedCall},
+};
 use crate::window::ContactState;
 
 // Keys come from the user's own events and iteration order never reaches
@@ -80,7 +83,12 @@ struct SettleKey {
 
 impl SettleKey {
     fn of(charge: &Charge) -> SettleKey {
-        SettleKey { delivered_at: charge.delivered_at, business: charge.business.clone(), user: charge.user.clone(), message_id: charge.message_id.clone() }
+        SettleKey {
+            delivered_at: charge.delivered_at,
+            business: charge.business.clone(),
+            user: charge.user.clone(),
+            message_id: charge.message_id.clone(),
+        }
     }
 }
 
@@ -196,7 +204,14 @@ impl Ledger {
         if let (true, Some(id)) = (charge.opens_conversation, &charge.conversation_id) {
             self.conversations.insert(id.clone(), key.clone());
         }
-        self.entries.insert(key.clone(), Entry { decided: charge, inferred, settled: None });
+        self.entries.insert(
+            key.clone(),
+            Entry {
+                decided: charge,
+                inferred,
+                settled: None,
+            },
+        );
         key
     }
 
@@ -204,7 +219,8 @@ impl Ledger {
         let entry = self.entries.remove(key)?;
         self.mark(key);
         if entry.settled.is_some() {
-            self.removed.push((key.business.clone(), key.message_id.clone()));
+            self.removed
+                .push((key.business.clone(), key.message_id.clone()));
         }
         if let Some(id) = &entry.decided.conversation_id
             && self.conversations.get(id) == Some(key)
@@ -219,7 +235,9 @@ impl Ledger {
     /// Returns the keys whose settled charge changed.
     fn settle(&mut self, engine: &Engine<'_>, changed: &mut Vec<MessageKey>) {
         changed.append(&mut self.removed);
-        let Some(from) = self.changed_from.take() else { return };
+        let Some(from) = self.changed_from.take() else {
+            return;
+        };
         let (start, mut counters) = match &self.frontier {
             Some(frontier) if from > *frontier => (Some(from), std::mem::take(&mut self.counters)),
             _ => match self.checkpoints.range(..=from).next_back() {
@@ -236,7 +254,11 @@ impl Ledger {
         };
         self.since_checkpoint = 0;
         let keys: Vec<SettleKey> = match &start {
-            Some(start) => self.entries.range(start.clone()..).map(|(key, _)| key.clone()).collect(),
+            Some(start) => self
+                .entries
+                .range(start.clone()..)
+                .map(|(key, _)| key.clone())
+                .collect(),
             None => self.entries.keys().cloned().collect(),
         };
         let mut settler = Settler::new(engine);
@@ -246,7 +268,9 @@ impl Ledger {
                 self.since_checkpoint = 0;
             }
             self.since_checkpoint += 1;
-            let Some(decided) = self.entries.get(&key).map(|entry| &entry.decided) else { continue };
+            let Some(decided) = self.entries.get(&key).map(|entry| &entry.decided) else {
+                continue;
+            };
             // A member takes what its opener was settled as, when the opener
             // was settled before it (the replay's conversation map).
             let conversation = match (decided.settlement, &decided.conversation_id) {
@@ -255,7 +279,9 @@ impl Ledger {
                     .get(id)
                     .filter(|opener| **opener < key)
                     .and_then(|opener| match &self.entries.get(opener)?.settled {
-                        Some(Ok(opener)) => Some((opener.pricing_type, opener.billable, opener.category)),
+                        Some(Ok(opener)) => {
+                            Some((opener.pricing_type, opener.billable, opener.category))
+                        }
                         _ => None,
                     }),
                 _ => None,
@@ -263,9 +289,15 @@ impl Ledger {
             let mut charge = decided.clone();
             let settled = match settler.settle(&mut counters, &mut charge, conversation) {
                 Ok(()) => Ok(charge),
-                Err(message) => Err(PricingError { message_id: charge.message_id.clone(), origin: charge.trail.origin, message }),
+                Err(message) => Err(PricingError {
+                    message_id: charge.message_id.clone(),
+                    origin: charge.trail.origin,
+                    message,
+                }),
             };
-            let Some(entry) = self.entries.get_mut(&key) else { continue };
+            let Some(entry) = self.entries.get_mut(&key) else {
+                continue;
+            };
             if entry.settled.as_ref() != Some(&settled) {
                 changed.push((key.business.clone(), key.message_id.clone()));
                 entry.settled = Some(settled);
@@ -274,7 +306,11 @@ impl Ledger {
         }
         if self.entries.is_empty() {
             self.frontier = None;
-        } else if self.frontier.as_ref().is_some_and(|frontier| !self.entries.contains_key(frontier)) {
+        } else if self
+            .frontier
+            .as_ref()
+            .is_some_and(|frontier| !self.entries.contains_key(frontier))
+        {
             // The last charge was removed: the frontier is the new last one.
             self.frontier = self.entries.keys().next_back().cloned();
         }
@@ -295,7 +331,9 @@ pub struct Findings {
 
 /// Whether a decided charge's message is known only from Meta's pricing.
 fn inferred_message(messages: &HashMap<MessageKey, Message>, charge: &Charge) -> bool {
-    messages.get(&(charge.business.clone(), charge.message_id.clone())).is_some_and(Message::inferred)
+    messages
+        .get(&(charge.business.clone(), charge.message_id.clone()))
+        .is_some_and(Message::inferred)
 }
 
 /// What one [`MeterState::apply`] changed.
@@ -340,6 +378,9 @@ pub struct MeterState {
     /// rather than kept in ledgers of their own.
     calls: Vec<TimedCall>,
     calls_priced: CallReport,
+    /// The calling units the priced calls reach: the report's
+    /// `counters.call_units`.
+    call_units: MonthToDate,
     calls_changed: bool,
     /// Meta Business Agent usage, the same way.
     agent: Vec<TimedUsage>,
@@ -375,13 +416,23 @@ impl MeterState {
             index: HashMap::default(),
             calls: Vec::new(),
             calls_priced: CallReport::default(),
+            call_units: MonthToDate {
+                call_units: engine
+                    .month_to_date
+                    .map(|c| c.call_units.clone())
+                    .unwrap_or_default(),
+                ..MonthToDate::default()
+            },
             calls_changed: false,
             agent: Vec::new(),
             agent_priced: AgentReport::default(),
             agent_changed: false,
         };
         if state.single {
-            state.ledgers.insert(Arc::from(ALL), Ledger::new(Counters::carried(engine.month_to_date), CHECKPOINT_EVERY));
+            state.ledgers.insert(
+                Arc::from(ALL),
+                Ledger::new(Counters::carried(engine.month_to_date), CHECKPOINT_EVERY),
+            );
         }
         state
     }
@@ -399,7 +450,11 @@ impl MeterState {
 
     /// Takes events in (any order, any batch) and returns the messages
     /// whose charge changed.
-    pub fn apply(&mut self, engine: &Engine<'_>, events: impl IntoIterator<Item = Event>) -> ChargeChanges {
+    pub fn apply(
+        &mut self,
+        engine: &Engine<'_>,
+        events: impl IntoIterator<Item = Event>,
+    ) -> ChargeChanges {
         for event in events {
             self.take(engine, event);
         }
@@ -414,7 +469,20 @@ impl MeterState {
             }
         }
         if std::mem::take(&mut self.calls_changed) {
-            self.calls_priced = rules::calling::price(self.calls.clone(), engine.accounts, engine.call_rates, engine.markets);
+            self.calls_priced = rules::calling::price_from(
+                self.calls.clone(),
+                engine.accounts,
+                engine.call_rates,
+                engine.markets,
+                engine.month_to_date,
+            );
+            self.call_units = MonthToDate::default();
+            rules::calling::publish(
+                &self.calls_priced.calls,
+                &engine.accounts.options,
+                engine.month_to_date,
+                &mut self.call_units,
+            );
         }
         if std::mem::take(&mut self.agent_changed) {
             self.agent_priced = rules::agent::price(self.agent.clone(), engine.accounts);
@@ -429,7 +497,14 @@ impl MeterState {
     /// it is not delivered (or not known).
     pub fn charge(&self, business: &str, id: &str) -> Option<Result<&Charge, &PricingError>> {
         let (group, key) = self.index.get(&(Arc::from(business), Box::from(id)))?;
-        match self.ledgers.get(group)?.entries.get(key)?.settled.as_ref()? {
+        match self
+            .ledgers
+            .get(group)?
+            .entries
+            .get(key)?
+            .settled
+            .as_ref()?
+        {
             Ok(charge) => Some(Ok(charge)),
             Err(error) => Some(Err(error)),
         }
@@ -437,7 +512,13 @@ impl MeterState {
 
     /// The windows of (business, user) at `at`, counting only what happened
     /// before it ([`Engine::windows_at`]).
-    pub fn windows_at(&self, engine: &Engine<'_>, business: &str, user: &UserId, at: Timestamp) -> ContactWindows {
+    pub fn windows_at(
+        &self,
+        engine: &Engine<'_>,
+        business: &str,
+        user: &UserId,
+        at: Timestamp,
+    ) -> ContactWindows {
         match self.contacts.get(&(Arc::from(business), user.clone())) {
             Some(contact) => engine.windows_at(&contact.timeline, at),
             None => ContactWindows::default(),
@@ -447,13 +528,28 @@ impl MeterState {
     /// Everything so far, as [`Engine::replay`] would report it.
     pub fn report(&self) -> Report {
         let charges = self.charges();
-        let Findings { warnings, errors, stats } = self.findings_of(&charges);
+        let Findings {
+            warnings,
+            errors,
+            stats,
+        } = self.findings_of(&charges);
         let charges: Vec<Charge> = charges.into_iter().cloned().collect();
-        let mut counters = MonthToDate::default();
+        let mut counters = MonthToDate {
+            call_units: self.call_units.call_units.clone(),
+            ..MonthToDate::default()
+        };
         for ledger in self.ledgers.values() {
             ledger.counters.publish(&mut counters);
         }
-        Report { charges, calls: self.calls_priced.calls.clone(), agent: self.agent_priced.charges.clone(), warnings, errors, stats, counters }
+        Report {
+            charges,
+            calls: self.calls_priced.calls.clone(),
+            agent: self.agent_priced.charges.clone(),
+            warnings,
+            errors,
+            stats,
+            counters,
+        }
     }
 
     /// The calls so far, priced, in start order (the report's, not copied).
@@ -482,7 +578,12 @@ impl MeterState {
         let mut ledgers = self.ledgers.values();
         let mut all = match (ledgers.next(), ledgers.next()) {
             (None, _) => return Vec::new(),
-            (Some(only), None) => return settled(only).into_iter().map(|(_, charge)| charge).collect(),
+            (Some(only), None) => {
+                return settled(only)
+                    .into_iter()
+                    .map(|(_, charge)| charge)
+                    .collect();
+            }
             (Some(first), Some(second)) => {
                 let mut all = settled(first);
                 all.extend(settled(second));
@@ -512,16 +613,22 @@ impl MeterState {
     /// Whether `business`'s message `id` is known only from Meta's pricing
     /// on its statuses (its outbound event inferred).
     pub fn is_inferred(&self, business: &str, id: &str) -> bool {
-        self.messages.get(&(Arc::from(business), Box::from(id))).is_some_and(Message::inferred)
+        self.messages
+            .get(&(Arc::from(business), Box::from(id)))
+            .is_some_and(Message::inferred)
     }
 
     /// The charges whose outbound event is inferred from Meta's pricing, in
     /// no particular order (what `outbound_inferred` counts).
     pub fn inferred_charges(&self) -> impl Iterator<Item = &Charge> {
-        self.ledgers.values().flat_map(|ledger| ledger.entries.values()).filter(|entry| entry.inferred).filter_map(|entry| match &entry.settled {
-            Some(Ok(charge)) => Some(charge),
-            _ => None,
-        })
+        self.ledgers
+            .values()
+            .flat_map(|ledger| ledger.entries.values())
+            .filter(|entry| entry.inferred)
+            .filter_map(|entry| match &entry.settled {
+                Some(Ok(charge)) => Some(charge),
+                _ => None,
+            })
     }
 
     fn findings_of(&self, charges: &[&Charge]) -> Findings {
@@ -530,7 +637,11 @@ impl MeterState {
         for ((business, id), message) in &self.messages {
             if message.sent().is_none() {
                 if let Some(owned) = &message.owned {
-                    warnings.push(engine::unknown_status(owned.origin.unwrap_or_default(), id, Some(business)));
+                    warnings.push(engine::unknown_status(
+                        owned.origin.unwrap_or_default(),
+                        id,
+                        Some(business),
+                    ));
                 }
                 continue;
             };
@@ -540,7 +651,11 @@ impl MeterState {
             }
             let unowned = self.unowned.get(id);
             if let (Some(owned), Some(unowned)) = (&message.owned, unowned) {
-                stats.duplicates += unowned.seen.iter().filter(|seen| owned.seen.contains(seen)).count() as u64;
+                stats.duplicates += unowned
+                    .seen
+                    .iter()
+                    .filter(|seen| owned.seen.contains(seen))
+                    .count() as u64;
             }
             let summary = self.summary(message, id);
             match message.placed {
@@ -556,7 +671,11 @@ impl MeterState {
         }
         for (id, summary) in &self.unowned {
             if !self.senders.contains_key(id) {
-                warnings.push(engine::unknown_status(summary.origin.unwrap_or_default(), id, None));
+                warnings.push(engine::unknown_status(
+                    summary.origin.unwrap_or_default(),
+                    id,
+                    None,
+                ));
             }
         }
         stats.duplicates += self.calls_priced.duplicates + self.agent_priced.duplicates;
@@ -567,7 +686,12 @@ impl MeterState {
 
         let mut errors: Vec<PricingError> = Vec::new();
         for ledger in self.ledgers.values() {
-            errors.extend(ledger.entries.values().filter_map(|entry| entry.settled.as_ref()?.as_ref().err().cloned()));
+            errors.extend(
+                ledger
+                    .entries
+                    .values()
+                    .filter_map(|entry| entry.settled.as_ref()?.as_ref().err().cloned()),
+            );
         }
         for contact in self.contacts.values() {
             errors.extend(contact.errors.iter().cloned());
@@ -575,7 +699,11 @@ impl MeterState {
         errors.extend(self.calls_priced.errors.iter().cloned());
         errors.extend(self.agent_priced.errors.iter().cloned());
         engine::sort_errors(&mut errors);
-        Findings { warnings, errors, stats }
+        Findings {
+            warnings,
+            errors,
+            stats,
+        }
     }
 
     /// A message's statuses, from its own business and unnamed.
@@ -589,18 +717,33 @@ impl MeterState {
     fn take(&mut self, engine: &Engine<'_>, event: Event) {
         self.stats.events += 1;
         match event.kind {
-            EventKind::Inbound { business, user, id, entry_point, kind } => {
+            EventKind::Inbound {
+                business,
+                user,
+                id,
+                entry_point,
+                kind,
+            } => {
                 self.note_country(&user);
                 let business = engine::intern(&mut self.businesses, business);
                 let first_time = match id {
                     Some(id) => self.seen_inbound_ids.insert((business.clone(), id)),
-                    None => self.seen_inbounds.insert((business.clone(), user.clone(), event.at, entry_point.is_some(), kind)),
+                    None => self.seen_inbounds.insert((
+                        business.clone(),
+                        user.clone(),
+                        event.at,
+                        entry_point.is_some(),
+                        kind,
+                    )),
                 };
                 if !first_time {
                     self.stats.duplicates += 1;
                     return;
                 }
-                let item = Item::Inbound { at: event.at, entry_point: entry_point.is_some() };
+                let item = Item::Inbound {
+                    at: event.at,
+                    entry_point: entry_point.is_some(),
+                };
                 self.insert_item(engine, business, user, item);
             }
             EventKind::Call(call) => {
@@ -609,38 +752,73 @@ impl MeterState {
                 // inbound item once; its copies are counted by the pricing.
                 if call.opens_window() {
                     let business = engine::intern(&mut self.businesses, call.business.clone());
-                    if self.seen_inbounds.insert((business.clone(), call.user.clone(), event.at, false, InboundKind::Call)) {
-                        let item = Item::Inbound { at: event.at, entry_point: false };
+                    if self.seen_inbounds.insert((
+                        business.clone(),
+                        call.user.clone(),
+                        event.at,
+                        false,
+                        InboundKind::Call,
+                    )) {
+                        let item = Item::Inbound {
+                            at: event.at,
+                            entry_point: false,
+                        };
                         self.insert_item(engine, business, call.user.clone(), item);
                     }
                 }
-                self.calls.push(TimedCall { at: event.at, origin: event.origin, call: *call });
+                self.calls.push(TimedCall {
+                    at: event.at,
+                    origin: event.origin,
+                    call: *call,
+                });
                 self.calls_changed = true;
             }
             EventKind::AgentUsage(usage) => {
                 // The message it names, if the agent produced one, is not
                 // also a service message (`rules::agent::agent_message`).
                 let business = engine::intern(&mut self.businesses, usage.business.clone());
-                let message = self.messages.entry((business.clone(), usage.id.clone())).or_default();
+                let message = self
+                    .messages
+                    .entry((business.clone(), usage.id.clone()))
+                    .or_default();
                 let marked = !message.by_agent;
                 message.by_agent = true;
                 let id = usage.id.clone();
-                self.agent.push(TimedUsage { at: event.at, origin: event.origin, usage: *usage });
+                self.agent.push(TimedUsage {
+                    at: event.at,
+                    origin: event.origin,
+                    usage: *usage,
+                });
                 self.agent_changed = true;
                 if marked {
                     self.resolve(engine, &business, &id);
                 }
             }
-            EventKind::Outbound { business, user, id, template, messaging_account } => {
+            EventKind::Outbound {
+                business,
+                user,
+                id,
+                template,
+                messaging_account,
+            } => {
                 self.note_country(&user);
                 let business = engine::intern(&mut self.businesses, business);
-                let message = self.messages.entry((business.clone(), id.clone())).or_default();
+                let message = self
+                    .messages
+                    .entry((business.clone(), id.clone()))
+                    .or_default();
                 match &mut message.outbound {
                     Some(kept) => {
                         self.stats.duplicates += 1;
-                        let same = kept.user == user && kept.template == template && kept.messaging_account == messaging_account;
+                        let same = kept.user == user
+                            && kept.template == template
+                            && kept.messaging_account == messaging_account;
                         if !same {
-                            self.conflicts.push(engine::conflicting_outbound(&id, &business, event.origin));
+                            self.conflicts.push(engine::conflicting_outbound(
+                                &id,
+                                &business,
+                                event.origin,
+                            ));
                         }
                         // Keep the earliest, whatever the input order.
                         if same && (event.at, event.origin) < (kept.at, kept.origin) {
@@ -652,15 +830,32 @@ impl MeterState {
                     }
                     None => {
                         if message.stand_in.is_none() {
-                            self.senders.entry(id.clone()).or_default().push(business.clone());
+                            self.senders
+                                .entry(id.clone())
+                                .or_default()
+                                .push(business.clone());
                         }
-                        message.outbound = Some(Outbound { user, at: event.at, template, origin: event.origin, messaging_account });
+                        message.outbound = Some(Outbound {
+                            user,
+                            at: event.at,
+                            template,
+                            origin: event.origin,
+                            messaging_account,
+                        });
                     }
                 }
                 self.resolve(engine, &business, &id);
             }
-            EventKind::Status { id, status, error, detail } => {
-                let cost = detail.as_ref().and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
+            EventKind::Status {
+                id,
+                status,
+                error,
+                detail,
+            } => {
+                let cost = detail
+                    .as_ref()
+                    .and_then(|d| d.pricing.as_ref())
+                    .and_then(|p| p.cost);
                 let messaging_account = detail.as_ref().and_then(|d| d.messaging_account.clone());
                 let (business, stood_in) = match detail.map(|detail| *detail) {
                     Some(detail) => match detail.business {
@@ -668,11 +863,27 @@ impl MeterState {
                             let business = engine::intern(&mut self.businesses, business);
                             // Meta's pricing names what was sent: a stand-in
                             // for the outbound event, if the log never has one.
-                            let implied = detail.pricing.as_ref().and_then(MetaPricing::implied_message);
+                            let implied = detail
+                                .pricing
+                                .as_ref()
+                                .and_then(MetaPricing::implied_message);
                             let stood_in = match (detail.recipient, implied) {
                                 (Some(user), Some(message)) => {
-                                    let template = message.map(|category| Template { name: "".into(), category });
-                                    self.stand_in(Outbound { user, at: event.at, template, origin: event.origin, messaging_account: None }, &business, &id)
+                                    let template = message.map(|category| Template {
+                                        name: "".into(),
+                                        category,
+                                    });
+                                    self.stand_in(
+                                        Outbound {
+                                            user,
+                                            at: event.at,
+                                            template,
+                                            origin: event.origin,
+                                            messaging_account: None,
+                                        },
+                                        &business,
+                                        &id,
+                                    )
                                 }
                                 _ => false,
                             };
@@ -684,8 +895,22 @@ impl MeterState {
                 };
                 match business {
                     Some(business) => {
-                        let message = self.messages.entry((business.clone(), id.clone())).or_default();
-                        if !message.owned.get_or_insert_with(StatusSummary::default).record(status, error, event.at, event.origin, cost, messaging_account.as_deref()) {
+                        let message = self
+                            .messages
+                            .entry((business.clone(), id.clone()))
+                            .or_default();
+                        if !message
+                            .owned
+                            .get_or_insert_with(StatusSummary::default)
+                            .record(
+                                status,
+                                error,
+                                event.at,
+                                event.origin,
+                                cost,
+                                messaging_account.as_deref(),
+                            )
+                        {
                             self.stats.duplicates += 1;
                             if !stood_in {
                                 return;
@@ -694,7 +919,14 @@ impl MeterState {
                         self.resolve(engine, &business, &id);
                     }
                     None => {
-                        if !self.unowned.entry(id.clone()).or_default().record(status, error, event.at, event.origin, cost, messaging_account.as_deref()) {
+                        if !self.unowned.entry(id.clone()).or_default().record(
+                            status,
+                            error,
+                            event.at,
+                            event.origin,
+                            cost,
+                            messaging_account.as_deref(),
+                        ) {
                             self.stats.duplicates += 1;
                             return;
                         }
@@ -710,12 +942,22 @@ impl MeterState {
     /// Takes a priced status's view of what was sent, if it is earlier than
     /// the one kept; `true` when it is.
     fn stand_in(&mut self, candidate: Outbound, business: &Arc<str>, id: &str) -> bool {
-        let message = self.messages.entry((business.clone(), id.into())).or_default();
-        if message.stand_in.as_ref().is_some_and(|kept| (kept.at, kept.origin) <= (candidate.at, candidate.origin)) {
+        let message = self
+            .messages
+            .entry((business.clone(), id.into()))
+            .or_default();
+        if message
+            .stand_in
+            .as_ref()
+            .is_some_and(|kept| (kept.at, kept.origin) <= (candidate.at, candidate.origin))
+        {
             return false;
         }
         if message.sent().is_none() {
-            self.senders.entry(id.into()).or_default().push(business.clone());
+            self.senders
+                .entry(id.into())
+                .or_default()
+                .push(business.clone());
         }
         let user = candidate.user.clone();
         message.stand_in = Some(candidate);
@@ -744,11 +986,18 @@ impl MeterState {
     /// events say now.
     fn resolve(&mut self, engine: &Engine<'_>, business: &Arc<str>, id: &str) {
         let key = (business.clone(), Box::<str>::from(id));
-        let Some(message) = self.messages.get(&key) else { return };
-        let Some(outbound) = message.sent() else { return };
+        let Some(message) = self.messages.get(&key) else {
+            return;
+        };
+        let Some(outbound) = message.sent() else {
+            return;
+        };
         let summary = self.summary(message, id);
         let delivered_at = summary.as_ref().and_then(StatusSummary::delivered_at);
-        let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost).map(Box::new);
+        let meta_cost = summary
+            .as_ref()
+            .and_then(StatusSummary::meta_cost)
+            .map(Box::new);
         let new = delivered_at.map(|at| Item::Delivery {
             at,
             message: Box::new(DeliveredMessage {
@@ -758,7 +1007,12 @@ impl MeterState {
                 origin: outbound.origin,
                 meta_cost,
                 by_agent: message.by_agent,
-                messaging_account: outbound.messaging_account.clone().or_else(|| summary.as_ref().and_then(|s| s.messaging_account()).map(Box::from)),
+                messaging_account: outbound.messaging_account.clone().or_else(|| {
+                    summary
+                        .as_ref()
+                        .and_then(|s| s.messaging_account())
+                        .map(Box::from)
+                }),
             }),
         });
         let user = outbound.user.clone();
@@ -766,7 +1020,11 @@ impl MeterState {
             let contact_key = (business.clone(), old_user);
             let old_key = (old_at, 1u8, id);
             let found = self.contacts.get_mut(&contact_key).and_then(|contact| {
-                let position = contact.timeline.items.binary_search_by(|item| item.sort_key().cmp(&old_key)).ok()?;
+                let position = contact
+                    .timeline
+                    .items
+                    .binary_search_by(|item| item.sort_key().cmp(&old_key))
+                    .ok()?;
                 Some((contact, position))
             });
             if let Some((contact, position)) = found {
@@ -794,10 +1052,25 @@ impl MeterState {
         } else {
             let group = self.group_of(engine, &key.0);
             if let UserId::Bsuid(id, None) = &key.1 {
-                self.countryless.entry(id.clone()).or_default().push(key.clone());
+                self.countryless
+                    .entry(id.clone())
+                    .or_default()
+                    .push(key.clone());
             }
-            let timeline = ContactTimeline { business: key.0.clone(), user: key.1.clone(), items: Vec::new() };
-            Some(Contact { timeline, walked: 0, state: ContactState::default(), charges: Vec::new(), errors: Vec::new(), dirty_from: None, group })
+            let timeline = ContactTimeline {
+                business: key.0.clone(),
+                user: key.1.clone(),
+                items: Vec::new(),
+            };
+            Some(Contact {
+                timeline,
+                walked: 0,
+                state: ContactState::default(),
+                charges: Vec::new(),
+                errors: Vec::new(),
+                dirty_from: None,
+                group,
+            })
         };
         let contact = match fresh {
             Some(contact) => self.contacts.entry(key.clone()).or_insert(contact),
@@ -820,7 +1093,11 @@ impl MeterState {
             if contact.dirty_from.is_none() {
                 self.dirty.push(key.clone());
             }
-            contact.dirty_from = Some(contact.dirty_from.map_or(position, |from| from.min(position)));
+            contact.dirty_from = Some(
+                contact
+                    .dirty_from
+                    .map_or(position, |from| from.min(position)),
+            );
         }
     }
 
@@ -837,7 +1114,8 @@ impl MeterState {
             }
             Some(portfolio) => portfolio.clone(),
             None => {
-                self.waba_portfolio.insert(account.waba.clone(), account.portfolio.clone());
+                self.waba_portfolio
+                    .insert(account.waba.clone(), account.portfolio.clone());
                 account.portfolio.clone()
             }
         }
@@ -847,7 +1125,10 @@ impl MeterState {
     /// ledgers, so from now on one ledger holds every charge.
     fn merge_ledgers(&mut self, engine: &Engine<'_>) {
         self.single = true;
-        let mut all = Ledger::new(Counters::carried(engine.month_to_date), self.checkpoint_every);
+        let mut all = Ledger::new(
+            Counters::carried(engine.month_to_date),
+            self.checkpoint_every,
+        );
         for (_, ledger) in self.ledgers.drain() {
             // Charges removed since the last settling are still changes.
             all.removed.extend(ledger.removed);
@@ -877,23 +1158,41 @@ impl MeterState {
         let checkpoint_every = self.checkpoint_every;
         for key in std::mem::take(&mut self.dirty) {
             let user = match &key.1 {
-                UserId::Bsuid(id, None) => UserId::Bsuid(id.clone(), self.countries.get(id).cloned()),
+                UserId::Bsuid(id, None) => {
+                    UserId::Bsuid(id.clone(), self.countries.get(id).cloned())
+                }
                 user => user.clone(),
             };
-            let Some(contact) = self.contacts.get_mut(&key) else { continue };
-            let Some(from) = contact.dirty_from.take() else { continue };
-            let ledger = self.ledgers.entry(contact.group.clone()).or_insert_with(|| Ledger::new(Counters::default(), checkpoint_every));
+            let Some(contact) = self.contacts.get_mut(&key) else {
+                continue;
+            };
+            let Some(from) = contact.dirty_from.take() else {
+                continue;
+            };
+            let ledger = self
+                .ledgers
+                .entry(contact.group.clone())
+                .or_insert_with(|| Ledger::new(Counters::default(), checkpoint_every));
             let index = &mut self.index;
             let group = &contact.group;
             let mut decided = ContactDecisions::default();
             if from >= contact.walked && contact.timeline.user.country() == user.country() {
-                engine.walk_on(&contact.timeline, contact.walked, &mut contact.state, None, &mut decided);
+                engine.walk_on(
+                    &contact.timeline,
+                    contact.walked,
+                    &mut contact.state,
+                    None,
+                    &mut decided,
+                );
                 contact.walked = contact.timeline.items.len();
                 contact.errors.append(&mut decided.errors);
                 for charge in decided.charges {
                     let inferred = inferred_message(&self.messages, &charge);
                     let key = ledger.insert(charge, inferred);
-                    index.insert((key.business.clone(), key.message_id.clone()), (group.clone(), key.clone()));
+                    index.insert(
+                        (key.business.clone(), key.message_id.clone()),
+                        (group.clone(), key.clone()),
+                    );
                     contact.charges.push(key);
                 }
                 continue;
@@ -906,9 +1205,16 @@ impl MeterState {
             // Charges decided as before stay as they are; the others go,
             // and the new ones come in.
             let mut unchanged: HashSet<SettleKey> = HashSet::default();
-            let now: HashMap<&str, &Charge> = decided.charges.iter().map(|charge| (&*charge.message_id, charge)).collect();
+            let now: HashMap<&str, &Charge> = decided
+                .charges
+                .iter()
+                .map(|charge| (&*charge.message_id, charge))
+                .collect();
             for old in std::mem::take(&mut contact.charges) {
-                let same = ledger.entries.get(&old).is_some_and(|entry| now.get(&*old.message_id).is_some_and(|new| **new == entry.decided));
+                let same = ledger.entries.get(&old).is_some_and(|entry| {
+                    now.get(&*old.message_id)
+                        .is_some_and(|new| **new == entry.decided)
+                });
                 if same {
                     unchanged.insert(old);
                     continue;
@@ -926,7 +1232,10 @@ impl MeterState {
                 if !unchanged.contains(&key) {
                     let inferred = inferred_message(&self.messages, &charge);
                     let key = ledger.insert(charge, inferred);
-                    index.insert((key.business.clone(), key.message_id.clone()), (group.clone(), key));
+                    index.insert(
+                        (key.business.clone(), key.message_id.clone()),
+                        (group.clone(), key),
+                    );
                 }
                 contact.charges.push(key);
             }

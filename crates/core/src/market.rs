@@ -16,8 +16,10 @@ use jiff::civil::{Date, date};
 
 use crate::event::UserId;
 
-const META_PAGE_2026_03: &str = include_str!("../../../data/markets/meta-pricing-page_2026-03-30.csv");
-const CALLING_CODES_2026_07: &str = include_str!("../../../data/markets/calling-codes_2026-07-01.csv");
+const META_PAGE_2026_03: &str =
+    include_str!("../../../data/markets/meta-pricing-page_2026-03-30.csv");
+const CALLING_CODES_2026_07: &str =
+    include_str!("../../../data/markets/calling-codes_2026-07-01.csv");
 const NANP_AREA_CODES: &str = include_str!("../../../data/markets/nanp-area-codes.csv");
 const MARKET_CHANGES: &str = include_str!("../../../data/markets/market-changes.csv");
 
@@ -78,7 +80,8 @@ fn csv_rows(text: &str) -> impl Iterator<Item = csv::StringRecord> + '_ {
 }
 
 fn parse_date(text: &str) -> Date {
-    text.parse().expect("embedded market dates are well-formed (tested)")
+    text.parse()
+        .expect("embedded market dates are well-formed (tested)")
 }
 
 impl MarketTable {
@@ -91,7 +94,10 @@ impl MarketTable {
     fn build() -> MarketTable {
         let mut names: HashMap<String, Market> = HashMap::new();
         let mut intern = |name: &str| -> Market {
-            names.entry(name.to_string()).or_insert_with(|| Arc::from(name)).clone()
+            names
+                .entry(name.to_string())
+                .or_insert_with(|| Arc::from(name))
+                .clone()
         };
 
         // ISO codes by calling code come from the 2026-07 map; the page table
@@ -109,7 +115,11 @@ impl MarketTable {
             iso_by_code.insert(prefix.to_string(), iso2.clone());
             from_july_2026.insert(
                 prefix.to_string(),
-                PrefixEntry { country: iso2.clone(), iso2, market: intern(market) },
+                PrefixEntry {
+                    country: iso2.clone(),
+                    iso2,
+                    market: intern(market),
+                },
             );
         }
 
@@ -119,10 +129,17 @@ impl MarketTable {
             if market == "Other" || code == "1" {
                 continue; // `Other` is the fallback; `+1` is handled by area code.
             }
-            let iso2 = iso_by_code.get(code).cloned().unwrap_or_else(|| Arc::from(""));
+            let iso2 = iso_by_code
+                .get(code)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(""));
             before_july_2026.insert(
                 code.to_string(),
-                PrefixEntry { iso2, country: Arc::from(country), market: intern(market) },
+                PrefixEntry {
+                    iso2,
+                    country: Arc::from(country),
+                    market: intern(market),
+                },
             );
         }
         // The July map carries ISO codes only; give it the page's country names.
@@ -144,7 +161,11 @@ impl MarketTable {
             };
             nanp.insert(
                 row[0].to_string(),
-                PrefixEntry { iso2: Arc::from(&row[1]), country: Arc::from(&row[2]), market },
+                PrefixEntry {
+                    iso2: Arc::from(&row[1]),
+                    country: Arc::from(&row[2]),
+                    market,
+                },
             );
         }
 
@@ -161,11 +182,22 @@ impl MarketTable {
             })
             .collect();
 
-        MarketTable { before_july_2026, from_july_2026, nanp, overrides, other, north_america }
+        MarketTable {
+            before_july_2026,
+            from_july_2026,
+            nanp,
+            overrides,
+            other,
+            north_america,
+        }
     }
 
     fn base(&self, on: Date) -> &HashMap<String, PrefixEntry> {
-        if on < JULY_2026_SPLIT { &self.before_july_2026 } else { &self.from_july_2026 }
+        if on < JULY_2026_SPLIT {
+            &self.before_july_2026
+        } else {
+            &self.from_july_2026
+        }
     }
 
     fn override_for(&self, prefix: &str, on: Date) -> Option<&PrefixEntry> {
@@ -192,7 +224,9 @@ impl MarketTable {
             UserId::Bsuid(id, None) => MarketMatch {
                 market: self.other.clone(),
                 country: None,
-                rule: format!("business-scoped user id {id} carries no country, and none was given beside it: its market is unknown"),
+                rule: format!(
+                    "business-scoped user id {id} carries no country, and none was given beside it: its market is unknown"
+                ),
             },
         }
     }
@@ -216,7 +250,9 @@ impl MarketTable {
         // Longest prefix first: `+7 7xx` (Kazakhstan) before `+7` (Russia).
         for length in (1..=4.min(digits.len())).rev() {
             let prefix = &digits[..length];
-            let entry = self.override_for(prefix, on).or_else(|| self.base(on).get(prefix));
+            let entry = self
+                .override_for(prefix, on)
+                .or_else(|| self.base(on).get(prefix));
             if let Some(entry) = entry {
                 return MarketMatch {
                     market: entry.market.clone(),
@@ -264,7 +300,8 @@ impl MarketTable {
 
     /// Every market name in force on a date, sorted.
     pub fn markets_on(&self, on: Date) -> BTreeSet<Market> {
-        let mut markets: BTreeSet<Market> = self.base(on).values().map(|e| e.market.clone()).collect();
+        let mut markets: BTreeSet<Market> =
+            self.base(on).values().map(|e| e.market.clone()).collect();
         markets.extend(self.nanp.values().map(|e| e.market.clone()));
         markets.extend(
             self.overrides
@@ -295,8 +332,11 @@ impl MarketTable {
     /// Every market on a date with the calling codes that lead to it, sorted.
     /// `Other` lists nothing: it is whatever no listed code matches.
     pub fn members_on(&self, on: Date) -> std::collections::BTreeMap<Market, Vec<MarketMember>> {
-        let mut members: std::collections::BTreeMap<Market, Vec<MarketMember>> =
-            self.markets_on(on).into_iter().map(|m| (m, Vec::new())).collect();
+        let mut members: std::collections::BTreeMap<Market, Vec<MarketMember>> = self
+            .markets_on(on)
+            .into_iter()
+            .map(|m| (m, Vec::new()))
+            .collect();
         let member = |code: String, entry: &PrefixEntry| MarketMember {
             calling_code: code,
             country: entry.country.to_string(),
@@ -304,17 +344,29 @@ impl MarketTable {
         };
         let mut prefixes: Vec<&String> = self.base(on).keys().collect();
         for o in &self.overrides {
-            if o.from <= on && o.until.is_none_or(|until| on < until) && !prefixes.contains(&&o.prefix) {
+            if o.from <= on
+                && o.until.is_none_or(|until| on < until)
+                && !prefixes.contains(&&o.prefix)
+            {
                 prefixes.push(&o.prefix);
             }
         }
         for prefix in prefixes {
-            let entry = self.override_for(prefix, on).or_else(|| self.base(on).get(prefix)).expect("listed prefix");
-            members.entry(entry.market.clone()).or_default().push(member(prefix.clone(), entry));
+            let entry = self
+                .override_for(prefix, on)
+                .or_else(|| self.base(on).get(prefix))
+                .expect("listed prefix");
+            members
+                .entry(entry.market.clone())
+                .or_default()
+                .push(member(prefix.clone(), entry));
         }
         for (area, entry) in &self.nanp {
             if &*entry.market != "Other" {
-                members.entry(entry.market.clone()).or_default().push(member(format!("1 {area}"), entry));
+                members
+                    .entry(entry.market.clone())
+                    .or_default()
+                    .push(member(format!("1 {area}"), entry));
             }
         }
         members.entry(self.north_america.clone()).or_default().push(MarketMember {
@@ -328,8 +380,13 @@ impl MarketTable {
             let mut merged: Vec<MarketMember> = Vec::new();
             for item in list.drain(..) {
                 match merged.last_mut() {
-                    Some(last) if last.country == item.country && last.calling_code.starts_with("1 ") && item.calling_code.starts_with("1 ") => {
-                        last.calling_code.push_str(&format!("/{}", &item.calling_code[2..]));
+                    Some(last)
+                        if last.country == item.country
+                            && last.calling_code.starts_with("1 ")
+                            && item.calling_code.starts_with("1 ") =>
+                    {
+                        last.calling_code
+                            .push_str(&format!("/{}", &item.calling_code[2..]));
                     }
                     _ => merged.push(item),
                 }
@@ -353,7 +410,13 @@ impl MarketTable {
                 .members_on(on)
                 .get(market)?
                 .iter()
-                .map(|m| m.calling_code.split('/').next().unwrap_or_default().replace(' ', ""))
+                .map(|m| {
+                    m.calling_code
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .replace(' ', "")
+                })
                 .collect();
             codes.sort();
             // Each code with a few subscriber numbers: `+7 9…` is Russia
@@ -361,7 +424,8 @@ impl MarketTable {
             codes
                 .iter()
                 .flat_map(|code| {
-                    ["9123456780", "7012345678", "5123456780"].map(|rest| format!("{code}{}", &rest[..(12 - code.len()).min(10)]))
+                    ["9123456780", "7012345678", "5123456780"]
+                        .map(|rest| format!("{code}{}", &rest[..(12 - code.len()).min(10)]))
                 })
                 .collect()
         };
@@ -377,7 +441,10 @@ mod tests {
     use super::*;
 
     fn market(number: &str, on: Date) -> String {
-        MarketTable::builtin().lookup(&UserId::parse(number).unwrap(), on).market.to_string()
+        MarketTable::builtin()
+            .lookup(&UserId::parse(number).unwrap(), on)
+            .market
+            .to_string()
     }
 
     const MID_2025: Date = date(2025, 8, 1);
@@ -399,14 +466,26 @@ mod tests {
     fn nanp_area_codes_split_plus_one() {
         assert_eq!(market("+12125550100", MID_2025), "North America"); // New York
         assert_eq!(market("+14165550100", MID_2025), "North America"); // Toronto
-        for number in ["+18095550100", "+18295550100", "+18495550100", "+16585550100",
-            "+18765550100", "+17875550100", "+19395550100"] {
-            assert_eq!(market(number, MID_2025), "Rest of Latin America", "{number}");
+        for number in [
+            "+18095550100",
+            "+18295550100",
+            "+18495550100",
+            "+16585550100",
+            "+18765550100",
+            "+17875550100",
+            "+19395550100",
+        ] {
+            assert_eq!(
+                market(number, MID_2025),
+                "Rest of Latin America",
+                "{number}"
+            );
         }
         // Other NANP territories: Other (decision D11).
         assert_eq!(market("+12425550100", MID_2025), "Other"); // Bahamas
         assert_eq!(market("+18685550100", MID_2025), "Other"); // Trinidad and Tobago
-        let toronto = MarketTable::builtin().lookup(&UserId::parse("+14165550100").unwrap(), MID_2025);
+        let toronto =
+            MarketTable::builtin().lookup(&UserId::parse("+14165550100").unwrap(), MID_2025);
         assert_eq!(toronto.country.as_deref(), Some("CA"));
     }
 
@@ -422,10 +501,16 @@ mod tests {
     fn dated_moves() {
         assert_eq!(market("+263771234567", date(2025, 9, 30)), "Other");
         assert_eq!(market("+263771234567", date(2025, 10, 1)), "Rest of Africa");
-        assert_eq!(market("+85291234567", date(2026, 6, 30)), "Rest of Asia Pacific");
+        assert_eq!(
+            market("+85291234567", date(2026, 6, 30)),
+            "Rest of Asia Pacific"
+        );
         assert_eq!(market("+85291234567", date(2026, 7, 1)), "Hong Kong");
         assert_eq!(market("+48501234567", date(2026, 7, 1)), "Poland");
-        assert_eq!(market("+8801712345678", date(2026, 9, 30)), "Rest of Asia Pacific");
+        assert_eq!(
+            market("+8801712345678", date(2026, 9, 30)),
+            "Rest of Asia Pacific"
+        );
         assert_eq!(market("+8801712345678", date(2026, 10, 1)), "Bangladesh");
         assert_eq!(market("+380501234567", date(2026, 10, 1)), "Ukraine");
     }
@@ -433,22 +518,43 @@ mod tests {
     #[test]
     fn every_market_has_members_and_an_example_number_on_every_card_date() {
         let table = MarketTable::builtin();
-        for on in [date(2022, 2, 1), date(2025, 10, 1), date(2026, 7, 1), date(2026, 10, 1)] {
+        for on in [
+            date(2022, 2, 1),
+            date(2025, 10, 1),
+            date(2026, 7, 1),
+            date(2026, 10, 1),
+        ] {
             let members = table.members_on(on);
-            assert_eq!(members.keys().cloned().collect::<BTreeSet<_>>(), table.markets_on(on));
+            assert_eq!(
+                members.keys().cloned().collect::<BTreeSet<_>>(),
+                table.markets_on(on)
+            );
             for market in members.keys() {
                 if &**market != "Other" {
                     assert!(!members[market].is_empty(), "{market} on {on}");
                 }
-                let example = table.example_number(market, on).unwrap_or_else(|| panic!("no example number for {market} on {on}"));
+                let example = table
+                    .example_number(market, on)
+                    .unwrap_or_else(|| panic!("no example number for {market} on {on}"));
                 assert_eq!(table.lookup(&example, on).market, *market);
             }
         }
         let members = table.members_on(date(2025, 10, 1));
-        let latin: Vec<&str> = members["Rest of Latin America"].iter().map(|m| m.calling_code.as_str()).collect();
+        let latin: Vec<&str> = members["Rest of Latin America"]
+            .iter()
+            .map(|m| m.calling_code.as_str())
+            .collect();
         assert!(latin.contains(&"1 809/829/849"), "{latin:?}");
-        assert!(members["Rest of Africa"].iter().any(|m| m.country == "Zimbabwe"));
-        assert!(!table.members_on(date(2025, 9, 30))["Rest of Africa"].iter().any(|m| m.country == "Zimbabwe"));
+        assert!(
+            members["Rest of Africa"]
+                .iter()
+                .any(|m| m.country == "Zimbabwe")
+        );
+        assert!(
+            !table.members_on(date(2025, 9, 30))["Rest of Africa"]
+                .iter()
+                .any(|m| m.country == "Zimbabwe")
+        );
         assert_eq!(table.example_number("Kazakhstan", date(2026, 9, 30)), None);
     }
 

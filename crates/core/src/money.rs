@@ -21,8 +21,10 @@ impl Currency {
     /// The currencies Meta bills WhatsApp in (its pricing page, 2026: USD,
     /// AED, ARS, AUD, CLP, COP, EUR, GBP, IDR, INR, MXN, MYR, PEN, SAR, SGD,
     /// and BRL from 2026-07-01).
-    pub const META_BILLING: [&'static str; 16] =
-        ["AED", "ARS", "AUD", "BRL", "CLP", "COP", "EUR", "GBP", "IDR", "INR", "MXN", "MYR", "PEN", "SAR", "SGD", "USD"];
+    pub const META_BILLING: [&'static str; 16] = [
+        "AED", "ARS", "AUD", "BRL", "CLP", "COP", "EUR", "GBP", "IDR", "INR", "MXN", "MYR", "PEN",
+        "SAR", "SGD", "USD",
+    ];
 
     /// Whether Meta bills in this currency ([`Currency::META_BILLING`]).
     pub fn is_meta_billing(self) -> bool {
@@ -111,7 +113,11 @@ pub fn strip_thousands_separators(text: &str) -> std::borrow::Cow<'_, str> {
         && (1..=3).contains(&groups[0].len())
         && groups[1..].iter().all(|g| g.len() == 3)
         && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit()));
-    if grouped { text.replace(SEPARATORS, "").into() } else { text.into() }
+    if grouped {
+        text.replace(SEPARATORS, "").into()
+    } else {
+        text.into()
+    }
 }
 
 /// Parses a rate or amount exactly. Accepts thousands separators (`1,940.13`,
@@ -119,7 +125,11 @@ pub fn strip_thousands_separators(text: &str) -> std::borrow::Cow<'_, str> {
 /// and anything else that is not a plain decimal.
 pub fn parse_amount(text: &str) -> Option<Decimal> {
     let cleaned = strip_thousands_separators(text.trim());
-    if cleaned.is_empty() || !cleaned.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-') {
+    if cleaned.is_empty()
+        || !cleaned
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+    {
         return None;
     }
     cleaned.parse::<Decimal>().ok()
@@ -131,9 +141,20 @@ mod tests {
 
     #[test]
     fn meta_tokens_map_to_iso_codes() {
-        for (token, code) in [("$US", "USD"), ("A$", "AUD"), ("£", "GBP"), ("GBD", "GBP"),
-            ("₹", "INR"), ("RP", "IDR"), ("eur", "EUR"), ("BRL", "BRL")] {
-            assert_eq!(Currency::parse(token).map(|c| c.to_string()), Some(code.to_string()));
+        for (token, code) in [
+            ("$US", "USD"),
+            ("A$", "AUD"),
+            ("£", "GBP"),
+            ("GBD", "GBP"),
+            ("₹", "INR"),
+            ("RP", "IDR"),
+            ("eur", "EUR"),
+            ("BRL", "BRL"),
+        ] {
+            assert_eq!(
+                Currency::parse(token).map(|c| c.to_string()),
+                Some(code.to_string())
+            );
         }
         assert_eq!(Currency::parse("US Dollar"), None);
         assert_eq!(Currency::parse("U1D"), None);
@@ -141,15 +162,27 @@ mod tests {
 
     #[test]
     fn amounts_are_exact_and_printed_plainly() {
-        assert_eq!(parse_amount("0.0340").map(format_amount).as_deref(), Some("0.034"));
-        assert_eq!(parse_amount("1,940.13").map(format_amount).as_deref(), Some("1940.13"));
+        assert_eq!(
+            parse_amount("0.0340").map(format_amount).as_deref(),
+            Some("0.034")
+        );
+        assert_eq!(
+            parse_amount("1,940.13").map(format_amount).as_deref(),
+            Some("1940.13")
+        );
         assert_eq!(parse_amount("1e-3"), None);
         assert_eq!(parse_amount("1,5"), None);
         assert_eq!(parse_amount("12,34.5"), None);
-        assert_eq!(parse_amount("2 000 000").map(format_amount).as_deref(), Some("2000000"));
+        assert_eq!(
+            parse_amount("2 000 000").map(format_amount).as_deref(),
+            Some("2000000")
+        );
         assert_eq!(parse_amount("n/a"), None);
         assert_eq!(parse_amount(""), None);
-        let sum: Decimal = ["0.1", "0.2"].iter().map(|s| parse_amount(s).unwrap()).sum();
+        let sum: Decimal = ["0.1", "0.2"]
+            .iter()
+            .map(|s| parse_amount(s).unwrap())
+            .sum();
         assert_eq!(format_amount(sum), "0.3");
         assert_eq!(format_amount(Decimal::ZERO), "0");
     }

@@ -173,30 +173,60 @@ mod tests {
     fn every_kind_round_trips_through_its_canonical_line() {
         let kinds = vec![
             NoticeKind::TemplateCategoryUpdate {
-                template: TemplateRef { template_id: Some("1".into()), template_name: Some("welcome".into()), language: None },
+                template: TemplateRef {
+                    template_id: Some("1".into()),
+                    template_name: Some("welcome".into()),
+                    language: None,
+                },
                 previous_category: Some("utility".into()),
                 new_category: Some("marketing".into()),
                 correct_category: None,
                 effective_at: None,
             },
             NoticeKind::TemplateStatusUpdate {
-                template: TemplateRef { template_id: None, template_name: Some("x".into()), language: Some("en_US".into()) },
+                template: TemplateRef {
+                    template_id: None,
+                    template_name: Some("x".into()),
+                    language: Some("en_US".into()),
+                },
                 category: Some("marketing".into()),
                 event: "REJECTED".into(),
                 reason: Some("INCORRECT_CATEGORY".into()),
             },
-            NoticeKind::VolumeTierUpdate { category: Some("utility".into()), tier: Some("1:2".into()), effective_month: None, market: Some("India".into()) },
+            NoticeKind::VolumeTierUpdate {
+                category: Some("utility".into()),
+                tier: Some("1:2".into()),
+                effective_month: None,
+                market: Some("India".into()),
+            },
             NoticeKind::AuthInternationalEligibility {
                 start: Some(Timestamp::from_second(1_748_780_624).unwrap()),
-                exceptions: vec![CountryStart { country: "ID".into(), start: None }],
+                exceptions: vec![CountryStart {
+                    country: "ID".into(),
+                    start: None,
+                }],
             },
-            NoticeKind::PrimaryBusinessLocation { country: "IN".into() },
-            NoticeKind::AccountUpdate { event: "DISABLED_UPDATE".into() },
-            NoticeKind::UserPreference { business: None, user: "16505551234".into(), category: "marketing_messages".into(), value: "stop".into() },
+            NoticeKind::PrimaryBusinessLocation {
+                country: "IN".into(),
+            },
+            NoticeKind::AccountUpdate {
+                event: "DISABLED_UPDATE".into(),
+            },
+            NoticeKind::UserPreference {
+                business: None,
+                user: "16505551234".into(),
+                category: "marketing_messages".into(),
+                value: "stop".into(),
+            },
         ];
         assert_eq!(kinds.len(), NoticeKind::TYPES.len());
         for (kind, name) in kinds.into_iter().zip(NoticeKind::TYPES) {
-            let notice = Notice { at: Some(Timestamp::from_second(1_750_000_000).unwrap()), waba: Some("9".into()), origin: Origin::default(), kind };
+            let notice = Notice {
+                at: Some(Timestamp::from_second(1_750_000_000).unwrap()),
+                waba: Some("9".into()),
+                origin: Origin::default(),
+                kind,
+            };
             let line = serde_json::to_string(&notice).unwrap();
             assert!(line.contains(&format!("\"type\":\"{name}\"")), "{line}");
             let back: Notice = serde_json::from_str(&line).unwrap();

@@ -13,10 +13,10 @@
 //! Recipients are given by market (counts; numbers are made up that the
 //! market table places in each market) or as real phone numbers.
 
-use std::collections::BTreeMap;
-use jiff::civil::Date;
 use jiff::SignedDuration;
+use jiff::civil::Date;
 use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 
 use crate::category::{PricingCategory, PricingType, TemplateCategory, TierFamily};
 use crate::charge::Warning;
@@ -160,7 +160,9 @@ pub struct Quote {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QuoteError {
     /// A market name not in the table on the quote date.
-    #[error("`{market}` is not one of Meta's markets on {date} (see `wameter markets list --date {date}`)")]
+    #[error(
+        "`{market}` is not one of Meta's markets on {date} (see `wameter markets list --date {date}`)"
+    )]
     UnknownMarket {
         /// The name given.
         market: String,
@@ -177,17 +179,34 @@ pub enum QuoteError {
 
 /// Makes up `count` distinct phone numbers in `market`, all sharing the
 /// example number's first five digits (country and, for `+1`, area code).
-fn numbers_in(engine: &Engine<'_>, market: &str, on: Date, count: u64) -> Result<Vec<UserId>, QuoteError> {
-    let unknown = || QuoteError::UnknownMarket { market: market.to_string(), date: on };
-    let example = engine.markets.example_number(market, on).ok_or_else(unknown)?;
-    let UserId::Phone(digits) = &example else { return Err(unknown()) };
+fn numbers_in(
+    engine: &Engine<'_>,
+    market: &str,
+    on: Date,
+    count: u64,
+) -> Result<Vec<UserId>, QuoteError> {
+    let unknown = || QuoteError::UnknownMarket {
+        market: market.to_string(),
+        date: on,
+    };
+    let example = engine
+        .markets
+        .example_number(market, on)
+        .ok_or_else(unknown)?;
+    let UserId::Phone(digits) = &example else {
+        return Err(unknown());
+    };
     let prefix = &digits[..5.min(digits.len())];
-    let users: Vec<UserId> = (0..count).map(|i| UserId::Phone(format!("{prefix}{i:07}").into())).collect();
+    let users: Vec<UserId> = (0..count)
+        .map(|i| UserId::Phone(format!("{prefix}{i:07}").into()))
+        .collect();
     // Guard the assumption that five digits fix the market.
     for user in [users.first(), users.last()].into_iter().flatten() {
         let found = engine.markets.lookup(user, on).market;
         if &*found != market {
-            return Err(QuoteError::Pricing(format!("made-up number {user} for {market} falls in {found}")));
+            return Err(QuoteError::Pricing(format!(
+                "made-up number {user} for {market} falls in {found}"
+            )));
         }
     }
     Ok(users)
@@ -196,7 +215,10 @@ fn numbers_in(engine: &Engine<'_>, market: &str, on: Date, count: u64) -> Result
 /// `count × share`, rounded half up.
 fn share_of(count: u64, share: Decimal) -> u64 {
     let exact = Decimal::from(count) * share;
-    exact.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero).try_into().unwrap_or(count)
+    exact
+        .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        .try_into()
+        .unwrap_or(count)
 }
 
 /// Prices a campaign (module docs).
@@ -208,7 +230,13 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
     let noon = business
         .timezone
         .to_timestamp(request.date.at(12, 0, 0, 0))
-        .map_err(|e| QuoteError::Pricing(format!("no noon on {} in {}: {e}", request.date, business.timezone_name())))?;
+        .map_err(|e| {
+            QuoteError::Pricing(format!(
+                "no noon on {} in {}: {e}",
+                request.date,
+                business.timezone_name()
+            ))
+        })?;
 
     // Recipients grouped by market, in the given order.
     let mut by_market: BTreeMap<Market, Vec<UserId>> = BTreeMap::new();
@@ -221,12 +249,18 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
                 *totals.entry(market).or_default() += count;
             }
             for (market, count) in totals {
-                by_market.insert(Market::from(market), numbers_in(engine, market, request.date, count)?);
+                by_market.insert(
+                    Market::from(market),
+                    numbers_in(engine, market, request.date, count)?,
+                );
             }
         }
         Recipients::Users(users) => {
             for user in users {
-                by_market.entry(engine.markets.lookup(user, request.date).market).or_default().push(user.clone());
+                by_market
+                    .entry(engine.markets.lookup(user, request.date).market)
+                    .or_default()
+                    .push(user.clone());
             }
         }
     }
@@ -240,30 +274,64 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
     let mut sends: Vec<(UserId, Market, bool)> = Vec::new();
     for (market, users) in by_market {
         let in_window = share_of(users.len() as u64, request.in_window);
-        let month_to_date = request.month_to_date.by_market.get(&*market).copied().unwrap_or(request.month_to_date.all);
+        let month_to_date = request
+            .month_to_date
+            .by_market
+            .get(&*market)
+            .copied()
+            .unwrap_or(request.month_to_date.all);
         if let Some(family) = family {
-            carried.volume.insert((business.portfolio.to_string(), market.to_string(), family, month), month_to_date);
+            carried.volume.insert(
+                (
+                    business.portfolio.to_string(),
+                    market.to_string(),
+                    family,
+                    month,
+                ),
+                month_to_date,
+            );
         }
-        quotes.insert(market.clone(), MarketQuote {
-            market: market.clone(),
-            recipients: users.len() as u64,
-            in_window,
-            not_sendable: 0,
-            charged: 0,
-            free: BTreeMap::new(),
-            bands: Vec::new(),
-            amount: Decimal::ZERO,
-            rules: BTreeMap::new(),
-            month_to_date: if family.is_some() { month_to_date } else { request.month_to_date.all },
-        });
-        sends.extend(users.into_iter().enumerate().map(|(index, user)| (user, market.clone(), (index as u64) < in_window)));
+        quotes.insert(
+            market.clone(),
+            MarketQuote {
+                market: market.clone(),
+                recipients: users.len() as u64,
+                in_window,
+                not_sendable: 0,
+                charged: 0,
+                free: BTreeMap::new(),
+                bands: Vec::new(),
+                amount: Decimal::ZERO,
+                rules: BTreeMap::new(),
+                month_to_date: if family.is_some() {
+                    month_to_date
+                } else {
+                    request.month_to_date.all
+                },
+            },
+        );
+        sends.extend(
+            users
+                .into_iter()
+                .enumerate()
+                .map(|(index, user)| (user, market.clone(), (index as u64) < in_window)),
+        );
     }
-    carried.conversations.insert((business.waba.to_string(), month), request.month_to_date.all);
-    carried.service_messages.insert((business.phone_number_id.to_string(), month), request.month_to_date.all);
+    carried.conversations.insert(
+        (business.waba.to_string(), month),
+        request.month_to_date.all,
+    );
+    carried.service_messages.insert(
+        (business.phone_number_id.to_string(), month),
+        request.month_to_date.all,
+    );
     sends.sort_by(|a, b| a.0.cmp(&b.0));
 
     let template = match request.category {
-        QuoteCategory::Template(category) => Some(Template { name: "quote".into(), category }),
+        QuoteCategory::Template(category) => Some(Template {
+            name: "quote".into(),
+            category,
+        }),
         QuoteCategory::Service => None,
     };
     let business_id: Box<str> = request.business.as_str().into();
@@ -281,7 +349,13 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
                 events.push(Event {
                     at: noon - SignedDuration::from_hours(1),
                     origin: Origin::default(),
-                    kind: EventKind::Inbound { business: business_id.clone(), user: user.clone(), id: None, entry_point: None, kind: InboundKind::Message },
+                    kind: EventKind::Inbound {
+                        business: business_id.clone(),
+                        user: user.clone(),
+                        id: None,
+                        entry_point: None,
+                        kind: InboundKind::Message,
+                    },
                 });
             } else if template.is_none() {
                 // Meta refuses free-form messages outside the window.
@@ -293,11 +367,29 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
             events.push(Event {
                 at: noon,
                 origin: Origin::default(),
-                kind: EventKind::Outbound { business: business_id.clone(), user: user.clone(), id: id.clone(), template: template.clone(), messaging_account: None },
+                kind: EventKind::Outbound {
+                    business: business_id.clone(),
+                    user: user.clone(),
+                    id: id.clone(),
+                    template: template.clone(),
+                    messaging_account: None,
+                },
             });
-            events.push(Event { at: noon, origin: Origin::default(), kind: EventKind::Status { id, status: DeliveryStatus::Delivered, error: None, detail: None } });
+            events.push(Event {
+                at: noon,
+                origin: Origin::default(),
+                kind: EventKind::Status {
+                    id,
+                    status: DeliveryStatus::Delivered,
+                    error: None,
+                    detail: None,
+                },
+            });
         }
-        let slice_engine = Engine { month_to_date: Some(&carried), ..*engine };
+        let slice_engine = Engine {
+            month_to_date: Some(&carried),
+            ..*engine
+        };
         let report = slice_engine.replay(events);
         if let Some(error) = report.errors.first() {
             return Err(QuoteError::Pricing(error.message.clone()));
@@ -308,11 +400,15 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
             }
         }
         for charge in &report.charges {
-            let entry = quotes.get_mut(&charge.market).expect("every charge's market was quoted");
+            let entry = quotes
+                .get_mut(&charge.market)
+                .expect("every charge's market was quoted");
             *entry.rules.entry(charge.rule).or_default() += 1;
             // One message per recipient, so a CBP message always opens its
             // own conversation; a charged message is a billable regular one.
-            let charged = charge.billable && charge.pricing_type == PricingType::Regular && (charge.conversation_id.is_none() || charge.opens_conversation);
+            let charged = charge.billable
+                && charge.pricing_type == PricingType::Regular
+                && (charge.conversation_id.is_none() || charge.opens_conversation);
             if !charged {
                 *entry.free.entry(charge.pricing_type.as_str()).or_default() += 1;
                 continue;
@@ -321,12 +417,21 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
             entry.charged += 1;
             entry.amount += charge.amount;
             let rate = charge.trail.rate.unwrap_or(charge.amount);
-            match entry.bands.iter_mut().find(|b| b.tier == charge.tier && b.rate == rate) {
+            match entry
+                .bands
+                .iter_mut()
+                .find(|b| b.tier == charge.tier && b.rate == rate)
+            {
                 Some(band) => {
                     band.messages += 1;
                     band.amount += charge.amount;
                 }
-                None => entry.bands.push(QuoteBand { tier: charge.tier.clone(), rate, messages: 1, amount: charge.amount }),
+                None => entry.bands.push(QuoteBand {
+                    tier: charge.tier.clone(),
+                    rate,
+                    messages: 1,
+                    amount: charge.amount,
+                }),
             }
         }
         carried = report.counters;
@@ -336,5 +441,13 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
     })?;
     let markets: Vec<MarketQuote> = quotes.into_values().collect();
     let total = markets.iter().map(|m| m.amount).sum();
-    Ok(Quote { ruleset, date: request.date, currency: business.currency, rate_card, markets, total, warnings })
+    Ok(Quote {
+        ruleset,
+        date: request.date,
+        currency: business.currency,
+        rate_card,
+        markets,
+        total,
+        warnings,
+    })
 }

@@ -28,8 +28,8 @@ use crate::charge::Charge;
 use crate::engine::{Engine, Report};
 use crate::event::{DeliveryStatus, Event, EventKind, MetaPricing};
 use crate::money::Currency;
-use crate::rules::calling::CallCharge;
 use crate::notice::{Notice, NoticeKind};
+use crate::rules::calling::CallCharge;
 
 /// Meta's verdict on one message: the `pricing` (and `conversation`) of
 /// its most telling status — `delivered`, else `read`, else `sent` (the
@@ -55,8 +55,14 @@ pub type MessageKey = (Box<str>, Box<str>);
 
 /// Meta's verdict on the message `business` sent as `id`: the verdict of
 /// a status naming that business, else of one naming none.
-pub fn verdict_of<'a>(verdicts: &'a BTreeMap<MessageKey, MetaVerdict>, business: &str, id: &str) -> Option<&'a MetaVerdict> {
-    verdicts.get(&(business.into(), id.into())).or_else(|| verdicts.get(&("".into(), id.into())))
+pub fn verdict_of<'a>(
+    verdicts: &'a BTreeMap<MessageKey, MetaVerdict>,
+    business: &str,
+    id: &str,
+) -> Option<&'a MetaVerdict> {
+    verdicts
+        .get(&(business.into(), id.into()))
+        .or_else(|| verdicts.get(&("".into(), id.into())))
 }
 
 /// Meta's verdicts by (business, wamid), from the statuses in a log.
@@ -69,8 +75,18 @@ pub fn meta_verdicts(events: &[Event]) -> BTreeMap<MessageKey, MetaVerdict> {
     };
     let mut verdicts: BTreeMap<MessageKey, MetaVerdict> = BTreeMap::new();
     for event in events {
-        let EventKind::Status { id, status, detail: Some(detail), .. } = &event.kind else { continue };
-        let Some(pricing) = &detail.pricing else { continue };
+        let EventKind::Status {
+            id,
+            status,
+            detail: Some(detail),
+            ..
+        } = &event.kind
+        else {
+            continue;
+        };
+        let Some(pricing) = &detail.pricing else {
+            continue;
+        };
         let candidate = MetaVerdict {
             message_id: id.clone(),
             status: *status,
@@ -170,22 +186,40 @@ pub struct Reconciliation {
 pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Reconciliation {
     let verdicts = meta_verdicts(&events);
     let updates = category_updates(notices);
-    let marketing_lite: Vec<(Box<str>, Box<str>)> =
-        verdicts.iter().filter(|(_, v)| &*v.pricing.category == "marketing_lite").map(|((business, id), _)| (business.clone(), id.clone())).collect();
+    let marketing_lite: Vec<(Box<str>, Box<str>)> = verdicts
+        .iter()
+        .filter(|(_, v)| &*v.pricing.category == "marketing_lite")
+        .map(|((business, id), _)| (business.clone(), id.clone()))
+        .collect();
     // Kept for the drift replay; the first replay consumes its events.
     let report = engine.replay(events.clone());
     let drifted = drifted_sends(&report.charges, &verdicts, &updates);
-    let mut result = Reconciliation { marketing_lite, ..Reconciliation::default() };
+    let mut result = Reconciliation {
+        marketing_lite,
+        ..Reconciliation::default()
+    };
 
-    let delivered: std::collections::HashSet<(&str, &str)> = report.charges.iter().map(|c| (&*c.business, &*c.message_id)).collect();
-    let delivered_ids: std::collections::HashSet<&str> = report.charges.iter().map(|c| &*c.message_id).collect();
+    let delivered: std::collections::HashSet<(&str, &str)> = report
+        .charges
+        .iter()
+        .map(|c| (&*c.business, &*c.message_id))
+        .collect();
+    let delivered_ids: std::collections::HashSet<&str> =
+        report.charges.iter().map(|c| &*c.message_id).collect();
     for ((business, id), verdict) in &verdicts {
-        let charged = if business.is_empty() { delivered_ids.contains(&**id) } else { delivered.contains(&(&**business, &**id)) };
+        let charged = if business.is_empty() {
+            delivered_ids.contains(&**id)
+        } else {
+            delivered.contains(&(&**business, &**id))
+        };
         if charged {
             continue;
         }
         // The verdict's own status says whether the log shows a delivery.
-        if matches!(verdict.status, DeliveryStatus::Delivered | DeliveryStatus::Read) {
+        if matches!(
+            verdict.status,
+            DeliveryStatus::Delivered | DeliveryStatus::Read
+        ) {
             result.unrated += 1;
         } else {
             result.not_delivered += 1;
@@ -202,7 +236,11 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
         result.compared += 1;
         let mut fields = Vec::new();
         let meta = &verdict.pricing;
-        if meta.pricing_model.as_deref().is_some_and(|m| m != charge.pricing_model.as_str()) {
+        if meta
+            .pricing_model
+            .as_deref()
+            .is_some_and(|m| m != charge.pricing_model.as_str())
+        {
             fields.push("pricing_model");
         }
         let same_category = &*meta.category == charge.category.as_str()
@@ -210,18 +248,29 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
         if !same_category {
             fields.push("category");
         }
-        if meta.pricing_type.as_deref().is_some_and(|t| t != charge.pricing_type.as_str()) {
+        if meta
+            .pricing_type
+            .as_deref()
+            .is_some_and(|t| t != charge.pricing_type.as_str())
+        {
             fields.push("type");
         }
         if meta.billable.is_some_and(|b| b != charge.billable) {
             fields.push("billable");
         }
         let mut grouping = None;
-        if let (Some(meta_id), Some(engine_id), PricingModel::Cbp, Some("CBP")) =
-            (&verdict.conversation_id, &charge.conversation_id, charge.pricing_model, meta.pricing_model.as_deref())
-        {
-            let by_meta = *meta_to_engine.entry(meta_id).or_insert((engine_id, &charge.message_id));
-            let by_engine = *engine_to_meta.entry(engine_id).or_insert((meta_id, &charge.message_id));
+        if let (Some(meta_id), Some(engine_id), PricingModel::Cbp, Some("CBP")) = (
+            &verdict.conversation_id,
+            &charge.conversation_id,
+            charge.pricing_model,
+            meta.pricing_model.as_deref(),
+        ) {
+            let by_meta = *meta_to_engine
+                .entry(meta_id)
+                .or_insert((engine_id, &charge.message_id));
+            let by_engine = *engine_to_meta
+                .entry(engine_id)
+                .or_insert((meta_id, &charge.message_id));
             if by_meta.0 != engine_id {
                 grouping = Some(format!(
                     "conversation grouping: Meta counted this message in conversation {meta_id} with {}, the engine opened another ({engine_id})",
@@ -241,7 +290,9 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
             result.agreements += 1;
             continue;
         }
-        let cause = grouping.filter(|_| fields == ["conversation"]).unwrap_or_else(|| cause(charge, verdict, &fields, &updates));
+        let cause = grouping
+            .filter(|_| fields == ["conversation"])
+            .unwrap_or_else(|| cause(charge, verdict, &fields, &updates));
         result.discrepancies.push(Discrepancy {
             message_id: charge.message_id.clone(),
             meta: verdict.clone(),
@@ -267,22 +318,49 @@ type Updates = BTreeMap<Box<str>, Vec<(Timestamp, TemplateCategory, String)>>;
 fn category_updates(notices: &[Notice]) -> Updates {
     let mut updates: Updates = BTreeMap::new();
     for notice in notices {
-        let NoticeKind::TemplateCategoryUpdate { template, new_category, correct_category, effective_at, previous_category } =
-            &notice.kind
+        let NoticeKind::TemplateCategoryUpdate {
+            template,
+            new_category,
+            correct_category,
+            effective_at,
+            previous_category,
+        } = &notice.kind
         else {
             continue;
         };
-        let Some(name) = &template.template_name else { continue };
+        let Some(name) = &template.template_name else {
+            continue;
+        };
         let list = updates.entry(name.clone()).or_default();
-        let from = previous_category.as_deref().map(|p| format!("{p} → ")).unwrap_or_default();
-        if let (Some(at), Some(category)) = (notice.at, new_category.as_deref().and_then(TemplateCategory::parse)) {
-            list.push((at, category, format!("template_category_update {from}{category} at {at}", category = category.as_str())));
+        let from = previous_category
+            .as_deref()
+            .map(|p| format!("{p} → "))
+            .unwrap_or_default();
+        if let (Some(at), Some(category)) = (
+            notice.at,
+            new_category.as_deref().and_then(TemplateCategory::parse),
+        ) {
+            list.push((
+                at,
+                category,
+                format!(
+                    "template_category_update {from}{category} at {at}",
+                    category = category.as_str()
+                ),
+            ));
         }
         // A pending re-categorisation: `correct_category` from its timestamp.
-        if let (Some(at), Some(category)) =
-            (effective_at.or(notice.at), correct_category.as_deref().and_then(TemplateCategory::parse))
-        {
-            list.push((at, category, format!("template_category_update: {} from {at}", category.as_str())));
+        if let (Some(at), Some(category)) = (
+            effective_at.or(notice.at),
+            correct_category
+                .as_deref()
+                .and_then(TemplateCategory::parse),
+        ) {
+            list.push((
+                at,
+                category,
+                format!("template_category_update: {} from {at}", category.as_str()),
+            ));
         }
     }
     for list in updates.values_mut() {
@@ -292,8 +370,16 @@ fn category_updates(notices: &[Notice]) -> Updates {
 }
 
 /// The category a template had at `at` according to the updates, if any.
-fn category_at<'u>(updates: &'u Updates, template: &str, at: Timestamp) -> Option<&'u (Timestamp, TemplateCategory, String)> {
-    updates.get(template)?.iter().rev().find(|(from, _, _)| *from <= at)
+fn category_at<'u>(
+    updates: &'u Updates,
+    template: &str,
+    at: Timestamp,
+) -> Option<&'u (Timestamp, TemplateCategory, String)> {
+    updates
+        .get(template)?
+        .iter()
+        .rev()
+        .find(|(from, _, _)| *from <= at)
 }
 
 /// A logged template send whose category differs from Meta's.
@@ -308,10 +394,16 @@ struct DriftedSend {
 /// applies. The charge's delivery instant — the engine's, so the same one
 /// that priced it — decides which update is in force; a send that was
 /// never delivered is not charged and cannot drift.
-fn drifted_sends(charges: &[Charge], verdicts: &BTreeMap<MessageKey, MetaVerdict>, updates: &Updates) -> BTreeMap<MessageKey, DriftedSend> {
+fn drifted_sends(
+    charges: &[Charge],
+    verdicts: &BTreeMap<MessageKey, MetaVerdict>,
+    updates: &Updates,
+) -> BTreeMap<MessageKey, DriftedSend> {
     let mut drifted = BTreeMap::new();
     for charge in charges {
-        let Some(template) = &charge.trail.template else { continue };
+        let Some(template) = &charge.trail.template else {
+            continue;
+        };
         let id = &charge.message_id;
         let verdict = verdict_of(verdicts, &charge.business, id);
         if template.name.is_empty() && verdict.is_none() {
@@ -319,15 +411,29 @@ fn drifted_sends(charges: &[Charge], verdicts: &BTreeMap<MessageKey, MetaVerdict
         }
         let by_meta = verdict.and_then(|v| v.pricing.template_category().map(|c| (c, v)));
         let found = match by_meta {
-            Some((category, verdict)) => Some((category, format!("Meta priced it as {} ({} status at {})", verdict.pricing.category, verdict.status.as_str(), verdict.at))),
-            None => category_at(updates, &template.name, charge.delivered_at).map(|(_, category, evidence)| (*category, evidence.clone())),
+            Some((category, verdict)) => Some((
+                category,
+                format!(
+                    "Meta priced it as {} ({} status at {})",
+                    verdict.pricing.category,
+                    verdict.status.as_str(),
+                    verdict.at
+                ),
+            )),
+            None => category_at(updates, &template.name, charge.delivered_at)
+                .map(|(_, category, evidence)| (*category, evidence.clone())),
         };
         if let Some((priced_as, evidence)) = found
             && priced_as != template.category
         {
             drifted.insert(
                 (Box::from(&*charge.business), id.clone()),
-                DriftedSend { template: template.name.clone(), sent_as: template.category, priced_as, evidence },
+                DriftedSend {
+                    template: template.name.clone(),
+                    sent_as: template.category,
+                    priced_as,
+                    evidence,
+                },
             );
         }
     }
@@ -343,18 +449,38 @@ fn price_drift(
     as_sent: &Report,
 ) -> (Vec<CategoryDrift>, Vec<(Currency, Decimal)>) {
     for event in &mut events {
-        if let EventKind::Outbound { business, id, template: Some(template), .. } = &mut event.kind
+        if let EventKind::Outbound {
+            business,
+            id,
+            template: Some(template),
+            ..
+        } = &mut event.kind
             && let Some(send) = drifted.get(&(business.clone(), id.clone()))
         {
             template.category = send.priced_as;
         }
     }
     let as_priced = engine.replay(events);
-    let priced: HashMap<(&str, &str), &Charge> = as_priced.charges.iter().map(|c| ((&*c.business, &*c.message_id), c)).collect();
-    let mut by_template: BTreeMap<(Box<str>, TemplateCategory, TemplateCategory, Currency), CategoryDrift> = BTreeMap::new();
+    let priced: HashMap<(&str, &str), &Charge> = as_priced
+        .charges
+        .iter()
+        .map(|c| ((&*c.business, &*c.message_id), c))
+        .collect();
+    let mut by_template: BTreeMap<
+        (Box<str>, TemplateCategory, TemplateCategory, Currency),
+        CategoryDrift,
+    > = BTreeMap::new();
     for charge in &as_sent.charges {
-        let Some(send) = drifted.get(&(Box::from(&*charge.business), charge.message_id.clone())) else { continue };
-        let key = (send.template.clone(), send.sent_as, send.priced_as, charge.currency);
+        let Some(send) = drifted.get(&(Box::from(&*charge.business), charge.message_id.clone()))
+        else {
+            continue;
+        };
+        let key = (
+            send.template.clone(),
+            send.sent_as,
+            send.priced_as,
+            charge.currency,
+        );
         let line = by_template.entry(key).or_insert_with(|| CategoryDrift {
             template: send.template.clone(),
             sent_as: send.sent_as,
@@ -367,7 +493,9 @@ fn price_drift(
         });
         line.messages += 1;
         line.amount_as_sent += charge.amount;
-        line.amount_as_priced += priced.get(&(&*charge.business, &*charge.message_id)).map_or(Decimal::ZERO, |c| c.amount);
+        line.amount_as_priced += priced
+            .get(&(&*charge.business, &*charge.message_id))
+            .map_or(Decimal::ZERO, |c| c.amount);
     }
     let sent_totals = crate::report::totals(&as_sent.charges);
     let priced_totals = crate::report::totals(&as_priced.charges);
@@ -378,23 +506,43 @@ fn price_drift(
     for t in sent_totals {
         *total.entry(t.currency).or_default() -= t.amount;
     }
-    (by_template.into_values().collect(), total.into_iter().collect())
+    (
+        by_template.into_values().collect(),
+        total.into_iter().collect(),
+    )
 }
 
 /// The likeliest reason for a difference, from what the log shows.
 /// Pricing types and categories this version knows; a value outside them
 /// is one Meta added later (decision D16), reconciled as unknown.
-const KNOWN_TYPES: &[&str] = &["regular", "free_customer_service", "free_entry_point", "free_tier", "free_group_customer_service"];
+const KNOWN_TYPES: &[&str] = &[
+    "regular",
+    "free_customer_service",
+    "free_entry_point",
+    "free_tier",
+    "free_group_customer_service",
+];
 const KNOWN_CATEGORIES: &[&str] = &[
-    "marketing", "marketing_lite", "utility", "authentication", "authentication_international", "service",
-    "referral_conversion", "business_initiated", "user_initiated",
+    "marketing",
+    "marketing_lite",
+    "utility",
+    "authentication",
+    "authentication_international",
+    "service",
+    "referral_conversion",
+    "business_initiated",
+    "user_initiated",
 ];
 
 fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Updates) -> String {
     let meta = &verdict.pricing;
     let trail = &charge.trail;
-    let unknown_type = meta.pricing_type.as_deref().filter(|t| fields.contains(&"type") && !KNOWN_TYPES.contains(t));
-    let unknown_category = Some(&*meta.category).filter(|c| fields.contains(&"category") && !KNOWN_CATEGORIES.contains(c));
+    let unknown_type = meta
+        .pricing_type
+        .as_deref()
+        .filter(|t| fields.contains(&"type") && !KNOWN_TYPES.contains(t));
+    let unknown_category = Some(&*meta.category)
+        .filter(|c| fields.contains(&"category") && !KNOWN_CATEGORIES.contains(c));
     if let Some(value) = unknown_type.or(unknown_category) {
         return format!(
             "unknown: Meta's value `{value}` is one this version does not know (decision D16: kept as it came, never an error); the engine priced the message as {} {}",
@@ -419,7 +567,11 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
         if meta_category.is_some() {
             return format!(
                 "template re-categorised: `{}` was sent as {} but Meta priced it as {}; no template_category_update in the log says when it changed (or the send log's category is stale)",
-                if template.name.is_empty() { "(unnamed)" } else { &template.name },
+                if template.name.is_empty() {
+                    "(unnamed)"
+                } else {
+                    &template.name
+                },
                 template.category.as_str(),
                 meta.category
             );
@@ -436,7 +588,9 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
         );
     }
     let meta_type = meta.pricing_type.as_deref();
-    let last_inbound = trail.last_inbound_at.map_or_else(|| "none in the log".to_string(), |t| t.to_string());
+    let last_inbound = trail
+        .last_inbound_at
+        .map_or_else(|| "none in the log".to_string(), |t| t.to_string());
     match (meta_type, charge.pricing_type) {
         (Some("free_customer_service"), PricingType::Regular) => {
             return format!(
@@ -446,7 +600,10 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
         }
         (Some("regular"), PricingType::FreeCustomerService) => {
             let window = trail.customer_service_window.map_or_else(String::new, |w| {
-                format!(" (the log's window opened {} and closes {})", w.opened_at, w.closes_at)
+                format!(
+                    " (the log's window opened {} and closes {})",
+                    w.opened_at, w.closes_at
+                )
             });
             return format!(
                 "window closed earlier than the sender thought: Meta charged it as outside the customer service window, the engine found it inside{window}; sent {}, delivered {} — Meta may judge the window at another instant, or the user's message reached another number",
@@ -557,7 +714,10 @@ pub struct Tolerance {
 
 impl Default for Tolerance {
     fn default() -> Self {
-        Tolerance { cost_absolute: Decimal::new(1, 2), cost_relative: Decimal::new(1, 2) }
+        Tolerance {
+            cost_absolute: Decimal::new(1, 2),
+            cost_relative: Decimal::new(1, 2),
+        }
     }
 }
 
@@ -593,7 +753,9 @@ pub fn compare_analytics(
         .map(|charge| Counted {
             at: charge.delivered_at,
             country: charge.trail.country.as_deref(),
-            category: if marketing_lite.contains(&(&*charge.business, &*charge.message_id)) || marketing_lite.contains(&("", &*charge.message_id)) {
+            category: if marketing_lite.contains(&(&*charge.business, &*charge.message_id))
+                || marketing_lite.contains(&("", &*charge.message_id))
+            {
                 "marketing_lite"
             } else {
                 charge.category.as_str()
@@ -616,7 +778,11 @@ pub fn compare_analytics(
 /// country, direction, tier) with the engine's calls: the calls that
 /// connected, their amounts and durations. Meta says the count is of
 /// "completed calls"; wameter counts those that connected (docs/rules.md §14).
-pub fn compare_call_analytics(points: &[AnalyticsPoint], calls: &[CallCharge], tolerance: Tolerance) -> Vec<AnalyticsLine> {
+pub fn compare_call_analytics(
+    points: &[AnalyticsPoint],
+    calls: &[CallCharge],
+    tolerance: Tolerance,
+) -> Vec<AnalyticsLine> {
     let items = calls
         .iter()
         .filter(|call| call.duration_seconds > 0)
@@ -632,25 +798,50 @@ pub fn compare_call_analytics(points: &[AnalyticsPoint], calls: &[CallCharge], t
     compare(points, items, tolerance)
 }
 
-fn compare(points: &[AnalyticsPoint], items: Vec<Counted<'_>>, tolerance: Tolerance) -> Vec<AnalyticsLine> {
+fn compare(
+    points: &[AnalyticsPoint],
+    items: Vec<Counted<'_>>,
+    tolerance: Tolerance,
+) -> Vec<AnalyticsLine> {
     let split_country = points.iter().any(|p| p.country.is_some());
     let split_category = points.iter().any(|p| p.category.is_some());
     let split_type = points.iter().any(|p| p.pricing_type.is_some());
     let star = || Box::<str>::from("*");
     type Key = (Timestamp, Timestamp, Box<str>, Box<str>, Box<str>);
-    let key_of = |start, end, country: Option<&str>, category: Option<&str>, kind: Option<&str>| -> Key {
-        (
-            start,
-            end,
-            if split_country { country.unwrap_or("?").into() } else { star() },
-            if split_category { category.unwrap_or("?").into() } else { star() },
-            if split_type { kind.unwrap_or("?").into() } else { star() },
-        )
-    };
+    let key_of =
+        |start, end, country: Option<&str>, category: Option<&str>, kind: Option<&str>| -> Key {
+            (
+                start,
+                end,
+                if split_country {
+                    country.unwrap_or("?").into()
+                } else {
+                    star()
+                },
+                if split_category {
+                    category.unwrap_or("?").into()
+                } else {
+                    star()
+                },
+                if split_type {
+                    kind.unwrap_or("?").into()
+                } else {
+                    star()
+                },
+            )
+        };
     let mut meta: BTreeMap<Key, (u64, Option<Decimal>, Option<Decimal>)> = BTreeMap::new();
     let mut buckets: Vec<(Timestamp, Timestamp)> = Vec::new();
     for p in points {
-        let entry = meta.entry(key_of(p.start, p.end, p.country.as_deref(), p.category.as_deref(), p.pricing_type.as_deref())).or_insert((0, None, None));
+        let entry = meta
+            .entry(key_of(
+                p.start,
+                p.end,
+                p.country.as_deref(),
+                p.category.as_deref(),
+                p.pricing_type.as_deref(),
+            ))
+            .or_insert((0, None, None));
         entry.0 += p.count;
         if let Some(cost) = p.cost {
             entry.1 = Some(entry.1.unwrap_or_default() + cost);
@@ -665,8 +856,19 @@ fn compare(points: &[AnalyticsPoint], items: Vec<Counted<'_>>, tolerance: Tolera
     // (count, amount, seconds).
     let mut engine: BTreeMap<Key, (u64, Decimal, u64)> = BTreeMap::new();
     for item in items {
-        let Some(&(start, end)) = buckets.iter().find(|(s, e)| *s <= item.at && item.at < *e) else { continue };
-        let entry = engine.entry(key_of(start, end, item.country, Some(item.category), item.kind)).or_default();
+        let Some(&(start, end)) = buckets.iter().find(|(s, e)| *s <= item.at && item.at < *e)
+        else {
+            continue;
+        };
+        let entry = engine
+            .entry(key_of(
+                start,
+                end,
+                item.country,
+                Some(item.category),
+                item.kind,
+            ))
+            .or_default();
         entry.0 += 1;
         entry.1 += item.amount;
         entry.2 += u64::from(item.seconds.unwrap_or(0));
@@ -678,17 +880,26 @@ fn compare(points: &[AnalyticsPoint], items: Vec<Counted<'_>>, tolerance: Tolera
         .map(|key| {
             let m = meta.get(key).copied();
             let e = engine.get(key).copied().unwrap_or_default();
-            let engine_average = if e.0 == 0 { Decimal::ZERO } else { (Decimal::from(e.2) / Decimal::from(e.0)).round_dp(2) };
-            let average_duration = m.and_then(|(_, _, average)| average).map(|average| (average, engine_average));
+            let engine_average = if e.0 == 0 {
+                Decimal::ZERO
+            } else {
+                (Decimal::from(e.2) / Decimal::from(e.0)).round_dp(2)
+            };
+            let average_duration = m
+                .and_then(|(_, _, average)| average)
+                .map(|average| (average, engine_average));
             let within_tolerance = match m {
                 None => e.0 == 0,
                 Some((count, cost, _)) => {
                     count == e.0
                         && cost.is_none_or(|cost| {
-                            let allowed = tolerance.cost_absolute.max(tolerance.cost_relative * cost.abs());
+                            let allowed = tolerance
+                                .cost_absolute
+                                .max(tolerance.cost_relative * cost.abs());
                             (cost - e.1).abs() <= allowed
                         })
-                        && average_duration.is_none_or(|(meta, engine)| (meta - engine).abs() <= Decimal::ONE)
+                        && average_duration
+                            .is_none_or(|(meta, engine)| (meta - engine).abs() <= Decimal::ONE)
                 }
             };
             AnalyticsLine {

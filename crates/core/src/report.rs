@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use crate::charge::Charge;
+use crate::money::Currency;
 use crate::rules::agent::AgentCharge;
 use crate::rules::calling::CallCharge;
-use crate::money::Currency;
 
 /// Totals for one currency (interfaces §4 `totals`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +62,16 @@ fn currency_totals(totals: &mut Vec<Totals>, currency: Currency) -> &mut Totals 
     let index = match totals.binary_search_by(|t| t.currency.cmp(&currency)) {
         Ok(index) => index,
         Err(index) => {
-            totals.insert(index, Totals { currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
+            totals.insert(
+                index,
+                Totals {
+                    currency,
+                    amount: Decimal::ZERO,
+                    billable_messages: 0,
+                    conversations: 0,
+                    billable_calls: 0,
+                },
+            );
             index
         }
     };

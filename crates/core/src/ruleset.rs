@@ -33,7 +33,11 @@ impl Ruleset {
     /// The ruleset in force on a business-local date, or `None` before
     /// 2022-02-01 (notification-based pricing, not supported: decision D1).
     pub fn on(local_date: Date) -> Option<Ruleset> {
-        ERA_STARTS.iter().rev().find(|(start, _)| *start <= local_date).map(|(_, ruleset)| *ruleset)
+        ERA_STARTS
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= local_date)
+            .map(|(_, ruleset)| *ruleset)
     }
 
     /// Stable id used in output (`pmp-2025-07`).
@@ -103,7 +107,10 @@ mod tests {
         assert_eq!(Ruleset::on(date(2026, 10, 1)), Some(Ruleset::Pmp2026Oct));
         for (_, ruleset) in ERA_STARTS {
             assert_eq!(Ruleset::parse(ruleset.id()), Some(ruleset));
-            assert_eq!(Ruleset::parse_loose(&ruleset.id().to_uppercase()), Some(ruleset));
+            assert_eq!(
+                Ruleset::parse_loose(&ruleset.id().to_uppercase()),
+                Some(ruleset)
+            );
         }
         assert_eq!(Ruleset::parse_loose("pmp-2025"), Some(Ruleset::Pmp2025));
         assert_eq!(Ruleset::parse_loose("pmp-2024"), None);

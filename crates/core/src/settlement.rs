@@ -49,7 +49,9 @@ impl Month {
         if year.len() != 4 || month.len() != 2 {
             return None;
         }
-        Date::new(year.parse().ok()?, month.parse().ok()?, 1).ok().map(Month)
+        Date::new(year.parse().ok()?, month.parse().ok()?, 1)
+            .ok()
+            .map(Month)
     }
 
     /// The next month.
@@ -64,7 +66,9 @@ impl Month {
 
     /// Its first instant in UTC.
     pub fn start_utc(self) -> Timestamp {
-        TimeZone::UTC.to_timestamp(self.0.to_datetime(Time::midnight())).unwrap_or(Timestamp::MIN)
+        TimeZone::UTC
+            .to_timestamp(self.0.to_datetime(Time::midnight()))
+            .unwrap_or(Timestamp::MIN)
     }
 }
 
@@ -81,8 +85,16 @@ impl std::fmt::Display for Month {
 /// and every window reaching into the month is seen; `until` a day after
 /// it ends, so a business east or west of UTC has its whole local month.
 pub fn settle_span(month: Month) -> (Timestamp, Timestamp) {
-    let since = month.start_utc().checked_sub(ZONE_MARGIN).and_then(|t| t.checked_sub(LOOK_BACK)).unwrap_or(Timestamp::MIN);
-    let until = month.next().start_utc().checked_add(ZONE_MARGIN).unwrap_or(Timestamp::MAX);
+    let since = month
+        .start_utc()
+        .checked_sub(ZONE_MARGIN)
+        .and_then(|t| t.checked_sub(LOOK_BACK))
+        .unwrap_or(Timestamp::MIN);
+    let until = month
+        .next()
+        .start_utc()
+        .checked_add(ZONE_MARGIN)
+        .unwrap_or(Timestamp::MAX);
     (since, until)
 }
 
@@ -93,7 +105,11 @@ pub fn months_touched(at: Timestamp) -> Vec<Month> {
     // start(M+1) + margin, i.e. M runs from the month of (at − margin) to
     // the month of (at + margin + look-back).
     let first = Month::of_instant(at.checked_sub(ZONE_MARGIN).unwrap_or(at));
-    let last = Month::of_instant(at.checked_add(ZONE_MARGIN).and_then(|t| t.checked_add(LOOK_BACK)).unwrap_or(at));
+    let last = Month::of_instant(
+        at.checked_add(ZONE_MARGIN)
+            .and_then(|t| t.checked_add(LOOK_BACK))
+            .unwrap_or(at),
+    );
     let mut months = vec![first];
     while *months.last().unwrap_or(&last) < last {
         let next = months[months.len() - 1].next();
@@ -124,7 +140,10 @@ mod tests {
         let month = Month::parse("2025-07").unwrap();
         assert_eq!(month.to_string(), "2025-07");
         assert_eq!(month.next().to_string(), "2025-08");
-        assert_eq!(Month::parse("2025-12").unwrap().next().to_string(), "2026-01");
+        assert_eq!(
+            Month::parse("2025-12").unwrap().next().to_string(),
+            "2026-01"
+        );
         assert_eq!(month.start_utc(), at("2025-07-01T00:00:00Z"));
         for bad in ["2025-7", "25-07", "2025-13", "2025/07", ""] {
             assert_eq!(Month::parse(bad), None, "{bad:?}");
@@ -142,7 +161,10 @@ mod tests {
     fn an_event_touches_exactly_the_months_whose_span_holds_it() {
         // Every hour across two month edges: the months an event marks are
         // exactly those that would read it when settled.
-        let months: Vec<Month> = ["2025-05", "2025-06", "2025-07", "2025-08", "2025-09"].iter().map(|m| Month::parse(m).unwrap()).collect();
+        let months: Vec<Month> = ["2025-05", "2025-06", "2025-07", "2025-08", "2025-09"]
+            .iter()
+            .map(|m| Month::parse(m).unwrap())
+            .collect();
         let mut instant = at("2025-06-20T00:30:00Z");
         while instant < at("2025-08-05T00:00:00Z") {
             let touched = months_touched(instant);
@@ -153,13 +175,23 @@ mod tests {
             }
             instant = instant.checked_add(SignedDuration::from_mins(61)).unwrap();
         }
-        assert_eq!(months_touched(at("2025-07-15T12:00:00Z")), vec![Month::parse("2025-07").unwrap()]);
-        assert_eq!(months_touched(at("2025-07-28T12:00:00Z")).len(), 2, "late in the month reaches into the next");
+        assert_eq!(
+            months_touched(at("2025-07-15T12:00:00Z")),
+            vec![Month::parse("2025-07").unwrap()]
+        );
+        assert_eq!(
+            months_touched(at("2025-07-28T12:00:00Z")).len(),
+            2,
+            "late in the month reaches into the next"
+        );
     }
 
     #[test]
     fn a_slice_covers_the_local_months_around_it() {
         let (first, last) = months_of_slice(at("2025-07-01T00:00:00Z"), at("2025-08-01T00:00:00Z"));
-        assert_eq!((first.to_string(), last.to_string()), ("2025-06".into(), "2025-08".into()));
+        assert_eq!(
+            (first.to_string(), last.to_string()),
+            ("2025-06".into(), "2025-08".into())
+        );
     }
 }

@@ -44,7 +44,10 @@ pub struct Window {
 impl Window {
     /// A window of `length` from `opened_at`.
     pub fn starting(opened_at: Timestamp, length: SignedDuration) -> Window {
-        Window { opened_at, closes_at: opened_at + length }
+        Window {
+            opened_at,
+            closes_at: opened_at + length,
+        }
     }
 
     /// Whether `at` falls inside.
@@ -86,7 +89,9 @@ pub(crate) struct ContactState {
 impl ContactState {
     /// The customer service window open at `at`, if any.
     pub fn customer_service_window(&self, at: Timestamp) -> Option<Window> {
-        self.last_inbound_at.map(|opened| Window::starting(opened, DAY)).filter(|w| w.contains(at))
+        self.last_inbound_at
+            .map(|opened| Window::starting(opened, DAY))
+            .filter(|w| w.contains(at))
     }
 
     /// The free entry point window open at `at`, if any.
@@ -108,13 +113,24 @@ impl ContactState {
     /// the first reply to an entry point opens a free entry point window if
     /// it is delivered within 24 h of the entry point. Returns true when this
     /// delivery opened it.
-    pub fn answer_entry_point(&mut self, at: Timestamp, opened_on: Date, cbp: bool, seven_days: bool) -> bool {
+    pub fn answer_entry_point(
+        &mut self,
+        at: Timestamp,
+        opened_on: Date,
+        cbp: bool,
+        seven_days: bool,
+    ) -> bool {
         if self.open_free_entry_point(at).is_some() {
             return false;
         }
-        let Some(entry_at) = self.pending_entry_point_at.take() else { return false };
+        let Some(entry_at) = self.pending_entry_point_at.take() else {
+            return false;
+        };
         if at < entry_at + DAY {
-            self.free_entry_point = Some(Window::starting(at, free_entry_point_length(opened_on, seven_days)));
+            self.free_entry_point = Some(Window::starting(
+                at,
+                free_entry_point_length(opened_on, seven_days),
+            ));
             self.free_entry_point_cbp = cbp;
             true
         } else {
@@ -124,7 +140,9 @@ impl ContactState {
 
     /// The CBP v2 conversation open in a slot at `at`, as its window.
     pub fn v2_open(&self, slot: Slot, at: Timestamp) -> Option<Window> {
-        self.v2_conversations[slot as usize].map(|opened| Window::starting(opened, DAY)).filter(|w| w.contains(at))
+        self.v2_conversations[slot as usize]
+            .map(|opened| Window::starting(opened, DAY))
+            .filter(|w| w.contains(at))
     }
 
     /// The CBP v1 conversation open at `at`.
@@ -147,42 +165,93 @@ mod tests {
     fn customer_service_window_is_half_open_and_refreshed() {
         let mut state = ContactState::default();
         state.inbound(t("2025-07-01T10:00:00Z"), false);
-        assert!(state.customer_service_window(t("2025-07-01T10:00:00Z")).is_some());
-        assert!(state.customer_service_window(t("2025-07-02T09:59:59Z")).is_some());
-        assert!(state.customer_service_window(t("2025-07-02T10:00:00Z")).is_none(), "D5: t+24h is outside");
+        assert!(
+            state
+                .customer_service_window(t("2025-07-01T10:00:00Z"))
+                .is_some()
+        );
+        assert!(
+            state
+                .customer_service_window(t("2025-07-02T09:59:59Z"))
+                .is_some()
+        );
+        assert!(
+            state
+                .customer_service_window(t("2025-07-02T10:00:00Z"))
+                .is_none(),
+            "D5: t+24h is outside"
+        );
         state.inbound(t("2025-07-02T09:00:00Z"), false);
-        assert_eq!(state.customer_service_window(t("2025-07-02T10:00:00Z")).unwrap().closes_at, t("2025-07-03T09:00:00Z"));
+        assert_eq!(
+            state
+                .customer_service_window(t("2025-07-02T10:00:00Z"))
+                .unwrap()
+                .closes_at,
+            t("2025-07-03T09:00:00Z")
+        );
     }
 
     #[test]
     fn entry_point_needs_a_reply_within_24_hours() {
         let mut state = ContactState::default();
         state.inbound(t("2025-07-01T10:00:00Z"), true);
-        assert!(!state.answer_entry_point(t("2025-07-02T10:00:00Z"), date(2025, 7, 2), false, false));
+        assert!(!state.answer_entry_point(
+            t("2025-07-02T10:00:00Z"),
+            date(2025, 7, 2),
+            false,
+            false
+        ));
         assert!(state.free_entry_point.is_none());
         // The trigger was used up by that late reply.
-        assert!(!state.answer_entry_point(t("2025-07-02T10:00:01Z"), date(2025, 7, 2), false, false));
+        assert!(!state.answer_entry_point(
+            t("2025-07-02T10:00:01Z"),
+            date(2025, 7, 2),
+            false,
+            false
+        ));
     }
 
     #[test]
     fn entry_point_window_starts_at_the_reply_and_is_not_extended() {
         let mut state = ContactState::default();
         state.inbound(t("2025-07-01T10:00:00Z"), true);
-        assert!(state.answer_entry_point(t("2025-07-01T22:00:00Z"), date(2025, 7, 1), false, false));
+        assert!(state.answer_entry_point(
+            t("2025-07-01T22:00:00Z"),
+            date(2025, 7, 1),
+            false,
+            false
+        ));
         let window = state.free_entry_point.unwrap();
         assert_eq!(window.closes_at, t("2025-07-04T22:00:00Z"));
         state.inbound(t("2025-07-02T10:00:00Z"), true);
-        assert!(!state.answer_entry_point(t("2025-07-02T11:00:00Z"), date(2025, 7, 2), false, false));
+        assert!(!state.answer_entry_point(
+            t("2025-07-02T11:00:00Z"),
+            date(2025, 7, 2),
+            false,
+            false
+        ));
         assert_eq!(state.free_entry_point.unwrap(), window);
     }
 
     #[test]
     fn entry_point_windows_were_24_hours_before_march_2023() {
         assert_eq!(free_entry_point_length(date(2023, 2, 28), false), DAY);
-        assert_eq!(free_entry_point_length(date(2023, 3, 1), false), SignedDuration::from_hours(72));
-        assert_eq!(free_entry_point_length(date(2026, 10, 5), false), SignedDuration::from_hours(72));
-        assert_eq!(free_entry_point_length(date(2026, 9, 27), true), SignedDuration::from_hours(72));
-        assert_eq!(free_entry_point_length(date(2026, 9, 28), true), SignedDuration::from_hours(168));
+        assert_eq!(
+            free_entry_point_length(date(2023, 3, 1), false),
+            SignedDuration::from_hours(72)
+        );
+        assert_eq!(
+            free_entry_point_length(date(2026, 10, 5), false),
+            SignedDuration::from_hours(72)
+        );
+        assert_eq!(
+            free_entry_point_length(date(2026, 9, 27), true),
+            SignedDuration::from_hours(72)
+        );
+        assert_eq!(
+            free_entry_point_length(date(2026, 9, 28), true),
+            SignedDuration::from_hours(168)
+        );
     }
 }
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde::Deserialize;
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use wameter_core::account::{Accounts, Business, MessagingAccount, RuleOptions};
 use wameter_core::billing::{Billing, Budget, BudgetScope, Client, DEFAULT_THRESHOLDS, Markup};
 use wameter_core::category::PricingCategory;
@@ -79,9 +79,13 @@ enum RawAmount {
 impl RawAmount {
     fn exact(&self) -> Result<Decimal, String> {
         match self {
-            RawAmount::Text(text) => parse_amount(text).ok_or_else(|| format!("`{text}` is not a plain decimal amount")),
+            RawAmount::Text(text) => {
+                parse_amount(text).ok_or_else(|| format!("`{text}` is not a plain decimal amount"))
+            }
             RawAmount::Integer(value) => Ok(Decimal::from(*value)),
-            RawAmount::Float(value) => Err(format!("write {value} as a string (\"{value}\") so it stays exact")),
+            RawAmount::Float(value) => Err(format!(
+                "write {value} as a string (\"{value}\") so it stays exact"
+            )),
         }
     }
 }
@@ -148,7 +152,8 @@ pub fn parse_accounts(name: &str, text: &str) -> Result<Accounts, AccountsError>
 /// hard_stop = true           # refuse billable sends that would exceed it
 /// ```
 pub fn parse_accounts_file(name: &str, text: &str) -> Result<(Accounts, Billing), AccountsError> {
-    let raw: RawAccounts = toml::from_str(text).map_err(|e| AccountsError(format!("{name}: {e}")))?;
+    let raw: RawAccounts =
+        toml::from_str(text).map_err(|e| AccountsError(format!("{name}: {e}")))?;
     let accounts = businesses(name, raw.business, raw.rules)?;
     let clients = clients(name, raw.client)?;
     let budgets = budgets(name, raw.budget, &accounts, &clients)?;
@@ -158,7 +163,13 @@ pub fn parse_accounts_file(name: &str, text: &str) -> Result<(Accounts, Billing)
 fn clients(name: &str, raw: Vec<RawClient>) -> Result<Vec<Client>, AccountsError> {
     let mut out: Vec<Client> = Vec::new();
     for (index, raw) in raw.into_iter().enumerate() {
-        let fail = |field: &str, message: String| AccountsError(format!("{name}: [[client]] #{} ({}): field `{field}`: {message}", index + 1, raw.name));
+        let fail = |field: &str, message: String| {
+            AccountsError(format!(
+                "{name}: [[client]] #{} ({}): field `{field}`: {message}",
+                index + 1,
+                raw.name
+            ))
+        };
         if raw.name.trim().is_empty() {
             return Err(fail("name", "empty".into()));
         }
@@ -170,7 +181,10 @@ fn clients(name: &str, raw: Vec<RawClient>) -> Result<Vec<Client>, AccountsError
         }
         for waba in &raw.wabas {
             if let Some(other) = out.iter().find(|c| c.wabas.iter().any(|w| **w == **waba)) {
-                return Err(fail("wabas", format!("WABA {waba} already belongs to client {}", other.name)));
+                return Err(fail(
+                    "wabas",
+                    format!("WABA {waba} already belongs to client {}", other.name),
+                ));
             }
         }
         let mut markups = Vec::new();
@@ -183,27 +197,57 @@ fn clients(name: &str, raw: Vec<RawClient>) -> Result<Vec<Client>, AccountsError
                 categories.push(parsed);
             }
             let amount = |value: &Option<RawAmount>, f: &str| -> Result<Decimal, AccountsError> {
-                let value = value.as_ref().map(RawAmount::exact).transpose().map_err(|m| fail(&field(f), m))?.unwrap_or_default();
+                let value = value
+                    .as_ref()
+                    .map(RawAmount::exact)
+                    .transpose()
+                    .map_err(|m| fail(&field(f), m))?
+                    .unwrap_or_default();
                 if value.is_sign_negative() {
                     return Err(fail(&field(f), format!("{value} is negative")));
                 }
                 Ok(value)
             };
-            let (percent, fee) = (amount(&markup.percent, "percent")?, amount(&markup.fee, "fee")?);
+            let (percent, fee) = (
+                amount(&markup.percent, "percent")?,
+                amount(&markup.fee, "fee")?,
+            );
             if markup.percent.is_none() && markup.fee.is_none() {
-                return Err(fail(&format!("markup[{rule}]"), "give `percent`, `fee` or both".into()));
+                return Err(fail(
+                    &format!("markup[{rule}]"),
+                    "give `percent`, `fee` or both".into(),
+                ));
             }
-            markups.push(Markup { categories, percent, fee });
+            markups.push(Markup {
+                categories,
+                percent,
+                fee,
+            });
         }
-        out.push(Client { name: raw.name.as_str().into(), wabas: raw.wabas.iter().map(|w| Arc::from(w.as_str())).collect(), markups });
+        out.push(Client {
+            name: raw.name.as_str().into(),
+            wabas: raw.wabas.iter().map(|w| Arc::from(w.as_str())).collect(),
+            markups,
+        });
     }
     Ok(out)
 }
 
-fn budgets(name: &str, raw: Vec<RawBudget>, accounts: &Accounts, clients: &[Client]) -> Result<Vec<Budget>, AccountsError> {
+fn budgets(
+    name: &str,
+    raw: Vec<RawBudget>,
+    accounts: &Accounts,
+    clients: &[Client],
+) -> Result<Vec<Budget>, AccountsError> {
     let mut out: Vec<Budget> = Vec::new();
     for (index, raw) in raw.into_iter().enumerate() {
-        let fail = |field: &str, message: String| AccountsError(format!("{name}: [[budget]] #{} ({}): field `{field}`: {message}", index + 1, raw.name));
+        let fail = |field: &str, message: String| {
+            AccountsError(format!(
+                "{name}: [[budget]] #{} ({}): field `{field}`: {message}",
+                index + 1,
+                raw.name
+            ))
+        };
         if raw.name.trim().is_empty() {
             return Err(fail("name", "empty".into()));
         }
@@ -211,12 +255,23 @@ fn budgets(name: &str, raw: Vec<RawBudget>, accounts: &Accounts, clients: &[Clie
             return Err(fail("name", "listed twice".into()));
         }
         let (scope, wabas) = match (&raw.waba, &raw.client) {
-            (Some(waba), None) => (BudgetScope::Waba(waba.as_str().into()), vec![Arc::from(waba.as_str())]),
+            (Some(waba), None) => (
+                BudgetScope::Waba(waba.as_str().into()),
+                vec![Arc::from(waba.as_str())],
+            ),
             (None, Some(client)) => {
-                let found = clients.iter().find(|c| *c.name == **client).ok_or_else(|| fail("client", format!("no [[client]] named `{client}`")))?;
+                let found = clients
+                    .iter()
+                    .find(|c| *c.name == **client)
+                    .ok_or_else(|| fail("client", format!("no [[client]] named `{client}`")))?;
                 (BudgetScope::Client(found.name.clone()), found.wabas.clone())
             }
-            _ => return Err(fail("waba", "give exactly one of `waba` and `client`".into())),
+            _ => {
+                return Err(fail(
+                    "waba",
+                    "give exactly one of `waba` and `client`".into(),
+                ));
+            }
         };
         let amount = raw.amount.exact().map_err(|m| fail("amount", m))?;
         if amount <= Decimal::ZERO {
@@ -232,7 +287,11 @@ fn budgets(name: &str, raw: Vec<RawBudget>, accounts: &Accounts, clients: &[Clie
             if wabas.iter().any(|w| *w == business.waba) {
                 found.push((business.currency, business.timezone.clone()));
             }
-            for account in business.messaging_accounts.iter().filter(|a| wabas.iter().any(|w| *w == a.id)) {
+            for account in business
+                .messaging_accounts
+                .iter()
+                .filter(|a| wabas.iter().any(|w| *w == a.id))
+            {
                 found.push((account.currency, account.timezone.clone()));
             }
         }
@@ -240,7 +299,9 @@ fn budgets(name: &str, raw: Vec<RawBudget>, accounts: &Accounts, clients: &[Clie
             found.push((Currency::USD, TimeZone::UTC));
         }
         let (currency, timezone) = found[0].clone();
-        if let Some((other_currency, other_zone)) = found.iter().find(|(c, z)| *c != currency || *z != timezone) {
+        if let Some((other_currency, other_zone)) =
+            found.iter().find(|(c, z)| *c != currency || *z != timezone)
+        {
             return Err(fail(
                 "waba",
                 format!(
@@ -252,27 +313,56 @@ fn budgets(name: &str, raw: Vec<RawBudget>, accounts: &Accounts, clients: &[Clie
                 ),
             ));
         }
-        if let Some(code) = raw.currency.as_ref().filter(|code| Currency::parse(code) != Some(currency)) {
-            return Err(fail("currency", format!("`{code}`: the businesses bill in {}", currency.code())));
+        if let Some(code) = raw
+            .currency
+            .as_ref()
+            .filter(|code| Currency::parse(code) != Some(currency))
+        {
+            return Err(fail(
+                "currency",
+                format!("`{code}`: the businesses bill in {}", currency.code()),
+            ));
         }
-        let mut thresholds = raw.thresholds.clone().unwrap_or_else(|| DEFAULT_THRESHOLDS.to_vec());
+        let mut thresholds = raw
+            .thresholds
+            .clone()
+            .unwrap_or_else(|| DEFAULT_THRESHOLDS.to_vec());
         if let Some(bad) = thresholds.iter().find(|t| **t == 0 || **t > 1000) {
-            return Err(fail("thresholds", format!("{bad}: a threshold is a percentage from 1 to 1000")));
+            return Err(fail(
+                "thresholds",
+                format!("{bad}: a threshold is a percentage from 1 to 1000"),
+            ));
         }
         thresholds.sort_unstable();
         thresholds.dedup();
-        out.push(Budget { name: raw.name.as_str().into(), scope, wabas, amount, currency, timezone, thresholds, hard_stop: raw.hard_stop });
+        out.push(Budget {
+            name: raw.name.as_str().into(),
+            scope,
+            wabas,
+            amount,
+            currency,
+            timezone,
+            thresholds,
+            hard_stop: raw.hard_stop,
+        });
     }
     Ok(out)
 }
 
-fn businesses(name: &str, raw: Vec<RawBusiness>, rules: RawRules) -> Result<Accounts, AccountsError> {
+fn businesses(
+    name: &str,
+    raw: Vec<RawBusiness>,
+    rules: RawRules,
+) -> Result<Accounts, AccountsError> {
     let mut businesses = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (index, raw) in raw.into_iter().enumerate() {
         let id = raw.phone_number_id.trim().to_string();
         let fail = |field: &str, message: String| {
-            AccountsError(format!("{name}: [[business]] #{} ({id}): field `{field}`: {message}", index + 1))
+            AccountsError(format!(
+                "{name}: [[business]] #{} ({id}): field `{field}`: {message}",
+                index + 1
+            ))
         };
         if id.is_empty() {
             return Err(fail("phone_number_id", "empty".into()));
@@ -288,11 +378,22 @@ fn businesses(name: &str, raw: Vec<RawBusiness>, rules: RawRules) -> Result<Acco
         if let Some(portfolio) = raw.portfolio {
             business.portfolio = Arc::from(portfolio.as_str());
         }
-        let zone = |zone: &str, field: &str| TimeZone::get(zone).map_err(|e| fail(field, format!("`{zone}` is not an IANA time zone ({e})")));
+        let zone = |zone: &str, field: &str| {
+            TimeZone::get(zone)
+                .map_err(|e| fail(field, format!("`{zone}` is not an IANA time zone ({e})")))
+        };
         let currency = |code: &str, field: &str| {
             Currency::parse(code)
                 .filter(|currency| currency.is_meta_billing())
-                .ok_or_else(|| fail(field, format!("`{code}` is not a currency Meta bills in (one of {})", Currency::META_BILLING.join(", "))))
+                .ok_or_else(|| {
+                    fail(
+                        field,
+                        format!(
+                            "`{code}` is not a currency Meta bills in (one of {})",
+                            Currency::META_BILLING.join(", ")
+                        ),
+                    )
+                })
         };
         if let Some(name) = &raw.timezone {
             business.timezone = zone(name, "timezone")?;
@@ -307,35 +408,58 @@ fn businesses(name: &str, raw: Vec<RawBusiness>, rules: RawRules) -> Result<Acco
                 return Err(fail(&field("id"), "empty".into()));
             }
             if business.has_messaging_account(account_id) {
-                return Err(fail(&field("id"), format!("`{account_id}` is already one of this number's Messaging accounts (the first is `waba`)")));
+                return Err(fail(
+                    &field("id"),
+                    format!(
+                        "`{account_id}` is already one of this number's Messaging accounts (the first is `waba`)"
+                    ),
+                ));
             }
             business.messaging_accounts.push(MessagingAccount {
                 id: Arc::from(account_id),
                 // Unsaid, the number's own: one currency and zone for all.
-                currency: account.currency.as_deref().map(|code| currency(code, &field("currency"))).transpose()?.unwrap_or(business.currency),
-                timezone: account.timezone.as_deref().map(|name| zone(name, &field("timezone"))).transpose()?.unwrap_or_else(|| business.timezone.clone()),
+                currency: account
+                    .currency
+                    .as_deref()
+                    .map(|code| currency(code, &field("currency")))
+                    .transpose()?
+                    .unwrap_or(business.currency),
+                timezone: account
+                    .timezone
+                    .as_deref()
+                    .map(|name| zone(name, &field("timezone")))
+                    .transpose()?
+                    .unwrap_or_else(|| business.timezone.clone()),
             });
         }
         if let Some(country) = raw.primary_country {
             let valid = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
             if !valid {
-                return Err(fail("primary_country", format!("`{country}` is not an ISO 3166 alpha-2 code such as BR")));
+                return Err(fail(
+                    "primary_country",
+                    format!("`{country}` is not an ISO 3166 alpha-2 code such as BR"),
+                ));
             }
             business.primary_country = Some(Arc::from(country.as_str()));
         }
         if let Some(from) = raw.auth_international_from {
             business.auth_international_from = Some(
-                from.parse::<Timestamp>().map_err(|e| fail("auth_international_from", format!("`{from}`: {e}")))?,
+                from.parse::<Timestamp>()
+                    .map_err(|e| fail("auth_international_from", format!("`{from}`: {e}")))?,
             );
         }
         businesses.push(business);
     }
     // Counters and tiers are per portfolio: a Messaging account billing
     // numbers of two portfolios would split them.
-    let mut portfolio_of: std::collections::HashMap<&str, (&str, &str)> = std::collections::HashMap::new();
+    let mut portfolio_of: std::collections::HashMap<&str, (&str, &str)> =
+        std::collections::HashMap::new();
     for business in &businesses {
         for account in &business.messaging_accounts {
-            match portfolio_of.insert(&account.id, (&business.portfolio, &business.phone_number_id)) {
+            match portfolio_of.insert(
+                &account.id,
+                (&business.portfolio, &business.phone_number_id),
+            ) {
                 Some((portfolio, number)) if *portfolio != *business.portfolio => {
                     return Err(AccountsError(format!(
                         "{name}: Messaging account {} bills number {number} of portfolio {portfolio} and number {} of portfolio {}: one account belongs to one portfolio",
@@ -346,12 +470,15 @@ fn businesses(name: &str, raw: Vec<RawBusiness>, rules: RawRules) -> Result<Acco
             }
         }
     }
-    Ok(Accounts::new(businesses, RuleOptions {
+    Ok(Accounts::new(
+        businesses,
+        RuleOptions {
             utility_free_in_csw: rules.utility_free_in_csw,
             free_entry_point_7_days: rules.free_entry_point_7_days,
             failed_calls_free: rules.failed_calls_free,
             call_bands_count_seconds: rules.call_bands_count_seconds,
-        }))
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -382,7 +509,14 @@ waba = "w2"
         let second = accounts.get("2").unwrap();
         assert_eq!(&*second.portfolio, "w2", "portfolio defaults to the WABA");
         let unknown = accounts.get_or_default("3");
-        assert_eq!((&*unknown.waba, unknown.currency.code(), unknown.timezone_name()), ("3", "USD", "UTC"));
+        assert_eq!(
+            (
+                &*unknown.waba,
+                unknown.currency.code(),
+                unknown.timezone_name()
+            ),
+            ("3", "USD", "UTC")
+        );
         assert!(!accounts.options.utility_free_in_csw);
     }
 
@@ -394,10 +528,21 @@ waba = "w2"
         let typo = "[[business]]\nphone_number_id = \"1\"\ntimezon = \"UTC\"\n";
         let error = parse_accounts("a.toml", typo).unwrap_err().to_string();
         assert!(error.contains("timezon"), "{error}");
-        let twice = "[[business]]\nphone_number_id = \"1\"\n[[business]]\nphone_number_id = \"1\"\n";
-        assert!(parse_accounts("a.toml", twice).unwrap_err().to_string().contains("twice"));
+        let twice =
+            "[[business]]\nphone_number_id = \"1\"\n[[business]]\nphone_number_id = \"1\"\n";
+        assert!(
+            parse_accounts("a.toml", twice)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
         let rules = "[rules]\nutility_free_in_csw = true\n";
-        assert!(parse_accounts("a.toml", rules).unwrap().options.utility_free_in_csw);
+        assert!(
+            parse_accounts("a.toml", rules)
+                .unwrap()
+                .options
+                .utility_free_in_csw
+        );
     }
 
     const CLIENTS: &str = r#"
@@ -442,7 +587,14 @@ thresholds = [100, 50]
         assert_eq!(acme.markups[1].percent, Decimal::from(10));
         assert_eq!(billing.client_of_waba("w2").map(|c| &*c.name), Some("acme"));
         let monthly = &billing.budgets[0];
-        assert_eq!((monthly.wabas.len(), monthly.amount.to_string().as_str(), monthly.hard_stop), (2, "25.50", true));
+        assert_eq!(
+            (
+                monthly.wabas.len(),
+                monthly.amount.to_string().as_str(),
+                monthly.hard_stop
+            ),
+            (2, "25.50", true)
+        );
         assert_eq!(monthly.thresholds, vec![50, 80, 100]);
         assert_eq!(billing.budgets[1].thresholds, vec![50, 100], "sorted");
         assert_eq!(billing.budgets_of_waba("w1").count(), 2);
@@ -453,13 +605,26 @@ thresholds = [100, 50]
     fn billing_errors_name_the_entry_and_field() {
         let error = |text: &str| parse_accounts_file("a.toml", text).unwrap_err().to_string();
         let float = CLIENTS.replace("amount = \"25.50\"", "amount = 25.5");
-        assert!(error(&float).contains("[[budget]] #1 (acme-monthly): field `amount`: write 25.5 as a string"), "{}", error(&float));
+        assert!(
+            error(&float)
+                .contains("[[budget]] #1 (acme-monthly): field `amount`: write 25.5 as a string"),
+            "{}",
+            error(&float)
+        );
         let unknown = CLIENTS.replace("client = \"acme\"", "client = \"acme-corp\"");
         assert!(error(&unknown).contains("no [[client]] named `acme-corp`"));
         let category = CLIENTS.replace("[\"marketing\"]", "[\"promo\"]");
-        assert!(error(&category).contains("field `markup[0].categories`: `promo`"), "{}", error(&category));
+        assert!(
+            error(&category).contains("field `markup[0].categories`: `promo`"),
+            "{}",
+            error(&category)
+        );
         let zones = CLIENTS.replacen("timezone = \"America/Sao_Paulo\"", "timezone = \"UTC\"", 1);
-        assert!(error(&zones).contains("one currency and time zone"), "{}", error(&zones));
+        assert!(
+            error(&zones).contains("one currency and time zone"),
+            "{}",
+            error(&zones)
+        );
         let both = CLIENTS.replace("client = \"acme\"", "client = \"acme\"\nwaba = \"w1\"");
         assert!(error(&both).contains("exactly one of `waba` and `client`"));
         let currency = CLIENTS.replace("hard_stop = true", "hard_stop = true\ncurrency = \"EUR\"");
@@ -491,16 +656,41 @@ amount = "10"
         let number = accounts.get("1").unwrap();
         assert_eq!(number.messaging_accounts.len(), 2);
         // Unsaid currency and zone are the number's.
-        assert_eq!((number.messaging_accounts[1].currency.code(), number.messaging_accounts[1].timezone.iana_name()), ("BRL", Some("America/Sao_Paulo")));
+        assert_eq!(
+            (
+                number.messaging_accounts[1].currency.code(),
+                number.messaging_accounts[1].timezone.iana_name()
+            ),
+            ("BRL", Some("America/Sao_Paulo"))
+        );
         let payer = accounts.payer("1", accounts.messaging_account("1", Some("M")).as_deref());
-        assert_eq!((&*payer.waba, payer.currency.code(), &*payer.portfolio, payer.timezone_name()), ("M", "USD", "P", "UTC"));
+        assert_eq!(
+            (
+                &*payer.waba,
+                payer.currency.code(),
+                &*payer.portfolio,
+                payer.timezone_name()
+            ),
+            ("M", "USD", "P", "UTC")
+        );
         // A budget on a Messaging account is in its currency and months.
         assert_eq!(billing.budgets[0].currency.code(), "USD");
 
         let error = |text: &str| parse_accounts("a.toml", text).unwrap_err().to_string();
-        assert!(error(&text.replace("id = \"N\"", "id = \"W\"")).contains("messaging_accounts[1].id"));
-        assert!(error(&text.replace("currency = \"USD\"", "currency = \"XYZ\"")).contains("messaging_accounts[0].currency"));
-        let split = format!("{text}\n[[business]]\nphone_number_id = \"2\"\nportfolio = \"Q\"\n[[business.messaging_accounts]]\nid = \"M\"\n");
-        assert!(error(&split).contains("one account belongs to one portfolio"), "{}", error(&split));
+        assert!(
+            error(&text.replace("id = \"N\"", "id = \"W\"")).contains("messaging_accounts[1].id")
+        );
+        assert!(
+            error(&text.replace("currency = \"USD\"", "currency = \"XYZ\""))
+                .contains("messaging_accounts[0].currency")
+        );
+        let split = format!(
+            "{text}\n[[business]]\nphone_number_id = \"2\"\nportfolio = \"Q\"\n[[business.messaging_accounts]]\nid = \"M\"\n"
+        );
+        assert!(
+            error(&split).contains("one account belongs to one portfolio"),
+            "{}",
+            error(&split)
+        );
     }
 }

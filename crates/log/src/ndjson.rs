@@ -17,7 +17,10 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde::de::{self, Visitor};
 use wameter_core::category::TemplateCategory;
-use wameter_core::event::{AgentUsage, Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, StatusDetail, Template, UserId};
+use wameter_core::event::{
+    AgentUsage, Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind,
+    InboundKind, Origin, StatusDetail, Template, UserId,
+};
 use wameter_core::notice::{Notice, NoticeKind};
 use wameter_meta::webhook::{self, Ignored, WebhookItems};
 
@@ -36,7 +39,11 @@ pub struct LineError {
 impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.field {
-            Some(field) => write!(f, "line {}: field `{field}`: {}", self.origin.line, self.message),
+            Some(field) => write!(
+                f,
+                "line {}: field `{field}`: {}",
+                self.origin.line, self.message
+            ),
             None => write!(f, "line {}: {}", self.origin.line, self.message),
         }
     }
@@ -54,15 +61,20 @@ impl<'de> Deserialize<'de> for At {
                 f.write_str("an RFC 3339 timestamp with offset or integer UNIX seconds")
             }
             fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<At, E> {
-                Timestamp::from_second(seconds).map(At).map_err(|e| E::custom(format!("{seconds} is out of range: {e}")))
+                Timestamp::from_second(seconds)
+                    .map(At)
+                    .map_err(|e| E::custom(format!("{seconds} is out of range: {e}")))
             }
             fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<At, E> {
-                let seconds = i64::try_from(seconds).map_err(|_| E::custom("UNIX seconds out of range"))?;
+                let seconds =
+                    i64::try_from(seconds).map_err(|_| E::custom("UNIX seconds out of range"))?;
                 self.visit_i64(seconds)
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<At, E> {
                 text.parse::<Timestamp>().map(At).map_err(|e| {
-                    E::custom(format!("`{text}` is not an RFC 3339 timestamp with offset ({e})"))
+                    E::custom(format!(
+                        "`{text}` is not an RFC 3339 timestamp with offset ({e})"
+                    ))
                 })
             }
         }
@@ -142,7 +154,11 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(Parsed::Nothing);
     }
-    let fail = |field: Option<&str>, message: String| LineError { origin, field: field.map(String::from), message };
+    let fail = |field: Option<&str>, message: String| LineError {
+        origin,
+        field: field.map(String::from),
+        message,
+    };
     let raw: RawEvent = serde_json::from_str(trimmed).map_err(|e| {
         let message = if e.is_data() {
             format!("{e}")
@@ -154,33 +170,61 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
     if raw.object.is_some() {
         // Parsed a second time as a tree: envelopes are rare next to
         // canonical lines, and the tree gives every item its JSON path.
-        let body: serde_json::Value = serde_json::from_str(trimmed).map_err(|e| fail(None, e.to_string()))?;
+        let body: serde_json::Value =
+            serde_json::from_str(trimmed).map_err(|e| fail(None, e.to_string()))?;
         return webhook::parse_envelope(&body, origin)
             .map(|items| Parsed::Webhook(Box::new(items)))
             .map_err(|p| fail(Some(&p.path), p.message));
     }
-    let event_type = raw.event_type.ok_or_else(|| fail(Some("type"), "missing (inbound, outbound, status, call, agent_usage or a notice type)".into()))?;
+    let event_type = raw.event_type.ok_or_else(|| {
+        fail(
+            Some("type"),
+            "missing (inbound, outbound, status, call, agent_usage or a notice type)".into(),
+        )
+    })?;
     if NoticeKind::TYPES.contains(&&*event_type) {
-        let mut notice: Notice = serde_json::from_str(trimmed).map_err(|e| fail(None, format!("{event_type} notice: {e}")))?;
+        let mut notice: Notice = serde_json::from_str(trimmed)
+            .map_err(|e| fail(None, format!("{event_type} notice: {e}")))?;
         notice.origin = origin;
         return Ok(Parsed::Notice(Box::new(notice)));
     }
     let at = match raw.at {
         None => return Err(fail(Some("at"), "missing".into())),
-        Some(value) => At::deserialize(&value).map_err(|e| fail(Some("at"), e.to_string()))?.0,
+        Some(value) => {
+            At::deserialize(&value)
+                .map_err(|e| fail(Some("at"), e.to_string()))?
+                .0
+        }
     };
     let required = |value: Option<Cow<str>>, field: &str| -> Result<Box<str>, LineError> {
         match value {
             Some(text) if !text.trim().is_empty() => Ok(Box::from(text.trim())),
             Some(_) => Err(fail(Some(field), "empty".into())),
-            None => Err(fail(Some(field), format!("required for {event_type} events"))),
+            None => Err(fail(
+                Some(field),
+                format!("required for {event_type} events"),
+            )),
         }
     };
     // Meta's precedence: `messaging_account_id` wins, the deprecated
     // `paid_messaging_account_id` is read only without it. An id given
     // empty is no id.
-    let messaging_account: Option<Box<str>> = match raw.messaging_account_id.as_deref().or(raw.paid_messaging_account_id.as_deref()).map(str::trim) {
-        Some("") => return Err(fail(Some(if raw.messaging_account_id.is_some() { "messaging_account_id" } else { "paid_messaging_account_id" }), "empty".into())),
+    let messaging_account: Option<Box<str>> = match raw
+        .messaging_account_id
+        .as_deref()
+        .or(raw.paid_messaging_account_id.as_deref())
+        .map(str::trim)
+    {
+        Some("") => {
+            return Err(fail(
+                Some(if raw.messaging_account_id.is_some() {
+                    "messaging_account_id"
+                } else {
+                    "paid_messaging_account_id"
+                }),
+                "empty".into(),
+            ));
+        }
         other => other.map(Box::from),
     };
     let country = raw.user_country.clone();
@@ -190,7 +234,9 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
     };
     let user = |value: Option<Cow<str>>| -> Result<UserId, LineError> {
         let text = required(value, "user")?;
-        UserId::parse(&text).map(with_country).map_err(|e| fail(Some("user"), e))
+        UserId::parse(&text)
+            .map(with_country)
+            .map_err(|e| fail(Some("user"), e))
     };
     let kind = match &*event_type {
         "inbound" => EventKind::Inbound {
@@ -200,13 +246,21 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             entry_point: match raw.entry_point.as_deref() {
                 None => None,
                 Some(text) => Some(EntryPoint::parse(text).ok_or_else(|| {
-                    fail(Some("entry_point"), format!("`{text}` is not one of: ad, page_cta"))
+                    fail(
+                        Some("entry_point"),
+                        format!("`{text}` is not one of: ad, page_cta"),
+                    )
                 })?),
             },
             kind: match raw.kind.as_deref() {
                 None | Some("message") => InboundKind::Message,
                 Some("call") => InboundKind::Call,
-                Some(other) => return Err(fail(Some("kind"), format!("`{other}` is not one of: message, call"))),
+                Some(other) => {
+                    return Err(fail(
+                        Some("kind"),
+                        format!("`{other}` is not one of: message, call"),
+                    ));
+                }
             },
         },
         "outbound" => EventKind::Outbound {
@@ -216,9 +270,13 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             template: match raw.template {
                 None => None,
                 Some(template) => {
-                    let name = template.name.map(|n| Box::from(n.trim())).unwrap_or_else(|| Box::from(""));
-                    let category_text =
-                        template.category.ok_or_else(|| fail(Some("template.category"), "missing".into()))?;
+                    let name = template
+                        .name
+                        .map(|n| Box::from(n.trim()))
+                        .unwrap_or_else(|| Box::from(""));
+                    let category_text = template
+                        .category
+                        .ok_or_else(|| fail(Some("template.category"), "missing".into()))?;
                     let category = TemplateCategory::parse(&category_text).ok_or_else(|| {
                         fail(
                             Some("template.category"),
@@ -231,48 +289,98 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             messaging_account,
         },
         "status" => {
-            let text = raw.status.ok_or_else(|| fail(Some("status"), "required for status events".into()))?;
+            let text = raw
+                .status
+                .ok_or_else(|| fail(Some("status"), "required for status events".into()))?;
             let status = DeliveryStatus::parse(&text).ok_or_else(|| {
-                fail(Some("status"), format!("`{text}` is not one of: sent, delivered, read, failed"))
+                fail(
+                    Some("status"),
+                    format!("`{text}` is not one of: sent, delivered, read, failed"),
+                )
             })?;
             let error = match raw.error {
                 None | Some(serde_json::Value::Null) => None,
                 Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64(),
-                Some(other) => return Err(fail(Some("error"), format!("`{other}` is not an integer error code"))),
+                Some(other) => {
+                    return Err(fail(
+                        Some("error"),
+                        format!("`{other}` is not an integer error code"),
+                    ));
+                }
             };
             // Extensions: what a Meta status said besides the status
             // (`wameter events` prints them, so its output reads back).
-            let mut detail = StatusDetail { business: raw.business.map(|b| Box::from(b.trim())), messaging_account, ..StatusDetail::default() };
+            let mut detail = StatusDetail {
+                business: raw.business.map(|b| Box::from(b.trim())),
+                messaging_account,
+                ..StatusDetail::default()
+            };
             if let Some(text) = raw.user {
-                detail.recipient = Some(UserId::parse(&text).map(with_country).map_err(|e| fail(Some("user"), e))?);
+                detail.recipient = Some(
+                    UserId::parse(&text)
+                        .map(with_country)
+                        .map_err(|e| fail(Some("user"), e))?,
+                );
             }
             if let Some(value) = raw.pricing.filter(|v| !v.is_null()) {
-                detail.pricing = Some(webhook::parse_pricing(&value).map_err(|(f, m)| fail(Some(&webhook::json_path("pricing", &f)), m))?);
+                detail.pricing = Some(
+                    webhook::parse_pricing(&value)
+                        .map_err(|(f, m)| fail(Some(&webhook::json_path("pricing", &f)), m))?,
+                );
             }
             if let Some(value) = raw.conversation.filter(|v| !v.is_null()) {
                 detail.conversation =
-                    Some(webhook::parse_conversation(&value).map_err(|(f, m)| fail(Some(&webhook::json_path("conversation", &f)), m))?);
+                    Some(webhook::parse_conversation(&value).map_err(|(f, m)| {
+                        fail(Some(&webhook::json_path("conversation", &f)), m)
+                    })?);
             }
             let detail = (detail != StatusDetail::default()).then(|| Box::new(detail));
-            EventKind::Status { id: required(raw.id, "id")?, status, error, detail }
+            EventKind::Status {
+                id: required(raw.id, "id")?,
+                status,
+                error,
+                detail,
+            }
         }
         "call" => {
-            let direction_text = raw.direction.ok_or_else(|| fail(Some("direction"), "required for call events".into()))?;
+            let direction_text = raw
+                .direction
+                .ok_or_else(|| fail(Some("direction"), "required for call events".into()))?;
             let direction = CallDirection::parse(direction_text.trim()).ok_or_else(|| {
-                fail(Some("direction"), format!("`{direction_text}` is not one of: business_initiated, user_initiated"))
+                fail(
+                    Some("direction"),
+                    format!("`{direction_text}` is not one of: business_initiated, user_initiated"),
+                )
             })?;
             let duration_seconds = match raw.duration {
                 None | Some(serde_json::Value::Null) => 0,
-                Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|n| n <= u64::from(u32::MAX)) => n.as_u64().unwrap_or(0) as u32,
-                Some(other) => return Err(fail(Some("duration"), format!("`{other}` is not a whole number of seconds"))),
+                Some(serde_json::Value::Number(n))
+                    if n.as_u64().is_some_and(|n| n <= u64::from(u32::MAX)) =>
+                {
+                    n.as_u64().unwrap_or(0) as u32
+                }
+                Some(other) => {
+                    return Err(fail(
+                        Some("duration"),
+                        format!("`{other}` is not a whole number of seconds"),
+                    ));
+                }
             };
             let error = match raw.error {
                 None | Some(serde_json::Value::Null) => None,
                 Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64(),
-                Some(other) => return Err(fail(Some("error"), format!("`{other}` is not an integer error code"))),
+                Some(other) => {
+                    return Err(fail(
+                        Some("error"),
+                        format!("`{other}` is not an integer error code"),
+                    ));
+                }
             };
             // Unknown statuses are kept as written (decision D16).
-            let status = raw.status.map_or_else(|| CallStatus::default_for(duration_seconds), |text| CallStatus::parse(&text));
+            let status = raw.status.map_or_else(
+                || CallStatus::default_for(duration_seconds),
+                |text| CallStatus::parse(&text),
+            );
             EventKind::Call(Box::new(Call {
                 business: required(raw.business, "business")?,
                 user: user(raw.user)?,
@@ -287,8 +395,18 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
         "agent_usage" => {
             let tokens = match raw.tokens {
                 Some(serde_json::Value::Number(n)) if n.is_u64() => n.as_u64().unwrap_or(0),
-                Some(other) => return Err(fail(Some("tokens"), format!("`{other}` is not a whole number of tokens"))),
-                None => return Err(fail(Some("tokens"), "required for agent_usage events".into())),
+                Some(other) => {
+                    return Err(fail(
+                        Some("tokens"),
+                        format!("`{other}` is not a whole number of tokens"),
+                    ));
+                }
+                None => {
+                    return Err(fail(
+                        Some("tokens"),
+                        "required for agent_usage events".into(),
+                    ));
+                }
             };
             EventKind::AgentUsage(Box::new(AgentUsage {
                 business: required(raw.business, "business")?,
@@ -298,11 +416,15 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                 messaging_account,
             }))
         }
-        other => return Err(fail(Some("type"), format!("`{other}` is not one of: inbound, outbound, status, call, agent_usage"))),
+        other => {
+            return Err(fail(
+                Some("type"),
+                format!("`{other}` is not one of: inbound, outbound, status, call, agent_usage"),
+            ));
+        }
     };
     Ok(Parsed::Event(Event { at, origin, kind }))
 }
-
 
 /// Events, notices and errors from a run of lines.
 #[derive(Clone, Debug, Default)]
@@ -348,9 +470,15 @@ pub fn decode_lines(bytes: Vec<u8>, source: u32, first_line: u32) -> (String, Ve
             Ok(line) => text.push_str(line),
             Err(error) => {
                 errors.push(LineError {
-                    origin: Origin { source, line: first_line.saturating_add(index as u32) },
+                    origin: Origin {
+                        source,
+                        line: first_line.saturating_add(index as u32),
+                    },
                     field: None,
-                    message: format!("not valid UTF-8 (from byte {} of the line)", error.valid_up_to() + 1),
+                    message: format!(
+                        "not valid UTF-8 (from byte {} of the line)",
+                        error.valid_up_to() + 1
+                    ),
                 });
                 if line.ends_with(b"\n") {
                     text.push('\n');
@@ -370,7 +498,10 @@ pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
     // copied as it grows (growing it was a sixth of a replay's time).
     chunk.events.reserve(text.lines().count());
     for (offset, line) in text.lines().enumerate() {
-        let origin = Origin { source, line: first_line + offset as u32 };
+        let origin = Origin {
+            source,
+            line: first_line + offset as u32,
+        };
         match parse_line(line, origin) {
             Ok(Parsed::Event(event)) => chunk.events.push(event),
             Ok(Parsed::Notice(notice)) => chunk.notices.push(*notice),
@@ -378,10 +509,16 @@ pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
                 let items = *items;
                 chunk.events.extend(items.events);
                 chunk.notices.extend(items.notices);
-                chunk.errors.extend(
-                    items.problems.into_iter().map(|p| LineError { origin, field: Some(p.path), message: p.message }),
-                );
-                chunk.ignored.extend(items.ignored.into_iter().map(|i| (origin, i)));
+                chunk
+                    .errors
+                    .extend(items.problems.into_iter().map(|p| LineError {
+                        origin,
+                        field: Some(p.path),
+                        message: p.message,
+                    }));
+                chunk
+                    .ignored
+                    .extend(items.ignored.into_iter().map(|i| (origin, i)));
             }
             Ok(Parsed::Nothing) => {}
             Err(error) => chunk.errors.push(error),
@@ -404,18 +541,31 @@ mod tests {
 
     #[test]
     fn accepts_every_documented_shape() {
-        let unix = parse(r#"{"type":"status","at":1751364005,"id":"wamid.X","status":"read"}"#).unwrap().unwrap();
+        let unix = parse(r#"{"type":"status","at":1751364005,"id":"wamid.X","status":"read"}"#)
+            .unwrap()
+            .unwrap();
         assert_eq!(unix.at.to_string(), "2025-07-01T10:00:05Z");
         let outbound = parse(r#"{"type":"outbound","at":"2025-07-01T10:00:00Z","business":"1","user":"5511999990000","id":"wamid.X","template":{"name":"order_update","category":"UTILITY"},"extra":1}"#).unwrap().unwrap();
         match outbound.kind {
-            EventKind::Outbound { template: Some(t), user, .. } => {
+            EventKind::Outbound {
+                template: Some(t),
+                user,
+                ..
+            } => {
                 assert_eq!(t.category, TemplateCategory::Utility);
                 assert_eq!(user.to_string(), "+5511999990000");
             }
             other => panic!("{other:?}"),
         }
         let call = parse(r#"{"type":"inbound","at":"2025-07-01T10:00:00Z","business":"1","user":"BR.1502","kind":"call","entry_point":"page_cta"}"#).unwrap().unwrap();
-        assert!(matches!(call.kind, EventKind::Inbound { kind: InboundKind::Call, entry_point: Some(EntryPoint::PageCta), .. }));
+        assert!(matches!(
+            call.kind,
+            EventKind::Inbound {
+                kind: InboundKind::Call,
+                entry_point: Some(EntryPoint::PageCta),
+                ..
+            }
+        ));
         assert_eq!(parse("   ").unwrap(), None);
         assert_eq!(parse("# a comment").unwrap(), None);
     }
@@ -423,19 +573,49 @@ mod tests {
     #[test]
     fn errors_name_the_line_and_field() {
         let cases = [
-            (r#"{"type":"inbound","at":"2025-07-01T10:00:00Z","user":"+5511999990000"}"#, Some("business")),
-            (r#"{"type":"inbound","at":"2025-07-01 10:00","business":"1","user":"+5511999990000"}"#, Some("at")),
-            (r#"{"type":"inbound","business":"1","user":"+5511999990000"}"#, Some("at")),
-            (r#"{"type":"outbound","at":1,"business":"1","user":"+5511999990000"}"#, Some("id")),
-            (r#"{"type":"outbound","at":1,"business":"1","user":"+5511999990000","id":"w","template":{"name":"x","category":"promo"}}"#, Some("template.category")),
-            (r#"{"type":"status","at":1,"id":"w","status":"seen"}"#, Some("status")),
-            (r#"{"type":"status","at":1,"id":"w","status":"failed","error":"x"}"#, Some("error")),
-            (r#"{"type":"inbound","at":1,"business":"1","user":"not a number"}"#, Some("user")),
+            (
+                r#"{"type":"inbound","at":"2025-07-01T10:00:00Z","user":"+5511999990000"}"#,
+                Some("business"),
+            ),
+            (
+                r#"{"type":"inbound","at":"2025-07-01 10:00","business":"1","user":"+5511999990000"}"#,
+                Some("at"),
+            ),
+            (
+                r#"{"type":"inbound","business":"1","user":"+5511999990000"}"#,
+                Some("at"),
+            ),
+            (
+                r#"{"type":"outbound","at":1,"business":"1","user":"+5511999990000"}"#,
+                Some("id"),
+            ),
+            (
+                r#"{"type":"outbound","at":1,"business":"1","user":"+5511999990000","id":"w","template":{"name":"x","category":"promo"}}"#,
+                Some("template.category"),
+            ),
+            (
+                r#"{"type":"status","at":1,"id":"w","status":"seen"}"#,
+                Some("status"),
+            ),
+            (
+                r#"{"type":"status","at":1,"id":"w","status":"failed","error":"x"}"#,
+                Some("error"),
+            ),
+            (
+                r#"{"type":"inbound","at":1,"business":"1","user":"not a number"}"#,
+                Some("user"),
+            ),
             (r#"{"type":"click","at":1}"#, Some("type")),
             (r#"{"object":"page","entry":[]}"#, Some("object")),
-            (r#"{"type":"status","at":1,"id":"w","status":"sent","pricing":{"billable":"yes","category":"utility"}}"#, Some("pricing.billable")),
+            (
+                r#"{"type":"status","at":1,"id":"w","status":"sent","pricing":{"billable":"yes","category":"utility"}}"#,
+                Some("pricing.billable"),
+            ),
             (r#"{"type":"template_category_update","at":1}"#, None),
-            (r#"{"type":"inbound","at":1,"business":"1","user":"+55119999"#, None),
+            (
+                r#"{"type":"inbound","at":1,"business":"1","user":"+55119999"#,
+                None,
+            ),
             ("[1,2]", None),
         ];
         for (line, field) in cases {

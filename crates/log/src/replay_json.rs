@@ -281,7 +281,10 @@ impl<'a> From<&'a CallCharge> for CallJson<'a> {
             rule: call.rule,
             reason: &call.reason,
             rates_file: call.rates_source.as_ref().map(|(file, _)| &**file),
-            rates_partial: call.rates_source.as_ref().is_some_and(|(_, partial)| *partial),
+            rates_partial: call
+                .rates_source
+                .as_ref()
+                .is_some_and(|(_, partial)| *partial),
         }
     }
 }
@@ -321,13 +324,39 @@ struct WhatIfJson {
 }
 
 /// Writes the document, streaming the charges.
-pub fn write_document(out: &mut impl Write, charges: &[Charge], others: Others<'_>, warnings: &[WarningJson], what_if: WhatIf) -> std::io::Result<()> {
-    let lines = charges.iter().map(|charge| serde_json::to_string(&ChargeJson::from(charge)).map_err(std::io::Error::from));
-    let call_lines = others.calls.iter().map(|call| serde_json::to_string(&CallJson::from(call))).collect::<Result<Vec<_>, _>>()?;
-    let agent_lines = others.agent.iter().map(|usage| serde_json::to_string(&AgentJson::from(usage))).collect::<Result<Vec<_>, _>>()?;
+pub fn write_document(
+    out: &mut impl Write,
+    charges: &[Charge],
+    others: Others<'_>,
+    warnings: &[WarningJson],
+    what_if: WhatIf,
+) -> std::io::Result<()> {
+    let lines = charges.iter().map(|charge| {
+        serde_json::to_string(&ChargeJson::from(charge)).map_err(std::io::Error::from)
+    });
+    let call_lines = others
+        .calls
+        .iter()
+        .map(|call| serde_json::to_string(&CallJson::from(call)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let agent_lines = others
+        .agent
+        .iter()
+        .map(|usage| serde_json::to_string(&AgentJson::from(usage)))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut totals = totals_with_calls(charges, others.calls);
     wameter_core::report::add_agent(&mut totals, others.agent);
-    write_document_lines(out, lines, OtherLines { calls: &call_lines, agent: &agent_lines }, &totals, warnings, what_if)
+    write_document_lines(
+        out,
+        lines,
+        OtherLines {
+            calls: &call_lines,
+            agent: &agent_lines,
+        },
+        &totals,
+        warnings,
+        what_if,
+    )
 }
 
 /// What a replay charges besides messages: calls and agent usage.
@@ -395,7 +424,13 @@ pub fn write_document_lines<L: AsRef<str>>(
         [one] => serde_json::to_writer(&mut *out, one)?,
         [] => serde_json::to_writer(
             &mut *out,
-            &TotalsJson { currency: "USD".into(), amount: "0".into(), billable_messages: 0, conversations: 0, billable_calls: with_calls.then_some(0) },
+            &TotalsJson {
+                currency: "USD".into(),
+                amount: "0".into(),
+                billable_messages: 0,
+                conversations: 0,
+                billable_calls: with_calls.then_some(0),
+            },
         )?,
         many => serde_json::to_writer(&mut *out, many)?,
     }
@@ -403,11 +438,14 @@ pub fn write_document_lines<L: AsRef<str>>(
     serde_json::to_writer(&mut *out, warnings)?;
     if !what_if.is_none() {
         out.write_all(b",\n  \"what_if\": ")?;
-        serde_json::to_writer(&mut *out, &WhatIfJson {
-            ruleset: what_if.ruleset.map(|r| r.id()),
-            rates_on: what_if.rates_on.map(|d| d.to_string()),
-            note: "re-priced under assumed rules: not what Meta charged",
-        })?;
+        serde_json::to_writer(
+            &mut *out,
+            &WhatIfJson {
+                ruleset: what_if.ruleset.map(|r| r.id()),
+                rates_on: what_if.rates_on.map(|d| d.to_string()),
+                note: "re-priced under assumed rules: not what Meta charged",
+            },
+        )?;
     }
     out.write_all(b"\n}\n")
 }

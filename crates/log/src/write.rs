@@ -13,7 +13,13 @@ pub fn event_line(event: &Event) -> String {
     let mut line = Map::new();
     let at = Value::from(event.at.to_string());
     match &event.kind {
-        EventKind::Inbound { business, user, id, entry_point, kind } => {
+        EventKind::Inbound {
+            business,
+            user,
+            id,
+            entry_point,
+            kind,
+        } => {
             line.insert("type".into(), "inbound".into());
             line.insert("at".into(), at);
             line.insert("business".into(), (&**business).into());
@@ -28,18 +34,32 @@ pub fn event_line(event: &Event) -> String {
                 line.insert("kind".into(), "call".into());
             }
         }
-        EventKind::Outbound { business, user, id, template, messaging_account } => {
+        EventKind::Outbound {
+            business,
+            user,
+            id,
+            template,
+            messaging_account,
+        } => {
             line.insert("type".into(), "outbound".into());
             line.insert("at".into(), at);
             line.insert("business".into(), (&**business).into());
             insert_user(&mut line, user);
             line.insert("id".into(), (&**id).into());
             if let Some(template) = template {
-                line.insert("template".into(), json!({"name": &*template.name, "category": template.category.as_str()}));
+                line.insert(
+                    "template".into(),
+                    json!({"name": &*template.name, "category": template.category.as_str()}),
+                );
             }
             insert_messaging_account(&mut line, messaging_account.as_deref());
         }
-        EventKind::Status { id, status, error, detail } => {
+        EventKind::Status {
+            id,
+            status,
+            error,
+            detail,
+        } => {
             line.insert("type".into(), "status".into());
             line.insert("at".into(), at);
             line.insert("id".into(), (&**id).into());
@@ -122,7 +142,10 @@ fn write_detail(line: &mut Map<String, Value>, detail: &StatusDetail) {
                 Ok(number @ Value::Number(_)) if number.to_string() == text => number,
                 _ => Value::String(text),
             };
-            object.insert("cost".into(), serde_json::json!({"amount": amount, "currency": cost.currency.code()}));
+            object.insert(
+                "cost".into(),
+                serde_json::json!({"amount": amount, "currency": cost.currency.code()}),
+            );
         }
         line.insert("pricing".into(), Value::Object(object));
     }

@@ -14,7 +14,9 @@ fn fixtures() -> Vec<PathBuf> {
 }
 
 fn fixtures_in(folder: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(folder);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(folder);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -27,7 +29,9 @@ fn fixtures_in(folder: &str) -> Vec<PathBuf> {
 /// A fixture as one log line (they are pretty-printed; a log has one body per line).
 fn as_line(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    serde_json::from_str::<serde_json::Value>(&text).unwrap().to_string()
+    serde_json::from_str::<serde_json::Value>(&text)
+        .unwrap()
+        .to_string()
 }
 
 /// Meta's documentation writes placeholders (`PHONE_NUMBER`,
@@ -36,7 +40,8 @@ fn as_line(path: &Path) -> String {
 /// documented. These are the only things a fixture may fail to give.
 fn is_placeholder_problem(message: &str) -> bool {
     let value = message.split('`').nth(1).unwrap_or("");
-    let upper_snake = !value.is_empty() && value.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+    let upper_snake =
+        !value.is_empty() && value.chars().all(|c| c.is_ascii_uppercase() || c == '_');
     upper_snake || value.starts_with("user.") || value == "BSUID_123"
 }
 
@@ -55,23 +60,41 @@ fn all_123_fixtures_parse_and_their_canonical_events_are_snapshotted() {
 /// files are fragments (a `pricing` object alone), not webhooks.
 #[test]
 fn every_calling_fixture_parses_and_is_snapshotted() {
-    let files: Vec<PathBuf> = fixtures_in("calling").into_iter().filter(|p| !p.to_string_lossy().contains("FRAGMENT")).collect();
+    let files: Vec<PathBuf> = fixtures_in("calling")
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("FRAGMENT"))
+        .collect();
     assert_eq!(files.len(), 13);
     snapshot_each(&files, "calling_");
     // Both terminates become calls; the user-initiated connects open the window.
     let mut calls = Vec::new();
     for path in &files {
-        let Ok(Parsed::Webhook(items)) = parse_line(&as_line(path), Origin::default()) else { panic!() };
+        let Ok(Parsed::Webhook(items)) = parse_line(&as_line(path), Origin::default()) else {
+            panic!()
+        };
         for event in &items.events {
             if let EventKind::Call(call) = &event.kind {
-                calls.push((call.direction.as_str(), call.duration_seconds, call.status.as_str().to_string()));
+                calls.push((
+                    call.direction.as_str(),
+                    call.duration_seconds,
+                    call.status.as_str().to_string(),
+                ));
             }
             let line = event_line(event);
-            assert!(matches!(parse_line(&line, Origin::default()), Ok(Parsed::Event(back)) if back == *event), "{line}");
+            assert!(
+                matches!(parse_line(&line, Origin::default()), Ok(Parsed::Event(back)) if back == *event),
+                "{line}"
+            );
         }
     }
     calls.sort();
-    assert_eq!(calls, [("business_initiated", 120, "completed".to_string()), ("user_initiated", 20, "failed".to_string())]);
+    assert_eq!(
+        calls,
+        [
+            ("business_initiated", 120, "completed".to_string()),
+            ("user_initiated", 20, "failed".to_string())
+        ]
+    );
 }
 
 /// Parses each file as a log line and snapshots what came out; returns how
@@ -80,7 +103,10 @@ fn snapshot_each(files: &[PathBuf], prefix: &str) -> usize {
     let mut problems = 0;
     for (index, path) in files.iter().enumerate() {
         let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        let origin = Origin { source: 0, line: index as u32 + 1 };
+        let origin = Origin {
+            source: 0,
+            line: index as u32 + 1,
+        };
         let items = match parse_line(&as_line(path), origin) {
             Ok(Parsed::Webhook(items)) => items,
             other => panic!("{name}: not read as a webhook: {other:?}"),
@@ -99,7 +125,12 @@ fn snapshot_each(files: &[PathBuf], prefix: &str) -> usize {
         }
         for problem in &items.problems {
             problems += 1;
-            assert!(is_placeholder_problem(&problem.message), "{name}: {}: {}", problem.path, problem.message);
+            assert!(
+                is_placeholder_problem(&problem.message),
+                "{name}: {}: {}",
+                problem.path,
+                problem.message
+            );
             out.push_str(&format!("problem: {}: {}\n", problem.path, problem.message));
         }
         assert!(!out.is_empty(), "{name}: nothing at all came out of it");
@@ -112,7 +143,9 @@ fn snapshot_each(files: &[PathBuf], prefix: &str) -> usize {
 fn every_canonical_line_reads_back_into_the_same_event_or_notice() {
     for path in fixtures() {
         let origin = Origin { source: 3, line: 9 };
-        let Ok(Parsed::Webhook(items)) = parse_line(&as_line(&path), origin) else { panic!("{}", path.display()) };
+        let Ok(Parsed::Webhook(items)) = parse_line(&as_line(&path), origin) else {
+            panic!("{}", path.display())
+        };
         for event in items.events {
             let line = event_line(&event);
             match parse_line(&line, origin) {
@@ -138,17 +171,28 @@ fn the_set_covers_what_the_issue_lists() {
     let mut models = std::collections::BTreeSet::new();
     let mut notices = std::collections::BTreeSet::new();
     for path in fixtures() {
-        let Ok(Parsed::Webhook(items)) = parse_line(&as_line(&path), Origin::default()) else { panic!() };
+        let Ok(Parsed::Webhook(items)) = parse_line(&as_line(&path), Origin::default()) else {
+            panic!()
+        };
         for event in &items.events {
             match &event.kind {
                 EventKind::Inbound { entry_point, .. } => {
                     inbound += 1;
                     ad_entry_points += usize::from(entry_point.is_some());
                 }
-                EventKind::Status { detail: Some(detail), .. } => {
+                EventKind::Status {
+                    detail: Some(detail),
+                    ..
+                } => {
                     if let Some(pricing) = &detail.pricing {
                         priced_statuses += 1;
-                        models.insert(pricing.pricing_model.as_deref().unwrap_or_default().to_string());
+                        models.insert(
+                            pricing
+                                .pricing_model
+                                .as_deref()
+                                .unwrap_or_default()
+                                .to_string(),
+                        );
                     }
                 }
                 _ => {}
@@ -162,7 +206,10 @@ fn the_set_covers_what_the_issue_lists() {
     }
     assert!(inbound >= 50, "{inbound} inbound messages");
     assert!(ad_entry_points >= 2, "{ad_entry_points} referrals");
-    assert!(priced_statuses >= 16, "{priced_statuses} statuses with pricing");
+    assert!(
+        priced_statuses >= 16,
+        "{priced_statuses} statuses with pricing"
+    );
     assert_eq!(models.into_iter().collect::<Vec<_>>(), ["CBP", "PMP"]);
     for kind in wameter_core::notice::NoticeKind::TYPES {
         assert!(notices.contains(kind), "no fixture gives a {kind} notice");
@@ -175,13 +222,23 @@ fn the_set_covers_what_the_issue_lists() {
 #[test]
 fn the_marketing_messages_fragments_read_as_meta_prints_them() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/calling");
-    let read = |name: &str| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap() };
-    let max_price = read("meta-docs-mm-max-price-2026-06-26_delivered-read_pricing-cost_FRAGMENT.json");
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    let max_price =
+        read("meta-docs-mm-max-price-2026-06-26_delivered-read_pricing-cost_FRAGMENT.json");
     let pricing = wameter_meta::webhook::parse_pricing(&max_price["pricing"]).unwrap();
-    assert_eq!(pricing.template_category(), Some(wameter_core::category::TemplateCategory::Marketing));
+    assert_eq!(
+        pricing.template_category(),
+        Some(wameter_core::category::TemplateCategory::Marketing)
+    );
     let cost = pricing.cost.unwrap();
-    assert_eq!((cost.amount.to_string().as_str(), cost.currency.code()), ("0.035", "USD"));
-    let plain = read("meta-docs-mm-get-started-2026-02-10_status-conversation-pricing_FRAGMENT.json");
+    assert_eq!(
+        (cost.amount.to_string().as_str(), cost.currency.code()),
+        ("0.035", "USD")
+    );
+    let plain =
+        read("meta-docs-mm-get-started-2026-02-10_status-conversation-pricing_FRAGMENT.json");
     let pricing = wameter_meta::webhook::parse_pricing(&plain["pricing"]).unwrap();
     assert_eq!((&*pricing.category, pricing.cost), ("marketing_lite", None));
 }

@@ -32,12 +32,21 @@ pub struct Analytics {
 
 /// Reads a `pricing_analytics` or `conversation_analytics` response.
 pub fn parse_analytics(body: &Value) -> Result<Analytics, Problem> {
-    let fail = |path: &str, message: &str| Problem { path: path.into(), message: message.into() };
-    let object = body.as_object().ok_or_else(|| fail("", "not a JSON object"))?;
+    let fail = |path: &str, message: &str| Problem {
+        path: path.into(),
+        message: message.into(),
+    };
+    let object = body
+        .as_object()
+        .ok_or_else(|| fail("", "not a JSON object"))?;
     let (kind, root, path) = if let Some(inner) = object.get("pricing_analytics") {
         (Some(AnalyticsKind::Pricing), inner, "pricing_analytics")
     } else if let Some(inner) = object.get("conversation_analytics") {
-        (Some(AnalyticsKind::Conversation), inner, "conversation_analytics")
+        (
+            Some(AnalyticsKind::Conversation),
+            inner,
+            "conversation_analytics",
+        )
     } else if let Some(inner) = object.get("call_analytics") {
         (Some(AnalyticsKind::Call), inner, "call_analytics")
     } else {
@@ -48,16 +57,25 @@ pub fn parse_analytics(body: &Value) -> Result<Analytics, Problem> {
     let mut saw_conversation = false;
     let data = root.get("data").and_then(Value::as_array);
     let groups: Vec<(String, &Value)> = match data {
-        Some(groups) => groups.iter().enumerate().map(|(i, g)| (json_path(path, &format!("data[{i}]")), g)).collect(),
+        Some(groups) => groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (json_path(path, &format!("data[{i}]")), g))
+            .collect(),
         None => vec![(path.to_string(), root)],
     };
     for (group_path, group) in groups {
         let Some(list) = group.get("data_points").and_then(Value::as_array) else {
-            return Err(fail(&json_path(&group_path, "data_points"), "missing or not an array"));
+            return Err(fail(
+                &json_path(&group_path, "data_points"),
+                "missing or not an array",
+            ));
         };
         for (k, point) in list.iter().enumerate() {
             let point_path = json_path(&group_path, &format!("data_points[{k}]"));
-            let point = point.as_object().ok_or_else(|| fail(&point_path, "not an object"))?;
+            let point = point
+                .as_object()
+                .ok_or_else(|| fail(&point_path, "not an object"))?;
             saw_volume |= point.contains_key("volume");
             saw_conversation |= point.contains_key("conversation");
             points.push(read_point(point, &point_path)?);
@@ -78,41 +96,81 @@ pub fn parse_analytics(body: &Value) -> Result<Analytics, Problem> {
 }
 
 fn read_point(point: &Map<String, Value>, path: &str) -> Result<AnalyticsPoint, Problem> {
-    let field = |name: &str, message: String| Problem { path: json_path(path, name), message };
+    let field = |name: &str, message: String| Problem {
+        path: json_path(path, name),
+        message,
+    };
     let time = |name: &str| -> Result<jiff::Timestamp, Problem> {
-        let value = point.get(name).ok_or_else(|| field(name, "missing".into()))?;
+        let value = point
+            .get(name)
+            .ok_or_else(|| field(name, "missing".into()))?;
         unix_time(value).map_err(|e| field(name, e))
     };
     let lower = |names: &[&str]| {
-        names.iter().find_map(|n| point.get(*n).and_then(Value::as_str)).map(|s| {
-            let s = s.trim().to_ascii_lowercase();
-            // conversation_analytics: FREE_ENTRY (request) / FREE_ENTRY_POINT (response).
-            if s == "free_entry" { "free_entry_point".into() } else { s.into_boxed_str() }
-        })
+        names
+            .iter()
+            .find_map(|n| point.get(*n).and_then(Value::as_str))
+            .map(|s| {
+                let s = s.trim().to_ascii_lowercase();
+                // conversation_analytics: FREE_ENTRY (request) / FREE_ENTRY_POINT (response).
+                if s == "free_entry" {
+                    "free_entry_point".into()
+                } else {
+                    s.into_boxed_str()
+                }
+            })
     };
-    let count_key = ["volume", "conversation", "count"].into_iter().find(|k| point.contains_key(*k)).unwrap_or("volume");
+    let count_key = ["volume", "conversation", "count"]
+        .into_iter()
+        .find(|k| point.contains_key(*k))
+        .unwrap_or("volume");
     let count = match point.get(count_key) {
         None => 0,
-        Some(value) => value.as_u64().ok_or_else(|| field(count_key, format!("{value} is not a whole count")))?,
+        Some(value) => value
+            .as_u64()
+            .ok_or_else(|| field(count_key, format!("{value} is not a whole count")))?,
     };
     let cost = match point.get("cost") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(decimal(&n.to_string()).ok_or_else(|| field("cost", format!("{n} is not a decimal amount")))?),
-        Some(Value::String(s)) => Some(decimal(s).ok_or_else(|| field("cost", format!("`{s}` is not a decimal amount")))?),
+        Some(Value::Number(n)) => Some(
+            decimal(&n.to_string())
+                .ok_or_else(|| field("cost", format!("{n} is not a decimal amount")))?,
+        ),
+        Some(Value::String(s)) => Some(
+            decimal(s).ok_or_else(|| field("cost", format!("`{s}` is not a decimal amount")))?,
+        ),
         Some(other) => return Err(field("cost", format!("{other} is not a number"))),
     };
     let average_duration = match point.get("average_duration") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(decimal(&n.to_string()).ok_or_else(|| field("average_duration", format!("{n} is not a number of seconds")))?),
-        Some(other) => return Err(field("average_duration", format!("{other} is not a number"))),
+        Some(Value::Number(n)) => Some(decimal(&n.to_string()).ok_or_else(|| {
+            field(
+                "average_duration",
+                format!("{n} is not a number of seconds"),
+            )
+        })?),
+        Some(other) => {
+            return Err(field(
+                "average_duration",
+                format!("{other} is not a number"),
+            ));
+        }
     };
     Ok(AnalyticsPoint {
         start: time("start")?,
         end: time("end")?,
-        country: point.get("country").and_then(Value::as_str).map(|c| c.trim().to_ascii_uppercase().into()),
+        country: point
+            .get("country")
+            .and_then(Value::as_str)
+            .map(|c| c.trim().to_ascii_uppercase().into()),
         category: lower(&["pricing_category", "conversation_category", "direction"]),
         // A call's tier keeps its spelling (`0:50000`).
-        pricing_type: lower(&["pricing_type", "conversation_type"]).or_else(|| point.get("tier").and_then(Value::as_str).map(|t| t.trim().into())),
+        pricing_type: lower(&["pricing_type", "conversation_type"]).or_else(|| {
+            point
+                .get("tier")
+                .and_then(Value::as_str)
+                .map(|t| t.trim().into())
+        }),
         count,
         cost,
         average_duration,
@@ -122,7 +180,9 @@ fn read_point(point: &Map<String, Value>, path: &str) -> Result<AnalyticsPoint, 
 /// `0.0625`, `1e-3`, `12`: the JSON number's own digits, exactly.
 fn decimal(text: &str) -> Option<Decimal> {
     let text = text.trim();
-    Decimal::from_str(text).ok().or_else(|| Decimal::from_scientific(text).ok())
+    Decimal::from_str(text)
+        .ok()
+        .or_else(|| Decimal::from_scientific(text).ok())
 }
 
 #[cfg(test)]
@@ -140,7 +200,10 @@ mod tests {
         let analytics = parse_analytics(&body).unwrap();
         assert_eq!(analytics.kind, AnalyticsKind::Pricing);
         assert_eq!(analytics.points[0].cost, Some(Decimal::new(24, 3)));
-        assert_eq!(analytics.points[1].pricing_type.as_deref(), Some("free_customer_service"));
+        assert_eq!(
+            analytics.points[1].pricing_type.as_deref(),
+            Some("free_customer_service")
+        );
         assert_eq!(analytics.points[1].cost, None);
     }
 
@@ -153,8 +216,18 @@ mod tests {
         let analytics = parse_analytics(&body).unwrap();
         assert_eq!(analytics.kind, AnalyticsKind::Call);
         let point = &analytics.points[0];
-        assert_eq!((point.count, point.category.as_deref(), point.pricing_type.as_deref()), (3, Some("business_initiated"), Some("0:50000")));
-        assert_eq!((point.cost, point.average_duration), (Some(Decimal::new(3502, 5)), Some(Decimal::new(653, 1))));
+        assert_eq!(
+            (
+                point.count,
+                point.category.as_deref(),
+                point.pricing_type.as_deref()
+            ),
+            (3, Some("business_initiated"), Some("0:50000"))
+        );
+        assert_eq!(
+            (point.cost, point.average_duration),
+            (Some(Decimal::new(3502, 5)), Some(Decimal::new(653, 1)))
+        );
     }
 
     #[test]
@@ -165,10 +238,19 @@ mod tests {
         .unwrap();
         let analytics = parse_analytics(&body).unwrap();
         assert_eq!(analytics.kind, AnalyticsKind::Conversation);
-        assert_eq!(analytics.points[0].pricing_type.as_deref(), Some("free_entry_point"));
+        assert_eq!(
+            analytics.points[0].pricing_type.as_deref(),
+            Some("free_entry_point")
+        );
         assert_eq!(analytics.points[0].cost, Some(Decimal::new(1, 3)));
-        let bad: Value = serde_json::from_str(r#"{"pricing_analytics":{"data":[{"data_points":[{"start":1,"volume":-1}]}]}}"#).unwrap();
+        let bad: Value = serde_json::from_str(
+            r#"{"pricing_analytics":{"data":[{"data_points":[{"start":1,"volume":-1}]}]}}"#,
+        )
+        .unwrap();
         let problem = parse_analytics(&bad).unwrap_err();
-        assert_eq!(problem.path, "pricing_analytics.data[0].data_points[0].volume");
+        assert_eq!(
+            problem.path,
+            "pricing_analytics.data[0].data_points[0].volume"
+        );
     }
 }

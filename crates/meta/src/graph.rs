@@ -21,7 +21,12 @@ use serde_json::json;
 /// assert_eq!(wameter_meta::graph::messaging_account_id(&body), Some("old"));
 /// ```
 pub fn messaging_account_id(body: &serde_json::Value) -> Option<&str> {
-    let named = |key: &str| body.get(key).and_then(serde_json::Value::as_str).map(str::trim).filter(|id| !id.is_empty());
+    let named = |key: &str| {
+        body.get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+    };
     named("messaging_account_id").or_else(|| named("paid_messaging_account_id"))
 }
 
@@ -49,7 +54,9 @@ pub fn calls_not_available(phone_number_id: &str, country: &str, by: &str) -> Gr
     GraphError::new(
         CALLS_NOT_AVAILABLE_IN_COUNTRY,
         "Business-initiated calling is not available",
-        format!("{by}business number {phone_number_id} is in {country} (its primary_country): Meta offers no business-initiated calls from numbers in US, CA, EG, VN or NG"),
+        format!(
+            "{by}business number {phone_number_id} is in {country} (its primary_country): Meta offers no business-initiated calls from numbers in US, CA, EG, VN or NG"
+        ),
     )
 }
 
@@ -90,13 +97,20 @@ impl GraphError {
 
     /// A required field is missing: Meta says `(#100) The parameter X is required.`
     pub fn required(field: &str) -> GraphError {
-        GraphError { message: format!("(#100) The parameter {field} is required."), ..GraphError::invalid(format!("{field} is required")) }
+        GraphError {
+            message: format!("(#100) The parameter {field} is required."),
+            ..GraphError::invalid(format!("{field} is required"))
+        }
     }
 
     /// A path names an object the sandbox does not have (Meta's
     /// `GraphMethodException` 100/33).
     pub fn no_object(id: &str) -> GraphError {
-        GraphError::method_exception("post", id, format!("no business phone number or WABA `{id}` in the sandbox's accounts"))
+        GraphError::method_exception(
+            "post",
+            id,
+            format!("no business phone number or WABA `{id}` in the sandbox's accounts"),
+        )
     }
 
     /// Graph's 100/33 `GraphMethodException` for `method` on object `id`.
@@ -117,8 +131,16 @@ impl GraphError {
     /// "Unsupported delete request…"), rather than an empty 405 that a
     /// client cannot parse.
     pub fn unsupported_method(method: &str, path: &str) -> GraphError {
-        let object = path.trim_end_matches('/').rsplit('/').next().unwrap_or(path);
-        GraphError::method_exception(&method.to_ascii_lowercase(), object, format!("the sandbox does not serve {method} {path}"))
+        let object = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(path);
+        GraphError::method_exception(
+            &method.to_ascii_lowercase(),
+            object,
+            format!("the sandbox does not serve {method} {path}"),
+        )
     }
 
     /// Missing or wrong access token (190).
@@ -166,8 +188,12 @@ impl axum::response::IntoResponse for GraphError {
     fn into_response(self) -> axum::response::Response {
         // Meta's trace ids are opaque; one per response is all an app sees.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let trace = format!("Wameter{:011}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let status = axum::http::StatusCode::from_u16(self.http).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+        let trace = format!(
+            "Wameter{:011}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let status = axum::http::StatusCode::from_u16(self.http)
+            .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
         (status, axum::Json(self.body(&trace))).into_response()
     }
 }
@@ -178,15 +204,26 @@ mod tests {
 
     #[test]
     fn the_body_has_meta_s_fields() {
-        let body = GraphError::new(TEMPLATE_NOT_FOUND, "Template name does not exist in the translation", "x").body("T");
+        let body = GraphError::new(
+            TEMPLATE_NOT_FOUND,
+            "Template name does not exist in the translation",
+            "x",
+        )
+        .body("T");
         let error = &body["error"];
-        assert_eq!(error["message"], "(#132001) Template name does not exist in the translation");
+        assert_eq!(
+            error["message"],
+            "(#132001) Template name does not exist in the translation"
+        );
         assert_eq!(error["type"], "OAuthException");
         assert_eq!(error["code"], 132_001);
         assert_eq!(error["error_data"]["details"], "x");
         assert_eq!(error["fbtrace_id"], "T");
         assert!(error.get("error_subcode").is_none());
-        assert_eq!(GraphError::no_object("1").body("T")["error"]["error_subcode"], 33);
+        assert_eq!(
+            GraphError::no_object("1").body("T")["error"]["error_subcode"],
+            33
+        );
     }
 }
 
@@ -217,7 +254,9 @@ pub fn released_version(requested: u32) -> Result<u32, GraphError> {
     let newest = GRAPH_VERSIONS.last().map_or(0, |(major, _, _)| *major);
     if requested > newest {
         let mut error = GraphError::unknown_path(&format!("/v{requested}.0"));
-        error.details = format!("v{requested}.0 is not a Graph API version Meta has released; the newest is v{newest}.0");
+        error.details = format!(
+            "v{requested}.0 is not a Graph API version Meta has released; the newest is v{newest}.0"
+        );
         return Err(error);
     }
     Ok(requested)
@@ -229,8 +268,15 @@ pub fn released_version(requested: u32) -> Result<u32, GraphError> {
 /// processed by the oldest version still available (the "automatic
 /// upgrade"), so an old version is no error but the oldest served one.
 pub fn served_version(requested: u32, today: jiff::civil::Date) -> u32 {
-    let served = |(_, _, until): &&(u32, &str, Option<&str>)| until.and_then(|until| until.parse::<jiff::civil::Date>().ok()).is_none_or(|until| today < until);
-    GRAPH_VERSIONS.iter().find(served).map_or(requested, |(oldest, _, _)| requested.max(*oldest))
+    let served = |(_, _, until): &&(u32, &str, Option<&str>)| {
+        until
+            .and_then(|until| until.parse::<jiff::civil::Date>().ok())
+            .is_none_or(|until| today < until)
+    };
+    GRAPH_VERSIONS
+        .iter()
+        .find(served)
+        .map_or(requested, |(oldest, _, _)| requested.max(*oldest))
 }
 
 #[cfg(test)]
@@ -252,6 +298,11 @@ mod version_tests {
         assert_eq!((unknown.http, unknown.code), (404, 2500));
         assert!(unknown.details.contains("v26.0"), "{}", unknown.details);
         // The dates parse: a list that did not would serve every version.
-        assert!(GRAPH_VERSIONS.iter().all(|(_, from, until)| from.parse::<jiff::civil::Date>().is_ok() && until.is_none_or(|u| u.parse::<jiff::civil::Date>().is_ok())));
+        assert!(
+            GRAPH_VERSIONS
+                .iter()
+                .all(|(_, from, until)| from.parse::<jiff::civil::Date>().is_ok()
+                    && until.is_none_or(|u| u.parse::<jiff::civil::Date>().is_ok()))
+        );
     }
 }

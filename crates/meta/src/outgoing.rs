@@ -117,7 +117,12 @@ impl Sender<'_> {
             json!([{"profile": {"country_code": country}, "wa_id": status.recipient_wa_id, "user_id": user_id}])
         });
         if let Some((charge, billing)) = status.charge {
-            if let Some(conversation) = conversation_object(charge, billing, status.status == "sent", status.graph_version) {
+            if let Some(conversation) = conversation_object(
+                charge,
+                billing,
+                status.status == "sent",
+                status.graph_version,
+            ) {
                 object["conversation"] = conversation;
             }
             object["pricing"] = pricing_object(charge);
@@ -128,8 +133,10 @@ impl Sender<'_> {
                 }
                 if let (Some(cost), "delivered" | "read") = (status.cost, status.status) {
                     // A JSON number, as Meta writes it.
-                    let amount = serde_json::from_str::<Value>(&cost.amount.to_string()).unwrap_or_else(|_| json!(cost.amount.to_string()));
-                    object["pricing"]["cost"] = json!({"amount": amount, "currency": cost.currency.code()});
+                    let amount = serde_json::from_str::<Value>(&cost.amount.to_string())
+                        .unwrap_or_else(|_| json!(cost.amount.to_string()));
+                    object["pricing"]["cost"] =
+                        json!({"amount": amount, "currency": cost.currency.code()});
                 }
             }
         }
@@ -177,7 +184,13 @@ impl Sender<'_> {
 impl Sender<'_> {
     /// A call's `connect` event (field `calls`): a user calling (SDP offer),
     /// or a user answering a business's call (SDP answer).
-    pub fn call_connect(&self, id: &str, user_wa_id: &str, direction: CallDirection, at: Timestamp) -> Value {
+    pub fn call_connect(
+        &self,
+        id: &str,
+        user_wa_id: &str,
+        direction: CallDirection,
+        at: Timestamp,
+    ) -> Value {
         let (from, to, sdp_type) = match direction {
             CallDirection::BusinessInitiated => (self.display_phone_number, user_wa_id, "answer"),
             CallDirection::UserInitiated => (user_wa_id, self.display_phone_number, "offer"),
@@ -203,7 +216,10 @@ impl Sender<'_> {
 
     fn calls_change(&self, key: &str, item: Value, user_wa_id: &str) -> Value {
         let mut value = self.value();
-        value.insert("contacts".into(), json!([{"profile": {"name": "User"}, "wa_id": user_wa_id}]));
+        value.insert(
+            "contacts".into(),
+            json!([{"profile": {"name": "User"}, "wa_id": user_wa_id}]),
+        );
         value.insert(key.into(), json!([item]));
         let mut body = self.envelope(Value::Object(value));
         body["entry"][0]["changes"][0]["field"] = json!("calls");
@@ -308,14 +324,18 @@ impl Billing {
                 .or_else(|| charge.opens_conversation.then(|| charge.delivered_at + DAY)),
             PricingModel::Pmp => charge.trail.free_entry_point.map(|window| window.closes_at),
         };
-        Billing { conversation_expires_at: expires }
+        Billing {
+            conversation_expires_at: expires,
+        }
     }
 }
 
 /// Meta's `pricing` object for a charge.
 pub fn pricing_object(charge: &Charge) -> Value {
     match charge.pricing_model {
-        PricingModel::Cbp => json!({"billable": charge.billable, "pricing_model": "CBP", "category": charge.category.as_str()}),
+        PricingModel::Cbp => {
+            json!({"billable": charge.billable, "pricing_model": "CBP", "category": charge.category.as_str()})
+        }
         PricingModel::Pmp => json!({
             "billable": charge.billable,
             "pricing_model": "PMP",
@@ -326,12 +346,20 @@ pub fn pricing_object(charge: &Charge) -> Value {
 }
 
 /// Meta's `conversation` object for a charge, if the status carries one.
-pub fn conversation_object(charge: &Charge, billing: Billing, on_sent: bool, graph_version: u32) -> Option<Value> {
+pub fn conversation_object(
+    charge: &Charge,
+    billing: Billing,
+    on_sent: bool,
+    graph_version: u32,
+) -> Option<Value> {
     let in_fep = charge.pricing_type == wameter_core::category::PricingType::FreeEntryPoint;
     let (id, origin) = match charge.pricing_model {
         PricingModel::Cbp => (charge.conversation_id.clone()?, charge.category.as_str()),
         PricingModel::Pmp if in_fep => (charge.conversation_id.clone()?, "referral_conversion"),
-        PricingModel::Pmp if graph_version < CONVERSATION_ONLY_IN_FEP_FROM => (format!("conv.{}", charge.message_id), charge.category.as_str()),
+        PricingModel::Pmp if graph_version < CONVERSATION_ONLY_IN_FEP_FROM => (
+            format!("conv.{}", charge.message_id),
+            charge.category.as_str(),
+        ),
         PricingModel::Pmp => return None,
     };
     let mut conversation = json!({"id": id, "origin": {"type": origin}});
@@ -351,20 +379,32 @@ pub fn status_error_text(code: u32) -> (&'static str, &'static str) {
             "Re-engagement message",
             "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
         ),
-        131_026 => ("Message undeliverable", "Unable to deliver message. Reasons can include: the recipient phone number is not a WhatsApp phone number."),
+        131_026 => (
+            "Message undeliverable",
+            "Unable to deliver message. Reasons can include: the recipient phone number is not a WhatsApp phone number.",
+        ),
         131_049 => (
             "This message was not delivered to maintain healthy ecosystem engagement.",
             "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
         ),
-        131_050 => ("User has stopped marketing messages", "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."),
-        _ => ("Message failed to send", "Message failed to send because of an unknown error."),
+        131_050 => (
+            "User has stopped marketing messages",
+            "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+        ),
+        _ => (
+            "Message failed to send",
+            "Message failed to send because of an unknown error.",
+        ),
     }
 }
 
 /// A display number for a business phone number id, shaped like Meta's
 /// test numbers (`1555…`): for senders that know only the id.
 pub fn test_display_number(phone_number_id: &str) -> String {
-    format!("1555{}", &phone_number_id[phone_number_id.len().saturating_sub(7)..])
+    format!(
+        "1555{}",
+        &phone_number_id[phone_number_id.len().saturating_sub(7)..]
+    )
 }
 
 /// A webhook POST body for one change of a non-message field
@@ -391,14 +431,21 @@ pub fn wamid(user: &str, inbound: bool, sequence: u64) -> String {
     mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     mixed ^= mixed >> 31;
-    let (direction, id) = if inbound { (0x12, format!("3A00{mixed:016X}")) } else { (0x11, format!("5A{mixed:016X}")) };
+    let (direction, id) = if inbound {
+        (0x12, format!("3A00{mixed:016X}"))
+    } else {
+        (0x11, format!("5A{mixed:016X}"))
+    };
     let user = &user.as_bytes()[..user.len().min(64)];
     let mut record = vec![0x1c, 0x18, user.len() as u8];
     record.extend_from_slice(user);
     record.extend_from_slice(&[0x15, 0x02, 0x00, direction, 0x18, id.len() as u8]);
     record.extend_from_slice(id.as_bytes());
     record.push(0x00);
-    format!("wamid.{}", base64::engine::general_purpose::STANDARD.encode(record))
+    format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD.encode(record)
+    )
 }
 
 /// The bytes of a webhook body as Meta writes them, which are the bytes
@@ -435,15 +482,87 @@ pub fn webhook_text(body: &Value) -> String {
 /// after `type` by kind) — `scripts/webhook-key-order.py` counts them.
 /// Keys not listed come after, by name.
 pub const META_KEY_ORDER: &[&str] = &[
-    "object", "entry", "context", "caption", "filename", "mime_type", "sha256", "from", "id", "time", "changes", "value",
-    "field", "messaging_product", "metadata", "display_phone_number", "phone_number_id", "profile", "name", "first_name",
-    "last_name", "formatted_name", "username", "country_code", "source_url", "source_id", "source_type", "headline", "body",
-    "media_type", "image_url", "video_url", "thumbnail_url", "phone", "wa_id", "user_id", "parent_user_id", "status",
-    "timestamp", "expiration_timestamp", "recipient_id", "recipient_user_id", "message_id", "emoji", "catalog_id",
-    "payload", "text", "errors", "reaction", "system", "location", "billable", "pricing_model", "type", "category",
-    "product_items", "product_retailer_id", "quantity", "item_price", "currency", "contacts", "messages", "statuses",
-    "interactive", "image", "audio", "video", "document", "sticker", "button", "order", "referral", "conversation",
-    "origin", "pricing", "code", "title", "message", "error_data", "details", "href",
+    "object",
+    "entry",
+    "context",
+    "caption",
+    "filename",
+    "mime_type",
+    "sha256",
+    "from",
+    "id",
+    "time",
+    "changes",
+    "value",
+    "field",
+    "messaging_product",
+    "metadata",
+    "display_phone_number",
+    "phone_number_id",
+    "profile",
+    "name",
+    "first_name",
+    "last_name",
+    "formatted_name",
+    "username",
+    "country_code",
+    "source_url",
+    "source_id",
+    "source_type",
+    "headline",
+    "body",
+    "media_type",
+    "image_url",
+    "video_url",
+    "thumbnail_url",
+    "phone",
+    "wa_id",
+    "user_id",
+    "parent_user_id",
+    "status",
+    "timestamp",
+    "expiration_timestamp",
+    "recipient_id",
+    "recipient_user_id",
+    "message_id",
+    "emoji",
+    "catalog_id",
+    "payload",
+    "text",
+    "errors",
+    "reaction",
+    "system",
+    "location",
+    "billable",
+    "pricing_model",
+    "type",
+    "category",
+    "product_items",
+    "product_retailer_id",
+    "quantity",
+    "item_price",
+    "currency",
+    "contacts",
+    "messages",
+    "statuses",
+    "interactive",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "button",
+    "order",
+    "referral",
+    "conversation",
+    "origin",
+    "pricing",
+    "code",
+    "title",
+    "message",
+    "error_data",
+    "details",
+    "href",
 ];
 
 /// A `Value` that serialises its objects' keys in [`META_KEY_ORDER`]
@@ -455,7 +574,12 @@ impl serde::Serialize for InMetaOrder<'_> {
         use serde::ser::{SerializeMap, SerializeSeq};
         match self.0 {
             Value::Object(map) => {
-                let rank = |key: &str| META_KEY_ORDER.iter().position(|known| *known == key).unwrap_or(META_KEY_ORDER.len());
+                let rank = |key: &str| {
+                    META_KEY_ORDER
+                        .iter()
+                        .position(|known| *known == key)
+                        .unwrap_or(META_KEY_ORDER.len())
+                };
                 let mut entries: Vec<(&String, &Value)> = map.iter().collect();
                 entries.sort_by(|(a, _), (b, _)| (rank(a), *a).cmp(&(rank(b), *b)));
                 let mut out = serializer.serialize_map(Some(entries.len()))?;
@@ -480,7 +604,11 @@ impl serde::Serialize for InMetaOrder<'_> {
 struct MetaFormatter;
 
 impl serde_json::ser::Formatter for MetaFormatter {
-    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, fragment: &str) -> std::io::Result<()> {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
         let mut start = 0;
         for (index, ch) in fragment.char_indices() {
             if ch.is_ascii() && ch != '/' {
@@ -506,7 +634,11 @@ mod tests {
     use super::*;
     use wameter_core::event::Origin;
 
-    const SENDER: Sender<'static> = Sender { waba: "102290129340398", phone_number_id: "106540352242922", display_phone_number: "15550783881" };
+    const SENDER: Sender<'static> = Sender {
+        waba: "102290129340398",
+        phone_number_id: "106540352242922",
+        display_phone_number: "15550783881",
+    };
 
     #[test]
     fn a_user_message_reads_back_as_the_inbound_it_describes() {
@@ -525,7 +657,13 @@ mod tests {
         assert!(items.problems.is_empty(), "{:?}", items.problems);
         assert_eq!(items.events.len(), 1);
         match &items.events[0].kind {
-            wameter_core::event::EventKind::Inbound { business, user, entry_point, id, .. } => {
+            wameter_core::event::EventKind::Inbound {
+                business,
+                user,
+                entry_point,
+                id,
+                ..
+            } => {
                 assert_eq!(&**business, "106540352242922");
                 assert_eq!(user.to_string(), "+5511999990001");
                 assert_eq!(*entry_point, Some(EntryPoint::Ad));
@@ -565,9 +703,15 @@ mod tests {
         assert!(text.is_ascii(), "{text}");
         assert!(text.contains(r"Ol\u00e1"), "{text}");
         assert!(text.contains(r"\u0928\u092e"), "{text}");
-        assert!(text.contains(r"\ud83d\ude42"), "an emoji is a surrogate pair: {text}");
+        assert!(
+            text.contains(r"\ud83d\ude42"),
+            "an emoji is a surrogate pair: {text}"
+        );
         assert!(text.contains(r"a\/b"), "{text}");
-        assert!(!text.contains(' ') || text.contains("tudo bem"), "compact: {text}");
+        assert!(
+            !text.contains(' ') || text.contains("tudo bem"),
+            "compact: {text}"
+        );
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), body);
         // Plain ASCII is what serde_json writes.
         let ascii = json!({"a": "b \" \\ \n"});
@@ -581,22 +725,36 @@ mod tests {
         let parsed: Value = serde_json::from_str(meta).unwrap();
         assert_eq!(webhook_text(&parsed), meta);
         // Unknown keys after the known ones, by name.
-        assert_eq!(webhook_text(&json!({"zeta": 1, "alpha": 2, "id": 3})), r#"{"id":3,"alpha":2,"zeta":1}"#);
+        assert_eq!(
+            webhook_text(&json!({"zeta": 1, "alpha": 2, "id": 3})),
+            r#"{"id":3,"alpha":2,"zeta":1}"#
+        );
     }
 
     #[test]
     fn wamids_decode_as_metas_do_and_never_repeat() {
         use base64::Engine;
         let id = wamid("16503879439", false, 7);
-        let record = base64::engine::general_purpose::STANDARD.decode(id.strip_prefix("wamid.").unwrap()).unwrap();
+        let record = base64::engine::general_purpose::STANDARD
+            .decode(id.strip_prefix("wamid.").unwrap())
+            .unwrap();
         assert_eq!(&record[..3], &[0x1c, 0x18, 11]);
         assert_eq!(&record[3..14], b"16503879439");
         assert_eq!(&record[14..20], &[0x15, 0x02, 0x00, 0x11, 0x18, 18]);
-        assert!(record[20..38].iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()));
+        assert!(
+            record[20..38]
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+        );
         assert_eq!(record[38..], [0x00]);
         let inbound = wamid("16503879439", true, 7);
-        assert!(inbound.starts_with("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQz"), "{inbound}");
-        let ids: std::collections::HashSet<String> = (0..10_000).map(|n| wamid("5511999990000", false, n)).collect();
+        assert!(
+            inbound.starts_with("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQz"),
+            "{inbound}"
+        );
+        let ids: std::collections::HashSet<String> = (0..10_000)
+            .map(|n| wamid("5511999990000", false, n))
+            .collect();
         assert_eq!(ids.len(), 10_000);
     }
 }

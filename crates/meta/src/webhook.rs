@@ -24,8 +24,8 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use wameter_core::event::{
-    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, MetaCost, Event, EventKind, InboundKind, MetaConversation, MetaPricing, Origin, StatusDetail,
-    UserId,
+    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind,
+    MetaConversation, MetaCost, MetaPricing, Origin, StatusDetail, UserId,
 };
 use wameter_core::notice::{CountryStart, Notice, NoticeKind, TemplateRef};
 
@@ -77,7 +77,12 @@ pub fn parse_envelope(body: &Value, origin: Origin) -> Result<WebhookItems, Prob
     match envelope.get("object") {
         Some(Value::String(object)) if object == WHATSAPP_OBJECT => {}
         Some(other) => {
-            return Err(problem("object", format!("{other} is not \"{WHATSAPP_OBJECT}\"; only WhatsApp Business Account webhooks are read")));
+            return Err(problem(
+                "object",
+                format!(
+                    "{other} is not \"{WHATSAPP_OBJECT}\"; only WhatsApp Business Account webhooks are read"
+                ),
+            ));
         }
         None => return Err(problem("object", "missing")),
     }
@@ -86,7 +91,11 @@ pub fn parse_envelope(body: &Value, origin: Origin) -> Result<WebhookItems, Prob
         Some(_) => return Err(problem("entry", "not an array")),
         None => return Err(problem("entry", "missing")),
     };
-    let mut reader = Reader { origin, items: WebhookItems::default(), countries: Vec::new() };
+    let mut reader = Reader {
+        origin,
+        items: WebhookItems::default(),
+        countries: Vec::new(),
+    };
     for (i, entry) in entries.iter().enumerate() {
         reader.entry(entry, &format!("entry[{i}]"));
     }
@@ -95,7 +104,9 @@ pub fn parse_envelope(body: &Value, origin: Origin) -> Result<WebhookItems, Prob
 
 /// Reads Meta's `pricing` object (a status's, or a canonical status line's).
 pub fn parse_pricing(value: &Value) -> Result<MetaPricing, (String, String)> {
-    let object = value.as_object().ok_or_else(|| (String::new(), "not an object".to_string()))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| (String::new(), "not an object".to_string()))?;
     let billable = match object.get("billable") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
@@ -108,10 +119,13 @@ pub fn parse_pricing(value: &Value) -> Result<MetaPricing, (String, String)> {
             Some(other) => Err((key.into(), format!("{other} is not a non-empty string"))),
         }
     };
-    let category = text("category")?.ok_or_else(|| ("category".to_string(), "missing".to_string()))?;
+    let category =
+        text("category")?.ok_or_else(|| ("category".to_string(), "missing".to_string()))?;
     let cost = match object.get("cost") {
         None | Some(Value::Null) => None,
-        Some(cost) => Some(parse_cost(cost).map_err(|(field, message)| (json_path("cost", &field), message))?),
+        Some(cost) => Some(
+            parse_cost(cost).map_err(|(field, message)| (json_path("cost", &field), message))?,
+        ),
     };
     Ok(MetaPricing {
         billable,
@@ -126,7 +140,9 @@ pub fn parse_pricing(value: &Value) -> Result<MetaPricing, (String, String)> {
 /// marketing): the amount exactly as its digits are written (Meta writes a
 /// JSON number; it is never read through a float).
 fn parse_cost(value: &Value) -> Result<MetaCost, (String, String)> {
-    let object = value.as_object().ok_or_else(|| (String::new(), "not an object".to_string()))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| (String::new(), "not an object".to_string()))?;
     let amount = match object.get("amount") {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(s)) => s.trim().to_string(),
@@ -137,26 +153,48 @@ fn parse_cost(value: &Value) -> Result<MetaCost, (String, String)> {
     // summing such amounts could overflow an exact decimal.
     let amount = wameter_core::money::parse_amount(&amount)
         .filter(|a| !a.is_sign_negative() && *a < rust_decimal::Decimal::from(1_000_000))
-        .ok_or_else(|| ("amount".to_string(), format!("`{amount}` is not a plain non-negative decimal below 1,000,000")))?;
-    let currency = object.get("currency").and_then(Value::as_str).ok_or_else(|| ("currency".to_string(), "missing".to_string()))?;
-    let currency = wameter_core::money::Currency::parse(currency).ok_or_else(|| ("currency".to_string(), format!("`{currency}` is not a currency")))?;
+        .ok_or_else(|| {
+            (
+                "amount".to_string(),
+                format!("`{amount}` is not a plain non-negative decimal below 1,000,000"),
+            )
+        })?;
+    let currency = object
+        .get("currency")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ("currency".to_string(), "missing".to_string()))?;
+    let currency = wameter_core::money::Currency::parse(currency).ok_or_else(|| {
+        (
+            "currency".to_string(),
+            format!("`{currency}` is not a currency"),
+        )
+    })?;
     Ok(MetaCost { amount, currency })
 }
 
 /// Reads Meta's `conversation` object.
 pub fn parse_conversation(value: &Value) -> Result<MetaConversation, (String, String)> {
-    let object = value.as_object().ok_or_else(|| (String::new(), "not an object".to_string()))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| (String::new(), "not an object".to_string()))?;
     let id = object.get("id").and_then(id_text);
     let origin_type = match object.get("origin") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(origin)) => origin.get("type").and_then(Value::as_str).map(MetaPricing::normalise),
+        Some(Value::Object(origin)) => origin
+            .get("type")
+            .and_then(Value::as_str)
+            .map(MetaPricing::normalise),
         Some(other) => return Err(("origin".into(), format!("{other} is not an object"))),
     };
     let expires_at = match object.get("expiration_timestamp") {
         None | Some(Value::Null) => None,
         Some(value) => Some(unix_time(value).map_err(|e| ("expiration_timestamp".to_string(), e))?),
     };
-    Ok(MetaConversation { id, origin_type, expires_at })
+    Ok(MetaConversation {
+        id,
+        origin_type,
+        expires_at,
+    })
 }
 
 /// The entry point a user's message opens, as wameter reads Meta's
@@ -164,7 +202,10 @@ pub fn parse_conversation(value: &Value) -> Result<MetaConversation, (String, St
 /// an ad entry point. The sandbox applies the same rule to the messages it
 /// simulates, so it bills them as `serve` will.
 pub fn referral_entry_point(message: &Map<String, Value>) -> Option<EntryPoint> {
-    message.get("referral").is_some_and(Value::is_object).then_some(EntryPoint::Ad)
+    message
+        .get("referral")
+        .is_some_and(Value::is_object)
+        .then_some(EntryPoint::Ad)
 }
 
 /// Reads Meta's UNIX-seconds timestamps: a number or a string of digits.
@@ -188,7 +229,10 @@ fn seconds(value: &Value) -> Option<u32> {
 }
 
 fn problem(path: &str, message: impl Into<String>) -> Problem {
-    Problem { path: path.to_string(), message: message.into() }
+    Problem {
+        path: path.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Ids come as strings, sometimes as numbers (`message_template_id`).
@@ -210,20 +254,37 @@ fn template_ref(value: &Map<String, Value>) -> TemplateRef {
 }
 
 fn lower(value: Option<&Value>) -> Option<Box<str>> {
-    value.and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(MetaPricing::normalise)
+    value
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(MetaPricing::normalise)
 }
 
 fn text(value: Option<&Value>) -> Option<Box<str>> {
-    value.and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(|s| s.trim().into())
+    value
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().into())
 }
 
 /// A user from a phone field, else a BSUID field; the phone wins when both
 /// are usable (docs/rules.md §3.3: keep the number when known). `Err` names
 /// the first non-empty field that could not be read, or says none was given.
-fn user_from(object: &Map<String, Value>, phone_key: &str, bsuid_key: &str, path: &str) -> Result<UserId, Problem> {
+fn user_from(
+    object: &Map<String, Value>,
+    phone_key: &str,
+    bsuid_key: &str,
+    path: &str,
+) -> Result<UserId, Problem> {
     let mut first_bad: Option<Problem> = None;
     for key in [phone_key, bsuid_key] {
-        let Some(raw) = object.get(key).and_then(Value::as_str).filter(|s| !s.trim().is_empty()) else { continue };
+        let Some(raw) = object
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+        else {
+            continue;
+        };
         match UserId::parse(raw) {
             Ok(user) => return Ok(user),
             Err(e) => {
@@ -231,7 +292,12 @@ fn user_from(object: &Map<String, Value>, phone_key: &str, bsuid_key: &str, path
             }
         }
     }
-    Err(first_bad.unwrap_or_else(|| problem(&format!("{path}.{phone_key}"), format!("missing (and no `{bsuid_key}`)"))))
+    Err(first_bad.unwrap_or_else(|| {
+        problem(
+            &format!("{path}.{phone_key}"),
+            format!("missing (and no `{bsuid_key}`)"),
+        )
+    }))
 }
 
 struct Reader {
@@ -244,7 +310,10 @@ struct Reader {
 
 impl Reader {
     fn problem(&mut self, path: String, message: impl Into<String>) {
-        self.items.problems.push(Problem { path, message: message.into() });
+        self.items.problems.push(Problem {
+            path,
+            message: message.into(),
+        });
     }
 
     fn ignore(&mut self, kind: String, path: String) {
@@ -268,7 +337,13 @@ impl Reader {
         self.items.wabas.extend(std::iter::repeat_n(waba, read));
     }
 
-    fn changes(&mut self, changes: &[Value], waba: &Option<Box<str>>, time: Option<Timestamp>, path: &str) {
+    fn changes(
+        &mut self,
+        changes: &[Value],
+        waba: &Option<Box<str>>,
+        time: Option<Timestamp>,
+        path: &str,
+    ) {
         for (j, change) in changes.iter().enumerate() {
             let path = format!("{path}.changes[{j}]");
             let Some(change) = change.as_object() else {
@@ -284,7 +359,11 @@ impl Reader {
                 continue;
             };
             let path = format!("{path}.value");
-            let context = Context { waba: waba.clone(), time, path };
+            let context = Context {
+                waba: waba.clone(),
+                time,
+                path,
+            };
             match field {
                 "messages" => self.messages_change(value, &context),
                 "calls" => self.calls_change(value, &context),
@@ -298,7 +377,12 @@ impl Reader {
     }
 
     fn notice(&mut self, context: &Context, at: Option<Timestamp>, kind: NoticeKind) {
-        self.items.notices.push(Notice { at: at.or(context.time), waba: context.waba.clone(), origin: self.origin, kind });
+        self.items.notices.push(Notice {
+            at: at.or(context.time),
+            waba: context.waba.clone(),
+            origin: self.origin,
+            kind,
+        });
     }
 
     /// A business-scoped id with no country of its own takes the one Meta
@@ -312,7 +396,10 @@ impl Reader {
     }
 
     fn messages_change(&mut self, value: &Map<String, Value>, context: &Context) {
-        let business = value.get("metadata").and_then(|m| m.get("phone_number_id")).and_then(id_text);
+        let business = value
+            .get("metadata")
+            .and_then(|m| m.get("phone_number_id"))
+            .and_then(id_text);
         self.countries = value
             .get("contacts")
             .and_then(Value::as_array)
@@ -320,20 +407,33 @@ impl Reader {
             .flatten()
             .filter_map(|contact| {
                 let id = contact.get("user_id").and_then(Value::as_str)?.trim();
-                let country = contact.get("profile").and_then(|p| p.get("country_code")).and_then(Value::as_str)?.trim();
-                (!id.is_empty() && !country.is_empty()).then(|| (id.to_string(), country.to_string()))
+                let country = contact
+                    .get("profile")
+                    .and_then(|p| p.get("country_code"))
+                    .and_then(Value::as_str)?
+                    .trim();
+                (!id.is_empty() && !country.is_empty())
+                    .then(|| (id.to_string(), country.to_string()))
             })
             .collect();
         let path = &context.path;
         let mut understood = false;
         // With one contact, it is the sender of every message in the change.
-        let sole_contact = match value.get("contacts").and_then(Value::as_array).map(Vec::as_slice) {
+        let sole_contact = match value
+            .get("contacts")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+        {
             Some([contact]) => contact.as_object(),
             _ => None,
         };
         if let Some(messages) = self.array(value, "messages", path) {
             understood = true;
-            let at = Where { business: business.as_deref(), value_path: path, sole_contact };
+            let at = Where {
+                business: business.as_deref(),
+                value_path: path,
+                sole_contact,
+            };
             for (k, message) in messages.iter().enumerate() {
                 self.message(message, &at, &format!("{path}.messages[{k}]"));
             }
@@ -341,7 +441,12 @@ impl Reader {
         if let Some(statuses) = self.array(value, "statuses", path) {
             understood = true;
             for (k, status) in statuses.iter().enumerate() {
-                self.status(status, business.as_deref(), context.waba.as_deref(), &format!("{path}.statuses[{k}]"));
+                self.status(
+                    status,
+                    business.as_deref(),
+                    context.waba.as_deref(),
+                    &format!("{path}.statuses[{k}]"),
+                );
             }
         }
         if let Some(errors) = self.array(value, "errors", path) {
@@ -349,17 +454,27 @@ impl Reader {
             // (e.g. 130429 rate limit): nothing is sent or delivered.
             understood = true;
             for (k, error) in errors.iter().enumerate() {
-                let code = error.get("code").map_or_else(|| "?".to_string(), Value::to_string);
+                let code = error
+                    .get("code")
+                    .map_or_else(|| "?".to_string(), Value::to_string);
                 self.ignore(format!("error {code}"), format!("{path}.errors[{k}]"));
             }
         }
         if !understood {
-            self.ignore("messages change without messages, statuses or errors".into(), path.clone());
+            self.ignore(
+                "messages change without messages, statuses or errors".into(),
+                path.clone(),
+            );
         }
     }
 
     /// `value[key]` when it is an array; a problem when it is something else.
-    fn array<'v>(&mut self, value: &'v Map<String, Value>, key: &str, path: &str) -> Option<&'v Vec<Value>> {
+    fn array<'v>(
+        &mut self,
+        value: &'v Map<String, Value>,
+        key: &str,
+        path: &str,
+    ) -> Option<&'v Vec<Value>> {
         match value.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Array(items)) => Some(items),
@@ -372,7 +487,10 @@ impl Reader {
 
     fn business(&mut self, business: Option<&str>, path: &str) -> Option<Box<str>> {
         if business.is_none() {
-            self.problem(format!("{path}.metadata.phone_number_id"), "missing; an inbound message needs its business phone number");
+            self.problem(
+                format!("{path}.metadata.phone_number_id"),
+                "missing; an inbound message needs its business phone number",
+            );
         }
         business.map(Box::from)
     }
@@ -391,29 +509,50 @@ impl Reader {
             Some(Err(e)) => return self.problem(format!("{path}.timestamp"), e),
             None => return self.problem(format!("{path}.timestamp"), "missing"),
         };
-        let names_sender = ["from", "from_user_id"].iter().any(|k| message.get(*k).is_some_and(|v| v.as_str() != Some("")));
+        let names_sender = ["from", "from_user_id"]
+            .iter()
+            .any(|k| message.get(*k).is_some_and(|v| v.as_str() != Some("")));
         let user = match (names_sender, at_where.sole_contact) {
-            (false, Some(contact)) => user_from(contact, "wa_id", "user_id", &format!("{}.contacts[0]", at_where.value_path)),
+            (false, Some(contact)) => user_from(
+                contact,
+                "wa_id",
+                "user_id",
+                &format!("{}.contacts[0]", at_where.value_path),
+            ),
             _ => user_from(message, "from", "from_user_id", path),
         };
         let user = match user {
             Ok(user) => self.with_country(user),
             Err(p) => return self.items.problems.push(p),
         };
-        let Some(business) = self.business(at_where.business, at_where.value_path) else { return };
+        let Some(business) = self.business(at_where.business, at_where.value_path) else {
+            return;
+        };
         let entry_point = referral_entry_point(message);
         let id = message.get("id").and_then(id_text);
         let kind = InboundKind::Message;
         self.items.events.push(Event {
             at,
             origin: self.origin,
-            kind: EventKind::Inbound { business, user, id, entry_point, kind },
+            kind: EventKind::Inbound {
+                business,
+                user,
+                id,
+                entry_point,
+                kind,
+            },
         });
     }
 
     /// One status; `messaging_account` is its entry's id: Meta sends a
     /// message's statuses to the Messaging account that sent it.
-    fn status(&mut self, status: &Value, business: Option<&str>, messaging_account: Option<&str>, path: &str) {
+    fn status(
+        &mut self,
+        status: &Value,
+        business: Option<&str>,
+        messaging_account: Option<&str>,
+        path: &str,
+    ) {
         let Some(status) = status.as_object() else {
             return self.problem(path.into(), "not an object");
         };
@@ -422,7 +561,10 @@ impl Reader {
         };
         let name = status.get("status").and_then(Value::as_str).unwrap_or("");
         let Some(delivery) = DeliveryStatus::parse(&name.to_ascii_lowercase()) else {
-            return self.ignore(format!("status {}", if name.is_empty() { "(none)" } else { name }), path.into());
+            return self.ignore(
+                format!("status {}", if name.is_empty() { "(none)" } else { name }),
+                path.into(),
+            );
         };
         let at = match status.get("timestamp").map(unix_time) {
             Some(Ok(at)) => at,
@@ -435,13 +577,20 @@ impl Reader {
             .and_then(|errors| errors.first())
             .and_then(|e| e.get("code"))
             .and_then(Value::as_i64);
-        let mut detail = StatusDetail { business: business.map(Box::from), messaging_account: messaging_account.map(Box::from), ..StatusDetail::default() };
+        let mut detail = StatusDetail {
+            business: business.map(Box::from),
+            messaging_account: messaging_account.map(Box::from),
+            ..StatusDetail::default()
+        };
         // A recipient that cannot be read (a documentation placeholder such
         // as `CUSTOMER_PHONE_NUMBER`) is reported, and the status is still
         // kept: the status itself does not need it.
-        let has_recipient = ["recipient_id", "recipient_user_id"]
-            .iter()
-            .any(|k| status.get(*k).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty()));
+        let has_recipient = ["recipient_id", "recipient_user_id"].iter().any(|k| {
+            status
+                .get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.trim().is_empty())
+        });
         if has_recipient {
             match user_from(status, "recipient_id", "recipient_user_id", path) {
                 Ok(user) => detail.recipient = Some(self.with_country(user)),
@@ -452,20 +601,29 @@ impl Reader {
             None | Some(Value::Null) => {}
             Some(value) => match parse_pricing(value) {
                 Ok(pricing) => detail.pricing = Some(pricing),
-                Err((field, message)) => self.problem(json_path(&format!("{path}.pricing"), &field), message),
+                Err((field, message)) => {
+                    self.problem(json_path(&format!("{path}.pricing"), &field), message)
+                }
             },
         }
         match status.get("conversation") {
             None | Some(Value::Null) => {}
             Some(value) => match parse_conversation(value) {
                 Ok(conversation) => detail.conversation = Some(conversation),
-                Err((field, message)) => self.problem(json_path(&format!("{path}.conversation"), &field), message),
+                Err((field, message)) => {
+                    self.problem(json_path(&format!("{path}.conversation"), &field), message)
+                }
             },
         }
         self.items.events.push(Event {
             at,
             origin: self.origin,
-            kind: EventKind::Status { id, status: delivery, error, detail: Some(Box::new(detail)) },
+            kind: EventKind::Status {
+                id,
+                status: delivery,
+                error,
+                detail: Some(Box::new(detail)),
+            },
         });
     }
 
@@ -475,12 +633,21 @@ impl Reader {
     /// SIP `call_created`, recordings) and call `statuses` (RINGING,
     /// ACCEPTED, REJECTED) bill nothing: they are reported as ignored.
     fn calls_change(&mut self, value: &Map<String, Value>, context: &Context) {
-        let business = value.get("metadata").and_then(|m| m.get("phone_number_id")).and_then(id_text);
+        let business = value
+            .get("metadata")
+            .and_then(|m| m.get("phone_number_id"))
+            .and_then(id_text);
         let path = &context.path;
         if let Some(statuses) = value.get("statuses").and_then(Value::as_array) {
             for (k, status) in statuses.iter().enumerate() {
-                let name = status.get("status").and_then(Value::as_str).unwrap_or("(none)");
-                self.ignore(format!("call status {name}"), format!("{path}.statuses[{k}]"));
+                let name = status
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(none)");
+                self.ignore(
+                    format!("call status {name}"),
+                    format!("{path}.statuses[{k}]"),
+                );
             }
             if !value.contains_key("calls") {
                 return;
@@ -500,12 +667,19 @@ impl Reader {
             let direction = CallDirection::parse(direction_text);
             let user_initiated = direction == Some(CallDirection::UserInitiated);
             if event != "terminate" && !(event == "connect" && user_initiated) {
-                let what = if direction_text.is_empty() { format!("call {event}") } else { format!("call {} {event}", direction_text.to_ascii_lowercase()) };
+                let what = if direction_text.is_empty() {
+                    format!("call {event}")
+                } else {
+                    format!("call {} {event}", direction_text.to_ascii_lowercase())
+                };
                 self.ignore(what, path);
                 continue;
             }
             let Some(direction) = direction else {
-                self.problem(format!("{path}.direction"), format!("`{direction_text}` is not BUSINESS_INITIATED or USER_INITIATED"));
+                self.problem(
+                    format!("{path}.direction"),
+                    format!("`{direction_text}` is not BUSINESS_INITIATED or USER_INITIATED"),
+                );
                 continue;
             };
             let at = match call.get("timestamp").map(unix_time) {
@@ -521,7 +695,11 @@ impl Reader {
             };
             // The user is the caller of a user-initiated call, the callee
             // of a business-initiated one.
-            let (phone_key, bsuid_key) = if user_initiated { ("from", "from_user_id") } else { ("to", "to_user_id") };
+            let (phone_key, bsuid_key) = if user_initiated {
+                ("from", "from_user_id")
+            } else {
+                ("to", "to_user_id")
+            };
             let user = match user_from(call, phone_key, bsuid_key, &path) {
                 Ok(user) => self.with_country(user),
                 Err(p) => {
@@ -529,13 +707,21 @@ impl Reader {
                     continue;
                 }
             };
-            let Some(business) = self.business(business.as_deref(), &context.path) else { continue };
+            let Some(business) = self.business(business.as_deref(), &context.path) else {
+                continue;
+            };
             let id = call.get("id").and_then(id_text);
             if event == "connect" {
                 self.items.events.push(Event {
                     at,
                     origin: self.origin,
-                    kind: EventKind::Inbound { business, user, id, entry_point: None, kind: InboundKind::Call },
+                    kind: EventKind::Inbound {
+                        business,
+                        user,
+                        id,
+                        entry_point: None,
+                        kind: InboundKind::Call,
+                    },
                 });
                 continue;
             }
@@ -558,7 +744,10 @@ impl Reader {
                 Some(value) => match seconds(value) {
                     Some(seconds) => seconds,
                     None => {
-                        self.problem(format!("{path}.duration"), format!("{value} is not a whole number of seconds"));
+                        self.problem(
+                            format!("{path}.duration"),
+                            format!("{value} is not a whole number of seconds"),
+                        );
                         continue;
                     }
                 },
@@ -576,13 +765,24 @@ impl Reader {
             self.items.events.push(Event {
                 at: started,
                 origin: self.origin,
-                kind: EventKind::Call(Box::new(Call { business, user, id, direction, duration_seconds, status, error, messaging_account: context.waba.clone() })),
+                kind: EventKind::Call(Box::new(Call {
+                    business,
+                    user,
+                    id,
+                    direction,
+                    duration_seconds,
+                    status,
+                    error,
+                    messaging_account: context.waba.clone(),
+                })),
             });
         }
     }
 
     fn template_category_update(&mut self, value: &Map<String, Value>, context: &Context) {
-        let effective_at = value.get("category_update_timestamp").and_then(|t| unix_time(t).ok());
+        let effective_at = value
+            .get("category_update_timestamp")
+            .and_then(|t| unix_time(t).ok());
         let kind = NoticeKind::TemplateCategoryUpdate {
             template: template_ref(value),
             previous_category: lower(value.get("previous_category")),
@@ -591,7 +791,10 @@ impl Reader {
             effective_at,
         };
         if value.get("new_category").is_none() && value.get("correct_category").is_none() {
-            return self.problem(format!("{}.new_category", context.path), "missing (and no correct_category)");
+            return self.problem(
+                format!("{}.new_category", context.path),
+                "missing (and no correct_category)",
+            );
         }
         self.notice(context, None, kind);
     }
@@ -622,7 +825,10 @@ impl Reader {
         let kind = match &*event {
             "VOLUME_BASED_PRICING_TIER_UPDATE" => {
                 let Some(info) = value.get("volume_tier_info").and_then(Value::as_object) else {
-                    return self.problem(format!("{path}.volume_tier_info"), "missing or not an object");
+                    return self.problem(
+                        format!("{path}.volume_tier_info"),
+                        "missing or not an object",
+                    );
                 };
                 let at = info.get("tier_update_time").and_then(|t| unix_time(t).ok());
                 let kind = NoticeKind::VolumeTierUpdate {
@@ -634,8 +840,14 @@ impl Reader {
                 return self.notice(context, at, kind);
             }
             "AUTH_INTL_PRICE_ELIGIBILITY_UPDATE" => {
-                let Some(info) = value.get("auth_international_rate_eligibility").and_then(Value::as_object) else {
-                    return self.problem(format!("{path}.auth_international_rate_eligibility"), "missing or not an object");
+                let Some(info) = value
+                    .get("auth_international_rate_eligibility")
+                    .and_then(Value::as_object)
+                else {
+                    return self.problem(
+                        format!("{path}.auth_international_rate_eligibility"),
+                        "missing or not an object",
+                    );
                 };
                 let exceptions = info
                     .get("exception_countries")
@@ -667,7 +879,10 @@ impl Reader {
     }
 
     fn user_preferences(&mut self, value: &Map<String, Value>, context: &Context) {
-        let business = value.get("metadata").and_then(|m| m.get("phone_number_id")).and_then(id_text);
+        let business = value
+            .get("metadata")
+            .and_then(|m| m.get("phone_number_id"))
+            .and_then(id_text);
         let path = &context.path;
         let Some(preferences) = self.array(value, "user_preferences", path) else {
             return self.problem(format!("{path}.user_preferences"), "missing");
@@ -675,14 +890,21 @@ impl Reader {
         for (k, preference) in preferences.iter().enumerate() {
             let path = format!("{path}.user_preferences[{k}]");
             let user = text(preference.get("wa_id")).or_else(|| text(preference.get("user_id")));
-            let (Some(user), Some(category), Some(value)) =
-                (user, text(preference.get("category")), text(preference.get("value")))
-            else {
+            let (Some(user), Some(category), Some(value)) = (
+                user,
+                text(preference.get("category")),
+                text(preference.get("value")),
+            ) else {
                 self.problem(path, "needs wa_id (or user_id), category and value");
                 continue;
             };
             let at = preference.get("timestamp").and_then(|t| unix_time(t).ok());
-            let kind = NoticeKind::UserPreference { business: business.clone(), user, category, value };
+            let kind = NoticeKind::UserPreference {
+                business: business.clone(),
+                user,
+                category,
+                value,
+            };
             self.notice(context, at, kind);
         }
     }
@@ -718,7 +940,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn parse(text: &str) -> Result<WebhookItems, Problem> {
-        parse_envelope(&serde_json::from_str(text).unwrap(), Origin { source: 0, line: 3 })
+        parse_envelope(
+            &serde_json::from_str(text).unwrap(),
+            Origin { source: 0, line: 3 },
+        )
     }
 
     const STATUS: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{
@@ -732,15 +957,37 @@ mod tests {
     fn statuses_keep_meta_pricing_and_report_the_rest() {
         let items = parse(STATUS).unwrap();
         assert_eq!(items.events.len(), 1);
-        let EventKind::Status { detail: Some(detail), status, .. } = &items.events[0].kind else { panic!() };
+        let EventKind::Status {
+            detail: Some(detail),
+            status,
+            ..
+        } = &items.events[0].kind
+        else {
+            panic!()
+        };
         assert_eq!(*status, DeliveryStatus::Delivered);
         let pricing = detail.pricing.as_ref().unwrap();
-        assert_eq!(&*pricing.category, "authentication_international", "both spellings read alike");
+        assert_eq!(
+            &*pricing.category, "authentication_international",
+            "both spellings read alike"
+        );
         assert_eq!(pricing.pricing_model.as_deref(), Some("PMP"));
-        assert_eq!(detail.recipient.as_ref().unwrap().to_string(), "+5511999990000");
-        assert_eq!(items.ignored, vec![Ignored { kind: "status deleted".into(), path: "entry[0].changes[0].value.statuses[1]".into() }]);
+        assert_eq!(
+            detail.recipient.as_ref().unwrap().to_string(),
+            "+5511999990000"
+        );
+        assert_eq!(
+            items.ignored,
+            vec![Ignored {
+                kind: "status deleted".into(),
+                path: "entry[0].changes[0].value.statuses[1]".into()
+            }]
+        );
         assert_eq!(items.problems.len(), 1);
-        assert_eq!(items.problems[0].path, "entry[0].changes[0].value.statuses[2].timestamp");
+        assert_eq!(
+            items.problems[0].path,
+            "entry[0].changes[0].value.statuses[2].timestamp"
+        );
     }
 
     #[test]
@@ -757,19 +1004,32 @@ mod tests {
             .events
             .iter()
             .map(|e| match &e.kind {
-                EventKind::Inbound { user, entry_point, .. } => format!("{user} {entry_point:?}"),
+                EventKind::Inbound {
+                    user, entry_point, ..
+                } => format!("{user} {entry_point:?}"),
                 other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(users, ["+16315551181 Some(Ad)", "BR.77 None"]);
-        assert_eq!(items.problems[0].path, "entry[0].changes[0].value.messages[2].from");
+        assert_eq!(
+            items.problems[0].path,
+            "entry[0].changes[0].value.messages[2].from"
+        );
         assert_eq!(items.ignored[0].kind, "message type system");
     }
 
     #[test]
     fn a_body_that_is_not_a_whatsapp_envelope_is_refused_with_its_field() {
-        assert_eq!(parse(r#"{"object":"page","entry":[]}"#).unwrap_err().path, "object");
-        assert_eq!(parse(r#"{"object":"whatsapp_business_account"}"#).unwrap_err().path, "entry");
+        assert_eq!(
+            parse(r#"{"object":"page","entry":[]}"#).unwrap_err().path,
+            "object"
+        );
+        assert_eq!(
+            parse(r#"{"object":"whatsapp_business_account"}"#)
+                .unwrap_err()
+                .path,
+            "entry"
+        );
         assert_eq!(parse("[]").unwrap_err().path, "");
     }
 
@@ -780,11 +1040,25 @@ mod tests {
             "calls":[{"id":"wacid.1","from":"5511999990000","event":"connect","direction":"USER_INITIATED","timestamp":"1751364000"},
                      {"id":"wacid.1","from":"5511999990000","event":"terminate","direction":"USER_INITIATED","timestamp":"1751364100"}]}}]}]}"#)
         .unwrap();
-        assert!(matches!(items.events[0], Event { kind: EventKind::Inbound { kind: InboundKind::Call, .. }, .. }));
+        assert!(matches!(
+            items.events[0],
+            Event {
+                kind: EventKind::Inbound {
+                    kind: InboundKind::Call,
+                    ..
+                },
+                ..
+            }
+        ));
         // The terminate is the call itself: never picked up, so it starts
         // (as far as the webhook says) when it ended, and lasts 0 s.
-        let EventKind::Call(call) = &items.events[1].kind else { panic!("{:?}", items.events[1]) };
-        assert_eq!((call.direction, call.duration_seconds, &call.status), (CallDirection::UserInitiated, 0, &CallStatus::Missed));
+        let EventKind::Call(call) = &items.events[1].kind else {
+            panic!("{:?}", items.events[1])
+        };
+        assert_eq!(
+            (call.direction, call.duration_seconds, &call.status),
+            (CallDirection::UserInitiated, 0, &CallStatus::Missed)
+        );
         assert_eq!(items.events[1].at.as_second(), 1751364100);
         assert!(items.ignored.is_empty());
     }
@@ -803,21 +1077,73 @@ mod tests {
                      {"id":"wacid.3","event":"call_recording_available","timestamp":"1785000100"}],
             "statuses":[{"id":"wacid.2","type":"call","status":"RINGING","timestamp":"1785000001","recipient_id":"254700000001"}]}}]}]}"#)
         .unwrap();
-        let [Event { at, kind: EventKind::Call(call), .. }] = &items.events[..] else { panic!("{:?}", items.events) };
+        let [
+            Event {
+                at,
+                kind: EventKind::Call(call),
+                ..
+            },
+        ] = &items.events[..]
+        else {
+            panic!("{:?}", items.events)
+        };
         assert_eq!(at.as_second(), 1785000010);
         assert_eq!(call.user.to_string(), "+254700000001");
-        assert_eq!((call.direction, call.duration_seconds, &call.status, call.error), (CallDirection::BusinessInitiated, 80, &CallStatus::Failed, Some(138021)));
+        assert_eq!(
+            (
+                call.direction,
+                call.duration_seconds,
+                &call.status,
+                call.error
+            ),
+            (
+                CallDirection::BusinessInitiated,
+                80,
+                &CallStatus::Failed,
+                Some(138021)
+            )
+        );
         let ignored: Vec<&str> = items.ignored.iter().map(|i| i.kind.as_str()).collect();
-        assert_eq!(ignored, ["call status RINGING", "call business_initiated connect", "call call_recording_available"]);
+        assert_eq!(
+            ignored,
+            [
+                "call status RINGING",
+                "call business_initiated connect",
+                "call call_recording_available"
+            ]
+        );
     }
 
     /// Any JSON value, nested a few levels, with keys drawn from the
     /// envelope's vocabulary so that the generator reaches deep paths.
     fn json() -> impl Strategy<Value = Value> {
         let keys = prop::sample::select(vec![
-            "object", "entry", "changes", "field", "value", "messages", "statuses", "metadata", "phone_number_id",
-            "from", "id", "timestamp", "type", "referral", "status", "pricing", "category", "billable", "conversation",
-            "origin", "event", "calls", "direction", "user_preferences", "volume_tier_info", "recipient_id",
+            "object",
+            "entry",
+            "changes",
+            "field",
+            "value",
+            "messages",
+            "statuses",
+            "metadata",
+            "phone_number_id",
+            "from",
+            "id",
+            "timestamp",
+            "type",
+            "referral",
+            "status",
+            "pricing",
+            "category",
+            "billable",
+            "conversation",
+            "origin",
+            "event",
+            "calls",
+            "direction",
+            "user_preferences",
+            "volume_tier_info",
+            "recipient_id",
         ]);
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -825,8 +1151,20 @@ mod tests {
             any::<i64>().prop_map(Value::from),
             any::<f64>().prop_map(Value::from),
             prop::sample::select(vec![
-                "whatsapp_business_account", "messages", "calls", "account_update", "delivered", "played", "connect",
-                "USER_INITIATED", "1751364000", "5511999990000", "BR.1", "", "system", "VOLUME_BASED_PRICING_TIER_UPDATE",
+                "whatsapp_business_account",
+                "messages",
+                "calls",
+                "account_update",
+                "delivered",
+                "played",
+                "connect",
+                "USER_INITIATED",
+                "1751364000",
+                "5511999990000",
+                "BR.1",
+                "",
+                "system",
+                "VOLUME_BASED_PRICING_TIER_UPDATE",
             ])
             .prop_map(Value::from),
             ".*".prop_map(Value::from),
@@ -834,8 +1172,9 @@ mod tests {
         leaf.prop_recursive(5, 64, 6, move |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::vec((keys.clone(), inner), 0..6)
-                    .prop_map(|pairs| Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+                prop::collection::vec((keys.clone(), inner), 0..6).prop_map(|pairs| Value::Object(
+                    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
             ]
         })
     }

@@ -58,33 +58,57 @@ impl Action {
 /// an `action`, `to` (and a `session` with an SDP offer) for `connect`,
 /// `call_id` for the others.
 pub fn parse(body: &Value) -> Result<CallRequest, GraphError> {
-    let text = |name: &str| body.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    let text = |name: &str| {
+        body.get(name)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
     match text("messaging_product") {
         Some("whatsapp") => {}
-        Some(other) => return Err(GraphError::invalid(format!("messaging_product `{other}`: must be whatsapp"))),
+        Some(other) => {
+            return Err(GraphError::invalid(format!(
+                "messaging_product `{other}`: must be whatsapp"
+            )));
+        }
         None => return Err(GraphError::required("messaging_product")),
     }
     let action = text("action").ok_or_else(|| GraphError::required("action"))?;
     let act = |action: Action| -> Result<CallRequest, GraphError> {
-        let call_id = text("call_id").ok_or_else(|| GraphError::required("call_id"))?.to_string();
+        let call_id = text("call_id")
+            .ok_or_else(|| GraphError::required("call_id"))?
+            .to_string();
         Ok(CallRequest::Act { action, call_id })
     };
     match action {
         "connect" => {
             let to = text("to").ok_or_else(|| GraphError::required("to"))?;
-            let to = UserId::parse(to).map_err(|e| GraphError::invalid(format!("to `{to}`: {e}")))?;
-            let session = body.get("session").ok_or_else(|| GraphError::required("session"))?;
+            let to =
+                UserId::parse(to).map_err(|e| GraphError::invalid(format!("to `{to}`: {e}")))?;
+            let session = body
+                .get("session")
+                .ok_or_else(|| GraphError::required("session"))?;
             match session.get("sdp_type").and_then(Value::as_str) {
                 Some("offer") => {}
-                Some(other) => return Err(GraphError::invalid(format!("session.sdp_type `{other}`: a connect carries an offer"))),
+                Some(other) => {
+                    return Err(GraphError::invalid(format!(
+                        "session.sdp_type `{other}`: a connect carries an offer"
+                    )));
+                }
                 None => return Err(GraphError::required("session.sdp_type")),
             }
-            if session.get("sdp").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if session
+                .get("sdp")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 return Err(GraphError::required("session.sdp"));
             }
             let opaque = text("biz_opaque_callback_data").map(str::to_string);
             if opaque.as_ref().is_some_and(|o| o.chars().count() > 512) {
-                return Err(GraphError::invalid("biz_opaque_callback_data: at most 512 characters"));
+                return Err(GraphError::invalid(
+                    "biz_opaque_callback_data: at most 512 characters",
+                ));
             }
             Ok(CallRequest::Connect { to, opaque })
         }
@@ -92,7 +116,9 @@ pub fn parse(body: &Value) -> Result<CallRequest, GraphError> {
         "accept" => act(Action::Accept),
         "reject" => act(Action::Reject),
         "terminate" => act(Action::Terminate),
-        other => Err(GraphError::invalid(format!("action `{other}`: one of connect, pre_accept, accept, reject, terminate"))),
+        other => Err(GraphError::invalid(format!(
+            "action `{other}`: one of connect, pre_accept, accept, reject, terminate"
+        ))),
     }
 }
 
@@ -104,18 +130,42 @@ mod tests {
     #[test]
     fn bodies_read_as_graph_reads_them() {
         let connect = json!({"messaging_product": "whatsapp", "to": "254700000001", "action": "connect", "session": {"sdp_type": "offer", "sdp": "v=0"}});
-        assert!(matches!(parse(&connect), Ok(CallRequest::Connect { opaque: None, .. })));
-        let terminate = json!({"messaging_product": "whatsapp", "call_id": "wacid.1", "action": "terminate"});
-        assert_eq!(parse(&terminate), Ok(CallRequest::Act { action: Action::Terminate, call_id: "wacid.1".into() }));
+        assert!(matches!(
+            parse(&connect),
+            Ok(CallRequest::Connect { opaque: None, .. })
+        ));
+        let terminate =
+            json!({"messaging_product": "whatsapp", "call_id": "wacid.1", "action": "terminate"});
+        assert_eq!(
+            parse(&terminate),
+            Ok(CallRequest::Act {
+                action: Action::Terminate,
+                call_id: "wacid.1".into()
+            })
+        );
         for (body, field) in [
             (json!({"to": "1", "action": "connect"}), "messaging_product"),
-            (json!({"messaging_product": "whatsapp", "action": "connect", "session": {"sdp_type": "offer", "sdp": "v"}}), "to"),
-            (json!({"messaging_product": "whatsapp", "to": "254700000001", "action": "connect"}), "session"),
-            (json!({"messaging_product": "whatsapp", "action": "accept"}), "call_id"),
+            (
+                json!({"messaging_product": "whatsapp", "action": "connect", "session": {"sdp_type": "offer", "sdp": "v"}}),
+                "to",
+            ),
+            (
+                json!({"messaging_product": "whatsapp", "to": "254700000001", "action": "connect"}),
+                "session",
+            ),
+            (
+                json!({"messaging_product": "whatsapp", "action": "accept"}),
+                "call_id",
+            ),
         ] {
             let error = parse(&body).unwrap_err();
             assert!(error.details.contains(field), "{body}: {}", error.details);
         }
-        assert!(parse(&json!({"messaging_product": "whatsapp", "action": "dial"})).unwrap_err().details.contains("action `dial`"));
+        assert!(
+            parse(&json!({"messaging_product": "whatsapp", "action": "dial"}))
+                .unwrap_err()
+                .details
+                .contains("action `dial`")
+        );
     }
 }

@@ -45,12 +45,21 @@ pub fn retry_in(attempts: u32) -> Option<SignedDuration> {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
 }
 
 /// Meta's handshake: `GET url?hub.mode=subscribe&hub.challenge=C&hub.verify_token=T`
 /// must answer 200 with exactly `C`.
-pub fn handshake(agent: &ureq::Agent, url: &str, token: &str, challenge: &str) -> Result<(), String> {
+pub fn handshake(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    challenge: &str,
+) -> Result<(), String> {
     let mut response = agent
         .get(url)
         .query("hub.mode", "subscribe")
@@ -62,19 +71,26 @@ pub fn handshake(agent: &ureq::Agent, url: &str, token: &str, challenge: &str) -
     let body = response.body_mut().read_to_string().unwrap_or_default();
     match status {
         200 if body.trim() == challenge => Ok(()),
-        200 => Err(format!("answered 200 with `{}` instead of the challenge `{challenge}`", body.chars().take(80).collect::<String>())),
+        200 => Err(format!(
+            "answered 200 with `{}` instead of the challenge `{challenge}`",
+            body.chars().take(80).collect::<String>()
+        )),
         status => Err(format!("answered {status}")),
     }
 }
 
 fn post(agent: &ureq::Agent, target: &Target, body: &str) -> Result<(), String> {
-    let mut request = agent.post(&target.url).header("Content-Type", "application/json");
+    let mut request = agent
+        .post(&target.url)
+        .header("Content-Type", "application/json");
     let signature;
     if let Some(secret) = &target.app_secret {
         signature = wameter_server::signature::sign(secret, body.as_bytes());
         request = request.header("X-Hub-Signature-256", &signature);
     }
-    let response = request.send(body.as_bytes()).map_err(|e| format!("no answer: {e}"))?;
+    let response = request
+        .send(body.as_bytes())
+        .map_err(|e| format!("no answer: {e}"))?;
     match response.status().as_u16() {
         200..=299 => Ok(()),
         status => Err(format!("answered {status}")),
@@ -124,7 +140,9 @@ pub fn run(world: Arc<Mutex<World>>, target: Target, stop: Arc<std::sync::atomic
         if due.is_empty() {
             let next = crate::lock(&world).next_webhook_ms().ok().flatten();
             // Sends add webhooks at any time: look again soon.
-            let wait = next.map_or(50, |ms| (ms - Timestamp::now().as_millisecond()).clamp(1, 50));
+            let wait = next.map_or(50, |ms| {
+                (ms - Timestamp::now().as_millisecond()).clamp(1, 50)
+            });
             std::thread::sleep(Duration::from_millis(wait as u64));
             continue;
         }
@@ -141,9 +159,18 @@ pub fn run(world: Arc<Mutex<World>>, target: Target, stop: Arc<std::sync::atomic
                 Err(error) => {
                     let retry = retry_in(outgoing.attempts + 1);
                     if retry.is_none() {
-                        tracing::error!(message = "Webhook abandoned after 7 days of retries.", seq = outgoing.seq, error);
+                        tracing::error!(
+                            message = "Webhook abandoned after 7 days of retries.",
+                            seq = outgoing.seq,
+                            error
+                        );
                     } else {
-                        tracing::warn!(message = "Webhook not accepted; will retry.", seq = outgoing.seq, error, attempts = outgoing.attempts + 1);
+                        tracing::warn!(
+                            message = "Webhook not accepted; will retry.",
+                            seq = outgoing.seq,
+                            error,
+                            attempts = outgoing.attempts + 1
+                        );
                     }
                     world.webhook_result(now, outgoing.seq, Some((error, retry)))
                 }
@@ -170,9 +197,15 @@ mod tests {
     #[test]
     fn backoff_doubles_then_caps_then_gives_up_after_a_week() {
         let secs = |n| retry_in(n).map(|d: SignedDuration| d.as_secs());
-        assert_eq!((secs(1), secs(2), secs(3), secs(10), secs(11), secs(50)), (Some(1), Some(2), Some(4), Some(512), Some(600), Some(600)));
+        assert_eq!(
+            (secs(1), secs(2), secs(3), secs(10), secs(11), secs(50)),
+            (Some(1), Some(2), Some(4), Some(512), Some(600), Some(600))
+        );
         let last = (1..).find(|&n| retry_in(n).is_none()).unwrap();
         let waited: i64 = (1..last).map(|n| retry_in(n).unwrap().as_secs()).sum();
-        assert!((7 * 24 * 3600..7 * 24 * 3600 + 600).contains(&waited), "{waited}");
+        assert!(
+            (7 * 24 * 3600..7 * 24 * 3600 + 600).contains(&waited),
+            "{waited}"
+        );
     }
 }

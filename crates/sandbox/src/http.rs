@@ -14,8 +14,8 @@ use axum::routing::get;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use wameter_meta::graph::GraphError;
 use crate::world::{Api, ControlError, World};
+use wameter_meta::graph::GraphError;
 
 /// What every handler shares.
 pub struct Shared {
@@ -27,12 +27,19 @@ pub struct Shared {
 
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
-        (StatusCode::BAD_REQUEST, axum::Json(json!({"error": self.0}))).into_response()
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": self.0})),
+        )
+            .into_response()
     }
 }
 
 /// Runs `work` on the world off the async threads (a send replays the log).
-async fn with_world<T: Send + 'static>(shared: &Shared, work: impl FnOnce(&mut World) -> T + Send + 'static) -> T {
+async fn with_world<T: Send + 'static>(
+    shared: &Shared,
+    work: impl FnOnce(&mut World) -> T + Send + 'static,
+) -> T {
     let world = shared.world.clone();
     tokio::task::spawn_blocking(move || work(&mut crate::lock(&world)))
         .await
@@ -47,11 +54,19 @@ fn request_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, GraphError> 
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     let mut fields = if form {
-        form_urlencoded::parse(bytes).map(|(name, value)| (name.into_owned(), Value::String(value.into_owned()))).collect()
+        form_urlencoded::parse(bytes)
+            .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+            .collect()
     } else {
-        match serde_json::from_slice(bytes).map_err(|e| GraphError::invalid(format!("the body is not JSON: {e}")))? {
+        match serde_json::from_slice(bytes)
+            .map_err(|e| GraphError::invalid(format!("the body is not JSON: {e}")))?
+        {
             Value::Object(fields) => fields,
             other => return Ok(other),
         }
@@ -61,7 +76,10 @@ fn request_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, GraphError> 
         if name == "biz_opaque_callback_data" {
             continue;
         }
-        let structured = value.as_str().filter(|text| text.starts_with(['{', '['])).and_then(|text| serde_json::from_str::<Value>(text).ok());
+        let structured = value
+            .as_str()
+            .filter(|text| text.starts_with(['{', '[']))
+            .and_then(|text| serde_json::from_str::<Value>(text).ok());
         if let Some(structured) = structured {
             *value = structured;
         }
@@ -81,7 +99,12 @@ fn graph_version(version: &str) -> Result<u32, GraphError> {
     wameter_meta::graph::released_version(major)
 }
 
-async fn send_message(state: State<Arc<Shared>>, path: Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Result<axum::Json<Value>, GraphError> {
+async fn send_message(
+    state: State<Arc<Shared>>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, GraphError> {
     send_through(Api::CloudApi, state, path, headers, body).await
 }
 
@@ -94,12 +117,21 @@ async fn send_through(
 ) -> Result<axum::Json<Value>, GraphError> {
     let version = graph_version(&version)?;
     let body = request_body(&headers, &body)?;
-    with_world(&shared, move |world| world.send(Timestamp::now(), &phone_number_id, version, &body, api)).await.map(axum::Json)
+    with_world(&shared, move |world| {
+        world.send(Timestamp::now(), &phone_number_id, version, &body, api)
+    })
+    .await
+    .map(axum::Json)
 }
 
 /// `POST /{version}/{phone_number_id}/marketing_messages` (the Marketing
 /// Messages API): a marketing template, priced by its max price if it has one.
-async fn send_marketing_message(state: State<Arc<Shared>>, path: Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Result<axum::Json<Value>, GraphError> {
+async fn send_marketing_message(
+    state: State<Arc<Shared>>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, GraphError> {
     send_through(Api::MarketingMessages, state, path, headers, body).await
 }
 
@@ -112,7 +144,11 @@ async fn manage_calls(
 ) -> Result<axum::Json<Value>, GraphError> {
     graph_version(&version)?;
     let body = request_body(&headers, &body)?;
-    with_world(&shared, move |world| world.call(Timestamp::now(), &phone_number_id, &body)).await.map(axum::Json)
+    with_world(&shared, move |world| {
+        world.call(Timestamp::now(), &phone_number_id, &body)
+    })
+    .await
+    .map(axum::Json)
 }
 
 async fn list_templates(
@@ -122,14 +158,29 @@ async fn list_templates(
 ) -> Result<axum::Json<Value>, GraphError> {
     graph_version(&version)?;
     let templates = with_world(&shared, move |world| world.templates(&waba)).await?;
-    let wanted = |field: &str, value: &str| query.get(field).is_none_or(|want| want.eq_ignore_ascii_case(value));
+    let wanted = |field: &str, value: &str| {
+        query
+            .get(field)
+            .is_none_or(|want| want.eq_ignore_ascii_case(value))
+    };
     let data: Vec<Value> = templates
         .iter()
-        .filter(|t| query.get("name").is_none_or(|name| t.name.contains(name.as_str())))
-        .filter(|t| wanted("language", &t.language) && wanted("status", &t.status) && wanted("category", crate::templates::category_name(t.category)))
+        .filter(|t| {
+            query
+                .get("name")
+                .is_none_or(|name| t.name.contains(name.as_str()))
+        })
+        .filter(|t| {
+            wanted("language", &t.language)
+                && wanted("status", &t.status)
+                && wanted("category", crate::templates::category_name(t.category))
+        })
         .map(crate::templates::Template::to_json)
         .collect();
-    let (first, last) = (data.first().map(|t| t["id"].clone()), data.last().map(|t| t["id"].clone()));
+    let (first, last) = (
+        data.first().map(|t| t["id"].clone()),
+        data.last().map(|t| t["id"].clone()),
+    );
     let data_len = data.len();
     let mut page = json!({"data": data, "paging": {"cursors": {"before": first, "after": last}}});
     // Meta adds counts when asked (`summary=total_count`).
@@ -147,7 +198,9 @@ async fn create_template(
 ) -> Result<axum::Json<Value>, GraphError> {
     graph_version(&version)?;
     let body = request_body(&headers, &body)?;
-    with_world(&shared, move |world| world.create_template(&waba, &body)).await.map(axum::Json)
+    with_world(&shared, move |world| world.create_template(&waba, &body))
+        .await
+        .map(axum::Json)
 }
 
 /// `GET /{version}/{id}`: an uploaded media's description (with the URL
@@ -161,18 +214,24 @@ async fn graph_object(
     graph_version(&version)?;
     // The URL is on this sandbox, as the client reached it (Meta's is on
     // its CDN, and needs the access token too).
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1").to_string();
-    with_world(&shared, move |world| match world.media(&id, query.get("phone_number_id").map(String::as_str))? {
-        Some(media) => Ok(json!({
-            "messaging_product": "whatsapp",
-            "url": format!("http://{host}/_sandbox/media/{}", media.id),
-            "mime_type": media.mime_type,
-            "sha256": media.sha256,
-            // A string, as Graph writes it.
-            "file_size": media.file_size.to_string(),
-            "id": media.id,
-        })),
-        None => world.phone_number(&id),
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    with_world(&shared, move |world| {
+        match world.media(&id, query.get("phone_number_id").map(String::as_str))? {
+            Some(media) => Ok(json!({
+                "messaging_product": "whatsapp",
+                "url": format!("http://{host}/_sandbox/media/{}", media.id),
+                "mime_type": media.mime_type,
+                "sha256": media.sha256,
+                // A string, as Graph writes it.
+                "file_size": media.file_size.to_string(),
+                "id": media.id,
+            })),
+            None => world.phone_number(&id),
+        }
     })
     .await
     .map(axum::Json)
@@ -187,8 +246,15 @@ async fn delete_media(
 ) -> Result<axum::Json<Value>, GraphError> {
     graph_version(&version)?;
     let path = request.uri().path().to_string();
-    let deleted = with_world(&shared, move |world| world.delete_media(&id, query.get("phone_number_id").map(String::as_str))).await?;
-    if deleted { Ok(axum::Json(json!({"success": true}))) } else { Err(GraphError::unsupported_method("DELETE", &path)) }
+    let deleted = with_world(&shared, move |world| {
+        world.delete_media(&id, query.get("phone_number_id").map(String::as_str))
+    })
+    .await?;
+    if deleted {
+        Ok(axum::Json(json!({"success": true})))
+    } else {
+        Err(GraphError::unsupported_method("DELETE", &path))
+    }
 }
 
 /// `POST /{version}/{phone_number_id}/media`: multipart form data with
@@ -203,12 +269,16 @@ async fn upload_media(
     graph_version(&version)?;
     // Graph takes a parameter in the query as in the body (whatsapp-api-js
     // puts `messaging_product` there).
-    let (mut file, mut declared, mut product) = (None, None, query.get("messaging_product").cloned());
+    let (mut file, mut declared, mut product) =
+        (None, None, query.get("messaging_product").cloned());
     // A form that cannot be read is the client's: 413 when too large, else
     // 400 (never a 5xx, which no client input may cause).
     let unreadable = |e: axum::extract::multipart::MultipartError| {
         let status = e.status().as_u16();
-        GraphError { http: if status == 413 { 413 } else { 400 }, ..GraphError::invalid(format!("the form cannot be read: {}", e.body_text())) }
+        GraphError {
+            http: if status == 413 { 413 } else { 400 },
+            ..GraphError::invalid(format!("the form cannot be read: {}", e.body_text()))
+        }
     };
     while let Some(field) = form.next_field().await.map_err(unreadable)? {
         match field.name() {
@@ -223,7 +293,11 @@ async fn upload_media(
     }
     match product.as_deref() {
         Some("whatsapp") => {}
-        Some(other) => return Err(GraphError::invalid(format!("messaging_product `{other}`: must be whatsapp"))),
+        Some(other) => {
+            return Err(GraphError::invalid(format!(
+                "messaging_product `{other}`: must be whatsapp"
+            )));
+        }
         None => return Err(GraphError::required("messaging_product")),
     }
     let (part_type, bytes) = file.ok_or_else(|| GraphError::required("file"))?;
@@ -234,31 +308,55 @@ async fn upload_media(
         (_, Some(part)) => part,
         _ => return Err(GraphError::required("type")),
     };
-    with_world(&shared, move |world| world.upload_media(&phone_number_id, &mime_type, &bytes)).await.map(axum::Json)
+    with_world(&shared, move |world| {
+        world.upload_media(&phone_number_id, &mime_type, &bytes)
+    })
+    .await
+    .map(axum::Json)
 }
 
 /// `GET /_sandbox/media/{id}`: the bytes of an upload (the URL `GET
 /// /{media_id}` gives), with its content type.
-async fn download_media(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Response, GraphError> {
+async fn download_media(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Result<Response, GraphError> {
     let path = format!("/_sandbox/media/{id}");
     match with_world(&shared, move |world| world.media_bytes(&id)).await? {
-        Some((mime_type, bytes)) => Ok(([(header::CONTENT_TYPE, mime_type)], bytes).into_response()),
+        Some((mime_type, bytes)) => {
+            Ok(([(header::CONTENT_TYPE, mime_type)], bytes).into_response())
+        }
         None => Err(GraphError::unknown_path(&path)),
     }
 }
 
 /// Graph API calls need a bearer token: any, or the one `--token` set.
-async fn bearer(State(shared): State<Arc<Shared>>, headers: HeaderMap, request: Request, next: Next) -> Response {
+async fn bearer(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
     // Graph takes the token as a bearer header or as `?access_token=`.
-    let from_query = request
-        .uri()
-        .query()
-        .and_then(|query| form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "access_token").map(|(_, token)| token.into_owned()));
-    let from_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string);
+    let from_query = request.uri().query().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "access_token")
+            .map(|(_, token)| token.into_owned())
+    });
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
     let given = from_header.or(from_query);
     match (given.as_deref(), &shared.token) {
-        (None, _) => GraphError::token("no `Authorization: Bearer <token>` header nor `access_token` parameter").into_response(),
-        (Some(given), Some(token)) if given != token => GraphError::token("the token is not the sandbox's --token").into_response(),
+        (None, _) => GraphError::token(
+            "no `Authorization: Bearer <token>` header nor `access_token` parameter",
+        )
+        .into_response(),
+        (Some(given), Some(token)) if given != token => {
+            GraphError::token("the token is not the sandbox's --token").into_response()
+        }
         _ => next.run(request).await,
     }
 }
@@ -267,18 +365,37 @@ fn control_json(bytes: &[u8]) -> Result<Value, ControlError> {
     serde_json::from_slice(bytes).map_err(|e| ControlError(format!("the body is not JSON: {e}")))
 }
 
-async fn inbound(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>, ControlError> {
+async fn inbound(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ControlError> {
     let body = control_json(&body)?;
-    with_world(&shared, move |world| world.inbound(Timestamp::now(), &body)).await.map(axum::Json)
+    with_world(&shared, move |world| world.inbound(Timestamp::now(), &body))
+        .await
+        .map(axum::Json)
 }
 
-async fn user_calls(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>, ControlError> {
+async fn user_calls(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ControlError> {
     let body = control_json(&body)?;
-    with_world(&shared, move |world| world.user_calls(Timestamp::now(), &body)).await.map(axum::Json)
+    with_world(&shared, move |world| {
+        world.user_calls(Timestamp::now(), &body)
+    })
+    .await
+    .map(axum::Json)
 }
 
-async fn user_acts(State(shared): State<Arc<Shared>>, Path((id, what)): Path<(String, String)>) -> Result<axum::Json<Value>, ControlError> {
-    with_world(&shared, move |world| world.user_acts(Timestamp::now(), &id, &what)).await.map(axum::Json)
+async fn user_acts(
+    State(shared): State<Arc<Shared>>,
+    Path((id, what)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ControlError> {
+    with_world(&shared, move |world| {
+        world.user_acts(Timestamp::now(), &id, &what)
+    })
+    .await
+    .map(axum::Json)
 }
 
 async fn get_clock(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
@@ -286,7 +403,10 @@ async fn get_clock(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
     axum::Json(json!({"now": now.to_string()}))
 }
 
-async fn set_clock(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>, ControlError> {
+async fn set_clock(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ControlError> {
     let body = control_json(&body)?;
     let now = with_world(&shared, move |world| {
         let real = Timestamp::now();
@@ -324,21 +444,41 @@ fn internal(error: rusqlite::Error) -> ControlError {
 }
 
 async fn webhooks(State(shared): State<Arc<Shared>>) -> Result<axum::Json<Value>, ControlError> {
-    with_world(&shared, |world| world.webhooks()).await.map(axum::Json).map_err(internal)
+    with_world(&shared, |world| world.webhooks())
+        .await
+        .map(axum::Json)
+        .map_err(internal)
 }
 
 async fn summary(State(shared): State<Arc<Shared>>) -> Result<axum::Json<Value>, ControlError> {
-    with_world(&shared, |world| world.summary(Timestamp::now())).await.map(axum::Json).map_err(internal)
+    with_world(&shared, |world| world.summary(Timestamp::now()))
+        .await
+        .map(axum::Json)
+        .map_err(internal)
 }
 
-async fn change_category(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>, ControlError> {
+async fn change_category(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ControlError> {
     let body = control_json(&body)?;
-    with_world(&shared, move |world| world.change_category(Timestamp::now(), &body)).await.map(axum::Json)
+    with_world(&shared, move |world| {
+        world.change_category(Timestamp::now(), &body)
+    })
+    .await
+    .map(axum::Json)
 }
 
-async fn change_status(State(shared): State<Arc<Shared>>, body: Bytes) -> Result<axum::Json<Value>, ControlError> {
+async fn change_status(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ControlError> {
     let body = control_json(&body)?;
-    with_world(&shared, move |world| world.change_status(Timestamp::now(), &body)).await.map(axum::Json)
+    with_world(&shared, move |world| {
+        world.change_status(Timestamp::now(), &body)
+    })
+    .await
+    .map(axum::Json)
 }
 
 async fn unknown(request: Request) -> GraphError {
@@ -350,13 +490,19 @@ async fn unknown(request: Request) -> GraphError {
 /// the same status and that text as details: a client parses every error
 /// body the sandbox sends, as it does Graph's.
 async fn plain_errors_as_graph_json(response: Response) -> Response {
-    let plain = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain"));
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
     if !plain || !(response.status().is_client_error() || response.status().is_server_error()) {
         return response;
     }
     let status = response.status();
     // axum's own messages are short; more than this is not one of them.
-    let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap_or_default();
     let mut error = GraphError::invalid(String::from_utf8_lossy(&text).trim().to_string());
     error.http = status.as_u16();
     error.into_response()
@@ -369,14 +515,25 @@ async fn wrong_method(request: Request) -> GraphError {
 /// The router.
 pub fn app(shared: Arc<Shared>) -> Router {
     let graph = Router::new()
-        .route("/{version}/{id}/messages", axum::routing::post(send_message))
-        .route("/{version}/{id}/message_templates", get(list_templates).post(create_template))
+        .route(
+            "/{version}/{id}/messages",
+            axum::routing::post(send_message),
+        )
+        .route(
+            "/{version}/{id}/message_templates",
+            get(list_templates).post(create_template),
+        )
         .route("/{version}/{id}/calls", axum::routing::post(manage_calls))
-        .route("/{version}/{id}/marketing_messages", axum::routing::post(send_marketing_message))
+        .route(
+            "/{version}/{id}/marketing_messages",
+            axum::routing::post(send_marketing_message),
+        )
         .route("/{version}/{id}", get(graph_object).delete(delete_media))
         .route(
             "/{version}/{id}/media",
-            axum::routing::post(upload_media).layer(axum::extract::DefaultBodyLimit::max(crate::media::LARGEST + (1 << 20))),
+            axum::routing::post(upload_media).layer(axum::extract::DefaultBodyLimit::max(
+                crate::media::LARGEST + (1 << 20),
+            )),
         )
         .route("/_sandbox/media/{id}", get(download_media))
         .route_layer(middleware::from_fn_with_state(shared.clone(), bearer));
@@ -384,13 +541,22 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/_sandbox", get(summary))
         .route("/_sandbox/inbound", axum::routing::post(inbound))
         .route("/_sandbox/calls", axum::routing::post(user_calls))
-        .route("/_sandbox/calls/{id}/{what}", axum::routing::post(user_acts))
+        .route(
+            "/_sandbox/calls/{id}/{what}",
+            axum::routing::post(user_acts),
+        )
         .route("/_sandbox/clock", get(get_clock).post(set_clock))
         .route("/_sandbox/charges", get(charges))
         .route("/_sandbox/events", get(events))
         .route("/_sandbox/webhooks", get(webhooks))
-        .route("/_sandbox/templates/category", axum::routing::post(change_category))
-        .route("/_sandbox/templates/status", axum::routing::post(change_status));
+        .route(
+            "/_sandbox/templates/category",
+            axum::routing::post(change_category),
+        )
+        .route(
+            "/_sandbox/templates/status",
+            axum::routing::post(change_status),
+        );
     graph
         .merge(control)
         .fallback(unknown)

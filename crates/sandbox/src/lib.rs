@@ -48,7 +48,8 @@ pub struct Config {
 /// Opens the state: the database file, or memory.
 pub fn open_world(config: &Config) -> Result<World, String> {
     let connection = match &config.database {
-        Some(path) => rusqlite::Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+        Some(path) => rusqlite::Connection::open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
         None => rusqlite::Connection::open_in_memory().map_err(|e| e.to_string())?,
     };
     let mut world = World::open(connection, config.pricing.clone(), config.options.clone())?;
@@ -67,7 +68,9 @@ pub fn open_world(config: &Config) -> Result<World, String> {
 /// stayed up (issue 22).
 pub fn lock<W>(world: &Mutex<W>) -> std::sync::MutexGuard<'_, W> {
     world.lock().unwrap_or_else(|poisoned| {
-        tracing::error!(message = "A sandbox operation panicked; serving on with the world as it left it.");
+        tracing::error!(
+            message = "A sandbox operation panicked; serving on with the world as it left it."
+        );
         world.clear_poison();
         poisoned.into_inner()
     })
@@ -94,10 +97,19 @@ pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> Result<
         let (world, stop) = (world.clone(), stop.clone());
         std::thread::spawn(move || delivery::run(world, target, stop))
     });
-    let shared = Arc::new(http::Shared { world, token: config.token.clone() });
+    let shared = Arc::new(http::Shared {
+        world,
+        token: config.token.clone(),
+    });
     // The same bounded accept loop as `serve`: no input may hold a
     // connection forever.
-    let served = wameter_server::listen::serve(listener, http::app(shared), wameter_server::listen::Limits::default(), wameter_server::shutdown_signal()).await;
+    let served = wameter_server::listen::serve(
+        listener,
+        http::app(shared),
+        wameter_server::listen::Limits::default(),
+        wameter_server::shutdown_signal(),
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     let _ = ticker.join();
     if let Some(deliverer) = deliverer {

@@ -23,7 +23,17 @@ const KINDS: [(&str, &[&str], usize); 5] = [
     // them apart needs the WebP's own header, which the sandbox does not
     // read: it takes both up to 500 KB.
     ("sticker", &["image/webp"], 500 * KB),
-    ("audio", &["audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"], 16 * MB),
+    (
+        "audio",
+        &[
+            "audio/aac",
+            "audio/amr",
+            "audio/mpeg",
+            "audio/mp4",
+            "audio/ogg",
+        ],
+        16 * MB,
+    ),
     ("video", &["video/3gpp", "video/3gp", "video/mp4"], 16 * MB),
     (
         "document",
@@ -46,21 +56,49 @@ const UPLOAD_ERROR: u32 = 131053;
 
 /// The MIME type alone (`audio/ogg; codecs=opus` → `audio/ogg`), lowercase.
 pub fn essence(mime_type: &str) -> String {
-    mime_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    mime_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Checks an upload of `size` bytes of `mime_type`.
 pub fn check_upload(mime_type: &str, size: usize) -> Result<(), GraphError> {
     let essence = essence(mime_type);
-    let Some((kind, _, largest)) = KINDS.iter().find(|(_, types, _)| types.contains(&essence.as_str())) else {
-        let all: Vec<&str> = KINDS.iter().flat_map(|(_, types, _)| types.iter().copied()).collect();
-        return Err(GraphError::new(UPLOAD_ERROR, "Media upload error", format!("Param file must be a file with one of the following types: {}. Received file of type '{essence}'.", all.join(", "))));
+    let Some((kind, _, largest)) = KINDS
+        .iter()
+        .find(|(_, types, _)| types.contains(&essence.as_str()))
+    else {
+        let all: Vec<&str> = KINDS
+            .iter()
+            .flat_map(|(_, types, _)| types.iter().copied())
+            .collect();
+        return Err(GraphError::new(
+            UPLOAD_ERROR,
+            "Media upload error",
+            format!(
+                "Param file must be a file with one of the following types: {}. Received file of type '{essence}'.",
+                all.join(", ")
+            ),
+        ));
     };
     if size == 0 {
-        return Err(GraphError::new(UPLOAD_ERROR, "Media upload error", "the file is empty".to_string()));
+        return Err(GraphError::new(
+            UPLOAD_ERROR,
+            "Media upload error",
+            "the file is empty".to_string(),
+        ));
     }
     if size > *largest {
-        return Err(GraphError::new(UPLOAD_ERROR, "Media upload error", format!("{kind} files of type {essence} may be at most {largest} bytes; this one is {size}")));
+        return Err(GraphError::new(
+            UPLOAD_ERROR,
+            "Media upload error",
+            format!(
+                "{kind} files of type {essence} may be at most {largest} bytes; this one is {size}"
+            ),
+        ));
     }
     Ok(())
 }
@@ -69,11 +107,16 @@ pub fn check_upload(mime_type: &str, size: usize) -> Result<(), GraphError> {
 /// document may be any uploaded type, other kinds only their own.
 pub fn check_kind(kind: &str, id: &str, mime_type: &str) -> Result<(), GraphError> {
     let essence = essence(mime_type);
-    let fits = kind == "document" || KINDS.iter().any(|(k, types, _)| *k == kind && types.contains(&essence.as_str()));
+    let fits = kind == "document"
+        || KINDS
+            .iter()
+            .any(|(k, types, _)| *k == kind && types.contains(&essence.as_str()));
     if fits {
         Ok(())
     } else {
-        Err(GraphError::invalid(format!("{kind}.id `{id}`: that media is {essence}, which a {kind} message cannot carry")))
+        Err(GraphError::invalid(format!(
+            "{kind}.id `{id}`: that media is {essence}, which a {kind} message cannot carry"
+        )))
     }
 }
 
@@ -84,7 +127,10 @@ mod tests {
     #[test]
     fn uploads_follow_metas_types_and_sizes() {
         assert!(check_upload("image/jpeg", 5 * MB).is_ok());
-        assert_eq!(check_upload("image/jpeg", 5 * MB + 1).unwrap_err().code, UPLOAD_ERROR);
+        assert_eq!(
+            check_upload("image/jpeg", 5 * MB + 1).unwrap_err().code,
+            UPLOAD_ERROR
+        );
         assert!(check_upload("audio/ogg; codecs=opus", 1000).is_ok());
         assert!(check_upload("application/pdf", 100 * MB).is_ok());
         assert!(check_upload("image/webp", 500 * KB + 1).is_err());

@@ -26,18 +26,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 use wameter_core::category::TemplateCategory;
 use wameter_core::event::{
-    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, MetaCost, MetaPricing, Origin, StatusDetail,
-    Template as UsedTemplate, UserId,
+    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind,
+    MetaCost, MetaPricing, Origin, StatusDetail, Template as UsedTemplate, UserId,
 };
-use wameter_core::random::SplitMix64;
 use wameter_core::incremental::MeterState;
+use wameter_core::random::SplitMix64;
 use wameter_log::Parsed;
 use wameter_log::replay_json::{Others, WarningJson, write_document};
 use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_display_number};
 use wameter_server::Pricing;
 
-use wameter_meta::graph::{GraphError, REENGAGEMENT, UNDELIVERABLE};
 use crate::calls::{self, Action, CallRequest};
+use wameter_meta::graph::{GraphError, REENGAGEMENT, UNDELIVERABLE};
 
 /// Meta's error for a max-price template sent through the Cloud API's
 /// `/messages` (its max-price page).
@@ -187,15 +187,24 @@ struct Planned {
 /// Adds a column to a table that lacks it (SQLite has no `ADD COLUMN IF
 /// NOT EXISTS`).
 fn add_column(db: &Connection, table: &str, column: &str, declaration: &str) -> Sql<()> {
-    let present: bool = db.query_row(&format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"), [column], |row| row.get(0))?;
+    let present: bool = db.query_row(
+        &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+        [column],
+        |row| row.get(0),
+    )?;
     if !present {
-        db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}"))?;
+        db.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+        ))?;
     }
     Ok(())
 }
 
 fn sql_error(error: rusqlite::Error) -> GraphError {
-    GraphError { http: 500, ..GraphError::new(1, "An unknown error occurred", error.to_string()) }
+    GraphError {
+        http: 500,
+        ..GraphError::new(1, "An unknown error occurred", error.to_string())
+    }
 }
 
 /// Whole seconds, as Meta's timestamps are.
@@ -215,10 +224,17 @@ fn wa_id(user: &UserId) -> String {
 impl World {
     /// Opens (or creates) the sandbox state in `db`.
     pub fn open(db: Connection, pricing: Arc<Pricing>, options: Options) -> Result<World, String> {
-        db.execute_batch(SCHEMA).map_err(|e| format!("cannot prepare the sandbox database: {e}"))?;
+        db.execute_batch(SCHEMA)
+            .map_err(|e| format!("cannot prepare the sandbox database: {e}"))?;
         // Columns later versions added to a database an earlier one made.
-        for (table, column, declaration) in [("templates", "bid_amount", "INTEGER"), ("messages", "cost", "TEXT"), ("messages", "messaging_account", "TEXT")] {
-            add_column(&db, table, column, declaration).map_err(|e| format!("cannot prepare the sandbox database: {table}.{column}: {e}"))?;
+        for (table, column, declaration) in [
+            ("templates", "bid_amount", "INTEGER"),
+            ("messages", "cost", "TEXT"),
+            ("messages", "messaging_account", "TEXT"),
+        ] {
+            add_column(&db, table, column, declaration).map_err(|e| {
+                format!("cannot prepare the sandbox database: {table}.{column}: {e}")
+            })?;
         }
         let forecast = MeterState::new(&pricing.engine());
         let mut world = World {
@@ -232,7 +248,9 @@ impl World {
             offset: SignedDuration::ZERO,
             marketing_lite: Default::default(),
         };
-        let offset: Option<String> = world.setting("clock_offset_ns").map_err(|e| e.to_string())?;
+        let offset: Option<String> = world
+            .setting("clock_offset_ns")
+            .map_err(|e| e.to_string())?;
         if let Some(offset) = offset {
             world.offset = SignedDuration::from_nanos(offset.parse::<i64>().map_err(|e| {
                 format!(
@@ -241,35 +259,73 @@ impl World {
             })?);
         }
         let lines: Vec<(i64, String)> = {
-            let mut statement = world.db.prepare("SELECT seq, line FROM events ORDER BY seq").map_err(|e| e.to_string())?;
-            statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).and_then(Iterator::collect).map_err(|e| e.to_string())?
+            let mut statement = world
+                .db
+                .prepare("SELECT seq, line FROM events ORDER BY seq")
+                .map_err(|e| e.to_string())?;
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .and_then(Iterator::collect)
+                .map_err(|e| e.to_string())?
         };
         for (seq, line) in lines {
-            match wameter_log::parse_line(&line, Origin { source: 0, line: seq as u32 }) {
+            match wameter_log::parse_line(
+                &line,
+                Origin {
+                    source: 0,
+                    line: seq as u32,
+                },
+            ) {
                 Ok(Parsed::Event(event)) => world.events.push(event),
-                Ok(_) => return Err(format!("sandbox database: event {seq} is not an event: {line}")),
+                Ok(_) => {
+                    return Err(format!(
+                        "sandbox database: event {seq} is not an event: {line}"
+                    ));
+                }
                 Err(e) => return Err(format!("sandbox database: event {seq}: {e}")),
             }
         }
-        world.marketing_lite = world.marketing_sends().map_err(|e| format!("sandbox database: messages: {e}"))?;
-        let planned = world.planned().map_err(|e| format!("sandbox database: schedule: {e}"))?;
+        world.marketing_lite = world
+            .marketing_sends()
+            .map_err(|e| format!("sandbox database: messages: {e}"))?;
+        let planned = world
+            .planned()
+            .map_err(|e| format!("sandbox database: schedule: {e}"))?;
         let engine = world.pricing.engine();
         let planned: Vec<Event> = planned.iter().map(|p| world.planned_event(p)).collect();
-        world.forecast.apply(&engine, world.events.iter().cloned().chain(planned));
+        world
+            .forecast
+            .apply(&engine, world.events.iter().cloned().chain(planned));
         Ok(world)
     }
 
     /// The Marketing Messages API sends of the database (`messages.cost`
     /// is `''` for one at the card rate, `AMOUNT CUR` for a max-price one).
-    fn marketing_sends(&self) -> Sql<std::collections::HashMap<Box<str>, (Box<str>, UserId, Option<MetaCost>)>> {
-        let mut statement = self.db.prepare("SELECT id, business, wa_id, cost FROM messages WHERE cost IS NOT NULL")?;
-        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)))?;
+    fn marketing_sends(
+        &self,
+    ) -> Sql<std::collections::HashMap<Box<str>, (Box<str>, UserId, Option<MetaCost>)>> {
+        let mut statement = self
+            .db
+            .prepare("SELECT id, business, wa_id, cost FROM messages WHERE cost IS NOT NULL")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
         let mut sends = std::collections::HashMap::new();
         for row in rows {
             let (id, business, wa_id, cost) = row?;
-            let Ok(user) = UserId::parse(&wa_id) else { continue };
+            let Ok(user) = UserId::parse(&wa_id) else {
+                continue;
+            };
             let cost = cost.split_once(' ').and_then(|(amount, currency)| {
-                Some(MetaCost { amount: amount.parse().ok()?, currency: wameter_core::money::Currency::parse(currency)? })
+                Some(MetaCost {
+                    amount: amount.parse().ok()?,
+                    currency: wameter_core::money::Currency::parse(currency)?,
+                })
             });
             sends.insert(id.into(), (business.into(), user, cost));
         }
@@ -279,34 +335,65 @@ impl World {
     /// A status of a send, as the log keeps it: for a Marketing Messages
     /// API send, its `delivered` and `read` carry Meta's pricing with the
     /// cost, as Meta's webhooks do (so the log prices as `serve` does).
-    fn status_event(&self, at: Timestamp, origin: Origin, id: &str, status: DeliveryStatus, error: Option<i64>) -> Event {
+    fn status_event(
+        &self,
+        at: Timestamp,
+        origin: Origin,
+        id: &str,
+        status: DeliveryStatus,
+        error: Option<i64>,
+    ) -> Event {
         let detail = match (self.marketing_lite.get(id), status) {
-            (Some((business, user, cost)), DeliveryStatus::Delivered | DeliveryStatus::Read) => Some(Box::new(StatusDetail {
-                business: Some(business.clone()),
-                recipient: Some(user.clone()),
-                pricing: Some(MetaPricing {
-                    billable: Some(true),
-                    pricing_model: Some("PMP".into()),
-                    pricing_type: Some("regular".into()),
-                    category: "marketing_lite".into(),
-                    cost: *cost,
-                }),
-                conversation: None,
-                messaging_account: None,
-            })),
+            (Some((business, user, cost)), DeliveryStatus::Delivered | DeliveryStatus::Read) => {
+                Some(Box::new(StatusDetail {
+                    business: Some(business.clone()),
+                    recipient: Some(user.clone()),
+                    pricing: Some(MetaPricing {
+                        billable: Some(true),
+                        pricing_model: Some("PMP".into()),
+                        pricing_type: Some("regular".into()),
+                        category: "marketing_lite".into(),
+                        cost: *cost,
+                    }),
+                    conversation: None,
+                    messaging_account: None,
+                }))
+            }
             _ => None,
         };
-        Event { at, origin, kind: EventKind::Status { id: id.into(), status, error, detail } }
+        Event {
+            at,
+            origin,
+            kind: EventKind::Status {
+                id: id.into(),
+                status,
+                error,
+                detail,
+            },
+        }
     }
 
     /// A planned status as the forecast takes it in advance (source 1: not
     /// a line of the log).
     fn planned_event(&self, planned: &Planned) -> Event {
-        self.status_event(planned.at, Origin { source: 1, line: planned.seq as u32 }, &planned.id, planned.status, planned.error)
+        self.status_event(
+            planned.at,
+            Origin {
+                source: 1,
+                line: planned.seq as u32,
+            },
+            &planned.id,
+            planned.status,
+            planned.error,
+        )
     }
 
     fn setting(&self, key: &str) -> Sql<Option<String>> {
-        self.db.query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| row.get(0)).optional()
+        self.db
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()
     }
 
     fn set_setting(&self, key: &str, value: &str) -> Sql<()> {
@@ -317,7 +404,10 @@ impl World {
     /// The next number of a sequence kept in the settings (wamids,
     /// template ids): never reused, also across restarts.
     fn next_number(&self, key: &str) -> Sql<u64> {
-        let next = self.setting(key)?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+        let next = self
+            .setting(key)?
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1);
         self.set_setting(key, &(next + 1).to_string())?;
         Ok(next)
     }
@@ -332,14 +422,20 @@ impl World {
     pub fn set_clock(&mut self, real: Timestamp, to: Timestamp) -> Result<Timestamp, ControlError> {
         let now = self.now(real);
         if second(to) < now {
-            return Err(ControlError(format!("the sandbox clock only moves forward: it is {now}, {to} is earlier")));
+            return Err(ControlError(format!(
+                "the sandbox clock only moves forward: it is {now}, {to} is earlier"
+            )));
         }
         let offset = to.duration_since(real);
         if i64::try_from(offset.as_nanos()).is_err() {
-            return Err(ControlError(format!("the sandbox clock can be at most 292 years from real time ({to} is further)")));
+            return Err(ControlError(format!(
+                "the sandbox clock can be at most 292 years from real time ({to} is further)"
+            )));
         }
-        self.set_offset(offset).map_err(|e| ControlError(e.to_string()))?;
-        self.fire_due(real).map_err(|e| ControlError(e.to_string()))?;
+        self.set_offset(offset)
+            .map_err(|e| ControlError(e.to_string()))?;
+        self.fire_due(real)
+            .map_err(|e| ControlError(e.to_string()))?;
         Ok(self.now(real))
     }
 
@@ -352,7 +448,9 @@ impl World {
         }
         let offset = at.duration_since(real);
         if i64::try_from(offset.as_nanos()).is_err() {
-            return Err(format!("the sandbox clock can be at most 292 years from real time ({at} is further)"));
+            return Err(format!(
+                "the sandbox clock can be at most 292 years from real time ({at} is further)"
+            ));
         }
         self.set_offset(offset).map_err(|e| e.to_string())?;
         Ok(true)
@@ -376,7 +474,10 @@ impl World {
     }
 
     fn sender_parts(&self, business: &str) -> (String, String) {
-        (self.pricing.waba_of(business), test_display_number(business))
+        (
+            self.pricing.waba_of(business),
+            test_display_number(business),
+        )
     }
 
     /// The user's business-scoped user id as the sandbox's webhooks show it
@@ -391,18 +492,42 @@ impl World {
             UserId::Bsuid(id, _) => return Some(id.to_string()),
             UserId::Phone(digits) => digits,
         };
-        let country = self.pricing.markets.lookup(user, jiff::tz::TimeZone::UTC.to_datetime(at).date()).country?;
+        let country = self
+            .pricing
+            .markets
+            .lookup(user, jiff::tz::TimeZone::UTC.to_datetime(at).date())
+            .country?;
         // FNV-1a: stable across runs and versions, unlike std's hasher.
-        let portfolio = self.pricing.accounts.get_or_default(business).portfolio.clone();
-        let hash = format!("{portfolio}/{digits}").bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        Some(format!("{country}.{:020}", u128::from(hash) % 100_000_000_000_000_000_000))
+        let portfolio = self
+            .pricing
+            .accounts
+            .get_or_default(business)
+            .portfolio
+            .clone();
+        let hash = format!("{portfolio}/{digits}")
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+        Some(format!(
+            "{country}.{:020}",
+            u128::from(hash) % 100_000_000_000_000_000_000
+        ))
     }
 
     fn append(&mut self, at: Timestamp, kind: EventKind) -> Sql<()> {
-        let mut event = Event { at, origin: Origin::default(), kind };
+        let mut event = Event {
+            at,
+            origin: Origin::default(),
+            kind,
+        };
         let line = wameter_log::event_line(&event);
-        self.db.execute("INSERT INTO events (line) VALUES (?1)", [&line])?;
-        event.origin = Origin { source: 0, line: self.db.last_insert_rowid() as u32 };
+        self.db
+            .execute("INSERT INTO events (line) VALUES (?1)", [&line])?;
+        event.origin = Origin {
+            source: 0,
+            line: self.db.last_insert_rowid() as u32,
+        };
         self.events.push(event);
         Ok(())
     }
@@ -410,10 +535,21 @@ impl World {
     fn enqueue(&mut self, real: Timestamp, body: &Value) -> Sql<()> {
         // Meta's bytes, escapes included: the signature is over them.
         let text = wameter_meta::outgoing::webhook_text(body);
-        let copies = if self.random.percent(self.options.duplicate_percent) { 2 } else { 1 };
+        let copies = if self.random.percent(self.options.duplicate_percent) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
-            let hold = if self.options.delay_ms_max > 0 { self.random.below(self.options.delay_ms_max + 1) as i64 } else { 0 };
-            self.db.execute("INSERT INTO outbox (body, next_attempt_ms) VALUES (?1, ?2)", params![text, real.as_millisecond() + hold])?;
+            let hold = if self.options.delay_ms_max > 0 {
+                self.random.below(self.options.delay_ms_max + 1) as i64
+            } else {
+                0
+            };
+            self.db.execute(
+                "INSERT INTO outbox (body, next_attempt_ms) VALUES (?1, ?2)",
+                params![text, real.as_millisecond() + hold],
+            )?;
         }
         Ok(())
     }
@@ -422,34 +558,70 @@ impl World {
     /// logged and the message webhook queued. Returns the wamid and when.
     pub fn inbound(&mut self, real: Timestamp, request: &Value) -> Result<Value, ControlError> {
         let field = |name: &str| request.get(name).and_then(Value::as_str);
-        let business = field("business").ok_or_else(|| ControlError("`business` (the business phone number id) is required".into()))?;
-        self.check_business(business).map_err(|e| ControlError(e.details))?;
-        let user = UserId::parse(field("user").ok_or_else(|| ControlError("`user` (the user's phone number) is required".into()))?)
+        let business = field("business").ok_or_else(|| {
+            ControlError("`business` (the business phone number id) is required".into())
+        })?;
+        self.check_business(business)
+            .map_err(|e| ControlError(e.details))?;
+        let user =
+            UserId::parse(field("user").ok_or_else(|| {
+                ControlError("`user` (the user's phone number) is required".into())
+            })?)
             .map_err(|e| ControlError(format!("`user`: {e}")))?;
         let text = field("text").unwrap_or("Hello");
-        let content = request.get("message").map(messages::inbound_content).transpose().map_err(ControlError)?;
+        let content = request
+            .get("message")
+            .map(messages::inbound_content)
+            .transpose()
+            .map_err(ControlError)?;
         let entry_point = match field("entry_point") {
             None => None,
-            Some(text) => Some(EntryPoint::parse(text).ok_or_else(|| ControlError(format!("`entry_point` `{text}`: must be ad or page_cta")))?),
+            Some(text) => Some(EntryPoint::parse(text).ok_or_else(|| {
+                ControlError(format!("`entry_point` `{text}`: must be ad or page_cta"))
+            })?),
         };
         // Billed as wameter reads the webhook the sandbox will send.
-        let entry_point = entry_point.or_else(|| content.as_ref().and_then(wameter_meta::webhook::referral_entry_point));
+        let entry_point = entry_point.or_else(|| {
+            content
+                .as_ref()
+                .and_then(wameter_meta::webhook::referral_entry_point)
+        });
         let now = self.now(real);
         let name = field("name").unwrap_or("Sandbox User");
         let result = self.transaction(|world| {
-            let id = wameter_meta::outgoing::wamid(&wa_id(&user), true, world.next_number("next_wamid")?);
-            world.append(now, EventKind::Inbound {
-                business: business.into(),
-                user: user.clone(),
-                id: Some(id.as_str().into()),
-                entry_point,
-                kind: InboundKind::Message,
-            })?;
+            let id = wameter_meta::outgoing::wamid(
+                &wa_id(&user),
+                true,
+                world.next_number("next_wamid")?,
+            );
+            world.append(
+                now,
+                EventKind::Inbound {
+                    business: business.into(),
+                    user: user.clone(),
+                    id: Some(id.as_str().into()),
+                    entry_point,
+                    kind: InboundKind::Message,
+                },
+            )?;
             let (waba, display) = world.sender_parts(business);
-            let sender = Sender { waba: &waba, phone_number_id: business, display_phone_number: &display };
+            let sender = Sender {
+                waba: &waba,
+                phone_number_id: business,
+                display_phone_number: &display,
+            };
             let wa_id = wa_id(&user);
             let user_id = world.bsuid(business, &user, now);
-            let body = sender.user_text(&UserMessage { wa_id: &wa_id, user_id: user_id.as_deref(), name, id: &id, at: now, text, content: content.as_ref(), entry_point });
+            let body = sender.user_text(&UserMessage {
+                wa_id: &wa_id,
+                user_id: user_id.as_deref(),
+                name,
+                id: &id,
+                at: now,
+                text,
+                content: content.as_ref(),
+                entry_point,
+            });
             world.enqueue(real, &body)?;
             Ok(id)
         });
@@ -469,7 +641,15 @@ impl World {
             Ok(value) => {
                 let engine = self.pricing.engine();
                 let planned = std::mem::take(&mut self.planning);
-                self.forecast.apply(&engine, self.events.get(events..).unwrap_or_default().iter().cloned().chain(planned));
+                self.forecast.apply(
+                    &engine,
+                    self.events
+                        .get(events..)
+                        .unwrap_or_default()
+                        .iter()
+                        .cloned()
+                        .chain(planned),
+                );
                 Ok(value)
             }
             Err(error) => {
@@ -484,7 +664,14 @@ impl World {
     /// `POST /{version}/{phone_number_id}/messages`, or `…/marketing_messages`
     /// (the Marketing Messages API: marketing templates only, priced by a
     /// template's max price if it has one).
-    pub fn send(&mut self, real: Timestamp, phone_number_id: &str, graph_version: u32, body: &Value, api: Api) -> Result<Value, GraphError> {
+    pub fn send(
+        &mut self,
+        real: Timestamp,
+        phone_number_id: &str,
+        graph_version: u32,
+        body: &Value,
+        api: Api,
+    ) -> Result<Value, GraphError> {
         self.check_business(phone_number_id)?;
         let message = match messages::parse(body)? {
             Request::MarkRead { message_id } => {
@@ -492,7 +679,9 @@ impl World {
                     matches!(&event.kind, EventKind::Inbound { business, id: Some(id), .. } if **business == *phone_number_id && **id == *message_id)
                 });
                 if !known {
-                    return Err(GraphError::invalid(format!("message_id `{message_id}`: no message from a user to {phone_number_id}")));
+                    return Err(GraphError::invalid(format!(
+                        "message_id `{message_id}`: no message from a user to {phone_number_id}"
+                    )));
                 }
                 return Ok(json!({"success": true}));
             }
@@ -510,7 +699,10 @@ impl World {
         // A version past its end at the sandbox clock is served as the
         // oldest one left, as Graph does (its "automatic upgrade"); the
         // status webhooks take that version's shape.
-        let graph_version = wameter_meta::graph::served_version(graph_version, jiff::tz::TimeZone::UTC.to_datetime(now).date());
+        let graph_version = wameter_meta::graph::served_version(
+            graph_version,
+            jiff::tz::TimeZone::UTC.to_datetime(now).date(),
+        );
         // The Messaging account that pays, whose templates the send uses
         // and whose webhooks carry its statuses: the one it names, which
         // must be one of the number's (Meta answers an invalid parameter
@@ -519,7 +711,9 @@ impl World {
         let waba = match &message.messaging_account {
             Some(account) if number.has_messaging_account(account) => account.clone(),
             Some(account) => {
-                return Err(GraphError::invalid(format!("messaging_account_id `{account}`: not a Messaging account of business number {phone_number_id}")));
+                return Err(GraphError::invalid(format!(
+                    "messaging_account_id `{account}`: not a Messaging account of business number {phone_number_id}"
+                )));
             }
             None => number.waba.to_string(),
         };
@@ -529,7 +723,10 @@ impl World {
                 let template = self.find_template(&waba, &wanted.name, &wanted.language)?;
                 templates::check_parameters(&template, wanted.components.as_ref())?;
                 bid_amount = template.bid_amount;
-                Some(UsedTemplate { name: template.name.as_str().into(), category: template.category })
+                Some(UsedTemplate {
+                    name: template.name.as_str().into(),
+                    category: template.category,
+                })
             }
             None => None,
         };
@@ -546,8 +743,13 @@ impl World {
             }
             Api::CloudApi => None,
             Api::MarketingMessages => {
-                if template.as_ref().is_none_or(|t| t.category != TemplateCategory::Marketing) {
-                    return Err(GraphError::invalid("the Marketing Messages API sends MARKETING templates only"));
+                if template
+                    .as_ref()
+                    .is_none_or(|t| t.category != TemplateCategory::Marketing)
+                {
+                    return Err(GraphError::invalid(
+                        "the Marketing Messages API sends MARKETING templates only",
+                    ));
                 }
                 let multiplier = match body.pointer("/bid_spec/per_message_bid_multiplier") {
                     None | Some(Value::Null) => rust_decimal::Decimal::ONE,
@@ -557,7 +759,16 @@ impl World {
                         .and_then(|_| value.to_string().parse::<rust_decimal::Decimal>().ok())
                         .ok_or_else(|| GraphError::invalid("bid_spec.per_message_bid_multiplier: a number above 0, at most 1000"))?,
                 };
-                Some(bid_amount.map(|bid| self.max_price_cost(phone_number_id, message.messaging_account.as_deref(), &message.user, bid, multiplier, now)))
+                Some(bid_amount.map(|bid| {
+                    self.max_price_cost(
+                        phone_number_id,
+                        message.messaging_account.as_deref(),
+                        &message.user,
+                        bid,
+                        multiplier,
+                        now,
+                    )
+                }))
             }
         };
         // Free-form messages need the customer service window open when
@@ -565,7 +776,12 @@ impl World {
         // 12:00:00 precedes a reply sent at 12:00:00.
         let refused = template.is_none() && {
             let engine = self.pricing.engine();
-            let windows = self.forecast.windows_at(&engine, phone_number_id, &message.user, now + SignedDuration::from_nanos(1));
+            let windows = self.forecast.windows_at(
+                &engine,
+                phone_number_id,
+                &message.user,
+                now + SignedDuration::from_nanos(1),
+            );
             windows.customer_service_window.is_none()
         };
         if refused && self.options.reengagement == Reengagement::Sync {
@@ -578,9 +794,15 @@ impl World {
         let statuses: Vec<(i64, &str, Option<u32>)> = if refused {
             vec![(plan(options.sent_after), "failed", Some(REENGAGEMENT))]
         } else if fails {
-            vec![(plan(options.sent_after), "sent", None), (plan(options.delivered_after), "failed", Some(UNDELIVERABLE))]
+            vec![
+                (plan(options.sent_after), "sent", None),
+                (plan(options.delivered_after), "failed", Some(UNDELIVERABLE)),
+            ]
         } else {
-            let mut statuses = vec![(plan(options.sent_after), "sent", None), (plan(options.delivered_after), "delivered", None)];
+            let mut statuses = vec![
+                (plan(options.sent_after), "sent", None),
+                (plan(options.delivered_after), "delivered", None),
+            ];
             if let Some(read_after) = options.read_after {
                 statuses.push((plan(read_after.max(options.delivered_after)), "read", None));
             }
@@ -646,14 +868,24 @@ impl World {
     /// A business call rings (a RINGING status webhook) until the
     /// simulated user answers, rejects or lets it go ([`World::user_acts`]);
     /// a user's call is accepted, rejected or ended here.
-    pub fn call(&mut self, real: Timestamp, phone_number_id: &str, body: &Value) -> Result<Value, GraphError> {
+    pub fn call(
+        &mut self,
+        real: Timestamp,
+        phone_number_id: &str,
+        body: &Value,
+    ) -> Result<Value, GraphError> {
         self.check_business(phone_number_id)?;
         let now = self.now(real);
         match calls::parse(body)? {
             CallRequest::Connect { to, opaque } => {
                 let business = self.pricing.accounts.get_or_default(phone_number_id);
-                if let Some(country) = wameter_core::rules::calling::calls_forbidden_from(&business) {
-                    return Err(wameter_meta::graph::calls_not_available(phone_number_id, country, ""));
+                if let Some(country) = wameter_core::rules::calling::calls_forbidden_from(&business)
+                {
+                    return Err(wameter_meta::graph::calls_not_available(
+                        phone_number_id,
+                        country,
+                        "",
+                    ));
                 }
                 let id = self
                     .transaction(|world| {
@@ -670,20 +902,39 @@ impl World {
                 Ok(json!({"messaging_product": "whatsapp", "calls": [{"id": id}]}))
             }
             CallRequest::Act { action, call_id } => {
-                let call = self.open_call(phone_number_id, &call_id).map_err(|why| GraphError::invalid(format!("call_id `{call_id}`: {why}")))?;
+                let call = self
+                    .open_call(phone_number_id, &call_id)
+                    .map_err(|why| GraphError::invalid(format!("call_id `{call_id}`: {why}")))?;
                 let user_call = call.direction == CallDirection::UserInitiated;
                 match action {
                     Action::PreAccept | Action::Accept | Action::Reject if !user_call => {
-                        return Err(GraphError::invalid(format!("call_id `{call_id}`: a business's call is answered by the user; `{}` is for a user's call", action.as_str())));
+                        return Err(GraphError::invalid(format!(
+                            "call_id `{call_id}`: a business's call is answered by the user; `{}` is for a user's call",
+                            action.as_str()
+                        )));
                     }
-                    Action::PreAccept | Action::Accept | Action::Reject if call.accepted_s.is_some() => {
-                        return Err(GraphError::invalid(format!("call_id `{call_id}`: the call is already connected; end it with `terminate`")));
+                    Action::PreAccept | Action::Accept | Action::Reject
+                        if call.accepted_s.is_some() =>
+                    {
+                        return Err(GraphError::invalid(format!(
+                            "call_id `{call_id}`: the call is already connected; end it with `terminate`"
+                        )));
                     }
                     Action::PreAccept => {}
                     Action::Accept => self
-                        .transaction(|world| world.db.execute("UPDATE calls SET accepted_s = ?2 WHERE id = ?1", params![call.id, now.as_second()]).map(drop))
+                        .transaction(|world| {
+                            world
+                                .db
+                                .execute(
+                                    "UPDATE calls SET accepted_s = ?2 WHERE id = ?1",
+                                    params![call.id, now.as_second()],
+                                )
+                                .map(drop)
+                        })
                         .map_err(sql_error)?,
-                    Action::Reject | Action::Terminate => self.transaction(|world| world.end_call(real, &call, None)).map_err(sql_error)?,
+                    Action::Reject | Action::Terminate => self
+                        .transaction(|world| world.end_call(real, &call, None))
+                        .map_err(sql_error)?,
                 }
                 Ok(json!({"success": true}))
             }
@@ -695,9 +946,15 @@ impl World {
     /// `connect` webhook. Returns the call id.
     pub fn user_calls(&mut self, real: Timestamp, request: &Value) -> Result<Value, ControlError> {
         let field = |name: &str| request.get(name).and_then(Value::as_str);
-        let business = field("business").ok_or_else(|| ControlError("`business` (the business phone number id) is required".into()))?;
-        self.check_business(business).map_err(|e| ControlError(e.details))?;
-        let user = UserId::parse(field("user").ok_or_else(|| ControlError("`user` (the user's phone number) is required".into()))?)
+        let business = field("business").ok_or_else(|| {
+            ControlError("`business` (the business phone number id) is required".into())
+        })?;
+        self.check_business(business)
+            .map_err(|e| ControlError(e.details))?;
+        let user =
+            UserId::parse(field("user").ok_or_else(|| {
+                ControlError("`user` (the user's phone number) is required".into())
+            })?)
             .map_err(|e| ControlError(format!("`user`: {e}")))?;
         let now = self.now(real);
         let id = self
@@ -720,26 +977,61 @@ impl World {
     /// The simulated user acts on a call (`POST /_sandbox/calls/{id}/{what}`):
     /// `answer` a business's call (it connects now), `reject` it, or
     /// `hang_up` any call (it ends now).
-    pub fn user_acts(&mut self, real: Timestamp, call_id: &str, what: &str) -> Result<Value, ControlError> {
-        let call = self.open_call_any(call_id).map_err(|why| ControlError(format!("call `{call_id}`: {why}")))?;
+    pub fn user_acts(
+        &mut self,
+        real: Timestamp,
+        call_id: &str,
+        what: &str,
+    ) -> Result<Value, ControlError> {
+        let call = self
+            .open_call_any(call_id)
+            .map_err(|why| ControlError(format!("call `{call_id}`: {why}")))?;
         let now = self.now(real);
         let business_call = call.direction == CallDirection::BusinessInitiated;
         let result = match what {
-            "answer" | "reject" if !business_call => return Err(ControlError(format!("call `{call_id}` is the user's own: the business answers it (`accept`)"))),
-            "answer" | "reject" if call.accepted_s.is_some() => return Err(ControlError(format!("call `{call_id}` is already connected: `hang_up` ends it"))),
+            "answer" | "reject" if !business_call => {
+                return Err(ControlError(format!(
+                    "call `{call_id}` is the user's own: the business answers it (`accept`)"
+                )));
+            }
+            "answer" | "reject" if call.accepted_s.is_some() => {
+                return Err(ControlError(format!(
+                    "call `{call_id}` is already connected: `hang_up` ends it"
+                )));
+            }
             "answer" => self.transaction(|world| {
-                world.db.execute("UPDATE calls SET accepted_s = ?2 WHERE id = ?1", params![call.id, now.as_second()])?;
+                world.db.execute(
+                    "UPDATE calls SET accepted_s = ?2 WHERE id = ?1",
+                    params![call.id, now.as_second()],
+                )?;
                 // An accepted business call opens the window (docs/rules.md §14).
-                world.append(now, EventKind::Inbound { business: call.business.as_str().into(), user: call.user.clone(), id: Some(call.id.as_str().into()), entry_point: None, kind: InboundKind::Call })?;
+                world.append(
+                    now,
+                    EventKind::Inbound {
+                        business: call.business.as_str().into(),
+                        user: call.user.clone(),
+                        id: Some(call.id.as_str().into()),
+                        entry_point: None,
+                        kind: InboundKind::Call,
+                    },
+                )?;
                 let user = wa_id(&call.user);
-                let connect = world.sender_of(&call.business, |sender| sender.call_connect(&call.id, &user, CallDirection::BusinessInitiated, now));
+                let connect = world.sender_of(&call.business, |sender| {
+                    sender.call_connect(&call.id, &user, CallDirection::BusinessInitiated, now)
+                });
                 world.enqueue(real, &connect)?;
-                let accepted = world.sender_of(&call.business, |sender| sender.call_status(&call.id, &user, "ACCEPTED", now));
+                let accepted = world.sender_of(&call.business, |sender| {
+                    sender.call_status(&call.id, &user, "ACCEPTED", now)
+                });
                 world.enqueue(real, &accepted)
             }),
             "reject" => self.transaction(|world| world.end_call(real, &call, Some("REJECTED"))),
             "hang_up" => self.transaction(|world| world.end_call(real, &call, None)),
-            other => return Err(ControlError(format!("`{other}`: one of answer, reject, hang_up"))),
+            other => {
+                return Err(ControlError(format!(
+                    "`{other}`: one of answer, reject, hang_up"
+                )));
+            }
         };
         result.map_err(|e| ControlError(e.to_string()))?;
         Ok(json!({"id": call_id, "at": now.to_string()}))
@@ -751,24 +1043,38 @@ impl World {
     fn end_call(&mut self, real: Timestamp, call: &CallRow, status: Option<&str>) -> Sql<()> {
         let now = self.now(real);
         let accepted = call.accepted_s.and_then(|s| Timestamp::from_second(s).ok());
-        let duration_seconds = accepted.map_or(0, |at| u32::try_from(now.as_second() - at.as_second()).unwrap_or(0));
+        let duration_seconds = accepted.map_or(0, |at| {
+            u32::try_from(now.as_second() - at.as_second()).unwrap_or(0)
+        });
         // As wameter reads the terminate: from its start_time when it was
         // picked up, else from when it ended.
-        let started = if duration_seconds > 0 { accepted.unwrap_or(now) } else { now };
-        self.db.execute("UPDATE calls SET ended_s = ?2 WHERE id = ?1", params![call.id, now.as_second()])?;
-        self.append(started, EventKind::Call(Box::new(Call {
-            business: call.business.as_str().into(),
-            user: call.user.clone(),
-            id: call.id.as_str().into(),
-            direction: call.direction,
-            duration_seconds,
-            status: CallStatus::Completed,
-            error: None,
-            messaging_account: None,
-        })))?;
+        let started = if duration_seconds > 0 {
+            accepted.unwrap_or(now)
+        } else {
+            now
+        };
+        self.db.execute(
+            "UPDATE calls SET ended_s = ?2 WHERE id = ?1",
+            params![call.id, now.as_second()],
+        )?;
+        self.append(
+            started,
+            EventKind::Call(Box::new(Call {
+                business: call.business.as_str().into(),
+                user: call.user.clone(),
+                id: call.id.as_str().into(),
+                direction: call.direction,
+                duration_seconds,
+                status: CallStatus::Completed,
+                error: None,
+                messaging_account: None,
+            })),
+        )?;
         let user = wa_id(&call.user);
         if let Some(status) = status {
-            let body = self.sender_of(&call.business, |sender| sender.call_status(&call.id, &user, status, now));
+            let body = self.sender_of(&call.business, |sender| {
+                sender.call_status(&call.id, &user, status, now)
+            });
             self.enqueue(real, &body)?;
         }
         let end = wameter_meta::outgoing::CallEnd {
@@ -788,7 +1094,11 @@ impl World {
     /// A webhook body from `business`'s sender.
     fn sender_of(&self, business: &str, build: impl FnOnce(&Sender<'_>) -> Value) -> Value {
         let (waba, display) = self.sender_parts(business);
-        build(&Sender { waba: &waba, phone_number_id: business, display_phone_number: &display })
+        build(&Sender {
+            waba: &waba,
+            phone_number_id: business,
+            display_phone_number: &display,
+        })
     }
 
     /// `business`'s call that has not ended.
@@ -816,12 +1126,15 @@ impl World {
             })
             .optional()
             .map_err(|e| e.to_string())?;
-        let Some((business, user, direction, accepted_s, ended_s, opaque)) = row else { return Err("no call of that id".into()) };
+        let Some((business, user, direction, accepted_s, ended_s, opaque)) = row else {
+            return Err("no call of that id".into());
+        };
         let call = CallRow {
             id: id.to_string(),
             business,
             user: UserId::parse(&user).map_err(|e| format!("stored user `{user}`: {e}"))?,
-            direction: CallDirection::parse(&direction).ok_or_else(|| format!("stored direction `{direction}`"))?,
+            direction: CallDirection::parse(&direction)
+                .ok_or_else(|| format!("stored direction `{direction}`"))?,
             accepted_s,
             ended_s,
             opaque,
@@ -837,27 +1150,53 @@ impl World {
     /// the max price (`bid_amount` × multiplier per 1,000 deliveries, in
     /// minor units). Meta charges "that max price or lower" by an auction
     /// the sandbox does not run: the lower of the two is its stand-in.
-    fn max_price_cost(&self, business: &str, messaging_account: Option<&str>, user: &UserId, bid_amount: u64, multiplier: rust_decimal::Decimal, now: Timestamp) -> MetaCost {
+    fn max_price_cost(
+        &self,
+        business: &str,
+        messaging_account: Option<&str>,
+        user: &UserId,
+        bid_amount: u64,
+        multiplier: rust_decimal::Decimal,
+        now: Timestamp,
+    ) -> MetaCost {
         use rust_decimal::Decimal;
-        let account = self.pricing.accounts.payer(business, self.pricing.accounts.messaging_account(business, messaging_account).as_deref());
+        let account = self.pricing.accounts.payer(
+            business,
+            self.pricing
+                .accounts
+                .messaging_account(business, messaging_account)
+                .as_deref(),
+        );
         let local = account.timezone.to_datetime(now).date();
         let market = self.pricing.markets.lookup(user, local).market;
         let rate = self
             .pricing
             .rates
-            .select(account.currency, wameter_core::category::PricingModel::Pmp, local)
+            .select(
+                account.currency,
+                wameter_core::category::PricingModel::Pmp,
+                local,
+            )
             .ok()
-            .and_then(|card| card.rate(&market, wameter_core::category::PricingCategory::Marketing).ok());
+            .and_then(|card| {
+                card.rate(&market, wameter_core::category::PricingCategory::Marketing)
+                    .ok()
+            });
         let minor = Decimal::from(10u64.pow(account.currency.minor_digits()));
         let max = Decimal::from(bid_amount) * multiplier / Decimal::from(1000) / minor;
-        MetaCost { amount: rate.map_or(max, |rate| rate.min(max)).normalize(), currency: account.currency }
+        MetaCost {
+            amount: rate.map_or(max, |rate| rate.min(max)).normalize(),
+            currency: account.currency,
+        }
     }
 
     /// Statuses planned but not yet due, as the events they will become:
     /// the future as planned, which prices a `sent` status the way its
     /// delivery will be priced.
     fn planned(&self) -> Sql<Vec<Planned>> {
-        let mut statement = self.db.prepare("SELECT seq, due, id, status, error FROM schedule ORDER BY due, seq")?;
+        let mut statement = self
+            .db
+            .prepare("SELECT seq, due, id, status, error FROM schedule ORDER BY due, seq")?;
         let rows = statement.query_map([], |row| {
             let status: String = row.get(3)?;
             Ok(Planned {
@@ -877,7 +1216,11 @@ impl World {
         let now = self.now(real);
         // The clock ticks ten times a second: look at the whole schedule
         // only when something is due.
-        let any_due: bool = self.db.query_row("SELECT EXISTS (SELECT 1 FROM schedule WHERE due <= ?1)", [now.as_second()], |row| row.get(0))?;
+        let any_due: bool = self.db.query_row(
+            "SELECT EXISTS (SELECT 1 FROM schedule WHERE due <= ?1)",
+            [now.as_second()],
+            |row| row.get(0),
+        )?;
         if !any_due {
             return Ok(0);
         }
@@ -887,8 +1230,11 @@ impl World {
             return Ok(0);
         }
         // A `read` planned without a `delivered` is the status that charges.
-        let delivered_planned: HashSet<Box<str>> =
-            planned.iter().filter(|p| p.status == DeliveryStatus::Delivered).map(|p| p.id.clone()).collect();
+        let delivered_planned: HashSet<Box<str>> = planned
+            .iter()
+            .filter(|p| p.status == DeliveryStatus::Delivered)
+            .map(|p| p.id.clone())
+            .collect();
         self.transaction(|world| world.fire(real, &planned[..due], &delivered_planned))?;
         Ok(due)
     }
@@ -901,10 +1247,20 @@ impl World {
         delivered_planned: &HashSet<Box<str>>,
     ) -> Sql<()> {
         let mut bodies = Vec::with_capacity(due.len());
-        for Planned { seq, at, id, status, error } in due {
-            let kind = self.status_event(*at, Origin::default(), id, *status, *error).kind;
+        for Planned {
+            seq,
+            at,
+            id,
+            status,
+            error,
+        } in due
+        {
+            let kind = self
+                .status_event(*at, Origin::default(), id, *status, *error)
+                .kind;
             self.append(*at, kind)?;
-            self.db.execute("DELETE FROM schedule WHERE seq = ?1", [seq])?;
+            self.db
+                .execute("DELETE FROM schedule WHERE seq = ?1", [seq])?;
             let (business, wa_id, graph_version, messaging_account): (String, String, u32, Option<String>) =
                 self.db.query_row("SELECT business, wa_id, graph_version, messaging_account FROM messages WHERE id = ?1", [&**id], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
@@ -925,21 +1281,32 @@ impl World {
             // that sent it: its id is the entry's.
             let (waba, display) = self.sender_parts(&business);
             let waba = messaging_account.unwrap_or(waba);
-            let sender = Sender { waba: &waba, phone_number_id: &business, display_phone_number: &display };
+            let sender = Sender {
+                waba: &waba,
+                phone_number_id: &business,
+                display_phone_number: &display,
+            };
             let error = error.map(|code| code as u32);
-            let user_id = UserId::parse(&wa_id).ok().and_then(|user| self.bsuid(&business, &user, *at));
-            bodies.push(sender.status(&StatusReport {
-                id,
-                status: status.as_str(),
-                at: *at,
-                recipient_wa_id: &wa_id,
-                recipient_user_id: user_id.as_deref(),
-                charge,
-                error,
-                graph_version,
-                marketing_lite: self.marketing_lite.contains_key(&**id),
-                cost: self.marketing_lite.get(&**id).and_then(|(_, _, cost)| *cost),
-            }));
+            let user_id = UserId::parse(&wa_id)
+                .ok()
+                .and_then(|user| self.bsuid(&business, &user, *at));
+            bodies.push(
+                sender.status(&StatusReport {
+                    id,
+                    status: status.as_str(),
+                    at: *at,
+                    recipient_wa_id: &wa_id,
+                    recipient_user_id: user_id.as_deref(),
+                    charge,
+                    error,
+                    graph_version,
+                    marketing_lite: self.marketing_lite.contains_key(&**id),
+                    cost: self
+                        .marketing_lite
+                        .get(&**id)
+                        .and_then(|(_, _, cost)| *cost),
+                }),
+            );
         }
         for body in &bodies {
             self.enqueue(real, body)?;
@@ -950,10 +1317,14 @@ impl World {
     /// The WABA's templates, starting with Meta's sample `hello_world` the
     /// first time the WABA is seen.
     pub fn templates(&mut self, waba: &str) -> Result<Vec<Template>, GraphError> {
-        let inserted = self.db.execute("INSERT OR IGNORE INTO wabas (waba) VALUES (?1)", [waba]).map_err(sql_error)?;
+        let inserted = self
+            .db
+            .execute("INSERT OR IGNORE INTO wabas (waba) VALUES (?1)", [waba])
+            .map_err(sql_error)?;
         if inserted == 1 {
             let id = self.next_template_id().map_err(sql_error)?;
-            self.insert_template(waba, &Template::hello_world(id)).map_err(sql_error)?;
+            self.insert_template(waba, &Template::hello_world(id))
+                .map_err(sql_error)?;
         }
         let mut statement = self
             .db
@@ -971,7 +1342,10 @@ impl World {
                     status: row.get(4)?,
                     components: serde_json::from_str(&components).unwrap_or(Value::Null),
                     parameter_format: row.get(6)?,
-                    previous_category: row.get::<_, Option<String>>(7)?.as_deref().and_then(parse_category),
+                    previous_category: row
+                        .get::<_, Option<String>>(7)?
+                        .as_deref()
+                        .and_then(parse_category),
                     bid_amount: row.get::<_, Option<i64>>(8)?.map(|b| b as u64),
                 })
             })
@@ -980,7 +1354,12 @@ impl World {
     }
 
     /// Stores an upload (`POST /{phone_number_id}/media`) and returns its id.
-    pub fn upload_media(&mut self, business: &str, mime_type: &str, bytes: &[u8]) -> Result<Value, GraphError> {
+    pub fn upload_media(
+        &mut self,
+        business: &str,
+        mime_type: &str,
+        bytes: &[u8],
+    ) -> Result<Value, GraphError> {
         use sha2::Digest;
         self.check_business(business)?;
         crate::media::check_upload(mime_type, bytes.len())?;
@@ -1003,9 +1382,19 @@ impl World {
     pub fn media(&self, id: &str, business: Option<&str>) -> Result<Option<MediaInfo>, GraphError> {
         let info = self
             .db
-            .query_row("SELECT id, business, mime_type, sha256, file_size FROM media WHERE id = ?1", [id], |row| {
-                Ok(MediaInfo { id: row.get(0)?, business: row.get(1)?, mime_type: row.get(2)?, sha256: row.get(3)?, file_size: row.get(4)? })
-            })
+            .query_row(
+                "SELECT id, business, mime_type, sha256, file_size FROM media WHERE id = ?1",
+                [id],
+                |row| {
+                    Ok(MediaInfo {
+                        id: row.get(0)?,
+                        business: row.get(1)?,
+                        mime_type: row.get(2)?,
+                        sha256: row.get(3)?,
+                        file_size: row.get(4)?,
+                    })
+                },
+            )
             .optional()
             .map_err(sql_error)?;
         Ok(info.filter(|info| business.is_none_or(|business| info.business == business)))
@@ -1013,7 +1402,14 @@ impl World {
 
     /// An upload's MIME type and bytes.
     pub fn media_bytes(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, GraphError> {
-        self.db.query_row("SELECT mime_type, bytes FROM media WHERE id = ?1", [id], |row| Ok((row.get(0)?, row.get(1)?))).optional().map_err(sql_error)
+        self.db
+            .query_row(
+                "SELECT mime_type, bytes FROM media WHERE id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sql_error)
     }
 
     /// Deletes an upload; `false` when there is none of that id (for that
@@ -1022,7 +1418,9 @@ impl World {
         if self.media(id, business)?.is_none() {
             return Ok(false);
         }
-        self.db.execute("DELETE FROM media WHERE id = ?1", [id]).map_err(sql_error)?;
+        self.db
+            .execute("DELETE FROM media WHERE id = ?1", [id])
+            .map_err(sql_error)?;
         Ok(true)
     }
 
@@ -1054,7 +1452,12 @@ impl World {
         Ok(())
     }
 
-    fn find_template(&mut self, waba: &str, name: &str, language: &str) -> Result<Template, GraphError> {
+    fn find_template(
+        &mut self,
+        waba: &str,
+        name: &str,
+        language: &str,
+    ) -> Result<Template, GraphError> {
         let template = self
             .templates(waba)?
             .into_iter()
@@ -1068,10 +1471,17 @@ impl World {
     /// at once, with the category asked for.
     pub fn create_template(&mut self, waba: &str, body: &Value) -> Result<Value, GraphError> {
         let new = templates::parse_new(body)?;
-        if self.templates(waba)?.iter().any(|t| t.name == new.name && t.language == new.language) {
+        if self
+            .templates(waba)?
+            .iter()
+            .any(|t| t.name == new.name && t.language == new.language)
+        {
             return Err(GraphError {
                 subcode: Some(2_388_024),
-                ..GraphError::invalid(format!("a template `{}` in {} already exists", new.name, new.language))
+                ..GraphError::invalid(format!(
+                    "a template `{}` in {} already exists",
+                    new.name, new.language
+                ))
             });
         }
         let id = self.next_template_id().map_err(sql_error)?;
@@ -1087,15 +1497,21 @@ impl World {
             bid_amount: new.bid_amount,
         };
         self.insert_template(waba, &template).map_err(sql_error)?;
-        Ok(json!({"id": template.id, "status": template.status, "category": category_name(template.category)}))
+        Ok(
+            json!({"id": template.id, "status": template.status, "category": category_name(template.category)}),
+        )
     }
 
     /// The templates a control request names (`waba`, `name`, optional
     /// `language`): all languages of the name when no language is given.
-    fn named_templates(&mut self, request: &Value) -> Result<(String, Vec<Template>), ControlError> {
+    fn named_templates(
+        &mut self,
+        request: &Value,
+    ) -> Result<(String, Vec<Template>), ControlError> {
         let field = |name: &str| request.get(name).and_then(Value::as_str);
         let waba = field("waba").ok_or_else(|| ControlError("`waba` is required".into()))?;
-        let name = field("name").ok_or_else(|| ControlError("`name` (the template's) is required".into()))?;
+        let name = field("name")
+            .ok_or_else(|| ControlError("`name` (the template's) is required".into()))?;
         let language = field("language");
         let named: Vec<Template> = self
             .templates(waba)
@@ -1104,7 +1520,10 @@ impl World {
             .filter(|t| t.name == name && language.is_none_or(|l| l == t.language))
             .collect();
         if named.is_empty() {
-            return Err(ControlError(format!("WABA {waba} has no template `{name}`{}", language.map(|l| format!(" in {l}")).unwrap_or_default())));
+            return Err(ControlError(format!(
+                "WABA {waba} has no template `{name}`{}",
+                language.map(|l| format!(" in {l}")).unwrap_or_default()
+            )));
         }
         Ok((waba.to_string(), named))
     }
@@ -1123,14 +1542,21 @@ impl World {
         let result = self.transaction(|world| {
             for template in templates {
                 // Meta's webhooks give template ids as numbers.
-                let id = template.id.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::from(template.id.clone()));
+                let id = template
+                    .id
+                    .parse::<u64>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| Value::from(template.id.clone()));
                 let value = json!({
                     "message_template_id": id,
                     "message_template_name": template.name,
                     "message_template_language": template.language,
                 });
                 let (field, value) = change(&world.db, template, value)?;
-                world.enqueue(real, &wameter_meta::outgoing::change(waba, now, field, value))?;
+                world.enqueue(
+                    real,
+                    &wameter_meta::outgoing::change(waba, now, field, value),
+                )?;
             }
             Ok(())
         });
@@ -1141,33 +1567,64 @@ impl World {
     /// Meta re-categorises a template (`POST /_sandbox/templates/category`):
     /// later sends use the new category, and the app gets a
     /// `template_category_update` webhook per language changed.
-    pub fn change_category(&mut self, real: Timestamp, request: &Value) -> Result<Value, ControlError> {
-        let category = request.get("category").and_then(Value::as_str).ok_or_else(|| ControlError("`category` is required".into()))?;
-        let category = parse_category(category).ok_or_else(|| ControlError(format!("`category` `{category}`: must be MARKETING, UTILITY or AUTHENTICATION")))?;
+    pub fn change_category(
+        &mut self,
+        real: Timestamp,
+        request: &Value,
+    ) -> Result<Value, ControlError> {
+        let category = request
+            .get("category")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ControlError("`category` is required".into()))?;
+        let category = parse_category(category).ok_or_else(|| {
+            ControlError(format!(
+                "`category` `{category}`: must be MARKETING, UTILITY or AUTHENTICATION"
+            ))
+        })?;
         let (waba, changed) = self.named_templates(request)?;
         let now = self.update_templates(real, &waba, &changed, |db, template, mut value| {
             db.execute(
                 "UPDATE templates SET category = ?1, previous_category = ?2 WHERE id = ?3",
-                params![category_name(category), category_name(template.category), template.id],
+                params![
+                    category_name(category),
+                    category_name(template.category),
+                    template.id
+                ],
             )?;
             value["previous_category"] = json!(category_name(template.category));
             value["new_category"] = json!(category_name(category));
             Ok(("template_category_update", value))
         })?;
-        Ok(json!({"changed": changed.len(), "category": category_name(category), "at": now.to_string()}))
+        Ok(
+            json!({"changed": changed.len(), "category": category_name(category), "at": now.to_string()}),
+        )
     }
 
     /// Meta reviews a template again (`POST /_sandbox/templates/status`):
     /// a template that is not `APPROVED` cannot be sent, and the app gets a
     /// `message_template_status_update` webhook per language.
-    pub fn change_status(&mut self, real: Timestamp, request: &Value) -> Result<Value, ControlError> {
-        let status = request.get("status").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
+    pub fn change_status(
+        &mut self,
+        real: Timestamp,
+        request: &Value,
+    ) -> Result<Value, ControlError> {
+        let status = request
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_ascii_uppercase();
         if !templates::STATUSES.contains(&status.as_str()) {
-            return Err(ControlError(format!("`status` must be one of {}", templates::STATUSES.join(", "))));
+            return Err(ControlError(format!(
+                "`status` must be one of {}",
+                templates::STATUSES.join(", ")
+            )));
         }
         let (waba, changed) = self.named_templates(request)?;
         let now = self.update_templates(real, &waba, &changed, |db, template, mut value| {
-            db.execute("UPDATE templates SET status = ?1 WHERE id = ?2", params![status, template.id])?;
+            db.execute(
+                "UPDATE templates SET status = ?1 WHERE id = ?2",
+                params![status, template.id],
+            )?;
             value["event"] = json!(status);
             value["message_template_category"] = json!(category_name(template.category));
             value["reason"] = json!("NONE");
@@ -1227,7 +1684,17 @@ impl World {
         });
         let warnings: Vec<WarningJson> = unpriced.chain(warned).collect();
         let mut out = Vec::new();
-        write_document(&mut out, &report.charges, Others { calls: &report.calls, agent: &report.agent }, &warnings, Default::default()).expect("writing to memory cannot fail");
+        write_document(
+            &mut out,
+            &report.charges,
+            Others {
+                calls: &report.calls,
+                agent: &report.agent,
+            },
+            &warnings,
+            Default::default(),
+        )
+        .expect("writing to memory cannot fail");
         out
     }
 
@@ -1237,19 +1704,32 @@ impl World {
             "SELECT seq, body, attempts FROM outbox WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, seq LIMIT ?2",
         )?;
         let rows = statement.query_map(params![real.as_millisecond(), limit as i64], |row| {
-            Ok(Outgoing { seq: row.get(0)?, body: row.get(1)?, attempts: row.get(2)? })
+            Ok(Outgoing {
+                seq: row.get(0)?,
+                body: row.get(1)?,
+                attempts: row.get(2)?,
+            })
         })?;
         rows.collect()
     }
 
     /// When the next pending webhook falls due (real milliseconds).
     pub fn next_webhook_ms(&self) -> Sql<Option<i64>> {
-        self.db.query_row("SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'", [], |row| row.get(0))
+        self.db.query_row(
+            "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'",
+            [],
+            |row| row.get(0),
+        )
     }
 
     /// Records a post: delivered, or failed and retried after `retry_in`
     /// (`None`: given up).
-    pub fn webhook_result(&self, real: Timestamp, seq: i64, error: Option<(&str, Option<SignedDuration>)>) -> Sql<()> {
+    pub fn webhook_result(
+        &self,
+        real: Timestamp,
+        seq: i64,
+        error: Option<(&str, Option<SignedDuration>)>,
+    ) -> Sql<()> {
         match error {
             None => self.db.execute("UPDATE outbox SET state = 'delivered', attempts = attempts + 1 WHERE seq = ?1", [seq])?,
             Some((error, Some(retry_in))) => self.db.execute(
@@ -1267,7 +1747,9 @@ impl World {
     /// Every webhook the sandbox has written, with its delivery state
     /// (`GET /_sandbox/webhooks`).
     pub fn webhooks(&self) -> Sql<Value> {
-        let mut statement = self.db.prepare("SELECT seq, body, attempts, state, last_error FROM outbox ORDER BY seq")?;
+        let mut statement = self
+            .db
+            .prepare("SELECT seq, body, attempts, state, last_error FROM outbox ORDER BY seq")?;
         let rows = statement.query_map([], |row| {
             let body: String = row.get(1)?;
             Ok(json!({

@@ -28,17 +28,60 @@ fn pair_rows(user: &UserId, now: Timestamp, sends: usize) -> Vec<StoredEvent> {
     let mut events = Vec::new();
     let origin = Origin::default();
     let mut at = now - SignedDuration::from_hours(30);
-    events.push(Event { at, origin, kind: EventKind::Inbound { business: BUSINESS.into(), user: user.clone(), id: Some("wamid.in".into()), entry_point: None, kind: Default::default() } });
+    events.push(Event {
+        at,
+        origin,
+        kind: EventKind::Inbound {
+            business: BUSINESS.into(),
+            user: user.clone(),
+            id: Some("wamid.in".into()),
+            entry_point: None,
+            kind: Default::default(),
+        },
+    });
     for n in 0..sends {
         at += SignedDuration::from_mins(10);
         let id: Box<str> = format!("wamid.out.{n}").into();
-        let template = Some(Template { name: "order_update".into(), category: TemplateCategory::Utility });
-        events.push(Event { at, origin, kind: EventKind::Outbound { business: BUSINESS.into(), user: user.clone(), id: id.clone(), template, messaging_account: None } });
-        for (offset, status) in [(1, DeliveryStatus::Sent), (2, DeliveryStatus::Delivered), (30, DeliveryStatus::Read)] {
-            events.push(Event { at: at + SignedDuration::from_secs(offset), origin, kind: EventKind::Status { id: id.clone(), status, error: None, detail: None } });
+        let template = Some(Template {
+            name: "order_update".into(),
+            category: TemplateCategory::Utility,
+        });
+        events.push(Event {
+            at,
+            origin,
+            kind: EventKind::Outbound {
+                business: BUSINESS.into(),
+                user: user.clone(),
+                id: id.clone(),
+                template,
+                messaging_account: None,
+            },
+        });
+        for (offset, status) in [
+            (1, DeliveryStatus::Sent),
+            (2, DeliveryStatus::Delivered),
+            (30, DeliveryStatus::Read),
+        ] {
+            events.push(Event {
+                at: at + SignedDuration::from_secs(offset),
+                origin,
+                kind: EventKind::Status {
+                    id: id.clone(),
+                    status,
+                    error: None,
+                    detail: None,
+                },
+            });
         }
     }
-    events.iter().enumerate().map(|(n, event)| StoredEvent { id: n as i64 + 1, line: EventRecord::new(event).line }).collect()
+    events
+        .iter()
+        .enumerate()
+        .map(|(n, event)| StoredEvent {
+            id: n as i64 + 1,
+            line: EventRecord::new(event).line,
+        })
+        .collect()
 }
 
 fn main() {
@@ -47,13 +90,24 @@ fn main() {
         &format!("[[business]]\nphone_number_id = \"{BUSINESS}\"\nwaba = \"419561257915477\"\ntimezone = \"America/Sao_Paulo\"\ncurrency = \"USD\"\n"),
     )
     .expect("accounts");
-    let pricing = Pricing { accounts, rates: RateBook::builtin(), tiers: Default::default(), markets: MarketTable::builtin(), call_rates: Default::default() };
+    let pricing = Pricing {
+        accounts,
+        rates: RateBook::builtin(),
+        tiers: Default::default(),
+        markets: MarketTable::builtin(),
+        call_rates: Default::default(),
+    };
     let user = UserId::parse("+5511999990000").expect("user");
     let now: Timestamp = "2026-11-30T12:00:00Z".parse().expect("instant");
     for sends in [2, 9, 40] {
         let rows = pair_rows(&user, now, sends);
         let rounds = 20_000 / sends.max(1);
-        let mut laps = [Vec::with_capacity(rounds), Vec::with_capacity(rounds), Vec::with_capacity(rounds), Vec::with_capacity(rounds)];
+        let mut laps = [
+            Vec::with_capacity(rounds),
+            Vec::with_capacity(rounds),
+            Vec::with_capacity(rounds),
+            Vec::with_capacity(rounds),
+        ];
         let read_back = meter::ReadBack::default();
         for _ in 0..rounds {
             let started = Instant::now();
@@ -66,20 +120,37 @@ fn main() {
             laps[3].push(read_again - loaded);
             let loaded = Instant::now();
             let engine = pricing.engine();
-            let windows = meter::windows(&engine, events.clone(), BUSINESS, &user, now + SignedDuration::from_nanos(1));
+            let windows = meter::windows(
+                &engine,
+                events.clone(),
+                BUSINESS,
+                &user,
+                now + SignedDuration::from_nanos(1),
+            );
             let windowed = Instant::now();
-            let template = Some(Template { name: "order_update".into(), category: TemplateCategory::Utility });
+            let template = Some(Template {
+                name: "order_update".into(),
+                category: TemplateCategory::Utility,
+            });
             let charge = meter::predict(&engine, events, BUSINESS, &user, now, template, None);
             let done = Instant::now();
-            assert!(windows.customer_service_window.is_none() && charge.is_some_and(|c| c.billable), "the bench prices what it means to");
+            assert!(
+                windows.customer_service_window.is_none() && charge.is_some_and(|c| c.billable),
+                "the bench prices what it means to"
+            );
             laps[0].push(loaded - started);
             laps[1].push(windowed - loaded);
             laps[2].push(done - windowed);
         }
         print!("{:>3} events:", rows.len());
-        for (name, lap) in ["parse", "windows", "predict", "read back"].iter().zip(&mut laps) {
+        for (name, lap) in ["parse", "windows", "predict", "read back"]
+            .iter()
+            .zip(&mut laps)
+        {
             lap.sort();
-            let micros = |q: f64| lap[((lap.len() as f64 * q) as usize).min(lap.len() - 1)].as_secs_f64() * 1e6;
+            let micros = |q: f64| {
+                lap[((lap.len() as f64 * q) as usize).min(lap.len() - 1)].as_secs_f64() * 1e6
+            };
             print!("  {name} p50 {:.1} p99 {:.1} µs", micros(0.5), micros(0.99));
         }
         println!();

@@ -38,10 +38,13 @@ fn instant(name: &str, text: &str, zone: &jiff::tz::TimeZone) -> Result<Timestam
         return Ok(at);
     }
     if let Ok(seconds) = text.parse::<i64>() {
-        return Timestamp::from_second(seconds).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")));
+        return Timestamp::from_second(seconds)
+            .map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")));
     }
     if let Ok(date) = text.parse::<jiff::civil::Date>() {
-        return zone.to_timestamp(date.to_datetime(jiff::civil::Time::midnight())).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")));
+        return zone
+            .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+            .map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")));
     }
     Err(ApiError::bad_request(format!(
         "`{name}` = {text:?} is not an RFC 3339 instant with offset (2025-07-01T10:00:00Z), UNIX seconds, or a date (2025-07-01)"
@@ -49,7 +52,9 @@ fn instant(name: &str, text: &str, zone: &jiff::tz::TimeZone) -> Result<Timestam
 }
 
 fn micros_text(us: i64) -> String {
-    Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default()
+    Timestamp::from_microsecond(us)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 fn user_id(text: &str) -> Result<UserId, ApiError> {
@@ -58,14 +63,29 @@ fn user_id(text: &str) -> Result<UserId, ApiError> {
 
 /// The business phone numbers a scoped token sees among those stored;
 /// `None` for a token that sees every WABA.
-async fn visible_businesses(state: &AppState, scope: &Scope) -> Result<Option<BTreeSet<String>>, ApiError> {
+async fn visible_businesses(
+    state: &AppState,
+    scope: &Scope,
+) -> Result<Option<BTreeSet<String>>, ApiError> {
     if *scope == Scope::All {
         return Ok(None);
     }
     let pricing = &state.config.pricing;
-    let mut visible: BTreeSet<String> = state.store.businesses().await?.into_iter().filter(|b| pricing.sees_business(scope, b)).collect();
+    let mut visible: BTreeSet<String> = state
+        .store
+        .businesses()
+        .await?
+        .into_iter()
+        .filter(|b| pricing.sees_business(scope, b))
+        .collect();
     // A partner's account on a number it has not written to yet.
-    visible.extend(pricing.accounts.businesses().filter(|b| pricing.sees_business(scope, &b.phone_number_id)).map(|b| b.phone_number_id.to_string()));
+    visible.extend(
+        pricing
+            .accounts
+            .businesses()
+            .filter(|b| pricing.sees_business(scope, &b.phone_number_id))
+            .map(|b| b.phone_number_id.to_string()),
+    );
     Ok(Some(visible))
 }
 
@@ -73,7 +93,9 @@ fn check_business(state: &AppState, token: &ApiToken, business: &str) -> Result<
     if state.config.pricing.sees_business(&token.scope, business) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(format!("this token does not see business {business}")))
+        Err(ApiError::forbidden(format!(
+            "this token does not see business {business}"
+        )))
     }
 }
 
@@ -135,7 +157,10 @@ pub struct WindowsQuery {
 }
 
 fn window_state(window: Option<wameter_core::window::Window>) -> WindowState {
-    WindowState { open: window.is_some(), closes_at: window.map(|w| w.closes_at.to_string()) }
+    WindowState {
+        open: window.is_some(),
+        closes_at: window.map(|w| w.closes_at.to_string()),
+    }
 }
 
 /// Whether the customer service window and free entry point are open.
@@ -151,15 +176,26 @@ pub async fn windows(
     let token = token(&state, &headers)?;
     check_business(&state, token, &business)?;
     let user = user_id(&user)?;
-    let zone = state.config.pricing.accounts.get_or_default(&business).timezone.clone();
+    let zone = state
+        .config
+        .pricing
+        .accounts
+        .get_or_default(&business)
+        .timezone
+        .clone();
     let at = match &query.at {
         Some(text) => instant("at", text, &zone)?,
         None => Timestamp::now(),
     };
-    let since = at.checked_sub(settlement::LOOK_BACK).unwrap_or(Timestamp::MIN);
+    let since = at
+        .checked_sub(settlement::LOOK_BACK)
+        .unwrap_or(Timestamp::MIN);
     // Both reads together: this is the query a sender makes before every
     // send, so its latency matters.
-    let (rows, contact) = state.store.contact_with_events(&business, &user.to_string(), since.as_microsecond()).await?;
+    let (rows, contact) = state
+        .store
+        .contact_with_events(&business, &user.to_string(), since.as_microsecond())
+        .await?;
     let loaded = meter::load(&rows);
     let engine = state.config.pricing.engine();
     let found = meter::windows(&engine, loaded.events, &business, &user, at);
@@ -204,7 +240,11 @@ struct Slice {
     to: Option<Timestamp>,
 }
 
-async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Result<Answer, ApiError> {
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &SliceQuery,
+) -> Result<Answer, ApiError> {
     let token = token(state, headers)?;
     let pricing = &state.config.pricing;
     let zone = match &query.business {
@@ -219,24 +259,38 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
             }
             None => visible_businesses(state, &token.scope).await?,
         },
-        from: query.from.as_deref().map(|t| instant("from", t, &zone)).transpose()?,
-        to: query.to.as_deref().map(|t| instant("to", t, &zone)).transpose()?,
+        from: query
+            .from
+            .as_deref()
+            .map(|t| instant("from", t, &zone))
+            .transpose()?,
+        to: query
+            .to
+            .as_deref()
+            .map(|t| instant("to", t, &zone))
+            .transpose()?,
     };
     if let (Some(from), Some(to)) = (slice.from, slice.to) {
         if from >= to {
-            return Err(ApiError::bad_request(format!("`from` ({from}) must be before `to` ({to})")));
+            return Err(ApiError::bad_request(format!(
+                "`from` ({from}) must be before `to` ({to})"
+            )));
         }
     }
     // Everything stored before the question is settled before it is
     // answered.
     crate::settle::settle_pending(state).await?;
     let businesses: Option<Vec<String>> = slice.visible.map(|set| set.into_iter().collect());
-    let (first, last) = settlement::months_of_slice(slice.from.unwrap_or(Timestamp::MIN), slice.to.unwrap_or(Timestamp::MAX));
+    let (first, last) = settlement::months_of_slice(
+        slice.from.unwrap_or(Timestamp::MIN),
+        slice.to.unwrap_or(Timestamp::MAX),
+    );
     let charges = ChargeSlice {
         businesses,
         from_us: slice.from.map_or(i64::MIN, |t| t.as_microsecond()),
         to_us: slice.to.map_or(i64::MAX, |t| t.as_microsecond()),
-        months: (slice.from.is_some() || slice.to.is_some()).then(|| (first.to_string(), last.to_string())),
+        months: (slice.from.is_some() || slice.to.is_some())
+            .then(|| (first.to_string(), last.to_string())),
     };
     let rows = state.store.charges(charges.clone()).await?;
     let warnings = state.store.charge_warnings(charges).await?;
@@ -246,8 +300,14 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
     let config = state.config.clone();
     // Parsing and ordering tens of thousands of lines is CPU work.
     tokio::task::spawn_blocking(move || {
-        let sees = |business: &str, account: Option<&str>| scope.sees(&config.pricing.account_of(business, account));
-        let filter: Option<&(dyn Fn(&str, Option<&str>) -> bool + Sync)> = if scope == Scope::All { None } else { Some(&sees) };
+        let sees = |business: &str, account: Option<&str>| {
+            scope.sees(&config.pricing.account_of(business, account))
+        };
+        let filter: Option<&(dyn Fn(&str, Option<&str>) -> bool + Sync)> = if scope == Scope::All {
+            None
+        } else {
+            Some(&sees)
+        };
         meter::answer(rows, warnings, filter)
     })
     .await
@@ -259,14 +319,35 @@ async fn answer(state: &AppState, headers: &HeaderMap, query: &SliceQuery) -> Re
 /// engine.
 #[utoipa::path(get, path = "/v1/charges", tag = "query", security(("bearer" = [])), params(SliceQuery),
     responses((status = 200, description = "The `replay --json` document (interfaces §4)", content_type = "application/json", body = Object), (status = 400), (status = 401), (status = 403)))]
-pub async fn charges(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQuery(query): ApiQuery<SliceQuery>) -> Result<Response, ApiError> {
+pub async fn charges(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<SliceQuery>,
+) -> Result<Response, ApiError> {
     let answer = answer(&state, &headers, &query).await?;
     telemetry::charge_query("charges");
     let mut out = Vec::with_capacity(512 * (answer.charges.len() + 1));
     let lines = answer.charges.iter().map(|charge| Ok(charge.line.as_str()));
-    wameter_log::replay_json::write_document_lines(&mut out, lines, OtherLines { calls: &answer.calls, agent: &answer.agent }, &answer.totals, &answer.warnings_json(), Default::default())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], out).into_response())
+    wameter_log::replay_json::write_document_lines(
+        &mut out,
+        lines,
+        OtherLines {
+            calls: &answer.calls,
+            agent: &answer.agent,
+        },
+        &answer.totals,
+        &answer.warnings_json(),
+        Default::default(),
+    )
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response())
 }
 
 /// One line of a cost report.
@@ -331,12 +412,24 @@ pub struct CostReport {
     warnings: Vec<serde_json::Value>,
 }
 
-const DIMENSIONS: &[&str] = &["month", "category", "market", "business", "messaging_account", "pricing_model", "type"];
+const DIMENSIONS: &[&str] = &[
+    "month",
+    "category",
+    "market",
+    "business",
+    "messaging_account",
+    "pricing_model",
+    "type",
+];
 
 /// Costs grouped by month (business-local), category, market, business…
 #[utoipa::path(get, path = "/v1/reports/costs", tag = "query", security(("bearer" = [])), params(SliceQuery),
     responses((status = 200, body = CostReport), (status = 400), (status = 401), (status = 403)))]
-pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQuery(query): ApiQuery<SliceQuery>) -> Result<Json<CostReport>, ApiError> {
+pub async fn costs(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<SliceQuery>,
+) -> Result<Json<CostReport>, ApiError> {
     let group_by: Vec<String> = query
         .group_by
         .as_deref()
@@ -347,7 +440,10 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
         .map(String::from)
         .collect();
     if let Some(unknown) = group_by.iter().find(|d| !DIMENSIONS.contains(&d.as_str())) {
-        return Err(ApiError::bad_request(format!("`group_by`: unknown dimension {unknown:?}; use {}", DIMENSIONS.join(", "))));
+        return Err(ApiError::bad_request(format!(
+            "`group_by`: unknown dimension {unknown:?}; use {}",
+            DIMENSIONS.join(", ")
+        )));
     }
     let answer = answer(&state, &headers, &query).await?;
     let pricing = &state.config.pricing;
@@ -364,12 +460,17 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
                 "category" => charge.category.clone(),
                 "market" => charge.market.clone(),
                 "business" => charge.business.clone(),
-                "messaging_account" => pricing.account_of(&charge.business, charge.messaging_account.as_deref()),
+                "messaging_account" => {
+                    pricing.account_of(&charge.business, charge.messaging_account.as_deref())
+                }
                 "pricing_model" => charge.pricing_model.clone(),
                 _ => charge.pricing_type.clone(),
             })
             .collect();
-        for entry in [rows.entry((key, charge.currency.clone())).or_default(), totals.entry(charge.currency.clone()).or_default()] {
+        for entry in [
+            rows.entry((key, charge.currency.clone())).or_default(),
+            totals.entry(charge.currency.clone()).or_default(),
+        ] {
             entry.0 += 1;
             entry.1 += u64::from(charge.billable);
             entry.4 += kept.amount;
@@ -377,8 +478,14 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
     }
     // Agent usage is a category of its own, `meta_business_agent`.
     for line in &answer.agent {
-        let usage: wameter_log::replay_json::AgentLine = serde_json::from_str(line).map_err(|e| ApiError::internal(format!("kept agent usage does not read: {e}")))?;
-        let amount: Decimal = usage.amount.parse().map_err(|_| ApiError::internal(format!("kept agent usage {} has no decimal amount", usage.usage_id)))?;
+        let usage: wameter_log::replay_json::AgentLine = serde_json::from_str(line)
+            .map_err(|e| ApiError::internal(format!("kept agent usage does not read: {e}")))?;
+        let amount: Decimal = usage.amount.parse().map_err(|_| {
+            ApiError::internal(format!(
+                "kept agent usage {} has no decimal amount",
+                usage.usage_id
+            ))
+        })?;
         let key: Vec<String> = group_by
             .iter()
             .map(|dimension| match dimension.as_str() {
@@ -386,20 +493,28 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
                 "category" => "meta_business_agent".to_string(),
                 "market" => String::new(),
                 "business" => usage.business.clone(),
-                "messaging_account" => pricing.account_of(&usage.business, usage.messaging_account.as_deref()),
+                "messaging_account" => {
+                    pricing.account_of(&usage.business, usage.messaging_account.as_deref())
+                }
                 "pricing_model" => "tokens".to_string(),
                 _ => if usage.billable { "regular" } else { "free" }.to_string(),
             })
             .collect();
-        for entry in [rows.entry((key, usage.currency.clone())).or_default(), totals.entry(usage.currency.clone()).or_default()] {
+        for entry in [
+            rows.entry((key, usage.currency.clone())).or_default(),
+            totals.entry(usage.currency.clone()).or_default(),
+        ] {
             entry.4 += amount;
         }
     }
     // Calls are a category of their own (`call`), their model `calling`
     // and their type the direction.
     for line in &answer.calls {
-        let call: wameter_log::replay_json::CallLine = serde_json::from_str(line).map_err(|e| ApiError::internal(format!("kept call does not read: {e}")))?;
-        let amount: Decimal = call.amount.parse().map_err(|_| ApiError::internal(format!("kept call {} has no decimal amount", call.call_id)))?;
+        let call: wameter_log::replay_json::CallLine = serde_json::from_str(line)
+            .map_err(|e| ApiError::internal(format!("kept call does not read: {e}")))?;
+        let amount: Decimal = call.amount.parse().map_err(|_| {
+            ApiError::internal(format!("kept call {} has no decimal amount", call.call_id))
+        })?;
         let key: Vec<String> = group_by
             .iter()
             .map(|dimension| match dimension.as_str() {
@@ -407,12 +522,17 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
                 "category" => "call".to_string(),
                 "market" => call.market.clone(),
                 "business" => call.business.clone(),
-                "messaging_account" => pricing.account_of(&call.business, call.messaging_account.as_deref()),
+                "messaging_account" => {
+                    pricing.account_of(&call.business, call.messaging_account.as_deref())
+                }
                 "pricing_model" => "calling".to_string(),
                 _ => call.direction.clone(),
             })
             .collect();
-        for entry in [rows.entry((key, call.currency.clone())).or_default(), totals.entry(call.currency.clone()).or_default()] {
+        for entry in [
+            rows.entry((key, call.currency.clone())).or_default(),
+            totals.entry(call.currency.clone()).or_default(),
+        ] {
             entry.2 += 1;
             entry.3 += u64::from(call.billable);
             entry.4 += amount;
@@ -423,28 +543,41 @@ pub async fn costs(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQu
         to: query.to.clone(),
         rows: rows
             .into_iter()
-            .map(|((key, currency), (messages, billable_messages, calls, billable_calls, amount))| CostRow {
-                key: group_by.iter().cloned().zip(key).collect(),
-                currency,
-                messages,
-                billable_messages,
-                calls,
-                billable_calls,
-                amount: format_amount(amount),
-            })
+            .map(
+                |(
+                    (key, currency),
+                    (messages, billable_messages, calls, billable_calls, amount),
+                )| CostRow {
+                    key: group_by.iter().cloned().zip(key).collect(),
+                    currency,
+                    messages,
+                    billable_messages,
+                    calls,
+                    billable_calls,
+                    amount: format_amount(amount),
+                },
+            )
             .collect(),
         totals: totals
             .into_iter()
-            .map(|(currency, (messages, billable_messages, calls, billable_calls, amount))| CostTotal {
-                currency,
-                messages,
-                billable_messages,
-                calls,
-                billable_calls,
-                amount: format_amount(amount),
-            })
+            .map(
+                |(currency, (messages, billable_messages, calls, billable_calls, amount))| {
+                    CostTotal {
+                        currency,
+                        messages,
+                        billable_messages,
+                        calls,
+                        billable_calls,
+                        amount: format_amount(amount),
+                    }
+                },
+            )
             .collect(),
-        warnings: answer.warnings_json().iter().map(|w| serde_json::to_value(w).unwrap_or_default()).collect(),
+        warnings: answer
+            .warnings_json()
+            .iter()
+            .map(|w| serde_json::to_value(w).unwrap_or_default())
+            .collect(),
         group_by,
     }))
 }
@@ -474,46 +607,85 @@ pub struct RejectedLine {
 #[utoipa::path(post, path = "/v1/events", tag = "events", security(("bearer" = [])),
     request_body(content = String, description = "Canonical NDJSON (interfaces §1); webhook bodies may be mixed in", content_type = "application/x-ndjson"),
     responses((status = 200, body = EventsAccepted), (status = 401), (status = 413)))]
-pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<EventsAccepted>, ApiError> {
+pub async fn post_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<EventsAccepted>, ApiError> {
     let token = token(&state, &headers)?;
-    let body = body.map_err(|rejection| ApiError { status: rejection.status(), code: "bad_body", message: rejection.body_text() })?;
+    let body = body.map_err(|rejection| ApiError {
+        status: rejection.status(),
+        code: "bad_body",
+        message: rejection.body_text(),
+    })?;
     // A line that is not UTF-8 is refused alone, like any malformed line.
     let (text, undecodable) = wameter_log::decode_log(body.to_vec(), 0);
     let pricing = &state.config.pricing;
     let mut events = Vec::new();
     let mut notices = Vec::new();
-    let mut rejected: Vec<RejectedLine> = undecodable.into_iter().map(|error| RejectedLine { line: error.origin.line, error: error.message }).collect();
+    let mut rejected: Vec<RejectedLine> = undecodable
+        .into_iter()
+        .map(|error| RejectedLine {
+            line: error.origin.line,
+            error: error.message,
+        })
+        .collect();
     for (index, line) in text.lines().enumerate() {
         let number = index as u32 + 1;
-        let (line_events, line_notices) = match wameter_log::parse_line(line, Origin { source: 0, line: number }) {
+        let (line_events, line_notices) = match wameter_log::parse_line(
+            line,
+            Origin {
+                source: 0,
+                line: number,
+            },
+        ) {
             Ok(Parsed::Nothing) => continue,
             Ok(Parsed::Event(event)) => (vec![event], Vec::new()),
             Ok(Parsed::Notice(notice)) => (Vec::new(), vec![*notice]),
             Ok(Parsed::Webhook(mut items)) => {
                 for problem in &items.problems {
-                    rejected.push(RejectedLine { line: number, error: format!("{}: {}", problem.path, problem.message) });
+                    rejected.push(RejectedLine {
+                        line: number,
+                        error: format!("{}: {}", problem.path, problem.message),
+                    });
                 }
                 for apart in crate::auth::keep_apart(pricing, &mut items) {
-                    rejected.push(RejectedLine { line: number, error: apart });
+                    rejected.push(RejectedLine {
+                        line: number,
+                        error: apart,
+                    });
                 }
                 (items.events, items.notices)
             }
             Err(error) => {
-                rejected.push(RejectedLine { line: number, error: error.to_string() });
+                rejected.push(RejectedLine {
+                    line: number,
+                    error: error.to_string(),
+                });
                 continue;
             }
         };
         for event in line_events {
             match may_write_event(&token.scope, pricing, &event) {
                 Ok(()) => events.push((number, event)),
-                Err(error) => rejected.push(RejectedLine { line: number, error }),
+                Err(error) => rejected.push(RejectedLine {
+                    line: number,
+                    error,
+                }),
             }
         }
         for notice in line_notices {
-            if notice.waba.as_deref().is_none_or(|waba| token.scope.sees(waba)) {
+            if notice
+                .waba
+                .as_deref()
+                .is_none_or(|waba| token.scope.sees(waba))
+            {
                 notices.push(notice);
             } else {
-                rejected.push(RejectedLine { line: number, error: "this token does not see the notice's WABA".into() });
+                rejected.push(RejectedLine {
+                    line: number,
+                    error: "this token does not see the notice's WABA".into(),
+                });
             }
         }
     }
@@ -523,7 +695,11 @@ pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap,
     state.store_health.wrote(&outcome);
     let written = outcome?;
     telemetry::events_written(&written);
-    Ok(Json(EventsAccepted { accepted: written.accepted, duplicates: written.duplicates, rejected }))
+    Ok(Json(EventsAccepted {
+        accepted: written.accepted,
+        duplicates: written.duplicates,
+        rejected,
+    }))
 }
 
 /// A scoped token's status for a message that only businesses it does
@@ -536,7 +712,12 @@ pub async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap,
 /// posted status never does, so a forger's early status cannot get the
 /// owner's own lines refused, and sends are never refused here (a send under one's own business is one's
 /// own claim, kept apart from any other business's message of that id).
-async fn others_messages_refused(state: &AppState, scope: &Scope, events: Vec<(u32, Event)>, rejected: &mut Vec<RejectedLine>) -> Result<Vec<Event>, ApiError> {
+async fn others_messages_refused(
+    state: &AppState,
+    scope: &Scope,
+    events: Vec<(u32, Event)>,
+    rejected: &mut Vec<RejectedLine>,
+) -> Result<Vec<Event>, ApiError> {
     let status_of = |event: &Event| match &event.kind {
         EventKind::Status { id, .. } => Some(id.to_string()),
         _ => None,
@@ -544,7 +725,10 @@ async fn others_messages_refused(state: &AppState, scope: &Scope, events: Vec<(u
     if *scope == Scope::All {
         return Ok(events.into_iter().map(|(_, event)| event).collect());
     }
-    let mut ids: Vec<String> = events.iter().filter_map(|(_, event)| status_of(event)).collect();
+    let mut ids: Vec<String> = events
+        .iter()
+        .filter_map(|(_, event)| status_of(event))
+        .collect();
     ids.sort();
     ids.dedup();
     let pricing = &state.config.pricing;
@@ -572,14 +756,26 @@ fn may_write_event(scope: &Scope, pricing: &meter::Pricing, event: &Event) -> Re
         (Scope::All, _) => Ok(()),
         // A number shared by Messaging accounts: each token writes for
         // its own accounts.
-        (scope, Some(business)) if pricing.sees_business(scope, business) => match event.kind.messaging_account() {
-            Some(account) if pricing.accounts.get_or_default(business).has_messaging_account(account) && !scope.sees(account) => {
-                Err(format!("this token does not see Messaging account {account}"))
+        (scope, Some(business)) if pricing.sees_business(scope, business) => {
+            match event.kind.messaging_account() {
+                Some(account)
+                    if pricing
+                        .accounts
+                        .get_or_default(business)
+                        .has_messaging_account(account)
+                        && !scope.sees(account) =>
+                {
+                    Err(format!(
+                        "this token does not see Messaging account {account}"
+                    ))
+                }
+                _ => Ok(()),
             }
-            _ => Ok(()),
-        },
+        }
         (_, Some(business)) => Err(format!("this token does not see business {business}")),
-        (_, None) => Err("field `business`: required on a status sent with a token scoped to some WABAs".into()),
+        (_, None) => Err(
+            "field `business`: required on a status sent with a token scoped to some WABAs".into(),
+        ),
     }
 }
 
@@ -600,11 +796,23 @@ const EVENTS_PAGE_MAX: i64 = 10_000;
 /// `X-Wameter-Next-After` gives the `after` of the next page.
 #[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = [])), params(EventsQuery),
     responses((status = 200, description = "Canonical NDJSON", content_type = "application/x-ndjson", body = String), (status = 401)))]
-pub async fn get_events(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQuery(query): ApiQuery<EventsQuery>) -> Result<Response, ApiError> {
+pub async fn get_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Response, ApiError> {
     let token = token(&state, &headers)?;
-    let limit = query.limit.unwrap_or(EVENTS_PAGE_MAX).clamp(1, EVENTS_PAGE_MAX);
-    let businesses = visible_businesses(&state, &token.scope).await?.map(|set| set.into_iter().collect());
-    let rows = state.store.events_after(query.after.unwrap_or(0), limit, businesses).await?;
+    let limit = query
+        .limit
+        .unwrap_or(EVENTS_PAGE_MAX)
+        .clamp(1, EVENTS_PAGE_MAX);
+    let businesses = visible_businesses(&state, &token.scope)
+        .await?
+        .map(|set| set.into_iter().collect());
+    let rows = state
+        .store
+        .events_after(query.after.unwrap_or(0), limit, businesses)
+        .await?;
     let next = rows.last().map_or(query.after.unwrap_or(0), |row| row.id);
     let mut out = String::new();
     for row in &rows {
@@ -612,10 +820,16 @@ pub async fn get_events(State(state): State<Arc<AppState>>, headers: HeaderMap, 
         out.push('\n');
     }
     Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson")), (
-            header::HeaderName::from_static("x-wameter-next-after"),
-            HeaderValue::from(next),
-        )],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            ),
+            (
+                header::HeaderName::from_static("x-wameter-next-after"),
+                HeaderValue::from(next),
+            ),
+        ],
         out,
     )
         .into_response())
@@ -667,14 +881,22 @@ const WEBHOOKS_PAGE_BYTES_MAX: i64 = 8 * 1024 * 1024;
 /// a token that sees every WABA: a body may hold any.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhook", security(("bearer" = [])), params(WebhooksQuery),
     responses((status = 200, body = WebhookList), (status = 401), (status = 403)))]
-pub async fn get_webhooks(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQuery(query): ApiQuery<WebhooksQuery>) -> Result<Json<WebhookList>, ApiError> {
+pub async fn get_webhooks(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<WebhooksQuery>,
+) -> Result<Json<WebhookList>, ApiError> {
     let token = token(&state, &headers)?;
     if token.scope != Scope::All {
-        return Err(ApiError::forbidden("webhook bodies need a token that sees every WABA"));
+        return Err(ApiError::forbidden(
+            "webhook bodies need a token that sees every WABA",
+        ));
     }
     if let Some(outcome) = query.outcome.as_deref() {
         if outcome != "accepted" && outcome != "rejected" {
-            return Err(ApiError::bad_request(format!("`outcome` = {outcome:?}: use accepted or rejected")));
+            return Err(ApiError::bad_request(format!(
+                "`outcome` = {outcome:?}: use accepted or rejected"
+            )));
         }
     }
     let rows = state
@@ -683,7 +905,10 @@ pub async fn get_webhooks(State(state): State<Arc<AppState>>, headers: HeaderMap
             query.after.unwrap_or(0),
             query.limit.unwrap_or(1000).clamp(1, 1000),
             query.outcome.clone(),
-            query.max_bytes.unwrap_or(WEBHOOKS_PAGE_BYTES_MAX).clamp(1, WEBHOOKS_PAGE_BYTES_MAX),
+            query
+                .max_bytes
+                .unwrap_or(WEBHOOKS_PAGE_BYTES_MAX)
+                .clamp(1, WEBHOOKS_PAGE_BYTES_MAX),
         )
         .await?;
     Ok(Json(WebhookList {

@@ -41,7 +41,10 @@ pub struct ApiToken {
 /// Finds the token of a request, comparing every configured token in
 /// constant time so the response time says nothing about a near miss.
 pub fn authenticate<'a>(tokens: &'a [ApiToken], headers: &HeaderMap) -> Option<&'a ApiToken> {
-    let given = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
     let (scheme, credentials) = given.trim_start().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
@@ -69,18 +72,24 @@ pub fn authenticate<'a>(tokens: &'a [ApiToken], headers: &HeaderMap) -> Option<&
 /// its events. A number the accounts file does not list is not checked:
 /// nothing says whose it is, and only all-WABA tokens see it.
 pub fn keep_apart(pricing: &crate::Pricing, items: &mut wameter_meta::WebhookItems) -> Vec<String> {
-    let mut apart: std::collections::BTreeMap<(String, String), (String, usize)> = std::collections::BTreeMap::new();
+    let mut apart: std::collections::BTreeMap<(String, String), (String, usize)> =
+        std::collections::BTreeMap::new();
     let events = std::mem::take(&mut items.events);
     let mut kept = Vec::with_capacity(events.len());
     let mut kept_wabas = Vec::with_capacity(events.len());
     for (index, event) in events.into_iter().enumerate() {
         let waba = items.wabas.get(index).cloned().flatten();
-        let configured = event.kind.business().and_then(|business| pricing.accounts.get(business));
+        let configured = event
+            .kind
+            .business()
+            .and_then(|business| pricing.accounts.get(business));
         // Any of the number's Messaging accounts receives its webhooks.
         if let (Some(claimed), Some(business)) = (waba.as_deref(), configured)
             && !business.has_messaging_account(claimed)
         {
-            let count = apart.entry((claimed.to_string(), business.phone_number_id.to_string())).or_insert((business.waba.to_string(), 0));
+            let count = apart
+                .entry((claimed.to_string(), business.phone_number_id.to_string()))
+                .or_insert((business.waba.to_string(), 0));
             count.1 += 1;
             continue;
         }
@@ -113,14 +122,31 @@ mod tests {
     #[test]
     fn finds_the_right_token_and_nothing_else() {
         let tokens = vec![
-            ApiToken { name: "all".into(), token: "t-all".into(), scope: Scope::All },
-            ApiToken { name: "acme".into(), token: "t-acme".into(), scope: Scope::Wabas(["111".to_string()].into()) },
+            ApiToken {
+                name: "all".into(),
+                token: "t-all".into(),
+                scope: Scope::All,
+            },
+            ApiToken {
+                name: "acme".into(),
+                token: "t-acme".into(),
+                scope: Scope::Wabas(["111".to_string()].into()),
+            },
         ];
-        assert_eq!(authenticate(&tokens, &headers("Bearer t-acme")).map(|t| t.name.as_str()), Some("acme"));
-        assert_eq!(authenticate(&tokens, &headers("Bearer t-all")).map(|t| t.name.as_str()), Some("all"));
+        assert_eq!(
+            authenticate(&tokens, &headers("Bearer t-acme")).map(|t| t.name.as_str()),
+            Some("acme")
+        );
+        assert_eq!(
+            authenticate(&tokens, &headers("Bearer t-all")).map(|t| t.name.as_str()),
+            Some("all")
+        );
         assert!(authenticate(&tokens, &headers("Bearer t-ac")).is_none());
         assert!(authenticate(&tokens, &headers("t-all")).is_none());
-        assert_eq!(authenticate(&tokens, &headers("BEARER t-acme")).map(|t| t.name.as_str()), Some("acme"));
+        assert_eq!(
+            authenticate(&tokens, &headers("BEARER t-acme")).map(|t| t.name.as_str()),
+            Some("acme")
+        );
         assert!(authenticate(&tokens, &headers("Basic t-acme")).is_none());
         assert!(authenticate(&tokens, &HeaderMap::new()).is_none());
         assert!(tokens[1].scope.sees("111") && !tokens[1].scope.sees("222"));

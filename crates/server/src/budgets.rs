@@ -97,17 +97,29 @@ pub struct Reservation(Option<FlightKey>);
 
 impl Ledger {
     fn in_flight_for(books: &Books, budget: &Budget, month: &LocalMonth) -> Decimal {
-        books.in_flight.values().filter(|f| budget.covers(&f.waba) && f.sent_at >= month.start && f.sent_at < month.end).map(|f| f.amount).sum()
+        books
+            .in_flight
+            .values()
+            .filter(|f| budget.covers(&f.waba) && f.sent_at >= month.start && f.sent_at < month.end)
+            .map(|f| f.amount)
+            .sum()
     }
 
     /// A send of `business` confirmed upstream: its reservation now goes
     /// by its wamid. Returns what it holds, to be stored with the send's
     /// record so a restarted server still counts it ([`restore`]); `None`
     /// when it holds nothing (no hard stop, or its failure came first).
-    pub fn confirm(&self, reservation: Reservation, business: &str, wamid: &str) -> Option<InFlightRow> {
+    pub fn confirm(
+        &self,
+        reservation: Reservation,
+        business: &str,
+        wamid: &str,
+    ) -> Option<InFlightRow> {
         let key = reservation.0?;
         let mut books = self.books.lock().expect("ledger lock");
-        let failed_first = books.early_failures.remove(&(business.into(), wamid.into()));
+        let failed_first = books
+            .early_failures
+            .remove(&(business.into(), wamid.into()));
         let entry = books.in_flight.remove(&key).filter(|_| !failed_first)?;
         let row = InFlightRow {
             message_id: wamid.to_string(),
@@ -116,14 +128,20 @@ impl Ledger {
             amount: entry.amount.to_string(),
             sent_at_us: entry.sent_at.as_microsecond(),
         };
-        books.in_flight.insert(FlightKey::Sent(business.into(), wamid.into()), entry);
+        books
+            .in_flight
+            .insert(FlightKey::Sent(business.into(), wamid.into()), entry);
         Some(row)
     }
 
     /// A send refused upstream: nothing is in flight.
     pub fn release(&self, reservation: Reservation) {
         if let Some(key) = reservation.0 {
-            self.books.lock().expect("ledger lock").in_flight.remove(&key);
+            self.books
+                .lock()
+                .expect("ledger lock")
+                .in_flight
+                .remove(&key);
         }
     }
 
@@ -137,12 +155,20 @@ impl Ledger {
                 // A row kept before sends knew their business (store V6)
                 // has `""`: any business's failure of its wamid ends it.
                 Some(business) => {
-                    let own = books.in_flight.remove(&FlightKey::Sent(business.into(), id.into())).is_some();
-                    own || books.in_flight.remove(&FlightKey::Sent("".into(), id.into())).is_some()
+                    let own = books
+                        .in_flight
+                        .remove(&FlightKey::Sent(business.into(), id.into()))
+                        .is_some();
+                    own || books
+                        .in_flight
+                        .remove(&FlightKey::Sent("".into(), id.into()))
+                        .is_some()
                 }
                 None => {
                     let before = books.in_flight.len();
-                    books.in_flight.retain(|key, _| !matches!(key, FlightKey::Sent(_, wamid) if &**wamid == id));
+                    books.in_flight.retain(
+                        |key, _| !matches!(key, FlightKey::Sent(_, wamid) if &**wamid == id),
+                    );
                     books.in_flight.len() < before
                 }
             };
@@ -172,13 +198,26 @@ pub async fn restore(state: &AppState, now: Timestamp) -> Result<usize, StoreErr
     let mut books = state.ledger.books.lock().expect("ledger lock");
     let mut restored = 0;
     for row in rows {
-        let (Ok(amount), Ok(sent_at)) = (row.amount.parse::<Decimal>(), Timestamp::from_microsecond(row.sent_at_us)) else {
-            return Err(StoreError::Read(format!("in_flight row {}: amount {:?} or sent_at_us {} does not read", row.message_id, row.amount, row.sent_at_us)));
+        let (Ok(amount), Ok(sent_at)) = (
+            row.amount.parse::<Decimal>(),
+            Timestamp::from_microsecond(row.sent_at_us),
+        ) else {
+            return Err(StoreError::Read(format!(
+                "in_flight row {}: amount {:?} or sent_at_us {} does not read",
+                row.message_id, row.amount, row.sent_at_us
+            )));
         };
-        books.in_flight.entry(FlightKey::Sent(row.business.into(), row.message_id.into())).or_insert_with(|| {
-            restored += 1;
-            InFlight { waba: row.waba.into(), amount, sent_at }
-        });
+        books
+            .in_flight
+            .entry(FlightKey::Sent(row.business.into(), row.message_id.into()))
+            .or_insert_with(|| {
+                restored += 1;
+                InFlight {
+                    waba: row.waba.into(),
+                    amount,
+                    sent_at,
+                }
+            });
     }
     Ok(restored)
 }
@@ -186,12 +225,20 @@ pub async fn restore(state: &AppState, now: Timestamp) -> Result<usize, StoreErr
 /// The business phone numbers whose charges a budget counts.
 async fn businesses_of(state: &AppState, budget: &Budget) -> Result<Vec<String>, StoreError> {
     let pricing = &state.config.pricing;
-    let mut out: Vec<String> = state.store.businesses().await?.into_iter().filter(|b| budget.covers(&pricing.waba_of(b))).collect();
+    let mut out: Vec<String> = state
+        .store
+        .businesses()
+        .await?
+        .into_iter()
+        .filter(|b| budget.covers(&pricing.waba_of(b)))
+        .collect();
     out.extend(
         pricing
             .accounts
             .businesses()
-            .filter(|b| budget.covers(&b.waba) || b.messaging_accounts.iter().any(|a| budget.covers(&a.id)))
+            .filter(|b| {
+                budget.covers(&b.waba) || b.messaging_accounts.iter().any(|a| budget.covers(&a.id))
+            })
             .map(|b| b.phone_number_id.to_string()),
     );
     out.sort();
@@ -202,10 +249,22 @@ async fn businesses_of(state: &AppState, budget: &Budget) -> Result<Vec<String>,
 /// A budget's charged spend in a month, from the kept charges (cached per
 /// settler round). Sends in flight whose charge is now kept leave the
 /// in-flight list in the same step, so nothing counts twice.
-pub async fn spent(state: &AppState, budget: &Budget, month: &LocalMonth) -> Result<Decimal, StoreError> {
+pub async fn spent(
+    state: &AppState,
+    budget: &Budget,
+    month: &LocalMonth,
+) -> Result<Decimal, StoreError> {
     let key = (budget.name.clone(), month.label());
     let generation = state.settler.generation();
-    if let Some((_, spent)) = state.ledger.books.lock().expect("ledger lock").spent.get(&key).filter(|(seen, _)| *seen == generation) {
+    if let Some((_, spent)) = state
+        .ledger
+        .books
+        .lock()
+        .expect("ledger lock")
+        .spent
+        .get(&key)
+        .filter(|(seen, _)| *seen == generation)
+    {
         return Ok(*spent);
     }
     let slice = ChargeSlice {
@@ -218,19 +277,34 @@ pub async fn spent(state: &AppState, budget: &Budget, month: &LocalMonth) -> Res
     let mut total = Decimal::ZERO;
     let mut charged: HashSet<(&str, &str)> = HashSet::with_capacity(rows.len());
     for row in &rows {
-        let line: serde_json::Value = serde_json::from_str(&row.line).map_err(|e| StoreError::Read(format!("kept charge {}: {e}", row.message_id)))?;
+        let line: serde_json::Value = serde_json::from_str(&row.line)
+            .map_err(|e| StoreError::Read(format!("kept charge {}: {e}", row.message_id)))?;
         // Only the money of the budget's Messaging accounts: a number
         // shared with another account bills it some of its messages.
-        if !budget.covers(&state.config.pricing.account_of(&row.business, line["messaging_account"].as_str())) {
+        if !budget.covers(
+            &state
+                .config
+                .pricing
+                .account_of(&row.business, line["messaging_account"].as_str()),
+        ) {
             continue;
         }
-        let amount = line["amount"].as_str().and_then(|a| a.parse::<Decimal>().ok());
-        total += amount.ok_or_else(|| StoreError::Read(format!("kept charge {} has no decimal `amount`", row.message_id)))?;
+        let amount = line["amount"]
+            .as_str()
+            .and_then(|a| a.parse::<Decimal>().ok());
+        total += amount.ok_or_else(|| {
+            StoreError::Read(format!(
+                "kept charge {} has no decimal `amount`",
+                row.message_id
+            ))
+        })?;
         charged.insert((&row.business, &row.message_id));
     }
     let mut books = state.ledger.books.lock().expect("ledger lock");
     books.in_flight.retain(|key, _| match key {
-        FlightKey::Sent(business, id) if business.is_empty() => !charged.iter().any(|(_, charged_id)| *charged_id == &**id),
+        FlightKey::Sent(business, id) if business.is_empty() => {
+            !charged.iter().any(|(_, charged_id)| *charged_id == &**id)
+        }
         FlightKey::Sent(business, id) => !charged.contains(&(&**business, &**id)),
         FlightKey::Reserved(_) => true,
     });
@@ -243,9 +317,20 @@ pub async fn spent(state: &AppState, budget: &Budget, month: &LocalMonth) -> Res
 /// [`WATCH_EVERY`]), so a send never waits for a month's charges to be
 /// read. Nothing is missed meanwhile: a send the guard forwarded stays in
 /// flight until the refresh that counts it as spent.
-async fn spent_for_send(state: &AppState, budget: &Budget, month: &LocalMonth) -> Result<Decimal, StoreError> {
+async fn spent_for_send(
+    state: &AppState,
+    budget: &Budget,
+    month: &LocalMonth,
+) -> Result<Decimal, StoreError> {
     let key = (budget.name.clone(), month.label());
-    if let Some((_, spent)) = state.ledger.books.lock().expect("ledger lock").spent.get(&key) {
+    if let Some((_, spent)) = state
+        .ledger
+        .books
+        .lock()
+        .expect("ledger lock")
+        .spent
+        .get(&key)
+    {
         return Ok(*spent);
     }
     spent(state, budget, month).await
@@ -254,18 +339,37 @@ async fn spent_for_send(state: &AppState, budget: &Budget, month: &LocalMonth) -
 /// Checks a billable send of `waba` estimated at `estimate` against every
 /// hard-stop budget covering it and, when all allow it, reserves the
 /// estimate as in flight. The refusal names the budget and its numbers.
-pub async fn reserve(state: &AppState, waba: &str, estimate: Decimal, now: Timestamp) -> Result<Reservation, GraphError> {
-    let budgets: Vec<&Budget> = state.config.billing.budgets_of_waba(waba).filter(|b| b.hard_stop).collect();
+pub async fn reserve(
+    state: &AppState,
+    waba: &str,
+    estimate: Decimal,
+    now: Timestamp,
+) -> Result<Reservation, GraphError> {
+    let budgets: Vec<&Budget> = state
+        .config
+        .billing
+        .budgets_of_waba(waba)
+        .filter(|b| b.hard_stop)
+        .collect();
     if budgets.is_empty() || estimate <= Decimal::ZERO {
         return Ok(Reservation(None));
     }
     let mut spends = Vec::with_capacity(budgets.len());
     for budget in &budgets {
         let month = LocalMonth::of(now, &budget.timezone);
-        let spent = spent_for_send(state, budget, &month).await.map_err(|e| GraphError {
-            http: 503,
-            ..GraphError::new(1, "An unknown error occurred", format!("wameter could not read budget `{}`'s spend: {e}", budget.name))
-        })?;
+        let spent = spent_for_send(state, budget, &month)
+            .await
+            .map_err(|e| GraphError {
+                http: 503,
+                ..GraphError::new(
+                    1,
+                    "An unknown error occurred",
+                    format!(
+                        "wameter could not read budget `{}`'s spend: {e}",
+                        budget.name
+                    ),
+                )
+            })?;
         spends.push((month, spent));
     }
     // Check and reserve under one lock, so two concurrent sends cannot both
@@ -273,7 +377,9 @@ pub async fn reserve(state: &AppState, waba: &str, estimate: Decimal, now: Times
     // after a week is not waiting for either any more (Meta stops trying
     // long before): it stops holding budget.
     let mut books = state.ledger.books.lock().expect("ledger lock");
-    books.in_flight.retain(|_, flight| now - flight.sent_at < IN_FLIGHT_MAX);
+    books
+        .in_flight
+        .retain(|_, flight| now - flight.sent_at < IN_FLIGHT_MAX);
     for (budget, (month, spent)) in budgets.iter().zip(&spends) {
         let in_flight = Ledger::in_flight_for(&books, budget, month);
         if !budget.allows(*spent, in_flight, estimate) {
@@ -300,11 +406,24 @@ pub async fn reserve(state: &AppState, waba: &str, estimate: Decimal, now: Times
     }
     books.next_reservation += 1;
     let key = FlightKey::Reserved(books.next_reservation);
-    books.in_flight.insert(key.clone(), InFlight { waba: waba.into(), amount: estimate, sent_at: now });
+    books.in_flight.insert(
+        key.clone(),
+        InFlight {
+            waba: waba.into(),
+            amount: estimate,
+            sent_at: now,
+        },
+    );
     Ok(Reservation(Some(key)))
 }
 
-fn alert_body(budget: &Budget, month: &LocalMonth, threshold: u32, spent: Decimal, at: Timestamp) -> serde_json::Value {
+fn alert_body(
+    budget: &Budget,
+    month: &LocalMonth,
+    threshold: u32,
+    spent: Decimal,
+    at: Timestamp,
+) -> serde_json::Value {
     json!({
         "type": "wameter.budget.threshold_crossed",
         "budget": &*budget.name,
@@ -336,7 +455,13 @@ pub async fn watch_once(state: &AppState, now: Timestamp) -> Result<(), StoreErr
         let spent = spent(state, budget, &month).await?;
         for threshold in budget.crossed(spent) {
             let key = (budget.name.clone(), month.label(), threshold);
-            if state.ledger.recorded.lock().expect("ledger lock").contains(&key) {
+            if state
+                .ledger
+                .recorded
+                .lock()
+                .expect("ledger lock")
+                .contains(&key)
+            {
                 continue;
             }
             let row = AlertRow {
@@ -353,21 +478,45 @@ pub async fn watch_once(state: &AppState, now: Timestamp) -> Result<(), StoreErr
             if state.store.write_alert(AlertWrite::Cross(row)).await? {
                 tracing::warn!(message = "Budget threshold crossed.", budget = %budget.name, month = %month.label(), threshold, spent = %format_amount(spent));
             }
-            state.ledger.recorded.lock().expect("ledger lock").insert(key);
+            state
+                .ledger
+                .recorded
+                .lock()
+                .expect("ledger lock")
+                .insert(key);
         }
     }
-    let Some(url) = state.config.alert_url.as_deref() else { return Ok(()) };
+    let Some(url) = state.config.alert_url.as_deref() else {
+        return Ok(());
+    };
     for alert in state.store.alerts(None).await? {
         let key = (alert.budget.clone(), alert.month.clone(), alert.threshold);
-        if state.ledger.retry_at.lock().expect("ledger lock").get(&key).is_some_and(|at| *at > now) {
+        if state
+            .ledger
+            .retry_at
+            .lock()
+            .expect("ledger lock")
+            .get(&key)
+            .is_some_and(|at| *at > now)
+        {
             continue;
         }
-        let mut headers = vec![(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let mut headers = vec![(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )];
         if !state.config.app_secret.is_empty() {
             let signature = crate::signature::sign(&state.config.app_secret, alert.body.as_bytes());
-            headers.push((header::HeaderName::from_static("x-wameter-signature-256"), HeaderValue::from_str(&signature).expect("hex is a header value")));
+            headers.push((
+                header::HeaderName::from_static("x-wameter-signature-256"),
+                HeaderValue::from_str(&signature).expect("hex is a header value"),
+            ));
         }
-        let outcome = match state.http.call(Method::POST, url, &headers, alert.body.clone().into()).await {
+        let outcome = match state
+            .http
+            .call(Method::POST, url, &headers, alert.body.clone().into())
+            .await
+        {
             Ok(answer) if answer.status.is_success() => Ok(Timestamp::now().as_microsecond()),
             Ok(answer) => Err(format!("{url} answered {}", answer.status)),
             Err(error) => Err(error),
@@ -375,9 +524,22 @@ pub async fn watch_once(state: &AppState, now: Timestamp) -> Result<(), StoreErr
         if let Err(reason) = &outcome {
             let wait = RETRY_MAX.min(Duration::from_secs(1 << alert.attempts.clamp(0, 10)));
             tracing::warn!(message = "Budget alert not delivered; will retry.", budget = %alert.budget, threshold = alert.threshold, reason = %reason, retry_in_s = wait.as_secs());
-            state.ledger.retry_at.lock().expect("ledger lock").insert(key, now + wait);
+            state
+                .ledger
+                .retry_at
+                .lock()
+                .expect("ledger lock")
+                .insert(key, now + wait);
         }
-        state.store.write_alert(AlertWrite::Attempt { budget: alert.budget, month: alert.month, threshold: alert.threshold, outcome }).await?;
+        state
+            .store
+            .write_alert(AlertWrite::Attempt {
+                budget: alert.budget,
+                month: alert.month,
+                threshold: alert.threshold,
+                outcome,
+            })
+            .await?;
     }
     Ok(())
 }
@@ -465,30 +627,53 @@ pub struct BudgetsResponse {
 /// Spend, forecast and thresholds of every budget the token sees.
 #[utoipa::path(get, path = "/v1/budgets", params(BudgetsQuery), tag = "budgets", security(("bearer" = [])),
     responses((status = 200, body = BudgetsResponse), (status = 400, description = "Bad month"), (status = 401, description = "No or unknown token")))]
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQuery(query): ApiQuery<BudgetsQuery>) -> Result<Json<BudgetsResponse>, ApiError> {
-    let token = crate::auth::authenticate(&state.config.tokens, &headers).ok_or_else(ApiError::unauthorized)?;
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<BudgetsQuery>,
+) -> Result<Json<BudgetsResponse>, ApiError> {
+    let token = crate::auth::authenticate(&state.config.tokens, &headers)
+        .ok_or_else(ApiError::unauthorized)?;
     let now = Timestamp::now();
     // Answer for every event stored before the question, like /v1/charges.
     crate::settle::settle_pending(&state).await?;
     let mut out = Vec::new();
-    for budget in state.config.billing.budgets.iter().filter(|b| b.wabas.iter().all(|w| token.scope.sees(w))) {
+    for budget in state
+        .config
+        .billing
+        .budgets
+        .iter()
+        .filter(|b| b.wabas.iter().all(|w| token.scope.sees(w)))
+    {
         let month = match &query.month {
             None => LocalMonth::of(now, &budget.timezone),
             Some(text) => {
-                let month = Month::parse(text).ok_or_else(|| ApiError::bad_request(format!("`month` = {text:?} is not YYYY-MM")))?;
+                let month = Month::parse(text).ok_or_else(|| {
+                    ApiError::bad_request(format!("`month` = {text:?} is not YYYY-MM"))
+                })?;
                 LocalMonth::in_zone(month, &budget.timezone)
             }
         };
         let spent = spent(&state, budget, &month).await?;
-        let in_flight = Ledger::in_flight_for(&state.ledger.books.lock().expect("ledger lock"), budget, &month);
+        let in_flight = Ledger::in_flight_for(
+            &state.ledger.books.lock().expect("ledger lock"),
+            budget,
+            &month,
+        );
         let alerts = state.store.alerts(Some(month.label())).await?;
         let crossed = budget.crossed(spent);
-        let micros = |us: i64| Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default();
+        let micros = |us: i64| {
+            Timestamp::from_microsecond(us)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        };
         let thresholds = budget
             .thresholds
             .iter()
             .map(|percent| {
-                let alert = alerts.iter().find(|a| a.budget == *budget.name && a.threshold == i64::from(*percent));
+                let alert = alerts
+                    .iter()
+                    .find(|a| a.budget == *budget.name && a.threshold == i64::from(*percent));
                 ThresholdJson {
                     percent: *percent,
                     amount: format_amount(budget.threshold_amount(*percent)),
@@ -515,5 +700,8 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap, ApiQue
             thresholds,
         });
     }
-    Ok(Json(BudgetsResponse { at: now.to_string(), budgets: out }))
+    Ok(Json(BudgetsResponse {
+        at: now.to_string(),
+        budgets: out,
+    }))
 }

@@ -21,12 +21,20 @@ pub struct ApiError {
 impl ApiError {
     /// 400 with a message.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into() }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+        }
     }
 
     /// 500: a bug or a failed task; the message is for the operator.
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: message.into() }
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: message.into(),
+        }
     }
 
     /// 401: no token or an unknown one.
@@ -40,7 +48,11 @@ impl ApiError {
 
     /// 403: the token does not see this.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::FORBIDDEN, code: "forbidden", message: message.into() }
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: message.into(),
+        }
     }
 }
 
@@ -57,7 +69,16 @@ struct Inner<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(Body { error: Inner { code: self.code, message: &self.message } })).into_response()
+        (
+            self.status,
+            Json(Body {
+                error: Inner {
+                    code: self.code,
+                    message: &self.message,
+                },
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -74,10 +95,17 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(ApiError { status: StatusCode::BAD_REQUEST, code: "bad_query", message: rejection.body_text() }),
+            Err(rejection) => Err(ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "bad_query",
+                message: rejection.body_text(),
+            }),
         }
     }
 }
@@ -87,6 +115,10 @@ impl From<StoreError> for ApiError {
         tracing::error!(error = %error, "Store error.");
         // The store could not answer now (busy, full, unreachable):
         // nothing was changed, and asking again later may work.
-        ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "store_error", message: error.to_string() }
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "store_error",
+            message: error.to_string(),
+        }
     }
 }

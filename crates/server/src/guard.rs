@@ -92,12 +92,18 @@ pub struct Templates {
 impl Templates {
     fn get(&self, waba: &str, name: &str, language: &str) -> Option<TemplateFacts> {
         let cache = self.by_waba.lock().expect("template cache lock");
-        cache.get(waba)?.get(&(name.to_string(), language.to_string())).copied()
+        cache
+            .get(waba)?
+            .get(&(name.to_string(), language.to_string()))
+            .copied()
     }
 
     /// Forgets a WABA's templates: the next send of one looks them up again.
     pub fn forget(&self, waba: &str) {
-        self.by_waba.lock().expect("template cache lock").remove(waba);
+        self.by_waba
+            .lock()
+            .expect("template cache lock")
+            .remove(waba);
     }
 }
 
@@ -119,7 +125,10 @@ fn read_send(body: &[u8]) -> Option<Outgoing> {
     if value.get("status").is_some() {
         return None;
     }
-    let to = value.get("to").or_else(|| value.get("recipient")).and_then(Value::as_str)?;
+    let to = value
+        .get("to")
+        .or_else(|| value.get("recipient"))
+        .and_then(Value::as_str)?;
     let user = UserId::parse(to).ok()?;
     let is_template = match value.get("type").and_then(Value::as_str) {
         Some(kind) => kind == "template",
@@ -128,33 +137,60 @@ fn read_send(body: &[u8]) -> Option<Outgoing> {
     let template = if is_template {
         let template = value.get("template")?;
         let name = template.get("name").and_then(Value::as_str)?;
-        let language = template.get("language").and_then(|l| l.get("code")).and_then(Value::as_str)?;
+        let language = template
+            .get("language")
+            .and_then(|l| l.get("code"))
+            .and_then(Value::as_str)?;
         Some((name.to_string(), language.to_string()))
     } else {
         None
     };
     let messaging_account = wameter_meta::graph::messaging_account_id(&value).map(Box::from);
-    Some(Outgoing { user, template, messaging_account })
+    Some(Outgoing {
+        user,
+        template,
+        messaging_account,
+    })
 }
 
 fn upstream_error(details: String) -> GraphError {
-    GraphError { http: 502, ..GraphError::new(1, "An unknown error occurred", details) }
+    GraphError {
+        http: 502,
+        ..GraphError::new(1, "An unknown error occurred", details)
+    }
 }
 
 fn store_error(details: String) -> GraphError {
-    GraphError { http: 503, ..GraphError::new(2, "Service temporarily unavailable", details) }
+    GraphError {
+        http: 503,
+        ..GraphError::new(2, "Service temporarily unavailable", details)
+    }
 }
 
 fn query_value(text: &str) -> String {
     text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
 /// Looks a template's category up upstream and caches every template the
 /// answer lists. `Ok(None)`: upstream has no such template (it will refuse
 /// the send itself, with its own 132001).
-async fn lookup(state: &AppState, guard: &GuardConfig, version: &str, waba: &str, authorization: Option<&HeaderValue>, name: &str, language: &str) -> Result<Option<TemplateFacts>, GraphError> {
+async fn lookup(
+    state: &AppState,
+    guard: &GuardConfig,
+    version: &str,
+    waba: &str,
+    authorization: Option<&HeaderValue>,
+    name: &str,
+    language: &str,
+) -> Result<Option<TemplateFacts>, GraphError> {
     if let Some(found) = state.templates.get(waba, name, language) {
         return Ok(Some(found));
     }
@@ -163,29 +199,66 @@ async fn lookup(state: &AppState, guard: &GuardConfig, version: &str, waba: &str
         guard.upstream,
         query_value(name)
     );
-    let headers: Vec<(HeaderName, HeaderValue)> = authorization.map(|a| (header::AUTHORIZATION, a.clone())).into_iter().collect();
+    let headers: Vec<(HeaderName, HeaderValue)> = authorization
+        .map(|a| (header::AUTHORIZATION, a.clone()))
+        .into_iter()
+        .collect();
     let mut found = HashMap::new();
     for _ in 0..TEMPLATE_PAGES_MAX {
-        let answer = state.http.call(Method::GET, &url, &headers, Bytes::new()).await.map_err(|e| upstream_error(format!("wameter could not look up template `{name}`: {e}")))?;
+        let answer = state
+            .http
+            .call(Method::GET, &url, &headers, Bytes::new())
+            .await
+            .map_err(|e| {
+                upstream_error(format!("wameter could not look up template `{name}`: {e}"))
+            })?;
         let page: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
         if !answer.status.is_success() {
-            let said = page["error"]["message"].as_str().unwrap_or("no Graph error body");
-            return Err(upstream_error(format!("wameter could not look up template `{name}` of WABA {waba}: upstream answered {} ({said})", answer.status)));
+            let said = page["error"]["message"]
+                .as_str()
+                .unwrap_or("no Graph error body");
+            return Err(upstream_error(format!(
+                "wameter could not look up template `{name}` of WABA {waba}: upstream answered {} ({said})",
+                answer.status
+            )));
         }
         for template in page["data"].as_array().into_iter().flatten() {
-            let (Some(name), Some(language), Some(category)) = (template["name"].as_str(), template["language"].as_str(), template["category"].as_str().and_then(TemplateCategory::parse)) else {
+            let (Some(name), Some(language), Some(category)) = (
+                template["name"].as_str(),
+                template["language"].as_str(),
+                template["category"]
+                    .as_str()
+                    .and_then(TemplateCategory::parse),
+            ) else {
                 continue;
             };
-            let bid_amount = template["optimization_spec"]["bid_amount"].as_u64().filter(|bid| *bid > 0);
-            found.insert((name.to_string(), language.to_string()), TemplateFacts { category, bid_amount });
+            let bid_amount = template["optimization_spec"]["bid_amount"]
+                .as_u64()
+                .filter(|bid| *bid > 0);
+            found.insert(
+                (name.to_string(), language.to_string()),
+                TemplateFacts {
+                    category,
+                    bid_amount,
+                },
+            );
         }
         match page["paging"]["next"].as_str() {
             Some(next) => url = next.to_string(),
             None => break,
         }
     }
-    let wanted = found.get(&(name.to_string(), language.to_string())).copied();
-    state.templates.by_waba.lock().expect("template cache lock").entry(waba.to_string()).or_default().extend(found);
+    let wanted = found
+        .get(&(name.to_string(), language.to_string()))
+        .copied();
+    state
+        .templates
+        .by_waba
+        .lock()
+        .expect("template cache lock")
+        .entry(waba.to_string())
+        .or_default()
+        .extend(found);
     Ok(wanted)
 }
 
@@ -195,31 +268,64 @@ fn header_value(text: &str) -> HeaderValue {
 
 /// `X-Wameter-Window-Closes-At`: the instant, or `closed`.
 fn window_header(closes_at: Option<Timestamp>) -> (HeaderName, HeaderValue) {
-    (HeaderName::from_static("x-wameter-window-closes-at"), closes_at.map_or(HeaderValue::from_static("closed"), |at| header_value(&at.to_string())))
+    (
+        HeaderName::from_static("x-wameter-window-closes-at"),
+        closes_at.map_or(HeaderValue::from_static("closed"), |at| {
+            header_value(&at.to_string())
+        }),
+    )
 }
 
 /// The estimate's headers.
-fn estimate_headers(charge: Option<&Charge>, window_closes_at: Option<Timestamp>, template: Option<&Template>) -> Vec<(HeaderName, HeaderValue)> {
+fn estimate_headers(
+    charge: Option<&Charge>,
+    window_closes_at: Option<Timestamp>,
+    template: Option<&Template>,
+) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = vec![window_header(window_closes_at)];
     match charge {
         Some(charge) => {
-            out.push((HeaderName::from_static("x-wameter-category"), header_value(charge.category.as_str())));
-            out.push((HeaderName::from_static("x-wameter-billable"), HeaderValue::from_static(if charge.billable { "true" } else { "false" })));
-            out.push((HeaderName::from_static("x-wameter-estimated-cost"), header_value(&format_amount(charge.amount))));
-            out.push((HeaderName::from_static("x-wameter-currency"), header_value(charge.currency.code())));
-            out.push((HeaderName::from_static("x-wameter-rule"), header_value(&format!("{}/{}", charge.ruleset.id(), charge.rule))));
+            out.push((
+                HeaderName::from_static("x-wameter-category"),
+                header_value(charge.category.as_str()),
+            ));
+            out.push((
+                HeaderName::from_static("x-wameter-billable"),
+                HeaderValue::from_static(if charge.billable { "true" } else { "false" }),
+            ));
+            out.push((
+                HeaderName::from_static("x-wameter-estimated-cost"),
+                header_value(&format_amount(charge.amount)),
+            ));
+            out.push((
+                HeaderName::from_static("x-wameter-currency"),
+                header_value(charge.currency.code()),
+            ));
+            out.push((
+                HeaderName::from_static("x-wameter-rule"),
+                header_value(&format!("{}/{}", charge.ruleset.id(), charge.rule)),
+            ));
             let mut notes = Vec::new();
             if charge.tier.is_some() {
                 notes.push("volume tier counted from this user's messages only");
             }
             if !notes.is_empty() {
-                out.push((HeaderName::from_static("x-wameter-estimate-note"), header_value(&notes.join("; "))));
+                out.push((
+                    HeaderName::from_static("x-wameter-estimate-note"),
+                    header_value(&notes.join("; ")),
+                ));
             }
         }
         None => {
             let category = template.map_or("service", |t| t.category.as_str());
-            out.push((HeaderName::from_static("x-wameter-category"), header_value(category)));
-            out.push((HeaderName::from_static("x-wameter-estimate-note"), HeaderValue::from_static("no estimate: no rate card or rules for this date")));
+            out.push((
+                HeaderName::from_static("x-wameter-category"),
+                header_value(category),
+            ));
+            out.push((
+                HeaderName::from_static("x-wameter-estimate-note"),
+                HeaderValue::from_static("no estimate: no rate card or rules for this date"),
+            ));
         }
     }
     out
@@ -227,11 +333,25 @@ fn estimate_headers(charge: Option<&Charge>, window_closes_at: Option<Timestamp>
 
 /// The estimate of a max-price send: up to `max` (docs/rules.md §15).
 fn max_price_headers(extra: &mut Vec<(HeaderName, HeaderValue)>, max: Decimal) {
-    extra.retain(|(name, _)| !matches!(name.as_str(), "x-wameter-estimated-cost" | "x-wameter-rule" | "x-wameter-estimate-note"));
+    extra.retain(|(name, _)| {
+        !matches!(
+            name.as_str(),
+            "x-wameter-estimated-cost" | "x-wameter-rule" | "x-wameter-estimate-note"
+        )
+    });
     let max = format_amount(max);
-    extra.push((HeaderName::from_static("x-wameter-estimated-cost"), header_value(&max)));
-    extra.push((HeaderName::from_static("x-wameter-estimated-cost-range"), header_value(&format!("0-{max}"))));
-    extra.push((HeaderName::from_static("x-wameter-rule"), HeaderValue::from_static("max-price")));
+    extra.push((
+        HeaderName::from_static("x-wameter-estimated-cost"),
+        header_value(&max),
+    ));
+    extra.push((
+        HeaderName::from_static("x-wameter-estimated-cost-range"),
+        header_value(&format!("0-{max}")),
+    ));
+    extra.push((
+        HeaderName::from_static("x-wameter-rule"),
+        HeaderValue::from_static("max-price"),
+    ));
     extra.push((
         HeaderName::from_static("x-wameter-estimate-note"),
         HeaderValue::from_static("max price: Meta charges it or lower, and the delivery's pricing.cost says what; the budget holds the max"),
@@ -244,21 +364,36 @@ fn with_headers(mut response: Response, headers: Vec<(HeaderName, HeaderValue)>)
 }
 
 /// Forwards a body upstream untouched.
-async fn forward(state: &AppState, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Answer, GraphError> {
+async fn forward(
+    state: &AppState,
+    url: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Answer, GraphError> {
     let mut pass: Vec<(HeaderName, HeaderValue)> = Vec::new();
     for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
         if let Some(value) = headers.get(&name) {
             pass.push((name, value.clone()));
         }
     }
-    state.http.call(Method::POST, url, &pass, body).await.map_err(|e| upstream_error(format!("wameter could not reach the upstream Graph API: {e}")))
+    state
+        .http
+        .call(Method::POST, url, &pass, body)
+        .await
+        .map_err(|e| {
+            upstream_error(format!(
+                "wameter could not reach the upstream Graph API: {e}"
+            ))
+        })
 }
 
 /// Upstream's answer passed back: status, body and content type, plus ours.
 fn pass_back(answer: Answer, extra: Vec<(HeaderName, HeaderValue)>) -> Response {
     let mut response = (answer.status, answer.body).into_response();
     if let Some(kind) = answer.headers.get(header::CONTENT_TYPE) {
-        response.headers_mut().insert(header::CONTENT_TYPE, kind.clone());
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, kind.clone());
     }
     with_headers(response, extra)
 }
@@ -266,12 +401,25 @@ fn pass_back(answer: Answer, extra: Vec<(HeaderName, HeaderValue)>) -> Response 
 /// What the guard does not look at (not a message to a user, or a template
 /// upstream does not know): forwarded, and upstream's answer passed back
 /// as it is.
-async fn pass_through(state: &AppState, url: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
-    forward(state, url, headers, body).await.map(|answer| pass_back(answer, Vec::new())).map_err(|e| (e, Vec::new()))
+async fn pass_through(
+    state: &AppState,
+    url: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
+    forward(state, url, headers, body)
+        .await
+        .map(|answer| pass_back(answer, Vec::new()))
+        .map_err(|e| (e, Vec::new()))
 }
 
 /// `POST /{version}/{phone_number_id}/messages` (module docs).
-pub async fn send(State(state): State<Arc<AppState>>, Path((version, phone)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn send(
+    State(state): State<Arc<AppState>>,
+    Path((version, phone)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match guarded_send(&state, &version, &phone, &headers, body, SendApi::CloudApi).await {
         Ok(response) => response,
         Err((error, extra)) => with_headers(error.into_response(), extra),
@@ -282,8 +430,22 @@ pub async fn send(State(state): State<Arc<AppState>>, Path((version, phone)): Pa
 /// Marketing Messages API): guarded as a send; a template with a max price
 /// is estimated as the range up to it (`X-Wameter-Estimated-Cost-Range`),
 /// and budgets hold its top until the delivery's `pricing.cost` says.
-pub async fn marketing_send(State(state): State<Arc<AppState>>, Path((version, phone)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
-    match guarded_send(&state, &version, &phone, &headers, body, SendApi::MarketingMessages).await {
+pub async fn marketing_send(
+    State(state): State<Arc<AppState>>,
+    Path((version, phone)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match guarded_send(
+        &state,
+        &version,
+        &phone,
+        &headers,
+        body,
+        SendApi::MarketingMessages,
+    )
+    .await
+    {
         Ok(response) => response,
         Err((error, extra)) => with_headers(error.into_response(), extra),
     }
@@ -299,41 +461,86 @@ pub async fn marketing_send(State(state): State<Arc<AppState>>, Path((version, p
 ///    hard-stop budgets; the call counts in them once it ends and is kept.
 ///
 /// Everything else (accept, reject, terminate) is forwarded untouched.
-pub async fn calls(State(state): State<Arc<AppState>>, Path((version, phone)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn calls(
+    State(state): State<Arc<AppState>>,
+    Path((version, phone)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match guarded_call(&state, &version, &phone, &headers, body).await {
         Ok(response) => response,
         Err((error, extra)) => with_headers(error.into_response(), extra),
     }
 }
 
-async fn guarded_call(state: &Arc<AppState>, version: &str, phone: &str, headers: &HeaderMap, body: Bytes) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
-    let Some(guard) = state.config.guard.as_ref() else { return Err((upstream_error("wameter has no upstream Graph API".into()), Vec::new())) };
+async fn guarded_call(
+    state: &Arc<AppState>,
+    version: &str,
+    phone: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
+    let Some(guard) = state.config.guard.as_ref() else {
+        return Err((
+            upstream_error("wameter has no upstream Graph API".into()),
+            Vec::new(),
+        ));
+    };
     let url = format!("{}/{version}/{phone}/calls", guard.upstream);
-    let connect = serde_json::from_slice::<Value>(&body).ok().filter(|body| body.get("action").and_then(Value::as_str) == Some("connect"));
-    let Some(connect) = connect else { return pass_through(state, &url, headers, body).await };
+    let connect = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .filter(|body| body.get("action").and_then(Value::as_str) == Some("connect"));
+    let Some(connect) = connect else {
+        return pass_through(state, &url, headers, body).await;
+    };
     let pricing = &state.config.pricing;
     // The call's money is the Messaging account's it names, as a send's.
-    let account = pricing.accounts.messaging_account(phone, wameter_meta::graph::messaging_account_id(&connect));
+    let account = pricing
+        .accounts
+        .messaging_account(phone, wameter_meta::graph::messaging_account_id(&connect));
     let business = pricing.accounts.payer(phone, account.as_deref());
     if let Some(country) = wameter_core::rules::calling::calls_forbidden_from(&business) {
-        return Err((wameter_meta::graph::calls_not_available(phone, country, "refused by wameter: "), Vec::new()));
+        return Err((
+            wameter_meta::graph::calls_not_available(phone, country, "refused by wameter: "),
+            Vec::new(),
+        ));
     }
     // Upstream says what is wrong with a callee it cannot read.
-    let Some(user) = connect.get("to").and_then(Value::as_str).and_then(|to| UserId::parse(to).ok()) else {
+    let Some(user) = connect
+        .get("to")
+        .and_then(Value::as_str)
+        .and_then(|to| UserId::parse(to).ok())
+    else {
         return pass_through(state, &url, headers, body).await;
     };
     let now = Timestamp::now();
     let local = business.timezone.to_datetime(now).date();
     let market = pricing.markets.lookup(&user, local).market;
-    let rate = pricing.call_rates.ladder(business.currency, &market, local).first().map(|band| band.rate_per_minute);
+    let rate = pricing
+        .call_rates
+        .ladder(business.currency, &market, local)
+        .first()
+        .map(|band| band.rate_per_minute);
     let extra = vec![
-        (HeaderName::from_static("x-wameter-market"), header_value(&market)),
-        (HeaderName::from_static("x-wameter-call-rate-per-minute"), rate.map_or(HeaderValue::from_static("unknown"), |r| header_value(&format_amount(r)))),
+        (
+            HeaderName::from_static("x-wameter-market"),
+            header_value(&market),
+        ),
+        (
+            HeaderName::from_static("x-wameter-call-rate-per-minute"),
+            rate.map_or(HeaderValue::from_static("unknown"), |r| {
+                header_value(&format_amount(r))
+            }),
+        ),
     ];
-    let reservation = budgets::reserve(state, &business.waba, rate.unwrap_or(Decimal::ZERO), now).await.map_err(|e| (e, extra.clone()))?;
+    let reservation = budgets::reserve(state, &business.waba, rate.unwrap_or(Decimal::ZERO), now)
+        .await
+        .map_err(|e| (e, extra.clone()))?;
     // Its cost is known when it ends: nothing stays held in flight.
     state.ledger.release(reservation);
-    let answer = forward(state, &url, headers, body).await.map_err(|e| (e, extra.clone()))?;
+    let answer = forward(state, &url, headers, body)
+        .await
+        .map_err(|e| (e, extra.clone()))?;
     Ok(pass_back(answer, extra))
 }
 
@@ -360,7 +567,14 @@ impl Laps {
 /// milliseconds, so an app's telemetry sees what the guard adds.
 fn server_timing(upstream_us: u64, wameter_us: u64) -> (HeaderName, HeaderValue) {
     let ms = |us: u64| format!("{}.{:03}", us / 1000, us % 1000);
-    (HeaderName::from_static("server-timing"), header_value(&format!("upstream;dur={}, wameter;dur={}", ms(upstream_us), ms(wameter_us))))
+    (
+        HeaderName::from_static("server-timing"),
+        header_value(&format!(
+            "upstream;dur={}, wameter;dur={}",
+            ms(upstream_us),
+            ms(wameter_us)
+        )),
+    )
 }
 
 /// Whether a send's record was on disk when the answer went out
@@ -382,7 +596,10 @@ impl Recorded {
             Recorded::Pending => "pending",
             Recorded::No => "false",
         };
-        (HeaderName::from_static("x-wameter-recorded"), HeaderValue::from_static(value))
+        (
+            HeaderName::from_static("x-wameter-recorded"),
+            HeaderValue::from_static(value),
+        )
     }
 }
 
@@ -394,7 +611,13 @@ impl Recorded {
 /// Past the wait the write goes on in the background; only a crash in
 /// that gap loses it, and then Meta's statuses still meter the message
 /// (its outbound inferred, with a warning). See DESIGN.md.
-async fn record(state: &Arc<AppState>, wait: SignedDuration, id: String, event: Event, held: Option<InFlightRow>) -> Recorded {
+async fn record(
+    state: &Arc<AppState>,
+    wait: SignedDuration,
+    id: String,
+    event: Event,
+    held: Option<InFlightRow>,
+) -> Recorded {
     let mut batch = Batch::new(None, &[event], &[]);
     // The budget it holds is kept with it, for a restarted server.
     batch.in_flight.extend(held);
@@ -440,7 +663,13 @@ async fn elapsed(wait: SignedDuration) {
     let _ = tokio::task::spawn_blocking(move || std::thread::sleep(wait)).await;
 }
 
-fn record_outcome(written: Result<Result<wameter_store::Written, wameter_store::StoreError>, tokio::task::JoinError>, id: &str) -> Recorded {
+fn record_outcome(
+    written: Result<
+        Result<wameter_store::Written, wameter_store::StoreError>,
+        tokio::task::JoinError,
+    >,
+    id: &str,
+) -> Recorded {
     let error = match written {
         Ok(Ok(_)) => return Recorded::Yes,
         Ok(Err(error)) => error.to_string(),
@@ -475,19 +704,40 @@ impl SendApi {
 /// can cost per message: `bid_amount` (minor units per 1,000 deliveries)
 /// times the send's `bid_spec.per_message_bid_multiplier` (1 without one;
 /// a number above 0, at most 1000, else `None`), in `currency`.
-fn max_price_per_message(bid_amount: u64, body: &[u8], currency: wameter_core::money::Currency) -> Option<Decimal> {
+fn max_price_per_message(
+    bid_amount: u64,
+    body: &[u8],
+    currency: wameter_core::money::Currency,
+) -> Option<Decimal> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let multiplier = match value.pointer("/bid_spec/per_message_bid_multiplier") {
         None | Some(Value::Null) => Decimal::ONE,
-        Some(Value::Number(number)) => number.to_string().parse::<Decimal>().ok().filter(|m| *m > Decimal::ZERO && *m <= Decimal::from(1000))?,
+        Some(Value::Number(number)) => number
+            .to_string()
+            .parse::<Decimal>()
+            .ok()
+            .filter(|m| *m > Decimal::ZERO && *m <= Decimal::from(1000))?,
         Some(_) => return None,
     };
     let minor = Decimal::from(10u64.checked_pow(currency.minor_digits())?);
-    Decimal::from(bid_amount).checked_mul(multiplier).map(|total| (total / Decimal::from(1000) / minor).normalize())
+    Decimal::from(bid_amount)
+        .checked_mul(multiplier)
+        .map(|total| (total / Decimal::from(1000) / minor).normalize())
 }
 
-async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers: &HeaderMap, body: Bytes, api: SendApi) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
-    let guard = state.config.guard.as_ref().expect("the send route exists only with a guard");
+async fn guarded_send(
+    state: &Arc<AppState>,
+    version: &str,
+    phone: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    api: SendApi,
+) -> Result<Response, (GraphError, Vec<(HeaderName, HeaderValue)>)> {
+    let guard = state
+        .config
+        .guard
+        .as_ref()
+        .expect("the send route exists only with a guard");
     let url = format!("{}/{version}/{phone}/{}", guard.upstream, api.path());
     let Some(outgoing) = read_send(&body) else {
         return pass_through(state, &url, headers, body).await;
@@ -497,17 +747,34 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
     let pricing = &state.config.pricing;
     // Templates and money are the Messaging account's: the one the send
     // names when it is one of the number's, else the number's first.
-    let waba = match pricing.accounts.messaging_account(phone, outgoing.messaging_account.as_deref()) {
+    let waba = match pricing
+        .accounts
+        .messaging_account(phone, outgoing.messaging_account.as_deref())
+    {
         Some(account) => account.to_string(),
         None => pricing.waba_of(phone),
     };
     let mut bid_amount = None;
     let template = match &outgoing.template {
         None => None,
-        Some((name, language)) => match lookup(state, guard, version, &waba, headers.get(header::AUTHORIZATION), name, language).await.map_err(|e| (e, Vec::new()))? {
+        Some((name, language)) => match lookup(
+            state,
+            guard,
+            version,
+            &waba,
+            headers.get(header::AUTHORIZATION),
+            name,
+            language,
+        )
+        .await
+        .map_err(|e| (e, Vec::new()))?
+        {
             Some(facts) => {
                 bid_amount = facts.bid_amount;
-                Some(Template { name: name.as_str().into(), category: facts.category })
+                Some(Template {
+                    name: name.as_str().into(),
+                    category: facts.category,
+                })
             }
             // Upstream does not know it and will say so (132001).
             None => return pass_through(state, &url, headers, body).await,
@@ -516,34 +783,74 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
     let lookup_us = laps.lap();
 
     let since = now.checked_sub(LOOK_BACK).unwrap_or(Timestamp::MIN);
-    let rows = state.store.pair_events(phone, &outgoing.user.to_string(), since.as_microsecond()).await.map_err(|e| (store_error(format!("wameter could not read this user's window: {e}")), Vec::new()))?;
+    let rows = state
+        .store
+        .pair_events(phone, &outgoing.user.to_string(), since.as_microsecond())
+        .await
+        .map_err(|e| {
+            (
+                store_error(format!("wameter could not read this user's window: {e}")),
+                Vec::new(),
+            )
+        })?;
     let read_us = laps.lap();
     let events = state.read_back.load(&rows).events;
     let engine = pricing.engine();
     // A user's message stored at this very instant precedes the reply.
-    let windows = meter::windows(&engine, events.clone(), phone, &outgoing.user, now + SignedDuration::from_nanos(1));
+    let windows = meter::windows(
+        &engine,
+        events.clone(),
+        phone,
+        &outgoing.user,
+        now + SignedDuration::from_nanos(1),
+    );
     let closes_at = windows.customer_service_window.map(|w| w.closes_at);
     if template.is_none() && closes_at.is_none_or(|closes| closes - now < guard.safety_margin) {
         let (title, _) = status_error_text(REENGAGEMENT);
         let details = match closes_at {
-            None => format!("refused by wameter: no customer service window is open with {}; send a template", outgoing.user),
-            Some(closes) => format!("refused by wameter: the customer service window with {} closes at {closes}, within the {} safety margin; send a template", outgoing.user, guard.safety_margin),
+            None => format!(
+                "refused by wameter: no customer service window is open with {}; send a template",
+                outgoing.user
+            ),
+            Some(closes) => format!(
+                "refused by wameter: the customer service window with {} closes at {closes}, within the {} safety margin; send a template",
+                outgoing.user, guard.safety_margin
+            ),
         };
         let headers = vec![
             window_header(closes_at),
-            (HeaderName::from_static("x-wameter-category"), HeaderValue::from_static("service")),
-            (HeaderName::from_static("x-wameter-billable"), HeaderValue::from_static("false")),
+            (
+                HeaderName::from_static("x-wameter-category"),
+                HeaderValue::from_static("service"),
+            ),
+            (
+                HeaderName::from_static("x-wameter-billable"),
+                HeaderValue::from_static("false"),
+            ),
         ];
         return Err((GraphError::new(REENGAGEMENT, title, details), headers));
     }
-    let charge = meter::predict(&engine, events, phone, &outgoing.user, now, template.clone(), outgoing.messaging_account.clone());
+    let charge = meter::predict(
+        &engine,
+        events,
+        phone,
+        &outgoing.user,
+        now,
+        template.clone(),
+        outgoing.messaging_account.clone(),
+    );
     let mut extra = estimate_headers(charge.as_ref(), closes_at, template.as_ref());
-    let mut estimate = charge.as_ref().filter(|c| c.billable).map_or(Decimal::ZERO, |c| c.amount);
+    let mut estimate = charge
+        .as_ref()
+        .filter(|c| c.billable)
+        .map_or(Decimal::ZERO, |c| c.amount);
     // A max-price send is charged "that max price or lower", what Meta's
     // `pricing.cost` will say on delivery: until then the estimate is the
     // range up to it, and the budget holds its top.
     let max_price = match (api, bid_amount, &charge) {
-        (SendApi::MarketingMessages, Some(bid), Some(charge)) if charge.billable => max_price_per_message(bid, &body, charge.currency),
+        (SendApi::MarketingMessages, Some(bid), Some(charge)) if charge.billable => {
+            max_price_per_message(bid, &body, charge.currency)
+        }
         _ => None,
     };
     if let Some(max) = max_price {
@@ -551,7 +858,9 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
         max_price_headers(&mut extra, max);
     }
     let engine_us = laps.lap();
-    let reservation = budgets::reserve(state, &waba, estimate, now).await.map_err(|e| (e, extra.clone()))?;
+    let reservation = budgets::reserve(state, &waba, estimate, now)
+        .await
+        .map_err(|e| (e, extra.clone()))?;
     let reserve_us = laps.lap();
 
     let answer = match forward(state, &url, headers, body).await {
@@ -569,16 +878,24 @@ async fn guarded_send(state: &Arc<AppState>, version: &str, phone: &str, headers
         return Ok(pass_back(answer, extra));
     }
     // Record what upstream accepted.
-    let wamid = serde_json::from_slice::<Value>(&answer.body).ok().and_then(|v| v["messages"][0]["id"].as_str().map(str::to_string));
+    let wamid = serde_json::from_slice::<Value>(&answer.body)
+        .ok()
+        .and_then(|v| v["messages"][0]["id"].as_str().map(str::to_string));
     let recorded = match wamid {
         None => {
-            tracing::error!(message = "Upstream accepted a send without a message id; not recorded.", business = phone);
+            tracing::error!(
+                message = "Upstream accepted a send without a message id; not recorded.",
+                business = phone
+            );
             state.ledger.release(reservation);
             Recorded::No
         }
         Some(id) => {
             let held = state.ledger.confirm(reservation, phone, &id);
-            let event = Event { at: now, origin: Origin::default(), kind: EventKind::Outbound {
+            let event = Event {
+                at: now,
+                origin: Origin::default(),
+                kind: EventKind::Outbound {
                     business: phone.into(),
                     user: outgoing.user.clone(),
                     id: id.as_str().into(),
@@ -603,13 +920,30 @@ mod tests {
     #[test]
     fn reads_recipient_and_template() {
         let text = br#"{"messaging_product":"whatsapp","to":"+55 11 99999-0000","type":"text","text":{"body":"hi"}}"#;
-        assert_eq!(read_send(text), Some(Outgoing { user: UserId::parse("5511999990000").unwrap(), template: None, messaging_account: None }));
+        assert_eq!(
+            read_send(text),
+            Some(Outgoing {
+                user: UserId::parse("5511999990000").unwrap(),
+                template: None,
+                messaging_account: None
+            })
+        );
         let through = br#"{"messaging_product":"whatsapp","to":"5511999990000","type":"text","text":{"body":"hi"},"paid_messaging_account_id":"old","messaging_account_id":"M"}"#;
-        assert_eq!(read_send(through).unwrap().messaging_account.as_deref(), Some("M"), "Meta's precedence: the new name wins");
+        assert_eq!(
+            read_send(through).unwrap().messaging_account.as_deref(),
+            Some("M"),
+            "Meta's precedence: the new name wins"
+        );
         let template = br#"{"messaging_product":"whatsapp","to":"5511999990000","type":"template","template":{"name":"hello_world","language":{"code":"en_US"}}}"#;
-        assert_eq!(read_send(template).unwrap().template, Some(("hello_world".into(), "en_US".into())));
+        assert_eq!(
+            read_send(template).unwrap().template,
+            Some(("hello_world".into(), "en_US".into()))
+        );
         let untyped = br#"{"messaging_product":"whatsapp","to":"5511999990000","template":{"name":"x","language":{"code":"pt_BR"}}}"#;
-        assert!(read_send(untyped).unwrap().template.is_some(), "a template body without `type` is a template");
+        assert!(
+            read_send(untyped).unwrap().template.is_some(),
+            "a template body without `type` is a template"
+        );
     }
 
     #[test]
@@ -617,32 +951,74 @@ mod tests {
         use wameter_core::money::Currency;
         let usd = Currency::USD;
         // 2000 cents per 1,000 deliveries: 0.02 USD a message.
-        assert_eq!(max_price_per_message(2000, b"{}", usd), Some(Decimal::new(2, 2)));
+        assert_eq!(
+            max_price_per_message(2000, b"{}", usd),
+            Some(Decimal::new(2, 2))
+        );
         let doubled = br#"{"bid_spec":{"per_message_bid_multiplier":1.5}}"#;
-        assert_eq!(max_price_per_message(2000, doubled, usd), Some(Decimal::new(3, 2)));
+        assert_eq!(
+            max_price_per_message(2000, doubled, usd),
+            Some(Decimal::new(3, 2))
+        );
         // A currency without minor units.
-        assert_eq!(max_price_per_message(2000, b"{}", Currency::parse("JPY").unwrap()), Some(Decimal::from(2)));
-        for bad in [&br#"{"bid_spec":{"per_message_bid_multiplier":0}}"#[..], br#"{"bid_spec":{"per_message_bid_multiplier":1001}}"#, br#"{"bid_spec":{"per_message_bid_multiplier":"2"}}"#] {
-            assert_eq!(max_price_per_message(2000, bad, usd), None, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            max_price_per_message(2000, b"{}", Currency::parse("JPY").unwrap()),
+            Some(Decimal::from(2))
+        );
+        for bad in [
+            &br#"{"bid_spec":{"per_message_bid_multiplier":0}}"#[..],
+            br#"{"bid_spec":{"per_message_bid_multiplier":1001}}"#,
+            br#"{"bid_spec":{"per_message_bid_multiplier":"2"}}"#,
+        ] {
+            assert_eq!(
+                max_price_per_message(2000, bad, usd),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert!(max_price_per_message(u64::MAX, br#"{"bid_spec":{"per_message_bid_multiplier":1000}}"#, usd).is_some_and(|m| m > Decimal::ZERO), "no overflow panic");
+        assert!(
+            max_price_per_message(
+                u64::MAX,
+                br#"{"bid_spec":{"per_message_bid_multiplier":1000}}"#,
+                usd
+            )
+            .is_some_and(|m| m > Decimal::ZERO),
+            "no overflow panic"
+        );
     }
 
     #[test]
     fn what_is_not_a_message_passes_through() {
-        assert_eq!(read_send(br#"{"messaging_product":"whatsapp","status":"read","message_id":"wamid.1"}"#), None);
+        assert_eq!(
+            read_send(
+                br#"{"messaging_product":"whatsapp","status":"read","message_id":"wamid.1"}"#
+            ),
+            None
+        );
         assert_eq!(read_send(b"not json"), None);
-        assert_eq!(read_send(br#"{"messaging_product":"whatsapp","type":"text"}"#), None, "no recipient");
+        assert_eq!(
+            read_send(br#"{"messaging_product":"whatsapp","type":"text"}"#),
+            None,
+            "no recipient"
+        );
     }
 
     #[tokio::test]
     async fn the_record_wait_lasts_at_least_what_it_says() {
         // Only the lower bound: how much longer it lasts depends on the
         // machine (docs/PERFORMANCE.md measures it).
-        for wait in [SignedDuration::from_micros(300), SignedDuration::from_millis(2)] {
+        for wait in [
+            SignedDuration::from_micros(300),
+            SignedDuration::from_millis(2),
+        ] {
             let started = std::time::Instant::now();
             elapsed(wait).await;
-            assert!(started.elapsed() >= wait.unsigned_abs(), "{wait:?} ended after {:?}", started.elapsed());
+            assert!(
+                started.elapsed() >= wait.unsigned_abs(),
+                "{wait:?} ended after {:?}",
+                started.elapsed()
+            );
         }
     }
 

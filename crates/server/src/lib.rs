@@ -121,7 +121,10 @@ impl StoreHealth {
     pub fn wrote<T>(&self, outcome: &Result<T, wameter_store::StoreError>) {
         // A panic elsewhere cannot poison this: nothing in here panics,
         // and a poisoned lock is taken as it is rather than panicking again.
-        let mut failing = self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut failing = self
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match outcome {
             Ok(_) => {
                 if failing.take().is_some() {
@@ -141,7 +144,10 @@ impl StoreHealth {
 
     /// Since when and why writes fail, if they do.
     pub fn failing(&self) -> Option<(jiff::Timestamp, String)> {
-        self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -159,7 +165,11 @@ impl AppState {
             http: outbound::Http::default(),
             relay: relay::Relay::default(),
             read_back: meter::ReadBack::default(),
-            body_bytes: Arc::new(tokio::sync::Semaphore::new(limits.body_bytes_in_flight_max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS))),
+            body_bytes: Arc::new(tokio::sync::Semaphore::new(
+                limits
+                    .body_bytes_in_flight_max
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             store_health: StoreHealth::default(),
         })
     }
@@ -173,7 +183,10 @@ pub fn app(state: Arc<AppState>) -> Router {
     if state.config.guard.is_some() {
         router = router
             .route("/{version}/{phone_number_id}/messages", post(guard::send))
-            .route("/{version}/{phone_number_id}/marketing_messages", post(guard::marketing_send))
+            .route(
+                "/{version}/{phone_number_id}/marketing_messages",
+                post(guard::marketing_send),
+            )
             .route("/{version}/{phone_number_id}/calls", post(guard::calls));
     }
     // Webhook bodies are read whole before their signature can be checked:
@@ -181,11 +194,22 @@ pub fn app(state: Arc<AppState>) -> Router {
     // hold at most `body_bytes_in_flight_max` of memory.
     let bounded = axum::middleware::from_fn_with_state(state.clone(), listen::bounded_body);
     router
-        .route("/webhook", get(webhook::handshake).post(webhook::receive).layer(DefaultBodyLimit::max(webhook_limit)).route_layer(bounded))
+        .route(
+            "/webhook",
+            get(webhook::handshake)
+                .post(webhook::receive)
+                .layer(DefaultBodyLimit::max(webhook_limit))
+                .route_layer(bounded),
+        )
         .route("/v1/windows/{business}/{user}", get(api::windows))
         .route("/v1/charges", get(api::charges))
         .route("/v1/reports/costs", get(api::costs))
-        .route("/v1/events", post(api::post_events).get(api::get_events).layer(DefaultBodyLimit::max(events_limit)))
+        .route(
+            "/v1/events",
+            post(api::post_events)
+                .get(api::get_events)
+                .layer(DefaultBodyLimit::max(events_limit)),
+        )
         .route("/v1/webhooks", get(api::get_webhooks))
         .route("/v1/budgets", get(budgets::list))
         .route("/v1/relay", get(relay::status))
@@ -224,7 +248,14 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], state.metrics.render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 /// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight
@@ -232,15 +263,28 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// with other pricing than this process's are dropped and settled again
 /// first; the settler then runs in the background.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
-    match state.store.reset_settlement(settle::fingerprint(&state.config.pricing)).await {
-        Ok(true) => tracing::info!(message = "Accounts, rate cards, tiers or engine changed since the charges were kept: settling every month again."),
+    match state
+        .store
+        .reset_settlement(settle::fingerprint(&state.config.pricing))
+        .await
+    {
+        Ok(true) => tracing::info!(
+            message = "Accounts, rate cards, tiers or engine changed since the charges were kept: settling every month again."
+        ),
         Ok(false) => {}
         Err(error) => return Err(std::io::Error::other(error.to_string())),
     }
     match budgets::restore(&state, jiff::Timestamp::now()).await {
         Ok(0) => {}
-        Ok(restored) => tracing::info!(message = "Sends still in flight weigh against their budgets again.", restored),
-        Err(error) => return Err(std::io::Error::other(format!("cannot read the sends in flight: {error}"))),
+        Ok(restored) => tracing::info!(
+            message = "Sends still in flight weigh against their budgets again.",
+            restored
+        ),
+        Err(error) => {
+            return Err(std::io::Error::other(format!(
+                "cannot read the sends in flight: {error}"
+            )));
+        }
     }
     settle::spawn(state.clone());
     budgets::spawn_watcher(state.clone());

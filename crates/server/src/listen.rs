@@ -81,21 +81,36 @@ pub async fn bounded_body(
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             crate::telemetry::webhook_rejected("unreadable_body");
-            return plain(StatusCode::BAD_REQUEST, "the request body could not be read\n");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read\n",
+            );
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         if bytes.len() + data.len() > limit {
             crate::telemetry::webhook_rejected("too_large");
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is over the {limit}-byte limit (--webhook-bytes-max)\n"));
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the body is over the {limit}-byte limit (--webhook-bytes-max)\n"),
+            );
         }
-        let permits = u32::try_from(data.len()).ok().and_then(|n| state.body_bytes.clone().try_acquire_many_owned(n).ok());
+        let permits = u32::try_from(data.len())
+            .ok()
+            .and_then(|n| state.body_bytes.clone().try_acquire_many_owned(n).ok());
         let Some(permits) = permits else {
             crate::telemetry::webhook_rejected("body_bytes_in_flight");
             let body = serde_json::json!({"error": {"code": "busy", "message": "too many webhook bytes are being read at once; deliver again"}});
             let mut response = Response::new(Body::from(body.to_string()));
             *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return response;
         };
         match &mut held {
@@ -104,7 +119,9 @@ pub async fn bounded_body(
         }
         bytes.extend_from_slice(&data);
     }
-    let response = next.run(axum::extract::Request::from_parts(parts, Body::from(bytes))).await;
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+        .await;
     drop(held);
     response
 }
@@ -112,7 +129,10 @@ pub async fn bounded_body(
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
     let mut response = Response::new(Body::from(text.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -120,7 +140,12 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
 const DRAIN_MAX: Duration = Duration::from_secs(30);
 
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.connections_max.max(1)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -167,7 +192,10 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_MAX, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_MAX, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(message = "Requests still in flight after the drain time; exiting anyway.");
     }
     Ok(())
@@ -185,7 +213,12 @@ fn timed_out(deadline: Duration) -> Response<Body> {
     });
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }

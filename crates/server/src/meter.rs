@@ -12,21 +12,25 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use wameter_core::account::Accounts;
-use wameter_core::engine::{ContactWindows, Engine, prepare};
-use wameter_core::incremental::MeterState;
 use wameter_core::charge::Charge;
-use wameter_core::event::{DeliveryStatus, Event, EventKind, Origin, Template, UserId, outbounds_from_pricing};
+use wameter_core::engine::{ContactWindows, Engine, prepare};
+use wameter_core::event::{
+    DeliveryStatus, Event, EventKind, Origin, Template, UserId, outbounds_from_pricing,
+};
+use wameter_core::incremental::MeterState;
 use wameter_core::market::MarketTable;
 use wameter_core::money::Currency;
 use wameter_core::ratecard::calling::CallRateBook;
 use wameter_core::ratecard::{RateBook, TierBook};
 use wameter_core::report::Totals;
+use wameter_core::rules::agent::AgentCharge;
+use wameter_core::rules::calling::CallCharge;
 use wameter_core::settlement::Month;
 use wameter_core::window::DAY;
 use wameter_log::Parsed;
-use wameter_core::rules::agent::AgentCharge;
-use wameter_core::rules::calling::CallCharge;
-use wameter_log::replay_json::{AgentJson, AgentLine, CallJson, CallLine, ChargeJson, ChargeLine, WarningJson};
+use wameter_log::replay_json::{
+    AgentJson, AgentLine, CallJson, CallLine, ChargeJson, ChargeLine, WarningJson,
+};
 use wameter_store::{ChargeRow, Settled, StoredEvent, WarningRow};
 
 /// Rate cards, tiers, markets and businesses: everything the engine needs
@@ -47,7 +51,10 @@ pub struct Pricing {
 impl Pricing {
     /// An engine over these tables.
     pub fn engine(&self) -> Engine<'_> {
-        Engine { call_rates: &self.call_rates, ..Engine::new(&self.accounts, &self.rates, &self.tiers, self.markets) }
+        Engine {
+            call_rates: &self.call_rates,
+            ..Engine::new(&self.accounts, &self.rates, &self.tiers, self.markets)
+        }
     }
 
     /// The WABA of a business phone number (itself when not configured):
@@ -69,14 +76,21 @@ impl Pricing {
     /// those accounts).
     pub fn sees_business(&self, scope: &crate::auth::Scope, business: &str) -> bool {
         let number = self.accounts.get_or_default(business);
-        scope.sees(&number.waba) || number.messaging_accounts.iter().any(|account| scope.sees(&account.id))
+        scope.sees(&number.waba)
+            || number
+                .messaging_accounts
+                .iter()
+                .any(|account| scope.sees(&account.id))
     }
 
     /// The businesses whose events a question about `businesses` needs:
     /// those sharing a portfolio with them, because volume tiers count the
     /// whole portfolio's messages (and the free tier the whole WABA's).
     pub fn with_counter_peers(&self, businesses: &BTreeSet<String>) -> Vec<String> {
-        let portfolios: BTreeSet<String> = businesses.iter().map(|b| self.accounts.get_or_default(b).portfolio.to_string()).collect();
+        let portfolios: BTreeSet<String> = businesses
+            .iter()
+            .map(|b| self.accounts.get_or_default(b).portfolio.to_string())
+            .collect();
         let mut out = businesses.clone();
         for business in self.accounts.businesses() {
             if portfolios.contains(&*business.portfolio) {
@@ -90,7 +104,10 @@ impl Pricing {
 /// A stored event's id as an [`Origin`], so warnings can point back at it.
 pub fn origin_of(id: i64) -> Origin {
     let id = id as u64;
-    Origin { source: (id >> 32) as u32, line: id as u32 }
+    Origin {
+        source: (id >> 32) as u32,
+        line: id as u32,
+    }
 }
 
 /// The stored event id an [`Origin`] came from.
@@ -113,7 +130,9 @@ pub struct Loaded {
 /// Reads stored lines back into events and adds the outbounds that Meta's
 /// pricing implies (as `replay` does for a log).
 pub fn load(rows: &[StoredEvent]) -> Loaded {
-    load_with(rows, |row| wameter_log::parse_line(&row.line, origin_of(row.id)))
+    load_with(rows, |row| {
+        wameter_log::parse_line(&row.line, origin_of(row.id))
+    })
 }
 
 /// Stored events at most kept parsed by a [`ReadBack`] (about 100 MB at
@@ -158,7 +177,10 @@ fn event_of(parsed: Result<Parsed, wameter_log::LineError>) -> Result<Event, Str
     }
 }
 
-fn load_with(rows: &[StoredEvent], mut parse: impl FnMut(&StoredEvent) -> Result<Parsed, wameter_log::LineError>) -> Loaded {
+fn load_with(
+    rows: &[StoredEvent],
+    mut parse: impl FnMut(&StoredEvent) -> Result<Parsed, wameter_log::LineError>,
+) -> Loaded {
     let mut out = Loaded::default();
     for row in rows {
         match event_of(parse(row)) {
@@ -170,7 +192,9 @@ fn load_with(rows: &[StoredEvent], mut parse: impl FnMut(&StoredEvent) -> Result
     out.inferred = inferred
         .iter()
         .filter_map(|event| match &event.kind {
-            EventKind::Outbound { business, id, .. } => Some((business.to_string(), id.to_string())),
+            EventKind::Outbound { business, id, .. } => {
+                Some((business.to_string(), id.to_string()))
+            }
             _ => None,
         })
         .collect();
@@ -179,7 +203,13 @@ fn load_with(rows: &[StoredEvent], mut parse: impl FnMut(&StoredEvent) -> Result
 }
 
 /// The windows of one pair at `at`, from its stored events.
-pub fn windows(engine: &Engine<'_>, events: Vec<Event>, business: &str, user: &UserId, at: Timestamp) -> ContactWindows {
+pub fn windows(
+    engine: &Engine<'_>,
+    events: Vec<Event>,
+    business: &str,
+    user: &UserId,
+    at: Timestamp,
+) -> ContactWindows {
     let prepared = prepare(events);
     prepared
         .contacts
@@ -194,21 +224,47 @@ pub fn windows(engine: &Engine<'_>, events: Vec<Event>, business: &str, user: &U
 /// count only what the pair's events show, so a tiered rate is the first
 /// band's (the guard says so in its estimate). `None` when the engine
 /// could not price it (no rate card for the date, for instance).
-pub fn predict(engine: &Engine<'_>, mut events: Vec<Event>, business: &str, user: &UserId, at: Timestamp, template: Option<Template>, messaging_account: Option<Box<str>>) -> Option<Charge> {
+pub fn predict(
+    engine: &Engine<'_>,
+    mut events: Vec<Event>,
+    business: &str,
+    user: &UserId,
+    at: Timestamp,
+    template: Option<Template>,
+    messaging_account: Option<Box<str>>,
+) -> Option<Charge> {
     const ID: &str = "wameter.guard.prediction";
     // After every stored event of the same instant.
-    let origin = Origin { source: u32::MAX, line: 0 };
+    let origin = Origin {
+        source: u32::MAX,
+        line: 0,
+    };
     events.push(Event {
         at,
         origin,
-        kind: EventKind::Outbound { business: business.into(), user: user.clone(), id: ID.into(), template, messaging_account },
+        kind: EventKind::Outbound {
+            business: business.into(),
+            user: user.clone(),
+            id: ID.into(),
+            template,
+            messaging_account,
+        },
     });
     events.push(Event {
         at,
         origin: Origin { line: 1, ..origin },
-        kind: EventKind::Status { id: ID.into(), status: DeliveryStatus::Delivered, error: None, detail: None },
+        kind: EventKind::Status {
+            id: ID.into(),
+            status: DeliveryStatus::Delivered,
+            error: None,
+            detail: None,
+        },
     });
-    engine.replay(events).charges.into_iter().find(|charge| &*charge.message_id == ID)
+    engine
+        .replay(events)
+        .charges
+        .into_iter()
+        .find(|charge| &*charge.message_id == ID)
 }
 
 /// Prices one (portfolio, month) from the events its span holds: what the
@@ -220,17 +276,47 @@ pub fn predict(engine: &Engine<'_>, mut events: Vec<Event>, business: &str, user
 /// `now` is when it settles: an event dated more than a day after it (or
 /// before 2014) is priced as dated and warned about by name
 /// ([`wameter_core::event::implausible_instants`]).
-pub fn settle_month(engine: &Engine<'_>, loaded: Loaded, businesses: &BTreeSet<String>, month: Month, now: Timestamp) -> Settled {
+pub fn settle_month(
+    engine: &Engine<'_>,
+    loaded: Loaded,
+    businesses: &BTreeSet<String>,
+    month: Month,
+    now: Timestamp,
+) -> Settled {
     let about = events_about(&loaded.events);
     let implausible = wameter_core::event::implausible_instants(&loaded.events, now);
     let report = engine.replay(loaded.events);
-    let mut charges: Vec<ChargeRow> = report.charges.iter().filter(|charge| in_month(charge, businesses, month)).map(charge_row).collect();
-    let inferred = charges.iter().filter(|charge| loaded.inferred.contains(&(charge.business.clone(), charge.message_id.clone()))).count();
+    let mut charges: Vec<ChargeRow> = report
+        .charges
+        .iter()
+        .filter(|charge| in_month(charge, businesses, month))
+        .map(charge_row)
+        .collect();
+    let inferred = charges
+        .iter()
+        .filter(|charge| {
+            loaded
+                .inferred
+                .contains(&(charge.business.clone(), charge.message_id.clone()))
+        })
+        .count();
     charges.extend(call_rows(&report.calls, businesses, month));
     charges.extend(agent_rows(&report.agent, businesses, month));
     let found = report.warnings.iter().chain(&implausible);
-    let warnings = warning_rows(&loaded.unreadable, inferred, &report.errors, found, |id| about.get(&id).cloned(), month);
-    Settled { charges, warnings, removed: Vec::new(), warnings_removed: Vec::new() }
+    let warnings = warning_rows(
+        &loaded.unreadable,
+        inferred,
+        &report.errors,
+        found,
+        |id| about.get(&id).cloned(),
+        month,
+    );
+    Settled {
+        charges,
+        warnings,
+        removed: Vec::new(),
+        warnings_removed: Vec::new(),
+    }
 }
 
 /// Whether a charge is one of the (portfolio, month)'s: of one of its
@@ -243,24 +329,42 @@ fn in_month(charge: &Charge, businesses: &BTreeSet<String>, month: Month) -> boo
 /// charges (a budget sums both): one row each, its line the document's
 /// ([`CallJson`]), which starts with `{"call_id"` (how a kept row is told
 /// from a charge's).
-fn call_rows<'c>(calls: &'c [CallCharge], businesses: &'c BTreeSet<String>, month: Month) -> impl Iterator<Item = ChargeRow> + 'c {
-    calls.iter().filter(move |call| businesses.contains(&*call.business) && Month::of(call.local_date) == month).map(|call| ChargeRow {
-        business: call.business.to_string(),
-        delivered_at_us: call.started_at.as_microsecond(),
-        message_id: call.call_id.to_string(),
-        line: serde_json::to_string(&CallJson::from(call)).unwrap_or_default(),
-    })
+fn call_rows<'c>(
+    calls: &'c [CallCharge],
+    businesses: &'c BTreeSet<String>,
+    month: Month,
+) -> impl Iterator<Item = ChargeRow> + 'c {
+    calls
+        .iter()
+        .filter(move |call| {
+            businesses.contains(&*call.business) && Month::of(call.local_date) == month
+        })
+        .map(|call| ChargeRow {
+            business: call.business.to_string(),
+            delivered_at_us: call.started_at.as_microsecond(),
+            message_id: call.call_id.to_string(),
+            line: serde_json::to_string(&CallJson::from(call)).unwrap_or_default(),
+        })
 }
 
 /// The (portfolio, month)'s Meta Business Agent usage as the store keeps
 /// it, as [`call_rows`] keeps calls; a line starts with `{"usage_id"`.
-fn agent_rows<'c>(agent: &'c [AgentCharge], businesses: &'c BTreeSet<String>, month: Month) -> impl Iterator<Item = ChargeRow> + 'c {
-    agent.iter().filter(move |usage| businesses.contains(&*usage.business) && Month::of(usage.local_date) == month).map(|usage| ChargeRow {
-        business: usage.business.to_string(),
-        delivered_at_us: usage.at.as_microsecond(),
-        message_id: usage.usage_id.to_string(),
-        line: serde_json::to_string(&AgentJson::from(usage)).unwrap_or_default(),
-    })
+fn agent_rows<'c>(
+    agent: &'c [AgentCharge],
+    businesses: &'c BTreeSet<String>,
+    month: Month,
+) -> impl Iterator<Item = ChargeRow> + 'c {
+    agent
+        .iter()
+        .filter(move |usage| {
+            businesses.contains(&*usage.business) && Month::of(usage.local_date) == month
+        })
+        .map(|usage| ChargeRow {
+            business: usage.business.to_string(),
+            delivered_at_us: usage.at.as_microsecond(),
+            message_id: usage.usage_id.to_string(),
+            line: serde_json::to_string(&AgentJson::from(usage)).unwrap_or_default(),
+        })
 }
 
 /// Whether a kept row is a call's ([`call_rows`]).
@@ -307,18 +411,44 @@ fn warning_rows<'w>(
         })
         .collect();
     if inferred > 0 {
-        warnings.push(WarningRow { business: None, event_id: None, code: "outbound_inferred".into(), message: String::new(), count: inferred as i64 });
+        warnings.push(WarningRow {
+            business: None,
+            event_id: None,
+            code: "outbound_inferred".into(),
+            message: String::new(),
+            count: inferred as i64,
+        });
     }
     // A message the engine could not price (no rate card for its date…)
     // has no charge; `replay` fails on it, the server says so with every
     // answer about its month rather than leave a silent gap.
-    let unpriced = errors.iter().map(|error| ("unpriced_message", format!("{}: {}", error.message_id, error.message), error.origin));
-    let warned = found.map(|warning| (warning.code, warning.message.clone(), warning.origin.unwrap_or_default()));
+    let unpriced = errors.iter().map(|error| {
+        (
+            "unpriced_message",
+            format!("{}: {}", error.message_id, error.message),
+            error.origin,
+        )
+    });
+    let warned = found.map(|warning| {
+        (
+            warning.code,
+            warning.message.clone(),
+            warning.origin.unwrap_or_default(),
+        )
+    });
     for (code, message, origin) in unpriced.chain(warned) {
         let id = id_of(origin);
-        let Some((business, at)) = about(id) else { continue };
+        let Some((business, at)) = about(id) else {
+            continue;
+        };
         if month_start <= at && at < month_end {
-            warnings.push(WarningRow { business, event_id: Some(id as i64), code: code.into(), message, count: 1 });
+            warnings.push(WarningRow {
+                business,
+                event_id: Some(id as i64),
+                code: code.into(),
+                message,
+                count: 1,
+            });
         }
     }
     warnings
@@ -395,7 +525,15 @@ impl MonthState {
     /// must keep for the month: every charge and warning when `whole`
     /// (a first round, whose kept rows may be anyone's), else the charges
     /// that changed and those to remove, with all the warnings.
-    pub fn settle(&mut self, engine: &Engine<'_>, rows: Vec<StoredEvent>, businesses: &BTreeSet<String>, month: Month, now: Timestamp, whole: bool) -> Settled {
+    pub fn settle(
+        &mut self,
+        engine: &Engine<'_>,
+        rows: Vec<StoredEvent>,
+        businesses: &BTreeSet<String>,
+        month: Month,
+        now: Timestamp,
+        whole: bool,
+    ) -> Settled {
         let mut events = Vec::new();
         for row in rows {
             if !self.applied.insert(row.id) {
@@ -406,10 +544,13 @@ impl MonthState {
                 Err(why) => self.unreadable.push((row.id, why)),
             }
         }
-        self.implausible.extend(wameter_core::event::implausible_instants(&events, now));
+        self.implausible
+            .extend(wameter_core::event::implausible_instants(&events, now));
         for event in &events {
             let (business, message) = match &event.kind {
-                EventKind::Status { id, .. } => (event.kind.business().map(Box::from), Some(id.clone())),
+                EventKind::Status { id, .. } => {
+                    (event.kind.business().map(Box::from), Some(id.clone()))
+                }
                 EventKind::Outbound { business, id, .. } => {
                     self.senders.insert(id.clone(), business.clone());
                     (Some(business.clone()), None)
@@ -418,29 +559,48 @@ impl MonthState {
                 EventKind::Call(call) => (Some(call.business.clone()), None),
                 EventKind::AgentUsage(usage) => (Some(usage.business.clone()), None),
             };
-            self.notes.insert(id_of(event.origin), EventNote { at: event.at, business, message });
+            self.notes.insert(
+                id_of(event.origin),
+                EventNote {
+                    at: event.at,
+                    business,
+                    message,
+                },
+            );
         }
         let changes = self.meter.apply(engine, events);
 
         let mut settled = Settled::default();
         let (charges, findings) = self.meter.charges_and_findings();
         if whole {
-            settled.charges = charges.iter().filter(|charge| in_month(charge, businesses, month)).map(|charge| charge_row(charge)).collect();
+            settled.charges = charges
+                .iter()
+                .filter(|charge| in_month(charge, businesses, month))
+                .map(|charge| charge_row(charge))
+                .collect();
         } else {
             for (business, id) in changes.messages {
                 match self.meter.charge(&business, &id) {
-                    Some(Ok(charge)) if in_month(charge, businesses, month) => settled.charges.push(charge_row(charge)),
+                    Some(Ok(charge)) if in_month(charge, businesses, month) => {
+                        settled.charges.push(charge_row(charge))
+                    }
                     _ => settled.removed.push((business.to_string(), id.to_string())),
                 }
             }
         }
         // Calls are few: all of the month's are compared with those kept.
-        let calls: HashMap<(String, String), ChargeRow> = call_rows(self.meter.calls(), businesses, month)
-            .chain(agent_rows(self.meter.agent(), businesses, month))
-            .map(|row| ((row.business.clone(), row.message_id.clone()), row))
-            .collect();
+        let calls: HashMap<(String, String), ChargeRow> =
+            call_rows(self.meter.calls(), businesses, month)
+                .chain(agent_rows(self.meter.agent(), businesses, month))
+                .map(|row| ((row.business.clone(), row.message_id.clone()), row))
+                .collect();
         if !whole {
-            settled.removed.extend(self.calls.keys().filter(|key| !calls.contains_key(*key)).cloned());
+            settled.removed.extend(
+                self.calls
+                    .keys()
+                    .filter(|key| !calls.contains_key(*key))
+                    .cloned(),
+            );
         }
         let mut kept = HashMap::with_capacity(calls.len());
         for (key, row) in calls {
@@ -450,13 +610,27 @@ impl MonthState {
             kept.insert(key, row.line);
         }
         self.calls = kept;
-        let inferred = self.meter.inferred_charges().filter(|charge| in_month(charge, businesses, month)).count();
+        let inferred = self
+            .meter
+            .inferred_charges()
+            .filter(|charge| in_month(charge, businesses, month))
+            .count();
         let about = |id: u64| {
             let note = self.notes.get(&id)?;
-            let business = note.business.as_deref().or_else(|| self.senders.get(note.message.as_deref()?).map(|b| &**b));
+            let business = note
+                .business
+                .as_deref()
+                .or_else(|| self.senders.get(note.message.as_deref()?).map(|b| &**b));
             Some((business.map(str::to_string), note.at))
         };
-        let warnings = warning_rows(&self.unreadable, inferred, &findings.errors, findings.warnings.iter().chain(&self.implausible), about, month);
+        let warnings = warning_rows(
+            &self.unreadable,
+            inferred,
+            &findings.errors,
+            findings.warnings.iter().chain(&self.implausible),
+            about,
+            month,
+        );
         if whole {
             settled.warnings = warnings.clone();
         } else {
@@ -472,7 +646,9 @@ impl MonthState {
                 }
             }
             for (warning, count) in kept {
-                settled.warnings_removed.extend(std::iter::repeat_n(warning.clone(), count));
+                settled
+                    .warnings_removed
+                    .extend(std::iter::repeat_n(warning.clone(), count));
             }
         }
         self.warnings = warnings;
@@ -494,10 +670,16 @@ fn events_about(events: &[Event]) -> HashMap<u64, (Option<String>, Timestamp)> {
         .iter()
         .map(|event| {
             let business = match &event.kind {
-                EventKind::Status { id, .. } => event.kind.business().or_else(|| business_of_message.get(&**id).copied()),
+                EventKind::Status { id, .. } => event
+                    .kind
+                    .business()
+                    .or_else(|| business_of_message.get(&**id).copied()),
                 kind => kind.business(),
             };
-            (id_of(event.origin), (business.map(str::to_string), event.at))
+            (
+                id_of(event.origin),
+                (business.map(str::to_string), event.at),
+            )
         })
         .collect()
 }
@@ -534,36 +716,72 @@ pub struct Answer {
 /// `sees` keeps only what a scoped token sees, by (business, Messaging
 /// account named): a number shared by several accounts shows each token
 /// its own accounts' money only.
-pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>, sees: Option<&(dyn Fn(&str, Option<&str>) -> bool + Sync)>) -> Answer {
-    let sees = |business: &str, account: Option<&str>| sees.is_none_or(|sees| sees(business, account));
+pub fn answer(
+    rows: Vec<ChargeRow>,
+    warning_rows: Vec<WarningRow>,
+    sees: Option<&(dyn Fn(&str, Option<&str>) -> bool + Sync)>,
+) -> Answer {
+    let sees =
+        |business: &str, account: Option<&str>| sees.is_none_or(|sees| sees(business, account));
     let mut unreadable = Vec::new();
-    let (agent_rows, rows): (Vec<ChargeRow>, Vec<ChargeRow>) = rows.into_iter().partition(|row| is_agent_line(&row.line));
-    let mut agent: Vec<(Timestamp, String, String, Currency, Decimal, String)> = Vec::with_capacity(agent_rows.len());
+    let (agent_rows, rows): (Vec<ChargeRow>, Vec<ChargeRow>) =
+        rows.into_iter().partition(|row| is_agent_line(&row.line));
+    let mut agent: Vec<(Timestamp, String, String, Currency, Decimal, String)> =
+        Vec::with_capacity(agent_rows.len());
     for row in agent_rows {
         let read = || -> Option<(Timestamp, AgentLine, Currency, Decimal)> {
             let line: AgentLine = serde_json::from_str(&row.line).ok()?;
-            let (currency, amount) = (Currency::parse(&line.currency)?, Decimal::from_str(&line.amount).ok()?);
+            let (currency, amount) = (
+                Currency::parse(&line.currency)?,
+                Decimal::from_str(&line.amount).ok()?,
+            );
             Some((line.at.parse().ok()?, line, currency, amount))
         };
         match read() {
             Some((_, line, ..)) if !sees(&line.business, line.messaging_account.as_deref()) => {}
-            Some((at, line, currency, amount)) => agent.push((at, line.business, line.usage_id, currency, amount, row.line)),
-            None => unreadable.push(("unreadable_kept_charge".to_string(), format!("{}: kept agent usage does not read: {}", row.message_id, row.line), None)),
+            Some((at, line, currency, amount)) => {
+                agent.push((at, line.business, line.usage_id, currency, amount, row.line))
+            }
+            None => unreadable.push((
+                "unreadable_kept_charge".to_string(),
+                format!(
+                    "{}: kept agent usage does not read: {}",
+                    row.message_id, row.line
+                ),
+                None,
+            )),
         }
     }
     agent.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
-    let (call_rows, rows): (Vec<ChargeRow>, Vec<ChargeRow>) = rows.into_iter().partition(|row| is_call_line(&row.line));
-    let mut calls: Vec<(Timestamp, String, String, Currency, Decimal, bool, String)> = Vec::with_capacity(call_rows.len());
+    let (call_rows, rows): (Vec<ChargeRow>, Vec<ChargeRow>) =
+        rows.into_iter().partition(|row| is_call_line(&row.line));
+    let mut calls: Vec<(Timestamp, String, String, Currency, Decimal, bool, String)> =
+        Vec::with_capacity(call_rows.len());
     for row in call_rows {
         let read = || -> Option<(Timestamp, CallLine, Currency, Decimal)> {
             let line: CallLine = serde_json::from_str(&row.line).ok()?;
-            let (currency, amount) = (Currency::parse(&line.currency)?, Decimal::from_str(&line.amount).ok()?);
+            let (currency, amount) = (
+                Currency::parse(&line.currency)?,
+                Decimal::from_str(&line.amount).ok()?,
+            );
             Some((line.started_at.parse().ok()?, line, currency, amount))
         };
         match read() {
             Some((_, line, ..)) if !sees(&line.business, line.messaging_account.as_deref()) => {}
-            Some((at, line, currency, amount)) => calls.push((at, line.business, line.call_id, currency, amount, line.billable, row.line)),
-            None => unreadable.push(("unreadable_kept_charge".to_string(), format!("{}: kept call does not read: {}", row.message_id, row.line), None)),
+            Some((at, line, currency, amount)) => calls.push((
+                at,
+                line.business,
+                line.call_id,
+                currency,
+                amount,
+                line.billable,
+                row.line,
+            )),
+            None => unreadable.push((
+                "unreadable_kept_charge".to_string(),
+                format!("{}: kept call does not read: {}", row.message_id, row.line),
+                None,
+            )),
         }
     }
     // The engine's order: start, then business and call id.
@@ -573,37 +791,88 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>, sees: Option<
         .filter_map(|row| {
             let read = || -> Option<(Timestamp, UserId, Currency, ChargeLine, Decimal)> {
                 let line: ChargeLine = serde_json::from_str(&row.line).ok()?;
-                let (at, user) = (line.delivered_at.parse().ok()?, UserId::parse(&line.user).ok()?);
-                let (currency, amount) = (Currency::parse(&line.currency)?, Decimal::from_str(&line.amount).ok()?);
+                let (at, user) = (
+                    line.delivered_at.parse().ok()?,
+                    UserId::parse(&line.user).ok()?,
+                );
+                let (currency, amount) = (
+                    Currency::parse(&line.currency)?,
+                    Decimal::from_str(&line.amount).ok()?,
+                );
                 Some((at, user, currency, line, amount))
             };
             match read() {
-                Some((.., fields, _)) if !sees(&fields.business, fields.messaging_account.as_deref()) => None,
-                Some((at, user, currency, fields, amount)) => Some((at, user, currency, KeptCharge { line: row.line, fields, amount })),
+                Some((.., fields, _))
+                    if !sees(&fields.business, fields.messaging_account.as_deref()) =>
+                {
+                    None
+                }
+                Some((at, user, currency, fields, amount)) => Some((
+                    at,
+                    user,
+                    currency,
+                    KeptCharge {
+                        line: row.line,
+                        fields,
+                        amount,
+                    },
+                )),
                 None => {
                     // Written by this server, so a bug or a hand-edited
                     // database: said, never skipped silently.
-                    unreadable.push(("unreadable_kept_charge".to_string(), format!("{}: kept charge does not read: {}", row.message_id, row.line), None));
+                    unreadable.push((
+                        "unreadable_kept_charge".to_string(),
+                        format!(
+                            "{}: kept charge does not read: {}",
+                            row.message_id, row.line
+                        ),
+                        None,
+                    ));
                     None
                 }
             }
         })
         .collect();
     // The engine's order: delivery, then business, user, message.
-    charges.sort_by(|a, b| (a.0, &a.3.fields.business, &a.1, &a.3.fields.message_id).cmp(&(b.0, &b.3.fields.business, &b.1, &b.3.fields.message_id)));
+    charges.sort_by(|a, b| {
+        (a.0, &a.3.fields.business, &a.1, &a.3.fields.message_id).cmp(&(
+            b.0,
+            &b.3.fields.business,
+            &b.1,
+            &b.3.fields.message_id,
+        ))
+    });
     let mut totals: BTreeMap<Currency, Totals> = BTreeMap::new();
     for (.., currency, charge) in &charges {
-        let entry = totals.entry(*currency).or_insert(Totals { currency: *currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
+        let entry = totals.entry(*currency).or_insert(Totals {
+            currency: *currency,
+            amount: Decimal::ZERO,
+            billable_messages: 0,
+            conversations: 0,
+            billable_calls: 0,
+        });
         entry.amount += charge.amount;
         entry.billable_messages += u64::from(charge.fields.billable);
         entry.conversations += u64::from(charge.fields.opens_conversation);
     }
     for (_, _, _, currency, amount, _) in &agent {
-        let entry = totals.entry(*currency).or_insert(Totals { currency: *currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
+        let entry = totals.entry(*currency).or_insert(Totals {
+            currency: *currency,
+            amount: Decimal::ZERO,
+            billable_messages: 0,
+            conversations: 0,
+            billable_calls: 0,
+        });
         entry.amount += *amount;
     }
     for (_, _, _, currency, amount, billable, _) in &calls {
-        let entry = totals.entry(*currency).or_insert(Totals { currency: *currency, amount: Decimal::ZERO, billable_messages: 0, conversations: 0, billable_calls: 0 });
+        let entry = totals.entry(*currency).or_insert(Totals {
+            currency: *currency,
+            amount: Decimal::ZERO,
+            billable_messages: 0,
+            conversations: 0,
+            billable_calls: 0,
+        });
         entry.amount += *amount;
         entry.billable_calls += u64::from(*billable);
     }
@@ -619,11 +888,21 @@ pub fn answer(rows: Vec<ChargeRow>, warning_rows: Vec<WarningRow>, sees: Option<
     }
     warnings.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
     if inferred > 0 {
-        warnings.push(("outbound_inferred".into(), wameter_log::replay_json::outbound_inferred_message(inferred), None));
+        warnings.push((
+            "outbound_inferred".into(),
+            wameter_log::replay_json::outbound_inferred_message(inferred),
+            None,
+        ));
     }
     let calls = calls.into_iter().map(|(.., line)| line).collect();
     let agent = agent.into_iter().map(|(.., line)| line).collect();
-    Answer { charges: charges.into_iter().map(|(.., charge)| charge).collect(), calls, agent, totals: totals.into_values().collect(), warnings }
+    Answer {
+        charges: charges.into_iter().map(|(.., charge)| charge).collect(),
+        calls,
+        agent,
+        totals: totals.into_values().collect(),
+        warnings,
+    }
 }
 
 impl Answer {
@@ -631,7 +910,13 @@ impl Answer {
     pub fn warnings_json(&self) -> Vec<WarningJson<'_>> {
         self.warnings
             .iter()
-            .map(|(code, message, event)| WarningJson { code, message: message.clone(), file: None, line: None, event: *event })
+            .map(|(code, message, event)| WarningJson {
+                code,
+                message: message.clone(),
+                file: None,
+                line: None,
+                event: *event,
+            })
             .collect()
     }
 }
@@ -659,8 +944,16 @@ mod tests {
     fn read_back_loads_what_a_fresh_read_does_every_time() {
         let rows = rows();
         let fresh = load(&rows);
-        assert_eq!(fresh.unreadable.len(), 1, "the bad line is named, not dropped");
-        assert!(fresh.inferred.iter().any(|(_, id)| id == "wamid.other"), "{:?}", fresh.inferred);
+        assert_eq!(
+            fresh.unreadable.len(),
+            1,
+            "the bad line is named, not dropped"
+        );
+        assert!(
+            fresh.inferred.iter().any(|(_, id)| id == "wamid.other"),
+            "{:?}",
+            fresh.inferred
+        );
         let read_back = ReadBack::default();
         for _ in 0..3 {
             let again = read_back.load(&rows);
@@ -670,7 +963,12 @@ mod tests {
         }
         // A pair that grew: old rows from the memo, the new one parsed.
         let mut grown = rows.clone();
-        grown.push(StoredEvent { id: 9, line: r#"{"type":"status","at":"2026-11-02T10:05:00Z","id":"wamid.out","status":"read"}"#.into() });
+        grown.push(StoredEvent {
+            id: 9,
+            line:
+                r#"{"type":"status","at":"2026-11-02T10:05:00Z","id":"wamid.out","status":"read"}"#
+                    .into(),
+        });
         assert_eq!(read_back.load(&grown).events, load(&grown).events);
     }
 }

@@ -38,26 +38,56 @@ pub struct Http {
 
 impl Default for Http {
     fn default() -> Http {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
-        Http { client: Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(connector) }
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Http {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(connector),
+        }
     }
 }
 
 impl Http {
     /// Makes one call and reads the whole answer. Errors (connection,
     /// timeout, unreadable body) come back as text naming the URL.
-    pub async fn call(&self, method: Method, url: &str, headers: &[(header::HeaderName, HeaderValue)], body: Bytes) -> Result<Answer, String> {
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(header::HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> Result<Answer, String> {
         let mut request = Request::builder().method(method).uri(url);
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let request = request.body(Full::new(body)).map_err(|e| format!("{url}: {e}"))?;
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| format!("{url}: {e}"))?;
         let call = async {
-            let response = self.client.request(request).await.map_err(|e| format!("{url}: {e}"))?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.map_err(|e| format!("{url}: reading the answer: {e}"))?.to_bytes();
-            Ok(Answer { status: parts.status, headers: parts.headers, body })
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| format!("{url}: reading the answer: {e}"))?
+                .to_bytes();
+            Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
         };
-        tokio::time::timeout(CALL_TIMEOUT, call).await.map_err(|_| format!("{url}: no answer within {} s", CALL_TIMEOUT.as_secs()))?
+        tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| format!("{url}: no answer within {} s", CALL_TIMEOUT.as_secs()))?
     }
 }

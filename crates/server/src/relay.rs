@@ -102,7 +102,9 @@ impl Relay {
 
 /// Starts the relayer when `--relay-url` is set.
 pub fn spawn(state: Arc<AppState>) {
-    let Some(url) = state.config.relay_url.clone() else { return };
+    let Some(url) = state.config.relay_url.clone() else {
+        return;
+    };
     tokio::spawn(async move {
         loop {
             let claim = match state.store.relay_claim().await {
@@ -150,11 +152,16 @@ fn idle_check(store: &Store) -> Duration {
 /// are at least once and unordered). When one fails, no new post starts;
 /// those already out finish, every body the app took leaves the outbox,
 /// and the failed ones are tried again, first, after the backoff.
-async fn drain(state: &Arc<AppState>, url: &str, claim: &RelayClaim) -> Result<std::convert::Infallible, StoreError> {
+async fn drain(
+    state: &Arc<AppState>,
+    url: &str,
+    claim: &RelayClaim,
+) -> Result<std::convert::Infallible, StoreError> {
     loop {
         let pending = state.store.relay_pending(claim, ROUND).await?;
         if pending.is_empty() {
-            let _ = tokio::time::timeout(idle_check(&state.store), state.relay.wake.notified()).await;
+            let _ =
+                tokio::time::timeout(idle_check(&state.store), state.relay.wake.notified()).await;
             continue;
         }
         let mut done = Vec::with_capacity(pending.len());
@@ -163,15 +170,26 @@ async fn drain(state: &Arc<AppState>, url: &str, claim: &RelayClaim) -> Result<s
         let mut waiting = pending.into_iter();
         loop {
             while failed_attempts.is_none() && posts.len() < IN_FLIGHT {
-                let Some(StoredWebhook { id, received_at_us, body, .. }) = waiting.next() else { break };
+                let Some(StoredWebhook {
+                    id,
+                    received_at_us,
+                    body,
+                    ..
+                }) = waiting.next()
+                else {
+                    break;
+                };
                 let (state, url) = (state.clone(), url.to_string());
                 posts.spawn(async move {
                     let outcome = deliver(&state, &url, id, body).await;
                     (Posted { id, received_at_us }, outcome)
                 });
             }
-            let Some(posted) = posts.join_next().await else { break };
-            let (sent, outcome) = posted.map_err(|e| StoreError::Read(format!("relay post stopped: {e}")))?;
+            let Some(posted) = posts.join_next().await else {
+                break;
+            };
+            let (sent, outcome) =
+                posted.map_err(|e| StoreError::Read(format!("relay post stopped: {e}")))?;
             match outcome {
                 Ok(()) => {
                     done.push(sent.id);
@@ -228,18 +246,31 @@ struct Posted {
 }
 
 fn too_old(sent: &Posted, now: Timestamp) -> bool {
-    Timestamp::from_microsecond(sent.received_at_us).is_ok_and(|received| now.duration_since(received) > GIVE_UP_AFTER)
+    Timestamp::from_microsecond(sent.received_at_us)
+        .is_ok_and(|received| now.duration_since(received) > GIVE_UP_AFTER)
 }
 
 /// One attempt: the body as Meta sent it, signed as Meta signs it.
 async fn deliver(state: &AppState, url: &str, id: i64, body: Vec<u8>) -> Result<(), String> {
     let signature = crate::signature::sign(&state.config.app_secret, &body);
     let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-        (HeaderName::from_static("x-hub-signature-256"), HeaderValue::from_str(&signature).expect("hex is a header value")),
-        (HeaderName::from_static("x-wameter-webhook-id"), HeaderValue::from(id)),
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+        (
+            HeaderName::from_static("x-hub-signature-256"),
+            HeaderValue::from_str(&signature).expect("hex is a header value"),
+        ),
+        (
+            HeaderName::from_static("x-wameter-webhook-id"),
+            HeaderValue::from(id),
+        ),
     ];
-    let answer = state.http.call(Method::POST, url, &headers, body.into()).await?;
+    let answer = state
+        .http
+        .call(Method::POST, url, &headers, body.into())
+        .await?;
     if answer.status.is_success() {
         Ok(())
     } else {
@@ -276,10 +307,16 @@ pub struct RelayJson {
 /// The relay's state. Needs a token that sees every WABA.
 #[utoipa::path(get, path = "/v1/relay", tag = "webhook", security(("bearer" = [])),
     responses((status = 200, body = RelayJson), (status = 401), (status = 403)))]
-pub async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<RelayJson>, ApiError> {
-    let token = auth::authenticate(&state.config.tokens, &headers).ok_or_else(ApiError::unauthorized)?;
+pub async fn status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<RelayJson>, ApiError> {
+    let token =
+        auth::authenticate(&state.config.tokens, &headers).ok_or_else(ApiError::unauthorized)?;
     if token.scope != Scope::All {
-        return Err(ApiError::forbidden("the relay carries every WABA's webhooks: it needs a token that sees every WABA"));
+        return Err(ApiError::forbidden(
+            "the relay carries every WABA's webhooks: it needs a token that sees every WABA",
+        ));
     }
     let backlog = state.store.relay_backlog().await?;
     let progress = state.relay.progress();
@@ -288,7 +325,10 @@ pub async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         url: state.config.relay_url.clone(),
         relaying: progress.relaying,
         pending: backlog.pending,
-        oldest_pending_received_at: backlog.oldest_received_at_us.and_then(|us| Timestamp::from_microsecond(us).ok()).map(|t| t.to_string()),
+        oldest_pending_received_at: backlog
+            .oldest_received_at_us
+            .and_then(|us| Timestamp::from_microsecond(us).ok())
+            .map(|t| t.to_string()),
         delivered: progress.delivered,
         last_delivered_at: text(progress.last_delivered_at),
         failing_since: text(progress.failing_since),
@@ -311,8 +351,17 @@ mod tests {
     #[test]
     fn a_body_is_given_up_on_after_seven_days_only() {
         let received: Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
-        let sent = Posted { id: 1, received_at_us: received.as_microsecond() };
-        assert!(!too_old(&sent, received + SignedDuration::from_hours(7 * 24)));
-        assert!(too_old(&sent, received + SignedDuration::from_hours(7 * 24) + SignedDuration::from_secs(1)));
+        let sent = Posted {
+            id: 1,
+            received_at_us: received.as_microsecond(),
+        };
+        assert!(!too_old(
+            &sent,
+            received + SignedDuration::from_hours(7 * 24)
+        ));
+        assert!(too_old(
+            &sent,
+            received + SignedDuration::from_hours(7 * 24) + SignedDuration::from_secs(1)
+        ));
     }
 }

@@ -69,11 +69,28 @@ impl Settler {
     }
 
     fn keep_month(&self, key: (String, Month), state: MonthState) {
-        let round = self.rounds.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let Ok(mut months) = self.months.lock() else { return };
+        let round = self
+            .rounds
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let Ok(mut months) = self.months.lock() else {
+            return;
+        };
         months.insert(key, (state, round));
-        while months.len() > MONTHS_KEPT || (months.len() > 1 && months.values().map(|(state, _)| state.events()).sum::<usize>() > EVENTS_KEPT) {
-            let Some(oldest) = months.iter().min_by_key(|(_, (_, used))| *used).map(|(key, _)| key.clone()) else { break };
+        while months.len() > MONTHS_KEPT
+            || (months.len() > 1
+                && months
+                    .values()
+                    .map(|(state, _)| state.events())
+                    .sum::<usize>()
+                    > EVENTS_KEPT)
+        {
+            let Some(oldest) = months
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone())
+            else {
+                break;
+            };
             months.remove(&oldest);
         }
     }
@@ -130,7 +147,14 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
     }
     let everyone = if marks.iter().any(|mark| mark.business.is_empty()) {
         let mut all: BTreeSet<String> = state.store.businesses().await?.into_iter().collect();
-        all.extend(state.config.pricing.accounts.businesses().map(|b| b.phone_number_id.to_string()));
+        all.extend(
+            state
+                .config
+                .pricing
+                .accounts
+                .businesses()
+                .map(|b| b.phone_number_id.to_string()),
+        );
         all
     } else {
         BTreeSet::new()
@@ -143,10 +167,18 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
     for (mut job, businesses, month) in jobs {
         let config = state.config.clone();
         let key = (job.portfolio.clone(), month);
-        let kept = if keep_state { state.settler.take_month(&key) } else { None };
+        let kept = if keep_state {
+            state.settler.take_month(&key)
+        } else {
+            None
+        };
         match &kept {
             // Not below what the month's state has read through already.
-            Some(kept) => job.from_event_id = job.from_event_id.map(|from| from.max(kept.read_through() + 1)),
+            Some(kept) => {
+                job.from_event_id = job
+                    .from_event_id
+                    .map(|from| from.max(kept.read_through() + 1))
+            }
             None => job.from_event_id = None,
         }
         let slot = Arc::new(std::sync::Mutex::new(None));
@@ -177,7 +209,10 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
         if let Some(month_state) = slot.lock().ok().and_then(|mut slot| slot.take()) {
             state.settler.keep_month(key, month_state);
         }
-        state.settler.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        state
+            .settler
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
     Ok((count, marks.len()))
 }
@@ -186,7 +221,11 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
 /// read and the marks it clears. A mark naming no business (a status with
 /// neither business nor recipient) stands for `everyone`; it is cleared by
 /// the last job only, so a failure half-way leaves it for the next round.
-pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<String>) -> Vec<(SettleJob, BTreeSet<String>, Month)> {
+pub fn plan(
+    pricing: &Pricing,
+    marks: &[UnsettledMark],
+    everyone: &BTreeSet<String>,
+) -> Vec<(SettleJob, BTreeSet<String>, Month)> {
     let mut jobs: BTreeMap<(String, Month), (BTreeSet<String>, Vec<i64>)> = BTreeMap::new();
     let mut for_everyone = Vec::new();
     for mark in marks {
@@ -204,10 +243,15 @@ pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<Stri
             &named
         };
         for business in businesses {
-            let portfolio = pricing.accounts.get_or_default(business).portfolio.to_string();
+            let portfolio = pricing
+                .accounts
+                .get_or_default(business)
+                .portfolio
+                .to_string();
             let job = jobs.entry((portfolio, month)).or_default();
             if !job.0.contains(business) {
-                job.0.extend(pricing.with_counter_peers(&BTreeSet::from([business.clone()])));
+                job.0
+                    .extend(pricing.with_counter_peers(&BTreeSet::from([business.clone()])));
             }
             if !mark.business.is_empty() {
                 job.1.push(mark.id);
@@ -215,7 +259,10 @@ pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<Stri
         }
     }
     let last = jobs.len().saturating_sub(1);
-    let first_event: HashMap<i64, i64> = marks.iter().map(|mark| (mark.id, mark.first_event_id)).collect();
+    let first_event: HashMap<i64, i64> = marks
+        .iter()
+        .map(|mark| (mark.id, mark.first_event_id))
+        .collect();
     let everyone_ids = for_everyone.clone();
     jobs.into_iter()
         .enumerate()
@@ -226,7 +273,13 @@ pub fn plan(pricing: &Pricing, marks: &[UnsettledMark], everyone: &BTreeSet<Stri
             let (since, until) = settle_span(month);
             // A round with the month's state reads from the first event of
             // the writes behind its marks, and of those naming no business.
-            let from = ids.iter().chain(&everyone_ids).filter_map(|id| first_event.get(id)).min().copied().unwrap_or(0);
+            let from = ids
+                .iter()
+                .chain(&everyone_ids)
+                .filter_map(|id| first_event.get(id))
+                .min()
+                .copied()
+                .unwrap_or(0);
             let job = SettleJob {
                 portfolio,
                 month: month.to_string(),
@@ -290,27 +343,66 @@ portfolio = "P"
 "#,
         )
         .unwrap();
-        Pricing { accounts, rates: Default::default(), tiers: Default::default(), markets: MarketTable::builtin(), call_rates: Default::default() }
+        Pricing {
+            accounts,
+            rates: Default::default(),
+            tiers: Default::default(),
+            markets: MarketTable::builtin(),
+            call_rates: Default::default(),
+        }
     }
 
     fn mark(id: i64, business: &str, month: &str) -> UnsettledMark {
-        UnsettledMark { id, business: business.into(), month: month.into(), first_event_id: id * 10 }
+        UnsettledMark {
+            id,
+            business: business.into(),
+            month: month.into(),
+            first_event_id: id * 10,
+        }
     }
 
     #[test]
     fn marks_group_into_portfolio_months_and_unnamed_ones_clear_last() {
-        let marks = [mark(1, "A1", "2025-07"), mark(2, "A2", "2025-07"), mark(3, "B", "2025-07"), mark(4, "", "2025-08"), mark(5, "A1", "2025-08")];
+        let marks = [
+            mark(1, "A1", "2025-07"),
+            mark(2, "A2", "2025-07"),
+            mark(3, "B", "2025-07"),
+            mark(4, "", "2025-08"),
+            mark(5, "A1", "2025-08"),
+        ];
         let everyone = BTreeSet::from(["A1".to_string(), "A2".to_string(), "B".to_string()]);
         let jobs = plan(&pricing(), &marks, &everyone);
-        let summary: Vec<(String, String, Vec<String>, Vec<i64>)> =
-            jobs.iter().map(|(job, ..)| (job.portfolio.clone(), job.month.clone(), job.businesses.clone(), job.marks.clone())).collect();
+        let summary: Vec<(String, String, Vec<String>, Vec<i64>)> = jobs
+            .iter()
+            .map(|(job, ..)| {
+                (
+                    job.portfolio.clone(),
+                    job.month.clone(),
+                    job.businesses.clone(),
+                    job.marks.clone(),
+                )
+            })
+            .collect();
         let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(summary, vec![
-            ("B".into(), "2025-07".into(), strings(&["B"]), vec![3]),
-            ("B".into(), "2025-08".into(), strings(&["B"]), vec![]),
-            ("P".into(), "2025-07".into(), strings(&["A1", "A2"]), vec![1, 2]),
-            ("P".into(), "2025-08".into(), strings(&["A1", "A2"]), vec![5, 4]),
-        ]);
+        assert_eq!(
+            summary,
+            vec![
+                ("B".into(), "2025-07".into(), strings(&["B"]), vec![3]),
+                ("B".into(), "2025-08".into(), strings(&["B"]), vec![]),
+                (
+                    "P".into(),
+                    "2025-07".into(),
+                    strings(&["A1", "A2"]),
+                    vec![1, 2]
+                ),
+                (
+                    "P".into(),
+                    "2025-08".into(),
+                    strings(&["A1", "A2"]),
+                    vec![5, 4]
+                ),
+            ]
+        );
         let (since, until) = (jobs[2].0.since_us, jobs[2].0.until_us);
         assert_eq!((since, until), {
             let (s, u) = settle_span(Month::parse("2025-07").unwrap());

@@ -31,7 +31,9 @@ impl SignatureError {
 /// Checks a header value against a body.
 pub fn verify(secret: &[u8], header: Option<&[u8]>, body: &[u8]) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
-    let digits = header.strip_prefix(b"sha256=").ok_or(SignatureError::Malformed)?;
+    let digits = header
+        .strip_prefix(b"sha256=")
+        .ok_or(SignatureError::Malformed)?;
     let expected = hex::decode(digits).map_err(|_| SignatureError::Malformed)?;
     if expected.len() != 32 {
         return Err(SignatureError::Malformed);
@@ -39,7 +41,8 @@ pub fn verify(secret: &[u8], header: Option<&[u8]>, body: &[u8]) -> Result<(), S
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
     mac.update(body);
     // verify_slice compares in constant time.
-    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
+    mac.verify_slice(&expected)
+        .map_err(|_| SignatureError::Mismatch)
 }
 
 /// The header value Meta would send for `body` (used by the sandbox, the
@@ -68,11 +71,26 @@ mod tests {
         let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
         let header = sign(b"secret", body);
         assert_eq!(verify(b"secret", Some(header.as_bytes()), body), Ok(()));
-        assert_eq!(verify(b"other", Some(header.as_bytes()), body), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"secret", Some(header.as_bytes()), b"{}"), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(b"other", Some(header.as_bytes()), body),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"secret", Some(header.as_bytes()), b"{}"),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(verify(b"secret", None, body), Err(SignatureError::Missing));
-        assert_eq!(verify(b"secret", Some(b"sha1=abcd"), body), Err(SignatureError::Malformed));
-        assert_eq!(verify(b"secret", Some(b"sha256=zz"), body), Err(SignatureError::Malformed));
-        assert_eq!(verify(b"secret", Some(&header.as_bytes()[..20]), body), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(b"secret", Some(b"sha1=abcd"), body),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(b"secret", Some(b"sha256=zz"), body),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(b"secret", Some(&header.as_bytes()[..20]), body),
+            Err(SignatureError::Malformed)
+        );
     }
 }

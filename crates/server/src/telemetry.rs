@@ -12,7 +12,9 @@ use metrics::{counter, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets for ingestion, seconds: 100 µs to 2.5 s.
-const INGEST_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const INGEST_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 /// The process-wide recorder. `metrics` has one global recorder, so
 /// several servers in one process (the tests) share it.
@@ -21,7 +23,10 @@ pub fn recorder() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full("wameter_ingest_duration_seconds".into()), INGEST_BUCKETS)
+                .set_buckets_for_metric(
+                    Matcher::Full("wameter_ingest_duration_seconds".into()),
+                    INGEST_BUCKETS,
+                )
                 .expect("the bucket list is not empty");
             let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
@@ -36,17 +41,51 @@ pub fn recorder() -> PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_counter!("wameter_webhooks_received_total", "Signed webhook bodies stored, by outcome (accepted or rejected as not a WhatsApp envelope).");
-    metrics::describe_counter!("wameter_webhooks_rejected_total", "Webhook requests refused or rejected, by reason.");
-    metrics::describe_counter!("wameter_events_stored_total", "Events and notices stored for the first time.");
-    metrics::describe_counter!("wameter_events_duplicate_total", "Events and notices received again (redeliveries, repeated statuses) and not stored twice.");
-    metrics::describe_counter!("wameter_deliveries_stored_total", "Delivered statuses stored for the first time: each becomes one charge entry (billable or not).");
-    metrics::describe_histogram!("wameter_ingest_duration_seconds", metrics::Unit::Seconds, "From a webhook's body being read to its durable write (the time Meta waits for the 200).");
-    metrics::describe_counter!("wameter_charge_queries_total", "Charge and report queries answered, by route.");
-    metrics::describe_counter!("wameter_webhook_items_ignored_total", "Webhook items of kinds wameter does not use (a new field, an unknown status value…), by kind: kept in the stored body with the reason.");
-    metrics::describe_counter!("wameter_connections_refused_total", "Connections closed at once because --max-connections were open.");
-    metrics::describe_counter!("wameter_requests_timed_out_total", "Requests answered 408 because they took longer than --request-timeout (headers and body).");
-    metrics::describe_counter!("wameter_events_kept_apart_total", "Events not stored as a tenant's, by reason: a webhook entry whose WABA is not its phone number's in the accounts file (kept in the body only), or a line of POST /v1/events for another WABA's message (refused).");
+    metrics::describe_counter!(
+        "wameter_webhooks_received_total",
+        "Signed webhook bodies stored, by outcome (accepted or rejected as not a WhatsApp envelope)."
+    );
+    metrics::describe_counter!(
+        "wameter_webhooks_rejected_total",
+        "Webhook requests refused or rejected, by reason."
+    );
+    metrics::describe_counter!(
+        "wameter_events_stored_total",
+        "Events and notices stored for the first time."
+    );
+    metrics::describe_counter!(
+        "wameter_events_duplicate_total",
+        "Events and notices received again (redeliveries, repeated statuses) and not stored twice."
+    );
+    metrics::describe_counter!(
+        "wameter_deliveries_stored_total",
+        "Delivered statuses stored for the first time: each becomes one charge entry (billable or not)."
+    );
+    metrics::describe_histogram!(
+        "wameter_ingest_duration_seconds",
+        metrics::Unit::Seconds,
+        "From a webhook's body being read to its durable write (the time Meta waits for the 200)."
+    );
+    metrics::describe_counter!(
+        "wameter_charge_queries_total",
+        "Charge and report queries answered, by route."
+    );
+    metrics::describe_counter!(
+        "wameter_webhook_items_ignored_total",
+        "Webhook items of kinds wameter does not use (a new field, an unknown status value…), by kind: kept in the stored body with the reason."
+    );
+    metrics::describe_counter!(
+        "wameter_connections_refused_total",
+        "Connections closed at once because --max-connections were open."
+    );
+    metrics::describe_counter!(
+        "wameter_requests_timed_out_total",
+        "Requests answered 408 because they took longer than --request-timeout (headers and body)."
+    );
+    metrics::describe_counter!(
+        "wameter_events_kept_apart_total",
+        "Events not stored as a tenant's, by reason: a webhook entry whose WABA is not its phone number's in the accounts file (kept in the body only), or a line of POST /v1/events for another WABA's message (refused)."
+    );
 }
 
 /// Keeps histograms fresh; runs for the life of the process.

@@ -45,7 +45,10 @@ pub struct Handshake {
 /// Meta's verification request: echo the challenge when the token matches.
 #[utoipa::path(get, path = "/webhook", params(Handshake), tag = "webhook",
     responses((status = 200, description = "The challenge, echoed", body = String), (status = 403, description = "Wrong mode or verify token")))]
-pub async fn handshake(State(state): State<Arc<AppState>>, Query(query): Query<Handshake>) -> Response {
+pub async fn handshake(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<Handshake>,
+) -> Response {
     let expected = state.config.verify_token.as_deref();
     let matches = match (expected, query.verify_token.as_deref()) {
         (Some(expected), Some(given)) => bool::from(expected.as_bytes().ct_eq(given.as_bytes())),
@@ -69,20 +72,34 @@ pub async fn handshake(State(state): State<Arc<AppState>>, Query(query): Query<H
         (status = 401, description = "Missing or wrong signature: nothing stored"),
         (status = 413, description = "Over the size limit: nothing stored"),
         (status = 503, description = "Store busy or failing: nothing acknowledged, Meta will redeliver")))]
-pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn receive(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
             let status = rejection.status();
-            telemetry::webhook_rejected(if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "unreadable_body" });
+            telemetry::webhook_rejected(if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "unreadable_body"
+            });
             return (status, rejection.body_text()).into_response();
         }
     };
-    let header = headers.get("x-hub-signature-256").map(|value| value.as_bytes());
+    let header = headers
+        .get("x-hub-signature-256")
+        .map(|value| value.as_bytes());
     if let Err(error) = signature::verify(&state.config.app_secret, header, &body) {
         telemetry::webhook_rejected(error.reason());
-        tracing::warn!(message = "Webhook signature refused.", reason = error.reason(), bytes = body.len());
+        tracing::warn!(
+            message = "Webhook signature refused.",
+            reason = error.reason(),
+            bytes = body.len()
+        );
         let text = match error {
             SignatureError::Missing => "missing X-Hub-Signature-256\n",
             SignatureError::Malformed => "X-Hub-Signature-256 is not sha256=<64 hex digits>\n",
@@ -101,7 +118,10 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         }
         Ok(value) => match wameter_meta::parse_envelope(&value, Origin::default()) {
             Err(problem) => {
-                record.rejected = Some(format!("not a WhatsApp webhook envelope: {}: {}", problem.path, problem.message));
+                record.rejected = Some(format!(
+                    "not a WhatsApp webhook envelope: {}: {}",
+                    problem.path, problem.message
+                ));
                 Batch::new(Some(record), &[], &[])
             }
             Ok(mut items) => {
@@ -114,7 +134,11 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
                 if !apart.is_empty() {
                     tracing::warn!(message = "Webhook events kept apart: entry WABA and phone number disagree with the accounts file.", apart = %apart.join("; "));
                 }
-                let mut problems: Vec<String> = items.problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+                let mut problems: Vec<String> = items
+                    .problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.path, p.message))
+                    .collect();
                 if !problems.is_empty() {
                     tracing::warn!(message = "Webhook items not understood.", problems = %problems.join("; "));
                 }
@@ -162,7 +186,11 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
             tracing::error!(message = "Webhook not stored.", error = %error);
             // Nothing was acknowledged: Meta delivers it again.
             telemetry::webhook_rejected("store_error");
-            (StatusCode::SERVICE_UNAVAILABLE, "not stored; deliver again\n").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not stored; deliver again\n",
+            )
+                .into_response()
         }
     }
 }
@@ -171,12 +199,18 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
 /// budget any more, and a re-categorised template is looked up again.
 fn guard_news(state: &AppState, items: &wameter_meta::WebhookItems) {
     let failed = items.events.iter().filter_map(|event| match &event.kind {
-        EventKind::Status { id, status: DeliveryStatus::Failed, .. } => Some((event.kind.business(), &**id)),
+        EventKind::Status {
+            id,
+            status: DeliveryStatus::Failed,
+            ..
+        } => Some((event.kind.business(), &**id)),
         _ => None,
     });
     state.ledger.failed(failed);
     for notice in &items.notices {
-        if let (NoticeKind::TemplateCategoryUpdate { .. }, Some(waba)) = (&notice.kind, &notice.waba) {
+        if let (NoticeKind::TemplateCategoryUpdate { .. }, Some(waba)) =
+            (&notice.kind, &notice.waba)
+        {
             state.templates.forget(waba);
         }
     }

@@ -23,7 +23,10 @@ use wameter_log::replay_json::ChargeJson;
 use wameter_server::{ApiToken, AppState, Config, Pricing, Scope, api};
 use wameter_store::Store;
 
-const TENANTS: [(&str, &str, &str); 2] = [("106540352242922", "WABA-A", "token-a"), ("200000000000001", "WABA-B", "token-b")];
+const TENANTS: [(&str, &str, &str); 2] = [
+    ("106540352242922", "WABA-A", "token-a"),
+    ("200000000000001", "WABA-B", "token-b"),
+];
 const USERS: [&str; 3] = ["+5511999990001", "+5511999990002", "+919876543210"];
 
 /// One tenant's genuine traffic, as canonical lines, and the forged
@@ -36,9 +39,19 @@ struct Traffic {
 
 #[derive(Clone, Debug)]
 enum Step {
-    Inbound { user: usize, minute: i64 },
+    Inbound {
+        user: usize,
+        minute: i64,
+    },
     /// A send and its statuses (offsets in seconds after it; `None`: not sent).
-    Send { user: usize, minute: i64, category: Option<usize>, delivered: Option<i64>, read: Option<i64>, failed: Option<i64> },
+    Send {
+        user: usize,
+        minute: i64,
+        category: Option<usize>,
+        delivered: Option<i64>,
+        read: Option<i64>,
+        failed: Option<i64>,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -52,12 +65,23 @@ fn step() -> impl Strategy<Value = Step> {
             proptest::option::of(1..4000i64),
             proptest::option::weighted(0.2, 1..60i64)
         )
-            .prop_map(|(user, minute, category, delivered, read, failed)| Step::Send { user, minute, category, delivered, read, failed }),
+            .prop_map(
+                |(user, minute, category, delivered, read, failed)| Step::Send {
+                    user,
+                    minute,
+                    category,
+                    delivered,
+                    read,
+                    failed
+                }
+            ),
     ]
 }
 
 fn at(minute: i64, seconds: i64) -> String {
-    (jiff::Timestamp::from_second(1_770_717_600).unwrap() + jiff::SignedDuration::from_secs(minute * 60 + seconds)).to_string()
+    (jiff::Timestamp::from_second(1_770_717_600).unwrap()
+        + jiff::SignedDuration::from_secs(minute * 60 + seconds))
+    .to_string()
 }
 
 fn traffic(tenant: usize, steps: &[Step]) -> Traffic {
@@ -92,9 +116,18 @@ fn traffic(tenant: usize, steps: &[Step]) -> Traffic {
 
 /// A status of the victim's, re-labelled with the forger's business (and
 /// maybe one of the forger's users).
-fn forged(forger: usize, (id, status, when): &(String, String, String), recipient: Option<usize>) -> String {
-    let user = recipient.map(|u| format!(r#","user":"{}""#, USERS[u])).unwrap_or_default();
-    format!(r#"{{"type":"status","at":"{when}","business":"{}"{user},"id":"{id}","status":"{status}"}}"#, TENANTS[forger].0)
+fn forged(
+    forger: usize,
+    (id, status, when): &(String, String, String),
+    recipient: Option<usize>,
+) -> String {
+    let user = recipient
+        .map(|u| format!(r#","user":"{}""#, USERS[u]))
+        .unwrap_or_default();
+    format!(
+        r#"{{"type":"status","at":"{when}","business":"{}"{user},"id":"{id}","status":"{status}"}}"#,
+        TENANTS[forger].0
+    )
 }
 
 fn state(dir: &std::path::Path) -> Arc<AppState> {
@@ -106,7 +139,11 @@ fn state(dir: &std::path::Path) -> Arc<AppState> {
     let accounts = wameter_log::parse_accounts("accounts.toml", &accounts).unwrap();
     let tokens = TENANTS
         .iter()
-        .map(|(_, waba, token)| ApiToken { name: token.to_string(), token: token.to_string(), scope: Scope::Wabas([waba.to_string()].into()) })
+        .map(|(_, waba, token)| ApiToken {
+            name: token.to_string(),
+            token: token.to_string(),
+            scope: Scope::Wabas([waba.to_string()].into()),
+        })
         .collect();
     let config = Config {
         app_secret: b"secret".to_vec(),
@@ -114,20 +151,30 @@ fn state(dir: &std::path::Path) -> Arc<AppState> {
         tokens,
         webhook_bytes_max: wameter_server::WEBHOOK_BYTES_MAX_DEFAULT,
         events_bytes_max: wameter_server::EVENTS_BYTES_MAX_DEFAULT,
-        pricing: Pricing { accounts, rates: RateBook::builtin(), tiers: Default::default(), markets: MarketTable::builtin(), call_rates: Default::default() },
+        pricing: Pricing {
+            accounts,
+            rates: RateBook::builtin(),
+            tiers: Default::default(),
+            markets: MarketTable::builtin(),
+            call_rates: Default::default(),
+        },
         billing: Default::default(),
         guard: None,
         alert_url: None,
         relay_url: None,
         limits: Default::default(),
     };
-    let store = Store::Sqlite(wameter_store::sqlite::SqliteStore::open(&dir.join("wameter.db")).unwrap());
+    let store =
+        Store::Sqlite(wameter_store::sqlite::SqliteStore::open(&dir.join("wameter.db")).unwrap());
     AppState::new(config, store)
 }
 
 fn bearer(token: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
     headers
 }
 
@@ -135,21 +182,33 @@ fn bearer(token: &str) -> HeaderMap {
 fn replayed(state: &AppState, lines: &[String]) -> Vec<serde_json::Value> {
     let events = lines
         .iter()
-        .map(|line| match wameter_log::parse_line(line, Default::default()).unwrap() {
-            wameter_log::Parsed::Event(event) => event,
-            other => panic!("{line}: {other:?}"),
-        })
+        .map(
+            |line| match wameter_log::parse_line(line, Default::default()).unwrap() {
+                wameter_log::Parsed::Event(event) => event,
+                other => panic!("{line}: {other:?}"),
+            },
+        )
         .collect();
     let report = state.config.pricing.engine().replay(events);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let mut charges: Vec<serde_json::Value> = report.charges.iter().map(|c| serde_json::to_value(ChargeJson::from(c)).unwrap()).collect();
+    let mut charges: Vec<serde_json::Value> = report
+        .charges
+        .iter()
+        .map(|c| serde_json::to_value(ChargeJson::from(c)).unwrap())
+        .collect();
     charges.sort_by_key(|c| c["message_id"].as_str().unwrap().to_string());
     charges
 }
 
 async fn served(state: &Arc<AppState>, token: &str) -> Vec<serde_json::Value> {
-    let query = wameter_server::error::ApiQuery(Query::try_from_uri(&Uri::from_static("/v1/charges")).unwrap().0);
-    let response = api::charges(State(state.clone()), bearer(token), query).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let query = wameter_server::error::ApiQuery(
+        Query::try_from_uri(&Uri::from_static("/v1/charges"))
+            .unwrap()
+            .0,
+    );
+    let response = api::charges(State(state.clone()), bearer(token), query)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let mut charges = document["charges"].as_array().unwrap().clone();

@@ -33,8 +33,11 @@ mod test_postgres;
 use std::path::PathBuf;
 
 pub use alerts::{AlertRow, AlertWrite};
+pub use record::{
+    Batch, ContactRow, Counts, EventRecord, InFlightRow, NoticeRecord, StoredEvent, StoredWebhook,
+    WebhookRecord, Written,
+};
 pub use relay::{RelayBacklog, RelayClaim};
-pub use record::{Batch, ContactRow, Counts, EventRecord, InFlightRow, NoticeRecord, StoredEvent, StoredWebhook, WebhookRecord, Written};
 pub use settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow};
 
 /// Where the data lives, as given to `--database`.
@@ -55,7 +58,10 @@ impl DatabaseUrl {
     pub fn parse(text: &str) -> Result<DatabaseUrl, StoreError> {
         if let Some(path) = text.strip_prefix("sqlite://") {
             if path.is_empty() {
-                return Err(StoreError::Open { url: text.into(), message: "no file path after sqlite://".into() });
+                return Err(StoreError::Open {
+                    url: text.into(),
+                    message: "no file path after sqlite://".into(),
+                });
             }
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
@@ -82,7 +88,9 @@ impl std::fmt::Display for DatabaseUrl {
             DatabaseUrl::Discard => f.write_str("discard://"),
             // Never print a password.
             DatabaseUrl::Postgres(url) => match (url.find("://"), url.rfind('@')) {
-                (Some(scheme), Some(at)) if at > scheme => write!(f, "{}://…{}", &url[..scheme], &url[at..]),
+                (Some(scheme), Some(at)) if at > scheme => {
+                    write!(f, "{}://…{}", &url[..scheme], &url[at..])
+                }
                 _ => f.write_str(url),
             },
         }
@@ -125,7 +133,12 @@ pub enum EventScope {
 impl EventScope {
     fn range_us(&self) -> (i64, i64) {
         match self {
-            EventScope::Contact { since_us, until_us, .. } | EventScope::Businesses { since_us, until_us, .. } => (*since_us, *until_us),
+            EventScope::Contact {
+                since_us, until_us, ..
+            }
+            | EventScope::Businesses {
+                since_us, until_us, ..
+            } => (*since_us, *until_us),
         }
     }
 }
@@ -163,7 +176,10 @@ pub enum StoreError {
     #[error("read failed: {0}")]
     Read(String),
     /// The write queue is full; retry later.
-    #[error("the store is busy ({} writes queued); retry later", sqlite::QUEUE_WRITES_MAX)]
+    #[error(
+        "the store is busy ({} writes queued); retry later",
+        sqlite::QUEUE_WRITES_MAX
+    )]
     Busy,
     /// The writer thread stopped (a bug or a fatal disk error).
     #[error("the database writer stopped")]
@@ -211,10 +227,15 @@ impl Store {
                 let path = path.clone();
                 let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
                     .await
-                    .map_err(|e| StoreError::Open { url: url.to_string(), message: e.to_string() })??;
+                    .map_err(|e| StoreError::Open {
+                        url: url.to_string(),
+                        message: e.to_string(),
+                    })??;
                 Ok(Store::Sqlite(store))
             }
-            DatabaseUrl::Postgres(text) => Ok(Store::Postgres(postgres::PostgresStore::open(text).await?)),
+            DatabaseUrl::Postgres(text) => {
+                Ok(Store::Postgres(postgres::PostgresStore::open(text).await?))
+            }
             DatabaseUrl::Discard => Ok(Store::Discard),
         }
     }
@@ -224,7 +245,11 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.write(batch).await,
             Store::Postgres(store) => store.write(batch).await,
-            Store::Discard => Ok(Written { accepted: (batch.events.len() + batch.notices.len()) as u64, duplicates: batch.repeats, ..Written::default() }),
+            Store::Discard => Ok(Written {
+                accepted: (batch.events.len() + batch.notices.len()) as u64,
+                duplicates: batch.repeats,
+                ..Written::default()
+            }),
         }
     }
 
@@ -262,7 +287,12 @@ impl Store {
 
     /// Events stored after `after_id` (at most `limit`), optionally only
     /// those of some businesses.
-    pub async fn events_after(&self, after_id: i64, limit: i64, businesses: Option<Vec<String>>) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn events_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+        businesses: Option<Vec<String>>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         match self {
             Store::Sqlite(store) => store.events_after(after_id, limit, businesses).await,
             Store::Postgres(store) => store.events_after(after_id, limit, businesses).await,
@@ -272,12 +302,25 @@ impl Store {
 
     /// A pair's events from `since_us` on (as [`EventScope::Contact`]) and
     /// its stored state, read together.
-    pub async fn contact_with_events(&self, business: &str, user: &str, since_us: i64) -> Result<(Vec<StoredEvent>, Option<ContactRow>), StoreError> {
+    pub async fn contact_with_events(
+        &self,
+        business: &str,
+        user: &str,
+        since_us: i64,
+    ) -> Result<(Vec<StoredEvent>, Option<ContactRow>), StoreError> {
         match self {
-            Store::Sqlite(store) => store.contact_with_events(business.to_string(), user.to_string(), since_us),
+            Store::Sqlite(store) => {
+                store.contact_with_events(business.to_string(), user.to_string(), since_us)
+            }
             Store::Postgres(store) => {
-                let scope = EventScope::Contact { business: business.to_string(), user: user.to_string(), since_us, until_us: i64::MAX };
-                let (events, contact) = tokio::join!(store.events(scope), store.contact(business, user));
+                let scope = EventScope::Contact {
+                    business: business.to_string(),
+                    user: user.to_string(),
+                    since_us,
+                    until_us: i64::MAX,
+                };
+                let (events, contact) =
+                    tokio::join!(store.events(scope), store.contact(business, user));
                 Ok((events?, contact?))
             }
             Store::Discard => Ok((Vec::new(), None)),
@@ -287,11 +330,23 @@ impl Store {
     /// A pair's events from `since_us` on (as [`EventScope::Contact`]):
     /// what the guard reads before each send. SQLite answers from memory
     /// once the pair was read ([`pairs`]).
-    pub async fn pair_events(&self, business: &str, user: &str, since_us: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn pair_events(
+        &self,
+        business: &str,
+        user: &str,
+        since_us: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         match self {
             Store::Sqlite(store) => store.pair_events(business, user, since_us),
             Store::Postgres(store) => {
-                store.events(EventScope::Contact { business: business.to_string(), user: user.to_string(), since_us, until_us: i64::MAX }).await
+                store
+                    .events(EventScope::Contact {
+                        business: business.to_string(),
+                        user: user.to_string(),
+                        since_us,
+                        until_us: i64::MAX,
+                    })
+                    .await
             }
             Store::Discard => Ok(Vec::new()),
         }
@@ -301,7 +356,10 @@ impl Store {
     /// statuses stored from Meta's (signed) webhooks for them: whose
     /// messages they are. A status posted to `POST /v1/events` says nothing
     /// of whose a message is.
-    pub async fn message_senders(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn message_senders(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -334,7 +392,13 @@ impl Store {
 
     /// Webhook bodies stored after `after_id`, optionally of one outcome:
     /// at most `limit` of them and `max_bytes` of bodies (but at least one).
-    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>, max_bytes: i64) -> Result<Vec<StoredWebhook>, StoreError> {
+    pub async fn webhooks(
+        &self,
+        after_id: i64,
+        limit: i64,
+        outcome: Option<String>,
+        max_bytes: i64,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
         match self {
             Store::Sqlite(store) => store.webhooks(after_id, limit, outcome, max_bytes).await,
             Store::Postgres(store) => store.webhooks(after_id, limit, outcome, max_bytes).await,
@@ -443,10 +507,16 @@ impl Store {
     }
 
     /// The oldest `limit` bodies waiting for relay, in the order received.
-    pub async fn relay_pending(&self, claim: &RelayClaim, limit: i64) -> Result<Vec<StoredWebhook>, StoreError> {
+    pub async fn relay_pending(
+        &self,
+        claim: &RelayClaim,
+        limit: i64,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
         match (self, claim) {
             (Store::Sqlite(store), _) => store.relay_pending(limit).await,
-            (Store::Postgres(_), RelayClaim::Postgres(client)) => postgres::relay_pending(client, limit).await,
+            (Store::Postgres(_), RelayClaim::Postgres(client)) => {
+                postgres::relay_pending(client, limit).await
+            }
             _ => Ok(Vec::new()),
         }
     }
@@ -458,7 +528,9 @@ impl Store {
         }
         match (self, claim) {
             (Store::Sqlite(store), _) => store.relay_done(ids).await,
-            (Store::Postgres(_), RelayClaim::Postgres(client)) => postgres::relay_done(client, ids).await,
+            (Store::Postgres(_), RelayClaim::Postgres(client)) => {
+                postgres::relay_done(client, ids).await
+            }
             _ => Ok(()),
         }
     }

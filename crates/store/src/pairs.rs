@@ -184,7 +184,10 @@ pub fn filter(rows: &[PairRow], business: &str, user: &str, since_us: i64) -> Ve
                         _ => false,
                     }
         })
-        .map(|row| StoredEvent { id: row.id, line: row.line.clone() })
+        .map(|row| StoredEvent {
+            id: row.id,
+            line: row.line.clone(),
+        })
         .collect()
 }
 
@@ -211,7 +214,9 @@ struct Inner {
 
 impl Inner {
     fn add(&mut self, pair: &Pair, row: PairRow) {
-        let Some(copy) = self.copies.get_mut(pair) else { return };
+        let Some(copy) = self.copies.get_mut(pair) else {
+            return;
+        };
         // A copy loaded after this commit became visible already holds
         // its rows; ids ascend, so the last one tells.
         if copy.rows.last().is_some_and(|last| last.id >= row.id) {
@@ -230,10 +235,17 @@ impl Inner {
 
     /// Takes a committed row into the pair's copy if it needs it.
     fn take(&mut self, pair: &Pair, row: &PairRow) {
-        let Some(copy) = self.copies.get(pair).filter(|copy| copy.wants(pair, row)) else { return };
+        let Some(copy) = self.copies.get(pair).filter(|copy| copy.wants(pair, row)) else {
+            return;
+        };
         // A status whose send the copy holds needs nothing more; any other
         // row joining earlier ones may need rows the copy lacks.
-        let complete = !row.joins_stored || (row.kind == Kind::Status && row.message_id.as_ref().is_some_and(|id| copy.sends.contains(id)));
+        let complete = !row.joins_stored
+            || (row.kind == Kind::Status
+                && row
+                    .message_id
+                    .as_ref()
+                    .is_some_and(|id| copy.sends.contains(id)));
         if complete {
             self.add(pair, row.clone());
         } else {
@@ -242,7 +254,9 @@ impl Inner {
     }
 
     fn remove(&mut self, pair: &Pair) {
-        let Some(copy) = self.copies.remove(pair) else { return };
+        let Some(copy) = self.copies.remove(pair) else {
+            return;
+        };
         for id in copy.sends.iter().chain(&copy.statuses) {
             if let Some(pairs) = self.by_message.get_mut(id) {
                 pairs.retain(|p| p != pair);
@@ -303,7 +317,14 @@ impl PairCache {
     /// `ticket` may be missing from it; their rows are taken from the
     /// recent ones, and when those no longer reach back that far the load
     /// is not kept (the next send loads again).
-    pub fn insert(&self, ticket: LoadTicket, business: &str, user: &str, since_us: i64, rows: Vec<PairRow>) {
+    pub fn insert(
+        &self,
+        ticket: LoadTicket,
+        business: &str,
+        user: &str,
+        since_us: i64,
+        rows: Vec<PairRow>,
+    ) {
         let mut inner = self.inner.lock().expect("pair cache lock");
         let missed = (inner.commits - ticket.0) as usize;
         let first = match inner.recent.len().checked_sub(missed) {
@@ -315,12 +336,24 @@ impl PairCache {
         if inner.copies.len() >= PAIRS_KEPT_MAX {
             evict(&mut inner);
         }
-        let copy = Kept { since_us, rows: Vec::with_capacity(rows.len()), sends: HashSet::new(), statuses: HashSet::new(), used: inner.tick };
+        let copy = Kept {
+            since_us,
+            rows: Vec::with_capacity(rows.len()),
+            sends: HashSet::new(),
+            statuses: HashSet::new(),
+            used: inner.tick,
+        };
         inner.copies.insert(pair.clone(), copy);
         for row in rows {
             inner.add(&pair, row);
         }
-        let raced: Vec<PairRow> = inner.recent.range(first..).flatten().flatten().cloned().collect();
+        let raced: Vec<PairRow> = inner
+            .recent
+            .range(first..)
+            .flatten()
+            .flatten()
+            .cloned()
+            .collect();
         for row in &raced {
             inner.take(&pair, row);
         }
@@ -373,7 +406,11 @@ impl PairCache {
 
 /// Drops the least recently asked-about eighth of the copies.
 fn evict(inner: &mut Inner) {
-    let mut used: Vec<(u64, Pair)> = inner.copies.iter().map(|(pair, copy)| (copy.used, pair.clone())).collect();
+    let mut used: Vec<(u64, Pair)> = inner
+        .copies
+        .iter()
+        .map(|(pair, copy)| (copy.used, pair.clone()))
+        .collect();
     used.sort_unstable();
     for (_, pair) in used.into_iter().take(inner.copies.len() / 8 + 1) {
         inner.remove(&pair);
@@ -384,7 +421,13 @@ fn evict(inner: &mut Inner) {
 mod tests {
     use super::*;
 
-    fn row(id: i64, kind: Kind, pair: Option<(&str, &str)>, message: Option<&str>, at_us: i64) -> PairRow {
+    fn row(
+        id: i64,
+        kind: Kind,
+        pair: Option<(&str, &str)>,
+        message: Option<&str>,
+        at_us: i64,
+    ) -> PairRow {
         PairRow {
             id,
             kind,
@@ -428,26 +471,57 @@ mod tests {
         // Its snapshot did not see the commit.
         let ticket = cache.ticket();
         cache.committed(Some(vec![row(9, Kind::Inbound, PAIR, None, 100)]));
-        cache.insert(ticket, "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10)]);
+        cache.insert(
+            ticket,
+            "b",
+            "+1",
+            0,
+            vec![row(1, Kind::Inbound, PAIR, None, 10)],
+        );
         assert_eq!(ids(&cache.get("b", "+1", 0).unwrap()), vec![1, 9]);
         // Its snapshot saw it: no row twice.
         let ticket = cache.ticket();
         cache.committed(Some(vec![row(10, Kind::Inbound, PAIR, None, 110)]));
-        cache.insert(ticket, "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10), row(9, Kind::Inbound, PAIR, None, 100), row(10, Kind::Inbound, PAIR, None, 110)]);
+        cache.insert(
+            ticket,
+            "b",
+            "+1",
+            0,
+            vec![
+                row(1, Kind::Inbound, PAIR, None, 10),
+                row(9, Kind::Inbound, PAIR, None, 100),
+                row(10, Kind::Inbound, PAIR, None, 110),
+            ],
+        );
         assert_eq!(ids(&cache.get("b", "+1", 0).unwrap()), vec![1, 9, 10]);
     }
 
     #[test]
     fn a_load_that_raced_an_uncollected_commit_is_not_kept() {
         let cache = PairCache::default();
-        assert!(!cache.in_use(), "the writer collects nothing until a pair is loaded");
+        assert!(
+            !cache.in_use(),
+            "the writer collects nothing until a pair is loaded"
+        );
         let ticket = cache.ticket();
         assert!(cache.in_use());
         cache.committed(None);
-        cache.insert(ticket, "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10)]);
+        cache.insert(
+            ticket,
+            "b",
+            "+1",
+            0,
+            vec![row(1, Kind::Inbound, PAIR, None, 10)],
+        );
         assert!(cache.get("b", "+1", 0).is_none());
         // A copy kept before such a commit is dropped by it.
-        cache.insert(cache.ticket(), "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10)]);
+        cache.insert(
+            cache.ticket(),
+            "b",
+            "+1",
+            0,
+            vec![row(1, Kind::Inbound, PAIR, None, 10)],
+        );
         cache.committed(None);
         assert!(cache.is_empty());
     }
@@ -457,16 +531,37 @@ mod tests {
         let cache = PairCache::default();
         let ticket = cache.ticket();
         for id in 0..=RECENT_COMMITS_MAX as i64 {
-            cache.committed(Some(vec![row(100 + id, Kind::Inbound, Some(("b", "+2")), None, 100)]));
+            cache.committed(Some(vec![row(
+                100 + id,
+                Kind::Inbound,
+                Some(("b", "+2")),
+                None,
+                100,
+            )]));
         }
-        cache.insert(ticket, "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10)]);
-        assert!(cache.get("b", "+1", 0).is_none(), "a commit it may have missed is forgotten");
+        cache.insert(
+            ticket,
+            "b",
+            "+1",
+            0,
+            vec![row(1, Kind::Inbound, PAIR, None, 10)],
+        );
+        assert!(
+            cache.get("b", "+1", 0).is_none(),
+            "a commit it may have missed is forgotten"
+        );
     }
 
     #[test]
     fn commits_reach_the_copies_that_need_them() {
         let cache = PairCache::default();
-        cache.insert(cache.ticket(), "b", "+1", 0, vec![row(1, Kind::Outbound, PAIR, Some("m"), 10)]);
+        cache.insert(
+            cache.ticket(),
+            "b",
+            "+1",
+            0,
+            vec![row(1, Kind::Outbound, PAIR, Some("m"), 10)],
+        );
         cache.committed(Some(vec![
             row(2, Kind::Status, None, Some("m"), 20),
             row(3, Kind::Status, None, Some("other"), 20),
@@ -482,41 +577,103 @@ mod tests {
     #[test]
     fn a_send_stored_after_its_statuses_drops_the_copy() {
         let cache = PairCache::default();
-        cache.insert(cache.ticket(), "b", "+1", 0, vec![row(1, Kind::Inbound, PAIR, None, 10)]);
+        cache.insert(
+            cache.ticket(),
+            "b",
+            "+1",
+            0,
+            vec![row(1, Kind::Inbound, PAIR, None, 10)],
+        );
         // Its status (naming no pair) was stored earlier, before the copy
         // could know it belonged.
-        cache.committed(Some(vec![PairRow { joins_stored: true, ..row(5, Kind::Outbound, PAIR, Some("m"), 20) }]));
+        cache.committed(Some(vec![PairRow {
+            joins_stored: true,
+            ..row(5, Kind::Outbound, PAIR, Some("m"), 20)
+        }]));
         assert!(cache.get("b", "+1", 0).is_none());
         // A status whose send the copy holds joins it.
-        cache.insert(cache.ticket(), "b", "+1", 0, vec![row(5, Kind::Outbound, PAIR, Some("m"), 20)]);
-        cache.committed(Some(vec![PairRow { joins_stored: true, ..row(6, Kind::Status, None, Some("m"), 30) }]));
+        cache.insert(
+            cache.ticket(),
+            "b",
+            "+1",
+            0,
+            vec![row(5, Kind::Outbound, PAIR, Some("m"), 20)],
+        );
+        cache.committed(Some(vec![PairRow {
+            joins_stored: true,
+            ..row(6, Kind::Status, None, Some("m"), 30)
+        }]));
         assert_eq!(ids(&cache.get("b", "+1", 0).unwrap()), vec![5, 6]);
     }
 
     #[test]
     fn a_copy_answers_only_starts_it_covers() {
         let cache = PairCache::default();
-        cache.insert(cache.ticket(), "b", "+1", 1_000, vec![row(1, Kind::Inbound, PAIR, None, 2_000)]);
-        assert!(cache.get("b", "+1", 999).is_none(), "an earlier start than loaded");
-        assert!(cache.get("b", "+1", 1_000).is_none(), "the copy was dropped");
-        cache.insert(cache.ticket(), "b", "+1", 1_000, vec![row(1, Kind::Inbound, PAIR, None, 2_000)]);
+        cache.insert(
+            cache.ticket(),
+            "b",
+            "+1",
+            1_000,
+            vec![row(1, Kind::Inbound, PAIR, None, 2_000)],
+        );
+        assert!(
+            cache.get("b", "+1", 999).is_none(),
+            "an earlier start than loaded"
+        );
+        assert!(
+            cache.get("b", "+1", 1_000).is_none(),
+            "the copy was dropped"
+        );
+        cache.insert(
+            cache.ticket(),
+            "b",
+            "+1",
+            1_000,
+            vec![row(1, Kind::Inbound, PAIR, None, 2_000)],
+        );
         assert!(cache.get("b", "+1", 1_000 + STALE_US).is_some());
-        assert!(cache.get("b", "+1", 1_001 + STALE_US).is_none(), "stale: loaded afresh");
+        assert!(
+            cache.get("b", "+1", 1_001 + STALE_US).is_none(),
+            "stale: loaded afresh"
+        );
     }
 
     #[test]
     fn eviction_drops_the_least_recently_used() {
         let mut inner = Inner::default();
         for i in 0..16u64 {
-            let copy = Kept { since_us: 0, rows: Vec::new(), sends: HashSet::new(), statuses: HashSet::new(), used: i };
+            let copy = Kept {
+                since_us: 0,
+                rows: Vec::new(),
+                sends: HashSet::new(),
+                statuses: HashSet::new(),
+                used: i,
+            };
             inner.copies.insert(("b".into(), format!("+{i}")), copy);
         }
-        inner.add(&("b".into(), "+0".into()), row(1, Kind::Outbound, Some(("b", "+0")), Some("m"), 10));
-        inner.add(&("b".into(), "+0".into()), row(2, Kind::Inbound, Some(("b", "+0")), Some("wamid.in"), 11));
+        inner.add(
+            &("b".into(), "+0".into()),
+            row(1, Kind::Outbound, Some(("b", "+0")), Some("m"), 10),
+        );
+        inner.add(
+            &("b".into(), "+0".into()),
+            row(2, Kind::Inbound, Some(("b", "+0")), Some("wamid.in"), 11),
+        );
         evict(&mut inner);
         assert_eq!(inner.copies.len(), 13);
-        assert!(inner.by_message.is_empty(), "an evicted copy's message ids go with it");
-        assert!(!inner.copies.contains_key(&("b".to_string(), "+2".to_string())));
-        assert!(inner.copies.contains_key(&("b".to_string(), "+3".to_string())));
+        assert!(
+            inner.by_message.is_empty(),
+            "an evicted copy's message ids go with it"
+        );
+        assert!(
+            !inner
+                .copies
+                .contains_key(&("b".to_string(), "+2".to_string()))
+        );
+        assert!(
+            inner
+                .copies
+                .contains_key(&("b".to_string(), "+3".to_string()))
+        );
     }
 }

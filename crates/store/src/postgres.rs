@@ -12,18 +12,20 @@
 
 mod group;
 
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
-use deadpool_postgres::GenericClient;
 
-pub use group::{BATCH_WRITES_MAX, QUEUE_WRITES_MAX};
 use group::WriteJob;
+pub use group::{BATCH_WRITES_MAX, QUEUE_WRITES_MAX};
 
 use crate::alerts::{AlertRow, AlertWrite};
 use crate::record::{Batch, ContactRow, Counts, InFlightRow, StoredEvent, StoredWebhook, Written};
-use crate::settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned};
 use crate::relay::{RelayBacklog, RelayClaim};
+use crate::settled::{
+    ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned,
+};
 use crate::{DatabaseUrl, EventScope, StoreError};
 
 pub(crate) mod embedded {
@@ -61,51 +63,97 @@ fn shown(url: &str) -> String {
 impl PostgresStore {
     /// Connects and brings the schema up to date.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let open_error = |message: String| StoreError::Open { url: shown(url), message };
-        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| open_error(e.to_string()))?;
+        let open_error = |message: String| StoreError::Open {
+            url: shown(url),
+            message,
+        };
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| open_error(e.to_string()))?;
 
-        let (mut client, connection) = config.connect(NoTls).await.map_err(|e| open_error(e.to_string()))?;
+        let (mut client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
         let driver = tokio::spawn(connection);
-        client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(|e| open_error(e.to_string()))?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
         let migrated = embedded::migrations::runner().run_async(&mut client).await;
-        client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(|e| open_error(e.to_string()))?;
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
         drop(client);
         let _ = driver.await;
         migrated.map_err(|e| StoreError::Migrate(e.to_string()))?;
 
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager).max_size(POOL_CONNECTIONS_MAX).build().map_err(|e| open_error(e.to_string()))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_CONNECTIONS_MAX)
+            .build()
+            .map_err(|e| open_error(e.to_string()))?;
         let (writer, jobs) = mpsc::channel(QUEUE_WRITES_MAX);
         tokio::spawn(group::run_writer(pool.clone(), jobs));
         Ok(PostgresStore { pool, writer })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Read(format!("no database connection: {e}")))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Read(format!("no database connection: {e}")))
     }
 
     /// Writes a batch durably: it joins the writer's next group and the
     /// answer comes once that group's transaction committed.
     pub async fn write(&self, batch: Batch) -> Result<Written, StoreError> {
-        self.queue(batch)?.await.map_err(|_| StoreError::WriterGone)?
+        self.queue(batch)?
+            .await
+            .map_err(|_| StoreError::WriterGone)?
     }
 
     /// Puts a batch in the writer's queue now (so it commits with or ahead
     /// of any batch queued after it); the receiver answers after the commit.
-    pub fn queue(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Written, StoreError>>, StoreError> {
+    pub fn queue(
+        &self,
+        batch: Batch,
+    ) -> Result<oneshot::Receiver<Result<Written, StoreError>>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writer.try_send(WriteJob { batch, reply }).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
-            mpsc::error::TrySendError::Closed(_) => StoreError::WriterGone,
-        })?;
+        self.writer
+            .try_send(WriteJob { batch, reply })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::error::TrySendError::Closed(_) => StoreError::WriterGone,
+            })?;
         Ok(answer)
     }
 
     /// Marks at most `limit` left by new events, oldest first.
     pub async fn unsettled(&self, limit: i64) -> Result<Vec<UnsettledMark>, StoreError> {
         let client = self.client().await?;
-        let rows = client.query("SELECT id, business, month, first_event_id FROM unsettled ORDER BY id LIMIT $1", &[&limit]).await?;
-        Ok(rows.into_iter().map(|row| UnsettledMark { id: row.get(0), business: row.get(1), month: row.get(2), first_event_id: row.get(3) }).collect())
+        let rows = client
+            .query(
+                "SELECT id, business, month, first_event_id FROM unsettled ORDER BY id LIMIT $1",
+                &[&limit],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| UnsettledMark {
+                id: row.get(0),
+                business: row.get(1),
+                month: row.get(2),
+                first_event_id: row.get(3),
+            })
+            .collect())
     }
 
     /// Settles one (portfolio, month) (see `SqliteStore::settle`). Several
@@ -121,7 +169,9 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(write_error)?;
         let lock = format!("settle/{}/{}", job.portfolio, job.month);
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock]).await.map_err(write_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock])
+            .await
+            .map_err(write_error)?;
         let scope = EventScope::Businesses {
             businesses: Some(job.businesses.clone()),
             since_us: job.since_us,
@@ -131,12 +181,19 @@ impl PostgresStore {
         let events = events_on(&tx, scope).await?;
         if job.from_event_id.is_some() {
             // An incremental round: the caller found the changes.
-            let settled = tokio::task::spawn_blocking(move || compute(events)).await.map_err(|e| StoreError::Read(e.to_string()))?;
+            let settled = tokio::task::spawn_blocking(move || compute(events))
+                .await
+                .map_err(|e| StoreError::Read(e.to_string()))?;
             let (businesses, messages): (Vec<&str>, Vec<&str>) = settled
                 .charges
                 .iter()
                 .map(|c| (c.business.as_str(), c.message_id.as_str()))
-                .chain(settled.removed.iter().map(|(b, m)| (b.as_str(), m.as_str())))
+                .chain(
+                    settled
+                        .removed
+                        .iter()
+                        .map(|(b, m)| (b.as_str(), m.as_str())),
+                )
                 .unzip();
             tx.execute(
                 "DELETE FROM charges c USING unnest($3::text[], $4::text[]) AS gone (business, message_id)
@@ -157,7 +214,9 @@ impl PostgresStore {
                 .map_err(write_error)?;
             }
             insert_warnings(&tx, &job, settled.warnings.iter()).await?;
-            tx.execute("DELETE FROM unsettled WHERE id = ANY($1)", &[&job.marks]).await.map_err(write_error)?;
+            tx.execute("DELETE FROM unsettled WHERE id = ANY($1)", &[&job.marks])
+                .await
+                .map_err(write_error)?;
             return tx.commit().await.map_err(write_error);
         }
         // The advisory lock keeps other settlers of this month out, so the
@@ -185,17 +244,51 @@ impl PostgresStore {
         })
         .await
         .map_err(|e| StoreError::Read(e.to_string()))?;
-        tx.execute("DELETE FROM charges WHERE ctid = ANY($1::text[]::tid[])", &[&charge_changes.remove]).await.map_err(write_error)?;
-        tx.execute("DELETE FROM charge_warnings WHERE ctid = ANY($1::text[]::tid[])", &[&warning_changes.remove]).await.map_err(write_error)?;
-        insert_charges(&tx, &job, charge_changes.add.iter().map(|&i| &settled.charges[i])).await?;
-        insert_warnings(&tx, &job, warning_changes.add.iter().map(|&i| &settled.warnings[i])).await?;
-        if month_rows(&tx, "charges", &job).await? != settled.charges.len() || month_rows(&tx, "charge_warnings", &job).await? != settled.warnings.len() {
-            tx.execute("DELETE FROM charges WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month]).await.map_err(write_error)?;
-            tx.execute("DELETE FROM charge_warnings WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month]).await.map_err(write_error)?;
+        tx.execute(
+            "DELETE FROM charges WHERE ctid = ANY($1::text[]::tid[])",
+            &[&charge_changes.remove],
+        )
+        .await
+        .map_err(write_error)?;
+        tx.execute(
+            "DELETE FROM charge_warnings WHERE ctid = ANY($1::text[]::tid[])",
+            &[&warning_changes.remove],
+        )
+        .await
+        .map_err(write_error)?;
+        insert_charges(
+            &tx,
+            &job,
+            charge_changes.add.iter().map(|&i| &settled.charges[i]),
+        )
+        .await?;
+        insert_warnings(
+            &tx,
+            &job,
+            warning_changes.add.iter().map(|&i| &settled.warnings[i]),
+        )
+        .await?;
+        if month_rows(&tx, "charges", &job).await? != settled.charges.len()
+            || month_rows(&tx, "charge_warnings", &job).await? != settled.warnings.len()
+        {
+            tx.execute(
+                "DELETE FROM charges WHERE portfolio = $1 AND month = $2",
+                &[&job.portfolio, &job.month],
+            )
+            .await
+            .map_err(write_error)?;
+            tx.execute(
+                "DELETE FROM charge_warnings WHERE portfolio = $1 AND month = $2",
+                &[&job.portfolio, &job.month],
+            )
+            .await
+            .map_err(write_error)?;
             insert_charges(&tx, &job, settled.charges.iter()).await?;
             insert_warnings(&tx, &job, settled.warnings.iter()).await?;
         }
-        tx.execute("DELETE FROM unsettled WHERE id = ANY($1)", &[&job.marks]).await.map_err(write_error)?;
+        tx.execute("DELETE FROM unsettled WHERE id = ANY($1)", &[&job.marks])
+            .await
+            .map_err(write_error)?;
         tx.commit().await.map_err(write_error)
     }
 
@@ -206,20 +299,37 @@ impl PostgresStore {
         let write_error = |e: tokio_postgres::Error| StoreError::Write(e.to_string());
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(write_error)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(MIGRATION_LOCK + 1)]).await.map_err(write_error)?;
-        let kept = tx.query_opt("SELECT value FROM settings WHERE key = 'pricing'", &[]).await.map_err(write_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(MIGRATION_LOCK + 1)])
+            .await
+            .map_err(write_error)?;
+        let kept = tx
+            .query_opt("SELECT value FROM settings WHERE key = 'pricing'", &[])
+            .await
+            .map_err(write_error)?;
         if kept.map(|row| row.get::<_, String>(0)).as_deref() == Some(fingerprint.as_str()) {
             return Ok(false);
         }
-        tx.batch_execute("DELETE FROM charges; DELETE FROM charge_warnings; DELETE FROM unsettled;").await.map_err(write_error)?;
+        tx.batch_execute(
+            "DELETE FROM charges; DELETE FROM charge_warnings; DELETE FROM unsettled;",
+        )
+        .await
+        .map_err(write_error)?;
         let spans = tx
-            .query("SELECT coalesce(business, ''), min(at_us), max(at_us) FROM events GROUP BY 1", &[])
+            .query(
+                "SELECT coalesce(business, ''), min(at_us), max(at_us) FROM events GROUP BY 1",
+                &[],
+            )
             .await
             .map_err(write_error)?;
         for span in spans {
             let business: String = span.get(0);
             for month in months_spanned(span.get(1), span.get(2)) {
-                tx.execute("INSERT INTO unsettled (business, month) VALUES ($1, $2)", &[&business, &month]).await.map_err(write_error)?;
+                tx.execute(
+                    "INSERT INTO unsettled (business, month) VALUES ($1, $2)",
+                    &[&business, &month],
+                )
+                .await
+                .map_err(write_error)?;
             }
         }
         tx.execute(
@@ -246,7 +356,12 @@ impl PostgresStore {
                     .await?;
                 Ok(inserted == 1)
             }
-            AlertWrite::Attempt { budget, month, threshold, outcome } => {
+            AlertWrite::Attempt {
+                budget,
+                month,
+                threshold,
+                outcome,
+            } => {
                 let (delivered, error) = match outcome {
                     Ok(at) => (Some(at), None),
                     Err(reason) => (None, Some(reason)),
@@ -299,10 +414,7 @@ impl PostgresStore {
                 &[&slice.businesses, &slice.from_us, &slice.to_us],
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| charge_row(&row, 0))
-            .collect())
+        Ok(rows.into_iter().map(|row| charge_row(&row, 0)).collect())
     }
 
     /// Kept warnings of a slice's months.
@@ -316,10 +428,7 @@ impl PostgresStore {
                 &[&slice.businesses, &first, &last],
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| warning_row(&row, 0))
-            .collect())
+        Ok(rows.into_iter().map(|row| warning_row(&row, 0)).collect())
     }
 
     /// Events of one scope, in storage order (see `SqliteStore::events`).
@@ -328,19 +437,36 @@ impl PostgresStore {
         events_on(&client, scope).await
     }
     /// Events stored after `after_id`.
-    pub async fn events_after(&self, after_id: i64, limit: i64, businesses: Option<Vec<String>>) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn events_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+        businesses: Option<Vec<String>>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
                 "SELECT id, line FROM events WHERE id > $1 AND ($2::text[] IS NULL OR business = ANY($2)) ORDER BY id LIMIT $3",
             )
             .await?;
-        let rows = client.query(&statement, &[&after_id, &businesses, &limit]).await?;
-        Ok(rows.into_iter().map(|row| StoredEvent { id: row.get(0), line: row.get(1) }).collect())
+        let rows = client
+            .query(&statement, &[&after_id, &businesses, &limit])
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoredEvent {
+                id: row.get(0),
+                line: row.get(1),
+            })
+            .collect())
     }
 
     /// The stored state of one pair.
-    pub async fn contact(&self, business: &str, user: &str) -> Result<Option<ContactRow>, StoreError> {
+    pub async fn contact(
+        &self,
+        business: &str,
+        user: &str,
+    ) -> Result<Option<ContactRow>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -358,7 +484,10 @@ impl PostgresStore {
 
     /// (wamid, business) of the sends stored with these wamids, and of the
     /// statuses Meta's signed webhooks gave them: who sent them.
-    pub async fn message_senders(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn message_senders(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -368,18 +497,32 @@ impl PostgresStore {
                 &[&ids],
             )
             .await?;
-        Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
     }
 
     /// Business phone numbers with at least one contact.
     pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
         let client = self.client().await?;
-        let rows = client.query("SELECT DISTINCT business FROM contacts ORDER BY business", &[]).await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT business FROM contacts ORDER BY business",
+                &[],
+            )
+            .await?;
         Ok(rows.into_iter().map(|row| row.get(0)).collect())
     }
 
     /// Webhook bodies after `after_id`.
-    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>, max_bytes: i64) -> Result<Vec<StoredWebhook>, StoreError> {
+    pub async fn webhooks(
+        &self,
+        after_id: i64,
+        limit: i64,
+        outcome: Option<String>,
+        max_bytes: i64,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
         let client = self.client().await?;
         // Sizes first (`octet_length` reads a toasted value's size, not
         // the value), so a page holds at most `max_bytes` of bodies.
@@ -392,7 +535,9 @@ impl PostgresStore {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        let Some(last) = crate::record::page_end(&sizes, max_bytes) else { return Ok(Vec::new()) };
+        let Some(last) = crate::record::page_end(&sizes, max_bytes) else {
+            return Ok(Vec::new());
+        };
         let rows = client
             .query(
                 "SELECT id, received_at_us, sha256, outcome, reason, body FROM webhook_bodies
@@ -407,7 +552,10 @@ impl PostgresStore {
     /// out of the pool; `None` when another process holds it.
     pub async fn relay_claim(&self) -> Result<Option<RelayClaim>, StoreError> {
         let client = self.client().await?;
-        let held: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK]).await?.get(0);
+        let held: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&RELAY_LOCK])
+            .await?
+            .get(0);
         // Not held: the connection goes back to the pool as it came. Held:
         // it leaves the pool, so the lock lives exactly as long as the claim.
         Ok(held.then(|| RelayClaim::Postgres(deadpool_postgres::Object::take(client))))
@@ -419,7 +567,16 @@ impl PostgresStore {
         let rows = client
             .query("SELECT message_id, business, waba, amount, sent_at_us FROM in_flight WHERE sent_at_us >= $1 ORDER BY sent_at_us", &[&since_us])
             .await?;
-        Ok(rows.iter().map(|row| InFlightRow { message_id: row.get(0), business: row.get(1), waba: row.get(2), amount: row.get(3), sent_at_us: row.get(4) }).collect())
+        Ok(rows
+            .iter()
+            .map(|row| InFlightRow {
+                message_id: row.get(0),
+                business: row.get(1),
+                waba: row.get(2),
+                amount: row.get(3),
+                sent_at_us: row.get(4),
+            })
+            .collect())
     }
 
     /// What waits in the relay outbox.
@@ -428,7 +585,10 @@ impl PostgresStore {
         let row = client
             .query_one("SELECT count(*), min(w.received_at_us) FROM relay_outbox r JOIN webhook_bodies w ON w.id = r.webhook_id", &[])
             .await?;
-        Ok(RelayBacklog { pending: row.get(0), oldest_received_at_us: row.get(1) })
+        Ok(RelayBacklog {
+            pending: row.get(0),
+            oldest_received_at_us: row.get(1),
+        })
     }
 
     /// Row counts.
@@ -462,25 +622,48 @@ impl PostgresStore {
 /// A kept charge from `business, delivered_at_us, message_id, line`,
 /// starting at column `first`.
 fn charge_row(row: &tokio_postgres::Row, first: usize) -> ChargeRow {
-    ChargeRow { business: row.get(first), delivered_at_us: row.get(first + 1), message_id: row.get(first + 2), line: row.get(first + 3) }
+    ChargeRow {
+        business: row.get(first),
+        delivered_at_us: row.get(first + 1),
+        message_id: row.get(first + 2),
+        line: row.get(first + 3),
+    }
 }
 
 /// A kept warning from `business, event_id, code, message, count`,
 /// starting at column `first`.
 fn warning_row(row: &tokio_postgres::Row, first: usize) -> WarningRow {
-    WarningRow { business: row.get(first), event_id: row.get(first + 1), code: row.get(first + 2), message: row.get(first + 3), count: row.get(first + 4) }
+    WarningRow {
+        business: row.get(first),
+        event_id: row.get(first + 1),
+        code: row.get(first + 2),
+        message: row.get(first + 3),
+        count: row.get(first + 4),
+    }
 }
 
 /// Rows of a settle job's (portfolio, month) in `table`.
-async fn month_rows(tx: &impl GenericClient, table: &str, job: &SettleJob) -> Result<usize, StoreError> {
+async fn month_rows(
+    tx: &impl GenericClient,
+    table: &str,
+    job: &SettleJob,
+) -> Result<usize, StoreError> {
     let sql = format!("SELECT count(*) FROM {table} WHERE portfolio = $1 AND month = $2");
-    let row = tx.query_one(&sql, &[&job.portfolio, &job.month]).await.map_err(|e| StoreError::Write(e.to_string()))?;
+    let row = tx
+        .query_one(&sql, &[&job.portfolio, &job.month])
+        .await
+        .map_err(|e| StoreError::Write(e.to_string()))?;
     Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(usize::MAX))
 }
 
 /// Inserts charges of a (portfolio, month) in one statement.
-async fn insert_charges<'a>(tx: &impl GenericClient, job: &SettleJob, rows: impl Iterator<Item = &'a ChargeRow>) -> Result<(), StoreError> {
-    let (mut business, mut delivered, mut message, mut line) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+async fn insert_charges<'a>(
+    tx: &impl GenericClient,
+    job: &SettleJob,
+    rows: impl Iterator<Item = &'a ChargeRow>,
+) -> Result<(), StoreError> {
+    let (mut business, mut delivered, mut message, mut line) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for row in rows {
         business.push(&row.business);
         delivered.push(row.delivered_at_us);
@@ -493,7 +676,14 @@ async fn insert_charges<'a>(tx: &impl GenericClient, job: &SettleJob, rows: impl
     tx.execute(
         "INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line)
          SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[])",
-        &[&job.portfolio, &job.month, &business, &delivered, &message, &line],
+        &[
+            &job.portfolio,
+            &job.month,
+            &business,
+            &delivered,
+            &message,
+            &line,
+        ],
     )
     .await
     .map(drop)
@@ -501,8 +691,13 @@ async fn insert_charges<'a>(tx: &impl GenericClient, job: &SettleJob, rows: impl
 }
 
 /// Inserts warnings of a (portfolio, month) in one statement.
-async fn insert_warnings<'a>(tx: &impl GenericClient, job: &SettleJob, rows: impl Iterator<Item = &'a WarningRow>) -> Result<(), StoreError> {
-    let (mut business, mut event, mut code, mut message, mut count) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+async fn insert_warnings<'a>(
+    tx: &impl GenericClient,
+    job: &SettleJob,
+    rows: impl Iterator<Item = &'a WarningRow>,
+) -> Result<(), StoreError> {
+    let (mut business, mut event, mut code, mut message, mut count) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for row in rows {
         business.push(row.business.as_deref());
         event.push(row.event_id);
@@ -523,17 +718,41 @@ async fn insert_warnings<'a>(tx: &impl GenericClient, job: &SettleJob, rows: imp
     .map_err(|e| StoreError::Write(e.to_string()))
 }
 
-async fn events_on(client: &impl GenericClient, scope: EventScope) -> Result<Vec<StoredEvent>, StoreError> {
+async fn events_on(
+    client: &impl GenericClient,
+    scope: EventScope,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let (since, until) = scope.range_us();
     let from_id = match scope {
         EventScope::Businesses { from_id, .. } => from_id,
         EventScope::Contact { .. } => 0,
     };
-    let (filter, in_scope, businesses, user): (&str, &str, Vec<String>, Option<String>) = match scope {
-        EventScope::Contact { business, user, .. } => ("business = ANY($1) AND user_id = $2", "s.business = ANY($1) AND s.user_id = $2", vec![business], Some(user)),
-        EventScope::Businesses { businesses: Some(list), .. } => ("business = ANY($1) AND $2::text IS NULL", "s.business = ANY($1)", list, None),
-        EventScope::Businesses { businesses: None, .. } => ("$1::text[] IS NOT NULL AND $2::text IS NULL", "TRUE", Vec::new(), None),
-    };
+    let (filter, in_scope, businesses, user): (&str, &str, Vec<String>, Option<String>) =
+        match scope {
+            EventScope::Contact { business, user, .. } => (
+                "business = ANY($1) AND user_id = $2",
+                "s.business = ANY($1) AND s.user_id = $2",
+                vec![business],
+                Some(user),
+            ),
+            EventScope::Businesses {
+                businesses: Some(list),
+                ..
+            } => (
+                "business = ANY($1) AND $2::text IS NULL",
+                "s.business = ANY($1)",
+                list,
+                None,
+            ),
+            EventScope::Businesses {
+                businesses: None, ..
+            } => (
+                "$1::text[] IS NOT NULL AND $2::text IS NULL",
+                "TRUE",
+                Vec::new(),
+                None,
+            ),
+        };
     let same_business = crate::record::SAME_BUSINESS_SQL;
     // From an event id (> 0), only the new events of the scope, and the new
     // halves of messages whose other half is in scope but older (see
@@ -560,20 +779,38 @@ async fn events_on(client: &impl GenericClient, scope: EventScope) -> Result<Vec
          ORDER BY id"
     );
     let statement = client.prepare_cached(&sql).await?;
-    let rows = client.query(&statement, &[&businesses, &user, &since, &until, &from_id]).await?;
-    Ok(rows.into_iter().map(|row| StoredEvent { id: row.get(0), line: row.get(1) }).collect())
+    let rows = client
+        .query(&statement, &[&businesses, &user, &since, &until, &from_id])
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| StoredEvent {
+            id: row.get(0),
+            line: row.get(1),
+        })
+        .collect())
 }
 
 /// A stored body from `id, received_at_us, sha256, outcome, reason, body`.
 fn stored_webhook(row: &tokio_postgres::Row) -> StoredWebhook {
-    StoredWebhook { id: row.get(0), received_at_us: row.get(1), sha256: row.get(2), outcome: row.get(3), reason: row.get(4), body: row.get(5) }
+    StoredWebhook {
+        id: row.get(0),
+        received_at_us: row.get(1),
+        sha256: row.get(2),
+        outcome: row.get(3),
+        reason: row.get(4),
+        body: row.get(5),
+    }
 }
 
 /// The oldest `limit` bodies in the relay outbox, read on the relayer's
 /// own connection. Ids come from a sequence, so a body committed late by
 /// another process can come after a later id: relayed a little out of
 /// order, never skipped (Meta does not promise order either).
-pub async fn relay_pending(client: &tokio_postgres::Client, limit: i64) -> Result<Vec<StoredWebhook>, StoreError> {
+pub async fn relay_pending(
+    client: &tokio_postgres::Client,
+    limit: i64,
+) -> Result<Vec<StoredWebhook>, StoreError> {
     let rows = client
         .query(
             "SELECT w.id, w.received_at_us, w.sha256, w.outcome, w.reason, w.body
@@ -586,6 +823,12 @@ pub async fn relay_pending(client: &tokio_postgres::Client, limit: i64) -> Resul
 
 /// Takes relayed bodies out of the relay outbox.
 pub async fn relay_done(client: &tokio_postgres::Client, ids: Vec<i64>) -> Result<(), StoreError> {
-    client.execute("DELETE FROM relay_outbox WHERE webhook_id = ANY($1)", &[&ids]).await.map_err(|e| StoreError::Write(e.to_string()))?;
+    client
+        .execute(
+            "DELETE FROM relay_outbox WHERE webhook_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(|e| StoreError::Write(e.to_string()))?;
     Ok(())
 }

@@ -49,10 +49,20 @@ impl EventRecord {
         let line = wameter_log::event_line(event);
         let at_us = micros(at);
         match &event.kind {
-            EventKind::Inbound { business, user, id, entry_point, kind } => EventRecord {
+            EventKind::Inbound {
+                business,
+                user,
+                id,
+                entry_point,
+                kind,
+            } => EventRecord {
                 dedupe_key: match id {
                     Some(id) => format!("inbound/{business}/{id}"),
-                    None => format!("inbound/{business}/{user}/{at}/{}/{:?}", entry_point.is_some(), kind),
+                    None => format!(
+                        "inbound/{business}/{user}/{at}/{}/{:?}",
+                        entry_point.is_some(),
+                        kind
+                    ),
                 },
                 kind: "inbound",
                 business: Some(business.to_string()),
@@ -65,7 +75,9 @@ impl EventRecord {
                 ends_flight: false,
                 charged_business: business.to_string(),
             },
-            EventKind::Outbound { business, user, id, .. } => EventRecord {
+            EventKind::Outbound {
+                business, user, id, ..
+            } => EventRecord {
                 dedupe_key: format!("outbound/{business}/{id}"),
                 kind: "outbound",
                 business: Some(business.to_string()),
@@ -78,9 +90,14 @@ impl EventRecord {
                 ends_flight: false,
                 charged_business: business.to_string(),
             },
-            EventKind::Status { id, status, detail, .. } => {
+            EventKind::Status {
+                id, status, detail, ..
+            } => {
                 let business = event.kind.business().map(str::to_string);
-                let user = detail.as_deref().and_then(|d| d.recipient.as_ref()).map(|u| u.to_string());
+                let user = detail
+                    .as_deref()
+                    .and_then(|d| d.recipient.as_ref())
+                    .map(|u| u.to_string());
                 let charged_business = business.clone().unwrap_or_default();
                 EventRecord {
                     // Scoped by the business it names ('' for none), as the
@@ -97,7 +114,10 @@ impl EventRecord {
                     line,
                     inbound: false,
                     delivered: *status == DeliveryStatus::Delivered,
-                    ends_flight: matches!(status, DeliveryStatus::Delivered | DeliveryStatus::Read | DeliveryStatus::Failed),
+                    ends_flight: matches!(
+                        status,
+                        DeliveryStatus::Delivered | DeliveryStatus::Read | DeliveryStatus::Failed
+                    ),
                     charged_business,
                 }
             }
@@ -105,7 +125,12 @@ impl EventRecord {
                 // Only an identical copy is a duplicate here: copies that
                 // differ are all kept, and the engine prices the earliest
                 // and warns (`rules::calling`), as a replay does.
-                dedupe_key: format!("call/{}/{}/{}", call.business, call.id, sha256_hex(line.as_bytes())),
+                dedupe_key: format!(
+                    "call/{}/{}/{}",
+                    call.business,
+                    call.id,
+                    sha256_hex(line.as_bytes())
+                ),
                 kind: "call",
                 business: Some(call.business.to_string()),
                 user: Some(call.user.to_string()),
@@ -118,7 +143,12 @@ impl EventRecord {
                 line,
             },
             EventKind::AgentUsage(usage) => EventRecord {
-                dedupe_key: format!("agent_usage/{}/{}/{}", usage.business, usage.id, sha256_hex(line.as_bytes())),
+                dedupe_key: format!(
+                    "agent_usage/{}/{}/{}",
+                    usage.business,
+                    usage.id,
+                    sha256_hex(line.as_bytes())
+                ),
                 kind: "agent_usage",
                 business: Some(usage.business.to_string()),
                 user: Some(usage.user.to_string()),
@@ -182,12 +212,23 @@ pub struct WebhookRecord {
 impl WebhookRecord {
     /// The record of a body received at `at`.
     pub fn new(body: Vec<u8>, at: Timestamp) -> WebhookRecord {
-        WebhookRecord { received_at_us: micros(at), sha256: sha256_hex(&body), rejected: None, problems: None, body, relay: false }
+        WebhookRecord {
+            received_at_us: micros(at),
+            sha256: sha256_hex(&body),
+            rejected: None,
+            problems: None,
+            body,
+            relay: false,
+        }
     }
 
     /// The `outcome` column.
     pub fn outcome(&self) -> &'static str {
-        if self.rejected.is_some() { "rejected" } else { "accepted" }
+        if self.rejected.is_some() {
+            "rejected"
+        } else {
+            "accepted"
+        }
     }
 
     /// The `reason` column: why it was rejected, or its item problems.
@@ -217,7 +258,8 @@ pub fn same_business(a: Option<&str>, b: Option<&str>) -> bool {
 }
 
 /// [`same_business`] over the `business` columns of events `e` and `s`.
-pub const SAME_BUSINESS_SQL: &str = "(e.business IS NULL OR s.business IS NULL OR e.business = s.business)";
+pub const SAME_BUSINESS_SQL: &str =
+    "(e.business IS NULL OR s.business IS NULL OR e.business = s.business)";
 
 /// The last id of a page of (id, size) rows holding at most `max_bytes`,
 /// and always at least the first row (a body larger than the page is
@@ -328,7 +370,13 @@ impl Batch {
         notices.sort_by(|a, b| a.dedupe_key.cmp(&b.dedupe_key));
         notices.dedup_by(|a, b| a.dedupe_key == b.dedupe_key);
         let repeats = given - (events.len() + notices.len()) as u64;
-        Batch { webhook, events, notices, repeats, in_flight: Vec::new() }
+        Batch {
+            webhook,
+            events,
+            notices,
+            repeats,
+            in_flight: Vec::new(),
+        }
     }
 }
 
@@ -342,7 +390,14 @@ pub type ContactUpdate<'a> = (&'a str, &'a str, i64, Option<i64>);
 pub fn contact_updates<'a>(new_events: &[&'a EventRecord]) -> Vec<ContactUpdate<'a>> {
     let mut out: Vec<ContactUpdate<'a>> = new_events
         .iter()
-        .filter_map(|event| Some((event.business.as_deref()?, event.user.as_deref()?, event.at_us, event.inbound.then_some(event.at_us))))
+        .filter_map(|event| {
+            Some((
+                event.business.as_deref()?,
+                event.user.as_deref()?,
+                event.at_us,
+                event.inbound.then_some(event.at_us),
+            ))
+        })
         .collect();
     out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     out
@@ -356,7 +411,9 @@ pub fn unsettled_marks(new_events: &[&EventRecord]) -> Vec<(String, String)> {
         .iter()
         .flat_map(|event| {
             let at = Timestamp::from_microsecond(event.at_us).unwrap_or(Timestamp::UNIX_EPOCH);
-            months_touched(at).into_iter().map(|month| (event.charged_business.clone(), month.to_string()))
+            months_touched(at)
+                .into_iter()
+                .map(|month| (event.charged_business.clone(), month.to_string()))
         })
         .collect();
     marks.into_iter().collect()
@@ -426,16 +483,37 @@ mod tests {
         Event {
             at: at.parse().unwrap(),
             origin: Origin::default(),
-            kind: EventKind::Status { id: id.into(), status, error: None, detail: None },
+            kind: EventKind::Status {
+                id: id.into(),
+                status,
+                error: None,
+                detail: None,
+            },
         }
     }
 
     #[test]
     fn a_repeated_status_has_the_same_key_and_a_later_one_does_not() {
-        let first = EventRecord::new(&status("wamid.A", DeliveryStatus::Delivered, "2025-07-01T10:00:00Z"));
-        let again = EventRecord::new(&status("wamid.A", DeliveryStatus::Delivered, "2025-07-01T10:00:00Z"));
-        let read = EventRecord::new(&status("wamid.A", DeliveryStatus::Read, "2025-07-01T10:00:00Z"));
-        let later = EventRecord::new(&status("wamid.A", DeliveryStatus::Delivered, "2025-07-01T10:00:01Z"));
+        let first = EventRecord::new(&status(
+            "wamid.A",
+            DeliveryStatus::Delivered,
+            "2025-07-01T10:00:00Z",
+        ));
+        let again = EventRecord::new(&status(
+            "wamid.A",
+            DeliveryStatus::Delivered,
+            "2025-07-01T10:00:00Z",
+        ));
+        let read = EventRecord::new(&status(
+            "wamid.A",
+            DeliveryStatus::Read,
+            "2025-07-01T10:00:00Z",
+        ));
+        let later = EventRecord::new(&status(
+            "wamid.A",
+            DeliveryStatus::Delivered,
+            "2025-07-01T10:00:01Z",
+        ));
         assert_eq!(first.dedupe_key, again.dedupe_key);
         assert_ne!(first.dedupe_key, read.dedupe_key);
         assert_ne!(first.dedupe_key, later.dedupe_key);
@@ -444,7 +522,10 @@ mod tests {
         assert_eq!((&first.business, &first.user), (&None, &None));
         assert_eq!(first.charged_business, "");
         // Early in July: June's charges may depend on it too (time zones).
-        let marks = vec![(String::new(), "2025-06".to_string()), (String::new(), "2025-07".to_string())];
+        let marks = vec![
+            (String::new(), "2025-06".to_string()),
+            (String::new(), "2025-07".to_string()),
+        ];
         assert_eq!(unsettled_marks(&[&first, &later]), marks);
     }
 
@@ -453,7 +534,11 @@ mod tests {
         let sizes = [(1, 400), (2, 400), (3, 400)];
         assert_eq!(page_end(&sizes, 1000), Some(2));
         assert_eq!(page_end(&sizes, 1200), Some(3));
-        assert_eq!(page_end(&sizes, 10), Some(1), "one body larger than the page is served alone");
+        assert_eq!(
+            page_end(&sizes, 10),
+            Some(1),
+            "one body larger than the page is served alone"
+        );
         assert_eq!(page_end(&[], 10), None);
     }
 
@@ -466,24 +551,55 @@ mod tests {
                 id: "wamid.A".into(),
                 status: DeliveryStatus::Delivered,
                 error: None,
-                detail: business.map(|b| Box::new(wameter_core::event::StatusDetail { business: Some(b.into()), ..Default::default() })),
+                detail: business.map(|b| {
+                    Box::new(wameter_core::event::StatusDetail {
+                        business: Some(b.into()),
+                        ..Default::default()
+                    })
+                }),
             },
         };
         let send_of = |business: &str| Event {
             at: "2025-07-01T09:59:00Z".parse().unwrap(),
             origin: Origin::default(),
-            kind: EventKind::Outbound { business: business.into(), user: UserId::parse("+5511999990000").unwrap(), id: "wamid.A".into(), template: None, messaging_account: None },
+            kind: EventKind::Outbound {
+                business: business.into(),
+                user: UserId::parse("+5511999990000").unwrap(),
+                id: "wamid.A".into(),
+                template: None,
+                messaging_account: None,
+            },
         };
-        let [a, b, none] = [Some("111"), Some("222"), None].map(|business| EventRecord::new(&status_of(business)));
-        assert_eq!(a.dedupe_key, "status/111/wamid.A/delivered/2025-07-01T10:00:00Z");
-        assert_ne!(a.dedupe_key, b.dedupe_key, "another business's status of the same wamid and instant is another fact");
+        let [a, b, none] =
+            [Some("111"), Some("222"), None].map(|business| EventRecord::new(&status_of(business)));
+        assert_eq!(
+            a.dedupe_key,
+            "status/111/wamid.A/delivered/2025-07-01T10:00:00Z"
+        );
+        assert_ne!(
+            a.dedupe_key, b.dedupe_key,
+            "another business's status of the same wamid and instant is another fact"
+        );
         assert_ne!(a.dedupe_key, none.dedupe_key);
         // A status names its business even without a recipient: that is
         // what matches it to its send.
-        assert_eq!((a.business.as_deref(), a.user.as_deref()), (Some("111"), None));
-        assert_eq!(EventRecord::new(&send_of("111")).dedupe_key, "outbound/111/wamid.A");
-        assert_ne!(EventRecord::new(&send_of("111")).dedupe_key, EventRecord::new(&send_of("222")).dedupe_key);
-        assert!(same_business(Some("111"), Some("111")) && same_business(None, Some("111")) && same_business(Some("111"), None));
+        assert_eq!(
+            (a.business.as_deref(), a.user.as_deref()),
+            (Some("111"), None)
+        );
+        assert_eq!(
+            EventRecord::new(&send_of("111")).dedupe_key,
+            "outbound/111/wamid.A"
+        );
+        assert_ne!(
+            EventRecord::new(&send_of("111")).dedupe_key,
+            EventRecord::new(&send_of("222")).dedupe_key
+        );
+        assert!(
+            same_business(Some("111"), Some("111"))
+                && same_business(None, Some("111"))
+                && same_business(Some("111"), None)
+        );
         assert!(!same_business(Some("111"), Some("222")));
     }
 

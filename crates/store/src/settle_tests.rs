@@ -11,19 +11,32 @@ use crate::{DatabaseUrl, Store};
 fn events(lines: &[&str]) -> Vec<wameter_core::event::Event> {
     lines
         .iter()
-        .map(|line| match wameter_log::parse_line(line, Default::default()).unwrap() {
-            wameter_log::Parsed::Event(event) => event,
-            other => panic!("{line}: {other:?}"),
-        })
+        .map(
+            |line| match wameter_log::parse_line(line, Default::default()).unwrap() {
+                wameter_log::Parsed::Event(event) => event,
+                other => panic!("{line}: {other:?}"),
+            },
+        )
         .collect()
 }
 
 fn charge(id: &str, amount: &str) -> ChargeRow {
-    ChargeRow { business: "B".into(), delivered_at_us: 0, message_id: id.into(), line: format!(r#"{{"message_id":"{id}","amount":"{amount}"}}"#) }
+    ChargeRow {
+        business: "B".into(),
+        delivered_at_us: 0,
+        message_id: id.into(),
+        line: format!(r#"{{"message_id":"{id}","amount":"{amount}"}}"#),
+    }
 }
 
 fn warning(n: i64) -> WarningRow {
-    WarningRow { business: None, event_id: Some(n), code: "note".into(), message: format!("warning {n}"), count: 1 }
+    WarningRow {
+        business: None,
+        event_id: Some(n),
+        code: "note".into(),
+        message: format!("warning {n}"),
+        count: 1,
+    }
 }
 
 async fn round(store: &Store) {
@@ -32,7 +45,10 @@ async fn round(store: &Store) {
         r#"{"type":"status","at":"2025-07-10T10:00:05Z","business":"B","id":"m1","status":"delivered"}"#,
         r#"{"type":"outbound","at":"2025-07-10T11:00:00Z","business":"OTHER","user":"+5511999990000","id":"o1"}"#,
     ];
-    store.write(Batch::new(None, &events(&first), &[])).await.unwrap();
+    store
+        .write(Batch::new(None, &events(&first), &[]))
+        .await
+        .unwrap();
     let job = |marks: Vec<i64>, from_event_id: Option<i64>| SettleJob {
         portfolio: "P".into(),
         month: "2025-07".into(),
@@ -42,15 +58,32 @@ async fn round(store: &Store) {
         marks,
         from_event_id,
     };
-    let marks: Vec<i64> = store.unsettled(100).await.unwrap().iter().map(|mark| mark.id).collect();
+    let marks: Vec<i64> = store
+        .unsettled(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|mark| mark.id)
+        .collect();
     store
         .settle(job(marks, None), |rows| {
             assert_eq!(rows.len(), 2, "B's events only: {rows:?}");
-            Settled { charges: vec![charge("m1", "0.01"), charge("gone", "0.02")], warnings: vec![warning(1), warning(3)], removed: vec![], warnings_removed: vec![] }
+            Settled {
+                charges: vec![charge("m1", "0.01"), charge("gone", "0.02")],
+                warnings: vec![warning(1), warning(3)],
+                removed: vec![],
+                warnings_removed: vec![],
+            }
         })
         .await
         .unwrap();
-    let last = store.events_after(0, 100, None).await.unwrap().last().unwrap().id;
+    let last = store
+        .events_after(0, 100, None)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
 
     let second = [
         // A status naming no business, of a message stored a round before.
@@ -59,34 +92,77 @@ async fn round(store: &Store) {
         r#"{"type":"status","at":"2025-07-11T10:00:05Z","business":"B","id":"m2","status":"delivered"}"#,
         r#"{"type":"status","at":"2025-07-11T11:00:05Z","business":"OTHER","id":"o1","status":"delivered"}"#,
     ];
-    store.write(Batch::new(None, &events(&second), &[])).await.unwrap();
+    store
+        .write(Batch::new(None, &events(&second), &[]))
+        .await
+        .unwrap();
     let marks = store.unsettled(100).await.unwrap();
     assert!(!marks.is_empty());
     let from = last + 1;
-    let mut wanted: Vec<String> = events(&second[..3]).iter().map(wameter_log::event_line).collect();
+    let mut wanted: Vec<String> = events(&second[..3])
+        .iter()
+        .map(wameter_log::event_line)
+        .collect();
     wanted.sort();
     store
-        .settle(job(marks.iter().map(|mark| mark.id).collect(), Some(from)), move |rows| {
-            let mut lines: Vec<String> = rows.iter().map(|row| row.line.clone()).collect();
-            lines.sort();
-            assert_eq!(lines, wanted, "the new events of B, and the new status of B's older message");
-            Settled {
-                charges: vec![charge("m1", "0.015"), charge("m2", "0.03")],
-                warnings: vec![warning(2)],
-                removed: vec![("B".into(), "gone".into())],
-                warnings_removed: vec![warning(1)],
-            }
-        })
+        .settle(
+            job(marks.iter().map(|mark| mark.id).collect(), Some(from)),
+            move |rows| {
+                let mut lines: Vec<String> = rows.iter().map(|row| row.line.clone()).collect();
+                lines.sort();
+                assert_eq!(
+                    lines, wanted,
+                    "the new events of B, and the new status of B's older message"
+                );
+                Settled {
+                    charges: vec![charge("m1", "0.015"), charge("m2", "0.03")],
+                    warnings: vec![warning(2)],
+                    removed: vec![("B".into(), "gone".into())],
+                    warnings_removed: vec![warning(1)],
+                }
+            },
+        )
         .await
         .unwrap();
-    let slice = crate::settled::ChargeSlice { businesses: None, from_us: i64::MIN, to_us: i64::MAX, months: None };
-    let mut kept: Vec<(String, String)> = store.charges(slice.clone()).await.unwrap().into_iter().map(|row| (row.message_id, row.line)).collect();
+    let slice = crate::settled::ChargeSlice {
+        businesses: None,
+        from_us: i64::MIN,
+        to_us: i64::MAX,
+        months: None,
+    };
+    let mut kept: Vec<(String, String)> = store
+        .charges(slice.clone())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.message_id, row.line))
+        .collect();
     kept.sort();
-    assert_eq!(kept, [("m1".to_string(), charge("m1", "0.015").line), ("m2".to_string(), charge("m2", "0.03").line)], "upserted by message, removed gone");
-    let mut warnings: Vec<Option<i64>> = store.charge_warnings(slice).await.unwrap().into_iter().map(|row| row.event_id).collect();
+    assert_eq!(
+        kept,
+        [
+            ("m1".to_string(), charge("m1", "0.015").line),
+            ("m2".to_string(), charge("m2", "0.03").line)
+        ],
+        "upserted by message, removed gone"
+    );
+    let mut warnings: Vec<Option<i64>> = store
+        .charge_warnings(slice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.event_id)
+        .collect();
     warnings.sort();
-    assert_eq!(warnings, [Some(2), Some(3)], "warnings added and removed, the others kept");
-    assert!(store.unsettled(100).await.unwrap().is_empty(), "the round's marks deleted");
+    assert_eq!(
+        warnings,
+        [Some(2), Some(3)],
+        "warnings added and removed, the others kept"
+    );
+    assert!(
+        store.unsettled(100).await.unwrap().is_empty(),
+        "the round's marks deleted"
+    );
 }
 
 #[test]
@@ -94,9 +170,16 @@ fn sqlite_incremental_round() {
     let dir = std::env::temp_dir().join(format!("wameter-store-round-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
-        let store = Store::open(&DatabaseUrl::parse(&format!("sqlite://{}", dir.join("round.db").display())).unwrap()).await.unwrap();
+        let store = Store::open(
+            &DatabaseUrl::parse(&format!("sqlite://{}", dir.join("round.db").display())).unwrap(),
+        )
+        .await
+        .unwrap();
         round(&store).await;
     });
     let _ = std::fs::remove_dir_all(&dir);
@@ -104,11 +187,22 @@ fn sqlite_incremental_round() {
 
 #[test]
 fn postgres_incremental_round() {
-    let Some(url) = crate::test_postgres::server_url("incremental settle") else { return };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Some(url) = crate::test_postgres::server_url("incremental settle") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
-        let database = crate::test_postgres::fresh_database(&url, &format!("wameter_round_{}", std::process::id())).await;
-        let store = Store::open(&DatabaseUrl::parse(&database).unwrap()).await.unwrap();
+        let database = crate::test_postgres::fresh_database(
+            &url,
+            &format!("wameter_round_{}", std::process::id()),
+        )
+        .await;
+        let store = Store::open(&DatabaseUrl::parse(&database).unwrap())
+            .await
+            .unwrap();
         round(&store).await;
     });
 }

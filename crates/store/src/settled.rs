@@ -127,7 +127,10 @@ impl<K> Changes<K> {
 /// ones as multisets: equal rows stay, the rest are removed or added.
 /// Applying the result to `kept` gives `wanted` (as a multiset; order is a
 /// query's business, not the table's).
-pub fn changes<K, T: Eq + Hash>(kept: impl IntoIterator<Item = (K, T)>, wanted: &[T]) -> Changes<K> {
+pub fn changes<K, T: Eq + Hash>(
+    kept: impl IntoIterator<Item = (K, T)>,
+    wanted: &[T],
+) -> Changes<K> {
     // How many of each wanted row are still missing.
     let mut missing: HashMap<&T, usize> = HashMap::with_capacity(wanted.len());
     for row in wanted {
@@ -169,7 +172,10 @@ pub struct ChargeSlice {
 /// accounts or rate cards, everything is settled again.
 pub fn months_spanned(first_us: i64, last_us: i64) -> Vec<String> {
     let instant = |us: i64| Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH);
-    let (Some(&first), Some(&last)) = (months_touched(instant(first_us)).first(), months_touched(instant(last_us)).last()) else {
+    let (Some(&first), Some(&last)) = (
+        months_touched(instant(first_us)).first(),
+        months_touched(instant(last_us)).last(),
+    ) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -190,10 +196,28 @@ mod tests {
     fn only_differences_are_written() {
         let kept = [(10, "a"), (11, "b"), (12, "c"), (13, "c")];
         let wanted = ["a", "c", "d", "b2"];
-        assert_eq!(changes(kept, &wanted), Changes { remove: vec![11, 13], add: vec![2, 3] });
+        assert_eq!(
+            changes(kept, &wanted),
+            Changes {
+                remove: vec![11, 13],
+                add: vec![2, 3]
+            }
+        );
         assert!(changes([(1, "x")], &["x"]).is_empty());
-        assert_eq!(changes([(1, "x")], &[] as &[&str]), Changes { remove: vec![1], add: vec![] });
-        assert_eq!(changes(Vec::<(i64, &str)>::new(), &["x", "x"]), Changes { remove: vec![], add: vec![0, 1] });
+        assert_eq!(
+            changes([(1, "x")], &[] as &[&str]),
+            Changes {
+                remove: vec![1],
+                add: vec![]
+            }
+        );
+        assert_eq!(
+            changes(Vec::<(i64, &str)>::new(), &["x", "x"]),
+            Changes {
+                remove: vec![],
+                add: vec![0, 1]
+            }
+        );
     }
 
     proptest! {
@@ -219,7 +243,13 @@ mod tests {
     #[test]
     fn every_month_between_two_events_is_spanned() {
         let us = |text: &str| text.parse::<Timestamp>().unwrap().as_microsecond();
-        assert_eq!(months_spanned(us("2025-06-15T00:00:00Z"), us("2025-08-30T00:00:00Z")), ["2025-06", "2025-07", "2025-08", "2025-09"]);
-        assert_eq!(months_spanned(us("2025-06-15T00:00:00Z"), us("2025-06-15T00:00:00Z")), ["2025-06"]);
+        assert_eq!(
+            months_spanned(us("2025-06-15T00:00:00Z"), us("2025-08-30T00:00:00Z")),
+            ["2025-06", "2025-07", "2025-08", "2025-09"]
+        );
+        assert_eq!(
+            months_spanned(us("2025-06-15T00:00:00Z"), us("2025-06-15T00:00:00Z")),
+            ["2025-06"]
+        );
     }
 }

@@ -18,9 +18,15 @@ use tokio::sync::oneshot;
 
 use crate::alerts::{AlertRow, AlertWrite};
 use crate::pairs::{Kind, PairCache, PairRow};
-use crate::record::{Batch, ContactRow, Counts, EventRecord, InFlightRow, StoredEvent, StoredWebhook, Written, contact_updates, unsettled_marks};
-use crate::settled::{ChargeRow, ChargeSlice, Changes, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned};
+use crate::record::{
+    Batch, ContactRow, Counts, EventRecord, InFlightRow, StoredEvent, StoredWebhook, Written,
+    contact_updates, unsettled_marks,
+};
 use crate::relay::RelayBacklog;
+use crate::settled::{
+    Changes, ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, changes,
+    months_spanned,
+};
 use crate::{EventScope, StoreError};
 
 mod embedded {
@@ -44,7 +50,12 @@ enum Job {
     /// Store a batch.
     Write(Batch, oneshot::Sender<Result<Written, StoreError>>),
     /// Replace a (portfolio, month)'s charges and delete its marks.
-    Settle(SettleJob, Settled, SettleChanges, oneshot::Sender<Result<(), StoreError>>),
+    Settle(
+        SettleJob,
+        Settled,
+        SettleChanges,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
     /// Compare the pricing fingerprint; on a change, unsettle everything.
     Reset(String, oneshot::Sender<Result<bool, StoreError>>),
     /// Record a budget alert crossing or delivery attempt.
@@ -65,10 +76,17 @@ enum Done {
 impl Job {
     /// Applies the job; the events it stored for the first time go to
     /// `stored` when it collects them.
-    fn apply(&self, tx: &rusqlite::Transaction<'_>, stored: Option<&mut Vec<PairRow>>, marks: &mut Marks) -> rusqlite::Result<Done> {
+    fn apply(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        stored: Option<&mut Vec<PairRow>>,
+        marks: &mut Marks,
+    ) -> rusqlite::Result<Done> {
         match self {
             Job::Write(batch, _) => write_one(tx, batch, stored, marks).map(Done::Written),
-            Job::Settle(job, settled, changes, _) => write_settled(tx, job, settled, changes).map(|()| Done::Settled),
+            Job::Settle(job, settled, changes, _) => {
+                write_settled(tx, job, settled, changes).map(|()| Done::Settled)
+            }
             Job::Reset(fingerprint, _) => reset(tx, fingerprint).map(Done::Reset),
             Job::Alert(write, _) => write_alert(tx, write).map(Done::Alert),
             Job::RelayDone(ids, _) => relay_done(tx, ids).map(|()| Done::Relayed),
@@ -78,10 +96,20 @@ impl Job {
     fn answer(self, result: Result<Done, StoreError>) {
         // A caller that went away (timed-out request) needs no answer.
         match self {
-            Job::Write(_, reply) => drop(reply.send(result.map(|done| if let Done::Written(w) = done { w } else { Written::default() }))),
+            Job::Write(_, reply) => drop(reply.send(result.map(|done| {
+                if let Done::Written(w) = done {
+                    w
+                } else {
+                    Written::default()
+                }
+            }))),
             Job::Settle(_, _, _, reply) => drop(reply.send(result.map(|_| ()))),
-            Job::Reset(_, reply) => drop(reply.send(result.map(|done| matches!(done, Done::Reset(true))))),
-            Job::Alert(_, reply) => drop(reply.send(result.map(|done| matches!(done, Done::Alert(true))))),
+            Job::Reset(_, reply) => {
+                drop(reply.send(result.map(|done| matches!(done, Done::Reset(true)))))
+            }
+            Job::Alert(_, reply) => {
+                drop(reply.send(result.map(|done| matches!(done, Done::Alert(true)))))
+            }
             Job::RelayDone(_, reply) => drop(reply.send(result.map(|_| ()))),
         }
     }
@@ -106,7 +134,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,13 +155,19 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// values: about half of the query's CPU in `perf`
 /// (`statements_are_not_prepared_again_for_new_values` counts it).
 fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
 
 /// A read-only connection as the readers use.
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     stable_plans(&conn)?;
     Ok(conn)
@@ -141,28 +177,46 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema
     /// up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let open_error = |source: rusqlite::Error| StoreError::Open { url: format!("sqlite://{}", path.display()), message: source.to_string() };
+        let open_error = |source: rusqlite::Error| StoreError::Open {
+            url: format!("sqlite://{}", path.display()),
+            message: source.to_string(),
+        };
         let mut conn = Connection::open(path).map_err(open_error)?;
         configure(&conn).map_err(open_error)?;
-        embedded::migrations::runner().run(&mut conn).map_err(|e| StoreError::Migrate(e.to_string()))?;
+        embedded::migrations::runner()
+            .run(&mut conn)
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
         let (writer, jobs) = sync_channel(QUEUE_WRITES_MAX);
         let pairs = Arc::new(PairCache::default());
         let told = pairs.clone();
         std::thread::Builder::new()
             .name("wameter-sqlite-writer".into())
             .spawn(move || run_writer(conn, jobs, &told))
-            .map_err(|e| StoreError::Open { url: path.display().to_string(), message: e.to_string() })?;
-        Ok(SqliteStore { path: path.to_path_buf(), writer, readers: Arc::new(Mutex::new(Vec::new())), pairs })
+            .map_err(|e| StoreError::Open {
+                url: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            pairs,
+        })
     }
 
     /// Writes a batch durably; returns once it is committed.
     pub async fn write(&self, batch: Batch) -> Result<Written, StoreError> {
-        self.queue(batch)?.await.map_err(|_| StoreError::WriterGone)?
+        self.queue(batch)?
+            .await
+            .map_err(|_| StoreError::WriterGone)?
     }
 
     /// Puts a batch in the writer's queue now; the receiver answers once
     /// it is committed.
-    pub fn queue(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Written, StoreError>>, StoreError> {
+    pub fn queue(
+        &self,
+        batch: Batch,
+    ) -> Result<oneshot::Receiver<Result<Written, StoreError>>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Write(batch, reply))?;
         Ok(answer)
@@ -179,9 +233,16 @@ impl SqliteStore {
     /// Marks at most `limit` left by new events, oldest first.
     pub async fn unsettled(&self, limit: i64) -> Result<Vec<UnsettledMark>, StoreError> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached("SELECT id, business, month, first_event_id FROM unsettled ORDER BY id LIMIT ?1")?;
+            let mut statement = conn.prepare_cached(
+                "SELECT id, business, month, first_event_id FROM unsettled ORDER BY id LIMIT ?1",
+            )?;
             let rows = statement.query_map(params![limit], |row| {
-                Ok(UnsettledMark { id: row.get(0)?, business: row.get(1)?, month: row.get(2)?, first_event_id: row.get(3)? })
+                Ok(UnsettledMark {
+                    id: row.get(0)?,
+                    business: row.get(1)?,
+                    month: row.get(2)?,
+                    first_event_id: row.get(3)?,
+                })
             })?;
             rows.collect()
         })
@@ -218,12 +279,19 @@ impl SqliteStore {
                 if !whole {
                     return Ok((events, Vec::new(), Vec::new()));
                 }
-                Ok((events, kept_charges(&snapshot, &portfolio, &month)?, kept_warnings(&snapshot, &portfolio, &month)?))
+                Ok((
+                    events,
+                    kept_charges(&snapshot, &portfolio, &month)?,
+                    kept_warnings(&snapshot, &portfolio, &month)?,
+                ))
             })
             .await?;
         let (settled, diff) = tokio::task::spawn_blocking(move || {
             let settled = compute(events);
-            let diff = SettleChanges { charges: changes(kept_charges, &settled.charges), warnings: changes(kept_warnings, &settled.warnings) };
+            let diff = SettleChanges {
+                charges: changes(kept_charges, &settled.charges),
+                warnings: changes(kept_warnings, &settled.warnings),
+            };
             (settled, diff)
         })
         .await
@@ -328,7 +396,9 @@ impl SqliteStore {
                  WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
                    AND delivered_at_us >= ?2 AND delivered_at_us < ?3",
             )?;
-            let rows = statement.query_map(params![list, slice.from_us, slice.to_us], |row| charge_row(row, 0))?;
+            let rows = statement.query_map(params![list, slice.from_us, slice.to_us], |row| {
+                charge_row(row, 0)
+            })?;
             rows.collect()
         })
         .await
@@ -345,7 +415,8 @@ impl SqliteStore {
                  WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
                    AND month >= ?2 AND month <= ?3",
             )?;
-            let rows = statement.query_map(params![list, first, last], |row| warning_row(row, 0))?;
+            let rows =
+                statement.query_map(params![list, first, last], |row| warning_row(row, 0))?;
             rows.collect()
         })
         .await
@@ -358,14 +429,19 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || with_reader(&readers, &path, job)).await.map_err(|e| StoreError::Read(e.to_string()))?
+        tokio::task::spawn_blocking(move || with_reader(&readers, &path, job))
+            .await
+            .map_err(|e| StoreError::Read(e.to_string()))?
     }
 
     /// Runs a point read — a few index lookups, tens of microseconds — on
     /// the calling thread. Handing it to the blocking pool costs more than
     /// the read (two thread wake-ups, measured as most of the window
     /// query's p99), so only reads bounded by an index range go here.
-    fn read_inline<T>(&self, job: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    fn read_inline<T>(
+        &self,
+        job: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         with_reader(&self.readers, &self.path, job)
     }
 
@@ -376,10 +452,23 @@ impl SqliteStore {
 
     /// A pair's events from `since_us` on and its stored state, in one
     /// inline read (the window query's; see `read_inline`).
-    pub fn contact_with_events(&self, business: String, user: String, since_us: i64) -> Result<(Vec<StoredEvent>, Option<ContactRow>), StoreError> {
+    pub fn contact_with_events(
+        &self,
+        business: String,
+        user: String,
+        since_us: i64,
+    ) -> Result<(Vec<StoredEvent>, Option<ContactRow>), StoreError> {
         self.read_inline(move |conn| {
             let contact = contact_row(conn, &business, &user)?;
-            let events = events_of(conn, &EventScope::Contact { business, user, since_us, until_us: i64::MAX })?;
+            let events = events_of(
+                conn,
+                &EventScope::Contact {
+                    business,
+                    user,
+                    since_us,
+                    until_us: i64::MAX,
+                },
+            )?;
             Ok((events, contact))
         })
     }
@@ -387,12 +476,22 @@ impl SqliteStore {
     /// A pair's events from `since_us` on (as [`EventScope::Contact`]),
     /// from the pair cache when it holds them ([`crate::pairs`]); a
     /// pair's first read loads it there.
-    pub fn pair_events(&self, business: &str, user: &str, since_us: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    pub fn pair_events(
+        &self,
+        business: &str,
+        user: &str,
+        since_us: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         if let Some(events) = self.pairs.get(business, user, since_us) {
             return Ok(events);
         }
         let ticket = self.pairs.ticket();
-        let scope = EventScope::Contact { business: business.to_string(), user: user.to_string(), since_us, until_us: i64::MAX };
+        let scope = EventScope::Contact {
+            business: business.to_string(),
+            user: user.to_string(),
+            since_us,
+            until_us: i64::MAX,
+        };
         let rows = self.read_inline(|conn| pair_rows_of(conn, &scope))?;
         let events = crate::pairs::filter(&rows, business, user, since_us);
         self.pairs.insert(ticket, business, user, since_us, rows);
@@ -400,7 +499,12 @@ impl SqliteStore {
     }
 
     /// Events stored after `after_id`, at most `limit`, in storage order.
-    pub async fn events_after(&self, after_id: i64, limit: i64, businesses: Option<Vec<String>>) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn events_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+        businesses: Option<Vec<String>>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |conn| {
             let list = businesses.as_deref().map(json_array);
             let mut statement = conn.prepare_cached(
@@ -408,7 +512,12 @@ impl SqliteStore {
                    AND (?2 IS NULL OR business IN (SELECT value FROM json_each(?2)))
                  ORDER BY id LIMIT ?3",
             )?;
-            let rows = statement.query_map(params![after_id, list, limit], |row| Ok(StoredEvent { id: row.get(0)?, line: row.get(1)? }))?;
+            let rows = statement.query_map(params![after_id, list, limit], |row| {
+                Ok(StoredEvent {
+                    id: row.get(0)?,
+                    line: row.get(1)?,
+                })
+            })?;
             rows.collect()
         })
         .await
@@ -416,14 +525,19 @@ impl SqliteStore {
 
     /// (wamid, business) of the sends stored with these wamids, and of the
     /// statuses Meta's signed webhooks gave them: who sent them.
-    pub async fn message_senders(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn message_senders(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT DISTINCT message_id, business FROM events
                  WHERE message_id IN (SELECT value FROM json_each(?1)) AND business IS NOT NULL
                    AND (kind = 'outbound' OR (kind = 'status' AND webhook_id IS NOT NULL))",
             )?;
-            let rows = statement.query_map(params![json_array(&ids)], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            let rows = statement.query_map(params![json_array(&ids)], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
             rows.collect()
         })
         .await
@@ -431,13 +545,18 @@ impl SqliteStore {
 
     /// Business phone numbers with at least one contact.
     pub async fn last_event_id(&self) -> Result<i64, StoreError> {
-        self.read(|conn| conn.prepare_cached("SELECT coalesce(max(id), 0) FROM events")?.query_row([], |row| row.get(0))).await
+        self.read(|conn| {
+            conn.prepare_cached("SELECT coalesce(max(id), 0) FROM events")?
+                .query_row([], |row| row.get(0))
+        })
+        .await
     }
 
     /// Business phone numbers with at least one contact.
     pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare_cached("SELECT DISTINCT business FROM contacts ORDER BY business")?;
+            let mut statement =
+                conn.prepare_cached("SELECT DISTINCT business FROM contacts ORDER BY business")?;
             let rows = statement.query_map([], |row| row.get(0))?;
             rows.collect()
         })
@@ -445,7 +564,13 @@ impl SqliteStore {
     }
 
     /// Webhook bodies after `after_id`, optionally of one outcome.
-    pub async fn webhooks(&self, after_id: i64, limit: i64, outcome: Option<String>, max_bytes: i64) -> Result<Vec<StoredWebhook>, StoreError> {
+    pub async fn webhooks(
+        &self,
+        after_id: i64,
+        limit: i64,
+        outcome: Option<String>,
+        max_bytes: i64,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
         self.read(move |conn| {
             // Sizes first (SQLite reads a blob's length without its
             // content), so a page holds at most `max_bytes` of bodies.
@@ -469,8 +594,12 @@ impl SqliteStore {
         self.read(|conn| {
             let one = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0));
             Ok(Counts {
-                webhooks_accepted: one("SELECT count(*) FROM webhook_bodies WHERE outcome = 'accepted'")?,
-                webhooks_rejected: one("SELECT count(*) FROM webhook_bodies WHERE outcome = 'rejected'")?,
+                webhooks_accepted: one(
+                    "SELECT count(*) FROM webhook_bodies WHERE outcome = 'accepted'",
+                )?,
+                webhooks_rejected: one(
+                    "SELECT count(*) FROM webhook_bodies WHERE outcome = 'rejected'",
+                )?,
                 events: one("SELECT count(*) FROM events")?,
                 notices: one("SELECT count(*) FROM notices")?,
                 contacts: one("SELECT count(*) FROM contacts")?,
@@ -481,17 +610,29 @@ impl SqliteStore {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
     }
 }
 
 /// A stored body from `id, received_at_us, sha256, outcome, reason, body`.
 fn stored_webhook(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredWebhook> {
-    Ok(StoredWebhook { id: row.get(0)?, received_at_us: row.get(1)?, sha256: row.get(2)?, outcome: row.get(3)?, reason: row.get(4)?, body: row.get(5)? })
+    Ok(StoredWebhook {
+        id: row.get(0)?,
+        received_at_us: row.get(1)?,
+        sha256: row.get(2)?,
+        outcome: row.get(3)?,
+        reason: row.get(4)?,
+        body: row.get(5)?,
+    })
 }
 
 /// Runs `job` on a pooled read connection (opened on first need).
-fn with_reader<T>(readers: &Mutex<Vec<Connection>>, path: &Path, job: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+fn with_reader<T>(
+    readers: &Mutex<Vec<Connection>>,
+    path: &Path,
+    job: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
     let taken = readers.lock().map(|mut pool| pool.pop()).unwrap_or(None);
     let conn = match taken {
         Some(conn) => conn,
@@ -508,29 +649,50 @@ fn with_reader<T>(readers: &Mutex<Vec<Connection>>, path: &Path, job: impl FnOnc
 
 /// The events of a scope (see [`SqliteStore::events`]).
 fn events_of(conn: &Connection, scope: &EventScope) -> rusqlite::Result<Vec<StoredEvent>> {
-    scoped(conn, scope, "id, line", |row| Ok(StoredEvent { id: row.get(0)?, line: row.get(1)? }))
-}
-
-/// The rows of `scope` with the columns the pair cache filters on.
-fn pair_rows_of(conn: &Connection, scope: &EventScope) -> rusqlite::Result<Vec<PairRow>> {
-    scoped(conn, scope, "id, kind, business, user_id, message_id, at_us, line", |row| {
-        let kind: String = row.get(1)?;
-        Ok(PairRow {
+    scoped(conn, scope, "id, line", |row| {
+        Ok(StoredEvent {
             id: row.get(0)?,
-            kind: Kind::parse(&kind).ok_or_else(|| rusqlite::Error::InvalidColumnType(1, format!("kind `{kind}`"), rusqlite::types::Type::Text))?,
-            business: row.get(2)?,
-            user: row.get(3)?,
-            message_id: row.get(4)?,
-            at_us: row.get(5)?,
-            line: row.get(6)?,
-            joins_stored: false,
+            line: row.get(1)?,
         })
     })
 }
 
+/// The rows of `scope` with the columns the pair cache filters on.
+fn pair_rows_of(conn: &Connection, scope: &EventScope) -> rusqlite::Result<Vec<PairRow>> {
+    scoped(
+        conn,
+        scope,
+        "id, kind, business, user_id, message_id, at_us, line",
+        |row| {
+            let kind: String = row.get(1)?;
+            Ok(PairRow {
+                id: row.get(0)?,
+                kind: Kind::parse(&kind).ok_or_else(|| {
+                    rusqlite::Error::InvalidColumnType(
+                        1,
+                        format!("kind `{kind}`"),
+                        rusqlite::types::Type::Text,
+                    )
+                })?,
+                business: row.get(2)?,
+                user: row.get(3)?,
+                message_id: row.get(4)?,
+                at_us: row.get(5)?,
+                line: row.get(6)?,
+                joins_stored: false,
+            })
+        },
+    )
+}
+
 /// `columns` of the events of one scope (see [`EventScope`]), in storage
 /// order.
-fn scoped<T>(conn: &Connection, scope: &EventScope, columns: &str, read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<Vec<T>> {
+fn scoped<T>(
+    conn: &Connection,
+    scope: &EventScope,
+    columns: &str,
+    read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
     // `selected` is the scope proper; the two unions add the other
     // half of a message that straddles the scope's edge or whose
     // status names no contact: the outbound of a status in scope,
@@ -550,23 +712,47 @@ fn scoped<T>(conn: &Connection, scope: &EventScope, columns: &str, read: impl Fn
 fn scoped_sql(scope: &EventScope, columns: &str) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value;
     let (filter, mut values): (&str, Vec<Value>) = match scope {
-        EventScope::Contact { business, user, .. } => ("business = ?1 AND user_id = ?2", vec![business.clone().into(), user.clone().into()]),
+        EventScope::Contact { business, user, .. } => (
+            "business = ?1 AND user_id = ?2",
+            vec![business.clone().into(), user.clone().into()],
+        ),
         // ?2 (and ?1) unused: bound as NULL so the range stays ?3 and ?4.
         // From an event id: each business's events from that id
         // (`events_by_business_id`), so a round reads only what is new in
         // its own scope, however many other businesses wrote meanwhile.
-        EventScope::Businesses { businesses: Some(list), from_id, .. } if *from_id > 0 => {
-            ("business IN (SELECT value FROM json_each(?1)) AND id >= ?5", vec![json_array(list).into(), Value::Null])
-        }
-        EventScope::Businesses { businesses: Some(list), .. } => ("business IN (SELECT value FROM json_each(?1))", vec![json_array(list).into(), Value::Null]),
-        EventScope::Businesses { businesses: None, from_id, .. } if *from_id > 0 => ("id >= ?5", vec![Value::Null, Value::Null]),
-        EventScope::Businesses { businesses: None, .. } => ("1", vec![Value::Null, Value::Null]),
+        EventScope::Businesses {
+            businesses: Some(list),
+            from_id,
+            ..
+        } if *from_id > 0 => (
+            "business IN (SELECT value FROM json_each(?1)) AND id >= ?5",
+            vec![json_array(list).into(), Value::Null],
+        ),
+        EventScope::Businesses {
+            businesses: Some(list),
+            ..
+        } => (
+            "business IN (SELECT value FROM json_each(?1))",
+            vec![json_array(list).into(), Value::Null],
+        ),
+        EventScope::Businesses {
+            businesses: None,
+            from_id,
+            ..
+        } if *from_id > 0 => ("id >= ?5", vec![Value::Null, Value::Null]),
+        EventScope::Businesses {
+            businesses: None, ..
+        } => ("1", vec![Value::Null, Value::Null]),
     };
     let (since, until) = scope.range_us();
     let same_business = crate::record::SAME_BUSINESS_SQL;
     let incremental = matches!(scope, EventScope::Businesses { from_id, .. } if *from_id > 0);
     let at_us = if incremental { "+at_us" } else { "at_us" };
-    let indexed = if incremental && filter.contains("business") { "INDEXED BY events_by_business_id" } else { "" };
+    let indexed = if incremental && filter.contains("business") {
+        "INDEXED BY events_by_business_id"
+    } else {
+        ""
+    };
     // From an event id, the new halves of messages whose other half is in
     // scope but older: a status naming no business (or dated before the
     // span) of an outbound in scope, an outbound (sent before the span)
@@ -620,7 +806,11 @@ fn scoped_sql(scope: &EventScope, columns: &str) -> (String, Vec<rusqlite::types
     (sql, values)
 }
 
-fn contact_row(conn: &Connection, business: &str, user: &str) -> rusqlite::Result<Option<ContactRow>> {
+fn contact_row(
+    conn: &Connection,
+    business: &str,
+    user: &str,
+) -> rusqlite::Result<Option<ContactRow>> {
     conn.prepare_cached("SELECT first_event_at_us, last_event_at_us, last_inbound_at_us, events FROM contacts WHERE business = ?1 AND user_id = ?2")?
         .query_row(params![business, user], |row| {
             Ok(ContactRow { first_event_at_us: row.get(0)?, last_event_at_us: row.get(1)?, last_inbound_at_us: row.get(2)?, events: row.get(3)? })
@@ -631,7 +821,10 @@ fn contact_row(conn: &Connection, business: &str, user: &str) -> rusqlite::Resul
 fn json_array(items: &[String]) -> String {
     // A JSON array of strings for json_each(); the items are ids, but
     // quote properly anyway.
-    let quoted: Vec<String> = items.iter().map(|item| format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|item| format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
     format!("[{}]", quoted.join(","))
 }
 
@@ -665,7 +858,11 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>, pairs: &PairCache) {
 
 /// Applies and commits a group of jobs; with `collect`, also returns the
 /// events it stored for the first time (for the pair cache).
-fn write_group(conn: &mut Connection, jobs: &[Job], collect: bool) -> rusqlite::Result<(Vec<Done>, Option<Vec<PairRow>>)> {
+fn write_group(
+    conn: &mut Connection,
+    jobs: &[Job],
+    collect: bool,
+) -> rusqlite::Result<(Vec<Done>, Option<Vec<PairRow>>)> {
     let tx = conn.transaction()?;
     let mut out = Vec::with_capacity(jobs.len());
     let mut stored = collect.then(Vec::new);
@@ -676,7 +873,9 @@ fn write_group(conn: &mut Connection, jobs: &[Job], collect: bool) -> rusqlite::
     // One mark per (business, month) the group's writes touched, not one
     // per write: a settle round then takes a group's worth of webhooks per
     // mark, and deletes a few hundred rows instead of tens of thousands.
-    let mut mark = tx.prepare_cached("INSERT INTO unsettled (business, month, first_event_id) VALUES (?1, ?2, ?3)")?;
+    let mut mark = tx.prepare_cached(
+        "INSERT INTO unsettled (business, month, first_event_id) VALUES (?1, ?2, ?3)",
+    )?;
     for ((business, month), first_event_id) in &marks {
         mark.execute(params![business, month, first_event_id])?;
     }
@@ -688,16 +887,31 @@ fn write_group(conn: &mut Connection, jobs: &[Job], collect: bool) -> rusqlite::
 /// A kept charge from `business, delivered_at_us, message_id, line`,
 /// starting at column `first`.
 fn charge_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ChargeRow> {
-    Ok(ChargeRow { business: row.get(first)?, delivered_at_us: row.get(first + 1)?, message_id: row.get(first + 2)?, line: row.get(first + 3)? })
+    Ok(ChargeRow {
+        business: row.get(first)?,
+        delivered_at_us: row.get(first + 1)?,
+        message_id: row.get(first + 2)?,
+        line: row.get(first + 3)?,
+    })
 }
 
 /// A kept warning from `business, event_id, code, message, count`,
 /// starting at column `first`.
 fn warning_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<WarningRow> {
-    Ok(WarningRow { business: row.get(first)?, event_id: row.get(first + 1)?, code: row.get(first + 2)?, message: row.get(first + 3)?, count: row.get(first + 4)? })
+    Ok(WarningRow {
+        business: row.get(first)?,
+        event_id: row.get(first + 1)?,
+        code: row.get(first + 2)?,
+        message: row.get(first + 3)?,
+        count: row.get(first + 4)?,
+    })
 }
 
-fn kept_charges(conn: &Connection, portfolio: &str, month: &str) -> rusqlite::Result<Vec<(i64, ChargeRow)>> {
+fn kept_charges(
+    conn: &Connection,
+    portfolio: &str,
+    month: &str,
+) -> rusqlite::Result<Vec<(i64, ChargeRow)>> {
     let mut statement = conn.prepare_cached("SELECT rowid, business, delivered_at_us, message_id, line FROM charges WHERE portfolio = ?1 AND month = ?2")?;
     let rows = statement.query_map(params![portfolio, month], |row| {
         Ok((row.get(0)?, charge_row(row, 1)?))
@@ -705,7 +919,11 @@ fn kept_charges(conn: &Connection, portfolio: &str, month: &str) -> rusqlite::Re
     rows.collect()
 }
 
-fn kept_warnings(conn: &Connection, portfolio: &str, month: &str) -> rusqlite::Result<Vec<(i64, WarningRow)>> {
+fn kept_warnings(
+    conn: &Connection,
+    portfolio: &str,
+    month: &str,
+) -> rusqlite::Result<Vec<(i64, WarningRow)>> {
     let mut statement = conn.prepare_cached("SELECT rowid, business, event_id, code, message, count FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?;
     let rows = statement.query_map(params![portfolio, month], |row| {
         Ok((row.get(0)?, warning_row(row, 1)?))
@@ -713,13 +931,21 @@ fn kept_warnings(conn: &Connection, portfolio: &str, month: &str) -> rusqlite::R
     rows.collect()
 }
 
-fn insert_charge(tx: &rusqlite::Transaction<'_>, job: &SettleJob, charge: &ChargeRow) -> rusqlite::Result<()> {
+fn insert_charge(
+    tx: &rusqlite::Transaction<'_>,
+    job: &SettleJob,
+    charge: &ChargeRow,
+) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
         .execute(params![job.portfolio, job.month, charge.business, charge.delivered_at_us, charge.message_id, charge.line])
         .map(drop)
 }
 
-fn insert_warning(tx: &rusqlite::Transaction<'_>, job: &SettleJob, warning: &WarningRow) -> rusqlite::Result<()> {
+fn insert_warning(
+    tx: &rusqlite::Transaction<'_>,
+    job: &SettleJob,
+    warning: &WarningRow,
+) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO charge_warnings (portfolio, month, business, event_id, code, message, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
         .execute(params![job.portfolio, job.month, warning.business, warning.event_id, warning.code, warning.message, warning.count])
         .map(drop)
@@ -729,12 +955,19 @@ fn insert_warning(tx: &rusqlite::Transaction<'_>, job: &SettleJob, warning: &War
 /// against a snapshot; should the kept rows have changed since (a pricing
 /// reset dropped them all), a deleted row is missing or the counts differ,
 /// and the month is replaced as a whole instead.
-fn write_settled(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settled, changes: &SettleChanges) -> rusqlite::Result<()> {
+fn write_settled(
+    tx: &rusqlite::Transaction<'_>,
+    job: &SettleJob,
+    settled: &Settled,
+    changes: &SettleChanges,
+) -> rusqlite::Result<()> {
     if job.from_event_id.is_some() {
         write_round(tx, job, settled)?;
     } else if !apply_changes(tx, job, settled, changes)? {
-        tx.prepare_cached("DELETE FROM charges WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
-        tx.prepare_cached("DELETE FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?.execute(params![job.portfolio, job.month])?;
+        tx.prepare_cached("DELETE FROM charges WHERE portfolio = ?1 AND month = ?2")?
+            .execute(params![job.portfolio, job.month])?;
+        tx.prepare_cached("DELETE FROM charge_warnings WHERE portfolio = ?1 AND month = ?2")?
+            .execute(params![job.portfolio, job.month])?;
         for charge in &settled.charges {
             insert_charge(tx, job, charge)?;
         }
@@ -752,9 +985,18 @@ fn write_settled(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Sett
 /// Writes an incremental round: each charge given replaces its message's
 /// kept charge, removed ones go, and so do removed warnings (one row each);
 /// added warnings are inserted.
-fn write_round(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settled) -> rusqlite::Result<()> {
+fn write_round(
+    tx: &rusqlite::Transaction<'_>,
+    job: &SettleJob,
+    settled: &Settled,
+) -> rusqlite::Result<()> {
     let mut delete = tx.prepare_cached("DELETE FROM charges WHERE business = ?1 AND message_id = ?2 AND portfolio = ?3 AND month = ?4")?;
-    for (business, message_id) in settled.charges.iter().map(|c| (&c.business, &c.message_id)).chain(settled.removed.iter().map(|(b, m)| (b, m))) {
+    for (business, message_id) in settled
+        .charges
+        .iter()
+        .map(|c| (&c.business, &c.message_id))
+        .chain(settled.removed.iter().map(|(b, m)| (b, m)))
+    {
         delete.execute(params![business, message_id, job.portfolio, job.month])?;
     }
     for charge in &settled.charges {
@@ -765,7 +1007,15 @@ fn write_round(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settle
            WHERE portfolio = ?1 AND month = ?2 AND business IS ?3 AND event_id IS ?4 AND code = ?5 AND message = ?6 AND count = ?7 LIMIT 1)",
     )?;
     for w in &settled.warnings_removed {
-        delete_warning.execute(params![job.portfolio, job.month, w.business, w.event_id, w.code, w.message, w.count])?;
+        delete_warning.execute(params![
+            job.portfolio,
+            job.month,
+            w.business,
+            w.event_id,
+            w.code,
+            w.message,
+            w.count
+        ])?;
     }
     for warning in &settled.warnings {
         insert_warning(tx, job, warning)?;
@@ -775,8 +1025,16 @@ fn write_round(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settle
 
 /// Applies the changes; `false` when the kept rows were not those they
 /// were found against.
-fn apply_changes(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Settled, changes: &SettleChanges) -> rusqlite::Result<bool> {
-    for (table, removed) in [("charges", &changes.charges.remove), ("charge_warnings", &changes.warnings.remove)] {
+fn apply_changes(
+    tx: &rusqlite::Transaction<'_>,
+    job: &SettleJob,
+    settled: &Settled,
+    changes: &SettleChanges,
+) -> rusqlite::Result<bool> {
+    for (table, removed) in [
+        ("charges", &changes.charges.remove),
+        ("charge_warnings", &changes.warnings.remove),
+    ] {
         let mut delete = tx.prepare_cached(&format!("DELETE FROM {table} WHERE rowid = ?1"))?;
         for rowid in removed {
             if delete.execute(params![rowid])? == 0 {
@@ -791,21 +1049,34 @@ fn apply_changes(tx: &rusqlite::Transaction<'_>, job: &SettleJob, settled: &Sett
         insert_warning(tx, job, &settled.warnings[index])?;
     }
     let count = |table: &str| -> rusqlite::Result<usize> {
-        tx.prepare_cached(&format!("SELECT count(*) FROM {table} WHERE portfolio = ?1 AND month = ?2"))?
-            .query_row(params![job.portfolio, job.month], |row| row.get::<_, i64>(0))
-            .map(|n| n as usize)
+        tx.prepare_cached(&format!(
+            "SELECT count(*) FROM {table} WHERE portfolio = ?1 AND month = ?2"
+        ))?
+        .query_row(params![job.portfolio, job.month], |row| {
+            row.get::<_, i64>(0)
+        })
+        .map(|n| n as usize)
     };
-    Ok(count("charges")? == settled.charges.len() && count("charge_warnings")? == settled.warnings.len())
+    Ok(count("charges")? == settled.charges.len()
+        && count("charge_warnings")? == settled.warnings.len())
 }
 
 fn reset(tx: &rusqlite::Transaction<'_>, fingerprint: &str) -> rusqlite::Result<bool> {
-    let kept: Option<String> = tx.query_row("SELECT value FROM settings WHERE key = 'pricing'", [], |row| row.get(0)).optional()?;
+    let kept: Option<String> = tx
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'pricing'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
     if kept.as_deref() == Some(fingerprint) {
         return Ok(false);
     }
     tx.execute_batch("DELETE FROM charges; DELETE FROM charge_warnings; DELETE FROM unsettled;")?;
     let spans: Vec<(String, i64, i64)> = {
-        let mut statement = tx.prepare("SELECT coalesce(business, ''), min(at_us), max(at_us) FROM events GROUP BY 1")?;
+        let mut statement = tx.prepare(
+            "SELECT coalesce(business, ''), min(at_us), max(at_us) FROM events GROUP BY 1",
+        )?;
         let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
@@ -826,8 +1097,16 @@ fn reset(tx: &rusqlite::Transaction<'_>, fingerprint: &str) -> rusqlite::Result<
 /// lowest event id stored for it.
 type Marks = std::collections::BTreeMap<(String, String), i64>;
 
-fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&mut Vec<PairRow>>, marks: &mut Marks) -> rusqlite::Result<Written> {
-    let mut written = Written { duplicates: batch.repeats, ..Written::default() };
+fn write_one(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &Batch,
+    mut stored: Option<&mut Vec<PairRow>>,
+    marks: &mut Marks,
+) -> rusqlite::Result<Written> {
+    let mut written = Written {
+        duplicates: batch.repeats,
+        ..Written::default()
+    };
     if let Some(webhook) = &batch.webhook {
         tx.prepare_cached(
             "INSERT INTO webhook_bodies (received_at_us, sha256, outcome, reason, body) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -836,7 +1115,8 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&
         let id = tx.last_insert_rowid();
         written.webhook_id = Some(id);
         if webhook.relayed() {
-            tx.prepare_cached("INSERT INTO relay_outbox (webhook_id) VALUES (?1)")?.execute(params![id])?;
+            tx.prepare_cached("INSERT INTO relay_outbox (webhook_id) VALUES (?1)")?
+                .execute(params![id])?;
         }
     }
     let mut insert_event = tx.prepare_cached(
@@ -871,7 +1151,13 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&
          ON CONFLICT (dedupe_key) DO NOTHING",
     )?;
     for notice in &batch.notices {
-        let inserted = insert_notice.execute(params![notice.dedupe_key, notice.waba, notice.at_us, notice.line, written.webhook_id])?;
+        let inserted = insert_notice.execute(params![
+            notice.dedupe_key,
+            notice.waba,
+            notice.at_us,
+            notice.line,
+            written.webhook_id
+        ])?;
         written.count_row(inserted as u64);
     }
     // Per-contact state, from the events stored for the first time only:
@@ -912,20 +1198,32 @@ fn write_one(tx: &rusqlite::Transaction<'_>, batch: &Batch, mut stored: Option<&
          ON CONFLICT (business, message_id) DO NOTHING",
     )?;
     for row in &batch.in_flight {
-        hold.execute(params![row.business, row.message_id, row.waba, row.amount, row.sent_at_us])?;
+        hold.execute(params![
+            row.business,
+            row.message_id,
+            row.waba,
+            row.amount,
+            row.sent_at_us
+        ])?;
     }
     Ok(written)
 }
 
 /// Whether the other half of a new event's message (a status of a send,
 /// the send of a status) was stored before it ([`PairRow::joins_stored`]).
-fn joins_stored(tx: &rusqlite::Transaction<'_>, event: &EventRecord, id: i64) -> rusqlite::Result<bool> {
+fn joins_stored(
+    tx: &rusqlite::Transaction<'_>,
+    event: &EventRecord,
+    id: i64,
+) -> rusqlite::Result<bool> {
     let other = match event.kind {
         "outbound" => "status",
         "status" => "outbound",
         _ => return Ok(false),
     };
-    let Some(message) = &event.message_id else { return Ok(false) };
+    let Some(message) = &event.message_id else {
+        return Ok(false);
+    };
     tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE message_id = ?1 AND kind = ?2 AND id < ?3 AND (?4 IS NULL OR business IS NULL OR business = ?4))")?
         .query_row(params![message, other, id, event.business], |row| row.get(0))
 }
@@ -948,7 +1246,12 @@ fn write_alert(tx: &rusqlite::Transaction<'_>, write: &AlertWrite) -> rusqlite::
             )?;
             Ok(inserted == 1)
         }
-        AlertWrite::Attempt { budget, month, threshold, outcome } => {
+        AlertWrite::Attempt {
+            budget,
+            month,
+            threshold,
+            outcome,
+        } => {
             let (delivered, error) = match outcome {
                 Ok(at) => (Some(*at), None),
                 Err(reason) => (None, Some(reason.as_str())),
@@ -968,24 +1271,53 @@ mod tests {
     use super::*;
 
     fn charge(id: &str, amount: &str) -> ChargeRow {
-        ChargeRow { business: "B".into(), delivered_at_us: 1_751_371_200_000_000, message_id: id.into(), line: format!("{{\"message_id\":\"{id}\",\"amount\":\"{amount}\"}}") }
+        ChargeRow {
+            business: "B".into(),
+            delivered_at_us: 1_751_371_200_000_000,
+            message_id: id.into(),
+            line: format!("{{\"message_id\":\"{id}\",\"amount\":\"{amount}\"}}"),
+        }
     }
 
     fn warning(count: i64) -> WarningRow {
-        WarningRow { business: None, event_id: None, code: "outbound_inferred".into(), message: "inferred".into(), count }
+        WarningRow {
+            business: None,
+            event_id: None,
+            code: "outbound_inferred".into(),
+            message: "inferred".into(),
+            count,
+        }
     }
 
     fn job() -> SettleJob {
-        SettleJob { portfolio: "P".into(), month: "2025-07".into(), businesses: vec!["B".into()], since_us: 0, until_us: i64::MAX, marks: vec![], from_event_id: None }
+        SettleJob {
+            portfolio: "P".into(),
+            month: "2025-07".into(),
+            businesses: vec!["B".into()],
+            since_us: 0,
+            until_us: i64::MAX,
+            marks: vec![],
+            from_event_id: None,
+        }
     }
 
     /// (rowid, message id, line) of the kept charges, and the warnings' counts.
     fn kept(path: &Path) -> (Vec<(i64, String, String)>, Vec<i64>) {
         let conn = Connection::open(path).unwrap();
-        let mut statement = conn.prepare("SELECT rowid, message_id, line FROM charges ORDER BY message_id").unwrap();
-        let charges = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).unwrap().map(Result::unwrap).collect();
+        let mut statement = conn
+            .prepare("SELECT rowid, message_id, line FROM charges ORDER BY message_id")
+            .unwrap();
+        let charges = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         let mut statement = conn.prepare("SELECT count FROM charge_warnings").unwrap();
-        let warnings = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+        let warnings = statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         (charges, warnings)
     }
 
@@ -999,18 +1331,35 @@ mod tests {
     mod pair_cache {
         use super::*;
         use proptest::prelude::*;
-        use wameter_core::event::{DeliveryStatus, Event, EventKind, InboundKind, Origin, StatusDetail, UserId};
+        use wameter_core::event::{
+            DeliveryStatus, Event, EventKind, InboundKind, Origin, StatusDetail, UserId,
+        };
 
         const BUSINESSES: [&str; 2] = ["111", "222"];
         const USERS: [&str; 3] = ["+15550001", "+15550002", "+15550003"];
 
         #[derive(Clone, Debug)]
         enum Op {
-            Inbound { pair: (usize, usize), at: i64 },
-            Outbound { pair: (usize, usize), message: usize, at: i64 },
+            Inbound {
+                pair: (usize, usize),
+                at: i64,
+            },
+            Outbound {
+                pair: (usize, usize),
+                message: usize,
+                at: i64,
+            },
             /// `names`: the business it names, and maybe the recipient.
-            Status { message: usize, status: usize, at: i64, names: Option<(usize, Option<usize>)> },
-            Read { pair: (usize, usize), since: i64 },
+            Status {
+                message: usize,
+                status: usize,
+                at: i64,
+                names: Option<(usize, Option<usize>)>,
+            },
+            Read {
+                pair: (usize, usize),
+                since: i64,
+            },
         }
 
         fn pair() -> impl Strategy<Value = (usize, usize)> {
@@ -1020,8 +1369,26 @@ mod tests {
         fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
                 (pair(), 0..60i64).prop_map(|(pair, at)| Op::Inbound { pair, at }),
-                (pair(), 0..8usize, 0..60i64).prop_map(|(pair, message, at)| Op::Outbound { pair, message, at }),
-                (0..8usize, 0..4usize, 0..60i64, proptest::option::of((0..BUSINESSES.len(), proptest::option::of(0..USERS.len())))).prop_map(|(message, status, at, names)| Op::Status { message, status, at, names }),
+                (pair(), 0..8usize, 0..60i64).prop_map(|(pair, message, at)| Op::Outbound {
+                    pair,
+                    message,
+                    at
+                }),
+                (
+                    0..8usize,
+                    0..4usize,
+                    0..60i64,
+                    proptest::option::of((
+                        0..BUSINESSES.len(),
+                        proptest::option::of(0..USERS.len())
+                    ))
+                )
+                    .prop_map(|(message, status, at, names)| Op::Status {
+                        message,
+                        status,
+                        at,
+                        names
+                    }),
                 (pair(), 0..60i64).prop_map(|(pair, since)| Op::Read { pair, since }),
             ]
         }
@@ -1033,13 +1400,47 @@ mod tests {
         fn event(op: &Op) -> Option<Event> {
             let user = |i: usize| UserId::parse(USERS[i]).unwrap();
             let kind = match op {
-                Op::Inbound { pair: (b, u), .. } => EventKind::Inbound { business: BUSINESSES[*b].into(), user: user(*u), id: None, entry_point: None, kind: InboundKind::Message },
-                Op::Outbound { pair: (b, u), message, .. } => EventKind::Outbound { business: BUSINESSES[*b].into(), user: user(*u), id: format!("wamid.{message}").into(), template: None, messaging_account: None },
-                Op::Status { message, status, names, .. } => EventKind::Status {
+                Op::Inbound { pair: (b, u), .. } => EventKind::Inbound {
+                    business: BUSINESSES[*b].into(),
+                    user: user(*u),
+                    id: None,
+                    entry_point: None,
+                    kind: InboundKind::Message,
+                },
+                Op::Outbound {
+                    pair: (b, u),
+                    message,
+                    ..
+                } => EventKind::Outbound {
+                    business: BUSINESSES[*b].into(),
+                    user: user(*u),
                     id: format!("wamid.{message}").into(),
-                    status: [DeliveryStatus::Sent, DeliveryStatus::Delivered, DeliveryStatus::Read, DeliveryStatus::Failed][*status],
+                    template: None,
+                    messaging_account: None,
+                },
+                Op::Status {
+                    message,
+                    status,
+                    names,
+                    ..
+                } => EventKind::Status {
+                    id: format!("wamid.{message}").into(),
+                    status: [
+                        DeliveryStatus::Sent,
+                        DeliveryStatus::Delivered,
+                        DeliveryStatus::Read,
+                        DeliveryStatus::Failed,
+                    ][*status],
                     error: None,
-                    detail: names.map(|(b, u)| Box::new(StatusDetail { business: Some(BUSINESSES[b].into()), recipient: u.map(user), pricing: None, conversation: None, messaging_account: None })),
+                    detail: names.map(|(b, u)| {
+                        Box::new(StatusDetail {
+                            business: Some(BUSINESSES[b].into()),
+                            recipient: u.map(user),
+                            pricing: None,
+                            conversation: None,
+                            messaging_account: None,
+                        })
+                    }),
                 },
                 Op::Read { .. } => return None,
             };
@@ -1047,7 +1448,11 @@ mod tests {
                 Op::Inbound { at, .. } | Op::Outbound { at, .. } | Op::Status { at, .. } => *at,
                 Op::Read { .. } => unreachable!(),
             };
-            Some(Event { at: at(second), origin: Origin::default(), kind })
+            Some(Event {
+                at: at(second),
+                origin: Origin::default(),
+                kind,
+            })
         }
 
         proptest! {
@@ -1092,9 +1497,21 @@ mod tests {
     #[test]
     fn a_settle_writes_only_what_changed() {
         let path = database("settle-diff");
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let store = SqliteStore::open(&path).unwrap();
-        let settle = |charges: Vec<ChargeRow>, warnings: Vec<WarningRow>| runtime.block_on(store.settle(job(), move |_| Settled { charges, warnings, removed: vec![], warnings_removed: vec![] })).unwrap();
+        let settle = |charges: Vec<ChargeRow>, warnings: Vec<WarningRow>| {
+            runtime
+                .block_on(store.settle(job(), move |_| Settled {
+                    charges,
+                    warnings,
+                    removed: vec![],
+                    warnings_removed: vec![],
+                }))
+                .unwrap()
+        };
         // Every row inserted into `charges`, in order.
         Connection::open(&path)
             .unwrap()
@@ -1102,25 +1519,68 @@ mod tests {
             .unwrap();
         let inserted = || -> Vec<String> {
             let conn = Connection::open(&path).unwrap();
-            let mut statement = conn.prepare("SELECT message_id FROM inserted ORDER BY rowid").unwrap();
-            statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+            let mut statement = conn
+                .prepare("SELECT message_id FROM inserted ORDER BY rowid")
+                .unwrap();
+            statement
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
         };
 
-        settle(vec![charge("a", "0.01"), charge("b", "0.02"), charge("c", "0.03")], vec![warning(1)]);
+        settle(
+            vec![
+                charge("a", "0.01"),
+                charge("b", "0.02"),
+                charge("c", "0.03"),
+            ],
+            vec![warning(1)],
+        );
         let (first, warnings) = kept(&path);
-        assert_eq!(first.iter().map(|(_, id, _)| id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            first
+                .iter()
+                .map(|(_, id, _)| id.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
         assert_eq!(warnings, [1]);
         assert_eq!(inserted(), ["a", "b", "c"]);
 
         // `b` re-priced, `c` gone, `d` new; `a` is left alone.
-        settle(vec![charge("a", "0.01"), charge("b", "0.025"), charge("d", "0.04")], vec![warning(2)]);
+        settle(
+            vec![
+                charge("a", "0.01"),
+                charge("b", "0.025"),
+                charge("d", "0.04"),
+            ],
+            vec![warning(2)],
+        );
         let (second, warnings) = kept(&path);
-        assert_eq!(second.iter().map(|(_, id, line)| (id.as_str(), line.contains("0.025"))).collect::<Vec<_>>(), [("a", false), ("b", true), ("d", false)]);
-        assert_eq!(inserted(), ["a", "b", "c", "b", "d"], "only the changed and new charges are written");
+        assert_eq!(
+            second
+                .iter()
+                .map(|(_, id, line)| (id.as_str(), line.contains("0.025")))
+                .collect::<Vec<_>>(),
+            [("a", false), ("b", true), ("d", false)]
+        );
+        assert_eq!(
+            inserted(),
+            ["a", "b", "c", "b", "d"],
+            "only the changed and new charges are written"
+        );
         assert_eq!(warnings, [2]);
 
         // The same again: nothing to write.
-        settle(vec![charge("d", "0.04"), charge("a", "0.01"), charge("b", "0.025")], vec![warning(2)]);
+        settle(
+            vec![
+                charge("d", "0.04"),
+                charge("a", "0.01"),
+                charge("b", "0.025"),
+            ],
+            vec![warning(2)],
+        );
         assert_eq!(kept(&path).0, second);
         assert_eq!(inserted().len(), 5);
     }
@@ -1130,11 +1590,25 @@ mod tests {
         let path = database("settle-stale");
         let mut conn = Connection::open(&path).unwrap();
         embedded::migrations::runner().run(&mut conn).unwrap();
-        let wanted = Settled { charges: vec![charge("a", "0.01"), charge("b", "0.02")], warnings: vec![], removed: vec![], warnings_removed: vec![] };
+        let wanted = Settled {
+            charges: vec![charge("a", "0.01"), charge("b", "0.02")],
+            warnings: vec![],
+            removed: vec![],
+            warnings_removed: vec![],
+        };
         // Found against a snapshot holding row 99, which a reset has
         // dropped since; what is kept now is one stray row.
         conn.execute("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES ('P', '2025-07', 'B', 0, 'x', '{}')", []).unwrap();
-        let stale = SettleChanges { charges: Changes { remove: vec![99], add: vec![1] }, warnings: Changes { remove: vec![], add: vec![] } };
+        let stale = SettleChanges {
+            charges: Changes {
+                remove: vec![99],
+                add: vec![1],
+            },
+            warnings: Changes {
+                remove: vec![],
+                add: vec![],
+            },
+        };
         let tx = conn.transaction().unwrap();
         write_settled(&tx, &job(), &wanted, &stale).unwrap();
         tx.commit().unwrap();
@@ -1143,7 +1617,16 @@ mod tests {
 
         // Counts that do not add up (a row appeared) replace it whole too.
         conn.execute("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES ('P', '2025-07', 'B', 0, 'y', '{}')", []).unwrap();
-        let none = SettleChanges { charges: Changes { remove: vec![], add: vec![] }, warnings: Changes { remove: vec![], add: vec![] } };
+        let none = SettleChanges {
+            charges: Changes {
+                remove: vec![],
+                add: vec![],
+            },
+            warnings: Changes {
+                remove: vec![],
+                add: vec![],
+            },
+        };
         let tx = conn.transaction().unwrap();
         write_settled(&tx, &job(), &wanted, &none).unwrap();
         tx.commit().unwrap();
@@ -1158,42 +1641,101 @@ mod tests {
     fn a_send_holds_budget_until_its_outcome() {
         use wameter_core::event::{DeliveryStatus, Event, EventKind, Origin, StatusDetail, UserId};
         let path = database("in-flight");
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let store = SqliteStore::open(&path).unwrap();
         let at = jiff::Timestamp::from_second(1_790_000_000).unwrap();
         let user = UserId::parse("+5511999990000").unwrap();
         let send = |id: &str| {
-            let event = Event { at, origin: Origin::default(), kind: EventKind::Outbound { business: "B".into(), user: user.clone(), id: id.into(), template: None, messaging_account: None } };
+            let event = Event {
+                at,
+                origin: Origin::default(),
+                kind: EventKind::Outbound {
+                    business: "B".into(),
+                    user: user.clone(),
+                    id: id.into(),
+                    template: None,
+                    messaging_account: None,
+                },
+            };
             let mut batch = Batch::new(None, &[event], &[]);
-            batch.in_flight.push(InFlightRow { message_id: id.into(), business: "B".into(), waba: "W".into(), amount: "0.0068".into(), sent_at_us: at.as_microsecond() });
+            batch.in_flight.push(InFlightRow {
+                message_id: id.into(),
+                business: "B".into(),
+                waba: "W".into(),
+                amount: "0.0068".into(),
+                sent_at_us: at.as_microsecond(),
+            });
             runtime.block_on(store.write(batch)).unwrap();
         };
         let status_of = |business: Option<&str>, id: &str, status: DeliveryStatus| {
-            let detail = business.map(|b| Box::new(StatusDetail { business: Some(b.into()), ..StatusDetail::default() }));
-            let event = Event { at: at + jiff::SignedDuration::from_secs(1), origin: Origin::default(), kind: EventKind::Status { id: id.into(), status, error: None, detail } };
-            runtime.block_on(store.write(Batch::new(None, &[event], &[]))).unwrap();
+            let detail = business.map(|b| {
+                Box::new(StatusDetail {
+                    business: Some(b.into()),
+                    ..StatusDetail::default()
+                })
+            });
+            let event = Event {
+                at: at + jiff::SignedDuration::from_secs(1),
+                origin: Origin::default(),
+                kind: EventKind::Status {
+                    id: id.into(),
+                    status,
+                    error: None,
+                    detail,
+                },
+            };
+            runtime
+                .block_on(store.write(Batch::new(None, &[event], &[])))
+                .unwrap();
         };
         let status = |id: &str, status: DeliveryStatus| status_of(None, id, status);
-        let held = || -> Vec<String> { runtime.block_on(store.in_flight(0)).unwrap().into_iter().map(|row| row.message_id).collect() };
+        let held = || -> Vec<String> {
+            runtime
+                .block_on(store.in_flight(0))
+                .unwrap()
+                .into_iter()
+                .map(|row| row.message_id)
+                .collect()
+        };
 
         send("wamid.a");
         send("wamid.b");
         status("wamid.a", DeliveryStatus::Sent);
         assert_eq!(held(), ["wamid.a", "wamid.b"], "sent is no outcome");
         status_of(Some("other"), "wamid.a", DeliveryStatus::Failed);
-        assert_eq!(held(), ["wamid.a", "wamid.b"], "another business's status of the same wamid is not this send's outcome");
+        assert_eq!(
+            held(),
+            ["wamid.a", "wamid.b"],
+            "another business's status of the same wamid is not this send's outcome"
+        );
         status_of(Some("other"), "wamid.e", DeliveryStatus::Delivered);
         send("wamid.e");
-        assert_eq!(held(), ["wamid.a", "wamid.b", "wamid.e"], "nor does it stop the send from holding budget");
+        assert_eq!(
+            held(),
+            ["wamid.a", "wamid.b", "wamid.e"],
+            "nor does it stop the send from holding budget"
+        );
         status_of(Some("B"), "wamid.e", DeliveryStatus::Delivered);
         status("wamid.a", DeliveryStatus::Failed);
         status("wamid.b", DeliveryStatus::Read);
         assert!(held().is_empty(), "failed and read end the flight");
         status("wamid.c", DeliveryStatus::Delivered);
         send("wamid.c");
-        assert!(held().is_empty(), "delivered before its send was recorded: holds nothing");
+        assert!(
+            held().is_empty(),
+            "delivered before its send was recorded: holds nothing"
+        );
         send("wamid.d");
-        assert!(runtime.block_on(store.in_flight(at.as_microsecond() + 1)).unwrap().is_empty(), "older than asked for");
+        assert!(
+            runtime
+                .block_on(store.in_flight(at.as_microsecond() + 1))
+                .unwrap()
+                .is_empty(),
+            "older than asked for"
+        );
     }
 
     /// The window query's statements keep their plan from one execution
@@ -1202,23 +1744,54 @@ mod tests {
     fn statements_are_not_prepared_again_for_new_values() {
         use wameter_core::event::{Event, EventKind, InboundKind, Origin, UserId};
         let path = database("stable-plans");
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let store = SqliteStore::open(&path).unwrap();
-        let users: Vec<UserId> = ["+5511999990000", "+5511999990001"].iter().map(|u| UserId::parse(u).unwrap()).collect();
+        let users: Vec<UserId> = ["+5511999990000", "+5511999990001"]
+            .iter()
+            .map(|u| UserId::parse(u).unwrap())
+            .collect();
         for n in 0..40 {
             let at = jiff::Timestamp::from_second(1_790_000_000 + n).unwrap();
             let user = users[n as usize % 2].clone();
-            let event = Event { at, origin: Origin::default(), kind: EventKind::Inbound { business: "B".into(), user, id: Some(format!("wamid.{n}").into()), entry_point: None, kind: InboundKind::Message } };
-            runtime.block_on(store.write(Batch::new(None, &[event], &[]))).unwrap();
+            let event = Event {
+                at,
+                origin: Origin::default(),
+                kind: EventKind::Inbound {
+                    business: "B".into(),
+                    user,
+                    id: Some(format!("wamid.{n}").into()),
+                    entry_point: None,
+                    kind: InboundKind::Message,
+                },
+            };
+            runtime
+                .block_on(store.write(Batch::new(None, &[event], &[])))
+                .unwrap();
         }
         let conn = open_reader(&path).unwrap();
-        let scope = |n: i64| EventScope::Contact { business: "B".into(), user: users[n as usize % 2].to_string(), since_us: n, until_us: i64::MAX - n };
+        let scope = |n: i64| EventScope::Contact {
+            business: "B".into(),
+            user: users[n as usize % 2].to_string(),
+            since_us: n,
+            until_us: i64::MAX - n,
+        };
         for n in 0..20 {
             assert_eq!(events_of(&conn, &scope(n)).unwrap().len(), 20);
         }
         let (sql, _) = scoped_sql(&scope(0), "id, line");
         let statement = conn.prepare_cached(&sql).unwrap();
-        assert_eq!(statement.get_status(rusqlite::StatementStatus::Run), 20, "the cached statement is the one that ran");
-        assert_eq!(statement.get_status(rusqlite::StatementStatus::RePrepare), 0, "prepared once, not once per execution");
+        assert_eq!(
+            statement.get_status(rusqlite::StatementStatus::Run),
+            20,
+            "the cached statement is the one that ran"
+        );
+        assert_eq!(
+            statement.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "prepared once, not once per execution"
+        );
     }
 }

@@ -7,8 +7,13 @@ pub(crate) fn server_url(what: &str) -> Option<String> {
     match std::env::var("WAMETER_TEST_POSTGRES") {
         Ok(url) => Some(url),
         Err(_) => {
-            assert!(std::env::var_os("CI").is_none() && std::env::var_os("WAMETER_TEST_ALL").is_none(), "scripts/test.sh must set WAMETER_TEST_POSTGRES");
-            eprintln!("WAMETER_TEST_POSTGRES is not set: PostgreSQL {what} test skipped (scripts/postgres-for-tests.sh starts one)");
+            assert!(
+                std::env::var_os("CI").is_none() && std::env::var_os("WAMETER_TEST_ALL").is_none(),
+                "scripts/test.sh must set WAMETER_TEST_POSTGRES"
+            );
+            eprintln!(
+                "WAMETER_TEST_POSTGRES is not set: PostgreSQL {what} test skipped (scripts/postgres-for-tests.sh starts one)"
+            );
             None
         }
     }
@@ -16,9 +21,14 @@ pub(crate) fn server_url(what: &str) -> Option<String> {
 
 /// Drops and creates `database` on the server at `url`; its URL.
 pub(crate) async fn fresh_database(url: &str, database: &str) -> String {
-    let (admin, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    let (admin, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
-    for sql in [format!("DROP DATABASE IF EXISTS {database}"), format!("CREATE DATABASE {database}")] {
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {database}"),
+        format!("CREATE DATABASE {database}"),
+    ] {
         admin.batch_execute(&sql).await.unwrap();
     }
     let base = url.rsplit_once('/').map_or(url, |(base, _)| base);

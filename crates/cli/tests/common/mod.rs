@@ -67,7 +67,10 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         if let Some(value) = check() {
             return value;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -79,7 +82,8 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 pub fn test_dependency(variable: &str, script: &str, what: &str) -> Option<std::ffi::OsString> {
     let value = std::env::var_os(variable);
     if value.is_none() {
-        let all = std::env::var_os("WAMETER_TEST_ALL").is_some() || std::env::var_os("CI").is_some();
+        let all =
+            std::env::var_os("WAMETER_TEST_ALL").is_some() || std::env::var_os("CI").is_some();
         assert!(!all, "scripts/test.sh must set {variable} ({script})");
         eprintln!("skipped: export {variable}=\"$({script})\" to run {what}");
     }

@@ -66,14 +66,21 @@ impl Sandbox {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut seen = Vec::new();
         let base = loop {
-            let line = lines.next().unwrap_or_else(|| panic!("sandbox exited before listening: {}", seen.join("\n"))).unwrap();
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("sandbox exited before listening: {}", seen.join("\n")))
+                .unwrap();
             if let Some(address) = line.strip_prefix("wameter sandbox listening on ") {
                 break address.trim().to_string();
             }
             seen.push(line);
         };
         std::thread::spawn(move || for _ in lines {});
-        Sandbox { child, base, agent: super::server::agent() }
+        Sandbox {
+            child,
+            base,
+            agent: super::server::agent(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -90,12 +97,23 @@ impl Sandbox {
             .send(body.to_string().as_bytes())
             .expect("sandbox answers");
         let text = response.body_mut().read_to_string().unwrap();
-        (response.status().as_u16(), serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")))
+        (
+            response.status().as_u16(),
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")),
+        )
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        let mut response = self.agent.get(&self.url(path)).header("Authorization", "Bearer app-token").call().expect("sandbox answers");
-        (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
+        let mut response = self
+            .agent
+            .get(&self.url(path))
+            .header("Authorization", "Bearer app-token")
+            .call()
+            .expect("sandbox answers");
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
     }
 
     pub fn get_json(&self, path: &str) -> Value {
@@ -119,7 +137,9 @@ impl Sandbox {
 
     pub fn inbound(&self, user: &str, extra: Value) -> Value {
         let mut body = json!({"business": PHONE, "user": user, "text": "hello"});
-        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         let (status, answer) = self.post("/_sandbox/inbound", &body);
         assert_eq!(status, 200, "{answer}");
         answer
@@ -133,7 +153,12 @@ impl Sandbox {
 
     /// Every webhook body the sandbox wrote, in order.
     pub fn webhooks(&self) -> Vec<Value> {
-        self.get_json("/_sandbox/webhooks").as_array().unwrap().iter().map(|w| w["body"].clone()).collect()
+        self.get_json("/_sandbox/webhooks")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["body"].clone())
+            .collect()
     }
 
     /// The status objects of the webhooks for one wamid.
@@ -177,7 +202,11 @@ impl App {
             handshakes: Arc::default(),
             refused: Arc::default(),
         };
-        let (received, handshakes, refused) = (app.received.clone(), app.handshakes.clone(), app.refused.clone());
+        let (received, handshakes, refused) = (
+            app.received.clone(),
+            app.handshakes.clone(),
+            app.refused.clone(),
+        );
         let token = verify_token.map(str::to_string);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -196,7 +225,11 @@ impl App {
             if got.len() >= count {
                 return got;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "only {} of {count} webhooks arrived", got.len());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "only {} of {count} webhooks arrived",
+                got.len()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -224,7 +257,9 @@ fn serve_one(
         let (name, value) = line.split_once(':').unwrap_or((line, ""));
         match name.to_ascii_lowercase().as_str() {
             "content-length" => length = value.trim().parse().unwrap_or(0),
-            "x-hub-signature-256" | "x-wameter-signature-256" => signature = Some(value.trim().to_string()),
+            "x-hub-signature-256" | "x-wameter-signature-256" => {
+                signature = Some(value.trim().to_string())
+            }
             _ => {}
         }
     }
@@ -232,9 +267,22 @@ fn serve_one(
     reader.read_exact(&mut body)?;
     let (status, answer) = if request_line.starts_with("GET") {
         handshakes.fetch_add(1, Ordering::SeqCst);
-        let query = request_line.split_whitespace().nth(1).and_then(|p| p.split_once('?')).map_or("", |(_, q)| q).to_string();
-        let param = |name: &str| query.split('&').find_map(|pair| pair.strip_prefix(&format!("{name}="))).unwrap_or("").to_string();
-        if token.as_deref() == Some(param("hub.verify_token").as_str()) && param("hub.mode") == "subscribe" {
+        let query = request_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.split_once('?'))
+            .map_or("", |(_, q)| q)
+            .to_string();
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+                .unwrap_or("")
+                .to_string()
+        };
+        if token.as_deref() == Some(param("hub.verify_token").as_str())
+            && param("hub.mode") == "subscribe"
+        {
             ("200 OK", param("hub.challenge"))
         } else {
             ("403 Forbidden", String::new())
@@ -243,10 +291,17 @@ fn serve_one(
         refused.fetch_add(1, Ordering::SeqCst);
         ("500 Internal Server Error", String::new())
     } else {
-        received.lock().unwrap().push(Received { body: String::from_utf8_lossy(&body).into_owned(), signature });
+        received.lock().unwrap().push(Received {
+            body: String::from_utf8_lossy(&body).into_owned(),
+            signature,
+        });
         ("200 OK", String::new())
     };
     let mut stream = stream;
-    write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len())?;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    )?;
     stream.flush()
 }

@@ -39,7 +39,11 @@ pub fn agent() -> ureq::Agent {
 impl Server {
     pub fn start(start: Start<'_>) -> Server {
         // A test that needs the port before the server starts passes its own --listen.
-        let listen = if start.extra.iter().any(|a| a == "--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] };
+        let listen = if start.extra.iter().any(|a| a == "--listen") {
+            &[][..]
+        } else {
+            &["--listen", "127.0.0.1:0"][..]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_wameter"))
             .arg("serve")
             .args(listen)
@@ -59,7 +63,10 @@ impl Server {
         let mut lines = BufReader::new(stderr).lines();
         let mut seen = Vec::new();
         let base = loop {
-            let line = lines.next().unwrap_or_else(|| panic!("server exited before listening: {}", seen.join("\n"))).unwrap();
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("server exited before listening: {}", seen.join("\n")))
+                .unwrap();
             if let Some(address) = line.strip_prefix("wameter serve listening on ") {
                 break address.trim().to_string();
             }
@@ -67,7 +74,11 @@ impl Server {
         };
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, base, agent: agent() }
+        Server {
+            child,
+            base,
+            agent: agent(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -76,12 +87,18 @@ impl Server {
 
     /// POSTs a body to /webhook with a signature header (or none).
     pub fn post_webhook(&self, body: &[u8], signature: Option<&str>) -> (u16, String) {
-        let mut request = self.agent.post(&self.url("/webhook")).header("Content-Type", "application/json");
+        let mut request = self
+            .agent
+            .post(&self.url("/webhook"))
+            .header("Content-Type", "application/json");
         if let Some(signature) = signature {
             request = request.header("X-Hub-Signature-256", signature);
         }
         match request.send(body) {
-            Ok(mut response) => (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default()),
+            Ok(mut response) => (
+                response.status().as_u16(),
+                response.body_mut().read_to_string().unwrap_or_default(),
+            ),
             Err(error) => (0, error.to_string()),
         }
     }
@@ -96,7 +113,10 @@ impl Server {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
         let mut response = request.call().expect("server answers");
-        (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
     }
 
     pub fn get_json(&self, path: &str) -> serde_json::Value {
@@ -114,7 +134,10 @@ impl Server {
             .send(ndjson.as_bytes())
             .expect("server answers");
         let body = response.body_mut().read_to_string().unwrap();
-        (response.status().as_u16(), serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+        (
+            response.status().as_u16(),
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Every stored canonical line, paging through /v1/events.
@@ -129,8 +152,20 @@ impl Server {
                 .call()
                 .unwrap();
             assert_eq!(response.status().as_u16(), 200);
-            let next: i64 = response.headers().get("x-wameter-next-after").unwrap().to_str().unwrap().parse().unwrap();
-            let body = response.body_mut().with_config().limit(1 << 30).read_to_string().unwrap();
+            let next: i64 = response
+                .headers()
+                .get("x-wameter-next-after")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_string()
+                .unwrap();
             if next == after {
                 return out;
             }
@@ -169,10 +204,17 @@ pub fn sqlite_in(dir: &Path) -> String {
 /// by `.ci/run` with `scripts/postgres-for-tests.sh`). Without it the
 /// PostgreSQL tests cannot run: skipped with a note locally, a failure in CI.
 pub fn postgres_database(name: &str) -> Option<String> {
-    let url = crate::common::test_dependency("WAMETER_TEST_POSTGRES", "scripts/postgres-for-tests.sh", "the PostgreSQL tests")?;
+    let url = crate::common::test_dependency(
+        "WAMETER_TEST_POSTGRES",
+        "scripts/postgres-for-tests.sh",
+        "the PostgreSQL tests",
+    )?;
     let url = url.to_str().expect("WAMETER_TEST_POSTGRES is a URL");
     let database = format!("wameter_{name}_{}", std::process::id());
-    for sql in [format!("DROP DATABASE IF EXISTS {database}"), format!("CREATE DATABASE {database}")] {
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {database}"),
+        format!("CREATE DATABASE {database}"),
+    ] {
         let status = std::process::Command::new("psql")
             .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", &sql])
             .env("PGOPTIONS", "--client-min-messages=warning")
@@ -220,9 +262,17 @@ pub fn inbound_webhook(business: &str, user: &str, wamid: &str, unix: i64) -> St
 }
 
 /// A status webhook with PMP pricing, as Meta sends it.
-pub fn status_webhook(business: &str, user: &str, wamid: &str, status: &str, unix: i64, category: &str, pricing_type: &str, billable: bool) -> String {
+pub fn status_webhook(
+    business: &str,
+    user: &str,
+    wamid: &str,
+    status: &str,
+    unix: i64,
+    category: &str,
+    pricing_type: &str,
+    billable: bool,
+) -> String {
     format!(
         r#"{{"object":"whatsapp_business_account","entry":[{{"id":"WABA-{business}","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550000000","phone_number_id":"{business}"}},"statuses":[{{"id":"{wamid}","status":"{status}","timestamp":"{unix}","recipient_id":"{user}","pricing":{{"billable":{billable},"pricing_model":"PMP","type":"{pricing_type}","category":"{category}"}}}}]}},"field":"messages"}}]}}]}}"#
     )
 }
-

@@ -68,7 +68,10 @@ struct BuiltinCallRates {
 
 macro_rules! calling_file {
     ($file:literal) => {
-        BuiltinCallRates { file: $file, text: include_str!(concat!("../../../../data/calling/", $file)) }
+        BuiltinCallRates {
+            file: $file,
+            text: include_str!(concat!("../../../../data/calling/", $file)),
+        }
     };
 }
 
@@ -92,7 +95,10 @@ impl CallRateBook {
         let mut bands = Vec::new();
         for file in BUILTIN {
             if let Some(read) = CallRateBook::check_csv(file.file, file.text).value {
-                bands.extend(read.into_iter().map(|band| CallBand { partial: true, ..band }));
+                bands.extend(read.into_iter().map(|band| CallBand {
+                    partial: true,
+                    ..band
+                }));
             }
         }
         CallRateBook::new(bands)
@@ -100,7 +106,8 @@ impl CallRateBook {
 
     /// The shipped fragments, built once.
     pub fn builtin_ref() -> &'static CallRateBook {
-        static BOOK: std::sync::LazyLock<CallRateBook> = std::sync::LazyLock::new(CallRateBook::builtin);
+        static BOOK: std::sync::LazyLock<CallRateBook> =
+            std::sync::LazyLock::new(CallRateBook::builtin);
         &BOOK
     }
 
@@ -108,17 +115,25 @@ impl CallRateBook {
     /// date, currency and market, as `--rates` does for cards).
     pub fn new(mut bands: Vec<CallBand>) -> CallRateBook {
         // Stable: within one (date, currency, market) the files' order stays.
-        bands.sort_by(|a, b| (a.currency, &a.market, a.effective).cmp(&(b.currency, &b.market, b.effective)));
+        bands.sort_by(|a, b| {
+            (a.currency, &a.market, a.effective).cmp(&(b.currency, &b.market, b.effective))
+        });
         CallRateBook { bands }
     }
 
     /// Adds bands given on top of these: for a (date, currency, market) they
     /// name, theirs replace ours.
     pub fn with(&self, given: Vec<CallBand>) -> CallRateBook {
-        let named: std::collections::BTreeSet<(Date, Currency, &str)> =
-            given.iter().map(|b| (b.effective, b.currency, b.market.as_str())).collect();
-        let mut bands: Vec<CallBand> =
-            self.bands.iter().filter(|b| !named.contains(&(b.effective, b.currency, b.market.as_str()))).cloned().collect();
+        let named: std::collections::BTreeSet<(Date, Currency, &str)> = given
+            .iter()
+            .map(|b| (b.effective, b.currency, b.market.as_str()))
+            .collect();
+        let mut bands: Vec<CallBand> = self
+            .bands
+            .iter()
+            .filter(|b| !named.contains(&(b.effective, b.currency, b.market.as_str())))
+            .cloned()
+            .collect();
         bands.extend(given);
         CallRateBook::new(bands)
     }
@@ -132,10 +147,16 @@ impl CallRateBook {
     /// business-local date: those of the latest effective date on or before
     /// it that names the market (empty when none does).
     pub fn ladder(&self, currency: Currency, market: &str, on: Date) -> &[CallBand] {
-        let start = self.bands.partition_point(|b| (b.currency, b.market.as_str()) < (currency, market));
-        let end = self.bands.partition_point(|b| (b.currency, b.market.as_str()) <= (currency, market));
+        let start = self
+            .bands
+            .partition_point(|b| (b.currency, b.market.as_str()) < (currency, market));
+        let end = self
+            .bands
+            .partition_point(|b| (b.currency, b.market.as_str()) <= (currency, market));
         let block = &self.bands[start..end];
-        let Some(latest) = block.iter().map(|b| b.effective).filter(|e| *e <= on).max() else { return &[] };
+        let Some(latest) = block.iter().map(|b| b.effective).filter(|e| *e <= on).max() else {
+            return &[];
+        };
         let first = block.partition_point(|b| b.effective < latest);
         let last = block.partition_point(|b| b.effective <= latest);
         &block[first..last]
@@ -143,8 +164,17 @@ impl CallRateBook {
 
     /// The latest date before or after `on` with rates for the market, to
     /// say what is missing.
-    pub fn nearest(&self, currency: Currency, market: &str, on: Date) -> (Option<Date>, Option<Date>) {
-        let dates = self.bands.iter().filter(|b| b.currency == currency && b.market == market).map(|b| b.effective);
+    pub fn nearest(
+        &self,
+        currency: Currency,
+        market: &str,
+        on: Date,
+    ) -> (Option<Date>, Option<Date>) {
+        let dates = self
+            .bands
+            .iter()
+            .filter(|b| b.currency == currency && b.market == market)
+            .map(|b| b.effective);
         let before = dates.clone().filter(|d| *d <= on).max();
         let after = dates.filter(|d| *d > on).min();
         (before, after)
@@ -152,7 +182,9 @@ impl CallRateBook {
 
     /// Parses a long-layout calling-rate file; the first error fails.
     pub fn parse_csv(name: &str, text: &str) -> Result<Vec<CallBand>, super::RateFileError> {
-        CallRateBook::check_csv(name, text).into_result().map(|(bands, _)| bands)
+        CallRateBook::check_csv(name, text)
+            .into_result()
+            .map(|(bands, _)| bands)
     }
 
     /// Reads the long layout and reports every problem: unreadable cells,
@@ -161,7 +193,10 @@ impl CallRateBook {
     pub fn check_csv(name: &str, text: &str) -> Checked<Vec<CallBand>> {
         let mut problems = Problems::new(name);
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(text.as_bytes());
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .flexible(true)
+            .from_reader(text.as_bytes());
         let headers: Vec<String> = match reader.headers() {
             Ok(headers) => headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
             Err(error) => {
@@ -169,12 +204,23 @@ impl CallRateBook {
                 return problems.finish(None);
             }
         };
-        const COLUMNS: [&str; 6] = ["effective", "currency", "market", "minutes_from", "minutes_to", "rate_per_minute"];
+        const COLUMNS: [&str; 6] = [
+            "effective",
+            "currency",
+            "market",
+            "minutes_from",
+            "minutes_to",
+            "rate_per_minute",
+        ];
         let mut index = [0; 6];
         for (slot, column) in index.iter_mut().zip(COLUMNS) {
             match headers.iter().position(|h| h == column) {
                 Some(found) => *slot = found,
-                None => problems.error(1, Some(column), format!("missing column `{column}` (expected {})", COLUMNS.join(","))),
+                None => problems.error(
+                    1,
+                    Some(column),
+                    format!("missing column `{column}` (expected {})", COLUMNS.join(",")),
+                ),
             }
         }
         if !problems.found.is_empty() {
@@ -183,21 +229,43 @@ impl CallRateBook {
         let source: Arc<str> = Arc::from(name);
         let mut bands: Vec<(CallBand, u64)> = Vec::new();
         for record in reader.records() {
-            let Some((row, record)) = problems.record(record) else { continue };
+            let Some((row, record)) = problems.record(record) else {
+                continue;
+            };
             if record.len() > headers.len() {
-                problems.warning(row, None, format!("{} cell(s) beyond the header's {} columns ignored", record.len() - headers.len(), headers.len()));
+                problems.warning(
+                    row,
+                    None,
+                    format!(
+                        "{} cell(s) beyond the header's {} columns ignored",
+                        record.len() - headers.len(),
+                        headers.len()
+                    ),
+                );
             }
             let cell = |i: usize| record.get(index[i]).unwrap_or("");
-            let effective = cell(0).parse::<Date>().map_err(|_| format!("`{}` is not a YYYY-MM-DD date", cell(0)));
-            let currency = Currency::parse(cell(1)).ok_or_else(|| format!("unknown currency `{}`", cell(1)));
+            let effective = cell(0)
+                .parse::<Date>()
+                .map_err(|_| format!("`{}` is not a YYYY-MM-DD date", cell(0)));
+            let currency =
+                Currency::parse(cell(1)).ok_or_else(|| format!("unknown currency `{}`", cell(1)));
             let market = canonical_market_name(cell(2)).to_string();
-            let from = parse_minutes(cell(3)).and_then(|f| f.ok_or_else(|| "missing first minute".to_string()));
+            let from = parse_minutes(cell(3))
+                .and_then(|f| f.ok_or_else(|| "missing first minute".to_string()));
             let to = parse_minutes(cell(4));
             // No minute costs a million in any currency; larger is a broken
             // file, and its amounts could overflow exact sums.
             let rate = parse_rate_cell(cell(5))
                 .and_then(|r| r.ok_or_else(|| "missing rate".to_string()))
-                .and_then(|r| if r < Decimal::from(1_000_000) { Ok(r) } else { Err(format!("{r} per minute is not a plausible rate (at most 999999)")) });
+                .and_then(|r| {
+                    if r < Decimal::from(1_000_000) {
+                        Ok(r)
+                    } else {
+                        Err(format!(
+                            "{r} per minute is not a plausible rate (at most 999999)"
+                        ))
+                    }
+                });
             let mut bad = market.is_empty();
             if market.is_empty() {
                 problems.error(row, Some("market"), "empty market".into());
@@ -214,7 +282,13 @@ impl CallRateBook {
                     bad = true;
                 }
             }
-            let (Ok(effective), Ok(currency), Ok(minutes_from), Ok(minutes_to), Ok(rate_per_minute)) = (effective, currency, from, to, rate)
+            let (
+                Ok(effective),
+                Ok(currency),
+                Ok(minutes_from),
+                Ok(minutes_to),
+                Ok(rate_per_minute),
+            ) = (effective, currency, from, to, rate)
             else {
                 continue;
             };
@@ -222,17 +296,44 @@ impl CallRateBook {
                 continue;
             }
             if minutes_to.is_some_and(|to| to < minutes_from.max(1)) {
-                problems.error(row, Some("minutes_to"), format!("band ends ({}) before it starts ({minutes_from})", minutes_to.unwrap_or(0)));
+                problems.error(
+                    row,
+                    Some("minutes_to"),
+                    format!(
+                        "band ends ({}) before it starts ({minutes_from})",
+                        minutes_to.unwrap_or(0)
+                    ),
+                );
                 continue;
             }
-            let band = CallBand { effective, currency, market, minutes_from, minutes_to, rate_per_minute, source: source.clone(), partial: false };
+            let band = CallBand {
+                effective,
+                currency,
+                market,
+                minutes_from,
+                minutes_to,
+                rate_per_minute,
+                source: source.clone(),
+                partial: false,
+            };
             bands.push((band, row));
         }
         check_ladders(&bands, &mut problems);
         let mut unknown = std::collections::BTreeSet::new();
         for (band, row) in &bands {
-            if !MarketTable::builtin().markets_on(band.effective).contains(band.market.as_str()) && unknown.insert(band.market.clone()) {
-                problems.warning(*row, Some("market"), format!("`{}` is not one of Meta's markets on {}; its rates will never be used", band.market, band.effective));
+            if !MarketTable::builtin()
+                .markets_on(band.effective)
+                .contains(band.market.as_str())
+                && unknown.insert(band.market.clone())
+            {
+                problems.warning(
+                    *row,
+                    Some("market"),
+                    format!(
+                        "`{}` is not one of Meta's markets on {}; its rates will never be used",
+                        band.market, band.effective
+                    ),
+                );
             }
         }
         problems.finish(Some(bands.into_iter().map(|(band, _)| band).collect()))
@@ -245,7 +346,10 @@ fn parse_minutes(cell: &str) -> Result<Option<u64>, String> {
     if cell.is_empty() || cell == "--" || cell.eq_ignore_ascii_case("max") {
         return Ok(None);
     }
-    strip_thousands_separators(cell).parse::<u64>().map(Some).map_err(|_| format!("`{cell}` is not a number of minutes"))
+    strip_thousands_separators(cell)
+        .parse::<u64>()
+        .map(Some)
+        .map_err(|_| format!("`{cell}` is not a number of minutes"))
 }
 
 /// Each (date, currency, market) block must be a ladder: from the first
@@ -253,24 +357,50 @@ fn parse_minutes(cell: &str) -> Result<Option<u64>, String> {
 fn check_ladders(bands: &[(CallBand, u64)], problems: &mut Problems<'_>) {
     let mut blocks: BTreeMap<(Date, Currency, &str), Vec<&(CallBand, u64)>> = BTreeMap::new();
     for entry in bands {
-        blocks.entry((entry.0.effective, entry.0.currency, &entry.0.market)).or_default().push(entry);
+        blocks
+            .entry((entry.0.effective, entry.0.currency, &entry.0.market))
+            .or_default()
+            .push(entry);
     }
     for ((_, _, market), mut block) in blocks {
         block.sort_by_key(|(band, _)| band.minutes_from);
         let (first, row) = block[0];
         if first.minutes_from > 1 {
-            problems.error(*row, Some("minutes_from"), format!("{market}: the first band starts at minute {} instead of 0 or 1", first.minutes_from));
+            problems.error(
+                *row,
+                Some("minutes_from"),
+                format!(
+                    "{market}: the first band starts at minute {} instead of 0 or 1",
+                    first.minutes_from
+                ),
+            );
         }
         for pair in block.windows(2) {
             let ((previous, _), (next, row)) = (pair[0], pair[1]);
             match previous.minutes_to {
-                None => problems.error(*row, Some("minutes_from"), format!("{market}: band {} follows the open-ended band {}", next.label(), previous.label())),
-                Some(to) if next.minutes_from.max(1) != to + 1 => problems.error(*row, Some("minutes_from"), format!(
-                    "{market}: band {} does not start right after band {} ({})",
-                    next.label(),
-                    previous.label(),
-                    if next.minutes_from.max(1) <= to { "overlap" } else { "gap" }
-                )),
+                None => problems.error(
+                    *row,
+                    Some("minutes_from"),
+                    format!(
+                        "{market}: band {} follows the open-ended band {}",
+                        next.label(),
+                        previous.label()
+                    ),
+                ),
+                Some(to) if next.minutes_from.max(1) != to + 1 => problems.error(
+                    *row,
+                    Some("minutes_from"),
+                    format!(
+                        "{market}: band {} does not start right after band {} ({})",
+                        next.label(),
+                        previous.label(),
+                        if next.minutes_from.max(1) <= to {
+                            "overlap"
+                        } else {
+                            "gap"
+                        }
+                    ),
+                ),
                 Some(_) => {}
             }
         }
@@ -285,25 +415,68 @@ mod tests {
     fn every_builtin_file_reads_without_a_problem() {
         for file in BUILTIN {
             let checked = CallRateBook::check_csv(file.file, file.text);
-            assert!(checked.problems.is_empty(), "{}: {:?}", file.file, checked.problems);
-            assert!(checked.value.is_some_and(|bands| !bands.is_empty()), "{}", file.file);
+            assert!(
+                checked.problems.is_empty(),
+                "{}: {:?}",
+                file.file,
+                checked.problems
+            );
+            assert!(
+                checked.value.is_some_and(|bands| !bands.is_empty()),
+                "{}",
+                file.file
+            );
         }
     }
 
     #[test]
     fn ladder_is_the_latest_dated_block_naming_the_market() {
         let book = CallRateBook::builtin();
-        let africa = |on| book.ladder(Currency::USD, "Rest of Africa", on).iter().map(|b| (b.effective, b.rate_per_minute.to_string())).collect::<Vec<_>>();
+        let africa = |on| {
+            book.ladder(Currency::USD, "Rest of Africa", on)
+                .iter()
+                .map(|b| (b.effective, b.rate_per_minute.to_string()))
+                .collect::<Vec<_>>()
+        };
         // 2025-08 card: the list band only.
-        assert_eq!(africa(date(2026, 6, 30)), vec![(date(2025, 8, 1), "0.0103".to_string())]);
+        assert_eq!(
+            africa(date(2026, 6, 30)),
+            vec![(date(2025, 8, 1), "0.0103".to_string())]
+        );
         assert_eq!(africa(date(2026, 7, 1)).len(), 6);
-        assert_eq!(africa(date(2026, 10, 1))[1], (date(2026, 10, 1), "0.0084".to_string()));
+        assert_eq!(
+            africa(date(2026, 10, 1))[1],
+            (date(2026, 10, 1), "0.0084".to_string())
+        );
         assert!(africa(date(2025, 7, 31)).is_empty());
         // Rest of CEE is known only from 2026-10-01.
-        assert!(book.ladder(Currency::USD, "Rest of Central & Eastern Europe", date(2026, 9, 30)).is_empty());
-        assert_eq!(book.ladder(Currency::USD, "Rest of Central & Eastern Europe", date(2026, 10, 1))[5].label(), "5000001:MAX");
-        assert_eq!(book.ladder(Currency::parse("INR").unwrap(), "India", date(2026, 7, 1))[0].rate_per_minute.to_string(), "0.3885");
-        assert!(book.ladder(Currency::USD, "India", date(2026, 7, 1)).is_empty());
+        assert!(
+            book.ladder(
+                Currency::USD,
+                "Rest of Central & Eastern Europe",
+                date(2026, 9, 30)
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            book.ladder(
+                Currency::USD,
+                "Rest of Central & Eastern Europe",
+                date(2026, 10, 1)
+            )[5]
+            .label(),
+            "5000001:MAX"
+        );
+        assert_eq!(
+            book.ladder(Currency::parse("INR").unwrap(), "India", date(2026, 7, 1))[0]
+                .rate_per_minute
+                .to_string(),
+            "0.3885"
+        );
+        assert!(
+            book.ladder(Currency::USD, "India", date(2026, 7, 1))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -315,9 +488,24 @@ mod tests {
                     2026-10-01,USD,Atlantis,0,,abc\n";
         let checked = CallRateBook::check_csv("c.csv", text);
         let shown: Vec<String> = checked.problems.iter().map(|p| p.to_string()).collect();
-        assert!(shown.iter().any(|p| p.contains("row 3") && p.contains("overlap")), "{shown:?}");
-        assert!(shown.iter().any(|p| p.contains("row 4") && p.contains("`currency`")), "{shown:?}");
-        assert!(shown.iter().any(|p| p.contains("row 5") && p.contains("`rate_per_minute`")), "{shown:?}");
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.contains("row 3") && p.contains("overlap")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.contains("row 4") && p.contains("`currency`")),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.contains("row 5") && p.contains("`rate_per_minute`")),
+            "{shown:?}"
+        );
         assert!(CallRateBook::parse_csv("c.csv", text).is_err());
     }
 
@@ -328,6 +516,10 @@ mod tests {
         let ladder = book.ladder(Currency::USD, "Rest of Africa", date(2026, 11, 1));
         assert_eq!(ladder.len(), 1);
         assert_eq!(&*ladder[0].source, "mine.csv");
-        assert_eq!(book.ladder(Currency::USD, "Rest of Africa", date(2026, 8, 1)).len(), 6);
+        assert_eq!(
+            book.ladder(Currency::USD, "Rest of Africa", date(2026, 8, 1))
+                .len(),
+            6
+        );
     }
 }

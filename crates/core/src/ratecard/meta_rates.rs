@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use jiff::civil::date;
 
 use super::{
-    Checked, MarketRates, Problems, RateCard, canonical_market_name, currency_in, effective_date_in, joined_line,
-    normalise_header, parse_rate_cell,
+    Checked, MarketRates, Problems, RateCard, canonical_market_name, currency_in,
+    effective_date_in, joined_line, normalise_header, parse_rate_cell,
 };
 use crate::category::PricingModel;
 use crate::market::MarketTable;
@@ -34,7 +34,9 @@ fn rate_column(header: &str) -> Option<fn(&mut MarketRates) -> &mut Option<rust_
         "marketing" => |r| &mut r.marketing,
         "utility" => |r| &mut r.utility,
         "authentication" => |r| &mut r.authentication,
-        "authentication international" | "auth international" => |r| &mut r.authentication_international,
+        "authentication international" | "auth international" => {
+            |r| &mut r.authentication_international
+        }
         "service" => |r| &mut r.service,
         "business initiated" => |r| &mut r.business_initiated,
         "user initiated" => |r| &mut r.user_initiated,
@@ -57,7 +59,9 @@ impl RateCard {
     /// the effective date (PMP from 2025-07-01). Use [`RateCard::check_meta_csv`]
     /// to see every problem and the warnings.
     pub fn parse_meta_csv(name: &str, text: &str) -> Result<RateCard, super::RateFileError> {
-        RateCard::check_meta_csv(name, text).into_result().map(|(card, _warnings)| card)
+        RateCard::check_meta_csv(name, text)
+            .into_result()
+            .map(|(card, _warnings)| card)
     }
 
     /// Reads a card in Meta's CSV layout and reports every problem: CSV
@@ -68,14 +72,19 @@ impl RateCard {
     /// price instead of being guessed).
     pub fn check_meta_csv(name: &str, text: &str) -> Checked<RateCard> {
         let mut problems = Problems::new(name);
-        let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes());
         let mut title: Option<(String, u64)> = None;
         let mut columns: Option<Vec<String>> = None;
         let mut markets: BTreeMap<String, MarketRates> = BTreeMap::new();
         let mut rows: Vec<(String, u64)> = Vec::new();
         let mut currency_cells: Option<Currency> = None;
         for record in reader.records() {
-            let Some((row, record)) = problems.record(record) else { continue };
+            let Some((row, record)) = problems.record(record) else {
+                continue;
+            };
             let cells: Vec<&str> = record.iter().collect();
             if cells.iter().all(|c| c.trim().is_empty()) {
                 continue;
@@ -84,8 +93,18 @@ impl RateCard {
                 if is_header(cells[0]) {
                     let names: Vec<String> = cells.iter().map(|c| normalise_header(c)).collect();
                     for (index, column) in names.iter().enumerate().skip(1) {
-                        if column != "currency" && !column.is_empty() && rate_column(column).is_none() {
-                            problems.warning(row, Some(cells[index]), format!("unknown column `{}` ignored", cells[index].replace('\n', "\\n")));
+                        if column != "currency"
+                            && !column.is_empty()
+                            && rate_column(column).is_none()
+                        {
+                            problems.warning(
+                                row,
+                                Some(cells[index]),
+                                format!(
+                                    "unknown column `{}` ignored",
+                                    cells[index].replace('\n', "\\n")
+                                ),
+                            );
                         }
                     }
                     if !names.iter().any(|c| rate_column(c).is_some()) {
@@ -107,7 +126,11 @@ impl RateCard {
             }
             let market = canonical_market_name(raw_market);
             if market != raw_market {
-                problems.warning(row, Some("Market"), format!("market `{raw_market}` read as Meta's `{market}`"));
+                problems.warning(
+                    row,
+                    Some("Market"),
+                    format!("market `{raw_market}` read as Meta's `{market}`"),
+                );
             }
             let mut rates = MarketRates::default();
             for (index, header_name) in header.iter().enumerate().skip(1) {
@@ -128,16 +151,30 @@ impl RateCard {
                     }
                     continue;
                 }
-                let Some(slot) = rate_column(header_name) else { continue };
+                let Some(slot) = rate_column(header_name) else {
+                    continue;
+                };
                 match parse_rate_cell(cell) {
                     Ok(rate) => *slot(&mut rates) = rate,
                     Err(message) => problems.error(row, Some(header_name), message),
                 }
             }
             if cells.len() < header.len() {
-                problems.warning(row, None, format!("{} cells where the header has {}; the missing ones read as n/a", cells.len(), header.len()));
+                problems.warning(
+                    row,
+                    None,
+                    format!(
+                        "{} cells where the header has {}; the missing ones read as n/a",
+                        cells.len(),
+                        header.len()
+                    ),
+                );
             }
-            if let Some(extra) = cells.iter().skip(header.len()).find(|cell| !cell.trim().is_empty()) {
+            if let Some(extra) = cells
+                .iter()
+                .skip(header.len())
+                .find(|cell| !cell.trim().is_empty())
+            {
                 problems.warning(row, None, format!(
                     "{} cells where the header has {}: `{}` and any after it are under no column and ignored",
                     cells.len(),
@@ -146,15 +183,27 @@ impl RateCard {
                 ));
             }
             if markets.contains_key(market) {
-                let first = rows.iter().find(|(m, _)| m == market).map(|(_, r)| *r).unwrap_or(0);
-                problems.error(row, Some("Market"), format!("market `{market}` appears twice (first on row {first})"));
+                let first = rows
+                    .iter()
+                    .find(|(m, _)| m == market)
+                    .map(|(_, r)| *r)
+                    .unwrap_or(0);
+                problems.error(
+                    row,
+                    Some("Market"),
+                    format!("market `{market}` appears twice (first on row {first})"),
+                );
                 continue;
             }
             markets.insert(market.to_string(), rates);
             rows.push((market.to_string(), row));
         }
         if columns.is_none() {
-            problems.error(0, None, "no header row starting with `Market` was found".into());
+            problems.error(
+                0,
+                None,
+                "no header row starting with `Market` was found".into(),
+            );
             return problems.finish(None);
         }
         if markets.is_empty() {
@@ -164,8 +213,13 @@ impl RateCard {
             // wameter's own transcriptions (data/ratecards/) have a snake_case
             // header and no title: their date and currency are in the
             // built-in manifest. Say so rather than only "no title".
-            let normalised = columns.as_ref().is_some_and(|names| names.first().is_some_and(|n| n == "market"))
-                && text.lines().next().is_some_and(|first| first.starts_with("market,"));
+            let normalised = columns
+                .as_ref()
+                .is_some_and(|names| names.first().is_some_and(|n| n == "market"))
+                && text
+                    .lines()
+                    .next()
+                    .is_some_and(|first| first.starts_with("market,"));
             let message = if normalised {
                 "no title row with `effective <Month D, YYYY>` was found: this looks like one of wameter's normalised transcriptions (one snake_case header row, as in data/ratecards/), whose date and currency live in the built-in manifest, not in the file; `wameter rates list` shows the built-in cards, and `rates check`/`import` take Meta's own \"Rates (CSV)\" with its title row".to_string()
             } else {
@@ -179,13 +233,21 @@ impl RateCard {
             return problems.finish(None);
         };
         let Some(currency) = currency_in(&title).or(currency_cells) else {
-            problems.error(title_row, None, "no currency: neither the title nor a Currency column names one".into());
+            problems.error(
+                title_row,
+                None,
+                "no currency: neither the title nor a Currency column names one".into(),
+            );
             return problems.finish(None);
         };
         if let (Some(titled), Some(cells)) = (currency_in(&title), currency_cells)
             && titled != cells
         {
-            problems.error(title_row, None, format!("the title says {titled} but the Currency column says {cells}"));
+            problems.error(
+                title_row,
+                None,
+                format!("the title says {titled} but the Currency column says {cells}"),
+            );
         }
         let lower_title = title.to_ascii_lowercase();
         let model = if lower_title.contains("per conversation") {
@@ -204,7 +266,11 @@ impl RateCard {
                 problems.warning(*row, Some("Market"), format!("`{market}` is not one of Meta's markets on {effective}; its row will never be used"));
             }
         }
-        let missing: Vec<&str> = known.iter().map(|m| &**m).filter(|m| !markets.contains_key(*m)).collect();
+        let missing: Vec<&str> = known
+            .iter()
+            .map(|m| &**m)
+            .filter(|m| !markets.contains_key(*m))
+            .collect();
         if !missing.is_empty() {
             problems.warning(0, Some("Market"), format!(
                 "no row for {} of Meta's {} markets on {effective} ({}); messages to them cannot be priced with this card",
@@ -213,7 +279,14 @@ impl RateCard {
                 missing.join(", ")
             ));
         }
-        let card = RateCard::new(name.to_string(), format!("{name} (Meta CSV layout)"), currency, effective, model, markets);
+        let card = RateCard::new(
+            name.to_string(),
+            format!("{name} (Meta CSV layout)"),
+            currency,
+            effective,
+            model,
+            markets,
+        );
         problems.finish(Some(card))
     }
 }

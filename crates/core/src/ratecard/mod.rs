@@ -28,8 +28,8 @@ use rust_decimal::Decimal;
 use crate::category::{PricingCategory, PricingModel};
 use crate::money::{Currency, parse_amount};
 
-pub mod calling;
 pub mod builtin;
+pub mod calling;
 pub mod meta_rates;
 pub mod tiers;
 
@@ -169,7 +169,14 @@ impl CardStatus {
 
 impl fmt::Display for RateCard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({} {}, effective {}", self.id, self.currency, self.model.as_str(), self.effective)?;
+        write!(
+            f,
+            "{} ({} {}, effective {}",
+            self.id,
+            self.currency,
+            self.model.as_str(),
+            self.effective
+        )?;
         match self.status() {
             CardStatus::Verbatim => f.write_str(")"),
             status => write!(f, ", {status})", status = status.as_str()),
@@ -179,8 +186,26 @@ impl fmt::Display for RateCard {
 
 impl RateCard {
     /// A card of Meta's, as read from a file: nothing derived, no gaps.
-    pub fn new(id: String, source: String, currency: Currency, effective: Date, model: PricingModel, markets: BTreeMap<String, MarketRates>) -> RateCard {
-        RateCard { id, source, currency, effective, until: None, model, gaps: Vec::new(), derivation: Vec::new(), missing_markets: Vec::new(), markets }
+    pub fn new(
+        id: String,
+        source: String,
+        currency: Currency,
+        effective: Date,
+        model: PricingModel,
+        markets: BTreeMap<String, MarketRates>,
+    ) -> RateCard {
+        RateCard {
+            id,
+            source,
+            currency,
+            effective,
+            until: None,
+            model,
+            gaps: Vec::new(),
+            derivation: Vec::new(),
+            missing_markets: Vec::new(),
+            markets,
+        }
     }
 
     /// Verbatim, derived or partial (partial wins: a derived card that
@@ -201,9 +226,15 @@ impl RateCard {
     pub fn status_note(&self) -> String {
         match self.status() {
             CardStatus::Verbatim => String::new(),
-            CardStatus::Derived => " (a derived card: computed from neighbouring cards and Meta's changelog)".to_string(),
+            CardStatus::Derived => {
+                " (a derived card: computed from neighbouring cards and Meta's changelog)"
+                    .to_string()
+            }
             CardStatus::Partial if self.derivation.is_empty() => " (a partial card)".to_string(),
-            CardStatus::Partial => " (a partial card, derived from neighbouring cards and Meta's changelog)".to_string(),
+            CardStatus::Partial => {
+                " (a partial card, derived from neighbouring cards and Meta's changelog)"
+                    .to_string()
+            }
         }
     }
 
@@ -220,12 +251,14 @@ impl RateCard {
             .get(market)
             .ok_or_else(|| format!("rate card {self} has no row for market `{market}`"))?;
         rates.get(category).ok_or_else(|| {
-            let gap = self
-                .gaps
-                .iter()
-                .find(|g| g.column == category.as_str() && g.market.as_deref().is_none_or(|m| m == market));
+            let gap = self.gaps.iter().find(|g| {
+                g.column == category.as_str() && g.market.as_deref().is_none_or(|m| m == market)
+            });
             match gap {
-                Some(gap) => format!("rate card {self} has no {category} rate for {market}: {}", gap.why),
+                Some(gap) => format!(
+                    "rate card {self} has no {category} rate for {market}: {}",
+                    gap.why
+                ),
                 None => format!("rate card {self} has no {category} rate for {market} (`n/a`)"),
             }
         })
@@ -274,7 +307,10 @@ pub struct Checked<T> {
 impl<T> Checked<T> {
     /// The value, or the first error. Warnings are returned alongside.
     pub fn into_result(self) -> Result<(T, Vec<RateFileError>), RateFileError> {
-        let (errors, warnings): (Vec<_>, Vec<_>) = self.problems.into_iter().partition(|p| p.severity == Severity::Error);
+        let (errors, warnings): (Vec<_>, Vec<_>) = self
+            .problems
+            .into_iter()
+            .partition(|p| p.severity == Severity::Error);
         match (errors.into_iter().next(), self.value) {
             (Some(error), _) => Err(error),
             (None, Some(value)) => Ok((value, warnings)),
@@ -296,7 +332,10 @@ struct Problems<'n> {
 
 impl<'n> Problems<'n> {
     fn new(source_name: &'n str) -> Self {
-        Problems { source_name, found: Vec::new() }
+        Problems {
+            source_name,
+            found: Vec::new(),
+        }
     }
 
     fn push(&mut self, severity: Severity, row: u64, column: Option<&str>, message: String) {
@@ -319,11 +358,18 @@ impl<'n> Problems<'n> {
 
     /// The record and its 1-based physical line, or `None` after recording
     /// why the CSV reader could not read it.
-    fn record(&mut self, read: Result<csv::StringRecord, csv::Error>) -> Option<(u64, csv::StringRecord)> {
+    fn record(
+        &mut self,
+        read: Result<csv::StringRecord, csv::Error>,
+    ) -> Option<(u64, csv::StringRecord)> {
         match read {
             Ok(record) => Some((record.position().map(|p| p.line()).unwrap_or(0), record)),
             Err(error) => {
-                self.error(error.position().map(|p| p.line()).unwrap_or(0), None, format!("not valid CSV: {error}"));
+                self.error(
+                    error.position().map(|p| p.line()).unwrap_or(0),
+                    None,
+                    format!("not valid CSV: {error}"),
+                );
                 None
             }
         }
@@ -331,15 +377,33 @@ impl<'n> Problems<'n> {
 
     fn finish<T>(mut self, value: Option<T>) -> Checked<T> {
         self.found.sort_by_key(|p| p.row);
-        Checked { value, problems: self.found }
+        Checked {
+            value,
+            problems: self.found,
+        }
     }
 }
 
 fn month_number(name: &str) -> Option<i8> {
-    const MONTHS: [&str; 12] = ["january", "february", "march", "april", "may", "june", "july",
-        "august", "september", "october", "november", "december"];
+    const MONTHS: [&str; 12] = [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
     let lower = name.to_ascii_lowercase();
-    MONTHS.iter().position(|m| *m == lower || (lower.len() >= 3 && m.starts_with(&lower))).map(|i| i as i8 + 1)
+    MONTHS
+        .iter()
+        .position(|m| *m == lower || (lower.len() >= 3 && m.starts_with(&lower)))
+        .map(|i| i as i8 + 1)
 }
 
 /// Finds `effective <Month> <D>, <YYYY>` in a title line.
@@ -352,21 +416,32 @@ fn effective_date_in(title: &str) -> Option<Date> {
         .collect();
     let month = month_number(words.first()?)?;
     let day: i8 = words.get(1)?.parse().ok()?;
-    let year: i16 = words.get(2)?.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok()?;
+    let year: i16 = words
+        .get(2)?
+        .trim_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
     Date::new(year, month, day).ok()
 }
 
 /// Finds the currency named in a title line (`Cost per message in USD …`).
 fn currency_in(title: &str) -> Option<Currency> {
     let words: Vec<&str> = title.split_whitespace().collect();
-    words.windows(2).find(|w| w[0].eq_ignore_ascii_case("in")).and_then(|w| Currency::parse(w[1].trim_matches(',')))
+    words
+        .windows(2)
+        .find(|w| w[0].eq_ignore_ascii_case("in"))
+        .and_then(|w| Currency::parse(w[1].trim_matches(',')))
 }
 
 /// Header cells compared loosely: case, `-`/`_`, line breaks and runs of
 /// spaces do not matter (`"Authentication-\nInternational"` =
 /// `authentication international`).
 fn normalise_header(cell: &str) -> String {
-    cell.replace(['-', '_'], " ").split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase()
+    cell.replace(['-', '_'], " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
 }
 
 /// A title row read back as one line: Meta's title rows are not quoted, so
@@ -377,7 +452,12 @@ fn joined_line(cells: &[&str]) -> String {
 
 /// True for the cells Meta and transcribers use for "no rate".
 fn is_no_rate(cell: &str) -> bool {
-    cell.is_empty() || cell.eq_ignore_ascii_case("n/a") || cell.eq_ignore_ascii_case("na") || cell.eq_ignore_ascii_case("null") || cell == "--" || cell == "-"
+    cell.is_empty()
+        || cell.eq_ignore_ascii_case("n/a")
+        || cell.eq_ignore_ascii_case("na")
+        || cell.eq_ignore_ascii_case("null")
+        || cell == "--"
+        || cell == "-"
 }
 
 /// Parses one rate cell: a decimal, or `n/a` / `null` / empty for "no rate".
@@ -431,7 +511,9 @@ impl NoCardError {
             text.push_str(" (no cards in that currency)");
         }
         match (&self.before, &self.after) {
-            (Some(before), Some(after)) => text.push_str(&format!("; the nearest are {before} before it and {after} after it")),
+            (Some(before), Some(after)) => text.push_str(&format!(
+                "; the nearest are {before} before it and {after} after it"
+            )),
             (Some(before), None) => text.push_str(&format!("; the latest before it is {before}")),
             (None, Some(after)) => text.push_str(&format!("; the earliest after it is {after}")),
             (None, None) => {}
@@ -480,7 +562,12 @@ impl RateBook {
     }
 
     /// The card in force for a currency, model and business-local date.
-    pub fn select(&self, currency: Currency, model: PricingModel, on: Date) -> Result<&RateCard, NoCardError> {
+    pub fn select(
+        &self,
+        currency: Currency,
+        model: PricingModel,
+        on: Date,
+    ) -> Result<&RateCard, NoCardError> {
         let spans = self.spans(currency, model);
         let found = spans.iter().rev().find(|(card, _)| card.effective <= on);
         match found {
@@ -490,7 +577,10 @@ impl RateBook {
                 date: on,
                 model: model.as_str(),
                 before: found.map(|(card, end)| card_span(card, *end)),
-                after: spans.iter().find(|(card, _)| card.effective > on).map(|(card, end)| card_span(card, *end)),
+                after: spans
+                    .iter()
+                    .find(|(card, _)| card.effective > on)
+                    .map(|(card, end)| card_span(card, *end)),
                 any_in_currency: self.cards.iter().any(|c| c.currency == currency),
             }),
         }
@@ -500,7 +590,11 @@ impl RateBook {
     /// first date it no longer covers (its `until`, or the next card's
     /// start; `None`: open-ended).
     pub fn spans(&self, currency: Currency, model: PricingModel) -> Vec<(&RateCard, Option<Date>)> {
-        let same: Vec<&RateCard> = self.cards.iter().filter(|c| c.currency == currency && c.model == model).collect();
+        let same: Vec<&RateCard> = self
+            .cards
+            .iter()
+            .filter(|c| c.currency == currency && c.model == model)
+            .collect();
         same.iter()
             .enumerate()
             .map(|(index, card)| {
@@ -514,7 +608,6 @@ impl RateBook {
             .collect()
     }
 }
-
 
 /// What a rate file turned out to be.
 #[derive(Clone, Debug)]
@@ -545,19 +638,36 @@ impl RateFileLayout {
     /// its header; Meta's tier file has `From` columns; anything else is read
     /// as a rate card.
     pub fn detect(text: &str) -> RateFileLayout {
-        let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-        let simple = first.trim_start_matches('\u{feff}').to_ascii_lowercase().replace(' ', "");
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
+        let simple = first
+            .trim_start_matches('\u{feff}')
+            .to_ascii_lowercase()
+            .replace(' ', "");
         if simple.starts_with("effective,currency,market") && simple.contains("minutes_from") {
             return RateFileLayout::CallRates;
         }
         if simple.starts_with("effective,currency,market") {
             return RateFileLayout::SimpleTiers;
         }
-        let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes());
         for record in reader.records().take(20).flatten() {
             let names: Vec<String> = record.iter().map(normalise_header).collect();
-            if names.first().is_some_and(|n| n == "market" || n.starts_with("market (")) {
-                return if names.iter().any(|n| n == "from") { RateFileLayout::MetaTiers } else { RateFileLayout::MetaRates };
+            if names
+                .first()
+                .is_some_and(|n| n == "market" || n.starts_with("market ("))
+            {
+                return if names.iter().any(|n| n == "from") {
+                    RateFileLayout::MetaTiers
+                } else {
+                    RateFileLayout::MetaRates
+                };
             }
         }
         RateFileLayout::MetaRates
@@ -580,19 +690,31 @@ pub fn check_rate_file(name: &str, text: &str) -> (RateFileLayout, Checked<RateF
     let checked = match layout {
         RateFileLayout::MetaRates => {
             let Checked { value, problems } = RateCard::check_meta_csv(name, text);
-            Checked { value: value.map(RateFile::Card), problems }
+            Checked {
+                value: value.map(RateFile::Card),
+                problems,
+            }
         }
         RateFileLayout::MetaTiers => {
             let Checked { value, problems } = TierBook::check_meta_csv(name, text);
-            Checked { value: value.map(RateFile::Tiers), problems }
+            Checked {
+                value: value.map(RateFile::Tiers),
+                problems,
+            }
         }
         RateFileLayout::SimpleTiers => {
             let Checked { value, problems } = TierBook::check_simple_csv(name, text);
-            Checked { value: value.map(RateFile::Tiers), problems }
+            Checked {
+                value: value.map(RateFile::Tiers),
+                problems,
+            }
         }
         RateFileLayout::CallRates => {
             let Checked { value, problems } = calling::CallRateBook::check_csv(name, text);
-            Checked { value: value.map(RateFile::CallRates), problems }
+            Checked {
+                value: value.map(RateFile::CallRates),
+                problems,
+            }
         }
     };
     (layout, checked)
@@ -616,9 +738,22 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
         assert_eq!(card.currency, Currency::USD);
         assert_eq!(card.effective, date(2026, 7, 1));
         assert_eq!(card.model, PricingModel::Pmp);
-        assert_eq!(card.rate("India", PricingCategory::AuthenticationInternational).unwrap().to_string(), "0.0280");
-        assert!(card.rate("Argentina", PricingCategory::AuthenticationInternational).unwrap_err().contains("n/a"));
-        assert!(card.rate("Brazil", PricingCategory::Marketing).unwrap_err().contains("no row"));
+        assert_eq!(
+            card.rate("India", PricingCategory::AuthenticationInternational)
+                .unwrap()
+                .to_string(),
+            "0.0280"
+        );
+        assert!(
+            card.rate("Argentina", PricingCategory::AuthenticationInternational)
+                .unwrap_err()
+                .contains("n/a")
+        );
+        assert!(
+            card.rate("Brazil", PricingCategory::Marketing)
+                .unwrap_err()
+                .contains("no row")
+        );
     }
 
     #[test]
@@ -626,7 +761,12 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
         let text = "Cost per conversation in EUR, effective February 1, 2022,,\nMarket,Currency,Business-initiated,User-initiated\nBrazil,€,0.0414,0.0248\n";
         let card = RateCard::parse_meta_csv("eur.csv", text).unwrap();
         assert_eq!(card.model, PricingModel::Cbp);
-        assert_eq!(card.rate("Brazil", PricingCategory::BusinessInitiated).unwrap().to_string(), "0.0414");
+        assert_eq!(
+            card.rate("Brazil", PricingCategory::BusinessInitiated)
+                .unwrap()
+                .to_string(),
+            "0.0414"
+        );
     }
 
     #[test]
@@ -636,24 +776,63 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
         assert_eq!((error.row, error.column.as_deref()), (7, Some("marketing")));
         let bad = META_PMP.replace("$US,0.0618", "XX$,0.0618");
         let error = RateCard::parse_meta_csv("usd.csv", &bad).unwrap_err();
-        assert!(error.to_string().contains("unknown currency token `XX$`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown currency token `XX$`"),
+            "{error}"
+        );
         let bad = format!("{META_PMP}India,$US,0.1,0.1,0.1,0.1,n/a\n");
-        assert!(RateCard::parse_meta_csv("usd.csv", &bad).unwrap_err().message.contains("twice"));
+        assert!(
+            RateCard::parse_meta_csv("usd.csv", &bad)
+                .unwrap_err()
+                .message
+                .contains("twice")
+        );
         let bad = META_PMP.replace("effective July 1, 2026", "from July");
-        assert!(RateCard::parse_meta_csv("usd.csv", &bad).unwrap_err().message.contains("effective"));
+        assert!(
+            RateCard::parse_meta_csv("usd.csv", &bad)
+                .unwrap_err()
+                .message
+                .contains("effective")
+        );
     }
 
     #[test]
     fn builtin_cards_reproduce_their_files() {
         let book = RateBook::builtin();
         assert_eq!(book.cards().len(), 12);
-        let usd = book.select(Currency::USD, PricingModel::Pmp, date(2026, 2, 1)).unwrap();
+        let usd = book
+            .select(Currency::USD, PricingModel::Pmp, date(2026, 2, 1))
+            .unwrap();
         assert_eq!(usd.id, "usd-2026-01-01");
-        assert_eq!(usd.rate("Brazil", PricingCategory::Marketing).unwrap().to_string(), "0.0625");
-        assert_eq!(usd.rate("Indonesia", PricingCategory::AuthenticationInternational).unwrap().to_string(), "0.136");
-        assert!(usd.rate("Brazil", PricingCategory::Service).unwrap_err().contains("not captured"));
-        let eur = book.select(Currency::parse("EUR").unwrap(), PricingModel::Cbp, date(2022, 3, 1)).unwrap();
-        assert_eq!(eur.rate("Russia", PricingCategory::BusinessInitiated).unwrap(), eur.markets["Russia"].business_initiated.unwrap());
+        assert_eq!(
+            usd.rate("Brazil", PricingCategory::Marketing)
+                .unwrap()
+                .to_string(),
+            "0.0625"
+        );
+        assert_eq!(
+            usd.rate("Indonesia", PricingCategory::AuthenticationInternational)
+                .unwrap()
+                .to_string(),
+            "0.136"
+        );
+        assert!(
+            usd.rate("Brazil", PricingCategory::Service)
+                .unwrap_err()
+                .contains("not captured")
+        );
+        let eur = book
+            .select(
+                Currency::parse("EUR").unwrap(),
+                PricingModel::Cbp,
+                date(2022, 3, 1),
+            )
+            .unwrap();
+        assert_eq!(
+            eur.rate("Russia", PricingCategory::BusinessInitiated)
+                .unwrap(),
+            eur.markets["Russia"].business_initiated.unwrap()
+        );
         assert!(eur.markets.contains_key("Rest of Latin America"));
     }
 
@@ -664,12 +843,22 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
             let markets = table.markets_on(card.effective);
             let names: Vec<&str> = markets.iter().map(|m| &**m).collect();
             for market in card.markets.keys() {
-                assert!(names.contains(&market.as_str()), "{}: market `{market}` is not in the table for {}", card.id, card.effective);
+                assert!(
+                    names.contains(&market.as_str()),
+                    "{}: market `{market}` is not in the table for {}",
+                    card.id,
+                    card.effective
+                );
             }
             // And the other way round: no market of the table lacks a row,
             // unless the card says it lacks it (a partial card).
             for market in &names {
-                assert!(card.markets.contains_key(*market) || card.missing_markets.iter().any(|m| m == market), "{}: no row for `{market}`", card.id);
+                assert!(
+                    card.markets.contains_key(*market)
+                        || card.missing_markets.iter().any(|m| m == market),
+                    "{}: no row for `{market}`",
+                    card.id
+                );
             }
         }
     }
@@ -678,15 +867,39 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
     fn selection_never_guesses_past_a_known_change() {
         let book = RateBook::builtin();
         // The 2024-10 USD CBP card ends where Meta changed authentication rates.
-        assert!(book.select(Currency::USD, PricingModel::Cbp, date(2025, 1, 31)).is_ok());
-        let error = book.select(Currency::USD, PricingModel::Cbp, date(2025, 2, 1)).unwrap_err();
-        assert!(error.to_string().contains("the latest before it is usd-2024-10-01 (2024-10-01 to 2025-02-01)"), "{error}");
-        let error = book.select(Currency::USD, PricingModel::Cbp, date(2024, 8, 1)).unwrap_err().to_string();
+        assert!(
+            book.select(Currency::USD, PricingModel::Cbp, date(2025, 1, 31))
+                .is_ok()
+        );
+        let error = book
+            .select(Currency::USD, PricingModel::Cbp, date(2025, 2, 1))
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the latest before it is usd-2024-10-01 (2024-10-01 to 2025-02-01)"),
+            "{error}"
+        );
+        let error = book
+            .select(Currency::USD, PricingModel::Cbp, date(2024, 8, 1))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("the nearest are usd-2023-06-01 (2023-06-01 to 2024-06-01) before it and usd-2024-10-01 (2024-10-01 to 2025-02-01) after it"), "{error}");
-        assert!(error.contains("`--rates FILE`") && error.contains("`wameter rates import FILE`"), "{error}");
+        assert!(
+            error.contains("`--rates FILE`") && error.contains("`wameter rates import FILE`"),
+            "{error}"
+        );
         // The 2023 card ends where Meta added Indonesia's authentication-international rate.
-        assert_eq!(book.select(Currency::USD, PricingModel::Cbp, date(2024, 5, 31)).unwrap().id, "usd-2023-06-01");
-        assert!(book.select(Currency::USD, PricingModel::Cbp, date(2024, 6, 1)).is_err());
+        assert_eq!(
+            book.select(Currency::USD, PricingModel::Cbp, date(2024, 5, 31))
+                .unwrap()
+                .id,
+            "usd-2023-06-01"
+        );
+        assert!(
+            book.select(Currency::USD, PricingModel::Cbp, date(2024, 6, 1))
+                .is_err()
+        );
         // Every USD per-message date has a card, one after the other.
         for (on, id) in [
             (date(2025, 7, 1), "usd-2025-07-01"),
@@ -697,19 +910,45 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
             (date(2026, 7, 1), "usd-2026-07-01"),
             (date(2026, 12, 1), "usd-2026-10-01"),
         ] {
-            assert_eq!(book.select(Currency::USD, PricingModel::Pmp, on).unwrap().id, id, "{on}");
+            assert_eq!(
+                book.select(Currency::USD, PricingModel::Pmp, on)
+                    .unwrap()
+                    .id,
+                id,
+                "{on}"
+            );
         }
-        let brl = book.select(Currency::parse("BRL").unwrap(), PricingModel::Pmp, date(2026, 12, 1)).unwrap_err();
+        let brl = book
+            .select(
+                Currency::parse("BRL").unwrap(),
+                PricingModel::Pmp,
+                date(2026, 12, 1),
+            )
+            .unwrap_err();
         assert!(brl.to_string().contains("no cards in that currency"));
     }
 
     #[test]
     fn user_cards_run_until_the_next_one() {
         let a = RateCard::parse_meta_csv("a.csv", META_PMP).unwrap();
-        let b = RateCard::parse_meta_csv("b.csv", &META_PMP.replace("July 1, 2026", "October 1, 2026")).unwrap();
+        let b = RateCard::parse_meta_csv(
+            "b.csv",
+            &META_PMP.replace("July 1, 2026", "October 1, 2026"),
+        )
+        .unwrap();
         let book = RateBook::new(vec![b, a]);
-        assert_eq!(book.select(Currency::USD, PricingModel::Pmp, date(2026, 9, 30)).unwrap().id, "a.csv");
-        assert_eq!(book.select(Currency::USD, PricingModel::Pmp, date(2026, 10, 1)).unwrap().id, "b.csv");
+        assert_eq!(
+            book.select(Currency::USD, PricingModel::Pmp, date(2026, 9, 30))
+                .unwrap()
+                .id,
+            "a.csv"
+        );
+        assert_eq!(
+            book.select(Currency::USD, PricingModel::Pmp, date(2026, 10, 1))
+                .unwrap()
+                .id,
+            "b.csv"
+        );
     }
 
     #[test]
@@ -719,18 +958,66 @@ India,$US,0.0118,0.0014,0.0014,0.0280,n/a\n";
 2026-01-01,USD,India,utility,3,5,0.0012\n\
 2026-01-01,USD,India,utility,6,,0.0010\n";
         let book = TierBook::new(TierBook::parse_simple_csv("tiers.csv", text).unwrap());
-        let rate = |n| book.band(Currency::USD, "India", PricingCategory::Utility, date(2026, 1, 5), n).map(|b| (b.label(), b.rate.to_string()));
+        let rate = |n| {
+            book.band(
+                Currency::USD,
+                "India",
+                PricingCategory::Utility,
+                date(2026, 1, 5),
+                n,
+            )
+            .map(|b| (b.label(), b.rate.to_string()))
+        };
         assert_eq!(rate(1), Some(("0:2".into(), "0.0014".into())));
         assert_eq!(rate(2), Some(("0:2".into(), "0.0014".into())));
         assert_eq!(rate(3), Some(("3:5".into(), "0.0012".into())));
         assert_eq!(rate(1_000_000), Some(("6:MAX".into(), "0.0010".into())));
-        assert_eq!(book.band(Currency::USD, "Brazil", PricingCategory::Utility, date(2026, 1, 5), 1), None);
-        assert_eq!(book.band(Currency::USD, "India", PricingCategory::Utility, date(2025, 12, 31), 1), None);
-        assert_eq!(book.band(Currency::USD, "India", PricingCategory::Authentication, date(2026, 1, 5), 1), None);
+        assert_eq!(
+            book.band(
+                Currency::USD,
+                "Brazil",
+                PricingCategory::Utility,
+                date(2026, 1, 5),
+                1
+            ),
+            None
+        );
+        assert_eq!(
+            book.band(
+                Currency::USD,
+                "India",
+                PricingCategory::Utility,
+                date(2025, 12, 31),
+                1
+            ),
+            None
+        );
+        assert_eq!(
+            book.band(
+                Currency::USD,
+                "India",
+                PricingCategory::Authentication,
+                date(2026, 1, 5),
+                1
+            ),
+            None
+        );
         let marketing = text.replace("utility", "marketing");
-        assert_eq!(TierBook::parse_simple_csv("t.csv", &marketing).unwrap_err().column.as_deref(), Some("category"));
+        assert_eq!(
+            TierBook::parse_simple_csv("t.csv", &marketing)
+                .unwrap_err()
+                .column
+                .as_deref(),
+            Some("category")
+        );
         let bad = text.replace("3,5,", "3,1,");
-        assert_eq!(TierBook::parse_simple_csv("t.csv", &bad).unwrap_err().column.as_deref(), Some("to"));
+        assert_eq!(
+            TierBook::parse_simple_csv("t.csv", &bad)
+                .unwrap_err()
+                .column
+                .as_deref(),
+            Some("to")
+        );
     }
 
     #[test]
@@ -761,10 +1048,30 @@ Atlantis,XX$,1,1,1,n/a,n/a\n";
         assert_eq!((errors[3].0, errors[3].1), (6, Some("Market")));
         assert!(errors[3].2.contains("appears twice (first on row 5)"));
         assert_eq!((errors[4].0, errors[4].1), (8, Some("Currency")));
-        let warnings: Vec<&str> = checked.problems.iter().filter(|p| p.severity == Severity::Warning).map(|p| p.message.as_str()).collect();
-        assert!(warnings.iter().any(|w| w.contains("`Rusia` read as Meta's `Russia`")), "{warnings:#?}");
-        assert!(warnings.iter().any(|w| w.contains("`Atlantis` is not one of Meta's markets")));
-        assert!(warnings.iter().any(|w| w.contains("no row for 35 of Meta's 38 markets on 2026-07-01 (Brazil, Chile,")), "{warnings:#?}");
+        let warnings: Vec<&str> = checked
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Warning)
+            .map(|p| p.message.as_str())
+            .collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("`Rusia` read as Meta's `Russia`")),
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("`Atlantis` is not one of Meta's markets"))
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w
+                    .contains("no row for 35 of Meta's 38 markets on 2026-07-01 (Brazil, Chile,")),
+            "{warnings:#?}"
+        );
         assert!(checked.has_errors());
         assert!(checked.into_result().is_err());
     }
@@ -773,8 +1080,10 @@ Atlantis,XX$,1,1,1,n/a,n/a\n";
     fn a_complete_card_checks_clean_and_thousands_separators_read() {
         // Every market of 2026-07-01 at one rate: no warnings at all.
         let markets = crate::market::MarketTable::builtin().markets_on(date(2026, 7, 1));
-        let mut text = String::from("Cost per message in IDR on the WhatsApp Business Platform, effective July 1, 2026,,,,,,\n\
-Market,Currency,Marketing,Utility,Authentication,\"Authentication-\nInternational\",Service\n");
+        let mut text = String::from(
+            "Cost per message in IDR on the WhatsApp Business Platform, effective July 1, 2026,,,,,,\n\
+Market,Currency,Marketing,Utility,Authentication,\"Authentication-\nInternational\",Service\n",
+        );
         for market in &markets {
             text.push_str(&format!("{market},RP,\"1,940.13\",356.10,356.10,n/a,n/a\n"));
         }
@@ -782,17 +1091,31 @@ Market,Currency,Marketing,Utility,Authentication,\"Authentication-\nInternationa
         assert!(checked.problems.is_empty(), "{:#?}", checked.problems);
         let card = checked.value.unwrap();
         assert_eq!(card.currency.code(), "IDR");
-        assert_eq!(card.rate("Brazil", PricingCategory::Marketing).unwrap().to_string(), "1940.13");
+        assert_eq!(
+            card.rate("Brazil", PricingCategory::Marketing)
+                .unwrap()
+                .to_string(),
+            "1940.13"
+        );
         // `1,5` is not a grouped number: still an error.
         assert!(parse_rate_cell("1,5").is_err());
-        assert_eq!(parse_rate_cell("2 000.5").unwrap().unwrap().to_string(), "2000.5");
+        assert_eq!(
+            parse_rate_cell("2 000.5").unwrap().unwrap().to_string(),
+            "2000.5"
+        );
     }
 
     #[test]
     fn layouts_are_told_apart() {
         assert_eq!(RateFileLayout::detect(META_PMP), RateFileLayout::MetaRates);
-        assert_eq!(RateFileLayout::detect("effective,currency,market,category,from,to,rate\n"), RateFileLayout::SimpleTiers);
+        assert_eq!(
+            RateFileLayout::detect("effective,currency,market,category,from,to,rate\n"),
+            RateFileLayout::SimpleTiers
+        );
         let meta_tiers = "Volume tiers in USD, effective July 1, 2025,,\n\"Market (per\nrate card)\",Currency,From,To,Rate type,Rate\n";
-        assert_eq!(RateFileLayout::detect(meta_tiers), RateFileLayout::MetaTiers);
+        assert_eq!(
+            RateFileLayout::detect(meta_tiers),
+            RateFileLayout::MetaTiers
+        );
     }
 }

@@ -94,7 +94,11 @@ pub struct AgentReport {
 
 /// The rate per million tokens in force on `on`, in `currency`.
 pub fn rate(currency: Currency, on: Date) -> Option<Decimal> {
-    RATES.iter().filter(|(from, code, _)| *from <= on && *code == currency.code()).max_by_key(|(from, ..)| *from).and_then(|(_, _, rate)| rate.parse().ok())
+    RATES
+        .iter()
+        .filter(|(from, code, _)| *from <= on && *code == currency.code())
+        .max_by_key(|(from, ..)| *from)
+        .and_then(|(_, _, rate)| rate.parse().ok())
 }
 
 /// The verdict for a free-form message Meta Business Agent produced (its
@@ -130,7 +134,11 @@ pub fn price(usages: Vec<TimedUsage>, accounts: &Accounts) -> AgentReport {
                 report.duplicates += 1;
                 let earlier = (usage.at, usage.origin) < (seen.at, seen.origin);
                 if usage.usage != seen.usage || usage.at != seen.at {
-                    let (first, second) = if earlier { (&usage, &*seen) } else { (&*seen, &usage) };
+                    let (first, second) = if earlier {
+                        (&usage, &*seen)
+                    } else {
+                        (&*seen, &usage)
+                    };
                     report.warnings.push(Warning {
                         code: "conflicting_agent_usage",
                         message: format!(
@@ -147,12 +155,23 @@ pub fn price(usages: Vec<TimedUsage>, accounts: &Accounts) -> AgentReport {
         }
     }
     let mut usages: Vec<TimedUsage> = kept.into_values().collect();
-    usages.sort_by(|a, b| (a.at, &a.usage.business, &a.usage.id).cmp(&(b.at, &b.usage.business, &b.usage.id)));
+    usages.sort_by(|a, b| {
+        (a.at, &a.usage.business, &a.usage.id).cmp(&(b.at, &b.usage.business, &b.usage.id))
+    });
     for TimedUsage { at, origin, usage } in usages {
-        let messaging_account = accounts.messaging_account(&usage.business, usage.messaging_account.as_deref());
+        let messaging_account =
+            accounts.messaging_account(&usage.business, usage.messaging_account.as_deref());
         let business = accounts.payer(&usage.business, messaging_account.as_deref());
-        if let Some(sentence) = usage.messaging_account.as_deref().and_then(|named| accounts.unknown_messaging_account(&usage.business, named)) {
-            report.warnings.push(Warning { code: "note", message: format!("{}: {sentence}", usage.id), origin: Some(origin) });
+        if let Some(sentence) = usage
+            .messaging_account
+            .as_deref()
+            .and_then(|named| accounts.unknown_messaging_account(&usage.business, named))
+        {
+            report.warnings.push(Warning {
+                code: "note",
+                message: format!("{}: {sentence}", usage.id),
+                origin: Some(origin),
+            });
         }
         let local_date = business.timezone.to_datetime(at).date();
         let mut charge = AgentCharge {
@@ -174,7 +193,10 @@ pub fn price(usages: Vec<TimedUsage>, accounts: &Accounts) -> AgentReport {
         };
         if local_date < BILLED_FROM {
             charge.rule = "before-agent-billing";
-            charge.reason = format!("{} Meta Business Agent tokens used on {local_date}: Meta billed them from {BILLED_FROM}", usage.tokens);
+            charge.reason = format!(
+                "{} Meta Business Agent tokens used on {local_date}: Meta billed them from {BILLED_FROM}",
+                usage.tokens
+            );
         } else {
             let Some(rate) = rate(business.currency, local_date) else {
                 report.errors.push(PricingError {
@@ -212,7 +234,13 @@ mod tests {
         TimedUsage {
             at: at.parse().unwrap(),
             origin: Origin::default(),
-            usage: AgentUsage { business: business.into(), user: UserId::parse("+5511999990000").unwrap(), id: id.into(), tokens, messaging_account: None },
+            usage: AgentUsage {
+                business: business.into(),
+                user: UserId::parse("+5511999990000").unwrap(),
+                id: id.into(),
+                tokens,
+                messaging_account: None,
+            },
         }
     }
 
@@ -231,9 +259,23 @@ mod tests {
             ],
             &accounts,
         );
-        let lines: Vec<(&str, bool, String)> = report.charges.iter().map(|c| (&*c.usage_id, c.billable, c.amount.normalize().to_string())).collect();
-        assert_eq!(lines, [("a", false, "0".to_string()), ("b", true, "0.043".to_string())]);
+        let lines: Vec<(&str, bool, String)> = report
+            .charges
+            .iter()
+            .map(|c| (&*c.usage_id, c.billable, c.amount.normalize().to_string()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("a", false, "0".to_string()),
+                ("b", true, "0.043".to_string())
+            ]
+        );
         assert_eq!(report.duplicates, 1);
-        assert!(report.errors[0].message.contains("USD only"), "{:?}", report.errors);
+        assert!(
+            report.errors[0].message.contains("USD only"),
+            "{:?}",
+            report.errors
+        );
     }
 }

@@ -31,8 +31,9 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use rust_decimal::Decimal;
 
-use crate::account::Accounts;
+use crate::account::{Accounts, RuleOptions};
 use crate::charge::{PricingError, Warning};
+use crate::engine::MonthToDate;
 use crate::event::{Call, CallDirection, CallStatus, Origin, UserId};
 use crate::market::{Market, MarketTable};
 use crate::money::Currency;
@@ -49,7 +50,10 @@ pub const NO_BUSINESS_CALLS_FROM: [&str; 5] = ["US", "CA", "EG", "VN", "NG"];
 /// any: its `primary_country` in the accounts file (wameter knows no
 /// other country of a business number).
 pub fn calls_forbidden_from(business: &crate::account::Business) -> Option<&str> {
-    business.primary_country.as_deref().filter(|country| NO_BUSINESS_CALLS_FROM.contains(country))
+    business
+        .primary_country
+        .as_deref()
+        .filter(|country| NO_BUSINESS_CALLS_FROM.contains(country))
 }
 
 /// Seconds in one billing pulse.
@@ -143,6 +147,43 @@ pub struct CallReport {
     pub duplicates: u64,
 }
 
+/// Adds the billed units `calls` reached (on top of `carried`) to `out`:
+/// what the next part of a log carries in.
+pub fn publish(
+    calls: &[CallCharge],
+    options: &RuleOptions,
+    carried: Option<&MonthToDate>,
+    out: &mut MonthToDate,
+) {
+    if let Some(carried) = carried {
+        out.call_units.extend(
+            carried
+                .call_units
+                .iter()
+                .map(|(key, units)| (key.clone(), *units)),
+        );
+    }
+    for call in calls
+        .iter()
+        .filter(|call| call.billable && call.rate_per_minute.is_some())
+    {
+        let units = if options.call_bands_count_seconds {
+            u64::from(call.duration_seconds)
+        } else {
+            call.pulses
+        };
+        let key = (
+            call.portfolio.to_string(),
+            call.currency.code().to_string(),
+            call.market.to_string(),
+            (call.local_date.year(), call.local_date.month()),
+        );
+        let reached = call.month_to_date.saturating_add(units);
+        let slot = out.call_units.entry(key).or_insert(0);
+        *slot = (*slot).max(reached);
+    }
+}
+
 /// 6-second pulses in `seconds`, a part pulse counting whole.
 pub fn pulses(seconds: u32) -> u64 {
     u64::from(seconds).div_ceil(u64::from(PULSE_SECONDS))
@@ -161,7 +202,11 @@ fn distinct(calls: Vec<TimedCall>, warnings: &mut Vec<Warning>) -> (Vec<TimedCal
             }
             Some(seen) => {
                 duplicates += 1;
-                let (first, second) = if (call.at, call.origin) < (seen.at, seen.origin) { (&call, &*seen) } else { (&*seen, &call) };
+                let (first, second) = if (call.at, call.origin) < (seen.at, seen.origin) {
+                    (&call, &*seen)
+                } else {
+                    (&*seen, &call)
+                };
                 if first.call != second.call || first.at != second.at {
                     warnings.push(Warning {
                         code: "conflicting_call",
@@ -179,37 +224,88 @@ fn distinct(calls: Vec<TimedCall>, warnings: &mut Vec<Warning>) -> (Vec<TimedCal
         }
     }
     let mut calls: Vec<TimedCall> = kept.into_values().collect();
-    calls.sort_by(|a, b| (a.at, &a.call.business, &a.call.id).cmp(&(b.at, &b.call.business, &b.call.id)));
+    calls.sort_by(|a, b| {
+        (a.at, &a.call.business, &a.call.id).cmp(&(b.at, &b.call.business, &b.call.id))
+    });
     (calls, duplicates)
 }
 
 /// The band whose last minute is at or past `reached` (in counting units),
 /// i.e. the band a call ending at that count falls in.
 fn band_for(ladder: &[CallBand], reached: u64, units_per_minute: u64) -> Option<&CallBand> {
-    ladder.iter().find(|band| band.minutes_to.is_none_or(|to| reached <= to.saturating_mul(units_per_minute)))
+    ladder.iter().find(|band| {
+        band.minutes_to
+            .is_none_or(|to| reached <= to.saturating_mul(units_per_minute))
+    })
 }
 
 /// Prices calls in start order (module docs). `accounts` gives each
 /// business's portfolio, time zone, currency and the `[rules]` options.
-pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, markets: &MarketTable) -> CallReport {
+pub fn price(
+    calls: Vec<TimedCall>,
+    accounts: &Accounts,
+    rates: &CallRateBook,
+    markets: &MarketTable,
+) -> CallReport {
+    price_from(calls, accounts, rates, markets, None)
+}
+
+/// [`price`], the month's bands counted on from `carried` (what an earlier
+/// part of the log reached: [`crate::engine::MonthToDate::call_units`]).
+pub fn price_from(
+    calls: Vec<TimedCall>,
+    accounts: &Accounts,
+    rates: &CallRateBook,
+    markets: &MarketTable,
+    carried: Option<&MonthToDate>,
+) -> CallReport {
     let mut report = CallReport::default();
     let (calls, duplicates) = distinct(calls, &mut report.warnings);
     report.duplicates = duplicates;
     let options = &accounts.options;
-    let units_per_minute: u64 = if options.call_bands_count_seconds { 60 } else { 10 };
+    let units_per_minute: u64 = if options.call_bands_count_seconds {
+        60
+    } else {
+        10
+    };
     // Billed units per (portfolio, currency, market, local month).
     let mut months: BTreeMap<(Arc<str>, Currency, Market, (i16, i8)), u64> = BTreeMap::new();
+    for ((portfolio, currency, market, month), units) in
+        carried.map(|c| &c.call_units).into_iter().flatten()
+    {
+        if let Some(currency) = Currency::parse(currency) {
+            months.insert(
+                (
+                    Arc::from(portfolio.as_str()),
+                    currency,
+                    Market::from(market.as_str()),
+                    *month,
+                ),
+                *units,
+            );
+        }
+    }
     for TimedCall { at, origin, call } in calls {
-        let messaging_account = accounts.messaging_account(&call.business, call.messaging_account.as_deref());
+        let messaging_account =
+            accounts.messaging_account(&call.business, call.messaging_account.as_deref());
         let business = accounts.payer(&call.business, messaging_account.as_deref());
-        if let Some(sentence) = call.messaging_account.as_deref().and_then(|named| accounts.unknown_messaging_account(&call.business, named)) {
-            report.warnings.push(Warning { code: "note", message: format!("{}: {sentence}", call.id), origin: Some(origin) });
+        if let Some(sentence) = call
+            .messaging_account
+            .as_deref()
+            .and_then(|named| accounts.unknown_messaging_account(&call.business, named))
+        {
+            report.warnings.push(Warning {
+                code: "note",
+                message: format!("{}: {sentence}", call.id),
+                origin: Some(origin),
+            });
         }
         let local_date = business.timezone.to_datetime(at).date();
         let found = markets.lookup(&call.user, local_date);
         let pulses = pulses(call.duration_seconds);
         let failed = call.status == CallStatus::Failed;
-        let uncertain = call.duration_seconds > 0 && (failed || call.error == Some(CONNECTION_UNKNOWN));
+        let uncertain =
+            call.duration_seconds > 0 && (failed || call.error == Some(CONNECTION_UNKNOWN));
         let mut charge = CallCharge {
             call_id: call.id.clone(),
             business: business.phone_number_id.clone(),
@@ -245,7 +341,10 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
             }
             CallDirection::BusinessInitiated if call.duration_seconds == 0 => {
                 charge.rule = "not-connected";
-                charge.reason = format!("business-initiated call that never connected ({}): not billed", call.status.as_str());
+                charge.reason = format!(
+                    "business-initiated call that never connected ({}): not billed",
+                    call.status.as_str()
+                );
             }
             CallDirection::BusinessInitiated if failed && options.failed_calls_free => {
                 charge.rule = "failed-not-billed";
@@ -269,19 +368,32 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
                     continue;
                 }
                 let ladder = rates.ladder(business.currency, &found.market, local_date);
-                let key = (business.portfolio.clone(), business.currency, found.market.clone(), (local_date.year(), local_date.month()));
+                let key = (
+                    business.portfolio.clone(),
+                    business.currency,
+                    found.market.clone(),
+                    (local_date.year(), local_date.month()),
+                );
                 let before = months.get(&key).copied().unwrap_or(0);
-                let units = if options.call_bands_count_seconds { u64::from(call.duration_seconds) } else { pulses };
+                let units = if options.call_bands_count_seconds {
+                    u64::from(call.duration_seconds)
+                } else {
+                    pulses
+                };
                 let reached = before.saturating_add(units);
                 let Some(band) = band_for(ladder, reached, units_per_minute) else {
                     let why = if ladder.is_empty() {
-                        let (earlier, later) = rates.nearest(business.currency, &found.market, local_date);
+                        let (earlier, later) =
+                            rates.nearest(business.currency, &found.market, local_date);
                         let known = match (earlier, later) {
                             (None, None) => String::new(),
                             (Some(d), _) => format!(" (latest known: {d})"),
                             (None, Some(d)) => format!(" (earliest known: {d})"),
                         };
-                        format!("no calling rate for {} in {} on {local_date}{known}", found.market, business.currency)
+                        format!(
+                            "no calling rate for {} in {} on {local_date}{known}",
+                            found.market, business.currency
+                        )
                     } else {
                         format!(
                             "the month's calls to {} reach {} minute(s), past the last band the calling rates give ({})",
@@ -295,7 +407,14 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
                 };
                 // Checked: a rate file can hold any decimal.
                 let Some(amount) = Decimal::from(pulses).checked_mul(band.rate_per_minute) else {
-                    report.errors.push(no_rate(&call, origin, format!("{pulses} pulses at {} per minute overflow an exact amount", band.rate_per_minute)));
+                    report.errors.push(no_rate(
+                        &call,
+                        origin,
+                        format!(
+                            "{pulses} pulses at {} per minute overflow an exact amount",
+                            band.rate_per_minute
+                        ),
+                    ));
                     continue;
                 };
                 months.insert(key, reached);
@@ -304,7 +423,8 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
                 charge.amount = amount / Decimal::TEN;
                 charge.tier = Some(band.label());
                 charge.rates_source = Some((band.source.clone(), band.partial));
-                let crossed = band.minutes_from > 1 && before < (band.minutes_from - 1).saturating_mul(units_per_minute);
+                let crossed = band.minutes_from > 1
+                    && before < (band.minutes_from - 1).saturating_mul(units_per_minute);
                 charge.reason = format!(
                     "business-initiated call connected {} s = {pulses} pulse(s) of 6 s; {} at {} {}/min (band {} of {}'s month in {}, {} min before this call{}){}{}",
                     call.duration_seconds,
@@ -315,8 +435,16 @@ pub fn price(calls: Vec<TimedCall>, accounts: &Accounts, rates: &CallRateBook, m
                     business.portfolio,
                     found.market,
                     minutes_text(before, units_per_minute),
-                    if crossed { "; the call crosses into this band and is priced wholly in it" } else { "" },
-                    if band.partial { format!("; rate from {}, a partial card", band.source) } else { String::new() },
+                    if crossed {
+                        "; the call crosses into this band and is priced wholly in it"
+                    } else {
+                        ""
+                    },
+                    if band.partial {
+                        format!("; rate from {}, a partial card", band.source)
+                    } else {
+                        String::new()
+                    },
                     if uncertain {
                         if failed {
                             "; billed although Meta says `failed`: it carries a duration (uncertain, docs/rules.md §14)"
@@ -368,11 +496,19 @@ pub fn quote(
     call_seconds: u32,
 ) -> Result<Vec<CallQuoteLine>, String> {
     let call_seconds = call_seconds.max(1);
-    let noon = business.timezone.to_timestamp(date.at(12, 0, 0, 0)).map_err(|e| e.to_string())?;
-    let first = business.timezone.to_timestamp(date.first_of_month().at(0, 0, 1, 0)).map_err(|e| e.to_string())?;
+    let noon = business
+        .timezone
+        .to_timestamp(date.at(12, 0, 0, 0))
+        .map_err(|e| e.to_string())?;
+    let first = business
+        .timezone
+        .to_timestamp(date.first_of_month().at(0, 0, 1, 0))
+        .map_err(|e| e.to_string())?;
     let mut lines = Vec::new();
     for (market, wanted) in minutes {
-        let user = markets.example_number(market, date).ok_or_else(|| format!("`{market}` is not one of Meta's markets on {date}"))?;
+        let user = markets
+            .example_number(market, date)
+            .ok_or_else(|| format!("`{market}` is not one of Meta's markets on {date}"))?;
         let call = |id: String, seconds: u32| Call {
             business: business.phone_number_id.to_string().into(),
             user: user.clone(),
@@ -387,23 +523,45 @@ pub fn quote(
         let before = month_to_date.get(market).copied().unwrap_or(0);
         if before > 0 {
             // The month so far, as one earlier call (not in the quote).
-            let seconds = u32::try_from(before.saturating_mul(60)).map_err(|_| format!("{market}: {before} minutes to date is more than this quote can count"))?;
-            calls.push(TimedCall { at: first, origin: Origin::default(), call: call("to-date".into(), seconds) });
+            let seconds = u32::try_from(before.saturating_mul(60)).map_err(|_| {
+                format!("{market}: {before} minutes to date is more than this quote can count")
+            })?;
+            calls.push(TimedCall {
+                at: first,
+                origin: Origin::default(),
+                call: call("to-date".into(), seconds),
+            });
         }
         let total = wanted.saturating_mul(60);
         let count = total.div_ceil(u64::from(call_seconds));
         if count > 10_000_000 {
-            return Err(format!("{market}: {count} calls of {call_seconds} s; give longer calls (--call-seconds)"));
+            return Err(format!(
+                "{market}: {count} calls of {call_seconds} s; give longer calls (--call-seconds)"
+            ));
         }
         for n in 0..count {
             let seconds = (total - n * u64::from(call_seconds)).min(u64::from(call_seconds)) as u32;
-            calls.push(TimedCall { at: noon, origin: Origin { source: 0, line: n as u32 + 1 }, call: call(format!("q{n:09}"), seconds) });
+            calls.push(TimedCall {
+                at: noon,
+                origin: Origin {
+                    source: 0,
+                    line: n as u32 + 1,
+                },
+                call: call(format!("q{n:09}"), seconds),
+            });
         }
         let report = price(calls, accounts, rates, markets);
         if let Some(error) = report.errors.first() {
             return Err(error.message.clone());
         }
-        let mut line = CallQuoteLine { market: market.clone(), minutes: *wanted, calls: count, month_to_date: before, bands: Vec::new(), amount: Decimal::ZERO };
+        let mut line = CallQuoteLine {
+            market: market.clone(),
+            minutes: *wanted,
+            calls: count,
+            month_to_date: before,
+            bands: Vec::new(),
+            amount: Decimal::ZERO,
+        };
         for charge in report.calls.iter().filter(|c| &*c.call_id != "to-date") {
             let tier = charge.tier.clone().unwrap_or_default();
             let rate = charge.rate_per_minute.unwrap_or_default();
@@ -460,15 +618,41 @@ mod tests {
 
     fn priced(calls: Vec<(&str, Call)>, options: RuleOptions) -> CallReport {
         let accounts = Accounts::new(vec![Business::with_defaults("B")], options);
-        let calls = calls.into_iter().enumerate().map(|(line, (when, call))| TimedCall { at: at(when), origin: Origin { source: 0, line: line as u32 + 1 }, call }).collect();
-        price(calls, &accounts, CallRateBook::builtin_ref(), MarketTable::builtin())
+        let calls = calls
+            .into_iter()
+            .enumerate()
+            .map(|(line, (when, call))| TimedCall {
+                at: at(when),
+                origin: Origin {
+                    source: 0,
+                    line: line as u32 + 1,
+                },
+                call,
+            })
+            .collect();
+        price(
+            calls,
+            &accounts,
+            CallRateBook::builtin_ref(),
+            MarketTable::builtin(),
+        )
     }
 
     const KENYA: &str = "+254700000001";
 
     #[test]
     fn pulses_round_up() {
-        assert_eq!((pulses(0), pulses(1), pulses(6), pulses(56), pulses(61), pulses(120)), (0, 1, 1, 10, 11, 20));
+        assert_eq!(
+            (
+                pulses(0),
+                pulses(1),
+                pulses(6),
+                pulses(56),
+                pulses(61),
+                pulses(120)
+            ),
+            (0, 1, 1, 10, 11, 20)
+        );
     }
 
     /// NOTES.md §10: 120 s → 20 pulses → 0.0206 USD; 56 s → 0.0103; 61 s → 0.01133 (Rest of Africa, July 2026).
@@ -476,32 +660,62 @@ mod tests {
     fn a_connected_business_call_pays_its_pulses() {
         let report = priced(
             vec![
-                ("2026-08-03T10:00:00Z", call("a", KENYA, CallDirection::BusinessInitiated, 120)),
-                ("2026-08-03T11:00:00Z", call("b", KENYA, CallDirection::BusinessInitiated, 56)),
-                ("2026-08-03T12:00:00Z", call("c", KENYA, CallDirection::BusinessInitiated, 61)),
+                (
+                    "2026-08-03T10:00:00Z",
+                    call("a", KENYA, CallDirection::BusinessInitiated, 120),
+                ),
+                (
+                    "2026-08-03T11:00:00Z",
+                    call("b", KENYA, CallDirection::BusinessInitiated, 56),
+                ),
+                (
+                    "2026-08-03T12:00:00Z",
+                    call("c", KENYA, CallDirection::BusinessInitiated, 61),
+                ),
             ],
             RuleOptions::default(),
         );
         assert!(report.errors.is_empty(), "{:?}", report.errors);
-        let amounts: Vec<String> = report.calls.iter().map(|c| c.amount.normalize().to_string()).collect();
+        let amounts: Vec<String> = report
+            .calls
+            .iter()
+            .map(|c| c.amount.normalize().to_string())
+            .collect();
         assert_eq!(amounts, ["0.0206", "0.0103", "0.01133"]);
         assert_eq!(report.calls[0].tier.as_deref(), Some("0:50000"));
-        assert_eq!(report.calls[2].month_to_date, 30, "12 + 2.0 + 1.0 minutes before, in pulses");
+        assert_eq!(
+            report.calls[2].month_to_date, 30,
+            "12 + 2.0 + 1.0 minutes before, in pulses"
+        );
     }
 
     #[test]
     fn user_initiated_and_unconnected_calls_are_free() {
         let report = priced(
             vec![
-                ("2026-08-03T10:00:00Z", call("u", KENYA, CallDirection::UserInitiated, 300)),
-                ("2026-08-03T10:05:00Z", call("m", KENYA, CallDirection::BusinessInitiated, 0)),
+                (
+                    "2026-08-03T10:00:00Z",
+                    call("u", KENYA, CallDirection::UserInitiated, 300),
+                ),
+                (
+                    "2026-08-03T10:05:00Z",
+                    call("m", KENYA, CallDirection::BusinessInitiated, 0),
+                ),
             ],
             RuleOptions::default(),
         );
-        assert!(report.calls.iter().all(|c| !c.billable && c.amount.is_zero()));
+        assert!(
+            report
+                .calls
+                .iter()
+                .all(|c| !c.billable && c.amount.is_zero())
+        );
         assert_eq!(report.calls[0].rule, "user-initiated-free");
         assert_eq!(report.calls[1].rule, "not-connected");
-        assert_eq!(report.calls[1].reason, "business-initiated call that never connected (missed): not billed");
+        assert_eq!(
+            report.calls[1].reason,
+            "business-initiated call that never connected (missed): not billed"
+        );
     }
 
     /// NOTES.md §10: at 49,999.5 minutes, a 2-minute call crosses into band 2 and pays 2.0 × 0.0084.
@@ -513,47 +727,107 @@ mod tests {
         let mut n = 0;
         while left > 0 {
             let seconds = left.min(3_000_000);
-            calls.push(("2026-08-01T00:00:00Z", call(&format!("fill{n}"), KENYA, CallDirection::BusinessInitiated, seconds)));
+            calls.push((
+                "2026-08-01T00:00:00Z",
+                call(
+                    &format!("fill{n}"),
+                    KENYA,
+                    CallDirection::BusinessInitiated,
+                    seconds,
+                ),
+            ));
             left -= seconds;
             n += 1;
         }
-        calls.push(("2026-08-20T00:00:00Z", call("cross", KENYA, CallDirection::BusinessInitiated, 120)));
+        calls.push((
+            "2026-08-20T00:00:00Z",
+            call("cross", KENYA, CallDirection::BusinessInitiated, 120),
+        ));
         let report = priced(calls, RuleOptions::default());
-        let cross = report.calls.iter().find(|c| &*c.call_id == "cross").unwrap();
+        let cross = report
+            .calls
+            .iter()
+            .find(|c| &*c.call_id == "cross")
+            .unwrap();
         assert_eq!(cross.tier.as_deref(), Some("50001:250000"));
         assert_eq!(cross.amount.normalize().to_string(), "0.0168");
-        assert!(cross.reason.contains("crosses into this band"), "{}", cross.reason);
+        assert!(
+            cross.reason.contains("crosses into this band"),
+            "{}",
+            cross.reason
+        );
     }
 
     /// NOTES.md §10: the real FAILED capture, made business-initiated: billed, uncertain, 4 pulses.
     #[test]
     fn a_failed_call_with_a_duration_bills_uncertain_unless_configured_free() {
-        let failed = Call { status: CallStatus::Failed, error: Some(138021), ..call("f", KENYA, CallDirection::BusinessInitiated, 20) };
-        let report = priced(vec![("2026-08-03T10:00:00Z", failed.clone())], RuleOptions::default());
+        let failed = Call {
+            status: CallStatus::Failed,
+            error: Some(138021),
+            ..call("f", KENYA, CallDirection::BusinessInitiated, 20)
+        };
+        let report = priced(
+            vec![("2026-08-03T10:00:00Z", failed.clone())],
+            RuleOptions::default(),
+        );
         assert!(report.calls[0].billable && report.calls[0].uncertain);
         assert_eq!(report.calls[0].pulses, 4);
         assert!(report.calls[0].reason.contains("uncertain"));
-        let free = priced(vec![("2026-08-03T10:00:00Z", failed)], RuleOptions { failed_calls_free: true, ..RuleOptions::default() });
+        let free = priced(
+            vec![("2026-08-03T10:00:00Z", failed)],
+            RuleOptions {
+                failed_calls_free: true,
+                ..RuleOptions::default()
+            },
+        );
         assert!(!free.calls[0].billable);
         assert_eq!(free.calls[0].rule, "failed-not-billed");
     }
 
     #[test]
     fn bands_can_count_connected_seconds() {
-        let options = RuleOptions { call_bands_count_seconds: true, ..RuleOptions::default() };
+        let options = RuleOptions {
+            call_bands_count_seconds: true,
+            ..RuleOptions::default()
+        };
         let report = priced(
-            vec![("2026-08-03T10:00:00Z", call("a", KENYA, CallDirection::BusinessInitiated, 61)), ("2026-08-03T11:00:00Z", call("b", KENYA, CallDirection::BusinessInitiated, 6))],
+            vec![
+                (
+                    "2026-08-03T10:00:00Z",
+                    call("a", KENYA, CallDirection::BusinessInitiated, 61),
+                ),
+                (
+                    "2026-08-03T11:00:00Z",
+                    call("b", KENYA, CallDirection::BusinessInitiated, 6),
+                ),
+            ],
             options,
         );
         assert_eq!(report.calls[1].month_to_date, 61);
-        assert!(report.calls[1].reason.contains("1.0166"), "{}", report.calls[1].reason);
+        assert!(
+            report.calls[1].reason.contains("1.0166"),
+            "{}",
+            report.calls[1].reason
+        );
     }
 
     #[test]
     fn a_market_without_rates_is_an_error_naming_the_flag() {
-        let report = priced(vec![("2026-08-03T10:00:00Z", call("br", "+5511999990000", CallDirection::BusinessInitiated, 30))], RuleOptions::default());
+        let report = priced(
+            vec![(
+                "2026-08-03T10:00:00Z",
+                call("br", "+5511999990000", CallDirection::BusinessInitiated, 30),
+            )],
+            RuleOptions::default(),
+        );
         assert!(report.calls.is_empty());
-        assert!(report.errors[0].message.contains("no calling rate for Brazil in USD on 2026-08-03"), "{}", report.errors[0].message);
+        assert!(
+            report.errors[0]
+                .message
+                .contains("no calling rate for Brazil in USD on 2026-08-03"),
+            "{}",
+            report.errors[0].message
+        );
         assert!(report.errors[0].message.contains("--call-rates"));
     }
 
@@ -561,9 +835,18 @@ mod tests {
     fn copies_of_a_call_count_once_and_the_earliest_is_priced() {
         let report = priced(
             vec![
-                ("2026-08-03T10:00:10Z", call("a", KENYA, CallDirection::BusinessInitiated, 120)),
-                ("2026-08-03T10:00:00Z", call("a", KENYA, CallDirection::BusinessInitiated, 60)),
-                ("2026-08-03T10:00:00Z", call("a", KENYA, CallDirection::BusinessInitiated, 60)),
+                (
+                    "2026-08-03T10:00:10Z",
+                    call("a", KENYA, CallDirection::BusinessInitiated, 120),
+                ),
+                (
+                    "2026-08-03T10:00:00Z",
+                    call("a", KENYA, CallDirection::BusinessInitiated, 60),
+                ),
+                (
+                    "2026-08-03T10:00:00Z",
+                    call("a", KENYA, CallDirection::BusinessInitiated, 60),
+                ),
             ],
             RuleOptions::default(),
         );

@@ -48,7 +48,10 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
             category,
             pricing_type: PricingType::Regular,
             billable: true,
-            conversation: Some((delivery.conversation_id(category.as_str(), window.opened_at), false)),
+            conversation: Some((
+                delivery.conversation_id(category.as_str(), window.opened_at),
+                false,
+            )),
             settlement: Settlement::ConversationMember,
         };
     }
@@ -68,17 +71,28 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
     };
     Verdict {
         ruleset: Ruleset::Cbp2022,
-        rule: if user_initiated { "user-initiated-conversation-opened" } else { "business-initiated-conversation-opened" },
+        rule: if user_initiated {
+            "user-initiated-conversation-opened"
+        } else {
+            "business-initiated-conversation-opened"
+        },
         reason,
         pricing_model: PricingModel::Cbp,
         category,
         pricing_type: PricingType::Regular,
         billable: true,
         conversation: Some((delivery.conversation_id(category.as_str(), at), true)),
-        settlement: Settlement::ConversationOpened { rate_category: category, free_tier: true },
+        settlement: Settlement::ConversationOpened {
+            rate_category: category,
+            free_tier: true,
+        },
     }
 }
 
 fn category_of(user_initiated: bool) -> PricingCategory {
-    if user_initiated { PricingCategory::UserInitiated } else { PricingCategory::BusinessInitiated }
+    if user_initiated {
+        PricingCategory::UserInitiated
+    } else {
+        PricingCategory::BusinessInitiated
+    }
 }

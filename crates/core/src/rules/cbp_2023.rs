@@ -45,10 +45,20 @@ pub(crate) fn slot_category(slot: Slot) -> PricingCategory {
     }
 }
 
-const SLOTS: [Slot; 4] = [Slot::Marketing, Slot::Utility, Slot::Authentication, Slot::Service];
+const SLOTS: [Slot; 4] = [
+    Slot::Marketing,
+    Slot::Utility,
+    Slot::Authentication,
+    Slot::Service,
+];
 
 /// A message inside an open CBP v2 conversation: it inherits its pricing.
-pub(crate) fn member_of(delivery: &Delivery, slot: Slot, window: Window, rule: &'static str) -> Verdict {
+pub(crate) fn member_of(
+    delivery: &Delivery,
+    slot: Slot,
+    window: Window,
+    rule: &'static str,
+) -> Verdict {
     let category = slot_category(slot);
     Verdict {
         ruleset: Ruleset::Cbp2023,
@@ -64,7 +74,10 @@ pub(crate) fn member_of(delivery: &Delivery, slot: Slot, window: Window, rule: &
         category,
         pricing_type: PricingType::Regular,
         billable: true,
-        conversation: Some((delivery.conversation_id(category.as_str(), window.opened_at), false)),
+        conversation: Some((
+            delivery.conversation_id(category.as_str(), window.opened_at),
+            false,
+        )),
         settlement: Settlement::ConversationMember,
     }
 }
@@ -86,7 +99,11 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
         verdict.reason = format!(
             "{} delivered inside a {} conversation opened under the 2022 rules at {} (open until {})",
             delivery.describe(),
-            if user_initiated { "user-initiated" } else { "business-initiated" },
+            if user_initiated {
+                "user-initiated"
+            } else {
+                "business-initiated"
+            },
             window.opened_at,
             window.closes_at
         );
@@ -96,7 +113,12 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
         Some(template) => {
             let slot = slot_of(template.category);
             if let Some(window) = state.v2_open(slot, at) {
-                return member_of(delivery, slot, window, "template-inside-same-category-conversation");
+                return member_of(
+                    delivery,
+                    slot,
+                    window,
+                    "template-inside-same-category-conversation",
+                );
             }
             state.v2_conversations[slot as usize] = Some(at);
             let category = slot_category(slot);
@@ -107,14 +129,21 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
                 reason: format!(
                     "{} delivered with no {category} conversation open{}: {category} conversation opened",
                     delivery.describe(),
-                    if others.is_empty() { String::new() } else { format!(" (open: {others}; categories do not merge)") }
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (open: {others}; categories do not merge)")
+                    }
                 ),
                 pricing_model: PricingModel::Cbp,
                 category,
                 pricing_type: PricingType::Regular,
                 billable: true,
                 conversation: Some((delivery.conversation_id(category.as_str(), at), true)),
-                settlement: Settlement::ConversationOpened { rate_category: category, free_tier: false },
+                settlement: Settlement::ConversationOpened {
+                    rate_category: category,
+                    free_tier: false,
+                },
             }
         }
         None => {
@@ -130,26 +159,44 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
             state.v2_conversations[Slot::Service as usize] = Some(at);
             let free = delivery.local_date >= SERVICE_FREE_FROM;
             let window_text = match delivery.customer_service_window {
-                Some(window) => format!("inside the customer service window opened {}", window.opened_at),
+                Some(window) => format!(
+                    "inside the customer service window opened {}",
+                    window.opened_at
+                ),
                 None => "with no customer service window open".to_string(),
             };
             Verdict {
                 ruleset: Ruleset::Cbp2023,
-                rule: if free { "service-conversation-opened-free" } else { "service-conversation-opened" },
-                reason: if free {
-                    format!("free-form message {window_text} with no conversation open: service conversation opened, free since 2024-11-01")
+                rule: if free {
+                    "service-conversation-opened-free"
                 } else {
-                    format!("free-form message {window_text} with no conversation open: service conversation opened")
+                    "service-conversation-opened"
+                },
+                reason: if free {
+                    format!(
+                        "free-form message {window_text} with no conversation open: service conversation opened, free since 2024-11-01"
+                    )
+                } else {
+                    format!(
+                        "free-form message {window_text} with no conversation open: service conversation opened"
+                    )
                 },
                 pricing_model: PricingModel::Cbp,
                 category: PricingCategory::Service,
-                pricing_type: if free { PricingType::FreeCustomerService } else { PricingType::Regular },
+                pricing_type: if free {
+                    PricingType::FreeCustomerService
+                } else {
+                    PricingType::Regular
+                },
                 billable: !free,
                 conversation: Some((delivery.conversation_id("service", at), true)),
                 settlement: if free {
                     Settlement::Free
                 } else {
-                    Settlement::ConversationOpened { rate_category: PricingCategory::Service, free_tier: true }
+                    Settlement::ConversationOpened {
+                        rate_category: PricingCategory::Service,
+                        free_tier: true,
+                    }
                 },
             }
         }

@@ -49,7 +49,12 @@ impl Delivery<'_> {
     /// `conv:<category>:<business>:<user>:<unix seconds>` — deterministic,
     /// readable, unique per pair, category and opening instant.
     pub fn conversation_id(&self, category: &str, opened_at: Timestamp) -> String {
-        format!("conv:{category}:{}:{}:{}", self.business.phone_number_id, self.user, opened_at.as_second())
+        format!(
+            "conv:{category}:{}:{}:{}",
+            self.business.phone_number_id,
+            self.user,
+            opened_at.as_second()
+        )
     }
 
     /// "template `name` (utility)" or "free-form message".
@@ -85,14 +90,21 @@ pub(crate) struct Verdict {
 
 /// The verdict for a message inside an open free entry point, shared by
 /// every era (CBP: a `referral_conversion` conversation; PMP: a window).
-pub(crate) fn inside_free_entry_point(delivery: &Delivery, ruleset: Ruleset, window: Window, cbp: bool) -> Verdict {
+pub(crate) fn inside_free_entry_point(
+    delivery: &Delivery,
+    ruleset: Ruleset,
+    window: Window,
+    cbp: bool,
+) -> Verdict {
     let opened = delivery.opened_free_entry_point;
     let (pricing_model, category) = if cbp {
         (PricingModel::Cbp, PricingCategory::ReferralConversion)
     } else {
         // Meta keys PMP entry-point messages on `type`; the category it prints
         // is not settled (docs/rules.md §7.2), we keep the message's own.
-        let natural = delivery.template.map_or(PricingCategory::Service, |t| t.category.into());
+        let natural = delivery
+            .template
+            .map_or(PricingCategory::Service, |t| t.category.into());
         (PricingModel::Pmp, natural)
     };
     let mut reason = if opened {
@@ -102,10 +114,18 @@ pub(crate) fn inside_free_entry_point(delivery: &Delivery, ruleset: Ruleset, win
             window.closes_at
         )
     } else {
-        format!("{} delivered inside the free entry point window open until {}", delivery.describe(), window.closes_at)
+        format!(
+            "{} delivered inside the free entry point window open until {}",
+            delivery.describe(),
+            window.closes_at
+        )
     };
     // Say which length applied where Meta's pages disagree (decision D12).
-    let opened_on = delivery.business.timezone.to_datetime(window.opened_at).date();
+    let opened_on = delivery
+        .business
+        .timezone
+        .to_datetime(window.opened_at)
+        .date();
     if opened_on >= crate::window::FEP_7_DAYS_REPORTED_FROM {
         reason.push_str(if delivery.options.free_entry_point_7_days {
             " (7 days: `free_entry_point_7_days`, the length reported from 2026-09-28; Meta's non-template page says 72 h)"
@@ -115,13 +135,20 @@ pub(crate) fn inside_free_entry_point(delivery: &Delivery, ruleset: Ruleset, win
     }
     Verdict {
         ruleset,
-        rule: if opened { "free-entry-point-opened" } else { "inside-free-entry-point" },
+        rule: if opened {
+            "free-entry-point-opened"
+        } else {
+            "inside-free-entry-point"
+        },
         reason,
         pricing_model,
         category,
         pricing_type: PricingType::FreeEntryPoint,
         billable: false,
-        conversation: Some((delivery.conversation_id("referral_conversion", window.opened_at), opened)),
+        conversation: Some((
+            delivery.conversation_id("referral_conversion", window.opened_at),
+            opened,
+        )),
         settlement: Settlement::Free,
     }
 }

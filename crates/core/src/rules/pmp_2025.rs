@@ -34,12 +34,18 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
     }
     if let Some(window) = delivery.free_entry_point {
         let cbp = state.free_entry_point_cbp && !delivery.opened_free_entry_point;
-        let ruleset = if cbp { Ruleset::Cbp2023 } else { Ruleset::Pmp2025 };
+        let ruleset = if cbp {
+            Ruleset::Cbp2023
+        } else {
+            Ruleset::Pmp2025
+        };
         return inside_free_entry_point(delivery, ruleset, window, cbp);
     }
     match delivery.template {
         None => free_form(delivery, Ruleset::Pmp2025),
-        Some(template) if template.category == TemplateCategory::Utility => match delivery.customer_service_window {
+        Some(template) if template.category == TemplateCategory::Utility => match delivery
+            .customer_service_window
+        {
             Some(window) => Verdict {
                 ruleset: Ruleset::Pmp2025,
                 rule: "utility-inside-csw",
@@ -54,23 +60,46 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
                 conversation: None,
                 settlement: Settlement::Free,
             },
-            None => charged(delivery, Ruleset::Pmp2025, "utility-outside-csw", "utility template delivered with no customer service window open: charged".into()),
+            None => charged(
+                delivery,
+                Ruleset::Pmp2025,
+                "utility-outside-csw",
+                "utility template delivered with no customer service window open: charged".into(),
+            ),
         },
         Some(template) => {
             let category = template.category.as_str();
-            let rule = if template.category == TemplateCategory::Marketing { "marketing-template" } else { "authentication-template" };
+            let rule = if template.category == TemplateCategory::Marketing {
+                "marketing-template"
+            } else {
+                "authentication-template"
+            };
             let window = match delivery.customer_service_window {
                 Some(_) => " (charged even inside the customer service window)",
                 None => "",
             };
-            charged(delivery, Ruleset::Pmp2025, rule, format!("{category} template delivered: charged per message{window}"))
+            charged(
+                delivery,
+                Ruleset::Pmp2025,
+                rule,
+                format!("{category} template delivered: charged per message{window}"),
+            )
         }
     }
 }
 
 /// A charged template (regular).
-pub(crate) fn charged(delivery: &Delivery, ruleset: Ruleset, rule: &'static str, reason: String) -> Verdict {
-    let category: PricingCategory = delivery.template.expect("only templates are charged here").category.into();
+pub(crate) fn charged(
+    delivery: &Delivery,
+    ruleset: Ruleset,
+    rule: &'static str,
+    reason: String,
+) -> Verdict {
+    let category: PricingCategory = delivery
+        .template
+        .expect("only templates are charged here")
+        .category
+        .into();
     Verdict {
         ruleset,
         rule,
@@ -80,15 +109,23 @@ pub(crate) fn charged(delivery: &Delivery, ruleset: Ruleset, rule: &'static str,
         pricing_type: PricingType::Regular,
         billable: true,
         conversation: None,
-        settlement: Settlement::Message { rate_category: category },
+        settlement: Settlement::Message {
+            rate_category: category,
+        },
     }
 }
 
 /// A free-form message: free in the customer service window.
 pub(crate) fn free_form(delivery: &Delivery, ruleset: Ruleset) -> Verdict {
     let reason = match delivery.customer_service_window {
-        Some(window) => format!("free-form message delivered inside the customer service window opened {}: free", window.opened_at),
-        None => "free-form message delivered: free (no customer service window was open, see notes)".to_string(),
+        Some(window) => format!(
+            "free-form message delivered inside the customer service window opened {}: free",
+            window.opened_at
+        ),
+        None => {
+            "free-form message delivered: free (no customer service window was open, see notes)"
+                .to_string()
+        }
     };
     Verdict {
         ruleset,
@@ -106,9 +143,16 @@ pub(crate) fn free_form(delivery: &Delivery, ruleset: Ruleset) -> Verdict {
 /// D13: a CBP conversation of the message's category opened before the
 /// switch still covers it.
 fn carried_over_conversation(delivery: &Delivery, state: &ContactState) -> Option<Verdict> {
-    let slot = delivery.template.map_or(Slot::Service, |t| slot_of(t.category));
+    let slot = delivery
+        .template
+        .map_or(Slot::Service, |t| slot_of(t.category));
     let window = state.v2_open(slot, delivery.delivered_at)?;
-    let mut verdict = member_of(delivery, slot, window, "cbp-conversation-continues-after-switch");
+    let mut verdict = member_of(
+        delivery,
+        slot,
+        window,
+        "cbp-conversation-continues-after-switch",
+    );
     verdict.reason.push_str(" — a CBP conversation open at the switch to per-message pricing keeps covering its category until it expires");
     Some(verdict)
 }

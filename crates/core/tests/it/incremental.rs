@@ -9,17 +9,25 @@ use proptest::prelude::*;
 use wameter_core::category::TemplateCategory;
 use wameter_core::engine::Report;
 use wameter_core::event::{
-    AgentUsage, Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, MetaCost, MetaPricing, Origin, StatusDetail, UserId, outbounds_from_pricing,
+    AgentUsage, Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind,
+    MetaCost, MetaPricing, Origin, StatusDetail, UserId, outbounds_from_pricing,
 };
-use wameter_core::ratecard::calling::CallRateBook;
 use wameter_core::incremental::MeterState;
 use wameter_core::ratecard::TierBook;
+use wameter_core::ratecard::calling::CallRateBook;
 
 use super::support::*;
 
 /// The last is a business-scoped id without a country prefix, whose
 /// country only some events give.
-const USERS: [&str; 6] = ["+5511999990000", "+919876543210", "+919811111111", "+6281234567890", "+12125550100", "user.9373795779eb"];
+const USERS: [&str; 6] = [
+    "+5511999990000",
+    "+919876543210",
+    "+919811111111",
+    "+6281234567890",
+    "+12125550100",
+    "user.9373795779eb",
+];
 /// Three listed numbers in two portfolios (b1 and b2 share one), in three
 /// time zones, and one number not in the accounts.
 const BUSINESSES: [&str; 4] = ["b1", "b2", "b3", "b4"];
@@ -28,32 +36,117 @@ const BUSINESSES: [&str; 4] = ["b1", "b2", "b3", "b4"];
 /// unknown and changes nothing.
 const MESSAGING_ACCOUNTS: [&str; 4] = ["M1", "M2", "M3", "M4"];
 /// Starts of the logs: CBP 2023, a PMP month edge, the 2026-10 rules.
-pub(super) const BASES: [&str; 3] = ["2023-07-30T00:00:00Z", "2026-01-30T00:00:00Z", "2026-10-30T00:00:00Z"];
+pub(super) const BASES: [&str; 3] = [
+    "2023-07-30T00:00:00Z",
+    "2026-01-30T00:00:00Z",
+    "2026-10-30T00:00:00Z",
+];
 
 #[derive(Debug, Clone)]
 pub(super) enum Step {
-    Inbound { business: usize, user: usize, minute: i64, ad: bool },
-    Send { business: usize, user: usize, minute: i64, category: Option<u8>, delay: i64, outcome: u8, logged: u8 },
+    Inbound {
+        business: usize,
+        user: usize,
+        minute: i64,
+        ad: bool,
+    },
+    Send {
+        business: usize,
+        user: usize,
+        minute: i64,
+        category: Option<u8>,
+        delay: i64,
+        outcome: u8,
+        logged: u8,
+    },
     /// A call: `kind` 0–1 user-initiated, 2–5 business-initiated (2: never
     /// connected; 5: ended `failed`); `again` logs a second copy that
     /// lasts longer and is read later (a conflicting redelivery).
-    Call { business: usize, user: usize, minute: i64, kind: u8, seconds: u32, again: bool },
+    Call {
+        business: usize,
+        user: usize,
+        minute: i64,
+        kind: u8,
+        seconds: u32,
+        again: bool,
+    },
     /// Meta Business Agent tokens, named by a wamid that may be a send's
     /// (then that free-form message is the agent's, not a service one).
-    Agent { business: usize, user: usize, minute: i64, message: usize, tokens: u64 },
+    Agent {
+        business: usize,
+        user: usize,
+        minute: i64,
+        message: usize,
+        tokens: u64,
+    },
 }
 
 pub(super) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, proptest::bool::weighted(0.15))
-            .prop_map(|(business, user, minute, ad)| Step::Inbound { business, user, minute, ad }),
-        (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, proptest::option::of(0..3u8), 0..120i64, 0..12u8, 0..6u8).prop_map(
-            |(business, user, minute, category, delay, outcome, logged)| Step::Send { business, user, minute, category, delay, outcome, logged }
-        ),
-        (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, 0..6u8, 1..900u32, proptest::bool::weighted(0.1))
-            .prop_map(|(business, user, minute, kind, seconds, again)| Step::Call { business, user, minute, kind, seconds, again }),
-        (0..BUSINESSES.len(), 0..USERS.len(), 0..6_000i64, 0..35usize, 0..50_000u64)
-            .prop_map(|(business, user, minute, message, tokens)| Step::Agent { business, user, minute, message, tokens }),
+        (
+            0..BUSINESSES.len(),
+            0..USERS.len(),
+            0..6_000i64,
+            proptest::bool::weighted(0.15)
+        )
+            .prop_map(|(business, user, minute, ad)| Step::Inbound {
+                business,
+                user,
+                minute,
+                ad
+            }),
+        (
+            0..BUSINESSES.len(),
+            0..USERS.len(),
+            0..6_000i64,
+            proptest::option::of(0..3u8),
+            0..120i64,
+            0..12u8,
+            0..6u8
+        )
+            .prop_map(
+                |(business, user, minute, category, delay, outcome, logged)| Step::Send {
+                    business,
+                    user,
+                    minute,
+                    category,
+                    delay,
+                    outcome,
+                    logged
+                }
+            ),
+        (
+            0..BUSINESSES.len(),
+            0..USERS.len(),
+            0..6_000i64,
+            0..6u8,
+            1..900u32,
+            proptest::bool::weighted(0.1)
+        )
+            .prop_map(
+                |(business, user, minute, kind, seconds, again)| Step::Call {
+                    business,
+                    user,
+                    minute,
+                    kind,
+                    seconds,
+                    again
+                }
+            ),
+        (
+            0..BUSINESSES.len(),
+            0..USERS.len(),
+            0..6_000i64,
+            0..35usize,
+            0..50_000u64
+        )
+            .prop_map(|(business, user, minute, message, tokens)| Step::Agent {
+                business,
+                user,
+                minute,
+                message,
+                tokens
+            }),
     ]
 }
 
@@ -63,18 +156,60 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
     let mut log = Log::default();
     for (index, step) in steps.iter().enumerate() {
         match step {
-            Step::Inbound { business, user, minute, ad } => {
-                log.inbound_from(BUSINESSES[*business], at(*minute), USERS[*user], ad.then_some(EntryPoint::Ad));
+            Step::Inbound {
+                business,
+                user,
+                minute,
+                ad,
+            } => {
+                log.inbound_from(
+                    BUSINESSES[*business],
+                    at(*minute),
+                    USERS[*user],
+                    ad.then_some(EntryPoint::Ad),
+                );
             }
-            Step::Agent { business, user, minute, message, tokens } => {
-                let messaging_account = (*minute % 3 == 0).then(|| MESSAGING_ACCOUNTS[*business].into());
-                let usage = AgentUsage { business: BUSINESSES[*business].into(), user: UserId::parse(USERS[*user]).unwrap(), id: format!("w{message}").into(), tokens: *tokens, messaging_account };
-                log.events.push(Event { at: at(*minute), origin: Origin::default(), kind: EventKind::AgentUsage(Box::new(usage)) });
+            Step::Agent {
+                business,
+                user,
+                minute,
+                message,
+                tokens,
+            } => {
+                let messaging_account =
+                    (*minute % 3 == 0).then(|| MESSAGING_ACCOUNTS[*business].into());
+                let usage = AgentUsage {
+                    business: BUSINESSES[*business].into(),
+                    user: UserId::parse(USERS[*user]).unwrap(),
+                    id: format!("w{message}").into(),
+                    tokens: *tokens,
+                    messaging_account,
+                };
+                log.events.push(Event {
+                    at: at(*minute),
+                    origin: Origin::default(),
+                    kind: EventKind::AgentUsage(Box::new(usage)),
+                });
             }
-            Step::Call { business, user, minute, kind, seconds, again } => {
-                let direction = if *kind < 2 { CallDirection::UserInitiated } else { CallDirection::BusinessInitiated };
+            Step::Call {
+                business,
+                user,
+                minute,
+                kind,
+                seconds,
+                again,
+            } => {
+                let direction = if *kind < 2 {
+                    CallDirection::UserInitiated
+                } else {
+                    CallDirection::BusinessInitiated
+                };
                 let duration_seconds = if *kind == 2 { 0 } else { *seconds };
-                let status = if *kind == 5 { CallStatus::Failed } else { CallStatus::default_for(duration_seconds) };
+                let status = if *kind == 5 {
+                    CallStatus::Failed
+                } else {
+                    CallStatus::default_for(duration_seconds)
+                };
                 let call = Call {
                     business: BUSINESSES[*business].into(),
                     user: UserId::parse(USERS[*user]).unwrap(),
@@ -83,15 +218,35 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
                     duration_seconds,
                     status,
                     error: None,
-                    messaging_account: (*minute % 3 == 0).then(|| MESSAGING_ACCOUNTS[*business].into()),
+                    messaging_account: (*minute % 3 == 0)
+                        .then(|| MESSAGING_ACCOUNTS[*business].into()),
                 };
                 if *again {
-                    let longer = Call { duration_seconds: duration_seconds + 6, ..call.clone() };
-                    log.events.push(Event { at: at(*minute + 1), origin: Origin::default(), kind: EventKind::Call(Box::new(longer)) });
+                    let longer = Call {
+                        duration_seconds: duration_seconds + 6,
+                        ..call.clone()
+                    };
+                    log.events.push(Event {
+                        at: at(*minute + 1),
+                        origin: Origin::default(),
+                        kind: EventKind::Call(Box::new(longer)),
+                    });
                 }
-                log.events.push(Event { at: at(*minute), origin: Origin::default(), kind: EventKind::Call(Box::new(call)) });
+                log.events.push(Event {
+                    at: at(*minute),
+                    origin: Origin::default(),
+                    kind: EventKind::Call(Box::new(call)),
+                });
             }
-            Step::Send { business, user, minute, category, delay, outcome, logged } => {
+            Step::Send {
+                business,
+                user,
+                minute,
+                category,
+                delay,
+                outcome,
+                logged,
+            } => {
                 // The send names its Messaging account, or only its
                 // statuses' webhooks do, or nothing does.
                 let (sent_through, webhooks_through) = match delay % 4 {
@@ -102,39 +257,104 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
                 let business = BUSINESSES[*business];
                 // Ids repeat across businesses: a message is its business's.
                 let id = format!("w{}", index / 2);
-                let category = category.map(|c| [TemplateCategory::Marketing, TemplateCategory::Utility, TemplateCategory::Authentication][c as usize]);
+                let category = category.map(|c| {
+                    [
+                        TemplateCategory::Marketing,
+                        TemplateCategory::Utility,
+                        TemplateCategory::Authentication,
+                    ][c as usize]
+                });
                 // Mostly logged; else only Meta's priced statuses say what
                 // was sent (sometimes a category other than the template's).
                 if *logged > 1 {
                     log.outbound(business, &id, at(*minute), USERS[*user], category);
-                    if let (Some(account), Some(Event { kind: EventKind::Outbound { messaging_account, .. }, .. })) = (sent_through, log.events.last_mut()) {
+                    if let (
+                        Some(account),
+                        Some(Event {
+                            kind:
+                                EventKind::Outbound {
+                                    messaging_account, ..
+                                },
+                            ..
+                        }),
+                    ) = (sent_through, log.events.last_mut())
+                    {
                         *messaging_account = Some(account.into());
                     }
                 }
                 let delivered = at(*minute) + jiff::SignedDuration::from_secs(*delay);
                 let read = delivered + jiff::SignedDuration::from_secs(30);
                 if *logged < 3 {
-                    let priced = category.map_or("service", |c| if *logged == 1 { "marketing" } else { c.as_str() });
+                    let priced = category.map_or("service", |c| {
+                        if *logged == 1 {
+                            "marketing"
+                        } else {
+                            c.as_str()
+                        }
+                    });
                     let detail = StatusDetail {
                         business: Some(business.into()),
                         recipient: Some(UserId::parse(USERS[*user]).unwrap()),
-                        pricing: Some(MetaPricing { billable: Some(true), pricing_model: Some("PMP".into()), pricing_type: Some("regular".into()), category: priced.into(), cost: None }),
+                        pricing: Some(MetaPricing {
+                            billable: Some(true),
+                            pricing_model: Some("PMP".into()),
+                            pricing_type: Some("regular".into()),
+                            category: priced.into(),
+                            cost: None,
+                        }),
                         conversation: None,
                         messaging_account: webhooks_through.map(Box::from),
                     };
                     for at in [delivered - jiff::SignedDuration::from_secs(1), read] {
-                        let kind = EventKind::Status { id: id.as_str().into(), status: DeliveryStatus::Sent, error: None, detail: Some(Box::new(detail.clone())) };
-                        log.events.push(Event { at, origin: Origin::default(), kind });
+                        let kind = EventKind::Status {
+                            id: id.as_str().into(),
+                            status: DeliveryStatus::Sent,
+                            error: None,
+                            detail: Some(Box::new(detail.clone())),
+                        };
+                        log.events.push(Event {
+                            at,
+                            origin: Origin::default(),
+                            kind,
+                        });
                     }
                 }
                 // A max-price marketing send: Meta's cost on its delivery
                 // (and, differently, on its read) decides its charge.
-                if *outcome == 2 && category == Some(TemplateCategory::Marketing) && *delay % 2 == 0 {
-                    for (at, status, amount) in [(delivered, DeliveryStatus::Delivered, "0.0300"), (read, DeliveryStatus::Read, "0.0310")] {
-                        let cost = MetaCost { amount: amount.parse().unwrap(), currency: wameter_core::money::Currency::USD };
-                        let pricing = MetaPricing { billable: Some(true), pricing_model: Some("PMP".into()), pricing_type: Some("regular".into()), category: "marketing_lite".into(), cost: Some(cost) };
-                        let detail = StatusDetail { business: Some(business.into()), recipient: None, pricing: Some(pricing), conversation: None, messaging_account: None };
-                        log.events.push(Event { at, origin: Origin::default(), kind: EventKind::Status { id: id.as_str().into(), status, error: None, detail: Some(Box::new(detail)) } });
+                if *outcome == 2 && category == Some(TemplateCategory::Marketing) && *delay % 2 == 0
+                {
+                    for (at, status, amount) in [
+                        (delivered, DeliveryStatus::Delivered, "0.0300"),
+                        (read, DeliveryStatus::Read, "0.0310"),
+                    ] {
+                        let cost = MetaCost {
+                            amount: amount.parse().unwrap(),
+                            currency: wameter_core::money::Currency::USD,
+                        };
+                        let pricing = MetaPricing {
+                            billable: Some(true),
+                            pricing_model: Some("PMP".into()),
+                            pricing_type: Some("regular".into()),
+                            category: "marketing_lite".into(),
+                            cost: Some(cost),
+                        };
+                        let detail = StatusDetail {
+                            business: Some(business.into()),
+                            recipient: None,
+                            pricing: Some(pricing),
+                            conversation: None,
+                            messaging_account: None,
+                        };
+                        log.events.push(Event {
+                            at,
+                            origin: Origin::default(),
+                            kind: EventKind::Status {
+                                id: id.as_str().into(),
+                                status,
+                                error: None,
+                                detail: Some(Box::new(detail)),
+                            },
+                        });
                     }
                     continue;
                 }
@@ -142,10 +362,18 @@ pub(super) fn build(base: &str, steps: &[Step]) -> Vec<Event> {
                     0 => log.status(&id, delivered, DeliveryStatus::Failed),
                     1 => log.status(&id, delivered, DeliveryStatus::Read),
                     2 => log.status_of(business, &id, delivered, DeliveryStatus::Delivered),
-                    3 => log.status_of(business, &id, read, DeliveryStatus::Read).status(&id, delivered, DeliveryStatus::Delivered),
-                    4 => log.status(&id, delivered, DeliveryStatus::Failed).status(&id, read, DeliveryStatus::Read),
+                    3 => log
+                        .status_of(business, &id, read, DeliveryStatus::Read)
+                        .status(&id, delivered, DeliveryStatus::Delivered),
+                    4 => log.status(&id, delivered, DeliveryStatus::Failed).status(
+                        &id,
+                        read,
+                        DeliveryStatus::Read,
+                    ),
                     5 => &mut log,
-                    _ => log.status(&id, delivered, DeliveryStatus::Delivered).status(&id, read, DeliveryStatus::Read),
+                    _ => log
+                        .status(&id, delivered, DeliveryStatus::Delivered)
+                        .status(&id, read, DeliveryStatus::Read),
                 };
             }
         }
@@ -168,7 +396,12 @@ pub(super) fn world(conflicted: bool) -> World {
     let mut b2 = business("b2", "Asia/Kolkata", "USD");
     let mut b3 = business("b3", "America/Sao_Paulo", "USD");
     let mut b4 = business("b4", "UTC", "USD");
-    for (business, waba, portfolio) in [(&mut b1, "W1", "P1"), (&mut b2, "W2", "P1"), (&mut b3, "W3", "P2"), (&mut b4, "W1", "P3")] {
+    for (business, waba, portfolio) in [
+        (&mut b1, "W1", "P1"),
+        (&mut b2, "W2", "P1"),
+        (&mut b3, "W3", "P2"),
+        (&mut b4, "W1", "P3"),
+    ] {
         business.waba = waba.into();
         business.portfolio = portfolio.into();
     }
@@ -185,19 +418,32 @@ pub(super) fn world(conflicted: bool) -> World {
     world.tiers = TierBook::new(TierBook::parse_simple_csv("tiers.csv", tiers).unwrap());
     // Calling rates with a small first band for every market the users
     // are in, so that the portfolio's minutes decide prices.
-    let mut calls = String::from("effective,currency,market,minutes_from,minutes_to,rate_per_minute\n");
+    let mut calls =
+        String::from("effective,currency,market,minutes_from,minutes_to,rate_per_minute\n");
     for market in ["Brazil", "India", "Indonesia", "North America", "Other"] {
-        calls.push_str(&format!("2025-08-01,USD,{market},0,3,0.0100\n2025-08-01,USD,{market},4,,0.0050\n"));
+        calls.push_str(&format!(
+            "2025-08-01,USD,{market},0,3,0.0100\n2025-08-01,USD,{market},4,,0.0050\n"
+        ));
     }
-    world.call_rates = world.call_rates.with(CallRateBook::parse_csv("calls.csv", &calls).unwrap());
+    world.call_rates = world
+        .call_rates
+        .with(CallRateBook::parse_csv("calls.csv", &calls).unwrap());
     world
 }
 
 fn b1_b3_accounts(businesses: &mut [wameter_core::account::Business]) {
     use wameter_core::account::MessagingAccount;
     let usd = wameter_core::money::Currency::USD;
-    businesses[0].messaging_accounts.push(MessagingAccount { id: "M1".into(), currency: usd, timezone: jiff::tz::TimeZone::get("Asia/Tokyo").unwrap() });
-    businesses[2].messaging_accounts.push(MessagingAccount { id: "M3".into(), currency: usd, timezone: jiff::tz::TimeZone::UTC });
+    businesses[0].messaging_accounts.push(MessagingAccount {
+        id: "M1".into(),
+        currency: usd,
+        timezone: jiff::tz::TimeZone::get("Asia/Tokyo").unwrap(),
+    });
+    businesses[2].messaging_accounts.push(MessagingAccount {
+        id: "M3".into(),
+        currency: usd,
+        timezone: jiff::tz::TimeZone::UTC,
+    });
 }
 
 pub(super) fn shuffle(events: &mut [Event], seed: u64) {
@@ -211,7 +457,16 @@ pub(super) fn shuffle(events: &mut [Event], seed: u64) {
 }
 
 fn charges_by_message(report: &Report) -> BTreeMap<(String, String), String> {
-    report.charges.iter().map(|c| ((c.business.to_string(), c.message_id.to_string()), format!("{c:?}"))).collect()
+    report
+        .charges
+        .iter()
+        .map(|c| {
+            (
+                (c.business.to_string(), c.message_id.to_string()),
+                format!("{c:?}"),
+            )
+        })
+        .collect()
 }
 
 proptest! {

@@ -12,8 +12,15 @@ use super::incremental::{BASES, build, shuffle, step, world};
 /// Everything a preparation says, comparable.
 fn fingerprint(prepared: &Prepared) -> String {
     // A user's Debug form leaves out the country beside a scoped id.
-    let countries: Vec<Option<&str>> = prepared.contacts.iter().map(|contact| contact.user.country()).collect();
-    format!("{:?}\n{countries:?}\n{:?}\n{:?}\n{:?}", prepared.contacts, prepared.warnings, prepared.stats, prepared.calls)
+    let countries: Vec<Option<&str>> = prepared
+        .contacts
+        .iter()
+        .map(|contact| contact.user.country())
+        .collect();
+    format!(
+        "{:?}\n{countries:?}\n{:?}\n{:?}\n{:?}",
+        prepared.contacts, prepared.warnings, prepared.stats, prepared.calls
+    )
 }
 
 proptest! {

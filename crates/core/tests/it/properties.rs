@@ -9,19 +9,47 @@ use wameter_core::event::{DeliveryStatus, Event, Origin};
 
 use super::support::*;
 
-const USERS: [&str; 4] = ["+5511999990000", "+919876543210", "+6281234567890", "+12125550100"];
+const USERS: [&str; 4] = [
+    "+5511999990000",
+    "+919876543210",
+    "+6281234567890",
+    "+12125550100",
+];
 
 #[derive(Debug, Clone)]
 pub(super) enum Step {
-    Inbound { user: usize, minute: i64, ad: bool },
-    Send { user: usize, minute: i64, category: Option<u8>, delay: i64, outcome: u8 },
+    Inbound {
+        user: usize,
+        minute: i64,
+        ad: bool,
+    },
+    Send {
+        user: usize,
+        minute: i64,
+        category: Option<u8>,
+        delay: i64,
+        outcome: u8,
+    },
 }
 
 pub(super) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        (0..USERS.len(), 0..6_000i64, proptest::bool::weighted(0.15)).prop_map(|(user, minute, ad)| Step::Inbound { user, minute, ad }),
-        (0..USERS.len(), 0..6_000i64, proptest::option::of(0..3u8), 0..120i64, 0..10u8)
-            .prop_map(|(user, minute, category, delay, outcome)| Step::Send { user, minute, category, delay, outcome }),
+        (0..USERS.len(), 0..6_000i64, proptest::bool::weighted(0.15))
+            .prop_map(|(user, minute, ad)| Step::Inbound { user, minute, ad }),
+        (
+            0..USERS.len(),
+            0..6_000i64,
+            proptest::option::of(0..3u8),
+            0..120i64,
+            0..10u8
+        )
+            .prop_map(|(user, minute, category, delay, outcome)| Step::Send {
+                user,
+                minute,
+                category,
+                delay,
+                outcome
+            }),
     ]
 }
 
@@ -32,18 +60,45 @@ pub(super) fn build(steps: &[Step]) -> Log {
     for (index, step) in steps.iter().enumerate() {
         match step {
             Step::Inbound { user, minute, ad } => {
-                if *ad { log.ad_click(at(*minute), USERS[*user]) } else { log.inbound(at(*minute), USERS[*user]) };
+                if *ad {
+                    log.ad_click(at(*minute), USERS[*user])
+                } else {
+                    log.inbound(at(*minute), USERS[*user])
+                };
             }
-            Step::Send { user, minute, category, delay, outcome } => {
+            Step::Send {
+                user,
+                minute,
+                category,
+                delay,
+                outcome,
+            } => {
                 let id = format!("w{index}");
-                let category = category.map(|c| [TemplateCategory::Marketing, TemplateCategory::Utility, TemplateCategory::Authentication][c as usize]);
+                let category = category.map(|c| {
+                    [
+                        TemplateCategory::Marketing,
+                        TemplateCategory::Utility,
+                        TemplateCategory::Authentication,
+                    ][c as usize]
+                });
                 log.outbound(B, &id, at(*minute), USERS[*user], category);
                 let delivered = at(*minute) + jiff::SignedDuration::from_secs(*delay);
                 match outcome {
-                    0 => { log.status(&id, delivered, DeliveryStatus::Failed); }
-                    1 => { log.status(&id, delivered, DeliveryStatus::Read); }
+                    0 => {
+                        log.status(&id, delivered, DeliveryStatus::Failed);
+                    }
+                    1 => {
+                        log.status(&id, delivered, DeliveryStatus::Read);
+                    }
                     2 => {}
-                    _ => { log.status(&id, delivered, DeliveryStatus::Delivered).status(&id, delivered + jiff::SignedDuration::from_secs(30), DeliveryStatus::Read); }
+                    _ => {
+                        log.status(&id, delivered, DeliveryStatus::Delivered)
+                            .status(
+                                &id,
+                                delivered + jiff::SignedDuration::from_secs(30),
+                                DeliveryStatus::Read,
+                            );
+                    }
                 }
             }
         }
@@ -59,14 +114,33 @@ fn fingerprint(report: &Report) -> Vec<String> {
         .map(|c| {
             let mut trail = c.trail.clone();
             trail.origin = Origin::default();
-            format!("{} {} {:?} {:?} {:?} {} {:?} {} {} {:?} {} {} {} {:?}", c.message_id, c.delivered_at, c.pricing_model, c.category, c.pricing_type, c.billable, c.conversation_id, c.opens_conversation, c.amount, c.tier, c.ruleset, c.rule, c.reason, trail)
+            format!(
+                "{} {} {:?} {:?} {:?} {} {:?} {} {} {:?} {} {} {} {:?}",
+                c.message_id,
+                c.delivered_at,
+                c.pricing_model,
+                c.category,
+                c.pricing_type,
+                c.billable,
+                c.conversation_id,
+                c.opens_conversation,
+                c.amount,
+                c.tier,
+                c.ruleset,
+                c.rule,
+                c.reason,
+                trail
+            )
         })
         .collect()
 }
 
 fn with_lines(mut events: Vec<Event>) -> Vec<Event> {
     for (line, event) in events.iter_mut().enumerate() {
-        event.origin = Origin { source: 0, line: line as u32 + 1 };
+        event.origin = Origin {
+            source: 0,
+            line: line as u32 + 1,
+        };
     }
     events
 }

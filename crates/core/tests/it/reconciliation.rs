@@ -5,7 +5,9 @@
 use proptest::prelude::*;
 use wameter_core::charge::Charge;
 use wameter_core::engine::Engine;
-use wameter_core::event::{DeliveryStatus, Event, EventKind, MetaConversation, MetaPricing, Origin, StatusDetail};
+use wameter_core::event::{
+    DeliveryStatus, Event, EventKind, MetaConversation, MetaPricing, Origin, StatusDetail,
+};
 use wameter_core::market::MarketTable;
 use wameter_core::ratecard::RateBook;
 use wameter_core::reconcile::reconcile;
@@ -18,11 +20,15 @@ fn verdict_of(charge: &Charge, category: &str) -> Event {
     let pricing = MetaPricing {
         billable: Some(charge.billable),
         pricing_model: Some(charge.pricing_model.as_str().into()),
-        pricing_type: (charge.pricing_model.as_str() == "PMP").then(|| charge.pricing_type.as_str().into()),
+        pricing_type: (charge.pricing_model.as_str() == "PMP")
+            .then(|| charge.pricing_type.as_str().into()),
         category: category.into(),
         cost: None,
     };
-    let conversation = charge.conversation_id.as_ref().map(|id| MetaConversation { id: Some(format!("meta-{id}").into()), ..MetaConversation::default() });
+    let conversation = charge.conversation_id.as_ref().map(|id| MetaConversation {
+        id: Some(format!("meta-{id}").into()),
+        ..MetaConversation::default()
+    });
     Event {
         at: charge.delivered_at,
         origin: Origin { source: 1, line: 1 },
@@ -30,7 +36,11 @@ fn verdict_of(charge: &Charge, category: &str) -> Event {
             id: charge.message_id.clone(),
             status: DeliveryStatus::Delivered,
             error: None,
-            detail: Some(Box::new(StatusDetail { pricing: Some(pricing), conversation, ..StatusDetail::default() })),
+            detail: Some(Box::new(StatusDetail {
+                pricing: Some(pricing),
+                conversation,
+                ..StatusDetail::default()
+            })),
         },
     }
 }
@@ -68,19 +78,37 @@ proptest! {
 
 #[test]
 fn cbp_conversation_grouping_differences_are_named() {
-    let world = World { rates: RateBook::new(vec![card(USD_CBP_2023)]), ..World::builtin() };
-    let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+    let world = World {
+        rates: RateBook::new(vec![card(USD_CBP_2023)]),
+        ..World::builtin()
+    };
+    let engine = Engine::new(
+        &world.accounts,
+        &world.rates,
+        &world.tiers,
+        MarketTable::builtin(),
+    );
     let mut log = Log::default();
     // Two marketing templates to an Indonesian number 2 h apart: one conversation for the engine.
     log.send("w1", t("2023-07-03T10:00:00Z"), "+6281234567890", Some(MKT));
     log.send("w2", t("2023-07-03T12:00:00Z"), "+6281234567890", Some(MKT));
     let report = engine.replay(log.events.clone());
-    assert_eq!(report.charges[0].conversation_id, report.charges[1].conversation_id);
+    assert_eq!(
+        report.charges[0].conversation_id,
+        report.charges[1].conversation_id
+    );
     let mut events = log.events.clone();
     let mut second = verdict_of(&report.charges[1], "marketing");
     // Meta put the second message in a conversation of its own.
-    if let EventKind::Status { detail: Some(detail), .. } = &mut second.kind {
-        detail.conversation = Some(MetaConversation { id: Some("meta-other".into()), ..MetaConversation::default() });
+    if let EventKind::Status {
+        detail: Some(detail),
+        ..
+    } = &mut second.kind
+    {
+        detail.conversation = Some(MetaConversation {
+            id: Some("meta-other".into()),
+            ..MetaConversation::default()
+        });
     }
     events.push(verdict_of(&report.charges[0], "marketing"));
     events.push(second);
@@ -89,19 +117,38 @@ fn cbp_conversation_grouping_differences_are_named() {
     let d = &result.discrepancies[0];
     assert_eq!(&*d.message_id, "w2");
     assert_eq!(d.fields, ["conversation"]);
-    assert!(d.cause.starts_with("conversation grouping: the engine counted this message in conversation"), "{}", d.cause);
+    assert!(
+        d.cause
+            .starts_with("conversation grouping: the engine counted this message in conversation"),
+        "{}",
+        d.cause
+    );
 }
 
 #[test]
 fn a_window_meta_saw_but_the_log_lacks_is_the_cause() {
     let world = World::builtin();
-    let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+    let engine = Engine::new(
+        &world.accounts,
+        &world.rates,
+        &world.tiers,
+        MarketTable::builtin(),
+    );
     let mut log = Log::default();
-    log.send("w1", t("2026-02-10T10:00:00Z"), "+5511999990000", Some(UTIL));
+    log.send(
+        "w1",
+        t("2026-02-10T10:00:00Z"),
+        "+5511999990000",
+        Some(UTIL),
+    );
     let report = engine.replay(log.events.clone());
     assert_eq!(report.charges[0].pricing_type.as_str(), "regular");
     let mut verdict = verdict_of(&report.charges[0], "utility");
-    if let EventKind::Status { detail: Some(detail), .. } = &mut verdict.kind {
+    if let EventKind::Status {
+        detail: Some(detail),
+        ..
+    } = &mut verdict.kind
+    {
         let pricing = detail.pricing.as_mut().unwrap();
         pricing.pricing_type = Some("free_customer_service".into());
         pricing.billable = Some(false);
@@ -111,7 +158,12 @@ fn a_window_meta_saw_but_the_log_lacks_is_the_cause() {
     let result = reconcile(&engine, events, &[]);
     let d = &result.discrepancies[0];
     assert_eq!(d.fields, ["type", "billable"]);
-    assert!(d.cause.starts_with("window: Meta saw an open customer service window"), "{}", d.cause);
+    assert!(
+        d.cause
+            .starts_with("window: Meta saw an open customer service window"),
+        "{}",
+        d.cause
+    );
     assert!(d.cause.contains("none in the log"), "{}", d.cause);
 }
 
@@ -121,13 +173,27 @@ fn a_window_meta_saw_but_the_log_lacks_is_the_cause() {
 fn a_verdict_is_compared_with_its_own_business_message_only() {
     const OTHER: &str = "200000000000001";
     let world = World::builtin();
-    let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+    let engine = Engine::new(
+        &world.accounts,
+        &world.rates,
+        &world.tiers,
+        MarketTable::builtin(),
+    );
     let mut log = Log::default();
-    log.send("shared", t("2026-02-10T10:00:00Z"), "+5511999990000", Some(UTIL));
+    log.send(
+        "shared",
+        t("2026-02-10T10:00:00Z"),
+        "+5511999990000",
+        Some(UTIL),
+    );
     let report = engine.replay(log.events.clone());
     let named = |business: &str, category: &str| {
         let mut verdict = verdict_of(&report.charges[0], category);
-        if let EventKind::Status { detail: Some(detail), .. } = &mut verdict.kind {
+        if let EventKind::Status {
+            detail: Some(detail),
+            ..
+        } = &mut verdict.kind
+        {
             detail.business = Some(business.into());
         }
         verdict
@@ -136,7 +202,12 @@ fn a_verdict_is_compared_with_its_own_business_message_only() {
     let mut events = log.events.clone();
     events.extend([named(OTHER, "marketing"), named(B, "utility")]);
     let result = reconcile(&engine, events, &[]);
-    assert_eq!((result.compared, result.agreements), (1, 1), "{:?}", result.discrepancies);
+    assert_eq!(
+        (result.compared, result.agreements),
+        (1, 1),
+        "{:?}",
+        result.discrepancies
+    );
     assert!(result.drift.is_empty(), "{:?}", result.drift);
     // With only the other business's verdict, this message has none.
     let mut events = log.events.clone();
@@ -150,12 +221,26 @@ fn a_verdict_is_compared_with_its_own_business_message_only() {
 #[test]
 fn a_value_meta_added_later_is_reconciled_as_unknown() {
     let world = World::builtin();
-    let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+    let engine = Engine::new(
+        &world.accounts,
+        &world.rates,
+        &world.tiers,
+        MarketTable::builtin(),
+    );
     let mut log = Log::default();
-    log.send("n1", t("2026-02-10T10:00:00Z"), "+5511999990000", Some(UTIL));
+    log.send(
+        "n1",
+        t("2026-02-10T10:00:00Z"),
+        "+5511999990000",
+        Some(UTIL),
+    );
     let report = engine.replay(log.events.clone());
     let mut verdict = verdict_of(&report.charges[0], "utility");
-    if let EventKind::Status { detail: Some(detail), .. } = &mut verdict.kind {
+    if let EventKind::Status {
+        detail: Some(detail),
+        ..
+    } = &mut verdict.kind
+    {
         detail.pricing.as_mut().unwrap().pricing_type = Some("brand_new_type".into());
     }
     let mut events = log.events.clone();
@@ -163,6 +248,14 @@ fn a_value_meta_added_later_is_reconciled_as_unknown() {
     let result = reconcile(&engine, events, &[]);
     let d = &result.discrepancies[0];
     assert_eq!(d.fields, ["type"]);
-    assert_eq!(d.meta.pricing.pricing_type.as_deref(), Some("brand_new_type"));
-    assert!(d.cause.starts_with("unknown: Meta's value `brand_new_type`"), "{}", d.cause);
+    assert_eq!(
+        d.meta.pricing.pricing_type.as_deref(),
+        Some("brand_new_type")
+    );
+    assert!(
+        d.cause
+            .starts_with("unknown: Meta's value `brand_new_type`"),
+        "{}",
+        d.cause
+    );
 }

@@ -6,10 +6,13 @@ use wameter_core::account::{Accounts, Business, RuleOptions};
 use wameter_core::category::TemplateCategory;
 use wameter_core::charge::Charge;
 use wameter_core::engine::{Engine, Report};
-use wameter_core::event::{Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind, Origin, StatusDetail, Template, UserId};
+use wameter_core::event::{
+    Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind, InboundKind,
+    Origin, StatusDetail, Template, UserId,
+};
 use wameter_core::market::MarketTable;
-use wameter_core::ratecard::{RateBook, RateCard, TierBook};
 use wameter_core::ratecard::calling::CallRateBook;
+use wameter_core::ratecard::{RateBook, RateCard, TierBook};
 
 pub const B: &str = "106540352242922";
 
@@ -35,21 +38,37 @@ pub struct Log {
 impl Log {
     fn push(&mut self, at: Timestamp, kind: EventKind) {
         self.line += 1;
-        self.events.push(Event { at, origin: Origin { source: 0, line: self.line }, kind });
+        self.events.push(Event {
+            at,
+            origin: Origin {
+                source: 0,
+                line: self.line,
+            },
+            kind,
+        });
     }
 
     pub fn inbound(&mut self, at: Timestamp, user: &str) -> &mut Self {
         self.inbound_from(B, at, user, None)
     }
 
-    pub fn inbound_from(&mut self, business: &str, at: Timestamp, user: &str, entry_point: Option<EntryPoint>) -> &mut Self {
-        self.push(at, EventKind::Inbound {
-            business: business.into(),
-            user: UserId::parse(user).unwrap(),
-            id: None,
-            entry_point,
-            kind: InboundKind::Message,
-        });
+    pub fn inbound_from(
+        &mut self,
+        business: &str,
+        at: Timestamp,
+        user: &str,
+        entry_point: Option<EntryPoint>,
+    ) -> &mut Self {
+        self.push(
+            at,
+            EventKind::Inbound {
+                business: business.into(),
+                user: UserId::parse(user).unwrap(),
+                id: None,
+                entry_point,
+                kind: InboundKind::Message,
+            },
+        );
         self
     }
 
@@ -57,31 +76,76 @@ impl Log {
         self.inbound_from(B, at, user, Some(EntryPoint::Ad))
     }
 
-    pub fn outbound(&mut self, business: &str, id: &str, at: Timestamp, user: &str, category: Option<TemplateCategory>) -> &mut Self {
-        self.push(at, EventKind::Outbound {
-            business: business.into(),
-            user: UserId::parse(user).unwrap(),
-            id: id.into(),
-            template: category.map(|category| Template { name: format!("{}_t", category.as_str()).into(), category }),
-            messaging_account: None,
-        });
+    pub fn outbound(
+        &mut self,
+        business: &str,
+        id: &str,
+        at: Timestamp,
+        user: &str,
+        category: Option<TemplateCategory>,
+    ) -> &mut Self {
+        self.push(
+            at,
+            EventKind::Outbound {
+                business: business.into(),
+                user: UserId::parse(user).unwrap(),
+                id: id.into(),
+                template: category.map(|category| Template {
+                    name: format!("{}_t", category.as_str()).into(),
+                    category,
+                }),
+                messaging_account: None,
+            },
+        );
         self
     }
 
     pub fn status(&mut self, id: &str, at: Timestamp, status: DeliveryStatus) -> &mut Self {
-        self.push(at, EventKind::Status { id: id.into(), status, error: None, detail: None });
+        self.push(
+            at,
+            EventKind::Status {
+                id: id.into(),
+                status,
+                error: None,
+                detail: None,
+            },
+        );
         self
     }
 
     /// A status whose webhook named its business (`metadata.phone_number_id`).
-    pub fn status_of(&mut self, business: &str, id: &str, at: Timestamp, status: DeliveryStatus) -> &mut Self {
-        let detail = Some(Box::new(StatusDetail { business: Some(business.into()), ..StatusDetail::default() }));
-        self.push(at, EventKind::Status { id: id.into(), status, error: None, detail });
+    pub fn status_of(
+        &mut self,
+        business: &str,
+        id: &str,
+        at: Timestamp,
+        status: DeliveryStatus,
+    ) -> &mut Self {
+        let detail = Some(Box::new(StatusDetail {
+            business: Some(business.into()),
+            ..StatusDetail::default()
+        }));
+        self.push(
+            at,
+            EventKind::Status {
+                id: id.into(),
+                status,
+                error: None,
+                detail,
+            },
+        );
         self
     }
 
     /// A call of `seconds` connected (0: never), starting at `at`.
-    pub fn call(&mut self, id: &str, at: Timestamp, user: &str, direction: CallDirection, seconds: u32) -> &mut Self {
+    pub fn call(
+        &mut self,
+        id: &str,
+        at: Timestamp,
+        user: &str,
+        direction: CallDirection,
+        seconds: u32,
+    ) -> &mut Self {
         let call = Call {
             business: B.into(),
             user: UserId::parse(user).unwrap(),
@@ -97,11 +161,24 @@ impl Log {
     }
 
     /// An outbound message delivered at the same instant.
-    pub fn send(&mut self, id: &str, at: Timestamp, user: &str, category: Option<TemplateCategory>) -> &mut Self {
+    pub fn send(
+        &mut self,
+        id: &str,
+        at: Timestamp,
+        user: &str,
+        category: Option<TemplateCategory>,
+    ) -> &mut Self {
         self.send_from(B, id, at, user, category)
     }
 
-    pub fn send_from(&mut self, business: &str, id: &str, at: Timestamp, user: &str, category: Option<TemplateCategory>) -> &mut Self {
+    pub fn send_from(
+        &mut self,
+        business: &str,
+        id: &str,
+        at: Timestamp,
+        user: &str,
+        category: Option<TemplateCategory>,
+    ) -> &mut Self {
         self.outbound(business, id, at, user, category);
         self.status(id, at, DeliveryStatus::Delivered)
     }
@@ -125,16 +202,32 @@ pub struct World {
 
 impl World {
     pub fn builtin() -> World {
-        World { accounts: Accounts::default(), rates: RateBook::builtin(), tiers: TierBook::default(), call_rates: CallRateBook::builtin() }
+        World {
+            accounts: Accounts::default(),
+            rates: RateBook::builtin(),
+            tiers: TierBook::default(),
+            call_rates: CallRateBook::builtin(),
+        }
     }
 
     /// The engine over this world's tables.
     pub fn engine(&self) -> Engine<'_> {
-        Engine { call_rates: &self.call_rates, ..Engine::new(&self.accounts, &self.rates, &self.tiers, MarketTable::builtin()) }
+        Engine {
+            call_rates: &self.call_rates,
+            ..Engine::new(
+                &self.accounts,
+                &self.rates,
+                &self.tiers,
+                MarketTable::builtin(),
+            )
+        }
     }
 
     pub fn with_businesses(businesses: Vec<Business>) -> World {
-        World { accounts: Accounts::new(businesses, RuleOptions::default()), ..World::builtin() }
+        World {
+            accounts: Accounts::new(businesses, RuleOptions::default()),
+            ..World::builtin()
+        }
     }
 
     pub fn replay(&self, log: &Log) -> Report {
@@ -161,7 +254,11 @@ pub fn card(text: &str) -> RateCard {
 }
 
 pub fn charge<'a>(report: &'a Report, id: &str) -> &'a Charge {
-    report.charges.iter().find(|c| &*c.message_id == id).unwrap_or_else(|| panic!("no charge for {id}: {:?}", report.errors))
+    report
+        .charges
+        .iter()
+        .find(|c| &*c.message_id == id)
+        .unwrap_or_else(|| panic!("no charge for {id}: {:?}", report.errors))
 }
 
 pub fn total(report: &Report) -> Decimal {
@@ -171,5 +268,10 @@ pub fn total(report: &Report) -> Decimal {
 /// (category, type, amount, rule) of a charge, for compact assertions.
 pub fn verdict(report: &Report, id: &str) -> (String, String, String, String) {
     let c = charge(report, id);
-    (c.category.as_str().into(), c.pricing_type.as_str().into(), wameter_core::money::format_amount(c.amount), c.rule.into())
+    (
+        c.category.as_str().into(),
+        c.pricing_type.as_str().into(),
+        wameter_core::money::format_amount(c.amount),
+        c.rule.into(),
+    )
 }

@@ -18,7 +18,12 @@ fn may_2025() -> Log {
     log.send("m1", t("2025-05-12T10:00:00Z"), "+6281100000001", Some(MKT))
         .send("m2", t("2025-05-12T11:00:00Z"), "+6281100000001", Some(MKT))
         .inbound(t("2025-05-12T09:00:00Z"), "+6281100000002")
-        .send("u1", t("2025-05-12T09:30:00Z"), "+6281100000002", Some(UTIL))
+        .send(
+            "u1",
+            t("2025-05-12T09:30:00Z"),
+            "+6281100000002",
+            Some(UTIL),
+        )
         .inbound(t("2025-05-12T09:00:00Z"), "+6281100000003")
         .send("s1", t("2025-05-12T09:10:00Z"), "+6281100000003", None);
     log
@@ -30,7 +35,10 @@ fn world() -> World {
     let cbp = card(&USD_CBP_2023.replace("June 1, 2023", "February 1, 2025"));
     let mut cards = RateBook::builtin().cards().to_vec();
     cards.push(cbp);
-    World { rates: RateBook::new(cards), ..World::builtin() }
+    World {
+        rates: RateBook::new(cards),
+        ..World::builtin()
+    }
 }
 
 #[test]
@@ -39,7 +47,15 @@ fn may_2025_as_meta_priced_it_under_cbp() {
     // One marketing conversation (0.0411) covers m1 and m2; the utility
     // template opens a utility conversation (0.0200); the free-form reply
     // opens a service conversation, free since 2024-11-01.
-    assert_eq!(verdict(&report, "m1"), ("marketing".into(), "regular".into(), "0.0411".into(), "template-opens-conversation".into()));
+    assert_eq!(
+        verdict(&report, "m1"),
+        (
+            "marketing".into(),
+            "regular".into(),
+            "0.0411".into(),
+            "template-opens-conversation".into()
+        )
+    );
     assert_eq!(verdict(&report, "m2").2, "0");
     assert_eq!(verdict(&report, "u1").2, "0.02");
     assert_eq!(verdict(&report, "s1").2, "0");
@@ -49,15 +65,39 @@ fn may_2025_as_meta_priced_it_under_cbp() {
 #[test]
 fn may_2025_as_if_per_message_pricing_applied() {
     let world = world();
-    let mut engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
-    engine.what_if = WhatIf { ruleset: Some(Ruleset::Pmp2025), rates_on: Some(date(2026, 1, 1)) };
+    let mut engine = Engine::new(
+        &world.accounts,
+        &world.rates,
+        &world.tiers,
+        MarketTable::builtin(),
+    );
+    engine.what_if = WhatIf {
+        ruleset: Some(Ruleset::Pmp2025),
+        rates_on: Some(date(2026, 1, 1)),
+    };
     let report = engine.replay(may_2025().events);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     // Each marketing template pays 0.0411 (2026-01 card); utility inside the
     // window and the free-form reply are free.
-    assert_eq!(verdict(&report, "m1"), ("marketing".into(), "regular".into(), "0.0411".into(), "marketing-template".into()));
+    assert_eq!(
+        verdict(&report, "m1"),
+        (
+            "marketing".into(),
+            "regular".into(),
+            "0.0411".into(),
+            "marketing-template".into()
+        )
+    );
     assert_eq!(verdict(&report, "m2").2, "0.0411");
-    assert_eq!(verdict(&report, "u1"), ("utility".into(), "free_customer_service".into(), "0".into(), "utility-inside-csw".into()));
+    assert_eq!(
+        verdict(&report, "u1"),
+        (
+            "utility".into(),
+            "free_customer_service".into(),
+            "0".into(),
+            "utility-inside-csw".into()
+        )
+    );
     assert_eq!(verdict(&report, "s1").1, "free_customer_service");
     assert_eq!(total(&report), dec("0.0822"));
     assert!(report.charges.iter().all(|c| c.ruleset == Ruleset::Pmp2025));
@@ -67,5 +107,11 @@ fn may_2025_as_if_per_message_pricing_applied() {
     engine.what_if.rates_on = None;
     let report = engine.replay(may_2025().events);
     assert_eq!(report.errors.len(), 2);
-    assert!(report.errors[0].message.contains("no PMP rate card in USD covers 2025-05-12"), "{}", report.errors[0].message);
+    assert!(
+        report.errors[0]
+            .message
+            .contains("no PMP rate card in USD covers 2025-05-12"),
+        "{}",
+        report.errors[0].message
+    );
 }

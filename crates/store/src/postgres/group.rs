@@ -53,7 +53,10 @@ pub(super) async fn run_writer(pool: Pool, mut jobs: mpsc::Receiver<WriteJob>) {
                 // Which write the database refused is not known: each goes
                 // again alone, and only the refused one fails.
                 for job in group.drain(..) {
-                    let alone = write_group(&pool, &[&job.batch]).await.map(|mut written| written.pop().unwrap_or_default()).map_err(StoreError::Write);
+                    let alone = write_group(&pool, &[&job.batch])
+                        .await
+                        .map(|mut written| written.pop().unwrap_or_default())
+                        .map_err(StoreError::Write);
                     let _ = job.reply.send(alone);
                 }
             }
@@ -128,7 +131,17 @@ impl Statements {
                  WHERE f.message_id = l.message_id AND (l.business IS NULL OR f.business = l.business OR f.business = '')",
             ),
         )?;
-        Ok(Statements { draw, bodies, outbox, events, notices, contacts, unsettled, hold, land })
+        Ok(Statements {
+            draw,
+            bodies,
+            outbox,
+            events,
+            notices,
+            contacts,
+            unsettled,
+            hold,
+            land,
+        })
     }
 }
 
@@ -139,11 +152,22 @@ impl Statements {
 /// budget holds that depend on which events were new, pipelined; `COMMIT`.
 async fn write_group(pool: &Pool, batches: &[&Batch]) -> Result<Vec<Written>, String> {
     let error = |e: tokio_postgres::Error| e.to_string();
-    let mut client = pool.get().await.map_err(|e| format!("no database connection: {e}"))?;
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| format!("no database connection: {e}"))?;
     let statements = Statements::prepare(&client).await.map_err(error)?;
     let tx = client.transaction().await.map_err(error)?;
-    let mut written: Vec<Written> = batches.iter().map(|batch| Written { duplicates: batch.repeats, ..Written::default() }).collect();
-    draw_body_ids(&tx, &statements, batches, &mut written).await.map_err(error)?;
+    let mut written: Vec<Written> = batches
+        .iter()
+        .map(|batch| Written {
+            duplicates: batch.repeats,
+            ..Written::default()
+        })
+        .collect();
+    draw_body_ids(&tx, &statements, batches, &mut written)
+        .await
+        .map_err(error)?;
 
     // Of two copies of an event (or notice) in the group, the first given
     // is the one inserted, the later a duplicate (as it would be one
@@ -177,12 +201,17 @@ async fn write_group(pool: &Pool, batches: &[&Batch]) -> Result<Vec<Written>, St
     .map_err(error)?;
     let mut new_events = Vec::new();
     for (index, event) in &events {
-        if written[*index].count_event(event, u64::from(stored_events.contains(event.dedupe_key.as_str()))) {
+        if written[*index].count_event(
+            event,
+            u64::from(stored_events.contains(event.dedupe_key.as_str())),
+        ) {
             new_events.push(*event);
         }
     }
     for (index, notice) in &notices {
-        written[*index].count_row(u64::from(stored_notices.contains(notice.dedupe_key.as_str())));
+        written[*index].count_row(u64::from(
+            stored_notices.contains(notice.dedupe_key.as_str()),
+        ));
     }
     tokio::try_join!(
         upsert_contacts(&tx, &statements, &new_events),
@@ -197,12 +226,24 @@ async fn write_group(pool: &Pool, batches: &[&Batch]) -> Result<Vec<Written>, St
 
 /// Draws the ids of the group's webhook bodies first, so each batch knows
 /// its own (the order of `RETURNING` rows is not promised).
-async fn draw_body_ids(tx: &impl GenericClient, statements: &Statements, batches: &[&Batch], written: &mut [Written]) -> Result<(), tokio_postgres::Error> {
-    let with_body: Vec<usize> = (0..batches.len()).filter(|&i| batches[i].webhook.is_some()).collect();
+async fn draw_body_ids(
+    tx: &impl GenericClient,
+    statements: &Statements,
+    batches: &[&Batch],
+    written: &mut [Written],
+) -> Result<(), tokio_postgres::Error> {
+    let with_body: Vec<usize> = (0..batches.len())
+        .filter(|&i| batches[i].webhook.is_some())
+        .collect();
     if with_body.is_empty() {
         return Ok(());
     }
-    let mut ids: Vec<i64> = tx.query(&statements.draw, &[&(with_body.len() as i64)]).await?.iter().map(|row| row.get(0)).collect();
+    let mut ids: Vec<i64> = tx
+        .query(&statements.draw, &[&(with_body.len() as i64)])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
     ids.sort_unstable();
     for (index, id) in with_body.into_iter().zip(ids) {
         written[index].webhook_id = Some(id);
@@ -211,10 +252,18 @@ async fn draw_body_ids(tx: &impl GenericClient, statements: &Statements, batches
 }
 
 /// The webhook bodies under their drawn ids, and the relay outbox.
-async fn insert_bodies(tx: &impl GenericClient, statements: &Statements, batches: &[&Batch], written: &[Written]) -> Result<(), tokio_postgres::Error> {
-    let (mut ids, mut received, mut sha, mut outcome, mut reason, mut body, mut relayed) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+async fn insert_bodies(
+    tx: &impl GenericClient,
+    statements: &Statements,
+    batches: &[&Batch],
+    written: &[Written],
+) -> Result<(), tokio_postgres::Error> {
+    let (mut ids, mut received, mut sha, mut outcome, mut reason, mut body, mut relayed) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for (batch, written) in batches.iter().zip(written) {
-        let (Some(webhook), Some(id)) = (&batch.webhook, written.webhook_id) else { continue };
+        let (Some(webhook), Some(id)) = (&batch.webhook, written.webhook_id) else {
+            continue;
+        };
         ids.push(id);
         received.push(webhook.received_at_us);
         sha.push(webhook.sha256.as_str());
@@ -230,8 +279,13 @@ async fn insert_bodies(tx: &impl GenericClient, statements: &Statements, batches
     }
     // Both go out before anything after them is polled: the outbox rows
     // name bodies inserted just before.
-    let (body_params, outbox_params): ([&(dyn tokio_postgres::types::ToSql + Sync); 6], [&(dyn tokio_postgres::types::ToSql + Sync); 1]) =
-        ([&ids, &received, &sha, &outcome, &reason, &body], [&relayed]);
+    let (body_params, outbox_params): (
+        [&(dyn tokio_postgres::types::ToSql + Sync); 6],
+        [&(dyn tokio_postgres::types::ToSql + Sync); 1],
+    ) = (
+        [&ids, &received, &sha, &outcome, &reason, &body],
+        [&relayed],
+    );
     let bodies = tx.execute(&statements.bodies, &body_params);
     if relayed.is_empty() {
         bodies.await?;
@@ -252,7 +306,9 @@ async fn insert_events<'a>(
     if events.is_empty() {
         return Ok(HashSet::new());
     }
-    let column = |f: fn(&'a EventRecord) -> Option<&'a str>| events.iter().map(|(_, e)| f(e)).collect::<Vec<_>>();
+    let column = |f: fn(&'a EventRecord) -> Option<&'a str>| {
+        events.iter().map(|(_, e)| f(e)).collect::<Vec<_>>()
+    };
     let keys = column(|e| Some(&e.dedupe_key));
     let kinds = column(|e| Some(e.kind));
     let businesses = column(|e| e.business.as_deref());
@@ -260,8 +316,25 @@ async fn insert_events<'a>(
     let messages = column(|e| e.message_id.as_deref());
     let lines = column(|e| Some(&e.line));
     let at: Vec<i64> = events.iter().map(|(_, e)| e.at_us).collect();
-    let webhook: Vec<Option<i64>> = events.iter().map(|(index, _)| written[*index].webhook_id).collect();
-    let rows = tx.query(&statements.events, &[&keys, &kinds, &businesses, &users, &messages, &at, &lines, &webhook]).await?;
+    let webhook: Vec<Option<i64>> = events
+        .iter()
+        .map(|(index, _)| written[*index].webhook_id)
+        .collect();
+    let rows = tx
+        .query(
+            &statements.events,
+            &[
+                &keys,
+                &kinds,
+                &businesses,
+                &users,
+                &messages,
+                &at,
+                &lines,
+                &webhook,
+            ],
+        )
+        .await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
@@ -280,16 +353,27 @@ async fn insert_notices(
     let wabas: Vec<Option<&str>> = notices.iter().map(|(_, n)| n.waba.as_deref()).collect();
     let at: Vec<Option<i64>> = notices.iter().map(|(_, n)| n.at_us).collect();
     let lines: Vec<&str> = notices.iter().map(|(_, n)| n.line.as_str()).collect();
-    let webhook: Vec<Option<i64>> = notices.iter().map(|(index, _)| written[*index].webhook_id).collect();
-    let rows = tx.query(&statements.notices, &[&keys, &wabas, &at, &lines, &webhook]).await?;
+    let webhook: Vec<Option<i64>> = notices
+        .iter()
+        .map(|(index, _)| written[*index].webhook_id)
+        .collect();
+    let rows = tx
+        .query(&statements.notices, &[&keys, &wabas, &at, &lines, &webhook])
+        .await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// The (business, month) pairs the new events left unsettled.
-async fn mark_unsettled(tx: &impl GenericClient, statements: &Statements, new_events: &[&EventRecord]) -> Result<(), tokio_postgres::Error> {
-    let (businesses, months): (Vec<String>, Vec<String>) = unsettled_marks(new_events).into_iter().unzip();
+async fn mark_unsettled(
+    tx: &impl GenericClient,
+    statements: &Statements,
+    new_events: &[&EventRecord],
+) -> Result<(), tokio_postgres::Error> {
+    let (businesses, months): (Vec<String>, Vec<String>) =
+        unsettled_marks(new_events).into_iter().unzip();
     if !businesses.is_empty() {
-        tx.execute(&statements.unsettled, &[&businesses, &months]).await?;
+        tx.execute(&statements.unsettled, &[&businesses, &months])
+            .await?;
     }
     Ok(())
 }
@@ -297,11 +381,17 @@ async fn mark_unsettled(tx: &impl GenericClient, statements: &Statements, new_ev
 /// Per-contact state for the events stored for the first time: one row per
 /// contact for the whole group (an upsert may change a row once per
 /// statement), in contact order.
-async fn upsert_contacts(tx: &impl GenericClient, statements: &Statements, new_events: &[&EventRecord]) -> Result<(), tokio_postgres::Error> {
+async fn upsert_contacts(
+    tx: &impl GenericClient,
+    statements: &Statements,
+    new_events: &[&EventRecord],
+) -> Result<(), tokio_postgres::Error> {
     // (first, last, last inbound, events) per (business, user).
     let mut contacts: BTreeMap<(&str, &str), (i64, i64, Option<i64>, i64)> = BTreeMap::new();
     for (business, user, at, inbound) in crate::record::contact_updates(new_events) {
-        let entry = contacts.entry((business, user)).or_insert((at, at, None, 0));
+        let entry = contacts
+            .entry((business, user))
+            .or_insert((at, at, None, 0));
         entry.0 = entry.0.min(at);
         entry.1 = entry.1.max(at);
         entry.2 = entry.2.max(inbound);
@@ -310,7 +400,8 @@ async fn upsert_contacts(tx: &impl GenericClient, statements: &Statements, new_e
     if contacts.is_empty() {
         return Ok(());
     }
-    let (mut business, mut user, mut first, mut last, mut inbound, mut count) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut business, mut user, mut first, mut last, mut inbound, mut count) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for ((b, u), (f, l, i, c)) in contacts {
         business.push(b);
         user.push(u);
@@ -319,17 +410,27 @@ async fn upsert_contacts(tx: &impl GenericClient, statements: &Statements, new_e
         inbound.push(i);
         count.push(c);
     }
-    tx.execute(&statements.contacts, &[&business, &user, &first, &last, &inbound, &count]).await?;
+    tx.execute(
+        &statements.contacts,
+        &[&business, &user, &first, &last, &inbound, &count],
+    )
+    .await?;
     Ok(())
 }
 
 /// The budget each send holds until its outcome is known.
-async fn hold_flights(tx: &impl GenericClient, statements: &Statements, batches: &[&Batch]) -> Result<(), tokio_postgres::Error> {
+async fn hold_flights(
+    tx: &impl GenericClient,
+    statements: &Statements,
+    batches: &[&Batch],
+) -> Result<(), tokio_postgres::Error> {
     // First hold of a (business, wamid) in the group wins, as across
     // transactions (`ON CONFLICT DO NOTHING`).
     let mut holds = HashMap::new();
     for row in batches.iter().flat_map(|batch| &batch.in_flight) {
-        holds.entry((row.business.as_str(), row.message_id.as_str())).or_insert(row);
+        holds
+            .entry((row.business.as_str(), row.message_id.as_str()))
+            .or_insert(row);
     }
     if holds.is_empty() {
         return Ok(());
@@ -341,14 +442,25 @@ async fn hold_flights(tx: &impl GenericClient, statements: &Statements, batches:
     let waba: Vec<&str> = rows.iter().map(|r| r.waba.as_str()).collect();
     let amount: Vec<&str> = rows.iter().map(|r| r.amount.as_str()).collect();
     let sent: Vec<i64> = rows.iter().map(|r| r.sent_at_us).collect();
-    tx.execute(&statements.hold, &[&business, &message, &waba, &amount, &sent]).await?;
+    tx.execute(
+        &statements.hold,
+        &[&business, &message, &waba, &amount, &sent],
+    )
+    .await?;
     Ok(())
 }
 
 /// A send's outcome frees the budget it held.
-async fn end_flights(tx: &impl GenericClient, statements: &Statements, new_events: &[&EventRecord]) -> Result<(), tokio_postgres::Error> {
-    let (landed, landed_by): (Vec<&str>, Vec<Option<&str>>) =
-        new_events.iter().filter(|event| event.ends_flight).filter_map(|event| Some((event.message_id.as_deref()?, event.business.as_deref()))).unzip();
+async fn end_flights(
+    tx: &impl GenericClient,
+    statements: &Statements,
+    new_events: &[&EventRecord],
+) -> Result<(), tokio_postgres::Error> {
+    let (landed, landed_by): (Vec<&str>, Vec<Option<&str>>) = new_events
+        .iter()
+        .filter(|event| event.ends_flight)
+        .filter_map(|event| Some((event.message_id.as_deref()?, event.business.as_deref())))
+        .unzip();
     if landed.is_empty() {
         return Ok(());
     }
