@@ -17,6 +17,9 @@
 //!   `connect`) → `inbound` with kind `call`.
 //! - `statuses[]` → `status`, keeping the recipient, `pricing` and
 //!   `conversation` as a [`StatusDetail`]; `played` reads as `read`.
+//! - Group traffic (Groups API: a message with a `group_id`, a status with
+//!   `recipient_type: group`) → ignored, by kind: groups are not metered
+//!   (docs/rules.md §17).
 //! - `template_category_update`, `message_template_status_update`,
 //!   `account_update`, `user_preferences` → [`Notice`]s.
 //! - Anything else → ignored, by kind.
@@ -233,6 +236,11 @@ fn problem(path: &str, message: impl Into<String>) -> Problem {
         path: path.to_string(),
         message: message.into(),
     }
+}
+
+/// Whether a message's `group_id` names a group (Groups API).
+fn is_group(group_id: Option<&Value>) -> bool {
+    group_id.and_then(id_text).is_some()
 }
 
 /// Ids come as strings, sometimes as numbers (`message_template_id`).
@@ -504,6 +512,12 @@ impl Reader {
             // Written by WhatsApp (the user changed number), not by the user.
             return self.ignore("message type system".into(), path.into());
         }
+        if is_group(message.get("group_id")) {
+            // Written in a group: it opens the group's customer service
+            // window, not the sender's own one (Meta's Groups API pricing
+            // page). Groups are not metered (docs/rules.md §17): counted.
+            return self.ignore("group message".into(), path.into());
+        }
         let at = match message.get("timestamp").map(unix_time) {
             Some(Ok(at)) => at,
             Some(Err(e)) => return self.problem(format!("{path}.timestamp"), e),
@@ -566,6 +580,13 @@ impl Reader {
                 path.into(),
             );
         };
+        if status.get("recipient_type").and_then(Value::as_str) == Some("group") {
+            // One participant's delivery of a group message: Meta bills each
+            // participant reached. Groups are not metered (docs/rules.md
+            // §17), so the status is counted, not read as a 1:1 delivery to
+            // a user named by the group's id.
+            return self.ignore(format!("group status {}", delivery.as_str()), path.into());
+        }
         let at = match status.get("timestamp").map(unix_time) {
             Some(Ok(at)) => at,
             Some(Err(e)) => return self.problem(format!("{path}.timestamp"), e),
@@ -988,6 +1009,41 @@ mod tests {
             items.problems[0].path,
             "entry[0].changes[0].value.statuses[2].timestamp"
         );
+    }
+
+    /// Meta's Groups API status webhook (BSUID changelog, "Status messages
+    /// webhooks for groups") and a message written in a group: counted as
+    /// group traffic, never read as a 1:1 delivery to a user named by the
+    /// group's id, nor as the sender opening their own window.
+    #[test]
+    fn group_statuses_and_group_messages_are_counted_not_metered() {
+        let items = parse(r#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{
+            "metadata":{"phone_number_id":"1"},
+            "contacts":[{"profile":{"name":"A"},"wa_id":"5511999990000","user_id":"BR.1"}],
+            "messages":[{"from":"5511999990000","group_id":"Y2FwaV9ncm91cDox","id":"wamid.G1","timestamp":"1790000000","type":"text","text":{"body":"hi all"}}],
+            "statuses":[
+              {"id":"wamid.G2","status":"delivered","timestamp":"1790000100","recipient_id":"Y2FwaV9ncm91cDox","recipient_type":"group",
+               "recipient_participant_id":"5511999990000","pricing":{"billable":false,"pricing_model":"PMP","type":"free_group_customer_service","category":"service"}},
+              {"id":"wamid.G2","status":"read","timestamp":"1790000200","recipient_id":"Y2FwaV9ncm91cDox","recipient_type":"group",
+               "recipient_participant_user_id":"BR.2"},
+              {"id":"wamid.O","status":"delivered","timestamp":"1790000300","recipient_id":"5511999990000"}]}}]}]}"#)
+        .unwrap();
+        let ignored: Vec<(&str, &str)> = items
+            .ignored
+            .iter()
+            .map(|i| (i.kind.as_str(), i.path.as_str()))
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                ("group message", "entry[0].changes[0].value.messages[0]"),
+                ("group status delivered", "entry[0].changes[0].value.statuses[0]"),
+                ("group status read", "entry[0].changes[0].value.statuses[1]"),
+            ]
+        );
+        assert!(items.problems.is_empty(), "{:?}", items.problems);
+        assert_eq!(items.events.len(), 1, "the 1:1 status is still read");
+        assert!(matches!(&items.events[0].kind, EventKind::Status { id, .. } if &**id == "wamid.O"));
     }
 
     #[test]
