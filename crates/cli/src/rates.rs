@@ -613,6 +613,11 @@ pub fn coverage(
         .flatten()
         .collect();
     let status = |range: &Covered| range.card.map_or("missing", |card| card.status().as_str());
+    let calling: Vec<CallCovered> = call_coverage(&store, from, to)
+        .into_iter()
+        .filter(|range| currency.is_none_or(|c| c == range.table.currency))
+        .collect();
+    let call_status = |range: &CallCovered| if range.table.partial { "partial" } else { "full" };
     let mut out = std::io::stdout().lock();
     if json {
         let document = serde_json::json!({
@@ -627,6 +632,15 @@ pub fn coverage(
                 "status": status(range),
                 "missing_markets": range.card.map(|c| c.missing_markets.clone()).unwrap_or_default(),
                 "gaps": range.card.map(|c| c.gaps.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
+            })).collect::<Vec<_>>(),
+            "calling": calling.iter().map(|range| serde_json::json!({
+                "currency": range.table.currency.code(),
+                "market": range.table.market,
+                "from": range.from.to_string(),
+                "to": range.to.map(|t| t.to_string()),
+                "bands": range.table.bands,
+                "source": range.table.source,
+                "status": call_status(range),
             })).collect::<Vec<_>>(),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
@@ -673,7 +687,64 @@ pub fn coverage(
         out,
         "\nUntil is the first date not covered. derived: computed from a neighbouring card and Meta's changelog; partial: some markets missing (`wameter rates list` has the details); missing: no card, so those dates are refused: download Meta's card for them and `wameter rates import` it."
     )?;
+    writeln!(out, "\nCalling rates (Calling API, docs/rules.md §14):")?;
+    let rows: Vec<Vec<String>> = calling
+        .iter()
+        .map(|range| {
+            vec![
+                range.table.currency.code().to_string(),
+                range.table.market.clone(),
+                range.from.to_string(),
+                range.to.map_or("open".to_string(), |t| t.to_string()),
+                range.table.bands.to_string(),
+                call_status(range).to_string(),
+                range.table.source.clone(),
+            ]
+        })
+        .collect();
+    crate::output::table(
+        &mut out,
+        &["Currency", "Market", "From", "Until", "Bands", "Status", "Source"],
+        &rows,
+        &[false; 7],
+    )?;
+    writeln!(
+        out,
+        "\nA business-initiated call to a market and date not listed here is refused: give its rates with `--call-rates` or `wameter rates import` them. partial: a public fragment, not Meta's whole calling card."
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One range of calling rates in `rates coverage`: a (currency, market)
+/// block of bands from its effective date until the next block's.
+struct CallCovered {
+    table: CallRateTable,
+    from: Date,
+    /// Exclusive; `None`: open-ended.
+    to: Option<Date>,
+}
+
+/// The calling rates in force without `--call-rates`, as ranges clipped to
+/// `[from, to)`.
+fn call_coverage(store: &Store, from: Date, to: Option<Date>) -> Vec<CallCovered> {
+    let tables = call_rate_tables(store);
+    let mut ranges = Vec::new();
+    let mut tables = tables.into_iter().peekable();
+    while let Some(table) = tables.next() {
+        let until = tables
+            .peek()
+            .filter(|next| (next.currency, &next.market) == (table.currency, &table.market))
+            .map(|next| next.effective);
+        let start = table.effective.max(from);
+        let end = match (until, to) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if end.is_none_or(|end| start < end) {
+            ranges.push(CallCovered { table, from: start, to: end });
+        }
+    }
+    ranges
 }
 
 /// `wameter rates show`: the card in force for a currency on a date, and the

@@ -139,6 +139,31 @@ fn calling_rates_are_given_checked_and_imported() {
     );
     let output = common::wameter_home(&home, &["replay", "--json", log]);
     assert_eq!(common::json(&output)["calls"][0]["amount"], "0.03");
+
+    // `rates coverage` lists calling rates beside the cards: the built-in
+    // fragments (each a range until the market's next block) and the import.
+    let coverage = common::wameter_home(
+        &home,
+        &["rates", "coverage", "--currency", "USD", "--from", "2026-01-01", "--json"],
+    );
+    assert!(coverage.status.success(), "{}", common::stderr(&coverage));
+    let ranges: Vec<String> = common::json(&coverage)["calling"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {} {} {} {} {}", r["currency"], r["market"], r["from"], r["to"], r["bands"], r["status"]))
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            r#""USD" "Brazil" "2026-07-01" null 2 "full""#,
+            r#""USD" "Rest of Africa" "2026-01-01" "2026-07-01" 1 "partial""#,
+            r#""USD" "Rest of Africa" "2026-07-01" "2026-10-01" 6 "partial""#,
+            r#""USD" "Rest of Africa" "2026-10-01" null 6 "partial""#,
+            r#""USD" "Rest of Central & Eastern Europe" "2026-10-01" null 6 "partial""#,
+        ],
+        "INR India is another currency; ranges start at --from"
+    );
 }
 
 /// `[rules]` decides the two points Meta leaves open (docs/rules.md §14).
