@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test, nothing skipped: what CI runs and the README's second
 # command. Starts a throwaway PostgreSQL (stopped again at the end), and
-# installs pywa and heyoo (PyPI) and whatsapp-api-js (npm) under target/
-# the first time; a missing one is then a test failure, not a skip.
+# installs pywa and heyoo, DuckDB, pandas and pyarrow (PyPI) and
+# whatsapp-api-js (npm) under target/ the first time; a missing one is then a test failure, not a skip.
 #
 #   scripts/test.sh [cargo test arguments…]
 #
@@ -34,6 +34,9 @@ export WAMETER_TEST_PYTHON
 # whatsapp-api-js (npm) for the sandbox's Node client tests.
 WAMETER_TEST_WHATSAPP_API_JS="$(scripts/whatsapp-api-js-for-tests.sh)"
 export WAMETER_TEST_WHATSAPP_API_JS
+# DuckDB, pandas and pyarrow (PyPI) to read the CSV and Parquet exports back.
+WAMETER_TEST_ANALYTICS_PYTHON="$(scripts/analytics-for-tests.sh)"
+export WAMETER_TEST_ANALYTICS_PYTHON
 # A dependency missing now is a failure, not a skip.
 export WAMETER_TEST_ALL=1
 

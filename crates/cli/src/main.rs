@@ -16,7 +16,7 @@ mod reconcile;
 mod sandbox;
 mod serve;
 
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,9 +50,16 @@ enum Command {
         logs: Vec<PathBuf>,
         #[command(flatten)]
         engine: EngineArgs,
-        /// Print the machine-readable document (interfaces §4).
-        #[arg(long)]
+        /// Print the machine-readable document (interfaces §4): `--format json`.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// What to print: the table, the JSON document, or every charge, call and agent
+        /// usage as one typed table in CSV or Parquet (docs/interfaces.md, "Exports").
+        #[arg(long, value_enum)]
+        format: Option<output::Format>,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
         /// Also list every delivered message.
         #[arg(long)]
         messages: bool,
@@ -316,14 +323,27 @@ pub(crate) fn report_malformed(logs: &LoadedLogs) {
     );
 }
 
-fn replay(logs: Vec<PathBuf>, engine: EngineArgs, json: bool, messages: bool) -> Result<ExitCode> {
+fn replay(
+    logs: Vec<PathBuf>,
+    engine: EngineArgs,
+    format: output::Format,
+    to: Option<PathBuf>,
+    messages: bool,
+) -> Result<ExitCode> {
+    let mut out = output::open(to.as_deref(), format)?;
     let (loaded, report, setup, _) = run_replay(&logs, &engine, None)?;
     report_malformed(&loaded);
     if print_pricing_errors(&loaded, &report) {
         return Ok(ExitCode::from(1));
     }
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    if json {
+    if matches!(format, output::Format::Csv | output::Format::Parquet) {
+        let rows = output::rows(&report);
+        let written = match format {
+            output::Format::Csv => wameter_export::write_csv(&mut out, &rows),
+            _ => wameter_export::write_parquet(&mut out, &rows),
+        };
+        anyhow::Context::with_context(written, || output::destination(to.as_deref()))?;
+    } else if format == output::Format::Json {
         output::write_json(&mut out, &report, &loaded, engine.what_if())?;
     } else {
         let what_if = engine.what_if();
@@ -789,9 +809,17 @@ fn main() -> ExitCode {
             logs,
             engine,
             json,
+            format,
+            output,
             messages,
             ..
-        } => replay(logs, engine, json, messages),
+        } => {
+            let format = match (json, format) {
+                (true, _) => output::Format::Json,
+                (false, format) => format.unwrap_or(output::Format::Table),
+            };
+            replay(logs, engine, format, output, messages)
+        }
         Command::Explain {
             logs,
             message,

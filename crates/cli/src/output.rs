@@ -10,6 +10,51 @@ use wameter_log::replay_json::{Others, WarningJson, write_document};
 
 use crate::input::LoadedLogs;
 
+/// What `replay` prints (`--format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The human tables.
+    Table,
+    /// The JSON document (interfaces §4).
+    Json,
+    /// Every charge, call and agent usage as CSV rows (docs/interfaces.md, "Exports").
+    Csv,
+    /// The same rows as a Parquet file, typed (decimal amounts, timestamps, dates).
+    Parquet,
+}
+
+/// Where output goes: `path`, or standard output. Parquet is binary and
+/// goes to a terminal only by mistake: it needs `-o` there.
+pub fn open(path: Option<&std::path::Path>, format: Format) -> anyhow::Result<Box<dyn Write + Send>> {
+    use std::io::IsTerminal;
+    match path {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("{}: cannot create it: {e}", path.display()))?;
+            Ok(Box::new(std::io::BufWriter::new(file)))
+        }
+        None if format == Format::Parquet && std::io::stdout().is_terminal() => {
+            anyhow::bail!("Parquet is binary: write it to a file with `-o FILE` (or pipe it)")
+        }
+        None => Ok(Box::new(std::io::BufWriter::new(std::io::stdout()))),
+    }
+}
+
+/// The name of where output goes, for errors.
+pub fn destination(path: Option<&std::path::Path>) -> String {
+    path.map_or_else(|| "standard output".to_string(), |p| p.display().to_string())
+}
+
+/// Every priced item of a replay as export rows: the charges in the
+/// document's order, then the calls, then the agent usage.
+pub fn rows(report: &Report) -> Vec<wameter_export::Row> {
+    let mut rows = Vec::with_capacity(report.charges.len() + report.calls.len() + report.agent.len());
+    rows.extend(report.charges.iter().map(wameter_export::Row::from_charge));
+    rows.extend(report.calls.iter().map(wameter_export::Row::from_call));
+    rows.extend(report.agent.iter().map(wameter_export::Row::from_agent));
+    rows
+}
+
 fn warnings_json<'a>(report: &'a Report, logs: &'a LoadedLogs) -> Vec<WarningJson<'a>> {
     let mut out: Vec<WarningJson> = logs
         .malformed

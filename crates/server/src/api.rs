@@ -232,6 +232,78 @@ pub struct SliceQuery {
     /// `business`, `messaging_account` (the WABA id billed), `pricing_model`,
     /// `type` (default `month,category`).
     group_by: Option<String>,
+    /// `json` (the default), `csv`, or for `/v1/charges` also `parquet`:
+    /// every charge, call and agent usage as one typed table
+    /// (docs/interfaces.md, "Exports"). Wins over `Accept` (`text/csv`,
+    /// `application/vnd.apache.parquet`).
+    format: Option<String>,
+}
+
+/// What a charge query answers in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answered {
+    Json,
+    Csv,
+    Parquet,
+}
+
+/// `?format=` when given, else the first of `Accept`'s media types wameter
+/// writes, else JSON. `parquet` only where a table of charges is answered.
+fn answered_in(
+    query: &SliceQuery,
+    headers: &HeaderMap,
+    parquet: bool,
+) -> Result<Answered, ApiError> {
+    let named = match query.format.as_deref() {
+        Some(format) => Some(format.trim().to_ascii_lowercase()),
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .and_then(|accept| {
+                accept
+                    .split(',')
+                    .map(|media| media.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+                    .find_map(|media| match media.as_str() {
+                        "text/csv" => Some("csv".to_string()),
+                        "application/vnd.apache.parquet" if parquet => Some("parquet".to_string()),
+                        "application/json" => Some("json".to_string()),
+                        _ => None,
+                    })
+            }),
+    };
+    match named.as_deref() {
+        None | Some("json") => Ok(Answered::Json),
+        Some("csv") => Ok(Answered::Csv),
+        Some("parquet") if parquet => Ok(Answered::Parquet),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "`format`: {other:?} is not one of json, csv{}",
+            if parquet { ", parquet" } else { "" }
+        ))),
+    }
+}
+
+/// The rows of an answer, for CSV and Parquet: charges, then calls, then
+/// agent usage, as the document orders each.
+fn export_rows(answer: &Answer) -> Result<Vec<wameter_export::Row>, ApiError> {
+    answer
+        .charges
+        .iter()
+        .map(|charge| charge.line.as_str())
+        .chain(answer.calls.iter().map(String::as_str))
+        .chain(answer.agent.iter().map(String::as_str))
+        .map(|line| {
+            wameter_export::Row::from_line(line).map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .collect()
+}
+
+/// A CSV or Parquet body with its content type.
+fn table_response(answered: Answered, body: Vec<u8>) -> Response {
+    let content_type = match answered {
+        Answered::Parquet => "application/vnd.apache.parquet",
+        _ => "text/csv; charset=utf-8",
+    };
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
 }
 
 struct Slice {
@@ -318,14 +390,27 @@ async fn answer(
 /// (interfaces §4), from the charges kept (and settled first) by the same
 /// engine.
 #[utoipa::path(get, path = "/v1/charges", tag = "query", security(("bearer" = [])), params(SliceQuery),
-    responses((status = 200, description = "The `replay --json` document (interfaces §4)", content_type = "application/json", body = Object), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 200, description = "The `replay --json` document (interfaces §4); with `format=csv` or `parquet` (or `Accept`), every charge, call and agent usage as one typed table (docs/interfaces.md, \"Exports\")",
+        content((Object = "application/json"), (String = "text/csv"), (Vec<u8> = "application/vnd.apache.parquet"))),
+        (status = 400), (status = 401), (status = 403)))]
 pub async fn charges(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<SliceQuery>,
 ) -> Result<Response, ApiError> {
+    let answered = answered_in(&query, &headers, true)?;
     let answer = answer(&state, &headers, &query).await?;
     telemetry::charge_query("charges");
+    if answered != Answered::Json {
+        let rows = export_rows(&answer)?;
+        let mut body = Vec::with_capacity(256 * (rows.len() + 1));
+        let written = match answered {
+            Answered::Csv => wameter_export::write_csv(&mut body, &rows),
+            _ => wameter_export::write_parquet(&mut body, &rows),
+        };
+        written.map_err(|e| ApiError::internal(e.to_string()))?;
+        return Ok(table_response(answered, body));
+    }
     let mut out = Vec::with_capacity(512 * (answer.charges.len() + 1));
     let lines = answer.charges.iter().map(|charge| Ok(charge.line.as_str()));
     wameter_log::replay_json::write_document_lines(
@@ -424,12 +509,15 @@ const DIMENSIONS: &[&str] = &[
 
 /// Costs grouped by month (business-local), category, market, business…
 #[utoipa::path(get, path = "/v1/reports/costs", tag = "query", security(("bearer" = [])), params(SliceQuery),
-    responses((status = 200, body = CostReport), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 200, description = "The report; with `format=csv` (or `Accept: text/csv`) its rows as CSV: the dimensions, then currency, messages, billable_messages, calls, billable_calls, amount",
+        content((CostReport = "application/json"), (String = "text/csv"))),
+        (status = 400), (status = 401), (status = 403)))]
 pub async fn costs(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<SliceQuery>,
-) -> Result<Json<CostReport>, ApiError> {
+) -> Result<Response, ApiError> {
+    let answered = answered_in(&query, &headers, false)?;
     let group_by: Vec<String> = query
         .group_by
         .as_deref()
@@ -538,7 +626,7 @@ pub async fn costs(
             entry.4 += amount;
         }
     }
-    Ok(Json(CostReport {
+    let report = CostReport {
         from: query.from.clone(),
         to: query.to.clone(),
         rows: rows
@@ -579,7 +667,38 @@ pub async fn costs(
             .map(|w| serde_json::to_value(w).unwrap_or_default())
             .collect(),
         group_by,
-    }))
+    };
+    if answered == Answered::Csv {
+        return cost_rows_csv(&report)
+            .map(|body| table_response(Answered::Csv, body))
+            .map_err(|e| ApiError::internal(e.to_string()));
+    }
+    Ok(Json(report).into_response())
+}
+
+/// A cost report's rows as CSV: one column per dimension, in the order
+/// asked, then the counts and the exact amount.
+fn cost_rows_csv(report: &CostReport) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let counts = ["currency", "messages", "billable_messages", "calls", "billable_calls", "amount"];
+    writer.write_record(report.group_by.iter().map(String::as_str).chain(counts))?;
+    for row in &report.rows {
+        let mut record: Vec<String> = report
+            .group_by
+            .iter()
+            .map(|dimension| row.key.get(dimension).cloned().unwrap_or_default())
+            .collect();
+        record.extend([
+            row.currency.clone(),
+            row.messages.to_string(),
+            row.billable_messages.to_string(),
+            row.calls.to_string(),
+            row.billable_calls.to_string(),
+            row.amount.clone(),
+        ]);
+        writer.write_record(&record)?;
+    }
+    writer.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
 
 /// `POST /v1/events`.
