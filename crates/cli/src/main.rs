@@ -337,7 +337,7 @@ fn replay(
         return Ok(ExitCode::from(1));
     }
     if matches!(format, output::Format::Csv | output::Format::Parquet) {
-        let rows = output::rows(&report);
+        let rows = wameter_export::ReportRows(&report);
         let written = match format {
             output::Format::Csv => wameter_export::write_csv(&mut out, &rows),
             _ => wameter_export::write_parquet(&mut out, &rows),

@@ -25,7 +25,10 @@ pub enum Format {
 
 /// Where output goes: `path`, or standard output. Parquet is binary and
 /// goes to a terminal only by mistake: it needs `-o` there.
-pub fn open(path: Option<&std::path::Path>, format: Format) -> anyhow::Result<Box<dyn Write + Send>> {
+pub fn open(
+    path: Option<&std::path::Path>,
+    format: Format,
+) -> anyhow::Result<Box<dyn Write + Send>> {
     use std::io::IsTerminal;
     match path {
         Some(path) => {
@@ -42,17 +45,10 @@ pub fn open(path: Option<&std::path::Path>, format: Format) -> anyhow::Result<Bo
 
 /// The name of where output goes, for errors.
 pub fn destination(path: Option<&std::path::Path>) -> String {
-    path.map_or_else(|| "standard output".to_string(), |p| p.display().to_string())
-}
-
-/// Every priced item of a replay as export rows: the charges in the
-/// document's order, then the calls, then the agent usage.
-pub fn rows(report: &Report) -> Vec<wameter_export::Row> {
-    let mut rows = Vec::with_capacity(report.charges.len() + report.calls.len() + report.agent.len());
-    rows.extend(report.charges.iter().map(wameter_export::Row::from_charge));
-    rows.extend(report.calls.iter().map(wameter_export::Row::from_call));
-    rows.extend(report.agent.iter().map(wameter_export::Row::from_agent));
-    rows
+    path.map_or_else(
+        || "standard output".to_string(),
+        |p| p.display().to_string(),
+    )
 }
 
 fn warnings_json<'a>(report: &'a Report, logs: &'a LoadedLogs) -> Vec<WarningJson<'a>> {

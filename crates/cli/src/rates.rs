@@ -617,7 +617,13 @@ pub fn coverage(
         .into_iter()
         .filter(|range| currency.is_none_or(|c| c == range.table.currency))
         .collect();
-    let call_status = |range: &CallCovered| if range.table.partial { "partial" } else { "full" };
+    let call_status = |range: &CallCovered| {
+        if range.table.partial {
+            "partial"
+        } else {
+            "full"
+        }
+    };
     let mut out = std::io::stdout().lock();
     if json {
         let document = serde_json::json!({
@@ -704,7 +710,9 @@ pub fn coverage(
         .collect();
     crate::output::table(
         &mut out,
-        &["Currency", "Market", "From", "Until", "Bands", "Status", "Source"],
+        &[
+            "Currency", "Market", "From", "Until", "Bands", "Status", "Source",
+        ],
         &rows,
         &[false; 7],
     )?;
@@ -741,7 +749,11 @@ fn call_coverage(store: &Store, from: Date, to: Option<Date>) -> Vec<CallCovered
             (a, b) => a.or(b),
         };
         if end.is_none_or(|end| start < end) {
-            ranges.push(CallCovered { table, from: start, to: end });
+            ranges.push(CallCovered {
+                table,
+                from: start,
+                to: end,
+            });
         }
     }
     ranges

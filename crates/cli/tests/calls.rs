@@ -144,14 +144,27 @@ fn calling_rates_are_given_checked_and_imported() {
     // fragments (each a range until the market's next block) and the import.
     let coverage = common::wameter_home(
         &home,
-        &["rates", "coverage", "--currency", "USD", "--from", "2026-01-01", "--json"],
+        &[
+            "rates",
+            "coverage",
+            "--currency",
+            "USD",
+            "--from",
+            "2026-01-01",
+            "--json",
+        ],
     );
     assert!(coverage.status.success(), "{}", common::stderr(&coverage));
     let ranges: Vec<String> = common::json(&coverage)["calling"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| format!("{} {} {} {} {} {}", r["currency"], r["market"], r["from"], r["to"], r["bands"], r["status"]))
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {}",
+                r["currency"], r["market"], r["from"], r["to"], r["bands"], r["status"]
+            )
+        })
         .collect();
     assert_eq!(
         ranges,

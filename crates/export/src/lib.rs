@@ -7,7 +7,10 @@
 //! `currency` gives the replay's totals to the last digit: Parquet stores
 //! it as `DECIMAL(38, s)`, `s` the largest scale any amount has, and CSV as
 //! the decimal text the JSON document prints. The columns are listed in
-//! [`COLUMNS`] and documented in `docs/interfaces.md` ("Exports").
+//! [`CHARGE_COLUMNS`] and documented in `docs/interfaces.md` ("Exports").
+//!
+//! The writers take any [`Table`] (typed [`Column`]s, rows by index), so
+//! the other exports — reconciliation, invoices, events — share them.
 //!
 //! Rows come from the engine's own charges ([`Row::from_charge`],
 //! [`Row::from_call`], [`Row::from_agent`]: `replay`) or from the lines of
@@ -126,33 +129,6 @@ pub struct Row {
     /// The charge's explanation.
     pub reason: String,
 }
-
-/// The export's columns in order, with their Parquet types (`amount`'s
-/// scale is the file's). CSV has the same header.
-pub const COLUMNS: [(&str, &str); 22] = [
-    ("kind", "REQUIRED BYTE_ARRAY kind (UTF8)"),
-    ("id", "REQUIRED BYTE_ARRAY id (UTF8)"),
-    ("business", "REQUIRED BYTE_ARRAY business (UTF8)"),
-    ("messaging_account", "OPTIONAL BYTE_ARRAY messaging_account (UTF8)"),
-    ("user", "REQUIRED BYTE_ARRAY user (UTF8)"),
-    ("at", "REQUIRED INT64 at (TIMESTAMP(MICROS,true))"),
-    ("local_date", "REQUIRED INT32 local_date (DATE)"),
-    ("month", "REQUIRED BYTE_ARRAY month (UTF8)"),
-    ("pricing_model", "OPTIONAL BYTE_ARRAY pricing_model (UTF8)"),
-    ("category", "REQUIRED BYTE_ARRAY category (UTF8)"),
-    ("pricing_type", "OPTIONAL BYTE_ARRAY pricing_type (UTF8)"),
-    ("direction", "OPTIONAL BYTE_ARRAY direction (UTF8)"),
-    ("billable", "REQUIRED BOOLEAN billable"),
-    ("market", "OPTIONAL BYTE_ARRAY market (UTF8)"),
-    ("currency", "REQUIRED BYTE_ARRAY currency (UTF8)"),
-    ("amount", "REQUIRED FIXED_LEN_BYTE_ARRAY (16) amount (DECIMAL(38,{scale}))"),
-    ("quantity", "REQUIRED INT64 quantity"),
-    ("unit", "REQUIRED BYTE_ARRAY unit (UTF8)"),
-    ("tier", "OPTIONAL BYTE_ARRAY tier (UTF8)"),
-    ("ruleset", "REQUIRED BYTE_ARRAY ruleset (UTF8)"),
-    ("rule", "REQUIRED BYTE_ARRAY rule (UTF8)"),
-    ("reason", "REQUIRED BYTE_ARRAY reason (UTF8)"),
-];
 
 fn text<T: AsRef<str> + ?Sized>(value: &T) -> String {
     value.as_ref().to_string()
@@ -283,7 +259,11 @@ impl Row {
 
     /// `YYYY-MM` of the local date: the billing month.
     pub fn month(&self) -> String {
-        format!("{:04}-{:02}", self.local_date.year(), self.local_date.month())
+        format!(
+            "{:04}-{:02}",
+            self.local_date.year(),
+            self.local_date.month()
+        )
     }
 }
 
@@ -319,61 +299,258 @@ struct KeptLine {
     reason: String,
 }
 
-/// Writes `rows` as CSV with a header row: instants in RFC 3339 (UTC),
-/// dates as `YYYY-MM-DD`, amounts as exact decimal text, an absent value
-/// as an empty cell.
-pub fn write_csv<'r>(
-    out: impl Write,
-    rows: impl IntoIterator<Item = &'r Row>,
-) -> Result<(), ExportError> {
+impl Row {
+    /// The row's cells, in the order of [`CHARGE_COLUMNS`].
+    pub fn cells(&self) -> Vec<Cell<'_>> {
+        fn text(value: &str) -> Cell<'_> {
+            Cell::Text(value.into())
+        }
+        fn optional(value: &Option<String>) -> Cell<'_> {
+            value.as_deref().map_or(Cell::Null, text)
+        }
+        vec![
+            Cell::Text(self.kind.as_str().into()),
+            text(&self.id),
+            text(&self.business),
+            optional(&self.messaging_account),
+            text(&self.user),
+            Cell::Timestamp(self.at),
+            Cell::Date(self.local_date),
+            Cell::Text(self.month().into()),
+            optional(&self.pricing_model),
+            text(&self.category),
+            optional(&self.pricing_type),
+            optional(&self.direction),
+            Cell::Bool(self.billable),
+            optional(&self.market),
+            text(&self.currency),
+            Cell::Decimal(self.amount),
+            Cell::Count(self.quantity),
+            Cell::Text(self.kind.unit().into()),
+            optional(&self.tier),
+            text(&self.ruleset),
+            text(&self.rule),
+            text(&self.reason),
+        ]
+    }
+}
+
+/// The type of a column: how CSV prints it and what Parquet stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Type {
+    /// UTF-8 text.
+    Text,
+    /// `true` / `false`; Parquet `BOOLEAN`.
+    Bool,
+    /// A count; Parquet `INT64`.
+    Count,
+    /// An exact decimal; Parquet `DECIMAL(38, s)`, `s` the largest scale
+    /// the column has, so every value is stored exactly.
+    Decimal,
+    /// An instant; CSV RFC 3339 (UTC), Parquet `TIMESTAMP(MICROS, UTC)`.
+    Timestamp,
+    /// A civil date; CSV `YYYY-MM-DD`, Parquet `DATE`.
+    Date,
+}
+
+/// One column of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Its name (the CSV header, the Parquet field).
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Type,
+    /// Whether a value may be absent (an empty CSV cell, a Parquet null).
+    pub nullable: bool,
+}
+
+const fn column(name: &'static str, kind: Type, nullable: bool) -> Column {
+    Column {
+        name,
+        kind,
+        nullable,
+    }
+}
+
+/// One value of a row; its variant matches its column's [`Type`] (or is
+/// `Null` in a nullable column).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell<'a> {
+    /// Absent.
+    Null,
+    /// Text.
+    Text(std::borrow::Cow<'a, str>),
+    /// A boolean.
+    Bool(bool),
+    /// A count.
+    Count(u64),
+    /// An exact decimal.
+    Decimal(Decimal),
+    /// An instant.
+    Timestamp(Timestamp),
+    /// A date.
+    Date(Date),
+}
+
+/// A table to export: its columns, and its rows by index (so a writer can
+/// go over them twice and in row groups without holding them all).
+pub trait Table {
+    /// The columns, in order.
+    fn columns(&self) -> &[Column];
+    /// How many rows.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Row `index`'s cells, one per column.
+    fn row(&self, index: usize) -> Vec<Cell<'_>>;
+}
+
+/// The charge export's columns (documented in docs/interfaces.md, "Exports").
+pub const CHARGE_COLUMNS: [Column; 22] = [
+    column("kind", Type::Text, false),
+    column("id", Type::Text, false),
+    column("business", Type::Text, false),
+    column("messaging_account", Type::Text, true),
+    column("user", Type::Text, false),
+    column("at", Type::Timestamp, false),
+    column("local_date", Type::Date, false),
+    column("month", Type::Text, false),
+    column("pricing_model", Type::Text, true),
+    column("category", Type::Text, false),
+    column("pricing_type", Type::Text, true),
+    column("direction", Type::Text, true),
+    column("billable", Type::Bool, false),
+    column("market", Type::Text, true),
+    column("currency", Type::Text, false),
+    column("amount", Type::Decimal, false),
+    column("quantity", Type::Count, false),
+    column("unit", Type::Text, false),
+    column("tier", Type::Text, true),
+    column("ruleset", Type::Text, false),
+    column("rule", Type::Text, false),
+    column("reason", Type::Text, false),
+];
+
+/// Rows already built (`serve`'s answer, read from its kept lines).
+impl Table for [Row] {
+    fn columns(&self) -> &[Column] {
+        &CHARGE_COLUMNS
+    }
+    fn len(&self) -> usize {
+        <[Row]>::len(self)
+    }
+    fn row(&self, index: usize) -> Vec<Cell<'_>> {
+        self[index].cells()
+    }
+}
+
+/// A replay's charges, calls and agent usage, in that order, each row
+/// built as it is written.
+pub struct ReportRows<'a>(pub &'a wameter_core::engine::Report);
+
+impl Table for ReportRows<'_> {
+    fn columns(&self) -> &[Column] {
+        &CHARGE_COLUMNS
+    }
+    fn len(&self) -> usize {
+        self.0.charges.len() + self.0.calls.len() + self.0.agent.len()
+    }
+    fn row(&self, index: usize) -> Vec<Cell<'_>> {
+        let report = self.0;
+        let row = if let Some(charge) = report.charges.get(index) {
+            Row::from_charge(charge)
+        } else if let Some(call) = report.calls.get(index - report.charges.len()) {
+            Row::from_call(call)
+        } else {
+            Row::from_agent(&report.agent[index - report.charges.len() - report.calls.len()])
+        };
+        row.cells().into_iter().map(owned).collect()
+    }
+}
+
+/// A cell that borrows nothing.
+fn owned(cell: Cell<'_>) -> Cell<'static> {
+    match cell {
+        Cell::Text(text) => Cell::Text(text.into_owned().into()),
+        Cell::Null => Cell::Null,
+        Cell::Bool(value) => Cell::Bool(value),
+        Cell::Count(value) => Cell::Count(value),
+        Cell::Decimal(value) => Cell::Decimal(value),
+        Cell::Timestamp(value) => Cell::Timestamp(value),
+        Cell::Date(value) => Cell::Date(value),
+    }
+}
+
+/// Writes a table as CSV with a header row: instants in RFC 3339 (UTC),
+/// dates as `YYYY-MM-DD`, decimals as exact text, an absent value as an
+/// empty cell.
+pub fn write_csv<T: Table + ?Sized>(out: impl Write, table: &T) -> Result<(), ExportError> {
     let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(COLUMNS.iter().map(|(name, _)| *name))?;
-    for row in rows {
-        let none = String::new();
-        writer.write_record([
-            row.kind.as_str(),
-            &row.id,
-            &row.business,
-            row.messaging_account.as_ref().unwrap_or(&none),
-            &row.user,
-            &row.at.to_string(),
-            &row.local_date.to_string(),
-            &row.month(),
-            row.pricing_model.as_ref().unwrap_or(&none),
-            &row.category,
-            row.pricing_type.as_ref().unwrap_or(&none),
-            row.direction.as_ref().unwrap_or(&none),
-            if row.billable { "true" } else { "false" },
-            row.market.as_ref().unwrap_or(&none),
-            &row.currency,
-            &format_amount(row.amount),
-            &row.quantity.to_string(),
-            row.kind.unit(),
-            row.tier.as_ref().unwrap_or(&none),
-            &row.ruleset,
-            &row.rule,
-            &row.reason,
-        ])?;
+    writer.write_record(table.columns().iter().map(|c| c.name))?;
+    let mut record: Vec<String> = Vec::with_capacity(table.columns().len());
+    for index in 0..table.len() {
+        record.clear();
+        record.extend(table.row(index).into_iter().map(|cell| match cell {
+            Cell::Null => String::new(),
+            Cell::Text(text) => text.into_owned(),
+            Cell::Bool(value) => value.to_string(),
+            Cell::Count(value) => value.to_string(),
+            Cell::Decimal(value) => format_amount(value),
+            Cell::Timestamp(value) => value.to_string(),
+            Cell::Date(value) => value.to_string(),
+        }));
+        writer.write_record(&record)?;
     }
     writer.flush()?;
     Ok(())
 }
 
 /// Rows per Parquet row group: bounds the column buffers of one group.
-const ROW_GROUP: usize = 128 * 1024;
+const ROW_GROUP: usize = 64 * 1024;
 
-/// Writes `rows` as a Parquet file (Snappy-compressed columns): instants
-/// as `TIMESTAMP(MICROS, UTC)`, dates as `DATE`, `amount` as
-/// `DECIMAL(38, s)` with `s` the largest scale of any amount (so every
-/// amount is stored exactly), counts as `INT64`, the rest as UTF-8.
-pub fn write_parquet<W: Write + Send>(out: W, rows: &[Row]) -> Result<(), ExportError> {
-    let scale = rows.iter().map(|r| r.amount.normalize().scale()).max().unwrap_or(0);
-    let fields: Vec<String> = COLUMNS
+/// Writes a table as a Parquet file, Snappy-compressed, typed by its
+/// columns ([`Type`]).
+pub fn write_parquet<T: Table + ?Sized, W: Write + Send>(
+    out: W,
+    table: &T,
+) -> Result<(), ExportError> {
+    let columns = table.columns();
+    // A decimal column's scale: the largest any of its values has.
+    let mut scales = vec![0u32; columns.len()];
+    if columns.iter().any(|c| c.kind == Type::Decimal) {
+        for index in 0..table.len() {
+            for (scale, cell) in scales.iter_mut().zip(table.row(index)) {
+                if let Cell::Decimal(value) = cell {
+                    *scale = (*scale).max(value.normalize().scale());
+                }
+            }
+        }
+    }
+    let fields: Vec<String> = columns
         .iter()
-        .map(|(_, field)| format!("{};", field.replace("{scale}", &scale.to_string())))
+        .zip(&scales)
+        .map(|(column, scale)| {
+            let repetition = if column.nullable {
+                "OPTIONAL"
+            } else {
+                "REQUIRED"
+            };
+            let name = column.name;
+            let physical = match column.kind {
+                Type::Text => format!("BYTE_ARRAY {name} (UTF8)"),
+                Type::Bool => format!("BOOLEAN {name}"),
+                Type::Count => format!("INT64 {name}"),
+                Type::Decimal => format!("FIXED_LEN_BYTE_ARRAY (16) {name} (DECIMAL(38,{scale}))"),
+                Type::Timestamp => format!("INT64 {name} (TIMESTAMP(MICROS,true))"),
+                Type::Date => format!("INT32 {name} (DATE)"),
+            };
+            format!("{repetition} {physical};")
+        })
         .collect();
     let schema = Arc::new(parse_message_type(&format!(
-        "message charge {{ {} }}",
+        "message table {{ {} }}",
         fields.join(" ")
     ))?);
     let properties = Arc::new(
@@ -383,13 +560,19 @@ pub fn write_parquet<W: Write + Send>(out: W, rows: &[Row]) -> Result<(), Export
             .build(),
     );
     let mut writer = SerializedFileWriter::new(out, schema, properties)?;
-    for group in rows.chunks(ROW_GROUP) {
+    // At least one row group, so an empty table is still a valid file.
+    for group in 0..table.len().div_ceil(ROW_GROUP).max(1) {
+        let rows: Vec<Vec<Cell<'_>>> = (group * ROW_GROUP
+            ..table.len().min((group + 1) * ROW_GROUP))
+            .map(|index| table.row(index))
+            .collect();
         let mut row_group = writer.next_row_group()?;
-        let mut column = 0;
-        while let Some(mut writer) = row_group.next_column()? {
-            write_column(&mut writer, column, group, scale)?;
-            writer.close()?;
-            column += 1;
+        let mut index = 0;
+        while let Some(mut column_writer) = row_group.next_column()? {
+            let cells = rows.iter().map(|row| &row[index]);
+            write_column(&mut column_writer, columns[index], cells, scales[index])?;
+            column_writer.close()?;
+            index += 1;
         }
         row_group.close()?;
     }
@@ -397,89 +580,105 @@ pub fn write_parquet<W: Write + Send>(out: W, rows: &[Row]) -> Result<(), Export
     Ok(())
 }
 
-fn bytes(value: &str) -> ByteArray {
-    ByteArray::from(value.as_bytes().to_vec())
-}
-
-/// One column of a row group; `column` indexes [`COLUMNS`].
-fn write_column(
+/// One column of a row group.
+fn write_column<'c>(
     writer: &mut parquet::file::writer::SerializedColumnWriter<'_>,
-    column: usize,
-    rows: &[Row],
+    column: Column,
+    cells: impl Iterator<Item = &'c Cell<'c>>,
     scale: u32,
 ) -> Result<(), ExportError> {
-    let required = |value: fn(&Row) -> String| -> Vec<ByteArray> {
-        rows.iter().map(|r| bytes(&value(r))).collect()
+    let mistyped = || {
+        ExportError::Line(format!(
+            "a value of column `{}` is not of its type",
+            column.name
+        ))
     };
-    let optional = |value: fn(&Row) -> Option<&String>| -> (Vec<ByteArray>, Vec<i16>) {
-        let levels = rows.iter().map(|r| i16::from(value(r).is_some())).collect();
-        (rows.iter().filter_map(|r| value(r).map(|v| bytes(v))).collect(), levels)
-    };
-    let strings = |writer: &mut parquet::file::writer::SerializedColumnWriter<'_>,
-                   values: Vec<ByteArray>|
-     -> Result<(), ExportError> {
-        writer.typed::<ByteArrayType>().write_batch(&values, None, None)?;
-        Ok(())
-    };
-    let nullable = |writer: &mut parquet::file::writer::SerializedColumnWriter<'_>,
-                    (values, levels): (Vec<ByteArray>, Vec<i16>)|
-     -> Result<(), ExportError> {
-        writer.typed::<ByteArrayType>().write_batch(&values, Some(&levels), None)?;
-        Ok(())
-    };
-    match COLUMNS[column].0 {
-        "kind" => strings(writer, required(|r| text(r.kind.as_str())))?,
-        "id" => strings(writer, required(|r| r.id.clone()))?,
-        "business" => strings(writer, required(|r| r.business.clone()))?,
-        "messaging_account" => nullable(writer, optional(|r| r.messaging_account.as_ref()))?,
-        "user" => strings(writer, required(|r| r.user.clone()))?,
-        "at" => {
-            let values: Vec<i64> = rows.iter().map(|r| r.at.as_microsecond()).collect();
-            writer.typed::<Int64Type>().write_batch(&values, None, None)?;
+    let mut levels: Vec<i16> = Vec::new();
+    let mut present = Vec::new();
+    for cell in cells {
+        levels.push(i16::from(*cell != Cell::Null));
+        if *cell != Cell::Null {
+            present.push(cell);
+        } else if !column.nullable {
+            return Err(mistyped());
         }
-        "local_date" => {
-            let values = rows
+    }
+    let levels = column.nullable.then_some(&levels[..]);
+    match column.kind {
+        Type::Text => {
+            let values = present
                 .iter()
-                .map(|r| days_since_epoch(r.local_date))
-                .collect::<Result<Vec<i32>, _>>()?;
-            writer.typed::<Int32Type>().write_batch(&values, None, None)?;
+                .map(|cell| match cell {
+                    Cell::Text(text) => Ok(ByteArray::from(text.as_bytes().to_vec())),
+                    _ => Err(mistyped()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            writer
+                .typed::<ByteArrayType>()
+                .write_batch(&values, levels, None)?;
         }
-        "month" => strings(writer, required(Row::month))?,
-        "pricing_model" => nullable(writer, optional(|r| r.pricing_model.as_ref()))?,
-        "category" => strings(writer, required(|r| r.category.clone()))?,
-        "pricing_type" => nullable(writer, optional(|r| r.pricing_type.as_ref()))?,
-        "direction" => nullable(writer, optional(|r| r.direction.as_ref()))?,
-        "billable" => {
-            let values: Vec<bool> = rows.iter().map(|r| r.billable).collect();
-            writer.typed::<BoolType>().write_batch(&values, None, None)?;
-        }
-        "market" => nullable(writer, optional(|r| r.market.as_ref()))?,
-        "currency" => strings(writer, required(|r| r.currency.clone()))?,
-        "amount" => {
-            let values = rows
+        Type::Bool => {
+            let values = present
                 .iter()
-                .map(|r| decimal_bytes(r.amount, scale))
+                .map(|cell| match cell {
+                    Cell::Bool(value) => Ok(*value),
+                    _ => Err(mistyped()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            writer
+                .typed::<BoolType>()
+                .write_batch(&values, levels, None)?;
+        }
+        Type::Count => {
+            let values = present
+                .iter()
+                .map(|cell| match cell {
+                    Cell::Count(value) => i64::try_from(*value).map_err(|_| {
+                        ExportError::Line(format!("`{}`: {value} is too large", column.name))
+                    }),
+                    _ => Err(mistyped()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            writer
+                .typed::<Int64Type>()
+                .write_batch(&values, levels, None)?;
+        }
+        Type::Decimal => {
+            let values = present
+                .iter()
+                .map(|cell| match cell {
+                    Cell::Decimal(value) => decimal_bytes(*value, scale),
+                    _ => Err(mistyped()),
+                })
                 .collect::<Result<Vec<FixedLenByteArray>, _>>()?;
             writer
                 .typed::<FixedLenByteArrayType>()
-                .write_batch(&values, None, None)?;
+                .write_batch(&values, levels, None)?;
         }
-        "quantity" => {
-            let values = rows
+        Type::Timestamp => {
+            let values = present
                 .iter()
-                .map(|r| {
-                    i64::try_from(r.quantity).map_err(|_| {
-                        ExportError::Line(format!("{}: quantity {} too large", r.id, r.quantity))
-                    })
+                .map(|cell| match cell {
+                    Cell::Timestamp(value) => Ok(value.as_microsecond()),
+                    _ => Err(mistyped()),
                 })
-                .collect::<Result<Vec<i64>, _>>()?;
-            writer.typed::<Int64Type>().write_batch(&values, None, None)?;
+                .collect::<Result<Vec<_>, _>>()?;
+            writer
+                .typed::<Int64Type>()
+                .write_batch(&values, levels, None)?;
         }
-        "unit" => strings(writer, required(|r| text(r.kind.unit())))?,
-        "tier" => nullable(writer, optional(|r| r.tier.as_ref()))?,
-        "ruleset" => strings(writer, required(|r| r.ruleset.clone()))?,
-        "rule" => strings(writer, required(|r| r.rule.clone()))?,
-        _ => strings(writer, required(|r| r.reason.clone()))?,
+        Type::Date => {
+            let values = present
+                .iter()
+                .map(|cell| match cell {
+                    Cell::Date(value) => days_since_epoch(*value),
+                    _ => Err(mistyped()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            writer
+                .typed::<Int32Type>()
+                .write_batch(&values, levels, None)?;
+        }
     }
     Ok(())
 }
@@ -496,7 +695,8 @@ fn days_since_epoch(date: Date) -> Result<i32, ExportError> {
 /// value, big-endian two's complement. Exact: `scale` is at least the
 /// amount's own.
 fn decimal_bytes(amount: Decimal, scale: u32) -> Result<FixedLenByteArray, ExportError> {
-    let too_large = || ExportError::Line(format!("amount {amount} does not fit DECIMAL(38, {scale})"));
+    let too_large =
+        || ExportError::Line(format!("amount {amount} does not fit DECIMAL(38, {scale})"));
     let own = amount.scale();
     let unscaled = if own <= scale {
         10i128
@@ -539,6 +739,9 @@ mod tests {
     #[test]
     fn dates_count_days_from_1970() {
         assert_eq!(days_since_epoch(jiff::civil::date(1970, 1, 2)).unwrap(), 1);
-        assert_eq!(days_since_epoch(jiff::civil::date(2026, 10, 1)).unwrap(), 20_727);
+        assert_eq!(
+            days_since_epoch(jiff::civil::date(2026, 10, 1)).unwrap(),
+            20_727
+        );
     }
 }

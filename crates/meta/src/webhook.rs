@@ -1037,13 +1037,18 @@ mod tests {
             ignored,
             [
                 ("group message", "entry[0].changes[0].value.messages[0]"),
-                ("group status delivered", "entry[0].changes[0].value.statuses[0]"),
+                (
+                    "group status delivered",
+                    "entry[0].changes[0].value.statuses[0]"
+                ),
                 ("group status read", "entry[0].changes[0].value.statuses[1]"),
             ]
         );
         assert!(items.problems.is_empty(), "{:?}", items.problems);
         assert_eq!(items.events.len(), 1, "the 1:1 status is still read");
-        assert!(matches!(&items.events[0].kind, EventKind::Status { id, .. } if &**id == "wamid.O"));
+        assert!(
+            matches!(&items.events[0].kind, EventKind::Status { id, .. } if &**id == "wamid.O")
+        );
     }
 
     #[test]

@@ -262,7 +262,14 @@ fn answered_in(
             .and_then(|accept| {
                 accept
                     .split(',')
-                    .map(|media| media.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+                    .map(|media| {
+                        media
+                            .split(';')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_ascii_lowercase()
+                    })
                     .find_map(|media| match media.as_str() {
                         "text/csv" => Some("csv".to_string()),
                         "application/vnd.apache.parquet" if parquet => Some("parquet".to_string()),
@@ -303,7 +310,11 @@ fn table_response(answered: Answered, body: Vec<u8>) -> Response {
         Answered::Parquet => "application/vnd.apache.parquet",
         _ => "text/csv; charset=utf-8",
     };
-    ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
 }
 
 struct Slice {
@@ -405,8 +416,8 @@ pub async fn charges(
         let rows = export_rows(&answer)?;
         let mut body = Vec::with_capacity(256 * (rows.len() + 1));
         let written = match answered {
-            Answered::Csv => wameter_export::write_csv(&mut body, &rows),
-            _ => wameter_export::write_parquet(&mut body, &rows),
+            Answered::Csv => wameter_export::write_csv(&mut body, &rows[..]),
+            _ => wameter_export::write_parquet(&mut body, &rows[..]),
         };
         written.map_err(|e| ApiError::internal(e.to_string()))?;
         return Ok(table_response(answered, body));
@@ -680,7 +691,14 @@ pub async fn costs(
 /// asked, then the counts and the exact amount.
 fn cost_rows_csv(report: &CostReport) -> Result<Vec<u8>, csv::Error> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    let counts = ["currency", "messages", "billable_messages", "calls", "billable_calls", "amount"];
+    let counts = [
+        "currency",
+        "messages",
+        "billable_messages",
+        "calls",
+        "billable_calls",
+        "amount",
+    ];
     writer.write_record(report.group_by.iter().map(String::as_str).chain(counts))?;
     for row in &report.rows {
         let mut record: Vec<String> = report
@@ -698,7 +716,9 @@ fn cost_rows_csv(report: &CostReport) -> Result<Vec<u8>, csv::Error> {
         ]);
         writer.write_record(&record)?;
     }
-    writer.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+    writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))
 }
 
 /// `POST /v1/events`.
