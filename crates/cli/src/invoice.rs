@@ -38,6 +38,9 @@ pub struct InvoiceArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "csv")]
     pub format: Format,
+    /// Write to this file instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -49,6 +52,8 @@ pub enum Format {
     Csv,
     /// One JSON document.
     Json,
+    /// The CSV's rows as a typed Parquet file (docs/interfaces.md, "Exports").
+    Parquet,
 }
 
 /// One line of an invoice.
@@ -237,42 +242,6 @@ fn accounts_currency(accounts: &Accounts, client: &Client) -> String {
         .to_string()
 }
 
-fn write_csv(out: &mut impl Write, invoice: &Invoice) -> Result<()> {
-    let mut writer = csv::Writer::from_writer(out);
-    writer.write_record([
-        "client",
-        "month",
-        "currency",
-        "category",
-        "market",
-        "messages",
-        "billable",
-        "meta_cost",
-        "markup",
-        "fees",
-        "client_cost",
-    ])?;
-    for line in invoice.lines.iter().chain([&invoice.total]) {
-        let messages = line.messages.to_string();
-        let billable = line.billable.to_string();
-        writer.write_record([
-            invoice.client.as_str(),
-            &invoice.month,
-            &invoice.currency,
-            &line.category,
-            &line.market,
-            &messages,
-            &billable,
-            &line.meta_cost,
-            &line.markup,
-            &line.fees,
-            &line.client_cost,
-        ])?;
-    }
-    writer.flush()?;
-    Ok(())
-}
-
 /// Runs `wameter invoice`.
 pub fn run(args: InvoiceArgs) -> Result<ExitCode> {
     let what_if = args.engine.what_if();
@@ -306,9 +275,14 @@ pub fn run(args: InvoiceArgs) -> Result<ExitCode> {
     let timezone = client_timezone(&setup.accounts, client)?;
     let month = LocalMonth::in_zone(month, &timezone);
     let invoice = invoice(&report.charges, &setup.accounts, client, &month, &timezone)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let to = args.output.as_deref();
+    let mut out = crate::output::open(to, args.format == Format::Parquet)?;
+    let table = crate::tables::InvoiceTable(&invoice);
     match args.format {
-        Format::Csv => write_csv(&mut out, &invoice)?,
+        Format::Csv => crate::output::export(&mut out, to, crate::output::Format::Csv, &table)?,
+        Format::Parquet => {
+            crate::output::export(&mut out, to, crate::output::Format::Parquet, &table)?
+        }
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, &invoice)?;
             writeln!(out)?;

@@ -15,6 +15,7 @@ mod rates;
 mod reconcile;
 mod sandbox;
 mod serve;
+mod tables;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -89,6 +90,13 @@ enum Command {
         /// Make a malformed line (or unreadable webhook item) fatal.
         #[arg(long)]
         strict: bool,
+        /// `ndjson` (canonical lines and notices), or the events as a typed table in
+        /// `csv` or `parquet` (docs/interfaces.md, "Exports").
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: events::Format,
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Compare Meta's pricing verdicts (status webhooks, Graph analytics) with the engine's, and list template category drift.
     Reconcile(Box<reconcile::ReconcileArgs>),
@@ -330,7 +338,7 @@ fn replay(
     to: Option<PathBuf>,
     messages: bool,
 ) -> Result<ExitCode> {
-    let mut out = output::open(to.as_deref(), format)?;
+    let mut out = output::open(to.as_deref(), format == output::Format::Parquet)?;
     let (loaded, report, setup, _) = run_replay(&logs, &engine, None)?;
     report_malformed(&loaded);
     if print_pricing_errors(&loaded, &report) {
@@ -338,11 +346,7 @@ fn replay(
     }
     if matches!(format, output::Format::Csv | output::Format::Parquet) {
         let rows = wameter_export::ReportRows(&report);
-        let written = match format {
-            output::Format::Csv => wameter_export::write_csv(&mut out, &rows),
-            _ => wameter_export::write_parquet(&mut out, &rows),
-        };
-        anyhow::Context::with_context(written, || output::destination(to.as_deref()))?;
+        output::export(&mut out, to.as_deref(), format, &rows)?;
     } else if format == output::Format::Json {
         output::write_json(&mut out, &report, &loaded, engine.what_if())?;
     } else {
@@ -826,7 +830,12 @@ fn main() -> ExitCode {
             engine,
             json,
         } => explain(logs, message, engine, json),
-        Command::Events { logs, strict } => events::run(logs, strict),
+        Command::Events {
+            logs,
+            strict,
+            format,
+            output,
+        } => events::run(logs, strict, format, output),
         Command::Reconcile(args) => reconcile::run(*args),
         Command::Serve(args) => serve::run(*args),
         Command::Sandbox(args) => sandbox::run(*args),

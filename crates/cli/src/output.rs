@@ -23,12 +23,9 @@ pub enum Format {
     Parquet,
 }
 
-/// Where output goes: `path`, or standard output. Parquet is binary and
-/// goes to a terminal only by mistake: it needs `-o` there.
-pub fn open(
-    path: Option<&std::path::Path>,
-    format: Format,
-) -> anyhow::Result<Box<dyn Write + Send>> {
+/// Where output goes: `path`, or standard output. Parquet (`binary`) goes
+/// to a terminal only by mistake: it needs `-o` there.
+pub fn open(path: Option<&std::path::Path>, binary: bool) -> anyhow::Result<Box<dyn Write + Send>> {
     use std::io::IsTerminal;
     match path {
         Some(path) => {
@@ -36,19 +33,32 @@ pub fn open(
                 .map_err(|e| anyhow::anyhow!("{}: cannot create it: {e}", path.display()))?;
             Ok(Box::new(std::io::BufWriter::new(file)))
         }
-        None if format == Format::Parquet && std::io::stdout().is_terminal() => {
+        None if binary && std::io::stdout().is_terminal() => {
             anyhow::bail!("Parquet is binary: write it to a file with `-o FILE` (or pipe it)")
         }
         None => Ok(Box::new(std::io::BufWriter::new(std::io::stdout()))),
     }
 }
 
-/// The name of where output goes, for errors.
-pub fn destination(path: Option<&std::path::Path>) -> String {
-    path.map_or_else(
-        || "standard output".to_string(),
-        |p| p.display().to_string(),
-    )
+/// Writes `table` as CSV or Parquet to `out` (which is `path`, or
+/// standard output when `None`: named in errors).
+pub fn export<T: wameter_export::Table + ?Sized>(
+    out: &mut (dyn Write + Send),
+    path: Option<&std::path::Path>,
+    format: Format,
+    table: &T,
+) -> anyhow::Result<()> {
+    let written = match format {
+        Format::Parquet => wameter_export::write_parquet(out, table),
+        _ => wameter_export::write_csv(out, table),
+    };
+    written.map_err(|e| {
+        let to = path.map_or_else(
+            || "standard output".to_string(),
+            |p| p.display().to_string(),
+        );
+        anyhow::anyhow!("{to}: {e}")
+    })
 }
 
 fn warnings_json<'a>(report: &'a Report, logs: &'a LoadedLogs) -> Vec<WarningJson<'a>> {

@@ -2,7 +2,7 @@
 //! against the engine's, message by message, plus template category drift
 //! and, with `--analytics`, Meta's Graph analytics bucket by bucket.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,6 +19,7 @@ use wameter_core::reconcile::{
 use wameter_meta::analytics::{Analytics, parse_analytics};
 
 use crate::input::{EngineArgs, LoadedLogs, load_logs};
+use crate::output::Format;
 
 /// Options of `wameter reconcile`.
 #[derive(clap::Args, Debug)]
@@ -38,8 +39,15 @@ pub struct ReconcileArgs {
     #[arg(long, value_name = "SHARE", default_value = "0.01")]
     cost_tolerance_share: Decimal,
     /// Print JSON: `{"compared", "agreements", "discrepancies": [{"message_id", "meta", "engine", "cause"}], …}`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// What to print: the tables, the JSON document, or the discrepancies as one typed
+    /// table in CSV or Parquet (docs/interfaces.md, "Exports").
+    #[arg(long, value_enum)]
+    format: Option<crate::output::Format>,
+    /// Write to this file instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 pub fn run(args: ReconcileArgs) -> Result<ExitCode> {
@@ -91,8 +99,27 @@ pub fn run(args: ReconcileArgs) -> Result<ExitCode> {
         };
         (a.kind, lines)
     });
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    if args.json {
+    let format = match (args.json, args.format) {
+        (true, _) => Format::Json,
+        (false, format) => format.unwrap_or(Format::Table),
+    };
+    let to = args.output.as_deref();
+    let mut out = crate::output::open(to, format == Format::Parquet)?;
+    if matches!(format, Format::Csv | Format::Parquet) {
+        let table = crate::tables::DiscrepancyTable {
+            result: &result,
+            loaded: &loaded,
+        };
+        crate::output::export(&mut out, to, format, &table)?;
+        out.flush()?;
+        if !result.drift.is_empty() || buckets.is_some() {
+            eprintln!(
+                "note: the table holds the per-message discrepancies; template category drift and analytics buckets are in the default tables and `--format json`"
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if format == Format::Json {
         let mut document = document(&result, &loaded);
         if let Some((kind, lines)) = &buckets {
             document["analytics"] = analytics_json(*kind, lines);

@@ -28,6 +28,13 @@ phone_number_id = "200000000000002"
 waba = "W-EUR"
 currency = "EUR"
 timezone = "Europe/Berlin"
+
+[[client]]
+name = "acme"
+wabas = ["W-USD"]
+[[client.markup]]
+percent = "10"
+fee = "0.001"
 "#;
 
 const EUR_TOKEN: &str = "token-of-the-euro-waba";
@@ -421,4 +428,156 @@ fn serve_exports(dir: &Path, database: String) {
         as_sums(&read[parquet_file.to_str().unwrap()]["duckdb"]),
         totals(&document)
     );
+}
+
+/// What DuckDB reads from a Parquet file: rows and column types.
+const DESCRIBE: &str = r#"
+import json, sys, os
+import duckdb
+path = sys.argv[1]
+types = dict(duckdb.sql(f"select column_name, column_type from (describe select * from '{path}')").fetchall())
+rows = duckdb.sql(f"select count(*) from '{path}'").fetchone()[0]
+print(json.dumps({"rows": rows, "types": types}), flush=True)
+os._exit(0)
+"#;
+
+fn describe(file: &Path) -> Option<serde_json::Value> {
+    let python = common::test_dependency(
+        "WAMETER_TEST_ANALYTICS_PYTHON",
+        "scripts/analytics-for-tests.sh",
+        "the DuckDB and pandas export tests",
+    )?;
+    let output = std::process::Command::new(python)
+        .arg("-c")
+        .arg(DESCRIBE)
+        .arg(file)
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(serde_json::from_slice(&output.stdout).unwrap())
+}
+
+/// `events`, `reconcile` and `invoice` take `--format csv|parquet` too:
+/// the rows their other formats print, typed.
+#[test]
+fn events_reconcile_and_invoice_export_their_rows() {
+    let dir = common::fresh("exports", "others");
+    let (accounts, log) = setup(&dir);
+    let (accounts, log) = (accounts.to_str().unwrap(), log.to_str().unwrap());
+
+    // events: one row per canonical event, in the order the lines print.
+    let lines = common::stdout(&run(&["events", log]));
+    let csv = common::stdout(&run(&["events", log, "--format", "csv"]));
+    assert_eq!(csv.lines().count(), lines.lines().count() + 1, "{csv}");
+    let types: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types, expected);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("agent_usage,") && l.contains(",21500,")),
+        "{csv}"
+    );
+    let events_file = dir.join("events.parquet");
+    run(&[
+        "events",
+        log,
+        "--format",
+        "parquet",
+        "-o",
+        events_file.to_str().unwrap(),
+    ]);
+
+    // reconcile: Meta's verdicts against the engine's, one row per discrepancy.
+    // (Meta's webhooks and the app's sends: a template Meta re-categorised.)
+    let data = common::root().join("crates/cli/tests/data/meta");
+    let (webhooks, sends) = (data.join("webhooks.ndjson"), data.join("sends.ndjson"));
+    let (webhooks, sends) = (webhooks.to_str().unwrap(), sends.to_str().unwrap());
+    let document = common::json(&run(&["reconcile", webhooks, sends, "--json"]));
+    let discrepancies = document["discrepancies"].as_array().unwrap();
+    assert!(
+        !discrepancies.is_empty(),
+        "the fixture has discrepancies: {document:#}"
+    );
+    let csv = common::stdout(&run(&["reconcile", webhooks, sends, "--format", "csv"]));
+    let ids: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    let expected: Vec<&str> = discrepancies
+        .iter()
+        .map(|d| d["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, expected, "{csv}");
+    let reconcile_file = dir.join("reconcile.parquet");
+    run(&[
+        "reconcile",
+        webhooks,
+        sends,
+        "--format",
+        "parquet",
+        "-o",
+        reconcile_file.to_str().unwrap(),
+    ]);
+
+    // invoice: the CSV it always printed, and the same rows typed.
+    let args = [
+        "invoice",
+        log,
+        "--accounts",
+        accounts,
+        "--client",
+        "acme",
+        "--month",
+        "2026-08",
+    ];
+    let csv = common::stdout(&run(&args));
+    assert!(csv.starts_with("client,month,currency,category,market,messages,billable,meta_cost,markup,fees,client_cost\n"), "{csv}");
+    let invoice_file = dir.join("invoice.parquet");
+    let mut with_parquet = args.to_vec();
+    with_parquet.extend(["--format", "parquet", "-o", invoice_file.to_str().unwrap()]);
+    run(&with_parquet);
+
+    let Some(events) = describe(&events_file) else {
+        return;
+    };
+    assert_eq!(events["rows"].as_u64(), Some(lines.lines().count() as u64));
+    assert_eq!(events["types"]["at"], "TIMESTAMP WITH TIME ZONE");
+    assert_eq!(events["types"]["tokens"], "BIGINT");
+    let reconcile = describe(&reconcile_file).unwrap();
+    assert_eq!(reconcile["rows"].as_u64(), Some(discrepancies.len() as u64));
+    assert!(
+        reconcile["types"]["engine_amount"]
+            .as_str()
+            .unwrap()
+            .starts_with("DECIMAL(38,")
+    );
+    let invoice = describe(&invoice_file).unwrap();
+    assert_eq!(
+        invoice["rows"].as_u64(),
+        Some(csv.lines().count() as u64 - 1)
+    );
+    assert!(
+        invoice["types"]["client_cost"]
+            .as_str()
+            .unwrap()
+            .starts_with("DECIMAL(38,")
+    );
+    assert_eq!(invoice["types"]["messages"], "BIGINT");
 }

@@ -344,6 +344,8 @@ pub enum Type {
     Bool,
     /// A count; Parquet `INT64`.
     Count,
+    /// A signed integer (an error code); Parquet `INT64`.
+    Integer,
     /// An exact decimal; Parquet `DECIMAL(38, s)`, `s` the largest scale
     /// the column has, so every value is stored exactly.
     Decimal,
@@ -364,7 +366,8 @@ pub struct Column {
     pub nullable: bool,
 }
 
-const fn column(name: &'static str, kind: Type, nullable: bool) -> Column {
+/// A column (`const`, for tables' column lists).
+pub const fn column(name: &'static str, kind: Type, nullable: bool) -> Column {
     Column {
         name,
         kind,
@@ -384,6 +387,8 @@ pub enum Cell<'a> {
     Bool(bool),
     /// A count.
     Count(u64),
+    /// A signed integer.
+    Integer(i64),
     /// An exact decimal.
     Decimal(Decimal),
     /// An instant.
@@ -477,6 +482,7 @@ fn owned(cell: Cell<'_>) -> Cell<'static> {
         Cell::Null => Cell::Null,
         Cell::Bool(value) => Cell::Bool(value),
         Cell::Count(value) => Cell::Count(value),
+        Cell::Integer(value) => Cell::Integer(value),
         Cell::Decimal(value) => Cell::Decimal(value),
         Cell::Timestamp(value) => Cell::Timestamp(value),
         Cell::Date(value) => Cell::Date(value),
@@ -497,6 +503,7 @@ pub fn write_csv<T: Table + ?Sized>(out: impl Write, table: &T) -> Result<(), Ex
             Cell::Text(text) => text.into_owned(),
             Cell::Bool(value) => value.to_string(),
             Cell::Count(value) => value.to_string(),
+            Cell::Integer(value) => value.to_string(),
             Cell::Decimal(value) => format_amount(value),
             Cell::Timestamp(value) => value.to_string(),
             Cell::Date(value) => value.to_string(),
@@ -541,7 +548,7 @@ pub fn write_parquet<T: Table + ?Sized, W: Write + Send>(
             let physical = match column.kind {
                 Type::Text => format!("BYTE_ARRAY {name} (UTF8)"),
                 Type::Bool => format!("BOOLEAN {name}"),
-                Type::Count => format!("INT64 {name}"),
+                Type::Count | Type::Integer => format!("INT64 {name}"),
                 Type::Decimal => format!("FIXED_LEN_BYTE_ARRAY (16) {name} (DECIMAL(38,{scale}))"),
                 Type::Timestamp => format!("INT64 {name} (TIMESTAMP(MICROS,true))"),
                 Type::Date => format!("INT32 {name} (DATE)"),
@@ -636,6 +643,18 @@ fn write_column<'c>(
                     Cell::Count(value) => i64::try_from(*value).map_err(|_| {
                         ExportError::Line(format!("`{}`: {value} is too large", column.name))
                     }),
+                    _ => Err(mistyped()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            writer
+                .typed::<Int64Type>()
+                .write_batch(&values, levels, None)?;
+        }
+        Type::Integer => {
+            let values = present
+                .iter()
+                .map(|cell| match cell {
+                    Cell::Integer(value) => Ok(*value),
                     _ => Err(mistyped()),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
