@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test, nothing skipped: what CI runs and the README's second
 # command. Starts a throwaway PostgreSQL (stopped again at the end), and
-# installs pywa and heyoo, DuckDB, pandas and pyarrow (PyPI) and
+# installs pywa and heyoo, DuckDB, pandas, pyarrow and schemathesis (PyPI) and
 # whatsapp-api-js (npm) under target/ the first time; a missing one is then a test failure, not a skip.
 #
 #   scripts/test.sh [cargo test arguments…]
@@ -37,6 +37,9 @@ export WAMETER_TEST_WHATSAPP_API_JS
 # DuckDB, pandas and pyarrow (PyPI) to read the CSV and Parquet exports back.
 WAMETER_TEST_ANALYTICS_PYTHON="$(scripts/analytics-for-tests.sh)"
 export WAMETER_TEST_ANALYTICS_PYTHON
+# schemathesis (PyPI) to test the API against its own OpenAPI document.
+WAMETER_TEST_SCHEMATHESIS="$(scripts/schemathesis-for-tests.sh)"
+export WAMETER_TEST_SCHEMATHESIS
 # A dependency missing now is a failure, not a skip.
 export WAMETER_TEST_ALL=1
 

@@ -23,7 +23,7 @@ use wameter_log::replay_json::OtherLines;
 use wameter_store::{Batch, ChargeSlice};
 
 use crate::auth::{ApiToken, Scope, authenticate};
-use crate::error::{ApiError, ApiQuery};
+use crate::error::{ApiError, ApiQuery, ErrorBody};
 use crate::meter::{self, Answer};
 use crate::{AppState, telemetry};
 
@@ -49,6 +49,38 @@ fn instant(name: &str, text: &str, zone: &jiff::tz::TimeZone) -> Result<Timestam
     Err(ApiError::bad_request(format!(
         "`{name}` = {text:?} is not an RFC 3339 instant with offset (2025-07-01T10:00:00Z), UNIX seconds, or a date (2025-07-01)"
     )))
+}
+
+/// The schema of an instant parameter (`at`, `from`, `to`): an RFC 3339
+/// instant with offset, a date (midnight in the business's zone), or UNIX
+/// seconds.
+fn instant_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    AnyOfBuilder::new()
+        .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))))
+        .item(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Date))))
+        .item(string().pattern(Some("^[0-9]{1,10}$")))
+        .build()
+        .into()
+}
+
+/// A numeric parameter within its documented range (a 400 naming the
+/// range otherwise: a larger page is refused, not silently cut).
+fn in_range(
+    name: &str,
+    value: Option<i64>,
+    min: i64,
+    max: i64,
+    default: i64,
+) -> Result<i64, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(value) if (min..=max).contains(&value) => Ok(value),
+        Some(value) => Err(ApiError::bad_request(format!(
+            "`{name}` = {value}: must be from {min} to {max}"
+        ))),
+    }
 }
 
 fn micros_text(us: i64) -> String {
@@ -89,7 +121,19 @@ async fn visible_businesses(
     Ok(Some(visible))
 }
 
+/// The pattern of a business phone number id in a query or path (Meta's
+/// ids are digits; canonical logs may use other plain names).
+const BUSINESS_PATTERN: &str = r"^[0-9A-Za-z_.-]{1,64}$";
+
+/// A business named by a query or path: well formed (400 otherwise) and
+/// seen by the token (403 otherwise).
 fn check_business(state: &AppState, token: &ApiToken, business: &str) -> Result<(), ApiError> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    if business.is_empty() || business.len() > 64 || !business.bytes().all(plain) {
+        return Err(ApiError::bad_request(format!(
+            "business {business:?}: expected a phone number id ({BUSINESS_PATTERN})"
+        )));
+    }
     if state.config.pricing.sees_business(&token.scope, business) {
         Ok(())
     } else {
@@ -151,8 +195,11 @@ pub struct WindowsResponse {
 
 /// Query of `GET /v1/windows/…`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WindowsQuery {
-    /// Instant to answer for (default: now).
+    /// Instant to answer for (default: now): RFC 3339 with offset, UNIX
+    /// seconds, or a date (midnight in the business's zone).
+    #[param(schema_with = instant_schema)]
     at: Option<String>,
 }
 
@@ -165,8 +212,11 @@ fn window_state(window: Option<wameter_core::window::Window>) -> WindowState {
 
 /// Whether the customer service window and free entry point are open.
 #[utoipa::path(get, path = "/v1/windows/{business}/{user}", tag = "query", security(("bearer" = [])),
-    params(("business" = String, Path, description = "Business phone number id"), ("user" = String, Path, description = "E.164 phone number (with or without +) or BSUID"), WindowsQuery),
-    responses((status = 200, body = WindowsResponse), (status = 401), (status = 403)))]
+    params(("business" = String, Path, description = "Business phone number id", pattern = r"^[0-9A-Za-z_.-]{1,64}$"),
+        ("user" = String, Path, description = "E.164 phone number (with or without +) or BSUID", pattern = r"^(\+?[0-9]{7,15}|[A-Za-z]+\.[A-Za-z0-9_-]{1,200})$"), WindowsQuery),
+    responses((status = 200, body = WindowsResponse), (status = 400, description = "A user that is neither an E.164 number nor a BSUID, or a bad `at`", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody), (status = 403, description = "The token does not see this business", body = ErrorBody),
+        (status = 503, description = "The store cannot answer now", body = ErrorBody)))]
 pub async fn windows(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -220,24 +270,48 @@ pub async fn windows(
 
 /// Query of `GET /v1/charges` and `GET /v1/reports/costs`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SliceQuery {
     /// One business phone number id (default: every one the token sees).
+    #[param(pattern = r"^[0-9A-Za-z_.-]{1,64}$")]
     business: Option<String>,
     /// Deliveries from (inclusive): RFC 3339, UNIX seconds or a date
     /// (midnight in the business's zone; UTC without `business`).
+    #[param(schema_with = instant_schema)]
     from: Option<String>,
-    /// Deliveries until (exclusive), same forms.
+    /// Deliveries until (exclusive), same forms; after `from`.
+    #[param(schema_with = instant_schema)]
     to: Option<String>,
     /// Reports only: comma-separated among `month`, `category`, `market`,
     /// `business`, `messaging_account` (the WABA id billed), `pricing_model`,
     /// `type` (default `month,category`).
+    #[param(
+        pattern = r"^(month|category|market|business|messaging_account|pricing_model|type)(,(month|category|market|business|messaging_account|pricing_model|type))*$"
+    )]
     group_by: Option<String>,
     /// `json` (the default), `csv`, or for `/v1/charges` also `parquet`:
     /// every charge, call and agent usage as one typed table
     /// (docs/interfaces.md, "Exports"). Wins over `Accept` (`text/csv`,
     /// `application/vnd.apache.parquet`).
+    #[param(pattern = r"^(json|csv|parquet)$")]
     format: Option<String>,
 }
+
+/// A Parquet file, for the OpenAPI document: bytes.
+pub struct ParquetFile;
+
+impl utoipa::PartialSchema for ParquetFile {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("A Parquet file"))
+            .into()
+    }
+}
+
+impl ToSchema for ParquetFile {}
 
 /// What a charge query answers in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,12 +397,33 @@ struct Slice {
     to: Option<Timestamp>,
 }
 
+/// `group_by`'s dimensions (default `month,category`): each one of
+/// [`DIMENSIONS`], none empty. Checked for `/v1/charges` too, which takes
+/// the same query and ignores it, so that a bad one is never taken quietly.
+fn dimensions(query: &SliceQuery) -> Result<Vec<String>, ApiError> {
+    let text = query.group_by.as_deref().unwrap_or("month,category");
+    let group_by: Vec<String> = text.split(',').map(|d| d.trim().to_string()).collect();
+    match group_by.iter().find(|d| !DIMENSIONS.contains(&d.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(format!(
+            "`group_by`: {} {unknown:?}; use a comma-separated list of {}",
+            if unknown.is_empty() {
+                "empty dimension"
+            } else {
+                "unknown dimension"
+            },
+            DIMENSIONS.join(", ")
+        ))),
+        None => Ok(group_by),
+    }
+}
+
 async fn answer(
     state: &AppState,
     headers: &HeaderMap,
     query: &SliceQuery,
 ) -> Result<Answer, ApiError> {
     let token = token(state, headers)?;
+    dimensions(query)?;
     let pricing = &state.config.pricing;
     let zone = match &query.business {
         Some(business) => pricing.accounts.get_or_default(business).timezone.clone(),
@@ -402,8 +497,9 @@ async fn answer(
 /// engine.
 #[utoipa::path(get, path = "/v1/charges", tag = "query", security(("bearer" = [])), params(SliceQuery),
     responses((status = 200, description = "The `replay --json` document (interfaces §4); with `format=csv` or `parquet` (or `Accept`), every charge, call and agent usage as one typed table (docs/interfaces.md, \"Exports\")",
-        content((Object = "application/json"), (String = "text/csv"), (Vec<u8> = "application/vnd.apache.parquet"))),
-        (status = 400), (status = 401), (status = 403)))]
+        content((Object = "application/json"), (String = "text/csv"), (ParquetFile = "application/vnd.apache.parquet"))),
+        (status = 400, description = "A bad parameter", body = ErrorBody), (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "The token does not see this business", body = ErrorBody), (status = 503, description = "The store cannot answer now", body = ErrorBody)))]
 pub async fn charges(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -522,28 +618,15 @@ const DIMENSIONS: &[&str] = &[
 #[utoipa::path(get, path = "/v1/reports/costs", tag = "query", security(("bearer" = [])), params(SliceQuery),
     responses((status = 200, description = "The report; with `format=csv` (or `Accept: text/csv`) its rows as CSV: the dimensions, then currency, messages, billable_messages, calls, billable_calls, amount",
         content((CostReport = "application/json"), (String = "text/csv"))),
-        (status = 400), (status = 401), (status = 403)))]
+        (status = 400, description = "A bad parameter", body = ErrorBody), (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "The token does not see this business", body = ErrorBody), (status = 503, description = "The store cannot answer now", body = ErrorBody)))]
 pub async fn costs(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<SliceQuery>,
 ) -> Result<Response, ApiError> {
     let answered = answered_in(&query, &headers, false)?;
-    let group_by: Vec<String> = query
-        .group_by
-        .as_deref()
-        .unwrap_or("month,category")
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(String::from)
-        .collect();
-    if let Some(unknown) = group_by.iter().find(|d| !DIMENSIONS.contains(&d.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "`group_by`: unknown dimension {unknown:?}; use {}",
-            DIMENSIONS.join(", ")
-        )));
-    }
+    let group_by = dimensions(&query)?;
     let answer = answer(&state, &headers, &query).await?;
     let pricing = &state.config.pricing;
     telemetry::charge_query("reports_costs");
@@ -745,7 +828,9 @@ pub struct RejectedLine {
 /// through the server).
 #[utoipa::path(post, path = "/v1/events", tag = "events", security(("bearer" = [])),
     request_body(content = String, description = "Canonical NDJSON (interfaces §1); webhook bodies may be mixed in", content_type = "application/x-ndjson"),
-    responses((status = 200, body = EventsAccepted), (status = 401), (status = 413)))]
+    responses((status = 200, body = EventsAccepted), (status = 400, description = "An empty body, or one with no line that reads as an event, a notice or a webhook", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody), (status = 413, description = "Over the size limit", body = ErrorBody),
+        (status = 503, description = "The store cannot write now: nothing stored", body = ErrorBody)))]
 pub async fn post_events(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -769,15 +854,25 @@ pub async fn post_events(
             error: error.message,
         })
         .collect();
+    // Lines that read as something (an event, a notice, a webhook body),
+    // and lines that are not blank: a body with the second but none of the
+    // first is not NDJSON, and is refused whole.
+    let (mut read, mut written_lines) = (0usize, 0usize);
     for (index, line) in text.lines().enumerate() {
         let number = index as u32 + 1;
-        let (line_events, line_notices) = match wameter_log::parse_line(
+        written_lines += usize::from(!line.trim().is_empty());
+        let parsed = wameter_log::parse_line(
             line,
             Origin {
                 source: 0,
                 line: number,
             },
-        ) {
+        );
+        read += usize::from(matches!(
+            parsed,
+            Ok(Parsed::Event(_) | Parsed::Notice(_) | Parsed::Webhook(_))
+        ));
+        let (line_events, line_notices) = match parsed {
             Ok(Parsed::Nothing) => continue,
             Ok(Parsed::Event(event)) => (vec![event], Vec::new()),
             Ok(Parsed::Notice(notice)) => (Vec::new(), vec![*notice]),
@@ -827,6 +922,30 @@ pub async fn post_events(
                 });
             }
         }
+    }
+    if written_lines == 0 && rejected.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty body: expected canonical NDJSON events (interfaces §1) or webhook bodies, one per line",
+        ));
+    }
+    if read == 0 {
+        rejected.sort_by_key(|line| line.line);
+        let first: Vec<String> = rejected
+            .iter()
+            .take(3)
+            .map(|r| match r.error.starts_with("line ") {
+                true => r.error.clone(),
+                false => format!("line {}: {}", r.line, r.error),
+            })
+            .collect();
+        let why = if first.is_empty() {
+            "only blank or comment lines".to_string()
+        } else {
+            first.join("; ")
+        };
+        return Err(ApiError::bad_request(format!(
+            "not NDJSON: no line reads as a canonical event, a notice or a webhook body ({why})"
+        )));
     }
     let events = others_messages_refused(&state, &token.scope, events, &mut rejected).await?;
     rejected.sort_by_key(|line| line.line);
@@ -920,10 +1039,13 @@ fn may_write_event(scope: &Scope, pricing: &meter::Pricing, event: &Event) -> Re
 
 /// Query of `GET /v1/events`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events stored after this id (paging; default 0).
+    #[param(minimum = 0)]
     after: Option<i64>,
     /// At most this many (default and maximum 10000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 
@@ -934,25 +1056,21 @@ const EVENTS_PAGE_MAX: i64 = 10_000;
 /// server understood, readable by `wameter replay`. The header
 /// `X-Wameter-Next-After` gives the `after` of the next page.
 #[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = [])), params(EventsQuery),
-    responses((status = 200, description = "Canonical NDJSON", content_type = "application/x-ndjson", body = String), (status = 401)))]
+    responses((status = 200, description = "Canonical NDJSON", content_type = "application/x-ndjson", body = String), (status = 400, description = "A bad parameter", body = ErrorBody),
+        (status = 401, description = "No or unknown token", body = ErrorBody), (status = 503, description = "The store cannot answer now", body = ErrorBody)))]
 pub async fn get_events(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let token = token(&state, &headers)?;
-    let limit = query
-        .limit
-        .unwrap_or(EVENTS_PAGE_MAX)
-        .clamp(1, EVENTS_PAGE_MAX);
+    let limit = in_range("limit", query.limit, 1, EVENTS_PAGE_MAX, EVENTS_PAGE_MAX)?;
+    let after = in_range("after", query.after, 0, i64::MAX, 0)?;
     let businesses = visible_businesses(&state, &token.scope)
         .await?
         .map(|set| set.into_iter().collect());
-    let rows = state
-        .store
-        .events_after(query.after.unwrap_or(0), limit, businesses)
-        .await?;
-    let next = rows.last().map_or(query.after.unwrap_or(0), |row| row.id);
+    let rows = state.store.events_after(after, limit, businesses).await?;
+    let next = rows.last().map_or(after, |row| row.id);
     let mut out = String::new();
     for row in &rows {
         out.push_str(&row.line);
@@ -1000,15 +1118,20 @@ pub struct WebhookList {
 
 /// Query of `GET /v1/webhooks`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WebhooksQuery {
     /// `accepted` or `rejected`.
+    #[param(pattern = r"^(accepted|rejected)$")]
     outcome: Option<String>,
     /// Only bodies stored after this id.
+    #[param(minimum = 0)]
     after: Option<i64>,
     /// At most this many (default and maximum 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// At most this many bytes of bodies (default and maximum 8 MiB); a
     /// single larger body is still served, alone. Page with `after`.
+    #[param(minimum = 1, maximum = 8388608)]
     max_bytes: Option<i64>,
 }
 
@@ -1019,7 +1142,8 @@ const WEBHOOKS_PAGE_BYTES_MAX: i64 = 8 * 1024 * 1024;
 /// The stored webhook bodies, e.g. the rejected ones for inspection. Needs
 /// a token that sees every WABA: a body may hold any.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhook", security(("bearer" = [])), params(WebhooksQuery),
-    responses((status = 200, body = WebhookList), (status = 401), (status = 403)))]
+    responses((status = 200, body = WebhookList), (status = 400, description = "A bad parameter", body = ErrorBody), (status = 401, description = "No or unknown token", body = ErrorBody),
+        (status = 403, description = "The token does not see every WABA", body = ErrorBody), (status = 503, description = "The store cannot answer now", body = ErrorBody)))]
 pub async fn get_webhooks(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -1038,17 +1162,18 @@ pub async fn get_webhooks(
             )));
         }
     }
+    let after = in_range("after", query.after, 0, i64::MAX, 0)?;
+    let limit = in_range("limit", query.limit, 1, 1000, 1000)?;
+    let max_bytes = in_range(
+        "max_bytes",
+        query.max_bytes,
+        1,
+        WEBHOOKS_PAGE_BYTES_MAX,
+        WEBHOOKS_PAGE_BYTES_MAX,
+    )?;
     let rows = state
         .store
-        .webhooks(
-            query.after.unwrap_or(0),
-            query.limit.unwrap_or(1000).clamp(1, 1000),
-            query.outcome.clone(),
-            query
-                .max_bytes
-                .unwrap_or(WEBHOOKS_PAGE_BYTES_MAX)
-                .clamp(1, WEBHOOKS_PAGE_BYTES_MAX),
-        )
+        .webhooks(after, limit, query.outcome.clone(), max_bytes)
         .await?;
     Ok(Json(WebhookList {
         webhooks: rows

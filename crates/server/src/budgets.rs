@@ -561,8 +561,10 @@ pub fn spawn_watcher(state: Arc<AppState>) {
 
 /// `GET /v1/budgets` query.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BudgetsQuery {
     /// Business-local month `YYYY-MM`; default: the current one.
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     month: Option<String>,
 }
 
@@ -626,7 +628,9 @@ pub struct BudgetsResponse {
 
 /// Spend, forecast and thresholds of every budget the token sees.
 #[utoipa::path(get, path = "/v1/budgets", params(BudgetsQuery), tag = "budgets", security(("bearer" = [])),
-    responses((status = 200, body = BudgetsResponse), (status = 400, description = "Bad month"), (status = 401, description = "No or unknown token")))]
+    responses((status = 200, body = BudgetsResponse), (status = 400, description = "Bad month", body = crate::error::ErrorBody),
+        (status = 401, description = "No or unknown token", body = crate::error::ErrorBody),
+        (status = 503, description = "The store cannot answer now", body = crate::error::ErrorBody)))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -635,6 +639,14 @@ pub async fn list(
     let token = crate::auth::authenticate(&state.config.tokens, &headers)
         .ok_or_else(ApiError::unauthorized)?;
     let now = Timestamp::now();
+    // A bad month is refused whether or not the token sees any budget.
+    let asked =
+        match &query.month {
+            None => None,
+            Some(text) => Some(Month::parse(text).ok_or_else(|| {
+                ApiError::bad_request(format!("`month` = {text:?} is not YYYY-MM"))
+            })?),
+        };
     // Answer for every event stored before the question, like /v1/charges.
     crate::settle::settle_pending(&state).await?;
     let mut out = Vec::new();
@@ -645,14 +657,9 @@ pub async fn list(
         .iter()
         .filter(|b| b.wabas.iter().all(|w| token.scope.sees(w)))
     {
-        let month = match &query.month {
+        let month = match asked {
             None => LocalMonth::of(now, &budget.timezone),
-            Some(text) => {
-                let month = Month::parse(text).ok_or_else(|| {
-                    ApiError::bad_request(format!("`month` = {text:?} is not YYYY-MM"))
-                })?;
-                LocalMonth::in_zone(month, &budget.timezone)
-            }
+            Some(month) => LocalMonth::in_zone(month, &budget.timezone),
         };
         let spent = spent(&state, budget, &month).await?;
         let in_flight = Ledger::in_flight_for(

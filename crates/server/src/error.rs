@@ -56,14 +56,20 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The body of every API error (`/v1/…`): `{"error": {"code", "message"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// The error.
+    error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable machine-readable code: `bad_request`, `bad_query`, `bad_body`,
+    /// `unauthorized`, `forbidden`, `store_error`, `internal`, ….
     code: &'a str,
+    /// What was wrong, naming the parameter or field.
     message: &'a str,
 }
 
@@ -71,8 +77,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(Body {
-                error: Inner {
+            Json(ErrorBody {
+                error: ErrorDetail {
                     code: self.code,
                     message: &self.message,
                 },

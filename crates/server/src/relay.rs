@@ -306,7 +306,9 @@ pub struct RelayJson {
 
 /// The relay's state. Needs a token that sees every WABA.
 #[utoipa::path(get, path = "/v1/relay", tag = "webhook", security(("bearer" = [])),
-    responses((status = 200, body = RelayJson), (status = 401), (status = 403)))]
+    responses((status = 200, body = RelayJson), (status = 401, description = "No or unknown token", body = crate::error::ErrorBody),
+        (status = 403, description = "The token does not see every WABA", body = crate::error::ErrorBody),
+        (status = 503, description = "The store cannot answer now", body = crate::error::ErrorBody)))]
 pub async fn status(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -27,6 +27,7 @@ use crate::{AppState, telemetry};
 
 /// The handshake's query string.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Handshake {
     /// Must be `subscribe`.
     #[serde(rename = "hub.mode")]
