@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test, nothing skipped: what CI runs and the README's second
 # command. Starts a throwaway PostgreSQL (stopped again at the end), and
-# installs pywa and heyoo, DuckDB, pandas, pyarrow and schemathesis (PyPI) and
-# whatsapp-api-js (npm) under target/ the first time; a missing one is then a test failure, not a skip.
+# installs pywa and heyoo, DuckDB, pandas, pyarrow, schemathesis and
+# Playwright (PyPI), whatsapp-api-js (npm) and Chromium (Debian) the first
+# time; a missing one is then a test failure, not a skip. The dashboard's
+# screenshots land in target/screenshots/.
 #
 #   scripts/test.sh [cargo test arguments…]
 #
@@ -40,6 +42,9 @@ export WAMETER_TEST_ANALYTICS_PYTHON
 # schemathesis (PyPI) to test the API against its own OpenAPI document.
 WAMETER_TEST_SCHEMATHESIS="$(scripts/schemathesis-for-tests.sh)"
 export WAMETER_TEST_SCHEMATHESIS
+# Debian's Chromium and Playwright (PyPI) for the dashboard's browser test.
+WAMETER_TEST_BROWSER_PYTHON="$(scripts/browser-for-tests.sh)"
+export WAMETER_TEST_BROWSER_PYTHON
 # A dependency missing now is a failure, not a skip.
 export WAMETER_TEST_ALL=1
 

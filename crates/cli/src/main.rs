@@ -61,6 +61,13 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Also write the overview (by day and category, month by month, allowance, calls)
+        /// as one self-contained HTML file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// The month the HTML report shows by day (default: the latest with charges).
+        #[arg(long, value_name = "YYYY-MM", requires = "html")]
+        month: Option<String>,
         /// Also list every delivered message.
         #[arg(long)]
         messages: bool,
@@ -337,12 +344,26 @@ fn replay(
     format: output::Format,
     to: Option<PathBuf>,
     messages: bool,
+    html: Option<(PathBuf, Option<String>)>,
 ) -> Result<ExitCode> {
+    if let Some((_, Some(month))) = &html
+        && wameter_core::settlement::Month::parse(month).is_none()
+    {
+        anyhow::bail!("--month {month}: expected YYYY-MM");
+    }
     let mut out = output::open(to.as_deref(), format == output::Format::Parquet)?;
     let (loaded, report, setup, _) = run_replay(&logs, &engine, None)?;
     report_malformed(&loaded);
     if print_pricing_errors(&loaded, &report) {
         return Ok(ExitCode::from(1));
+    }
+    if let Some((file, month)) = &html {
+        let count = wameter_export::Table::len(&wameter_export::ReportRows(&report));
+        let rows: Vec<wameter_export::Row> = (0..count)
+            .map(|index| wameter_export::Row::of(&report, index))
+            .collect();
+        std::fs::write(file, wameter_pages::report(&rows, month.as_deref()))
+            .map_err(|e| anyhow::anyhow!("{}: cannot write it: {e}", file.display()))?;
     }
     if matches!(format, output::Format::Csv | output::Format::Parquet) {
         let rows = wameter_export::ReportRows(&report);
@@ -815,6 +836,8 @@ fn main() -> ExitCode {
             json,
             format,
             output,
+            html,
+            month,
             messages,
             ..
         } => {
@@ -822,7 +845,14 @@ fn main() -> ExitCode {
                 (true, _) => output::Format::Json,
                 (false, format) => format.unwrap_or(output::Format::Table),
             };
-            replay(logs, engine, format, output, messages)
+            replay(
+                logs,
+                engine,
+                format,
+                output,
+                messages,
+                html.map(|file| (file, month)),
+            )
         }
         Command::Explain {
             logs,

@@ -257,6 +257,19 @@ impl Row {
         })
     }
 
+    /// Item `index` of a replay: its charges, then its calls, then its
+    /// agent usage (`index` below their count).
+    pub fn of(report: &wameter_core::engine::Report, index: usize) -> Row {
+        let charges = report.charges.len();
+        if let Some(charge) = report.charges.get(index) {
+            Row::from_charge(charge)
+        } else if let Some(call) = report.calls.get(index - charges) {
+            Row::from_call(call)
+        } else {
+            Row::from_agent(&report.agent[index - charges - report.calls.len()])
+        }
+    }
+
     /// `YYYY-MM` of the local date: the billing month.
     pub fn month(&self) -> String {
         format!(
@@ -463,15 +476,11 @@ impl Table for ReportRows<'_> {
         self.0.charges.len() + self.0.calls.len() + self.0.agent.len()
     }
     fn row(&self, index: usize) -> Vec<Cell<'_>> {
-        let report = self.0;
-        let row = if let Some(charge) = report.charges.get(index) {
-            Row::from_charge(charge)
-        } else if let Some(call) = report.calls.get(index - report.charges.len()) {
-            Row::from_call(call)
-        } else {
-            Row::from_agent(&report.agent[index - report.charges.len() - report.calls.len()])
-        };
-        row.cells().into_iter().map(owned).collect()
+        Row::of(self.0, index)
+            .cells()
+            .into_iter()
+            .map(owned)
+            .collect()
     }
 }
 

@@ -95,7 +95,7 @@ fn user_id(text: &str) -> Result<UserId, ApiError> {
 
 /// The business phone numbers a scoped token sees among those stored;
 /// `None` for a token that sees every WABA.
-async fn visible_businesses(
+pub(crate) async fn visible_businesses(
     state: &AppState,
     scope: &Scope,
 ) -> Result<Option<BTreeSet<String>>, ApiError> {
@@ -269,7 +269,7 @@ pub async fn windows(
 }
 
 /// Query of `GET /v1/charges` and `GET /v1/reports/costs`.
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct SliceQuery {
     /// One business phone number id (default: every one the token sees).
@@ -365,7 +365,7 @@ fn answered_in(
 
 /// The rows of an answer, for CSV and Parquet: charges, then calls, then
 /// agent usage, as the document orders each.
-fn export_rows(answer: &Answer) -> Result<Vec<wameter_export::Row>, ApiError> {
+pub(crate) fn export_rows(answer: &Answer) -> Result<Vec<wameter_export::Row>, ApiError> {
     answer
         .charges
         .iter()
@@ -422,7 +422,16 @@ async fn answer(
     headers: &HeaderMap,
     query: &SliceQuery,
 ) -> Result<Answer, ApiError> {
-    let token = token(state, headers)?;
+    answer_for(state, token(state, headers)?, query).await
+}
+
+/// The charges, calls and agent usage of a slice that `token` sees,
+/// settled first (what `/v1/charges` and the dashboard answer from).
+pub(crate) async fn answer_for(
+    state: &AppState,
+    token: &ApiToken,
+    query: &SliceQuery,
+) -> Result<Answer, ApiError> {
     dimensions(query)?;
     let pricing = &state.config.pricing;
     let zone = match &query.business {

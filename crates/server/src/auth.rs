@@ -50,7 +50,13 @@ pub fn authenticate<'a>(tokens: &'a [ApiToken], headers: &HeaderMap) -> Option<&
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    let given = credentials.trim().as_bytes();
+    token_of(tokens, credentials.trim())
+}
+
+/// The token whose secret is `given`, compared in constant time with
+/// every configured one.
+pub fn token_of<'a>(tokens: &'a [ApiToken], given: &str) -> Option<&'a ApiToken> {
+    let given = given.as_bytes();
     let mut found = None;
     for token in tokens {
         if bool::from(token.token.as_bytes().ct_eq(given)) && found.is_none() {
@@ -58,6 +64,32 @@ pub fn authenticate<'a>(tokens: &'a [ApiToken], headers: &HeaderMap) -> Option<&
         }
     }
     found
+}
+
+/// The dashboard's session cookie: the API token the user signed in with.
+pub const SESSION_COOKIE: &str = "wameter_token";
+
+/// The token of a dashboard request: the `Authorization` header, else the
+/// session cookie.
+pub fn session<'a>(tokens: &'a [ApiToken], headers: &HeaderMap) -> Option<&'a ApiToken> {
+    authenticate(tokens, headers).or_else(|| {
+        headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|cookies| cookies.split(';'))
+            .filter_map(|cookie| cookie.trim().split_once('='))
+            .find(|(name, _)| *name == SESSION_COOKIE)
+            .and_then(|(_, value)| token_of(tokens, &percent_decode(value)))
+    })
+}
+
+/// Cookie values are percent-encoded when set (a token may hold `;`).
+pub fn percent_decode(value: &str) -> String {
+    form_urlencoded::parse(format!("t={value}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 /// Takes out of a webhook's events those whose entry names a WABA

@@ -591,39 +591,39 @@ pub struct ThresholdJson {
 #[derive(Serialize, ToSchema)]
 pub struct BudgetJson {
     /// Name.
-    name: String,
+    pub(crate) name: String,
     /// `{"waba": …}` or `{"client": …}`.
     #[schema(value_type = Object)]
-    scope: serde_json::Value,
+    pub(crate) scope: serde_json::Value,
     /// The WABAs it covers.
-    wabas: Vec<String>,
+    pub(crate) wabas: Vec<String>,
     /// Business-local month.
-    month: String,
+    pub(crate) month: String,
     /// The businesses' currency.
-    currency: String,
+    pub(crate) currency: String,
     /// Monthly amount.
-    amount: String,
+    pub(crate) amount: String,
     /// Charged so far (delivered messages, as the engine prices them).
-    spent: String,
+    pub(crate) spent: String,
     /// Forwarded by the guard at its estimate, not yet charged or failed.
-    in_flight: String,
+    pub(crate) in_flight: String,
     /// `amount − spent − in_flight` (may be negative).
-    remaining: String,
+    pub(crate) remaining: String,
     /// Spent at month end if the month goes on as so far (straight line).
-    forecast: String,
+    pub(crate) forecast: String,
     /// Whether billable sends that would exceed it are refused.
-    hard_stop: bool,
+    pub(crate) hard_stop: bool,
     /// Soft thresholds.
-    thresholds: Vec<ThresholdJson>,
+    pub(crate) thresholds: Vec<ThresholdJson>,
 }
 
 /// `GET /v1/budgets`.
 #[derive(Serialize, ToSchema)]
 pub struct BudgetsResponse {
     /// When this was computed.
-    at: String,
+    pub(crate) at: String,
     /// Every budget the token sees (all of whose WABAs it sees).
-    budgets: Vec<BudgetJson>,
+    pub(crate) budgets: Vec<BudgetJson>,
 }
 
 /// Spend, forecast and thresholds of every budget the token sees.
@@ -638,7 +638,6 @@ pub async fn list(
 ) -> Result<Json<BudgetsResponse>, ApiError> {
     let token = crate::auth::authenticate(&state.config.tokens, &headers)
         .ok_or_else(ApiError::unauthorized)?;
-    let now = Timestamp::now();
     // A bad month is refused whether or not the token sees any budget.
     let asked =
         match &query.month {
@@ -647,8 +646,19 @@ pub async fn list(
                 ApiError::bad_request(format!("`month` = {text:?} is not YYYY-MM"))
             })?),
         };
+    Ok(Json(budgets_for(&state, token, asked).await?))
+}
+
+/// Every budget `token` sees, for `asked` (default: each budget's current
+/// month): what `/v1/budgets` and the dashboard show.
+pub async fn budgets_for(
+    state: &AppState,
+    token: &crate::auth::ApiToken,
+    asked: Option<Month>,
+) -> Result<BudgetsResponse, ApiError> {
+    let now = Timestamp::now();
     // Answer for every event stored before the question, like /v1/charges.
-    crate::settle::settle_pending(&state).await?;
+    crate::settle::settle_pending(state).await?;
     let mut out = Vec::new();
     for budget in state
         .config
@@ -661,7 +671,7 @@ pub async fn list(
             None => LocalMonth::of(now, &budget.timezone),
             Some(month) => LocalMonth::in_zone(month, &budget.timezone),
         };
-        let spent = spent(&state, budget, &month).await?;
+        let spent = spent(state, budget, &month).await?;
         let in_flight = Ledger::in_flight_for(
             &state.ledger.books.lock().expect("ledger lock"),
             budget,
@@ -707,8 +717,8 @@ pub async fn list(
             thresholds,
         });
     }
-    Ok(Json(BudgetsResponse {
+    Ok(BudgetsResponse {
         at: now.to_string(),
         budgets: out,
-    }))
+    })
 }

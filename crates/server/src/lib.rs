@@ -20,6 +20,7 @@
 pub mod api;
 pub mod auth;
 pub mod budgets;
+pub mod dashboard;
 pub mod error;
 pub mod guard;
 pub mod listen;
@@ -217,6 +218,18 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/readyz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::document))
+        .route("/", get(dashboard::home))
+        .route(
+            "/sign-in",
+            get(dashboard::sign_in_page).post(dashboard::sign_in),
+        )
+        .route("/sign-out", post(dashboard::sign_out))
+        .route("/overview", get(dashboard::overview))
+        .route("/allowance", get(dashboard::allowance))
+        .route("/calls", get(dashboard::calls))
+        .route("/windows", get(dashboard::windows))
+        .route("/contact/{business}/{user}", get(dashboard::contact))
+        .route("/reconciliation", get(dashboard::reconciliation))
         .with_state(state)
 }
 

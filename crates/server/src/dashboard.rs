@@ -1,0 +1,694 @@
+//! The dashboard `serve` answers at `/`: the money of the store drawn as
+//! pages (`wameter-pages`), for the people who pay Meta's bill. Signing in
+//! takes one of `serve`'s API tokens, kept in an HTTP-only cookie; a token
+//! scoped to some WABAs sees only their numbers, on every page and in every
+//! CSV. Each page's numbers come from the same places as the API: charges
+//! from [`crate::api::answer_for`] (what `/v1/charges` answers), budgets
+//! from [`crate::budgets::budgets_for`], windows from the engine over the
+//! stored events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use jiff::Timestamp;
+use serde::Deserialize;
+use wameter_core::event::{EventKind, UserId};
+use wameter_pages::{Block, BudgetLine, Filters, Page, Table, escape};
+use wameter_store::EventScope;
+
+use crate::AppState;
+use crate::api::{SliceQuery, answer_for, export_rows};
+use crate::auth::{ApiToken, SESSION_COOKIE, session, token_of};
+use crate::error::ApiError;
+
+/// The query every page takes: its filters, and `csv=ID` to download one
+/// of its tables instead.
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    month: Option<String>,
+    market: Option<String>,
+    business: Option<String>,
+    hours: Option<i64>,
+    csv: Option<String>,
+}
+
+/// `GET /`: the overview, or the sign-in page.
+pub async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match session(&state.config.tokens, &headers) {
+        Some(_) => Redirect::to("/overview").into_response(),
+        None => Redirect::to("/sign-in").into_response(),
+    }
+}
+
+/// `GET /sign-in`.
+pub async fn sign_in_page() -> Response {
+    html(StatusCode::OK, wameter_pages::sign_in(None))
+}
+
+/// `POST /sign-in` (a form with `token`): sets the session cookie.
+pub async fn sign_in(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let given = form_urlencoded::parse(&body)
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.trim().to_string())
+        .unwrap_or_default();
+    if token_of(&state.config.tokens, &given).is_none() {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            wameter_pages::sign_in(Some("That is not one of this server's API tokens.")),
+        );
+    }
+    let value: String = form_urlencoded::byte_serialize(given.as_bytes()).collect();
+    let cookie = format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/");
+    let mut response = Redirect::to("/overview").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// `POST /sign-out`: forgets the session cookie.
+pub async fn sign_out() -> Response {
+    let mut response = Redirect::to("/sign-in").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("wameter_token=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    response
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A page, or the CSV of one of its tables when the query asks for it.
+fn answer_page(
+    page: &Page,
+    path: &str,
+    query: &PageQuery,
+    keep: &[(&str, Option<String>)],
+) -> Response {
+    if let Some(id) = &query.csv {
+        return match wameter_pages::csv(page, id) {
+            Some(csv) => (
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/csv; charset=utf-8"),
+                    ),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        HeaderValue::from_str(&format!(
+                            "attachment; filename=\"{}-{}.csv\"",
+                            path.trim_start_matches('/'),
+                            id.chars()
+                                .filter(char::is_ascii_alphanumeric)
+                                .collect::<String>()
+                        ))
+                        .unwrap_or(HeaderValue::from_static("attachment")),
+                    ),
+                ],
+                csv,
+            )
+                .into_response(),
+            None => html(
+                StatusCode::NOT_FOUND,
+                format!("no table {} on this page", escape(id)),
+            ),
+        };
+    }
+    let link = |id: &str| {
+        let mut query: Vec<(&str, String)> = keep
+            .iter()
+            .filter_map(|(name, value)| value.clone().map(|v| (*name, v)))
+            .collect();
+        query.push(("csv", id.to_string()));
+        let encoded: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query)
+            .finish();
+        format!("{path}?{encoded}")
+    };
+    html(
+        StatusCode::OK,
+        wameter_pages::render(page, Some(path), Some(&link)),
+    )
+}
+
+/// The signed-in token, or a redirect to the sign-in page.
+fn signed_in<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a ApiToken, Response> {
+    session(&state.config.tokens, headers).ok_or_else(|| Redirect::to("/sign-in").into_response())
+}
+
+fn failed(error: ApiError) -> Response {
+    let status = error.status;
+    html(
+        status,
+        wameter_pages::render(
+            &Page {
+                title: "Not available".into(),
+                blocks: vec![Block::Text(error.message)],
+            },
+            Some(""),
+            None,
+        ),
+    )
+}
+
+/// Every charge, call and agent usage the token sees, as export rows.
+async fn rows(state: &AppState, token: &ApiToken) -> Result<Vec<wameter_export::Row>, ApiError> {
+    let answer = answer_for(state, token, &SliceQuery::default()).await?;
+    export_rows(&answer)
+}
+
+/// A `<select>` of a filter form.
+fn select(name: &str, label: &str, options: &[String], chosen: Option<&str>, any: bool) -> String {
+    let mut out = format!("<label>{}<select name=\"{}\">", escape(label), escape(name));
+    if any {
+        out.push_str("<option value=\"\">all</option>");
+    }
+    for option in options {
+        let selected = if Some(option.as_str()) == chosen {
+            " selected"
+        } else {
+            ""
+        };
+        out.push_str(&format!("<option{selected}>{}</option>", escape(option)));
+    }
+    out.push_str("</select></label>");
+    out
+}
+
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value
+        .as_ref()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// `GET /overview`.
+pub async fn overview(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    let token = match signed_in(&state, &headers) {
+        Ok(token) => token,
+        Err(redirect) => return redirect,
+    };
+    let rows = match rows(&state, token).await {
+        Ok(rows) => rows,
+        Err(error) => return failed(error),
+    };
+    let budgets = match crate::budgets::budgets_for(
+        &state,
+        token,
+        non_empty(&query.month).and_then(|m| wameter_core::settlement::Month::parse(&m)),
+    )
+    .await
+    {
+        Ok(found) => found.budgets,
+        Err(error) => return failed(error),
+    };
+    let budgets: Vec<BudgetLine> = budgets
+        .into_iter()
+        .map(|b| BudgetLine {
+            name: b.name,
+            month: b.month,
+            currency: b.currency,
+            amount: b.amount.parse().unwrap_or_default(),
+            spent: b.spent.parse().unwrap_or_default(),
+            forecast: b.forecast.parse().unwrap_or_default(),
+        })
+        .collect();
+    let filters = Filters {
+        month: non_empty(&query.month),
+        market: non_empty(&query.market),
+        business: non_empty(&query.business),
+    };
+    let distinct = |pick: fn(&wameter_export::Row) -> Option<String>| -> Vec<String> {
+        let set: std::collections::BTreeSet<String> = rows.iter().filter_map(pick).collect();
+        set.into_iter().collect()
+    };
+    let mut months = distinct(|r| Some(r.month()));
+    months.reverse();
+    let form = format!(
+        "<form class=\"filters\" method=\"get\">{}{}{}<button type=\"submit\">Show</button></form>",
+        select(
+            "month",
+            "Month",
+            &months,
+            filters
+                .month
+                .as_deref()
+                .or(months.first().map(String::as_str)),
+            false
+        ),
+        select(
+            "market",
+            "Market",
+            &distinct(|r| r.market.clone()),
+            filters.market.as_deref(),
+            true
+        ),
+        select(
+            "business",
+            "Business number",
+            &distinct(|r| Some(r.business.clone())),
+            filters.business.as_deref(),
+            true
+        ),
+    );
+    let page = wameter_pages::overview(&rows, &filters, &budgets, &form);
+    answer_page(
+        &page,
+        "/overview",
+        &query,
+        &[
+            ("month", filters.month.clone()),
+            ("market", filters.market.clone()),
+            ("business", filters.business.clone()),
+        ],
+    )
+}
+
+/// `GET /allowance`.
+pub async fn allowance(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    let token = match signed_in(&state, &headers) {
+        Ok(token) => token,
+        Err(redirect) => return redirect,
+    };
+    match rows(&state, token).await {
+        Ok(rows) => {
+            let month = non_empty(&query.month);
+            let page = wameter_pages::allowance(&rows, month.as_deref());
+            answer_page(&page, "/allowance", &query, &[("month", month)])
+        }
+        Err(error) => failed(error),
+    }
+}
+
+/// `GET /calls`.
+pub async fn calls(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    let token = match signed_in(&state, &headers) {
+        Ok(token) => token,
+        Err(redirect) => return redirect,
+    };
+    match rows(&state, token).await {
+        Ok(rows) => answer_page(&wameter_pages::calls(&rows), "/calls", &query, &[]),
+        Err(error) => failed(error),
+    }
+}
+
+/// The stored events of the businesses `token` sees over `[since, until)`.
+async fn events_of(
+    state: &AppState,
+    token: &ApiToken,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<wameter_store::StoredEvent>, ApiError> {
+    let businesses = crate::api::visible_businesses(state, &token.scope)
+        .await?
+        .map(|set| set.into_iter().collect());
+    Ok(state
+        .store
+        .events(EventScope::Businesses {
+            businesses,
+            since_us: since.as_microsecond(),
+            until_us: until.as_microsecond(),
+            from_id: 0,
+        })
+        .await?)
+}
+
+/// `GET /windows?hours=N`: the contacts whose customer service window or
+/// free entry point closes within the next N hours (default 24): what a
+/// support lead answers first, with a link to each contact's timeline.
+pub async fn windows(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    let token = match signed_in(&state, &headers) {
+        Ok(token) => token,
+        Err(redirect) => return redirect,
+    };
+    let hours = query.hours.unwrap_or(24).clamp(1, 24 * 7);
+    let now = Timestamp::now();
+    let shown = |at: Timestamp| at.round(jiff::Unit::Second).unwrap_or(at).to_string();
+    // Free entry points last at most 7 days (rules §7): older events open
+    // nothing that is still open.
+    let since = now
+        .checked_sub(jiff::SignedDuration::from_hours(24 * 8))
+        .unwrap_or(Timestamp::MIN);
+    let rows = match events_of(&state, token, since, now).await {
+        Ok(rows) => rows,
+        Err(error) => return failed(error),
+    };
+    let loaded = crate::meter::load(&rows);
+    let engine = state.config.pricing.engine();
+    let mut pairs: BTreeMap<(String, UserId), Vec<wameter_core::event::Event>> = BTreeMap::new();
+    for event in &loaded.events {
+        if let EventKind::Inbound { business, user, .. }
+        | EventKind::Outbound { business, user, .. } = &event.kind
+        {
+            pairs
+                .entry((business.to_string(), user.clone()))
+                .or_default();
+        }
+    }
+    let horizon = now
+        .checked_add(jiff::SignedDuration::from_hours(hours))
+        .unwrap_or(now);
+    let mut closing: Vec<(Timestamp, String, String, &str, String)> = Vec::new();
+    let prepared = wameter_core::engine::prepare(loaded.events);
+    for contact in &prepared.contacts {
+        let found = engine.windows_at(contact, now);
+        for (what, window) in [
+            ("customer service window", found.customer_service_window),
+            ("free entry point", found.free_entry_point),
+        ] {
+            if let Some(window) = window.filter(|w| w.closes_at <= horizon) {
+                let left = window.closes_at.duration_since(now);
+                closing.push((
+                    window.closes_at,
+                    contact.business.to_string(),
+                    contact.user.to_string(),
+                    what,
+                    format!("{}h {:02}m", left.as_hours(), (left.as_mins() % 60).abs()),
+                ));
+            }
+        }
+    }
+    closing.sort();
+    let mut table = Table::new(
+        "closing",
+        &["closes at", "in", "window", "business", "user"],
+        &[false, true, false, false, false],
+    );
+    for (k, (closes_at, business, user, what, left)) in closing.iter().enumerate() {
+        table.rows.push(vec![
+            shown(*closes_at),
+            left.clone(),
+            what.to_string(),
+            business.clone(),
+            user.clone(),
+        ]);
+        let href = format!(
+            "/contact/{}/{}",
+            form_urlencoded::byte_serialize(business.as_bytes()).collect::<String>(),
+            form_urlencoded::byte_serialize(user.as_bytes()).collect::<String>()
+        );
+        table.links.insert((k, 4), href);
+    }
+    let page = Page {
+        title: "Windows closing soon".into(),
+        blocks: vec![
+            Block::Html(format!(
+                "<form class=\"filters\" method=\"get\"><label>Within the next (hours)<input type=\"number\" name=\"hours\" min=\"1\" max=\"168\" value=\"{hours}\"></label><button type=\"submit\">Show</button></form>"
+            )),
+            Block::Text(format!(
+                "Open windows at {} that close within {hours} h. Free-form replies can be sent only while the customer service window is open (after it, only templates); inside a free entry point every message is free. {} pair(s) had events in the last 8 days.",
+                shown(now),
+                pairs.len()
+            )),
+            Block::Table(table),
+        ],
+    };
+    answer_page(
+        &page,
+        "/windows",
+        &query,
+        &[("hours", Some(hours.to_string()))],
+    )
+}
+
+/// `GET /contact/{business}/{user}`: one pair's timeline.
+pub async fn contact(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((business, user)): Path<(String, String)>,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    let token = match signed_in(&state, &headers) {
+        Ok(token) => token,
+        Err(redirect) => return redirect,
+    };
+    if !state.config.pricing.sees_business(&token.scope, &business) {
+        return failed(ApiError::forbidden(format!(
+            "this token does not see business {business}"
+        )));
+    }
+    let Ok(user) = UserId::parse(&user) else {
+        return failed(ApiError::bad_request(format!(
+            "user {user:?} is neither an E.164 number nor a BSUID"
+        )));
+    };
+    let since = Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(24 * 62))
+        .unwrap_or(Timestamp::MIN);
+    let (rows, _) = match state
+        .store
+        .contact_with_events(&business, &user.to_string(), since.as_microsecond())
+        .await
+    {
+        Ok(found) => found,
+        Err(error) => return failed(error.into()),
+    };
+    let mut table = Table::new(
+        "timeline",
+        &["at", "event", "id", "detail"],
+        &[false, false, false, false],
+    );
+    for event in crate::meter::load(&rows).events {
+        let (kind, id, detail) = match &event.kind {
+            EventKind::Inbound { id, kind, .. } => (
+                "inbound",
+                id.as_deref().unwrap_or("").to_string(),
+                format!("{kind:?}").to_lowercase(),
+            ),
+            EventKind::Outbound { id, template, .. } => (
+                "outbound",
+                id.to_string(),
+                template.as_ref().map_or("free-form".to_string(), |t| {
+                    format!("template {} ({})", t.name, t.category.as_str())
+                }),
+            ),
+            EventKind::Status {
+                id, status, error, ..
+            } => (
+                "status",
+                id.to_string(),
+                format!(
+                    "{}{}",
+                    status.as_str(),
+                    error.map(|e| format!(" (error {e})")).unwrap_or_default()
+                ),
+            ),
+            EventKind::Call(call) => (
+                "call",
+                call.id.to_string(),
+                format!("{} {} s", call.direction.as_str(), call.duration_seconds),
+            ),
+            EventKind::AgentUsage(usage) => (
+                "agent usage",
+                usage.id.to_string(),
+                format!("{} tokens", usage.tokens),
+            ),
+        };
+        table.rows.push(vec![
+            event
+                .at
+                .round(jiff::Unit::Second)
+                .unwrap_or(event.at)
+                .to_string(),
+            kind.to_string(),
+            id,
+            detail,
+        ]);
+    }
+    let page = Page {
+        title: format!("{user} with {business}"),
+        blocks: vec![
+            Block::Text("The pair's stored events of the last 62 days, oldest first.".into()),
+            Block::Table(table),
+        ],
+    };
+    answer_page(&page, &format!("/contact/{business}/{user}"), &query, &[])
+}
+
+/// `GET /reconciliation?month=YYYY-MM`: where Meta's pricing objects and the
+/// engine disagree, and templates Meta re-categorised, with the cost.
+pub async fn reconciliation(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    let token = match signed_in(&state, &headers) {
+        Ok(token) => token,
+        Err(redirect) => return redirect,
+    };
+    let month = non_empty(&query.month).and_then(|m| wameter_core::settlement::Month::parse(&m));
+    // The month asked (UTC bounds widened by a day on each side for time
+    // zones; the engine dates each message in its own), else the last 62 days.
+    let now = Timestamp::now();
+    let day = jiff::SignedDuration::from_hours(24);
+    let (since, until) = match &month {
+        Some(m) => (
+            m.start_utc()
+                .checked_sub(day)
+                .unwrap_or(Timestamp::MIN)
+                .as_microsecond(),
+            m.next()
+                .start_utc()
+                .checked_add(day)
+                .unwrap_or(Timestamp::MAX)
+                .as_microsecond(),
+        ),
+        None => (
+            now.checked_sub(jiff::SignedDuration::from_hours(24 * 62))
+                .unwrap_or(Timestamp::MIN)
+                .as_microsecond(),
+            now.as_microsecond() + 1,
+        ),
+    };
+    let rows = match events_of(
+        &state,
+        token,
+        Timestamp::from_microsecond(since).unwrap_or(Timestamp::MIN),
+        Timestamp::from_microsecond(until).unwrap_or(Timestamp::MAX),
+    )
+    .await
+    {
+        Ok(rows) => rows,
+        Err(error) => return failed(error),
+    };
+    let notices: Vec<wameter_core::notice::Notice> = rows
+        .iter()
+        .filter_map(|row| {
+            match wameter_log::parse_line(&row.line, crate::meter::origin_of(row.id)) {
+                Ok(wameter_log::Parsed::Notice(notice)) => Some(*notice),
+                _ => None,
+            }
+        })
+        .collect();
+    let loaded = crate::meter::load(&rows);
+    let engine = state.config.pricing.engine();
+    let result = wameter_core::reconcile::reconcile(&engine, loaded.events, &notices);
+    let mut discrepancies = Table::new(
+        "discrepancies",
+        &[
+            "message",
+            "delivered",
+            "Meta says",
+            "wameter says",
+            "amount",
+            "cause",
+        ],
+        &[false, false, false, false, true, false],
+    );
+    for d in &result.discrepancies {
+        discrepancies.rows.push(vec![
+            d.message_id.to_string(),
+            d.engine.delivered_at.to_string(),
+            format!(
+                "{} {}{}",
+                d.meta.pricing.category,
+                d.meta.pricing.pricing_type.as_deref().unwrap_or(""),
+                d.meta
+                    .pricing
+                    .billable
+                    .map(|b| if b { " billable" } else { " free" })
+                    .unwrap_or("")
+            ),
+            format!(
+                "{} {}{}",
+                d.engine.category.as_str(),
+                d.engine.pricing_type.as_str(),
+                if d.engine.billable {
+                    " billable"
+                } else {
+                    " free"
+                }
+            ),
+            format!(
+                "{} {}",
+                d.engine.amount.normalize(),
+                d.engine.currency.code()
+            ),
+            d.cause.clone(),
+        ]);
+    }
+    let mut drift = Table::new(
+        "drift",
+        &[
+            "template",
+            "sent as",
+            "priced as",
+            "messages",
+            "as sent",
+            "as priced",
+            "impact",
+            "currency",
+        ],
+        &[false, false, false, true, true, true, true, false],
+    );
+    for line in &result.drift {
+        drift.rows.push(vec![
+            line.template.to_string(),
+            line.sent_as.as_str().to_string(),
+            line.priced_as.as_str().to_string(),
+            line.messages.to_string(),
+            line.amount_as_sent.normalize().to_string(),
+            line.amount_as_priced.normalize().to_string(),
+            line.impact().normalize().to_string(),
+            line.currency.code().to_string(),
+        ]);
+    }
+    let label = month.map_or_else(|| "the last 62 days".to_string(), |m| m.to_string());
+    let page = Page {
+        title: format!("Reconciliation, {label}"),
+        blocks: vec![
+            Block::Html(format!(
+                "<form class=\"filters\" method=\"get\"><label>Month (YYYY-MM)<input name=\"month\" value=\"{}\" pattern=\"[0-9]{{4}}-[0-9]{{2}}\"></label><button type=\"submit\">Show</button></form>",
+                escape(&query.month.clone().unwrap_or_default())
+            )),
+            Block::Figures(vec![
+                (
+                    "compared with Meta's pricing".into(),
+                    result.compared.to_string(),
+                ),
+                ("agree".into(), result.agreements.to_string()),
+                ("differ".into(), result.discrepancies.len().to_string()),
+            ]),
+            Block::Heading("Where Meta's pricing and wameter's differ".into()),
+            Block::Table(discrepancies),
+            Block::Heading("Templates Meta re-categorised, and what it cost".into()),
+            Block::Table(drift),
+        ],
+    };
+    answer_page(
+        &page,
+        "/reconciliation",
+        &query,
+        &[("month", non_empty(&query.month))],
+    )
+}
