@@ -139,6 +139,7 @@ fn the_dashboard_shows_what_the_api_answers_in_a_browser() {
         "scoped_token": EUR_TOKEN,
         "totals": totals_all,
         "scoped_totals": totals(&scoped),
+        "scoped_waba": "W-EUR",
         "chart_month": "2026-02",
         "pages": {
             "/allowance": ["Free service allowance"],

@@ -217,6 +217,37 @@ impl Row {
         }
     }
 
+    /// A charge line of the replay document already read (`serve`'s kept
+    /// charges), with its amount.
+    pub fn from_charge_line(
+        line: &wameter_log::replay_json::ChargeLine,
+        amount: Decimal,
+    ) -> Result<Row, ExportError> {
+        let bad = |what: String| ExportError::Line(format!("{}: {what}", line.message_id));
+        Ok(Row {
+            kind: Kind::Message,
+            id: line.message_id.clone(),
+            business: line.business.clone(),
+            messaging_account: line.messaging_account.clone(),
+            user: line.user.clone(),
+            at: Timestamp::from_str(&line.delivered_at).map_err(|e| bad(e.to_string()))?,
+            local_date: Date::from_str(&line.local_date).map_err(|e| bad(e.to_string()))?,
+            pricing_model: Some(line.pricing_model.clone()),
+            category: line.category.clone(),
+            pricing_type: Some(line.pricing_type.clone()),
+            direction: None,
+            billable: line.billable,
+            market: Some(line.market.clone()),
+            currency: line.currency.clone(),
+            amount,
+            quantity: 1,
+            tier: line.tier.clone(),
+            ruleset: line.ruleset.clone(),
+            rule: line.rule.clone(),
+            reason: line.reason.clone(),
+        })
+    }
+
     /// A line of the replay document (`charges`, `calls` or `agent_usage`),
     /// as `serve` keeps it: which of the three it is shows in its id field.
     pub fn from_line(line: &str) -> Result<Row, ExportError> {

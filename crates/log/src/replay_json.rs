@@ -107,6 +107,18 @@ pub struct ChargeLine {
     /// `documented` (Meta's pages describe the era) or `confirmed` (the
     /// 2026-10 change: reported first, then confirmed on Meta's pages).
     pub rules_status: String,
+    /// The volume tier, when one applied.
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// The ruleset that priced it.
+    #[serde(default)]
+    pub ruleset: String,
+    /// The rule within it.
+    #[serde(default)]
+    pub rule: String,
+    /// The explanation.
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// One Meta Business Agent usage as the document prints it (`agent_usage`,

@@ -366,16 +366,20 @@ fn answered_in(
 /// The rows of an answer, for CSV and Parquet: charges, then calls, then
 /// agent usage, as the document orders each.
 pub(crate) fn export_rows(answer: &Answer) -> Result<Vec<wameter_export::Row>, ApiError> {
-    answer
-        .charges
-        .iter()
-        .map(|charge| charge.line.as_str())
-        .chain(answer.calls.iter().map(String::as_str))
-        .chain(answer.agent.iter().map(String::as_str))
-        .map(|line| {
-            wameter_export::Row::from_line(line).map_err(|e| ApiError::internal(e.to_string()))
-        })
-        .collect()
+    let internal = |e: wameter_export::ExportError| ApiError::internal(e.to_string());
+    // Charges are read already: their fields are taken, not parsed again.
+    let mut rows =
+        Vec::with_capacity(answer.charges.len() + answer.calls.len() + answer.agent.len());
+    for charge in &answer.charges {
+        rows.push(
+            wameter_export::Row::from_charge_line(&charge.fields, charge.amount)
+                .map_err(internal)?,
+        );
+    }
+    for line in answer.calls.iter().chain(&answer.agent) {
+        rows.push(wameter_export::Row::from_line(line).map_err(internal)?);
+    }
+    Ok(rows)
 }
 
 /// A CSV or Parquet body with its content type.

@@ -32,6 +32,7 @@ pub struct PageQuery {
     month: Option<String>,
     market: Option<String>,
     business: Option<String>,
+    waba: Option<String>,
     hours: Option<i64>,
     csv: Option<String>,
 }
@@ -165,10 +166,35 @@ fn failed(error: ApiError) -> Response {
     )
 }
 
+/// The last rows a token was shown, and the stored event they were
+/// computed through: a page asked again before anything new is stored (a
+/// filter changed, another page opened) is answered from them.
+#[derive(Default)]
+pub struct Memo {
+    kept: std::sync::Mutex<Option<(usize, Option<i64>, Arc<Vec<wameter_export::Row>>)>>,
+}
+
 /// Every charge, call and agent usage the token sees, as export rows.
-async fn rows(state: &AppState, token: &ApiToken) -> Result<Vec<wameter_export::Row>, ApiError> {
+async fn rows(
+    state: &AppState,
+    token: &ApiToken,
+) -> Result<Arc<Vec<wameter_export::Row>>, ApiError> {
+    // Tokens live as long as the server: the address names one.
+    let who = std::ptr::from_ref(token) as usize;
+    let committed = state.store.committed_event_id().await?;
+    if let Some((for_token, through, rows)) =
+        &*state.dashboard.kept.lock().expect("dashboard memo lock")
+        && *for_token == who
+        && *through == committed
+    {
+        return Ok(rows.clone());
+    }
+    // Everything stored up to `committed` is settled before this answers.
     let answer = answer_for(state, token, &SliceQuery::default()).await?;
-    export_rows(&answer)
+    let rows = Arc::new(export_rows(&answer)?);
+    *state.dashboard.kept.lock().expect("dashboard memo lock") =
+        Some((who, committed, rows.clone()));
+    Ok(rows)
 }
 
 /// A `<select>` of a filter form.
@@ -206,9 +232,28 @@ pub async fn overview(
         Ok(token) => token,
         Err(redirect) => return redirect,
     };
-    let rows = match rows(&state, token).await {
+    let all = match rows(&state, token).await {
         Ok(rows) => rows,
         Err(error) => return failed(error),
+    };
+    // The WABA of each number (its first Messaging account's id).
+    let accounts = &state.config.pricing.accounts;
+    let waba_of = |business: &str| accounts.get_or_default(business).waba.to_string();
+    let mut wabas: Vec<String> = all.iter().map(|r| waba_of(&r.business)).collect();
+    wabas.sort();
+    wabas.dedup();
+    let waba = non_empty(&query.waba);
+    let of_waba: Vec<wameter_export::Row>;
+    let rows: &[wameter_export::Row] = match &waba {
+        Some(waba) => {
+            of_waba = all
+                .iter()
+                .filter(|r| &waba_of(&r.business) == waba)
+                .cloned()
+                .collect();
+            &of_waba
+        }
+        None => &all,
     };
     let budgets = match crate::budgets::budgets_for(
         &state,
@@ -243,7 +288,7 @@ pub async fn overview(
     let mut months = distinct(|r| Some(r.month()));
     months.reverse();
     let form = format!(
-        "<form class=\"filters\" method=\"get\">{}{}{}<button type=\"submit\">Show</button></form>",
+        "<form class=\"filters\" method=\"get\">{}{}{}{}<button type=\"submit\">Show</button></form>",
         select(
             "month",
             "Month",
@@ -261,6 +306,7 @@ pub async fn overview(
             filters.market.as_deref(),
             true
         ),
+        select("waba", "WABA", &wabas, waba.as_deref(), true),
         select(
             "business",
             "Business number",
@@ -269,7 +315,7 @@ pub async fn overview(
             true
         ),
     );
-    let page = wameter_pages::overview(&rows, &filters, &budgets, &form);
+    let page = wameter_pages::overview(rows, &filters, &budgets, &form);
     answer_page(
         &page,
         "/overview",
@@ -277,6 +323,7 @@ pub async fn overview(
         &[
             ("month", filters.month.clone()),
             ("market", filters.market.clone()),
+            ("waba", waba.clone()),
             ("business", filters.business.clone()),
         ],
     )

@@ -107,6 +107,8 @@ pub struct AppState {
     pub body_bytes: Arc<tokio::sync::Semaphore>,
     /// Whether the last write failed ([`healthz`]).
     pub store_health: StoreHealth,
+    /// The dashboard's rows, kept while nothing new is stored.
+    pub dashboard: dashboard::Memo,
 }
 
 /// The outcome of the store's last write, for `/healthz`: a store that
@@ -172,6 +174,7 @@ impl AppState {
                     .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
             )),
             store_health: StoreHealth::default(),
+            dashboard: dashboard::Memo::default(),
         })
     }
 }

@@ -60,6 +60,11 @@ with sync_playwright() as p:
             check(rows, f"the CSV of {href} has rows: {body!r}")
             in_page = [[c.inner_text() for c in r.query_selector_all("td")] for r in page.query_selector_all("table#daily tbody tr, table#months tbody tr")]
             check(len(in_page) >= len(rows), "the page shows the CSV's rows")
+        # The WABA filter shows what that WABA's own token sees.
+        for month, totals in expected["scoped_totals"].items():
+            page.goto(f"{base}/overview?month={month}&waba={expected['scoped_waba']}")
+            figures = [f.inner_text() for f in page.query_selector_all(".figure b")]
+            check(figures == [f"{normal(a)} {c}" for c, a in totals.items()], f"waba filter {month}: {figures}")
         page.goto(f"{base}/overview?month={expected['chart_month']}")
         check(page.query_selector("svg rect") is not None, "the overview draws its chart")
         page.screenshot(path=f"{shots}/overview{suffix}.png", full_page=True)
