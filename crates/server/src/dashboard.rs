@@ -7,7 +7,8 @@
 //! from [`crate::budgets::budgets_for`], windows from the engine over the
 //! stored events.
 
-use std::collections::BTreeMap;
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -166,35 +167,70 @@ fn failed(error: ApiError) -> Response {
     )
 }
 
-/// The last rows a token was shown, and the stored event they were
-/// computed through: a page asked again before anything new is stored (a
-/// filter changed, another page opened) is answered from them.
+/// What the dashboard computed last, per (what, token, parameters), and
+/// the stored event it was computed through: a page asked again before
+/// anything new is stored (a filter changed, another page opened, a
+/// reload) is answered from it. Stored events only grow, so an entry of
+/// an older event id is never asked for again; a few dozen are kept.
 #[derive(Default)]
 pub struct Memo {
-    kept: std::sync::Mutex<Option<(usize, Option<i64>, Arc<Vec<wameter_export::Row>>)>>,
+    kept: std::sync::Mutex<
+        HashMap<(&'static str, usize, String), (Option<i64>, Arc<dyn Any + Send + Sync>)>,
+    >,
 }
 
-/// Every charge, call and agent usage the token sees, as export rows.
+/// Entries kept at most.
+const MEMO_MAX: usize = 64;
+
+/// `compute()`'s answer for (`what`, `token`, `parameters`), computed once
+/// per stored event id.
+async fn memo<T, F>(
+    state: &AppState,
+    what: &'static str,
+    token: &ApiToken,
+    parameters: String,
+    compute: F,
+) -> Result<Arc<T>, ApiError>
+where
+    T: Send + Sync + 'static,
+    F: std::future::Future<Output = Result<T, ApiError>>,
+{
+    // Tokens live as long as the server: the address names one.
+    let key = (what, std::ptr::from_ref(token) as usize, parameters);
+    let committed = state.store.committed_event_id().await?;
+    let lock = || {
+        state
+            .dashboard
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some((through, kept)) = lock().get(&key)
+        && *through == committed
+        && let Ok(kept) = kept.clone().downcast::<T>()
+    {
+        return Ok(kept);
+    }
+    let computed = Arc::new(compute.await?);
+    let mut kept = lock();
+    if kept.len() >= MEMO_MAX {
+        kept.clear();
+    }
+    kept.insert(key, (committed, computed.clone()));
+    Ok(computed)
+}
+
+/// Every charge, call and agent usage the token sees, as export rows
+/// (everything stored is settled before [`answer_for`] answers).
 async fn rows(
     state: &AppState,
     token: &ApiToken,
 ) -> Result<Arc<Vec<wameter_export::Row>>, ApiError> {
-    // Tokens live as long as the server: the address names one.
-    let who = std::ptr::from_ref(token) as usize;
-    let committed = state.store.committed_event_id().await?;
-    if let Some((for_token, through, rows)) =
-        &*state.dashboard.kept.lock().expect("dashboard memo lock")
-        && *for_token == who
-        && *through == committed
-    {
-        return Ok(rows.clone());
-    }
-    // Everything stored up to `committed` is settled before this answers.
-    let answer = answer_for(state, token, &SliceQuery::default()).await?;
-    let rows = Arc::new(export_rows(&answer)?);
-    *state.dashboard.kept.lock().expect("dashboard memo lock") =
-        Some((who, committed, rows.clone()));
-    Ok(rows)
+    memo(state, "rows", token, String::new(), async {
+        let answer = answer_for(state, token, &SliceQuery::default()).await?;
+        export_rows(&answer)
+    })
+    .await
 }
 
 /// A `<select>` of a filter form.
@@ -401,50 +437,39 @@ pub async fn windows(
     let hours = query.hours.unwrap_or(24).clamp(1, 24 * 7);
     let now = Timestamp::now();
     let shown = |at: Timestamp| at.round(jiff::Unit::Second).unwrap_or(at).to_string();
-    // Free entry points last at most 7 days (rules §7): older events open
-    // nothing that is still open.
-    let since = now
-        .checked_sub(jiff::SignedDuration::from_hours(24 * 8))
-        .unwrap_or(Timestamp::MIN);
-    let rows = match events_of(&state, token, since, now).await {
-        Ok(rows) => rows,
+    // Every window open now, computed once per stored event: windows open
+    // only on events, so until the next one is stored the list can only
+    // shrink as windows close (filtered below).
+    let open = match memo(
+        &state,
+        "windows",
+        token,
+        String::new(),
+        open_windows(&state, token, now),
+    )
+    .await
+    {
+        Ok(open) => open,
         Err(error) => return failed(error),
     };
-    let loaded = crate::meter::load(&rows);
-    let engine = state.config.pricing.engine();
-    let mut pairs: BTreeMap<(String, UserId), Vec<wameter_core::event::Event>> = BTreeMap::new();
-    for event in &loaded.events {
-        if let EventKind::Inbound { business, user, .. }
-        | EventKind::Outbound { business, user, .. } = &event.kind
-        {
-            pairs
-                .entry((business.to_string(), user.clone()))
-                .or_default();
-        }
-    }
     let horizon = now
         .checked_add(jiff::SignedDuration::from_hours(hours))
         .unwrap_or(now);
-    let mut closing: Vec<(Timestamp, String, String, &str, String)> = Vec::new();
-    let prepared = wameter_core::engine::prepare(loaded.events);
-    for contact in &prepared.contacts {
-        let found = engine.windows_at(contact, now);
-        for (what, window) in [
-            ("customer service window", found.customer_service_window),
-            ("free entry point", found.free_entry_point),
-        ] {
-            if let Some(window) = window.filter(|w| w.closes_at <= horizon) {
-                let left = window.closes_at.duration_since(now);
-                closing.push((
-                    window.closes_at,
-                    contact.business.to_string(),
-                    contact.user.to_string(),
-                    what,
-                    format!("{}h {:02}m", left.as_hours(), (left.as_mins() % 60).abs()),
-                ));
-            }
-        }
-    }
+    let mut closing: Vec<(Timestamp, String, String, &str, String)> = open
+        .windows
+        .iter()
+        .filter(|(closes_at, ..)| *closes_at > now && *closes_at <= horizon)
+        .map(|(closes_at, business, user, what)| {
+            let left = closes_at.duration_since(now);
+            (
+                *closes_at,
+                business.clone(),
+                user.clone(),
+                *what,
+                format!("{}h {:02}m", left.as_hours(), (left.as_mins() % 60).abs()),
+            )
+        })
+        .collect();
     closing.sort();
     let mut table = Table::new(
         "closing",
@@ -475,7 +500,7 @@ pub async fn windows(
             Block::Text(format!(
                 "Open windows at {} that close within {hours} h. Free-form replies can be sent only while the customer service window is open (after it, only templates); inside a free entry point every message is free. {} pair(s) had events in the last 8 days.",
                 shown(now),
-                pairs.len()
+                open.pairs
             )),
             Block::Table(table),
         ],
@@ -486,6 +511,52 @@ pub async fn windows(
         &query,
         &[("hours", Some(hours.to_string()))],
     )
+}
+
+/// The windows open at an instant, of the pairs with events in the 8 days
+/// before it.
+struct OpenWindows {
+    /// (closes at, business, user, which window).
+    windows: Vec<(Timestamp, String, String, &'static str)>,
+    /// Pairs with events in those 8 days.
+    pairs: usize,
+}
+
+async fn open_windows(
+    state: &AppState,
+    token: &ApiToken,
+    now: Timestamp,
+) -> Result<OpenWindows, ApiError> {
+    // Free entry points last at most 7 days (rules §7): older events open
+    // nothing that is still open.
+    let since = now
+        .checked_sub(jiff::SignedDuration::from_hours(24 * 8))
+        .unwrap_or(Timestamp::MIN);
+    let rows = events_of(state, token, since, now).await?;
+    let loaded = crate::meter::load(&rows);
+    let engine = state.config.pricing.engine();
+    let prepared = wameter_core::engine::prepare(loaded.events);
+    let mut windows = Vec::new();
+    for contact in &prepared.contacts {
+        let found = engine.windows_at(contact, now);
+        for (what, window) in [
+            ("customer service window", found.customer_service_window),
+            ("free entry point", found.free_entry_point),
+        ] {
+            if let Some(window) = window {
+                windows.push((
+                    window.closes_at,
+                    contact.business.to_string(),
+                    contact.user.to_string(),
+                    what,
+                ));
+            }
+        }
+    }
+    Ok(OpenWindows {
+        windows,
+        pairs: prepared.contacts.len(),
+    })
 }
 
 /// `GET /contact/{business}/{user}`: one pair's timeline.
@@ -617,17 +688,59 @@ pub async fn reconciliation(
             now.as_microsecond() + 1,
         ),
     };
-    let rows = match events_of(
+    // Computed once per stored event and slice (the default slice moves
+    // with the day).
+    let key = match &month {
+        Some(m) => m.to_string(),
+        None => format!("62 days to {}", now.strftime("%F")),
+    };
+    let found = memo(
         &state,
+        "reconciliation",
         token,
-        Timestamp::from_microsecond(since).unwrap_or(Timestamp::MIN),
-        Timestamp::from_microsecond(until).unwrap_or(Timestamp::MAX),
+        key,
+        reconciled(
+            &state,
+            token,
+            Timestamp::from_microsecond(since).unwrap_or(Timestamp::MIN),
+            Timestamp::from_microsecond(until).unwrap_or(Timestamp::MAX),
+        ),
     )
-    .await
-    {
-        Ok(rows) => rows,
+    .await;
+    let blocks = match found {
+        Ok(blocks) => blocks,
         Err(error) => return failed(error),
     };
+    let label = month.map_or_else(|| "the last 62 days".to_string(), |m| m.to_string());
+    let page = Page {
+        title: format!("Reconciliation, {label}"),
+        blocks: vec![
+            Block::Html(format!(
+                "<form class=\"filters\" method=\"get\"><label>Month (YYYY-MM)<input name=\"month\" value=\"{}\" pattern=\"[0-9]{{4}}-[0-9]{{2}}\"></label><button type=\"submit\">Show</button></form>",
+                escape(&query.month.clone().unwrap_or_default())
+            )),
+        ]
+        .into_iter()
+        .chain(blocks.iter().cloned())
+        .collect(),
+    };
+    answer_page(
+        &page,
+        "/reconciliation",
+        &query,
+        &[("month", non_empty(&query.month))],
+    )
+}
+
+/// The reconciliation of the stored events of `[since, until)` that
+/// `token` sees: its figures and tables.
+async fn reconciled(
+    state: &AppState,
+    token: &ApiToken,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<Block>, ApiError> {
+    let rows = events_of(state, token, since, until).await?;
     let notices: Vec<wameter_core::notice::Notice> = rows
         .iter()
         .filter_map(|row| {
@@ -710,32 +823,18 @@ pub async fn reconciliation(
             line.currency.code().to_string(),
         ]);
     }
-    let label = month.map_or_else(|| "the last 62 days".to_string(), |m| m.to_string());
-    let page = Page {
-        title: format!("Reconciliation, {label}"),
-        blocks: vec![
-            Block::Html(format!(
-                "<form class=\"filters\" method=\"get\"><label>Month (YYYY-MM)<input name=\"month\" value=\"{}\" pattern=\"[0-9]{{4}}-[0-9]{{2}}\"></label><button type=\"submit\">Show</button></form>",
-                escape(&query.month.clone().unwrap_or_default())
-            )),
-            Block::Figures(vec![
-                (
-                    "compared with Meta's pricing".into(),
-                    result.compared.to_string(),
-                ),
-                ("agree".into(), result.agreements.to_string()),
-                ("differ".into(), result.discrepancies.len().to_string()),
-            ]),
-            Block::Heading("Where Meta's pricing and wameter's differ".into()),
-            Block::Table(discrepancies),
-            Block::Heading("Templates Meta re-categorised, and what it cost".into()),
-            Block::Table(drift),
-        ],
-    };
-    answer_page(
-        &page,
-        "/reconciliation",
-        &query,
-        &[("month", non_empty(&query.month))],
-    )
+    Ok(vec![
+        Block::Figures(vec![
+            (
+                "compared with Meta's pricing".into(),
+                result.compared.to_string(),
+            ),
+            ("agree".into(), result.agreements.to_string()),
+            ("differ".into(), result.discrepancies.len().to_string()),
+        ]),
+        Block::Heading("Where Meta's pricing and wameter's differ".into()),
+        Block::Table(discrepancies),
+        Block::Heading("Templates Meta re-categorised, and what it cost".into()),
+        Block::Table(drift),
+    ])
 }
