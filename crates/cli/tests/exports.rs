@@ -150,7 +150,9 @@ import os
 os._exit(0)
 "#;
 
-fn read_back(files: &[&Path]) -> Option<serde_json::Value> {
+/// Runs a read-back script on `files` with the analytics Python
+/// (`None`: skipped for want of it), and reads the JSON it prints.
+fn python_json(script: &str, files: &[&Path]) -> Option<serde_json::Value> {
     let python = common::test_dependency(
         "WAMETER_TEST_ANALYTICS_PYTHON",
         "scripts/analytics-for-tests.sh",
@@ -158,7 +160,7 @@ fn read_back(files: &[&Path]) -> Option<serde_json::Value> {
     )?;
     let output = std::process::Command::new(python)
         .arg("-c")
-        .arg(READ_BACK)
+        .arg(script)
         .args(files)
         .output()
         .expect("python runs");
@@ -168,6 +170,10 @@ fn read_back(files: &[&Path]) -> Option<serde_json::Value> {
         String::from_utf8_lossy(&output.stderr)
     );
     Some(serde_json::from_slice(&output.stdout).unwrap())
+}
+
+fn read_back(files: &[&Path]) -> Option<serde_json::Value> {
+    python_json(READ_BACK, files)
 }
 
 fn as_sums(value: &serde_json::Value) -> Vec<(String, Decimal)> {
@@ -442,23 +448,7 @@ os._exit(0)
 "#;
 
 fn describe(file: &Path) -> Option<serde_json::Value> {
-    let python = common::test_dependency(
-        "WAMETER_TEST_ANALYTICS_PYTHON",
-        "scripts/analytics-for-tests.sh",
-        "the DuckDB and pandas export tests",
-    )?;
-    let output = std::process::Command::new(python)
-        .arg("-c")
-        .arg(DESCRIBE)
-        .arg(file)
-        .output()
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Some(serde_json::from_slice(&output.stdout).unwrap())
+    python_json(DESCRIBE, &[file])
 }
 
 /// `events`, `reconcile` and `invoice` take `--format csv|parquet` too:

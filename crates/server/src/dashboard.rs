@@ -147,9 +147,29 @@ fn answer_page(
     )
 }
 
-/// The signed-in token, or a redirect to the sign-in page.
-fn signed_in<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a ApiToken, Response> {
-    session(&state.config.tokens, headers).ok_or_else(|| Redirect::to("/sign-in").into_response())
+/// The signed-in session: the index of its token in the configuration.
+/// Without one, a page answers with a redirect to the sign-in page.
+pub struct SignedIn(usize);
+
+impl SignedIn {
+    fn token(self, state: &AppState) -> &ApiToken {
+        &state.config.tokens[self.0]
+    }
+}
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let tokens = &state.config.tokens;
+        session(tokens, &parts.headers)
+            .and_then(|token| tokens.iter().position(|t| std::ptr::eq(t, token)))
+            .map(SignedIn)
+            .ok_or_else(|| Redirect::to("/sign-in").into_response())
+    }
 }
 
 fn failed(error: ApiError) -> Response {
@@ -261,13 +281,10 @@ fn non_empty(value: &Option<String>) -> Option<String> {
 /// `GET /overview`.
 pub async fn overview(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    signed_in: SignedIn,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let token = match signed_in(&state, &headers) {
-        Ok(token) => token,
-        Err(redirect) => return redirect,
-    };
+    let token = signed_in.token(&state);
     let all = match rows(&state, token).await {
         Ok(rows) => rows,
         Err(error) => return failed(error),
@@ -368,13 +385,10 @@ pub async fn overview(
 /// `GET /allowance`.
 pub async fn allowance(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    signed_in: SignedIn,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let token = match signed_in(&state, &headers) {
-        Ok(token) => token,
-        Err(redirect) => return redirect,
-    };
+    let token = signed_in.token(&state);
     match rows(&state, token).await {
         Ok(rows) => {
             let month = non_empty(&query.month);
@@ -388,13 +402,10 @@ pub async fn allowance(
 /// `GET /calls`.
 pub async fn calls(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    signed_in: SignedIn,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let token = match signed_in(&state, &headers) {
-        Ok(token) => token,
-        Err(redirect) => return redirect,
-    };
+    let token = signed_in.token(&state);
     match rows(&state, token).await {
         Ok(rows) => answer_page(&wameter_pages::calls(&rows), "/calls", &query, &[]),
         Err(error) => failed(error),
@@ -427,13 +438,10 @@ async fn events_of(
 /// support lead answers first, with a link to each contact's timeline.
 pub async fn windows(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    signed_in: SignedIn,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let token = match signed_in(&state, &headers) {
-        Ok(token) => token,
-        Err(redirect) => return redirect,
-    };
+    let token = signed_in.token(&state);
     let hours = query.hours.unwrap_or(24).clamp(1, 24 * 7);
     let now = Timestamp::now();
     let shown = |at: Timestamp| at.round(jiff::Unit::Second).unwrap_or(at).to_string();
@@ -562,14 +570,11 @@ async fn open_windows(
 /// `GET /contact/{business}/{user}`: one pair's timeline.
 pub async fn contact(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    signed_in: SignedIn,
     Path((business, user)): Path<(String, String)>,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let token = match signed_in(&state, &headers) {
-        Ok(token) => token,
-        Err(redirect) => return redirect,
-    };
+    let token = signed_in.token(&state);
     if !state.config.pricing.sees_business(&token.scope, &business) {
         return failed(ApiError::forbidden(format!(
             "this token does not see business {business}"
@@ -657,13 +662,10 @@ pub async fn contact(
 /// engine disagree, and templates Meta re-categorised, with the cost.
 pub async fn reconciliation(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    signed_in: SignedIn,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let token = match signed_in(&state, &headers) {
-        Ok(token) => token,
-        Err(redirect) => return redirect,
-    };
+    let token = signed_in.token(&state);
     let month = non_empty(&query.month).and_then(|m| wameter_core::settlement::Month::parse(&m));
     // The month asked (UTC bounds widened by a day on each side for time
     // zones; the engine dates each message in its own), else the last 62 days.
