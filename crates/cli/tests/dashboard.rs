@@ -142,6 +142,7 @@ fn the_dashboard_shows_what_the_api_answers_in_a_browser() {
         "scoped_waba": "W-EUR",
         "chart_month": "2026-02",
         "pages": {
+            "/overview?month=2026-02": ["Templates that cost most", "order_update"],
             "/allowance": ["Free service allowance"],
             "/calls": ["Rest of Africa"],
             "/windows": ["+5511977770000", "customer service window"],

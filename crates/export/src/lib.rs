@@ -128,6 +128,8 @@ pub struct Row {
     pub rule: String,
     /// The charge's explanation.
     pub reason: String,
+    /// The template's name, for a template message.
+    pub template: Option<String>,
 }
 
 fn text<T: AsRef<str> + ?Sized>(value: &T) -> String {
@@ -162,6 +164,7 @@ impl Row {
             ruleset: text(charge.ruleset.id()),
             rule: text(charge.rule),
             reason: charge.reason.clone(),
+            template: charge.trail.template.as_ref().map(|t| t.name.to_string()),
         }
     }
 
@@ -188,6 +191,7 @@ impl Row {
             ruleset: text(call.ruleset),
             rule: text(call.rule),
             reason: call.reason.clone(),
+            template: None,
         }
     }
 
@@ -214,6 +218,7 @@ impl Row {
             ruleset: text(usage.ruleset),
             rule: text(usage.rule),
             reason: usage.reason.clone(),
+            template: None,
         }
     }
 
@@ -245,6 +250,7 @@ impl Row {
             ruleset: line.ruleset.clone(),
             rule: line.rule.clone(),
             reason: line.reason.clone(),
+            template: line.template.clone(),
         })
     }
 
@@ -285,6 +291,7 @@ impl Row {
             ruleset: kept.ruleset,
             rule: kept.rule,
             reason: kept.reason,
+            template: kept.template,
         })
     }
 
@@ -341,6 +348,8 @@ struct KeptLine {
     ruleset: String,
     rule: String,
     reason: String,
+    #[serde(default)]
+    template: Option<String>,
 }
 
 impl Row {
@@ -375,6 +384,7 @@ impl Row {
             text(&self.ruleset),
             text(&self.rule),
             text(&self.reason),
+            optional(&self.template),
         ]
     }
 }
@@ -457,7 +467,7 @@ pub trait Table {
 }
 
 /// The charge export's columns (documented in docs/interfaces.md, "Exports").
-pub const CHARGE_COLUMNS: [Column; 22] = [
+pub const CHARGE_COLUMNS: [Column; 23] = [
     column("kind", Type::Text, false),
     column("id", Type::Text, false),
     column("business", Type::Text, false),
@@ -480,6 +490,7 @@ pub const CHARGE_COLUMNS: [Column; 22] = [
     column("ruleset", Type::Text, false),
     column("rule", Type::Text, false),
     column("reason", Type::Text, false),
+    column("template", Type::Text, true),
 ];
 
 /// Rows already built (`serve`'s answer, read from its kept lines).

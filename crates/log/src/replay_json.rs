@@ -27,6 +27,10 @@ pub struct ChargeJson<'a> {
     local_date: String,
     pricing_model: &'static str,
     category: &'static str,
+    /// The template's name, for a template message (an extension of
+    /// interfaces §4: what the dashboard ranks by cost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template: Option<&'a str>,
     #[serde(rename = "type")]
     pricing_type: &'static str,
     billable: bool,
@@ -53,6 +57,7 @@ impl<'a> From<&'a Charge> for ChargeJson<'a> {
             local_date: charge.trail.local_date.to_string(),
             pricing_model: charge.pricing_model.as_str(),
             category: charge.category.as_str(),
+            template: charge.trail.template.as_ref().map(|t| &*t.name),
             pricing_type: charge.pricing_type.as_str(),
             billable: charge.billable,
             conversation_id: charge.conversation_id.as_deref(),
@@ -91,6 +96,9 @@ pub struct ChargeLine {
     pub pricing_model: String,
     /// Meta's category.
     pub category: String,
+    /// The template's name, for a template message.
+    #[serde(default)]
+    pub template: Option<String>,
     /// Meta's pricing type.
     #[serde(rename = "type")]
     pub pricing_type: String,

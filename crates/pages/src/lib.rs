@@ -533,6 +533,37 @@ pub fn overview(rows: &[Row], filters: &Filters, budgets: &[BudgetLine], form: &
     page.blocks
         .push(Block::Heading(format!("What cost most in {month}")));
     page.blocks.push(Block::Table(top));
+    // The templates that cost most.
+    let mut templates: BTreeMap<(&str, &str, &str), (Decimal, u64)> = BTreeMap::new();
+    for row in &this_month {
+        if let Some(template) = &row.template {
+            let slot = templates
+                .entry((&row.currency, template, &row.category))
+                .or_default();
+            slot.0 += row.amount;
+            slot.1 += 1;
+        }
+    }
+    let mut templates: Vec<_> = templates.into_iter().collect();
+    templates.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+    let mut top = Table::new(
+        "templates",
+        &["template", "category", "currency", "messages", "amount"],
+        &[false, false, false, true, true],
+    );
+    for ((currency, template, category), (amount, messages)) in templates.into_iter().take(15) {
+        top.rows.push(vec![
+            template.to_string(),
+            category.to_string(),
+            currency.to_string(),
+            messages.to_string(),
+            money(amount),
+        ]);
+    }
+    page.blocks.push(Block::Heading(format!(
+        "Templates that cost most in {month}"
+    )));
+    page.blocks.push(Block::Table(top));
     page
 }
 
