@@ -577,14 +577,21 @@ fn month_start(month: &str) -> Option<Date> {
 pub const ALLOWANCE: u64 = 1000;
 
 /// The 2026-10 free service allowance: per business number and month, the
-/// service messages delivered (1:1; groups are not metered), how many were
-/// free, how many were charged, and what is left.
+/// service messages it counted (1:1, outside free entry points; groups are
+/// not metered), how many were free, how many were charged, and what is
+/// left.
 pub fn allowance(rows: &[Row], month: Option<&str>) -> Page {
     let mut used: BTreeMap<(String, &str), (u64, u64, u64)> = BTreeMap::new();
     for row in rows.iter().filter(|r| {
+        // Deliveries the allowance counted: free in it, or charged past it
+        // (not those inside a free entry point).
         r.kind == Kind::Message
             && r.category == "service"
             && r.ruleset == "pmp-2026-10"
+            && matches!(
+                r.pricing_type.as_deref(),
+                Some("free_customer_service" | "regular")
+            )
             && month.is_none_or(|m| r.month() == m)
     }) {
         let slot = used.entry((row.month(), &row.business)).or_default();
@@ -710,4 +717,69 @@ pub fn report(rows: &[Row], month: Option<&str>) -> String {
         "Made by wameter replay from the log given; every amount is exact, priced by the rules in force at each delivery (docs/rules.md).".into(),
     ));
     render(&page, None, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, pricing_type: &str, billable: bool, amount: &str) -> Row {
+        Row {
+            kind: Kind::Message,
+            id: id.into(),
+            business: "B".into(),
+            messaging_account: None,
+            user: "+5511999990000".into(),
+            at: "2026-10-05T12:00:00Z".parse().unwrap(),
+            local_date: jiff::civil::date(2026, 10, 5),
+            pricing_model: Some("PMP".into()),
+            category: "service".into(),
+            pricing_type: Some(pricing_type.into()),
+            direction: None,
+            billable,
+            market: Some("Brazil".into()),
+            currency: "USD".into(),
+            amount: amount.parse().unwrap(),
+            quantity: 1,
+            tier: None,
+            ruleset: "pmp-2026-10".into(),
+            rule: "r".into(),
+            reason: String::new(),
+            template: None,
+        }
+    }
+
+    /// Deliveries inside a free entry point do not use the allowance.
+    #[test]
+    fn the_allowance_counts_what_it_counted_and_its_csv_is_its_table() {
+        let rows = [
+            row("a", "free_customer_service", false, "0"),
+            row("b", "free_customer_service", false, "0"),
+            row("c", "regular", true, "0.0068"),
+            row("d", "free_entry_point", false, "0"),
+        ];
+        let page = allowance(&rows, Some("2026-10"));
+        assert_eq!(
+            csv(&page, "allowance").unwrap(),
+            "month,business,service delivered,free,charged,left\n2026-10,B,3,2,1,997\n"
+        );
+        assert_eq!(csv(&page, "nothing"), None);
+    }
+
+    #[test]
+    fn the_overview_headline_is_the_months_sum_and_text_is_escaped() {
+        let rows = [
+            row("a", "regular", true, "0.0068"),
+            row("b", "regular", true, "0.0032"),
+        ];
+        let page = overview(&rows, &Filters::default(), &[], "");
+        assert!(page.blocks.contains(&Block::Figures(vec![(
+            "2026-10 · 2 billable".into(),
+            "0.01 USD".into()
+        )])));
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
 }
