@@ -92,7 +92,11 @@ fn node(dir: &Path, database: String) -> Server {
         database,
         extra,
     });
-    assert_eq!(server.get("/healthz", None).0, 200);
+    // Healthy once its store answers; right after start, on a loaded
+    // machine, the first ping may not yet (a 503 a load balancer retries).
+    common::eventually("the node is healthy", || {
+        (server.get("/healthz", None).0 == 200).then_some(())
+    });
     server
 }
 
