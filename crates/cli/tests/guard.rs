@@ -699,8 +699,8 @@ fn the_guard_refuses_forbidden_calls_and_holds_calls_to_budgets() {
     );
 }
 
-/// Max-price marketing through the guard (docs/rules.md §15; `../shared`
-/// platform-2026 §5.4): before the status, a Marketing Messages API send
+/// Max-price marketing through the guard (docs/rules.md §15 and its
+/// sources): before the status, a Marketing Messages API send
 /// of a template with a max price (`optimization_spec.bid_amount` 2000 =
 /// USD 0.02 a message) is estimated as the range up to it, and a hard-stop
 /// budget holds that top: with 0.03, a second such send (0.02 + 0.02) is

@@ -1,5 +1,5 @@
 //! Messaging accounts through the real binary (issue 23; docs/rules.md
-//! §16; `../shared` platform-2026 §2.6): one business number billed through
+//! §16 and its sources): one business number billed through
 //! its first account and a partner's. `replay` prices each message in the
 //! currency of the account its send or its webhook names (Meta's
 //! precedence between `messaging_account_id` and its deprecated alias);

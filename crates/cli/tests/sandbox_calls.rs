@@ -261,7 +261,7 @@ fn marketing_message(sandbox: &Sandbox, to: &str, name: &str) -> (u16, Value) {
     sandbox.post(&format!("/v23.0/{PHONE}/marketing_messages"), &json!({"messaging_product": "whatsapp", "to": to, "type": "template", "template": {"name": name, "language": {"code": "en_US"}}}))
 }
 
-/// The Marketing Messages API (`../shared` platform-2026 §2.3): a template
+/// The Marketing Messages API (docs/rules.md §15 and its sources): a template
 /// with a max price (`optimization_spec.bid_amount` 1000 = USD 0.01 per
 /// message) is charged what Meta reports in `pricing.cost` on `delivered`
 /// — the sandbox's stand-in is the lower of the card rate and the max

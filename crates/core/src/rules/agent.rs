@@ -1,5 +1,5 @@
-//! Meta Business Agent tokens (`../shared` platform-2026 §1.1 and §5.3;
-//! docs/rules.md §15).
+//! Meta Business Agent tokens (docs/rules.md §15, which gives the
+//! sources).
 //!
 //! Meta's own AI agent answers users in the business's name. Its messages
 //! are billed by the tokens they used, from 2026-08-01, at USD 2.00 per

@@ -1,4 +1,4 @@
-//! Meta Business Agent (`../shared` platform-2026 §1.1, §5.3): tokens billed
+//! Meta Business Agent (docs/rules.md §15 and its sources): tokens billed
 //! from 2026-08-01, never free (not even in a free entry point), and a
 //! message the agent produced is never also a service message.
 

@@ -1,5 +1,5 @@
 //! Calling API charges through the engine (docs/rules.md §14; sources:
-//! `data/calling/NOTES.md`, `../shared`'s platform-2026 §2.1): calls open
+//! `data/calling/NOTES.md` and those of rules §14): calls open
 //! the customer service window, are priced per portfolio × market ×
 //! business-local month, and do not depend on the order or the copies of
 //! the events.

@@ -1,5 +1,5 @@
-//! Max-price marketing (Marketing Messages API; `../shared` platform-2026
-//! §2.3, Meta's max-price page): a send Meta reports `pricing.cost` for is
+//! Max-price marketing (Marketing Messages API; docs/rules.md §15, Meta's
+//! max-price page): a send Meta reports `pricing.cost` for is
 //! charged that cost, with the card rate beside it; without a cost (or in
 //! another currency) the card prices it.
 

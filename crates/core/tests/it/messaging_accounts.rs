@@ -1,5 +1,5 @@
-//! Messaging accounts (Meta's account model of 2026; `../shared`
-//! platform-2026 §2.6 and §5.6, docs/rules.md §16): one business number
+//! Messaging accounts (Meta's account model of 2026; docs/rules.md §16
+//! and its sources): one business number
 //! billed through several Messaging accounts. Money follows the account a
 //! message names (its currency, time zone and id); the customer service
 //! window and the 2026-10 service allowance stay with the number; volume
