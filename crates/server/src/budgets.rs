@@ -116,7 +116,7 @@ impl Ledger {
         wamid: &str,
     ) -> Option<InFlightRow> {
         let key = reservation.0?;
-        let mut books = self.books.lock().expect("ledger lock");
+        let mut books = crate::lock(&self.books);
         let failed_first = books
             .early_failures
             .remove(&(business.into(), wamid.into()));
@@ -137,11 +137,7 @@ impl Ledger {
     /// A send refused upstream: nothing is in flight.
     pub fn release(&self, reservation: Reservation) {
         if let Some(key) = reservation.0 {
-            self.books
-                .lock()
-                .expect("ledger lock")
-                .in_flight
-                .remove(&key);
+            crate::lock(&self.books).in_flight.remove(&key);
         }
     }
 
@@ -149,7 +145,7 @@ impl Ledger {
     /// in flight. A failure naming no business (a canonical line) ends
     /// every send of that wamid.
     pub fn failed<'a>(&self, failures: impl IntoIterator<Item = (Option<&'a str>, &'a str)>) {
-        let mut books = self.books.lock().expect("ledger lock");
+        let mut books = crate::lock(&self.books);
         for (business, id) in failures {
             let ended = match business {
                 // A row kept before sends knew their business (store V6)
@@ -195,7 +191,7 @@ pub async fn restore(state: &AppState, now: Timestamp) -> Result<usize, StoreErr
     }
     let since = now.checked_sub(IN_FLIGHT_MAX).unwrap_or(Timestamp::MIN);
     let rows = state.store.in_flight(since.as_microsecond()).await?;
-    let mut books = state.ledger.books.lock().expect("ledger lock");
+    let mut books = crate::lock(&state.ledger.books);
     let mut restored = 0;
     for row in rows {
         let (Ok(amount), Ok(sent_at)) = (
@@ -256,11 +252,7 @@ pub async fn spent(
 ) -> Result<Decimal, StoreError> {
     let key = (budget.name.clone(), month.label());
     let generation = state.settler.generation();
-    if let Some((_, spent)) = state
-        .ledger
-        .books
-        .lock()
-        .expect("ledger lock")
+    if let Some((_, spent)) = crate::lock(&state.ledger.books)
         .spent
         .get(&key)
         .filter(|(seen, _)| *seen == generation)
@@ -300,7 +292,7 @@ pub async fn spent(
         })?;
         charged.insert((&row.business, &row.message_id));
     }
-    let mut books = state.ledger.books.lock().expect("ledger lock");
+    let mut books = crate::lock(&state.ledger.books);
     books.in_flight.retain(|key, _| match key {
         FlightKey::Sent(business, id) if business.is_empty() => {
             !charged.iter().any(|(_, charged_id)| *charged_id == &**id)
@@ -323,14 +315,7 @@ async fn spent_for_send(
     month: &LocalMonth,
 ) -> Result<Decimal, StoreError> {
     let key = (budget.name.clone(), month.label());
-    if let Some((_, spent)) = state
-        .ledger
-        .books
-        .lock()
-        .expect("ledger lock")
-        .spent
-        .get(&key)
-    {
+    if let Some((_, spent)) = crate::lock(&state.ledger.books).spent.get(&key) {
         return Ok(*spent);
     }
     spent(state, budget, month).await
@@ -376,7 +361,7 @@ pub async fn reserve(
     // take the last of a budget. A send with neither a charge nor a failure
     // after a week is not waiting for either any more (Meta stops trying
     // long before): it stops holding budget.
-    let mut books = state.ledger.books.lock().expect("ledger lock");
+    let mut books = crate::lock(&state.ledger.books);
     books
         .in_flight
         .retain(|_, flight| now - flight.sent_at < IN_FLIGHT_MAX);
@@ -455,13 +440,7 @@ pub async fn watch_once(state: &AppState, now: Timestamp) -> Result<(), StoreErr
         let spent = spent(state, budget, &month).await?;
         for threshold in budget.crossed(spent) {
             let key = (budget.name.clone(), month.label(), threshold);
-            if state
-                .ledger
-                .recorded
-                .lock()
-                .expect("ledger lock")
-                .contains(&key)
-            {
+            if crate::lock(&state.ledger.recorded).contains(&key) {
                 continue;
             }
             let row = AlertRow {
@@ -478,12 +457,7 @@ pub async fn watch_once(state: &AppState, now: Timestamp) -> Result<(), StoreErr
             if state.store.write_alert(AlertWrite::Cross(row)).await? {
                 tracing::warn!(message = "Budget threshold crossed.", budget = %budget.name, month = %month.label(), threshold, spent = %format_amount(spent));
             }
-            state
-                .ledger
-                .recorded
-                .lock()
-                .expect("ledger lock")
-                .insert(key);
+            crate::lock(&state.ledger.recorded).insert(key);
         }
     }
     let Some(url) = state.config.alert_url.as_deref() else {
@@ -491,11 +465,7 @@ pub async fn watch_once(state: &AppState, now: Timestamp) -> Result<(), StoreErr
     };
     for alert in state.store.alerts(None).await? {
         let key = (alert.budget.clone(), alert.month.clone(), alert.threshold);
-        if state
-            .ledger
-            .retry_at
-            .lock()
-            .expect("ledger lock")
+        if crate::lock(&state.ledger.retry_at)
             .get(&key)
             .is_some_and(|at| *at > now)
         {
@@ -524,12 +494,7 @@ pub async fn watch_once(state: &AppState, now: Timestamp) -> Result<(), StoreErr
         if let Err(reason) = &outcome {
             let wait = RETRY_MAX.min(Duration::from_secs(1 << alert.attempts.clamp(0, 10)));
             tracing::warn!(message = "Budget alert not delivered; will retry.", budget = %alert.budget, threshold = alert.threshold, reason = %reason, retry_in_s = wait.as_secs());
-            state
-                .ledger
-                .retry_at
-                .lock()
-                .expect("ledger lock")
-                .insert(key, now + wait);
+            crate::lock(&state.ledger.retry_at).insert(key, now + wait);
         }
         state
             .store
@@ -672,11 +637,7 @@ pub async fn budgets_for(
             Some(month) => LocalMonth::in_zone(month, &budget.timezone),
         };
         let spent = spent(state, budget, &month).await?;
-        let in_flight = Ledger::in_flight_for(
-            &state.ledger.books.lock().expect("ledger lock"),
-            budget,
-            &month,
-        );
+        let in_flight = Ledger::in_flight_for(&crate::lock(&state.ledger.books), budget, &month);
         let alerts = state.store.alerts(Some(month.label())).await?;
         let crossed = budget.crossed(spent);
         let micros = |us: i64| {

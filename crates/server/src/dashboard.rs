@@ -218,13 +218,7 @@ where
     // Tokens live as long as the server: the address names one.
     let key = (what, std::ptr::from_ref(token) as usize, parameters);
     let committed = state.store.committed_event_id().await?;
-    let lock = || {
-        state
-            .dashboard
-            .kept
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
+    let lock = || crate::lock(&state.dashboard.kept);
     if let Some((through, kept)) = lock().get(&key)
         && *through == committed
         && let Ok(kept) = kept.clone().downcast::<T>()

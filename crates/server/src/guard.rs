@@ -91,7 +91,7 @@ pub struct Templates {
 
 impl Templates {
     fn get(&self, waba: &str, name: &str, language: &str) -> Option<TemplateFacts> {
-        let cache = self.by_waba.lock().expect("template cache lock");
+        let cache = crate::lock(&self.by_waba);
         cache
             .get(waba)?
             .get(&(name.to_string(), language.to_string()))
@@ -100,10 +100,7 @@ impl Templates {
 
     /// Forgets a WABA's templates: the next send of one looks them up again.
     pub fn forget(&self, waba: &str) {
-        self.by_waba
-            .lock()
-            .expect("template cache lock")
-            .remove(waba);
+        crate::lock(&self.by_waba).remove(waba);
     }
 }
 
@@ -251,11 +248,7 @@ async fn lookup(
     let wanted = found
         .get(&(name.to_string(), language.to_string()))
         .copied();
-    state
-        .templates
-        .by_waba
-        .lock()
-        .expect("template cache lock")
+    crate::lock(&state.templates.by_waba)
         .entry(waba.to_string())
         .or_default()
         .extend(found);

@@ -111,6 +111,16 @@ pub struct AppState {
     pub dashboard: dashboard::Memo,
 }
 
+/// Locks a mutex of the server's in-memory state. A lock a panicking
+/// thread left poisoned is taken over rather than passed on: these maps
+/// (budgets in flight, caches, progress) stay usable, and one failed
+/// request must not make every later one panic too.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The outcome of the store's last write, for `/healthz`: a store that
 /// answers reads but cannot write (a full disk) is not healthy.
 #[derive(Default)]
@@ -124,10 +134,7 @@ impl StoreHealth {
     pub fn wrote<T>(&self, outcome: &Result<T, wameter_store::StoreError>) {
         // A panic elsewhere cannot poison this: nothing in here panics,
         // and a poisoned lock is taken as it is rather than panicking again.
-        let mut failing = self
-            .failing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut failing = crate::lock(&self.failing);
         match outcome {
             Ok(_) => {
                 if failing.take().is_some() {
@@ -147,10 +154,7 @@ impl StoreHealth {
 
     /// Since when and why writes fail, if they do.
     pub fn failing(&self) -> Option<(jiff::Timestamp, String)> {
-        self.failing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::lock(&self.failing).clone()
     }
 }
 

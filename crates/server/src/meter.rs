@@ -151,7 +151,7 @@ pub struct ReadBack {
 impl ReadBack {
     /// [`load`], parsing only the rows not read back before.
     pub fn load(&self, rows: &[StoredEvent]) -> Loaded {
-        let mut kept = self.events.lock().expect("read-back lock");
+        let mut kept = crate::lock(&self.events);
         if kept.len() + rows.len() > READ_BACK_MAX {
             kept.clear();
         }

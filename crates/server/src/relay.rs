@@ -92,11 +92,11 @@ impl Relay {
     }
 
     fn update(&self, change: impl FnOnce(&mut Progress)) {
-        change(&mut self.progress.lock().expect("relay progress lock"));
+        change(&mut crate::lock(&self.progress));
     }
 
     fn progress(&self) -> Progress {
-        self.progress.lock().expect("relay progress lock").clone()
+        crate::lock(&self.progress).clone()
     }
 }
 
