@@ -260,7 +260,13 @@ impl Row {
         let bad = |what: &str| ExportError::Line(format!("{what}: {line}"));
         let kept: KeptLine = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
         let (kind, id, at, quantity) = match (kept.message_id, kept.call_id, kept.usage_id) {
-            (Some(id), None, None) => (Kind::Message, id, kept.delivered_at, 1),
+            (Some(_), None, None) => {
+                // A charge line: read as `serve` reads its kept charges.
+                let charge: wameter_log::replay_json::ChargeLine =
+                    serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
+                let amount = Decimal::from_str(&charge.amount).map_err(|e| bad(&e.to_string()))?;
+                return Row::from_charge_line(&charge, amount);
+            }
             (None, Some(id), None) => (Kind::Call, id, kept.started_at, kept.pulses.unwrap_or(0)),
             (None, None, Some(id)) => (Kind::AgentUsage, id, kept.at, kept.tokens.unwrap_or(0)),
             _ => return Err(bad("not one of a message, a call or an agent usage")),
@@ -274,13 +280,13 @@ impl Row {
             user: kept.user,
             at: Timestamp::from_str(&at).map_err(|e| bad(&e.to_string()))?,
             local_date: Date::from_str(&kept.local_date).map_err(|e| bad(&e.to_string()))?,
-            pricing_model: kept.pricing_model,
-            category: match kind {
-                Kind::Message => kept.category.ok_or_else(|| bad("no category"))?,
-                Kind::Call => text("call"),
-                Kind::AgentUsage => text("meta_business_agent"),
-            },
-            pricing_type: kept.pricing_type,
+            pricing_model: None,
+            category: text(if kind == Kind::Call {
+                "call"
+            } else {
+                "meta_business_agent"
+            }),
+            pricing_type: None,
             direction: kept.direction,
             billable: kept.billable,
             market: kept.market,
@@ -291,7 +297,7 @@ impl Row {
             ruleset: kept.ruleset,
             rule: kept.rule,
             reason: kept.reason,
-            template: kept.template,
+            template: None,
         })
     }
 
@@ -318,8 +324,8 @@ impl Row {
     }
 }
 
-/// The fields of a document line the export reads (the union of a charge,
-/// a call and an agent usage line).
+/// The fields of a call or an agent usage line the export reads, and the
+/// id that tells a charge line (read as a [`wameter_log::replay_json::ChargeLine`]).
 #[derive(serde::Deserialize)]
 struct KeptLine {
     message_id: Option<String>,
@@ -329,14 +335,9 @@ struct KeptLine {
     #[serde(default)]
     messaging_account: Option<String>,
     user: String,
-    delivered_at: Option<String>,
     started_at: Option<String>,
     at: Option<String>,
     local_date: String,
-    pricing_model: Option<String>,
-    category: Option<String>,
-    #[serde(rename = "type")]
-    pricing_type: Option<String>,
     direction: Option<String>,
     billable: bool,
     market: Option<String>,
@@ -348,8 +349,6 @@ struct KeptLine {
     ruleset: String,
     rule: String,
     reason: String,
-    #[serde(default)]
-    template: Option<String>,
 }
 
 impl Row {

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 
 use jiff::civil::Date;
 use rust_decimal::Decimal;
+use wameter_core::money::format_amount as money;
 use wameter_export::{Kind, Row};
 
 mod svg;
@@ -297,11 +298,6 @@ pub struct BudgetLine {
     pub spent: Decimal,
     /// Forecast to the month's end at the pace so far.
     pub forecast: Decimal,
-}
-
-/// Exact decimal, trailing zeros dropped (as the JSON document prints it).
-fn money(amount: Decimal) -> String {
-    amount.normalize().to_string()
 }
 
 /// The categories in a stable order (the charts' colours follow it).
