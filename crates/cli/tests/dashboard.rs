@@ -6,12 +6,19 @@
 //! with a token scoped to one WABA that must never see another's numbers.
 //! Screenshots are kept under `target/screenshots/`.
 //!
-//! The store holds Meta-shaped webhooks with a template Meta re-categorised
-//! (`tests/data/meta/`), a send refused for a closed window (131047), a
-//! second WABA billed in EUR, a call, agent tokens, and a user who wrote an
-//! hour ago (so a window closes within the day).
+//! The store is seeded as production fills it: an app sends through the
+//! guard (`serve --upstream`) to the sandbox, whose signed webhooks come
+//! back to `serve`. The traffic holds a template Meta re-categorises
+//! (utility → marketing) between two sends, a free-form send the guard
+//! refuses for a closed window and the same send made past the guard (the
+//! sandbox fails it with 131047), a second WABA whose own token must see
+//! only it (billed in USD too: no card prices EUR after 2026-10), a
+//! business call to Kenya, and users who wrote two hours and an hour ago
+//! (so windows close within the day).
 
 mod common;
+#[path = "common/sandbox.rs"]
+mod sandbox;
 #[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
@@ -20,7 +27,14 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
+use sandbox::Sandbox;
+use serde_json::{Value, json};
 use server::*;
+
+const USD_PHONE: &str = "106540352242922";
+const USD_WABA: &str = "102290129340398";
+const SHOP_PHONE: &str = "200000000000002";
+const SHOP_WABA: &str = "W-SHOP";
 
 const ACCOUNTS: &str = r#"
 [[business]]
@@ -31,8 +45,8 @@ timezone = "America/Sao_Paulo"
 
 [[business]]
 phone_number_id = "200000000000002"
-waba = "W-EUR"
-currency = "EUR"
+waba = "W-SHOP"
+currency = "USD"
 timezone = "Europe/Berlin"
 
 [[budget]]
@@ -41,22 +55,163 @@ waba = "102290129340398"
 amount = "5.00"
 "#;
 
-const EUR_TOKEN: &str = "token-of-the-euro-waba";
+const SHOP_TOKEN: &str = "token-of-the-shop-waba";
 
-fn log(now: jiff::Timestamp) -> String {
-    let hour_ago = now - jiff::SignedDuration::from_hours(1);
-    format!(
-        r#"{{"type":"outbound","at":"2026-08-04T09:00:00Z","business":"200000000000002","user":"+5511999990003","id":"wamid.eur1","template":{{"name":"promo","category":"marketing"}}}}
-{{"type":"status","at":"2026-08-04T09:00:03Z","id":"wamid.eur1","status":"delivered"}}
-{{"type":"outbound","at":"2026-08-06T09:00:00Z","business":"200000000000002","user":"+5511999990004","id":"wamid.eur2","template":{{"name":"promo","category":"marketing"}}}}
-{{"type":"status","at":"2026-08-06T09:00:03Z","id":"wamid.eur2","status":"delivered"}}
-{{"type":"outbound","at":"2026-08-05T09:00:00Z","business":"106540352242922","user":"+5511999990009","id":"wamid.late"}}
-{{"type":"status","at":"2026-08-05T09:00:01Z","id":"wamid.late","status":"failed","error":131047}}
-{{"type":"call","at":"2026-08-07T10:00:00Z","business":"106540352242922","user":"+254700000001","id":"wacid.k1","direction":"business_initiated","duration":56,"status":"completed"}}
-{{"type":"agent_usage","at":"2026-08-08T12:00:00Z","business":"106540352242922","user":"+5511999990001","id":"wamid.agent1","tokens":21500}}
-{{"type":"inbound","at":"{hour_ago}","business":"106540352242922","user":"+5511977770000","id":"wamid.recent"}}
-"#
-    )
+/// Users: Brazil unless named otherwise.
+const REPLIED: &str = "+5511999990001";
+const NEW_CUSTOMER: &str = "+5511999990002";
+const AFTER_UPDATE: &str = "+5511999990003";
+const WENT_QUIET: &str = "+5511999990004";
+const RECENT: &str = "+5511977770000";
+const KENYA: &str = "+254700000001";
+
+/// A Graph API POST with the app's token: status and JSON body.
+fn graph(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, ureq::http::HeaderMap, Value) {
+    let mut response = agent
+        .post(url)
+        .header("Authorization", "Bearer app-token")
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .expect("answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.body_mut().read_to_string().unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"));
+    (status, headers, body)
+}
+
+fn template(to: &str, name: &str) -> Value {
+    json!({"messaging_product": "whatsapp", "to": to, "type": "template",
+        "template": {"name": name, "language": {"code": "en_US"}}})
+}
+
+fn text(to: &str) -> Value {
+    json!({"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": "hello"}})
+}
+
+/// Fills a `serve` through the guard and the sandbox (see the module
+/// docs); returns once every webhook the sandbox wrote is stored.
+fn seed_through_the_sandbox(server: &Server, sandbox: &Sandbox) {
+    let send = |phone: &str, body: Value| {
+        graph(
+            &server.agent,
+            &server.url(&format!("/v23.0/{phone}/messages")),
+            &body,
+        )
+    };
+    let sent = |phone: &str, body: Value| -> String {
+        let (status, headers, answer) = send(phone, body);
+        assert_eq!(status, 200, "{answer}");
+        let category = headers
+            .get("x-wameter-category")
+            .map(|v| v.to_str().unwrap().to_string());
+        format!(
+            "{}:{}",
+            answer["messages"][0]["id"].as_str().unwrap(),
+            category.unwrap_or_default()
+        )
+    };
+    let inbound = |phone: &str, user: &str| {
+        let (status, answer) = sandbox.post(
+            "/_sandbox/inbound",
+            &json!({"business": phone, "user": user, "text": "hello"}),
+        );
+        assert_eq!(status, 200, "{answer}");
+    };
+    for (waba, name, category) in [
+        (USD_WABA, "order_update", "UTILITY"),
+        (SHOP_WABA, "promo", "MARKETING"),
+    ] {
+        let (status, created) = sandbox.post(
+            &format!("/v23.0/{waba}/message_templates"),
+            &json!({"name": name, "language": "en_US", "category": category,
+                "components": [{"type": "BODY", "text": "Your order is on its way."}]}),
+        );
+        assert_eq!((status, &created["status"]), (200, &json!("APPROVED")), "{created}");
+    }
+
+    // Three days ago one user writes and is never answered; two hours ago
+    // (the guard reads windows by the wall clock) another writes.
+    inbound(USD_PHONE, WENT_QUIET);
+    advance_to(sandbox, jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2));
+    inbound(USD_PHONE, REPLIED);
+    delivered(sandbox);
+    sent(USD_PHONE, text(REPLIED));
+    assert!(sent(USD_PHONE, template(REPLIED, "order_update")).ends_with(":utility"));
+    assert!(sent(USD_PHONE, template(NEW_CUSTOMER, "order_update")).ends_with(":utility"));
+    sandbox.advance(60);
+    let (status, changed) = sandbox.post(
+        "/_sandbox/templates/category",
+        &json!({"waba": USD_WABA, "name": "order_update", "category": "MARKETING"}),
+    );
+    assert_eq!(status, 200, "{changed}");
+    delivered(sandbox);
+    // The guard forgot the template's category when Meta's update came.
+    assert!(sent(USD_PHONE, template(AFTER_UPDATE, "order_update")).ends_with(":marketing"));
+    for user in ["+5511999990005", "+5511999990006"] {
+        assert!(sent(SHOP_PHONE, template(user, "promo")).ends_with(":marketing"));
+    }
+    // A business call to Kenya, answered after 5 s, 56 s long (calls go
+    // straight to the sandbox: the guard guards messages).
+    let calls = sandbox.url(&format!("/v23.0/{USD_PHONE}/calls"));
+    let (status, _, placed) = graph(
+        &sandbox.agent,
+        &calls,
+        &json!({"messaging_product": "whatsapp", "to": KENYA, "action": "connect",
+            "session": {"sdp_type": "offer", "sdp": "v=0"}}),
+    );
+    assert_eq!(status, 200, "{placed}");
+    let call = placed["calls"][0]["id"].as_str().unwrap().to_string();
+    sandbox.advance(5);
+    let (status, answered) = sandbox.post(&format!("/_sandbox/calls/{call}/answer"), &json!({}));
+    assert_eq!(status, 200, "{answered}");
+    sandbox.advance(56);
+    let (status, _, ended) = graph(
+        &sandbox.agent,
+        &calls,
+        &json!({"messaging_product": "whatsapp", "call_id": call, "action": "terminate"}),
+    );
+    assert_eq!(status, 200, "{ended}");
+
+    // An hour before now, one more user writes.
+    advance_to(sandbox, jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1));
+    inbound(USD_PHONE, RECENT);
+    advance_to(sandbox, jiff::Timestamp::now());
+    // The user who went quiet three days ago: the guard refuses a
+    // free-form message with Meta's own error; sent past the guard, the
+    // sandbox accepts it and fails it with 131047, as Meta does.
+    let (status, _, refused) = send(USD_PHONE, text(WENT_QUIET));
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (400, &json!(131_047)),
+        "{refused}"
+    );
+    let (status, accepted) = sandbox.text(WENT_QUIET, "hello");
+    assert_eq!(status, 200, "{accepted}");
+    sandbox.advance(5);
+    delivered(sandbox);
+}
+
+/// Moves the sandbox's clock forward to `when`.
+fn advance_to(sandbox: &Sandbox, when: jiff::Timestamp) {
+    let clock: jiff::Timestamp = sandbox.get_json("/_sandbox/clock")["now"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    sandbox.advance((when.as_second() - clock.as_second()).max(0));
+}
+
+/// Waits until the sandbox has no status left to write and no webhook
+/// left to deliver (`serve` answers a webhook only once it is stored).
+fn delivered(sandbox: &Sandbox) {
+    common::eventually("the sandbox's webhooks delivered", || {
+        let summary = sandbox.get_json("/_sandbox");
+        (summary["planned_statuses"] == 0
+            && summary["webhooks"]["pending"] == 0
+            && summary["webhooks"]["abandoned"] == 0)
+            .then_some(())
+    });
 }
 
 /// Totals by month and currency of a `/v1/charges?format=csv` answer.
@@ -99,59 +254,86 @@ fn the_dashboard_shows_what_the_api_answers_in_a_browser() {
     std::fs::write(dir.join("accounts.toml"), ACCOUNTS).unwrap();
     std::fs::write(
         dir.join("wameter.toml"),
-        format!("accounts = \"accounts.toml\"\n\n[[tokens]]\nname = \"euro\"\ntoken = \"{EUR_TOKEN}\"\nwabas = [\"W-EUR\"]\n"),
+        format!("accounts = \"accounts.toml\"\n\n[[tokens]]\nname = \"shop\"\ntoken = \"{SHOP_TOKEN}\"\nwabas = [\"{SHOP_WABA}\"]\n"),
     )
     .unwrap();
+    let accounts = dir.join("accounts.toml").display().to_string();
+    let listen = common::free_port();
+    let three_days_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(72);
+    let sandbox = Sandbox::start_signing(
+        &dir,
+        &[
+            "--webhook-url",
+            &format!("http://{listen}/webhook"),
+            "--accounts",
+            &accounts,
+            "--clock-start",
+            &three_days_ago.to_string(),
+        ],
+        server::SECRET,
+    );
     let server = Server::start(Start {
         dir: &dir,
         database: sqlite_in(&dir),
-        extra: vec![],
+        extra: vec![
+            "--listen".into(),
+            listen,
+            "--upstream".into(),
+            sandbox.base.clone(),
+        ],
     });
-    let data = common::root().join("crates/cli/tests/data/meta");
-    for file in ["webhooks.ndjson", "sends.ndjson"] {
-        let text = std::fs::read_to_string(data.join(file)).unwrap();
-        let (status, answer) = server.post_events(&text, API_TOKEN);
-        assert_eq!(
-            (status, &answer["rejected"]),
-            (200, &serde_json::json!([])),
-            "{file}: {answer}"
-        );
-    }
-    let (status, answer) = server.post_events(&log(jiff::Timestamp::now()), API_TOKEN);
-    assert_eq!(
-        (status, &answer["rejected"]),
-        (200, &serde_json::json!([])),
-        "{answer}"
+    seed_through_the_sandbox(&server, &sandbox);
+
+    // What the store holds: the re-categorised template charged at each
+    // category, and the refused message failed with 131047.
+    let charges = server.get_json("/v1/charges");
+    let order_updates: Vec<(&str, &str)> = charges["charges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["template"] == "order_update")
+        .map(|c| (c["category"].as_str().unwrap(), &c["local_date"].as_str().unwrap()[..7]))
+        .collect();
+    let categories: Vec<&str> = order_updates.iter().map(|(c, _)| *c).collect();
+    assert_eq!(categories, ["utility", "utility", "marketing"], "{charges}");
+    let chart_month = order_updates[0].1.to_string();
+    let stored = server.all_events(API_TOKEN);
+    assert!(
+        stored
+            .iter()
+            .any(|line| line.contains("\"status\":\"failed\"") && line.contains("131047")),
+        "{stored:?}"
     );
 
     let (status, all) = server.get("/v1/charges?format=csv", Some(API_TOKEN));
     assert_eq!(status, 200, "{all}");
-    let (status, scoped) = server.get("/v1/charges?format=csv", Some(EUR_TOKEN));
+    let (status, scoped) = server.get("/v1/charges?format=csv", Some(SHOP_TOKEN));
     assert_eq!(status, 200, "{scoped}");
     let totals_all = totals(&all);
-    assert_eq!(
-        totals_all.keys().collect::<Vec<_>>(),
-        ["2026-02", "2026-08"],
-        "{all}"
+    let totals_scoped = totals(&scoped);
+    assert!(
+        !totals_scoped.is_empty() && totals_scoped != totals_all,
+        "the shop's charges are some of all: {scoped}\n{all}"
     );
     let expected = serde_json::json!({
         "token": API_TOKEN,
-        "scoped_token": EUR_TOKEN,
+        "scoped_token": SHOP_TOKEN,
         "totals": totals_all,
-        "scoped_totals": totals(&scoped),
-        "scoped_waba": "W-EUR",
-        "chart_month": "2026-02",
+        "scoped_totals": totals_scoped,
+        "scoped_waba": SHOP_WABA,
+        "chart_month": chart_month,
         "pages": {
-            "/overview?month=2026-02": ["Templates that cost most", "order_update"],
-            "/allowance": ["Free service allowance"],
-            "/calls": ["Rest of Africa"],
-            "/windows": ["+5511977770000", "customer service window"],
-            "/reconciliation?month=2026-02": ["order_update", "re-categorised"],
+            format!("/overview?month={chart_month}"): ["Templates that cost most", "order_update"],
+            "/allowance".to_string(): ["Free service allowance"],
+            "/calls".to_string(): ["Rest of Africa"],
+            "/windows".to_string(): [RECENT, "customer service window"],
+            format!("/reconciliation?month={chart_month}"): ["Meta's template category updates", "order_update", "marketing"],
+            format!("/contact/{USD_PHONE}/%2B{}", &WENT_QUIET[1..]): ["131047"],
         },
-        "window_user": "+5511977770000",
+        "window_user": RECENT,
         // The USD number, its WABA's users and its money.
-        "hidden": ["106540352242922", "+5511977770000", "Rest of Africa", "order_update", "USD"],
-        "hidden_contact": "/contact/106540352242922/%2B5511977770000",
+        "hidden": [USD_PHONE, RECENT, "Rest of Africa", "order_update", USD_WABA],
+        "hidden_contact": format!("/contact/{USD_PHONE}/%2B{}", &RECENT[1..]),
     });
     let expected_file = dir.join("expected.json");
     std::fs::write(&expected_file, expected.to_string()).unwrap();

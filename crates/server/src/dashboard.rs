@@ -739,10 +739,55 @@ async fn reconciled(
     let rows = events_of(state, token, since, until).await?;
     let loaded = crate::meter::load(&rows);
     let engine = state.config.pricing.engine();
-    // The store keeps notices (template category updates) in a table of
-    // their own with no read path yet: drift is found from the categories
-    // Meta's statuses price messages at, as `reconcile` does without them.
-    let result = wameter_core::reconcile::reconcile(&engine, loaded.events, &[]);
+    // Every notice up to the slice's end: a re-categorisation from before
+    // the slice still says which category its sends are priced at.
+    let wabas = match &token.scope {
+        crate::auth::Scope::All => None,
+        crate::auth::Scope::Wabas(wabas) => Some(wabas.iter().cloned().collect()),
+    };
+    let notices: Vec<wameter_core::notice::Notice> = state
+        .store
+        .notices(wabas, i64::MIN, until.as_microsecond())
+        .await?
+        .iter()
+        .filter_map(|line| match wameter_log::parse_line(line, Default::default()) {
+            Ok(wameter_log::Parsed::Notice(notice)) => Some(*notice),
+            _ => None,
+        })
+        .collect();
+    let mut updates = Table::new(
+        "category_updates",
+        &["at", "template", "language", "from", "to", "takes effect"],
+        &[false, false, false, false, false, false],
+    );
+    for notice in &notices {
+        let wameter_core::notice::NoticeKind::TemplateCategoryUpdate {
+            template,
+            previous_category,
+            new_category,
+            correct_category,
+            effective_at,
+        } = &notice.kind
+        else {
+            continue;
+        };
+        if notice.at.is_some_and(|at| at < since) && effective_at.is_none_or(|at| at < since) {
+            continue;
+        }
+        let text = |v: &Option<Box<str>>| v.as_deref().unwrap_or("").to_string();
+        updates.rows.push(vec![
+            notice.at.map(|at| at.to_string()).unwrap_or_default(),
+            text(&template.template_name),
+            text(&template.language),
+            text(previous_category),
+            text(&new_category.clone().or_else(|| correct_category.clone())),
+            effective_at
+                .or(notice.at)
+                .map(|at| at.to_string())
+                .unwrap_or_default(),
+        ]);
+    }
+    let result = wameter_core::reconcile::reconcile(&engine, loaded.events, &notices);
     let mut discrepancies = Table::new(
         "discrepancies",
         &[
@@ -826,5 +871,7 @@ async fn reconciled(
         Block::Table(discrepancies),
         Block::Heading("Templates Meta re-categorised, and what it cost".into()),
         Block::Table(drift),
+        Block::Heading("Meta's template category updates".into()),
+        Block::Table(updates),
     ])
 }

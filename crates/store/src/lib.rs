@@ -466,6 +466,23 @@ impl Store {
         }
     }
 
+    /// The canonical lines of the stored notices (template re-categorised,
+    /// tier reached…) dated in `[since_us, until_us)`, in storage order;
+    /// with a WABA list, only those of its WABAs (a notice of no WABA is
+    /// then left out).
+    pub async fn notices(
+        &self,
+        wabas: Option<Vec<String>>,
+        since_us: i64,
+        until_us: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.notices(wabas, since_us, until_us).await,
+            Store::Postgres(store) => store.notices(wabas, since_us, until_us).await,
+            Store::Discard => Ok(Vec::new()),
+        }
+    }
+
     /// Records a budget threshold crossing or an alert delivery attempt.
     /// For a crossing, answers whether it was new (`false`: that budget,
     /// month and threshold was recorded before).

@@ -515,6 +515,26 @@ impl PostgresStore {
         Ok(rows.into_iter().map(|row| row.get(0)).collect())
     }
 
+    /// Notices dated in `[since_us, until_us)`, optionally of some WABAs.
+    pub async fn notices(
+        &self,
+        wabas: Option<Vec<String>>,
+        since_us: i64,
+        until_us: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT line FROM notices
+                 WHERE ($1::text[] IS NULL OR waba = ANY($1))
+                   AND at_us >= $2 AND at_us < $3
+                 ORDER BY id",
+                &[&wabas, &since_us, &until_us],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|row| row.get(0)).collect())
+    }
+
     /// Webhook bodies after `after_id`.
     pub async fn webhooks(
         &self,

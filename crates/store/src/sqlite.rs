@@ -422,6 +422,27 @@ impl SqliteStore {
         .await
     }
 
+    /// Notices dated in `[since_us, until_us)`, optionally of some WABAs.
+    pub async fn notices(
+        &self,
+        wabas: Option<Vec<String>>,
+        since_us: i64,
+        until_us: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.read(move |conn| {
+            let list = wabas.as_deref().map(json_array);
+            let mut statement = conn.prepare_cached(
+                "SELECT line FROM notices
+                 WHERE (?1 IS NULL OR waba IN (SELECT value FROM json_each(?1)))
+                   AND at_us >= ?2 AND at_us < ?3
+                 ORDER BY id",
+            )?;
+            let rows = statement.query_map(params![list, since_us, until_us], |row| row.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// Runs a read on a pooled connection, off the async threads.
     async fn read<T: Send + 'static>(
         &self,

@@ -88,8 +88,8 @@ with sync_playwright() as p:
             page.screenshot(path=f"{shots}/{name}{suffix}.png", full_page=True)
         # The windows page links each contact to its timeline.
         page.goto(base + "/windows")
-        link = page.query_selector("table#closing a")
-        check(link is not None, "a contact closing soon is linked")
+        link = page.query_selector(f"table#closing a:has-text('{expected['window_user']}')")
+        check(link is not None, f"{expected['window_user']}, closing soon, is linked")
         link.click()
         check(expected["window_user"] in page.inner_text("h1"), f"timeline of {expected['window_user']}: {page.inner_text('h1')}")
         page.screenshot(path=f"{shots}/contact{suffix}.png", full_page=True)
