@@ -467,9 +467,9 @@ impl Store {
     }
 
     /// The canonical lines of the stored notices (template re-categorised,
-    /// tier reached…) dated in `[since_us, until_us)`, in storage order;
+    /// tier reached…) dated in `[since_us, until_us)`;
     /// with a WABA list, only those of its WABAs (a notice of no WABA is
-    /// then left out).
+    /// then left out), by date.
     pub async fn notices(
         &self,
         wabas: Option<Vec<String>>,

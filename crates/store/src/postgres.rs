@@ -528,7 +528,7 @@ impl PostgresStore {
                 "SELECT line FROM notices
                  WHERE ($1::text[] IS NULL OR waba = ANY($1))
                    AND at_us >= $2 AND at_us < $3
-                 ORDER BY id",
+                 ORDER BY at_us, id",
                 &[&wabas, &since_us, &until_us],
             )
             .await?;

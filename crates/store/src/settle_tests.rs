@@ -165,9 +165,49 @@ async fn round(store: &Store) {
     );
 }
 
-#[test]
-fn sqlite_incremental_round() {
-    let dir = std::env::temp_dir().join(format!("wameter-store-round-{}", std::process::id()));
+/// Notices read back by WABA and date: a scoped read leaves out other
+/// WABAs' notices and those of no WABA.
+async fn notices(store: &Store) {
+    let lines = [
+        r#"{"type":"template_category_update","at":"2026-12-01T10:00:00Z","waba":"W1","template_name":"order_update","previous_category":"utility","new_category":"marketing"}"#,
+        r#"{"type":"template_category_update","at":"2026-12-02T10:00:00Z","waba":"W2","template_name":"promo","new_category":"utility"}"#,
+        r#"{"type":"template_category_update","at":"2026-12-03T10:00:00Z","template_name":"nobody","new_category":"utility"}"#,
+        r#"{"type":"template_category_update","at":"2027-01-01T10:00:00Z","waba":"W1","template_name":"later","new_category":"utility"}"#,
+    ];
+    let parsed: Vec<wameter_core::notice::Notice> = lines
+        .iter()
+        .map(
+            |line| match wameter_log::parse_line(line, Default::default()).unwrap() {
+                wameter_log::Parsed::Notice(notice) => *notice,
+                other => panic!("{line}: {other:?}"),
+            },
+        )
+        .collect();
+    store.write(Batch::new(None, &[], &parsed)).await.unwrap();
+    let until = jiff::Timestamp::from_second(1_798_761_600).unwrap(); // 2027-01-01
+    let names = |read: Vec<String>| -> Vec<String> {
+        read.iter()
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                value["template_name"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let all = store
+        .notices(None, i64::MIN, until.as_microsecond())
+        .await
+        .unwrap();
+    assert_eq!(names(all), ["order_update", "promo", "nobody"]);
+    let scoped = store
+        .notices(Some(vec!["W1".into()]), i64::MIN, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(names(scoped), ["order_update", "later"]);
+}
+
+/// Runs `test` on a fresh SQLite store.
+fn on_sqlite<F: std::future::Future<Output = ()>>(name: &str, test: impl FnOnce(Store) -> F) {
+    let dir = std::env::temp_dir().join(format!("wameter-store-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -176,18 +216,19 @@ fn sqlite_incremental_round() {
         .unwrap();
     runtime.block_on(async {
         let store = Store::open(
-            &DatabaseUrl::parse(&format!("sqlite://{}", dir.join("round.db").display())).unwrap(),
+            &DatabaseUrl::parse(&format!("sqlite://{}", dir.join("store.db").display())).unwrap(),
         )
         .await
         .unwrap();
-        round(&store).await;
+        test(store).await;
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn postgres_incremental_round() {
-    let Some(url) = crate::test_postgres::server_url("incremental settle") else {
+/// Runs `test` on a fresh PostgreSQL database (skipped, with a note,
+/// without one outside CI).
+fn on_postgres<F: std::future::Future<Output = ()>>(name: &str, test: impl FnOnce(Store) -> F) {
+    let Some(url) = crate::test_postgres::server_url(name) else {
         return;
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -197,12 +238,32 @@ fn postgres_incremental_round() {
     runtime.block_on(async {
         let database = crate::test_postgres::fresh_database(
             &url,
-            &format!("wameter_round_{}", std::process::id()),
+            &format!("wameter_{name}_{}", std::process::id()),
         )
         .await;
         let store = Store::open(&DatabaseUrl::parse(&database).unwrap())
             .await
             .unwrap();
-        round(&store).await;
+        test(store).await;
     });
+}
+
+#[test]
+fn sqlite_incremental_round() {
+    on_sqlite("round", |store| async move { round(&store).await });
+}
+
+#[test]
+fn postgres_incremental_round() {
+    on_postgres("round", |store| async move { round(&store).await });
+}
+
+#[test]
+fn sqlite_notices_read_back() {
+    on_sqlite("notices", |store| async move { notices(&store).await });
+}
+
+#[test]
+fn postgres_notices_read_back() {
+    on_postgres("notices", |store| async move { notices(&store).await });
 }

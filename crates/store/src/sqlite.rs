@@ -435,7 +435,7 @@ impl SqliteStore {
                 "SELECT line FROM notices
                  WHERE (?1 IS NULL OR waba IN (SELECT value FROM json_each(?1)))
                    AND at_us >= ?2 AND at_us < ?3
-                 ORDER BY id",
+                 ORDER BY at_us, id",
             )?;
             let rows = statement.query_map(params![list, since_us, until_us], |row| row.get(0))?;
             rows.collect()
