@@ -423,3 +423,114 @@ fn replay_html_is_one_self_contained_report() {
         common::stderr(&bad)
     );
 }
+
+/// `(label, value)` of each figure of a dashboard page.
+fn figures(page: &str) -> Vec<(String, String)> {
+    page.split("<div class=\"figure\"><b>")
+        .skip(1)
+        .filter_map(|rest| {
+            let (value, rest) = rest.split_once("</b><span>")?;
+            let (label, _) = rest.split_once("</span>")?;
+            Some((label.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// A dashboard page with the session cookie of the all-WABA token.
+fn page(server: &Server, path: &str) -> String {
+    let mut response = server
+        .agent
+        .get(&server.url(path))
+        .header("Cookie", &format!("wameter_token={API_TOKEN}"))
+        .call()
+        .expect("server answers");
+    assert_eq!(response.status().as_u16(), 200, "{path}");
+    response.body_mut().read_to_string().unwrap()
+}
+
+/// `n` delivered marketing templates to Brazil in November 2026, each
+/// with Meta's pricing on its status.
+fn november(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| {
+            format!(
+                r#"{{"type":"outbound","at":"2026-11-{day:02}T12:00:00Z","business":"{USD_PHONE}","user":"+55119999{i:05}","id":"wamid.nov{i}","template":{{"name":"promo","category":"marketing"}}}}
+{{"type":"status","at":"2026-11-{day:02}T12:00:03Z","business":"{USD_PHONE}","id":"wamid.nov{i}","status":"delivered","pricing":{{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}}}
+"#,
+                day = 1 + i % 28
+            )
+        })
+        .collect()
+}
+
+/// After new events are stored, the overview shows them at once (its rows
+/// are read again from the months settled since), and the reconciliation
+/// shows the last one computed, saying when, until the newer one is ready
+/// (SQLite); on PostgreSQL every view is computed afresh. Neither keeps
+/// showing old numbers.
+#[test]
+fn the_dashboard_follows_new_events() {
+    let dir = fresh_dir("dashboard-follows");
+    follows_new_events(&dir, sqlite_in(&dir), true);
+}
+
+#[test]
+fn the_dashboard_follows_new_events_on_postgres() {
+    let Some(database) = postgres_database("dashboard_follows") else {
+        return;
+    };
+    follows_new_events(&fresh_dir("dashboard-follows-postgres"), database, false);
+}
+
+fn follows_new_events(dir: &std::path::Path, database: String, sqlite: bool) {
+    std::fs::write(dir.join("accounts.toml"), ACCOUNTS).unwrap();
+    std::fs::write(dir.join("wameter.toml"), "accounts = \"accounts.toml\"\n").unwrap();
+    let server = Server::start(Start {
+        dir,
+        database,
+        extra: vec![],
+    });
+    let headline = |server: &Server| -> (String, String) {
+        let (status, csv) = server.get("/v1/charges?format=csv", Some(API_TOKEN));
+        assert_eq!(status, 200, "{csv}");
+        let total = &totals(&csv)["2026-11"]["USD"];
+        let shown = figures(&page(server, "/overview?month=2026-11"));
+        (format!("{total} USD"), shown[0].1.clone())
+    };
+    let compared = |page: &str| -> String {
+        figures(page)
+            .into_iter()
+            .find(|(label, _)| label.starts_with("compared with Meta"))
+            .map(|(_, value)| value)
+            .unwrap_or_else(|| panic!("no comparison figure: {page}"))
+    };
+
+    let (status, answer) = server.post_events(&november(0, 3), API_TOKEN);
+    assert_eq!((status, &answer["rejected"]), (200, &json!([])), "{answer}");
+    let (total, shown) = headline(&server);
+    assert_eq!(shown, total);
+    let first = page(&server, "/reconciliation?month=2026-11");
+    assert_eq!(compared(&first), "3");
+    assert!(!first.contains("Reconciled at"), "the first view waits for it");
+
+    let (status, answer) = server.post_events(&november(3, 2), API_TOKEN);
+    assert_eq!((status, &answer["rejected"]), (200, &json!([])), "{answer}");
+    let (total_after, shown) = headline(&server);
+    assert_ne!(total_after, total, "two more charges");
+    assert_eq!(shown, total_after, "the overview shows them at once");
+    let next = page(&server, "/reconciliation?month=2026-11");
+    if sqlite {
+        assert!(
+            (compared(&next) == "3" && next.contains("Reconciled at"))
+                || (compared(&next) == "5" && !next.contains("Reconciled at")),
+            "the last one, saying when, or the new one: {next}"
+        );
+    } else {
+        assert_eq!(compared(&next), "5", "computed afresh");
+        assert!(!next.contains("Reconciled at"));
+    }
+    common::eventually("the newer reconciliation", || {
+        let fresh = page(&server, "/reconciliation?month=2026-11");
+        (compared(&fresh) == "5" && !fresh.contains("Reconciled at")).then_some(())
+    });
+}

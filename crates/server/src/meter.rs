@@ -31,7 +31,8 @@ use wameter_log::Parsed;
 use wameter_log::replay_json::{
     AgentJson, AgentLine, CallJson, CallLine, ChargeJson, ChargeLine, WarningJson,
 };
-use wameter_store::{ChargeRow, Settled, StoredEvent, WarningRow};
+use wameter_export::{Kind, Row};
+use wameter_store::{ChargeFacts, ChargeRow, KeptFacts, Settled, StoredEvent, WarningRow};
 
 /// Rate cards, tiers, markets and businesses: everything the engine needs
 /// besides events.
@@ -344,6 +345,7 @@ fn call_rows<'c>(
             delivered_at_us: call.started_at.as_microsecond(),
             message_id: call.call_id.to_string(),
             line: serde_json::to_string(&CallJson::from(call)).unwrap_or_default(),
+            facts: facts_of(Row::from_call(call)),
         })
 }
 
@@ -364,6 +366,7 @@ fn agent_rows<'c>(
             delivered_at_us: usage.at.as_microsecond(),
             message_id: usage.usage_id.to_string(),
             line: serde_json::to_string(&AgentJson::from(usage)).unwrap_or_default(),
+            facts: facts_of(Row::from_agent(usage)),
         })
 }
 
@@ -384,7 +387,75 @@ fn charge_row(charge: &Charge) -> ChargeRow {
         delivered_at_us: charge.delivered_at.as_microsecond(),
         message_id: charge.message_id.to_string(),
         line: serde_json::to_string(&ChargeJson::from(charge)).unwrap_or_default(),
+        facts: facts_of(Row::from_charge(charge)),
     }
+}
+
+/// The typed columns the store keeps of an export row (all but its id,
+/// business, instant and reason, which are kept beside them or only in
+/// the line).
+fn facts_of(row: Row) -> ChargeFacts {
+    ChargeFacts {
+        kind: row.kind.as_str().to_string(),
+        messaging_account: row.messaging_account,
+        user: row.user,
+        local_date: row.local_date.to_string(),
+        pricing_model: row.pricing_model,
+        category: row.category,
+        pricing_type: row.pricing_type,
+        direction: row.direction,
+        billable: row.billable,
+        market: row.market,
+        currency: row.currency,
+        amount: row.amount.to_string(),
+        quantity: i64::try_from(row.quantity).unwrap_or(i64::MAX),
+        tier: row.tier,
+        ruleset: row.ruleset,
+        rule: row.rule,
+        template: row.template,
+    }
+}
+
+/// An export row from a kept charge's typed columns, with an empty
+/// `reason` (kept only in the line); `Err` names what does not read (a
+/// row kept before the `V9` layout, or a hand-edited database).
+pub fn row_of(kept: KeptFacts) -> Result<Row, String> {
+    let facts = kept.facts;
+    let bad = |what: &str, value: &str| format!("{}: kept {what} {value:?} does not read", kept.message_id);
+    let kind = match facts.kind.as_str() {
+        "message" => Kind::Message,
+        "call" => Kind::Call,
+        "agent_usage" => Kind::AgentUsage,
+        other => return Err(bad("kind", other)),
+    };
+    Ok(Row {
+        kind,
+        at: Timestamp::from_microsecond(kept.delivered_at_us)
+            .map_err(|_| bad("instant", &kept.delivered_at_us.to_string()))?,
+        local_date: facts
+            .local_date
+            .parse()
+            .map_err(|_| bad("local date", &facts.local_date))?,
+        amount: Decimal::from_str(&facts.amount).map_err(|_| bad("amount", &facts.amount))?,
+        quantity: u64::try_from(facts.quantity)
+            .map_err(|_| bad("quantity", &facts.quantity.to_string()))?,
+        id: kept.message_id,
+        business: kept.business,
+        messaging_account: facts.messaging_account,
+        user: facts.user,
+        pricing_model: facts.pricing_model,
+        category: facts.category,
+        pricing_type: facts.pricing_type,
+        direction: facts.direction,
+        billable: facts.billable,
+        market: facts.market,
+        currency: facts.currency,
+        tier: facts.tier,
+        ruleset: facts.ruleset,
+        rule: facts.rule,
+        reason: String::new(),
+        template: facts.template,
+    })
 }
 
 /// The warnings kept for a (portfolio, month): unreadable stored events,

@@ -34,9 +34,10 @@ pub const SETTLE_EVERY: Duration = Duration::from_millis(500);
 /// Marks taken in one round at most (the rest wait for the next round).
 const MARKS_PER_ROUND: i64 = 100_000;
 
-/// Bumped whenever a change to the engine changes what it charges, so
-/// charges kept by an older build are settled again on upgrade.
-const SETTLEMENT_REVISION: u32 = 2;
+/// Bumped whenever a change to the engine changes what it charges, or to
+/// how charges are kept (3: typed columns, migration `V9`), so charges
+/// kept by an older build are settled again on upgrade.
+const SETTLEMENT_REVISION: u32 = 3;
 
 /// Serialises settling within the process: the background loop and charge
 /// queries take turns. (Processes sharing a PostgreSQL database take turns
@@ -51,6 +52,9 @@ pub struct Settler {
     /// Bumped after every round that changed kept charges: what the
     /// budgets' spend caches are keyed by.
     generation: std::sync::atomic::AtomicU64,
+    /// The generation each (portfolio, `YYYY-MM`) was last settled at by
+    /// this process: what the dashboard's kept rows are keyed by.
+    settled_at: std::sync::Mutex<HashMap<(String, String), u64>>,
 }
 
 /// Months whose engine state a process keeps at most: the least recently
@@ -98,6 +102,16 @@ impl Settler {
     /// How many rounds have changed the kept charges so far.
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The generation at which this process last settled a (portfolio,
+    /// month); 0 if it has not since it started. Kept charges of the pair
+    /// read after this answered are at least that new.
+    pub fn settled_at(&self, portfolio: &str, month: &str) -> u64 {
+        crate::lock(&self.settled_at)
+            .get(&(portfolio.to_string(), month.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -165,6 +179,7 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
     let count = jobs.len();
     let keep_state = committed.is_some();
     for (mut job, businesses, month) in jobs {
+        let settled_key = (job.portfolio.clone(), job.month.clone());
         let config = state.config.clone();
         let key = (job.portfolio.clone(), month);
         let kept = if keep_state {
@@ -209,10 +224,12 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
         if let Some(month_state) = slot.lock().ok().and_then(|mut slot| slot.take()) {
             state.settler.keep_month(key, month_state);
         }
-        state
+        let generation = state
             .settler
             .generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        crate::lock(&state.settler.settled_at).insert(settled_key, generation);
     }
     Ok((count, marks.len()))
 }

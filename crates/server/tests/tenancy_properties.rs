@@ -273,6 +273,23 @@ proptest! {
         for (tenant, traffic) in genuine.iter().enumerate() {
             let served = runtime.block_on(served(&state, TENANTS[tenant].2));
             prop_assert_eq!(served, replayed(&state, &traffic.lines), "tenant {}", tenant);
+            // The dashboard's rows, read from the kept charges' typed
+            // columns, are the rows of the document it serves.
+            let token = &state.config.tokens[tenant];
+            let (typed, document) = runtime.block_on(async {
+                let query = api::SliceQuery::default();
+                let typed = api::rows_for(&state, token, &query).await.unwrap();
+                let answer = api::answer_for(&state, token, &query).await.unwrap();
+                (typed, api::export_rows(&answer).unwrap())
+            });
+            let by_id = |mut rows: Vec<wameter_export::Row>| {
+                for row in &mut rows {
+                    row.reason.clear();
+                }
+                rows.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
+                rows
+            };
+            prop_assert_eq!(by_id(typed), by_id(document), "tenant {}", tenant);
         }
         drop(runtime);
         drop(state);

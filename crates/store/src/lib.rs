@@ -38,7 +38,9 @@ pub use record::{
     WebhookRecord, Written,
 };
 pub use relay::{RelayBacklog, RelayClaim};
-pub use settled::{ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow};
+pub use settled::{
+    ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark, WarningRow,
+};
 
 /// Where the data lives, as given to `--database`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -453,6 +455,38 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.charges(slice).await,
             Store::Postgres(store) => store.charges(slice).await,
+            Store::Discard => Ok(Vec::new()),
+        }
+    }
+
+    /// Kept charges of a slice as typed columns, without their lines
+    /// (unordered): what pages aggregate.
+    pub async fn charge_facts(&self, slice: ChargeSlice) -> Result<Vec<KeptFacts>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.charge_facts(slice).await,
+            Store::Postgres(store) => store.charge_facts(slice).await,
+            Store::Discard => Ok(Vec::new()),
+        }
+    }
+
+    /// The (portfolio, month) pairs that have kept charges.
+    pub async fn charge_months(&self) -> Result<Vec<(String, String)>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.charge_months().await,
+            Store::Postgres(store) => store.charge_months().await,
+            Store::Discard => Ok(Vec::new()),
+        }
+    }
+
+    /// The kept charges of one (portfolio, month) as typed columns.
+    pub async fn month_facts(
+        &self,
+        portfolio: String,
+        month: String,
+    ) -> Result<Vec<KeptFacts>, StoreError> {
+        match self {
+            Store::Sqlite(store) => store.month_facts(portfolio, month).await,
+            Store::Postgres(store) => store.month_facts(portfolio, month).await,
             Store::Discard => Ok(Vec::new()),
         }
     }

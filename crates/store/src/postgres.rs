@@ -24,8 +24,10 @@ use crate::alerts::{AlertRow, AlertWrite};
 use crate::record::{Batch, ContactRow, Counts, InFlightRow, StoredEvent, StoredWebhook, Written};
 use crate::relay::{RelayBacklog, RelayClaim};
 use crate::settled::{
-    ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, changes, months_spanned,
+    ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark, WarningRow,
+    changes, months_spanned,
 };
+use crate::settled::FACT_COLUMNS;
 use crate::{DatabaseUrl, EventScope, StoreError};
 
 pub(crate) mod embedded {
@@ -223,7 +225,7 @@ impl PostgresStore {
         // kept rows stay those read here (a pricing reset may drop them all
         // meanwhile; the count check below sees it).
         let kept_charges: Vec<(String, ChargeRow)> = tx
-            .query("SELECT ctid::text, business, delivered_at_us, message_id, line FROM charges WHERE portfolio = $1 AND month = $2", &[&job.portfolio, &job.month])
+            .query(&format!("SELECT ctid::text, business, delivered_at_us, message_id, line, {FACT_COLUMNS} FROM charges WHERE portfolio = $1 AND month = $2"), &[&job.portfolio, &job.month])
             .await
             .map_err(write_error)?
             .iter()
@@ -409,12 +411,50 @@ impl PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT business, delivered_at_us, message_id, line FROM charges
-                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3",
+                &format!("SELECT business, delivered_at_us, message_id, line, {FACT_COLUMNS} FROM charges
+                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3"),
                 &[&slice.businesses, &slice.from_us, &slice.to_us],
             )
             .await?;
         Ok(rows.into_iter().map(|row| charge_row(&row, 0)).collect())
+    }
+
+    /// Kept charges of a slice as typed columns, without their lines.
+    pub async fn charge_facts(&self, slice: ChargeSlice) -> Result<Vec<KeptFacts>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT business, delivered_at_us, message_id, {FACT_COLUMNS} FROM charges
+                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3"),
+                &[&slice.businesses, &slice.from_us, &slice.to_us],
+            )
+            .await?;
+        Ok(rows.iter().map(kept_facts).collect())
+    }
+
+    /// The (portfolio, month) pairs that have kept charges.
+    pub async fn charge_months(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT DISTINCT portfolio, month FROM charges", &[])
+            .await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    /// The kept charges of one (portfolio, month) as typed columns.
+    pub async fn month_facts(
+        &self,
+        portfolio: String,
+        month: String,
+    ) -> Result<Vec<KeptFacts>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT business, delivered_at_us, message_id, {FACT_COLUMNS} FROM charges WHERE portfolio = $1 AND month = $2"),
+                &[&portfolio, &month],
+            )
+            .await?;
+        Ok(rows.iter().map(kept_facts).collect())
     }
 
     /// Kept warnings of a slice's months.
@@ -639,14 +679,49 @@ impl PostgresStore {
 }
 
 /// [`PostgresStore::events`] on a given connection or transaction.
-/// A kept charge from `business, delivered_at_us, message_id, line`,
-/// starting at column `first`.
+/// A kept charge from `business, delivered_at_us, message_id, line` and
+/// [`FACT_COLUMNS`], starting at column `first`.
 fn charge_row(row: &tokio_postgres::Row, first: usize) -> ChargeRow {
     ChargeRow {
         business: row.get(first),
         delivered_at_us: row.get(first + 1),
         message_id: row.get(first + 2),
         line: row.get(first + 3),
+        facts: facts(row, first + 4),
+    }
+}
+
+/// A kept charge from `business, delivered_at_us, message_id` and
+/// [`FACT_COLUMNS`].
+fn kept_facts(row: &tokio_postgres::Row) -> KeptFacts {
+    KeptFacts {
+        business: row.get(0),
+        delivered_at_us: row.get(1),
+        message_id: row.get(2),
+        facts: facts(row, 3),
+    }
+}
+
+/// Typed columns from [`FACT_COLUMNS`], starting at column `first`.
+fn facts(row: &tokio_postgres::Row, first: usize) -> ChargeFacts {
+    ChargeFacts {
+        kind: row.get(first),
+        messaging_account: row.get(first + 1),
+        user: row.get(first + 2),
+        local_date: row.get(first + 3),
+        pricing_model: row.get(first + 4),
+        category: row.get(first + 5),
+        pricing_type: row.get(first + 6),
+        direction: row.get(first + 7),
+        billable: row.get(first + 8),
+        market: row.get(first + 9),
+        currency: row.get(first + 10),
+        amount: row.get(first + 11),
+        quantity: row.get(first + 12),
+        tier: row.get(first + 13),
+        ruleset: row.get(first + 14),
+        rule: row.get(first + 15),
+        template: row.get(first + 16),
     }
 }
 
@@ -682,20 +757,51 @@ async fn insert_charges<'a>(
     job: &SettleJob,
     rows: impl Iterator<Item = &'a ChargeRow>,
 ) -> Result<(), StoreError> {
-    let (mut business, mut delivered, mut message, mut line) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for row in rows {
-        business.push(&row.business);
-        delivered.push(row.delivered_at_us);
-        message.push(&row.message_id);
-        line.push(&row.line);
-    }
-    if business.is_empty() {
+    let rows: Vec<&ChargeRow> = rows.collect();
+    if rows.is_empty() {
         return Ok(());
     }
+    // One array per column, unnested into rows: one statement per round.
+    fn column<'r, T: 'r>(rows: &[&'r ChargeRow], pick: impl Fn(&'r ChargeRow) -> T) -> Vec<T> {
+        rows.iter().map(|row| pick(row)).collect()
+    }
+    let text = |pick: fn(&ChargeRow) -> &String| column(&rows, pick);
+    let maybe = |pick: fn(&ChargeRow) -> &Option<String>| column(&rows, pick);
+    let (business, message, line) = (
+        text(|r| &r.business),
+        text(|r| &r.message_id),
+        text(|r| &r.line),
+    );
+    let delivered: Vec<i64> = column(&rows, |r| r.delivered_at_us);
+    let (kind, user, local_date, category, currency, amount, ruleset, rule) = (
+        text(|r| &r.facts.kind),
+        text(|r| &r.facts.user),
+        text(|r| &r.facts.local_date),
+        text(|r| &r.facts.category),
+        text(|r| &r.facts.currency),
+        text(|r| &r.facts.amount),
+        text(|r| &r.facts.ruleset),
+        text(|r| &r.facts.rule),
+    );
+    let (account, model, pricing_type, direction, market, tier, template) = (
+        maybe(|r| &r.facts.messaging_account),
+        maybe(|r| &r.facts.pricing_model),
+        maybe(|r| &r.facts.pricing_type),
+        maybe(|r| &r.facts.direction),
+        maybe(|r| &r.facts.market),
+        maybe(|r| &r.facts.tier),
+        maybe(|r| &r.facts.template),
+    );
+    let billable: Vec<bool> = column(&rows, |r| r.facts.billable);
+    let quantity: Vec<i64> = column(&rows, |r| r.facts.quantity);
     tx.execute(
-        "INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line)
-         SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[])",
+        &format!(
+            "INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line, {FACT_COLUMNS})
+             SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[],
+                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                 $14::text[], $15::boolean[], $16::text[], $17::text[], $18::text[], $19::bigint[],
+                 $20::text[], $21::text[], $22::text[], $23::text[])"
+        ),
         &[
             &job.portfolio,
             &job.month,
@@ -703,6 +809,23 @@ async fn insert_charges<'a>(
             &delivered,
             &message,
             &line,
+            &kind,
+            &account,
+            &user,
+            &local_date,
+            &model,
+            &category,
+            &pricing_type,
+            &direction,
+            &billable,
+            &market,
+            &currency,
+            &amount,
+            &quantity,
+            &tier,
+            &ruleset,
+            &rule,
+            &template,
         ],
     )
     .await

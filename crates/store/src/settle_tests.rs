@@ -5,7 +5,7 @@
 //! marks.
 
 use crate::record::Batch;
-use crate::settled::{ChargeRow, SettleJob, Settled, WarningRow};
+use crate::settled::{ChargeFacts, ChargeRow, SettleJob, Settled, WarningRow};
 use crate::{DatabaseUrl, Store};
 
 fn events(lines: &[&str]) -> Vec<wameter_core::event::Event> {
@@ -26,6 +26,25 @@ fn charge(id: &str, amount: &str) -> ChargeRow {
         delivered_at_us: 0,
         message_id: id.into(),
         line: format!(r#"{{"message_id":"{id}","amount":"{amount}"}}"#),
+        facts: ChargeFacts {
+            kind: "message".into(),
+            messaging_account: None,
+            user: "+5511999990000".into(),
+            local_date: "2025-07-10".into(),
+            pricing_model: Some("PMP".into()),
+            category: "utility".into(),
+            pricing_type: Some("regular".into()),
+            direction: None,
+            billable: true,
+            market: Some("Brazil".into()),
+            currency: "USD".into(),
+            amount: amount.into(),
+            quantity: 1,
+            tier: Some("0:250000".into()),
+            ruleset: "pmp-2025-07".into(),
+            rule: "utility-outside-csw".into(),
+            template: Some("t".into()),
+        },
     }
 }
 
@@ -145,6 +164,42 @@ async fn round(store: &Store) {
             ("m2".to_string(), charge("m2", "0.03").line)
         ],
         "upserted by message, removed gone"
+    );
+    let mut facts: Vec<(String, ChargeFacts)> = store
+        .charge_facts(slice.clone())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|kept| (kept.message_id, kept.facts))
+        .collect();
+    facts.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        facts,
+        [
+            ("m1".to_string(), charge("m1", "0.015").facts),
+            ("m2".to_string(), charge("m2", "0.03").facts)
+        ],
+        "the typed columns read back as written"
+    );
+    assert_eq!(
+        store.charge_months().await.unwrap(),
+        [("P".to_string(), "2025-07".to_string())]
+    );
+    let mut of_month: Vec<(String, ChargeFacts)> = store
+        .month_facts("P".into(), "2025-07".into())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|kept| (kept.message_id, kept.facts))
+        .collect();
+    of_month.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(of_month, facts, "one month's typed columns");
+    assert!(
+        store
+            .month_facts("P".into(), "2025-08".into())
+            .await
+            .unwrap()
+            .is_empty()
     );
     let mut warnings: Vec<Option<i64>> = store
         .charge_warnings(slice)

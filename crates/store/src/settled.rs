@@ -74,6 +74,68 @@ pub struct ChargeRow {
     pub message_id: String,
     /// The charge as the `replay --json` document prints it.
     pub line: String,
+    /// The same charge as typed columns, which pages and reports read
+    /// instead of parsing `line` back (its `reason` is only in `line`).
+    pub facts: ChargeFacts,
+}
+
+/// A kept charge's typed columns (migration `V9`): everything the export
+/// table has but the reason. Written from the engine's charge by the
+/// server, so they say what `line` says.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ChargeFacts {
+    /// `message`, `call` or `agent_usage`.
+    pub kind: String,
+    /// The Messaging account billed, when not the number's first.
+    pub messaging_account: Option<String>,
+    /// The user (E.164 or BSUID).
+    pub user: String,
+    /// Business-local date, `YYYY-MM-DD`.
+    pub local_date: String,
+    /// `CBP` or `PMP` (messages only).
+    pub pricing_model: Option<String>,
+    /// Meta's category (`call`, `meta_business_agent` for the others).
+    pub category: String,
+    /// Meta's pricing type (messages only).
+    pub pricing_type: Option<String>,
+    /// `business_initiated` or `user_initiated` (calls only).
+    pub direction: Option<String>,
+    /// Whether Meta bills it.
+    pub billable: bool,
+    /// The market priced.
+    pub market: Option<String>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The exact amount as decimal text (never a float).
+    pub amount: String,
+    /// Units priced: 1 message, a call's pulses, tokens.
+    pub quantity: i64,
+    /// The volume or calling tier applied.
+    pub tier: Option<String>,
+    /// The ruleset that priced it.
+    pub ruleset: String,
+    /// The rule within it.
+    pub rule: String,
+    /// The template's name, for a template message.
+    pub template: Option<String>,
+}
+
+/// The `charges` table's typed columns, in [`ChargeFacts`]'s field order
+/// (both backends read them in this order).
+pub(crate) const FACT_COLUMNS: &str = "kind, messaging_account, user_id, local_date, pricing_model, category, pricing_type, direction, billable, market, currency, amount, quantity, tier, ruleset, rule, template";
+
+/// A kept charge's typed columns without its line
+/// ([`crate::Store::charge_facts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptFacts {
+    /// Business phone number id.
+    pub business: String,
+    /// Delivery (or start, or use) instant, UNIX microseconds.
+    pub delivered_at_us: i64,
+    /// The wamid, call id or usage id.
+    pub message_id: String,
+    /// The typed columns.
+    pub facts: ChargeFacts,
 }
 
 /// A warning the engine gave while settling.

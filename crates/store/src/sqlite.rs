@@ -24,9 +24,10 @@ use crate::record::{
 };
 use crate::relay::RelayBacklog;
 use crate::settled::{
-    Changes, ChargeRow, ChargeSlice, SettleJob, Settled, UnsettledMark, WarningRow, changes,
+    Changes, ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark, WarningRow, changes,
     months_spanned,
 };
+use crate::settled::FACT_COLUMNS;
 use crate::{EventScope, StoreError};
 
 mod embedded {
@@ -392,13 +393,57 @@ impl SqliteStore {
         self.read(move |conn| {
             let list = slice.businesses.as_deref().map(json_array);
             let mut statement = conn.prepare_cached(
-                "SELECT business, delivered_at_us, message_id, line FROM charges
+                &format!("SELECT {CHARGE_COLUMNS} FROM charges
                  WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
-                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3",
+                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3"),
             )?;
             let rows = statement.query_map(params![list, slice.from_us, slice.to_us], |row| {
                 charge_row(row, 0)
             })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Kept charges of a slice as typed columns, without their lines.
+    pub async fn charge_facts(&self, slice: ChargeSlice) -> Result<Vec<KeptFacts>, StoreError> {
+        self.read(move |conn| {
+            let list = slice.businesses.as_deref().map(json_array);
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT business, delivered_at_us, message_id, {FACT_COLUMNS} FROM charges
+                 WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
+                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3"
+            ))?;
+            let rows =
+                statement.query_map(params![list, slice.from_us, slice.to_us], kept_facts)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The (portfolio, month) pairs that have kept charges.
+    pub async fn charge_months(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT DISTINCT portfolio, month FROM charges")?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The kept charges of one (portfolio, month) as typed columns.
+    pub async fn month_facts(
+        &self,
+        portfolio: String,
+        month: String,
+    ) -> Result<Vec<KeptFacts>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT business, delivered_at_us, message_id, {FACT_COLUMNS} FROM charges
+                 WHERE portfolio = ?1 AND month = ?2"
+            ))?;
+            let rows = statement.query_map(params![portfolio, month], kept_facts)?;
             rows.collect()
         })
         .await
@@ -905,14 +950,51 @@ fn write_group(
     Ok((out, stored))
 }
 
-/// A kept charge from `business, delivered_at_us, message_id, line`,
-/// starting at column `first`.
+/// A kept charge's columns, in [`charge_row`]'s order.
+const CHARGE_COLUMNS: &str = "business, delivered_at_us, message_id, line, kind, messaging_account, user_id, local_date, pricing_model, category, pricing_type, direction, billable, market, currency, amount, quantity, tier, ruleset, rule, template";
+
+/// A kept charge from [`CHARGE_COLUMNS`], starting at column `first`.
 fn charge_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ChargeRow> {
     Ok(ChargeRow {
         business: row.get(first)?,
         delivered_at_us: row.get(first + 1)?,
         message_id: row.get(first + 2)?,
         line: row.get(first + 3)?,
+        facts: facts(row, first + 4)?,
+    })
+}
+
+/// A kept charge from `business, delivered_at_us, message_id` and
+/// [`FACT_COLUMNS`].
+fn kept_facts(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeptFacts> {
+    Ok(KeptFacts {
+        business: row.get(0)?,
+        delivered_at_us: row.get(1)?,
+        message_id: row.get(2)?,
+        facts: facts(row, 3)?,
+    })
+}
+
+/// Typed columns from [`FACT_COLUMNS`], starting at column `first`.
+fn facts(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ChargeFacts> {
+    Ok(ChargeFacts {
+        kind: row.get(first)?,
+        messaging_account: row.get(first + 1)?,
+        user: row.get(first + 2)?,
+        local_date: row.get(first + 3)?,
+        pricing_model: row.get(first + 4)?,
+        category: row.get(first + 5)?,
+        pricing_type: row.get(first + 6)?,
+        direction: row.get(first + 7)?,
+        billable: row.get(first + 8)?,
+        market: row.get(first + 9)?,
+        currency: row.get(first + 10)?,
+        amount: row.get(first + 11)?,
+        quantity: row.get(first + 12)?,
+        tier: row.get(first + 13)?,
+        ruleset: row.get(first + 14)?,
+        rule: row.get(first + 15)?,
+        template: row.get(first + 16)?,
     })
 }
 
@@ -933,7 +1015,9 @@ fn kept_charges(
     portfolio: &str,
     month: &str,
 ) -> rusqlite::Result<Vec<(i64, ChargeRow)>> {
-    let mut statement = conn.prepare_cached("SELECT rowid, business, delivered_at_us, message_id, line FROM charges WHERE portfolio = ?1 AND month = ?2")?;
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT rowid, {CHARGE_COLUMNS} FROM charges WHERE portfolio = ?1 AND month = ?2"
+    ))?;
     let rows = statement.query_map(params![portfolio, month], |row| {
         Ok((row.get(0)?, charge_row(row, 1)?))
     })?;
@@ -957,9 +1041,18 @@ fn insert_charge(
     job: &SettleJob,
     charge: &ChargeRow,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-        .execute(params![job.portfolio, job.month, charge.business, charge.delivered_at_us, charge.message_id, charge.line])
-        .map(drop)
+    let f = &charge.facts;
+    tx.prepare_cached(&format!(
+        "INSERT INTO charges (portfolio, month, {CHARGE_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+    ))?
+    .execute(params![
+        job.portfolio, job.month, charge.business, charge.delivered_at_us, charge.message_id,
+        charge.line, f.kind, f.messaging_account, f.user, f.local_date, f.pricing_model,
+        f.category, f.pricing_type, f.direction, f.billable, f.market, f.currency, f.amount,
+        f.quantity, f.tier, f.ruleset, f.rule, f.template
+    ])
+    .map(drop)
 }
 
 fn insert_warning(
@@ -1297,6 +1390,10 @@ mod tests {
             delivered_at_us: 1_751_371_200_000_000,
             message_id: id.into(),
             line: format!("{{\"message_id\":\"{id}\",\"amount\":\"{amount}\"}}"),
+            facts: ChargeFacts {
+                amount: amount.into(),
+                ..ChargeFacts::default()
+            },
         }
     }
 
