@@ -763,7 +763,7 @@ mod tests {
             row("c", "regular", true, "0.0068"),
             row("d", "free_entry_point", false, "0"),
         ];
-        let page = allowance(&rows, Some("2026-10"));
+        let page = allowance(&rows.iter().collect::<Vec<_>>(), Some("2026-10"));
         assert_eq!(
             csv(&page, "allowance").unwrap(),
             "month,business,service delivered,free,charged,left\n2026-10,B,3,2,1,997\n"
@@ -777,7 +777,7 @@ mod tests {
             row("a", "regular", true, "0.0068"),
             row("b", "regular", true, "0.0032"),
         ];
-        let page = overview(&rows, &Filters::default(), &[], "");
+        let page = overview(&rows.iter().collect::<Vec<_>>(), &Filters::default(), &[], "");
         assert!(page.blocks.contains(&Block::Figures(vec![(
             "2026-10 · 2 billable".into(),
             "0.01 USD".into()

@@ -32,7 +32,9 @@ use wameter_log::replay_json::{
     AgentJson, AgentLine, CallJson, CallLine, ChargeJson, ChargeLine, WarningJson,
 };
 use wameter_export::{Kind, Row};
-use wameter_store::{ChargeFacts, ChargeRow, KeptFacts, Settled, StoredEvent, WarningRow};
+use wameter_store::{
+    ChargeFacts, ChargeRow, KeptFacts, KeptLine, Settled, StoredEvent, WarningRow,
+};
 
 /// Rate cards, tiers, markets and businesses: everything the engine needs
 /// besides events.
@@ -788,14 +790,14 @@ pub struct Answer {
 /// account named): a number shared by several accounts shows each token
 /// its own accounts' money only.
 pub fn answer(
-    rows: Vec<ChargeRow>,
+    rows: Vec<KeptLine>,
     warning_rows: Vec<WarningRow>,
     sees: Option<&(dyn Fn(&str, Option<&str>) -> bool + Sync)>,
 ) -> Answer {
     let sees =
         |business: &str, account: Option<&str>| sees.is_none_or(|sees| sees(business, account));
     let mut unreadable = Vec::new();
-    let (agent_rows, rows): (Vec<ChargeRow>, Vec<ChargeRow>) =
+    let (agent_rows, rows): (Vec<KeptLine>, Vec<KeptLine>) =
         rows.into_iter().partition(|row| is_agent_line(&row.line));
     let mut agent: Vec<(Timestamp, String, String, Currency, Decimal, String)> =
         Vec::with_capacity(agent_rows.len());
@@ -824,7 +826,7 @@ pub fn answer(
         }
     }
     agent.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
-    let (call_rows, rows): (Vec<ChargeRow>, Vec<ChargeRow>) =
+    let (call_rows, rows): (Vec<KeptLine>, Vec<KeptLine>) =
         rows.into_iter().partition(|row| is_call_line(&row.line));
     let mut calls: Vec<(Timestamp, String, String, Currency, Decimal, bool, String)> =
         Vec::with_capacity(call_rows.len());

@@ -24,8 +24,8 @@ use crate::alerts::{AlertRow, AlertWrite};
 use crate::record::{Batch, ContactRow, Counts, InFlightRow, StoredEvent, StoredWebhook, Written};
 use crate::relay::{RelayBacklog, RelayClaim};
 use crate::settled::{
-    ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark, WarningRow,
-    changes, months_spanned,
+    ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, KeptLine, SettleJob, Settled, UnsettledMark,
+    WarningRow, changes, months_spanned,
 };
 use crate::settled::FACT_COLUMNS;
 use crate::{DatabaseUrl, EventScope, StoreError};
@@ -407,16 +407,24 @@ impl PostgresStore {
     }
 
     /// Kept charges of a slice.
-    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<ChargeRow>, StoreError> {
+    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<KeptLine>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("SELECT business, delivered_at_us, message_id, line, {FACT_COLUMNS} FROM charges
-                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3"),
+                "SELECT business, delivered_at_us, message_id, line FROM charges
+                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3",
                 &[&slice.businesses, &slice.from_us, &slice.to_us],
             )
             .await?;
-        Ok(rows.into_iter().map(|row| charge_row(&row, 0)).collect())
+        Ok(rows
+            .iter()
+            .map(|row| KeptLine {
+                business: row.get(0),
+                delivered_at_us: row.get(1),
+                message_id: row.get(2),
+                line: row.get(3),
+            })
+            .collect())
     }
 
     /// Kept charges of a slice as typed columns, without their lines.

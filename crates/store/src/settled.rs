@@ -79,6 +79,20 @@ pub struct ChargeRow {
     pub facts: ChargeFacts,
 }
 
+/// A kept charge as its document line ([`crate::Store::charges`]): what
+/// `/v1/charges` serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptLine {
+    /// Business phone number id.
+    pub business: String,
+    /// Delivery (or start, or use) instant, UNIX microseconds.
+    pub delivered_at_us: i64,
+    /// The wamid, call id or usage id.
+    pub message_id: String,
+    /// The charge as the `replay --json` document prints it.
+    pub line: String,
+}
+
 /// A kept charge's typed columns (migration `V9`): everything the export
 /// table has but the reason. Written from the engine's charge by the
 /// server, so they say what `line` says.

@@ -24,7 +24,7 @@ use crate::record::{
 };
 use crate::relay::RelayBacklog;
 use crate::settled::{
-    Changes, ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark, WarningRow, changes,
+    Changes, ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, KeptLine, SettleJob, Settled, UnsettledMark, WarningRow, changes,
     months_spanned,
 };
 use crate::settled::FACT_COLUMNS;
@@ -389,16 +389,21 @@ impl SqliteStore {
     }
 
     /// Kept charge lines of a slice, with their business and delivery.
-    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<ChargeRow>, StoreError> {
+    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<KeptLine>, StoreError> {
         self.read(move |conn| {
             let list = slice.businesses.as_deref().map(json_array);
             let mut statement = conn.prepare_cached(
-                &format!("SELECT {CHARGE_COLUMNS} FROM charges
+                "SELECT business, delivered_at_us, message_id, line FROM charges
                  WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
-                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3"),
+                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3",
             )?;
             let rows = statement.query_map(params![list, slice.from_us, slice.to_us], |row| {
-                charge_row(row, 0)
+                Ok(KeptLine {
+                    business: row.get(0)?,
+                    delivered_at_us: row.get(1)?,
+                    message_id: row.get(2)?,
+                    line: row.get(3)?,
+                })
             })?;
             rows.collect()
         })
