@@ -9,7 +9,8 @@
 # windows page has a week of traffic), then, five times each: a write that
 # adds one charge (a template and its delivery) followed by one view of a
 # page, timed with curl (the write is in the last month; the reconciliation
-# is asked of it and of the month before). "First view" is that view; "again" is the same
+# is asked of it and of the month before; the overview also after writes
+# into the month before). "First view" is that view; "again" is the same
 # page asked once more with nothing stored between. Also: how long the
 # 300,000 events took to post, the first cost report (it settles
 # everything), and the server's peak RSS.
@@ -47,10 +48,11 @@ business=$(grep -m1 phone_number_id "$out/accounts.toml" | cut -d'"' -f2)
 month=$(date -u -d "$to" +%Y-%m)
 last_month=$(date -u -d "$to - 1 month" +%Y-%m)
 n=0
+day="$to"
 write() {
   n=$((n + 1))
   printf '{"type":"outbound","at":"%sT10:%02d:00Z","business":"%s","user":"+551199998%04d","id":"wamid.bench%d","template":{"name":"promo","category":"marketing"}}\n{"type":"status","at":"%sT10:%02d:03Z","business":"%s","id":"wamid.bench%d","status":"delivered"}\n' \
-    "$to" $((n % 60)) "$business" $n $n "$to" $((n % 60)) "$business" $n > "$out/one.ndjson"
+    "$day" $((n % 60)) "$business" $n $n "$day" $((n % 60)) "$business" $n > "$out/one.ndjson"
   curl -sf -o /dev/null -X POST -H "Authorization: Bearer $token" --data-binary @"$out/one.ndjson" "$base/v1/events"
 }
 view() { curl -s -o /dev/null -w "%{time_total}" -H "Cookie: wameter_token=$token" "$base/$1"; }
@@ -65,6 +67,15 @@ for page in overview allowance calls windows "reconciliation?month=$month" "reco
   done
   echo "$page: first view after a write:$firsts; again:$agains"
 done
+# A write into a whole month (a late status of last month): its month is
+# settled and read again, not a few days' worth.
+day=$(date -u -d "$to - 1 month" +%Y-%m-15)
+firsts=""
+for _ in 1 2 3 4 5; do
+  write
+  firsts="$firsts $(view overview)"
+done
+echo "overview, the write in $last_month: first view after a write:$firsts"
 curl -s -o /dev/null -w "/v1/charges (JSON, for comparison): %{time_total} s\n" \
   -H "Authorization: Bearer $token" "$base/v1/charges"
 pkill -f "^$bin serve --listen 127.0.0.1:$port" || true

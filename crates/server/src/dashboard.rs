@@ -300,10 +300,31 @@ async fn rows(state: &AppState, token: &ApiToken) -> Result<Vec<Arc<Vec<Row>>>, 
         };
         parts.push(rows);
     }
-    let present: BTreeSet<&(String, String)> = months.iter().collect();
-    crate::lock(&state.dashboard.months).retain(|key, _| present.contains(key));
+    // Kept between views: the latest months, up to ROWS_KEPT rows (a
+    // bigger store reads its older months at every view, never holding
+    // more than one view's worth beyond the bound).
+    let mut latest: Vec<(&(String, String), usize)> = months
+        .iter()
+        .zip(&parts)
+        .map(|(key, rows)| (key, rows.len()))
+        .collect();
+    latest.sort_by(|a, b| b.0.1.cmp(&a.0.1).then(a.0.0.cmp(&b.0.0)));
+    let mut total = 0;
+    let kept: BTreeSet<&(String, String)> = latest
+        .into_iter()
+        .take_while(|(_, rows)| {
+            total += rows;
+            total <= ROWS_KEPT
+        })
+        .map(|(key, _)| key)
+        .collect();
+    crate::lock(&state.dashboard.months).retain(|key, _| kept.contains(key));
     Ok(parts)
 }
+
+/// Export rows the dashboard keeps in memory between views at most
+/// (about 600 bytes each with their strings: some 150 MB).
+const ROWS_KEPT: usize = 250_000;
 
 /// Export rows of kept charges' typed columns; a row that does not read
 /// (a bug or a hand-edited database) is logged and left out, as
