@@ -303,23 +303,32 @@ async fn rows(state: &AppState, token: &ApiToken) -> Result<Vec<Arc<Vec<Row>>>, 
     // Kept between views: the latest months, up to ROWS_KEPT rows (a
     // bigger store reads its older months at every view, never holding
     // more than one view's worth beyond the bound).
-    let mut latest: Vec<(&(String, String), usize)> = months
+    let sizes: Vec<(&(String, String), usize)> = months
         .iter()
         .zip(&parts)
         .map(|(key, rows)| (key, rows.len()))
         .collect();
-    latest.sort_by(|a, b| b.0.1.cmp(&a.0.1).then(a.0.0.cmp(&b.0.0)));
+    let kept = latest_within(sizes, ROWS_KEPT);
+    crate::lock(&state.dashboard.months).retain(|key, _| kept.contains(key));
+    Ok(parts)
+}
+
+/// The (portfolio, month)s to keep: the latest months first, while their
+/// rows together stay within `bound`.
+fn latest_within<'k>(
+    mut sizes: Vec<(&'k (String, String), usize)>,
+    bound: usize,
+) -> BTreeSet<&'k (String, String)> {
+    sizes.sort_by(|a, b| b.0.1.cmp(&a.0.1).then(a.0.0.cmp(&b.0.0)));
     let mut total = 0;
-    let kept: BTreeSet<&(String, String)> = latest
+    sizes
         .into_iter()
         .take_while(|(_, rows)| {
             total += rows;
-            total <= ROWS_KEPT
+            total <= bound
         })
         .map(|(key, _)| key)
-        .collect();
-    crate::lock(&state.dashboard.months).retain(|key, _| kept.contains(key));
-    Ok(parts)
+        .collect()
 }
 
 /// Export rows the dashboard keeps in memory between views at most
@@ -1080,4 +1089,26 @@ async fn reconciled(
         Block::Heading("Meta's template category updates".into()),
         Block::Table(updates),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_months_are_kept_within_the_bound() {
+        let key = |p: &str, m: &str| (p.to_string(), m.to_string());
+        let (a9, a10, b10, a11) = (
+            key("A", "2026-09"),
+            key("A", "2026-10"),
+            key("B", "2026-10"),
+            key("A", "2026-11"),
+        );
+        let sizes = vec![(&a9, 50), (&a11, 40), (&b10, 30), (&a10, 20)];
+        let kept = |bound| latest_within(sizes.clone(), bound);
+        assert_eq!(kept(200), BTreeSet::from([&a9, &a10, &b10, &a11]));
+        assert_eq!(kept(90), BTreeSet::from([&a10, &b10, &a11]));
+        assert_eq!(kept(60), BTreeSet::from([&a10, &a11]), "A before B within a month");
+        assert_eq!(kept(39), BTreeSet::new());
+    }
 }
