@@ -253,6 +253,26 @@ fn serve_matches_replay(dir: &std::path::Path, database: String) {
         ),
         (Some(6), Some(4), Some("0.04547"))
     );
+    // By model and type: calls are `calling`, typed by their direction.
+    let costs =
+        server.get_json("/v1/reports/costs?group_by=category,pricing_model,type,market");
+    let call_rows: Vec<&serde_json::Value> = costs["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["category"] == "call")
+        .collect();
+    assert!(
+        call_rows.iter().all(|r| r["pricing_model"] == "calling"
+            && ["business_initiated", "user_initiated"].contains(&r["type"].as_str().unwrap())
+            && !r["market"].as_str().unwrap().is_empty()
+            && r["messages"] == 0),
+        "{call_rows:?}"
+    );
+    assert_eq!(
+        call_rows.iter().map(|r| r["calls"].as_u64().unwrap()).sum::<u64>(),
+        6
+    );
     // A call of another month, posted later, re-prices nothing else.
     let (status, _) = server.post_events(
         "{\"type\":\"call\",\"at\":\"2026-08-20T10:00:00Z\",\"business\":\"106540352242922\",\"user\":\"+254700000009\",\"id\":\"wacid.late\",\"direction\":\"business_initiated\",\"duration\":6}\n",
@@ -318,6 +338,33 @@ fn agent_usage_is_priced_listed_and_served() {
         .unwrap()
         .clone();
     assert_eq!(row["amount"], "0.043");
+    // By model and type: `tokens`, `regular` when billed, `free` before
+    // 2026-08-01; no market, counted in neither messages nor calls.
+    let costs =
+        server.get_json("/v1/reports/costs?group_by=category,pricing_model,type,market");
+    let agent: Vec<(String, String, String, String, u64, u64)> = costs["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap().to_string();
+            (
+                text("pricing_model"),
+                text("type"),
+                text("market"),
+                text("amount"),
+                r["messages"].as_u64().unwrap(),
+                r["calls"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        agent,
+        [
+            ("tokens".into(), "free".into(), "".into(), "0".into(), 0, 0),
+            ("tokens".into(), "regular".into(), "".into(), "0.043".into(), 0, 0)
+        ]
+    );
     server.kill();
 }
 

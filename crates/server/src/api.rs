@@ -21,6 +21,7 @@ use wameter_core::settlement;
 use wameter_log::Parsed;
 use wameter_log::replay_json::OtherLines;
 use wameter_store::{Batch, ChargeSlice};
+use wameter_export::Kind;
 
 use crate::auth::{ApiToken, Scope, authenticate};
 use crate::error::{ApiError, ApiQuery, ErrorBody};
@@ -459,20 +460,23 @@ pub async fn answer_for(
 
 /// The export rows of the charges, calls and agent usage `token` sees,
 /// settled first, read from the kept charges' typed columns rather than
-/// their lines (what the dashboard draws): the rows of [`export_rows`] of
-/// [`answer_for`], with every `reason` empty, in no particular order
-/// (pages aggregate; ordering 72,000 rows was a tenth of a page).
+/// their lines (what the dashboard draws and cost reports sum): the rows
+/// of [`export_rows`] of [`answer_for`], with every `reason` empty, in no
+/// particular order (pages and reports aggregate; ordering 72,000 rows was
+/// a tenth of a page), and the same warnings.
 pub async fn rows_for(
     state: &AppState,
     token: &ApiToken,
     query: &SliceQuery,
-) -> Result<Vec<wameter_export::Row>, ApiError> {
+) -> Result<TypedAnswer, ApiError> {
     let charges = settled_slice(state, token, query).await?;
-    let kept = state.store.charge_facts(charges).await?;
+    let kept = state.store.charge_facts(charges.clone()).await?;
+    let warning_rows = state.store.charge_warnings(charges).await?;
     let scope = token.scope.clone();
     let config = state.config.clone();
     tokio::task::spawn_blocking(move || {
         let mut rows: Vec<wameter_export::Row> = Vec::with_capacity(kept.len());
+        let mut unreadable = Vec::new();
         for kept in kept {
             if scope != Scope::All
                 && !scope.sees(&config.pricing.account_of(
@@ -485,14 +489,25 @@ pub async fn rows_for(
             match meter::row_of(kept) {
                 Ok(row) => rows.push(row),
                 // Written by this server: a bug or a hand-edited database,
-                // which `/v1/charges` reports as a warning.
-                Err(unreadable) => tracing::warn!(%unreadable, "kept charge skipped"),
+                // said, never skipped silently.
+                Err(message) => unreadable.push(("unreadable_kept_charge".into(), message, None)),
             }
         }
-        rows
+        TypedAnswer {
+            rows,
+            warnings: meter::kept_warnings(unreadable, warning_rows),
+        }
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// What [`rows_for`] answers.
+pub struct TypedAnswer {
+    /// Charges, calls and agent usage, in no particular order.
+    pub rows: Vec<wameter_export::Row>,
+    /// `(code, message, stored event id)`, as the document prints them.
+    pub warnings: Vec<(String, String, Option<u64>)>,
 }
 
 /// The kept-charge slice of a question, checked against the token, with
@@ -689,97 +704,54 @@ pub async fn costs(
 ) -> Result<Response, ApiError> {
     let answered = answered_in(&query, &headers, false)?;
     let group_by = dimensions(&query)?;
-    let answer = answer(&state, &headers, &query).await?;
+    let typed = rows_for(&state, token(&state, &headers)?, &query).await?;
     let pricing = &state.config.pricing;
     telemetry::charge_query("reports_costs");
-    // (messages, billable messages, calls, billable calls, amount).
+    // (messages, billable messages, calls, billable calls, amount). Calls
+    // are a category of their own (`call`), their model `calling` and their
+    // type the direction; agent usage is `meta_business_agent`, its model
+    // `tokens`, counted in neither messages nor calls.
     let mut rows: BTreeMap<(Vec<String>, String), (u64, u64, u64, u64, Decimal)> = BTreeMap::new();
     let mut totals: BTreeMap<String, (u64, u64, u64, u64, Decimal)> = BTreeMap::new();
-    for kept in &answer.charges {
-        let charge = &kept.fields;
+    for row in &typed.rows {
         let key: Vec<String> = group_by
             .iter()
             .map(|dimension| match dimension.as_str() {
-                "month" => charge.local_date.get(..7).unwrap_or_default().to_string(),
-                "category" => charge.category.clone(),
-                "market" => charge.market.clone(),
-                "business" => charge.business.clone(),
+                "month" => settlement::Month::of(row.local_date).to_string(),
+                "category" => row.category.clone(),
+                "market" => row.market.clone().unwrap_or_default(),
+                "business" => row.business.clone(),
                 "messaging_account" => {
-                    pricing.account_of(&charge.business, charge.messaging_account.as_deref())
+                    pricing.account_of(&row.business, row.messaging_account.as_deref())
                 }
-                "pricing_model" => charge.pricing_model.clone(),
-                _ => charge.pricing_type.clone(),
+                "pricing_model" => match row.kind {
+                    Kind::Message => row.pricing_model.clone().unwrap_or_default(),
+                    Kind::Call => "calling".to_string(),
+                    Kind::AgentUsage => "tokens".to_string(),
+                },
+                _ => match row.kind {
+                    Kind::Message => row.pricing_type.clone().unwrap_or_default(),
+                    Kind::Call => row.direction.clone().unwrap_or_default(),
+                    Kind::AgentUsage => if row.billable { "regular" } else { "free" }.to_string(),
+                },
             })
             .collect();
         for entry in [
-            rows.entry((key, charge.currency.clone())).or_default(),
-            totals.entry(charge.currency.clone()).or_default(),
+            rows.entry((key, row.currency.clone())).or_default(),
+            totals.entry(row.currency.clone()).or_default(),
         ] {
-            entry.0 += 1;
-            entry.1 += u64::from(charge.billable);
-            entry.4 += kept.amount;
-        }
-    }
-    // Agent usage is a category of its own, `meta_business_agent`.
-    for line in &answer.agent {
-        let usage: wameter_log::replay_json::AgentLine = serde_json::from_str(line)
-            .map_err(|e| ApiError::internal(format!("kept agent usage does not read: {e}")))?;
-        let amount: Decimal = usage.amount.parse().map_err(|_| {
-            ApiError::internal(format!(
-                "kept agent usage {} has no decimal amount",
-                usage.usage_id
-            ))
-        })?;
-        let key: Vec<String> = group_by
-            .iter()
-            .map(|dimension| match dimension.as_str() {
-                "month" => usage.local_date.get(..7).unwrap_or_default().to_string(),
-                "category" => "meta_business_agent".to_string(),
-                "market" => String::new(),
-                "business" => usage.business.clone(),
-                "messaging_account" => {
-                    pricing.account_of(&usage.business, usage.messaging_account.as_deref())
+            match row.kind {
+                Kind::Message => {
+                    entry.0 += 1;
+                    entry.1 += u64::from(row.billable);
                 }
-                "pricing_model" => "tokens".to_string(),
-                _ => if usage.billable { "regular" } else { "free" }.to_string(),
-            })
-            .collect();
-        for entry in [
-            rows.entry((key, usage.currency.clone())).or_default(),
-            totals.entry(usage.currency.clone()).or_default(),
-        ] {
-            entry.4 += amount;
-        }
-    }
-    // Calls are a category of their own (`call`), their model `calling`
-    // and their type the direction.
-    for line in &answer.calls {
-        let call: wameter_log::replay_json::CallLine = serde_json::from_str(line)
-            .map_err(|e| ApiError::internal(format!("kept call does not read: {e}")))?;
-        let amount: Decimal = call.amount.parse().map_err(|_| {
-            ApiError::internal(format!("kept call {} has no decimal amount", call.call_id))
-        })?;
-        let key: Vec<String> = group_by
-            .iter()
-            .map(|dimension| match dimension.as_str() {
-                "month" => call.local_date.get(..7).unwrap_or_default().to_string(),
-                "category" => "call".to_string(),
-                "market" => call.market.clone(),
-                "business" => call.business.clone(),
-                "messaging_account" => {
-                    pricing.account_of(&call.business, call.messaging_account.as_deref())
+                Kind::Call => {
+                    entry.2 += 1;
+                    entry.3 += u64::from(row.billable);
                 }
-                "pricing_model" => "calling".to_string(),
-                _ => call.direction.clone(),
-            })
-            .collect();
-        for entry in [
-            rows.entry((key, call.currency.clone())).or_default(),
-            totals.entry(call.currency.clone()).or_default(),
-        ] {
-            entry.2 += 1;
-            entry.3 += u64::from(call.billable);
-            entry.4 += amount;
+                Kind::AgentUsage => {}
+            }
+            entry.4 += row.amount;
         }
     }
     let report = CostReport {
@@ -817,8 +789,7 @@ pub async fn costs(
                 },
             )
             .collect(),
-        warnings: answer
-            .warnings_json()
+        warnings: meter::warnings_json(&typed.warnings)
             .iter()
             .map(|w| serde_json::to_value(w).unwrap_or_default())
             .collect(),

@@ -273,8 +273,8 @@ where
 /// processes settle too — everything the token sees is read each time.
 async fn rows(state: &AppState, token: &ApiToken) -> Result<Vec<Arc<Vec<Row>>>, ApiError> {
     if state.store.committed_event_id().await?.is_none() {
-        let rows = rows_for(state, token, &SliceQuery::default()).await?;
-        return Ok(vec![Arc::new(rows)]);
+        let answer = rows_for(state, token, &SliceQuery::default()).await?;
+        return Ok(vec![Arc::new(answer.rows)]);
     }
     crate::settle::settle_pending(state).await?;
     let months = state.store.charge_months().await?;

@@ -949,6 +949,25 @@ pub fn answer(
         entry.amount += *amount;
         entry.billable_calls += u64::from(*billable);
     }
+    let warnings = kept_warnings(unreadable, warning_rows);
+    let calls = calls.into_iter().map(|(.., line)| line).collect();
+    let agent = agent.into_iter().map(|(.., line)| line).collect();
+    Answer {
+        charges: charges.into_iter().map(|(.., charge)| charge).collect(),
+        calls,
+        agent,
+        totals: totals.into_values().collect(),
+        warnings,
+    }
+}
+
+/// The warnings of a slice as the document prints them, from what the
+/// store keeps per month (`unreadable`: kept rows that did not read, first):
+/// each once, in event order, `outbound_inferred` summed across months.
+pub fn kept_warnings(
+    unreadable: Vec<(String, String, Option<u64>)>,
+    warning_rows: Vec<WarningRow>,
+) -> Vec<(String, String, Option<u64>)> {
     let mut inferred = 0;
     let mut seen = BTreeSet::new();
     let mut warnings = unreadable;
@@ -967,30 +986,27 @@ pub fn answer(
             None,
         ));
     }
-    let calls = calls.into_iter().map(|(.., line)| line).collect();
-    let agent = agent.into_iter().map(|(.., line)| line).collect();
-    Answer {
-        charges: charges.into_iter().map(|(.., charge)| charge).collect(),
-        calls,
-        agent,
-        totals: totals.into_values().collect(),
-        warnings,
-    }
+    warnings
+}
+
+/// `(code, message, stored event id)` warnings in the document's shape.
+pub fn warnings_json(warnings: &[(String, String, Option<u64>)]) -> Vec<WarningJson<'_>> {
+    warnings
+        .iter()
+        .map(|(code, message, event)| WarningJson {
+            code,
+            message: message.clone(),
+            file: None,
+            line: None,
+            event: *event,
+        })
+        .collect()
 }
 
 impl Answer {
     /// The warnings in the document's shape.
     pub fn warnings_json(&self) -> Vec<WarningJson<'_>> {
-        self.warnings
-            .iter()
-            .map(|(code, message, event)| WarningJson {
-                code,
-                message: message.clone(),
-                file: None,
-                line: None,
-                event: *event,
-            })
-            .collect()
+        warnings_json(&self.warnings)
     }
 }
 
