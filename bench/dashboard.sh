@@ -76,8 +76,15 @@ for _ in 1 2 3 4 5; do
   firsts="$firsts $(view overview)"
 done
 echo "overview, the write in $last_month: first view after a write:$firsts"
-curl -s -o /dev/null -w "/v1/charges (JSON, for comparison): %{time_total} s\n" \
-  -H "Authorization: Bearer $token" "$base/v1/charges"
+for _ in 1 2 3; do
+  curl -s -o /dev/null -w "/v1/charges (JSON): %{time_total} s; " \
+    -H "Authorization: Bearer $token" "$base/v1/charges"
+  curl -s -o /dev/null -w "/v1/reports/costs (group_by=month,category): %{time_total} s; " \
+    -H "Authorization: Bearer $token" "$base/v1/reports/costs"
+  write
+  curl -s -o /dev/null -w "the same after a write: %{time_total} s\n" \
+    -H "Authorization: Bearer $token" "$base/v1/reports/costs"
+done
 pkill -f "^$bin serve --listen 127.0.0.1:$port" || true
 wait || true
 echo "peak RSS: $(cat "$out/rss.txt") KB"
