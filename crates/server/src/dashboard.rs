@@ -556,18 +556,10 @@ async fn events_of(
     // their outbounds, as they do for a scoped token.
     let businesses = match crate::api::visible_businesses(state, &token.scope).await? {
         Some(set) => set.into_iter().collect(),
-        None => {
-            let mut all: BTreeSet<String> = state.store.businesses().await?.into_iter().collect();
-            all.extend(
-                state
-                    .config
-                    .pricing
-                    .accounts
-                    .businesses()
-                    .map(|b| b.phone_number_id.to_string()),
-            );
-            all.into_iter().collect()
-        }
+        None => crate::settle::every_business(state)
+            .await?
+            .into_iter()
+            .collect(),
     };
     let businesses = Some(businesses);
     Ok(state

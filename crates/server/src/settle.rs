@@ -160,16 +160,7 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
         return Ok((0, 0));
     }
     let everyone = if marks.iter().any(|mark| mark.business.is_empty()) {
-        let mut all: BTreeSet<String> = state.store.businesses().await?.into_iter().collect();
-        all.extend(
-            state
-                .config
-                .pricing
-                .accounts
-                .businesses()
-                .map(|b| b.phone_number_id.to_string()),
-        );
-        all
+        every_business(state).await?
     } else {
         BTreeSet::new()
     };
@@ -232,6 +223,21 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
         crate::lock(&state.settler.settled_at).insert(settled_key, generation);
     }
     Ok((count, marks.len()))
+}
+
+/// Every business phone number the store has contacts of or the accounts
+/// file names.
+pub async fn every_business(state: &AppState) -> Result<BTreeSet<String>, StoreError> {
+    let mut all: BTreeSet<String> = state.store.businesses().await?.into_iter().collect();
+    all.extend(
+        state
+            .config
+            .pricing
+            .accounts
+            .businesses()
+            .map(|b| b.phone_number_id.to_string()),
+    );
+    Ok(all)
 }
 
 /// Groups marks into (portfolio, month) jobs, each with the businesses to
