@@ -19,7 +19,7 @@ use wameter_core::market::MarketTable;
 use wameter_core::ratecard::{RateBook, TierBook};
 use wameter_sandbox::http::{Shared, app};
 use wameter_sandbox::{Options, Reengagement, World};
-use wameter_server::Pricing;
+use wameter_core::pricing::Pricing;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> =
     LazyLock::new(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"));

@@ -32,6 +32,7 @@ pub mod incremental;
 pub mod market;
 pub mod money;
 pub mod notice;
+pub mod pricing;
 pub mod quote;
 pub mod random;
 pub mod ratecard;

@@ -8,11 +8,13 @@
 //! It does no IO: callers hand it parsed JSON. The other direction —
 //! webhook bodies written from events and charges, as Meta would post them
 //! — is [`outgoing`], for generated traffic and the sandbox. Graph API
-//! error bodies, which the sandbox and the guard answer with, are [`graph`].
+//! error bodies, which the sandbox and the guard answer with, are [`graph`];
+//! the `X-Hub-Signature-256` every webhook carries is [`signature`].
 
 pub mod analytics;
 pub mod graph;
 pub mod outgoing;
+pub mod signature;
 pub mod webhook;
 
 pub use webhook::{Ignored, Problem, WebhookItems, parse_envelope};

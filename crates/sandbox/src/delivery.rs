@@ -85,7 +85,7 @@ fn post(agent: &ureq::Agent, target: &Target, body: &str) -> Result<(), String> 
         .header("Content-Type", "application/json");
     let signature;
     if let Some(secret) = &target.app_secret {
-        signature = wameter_server::signature::sign(secret, body.as_bytes());
+        signature = wameter_meta::signature::sign(secret, body.as_bytes());
         request = request.header("X-Hub-Signature-256", &signature);
     }
     let response = request

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wameter_server::Pricing;
+use wameter_core::pricing::Pricing;
 
 pub use world::{Options, Reengagement, World};
 

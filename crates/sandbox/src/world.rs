@@ -34,7 +34,7 @@ use wameter_core::random::SplitMix64;
 use wameter_log::Parsed;
 use wameter_log::replay_json::{Others, WarningJson, write_document};
 use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_display_number};
-use wameter_server::Pricing;
+use wameter_core::pricing::Pricing;
 
 use crate::calls::{self, Action, CallRequest};
 use wameter_meta::graph::{GraphError, REENGAGEMENT, UNDELIVERABLE};

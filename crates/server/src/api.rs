@@ -109,14 +109,14 @@ pub(crate) async fn visible_businesses(
         .businesses()
         .await?
         .into_iter()
-        .filter(|b| pricing.sees_business(scope, b))
+        .filter(|b| scope.sees_business(pricing, b))
         .collect();
     // A partner's account on a number it has not written to yet.
     visible.extend(
         pricing
             .accounts
             .businesses()
-            .filter(|b| pricing.sees_business(scope, &b.phone_number_id))
+            .filter(|b| scope.sees_business(pricing, &b.phone_number_id))
             .map(|b| b.phone_number_id.to_string()),
     );
     Ok(Some(visible))
@@ -135,7 +135,7 @@ fn check_business(state: &AppState, token: &ApiToken, business: &str) -> Result<
             "business {business:?}: expected a phone number id ({BUSINESS_PATTERN})"
         )));
     }
-    if state.config.pricing.sees_business(&token.scope, business) {
+    if token.scope.sees_business(&state.config.pricing, business) {
         Ok(())
     } else {
         Err(ApiError::forbidden(format!(
@@ -1025,7 +1025,7 @@ async fn others_messages_refused(
     let pricing = &state.config.pricing;
     let mut senders: BTreeMap<String, bool> = BTreeMap::new();
     for (id, business) in state.store.message_senders(ids).await? {
-        *senders.entry(id).or_default() |= pricing.sees_business(scope, &business);
+        *senders.entry(id).or_default() |= scope.sees_business(pricing, &business);
     }
     let mut kept = Vec::with_capacity(events.len());
     for (line, event) in events {
@@ -1042,12 +1042,12 @@ async fn others_messages_refused(
 
 /// A token sees, and may write for, its own WABAs only. A status must then
 /// say whose it is, or it could touch another WABA's message.
-fn may_write_event(scope: &Scope, pricing: &meter::Pricing, event: &Event) -> Result<(), String> {
+fn may_write_event(scope: &Scope, pricing: &crate::Pricing, event: &Event) -> Result<(), String> {
     match (scope, event.kind.business()) {
         (Scope::All, _) => Ok(()),
         // A number shared by Messaging accounts: each token writes for
         // its own accounts.
-        (scope, Some(business)) if pricing.sees_business(scope, business) => {
+        (scope, Some(business)) if scope.sees_business(pricing, business) => {
             match event.kind.messaging_account() {
                 Some(account)
                     if pricing

@@ -18,6 +18,17 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Whether it sees some of a number's Messaging accounts (then it sees
+    /// the number's windows, and the charges of those accounts).
+    pub fn sees_business(&self, pricing: &crate::Pricing, business: &str) -> bool {
+        let number = pricing.accounts.get_or_default(business);
+        self.sees(&number.waba)
+            || number
+                .messaging_accounts
+                .iter()
+                .any(|account| self.sees(&account.id))
+    }
+
     /// Whether the WABA is visible.
     pub fn sees(&self, waba: &str) -> bool {
         match self {

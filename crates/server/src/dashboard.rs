@@ -715,7 +715,7 @@ pub async fn contact(
     Query(query): Query<PageQuery>,
 ) -> Response {
     let token = signed_in.token(&state);
-    if !state.config.pricing.sees_business(&token.scope, &business) {
+    if !token.scope.sees_business(&state.config.pricing, &business) {
         return failed(ApiError::forbidden(format!(
             "this token does not see business {business}"
         )));

@@ -29,7 +29,6 @@ pub mod openapi;
 pub mod outbound;
 pub mod relay;
 pub mod settle;
-pub mod signature;
 pub mod telemetry;
 pub mod webhook;
 
@@ -45,7 +44,7 @@ use wameter_core::billing::Billing;
 use wameter_store::Store;
 
 pub use auth::{ApiToken, Scope};
-pub use meter::Pricing;
+pub use wameter_core::pricing::Pricing;
 
 /// Webhook bodies over this size get a 413 by default. Meta's largest
 /// batched notifications are well under it.

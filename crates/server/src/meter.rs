@@ -11,17 +11,13 @@ use std::sync::Mutex;
 
 use jiff::Timestamp;
 use rust_decimal::Decimal;
-use wameter_core::account::Accounts;
 use wameter_core::charge::Charge;
 use wameter_core::engine::{ContactWindows, Engine, prepare};
 use wameter_core::event::{
     DeliveryStatus, Event, EventKind, Origin, Template, UserId, outbounds_from_pricing,
 };
 use wameter_core::incremental::MeterState;
-use wameter_core::market::MarketTable;
 use wameter_core::money::Currency;
-use wameter_core::ratecard::calling::CallRateBook;
-use wameter_core::ratecard::{RateBook, TierBook};
 use wameter_core::report::Totals;
 use wameter_core::rules::agent::AgentCharge;
 use wameter_core::rules::calling::CallCharge;
@@ -36,73 +32,6 @@ use wameter_store::{
     ChargeFacts, ChargeRow, KeptFacts, KeptLine, Settled, StoredEvent, WarningRow,
 };
 
-/// Rate cards, tiers, markets and businesses: everything the engine needs
-/// besides events.
-pub struct Pricing {
-    /// Businesses (time zone, currency, portfolio…).
-    pub accounts: Accounts,
-    /// Rate cards.
-    pub rates: RateBook,
-    /// Volume tiers.
-    pub tiers: TierBook,
-    /// Calling code → market.
-    pub markets: &'static MarketTable,
-    /// Calling API rates.
-    pub call_rates: CallRateBook,
-}
-
-impl Pricing {
-    /// An engine over these tables.
-    pub fn engine(&self) -> Engine<'_> {
-        Engine {
-            call_rates: &self.call_rates,
-            ..Engine::new(&self.accounts, &self.rates, &self.tiers, self.markets)
-        }
-    }
-
-    /// The WABA of a business phone number (itself when not configured):
-    /// its first Messaging account.
-    pub fn waba_of(&self, business: &str) -> String {
-        self.accounts.get_or_default(business).waba.to_string()
-    }
-
-    /// The Messaging account (WABA id) a kept charge is billed through:
-    /// the one it names (the engine names only a number's other
-    /// accounts), else the number's first. Money, budgets and scopes are
-    /// keyed by it.
-    pub fn account_of(&self, business: &str, messaging_account: Option<&str>) -> String {
-        messaging_account.map_or_else(|| self.waba_of(business), str::to_string)
-    }
-
-    /// Whether a token's `scope` sees some of a number's Messaging
-    /// accounts (then it sees the number's windows, and the charges of
-    /// those accounts).
-    pub fn sees_business(&self, scope: &crate::auth::Scope, business: &str) -> bool {
-        let number = self.accounts.get_or_default(business);
-        scope.sees(&number.waba)
-            || number
-                .messaging_accounts
-                .iter()
-                .any(|account| scope.sees(&account.id))
-    }
-
-    /// The businesses whose events a question about `businesses` needs:
-    /// those sharing a portfolio with them, because volume tiers count the
-    /// whole portfolio's messages (and the free tier the whole WABA's).
-    pub fn with_counter_peers(&self, businesses: &BTreeSet<String>) -> Vec<String> {
-        let portfolios: BTreeSet<String> = businesses
-            .iter()
-            .map(|b| self.accounts.get_or_default(b).portfolio.to_string())
-            .collect();
-        let mut out = businesses.clone();
-        for business in self.accounts.businesses() {
-            if portfolios.contains(&*business.portfolio) {
-                out.insert(business.phone_number_id.to_string());
-            }
-        }
-        out.into_iter().collect()
-    }
-}
 
 /// A stored event's id as an [`Origin`], so warnings can point back at it.
 pub fn origin_of(id: i64) -> Origin {

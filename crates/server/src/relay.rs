@@ -252,7 +252,7 @@ fn too_old(sent: &Posted, now: Timestamp) -> bool {
 
 /// One attempt: the body as Meta sent it, signed as Meta signs it.
 async fn deliver(state: &AppState, url: &str, id: i64, body: Vec<u8>) -> Result<(), String> {
-    let signature = crate::signature::sign(&state.config.app_secret, &body);
+    let signature = wameter_meta::signature::sign(&state.config.app_secret, &body);
     let headers = [
         (
             header::CONTENT_TYPE,

@@ -26,7 +26,8 @@ use wameter_core::settlement::{Month, settle_span};
 use wameter_store::{SettleJob, StoreError, UnsettledMark};
 
 use crate::AppState;
-use crate::meter::{self, MonthState, Pricing};
+use crate::Pricing;
+use crate::meter::{self, MonthState};
 
 /// How often the background settler looks for marks.
 pub const SETTLE_EVERY: Duration = Duration::from_millis(500);

@@ -22,7 +22,7 @@ use wameter_core::event::{DeliveryStatus, EventKind, Origin};
 use wameter_core::notice::NoticeKind;
 use wameter_store::{Batch, WebhookRecord};
 
-use crate::signature::{self, SignatureError};
+use wameter_meta::signature::{self, SignatureError};
 use crate::{AppState, telemetry};
 
 /// The handshake's query string.
