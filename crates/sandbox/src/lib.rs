@@ -103,11 +103,11 @@ pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> Result<
     });
     // The same bounded accept loop as `serve`: no input may hold a
     // connection forever.
-    let served = wameter_server::listen::serve(
+    let served = wameter_http::serve(
         listener,
         http::app(shared),
-        wameter_server::listen::Limits::default(),
-        wameter_server::shutdown_signal(),
+        wameter_http::Limits::default(),
+        wameter_http::shutdown_signal(),
     )
     .await;
     stop.store(true, Ordering::Relaxed);

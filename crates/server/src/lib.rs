@@ -313,26 +313,4 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
     listen::serve(listener, app(state), limits, shutdown_signal()).await
 }
 
-/// Resolves on Ctrl-C or SIGTERM: the graceful-shutdown signal of the
-/// server and the sandbox.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!(message = "Shutting down; finishing requests in flight.");
-}
+pub use wameter_http::shutdown_signal;

@@ -131,16 +131,6 @@ pub fn webhook_item_ignored(kind: &str) {
     counter!("wameter_webhook_items_ignored_total", "kind" => label).increment(1);
 }
 
-/// A connection closed at once: too many were open.
-pub fn connection_refused() {
-    counter!("wameter_connections_refused_total").increment(1);
-}
-
-/// A request cut off by its deadline.
-pub fn request_timed_out() {
-    counter!("wameter_requests_timed_out_total").increment(1);
-}
-
 /// Events not stored as a tenant's (see [`crate::auth::keep_apart`]).
 pub fn events_kept_apart(reason: &'static str, count: usize) {
     counter!("wameter_events_kept_apart_total", "reason" => reason).increment(count as u64);
