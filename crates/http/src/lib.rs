@@ -144,15 +144,21 @@ fn timed_out(deadline: Duration) -> Response<Body> {
             "message": format!("the request took longer than {} s (headers and body); nothing of it was stored", deadline.as_secs_f64()),
         }
     });
+    let mut response = json(StatusCode::REQUEST_TIMEOUT, &body);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A JSON answer with `status`.
+pub fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

@@ -46,12 +46,7 @@ pub async fn bounded_body(
         let Some(permits) = permits else {
             crate::telemetry::webhook_rejected("body_bytes_in_flight");
             let body = serde_json::json!({"error": {"code": "busy", "message": "too many webhook bytes are being read at once; deliver again"}});
-            let mut response = Response::new(Body::from(body.to_string()));
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            let mut response = wameter_http::json(StatusCode::SERVICE_UNAVAILABLE, &body);
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
