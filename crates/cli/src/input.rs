@@ -8,6 +8,8 @@ use rayon::prelude::*;
 use std::collections::HashSet;
 use wameter_core::account::Accounts;
 use wameter_core::engine::WhatIf;
+use wameter_core::market::MarketTable;
+use wameter_core::pricing::Pricing;
 
 use wameter_core::event::{Event, EventKind, Origin, outbounds_from_pricing};
 use wameter_core::notice::Notice;
@@ -67,15 +69,16 @@ impl EngineArgs {
     }
 }
 
-/// The engine's inputs other than events.
+/// What the flags and files say besides the logs: the engine's inputs
+/// (the one type every front end prices with) and the accounts file's
+/// clients and budgets.
 pub struct Setup {
-    pub accounts: Accounts,
+    /// Accounts, cards, tiers (as `--rates-on` and the files say), markets,
+    /// and calling rates: built-in fragments, then imported, then
+    /// `--call-rates`.
+    pub pricing: Pricing,
     /// Clients and budgets from the same accounts file.
     pub billing: wameter_core::billing::Billing,
-    pub rates: RateBook,
-    pub tiers: TierBook,
-    /// Calling rates: built-in fragments, then imported, then `--call-rates`.
-    pub call_rates: CallRateBook,
 }
 
 /// Reads a ruleset id or era name (`pmp-2025`, `pmp-2025-07`, `cbp-2023-06`).
@@ -177,11 +180,14 @@ impl PricingArgs {
             call_rates = call_rates.with(read_call_rates(path)?);
         }
         Ok(Setup {
-            accounts,
+            pricing: Pricing {
+                accounts,
+                rates,
+                tiers: TierBook::new(bands),
+                markets: MarketTable::builtin(),
+                call_rates,
+            },
             billing,
-            rates,
-            tiers: TierBook::new(bands),
-            call_rates,
         })
     }
 }

@@ -272,9 +272,15 @@ pub fn run(args: InvoiceArgs) -> Result<ExitCode> {
             known.join(", ")
         );
     };
-    let timezone = client_timezone(&setup.accounts, client)?;
+    let timezone = client_timezone(&setup.pricing.accounts, client)?;
     let month = LocalMonth::in_zone(month, &timezone);
-    let invoice = invoice(&report.charges, &setup.accounts, client, &month, &timezone)?;
+    let invoice = invoice(
+        &report.charges,
+        &setup.pricing.accounts,
+        client,
+        &month,
+        &timezone,
+    )?;
     let to = args.output.as_deref();
     let mut out = crate::output::open(to, args.format == Format::Parquet)?;
     let table = crate::tables::InvoiceTable(&invoice);

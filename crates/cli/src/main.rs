@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use wameter_core::category::PricingModel;
-use wameter_core::engine::{Engine, Report, prepare};
+use wameter_core::engine::{Report, prepare};
 use wameter_core::event::{Event, EventKind};
 use wameter_core::market::MarketTable;
 use wameter_core::money::format_amount;
@@ -268,13 +268,7 @@ pub(crate) fn run_replay(
     bar.set_message("reading");
     let mut loaded = load_logs(logs, args.strict, &bar)?;
     bar.set_message("replaying");
-    let mut engine = Engine::new(
-        &setup.accounts,
-        &setup.rates,
-        &setup.tiers,
-        MarketTable::builtin(),
-    );
-    engine.call_rates = &setup.call_rates;
+    let mut engine = setup.pricing.engine();
     engine.what_if = args.what_if();
     let kept = keep_message
         .map(|id| events_of(&loaded.events, id))
@@ -384,7 +378,7 @@ fn replay(
         }
         output::write_table(&mut out, &report, &loaded, messages)?;
         let invoices =
-            invoice::every_client_month(&report.charges, &setup.accounts, &setup.billing);
+            invoice::every_client_month(&report.charges, &setup.pricing.accounts, &setup.billing);
         if !invoices.is_empty() {
             writeln!(
                 out,
@@ -517,7 +511,7 @@ fn explain(
         return Ok(ExitCode::SUCCESS);
     }
     let trail = &charge.trail;
-    let business = setup.accounts.get_or_default(&charge.business);
+    let business = setup.pricing.accounts.get_or_default(&charge.business);
     let when = |t: Option<jiff::Timestamp>| t.map_or("none".to_string(), |t| t.to_string());
     writeln!(out, "Message {}", charge.message_id)?;
     writeln!(out, "  read from        {}", loaded.position(trail.origin))?;
@@ -664,6 +658,7 @@ fn explain_call(
         return Ok(ExitCode::SUCCESS);
     }
     let business = setup
+        .pricing
         .accounts
         .payer(&call.business, call.messaging_account.as_deref());
     let market = MarketTable::builtin().lookup(&call.user, call.local_date);
@@ -737,7 +732,7 @@ fn explain_call(
         )?;
     }
     if call.billable {
-        let (per_minute, counted) = if setup.accounts.options.call_bands_count_seconds {
+        let (per_minute, counted) = if setup.pricing.accounts.options.call_bands_count_seconds {
             (60, "connected seconds")
         } else {
             (10, "billed minutes, pulses / 10")

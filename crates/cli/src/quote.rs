@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use jiff::civil::Date;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use wameter_core::engine::Engine;
 use wameter_core::event::UserId;
 use wameter_core::market::MarketTable;
 use wameter_core::money::{Currency, format_amount};
@@ -188,7 +187,7 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
     let business_id = match &args.business {
         Some(id) => id.clone(),
         None => {
-            let mut listed = setup.accounts.businesses();
+            let mut listed = setup.pricing.accounts.businesses();
             match (listed.next(), listed.next()) {
                 (Some(only), None) => only.phone_number_id.to_string(),
                 (Some(_), Some(_)) => {
@@ -198,7 +197,7 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
             }
         }
     };
-    let mut business = (*setup.accounts.get_or_default(&business_id)).clone();
+    let mut business = (*setup.pricing.accounts.get_or_default(&business_id)).clone();
     if let Some(code) = &args.currency {
         business.currency =
             Currency::parse(code).with_context(|| format!("unknown currency `{code}`"))?;
@@ -210,7 +209,7 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
     let date = args
         .date
         .unwrap_or_else(|| business.timezone.to_datetime(jiff::Timestamp::now()).date());
-    setup.accounts.insert(business.clone());
+    setup.pricing.accounts.insert(business.clone());
     let Some(category) = args.category else {
         return call_quote(&args, &setup, &business, date);
     };
@@ -247,13 +246,7 @@ pub fn run(args: QuoteArgs) -> Result<ExitCode> {
         in_window: args.in_window,
         month_to_date,
     };
-    let mut engine = Engine::new(
-        &setup.accounts,
-        &setup.rates,
-        &setup.tiers,
-        MarketTable::builtin(),
-    );
-    engine.call_rates = &setup.call_rates;
+    let mut engine = setup.pricing.engine();
     engine.what_if = args.engine.what_if();
     let quote = quote(&engine, &request)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -287,8 +280,8 @@ fn call_quote(
     }
     let lines = wameter_core::rules::calling::quote(
         business,
-        &setup.accounts,
-        &setup.call_rates,
+        &setup.pricing.accounts,
+        &setup.pricing.call_rates,
         MarketTable::builtin(),
         date,
         &minutes,

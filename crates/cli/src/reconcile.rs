@@ -9,8 +9,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use wameter_core::engine::Engine;
-use wameter_core::market::MarketTable;
 use wameter_core::money::format_amount;
 use wameter_core::reconcile::{
     AnalyticsKind, AnalyticsLine, Discrepancy, Reconciliation, Tolerance, compare_analytics,
@@ -68,13 +66,7 @@ pub fn run(args: ReconcileArgs) -> Result<ExitCode> {
     {
         eprintln!("note: {note}");
     }
-    let mut engine = Engine::new(
-        &setup.accounts,
-        &setup.rates,
-        &setup.tiers,
-        MarketTable::builtin(),
-    );
-    engine.call_rates = &setup.call_rates;
+    let mut engine = setup.pricing.engine();
     engine.what_if = args.engine.what_if();
     let events = std::mem::take(&mut loaded.events);
     let result = reconcile(&engine, events, &loaded.notices);

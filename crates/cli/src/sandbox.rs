@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use jiff::SignedDuration;
-use wameter_core::market::MarketTable;
 use wameter_sandbox::delivery::Target;
 use wameter_sandbox::{Config, Options, Reengagement};
-use wameter_server::Pricing;
 
 use crate::input::PricingArgs;
 
@@ -96,13 +94,7 @@ pub fn run(args: SandboxArgs) -> Result<ExitCode> {
         }
     }
     let setup = args.pricing.setup()?;
-    let pricing = Arc::new(Pricing {
-        accounts: setup.accounts,
-        rates: setup.rates,
-        tiers: setup.tiers,
-        markets: MarketTable::builtin(),
-        call_rates: setup.call_rates,
-    });
+    let pricing = Arc::new(setup.pricing);
     let options = Options {
         sent_after: SignedDuration::from_secs(args.sent_after.into()),
         delivered_after: SignedDuration::from_secs(

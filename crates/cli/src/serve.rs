@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use wameter_core::market::MarketTable;
-use wameter_server::{ApiToken, Config, Pricing, Scope};
+use wameter_server::{ApiToken, Config, Scope};
 use wameter_store::{DatabaseUrl, Store};
 
 use crate::input::PricingArgs;
@@ -367,13 +366,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         events_bytes_max: file
             .events_bytes_max
             .unwrap_or(wameter_server::EVENTS_BYTES_MAX_DEFAULT),
-        pricing: Pricing {
-            accounts: setup.accounts,
-            rates: setup.rates,
-            tiers: setup.tiers,
-            markets: MarketTable::builtin(),
-            call_rates: setup.call_rates,
-        },
+        pricing: setup.pricing,
         billing: setup.billing,
         guard,
         alert_url,

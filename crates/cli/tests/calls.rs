@@ -254,8 +254,7 @@ fn serve_matches_replay(dir: &std::path::Path, database: String) {
         (Some(6), Some(4), Some("0.04547"))
     );
     // By model and type: calls are `calling`, typed by their direction.
-    let costs =
-        server.get_json("/v1/reports/costs?group_by=category,pricing_model,type,market");
+    let costs = server.get_json("/v1/reports/costs?group_by=category,pricing_model,type,market");
     let call_rows: Vec<&serde_json::Value> = costs["rows"]
         .as_array()
         .unwrap()
@@ -270,7 +269,10 @@ fn serve_matches_replay(dir: &std::path::Path, database: String) {
         "{call_rows:?}"
     );
     assert_eq!(
-        call_rows.iter().map(|r| r["calls"].as_u64().unwrap()).sum::<u64>(),
+        call_rows
+            .iter()
+            .map(|r| r["calls"].as_u64().unwrap())
+            .sum::<u64>(),
         6
     );
     // A call of another month, posted later, re-prices nothing else.
@@ -340,8 +342,7 @@ fn agent_usage_is_priced_listed_and_served() {
     assert_eq!(row["amount"], "0.043");
     // By model and type: `tokens`, `regular` when billed, `free` before
     // 2026-08-01; no market, counted in neither messages nor calls.
-    let costs =
-        server.get_json("/v1/reports/costs?group_by=category,pricing_model,type,market");
+    let costs = server.get_json("/v1/reports/costs?group_by=category,pricing_model,type,market");
     let agent: Vec<(String, String, String, String, u64, u64)> = costs["rows"]
         .as_array()
         .unwrap()
@@ -362,7 +363,14 @@ fn agent_usage_is_priced_listed_and_served() {
         agent,
         [
             ("tokens".into(), "free".into(), "".into(), "0".into(), 0, 0),
-            ("tokens".into(), "regular".into(), "".into(), "0.043".into(), 0, 0)
+            (
+                "tokens".into(),
+                "regular".into(),
+                "".into(),
+                "0.043".into(),
+                0,
+                0
+            )
         ]
     );
     server.kill();

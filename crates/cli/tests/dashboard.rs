@@ -127,13 +127,20 @@ fn seed_through_the_sandbox(server: &Server, sandbox: &Sandbox) {
             &json!({"name": name, "language": "en_US", "category": category,
                 "components": [{"type": "BODY", "text": "Your order is on its way."}]}),
         );
-        assert_eq!((status, &created["status"]), (200, &json!("APPROVED")), "{created}");
+        assert_eq!(
+            (status, &created["status"]),
+            (200, &json!("APPROVED")),
+            "{created}"
+        );
     }
 
     // Three days ago one user writes and is never answered; two hours ago
     // (the guard reads windows by the wall clock) another writes.
     inbound(USD_PHONE, WENT_QUIET);
-    advance_to(sandbox, jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2));
+    advance_to(
+        sandbox,
+        jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2),
+    );
     inbound(USD_PHONE, REPLIED);
     delivered(sandbox);
     sent(USD_PHONE, text(REPLIED));
@@ -174,7 +181,10 @@ fn seed_through_the_sandbox(server: &Server, sandbox: &Sandbox) {
     assert_eq!(status, 200, "{ended}");
 
     // An hour before now, one more user writes.
-    advance_to(sandbox, jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1));
+    advance_to(
+        sandbox,
+        jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+    );
     inbound(USD_PHONE, RECENT);
     advance_to(sandbox, jiff::Timestamp::now());
     // The user who went quiet three days ago: the guard refuses a
@@ -292,7 +302,12 @@ fn the_dashboard_shows_what_the_api_answers_in_a_browser() {
         .unwrap()
         .iter()
         .filter(|c| c["template"] == "order_update")
-        .map(|c| (c["category"].as_str().unwrap(), &c["local_date"].as_str().unwrap()[..7]))
+        .map(|c| {
+            (
+                c["category"].as_str().unwrap(),
+                &c["local_date"].as_str().unwrap()[..7],
+            )
+        })
         .collect();
     let categories: Vec<&str> = order_updates.iter().map(|(c, _)| *c).collect();
     assert_eq!(categories, ["utility", "utility", "marketing"], "{charges}");
@@ -511,7 +526,10 @@ fn follows_new_events(dir: &std::path::Path, database: String, sqlite: bool) {
     assert_eq!(shown, total);
     let first = page(&server, "/reconciliation?month=2026-11");
     assert_eq!(compared(&first), "3");
-    assert!(!first.contains("Reconciled at"), "the first view waits for it");
+    assert!(
+        !first.contains("Reconciled at"),
+        "the first view waits for it"
+    );
 
     let (status, answer) = server.post_events(&november(3, 2), API_TOKEN);
     assert_eq!((status, &answer["rejected"]), (200, &json!([])), "{answer}");

@@ -777,7 +777,12 @@ mod tests {
             row("a", "regular", true, "0.0068"),
             row("b", "regular", true, "0.0032"),
         ];
-        let page = overview(&rows.iter().collect::<Vec<_>>(), &Filters::default(), &[], "");
+        let page = overview(
+            &rows.iter().collect::<Vec<_>>(),
+            &Filters::default(),
+            &[],
+            "",
+        );
         assert!(page.blocks.contains(&Block::Figures(vec![(
             "2026-10 · 2 billable".into(),
             "0.01 USD".into()

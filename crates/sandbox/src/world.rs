@@ -30,11 +30,11 @@ use wameter_core::event::{
     MetaCost, MetaPricing, Origin, StatusDetail, Template as UsedTemplate, UserId,
 };
 use wameter_core::incremental::MeterState;
+use wameter_core::pricing::Pricing;
 use wameter_core::random::SplitMix64;
 use wameter_log::Parsed;
 use wameter_log::replay_json::{Others, WarningJson, write_document};
 use wameter_meta::outgoing::{Billing, Sender, StatusReport, UserMessage, test_display_number};
-use wameter_core::pricing::Pricing;
 
 use crate::calls::{self, Action, CallRequest};
 use wameter_meta::graph::{GraphError, REENGAGEMENT, UNDELIVERABLE};

@@ -18,10 +18,10 @@ use utoipa::{IntoParams, ToSchema};
 use wameter_core::event::{Event, EventKind, Origin, UserId};
 use wameter_core::money::format_amount;
 use wameter_core::settlement;
+use wameter_export::Kind;
 use wameter_log::Parsed;
 use wameter_log::replay_json::OtherLines;
 use wameter_store::{Batch, ChargeSlice};
-use wameter_export::Kind;
 
 use crate::auth::{ApiToken, Scope, authenticate};
 use crate::error::{ApiError, ApiQuery, ErrorBody};
@@ -479,10 +479,11 @@ pub async fn rows_for(
         let mut unreadable = Vec::new();
         for kept in kept {
             if scope != Scope::All
-                && !scope.sees(&config.pricing.account_of(
-                    &kept.business,
-                    kept.facts.messaging_account.as_deref(),
-                ))
+                && !scope.sees(
+                    &config
+                        .pricing
+                        .account_of(&kept.business, kept.facts.messaging_account.as_deref()),
+                )
             {
                 continue;
             }

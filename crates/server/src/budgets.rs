@@ -473,7 +473,8 @@ pub async fn watch_once(state: &AppState, now: Timestamp) -> Result<(), StoreErr
             HeaderValue::from_static("application/json"),
         )];
         if !state.config.app_secret.is_empty() {
-            let signature = wameter_meta::signature::sign(&state.config.app_secret, alert.body.as_bytes());
+            let signature =
+                wameter_meta::signature::sign(&state.config.app_secret, alert.body.as_bytes());
             headers.push((
                 header::HeaderName::from_static("x-wameter-signature-256"),
                 HeaderValue::from_str(&signature).expect("hex is a header value"),

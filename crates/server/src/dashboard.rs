@@ -288,7 +288,10 @@ async fn rows(state: &AppState, token: &ApiToken) -> Result<Vec<Arc<Vec<Row>>>, 
         let rows = match kept {
             Some(rows) => rows,
             None => {
-                let facts = state.store.month_facts(key.0.clone(), key.1.clone()).await?;
+                let facts = state
+                    .store
+                    .month_facts(key.0.clone(), key.1.clone())
+                    .await?;
                 let rows = Arc::new(
                     tokio::task::spawn_blocking(move || meter_rows(facts))
                         .await
@@ -883,7 +886,10 @@ async fn reconciliation_of(
 ) -> Result<(Arc<Vec<Block>>, Option<Timestamp>), ApiError> {
     let committed = state.store.committed_event_id().await?;
     if committed.is_none() {
-        return Ok((Arc::new(reconciled(state, token, since, until).await?), None));
+        return Ok((
+            Arc::new(reconciled(state, token, since, until).await?),
+            None,
+        ));
     }
     // Tokens live as long as the server: the address names one.
     let slot = (std::ptr::from_ref(token) as usize, key);
@@ -901,12 +907,15 @@ async fn reconciliation_of(
                     let mut kept = crate::lock(&state.dashboard.reconciled);
                     match fresh {
                         Ok(blocks) => {
-                            kept.insert(slot, Reconciled {
-                                through: committed,
-                                at: Timestamp::now(),
-                                blocks: Arc::new(blocks),
-                                refreshing: false,
-                            });
+                            kept.insert(
+                                slot,
+                                Reconciled {
+                                    through: committed,
+                                    at: Timestamp::now(),
+                                    blocks: Arc::new(blocks),
+                                    refreshing: false,
+                                },
+                            );
                         }
                         Err(error) => {
                             tracing::warn!(error = %error.message, "reconciliation not refreshed");
@@ -926,12 +935,15 @@ async fn reconciliation_of(
     if kept.len() >= MEMO_MAX {
         kept.clear();
     }
-    kept.insert(slot, Reconciled {
-        through: committed,
-        at,
-        blocks: blocks.clone(),
-        refreshing: false,
-    });
+    kept.insert(
+        slot,
+        Reconciled {
+            through: committed,
+            at,
+            blocks: blocks.clone(),
+            refreshing: false,
+        },
+    );
     Ok((blocks, None))
 }
 
@@ -957,10 +969,12 @@ async fn reconciled(
         .notices(wabas, i64::MIN, until.as_microsecond())
         .await?
         .iter()
-        .filter_map(|line| match wameter_log::parse_line(line, Default::default()) {
-            Ok(wameter_log::Parsed::Notice(notice)) => Some(*notice),
-            _ => None,
-        })
+        .filter_map(
+            |line| match wameter_log::parse_line(line, Default::default()) {
+                Ok(wameter_log::Parsed::Notice(notice)) => Some(*notice),
+                _ => None,
+            },
+        )
         .collect();
     let mut updates = Table::new(
         "category_updates",
@@ -1100,7 +1114,11 @@ mod tests {
         let kept = |bound| latest_within(sizes.clone(), bound);
         assert_eq!(kept(200), BTreeSet::from([&a9, &a10, &b10, &a11]));
         assert_eq!(kept(90), BTreeSet::from([&a10, &b10, &a11]));
-        assert_eq!(kept(60), BTreeSet::from([&a10, &a11]), "A before B within a month");
+        assert_eq!(
+            kept(60),
+            BTreeSet::from([&a10, &a11]),
+            "A before B within a month"
+        );
         assert_eq!(kept(39), BTreeSet::new());
     }
 }

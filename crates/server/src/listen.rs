@@ -74,4 +74,3 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
     );
     response
 }
-

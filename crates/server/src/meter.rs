@@ -23,15 +23,14 @@ use wameter_core::rules::agent::AgentCharge;
 use wameter_core::rules::calling::CallCharge;
 use wameter_core::settlement::Month;
 use wameter_core::window::DAY;
+use wameter_export::{Kind, Row};
 use wameter_log::Parsed;
 use wameter_log::replay_json::{
     AgentJson, AgentLine, CallJson, CallLine, ChargeJson, ChargeLine, WarningJson,
 };
-use wameter_export::{Kind, Row};
 use wameter_store::{
     ChargeFacts, ChargeRow, KeptFacts, KeptLine, Settled, StoredEvent, WarningRow,
 };
-
 
 /// A stored event's id as an [`Origin`], so warnings can point back at it.
 pub fn origin_of(id: i64) -> Origin {
@@ -352,7 +351,9 @@ fn facts_of(row: Row) -> ChargeFacts {
 /// row kept before the `V9` layout, or a hand-edited database).
 pub fn row_of(kept: KeptFacts) -> Result<Row, String> {
     let facts = kept.facts;
-    let bad = |what: &str, value: &str| format!("{}: kept {what} {value:?} does not read", kept.message_id);
+    let bad = |what: &str, value: &str| {
+        format!("{}: kept {what} {value:?} does not read", kept.message_id)
+    };
     let kind = match facts.kind.as_str() {
         "message" => Kind::Message,
         "call" => Kind::Call,

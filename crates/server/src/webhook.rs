@@ -22,8 +22,8 @@ use wameter_core::event::{DeliveryStatus, EventKind, Origin};
 use wameter_core::notice::NoticeKind;
 use wameter_store::{Batch, WebhookRecord};
 
-use wameter_meta::signature::{self, SignatureError};
 use crate::{AppState, telemetry};
+use wameter_meta::signature::{self, SignatureError};
 
 /// The handshake's query string.
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -23,11 +23,11 @@ pub use group::{BATCH_WRITES_MAX, QUEUE_WRITES_MAX};
 use crate::alerts::{AlertRow, AlertWrite};
 use crate::record::{Batch, ContactRow, Counts, InFlightRow, StoredEvent, StoredWebhook, Written};
 use crate::relay::{RelayBacklog, RelayClaim};
+use crate::settled::FACT_COLUMNS;
 use crate::settled::{
     ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, KeptLine, SettleJob, Settled, UnsettledMark,
     WarningRow, changes, months_spanned,
 };
-use crate::settled::FACT_COLUMNS;
 use crate::{DatabaseUrl, EventScope, StoreError};
 
 pub(crate) mod embedded {

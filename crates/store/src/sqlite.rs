@@ -23,11 +23,11 @@ use crate::record::{
     contact_updates, unsettled_marks,
 };
 use crate::relay::RelayBacklog;
-use crate::settled::{
-    Changes, ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, KeptLine, SettleJob, Settled, UnsettledMark, WarningRow, changes,
-    months_spanned,
-};
 use crate::settled::FACT_COLUMNS;
+use crate::settled::{
+    Changes, ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, KeptLine, SettleJob, Settled,
+    UnsettledMark, WarningRow, changes, months_spanned,
+};
 use crate::{EventScope, StoreError};
 
 mod embedded {
