@@ -11,7 +11,7 @@ use wameter_core::engine::WhatIf;
 use wameter_core::market::MarketTable;
 use wameter_core::pricing::Pricing;
 
-use wameter_core::event::{Event, EventKind, Origin, outbounds_from_pricing};
+use wameter_core::event::{Event, Origin, infer_outbounds};
 use wameter_core::notice::Notice;
 use wameter_core::ratecard::calling::{CallBand, CallRateBook};
 use wameter_core::ratecard::{
@@ -384,15 +384,7 @@ pub fn load_logs(
         })
         .with_context(|| format!("cannot read {}", path.display()))?;
     }
-    let inferred_events = outbounds_from_pricing(&events);
-    let inferred = inferred_events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Outbound { business, id, .. } => Some((business.clone(), id.clone())),
-            _ => None,
-        })
-        .collect();
-    events.extend(inferred_events);
+    let inferred = infer_outbounds(&mut events).into_iter().collect();
     malformed.sort_by_key(|error| error.origin);
     let logs = LoadedLogs {
         names,

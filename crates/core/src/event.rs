@@ -660,6 +660,22 @@ pub fn implausible_instants(events: &[Event], now: Timestamp) -> Vec<crate::char
         .collect()
 }
 
+/// Adds to `events` the outbounds Meta's statuses stand in for
+/// ([`outbounds_from_pricing`]) and returns the (business, wamid) of each,
+/// so that what rests on an inferred outbound can be said so.
+pub fn infer_outbounds(events: &mut Vec<Event>) -> Vec<(Box<str>, Box<str>)> {
+    let inferred = outbounds_from_pricing(events);
+    let keys = inferred
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Outbound { business, id, .. } => Some((business.clone(), id.clone())),
+            _ => None,
+        })
+        .collect();
+    events.extend(inferred);
+    keys
+}
+
 /// Outbound events that Meta's statuses stand in for.
 ///
 /// A log made only of Meta webhooks has statuses but no `outbound` events

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use wameter_core::charge::Charge;
 use wameter_core::engine::{ContactWindows, Engine, prepare};
 use wameter_core::event::{
-    DeliveryStatus, Event, EventKind, Origin, Template, UserId, outbounds_from_pricing,
+    DeliveryStatus, Event, EventKind, Origin, Template, UserId, infer_outbounds,
 };
 use wameter_core::incremental::MeterState;
 use wameter_core::money::Currency;
@@ -119,17 +119,10 @@ fn load_with(
             Err(why) => out.unreadable.push((row.id, why)),
         }
     }
-    let inferred = outbounds_from_pricing(&out.events);
-    out.inferred = inferred
-        .iter()
-        .filter_map(|event| match &event.kind {
-            EventKind::Outbound { business, id, .. } => {
-                Some((business.to_string(), id.to_string()))
-            }
-            _ => None,
-        })
+    out.inferred = infer_outbounds(&mut out.events)
+        .into_iter()
+        .map(|(business, id)| (business.into(), id.into()))
         .collect();
-    out.events.extend(inferred);
     out
 }
 
