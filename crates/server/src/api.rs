@@ -445,7 +445,7 @@ pub async fn answer_for(
     // Parsing and ordering tens of thousands of lines is CPU work.
     tokio::task::spawn_blocking(move || {
         let sees = |business: &str, account: Option<&str>| {
-            scope.sees(&config.pricing.account_of(business, account))
+            scope.sees_charge(&config.pricing, business, account)
         };
         let filter: Option<&(dyn Fn(&str, Option<&str>) -> bool + Sync)> = if scope == Scope::All {
             None
@@ -475,25 +475,13 @@ pub async fn rows_for(
     let scope = token.scope.clone();
     let config = state.config.clone();
     tokio::task::spawn_blocking(move || {
-        let mut rows: Vec<wameter_export::Row> = Vec::with_capacity(kept.len());
-        let mut unreadable = Vec::new();
-        for kept in kept {
-            if scope != Scope::All
-                && !scope.sees(
-                    &config
-                        .pricing
-                        .account_of(&kept.business, kept.facts.messaging_account.as_deref()),
-                )
-            {
-                continue;
-            }
-            match meter::row_of(kept) {
-                Ok(row) => rows.push(row),
-                // Written by this server: a bug or a hand-edited database,
-                // said, never skipped silently.
-                Err(message) => unreadable.push(("unreadable_kept_charge".into(), message, None)),
-            }
-        }
+        let (rows, unreadable) = meter::rows_of(kept, |kept| {
+            scope.sees_charge(
+                &config.pricing,
+                &kept.business,
+                kept.facts.messaging_account.as_deref(),
+            )
+        });
         TypedAnswer {
             rows,
             warnings: meter::kept_warnings(unreadable, warning_rows),

@@ -29,6 +29,18 @@ impl Scope {
                 .any(|account| self.sees(&account.id))
     }
 
+    /// Whether it sees a charge of `business` billed through
+    /// `messaging_account` (the number's first account when `None`): a
+    /// number shared by several accounts shows each its own money only.
+    pub fn sees_charge(
+        &self,
+        pricing: &crate::Pricing,
+        business: &str,
+        messaging_account: Option<&str>,
+    ) -> bool {
+        *self == Scope::All || self.sees(&pricing.account_of(business, messaging_account))
+    }
+
     /// Whether the WABA is visible.
     pub fn sees(&self, waba: &str) -> bool {
         match self {

@@ -25,7 +25,7 @@ use wameter_store::EventScope;
 
 use crate::AppState;
 use crate::api::{SliceQuery, rows_for};
-use crate::auth::{ApiToken, SESSION_COOKIE, Scope, session, token_of};
+use crate::auth::{ApiToken, SESSION_COOKIE, session, token_of};
 use crate::error::ApiError;
 
 /// The query every page takes: its filters, and `csv=ID` to download one
@@ -339,17 +339,13 @@ fn latest_within<'k>(
 const ROWS_KEPT: usize = 250_000;
 
 /// Export rows of kept charges' typed columns; a row that does not read
-/// (a bug or a hand-edited database) is logged and left out, as
-/// `/v1/charges` reports it as a warning.
+/// is logged and left out (`/v1/charges` reports it as a warning).
 fn meter_rows(facts: Vec<wameter_store::KeptFacts>) -> Vec<Row> {
-    facts
-        .into_iter()
-        .filter_map(|kept| {
-            crate::meter::row_of(kept)
-                .map_err(|unreadable| tracing::warn!(%unreadable, "kept charge skipped"))
-                .ok()
-        })
-        .collect()
+    let (rows, unreadable) = crate::meter::rows_of(facts, |_| true);
+    for (_, message, _) in unreadable {
+        tracing::warn!(unreadable = %message, "kept charge skipped");
+    }
+    rows
 }
 
 /// The rows of `parts` that `token` sees: all of them, or for a scoped
@@ -360,10 +356,9 @@ fn visible<'r>(state: &AppState, token: &ApiToken, parts: &'r [Arc<Vec<Row>>]) -
         .iter()
         .flat_map(|part| part.iter())
         .filter(|row| {
-            token.scope == Scope::All
-                || token
-                    .scope
-                    .sees(&pricing.account_of(&row.business, row.messaging_account.as_deref()))
+            token
+                .scope
+                .sees_charge(pricing, &row.business, row.messaging_account.as_deref())
         })
         .collect()
 }

@@ -339,6 +339,25 @@ fn facts_of(row: Row) -> ChargeFacts {
     }
 }
 
+/// Export rows of the kept charges `keep` keeps, and a warning
+/// (`unreadable_kept_charge`) for each that does not read: written by this
+/// server, so a bug or a hand-edited database, said, never skipped
+/// silently.
+pub fn rows_of(
+    kept: Vec<KeptFacts>,
+    keep: impl Fn(&KeptFacts) -> bool,
+) -> (Vec<Row>, Vec<(String, String, Option<u64>)>) {
+    let mut rows = Vec::with_capacity(kept.len());
+    let mut unreadable = Vec::new();
+    for kept in kept.into_iter().filter(|kept| keep(kept)) {
+        match row_of(kept) {
+            Ok(row) => rows.push(row),
+            Err(message) => unreadable.push(("unreadable_kept_charge".into(), message, None)),
+        }
+    }
+    (rows, unreadable)
+}
+
 /// An export row from a kept charge's typed columns, with an empty
 /// `reason` (kept only in the line); `Err` names what does not read (a
 /// row kept before the `V9` layout, or a hand-edited database).
