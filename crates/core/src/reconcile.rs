@@ -30,6 +30,7 @@ use crate::event::{DeliveryStatus, Event, EventKind, MetaPricing};
 use crate::money::Currency;
 use crate::notice::{Notice, NoticeKind};
 use crate::rules::calling::CallCharge;
+use crate::settlement::Month;
 
 /// Meta's verdict on one message: the `pricing` (and `conversation`) of
 /// its most telling status — `delivered`, else `read`, else `sent` (the
@@ -178,6 +179,25 @@ pub struct Reconciliation {
     /// Delivered messages Meta priced as `marketing_lite` (Marketing
     /// Messages API sends), by (business, wamid): analytics count them so.
     pub marketing_lite: Vec<(Box<str>, Box<str>)>,
+    /// The same comparison broken down by business phone number and the
+    /// business-local month of delivery, so that parts reconciled apart
+    /// (a portfolio's month each) add up to what a reader is shown (only
+    /// their WABAs, only some months) without reconciling again.
+    pub shares: BTreeMap<(Box<str>, Month), Share>,
+}
+
+/// One business number's part of a [`Reconciliation`] in one month.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Share {
+    /// Its delivered messages with a Meta verdict.
+    pub compared: u64,
+    /// Those where every field agrees.
+    pub agreements: u64,
+    /// Indices into [`Reconciliation::discrepancies`] of its others.
+    pub discrepancies: Vec<usize>,
+    /// Its drifted sends, by template as [`Reconciliation::drift`] lists
+    /// them (the lines of all shares add up to those).
+    pub drift: Vec<CategoryDrift>,
 }
 
 /// Compares Meta's verdicts in `events` with the engine's decisions.
@@ -234,6 +254,11 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
             continue;
         };
         result.compared += 1;
+        let share = result
+            .shares
+            .entry((Box::from(&*charge.business), Month::of(charge.trail.local_date)))
+            .or_default();
+        share.compared += 1;
         let mut fields = Vec::new();
         let meta = &verdict.pricing;
         if meta
@@ -288,8 +313,10 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
         }
         if fields.is_empty() {
             result.agreements += 1;
+            share.agreements += 1;
             continue;
         }
+        share.discrepancies.push(result.discrepancies.len());
         let cause = grouping
             .filter(|_| fields == ["conversation"])
             .unwrap_or_else(|| cause(charge, verdict, &fields, &updates));
@@ -303,9 +330,17 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
     }
 
     if !drifted.is_empty() {
-        let (drift, total) = price_drift(engine, events, &drifted, &report);
+        let (drift, total, parts) = price_drift(engine, events, &drifted, &report);
         result.drift = drift;
         result.drift_total = total;
+        for ((business, month, _), line) in parts {
+            result
+                .shares
+                .entry((business, month))
+                .or_default()
+                .drift
+                .push(line);
+        }
     }
     result.report = report;
     result
@@ -440,14 +475,22 @@ fn drifted_sends(
     drifted
 }
 
+/// Drift lines by (business, month, template line): the parts of a
+/// [`CategoryDrift`] that [`Share`]s hold.
+type DriftParts = BTreeMap<(Box<str>, Month, DriftKey), CategoryDrift>;
+
+/// What a [`CategoryDrift`] line is one of.
+type DriftKey = (Box<str>, TemplateCategory, TemplateCategory, Currency);
+
 /// Replays the log with each drifted send at the category Meta applies and
-/// sums, per template, what its drifted messages cost each way.
+/// sums, per template, what its drifted messages cost each way (and the
+/// same per business number and month).
 fn price_drift(
     engine: &Engine,
     mut events: Vec<Event>,
     drifted: &BTreeMap<MessageKey, DriftedSend>,
     as_sent: &Report,
-) -> (Vec<CategoryDrift>, Vec<(Currency, Decimal)>) {
+) -> (Vec<CategoryDrift>, Vec<(Currency, Decimal)>, DriftParts) {
     for event in &mut events {
         if let EventKind::Outbound {
             business,
@@ -466,10 +509,8 @@ fn price_drift(
         .iter()
         .map(|c| ((&*c.business, &*c.message_id), c))
         .collect();
-    let mut by_template: BTreeMap<
-        (Box<str>, TemplateCategory, TemplateCategory, Currency),
-        CategoryDrift,
-    > = BTreeMap::new();
+    let mut by_template: BTreeMap<DriftKey, CategoryDrift> = BTreeMap::new();
+    let mut parts = DriftParts::new();
     for charge in &as_sent.charges {
         let Some(send) = drifted.get(&(Box::from(&*charge.business), charge.message_id.clone()))
         else {
@@ -481,7 +522,7 @@ fn price_drift(
             send.priced_as,
             charge.currency,
         );
-        let line = by_template.entry(key).or_insert_with(|| CategoryDrift {
+        let empty = || CategoryDrift {
             template: send.template.clone(),
             sent_as: send.sent_as,
             priced_as: send.priced_as,
@@ -490,12 +531,23 @@ fn price_drift(
             currency: charge.currency,
             amount_as_sent: Decimal::ZERO,
             amount_as_priced: Decimal::ZERO,
-        });
-        line.messages += 1;
-        line.amount_as_sent += charge.amount;
-        line.amount_as_priced += priced
+        };
+        let as_priced = priced
             .get(&(&*charge.business, &*charge.message_id))
             .map_or(Decimal::ZERO, |c| c.amount);
+        let part = (
+            Box::from(&*charge.business),
+            Month::of(charge.trail.local_date),
+            key.clone(),
+        );
+        for line in [
+            by_template.entry(key).or_insert_with(empty),
+            parts.entry(part).or_insert_with(empty),
+        ] {
+            line.messages += 1;
+            line.amount_as_sent += charge.amount;
+            line.amount_as_priced += as_priced;
+        }
     }
     let sent_totals = crate::report::totals(&as_sent.charges);
     let priced_totals = crate::report::totals(&as_priced.charges);
@@ -509,6 +561,7 @@ fn price_drift(
     (
         by_template.into_values().collect(),
         total.into_iter().collect(),
+        parts,
     )
 }
 

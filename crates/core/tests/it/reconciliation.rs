@@ -259,3 +259,55 @@ fn a_value_meta_added_later_is_reconciled_as_unknown() {
         d.cause
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The per-(business, month) shares add up to the whole: counts,
+    /// every discrepancy once and in its own share, and drift lines whose
+    /// parts sum to each template's line.
+    #[test]
+    fn the_shares_add_up_to_the_reconciliation(
+        steps in prop::collection::vec(step(), 1..60),
+        flips in prop::collection::vec(any::<bool>(), 60),
+    ) {
+        let world = World::builtin();
+        let engine = Engine::new(&world.accounts, &world.rates, &world.tiers, MarketTable::builtin());
+        let log = build(&steps);
+        let report = engine.replay(log.events.clone());
+        let mut events = log.events.clone();
+        events.extend(report.charges.iter().zip(flips.iter().cycle()).map(|(c, flip)| {
+            let other = if c.category.as_str() == "marketing" { "utility" } else { "marketing" };
+            verdict_of(c, if *flip { other } else { c.category.as_str() })
+        }));
+        let result = reconcile(&engine, events, &[]);
+        let shares = result.shares.values();
+        prop_assert_eq!(shares.clone().map(|s| s.compared).sum::<u64>(), result.compared);
+        prop_assert_eq!(shares.clone().map(|s| s.agreements).sum::<u64>(), result.agreements);
+        let mut seen: Vec<usize> = Vec::new();
+        for ((business, month), share) in &result.shares {
+            for &index in &share.discrepancies {
+                let charge = &result.discrepancies[index].engine;
+                prop_assert_eq!(&*charge.business, &**business);
+                prop_assert_eq!(wameter_core::settlement::Month::of(charge.trail.local_date), *month);
+                seen.push(index);
+            }
+        }
+        seen.sort_unstable();
+        prop_assert_eq!(seen, (0..result.discrepancies.len()).collect::<Vec<_>>());
+        for line in &result.drift {
+            let parts: Vec<_> = result
+                .shares
+                .values()
+                .flat_map(|s| &s.drift)
+                .filter(|p| (&p.template, p.sent_as, p.priced_as, p.currency) == (&line.template, line.sent_as, line.priced_as, line.currency))
+                .collect();
+            prop_assert_eq!(parts.iter().map(|p| p.messages).sum::<u64>(), line.messages);
+            prop_assert_eq!(parts.iter().map(|p| p.amount_as_sent).sum::<rust_decimal::Decimal>(), line.amount_as_sent);
+            prop_assert_eq!(parts.iter().map(|p| p.amount_as_priced).sum::<rust_decimal::Decimal>(), line.amount_as_priced);
+        }
+        for part in result.shares.values().flat_map(|s| &s.drift) {
+            prop_assert!(result.drift.iter().any(|l| (&l.template, l.sent_as, l.priced_as, l.currency) == (&part.template, part.sent_as, part.priced_as, part.currency)));
+        }
+    }
+}
