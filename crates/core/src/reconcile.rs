@@ -179,11 +179,24 @@ pub struct Reconciliation {
     /// Delivered messages Meta priced as `marketing_lite` (Marketing
     /// Messages API sends), by (business, wamid): analytics count them so.
     pub marketing_lite: Vec<(Box<str>, Box<str>)>,
-    /// The same comparison broken down by business phone number and the
-    /// business-local month of delivery, so that parts reconciled apart
-    /// (a portfolio's month each) add up to what a reader is shown (only
-    /// their WABAs, only some months) without reconciling again.
-    pub shares: BTreeMap<(Box<str>, Month), Share>,
+    /// The same comparison broken down by business phone number, the
+    /// Messaging account billed (when the charge names one) and the
+    /// business-local month of delivery, so that parts reconciled apart (a
+    /// portfolio's month each) add up to what a reader is shown (only their
+    /// accounts, only some months) without reconciling again.
+    pub shares: BTreeMap<ShareKey, Share>,
+}
+
+/// (business phone number, Messaging account, month) of a [`Share`].
+pub type ShareKey = (Box<str>, Option<Box<str>>, Month);
+
+/// The [`ShareKey`] of a charge.
+fn share_of(charge: &Charge) -> ShareKey {
+    (
+        Box::from(&*charge.business),
+        charge.messaging_account.as_deref().map(Box::from),
+        Month::of(charge.trail.local_date),
+    )
 }
 
 /// One business number's part of a [`Reconciliation`] in one month.
@@ -254,10 +267,7 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
             continue;
         };
         result.compared += 1;
-        let share = result
-            .shares
-            .entry((Box::from(&*charge.business), Month::of(charge.trail.local_date)))
-            .or_default();
+        let share = result.shares.entry(share_of(charge)).or_default();
         share.compared += 1;
         let mut fields = Vec::new();
         let meta = &verdict.pricing;
@@ -333,13 +343,8 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
         let (drift, total, parts) = price_drift(engine, events, &drifted, &report);
         result.drift = drift;
         result.drift_total = total;
-        for ((business, month, _), line) in parts {
-            result
-                .shares
-                .entry((business, month))
-                .or_default()
-                .drift
-                .push(line);
+        for ((share, _), line) in parts {
+            result.shares.entry(share).or_default().drift.push(line);
         }
     }
     result.report = report;
@@ -475,9 +480,9 @@ fn drifted_sends(
     drifted
 }
 
-/// Drift lines by (business, month, template line): the parts of a
+/// Drift lines by share and template line: the parts of a
 /// [`CategoryDrift`] that [`Share`]s hold.
-type DriftParts = BTreeMap<(Box<str>, Month, DriftKey), CategoryDrift>;
+type DriftParts = BTreeMap<(ShareKey, DriftKey), CategoryDrift>;
 
 /// What a [`CategoryDrift`] line is one of.
 type DriftKey = (Box<str>, TemplateCategory, TemplateCategory, Currency);
@@ -535,11 +540,7 @@ fn price_drift(
         let as_priced = priced
             .get(&(&*charge.business, &*charge.message_id))
             .map_or(Decimal::ZERO, |c| c.amount);
-        let part = (
-            Box::from(&*charge.business),
-            Month::of(charge.trail.local_date),
-            key.clone(),
-        );
+        let part = (share_of(charge), key.clone());
         for line in [
             by_template.entry(key).or_insert_with(empty),
             parts.entry(part).or_insert_with(empty),

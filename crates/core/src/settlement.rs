@@ -59,6 +59,11 @@ impl Month {
         Month(self.0.saturating_add(1.month()))
     }
 
+    /// The month before.
+    pub fn previous(self) -> Month {
+        Month(self.0.saturating_sub(1.month()))
+    }
+
     /// Its first day.
     pub fn first_day(self) -> Date {
         self.0

@@ -306,6 +306,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
         }
     }
     settle::spawn(state.clone());
+    dashboard::spawn_reconciler(state.clone());
     budgets::spawn_watcher(state.clone());
     relay::spawn(state.clone());
     telemetry::spawn_upkeep(state.metrics.clone());

@@ -285,10 +285,11 @@ proptest! {
         prop_assert_eq!(shares.clone().map(|s| s.compared).sum::<u64>(), result.compared);
         prop_assert_eq!(shares.clone().map(|s| s.agreements).sum::<u64>(), result.agreements);
         let mut seen: Vec<usize> = Vec::new();
-        for ((business, month), share) in &result.shares {
+        for ((business, account, month), share) in &result.shares {
             for &index in &share.discrepancies {
                 let charge = &result.discrepancies[index].engine;
                 prop_assert_eq!(&*charge.business, &**business);
+                prop_assert_eq!(charge.messaging_account.as_deref(), account.as_deref());
                 prop_assert_eq!(wameter_core::settlement::Month::of(charge.trail.local_date), *month);
                 seen.push(index);
             }
