@@ -11,11 +11,14 @@
 //!    rules ([`crate::rules`]). Timelines are independent, so callers may run
 //!    them in parallel; the result does not depend on how.
 //! 3. [`Engine::settle`] puts all decisions in global delivery order and
-//!    applies what is shared across users — the CBP free tier (per WABA), PMP
-//!    volume tiers (per portfolio × market × category) and the 2026-10
-//!    service allowance (per phone number) — counting months in each
-//!    business's time zone, then prices from the rate card in force. Every
-//!    counter lies inside one portfolio, so portfolios settle in parallel
+//!    hands each charge to its era's `settle_*` function with that era's
+//!    counter shared across users — the CBP free tier per WABA
+//!    ([`rules::cbp_2022`]), PMP volume tiers per portfolio × market ×
+//!    category ([`rules::pmp_2025`]), the 2026-10 service allowance per
+//!    phone number ([`rules::pmp_2026_10`]) — months counted in each
+//!    business's time zone, priced from the rate card in force. The engine
+//!    keeps the counters and the order; the eras decide. Every counter lies
+//!    inside one portfolio, so portfolios settle in parallel
 //!    ([`Engine::settle_in`]), each in global delivery order.
 //!
 //! Ties between events at the same instant: inbound before outbound before
@@ -37,23 +40,21 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 
 use crate::account::{Accounts, Business};
-use crate::category::{PricingCategory, PricingModel, PricingType, TierFamily};
+use crate::category::{PricingCategory, PricingType, TierFamily};
 use crate::charge::{Charge, PricingError, Settlement, Trail, Warning};
 use crate::event::{
     DeliveryStatus, Event, EventKind, InboundKind, MetaCost, Origin, Template, UserId,
 };
 use crate::market::{MarketMatch, MarketTable};
-use crate::money::format_amount;
 use crate::ratecard::calling::CallRateBook;
-use crate::ratecard::{RateBook, RateCard, TierBook};
+use crate::ratecard::{RateBook, TierBook};
 use crate::rules::agent::{AgentCharge, TimedUsage};
 use crate::rules::calling::{CallCharge, TimedCall};
 use crate::rules::{self, Delivery, Verdict};
 use crate::ruleset::Ruleset;
 use crate::window::{ContactState, Slot, Window};
 
-/// Conversations per WABA per month free under CBP (decision D7).
-pub const FREE_TIER_CONVERSATIONS: u64 = 1_000;
+pub use crate::rules::cbp_2022::FREE_TIER_CONVERSATIONS;
 
 /// A delivered outbound message waiting for the rules.
 #[derive(Clone, Debug, PartialEq)]
@@ -1711,11 +1712,13 @@ pub(crate) fn sort_warnings(warnings: &mut [Warning]) {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Counters {
     /// CBP conversations per (WABA, month): the free tier.
-    free_tier: HashMap<(Arc<str>, (i16, i8)), u64>,
-    /// Charged messages per (portfolio, market, tier family, month).
-    volume: HashMap<(Arc<str>, Arc<str>, TierFamily, (i16, i8)), u64>,
-    /// Service messages per (business phone number, month): 2026-10 allowance.
-    service_allowance: HashMap<(Arc<str>, (i16, i8)), u64>,
+    free_tier: rules::cbp_2022::FreeTier,
+    /// Charged messages per (portfolio, market, tier family, month): the
+    /// volume tiers.
+    volume: rules::pmp_2025::Volume,
+    /// Service messages per (business phone number, month): the 2026-10
+    /// allowance.
+    service_allowance: rules::pmp_2026_10::ServiceAllowance,
 }
 
 impl Counters {
@@ -1801,47 +1804,6 @@ impl<'e, 'a> Settler<'e, 'a> {
             .clone()
     }
 
-    fn card(
-        &self,
-        business: &Business,
-        model: PricingModel,
-        on: Date,
-    ) -> Result<&'a RateCard, String> {
-        self.engine
-            .rates
-            .select(business.currency, model, on)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Decision D9: authentication is priced authentication-international
-    /// only for an eligible business, after its start, for a recipient
-    /// outside its primary country whose market has such a rate.
-    fn authentication_category(
-        business: &Business,
-        charge: &Charge,
-        card: &RateCard,
-    ) -> PricingCategory {
-        let (Some(primary), Some(from)) =
-            (&business.primary_country, business.auth_international_from)
-        else {
-            return PricingCategory::Authentication;
-        };
-        let abroad = charge
-            .trail
-            .country
-            .as_deref()
-            .is_some_and(|country| country != &**primary);
-        let has_rate = card
-            .markets
-            .get(&*charge.market)
-            .is_some_and(|r| r.authentication_international.is_some());
-        if charge.delivered_at >= from && abroad && has_rate {
-            PricingCategory::AuthenticationInternational
-        } else {
-            PricingCategory::Authentication
-        }
-    }
-
     /// Settles `charge`, the next in delivery order, counting it in
     /// `counters`. A conversation member takes `conversation`, what its
     /// opener was settled as, if the opener was.
@@ -1852,247 +1814,40 @@ impl<'e, 'a> Settler<'e, 'a> {
         conversation: Option<(PricingType, bool, PricingCategory)>,
     ) -> Result<(), String> {
         let business = self.business(charge);
-        let month = month_of(charge.trail.local_date);
-        let month_label = || format!("{:04}-{:02}", month.0, month.1);
+        let settling = rules::Settling {
+            business: &business,
+            rates: self.engine.rates,
+            tiers: self.engine.tiers,
+            rates_on: self.rates_date(charge),
+            month: month_of(charge.trail.local_date),
+        };
         match charge.settlement {
-            Settlement::Free => {}
+            Settlement::Free => Ok(()),
             Settlement::ConversationMember => {
-                if let Some((pricing_type, billable, category)) = conversation {
-                    charge.pricing_type = pricing_type;
-                    charge.billable = billable;
-                    charge.category = category;
-                }
+                rules::cbp_2022::settle_member(charge, conversation);
+                Ok(())
             }
             Settlement::ConversationOpened {
                 rate_category,
                 free_tier,
-            } => {
-                let card = self.card(&business, PricingModel::Cbp, self.rates_date(charge));
-                let category = match (&card, rate_category) {
-                    (Ok(card), PricingCategory::Authentication) => {
-                        Self::authentication_category(&business, charge, card)
-                    }
-                    _ => rate_category,
-                };
-                charge.category = category;
-                if free_tier {
-                    let used = counters
-                        .free_tier
-                        .entry((business.waba.clone(), month))
-                        .or_insert(0);
-                    *used += 1;
-                    charge.trail.counter = Some(format!(
-                        "WABA {} free tier, {}: conversation #{used}",
-                        business.waba,
-                        month_label()
-                    ));
-                    if *used <= FREE_TIER_CONVERSATIONS {
-                        charge.pricing_type = PricingType::FreeTier;
-                        charge.reason.push_str(&format!(
-                            "; free tier: conversation {used} of the {FREE_TIER_CONVERSATIONS} free this month for WABA {}",
-                            business.waba
-                        ));
-                        if let Ok(card) = &card {
-                            charge.trail.rate_card = Some(card.to_string());
-                            charge.trail.rate = card.rate(&charge.market, category).ok();
-                        }
-                    }
-                }
-                if charge.pricing_type != PricingType::FreeTier {
-                    let card = card?;
-                    let rate = card.rate(&charge.market, category)?;
-                    self.price(charge, card, rate, "conversation", None);
-                }
-            }
-            Settlement::Message {
-                rate_category: PricingCategory::Marketing,
-            } if charge
-                .trail
-                .meta_cost
-                .as_ref()
-                .is_some_and(|cost| cost.currency == business.currency) =>
-            {
-                self.max_price(charge, &business);
-            }
-            Settlement::Message { rate_category } => {
-                if let Some(cost) = charge
-                    .trail
-                    .meta_cost
-                    .as_deref()
-                    .copied()
-                    .filter(|_| rate_category == PricingCategory::Marketing)
-                {
-                    charge.trail.notes.push(format!(
-                        "Meta's `pricing.cost` is {} {}, not the business's currency {}: priced from the card",
-                        format_amount(cost.amount),
-                        cost.currency,
-                        business.currency
-                    ));
-                }
-                let card = self.card(&business, PricingModel::Pmp, self.rates_date(charge))?;
-                let category = match rate_category {
-                    PricingCategory::Authentication => {
-                        Self::authentication_category(&business, charge, card)
-                    }
-                    other => other,
-                };
-                charge.category = category;
-                let mut rate = card.rate(&charge.market, category)?;
-                let mut tier = None;
-                if let Some(family) = category.tier_family() {
-                    let counter = counters
-                        .volume
-                        .entry((
-                            business.portfolio.clone(),
-                            charge.market.clone(),
-                            family,
-                            month,
-                        ))
-                        .or_insert(0);
-                    *counter += 1;
-                    let count = *counter;
-                    charge.trail.counter = Some(format!(
-                        "portfolio {}, {} {}, {}: charged message #{count}",
-                        business.portfolio,
-                        charge.market,
-                        family.as_str(),
-                        month_label()
-                    ));
-                    let ladder = self.engine.tiers.ladder(
-                        business.currency,
-                        &charge.market,
-                        category,
-                        self.rates_date(charge),
-                    );
-                    match ladder.first() {
-                        // No tier table for the market: the list rate.
-                        None => {}
-                        Some(list) if list.rate == rate => {
-                            if let Some(band) = ladder.iter().find(|band| band.contains(count)) {
-                                rate = band.rate;
-                                tier = Some(band.label());
-                            }
-                        }
-                        // The table is older than a change of this market's
-                        // list rate: its first band still says where list
-                        // pricing ends, its discounted rates no longer hold.
-                        Some(list) if list.contains(count) => {
-                            charge.reason.push_str(&format!(
-                                "; within the list band ({}) of the volume tiers in force (table of {}), whose list rate {} predates the card's",
-                                list.label(),
-                                list.effective,
-                                format_amount(list.rate)
-                            ));
-                        }
-                        Some(list) => {
-                            return Err(format!(
-                                "charged {} message #{count} of {} this month in {} is past the list band ({}) of the volume tiers in force (table of {}), whose list rate {} is not card {}'s {}: that table predates a rate change, and its tier rates would be a guess; supply the tier table in force with --tiers, or `wameter rates import` it",
-                                family.as_str(),
-                                month_label(),
-                                charge.market,
-                                list.label(),
-                                list.effective,
-                                format_amount(list.rate),
-                                card.id,
-                                format_amount(rate)
-                            ));
-                        }
-                    }
-                }
-                self.price(charge, card, rate, "message", tier);
-            }
-            Settlement::ServiceAllowance => {
-                let used = counters
-                    .service_allowance
-                    .entry((business.phone_number_id.clone(), month))
-                    .or_insert(0);
-                *used += 1;
-                let used = *used;
-                charge.trail.counter = Some(format!(
-                    "business number {} service messages, {}: #{used}",
-                    business.phone_number_id,
-                    month_label()
-                ));
-                let allowance = rules::pmp_2026_10::SERVICE_MESSAGES_FREE_PER_MONTH;
-                if used <= allowance {
-                    charge.reason = format!(
-                        "free-form (service) message delivered: {used} of the {allowance} free service messages this month for business number {}{}",
-                        business.phone_number_id,
-                        rules::pmp_2026_10::ALLOWANCE_MONTH_NOTE
-                    );
-                } else {
-                    let card = self.card(&business, PricingModel::Pmp, self.rates_date(charge))?;
-                    let rate = card.rate(&charge.market, PricingCategory::Service)?;
-                    charge.pricing_type = PricingType::Regular;
-                    charge.billable = true;
-                    charge.rule = "service-message-charged";
-                    charge.reason = format!(
-                        "free-form (service) message delivered after the {allowance} free service messages of the month for business number {} (#{used}): charged{}",
-                        business.phone_number_id,
-                        rules::pmp_2026_10::ALLOWANCE_MONTH_NOTE
-                    );
-                    self.price(charge, card, rate, "message", None);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A marketing message Meta says it charged `pricing.cost` for: a
-    /// Marketing Messages API send with a max price, charged "that max
-    /// price or lower" rather than the card rate (Meta's max-price page).
-    /// The card rate is kept beside it, for comparison.
-    fn max_price(&self, charge: &mut Charge, business: &Business) {
-        let Some(cost) = charge.trail.meta_cost.as_deref().copied() else {
-            return;
-        };
-        charge.amount = cost.amount;
-        charge.rule = "max-price";
-        let card = self
-            .card(business, PricingModel::Pmp, self.rates_date(charge))
-            .ok();
-        let rate = card.and_then(|card| card.rate(&charge.market, PricingCategory::Marketing).ok());
-        charge.trail.rate_card = card.map(|card| card.to_string());
-        charge.trail.rate = rate;
-        let beside = match (card, rate) {
-            (Some(card), Some(rate)) => format!(
-                "the card rate would be {} {} ({})",
-                format_amount(rate),
-                card.currency,
-                card.id
+            } => rules::cbp_2022::settle_conversation(
+                &settling,
+                &mut counters.free_tier,
+                charge,
+                rate_category,
+                free_tier,
             ),
-            _ => "no card rate for comparison".to_string(),
-        };
-        charge.reason.push_str(&format!(
-            "; {} {} as Meta's `pricing.cost` says: a Marketing Messages API send with a max price is charged that price or lower, and Meta reports what it charged (an estimate; the invoice prevails); {beside}",
-            format_amount(cost.amount),
-            cost.currency
-        ));
-    }
-
-    fn price(
-        &self,
-        charge: &mut Charge,
-        card: &RateCard,
-        rate: rust_decimal::Decimal,
-        per: &str,
-        tier: Option<String>,
-    ) {
-        charge.amount = rate;
-        charge.trail.rate_card = Some(card.to_string());
-        charge.trail.rate = Some(rate);
-        charge.reason.push_str(&format!(
-            "; {} {} per {per}: {} {} rate, card {}{}{}",
-            format_amount(rate),
-            card.currency,
-            charge.market,
-            charge.category,
-            card.id,
-            card.status_note(),
-            tier.as_ref()
-                .map(|t| format!(", volume tier {t}"))
-                .unwrap_or_default()
-        ));
-        charge.tier = tier;
+            Settlement::Message { rate_category } => rules::pmp_2025::settle_message(
+                &settling,
+                &mut counters.volume,
+                charge,
+                rate_category,
+            ),
+            Settlement::ServiceAllowance => rules::pmp_2026_10::settle_service(
+                &settling,
+                &mut counters.service_allowance,
+                charge,
+            ),
+        }
     }
 }

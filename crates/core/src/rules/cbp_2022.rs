@@ -10,17 +10,26 @@
 //!   service window (24 h after the user's last message), otherwise
 //!   **business-initiated** (which requires a template).
 //! - The first 1,000 conversations of each month per WABA are free (free
-//!   tier, settled in `crate::engine`).
+//!   tier, counted in delivery order across the WABA's numbers:
+//!   `settle_conversation`; CBP v2 keeps it for service conversations).
 //! - A reply to an ad or Page call-to-action within 24 h opens a free entry
 //!   point conversation (24 h before 2023-03-01, then 72 h) which replaces
 //!   the open conversation.
 
+use std::sync::Arc;
+
 use crate::category::{PricingCategory, PricingModel, PricingType};
-use crate::charge::Settlement;
+use crate::charge::{Charge, Settlement};
 use crate::ruleset::Ruleset;
 use crate::window::ContactState;
 
-use super::{Delivery, Verdict, inside_free_entry_point};
+use super::{Counter, Delivery, MonthKey, Settling, Verdict, inside_free_entry_point};
+
+/// Conversations per WABA per month free under CBP (decision D7).
+pub const FREE_TIER_CONVERSATIONS: u64 = 1_000;
+
+/// Free-tier conversations opened per (WABA, month).
+pub(crate) type FreeTier = Counter<(Arc<str>, MonthKey)>;
 
 /// Decides one delivery under CBP v1.
 pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
@@ -94,5 +103,68 @@ fn category_of(user_initiated: bool) -> PricingCategory {
         PricingCategory::UserInitiated
     } else {
         PricingCategory::BusinessInitiated
+    }
+}
+
+/// Settles a charge that opened a conversation (both CBP eras): the
+/// conversation's rate from the CBP card in force, unless it is among the
+/// WABA's first [`FREE_TIER_CONVERSATIONS`] of the month and `free_tier`
+/// applies to its category.
+pub(crate) fn settle_conversation(
+    settling: &Settling,
+    counter: &mut FreeTier,
+    charge: &mut Charge,
+    rate_category: PricingCategory,
+    free_tier: bool,
+) -> Result<(), String> {
+    let business = settling.business;
+    let card = settling.card(PricingModel::Cbp);
+    let category = match (&card, rate_category) {
+        (Ok(card), PricingCategory::Authentication) => {
+            settling.authentication_category(charge, card)
+        }
+        _ => rate_category,
+    };
+    charge.category = category;
+    if free_tier {
+        let used = counter
+            .entry((business.waba.clone(), settling.month))
+            .or_insert(0);
+        *used += 1;
+        charge.trail.counter = Some(format!(
+            "WABA {} free tier, {}: conversation #{used}",
+            business.waba,
+            settling.month_label()
+        ));
+        if *used <= FREE_TIER_CONVERSATIONS {
+            charge.pricing_type = PricingType::FreeTier;
+            charge.reason.push_str(&format!(
+                "; free tier: conversation {used} of the {FREE_TIER_CONVERSATIONS} free this month for WABA {}",
+                business.waba
+            ));
+            if let Ok(card) = &card {
+                charge.trail.rate_card = Some(card.to_string());
+                charge.trail.rate = card.rate(&charge.market, category).ok();
+            }
+        }
+    }
+    if charge.pricing_type != PricingType::FreeTier {
+        let card = card?;
+        let rate = card.rate(&charge.market, category)?;
+        Settling::price(charge, card, rate, "conversation", None);
+    }
+    Ok(())
+}
+
+/// Settles a further message of a conversation: it is what its opener was
+/// settled as (type, billable, category), if the opener was.
+pub(crate) fn settle_member(
+    charge: &mut Charge,
+    opener: Option<(PricingType, bool, PricingCategory)>,
+) {
+    if let Some((pricing_type, billable, category)) = opener {
+        charge.pricing_type = pricing_type;
+        charge.billable = billable;
+        charge.category = category;
     }
 }

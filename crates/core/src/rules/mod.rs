@@ -1,7 +1,12 @@
 //! One module per pricing era. Each exposes `decide`, which looks at one
 //! delivered business message and the pair's windows and says which rule
 //! applies — everything except the amount, which depends on monthly counters
-//! shared across users and is settled afterwards (`crate::engine`).
+//! shared across users. Those counters and the amount are the era's too:
+//! the engine settles every charge in delivery order (`crate::engine`) and
+//! hands each to its era's `settle_*` function with a `Settling` (the
+//! number billed, the cards and tiers in force, the month) and the era's
+//! own counter — the CBP free tier in [`cbp_2022`], volume tiers and max
+//! price in [`pmp_2025`], the service allowance in [`pmp_2026_10`].
 //!
 //! To learn how an era charges a given message, read its file top to bottom:
 //! - [`cbp_2022`]: conversation-based pricing v1 (2022-02-01 → 2023-05-31);
@@ -21,11 +26,14 @@ pub mod pmp_2026_10;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
+use rust_decimal::Decimal;
 
 use crate::account::{Business, RuleOptions};
 use crate::category::{PricingCategory, PricingModel, PricingType};
-use crate::charge::Settlement;
+use crate::charge::{Charge, Settlement};
 use crate::event::{Template, UserId};
+use crate::money::format_amount;
+use crate::ratecard::{RateBook, RateCard, TierBook};
 use crate::ruleset::Ruleset;
 use crate::window::Window;
 
@@ -150,5 +158,92 @@ pub(crate) fn inside_free_entry_point(
             opened,
         )),
         settlement: Settlement::Free,
+    }
+}
+
+/// A monthly counter shared across users, by what it counts per.
+pub(crate) type Counter<K> = std::collections::HashMap<K, u64, foldhash::fast::RandomState>;
+
+/// A month as counters key it: (year, month) of the business-local date.
+pub(crate) type MonthKey = (i16, i8);
+
+/// What settling one charge may look up: the number it is billed to, the
+/// cards and tier tables, the date whose ones price it, and the month it
+/// counts in.
+pub(crate) struct Settling<'s> {
+    pub business: &'s Business,
+    pub rates: &'s RateBook,
+    pub tiers: &'s TierBook,
+    /// The date whose cards and tiers price the charge (its local date,
+    /// or the what-if `rates_on`).
+    pub rates_on: Date,
+    /// The business-local month the charge counts in.
+    pub month: MonthKey,
+}
+
+impl<'s> Settling<'s> {
+    /// The card of the business's currency for `model` in force.
+    pub fn card(&self, model: PricingModel) -> Result<&'s RateCard, String> {
+        self.rates
+            .select(self.business.currency, model, self.rates_on)
+            .map_err(|e| e.to_string())
+    }
+
+    /// `YYYY-MM` of [`Settling::month`].
+    pub fn month_label(&self) -> String {
+        format!("{:04}-{:02}", self.month.0, self.month.1)
+    }
+
+    /// Decision D9: authentication is priced authentication-international
+    /// only for an eligible business, after its start, for a recipient
+    /// outside its primary country whose market has such a rate.
+    pub fn authentication_category(&self, charge: &Charge, card: &RateCard) -> PricingCategory {
+        let business = self.business;
+        let (Some(primary), Some(from)) =
+            (&business.primary_country, business.auth_international_from)
+        else {
+            return PricingCategory::Authentication;
+        };
+        let abroad = charge
+            .trail
+            .country
+            .as_deref()
+            .is_some_and(|country| country != &**primary);
+        let has_rate = card
+            .markets
+            .get(&*charge.market)
+            .is_some_and(|r| r.authentication_international.is_some());
+        if charge.delivered_at >= from && abroad && has_rate {
+            PricingCategory::AuthenticationInternational
+        } else {
+            PricingCategory::Authentication
+        }
+    }
+
+    /// Charges `rate` from `card` per `per` (conversation or message), at
+    /// volume tier `tier` if one applies, and says so in the reason.
+    pub fn price(
+        charge: &mut Charge,
+        card: &RateCard,
+        rate: Decimal,
+        per: &str,
+        tier: Option<String>,
+    ) {
+        charge.amount = rate;
+        charge.trail.rate_card = Some(card.to_string());
+        charge.trail.rate = Some(rate);
+        charge.reason.push_str(&format!(
+            "; {} {} per {per}: {} {} rate, card {}{}{}",
+            format_amount(rate),
+            card.currency,
+            charge.market,
+            charge.category,
+            card.id,
+            card.status_note(),
+            tier.as_ref()
+                .map(|t| format!(", volume tier {t}"))
+                .unwrap_or_default()
+        ));
+        charge.tier = tier;
     }
 }

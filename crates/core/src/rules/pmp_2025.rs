@@ -19,13 +19,20 @@
 //! - A CBP conversation open at the switch keeps covering messages of its
 //!   category until it expires (D13, Meta's transition example W11).
 
-use crate::category::{PricingCategory, PricingModel, PricingType, TemplateCategory};
-use crate::charge::Settlement;
+use std::sync::Arc;
+
+use crate::category::{PricingCategory, PricingModel, PricingType, TemplateCategory, TierFamily};
+use crate::charge::{Charge, Settlement};
+use crate::money::format_amount;
 use crate::ruleset::Ruleset;
 use crate::window::{ContactState, Slot};
 
 use super::cbp_2023::{member_of, slot_of};
-use super::{Delivery, Verdict, inside_free_entry_point};
+use super::{Counter, Delivery, MonthKey, Settling, Verdict, inside_free_entry_point};
+
+/// Charged messages per (portfolio, market, tier family, month): what the
+/// volume tiers count.
+pub(crate) type Volume = Counter<(Arc<str>, Arc<str>, TierFamily, MonthKey)>;
 
 /// Decides one delivery under PMP (2025-07).
 pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
@@ -155,4 +162,132 @@ fn carried_over_conversation(delivery: &Delivery, state: &ContactState) -> Optio
     );
     verdict.reason.push_str(" — a CBP conversation open at the switch to per-message pricing keeps covering its category until it expires");
     Some(verdict)
+}
+
+/// Settles a charged message (both PMP eras): the card rate of its market
+/// and category, at the volume tier its portfolio's count in the month
+/// reaches (utility and authentication); a marketing message Meta says it
+/// charged `pricing.cost` for in the business's currency is charged that
+/// ([`max_price`]).
+pub(crate) fn settle_message(
+    settling: &Settling,
+    counter: &mut Volume,
+    charge: &mut Charge,
+    rate_category: PricingCategory,
+) -> Result<(), String> {
+    let business = settling.business;
+    if rate_category == PricingCategory::Marketing
+        && let Some(cost) = charge.trail.meta_cost.as_deref().copied()
+    {
+        if cost.currency == business.currency {
+            max_price(settling, charge);
+            return Ok(());
+        }
+        charge.trail.notes.push(format!(
+            "Meta's `pricing.cost` is {} {}, not the business's currency {}: priced from the card",
+            format_amount(cost.amount),
+            cost.currency,
+            business.currency
+        ));
+    }
+    let card = settling.card(PricingModel::Pmp)?;
+    let category = match rate_category {
+        PricingCategory::Authentication => settling.authentication_category(charge, card),
+        other => other,
+    };
+    charge.category = category;
+    let mut rate = card.rate(&charge.market, category)?;
+    let mut tier = None;
+    if let Some(family) = category.tier_family() {
+        let count = counter
+            .entry((
+                business.portfolio.clone(),
+                charge.market.clone(),
+                family,
+                settling.month,
+            ))
+            .or_insert(0);
+        *count += 1;
+        let count = *count;
+        charge.trail.counter = Some(format!(
+            "portfolio {}, {} {}, {}: charged message #{count}",
+            business.portfolio,
+            charge.market,
+            family.as_str(),
+            settling.month_label()
+        ));
+        let ladder = settling.tiers.ladder(
+            business.currency,
+            &charge.market,
+            category,
+            settling.rates_on,
+        );
+        match ladder.first() {
+            // No tier table for the market: the list rate.
+            None => {}
+            Some(list) if list.rate == rate => {
+                if let Some(band) = ladder.iter().find(|band| band.contains(count)) {
+                    rate = band.rate;
+                    tier = Some(band.label());
+                }
+            }
+            // The table is older than a change of this market's list rate:
+            // its first band still says where list pricing ends, its
+            // discounted rates no longer hold.
+            Some(list) if list.contains(count) => {
+                charge.reason.push_str(&format!(
+                    "; within the list band ({}) of the volume tiers in force (table of {}), whose list rate {} predates the card's",
+                    list.label(),
+                    list.effective,
+                    format_amount(list.rate)
+                ));
+            }
+            Some(list) => {
+                return Err(format!(
+                    "charged {} message #{count} of {} this month in {} is past the list band ({}) of the volume tiers in force (table of {}), whose list rate {} is not card {}'s {}: that table predates a rate change, and its tier rates would be a guess; supply the tier table in force with --tiers, or `wameter rates import` it",
+                    family.as_str(),
+                    settling.month_label(),
+                    charge.market,
+                    list.label(),
+                    list.effective,
+                    format_amount(list.rate),
+                    card.id,
+                    format_amount(rate)
+                ));
+            }
+        }
+    }
+    Settling::price(charge, card, rate, "message", tier);
+    Ok(())
+}
+
+/// A marketing message Meta says it charged `pricing.cost` for: a
+/// Marketing Messages API send with a max price, charged "that max price
+/// or lower" rather than the card rate (Meta's max-price page). The card
+/// rate is kept beside it, for comparison. Not counted in volume tiers:
+/// marketing has none.
+fn max_price(settling: &Settling, charge: &mut Charge) {
+    let Some(cost) = charge.trail.meta_cost.as_deref().copied() else {
+        return;
+    };
+    charge.amount = cost.amount;
+    charge.rule = "max-price";
+    let card = settling.card(PricingModel::Pmp).ok();
+    let rate = card.and_then(|card| card.rate(&charge.market, PricingCategory::Marketing).ok());
+    charge.trail.rate_card = card.map(|card| card.to_string());
+    charge.trail.rate = rate;
+    let beside = match (card, rate) {
+        (Some(card), Some(rate)) => format!(
+            "the card rate would be {} {} ({})",
+            format_amount(rate),
+            card.currency,
+            card.id
+        ),
+        _ => "no card rate for comparison".to_string(),
+    };
+    charge.reason.push_str(&format!(
+        "; {} {} as Meta's `pricing.cost` says: a Marketing Messages API send with a max price is charged that price or lower, and Meta reports what it charged (an estimate; the invoice prevails); {beside}",
+        format_amount(cost.amount),
+        cost.currency
+    ));
 }

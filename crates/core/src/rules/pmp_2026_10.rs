@@ -15,13 +15,19 @@
 //! - Free entry points: 72 h as Meta's non-template page says; the "up to 7
 //!   days" reported from 2026-09-28 applies with `free_entry_point_7_days`.
 
+use std::sync::Arc;
+
 use crate::category::{PricingCategory, PricingModel, PricingType, TemplateCategory};
-use crate::charge::Settlement;
+use crate::charge::{Charge, Settlement};
 use crate::ruleset::Ruleset;
 use crate::window::ContactState;
 
 use super::pmp_2025::charged;
-use super::{Delivery, Verdict, inside_free_entry_point};
+use super::{Counter, Delivery, MonthKey, Settling, Verdict, inside_free_entry_point};
+
+/// Service messages delivered per (business phone number, month): what
+/// the allowance counts.
+pub(crate) type ServiceAllowance = Counter<(Arc<str>, MonthKey)>;
 
 /// Free delivered service messages per business phone number per month.
 pub const SERVICE_MESSAGES_FREE_PER_MONTH: u64 = 1_000;
@@ -73,4 +79,39 @@ pub(crate) fn decide(delivery: &Delivery, _state: &mut ContactState) -> Verdict 
             charged(delivery, Ruleset::Pmp2026Oct, rule, format!("{} template delivered: charged per message", template.category.as_str()))
         }
     }
+}
+
+/// Settles a free-form (service) message: free while the business number
+/// has delivered at most [`SERVICE_MESSAGES_FREE_PER_MONTH`] this month,
+/// then charged at its market's service rate (`service-message-charged`).
+pub(crate) fn settle_service(
+    settling: &Settling,
+    counter: &mut ServiceAllowance,
+    charge: &mut Charge,
+) -> Result<(), String> {
+    let phone = &settling.business.phone_number_id;
+    let used = counter.entry((phone.clone(), settling.month)).or_insert(0);
+    *used += 1;
+    let used = *used;
+    charge.trail.counter = Some(format!(
+        "business number {phone} service messages, {}: #{used}",
+        settling.month_label()
+    ));
+    let allowance = SERVICE_MESSAGES_FREE_PER_MONTH;
+    if used <= allowance {
+        charge.reason = format!(
+            "free-form (service) message delivered: {used} of the {allowance} free service messages this month for business number {phone}{ALLOWANCE_MONTH_NOTE}"
+        );
+    } else {
+        let card = settling.card(PricingModel::Pmp)?;
+        let rate = card.rate(&charge.market, PricingCategory::Service)?;
+        charge.pricing_type = PricingType::Regular;
+        charge.billable = true;
+        charge.rule = "service-message-charged";
+        charge.reason = format!(
+            "free-form (service) message delivered after the {allowance} free service messages of the month for business number {phone} (#{used}): charged{ALLOWANCE_MONTH_NOTE}"
+        );
+        Settling::price(charge, card, rate, "message", None);
+    }
+    Ok(())
 }
