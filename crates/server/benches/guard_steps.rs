@@ -16,8 +16,9 @@ use jiff::{SignedDuration, Timestamp};
 use wameter_core::category::TemplateCategory;
 use wameter_core::event::{DeliveryStatus, Event, EventKind, Origin, Template, UserId};
 use wameter_core::market::MarketTable;
+use wameter_core::pricing::Pricing;
 use wameter_core::ratecard::RateBook;
-use wameter_server::{Pricing, meter};
+use wameter_meter as meter;
 use wameter_store::{EventRecord, StoredEvent};
 
 const BUSINESS: &str = "106540352242922";

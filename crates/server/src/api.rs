@@ -25,8 +25,8 @@ use wameter_store::{Batch, ChargeSlice};
 
 use crate::auth::{ApiToken, Scope, authenticate};
 use crate::error::{ApiError, ApiQuery, ErrorBody};
-use crate::meter::{self, Answer};
 use crate::{AppState, telemetry};
+use wameter_meter::{self as meter, Answer};
 
 fn token<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a ApiToken, ApiError> {
     authenticate(&state.config.tokens, headers).ok_or_else(ApiError::unauthorized)

@@ -41,7 +41,8 @@ use wameter_meta::outgoing::status_error_text;
 use wameter_store::{Batch, InFlightRow};
 
 use crate::outbound::Answer;
-use crate::{AppState, budgets, meter};
+use crate::{AppState, budgets};
+use wameter_meter as meter;
 
 /// Template pages followed at most in one look-up.
 const TEMPLATE_PAGES_MAX: usize = 20;

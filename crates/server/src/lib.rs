@@ -24,7 +24,7 @@ pub mod dashboard;
 pub mod error;
 pub mod guard;
 pub mod listen;
-pub mod meter;
+
 pub mod openapi;
 pub mod outbound;
 pub mod relay;
@@ -100,7 +100,7 @@ pub struct AppState {
     /// The webhook relay's wake-up and progress.
     pub relay: relay::Relay,
     /// Stored events the guard has read back already.
-    pub read_back: meter::ReadBack,
+    pub read_back: wameter_meter::ReadBack,
     /// Bytes of webhook bodies held at once, one permit a byte
     /// ([`listen::bounded_body`]).
     pub body_bytes: Arc<tokio::sync::Semaphore>,
@@ -170,7 +170,7 @@ impl AppState {
             templates: guard::Templates::default(),
             http: outbound::Http::default(),
             relay: relay::Relay::default(),
-            read_back: meter::ReadBack::default(),
+            read_back: wameter_meter::ReadBack::default(),
             body_bytes: Arc::new(tokio::sync::Semaphore::new(
                 limits
                     .body_bytes_in_flight_max

@@ -27,7 +27,7 @@ use wameter_store::{SettleJob, StoreError, UnsettledMark};
 
 use crate::AppState;
 use crate::Pricing;
-use crate::meter::{self, MonthState};
+use wameter_meter::{self as meter, MonthState};
 
 /// How often the background settler looks for marks.
 pub const SETTLE_EVERY: Duration = Duration::from_millis(500);

@@ -419,14 +419,7 @@ pub fn unsettled_marks(new_events: &[&EventRecord]) -> Vec<(String, String)> {
     marks.into_iter().collect()
 }
 
-/// A stored event, as read back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredEvent {
-    /// Row id: ascending in storage order.
-    pub id: i64,
-    /// The canonical line.
-    pub line: String,
-}
+pub use wameter_meter::records::StoredEvent;
 
 /// A stored webhook body, as read back.
 #[derive(Clone, Debug, PartialEq, Eq)]

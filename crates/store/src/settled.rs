@@ -12,7 +12,7 @@
 //! charges are never older than the marks say.
 //!
 //! The store does the bookkeeping; the computation is the caller's (the
-//! server's meter), given to [`crate::Store::settle`] as a closure.
+//! meter, `wameter-meter`), given to [`crate::Store::settle`] as a closure.
 //!
 //! "Replaced as a whole" is what a reader sees; what is written is only the
 //! difference ([`changes`]). A round typically re-prices a month of which
@@ -25,6 +25,9 @@ use std::hash::Hash;
 
 use jiff::Timestamp;
 use wameter_core::settlement::{Month, months_touched};
+pub use wameter_meter::records::{
+    ChargeFacts, ChargeRow, KeptFacts, KeptLine, Settled, WarningRow,
+};
 
 /// A month some new event may have changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,125 +66,9 @@ pub struct SettleJob {
     pub from_event_id: Option<i64>,
 }
 
-/// One charge as kept.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ChargeRow {
-    /// Business phone number id.
-    pub business: String,
-    /// Delivery instant, UNIX microseconds (range queries only).
-    pub delivered_at_us: i64,
-    /// The message's wamid.
-    pub message_id: String,
-    /// The charge as the `replay --json` document prints it.
-    pub line: String,
-    /// The same charge as typed columns, which pages and reports read
-    /// instead of parsing `line` back (its `reason` is only in `line`).
-    pub facts: ChargeFacts,
-}
-
-/// A kept charge as its document line ([`crate::Store::charges`]): what
-/// `/v1/charges` serves.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeptLine {
-    /// Business phone number id.
-    pub business: String,
-    /// Delivery (or start, or use) instant, UNIX microseconds.
-    pub delivered_at_us: i64,
-    /// The wamid, call id or usage id.
-    pub message_id: String,
-    /// The charge as the `replay --json` document prints it.
-    pub line: String,
-}
-
-/// A kept charge's typed columns (migration `V9`): everything the export
-/// table has but the reason. Written from the engine's charge by the
-/// server, so they say what `line` says.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ChargeFacts {
-    /// `message`, `call` or `agent_usage`.
-    pub kind: String,
-    /// The Messaging account billed, when not the number's first.
-    pub messaging_account: Option<String>,
-    /// The user (E.164 or BSUID).
-    pub user: String,
-    /// Business-local date, `YYYY-MM-DD`.
-    pub local_date: String,
-    /// `CBP` or `PMP` (messages only).
-    pub pricing_model: Option<String>,
-    /// Meta's category (`call`, `meta_business_agent` for the others).
-    pub category: String,
-    /// Meta's pricing type (messages only).
-    pub pricing_type: Option<String>,
-    /// `business_initiated` or `user_initiated` (calls only).
-    pub direction: Option<String>,
-    /// Whether Meta bills it.
-    pub billable: bool,
-    /// The market priced.
-    pub market: Option<String>,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// The exact amount as decimal text (never a float).
-    pub amount: String,
-    /// Units priced: 1 message, a call's pulses, tokens.
-    pub quantity: i64,
-    /// The volume or calling tier applied.
-    pub tier: Option<String>,
-    /// The ruleset that priced it.
-    pub ruleset: String,
-    /// The rule within it.
-    pub rule: String,
-    /// The template's name, for a template message.
-    pub template: Option<String>,
-}
-
 /// The `charges` table's typed columns, in [`ChargeFacts`]'s field order
 /// (both backends read them in this order).
 pub(crate) const FACT_COLUMNS: &str = "kind, messaging_account, user_id, local_date, pricing_model, category, pricing_type, direction, billable, market, currency, amount, quantity, tier, ruleset, rule, template";
-
-/// A kept charge's typed columns without its line
-/// ([`crate::Store::charge_facts`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeptFacts {
-    /// Business phone number id.
-    pub business: String,
-    /// Delivery (or start, or use) instant, UNIX microseconds.
-    pub delivered_at_us: i64,
-    /// The wamid, call id or usage id.
-    pub message_id: String,
-    /// The typed columns.
-    pub facts: ChargeFacts,
-}
-
-/// A warning the engine gave while settling.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct WarningRow {
-    /// Business of the event warned about (`None`: none or unknown).
-    pub business: Option<String>,
-    /// The stored event warned about.
-    pub event_id: Option<i64>,
-    /// Stable code.
-    pub code: String,
-    /// The sentence.
-    pub message: String,
-    /// Messages a counting warning covers (1 otherwise).
-    pub count: i64,
-}
-
-/// What a settle computed for its (portfolio, month).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Settled {
-    /// The month's charges of the portfolio's businesses; in an incremental
-    /// round ([`SettleJob::from_event_id`]), only those that changed or
-    /// appeared, each replacing the kept charge of its message.
-    pub charges: Vec<ChargeRow>,
-    /// The month's warnings; in an incremental round, those added.
-    pub warnings: Vec<WarningRow>,
-    /// Incremental rounds only: (business, wamid) of charges no longer in
-    /// the month (not delivered after all, or moved to another month).
-    pub removed: Vec<(String, String)>,
-    /// Incremental rounds only: kept warnings no longer found.
-    pub warnings_removed: Vec<WarningRow>,
-}
 
 /// The rows to delete and add to turn what is kept into what is wanted.
 #[derive(Debug, PartialEq, Eq)]

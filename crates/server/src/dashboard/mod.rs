@@ -335,7 +335,7 @@ const ROWS_KEPT: usize = 250_000;
 /// Export rows of kept charges' typed columns; a row that does not read
 /// is logged and left out (`/v1/charges` reports it as a warning).
 fn meter_rows(facts: Vec<wameter_store::KeptFacts>) -> Vec<Row> {
-    let (rows, unreadable) = crate::meter::rows_of(facts, |_| true);
+    let (rows, unreadable) = wameter_meter::rows_of(facts, |_| true);
     for (_, message, _) in unreadable {
         tracing::warn!(unreadable = %message, "kept charge skipped");
     }
@@ -673,7 +673,7 @@ async fn open_windows(
         .checked_sub(jiff::SignedDuration::from_hours(24 * 8))
         .unwrap_or(Timestamp::MIN);
     let rows = events_of(state, token, since, now).await?;
-    let loaded = crate::meter::load(&rows);
+    let loaded = wameter_meter::load(&rows);
     let engine = state.config.pricing.engine();
     let prepared = wameter_core::engine::prepare(loaded.events);
     let mut windows = Vec::new();
@@ -733,7 +733,7 @@ pub async fn contact(
         &["at", "event", "id", "detail"],
         &[false, false, false, false],
     );
-    for event in crate::meter::load(&rows).events {
+    for event in wameter_meter::load(&rows).events {
         let (kind, id, detail) = match &event.kind {
             EventKind::Inbound { id, kind, .. } => (
                 "inbound",

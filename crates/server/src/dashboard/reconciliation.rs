@@ -381,7 +381,7 @@ async fn reconcile_month(
                 },
             )
             .collect();
-        let loaded = crate::meter::load(&rows);
+        let loaded = wameter_meter::load(&rows);
         let engine = config.pricing.engine();
         let mut result = wameter_core::reconcile::reconcile(&engine, loaded.events, &notices);
         let mut discrepancies: Vec<Option<Discrepancy>> = std::mem::take(&mut result.discrepancies)

@@ -1,14 +1,29 @@
-//! From stored events to the engine's answers: the windows of a pair, and
-//! the charges of a (portfolio, month) that the store keeps. Both come from
-//! the same pure engine as `wameter replay`, fed the events the question
-//! depends on, so the server and a replay of the same events can never
-//! disagree.
+//! The meter: from stored events to the engine's answers, and from the
+//! engine's charges to what a store keeps and a reader is served.
+//!
+//! - Stored events read back ([`load`], [`ReadBack`]), with the outbounds
+//!   Meta's pricing implies inferred, as `wameter replay` does.
+//! - The windows of a pair ([`windows`], [`predict`]), for the guard.
+//! - The charges of a (portfolio, month) the store keeps ([`settle_month`],
+//!   [`MonthState`] between rounds), as lines of the `replay --json`
+//!   document and typed columns ([`records`]).
+//! - Kept charges back into export rows ([`rows_of`]) and the `/v1/charges`
+//!   document ([`answer`]).
+//!
+//! Everything comes from the same pure engine as `wameter replay`, fed the
+//! events the question depends on, so `serve` and a replay of the same
+//! events can never disagree.
+
+pub mod records;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::str::FromStr;
 use std::sync::Mutex;
 
+use crate::records::{
+    ChargeFacts, ChargeRow, KeptFacts, KeptLine, Settled, StoredEvent, WarningRow,
+};
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use wameter_core::charge::Charge;
@@ -27,9 +42,6 @@ use wameter_export::{Kind, Row};
 use wameter_log::Parsed;
 use wameter_log::replay_json::{
     AgentJson, AgentLine, CallJson, CallLine, ChargeJson, ChargeLine, WarningJson,
-};
-use wameter_store::{
-    ChargeFacts, ChargeRow, KeptFacts, KeptLine, Settled, StoredEvent, WarningRow,
 };
 
 /// A stored event's id as an [`Origin`], so warnings can point back at it.
@@ -82,7 +94,7 @@ pub struct ReadBack {
 impl ReadBack {
     /// [`load`], parsing only the rows not read back before.
     pub fn load(&self, rows: &[StoredEvent]) -> Loaded {
-        let mut kept = crate::lock(&self.events);
+        let mut kept = lock(&self.events);
         if kept.len() + rows.len() > READ_BACK_MAX {
             kept.clear();
         }
@@ -1002,4 +1014,12 @@ mod tests {
         });
         assert_eq!(read_back.load(&grown).events, load(&grown).events);
     }
+}
+
+/// Locks `mutex`, taking it over from a thread that panicked while holding
+/// it (what it guards is a cache: at worst it is computed again).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
