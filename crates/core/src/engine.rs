@@ -260,11 +260,7 @@ impl StatusSummary {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        // The failure read last, as one summary keeps it: the later origin.
-        let failed = match (self.failed, other.failed) {
-            (Some(a), Some(b)) => Some(if a.1 >= b.1 { a } else { b }),
-            (a, b) => a.or(b),
-        };
+        let failed = later_failure(self.failed, other.failed);
         StatusSummary {
             first_delivered: earliest(self.first_delivered, other.first_delivered),
             first_read: earliest(self.first_read, other.first_read),
@@ -276,6 +272,18 @@ impl StatusSummary {
             seen: Vec::new(),
             extra: StatusExtra::merged(self.extra.as_deref(), other.extra.as_deref()),
         }
+    }
+}
+
+/// Of two summaries' failures, the one read last, as one summary keeps it:
+/// the later origin.
+pub(crate) fn later_failure(
+    a: Option<(Option<i64>, Origin)>,
+    b: Option<(Option<i64>, Origin)>,
+) -> Option<(Option<i64>, Origin)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if a.1 >= b.1 { a } else { b }),
+        (a, b) => a.or(b),
     }
 }
 

@@ -599,7 +599,21 @@ impl MeterState {
 
     /// The report's warnings, errors and counts, without its charges.
     pub fn findings(&self) -> Findings {
-        self.findings_of(&self.charges())
+        // Of the charges, only their notes are findings: those with notes
+        // are put in delivery order, not the month's charges (a settle
+        // round asks for the findings every time).
+        let mut noted: Vec<(&SettleKey, &Charge)> = self
+            .ledgers
+            .values()
+            .flat_map(|ledger| &ledger.entries)
+            .filter_map(|(key, entry)| match &entry.settled {
+                Some(Ok(charge)) if !charge.trail.notes.is_empty() => Some((key, charge)),
+                _ => None,
+            })
+            .collect();
+        noted.sort_by(|a, b| a.0.cmp(b.0));
+        let noted: Vec<&Charge> = noted.into_iter().map(|(_, charge)| charge).collect();
+        self.findings_of(&noted)
     }
 
     /// [`MeterState::charges`] and [`MeterState::findings`] at once (the
@@ -649,7 +663,13 @@ impl MeterState {
                 // The stand-in is an event of the log it is inferred for.
                 stats.events += 1;
             }
-            let unowned = self.unowned.get(id);
+            // Most logs' statuses name their business: no wamid to hash
+            // then (this loop runs over the month at every settle round).
+            let unowned = if self.unowned.is_empty() {
+                None
+            } else {
+                self.unowned.get(id)
+            };
             if let (Some(owned), Some(unowned)) = (&message.owned, unowned) {
                 stats.duplicates += unowned
                     .seen
@@ -657,15 +677,19 @@ impl MeterState {
                     .filter(|seen| owned.seen.contains(seen))
                     .count() as u64;
             }
-            let summary = self.summary(message, id);
+            // The failure the merged summary would keep, without merging.
+            let failed = engine::later_failure(
+                message.owned.as_ref().and_then(|s| s.failed),
+                unowned.and_then(|s| s.failed),
+            );
             match message.placed {
                 Some(_) => {
                     stats.delivered += 1;
-                    if let Some((error, origin)) = summary.as_ref().and_then(|s| s.failed) {
+                    if let Some((error, origin)) = failed {
                         warnings.push(engine::failed_after_delivery(id, error, origin));
                     }
                 }
-                None if summary.as_ref().is_some_and(|s| s.failed.is_some()) => stats.failed += 1,
+                None if failed.is_some() => stats.failed += 1,
                 None => stats.undelivered += 1,
             }
         }

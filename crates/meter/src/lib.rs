@@ -598,7 +598,12 @@ impl MonthState {
         let changes = self.meter.apply(engine, events);
 
         let mut settled = Settled::default();
-        let (charges, findings) = self.meter.charges_and_findings();
+        // The month's charges only when they are all written.
+        let (charges, findings) = if whole {
+            self.meter.charges_and_findings()
+        } else {
+            (Vec::new(), self.meter.findings())
+        };
         if whole {
             settled.charges = charges
                 .iter()

@@ -523,6 +523,8 @@ proptest! {
             let replayed = engine.replay(given_events);
             let report = meter.report();
             prop_assert_eq!(&report, &replayed, "after {} of {} events", given, events.len());
+            // The findings alone (what a settle round asks) are the report's.
+            prop_assert_eq!(meter.findings(), meter.charges_and_findings().1);
 
             // Every charge that appeared, changed or went away is named.
             let (old, new) = (charges_by_message(&before), charges_by_message(&report));

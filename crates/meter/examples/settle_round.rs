@@ -1,0 +1,96 @@
+//! What one settle round of the incremental meter costs, by part, on a
+//! month-sized state (issue 20): the events of a log are given to a
+//! [`MeterState`] but the last 10,000, which then arrive in batches of
+//! 1,000, each timed applying, asking the findings (what every round asks)
+//! and counting inferred charges. Then 100 × the findings alone, and 100 ×
+//! with the month's charges (what a whole round asks).
+//!
+//! ```text
+//! cargo run --release -p wameter-meter --example settle_round -- LOG ACCOUNTS [EVENTS] [time]
+//! ```
+//!
+//! `time` sorts the events by instant first (live traffic's order); without
+//! it they come in the log's order (a backfill's, for `gen` logs).
+
+use std::time::Instant;
+
+use wameter_core::event::Origin;
+use wameter_core::incremental::MeterState;
+use wameter_core::market::MarketTable;
+use wameter_core::pricing::Pricing;
+use wameter_core::ratecard::calling::CallRateBook;
+use wameter_core::ratecard::{RateBook, TierBook};
+use wameter_log::Parsed;
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(log), Some(accounts)) = (args.get(1), args.get(2)) else {
+        return Err("usage: settle_round LOG ACCOUNTS [EVENTS] [time]".into());
+    };
+    let limit: usize = match args.get(3) {
+        Some(n) => n.parse().map_err(|e| format!("EVENTS: {e}"))?,
+        None => usize::MAX,
+    };
+    let log = std::fs::read_to_string(log).map_err(|e| e.to_string())?;
+    let accounts = std::fs::read_to_string(accounts).map_err(|e| e.to_string())?;
+    let accounts = wameter_log::parse_accounts("accounts", &accounts).map_err(|e| e.to_string())?;
+    let mut events = Vec::new();
+    for (index, line) in log.lines().take(limit).enumerate() {
+        let origin = Origin {
+            source: 0,
+            line: u32::try_from(index + 1).unwrap_or(u32::MAX),
+        };
+        if let Ok(Parsed::Event(event)) = wameter_log::parse_line(line, origin) {
+            events.push(event);
+        }
+    }
+    if args.get(4).is_some_and(|order| order == "time") {
+        events.sort_by_key(|event| event.at);
+    }
+    let pricing = Pricing {
+        accounts,
+        rates: RateBook::builtin(),
+        tiers: TierBook::builtin(),
+        markets: MarketTable::builtin(),
+        call_rates: CallRateBook::builtin(),
+    };
+    let engine = pricing.engine();
+    let batch = 1_000;
+    let (first, rest) = events.split_at(events.len().saturating_sub(10 * batch));
+    let mut state = MeterState::new(&engine);
+    let started = Instant::now();
+    state.apply(&engine, first.to_vec());
+    println!(
+        "first {} events applied: {:?}",
+        first.len(),
+        started.elapsed()
+    );
+    for chunk in rest.chunks(batch) {
+        let started = Instant::now();
+        let changes = state.apply(&engine, chunk.to_vec());
+        let applied = started.elapsed();
+        let started = Instant::now();
+        let findings = state.findings();
+        let found = started.elapsed();
+        let started = Instant::now();
+        let inferred = state.inferred_charges().count();
+        println!(
+            "{} events: applied {applied:?} ({} charges changed); findings {found:?} ({} warnings); inferred counted {:?} ({inferred})",
+            chunk.len(),
+            changes.messages.len(),
+            findings.warnings.len(),
+            started.elapsed()
+        );
+    }
+    let started = Instant::now();
+    for _ in 0..100 {
+        std::hint::black_box(state.findings().warnings.len());
+    }
+    println!("100 x findings: {:?}", started.elapsed());
+    let started = Instant::now();
+    for _ in 0..100 {
+        std::hint::black_box(state.charges_and_findings().0.len());
+    }
+    println!("100 x charges and findings: {:?}", started.elapsed());
+    Ok(())
+}
