@@ -58,12 +58,16 @@ fn main() -> Result<(), String> {
     let batch = 1_000;
     let (first, rest) = events.split_at(events.len().saturating_sub(10 * batch));
     let mut state = MeterState::new(&engine);
+    let given = first.to_vec();
+    let before = resident_kb();
     let started = Instant::now();
-    state.apply(&engine, first.to_vec());
+    state.apply(&engine, given);
     println!(
-        "first {} events applied: {:?}",
+        "first {} events applied: {:?}; resident memory {} → {} kB (the events given are the state's now)",
         first.len(),
-        started.elapsed()
+        started.elapsed(),
+        before,
+        resident_kb()
     );
     for chunk in rest.chunks(batch) {
         let started = Instant::now();
@@ -93,4 +97,15 @@ fn main() -> Result<(), String> {
     }
     println!("100 x charges and findings: {:?}", started.elapsed());
     Ok(())
+}
+
+/// This process's resident memory in kB (Linux; 0 elsewhere).
+fn resident_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
