@@ -19,7 +19,7 @@ pub mod records;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::records::{
     ChargeFacts, ChargeRow, KeptFacts, KeptLine, Settled, StoredEvent, WarningRow,
@@ -481,11 +481,13 @@ fn warning_rows<'w>(
     warnings
 }
 
-/// What a warning about a stored event needs of it.
+/// What a warning about a stored event needs of it. One per stored event
+/// of the month, so kept small: the instant in microseconds, the business
+/// shared with every other note naming it.
 struct EventNote {
-    at: Timestamp,
+    at_us: i64,
     /// The business it names, if any.
-    business: Option<Box<str>>,
+    business: Option<Arc<str>>,
     /// A status's wamid: its business is its message's.
     message: Option<Box<str>>,
 }
@@ -495,15 +497,18 @@ struct EventNote {
 /// (issue 20), instead of re-pricing the month from all its events.
 pub struct MonthState {
     meter: MeterState,
-    /// Stored event ids given to `meter`.
-    applied: HashSet<i64>,
+    /// Stored events that did not read, by id, with why. (Those that did
+    /// are the keys of `notes`: together, every stored event taken.)
     unreadable: Vec<(i64, String)>,
+    unreadable_ids: HashSet<i64>,
     implausible: Vec<wameter_core::charge::Warning>,
     /// Each stored event's instant, its business if it names one, and its
     /// wamid (a status's business is its message's), by stored id.
     notes: HashMap<u64, EventNote>,
+    /// The business numbers the notes name, each once.
+    businesses: HashSet<Arc<str>>,
     /// wamid → business, from outbound events.
-    senders: HashMap<Box<str>, Box<str>>,
+    senders: HashMap<Box<str>, Arc<str>>,
     /// The warnings the store keeps for the month, as last written.
     warnings: Vec<WarningRow>,
     /// The month's calls and agent usage the store keeps, as last written:
@@ -520,10 +525,11 @@ impl MonthState {
     pub fn new(engine: &Engine<'_>) -> MonthState {
         MonthState {
             meter: MeterState::new(engine),
-            applied: HashSet::new(),
             unreadable: Vec::new(),
+            unreadable_ids: HashSet::new(),
             implausible: Vec::new(),
             notes: HashMap::new(),
+            businesses: HashSet::new(),
             senders: HashMap::new(),
             warnings: Vec::new(),
             calls: HashMap::new(),
@@ -534,7 +540,7 @@ impl MonthState {
     /// Stored events it holds (its memory grows with them; measured in
     /// docs/PERFORMANCE.md).
     pub fn events(&self) -> usize {
-        self.applied.len()
+        self.notes.len() + self.unreadable.len()
     }
 
     /// See [`MonthState::read_up_to`].
@@ -546,6 +552,16 @@ impl MonthState {
     /// committed before it read: the next round reads from past it.
     pub fn read_up_to(&mut self, id: i64) {
         self.read_through = self.read_through.max(id);
+    }
+
+    /// `business`, shared with the notes already naming it.
+    fn intern(&mut self, business: &str) -> Arc<str> {
+        if let Some(known) = self.businesses.get(business) {
+            return known.clone();
+        }
+        let new: Arc<str> = Arc::from(business);
+        self.businesses.insert(new.clone());
+        new
     }
 
     /// Takes the stored events not taken before and says what the store
@@ -562,34 +578,41 @@ impl MonthState {
         whole: bool,
     ) -> Settled {
         let mut events = Vec::new();
+        // Rows taken before, or twice in this read, are not given again.
+        let mut taken: HashSet<i64> = HashSet::with_capacity(rows.len());
         for row in rows {
-            if !self.applied.insert(row.id) {
+            if self.notes.contains_key(&(row.id as u64))
+                || self.unreadable_ids.contains(&row.id)
+                || !taken.insert(row.id)
+            {
                 continue;
             }
             match event_of(wameter_log::parse_line(&row.line, origin_of(row.id))) {
                 Ok(event) => events.push(event),
-                Err(why) => self.unreadable.push((row.id, why)),
+                Err(why) => {
+                    self.unreadable_ids.insert(row.id);
+                    self.unreadable.push((row.id, why));
+                }
             }
         }
         self.implausible
             .extend(wameter_core::event::implausible_instants(&events, now));
         for event in &events {
             let (business, message) = match &event.kind {
-                EventKind::Status { id, .. } => {
-                    (event.kind.business().map(Box::from), Some(id.clone()))
-                }
-                EventKind::Outbound { business, id, .. } => {
-                    self.senders.insert(id.clone(), business.clone());
-                    (Some(business.clone()), None)
-                }
-                EventKind::Inbound { business, .. } => (Some(business.clone()), None),
-                EventKind::Call(call) => (Some(call.business.clone()), None),
-                EventKind::AgentUsage(usage) => (Some(usage.business.clone()), None),
+                EventKind::Status { id, .. } => (event.kind.business(), Some(id.clone())),
+                EventKind::Outbound { business, .. }
+                | EventKind::Inbound { business, .. } => (Some(&**business), None),
+                EventKind::Call(call) => (Some(&*call.business), None),
+                EventKind::AgentUsage(usage) => (Some(&*usage.business), None),
             };
+            let business = business.map(|business| self.intern(business));
+            if let (EventKind::Outbound { id, .. }, Some(business)) = (&event.kind, &business) {
+                self.senders.insert(id.clone(), business.clone());
+            }
             self.notes.insert(
                 id_of(event.origin),
                 EventNote {
-                    at: event.at,
+                    at_us: event.at.as_microsecond(),
                     business,
                     message,
                 },
@@ -653,7 +676,8 @@ impl MonthState {
                 .business
                 .as_deref()
                 .or_else(|| self.senders.get(note.message.as_deref()?).map(|b| &**b));
-            Some((business.map(str::to_string), note.at))
+            let at = Timestamp::from_microsecond(note.at_us).ok()?;
+            Some((business.map(str::to_string), at))
         };
         let warnings = warning_rows(
             &self.unreadable,
