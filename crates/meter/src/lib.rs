@@ -600,8 +600,9 @@ impl MonthState {
         for event in &events {
             let (business, message) = match &event.kind {
                 EventKind::Status { id, .. } => (event.kind.business(), Some(id.clone())),
-                EventKind::Outbound { business, .. }
-                | EventKind::Inbound { business, .. } => (Some(&**business), None),
+                EventKind::Outbound { business, .. } | EventKind::Inbound { business, .. } => {
+                    (Some(&**business), None)
+                }
                 EventKind::Call(call) => (Some(&*call.business), None),
                 EventKind::AgentUsage(usage) => (Some(&*usage.business), None),
             };

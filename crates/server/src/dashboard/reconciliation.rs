@@ -97,7 +97,9 @@ pub async fn reconciliation(
             vec![now.previous(), now]
         }
     };
-    let (parts, stale_since) = match parts_of(&state, &months, false).await {
+    let pricing = &state.config.pricing;
+    let sees = |business: &str| token.scope.sees_business(pricing, business);
+    let (parts, stale_since) = match parts_of(&state, &months, false, &sees).await {
         Ok(found) => found,
         Err(error) => return failed(error),
     };
@@ -194,7 +196,7 @@ async fn reconcile_latest(state: &Arc<AppState>) -> Result<usize, ApiError> {
         .collect();
     let mut seen = 0;
     for month in months.into_iter().rev() {
-        parts_of(state, &[month], true).await?;
+        parts_of(state, &[month], true, &|_| true).await?;
         seen += 1;
         let kept = crate::lock(&state.dashboard.reconciled.0);
         let discrepancies: usize = kept.values().map(|entry| entry.discrepancies).sum();
@@ -205,14 +207,16 @@ async fn reconcile_latest(state: &Arc<AppState>) -> Result<usize, ApiError> {
     Ok(seen)
 }
 
-/// The parts of every (portfolio, month) of `months` with kept charges,
-/// and, when some are older than the portfolio's latest settle, when the
-/// oldest of those was computed. Stale parts are computed again in the
-/// background, or before answering when `wait`.
+/// The parts of every (portfolio, month) of `months` with kept charges
+/// and a business number `sees` accepts, and, when some are older than
+/// the portfolio's latest settle, when the oldest of those was computed.
+/// Stale parts are computed again in the background, or before answering
+/// when `wait`.
 async fn parts_of(
     state: &Arc<AppState>,
     months: &[Month],
     wait: bool,
+    sees: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<(Vec<Arc<Vec<Part>>>, Option<Timestamp>), ApiError> {
     // A store that cannot say what it committed (PostgreSQL) is asked afresh.
     let keep = state.store.committed_event_id().await?.is_some();
@@ -231,6 +235,16 @@ async fn parts_of(
         .collect();
     let portfolios = portfolios(state).await?;
     let own = |portfolio: &str| portfolios.get(portfolio).cloned().unwrap_or_default();
+    // A portfolio none of whose numbers the reader sees is not reconciled
+    // for them (its parts would all be filtered out).
+    let wanted: Vec<(String, Month)> = wanted
+        .into_iter()
+        .filter(|(portfolio, _)| {
+            portfolios
+                .get(portfolio)
+                .is_some_and(|numbers| numbers.iter().any(|number| sees(number)))
+        })
+        .collect();
     let mut found = Vec::with_capacity(wanted.len());
     let mut stale_since: Option<Timestamp> = None;
     for key in wanted {
