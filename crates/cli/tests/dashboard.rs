@@ -497,6 +497,51 @@ fn the_dashboard_follows_new_events_on_postgres() {
     follows_new_events(&fresh_dir("dashboard-follows-postgres"), database, false);
 }
 
+/// The background reconciler keeps the months reconciled without a view
+/// asking (SQLite): after each write it reconciles the month again, and the
+/// page then answers from what it kept — no view computes one
+/// (`wameter_reconciliations_total{by="view"}` stays absent) — with the
+/// new numbers. Fails if pages computed their own, or if the reconciler
+/// stopped after its first round.
+#[test]
+fn the_reconciler_keeps_months_reconciled_without_a_view() {
+    let dir = fresh_dir("dashboard-reconciler");
+    std::fs::write(dir.join("accounts.toml"), ACCOUNTS).unwrap();
+    std::fs::write(dir.join("wameter.toml"), "accounts = \"accounts.toml\"\n").unwrap();
+    let server = Server::start(Start {
+        dir: &dir,
+        database: sqlite_in(&dir),
+        extra: vec![],
+    });
+    let reconciled = |by: &str| -> u64 {
+        let metrics = server.get("/metrics", None).1;
+        let name = format!("wameter_reconciliations_total{{by=\"{by}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name.as_str()))
+            .map_or(0, |count| count.trim().parse().unwrap())
+    };
+    let compared = |page: &str| -> String {
+        figures(page)
+            .into_iter()
+            .find(|(label, _)| label.starts_with("compared with Meta"))
+            .map(|(_, value)| value)
+            .unwrap_or_else(|| panic!("no comparison figure: {page}"))
+    };
+    for (from, n, expected) in [(0, 3, "3"), (3, 2, "5")] {
+        let before = reconciled("reconciler");
+        let (status, answer) = server.post_events(&november(from, n), API_TOKEN);
+        assert_eq!((status, &answer["rejected"]), (200, &json!([])), "{answer}");
+        common::eventually("the reconciler's round after the write", || {
+            (reconciled("reconciler") > before).then_some(())
+        });
+        let shown = page(&server, "/reconciliation?month=2026-11");
+        assert_eq!(compared(&shown), expected, "{shown}");
+        assert!(!shown.contains("Reconciled at"), "{shown}");
+        assert_eq!(reconciled("view"), 0, "the page answered from the kept one");
+    }
+}
+
 fn follows_new_events(dir: &std::path::Path, database: String, sqlite: bool) {
     std::fs::write(dir.join("accounts.toml"), ACCOUNTS).unwrap();
     std::fs::write(dir.join("wameter.toml"), "accounts = \"accounts.toml\"\n").unwrap();

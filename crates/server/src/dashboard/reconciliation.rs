@@ -249,7 +249,9 @@ async fn parts_of(
     let mut stale_since: Option<Timestamp> = None;
     for key in wanted {
         if !keep {
-            found.push(Arc::new(reconcile_month(state, own(&key.0), key.1).await?));
+            found.push(Arc::new(
+                reconcile_month(state, own(&key.0), key.1, "view").await?,
+            ));
             continue;
         }
         let settled = state.settler.settled_at(&key.0, &key.1.to_string());
@@ -270,7 +272,8 @@ async fn parts_of(
             }
         }
         let at = Timestamp::now();
-        let parts = Arc::new(reconcile_month(state, own(&key.0), key.1).await?);
+        let by = if wait { "reconciler" } else { "view" };
+        let parts = Arc::new(reconcile_month(state, own(&key.0), key.1, by).await?);
         keep_entry(state, key, settled, at, parts.clone());
         found.push(parts);
     }
@@ -281,7 +284,7 @@ async fn parts_of(
 fn refresh(state: Arc<AppState>, key: (String, Month), own: BTreeSet<String>, settled: u64) {
     tokio::spawn(async move {
         let at = Timestamp::now();
-        match reconcile_month(&state, own, key.1).await {
+        match reconcile_month(&state, own, key.1, "refresh").await {
             Ok(parts) => keep_entry(&state, key, settled, at, Arc::new(parts)),
             Err(error) => {
                 tracing::warn!(error = %error.message, "reconciliation not refreshed");
@@ -343,14 +346,18 @@ async fn portfolios(state: &AppState) -> Result<HashMap<String, BTreeSet<String>
     Ok(portfolios)
 }
 
-/// Reconciles one (portfolio, month) of the numbers `own`: its events read back, Meta's
+/// Reconciles one (portfolio, month) of the numbers `own`, counted in
+/// `wameter_reconciliations_total` by who asked (`reconciler`, `view`, or
+/// `refresh` for a view's background refresh): its events read back, Meta's
 /// template category notices for its WABAs, and the parts of its own
 /// business numbers in the month.
 async fn reconcile_month(
     state: &AppState,
     own: BTreeSet<String>,
     month: Month,
+    by: &'static str,
 ) -> Result<Vec<Part>, ApiError> {
+    metrics::counter!("wameter_reconciliations_total", "by" => by).increment(1);
     let pricing = &state.config.pricing;
     // Numbers sharing a counter with them are priced together, as the
     // settler prices them.
