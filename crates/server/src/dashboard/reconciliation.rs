@@ -198,9 +198,7 @@ async fn reconcile_latest(state: &Arc<AppState>) -> Result<usize, ApiError> {
     for month in months.into_iter().rev() {
         parts_of(state, &[month], true, &|_| true).await?;
         seen += 1;
-        let kept = crate::lock(&state.dashboard.reconciled.0);
-        let discrepancies: usize = kept.values().map(|entry| entry.discrepancies).sum();
-        if kept.len() >= KEPT_MAX || discrepancies >= DISCREPANCIES_KEPT {
+        if full(&crate::lock(&state.dashboard.reconciled.0)) {
             break;
         }
     }
@@ -270,6 +268,11 @@ async fn parts_of(
                 found.push(entry.parts.clone());
                 continue;
             }
+            // The reconciler adds no part past the bound: it would only
+            // push out another (or itself) and be computed again next round.
+            if wait && !kept.contains_key(&key) && full(&kept) {
+                continue;
+            }
         }
         let at = Timestamp::now();
         let by = if wait { "reconciler" } else { "view" };
@@ -278,6 +281,16 @@ async fn parts_of(
         found.push(parts);
     }
     Ok((found, stale_since))
+}
+
+/// Whether the kept parts are as many as may be kept.
+fn full(kept: &HashMap<(String, Month), Entry>) -> bool {
+    kept.len() >= KEPT_MAX
+        || kept
+            .values()
+            .map(|entry| entry.discrepancies)
+            .sum::<usize>()
+            >= DISCREPANCIES_KEPT
 }
 
 /// Computes a (portfolio, month)'s parts again in the background.
