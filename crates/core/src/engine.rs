@@ -599,14 +599,17 @@ fn part_of(key: &(impl std::hash::Hash + ?Sized), parts: usize) -> usize {
 
 /// The part deciding an event: its message's wamid. An inbound message
 /// without a wamid is a duplicate only of an identical event, so any key
-/// of the event does; its user is one.
+/// of the event does; its user is one. A call is its user's too: two calls
+/// of one user at one instant are one inbound item of the timeline
+/// (`seen_inbounds`), so they must meet in one part whatever their ids
+/// (calls are priced, and their copies dropped, after the parts).
 fn message_part(event: &Event, parts: usize) -> usize {
     match &event.kind {
         EventKind::Inbound { id: Some(id), .. }
         | EventKind::Outbound { id, .. }
         | EventKind::Status { id, .. } => part_of(&**id, parts),
         EventKind::Inbound { id: None, user, .. } => part_of(user, parts),
-        EventKind::Call(call) => part_of(&*call.id, parts),
+        EventKind::Call(call) => part_of(&call.user, parts),
         EventKind::AgentUsage(usage) => part_of(&*usage.id, parts),
     }
 }
