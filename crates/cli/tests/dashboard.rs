@@ -452,6 +452,15 @@ fn figures(page: &str) -> Vec<(String, String)> {
 }
 
 /// A dashboard page with the session cookie of the all-WABA token.
+/// The reconciliation page's "compared with Meta's pricing" figure.
+fn compared(page: &str) -> String {
+    figures(page)
+        .into_iter()
+        .find(|(label, _)| label.starts_with("compared with Meta"))
+        .map(|(_, value)| value)
+        .unwrap_or_else(|| panic!("no comparison figure: {page}"))
+}
+
 fn page(server: &Server, path: &str) -> String {
     let mut response = server
         .agent
@@ -521,13 +530,6 @@ fn the_reconciler_keeps_months_reconciled_without_a_view() {
             .find_map(|line| line.strip_prefix(name.as_str()))
             .map_or(0, |count| count.trim().parse().unwrap())
     };
-    let compared = |page: &str| -> String {
-        figures(page)
-            .into_iter()
-            .find(|(label, _)| label.starts_with("compared with Meta"))
-            .map(|(_, value)| value)
-            .unwrap_or_else(|| panic!("no comparison figure: {page}"))
-    };
     for (from, n, expected) in [(0, 3, "3"), (3, 2, "5")] {
         let before = reconciled("reconciler");
         let (status, answer) = server.post_events(&november(from, n), API_TOKEN);
@@ -556,13 +558,6 @@ fn follows_new_events(dir: &std::path::Path, database: String, sqlite: bool) {
         let total = &totals(&csv)["2026-11"]["USD"];
         let shown = figures(&page(server, "/overview?month=2026-11"));
         (format!("{total} USD"), shown[0].1.clone())
-    };
-    let compared = |page: &str| -> String {
-        figures(page)
-            .into_iter()
-            .find(|(label, _)| label.starts_with("compared with Meta"))
-            .map(|(_, value)| value)
-            .unwrap_or_else(|| panic!("no comparison figure: {page}"))
     };
 
     let (status, answer) = server.post_events(&november(0, 3), API_TOKEN);

@@ -663,13 +663,7 @@ impl MeterState {
                 // The stand-in is an event of the log it is inferred for.
                 stats.events += 1;
             }
-            // Most logs' statuses name their business: no wamid to hash
-            // then (this loop runs over the month at every settle round).
-            let unowned = if self.unowned.is_empty() {
-                None
-            } else {
-                self.unowned.get(id)
-            };
+            let unowned = self.unowned.get(id);
             if let (Some(owned), Some(unowned)) = (&message.owned, unowned) {
                 stats.duplicates += unowned
                     .seen

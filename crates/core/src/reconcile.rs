@@ -149,6 +149,25 @@ impl CategoryDrift {
     pub fn impact(&self) -> Decimal {
         self.amount_as_priced - self.amount_as_sent
     }
+
+    /// What a line is one of: (template, sent as, priced as, currency).
+    /// [`Share`]s' lines of one key add up to the whole log's line.
+    pub fn key(&self) -> DriftKey {
+        (
+            self.template.clone(),
+            self.sent_as,
+            self.priced_as,
+            self.currency,
+        )
+    }
+
+    /// Counts `part`'s messages and amounts in too (a line of the same
+    /// [`CategoryDrift::key`]).
+    pub fn add(&mut self, part: &CategoryDrift) {
+        self.messages += part.messages;
+        self.amount_as_sent += part.amount_as_sent;
+        self.amount_as_priced += part.amount_as_priced;
+    }
 }
 
 /// The result of [`reconcile`].
@@ -485,7 +504,7 @@ fn drifted_sends(
 type DriftParts = BTreeMap<(ShareKey, DriftKey), CategoryDrift>;
 
 /// What a [`CategoryDrift`] line is one of.
-type DriftKey = (Box<str>, TemplateCategory, TemplateCategory, Currency);
+pub type DriftKey = (Box<str>, TemplateCategory, TemplateCategory, Currency);
 
 /// Replays the log with each drifted send at the category Meta applies and
 /// sums, per template, what its drifted messages cost each way (and the

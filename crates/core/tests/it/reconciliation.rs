@@ -301,14 +301,14 @@ proptest! {
                 .shares
                 .values()
                 .flat_map(|s| &s.drift)
-                .filter(|p| (&p.template, p.sent_as, p.priced_as, p.currency) == (&line.template, line.sent_as, line.priced_as, line.currency))
+                .filter(|p| p.key() == line.key())
                 .collect();
             prop_assert_eq!(parts.iter().map(|p| p.messages).sum::<u64>(), line.messages);
             prop_assert_eq!(parts.iter().map(|p| p.amount_as_sent).sum::<rust_decimal::Decimal>(), line.amount_as_sent);
             prop_assert_eq!(parts.iter().map(|p| p.amount_as_priced).sum::<rust_decimal::Decimal>(), line.amount_as_priced);
         }
         for part in result.shares.values().flat_map(|s| &s.drift) {
-            prop_assert!(result.drift.iter().any(|l| (&l.template, l.sent_as, l.priced_as, l.currency) == (&part.template, part.sent_as, part.priced_as, part.currency)));
+            prop_assert!(result.drift.iter().any(|l| l.key() == part.key()));
         }
     }
 }

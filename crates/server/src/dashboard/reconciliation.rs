@@ -583,21 +583,15 @@ fn shown(
     // them for a whole log.
     let mut lines: BTreeMap<_, CategoryDrift> = BTreeMap::new();
     for part in seen.iter().flat_map(|part| &part.drift) {
-        let key = (
-            part.template.clone(),
-            part.sent_as,
-            part.priced_as,
-            part.currency,
-        );
-        let line = lines.entry(key).or_insert_with(|| CategoryDrift {
-            messages: 0,
-            amount_as_sent: Decimal::ZERO,
-            amount_as_priced: Decimal::ZERO,
-            ..part.clone()
-        });
-        line.messages += part.messages;
-        line.amount_as_sent += part.amount_as_sent;
-        line.amount_as_priced += part.amount_as_priced;
+        lines
+            .entry(part.key())
+            .or_insert_with(|| CategoryDrift {
+                messages: 0,
+                amount_as_sent: Decimal::ZERO,
+                amount_as_priced: Decimal::ZERO,
+                ..part.clone()
+            })
+            .add(part);
     }
     let mut drift = Table::new(
         "drift",
