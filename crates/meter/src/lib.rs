@@ -70,6 +70,20 @@ pub struct Loaded {
     pub inferred: HashSet<(String, String)>,
 }
 
+/// Reads stored notice lines (a store's `notices`) back; a line that is
+/// not a notice is left out.
+pub fn notices_of(lines: &[String]) -> Vec<wameter_core::notice::Notice> {
+    lines
+        .iter()
+        .filter_map(
+            |line| match wameter_log::parse_line(line, Origin::default()) {
+                Ok(Parsed::Notice(notice)) => Some(*notice),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
 /// Reads stored lines back into events and adds the outbounds that Meta's
 /// pricing implies (as `replay` does for a log).
 pub fn load(rows: &[StoredEvent]) -> Loaded {

@@ -166,10 +166,10 @@ pub fn spawn(state: Arc<AppState>) {
             }
             let started = std::time::Instant::now();
             match reconcile_latest(&state).await {
-                Ok(months) => {
+                Ok(portfolio_months) => {
                     done = Some(generation);
                     tracing::debug!(
-                        months,
+                        portfolio_months,
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "reconciled the latest months"
                     )
@@ -183,26 +183,19 @@ pub fn spawn(state: Arc<AppState>) {
     });
 }
 
-/// One round of the reconciler: the months with kept charges, latest
-/// first, until the kept parts are as many as may be kept. Returns how
-/// many months it went through.
+/// One round of the reconciler: every month with kept charges, the latest
+/// first, until the kept parts are as many as may be kept ([`parts_of`]
+/// stops adding there). Returns how many (portfolio, month)s it went
+/// through.
 async fn reconcile_latest(state: &Arc<AppState>) -> Result<usize, ApiError> {
-    let months: BTreeSet<Month> = state
+    let months: Vec<Month> = state
         .store
         .charge_months()
         .await?
         .iter()
         .filter_map(|(_, month)| Month::parse(month))
         .collect();
-    let mut seen = 0;
-    for month in months.into_iter().rev() {
-        parts_of(state, &[month], true, &|_| true).await?;
-        seen += 1;
-        if full(&crate::lock(&state.dashboard.reconciled.0)) {
-            break;
-        }
-    }
-    Ok(seen)
+    Ok(parts_of(state, &months, true, &|_| true).await?.0.len())
 }
 
 /// The parts of every (portfolio, month) of `months` with kept charges
@@ -235,7 +228,7 @@ async fn parts_of(
     let own = |portfolio: &str| portfolios.get(portfolio).cloned().unwrap_or_default();
     // A portfolio none of whose numbers the reader sees is not reconciled
     // for them (its parts would all be filtered out).
-    let wanted: Vec<(String, Month)> = wanted
+    let mut wanted: Vec<(String, Month)> = wanted
         .into_iter()
         .filter(|(portfolio, _)| {
             portfolios
@@ -243,6 +236,8 @@ async fn parts_of(
                 .is_some_and(|numbers| numbers.iter().any(|number| sees(number)))
         })
         .collect();
+    // The latest months first: those the kept parts' bound keeps.
+    wanted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut found = Vec::with_capacity(wanted.len());
     let mut stale_since: Option<Timestamp> = None;
     for key in wanted {
@@ -406,15 +401,7 @@ async fn reconcile_month(
         .await?;
     let config = state.config.clone();
     tokio::task::spawn_blocking(move || {
-        let notices: Vec<_> = notices
-            .iter()
-            .filter_map(
-                |line| match wameter_log::parse_line(line, Default::default()) {
-                    Ok(wameter_log::Parsed::Notice(notice)) => Some(*notice),
-                    _ => None,
-                },
-            )
-            .collect();
+        let notices = wameter_meter::notices_of(&notices);
         let loaded = wameter_meter::load(&rows);
         let engine = config.pricing.engine();
         let mut result = wameter_core::reconcile::reconcile(&engine, loaded.events, &notices);
@@ -473,12 +460,7 @@ async fn updates(state: &AppState, token: &ApiToken, months: &[Month]) -> Result
         &["at", "template", "language", "from", "to", "takes effect"],
         &[false, false, false, false, false, false],
     );
-    for line in &lines {
-        let Ok(wameter_log::Parsed::Notice(notice)) =
-            wameter_log::parse_line(line, Default::default())
-        else {
-            continue;
-        };
+    for notice in wameter_meter::notices_of(&lines) {
         let wameter_core::notice::NoticeKind::TemplateCategoryUpdate {
             template,
             previous_category,
