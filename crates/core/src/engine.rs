@@ -143,8 +143,10 @@ pub(crate) struct StatusSummary {
     pub(crate) origin: Option<Origin>,
     /// (status, instant) pairs read: an exact repeat (a redelivered
     /// webhook) is a duplicate. Kept here rather than in a set of its own,
-    /// which cost a copy of the wamid and a second hash per status.
-    pub(crate) seen: Vec<(DeliveryStatus, Timestamp)>,
+    /// which cost a copy of the wamid and a second hash per status; inline
+    /// for a message's usual sent, delivered and read, so that most
+    /// messages allocate nothing for them.
+    pub(crate) seen: smallvec::SmallVec<[(DeliveryStatus, Timestamp); 3]>,
     /// What few statuses say besides their status. Boxed: every summary
     /// of a large log pays for the field (5 % of a replay's memory
     /// unboxed).
@@ -234,7 +236,7 @@ impl StatusSummary {
             first_read: self.first_read,
             failed: self.failed,
             origin: self.origin,
-            seen: Vec::new(),
+            seen: Default::default(),
             extra: self.extra.clone(),
         }
     }
@@ -269,7 +271,7 @@ impl StatusSummary {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
-            seen: Vec::new(),
+            seen: Default::default(),
             extra: StatusExtra::merged(self.extra.as_deref(), other.extra.as_deref()),
         }
     }
@@ -287,126 +289,120 @@ pub(crate) fn later_failure(
     }
 }
 
-struct OutboundSeen {
-    business: Arc<str>,
-    user: UserId,
+/// An outbound message as [`resolve`] keeps it: borrowed from its event,
+/// copied only if it was delivered.
+struct OutboundSeen<'e> {
+    business: &'e str,
+    user: &'e UserId,
     at: Timestamp,
-    template: Option<Template>,
+    template: &'e Option<Template>,
     origin: Origin,
-    messaging_account: Option<Box<str>>,
+    messaging_account: &'e Option<Box<str>>,
 }
 
-pub(crate) fn intern(pool: &mut HashMap<Box<str>, Arc<str>>, text: Box<str>) -> Arc<str> {
-    if let Some(shared) = pool.get(&text) {
+/// One shared copy of each business id, keyed by an owned or a borrowed
+/// spelling: timelines and the states that outlive their events name their
+/// business by it.
+pub(crate) fn intern<K>(pool: &mut HashMap<K, Arc<str>>, text: K) -> Arc<str>
+where
+    K: std::borrow::Borrow<str> + std::hash::Hash + Eq,
+{
+    if let Some(shared) = pool.get(text.borrow()) {
         return shared.clone();
     }
-    let shared: Arc<str> = Arc::from(&*text);
+    let shared: Arc<str> = Arc::from(text.borrow());
     pool.insert(text, shared.clone());
     shared
 }
 
-/// A message as [`prepare`] keys it: the business phone number that sent
-/// it and its wamid. Two businesses' messages never share a key, whatever
-/// their ids, so one tenant's events cannot stand for another's
-/// (decision D17: docs/rules.md).
-type MessageKey = (Arc<str>, Box<str>);
-
-/// Values by message ([`MessageKey`]), stored by wamid alone for the first
-/// business seen with each id and by (business, wamid) for the others: the
-/// common case (wamids are unique) hashes only the id, as it did before
-/// messages were scoped by business.
-struct ByMessage<T> {
-    first: HashMap<Box<str>, (Arc<str>, T)>,
-    others: HashMap<MessageKey, T>,
+/// What [`resolve`] learns of one message, a (business phone number,
+/// wamid) pair: two businesses' messages never share one, whatever their
+/// ids, so one tenant's events cannot stand for another's (decision D17:
+/// docs/rules.md).
+#[derive(Default)]
+struct MessageSeen<'e> {
+    /// The wamid.
+    id: &'e str,
+    /// The business; `None` until an outbound or a status names it.
+    business: Option<&'e str>,
+    /// The record of the first business seen with this wamid, which keeps
+    /// the statuses naming no business (this one's own index if it is it).
+    first: u32,
+    /// The outbound event kept (the first read), with its input position.
+    outbound: Option<(usize, OutboundSeen<'e>)>,
+    /// Statuses naming this business.
+    statuses: Option<StatusSummary>,
+    /// First records only: statuses naming no business, which stand for
+    /// the message of this wamid whichever business sent it.
+    unowned: Option<StatusSummary>,
+    /// First records only: some business sent a message with this wamid.
+    sent: bool,
 }
 
-impl<T> Default for ByMessage<T> {
-    fn default() -> Self {
-        ByMessage {
-            first: HashMap::default(),
+/// Every message of a part, in the order first seen. One table finds a
+/// wamid's first record, another the rare second business using the same
+/// wamid; the records themselves sit in one vector, so a message's events,
+/// which come close together, find it in cache.
+#[derive(Default)]
+struct Messages<'e> {
+    ids: HashMap<&'e str, u32>,
+    others: HashMap<(&'e str, &'e str), u32>,
+    seen: Vec<MessageSeen<'e>>,
+}
+
+impl<'e> Messages<'e> {
+    fn with_capacity(messages: usize) -> Self {
+        let mut ids = HashMap::default();
+        ids.reserve(messages);
+        Messages {
+            ids,
             others: HashMap::default(),
+            seen: Vec::with_capacity(messages),
         }
     }
-}
 
-impl<T> ByMessage<T> {
-    /// Inserts `value` as `business`'s message `id`; when that message is
-    /// there already, hands back the kept value, the refused one and the id.
-    fn insert(
-        &mut self,
-        business: &Arc<str>,
-        id: Box<str>,
-        value: T,
-    ) -> Option<(&mut T, T, Box<str>)> {
-        use std::collections::hash_map::Entry;
-        let ByMessage { first, others } = self;
-        match first.entry(id) {
-            Entry::Occupied(entry) if *entry.get().0 == **business => {
-                let id = entry.key().clone();
-                Some((&mut entry.into_mut().1, value, id))
+    /// A new record: a wamid's first, or `business`'s beside its `first`.
+    fn push(seen: &mut Vec<MessageSeen<'e>>, id: &'e str, other: Option<(&'e str, u32)>) -> u32 {
+        let index = seen.len() as u32;
+        seen.push(MessageSeen {
+            id,
+            business: other.map(|(business, _)| business),
+            first: other.map_or(index, |(_, first)| first),
+            ..MessageSeen::default()
+        });
+        index
+    }
+
+    /// The index of wamid `id`'s first record.
+    fn first_index(&mut self, id: &'e str) -> u32 {
+        let seen = &mut self.seen;
+        *self.ids.entry(id).or_insert_with(|| Self::push(seen, id, None))
+    }
+
+    /// The first record of wamid `id`.
+    fn first(&mut self, id: &'e str) -> &mut MessageSeen<'e> {
+        let index = self.first_index(id);
+        &mut self.seen[index as usize]
+    }
+
+    /// The record of `business`'s message `id`.
+    fn of(&mut self, business: &'e str, id: &'e str) -> &mut MessageSeen<'e> {
+        let first = self.first_index(id);
+        let index = match self.seen[first as usize].business {
+            None => {
+                self.seen[first as usize].business = Some(business);
+                first
             }
-            Entry::Occupied(entry) => match others.entry((business.clone(), entry.key().clone())) {
-                Entry::Occupied(other) => {
-                    let id = other.key().1.clone();
-                    Some((other.into_mut(), value, id))
-                }
-                Entry::Vacant(other) => {
-                    other.insert(value);
-                    None
-                }
-            },
-            Entry::Vacant(entry) => {
-                entry.insert((business.clone(), value));
-                None
+            Some(kept) if kept == business => first,
+            Some(_) => {
+                let seen = &mut self.seen;
+                *self
+                    .others
+                    .entry((business, id))
+                    .or_insert_with(|| Self::push(seen, id, Some((business, first))))
             }
-        }
-    }
-
-    /// The value of `business`'s message `id`, a default one if absent.
-    fn entry(&mut self, business: &Arc<str>, id: Box<str>) -> &mut T
-    where
-        T: Default,
-    {
-        use std::collections::hash_map::Entry;
-        let ByMessage { first, others } = self;
-        match first.entry(id) {
-            Entry::Occupied(entry) if *entry.get().0 == **business => &mut entry.into_mut().1,
-            Entry::Occupied(entry) => others
-                .entry((business.clone(), entry.key().clone()))
-                .or_default(),
-            Entry::Vacant(entry) => &mut entry.insert((business.clone(), T::default())).1,
-        }
-    }
-
-    fn get(&self, business: &str, id: &str) -> Option<&T> {
-        match self.first.get(id) {
-            Some((first, value)) if **first == *business => Some(value),
-            Some(_) => self.others.get(&(Arc::from(business), Box::from(id))),
-            None => None,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.first.is_empty()
-    }
-
-    /// (business, wamid, value), in no particular order.
-    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &str, &T)> {
-        self.first
-            .iter()
-            .map(|(id, (business, value))| (business, &**id, value))
-            .chain(
-                self.others
-                    .iter()
-                    .map(|((business, id), value)| (business, &**id, value)),
-            )
-    }
-
-    fn into_values(self) -> impl Iterator<Item = (Box<str>, T)> {
-        self.first
-            .into_iter()
-            .map(|(id, (_, value))| (id, value))
-            .chain(self.others.into_iter().map(|((_, id), value)| (id, value)))
+        };
+        &mut self.seen[index as usize]
     }
 }
 
@@ -475,28 +471,22 @@ const PREPARE_IN_PARALLEL_FROM: usize = 100_000;
 pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
     let parts = parts.clamp(1, 64);
     let events_read = events.len() as u64;
-    let resolved: Vec<Resolved> = if parts == 1 {
+    // Each thread reads the events in place and keeps those of its
+    // messages: dealing them out by value moved every event once more, a
+    // quarter of the step on a large log.
+    let resolved: Vec<Resolved> = on_threads((0..parts).collect(), |part| {
         let mut sizes = Sizes::default();
-        events.iter().for_each(|event| sizes.count(event));
-        vec![resolve(events.into_iter().enumerate(), sizes, 1)]
-    } else {
-        let mut dealt: Vec<(Vec<(usize, Event)>, Sizes)> = (0..parts)
-            .map(|_| {
-                (
-                    Vec::with_capacity(events.len() / parts + 1),
-                    Sizes::default(),
-                )
+        let mine: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, event)| parts == 1 || message_part(event, parts) == part)
+            .map(|(seq, event)| {
+                sizes.count(event);
+                seq
             })
             .collect();
-        for (seq, event) in events.into_iter().enumerate() {
-            let (part, sizes) = &mut dealt[message_part(&event, parts)];
-            sizes.count(&event);
-            part.push((seq, event));
-        }
-        on_threads(dealt, |(events, sizes)| {
-            resolve(events.into_iter(), sizes, parts)
-        })
-    };
+        resolve(mine.into_iter().map(|seq| (seq, &events[seq])), sizes, parts)
+    });
 
     let mut stats = PrepareStats {
         events: events_read,
@@ -506,7 +496,7 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
     let mut calls: Vec<(usize, TimedCall)> = Vec::new();
     let mut agent: Vec<(usize, TimedUsage)> = Vec::new();
     // A business-scoped id's country: the first event that gave one.
-    let mut countries: HashMap<Box<str>, (usize, Box<str>)> = HashMap::default();
+    let mut countries: HashMap<&str, (usize, &str)> = HashMap::default();
     let mut by_contact: Vec<Vec<Vec<Placed>>> =
         (0..parts).map(|_| Vec::with_capacity(parts)).collect();
     for part in resolved {
@@ -518,7 +508,7 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
         calls.extend(part.calls);
         agent.extend(part.agent);
         for (id, (seq, country)) in part.countries {
-            match countries.get_mut(&id) {
+            match countries.get_mut(id) {
                 Some(kept) if kept.0 <= seq => {}
                 Some(kept) => *kept = (seq, country),
                 None => {
@@ -645,13 +635,13 @@ impl Sizes {
 type Placed = ((Arc<str>, UserId), usize, Item);
 
 /// What one part of [`prepare_in`]'s first step found.
-struct Resolved {
+struct Resolved<'e> {
     /// Items by the part of their pair.
     items: Vec<Vec<Placed>>,
     warnings: Vec<Warning>,
     stats: PrepareStats,
     /// Countries of business-scoped ids, with the first event giving each.
-    countries: HashMap<Box<str>, (usize, Box<str>)>,
+    countries: HashMap<&'e str, (usize, &'e str)>,
     /// Calls, with their input position.
     calls: Vec<(usize, TimedCall)>,
     /// Agent usage, with its input position.
@@ -659,25 +649,22 @@ struct Resolved {
 }
 
 /// Drops duplicates and resolves each message's delivery, for events that
-/// hold every event of their messages.
-fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: usize) -> Resolved {
+/// hold every event of their messages. The events are read in place; what
+/// a timeline keeps is copied out of them.
+fn resolve<'e>(
+    events: impl Iterator<Item = (usize, &'e Event)>,
+    sizes: Sizes,
+    parts: usize,
+) -> Resolved<'e> {
     let mut stats = PrepareStats::default();
     let mut warnings = Vec::new();
-    let mut businesses: HashMap<Box<str>, Arc<str>> = HashMap::default();
-    let mut outbounds: ByMessage<(usize, OutboundSeen)> = ByMessage::default();
-    outbounds.first.reserve(sizes.outbound);
-    // Statuses naming their business, and those naming none (by wamid);
-    // a message has several, so there are at most about as many messages
+    let mut businesses: HashMap<&str, Arc<str>> = HashMap::default();
+    // A message has several statuses, so there are about as many messages
     // as outbound events.
-    let mut statuses: ByMessage<StatusSummary> = ByMessage::default();
-    statuses
-        .first
-        .reserve(sizes.owned_statuses.min(sizes.outbound));
-    let mut unowned_statuses: HashMap<Box<str>, StatusSummary> = HashMap::default();
-    unowned_statuses.reserve(sizes.unowned_statuses.min(sizes.outbound));
-    let mut seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)> =
+    let mut messages = Messages::with_capacity(sizes.outbound);
+    let mut seen_inbounds: HashSet<(&str, &UserId, Timestamp, bool, InboundKind)> =
         HashSet::default();
-    let mut seen_inbound_ids: HashSet<(Arc<str>, Box<str>)> = HashSet::default();
+    let mut seen_inbound_ids: HashSet<(&str, &str)> = HashSet::default();
     seen_inbound_ids.reserve(sizes.inbound);
     let mut items: Vec<Vec<Placed>> = (0..parts)
         .map(|_| Vec::with_capacity((sizes.inbound + sizes.outbound) / parts + 1))
@@ -690,19 +677,17 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
         };
         items[part].push(((business, user), seq, item));
     };
-    let mut countries: HashMap<Box<str>, (usize, Box<str>)> = HashMap::default();
+    let mut countries: HashMap<&str, (usize, &str)> = HashMap::default();
     let mut calls = Vec::new();
     let mut agent = Vec::new();
-    let mut note_country = |user: &UserId, seq: usize| {
+    let mut note_country = |user: &'e UserId, seq: usize| {
         if let UserId::Bsuid(id, Some(country)) = user {
-            countries
-                .entry(id.clone())
-                .or_insert_with(|| (seq, country.clone()));
+            countries.entry(id).or_insert((seq, country));
         }
     };
 
     for (seq, event) in events {
-        match event.kind {
+        match &event.kind {
             EventKind::Inbound {
                 business,
                 user,
@@ -710,18 +695,17 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
                 entry_point,
                 kind,
             } => {
-                note_country(&user, seq);
-                let business = intern(&mut businesses, business);
+                note_country(user, seq);
                 // With a wamid, the id says what a duplicate is; without one,
                 // only an identical event is.
                 let first_time = match id {
-                    Some(id) => seen_inbound_ids.insert((business.clone(), id)),
+                    Some(id) => seen_inbound_ids.insert((business, id)),
                     None => seen_inbounds.insert((
-                        business.clone(),
-                        user.clone(),
+                        business,
+                        user,
                         event.at,
                         entry_point.is_some(),
-                        kind,
+                        *kind,
                     )),
                 };
                 if !first_time {
@@ -729,8 +713,8 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
                     continue;
                 }
                 place(
-                    business,
-                    user,
+                    intern(&mut businesses, business),
+                    user.clone(),
                     seq,
                     Item::Inbound {
                         at: event.at,
@@ -745,64 +729,66 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
                 template,
                 messaging_account,
             } => {
-                note_country(&user, seq);
-                let business = intern(&mut businesses, business);
+                note_country(user, seq);
                 let seen = OutboundSeen {
-                    business: business.clone(),
+                    business,
                     user,
                     at: event.at,
                     template,
                     origin: event.origin,
                     messaging_account,
                 };
-                if let Some(((_, kept), (_, again), id)) =
-                    outbounds.insert(&business, id, (seq, seen))
-                {
+                let message = messages.of(business, id);
+                let first = message.first as usize;
+                if let Some((_, kept)) = &mut message.outbound {
+                    let again = seen;
                     stats.duplicates += 1;
                     let same = kept.user == again.user
                         && kept.template == again.template
                         && kept.messaging_account == again.messaging_account;
                     if !same {
-                        warnings.push(conflicting_outbound(&id, &business, event.origin));
+                        warnings.push(conflicting_outbound(id, business, event.origin));
                     }
                     // Keep the earliest, whatever the input order.
                     if (again.at, again.origin) < (kept.at, kept.origin) && same {
                         kept.at = again.at;
                         kept.origin = again.origin;
                     }
+                } else {
+                    message.outbound = Some((seq, seen));
                 }
+                messages.seen[first].sent = true;
             }
             EventKind::Call(call) => {
                 note_country(&call.user, seq);
                 // A call that opens the window is an inbound for the pair's
                 // timeline; copies of it (a redelivered webhook) are one
                 // item. Duplicates are counted once, by the call pricing.
-                if call.opens_window() {
-                    let business = intern(&mut businesses, call.business.clone());
-                    if seen_inbounds.insert((
-                        business.clone(),
-                        call.user.clone(),
+                if call.opens_window()
+                    && seen_inbounds.insert((
+                        &call.business,
+                        &call.user,
                         event.at,
                         false,
                         InboundKind::Call,
-                    )) {
-                        place(
-                            business,
-                            call.user.clone(),
-                            seq,
-                            Item::Inbound {
-                                at: event.at,
-                                entry_point: false,
-                            },
-                        );
-                    }
+                    ))
+                {
+                    place(
+                        intern(&mut businesses, &call.business),
+                        call.user.clone(),
+                        seq,
+                        Item::Inbound {
+                            at: event.at,
+                            entry_point: false,
+                        },
+                    );
                 }
                 calls.push((
                     seq,
                     TimedCall {
                         at: event.at,
                         origin: event.origin,
-                        call: *call,
+                        call: (**call).clone(),
                     },
                 ));
             }
@@ -811,7 +797,7 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
                 TimedUsage {
                     at: event.at,
                     origin: event.origin,
-                    usage: *usage,
+                    usage: (**usage).clone(),
                 },
             )),
             EventKind::Status {
@@ -820,23 +806,21 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
                 error,
                 detail,
             } => {
+                let detail = detail.as_deref();
                 let cost = detail
-                    .as_ref()
                     .and_then(|d| d.pricing.as_ref())
                     .and_then(|p| p.cost);
-                let (business, messaging_account) =
-                    detail.map_or((None, None), |d| (d.business, d.messaging_account));
-                let summary = match business {
-                    Some(business) => statuses.entry(&intern(&mut businesses, business), id),
-                    None => unowned_statuses.entry(id).or_default(),
+                let summary = match detail.and_then(|d| d.business.as_deref()) {
+                    Some(business) => messages.of(business, id).statuses.get_or_insert_default(),
+                    None => messages.first(id).unowned.get_or_insert_default(),
                 };
                 if !summary.record(
-                    status,
-                    error,
+                    *status,
+                    *error,
                     event.at,
                     event.origin,
                     cost,
-                    messaging_account.as_deref(),
+                    detail.and_then(|d| d.messaging_account.as_deref()),
                 ) {
                     stats.duplicates += 1;
                 }
@@ -844,42 +828,29 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
         }
     }
 
-    let mut unknown: Vec<(Origin, &str, Option<&str>)> = Vec::new();
-    for (business, id, summary) in statuses.iter() {
-        if outbounds.get(business, id).is_none() {
-            unknown.push((summary.origin.unwrap_or_default(), id, Some(business)));
+    for message in &messages.seen {
+        if let (Some(summary), None) = (&message.statuses, &message.outbound) {
+            let origin = summary.origin.unwrap_or_default();
+            warnings.push(unknown_status(origin, message.id, message.business));
+        }
+        if let (Some(summary), false) = (&message.unowned, message.sent) {
+            let origin = summary.origin.unwrap_or_default();
+            warnings.push(unknown_status(origin, message.id, None));
         }
     }
-    let sent_ids: HashSet<&str> = if unowned_statuses.is_empty() {
-        HashSet::default()
-    } else {
-        outbounds.iter().map(|(_, id, _)| id).collect()
-    };
-    for (id, summary) in &unowned_statuses {
-        if !sent_ids.contains(&**id) {
-            unknown.push((summary.origin.unwrap_or_default(), id, None));
-        }
-    }
-    warnings.extend(
-        unknown
-            .into_iter()
-            .map(|(origin, id, business)| unknown_status(origin, id, business)),
-    );
-    drop(sent_ids);
 
     // Messages Meta Business Agent produced: its usage names their wamid.
     let agent_messages: HashSet<(&str, &str)> = agent
         .iter()
         .map(|(_, u)| (&*u.usage.business, &*u.usage.id))
         .collect();
-    let any_owned = !statuses.is_empty();
-    for (id, (seq, outbound)) in outbounds.into_values() {
-        let owned = if any_owned {
-            statuses.get(&outbound.business, &id)
-        } else {
-            None
+    for message in &messages.seen {
+        let Some((seq, outbound)) = &message.outbound else {
+            continue;
         };
-        let unowned = unowned_statuses.get(&id);
+        let (seq, id) = (*seq, message.id);
+        let owned = message.statuses.as_ref();
+        let unowned = messages.seen[message.first as usize].unowned.as_ref();
         // A status repeated in both (Meta's webhook and a canonical line)
         // is one status.
         if let (Some(owned), Some(unowned)) = (owned, unowned) {
@@ -903,7 +874,7 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
             continue;
         };
         if let Some((error, origin)) = summary.as_ref().and_then(|s| s.failed) {
-            warnings.push(failed_after_delivery(&id, error, origin));
+            warnings.push(failed_after_delivery(id, error, origin));
         }
         stats.delivered += 1;
         let meta_cost = summary
@@ -911,17 +882,17 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
             .and_then(StatusSummary::meta_cost)
             .map(Box::new);
         let by_agent =
-            !agent_messages.is_empty() && agent_messages.contains(&(&*outbound.business, &*id));
+            !agent_messages.is_empty() && agent_messages.contains(&(outbound.business, id));
         // The send's own account wins over what its statuses' webhooks say.
-        let messaging_account = outbound.messaging_account.or_else(|| {
+        let messaging_account = outbound.messaging_account.clone().or_else(|| {
             summary
                 .as_ref()
                 .and_then(|s| s.messaging_account())
                 .map(Box::from)
         });
         let message = DeliveredMessage {
-            id,
-            template: outbound.template,
+            id: id.into(),
+            template: outbound.template.clone(),
             sent_at: outbound.at,
             origin: outbound.origin,
             meta_cost,
@@ -929,8 +900,8 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
             messaging_account,
         };
         place(
-            outbound.business,
-            outbound.user,
+            intern(&mut businesses, outbound.business),
+            outbound.user.clone(),
             seq,
             Item::Delivery {
                 at: delivered_at,
@@ -952,7 +923,7 @@ fn resolve(events: impl Iterator<Item = (usize, Event)>, sizes: Sizes, parts: us
 /// of a pair is in one of them).
 fn timelines(
     parts: Vec<Vec<Placed>>,
-    countries: &HashMap<Box<str>, (usize, Box<str>)>,
+    countries: &HashMap<&str, (usize, &str)>,
 ) -> Vec<ContactTimeline> {
     // A business-scoped id compares equal with and without its country, so
     // a pair's key may be any of its events' spelling: the pair takes that
@@ -990,8 +961,8 @@ fn timelines(
             // A business-scoped id seen without its country in the event
             // that made the timeline takes it from any other event.
             let user = match user {
-                UserId::Bsuid(id, None) => match countries.get(&id) {
-                    Some((_, country)) => UserId::Bsuid(id, Some(country.clone())),
+                UserId::Bsuid(id, None) => match countries.get(&*id) {
+                    Some((_, country)) => UserId::Bsuid(id, Some((*country).into())),
                     None => UserId::Bsuid(id, None),
                 },
                 user => user,
