@@ -376,7 +376,10 @@ impl<'e> Messages<'e> {
     /// The index of wamid `id`'s first record.
     fn first_index(&mut self, id: &'e str) -> u32 {
         let seen = &mut self.seen;
-        *self.ids.entry(id).or_insert_with(|| Self::push(seen, id, None))
+        *self
+            .ids
+            .entry(id)
+            .or_insert_with(|| Self::push(seen, id, None))
     }
 
     /// The first record of wamid `id`.
@@ -485,7 +488,11 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
                 seq
             })
             .collect();
-        resolve(mine.into_iter().map(|seq| (seq, &events[seq])), sizes, parts)
+        resolve(
+            mine.into_iter().map(|seq| (seq, &events[seq])),
+            sizes,
+            parts,
+        )
     });
 
     let mut stats = PrepareStats {
@@ -807,9 +814,7 @@ fn resolve<'e>(
                 detail,
             } => {
                 let detail = detail.as_deref();
-                let cost = detail
-                    .and_then(|d| d.pricing.as_ref())
-                    .and_then(|p| p.cost);
+                let cost = detail.and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
                 let summary = match detail.and_then(|d| d.business.as_deref()) {
                     Some(business) => messages.of(business, id).statuses.get_or_insert_default(),
                     None => messages.first(id).unowned.get_or_insert_default(),
@@ -1331,7 +1336,7 @@ impl Engine<'_> {
                 ruleset: verdict.ruleset,
                 rule: verdict.rule,
                 reason: verdict.reason,
-                trail: Trail {
+                trail: Box::new(Trail {
                     template: message.template.clone(),
                     sent_at: message.sent_at,
                     origin: message.origin,
@@ -1348,7 +1353,7 @@ impl Engine<'_> {
                     counter: None,
                     notes,
                     meta_cost: message.meta_cost.clone(),
-                },
+                }),
                 settlement: verdict.settlement,
             });
         }

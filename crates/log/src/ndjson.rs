@@ -496,11 +496,13 @@ pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
     let mut chunk = ParsedChunk::default();
     // One event per line, nearly always: sized once, the vector is never
     // copied as it grows (growing it was a sixth of a replay's time).
-    chunk.events.reserve(text.lines().count());
-    for (offset, line) in text.lines().enumerate() {
+    chunk
+        .events
+        .reserve(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
+    for (offset, line) in lines(text).enumerate() {
         let origin = Origin {
             source,
-            line: first_line + offset as u32,
+            line: first_line.saturating_add(offset as u32),
         };
         match parse_line(line, origin) {
             Ok(Parsed::Event(event)) => chunk.events.push(event),
@@ -527,9 +529,57 @@ pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
     chunk
 }
 
+/// The lines of `text`, as [`str::lines`] gives them (no `\n`, no `\r`
+/// before it), found with `memchr`: `Lines` was 3 % of a replay's time.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        Some(match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(end) => {
+                let line = &rest[..end];
+                rest = &rest[end + 1..];
+                line.strip_suffix('\r').unwrap_or(line)
+            }
+            None => std::mem::take(&mut rest),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_those_of_str_lines() {
+        for text in [
+            "",
+            "\n",
+            "a",
+            "a\n",
+            "a\r\n",
+            "a\r",
+            "a\rb\n",
+            "\n\na\r\n\r\nb",
+            "a\n\r\n",
+            "é\r\nü",
+        ] {
+            assert_eq!(
+                lines(text).collect::<Vec<_>>(),
+                text.lines().collect::<Vec<_>>(),
+                "{text:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lines_are_those_of_str_lines_on_any_text(text in "[ab\r\n\u{e9}]{0,16}") {
+            proptest::prop_assert_eq!(lines(&text).collect::<Vec<_>>(), text.lines().collect::<Vec<_>>());
+        }
+    }
 
     fn parse(line: &str) -> Result<Option<Event>, LineError> {
         match parse_line(line, Origin { source: 0, line: 7 })? {
