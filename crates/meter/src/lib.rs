@@ -25,6 +25,7 @@ use crate::records::{
     ChargeFacts, ChargeRow, KeptFacts, KeptLine, Settled, StoredEvent, WarningRow,
 };
 use jiff::Timestamp;
+use jiff::civil::Date;
 use rust_decimal::Decimal;
 use wameter_core::charge::Charge;
 use wameter_core::engine::{ContactWindows, Engine, prepare};
@@ -239,7 +240,7 @@ pub fn settle_month(
     let mut charges: Vec<ChargeRow> = report
         .charges
         .iter()
-        .filter(|charge| in_month(charge, businesses, month))
+        .filter(|charge| in_month(&charge.business, charge.trail.local_date, businesses, month))
         .map(charge_row)
         .collect();
     let inferred = charges
@@ -269,10 +270,11 @@ pub fn settle_month(
     }
 }
 
-/// Whether a charge is one of the (portfolio, month)'s: of one of its
-/// businesses, delivered in the month (business-local).
-fn in_month(charge: &Charge, businesses: &BTreeSet<String>, month: Month) -> bool {
-    businesses.contains(&*charge.business) && Month::of(charge.trail.local_date) == month
+/// Whether a charge, call or agent usage is one of the (portfolio,
+/// month)'s: of one of its businesses, on a (business-local) date in the
+/// month.
+fn in_month(business: &str, local_date: Date, businesses: &BTreeSet<String>, month: Month) -> bool {
+    businesses.contains(business) && Month::of(local_date) == month
 }
 
 /// The (portfolio, month)'s calls as the store keeps them, with the
@@ -286,9 +288,7 @@ fn call_rows<'c>(
 ) -> impl Iterator<Item = ChargeRow> + 'c {
     calls
         .iter()
-        .filter(move |call| {
-            businesses.contains(&*call.business) && Month::of(call.local_date) == month
-        })
+        .filter(move |call| in_month(&call.business, call.local_date, businesses, month))
         .map(|call| ChargeRow {
             business: call.business.to_string(),
             delivered_at_us: call.started_at.as_microsecond(),
@@ -307,9 +307,7 @@ fn agent_rows<'c>(
 ) -> impl Iterator<Item = ChargeRow> + 'c {
     agent
         .iter()
-        .filter(move |usage| {
-            businesses.contains(&*usage.business) && Month::of(usage.local_date) == month
-        })
+        .filter(move |usage| in_month(&usage.business, usage.local_date, businesses, month))
         .map(|usage| ChargeRow {
             business: usage.business.to_string(),
             delivered_at_us: usage.at.as_microsecond(),
@@ -645,13 +643,22 @@ impl MonthState {
         if whole {
             settled.charges = charges
                 .iter()
-                .filter(|charge| in_month(charge, businesses, month))
+                .filter(|charge| {
+                    in_month(&charge.business, charge.trail.local_date, businesses, month)
+                })
                 .map(|charge| charge_row(charge))
                 .collect();
         } else {
             for (business, id) in changes.messages {
                 match self.meter.charge(&business, &id) {
-                    Some(Ok(charge)) if in_month(charge, businesses, month) => {
+                    Some(Ok(charge))
+                        if in_month(
+                            &charge.business,
+                            charge.trail.local_date,
+                            businesses,
+                            month,
+                        ) =>
+                    {
                         settled.charges.push(charge_row(charge))
                     }
                     _ => settled.removed.push((business.to_string(), id.to_string())),
@@ -683,7 +690,7 @@ impl MonthState {
         let inferred = self
             .meter
             .inferred_charges()
-            .filter(|charge| in_month(charge, businesses, month))
+            .filter(|charge| in_month(&charge.business, charge.trail.local_date, businesses, month))
             .count();
         let about = |id: u64| {
             let note = self.notes.get(&id)?;
