@@ -1150,11 +1150,11 @@ fn month_of(date: Date) -> (i16, i8) {
 impl Engine<'_> {
     /// Runs prepare, decide and settle on one thread.
     pub fn replay(&self, events: Vec<Event>) -> Report {
-        let prepared = prepare(events);
-        let decisions = prepared
-            .contacts
-            .iter()
-            .map(|contact| self.decide(contact))
+        let mut prepared = prepare(events);
+        // Each timeline is freed once decided: its memory serves the charges.
+        let decisions = std::mem::take(&mut prepared.contacts)
+            .into_iter()
+            .map(|contact| self.decide(&contact))
             .collect();
         self.settle(prepared, decisions)
     }
