@@ -38,7 +38,7 @@
 //! [`engine::prepare`]: crate::engine::prepare
 //! [`outbounds_from_pricing`]: crate::event::outbounds_from_pricing
 
-use std::collections::{BTreeMap, HashMap as StdHashMap, HashSet as StdHashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap as StdHashMap, HashSet as StdHashSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -115,6 +115,52 @@ struct Message {
     placed: Option<(UserId, Timestamp)>,
     /// Meta Business Agent produced it (an `agent_usage` names it).
     by_agent: bool,
+    /// What it adds to the findings' counts, as of the last
+    /// [`MeterState::apply`].
+    counted: Counted,
+}
+
+/// One message's part of the findings' counts ([`MeterState::findings`]
+/// sums them as it goes, rather than visiting every message each time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counted {
+    /// Its outbound event is a stand-in: an event of the log it is
+    /// inferred for.
+    stand_in: bool,
+    /// Statuses repeated between its business's and the unnamed ones.
+    duplicates: u32,
+    outcome: Outcome,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Outcome {
+    /// Not an outbound message (yet): only statuses.
+    #[default]
+    Unsent,
+    Delivered,
+    Failed,
+    Undelivered,
+}
+
+impl Counted {
+    /// Adds (or with `add` false, takes back) this part to `stats`.
+    fn count_in(self, stats: &mut PrepareStats, add: bool) {
+        let step = |total: &mut u64, by: u64| {
+            *total = if add {
+                total.saturating_add(by)
+            } else {
+                total.saturating_sub(by)
+            }
+        };
+        step(&mut stats.events, u64::from(self.stand_in));
+        step(&mut stats.duplicates, u64::from(self.duplicates));
+        match self.outcome {
+            Outcome::Unsent => {}
+            Outcome::Delivered => step(&mut stats.delivered, 1),
+            Outcome::Failed => step(&mut stats.failed, 1),
+            Outcome::Undelivered => step(&mut stats.undelivered, 1),
+        }
+    }
 }
 
 impl Message {
@@ -174,6 +220,12 @@ struct Ledger {
     changed_from: Option<SettleKey>,
     /// Charges removed since the last settling.
     removed: Vec<MessageKey>,
+    /// The charges settled with notes, and those that could not be
+    /// settled: what the findings take from a ledger, without visiting
+    /// its every charge. (Kept as candidates: a key here whose entry has
+    /// changed since is checked, not trusted.)
+    noted: BTreeSet<SettleKey>,
+    unpriced: BTreeSet<SettleKey>,
 }
 
 impl Ledger {
@@ -189,7 +241,44 @@ impl Ledger {
             conversations: HashMap::default(),
             changed_from: None,
             removed: Vec::new(),
+            noted: BTreeSet::new(),
+            unpriced: BTreeSet::new(),
         }
+    }
+
+    /// Files `key`'s settled form among the noted or the unpriced.
+    fn file(&mut self, key: &SettleKey, settled: &Option<Result<Charge, PricingError>>) {
+        match settled {
+            Some(Ok(charge)) if !charge.trail.notes.is_empty() => {
+                self.noted.insert(key.clone());
+                self.unpriced.remove(key);
+            }
+            Some(Err(_)) => {
+                self.unpriced.insert(key.clone());
+                self.noted.remove(key);
+            }
+            _ => {
+                self.noted.remove(key);
+                self.unpriced.remove(key);
+            }
+        }
+    }
+
+    /// The settled charges with notes, in delivery order.
+    fn noted(&self) -> impl Iterator<Item = (&SettleKey, &Charge)> {
+        self.noted
+            .iter()
+            .filter_map(|key| match &self.entries.get(key)?.settled {
+                Some(Ok(charge)) if !charge.trail.notes.is_empty() => Some((key, charge)),
+                _ => None,
+            })
+    }
+
+    /// The charges that could not be settled.
+    fn unpriced(&self) -> impl Iterator<Item = &PricingError> {
+        self.unpriced
+            .iter()
+            .filter_map(|key| self.entries.get(key)?.settled.as_ref()?.as_ref().err())
     }
 
     fn mark(&mut self, key: &SettleKey) {
@@ -201,6 +290,7 @@ impl Ledger {
     fn insert(&mut self, charge: Charge, inferred: bool) -> SettleKey {
         let key = SettleKey::of(&charge);
         self.mark(&key);
+        self.file(&key, &None);
         if let (true, Some(id)) = (charge.opens_conversation, &charge.conversation_id) {
             self.conversations.insert(id.clone(), key.clone());
         }
@@ -218,6 +308,7 @@ impl Ledger {
     fn remove(&mut self, key: &SettleKey) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
         self.mark(key);
+        self.file(key, &None);
         if entry.settled.is_some() {
             self.removed
                 .push((key.business.clone(), key.message_id.clone()));
@@ -295,12 +386,16 @@ impl Ledger {
                     message,
                 }),
             };
-            let Some(entry) = self.entries.get_mut(&key) else {
+            let Some(entry) = self.entries.get(&key) else {
                 continue;
             };
             if entry.settled.as_ref() != Some(&settled) {
                 changed.push((key.business.clone(), key.message_id.clone()));
-                entry.settled = Some(settled);
+                let settled = Some(settled);
+                self.file(&key, &settled);
+                if let Some(entry) = self.entries.get_mut(&key) {
+                    entry.settled = settled;
+                }
             }
             self.frontier = Some(key);
         }
@@ -386,6 +481,16 @@ pub struct MeterState {
     agent: Vec<TimedUsage>,
     agent_priced: AgentReport,
     agent_changed: bool,
+    /// The findings kept up as events come ([`MeterState::findings`]): the
+    /// messages' counts summed, their warnings (one at most each), the
+    /// warnings of statuses no business sent, the contacts whose walk
+    /// found errors; and what the next apply must count again.
+    counted: PrepareStats,
+    message_warnings: HashMap<MessageKey, Warning>,
+    unowned_warnings: HashMap<Box<str>, Warning>,
+    erring: HashSet<ContactKey>,
+    recount: HashSet<MessageKey>,
+    recount_unowned: HashSet<Box<str>>,
 }
 
 /// The one ledger's name when all portfolios share it.
@@ -427,6 +532,12 @@ impl MeterState {
             agent: Vec::new(),
             agent_priced: AgentReport::default(),
             agent_changed: false,
+            counted: PrepareStats::default(),
+            message_warnings: HashMap::default(),
+            unowned_warnings: HashMap::default(),
+            erring: HashSet::default(),
+            recount: HashSet::default(),
+            recount_unowned: HashSet::default(),
         };
         if state.single {
             state.ledgers.insert(
@@ -459,6 +570,7 @@ impl MeterState {
             self.take(engine, event);
         }
         self.walk_dirty(engine);
+        self.recount();
         let mut changes = ChargeChanges::default();
         let mut groups: Vec<&Arc<str>> = self.ledgers.keys().collect();
         groups.sort();
@@ -597,21 +709,16 @@ impl MeterState {
         all.into_iter().map(|(_, charge)| charge).collect()
     }
 
-    /// The report's warnings, errors and counts, without its charges.
+    /// The report's warnings, errors and counts, without its charges: what
+    /// a settle round asks each time, so it costs the findings, not the
+    /// month (they are kept up by [`MeterState::apply`]).
     pub fn findings(&self) -> Findings {
-        // Of the charges, only their notes are findings: those with notes
-        // are put in delivery order, not the month's charges (a settle
-        // round asks for the findings every time).
-        let mut noted: Vec<(&SettleKey, &Charge)> = self
-            .ledgers
-            .values()
-            .flat_map(|ledger| &ledger.entries)
-            .filter_map(|(key, entry)| match &entry.settled {
-                Some(Ok(charge)) if !charge.trail.notes.is_empty() => Some((key, charge)),
-                _ => None,
-            })
-            .collect();
-        noted.sort_by(|a, b| a.0.cmp(b.0));
+        // Of the charges, only their notes are findings.
+        let mut noted: Vec<(&SettleKey, &Charge)> =
+            self.ledgers.values().flat_map(Ledger::noted).collect();
+        if self.ledgers.len() > 1 {
+            noted.sort_by(|a, b| a.0.cmp(b.0));
+        }
         let noted: Vec<&Charge> = noted.into_iter().map(|(_, charge)| charge).collect();
         self.findings_of(&noted)
     }
@@ -632,6 +739,19 @@ impl MeterState {
             .is_some_and(Message::inferred)
     }
 
+    /// The settled charge of `business`'s message `id` if its outbound
+    /// event is inferred from Meta's pricing (one of
+    /// [`MeterState::inferred_charges`]); a change to either is among the
+    /// messages [`MeterState::apply`] returns.
+    pub fn inferred_charge(&self, business: &str, id: &str) -> Option<&Charge> {
+        let (group, key) = self.index.get(&(Arc::from(business), Box::from(id)))?;
+        let entry = self.ledgers.get(group)?.entries.get(key)?;
+        match (&entry.settled, entry.inferred) {
+            (Some(Ok(charge)), true) => Some(charge),
+            _ => None,
+        }
+    }
+
     /// The charges whose outbound event is inferred from Meta's pricing, in
     /// no particular order (what `outbound_inferred` counts).
     pub fn inferred_charges(&self) -> impl Iterator<Item = &Charge> {
@@ -645,58 +765,22 @@ impl MeterState {
             })
     }
 
+    /// The findings, with the notes of `charges` (in delivery order).
     fn findings_of(&self, charges: &[&Charge]) -> Findings {
         let mut stats = self.stats.clone();
-        let mut warnings = self.conflicts.clone();
-        for ((business, id), message) in &self.messages {
-            if message.sent().is_none() {
-                if let Some(owned) = &message.owned {
-                    warnings.push(engine::unknown_status(
-                        owned.origin.unwrap_or_default(),
-                        id,
-                        Some(business),
-                    ));
-                }
-                continue;
-            };
-            if message.outbound.is_none() {
-                // The stand-in is an event of the log it is inferred for.
-                stats.events += 1;
-            }
-            let unowned = self.unowned.get(id);
-            if let (Some(owned), Some(unowned)) = (&message.owned, unowned) {
-                stats.duplicates += unowned
-                    .seen
-                    .iter()
-                    .filter(|seen| owned.seen.contains(seen))
-                    .count() as u64;
-            }
-            // The failure the merged summary would keep, without merging.
-            let failed = engine::later_failure(
-                message.owned.as_ref().and_then(|s| s.failed),
-                unowned.and_then(|s| s.failed),
-            );
-            match message.placed {
-                Some(_) => {
-                    stats.delivered += 1;
-                    if let Some((error, origin)) = failed {
-                        warnings.push(engine::failed_after_delivery(id, error, origin));
-                    }
-                }
-                None if failed.is_some() => stats.failed += 1,
-                None => stats.undelivered += 1,
-            }
-        }
-        for (id, summary) in &self.unowned {
-            if !self.senders.contains_key(id) {
-                warnings.push(engine::unknown_status(
-                    summary.origin.unwrap_or_default(),
-                    id,
-                    None,
-                ));
-            }
+        for (total, counted) in [
+            (&mut stats.events, self.counted.events),
+            (&mut stats.duplicates, self.counted.duplicates),
+            (&mut stats.delivered, self.counted.delivered),
+            (&mut stats.failed, self.counted.failed),
+            (&mut stats.undelivered, self.counted.undelivered),
+        ] {
+            *total += counted;
         }
         stats.duplicates += self.calls_priced.duplicates + self.agent_priced.duplicates;
+        let mut warnings = self.conflicts.clone();
+        warnings.extend(self.message_warnings.values().cloned());
+        warnings.extend(self.unowned_warnings.values().cloned());
         warnings.extend(self.calls_priced.warnings.iter().cloned());
         warnings.extend(self.agent_priced.warnings.iter().cloned());
         engine::sort_warnings(&mut warnings);
@@ -704,15 +788,12 @@ impl MeterState {
 
         let mut errors: Vec<PricingError> = Vec::new();
         for ledger in self.ledgers.values() {
-            errors.extend(
-                ledger
-                    .entries
-                    .values()
-                    .filter_map(|entry| entry.settled.as_ref()?.as_ref().err().cloned()),
-            );
+            errors.extend(ledger.unpriced().cloned());
         }
-        for contact in self.contacts.values() {
-            errors.extend(contact.errors.iter().cloned());
+        for key in &self.erring {
+            if let Some(contact) = self.contacts.get(key) {
+                errors.extend(contact.errors.iter().cloned());
+            }
         }
         errors.extend(self.calls_priced.errors.iter().cloned());
         errors.extend(self.agent_priced.errors.iter().cloned());
@@ -722,6 +803,92 @@ impl MeterState {
             errors,
             stats,
         }
+    }
+
+    /// Counts again the messages and unnamed statuses that events touched
+    /// since the last time: what each adds to the findings.
+    fn recount(&mut self) {
+        for key in std::mem::take(&mut self.recount) {
+            let Some(message) = self.messages.get(&key) else {
+                continue;
+            };
+            let id = &*key.1;
+            let mut counted = Counted::default();
+            let mut warning = None;
+            match message.sent() {
+                None => {
+                    if let Some(owned) = &message.owned {
+                        warning = Some(engine::unknown_status(
+                            owned.origin.unwrap_or_default(),
+                            id,
+                            Some(&key.0),
+                        ));
+                    }
+                }
+                Some(_) => {
+                    counted.stand_in = message.outbound.is_none();
+                    let unowned = self.unowned.get(id);
+                    if let (Some(owned), Some(unowned)) = (&message.owned, unowned) {
+                        counted.duplicates = unowned
+                            .seen
+                            .iter()
+                            .filter(|seen| owned.seen.contains(seen))
+                            .count() as u32;
+                    }
+                    // The failure the merged summary would keep, without
+                    // merging.
+                    let failed = engine::later_failure(
+                        message.owned.as_ref().and_then(|s| s.failed),
+                        unowned.and_then(|s| s.failed),
+                    );
+                    counted.outcome = match message.placed {
+                        Some(_) => {
+                            if let Some((error, origin)) = failed {
+                                warning = Some(engine::failed_after_delivery(id, error, origin));
+                            }
+                            Outcome::Delivered
+                        }
+                        None if failed.is_some() => Outcome::Failed,
+                        None => Outcome::Undelivered,
+                    };
+                }
+            }
+            let before = message.counted;
+            before.count_in(&mut self.counted, false);
+            counted.count_in(&mut self.counted, true);
+            if let Some(message) = self.messages.get_mut(&key) {
+                message.counted = counted;
+            }
+            match warning {
+                Some(warning) => {
+                    self.message_warnings.insert(key, warning);
+                }
+                None => {
+                    self.message_warnings.remove(&key);
+                }
+            }
+        }
+        for id in std::mem::take(&mut self.recount_unowned) {
+            match self.unowned.get(&id) {
+                Some(summary) if !self.senders.contains_key(&id) => {
+                    let warning =
+                        engine::unknown_status(summary.origin.unwrap_or_default(), &id, None);
+                    self.unowned_warnings.insert(id, warning);
+                }
+                _ => {
+                    self.unowned_warnings.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Marks `business`'s message `id`, and the statuses of `id` that name
+    /// no business, to be counted again: each arm of `take` that changes a
+    /// message's outbound, stand-in, statuses or senders calls it (its
+    /// placement changes only in `resolve`, which those arms call).
+    fn touch_message(&mut self, business: &Arc<str>, id: &str) {
+        self.recount.insert((business.clone(), Box::from(id)));
+        self.recount_unowned.insert(Box::from(id));
     }
 
     /// A message's statuses, from its own business and unnamed.
@@ -821,6 +988,7 @@ impl MeterState {
             } => {
                 self.note_country(&user);
                 let business = engine::intern(&mut self.businesses, business);
+                self.touch_message(&business, &id);
                 let message = self
                     .messages
                     .entry((business.clone(), id.clone()))
@@ -879,6 +1047,7 @@ impl MeterState {
                     Some(detail) => match detail.business {
                         Some(business) => {
                             let business = engine::intern(&mut self.businesses, business);
+                            self.touch_message(&business, &id);
                             // Meta's pricing names what was sent: a stand-in
                             // for the outbound event, if the log never has one.
                             let implied = detail
@@ -948,7 +1117,9 @@ impl MeterState {
                             self.stats.duplicates += 1;
                             return;
                         }
+                        self.recount_unowned.insert(id.clone());
                         for business in self.senders.get(&id).cloned().unwrap_or_default() {
+                            self.touch_message(&business, &id);
                             self.resolve(engine, &business, &id);
                         }
                     }
@@ -1155,6 +1326,7 @@ impl MeterState {
                 // again: a charge then removed, or settled the same, is
                 // told as it is.
                 let key = all.insert(entry.decided, entry.inferred);
+                all.file(&key, &entry.settled);
                 if let Some(merged) = all.entries.get_mut(&key) {
                     merged.settled = entry.settled;
                 }
@@ -1204,6 +1376,9 @@ impl MeterState {
                 );
                 contact.walked = contact.timeline.items.len();
                 contact.errors.append(&mut decided.errors);
+                if !contact.errors.is_empty() {
+                    self.erring.insert(key.clone());
+                }
                 for charge in decided.charges {
                     let inferred = inferred_message(&self.messages, &charge);
                     let key = ledger.insert(charge, inferred);
@@ -1220,6 +1395,9 @@ impl MeterState {
             engine.walk_on(&contact.timeline, 0, &mut contact.state, None, &mut decided);
             contact.walked = contact.timeline.items.len();
             contact.errors = decided.errors;
+            if !contact.errors.is_empty() {
+                self.erring.insert(key.clone());
+            }
             // Charges decided as before stay as they are; the others go,
             // and the new ones come in.
             let mut unchanged: HashSet<SettleKey> = HashSet::default();

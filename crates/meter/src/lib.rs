@@ -530,6 +530,11 @@ pub struct MonthState {
     /// Every event of the month's scope with an id up to this was given
     /// (a committed id the store vouched for before a round's read).
     read_through: i64,
+    /// The month's charges whose outbound event is inferred, by (business,
+    /// wamid), kept up from each round's changes (counting them visited
+    /// every charge of the month each round), and the scope counted.
+    inferred: HashSet<(Arc<str>, Box<str>)>,
+    inferred_scope: Option<(BTreeSet<String>, Month)>,
 }
 
 impl MonthState {
@@ -546,6 +551,8 @@ impl MonthState {
             warnings: Vec::new(),
             calls: HashMap::new(),
             read_through: 0,
+            inferred: HashSet::new(),
+            inferred_scope: None,
         }
     }
 
@@ -633,6 +640,35 @@ impl MonthState {
         }
         let changes = self.meter.apply(engine, events);
 
+        let in_scope = |charge: &Charge| {
+            in_month(&charge.business, charge.trail.local_date, businesses, month)
+        };
+        let same_scope = self
+            .inferred_scope
+            .as_ref()
+            .is_some_and(|(counted, of)| counted == businesses && *of == month);
+        if whole || !same_scope {
+            self.inferred = self
+                .meter
+                .inferred_charges()
+                .filter(|charge| in_scope(charge))
+                .map(|charge| (charge.business.clone(), charge.message_id.clone()))
+                .collect();
+            self.inferred_scope = Some((businesses.clone(), month));
+        } else {
+            for (business, id) in &changes.messages {
+                match self.meter.inferred_charge(business, id) {
+                    Some(charge) if in_scope(charge) => {
+                        self.inferred.insert((business.clone(), id.clone()));
+                    }
+                    _ => {
+                        self.inferred.remove(&(business.clone(), id.clone()));
+                    }
+                }
+            }
+        }
+        let inferred = self.inferred.len();
+
         let mut settled = Settled::default();
         // The month's charges only when they are all written.
         let (charges, findings) = if whole {
@@ -687,11 +723,6 @@ impl MonthState {
             kept.insert(key, row.line);
         }
         self.calls = kept;
-        let inferred = self
-            .meter
-            .inferred_charges()
-            .filter(|charge| in_month(&charge.business, charge.trail.local_date, businesses, month))
-            .count();
         let about = |id: u64| {
             let note = self.notes.get(&id)?;
             let business = note
@@ -1064,6 +1095,97 @@ mod tests {
                     .into(),
         });
         assert_eq!(read_back.load(&grown).events, load(&grown).events);
+    }
+
+    /// What a store keeps of a month after applying each round's changes.
+    #[derive(Default)]
+    struct Kept {
+        charges: BTreeMap<(String, String), String>,
+        warnings: Vec<WarningRow>,
+    }
+
+    impl Kept {
+        fn take(&mut self, settled: Settled) {
+            for key in settled.removed {
+                self.charges.remove(&key);
+            }
+            for row in settled.charges {
+                self.charges
+                    .insert((row.business, row.message_id), row.line);
+            }
+            for gone in settled.warnings_removed {
+                let at = self.warnings.iter().position(|kept| *kept == gone);
+                self.warnings
+                    .remove(at.expect("only kept warnings are removed"));
+            }
+            self.warnings.extend(settled.warnings);
+            self.warnings
+                .sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        }
+    }
+
+    /// Rounds of one event each keep what one round of them all keeps:
+    /// the counts and warnings kept up between rounds (the inferred
+    /// outbounds counted, failures after delivery, statuses of unknown
+    /// messages) are those of the whole month.
+    #[test]
+    fn rounds_of_one_event_keep_what_one_round_keeps() {
+        let lines = [
+            r#"{"type":"inbound","at":"2026-11-02T10:00:00Z","business":"B1","user":"+5511999990000","id":"wamid.in"}"#,
+            // Inferred from pricing, then its real outbound arrives.
+            r#"{"type":"status","at":"2026-11-02T10:02:02Z","id":"wamid.a","status":"delivered","business":"B1","user":"+5511999990000","pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}"#,
+            r#"{"type":"status","at":"2026-11-03T10:02:02Z","id":"wamid.b","status":"delivered","business":"B1","user":"+5511999990001","pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"utility"}}"#,
+            r#"{"type":"outbound","at":"2026-11-02T10:02:00Z","business":"B1","user":"+5511999990000","id":"wamid.a","template":{"name":"promo","category":"marketing"}}"#,
+            // Delivered, then failed.
+            r#"{"type":"outbound","at":"2026-11-04T10:00:00Z","business":"B1","user":"+5511999990002","id":"wamid.c","template":{"name":"t","category":"utility"}}"#,
+            r#"{"type":"status","at":"2026-11-04T10:00:02Z","id":"wamid.c","status":"delivered"}"#,
+            r#"{"type":"status","at":"2026-11-04T10:00:09Z","id":"wamid.c","status":"failed","error":131026}"#,
+            // Statuses of a message never sent, named and unnamed; one sent later.
+            r#"{"type":"status","at":"2026-11-05T10:00:02Z","id":"wamid.x","status":"delivered"}"#,
+            r#"{"type":"status","at":"2026-11-05T10:00:02Z","business":"B1","id":"wamid.y","status":"delivered"}"#,
+            r#"{"type":"status","at":"2026-11-06T10:00:02Z","id":"wamid.z","status":"delivered"}"#,
+            r#"{"type":"outbound","at":"2026-11-06T10:00:00Z","business":"B1","user":"+5511999990003","id":"wamid.z","template":{"name":"t","category":"authentication"}}"#,
+            "not json",
+        ];
+        let rows: Vec<StoredEvent> = lines
+            .iter()
+            .enumerate()
+            .map(|(n, line)| StoredEvent {
+                id: n as i64 + 1,
+                line: line.to_string(),
+            })
+            .collect();
+        let pricing = wameter_core::pricing::Pricing {
+            accounts: Default::default(),
+            rates: wameter_core::ratecard::RateBook::builtin(),
+            tiers: wameter_core::ratecard::TierBook::builtin(),
+            markets: wameter_core::market::MarketTable::builtin(),
+            call_rates: wameter_core::ratecard::calling::CallRateBook::builtin(),
+        };
+        let engine = pricing.engine();
+        let businesses: BTreeSet<String> = ["B1".to_string()].into();
+        let month = Month::parse("2026-11").unwrap();
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+
+        let mut whole = Kept::default();
+        let mut state = MonthState::new(&engine);
+        whole.take(state.settle(&engine, rows.clone(), &businesses, month, now, true));
+        let codes: BTreeSet<&str> = whole.warnings.iter().map(|w| &*w.code).collect();
+        for code in [
+            "outbound_inferred",
+            "failed_after_delivery",
+            "unknown_status_id",
+        ] {
+            assert!(codes.contains(code), "{code} missing from {codes:?}");
+        }
+
+        let mut rounds = Kept::default();
+        let mut state = MonthState::new(&engine);
+        for (n, row) in rows.into_iter().enumerate() {
+            rounds.take(state.settle(&engine, vec![row], &businesses, month, now, n == 0));
+        }
+        assert_eq!(rounds.charges, whole.charges);
+        assert_eq!(rounds.warnings, whole.warnings);
     }
 }
 
