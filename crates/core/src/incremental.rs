@@ -25,6 +25,11 @@
 //!   accounts file that puts one WABA in two portfolios gets one ledger for
 //!   all: its free tier is one counter.)
 //!
+//! The findings (warnings, errors, counts) are kept up the same way: each
+//! message's counts and warning are counted again when an event touches
+//! it, and the ledgers keep which charges have notes or could not be
+//! settled, so asking for them costs the findings, not the month.
+//!
 //! Appending in time order, as a live system mostly does, is therefore
 //! O(new events); a late event costs its contact's history and its
 //! portfolio's charges since the checkpoint before it.
