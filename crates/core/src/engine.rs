@@ -119,6 +119,18 @@ pub struct PrepareStats {
     pub undelivered: u64,
 }
 
+impl std::ops::AddAssign<&PrepareStats> for PrepareStats {
+    /// Adds every count of `other` (a part's, or the messages' kept by the
+    /// incremental meter) to these.
+    fn add_assign(&mut self, other: &PrepareStats) {
+        self.events += other.events;
+        self.duplicates += other.duplicates;
+        self.delivered += other.delivered;
+        self.failed += other.failed;
+        self.undelivered += other.undelivered;
+    }
+}
+
 /// The output of [`prepare`].
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -507,10 +519,8 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
     let mut by_contact: Vec<Vec<Vec<Placed>>> =
         (0..parts).map(|_| Vec::with_capacity(parts)).collect();
     for part in resolved {
-        stats.duplicates += part.stats.duplicates;
-        stats.delivered += part.stats.delivered;
-        stats.failed += part.stats.failed;
-        stats.undelivered += part.stats.undelivered;
+        // A part reads no events of its own: `events` is counted above.
+        stats += &part.stats;
         warnings.extend(part.warnings);
         calls.extend(part.calls);
         agent.extend(part.agent);

@@ -773,15 +773,7 @@ impl MeterState {
     /// The findings, with the notes of `charges` (in delivery order).
     fn findings_of(&self, charges: &[&Charge]) -> Findings {
         let mut stats = self.stats.clone();
-        for (total, counted) in [
-            (&mut stats.events, self.counted.events),
-            (&mut stats.duplicates, self.counted.duplicates),
-            (&mut stats.delivered, self.counted.delivered),
-            (&mut stats.failed, self.counted.failed),
-            (&mut stats.undelivered, self.counted.undelivered),
-        ] {
-            *total += counted;
-        }
+        stats += &self.counted;
         stats.duplicates += self.calls_priced.duplicates + self.agent_priced.duplicates;
         let mut warnings = self.conflicts.clone();
         warnings.extend(self.message_warnings.values().cloned());

@@ -679,22 +679,13 @@ impl MonthState {
         if whole {
             settled.charges = charges
                 .iter()
-                .filter(|charge| {
-                    in_month(&charge.business, charge.trail.local_date, businesses, month)
-                })
+                .filter(|charge| in_scope(charge))
                 .map(|charge| charge_row(charge))
                 .collect();
         } else {
             for (business, id) in changes.messages {
                 match self.meter.charge(&business, &id) {
-                    Some(Ok(charge))
-                        if in_month(
-                            &charge.business,
-                            charge.trail.local_date,
-                            businesses,
-                            month,
-                        ) =>
-                    {
+                    Some(Ok(charge)) if in_scope(charge) => {
                         settled.charges.push(charge_row(charge))
                     }
                     _ => settled.removed.push((business.to_string(), id.to_string())),
