@@ -370,13 +370,25 @@ pub fn write_document(
         out,
         lines,
         OtherLines {
-            calls: &call_lines,
-            agent: &agent_lines,
+            calls: &call_lines.iter().map(String::as_str).collect::<Vec<_>>(),
+            agent: &agent_lines.iter().map(String::as_str).collect::<Vec<_>>(),
         },
         &totals,
         warnings,
         what_if,
     )
+}
+
+/// The `reason` of a document line (a charge's, a call's or an agent
+/// usage's; empty when it has none), read without building the rest: the
+/// one field `serve` keeps only in the line.
+pub fn reason_of(line: &str) -> Result<String, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Reason<'a> {
+        #[serde(borrow, default)]
+        reason: std::borrow::Cow<'a, str>,
+    }
+    Ok(serde_json::from_str::<Reason>(line)?.reason.into_owned())
 }
 
 /// What a replay charges besides messages: calls and agent usage.
@@ -392,9 +404,9 @@ pub struct Others<'a> {
 #[derive(Clone, Copy, Default)]
 pub struct OtherLines<'a> {
     /// [`CallJson`] lines.
-    pub calls: &'a [String],
+    pub calls: &'a [&'a str],
     /// [`AgentJson`] lines.
-    pub agent: &'a [String],
+    pub agent: &'a [&'a str],
 }
 
 /// Writes the document from charges already serialised as [`ChargeJson`]

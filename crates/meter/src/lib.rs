@@ -41,9 +41,7 @@ use wameter_core::settlement::Month;
 use wameter_core::window::DAY;
 use wameter_export::{Kind, Row};
 use wameter_log::Parsed;
-use wameter_log::replay_json::{
-    AgentJson, AgentLine, CallJson, CallLine, ChargeJson, ChargeLine, WarningJson,
-};
+use wameter_log::replay_json::{AgentJson, CallJson, ChargeJson, WarningJson};
 
 /// A stored event's id as an [`Origin`], so warnings can point back at it.
 pub fn origin_of(id: i64) -> Origin {
@@ -279,8 +277,7 @@ fn in_month(business: &str, local_date: Date, businesses: &BTreeSet<String>, mon
 
 /// The (portfolio, month)'s calls as the store keeps them, with the
 /// charges (a budget sums both): one row each, its line the document's
-/// ([`CallJson`]), which starts with `{"call_id"` (how a kept row is told
-/// from a charge's).
+/// ([`CallJson`]), its kind `call`.
 fn call_rows<'c>(
     calls: &'c [CallCharge],
     businesses: &'c BTreeSet<String>,
@@ -294,12 +291,12 @@ fn call_rows<'c>(
             delivered_at_us: call.started_at.as_microsecond(),
             message_id: call.call_id.to_string(),
             line: serde_json::to_string(&CallJson::from(call)).unwrap_or_default(),
-            facts: facts_of(Row::from_call(call)),
+            facts: facts_of(Row::from_call(call), false),
         })
 }
 
 /// The (portfolio, month)'s Meta Business Agent usage as the store keeps
-/// it, as [`call_rows`] keeps calls; a line starts with `{"usage_id"`.
+/// it, as [`call_rows`] keeps calls; its kind `agent_usage`.
 fn agent_rows<'c>(
     agent: &'c [AgentCharge],
     businesses: &'c BTreeSet<String>,
@@ -313,18 +310,8 @@ fn agent_rows<'c>(
             delivered_at_us: usage.at.as_microsecond(),
             message_id: usage.usage_id.to_string(),
             line: serde_json::to_string(&AgentJson::from(usage)).unwrap_or_default(),
-            facts: facts_of(Row::from_agent(usage)),
+            facts: facts_of(Row::from_agent(usage), false),
         })
-}
-
-/// Whether a kept row is a call's ([`call_rows`]).
-fn is_call_line(line: &str) -> bool {
-    line.starts_with("{\"call_id\"")
-}
-
-/// Whether a kept row is an agent usage's ([`agent_rows`]).
-fn is_agent_line(line: &str) -> bool {
-    line.starts_with("{\"usage_id\"")
 }
 
 /// A charge as the store keeps it.
@@ -334,15 +321,31 @@ fn charge_row(charge: &Charge) -> ChargeRow {
         delivered_at_us: charge.delivered_at.as_microsecond(),
         message_id: charge.message_id.to_string(),
         line: serde_json::to_string(&ChargeJson::from(charge)).unwrap_or_default(),
-        facts: facts_of(Row::from_charge(charge)),
+        facts: facts_of(Row::from_charge(charge), charge.opens_conversation),
     }
 }
 
+/// Nanoseconds past `at`'s [`Timestamp::as_microsecond`]: with it, the
+/// microsecond gives the instant back whole ([`kept_instant`]).
+fn nanos_past_microsecond(at: Timestamp) -> i32 {
+    let past = at.as_nanosecond() - i128::from(at.as_microsecond()) * 1000;
+    // Within (-1000, 1000) whichever way the microsecond is rounded.
+    i32::try_from(past).unwrap_or(0)
+}
+
+/// The instant a kept row was priced at, from its microsecond and the
+/// nanoseconds past it (`None`: out of range, a hand-edited database).
+fn kept_instant(microsecond: i64, nanos: i32) -> Option<Timestamp> {
+    let nanosecond = i128::from(microsecond) * 1000 + i128::from(nanos);
+    Timestamp::from_nanosecond(nanosecond).ok()
+}
+
 /// The typed columns the store keeps of an export row (all but its id,
-/// business, instant and reason, which are kept beside them or only in
-/// the line).
-fn facts_of(row: Row) -> ChargeFacts {
+/// business and reason, which are kept beside them or only in the line).
+fn facts_of(row: Row, opens_conversation: bool) -> ChargeFacts {
     ChargeFacts {
+        opens_conversation,
+        delivered_nanos: nanos_past_microsecond(row.at),
         kind: row.kind.as_str().to_string(),
         messaging_account: row.messaging_account,
         user: row.user,
@@ -398,8 +401,8 @@ pub fn row_of(kept: KeptFacts) -> Result<Row, String> {
     };
     Ok(Row {
         kind,
-        at: Timestamp::from_microsecond(kept.delivered_at_us)
-            .map_err(|_| bad("instant", &kept.delivered_at_us.to_string()))?,
+        at: kept_instant(kept.delivered_at_us, facts.delivered_nanos)
+            .ok_or_else(|| bad("instant", &kept.delivered_at_us.to_string()))?,
         local_date: facts
             .local_date
             .parse()
@@ -784,34 +787,26 @@ fn events_about(events: &[Event]) -> HashMap<u64, (Option<String>, Timestamp)> {
         .collect()
 }
 
-/// A kept charge read back.
-pub struct KeptCharge {
-    /// The charge as the document prints it.
-    pub line: String,
-    /// Its fields.
-    pub fields: ChargeLine,
-    /// `fields.amount`, read once.
-    pub amount: Decimal,
-}
-
 /// Kept charges of a slice, read back: in the replay's order, with their
 /// totals and warnings.
 pub struct Answer {
-    /// The charges.
-    pub charges: Vec<KeptCharge>,
-    /// Calls, as the document prints them ([`CallJson`]), in start order.
-    pub calls: Vec<String>,
-    /// Agent usage, as the document prints it ([`AgentJson`]), in time order.
-    pub agent: Vec<String>,
+    /// The message charges, in delivery order (then business, user,
+    /// message), as the engine orders them.
+    pub charges: Vec<KeptLine>,
+    /// Calls, in start order (then business, call id).
+    pub calls: Vec<KeptLine>,
+    /// Agent usage, in time order (then business, usage id).
+    pub agent: Vec<KeptLine>,
     /// Per currency.
     pub totals: Vec<Totals>,
     /// `(code, message, stored event id)`, as the document prints them.
     pub warnings: Vec<(String, String, Option<u64>)>,
 }
 
-/// Orders, totals and de-duplicates what the store keeps for a slice.
-/// Warnings are kept per month, so a slice sees those of the months it
-/// touches; `outbound_inferred` is summed across them.
+/// Orders, totals and filters what the store keeps for a slice, from the
+/// kept charges' typed columns: their lines are served as kept, never
+/// parsed back. Warnings are kept per month, so a slice sees those of the
+/// months it touches; `outbound_inferred` is summed across them.
 ///
 /// `sees` keeps only what a scoped token sees, by (business, Messaging
 /// account named): a number shared by several accounts shows each token
@@ -824,168 +819,107 @@ pub fn answer(
     let sees =
         |business: &str, account: Option<&str>| sees.is_none_or(|sees| sees(business, account));
     let mut unreadable = Vec::new();
-    let (agent_rows, rows): (Vec<KeptLine>, Vec<KeptLine>) =
-        rows.into_iter().partition(|row| is_agent_line(&row.line));
-    let mut agent: Vec<(Timestamp, String, String, Currency, Decimal, String)> =
-        Vec::with_capacity(agent_rows.len());
-    for row in agent_rows {
-        let read = || -> Option<(Timestamp, AgentLine, Currency, Decimal)> {
-            let line: AgentLine = serde_json::from_str(&row.line).ok()?;
-            let (currency, amount) = (
-                Currency::parse(&line.currency)?,
-                Decimal::from_str(&line.amount).ok()?,
-            );
-            Some((line.at.parse().ok()?, line, currency, amount))
-        };
-        match read() {
-            Some((_, line, ..)) if !sees(&line.business, line.messaging_account.as_deref()) => {}
-            Some((at, line, currency, amount)) => {
-                agent.push((at, line.business, line.usage_id, currency, amount, row.line))
-            }
-            None => unreadable.push((
-                "unreadable_kept_charge".to_string(),
-                format!(
-                    "{}: kept agent usage does not read: {}",
-                    row.message_id, row.line
-                ),
-                None,
-            )),
+    let mut totals: BTreeMap<Currency, Totals> = BTreeMap::new();
+    let (mut charges, mut calls, mut agent) = (Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        if !sees(&row.business, row.facts.messaging_account.as_deref()) {
+            continue;
         }
-    }
-    agent.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
-    let (call_rows, rows): (Vec<KeptLine>, Vec<KeptLine>) =
-        rows.into_iter().partition(|row| is_call_line(&row.line));
-    let mut calls: Vec<(Timestamp, String, String, Currency, Decimal, bool, String)> =
-        Vec::with_capacity(call_rows.len());
-    for row in call_rows {
-        let read = || -> Option<(Timestamp, CallLine, Currency, Decimal)> {
-            let line: CallLine = serde_json::from_str(&row.line).ok()?;
-            let (currency, amount) = (
-                Currency::parse(&line.currency)?,
-                Decimal::from_str(&line.amount).ok()?,
-            );
-            Some((line.started_at.parse().ok()?, line, currency, amount))
+        let money =
+            Currency::parse(&row.facts.currency).zip(Decimal::from_str(&row.facts.amount).ok());
+        let (Some((currency, amount)), Some(at)) = (
+            money,
+            kept_instant(row.delivered_at_us, row.facts.delivered_nanos),
+        ) else {
+            // Written by this server, so a bug or a hand-edited database:
+            // said, never skipped silently.
+            unreadable.push(unreadable_row(&row));
+            continue;
         };
-        match read() {
-            Some((_, line, ..)) if !sees(&line.business, line.messaging_account.as_deref()) => {}
-            Some((at, line, currency, amount)) => calls.push((
-                at,
-                line.business,
-                line.call_id,
-                currency,
-                amount,
-                line.billable,
-                row.line,
-            )),
-            None => unreadable.push((
-                "unreadable_kept_charge".to_string(),
-                format!("{}: kept call does not read: {}", row.message_id, row.line),
-                None,
-            )),
-        }
-    }
-    // The engine's order: start, then business and call id.
-    calls.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
-    let mut charges: Vec<(Timestamp, UserId, Currency, KeptCharge)> = rows
-        .into_iter()
-        .filter_map(|row| {
-            let read = || -> Option<(Timestamp, UserId, Currency, ChargeLine, Decimal)> {
-                let line: ChargeLine = serde_json::from_str(&row.line).ok()?;
-                let (at, user) = (
-                    line.delivered_at.parse().ok()?,
-                    UserId::parse(&line.user).ok()?,
-                );
-                let (currency, amount) = (
-                    Currency::parse(&line.currency)?,
-                    Decimal::from_str(&line.amount).ok()?,
-                );
-                Some((at, user, currency, line, amount))
-            };
-            match read() {
-                Some((.., fields, _))
-                    if !sees(&fields.business, fields.messaging_account.as_deref()) =>
-                {
-                    None
-                }
-                Some((at, user, currency, fields, amount)) => Some((
-                    at,
-                    user,
-                    currency,
-                    KeptCharge {
-                        line: row.line,
-                        fields,
-                        amount,
-                    },
-                )),
-                None => {
-                    // Written by this server, so a bug or a hand-edited
-                    // database: said, never skipped silently.
-                    unreadable.push((
-                        "unreadable_kept_charge".to_string(),
-                        format!(
-                            "{}: kept charge does not read: {}",
-                            row.message_id, row.line
-                        ),
-                        None,
-                    ));
-                    None
-                }
+        let kept = match row.facts.kind.as_str() {
+            "message" => &mut charges,
+            "call" => &mut calls,
+            "agent_usage" => &mut agent,
+            _ => {
+                unreadable.push(unreadable_row(&row));
+                continue;
             }
-        })
-        .collect();
-    // The engine's order: delivery, then business, user, message.
-    charges.sort_by(|a, b| {
-        (a.0, &a.3.fields.business, &a.1, &a.3.fields.message_id).cmp(&(
-            b.0,
-            &b.3.fields.business,
-            &b.1,
-            &b.3.fields.message_id,
+        };
+        let entry = totals.entry(currency).or_insert(Totals {
+            currency,
+            amount: Decimal::ZERO,
+            billable_messages: 0,
+            conversations: 0,
+            billable_calls: 0,
+        });
+        entry.amount += amount;
+        match row.facts.kind.as_str() {
+            "message" => {
+                entry.billable_messages += u64::from(row.facts.billable);
+                entry.conversations += u64::from(row.facts.opens_conversation);
+            }
+            "call" => entry.billable_calls += u64::from(row.facts.billable),
+            _ => {}
+        }
+        kept.push((at, row));
+    }
+    // The engine's orders: charges by delivery, then business, user (a
+    // phone number before a business-scoped id, as `UserId` orders them)
+    // and message; calls and agent usage by instant, business and id.
+    fn user_key(user: &str) -> (bool, &str) {
+        (!user.starts_with('+'), user.trim_start_matches('+'))
+    }
+    charges.sort_by(|(a, x), (b, y)| {
+        (a, &x.business, user_key(&x.facts.user), &x.message_id).cmp(&(
+            b,
+            &y.business,
+            user_key(&y.facts.user),
+            &y.message_id,
         ))
     });
-    let mut totals: BTreeMap<Currency, Totals> = BTreeMap::new();
-    for (.., currency, charge) in &charges {
-        let entry = totals.entry(*currency).or_insert(Totals {
-            currency: *currency,
-            amount: Decimal::ZERO,
-            billable_messages: 0,
-            conversations: 0,
-            billable_calls: 0,
-        });
-        entry.amount += charge.amount;
-        entry.billable_messages += u64::from(charge.fields.billable);
-        entry.conversations += u64::from(charge.fields.opens_conversation);
-    }
-    for (_, _, _, currency, amount, _) in &agent {
-        let entry = totals.entry(*currency).or_insert(Totals {
-            currency: *currency,
-            amount: Decimal::ZERO,
-            billable_messages: 0,
-            conversations: 0,
-            billable_calls: 0,
-        });
-        entry.amount += *amount;
-    }
-    for (_, _, _, currency, amount, billable, _) in &calls {
-        let entry = totals.entry(*currency).or_insert(Totals {
-            currency: *currency,
-            amount: Decimal::ZERO,
-            billable_messages: 0,
-            conversations: 0,
-            billable_calls: 0,
-        });
-        entry.amount += *amount;
-        entry.billable_calls += u64::from(*billable);
-    }
-    let warnings = kept_warnings(unreadable, warning_rows);
-    let calls = calls.into_iter().map(|(.., line)| line).collect();
-    let agent = agent.into_iter().map(|(.., line)| line).collect();
+    let by_instant = |kept: &mut Vec<(Timestamp, KeptLine)>| {
+        kept.sort_by(|(a, x), (b, y)| {
+            (a, &x.business, &x.message_id).cmp(&(b, &y.business, &y.message_id))
+        })
+    };
+    by_instant(&mut calls);
+    by_instant(&mut agent);
+    let rows = |kept: Vec<(Timestamp, KeptLine)>| kept.into_iter().map(|(_, row)| row).collect();
     Answer {
-        charges: charges.into_iter().map(|(.., charge)| charge).collect(),
-        calls,
-        agent,
+        charges: rows(charges),
+        calls: rows(calls),
+        agent: rows(agent),
         totals: totals.into_values().collect(),
-        warnings,
+        warnings: kept_warnings(unreadable, warning_rows),
     }
+}
+
+/// The warning for a kept row whose columns do not read.
+fn unreadable_row(row: &KeptLine) -> (String, String, Option<u64>) {
+    (
+        "unreadable_kept_charge".to_string(),
+        format!(
+            "{}: kept charge does not read: {}",
+            row.message_id, row.line
+        ),
+        None,
+    )
+}
+
+/// The export row of a kept charge, call or agent usage: its typed columns
+/// and the reason, which only its line holds (`Err` names what does not
+/// read).
+pub fn export_row(kept: KeptLine) -> Result<Row, String> {
+    let reason = wameter_log::replay_json::reason_of(&kept.line)
+        .map_err(|e| format!("{}: kept line does not read: {e}", kept.message_id))?;
+    let mut row = row_of(KeptFacts {
+        business: kept.business,
+        delivered_at_us: kept.delivered_at_us,
+        message_id: kept.message_id,
+        facts: kept.facts,
+    })?;
+    row.reason = reason;
+    Ok(row)
 }
 
 /// The warnings of a slice as the document prints them, from what the
@@ -1177,6 +1111,108 @@ mod tests {
         }
         assert_eq!(rounds.charges, whole.charges);
         assert_eq!(rounds.warnings, whole.warnings);
+    }
+
+    /// `/v1/charges` answers from the kept columns what `replay --json`
+    /// prints: the lines in the engine's order — ties on the instant
+    /// broken by business, then a phone number before a business-scoped
+    /// id, and instants apart by nanoseconds within one microsecond kept
+    /// apart — and the same totals (conversations opened under CBP, calls
+    /// billed), whatever order the store returns the rows in.
+    #[test]
+    fn answer_orders_and_totals_kept_rows_as_replay_does() {
+        let lines = [
+            // CBP (2024): a template opens a conversation.
+            r#"{"type":"outbound","at":"2024-03-04T10:00:00Z","business":"B1","user":"+5511999990000","id":"wamid.cbp","template":{"name":"t","category":"marketing"}}"#,
+            r#"{"type":"status","at":"2024-03-04T10:00:02Z","id":"wamid.cbp","status":"delivered"}"#,
+            // PMP: four deliveries at one second; two a few nanoseconds apart.
+            r#"{"type":"outbound","at":"2026-11-02T10:00:00Z","business":"B1","user":"US.13491208655302741918","id":"wamid.a","template":{"name":"t","category":"utility"}}"#,
+            r#"{"type":"outbound","at":"2026-11-02T10:00:00Z","business":"B1","user":"+5511999990001","id":"wamid.b","template":{"name":"t","category":"utility"}}"#,
+            r#"{"type":"outbound","at":"2026-11-02T10:00:00Z","business":"B0","user":"+5511999990002","id":"wamid.c","template":{"name":"t","category":"marketing"}}"#,
+            r#"{"type":"outbound","at":"2026-11-02T10:00:00Z","business":"B0","user":"+5511999990003","id":"wamid.d","template":{"name":"t","category":"marketing"}}"#,
+            r#"{"type":"status","at":"2026-11-02T10:00:05Z","id":"wamid.a","status":"delivered"}"#,
+            r#"{"type":"status","at":"2026-11-02T10:00:05Z","id":"wamid.b","status":"delivered"}"#,
+            r#"{"type":"status","at":"2026-11-02T10:00:05.000000900Z","id":"wamid.c","status":"delivered"}"#,
+            r#"{"type":"status","at":"2026-11-02T10:00:05.000000100Z","id":"wamid.d","status":"delivered"}"#,
+            r#"{"type":"inbound","at":"2026-11-03T10:00:00Z","business":"B1","user":"+254700000009","kind":"call"}"#,
+            r#"{"type":"call","at":"2026-11-03T10:05:00Z","business":"B1","user":"+254700000009","id":"wacid.1","direction":"business_initiated","duration":125}"#,
+            r#"{"type":"agent_usage","at":"2026-11-03T12:00:00Z","business":"B1","user":"+5511999990000","id":"wamid.a1","tokens":21500}"#,
+        ];
+        let events: Vec<Event> = lines
+            .iter()
+            .map(
+                |line| match wameter_log::parse_line(line, Default::default()) {
+                    Ok(Parsed::Event(event)) => event,
+                    other => panic!("{line}: {other:?}"),
+                },
+            )
+            .collect();
+        let pricing = wameter_core::pricing::Pricing {
+            accounts: Default::default(),
+            rates: wameter_core::ratecard::RateBook::builtin(),
+            tiers: wameter_core::ratecard::TierBook::builtin(),
+            markets: wameter_core::market::MarketTable::builtin(),
+            call_rates: wameter_core::ratecard::calling::CallRateBook::builtin(),
+        };
+        let report = pricing.engine().replay(events);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.charges.len(), 5);
+        assert!(report.charges.iter().any(|c| c.opens_conversation));
+        assert_eq!(report.calls.len(), 1);
+        assert!(report.calls[0].billable, "{:?}", report.calls[0]);
+        assert_eq!(report.agent.len(), 1);
+        let mut kept: Vec<KeptLine> = report
+            .charges
+            .iter()
+            .map(charge_row)
+            .chain(report.calls.iter().map(|call| ChargeRow {
+                business: call.business.to_string(),
+                delivered_at_us: call.started_at.as_microsecond(),
+                message_id: call.call_id.to_string(),
+                line: serde_json::to_string(&CallJson::from(call)).unwrap(),
+                facts: facts_of(Row::from_call(call), false),
+            }))
+            .chain(report.agent.iter().map(|usage| ChargeRow {
+                business: usage.business.to_string(),
+                delivered_at_us: usage.at.as_microsecond(),
+                message_id: usage.usage_id.to_string(),
+                line: serde_json::to_string(&AgentJson::from(usage)).unwrap(),
+                facts: facts_of(Row::from_agent(usage), false),
+            }))
+            .map(|row| KeptLine {
+                business: row.business,
+                delivered_at_us: row.delivered_at_us,
+                message_id: row.message_id,
+                line: row.line,
+                facts: row.facts,
+            })
+            .collect();
+        let expected: Vec<String> = report
+            .charges
+            .iter()
+            .map(|charge| serde_json::to_string(&ChargeJson::from(charge)).unwrap())
+            .collect();
+        let mut totals = wameter_core::report::totals_with_calls(&report.charges, &report.calls);
+        wameter_core::report::add_agent(&mut totals, &report.agent);
+        for turn in 0..2 {
+            if turn == 1 {
+                kept.reverse();
+            } else {
+                kept.rotate_left(2);
+            }
+            let answer = answer(kept.clone(), Vec::new(), None);
+            let served: Vec<&str> = answer.charges.iter().map(|k| k.line.as_str()).collect();
+            assert_eq!(served, expected);
+            assert_eq!((answer.calls.len(), answer.agent.len()), (1, 1));
+            assert_eq!(answer.totals, totals);
+            assert!(answer.warnings.is_empty(), "{:?}", answer.warnings);
+        }
+        // A row whose columns do not read is said, not skipped.
+        let mut bad = kept[0].clone();
+        bad.facts.amount = "twelve".into();
+        let answer = answer(vec![bad], Vec::new(), None);
+        assert!(answer.charges.is_empty());
+        assert_eq!(answer.warnings[0].0, "unreadable_kept_charge");
     }
 }
 

@@ -27,8 +27,9 @@ pub struct ChargeRow {
     pub facts: ChargeFacts,
 }
 
-/// A kept charge as its document line (a store's `charges`): what
-/// `/v1/charges` serves.
+/// A kept charge as its document line and typed columns (a store's
+/// `charges`): what `/v1/charges` serves, ordered, filtered and totalled
+/// from the columns (the line is only copied out).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeptLine {
     /// Business phone number id.
@@ -39,6 +40,8 @@ pub struct KeptLine {
     pub message_id: String,
     /// The charge as the `replay --json` document prints it.
     pub line: String,
+    /// The same charge as typed columns.
+    pub facts: ChargeFacts,
 }
 
 /// A kept charge's typed columns (migration `V9`): everything the export
@@ -80,6 +83,12 @@ pub struct ChargeFacts {
     pub rule: String,
     /// The template's name, for a template message.
     pub template: Option<String>,
+    /// Whether the charge opened a conversation (CBP; messages only).
+    pub opens_conversation: bool,
+    /// Nanoseconds past the row's `delivered_at_us` microsecond (0 to
+    /// 999; negative before 1970): with it, rows order exactly as the
+    /// engine's instants do, and give the instant back whole.
+    pub delivered_nanos: i32,
 }
 
 /// A kept charge's typed columns without its line

@@ -365,22 +365,15 @@ fn answered_in(
 }
 
 /// The rows of an answer, for CSV and Parquet: charges, then calls, then
-/// agent usage, as the document orders each.
-pub fn export_rows(answer: &Answer) -> Result<Vec<wameter_export::Row>, ApiError> {
-    let internal = |e: wameter_export::ExportError| ApiError::internal(e.to_string());
-    // Charges are read already: their fields are taken, not parsed again.
-    let mut rows =
-        Vec::with_capacity(answer.charges.len() + answer.calls.len() + answer.agent.len());
-    for charge in &answer.charges {
-        rows.push(
-            wameter_export::Row::from_charge_line(&charge.fields, charge.amount)
-                .map_err(internal)?,
-        );
-    }
-    for line in answer.calls.iter().chain(&answer.agent) {
-        rows.push(wameter_export::Row::from_line(line).map_err(internal)?);
-    }
-    Ok(rows)
+/// agent usage, as the document orders each, from their typed columns.
+pub fn export_rows(answer: Answer) -> Result<Vec<wameter_export::Row>, ApiError> {
+    let kept = answer
+        .charges
+        .into_iter()
+        .chain(answer.calls)
+        .chain(answer.agent);
+    kept.map(|kept| meter::export_row(kept).map_err(ApiError::internal))
+        .collect()
 }
 
 /// A CSV or Parquet body with its content type.
@@ -575,7 +568,7 @@ pub async fn charges(
     let answer = answer(&state, &headers, &query).await?;
     telemetry::charge_query("charges");
     if answered != Answered::Json {
-        let rows = export_rows(&answer)?;
+        let rows = export_rows(answer)?;
         let mut body = Vec::with_capacity(256 * (rows.len() + 1));
         let written = match answered {
             Answered::Csv => wameter_export::write_csv(&mut body, &rows[..]),
@@ -586,12 +579,15 @@ pub async fn charges(
     }
     let mut out = Vec::with_capacity(512 * (answer.charges.len() + 1));
     let lines = answer.charges.iter().map(|charge| Ok(charge.line.as_str()));
+    fn lines_of(kept: &[meter::records::KeptLine]) -> Vec<&str> {
+        kept.iter().map(|kept| kept.line.as_str()).collect()
+    }
     wameter_log::replay_json::write_document_lines(
         &mut out,
         lines,
         OtherLines {
-            calls: &answer.calls,
-            agent: &answer.agent,
+            calls: &lines_of(&answer.calls),
+            agent: &lines_of(&answer.agent),
         },
         &answer.totals,
         &answer.warnings_json(),

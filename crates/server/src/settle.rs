@@ -36,9 +36,10 @@ pub const SETTLE_EVERY: Duration = Duration::from_millis(500);
 const MARKS_PER_ROUND: i64 = 100_000;
 
 /// Bumped whenever a change to the engine changes what it charges, or to
-/// how charges are kept (3: typed columns, migration `V9`), so charges
-/// kept by an older build are settled again on upgrade.
-const SETTLEMENT_REVISION: u32 = 3;
+/// how charges are kept (3: typed columns, migration `V9`; 4: whether a
+/// charge opened a conversation and its instant's nanoseconds, `V10`), so
+/// charges kept by an older build are settled again on upgrade.
+const SETTLEMENT_REVISION: u32 = 4;
 
 /// Serialises settling within the process: the background loop and charge
 /// queries take turns. (Processes sharing a PostgreSQL database take turns

@@ -406,23 +406,27 @@ impl PostgresStore {
             .collect())
     }
 
-    /// Kept charges of a slice.
+    /// Kept charges of a slice, lines and typed columns.
     pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<KeptLine>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT business, delivered_at_us, message_id, line FROM charges
-                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3",
+                &format!("SELECT business, delivered_at_us, message_id, line, {FACT_COLUMNS} FROM charges
+                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3"),
                 &[&slice.businesses, &slice.from_us, &slice.to_us],
             )
             .await?;
         Ok(rows
             .iter()
-            .map(|row| KeptLine {
-                business: row.get(0),
-                delivered_at_us: row.get(1),
-                message_id: row.get(2),
-                line: row.get(3),
+            .map(|row| {
+                let kept = charge_row(row, 0);
+                KeptLine {
+                    business: kept.business,
+                    delivered_at_us: kept.delivered_at_us,
+                    message_id: kept.message_id,
+                    line: kept.line,
+                    facts: kept.facts,
+                }
             })
             .collect())
     }
@@ -730,6 +734,8 @@ fn facts(row: &tokio_postgres::Row, first: usize) -> ChargeFacts {
         ruleset: row.get(first + 14),
         rule: row.get(first + 15),
         template: row.get(first + 16),
+        opens_conversation: row.get(first + 17),
+        delivered_nanos: row.get(first + 18),
     }
 }
 
@@ -802,13 +808,15 @@ async fn insert_charges<'a>(
     );
     let billable: Vec<bool> = column(&rows, |r| r.facts.billable);
     let quantity: Vec<i64> = column(&rows, |r| r.facts.quantity);
+    let opens: Vec<bool> = column(&rows, |r| r.facts.opens_conversation);
+    let nanos: Vec<i32> = column(&rows, |r| r.facts.delivered_nanos);
     tx.execute(
         &format!(
             "INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line, {FACT_COLUMNS})
              SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[],
                  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
                  $14::text[], $15::boolean[], $16::text[], $17::text[], $18::text[], $19::bigint[],
-                 $20::text[], $21::text[], $22::text[], $23::text[])"
+                 $20::text[], $21::text[], $22::text[], $23::text[], $24::boolean[], $25::integer[])"
         ),
         &[
             &job.portfolio,
@@ -834,6 +842,8 @@ async fn insert_charges<'a>(
             &ruleset,
             &rule,
             &template,
+            &opens,
+            &nanos,
         ],
     )
     .await

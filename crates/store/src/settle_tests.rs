@@ -44,6 +44,8 @@ fn charge(id: &str, amount: &str) -> ChargeRow {
             ruleset: "pmp-2025-07".into(),
             rule: "utility-outside-csw".into(),
             template: Some("t".into()),
+            opens_conversation: true,
+            delivered_nanos: 999,
         },
     }
 }

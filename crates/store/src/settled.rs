@@ -68,7 +68,7 @@ pub struct SettleJob {
 
 /// The `charges` table's typed columns, in [`ChargeFacts`]'s field order
 /// (both backends read them in this order).
-pub(crate) const FACT_COLUMNS: &str = "kind, messaging_account, user_id, local_date, pricing_model, category, pricing_type, direction, billable, market, currency, amount, quantity, tier, ruleset, rule, template";
+pub(crate) const FACT_COLUMNS: &str = "kind, messaging_account, user_id, local_date, pricing_model, category, pricing_type, direction, billable, market, currency, amount, quantity, tier, ruleset, rule, template, opens_conversation, delivered_nanos";
 
 /// The rows to delete and add to turn what is kept into what is wanted.
 #[derive(Debug, PartialEq, Eq)]

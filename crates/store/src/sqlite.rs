@@ -388,21 +388,23 @@ impl SqliteStore {
         .await
     }
 
-    /// Kept charge lines of a slice, with their business and delivery.
+    /// Kept charges of a slice, lines and typed columns.
     pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<KeptLine>, StoreError> {
         self.read(move |conn| {
             let list = slice.businesses.as_deref().map(json_array);
-            let mut statement = conn.prepare_cached(
-                "SELECT business, delivered_at_us, message_id, line FROM charges
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT business, delivered_at_us, message_id, line, {FACT_COLUMNS} FROM charges
                  WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
-                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3",
-            )?;
+                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3"
+            ))?;
             let rows = statement.query_map(params![list, slice.from_us, slice.to_us], |row| {
+                let kept = charge_row(row, 0)?;
                 Ok(KeptLine {
-                    business: row.get(0)?,
-                    delivered_at_us: row.get(1)?,
-                    message_id: row.get(2)?,
-                    line: row.get(3)?,
+                    business: kept.business,
+                    delivered_at_us: kept.delivered_at_us,
+                    message_id: kept.message_id,
+                    line: kept.line,
+                    facts: kept.facts,
                 })
             })?;
             rows.collect()
@@ -956,7 +958,7 @@ fn write_group(
 }
 
 /// A kept charge's columns, in [`charge_row`]'s order.
-const CHARGE_COLUMNS: &str = "business, delivered_at_us, message_id, line, kind, messaging_account, user_id, local_date, pricing_model, category, pricing_type, direction, billable, market, currency, amount, quantity, tier, ruleset, rule, template";
+const CHARGE_COLUMNS: &str = "business, delivered_at_us, message_id, line, kind, messaging_account, user_id, local_date, pricing_model, category, pricing_type, direction, billable, market, currency, amount, quantity, tier, ruleset, rule, template, opens_conversation, delivered_nanos";
 
 /// A kept charge from [`CHARGE_COLUMNS`], starting at column `first`.
 fn charge_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ChargeRow> {
@@ -1000,6 +1002,8 @@ fn facts(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ChargeFacts>
         ruleset: row.get(first + 14)?,
         rule: row.get(first + 15)?,
         template: row.get(first + 16)?,
+        opens_conversation: row.get(first + 17)?,
+        delivered_nanos: row.get(first + 18)?,
     })
 }
 
@@ -1049,13 +1053,14 @@ fn insert_charge(
     let f = &charge.facts;
     tx.prepare_cached(&format!(
         "INSERT INTO charges (portfolio, month, {CHARGE_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
     ))?
     .execute(params![
         job.portfolio, job.month, charge.business, charge.delivered_at_us, charge.message_id,
         charge.line, f.kind, f.messaging_account, f.user, f.local_date, f.pricing_model,
         f.category, f.pricing_type, f.direction, f.billable, f.market, f.currency, f.amount,
-        f.quantity, f.tier, f.ruleset, f.rule, f.template
+        f.quantity, f.tier, f.ruleset, f.rule, f.template, f.opens_conversation,
+        f.delivered_nanos
     ])
     .map(drop)
 }
