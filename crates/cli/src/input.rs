@@ -451,7 +451,8 @@ mod tests {
         assert!(seen.len() >= 4, "{seen:?}");
         let long = b"a line longer than a block\n";
         assert!(
-            seen.iter().any(|b| b.windows(long.len()).any(|w| w == long)),
+            seen.iter()
+                .any(|b| b.windows(long.len()).any(|w| w == long)),
             "{seen:?}"
         );
         assert!(buffers.len() <= 3, "{} buffers", buffers.len());

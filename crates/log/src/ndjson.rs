@@ -16,6 +16,7 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde::de::{self, Visitor};
+use serde_json::value::RawValue;
 use wameter_core::category::TemplateCategory;
 use wameter_core::event::{
     AgentUsage, Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind,
@@ -52,34 +53,55 @@ impl fmt::Display for LineError {
 /// `at`: an RFC 3339 string with offset, or integer UNIX seconds.
 struct At(Timestamp);
 
+struct AtVisitor;
+
+impl Visitor<'_> for AtVisitor {
+    type Value = At;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an RFC 3339 timestamp with offset or integer UNIX seconds")
+    }
+    fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<At, E> {
+        Timestamp::from_second(seconds)
+            .map(At)
+            .map_err(|e| E::custom(format!("{seconds} is out of range: {e}")))
+    }
+    fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<At, E> {
+        let seconds = i64::try_from(seconds).map_err(|_| E::custom("UNIX seconds out of range"))?;
+        self.visit_i64(seconds)
+    }
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<At, E> {
+        text.parse::<Timestamp>().map(At).map_err(|e| {
+            E::custom(format!(
+                "`{text}` is not an RFC 3339 timestamp with offset ({e})"
+            ))
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for At {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<At, D::Error> {
-        struct AtVisitor;
-        impl Visitor<'_> for AtVisitor {
-            type Value = At;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an RFC 3339 timestamp with offset or integer UNIX seconds")
-            }
-            fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<At, E> {
-                Timestamp::from_second(seconds)
-                    .map(At)
-                    .map_err(|e| E::custom(format!("{seconds} is out of range: {e}")))
-            }
-            fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<At, E> {
-                let seconds =
-                    i64::try_from(seconds).map_err(|_| E::custom("UNIX seconds out of range"))?;
-                self.visit_i64(seconds)
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<At, E> {
-                text.parse::<Timestamp>().map(At).map_err(|e| {
-                    E::custom(format!(
-                        "`{text}` is not an RFC 3339 timestamp with offset ({e})"
-                    ))
-                })
-            }
-        }
         deserializer.deserialize_any(AtVisitor)
     }
+}
+
+impl At {
+    /// `at` as the line wrote it. A string without escapes (every line
+    /// `wameter` writes) is read in place; anything else as a JSON value,
+    /// with the same messages.
+    fn read(raw: &RawValue) -> Result<At, serde_json::Error> {
+        let text = raw.get();
+        match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(inner) if !inner.contains('\\') => AtVisitor.visit_str(inner),
+            _ => At::deserialize(&serde_json::from_str::<serde_json::Value>(text)?),
+        }
+    }
+}
+
+/// A field read as a JSON value only when present: the fields few lines
+/// have are kept as their raw text while the line is read, which keeps
+/// [`RawEvent`] small (moving it was a tenth of parsing).
+fn value_of(raw: Option<&RawValue>) -> Result<Option<serde_json::Value>, serde_json::Error> {
+    raw.map(|raw| serde_json::from_str(raw.get())).transpose()
 }
 
 #[derive(Deserialize)]
@@ -96,7 +118,8 @@ struct RawTemplate<'a> {
 struct RawEvent<'a> {
     #[serde(rename = "type", borrow)]
     event_type: Option<Cow<'a, str>>,
-    at: Option<serde_json::Value>,
+    #[serde(borrow)]
+    at: Option<&'a RawValue>,
     #[serde(borrow)]
     business: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -115,11 +138,14 @@ struct RawEvent<'a> {
     template: Option<RawTemplate<'a>>,
     #[serde(borrow)]
     status: Option<Cow<'a, str>>,
-    error: Option<serde_json::Value>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
     #[serde(borrow)]
     direction: Option<Cow<'a, str>>,
-    duration: Option<serde_json::Value>,
-    tokens: Option<serde_json::Value>,
+    #[serde(borrow)]
+    duration: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tokens: Option<&'a RawValue>,
     /// The Messaging account billed (Meta's name); wins over
     /// `paid_messaging_account_id`, its deprecated alias, as Meta's
     /// Messages API reads them.
@@ -127,9 +153,12 @@ struct RawEvent<'a> {
     messaging_account_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     paid_messaging_account_id: Option<Cow<'a, str>>,
-    object: Option<serde_json::Value>,
-    pricing: Option<serde_json::Value>,
-    conversation: Option<serde_json::Value>,
+    #[serde(borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pricing: Option<&'a RawValue>,
+    #[serde(borrow)]
+    conversation: Option<&'a RawValue>,
 }
 
 /// What one line holds.
@@ -190,11 +219,15 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
     }
     let at = match raw.at {
         None => return Err(fail(Some("at"), "missing".into())),
-        Some(value) => {
-            At::deserialize(&value)
+        Some(raw) => {
+            At::read(raw)
                 .map_err(|e| fail(Some("at"), e.to_string()))?
                 .0
         }
+    };
+    // The fields few lines have, as JSON values.
+    let value = |raw: Option<&RawValue>, field: &str| {
+        value_of(raw).map_err(|e| fail(Some(field), e.to_string()))
     };
     let required = |value: Option<Cow<str>>, field: &str| -> Result<Box<str>, LineError> {
         match value {
@@ -298,7 +331,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                     format!("`{text}` is not one of: sent, delivered, read, failed"),
                 )
             })?;
-            let error = match raw.error {
+            let error = match value(raw.error, "error")? {
                 None | Some(serde_json::Value::Null) => None,
                 Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64(),
                 Some(other) => {
@@ -322,13 +355,13 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                         .map_err(|e| fail(Some("user"), e))?,
                 );
             }
-            if let Some(value) = raw.pricing.filter(|v| !v.is_null()) {
+            if let Some(value) = value(raw.pricing, "pricing")?.filter(|v| !v.is_null()) {
                 detail.pricing = Some(
                     webhook::parse_pricing(&value)
                         .map_err(|(f, m)| fail(Some(&webhook::json_path("pricing", &f)), m))?,
                 );
             }
-            if let Some(value) = raw.conversation.filter(|v| !v.is_null()) {
+            if let Some(value) = value(raw.conversation, "conversation")?.filter(|v| !v.is_null()) {
                 detail.conversation =
                     Some(webhook::parse_conversation(&value).map_err(|(f, m)| {
                         fail(Some(&webhook::json_path("conversation", &f)), m)
@@ -352,7 +385,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                     format!("`{direction_text}` is not one of: business_initiated, user_initiated"),
                 )
             })?;
-            let duration_seconds = match raw.duration {
+            let duration_seconds = match value(raw.duration, "duration")? {
                 None | Some(serde_json::Value::Null) => 0,
                 Some(serde_json::Value::Number(n))
                     if n.as_u64().is_some_and(|n| n <= u64::from(u32::MAX)) =>
@@ -366,7 +399,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                     ));
                 }
             };
-            let error = match raw.error {
+            let error = match value(raw.error, "error")? {
                 None | Some(serde_json::Value::Null) => None,
                 Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64(),
                 Some(other) => {
@@ -393,7 +426,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             }))
         }
         "agent_usage" => {
-            let tokens = match raw.tokens {
+            let tokens = match value(raw.tokens, "tokens")? {
                 Some(serde_json::Value::Number(n)) if n.is_u64() => n.as_u64().unwrap_or(0),
                 Some(other) => {
                     return Err(fail(
@@ -673,5 +706,46 @@ mod tests {
             assert_eq!(error.field.as_deref(), field, "{line}: {error}");
             assert_eq!(error.origin.line, 7);
         }
+    }
+
+    /// `at` read in place (a plain string, integer seconds) and as a JSON
+    /// value (escapes, other types) give the same instants and messages.
+    #[test]
+    fn at_reads_the_same_in_place_and_as_a_value() {
+        let at = |text: &str| {
+            let line = format!(r#"{{"type":"status","at":{text},"id":"w","status":"read"}}"#);
+            match parse(&line) {
+                Ok(Some(event)) => Ok(event.at.to_string()),
+                Ok(None) => panic!("{line}"),
+                Err(error) => {
+                    assert_eq!(error.field.as_deref(), Some("at"), "{error}");
+                    Err(error.message)
+                }
+            }
+        };
+        let instant = Ok("2025-07-01T10:00:05Z".to_string());
+        assert_eq!(at(r#""2025-07-01T07:00:05-03:00""#), instant);
+        assert_eq!(at(r#""2025-07-01T07:00:05\u002D03:00""#), instant);
+        assert_eq!(at("1751364005"), instant);
+        let bad = at(r#""2025-07-01 07:00""#).unwrap_err();
+        assert!(
+            bad.starts_with("`2025-07-01 07:00` is not an RFC 3339 timestamp with offset ("),
+            "{bad}"
+        );
+        assert_eq!(at(r#""2025\u002D07-01 07:00""#), Err(bad));
+        assert_eq!(
+            at("1.5"),
+            Err("invalid type: floating point `1.5`, expected an RFC 3339 timestamp with offset or integer UNIX seconds".to_string())
+        );
+        assert_eq!(
+            at("true"),
+            Err("invalid type: boolean `true`, expected an RFC 3339 timestamp with offset or integer UNIX seconds".to_string())
+        );
+        assert_eq!(at("null"), Err("missing".to_string()));
+        assert!(
+            at("99999999999999999")
+                .unwrap_err()
+                .contains("out of range")
+        );
     }
 }
