@@ -1022,6 +1022,17 @@ mod tests {
         assert_eq!(read_back.load(&grown).events, load(&grown).events);
     }
 
+    /// The shipped cards, tiers, markets and calling rates; no accounts.
+    fn builtin_pricing() -> wameter_core::pricing::Pricing {
+        wameter_core::pricing::Pricing {
+            accounts: Default::default(),
+            rates: wameter_core::ratecard::RateBook::builtin(),
+            tiers: wameter_core::ratecard::TierBook::builtin(),
+            markets: wameter_core::market::MarketTable::builtin(),
+            call_rates: wameter_core::ratecard::calling::CallRateBook::builtin(),
+        }
+    }
+
     /// What a store keeps of a month after applying each round's changes.
     #[derive(Default)]
     struct Kept {
@@ -1080,13 +1091,7 @@ mod tests {
                 line: line.to_string(),
             })
             .collect();
-        let pricing = wameter_core::pricing::Pricing {
-            accounts: Default::default(),
-            rates: wameter_core::ratecard::RateBook::builtin(),
-            tiers: wameter_core::ratecard::TierBook::builtin(),
-            markets: wameter_core::market::MarketTable::builtin(),
-            call_rates: wameter_core::ratecard::calling::CallRateBook::builtin(),
-        };
+        let pricing = builtin_pricing();
         let engine = pricing.engine();
         let businesses: BTreeSet<String> = ["B1".to_string()].into();
         let month = Month::parse("2026-11").unwrap();
@@ -1147,13 +1152,7 @@ mod tests {
                 },
             )
             .collect();
-        let pricing = wameter_core::pricing::Pricing {
-            accounts: Default::default(),
-            rates: wameter_core::ratecard::RateBook::builtin(),
-            tiers: wameter_core::ratecard::TierBook::builtin(),
-            markets: wameter_core::market::MarketTable::builtin(),
-            call_rates: wameter_core::ratecard::calling::CallRateBook::builtin(),
-        };
+        let pricing = builtin_pricing();
         let report = pricing.engine().replay(events);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert_eq!(report.charges.len(), 5);
