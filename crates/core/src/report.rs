@@ -24,17 +24,26 @@ pub struct Totals {
     pub billable_calls: u64,
 }
 
-/// Totals per currency, sorted by currency code.
-pub fn totals(charges: &[Charge]) -> Vec<Totals> {
-    let mut by_currency: BTreeMap<Currency, Totals> = BTreeMap::new();
-    for charge in charges {
-        let totals = by_currency.entry(charge.currency).or_insert(Totals {
-            currency: charge.currency,
+impl Totals {
+    /// Nothing yet in `currency`.
+    pub fn zero(currency: Currency) -> Totals {
+        Totals {
+            currency,
             amount: Decimal::ZERO,
             billable_messages: 0,
             conversations: 0,
             billable_calls: 0,
-        });
+        }
+    }
+}
+
+/// Totals per currency, sorted by currency code.
+pub fn totals(charges: &[Charge]) -> Vec<Totals> {
+    let mut by_currency: BTreeMap<Currency, Totals> = BTreeMap::new();
+    for charge in charges {
+        let totals = by_currency
+            .entry(charge.currency)
+            .or_insert_with(|| Totals::zero(charge.currency));
         totals.amount += charge.amount;
         totals.billable_messages += u64::from(charge.billable);
         totals.conversations += u64::from(charge.opens_conversation);
@@ -62,16 +71,7 @@ fn currency_totals(totals: &mut Vec<Totals>, currency: Currency) -> &mut Totals 
     let index = match totals.binary_search_by(|t| t.currency.cmp(&currency)) {
         Ok(index) => index,
         Err(index) => {
-            totals.insert(
-                index,
-                Totals {
-                    currency,
-                    amount: Decimal::ZERO,
-                    billable_messages: 0,
-                    conversations: 0,
-                    billable_calls: 0,
-                },
-            );
+            totals.insert(index, Totals::zero(currency));
             index
         }
     };

@@ -75,6 +75,13 @@ impl Kind {
         }
     }
 
+    /// The kind whose `kind` column reads `text` ([`Kind::as_str`]).
+    pub fn parse(text: &str) -> Option<Kind> {
+        [Kind::Message, Kind::Call, Kind::AgentUsage]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+
     /// The `unit` column's value: what `quantity` counts.
     pub fn unit(self) -> &'static str {
         match self {

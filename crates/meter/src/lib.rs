@@ -21,9 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use crate::records::{
-    ChargeFacts, ChargeRow, KeptFacts, KeptLine, Settled, StoredEvent, WarningRow,
-};
+use crate::records::{ChargeFacts, ChargeRow, KeptFacts, Settled, StoredEvent, WarningRow};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use rust_decimal::Decimal;
@@ -393,12 +391,7 @@ pub fn row_of(kept: KeptFacts) -> Result<Row, String> {
     let bad = |what: &str, value: &str| {
         format!("{}: kept {what} {value:?} does not read", kept.message_id)
     };
-    let kind = match facts.kind.as_str() {
-        "message" => Kind::Message,
-        "call" => Kind::Call,
-        "agent_usage" => Kind::AgentUsage,
-        other => return Err(bad("kind", other)),
-    };
+    let kind = Kind::parse(&facts.kind).ok_or_else(|| bad("kind", &facts.kind))?;
     Ok(Row {
         kind,
         at: kept_instant(kept.delivered_at_us, facts.delivered_nanos)
@@ -792,11 +785,11 @@ fn events_about(events: &[Event]) -> HashMap<u64, (Option<String>, Timestamp)> {
 pub struct Answer {
     /// The message charges, in delivery order (then business, user,
     /// message), as the engine orders them.
-    pub charges: Vec<KeptLine>,
+    pub charges: Vec<ChargeRow>,
     /// Calls, in start order (then business, call id).
-    pub calls: Vec<KeptLine>,
+    pub calls: Vec<ChargeRow>,
     /// Agent usage, in time order (then business, usage id).
-    pub agent: Vec<KeptLine>,
+    pub agent: Vec<ChargeRow>,
     /// Per currency.
     pub totals: Vec<Totals>,
     /// `(code, message, stored event id)`, as the document prints them.
@@ -812,7 +805,7 @@ pub struct Answer {
 /// account named): a number shared by several accounts shows each token
 /// its own accounts' money only.
 pub fn answer(
-    rows: Vec<KeptLine>,
+    rows: Vec<ChargeRow>,
     warning_rows: Vec<WarningRow>,
     sees: Option<&(dyn Fn(&str, Option<&str>) -> bool + Sync)>,
 ) -> Answer {
@@ -827,40 +820,33 @@ pub fn answer(
         }
         let money =
             Currency::parse(&row.facts.currency).zip(Decimal::from_str(&row.facts.amount).ok());
-        let (Some((currency, amount)), Some(at)) = (
+        let (Some((currency, amount)), Some(at), Some(kind)) = (
             money,
             kept_instant(row.delivered_at_us, row.facts.delivered_nanos),
+            Kind::parse(&row.facts.kind),
         ) else {
             // Written by this server, so a bug or a hand-edited database:
             // said, never skipped silently.
             unreadable.push(unreadable_row(&row));
             continue;
         };
-        let kept = match row.facts.kind.as_str() {
-            "message" => &mut charges,
-            "call" => &mut calls,
-            "agent_usage" => &mut agent,
-            _ => {
-                unreadable.push(unreadable_row(&row));
-                continue;
-            }
-        };
-        let entry = totals.entry(currency).or_insert(Totals {
-            currency,
-            amount: Decimal::ZERO,
-            billable_messages: 0,
-            conversations: 0,
-            billable_calls: 0,
-        });
+        let entry = totals
+            .entry(currency)
+            .or_insert_with(|| Totals::zero(currency));
         entry.amount += amount;
-        match row.facts.kind.as_str() {
-            "message" => {
-                entry.billable_messages += u64::from(row.facts.billable);
+        let billable = u64::from(row.facts.billable);
+        let kept = match kind {
+            Kind::Message => {
+                entry.billable_messages += billable;
                 entry.conversations += u64::from(row.facts.opens_conversation);
+                &mut charges
             }
-            "call" => entry.billable_calls += u64::from(row.facts.billable),
-            _ => {}
-        }
+            Kind::Call => {
+                entry.billable_calls += billable;
+                &mut calls
+            }
+            Kind::AgentUsage => &mut agent,
+        };
         kept.push((at, row));
     }
     // The engine's orders: charges by delivery, then business, user (a
@@ -877,14 +863,14 @@ pub fn answer(
             &y.message_id,
         ))
     });
-    let by_instant = |kept: &mut Vec<(Timestamp, KeptLine)>| {
+    let by_instant = |kept: &mut Vec<(Timestamp, ChargeRow)>| {
         kept.sort_by(|(a, x), (b, y)| {
             (a, &x.business, &x.message_id).cmp(&(b, &y.business, &y.message_id))
         })
     };
     by_instant(&mut calls);
     by_instant(&mut agent);
-    let rows = |kept: Vec<(Timestamp, KeptLine)>| kept.into_iter().map(|(_, row)| row).collect();
+    let rows = |kept: Vec<(Timestamp, ChargeRow)>| kept.into_iter().map(|(_, row)| row).collect();
     Answer {
         charges: rows(charges),
         calls: rows(calls),
@@ -895,7 +881,7 @@ pub fn answer(
 }
 
 /// The warning for a kept row whose columns do not read.
-fn unreadable_row(row: &KeptLine) -> (String, String, Option<u64>) {
+fn unreadable_row(row: &ChargeRow) -> (String, String, Option<u64>) {
     (
         "unreadable_kept_charge".to_string(),
         format!(
@@ -909,7 +895,7 @@ fn unreadable_row(row: &KeptLine) -> (String, String, Option<u64>) {
 /// The export row of a kept charge, call or agent usage: its typed columns
 /// and the reason, which only its line holds (`Err` names what does not
 /// read).
-pub fn export_row(kept: KeptLine) -> Result<Row, String> {
+pub fn export_row(kept: ChargeRow) -> Result<Row, String> {
     let reason = wameter_log::replay_json::reason_of(&kept.line)
         .map_err(|e| format!("{}: kept line does not read: {e}", kept.message_id))?;
     let mut row = row_of(KeptFacts {
@@ -1160,31 +1146,15 @@ mod tests {
         assert_eq!(report.calls.len(), 1);
         assert!(report.calls[0].billable, "{:?}", report.calls[0]);
         assert_eq!(report.agent.len(), 1);
-        let mut kept: Vec<KeptLine> = report
+        // Kept as a settle keeps them: the call and the usage are B1's, of
+        // 2026-11; the charges of every month.
+        let (businesses, month) = (["B1".to_string()].into(), Month::parse("2026-11").unwrap());
+        let mut kept: Vec<ChargeRow> = report
             .charges
             .iter()
             .map(charge_row)
-            .chain(report.calls.iter().map(|call| ChargeRow {
-                business: call.business.to_string(),
-                delivered_at_us: call.started_at.as_microsecond(),
-                message_id: call.call_id.to_string(),
-                line: serde_json::to_string(&CallJson::from(call)).unwrap(),
-                facts: facts_of(Row::from_call(call), false),
-            }))
-            .chain(report.agent.iter().map(|usage| ChargeRow {
-                business: usage.business.to_string(),
-                delivered_at_us: usage.at.as_microsecond(),
-                message_id: usage.usage_id.to_string(),
-                line: serde_json::to_string(&AgentJson::from(usage)).unwrap(),
-                facts: facts_of(Row::from_agent(usage), false),
-            }))
-            .map(|row| KeptLine {
-                business: row.business,
-                delivered_at_us: row.delivered_at_us,
-                message_id: row.message_id,
-                line: row.line,
-                facts: row.facts,
-            })
+            .chain(call_rows(&report.calls, &businesses, month))
+            .chain(agent_rows(&report.agent, &businesses, month))
             .collect();
         let expected: Vec<String> = report
             .charges

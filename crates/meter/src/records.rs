@@ -11,36 +11,22 @@ pub struct StoredEvent {
     pub line: String,
 }
 
-/// One charge as kept.
+/// One charge as kept: what a settle writes, and what a store's `charges`
+/// reads back for `/v1/charges` (ordered, filtered and totalled from the
+/// typed columns; the line is only copied out).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ChargeRow {
     /// Business phone number id.
     pub business: String,
-    /// Delivery instant, UNIX microseconds (range queries only).
-    pub delivered_at_us: i64,
-    /// The message's wamid.
-    pub message_id: String,
-    /// The charge as the `replay --json` document prints it.
-    pub line: String,
-    /// The same charge as typed columns, which pages and reports read
-    /// instead of parsing `line` back (its `reason` is only in `line`).
-    pub facts: ChargeFacts,
-}
-
-/// A kept charge as its document line and typed columns (a store's
-/// `charges`): what `/v1/charges` serves, ordered, filtered and totalled
-/// from the columns (the line is only copied out).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeptLine {
-    /// Business phone number id.
-    pub business: String,
-    /// Delivery (or start, or use) instant, UNIX microseconds.
+    /// Delivery (or start, or use) instant, UNIX microseconds: range
+    /// queries; with `facts.delivered_nanos`, the instant whole.
     pub delivered_at_us: i64,
     /// The wamid, call id or usage id.
     pub message_id: String,
     /// The charge as the `replay --json` document prints it.
     pub line: String,
-    /// The same charge as typed columns.
+    /// The same charge as typed columns, which everything reads instead
+    /// of parsing `line` back (its `reason` is only in `line`).
     pub facts: ChargeFacts,
 }
 

@@ -579,7 +579,7 @@ pub async fn charges(
     }
     let mut out = Vec::with_capacity(512 * (answer.charges.len() + 1));
     let lines = answer.charges.iter().map(|charge| Ok(charge.line.as_str()));
-    fn lines_of(kept: &[meter::records::KeptLine]) -> Vec<&str> {
+    fn lines_of(kept: &[meter::records::ChargeRow]) -> Vec<&str> {
         kept.iter().map(|kept| kept.line.as_str()).collect()
     }
     wameter_log::replay_json::write_document_lines(

@@ -39,8 +39,7 @@ pub use record::{
 };
 pub use relay::{RelayBacklog, RelayClaim};
 pub use settled::{
-    ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, KeptLine, SettleJob, Settled, UnsettledMark,
-    WarningRow,
+    ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark, WarningRow,
 };
 
 /// Where the data lives, as given to `--database`.
@@ -452,7 +451,7 @@ impl Store {
     }
 
     /// Kept charges of a slice (unordered).
-    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<KeptLine>, StoreError> {
+    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<ChargeRow>, StoreError> {
         match self {
             Store::Sqlite(store) => store.charges(slice).await,
             Store::Postgres(store) => store.charges(slice).await,

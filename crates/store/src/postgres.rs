@@ -25,8 +25,8 @@ use crate::record::{Batch, ContactRow, Counts, InFlightRow, StoredEvent, StoredW
 use crate::relay::{RelayBacklog, RelayClaim};
 use crate::settled::FACT_COLUMNS;
 use crate::settled::{
-    ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, KeptLine, SettleJob, Settled, UnsettledMark,
-    WarningRow, changes, months_spanned,
+    ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark, WarningRow,
+    changes, months_spanned,
 };
 use crate::{DatabaseUrl, EventScope, StoreError};
 
@@ -407,7 +407,7 @@ impl PostgresStore {
     }
 
     /// Kept charges of a slice, lines and typed columns.
-    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<KeptLine>, StoreError> {
+    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<ChargeRow>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -416,19 +416,7 @@ impl PostgresStore {
                 &[&slice.businesses, &slice.from_us, &slice.to_us],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let kept = charge_row(row, 0);
-                KeptLine {
-                    business: kept.business,
-                    delivered_at_us: kept.delivered_at_us,
-                    message_id: kept.message_id,
-                    line: kept.line,
-                    facts: kept.facts,
-                }
-            })
-            .collect())
+        Ok(rows.iter().map(|row| charge_row(row, 0)).collect())
     }
 
     /// Kept charges of a slice as typed columns, without their lines.

@@ -25,9 +25,7 @@ use std::hash::Hash;
 
 use jiff::Timestamp;
 use wameter_core::settlement::{Month, months_touched};
-pub use wameter_meter::records::{
-    ChargeFacts, ChargeRow, KeptFacts, KeptLine, Settled, WarningRow,
-};
+pub use wameter_meter::records::{ChargeFacts, ChargeRow, KeptFacts, Settled, WarningRow};
 
 /// A month some new event may have changed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,8 +25,8 @@ use crate::record::{
 use crate::relay::RelayBacklog;
 use crate::settled::FACT_COLUMNS;
 use crate::settled::{
-    Changes, ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, KeptLine, SettleJob, Settled,
-    UnsettledMark, WarningRow, changes, months_spanned,
+    Changes, ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark,
+    WarningRow, changes, months_spanned,
 };
 use crate::{EventScope, StoreError};
 
@@ -389,7 +389,7 @@ impl SqliteStore {
     }
 
     /// Kept charges of a slice, lines and typed columns.
-    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<KeptLine>, StoreError> {
+    pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<ChargeRow>, StoreError> {
         self.read(move |conn| {
             let list = slice.businesses.as_deref().map(json_array);
             let mut statement = conn.prepare_cached(&format!(
@@ -398,14 +398,7 @@ impl SqliteStore {
                    AND delivered_at_us >= ?2 AND delivered_at_us < ?3"
             ))?;
             let rows = statement.query_map(params![list, slice.from_us, slice.to_us], |row| {
-                let kept = charge_row(row, 0)?;
-                Ok(KeptLine {
-                    business: kept.business,
-                    delivered_at_us: kept.delivered_at_us,
-                    message_id: kept.message_id,
-                    line: kept.line,
-                    facts: kept.facts,
-                })
+                charge_row(row, 0)
             })?;
             rows.collect()
         })
