@@ -34,6 +34,7 @@ use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
 // replay's time (docs/PERFORMANCE.md).
 type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = StdHashSet<K, foldhash::fast::RandomState>;
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -470,6 +471,13 @@ pub(crate) fn failed_after_delivery(id: &str, error: Option<i64>, origin: Origin
 /// Large logs are prepared on every core ([`prepare_in`]); the result is
 /// the same whatever the number of threads.
 pub fn prepare(events: Vec<Event>) -> Prepared {
+    prepare_shared(&events)
+}
+
+/// [`prepare`] of events the caller keeps: owned (`&[Event]`) or shared
+/// (`&[Arc<Event>]`, what the guard holds in memory between sends, so a
+/// send prices its pair without copying the pair's events).
+pub fn prepare_shared<E: Borrow<Event> + Sync>(events: &[E]) -> Prepared {
     let parts = parts_for(events.len(), PREPARE_IN_PARALLEL_FROM);
     prepare_in(events, parts)
 }
@@ -483,7 +491,7 @@ const PREPARE_IN_PARALLEL_FROM: usize = 100_000;
 /// found are then dealt out again by (business phone number, user), and each
 /// thread builds its pairs' timelines. The output does not depend on `parts`
 /// (a property test holds it to `parts = 1`).
-pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
+pub fn prepare_in<E: Borrow<Event> + Sync>(events: &[E], parts: usize) -> Prepared {
     let parts = parts.clamp(1, 64);
     let events_read = events.len() as u64;
     // Each thread reads the events in place and keeps those of its
@@ -494,14 +502,14 @@ pub fn prepare_in(events: Vec<Event>, parts: usize) -> Prepared {
         let mine: Vec<usize> = events
             .iter()
             .enumerate()
-            .filter(|(_, event)| parts == 1 || message_part(event, parts) == part)
+            .filter(|(_, event)| parts == 1 || message_part((*event).borrow(), parts) == part)
             .map(|(seq, event)| {
-                sizes.count(event);
+                sizes.count(event.borrow());
                 seq
             })
             .collect();
         resolve(
-            mine.into_iter().map(|seq| (seq, &events[seq])),
+            mine.into_iter().map(|seq| (seq, events[seq].borrow())),
             sizes,
             parts,
         )
@@ -1160,7 +1168,15 @@ fn month_of(date: Date) -> (i16, i8) {
 impl Engine<'_> {
     /// Runs prepare, decide and settle on one thread.
     pub fn replay(&self, events: Vec<Event>) -> Report {
-        let mut prepared = prepare(events);
+        self.replay_prepared(prepare(events))
+    }
+
+    /// [`Engine::replay`] of events the caller keeps ([`prepare_shared`]).
+    pub fn replay_shared<E: Borrow<Event> + Sync>(&self, events: &[E]) -> Report {
+        self.replay_prepared(prepare_shared(events))
+    }
+
+    fn replay_prepared(&self, mut prepared: Prepared) -> Report {
         // Each timeline is freed once decided: its memory serves the charges.
         let decisions = std::mem::take(&mut prepared.contacts)
             .into_iter()

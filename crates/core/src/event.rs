@@ -687,19 +687,19 @@ pub fn infer_outbounds(events: &mut Vec<Event>) -> Vec<(Box<str>, Box<str>)> {
 /// send that the log has), with that status's origin. Statuses without a
 /// business, a recipient or a known category are left alone; the engine
 /// reports them as statuses for unknown messages.
-pub fn outbounds_from_pricing(events: &[Event]) -> Vec<Event> {
+pub fn outbounds_from_pricing<E: std::borrow::Borrow<Event>>(events: &[E]) -> Vec<Event> {
     use std::collections::{BTreeMap, HashSet};
     // Canonical logs have no pricing at all: skip the id set (millions of
     // outbounds) in the common case.
     let priced = |event: &Event| matches!(&event.kind, EventKind::Status { detail: Some(d), .. } if d.pricing.is_some());
-    if !events.iter().any(priced) {
+    if !events.iter().any(|event| priced(event.borrow())) {
         return Vec::new();
     }
     // By business and wamid, as the engine matches statuses to sends: a
     // business's status never stands in for another business's send.
     let logged: HashSet<(&str, &str)> = events
         .iter()
-        .filter_map(|event| match &event.kind {
+        .filter_map(|event| match &event.borrow().kind {
             EventKind::Outbound { business, id, .. } => Some((&**business, &**id)),
             _ => None,
         })
@@ -710,6 +710,7 @@ pub fn outbounds_from_pricing(events: &[Event]) -> Vec<Event> {
         (Timestamp, Origin, &StatusDetail, TemplateCategoryChoice),
     > = BTreeMap::new();
     for event in events {
+        let event = event.borrow();
         let EventKind::Status {
             id,
             detail: Some(detail),

@@ -16,6 +16,7 @@
 
 pub mod records;
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::str::FromStr;
@@ -26,9 +27,10 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use rust_decimal::Decimal;
 use wameter_core::charge::Charge;
-use wameter_core::engine::{ContactWindows, Engine, prepare};
+use wameter_core::engine::{ContactWindows, Engine, prepare_shared};
 use wameter_core::event::{
     DeliveryStatus, Event, EventKind, Origin, Template, UserId, infer_outbounds,
+    outbounds_from_pricing,
 };
 use wameter_core::incremental::MeterState;
 use wameter_core::money::Currency;
@@ -95,30 +97,42 @@ const READ_BACK_MAX: usize = 1 << 18;
 
 /// Stored events already read back, by row id. A stored line never
 /// changes, so the guard parses each once instead of on every send to its
-/// pair: reading the lines back was 40 % of the guard's engine step
-/// (`benches/guard_steps.rs`).
+/// pair (reading the lines back was 40 % of the guard's engine step,
+/// `benches/guard_steps.rs`), and shares it rather than copying it:
+/// copying a pair's events out of this memo was, in turn, the largest of
+/// the guard's own steps under load.
 #[derive(Default)]
 pub struct ReadBack {
-    events: Mutex<HashMap<i64, Event>>,
+    events: Mutex<HashMap<i64, Arc<Event>>>,
 }
 
 impl ReadBack {
-    /// [`load`], parsing only the rows not read back before.
-    pub fn load(&self, rows: &[StoredEvent]) -> Loaded {
-        let mut kept = lock(&self.events);
-        if kept.len() + rows.len() > READ_BACK_MAX {
-            kept.clear();
+    /// The events of `rows` (those that read as events; [`load`] says why
+    /// the others do not), parsing only the rows not read back before,
+    /// then the outbounds Meta's pricing stands in for
+    /// ([`outbounds_from_pricing`]).
+    pub fn load(&self, rows: &[StoredEvent]) -> Vec<Arc<Event>> {
+        let mut events = Vec::with_capacity(rows.len());
+        {
+            let mut kept = lock(&self.events);
+            if kept.len() + rows.len() > READ_BACK_MAX {
+                kept.clear();
+            }
+            for row in rows {
+                if let Some(event) = kept.get(&row.id) {
+                    events.push(event.clone());
+                } else if let Ok(Parsed::Event(event)) =
+                    wameter_log::parse_line(&row.line, origin_of(row.id))
+                {
+                    let event = Arc::new(event);
+                    kept.insert(row.id, event.clone());
+                    events.push(event);
+                }
+            }
         }
-        load_with(rows, |row| {
-            if let Some(event) = kept.get(&row.id) {
-                return Ok(Parsed::Event(event.clone()));
-            }
-            let parsed = wameter_log::parse_line(&row.line, origin_of(row.id));
-            if let Ok(Parsed::Event(event)) = &parsed {
-                kept.insert(row.id, event.clone());
-            }
-            parsed
-        })
+        let inferred = outbounds_from_pricing(&events);
+        events.extend(inferred.into_iter().map(Arc::new));
+        events
     }
 }
 
@@ -149,15 +163,16 @@ fn load_with(
     out
 }
 
-/// The windows of one pair at `at`, from its stored events.
-pub fn windows(
+/// The windows of one pair at `at`, from its stored events (owned or
+/// shared: the function only reads them).
+pub fn windows<E: Borrow<Event> + Sync>(
     engine: &Engine<'_>,
-    events: Vec<Event>,
+    events: &[E],
     business: &str,
     user: &UserId,
     at: Timestamp,
 ) -> ContactWindows {
-    let prepared = prepare(events);
+    let prepared = prepare_shared(events);
     prepared
         .contacts
         .iter()
@@ -173,7 +188,7 @@ pub fn windows(
 /// could not price it (no rate card for the date, for instance).
 pub fn predict(
     engine: &Engine<'_>,
-    mut events: Vec<Event>,
+    mut events: Vec<Arc<Event>>,
     business: &str,
     user: &UserId,
     at: Timestamp,
@@ -186,7 +201,7 @@ pub fn predict(
         source: u32::MAX,
         line: 0,
     };
-    events.push(Event {
+    events.push(Arc::new(Event {
         at,
         origin,
         kind: EventKind::Outbound {
@@ -196,8 +211,8 @@ pub fn predict(
             template,
             messaging_account,
         },
-    });
-    events.push(Event {
+    }));
+    events.push(Arc::new(Event {
         at,
         origin: Origin { line: 1, ..origin },
         kind: EventKind::Status {
@@ -206,9 +221,9 @@ pub fn predict(
             error: None,
             detail: None,
         },
-    });
+    }));
     engine
-        .replay(events)
+        .replay_shared(&events)
         .charges
         .into_iter()
         .find(|charge| &*charge.message_id == ID)
@@ -992,10 +1007,14 @@ mod tests {
         );
         let read_back = ReadBack::default();
         for _ in 0..3 {
-            let again = read_back.load(&rows);
-            assert_eq!(again.events, fresh.events);
-            assert_eq!(again.inferred, fresh.inferred);
-            assert_eq!(again.unreadable, fresh.unreadable);
+            // The same events, stand-ins for missing outbounds included;
+            // the unreadable row left out.
+            let again: Vec<Event> = read_back
+                .load(&rows)
+                .iter()
+                .map(|e| (**e).clone())
+                .collect();
+            assert_eq!(again, fresh.events);
         }
         // A pair that grew: old rows from the memo, the new one parsed.
         let mut grown = rows.clone();
@@ -1005,7 +1024,12 @@ mod tests {
                 r#"{"type":"status","at":"2026-11-02T10:05:00Z","id":"wamid.out","status":"read"}"#
                     .into(),
         });
-        assert_eq!(read_back.load(&grown).events, load(&grown).events);
+        let again: Vec<Event> = read_back
+            .load(&grown)
+            .iter()
+            .map(|e| (**e).clone())
+            .collect();
+        assert_eq!(again, load(&grown).events);
     }
 
     /// The shipped cards, tiers, markets and calling rates; no accounts.

@@ -249,7 +249,7 @@ pub async fn windows(
         .await?;
     let loaded = meter::load(&rows);
     let engine = state.config.pricing.engine();
-    let found = meter::windows(&engine, loaded.events, &business, &user, at);
+    let found = meter::windows(&engine, &loaded.events, &business, &user, at);
     Ok(Json(WindowsResponse {
         business,
         user: user.to_string(),

@@ -73,6 +73,8 @@ struct Books {
     spent: HashMap<(Arc<str>, String), (u64, Decimal)>,
     in_flight: HashMap<FlightKey, InFlight>,
     next_reservation: u64,
+    /// When sends in flight past [`IN_FLIGHT_MAX`] were last dropped.
+    pruned_at: Timestamp,
     /// Failures (business, wamid) that arrived before the send they fail
     /// was confirmed (a webhook can overtake the upstream answer); bounded.
     early_failures: HashSet<(Box<str>, Box<str>)>,
@@ -96,11 +98,24 @@ pub struct Ledger {
 pub struct Reservation(Option<FlightKey>);
 
 impl Ledger {
-    fn in_flight_for(books: &Books, budget: &Budget, month: &LocalMonth) -> Decimal {
+    /// What `budget`'s sends in flight in `month` hold at `now`: a send
+    /// older than [`IN_FLIGHT_MAX`] holds nothing, whether or not it has
+    /// been dropped from memory yet.
+    fn in_flight_for(
+        books: &Books,
+        budget: &Budget,
+        month: &LocalMonth,
+        now: Timestamp,
+    ) -> Decimal {
         books
             .in_flight
             .values()
-            .filter(|f| budget.covers(&f.waba) && f.sent_at >= month.start && f.sent_at < month.end)
+            .filter(|f| {
+                budget.covers(&f.waba)
+                    && f.sent_at >= month.start
+                    && f.sent_at < month.end
+                    && now - f.sent_at < IN_FLIGHT_MAX
+            })
             .map(|f| f.amount)
             .sum()
     }
@@ -180,6 +195,9 @@ impl Ledger {
 /// How long a send with neither a charge nor a failure holds budget: Meta
 /// stops trying to deliver long before.
 const IN_FLIGHT_MAX: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+
+/// How often sends in flight past [`IN_FLIGHT_MAX`] are dropped from memory.
+const PRUNE_EVERY: jiff::SignedDuration = jiff::SignedDuration::from_mins(1);
 
 /// Takes back the sends in flight that the store kept (those of the last
 /// [`IN_FLIGHT_MAX`] whose outcome has not arrived), so a restarted server
@@ -359,11 +377,17 @@ pub async fn reserve(
     // after a week is not waiting for either any more (Meta stops trying
     // long before): it stops holding budget.
     let mut books = crate::lock(&state.ledger.books);
-    books
-        .in_flight
-        .retain(|_, flight| now - flight.sent_at < IN_FLIGHT_MAX);
+    // Expired sends stop counting at once (`in_flight_for`); memory is
+    // freed of them once a minute rather than by a pass over every send
+    // in flight on every send.
+    if now - books.pruned_at >= PRUNE_EVERY {
+        books
+            .in_flight
+            .retain(|_, flight| now - flight.sent_at < IN_FLIGHT_MAX);
+        books.pruned_at = now;
+    }
     for (budget, (month, spent)) in budgets.iter().zip(&spends) {
-        let in_flight = Ledger::in_flight_for(&books, budget, month);
+        let in_flight = Ledger::in_flight_for(&books, budget, month, now);
         if !budget.allows(*spent, in_flight, estimate) {
             let currency = budget.currency.code();
             return Err(GraphError {
@@ -635,7 +659,8 @@ pub async fn budgets_for(
             Some(month) => LocalMonth::in_zone(month, &budget.timezone),
         };
         let spent = spent(state, budget, &month).await?;
-        let in_flight = Ledger::in_flight_for(&crate::lock(&state.ledger.books), budget, &month);
+        let in_flight =
+            Ledger::in_flight_for(&crate::lock(&state.ledger.books), budget, &month, now);
         let alerts = state.store.alerts(Some(month.label())).await?;
         let crossed = budget.crossed(spent);
         let micros = |us: i64| {
@@ -680,4 +705,46 @@ pub async fn budgets_for(
         at: now.to_string(),
         budgets: out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wameter_core::billing::BudgetScope;
+    use wameter_core::money::Currency;
+
+    /// Sends past [`IN_FLIGHT_MAX`] are dropped from memory only once a
+    /// minute; until then they must already hold nothing.
+    #[test]
+    fn a_send_in_flight_holds_budget_for_a_week_whether_or_not_pruned() {
+        let timezone = jiff::tz::TimeZone::UTC;
+        let budget = Budget {
+            name: "b".into(),
+            scope: BudgetScope::Waba("W".into()),
+            wabas: vec!["W".into()],
+            amount: Decimal::ONE_HUNDRED,
+            currency: Currency::USD,
+            timezone: timezone.clone(),
+            thresholds: vec![],
+            hard_stop: true,
+        };
+        let sent_at: Timestamp = "2026-10-02T00:00:00Z".parse().unwrap();
+        let month = LocalMonth::of(sent_at, &timezone);
+        let mut books = Books::default();
+        for (n, waba) in ["W", "other"].into_iter().enumerate() {
+            books.in_flight.insert(
+                FlightKey::Reserved(n as u64),
+                InFlight {
+                    waba: waba.into(),
+                    amount: Decimal::TWO,
+                    sent_at,
+                },
+            );
+        }
+        let held = |now: Timestamp| Ledger::in_flight_for(&books, &budget, &month, now);
+        assert_eq!(held(sent_at), Decimal::TWO, "only its WABA's send");
+        let just_before = sent_at + IN_FLIGHT_MAX - jiff::SignedDuration::from_nanos(1);
+        assert_eq!(held(just_before), Decimal::TWO);
+        assert_eq!(held(sent_at + IN_FLIGHT_MAX), Decimal::ZERO);
+    }
 }

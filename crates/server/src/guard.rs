@@ -619,21 +619,18 @@ async fn record(
     // first runs.
     let queued = state.store.queue(batch);
     let writer = state.clone();
-    let mut write = tokio::spawn(async move { writer.store.committed(queued).await });
     // A zero wait does not look at the write at all, so `pending` is what
-    // it always answers.
-    let waited = if wait.is_positive() {
-        tokio::select! {
-            biased;
-            written = &mut write => Some(written),
-            () = elapsed(wait) => None,
-        }
-    } else {
-        None
-    };
-    match waited {
-        Some(written) => record_outcome(written, &id),
-        None => {
+    // it always answers; one task sees the write through (a second one,
+    // to race the wait, cost every send a task of its own).
+    if !wait.is_positive() {
+        tokio::spawn(async move { record_outcome(Ok(writer.store.committed(queued).await), &id) });
+        return Recorded::Pending;
+    }
+    let mut write = tokio::spawn(async move { writer.store.committed(queued).await });
+    tokio::select! {
+        biased;
+        written = &mut write => record_outcome(written, &id),
+        () = elapsed(wait) => {
             tokio::spawn(async move { record_outcome(write.await, &id) });
             Recorded::Pending
         }
@@ -788,12 +785,13 @@ async fn guarded_send(
             )
         })?;
     let read_us = laps.lap();
-    let events = state.read_back.load(&rows).events;
+    let events = state.read_back.load(&rows);
+    let read_back_us = laps.lap();
     let engine = pricing.engine();
     // A user's message stored at this very instant precedes the reply.
     let windows = meter::windows(
         &engine,
-        events.clone(),
+        &events,
         phone,
         &outgoing.user,
         now + SignedDuration::from_nanos(1),
@@ -824,6 +822,7 @@ async fn guarded_send(
         ];
         return Err((GraphError::new(REENGAGEMENT, title, details), headers));
     }
+    let windows_us = laps.lap();
     let charge = meter::predict(
         &engine,
         events,
@@ -851,7 +850,7 @@ async fn guarded_send(
         estimate = max;
         max_price_headers(&mut extra, max);
     }
-    let engine_us = laps.lap();
+    let estimate_us = laps.lap();
     let reservation = budgets::reserve(state, &waba, estimate, now)
         .await
         .map_err(|e| (e, extra.clone()))?;
@@ -865,7 +864,7 @@ async fn guarded_send(
         }
     };
     let upstream_us = laps.lap();
-    let checks_us = lookup_us + read_us + engine_us + reserve_us;
+    let checks_us = lookup_us + read_us + read_back_us + windows_us + estimate_us + reserve_us;
     if !answer.status.is_success() {
         state.ledger.release(reservation);
         extra.push(server_timing(upstream_us, checks_us));
@@ -901,7 +900,7 @@ async fn guarded_send(
         }
     };
     let record_us = laps.lap();
-    tracing::debug!(message = "Guarded send.", lookup_us, read_us, engine_us, reserve_us, upstream_us, record_us, recorded = ?recorded, pair_events = rows.len());
+    tracing::debug!(message = "Guarded send.", lookup_us, read_us, read_back_us, windows_us, estimate_us, reserve_us, upstream_us, record_us, recorded = ?recorded, pair_events = rows.len());
     extra.push(recorded.header());
     extra.push(server_timing(upstream_us, checks_us + record_us));
     Ok(pass_back(answer, extra))

@@ -62,8 +62,8 @@ proptest! {
         let inferred = outbounds_from_pricing(&events);
         events.extend(inferred);
 
-        let one = prepare_in(events.clone(), 1);
-        let many = prepare_in(events.clone(), parts);
+        let one = prepare_in(&events, 1);
+        let many = prepare_in(&events, parts);
         prop_assert_eq!(fingerprint(&one), fingerprint(&many));
 
         // Counters carried from an earlier part of the log put every
