@@ -17,6 +17,7 @@
 # its month on every send and takes most of a core from the server.
 # SANDBOX_ARGS="--sent-after 0 --delivered-after 0" measures that case.
 # SERVE_ARGS="--record-wait 30s" (say) passes flags to the server.
+# BIN=/tmp/old/wameter runs another build (for before/after in one session).
 # PASS_THROUGH=1 sends read receipts, which the guard forwards unread: the
 # cost of the extra HTTP hop alone.
 # PIN=1 gives the server CPU 1 and the sandbox and client CPU 0 (taskset),
@@ -27,8 +28,8 @@ sends="${1:-2000}"
 out=bench/out/guard
 rm -rf "$out" && mkdir -p "$out"
 python="${WAMETER_TEST_PYTHON:-$(scripts/pywa-for-tests.sh)}"
-cargo build --release -q
-bin=target/release/wameter
+if [ -z "${BIN:-}" ]; then cargo build --release -q; fi
+bin="${BIN:-target/release/wameter}"
 secret=bench-secret
 cat > "$out/accounts.toml" <<TOML
 [[business]]
