@@ -15,6 +15,7 @@
 //! events can never disagree.
 
 pub mod records;
+pub mod sums;
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -348,7 +349,7 @@ fn nanos_past_microsecond(at: Timestamp) -> i32 {
 
 /// The instant a kept row was priced at, from its microsecond and the
 /// nanoseconds past it (`None`: out of range, a hand-edited database).
-fn kept_instant(microsecond: i64, nanos: i32) -> Option<Timestamp> {
+pub(crate) fn kept_instant(microsecond: i64, nanos: i32) -> Option<Timestamp> {
     let nanosecond = i128::from(microsecond) * 1000 + i128::from(nanos);
     Timestamp::from_nanosecond(nanosecond).ok()
 }

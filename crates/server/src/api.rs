@@ -484,6 +484,42 @@ pub async fn rows_for(
     .map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// The kept charges of a question summed by every column a cost report
+/// groups by (the rows are not kept: [`wameter_meter::sums`]), with the
+/// warnings [`rows_for`] gives for the same question.
+pub async fn sums_for(
+    state: &AppState,
+    token: &ApiToken,
+    query: &SliceQuery,
+) -> Result<SummedAnswer, ApiError> {
+    let charges = settled_slice(state, token, query).await?;
+    let scope = token.scope.clone();
+    let config = state.config.clone();
+    let (sums, unreadable) = state
+        .store
+        .charge_sums(charges.clone(), move |business, account| {
+            scope.sees_charge(&config.pricing, business, account)
+        })
+        .await?;
+    let warning_rows = state.store.charge_warnings(charges).await?;
+    let unreadable = unreadable
+        .into_iter()
+        .map(|message| ("unreadable_kept_charge".to_string(), message, None))
+        .collect();
+    Ok(SummedAnswer {
+        sums,
+        warnings: meter::kept_warnings(unreadable, warning_rows),
+    })
+}
+
+/// What [`sums_for`] answers.
+pub struct SummedAnswer {
+    /// Kept charges summed, in no particular order.
+    pub sums: Vec<wameter_meter::sums::ChargeSum>,
+    /// `(code, message, stored event id)`, as the document prints them.
+    pub warnings: Vec<(String, String, Option<u64>)>,
+}
+
 /// What [`rows_for`] answers.
 pub struct TypedAnswer {
     /// Charges, calls and agent usage, in no particular order.
@@ -689,7 +725,7 @@ pub async fn costs(
 ) -> Result<Response, ApiError> {
     let answered = answered_in(&query, &headers, false)?;
     let group_by = dimensions(&query)?;
-    let typed = rows_for(&state, token(&state, &headers)?, &query).await?;
+    let summed = sums_for(&state, token(&state, &headers)?, &query).await?;
     let pricing = &state.config.pricing;
     telemetry::charge_query("reports_costs");
     // (messages, billable messages, calls, billable calls, amount). Calls
@@ -698,45 +734,46 @@ pub async fn costs(
     // `tokens`, counted in neither messages nor calls.
     let mut rows: BTreeMap<(Vec<String>, String), (u64, u64, u64, u64, Decimal)> = BTreeMap::new();
     let mut totals: BTreeMap<String, (u64, u64, u64, u64, Decimal)> = BTreeMap::new();
-    for row in &typed.rows {
+    for sum in &summed.sums {
         let key: Vec<String> = group_by
             .iter()
             .map(|dimension| match dimension.as_str() {
-                "month" => settlement::Month::of(row.local_date).to_string(),
-                "category" => row.category.clone(),
-                "market" => row.market.clone().unwrap_or_default(),
-                "business" => row.business.clone(),
+                "month" => settlement::Month::of(sum.local_date).to_string(),
+                "category" => sum.category.clone(),
+                "market" => sum.market.clone().unwrap_or_default(),
+                "business" => sum.business.clone(),
                 "messaging_account" => {
-                    pricing.account_of(&row.business, row.messaging_account.as_deref())
+                    pricing.account_of(&sum.business, sum.messaging_account.as_deref())
                 }
-                "pricing_model" => match row.kind {
-                    Kind::Message => row.pricing_model.clone().unwrap_or_default(),
+                "pricing_model" => match sum.kind {
+                    Kind::Message => sum.pricing_model.clone().unwrap_or_default(),
                     Kind::Call => "calling".to_string(),
                     Kind::AgentUsage => "tokens".to_string(),
                 },
-                _ => match row.kind {
-                    Kind::Message => row.pricing_type.clone().unwrap_or_default(),
-                    Kind::Call => row.direction.clone().unwrap_or_default(),
-                    Kind::AgentUsage => if row.billable { "regular" } else { "free" }.to_string(),
+                _ => match sum.kind {
+                    Kind::Message => sum.pricing_type.clone().unwrap_or_default(),
+                    Kind::Call => sum.direction.clone().unwrap_or_default(),
+                    Kind::AgentUsage => if sum.billable { "regular" } else { "free" }.to_string(),
                 },
             })
             .collect();
+        let billable = if sum.billable { sum.count } else { 0 };
         for entry in [
-            rows.entry((key, row.currency.clone())).or_default(),
-            totals.entry(row.currency.clone()).or_default(),
+            rows.entry((key, sum.currency.clone())).or_default(),
+            totals.entry(sum.currency.clone()).or_default(),
         ] {
-            match row.kind {
+            match sum.kind {
                 Kind::Message => {
-                    entry.0 += 1;
-                    entry.1 += u64::from(row.billable);
+                    entry.0 += sum.count;
+                    entry.1 += billable;
                 }
                 Kind::Call => {
-                    entry.2 += 1;
-                    entry.3 += u64::from(row.billable);
+                    entry.2 += sum.count;
+                    entry.3 += billable;
                 }
                 Kind::AgentUsage => {}
             }
-            entry.4 += row.amount;
+            entry.4 += sum.amount;
         }
     }
     let report = CostReport {
@@ -774,7 +811,7 @@ pub async fn costs(
                 },
             )
             .collect(),
-        warnings: meter::warnings_json(&typed.warnings)
+        warnings: meter::warnings_json(&summed.warnings)
             .iter()
             .map(|w| serde_json::to_value(w).unwrap_or_default())
             .collect(),

@@ -10,6 +10,7 @@
 //! forged delivery under the forger's own business is the forger billing
 //! itself, and is priced as such: not an attack on the other tenant.)
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -17,6 +18,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
+use rust_decimal::Decimal;
 use wameter_core::market::MarketTable;
 use wameter_core::ratecard::RateBook;
 use wameter_log::replay_json::ChargeJson;
@@ -281,6 +283,27 @@ proptest! {
                 let typed = api::rows_for(&state, token, &query).await.unwrap();
                 let answer = api::answer_for(&state, token, &query).await.unwrap();
                 assert_eq!(typed.warnings, answer.warnings, "tenant {tenant}");
+                // The cost report's sums, read without keeping rows, are
+                // the typed rows summed.
+                let summed = api::sums_for(&state, token, &query).await.unwrap();
+                assert_eq!(summed.warnings, typed.warnings, "tenant {tenant}");
+                let mut by_group: BTreeMap<String, (u64, Decimal)> = BTreeMap::new();
+                for row in &typed.rows {
+                    let group = format!("{:?}", (&row.business, &row.messaging_account, row.local_date, row.kind.as_str(), &row.category, &row.market, &row.pricing_model, &row.pricing_type, &row.direction, row.billable, &row.currency));
+                    let entry = by_group.entry(group).or_default();
+                    entry.0 += 1;
+                    entry.1 += row.amount;
+                }
+                let sums: BTreeMap<String, (u64, Decimal)> = summed
+                    .sums
+                    .iter()
+                    .map(|sum| {
+                        let group = format!("{:?}", (&sum.business, &sum.messaging_account, sum.local_date, sum.kind.as_str(), &sum.category, &sum.market, &sum.pricing_model, &sum.pricing_type, &sum.direction, sum.billable, &sum.currency));
+                        (group, (sum.count, sum.amount))
+                    })
+                    .collect();
+                assert_eq!(sums.len(), summed.sums.len(), "one sum per group");
+                assert_eq!(sums, by_group, "tenant {tenant}");
                 // Read from the lines served, not the columns: the two
                 // are kept side by side and must say the same.
                 let lines = answer.charges.iter().chain(&answer.calls).chain(&answer.agent);

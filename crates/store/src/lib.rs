@@ -469,6 +469,22 @@ impl Store {
         }
     }
 
+    /// Kept charges of a slice summed by every column a cost report
+    /// groups by ([`wameter_meter::sums`]), counting only those `keep`
+    /// keeps (by business and Messaging account), and a message for each
+    /// kept one whose columns do not read. No row is kept in memory.
+    pub async fn charge_sums(
+        &self,
+        slice: ChargeSlice,
+        keep: impl Fn(&str, Option<&str>) -> bool + Send + 'static,
+    ) -> Result<(Vec<wameter_meter::sums::ChargeSum>, Vec<String>), StoreError> {
+        match self {
+            Store::Sqlite(store) => store.charge_sums(slice, keep).await,
+            Store::Postgres(store) => store.charge_sums(slice, keep).await,
+            Store::Discard => Ok((Vec::new(), Vec::new())),
+        }
+    }
+
     /// The (portfolio, month) pairs that have kept charges.
     pub async fn charge_months(&self) -> Result<Vec<(String, String)>, StoreError> {
         match self {

@@ -23,12 +23,13 @@ pub use group::{BATCH_WRITES_MAX, QUEUE_WRITES_MAX};
 use crate::alerts::{AlertRow, AlertWrite};
 use crate::record::{Batch, ContactRow, Counts, InFlightRow, StoredEvent, StoredWebhook, Written};
 use crate::relay::{RelayBacklog, RelayClaim};
-use crate::settled::FACT_COLUMNS;
 use crate::settled::{
     ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark, WarningRow,
     changes, months_spanned,
 };
+use crate::settled::{FACT_COLUMNS, SUM_COLUMNS};
 use crate::{DatabaseUrl, EventScope, StoreError};
+use wameter_meter::sums::{ChargeSum, ChargeSums, FactsRef};
 
 pub(crate) mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -430,6 +431,47 @@ impl PostgresStore {
             )
             .await?;
         Ok(rows.iter().map(kept_facts).collect())
+    }
+
+    /// [`crate::Store::charge_sums`]: each row's columns read in place.
+    pub async fn charge_sums(
+        &self,
+        slice: ChargeSlice,
+        keep: impl Fn(&str, Option<&str>) -> bool,
+    ) -> Result<(Vec<ChargeSum>, Vec<String>), StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {SUM_COLUMNS} FROM charges
+                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3"),
+                &[&slice.businesses, &slice.from_us, &slice.to_us],
+            )
+            .await?;
+        let mut sums = ChargeSums::default();
+        for row in &rows {
+            let facts = FactsRef {
+                business: row.get(0),
+                delivered_at_us: row.get(1),
+                message_id: row.get(2),
+                kind: row.get(3),
+                messaging_account: row.get(4),
+                local_date: row.get(5),
+                pricing_model: row.get(6),
+                category: row.get(7),
+                pricing_type: row.get(8),
+                direction: row.get(9),
+                billable: row.get(10),
+                market: row.get(11),
+                currency: row.get(12),
+                amount: row.get(13),
+                quantity: row.get(14),
+                delivered_nanos: row.get(15),
+            };
+            if keep(facts.business, facts.messaging_account) {
+                sums.add(&facts);
+            }
+        }
+        Ok(sums.finish())
     }
 
     /// The (portfolio, month) pairs that have kept charges.

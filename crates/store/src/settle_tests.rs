@@ -5,8 +5,9 @@
 //! marks.
 
 use crate::record::Batch;
-use crate::settled::{ChargeFacts, ChargeRow, SettleJob, Settled, WarningRow};
+use crate::settled::{ChargeFacts, ChargeRow, ChargeSlice, SettleJob, Settled, WarningRow};
 use crate::{DatabaseUrl, Store};
+use wameter_meter::sums::{ChargeSum, ChargeSums, FactsRef};
 
 fn events(lines: &[&str]) -> Vec<wameter_core::event::Event> {
     lines
@@ -323,4 +324,98 @@ fn sqlite_notices_read_back() {
 #[test]
 fn postgres_notices_read_back() {
     on_postgres("notices", |store| async move { notices(&store).await });
+}
+
+/// `charge_sums` reads each kept row in place and sums it as
+/// [`ChargeSums`](wameter_meter::sums::ChargeSums) sums the rows
+/// `charge_facts` reads whole: same groups, counts, exact totals, and the
+/// same rows named unreadable; rows `keep` refuses are neither counted nor
+/// named.
+async fn sums(store: &Store) {
+    let line = r#"{"type":"outbound","at":"2025-07-10T10:00:00Z","business":"B","user":"+5511999990000","id":"m0"}"#;
+    store
+        .write(Batch::new(None, &events(&[line]), &[]))
+        .await
+        .unwrap();
+    let marks: Vec<i64> = store
+        .unsettled(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|mark| mark.id)
+        .collect();
+    let mut charges = vec![
+        charge("m1", "0.0068"),
+        charge("m2", "0.0068"),
+        charge("m3", "0.1"),
+        charge("bad", "not money"),
+        charge("hidden", "5"),
+        charge("hidden-bad", "?"),
+    ];
+    charges[1].facts.billable = false;
+    charges[2].facts.messaging_account = Some("W2".into());
+    charges[2].facts.category = "marketing".into();
+    for hidden in &mut charges[4..] {
+        hidden.business = "HIDDEN".into();
+    }
+    let settled = Settled {
+        charges,
+        warnings: vec![],
+        removed: vec![],
+        warnings_removed: vec![],
+    };
+    let job = SettleJob {
+        portfolio: "P".into(),
+        month: "2025-07".into(),
+        businesses: vec!["B".into(), "HIDDEN".into()],
+        since_us: 0,
+        until_us: i64::MAX,
+        marks,
+        from_event_id: None,
+    };
+    store.settle(job, move |_| settled).await.unwrap();
+    let slice = ChargeSlice {
+        businesses: None,
+        from_us: i64::MIN,
+        to_us: i64::MAX,
+        months: None,
+    };
+    let keep = |business: &str, _: Option<&str>| business != "HIDDEN";
+    let (mut summed, unreadable) = store.charge_sums(slice.clone(), keep).await.unwrap();
+    let mut expected = ChargeSums::default();
+    for kept in store.charge_facts(slice).await.unwrap() {
+        if keep(&kept.business, kept.facts.messaging_account.as_deref()) {
+            expected.add(&FactsRef::of(&kept));
+        }
+    }
+    let (mut expected, expected_unreadable) = expected.finish();
+    let order = |sums: &mut Vec<ChargeSum>| {
+        sums.sort_by(|a, b| {
+            (&a.category, a.billable, &a.messaging_account).cmp(&(
+                &b.category,
+                b.billable,
+                &b.messaging_account,
+            ))
+        })
+    };
+    order(&mut summed);
+    order(&mut expected);
+    assert_eq!(summed, expected);
+    assert_eq!(unreadable, expected_unreadable);
+    assert_eq!(
+        summed.iter().map(|sum| sum.count).collect::<Vec<_>>(),
+        [1, 1, 1],
+        "free m2, billable m1, m3 of W2: {summed:?}"
+    );
+    assert_eq!(unreadable, ["bad: kept amount \"not money\" does not read"]);
+}
+
+#[test]
+fn sqlite_sums_read_in_place() {
+    on_sqlite("sums", |store| async move { sums(&store).await });
+}
+
+#[test]
+fn postgres_sums_read_in_place() {
+    on_postgres("sums", |store| async move { sums(&store).await });
 }

@@ -68,6 +68,10 @@ pub struct SettleJob {
 /// (both backends read them in this order).
 pub(crate) const FACT_COLUMNS: &str = "kind, messaging_account, user_id, local_date, pricing_model, category, pricing_type, direction, billable, market, currency, amount, quantity, tier, ruleset, rule, template, opens_conversation, delivered_nanos";
 
+/// The columns [`wameter_meter::sums::FactsRef`] reads, in its order
+/// (`charge_sums`).
+pub(crate) const SUM_COLUMNS: &str = "business, delivered_at_us, message_id, kind, messaging_account, local_date, pricing_model, category, pricing_type, direction, billable, market, currency, amount, quantity, delivered_nanos";
+
 /// The rows to delete and add to turn what is kept into what is wanted.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Changes<K> {

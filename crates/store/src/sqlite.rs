@@ -23,12 +23,13 @@ use crate::record::{
     contact_updates, unsettled_marks,
 };
 use crate::relay::RelayBacklog;
-use crate::settled::FACT_COLUMNS;
 use crate::settled::{
     Changes, ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark,
     WarningRow, changes, months_spanned,
 };
+use crate::settled::{FACT_COLUMNS, SUM_COLUMNS};
 use crate::{EventScope, StoreError};
+use wameter_meter::sums::{ChargeSum, ChargeSums, FactsRef};
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -417,6 +418,68 @@ impl SqliteStore {
             let rows =
                 statement.query_map(params![list, slice.from_us, slice.to_us], kept_facts)?;
             rows.collect()
+        })
+        .await
+    }
+
+    /// [`crate::Store::charge_sums`]: the rows are read in place, one at
+    /// a time, on a reader.
+    pub async fn charge_sums(
+        &self,
+        slice: ChargeSlice,
+        keep: impl Fn(&str, Option<&str>) -> bool + Send + 'static,
+    ) -> Result<(Vec<ChargeSum>, Vec<String>), StoreError> {
+        self.read(move |conn| {
+            let list = slice.businesses.as_deref().map(json_array);
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {SUM_COLUMNS} FROM charges
+                 WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
+                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3"
+            ))?;
+            let mut rows = statement.query(params![list, slice.from_us, slice.to_us])?;
+            let mut sums = ChargeSums::default();
+            while let Some(row) = rows.next()? {
+                let text = |i: usize| -> rusqlite::Result<&str> {
+                    row.get_ref(i)?.as_str().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })
+                };
+                let maybe = |i: usize| -> rusqlite::Result<Option<&str>> {
+                    row.get_ref(i)?.as_str_or_null().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })
+                };
+                let facts = FactsRef {
+                    business: text(0)?,
+                    delivered_at_us: row.get(1)?,
+                    message_id: text(2)?,
+                    kind: text(3)?,
+                    messaging_account: maybe(4)?,
+                    local_date: text(5)?,
+                    pricing_model: maybe(6)?,
+                    category: text(7)?,
+                    pricing_type: maybe(8)?,
+                    direction: maybe(9)?,
+                    billable: row.get(10)?,
+                    market: maybe(11)?,
+                    currency: text(12)?,
+                    amount: text(13)?,
+                    quantity: row.get(14)?,
+                    delivered_nanos: row.get(15)?,
+                };
+                if keep(facts.business, facts.messaging_account) {
+                    sums.add(&facts);
+                }
+            }
+            Ok(sums.finish())
         })
         .await
     }
