@@ -61,6 +61,12 @@ fn warning(n: i64) -> WarningRow {
     }
 }
 
+/// The ids of the marks left so far.
+async fn mark_ids(store: &Store) -> Vec<i64> {
+    let marks = store.unsettled(100).await.unwrap();
+    marks.iter().map(|mark| mark.id).collect()
+}
+
 async fn round(store: &Store) {
     let first = [
         r#"{"type":"outbound","at":"2025-07-10T10:00:00Z","business":"B","user":"+5511999990000","id":"m1","template":{"name":"t","category":"utility"}}"#,
@@ -80,13 +86,7 @@ async fn round(store: &Store) {
         marks,
         from_event_id,
     };
-    let marks: Vec<i64> = store
-        .unsettled(100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|mark| mark.id)
-        .collect();
+    let marks = mark_ids(store).await;
     store
         .settle(job(marks, None), |rows| {
             assert_eq!(rows.len(), 2, "B's events only: {rows:?}");
@@ -337,13 +337,7 @@ async fn sums(store: &Store) {
         .write(Batch::new(None, &events(&[line]), &[]))
         .await
         .unwrap();
-    let marks: Vec<i64> = store
-        .unsettled(100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|mark| mark.id)
-        .collect();
+    let marks = mark_ids(store).await;
     let mut charges = vec![
         charge("m1", "0.0068"),
         charge("m2", "0.0068"),
