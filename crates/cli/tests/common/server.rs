@@ -107,6 +107,13 @@ impl Server {
         self.post_webhook(body, Some(&sign(body))).0
     }
 
+    /// The status of a GET, or `None` when the connection itself fails
+    /// (for polling a server that may close new connections for a while).
+    pub fn status_of(&self, path: &str) -> Option<u16> {
+        let response = self.agent.get(&self.url(path)).call().ok()?;
+        Some(response.status().as_u16())
+    }
+
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         let mut request = self.agent.get(&self.url(path));
         if let Some(token) = token {
