@@ -403,22 +403,14 @@ pub fn rows_of(
 /// `reason` (kept only in the line); `Err` names what does not read (a
 /// row kept before the `V9` layout, or a hand-edited database).
 pub fn row_of(kept: KeptFacts) -> Result<Row, String> {
+    let read = sums::Parsed::of(&sums::FactsRef::of(&kept))?;
     let facts = kept.facts;
-    let bad = |what: &str, value: &str| {
-        format!("{}: kept {what} {value:?} does not read", kept.message_id)
-    };
-    let kind = Kind::parse(&facts.kind).ok_or_else(|| bad("kind", &facts.kind))?;
     Ok(Row {
-        kind,
-        at: kept_instant(kept.delivered_at_us, facts.delivered_nanos)
-            .ok_or_else(|| bad("instant", &kept.delivered_at_us.to_string()))?,
-        local_date: facts
-            .local_date
-            .parse()
-            .map_err(|_| bad("local date", &facts.local_date))?,
-        amount: Decimal::from_str(&facts.amount).map_err(|_| bad("amount", &facts.amount))?,
-        quantity: u64::try_from(facts.quantity)
-            .map_err(|_| bad("quantity", &facts.quantity.to_string()))?,
+        kind: read.kind,
+        at: read.at,
+        local_date: read.local_date,
+        amount: read.amount,
+        quantity: read.quantity,
         id: kept.message_id,
         business: kept.business,
         messaging_account: facts.messaging_account,

@@ -12,6 +12,7 @@
 use std::collections::HashMap as StdHashMap;
 use std::str::FromStr;
 
+use jiff::Timestamp;
 use jiff::civil::Date;
 use rust_decimal::Decimal;
 use wameter_export::Kind;
@@ -87,6 +88,36 @@ impl<'a> FactsRef<'a> {
     }
 }
 
+/// The columns of a kept charge that must parse for it to be read at all:
+/// one check, shared by [`crate::row_of`] and [`ChargeSums`], so a row
+/// reads (or is named unreadable, for the same column) alike in both.
+pub(crate) struct Parsed {
+    pub(crate) kind: Kind,
+    pub(crate) at: Timestamp,
+    pub(crate) local_date: Date,
+    pub(crate) amount: Decimal,
+    pub(crate) quantity: u64,
+}
+
+impl Parsed {
+    /// `Err` names the charge and the first column that does not read.
+    pub(crate) fn of(facts: &FactsRef<'_>) -> Result<Parsed, String> {
+        let bad = |what: &str, value: &str| {
+            format!("{}: kept {what} {value:?} does not read", facts.message_id)
+        };
+        Ok(Parsed {
+            kind: Kind::parse(facts.kind).ok_or_else(|| bad("kind", facts.kind))?,
+            at: crate::kept_instant(facts.delivered_at_us, facts.delivered_nanos)
+                .ok_or_else(|| bad("instant", &facts.delivered_at_us.to_string()))?,
+            local_date: (facts.local_date.parse())
+                .map_err(|_| bad("local date", facts.local_date))?,
+            amount: Decimal::from_str(facts.amount).map_err(|_| bad("amount", facts.amount))?,
+            quantity: u64::try_from(facts.quantity)
+                .map_err(|_| bad("quantity", &facts.quantity.to_string()))?,
+        })
+    }
+}
+
 /// Kept charges alike in every column a cost report groups by: how many,
 /// and their exact total.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,32 +164,14 @@ pub struct ChargeSums {
 impl ChargeSums {
     /// Counts one kept charge, or names it among the unreadable.
     pub fn add(&mut self, facts: &FactsRef<'_>) {
-        let bad = |what: &str, value: &str| {
-            format!("{}: kept {what} {value:?} does not read", facts.message_id)
-        };
-        // The checks and their order are `row_of`'s, so a row is named
-        // for the same column.
-        let read = (|| {
-            let kind = Kind::parse(facts.kind).ok_or_else(|| bad("kind", facts.kind))?;
-            crate::kept_instant(facts.delivered_at_us, facts.delivered_nanos)
-                .ok_or_else(|| bad("instant", &facts.delivered_at_us.to_string()))?;
-            let local_date: Date = facts
-                .local_date
-                .parse()
-                .map_err(|_| bad("local date", facts.local_date))?;
-            let amount =
-                Decimal::from_str(facts.amount).map_err(|_| bad("amount", facts.amount))?;
-            u64::try_from(facts.quantity)
-                .map_err(|_| bad("quantity", &facts.quantity.to_string()))?;
-            Ok::<_, String>((kind, local_date, amount))
-        })();
-        let (kind, local_date, amount) = match read {
+        let read = match Parsed::of(facts) {
             Ok(read) => read,
             Err(message) => {
                 self.unreadable.push(message);
                 return;
             }
         };
+        let (kind, local_date, amount) = (read.kind, read.local_date, read.amount);
         self.key.clear();
         for part in [
             Some(facts.business),
