@@ -94,9 +94,15 @@ fn node(dir: &Path, database: String) -> Server {
     });
     // Healthy once its store answers; right after start, on a loaded
     // machine, the first ping may not yet (a 503 a load balancer retries).
-    common::eventually("the node is healthy", || {
-        (server.get("/healthz", None).0 == 200).then_some(())
+    let mut last = (0, String::new());
+    let healthy = common::poll(|| {
+        last = server.get("/healthz", None);
+        (last.0 == 200).then_some(())
     });
+    assert!(
+        healthy.is_some(),
+        "the node never got healthy; last /healthz: {last:?}"
+    );
     server
 }
 
@@ -152,8 +158,14 @@ fn sharded(
     (all, total)
 }
 
-fn shards_by_portfolio_answer_what_one_database_does(database: impl Fn(&Path, &str) -> String) {
-    let dir = fresh_dir("sharding");
+/// `backend` names the test's directory: the two backends' tests run at
+/// once in one process, and a shared directory let one test's fresh start
+/// delete the other's SQLite files under its running nodes (a CI failure).
+fn shards_by_portfolio_answer_what_one_database_does(
+    backend: &str,
+    database: impl Fn(&Path, &str) -> String,
+) {
+    let dir = fresh_dir(&format!("sharding-{backend}"));
     setup(&dir);
 
     let one = node(&dir, database(&dir, "one"));
@@ -204,7 +216,7 @@ fn shards_by_portfolio_answer_what_one_database_does(database: impl Fn(&Path, &s
 
 #[test]
 fn sqlite_shards_by_portfolio_answer_what_one_database_does() {
-    shards_by_portfolio_answer_what_one_database_does(|dir, name| {
+    shards_by_portfolio_answer_what_one_database_does("sqlite", |dir, name| {
         format!("sqlite://{}", dir.join(format!("{name}.db")).display())
     });
 }
@@ -214,7 +226,7 @@ fn postgres_shards_by_portfolio_answer_what_one_database_does() {
     if postgres_database("probe").is_none() {
         return;
     }
-    shards_by_portfolio_answer_what_one_database_does(|_, name| {
+    shards_by_portfolio_answer_what_one_database_does("postgres", |_, name| {
         postgres_database(&format!("shard_{name}")).expect("checked above")
     });
 }

@@ -61,16 +61,21 @@ pub fn free_port() -> String {
 }
 
 /// Polls `check` every 50 ms until it answers, for up to 30 s.
-pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    poll(check).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// [`eventually`], giving up with `None` (for a caller that has more to
+/// say about what it saw last).
+pub fn poll<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
+        if start.elapsed() >= Duration::from_secs(30) {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
