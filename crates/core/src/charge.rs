@@ -59,11 +59,23 @@ pub struct Charge {
     pub rule: &'static str,
     /// One sentence a person can read.
     pub reason: String,
-    /// The decision trail (`wameter explain`). Boxed: it is two thirds of
-    /// a charge, and charges are moved whole into delivery order (boxing it
-    /// halved the time settling spent moving them).
-    pub trail: Box<Trail>,
+    /// The decision trail (`wameter explain`). Behind a pointer: it is two
+    /// thirds of a charge, and charges are moved whole into delivery order
+    /// (boxing it halved the time settling spent moving them). Shared: the
+    /// incremental meter keeps each charge as decided and as settled, and
+    /// settling a free message leaves its trail as it was, so the two
+    /// share one (settling writes through [`Charge::trail_mut`], which
+    /// copies a shared trail first).
+    pub trail: Arc<Trail>,
     pub(crate) settlement: Settlement,
+}
+
+impl Charge {
+    /// The trail, to write: settling adds the card, rate, counter and
+    /// notes. A trail shared with another charge is copied first.
+    pub(crate) fn trail_mut(&mut self) -> &mut Trail {
+        Arc::make_mut(&mut self.trail)
+    }
 }
 
 /// Everything the engine looked at to decide one charge.

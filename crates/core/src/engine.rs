@@ -1362,7 +1362,7 @@ impl Engine<'_> {
                 ruleset: verdict.ruleset,
                 rule: verdict.rule,
                 reason: verdict.reason,
-                trail: Box::new(Trail {
+                trail: Arc::new(Trail {
                     template: message.template.clone(),
                     sent_at: message.sent_at,
                     origin: message.origin,

@@ -108,14 +108,20 @@ struct Outbound {
 
 /// One (business, wamid): its outbound event, the statuses naming its
 /// business, and the delivery it put in its timeline.
+///
+/// A month's state holds one per message in a hash table, so its size is
+/// most of the table's: what only some messages have is boxed (a stand-in
+/// only when the outbound event is missing; statuses naming the business
+/// only from webhooks that say it, where `gen` logs and reports name
+/// none). Unboxed, this table alone was a fifth of a month's state.
 #[derive(Default)]
 struct Message {
     outbound: Option<Outbound>,
     /// What Meta's pricing on its statuses says was sent, standing in for
     /// a missing outbound event ([`outbounds_from_pricing`]): the earliest
     /// priced status's.
-    stand_in: Option<Outbound>,
-    owned: Option<StatusSummary>,
+    stand_in: Option<Box<Outbound>>,
+    owned: Option<Box<StatusSummary>>,
     /// The user whose timeline holds its delivery, and the delivery instant.
     placed: Option<(UserId, Timestamp)>,
     /// Meta Business Agent produced it (an `agent_usage` names it).
@@ -176,7 +182,7 @@ impl Message {
 
     /// The outbound event, else its stand-in.
     fn sent(&self) -> Option<&Outbound> {
-        self.outbound.as_ref().or(self.stand_in.as_ref())
+        self.outbound.as_ref().or(self.stand_in.as_deref())
     }
 }
 
@@ -208,7 +214,11 @@ struct Entry {
 
 /// One portfolio's charges in delivery order, and its counters.
 struct Ledger {
-    entries: BTreeMap<SettleKey, Entry>,
+    /// Boxed: live traffic appends in delivery order, which leaves a
+    /// B-tree's nodes about half full, and a node holds eleven entries
+    /// inline (two charges each): boxing them made a month's state a
+    /// third smaller (docs/PERFORMANCE.md).
+    entries: BTreeMap<SettleKey, Box<Entry>>,
     /// The counters before the first charge.
     initial: Counters,
     /// The counters after `frontier`.
@@ -301,16 +311,16 @@ impl Ledger {
         }
         self.entries.insert(
             key.clone(),
-            Entry {
+            Box::new(Entry {
                 decided: charge,
                 inferred,
                 settled: None,
-            },
+            }),
         );
         key
     }
 
-    fn remove(&mut self, key: &SettleKey) -> Option<Entry> {
+    fn remove(&mut self, key: &SettleKey) -> Option<Box<Entry>> {
         let entry = self.entries.remove(key)?;
         self.mark(key);
         self.file(key, &None);
@@ -892,7 +902,7 @@ impl MeterState {
     fn summary(&self, message: &Message, id: &str) -> Option<StatusSummary> {
         match (&message.owned, self.unowned.get(id)) {
             (Some(a), Some(b)) => Some(a.merged(b)),
-            (a, b) => a.as_ref().or(b).map(StatusSummary::outcome),
+            (a, b) => a.as_deref().or(b).map(StatusSummary::outcome),
         }
     }
 
@@ -1083,18 +1093,14 @@ impl MeterState {
                             .messages
                             .entry((business.clone(), id.clone()))
                             .or_default();
-                        if !message
-                            .owned
-                            .get_or_insert_with(StatusSummary::default)
-                            .record(
-                                status,
-                                error,
-                                event.at,
-                                event.origin,
-                                cost,
-                                messaging_account.as_deref(),
-                            )
-                        {
+                        if !message.owned.get_or_insert_with(Box::default).record(
+                            status,
+                            error,
+                            event.at,
+                            event.origin,
+                            cost,
+                            messaging_account.as_deref(),
+                        ) {
                             self.stats.duplicates += 1;
                             if !stood_in {
                                 return;
@@ -1146,7 +1152,7 @@ impl MeterState {
                 .push(business.clone());
         }
         let user = candidate.user.clone();
-        message.stand_in = Some(candidate);
+        message.stand_in = Some(Box::new(candidate));
         if message.outbound.is_none() {
             // The replay reads the stand-in as an outbound event, which
             // says its user's country like any other.

@@ -131,7 +131,7 @@ pub(crate) fn settle_conversation(
             .entry((business.waba.clone(), settling.month))
             .or_insert(0);
         *used += 1;
-        charge.trail.counter = Some(format!(
+        charge.trail_mut().counter = Some(format!(
             "WABA {} free tier, {}: conversation #{used}",
             business.waba,
             settling.month_label()
@@ -143,8 +143,8 @@ pub(crate) fn settle_conversation(
                 business.waba
             ));
             if let Ok(card) = &card {
-                charge.trail.rate_card = Some(card.to_string());
-                charge.trail.rate = card.rate(&charge.market, category).ok();
+                charge.trail_mut().rate_card = Some(card.to_string());
+                charge.trail_mut().rate = card.rate(&charge.market, category).ok();
             }
         }
     }

@@ -230,8 +230,8 @@ impl<'s> Settling<'s> {
         tier: Option<String>,
     ) {
         charge.amount = rate;
-        charge.trail.rate_card = Some(card.to_string());
-        charge.trail.rate = Some(rate);
+        charge.trail_mut().rate_card = Some(card.to_string());
+        charge.trail_mut().rate = Some(rate);
         charge.reason.push_str(&format!(
             "; {} {} per {per}: {} {} rate, card {}{}{}",
             format_amount(rate),

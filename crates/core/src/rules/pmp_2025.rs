@@ -183,7 +183,7 @@ pub(crate) fn settle_message(
             max_price(settling, charge);
             return Ok(());
         }
-        charge.trail.notes.push(format!(
+        charge.trail_mut().notes.push(format!(
             "Meta's `pricing.cost` is {} {}, not the business's currency {}: priced from the card",
             format_amount(cost.amount),
             cost.currency,
@@ -209,7 +209,7 @@ pub(crate) fn settle_message(
             .or_insert(0);
         *count += 1;
         let count = *count;
-        charge.trail.counter = Some(format!(
+        charge.trail_mut().counter = Some(format!(
             "portfolio {}, {} {}, {}: charged message #{count}",
             business.portfolio,
             charge.market,
@@ -274,8 +274,8 @@ fn max_price(settling: &Settling, charge: &mut Charge) {
     charge.rule = "max-price";
     let card = settling.card(PricingModel::Pmp).ok();
     let rate = card.and_then(|card| card.rate(&charge.market, PricingCategory::Marketing).ok());
-    charge.trail.rate_card = card.map(|card| card.to_string());
-    charge.trail.rate = rate;
+    charge.trail_mut().rate_card = card.map(|card| card.to_string());
+    charge.trail_mut().rate = rate;
     let beside = match (card, rate) {
         (Some(card), Some(rate)) => format!(
             "the card rate would be {} {} ({})",

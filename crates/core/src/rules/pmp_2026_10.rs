@@ -93,7 +93,7 @@ pub(crate) fn settle_service(
     let used = counter.entry((phone.clone(), settling.month)).or_insert(0);
     *used += 1;
     let used = *used;
-    charge.trail.counter = Some(format!(
+    charge.trail_mut().counter = Some(format!(
         "business number {phone} service messages, {}: #{used}",
         settling.month_label()
     ));

@@ -112,7 +112,7 @@ fn fingerprint(report: &Report) -> Vec<String> {
         .charges
         .iter()
         .map(|c| {
-            let mut trail = c.trail.clone();
+            let mut trail = (*c.trail).clone();
             trail.origin = Origin::default();
             format!(
                 "{} {} {:?} {:?} {:?} {} {:?} {} {} {:?} {} {} {} {:?}",
