@@ -74,8 +74,10 @@ pub const CHECKPOINT_EVERY: usize = 256;
 /// A (business phone number, user) pair as the events name it.
 type ContactKey = (Arc<str>, UserId);
 
-/// A message: (business phone number, wamid).
-type MessageKey = (Arc<str>, Box<str>);
+/// A message: (business phone number, wamid). The wamid is shared: a
+/// charged message's key is kept in several tables (its ledger's, its
+/// contact's, the index, the message table), once in memory.
+type MessageKey = (Arc<str>, Arc<str>);
 
 /// A message as the ledgers order it: the replay's global delivery order.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -83,7 +85,7 @@ struct SettleKey {
     delivered_at: Timestamp,
     business: Arc<str>,
     user: UserId,
-    message_id: Box<str>,
+    message_id: Arc<str>,
 }
 
 impl SettleKey {
@@ -92,7 +94,7 @@ impl SettleKey {
             delivered_at: charge.delivered_at,
             business: charge.business.clone(),
             user: charge.user.clone(),
-            message_id: charge.message_id.clone(),
+            message_id: Arc::from(&*charge.message_id),
         }
     }
 }
@@ -442,7 +444,7 @@ pub struct Findings {
 /// Whether a decided charge's message is known only from Meta's pricing.
 fn inferred_message(messages: &HashMap<MessageKey, Message>, charge: &Charge) -> bool {
     messages
-        .get(&(charge.business.clone(), charge.message_id.clone()))
+        .get(&(charge.business.clone(), Arc::from(&*charge.message_id)))
         .is_some_and(Message::inferred)
 }
 
@@ -623,7 +625,7 @@ impl MeterState {
     /// The charge of `business`'s message `id` as it stands: `None` while
     /// it is not delivered (or not known).
     pub fn charge(&self, business: &str, id: &str) -> Option<Result<&Charge, &PricingError>> {
-        let (group, key) = self.index.get(&(Arc::from(business), Box::from(id)))?;
+        let (group, key) = self.index.get(&(Arc::from(business), Arc::from(id)))?;
         match self
             .ledgers
             .get(group)?
@@ -750,7 +752,7 @@ impl MeterState {
     /// on its statuses (its outbound event inferred).
     pub fn is_inferred(&self, business: &str, id: &str) -> bool {
         self.messages
-            .get(&(Arc::from(business), Box::from(id)))
+            .get(&(Arc::from(business), Arc::from(id)))
             .is_some_and(Message::inferred)
     }
 
@@ -759,7 +761,7 @@ impl MeterState {
     /// [`MeterState::inferred_charges`]); a change to either is among the
     /// messages [`MeterState::apply`] returns.
     pub fn inferred_charge(&self, business: &str, id: &str) -> Option<&Charge> {
-        let (group, key) = self.index.get(&(Arc::from(business), Box::from(id)))?;
+        let (group, key) = self.index.get(&(Arc::from(business), Arc::from(id)))?;
         let entry = self.ledgers.get(group)?.entries.get(key)?;
         match (&entry.settled, entry.inferred) {
             (Some(Ok(charge)), true) => Some(charge),
@@ -894,7 +896,7 @@ impl MeterState {
     /// message's outbound, stand-in, statuses or senders calls it (its
     /// placement changes only in `resolve`, which those arms call).
     fn touch_message(&mut self, business: &Arc<str>, id: &str) {
-        self.recount.insert((business.clone(), Box::from(id)));
+        self.recount.insert((business.clone(), Arc::from(id)));
         self.recount_unowned.insert(Box::from(id));
     }
 
@@ -971,7 +973,7 @@ impl MeterState {
                 let business = engine::intern(&mut self.businesses, usage.business.clone());
                 let message = self
                     .messages
-                    .entry((business.clone(), usage.id.clone()))
+                    .entry((business.clone(), Arc::from(&*usage.id)))
                     .or_default();
                 let marked = !message.by_agent;
                 message.by_agent = true;
@@ -998,7 +1000,7 @@ impl MeterState {
                 self.touch_message(&business, &id);
                 let message = self
                     .messages
-                    .entry((business.clone(), id.clone()))
+                    .entry((business.clone(), Arc::from(&*id)))
                     .or_default();
                 match &mut message.outbound {
                     Some(kept) => {
@@ -1091,7 +1093,7 @@ impl MeterState {
                     Some(business) => {
                         let message = self
                             .messages
-                            .entry((business.clone(), id.clone()))
+                            .entry((business.clone(), Arc::from(&*id)))
                             .or_default();
                         if !message.owned.get_or_insert_with(Box::default).record(
                             status,
@@ -1177,7 +1179,7 @@ impl MeterState {
     /// Puts a message's delivery in its timeline, moved or removed as its
     /// events say now.
     fn resolve(&mut self, engine: &Engine<'_>, business: &Arc<str>, id: &str) {
-        let key = (business.clone(), Box::<str>::from(id));
+        let key = (business.clone(), Arc::<str>::from(id));
         let Some(message) = self.messages.get(&key) else {
             return;
         };

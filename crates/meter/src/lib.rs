@@ -537,7 +537,7 @@ pub struct MonthState {
     /// The month's charges whose outbound event is inferred, by (business,
     /// wamid), kept up from each round's changes (counting them visited
     /// every charge of the month each round), and the scope counted.
-    inferred: HashSet<(Arc<str>, Box<str>)>,
+    inferred: HashSet<(Arc<str>, Arc<str>)>,
     inferred_scope: Option<(BTreeSet<String>, Month)>,
 }
 
@@ -656,7 +656,7 @@ impl MonthState {
                 .meter
                 .inferred_charges()
                 .filter(|charge| in_scope(charge))
-                .map(|charge| (charge.business.clone(), charge.message_id.clone()))
+                .map(|charge| (charge.business.clone(), Arc::from(&*charge.message_id)))
                 .collect();
             self.inferred_scope = Some((businesses.clone(), month));
         } else {
