@@ -1089,20 +1089,24 @@ impl MeterState {
                     },
                     None => (None, false),
                 };
+                // `false`: an exact repeat of a status the summary holds.
+                let record = |summary: &mut StatusSummary| {
+                    summary.record(
+                        status,
+                        error,
+                        event.at,
+                        event.origin,
+                        cost,
+                        messaging_account.as_deref(),
+                    )
+                };
                 match business {
                     Some(business) => {
                         let message = self
                             .messages
                             .entry((business.clone(), Arc::from(&*id)))
                             .or_default();
-                        if !message.owned.get_or_insert_with(Box::default).record(
-                            status,
-                            error,
-                            event.at,
-                            event.origin,
-                            cost,
-                            messaging_account.as_deref(),
-                        ) {
+                        if !record(message.owned.get_or_insert_with(Box::default)) {
                             self.stats.duplicates += 1;
                             if !stood_in {
                                 return;
@@ -1111,14 +1115,7 @@ impl MeterState {
                         self.resolve(engine, &business, &id);
                     }
                     None => {
-                        if !self.unowned.entry(id.clone()).or_default().record(
-                            status,
-                            error,
-                            event.at,
-                            event.origin,
-                            cost,
-                            messaging_account.as_deref(),
-                        ) {
+                        if !record(self.unowned.entry(id.clone()).or_default()) {
                             self.stats.duplicates += 1;
                             return;
                         }
