@@ -75,8 +75,8 @@ pub const CHECKPOINT_EVERY: usize = 256;
 type ContactKey = (Arc<str>, UserId);
 
 /// A message: (business phone number, wamid). The wamid is shared: a
-/// charged message's key is kept in several tables (its ledger's, its
-/// contact's, the index, the message table), once in memory.
+/// charged message's keys in its ledger, its contact and the index hold
+/// one copy of it.
 type MessageKey = (Arc<str>, Arc<str>);
 
 /// A message as the ledgers order it: the replay's global delivery order.
@@ -218,8 +218,8 @@ struct Entry {
 struct Ledger {
     /// Boxed: live traffic appends in delivery order, which leaves a
     /// B-tree's nodes about half full, and a node holds eleven entries
-    /// inline (two charges each): boxing them made a month's state a
-    /// third smaller (docs/PERFORMANCE.md).
+    /// inline (two charges each): boxing them took 7 % off a month's
+    /// state (docs/PERFORMANCE.md).
     entries: BTreeMap<SettleKey, Box<Entry>>,
     /// The counters before the first charge.
     initial: Counters,
