@@ -393,7 +393,7 @@ pub fn rows_of(
     for kept in kept.into_iter().filter(|kept| keep(kept)) {
         match row_of(kept) {
             Ok(row) => rows.push(row),
-            Err(message) => unreadable.push(("unreadable_kept_charge".into(), message, None)),
+            Err(message) => unreadable.push(unreadable_kept_charge(message)),
         }
     }
     (rows, unreadable)
@@ -888,16 +888,18 @@ pub fn answer(
     }
 }
 
+/// The warning for a kept charge that does not read (`message` says
+/// which and why), as answers list it: `(code, message, stored event id)`.
+pub fn unreadable_kept_charge(message: String) -> (String, String, Option<u64>) {
+    ("unreadable_kept_charge".to_string(), message, None)
+}
+
 /// The warning for a kept row whose columns do not read.
 fn unreadable_row(row: &ChargeRow) -> (String, String, Option<u64>) {
-    (
-        "unreadable_kept_charge".to_string(),
-        format!(
-            "{}: kept charge does not read: {}",
-            row.message_id, row.line
-        ),
-        None,
-    )
+    unreadable_kept_charge(format!(
+        "{}: kept charge does not read: {}",
+        row.message_id, row.line
+    ))
 }
 
 /// The export row of a kept charge, call or agent usage: its typed columns

@@ -504,7 +504,7 @@ pub async fn sums_for(
     let warning_rows = state.store.charge_warnings(charges).await?;
     let unreadable = unreadable
         .into_iter()
-        .map(|message| ("unreadable_kept_charge".to_string(), message, None))
+        .map(meter::unreadable_kept_charge)
         .collect();
     Ok(SummedAnswer {
         sums,

@@ -439,8 +439,9 @@ impl SqliteStore {
             let mut rows = statement.query(params![list, slice.from_us, slice.to_us])?;
             let mut sums = ChargeSums::default();
             while let Some(row) = rows.next()? {
-                let text = |i: usize| -> rusqlite::Result<&str> {
-                    row.get_ref(i)?.as_str().map_err(|e| {
+                // Text columns borrowed from the cursor, not copied out.
+                let maybe = |i: usize| -> rusqlite::Result<Option<&str>> {
+                    row.get_ref(i)?.as_str_or_null().map_err(|e| {
                         rusqlite::Error::FromSqlConversionFailure(
                             i,
                             rusqlite::types::Type::Text,
@@ -448,12 +449,12 @@ impl SqliteStore {
                         )
                     })
                 };
-                let maybe = |i: usize| -> rusqlite::Result<Option<&str>> {
-                    row.get_ref(i)?.as_str_or_null().map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(
+                let text = |i: usize| -> rusqlite::Result<&str> {
+                    maybe(i)?.ok_or_else(|| {
+                        rusqlite::Error::InvalidColumnType(
                             i,
-                            rusqlite::types::Type::Text,
-                            Box::new(e),
+                            SUM_COLUMNS.split(", ").nth(i).unwrap_or_default().into(),
+                            rusqlite::types::Type::Null,
                         )
                     })
                 };
