@@ -343,13 +343,54 @@ struct MessageSeen<'e> {
     first: u32,
     /// The outbound event kept (the first read), with its input position.
     outbound: Option<(usize, OutboundSeen<'e>)>,
-    /// Statuses naming this business.
-    statuses: Option<StatusSummary>,
-    /// First records only: statuses naming no business, which stand for
-    /// the message of this wamid whichever business sent it.
-    unowned: Option<StatusSummary>,
+    /// Statuses naming this business and, on first records only, those
+    /// naming none, which stand for the message of this wamid whichever
+    /// business sent it.
+    statuses: Summaries,
     /// First records only: some business sent a message with this wamid.
     sent: bool,
+}
+
+/// A message record's statuses: those naming its business, those naming
+/// none, or both. A log has one kind as a rule (`gen` logs and reports name
+/// no business, Meta's webhooks always do), so the kind read first is kept
+/// inline and the other boxed: two summaries inline made a record 480
+/// bytes, and the message tables the largest part of `prepare`'s fresh
+/// memory (docs/PERFORMANCE.md).
+#[derive(Default)]
+struct Summaries {
+    first: Option<(Naming, StatusSummary)>,
+    other: Option<Box<StatusSummary>>,
+}
+
+/// Whether statuses name the message's business.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Naming {
+    Business,
+    None,
+}
+
+impl Summaries {
+    /// The statuses of one kind, if any was read.
+    fn get(&self, naming: Naming) -> Option<&StatusSummary> {
+        match &self.first {
+            Some((kind, summary)) if *kind == naming => Some(summary),
+            Some(_) => self.other.as_deref(),
+            None => None,
+        }
+    }
+
+    /// The statuses of one kind, to record one in.
+    fn get_mut(&mut self, naming: Naming) -> &mut StatusSummary {
+        let (kind, first) = self
+            .first
+            .get_or_insert_with(|| (naming, StatusSummary::default()));
+        if *kind == naming {
+            first
+        } else {
+            self.other.get_or_insert_default()
+        }
+    }
 }
 
 /// Every message of a part, in the order first seen. One table finds a
@@ -834,8 +875,8 @@ fn resolve<'e>(
                 let detail = detail.as_deref();
                 let cost = detail.and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
                 let summary = match detail.and_then(|d| d.business.as_deref()) {
-                    Some(business) => messages.of(business, id).statuses.get_or_insert_default(),
-                    None => messages.first(id).unowned.get_or_insert_default(),
+                    Some(business) => messages.of(business, id).statuses.get_mut(Naming::Business),
+                    None => messages.first(id).statuses.get_mut(Naming::None),
                 };
                 if !summary.record(
                     *status,
@@ -852,11 +893,11 @@ fn resolve<'e>(
     }
 
     for message in &messages.seen {
-        if let (Some(summary), None) = (&message.statuses, &message.outbound) {
+        if let (Some(summary), None) = (message.statuses.get(Naming::Business), &message.outbound) {
             let origin = summary.origin.unwrap_or_default();
             warnings.push(unknown_status(origin, message.id, message.business));
         }
-        if let (Some(summary), false) = (&message.unowned, message.sent) {
+        if let (Some(summary), false) = (message.statuses.get(Naming::None), message.sent) {
             let origin = summary.origin.unwrap_or_default();
             warnings.push(unknown_status(origin, message.id, None));
         }
@@ -872,8 +913,8 @@ fn resolve<'e>(
             continue;
         };
         let (seq, id) = (*seq, message.id);
-        let owned = message.statuses.as_ref();
-        let unowned = messages.seen[message.first as usize].unowned.as_ref();
+        let owned = message.statuses.get(Naming::Business);
+        let unowned = messages.seen[message.first as usize].statuses.get(Naming::None);
         // A status repeated in both (Meta's webhook and a canonical line)
         // is one status.
         if let (Some(owned), Some(unowned)) = (owned, unowned) {
@@ -1862,5 +1903,16 @@ impl<'e, 'a> Settler<'e, 'a> {
                 charge,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// A replay keeps one record per message in `prepare`'s tables: with
+    /// both status summaries inline it was 480 bytes.
+    #[test]
+    fn message_record() {
+        let size = std::mem::size_of::<super::MessageSeen>();
+        assert!(size <= 320, "MessageSeen is {size} bytes");
     }
 }
