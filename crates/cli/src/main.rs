@@ -279,6 +279,9 @@ pub(crate) fn run_replay(
     bar.set_message("replaying");
     let mut engine = setup.pricing.engine();
     engine.what_if = args.what_if();
+    // Only `explain` shows a charge's whole decision; a report or a
+    // document does not, and keeping it was most of a replay's memory.
+    engine.explain = keep_message.is_some();
     let kept = keep_message
         .map(|id| events_of(&loaded.events, id))
         .unwrap_or_default();
@@ -607,6 +610,10 @@ fn explain(
         return Ok(ExitCode::SUCCESS);
     }
     let trail = &charge.trail;
+    // `explain` replays with an explaining engine (see `run_replay`).
+    let Some(explained) = trail.explained() else {
+        anyhow::bail!("the engine kept no explanation for {}", charge.message_id);
+    };
     let business = setup.pricing.accounts.get_or_default(&charge.business);
     let when = |t: Option<jiff::Timestamp>| t.map_or("none".to_string(), |t| t.to_string());
     writeln!(out, "Message {}", charge.message_id)?;
@@ -620,12 +627,12 @@ fn explain(
     writeln!(
         out,
         "  business         {} (WABA {}, portfolio {}, {}, {})",
-        charge.business, business.waba, business.portfolio, trail.timezone, charge.currency
+        charge.business, business.waba, business.portfolio, explained.timezone, charge.currency
     )?;
     writeln!(
         out,
         "  user             {} → market {} ({})",
-        charge.user, charge.market, trail.market_rule
+        charge.user, charge.market, explained.market_rule
     )?;
     match &trail.template {
         Some(t) => writeln!(
@@ -642,8 +649,8 @@ fn explain(
         "  delivered        {} (local date {} — selects ruleset, card and month)",
         charge.delivered_at, trail.local_date
     )?;
-    writeln!(out, "  last inbound     {}", when(trail.last_inbound_at))?;
-    match trail.customer_service_window {
+    writeln!(out, "  last inbound     {}", when(explained.last_inbound_at))?;
+    match explained.customer_service_window {
         Some(w) => writeln!(
             out,
             "  service window   open, {} → {}",
@@ -651,7 +658,7 @@ fn explain(
         )?,
         None => writeln!(out, "  service window   closed")?,
     }
-    match trail.free_entry_point {
+    match explained.free_entry_point {
         Some(w) => writeln!(
             out,
             "  free entry point open, {} → {}",
@@ -659,10 +666,10 @@ fn explain(
         )?,
         None => writeln!(out, "  free entry point none")?,
     }
-    if trail.open_conversations.is_empty() {
+    if explained.open_conversations.is_empty() {
         writeln!(out, "  conversations    none open before delivery")?;
     } else {
-        for (id, category, window) in &trail.open_conversations {
+        for (id, category, window) in &explained.open_conversations {
             writeln!(
                 out,
                 "  conversations    {category} {id}, {} → {}",
@@ -699,9 +706,9 @@ fn explain(
     writeln!(
         out,
         "  rate card        {}",
-        trail.rate_card.as_deref().unwrap_or("not needed")
+        explained.rate_card.as_deref().unwrap_or("not needed")
     )?;
-    if let Some(rate) = trail.rate {
+    if let Some(rate) = explained.rate {
         writeln!(
             out,
             "  rate             {} {}",
@@ -709,7 +716,7 @@ fn explain(
             charge.currency
         )?;
     }
-    if let Some(counter) = &trail.counter {
+    if let Some(counter) = &explained.counter {
         writeln!(out, "  counter          {counter}")?;
     }
     writeln!(

@@ -76,9 +76,20 @@ impl Charge {
     pub(crate) fn trail_mut(&mut self) -> &mut Trail {
         Arc::make_mut(&mut self.trail)
     }
+
+    /// The explained part of the trail, to write, when the engine keeps
+    /// one (a trail without it is not copied).
+    pub(crate) fn explained_mut(&mut self) -> Option<&mut Explained> {
+        self.trail.explained.as_ref()?;
+        Arc::make_mut(&mut self.trail).explained.as_deref_mut()
+    }
 }
 
-/// Everything the engine looked at to decide one charge.
+/// What one charge was decided from: what pricing and the reports need
+/// of it, and, when the engine explains ([`Engine::explain`]), everything
+/// else it looked at.
+///
+/// [`Engine::explain`]: crate::engine::Engine::explain
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trail {
     /// Template used, or `None` for a free-form message.
@@ -87,10 +98,36 @@ pub struct Trail {
     pub sent_at: Timestamp,
     /// Where the outbound event was read.
     pub origin: Origin,
-    /// The IANA time zone of the Messaging account billed.
-    pub timezone: String,
     /// Business-local date of delivery (selects ruleset, card, month).
     pub local_date: Date,
+    /// ISO country of the user, when known.
+    pub country: Option<Arc<str>>,
+    /// Anything unusual, e.g. a free-form message delivered outside the window.
+    pub notes: Vec<String>,
+    /// Meta's `pricing.cost` on the message's delivery (max-price
+    /// marketing), when a status carried one (boxed: rare, and every
+    /// charge of a large log pays for the field).
+    pub meta_cost: Option<Box<crate::event::MetaCost>>,
+    /// The rest of the decision, for `wameter explain`; `None` unless the
+    /// engine explains. Apart because it is most of a trail (three
+    /// quarters of a replay's charges' memory was trails, docs/PERFORMANCE.md)
+    /// and only an explanation reads it.
+    pub explained: Option<Box<Explained>>,
+}
+
+impl Trail {
+    /// The explained part, if the engine kept it.
+    pub fn explained(&self) -> Option<&Explained> {
+        self.explained.as_deref()
+    }
+}
+
+/// What the engine looked at and settled with, beyond what pricing needs:
+/// the windows, the market rule, the card, rate and counter.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Explained {
+    /// The IANA time zone of the Messaging account billed.
+    pub timezone: String,
     /// The user's last inbound before delivery.
     pub last_inbound_at: Option<Timestamp>,
     /// The customer service window open at delivery, if any.
@@ -101,20 +138,12 @@ pub struct Trail {
     pub open_conversations: Vec<(String, PricingCategory, Window)>,
     /// How the market was found.
     pub market_rule: String,
-    /// ISO country of the user, when known.
-    pub country: Option<Arc<str>>,
     /// Rate card used, when a rate was needed.
     pub rate_card: Option<String>,
     /// Rate applied (before free tier), when a rate was needed.
     pub rate: Option<Decimal>,
     /// Monthly counter and position, e.g. `portfolio acme, Brazil utility, 2025-07: #12`.
     pub counter: Option<String>,
-    /// Anything unusual, e.g. a free-form message delivered outside the window.
-    pub notes: Vec<String>,
-    /// Meta's `pricing.cost` on the message's delivery (max-price
-    /// marketing), when a status carried one (boxed: rare, and every
-    /// charge of a large log pays for the field).
-    pub meta_cost: Option<Box<crate::event::MetaCost>>,
 }
 
 /// What the settlement stage still has to do for a charge.

@@ -42,7 +42,7 @@ use jiff::civil::Date;
 
 use crate::account::{Accounts, Business};
 use crate::category::{PricingCategory, PricingType, TierFamily};
-use crate::charge::{Charge, PricingError, Settlement, Trail, Warning};
+use crate::charge::{Charge, Explained, PricingError, Settlement, Trail, Warning};
 use crate::event::{
     DeliveryStatus, Event, EventKind, InboundKind, MetaCost, Origin, Template, UserId,
 };
@@ -1102,6 +1102,13 @@ pub struct Engine<'a> {
     pub month_to_date: Option<&'a MonthToDate>,
     /// Calling API rates; the built-in fragments unless set.
     pub call_rates: &'a CallRateBook,
+    /// Keep each charge's whole decision ([`Trail::explained`]: windows,
+    /// market rule, card, rate, counter) for `wameter explain`,
+    /// reconciliation and quotes. On unless turned off; a replay whose
+    /// output never shows it (reports, `--json`, the server's kept charges)
+    /// turns it off, as most of a charge's memory and a share of its time
+    /// went into it. Prices, reasons and notes do not depend on it.
+    pub explain: bool,
 }
 
 /// Re-pricing under other rules than those in force ("what would this log
@@ -1162,6 +1169,7 @@ impl<'a> Engine<'a> {
             what_if: WhatIf::default(),
             month_to_date: None,
             call_rates: CallRateBook::builtin_ref(),
+            explain: true,
         }
     }
 }
@@ -1339,7 +1347,9 @@ impl Engine<'_> {
                 opened_free_entry_point,
                 options: &self.accounts.options,
             };
-            let open_before = open_conversations(state, &delivery, at);
+            let open_before = self
+                .explain
+                .then(|| open_conversations(state, &delivery, at));
             let verdict: Verdict = match ruleset {
                 Ruleset::Cbp2022 => rules::cbp_2022::decide(&delivery, state),
                 Ruleset::Cbp2023 => rules::cbp_2023::decide(&delivery, state),
@@ -1407,19 +1417,23 @@ impl Engine<'_> {
                     template: message.template.clone(),
                     sent_at: message.sent_at,
                     origin: message.origin,
-                    timezone: business.timezone_name().to_string(),
                     local_date,
-                    last_inbound_at: state.last_inbound_at,
-                    customer_service_window,
-                    free_entry_point,
-                    open_conversations: open_before,
-                    market_rule: market.rule,
                     country: market.country,
-                    rate_card: None,
-                    rate: None,
-                    counter: None,
                     notes,
                     meta_cost: message.meta_cost.clone(),
+                    explained: open_before.map(|open_conversations| {
+                        Box::new(Explained {
+                            timezone: business.timezone_name().to_string(),
+                            last_inbound_at: state.last_inbound_at,
+                            customer_service_window,
+                            free_entry_point,
+                            open_conversations,
+                            market_rule: market.rule,
+                            rate_card: None,
+                            rate: None,
+                            counter: None,
+                        })
+                    }),
                 }),
                 settlement: verdict.settlement,
             });

@@ -388,6 +388,8 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
         }
         let slice_engine = Engine {
             month_to_date: Some(&carried),
+            // A quote's bands name the rate each charge was priced at.
+            explain: true,
             ..*engine
         };
         let report = slice_engine.replay(events);
@@ -413,10 +415,11 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
                 *entry.free.entry(charge.pricing_type.as_str()).or_default() += 1;
                 continue;
             }
-            rate_card = rate_card.or_else(|| charge.trail.rate_card.clone());
+            let explained = charge.trail.explained();
+            rate_card = rate_card.or_else(|| explained.and_then(|e| e.rate_card.clone()));
             entry.charged += 1;
             entry.amount += charge.amount;
-            let rate = charge.trail.rate.unwrap_or(charge.amount);
+            let rate = explained.and_then(|e| e.rate).unwrap_or(charge.amount);
             match entry
                 .bands
                 .iter_mut()

@@ -610,6 +610,7 @@ const KNOWN_CATEGORIES: &[&str] = &[
 fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Updates) -> String {
     let meta = &verdict.pricing;
     let trail = &charge.trail;
+    let explained = trail.explained();
     let unknown_type = meta
         .pricing_type
         .as_deref()
@@ -655,14 +656,14 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
             "era boundary: delivered {} (business-local date {} in {}), which the engine prices under {}; Meta used {} — check the business's time zone in the accounts file (decision D2)",
             charge.delivered_at,
             trail.local_date,
-            trail.timezone,
+            explained.map_or("its time zone", |e| &*e.timezone),
             charge.ruleset.id(),
             meta.pricing_model.as_deref().unwrap_or("?")
         );
     }
     let meta_type = meta.pricing_type.as_deref();
-    let last_inbound = trail
-        .last_inbound_at
+    let last_inbound = explained
+        .and_then(|e| e.last_inbound_at)
         .map_or_else(|| "none in the log".to_string(), |t| t.to_string());
     match (meta_type, charge.pricing_type) {
         (Some("free_customer_service"), PricingType::Regular) => {
@@ -672,7 +673,7 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
             );
         }
         (Some("regular"), PricingType::FreeCustomerService) => {
-            let window = trail.customer_service_window.map_or_else(String::new, |w| {
+            let window = explained.and_then(|e| e.customer_service_window).map_or_else(String::new, |w| {
                 format!(
                     " (the log's window opened {} and closes {})",
                     w.opened_at, w.closes_at

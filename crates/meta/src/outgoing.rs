@@ -314,15 +314,22 @@ impl Billing {
     /// The window end the engine recorded for the charge's conversation.
     pub fn of(charge: &Charge) -> Billing {
         let id = charge.conversation_id.as_deref();
+        // The windows are in the explained trail: an engine that does not
+        // explain (`Engine::explain`) leaves a CBP member's expiry unknown.
+        let explained = charge.trail.explained();
         let expires = match charge.pricing_model {
-            PricingModel::Cbp => charge
-                .trail
-                .open_conversations
-                .iter()
-                .find(|(open, ..)| Some(open.as_str()) == id)
+            PricingModel::Cbp => explained
+                .and_then(|explained| {
+                    explained
+                        .open_conversations
+                        .iter()
+                        .find(|(open, ..)| Some(open.as_str()) == id)
+                })
                 .map(|(.., window)| window.closes_at)
                 .or_else(|| charge.opens_conversation.then(|| charge.delivered_at + DAY)),
-            PricingModel::Pmp => charge.trail.free_entry_point.map(|window| window.closes_at),
+            PricingModel::Pmp => explained
+                .and_then(|explained| explained.free_entry_point)
+                .map(|window| window.closes_at),
         };
         Billing {
             conversation_expires_at: expires,

@@ -230,6 +230,16 @@ pub fn predict(
         .find(|charge| &*charge.message_id == ID)
 }
 
+/// The engine that prices the kept charges: they keep no explanation (a
+/// row has no column for one; `wameter explain` replays), which was most
+/// of a month's state.
+fn kept_charges_engine<'a>(engine: &Engine<'a>) -> Engine<'a> {
+    Engine {
+        explain: false,
+        ..*engine
+    }
+}
+
 /// Prices one (portfolio, month) from the events its span holds: what the
 /// store keeps for it. Charges are those of the portfolio's `businesses`
 /// delivered in `month` (business-local). Warnings are those about events
@@ -248,7 +258,7 @@ pub fn settle_month(
 ) -> Settled {
     let about = events_about(&loaded.events);
     let implausible = wameter_core::event::implausible_instants(&loaded.events, now);
-    let report = engine.replay(loaded.events);
+    let report = kept_charges_engine(engine).replay(loaded.events);
     let mut charges: Vec<ChargeRow> = report
         .charges
         .iter()
@@ -642,7 +652,7 @@ impl MonthState {
                 },
             );
         }
-        let changes = self.meter.apply(engine, events);
+        let changes = self.meter.apply(&kept_charges_engine(engine), events);
 
         let in_scope = |charge: &Charge| {
             in_month(&charge.business, charge.trail.local_date, businesses, month)

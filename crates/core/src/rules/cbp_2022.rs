@@ -131,11 +131,13 @@ pub(crate) fn settle_conversation(
             .entry((business.waba.clone(), settling.month))
             .or_insert(0);
         *used += 1;
-        charge.trail_mut().counter = Some(format!(
-            "WABA {} free tier, {}: conversation #{used}",
-            business.waba,
-            settling.month_label()
-        ));
+        if let Some(explained) = charge.explained_mut() {
+            explained.counter = Some(format!(
+                "WABA {} free tier, {}: conversation #{used}",
+                business.waba,
+                settling.month_label()
+            ));
+        }
         if *used <= FREE_TIER_CONVERSATIONS {
             charge.pricing_type = PricingType::FreeTier;
             charge.reason.push_str(&format!(
@@ -143,8 +145,11 @@ pub(crate) fn settle_conversation(
                 business.waba
             ));
             if let Ok(card) = &card {
-                charge.trail_mut().rate_card = Some(card.to_string());
-                charge.trail_mut().rate = card.rate(&charge.market, category).ok();
+                let rate = card.rate(&charge.market, category).ok();
+                if let Some(explained) = charge.explained_mut() {
+                    explained.rate_card = Some(card.to_string());
+                    explained.rate = rate;
+                }
             }
         }
     }

@@ -230,8 +230,10 @@ impl<'s> Settling<'s> {
         tier: Option<String>,
     ) {
         charge.amount = rate;
-        charge.trail_mut().rate_card = Some(card.to_string());
-        charge.trail_mut().rate = Some(rate);
+        if let Some(explained) = charge.explained_mut() {
+            explained.rate_card = Some(card.to_string());
+            explained.rate = Some(rate);
+        }
         charge.reason.push_str(&format!(
             "; {} {} per {per}: {} {} rate, card {}{}{}",
             format_amount(rate),

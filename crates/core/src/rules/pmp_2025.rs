@@ -209,13 +209,15 @@ pub(crate) fn settle_message(
             .or_insert(0);
         *count += 1;
         let count = *count;
-        charge.trail_mut().counter = Some(format!(
-            "portfolio {}, {} {}, {}: charged message #{count}",
-            business.portfolio,
-            charge.market,
-            family.as_str(),
-            settling.month_label()
-        ));
+        let market = charge.market.clone();
+        if let Some(explained) = charge.explained_mut() {
+            explained.counter = Some(format!(
+                "portfolio {}, {market} {}, {}: charged message #{count}",
+                business.portfolio,
+                family.as_str(),
+                settling.month_label()
+            ));
+        }
         let ladder = settling.tiers.ladder(
             business.currency,
             &charge.market,
@@ -274,8 +276,10 @@ fn max_price(settling: &Settling, charge: &mut Charge) {
     charge.rule = "max-price";
     let card = settling.card(PricingModel::Pmp).ok();
     let rate = card.and_then(|card| card.rate(&charge.market, PricingCategory::Marketing).ok());
-    charge.trail_mut().rate_card = card.map(|card| card.to_string());
-    charge.trail_mut().rate = rate;
+    if let Some(explained) = charge.explained_mut() {
+        explained.rate_card = card.map(|card| card.to_string());
+        explained.rate = rate;
+    }
     let beside = match (card, rate) {
         (Some(card), Some(rate)) => format!(
             "the card rate would be {} {} ({})",

@@ -4,6 +4,7 @@
 
 mod agent;
 mod calls;
+mod explain;
 mod incremental;
 mod max_price;
 mod messaging_accounts;

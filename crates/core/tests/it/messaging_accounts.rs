@@ -125,15 +125,17 @@ fn money_follows_the_messaging_account_a_send_names() {
         ),
         ("EUR".to_string(), dec("0.0518"), Some("M"))
     );
-    assert_eq!(partner.trail.timezone, "Europe/Berlin");
+    assert_eq!(partner.trail.explained().expect("explained").timezone, "Europe/Berlin");
     assert!(
         partner
             .trail
+            .explained()
+            .expect("explained")
             .rate_card
             .as_deref()
             .is_some_and(|card| card.contains("EUR")),
         "{:?}",
-        partner.trail.rate_card
+        partner.trail.explained().expect("explained").rate_card
     );
 }
 
@@ -194,7 +196,7 @@ fn the_customer_service_window_belongs_to_the_number() {
     );
     let report = world.replay(&log);
     let reply = charge(&report, "reply");
-    assert!(reply.trail.customer_service_window.is_some());
+    assert!(reply.trail.explained().expect("explained").customer_service_window.is_some());
     assert_eq!(
         (
             reply.billable,
@@ -254,11 +256,13 @@ fn the_service_allowance_is_shared_by_the_numbers_accounts() {
     assert!(
         charge(&report, "s1001")
             .trail
+            .explained()
+            .expect("explained")
             .counter
             .as_deref()
             .is_some_and(|c| c.contains("#1002")),
         "{:?}",
-        charge(&report, "s1001").trail.counter
+        charge(&report, "s1001").trail.explained().expect("explained").counter
     );
 }
 

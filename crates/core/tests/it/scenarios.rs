@@ -194,6 +194,8 @@ fn w3_free_entry_point_makes_everything_free_for_72_hours() {
     assert_eq!(
         charge(&report, "u1")
             .trail
+            .explained()
+            .expect("explained")
             .free_entry_point
             .unwrap()
             .closes_at,
@@ -830,6 +832,8 @@ fn d6_free_entry_point_was_24_hours_before_march_2023() {
     assert_eq!(
         charge(&report, "reply")
             .trail
+            .explained()
+            .expect("explained")
             .free_entry_point
             .unwrap()
             .closes_at,
@@ -1079,6 +1083,8 @@ fn windows_at_an_instant_follow_the_replay_walk() {
     assert_eq!(
         charge(&report, "wamid.reply")
             .trail
+            .explained()
+            .expect("explained")
             .free_entry_point
             .map(|w| w.closes_at),
         Some(t("2025-07-04T10:30:00Z"))
