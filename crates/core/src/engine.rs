@@ -1374,12 +1374,13 @@ impl Engine<'_> {
                 });
                 continue;
             }
+            // Looked up once a day per pair; its rule's text is copied
+            // only into an explanation.
             let market = match &market_cache {
-                Some((date, found)) if *date == local_date => found.clone(),
+                Some((date, found)) if *date == local_date => found,
                 _ => {
                     let found = self.markets.lookup(&contact.user, local_date);
-                    market_cache = Some((local_date, found.clone()));
-                    found
+                    &market_cache.insert((local_date, found)).1
                 }
             };
             let mut notes: Vec<String> = delivery
@@ -1406,7 +1407,7 @@ impl Engine<'_> {
                 billable: verdict.billable,
                 conversation_id,
                 opens_conversation,
-                market: market.market,
+                market: market.market.clone(),
                 currency: business.currency,
                 amount: rust_decimal::Decimal::ZERO,
                 tier: None,
@@ -1418,7 +1419,7 @@ impl Engine<'_> {
                     sent_at: message.sent_at,
                     origin: message.origin,
                     local_date,
-                    country: market.country,
+                    country: market.country.clone(),
                     notes,
                     meta_cost: message.meta_cost.clone(),
                     explained: open_before.map(|open_conversations| {
@@ -1428,7 +1429,7 @@ impl Engine<'_> {
                             customer_service_window,
                             free_entry_point,
                             open_conversations,
-                            market_rule: market.rule,
+                            market_rule: market.rule.clone(),
                             rate_card: None,
                             rate: None,
                             counter: None,

@@ -66,6 +66,13 @@ use crate::window::ContactState;
 type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = StdHashSet<K, foldhash::fast::RandomState>;
 
+/// A hash map for the state's large values (a contact is 376 bytes, a
+/// message 184): they sit in one dense vector and the table holds their
+/// indices. In a `HashMap` each sat in its slot, so a table's slack after
+/// it doubled was resident, and that slack was about a third of a month's
+/// state (docs/PERFORMANCE.md). Entries are never removed.
+type DenseMap<K, V> = indexmap::IndexMap<K, V, foldhash::fast::RandomState>;
+
 /// Charges settled between two snapshots of a portfolio's counters, unless
 /// [`MeterState::checkpoint_every`] says otherwise: a late event re-settles
 /// at most this many charges before its own instant.
@@ -442,7 +449,7 @@ pub struct Findings {
 }
 
 /// Whether a decided charge's message is known only from Meta's pricing.
-fn inferred_message(messages: &HashMap<MessageKey, Message>, charge: &Charge) -> bool {
+fn inferred_message(messages: &DenseMap<MessageKey, Message>, charge: &Charge) -> bool {
     messages
         .get(&(charge.business.clone(), Arc::from(&*charge.message_id)))
         .is_some_and(Message::inferred)
@@ -465,9 +472,9 @@ pub struct MeterState {
     stats: PrepareStats,
     conflicts: Vec<Warning>,
     businesses: HashMap<Box<str>, Arc<str>>,
-    messages: HashMap<MessageKey, Message>,
+    messages: DenseMap<MessageKey, Message>,
     /// Statuses that name no business, by wamid.
-    unowned: HashMap<Box<str>, StatusSummary>,
+    unowned: DenseMap<Box<str>, StatusSummary>,
     /// The businesses that sent each wamid.
     senders: HashMap<Box<str>, Vec<Arc<str>>>,
     seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)>,
@@ -475,7 +482,7 @@ pub struct MeterState {
     countries: HashMap<Box<str>, Box<str>>,
     /// Contacts whose user is a business-scoped id without a country, by id.
     countryless: HashMap<Box<str>, Vec<ContactKey>>,
-    contacts: HashMap<ContactKey, Contact>,
+    contacts: DenseMap<ContactKey, Contact>,
     dirty: Vec<ContactKey>,
     ledgers: HashMap<Arc<str>, Ledger>,
     /// Each WABA's portfolio: ledgers are per portfolio only while no WABA
@@ -520,14 +527,14 @@ impl MeterState {
             stats: PrepareStats::default(),
             conflicts: Vec::new(),
             businesses: HashMap::default(),
-            messages: HashMap::default(),
-            unowned: HashMap::default(),
+            messages: DenseMap::default(),
+            unowned: DenseMap::default(),
             senders: HashMap::default(),
             seen_inbounds: HashSet::default(),
             seen_inbound_ids: HashSet::default(),
             countries: HashMap::default(),
             countryless: HashMap::default(),
-            contacts: HashMap::default(),
+            contacts: DenseMap::default(),
             dirty: Vec::new(),
             ledgers: HashMap::default(),
             waba_portfolio: HashMap::default(),

@@ -54,7 +54,12 @@ fn main() -> Result<(), String> {
         markets: MarketTable::builtin(),
         call_rates: CallRateBook::builtin(),
     };
-    let engine = pricing.engine();
+    // As the server's meter prices its kept charges: without explanations
+    // (`WAMETER_EXPLAIN=1` keeps them, as `wameter explain` does).
+    let engine = wameter_core::engine::Engine {
+        explain: std::env::var_os("WAMETER_EXPLAIN").is_some(),
+        ..pricing.engine()
+    };
     let batch = 1_000;
     let (first, rest) = events.split_at(events.len().saturating_sub(10 * batch));
     let mut state = MeterState::new(&engine);
