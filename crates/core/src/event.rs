@@ -4,6 +4,7 @@
 //! reader, Meta's webhooks, the server) turn their formats into these.
 
 use std::fmt;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
@@ -23,16 +24,19 @@ pub struct Origin {
 
 /// A user, as identified in a log: an E.164 phone number or a business-scoped
 /// user id (BSUID: `"BR.1502…"`, `"user.9373…"`).
+///
+/// Shared text: a user is copied into every timeline item, pair key and
+/// charge of theirs, and each copy of a `Box<str>` was an allocation.
 #[derive(Clone)]
 pub enum UserId {
     /// Phone number digits without `+` (country code first).
-    Phone(Box<str>),
+    Phone(Arc<str>),
     /// Business-scoped user id as Meta wrote it, and the user's ISO 3166
     /// country when known: the id's own two-letter prefix (`US.1349…`), or
     /// the `contacts[].profile.country_code` Meta sent beside an id without
     /// one (`user.9373…`). Equality, order and hashing use the id alone: the
     /// same user seen with and without the country is one user.
-    Bsuid(Box<str>, Option<Box<str>>),
+    Bsuid(Arc<str>, Option<Arc<str>>),
 }
 
 impl PartialEq for UserId {
@@ -100,11 +104,15 @@ impl UserId {
             if scoped {
                 return Ok(UserId::Bsuid(
                     text.into(),
-                    country_prefix(text).map(Box::from),
+                    country_prefix(text).map(Arc::from),
                 ));
             }
         }
         let body = text.strip_prefix('+').unwrap_or(text);
+        // As Meta writes a wa_id: digits only, taken as they are.
+        if (7..=15).contains(&body.len()) && body.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(UserId::Phone(body.into()));
+        }
         let mut digits = String::with_capacity(body.len());
         for c in body.chars() {
             match c {
@@ -763,3 +771,39 @@ pub fn outbounds_from_pricing<E: std::borrow::Borrow<Event>>(events: &[E]) -> Ve
 
 /// `Some(category)` for a template, `None` for a free-form message.
 type TemplateCategoryChoice = Option<TemplateCategory>;
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::UserId;
+
+    /// A phone number read character by character, as every number was
+    /// before digits-only ones were taken as they are.
+    fn phone_by_characters(text: &str) -> Option<String> {
+        let body = text.trim();
+        let body = body.strip_prefix('+').unwrap_or(body);
+        let mut digits = String::new();
+        for c in body.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '(' | ')' | '.' => {}
+                _ => return None,
+            }
+        }
+        (7..=15).contains(&digits.len()).then_some(digits)
+    }
+
+    proptest! {
+        #[test]
+        fn a_phone_number_reads_the_same_on_either_path(
+            text in prop_oneof!["[+]?[0-9]{0,20}", "[+]?[0-9 ()-]{0,20}", " [+]?[0-9]{5,17} "]
+        ) {
+            let read = match UserId::parse(&text) {
+                Ok(UserId::Phone(digits)) => Some(digits.to_string()),
+                Ok(UserId::Bsuid(..)) | Err(_) => None,
+            };
+            prop_assert_eq!(read, phone_by_characters(&text));
+        }
+    }
+}

@@ -69,8 +69,9 @@ type HashSet<K> = StdHashSet<K, foldhash::fast::RandomState>;
 /// A hash map for the state's large values (a contact is 376 bytes, a
 /// message 184): they sit in one dense vector and the table holds their
 /// indices. In a `HashMap` each sat in its slot, so a table's slack after
-/// it doubled was resident, and that slack was about a third of a month's
-/// state (docs/PERFORMANCE.md). Entries are never removed.
+/// it doubled was resident: these tables were half of a month's state, and
+/// keeping their values dense took a sixth off it (docs/PERFORMANCE.md).
+/// Entries are never removed.
 type DenseMap<K, V> = indexmap::IndexMap<K, V, foldhash::fast::RandomState>;
 
 /// Charges settled between two snapshots of a portfolio's counters, unless
@@ -479,9 +480,9 @@ pub struct MeterState {
     senders: HashMap<Box<str>, Vec<Arc<str>>>,
     seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)>,
     seen_inbound_ids: HashSet<(Arc<str>, Box<str>)>,
-    countries: HashMap<Box<str>, Box<str>>,
+    countries: HashMap<Arc<str>, Arc<str>>,
     /// Contacts whose user is a business-scoped id without a country, by id.
-    countryless: HashMap<Box<str>, Vec<ContactKey>>,
+    countryless: HashMap<Arc<str>, Vec<ContactKey>>,
     contacts: DenseMap<ContactKey, Contact>,
     dirty: Vec<ContactKey>,
     ledgers: HashMap<Arc<str>, Ledger>,
