@@ -280,7 +280,8 @@ pub(crate) fn run_replay(
     let mut engine = setup.pricing.engine();
     engine.what_if = args.what_if();
     // Only `explain` shows a charge's whole decision; a report or a
-    // document does not, and keeping it was most of a replay's memory.
+    // document does not, and keeping it cost a 2 M-event replay a tenth
+    // of its page faults (docs/PERFORMANCE.md).
     engine.explain = keep_message.is_some();
     let kept = keep_message
         .map(|id| events_of(&loaded.events, id))

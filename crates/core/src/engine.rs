@@ -1106,8 +1106,8 @@ pub struct Engine<'a> {
     /// market rule, card, rate, counter) for `wameter explain`,
     /// reconciliation and quotes. On unless turned off; a replay whose
     /// output never shows it (reports, `--json`, the server's kept charges)
-    /// turns it off, as most of a charge's memory and a share of its time
-    /// went into it. Prices, reasons and notes do not depend on it.
+    /// turns it off: it was most of each trail, and its strings were built
+    /// for every charge. Prices, reasons and notes do not depend on it.
     pub explain: bool,
 }
 
