@@ -344,7 +344,7 @@ fn charge_row(charge: &Charge) -> ChargeRow {
         business: charge.business.to_string(),
         delivered_at_us: charge.delivered_at.as_microsecond(),
         message_id: charge.message_id.to_string(),
-        line: serde_json::to_string(&ChargeJson::from(charge)).unwrap_or_default(),
+        line: wameter_log::replay_json::charge_line(&ChargeJson::from(charge)).unwrap_or_default(),
         facts: facts_of(Row::from_charge(charge), charge.opens_conversation),
     }
 }
