@@ -20,7 +20,7 @@ use crate::window::Window;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Charge {
     /// The wamid.
-    pub message_id: Box<str>,
+    pub message_id: Arc<str>,
     /// Business phone number id.
     pub business: Arc<str>,
     /// The Messaging account it is billed through, when that is not the
@@ -183,7 +183,7 @@ pub struct Warning {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PricingError {
     /// The wamid.
-    pub message_id: Box<str>,
+    pub message_id: Arc<str>,
     /// Where its outbound event was read.
     pub origin: Origin,
     /// What is missing.

@@ -60,7 +60,7 @@ pub use crate::rules::cbp_2022::FREE_TIER_CONVERSATIONS;
 /// A delivered outbound message waiting for the rules.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct DeliveredMessage {
-    pub(crate) id: Box<str>,
+    pub(crate) id: Arc<str>,
     pub(crate) template: Option<Template>,
     pub(crate) sent_at: Timestamp,
     pub(crate) origin: Origin,

@@ -102,7 +102,7 @@ impl SettleKey {
             delivered_at: charge.delivered_at,
             business: charge.business.clone(),
             user: charge.user.clone(),
-            message_id: Arc::from(&*charge.message_id),
+            message_id: charge.message_id.clone(),
         }
     }
 }
@@ -452,7 +452,7 @@ pub struct Findings {
 /// Whether a decided charge's message is known only from Meta's pricing.
 fn inferred_message(messages: &DenseMap<MessageKey, Message>, charge: &Charge) -> bool {
     messages
-        .get(&(charge.business.clone(), Arc::from(&*charge.message_id)))
+        .get(&(charge.business.clone(), charge.message_id.clone()))
         .is_some_and(Message::inferred)
 }
 
@@ -1185,7 +1185,9 @@ impl MeterState {
     /// events say now.
     fn resolve(&mut self, engine: &Engine<'_>, business: &Arc<str>, id: &str) {
         let key = (business.clone(), Arc::<str>::from(id));
-        let Some(message) = self.messages.get(&key) else {
+        // The wamid as the table keeps it: the delivery, its charge and the
+        // charge's keys share that one copy.
+        let Some(((_, wamid), message)) = self.messages.get_key_value(&key) else {
             return;
         };
         let Some(outbound) = message.sent() else {
@@ -1200,7 +1202,7 @@ impl MeterState {
         let new = delivered_at.map(|at| Item::Delivery {
             at,
             message: Box::new(DeliveredMessage {
-                id: id.into(),
+                id: wamid.clone(),
                 template: outbound.template.clone(),
                 sent_at: outbound.at,
                 origin: outbound.origin,

@@ -350,7 +350,7 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
             .filter(|_| fields == ["conversation"])
             .unwrap_or_else(|| cause(charge, verdict, &fields, &updates));
         result.discrepancies.push(Discrepancy {
-            message_id: charge.message_id.clone(),
+            message_id: Box::from(&*charge.message_id),
             meta: verdict.clone(),
             engine: charge.clone(),
             fields,
@@ -486,7 +486,7 @@ fn drifted_sends(
             && priced_as != template.category
         {
             drifted.insert(
-                (Box::from(&*charge.business), id.clone()),
+                (Box::from(&*charge.business), Box::from(&**id)),
                 DriftedSend {
                     template: template.name.clone(),
                     sent_as: template.category,
@@ -536,7 +536,7 @@ fn price_drift(
     let mut by_template: BTreeMap<DriftKey, CategoryDrift> = BTreeMap::new();
     let mut parts = DriftParts::new();
     for charge in &as_sent.charges {
-        let Some(send) = drifted.get(&(Box::from(&*charge.business), charge.message_id.clone()))
+        let Some(send) = drifted.get(&(Box::from(&*charge.business), Box::from(&*charge.message_id)))
         else {
             continue;
         };

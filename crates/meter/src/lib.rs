@@ -666,7 +666,7 @@ impl MonthState {
                 .meter
                 .inferred_charges()
                 .filter(|charge| in_scope(charge))
-                .map(|charge| (charge.business.clone(), Arc::from(&*charge.message_id)))
+                .map(|charge| (charge.business.clone(), charge.message_id.clone()))
                 .collect();
             self.inferred_scope = Some((businesses.clone(), month));
         } else {

@@ -200,7 +200,7 @@ pub fn price(usages: Vec<TimedUsage>, accounts: &Accounts) -> AgentReport {
         } else {
             let Some(rate) = rate(business.currency, local_date) else {
                 report.errors.push(PricingError {
-                    message_id: usage.id.clone(),
+                    message_id: Arc::from(&*usage.id),
                     origin,
                     message: format!(
                         "{} Meta Business Agent tokens billed in {}: Meta publishes the agent's rate in USD only (2.00 per million tokens); no rate in {} is known",

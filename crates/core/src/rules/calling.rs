@@ -359,7 +359,7 @@ pub fn price_from(
                 charge.rule = "business-initiated-connected";
                 if local_date < CALLING_FROM {
                     report.errors.push(PricingError {
-                        message_id: call.id.clone(),
+                        message_id: Arc::from(&*call.id),
                         origin,
                         message: format!(
                             "business-initiated call that connected is dated {local_date}, before the Calling API billed calls ({CALLING_FROM}): check its timestamp"
@@ -586,7 +586,7 @@ fn minutes_text(units: u64, units_per_minute: u64) -> String {
 
 fn no_rate(call: &Call, origin: Origin, why: String) -> PricingError {
     PricingError {
-        message_id: call.id.clone(),
+        message_id: Arc::from(&*call.id),
         origin,
         message: format!(
             "business-initiated call that connected cannot be priced: {why}. Pass the calling rates with `--call-rates FILE` (effective,currency,market,minutes_from,minutes_to,rate_per_minute)"

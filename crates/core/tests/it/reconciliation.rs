@@ -33,7 +33,7 @@ fn verdict_of(charge: &Charge, category: &str) -> Event {
         at: charge.delivered_at,
         origin: Origin { source: 1, line: 1 },
         kind: EventKind::Status {
-            id: charge.message_id.clone(),
+            id: Box::from(&*charge.message_id),
             status: DeliveryStatus::Delivered,
             error: None,
             detail: Some(Box::new(StatusDetail {
@@ -71,7 +71,7 @@ proptest! {
         events.extend(report.charges.iter().map(|c| verdict_of(c, if c.message_id == changed.message_id { other } else { c.category.as_str() })));
         let one = reconcile(&engine, events, &[]);
         prop_assert_eq!(one.discrepancies.len(), 1);
-        prop_assert_eq!(&one.discrepancies[0].message_id, &changed.message_id);
+        prop_assert_eq!(&*one.discrepancies[0].message_id, &*changed.message_id);
         prop_assert_eq!(&one.discrepancies[0].fields, &vec!["category"]);
     }
 }
