@@ -231,8 +231,8 @@ pub fn predict(
 }
 
 /// The engine that prices the kept charges: they keep no explanation (a
-/// row has no column for one; `wameter explain` replays), which was most
-/// of a month's state.
+/// row has no column for one; `wameter explain` replays), which was an
+/// eighth of a month's state (docs/PERFORMANCE.md).
 fn kept_charges_engine<'a>(engine: &Engine<'a>) -> Engine<'a> {
     Engine {
         explain: false,
