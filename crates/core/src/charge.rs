@@ -11,6 +11,7 @@ use crate::category::{PricingCategory, PricingModel, PricingType};
 use crate::event::{Origin, Template, UserId};
 use crate::market::Market;
 use crate::money::Currency;
+use crate::ratecard::RateCard;
 use crate::ruleset::Ruleset;
 use crate::window::Window;
 
@@ -82,6 +83,26 @@ impl Charge {
     pub(crate) fn explained_mut(&mut self) -> Option<&mut Explained> {
         self.trail.explained.as_ref()?;
         Arc::make_mut(&mut self.trail).explained.as_deref_mut()
+    }
+
+    /// Puts the card and rate that priced it in the explanation, if one is
+    /// kept (the card's name is written only then).
+    pub(crate) fn explain_rate(&mut self, card: Option<&RateCard>, rate: Option<Decimal>) {
+        if let Some(explained) = self.explained_mut() {
+            explained.rate_card = card.map(ToString::to_string);
+            explained.rate = rate;
+        }
+    }
+
+    /// Puts its place in a monthly counter in the explanation, if one is
+    /// kept: the text is built only then.
+    pub(crate) fn explain_counter(&mut self, counter: impl FnOnce(&Charge) -> String) {
+        if self.trail.explained.is_some() {
+            let text = counter(self);
+            if let Some(explained) = self.explained_mut() {
+                explained.counter = Some(text);
+            }
+        }
     }
 }
 

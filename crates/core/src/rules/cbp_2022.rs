@@ -131,13 +131,13 @@ pub(crate) fn settle_conversation(
             .entry((business.waba.clone(), settling.month))
             .or_insert(0);
         *used += 1;
-        if let Some(explained) = charge.explained_mut() {
-            explained.counter = Some(format!(
+        charge.explain_counter(|_| {
+            format!(
                 "WABA {} free tier, {}: conversation #{used}",
                 business.waba,
                 settling.month_label()
-            ));
-        }
+            )
+        });
         if *used <= FREE_TIER_CONVERSATIONS {
             charge.pricing_type = PricingType::FreeTier;
             charge.reason.push_str(&format!(
@@ -146,10 +146,7 @@ pub(crate) fn settle_conversation(
             ));
             if let Ok(card) = &card {
                 let rate = card.rate(&charge.market, category).ok();
-                if let Some(explained) = charge.explained_mut() {
-                    explained.rate_card = Some(card.to_string());
-                    explained.rate = rate;
-                }
+                charge.explain_rate(Some(card), rate);
             }
         }
     }

@@ -230,10 +230,7 @@ impl<'s> Settling<'s> {
         tier: Option<String>,
     ) {
         charge.amount = rate;
-        if let Some(explained) = charge.explained_mut() {
-            explained.rate_card = Some(card.to_string());
-            explained.rate = Some(rate);
-        }
+        charge.explain_rate(Some(card), Some(rate));
         charge.reason.push_str(&format!(
             "; {} {} per {per}: {} {} rate, card {}{}{}",
             format_amount(rate),

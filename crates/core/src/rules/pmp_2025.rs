@@ -209,15 +209,15 @@ pub(crate) fn settle_message(
             .or_insert(0);
         *count += 1;
         let count = *count;
-        let market = charge.market.clone();
-        if let Some(explained) = charge.explained_mut() {
-            explained.counter = Some(format!(
-                "portfolio {}, {market} {}, {}: charged message #{count}",
+        charge.explain_counter(|charge| {
+            format!(
+                "portfolio {}, {} {}, {}: charged message #{count}",
                 business.portfolio,
+                charge.market,
                 family.as_str(),
                 settling.month_label()
-            ));
-        }
+            )
+        });
         let ladder = settling.tiers.ladder(
             business.currency,
             &charge.market,
@@ -276,10 +276,7 @@ fn max_price(settling: &Settling, charge: &mut Charge) {
     charge.rule = "max-price";
     let card = settling.card(PricingModel::Pmp).ok();
     let rate = card.and_then(|card| card.rate(&charge.market, PricingCategory::Marketing).ok());
-    if let Some(explained) = charge.explained_mut() {
-        explained.rate_card = card.map(|card| card.to_string());
-        explained.rate = rate;
-    }
+    charge.explain_rate(card, rate);
     let beside = match (card, rate) {
         (Some(card), Some(rate)) => format!(
             "the card rate would be {} {} ({})",

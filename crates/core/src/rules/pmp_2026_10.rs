@@ -93,12 +93,12 @@ pub(crate) fn settle_service(
     let used = counter.entry((phone.clone(), settling.month)).or_insert(0);
     *used += 1;
     let used = *used;
-    if let Some(explained) = charge.explained_mut() {
-        explained.counter = Some(format!(
+    charge.explain_counter(|_| {
+        format!(
             "business number {phone} service messages, {}: #{used}",
             settling.month_label()
-        ));
-    }
+        )
+    });
     let allowance = SERVICE_MESSAGES_FREE_PER_MONTH;
     if used <= allowance {
         charge.reason = format!(
