@@ -351,16 +351,35 @@ impl Stages {
             ),
             _ => Default::default(),
         };
+        let (rss_mb, peak_mb) = resident_mb();
         tracing::debug!(
             stage,
             wall_ms = format!("{:.0}", (wall - self.wall).as_secs_f64() * 1e3),
             cpu_ms,
             sys_ms,
             faults,
+            rss_mb,
+            peak_mb,
             "replay stage"
         );
         (self.wall, self.usage) = (wall, usage);
     }
+}
+
+/// Resident memory now and at its peak so far, in MB (`VmRSS`, `VmHWM` of
+/// `/proc/self/status`); empty where there is none. Which stage sets a
+/// replay's peak is what bounding its memory starts from.
+fn resident_mb() -> (String, String) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|kb| kb.trim().parse::<u64>().ok())
+            .map_or_else(String::new, |kb| (kb / 1000).to_string())
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// The whole process's resource use so far (every thread).

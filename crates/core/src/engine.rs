@@ -159,11 +159,31 @@ pub(crate) struct StatusSummary {
     /// which cost a copy of the wamid and a second hash per status; inline
     /// for a message's usual sent, delivered and read, so that most
     /// messages allocate nothing for them.
-    pub(crate) seen: smallvec::SmallVec<[(DeliveryStatus, Timestamp); 3]>,
+    pub(crate) seen: smallvec::SmallVec<[SeenStatus; 3]>,
     /// What few statuses say besides their status. Boxed: every summary
     /// of a large log pays for the field (5 % of a replay's memory
     /// unboxed).
     extra: Option<Box<StatusExtra>>,
+}
+
+/// A status read, as a summary keeps it to know a repeat: its status and
+/// instant in 16 bytes (a `(DeliveryStatus, Timestamp)` pair is 24, and a
+/// large log has millions).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct SeenStatus {
+    second: i64,
+    nanosecond: i32,
+    status: DeliveryStatus,
+}
+
+impl SeenStatus {
+    fn new(status: DeliveryStatus, at: Timestamp) -> SeenStatus {
+        SeenStatus {
+            second: at.as_second(),
+            nanosecond: at.subsec_nanosecond(),
+            status,
+        }
+    }
 }
 
 /// Of a message's statuses: Meta's `pricing.cost` and the Messaging
@@ -211,10 +231,11 @@ impl StatusSummary {
         cost: Option<MetaCost>,
         messaging_account: Option<&str>,
     ) -> bool {
-        if self.seen.contains(&(status, at)) {
+        let seen = SeenStatus::new(status, at);
+        if self.seen.contains(&seen) {
             return false;
         }
-        self.seen.push((status, at));
+        self.seen.push(seen);
         let cost = cost
             .filter(|_| matches!(status, DeliveryStatus::Delivered | DeliveryStatus::Read))
             .map(|cost| (at, origin, cost));
@@ -302,15 +323,31 @@ pub(crate) fn later_failure(
     }
 }
 
-/// An outbound message as [`resolve`] keeps it: borrowed from its event,
-/// copied only if it was delivered.
+/// An outbound message as [`resolve`] keeps it: its event, read in place
+/// (a copy of its fields made a message record 40 bytes larger), and the
+/// earliest instant and position it was read at.
 struct OutboundSeen<'e> {
-    business: &'e str,
-    user: &'e UserId,
+    event: &'e Event,
     at: Timestamp,
-    template: &'e Option<Template>,
     origin: Origin,
-    messaging_account: &'e Option<Box<str>>,
+}
+
+/// An outbound event's fields: business, user, template, Messaging account.
+type OutboundFields<'e> = (&'e str, &'e UserId, &'e Option<Template>, &'e Option<Box<str>>);
+
+/// The fields of an outbound event; `None` for any other kind (only
+/// outbound events are kept as outbound messages).
+fn outbound_fields(event: &Event) -> Option<OutboundFields<'_>> {
+    match &event.kind {
+        EventKind::Outbound {
+            business,
+            user,
+            template,
+            messaging_account,
+            ..
+        } => Some((business, user, template, messaging_account)),
+        _ => None,
+    }
 }
 
 /// One shared copy of each business id, keyed by an owned or a borrowed
@@ -714,6 +751,9 @@ struct Resolved<'e> {
     agent: Vec<(usize, TimedUsage)>,
 }
 
+/// Below this many records, a message table is not shrunk as it is read.
+const SHRINK_FROM: usize = 4096;
+
 /// Drops duplicates and resolves each message's delivery, for events that
 /// hold every event of their messages. The events are read in place; what
 /// a timeline keeps is copied out of them.
@@ -796,31 +836,27 @@ fn resolve<'e>(
                 messaging_account,
             } => {
                 note_country(user, seq);
-                let seen = OutboundSeen {
-                    business,
-                    user,
-                    at: event.at,
-                    template,
-                    origin: event.origin,
-                    messaging_account,
-                };
                 let message = messages.of(business, id);
                 let first = message.first as usize;
                 if let Some((_, kept)) = &mut message.outbound {
-                    let again = seen;
                     stats.duplicates += 1;
-                    let same = kept.user == again.user
-                        && kept.template == again.template
-                        && kept.messaging_account == again.messaging_account;
+                    let same = outbound_fields(kept.event).is_some_and(|(_, u, t, m)| {
+                        (u, t, m) == (user, template, messaging_account)
+                    });
                     if !same {
                         warnings.push(conflicting_outbound(id, business, event.origin));
                     }
                     // Keep the earliest, whatever the input order.
-                    if (again.at, again.origin) < (kept.at, kept.origin) && same {
-                        kept.at = again.at;
-                        kept.origin = again.origin;
+                    if (event.at, event.origin) < (kept.at, kept.origin) && same {
+                        kept.at = event.at;
+                        kept.origin = event.origin;
                     }
                 } else {
+                    let seen = OutboundSeen {
+                        event,
+                        at: event.at,
+                        origin: event.origin,
+                    };
                     message.outbound = Some((seq, seen));
                 }
                 messages.seen[first].sent = true;
@@ -908,13 +944,36 @@ fn resolve<'e>(
         .iter()
         .map(|(_, u)| (&*u.usage.business, &*u.usage.id))
         .collect();
-    for message in &messages.seen {
+    // The records are read from the last, and their memory handed back as
+    // they go, so that the deliveries built from them take it rather than
+    // fresh pages: the records and the deliveries together were a replay's
+    // peak (docs/PERFORMANCE.md). A record's first is never after it, so
+    // it is still there when read. The order items are placed in does not
+    // matter: each pair's are sorted by their key and input position.
+    let Messages { ids, others, mut seen } = messages;
+    drop((ids, others, seen_inbounds, seen_inbound_ids));
+    let mut shrunk_at = seen.len();
+    while let Some(message) = seen.pop() {
+        if seen.len() <= shrunk_at / 2 && shrunk_at > SHRINK_FROM {
+            seen.shrink_to_fit();
+            shrunk_at = seen.len();
+        }
         let Some((seq, outbound)) = &message.outbound else {
+            continue;
+        };
+        let Some((business, user, template, account)) = outbound_fields(outbound.event) else {
             continue;
         };
         let (seq, id) = (*seq, message.id);
         let owned = message.statuses.get(Naming::Business);
-        let unowned = messages.seen[message.first as usize].statuses.get(Naming::None);
+        let first = message.first as usize;
+        let unowned = if first == seen.len() {
+            &message
+        } else {
+            &seen[first]
+        }
+        .statuses
+        .get(Naming::None);
         // A status repeated in both (Meta's webhook and a canonical line)
         // is one status.
         if let (Some(owned), Some(unowned)) = (owned, unowned) {
@@ -946,9 +1005,9 @@ fn resolve<'e>(
             .and_then(StatusSummary::meta_cost)
             .map(Box::new);
         let by_agent =
-            !agent_messages.is_empty() && agent_messages.contains(&(outbound.business, id));
+            !agent_messages.is_empty() && agent_messages.contains(&(business, id));
         // The send's own account wins over what its statuses' webhooks say.
-        let messaging_account = outbound.messaging_account.clone().or_else(|| {
+        let messaging_account = account.clone().or_else(|| {
             summary
                 .as_ref()
                 .and_then(|s| s.messaging_account())
@@ -956,7 +1015,7 @@ fn resolve<'e>(
         });
         let message = DeliveredMessage {
             id: id.into(),
-            template: outbound.template.clone(),
+            template: template.clone(),
             sent_at: outbound.at,
             origin: outbound.origin,
             meta_cost,
@@ -964,8 +1023,8 @@ fn resolve<'e>(
             messaging_account,
         };
         place(
-            intern(&mut businesses, outbound.business),
-            outbound.user.clone(),
+            intern(&mut businesses, business),
+            user.clone(),
             seq,
             Item::Delivery {
                 at: delivered_at,
@@ -1924,10 +1983,11 @@ impl<'e, 'a> Settler<'e, 'a> {
 #[cfg(test)]
 mod size {
     /// A replay keeps one record per message in `prepare`'s tables: with
-    /// both status summaries inline it was 480 bytes.
+    /// both status summaries inline it was 480 bytes, with the outbound's
+    /// fields copied and 24-byte status instants 312.
     #[test]
     fn message_record() {
         let size = std::mem::size_of::<super::MessageSeen>();
-        assert!(size <= 320, "MessageSeen is {size} bytes");
+        assert!(size <= 256, "MessageSeen is {size} bytes");
     }
 }
