@@ -345,9 +345,17 @@ impl Stages {
         let (wall, usage) = (std::time::Instant::now(), Usage::now());
         let (cpu_ms, sys_ms, faults) = match (self.usage, usage) {
             (Some(before), Some(now)) => (
-                now.cpu().saturating_sub(before.cpu()).as_millis().to_string(),
-                now.system.saturating_sub(before.system).as_millis().to_string(),
-                now.minor_faults.saturating_sub(before.minor_faults).to_string(),
+                now.cpu()
+                    .saturating_sub(before.cpu())
+                    .as_millis()
+                    .to_string(),
+                now.system
+                    .saturating_sub(before.system)
+                    .as_millis()
+                    .to_string(),
+                now.minor_faults
+                    .saturating_sub(before.minor_faults)
+                    .to_string(),
             ),
             _ => Default::default(),
         };
@@ -544,7 +552,7 @@ fn explain(
 ) -> Result<ExitCode> {
     let (loaded, report, setup, events) = run_replay(&logs, &engine, Some(&message))?;
     report_malformed(&loaded);
-    if let Some(error) = report.errors.iter().find(|e| &*e.message_id == message) {
+    if let Some(error) = report.errors.iter().find(|e| *e.message_id == *message) {
         eprintln!(
             "error: {}: {message} cannot be priced: {}",
             loaded.position(error.origin),
@@ -552,10 +560,10 @@ fn explain(
         );
         return Ok(ExitCode::from(1));
     }
-    if let Some(call) = report.calls.iter().find(|c| &*c.call_id == message) {
+    if let Some(call) = report.calls.iter().find(|c| *c.call_id == *message) {
         return explain_call(&report, call, &loaded, &setup, engine.what_if(), json);
     }
-    if let Some(usage) = report.agent.iter().find(|u| &*u.usage_id == message) {
+    if let Some(usage) = report.agent.iter().find(|u| *u.usage_id == *message) {
         if json {
             let one = Report {
                 charges: Vec::new(),
@@ -669,7 +677,11 @@ fn explain(
         "  delivered        {} (local date {} — selects ruleset, card and month)",
         charge.delivered_at, trail.local_date
     )?;
-    writeln!(out, "  last inbound     {}", when(explained.last_inbound_at))?;
+    writeln!(
+        out,
+        "  last inbound     {}",
+        when(explained.last_inbound_at)
+    )?;
     match explained.customer_service_window {
         Some(w) => writeln!(
             out,

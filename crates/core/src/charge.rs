@@ -114,7 +114,7 @@ impl Charge {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trail {
     /// Template used, or `None` for a free-form message.
-    pub template: Option<Template>,
+    pub template: Option<Arc<Template>>,
     /// When the outbound event says it was sent.
     pub sent_at: Timestamp,
     /// Where the outbound event was read.

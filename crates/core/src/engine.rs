@@ -44,7 +44,7 @@ use crate::account::{Accounts, Business};
 use crate::category::{PricingCategory, PricingType, TierFamily};
 use crate::charge::{Charge, Explained, PricingError, Settlement, Trail, Warning};
 use crate::event::{
-    DeliveryStatus, Event, EventKind, InboundKind, MetaCost, Origin, Template, UserId,
+    Country, DeliveryStatus, Event, EventKind, InboundKind, MetaCost, Origin, Template, UserId,
 };
 use crate::market::{MarketMatch, MarketTable};
 use crate::ratecard::calling::CallRateBook;
@@ -61,7 +61,7 @@ pub use crate::rules::cbp_2022::FREE_TIER_CONVERSATIONS;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct DeliveredMessage {
     pub(crate) id: Arc<str>,
-    pub(crate) template: Option<Template>,
+    pub(crate) template: Option<Arc<Template>>,
     pub(crate) sent_at: Timestamp,
     pub(crate) origin: Origin,
     /// Meta's `pricing.cost` on a delivery status (max-price marketing);
@@ -333,7 +333,12 @@ struct OutboundSeen<'e> {
 }
 
 /// An outbound event's fields: business, user, template, Messaging account.
-type OutboundFields<'e> = (&'e str, &'e UserId, &'e Option<Template>, &'e Option<Box<str>>);
+type OutboundFields<'e> = (
+    &'e str,
+    &'e UserId,
+    &'e Option<Arc<Template>>,
+    &'e Option<Box<str>>,
+);
 
 /// The fields of an outbound event; `None` for any other kind (only
 /// outbound events are kept as outbound messages).
@@ -601,7 +606,7 @@ pub fn prepare_in<E: Borrow<Event> + Sync>(events: &[E], parts: usize) -> Prepar
     let mut calls: Vec<(usize, TimedCall)> = Vec::new();
     let mut agent: Vec<(usize, TimedUsage)> = Vec::new();
     // A business-scoped id's country: the first event that gave one.
-    let mut countries: HashMap<&str, (usize, &str)> = HashMap::default();
+    let mut countries: HashMap<&str, (usize, Country)> = HashMap::default();
     let mut by_contact: Vec<Vec<Vec<Placed>>> =
         (0..parts).map(|_| Vec::with_capacity(parts)).collect();
     for part in resolved {
@@ -744,7 +749,7 @@ struct Resolved<'e> {
     warnings: Vec<Warning>,
     stats: PrepareStats,
     /// Countries of business-scoped ids, with the first event giving each.
-    countries: HashMap<&'e str, (usize, &'e str)>,
+    countries: HashMap<&'e str, (usize, Country)>,
     /// Calls, with their input position.
     calls: Vec<(usize, TimedCall)>,
     /// Agent usage, with its input position.
@@ -783,12 +788,12 @@ fn resolve<'e>(
         };
         items[part].push(((business, user), seq, item));
     };
-    let mut countries: HashMap<&str, (usize, &str)> = HashMap::default();
+    let mut countries: HashMap<&str, (usize, Country)> = HashMap::default();
     let mut calls = Vec::new();
     let mut agent = Vec::new();
     let mut note_country = |user: &'e UserId, seq: usize| {
         if let UserId::Bsuid(id, Some(country)) = user {
-            countries.entry(id).or_insert((seq, country));
+            countries.entry(id).or_insert((seq, *country));
         }
     };
 
@@ -950,7 +955,11 @@ fn resolve<'e>(
     // peak (docs/PERFORMANCE.md). A record's first is never after it, so
     // it is still there when read. The order items are placed in does not
     // matter: each pair's are sorted by their key and input position.
-    let Messages { ids, others, mut seen } = messages;
+    let Messages {
+        ids,
+        others,
+        mut seen,
+    } = messages;
     drop((ids, others, seen_inbounds, seen_inbound_ids));
     let mut shrunk_at = seen.len();
     while let Some(message) = seen.pop() {
@@ -1004,8 +1013,7 @@ fn resolve<'e>(
             .as_ref()
             .and_then(StatusSummary::meta_cost)
             .map(Box::new);
-        let by_agent =
-            !agent_messages.is_empty() && agent_messages.contains(&(business, id));
+        let by_agent = !agent_messages.is_empty() && agent_messages.contains(&(business, id));
         // The send's own account wins over what its statuses' webhooks say.
         let messaging_account = account.clone().or_else(|| {
             summary
@@ -1046,7 +1054,7 @@ fn resolve<'e>(
 /// of a pair is in one of them).
 fn timelines(
     parts: Vec<Vec<Placed>>,
-    countries: &HashMap<&str, (usize, &str)>,
+    countries: &HashMap<&str, (usize, Country)>,
 ) -> Vec<ContactTimeline> {
     // A business-scoped id compares equal with and without its country, so
     // a pair's key may be any of its events' spelling: the pair takes that
@@ -1085,7 +1093,7 @@ fn timelines(
             // that made the timeline takes it from any other event.
             let user = match user {
                 UserId::Bsuid(id, None) => match countries.get(&*id) {
-                    Some((_, country)) => UserId::Bsuid(id, Some((*country).into())),
+                    Some((_, country)) => UserId::Bsuid(id, Some(*country)),
                     None => UserId::Bsuid(id, None),
                 },
                 user => user,
@@ -1396,7 +1404,7 @@ impl Engine<'_> {
             );
             let free_entry_point = state.open_free_entry_point(at);
             let delivery = Delivery {
-                template: message.template.as_ref(),
+                template: message.template.as_deref(),
                 delivered_at: at,
                 local_date,
                 business: &business,
@@ -1989,5 +1997,13 @@ mod size {
     fn message_record() {
         let size = std::mem::size_of::<super::MessageSeen>();
         assert!(size <= 256, "MessageSeen is {size} bytes");
+    }
+
+    /// A replay holds every event of its logs at once: 128 bytes each with
+    /// the template inline and a user's country as a shared string.
+    #[test]
+    fn event() {
+        let size = std::mem::size_of::<crate::event::Event>();
+        assert!(size <= 104, "Event is {size} bytes");
     }
 }

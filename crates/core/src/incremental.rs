@@ -53,7 +53,7 @@ use crate::engine::{
     self, ContactDecisions, ContactTimeline, ContactWindows, Counters, DeliveredMessage, Engine,
     Item, MonthToDate, PrepareStats, Report, Settler, StatusSummary,
 };
-use crate::event::{Event, EventKind, InboundKind, MetaPricing, Origin, Template, UserId};
+use crate::event::{Country, Event, EventKind, InboundKind, MetaPricing, Origin, Template, UserId};
 use crate::rules::agent::{AgentCharge, AgentReport, TimedUsage};
 use crate::rules::{
     self,
@@ -111,7 +111,7 @@ impl SettleKey {
 struct Outbound {
     user: UserId,
     at: Timestamp,
-    template: Option<Template>,
+    template: Option<Arc<Template>>,
     origin: Origin,
     messaging_account: Option<Box<str>>,
 }
@@ -480,7 +480,7 @@ pub struct MeterState {
     senders: HashMap<Box<str>, Vec<Arc<str>>>,
     seen_inbounds: HashSet<(Arc<str>, UserId, Timestamp, bool, InboundKind)>,
     seen_inbound_ids: HashSet<(Arc<str>, Box<str>)>,
-    countries: HashMap<Arc<str>, Arc<str>>,
+    countries: HashMap<Arc<str>, Country>,
     /// Contacts whose user is a business-scoped id without a country, by id.
     countryless: HashMap<Arc<str>, Vec<ContactKey>>,
     contacts: DenseMap<ContactKey, Contact>,
@@ -1073,9 +1073,11 @@ impl MeterState {
                                 .and_then(MetaPricing::implied_message);
                             let stood_in = match (detail.recipient, implied) {
                                 (Some(user), Some(message)) => {
-                                    let template = message.map(|category| Template {
-                                        name: "".into(),
-                                        category,
+                                    let template = message.map(|category| {
+                                        Arc::new(Template {
+                                            name: "".into(),
+                                            category,
+                                        })
                                     });
                                     self.stand_in(
                                         Outbound {
@@ -1174,7 +1176,7 @@ impl MeterState {
         if let UserId::Bsuid(id, Some(country)) = user
             && !self.countries.contains_key(id)
         {
-            self.countries.insert(id.clone(), country.clone());
+            self.countries.insert(id.clone(), *country);
             for key in self.countryless.get(id).cloned().unwrap_or_default() {
                 self.touch(&key, 0);
             }

@@ -328,10 +328,10 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
     sends.sort_by(|a, b| a.0.cmp(&b.0));
 
     let template = match request.category {
-        QuoteCategory::Template(category) => Some(Template {
+        QuoteCategory::Template(category) => Some(std::sync::Arc::new(Template {
             name: "quote".into(),
             category,
-        }),
+        })),
         QuoteCategory::Service => None,
     };
     let business_id: Box<str> = request.business.as_str().into();

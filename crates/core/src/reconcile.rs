@@ -524,7 +524,7 @@ fn price_drift(
         } = &mut event.kind
             && let Some(send) = drifted.get(&(business.clone(), id.clone()))
         {
-            template.category = send.priced_as;
+            std::sync::Arc::make_mut(template).category = send.priced_as;
         }
     }
     let as_priced = engine.replay(events);
@@ -536,7 +536,8 @@ fn price_drift(
     let mut by_template: BTreeMap<DriftKey, CategoryDrift> = BTreeMap::new();
     let mut parts = DriftParts::new();
     for charge in &as_sent.charges {
-        let Some(send) = drifted.get(&(Box::from(&*charge.business), Box::from(&*charge.message_id)))
+        let Some(send) =
+            drifted.get(&(Box::from(&*charge.business), Box::from(&*charge.message_id)))
         else {
             continue;
         };
@@ -673,12 +674,14 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
             );
         }
         (Some("regular"), PricingType::FreeCustomerService) => {
-            let window = explained.and_then(|e| e.customer_service_window).map_or_else(String::new, |w| {
-                format!(
-                    " (the log's window opened {} and closes {})",
-                    w.opened_at, w.closes_at
-                )
-            });
+            let window = explained
+                .and_then(|e| e.customer_service_window)
+                .map_or_else(String::new, |w| {
+                    format!(
+                        " (the log's window opened {} and closes {})",
+                        w.opened_at, w.closes_at
+                    )
+                });
             return format!(
                 "window closed earlier than the sender thought: Meta charged it as outside the customer service window, the engine found it inside{window}; sent {}, delivered {} — Meta may judge the window at another instant, or the user's message reached another number",
                 trail.sent_at, charge.delivered_at

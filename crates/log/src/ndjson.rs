@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -179,6 +180,46 @@ pub enum Parsed {
 /// Parses one line: a canonical event, a canonical notice, or a raw Meta
 /// webhook POST body (interfaces §4, last paragraph).
 pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
+    parse_line_in(line, origin, &mut Templates::default())
+}
+
+/// The templates a run of lines has named, each kept once: a log names a
+/// few templates in millions of sends, and every delivery's charge keeps
+/// its send's template. A copy per send made a replay's charges pin the
+/// pages of the events they were read from.
+#[derive(Default)]
+struct Templates(Vec<Arc<Template>>);
+
+impl Templates {
+    /// Past this many, a template is not looked for or kept (a lookup is a
+    /// scan, and a log with this many is not the common case).
+    const KEPT: usize = 64;
+
+    fn shared(&mut self, name: &str, category: TemplateCategory) -> Arc<Template> {
+        if let Some(kept) = self
+            .0
+            .iter()
+            .find(|t| t.category == category && &*t.name == name)
+        {
+            return kept.clone();
+        }
+        let template = Arc::new(Template {
+            name: name.into(),
+            category,
+        });
+        if self.0.len() < Self::KEPT {
+            self.0.push(template.clone());
+        }
+        template
+    }
+}
+
+/// [`parse_line`], sharing the templates of the lines read before.
+fn parse_line_in(
+    line: &str,
+    origin: Origin,
+    templates: &mut Templates,
+) -> Result<Parsed, LineError> {
     let trimmed = line.trim();
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(Parsed::Nothing);
@@ -303,10 +344,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
             template: match raw.template {
                 None => None,
                 Some(template) => {
-                    let name = template
-                        .name
-                        .map(|n| Box::from(n.trim()))
-                        .unwrap_or_else(|| Box::from(""));
+                    let name = template.name.as_deref().map_or("", str::trim);
                     let category_text = template
                         .category
                         .ok_or_else(|| fail(Some("template.category"), "missing".into()))?;
@@ -316,7 +354,7 @@ pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
                             format!("`{category_text}` is not one of: marketing, utility, authentication"),
                         )
                     })?;
-                    Some(Template { name, category })
+                    Some(templates.shared(name, category))
                 }
             },
             messaging_account,
@@ -532,12 +570,13 @@ pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
     chunk
         .events
         .reserve(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
+    let mut templates = Templates::default();
     for (offset, line) in lines(text).enumerate() {
         let origin = Origin {
             source,
             line: first_line.saturating_add(offset as u32),
         };
-        match parse_line(line, origin) {
+        match parse_line_in(line, origin, &mut templates) {
             Ok(Parsed::Event(event)) => chunk.events.push(event),
             Ok(Parsed::Notice(notice)) => chunk.notices.push(*notice),
             Ok(Parsed::Webhook(items)) => {
@@ -584,6 +623,47 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_shares_each_template_it_names() {
+        let line = |id: u32, name: &str, category: &str| {
+            format!(
+                r#"{{"type":"outbound","at":1769267413,"business":"1","user":"+5511999990000","id":"w{id}","template":{{"name":"{name}","category":"{category}"}}}}"#
+            )
+        };
+        let text = [
+            line(1, "order", "utility"),
+            line(2, " order ", "utility"),
+            line(3, "order", "marketing"),
+            line(4, "promo", "marketing"),
+        ]
+        .join("\n");
+        let chunk = parse_chunk(&text, 0, 1);
+        let templates: Vec<&Arc<Template>> = chunk
+            .events
+            .iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::Outbound { template, .. } => template.as_ref(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(templates.len(), 4);
+        // The same name (as trimmed) and category: one copy.
+        assert!(Arc::ptr_eq(templates[0], templates[1]));
+        // Another category or another name: another template.
+        assert_eq!(
+            (&*templates[2].name, templates[2].category),
+            ("order", TemplateCategory::Marketing)
+        );
+        assert!(!Arc::ptr_eq(templates[0], templates[2]));
+        assert_eq!(&*templates[3].name, "promo");
+        // What a chunk reads is what each line reads alone.
+        for (event, line) in chunk.events.iter().zip(text.lines()) {
+            assert!(
+                matches!(parse_line(line, event.origin), Ok(Parsed::Event(alone)) if alone == *event)
+            );
+        }
+    }
 
     #[test]
     fn lines_are_those_of_str_lines() {

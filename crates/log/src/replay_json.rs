@@ -351,7 +351,9 @@ pub fn write_document(
     warnings: &[WarningJson],
     what_if: WhatIf,
 ) -> std::io::Result<()> {
-    let lines = charges.iter().map(|charge| charge_line(&ChargeJson::from(charge)));
+    let lines = charges
+        .iter()
+        .map(|charge| charge_line(&ChargeJson::from(charge)));
     let call_lines = others
         .calls
         .iter()

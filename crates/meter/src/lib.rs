@@ -209,7 +209,7 @@ pub fn predict(
             business: business.into(),
             user: user.clone(),
             id: ID.into(),
-            template,
+            template: template.map(Arc::new),
             messaging_account,
         },
     }));

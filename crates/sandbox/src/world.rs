@@ -816,7 +816,7 @@ impl World {
                     business: phone_number_id.into(),
                     user: message.user.clone(),
                     id: id.as_str().into(),
-                    template,
+                    template: template.map(std::sync::Arc::new),
                     messaging_account: message.messaging_account.as_deref().map(Box::from),
                 })?;
                 let cost = marketing_lite.map(|cost| cost.map_or(String::new(), |c| format!("{} {}", c.amount, c.currency)));

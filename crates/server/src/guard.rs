@@ -892,7 +892,7 @@ async fn guarded_send(
                     business: phone.into(),
                     user: outgoing.user.clone(),
                     id: id.as_str().into(),
-                    template,
+                    template: template.map(Arc::new),
                     messaging_account: outgoing.messaging_account.clone(),
                 },
             };

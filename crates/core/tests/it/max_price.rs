@@ -87,7 +87,10 @@ fn a_max_price_send_is_charged_metas_cost() {
         "{}",
         charge.reason
     );
-    assert_eq!(charge.trail.explained().expect("explained").rate, Some(dec("0.0625")));
+    assert_eq!(
+        charge.trail.explained().expect("explained").rate,
+        Some(dec("0.0625"))
+    );
 }
 
 /// Only a delivery status's cost counts: on `sent` it is Meta's forecast.

@@ -125,7 +125,10 @@ fn money_follows_the_messaging_account_a_send_names() {
         ),
         ("EUR".to_string(), dec("0.0518"), Some("M"))
     );
-    assert_eq!(partner.trail.explained().expect("explained").timezone, "Europe/Berlin");
+    assert_eq!(
+        partner.trail.explained().expect("explained").timezone,
+        "Europe/Berlin"
+    );
     assert!(
         partner
             .trail
@@ -196,7 +199,14 @@ fn the_customer_service_window_belongs_to_the_number() {
     );
     let report = world.replay(&log);
     let reply = charge(&report, "reply");
-    assert!(reply.trail.explained().expect("explained").customer_service_window.is_some());
+    assert!(
+        reply
+            .trail
+            .explained()
+            .expect("explained")
+            .customer_service_window
+            .is_some()
+    );
     assert_eq!(
         (
             reply.billable,
@@ -262,7 +272,11 @@ fn the_service_allowance_is_shared_by_the_numbers_accounts() {
             .as_deref()
             .is_some_and(|c| c.contains("#1002")),
         "{:?}",
-        charge(&report, "s1001").trail.explained().expect("explained").counter
+        charge(&report, "s1001")
+            .trail
+            .explained()
+            .expect("explained")
+            .counter
     );
 }
 

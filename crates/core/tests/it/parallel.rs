@@ -51,7 +51,7 @@ proptest! {
                     && let UserId::Bsuid(_, country @ Some(_)) = user
                     && index % 5 == 1
                 {
-                    *country = Some("BR".into());
+                    *country = wameter_core::event::Country::new("BR");
                 }
             }
         }

@@ -90,9 +90,11 @@ impl Log {
                 business: business.into(),
                 user: UserId::parse(user).unwrap(),
                 id: id.into(),
-                template: category.map(|category| Template {
-                    name: format!("{}_t", category.as_str()).into(),
-                    category,
+                template: category.map(|category| {
+                    std::sync::Arc::new(Template {
+                        name: format!("{}_t", category.as_str()).into(),
+                        category,
+                    })
                 }),
                 messaging_account: None,
             },
