@@ -13,8 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${EVENTS:-10000000}
 mkdir -p bench/out
-cargo build --release -p wameter
-bin=target/release/wameter
+# BIN=another/wameter measures another build (a before) on the same log.
+bin=${BIN:-target/release/wameter}
+[[ -n ${BIN:-} ]] || cargo build --release -p wameter
 python=python3
 if ! $python -c "import duckdb" 2>/dev/null; then
   [[ -x target/bench-venv/bin/python ]] || { python3 -m venv target/bench-venv && target/bench-venv/bin/pip install -q duckdb; }
