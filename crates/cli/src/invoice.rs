@@ -253,7 +253,7 @@ pub fn run(args: InvoiceArgs) -> Result<ExitCode> {
     let Some(month) = Month::parse(&args.month) else {
         bail!("--month {}: expected YYYY-MM", args.month)
     };
-    let (loaded, report, setup, _) = crate::run_replay(&args.logs, &args.engine, None)?;
+    let (loaded, report, setup, _) = crate::run_replay(&args.logs, &args.engine, None, true)?;
     crate::report_malformed(&loaded);
     if crate::print_pricing_errors(&loaded, &report) {
         return Ok(ExitCode::from(1));

@@ -269,6 +269,7 @@ pub(crate) fn run_replay(
     logs: &[PathBuf],
     args: &EngineArgs,
     keep_message: Option<&str>,
+    reasons: bool,
 ) -> Result<(LoadedLogs, Report, Setup, Vec<Event>)> {
     let setup: Setup = args.setup()?;
     let mut stages = Stages::start();
@@ -283,6 +284,8 @@ pub(crate) fn run_replay(
     // document does not, and keeping it cost a 2 M-event replay a tenth
     // of its page faults (docs/PERFORMANCE.md).
     engine.explain = keep_message.is_some();
+    // Nor does a table of totals show a charge's reason (docs/PERFORMANCE.md).
+    engine.reasons = reasons;
     let kept = keep_message
         .map(|id| events_of(&loaded.events, id))
         .unwrap_or_default();
@@ -473,7 +476,10 @@ fn replay(
         anyhow::bail!("--month {month}: expected YYYY-MM");
     }
     let mut out = output::open(to.as_deref(), format == output::Format::Parquet)?;
-    let (loaded, report, setup, _) = run_replay(&logs, &engine, None)?;
+    // Only a table (totals, and `--messages` without reasons) shows no
+    // charge's reason; documents and the HTML report do.
+    let reasons = format != output::Format::Table || html.is_some();
+    let (loaded, report, setup, _) = run_replay(&logs, &engine, None, reasons)?;
     report_malformed(&loaded);
     if print_pricing_errors(&loaded, &report) {
         return Ok(ExitCode::from(1));
@@ -550,7 +556,7 @@ fn explain(
     engine: EngineArgs,
     json: bool,
 ) -> Result<ExitCode> {
-    let (loaded, report, setup, events) = run_replay(&logs, &engine, Some(&message))?;
+    let (loaded, report, setup, events) = run_replay(&logs, &engine, Some(&message), true)?;
     report_malformed(&loaded);
     if let Some(error) = report.errors.iter().find(|e| *e.message_id == *message) {
         eprintln!(

@@ -1176,6 +1176,13 @@ pub struct Engine<'a> {
     /// turns it off: it was most of each trail, and its strings were built
     /// for every charge. Prices, reasons and notes do not depend on it.
     pub explain: bool,
+    /// Write each message charge's reason (its rule in words, with the
+    /// rate and tier it took). On unless turned off; a replay that prints
+    /// only totals turns it off, and its charges' reasons are then empty:
+    /// writing them was a sixth of the report's memory and a few percent
+    /// of its time (docs/PERFORMANCE.md). Prices, rules and notes do not
+    /// depend on it; calls and agent usage, few, always carry theirs.
+    pub reasons: bool,
 }
 
 /// Re-pricing under other rules than those in force ("what would this log
@@ -1237,6 +1244,7 @@ impl<'a> Engine<'a> {
             month_to_date: None,
             call_rates: CallRateBook::builtin_ref(),
             explain: true,
+            reasons: true,
         }
     }
 }
@@ -1413,6 +1421,7 @@ impl Engine<'_> {
                 free_entry_point,
                 opened_free_entry_point,
                 options: &self.accounts.options,
+                reasons: self.reasons,
             };
             let open_before = self
                 .explain
@@ -1427,7 +1436,7 @@ impl Engine<'_> {
                 && message.template.is_none()
                 && local_date >= rules::agent::BILLED_FROM
             {
-                rules::agent::agent_message(verdict)
+                rules::agent::agent_message(verdict, &delivery)
             } else {
                 verdict
             };
@@ -1956,6 +1965,7 @@ impl<'e, 'a> Settler<'e, 'a> {
             tiers: self.engine.tiers,
             rates_on: self.rates_date(charge),
             month: month_of(charge.trail.local_date),
+            reasons: self.engine.reasons,
         };
         match charge.settlement {
             Settlement::Free => Ok(()),

@@ -107,10 +107,10 @@ pub fn rate(currency: Currency, on: Date) -> Option<Decimal> {
 /// non-template page), so the message itself is free and counts toward no
 /// service allowance. Meta's webhook values for such a message are not
 /// published yet; wameter says `service` / `free_customer_service`.
-pub(crate) fn agent_message(era: super::Verdict) -> super::Verdict {
+pub(crate) fn agent_message(era: super::Verdict, delivery: &super::Delivery) -> super::Verdict {
     super::Verdict {
         rule: "meta-business-agent",
-        reason: "free-form message produced by Meta Business Agent: billed by the agent's tokens (its `agent_usage`), never also as a service message".into(),
+        reason: delivery.reason(|| "free-form message produced by Meta Business Agent: billed by the agent's tokens (its `agent_usage`), never also as a service message".into()),
         category: crate::category::PricingCategory::Service,
         pricing_type: crate::category::PricingType::FreeCustomerService,
         billable: false,

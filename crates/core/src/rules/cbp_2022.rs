@@ -46,13 +46,15 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
         return Verdict {
             ruleset: Ruleset::Cbp2022,
             rule: "inside-open-conversation",
-            reason: format!(
-                "{} delivered inside the {} conversation opened {} (open until {})",
-                delivery.describe(),
-                category.as_str().replace('_', "-"),
-                window.opened_at,
-                window.closes_at
-            ),
+            reason: delivery.reason(|| {
+                format!(
+                    "{} delivered inside the {} conversation opened {} (open until {})",
+                    delivery.describe(),
+                    category.as_str().replace('_', "-"),
+                    window.opened_at,
+                    window.closes_at
+                )
+            }),
             pricing_model: PricingModel::Cbp,
             category,
             pricing_type: PricingType::Regular,
@@ -67,7 +69,7 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
     let user_initiated = delivery.customer_service_window.is_some();
     state.v1_conversation = Some((at, user_initiated));
     let category = category_of(user_initiated);
-    let reason = match delivery.customer_service_window {
+    let reason = delivery.reason(|| match delivery.customer_service_window {
         Some(window) => format!(
             "{} delivered inside the customer service window opened {} with no conversation open: user-initiated conversation opened",
             delivery.describe(),
@@ -77,7 +79,7 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
             "{} delivered with no customer service window and no conversation open: business-initiated conversation opened",
             delivery.describe()
         ),
-    };
+    });
     Verdict {
         ruleset: Ruleset::Cbp2022,
         rule: if user_initiated {
@@ -140,10 +142,13 @@ pub(crate) fn settle_conversation(
         });
         if *used <= FREE_TIER_CONVERSATIONS {
             charge.pricing_type = PricingType::FreeTier;
-            charge.reason.push_str(&format!(
-                "; free tier: conversation {used} of the {FREE_TIER_CONVERSATIONS} free this month for WABA {}",
-                business.waba
-            ));
+            let used = *used;
+            settling.add_reason(charge, |_| {
+                format!(
+                    "; free tier: conversation {used} of the {FREE_TIER_CONVERSATIONS} free this month for WABA {}",
+                    business.waba
+                )
+            });
             if let Ok(card) = &card {
                 let rate = card.rate(&charge.market, category).ok();
                 charge.explain_rate(Some(card), rate);
@@ -153,7 +158,7 @@ pub(crate) fn settle_conversation(
     if charge.pricing_type != PricingType::FreeTier {
         let card = card?;
         let rate = card.rate(&charge.market, category)?;
-        Settling::price(charge, card, rate, "conversation", None);
+        settling.price(charge, card, rate, "conversation", None);
     }
     Ok(())
 }

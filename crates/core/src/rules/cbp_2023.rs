@@ -63,13 +63,15 @@ pub(crate) fn member_of(
     Verdict {
         ruleset: Ruleset::Cbp2023,
         rule,
-        reason: format!(
-            "{} delivered inside the {} conversation opened {} (open until {})",
-            delivery.describe(),
-            category,
-            window.opened_at,
-            window.closes_at
-        ),
+        reason: delivery.reason(|| {
+            format!(
+                "{} delivered inside the {} conversation opened {} (open until {})",
+                delivery.describe(),
+                category,
+                window.opened_at,
+                window.closes_at
+            )
+        }),
         pricing_model: PricingModel::Cbp,
         category,
         pricing_type: PricingType::Regular,
@@ -96,17 +98,19 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
     if let Some((window, user_initiated)) = state.v1_open(at) {
         let mut verdict = super::cbp_2022::decide(delivery, state);
         verdict.rule = "cbp-2022-conversation-continues";
-        verdict.reason = format!(
-            "{} delivered inside a {} conversation opened under the 2022 rules at {} (open until {})",
-            delivery.describe(),
-            if user_initiated {
-                "user-initiated"
-            } else {
-                "business-initiated"
-            },
-            window.opened_at,
-            window.closes_at
-        );
+        verdict.reason = delivery.reason(|| {
+            format!(
+                "{} delivered inside a {} conversation opened under the 2022 rules at {} (open until {})",
+                delivery.describe(),
+                if user_initiated {
+                    "user-initiated"
+                } else {
+                    "business-initiated"
+                },
+                window.opened_at,
+                window.closes_at
+            )
+        });
         return verdict;
     }
     match delivery.template {
@@ -122,19 +126,25 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
             }
             state.v2_conversations[slot as usize] = Some(at);
             let category = slot_category(slot);
-            let others = open_others(state, at, slot);
+            let others = if delivery.reasons {
+                open_others(state, at, slot)
+            } else {
+                String::new()
+            };
             Verdict {
                 ruleset: Ruleset::Cbp2023,
                 rule: "template-opens-conversation",
-                reason: format!(
-                    "{} delivered with no {category} conversation open{}: {category} conversation opened",
-                    delivery.describe(),
-                    if others.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (open: {others}; categories do not merge)")
-                    }
-                ),
+                reason: delivery.reason(|| {
+                    format!(
+                        "{} delivered with no {category} conversation open{}: {category} conversation opened",
+                        delivery.describe(),
+                        if others.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (open: {others}; categories do not merge)")
+                        }
+                    )
+                }),
                 pricing_model: PricingModel::Cbp,
                 category,
                 pricing_type: PricingType::Regular,
@@ -158,7 +168,7 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
             }
             state.v2_conversations[Slot::Service as usize] = Some(at);
             let free = delivery.local_date >= SERVICE_FREE_FROM;
-            let window_text = match delivery.customer_service_window {
+            let window_text = || match delivery.customer_service_window {
                 Some(window) => format!(
                     "inside the customer service window opened {}",
                     window.opened_at
@@ -172,15 +182,18 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
                 } else {
                     "service-conversation-opened"
                 },
-                reason: if free {
-                    format!(
-                        "free-form message {window_text} with no conversation open: service conversation opened, free since 2024-11-01"
-                    )
-                } else {
-                    format!(
-                        "free-form message {window_text} with no conversation open: service conversation opened"
-                    )
-                },
+                reason: delivery.reason(|| {
+                    let window_text = window_text();
+                    if free {
+                        format!(
+                            "free-form message {window_text} with no conversation open: service conversation opened, free since 2024-11-01"
+                        )
+                    } else {
+                        format!(
+                            "free-form message {window_text} with no conversation open: service conversation opened"
+                        )
+                    }
+                }),
                 pricing_model: PricingModel::Cbp,
                 category: PricingCategory::Service,
                 pricing_type: if free {

@@ -51,6 +51,8 @@ pub(crate) struct Delivery<'a> {
     /// Whether this delivery opened that free entry point window.
     pub opened_free_entry_point: bool,
     pub options: &'a RuleOptions,
+    /// Whether the engine writes reasons ([`crate::engine::Engine::reasons`]).
+    pub reasons: bool,
 }
 
 impl Delivery<'_> {
@@ -63,6 +65,11 @@ impl Delivery<'_> {
             self.user,
             opened_at.as_second()
         )
+    }
+
+    /// The reason `text` writes, or none when the engine writes none.
+    pub fn reason(&self, text: impl FnOnce() -> String) -> String {
+        if self.reasons { text() } else { String::new() }
     }
 
     /// "template `name` (utility)" or "free-form message".
@@ -115,26 +122,28 @@ pub(crate) fn inside_free_entry_point(
             .map_or(PricingCategory::Service, |t| t.category.into());
         (PricingModel::Pmp, natural)
     };
-    let mut reason = if opened {
-        format!(
-            "{} answered an entry point within 24 h: free entry point window opened, free until {}",
-            delivery.describe(),
-            window.closes_at
-        )
-    } else {
-        format!(
-            "{} delivered inside the free entry point window open until {}",
-            delivery.describe(),
-            window.closes_at
-        )
-    };
+    let mut reason = delivery.reason(|| {
+        if opened {
+            format!(
+                "{} answered an entry point within 24 h: free entry point window opened, free until {}",
+                delivery.describe(),
+                window.closes_at
+            )
+        } else {
+            format!(
+                "{} delivered inside the free entry point window open until {}",
+                delivery.describe(),
+                window.closes_at
+            )
+        }
+    });
     // Say which length applied where Meta's pages disagree (decision D12).
     let opened_on = delivery
         .business
         .timezone
         .to_datetime(window.opened_at)
         .date();
-    if opened_on >= crate::window::FEP_7_DAYS_REPORTED_FROM {
+    if delivery.reasons && opened_on >= crate::window::FEP_7_DAYS_REPORTED_FROM {
         reason.push_str(if delivery.options.free_entry_point_7_days {
             " (7 days: `free_entry_point_7_days`, the length reported from 2026-09-28; Meta's non-template page says 72 h)"
         } else {
@@ -179,6 +188,8 @@ pub(crate) struct Settling<'s> {
     pub rates_on: Date,
     /// The business-local month the charge counts in.
     pub month: MonthKey,
+    /// Whether the engine writes reasons ([`crate::engine::Engine::reasons`]).
+    pub reasons: bool,
 }
 
 impl<'s> Settling<'s> {
@@ -187,6 +198,15 @@ impl<'s> Settling<'s> {
         self.rates
             .select(self.business.currency, model, self.rates_on)
             .map_err(|e| e.to_string())
+    }
+
+    /// Adds what `text` says to the charge's reason, when the engine
+    /// writes reasons.
+    pub fn add_reason(&self, charge: &mut Charge, text: impl FnOnce(&Charge) -> String) {
+        if self.reasons {
+            let text = text(charge);
+            charge.reason.push_str(&text);
+        }
     }
 
     /// `YYYY-MM` of [`Settling::month`].
@@ -223,6 +243,7 @@ impl<'s> Settling<'s> {
     /// Charges `rate` from `card` per `per` (conversation or message), at
     /// volume tier `tier` if one applies, and says so in the reason.
     pub fn price(
+        &self,
         charge: &mut Charge,
         card: &RateCard,
         rate: Decimal,
@@ -231,18 +252,20 @@ impl<'s> Settling<'s> {
     ) {
         charge.amount = rate;
         charge.explain_rate(Some(card), Some(rate));
-        charge.reason.push_str(&format!(
-            "; {} {} per {per}: {} {} rate, card {}{}{}",
-            format_amount(rate),
-            card.currency,
-            charge.market,
-            charge.category,
-            card.id,
-            card.status_note(),
-            tier.as_ref()
-                .map(|t| format!(", volume tier {t}"))
-                .unwrap_or_default()
-        ));
+        self.add_reason(charge, |charge| {
+            format!(
+                "; {} {} per {per}: {} {} rate, card {}{}{}",
+                format_amount(rate),
+                card.currency,
+                charge.market,
+                charge.category,
+                card.id,
+                card.status_note(),
+                tier.as_ref()
+                    .map(|t| format!(", volume tier {t}"))
+                    .unwrap_or_default()
+            )
+        });
         charge.tier = tier;
     }
 }

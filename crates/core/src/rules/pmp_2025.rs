@@ -56,10 +56,12 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
             Some(window) => Verdict {
                 ruleset: Ruleset::Pmp2025,
                 rule: "utility-inside-csw",
-                reason: format!(
-                    "utility template delivered inside the customer service window opened {}",
-                    window.opened_at
-                ),
+                reason: delivery.reason(|| {
+                    format!(
+                        "utility template delivered inside the customer service window opened {}",
+                        window.opened_at
+                    )
+                }),
                 pricing_model: PricingModel::Pmp,
                 category: PricingCategory::Utility,
                 pricing_type: PricingType::FreeCustomerService,
@@ -71,7 +73,10 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
                 delivery,
                 Ruleset::Pmp2025,
                 "utility-outside-csw",
-                "utility template delivered with no customer service window open: charged".into(),
+                delivery.reason(|| {
+                    "utility template delivered with no customer service window open: charged"
+                        .into()
+                }),
             ),
         },
         Some(template) => {
@@ -89,7 +94,9 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
                 delivery,
                 Ruleset::Pmp2025,
                 rule,
-                format!("{category} template delivered: charged per message{window}"),
+                delivery.reason(|| {
+                    format!("{category} template delivered: charged per message{window}")
+                }),
             )
         }
     }
@@ -124,7 +131,7 @@ pub(crate) fn charged(
 
 /// A free-form message: free in the customer service window.
 pub(crate) fn free_form(delivery: &Delivery, ruleset: Ruleset) -> Verdict {
-    let reason = match delivery.customer_service_window {
+    let reason = delivery.reason(|| match delivery.customer_service_window {
         Some(window) => format!(
             "free-form message delivered inside the customer service window opened {}: free",
             window.opened_at
@@ -133,7 +140,7 @@ pub(crate) fn free_form(delivery: &Delivery, ruleset: Ruleset) -> Verdict {
             "free-form message delivered: free (no customer service window was open, see notes)"
                 .to_string()
         }
-    };
+    });
     Verdict {
         ruleset,
         rule: "free-form-free",
@@ -160,7 +167,9 @@ fn carried_over_conversation(delivery: &Delivery, state: &ContactState) -> Optio
         window,
         "cbp-conversation-continues-after-switch",
     );
-    verdict.reason.push_str(" — a CBP conversation open at the switch to per-message pricing keeps covering its category until it expires");
+    if delivery.reasons {
+        verdict.reason.push_str(" — a CBP conversation open at the switch to per-message pricing keeps covering its category until it expires");
+    }
     Some(verdict)
 }
 
@@ -237,12 +246,14 @@ pub(crate) fn settle_message(
             // its first band still says where list pricing ends, its
             // discounted rates no longer hold.
             Some(list) if list.contains(count) => {
-                charge.reason.push_str(&format!(
-                    "; within the list band ({}) of the volume tiers in force (table of {}), whose list rate {} predates the card's",
-                    list.label(),
-                    list.effective,
-                    format_amount(list.rate)
-                ));
+                settling.add_reason(charge, |_| {
+                    format!(
+                        "; within the list band ({}) of the volume tiers in force (table of {}), whose list rate {} predates the card's",
+                        list.label(),
+                        list.effective,
+                        format_amount(list.rate)
+                    )
+                });
             }
             Some(list) => {
                 return Err(format!(
@@ -259,7 +270,7 @@ pub(crate) fn settle_message(
             }
         }
     }
-    Settling::price(charge, card, rate, "message", tier);
+    settling.price(charge, card, rate, "message", tier);
     Ok(())
 }
 
@@ -277,18 +288,20 @@ fn max_price(settling: &Settling, charge: &mut Charge) {
     let card = settling.card(PricingModel::Pmp).ok();
     let rate = card.and_then(|card| card.rate(&charge.market, PricingCategory::Marketing).ok());
     charge.explain_rate(card, rate);
-    let beside = match (card, rate) {
-        (Some(card), Some(rate)) => format!(
-            "the card rate would be {} {} ({})",
-            format_amount(rate),
-            card.currency,
-            card.id
-        ),
-        _ => "no card rate for comparison".to_string(),
-    };
-    charge.reason.push_str(&format!(
-        "; {} {} as Meta's `pricing.cost` says: a Marketing Messages API send with a max price is charged that price or lower, and Meta reports what it charged (an estimate; the invoice prevails); {beside}",
-        format_amount(cost.amount),
-        cost.currency
-    ));
+    settling.add_reason(charge, |_| {
+        let beside = match (card, rate) {
+            (Some(card), Some(rate)) => format!(
+                "the card rate would be {} {} ({})",
+                format_amount(rate),
+                card.currency,
+                card.id
+            ),
+            _ => "no card rate for comparison".to_string(),
+        };
+        format!(
+            "; {} {} as Meta's `pricing.cost` says: a Marketing Messages API send with a max price is charged that price or lower, and Meta reports what it charged (an estimate; the invoice prevails); {beside}",
+            format_amount(cost.amount),
+            cost.currency
+        )
+    });
 }

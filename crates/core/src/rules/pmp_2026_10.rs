@@ -45,7 +45,7 @@ pub(crate) fn decide(delivery: &Delivery, _state: &mut ContactState) -> Verdict 
         None => Verdict {
             ruleset: Ruleset::Pmp2026Oct,
             rule: "service-message",
-            reason: "free-form (service) message delivered: free within the business number's 1,000 monthly service messages, then charged at the service rate".to_string(),
+            reason: delivery.reason(|| "free-form (service) message delivered: free within the business number's 1,000 monthly service messages, then charged at the service rate".to_string()),
             pricing_model: PricingModel::Pmp,
             category: PricingCategory::Service,
             pricing_type: PricingType::FreeCustomerService,
@@ -57,10 +57,10 @@ pub(crate) fn decide(delivery: &Delivery, _state: &mut ContactState) -> Verdict 
             Some(window) if delivery.options.utility_free_in_csw => Verdict {
                 ruleset: Ruleset::Pmp2026Oct,
                 rule: "utility-inside-csw",
-                reason: format!(
+                reason: delivery.reason(|| format!(
                     "utility template delivered inside the customer service window opened {} (kept free by utility_free_in_csw)",
                     window.opened_at
-                ),
+                )),
                 pricing_model: PricingModel::Pmp,
                 category: PricingCategory::Utility,
                 pricing_type: PricingType::FreeCustomerService,
@@ -68,15 +68,15 @@ pub(crate) fn decide(delivery: &Delivery, _state: &mut ContactState) -> Verdict 
                 conversation: None,
                 settlement: Settlement::Free,
             },
-            Some(window) => charged(delivery, Ruleset::Pmp2026Oct, "utility-inside-csw-charged", format!(
+            Some(window) => charged(delivery, Ruleset::Pmp2026Oct, "utility-inside-csw-charged", delivery.reason(|| format!(
                 "utility template delivered inside the customer service window opened {}: charged under the 2026-10 rules",
                 window.opened_at
-            )),
-            None => charged(delivery, Ruleset::Pmp2026Oct, "utility-outside-csw", "utility template delivered with no customer service window open: charged".into()),
+            ))),
+            None => charged(delivery, Ruleset::Pmp2026Oct, "utility-outside-csw", delivery.reason(|| "utility template delivered with no customer service window open: charged".into())),
         },
         Some(template) => {
             let rule = if template.category == TemplateCategory::Marketing { "marketing-template" } else { "authentication-template" };
-            charged(delivery, Ruleset::Pmp2026Oct, rule, format!("{} template delivered: charged per message", template.category.as_str()))
+            charged(delivery, Ruleset::Pmp2026Oct, rule, delivery.reason(|| format!("{} template delivered: charged per message", template.category.as_str())))
         }
     }
 }
@@ -101,19 +101,23 @@ pub(crate) fn settle_service(
     });
     let allowance = SERVICE_MESSAGES_FREE_PER_MONTH;
     if used <= allowance {
-        charge.reason = format!(
-            "free-form (service) message delivered: {used} of the {allowance} free service messages this month for business number {phone}{ALLOWANCE_MONTH_NOTE}"
-        );
+        if settling.reasons {
+            charge.reason = format!(
+                "free-form (service) message delivered: {used} of the {allowance} free service messages this month for business number {phone}{ALLOWANCE_MONTH_NOTE}"
+            );
+        }
     } else {
         let card = settling.card(PricingModel::Pmp)?;
         let rate = card.rate(&charge.market, PricingCategory::Service)?;
         charge.pricing_type = PricingType::Regular;
         charge.billable = true;
         charge.rule = "service-message-charged";
-        charge.reason = format!(
-            "free-form (service) message delivered after the {allowance} free service messages of the month for business number {phone} (#{used}): charged{ALLOWANCE_MONTH_NOTE}"
-        );
-        Settling::price(charge, card, rate, "message", None);
+        if settling.reasons {
+            charge.reason = format!(
+                "free-form (service) message delivered after the {allowance} free service messages of the month for business number {phone} (#{used}): charged{ALLOWANCE_MONTH_NOTE}"
+            );
+        }
+        settling.price(charge, card, rate, "message", None);
     }
     Ok(())
 }

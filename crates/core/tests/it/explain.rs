@@ -1,7 +1,9 @@
 //! An engine that does not explain (`Engine::explain` off, as a report or
 //! the server's kept charges use it) answers what an explaining one does:
 //! the same charges, prices, reasons, notes, warnings and counters, less
-//! the explained part of each trail.
+//! the explained part of each trail. One that writes no reasons either
+//! (`Engine::reasons` off, as a table of totals uses it) answers the same
+//! less the reasons.
 
 use std::sync::Arc;
 
@@ -10,6 +12,14 @@ use wameter_core::engine::Report;
 use wameter_core::event::{Origin, outbounds_from_pricing};
 
 use super::incremental::{BASES, build, shuffle, step, world};
+
+/// The report with every charge's reason taken out.
+fn without_reasons(mut report: Report) -> Report {
+    for charge in &mut report.charges {
+        charge.reason.clear();
+    }
+    report
+}
 
 /// The report with every trail's explained part taken out.
 fn unexplained(mut report: Report) -> Report {
@@ -43,8 +53,14 @@ proptest! {
         let explained = engine.replay(events.clone());
         prop_assert!(explained.charges.iter().all(|charge| charge.trail.explained.is_some()));
         engine.explain = false;
-        let plain = engine.replay(events);
+        let plain = engine.replay(events.clone());
         prop_assert!(plain.charges.iter().all(|charge| charge.trail.explained.is_none()));
-        prop_assert_eq!(plain, unexplained(explained));
+        prop_assert!(plain.charges.iter().all(|charge| !charge.reason.is_empty()));
+        prop_assert_eq!(&plain, &unexplained(explained));
+        prop_assert!(engine.reasons, "an engine writes reasons unless told not to");
+        engine.reasons = false;
+        let bare = engine.replay(events);
+        prop_assert!(bare.charges.iter().all(|charge| charge.reason.is_empty()));
+        prop_assert_eq!(bare, without_reasons(plain));
     }
 }
