@@ -58,7 +58,8 @@ pub struct Charge {
     pub ruleset: Ruleset,
     /// Rule within the ruleset.
     pub rule: &'static str,
-    /// One sentence a person can read.
+    /// One sentence a person can read; empty from an engine told to write
+    /// no reasons ([`crate::engine::Engine::reasons`]).
     pub reason: String,
     /// The decision trail (`wameter explain`). Behind a pointer: it is two
     /// thirds of a charge, and charges are moved whole into delivery order
