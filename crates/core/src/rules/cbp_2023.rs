@@ -126,15 +126,11 @@ pub(crate) fn decide(delivery: &Delivery, state: &mut ContactState) -> Verdict {
             }
             state.v2_conversations[slot as usize] = Some(at);
             let category = slot_category(slot);
-            let others = if delivery.reasons {
-                open_others(state, at, slot)
-            } else {
-                String::new()
-            };
             Verdict {
                 ruleset: Ruleset::Cbp2023,
                 rule: "template-opens-conversation",
                 reason: delivery.reason(|| {
+                    let others = open_others(state, at, slot);
                     format!(
                         "{} delivered with no {category} conversation open{}: {category} conversation opened",
                         delivery.describe(),

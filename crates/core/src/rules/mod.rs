@@ -122,8 +122,8 @@ pub(crate) fn inside_free_entry_point(
             .map_or(PricingCategory::Service, |t| t.category.into());
         (PricingModel::Pmp, natural)
     };
-    let mut reason = delivery.reason(|| {
-        if opened {
+    let reason = delivery.reason(|| {
+        let mut reason = if opened {
             format!(
                 "{} answered an entry point within 24 h: free entry point window opened, free until {}",
                 delivery.describe(),
@@ -135,21 +135,22 @@ pub(crate) fn inside_free_entry_point(
                 delivery.describe(),
                 window.closes_at
             )
+        };
+        // Say which length applied where Meta's pages disagree (decision D12).
+        let opened_on = delivery
+            .business
+            .timezone
+            .to_datetime(window.opened_at)
+            .date();
+        if opened_on >= crate::window::FEP_7_DAYS_REPORTED_FROM {
+            reason.push_str(if delivery.options.free_entry_point_7_days {
+                " (7 days: `free_entry_point_7_days`, the length reported from 2026-09-28; Meta's non-template page says 72 h)"
+            } else {
+                " (72 h, as Meta's non-template page says; an 'up to 7 days' reported from 2026-09-28 applies with `free_entry_point_7_days`)"
+            });
         }
+        reason
     });
-    // Say which length applied where Meta's pages disagree (decision D12).
-    let opened_on = delivery
-        .business
-        .timezone
-        .to_datetime(window.opened_at)
-        .date();
-    if delivery.reasons && opened_on >= crate::window::FEP_7_DAYS_REPORTED_FROM {
-        reason.push_str(if delivery.options.free_entry_point_7_days {
-            " (7 days: `free_entry_point_7_days`, the length reported from 2026-09-28; Meta's non-template page says 72 h)"
-        } else {
-            " (72 h, as Meta's non-template page says; an 'up to 7 days' reported from 2026-09-28 applies with `free_entry_point_7_days`)"
-        });
-    }
     Verdict {
         ruleset,
         rule: if opened {
