@@ -11,7 +11,9 @@ use wameter_core::engine::WhatIf;
 use wameter_core::market::MarketTable;
 use wameter_core::pricing::Pricing;
 
-use wameter_core::event::{Event, Origin, infer_outbounds};
+use jiff::Timestamp;
+use wameter_core::engine::FoldedStatuses;
+use wameter_core::event::{Event, Origin, implausible_instant, infer_outbounds};
 use wameter_core::notice::Notice;
 use wameter_core::ratecard::calling::{CallBand, CallRateBook};
 use wameter_core::ratecard::{
@@ -204,6 +206,18 @@ pub struct LoadedLogs {
     pub ignored: Vec<(Origin, Ignored)>,
     /// (business, wamid) of the outbounds inferred from a status's `pricing`.
     pub inferred: HashSet<(Box<str>, Box<str>)>,
+    /// The statuses naming no business, when they were folded in as they
+    /// were read ([`load_logs_folding`]) rather than kept among `events`.
+    pub folded: Option<Folded>,
+}
+
+/// Statuses naming no business folded in as a log was read: most of a
+/// log's lines, of which a replay keeps only a summary per message.
+pub struct Folded {
+    /// One summary per wamid, dealt out as `prepare` will use them.
+    pub statuses: FoldedStatuses,
+    /// The implausible instants among them ([`implausible_instant`]).
+    pub implausible: Vec<wameter_core::charge::Warning>,
 }
 
 impl LoadedLogs {
@@ -332,6 +346,40 @@ pub fn load_logs(
     strict: bool,
     progress: &indicatif::ProgressBar,
 ) -> Result<LoadedLogs> {
+    load(paths, strict, progress, None)
+}
+
+/// [`load_logs`], with the statuses that name no business folded into one
+/// summary per message as each block is read ([`LoadedLogs::folded`])
+/// instead of kept as events: what `replay` needs of them, in a fraction of
+/// the memory and without moving them again (docs/PERFORMANCE.md). Their
+/// implausible instants are found as they are folded, against `now`.
+pub fn load_logs_folding(
+    paths: &[PathBuf],
+    strict: bool,
+    progress: &indicatif::ProgressBar,
+    now: Timestamp,
+) -> Result<LoadedLogs> {
+    // Prepared on every core when large, as `prepare` would choose.
+    let large = paths.iter().any(|path| path.as_os_str() == "-")
+        || total_size(paths) >= FOLD_IN_PARALLEL_FROM;
+    let parts = if large { rayon::current_num_threads() } else { 1 };
+    let folded = Folded {
+        statuses: FoldedStatuses::in_parts(parts),
+        implausible: Vec::new(),
+    };
+    load(paths, strict, progress, Some((folded, now)))
+}
+
+/// Logs of fewer bytes are folded, and prepared, on one thread.
+const FOLD_IN_PARALLEL_FROM: u64 = 8 << 20;
+
+fn load(
+    paths: &[PathBuf],
+    strict: bool,
+    progress: &indicatif::ProgressBar,
+    mut folding: Option<(Folded, Timestamp)>,
+) -> Result<LoadedLogs> {
     let mut names = Vec::new();
     let mut events = Vec::new();
     let mut malformed = Vec::new();
@@ -366,7 +414,7 @@ pub fn load_logs(
             malformed.extend(undecodable);
             let (runs, next_line) =
                 split_lines(&text, first_line, rayon::current_num_threads() * 4);
-            let chunks: Vec<_> = runs
+            let mut chunks: Vec<_> = runs
                 .par_iter()
                 .map(|(run, first_line)| {
                     let chunk = parse_chunk(run, source, *first_line);
@@ -374,6 +422,9 @@ pub fn load_logs(
                     chunk
                 })
                 .collect();
+            if let Some((folded, now)) = &mut folding {
+                fold_statuses(&mut chunks, folded, *now);
+            }
             let parsed: usize = chunks.iter().map(|chunk| chunk.events.len()).sum();
             if events.is_empty() {
                 // Sized once for the whole file, from its first block.
@@ -402,6 +453,7 @@ pub fn load_logs(
         malformed,
         ignored,
         inferred,
+        folded: folding.map(|(folded, _)| folded),
     };
     if strict && !logs.malformed.is_empty() {
         let first = &logs.malformed[0];
@@ -412,6 +464,51 @@ pub fn load_logs(
         );
     }
     Ok(logs)
+}
+
+/// Takes the statuses naming no business out of a block's parsed chunks
+/// and folds them into `folded`: dealt out by wamid on every core, then
+/// each part folded on its own.
+fn fold_statuses(chunks: &mut [wameter_log::ParsedChunk], folded: &mut Folded, now: Timestamp) {
+    let statuses = &folded.statuses;
+    let parts = statuses.parts();
+    let dealt: Vec<(Vec<Vec<Event>>, Vec<wameter_core::charge::Warning>)> = chunks
+        .par_iter_mut()
+        .map(|chunk| {
+            let mut by_part: Vec<Vec<Event>> = (0..parts).map(|_| Vec::new()).collect();
+            let mut implausible = Vec::new();
+            let events = std::mem::take(&mut chunk.events);
+            chunk.events.reserve(events.len() / 2);
+            for event in events {
+                match statuses.part_of_status(&event) {
+                    Some(part) => {
+                        implausible.extend(implausible_instant(&event, now));
+                        by_part[part].push(event);
+                    }
+                    None => chunk.events.push(event),
+                }
+            }
+            (by_part, implausible)
+        })
+        .collect();
+    let mut by_part: Vec<Vec<Vec<Event>>> = (0..parts).map(|_| Vec::new()).collect();
+    for (buckets, implausible) in dealt {
+        folded.implausible.extend(implausible);
+        for (to, bucket) in by_part.iter_mut().zip(buckets) {
+            to.push(bucket);
+        }
+    }
+    folded
+        .statuses
+        .parts_mut()
+        .par_iter_mut()
+        .zip(by_part)
+        .for_each(|(part, buckets)| {
+            for event in buckets.into_iter().flatten() {
+                // Dealt out above: every event here is such a status.
+                let _ = part.fold(event);
+            }
+        });
 }
 
 /// Total size of the files, for the progress bar (0 for standard input).

@@ -33,13 +33,13 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use wameter_core::category::PricingModel;
-use wameter_core::engine::{Report, prepare};
+use wameter_core::engine::{Report, prepare, prepare_folded};
 use wameter_core::event::{Event, EventKind};
 use wameter_core::market::MarketTable;
 use wameter_core::money::format_amount;
 use wameter_core::rules::calling::CallCharge;
 
-use crate::input::{EngineArgs, LoadedLogs, Setup, load_logs, total_size};
+use crate::input::{EngineArgs, LoadedLogs, Setup, load_logs, load_logs_folding, total_size};
 
 /// Meters, explains and predicts what Meta charges for WhatsApp Cloud API messages.
 #[derive(Parser)]
@@ -275,7 +275,13 @@ pub(crate) fn run_replay(
     let mut stages = Stages::start();
     let bar = progress_bar(total_size(logs));
     bar.set_message("reading");
-    let mut loaded = load_logs(logs, args.strict, &bar)?;
+    let now = jiff::Timestamp::now();
+    // `explain` shows the events of its message, statuses included; every
+    // other replay needs only a summary of the statuses naming no business.
+    let mut loaded = match keep_message {
+        Some(_) => load_logs(logs, args.strict, &bar)?,
+        None => load_logs_folding(logs, args.strict, &bar, now)?,
+    };
     stages.lap("load");
     bar.set_message("replaying");
     let mut engine = setup.pricing.engine();
@@ -289,10 +295,18 @@ pub(crate) fn run_replay(
     let kept = keep_message
         .map(|id| events_of(&loaded.events, id))
         .unwrap_or_default();
-    let implausible =
-        wameter_core::event::implausible_instants(&loaded.events, jiff::Timestamp::now());
+    let mut implausible = wameter_core::event::implausible_instants(&loaded.events, now);
     stages.lap("implausible");
-    let mut prepared = prepare(std::mem::take(&mut loaded.events));
+    let events = std::mem::take(&mut loaded.events);
+    let mut prepared = match loaded.folded.take() {
+        Some(folded) => {
+            implausible.extend(folded.implausible);
+            let prepared = prepare_folded(&events, folded.statuses);
+            drop(events);
+            prepared
+        }
+        None => prepare(events),
+    };
     stages.lap("prepare");
     // Each timeline is freed once decided, so that the charges reuse its
     // memory rather than fresh pages (settling's peak 0.78 -> 0.69 GB on

@@ -323,6 +323,147 @@ pub(crate) fn later_failure(
     }
 }
 
+/// The statuses of one part of [`prepare_in`] that name no business (plain
+/// canonical lines, `gen`'s and reports'), one summary per wamid: such a
+/// status stands for the message of its wamid whichever business sent it.
+///
+/// They are most of a log's lines, and a summary is all a replay keeps of
+/// them, so `wameter replay` folds them in as it reads the log
+/// ([`FoldedStatuses`]) rather than holding them as events. [`prepare_in`]
+/// folds those it reads among its events into the same table, so a status
+/// is counted, and a repeat dropped, the same way whichever path it took.
+pub struct UnownedStatuses<'k> {
+    /// Dense (the summaries in one vector, the table holding indices): a
+    /// table holding the summaries in its slots left half of them slack
+    /// and moved them all each time it grew.
+    summaries: indexmap::IndexMap<std::borrow::Cow<'k, str>, StatusSummary, foldhash::fast::RandomState>,
+    /// Statuses taken in, repeats included.
+    read: u64,
+    /// Exact repeats dropped.
+    duplicates: u64,
+}
+
+impl<'k> UnownedStatuses<'k> {
+    fn new() -> Self {
+        UnownedStatuses {
+            summaries: Default::default(),
+            read: 0,
+            duplicates: 0,
+        }
+    }
+
+    /// Takes `event` in if it is a status naming no business, and gives it
+    /// back otherwise. Its wamid is kept (moved, not copied) for the first
+    /// status of a message only.
+    pub fn fold(&mut self, event: Event) -> Result<(), Event> {
+        match event.kind {
+            EventKind::Status {
+                id,
+                status,
+                error,
+                detail,
+            } if detail.as_ref().is_none_or(|d| d.business.is_none()) => {
+                let detail = detail.as_deref();
+                self.record(
+                    std::borrow::Cow::Owned(id.into_string()),
+                    status,
+                    error,
+                    event.at,
+                    event.origin,
+                    detail.and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost),
+                    detail.and_then(|d| d.messaging_account.as_deref()),
+                );
+                Ok(())
+            }
+            kind => Err(Event { kind, ..event }),
+        }
+    }
+
+    /// Records one status of wamid `id`.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        id: std::borrow::Cow<'k, str>,
+        status: DeliveryStatus,
+        error: Option<i64>,
+        at: Timestamp,
+        origin: Origin,
+        cost: Option<MetaCost>,
+        messaging_account: Option<&str>,
+    ) {
+        self.read += 1;
+        // Looked up by text first: the key is kept only for a new wamid.
+        let summary = match self.summaries.get_mut(&*id) {
+            Some(summary) => summary,
+            None => self.summaries.entry(id).or_default(),
+        };
+        if !summary.record(status, error, at, origin, cost, messaging_account) {
+            self.duplicates += 1;
+        }
+    }
+
+    /// The summary of wamid `id`'s statuses, if any was read.
+    fn get(&self, id: &str) -> Option<&StatusSummary> {
+        self.summaries.get(id)
+    }
+}
+
+/// Statuses naming no business, folded in as a log is read and dealt out
+/// by wamid into the parts [`prepare_folded`] will prepare on (see
+/// [`UnownedStatuses`]).
+pub struct FoldedStatuses {
+    parts: Vec<UnownedStatuses<'static>>,
+}
+
+impl FoldedStatuses {
+    /// Empty, for a log of about `events` events: one part per core for a
+    /// large log, as [`prepare`] would use.
+    pub fn for_events(events: usize) -> FoldedStatuses {
+        Self::in_parts(parts_for(events, PREPARE_IN_PARALLEL_FROM))
+    }
+
+    /// Empty, in `parts` parts (1 to 64).
+    pub fn in_parts(parts: usize) -> FoldedStatuses {
+        FoldedStatuses {
+            parts: (0..parts.clamp(1, 64))
+                .map(|_| UnownedStatuses::new())
+                .collect(),
+        }
+    }
+
+    /// How many parts.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The part that keeps the statuses of wamid `id`.
+    pub fn part_of(&self, id: &str) -> usize {
+        part_of(id, self.parts.len())
+    }
+
+    /// The part an event goes to if it is a status naming no business.
+    pub fn part_of_status(&self, event: &Event) -> Option<usize> {
+        match &event.kind {
+            EventKind::Status { id, detail, .. }
+                if detail.as_ref().is_none_or(|d| d.business.is_none()) =>
+            {
+                Some(self.part_of(id))
+            }
+            _ => None,
+        }
+    }
+
+    /// The parts, to fold into (each on its own thread, if wished).
+    pub fn parts_mut(&mut self) -> &mut [UnownedStatuses<'static>] {
+        &mut self.parts
+    }
+
+    /// Statuses taken in so far, repeats included.
+    pub fn read(&self) -> u64 {
+        self.parts.iter().map(|part| part.read).sum()
+    }
+}
+
 /// An outbound message as [`resolve`] keeps it: its event, read in place
 /// (a copy of its fields made a message record 40 bytes larger), and the
 /// earliest instant and position it was read at.
@@ -380,59 +521,17 @@ struct MessageSeen<'e> {
     id: &'e str,
     /// The business; `None` until an outbound or a status names it.
     business: Option<&'e str>,
-    /// The record of the first business seen with this wamid, which keeps
-    /// the statuses naming no business (this one's own index if it is it).
+    /// The record of the first business seen with this wamid (this one's
+    /// own index if it is it).
     first: u32,
     /// The outbound event kept (the first read), with its input position.
     outbound: Option<(usize, OutboundSeen<'e>)>,
-    /// Statuses naming this business and, on first records only, those
-    /// naming none, which stand for the message of this wamid whichever
-    /// business sent it.
-    statuses: Summaries,
+    /// Statuses naming this business (Meta's webhooks). Boxed: most logs
+    /// have statuses naming none ([`UnownedStatuses`]), and inline the
+    /// summary made every record 150 bytes larger.
+    statuses: Option<Box<StatusSummary>>,
     /// First records only: some business sent a message with this wamid.
     sent: bool,
-}
-
-/// A message record's statuses: those naming its business, those naming
-/// none, or both. A log has one kind as a rule (`gen` logs and reports name
-/// no business, Meta's webhooks always do), so the kind read first is kept
-/// inline and the other boxed: two summaries inline made a record 480
-/// bytes, and the message tables the largest part of `prepare`'s fresh
-/// memory (docs/PERFORMANCE.md).
-#[derive(Default)]
-struct Summaries {
-    first: Option<(Naming, StatusSummary)>,
-    other: Option<Box<StatusSummary>>,
-}
-
-/// Whether statuses name the message's business.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Naming {
-    Business,
-    None,
-}
-
-impl Summaries {
-    /// The statuses of one kind, if any was read.
-    fn get(&self, naming: Naming) -> Option<&StatusSummary> {
-        match &self.first {
-            Some((kind, summary)) if *kind == naming => Some(summary),
-            Some(_) => self.other.as_deref(),
-            None => None,
-        }
-    }
-
-    /// The statuses of one kind, to record one in.
-    fn get_mut(&mut self, naming: Naming) -> &mut StatusSummary {
-        let (kind, first) = self
-            .first
-            .get_or_insert_with(|| (naming, StatusSummary::default()));
-        if *kind == naming {
-            first
-        } else {
-            self.other.get_or_insert_default()
-        }
-    }
 }
 
 /// Every message of a part, in the order first seen. One table finds a
@@ -476,12 +575,6 @@ impl<'e> Messages<'e> {
             .ids
             .entry(id)
             .or_insert_with(|| Self::push(seen, id, None))
-    }
-
-    /// The first record of wamid `id`.
-    fn first(&mut self, id: &'e str) -> &mut MessageSeen<'e> {
-        let index = self.first_index(id);
-        &mut self.seen[index as usize]
     }
 
     /// The record of `business`'s message `id`.
@@ -576,11 +669,30 @@ const PREPARE_IN_PARALLEL_FROM: usize = 100_000;
 /// (a property test holds it to `parts = 1`).
 pub fn prepare_in<E: Borrow<Event> + Sync>(events: &[E], parts: usize) -> Prepared {
     let parts = parts.clamp(1, 64);
-    let events_read = events.len() as u64;
+    prepare_parts(events, (0..parts).map(|_| UnownedStatuses::new()).collect())
+}
+
+/// [`prepare`] of `events` and the statuses naming no business that were
+/// folded in as they were read (`wameter replay`): the same as preparing
+/// the events with those statuses among them.
+pub fn prepare_folded<E: Borrow<Event> + Sync>(events: &[E], folded: FoldedStatuses) -> Prepared {
+    prepare_parts(events, folded.parts)
+}
+
+/// [`prepare_in`] on as many parts as `unowned` has, each starting from its
+/// statuses naming no business.
+fn prepare_parts<'e, E: Borrow<Event> + Sync>(
+    events: &'e [E],
+    unowned: Vec<UnownedStatuses<'e>>,
+) -> Prepared {
+    let parts = unowned.len();
+    let events_read =
+        events.len() as u64 + unowned.iter().map(|part| part.read).sum::<u64>();
     // Each thread reads the events in place and keeps those of its
     // messages: dealing them out by value moved every event once more, a
     // quarter of the step on a large log.
-    let resolved: Vec<Resolved> = on_threads((0..parts).collect(), |part| {
+    let inputs = unowned.into_iter().enumerate().collect();
+    let resolved: Vec<Resolved> = on_threads(inputs, |(part, unowned)| {
         let mut sizes = Sizes::default();
         let mine: Vec<usize> = events
             .iter()
@@ -595,6 +707,7 @@ pub fn prepare_in<E: Borrow<Event> + Sync>(events: &[E], parts: usize) -> Prepar
             mine.into_iter().map(|seq| (seq, events[seq].borrow())),
             sizes,
             parts,
+            unowned,
         )
     });
 
@@ -718,7 +831,6 @@ fn message_part(event: &Event, parts: usize) -> usize {
 struct Sizes {
     inbound: usize,
     outbound: usize,
-    owned_statuses: usize,
     unowned_statuses: usize,
 }
 
@@ -729,11 +841,11 @@ impl Sizes {
             EventKind::AgentUsage(_) => {}
             EventKind::Outbound { .. } => self.outbound += 1,
             EventKind::Status { detail, .. }
-                if detail.as_ref().is_some_and(|d| d.business.is_some()) =>
+                if detail.as_ref().is_none_or(|d| d.business.is_none()) =>
             {
-                self.owned_statuses += 1
+                self.unowned_statuses += 1
             }
-            EventKind::Status { .. } => self.unowned_statuses += 1,
+            EventKind::Status { .. } => {}
         }
     }
 }
@@ -766,6 +878,7 @@ fn resolve<'e>(
     events: impl Iterator<Item = (usize, &'e Event)>,
     sizes: Sizes,
     parts: usize,
+    mut unowned: UnownedStatuses<'e>,
 ) -> Resolved<'e> {
     let mut stats = PrepareStats::default();
     let mut warnings = Vec::new();
@@ -773,6 +886,11 @@ fn resolve<'e>(
     // A message has several statuses, so there are about as many messages
     // as outbound events.
     let mut messages = Messages::with_capacity(sizes.outbound);
+    if unowned.summaries.is_empty() {
+        // Several statuses a message, so at most one summary a send.
+        let summaries = sizes.unowned_statuses.min(sizes.outbound);
+        unowned.summaries.reserve(summaries);
+    }
     let mut seen_inbounds: HashSet<(&str, &UserId, Timestamp, bool, InboundKind)> =
         HashSet::default();
     let mut seen_inbound_ids: HashSet<(&str, &str)> = HashSet::default();
@@ -915,32 +1033,44 @@ fn resolve<'e>(
             } => {
                 let detail = detail.as_deref();
                 let cost = detail.and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
-                let summary = match detail.and_then(|d| d.business.as_deref()) {
-                    Some(business) => messages.of(business, id).statuses.get_mut(Naming::Business),
-                    None => messages.first(id).statuses.get_mut(Naming::None),
-                };
-                if !summary.record(
-                    *status,
-                    *error,
-                    event.at,
-                    event.origin,
-                    cost,
-                    detail.and_then(|d| d.messaging_account.as_deref()),
-                ) {
-                    stats.duplicates += 1;
+                let account = detail.and_then(|d| d.messaging_account.as_deref());
+                match detail.and_then(|d| d.business.as_deref()) {
+                    Some(business) => {
+                        let summary = messages.of(business, id).statuses.get_or_insert_default();
+                        if !summary.record(*status, *error, event.at, event.origin, cost, account)
+                        {
+                            stats.duplicates += 1;
+                        }
+                    }
+                    None => unowned.record(
+                        std::borrow::Cow::Borrowed(id),
+                        *status,
+                        *error,
+                        event.at,
+                        event.origin,
+                        cost,
+                        account,
+                    ),
                 }
             }
         }
     }
+    stats.duplicates += unowned.duplicates;
 
     for message in &messages.seen {
-        if let (Some(summary), None) = (message.statuses.get(Naming::Business), &message.outbound) {
+        if let (Some(summary), None) = (&message.statuses, &message.outbound) {
             let origin = summary.origin.unwrap_or_default();
             warnings.push(unknown_status(origin, message.id, message.business));
         }
-        if let (Some(summary), false) = (message.statuses.get(Naming::None), message.sent) {
+    }
+    for (id, summary) in &unowned.summaries {
+        let sent = messages
+            .ids
+            .get(&**id)
+            .is_some_and(|first| messages.seen[*first as usize].sent);
+        if !sent {
             let origin = summary.origin.unwrap_or_default();
-            warnings.push(unknown_status(origin, message.id, None));
+            warnings.push(unknown_status(origin, id, None));
         }
     }
 
@@ -952,8 +1082,7 @@ fn resolve<'e>(
     // The records are read from the last, and their memory handed back as
     // they go, so that the deliveries built from them take it rather than
     // fresh pages: the records and the deliveries together were a replay's
-    // peak (docs/PERFORMANCE.md). A record's first is never after it, so
-    // it is still there when read. The order items are placed in does not
+    // peak (docs/PERFORMANCE.md). The order items are placed in does not
     // matter: each pair's are sorted by their key and input position.
     let Messages {
         ids,
@@ -974,15 +1103,8 @@ fn resolve<'e>(
             continue;
         };
         let (seq, id) = (*seq, message.id);
-        let owned = message.statuses.get(Naming::Business);
-        let first = message.first as usize;
-        let unowned = if first == seen.len() {
-            &message
-        } else {
-            &seen[first]
-        }
-        .statuses
-        .get(Naming::None);
+        let owned = message.statuses.as_deref();
+        let unowned = unowned.get(id);
         // A status repeated in both (Meta's webhook and a canonical line)
         // is one status.
         if let (Some(owned), Some(unowned)) = (owned, unowned) {

@@ -691,28 +691,34 @@ pub const PLAUSIBLE_FROM: Timestamp = Timestamp::constant(1_388_534_400, 0); // 
 /// the date is probably wrong (a clock, a unit mistake such as
 /// milliseconds read as seconds), never silently.
 pub fn implausible_instants(events: &[Event], now: Timestamp) -> Vec<crate::charge::Warning> {
+    events
+        .iter()
+        .filter_map(|event| implausible_instant(event, now))
+        .collect()
+}
+
+/// [`implausible_instants`] of one event: `None` when its instant is
+/// plausible.
+pub fn implausible_instant(event: &Event, now: Timestamp) -> Option<crate::charge::Warning> {
     let latest = now
         .checked_add(jiff::SignedDuration::from_hours(24))
         .unwrap_or(Timestamp::MAX);
-    events
-        .iter()
-        .filter(|event| event.at < PLAUSIBLE_FROM || event.at > latest)
-        .map(|event| {
-            let what = match &event.kind {
-                EventKind::Inbound { id, .. } => format!("inbound message {}", id.as_deref().unwrap_or("(no id)")),
-                EventKind::Outbound { id, .. } => format!("outbound message {id}"),
-                EventKind::Status { id, status, .. } => format!("`{}` status of message {id}", status.as_str()),
-                EventKind::Call(call) => format!("call {}", call.id),
-                EventKind::AgentUsage(usage) => format!("agent usage {}", usage.id),
-            };
-            let why = if event.at < PLAUSIBLE_FROM { "before 2014".to_string() } else { format!("more than a day after it was priced ({now})") };
-            crate::charge::Warning {
-                code: "implausible_timestamp",
-                message: format!("{what} is dated {}, {why}: kept and priced as dated, but the timestamp is probably wrong", event.at),
-                origin: Some(event.origin),
-            }
-        })
-        .collect()
+    if event.at >= PLAUSIBLE_FROM && event.at <= latest {
+        return None;
+    }
+    let what = match &event.kind {
+        EventKind::Inbound { id, .. } => format!("inbound message {}", id.as_deref().unwrap_or("(no id)")),
+        EventKind::Outbound { id, .. } => format!("outbound message {id}"),
+        EventKind::Status { id, status, .. } => format!("`{}` status of message {id}", status.as_str()),
+        EventKind::Call(call) => format!("call {}", call.id),
+        EventKind::AgentUsage(usage) => format!("agent usage {}", usage.id),
+    };
+    let why = if event.at < PLAUSIBLE_FROM { "before 2014".to_string() } else { format!("more than a day after it was priced ({now})") };
+    Some(crate::charge::Warning {
+        code: "implausible_timestamp",
+        message: format!("{what} is dated {}, {why}: kept and priced as dated, but the timestamp is probably wrong", event.at),
+        origin: Some(event.origin),
+    })
 }
 
 /// Adds to `events` the outbounds Meta's statuses stand in for

@@ -1,10 +1,11 @@
 //! A replay on several threads answers what it answers on one: the
 //! preparation deals events out by message and then by pair, the settling
 //! deals charges out by portfolio, and neither may change a byte of the
-//! report, whatever the number of parts.
+//! report, whatever the number of parts. Nor may folding the statuses that
+//! name no business in as the log is read (`wameter replay`).
 
 use proptest::prelude::*;
-use wameter_core::engine::{Prepared, prepare_in};
+use wameter_core::engine::{FoldedStatuses, Prepared, prepare_folded, prepare_in};
 use wameter_core::event::{Event, EventKind, Origin, UserId, outbounds_from_pricing};
 
 use super::incremental::{BASES, build, shuffle, step, world};
@@ -65,6 +66,19 @@ proptest! {
         let one = prepare_in(&events, 1);
         let many = prepare_in(&events, parts);
         prop_assert_eq!(fingerprint(&one), fingerprint(&many));
+
+        // The statuses naming no business folded in as read, the rest
+        // prepared as events.
+        let mut folded = FoldedStatuses::in_parts(parts);
+        let mut kept = Vec::new();
+        for event in events.iter().cloned() {
+            match folded.part_of_status(&event) {
+                Some(part) => prop_assert!(folded.parts_mut()[part].fold(event).is_ok()),
+                None => kept.push(event),
+            }
+        }
+        prop_assert!(kept.len() < events.len() || folded.read() == 0);
+        prop_assert_eq!(fingerprint(&one), fingerprint(&prepare_folded(&kept, folded)));
 
         // Counters carried from an earlier part of the log put every
         // charge in one group; without them, each portfolio is one.
