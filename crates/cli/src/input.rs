@@ -363,7 +363,11 @@ pub fn load_logs_folding(
     // Prepared on every core when large, as `prepare` would choose.
     let large = paths.iter().any(|path| path.as_os_str() == "-")
         || total_size(paths) >= FOLD_IN_PARALLEL_FROM;
-    let parts = if large { rayon::current_num_threads() } else { 1 };
+    let parts = if large {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
     let folded = Folded {
         statuses: FoldedStatuses::in_parts(parts),
         implausible: Vec::new(),

@@ -44,7 +44,8 @@ use crate::account::{Accounts, Business};
 use crate::category::{PricingCategory, PricingType, TierFamily};
 use crate::charge::{Charge, Explained, PricingError, Settlement, Trail, Warning};
 use crate::event::{
-    Country, DeliveryStatus, Event, EventKind, InboundKind, MetaCost, Origin, Template, UserId,
+    Country, DeliveryStatus, Event, EventKind, InboundKind, MetaCost, Origin, StatusDetail,
+    Template, UserId,
 };
 use crate::market::{MarketMatch, MarketTable};
 use crate::ratecard::calling::CallRateBook;
@@ -220,17 +221,50 @@ impl StatusExtra {
     }
 }
 
-impl StatusSummary {
-    /// Takes one status in; `false` when it is an exact repeat.
-    pub(crate) fn record(
-        &mut self,
+/// One status as a summary takes it in ([`StatusSummary::record`]): what
+/// the paths that read statuses (a replay's `resolve`, the folding of a
+/// log, the incremental meter) each hand over.
+#[derive(Clone, Copy)]
+pub(crate) struct StatusRead<'a> {
+    pub(crate) status: DeliveryStatus,
+    pub(crate) error: Option<i64>,
+    pub(crate) at: Timestamp,
+    pub(crate) origin: Origin,
+    /// Meta's cost, kept only from a `delivered` or `read`.
+    pub(crate) cost: Option<MetaCost>,
+    pub(crate) messaging_account: Option<&'a str>,
+}
+
+impl<'a> StatusRead<'a> {
+    /// A status event's fields, with what its detail says.
+    fn new(
+        (at, origin): (Timestamp, Origin),
         status: DeliveryStatus,
         error: Option<i64>,
-        at: Timestamp,
-        origin: Origin,
-        cost: Option<MetaCost>,
-        messaging_account: Option<&str>,
-    ) -> bool {
+        detail: Option<&'a StatusDetail>,
+    ) -> Self {
+        StatusRead {
+            status,
+            error,
+            at,
+            origin,
+            cost: detail.and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost),
+            messaging_account: detail.and_then(|d| d.messaging_account.as_deref()),
+        }
+    }
+}
+
+impl StatusSummary {
+    /// Takes one status in; `false` when it is an exact repeat.
+    pub(crate) fn record(&mut self, read: StatusRead<'_>) -> bool {
+        let StatusRead {
+            status,
+            error,
+            at,
+            origin,
+            cost,
+            messaging_account,
+        } = read;
         let seen = SeenStatus::new(status, at);
         if self.seen.contains(&seen) {
             return false;
@@ -336,7 +370,8 @@ pub struct UnownedStatuses<'k> {
     /// Dense (the summaries in one vector, the table holding indices): a
     /// table holding the summaries in its slots left half of them slack
     /// and moved them all each time it grew.
-    summaries: indexmap::IndexMap<std::borrow::Cow<'k, str>, StatusSummary, foldhash::fast::RandomState>,
+    summaries:
+        indexmap::IndexMap<std::borrow::Cow<'k, str>, StatusSummary, foldhash::fast::RandomState>,
     /// Statuses taken in, repeats included.
     read: u64,
     /// Exact repeats dropped.
@@ -363,16 +398,9 @@ impl<'k> UnownedStatuses<'k> {
                 error,
                 detail,
             } if detail.as_ref().is_none_or(|d| d.business.is_none()) => {
-                let detail = detail.as_deref();
-                self.record(
-                    std::borrow::Cow::Owned(id.into_string()),
-                    status,
-                    error,
-                    event.at,
-                    event.origin,
-                    detail.and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost),
-                    detail.and_then(|d| d.messaging_account.as_deref()),
-                );
+                let read =
+                    StatusRead::new((event.at, event.origin), status, error, detail.as_deref());
+                self.record(std::borrow::Cow::Owned(id.into_string()), read);
                 Ok(())
             }
             kind => Err(Event { kind, ..event }),
@@ -380,24 +408,14 @@ impl<'k> UnownedStatuses<'k> {
     }
 
     /// Records one status of wamid `id`.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        id: std::borrow::Cow<'k, str>,
-        status: DeliveryStatus,
-        error: Option<i64>,
-        at: Timestamp,
-        origin: Origin,
-        cost: Option<MetaCost>,
-        messaging_account: Option<&str>,
-    ) {
+    fn record(&mut self, id: std::borrow::Cow<'k, str>, read: StatusRead<'_>) {
         self.read += 1;
         // Looked up by text first: the key is kept only for a new wamid.
         let summary = match self.summaries.get_mut(&*id) {
             Some(summary) => summary,
             None => self.summaries.entry(id).or_default(),
         };
-        if !summary.record(status, error, at, origin, cost, messaging_account) {
+        if !summary.record(read) {
             self.duplicates += 1;
         }
     }
@@ -686,8 +704,7 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
     unowned: Vec<UnownedStatuses<'e>>,
 ) -> Prepared {
     let parts = unowned.len();
-    let events_read =
-        events.len() as u64 + unowned.iter().map(|part| part.read).sum::<u64>();
+    let events_read = events.len() as u64 + unowned.iter().map(|part| part.read).sum::<u64>();
     // Each thread reads the events in place and keeps those of its
     // messages: dealing them out by value moved every event once more, a
     // quarter of the step on a large log.
@@ -1032,25 +1049,15 @@ fn resolve<'e>(
                 detail,
             } => {
                 let detail = detail.as_deref();
-                let cost = detail.and_then(|d| d.pricing.as_ref()).and_then(|p| p.cost);
-                let account = detail.and_then(|d| d.messaging_account.as_deref());
+                let read = StatusRead::new((event.at, event.origin), *status, *error, detail);
                 match detail.and_then(|d| d.business.as_deref()) {
                     Some(business) => {
                         let summary = messages.of(business, id).statuses.get_or_insert_default();
-                        if !summary.record(*status, *error, event.at, event.origin, cost, account)
-                        {
+                        if !summary.record(read) {
                             stats.duplicates += 1;
                         }
                     }
-                    None => unowned.record(
-                        std::borrow::Cow::Borrowed(id),
-                        *status,
-                        *error,
-                        event.at,
-                        event.origin,
-                        cost,
-                        account,
-                    ),
+                    None => unowned.record(std::borrow::Cow::Borrowed(id), read),
                 }
             }
         }

@@ -707,16 +707,27 @@ pub fn implausible_instant(event: &Event, now: Timestamp) -> Option<crate::charg
         return None;
     }
     let what = match &event.kind {
-        EventKind::Inbound { id, .. } => format!("inbound message {}", id.as_deref().unwrap_or("(no id)")),
+        EventKind::Inbound { id, .. } => {
+            format!("inbound message {}", id.as_deref().unwrap_or("(no id)"))
+        }
         EventKind::Outbound { id, .. } => format!("outbound message {id}"),
-        EventKind::Status { id, status, .. } => format!("`{}` status of message {id}", status.as_str()),
+        EventKind::Status { id, status, .. } => {
+            format!("`{}` status of message {id}", status.as_str())
+        }
         EventKind::Call(call) => format!("call {}", call.id),
         EventKind::AgentUsage(usage) => format!("agent usage {}", usage.id),
     };
-    let why = if event.at < PLAUSIBLE_FROM { "before 2014".to_string() } else { format!("more than a day after it was priced ({now})") };
+    let why = if event.at < PLAUSIBLE_FROM {
+        "before 2014".to_string()
+    } else {
+        format!("more than a day after it was priced ({now})")
+    };
     Some(crate::charge::Warning {
         code: "implausible_timestamp",
-        message: format!("{what} is dated {}, {why}: kept and priced as dated, but the timestamp is probably wrong", event.at),
+        message: format!(
+            "{what} is dated {}, {why}: kept and priced as dated, but the timestamp is probably wrong",
+            event.at
+        ),
         origin: Some(event.origin),
     })
 }

@@ -51,7 +51,7 @@ use jiff::Timestamp;
 use crate::charge::{Charge, PricingError, Settlement, Warning};
 use crate::engine::{
     self, ContactDecisions, ContactTimeline, ContactWindows, Counters, DeliveredMessage, Engine,
-    Item, MonthToDate, PrepareStats, Report, Settler, StatusSummary,
+    Item, MonthToDate, PrepareStats, Report, Settler, StatusRead, StatusSummary,
 };
 use crate::event::{Country, Event, EventKind, InboundKind, MetaPricing, Origin, Template, UserId};
 use crate::rules::agent::{AgentCharge, AgentReport, TimedUsage};
@@ -1101,14 +1101,14 @@ impl MeterState {
                 };
                 // `false`: an exact repeat of a status the summary holds.
                 let record = |summary: &mut StatusSummary| {
-                    summary.record(
+                    summary.record(StatusRead {
                         status,
                         error,
-                        event.at,
-                        event.origin,
+                        at: event.at,
+                        origin: event.origin,
                         cost,
-                        messaging_account.as_deref(),
-                    )
+                        messaging_account: messaging_account.as_deref(),
+                    })
                 };
                 match business {
                     Some(business) => {
