@@ -13,14 +13,14 @@ use wameter_core::pricing::Pricing;
 
 use jiff::Timestamp;
 use wameter_core::engine::FoldedStatuses;
-use wameter_core::event::{Event, Origin, implausible_instant, infer_outbounds};
+use wameter_core::event::{Event, Origin, UnownedStatus, infer_outbounds};
 use wameter_core::notice::Notice;
 use wameter_core::ratecard::calling::{CallBand, CallRateBook};
 use wameter_core::ratecard::{
     RateBook, RateCard, RateFile, RateFileLayout, Severity, TierBand, TierBook, check_rate_file,
 };
 use wameter_core::ruleset::Ruleset;
-use wameter_log::{LineError, parse_chunk};
+use wameter_log::{LineError, parse_chunk, parse_chunk_unowned};
 use wameter_meta::Ignored;
 
 /// Options of every command that prices: accounts, cards, tiers, what-if.
@@ -418,24 +418,38 @@ fn load(
             malformed.extend(undecodable);
             let (runs, next_line) =
                 split_lines(&text, first_line, rayon::current_num_threads() * 4);
-            let mut chunks: Vec<_> = runs
+            let apart = folding.is_some();
+            let (chunks, statuses): (Vec<_>, Vec<_>) = runs
                 .par_iter()
                 .map(|(run, first_line)| {
-                    let chunk = parse_chunk(run, source, *first_line);
+                    let chunk = if apart {
+                        parse_chunk_unowned(run, source, *first_line)
+                    } else {
+                        (parse_chunk(run, source, *first_line), Vec::new())
+                    };
                     progress.inc(run.len() as u64);
                     chunk
                 })
-                .collect();
+                .unzip();
+            // Sized once for the whole file, from its first block.
+            let first_block = first_line == 1;
+            let estimate = |read: usize| {
+                let estimate = size.map_or(read as u64, |size| {
+                    (read as u64).saturating_mul(size) / (text.len() as u64).max(1) * 21 / 20
+                });
+                usize::try_from(estimate).unwrap_or(read).max(read)
+            };
             if let Some((folded, now)) = &mut folding {
-                fold_statuses(&mut chunks, folded, *now);
+                let before = folded.statuses.messages();
+                fold_statuses(statuses, &mut folded.statuses, &mut folded.implausible, *now);
+                if first_block {
+                    let new = folded.statuses.messages() - before;
+                    folded.statuses.reserve(before + estimate(new));
+                }
             }
             let parsed: usize = chunks.iter().map(|chunk| chunk.events.len()).sum();
-            if events.is_empty() {
-                // Sized once for the whole file, from its first block.
-                let estimate = size.map_or(parsed as u64, |size| {
-                    (parsed as u64).saturating_mul(size) / (text.len() as u64).max(1) * 21 / 20
-                });
-                events.reserve(usize::try_from(estimate).unwrap_or(parsed).max(parsed) + 1024);
+            if first_block {
+                events.reserve(estimate(parsed) + 1024);
             }
             for chunk in chunks {
                 events.extend(chunk.events);
@@ -470,47 +484,44 @@ fn load(
     Ok(logs)
 }
 
-/// Takes the statuses naming no business out of a block's parsed chunks
-/// and folds them into `folded`: dealt out by wamid on every core, then
-/// each part folded on its own.
-fn fold_statuses(chunks: &mut [wameter_log::ParsedChunk], folded: &mut Folded, now: Timestamp) {
-    let statuses = &folded.statuses;
-    let parts = statuses.parts();
-    let dealt: Vec<(Vec<Vec<Event>>, Vec<wameter_core::charge::Warning>)> = chunks
-        .par_iter_mut()
+/// Folds the statuses naming no business of a block's chunks into
+/// `folded`: dealt out by wamid on every core, then each part folded on its
+/// own, in input order.
+fn fold_statuses(
+    chunks: Vec<Vec<UnownedStatus<'_>>>,
+    folded: &mut FoldedStatuses,
+    implausible_found: &mut Vec<wameter_core::charge::Warning>,
+    now: Timestamp,
+) {
+    let parts = folded.parts();
+    let dealt: Vec<(Vec<Vec<UnownedStatus>>, Vec<wameter_core::charge::Warning>)> = chunks
+        .into_par_iter()
         .map(|chunk| {
-            let mut by_part: Vec<Vec<Event>> = (0..parts).map(|_| Vec::new()).collect();
+            let mut by_part: Vec<Vec<UnownedStatus>> = (0..parts)
+                .map(|_| Vec::with_capacity(chunk.len() / parts + chunk.len() / 8))
+                .collect();
             let mut implausible = Vec::new();
-            let events = std::mem::take(&mut chunk.events);
-            chunk.events.reserve(events.len() / 2);
-            for event in events {
-                match statuses.part_of_status(&event) {
-                    Some(part) => {
-                        implausible.extend(implausible_instant(&event, now));
-                        by_part[part].push(event);
-                    }
-                    None => chunk.events.push(event),
-                }
+            for status in chunk {
+                implausible.extend(status.implausible(now));
+                by_part[folded.part_of(&status.id)].push(status);
             }
             (by_part, implausible)
         })
         .collect();
-    let mut by_part: Vec<Vec<Vec<Event>>> = (0..parts).map(|_| Vec::new()).collect();
+    let mut by_part: Vec<Vec<Vec<UnownedStatus>>> = (0..parts).map(|_| Vec::new()).collect();
     for (buckets, implausible) in dealt {
-        folded.implausible.extend(implausible);
+        implausible_found.extend(implausible);
         for (to, bucket) in by_part.iter_mut().zip(buckets) {
             to.push(bucket);
         }
     }
     folded
-        .statuses
         .parts_mut()
         .par_iter_mut()
         .zip(by_part)
         .for_each(|(part, buckets)| {
-            for event in buckets.into_iter().flatten() {
-                // Dealt out above: every event here is such a status.
-                let _ = part.fold(event);
+            for status in buckets.into_iter().flatten() {
+                part.fold(status);
             }
         });
 }

@@ -34,7 +34,7 @@ use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
 // replay's time (docs/PERFORMANCE.md).
 type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = StdHashSet<K, foldhash::fast::RandomState>;
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -45,7 +45,7 @@ use crate::category::{PricingCategory, PricingType, TierFamily};
 use crate::charge::{Charge, Explained, PricingError, Settlement, Trail, Warning};
 use crate::event::{
     Country, DeliveryStatus, Event, EventKind, InboundKind, MetaCost, Origin, StatusDetail,
-    Template, UserId,
+    Template, UnownedStatus, UserId,
 };
 use crate::market::{MarketMatch, MarketTable};
 use crate::ratecard::calling::CallRateBook;
@@ -285,7 +285,8 @@ impl StatusSummary {
         match status {
             DeliveryStatus::Delivered => earliest(&mut self.first_delivered),
             DeliveryStatus::Read => earliest(&mut self.first_read),
-            DeliveryStatus::Failed => self.failed = Some((error, origin)),
+            // The last in the log, whatever order they are taken in.
+            DeliveryStatus::Failed => self.failed = later_failure(self.failed, Some((error, origin))),
             DeliveryStatus::Sent => {}
         }
         true
@@ -371,7 +372,7 @@ pub struct UnownedStatuses<'k> {
     /// table holding the summaries in its slots left half of them slack
     /// and moved them all each time it grew.
     summaries:
-        indexmap::IndexMap<std::borrow::Cow<'k, str>, StatusSummary, foldhash::fast::RandomState>,
+        indexmap::IndexMap<Cow<'k, str>, StatusSummary, foldhash::fast::RandomState>,
     /// Statuses taken in, repeats included.
     read: u64,
     /// Exact repeats dropped.
@@ -390,30 +391,30 @@ impl<'k> UnownedStatuses<'k> {
     /// Takes `event` in if it is a status naming no business, and gives it
     /// back otherwise. Its wamid is kept (moved, not copied) for the first
     /// status of a message only.
-    pub fn fold(&mut self, event: Event) -> Result<(), Event> {
-        match event.kind {
-            EventKind::Status {
-                id,
-                status,
-                error,
-                detail,
-            } if detail.as_ref().is_none_or(|d| d.business.is_none()) => {
-                let read =
-                    StatusRead::new((event.at, event.origin), status, error, detail.as_deref());
-                self.record(std::borrow::Cow::Owned(id.into_string()), read);
-                Ok(())
-            }
-            kind => Err(Event { kind, ..event }),
-        }
+    pub fn fold_event(&mut self, event: Event) -> Result<(), Event> {
+        UnownedStatus::from_event(event).map(|status| self.fold(status))
     }
 
-    /// Records one status of wamid `id`.
-    fn record(&mut self, id: std::borrow::Cow<'k, str>, read: StatusRead<'_>) {
+    /// Takes one status in. Its wamid is copied (if borrowed) for the first
+    /// status of a message only.
+    pub fn fold(&mut self, status: UnownedStatus<'_>) {
+        let read = StatusRead::new(
+            (status.at, status.origin),
+            status.status,
+            status.error,
+            status.detail.as_deref(),
+        );
+        self.record(&status.id, read, || Cow::Owned(status.id.to_string()));
+    }
+
+    /// Records one status of wamid `id`; `key` makes the table's key when
+    /// the wamid is new.
+    fn record(&mut self, id: &str, read: StatusRead<'_>, key: impl FnOnce() -> Cow<'k, str>) {
         self.read += 1;
-        // Looked up by text first: the key is kept only for a new wamid.
-        let summary = match self.summaries.get_mut(&*id) {
+        // Looked up by text first: the key is made only for a new wamid.
+        let summary = match self.summaries.get_mut(id) {
             Some(summary) => summary,
-            None => self.summaries.entry(id).or_default(),
+            None => self.summaries.entry(key()).or_default(),
         };
         if !summary.record(read) {
             self.duplicates += 1;
@@ -459,18 +460,6 @@ impl FoldedStatuses {
         part_of(id, self.parts.len())
     }
 
-    /// The part an event goes to if it is a status naming no business.
-    pub fn part_of_status(&self, event: &Event) -> Option<usize> {
-        match &event.kind {
-            EventKind::Status { id, detail, .. }
-                if detail.as_ref().is_none_or(|d| d.business.is_none()) =>
-            {
-                Some(self.part_of(id))
-            }
-            _ => None,
-        }
-    }
-
     /// The parts, to fold into (each on its own thread, if wished).
     pub fn parts_mut(&mut self) -> &mut [UnownedStatuses<'static>] {
         &mut self.parts
@@ -479,6 +468,23 @@ impl FoldedStatuses {
     /// Statuses taken in so far, repeats included.
     pub fn read(&self) -> u64 {
         self.parts.iter().map(|part| part.read).sum()
+    }
+
+    /// Messages (distinct wamids) whose statuses were taken in so far.
+    pub fn messages(&self) -> usize {
+        self.parts.iter().map(|part| part.summaries.len()).sum()
+    }
+
+    /// Makes room for `messages` messages in all, dealt evenly (with an
+    /// eighth to spare) between the parts: a table grown by doubling moved
+    /// every summary it held each time (a twentieth of a replay's time).
+    pub fn reserve(&mut self, messages: usize) {
+        let parts = self.parts.len();
+        let each = messages / parts + messages / parts / 8;
+        for part in &mut self.parts {
+            part.summaries
+                .reserve(each.saturating_sub(part.summaries.len()));
+        }
     }
 }
 
@@ -1057,7 +1063,7 @@ fn resolve<'e>(
                             stats.duplicates += 1;
                         }
                     }
-                    None => unowned.record(std::borrow::Cow::Borrowed(id), read),
+                    None => unowned.record(id, read, || Cow::Borrowed(id)),
                 }
             }
         }

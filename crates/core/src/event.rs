@@ -387,6 +387,74 @@ pub enum EventKind {
     AgentUsage(Box<AgentUsage>),
 }
 
+/// A status event naming no business (no `business` on the line, no
+/// `metadata.phone_number_id`): it stands for the message of its wamid
+/// whichever business sent it. `gen`'s and most canonical logs' statuses
+/// are all such, and they are most of a log's lines.
+///
+/// A log reader gives them in this form so that a replay can fold each into
+/// its message's summary as it reads (`engine::FoldedStatuses`) with the
+/// wamid still borrowed from the line: the wamid is copied only for a
+/// message's first status, and the status never becomes an [`Event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnownedStatus<'a> {
+    /// The wamid, borrowed from the line when it had no escapes.
+    pub id: std::borrow::Cow<'a, str>,
+    /// The status.
+    pub status: DeliveryStatus,
+    /// Meta's error code on `failed`.
+    pub error: Option<i64>,
+    /// What the status said besides (recipient, pricing, conversation, the
+    /// Messaging account); never a business.
+    pub detail: Option<Box<StatusDetail>>,
+    /// When.
+    pub at: Timestamp,
+    /// Where it was read.
+    pub origin: Origin,
+}
+
+impl UnownedStatus<'_> {
+    /// `event` in this form if it is a status naming no business, else the
+    /// event back.
+    pub fn from_event(event: Event) -> Result<UnownedStatus<'static>, Event> {
+        match event.kind {
+            EventKind::Status {
+                id,
+                status,
+                error,
+                detail,
+            } if detail.as_ref().is_none_or(|d| d.business.is_none()) => Ok(UnownedStatus {
+                id: std::borrow::Cow::Owned(id.into_string()),
+                status,
+                error,
+                detail,
+                at: event.at,
+                origin: event.origin,
+            }),
+            kind => Err(Event { kind, ..event }),
+        }
+    }
+
+    /// As an event (the wamid copied if it was borrowed).
+    pub fn into_event(self) -> Event {
+        Event {
+            at: self.at,
+            origin: self.origin,
+            kind: EventKind::Status {
+                id: self.id.into(),
+                status: self.status,
+                error: self.error,
+                detail: self.detail,
+            },
+        }
+    }
+
+    /// [`implausible_instant`] of the status.
+    pub fn implausible(&self, now: Timestamp) -> Option<crate::charge::Warning> {
+        implausible(self.at, self.origin, now, || status_of(self.status, &self.id))
+    }
+}
+
 /// Meta Business Agent tokens (interfaces §1 extension, `agent_usage`):
 /// Meta bills them per token since 2026-08-01, never free.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -700,24 +768,38 @@ pub fn implausible_instants(events: &[Event], now: Timestamp) -> Vec<crate::char
 /// [`implausible_instants`] of one event: `None` when its instant is
 /// plausible.
 pub fn implausible_instant(event: &Event, now: Timestamp) -> Option<crate::charge::Warning> {
-    let latest = now
-        .checked_add(jiff::SignedDuration::from_hours(24))
-        .unwrap_or(Timestamp::MAX);
-    if event.at >= PLAUSIBLE_FROM && event.at <= latest {
-        return None;
-    }
-    let what = match &event.kind {
+    implausible(event.at, event.origin, now, || match &event.kind {
         EventKind::Inbound { id, .. } => {
             format!("inbound message {}", id.as_deref().unwrap_or("(no id)"))
         }
         EventKind::Outbound { id, .. } => format!("outbound message {id}"),
-        EventKind::Status { id, status, .. } => {
-            format!("`{}` status of message {id}", status.as_str())
-        }
+        EventKind::Status { id, status, .. } => status_of(*status, id),
         EventKind::Call(call) => format!("call {}", call.id),
         EventKind::AgentUsage(usage) => format!("agent usage {}", usage.id),
-    };
-    let why = if event.at < PLAUSIBLE_FROM {
+    })
+}
+
+/// A status, as a warning names it.
+fn status_of(status: DeliveryStatus, id: &str) -> String {
+    format!("`{}` status of message {id}", status.as_str())
+}
+
+/// The warning for an event of instant `at` read at `origin`, which `what`
+/// names, if `at` is not plausible.
+fn implausible(
+    at: Timestamp,
+    origin: Origin,
+    now: Timestamp,
+    what: impl FnOnce() -> String,
+) -> Option<crate::charge::Warning> {
+    let latest = now
+        .checked_add(jiff::SignedDuration::from_hours(24))
+        .unwrap_or(Timestamp::MAX);
+    if at >= PLAUSIBLE_FROM && at <= latest {
+        return None;
+    }
+    let what = what();
+    let why = if at < PLAUSIBLE_FROM {
         "before 2014".to_string()
     } else {
         format!("more than a day after it was priced ({now})")
@@ -725,10 +807,9 @@ pub fn implausible_instant(event: &Event, now: Timestamp) -> Option<crate::charg
     Some(crate::charge::Warning {
         code: "implausible_timestamp",
         message: format!(
-            "{what} is dated {}, {why}: kept and priced as dated, but the timestamp is probably wrong",
-            event.at
+            "{what} is dated {at}, {why}: kept and priced as dated, but the timestamp is probably wrong"
         ),
-        origin: Some(event.origin),
+        origin: Some(origin),
     })
 }
 

@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use wameter_core::category::TemplateCategory;
 use wameter_core::event::{
     AgentUsage, Call, CallDirection, CallStatus, DeliveryStatus, EntryPoint, Event, EventKind,
-    InboundKind, Origin, StatusDetail, Template, UserId,
+    InboundKind, Origin, StatusDetail, Template, UnownedStatus, UserId,
 };
 use wameter_core::notice::{Notice, NoticeKind};
 use wameter_meta::webhook::{self, Ignored, WebhookItems};
@@ -105,11 +105,46 @@ fn value_of(raw: Option<&RawValue>) -> Result<Option<serde_json::Value>, serde_j
     raw.map(|raw| serde_json::from_str(raw.get())).transpose()
 }
 
+/// A string field, borrowed from the line when it has no escapes. serde
+/// borrows a `Cow<str>` field only when it is not inside an `Option`: read
+/// as a plain `Option<Cow<str>>`, every string of every line was copied
+/// (the ids, the business, the user, the type and status names).
+fn text<'de: 'a, 'a, D: de::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct Text;
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(text)))
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(text.to_owned())))
+        }
+        fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(text)))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: de::Deserializer<'de>>(self, inner: D) -> Result<Self::Value, D::Error> {
+            inner.deserialize_str(Text)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_option(Text)
+}
+
 #[derive(Deserialize)]
 struct RawTemplate<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     category: Option<Cow<'a, str>>,
 }
 
@@ -117,31 +152,31 @@ struct RawTemplate<'a> {
 /// `type`. Unknown fields are ignored (interfaces §1).
 #[derive(Deserialize)]
 struct RawEvent<'a> {
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "text")]
     event_type: Option<Cow<'a, str>>,
     #[serde(borrow)]
     at: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     business: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     user: Option<Cow<'a, str>>,
     /// The country of a business-scoped `user` that does not carry one
     /// (`user.9373…`), as Meta gave it beside the id.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     user_country: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     entry_point: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     template: Option<RawTemplate<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     status: Option<Cow<'a, str>>,
     #[serde(borrow)]
     error: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     direction: Option<Cow<'a, str>>,
     #[serde(borrow)]
     duration: Option<&'a RawValue>,
@@ -150,9 +185,9 @@ struct RawEvent<'a> {
     /// The Messaging account billed (Meta's name); wins over
     /// `paid_messaging_account_id`, its deprecated alias, as Meta's
     /// Messages API reads them.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     messaging_account_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     paid_messaging_account_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     object: Option<&'a RawValue>,
@@ -180,7 +215,23 @@ pub enum Parsed {
 /// Parses one line: a canonical event, a canonical notice, or a raw Meta
 /// webhook POST body (interfaces §4, last paragraph).
 pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
-    parse_line_in(line, origin, &mut Templates::default())
+    parse_line_in(line, origin, &mut Templates::default()).map(Line::parsed)
+}
+
+/// What one line holds, a status naming no business kept apart (borrowing
+/// its wamid from the line) for the readers that fold them as they read.
+enum Line<'a> {
+    Parsed(Parsed),
+    Unowned(UnownedStatus<'a>),
+}
+
+impl Line<'_> {
+    fn parsed(self) -> Parsed {
+        match self {
+            Line::Parsed(parsed) => parsed,
+            Line::Unowned(status) => Parsed::Event(status.into_event()),
+        }
+    }
 }
 
 /// The templates a run of lines has named, each kept once: a log names a
@@ -215,14 +266,14 @@ impl Templates {
 }
 
 /// [`parse_line`], sharing the templates of the lines read before.
-fn parse_line_in(
-    line: &str,
+fn parse_line_in<'a>(
+    line: &'a str,
     origin: Origin,
     templates: &mut Templates,
-) -> Result<Parsed, LineError> {
+) -> Result<Line<'a>, LineError> {
     let trimmed = line.trim();
     if trimmed.is_empty() || trimmed.starts_with('#') {
-        return Ok(Parsed::Nothing);
+        return Ok(Line::Parsed(Parsed::Nothing));
     }
     let fail = |field: Option<&str>, message: String| LineError {
         origin,
@@ -243,7 +294,7 @@ fn parse_line_in(
         let body: serde_json::Value =
             serde_json::from_str(trimmed).map_err(|e| fail(None, e.to_string()))?;
         return webhook::parse_envelope(&body, origin)
-            .map(|items| Parsed::Webhook(Box::new(items)))
+            .map(|items| Line::Parsed(Parsed::Webhook(Box::new(items))))
             .map_err(|p| fail(Some(&p.path), p.message));
     }
     let event_type = raw.event_type.ok_or_else(|| {
@@ -256,7 +307,7 @@ fn parse_line_in(
         let mut notice: Notice = serde_json::from_str(trimmed)
             .map_err(|e| fail(None, format!("{event_type} notice: {e}")))?;
         notice.origin = origin;
-        return Ok(Parsed::Notice(Box::new(notice)));
+        return Ok(Line::Parsed(Parsed::Notice(Box::new(notice))));
     }
     let at = match raw.at {
         None => return Err(fail(Some("at"), "missing".into())),
@@ -270,15 +321,20 @@ fn parse_line_in(
     let value = |raw: Option<&RawValue>, field: &str| {
         value_of(raw).map_err(|e| fail(Some(field), e.to_string()))
     };
-    let required = |value: Option<Cow<str>>, field: &str| -> Result<Box<str>, LineError> {
-        match value {
-            Some(text) if !text.trim().is_empty() => Ok(Box::from(text.trim())),
-            Some(_) => Err(fail(Some(field), "empty".into())),
-            None => Err(fail(
-                Some(field),
-                format!("required for {event_type} events"),
-            )),
-        }
+    // Trimmed, and still borrowed from the line if it was.
+    let required_text = |value: Option<Cow<'a, str>>, field: &str| match value {
+        Some(text) if !text.trim().is_empty() => Ok(match text {
+            Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
+            Cow::Owned(text) => Cow::Owned(text.trim().to_owned()),
+        }),
+        Some(_) => Err(fail(Some(field), "empty".into())),
+        None => Err(fail(
+            Some(field),
+            format!("required for {event_type} events"),
+        )),
+    };
+    let required = |value: Option<Cow<'a, str>>, field: &str| {
+        required_text(value, field).map(Box::<str>::from)
     };
     // Meta's precedence: `messaging_account_id` wins, the deprecated
     // `paid_messaging_account_id` is read only without it. An id given
@@ -306,7 +362,7 @@ fn parse_line_in(
         Some(code) => user.with_country(code),
         None => user,
     };
-    let user = |value: Option<Cow<str>>| -> Result<UserId, LineError> {
+    let user = |value: Option<Cow<'a, str>>| -> Result<UserId, LineError> {
         let text = required(value, "user")?;
         UserId::parse(&text)
             .map(with_country)
@@ -405,9 +461,21 @@ fn parse_line_in(
                         fail(Some(&webhook::json_path("conversation", &f)), m)
                     })?);
             }
+            let owned = detail.business.is_some();
             let detail = (detail != StatusDetail::default()).then(|| Box::new(detail));
+            let id = required_text(raw.id, "id")?;
+            if !owned {
+                return Ok(Line::Unowned(UnownedStatus {
+                    id,
+                    status,
+                    error,
+                    detail,
+                    at,
+                    origin,
+                }));
+            }
             EventKind::Status {
-                id: required(raw.id, "id")?,
+                id: id.into(),
                 status,
                 error,
                 detail,
@@ -494,7 +562,7 @@ fn parse_line_in(
             ));
         }
     };
-    Ok(Parsed::Event(Event { at, origin, kind }))
+    Ok(Line::Parsed(Parsed::Event(Event { at, origin, kind })))
 }
 
 /// Events, notices and errors from a run of lines.
@@ -564,12 +632,38 @@ pub fn decode_lines(bytes: Vec<u8>, source: u32, first_line: u32) -> (String, Ve
 /// `first_line` (1-based). Callers split big files at line boundaries and
 /// parse the pieces in parallel.
 pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
+    read_chunk(text, source, first_line, false).0
+}
+
+/// [`parse_chunk`], with the statuses that name no business given apart,
+/// in input order, their wamids borrowed from `text`: what a replay folds
+/// into one summary per message as it reads (`FoldedStatuses`), without
+/// making each an [`Event`] and its wamid a copy.
+pub fn parse_chunk_unowned(
+    text: &str,
+    source: u32,
+    first_line: u32,
+) -> (ParsedChunk, Vec<UnownedStatus<'_>>) {
+    read_chunk(text, source, first_line, true)
+}
+
+/// The lines of `text` read; the statuses naming no business among the
+/// events, or given `apart`.
+fn read_chunk(
+    text: &str,
+    source: u32,
+    first_line: u32,
+    apart: bool,
+) -> (ParsedChunk, Vec<UnownedStatus<'_>>) {
     let mut chunk = ParsedChunk::default();
-    // One event per line, nearly always: sized once, the vector is never
-    // copied as it grows (growing it was a sixth of a replay's time).
-    chunk
-        .events
-        .reserve(memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1);
+    let mut statuses = Vec::new();
+    // One event per line, nearly always: sized once, the vectors are never
+    // copied as they grow (growing them was a sixth of a replay's time).
+    let lines_in = memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1;
+    chunk.events.reserve(lines_in);
+    if apart {
+        statuses.reserve(lines_in);
+    }
     let mut templates = Templates::default();
     for (offset, line) in lines(text).enumerate() {
         let origin = Origin {
@@ -577,9 +671,11 @@ pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
             line: first_line.saturating_add(offset as u32),
         };
         match parse_line_in(line, origin, &mut templates) {
-            Ok(Parsed::Event(event)) => chunk.events.push(event),
-            Ok(Parsed::Notice(notice)) => chunk.notices.push(*notice),
-            Ok(Parsed::Webhook(items)) => {
+            Ok(Line::Unowned(status)) if apart => statuses.push(status),
+            Ok(Line::Unowned(status)) => chunk.events.push(status.into_event()),
+            Ok(Line::Parsed(Parsed::Event(event))) => chunk.events.push(event),
+            Ok(Line::Parsed(Parsed::Notice(notice))) => chunk.notices.push(*notice),
+            Ok(Line::Parsed(Parsed::Webhook(items))) => {
                 let items = *items;
                 chunk.events.extend(items.events);
                 chunk.notices.extend(items.notices);
@@ -594,11 +690,11 @@ pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
                     .ignored
                     .extend(items.ignored.into_iter().map(|i| (origin, i)));
             }
-            Ok(Parsed::Nothing) => {}
+            Ok(Line::Parsed(Parsed::Nothing)) => {}
             Err(error) => chunk.errors.push(error),
         }
     }
-    chunk
+    (chunk, statuses)
 }
 
 /// The lines of `text`, as [`str::lines`] gives them (no `\n`, no `\r`
@@ -663,6 +759,46 @@ mod tests {
                 matches!(parse_line(line, event.origin), Ok(Parsed::Event(alone)) if alone == *event)
             );
         }
+    }
+
+    #[test]
+    fn statuses_naming_no_business_come_apart_and_borrowed() {
+        let text = [
+            r#"{"type":"outbound","at":1769267413,"business":"1","user":"+5511999990000","id":"w1"}"#,
+            r#"{"type":"status","at":1769267414,"id":" w1 ","status":"sent"}"#,
+            r#"{"type":"status","at":1769267415,"id":"w\u0031","status":"failed","error":131026}"#,
+            r#"{"type":"status","at":1769267416,"id":"w1","status":"read","user":"+5511999990000"}"#,
+            r#"{"type":"status","at":1769267417,"business":"1","id":"w1","status":"delivered"}"#,
+            r#"{"type":"status","at":1769267418,"id":"","status":"read"}"#,
+            "",
+            r#"{"type":"inbound","at":1769267419,"business":"1","user":"+5511999990000"}"#,
+        ]
+        .join("\n");
+        let whole = parse_chunk(&text, 0, 1);
+        let (chunk, statuses) = parse_chunk_unowned(&text, 0, 1);
+        // The statuses naming no business (lines 2–4) come apart, in order;
+        // the one naming a business stays an event.
+        assert_eq!(
+            statuses.iter().map(|s| s.origin.line).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
+        assert_eq!(
+            chunk.events.iter().map(|e| e.origin.line).collect::<Vec<_>>(),
+            [1, 5, 8]
+        );
+        // Trimmed, borrowed from the line unless written with an escape.
+        assert!(matches!(statuses[0].id, Cow::Borrowed("w1")));
+        assert!(matches!(&statuses[1].id, Cow::Owned(id) if id == "w1"));
+        assert_eq!(statuses[1].error, Some(131026));
+        assert!(statuses[2].detail.as_ref().is_some_and(|d| d.recipient.is_some()));
+        // Errors are the same either way (line 6: an empty id).
+        assert_eq!(chunk.errors, whole.errors);
+        assert_eq!(whole.errors.len(), 1);
+        // And as events, they are what `parse_chunk` reads, in its order.
+        let mut events: Vec<Event> = chunk.events;
+        events.extend(statuses.into_iter().map(UnownedStatus::into_event));
+        events.sort_by_key(|event| event.origin);
+        assert_eq!(events, whole.events);
     }
 
     #[test]

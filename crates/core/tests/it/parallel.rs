@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use wameter_core::engine::{FoldedStatuses, Prepared, prepare_folded, prepare_in};
-use wameter_core::event::{Event, EventKind, Origin, UserId, outbounds_from_pricing};
+use wameter_core::event::{Event, EventKind, Origin, UnownedStatus, UserId, outbounds_from_pricing};
 
 use super::incremental::{BASES, build, shuffle, step, world};
 
@@ -72,9 +72,12 @@ proptest! {
         let mut folded = FoldedStatuses::in_parts(parts);
         let mut kept = Vec::new();
         for event in events.iter().cloned() {
-            match folded.part_of_status(&event) {
-                Some(part) => prop_assert!(folded.parts_mut()[part].fold(event).is_ok()),
-                None => kept.push(event),
+            match UnownedStatus::from_event(event) {
+                Ok(status) => {
+                    let part = folded.part_of(&status.id);
+                    folded.parts_mut()[part].fold(status);
+                }
+                Err(event) => kept.push(event),
             }
         }
         prop_assert!(kept.len() < events.len() || folded.read() == 0);
