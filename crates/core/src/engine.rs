@@ -914,10 +914,18 @@ fn resolve<'e>(
         let summaries = sizes.unowned_statuses.min(sizes.outbound);
         unowned.summaries.reserve(summaries);
     }
+    // Sized for every inbound when first used: a log's inbounds carry ids
+    // (Meta's) or none (`gen`'s) as a rule, so one of the two sets is
+    // used, and growing it by doubling rehashed it each time.
     let mut seen_inbounds: HashSet<(&str, &UserId, Timestamp, bool, InboundKind)> =
         HashSet::default();
     let mut seen_inbound_ids: HashSet<(&str, &str)> = HashSet::default();
-    seen_inbound_ids.reserve(sizes.inbound);
+    fn sized<T: std::hash::Hash + Eq>(set: &mut HashSet<T>, size: usize) -> &mut HashSet<T> {
+        if set.capacity() == 0 {
+            set.reserve(size);
+        }
+        set
+    }
     let mut items: Vec<Vec<Placed>> = (0..parts)
         .map(|_| Vec::with_capacity((sizes.inbound + sizes.outbound) / parts + 1))
         .collect();
@@ -951,8 +959,8 @@ fn resolve<'e>(
                 // With a wamid, the id says what a duplicate is; without one,
                 // only an identical event is.
                 let first_time = match id {
-                    Some(id) => seen_inbound_ids.insert((business, id)),
-                    None => seen_inbounds.insert((
+                    Some(id) => sized(&mut seen_inbound_ids, sizes.inbound).insert((business, id)),
+                    None => sized(&mut seen_inbounds, sizes.inbound).insert((
                         business,
                         user,
                         event.at,
@@ -1013,7 +1021,7 @@ fn resolve<'e>(
                 // timeline; copies of it (a redelivered webhook) are one
                 // item. Duplicates are counted once, by the call pricing.
                 if call.opens_window()
-                    && seen_inbounds.insert((
+                    && sized(&mut seen_inbounds, sizes.inbound).insert((
                         &call.business,
                         &call.user,
                         event.at,
