@@ -2160,3 +2160,43 @@ mod size {
         assert!(size <= 104, "Event is {size} bytes");
     }
 }
+
+#[cfg(test)]
+mod summaries {
+    use super::*;
+
+    /// A message's statuses are taken in in whatever order the paths that
+    /// read them reach them (a replay folds plain lines as it reads, a
+    /// webhook body's statuses later, in `prepare`); the summary must not
+    /// depend on it. The failure kept is the one read last in the log.
+    #[test]
+    fn a_summary_does_not_depend_on_the_order_statuses_are_taken_in() {
+        let read = |line: u32, status: DeliveryStatus, error: Option<i64>, second: i64| StatusRead {
+            status,
+            error,
+            at: Timestamp::from_second(1_767_225_600 + second).unwrap(),
+            origin: Origin { source: 0, line },
+            cost: None,
+            messaging_account: None,
+        };
+        let statuses = [
+            read(3, DeliveryStatus::Failed, Some(131_026), 9),
+            read(1, DeliveryStatus::Sent, None, 1),
+            read(7, DeliveryStatus::Failed, Some(131_049), 5),
+            read(5, DeliveryStatus::Read, None, 4),
+            read(2, DeliveryStatus::Delivered, None, 3),
+        ];
+        let summary_of = |order: &[usize]| {
+            let mut summary = StatusSummary::default();
+            for &index in order {
+                summary.record(statuses[index]);
+            }
+            let outcome = summary.outcome();
+            (outcome.delivered_at(), outcome.failed, outcome.origin)
+        };
+        let forward = summary_of(&[0, 1, 2, 3, 4]);
+        assert_eq!(forward.1, Some((Some(131_049), Origin { source: 0, line: 7 })));
+        assert_eq!(forward, summary_of(&[4, 3, 2, 1, 0]));
+        assert_eq!(forward, summary_of(&[2, 0, 4, 1, 3]));
+    }
+}
