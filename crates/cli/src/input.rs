@@ -443,7 +443,7 @@ fn load(
                 let before = folded.statuses.messages();
                 fold_statuses(statuses, &mut folded.statuses, &mut folded.implausible, *now);
                 if first_block {
-                    let new = folded.statuses.messages() - before;
+                    let new = folded.statuses.messages().saturating_sub(before);
                     folded.statuses.reserve(before + estimate(new));
                 }
             }

@@ -388,33 +388,34 @@ impl<'k> UnownedStatuses<'k> {
         }
     }
 
-    /// Takes `event` in if it is a status naming no business, and gives it
-    /// back otherwise. Its wamid is kept (moved, not copied) for the first
-    /// status of a message only.
-    pub fn fold_event(&mut self, event: Event) -> Result<(), Event> {
-        UnownedStatus::from_event(event).map(|status| self.fold(status))
-    }
-
     /// Takes one status in. Its wamid is copied (if borrowed) for the first
     /// status of a message only.
     pub fn fold(&mut self, status: UnownedStatus<'_>) {
-        let read = StatusRead::new(
-            (status.at, status.origin),
-            status.status,
-            status.error,
-            status.detail.as_deref(),
-        );
-        self.record(&status.id, read, || Cow::Owned(status.id.to_string()));
+        let UnownedStatus {
+            id,
+            status,
+            error,
+            detail,
+            at,
+            origin,
+        } = status;
+        let read = StatusRead::new((at, origin), status, error, detail.as_deref());
+        self.record(id, read, |id| Cow::Owned(id.into_owned()));
     }
 
-    /// Records one status of wamid `id`; `key` makes the table's key when
-    /// the wamid is new.
-    fn record(&mut self, id: &str, read: StatusRead<'_>, key: impl FnOnce() -> Cow<'k, str>) {
+    /// Records one status of wamid `id`; `key` makes the table's key of it
+    /// when the wamid is new.
+    fn record<'i>(
+        &mut self,
+        id: Cow<'i, str>,
+        read: StatusRead<'_>,
+        key: impl FnOnce(Cow<'i, str>) -> Cow<'k, str>,
+    ) {
         self.read += 1;
         // Looked up by text first: the key is made only for a new wamid.
-        let summary = match self.summaries.get_mut(id) {
+        let summary = match self.summaries.get_mut(&*id) {
             Some(summary) => summary,
-            None => self.summaries.entry(key()).or_default(),
+            None => self.summaries.entry(key(id)).or_default(),
         };
         if !summary.record(read) {
             self.duplicates += 1;
@@ -1071,7 +1072,7 @@ fn resolve<'e>(
                             stats.duplicates += 1;
                         }
                     }
-                    None => unowned.record(id, read, || Cow::Borrowed(id)),
+                    None => unowned.record(Cow::Borrowed(id), read, |id| id),
                 }
             }
         }
