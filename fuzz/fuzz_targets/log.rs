@@ -1,7 +1,9 @@
 //! A log as `wameter replay` reads it: bytes → text (BOM, bad UTF-8) →
 //! canonical lines and Meta webhook lines → events, priced by the engine.
 //! Also: every event read back from the line wameter writes for it is the
-//! same event (the store and the sandbox keep events as those lines).
+//! same event (the store and the sandbox keep events as those lines), and
+//! the reader `replay` folds statuses with (`parse_chunk_unowned`) reads the
+//! same events.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -12,7 +14,8 @@ use wameter_core::ratecard::{RateBook, TierBook};
 use wameter_core::account::Accounts;
 use wameter_core::engine::Engine;
 use wameter_core::event::Origin;
-use wameter_log::{Parsed, decode_log, event_line, parse_chunk, parse_line};
+use wameter_core::event::UnownedStatus;
+use wameter_log::{Parsed, decode_log, event_line, parse_chunk, parse_chunk_unowned, parse_line};
 
 /// The built-in tables, read once (reading them is most of a replay's cost
 /// on a small input).
@@ -21,6 +24,12 @@ static TABLES: LazyLock<(Accounts, RateBook, TierBook)> = LazyLock::new(|| (Acco
 fuzz_target!(|bytes: &[u8]| {
     let (text, _errors) = decode_log(bytes.to_vec(), 0);
     let chunk = parse_chunk(&text, 0, 1);
+    let (apart, statuses) = parse_chunk_unowned(&text, 0, 1);
+    assert_eq!(apart.errors, chunk.errors);
+    let mut events = apart.events;
+    events.extend(statuses.into_iter().map(UnownedStatus::into_event));
+    events.sort_by_key(|event| event.origin);
+    assert_eq!(events, chunk.events, "the statuses given apart are not the events parse_chunk reads");
     for event in &chunk.events {
         let line = event_line(event);
         match parse_line(&line, Origin { source: 0, line: 1 }) {
