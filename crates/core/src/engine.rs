@@ -391,16 +391,13 @@ impl<'k> UnownedStatuses<'k> {
     /// Takes one status in. Its wamid is copied (if borrowed) for the first
     /// status of a message only.
     pub fn fold(&mut self, status: UnownedStatus<'_>) {
-        let UnownedStatus {
-            id,
-            status,
-            error,
-            detail,
-            at,
-            origin,
-        } = status;
-        let read = StatusRead::new((at, origin), status, error, detail.as_deref());
-        self.record(id, read, |id| Cow::Owned(id.into_owned()));
+        let read = StatusRead::new(
+            (status.at, status.origin),
+            status.status,
+            status.error,
+            status.detail.as_deref(),
+        );
+        self.record(status.id, read, |id| Cow::Owned(id.into_owned()));
     }
 
     /// Records one status of wamid `id`; `key` makes the table's key of it
