@@ -441,7 +441,12 @@ fn load(
             };
             if let Some((folded, now)) = &mut folding {
                 let before = folded.statuses.messages();
-                fold_statuses(statuses, &mut folded.statuses, &mut folded.implausible, *now);
+                fold_statuses(
+                    statuses,
+                    &mut folded.statuses,
+                    &mut folded.implausible,
+                    *now,
+                );
                 if first_block {
                     let new = folded.statuses.messages().saturating_sub(before);
                     folded.statuses.reserve(before + estimate(new));

@@ -286,7 +286,9 @@ impl StatusSummary {
             DeliveryStatus::Delivered => earliest(&mut self.first_delivered),
             DeliveryStatus::Read => earliest(&mut self.first_read),
             // The last in the log, whatever order they are taken in.
-            DeliveryStatus::Failed => self.failed = later_failure(self.failed, Some((error, origin))),
+            DeliveryStatus::Failed => {
+                self.failed = later_failure(self.failed, Some((error, origin)))
+            }
             DeliveryStatus::Sent => {}
         }
         true
@@ -371,8 +373,7 @@ pub struct UnownedStatuses<'k> {
     /// Dense (the summaries in one vector, the table holding indices): a
     /// table holding the summaries in its slots left half of them slack
     /// and moved them all each time it grew.
-    summaries:
-        indexmap::IndexMap<Cow<'k, str>, StatusSummary, foldhash::fast::RandomState>,
+    summaries: indexmap::IndexMap<Cow<'k, str>, StatusSummary, foldhash::fast::RandomState>,
     /// Statuses taken in, repeats included.
     read: u64,
     /// Exact repeats dropped.
@@ -2169,14 +2170,15 @@ mod summaries {
     /// depend on it. The failure kept is the one read last in the log.
     #[test]
     fn a_summary_does_not_depend_on_the_order_statuses_are_taken_in() {
-        let read = |line: u32, status: DeliveryStatus, error: Option<i64>, second: i64| StatusRead {
-            status,
-            error,
-            at: Timestamp::from_second(1_767_225_600 + second).unwrap(),
-            origin: Origin { source: 0, line },
-            cost: None,
-            messaging_account: None,
-        };
+        let read =
+            |line: u32, status: DeliveryStatus, error: Option<i64>, second: i64| StatusRead {
+                status,
+                error,
+                at: Timestamp::from_second(1_767_225_600 + second).unwrap(),
+                origin: Origin { source: 0, line },
+                cost: None,
+                messaging_account: None,
+            };
         let statuses = [
             read(3, DeliveryStatus::Failed, Some(131_026), 9),
             read(1, DeliveryStatus::Sent, None, 1),
@@ -2193,7 +2195,10 @@ mod summaries {
             (outcome.delivered_at(), outcome.failed, outcome.origin)
         };
         let forward = summary_of(&[0, 1, 2, 3, 4]);
-        assert_eq!(forward.1, Some((Some(131_049), Origin { source: 0, line: 7 })));
+        assert_eq!(
+            forward.1,
+            Some((Some(131_049), Origin { source: 0, line: 7 }))
+        );
         assert_eq!(forward, summary_of(&[4, 3, 2, 1, 0]));
         assert_eq!(forward, summary_of(&[2, 0, 4, 1, 3]));
     }

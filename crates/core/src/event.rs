@@ -451,7 +451,9 @@ impl UnownedStatus<'_> {
 
     /// [`implausible_instant`] of the status.
     pub fn implausible(&self, now: Timestamp) -> Option<crate::charge::Warning> {
-        implausible(self.at, self.origin, now, || status_of(self.status, &self.id))
+        implausible(self.at, self.origin, now, || {
+            status_of(self.status, &self.id)
+        })
     }
 }
 

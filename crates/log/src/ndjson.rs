@@ -783,14 +783,23 @@ mod tests {
             [2, 3, 4]
         );
         assert_eq!(
-            chunk.events.iter().map(|e| e.origin.line).collect::<Vec<_>>(),
+            chunk
+                .events
+                .iter()
+                .map(|e| e.origin.line)
+                .collect::<Vec<_>>(),
             [1, 5, 8]
         );
         // Trimmed, borrowed from the line unless written with an escape.
         assert!(matches!(statuses[0].id, Cow::Borrowed("w1")));
         assert!(matches!(&statuses[1].id, Cow::Owned(id) if id == "w1"));
         assert_eq!(statuses[1].error, Some(131026));
-        assert!(statuses[2].detail.as_ref().is_some_and(|d| d.recipient.is_some()));
+        assert!(
+            statuses[2]
+                .detail
+                .as_ref()
+                .is_some_and(|d| d.recipient.is_some())
+        );
         // Errors are the same either way (line 6: an empty id).
         assert_eq!(chunk.errors, whole.errors);
         assert_eq!(whole.errors.len(), 1);

@@ -6,7 +6,9 @@
 
 use proptest::prelude::*;
 use wameter_core::engine::{FoldedStatuses, Prepared, prepare_folded, prepare_in};
-use wameter_core::event::{Event, EventKind, Origin, UnownedStatus, UserId, outbounds_from_pricing};
+use wameter_core::event::{
+    Event, EventKind, Origin, UnownedStatus, UserId, outbounds_from_pricing,
+};
 
 use super::incremental::{BASES, build, shuffle, step, world};
 
