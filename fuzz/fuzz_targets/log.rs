@@ -3,7 +3,8 @@
 //! Also: every event read back from the line wameter writes for it is the
 //! same event (the store and the sandbox keep events as those lines), and
 //! the reader `replay` folds statuses with (`parse_chunk_unowned`) reads the
-//! same events.
+//! same events, and the reader of the common flat shape reads every line
+//! as serde_json does (`parse_line_by_serde`).
 #![no_main]
 
 use std::sync::LazyLock;
@@ -16,6 +17,7 @@ use wameter_core::engine::Engine;
 use wameter_core::event::Origin;
 use wameter_core::event::UnownedStatus;
 use wameter_log::{Parsed, decode_log, event_line, parse_chunk, parse_chunk_unowned, parse_line};
+use wameter_log::ndjson::parse_line_by_serde;
 
 /// The built-in tables, read once (reading them is most of a replay's cost
 /// on a small input).
@@ -23,6 +25,10 @@ static TABLES: LazyLock<(Accounts, RateBook, TierBook)> = LazyLock::new(|| (Acco
 
 fuzz_target!(|bytes: &[u8]| {
     let (text, _errors) = decode_log(bytes.to_vec(), 0);
+    for line in text.lines() {
+        let origin = Origin { source: 0, line: 1 };
+        assert_eq!(parse_line(line, origin), parse_line_by_serde(line, origin), "the flat reader and serde_json read {line:?} apart");
+    }
     let chunk = parse_chunk(&text, 0, 1);
     let (apart, statuses) = parse_chunk_unowned(&text, 0, 1);
     assert_eq!(apart.errors, chunk.errors);

@@ -26,6 +26,8 @@ use wameter_core::event::{
 use wameter_core::notice::{Notice, NoticeKind};
 use wameter_meta::webhook::{self, Ignored, WebhookItems};
 
+mod flat;
+
 /// A line that is not a valid canonical event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineError {
@@ -89,20 +91,42 @@ impl At {
     /// `at` as the line wrote it. A string without escapes (every line
     /// `wameter` writes) is read in place; anything else as a JSON value,
     /// with the same messages.
-    fn read(raw: &RawValue) -> Result<At, serde_json::Error> {
-        let text = raw.get();
-        match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-            Some(inner) if !inner.contains('\\') => AtVisitor.visit_str(inner),
-            _ => At::deserialize(&serde_json::from_str::<serde_json::Value>(text)?),
+    fn read(Raw(text): Raw<'_>) -> Result<At, serde_json::Error> {
+        if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+            && !inner.contains('\\')
+        {
+            return AtVisitor.visit_str(inner);
         }
+        // UNIX seconds as serde_json reads a non-negative integer that fits
+        // a `u64` (`text` is valid JSON: no sign, no leading zero). Anything
+        // else — negative (serde_json reads `-0` as a float), too large —
+        // goes through a JSON value, for its exact message.
+        if text.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(seconds) = text.parse::<u64>()
+        {
+            return AtVisitor.visit_u64(seconds);
+        }
+        At::deserialize(&serde_json::from_str::<serde_json::Value>(text)?)
+    }
+}
+
+/// A field's value as the line wrote it (valid JSON), read only when the
+/// line's kind needs it: what `&RawValue` gives, as a plain `&str` that
+/// [`flat`] can fill too.
+#[derive(Clone, Copy, Debug, Default)]
+struct Raw<'a>(&'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Raw<'a>, D::Error> {
+        <&'de RawValue>::deserialize(deserializer).map(|raw| Raw(raw.get()))
     }
 }
 
 /// A field read as a JSON value only when present: the fields few lines
 /// have are kept as their raw text while the line is read, which keeps
 /// [`RawEvent`] small (moving it was a tenth of parsing).
-fn value_of(raw: Option<&RawValue>) -> Result<Option<serde_json::Value>, serde_json::Error> {
-    raw.map(|raw| serde_json::from_str(raw.get())).transpose()
+fn value_of(raw: Option<Raw<'_>>) -> Result<Option<serde_json::Value>, serde_json::Error> {
+    raw.map(|Raw(text)| serde_json::from_str(text)).transpose()
 }
 
 /// A string field, borrowed from the line when it has no escapes. serde
@@ -140,7 +164,7 @@ fn text<'de: 'a, 'a, D: de::Deserializer<'de>>(
     deserializer.deserialize_option(Text)
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct RawTemplate<'a> {
     #[serde(borrow, default, deserialize_with = "text")]
     name: Option<Cow<'a, str>>,
@@ -150,12 +174,12 @@ struct RawTemplate<'a> {
 
 /// Every field any event kind may carry; which are required depends on
 /// `type`. Unknown fields are ignored (interfaces §1).
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct RawEvent<'a> {
     #[serde(rename = "type", borrow, default, deserialize_with = "text")]
     event_type: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    at: Option<&'a RawValue>,
+    at: Option<Raw<'a>>,
     #[serde(borrow, default, deserialize_with = "text")]
     business: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "text")]
@@ -175,13 +199,13 @@ struct RawEvent<'a> {
     #[serde(borrow, default, deserialize_with = "text")]
     status: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    error: Option<&'a RawValue>,
+    error: Option<Raw<'a>>,
     #[serde(borrow, default, deserialize_with = "text")]
     direction: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    duration: Option<&'a RawValue>,
+    duration: Option<Raw<'a>>,
     #[serde(borrow)]
-    tokens: Option<&'a RawValue>,
+    tokens: Option<Raw<'a>>,
     /// The Messaging account billed (Meta's name); wins over
     /// `paid_messaging_account_id`, its deprecated alias, as Meta's
     /// Messages API reads them.
@@ -190,11 +214,11 @@ struct RawEvent<'a> {
     #[serde(borrow, default, deserialize_with = "text")]
     paid_messaging_account_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    object: Option<&'a RawValue>,
+    object: Option<Raw<'a>>,
     #[serde(borrow)]
-    pricing: Option<&'a RawValue>,
+    pricing: Option<Raw<'a>>,
     #[serde(borrow)]
-    conversation: Option<&'a RawValue>,
+    conversation: Option<Raw<'a>>,
 }
 
 /// What one line holds.
@@ -215,7 +239,14 @@ pub enum Parsed {
 /// Parses one line: a canonical event, a canonical notice, or a raw Meta
 /// webhook POST body (interfaces §4, last paragraph).
 pub fn parse_line(line: &str, origin: Origin) -> Result<Parsed, LineError> {
-    parse_line_in(line, origin, &mut Templates::default()).map(Line::parsed)
+    parse_line_in(line, origin, &mut Templates::default(), true).map(Line::parsed)
+}
+
+/// [`parse_line`] with every line read by serde_json, none by the reader
+/// of the common shape: what that reader is held to (tests, fuzzing).
+#[doc(hidden)]
+pub fn parse_line_by_serde(line: &str, origin: Origin) -> Result<Parsed, LineError> {
+    parse_line_in(line, origin, &mut Templates::default(), false).map(Line::parsed)
 }
 
 /// What one line holds, a status naming no business kept apart (borrowing
@@ -270,6 +301,7 @@ fn parse_line_in<'a>(
     line: &'a str,
     origin: Origin,
     templates: &mut Templates,
+    flat: bool,
 ) -> Result<Line<'a>, LineError> {
     let trimmed = line.trim();
     if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -280,14 +312,18 @@ fn parse_line_in<'a>(
         field: field.map(String::from),
         message,
     };
-    let raw: RawEvent = serde_json::from_str(trimmed).map_err(|e| {
-        let message = if e.is_data() {
-            format!("{e}")
-        } else {
-            format!("not a JSON object: {e}")
-        };
-        fail(None, message)
-    })?;
+    // The common shape read directly; anything else by serde_json.
+    let raw = match flat.then(|| flat::read(trimmed)).flatten() {
+        Some(raw) => raw,
+        None => serde_json::from_str::<RawEvent>(trimmed).map_err(|e| {
+            let message = if e.is_data() {
+                format!("{e}")
+            } else {
+                format!("not a JSON object: {e}")
+            };
+            fail(None, message)
+        })?,
+    };
     if raw.object.is_some() {
         // Parsed a second time as a tree: envelopes are rare next to
         // canonical lines, and the tree gives every item its JSON path.
@@ -318,7 +354,7 @@ fn parse_line_in<'a>(
         }
     };
     // The fields few lines have, as JSON values.
-    let value = |raw: Option<&RawValue>, field: &str| {
+    let value = |raw: Option<Raw<'_>>, field: &str| {
         value_of(raw).map_err(|e| fail(Some(field), e.to_string()))
     };
     // Trimmed, and still borrowed from the line if it was.
@@ -670,7 +706,7 @@ fn read_chunk(
             source,
             line: first_line.saturating_add(offset as u32),
         };
-        match parse_line_in(line, origin, &mut templates) {
+        match parse_line_in(line, origin, &mut templates, true) {
             Ok(Line::Unowned(status)) if apart => statuses.push(status),
             Ok(Line::Unowned(status)) => chunk.events.push(status.into_event()),
             Ok(Line::Parsed(Parsed::Event(event))) => chunk.events.push(event),
@@ -836,6 +872,234 @@ mod tests {
         #[test]
         fn lines_are_those_of_str_lines_on_any_text(text in "[ab\r\n\u{e9}]{0,16}") {
             proptest::prop_assert_eq!(lines(&text).collect::<Vec<_>>(), text.lines().collect::<Vec<_>>());
+        }
+    }
+
+    /// A value as a line may write it: every shape the flat reader takes,
+    /// and the ones it must leave to serde_json.
+    fn any_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        proptest::prop_oneof![
+            proptest::sample::select(vec![
+                r#""1769267413""#,
+                r#""2026-01-24T15:10:14Z""#,
+                r#""2026-01-24T15:10:14""#,
+                r#""+5511999990000""#,
+                r#""user.BR.9373""#,
+                r#""106540352240011""#,
+                r#""wamid.gen.42.1""#,
+                r#""sent""#,
+                r#""delivered""#,
+                r#""read""#,
+                r#""failed""#,
+                r#""inbound""#,
+                r#""outbound""#,
+                r#""status""#,
+                r#""call""#,
+                r#""agent_usage""#,
+                r#""ad""#,
+                r#""message""#,
+                r#""business_initiated""#,
+                r#""BR""#,
+                r#""""#,
+                r#"" ""#,
+                r#""a\"b""#,
+                r#""\u0041""#,
+                "\"tab\there\"",
+                r#""é""#,
+                "0",
+                "-0",
+                "7",
+                "-12",
+                "007",
+                "1.5",
+                "1e3",
+                "-",
+                "1769267413",
+                "18446744073709551616",
+                "99999999999999999999999",
+                "-9223372036854775809",
+                "null",
+                "true",
+                "false",
+                "[]",
+                "[1,2]",
+                "{}",
+                r#"{"a":1}"#,
+                r#"{"name":"order","category":"utility"}"#,
+                r#"{"category":"MARKETING"}"#,
+                r#"{"name":"x","name":"y"}"#,
+                r#"{"name":1}"#,
+                r#"{"other":"x"}"#,
+                r#"{ "name" : "a" , }"#,
+            ])
+            .prop_map(String::from),
+            "[ -~]{0,12}".prop_map(|text| format!("{text:?}")),
+            proptest::num::i64::ANY.prop_map(|n| n.to_string()),
+        ]
+    }
+
+    /// A field of a line: mostly absent or a value its events take, at
+    /// times any value at all.
+    fn any_field(
+        key: &'static str,
+        good: &'static [&'static str],
+    ) -> impl proptest::strategy::Strategy<Value = Option<(String, String)>> {
+        use proptest::strategy::{Just, Strategy};
+        proptest::prop_oneof![
+            1 => Just(None),
+            6 => proptest::sample::select(good).prop_map(move |v| Some((key.to_owned(), v.to_owned()))),
+            1 => any_value().prop_map(move |v| Some((key.to_owned(), v))),
+        ]
+    }
+
+    /// A line of any kind, most of them events (every field a kind needs,
+    /// plus others), some with a value or a key no event takes, in any
+    /// order, with any spaces and at times bytes after it.
+    fn any_line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::{Just, Strategy};
+        let fields = (
+            (
+                any_field(
+                    "type",
+                    &[
+                        r#""inbound""#,
+                        r#""outbound""#,
+                        r#""status""#,
+                        r#""call""#,
+                        r#""agent_usage""#,
+                    ],
+                ),
+                any_field(
+                    "at",
+                    &[
+                        "1769267413",
+                        r#""2026-01-24T15:10:14Z""#,
+                        r#""2026-01-24T12:10:14-03:00""#,
+                    ],
+                ),
+                any_field("business", &[r#""106540352240011""#, r#"" 1 ""#]),
+                any_field(
+                    "user",
+                    &[
+                        r#""+5511999990000""#,
+                        r#""+52550097017""#,
+                        r#""user.BR.9373""#,
+                    ],
+                ),
+                any_field("id", &[r#""wamid.gen.42.1""#, r#""w""#]),
+                any_field(
+                    "status",
+                    &[r#""sent""#, r#""delivered""#, r#""read""#, r#""failed""#],
+                ),
+                any_field(
+                    "template",
+                    &[
+                        r#"{"name":"order","category":"utility"}"#,
+                        r#"{ "category" : "MARKETING" }"#,
+                    ],
+                ),
+                any_field("error", &["131000", r#""131000""#]),
+            ),
+            (
+                any_field(
+                    "direction",
+                    &[r#""business_initiated""#, r#""user_initiated""#],
+                ),
+                any_field("duration", &["12", "0"]),
+                any_field("tokens", &["1200"]),
+                any_field("user_country", &[r#""BR""#]),
+                any_field("entry_point", &[r#""ad""#, r#""page_cta""#]),
+                any_field("kind", &[r#""call""#, r#""message""#]),
+                any_field("messaging_account_id", &[r#""777""#]),
+                any_field("paid_messaging_account_id", &[r#""778""#]),
+            ),
+        );
+        let extra = proptest::collection::vec(
+            (
+                proptest::sample::select(vec![
+                    "type",
+                    "at",
+                    "id",
+                    "pricing",
+                    "conversation",
+                    "object",
+                    "extra",
+                    "typ\\u0065",
+                    "",
+                ]),
+                any_value(),
+            ),
+            0..2,
+        );
+        let spaces = proptest::collection::vec(
+            proptest::sample::select(vec!["", "", "", " ", "\t", " \r\n "]),
+            4,
+        );
+        let tail = proptest::sample::select(vec!["", "", "", " ", "x", ",", "}"]);
+        (fields, extra, spaces, tail).prop_flat_map(|((a, b), extra, spaces, tail)| {
+            let (a0, a1, a2, a3, a4, a5, a6, a7) = a;
+            let (b0, b1, b2, b3, b4, b5, b6, b7) = b;
+            let mut fields: Vec<(String, String)> = [
+                a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7,
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            fields.extend(
+                extra
+                    .into_iter()
+                    .map(|(key, value)| (key.to_owned(), value)),
+            );
+            Just(fields).prop_shuffle().prop_map(move |fields| {
+                let [a, b, c, d] = [spaces[0], spaces[1], spaces[2], spaces[3]];
+                let body = fields
+                    .iter()
+                    .map(|(key, value)| format!("{a}\"{key}\"{b}:{c}{value}{d}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                format!("{{{body}}}{tail}")
+            })
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The reader of the common shape and serde_json read every line
+        /// the same: the same event, or the same error, word for word.
+        #[test]
+        fn the_flat_reader_reads_every_line_as_serde_does(line in any_line()) {
+            let origin = Origin { source: 0, line: 3 };
+            proptest::prop_assert_eq!(parse_line(&line, origin), parse_line_by_serde(&line, origin), "{}", line);
+        }
+    }
+
+    #[test]
+    fn the_flat_reader_takes_the_common_shape_and_leaves_the_rest() {
+        for line in [
+            r#"{"type":"outbound","at":1769267413,"business":"106540352240011","user":"+52550097017","id":"wamid.gen.42.1","template":{"name":"marketing_notice","category":"marketing"}}"#,
+            r#"{"type":"status","at":"2026-01-24T15:10:14Z","id":"wamid.gen.42.1","status":"sent"}"#,
+            r#" { "type" : "inbound" , "at" : 0 , "business" : "1" , "user" : "+1" , "template" : { } } "#,
+            r#"{"type":"call","at":-5,"direction":"user_initiated","duration":12,"error":131000}"#,
+        ] {
+            assert!(flat::read(line).is_some(), "{line}");
+        }
+        for line in [
+            r#"{"type":"status","id":"wamid.\u0041"}"#,
+            r#"{"type":"status","type":"status"}"#,
+            r#"{"type":"status","extra":"x"}"#,
+            r#"{"type":"status","extra":1}"#,
+            r#"{"type":"status","at":1.5}"#,
+            r#"{"type":"status","at":01}"#,
+            r#"{"type":"status","at":null}"#,
+            r#"{"type":"status","pricing":{"billable":true}}"#,
+            r#"{"type":"status"} x"#,
+            r#"{"type":"status",}"#,
+            "{\"type\":\"a\tb\"}",
+            r#"{}"#,
+            r#"[]"#,
+        ] {
+            assert!(flat::read(line).is_none(), "{line}");
         }
     }
 
