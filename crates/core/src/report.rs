@@ -1,9 +1,10 @@
 //! Totals and summaries of a list of charges.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::Decimal;
 
+use crate::category::PricingCategory;
 use crate::charge::Charge;
 use crate::money::Currency;
 use crate::rules::agent::AgentCharge;
@@ -113,19 +114,38 @@ pub struct SummaryLine {
 
 /// Totals by business-local month × currency × category × market.
 pub fn summary(charges: &[Charge]) -> BTreeMap<SummaryKey, SummaryLine> {
-    let mut lines: BTreeMap<SummaryKey, SummaryLine> = BTreeMap::new();
+    // Summed under a key that costs nothing to build (the market shared,
+    // the month two numbers), and given its words once per line: a key of
+    // two new strings per charge, sought in an ordered map, was a twentieth
+    // of a replay's instructions (docs/PERFORMANCE.md).
+    type Key<'c> = ((i16, i8), Currency, PricingCategory, &'c str);
+    let mut sums: HashMap<Key<'_>, SummaryLine, foldhash::fast::RandomState> = HashMap::default();
     for charge in charges {
         let date = charge.trail.local_date;
-        let key = SummaryKey {
-            month: format!("{:04}-{:02}", date.year(), date.month()),
-            currency: charge.currency,
-            category: charge.category.as_str(),
-            market: charge.market.to_string(),
-        };
-        let line = lines.entry(key).or_default();
+        let key = (
+            (date.year(), date.month()),
+            charge.currency,
+            charge.category,
+            &*charge.market,
+        );
+        let line = sums.entry(key).or_default();
         line.messages += 1;
         line.charged += u64::from(!charge.amount.is_zero());
         line.amount += charge.amount;
+    }
+    let mut lines: BTreeMap<SummaryKey, SummaryLine> = BTreeMap::new();
+    for (((year, month), currency, category, market), sum) in sums {
+        let line = lines
+            .entry(SummaryKey {
+                month: format!("{year:04}-{month:02}"),
+                currency,
+                category: category.as_str(),
+                market: market.to_owned(),
+            })
+            .or_default();
+        line.messages += sum.messages;
+        line.charged += sum.charged;
+        line.amount += sum.amount;
     }
     lines
 }

@@ -313,17 +313,17 @@ fn parse_line_in<'a>(
         message,
     };
     // The common shape read directly; anything else by serde_json.
-    let raw = match flat.then(|| flat::read(trimmed)).flatten() {
-        Some(raw) => raw,
-        None => serde_json::from_str::<RawEvent>(trimmed).map_err(|e| {
+    let mut raw = RawEvent::default();
+    if !flat || flat::read(trimmed, &mut raw).is_none() {
+        raw = serde_json::from_str::<RawEvent>(trimmed).map_err(|e| {
             let message = if e.is_data() {
                 format!("{e}")
             } else {
                 format!("not a JSON object: {e}")
             };
             fail(None, message)
-        })?,
-    };
+        })?;
+    }
     if raw.object.is_some() {
         // Parsed a second time as a tree: envelopes are rare next to
         // canonical lines, and the tree gives every item its JSON path.
@@ -1082,7 +1082,10 @@ mod tests {
             r#" { "type" : "inbound" , "at" : 0 , "business" : "1" , "user" : "+1" , "template" : { } } "#,
             r#"{"type":"call","at":-5,"direction":"user_initiated","duration":12,"error":131000}"#,
         ] {
-            assert!(flat::read(line).is_some(), "{line}");
+            assert!(
+                flat::read(line, &mut RawEvent::default()).is_some(),
+                "{line}"
+            );
         }
         for line in [
             r#"{"type":"status","id":"wamid.\u0041"}"#,
@@ -1099,7 +1102,10 @@ mod tests {
             r#"{}"#,
             r#"[]"#,
         ] {
-            assert!(flat::read(line).is_none(), "{line}");
+            assert!(
+                flat::read(line, &mut RawEvent::default()).is_none(),
+                "{line}"
+            );
         }
     }
 
