@@ -122,6 +122,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
     }
 }
 
+/// `text` without leading and trailing white space ([`str::trim`]), at
+/// once when it starts and ends with a visible ASCII character, as ids do:
+/// `trim` decodes a character at each end to find that out.
+fn trim(text: &str) -> &str {
+    match (text.as_bytes().first(), text.as_bytes().last()) {
+        (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => text,
+        _ => text.trim(),
+    }
+}
+
 /// A field read as a JSON value only when present: the fields few lines
 /// have are kept as their raw text while the line is read, which keeps
 /// [`RawEvent`] small (moving it was a tenth of parsing).
@@ -359,9 +369,9 @@ fn parse_line_in<'a>(
     };
     // Trimmed, and still borrowed from the line if it was.
     let required_text = |value: Option<Cow<'a, str>>, field: &str| match value {
-        Some(text) if !text.trim().is_empty() => Ok(match text {
-            Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
-            Cow::Owned(text) => Cow::Owned(text.trim().to_owned()),
+        Some(text) if !trim(&text).is_empty() => Ok(match text {
+            Cow::Borrowed(text) => Cow::Borrowed(trim(text)),
+            Cow::Owned(text) => Cow::Owned(trim(&text).to_owned()),
         }),
         Some(_) => Err(fail(Some(field), "empty".into())),
         None => Err(fail(
@@ -399,7 +409,7 @@ fn parse_line_in<'a>(
         None => user,
     };
     let user = |value: Option<Cow<'a, str>>| -> Result<UserId, LineError> {
-        let text = required(value, "user")?;
+        let text = required_text(value, "user")?;
         UserId::parse(&text)
             .map(with_country)
             .map_err(|e| fail(Some("user"), e))
@@ -408,7 +418,7 @@ fn parse_line_in<'a>(
         "inbound" => EventKind::Inbound {
             business: required(raw.business, "business")?,
             user: user(raw.user)?,
-            id: raw.id.map(|id| Box::from(id.trim())),
+            id: raw.id.map(|id| Box::from(trim(&id))),
             entry_point: match raw.entry_point.as_deref() {
                 None => None,
                 Some(text) => Some(EntryPoint::parse(text).ok_or_else(|| {
@@ -474,7 +484,7 @@ fn parse_line_in<'a>(
             // Extensions: what a Meta status said besides the status
             // (`wameter events` prints them, so its output reads back).
             let mut detail = StatusDetail {
-                business: raw.business.map(|b| Box::from(b.trim())),
+                business: raw.business.map(|b| Box::from(trim(&b))),
                 messaging_account,
                 ..StatusDetail::default()
             };
@@ -869,6 +879,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn trim_is_str_trim(text in "[ a~\t\u{a0}\u{3000}\u{e9}]{0,6}") {
+            proptest::prop_assert_eq!(trim(&text), text.trim());
+        }
+
         #[test]
         fn lines_are_those_of_str_lines_on_any_text(text in "[ab\r\n\u{e9}]{0,16}") {
             proptest::prop_assert_eq!(lines(&text).collect::<Vec<_>>(), text.lines().collect::<Vec<_>>());
