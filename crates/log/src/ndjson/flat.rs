@@ -119,21 +119,30 @@ impl<'a> Reader<'a> {
 
     /// A string without escapes or control characters, without its quotes.
     fn string(&mut self) -> Option<&'a str> {
-        let quoted = self.quoted()?;
-        quoted.get(1..quoted.len() - 1)
+        let (start, end) = self.string_span()?;
+        self.line.get(start..end)
     }
 
     /// A string without escapes or control characters, with its quotes.
     fn quoted(&mut self) -> Option<&'a str> {
-        let start = self.at;
-        self.expect(b'"')?;
-        let rest = self.line.as_bytes().get(self.at..)?;
-        let end = string_end(rest)?;
-        if *rest.get(end)? != b'"' {
+        let (start, end) = self.string_span()?;
+        self.line.get(start - 1..end + 1)
+    }
+
+    /// Where the string at the reader starts and ends, inside its quotes;
+    /// the reader is moved past it.
+    fn string_span(&mut self) -> Option<(usize, usize)> {
+        let bytes = self.line.as_bytes();
+        if bytes.get(self.at) != Some(&b'"') {
             return None;
         }
-        self.at += end + 1;
-        self.line.get(start..self.at)
+        let start = self.at + 1;
+        let end = start + string_end(bytes.get(start..)?)?;
+        if bytes.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.at = end + 1;
+        Some((start, end))
     }
 
     /// A field kept as its raw text: a string without escapes, or an
@@ -208,12 +217,11 @@ fn string_end(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x;
-    let mut chunks = bytes.chunks_exact(8);
+    // A string is followed by the rest of its line, so the words read
+    // past its end until the line's last few bytes.
     let mut at = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
+    while let Some(word) = bytes.get(at..at + 8) {
+        let x = u64::from_le_bytes(word.try_into().ok()?);
         let marks = (below(x ^ (ONES * u64::from(b'"')), 1)
             | below(x ^ (ONES * u64::from(b'\\')), 1)
             | below(x, 0x20))
@@ -223,7 +231,7 @@ fn string_end(bytes: &[u8]) -> Option<usize> {
         }
         at += 8;
     }
-    let tail = chunks.remainder();
+    let tail = bytes.get(at..)?;
     tail.iter()
         .position(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))
         .map(|i| at + i)
