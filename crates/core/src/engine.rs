@@ -1592,12 +1592,16 @@ impl Engine<'_> {
                 });
                 continue;
             }
-            // Looked up once a day per pair; its rule's text is copied
-            // only into an explanation.
+            // Looked up once a day per pair; its rule's text is written
+            // only for an explanation.
             let market = match &market_cache {
                 Some((date, found)) if *date == local_date => found,
                 _ => {
-                    let found = self.markets.lookup(&contact.user, local_date);
+                    let found = if self.explain {
+                        self.markets.lookup(&contact.user, local_date)
+                    } else {
+                        self.markets.lookup_unexplained(&contact.user, local_date)
+                    };
                     &market_cache.insert((local_date, found)).1
                 }
             };

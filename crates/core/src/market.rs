@@ -9,12 +9,16 @@
 //! `data/markets/` (embedded at build time), whose provenance is documented in
 //! `data/markets/PROVENANCE.md`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
 use jiff::civil::{Date, date};
 
 use crate::event::UserId;
+
+/// Looked up for every priced pair and day: foldhash, not SipHash (the
+/// prefixes are the tables' own, not an attacker's).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 const META_PAGE_2026_03: &str =
     include_str!("../../../data/markets/meta-pricing-page_2026-03-30.csv");
@@ -57,6 +61,16 @@ struct Override {
     until: Option<Date>,
 }
 
+/// Whether a lookup writes its rule in words.
+#[derive(Clone, Copy)]
+struct Words(bool);
+
+impl Words {
+    fn say(self, text: impl FnOnce() -> String) -> String {
+        if self.0 { text() } else { String::new() }
+    }
+}
+
 /// The dated calling-code → market table.
 #[derive(Debug)]
 pub struct MarketTable {
@@ -92,7 +106,7 @@ impl MarketTable {
     }
 
     fn build() -> MarketTable {
-        let mut names: HashMap<String, Market> = HashMap::new();
+        let mut names: HashMap<String, Market> = HashMap::default();
         let mut intern = |name: &str| -> Market {
             names
                 .entry(name.to_string())
@@ -102,8 +116,8 @@ impl MarketTable {
 
         // ISO codes by calling code come from the 2026-07 map; the page table
         // names countries but not their ISO codes.
-        let mut from_july_2026 = HashMap::new();
-        let mut iso_by_code: HashMap<String, Arc<str>> = HashMap::new();
+        let mut from_july_2026 = HashMap::default();
+        let mut iso_by_code: HashMap<String, Arc<str>> = HashMap::default();
         for row in csv_rows(CALLING_CODES_2026_07) {
             let (prefix, iso2, market) = (&row[0], &row[1], &row[2]);
             if prefix == "*" || prefix.len() == 4 && prefix.starts_with('1') {
@@ -123,7 +137,7 @@ impl MarketTable {
             );
         }
 
-        let mut before_july_2026 = HashMap::new();
+        let mut before_july_2026 = HashMap::default();
         for row in csv_rows(META_PAGE_2026_03) {
             let (market, country, code) = (&row[0], &row[1], &row[2]);
             if market == "Other" || code == "1" {
@@ -152,7 +166,7 @@ impl MarketTable {
         let north_america = intern("North America");
         let latin_america = intern("Rest of Latin America");
         let other = intern("Other");
-        let mut nanp = HashMap::new();
+        let mut nanp = HashMap::default();
         for row in csv_rows(NANP_AREA_CODES) {
             let market = match &row[1] {
                 "CA" => north_america.clone(),
@@ -218,32 +232,45 @@ impl MarketTable {
     /// assert_eq!(&*table.lookup(&user, date(2025, 10, 1)).market, "Rest of Africa");
     /// ```
     pub fn lookup(&self, user: &UserId, on: Date) -> MarketMatch {
+        self.find(user, on, Words(true))
+    }
+
+    /// [`MarketTable::lookup`] with its `rule` left empty: for pricing
+    /// that shows no explanation, which looks a market up for every pair
+    /// and day (writing the rule was most of a lookup's cost).
+    pub fn lookup_unexplained(&self, user: &UserId, on: Date) -> MarketMatch {
+        self.find(user, on, Words(false))
+    }
+
+    fn find(&self, user: &UserId, on: Date, words: Words) -> MarketMatch {
         match user {
-            UserId::Phone(digits) => self.lookup_phone(digits, on),
-            UserId::Bsuid(_, Some(country)) => self.lookup_country(country, on),
+            UserId::Phone(digits) => self.lookup_phone(digits, on, words),
+            UserId::Bsuid(_, Some(country)) => self.lookup_country(country, on, words),
             UserId::Bsuid(id, None) => MarketMatch {
                 market: self.other.clone(),
                 country: None,
-                rule: format!(
+                rule: words.say(|| format!(
                     "business-scoped user id {id} carries no country, and none was given beside it: its market is unknown"
-                ),
+                )),
             },
         }
     }
 
-    fn lookup_phone(&self, digits: &str, on: Date) -> MarketMatch {
+    fn lookup_phone(&self, digits: &str, on: Date, words: Words) -> MarketMatch {
         if let Some(rest) = digits.strip_prefix('1') {
             let area = rest.get(..3).unwrap_or(rest);
             return match self.nanp.get(area) {
                 Some(entry) => MarketMatch {
                     market: entry.market.clone(),
                     country: Some(entry.iso2.clone()),
-                    rule: format!("calling code +1, area code {area} ({})", entry.country),
+                    rule: words
+                        .say(|| format!("calling code +1, area code {area} ({})", entry.country)),
                 },
                 None => MarketMatch {
                     market: self.north_america.clone(),
                     country: Some(Arc::from("US")),
-                    rule: format!("calling code +1, area code {area} (United States)"),
+                    rule: words
+                        .say(|| format!("calling code +1, area code {area} (United States)")),
                 },
             };
         }
@@ -257,19 +284,21 @@ impl MarketTable {
                 return MarketMatch {
                     market: entry.market.clone(),
                     country: (!entry.iso2.is_empty()).then(|| entry.iso2.clone()),
-                    rule: format!("calling code +{prefix} ({})", entry.country),
+                    rule: words.say(|| format!("calling code +{prefix} ({})", entry.country)),
                 };
             }
         }
         MarketMatch {
             market: self.other.clone(),
             country: None,
-            rule: format!("no listed calling code matches +{digits}: Other"),
+            rule: words.say(|| format!("no listed calling code matches +{digits}: Other")),
         }
     }
 
-    fn lookup_country(&self, iso2: &str, on: Date) -> MarketMatch {
-        let rule = |market: &str| format!("business-scoped user id prefix {iso2} → {market}");
+    fn lookup_country(&self, iso2: &str, on: Date, words: Words) -> MarketMatch {
+        let rule = |market: &str| {
+            words.say(|| format!("business-scoped user id prefix {iso2} → {market}"))
+        };
         if iso2 == "US" {
             return MarketMatch {
                 market: self.north_america.clone(),
@@ -536,7 +565,15 @@ mod tests {
                 let example = table
                     .example_number(market, on)
                     .unwrap_or_else(|| panic!("no example number for {market} on {on}"));
-                assert_eq!(table.lookup(&example, on).market, *market);
+                let found = table.lookup(&example, on);
+                assert_eq!(found.market, *market);
+                // Without its words, the same market and country.
+                let unexplained = table.lookup_unexplained(&example, on);
+                assert!(!found.rule.is_empty() && unexplained.rule.is_empty());
+                assert_eq!(
+                    (unexplained.market, unexplained.country),
+                    (found.market, found.country)
+                );
             }
         }
         let members = table.members_on(date(2025, 10, 1));
