@@ -89,8 +89,8 @@ impl<'de> Deserialize<'de> for At {
 
 impl At {
     /// `at` as the line wrote it. A string without escapes (every line
-    /// `wameter` writes) is read in place; anything else as a JSON value,
-    /// with the same messages.
+    /// `wameter` writes) and a non-negative integer are read in place;
+    /// anything else as a JSON value, with the same messages.
     fn read(Raw(text): Raw<'_>) -> Result<At, serde_json::Error> {
         if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
             && !inner.contains('\\')
@@ -878,7 +878,54 @@ mod tests {
         }
     }
 
+    /// `at` read through a JSON value, as every `at` but a plain string
+    /// was before [`At::read`] read integers in place.
+    fn at_through_a_value(text: &str) -> Result<Timestamp, String> {
+        serde_json::from_str::<serde_json::Value>(text)
+            .and_then(|value| At::deserialize(&value))
+            .map(|at| at.0)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn at_reads_an_integer_as_a_json_value_does() {
+        for text in [
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "1769267413",
+            "253402207200",
+            "-377705116800",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1e3",
+            "1.0",
+            "-9223372036854775809",
+        ] {
+            assert_eq!(
+                At::read(Raw(text))
+                    .map(|at| at.0)
+                    .map_err(|e| e.to_string()),
+                at_through_a_value(text),
+                "{text}"
+            );
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn at_reads_any_integer_as_a_json_value_does(n in proptest::num::i64::ANY, u in proptest::num::u64::ANY) {
+            for text in [n.to_string(), u.to_string()] {
+                proptest::prop_assert_eq!(
+                    At::read(Raw(&text)).map(|at| at.0).map_err(|e| e.to_string()),
+                    at_through_a_value(&text)
+                );
+            }
+        }
+
         #[test]
         fn trim_is_str_trim(text in "[ a~\t\u{a0}\u{3000}\u{e9}]{0,6}") {
             proptest::prop_assert_eq!(trim(&text), text.trim());
