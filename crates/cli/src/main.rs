@@ -695,7 +695,7 @@ fn explain(
     writeln!(
         out,
         "  delivered        {} (local date {} — selects ruleset, card and month)",
-        charge.delivered_at, trail.local_date
+        charge.delivered_at, charge.local_date
     )?;
     writeln!(
         out,

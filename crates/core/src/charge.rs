@@ -32,6 +32,10 @@ pub struct Charge {
     pub user: UserId,
     /// First `delivered` (else `read`) instant — the charging instant (D3).
     pub delivered_at: Timestamp,
+    /// Business-local date of delivery (selects ruleset, card, month).
+    /// In the charge itself, not its trail: reports and settling read it
+    /// for every charge, and the trail is another allocation away.
+    pub local_date: Date,
     /// CBP or PMP.
     pub pricing_model: PricingModel,
     /// Category the message was priced under.
@@ -120,8 +124,6 @@ pub struct Trail {
     pub sent_at: Timestamp,
     /// Where the outbound event was read.
     pub origin: Origin,
-    /// Business-local date of delivery (selects ruleset, card, month).
-    pub local_date: Date,
     /// ISO country of the user, when known.
     pub country: Option<Arc<str>>,
     /// Anything unusual, e.g. a free-form message delivered outside the window.

@@ -1623,6 +1623,7 @@ impl Engine<'_> {
                 messaging_account,
                 user: contact.user.clone(),
                 delivered_at: at,
+                local_date,
                 pricing_model: verdict.pricing_model,
                 category: verdict.category,
                 pricing_type: verdict.pricing_type,
@@ -1640,7 +1641,6 @@ impl Engine<'_> {
                     template: message.template.clone(),
                     sent_at: message.sent_at,
                     origin: message.origin,
-                    local_date,
                     country: market.country.clone(),
                     notes,
                     meta_cost: message.meta_cost.clone(),
@@ -2077,10 +2077,7 @@ impl<'e, 'a> Settler<'e, 'a> {
 
     /// The date whose cards and tiers price a charge.
     fn rates_date(&self, charge: &Charge) -> Date {
-        self.engine
-            .what_if
-            .rates_on
-            .unwrap_or(charge.trail.local_date)
+        self.engine.what_if.rates_on.unwrap_or(charge.local_date)
     }
 
     /// The number of `charge` as billed through its Messaging account.
@@ -2110,7 +2107,7 @@ impl<'e, 'a> Settler<'e, 'a> {
             rates: self.engine.rates,
             tiers: self.engine.tiers,
             rates_on: self.rates_date(charge),
-            month: month_of(charge.trail.local_date),
+            month: month_of(charge.local_date),
             reasons: self.engine.reasons,
         };
         match charge.settlement {

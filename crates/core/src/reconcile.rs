@@ -214,7 +214,7 @@ fn share_of(charge: &Charge) -> ShareKey {
     (
         Box::from(&*charge.business),
         charge.messaging_account.as_deref().map(Box::from),
-        Month::of(charge.trail.local_date),
+        Month::of(charge.local_date),
     )
 }
 
@@ -656,7 +656,7 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
         return format!(
             "era boundary: delivered {} (business-local date {} in {}), which the engine prices under {}; Meta used {} — check the business's time zone in the accounts file (decision D2)",
             charge.delivered_at,
-            trail.local_date,
+            charge.local_date,
             explained.map_or("its time zone", |e| &*e.timezone),
             charge.ruleset.id(),
             meta.pricing_model.as_deref().unwrap_or("?")
@@ -696,7 +696,7 @@ fn cause(charge: &Charge, verdict: &MetaVerdict, fields: &[&str], updates: &Upda
         _ => {}
     }
     if fields == ["billable"] {
-        let date = trail.local_date;
+        let date = charge.local_date;
         let uncertain_service = charge.category.as_str() == "service"
             && charge.pricing_model == PricingModel::Cbp
             && date >= jiff::civil::date(2024, 11, 1);

@@ -121,7 +121,7 @@ pub fn summary(charges: &[Charge]) -> BTreeMap<SummaryKey, SummaryLine> {
     type Key<'c> = ((i16, i8), Currency, PricingCategory, &'c str);
     let mut sums: HashMap<Key<'_>, SummaryLine, foldhash::fast::RandomState> = HashMap::default();
     for charge in charges {
-        let date = charge.trail.local_date;
+        let date = charge.local_date;
         let key = (
             (date.year(), date.month()),
             charge.currency,

@@ -157,7 +157,7 @@ impl Row {
             messaging_account: optional(charge.messaging_account.as_deref()),
             user: charge.user.to_string(),
             at: charge.delivered_at,
-            local_date: charge.trail.local_date,
+            local_date: charge.local_date,
             pricing_model: Some(text(charge.pricing_model.as_str())),
             category: text(charge.category.as_str()),
             pricing_type: Some(text(charge.pricing_type.as_str())),

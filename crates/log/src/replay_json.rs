@@ -54,7 +54,7 @@ impl<'a> From<&'a Charge> for ChargeJson<'a> {
             messaging_account: charge.messaging_account.as_deref(),
             user: charge.user.to_string(),
             delivered_at: charge.delivered_at.to_string(),
-            local_date: charge.trail.local_date.to_string(),
+            local_date: charge.local_date.to_string(),
             pricing_model: charge.pricing_model.as_str(),
             category: charge.category.as_str(),
             template: charge.trail.template.as_ref().map(|t| &*t.name),

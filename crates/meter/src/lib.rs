@@ -262,7 +262,7 @@ pub fn settle_month(
     let mut charges: Vec<ChargeRow> = report
         .charges
         .iter()
-        .filter(|charge| in_month(&charge.business, charge.trail.local_date, businesses, month))
+        .filter(|charge| in_month(&charge.business, charge.local_date, businesses, month))
         .map(charge_row)
         .collect();
     let inferred = charges
@@ -654,9 +654,8 @@ impl MonthState {
         }
         let changes = self.meter.apply(&kept_charges_engine(engine), events);
 
-        let in_scope = |charge: &Charge| {
-            in_month(&charge.business, charge.trail.local_date, businesses, month)
-        };
+        let in_scope =
+            |charge: &Charge| in_month(&charge.business, charge.local_date, businesses, month);
         let same_scope = self
             .inferred_scope
             .as_ref()

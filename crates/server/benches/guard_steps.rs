@@ -43,10 +43,10 @@ fn pair_rows(user: &UserId, now: Timestamp, sends: usize) -> Vec<StoredEvent> {
     for n in 0..sends {
         at += SignedDuration::from_mins(10);
         let id: Box<str> = format!("wamid.out.{n}").into();
-        let template = Some(Template {
+        let template = Some(std::sync::Arc::new(Template {
             name: "order_update".into(),
             category: TemplateCategory::Utility,
-        });
+        }));
         events.push(Event {
             at,
             origin,

@@ -174,10 +174,7 @@ fn the_local_date_is_the_messaging_accounts() {
         Some("M"),
     );
     let report = world.replay(&log);
-    assert_eq!(
-        charge(&report, "late").trail.local_date.to_string(),
-        "2026-09-01"
-    );
+    assert_eq!(charge(&report, "late").local_date.to_string(), "2026-09-01");
 }
 
 /// platform-2026 §1.5: the window "belongs to the phone-number–user pair,

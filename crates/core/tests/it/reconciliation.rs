@@ -290,7 +290,7 @@ proptest! {
                 let charge = &result.discrepancies[index].engine;
                 prop_assert_eq!(&*charge.business, &**business);
                 prop_assert_eq!(charge.messaging_account.as_deref(), account.as_deref());
-                prop_assert_eq!(wameter_core::settlement::Month::of(charge.trail.local_date), *month);
+                prop_assert_eq!(wameter_core::settlement::Month::of(charge.local_date), *month);
                 seen.push(index);
             }
         }
