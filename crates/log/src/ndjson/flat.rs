@@ -1,7 +1,7 @@
 //! A reader for the one shape nearly every line of a large log has: a flat
 //! object of known fields whose values are strings without escapes or
 //! integers, `template` an object of two such strings (every line
-//! `wameter gen` and `wameter events` write, and most a BSP exports).
+//! `wameter gen` and `wameter events` write).
 //!
 //! Why: serde's derived reader spent seven times what scanning the line
 //! costs (docs/PERFORMANCE.md: 1.26 s to read a 2 M-line log on one core,
