@@ -9,6 +9,7 @@ use crate::charge::Charge;
 use crate::money::Currency;
 use crate::rules::agent::AgentCharge;
 use crate::rules::calling::CallCharge;
+use crate::settlement::Month;
 
 /// Totals for one currency (interfaces §4 `totals`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,15 +116,14 @@ pub struct SummaryLine {
 /// Totals by business-local month × currency × category × market.
 pub fn summary(charges: &[Charge]) -> BTreeMap<SummaryKey, SummaryLine> {
     // Summed under a key that costs nothing to build (the market shared,
-    // the month two numbers), and given its words once per line: a key of
-    // two new strings per charge, sought in an ordered map, was a twentieth
-    // of a replay's instructions (docs/PERFORMANCE.md).
-    type Key<'c> = ((i16, i8), Currency, PricingCategory, &'c str);
+    // the month a date), and given its words once per line: a key of two
+    // new strings per charge, sought in an ordered map, was a twentieth of
+    // a replay's instructions (docs/PERFORMANCE.md).
+    type Key<'c> = (Month, Currency, PricingCategory, &'c str);
     let mut sums: HashMap<Key<'_>, SummaryLine, foldhash::fast::RandomState> = HashMap::default();
     for charge in charges {
-        let date = charge.local_date;
         let key = (
-            (date.year(), date.month()),
+            Month::of(charge.local_date),
             charge.currency,
             charge.category,
             &*charge.market,
@@ -134,10 +134,10 @@ pub fn summary(charges: &[Charge]) -> BTreeMap<SummaryKey, SummaryLine> {
         line.amount += charge.amount;
     }
     let mut lines: BTreeMap<SummaryKey, SummaryLine> = BTreeMap::new();
-    for (((year, month), currency, category, market), sum) in sums {
+    for ((month, currency, category, market), sum) in sums {
         let line = lines
             .entry(SummaryKey {
-                month: format!("{year:04}-{month:02}"),
+                month: month.to_string(),
                 currency,
                 category: category.as_str(),
                 market: market.to_owned(),
