@@ -971,6 +971,21 @@ fn rates(command: RatesCommand) -> Result<ExitCode> {
     }
 }
 
+/// Turns transparent huge pages off for this process, for the commands
+/// that run for days and answer within milliseconds.
+///
+/// The binary's allocator asks for huge pages (`thp:always` in
+/// .cargo/config.toml): a batch run such as `replay` then takes a few
+/// thousand page faults where it took 190,000. A server gains little from
+/// that and risks what huge pages cost a long-lived process: a fault that
+/// waits for the kernel to compact memory, in the middle of a request, and
+/// huge pages held for a few live bytes. Failing to turn them off (a
+/// kernel without the flag) only leaves them on, so the error is ignored.
+fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -1017,8 +1032,14 @@ fn main() -> ExitCode {
             output,
         } => events::run(logs, strict, format, output),
         Command::Reconcile(args) => reconcile::run(*args),
-        Command::Serve(args) => serve::run(*args),
-        Command::Sandbox(args) => sandbox::run(*args),
+        Command::Serve(args) => {
+            without_huge_pages();
+            serve::run(*args)
+        }
+        Command::Sandbox(args) => {
+            without_huge_pages();
+            sandbox::run(*args)
+        }
         Command::Gen(args) => generate::run(args),
         Command::Quote(args) => quote::run(*args),
         Command::Invoice(args) => invoice::run(*args),

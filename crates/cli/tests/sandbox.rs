@@ -69,6 +69,17 @@ fn wamid(answer: &Value) -> String {
         .to_string()
 }
 
+/// Like `serve`, the sandbox turns off the huge pages the binary's
+/// allocator asks for (`without_huge_pages` in main.rs).
+#[test]
+#[cfg(target_os = "linux")]
+fn the_sandbox_runs_without_transparent_huge_pages() {
+    let dir = fresh("huge-pages");
+    let accounts = sandbox::accounts(&dir);
+    let sandbox = Sandbox::start(&dir, &["--accounts", &accounts]);
+    assert_eq!(common::huge_pages_enabled(sandbox.child.id()), "0");
+}
+
 #[test]
 fn a_user_writes_the_app_replies_the_window_closes_and_only_a_template_gets_through() {
     let dir = fresh("scenario");

@@ -27,6 +27,20 @@ fn replay_charges(path: &std::path::Path) -> (serde_json::Value, serde_json::Val
     (document["charges"].clone(), document["totals"].clone())
 }
 
+/// The binary's allocator asks for huge pages, which a long-lived server
+/// should not hold (`without_huge_pages` in main.rs).
+#[test]
+#[cfg(target_os = "linux")]
+fn the_server_runs_without_transparent_huge_pages() {
+    let dir = fresh_dir("huge-pages");
+    let server = Server::start(Start {
+        dir: &dir,
+        database: sqlite_in(&dir),
+        extra: vec![],
+    });
+    assert_eq!(common::huge_pages_enabled(server.child.id()), "0");
+}
+
 #[test]
 fn handshake_echoes_the_challenge_only_for_the_right_token() {
     let dir = fresh_dir("handshake");

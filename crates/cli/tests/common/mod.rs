@@ -94,3 +94,16 @@ pub fn test_dependency(variable: &str, script: &str, what: &str) -> Option<std::
     }
     value
 }
+
+/// Whether the kernel may give process `pid` transparent huge pages: the
+/// `THP_enabled` line of /proc/PID/status (Linux 5.0 and later), `0` once
+/// the process turned them off for itself.
+pub fn huge_pages_enabled(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .unwrap_or_else(|| panic!("no THP_enabled line in /proc/{pid}/status:\n{status}"))
+        .trim()
+        .to_string()
+}
