@@ -93,8 +93,14 @@ proptest! {
             let decisions = prepared.contacts.iter().map(|contact| engine.decide(contact)).collect();
             engine.settle_in(prepared, decisions, parts)
         };
-        let report = settle(one, 1);
+        let report = settle(one.clone(), 1);
         prop_assert_eq!(&settle(many, parts), &report);
+        // Decisions in any order: ties of instants are then broken by
+        // looking at the charges, not by where they sit.
+        let mut shuffled = one.clone();
+        shuffled.contacts.reverse();
+        let decisions = shuffled.contacts.iter().map(|contact| engine.decide(contact)).collect();
+        prop_assert_eq!(&engine.settle_in(one, decisions, parts), &report);
         prop_assert_eq!(&engine.replay(events), &report);
     }
 }
