@@ -775,7 +775,7 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
             .collect()
     };
     // Each pair is in one part only, so no two keys are equal.
-    contacts.sort_unstable_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
+    sort_pairs(&mut contacts);
     sort_warnings(&mut warnings);
     calls.sort_unstable_by_key(|(seq, _)| *seq);
     let calls = calls.into_iter().map(|(_, call)| call).collect();
@@ -787,6 +787,76 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
         stats,
         calls,
         agent,
+    }
+}
+
+/// Sorts timelines by pair, business then user, as comparing the pairs
+/// would, but on compact keys: the business's rank among the few
+/// businesses, the user's kind and first 16 bytes as integers. Comparing
+/// the pairs reached into four shared strings a comparison: 70 ms of a
+/// 2 M-event replay, on one thread, for 223,000 pairs. A key looks at the
+/// users' strings only when two share their first 16 bytes.
+pub(crate) fn sort_pairs(contacts: &mut [ContactTimeline]) {
+    // Each business's number in order of first appearance, then its rank.
+    let mut seen: HashMap<&str, u32> = HashMap::default();
+    let first_seen: Vec<u32> = contacts
+        .iter()
+        .map(|contact| {
+            let next = seen.len() as u32;
+            *seen.entry(&contact.business).or_insert(next)
+        })
+        .collect();
+    let mut names: Vec<(&str, u32)> = seen.into_iter().collect();
+    names.sort_unstable();
+    let mut rank_of = vec![0u32; names.len()];
+    for (rank, (_, number)) in names.into_iter().enumerate() {
+        if let Some(slot) = rank_of.get_mut(number as usize) {
+            *slot = rank as u32;
+        }
+    }
+    let mut keys: Vec<(u32, u8, u64, u64, u32)> = contacts
+        .iter()
+        .zip(first_seen)
+        .enumerate()
+        .map(|(index, (contact, number))| {
+            let (kind, text) = contact.user.key();
+            let mut prefix = [0u8; 16];
+            for (slot, byte) in prefix.iter_mut().zip(text.bytes()) {
+                *slot = byte;
+            }
+            let [high, low] = [&prefix[..8], &prefix[8..]]
+                .map(|half| u64::from_be_bytes(half.try_into().unwrap_or_default()));
+            let rank = rank_of.get(number as usize).copied().unwrap_or_default();
+            (rank, kind, high, low, index as u32)
+        })
+        .collect();
+    // Zero-padded big-endian bytes order as the strings do, except that a
+    // string and its extension by zero bytes tie: the users then decide.
+    keys.sort_unstable_by(|a, b| {
+        (a.0, a.1, a.2, a.3)
+            .cmp(&(b.0, b.1, b.2, b.3))
+            .then_with(|| {
+                let user = |key: &(u32, u8, u64, u64, u32)| &contacts[key.4 as usize].user;
+                user(a).cmp(user(b))
+            })
+    });
+    permute(contacts, keys.into_iter().map(|key| key.4).collect());
+}
+
+/// Puts `items[order[i]]` at `i` for every `i`, moving each item by
+/// swaps along the cycles of `order` (a permutation of the positions).
+fn permute<T>(items: &mut [T], mut order: Vec<u32>) {
+    for start in 0..items.len() {
+        let mut at = start;
+        loop {
+            let from = order[at] as usize;
+            order[at] = at as u32;
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
     }
 }
 
@@ -2319,5 +2389,59 @@ mod summaries {
         );
         assert_eq!(forward, summary_of(&[4, 3, 2, 1, 0]));
         assert_eq!(forward, summary_of(&[2, 0, 4, 1, 3]));
+    }
+}
+
+#[cfg(test)]
+mod pairs {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text that tests the keys' edges: shared 16-byte prefixes, strings
+    /// longer than 16 bytes, zero bytes (a zero-padded prefix ties with
+    /// them), and characters past ASCII.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9]{1,18}",
+            "(5511999990000|abcdefghijklmnop)[0-9\u{0}\u{e9}]{0,3}",
+            "[a\u{0}\u{ff}]{0,3}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn sort_pairs_sorts_as_comparing_the_pairs_does(
+            pairs in prop::collection::vec((text(), any::<bool>(), text()), 0..60),
+        ) {
+            let mut contacts: Vec<ContactTimeline> = pairs
+                .into_iter()
+                .map(|(business, scoped, user)| ContactTimeline {
+                    business: business.into(),
+                    user: match scoped {
+                        true => UserId::Bsuid(user.into(), None),
+                        false => UserId::Phone(user.into()),
+                    },
+                    items: Vec::new(),
+                })
+                .collect();
+            let mut expected = contacts.clone();
+            expected.sort_by(|a, b| (&a.business, &a.user).cmp(&(&b.business, &b.user)));
+            sort_pairs(&mut contacts);
+            let pair = |c: &ContactTimeline| (c.business.clone(), c.user.clone());
+            prop_assert_eq!(
+                contacts.iter().map(pair).collect::<Vec<_>>(),
+                expected.iter().map(pair).collect::<Vec<_>>()
+            );
+        }
+
+        #[test]
+        fn permute_puts_each_item_where_the_order_says(
+            order in Just((0..40u32).collect::<Vec<_>>()).prop_shuffle(),
+        ) {
+            let mut items: Vec<u32> = (100..140).collect();
+            permute(&mut items, order.clone());
+            let expected: Vec<u32> = order.iter().map(|from| from + 100).collect();
+            prop_assert_eq!(items, expected);
+        }
     }
 }

@@ -125,7 +125,7 @@ fn country_prefix(id: &str) -> Option<&str> {
 }
 
 impl UserId {
-    fn key(&self) -> (u8, &str) {
+    pub(crate) fn key(&self) -> (u8, &str) {
         match self {
             UserId::Phone(digits) => (0, digits),
             UserId::Bsuid(id, _) => (1, id),
