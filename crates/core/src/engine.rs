@@ -796,7 +796,7 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
 /// the pairs reached into four shared strings a comparison: 70 ms of a
 /// 2 M-event replay, on one thread, for 223,000 pairs. A key looks at the
 /// users' strings only when two share their first 16 bytes.
-pub(crate) fn sort_pairs(contacts: &mut [ContactTimeline]) {
+fn sort_pairs(contacts: &mut [ContactTimeline]) {
     // Each business's number in order of first appearance, then its rank.
     let mut seen: HashMap<&str, u32> = HashMap::default();
     let first_seen: Vec<u32> = contacts

@@ -118,7 +118,7 @@ impl At {
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, the spelling of an instant `wameter` writes,
 /// read without jiff's general parser: that took 450 instructions a line,
-/// a twentieth of reading a log. `None` for any other spelling (an offset,
+/// 7 % of reading a log. `None` for any other spelling (an offset,
 /// a fraction, a lower-case `t` or `z`, a leap second) and for a date or
 /// time that does not exist; jiff then reads the text, and says what is
 /// wrong with it.
@@ -170,8 +170,8 @@ fn utc_instant(text: &str) -> Option<Timestamp> {
     jiff::tz::Offset::UTC.to_timestamp(time).ok()
 }
 
-/// A non-negative integer of at most 18 digits (every UNIX second of
-/// jiff's range), read without `str::parse`'s overflow checks: it cannot
+/// A non-negative integer of at most 18 digits (UNIX seconds in jiff's
+/// range have 12), read without `str::parse`'s overflow checks: it cannot
 /// overflow a `u64`.
 fn small_integer(text: &str) -> Option<u64> {
     if text.is_empty() || text.len() > 18 {
