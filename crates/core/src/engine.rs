@@ -851,7 +851,9 @@ fn permute<T>(items: &mut [T], mut order: Vec<u32>) {
         loop {
             let from = order[at] as usize;
             order[at] = at as u32;
-            if from == start {
+            // `from == at` ends a cycle only if `order` repeats a position
+            // (never, as built here): then the loop ends rather than spins.
+            if from == start || from == at {
                 break;
             }
             items.swap(at, from);
