@@ -1930,34 +1930,21 @@ impl Engine<'_> {
         let mut charges: Vec<&mut Charge> = Vec::with_capacity(count);
         let mut keys: Vec<(Timestamp, u32)> = Vec::with_capacity(count);
         let mut groups = CounterGroups::new(self, count);
+        // Positions break ties of instants when the charges, list after
+        // list, are in (business, user, instant, wamid, origin) order: one
+        // pair's list after another, in the pairs' order, each in delivery
+        // order ([`delivery_order`]).
         let mut ties_by_position = true;
-        let mut last_list: Option<(Arc<str>, UserId)> = None;
-        for list in lists.iter_mut() {
-            let mut last: Option<&Charge> = None;
-            for charge in list.iter_mut() {
-                let index = charges.len() as u32;
-                keys.push((charge.delivered_at, index));
-                groups.add(&charge.business);
-                // Each list one pair's, in delivery order, and the pairs
-                // in order ([`delivery_order`]).
-                if ties_by_position {
-                    ties_by_position = match last {
-                        None => last_list.as_ref().is_none_or(|(business, user)| {
-                            (business, user) < (&charge.business, &charge.user)
-                        }),
-                        Some(last) => {
-                            (&last.business, &last.user) == (&charge.business, &charge.user)
-                                && (last.delivered_at, &last.message_id, last.trail.origin)
-                                    < (charge.delivered_at, &charge.message_id, charge.trail.origin)
-                        }
-                    };
-                }
-                charges.push(charge);
-                last = charges.last().map(|charge| &**charge);
+        let mut previous: Option<&Charge> = None;
+        for charge in lists.iter_mut().flatten() {
+            let index = charges.len() as u32;
+            keys.push((charge.delivered_at, index));
+            groups.add(&charge.business);
+            if ties_by_position && let Some(previous) = previous {
+                ties_by_position = pair_order(previous) < pair_order(charge);
             }
-            if let Some(last) = last {
-                last_list = Some((last.business.clone(), last.user.clone()));
-            }
+            charges.push(charge);
+            previous = charges.last().map(|charge| &**charge);
         }
         Survey {
             order: delivery_order(&charges, keys, ties_by_position),
@@ -2023,6 +2010,18 @@ const SETTLE_IN_PARALLEL_FROM: usize = 50_000;
 struct GroupSettled {
     outcomes: Vec<Result<(), String>>,
     counters: Counters,
+}
+
+/// A charge's place in its pair's list, and its pair's among the pairs'
+/// ([`Engine::survey`]).
+fn pair_order(charge: &Charge) -> (&Arc<str>, &UserId, Timestamp, &Arc<str>, Origin) {
+    (
+        &charge.business,
+        &charge.user,
+        charge.delivered_at,
+        &charge.message_id,
+        charge.trail.origin,
+    )
 }
 
 /// What [`Engine::survey`] reads of the charges.
