@@ -976,11 +976,12 @@ fn rates(command: RatesCommand) -> Result<ExitCode> {
 ///
 /// The binary's allocator asks for huge pages (`thp:always` in
 /// .cargo/config.toml): a batch run such as `replay` of 2 M events then
-/// takes about 12,000 page faults where it took 230,000. A server gains little from
-/// that and risks what huge pages cost a long-lived process: a fault that
-/// waits for the kernel to compact memory, in the middle of a request, and
-/// huge pages held for a few live bytes. Failing to turn them off (a
-/// kernel without the flag) only leaves them on, so the error is ignored.
+/// takes about 12,000 page faults where it took 230,000. A server gains
+/// little from that and risks what huge pages cost a long-lived process: a
+/// fault that waits for the kernel to compact memory, in the middle of a
+/// request, and huge pages held for a few live bytes. Failing to turn them
+/// off (a kernel without the flag) only leaves them on, so the error is
+/// ignored.
 fn without_huge_pages() {
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_thp_disable(true);
