@@ -855,8 +855,8 @@ impl MeterState {
                     // The failure the merged summary would keep, without
                     // merging.
                     let failed = engine::later_failure(
-                        message.owned.as_ref().and_then(|s| s.failed),
-                        unowned.and_then(|s| s.failed),
+                        message.owned.as_ref().and_then(|s| s.failed()),
+                        unowned.and_then(StatusSummary::failed),
                     );
                     counted.outcome = match message.placed {
                         Some(_) => {

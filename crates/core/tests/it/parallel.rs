@@ -95,6 +95,10 @@ proptest! {
         };
         let report = settle(one.clone(), 1);
         prop_assert_eq!(&settle(many, parts), &report);
+        // Decided into one list, on several threads, and settled in place.
+        let mut whole = one.clone();
+        let decided = engine.decide_all_in(std::mem::take(&mut whole.contacts), parts);
+        prop_assert_eq!(&engine.settle_decided(whole, decided), &report);
         // Decisions in any order: ties of instants are then broken by
         // looking at the charges, not by where they sit.
         let mut shuffled = one.clone();
