@@ -2537,14 +2537,18 @@ mod summaries {
                 DeliveryStatus::Read,
                 DeliveryStatus::Failed,
             ];
+            // Positions in any order, but distinct: two statuses on one
+            // line (a webhook body's) that both fail is a tie the summaries
+            // do not promise to break alike.
             let reads: Vec<StatusRead> = statuses
                 .iter()
-                .map(|&(kind, second, error, line)| StatusRead {
+                .enumerate()
+                .map(|(at, &(kind, second, error, line))| StatusRead {
                     status: kinds[kind as usize],
                     error,
                     // Some before 1970: a negative second with nanoseconds.
                     at: Timestamp::new(second * 1_000, if second < 0 { -5 } else { 5 }).unwrap(),
-                    origin: Origin { source: 0, line },
+                    origin: Origin { source: 0, line: line * 100 + at as u32 },
                     cost: None,
                     messaging_account: None,
                 })
