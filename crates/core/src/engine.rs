@@ -87,10 +87,21 @@ pub(crate) enum Item {
 }
 
 impl Item {
+    /// Where it goes in its timeline: by instant, an inbound before a
+    /// delivery, deliveries by wamid.
     pub(crate) fn sort_key(&self) -> (Timestamp, u8, &str) {
         match self {
             Item::Inbound { at, .. } => (*at, 0, ""),
             Item::Delivery { at, message } => (*at, 1, &message.id),
+        }
+    }
+
+    /// The first two parts of its [`Item::sort_key`], read without
+    /// reaching into a delivery's boxed message.
+    fn instant_and_kind(&self) -> (Timestamp, u8) {
+        match self {
+            Item::Inbound { at, .. } => (*at, 0),
+            Item::Delivery { at, .. } => (*at, 1),
         }
     }
 }
@@ -782,7 +793,22 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
     let mut countries: HashMap<&str, (usize, Country)> = HashMap::default();
     let mut by_contact: Vec<Vec<Vec<Placed>>> =
         (0..parts).map(|_| Vec::with_capacity(parts)).collect();
+    // Every part's business numbers, renumbered in one list.
+    let mut businesses: Vec<&str> = Vec::new();
+    let mut numbers: HashMap<&str, u32> = HashMap::default();
+    let mut renumbered: Vec<Vec<u32>> = Vec::with_capacity(parts);
     for part in resolved {
+        renumbered.push(
+            part.businesses
+                .iter()
+                .map(|business| {
+                    *numbers.entry(business).or_insert_with(|| {
+                        businesses.push(business);
+                        businesses.len() as u32 - 1
+                    })
+                })
+                .collect(),
+        );
         // A part reads no events of its own: `events` is counted above.
         stats += &part.stats;
         warnings.extend(part.warnings);
@@ -804,13 +830,15 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
     let mut contacts: Vec<ContactTimeline> = if parts == 1 {
         by_contact
             .into_iter()
-            .flat_map(|items| timelines(items, &countries))
+            .flat_map(|items| timelines(items, &renumbered, &businesses, &countries))
             .collect()
     } else {
-        on_threads(by_contact, |items| timelines(items, &countries))
-            .into_iter()
-            .flatten()
-            .collect()
+        on_threads(by_contact, |items| {
+            timelines(items, &renumbered, &businesses, &countries)
+        })
+        .into_iter()
+        .flatten()
+        .collect()
     };
     // Each pair is in one part only, so no two keys are equal.
     sort_pairs(&mut contacts);
@@ -984,12 +1012,18 @@ impl Sizes {
 
 /// A timeline item, its pair and the input position of its event (which
 /// orders inbound messages at the same instant as they were read).
-type Placed = ((Arc<str>, UserId), usize, Item);
+/// An item, its pair (the business as its number in the part's
+/// [`Resolved::businesses`]: a shared string, cloned for every item and
+/// dropped on another thread, made two threads fight over its count) and
+/// its input position.
+type Placed = ((u32, UserId), usize, Item);
 
 /// What one part of [`prepare_in`]'s first step found.
 struct Resolved<'e> {
     /// Items by the part of their pair.
     items: Vec<Vec<Placed>>,
+    /// The businesses the items name, by number.
+    businesses: Vec<&'e str>,
     warnings: Vec<Warning>,
     stats: PrepareStats,
     /// Countries of business-scoped ids, with the first event giving each.
@@ -1014,7 +1048,14 @@ fn resolve<'e>(
 ) -> Resolved<'e> {
     let mut stats = PrepareStats::default();
     let mut warnings = Vec::new();
-    let mut businesses: HashMap<&str, Arc<str>> = HashMap::default();
+    let mut numbers: HashMap<&str, u32> = HashMap::default();
+    let mut businesses: Vec<&str> = Vec::new();
+    let mut number = |business: &'e str| {
+        *numbers.entry(business).or_insert_with(|| {
+            businesses.push(business);
+            businesses.len() as u32 - 1
+        })
+    };
     // A message has several statuses, so there are about as many messages
     // as outbound events.
     let mut messages = Messages::with_capacity(sizes.outbound);
@@ -1038,13 +1079,13 @@ fn resolve<'e>(
     let mut items: Vec<Vec<Placed>> = (0..parts)
         .map(|_| Vec::with_capacity((sizes.inbound + sizes.outbound) / parts + 1))
         .collect();
-    let mut place = |business: Arc<str>, user: UserId, seq: usize, item: Item| {
+    let mut place = |business: &'e str, user: UserId, seq: usize, item: Item| {
         let part = if parts == 1 {
             0
         } else {
-            part_of(&(&*business, &user), parts)
+            part_of(&(business, &user), parts)
         };
-        items[part].push(((business, user), seq, item));
+        items[part].push(((number(business), user), seq, item));
     };
     let mut countries: HashMap<&str, (usize, Country)> = HashMap::default();
     let mut calls = Vec::new();
@@ -1082,7 +1123,7 @@ fn resolve<'e>(
                     continue;
                 }
                 place(
-                    intern(&mut businesses, business),
+                    business,
                     user.clone(),
                     seq,
                     Item::Inbound {
@@ -1139,7 +1180,7 @@ fn resolve<'e>(
                     ))
                 {
                     place(
-                        intern(&mut businesses, &call.business),
+                        &call.business,
                         call.user.clone(),
                         seq,
                         Item::Inbound {
@@ -1283,7 +1324,7 @@ fn resolve<'e>(
             messaging_account,
         };
         place(
-            intern(&mut businesses, business),
+            business,
             user.clone(),
             seq,
             Item::Delivery {
@@ -1294,6 +1335,7 @@ fn resolve<'e>(
     }
     Resolved {
         items,
+        businesses,
         warnings,
         stats,
         countries,
@@ -1303,9 +1345,12 @@ fn resolve<'e>(
 }
 
 /// Builds the timelines of the pairs whose items are in `parts` (every item
-/// of a pair is in one of them).
+/// of a pair is in one of them; list `i` from part `i` of [`resolve`], whose
+/// business numbers `renumbered[i]` renumbers into `businesses`).
 fn timelines(
     parts: Vec<Vec<Placed>>,
+    renumbered: &[Vec<u32>],
+    businesses: &[&str],
     countries: &HashMap<&str, (usize, Country)>,
 ) -> Vec<ContactTimeline> {
     // A business-scoped id compares equal with and without its country, so
@@ -1315,8 +1360,21 @@ fn timelines(
         first: Option<(usize, UserId)>,
         items: Vec<(usize, Item)>,
     }
-    let mut timelines: HashMap<(Arc<str>, UserId), Pair> = HashMap::default();
-    for ((business, user), seq, item) in parts.into_iter().flatten() {
+    let mut timelines: HashMap<(u32, UserId), Pair> = HashMap::default();
+    let items = parts.into_iter().enumerate().flat_map(|(list, items)| {
+        let numbers = renumbered.get(list);
+        items.into_iter().map(move |((business, user), seq, item)| {
+            let business = numbers.and_then(|numbers| numbers.get(business as usize));
+            ((business.copied().unwrap_or(u32::MAX), user), seq, item)
+        })
+    });
+    // This thread's own shared strings: a string shared with the other
+    // thread had its count raised and lowered from both.
+    let shared: Vec<Arc<str>> = businesses
+        .iter()
+        .map(|&business| Arc::from(business))
+        .collect();
+    for ((business, user), seq, item) in items {
         let scoped = matches!(user, UserId::Bsuid(..)).then(|| user.clone());
         let pair = timelines.entry((business, user)).or_insert_with(|| Pair {
             first: None,
@@ -1331,13 +1389,21 @@ fn timelines(
     }
     timelines
         .into_iter()
-        .map(|((business, user), pair)| {
+        .filter_map(|((business, user), pair)| {
+            // Every number is one of `businesses` (`prepare_parts`
+            // renumbered them all).
+            let business = shared.get(business as usize)?.clone();
             let Pair {
                 first,
                 items: mut placed,
             } = pair;
+            // By instant and kind first: the wamid is a delivery's boxed
+            // message away, and reaching it for every comparison was a
+            // fifth of building the timelines.
             placed.sort_unstable_by(|(a_seq, a), (b_seq, b)| {
-                (a.sort_key(), a_seq).cmp(&(b.sort_key(), b_seq))
+                (a.instant_and_kind())
+                    .cmp(&b.instant_and_kind())
+                    .then_with(|| (a.sort_key(), a_seq).cmp(&(b.sort_key(), b_seq)))
             });
             let items = placed.into_iter().map(|(_, item)| item).collect();
             let user = first.map_or(user, |(_, user)| user);
@@ -1350,11 +1416,11 @@ fn timelines(
                 },
                 user => user,
             };
-            ContactTimeline {
+            Some(ContactTimeline {
                 business,
                 user,
                 items,
-            }
+            })
         })
         .collect()
 }

@@ -343,6 +343,22 @@ fn w5_cbp_2022_user_and_business_initiated() {
     );
 }
 
+/// Two messages delivered to one user at one instant: the lesser wamid
+/// is first in the pair's timeline, whichever the log gave first, so it
+/// is the one that opens the conversation.
+#[test]
+fn ties_of_one_instant_in_a_timeline_go_by_wamid() {
+    for ids in [["wamid.a", "wamid.b"], ["wamid.b", "wamid.a"]] {
+        let mut log = Log::default();
+        for id in ids {
+            log.send(id, t("2022-03-05T08:00:00Z"), BR_USER, Some(MKT));
+        }
+        let report = eur_2022_world().replay(&log);
+        assert!(charge(&report, "wamid.a").opens_conversation, "{ids:?}");
+        assert!(!charge(&report, "wamid.b").opens_conversation, "{ids:?}");
+    }
+}
+
 /// D7 (2022) — the 1,001st conversation of any kind is charged.
 #[test]
 fn d7_cbp_2022_free_tier_counts_every_conversation() {
