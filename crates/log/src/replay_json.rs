@@ -351,9 +351,6 @@ pub fn write_document(
     warnings: &[WarningJson],
     what_if: WhatIf,
 ) -> std::io::Result<()> {
-    let lines = charges
-        .iter()
-        .map(|charge| charge_line(&ChargeJson::from(charge)));
     let call_lines = others
         .calls
         .iter()
@@ -366,9 +363,16 @@ pub fn write_document(
         .collect::<Result<Vec<_>, _>>()?;
     let mut totals = totals_with_calls(charges, others.calls);
     wameter_core::report::add_agent(&mut totals, others.agent);
-    write_document_lines(
+    // Each charge written from one buffer, reused: a string a line grew
+    // by doubling, once for each of a large replay's charges.
+    let mut line = Vec::new();
+    write_charges(out, charges, |out, charge| {
+        line.clear();
+        sonic_rs::to_writer(&mut line, &ChargeJson::from(charge)).map_err(std::io::Error::other)?;
+        out.write_all(&line)
+    })?;
+    write_after_charges(
         out,
-        lines,
         OtherLines {
             calls: &call_lines.iter().map(String::as_str).collect::<Vec<_>>(),
             agent: &agent_lines.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -428,14 +432,38 @@ pub fn write_document_lines<L: AsRef<str>>(
     warnings: &[WarningJson],
     what_if: WhatIf,
 ) -> std::io::Result<()> {
+    write_charges(out, lines, |out, line| {
+        out.write_all(line?.as_ref().as_bytes())
+    })?;
+    write_after_charges(out, others, totals, warnings, what_if)
+}
+
+/// The document's opening and its `charges` array, each element written
+/// by `write_one`.
+fn write_charges<W: Write, T>(
+    out: &mut W,
+    items: impl IntoIterator<Item = T>,
+    mut write_one: impl FnMut(&mut W, T) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     out.write_all(b"{\n  \"charges\": [")?;
     let mut empty = true;
-    for line in lines {
+    for item in items {
         out.write_all(if empty { b"\n    " } else { b",\n    " })?;
-        out.write_all(line?.as_ref().as_bytes())?;
+        write_one(out, item)?;
         empty = false;
     }
-    out.write_all(if empty { b"],\n" } else { b"\n  ],\n" })?;
+    out.write_all(if empty { b"],\n" } else { b"\n  ],\n" })
+}
+
+/// The document after its `charges`: calls, agent usage, totals, warnings
+/// and what-if.
+fn write_after_charges(
+    out: &mut impl Write,
+    others: OtherLines<'_>,
+    totals: &[Totals],
+    warnings: &[WarningJson],
+    what_if: WhatIf,
+) -> std::io::Result<()> {
     for (key, lines) in [("calls", others.calls), ("agent_usage", others.agent)] {
         if lines.is_empty() {
             continue;
