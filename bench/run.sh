@@ -6,6 +6,7 @@
 #
 #   bench/run.sh                 # 10 M events
 #   EVENTS=2000000 bench/run.sh  # 2 M events
+#   RUNS=5 bench/run.sh          # each measurement five times, medians
 #
 # Needs cargo and python3; DuckDB is installed into target/bench-venv the
 # first time (from PyPI).
@@ -26,19 +27,33 @@ accounts=bench/out/accounts-$events.toml
 [[ -f $log ]] || $bin gen --seed 42 --events "$events" --businesses 20 --users 50000 -o "$log" --accounts-out "$accounts"
 cat "$log" > /dev/null   # warm the page cache so every run reads from memory
 
-# Runs a command, prints its time and peak memory, and remembers the seconds.
+# Runs a command RUNS times (default 1), its output to the file given
+# (each run's replacing the last), prints the median time and the
+# largest peak memory, and remembers the median seconds. On a VM whose
+# kernel time varies from run to run (docs/PERFORMANCE.md, 2026-12-07),
+# RUNS=5 makes the ratios below mean something.
+runs=${RUNS:-1}
 timed() {
-  local name=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o bench/out/time.txt "$@"
-  read -r wall user sys rss < bench/out/time.txt
-  printf '%-22s %7.2f s wall  %6.2f s CPU  %7.0f MB peak\n' "$name" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc)" >&2
-  eval "t_${name//[^a-z]/_}=$wall"
+  local name=$1 out=$2; shift 2
+  local walls=() cpus=() peak=0
+  for _ in $(seq "$runs"); do
+    /usr/bin/time -f "%e %U %S %M" -o bench/out/time.txt "$@" > "$out"
+    read -r wall user sys rss < bench/out/time.txt
+    walls+=("$wall"); cpus+=("$(echo "$user + $sys" | bc)")
+    (( rss > peak )) && peak=$rss
+  done
+  local median; median=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
+  local cpu; cpu=$(printf '%s\n' "${cpus[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
+  printf '%-22s %7.2f s wall  %6.2f s CPU  %7.0f MB peak' "$name" "$median" "$cpu" "$(echo "$peak / 1024" | bc)" >&2
+  (( runs > 1 )) && printf '  (median of %d: %s)' "$runs" "${walls[*]}" >&2
+  printf '\n' >&2
+  eval "t_${name//[^a-z]/_}=$median"
 }
 echo "== $(wc -l < "$log") lines, $(du -m "$log" | cut -f1) MB" >&2
-timed parse    $bin replay "$log" --parse-only > /dev/null
-timed replay   $bin replay "$log" --accounts "$accounts" > bench/out/replay.txt
-timed json     $bin replay "$log" --accounts "$accounts" --json > bench/out/replay.json
-timed duckdb   $python bench/duckdb_pmp.py "$log" > bench/out/duckdb.txt
+timed parse  /dev/null              $bin replay "$log" --parse-only
+timed replay bench/out/replay.txt  $bin replay "$log" --accounts "$accounts"
+timed json   bench/out/replay.json $bin replay "$log" --accounts "$accounts" --json
+timed duckdb bench/out/duckdb.txt  $python bench/duckdb_pmp.py "$log"
 grep -o '"totals": {[^}]*}' bench/out/replay.json >&2
 cat bench/out/duckdb.txt >&2
 echo "replay / parse-only:   $(echo "scale=2; $t_replay / $t_parse" | bc)" >&2
