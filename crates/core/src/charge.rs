@@ -126,8 +126,12 @@ pub struct Trail {
     pub origin: Origin,
     /// ISO country of the user, when known.
     pub country: Option<Arc<str>>,
-    /// Anything unusual, e.g. a free-form message delivered outside the window.
-    pub notes: Vec<String>,
+    /// Anything unusual, e.g. a free-form message delivered outside the
+    /// window. A boxed slice, not a vector: 8 bytes fewer bring a shared
+    /// trail from jemalloc's 112-byte class to its 96-byte one, for every
+    /// charge (few have notes, and a note is added at most once more, in
+    /// settling).
+    pub notes: Box<[String]>,
     /// Meta's `pricing.cost` on the message's delivery (max-price
     /// marketing), when a status carried one (boxed: rare, and every
     /// charge of a large log pays for the field).

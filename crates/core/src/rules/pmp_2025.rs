@@ -192,12 +192,15 @@ pub(crate) fn settle_message(
             max_price(settling, charge);
             return Ok(());
         }
-        charge.trail_mut().notes.push(format!(
+        let trail = charge.trail_mut();
+        let mut notes = std::mem::take(&mut trail.notes).into_vec();
+        notes.push(format!(
             "Meta's `pricing.cost` is {} {}, not the business's currency {}: priced from the card",
             format_amount(cost.amount),
             cost.currency,
             business.currency
         ));
+        trail.notes = notes.into_boxed_slice();
     }
     let card = settling.card(PricingModel::Pmp)?;
     let category = match rate_category {
