@@ -1656,16 +1656,27 @@ impl Engine<'_> {
     /// [`Engine::decide`] for every timeline, into one list, on every core
     /// for a large log. Each timeline is freed once decided.
     pub fn decide_all(&self, contacts: Vec<ContactTimeline>) -> Decisions {
-        let deliveries = contacts.iter().map(ContactTimeline::deliveries).sum();
-        self.decide_all_in(contacts, parts_for(deliveries, SETTLE_IN_PARALLEL_FROM))
+        self.decide_in_runs(contacts, |deliveries| {
+            parts_for(deliveries, SETTLE_IN_PARALLEL_FROM)
+        })
     }
 
     /// [`Engine::decide_all`] on up to `parts` threads; the decisions do
     /// not depend on `parts` (a property test holds them to `parts = 1`).
-    pub fn decide_all_in(&self, mut contacts: Vec<ContactTimeline>, parts: usize) -> Decisions {
+    pub fn decide_all_in(&self, contacts: Vec<ContactTimeline>, parts: usize) -> Decisions {
+        self.decide_in_runs(contacts, |_| parts)
+    }
+
+    /// [`Engine::decide_all`] on as many threads as `parts` says for the
+    /// timelines' deliveries in all.
+    fn decide_in_runs(
+        &self,
+        mut contacts: Vec<ContactTimeline>,
+        parts: impl FnOnce(usize) -> usize,
+    ) -> Decisions {
         let deliveries: Vec<usize> = contacts.iter().map(ContactTimeline::deliveries).collect();
         let total: usize = deliveries.iter().sum();
-        let parts = parts.max(1);
+        let parts = parts(total).max(1);
         // Where each thread's run of timelines starts: runs of about equal
         // deliveries.
         let mut cuts = vec![0];
@@ -1689,23 +1700,22 @@ impl Engine<'_> {
         let mut inputs = Vec::with_capacity(runs.len());
         let mut rest = slots.as_mut_slice();
         for (run, bounds) in runs.into_iter().zip(cuts.windows(2)) {
-            let (mine, after) = std::mem::take(&mut rest)
-                .split_at_mut(deliveries[bounds[0]..bounds[1]].iter().sum());
+            let counts = &deliveries[bounds[0]..bounds[1]];
+            let (mine, after) = std::mem::take(&mut rest).split_at_mut(counts.iter().sum());
             rest = after;
-            inputs.push((run, mine));
+            inputs.push((run, counts, mine));
         }
-        let errors = on_threads(inputs, |(run, slots)| {
+        let errors = on_threads(inputs, |(run, counts, mut slots)| {
             let mut out = ContactDecisions::default();
-            let mut slots = slots.iter_mut();
-            for contact in run {
+            for (contact, count) in run.into_iter().zip(counts) {
                 self.walk_on(&contact, 0, &mut ContactState::default(), None, &mut out);
-                // At most one charge a delivery: the run's slots are its.
-                let mut mine = slots.by_ref().take(contact.deliveries());
                 drop(contact);
-                for (slot, charge) in mine.by_ref().zip(out.charges.drain(..)) {
+                // At most one charge a delivery: these slots are its.
+                let (mine, after) = std::mem::take(&mut slots).split_at_mut(*count);
+                slots = after;
+                for (slot, charge) in mine.iter_mut().zip(out.charges.drain(..)) {
                     *slot = Some(charge);
                 }
-                mine.for_each(drop);
             }
             out.errors
         });
@@ -1997,15 +2007,17 @@ impl Engine<'_> {
             settled.counters.publish(&mut counters_reached);
             outcomes[group] = settled.outcomes.into_iter();
         }
-        // The slots in delivery order: each charge's, then the empty ones.
-        // A charge that could not be settled leaves its slot empty.
+        // The slots in order: the empty ones, then each charge's in
+        // delivery order. A charge that could not be settled leaves its slot
+        // empty; the empty slots are dropped below.
         let mut in_order: Vec<u32> = Vec::with_capacity(slots.len());
-        in_order.extend(order.iter().map(|&index| slot_of[index as usize]));
         in_order.extend((0..slots.len() as u32).filter(|slot| slots[*slot as usize].is_none()));
         for &index in &order {
+            let slot = slot_of[index as usize];
+            in_order.push(slot);
             let outcome = outcomes[group_of[index as usize] as usize].next();
             if let Some(Err(message)) = outcome
-                && let Some(charge) = slots[slot_of[index as usize] as usize].take()
+                && let Some(charge) = slots[slot as usize].take()
             {
                 errors.push(PricingError {
                     message_id: charge.message_id,
