@@ -253,7 +253,8 @@ fn events_of(events: &[Event], message: &str) -> Vec<Event> {
     events
         .iter()
         .filter(|event| match &event.kind {
-            EventKind::Outbound { id, .. } | EventKind::Status { id, .. } => **id == *message,
+            EventKind::Outbound { id, .. } => **id == *message,
+            EventKind::Status { id, .. } => **id == *message,
             EventKind::Call(call) => *call.id == *message,
             EventKind::AgentUsage(usage) => *usage.id == *message,
             EventKind::Inbound { .. } => false,

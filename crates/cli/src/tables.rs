@@ -104,7 +104,10 @@ impl Table for EventTable<'_> {
                 row[5] = optional(messaging_account.as_deref());
                 row[6] = optional(template.as_ref().map(|t| &*t.name));
                 row[7] = optional(template.as_ref().map(|t| t.category.as_str()));
-                row[20] = Cell::Bool(self.inferred.contains(&(business.clone(), id.clone())));
+                row[20] = Cell::Bool(
+                    self.inferred
+                        .contains(&(business.clone(), Box::from(&**id))),
+                );
             }
             EventKind::Status {
                 id,

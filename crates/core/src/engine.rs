@@ -545,12 +545,14 @@ struct OutboundSeen<'e> {
     origin: Origin,
 }
 
-/// An outbound event's fields: business, user, template, Messaging account.
+/// An outbound event's fields: business, user, template, Messaging
+/// account, wamid.
 type OutboundFields<'e> = (
     &'e str,
     &'e UserId,
     &'e Option<Arc<Template>>,
     &'e Option<Box<str>>,
+    &'e Arc<str>,
 );
 
 /// The fields of an outbound event; `None` for any other kind (only
@@ -562,8 +564,8 @@ fn outbound_fields(event: &Event) -> Option<OutboundFields<'_>> {
             user,
             template,
             messaging_account,
-            ..
-        } => Some((business, user, template, messaging_account)),
+            id,
+        } => Some((business, user, template, messaging_account, id)),
         _ => None,
     }
 }
@@ -998,9 +1000,10 @@ fn part_of(key: &(impl std::hash::Hash + ?Sized), parts: usize) -> usize {
 /// (calls are priced, and their copies dropped, after the parts).
 fn message_part(event: &Event, parts: usize) -> usize {
     match &event.kind {
-        EventKind::Inbound { id: Some(id), .. }
-        | EventKind::Outbound { id, .. }
-        | EventKind::Status { id, .. } => part_of(&**id, parts),
+        EventKind::Inbound { id: Some(id), .. } | EventKind::Status { id, .. } => {
+            part_of(&**id, parts)
+        }
+        EventKind::Outbound { id, .. } => part_of(&**id, parts),
         EventKind::Inbound { id: None, user, .. } => part_of(user, parts),
         EventKind::Call(call) => part_of(&call.user, parts),
         EventKind::AgentUsage(usage) => part_of(&*usage.id, parts),
@@ -1165,7 +1168,7 @@ fn resolve<'e>(
                 let first = message.first as usize;
                 if let Some((_, kept)) = &mut message.outbound {
                     stats.duplicates += 1;
-                    let same = outbound_fields(kept.event).is_some_and(|(_, u, t, m)| {
+                    let same = outbound_fields(kept.event).is_some_and(|(_, u, t, m, _)| {
                         (u, t, m) == (user, template, messaging_account)
                     });
                     if !same {
@@ -1296,7 +1299,8 @@ fn resolve<'e>(
         let Some((seq, outbound)) = &message.outbound else {
             continue;
         };
-        let Some((business, user, template, account)) = outbound_fields(outbound.event) else {
+        let Some((business, user, template, account, shared_id)) = outbound_fields(outbound.event)
+        else {
             continue;
         };
         let (seq, id) = (*seq, message.id);
@@ -1345,7 +1349,7 @@ fn resolve<'e>(
                 .map(Box::from)
         });
         let message = DeliveredMessage {
-            id: id.into(),
+            id: shared_id.clone(),
             template: template.clone(),
             sent_at: outbound.at,
             origin: outbound.origin,

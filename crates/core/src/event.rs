@@ -356,8 +356,10 @@ pub enum EventKind {
         business: Box<str>,
         /// The user.
         user: UserId,
-        /// The wamid.
-        id: Box<str>,
+        /// The wamid. Shared: a replay's delivery, and its charge, keep the
+        /// send's own copy (a copy each was 23 MB of fresh memory on 2 M
+        /// events).
+        id: Arc<str>,
         /// `None` for a free-form (non-template) message. Shared: a
         /// delivery's trail keeps the same template, and inline it made
         /// every event, of whatever kind, 16 bytes larger.
@@ -823,7 +825,7 @@ pub fn infer_outbounds(events: &mut Vec<Event>) -> Vec<(Box<str>, Box<str>)> {
     let keys = inferred
         .iter()
         .filter_map(|event| match &event.kind {
-            EventKind::Outbound { business, id, .. } => Some((business.clone(), id.clone())),
+            EventKind::Outbound { business, id, .. } => Some((business.clone(), Box::from(&**id))),
             _ => None,
         })
         .collect();

@@ -1008,7 +1008,7 @@ impl MeterState {
                 self.touch_message(&business, &id);
                 let message = self
                     .messages
-                    .entry((business.clone(), Arc::from(&*id)))
+                    .entry((business.clone(), id.clone()))
                     .or_default();
                 match &mut message.outbound {
                     Some(kept) => {
@@ -1034,7 +1034,7 @@ impl MeterState {
                     None => {
                         if message.stand_in.is_none() {
                             self.senders
-                                .entry(id.clone())
+                                .entry(Box::from(&*id))
                                 .or_default()
                                 .push(business.clone());
                         }

@@ -363,7 +363,7 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
                 continue;
             }
             number += 1;
-            let id: Box<str> = format!("quote.{number:012}").into();
+            let id: std::sync::Arc<str> = format!("quote.{number:012}").into();
             events.push(Event {
                 at: noon,
                 origin: Origin::default(),
@@ -379,7 +379,7 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
                 at: noon,
                 origin: Origin::default(),
                 kind: EventKind::Status {
-                    id,
+                    id: Box::from(&*id),
                     status: DeliveryStatus::Delivered,
                     error: None,
                     detail: None,

@@ -519,7 +519,7 @@ fn parse_line_in<'a>(
         "outbound" => EventKind::Outbound {
             business: required(raw.business, "business")?,
             user: user(raw.user)?,
-            id: required(raw.id, "id")?,
+            id: required_text(raw.id, "id").map(|id| Arc::<str>::from(&*id))?,
             template: match raw.template {
                 None => None,
                 Some(template) => {

@@ -641,7 +641,7 @@ impl MonthState {
             };
             let business = business.map(|business| self.intern(business));
             if let (EventKind::Outbound { id, .. }, Some(business)) = (&event.kind, &business) {
-                self.senders.insert(id.clone(), business.clone());
+                self.senders.insert(Box::from(&**id), business.clone());
             }
             self.notes.insert(
                 id_of(event.origin),
