@@ -65,13 +65,56 @@ pub(crate) struct DeliveredMessage {
     pub(crate) template: Option<Arc<Template>>,
     pub(crate) sent_at: Timestamp,
     pub(crate) origin: Origin,
-    /// Meta's `pricing.cost` on a delivery status (max-price marketing);
-    /// boxed, as in [`StatusSummary`].
-    pub(crate) meta_cost: Option<Box<MetaCost>>,
     /// Meta Business Agent produced it (an `agent_usage` names its wamid).
     pub(crate) by_agent: bool,
+    /// What few messages have, boxed: inline, it made every delivery of a
+    /// replay 16 bytes larger (jemalloc's 80-byte class, not its 64).
+    rare: Option<Box<RareDelivery>>,
+}
+
+/// The parts of a [`DeliveredMessage`] few messages have.
+#[derive(Clone, Debug, PartialEq)]
+struct RareDelivery {
+    /// Meta's `pricing.cost` on a delivery status (max-price marketing).
+    meta_cost: Option<MetaCost>,
     /// The Messaging account its send or its statuses named.
-    pub(crate) messaging_account: Option<Box<str>>,
+    messaging_account: Option<Box<str>>,
+}
+
+impl DeliveredMessage {
+    pub(crate) fn new(
+        id: Arc<str>,
+        template: Option<Arc<Template>>,
+        (sent_at, origin): (Timestamp, Origin),
+        by_agent: bool,
+        meta_cost: Option<MetaCost>,
+        messaging_account: Option<Box<str>>,
+    ) -> DeliveredMessage {
+        let rare = (meta_cost.is_some() || messaging_account.is_some()).then(|| {
+            Box::new(RareDelivery {
+                meta_cost,
+                messaging_account,
+            })
+        });
+        DeliveredMessage {
+            id,
+            template,
+            sent_at,
+            origin,
+            by_agent,
+            rare,
+        }
+    }
+
+    /// Meta's `pricing.cost` on its delivery, if a status carried one.
+    pub(crate) fn meta_cost(&self) -> Option<&MetaCost> {
+        self.rare.as_ref()?.meta_cost.as_ref()
+    }
+
+    /// The Messaging account its send or its statuses named.
+    pub(crate) fn messaging_account(&self) -> Option<&str> {
+        self.rare.as_ref()?.messaging_account.as_deref()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -538,11 +581,19 @@ impl FoldedStatuses {
 
 /// An outbound message as [`resolve`] keeps it: its event, read in place
 /// (a copy of its fields made a message record 40 bytes larger), and the
-/// earliest instant and position it was read at.
+/// copy of it read at the earliest instant and position, when that is
+/// another (a copy of those made every record 16 bytes larger).
 struct OutboundSeen<'e> {
     event: &'e Event,
-    at: Timestamp,
-    origin: Origin,
+    earliest: Option<&'e Event>,
+}
+
+impl OutboundSeen<'_> {
+    /// The earliest instant and position the message was read at.
+    fn at_and_origin(&self) -> (Timestamp, Origin) {
+        let earliest = self.earliest.unwrap_or(self.event);
+        (earliest.at, earliest.origin)
+    }
 }
 
 /// An outbound event's fields: business, user, template, Messaging
@@ -1175,15 +1226,13 @@ fn resolve<'e>(
                         warnings.push(conflicting_outbound(id, business, event.origin));
                     }
                     // Keep the earliest, whatever the input order.
-                    if (event.at, event.origin) < (kept.at, kept.origin) && same {
-                        kept.at = event.at;
-                        kept.origin = event.origin;
+                    if (event.at, event.origin) < kept.at_and_origin() && same {
+                        kept.earliest = Some(event);
                     }
                 } else {
                     let seen = OutboundSeen {
                         event,
-                        at: event.at,
-                        origin: event.origin,
+                        earliest: None,
                     };
                     message.outbound = Some((seq, seen));
                 }
@@ -1336,10 +1385,7 @@ fn resolve<'e>(
             warnings.push(failed_after_delivery(id, error, origin));
         }
         stats.delivered += 1;
-        let meta_cost = summary
-            .as_ref()
-            .and_then(StatusSummary::meta_cost)
-            .map(Box::new);
+        let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost);
         let by_agent = !agent_messages.is_empty() && agent_messages.contains(&(business, id));
         // The send's own account wins over what its statuses' webhooks say.
         let messaging_account = account.clone().or_else(|| {
@@ -1348,15 +1394,14 @@ fn resolve<'e>(
                 .and_then(|s| s.messaging_account())
                 .map(Box::from)
         });
-        let message = DeliveredMessage {
-            id: shared_id.clone(),
-            template: template.clone(),
-            sent_at: outbound.at,
-            origin: outbound.origin,
-            meta_cost,
+        let message = DeliveredMessage::new(
+            shared_id.clone(),
+            template.clone(),
+            outbound.at_and_origin(),
             by_agent,
+            meta_cost,
             messaging_account,
-        };
+        );
         place(
             business,
             user.clone(),
@@ -1843,7 +1888,7 @@ impl Engine<'_> {
             };
             // Money goes to the Messaging account the message names; the
             // window and the allowance stay with the number.
-            let named = message.messaging_account.as_deref();
+            let named = message.messaging_account();
             let messaging_account = self.accounts.messaging_account(&contact.business, named);
             let business = match &messaging_account {
                 Some(account) => self.accounts.payer(&contact.business, Some(account)),
@@ -1959,7 +2004,7 @@ impl Engine<'_> {
                     origin: message.origin,
                     country: market.country.clone(),
                     notes: notes.into_boxed_slice(),
-                    meta_cost: message.meta_cost.clone(),
+                    meta_cost: message.meta_cost().cloned().map(Box::new),
                     explained: open_before.map(|open_conversations| {
                         Box::new(Explained {
                             timezone: business.timezone_name().to_string(),
@@ -2259,7 +2304,7 @@ fn touch(contact: &ContactTimeline) -> usize {
         .map(|item| match item {
             Item::Inbound { .. } => 0,
             Item::Delivery { message, .. } => {
-                Arc::strong_count(&message.id) + usize::from(message.messaging_account.is_some())
+                Arc::strong_count(&message.id) + usize::from(message.by_agent)
             }
         })
         .sum()
@@ -2619,11 +2664,12 @@ impl<'e, 'a> Settler<'e, 'a> {
 mod size {
     /// A replay keeps one record per message in `prepare`'s tables: with
     /// both status summaries inline it was 480 bytes, with the outbound's
-    /// fields copied and 24-byte status instants 312.
+    /// fields copied and 24-byte status instants 312, with the earliest
+    /// copy's instant and position copied 88.
     #[test]
     fn message_record() {
         let size = std::mem::size_of::<super::MessageSeen>();
-        assert!(size <= 256, "MessageSeen is {size} bytes");
+        assert!(size <= 72, "MessageSeen is {size} bytes");
     }
 
     /// A replay keeps one summary per message of the statuses it read:
@@ -2633,6 +2679,15 @@ mod size {
     fn status_summary() {
         let size = std::mem::size_of::<super::StatusSummary>();
         assert!(size <= 80, "StatusSummary is {size} bytes");
+    }
+
+    /// A replay keeps one delivered message per delivery, boxed: 80 bytes
+    /// (jemalloc's 80-byte class) with its Messaging account and Meta's
+    /// cost inline.
+    #[test]
+    fn delivered_message() {
+        let size = std::mem::size_of::<super::DeliveredMessage>();
+        assert!(size <= 64, "DeliveredMessage is {size} bytes");
     }
 
     /// Every charge shares a trail: 88 bytes with its notes in a vector,

@@ -1197,26 +1197,22 @@ impl MeterState {
         };
         let summary = self.summary(message, id);
         let delivered_at = summary.as_ref().and_then(StatusSummary::delivered_at);
-        let meta_cost = summary
-            .as_ref()
-            .and_then(StatusSummary::meta_cost)
-            .map(Box::new);
+        let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost);
         let new = delivered_at.map(|at| Item::Delivery {
             at,
-            message: Box::new(DeliveredMessage {
-                id: wamid.clone(),
-                template: outbound.template.clone(),
-                sent_at: outbound.at,
-                origin: outbound.origin,
+            message: Box::new(DeliveredMessage::new(
+                wamid.clone(),
+                outbound.template.clone(),
+                (outbound.at, outbound.origin),
+                message.by_agent,
                 meta_cost,
-                by_agent: message.by_agent,
-                messaging_account: outbound.messaging_account.clone().or_else(|| {
+                outbound.messaging_account.clone().or_else(|| {
                     summary
                         .as_ref()
                         .and_then(|s| s.messaging_account())
                         .map(Box::from)
                 }),
-            }),
+            )),
         });
         let user = outbound.user.clone();
         if let Some((old_user, old_at)) = message.placed.clone() {
