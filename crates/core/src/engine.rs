@@ -983,7 +983,7 @@ fn permute<T>(items: &mut [T], mut order: Vec<u32>) {
 
 /// [`permute`] for slots: each item is moved once, into the hole the
 /// previous one left, where a swap moves two items through a third place.
-/// Settling puts half a million 240-byte charges in order this way.
+/// Settling puts half a million 232-byte charges in order this way.
 fn permute_slots<T>(items: &mut [Option<T>], mut order: Vec<u32>) {
     for start in 0..items.len() {
         let mut at = start;
