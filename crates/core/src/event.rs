@@ -143,6 +143,15 @@ impl UserId {
     /// assert!(UserId::parse("hello").is_err());
     /// ```
     pub fn parse(text: &str) -> Result<UserId, String> {
+        UserId::parse_shared(text, &mut |id| Arc::from(id))
+    }
+
+    /// [`UserId::parse`], the id's text made by `share`: a reader keeps one
+    /// copy of each user it has read and hands it out again.
+    pub fn parse_shared(
+        text: &str,
+        share: &mut impl FnMut(&str) -> Arc<str>,
+    ) -> Result<UserId, String> {
         let text = text.trim();
         if let Some((prefix, rest)) = text.split_once('.') {
             let scoped = !prefix.is_empty()
@@ -152,7 +161,7 @@ impl UserId {
                 && !rest.chars().any(|c| c.is_whitespace() || c.is_control());
             if scoped {
                 return Ok(UserId::Bsuid(
-                    text.into(),
+                    share(text),
                     country_prefix(text).and_then(Country::new),
                 ));
             }
@@ -160,7 +169,7 @@ impl UserId {
         let body = text.strip_prefix('+').unwrap_or(text);
         // As Meta writes a wa_id: digits only, taken as they are.
         if (7..=15).contains(&body.len()) && body.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(UserId::Phone(body.into()));
+            return Ok(UserId::Phone(share(body)));
         }
         let mut digits = String::with_capacity(body.len());
         for c in body.chars() {
@@ -182,7 +191,7 @@ impl UserId {
                 digits.len()
             ));
         }
-        Ok(UserId::Phone(digits.into()))
+        Ok(UserId::Phone(share(&digits)))
     }
 
     /// The phone digits, if this is a phone number.
