@@ -101,7 +101,7 @@ fn line_of(event: &Event, inferred: &std::collections::HashSet<(Box<str>, Box<st
     let line = event_line(event);
     match &event.kind {
         EventKind::Outbound { business, id, .. }
-            if inferred.contains(&(business.clone(), Box::from(&**id))) =>
+            if inferred.contains(&(Box::from(&**business), Box::from(&**id))) =>
         {
             // Unknown fields are ignored on reading, so the mark costs nothing.
             format!(

@@ -106,7 +106,7 @@ impl Table for EventTable<'_> {
                 row[7] = optional(template.as_ref().map(|t| t.category.as_str()));
                 row[20] = Cell::Bool(
                     self.inferred
-                        .contains(&(business.clone(), Box::from(&**id))),
+                        .contains(&(Box::from(&**business), Box::from(&**id))),
                 );
             }
             EventKind::Status {

@@ -621,6 +621,15 @@ fn outbound_fields(event: &Event) -> Option<OutboundFields<'_>> {
     }
 }
 
+/// [`intern`] of a spelling the caller does not own: the key is copied
+/// only for a business not seen before.
+pub(crate) fn intern_text(pool: &mut HashMap<Box<str>, Arc<str>>, text: &str) -> Arc<str> {
+    if let Some(shared) = pool.get(text) {
+        return shared.clone();
+    }
+    intern(pool, Box::from(text))
+}
+
 /// One shared copy of each business id, keyed by an owned or a borrowed
 /// spelling: timelines and the states that outlive their events name their
 /// business by it.

@@ -348,8 +348,9 @@ pub struct Event {
 pub enum EventKind {
     /// The user wrote to or called the business.
     Inbound {
-        /// Business phone number id.
-        business: Box<str>,
+        /// Business phone number id. Shared: a log reader hands out one
+        /// copy for a run of lines, not one a line.
+        business: Arc<str>,
         /// The user.
         user: UserId,
         /// The wamid, when known (used to drop duplicates).
@@ -361,8 +362,9 @@ pub enum EventKind {
     },
     /// The business sent a message (accepted by the API, not yet delivered).
     Outbound {
-        /// Business phone number id.
-        business: Box<str>,
+        /// Business phone number id. Shared: a log reader hands out one
+        /// copy for a run of lines, not one a line.
+        business: Arc<str>,
         /// The user.
         user: UserId,
         /// The wamid. Shared: a replay's delivery, and its charge, keep the
@@ -834,7 +836,9 @@ pub fn infer_outbounds(events: &mut Vec<Event>) -> Vec<(Box<str>, Box<str>)> {
     let keys = inferred
         .iter()
         .filter_map(|event| match &event.kind {
-            EventKind::Outbound { business, id, .. } => Some((business.clone(), Box::from(&**id))),
+            EventKind::Outbound { business, id, .. } => {
+                Some((Box::from(&**business), Box::from(&**id)))
+            }
             _ => None,
         })
         .collect();
@@ -914,7 +918,7 @@ pub fn outbounds_from_pricing<E: std::borrow::Borrow<Event>>(events: &[E]) -> Ve
             at,
             origin,
             kind: EventKind::Outbound {
-                business: detail.business.clone().unwrap_or_default(),
+                business: detail.business.as_deref().unwrap_or_default().into(),
                 user: detail.recipient.clone().expect("filtered above"),
                 id: id.into(),
                 template: message.map(|category| {

@@ -927,7 +927,7 @@ impl MeterState {
                 kind,
             } => {
                 self.note_country(&user);
-                let business = engine::intern(&mut self.businesses, business);
+                let business = engine::intern_text(&mut self.businesses, &business);
                 let first_time = match id {
                     Some(id) => self.seen_inbound_ids.insert((business.clone(), id)),
                     None => self.seen_inbounds.insert((
@@ -1004,7 +1004,7 @@ impl MeterState {
                 messaging_account,
             } => {
                 self.note_country(&user);
-                let business = engine::intern(&mut self.businesses, business);
+                let business = engine::intern_text(&mut self.businesses, &business);
                 self.touch_message(&business, &id);
                 let message = self
                     .messages

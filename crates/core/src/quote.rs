@@ -334,7 +334,7 @@ pub fn quote(engine: &Engine<'_>, request: &QuoteRequest) -> Result<Quote, Quote
         })),
         QuoteCategory::Service => None,
     };
-    let business_id: Box<str> = request.business.as_str().into();
+    let business_id: std::sync::Arc<str> = request.business.as_str().into();
     let mut rate_card = None;
     let mut warnings: Vec<Warning> = Vec::new();
     let mut number = 0u64;

@@ -522,7 +522,7 @@ fn price_drift(
             template: Some(template),
             ..
         } = &mut event.kind
-            && let Some(send) = drifted.get(&(business.clone(), Box::from(&**id)))
+            && let Some(send) = drifted.get(&(Box::from(&**business), Box::from(&**id)))
         {
             std::sync::Arc::make_mut(template).category = send.priced_as;
         }

@@ -549,7 +549,7 @@ impl Reader {
             at,
             origin: self.origin,
             kind: EventKind::Inbound {
-                business,
+                business: business.into(),
                 user,
                 id,
                 entry_point,
@@ -737,7 +737,7 @@ impl Reader {
                     at,
                     origin: self.origin,
                     kind: EventKind::Inbound {
-                        business,
+                        business: business.into(),
                         user,
                         id,
                         entry_point: None,
