@@ -423,7 +423,8 @@ impl Shared {
     }
 }
 
-/// [`parse_line`], sharing the templates and users of the lines read before.
+/// [`parse_line`], sharing the templates, business numbers and users of
+/// the lines read before.
 fn parse_line_in<'a>(
     line: &'a str,
     origin: Origin,
