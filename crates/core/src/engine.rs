@@ -856,19 +856,13 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
     let mut by_contact: Vec<Vec<Vec<Placed>>> =
         (0..parts).map(|_| Vec::with_capacity(parts)).collect();
     // Every part's business numbers, renumbered in one list.
-    let mut businesses: Vec<&str> = Vec::new();
-    let mut numbers: HashMap<&str, u32> = HashMap::default();
+    let mut numbering = Numbering::default();
     let mut renumbered: Vec<Vec<u32>> = Vec::with_capacity(parts);
     for part in resolved {
         renumbered.push(
             part.businesses
                 .iter()
-                .map(|business| {
-                    *numbers.entry(business).or_insert_with(|| {
-                        businesses.push(business);
-                        businesses.len() as u32 - 1
-                    })
-                })
+                .map(|business| numbering.number(business))
                 .collect(),
         );
         // A part reads no events of its own: `events` is counted above.
@@ -889,6 +883,7 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
             to.push(items);
         }
     }
+    let businesses = numbering.names;
     let mut contacts: Vec<ContactTimeline> = if parts == 1 {
         by_contact
             .into_iter()
@@ -918,6 +913,26 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
     }
 }
 
+/// Numbers for a few strings (business numbers), in the order each was
+/// first given: a table to find a string's number, and the strings by
+/// number.
+#[derive(Default)]
+struct Numbering<'a> {
+    numbers: HashMap<&'a str, u32>,
+    names: Vec<&'a str>,
+}
+
+impl<'a> Numbering<'a> {
+    /// `name`'s number: the next one if it is new.
+    fn number(&mut self, name: &'a str) -> u32 {
+        let names = &mut self.names;
+        *self.numbers.entry(name).or_insert_with(|| {
+            names.push(name);
+            names.len() as u32 - 1
+        })
+    }
+}
+
 /// Sorts timelines by pair, business then user, as comparing the pairs
 /// would, but on compact keys: the business's rank among the few
 /// businesses, the user's kind and first 16 bytes as integers. Comparing
@@ -926,15 +941,12 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
 /// users' strings only when two share their first 16 bytes.
 fn sort_pairs(contacts: &mut [ContactTimeline]) {
     // Each business's number in order of first appearance, then its rank.
-    let mut seen: HashMap<&str, u32> = HashMap::default();
+    let mut numbering = Numbering::default();
     let first_seen: Vec<u32> = contacts
         .iter()
-        .map(|contact| {
-            let next = seen.len() as u32;
-            *seen.entry(&contact.business).or_insert(next)
-        })
+        .map(|contact| numbering.number(&contact.business))
         .collect();
-    let mut names: Vec<(&str, u32)> = seen.into_iter().collect();
+    let mut names: Vec<(&str, u32)> = numbering.names.into_iter().zip(0..).collect();
     names.sort_unstable();
     let mut rank_of = vec![0u32; names.len()];
     for (rank, (_, number)) in names.into_iter().enumerate() {
@@ -1132,14 +1144,7 @@ fn resolve<'e>(
 ) -> Resolved<'e> {
     let mut stats = PrepareStats::default();
     let mut warnings = Vec::new();
-    let mut numbers: HashMap<&str, u32> = HashMap::default();
-    let mut businesses: Vec<&str> = Vec::new();
-    let mut number = |business: &'e str| {
-        *numbers.entry(business).or_insert_with(|| {
-            businesses.push(business);
-            businesses.len() as u32 - 1
-        })
-    };
+    let mut businesses = Numbering::default();
     // A message has several statuses, so there are about as many messages
     // as outbound events.
     let mut messages = Messages::with_capacity(sizes.outbound);
@@ -1169,7 +1174,7 @@ fn resolve<'e>(
         } else {
             part_of(&(business, &user), parts)
         };
-        items[part].push(((number(business), user), seq, item));
+        items[part].push(((businesses.number(business), user), seq, item));
     };
     let mut countries: HashMap<&str, (usize, Country)> = HashMap::default();
     let mut calls = Vec::new();
@@ -1423,7 +1428,7 @@ fn resolve<'e>(
     }
     Resolved {
         items,
-        businesses,
+        businesses: businesses.names,
         warnings,
         stats,
         countries,

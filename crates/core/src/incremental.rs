@@ -953,7 +953,7 @@ impl MeterState {
                 // As `engine::prepare`: a call that opens the window is an
                 // inbound item once; its copies are counted by the pricing.
                 if call.opens_window() {
-                    let business = engine::intern(&mut self.businesses, call.business.clone());
+                    let business = engine::intern_text(&mut self.businesses, &call.business);
                     if self.seen_inbounds.insert((
                         business.clone(),
                         call.user.clone(),
@@ -978,7 +978,7 @@ impl MeterState {
             EventKind::AgentUsage(usage) => {
                 // The message it names, if the agent produced one, is not
                 // also a service message (`rules::agent::agent_message`).
-                let business = engine::intern(&mut self.businesses, usage.business.clone());
+                let business = engine::intern_text(&mut self.businesses, &usage.business);
                 let message = self
                     .messages
                     .entry((business.clone(), Arc::from(&*usage.id)))
