@@ -363,7 +363,7 @@ impl Line<'_> {
 #[derive(Default)]
 struct Shared {
     templates: Vec<Arc<Template>>,
-    businesses: Vec<Arc<str>>,
+    businesses: HashSet<Arc<str>, foldhash::fast::RandomState>,
     users: HashSet<Arc<str>, foldhash::fast::RandomState>,
 }
 
@@ -372,8 +372,7 @@ impl Shared {
     /// scan, and a log with this many is not the common case).
     const TEMPLATES_KEPT: usize = 64;
 
-    /// Past this many, a business number is not looked for or kept (a
-    /// lookup is a scan).
+    /// Past this many, a business number is not kept (a log names few).
     const BUSINESSES_KEPT: usize = 64;
 
     /// Past this many, a user is not kept: a run's table stays small.
@@ -382,14 +381,7 @@ impl Shared {
     /// A business phone number id, shared with the lines before that
     /// named it.
     fn business(&mut self, id: &str) -> Arc<str> {
-        if let Some(kept) = self.businesses.iter().find(|kept| ***kept == *id) {
-            return kept.clone();
-        }
-        let business: Arc<str> = Arc::from(id);
-        if self.businesses.len() < Self::BUSINESSES_KEPT {
-            self.businesses.push(business.clone());
-        }
-        business
+        Self::text(&mut self.businesses, Self::BUSINESSES_KEPT, id)
     }
 
     fn template(&mut self, name: &str, category: TemplateCategory) -> Arc<Template> {
@@ -412,14 +404,24 @@ impl Shared {
 
     /// A user id's text, shared with the lines before that named it.
     fn user(&mut self, id: &str) -> Arc<str> {
-        if let Some(kept) = self.users.get(id) {
-            return kept.clone();
+        Self::text(&mut self.users, Self::USERS_KEPT, id)
+    }
+
+    /// `text`, from `kept` if it is there, else kept there while `kept`
+    /// holds fewer than `room`.
+    fn text(
+        kept: &mut HashSet<Arc<str>, foldhash::fast::RandomState>,
+        room: usize,
+        text: &str,
+    ) -> Arc<str> {
+        if let Some(shared) = kept.get(text) {
+            return shared.clone();
         }
-        let user: Arc<str> = Arc::from(id);
-        if self.users.len() < Self::USERS_KEPT {
-            self.users.insert(user.clone());
+        let shared: Arc<str> = Arc::from(text);
+        if kept.len() < room {
+            kept.insert(shared.clone());
         }
-        user
+        shared
     }
 }
 
