@@ -303,17 +303,49 @@ const BLOCK: usize = 16 << 20;
 
 /// Calls `each` with successive blocks of whole lines of `reader` (the
 /// last may lack its newline); a line longer than a block comes whole.
-/// `each` hands the block's buffer back, so two buffers serve the whole
-/// file: reading into a fresh one per block faulted in a block of new
-/// pages each time (0.3 s of a 2 M-event replay's load, 0.05–0.07 s now).
+///
+/// The next block is read on a thread of its own while `each` works on
+/// this one: read on the calling thread, the copy out of the page cache
+/// (35–55 ms for 2 M events) left a core idle between blocks. `each` hands
+/// the block's buffer back for a later block, and at most three buffers
+/// serve the whole file (one in `each`, one read, one being read): reading
+/// into a fresh one per block faulted in a block of new pages each time
+/// (0.3 s of a 2 M-event replay's load, docs/PERFORMANCE.md).
 fn each_block(
-    mut reader: impl std::io::Read,
+    reader: impl std::io::Read + Send,
     block: usize,
     mut each: impl FnMut(Vec<u8>) -> Vec<u8>,
 ) -> std::io::Result<()> {
+    use std::sync::mpsc;
+    // One block read ahead, no more: a bound on memory.
+    let (read_tx, read_rx) = mpsc::sync_channel::<Vec<u8>>(1);
+    let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let reading = scope.spawn(move || read_blocks(reader, block, &read_tx, &spare_rx));
+        for full in read_rx {
+            // The reader may have stopped on an error: the buffer is then
+            // only dropped.
+            let _ = spare_tx.send(each(full));
+        }
+        drop(spare_tx);
+        reading
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the log reader stopped")))
+    })
+}
+
+/// `each_block`'s reading side: sends each block of whole lines to `full`,
+/// in buffers that come back on `spare` (three at most).
+fn read_blocks(
+    mut reader: impl std::io::Read,
+    block: usize,
+    full: &std::sync::mpsc::SyncSender<Vec<u8>>,
+    spare: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
     use std::io::Read;
+    const BUFFERS: usize = 3;
+    let mut made = 1;
     let mut pending: Vec<u8> = Vec::with_capacity(block);
-    let mut spare: Vec<u8> = Vec::new();
     loop {
         let want = block.saturating_sub(pending.len()).max(block.min(1 << 20)) as u64;
         let eof = (&mut reader).take(want).read_to_end(&mut pending)? == 0;
@@ -327,12 +359,26 @@ fn each_block(
             }
         };
         if cut > 0 {
-            spare.clear();
-            spare.reserve(block);
-            spare.extend_from_slice(&pending[cut..]);
+            let mut next = match spare.try_recv() {
+                Ok(buffer) => buffer,
+                Err(_) if made < BUFFERS => {
+                    made += 1;
+                    Vec::new()
+                }
+                Err(_) => match spare.recv() {
+                    Ok(buffer) => buffer,
+                    // The blocks' user has gone: nothing more to read for.
+                    Err(_) => return Ok(()),
+                },
+            };
+            next.clear();
+            next.reserve(block);
+            next.extend_from_slice(&pending[cut..]);
             pending.truncate(cut);
-            let next = std::mem::replace(&mut pending, spare);
-            spare = each(next);
+            let ready = std::mem::replace(&mut pending, next);
+            if full.send(ready).is_err() {
+                return Ok(());
+            }
         }
         if eof {
             return Ok(());
@@ -386,6 +432,8 @@ fn load(
 ) -> Result<LoadedLogs> {
     let mut names = Vec::new();
     let mut events = Vec::new();
+    // The events of the block parsed last, not yet in `events`.
+    let mut unappended: Vec<Vec<Event>> = Vec::new();
     let mut malformed = Vec::new();
     let mut notices = Vec::new();
     let mut ignored = Vec::new();
@@ -397,8 +445,8 @@ fn load(
         } else {
             std::fs::metadata(path).ok().map(|m| m.len())
         };
-        let reader: Box<dyn std::io::Read> = if path.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
+        let reader: Box<dyn std::io::Read + Send> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdin())
         } else {
             Box::new(
                 std::fs::File::open(path)
@@ -418,19 +466,6 @@ fn load(
             malformed.extend(undecodable);
             let (runs, next_line) =
                 split_lines(&text, first_line, rayon::current_num_threads() * 4);
-            let apart = folding.is_some();
-            let (chunks, statuses): (Vec<_>, Vec<_>) = runs
-                .par_iter()
-                .map(|(run, first_line)| {
-                    let chunk = if apart {
-                        parse_chunk_unowned(run, source, *first_line)
-                    } else {
-                        (parse_chunk(run, source, *first_line), Vec::new())
-                    };
-                    progress.inc(run.len() as u64);
-                    chunk
-                })
-                .unzip();
             // Sized once for the whole file, from its first block.
             let first_block = first_line == 1;
             let estimate = |read: usize| {
@@ -439,25 +474,49 @@ fn load(
                 });
                 usize::try_from(estimate).unwrap_or(read).max(read)
             };
-            if let Some((folded, now)) = &mut folding {
-                let before = folded.statuses.messages();
-                fold_statuses(
-                    statuses,
-                    &mut folded.statuses,
-                    &mut folded.implausible,
-                    *now,
-                );
-                if first_block {
-                    let new = folded.statuses.messages().saturating_sub(before);
-                    folded.statuses.reserve(before + estimate(new));
-                }
-            }
-            let parsed: usize = chunks.iter().map(|chunk| chunk.events.len()).sum();
+            // The previous block's events are copied into `events` while
+            // this one is parsed and folded: the copy, most of it the kernel
+            // zeroing the vector's fresh pages, left a core idle between
+            // blocks (docs/PERFORMANCE.md).
+            let previous = std::mem::take(&mut unappended);
+            let (chunks, ()) = rayon::join(
+                || {
+                    let apart = folding.is_some();
+                    let (chunks, statuses): (Vec<_>, Vec<_>) = runs
+                        .par_iter()
+                        .map(|(run, first_line)| {
+                            let chunk = if apart {
+                                parse_chunk_unowned(run, source, *first_line)
+                            } else {
+                                (parse_chunk(run, source, *first_line), Vec::new())
+                            };
+                            progress.inc(run.len() as u64);
+                            chunk
+                        })
+                        .unzip();
+                    if let Some((folded, now)) = &mut folding {
+                        let before = folded.statuses.messages();
+                        fold_statuses(
+                            statuses,
+                            &mut folded.statuses,
+                            &mut folded.implausible,
+                            *now,
+                        );
+                        if first_block {
+                            let new = folded.statuses.messages().saturating_sub(before);
+                            folded.statuses.reserve(before + estimate(new));
+                        }
+                    }
+                    chunks
+                },
+                || previous.into_iter().for_each(|run| events.extend(run)),
+            );
             if first_block {
+                let parsed: usize = chunks.iter().map(|chunk| chunk.events.len()).sum();
                 events.reserve(estimate(parsed) + 1024);
             }
             for chunk in chunks {
-                events.extend(chunk.events);
+                unappended.push(chunk.events);
                 notices.extend(chunk.notices);
                 malformed.extend(chunk.errors);
                 ignored.extend(chunk.ignored);
@@ -467,6 +526,7 @@ fn load(
         })
         .with_context(|| format!("cannot read {}", path.display()))?;
     }
+    unappended.into_iter().for_each(|run| events.extend(run));
     let inferred = infer_outbounds(&mut events).into_iter().collect();
     malformed.sort_by_key(|error| error.origin);
     let logs = LoadedLogs {
@@ -548,7 +608,7 @@ mod tests {
     /// the last line may lack its newline, and the buffers handed back
     /// serve the next blocks (no block leaves with less room than asked).
     #[test]
-    fn blocks_are_whole_lines_in_two_buffers() {
+    fn blocks_are_whole_lines_in_three_buffers() {
         let text = "a\nbb\nccc\na line longer than a block\n\ndd\neee";
         let mut seen = Vec::new();
         let mut buffers = std::collections::BTreeSet::new();
@@ -572,6 +632,36 @@ mod tests {
                 .any(|b| b.windows(long.len()).any(|w| w == long)),
             "{seen:?}"
         );
-        assert!(buffers.len() <= 3, "{} buffers", buffers.len());
+        // Three buffers, and a fourth address when the long line grew one.
+        assert!(buffers.len() <= 4, "{} buffers", buffers.len());
+    }
+
+    /// A read that fails after some lines: the blocks read before it are
+    /// handed on, and the error is the result (the reading thread's, not
+    /// lost with it).
+    #[test]
+    fn a_failed_read_is_the_result() {
+        struct Failing(&'static [u8]);
+        impl std::io::Read for Failing {
+            fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::other("disk gone"));
+                }
+                let n = self.0.len().min(buffer.len()).min(3);
+                buffer[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut seen = Vec::new();
+        let result = each_block(Failing(b"aa\nbb\ncc\ndd\n"), 4, |block| {
+            seen.push(block.clone());
+            block
+        });
+        assert_eq!(result.map_err(|e| e.to_string()), Err("disk gone".into()));
+        assert!(
+            !seen.is_empty() && seen.concat().ends_with(b"\n"),
+            "{seen:?}"
+        );
     }
 }
