@@ -298,8 +298,11 @@ fn split_lines(text: &str, first_line: u32, pieces: usize) -> (Vec<(&str, u32)>,
 /// Bytes of a log read and parsed at a time: the file is never held whole,
 /// and the memory of one block serves the next (fresh memory is what a
 /// large replay paid most for: the kernel zeroes every new page). 16 MiB
-/// read 2 M events 0.03 s sooner than 64 MiB, in 90 MB less memory.
-const BLOCK: usize = 16 << 20;
+/// read 2 M events 0.03 s sooner than 64 MiB, in 90 MB less memory; with
+/// the next block read ahead (`each_block`), 4 MiB in two runs a thread
+/// took 36 fewer huge pages than 16 MiB in four, peak 379 -> 349 MB, in
+/// the same time (docs/PERFORMANCE.md).
+const BLOCK: usize = 4 << 20;
 
 /// Calls `each` with successive blocks of whole lines of `reader` (the
 /// last may lack its newline); a line longer than a block comes whole.
@@ -464,8 +467,11 @@ fn load(
                 wameter_log::decode_lines(block, source, first_line)
             };
             malformed.extend(undecodable);
+            // Two runs a thread: work to steal should one finish early,
+            // and runs long enough (about 10,000 lines) to share each user's
+            // id across several lines.
             let (runs, next_line) =
-                split_lines(&text, first_line, rayon::current_num_threads() * 4);
+                split_lines(&text, first_line, rayon::current_num_threads() * 2);
             // Sized once for the whole file, from its first block.
             let first_block = first_line == 1;
             let estimate = |read: usize| {
