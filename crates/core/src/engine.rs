@@ -877,7 +877,7 @@ fn prepare_parts<'e, E: Borrow<Event> + Sync>(
     let mut agent: Vec<(usize, TimedUsage)> = Vec::new();
     // A business-scoped id's country: the first event that gave one.
     let mut countries: HashMap<&str, (usize, Country)> = HashMap::default();
-    let mut by_contact: Vec<Vec<Vec<Placed>>> =
+    let mut by_contact: Vec<Vec<Vec<Placed<'e>>>> =
         (0..parts).map(|_| Vec::with_capacity(parts)).collect();
     // Every part's business numbers, renumbered in one list.
     let mut numbering = Numbering::default();
@@ -1136,12 +1136,17 @@ impl Sizes {
 /// pair's business is its number in the part's [`Resolved::businesses`]:
 /// a shared string, cloned for every item and dropped on another thread,
 /// made two threads contend for its count.
-type Placed = ((u32, UserId), usize, Item);
+/// An item of a pair's timeline as [`resolve`] places it: (business
+/// number, user), input position, item. The user is the event's own,
+/// borrowed: a copy an item raised and lowered the user's shared count from
+/// both threads, and made every item 16 bytes larger; a timeline copies its
+/// user once.
+type Placed<'e> = ((u32, &'e UserId), usize, Item);
 
 /// What one part of [`prepare_in`]'s first step found.
 struct Resolved<'e> {
     /// Items by the part of their pair.
-    items: Vec<Vec<Placed>>,
+    items: Vec<Vec<Placed<'e>>>,
     /// The businesses the items name, by number.
     businesses: Vec<&'e str>,
     warnings: Vec<Warning>,
@@ -1189,14 +1194,14 @@ fn resolve<'e>(
         }
         set
     }
-    let mut items: Vec<Vec<Placed>> = (0..parts)
+    let mut items: Vec<Vec<Placed<'e>>> = (0..parts)
         .map(|_| Vec::with_capacity((sizes.inbound + sizes.outbound) / parts + 1))
         .collect();
-    let mut place = |business: &'e str, user: UserId, seq: usize, item: Item| {
+    let mut place = |business: &'e str, user: &'e UserId, seq: usize, item: Item| {
         let part = if parts == 1 {
             0
         } else {
-            part_of(&(business, &user), parts)
+            part_of(&(business, user), parts)
         };
         items[part].push(((businesses.number(business), user), seq, item));
     };
@@ -1237,7 +1242,7 @@ fn resolve<'e>(
                 }
                 place(
                     business,
-                    user.clone(),
+                    user,
                     seq,
                     Item::Inbound {
                         at: event.at,
@@ -1292,7 +1297,7 @@ fn resolve<'e>(
                 {
                     place(
                         &call.business,
-                        call.user.clone(),
+                        &call.user,
                         seq,
                         Item::Inbound {
                             at: event.at,
@@ -1443,7 +1448,7 @@ fn resolve<'e>(
         );
         place(
             business,
-            user.clone(),
+            user,
             seq,
             Item::Delivery {
                 at: delivered_at,
@@ -1466,7 +1471,7 @@ fn resolve<'e>(
 /// of a pair is in one of them; list `i` from part `i` of [`resolve`], whose
 /// business numbers `renumbered[i]` renumbers into `businesses`).
 fn timelines(
-    parts: Vec<Vec<Placed>>,
+    parts: Vec<Vec<Placed<'_>>>,
     renumbered: &[Vec<u32>],
     businesses: &[&str],
     countries: &HashMap<&str, (usize, Country)>,
@@ -1474,11 +1479,11 @@ fn timelines(
     // A business-scoped id compares equal with and without its country, so
     // a pair's key may be any of its events' spelling: the pair takes that
     // of its first event, whichever part read it.
-    struct Pair {
-        first: Option<(usize, UserId)>,
+    struct Pair<'e> {
+        first: Option<(usize, &'e UserId)>,
         items: Vec<(usize, Item)>,
     }
-    let mut timelines: HashMap<(u32, UserId), Pair> = HashMap::default();
+    let mut timelines: HashMap<(u32, &UserId), Pair> = HashMap::default();
     let items = parts.into_iter().enumerate().flat_map(|(list, items)| {
         let numbers = renumbered.get(list);
         items.into_iter().map(move |((business, user), seq, item)| {
@@ -1493,7 +1498,7 @@ fn timelines(
         .map(|&business| Arc::from(business))
         .collect();
     for ((business, user), seq, item) in items {
-        let scoped = matches!(user, UserId::Bsuid(..)).then(|| user.clone());
+        let scoped = matches!(user, UserId::Bsuid(..)).then_some(user);
         let pair = timelines.entry((business, user)).or_insert_with(|| Pair {
             first: None,
             items: Vec::new(),
@@ -1524,7 +1529,7 @@ fn timelines(
                     .then_with(|| (a.sort_key(), a_seq).cmp(&(b.sort_key(), b_seq)))
             });
             let items = placed.into_iter().map(|(_, item)| item).collect();
-            let user = first.map_or(user, |(_, user)| user);
+            let user = first.map_or(user, |(_, user)| user).clone();
             // A business-scoped id seen without its country in the event
             // that made the timeline takes it from any other event.
             let user = match user {
