@@ -207,6 +207,20 @@ fn sql_error(error: rusqlite::Error) -> GraphError {
     }
 }
 
+/// The engine of the forecast: it prices each send for its status
+/// webhooks' `pricing` and `conversation` objects, which show no charge's
+/// reason. Without reasons, a send that lands among the same second's
+/// earlier sends (the ledger re-settles what follows it) formats none, and
+/// a re-settled charge whose words alone would have changed is not a
+/// change (docs/PERFORMANCE.md). `GET /_sandbox/charges` replays with
+/// reasons.
+fn forecast_engine(pricing: &Pricing) -> wameter_core::engine::Engine<'_> {
+    wameter_core::engine::Engine {
+        reasons: false,
+        ..pricing.engine()
+    }
+}
+
 /// Whole seconds, as Meta's timestamps are.
 fn second(at: Timestamp) -> Timestamp {
     Timestamp::from_second(at.as_second()).expect("a valid timestamp truncated is valid")
@@ -236,7 +250,7 @@ impl World {
                 format!("cannot prepare the sandbox database: {table}.{column}: {e}")
             })?;
         }
-        let forecast = MeterState::new(&pricing.engine());
+        let forecast = MeterState::new(&forecast_engine(&pricing));
         let mut world = World {
             db,
             pricing,
@@ -291,7 +305,7 @@ impl World {
         let planned = world
             .planned()
             .map_err(|e| format!("sandbox database: schedule: {e}"))?;
-        let engine = world.pricing.engine();
+        let engine = forecast_engine(&world.pricing);
         let planned: Vec<Event> = planned.iter().map(|p| world.planned_event(p)).collect();
         world
             .forecast
@@ -639,7 +653,7 @@ impl World {
         self.planning.clear();
         match work(self).and_then(|value| self.db.execute_batch("COMMIT").map(|()| value)) {
             Ok(value) => {
-                let engine = self.pricing.engine();
+                let engine = forecast_engine(&self.pricing);
                 let planned = std::mem::take(&mut self.planning);
                 self.forecast.apply(
                     &engine,
@@ -775,7 +789,7 @@ impl World {
         // sent. "Before" includes the same second: a user's message logged at
         // 12:00:00 precedes a reply sent at 12:00:00.
         let refused = template.is_none() && {
-            let engine = self.pricing.engine();
+            let engine = forecast_engine(&self.pricing);
             let windows = self.forecast.windows_at(
                 &engine,
                 phone_number_id,
