@@ -1135,12 +1135,10 @@ impl Sizes {
 /// orders inbound messages at the same instant as they were read). The
 /// pair's business is its number in the part's [`Resolved::businesses`]:
 /// a shared string, cloned for every item and dropped on another thread,
-/// made two threads contend for its count.
-/// An item of a pair's timeline as [`resolve`] places it: (business
-/// number, user), input position, item. The user is the event's own,
-/// borrowed: a copy an item raised and lowered the user's shared count from
-/// both threads, and made every item 16 bytes larger; a timeline copies its
-/// user once.
+/// made two threads contend for its count. The user, for the same reason,
+/// is the event's own, borrowed: a copy per item raised and lowered the
+/// user's shared count from both threads and made every item 16 bytes
+/// larger; a timeline copies its user once.
 type Placed<'e> = ((u32, &'e UserId), usize, Item);
 
 /// What one part of [`prepare_in`]'s first step found.
