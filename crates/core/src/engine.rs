@@ -1567,6 +1567,13 @@ pub struct Decisions {
     slots: Vec<Option<Charge>>,
     /// Messages that could not be decided.
     errors: Vec<PricingError>,
+    /// How many slots each timeline has, when the timelines were decided in
+    /// pair order (business, then user, as [`prepare`] leaves them): the
+    /// settling then need not compare the charges on either side of a
+    /// timeline's end, which reached into two users' ids each (half of
+    /// surveying the charges, on one thread). `None`: not known to be in
+    /// pair order.
+    paired: Option<Vec<u32>>,
 }
 
 impl From<Vec<ContactDecisions>> for Decisions {
@@ -1577,7 +1584,11 @@ impl From<Vec<ContactDecisions>> for Decisions {
             slots.extend(decided.charges.into_iter().map(Some));
             errors.extend(decided.errors);
         }
-        Decisions { slots, errors }
+        Decisions {
+            slots,
+            errors,
+            paired: None,
+        }
     }
 }
 
@@ -1810,6 +1821,10 @@ impl Engine<'_> {
             sum += count;
         }
         cuts.push(contacts.len());
+        // Pair order across the runs' ends; within a run, as it is walked.
+        let ends_in_order = cuts[1..cuts.len() - 1]
+            .iter()
+            .all(|&cut| pair_before(&contacts[cut - 1], &contacts[cut]));
         let mut runs: Vec<Vec<ContactTimeline>> = Vec::with_capacity(cuts.len());
         for cut in cuts[1..cuts.len() - 1].iter().rev() {
             runs.push(contacts.split_off(*cut));
@@ -1827,8 +1842,12 @@ impl Engine<'_> {
             rest = after;
             inputs.push((run, counts, mine));
         }
-        let errors = on_threads(inputs, |(run, counts, mut slots)| {
+        let decided = on_threads(inputs, |(run, counts, mut slots)| {
             let mut out = ContactDecisions::default();
+            let mut in_order = true;
+            // The timeline walked last, kept to compare the next with while
+            // its user's id is still in cache (the walk reads it).
+            let mut previous: Option<ContactTimeline> = None;
             let mut timelines = run.into_iter().zip(counts);
             let mut ahead: std::collections::VecDeque<(ContactTimeline, &usize)> =
                 std::collections::VecDeque::with_capacity(LOOK_AHEAD + 1);
@@ -1848,7 +1867,10 @@ impl Engine<'_> {
                     break;
                 };
                 self.walk_on(&contact, 0, &mut ContactState::default(), None, &mut out);
-                drop(contact);
+                if in_order && let Some(previous) = &previous {
+                    in_order = pair_before(previous, &contact);
+                }
+                previous = Some(contact);
                 // At most one charge a delivery: these slots are its.
                 let (mine, after) = std::mem::take(&mut slots).split_at_mut(*count);
                 slots = after;
@@ -1856,11 +1878,13 @@ impl Engine<'_> {
                     *slot = Some(charge);
                 }
             }
-            out.errors
+            (out.errors, in_order)
         });
+        let in_order = ends_in_order && decided.iter().all(|(_, in_order)| *in_order);
         Decisions {
             slots,
-            errors: errors.into_iter().flatten().collect(),
+            errors: decided.into_iter().flat_map(|(errors, _)| errors).collect(),
+            paired: in_order.then(|| deliveries.iter().map(|&count| count as u32).collect()),
         }
     }
 
@@ -2107,13 +2131,14 @@ impl Engine<'_> {
         let Decisions {
             mut slots,
             mut errors,
+            paired,
         } = decided;
         let Survey {
             charges,
             order,
             group_of,
             slot_of,
-        } = self.survey(&mut slots);
+        } = self.survey(&mut slots, paired.as_deref());
         // Each group's charges in delivery order.
         let groups = group_of.iter().max().map_or(0, |max| *max as usize + 1);
         let mut sizes = vec![0usize; groups];
@@ -2251,7 +2276,7 @@ impl Engine<'_> {
     /// the order they sit in memory. There were three passes, and each took
     /// 20-30 ms over the 485,000 charges of 2 M events, a third of what
     /// settling them took: the charges come from memory, not cache.
-    fn survey<'c>(&self, slots: &'c mut [Option<Charge>]) -> Survey<'c> {
+    fn survey<'c>(&self, slots: &'c mut [Option<Charge>], paired: Option<&[u32]>) -> Survey<'c> {
         let count = slots.iter().filter(|slot| slot.is_some()).count();
         let mut charges: Vec<&mut Charge> = Vec::with_capacity(count);
         let mut keys: Vec<(Timestamp, u32)> = Vec::with_capacity(count);
@@ -2263,7 +2288,18 @@ impl Engine<'_> {
         // order ([`delivery_order`]).
         let mut ties_by_position = true;
         let mut previous: Option<&Charge> = None;
+        // Where the next timeline's slots begin, when the timelines are
+        // known to be in pair order: a timeline's first charge then follows
+        // every charge before it, so only its own are compared.
+        let mut counts = paired.unwrap_or_default().iter();
+        let mut next_start = paired.map(|_| 0usize);
         for (slot, charge) in slots.iter_mut().enumerate() {
+            while let Some(start) = next_start
+                && slot >= start
+            {
+                previous = None;
+                next_start = counts.next().map(|count| start + *count as usize);
+            }
             let Some(charge) = charge else { continue };
             let index = charges.len() as u32;
             keys.push((charge.delivered_at, index));
@@ -2370,29 +2406,41 @@ struct GroupSettled {
 /// only on a tie of everything else. Comparing whole keys reached into the
 /// strings and the trail of every charge.
 fn follows(previous: &Charge, charge: &Charge) -> bool {
-    fn text(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
-        if Arc::ptr_eq(a, b) {
+    pair_order(
+        (&previous.business, &previous.user),
+        (&charge.business, &charge.user),
+    )
+    .then_with(|| previous.delivered_at.cmp(&charge.delivered_at))
+    .then_with(|| text_order(&previous.message_id, &charge.message_id))
+    .then_with(|| previous.trail.origin.cmp(&charge.trail.origin))
+    .is_lt()
+}
+
+/// Whether timeline `a`'s pair comes before `b`'s, as [`sort_pairs`]
+/// orders them.
+fn pair_before(a: &ContactTimeline, b: &ContactTimeline) -> bool {
+    pair_order((&a.business, &a.user), (&b.business, &b.user)).is_lt()
+}
+
+/// Pairs by business, then user; shared strings by address first.
+fn pair_order(a: (&Arc<str>, &UserId), b: (&Arc<str>, &UserId)) -> std::cmp::Ordering {
+    text_order(a.0, b.0).then_with(|| match (a.1, b.1) {
+        (UserId::Phone(x), UserId::Phone(y)) | (UserId::Bsuid(x, _), UserId::Bsuid(y, _))
+            if Arc::ptr_eq(x, y) =>
+        {
             std::cmp::Ordering::Equal
-        } else {
-            a.cmp(b)
         }
+        (x, y) => x.cmp(y),
+    })
+}
+
+/// Shared strings, by address first.
+fn text_order(a: &Arc<str>, b: &Arc<str>) -> std::cmp::Ordering {
+    if Arc::ptr_eq(a, b) {
+        std::cmp::Ordering::Equal
+    } else {
+        a.cmp(b)
     }
-    fn user(a: &UserId, b: &UserId) -> std::cmp::Ordering {
-        match (a, b) {
-            (UserId::Phone(x), UserId::Phone(y)) | (UserId::Bsuid(x, _), UserId::Bsuid(y, _))
-                if Arc::ptr_eq(x, y) =>
-            {
-                std::cmp::Ordering::Equal
-            }
-            _ => a.cmp(b),
-        }
-    }
-    text(&previous.business, &charge.business)
-        .then_with(|| user(&previous.user, &charge.user))
-        .then_with(|| previous.delivered_at.cmp(&charge.delivered_at))
-        .then_with(|| text(&previous.message_id, &charge.message_id))
-        .then_with(|| previous.trail.origin.cmp(&charge.trail.origin))
-        .is_lt()
 }
 
 /// What [`Engine::survey`] reads of the charges.

@@ -104,7 +104,16 @@ proptest! {
         let mut shuffled = one.clone();
         shuffled.contacts.reverse();
         let decisions = shuffled.contacts.iter().map(|contact| engine.decide(contact)).collect();
-        prop_assert_eq!(&engine.settle_in(one, decisions, parts), &report);
+        prop_assert_eq!(&engine.settle_in(one.clone(), decisions, parts), &report);
+        // Timelines decided out of pair order, into one list, on one thread,
+        // on several, and on one a timeline (where only the runs' ends,
+        // compared apart, show the order): the settling must not take them
+        // for pair order.
+        for threads in [1, parts, shuffled.contacts.len().max(1)] {
+            let mut shuffled = shuffled.clone();
+            let decided = engine.decide_all_in(std::mem::take(&mut shuffled.contacts), threads);
+            prop_assert_eq!(&engine.settle_decided(shuffled, decided), &report);
+        }
         prop_assert_eq!(&engine.replay(events), &report);
     }
 }
