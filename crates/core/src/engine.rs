@@ -676,8 +676,8 @@ struct MessageSeen<'e> {
 struct Messages<'e> {
     /// Each wamid's first record, by its index alone: the table compares
     /// the record's wamid. Keyed by the wamid (`&str` and index, 24 bytes a
-    /// slot) it was 24 MB of fresh memory for 2 M events, at a replay's
-    /// peak; 4 bytes a slot, it is a sixth of that.
+    /// slot) it was 24 MB of fresh memory for 2 M events; 4 bytes a slot,
+    /// it is a sixth of that.
     ids: hashbrown::HashTable<u32>,
     hasher: foldhash::fast::RandomState,
     others: HashMap<(&'e str, &'e str), u32>,
