@@ -1832,8 +1832,7 @@ impl Engine<'_> {
         runs.push(contacts);
         runs.reverse();
 
-        let mut slots: Vec<Option<Charge>> = Vec::new();
-        slots.resize_with(total, || None);
+        let mut slots = empty_slots(total, parts);
         let mut inputs = Vec::with_capacity(runs.len());
         let mut rest = slots.as_mut_slice();
         for (run, bounds) in runs.into_iter().zip(cuts.windows(2)) {
@@ -2369,14 +2368,41 @@ fn add_findings(
     errors.extend(unpriced);
 }
 
+/// `count` empty slots for charges, made on every core when `parts` is
+/// more than one and the slots many: emptying a slot is the first write to
+/// its page, so the kernel zeroes the slots' fresh memory as they are made
+/// (232 bytes a delivery). Made on one thread, that kept the other idle
+/// before every large `decide` (docs/PERFORMANCE.md); a few are made where
+/// they are asked for, without a hand-over to other threads.
+fn empty_slots(count: usize, parts: usize) -> Vec<Option<Charge>> {
+    if parts > 1 && count >= SLOTS_IN_PARALLEL_FROM {
+        use rayon::prelude::*;
+        (0..count)
+            .into_par_iter()
+            .with_min_len(SLOTS_IN_PARALLEL_FROM / 2)
+            .map(|_| None)
+            .collect()
+    } else {
+        let mut slots = Vec::new();
+        slots.resize_with(count, || None);
+        slots
+    }
+}
+
+/// Fewer slots than this are made on one thread (4 MB of them).
+const SLOTS_IN_PARALLEL_FROM: usize = 1 << 14;
+
 /// How many timelines ahead of the one being decided [`touch`] reads.
 const LOOK_AHEAD: usize = 8;
 
-/// Reads what deciding a timeline will read first of each delivery: its
-/// boxed message and its wamid's shared count. The sum means nothing; it
-/// only makes the reads happen.
+/// Reads what deciding a timeline will read first: its user's id (the
+/// market lookup's calling code) and of each delivery its boxed message
+/// and its wamid's shared count. The sum means nothing; it only makes the
+/// reads happen.
 fn touch(contact: &ContactTimeline) -> usize {
-    contact
+    let (UserId::Phone(id) | UserId::Bsuid(id, _)) = &contact.user;
+    let user = id.as_bytes().first().map_or(0, |byte| usize::from(*byte));
+    user + contact
         .items
         .iter()
         .map(|item| match item {
@@ -2385,7 +2411,7 @@ fn touch(contact: &ContactTimeline) -> usize {
                 Arc::strong_count(&message.id) + usize::from(message.by_agent)
             }
         })
-        .sum()
+        .sum::<usize>()
 }
 
 /// Below this many charges, threads cost more than they save.
@@ -2794,6 +2820,30 @@ mod size {
     fn event() {
         let size = std::mem::size_of::<crate::event::Event>();
         assert!(size <= 104, "Event is {size} bytes");
+    }
+}
+
+#[cfg(test)]
+mod slots {
+    use super::*;
+
+    /// As many empty slots as asked, on one thread or many, either side of
+    /// the count from which they are made in parallel.
+    #[test]
+    fn empty_slots_are_as_many_as_asked_and_empty() {
+        for count in [
+            0,
+            1,
+            SLOTS_IN_PARALLEL_FROM - 1,
+            SLOTS_IN_PARALLEL_FROM,
+            3 * SLOTS_IN_PARALLEL_FROM + 7,
+        ] {
+            for parts in [1, 2, 3] {
+                let slots = empty_slots(count, parts);
+                assert_eq!(slots.len(), count, "{count} slots on {parts} parts");
+                assert!(slots.iter().all(Option::is_none));
+            }
+        }
     }
 }
 
