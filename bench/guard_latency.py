@@ -22,7 +22,9 @@ sends = int(sys.argv[1])
 phone = "106540352242922"
 direct = httpx.Client(base_url="http://127.0.0.1:18095", headers={"Authorization": "Bearer x"})
 guard = httpx.Client(base_url="http://127.0.0.1:18096", headers={"Authorization": "Bearer x"})
-users = [f"+55119{i:08d}" for i in range(200)]
+# USERS (default 200) sets how many users the sends are spread over: fewer
+# users, longer pair histories for the guard to read.
+users = [f"+55119{i:08d}" for i in range(int(os.environ.get("USERS", "200")))]
 inbound_ids = []
 for user in users:
     answer = direct.post("/_sandbox/inbound", json={"business": phone, "user": user})

@@ -11,13 +11,17 @@
 # Needs Python with httpx (scripts/pywa-for-tests.sh installs one).
 # Results go to stdout; copy them into docs/PERFORMANCE.md.
 # SERVE_LOG="warn,wameter_server::guard=debug" logs each guarded send's
-# steps in microseconds to bench/out/guard/serve.log.
+# steps in microseconds to bench/out/guard/serve.log; bench/guard_steps.py
+# then prints them, and the guard's own time by the pair's history length.
 # The sandbox runs with its default status delays (sent after 1 s,
 # delivered after 2 s, as Meta's arrive): with instant statuses it replays
 # its month on every send and takes most of a core from the server.
 # SANDBOX_ARGS="--sent-after 0 --delivered-after 0" measures that case.
 # SERVE_ARGS="--record-wait 30s" (say) passes flags to the server.
 # BIN=/tmp/old/wameter runs another build (for before/after in one session).
+# USERS=60 spreads the sends over 60 users instead of 200: longer pair
+# histories (the guard read 46 events a pair at the median of 2000 sends,
+# 105 at most; 14 and 33 with 200 users).
 # PASS_THROUGH=1 sends read receipts, which the guard forwards unread: the
 # cost of the extra HTTP hop alone.
 # PIN=1 gives the server CPU 1 and the sandbox and client CPU 0 (taskset),
@@ -69,3 +73,4 @@ trap 'kill $sandbox $server 2>/dev/null || true' EXIT
 wait_for "$out/sandbox.log"
 wait_for "$out/serve.log"
 "${on_others[@]}" "$python" bench/guard_latency.py "$sends"
+if grep -q "Guarded send" "$out/serve.log"; then python3 bench/guard_steps.py "$out/serve.log"; fi

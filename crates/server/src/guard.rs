@@ -618,14 +618,16 @@ async fn record(
     // Queued here, before the answer can leave, not when a spawned task
     // first runs.
     let queued = state.store.queue(batch);
-    let writer = state.clone();
     // A zero wait does not look at the write at all, so `pending` is what
-    // it always answers; one task sees the write through (a second one,
-    // to race the wait, cost every send a task of its own).
+    // it answers once the write is queued; the writer logs a failure (no
+    // task waits for it: spawning one took the core from this answer).
     if !wait.is_positive() {
-        tokio::spawn(async move { record_outcome(Ok(writer.store.committed(queued).await), &id) });
-        return Recorded::Pending;
+        return match wameter_store::Store::unwatched(queued) {
+            Ok(()) => Recorded::Pending,
+            Err(error) => record_outcome(Ok(Err(error)), &id),
+        };
     }
+    let writer = state.clone();
     let mut write = tokio::spawn(async move { writer.store.committed(queued).await });
     tokio::select! {
         biased;

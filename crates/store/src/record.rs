@@ -8,6 +8,8 @@ use wameter_core::event::{DeliveryStatus, Event, EventKind};
 use wameter_core::notice::Notice;
 use wameter_core::settlement::months_touched;
 
+use crate::StoreError;
+
 /// A canonical event ready to store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRecord {
@@ -356,6 +358,30 @@ pub struct InFlightRow {
 }
 
 impl Batch {
+    /// Tells the caller how the write went. A caller that stopped waiting
+    /// (a guarded send's record, which answers before the commit; a
+    /// request that timed out) hears nothing, so a failure is logged here,
+    /// naming what was not stored.
+    pub(crate) fn answer(
+        &self,
+        reply: tokio::sync::oneshot::Sender<Result<Written, StoreError>>,
+        result: Result<Written, StoreError>,
+    ) {
+        if let Err(Err(error)) = reply.send(result) {
+            let messages: Vec<&str> = self
+                .events
+                .iter()
+                .filter_map(|event| event.message_id.as_deref())
+                .collect();
+            tracing::error!(
+                message = "A write no caller waited for failed: its events are not stored.",
+                events = self.events.len(),
+                messages = ?messages,
+                error = %error,
+            );
+        }
+    }
+
     /// A batch. Rows are written in dedupe-key order, whatever the input
     /// order: two transactions inserting the same keys then take the unique
     /// index's locks in the same order and cannot deadlock (PostgreSQL,
@@ -483,6 +509,66 @@ mod tests {
                 detail: None,
             },
         }
+    }
+
+    /// What `work` logs, as text.
+    fn logged(work: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, work);
+        let bytes = lines.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_failed_write_no_one_waits_for_is_logged_with_its_messages() {
+        let send = Event {
+            at: "2025-07-01T10:00:00Z".parse().unwrap(),
+            origin: Origin::default(),
+            kind: EventKind::Outbound {
+                business: "106540352242922".into(),
+                user: UserId::Phone("5511999999999".into()),
+                id: "wamid.SENT".into(),
+                template: None,
+                messaging_account: None,
+            },
+        };
+        let batch = Batch::new(None, &[send], &[]);
+        let failed = || Err(StoreError::Write("disk full".into()));
+        // A caller that waits hears of it; nothing is logged.
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let quiet = logged(|| batch.answer(reply, failed()));
+        assert!(quiet.is_empty(), "{quiet}");
+        assert!(matches!(answer.try_recv(), Ok(Err(StoreError::Write(_)))));
+        // No one waits: the failure is logged, naming the message.
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        drop(answer);
+        let log = logged(|| batch.answer(reply, failed()));
+        assert!(log.contains("ERROR"), "{log}");
+        assert!(
+            log.contains("wamid.SENT") && log.contains("disk full"),
+            "{log}"
+        );
+        // A write that succeeded is not logged, waited for or not.
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        drop(answer);
+        assert!(logged(|| batch.answer(reply, Ok(Written::default()))).is_empty());
     }
 
     #[test]

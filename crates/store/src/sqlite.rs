@@ -98,13 +98,13 @@ impl Job {
     fn answer(self, result: Result<Done, StoreError>) {
         // A caller that went away (timed-out request) needs no answer.
         match self {
-            Job::Write(_, reply) => drop(reply.send(result.map(|done| {
-                if let Done::Written(w) = done {
-                    w
-                } else {
-                    Written::default()
-                }
-            }))),
+            Job::Write(batch, reply) => batch.answer(
+                reply,
+                result.map(|done| match done {
+                    Done::Written(written) => written,
+                    _ => Written::default(),
+                }),
+            ),
             Job::Settle(_, _, _, reply) => drop(reply.send(result.map(|_| ()))),
             Job::Reset(_, reply) => {
                 drop(reply.send(result.map(|done| matches!(done, Done::Reset(true)))))

@@ -46,7 +46,7 @@ pub(super) async fn run_writer(pool: Pool, mut jobs: mpsc::Receiver<WriteJob>) {
         match write_group(&pool, &batches).await {
             Ok(written) => {
                 for (job, written) in group.drain(..).zip(written) {
-                    let _ = job.reply.send(Ok(written));
+                    job.batch.answer(job.reply, Ok(written));
                 }
             }
             Err(_) if group.len() > 1 => {
@@ -57,12 +57,13 @@ pub(super) async fn run_writer(pool: Pool, mut jobs: mpsc::Receiver<WriteJob>) {
                         .await
                         .map(|mut written| written.pop().unwrap_or_default())
                         .map_err(StoreError::Write);
-                    let _ = job.reply.send(alone);
+                    job.batch.answer(job.reply, alone);
                 }
             }
             Err(error) => {
                 for job in group.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Write(error.clone())));
+                    job.batch
+                        .answer(job.reply, Err(StoreError::Write(error.clone())));
                 }
             }
         }
