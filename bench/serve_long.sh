@@ -81,6 +81,7 @@ day="/v1/charges?from=2026-02-01&to=2026-02-02"
 # first question is the cost report of every month.
 if [ "${FIRST:-}" = day ]; then
   ask "a day's charges, first after the load (settles the backlog)" "$day"
+  ask "a day's charges again (nothing pending)" "$day"
   ask "cost report then" /v1/reports/costs
 else
   ask "first cost report after the load (settles the backlog)" /v1/reports/costs

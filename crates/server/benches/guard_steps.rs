@@ -42,7 +42,7 @@ fn pair_rows(user: &UserId, now: Timestamp, sends: usize) -> Vec<StoredEvent> {
     });
     for n in 0..sends {
         at += SignedDuration::from_mins(10);
-        let id: Box<str> = format!("wamid.out.{n}").into();
+        let id: std::sync::Arc<str> = format!("wamid.out.{n}").into();
         let template = Some(std::sync::Arc::new(Template {
             name: "order_update".into(),
             category: TemplateCategory::Utility,
@@ -67,7 +67,7 @@ fn pair_rows(user: &UserId, now: Timestamp, sends: usize) -> Vec<StoredEvent> {
                 at: at + SignedDuration::from_secs(offset),
                 origin,
                 kind: EventKind::Status {
-                    id: id.clone(),
+                    id: (*id).into(),
                     status,
                     error: None,
                     detail: None,
