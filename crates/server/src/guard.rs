@@ -622,7 +622,7 @@ async fn record(
     // it answers once the write is queued; the writer logs a failure (no
     // task waits for it: spawning one took the core from this answer).
     if !wait.is_positive() {
-        return match wameter_store::Store::unwatched(queued) {
+        return match queued.unwatched() {
             Ok(()) => Recorded::Pending,
             Err(error) => record_outcome(Ok(Err(error)), &id),
         };

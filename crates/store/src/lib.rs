@@ -149,6 +149,24 @@ impl EventScope {
 #[derive(Debug)]
 pub struct Queued(QueuedWrite);
 
+impl Queued {
+    /// Leaves the write to the writer, no one waiting for its commit: the
+    /// writer logs it should it fail. `Err` when the queue refused it
+    /// (full, or its writer gone): it will not be written.
+    ///
+    /// Waiting cost a task per write, and spawning it woke an idle runtime
+    /// thread, which took the caller's core before it had answered: the
+    /// guard's record step was 4 µs at the median and 190 µs at p99 for
+    /// the spawn alone (docs/PERFORMANCE.md).
+    pub fn unwatched(self) -> Result<(), StoreError> {
+        match self.0 {
+            QueuedWrite::Queued(answer) => answer.map(drop),
+            // The store that discards writes has nothing to do.
+            QueuedWrite::Deferred(_) => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum QueuedWrite {
     /// In the writer's queue, SQLite's or PostgreSQL's (or refused by it).
@@ -267,22 +285,6 @@ impl Store {
             Store::Sqlite(store) => Queued(QueuedWrite::Queued(store.queue(batch))),
             Store::Postgres(store) => Queued(QueuedWrite::Queued(store.queue(batch))),
             Store::Discard => Queued(QueuedWrite::Deferred(batch)),
-        }
-    }
-
-    /// Leaves a queued write to the writer, no one waiting for its commit:
-    /// the writer logs it should it fail. `Err` when the queue refused it
-    /// (full, or its writer gone): it will not be written.
-    ///
-    /// Waiting cost a task per write, and spawning it woke an idle runtime
-    /// thread, which took the caller's core before it had answered: the
-    /// guard's record step was 4 µs at the median and 190 µs at p99 for
-    /// the spawn alone (docs/PERFORMANCE.md).
-    pub fn unwatched(queued: Queued) -> Result<(), StoreError> {
-        match queued.0 {
-            QueuedWrite::Queued(answer) => answer.map(drop),
-            // The store that discards writes has nothing to do.
-            QueuedWrite::Deferred(_) => Ok(()),
         }
     }
 
