@@ -823,12 +823,9 @@ mod tests {
     use wameter_core::billing::BudgetScope;
     use wameter_core::money::Currency;
 
-    /// Sends past [`IN_FLIGHT_MAX`] are dropped from memory only once a
-    /// minute; until then they must already hold nothing.
-    #[test]
-    fn a_send_in_flight_holds_budget_for_a_week_whether_or_not_pruned() {
-        let timezone = jiff::tz::TimeZone::UTC;
-        let budget = Budget {
+    /// A hard-stop budget of 100 USD over WABA `W`, its months in `timezone`.
+    fn hard_stop_of_waba_w(timezone: &jiff::tz::TimeZone) -> Budget {
+        Budget {
             name: "b".into(),
             scope: BudgetScope::Waba("W".into()),
             wabas: vec!["W".into()],
@@ -837,7 +834,15 @@ mod tests {
             timezone: timezone.clone(),
             thresholds: vec![],
             hard_stop: true,
-        };
+        }
+    }
+
+    /// Sends past [`IN_FLIGHT_MAX`] are dropped from memory only once a
+    /// minute; until then they must already hold nothing.
+    #[test]
+    fn a_send_in_flight_holds_budget_for_a_week_whether_or_not_pruned() {
+        let timezone = jiff::tz::TimeZone::UTC;
+        let budget = hard_stop_of_waba_w(&timezone);
         let sent_at: Timestamp = "2026-10-02T00:00:00Z".parse().unwrap();
         let month = LocalMonth::of(sent_at, &timezone);
         let mut books = Books::default();
@@ -913,16 +918,7 @@ mod tests {
             ) {
                 let timezone = jiff::tz::TimeZone::get("America/Sao_Paulo").unwrap();
                 let start: Timestamp = "2026-10-01T03:00:00Z".parse().unwrap();
-                let budget = Budget {
-                    name: "b".into(),
-                    scope: BudgetScope::Waba("W".into()),
-                    wabas: vec!["W".into()],
-                    amount: Decimal::ONE_HUNDRED,
-                    currency: Currency::USD,
-                    timezone: timezone.clone(),
-                    thresholds: vec![],
-                    hard_stop: true,
-                };
+                let budget = hard_stop_of_waba_w(&timezone);
                 let halves = |n: i64| start + jiff::SignedDuration::from_hours(12 * n);
                 let mut flights = Flights::default();
                 for change in changes {
