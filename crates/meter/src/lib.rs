@@ -1034,6 +1034,38 @@ mod tests {
             .map(|e| (**e).clone())
             .collect();
         assert_eq!(again, load(&grown).events);
+        // Stand-ins follow the rows, old ones from the memo among them: a
+        // later row with an earlier instant stands for its send instead,
+        // and a send stored at last leaves no stand-in.
+        let priced = |id: i64, at: &str, wamid: &str| StoredEvent {
+            id,
+            line: format!(
+                r#"{{"type":"status","at":"{at}","id":"{wamid}","status":"sent","business":"B1","user":"+5511999990001","pricing":{{"billable":true,"pricing_model":"PMP","type":"regular","category":"utility"}}}}"#
+            ),
+        };
+        let read = |rows: &[StoredEvent]| -> Vec<Event> {
+            read_back.load(rows).iter().map(|e| (**e).clone()).collect()
+        };
+        grown.push(priced(10, "2026-11-02T11:00:05Z", "wamid.late"));
+        assert_eq!(read(&grown), load(&grown).events);
+        grown.push(priced(11, "2026-11-02T11:00:01Z", "wamid.late"));
+        assert_eq!(read(&grown), load(&grown).events);
+        let stand_in_at = read(&grown).into_iter().find_map(|event| match event.kind {
+            EventKind::Outbound { id, .. } if &*id == "wamid.late" => Some(event.at),
+            _ => None,
+        });
+        assert_eq!(stand_in_at, Some("2026-11-02T11:00:01Z".parse().unwrap()));
+        grown.push(StoredEvent {
+            id: 12,
+            line: r#"{"type":"outbound","at":"2026-11-02T11:00:00Z","business":"B1","user":"+5511999990001","id":"wamid.late"}"#.into(),
+        });
+        let events = read(&grown);
+        assert_eq!(events, load(&grown).events);
+        let sends = events
+            .iter()
+            .filter(|event| matches!(&event.kind, EventKind::Outbound { id, .. } if &**id == "wamid.late"))
+            .count();
+        assert_eq!(sends, 1, "the stored send, no stand-in beside it");
     }
 
     /// The shipped cards, tiers, markets and calling rates; no accounts.
