@@ -96,7 +96,8 @@ impl Job {
     }
 
     fn answer(self, result: Result<Done, StoreError>) {
-        // A caller that went away (timed-out request) needs no answer.
+        // A caller that went away (timed-out request) needs no answer; a
+        // failed write it no longer waits for is logged ([`Batch::answer`]).
         match self {
             Job::Write(batch, reply) => batch.answer(
                 reply,
