@@ -44,10 +44,12 @@
 //! [`outbounds_from_pricing`]: crate::event::outbounds_from_pricing
 
 use std::collections::{BTreeMap, BTreeSet, HashMap as StdHashMap, HashSet as StdHashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use crate::category::{PricingCategory, PricingType};
 use crate::charge::{Charge, PricingError, Settlement, Warning};
 use crate::engine::{
     self, ContactDecisions, ContactTimeline, ContactWindows, Counters, DeliveredMessage, Engine,
@@ -222,7 +224,17 @@ struct Entry {
     settled: Option<Result<Charge, PricingError>>,
 }
 
+/// What a conversation's opener was settled as, which its members take
+/// (the replay's conversation map): its pricing type, billable, category.
+type Opened = (PricingType, bool, PricingCategory);
+
 /// One portfolio's charges in delivery order, and its counters.
+///
+/// Its charges are settled in delivery order up to the *frontier*; every
+/// charge after it is yet to be settled (its `settled` is absent or stale).
+/// A ledger settles to its end when the state settles eagerly, and only as
+/// far as a question needs in an on-demand state
+/// ([`MeterState::settling_on_demand`]).
 struct Ledger {
     /// Boxed: live traffic appends in delivery order, which leaves a
     /// B-tree's nodes about half full, and a node holds eleven entries
@@ -237,12 +249,21 @@ struct Ledger {
     frontier: Option<SettleKey>,
     /// Counters before each key, every [`CHECKPOINT_EVERY`] charges.
     checkpoints: BTreeMap<SettleKey, Counters>,
+    /// Charges settled since the last checkpoint, across settlings: a
+    /// ledger that grows a charge at a time still takes checkpoints.
     since_checkpoint: usize,
     checkpoint_every: usize,
-    /// Conversation id → the charge that opened it.
-    conversations: HashMap<String, SettleKey>,
-    /// The earliest charge added or removed since the last settling.
+    /// Conversation id → the charge that opened it, and what that charge
+    /// was last settled as (kept here so that settling a member reads no
+    /// other entry).
+    conversations: HashMap<String, (SettleKey, Option<Opened>)>,
+    /// The earliest charge added or removed at or before the frontier since
+    /// the last settling (a change after the frontier is pending anyway).
     changed_from: Option<SettleKey>,
+    /// Whether settling tells which charges changed (`removed`, and the
+    /// keys it hands back): an on-demand state tells nothing, so it
+    /// compares no charge with its former self.
+    reports_changes: bool,
     /// Charges removed since the last settling.
     removed: Vec<MessageKey>,
     /// The charges settled with notes, and those that could not be
@@ -253,8 +274,57 @@ struct Ledger {
     unpriced: BTreeSet<SettleKey>,
 }
 
+/// Which of a ledger's finding sets a settled charge belongs in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Filed {
+    Plain,
+    Noted,
+    Unpriced,
+}
+
+impl Filed {
+    fn of(settled: &Option<Result<Charge, PricingError>>) -> Filed {
+        match settled {
+            Some(Ok(charge)) if !charge.trail.notes.is_empty() => Filed::Noted,
+            Some(Err(_)) => Filed::Unpriced,
+            _ => Filed::Plain,
+        }
+    }
+
+    /// Moves `key` from the set of `from` to that of `self`.
+    fn refile(
+        self,
+        from: Filed,
+        key: &SettleKey,
+        noted: &mut BTreeSet<SettleKey>,
+        unpriced: &mut BTreeSet<SettleKey>,
+    ) {
+        if self == from {
+            return;
+        }
+        match from {
+            Filed::Noted => {
+                noted.remove(key);
+            }
+            Filed::Unpriced => {
+                unpriced.remove(key);
+            }
+            Filed::Plain => {}
+        }
+        match self {
+            Filed::Noted => {
+                noted.insert(key.clone());
+            }
+            Filed::Unpriced => {
+                unpriced.insert(key.clone());
+            }
+            Filed::Plain => {}
+        }
+    }
+}
+
 impl Ledger {
-    fn new(initial: Counters, checkpoint_every: usize) -> Ledger {
+    fn new(initial: Counters, checkpoint_every: usize, reports_changes: bool) -> Ledger {
         Ledger {
             entries: BTreeMap::new(),
             counters: initial.clone(),
@@ -265,28 +335,32 @@ impl Ledger {
             checkpoint_every,
             conversations: HashMap::default(),
             changed_from: None,
+            reports_changes,
             removed: Vec::new(),
             noted: BTreeSet::new(),
             unpriced: BTreeSet::new(),
         }
     }
 
-    /// Files `key`'s settled form among the noted or the unpriced.
-    fn file(&mut self, key: &SettleKey, settled: &Option<Result<Charge, PricingError>>) {
-        match settled {
-            Some(Ok(charge)) if !charge.trail.notes.is_empty() => {
-                self.noted.insert(key.clone());
-                self.unpriced.remove(key);
-            }
-            Some(Err(_)) => {
-                self.unpriced.insert(key.clone());
-                self.noted.remove(key);
-            }
-            _ => {
-                self.noted.remove(key);
-                self.unpriced.remove(key);
-            }
+    /// Sets `key`'s settled form, filing it among the noted or the
+    /// unpriced, and keeping what an opener was settled as.
+    fn set_settled(&mut self, key: &SettleKey, settled: Option<Result<Charge, PricingError>>) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        Filed::of(&settled).refile(
+            Filed::of(&entry.settled),
+            key,
+            &mut self.noted,
+            &mut self.unpriced,
+        );
+        if let Some(id) = &entry.decided.conversation_id
+            && let Some((opener, opened)) = self.conversations.get_mut(id)
+            && opener == key
+        {
+            *opened = opened_as(&settled);
         }
+        entry.settled = settled;
     }
 
     /// The settled charges with notes, in delivery order.
@@ -315,9 +389,10 @@ impl Ledger {
     fn insert(&mut self, charge: Charge, inferred: bool) -> SettleKey {
         let key = SettleKey::of(&charge);
         self.mark(&key);
-        self.file(&key, &None);
+        self.noted.remove(&key);
+        self.unpriced.remove(&key);
         if let (true, Some(id)) = (charge.opens_conversation, &charge.conversation_id) {
-            self.conversations.insert(id.clone(), key.clone());
+            self.conversations.insert(id.clone(), (key.clone(), None));
         }
         self.entries.insert(
             key.clone(),
@@ -333,108 +408,161 @@ impl Ledger {
     fn remove(&mut self, key: &SettleKey) -> Option<Box<Entry>> {
         let entry = self.entries.remove(key)?;
         self.mark(key);
-        self.file(key, &None);
-        if entry.settled.is_some() {
+        self.noted.remove(key);
+        self.unpriced.remove(key);
+        if entry.settled.is_some() && self.reports_changes {
             self.removed
                 .push((key.business.clone(), key.message_id.clone()));
         }
         if let Some(id) = &entry.decided.conversation_id
-            && self.conversations.get(id) == Some(key)
+            && self
+                .conversations
+                .get(id)
+                .is_some_and(|(opener, _)| opener == key)
         {
             self.conversations.remove(id);
         }
         Some(entry)
     }
 
-    /// Settles every charge from the earliest change on, from the counters
-    /// of the frontier (changes after it) or of the checkpoint before it.
-    /// Returns the keys whose settled charge changed.
-    fn settle(&mut self, engine: &Engine<'_>, changed: &mut Vec<MessageKey>) {
+    /// Whether every charge through `until` (every charge, when `None`) is
+    /// settled as it stands.
+    fn settled_through(&self, until: Option<&SettleKey>) -> bool {
+        let Some(frontier) = &self.frontier else {
+            return self.entries.is_empty();
+        };
+        let reached = match until {
+            Some(until) => until <= frontier,
+            None => self.entries.keys().next_back() == Some(frontier),
+        };
+        reached
+            && self
+                .changed_from
+                .as_ref()
+                .is_none_or(|from| until.is_some_and(|until| from > until))
+    }
+
+    /// Settles in delivery order every charge not settled as it stands,
+    /// through `until` (to the end when `None`): on from the frontier's
+    /// counters when every change is after it, else from the checkpoint at
+    /// or before the earliest change. If the ledger reports changes, the
+    /// keys whose settled charge changed (or went away) are pushed onto
+    /// `changed`.
+    fn settle(
+        &mut self,
+        engine: &Engine<'_>,
+        changed: &mut Vec<MessageKey>,
+        until: Option<&SettleKey>,
+    ) {
         changed.append(&mut self.removed);
-        let Some(from) = self.changed_from.take() else {
+        if self.settled_through(until) {
             return;
+        }
+        let from = self.changed_from.take();
+        let rewind = match (&from, &self.frontier) {
+            (Some(from), Some(frontier)) => from <= frontier,
+            (_, None) => true,
+            (None, Some(_)) => false,
         };
         let (start, mut counters) = match &self.frontier {
-            Some(frontier) if from > *frontier => (Some(from), std::mem::take(&mut self.counters)),
-            _ => match self.checkpoints.range(..=from).next_back() {
+            Some(frontier) if !rewind => (
+                Bound::Excluded(frontier.clone()),
+                std::mem::take(&mut self.counters),
+            ),
+            _ => match from
+                .as_ref()
+                .and_then(|from| self.checkpoints.range(..=from).next_back())
+            {
                 Some((key, counters)) => {
                     let (key, counters) = (key.clone(), counters.clone());
+                    // Checkpoints from `key` on are taken again as the
+                    // charges are settled (`key`'s own first).
                     self.checkpoints.split_off(&key);
-                    (Some(key), counters)
+                    self.since_checkpoint = self.checkpoint_every;
+                    self.frontier = self
+                        .entries
+                        .range((Bound::Unbounded, Bound::Excluded(&key)))
+                        .next_back()
+                        .map(|(before, _)| before.clone());
+                    (Bound::Included(key), counters)
                 }
                 None => {
                     self.checkpoints.clear();
-                    (None, self.initial.clone())
+                    self.since_checkpoint = 0;
+                    self.frontier = None;
+                    (Bound::Unbounded, self.initial.clone())
                 }
             },
         };
-        self.since_checkpoint = 0;
-        let keys: Vec<SettleKey> = match &start {
-            Some(start) => self
-                .entries
-                .range(start.clone()..)
-                .map(|(key, _)| key.clone())
-                .collect(),
-            None => self.entries.keys().cloned().collect(),
-        };
+        let Ledger {
+            entries,
+            frontier,
+            checkpoints,
+            since_checkpoint,
+            checkpoint_every,
+            conversations,
+            reports_changes,
+            noted,
+            unpriced,
+            ..
+        } = self;
         let mut settler = Settler::new(engine);
-        for key in keys {
-            if self.since_checkpoint >= self.checkpoint_every {
-                self.checkpoints.insert(key.clone(), counters.clone());
-                self.since_checkpoint = 0;
+        let mut last = None;
+        for (key, entry) in entries.range_mut((start, Bound::Unbounded)) {
+            if until.is_some_and(|until| key > until) {
+                break;
             }
-            self.since_checkpoint += 1;
-            let Some(decided) = self.entries.get(&key).map(|entry| &entry.decided) else {
-                continue;
-            };
+            if *since_checkpoint >= *checkpoint_every {
+                checkpoints.insert(key.clone(), counters.clone());
+                *since_checkpoint = 0;
+            }
+            *since_checkpoint += 1;
+            let decided = &entry.decided;
             // A member takes what its opener was settled as, when the opener
             // was settled before it (the replay's conversation map).
             let conversation = match (decided.settlement, &decided.conversation_id) {
-                (Settlement::ConversationMember, Some(id)) => self
-                    .conversations
+                (Settlement::ConversationMember, Some(id)) => conversations
                     .get(id)
-                    .filter(|opener| **opener < key)
-                    .and_then(|opener| match &self.entries.get(opener)?.settled {
-                        Some(Ok(opener)) => {
-                            Some((opener.pricing_type, opener.billable, opener.category))
-                        }
-                        _ => None,
-                    }),
+                    .filter(|(opener, _)| opener < key)
+                    .and_then(|(_, opened)| *opened),
                 _ => None,
             };
             let mut charge = decided.clone();
-            let settled = match settler.settle(&mut counters, &mut charge, conversation) {
-                Ok(()) => Ok(charge),
-                Err(message) => Err(PricingError {
-                    message_id: charge.message_id.clone(),
-                    origin: charge.trail.origin,
-                    message,
-                }),
-            };
-            let Some(entry) = self.entries.get(&key) else {
-                continue;
-            };
-            if entry.settled.as_ref() != Some(&settled) {
-                changed.push((key.business.clone(), key.message_id.clone()));
-                let settled = Some(settled);
-                self.file(&key, &settled);
-                if let Some(entry) = self.entries.get_mut(&key) {
-                    entry.settled = settled;
-                }
+            let settled = Some(
+                match settler.settle(&mut counters, &mut charge, conversation) {
+                    Ok(()) => Ok(charge),
+                    Err(message) => Err(PricingError {
+                        message_id: charge.message_id.clone(),
+                        origin: charge.trail.origin,
+                        message,
+                    }),
+                },
+            );
+            if let (true, Some(id)) = (decided.opens_conversation, &decided.conversation_id)
+                && let Some((opener, opened)) = conversations.get_mut(id)
+                && opener == key
+            {
+                *opened = opened_as(&settled);
             }
-            self.frontier = Some(key);
+            if *reports_changes && entry.settled != settled {
+                changed.push((key.business.clone(), key.message_id.clone()));
+            }
+            Filed::of(&settled).refile(Filed::of(&entry.settled), key, noted, unpriced);
+            entry.settled = settled;
+            last = Some(key);
         }
-        if self.entries.is_empty() {
-            self.frontier = None;
-        } else if self
-            .frontier
-            .as_ref()
-            .is_some_and(|frontier| !self.entries.contains_key(frontier))
-        {
-            // The last charge was removed: the frontier is the new last one.
-            self.frontier = self.entries.keys().next_back().cloned();
+        if let Some(last) = last {
+            *frontier = Some(last.clone());
         }
         self.counters = counters;
+    }
+}
+
+/// What a settled opener's members take.
+fn opened_as(settled: &Option<Result<Charge, PricingError>>) -> Option<Opened> {
+    match settled {
+        Some(Ok(opener)) => Some((opener.pricing_type, opener.billable, opener.category)),
+        _ => None,
     }
 }
 
@@ -491,6 +619,9 @@ pub struct MeterState {
     waba_portfolio: HashMap<Arc<str>, Arc<str>>,
     single: bool,
     checkpoint_every: usize,
+    /// Portfolios are settled only as far as a question needs
+    /// ([`MeterState::settling_on_demand`]).
+    on_demand: bool,
     /// Where each message's charge is: (business, wamid) → (ledger, key).
     index: HashMap<MessageKey, (Arc<str>, SettleKey)>,
     /// Every call read, and their pricing as of the last [`MeterState::apply`]
@@ -543,6 +674,7 @@ impl MeterState {
             // one ledger takes them whole.
             single: engine.month_to_date.is_some(),
             checkpoint_every: CHECKPOINT_EVERY,
+            on_demand: false,
             index: HashMap::default(),
             calls: Vec::new(),
             calls_priced: CallReport::default(),
@@ -567,7 +699,11 @@ impl MeterState {
         if state.single {
             state.ledgers.insert(
                 Arc::from(ALL),
-                Ledger::new(Counters::carried(engine.month_to_date), CHECKPOINT_EVERY),
+                Ledger::new(
+                    Counters::carried(engine.month_to_date),
+                    CHECKPOINT_EVERY,
+                    true,
+                ),
             );
         }
         state
@@ -584,8 +720,38 @@ impl MeterState {
         self
     }
 
+    /// Settles each portfolio only as far as a question needs: [`apply`]
+    /// then takes events in without settling, and reports no changes;
+    /// [`settle_through`] settles one message's portfolio up to it, and
+    /// [`settle`] settles everything. Until then, what the readers
+    /// ([`charge`], [`charges`], [`report`], [`findings`]) answer of a
+    /// portfolio is as of its last settling.
+    ///
+    /// For a front end that asks for a few charges as it goes, such as the
+    /// sandbox pricing each send's statuses: a send that lands among the
+    /// same second's earlier sends changes the counters of every charge
+    /// after it, and settling those at once was most of a send's cost.
+    /// Settled when asked, each charge is settled about once.
+    ///
+    /// [`apply`]: MeterState::apply
+    /// [`settle_through`]: MeterState::settle_through
+    /// [`settle`]: MeterState::settle
+    /// [`charge`]: MeterState::charge
+    /// [`charges`]: MeterState::charges
+    /// [`report`]: MeterState::report
+    /// [`findings`]: MeterState::findings
+    pub fn settling_on_demand(mut self) -> MeterState {
+        self.on_demand = true;
+        for ledger in self.ledgers.values_mut() {
+            ledger.reports_changes = false;
+        }
+        self
+    }
+
     /// Takes events in (any order, any batch) and returns the messages
-    /// whose charge changed.
+    /// whose charge changed (none when [settling on demand]).
+    ///
+    /// [settling on demand]: MeterState::settling_on_demand
     pub fn apply(
         &mut self,
         engine: &Engine<'_>,
@@ -596,15 +762,11 @@ impl MeterState {
         }
         self.walk_dirty(engine);
         self.recount();
-        let mut changes = ChargeChanges::default();
-        let mut groups: Vec<&Arc<str>> = self.ledgers.keys().collect();
-        groups.sort();
-        let groups: Vec<Arc<str>> = groups.into_iter().cloned().collect();
-        for group in groups {
-            if let Some(ledger) = self.ledgers.get_mut(&group) {
-                ledger.settle(engine, &mut changes.messages);
-            }
-        }
+        let changes = if self.on_demand {
+            ChargeChanges::default()
+        } else {
+            self.settle(engine)
+        };
         if std::mem::take(&mut self.calls_changed) {
             self.calls_priced = rules::calling::price_from(
                 self.calls.clone(),
@@ -624,10 +786,45 @@ impl MeterState {
         if std::mem::take(&mut self.agent_changed) {
             self.agent_priced = rules::agent::price(self.agent.clone(), engine.accounts);
         }
+        changes
+    }
+
+    /// Settles every portfolio to its end and returns the messages whose
+    /// charge changed since the last settling (none when [settling on
+    /// demand]). [`apply`] does this itself unless settling on demand.
+    ///
+    /// [settling on demand]: MeterState::settling_on_demand
+    /// [`apply`]: MeterState::apply
+    pub fn settle(&mut self, engine: &Engine<'_>) -> ChargeChanges {
+        let mut changes = ChargeChanges::default();
+        let mut groups: Vec<&Arc<str>> = self.ledgers.keys().collect();
+        groups.sort();
+        let groups: Vec<Arc<str>> = groups.into_iter().cloned().collect();
+        for group in groups {
+            if let Some(ledger) = self.ledgers.get_mut(&group) {
+                ledger.settle(engine, &mut changes.messages, None);
+            }
+        }
         // A charge that moved is named by its removal and by its new place.
         changes.messages.sort();
         changes.messages.dedup();
         changes
+    }
+
+    /// Settles the portfolio of `business`'s message `id` in delivery
+    /// order up to that message, so that [`MeterState::charge`] answers it
+    /// as it stands. Nothing to do for a message not delivered, or unless
+    /// [settling on demand] (every portfolio is then settled already).
+    ///
+    /// [settling on demand]: MeterState::settling_on_demand
+    pub fn settle_through(&mut self, engine: &Engine<'_>, business: &str, id: &str) {
+        let Some((group, key)) = self.index.get(&(Arc::from(business), Arc::from(id))) else {
+            return;
+        };
+        if let Some(ledger) = self.ledgers.get_mut(group) {
+            // An on-demand ledger reports nothing: the vector stays empty.
+            ledger.settle(engine, &mut Vec::new(), Some(key));
+        }
     }
 
     /// The charge of `business`'s message `id` as it stands: `None` while
@@ -1327,6 +1524,7 @@ impl MeterState {
         let mut all = Ledger::new(
             Counters::carried(engine.month_to_date),
             self.checkpoint_every,
+            !self.on_demand,
         );
         for (_, ledger) in self.ledgers.drain() {
             // Charges removed since the last settling are still changes.
@@ -1336,10 +1534,7 @@ impl MeterState {
                 // again: a charge then removed, or settled the same, is
                 // told as it is.
                 let key = all.insert(entry.decided, entry.inferred);
-                all.file(&key, &entry.settled);
-                if let Some(merged) = all.entries.get_mut(&key) {
-                    merged.settled = entry.settled;
-                }
+                all.set_settled(&key, entry.settled);
             }
         }
         for contact in self.contacts.values_mut() {
@@ -1355,7 +1550,7 @@ impl MeterState {
     /// items after that changed, from the start otherwise; charges that
     /// changed go to their ledger.
     fn walk_dirty(&mut self, engine: &Engine<'_>) {
-        let checkpoint_every = self.checkpoint_every;
+        let (checkpoint_every, reports_changes) = (self.checkpoint_every, !self.on_demand);
         for key in std::mem::take(&mut self.dirty) {
             let user = match &key.1 {
                 UserId::Bsuid(id, None) => {
@@ -1372,7 +1567,9 @@ impl MeterState {
             let ledger = self
                 .ledgers
                 .entry(contact.group.clone())
-                .or_insert_with(|| Ledger::new(Counters::default(), checkpoint_every));
+                .or_insert_with(|| {
+                    Ledger::new(Counters::default(), checkpoint_every, reports_changes)
+                });
             let index = &mut self.index;
             let group = &contact.group;
             let mut decided = ContactDecisions::default();

@@ -552,3 +552,63 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Settling on demand answers what settling every batch answers: after
+    /// any batch, settling through any messages, in any order, gives each
+    /// the charge the replay of the events so far gives it, and settling
+    /// everything gives the replay's report. Charges asked for
+    /// out of delivery order exercise the partial settlings (a rewind that
+    /// stops short of the frontier, a resumption past it).
+    #[test]
+    fn settling_on_demand_answers_what_the_replay_does(
+        steps in prop::collection::vec(step(), 1..70),
+        base in 0..BASES.len(),
+        seed in any::<u64>(),
+        cuts in prop::collection::vec(1..12usize, 1..20),
+        checkpoint_every in 1..5usize,
+        conflicted in proptest::bool::weighted(0.25),
+        asked in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        settle_all_every in 1..4usize,
+    ) {
+        let world = world(conflicted);
+        let engine = world.engine();
+        let mut events = build(BASES[base], &steps);
+        shuffle(&mut events, seed);
+        for (line, event) in events.iter_mut().enumerate() {
+            event.origin = Origin { source: 0, line: line as u32 + 1 };
+        }
+
+        let mut meter = MeterState::new(&engine)
+            .checkpoint_every(checkpoint_every)
+            .settling_on_demand();
+        let mut given = 0;
+        for (round, cut) in cuts.iter().cycle().enumerate() {
+            if given == events.len() { break; }
+            let batch = &events[given..(given + cut).min(events.len())];
+            given += batch.len();
+            let changes = meter.apply(&engine, batch.iter().cloned());
+            prop_assert!(changes.messages.is_empty(), "an on-demand state reports no changes");
+            let mut given_events = events[..given].to_vec();
+            given_events.extend(outbounds_from_pricing(&given_events));
+            let replayed = engine.replay(given_events);
+            let expected = charges_by_message(&replayed);
+            let keys: Vec<&(String, String)> = expected.keys().collect();
+            if !keys.is_empty() {
+                for index in &asked {
+                    let (business, id) = keys[index.index(keys.len())];
+                    meter.settle_through(&engine, business, id);
+                    let answered = meter.charge(business, id).and_then(|charge| charge.ok()).map(|charge| format!("{charge:?}"));
+                    prop_assert_eq!(answered.as_ref(), expected.get(&(business.clone(), id.clone())), "{}/{} after {} of {} events", business, id, given, events.len());
+                }
+            }
+            if round % settle_all_every == 0 || given == events.len() {
+                let changes = meter.settle(&engine);
+                prop_assert!(changes.messages.is_empty());
+                prop_assert_eq!(&meter.report(), &replayed, "after {} of {} events", given, events.len());
+            }
+        }
+    }
+}
