@@ -187,7 +187,7 @@ struct Planned {
 /// Adds a column to a table that lacks it (SQLite has no `ADD COLUMN IF
 /// NOT EXISTS`).
 fn add_column(db: &Connection, table: &str, column: &str, declaration: &str) -> Sql<()> {
-    let present: bool = db.query_row(
+    let present: bool = db.query_row_cached(
         &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
         [column],
         |row| row.get(0),
@@ -207,21 +207,39 @@ fn sql_error(error: rusqlite::Error) -> GraphError {
     }
 }
 
-/// Charges between two snapshots of the forecast's counters. A send lands
-/// among its second's earlier sends (statuses carry whole seconds, and a
-/// second's deliveries are ordered by user) and its charge is settled from
-/// the snapshot before it: snapshots every 16 charges instead of the
-/// meter's 256 took a quarter off the sandbox's time per send
-/// (docs/PERFORMANCE.md), for one copy of a few counters per 16 charges.
-const FORECAST_CHECKPOINT_EVERY: usize = 16;
+/// Statements through the connection's cache of prepared statements: a
+/// send runs the same dozen statements, and preparing each anew (what
+/// `Connection::execute` and `query_row` do) was a twentieth of the
+/// sandbox's time per send (docs/PERFORMANCE.md).
+trait CachedStatements {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> Sql<usize>;
+    fn query_row_cached<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> Sql<T>,
+    ) -> Sql<T>;
+}
+
+impl CachedStatements for Connection {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> Sql<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn query_row_cached<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> Sql<T>,
+    ) -> Sql<T> {
+        self.prepare_cached(sql)?.query_row(params, row)
+    }
+}
 
 /// The engine of the forecast: it prices each send for its status
 /// webhooks' `pricing` and `conversation` objects, which show no charge's
-/// reason. Without reasons, a send that lands among the same second's
-/// earlier sends (the ledger re-settles what follows it) formats none, and
-/// a re-settled charge whose words alone would have changed is not a
-/// change (docs/PERFORMANCE.md). `GET /_sandbox/charges` replays with
-/// reasons.
+/// reason: settling formats none (docs/PERFORMANCE.md). `GET
+/// /_sandbox/charges` replays with reasons.
 fn forecast_engine(pricing: &Pricing) -> wameter_core::engine::Engine<'_> {
     wameter_core::engine::Engine {
         reasons: false,
@@ -248,6 +266,8 @@ impl World {
     pub fn open(db: Connection, pricing: Arc<Pricing>, options: Options) -> Result<World, String> {
         db.execute_batch(SCHEMA)
             .map_err(|e| format!("cannot prepare the sandbox database: {e}"))?;
+        // Room for every statement the sandbox runs (CachedStatements).
+        db.set_prepared_statement_cache_capacity(64);
         // Columns later versions added to a database an earlier one made.
         for (table, column, declaration) in [
             ("templates", "bid_amount", "INTEGER"),
@@ -258,9 +278,11 @@ impl World {
                 format!("cannot prepare the sandbox database: {table}.{column}: {e}")
             })?;
         }
-        let forecast = MeterState::new(&forecast_engine(&pricing))
-            .checkpoint_every(FORECAST_CHECKPOINT_EVERY)
-            .settling_on_demand();
+        // Settled on demand: a send lands among its second's earlier sends
+        // (statuses carry whole seconds, a second's deliveries are ordered
+        // by user), and settling every later charge of that second each
+        // time was most of a send's cost (docs/PERFORMANCE.md).
+        let forecast = MeterState::new(&forecast_engine(&pricing)).settling_on_demand();
         let mut world = World {
             db,
             pricing,
@@ -414,14 +436,14 @@ impl World {
 
     fn setting(&self, key: &str) -> Sql<Option<String>> {
         self.db
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| {
+            .query_row_cached("SELECT value FROM settings WHERE key = ?1", [key], |row| {
                 row.get(0)
             })
             .optional()
     }
 
     fn set_setting(&self, key: &str, value: &str) -> Sql<()> {
-        self.db.execute("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", [key, value])?;
+        self.db.execute_cached("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", [key, value])?;
         Ok(())
     }
 
@@ -547,7 +569,7 @@ impl World {
         };
         let line = wameter_log::event_line(&event);
         self.db
-            .execute("INSERT INTO events (line) VALUES (?1)", [&line])?;
+            .execute_cached("INSERT INTO events (line) VALUES (?1)", [&line])?;
         event.origin = Origin {
             source: 0,
             line: self.db.last_insert_rowid() as u32,
@@ -570,7 +592,7 @@ impl World {
             } else {
                 0
             };
-            self.db.execute(
+            self.db.execute_cached(
                 "INSERT INTO outbox (body, next_attempt_ms) VALUES (?1, ?2)",
                 params![text, real.as_millisecond() + hold],
             )?;
@@ -844,7 +866,7 @@ impl World {
                     messaging_account: message.messaging_account.as_deref().map(Box::from),
                 })?;
                 let cost = marketing_lite.map(|cost| cost.map_or(String::new(), |c| format!("{} {}", c.amount, c.currency)));
-                world.db.execute(
+                world.db.execute_cached(
                     "INSERT INTO messages (id, business, wa_id, graph_version, cost, messaging_account) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![id, phone_number_id, wa_id(&message.user), graph_version, cost, message.messaging_account],
                 )?;
@@ -854,7 +876,7 @@ impl World {
                     marketing_id = Some(id.as_str().into());
                 }
                 for (due, status, error) in &statuses {
-                    world.db.execute("INSERT INTO schedule (due, id, status, error) VALUES (?1, ?2, ?3, ?4)", params![due, id, status, error])?;
+                    world.db.execute_cached("INSERT INTO schedule (due, id, status, error) VALUES (?1, ?2, ?3, ?4)", params![due, id, status, error])?;
                     let planned = Planned {
                         seq: world.db.last_insert_rowid(),
                         at: Timestamp::from_second(*due).unwrap_or_default(),
@@ -914,7 +936,7 @@ impl World {
                 let id = self
                     .transaction(|world| {
                         let id = format!("wacid.sandbox.{}", world.next_number("next_wacid")?);
-                        world.db.execute(
+                        world.db.execute_cached(
                             "INSERT INTO calls (id, business, user, direction, placed_s, opaque) VALUES (?1, ?2, ?3, 'business_initiated', ?4, ?5)",
                             params![id, phone_number_id, to.to_string(), now.as_second(), opaque],
                         )?;
@@ -949,7 +971,7 @@ impl World {
                         .transaction(|world| {
                             world
                                 .db
-                                .execute(
+                                .execute_cached(
                                     "UPDATE calls SET accepted_s = ?2 WHERE id = ?1",
                                     params![call.id, now.as_second()],
                                 )
@@ -984,7 +1006,7 @@ impl World {
         let id = self
             .transaction(|world| {
                 let id = format!("wacid.sandbox.{}", world.next_number("next_wacid")?);
-                world.db.execute(
+                world.db.execute_cached(
                     "INSERT INTO calls (id, business, user, direction, placed_s) VALUES (?1, ?2, ?3, 'user_initiated', ?4)",
                     params![id, business, user.to_string(), now.as_second()],
                 )?;
@@ -1024,7 +1046,7 @@ impl World {
                 )));
             }
             "answer" => self.transaction(|world| {
-                world.db.execute(
+                world.db.execute_cached(
                     "UPDATE calls SET accepted_s = ?2 WHERE id = ?1",
                     params![call.id, now.as_second()],
                 )?;
@@ -1077,7 +1099,7 @@ impl World {
         } else {
             now
         };
-        self.db.execute(
+        self.db.execute_cached(
             "UPDATE calls SET ended_s = ?2 WHERE id = ?1",
             params![call.id, now.as_second()],
         )?;
@@ -1138,7 +1160,7 @@ impl World {
     fn open_call_any(&self, id: &str) -> Result<CallRow, String> {
         let row = self
             .db
-            .query_row("SELECT business, user, direction, accepted_s, ended_s, opaque FROM calls WHERE id = ?1", [id], |row| {
+            .query_row_cached("SELECT business, user, direction, accepted_s, ended_s, opaque FROM calls WHERE id = ?1", [id], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
@@ -1240,7 +1262,7 @@ impl World {
         let now = self.now(real);
         // The clock ticks ten times a second: look at the whole schedule
         // only when something is due.
-        let any_due: bool = self.db.query_row(
+        let any_due: bool = self.db.query_row_cached(
             "SELECT EXISTS (SELECT 1 FROM schedule WHERE due <= ?1)",
             [now.as_second()],
             |row| row.get(0),
@@ -1284,9 +1306,9 @@ impl World {
                 .kind;
             self.append(*at, kind)?;
             self.db
-                .execute("DELETE FROM schedule WHERE seq = ?1", [seq])?;
+                .execute_cached("DELETE FROM schedule WHERE seq = ?1", [seq])?;
             let (business, wa_id, graph_version, messaging_account): (String, String, u32, Option<String>) =
-                self.db.query_row("SELECT business, wa_id, graph_version, messaging_account FROM messages WHERE id = ?1", [&**id], |row| {
+                self.db.query_row_cached("SELECT business, wa_id, graph_version, messaging_account FROM messages WHERE id = ?1", [&**id], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })?;
             // Billing objects ride on `sent` and on the status that charges.
@@ -1347,7 +1369,7 @@ impl World {
     pub fn templates(&mut self, waba: &str) -> Result<Vec<Template>, GraphError> {
         let inserted = self
             .db
-            .execute("INSERT OR IGNORE INTO wabas (waba) VALUES (?1)", [waba])
+            .execute_cached("INSERT OR IGNORE INTO wabas (waba) VALUES (?1)", [waba])
             .map_err(sql_error)?;
         if inserted == 1 {
             let id = self.next_template_id().map_err(sql_error)?;
@@ -1395,7 +1417,7 @@ impl World {
         let id = self
             .transaction(|world| {
                 let id = world.next_object_id("next_media", 2_000_000_000_000_000)?;
-                world.db.execute(
+                world.db.execute_cached(
                     "INSERT INTO media (id, business, mime_type, sha256, file_size, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![id, business, crate::media::essence(mime_type), sha256, bytes.len() as i64, bytes],
                 )?;
@@ -1410,7 +1432,7 @@ impl World {
     pub fn media(&self, id: &str, business: Option<&str>) -> Result<Option<MediaInfo>, GraphError> {
         let info = self
             .db
-            .query_row(
+            .query_row_cached(
                 "SELECT id, business, mime_type, sha256, file_size FROM media WHERE id = ?1",
                 [id],
                 |row| {
@@ -1431,7 +1453,7 @@ impl World {
     /// An upload's MIME type and bytes.
     pub fn media_bytes(&self, id: &str) -> Result<Option<(String, Vec<u8>)>, GraphError> {
         self.db
-            .query_row(
+            .query_row_cached(
                 "SELECT mime_type, bytes FROM media WHERE id = ?1",
                 [id],
                 |row| Ok((row.get(0)?, row.get(1)?)),
@@ -1447,7 +1469,7 @@ impl World {
             return Ok(false);
         }
         self.db
-            .execute("DELETE FROM media WHERE id = ?1", [id])
+            .execute_cached("DELETE FROM media WHERE id = ?1", [id])
             .map_err(sql_error)?;
         Ok(true)
     }
@@ -1463,7 +1485,7 @@ impl World {
     }
 
     fn insert_template(&self, waba: &str, template: &Template) -> Sql<()> {
-        self.db.execute(
+        self.db.execute_cached(
             "INSERT INTO templates (id, waba, name, language, category, status, components, parameter_format, bid_amount) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 template.id,
@@ -1611,7 +1633,7 @@ impl World {
         })?;
         let (waba, changed) = self.named_templates(request)?;
         let now = self.update_templates(real, &waba, &changed, |db, template, mut value| {
-            db.execute(
+            db.execute_cached(
                 "UPDATE templates SET category = ?1, previous_category = ?2 WHERE id = ?3",
                 params![
                     category_name(category),
@@ -1649,7 +1671,7 @@ impl World {
         }
         let (waba, changed) = self.named_templates(request)?;
         let now = self.update_templates(real, &waba, &changed, |db, template, mut value| {
-            db.execute(
+            db.execute_cached(
                 "UPDATE templates SET status = ?1 WHERE id = ?2",
                 params![status, template.id],
             )?;
@@ -1743,7 +1765,7 @@ impl World {
 
     /// When the next pending webhook falls due (real milliseconds).
     pub fn next_webhook_ms(&self) -> Sql<Option<i64>> {
-        self.db.query_row(
+        self.db.query_row_cached(
             "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'",
             [],
             |row| row.get(0),
@@ -1759,12 +1781,12 @@ impl World {
         error: Option<(&str, Option<SignedDuration>)>,
     ) -> Sql<()> {
         match error {
-            None => self.db.execute("UPDATE outbox SET state = 'delivered', attempts = attempts + 1 WHERE seq = ?1", [seq])?,
-            Some((error, Some(retry_in))) => self.db.execute(
+            None => self.db.execute_cached("UPDATE outbox SET state = 'delivered', attempts = attempts + 1 WHERE seq = ?1", [seq])?,
+            Some((error, Some(retry_in))) => self.db.execute_cached(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 WHERE seq = ?1",
                 params![seq, error, real.as_millisecond() + retry_in.as_millis() as i64],
             )?,
-            Some((error, None)) => self.db.execute(
+            Some((error, None)) => self.db.execute_cached(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, state = 'abandoned' WHERE seq = ?1",
                 params![seq, error],
             )?,
@@ -1793,7 +1815,10 @@ impl World {
 
     /// Counts for `GET /_sandbox`.
     pub fn summary(&self, real: Timestamp) -> Sql<Value> {
-        let count = |sql: &str| self.db.query_row(sql, [], |row| row.get::<_, i64>(0));
+        let count = |sql: &str| {
+            self.db
+                .query_row_cached(sql, [], |row| row.get::<_, i64>(0))
+        };
         Ok(json!({
             "clock": self.now(real).to_string(),
             "events": self.events.len(),
