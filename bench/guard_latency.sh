@@ -14,9 +14,8 @@
 # steps in microseconds to bench/out/guard/serve.log; bench/guard_steps.py
 # then prints them, and the guard's own time by the pair's history length.
 # The sandbox runs with its default status delays (sent after 1 s,
-# delivered after 2 s, as Meta's arrive): with instant statuses it replays
-# its month on every send and takes most of a core from the server.
-# SANDBOX_ARGS="--sent-after 0 --delivered-after 0" measures that case.
+# delivered after 2 s, as Meta's arrive).
+# SANDBOX_ARGS="--sent-after 0 --delivered-after 0" gives instant statuses.
 # SERVE_ARGS="--record-wait 30s" (say) passes flags to the server.
 # BIN=/tmp/old/wameter runs another build (for before/after in one session).
 # USERS=60 spreads the sends over 60 users instead of 200: longer pair
