@@ -1776,7 +1776,8 @@ impl Engine<'_> {
         self.replay_prepared(prepare_shared(events))
     }
 
-    fn replay_prepared(&self, mut prepared: Prepared) -> Report {
+    /// [`Engine::replay`] of events already prepared ([`prepare_shared`]).
+    pub fn replay_prepared(&self, mut prepared: Prepared) -> Report {
         let decided = self.decide_all(std::mem::take(&mut prepared.contacts));
         self.settle_decided(prepared, decided)
     }

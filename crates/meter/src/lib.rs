@@ -28,7 +28,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use rust_decimal::Decimal;
 use wameter_core::charge::Charge;
-use wameter_core::engine::{ContactWindows, Engine, prepare_shared};
+use wameter_core::engine::{ContactWindows, Engine, Prepared, prepare_shared};
 use wameter_core::event::{
     DeliveryStatus, Event, EventKind, Origin, Template, UserId, infer_outbounds,
     outbounds_from_pricing,
@@ -39,7 +39,7 @@ use wameter_core::report::Totals;
 use wameter_core::rules::agent::AgentCharge;
 use wameter_core::rules::calling::CallCharge;
 use wameter_core::settlement::Month;
-use wameter_core::window::DAY;
+use wameter_core::window::{DAY, Window};
 use wameter_export::{Kind, Row};
 use wameter_log::Parsed;
 use wameter_log::replay_json::{AgentJson, CallJson, ChargeJson, WarningJson};
@@ -182,12 +182,23 @@ pub fn windows<E: Borrow<Event> + Sync>(
         .unwrap_or_default()
 }
 
-/// The charge a send would get if it were delivered at once: the pair's
-/// events, then the send and its delivery at `at`, replayed. Volume tiers
-/// count only what the pair's events show, so a tiered rate is the first
-/// band's (the guard says so in its estimate). `None` when the engine
-/// could not price it (no rate card for the date, for instance).
-pub fn predict(
+/// The wamid of the send an [`Assessment`] supposes.
+const PREDICTION: &str = "wameter.guard.prediction";
+
+/// The guard's two questions about one more send, from the pair's events
+/// prepared once ([`assess`]): the customer service window open when it is
+/// sent, and the charge it would get ([`Assessment::predict`]). Asked
+/// apart, each prepared the pair's events (grouped them into its timeline)
+/// itself.
+pub struct Assessment {
+    /// The pair's events and the supposed send, with its delivery.
+    prepared: Prepared,
+    customer_service_window: Option<Window>,
+}
+
+/// Prepares `events` (one pair's) with a send from `business` to `user` at
+/// `at` and its delivery then, after every stored event of that instant.
+pub fn assess(
     engine: &Engine<'_>,
     mut events: Vec<Arc<Event>>,
     business: &str,
@@ -195,9 +206,7 @@ pub fn predict(
     at: Timestamp,
     template: Option<Template>,
     messaging_account: Option<Box<str>>,
-) -> Option<Charge> {
-    const ID: &str = "wameter.guard.prediction";
-    // After every stored event of the same instant.
+) -> Assessment {
     let origin = Origin {
         source: u32::MAX,
         line: 0,
@@ -208,7 +217,7 @@ pub fn predict(
         kind: EventKind::Outbound {
             business: business.into(),
             user: user.clone(),
-            id: ID.into(),
+            id: PREDICTION.into(),
             template: template.map(Arc::new),
             messaging_account,
         },
@@ -217,17 +226,52 @@ pub fn predict(
         at,
         origin: Origin { line: 1, ..origin },
         kind: EventKind::Status {
-            id: ID.into(),
+            id: PREDICTION.into(),
             status: DeliveryStatus::Delivered,
             error: None,
             detail: None,
         },
     }));
-    engine
-        .replay_shared(&events)
-        .charges
-        .into_iter()
-        .find(|charge| &*charge.message_id == ID)
+    let prepared = prepare_shared(&events);
+    // The window as [`windows`] at `at` + 1 ns gives it (a user's message
+    // stored at this very instant precedes the send). The supposed send is
+    // in the timeline by then, but only the user's messages and calls open
+    // or refresh a customer service window (`ContactState::inbound`), so
+    // the window is the stored events' (a test holds the two equal).
+    let customer_service_window = prepared
+        .contacts
+        .iter()
+        .find(|contact| &*contact.business == business && &contact.user == user)
+        .and_then(|contact| {
+            engine
+                .windows_at(contact, at + jiff::SignedDuration::from_nanos(1))
+                .customer_service_window
+        });
+    Assessment {
+        prepared,
+        customer_service_window,
+    }
+}
+
+impl Assessment {
+    /// The customer service window open when the send is made, if any.
+    pub fn customer_service_window(&self) -> Option<Window> {
+        self.customer_service_window
+    }
+
+    /// The charge the send would get if it were delivered at once: the
+    /// pair's events, then the send and its delivery, replayed. Volume
+    /// tiers count only what the pair's events show, so a tiered rate is
+    /// the first band's (the guard says so in its estimate). `None` when
+    /// the engine could not price it (no rate card for the date, for
+    /// instance).
+    pub fn predict(self, engine: &Engine<'_>) -> Option<Charge> {
+        engine
+            .replay_prepared(self.prepared)
+            .charges
+            .into_iter()
+            .find(|charge| &*charge.message_id == PREDICTION)
+    }
 }
 
 /// The engine that prices the kept charges: they keep no explanation (a
@@ -1066,6 +1110,128 @@ mod tests {
             .filter(|event| matches!(&event.kind, EventKind::Outbound { id, .. } if &**id == "wamid.late"))
             .count();
         assert_eq!(sends, 1, "the stored send, no stand-in beside it");
+    }
+
+    /// The guard's assessment answers what its two questions asked apart
+    /// answer: the window of `windows` at the send (+1 ns), and the charge
+    /// of a replay of the events with the send and its delivery. Sends
+    /// before, at and after the user's messages (an ad click among them:
+    /// the supposed send opens a free entry point, which must not reach the
+    /// customer service window), templates and free-form.
+    #[test]
+    fn an_assessment_answers_what_windows_and_a_replay_do() {
+        let edges = [0, 1, 600, 601, 1_440, 1_441, 1_560, 2_040, 3_000];
+        let grid = (-120i64..3_000).step_by(29);
+        for (minutes, templated) in edges
+            .into_iter()
+            .chain(grid)
+            .flat_map(|minutes| [(minutes, false), (minutes, true)])
+        {
+            let lines = [
+                r#"{"type":"inbound","at":"2026-11-02T10:00:00Z","business":"B1","user":"+5511999990000","id":"wamid.in"}"#,
+                r#"{"type":"outbound","at":"2026-11-02T10:01:00Z","business":"B1","user":"+5511999990000","id":"wamid.out","template":{"name":"t","category":"utility"}}"#,
+                r#"{"type":"status","at":"2026-11-02T10:01:02Z","id":"wamid.out","status":"delivered"}"#,
+                r#"{"type":"inbound","at":"2026-11-02T20:00:00Z","business":"B1","user":"+5511999990000","id":"wamid.ad","entry_point":"ad"}"#,
+                r#"{"type":"inbound","at":"2026-11-03T12:00:00Z","business":"B1","user":"+5511999990000","id":"wamid.later"}"#,
+            ];
+            let events: Vec<Arc<Event>> = lines
+                .iter()
+                .enumerate()
+                .map(
+                    |(n, line)| match wameter_log::parse_line(line, origin_of(n as i64 + 1)) {
+                        Ok(Parsed::Event(event)) => Arc::new(event),
+                        other => panic!("{line}: {other:?}"),
+                    },
+                )
+                .collect();
+            let pricing = builtin_pricing();
+            let engine = pricing.engine();
+            let user = UserId::parse("+5511999990000").unwrap();
+            let at = Timestamp::from_second(1_793_613_600).unwrap()
+                + jiff::SignedDuration::from_mins(minutes); // 2026-11-02T10:00Z, the first message
+            let template = templated.then(|| Template {
+                name: "t".into(),
+                category: wameter_core::category::TemplateCategory::Marketing,
+            });
+            let assessment = assess(
+                &engine,
+                events.clone(),
+                "B1",
+                &user,
+                at,
+                template.clone(),
+                None,
+            );
+            let windows = windows(
+                &engine,
+                &events,
+                "B1",
+                &user,
+                at + jiff::SignedDuration::from_nanos(1),
+            );
+            assert_eq!(
+                assessment.customer_service_window(),
+                windows.customer_service_window,
+                "{minutes} min, template {templated}"
+            );
+
+            let mut with_send = events.clone();
+            let origin = Origin {
+                source: u32::MAX,
+                line: 0,
+            };
+            with_send.push(Arc::new(Event {
+                at,
+                origin,
+                kind: EventKind::Outbound {
+                    business: "B1".into(),
+                    user: user.clone(),
+                    id: "supposed".into(),
+                    template: template.map(Arc::new),
+                    messaging_account: None,
+                },
+            }));
+            with_send.push(Arc::new(Event {
+                at,
+                origin: Origin { line: 1, ..origin },
+                kind: EventKind::Status {
+                    id: "supposed".into(),
+                    status: DeliveryStatus::Delivered,
+                    error: None,
+                    detail: None,
+                },
+            }));
+            let replayed = engine
+                .replay_shared(&with_send)
+                .charges
+                .into_iter()
+                .find(|c| &*c.message_id == "supposed");
+            let predicted = assessment.predict(&engine);
+            assert_eq!(
+                predicted.is_some(),
+                replayed.is_some(),
+                "{minutes} min, template {templated}"
+            );
+            if let (Some(predicted), Some(replayed)) = (predicted, replayed) {
+                assert_eq!(
+                    (
+                        predicted.amount,
+                        predicted.billable,
+                        predicted.category,
+                        predicted.rule,
+                        predicted.reason.replace(PREDICTION, "supposed")
+                    ),
+                    (
+                        replayed.amount,
+                        replayed.billable,
+                        replayed.category,
+                        replayed.rule,
+                        replayed.reason
+                    ),
+                    "{minutes} min, template {templated}"
+                );
+            }
+        }
     }
 
     /// The shipped cards, tiers, markets and calling rates; no accounts.

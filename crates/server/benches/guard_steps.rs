@@ -1,7 +1,8 @@
 //! The guard's engine step on its own: a pair's stored lines parsed
 //! (`meter::load`) or read back from the memo (`meter::ReadBack`, what the
-//! guard does), its windows now (`meter::windows`) and the estimate of one
-//! more send (`meter::predict`) — what every guarded send pays between
+//! guard does), the pair's events prepared with one more send and its
+//! window now (`meter::assess`), and that send's estimate
+//! (`Assessment::predict`) — what every guarded send pays between
 //! reading its pair and asking upstream. No HTTP, no disk, one thread, so
 //! the number is the step's CPU cost; `bench/guard_latency.sh` measures
 //! the whole send under load.
@@ -121,22 +122,17 @@ fn main() {
             laps[3].push(read_again - loaded);
             let loaded = Instant::now();
             let engine = pricing.engine();
-            let windows = meter::windows(
-                &engine,
-                &events,
-                BUSINESS,
-                &user,
-                now + SignedDuration::from_nanos(1),
-            );
-            let windowed = Instant::now();
             let template = Some(Template {
                 name: "order_update".into(),
                 category: TemplateCategory::Utility,
             });
-            let charge = meter::predict(&engine, events, BUSINESS, &user, now, template, None);
+            let assessment = meter::assess(&engine, events, BUSINESS, &user, now, template, None);
+            let window = assessment.customer_service_window();
+            let windowed = Instant::now();
+            let charge = assessment.predict(&engine);
             let done = Instant::now();
             assert!(
-                windows.customer_service_window.is_none() && charge.is_some_and(|c| c.billable),
+                window.is_none() && charge.is_some_and(|c| c.billable),
                 "the bench prices what it means to"
             );
             laps[0].push(loaded - started);
@@ -144,7 +140,7 @@ fn main() {
             laps[2].push(done - windowed);
         }
         print!("{:>3} events:", rows.len());
-        for (name, lap) in ["parse", "windows", "predict", "read back"]
+        for (name, lap) in ["parse", "assess", "predict", "read back"]
             .iter()
             .zip(&mut laps)
         {

@@ -790,15 +790,17 @@ async fn guarded_send(
     let events = state.read_back.load(&rows);
     let read_back_us = laps.lap();
     let engine = pricing.engine();
-    // A user's message stored at this very instant precedes the reply.
-    let windows = meter::windows(
+    // The pair's events prepared once for the window and the estimate.
+    let assessment = meter::assess(
         &engine,
-        &events,
+        events,
         phone,
         &outgoing.user,
-        now + SignedDuration::from_nanos(1),
+        now,
+        template.clone(),
+        outgoing.messaging_account.clone(),
     );
-    let closes_at = windows.customer_service_window.map(|w| w.closes_at);
+    let closes_at = assessment.customer_service_window().map(|w| w.closes_at);
     if template.is_none() && closes_at.is_none_or(|closes| closes - now < guard.safety_margin) {
         let (title, _) = status_error_text(REENGAGEMENT);
         let details = match closes_at {
@@ -825,15 +827,7 @@ async fn guarded_send(
         return Err((GraphError::new(REENGAGEMENT, title, details), headers));
     }
     let windows_us = laps.lap();
-    let charge = meter::predict(
-        &engine,
-        events,
-        phone,
-        &outgoing.user,
-        now,
-        template.clone(),
-        outgoing.messaging_account.clone(),
-    );
+    let charge = assessment.predict(&engine);
     let mut extra = estimate_headers(charge.as_ref(), closes_at, template.as_ref());
     let mut estimate = charge
         .as_ref()
