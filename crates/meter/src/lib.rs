@@ -207,31 +207,13 @@ pub fn assess(
     template: Option<Template>,
     messaging_account: Option<Box<str>>,
 ) -> Assessment {
-    let origin = Origin {
-        source: u32::MAX,
-        line: 0,
-    };
-    events.push(Arc::new(Event {
+    events.extend(supposed_send(
+        business,
+        user,
         at,
-        origin,
-        kind: EventKind::Outbound {
-            business: business.into(),
-            user: user.clone(),
-            id: PREDICTION.into(),
-            template: template.map(Arc::new),
-            messaging_account,
-        },
-    }));
-    events.push(Arc::new(Event {
-        at,
-        origin: Origin { line: 1, ..origin },
-        kind: EventKind::Status {
-            id: PREDICTION.into(),
-            status: DeliveryStatus::Delivered,
-            error: None,
-            detail: None,
-        },
-    }));
+        template,
+        messaging_account,
+    ));
     let prepared = prepare_shared(&events);
     // The window as [`windows`] at `at` + 1 ns gives it (a user's message
     // stored at this very instant precedes the send). The supposed send is
@@ -251,6 +233,44 @@ pub fn assess(
         prepared,
         customer_service_window,
     }
+}
+
+/// The send an [`Assessment`] supposes, and its delivery at once: after
+/// every stored event of that instant.
+fn supposed_send(
+    business: &str,
+    user: &UserId,
+    at: Timestamp,
+    template: Option<Template>,
+    messaging_account: Option<Box<str>>,
+) -> [Arc<Event>; 2] {
+    let origin = Origin {
+        source: u32::MAX,
+        line: 0,
+    };
+    [
+        Arc::new(Event {
+            at,
+            origin,
+            kind: EventKind::Outbound {
+                business: business.into(),
+                user: user.clone(),
+                id: PREDICTION.into(),
+                template: template.map(Arc::new),
+                messaging_account,
+            },
+        }),
+        Arc::new(Event {
+            at,
+            origin: Origin { line: 1, ..origin },
+            kind: EventKind::Status {
+                id: PREDICTION.into(),
+                status: DeliveryStatus::Delivered,
+                error: None,
+                detail: None,
+            },
+        }),
+    ]
 }
 
 impl Assessment {
@@ -1176,61 +1196,17 @@ mod tests {
             );
 
             let mut with_send = events.clone();
-            let origin = Origin {
-                source: u32::MAX,
-                line: 0,
-            };
-            with_send.push(Arc::new(Event {
-                at,
-                origin,
-                kind: EventKind::Outbound {
-                    business: "B1".into(),
-                    user: user.clone(),
-                    id: "supposed".into(),
-                    template: template.map(Arc::new),
-                    messaging_account: None,
-                },
-            }));
-            with_send.push(Arc::new(Event {
-                at,
-                origin: Origin { line: 1, ..origin },
-                kind: EventKind::Status {
-                    id: "supposed".into(),
-                    status: DeliveryStatus::Delivered,
-                    error: None,
-                    detail: None,
-                },
-            }));
+            with_send.extend(supposed_send("B1", &user, at, template, None));
             let replayed = engine
                 .replay_shared(&with_send)
                 .charges
                 .into_iter()
-                .find(|c| &*c.message_id == "supposed");
-            let predicted = assessment.predict(&engine);
+                .find(|c| &*c.message_id == PREDICTION);
             assert_eq!(
-                predicted.is_some(),
-                replayed.is_some(),
+                assessment.predict(&engine),
+                replayed,
                 "{minutes} min, template {templated}"
             );
-            if let (Some(predicted), Some(replayed)) = (predicted, replayed) {
-                assert_eq!(
-                    (
-                        predicted.amount,
-                        predicted.billable,
-                        predicted.category,
-                        predicted.rule,
-                        predicted.reason.replace(PREDICTION, "supposed")
-                    ),
-                    (
-                        replayed.amount,
-                        replayed.billable,
-                        replayed.category,
-                        replayed.rule,
-                        replayed.reason
-                    ),
-                    "{minutes} min, template {templated}"
-                );
-            }
         }
     }
 
