@@ -1645,3 +1645,98 @@ impl MeterState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::Accounts;
+    use crate::category::TemplateCategory;
+    use crate::event::DeliveryStatus;
+    use crate::market::MarketTable;
+    use crate::ratecard::{RateBook, TierBook};
+
+    /// A utility template to a user and its delivery, `minute` minutes
+    /// into 2026-01-05 (PMP: one charge each).
+    fn send(user: usize, minute: i64) -> [Event; 2] {
+        let at = Timestamp::from_second(1_767_571_200 + minute * 60).unwrap();
+        let id: Arc<str> = Arc::from(format!("wamid.{user}.{minute}"));
+        [
+            Event {
+                at,
+                origin: Origin::default(),
+                kind: EventKind::Outbound {
+                    business: "B1".into(),
+                    user: UserId::parse(&format!("+55119{user:08}")).unwrap(),
+                    id: id.clone(),
+                    template: Some(Arc::new(Template {
+                        name: "t".into(),
+                        category: TemplateCategory::Utility,
+                    })),
+                    messaging_account: None,
+                },
+            },
+            Event {
+                at,
+                origin: Origin::default(),
+                kind: EventKind::Status {
+                    id: Box::from(&*id),
+                    status: DeliveryStatus::Delivered,
+                    error: None,
+                    detail: None,
+                },
+            },
+        ]
+    }
+
+    fn checkpoints(state: &MeterState) -> Vec<SettleKey> {
+        state
+            .ledgers
+            .values()
+            .flat_map(|ledger| ledger.checkpoints.keys().cloned())
+            .collect()
+    }
+
+    /// A ledger that grows a charge at a time, as live traffic makes it,
+    /// still takes a checkpoint every so many charges (counted across
+    /// settlings, not within one), and a late charge that rewinds to one
+    /// keeps it: otherwise a late event re-settles from the month's start.
+    #[test]
+    fn checkpoints_are_taken_a_charge_at_a_time_and_kept_when_rewound_to() {
+        let (accounts, rates, tiers) = (
+            Accounts::default(),
+            RateBook::builtin(),
+            TierBook::builtin(),
+        );
+        let engine = Engine::new(&accounts, &rates, &tiers, MarketTable::builtin());
+        let mut state = MeterState::new(&engine).checkpoint_every(8);
+        for minute in 0..100 {
+            let changes = state.apply(&engine, send(minute as usize % 7, minute));
+            assert_eq!(changes.messages.len(), 1, "one new charge a send");
+        }
+        let before = checkpoints(&state);
+        assert_eq!(before.len(), 12, "a checkpoint every 8 of 100 charges");
+        // A late send lands between the fifth and the sixth checkpoint: it
+        // re-settles from the fifth, which stays, with those before it.
+        let late = send(3, 44).map(|mut event| {
+            event.at += jiff::SignedDuration::from_secs(30);
+            match &mut event.kind {
+                EventKind::Outbound { id, .. } => *id = Arc::from("wamid.late"),
+                EventKind::Status { id, .. } => *id = Box::from("wamid.late"),
+                _ => {}
+            }
+            event
+        });
+        state.apply(&engine, late);
+        let after = checkpoints(&state);
+        assert!(
+            after.len() >= 12,
+            "{} checkpoints after the rewind",
+            after.len()
+        );
+        assert_eq!(
+            after[..5],
+            before[..5],
+            "the checkpoints up to the one rewound to stay"
+        );
+    }
+}
