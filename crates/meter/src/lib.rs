@@ -1055,7 +1055,7 @@ mod tests {
         ]
         .iter()
         .enumerate()
-        .map(|(n, line)| StoredEvent { id: n as i64 + 1, line: line.to_string() })
+        .map(|(n, line)| StoredEvent { id: n as i64 + 1, line: (*line).into() })
         .collect()
     }
 
@@ -1101,11 +1101,14 @@ mod tests {
         // Stand-ins follow the rows, old ones from the memo among them: a
         // later row with an earlier instant stands for its send instead,
         // and a send stored at last leaves no stand-in.
-        let priced = |id: i64, at: &str, wamid: &str| StoredEvent {
+        let priced = |id: i64, at: &str, wamid: &str| {
+            StoredEvent {
             id,
             line: format!(
                 r#"{{"type":"status","at":"{at}","id":"{wamid}","status":"sent","business":"B1","user":"+5511999990001","pricing":{{"billable":true,"pricing_model":"PMP","type":"regular","category":"utility"}}}}"#
-            ),
+            )
+            .into(),
+        }
         };
         let read = |rows: &[StoredEvent]| -> Vec<Event> {
             read_back.load(rows).iter().map(|e| (**e).clone()).collect()
@@ -1276,7 +1279,7 @@ mod tests {
             .enumerate()
             .map(|(n, line)| StoredEvent {
                 id: n as i64 + 1,
-                line: line.to_string(),
+                line: (*line).into(),
             })
             .collect();
         let pricing = builtin_pricing();

@@ -7,8 +7,9 @@
 pub struct StoredEvent {
     /// Row id: ascending in storage order.
     pub id: i64,
-    /// The canonical line.
-    pub line: String,
+    /// The canonical line (shared: the store's cache of pairs hands the
+    /// guard each send's pair without copying its lines).
+    pub line: std::sync::Arc<str>,
 }
 
 /// One charge as kept: what a settle writes, and what a store's `charges`

@@ -81,7 +81,7 @@ fn pair_rows(user: &UserId, now: Timestamp, sends: usize) -> Vec<StoredEvent> {
         .enumerate()
         .map(|(n, event)| StoredEvent {
             id: n as i64 + 1,
-            line: EventRecord::new(event).line,
+            line: EventRecord::new(event).line.into(),
         })
         .collect()
 }

@@ -88,7 +88,7 @@ pub struct PairRow {
     /// When it happened, UNIX microseconds.
     pub at_us: i64,
     /// The canonical line.
-    pub line: String,
+    pub line: std::sync::Arc<str>,
     /// Set by the writer on a row it just stored: the other half of its
     /// message (a status of this send, the send of this status) was stored
     /// before it. A copy this row joins may lack those earlier rows, which
@@ -107,7 +107,7 @@ impl PairRow {
             user: record.user.clone(),
             message_id: record.message_id.clone(),
             at_us: record.at_us,
-            line: record.line.clone(),
+            line: std::sync::Arc::from(record.line.as_str()),
             joins_stored,
         })
     }
@@ -435,7 +435,7 @@ mod tests {
             user: pair.map(|p| p.1.to_string()),
             message_id: message.map(str::to_string),
             at_us,
-            line: format!("line {id}"),
+            line: format!("line {id}").into(),
             joins_stored: false,
         }
     }

@@ -538,7 +538,7 @@ impl PostgresStore {
             .into_iter()
             .map(|row| StoredEvent {
                 id: row.get(0),
-                line: row.get(1),
+                line: row.get::<_, &str>(1).into(),
             })
             .collect())
     }
@@ -977,7 +977,7 @@ async fn events_on(
         .into_iter()
         .map(|row| StoredEvent {
             id: row.get(0),
-            line: row.get(1),
+            line: row.get::<_, &str>(1).into(),
         })
         .collect())
 }

@@ -130,7 +130,7 @@ async fn round(store: &Store) {
         .settle(
             job(marks.iter().map(|mark| mark.id).collect(), Some(from)),
             move |rows| {
-                let mut lines: Vec<String> = rows.iter().map(|row| row.line.clone()).collect();
+                let mut lines: Vec<String> = rows.iter().map(|row| row.line.to_string()).collect();
                 lines.sort();
                 assert_eq!(
                     lines, wanted,
