@@ -858,7 +858,10 @@ pub fn infer_outbounds(events: &mut Vec<Event>) -> Vec<(Box<str>, Box<str>)> {
 /// business, a recipient or a known category are left alone; the engine
 /// reports them as statuses for unknown messages.
 pub fn outbounds_from_pricing<E: std::borrow::Borrow<Event>>(events: &[E]) -> Vec<Event> {
-    use std::collections::{BTreeMap, HashSet};
+    use std::collections::BTreeMap;
+    // foldhash: keys come from the events, and only membership is asked
+    // (SipHash was a fifth of the guard's read-back step, PERFORMANCE.md).
+    type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
     // Canonical logs have no pricing at all: skip the id set (millions of
     // outbounds) in the common case.
     let priced = |event: &Event| matches!(&event.kind, EventKind::Status { detail: Some(d), .. } if d.pricing.is_some());

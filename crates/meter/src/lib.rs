@@ -104,7 +104,9 @@ const READ_BACK_MAX: usize = 1 << 18;
 /// the guard's own steps under load.
 #[derive(Default)]
 pub struct ReadBack {
-    events: Mutex<HashMap<i64, Arc<Event>>>,
+    /// foldhash: row ids are the store's, and hashing them with SipHash
+    /// was a fifth of the guard's read-back step (docs/PERFORMANCE.md).
+    events: Mutex<HashMap<i64, Arc<Event>, foldhash::fast::RandomState>>,
 }
 
 impl ReadBack {
