@@ -30,7 +30,13 @@
 //! same filter runs over it. A test in `sqlite.rs` compares both answers
 //! after random writes.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+// foldhash: keys are ids and numbers from stored events, and no answer
+// depends on the order of a table (eviction sorts by last use). SipHash
+// was a seventh of the guard's read step (docs/PERFORMANCE.md).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -161,11 +167,17 @@ impl Kept {
 
 /// Answers the pair query over a superset of its rows (module docs).
 pub fn filter(rows: &[PairRow], business: &str, user: &str, since_us: i64) -> Vec<StoredEvent> {
-    let pair = (business.to_string(), user.to_string());
-    let selected = |row: &PairRow| row.names(&pair) && row.at_us >= since_us;
-    let mut sends = HashSet::new();
-    let mut statuses = HashSet::new();
-    for row in rows.iter().filter(|row| selected(row)) {
+    // The instant first: most rows a copy holds and the query leaves out
+    // are older, and comparing it is cheaper than the ids.
+    let selected = |row: &PairRow| {
+        row.at_us >= since_us
+            && row.business.as_deref() == Some(business)
+            && row.user.as_deref() == Some(user)
+    };
+    let chosen: Vec<bool> = rows.iter().map(selected).collect();
+    let mut sends = HashSet::with_capacity_and_hasher(rows.len(), Default::default());
+    let mut statuses = HashSet::with_capacity_and_hasher(rows.len(), Default::default());
+    for (row, _) in rows.iter().zip(&chosen).filter(|(_, chosen)| **chosen) {
         match (row.kind, &row.message_id) {
             (Kind::Outbound, Some(id)) => drop(sends.insert(id.as_str())),
             (Kind::Status, Some(id)) => drop(statuses.insert(id.as_str())),
@@ -175,8 +187,9 @@ pub fn filter(rows: &[PairRow], business: &str, user: &str, since_us: i64) -> Ve
     // The selected halves are all the pair's business's: what joins them
     // must be too.
     rows.iter()
-        .filter(|row| {
-            selected(row)
+        .zip(chosen)
+        .filter(|(row, chosen)| {
+            *chosen
                 || same_business(row.business.as_deref(), Some(business))
                     && match (row.kind, row.message_id.as_deref()) {
                         (Kind::Status, Some(id)) => sends.contains(id),
@@ -184,7 +197,7 @@ pub fn filter(rows: &[PairRow], business: &str, user: &str, since_us: i64) -> Ve
                         _ => false,
                     }
         })
-        .map(|row| StoredEvent {
+        .map(|(row, _)| StoredEvent {
             id: row.id,
             line: row.line.clone(),
         })
@@ -339,8 +352,8 @@ impl PairCache {
         let copy = Kept {
             since_us,
             rows: Vec::with_capacity(rows.len()),
-            sends: HashSet::new(),
-            statuses: HashSet::new(),
+            sends: HashSet::default(),
+            statuses: HashSet::default(),
             used: inner.tick,
         };
         inner.copies.insert(pair.clone(), copy);
@@ -645,8 +658,8 @@ mod tests {
             let copy = Kept {
                 since_us: 0,
                 rows: Vec::new(),
-                sends: HashSet::new(),
-                statuses: HashSet::new(),
+                sends: HashSet::default(),
+                statuses: HashSet::default(),
                 used: i,
             };
             inner.copies.insert(("b".into(), format!("+{i}")), copy);
