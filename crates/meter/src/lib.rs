@@ -184,6 +184,18 @@ pub fn windows<E: Borrow<Event> + Sync>(
         .unwrap_or_default()
 }
 
+/// `engine` as [`assess`] wants it: writing no reason and no explanation.
+/// An assessment answers a window, and a price, category, rule and tier
+/// (the guard's headers), none of which depends on them; writing them for
+/// each of the pair's charges was formatting on every guarded send.
+pub fn assessing<'a>(engine: &Engine<'a>) -> Engine<'a> {
+    Engine {
+        reasons: false,
+        explain: false,
+        ..*engine
+    }
+}
+
 /// The wamid of the send an [`Assessment`] supposes.
 const PREDICTION: &str = "wameter.guard.prediction";
 
@@ -1201,12 +1213,37 @@ mod tests {
             );
 
             let mut with_send = events.clone();
-            with_send.extend(supposed_send("B1", &user, at, template, None));
+            with_send.extend(supposed_send("B1", &user, at, template.clone(), None));
             let replayed = engine
                 .replay_shared(&with_send)
                 .charges
                 .into_iter()
                 .find(|c| &*c.message_id == PREDICTION);
+            // Without reasons and explanations, the same price and rule.
+            let quick = assessing(&engine);
+            let facts = |charge: Option<Charge>| {
+                charge.map(|c| {
+                    (
+                        c.amount, c.currency, c.billable, c.category, c.ruleset, c.rule, c.tier,
+                    )
+                })
+            };
+            assert_eq!(
+                facts(
+                    assess(
+                        &quick,
+                        events.clone(),
+                        "B1",
+                        &user,
+                        at,
+                        template.clone(),
+                        None
+                    )
+                    .predict(&quick)
+                ),
+                facts(replayed.clone()),
+                "{minutes} min, template {templated}, assessing engine"
+            );
             assert_eq!(
                 assessment.predict(&engine),
                 replayed,

@@ -121,7 +121,7 @@ fn main() {
             assert!(events.iter().map(|e| &**e).eq(&parsed));
             laps[3].push(read_again - loaded);
             let loaded = Instant::now();
-            let engine = pricing.engine();
+            let engine = meter::assessing(&pricing.engine());
             let template = Some(Template {
                 name: "order_update".into(),
                 category: TemplateCategory::Utility,

@@ -789,7 +789,7 @@ async fn guarded_send(
     let read_us = laps.lap();
     let events = state.read_back.load(&rows);
     let read_back_us = laps.lap();
-    let engine = pricing.engine();
+    let engine = meter::assessing(&pricing.engine());
     // The pair's events prepared once for the window and the estimate.
     let assessment = meter::assess(
         &engine,
