@@ -391,6 +391,19 @@ impl Ledger {
         self.mark(&key);
         self.noted.remove(&key);
         self.unpriced.remove(&key);
+        // A charge in its place opened no conversation yet: what one it
+        // replaces opened is not what the members take.
+        if let Some(id) = self
+            .entries
+            .get(&key)
+            .and_then(|replaced| replaced.decided.conversation_id.as_ref())
+            && self
+                .conversations
+                .get(id)
+                .is_some_and(|(opener, _)| *opener == key)
+        {
+            self.conversations.remove(id);
+        }
         if let (true, Some(id)) = (charge.opens_conversation, &charge.conversation_id) {
             self.conversations.insert(id.clone(), (key.clone(), None));
         }
