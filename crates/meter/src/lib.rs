@@ -116,10 +116,14 @@ impl ReadBack {
     /// ([`outbounds_from_pricing`]).
     pub fn load(&self, rows: &[StoredEvent]) -> Vec<Arc<Event>> {
         let mut events = Vec::with_capacity(rows.len());
+        // A full memo is emptied by this send, but freed after the lock is
+        // let go: freeing its 262,144 events took tens of milliseconds,
+        // which every other send would have waited out.
+        let mut full = None;
         {
             let mut kept = lock(&self.events);
             if kept.len() + rows.len() > READ_BACK_MAX {
-                kept.clear();
+                full = Some(std::mem::take(&mut *kept));
             }
             for row in rows {
                 if let Some(event) = kept.get(&row.id) {
@@ -133,6 +137,7 @@ impl ReadBack {
                 }
             }
         }
+        drop(full);
         let inferred = outbounds_from_pricing(&events);
         events.extend(inferred.into_iter().map(Arc::new));
         events
