@@ -180,7 +180,18 @@ pub fn windows<E: Borrow<Event> + Sync>(
     user: &UserId,
     at: Timestamp,
 ) -> ContactWindows {
-    let prepared = prepare_shared(events);
+    pair_windows(engine, &prepare_shared(events), business, user, at)
+}
+
+/// The windows of (`business`, `user`) at `at` among `prepared`'s
+/// timelines: none when the pair has none.
+fn pair_windows(
+    engine: &Engine<'_>,
+    prepared: &Prepared,
+    business: &str,
+    user: &UserId,
+    at: Timestamp,
+) -> ContactWindows {
     prepared
         .contacts
         .iter()
@@ -239,15 +250,12 @@ pub fn assess(
     // in the timeline by then, but only the user's messages and calls open
     // or refresh a customer service window (`ContactState::inbound`), so
     // the window is the stored events' (a test holds the two equal).
-    let customer_service_window = prepared
-        .contacts
-        .iter()
-        .find(|contact| &*contact.business == business && &contact.user == user)
-        .and_then(|contact| {
-            engine
-                .windows_at(contact, at + jiff::SignedDuration::from_nanos(1))
-                .customer_service_window
-        });
+    // (At the last representable instant nothing can follow: `at` itself.)
+    let just_after = at
+        .checked_add(jiff::SignedDuration::from_nanos(1))
+        .unwrap_or(at);
+    let customer_service_window =
+        pair_windows(engine, &prepared, business, user, just_after).customer_service_window;
     Assessment {
         prepared,
         customer_service_window,
@@ -1255,6 +1263,19 @@ mod tests {
                 "{minutes} min, template {templated}"
             );
         }
+    }
+
+    /// A send supposed at the last representable instant is assessed,
+    /// not a panic (its window is asked just after it, which does not
+    /// exist).
+    #[test]
+    fn an_assessment_at_the_last_instant_does_not_overflow() {
+        let pricing = builtin_pricing();
+        let engine = pricing.engine();
+        let user = UserId::parse("+5511999990000").unwrap();
+        let assessment = assess(&engine, Vec::new(), "B1", &user, Timestamp::MAX, None, None);
+        assert_eq!(assessment.customer_service_window(), None);
+        let _ = assessment.predict(&engine);
     }
 
     /// The shipped cards, tiers, markets and calling rates; no accounts.
