@@ -187,7 +187,8 @@ struct Planned {
 /// Adds a column to a table that lacks it (SQLite has no `ADD COLUMN IF
 /// NOT EXISTS`).
 fn add_column(db: &Connection, table: &str, column: &str, declaration: &str) -> Sql<()> {
-    let present: bool = db.query_row_cached(
+    // Run once at start-up, its text made for each table: not cached.
+    let present: bool = db.query_row(
         &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
         [column],
         |row| row.get(0),
