@@ -2015,6 +2015,34 @@ mod tests {
         );
     }
 
+    /// The writer's connection is durable on commit and copies its log into
+    /// the database only once the log is long (see `WAL_CHECKPOINT_PAGES`):
+    /// SQLite takes a pragma it cannot apply without an error, so each is
+    /// read back.
+    #[test]
+    fn the_writer_syncs_every_commit_and_checkpoints_a_long_log() {
+        let conn = Connection::open(database("configure")).unwrap();
+        configure(&conn).unwrap();
+        let pragma = |name: &str| -> String {
+            conn.query_row(&format!("PRAGMA {name}"), [], |row| {
+                row.get::<_, rusqlite::types::Value>(0)
+            })
+            .map(|value| match value {
+                rusqlite::types::Value::Integer(n) => n.to_string(),
+                rusqlite::types::Value::Text(text) => text,
+                other => format!("{other:?}"),
+            })
+            .unwrap()
+        };
+        assert_eq!(pragma("journal_mode"), "wal");
+        // 2 is FULL.
+        assert_eq!(pragma("synchronous"), "2");
+        assert_eq!(
+            pragma("wal_autocheckpoint"),
+            WAL_CHECKPOINT_PAGES.to_string()
+        );
+    }
+
     /// The window query's statements keep their plan from one execution
     /// to the next, whatever the values bound (see `stable_plans`).
     #[test]
