@@ -9,7 +9,8 @@
 # One fresh SQLite database, wrk flat out (64 connections) on signed webhooks
 # from `wameter gen --webhooks` (enough bodies that none is sent twice), the
 # stored-webhook count read from /metrics every 10 s: webhooks/s per 10 s
-# slice, the last slice against the first. Then, with wrk stopped, the time
+# slice, the last slice against the first, and what each slice's webhooks
+# cost the server in I/O and CPU. Then, with wrk stopped, the time
 # of a charge query (it settles whatever is pending first: the backlog),
 # the server's peak RSS, and the kept charges against `wameter replay` of the
 # same bodies. wrk and the server share the two cores.
@@ -59,15 +60,25 @@ WRK_BODIES="$signed" WRK_THREADS=1 wrk -t1 -c64 -d"${seconds}s" -s bench/wrk/web
 wrk_pid=$!
 # wrk reads the body file before it starts: wait for the first stored webhook.
 while [ "$(stored)" = 0 ]; do sleep 0.05; done
-previous=0; first=""; slices=""
+# The server's I/O (bytes read through system calls, bytes written to
+# storage) and CPU, from /proc, per webhook stored in each slice: what the
+# SQLite writer's page reads, log writes and checkpoints cost.
+io() { awk '/^rchar/ {r = $2} /^write_bytes/ {w = $2} END {print r, w}' "/proc/$server/io"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+previous=0; first=""; slices=""; per_webhook=""
+read -r read_before written_before < <(io); cpu_before=$(cpu_ticks)
 for slice in $(seq $((seconds / 10))); do
   sleep 10
-  now=$(stored); rate=$(( (now - previous) / 10 )); previous=$now
+  now=$(stored); rate=$(( (now - previous) / 10 ))
+  read -r read_now written_now < <(io); cpu_now=$(cpu_ticks)
+  per_webhook="$per_webhook $(python3 -c "n = max($now - $previous, 1); print(f'{($read_now - $read_before) / n / 1024:.0f}/{($written_now - $written_before) / n / 1024:.0f}/{($cpu_now - $cpu_before) * 1000 / $(getconf CLK_TCK) / n:.3f}')")"
+  previous=$now; read_before=$read_now; written_before=$written_now; cpu_before=$cpu_now
   slices="$slices $rate"; first=${first:-$rate}
 done
 wait $wrk_pid || true
 grep RESULT "$out/long-wrk.txt" | sed 's/^/wrk /'
 echo "webhooks/s per 10 s:$slices (last/first $(python3 -c "print(round(${rate}/${first}, 2))"))"
+echo "per webhook, KB read / KB written / CPU ms, per 10 s:$per_webhook"
 # Times one question: ask LABEL PATH.
 ask() {
   local start code
