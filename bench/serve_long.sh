@@ -60,9 +60,10 @@ WRK_BODIES="$signed" WRK_THREADS=1 wrk -t1 -c64 -d"${seconds}s" -s bench/wrk/web
 wrk_pid=$!
 # wrk reads the body file before it starts: wait for the first stored webhook.
 while [ "$(stored)" = 0 ]; do sleep 0.05; done
-# The server's I/O (bytes read through system calls, bytes written to
-# storage) and CPU, from /proc, per webhook stored in each slice: what the
-# SQLite writer's page reads, log writes and checkpoints cost.
+# The server's I/O (bytes read through system calls: database pages, and
+# the requests themselves, about 1 KB each; bytes written to storage) and
+# CPU, from /proc, per webhook stored in each slice: what SQLite's page
+# reads, log writes and checkpoints cost.
 io() { awk '/^rchar/ {r = $2} /^write_bytes/ {w = $2} END {print r, w}' "/proc/$server/io"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 previous=0; first=""; slices=""; per_webhook=""
