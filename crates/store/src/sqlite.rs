@@ -146,11 +146,11 @@ impl std::fmt::Debug for SqliteStore {
 /// The write-ahead log's length, in pages, at which the writer copies it
 /// into the database (SQLite's default is 1,000 pages, 4 MiB).
 ///
-/// Flat out, the writer wrote ~33 KB per webhook, about half of it log:
-/// at ~11,000 webhooks/s it filled 1,000 pages every ~25 ms and
-/// checkpointed some 40 times a second, each time copying pages to the
-/// database file and syncing it. A longer log is copied less often, and a page written
-/// several times in between is copied once. Measured on 60 s flat-out
+/// Flat out (~11,000 webhooks/s, ~33 KB written each) the writer filled
+/// the default log dozens of times a second, and each checkpoint copies
+/// its pages into the database file and syncs it. A longer log is copied
+/// less often, and a page written several times in between is copied
+/// once. Measured on 60 s flat-out
 /// loads (`bench/serve_long.sh`, docs/PERFORMANCE.md): bytes written per
 /// webhook 33 → 27.5 KB, webhooks stored +23 %; the price is a longer pause
 /// for the commit that checkpoints (flat-out p99 15 → 40 ms over 10 s;
