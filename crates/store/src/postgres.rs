@@ -27,7 +27,7 @@ use crate::settled::{
     ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark, WarningRow,
     changes, months_spanned,
 };
-use crate::settled::{FACT_COLUMNS, SUM_COLUMNS};
+use crate::settled::{FACT_COLUMNS, SUM_COLUMNS, SliceShape};
 use crate::{DatabaseUrl, EventScope, StoreError};
 use wameter_meter::sums::{ChargeSum, ChargeSums, FactsRef};
 
@@ -413,7 +413,7 @@ impl PostgresStore {
         let rows = client
             .query(
                 &format!("SELECT business, delivered_at_us, message_id, line, {FACT_COLUMNS} FROM charges
-                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3"),
+                 WHERE {}", delivered_within(&slice)),
                 &[&slice.businesses, &slice.from_us, &slice.to_us],
             )
             .await?;
@@ -425,8 +425,11 @@ impl PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("SELECT business, delivered_at_us, message_id, {FACT_COLUMNS} FROM charges
-                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3"),
+                &format!(
+                    "SELECT business, delivered_at_us, message_id, {FACT_COLUMNS} FROM charges
+                 WHERE {}",
+                    delivered_within(&slice)
+                ),
                 &[&slice.businesses, &slice.from_us, &slice.to_us],
             )
             .await?;
@@ -442,8 +445,11 @@ impl PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("SELECT {SUM_COLUMNS} FROM charges
-                 WHERE ($1::text[] IS NULL OR business = ANY($1)) AND delivered_at_us >= $2 AND delivered_at_us < $3"),
+                &format!(
+                    "SELECT {SUM_COLUMNS} FROM charges
+                 WHERE {}",
+                    delivered_within(&slice)
+                ),
                 &[&slice.businesses, &slice.from_us, &slice.to_us],
             )
             .await?;
@@ -723,6 +729,20 @@ impl PostgresStore {
 /// [`PostgresStore::events`] on a given connection or transaction.
 /// A kept charge from `business, delivered_at_us, message_id, line` and
 /// [`FACT_COLUMNS`], starting at column `first`.
+/// The condition on `charges` that finds a slice's rows, `$1` its business
+/// list (or NULL), `$2` and `$3` its delivery span: one statement per
+/// [`SliceShape`], as on SQLite.
+fn delivered_within(slice: &ChargeSlice) -> &'static str {
+    match slice.shape() {
+        SliceShape::Businesses => {
+            "business = ANY($1) AND delivered_at_us >= $2 AND delivered_at_us < $3"
+        }
+        SliceShape::Span | SliceShape::Everything => {
+            "$1::text[] IS NULL AND delivered_at_us >= $2 AND delivered_at_us < $3"
+        }
+    }
+}
+
 fn charge_row(row: &tokio_postgres::Row, first: usize) -> ChargeRow {
     ChargeRow {
         business: row.get(first),

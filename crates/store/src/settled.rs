@@ -132,6 +132,36 @@ pub struct ChargeSlice {
     pub months: Option<(String, String)>,
 }
 
+/// How a store finds a [`ChargeSlice`]'s charges: each shape is its own
+/// statement, so that its plan fits it. One statement for all three
+/// (`business list is NULL OR business in it`) was planned as a scan of
+/// every kept charge: SQLite plans a statement once, whatever is bound
+/// (stable plans, `sqlite.rs`), and a plan that must also serve "every
+/// business" cannot start from the business index. A day's charges then
+/// read all the months kept (docs/PERFORMANCE.md, session 52).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SliceShape {
+    /// Some businesses: their part of the delivery index
+    /// (`charges_by_delivery`, business then instant).
+    Businesses,
+    /// Every business, a span of deliveries: the delivery instant index
+    /// (`charges_by_delivered_at`).
+    Span,
+    /// Every business, every delivery: the table in storage order (walking
+    /// an index would add a lookup per row).
+    Everything,
+}
+
+impl ChargeSlice {
+    pub(crate) fn shape(&self) -> SliceShape {
+        match &self.businesses {
+            Some(_) => SliceShape::Businesses,
+            None if self.from_us == i64::MIN && self.to_us == i64::MAX => SliceShape::Everything,
+            None => SliceShape::Span,
+        }
+    }
+}
+
 /// The months to mark unsettled for events stored between two instants
 /// (UNIX microseconds): when the kept charges were settled with other
 /// accounts or rate cards, everything is settled again.

@@ -27,7 +27,7 @@ use crate::settled::{
     Changes, ChargeFacts, ChargeRow, ChargeSlice, KeptFacts, SettleJob, Settled, UnsettledMark,
     WarningRow, changes, months_spanned,
 };
-use crate::settled::{FACT_COLUMNS, SUM_COLUMNS};
+use crate::settled::{FACT_COLUMNS, SUM_COLUMNS, SliceShape};
 use crate::{EventScope, StoreError};
 use wameter_meter::sums::{ChargeSum, ChargeSums, FactsRef};
 
@@ -412,10 +412,9 @@ impl SqliteStore {
     pub async fn charges(&self, slice: ChargeSlice) -> Result<Vec<ChargeRow>, StoreError> {
         self.read(move |conn| {
             let list = slice.businesses.as_deref().map(json_array);
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT business, delivered_at_us, message_id, line, {FACT_COLUMNS} FROM charges
-                 WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
-                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3"
+            let mut statement = conn.prepare_cached(&select_charges(
+                &format!("business, delivered_at_us, message_id, line, {FACT_COLUMNS}"),
+                &slice,
             ))?;
             let rows = statement.query_map(params![list, slice.from_us, slice.to_us], |row| {
                 charge_row(row, 0)
@@ -429,10 +428,9 @@ impl SqliteStore {
     pub async fn charge_facts(&self, slice: ChargeSlice) -> Result<Vec<KeptFacts>, StoreError> {
         self.read(move |conn| {
             let list = slice.businesses.as_deref().map(json_array);
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT business, delivered_at_us, message_id, {FACT_COLUMNS} FROM charges
-                 WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
-                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3"
+            let mut statement = conn.prepare_cached(&select_charges(
+                &format!("business, delivered_at_us, message_id, {FACT_COLUMNS}"),
+                &slice,
             ))?;
             let rows =
                 statement.query_map(params![list, slice.from_us, slice.to_us], kept_facts)?;
@@ -450,11 +448,7 @@ impl SqliteStore {
     ) -> Result<(Vec<ChargeSum>, Vec<String>), StoreError> {
         self.read(move |conn| {
             let list = slice.businesses.as_deref().map(json_array);
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {SUM_COLUMNS} FROM charges
-                 WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
-                   AND delivered_at_us >= ?2 AND delivered_at_us < ?3"
-            ))?;
+            let mut statement = conn.prepare_cached(&select_charges(SUM_COLUMNS, &slice))?;
             let mut rows = statement.query(params![list, slice.from_us, slice.to_us])?;
             let mut sums = ChargeSums::default();
             while let Some(row) = rows.next()? {
@@ -965,6 +959,23 @@ fn contact_row(
             Ok(ContactRow { first_event_at_us: row.get(0)?, last_event_at_us: row.get(1)?, last_inbound_at_us: row.get(2)?, events: row.get(3)? })
         })
         .optional()
+}
+
+/// `columns` of a slice's kept charges, `?1` its business list (a JSON
+/// array, or NULL), `?2` and `?3` its delivery span: one statement per
+/// [`SliceShape`].
+fn select_charges(columns: &str, slice: &ChargeSlice) -> String {
+    let within = match slice.shape() {
+        SliceShape::Businesses => {
+            "business IN (SELECT value FROM json_each(?1)) AND delivered_at_us >= ?2 AND delivered_at_us < ?3"
+        }
+        // `?1` is NULL here; it stays in the text so that every shape
+        // takes the same parameters.
+        SliceShape::Span => "?1 IS NULL AND delivered_at_us >= ?2 AND delivered_at_us < ?3",
+        // A unary `+` keeps SQLite from walking the index over everything.
+        SliceShape::Everything => "?1 IS NULL AND +delivered_at_us >= ?2 AND +delivered_at_us < ?3",
+    };
+    format!("SELECT {columns} FROM charges WHERE {within}")
 }
 
 fn json_array(items: &[String]) -> String {
@@ -2014,6 +2025,61 @@ mod tests {
                 .is_empty(),
             "older than asked for"
         );
+    }
+
+    /// Each shape of a charge slice is found the way its
+    /// [`SliceShape`] says: a day of every business through the delivery
+    /// instant's index, not by reading every charge kept (the plan this
+    /// store had, whatever the slice).
+    #[test]
+    fn a_slice_of_charges_reads_only_its_rows() {
+        let path = database("slice-plans");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = open_reader(&path).unwrap();
+        let slice = |businesses: Option<Vec<String>>, from_us, to_us| ChargeSlice {
+            businesses,
+            from_us,
+            to_us,
+            months: None,
+        };
+        let day = (1_769_904_000_000_000, 1_769_990_400_000_000);
+        let cases = [
+            (
+                slice(Some(vec!["B".into()]), day.0, day.1),
+                "SEARCH charges USING INDEX charges_by_delivery (business=? AND delivered_at_us>? AND delivered_at_us<?)",
+            ),
+            (
+                slice(None, day.0, day.1),
+                "SEARCH charges USING INDEX charges_by_delivered_at (delivered_at_us>? AND delivered_at_us<?)",
+            ),
+            (
+                slice(None, i64::MIN, day.1),
+                "SEARCH charges USING INDEX charges_by_delivered_at (delivered_at_us>? AND delivered_at_us<?)",
+            ),
+            (slice(None, i64::MIN, i64::MAX), "SCAN charges"),
+        ];
+        for (slice, expected) in cases {
+            for columns in [
+                format!("business, delivered_at_us, message_id, line, {FACT_COLUMNS}"),
+                format!("business, delivered_at_us, message_id, {FACT_COLUMNS}"),
+                SUM_COLUMNS.to_string(),
+            ] {
+                let sql = format!("EXPLAIN QUERY PLAN {}", select_charges(&columns, &slice));
+                let list = slice.businesses.as_deref().map(json_array);
+                let plan: Vec<String> = conn
+                    .prepare(&sql)
+                    .unwrap()
+                    .query_map(params![list, slice.from_us, slice.to_us], |row| row.get(3))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert!(
+                    plan.iter().any(|step| step == expected),
+                    "{:?}: {plan:?}",
+                    slice.shape()
+                );
+            }
+        }
     }
 
     /// The writer's connection is durable on commit and copies its log into
