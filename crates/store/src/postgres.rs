@@ -484,7 +484,20 @@ impl PostgresStore {
     pub async fn charge_months(&self) -> Result<Vec<(String, String)>, StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query("SELECT DISTINCT portfolio, month FROM charges", &[])
+            .query(
+                // One index step per pair found, as on SQLite: PostgreSQL
+                // 15 has no skip scan, and `DISTINCT` read every charge.
+                "WITH RECURSIVE found AS (
+                    (SELECT portfolio, month FROM charges ORDER BY portfolio, month LIMIT 1)
+                    UNION ALL
+                    SELECT next.portfolio, next.month FROM found, LATERAL (
+                        SELECT portfolio, month FROM charges
+                        WHERE (portfolio, month) > (found.portfolio, found.month)
+                        ORDER BY portfolio, month LIMIT 1) next
+                )
+                SELECT portfolio, month FROM found",
+                &[],
+            )
             .await?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }

@@ -500,13 +500,7 @@ impl SqliteStore {
 
     /// The (portfolio, month) pairs that have kept charges.
     pub async fn charge_months(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.read(|conn| {
-            let mut statement =
-                conn.prepare_cached("SELECT DISTINCT portfolio, month FROM charges")?;
-            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            rows.collect()
-        })
-        .await
+        self.read(|conn| charge_months(conn)).await
     }
 
     /// The kept charges of one (portfolio, month) as typed columns.
@@ -960,6 +954,45 @@ fn contact_row(
         })
         .optional()
 }
+
+/// The (portfolio, month)s with kept charges, in order, found one index
+/// seek at a time (a loose index scan of `charges_by_scope`): the next
+/// portfolio after the last one found, then its months one after another.
+/// `SELECT DISTINCT` read the whole index at every page view and
+/// reconciler round (SQLite skips through an index only with `ANALYZE`'s
+/// statistics), and a comparison of (portfolio, month) row values seeks on
+/// the portfolio only, then reads all its charges.
+fn charge_months(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    // One snapshot for every seek.
+    let snapshot = conn.unchecked_transaction()?;
+    let next = |sql: &str, bound: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Option<String>> {
+        snapshot
+            .prepare_cached(sql)?
+            .query_row(bound, |row| row.get(0))
+            .optional()
+    };
+    let mut found = Vec::new();
+    let [first_portfolio, next_portfolio, first_month, next_month] = CHARGE_MONTH_SEEKS;
+    let mut portfolio = next(first_portfolio, &[])?;
+    while let Some(current) = portfolio {
+        let mut month = next(first_month, &[&current])?;
+        while let Some(this) = month {
+            month = next(next_month, &[&current, &this])?;
+            found.push((current.clone(), this));
+        }
+        portfolio = next(next_portfolio, &[&current])?;
+    }
+    Ok(found)
+}
+
+/// [`charge_months`]'s seeks: the first portfolio, the one after `?1`, the
+/// first month of portfolio `?1`, its month after `?2`.
+const CHARGE_MONTH_SEEKS: [&str; 4] = [
+    "SELECT portfolio FROM charges ORDER BY portfolio LIMIT 1",
+    "SELECT portfolio FROM charges WHERE portfolio > ?1 ORDER BY portfolio LIMIT 1",
+    "SELECT month FROM charges WHERE portfolio = ?1 ORDER BY month LIMIT 1",
+    "SELECT month FROM charges WHERE portfolio = ?1 AND month > ?2 ORDER BY month LIMIT 1",
+];
 
 /// `columns` of a slice's kept charges, `?1` its business list (a JSON
 /// array, or NULL), `?2` and `?3` its delivery span: one statement per
@@ -2025,6 +2058,43 @@ mod tests {
                 .is_empty(),
             "older than asked for"
         );
+    }
+
+    /// The months with kept charges are found one index step per pair,
+    /// not by reading every charge: no step of a full scan of `charges`.
+    #[test]
+    fn the_months_kept_are_found_without_reading_every_charge() {
+        let path = database("charge-months");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let mut insert = conn
+            .prepare("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES (?1, ?2, 'B', 0, ?3, '{}')")
+            .unwrap();
+        for n in 0..3_000 {
+            let portfolio = ["P2", "P1", "P10"][n % 3];
+            let month = ["2025-08", "2025-07"][n % 2];
+            insert
+                .execute(params![portfolio, month, n.to_string()])
+                .unwrap();
+        }
+        let found = charge_months(&conn).unwrap();
+        // The statements' instructions run (their counters, kept with the
+        // cached statements): a row visited costs a few.
+        let steps: i32 = CHARGE_MONTH_SEEKS
+            .iter()
+            .map(|sql| {
+                let statement = conn.prepare_cached(sql).unwrap();
+                statement.get_status(rusqlite::StatementStatus::VmStep)
+            })
+            .sum();
+        let mut expected = Vec::new();
+        for portfolio in ["P1", "P10", "P2"] {
+            for month in ["2025-07", "2025-08"] {
+                expected.push((portfolio.to_string(), month.to_string()));
+            }
+        }
+        assert_eq!(found, expected);
+        assert!(steps < 500, "{steps} steps for 6 pairs of 3,000 charges");
     }
 
     /// Each shape of a charge slice is found the way its
