@@ -495,7 +495,7 @@ impl PostgresStore {
                         WHERE (portfolio, month) > (found.portfolio, found.month)
                         ORDER BY portfolio, month LIMIT 1) next
                 )
-                SELECT portfolio, month FROM found",
+                SELECT portfolio, month FROM found ORDER BY portfolio, month",
                 &[],
             )
             .await?;
@@ -609,7 +609,16 @@ impl PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT DISTINCT business FROM contacts ORDER BY business",
+                // One seek per business on the contacts' key (see
+                // `charge_months`), not every contact.
+                "WITH RECURSIVE found AS (
+                    (SELECT business FROM contacts ORDER BY business LIMIT 1)
+                    UNION ALL
+                    SELECT next.business FROM found, LATERAL (
+                        SELECT business FROM contacts WHERE business > found.business
+                        ORDER BY business LIMIT 1) next
+                )
+                SELECT business FROM found ORDER BY business",
                 &[],
             )
             .await?;

@@ -326,6 +326,39 @@ fn postgres_notices_read_back() {
     on_postgres("notices", |store| async move { notices(&store).await });
 }
 
+/// The business numbers with contacts: each once, in order, however many
+/// users each has (read one seek per number, not one row per contact).
+async fn businesses(store: &Store) {
+    let mut lines = Vec::new();
+    for (n, business) in ["B2", "B1", "B10", "B2", "B1", "B2"].iter().enumerate() {
+        lines.push(format!(
+            r#"{{"type":"inbound","at":"2025-07-10T10:00:{n:02}Z","business":"{business}","user":"+55119999900{n:02}"}}"#
+        ));
+    }
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    store
+        .write(Batch::new(None, &events(&lines), &[]))
+        .await
+        .unwrap();
+    assert_eq!(store.businesses().await.unwrap(), ["B1", "B10", "B2"]);
+}
+
+#[test]
+fn sqlite_businesses_read_back() {
+    on_sqlite(
+        "businesses",
+        |store| async move { businesses(&store).await },
+    );
+}
+
+#[test]
+fn postgres_businesses_read_back() {
+    on_postgres(
+        "businesses",
+        |store| async move { businesses(&store).await },
+    );
+}
+
 /// `charge_sums` reads each kept row in place and sums it as
 /// [`ChargeSums`](wameter_meter::sums::ChargeSums) sums the rows
 /// `charge_facts` reads whole: same groups, counts, exact totals, and the

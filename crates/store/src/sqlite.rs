@@ -498,9 +498,9 @@ impl SqliteStore {
         .await
     }
 
-    /// The (portfolio, month) pairs that have kept charges.
+    /// The (portfolio, month) pairs that have kept charges, in order.
     pub async fn charge_months(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.read(|conn| charge_months(conn)).await
+        self.read(charge_months).await
     }
 
     /// The kept charges of one (portfolio, month) as typed columns.
@@ -691,11 +691,14 @@ impl SqliteStore {
 
     /// Business phone numbers with at least one contact.
     pub async fn businesses(&self) -> Result<Vec<String>, StoreError> {
+        // One seek per business on the contacts' key, not every contact.
         self.read(|conn| {
-            let mut statement =
-                conn.prepare_cached("SELECT DISTINCT business FROM contacts ORDER BY business")?;
-            let rows = statement.query_map([], |row| row.get(0))?;
-            rows.collect()
+            distinct_by_seeks(
+                conn,
+                "SELECT business FROM contacts ORDER BY business LIMIT 1",
+                "SELECT business FROM contacts WHERE business > ?1 ORDER BY business LIMIT 1",
+                &[],
+            )
         })
         .await
     }
@@ -955,32 +958,52 @@ fn contact_row(
         .optional()
 }
 
-/// The (portfolio, month)s with kept charges, in order, found one index
-/// seek at a time (a loose index scan of `charges_by_scope`): the next
-/// portfolio after the last one found, then its months one after another.
-/// `SELECT DISTINCT` read the whole index at every page view and
-/// reconciler round (SQLite skips through an index only with `ANALYZE`'s
-/// statistics), and a comparison of (portfolio, month) row values seeks on
-/// the portfolio only, then reads all its charges.
+/// The distinct values of an index's column, in order, one seek each (a
+/// loose index scan): `first` finds the least, `after` the one after its
+/// last parameter; `bound` are the parameters before it. `SELECT
+/// DISTINCT` reads the whole index: SQLite skips through one only with
+/// `ANALYZE`'s statistics.
+fn distinct_by_seeks(
+    conn: &Connection,
+    first: &str,
+    after: &str,
+    bound: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Vec<String>> {
+    let mut found: Vec<String> = Vec::new();
+    loop {
+        let next: Option<String> = match found.last() {
+            None => conn
+                .prepare_cached(first)?
+                .query_row(bound, |row| row.get(0)),
+            Some(last) => {
+                let mut with_last = bound.to_vec();
+                with_last.push(last);
+                conn.prepare_cached(after)?
+                    .query_row(&with_last[..], |row| row.get(0))
+            }
+        }
+        .optional()?;
+        match next {
+            Some(value) => found.push(value),
+            None => return Ok(found),
+        }
+    }
+}
+
+/// The (portfolio, month)s with kept charges, in order: each portfolio,
+/// then each of its months, by seeks on `charges_by_scope`. `SELECT
+/// DISTINCT` read that whole index at every page view and reconciler
+/// round; comparing (portfolio, month) row values seeks on the portfolio
+/// only, then reads all its charges.
 fn charge_months(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
     // One snapshot for every seek.
     let snapshot = conn.unchecked_transaction()?;
-    let next = |sql: &str, bound: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Option<String>> {
-        snapshot
-            .prepare_cached(sql)?
-            .query_row(bound, |row| row.get(0))
-            .optional()
-    };
-    let mut found = Vec::new();
     let [first_portfolio, next_portfolio, first_month, next_month] = CHARGE_MONTH_SEEKS;
-    let mut portfolio = next(first_portfolio, &[])?;
-    while let Some(current) = portfolio {
-        let mut month = next(first_month, &[&current])?;
-        while let Some(this) = month {
-            month = next(next_month, &[&current, &this])?;
-            found.push((current.clone(), this));
+    let mut found = Vec::new();
+    for portfolio in distinct_by_seeks(&snapshot, first_portfolio, next_portfolio, &[])? {
+        for month in distinct_by_seeks(&snapshot, first_month, next_month, &[&portfolio])? {
+            found.push((portfolio.clone(), month));
         }
-        portfolio = next(next_portfolio, &[&current])?;
     }
     Ok(found)
 }
