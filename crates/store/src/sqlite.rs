@@ -526,11 +526,7 @@ impl SqliteStore {
         self.read(move |conn| {
             let list = slice.businesses.as_deref().map(json_array);
             let (first, last) = slice.months.unwrap_or_else(|| (String::new(), "~".into()));
-            let mut statement = conn.prepare_cached(
-                "SELECT business, event_id, code, message, count FROM charge_warnings
-                 WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
-                   AND month >= ?2 AND month <= ?3",
-            )?;
+            let mut statement = conn.prepare_cached(SLICE_WARNINGS)?;
             let rows =
                 statement.query_map(params![list, first, last], |row| warning_row(row, 0))?;
             rows.collect()
@@ -957,6 +953,12 @@ fn contact_row(
         })
         .optional()
 }
+
+/// The kept warnings of the months `?2` to `?3` (of the businesses in the
+/// JSON array `?1`, or all): through `charge_warnings_by_month`.
+const SLICE_WARNINGS: &str = "SELECT business, event_id, code, message, count FROM charge_warnings
+    WHERE (?1 IS NULL OR business IN (SELECT value FROM json_each(?1)))
+      AND month >= ?2 AND month <= ?3";
 
 /// The distinct values of an index's column, in order, one seek each (a
 /// loose index scan): `first` finds the least, `after` the one after its
@@ -2172,6 +2174,29 @@ mod tests {
                     slice.shape()
                 );
             }
+        }
+    }
+
+    /// The warnings of a slice's months are found through the month, with
+    /// a business list or without.
+    #[test]
+    fn a_slice_reads_only_its_months_warnings() {
+        let path = database("warning-plans");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = open_reader(&path).unwrap();
+        for list in [None, Some(json_array(&["B".to_string()]))] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {SLICE_WARNINGS}"))
+                .unwrap()
+                .query_map(params![list, "2026-01", "2026-02"], |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|step| step
+                    == "SEARCH charge_warnings USING INDEX charge_warnings_by_month (month>? AND month<?)"),
+                "{list:?}: {plan:?}"
+            );
         }
     }
 
