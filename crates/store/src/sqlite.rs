@@ -954,6 +954,10 @@ fn contact_row(
         .optional()
 }
 
+/// Ends the flight of send `?1` of business `?2` (or of any business: a
+/// status naming none), through `in_flight_by_message`.
+const LAND_FLIGHT: &str = "DELETE FROM in_flight WHERE message_id = ?1 AND (?2 IS NULL OR business = ?2 OR business = '')";
+
 /// The kept warnings of the months `?2` to `?3` (of the businesses in the
 /// JSON array `?1`, or all): through `charge_warnings_by_month`.
 const SLICE_WARNINGS: &str = "SELECT business, event_id, code, message, count FROM charge_warnings
@@ -1489,7 +1493,7 @@ fn write_one(
     // A send's outcome frees the budget it held; a send whose outcome is
     // stored already (its webhook overtook upstream's answer) holds none.
     // Only the sending business's statuses count (or one naming none).
-    let mut landed = tx.prepare_cached("DELETE FROM in_flight WHERE message_id = ?1 AND (?2 IS NULL OR business = ?2 OR business = '')")?;
+    let mut landed = tx.prepare_cached(LAND_FLIGHT)?;
     for event in new_events.iter().filter(|event| event.ends_flight) {
         landed.execute(params![event.message_id, event.business])?;
     }
@@ -2196,6 +2200,29 @@ mod tests {
                 plan.iter().any(|step| step
                     == "SEARCH charge_warnings USING INDEX charge_warnings_by_month (month>? AND month<?)"),
                 "{list:?}: {plan:?}"
+            );
+        }
+    }
+
+    /// A status ends its send's flight by one seek, not by reading every
+    /// send in flight.
+    #[test]
+    fn a_flight_ends_by_its_message() {
+        let path = database("flight-plans");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        for business in [None, Some("B")] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {LAND_FLIGHT}"))
+                .unwrap()
+                .query_map(params!["wamid.1", business], |row| row.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(
+                plan,
+                ["SEARCH in_flight USING INDEX in_flight_by_message (message_id=?)"],
+                "{business:?}"
             );
         }
     }
