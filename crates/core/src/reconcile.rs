@@ -243,9 +243,16 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
         .filter(|(_, v)| &*v.pricing.category == "marketing_lite")
         .map(|((business, id), _)| (business.clone(), id.clone()))
         .collect();
-    // Kept for the drift replay; the first replay consumes its events.
-    let report = engine.replay(events.clone());
+    // Kept for the drift replay (the first replay consumes its events),
+    // but only when a send can have drifted: a copy of every event doubled
+    // what reconciling a month holds, for the drift most months lack.
+    let kept = may_drift(&events, &verdicts, &updates).then(|| events.clone());
+    let report = engine.replay(events);
     let drifted = drifted_sends(&report.charges, &verdicts, &updates);
+    debug_assert!(
+        drifted.is_empty() || kept.is_some(),
+        "may_drift must hold wherever drifted_sends finds a send"
+    );
     let mut result = Reconciliation {
         marketing_lite,
         ..Reconciliation::default()
@@ -358,7 +365,7 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
         });
     }
 
-    if !drifted.is_empty() {
+    if let (false, Some(events)) = (drifted.is_empty(), kept) {
         let (drift, total, parts) = price_drift(engine, events, &drifted, &report);
         result.drift = drift;
         result.drift_total = total;
@@ -447,6 +454,31 @@ struct DriftedSend {
     sent_as: TemplateCategory,
     priced_as: TemplateCategory,
     evidence: String,
+}
+
+/// Whether [`drifted_sends`] can find any send, from the events alone
+/// (before they are replayed): a category update names some template, or
+/// Meta's verdict on a template send gives another category than the
+/// send's. `drifted_sends` finds a send only where one of these holds
+/// (its verdict is looked up the same way, by the send's business and
+/// wamid).
+fn may_drift(
+    events: &[Event],
+    verdicts: &BTreeMap<MessageKey, MetaVerdict>,
+    updates: &Updates,
+) -> bool {
+    !updates.is_empty()
+        || events.iter().any(|event| match &event.kind {
+            EventKind::Outbound {
+                business,
+                id,
+                template: Some(template),
+                ..
+            } => verdict_of(verdicts, business, id)
+                .and_then(|verdict| verdict.pricing.template_category())
+                .is_some_and(|category| category != template.category),
+            _ => false,
+        })
 }
 
 /// Delivered template sends (by wamid) whose category is not the one Meta

@@ -676,7 +676,7 @@ impl SqliteStore {
         .await
     }
 
-    /// Business phone numbers with at least one contact.
+    /// The highest event id stored (0: none).
     pub async fn last_event_id(&self) -> Result<i64, StoreError> {
         self.read(|conn| {
             conn.prepare_cached("SELECT coalesce(max(id), 0) FROM events")?
