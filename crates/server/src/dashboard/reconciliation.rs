@@ -403,6 +403,8 @@ async fn reconcile_month(
     tokio::task::spawn_blocking(move || {
         let notices = wameter_meter::notices_of(&notices);
         let loaded = wameter_meter::load(&rows);
+        // The lines are parsed: not held through the replays.
+        drop(rows);
         let engine = config.pricing.engine();
         let mut result = wameter_core::reconcile::reconcile(&engine, loaded.events, &notices);
         let mut discrepancies: Vec<Option<Discrepancy>> = std::mem::take(&mut result.discrepancies)
