@@ -2089,13 +2089,29 @@ mod tests {
         );
     }
 
-    /// The months with kept charges are found one index step per pair,
-    /// not by reading every charge: no step of a full scan of `charges`.
+    /// A fresh store's database, migrated, at a path named `name`.
+    fn migrated(name: &str) -> std::path::PathBuf {
+        let path = database(name);
+        drop(SqliteStore::open(&path).unwrap());
+        path
+    }
+
+    /// The steps of SQLite's plan for `sql` with `values` bound (the detail
+    /// column of `EXPLAIN QUERY PLAN`).
+    fn query_plan(conn: &Connection, sql: &str, values: impl rusqlite::Params) -> Vec<String> {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(values, |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// The months with kept charges are found a few steps per pair, not
+    /// by reading every charge.
     #[test]
     fn the_months_kept_are_found_without_reading_every_charge() {
-        let path = database("charge-months");
-        drop(SqliteStore::open(&path).unwrap());
-        let conn = Connection::open(&path).unwrap();
+        let conn = Connection::open(migrated("charge-months")).unwrap();
         let mut insert = conn
             .prepare("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES (?1, ?2, 'B', 0, ?3, '{}')")
             .unwrap();
@@ -2132,9 +2148,7 @@ mod tests {
     /// store had, whatever the slice).
     #[test]
     fn a_slice_of_charges_reads_only_its_rows() {
-        let path = database("slice-plans");
-        drop(SqliteStore::open(&path).unwrap());
-        let conn = open_reader(&path).unwrap();
+        let conn = open_reader(&migrated("slice-plans")).unwrap();
         let slice = |businesses: Option<Vec<String>>, from_us, to_us| ChargeSlice {
             businesses,
             from_us,
@@ -2163,15 +2177,12 @@ mod tests {
                 format!("business, delivered_at_us, message_id, {FACT_COLUMNS}"),
                 SUM_COLUMNS.to_string(),
             ] {
-                let sql = format!("EXPLAIN QUERY PLAN {}", select_charges(&columns, &slice));
                 let list = slice.businesses.as_deref().map(json_array);
-                let plan: Vec<String> = conn
-                    .prepare(&sql)
-                    .unwrap()
-                    .query_map(params![list, slice.from_us, slice.to_us], |row| row.get(3))
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap();
+                let plan = query_plan(
+                    &conn,
+                    &select_charges(&columns, &slice),
+                    params![list, slice.from_us, slice.to_us],
+                );
                 assert!(
                     plan.iter().any(|step| step == expected),
                     "{:?}: {plan:?}",
@@ -2185,17 +2196,9 @@ mod tests {
     /// a business list or without.
     #[test]
     fn a_slice_reads_only_its_months_warnings() {
-        let path = database("warning-plans");
-        drop(SqliteStore::open(&path).unwrap());
-        let conn = open_reader(&path).unwrap();
+        let conn = open_reader(&migrated("warning-plans")).unwrap();
         for list in [None, Some(json_array(&["B".to_string()]))] {
-            let plan: Vec<String> = conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {SLICE_WARNINGS}"))
-                .unwrap()
-                .query_map(params![list, "2026-01", "2026-02"], |row| row.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let plan = query_plan(&conn, SLICE_WARNINGS, params![list, "2026-01", "2026-02"]);
             assert!(
                 plan.iter().any(|step| step
                     == "SEARCH charge_warnings USING INDEX charge_warnings_by_month (month>? AND month<?)"),
@@ -2208,17 +2211,9 @@ mod tests {
     /// send in flight.
     #[test]
     fn a_flight_ends_by_its_message() {
-        let path = database("flight-plans");
-        drop(SqliteStore::open(&path).unwrap());
-        let conn = Connection::open(&path).unwrap();
+        let conn = Connection::open(migrated("flight-plans")).unwrap();
         for business in [None, Some("B")] {
-            let plan: Vec<String> = conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {LAND_FLIGHT}"))
-                .unwrap()
-                .query_map(params!["wamid.1", business], |row| row.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let plan = query_plan(&conn, LAND_FLIGHT, params!["wamid.1", business]);
             assert_eq!(
                 plan,
                 ["SEARCH in_flight USING INDEX in_flight_by_message (message_id=?)"],
