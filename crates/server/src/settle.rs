@@ -197,7 +197,10 @@ async fn settle_round(state: &AppState) -> Result<(usize, usize), StoreError> {
                 let engine = config.pricing.engine();
                 let now = jiff::Timestamp::now();
                 if !keep_state {
-                    return meter::settle_month(&engine, meter::load(&rows), &businesses, month, now);
+                    let loaded = meter::load(&rows);
+                    // The lines are parsed: not held while the month is priced.
+                    drop(rows);
+                    return meter::settle_month(&engine, loaded, &businesses, month, now);
                 }
                 let whole = kept.is_none();
                 let started = std::time::Instant::now();
