@@ -10,7 +10,8 @@
 //! parts its token sees, of the months it shows.
 //!
 //! Reconciling a month of 100,000 events takes about half a second (its
-//! events read back and priced twice, once more for the cost of drift),
+//! events read back and priced, and priced again for the cost of drift
+//! when a send can have drifted),
 //! so a page does not wait for it after a write, nor after a start:
 //! - a part is kept with the settler generation it was computed at
 //!   ([`crate::settle::Settler::settled_at`]); when its (portfolio,
