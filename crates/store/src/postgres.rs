@@ -748,12 +748,10 @@ impl PostgresStore {
     }
 }
 
-/// [`PostgresStore::events`] on a given connection or transaction.
-/// A kept charge from `business, delivered_at_us, message_id, line` and
-/// [`FACT_COLUMNS`], starting at column `first`.
 /// The condition on `charges` that finds a slice's rows, `$1` its business
 /// list (or NULL), `$2` and `$3` its delivery span: one statement per
-/// [`SliceShape`], as on SQLite.
+/// [`SliceShape`], as on SQLite (PostgreSQL plans an unnamed statement
+/// with its values, so a span and everything share one).
 fn delivered_within(slice: &ChargeSlice) -> &'static str {
     match slice.shape() {
         SliceShape::Businesses => {
@@ -765,6 +763,8 @@ fn delivered_within(slice: &ChargeSlice) -> &'static str {
     }
 }
 
+/// A kept charge from `business, delivered_at_us, message_id, line` and
+/// [`FACT_COLUMNS`], starting at column `first`.
 fn charge_row(row: &tokio_postgres::Row, first: usize) -> ChargeRow {
     ChargeRow {
         business: row.get(first),
