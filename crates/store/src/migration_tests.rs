@@ -33,7 +33,20 @@ fn sqlite_keys(conn: &Connection) -> KeyRows {
         .collect()
 }
 
-/// What V6 must have made of the fixture's keys.
+/// What V14 makes of a V6 key with a message, `{kind}/{business}/{wamid}{rest}`
+/// (the fixture's wamids hold no `/`): the message first, lengths in bytes.
+fn by_message(kind: &str, business: Option<&str>, v6: &str) -> String {
+    let business = business.unwrap_or("");
+    let after = v6.strip_prefix(&format!("{kind}/{business}/")).unwrap();
+    let (id, rest) = after.split_at(after.find('/').unwrap_or(after.len()));
+    format!(
+        "{}:{id}/{kind}/{}:{business}{rest}",
+        id.len(),
+        business.len()
+    )
+}
+
+/// What V6, then V14, must have made of the fixture's keys.
 fn check_keys(before: &KeyRows, after: &KeyRows) {
     assert_eq!(before.len(), EVENTS, "the fixture");
     assert_eq!(after.len(), EVENTS, "no event lost or merged");
@@ -51,7 +64,11 @@ fn check_keys(before: &KeyRows, after: &KeyRows) {
             ),
             _ => old.clone(),
         };
-        assert_eq!(new, &expected, "{kind} {old}");
+        assert_eq!(
+            new,
+            &by_message(kind, business.as_deref(), &expected),
+            "{kind} {old}"
+        );
     }
     // The status line that named its business but no recipient now says
     // whose it is; the one naming none still names none.
@@ -66,14 +83,13 @@ fn check_keys(before: &KeyRows, after: &KeyRows) {
         "{businesses:?}"
     );
     assert!(
-        after.iter().any(
-            |(_, _, key)| key == "status/106540352242922/wamid.out-3/read/2026-02-10T13:30:00Z"
-        )
+        after.iter().any(|(_, _, key)| key
+            == "11:wamid.out-3/status/15:106540352242922/read/2026-02-10T13:30:00Z")
     );
     assert!(
         after
             .iter()
-            .any(|(_, _, key)| key == "status//wamid.out-4/read/2026-02-10T13:00:00Z")
+            .any(|(_, _, key)| key == "11:wamid.out-4/status/0:/read/2026-02-10T13:00:00Z")
     );
 }
 
@@ -251,4 +267,231 @@ fn postgres_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
         (0, EVENTS as u64),
         "every stored event keeps the key this version gives it"
     );
+}
+
+/// Events of every kind with a message, and ids and businesses that hold
+/// what the keys use as punctuation (`/`, `:`, digits) and more than one
+/// byte a character: the keys' lengths are bytes on both sides.
+const V13_LINES: [&str; 9] = [
+    r#"{"type":"inbound","at":"2026-02-10T10:00:00Z","business":"B/1:2","user":"+5511999990000","id":"wamid.é/1:0x"}"#,
+    r#"{"type":"inbound","at":"2026-02-10T10:00:01Z","business":"B/1:2","user":"+5511999990000"}"#,
+    r#"{"type":"outbound","at":"2026-02-10T10:01:00Z","business":"B/1:2","user":"+5511999990000","id":"12:wamid/3"}"#,
+    r#"{"type":"status","at":"2026-02-10T10:01:02Z","business":"B/1:2","id":"12:wamid/3","status":"delivered"}"#,
+    r#"{"type":"status","at":"2026-02-10T10:01:03Z","id":"12:wamid/3","status":"read"}"#,
+    r#"{"type":"outbound","at":"2026-02-10T10:02:00Z","business":"ÿ","user":"+5511999990000","id":"1"}"#,
+    r#"{"type":"status","at":"2026-02-10T10:02:01Z","business":"ÿ","id":"1","status":"delivered"}"#,
+    r#"{"type":"call","at":"2026-02-10T10:03:00Z","business":"B/1:2","user":"+5511999990000","id":"wacid.é/1","direction":"user_initiated","duration":12}"#,
+    r#"{"type":"agent_usage","at":"2026-02-10T10:04:00Z","business":"B/1:2","user":"+5511999990000","id":"agent/1","tokens":100}"#,
+];
+
+/// The key V13 gave an event, from the key this version gives it:
+/// `{kind}/{business}/{id}{rest}` for a message's events, else the same.
+fn v13_key(key: &str) -> String {
+    let Some((id_bytes, after)) = key
+        .split_once(':')
+        .filter(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return key.to_string();
+    };
+    let (id, after) = after.split_at(id_bytes.parse().unwrap());
+    let (kind, after) = after[1..].split_once('/').unwrap();
+    let (business_bytes, after) = after.split_once(':').unwrap();
+    let (business, rest) = after.split_at(business_bytes.parse().unwrap());
+    format!("{kind}/{business}/{id}{rest}")
+}
+
+fn v13_events() -> Vec<wameter_core::event::Event> {
+    V13_LINES
+        .iter()
+        .map(
+            |line| match wameter_log::parse_line(line, Default::default()).unwrap() {
+                wameter_log::Parsed::Event(event) => event,
+                other => panic!("{line}: {other:?}"),
+            },
+        )
+        .collect()
+}
+
+/// What the store must answer after V14 about the events of `V13_LINES`:
+/// every key is this version's, so a redelivery is a duplicate, and each
+/// message's halves and senders are found by the new keys.
+fn check_v14(runtime: &tokio::runtime::Runtime, store: &Store, keys: Vec<String>) {
+    let records: Vec<_> = v13_events()
+        .iter()
+        .map(crate::record::EventRecord::new)
+        .collect();
+    let expected: Vec<String> = records.iter().map(|r| r.dedupe_key.clone()).collect();
+    assert_eq!(keys, expected);
+    assert!(
+        expected
+            .iter()
+            .any(|key| key.starts_with("10:12:wamid/3/status/0:/read/")),
+        "{expected:?}"
+    );
+    let senders = runtime
+        .block_on(store.message_senders(vec!["12:wamid/3".into(), "1".into(), "12".into()]))
+        .unwrap();
+    assert_eq!(
+        senders
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [
+            ("1".to_string(), "ÿ".to_string()),
+            ("12:wamid/3".to_string(), "B/1:2".to_string())
+        ]
+        .into_iter()
+        .collect()
+    );
+    // A span holding the statuses only brings their send along.
+    let at = |line: usize| crate::record::EventRecord::new(&v13_events()[line]).at_us;
+    let events = runtime
+        .block_on(store.events(crate::EventScope::Businesses {
+            businesses: None,
+            since_us: at(3),
+            until_us: at(5),
+            from_id: 0,
+        }))
+        .unwrap();
+    let lines: Vec<&str> = events.iter().map(|e| &*e.line).collect();
+    let expected: Vec<String> = v13_events()[2..5]
+        .iter()
+        .map(|e| crate::record::EventRecord::new(e).line)
+        .collect();
+    assert_eq!(lines, expected, "the send of statuses in the span");
+    let written = runtime
+        .block_on(store.write(Batch::new(None, &v13_events(), &[])))
+        .unwrap();
+    assert_eq!(
+        (written.accepted, written.duplicates),
+        (0, V13_LINES.len() as u64),
+        "every stored event keeps the key this version gives it"
+    );
+}
+
+#[test]
+fn sqlite_v14_puts_the_message_first_in_every_key() {
+    let dir = std::env::temp_dir().join(format!("wameter-store-v14-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("wameter.db");
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        crate::sqlite::embedded::migrations::runner()
+            .set_target(refinery::Target::Version(13))
+            .run(&mut conn)
+            .unwrap();
+        let mut insert = conn
+            .prepare("INSERT INTO events (dedupe_key, kind, business, user_id, message_id, at_us, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            .unwrap();
+        for record in v13_events().iter().map(crate::record::EventRecord::new) {
+            insert
+                .execute(rusqlite::params![
+                    v13_key(&record.dedupe_key),
+                    record.kind,
+                    record.business,
+                    record.user,
+                    record.message_id,
+                    record.at_us,
+                    record.line
+                ])
+                .unwrap();
+        }
+    }
+    let store = Store::Sqlite(crate::sqlite::SqliteStore::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let keys: Vec<String> = conn
+        .prepare("SELECT dedupe_key FROM events ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    check_v14(&runtime, &store, keys);
+    // SQLite text may hold a NUL, where its `length` stops and
+    // `octet_length` does not: a message whose id holds one is still
+    // found by its key.
+    let pair = [
+        r#"{"type":"outbound","at":"2026-03-01T10:00:00Z","business":"B","user":"+5511999990000","id":"a\u0000b"}"#,
+        r#"{"type":"status","at":"2026-03-01T10:00:02Z","business":"B","id":"a\u0000b","status":"delivered"}"#,
+    ];
+    let events: Vec<_> = pair
+        .iter()
+        .map(
+            |line| match wameter_log::parse_line(line, Default::default()).unwrap() {
+                wameter_log::Parsed::Event(event) => event,
+                other => panic!("{line}: {other:?}"),
+            },
+        )
+        .collect();
+    runtime
+        .block_on(store.write(Batch::new(None, &events, &[])))
+        .unwrap();
+    let status_at = crate::record::EventRecord::new(&events[1]).at_us;
+    let found = runtime
+        .block_on(store.events(crate::EventScope::Businesses {
+            businesses: Some(vec!["B".into()]),
+            since_us: status_at,
+            until_us: status_at + 1,
+            from_id: 0,
+        }))
+        .unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn postgres_v14_puts_the_message_first_in_every_key() {
+    let Some(url) = crate::test_postgres::server_url("migration") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = runtime.block_on(crate::test_postgres::fresh_database(
+        &url,
+        &format!("wameter_v14_{}", std::process::id()),
+    ));
+    runtime.block_on(async {
+        let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        crate::postgres::embedded::migrations::runner()
+            .set_target(refinery::Target::Version(13))
+            .run_async(&mut client)
+            .await
+            .unwrap();
+        for record in v13_events().iter().map(crate::record::EventRecord::new) {
+            client
+                .execute(
+                    "INSERT INTO events (dedupe_key, kind, business, user_id, message_id, at_us, line) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[&v13_key(&record.dedupe_key), &record.kind, &record.business, &record.user, &record.message_id, &record.at_us, &record.line],
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let store = Store::Postgres(
+        runtime
+            .block_on(crate::postgres::PostgresStore::open(&url))
+            .unwrap(),
+    );
+    let keys = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .query("SELECT dedupe_key FROM events ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect::<Vec<String>>()
+    });
+    check_v14(&runtime, &store, keys);
 }

@@ -59,7 +59,7 @@ impl EventRecord {
                 kind,
             } => EventRecord {
                 dedupe_key: match id {
-                    Some(id) => format!("inbound/{business}/{id}"),
+                    Some(id) => message_key(id, "inbound", business, ""),
                     None => format!(
                         "inbound/{business}/{user}/{at}/{}/{:?}",
                         entry_point.is_some(),
@@ -80,7 +80,7 @@ impl EventRecord {
             EventKind::Outbound {
                 business, user, id, ..
             } => EventRecord {
-                dedupe_key: format!("outbound/{business}/{id}"),
+                dedupe_key: message_key(id, "outbound", business, ""),
                 kind: "outbound",
                 business: Some(business.to_string()),
                 user: Some(user.to_string()),
@@ -106,7 +106,12 @@ impl EventRecord {
                     // engine matches it: another business's status with the
                     // same wamid and instant is another fact, never a
                     // duplicate of this one (issue 18, decision D17).
-                    dedupe_key: format!("status/{charged_business}/{id}/{}/{at}", status.as_str()),
+                    dedupe_key: message_key(
+                        id,
+                        "status",
+                        &charged_business,
+                        &format!("/{}/{at}", status.as_str()),
+                    ),
                     kind: "status",
                     business: business.clone(),
                     // A contact needs both halves; half of one is no key.
@@ -127,11 +132,11 @@ impl EventRecord {
                 // Only an identical copy is a duplicate here: copies that
                 // differ are all kept, and the engine prices the earliest
                 // and warns (`rules::calling`), as a replay does.
-                dedupe_key: format!(
-                    "call/{}/{}/{}",
-                    call.business,
-                    call.id,
-                    sha256_hex(line.as_bytes())
+                dedupe_key: message_key(
+                    &call.id,
+                    "call",
+                    &call.business,
+                    &format!("/{}", sha256_hex(line.as_bytes())),
                 ),
                 kind: "call",
                 business: Some(call.business.to_string()),
@@ -145,11 +150,11 @@ impl EventRecord {
                 line,
             },
             EventKind::AgentUsage(usage) => EventRecord {
-                dedupe_key: format!(
-                    "agent_usage/{}/{}/{}",
-                    usage.business,
-                    usage.id,
-                    sha256_hex(line.as_bytes())
+                dedupe_key: message_key(
+                    &usage.id,
+                    "agent_usage",
+                    &usage.business,
+                    &format!("/{}", sha256_hex(line.as_bytes())),
                 ),
                 kind: "agent_usage",
                 business: Some(usage.business.to_string()),
@@ -164,6 +169,43 @@ impl EventRecord {
             },
         }
     }
+}
+
+/// The dedupe key of an event with a message id: `{bytes}:{id}/{kind}/`,
+/// then `{bytes}:{business}` and what else tells its copies apart
+/// (`rest`: a status's name and instant, a call's line digest).
+///
+/// It starts with the message, so the one unique index finds a message's
+/// events of a kind by their key's prefix ([`message_range`]): a second
+/// index by message, on keys as random as these, cost every webhook stored
+/// a tenth of its speed (docs/PERFORMANCE.md, session 53). The lengths
+/// are bytes, so no id or business, whatever it holds, can make one key
+/// a prefix of another's message (`12:` ends the digits where `1` would
+/// not). Migration V14 rewrites the earlier `{kind}/{business}/{id}{rest}`
+/// into this from the stored columns; the two must stay in step.
+fn message_key(id: &str, kind: &str, business: &str, rest: &str) -> String {
+    format!(
+        "{}:{id}/{kind}/{}:{business}{rest}",
+        id.len(),
+        business.len()
+    )
+}
+
+/// The keys of message `id`'s events of `kind`: at least the first, less
+/// than the second ([`message_key`]; `0` follows `/`). SQL joins build the
+/// same bounds with [`message_range_sql`].
+pub fn message_range(id: &str, kind: &str) -> (String, String) {
+    let message = format!("{}:{id}/{kind}", id.len());
+    (format!("{message}/"), format!("{message}0"))
+}
+
+/// [`message_range`] in SQL: `{events}.dedupe_key` within the keys of
+/// `kind` events of the message whose id is the SQL expression `id`
+/// (a column of another table in a join). `octet_length` counts bytes, as
+/// [`message_key`] does.
+pub fn message_range_sql(events: &str, id: &str, kind: &str) -> String {
+    let message = format!("octet_length({id}) || ':' || {id} || '/{kind}");
+    format!("{events}.dedupe_key >= ({message}/') AND {events}.dedupe_key < ({message}0')")
 }
 
 /// A notice ready to store.
@@ -653,7 +695,7 @@ mod tests {
             [Some("111"), Some("222"), None].map(|business| EventRecord::new(&status_of(business)));
         assert_eq!(
             a.dedupe_key,
-            "status/111/wamid.A/delivered/2025-07-01T10:00:00Z"
+            "7:wamid.A/status/3:111/delivered/2025-07-01T10:00:00Z"
         );
         assert_ne!(
             a.dedupe_key, b.dedupe_key,
@@ -668,7 +710,7 @@ mod tests {
         );
         assert_eq!(
             EventRecord::new(&send_of("111")).dedupe_key,
-            "outbound/111/wamid.A"
+            "7:wamid.A/outbound/3:111"
         );
         assert_ne!(
             EventRecord::new(&send_of("111")).dedupe_key,

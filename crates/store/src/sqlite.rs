@@ -20,7 +20,7 @@ use crate::alerts::{AlertRow, AlertWrite};
 use crate::pairs::{Kind, PairCache, PairRow};
 use crate::record::{
     Batch, ContactRow, Counts, EventRecord, InFlightRow, StoredEvent, StoredWebhook, Written,
-    contact_updates, unsettled_marks,
+    contact_updates, message_range, message_range_sql, unsettled_marks,
 };
 use crate::relay::RelayBacklog;
 use crate::settled::{
@@ -31,7 +31,7 @@ use crate::settled::{FACT_COLUMNS, SUM_COLUMNS, SliceShape};
 use crate::{EventScope, StoreError};
 use wameter_meter::sums::{ChargeSum, ChargeSums, FactsRef};
 
-mod embedded {
+pub(crate) mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }
 
@@ -663,11 +663,7 @@ impl SqliteStore {
         ids: Vec<String>,
     ) -> Result<Vec<(String, String)>, StoreError> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT DISTINCT message_id, business FROM events
-                 WHERE message_id IN (SELECT value FROM json_each(?1)) AND business IS NOT NULL
-                   AND (kind = 'outbound' OR (kind = 'status' AND webhook_id IS NOT NULL))",
-            )?;
+            let mut statement = conn.prepare_cached(&message_senders_sql())?;
             let rows = statement.query_map(params![json_array(&ids)], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })?;
@@ -893,6 +889,9 @@ fn scoped_sql(scope: &EventScope, columns: &str) -> (String, Vec<rusqlite::types
     // scope but older: a status naming no business (or dated before the
     // span) of an outbound in scope, an outbound (sent before the span)
     // of a status in scope.
+    // A message's other half is found by its key (`message_range_sql`).
+    let its_send = message_range_sql("s", "e.message_id", "outbound");
+    let its_statuses = message_range_sql("s", "e.message_id", "status");
     let fresh_halves = if incremental {
         // CROSS JOIN and `+`: from the new rows to their other halves by
         // message, never a scan of the span's events. A half that joins one
@@ -901,35 +900,37 @@ fn scoped_sql(scope: &EventScope, columns: &str) -> (String, Vec<rusqlite::types
             let in_scope = "+s.business IN (SELECT value FROM json_each(?1))";
             let by_business = "INDEXED BY events_by_business_id";
             format!(
-                "UNION SELECT e.id FROM events e {by_business} CROSS JOIN events s ON s.message_id = e.message_id
+                "UNION SELECT e.id FROM events e {by_business} CROSS JOIN events s ON {its_send}
                     WHERE e.business IN (SELECT value FROM json_each(?1)) AND e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4
-                      AND s.kind = 'outbound' AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}
-                UNION SELECT e.id FROM events e {by_business} CROSS JOIN events s ON s.message_id = e.message_id
+                      AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}
+                UNION SELECT e.id FROM events e {by_business} CROSS JOIN events s ON {its_send}
                     WHERE e.business IS NULL AND e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4
-                      AND s.kind = 'outbound' AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4
-                UNION SELECT e.id FROM events e {by_business} CROSS JOIN events s ON s.message_id = e.message_id
+                      AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4
+                UNION SELECT e.id FROM events e {by_business} CROSS JOIN events s ON {its_statuses}
                     WHERE e.business IN (SELECT value FROM json_each(?1)) AND e.id >= ?5 AND e.kind = 'outbound'
-                      AND s.kind = 'status' AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}"
+                      AND {in_scope} AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}"
             )
         } else {
             format!(
-                "UNION SELECT e.id FROM events e CROSS JOIN events s ON s.message_id = e.message_id
-                    WHERE e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4 AND s.kind = 'outbound' AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}
-                UNION SELECT e.id FROM events e CROSS JOIN events s ON s.message_id = e.message_id
-                    WHERE e.id >= ?5 AND e.kind = 'outbound' AND s.kind = 'status' AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}"
+                "UNION SELECT e.id FROM events e CROSS JOIN events s ON {its_send}
+                    WHERE e.id >= ?5 AND e.kind = 'status' AND e.at_us < ?4 AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}
+                UNION SELECT e.id FROM events e CROSS JOIN events s ON {its_statuses}
+                    WHERE e.id >= ?5 AND e.kind = 'outbound' AND +s.at_us >= ?3 AND +s.at_us < ?4 AND {same_business}"
             )
         }
     } else {
         String::new()
     };
+    let statuses_selected = message_range_sql("e", "s.message_id", "status");
+    let sends_selected = message_range_sql("e", "s.message_id", "outbound");
     let sql = format!(
         "WITH selected AS (SELECT id, kind, business, message_id FROM events {indexed} WHERE {filter} AND {at_us} >= ?3 AND {at_us} < ?4)
          SELECT {columns} FROM events WHERE id IN (
             SELECT id FROM selected
-            UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                WHERE s.kind = 'outbound' AND e.kind = 'status' AND e.at_us < ?4 AND {same_business}
-            UNION SELECT e.id FROM events e JOIN selected s ON e.message_id = s.message_id
-                WHERE s.kind = 'status' AND e.kind = 'outbound' AND {same_business}
+            UNION SELECT e.id FROM selected s CROSS JOIN events e ON {statuses_selected}
+                WHERE s.kind = 'outbound' AND e.at_us < ?4 AND {same_business}
+            UNION SELECT e.id FROM selected s CROSS JOIN events e ON {sends_selected}
+                WHERE s.kind = 'status' AND {same_business}
             {fresh_halves})
          ORDER BY id"
     );
@@ -940,6 +941,19 @@ fn scoped_sql(scope: &EventScope, columns: &str) -> (String, Vec<rusqlite::types
         values.push((*from_id).into());
     }
     (sql, values)
+}
+
+/// The SQL of [`SqliteStore::message_senders`]: each wamid's sends, and
+/// statuses from signed webhooks, by their keys' prefixes.
+fn message_senders_sql() -> String {
+    let sends = message_range_sql("e", "ids.value", "outbound");
+    let statuses = message_range_sql("e", "ids.value", "status");
+    format!(
+        "SELECT e.message_id, e.business FROM json_each(?1) ids CROSS JOIN events e
+            WHERE {sends} AND e.business IS NOT NULL
+         UNION SELECT e.message_id, e.business FROM json_each(?1) ids CROSS JOIN events e
+            WHERE {statuses} AND e.webhook_id IS NOT NULL AND e.business IS NOT NULL"
+    )
 }
 
 fn contact_row(
@@ -1497,19 +1511,17 @@ fn write_one(
     for event in new_events.iter().filter(|event| event.ends_flight) {
         landed.execute(params![event.message_id, event.business])?;
     }
-    let mut hold = tx.prepare_cached(
-        "INSERT INTO in_flight (business, message_id, waba, amount, sent_at_us) SELECT ?1, ?2, ?3, ?4, ?5
-         WHERE NOT EXISTS (SELECT 1 FROM events WHERE message_id = ?2 AND kind = 'status' AND (business IS NULL OR business = ?1)
-                           AND json_extract(line, '$.status') IN ('delivered', 'read', 'failed'))
-         ON CONFLICT (business, message_id) DO NOTHING",
-    )?;
+    let mut hold = tx.prepare_cached(HOLD_FLIGHT)?;
     for row in &batch.in_flight {
+        let (statuses, past_them) = message_range(&row.message_id, "status");
         hold.execute(params![
             row.business,
             row.message_id,
             row.waba,
             row.amount,
-            row.sent_at_us
+            row.sent_at_us,
+            statuses,
+            past_them
         ])?;
     }
     Ok(written)
@@ -1530,9 +1542,25 @@ fn joins_stored(
     let Some(message) = &event.message_id else {
         return Ok(false);
     };
-    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE message_id = ?1 AND kind = ?2 AND id < ?3 AND (?4 IS NULL OR business IS NULL OR business = ?4))")?
-        .query_row(params![message, other, id, event.business], |row| row.get(0))
+    let (first, past) = message_range(message, other);
+    tx.prepare_cached(JOINS_STORED)?
+        .query_row(params![first, past, id, event.business], |row| row.get(0))
 }
+
+/// Whether an event of a message, of a kind (its keys from `?1` to before
+/// `?2`: `record::message_range`), was stored before id `?3`, of business
+/// `?4` or naming none.
+/// (`+business`: never through an index by business, which holds the
+/// business's every event.)
+const JOINS_STORED: &str = "SELECT EXISTS (SELECT 1 FROM events WHERE dedupe_key >= ?1 AND dedupe_key < ?2 AND id < ?3 AND (?4 IS NULL OR +business IS NULL OR +business = ?4))";
+
+/// Holds send `?2` of business `?1` in flight, unless a status that
+/// settles its fate is stored already (its statuses' keys from `?6` to
+/// before `?7`: `record::message_range`).
+const HOLD_FLIGHT: &str = "INSERT INTO in_flight (business, message_id, waba, amount, sent_at_us) SELECT ?1, ?2, ?3, ?4, ?5
+     WHERE NOT EXISTS (SELECT 1 FROM events WHERE dedupe_key >= ?6 AND dedupe_key < ?7 AND (+business IS NULL OR +business = ?1)
+                       AND json_extract(line, '$.status') IN ('delivered', 'read', 'failed'))
+     ON CONFLICT (business, message_id) DO NOTHING";
 
 fn relay_done(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> rusqlite::Result<()> {
     let mut delete = tx.prepare_cached("DELETE FROM relay_outbox WHERE webhook_id = ?1")?;
@@ -2218,6 +2246,98 @@ mod tests {
                 plan,
                 ["SEARCH in_flight USING INDEX in_flight_by_message (message_id=?)"],
                 "{business:?}"
+            );
+        }
+    }
+
+    /// Every statement that finds a message's events reads them through
+    /// the dedupe key's prefix: the store keeps no other index by message
+    /// (migration V14), and a statement that lost its way would read
+    /// every event.
+    #[test]
+    fn a_messages_events_are_found_by_their_keys() {
+        let conn = Connection::open(migrated("message-plans")).unwrap();
+        // Events read by key only: what is scanned is a constant row or
+        // the list of wamids asked for.
+        let by_key = |plan: &[String]| {
+            plan.iter()
+                .any(|step| step.contains("(dedupe_key>? AND dedupe_key<?)"))
+                && plan.iter().all(|step| {
+                    !step.starts_with("SCAN")
+                        || step == "SCAN CONSTANT ROW"
+                        || step.starts_with("SCAN ids")
+                })
+        };
+        let (first, past) = message_range("wamid.1", "status");
+        let plan = query_plan(&conn, JOINS_STORED, params![first, past, 10, "B"]);
+        assert!(by_key(&plan), "{plan:?}");
+        let plan = query_plan(
+            &conn,
+            HOLD_FLIGHT,
+            params!["B", "wamid.1", "W", "0.1", 0, first, past],
+        );
+        assert!(by_key(&plan), "{plan:?}");
+        let plan = query_plan(&conn, &message_senders_sql(), params![r#"["wamid.1"]"#]);
+        assert!(by_key(&plan), "{plan:?}");
+        let scopes = [
+            EventScope::Contact {
+                business: "B".into(),
+                user: "+1".into(),
+                since_us: 0,
+                until_us: 10,
+            },
+            EventScope::Businesses {
+                businesses: Some(vec!["B".into()]),
+                since_us: 0,
+                until_us: 10,
+                from_id: 0,
+            },
+            EventScope::Businesses {
+                businesses: Some(vec!["B".into()]),
+                since_us: 0,
+                until_us: 10,
+                from_id: 5,
+            },
+            EventScope::Businesses {
+                businesses: None,
+                since_us: 0,
+                until_us: 10,
+                from_id: 0,
+            },
+            EventScope::Businesses {
+                businesses: None,
+                since_us: 0,
+                until_us: 10,
+                from_id: 5,
+            },
+        ];
+        for scope in scopes {
+            let (sql, values) = scoped_sql(&scope, "id");
+            let plan = query_plan(&conn, &sql, rusqlite::params_from_iter(values));
+            let halves = plan
+                .iter()
+                .filter(|step| step.contains("(dedupe_key>? AND dedupe_key<?)"))
+                .count();
+            let expected = if matches!(
+                scope,
+                EventScope::Businesses {
+                    from_id: 5,
+                    businesses: Some(_),
+                    ..
+                }
+            ) {
+                5
+            } else if matches!(scope, EventScope::Businesses { from_id: 5, .. }) {
+                4
+            } else {
+                2
+            };
+            assert_eq!(halves, expected, "{scope:?}: {plan:?}");
+            // (`SCAN events` is the scope itself when it is every business's
+            // span; the halves, `e` and `s`, are never scanned.)
+            assert!(
+                !plan.iter().any(|step| step == "SCAN e" || step == "SCAN s"),
+                "{scope:?}: {plan:?}"
             );
         }
     }
