@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 use crate::record::{Batch, Written};
+use crate::settle_tests::events;
 use crate::{Store, StoreError};
 
 /// Events the fixture holds: 16 from webhooks, 7 sends, 2 status lines.
@@ -102,15 +103,7 @@ fn rewritten(
     store: &Store,
     lines: Vec<String>,
 ) -> Result<Written, StoreError> {
-    let events: Vec<_> = lines
-        .iter()
-        .map(
-            |line| match wameter_log::parse_line(line, Default::default()).unwrap() {
-                wameter_log::Parsed::Event(event) => event,
-                other => panic!("{line}: {other:?}"),
-            },
-        )
-        .collect();
+    let events = events(&lines.iter().map(String::as_str).collect::<Vec<_>>());
     runtime.block_on(store.write(Batch::new(None, &events, &[])))
 }
 
@@ -164,19 +157,26 @@ fn sqlite_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn postgres_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
-    let Some(url) = crate::test_postgres::server_url("migration") else {
-        return;
-    };
+/// A runtime and a fresh database named after `test`, when a PostgreSQL
+/// server is given to the tests.
+fn fresh_postgres(test: &str) -> Option<(tokio::runtime::Runtime, String)> {
+    let url = crate::test_postgres::server_url("migration")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let url = runtime.block_on(crate::test_postgres::fresh_database(
         &url,
-        &format!("wameter_v6_{}", std::process::id()),
+        &format!("wameter_{test}_{}", std::process::id()),
     ));
+    Some((runtime, url))
+}
+
+#[test]
+fn postgres_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
+    let Some((runtime, url)) = fresh_postgres("v6") else {
+        return;
+    };
     let sqlite = Connection::open(fixture()).unwrap();
     let before = sqlite_keys(&sqlite);
 
@@ -301,15 +301,7 @@ fn v13_key(key: &str) -> String {
 }
 
 fn v13_events() -> Vec<wameter_core::event::Event> {
-    V13_LINES
-        .iter()
-        .map(
-            |line| match wameter_log::parse_line(line, Default::default()).unwrap() {
-                wameter_log::Parsed::Event(event) => event,
-                other => panic!("{line}: {other:?}"),
-            },
-        )
-        .collect()
+    events(&V13_LINES)
 }
 
 /// What the store must answer after V14 about the events of `V13_LINES`:
@@ -418,15 +410,7 @@ fn sqlite_v14_puts_the_message_first_in_every_key() {
         r#"{"type":"outbound","at":"2026-03-01T10:00:00Z","business":"B","user":"+5511999990000","id":"a\u0000b"}"#,
         r#"{"type":"status","at":"2026-03-01T10:00:02Z","business":"B","id":"a\u0000b","status":"delivered"}"#,
     ];
-    let events: Vec<_> = pair
-        .iter()
-        .map(
-            |line| match wameter_log::parse_line(line, Default::default()).unwrap() {
-                wameter_log::Parsed::Event(event) => event,
-                other => panic!("{line}: {other:?}"),
-            },
-        )
-        .collect();
+    let events = events(&pair);
     runtime
         .block_on(store.write(Batch::new(None, &events, &[])))
         .unwrap();
@@ -446,17 +430,9 @@ fn sqlite_v14_puts_the_message_first_in_every_key() {
 
 #[test]
 fn postgres_v14_puts_the_message_first_in_every_key() {
-    let Some(url) = crate::test_postgres::server_url("migration") else {
+    let Some((runtime, url)) = fresh_postgres("v14") else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let url = runtime.block_on(crate::test_postgres::fresh_database(
-        &url,
-        &format!("wameter_v14_{}", std::process::id()),
-    ));
     runtime.block_on(async {
         let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);

@@ -9,7 +9,8 @@ use crate::settled::{ChargeFacts, ChargeRow, ChargeSlice, SettleJob, Settled, Wa
 use crate::{DatabaseUrl, Store};
 use wameter_meter::sums::{ChargeSum, ChargeSums, FactsRef};
 
-fn events(lines: &[&str]) -> Vec<wameter_core::event::Event> {
+/// The events of canonical lines (each must be one).
+pub(crate) fn events(lines: &[&str]) -> Vec<wameter_core::event::Event> {
     lines
         .iter()
         .map(
