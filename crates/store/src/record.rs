@@ -176,9 +176,10 @@ impl EventRecord {
 /// (`rest`: a status's name and instant, a call's line digest).
 ///
 /// It starts with the message, so the one unique index finds a message's
-/// events of a kind by their key's prefix ([`message_range`]): a second
-/// index by message, on keys as random as these, cost every webhook stored
-/// a tenth of its speed (docs/PERFORMANCE.md, session 53). The lengths
+/// events of a kind by their key's prefix ([`message_range`]): one more
+/// index on keys as random as these cost about 8 % of the webhooks stored,
+/// and dropping SQLite's index by message gained 6 % (docs/PERFORMANCE.md,
+/// sessions 52 and 53). The lengths
 /// are bytes, so no id or business, whatever it holds, can make one key
 /// a prefix of another's message (`12:` ends the digits where `1` would
 /// not). Migration V14 rewrites the earlier `{kind}/{business}/{id}{rest}`
