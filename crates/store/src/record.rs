@@ -759,3 +759,66 @@ mod tests {
         assert_eq!(batch.repeats, 1);
     }
 }
+
+#[cfg(test)]
+mod key_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [&str; 5] = ["inbound", "outbound", "status", "call", "agent_usage"];
+
+    /// Text made of what the keys are made of: digits, `:`, `/`, the
+    /// kinds' names, and a NUL and a two-byte letter besides.
+    fn text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            proptest::string::string_regex("[0-9:/a\\x00é]{1,3}").unwrap(),
+            proptest::sample::select(KINDS.to_vec()).prop_map(String::from),
+        ];
+        proptest::collection::vec(piece, 0..6).prop_map(|pieces| pieces.concat())
+    }
+
+    /// What follows the business: text, or text that reads like the
+    /// start of another message's range (`/status/…`), where a key would
+    /// meet another's range if the lengths did not end where they do.
+    fn rest() -> impl Strategy<Value = String> {
+        prop_oneof![
+            text(),
+            (proptest::sample::select(KINDS.to_vec()), text())
+                .prop_map(|(kind, text)| format!("/{kind}/{text}")),
+        ]
+    }
+
+    proptest! {
+        /// A key lies within a message's range exactly when it is a key of
+        /// that message and kind, whatever the ids, businesses and rest
+        /// hold: the prefix finds a message's events and no other's.
+        ///
+        /// A range holds its id as written, so an id whose range could
+        /// hold the key is a piece of the key: every piece is asked, with
+        /// every kind.
+        #[test]
+        fn a_key_is_in_its_own_messages_range_only(
+            id in text(),
+            kind in 0..KINDS.len(),
+            business in text(),
+            rest in rest(),
+        ) {
+            let key = message_key(&id, KINDS[kind], &business, &rest);
+            let bounds: Vec<usize> = key.char_indices().map(|(at, _)| at).chain([key.len()]).collect();
+            for (n, &start) in bounds.iter().enumerate() {
+                for &end in &bounds[n..] {
+                    let asked = &key[start..end];
+                    for (asked_kind, name) in KINDS.iter().enumerate() {
+                        let (first, past) = message_range(asked, name);
+                        let within = first <= key && key < past;
+                        prop_assert_eq!(
+                            within,
+                            (asked, asked_kind) == (id.as_str(), kind),
+                            "{:?} in {:?}..{:?}", key, first, past
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
