@@ -4,9 +4,9 @@
 -- hold the two to each other), so a webhook Meta delivers again after the
 -- upgrade is still a duplicate. SQLite finds a message's events by the
 -- key's prefix and drops its index by message; PostgreSQL's queries keep
--- `events_by_message` (its ingestion is grouped commits on other storage;
--- the index costs it less, and its text comparisons follow the database's
--- collation, in which a prefix is not a range).
+-- `events_by_message`: its text comparisons follow the database's
+-- collation, in which a prefix need not be a range (and what the index
+-- costs its ingestion was not measured).
 --
 -- Before, a key with a message was `{kind}/{business}/{wamid}{rest}`. Text
 -- here holds no NUL, so `substr` counts characters and lengths of the
