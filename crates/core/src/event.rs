@@ -858,7 +858,6 @@ pub fn infer_outbounds(events: &mut Vec<Event>) -> Vec<(Box<str>, Box<str>)> {
 /// business, a recipient or a known category are left alone; the engine
 /// reports them as statuses for unknown messages.
 pub fn outbounds_from_pricing<E: std::borrow::Borrow<Event>>(events: &[E]) -> Vec<Event> {
-    use std::collections::BTreeMap;
     // foldhash: keys come from the events, and only membership is asked
     // (SipHash was a fifth of the guard's read-back step, PERFORMANCE.md).
     type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
@@ -877,11 +876,14 @@ pub fn outbounds_from_pricing<E: std::borrow::Borrow<Event>>(events: &[E]) -> Ve
             _ => None,
         })
         .collect();
-    // BTreeMap: the result must not depend on hash order.
-    let mut inferred: BTreeMap<
+    // Hashed while the statuses are read (a BTreeMap's string comparisons
+    // were most of this in a reconciliation), then sorted by key: the
+    // result must not depend on hash order.
+    let mut inferred: std::collections::HashMap<
         (&str, &str),
-        (Timestamp, Origin, &StatusDetail, TemplateCategoryChoice),
-    > = BTreeMap::new();
+        StandIn<'_>,
+        foldhash::fast::RandomState,
+    > = std::collections::HashMap::default();
     for event in events {
         let event = event.borrow();
         let EventKind::Status {
@@ -915,29 +917,46 @@ pub fn outbounds_from_pricing<E: std::borrow::Borrow<Event>>(events: &[E]) -> Ve
             })
             .or_insert(candidate);
     }
+    let mut inferred: Vec<_> = inferred.into_iter().collect();
+    inferred.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // One template per category, shared by the stand-ins (a copy is made
+    // by whoever changes one: `Arc::make_mut`).
+    let mut templates: Vec<Arc<Template>> = Vec::new();
+    let mut template = |category: TemplateCategory| {
+        if let Some(shared) = templates.iter().find(|t| t.category == category) {
+            return shared.clone();
+        }
+        let new = Arc::new(Template {
+            name: "".into(),
+            category,
+        });
+        templates.push(new.clone());
+        new
+    };
     inferred
         .into_iter()
-        .map(|((_, id), (at, origin, detail, message))| Event {
-            at,
-            origin,
-            kind: EventKind::Outbound {
-                business: detail.business.as_deref().unwrap_or_default().into(),
-                user: detail.recipient.clone().expect("filtered above"),
-                id: id.into(),
-                template: message.map(|category| {
-                    Arc::new(Template {
-                        name: "".into(),
-                        category,
-                    })
-                }),
-                messaging_account: None,
-            },
+        .filter_map(|((_, id), (at, origin, detail, message))| {
+            Some(Event {
+                at,
+                origin,
+                kind: EventKind::Outbound {
+                    business: detail.business.as_deref()?.into(),
+                    user: detail.recipient.clone()?,
+                    id: id.into(),
+                    template: message.map(&mut template),
+                    messaging_account: None,
+                },
+            })
         })
         .collect()
 }
 
 /// `Some(category)` for a template, `None` for a free-form message.
 type TemplateCategoryChoice = Option<TemplateCategory>;
+
+/// The status a stand-in outbound is made from: its instant and origin,
+/// its detail, and the message its pricing implies.
+type StandIn<'e> = (Timestamp, Origin, &'e StatusDetail, TemplateCategoryChoice);
 
 #[cfg(test)]
 mod tests {

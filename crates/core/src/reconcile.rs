@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 use crate::category::{PricingModel, PricingType, TemplateCategory};
 use crate::charge::Charge;
 use crate::engine::{Engine, Report};
-use crate::event::{DeliveryStatus, Event, EventKind, MetaPricing};
+use crate::event::{DeliveryStatus, Event, EventKind, MetaPricing, StatusDetail};
 use crate::money::Currency;
 use crate::notice::{Notice, NoticeKind};
 use crate::rules::calling::CallCharge;
@@ -54,28 +54,65 @@ pub struct MetaVerdict {
 /// never compared with another business's message of the same id (D17).
 pub type MessageKey = (Box<str>, Box<str>);
 
-/// Meta's verdict on the message `business` sent as `id`: the verdict of
-/// a status naming that business, else of one naming none.
-pub fn verdict_of<'a>(
-    verdicts: &'a BTreeMap<MessageKey, MetaVerdict>,
-    business: &str,
-    id: &str,
-) -> Option<&'a MetaVerdict> {
-    verdicts
-        .get(&(business.into(), id.into()))
-        .or_else(|| verdicts.get(&("".into(), id.into())))
+/// Meta's verdicts in a log by (business its status names, wamid), found
+/// by borrowed keys: every charge of a month is looked up, and a lookup
+/// that built its key allocated two strings. Dense, in log order.
+#[derive(Clone, Debug, Default)]
+pub struct Verdicts {
+    by_key: indexmap::IndexMap<MessageKey, MetaVerdict, foldhash::fast::RandomState>,
+}
+
+/// A [`MessageKey`] borrowed: hashes as the owned key does (a `str` hashes
+/// the same behind a box or a reference, and a pair hashes its halves in
+/// order).
+#[derive(Hash)]
+struct Borrowed<'a>(&'a str, &'a str);
+
+impl indexmap::Equivalent<MessageKey> for Borrowed<'_> {
+    fn equivalent(&self, key: &MessageKey) -> bool {
+        self.0 == &*key.0 && self.1 == &*key.1
+    }
+}
+
+impl Verdicts {
+    /// Meta's verdict on the message `business` sent as `id`: the verdict
+    /// of a status naming that business, else of one naming none.
+    pub fn of(&self, business: &str, id: &str) -> Option<&MetaVerdict> {
+        self.by_key
+            .get(&Borrowed(business, id))
+            .or_else(|| self.by_key.get(&Borrowed("", id)))
+    }
+
+    /// Every verdict with its (business, wamid), in the order of the
+    /// statuses that gave them.
+    pub fn iter(&self) -> impl Iterator<Item = ((&str, &str), &MetaVerdict)> {
+        self.by_key
+            .iter()
+            .map(|((business, id), verdict)| ((&**business, &**id), verdict))
+    }
+
+    /// How many (business, wamid)s have a verdict.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether none has.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
 }
 
 /// Meta's verdicts by (business, wamid), from the statuses in a log.
-pub fn meta_verdicts(events: &[Event]) -> BTreeMap<MessageKey, MetaVerdict> {
-    let rank = |status: DeliveryStatus| match status {
-        DeliveryStatus::Delivered => 0,
-        DeliveryStatus::Read => 1,
-        DeliveryStatus::Sent => 2,
-        DeliveryStatus::Failed => 3,
-    };
-    let mut verdicts: BTreeMap<MessageKey, MetaVerdict> = BTreeMap::new();
-    for event in events {
+///
+/// The winning status of each message is found first, by position, and
+/// only the winners are copied out: a message has two or three priced
+/// statuses (`sent`, `delivered`, `read`), and copying each candidate's
+/// pricing was most of the time this took.
+pub fn meta_verdicts(events: &[Event]) -> Verdicts {
+    use std::hash::BuildHasher;
+    /// A status carrying Meta's pricing: its wamid, status, detail and
+    /// pricing.
+    fn priced_status(event: &Event) -> Option<(&str, DeliveryStatus, &StatusDetail, &MetaPricing)> {
         let EventKind::Status {
             id,
             status,
@@ -83,25 +120,69 @@ pub fn meta_verdicts(events: &[Event]) -> BTreeMap<MessageKey, MetaVerdict> {
             ..
         } = &event.kind
         else {
+            return None;
+        };
+        Some((id, *status, detail, detail.pricing.as_ref()?))
+    }
+    /// (business, wamid) and (rank, instant) of a priced status: the
+    /// lowest (rank, instant) is the verdict.
+    fn priced(event: &Event) -> Option<(Borrowed<'_>, (u8, Timestamp))> {
+        let (id, status, detail, _) = priced_status(event)?;
+        let rank = match status {
+            DeliveryStatus::Delivered => 0u8,
+            DeliveryStatus::Read => 1,
+            DeliveryStatus::Sent => 2,
+            DeliveryStatus::Failed => 3,
+        };
+        Some((
+            Borrowed(detail.business.as_deref().unwrap_or(""), id),
+            (rank, event.at),
+        ))
+    }
+    let state = foldhash::fast::RandomState::default();
+    let hash =
+        |position: &usize| priced(&events[*position]).map_or(0, |(key, _)| state.hash_one(key));
+    // Positions of the winners: a few bytes a message while the statuses
+    // are read.
+    let mut best: hashbrown::HashTable<usize> = hashbrown::HashTable::new();
+    for (position, event) in events.iter().enumerate() {
+        let Some((key, order)) = priced(event) else {
             continue;
         };
-        let Some(pricing) = &detail.pricing else {
-            continue;
+        let same = |seen: &usize| {
+            priced(&events[*seen]).is_some_and(|(seen, _)| seen.0 == key.0 && seen.1 == key.1)
         };
-        let candidate = MetaVerdict {
-            message_id: id.clone(),
-            status: *status,
-            at: event.at,
-            pricing: pricing.clone(),
-            conversation_id: detail.conversation.as_ref().and_then(|c| c.id.clone()),
-        };
-        let key: MessageKey = (detail.business.clone().unwrap_or_default(), id.clone());
-        match verdicts.get(&key) {
-            Some(seen) if (rank(seen.status), seen.at) <= (rank(*status), event.at) => {}
-            _ => {
-                verdicts.insert(key, candidate);
+        match best.entry(state.hash_one(&key), same, hash) {
+            hashbrown::hash_table::Entry::Occupied(mut seen) => {
+                // The first seen wins ties, as it always did.
+                if priced(&events[*seen.get()]).is_some_and(|(_, was)| order < was) {
+                    *seen.get_mut() = position;
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(position);
             }
         }
+    }
+    let mut positions: Vec<usize> = best.into_iter().collect();
+    positions.sort_unstable();
+    let mut verdicts = Verdicts::default();
+    verdicts.by_key.reserve_exact(positions.len());
+    for position in positions {
+        let event = &events[position];
+        let Some((id, status, detail, pricing)) = priced_status(event) else {
+            continue;
+        };
+        verdicts.by_key.insert(
+            (detail.business.clone().unwrap_or_default(), Box::from(id)),
+            MetaVerdict {
+                message_id: Box::from(id),
+                status,
+                at: event.at,
+                pricing: pricing.clone(),
+                conversation_id: detail.conversation.as_ref().and_then(|c| c.id.clone()),
+            },
+        );
     }
     verdicts
 }
@@ -238,11 +319,12 @@ pub struct Share {
 pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Reconciliation {
     let verdicts = meta_verdicts(&events);
     let updates = category_updates(notices);
-    let marketing_lite: Vec<(Box<str>, Box<str>)> = verdicts
+    let mut marketing_lite: Vec<(Box<str>, Box<str>)> = verdicts
         .iter()
         .filter(|(_, v)| &*v.pricing.category == "marketing_lite")
-        .map(|((business, id), _)| (business.clone(), id.clone()))
+        .map(|((business, id), _)| (Box::from(business), Box::from(id)))
         .collect();
+    marketing_lite.sort_unstable();
     // Kept for the drift replay (the first replay consumes its events),
     // but only when a send can have drifted: a copy of every event doubled
     // what reconciling a month holds, for the drift most months lack.
@@ -265,11 +347,11 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
         .collect();
     let delivered_ids: std::collections::HashSet<&str> =
         report.charges.iter().map(|c| &*c.message_id).collect();
-    for ((business, id), verdict) in &verdicts {
+    for ((business, id), verdict) in verdicts.iter() {
         let charged = if business.is_empty() {
-            delivered_ids.contains(&**id)
+            delivered_ids.contains(id)
         } else {
-            delivered.contains(&(&**business, &**id))
+            delivered.contains(&(business, id))
         };
         if charged {
             continue;
@@ -288,7 +370,7 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
     let mut meta_to_engine: HashMap<&str, (&str, &str)> = HashMap::new();
     let mut engine_to_meta: HashMap<&str, (&str, &str)> = HashMap::new();
     for charge in &report.charges {
-        let Some(verdict) = verdict_of(&verdicts, &charge.business, &charge.message_id) else {
+        let Some(verdict) = verdicts.of(&charge.business, &charge.message_id) else {
             result.without_verdict += 1;
             continue;
         };
@@ -462,11 +544,7 @@ struct DriftedSend {
 /// send's. `drifted_sends` finds a send only where one of these holds
 /// (its verdict is looked up the same way, by the send's business and
 /// wamid).
-fn may_drift(
-    events: &[Event],
-    verdicts: &BTreeMap<MessageKey, MetaVerdict>,
-    updates: &Updates,
-) -> bool {
+fn may_drift(events: &[Event], verdicts: &Verdicts, updates: &Updates) -> bool {
     !updates.is_empty()
         || events.iter().any(|event| match &event.kind {
             EventKind::Outbound {
@@ -474,7 +552,8 @@ fn may_drift(
                 id,
                 template: Some(template),
                 ..
-            } => verdict_of(verdicts, business, id)
+            } => verdicts
+                .of(business, id)
                 .and_then(|verdict| verdict.pricing.template_category())
                 .is_some_and(|category| category != template.category),
             _ => false,
@@ -487,7 +566,7 @@ fn may_drift(
 /// never delivered is not charged and cannot drift.
 fn drifted_sends(
     charges: &[Charge],
-    verdicts: &BTreeMap<MessageKey, MetaVerdict>,
+    verdicts: &Verdicts,
     updates: &Updates,
 ) -> BTreeMap<MessageKey, DriftedSend> {
     let mut drifted = BTreeMap::new();
@@ -496,7 +575,7 @@ fn drifted_sends(
             continue;
         };
         let id = &charge.message_id;
-        let verdict = verdict_of(verdicts, &charge.business, id);
+        let verdict = verdicts.of(&charge.business, id);
         if template.name.is_empty() && verdict.is_none() {
             continue;
         }
@@ -1024,4 +1103,81 @@ fn compare(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+    use crate::event::{Origin, StatusDetail};
+
+    /// A priced status of `id`, naming `business` (or none), at second `at`
+    /// of 2026, read from `line`.
+    fn status(
+        id: &str,
+        business: Option<&str>,
+        status: DeliveryStatus,
+        at: i64,
+        category: &str,
+        line: u32,
+    ) -> Event {
+        Event {
+            at: Timestamp::from_second(1_767_225_600 + at).unwrap(),
+            origin: Origin { source: 0, line },
+            kind: EventKind::Status {
+                id: id.into(),
+                status,
+                error: None,
+                detail: Some(Box::new(StatusDetail {
+                    business: business.map(Box::from),
+                    pricing: Some(MetaPricing {
+                        billable: Some(true),
+                        pricing_model: Some("PMP".into()),
+                        pricing_type: Some("regular".into()),
+                        category: category.into(),
+                        cost: None,
+                    }),
+                    ..StatusDetail::default()
+                })),
+            },
+        }
+    }
+
+    /// `delivered` beats `read` beats `sent` whatever their order or
+    /// instants; of two of one rank the earlier wins, and of two at one
+    /// instant the first read; a verdict naming a business is that
+    /// business's, one naming none stands for any business without its own.
+    #[test]
+    fn the_most_telling_status_is_the_verdict_per_business() {
+        use DeliveryStatus::{Delivered, Read, Sent};
+        let events = vec![
+            status("w1", Some("b1"), Sent, 1, "sent", 1),
+            status("w1", Some("b1"), Read, 9, "read", 2),
+            status("w1", Some("b1"), Delivered, 8, "late-delivered", 3),
+            status("w1", Some("b1"), Delivered, 5, "delivered", 4),
+            status("w1", Some("b1"), Delivered, 5, "same-instant", 5),
+            status("w1", Some("b2"), Sent, 2, "b2-sent", 6),
+            status("w1", None, Read, 3, "unnamed-read", 7),
+            status("w2", None, Delivered, 4, "w2", 8),
+        ];
+        for order in [events.clone(), events.iter().rev().cloned().collect()] {
+            let verdicts = meta_verdicts(&order);
+            let category = |business: &str, id: &str| {
+                verdicts
+                    .of(business, id)
+                    .map(|verdict| verdict.pricing.category.to_string())
+            };
+            assert_eq!(verdicts.len(), 4);
+            assert_eq!(category("b2", "w1").as_deref(), Some("b2-sent"));
+            assert_eq!(category("b3", "w1").as_deref(), Some("unnamed-read"));
+            assert_eq!(category("b1", "w2").as_deref(), Some("w2"));
+            assert_eq!(category("b1", "w3"), None);
+            let b1 = category("b1", "w1");
+            if order[0].origin.line == 1 {
+                assert_eq!(b1.as_deref(), Some("delivered"));
+            } else {
+                // Read in reverse: the tie at second 5 goes to the first read.
+                assert_eq!(b1.as_deref(), Some("same-instant"));
+            }
+        }
+    }
 }
