@@ -542,6 +542,42 @@ fn the_reconciler_keeps_months_reconciled_without_a_view() {
         assert!(!shown.contains("Reconciled at"), "{shown}");
         assert_eq!(reconciled("view"), 0, "the page answered from the kept one");
     }
+    // Every message agrees with Meta: the rounds after the writes answered
+    // from the settler's kept state of the month, without a replay.
+    let from_state = || -> u64 {
+        let metrics = server.get("/metrics", None).1;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("wameter_reconciliations_from_kept_state_total "))
+            .map_or(0, |count| count.trim().parse().unwrap())
+    };
+    let agreed = from_state();
+    assert!(agreed >= 2, "{agreed}");
+    // Meta prices one more message otherwise: that month is reconciled
+    // from its events, and the page names the message and the cause.
+    let odd = november(5, 1).replace("wamid.nov5", "wamid.odd").replacen(
+        r#""type":"regular","category":"marketing""#,
+        r#""type":"regular","category":"utility""#,
+        1,
+    );
+    let before = reconciled("reconciler");
+    let (status, answer) = server.post_events(&odd, API_TOKEN);
+    assert_eq!((status, &answer["rejected"]), (200, &json!([])), "{answer}");
+    common::eventually("the reconciler's round after the odd one", || {
+        (reconciled("reconciler") > before).then_some(())
+    });
+    let shown = page(&server, "/reconciliation?month=2026-11");
+    let shown_figures = figures(&shown);
+    assert_eq!(compared(&shown), "6", "{shown}");
+    assert!(
+        shown_figures.contains(&("differ".to_string(), "1".to_string())),
+        "{shown_figures:?}"
+    );
+    assert!(
+        shown.contains("wamid.odd") && shown.contains("template re-categorised"),
+        "{shown}"
+    );
+    assert_eq!(from_state(), agreed, "reconciled from the events");
 }
 
 fn follows_new_events(dir: &std::path::Path, database: String, sqlite: bool) {

@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 use crate::category::{PricingModel, PricingType, TemplateCategory};
 use crate::charge::Charge;
 use crate::engine::{Engine, Report};
-use crate::event::{DeliveryStatus, Event, EventKind, MetaPricing, StatusDetail};
+use crate::event::{DeliveryStatus, Event, EventKind, MetaPricing, Origin, StatusDetail};
 use crate::money::Currency;
 use crate::notice::{Notice, NoticeKind};
 use crate::rules::calling::CallCharge;
@@ -56,10 +56,16 @@ pub type MessageKey = (Box<str>, Box<str>);
 
 /// Meta's verdicts in a log by (business its status names, wamid), found
 /// by borrowed keys: every charge of a month is looked up, and a lookup
-/// that built its key allocated two strings. Dense, in log order.
+/// that built its key allocated two strings. Dense.
+///
+/// A message's verdict is its most telling priced status: the lowest
+/// (rank, instant, origin), ranking `delivered`, `read`, `sent`, then
+/// `failed`. So it does not depend on the order the statuses come in, and
+/// [`Verdicts::fold`] keeps it up one status at a time (the server's
+/// incremental meter) with the same result as [`meta_verdicts`] of all.
 #[derive(Clone, Debug, Default)]
 pub struct Verdicts {
-    by_key: indexmap::IndexMap<MessageKey, MetaVerdict, foldhash::fast::RandomState>,
+    by_key: indexmap::IndexMap<MessageKey, (MetaVerdict, Origin), foldhash::fast::RandomState>,
 }
 
 /// A [`MessageKey`] borrowed: hashes as the owned key does (a `str` hashes
@@ -74,6 +80,61 @@ impl indexmap::Equivalent<MessageKey> for Borrowed<'_> {
     }
 }
 
+/// What decides between two priced statuses of a message: the lowest wins.
+type Telling = (u8, Timestamp, Origin);
+
+fn telling(status: DeliveryStatus, at: Timestamp, origin: Origin) -> Telling {
+    let rank = match status {
+        DeliveryStatus::Delivered => 0,
+        DeliveryStatus::Read => 1,
+        DeliveryStatus::Sent => 2,
+        DeliveryStatus::Failed => 3,
+    };
+    (rank, at, origin)
+}
+
+/// A status carrying Meta's pricing: its wamid, status, detail and
+/// pricing.
+fn priced_status(event: &Event) -> Option<(&str, DeliveryStatus, &StatusDetail, &MetaPricing)> {
+    let EventKind::Status {
+        id,
+        status,
+        detail: Some(detail),
+        ..
+    } = &event.kind
+    else {
+        return None;
+    };
+    Some((id, *status, detail, detail.pricing.as_ref()?))
+}
+
+/// (business, wamid) and how telling a priced status is.
+fn priced(event: &Event) -> Option<(Borrowed<'_>, Telling)> {
+    let (id, status, detail, _) = priced_status(event)?;
+    Some((
+        Borrowed(detail.business.as_deref().unwrap_or(""), id),
+        telling(status, event.at, event.origin),
+    ))
+}
+
+/// The verdict a priced status gives.
+fn verdict(event: &Event) -> Option<MetaVerdict> {
+    let (id, status, detail, pricing) = priced_status(event)?;
+    Some(MetaVerdict {
+        message_id: Box::from(id),
+        status,
+        at: event.at,
+        pricing: pricing.clone(),
+        conversation_id: detail.conversation.as_ref().and_then(|c| c.id.clone()),
+    })
+}
+
+/// The key of a priced status's verdict.
+fn verdict_key(event: &Event) -> Option<MessageKey> {
+    let (id, _, detail, _) = priced_status(event)?;
+    Some((detail.business.clone().unwrap_or_default(), Box::from(id)))
+}
+
 impl Verdicts {
     /// Meta's verdict on the message `business` sent as `id`: the verdict
     /// of a status naming that business, else of one naming none.
@@ -81,14 +142,14 @@ impl Verdicts {
         self.by_key
             .get(&Borrowed(business, id))
             .or_else(|| self.by_key.get(&Borrowed("", id)))
+            .map(|(verdict, _)| verdict)
     }
 
-    /// Every verdict with its (business, wamid), in the order of the
-    /// statuses that gave them.
+    /// Every verdict with its (business, wamid), in no promised order.
     pub fn iter(&self) -> impl Iterator<Item = ((&str, &str), &MetaVerdict)> {
         self.by_key
             .iter()
-            .map(|((business, id), verdict)| ((&**business, &**id), verdict))
+            .map(|((business, id), (verdict, _))| ((&**business, &**id), verdict))
     }
 
     /// How many (business, wamid)s have a verdict.
@@ -100,6 +161,29 @@ impl Verdicts {
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }
+
+    /// Takes one more event: a priced status more telling than its
+    /// message's verdict so far becomes the verdict.
+    pub fn fold(&mut self, event: &Event) {
+        let Some((key, order)) = priced(event) else {
+            return;
+        };
+        match self.by_key.get_mut(&key) {
+            Some((seen, origin)) => {
+                if order < telling(seen.status, seen.at, *origin)
+                    && let Some(verdict) = verdict(event)
+                {
+                    *seen = verdict;
+                    *origin = event.origin;
+                }
+            }
+            None => {
+                if let (Some(key), Some(verdict)) = (verdict_key(event), verdict(event)) {
+                    self.by_key.insert(key, (verdict, event.origin));
+                }
+            }
+        }
+    }
 }
 
 /// Meta's verdicts by (business, wamid), from the statuses in a log.
@@ -110,35 +194,6 @@ impl Verdicts {
 /// pricing was most of the time this took.
 pub fn meta_verdicts(events: &[Event]) -> Verdicts {
     use std::hash::BuildHasher;
-    /// A status carrying Meta's pricing: its wamid, status, detail and
-    /// pricing.
-    fn priced_status(event: &Event) -> Option<(&str, DeliveryStatus, &StatusDetail, &MetaPricing)> {
-        let EventKind::Status {
-            id,
-            status,
-            detail: Some(detail),
-            ..
-        } = &event.kind
-        else {
-            return None;
-        };
-        Some((id, *status, detail, detail.pricing.as_ref()?))
-    }
-    /// (business, wamid) and (rank, instant) of a priced status: the
-    /// lowest (rank, instant) is the verdict.
-    fn priced(event: &Event) -> Option<(Borrowed<'_>, (u8, Timestamp))> {
-        let (id, status, detail, _) = priced_status(event)?;
-        let rank = match status {
-            DeliveryStatus::Delivered => 0u8,
-            DeliveryStatus::Read => 1,
-            DeliveryStatus::Sent => 2,
-            DeliveryStatus::Failed => 3,
-        };
-        Some((
-            Borrowed(detail.business.as_deref().unwrap_or(""), id),
-            (rank, event.at),
-        ))
-    }
     let state = foldhash::fast::RandomState::default();
     let hash =
         |position: &usize| priced(&events[*position]).map_or(0, |(key, _)| state.hash_one(key));
@@ -154,7 +209,6 @@ pub fn meta_verdicts(events: &[Event]) -> Verdicts {
         };
         match best.entry(state.hash_one(&key), same, hash) {
             hashbrown::hash_table::Entry::Occupied(mut seen) => {
-                // The first seen wins ties, as it always did.
                 if priced(&events[*seen.get()]).is_some_and(|(_, was)| order < was) {
                     *seen.get_mut() = position;
                 }
@@ -170,19 +224,9 @@ pub fn meta_verdicts(events: &[Event]) -> Verdicts {
     verdicts.by_key.reserve_exact(positions.len());
     for position in positions {
         let event = &events[position];
-        let Some((id, status, detail, pricing)) = priced_status(event) else {
-            continue;
-        };
-        verdicts.by_key.insert(
-            (detail.business.clone().unwrap_or_default(), Box::from(id)),
-            MetaVerdict {
-                message_id: Box::from(id),
-                status,
-                at: event.at,
-                pricing: pricing.clone(),
-                conversation_id: detail.conversation.as_ref().and_then(|c| c.id.clone()),
-            },
-        );
+        if let (Some(key), Some(verdict)) = (verdict_key(event), verdict(event)) {
+            verdicts.by_key.insert(key, (verdict, event.origin));
+        }
     }
     verdicts
 }
@@ -366,9 +410,7 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
             result.not_delivered += 1;
         }
     }
-    // CBP grouping: Meta's conversation ↔ the engine's, both ways.
-    let mut meta_to_engine: HashMap<&str, (&str, &str)> = HashMap::new();
-    let mut engine_to_meta: HashMap<&str, (&str, &str)> = HashMap::new();
+    let mut comparer = Comparer::default();
     for charge in &report.charges {
         let Some(verdict) = verdicts.of(&charge.business, &charge.message_id) else {
             result.without_verdict += 1;
@@ -377,6 +419,54 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
         result.compared += 1;
         let share = result.shares.entry(share_of(charge)).or_default();
         share.compared += 1;
+        let (fields, grouping) = comparer.compare(charge, verdict);
+        if fields.is_empty() {
+            result.agreements += 1;
+            share.agreements += 1;
+            continue;
+        }
+        share.discrepancies.push(result.discrepancies.len());
+        let cause = grouping
+            .filter(|_| fields == ["conversation"])
+            .unwrap_or_else(|| cause(charge, verdict, &fields, &updates));
+        result.discrepancies.push(Discrepancy {
+            message_id: Box::from(&*charge.message_id),
+            meta: verdict.clone(),
+            engine: charge.clone(),
+            fields,
+            cause,
+        });
+    }
+
+    if let (false, Some(events)) = (drifted.is_empty(), kept) {
+        let (drift, total, parts) = price_drift(engine, events, &drifted, &report);
+        result.drift = drift;
+        result.drift_total = total;
+        for ((share, _), line) in parts {
+            result.shares.entry(share).or_default().drift.push(line);
+        }
+    }
+    result.report = report;
+    result
+}
+
+/// Compares charges with Meta's verdicts one by one, in delivery order,
+/// keeping the CBP conversations paired so far (Meta's ↔ the engine's, both
+/// ways): a pairing that breaks is a grouping difference.
+#[derive(Default)]
+struct Comparer<'c> {
+    meta_to_engine: HashMap<&'c str, (&'c str, &'c str)>,
+    engine_to_meta: HashMap<&'c str, (&'c str, &'c str)>,
+}
+
+impl<'c> Comparer<'c> {
+    /// The fields of `charge` that differ from `verdict`, and the grouping
+    /// difference in a sentence when `conversation` is one of them.
+    fn compare(
+        &mut self,
+        charge: &'c Charge,
+        verdict: &'c MetaVerdict,
+    ) -> (Vec<&'static str>, Option<String>) {
         let mut fields = Vec::new();
         let meta = &verdict.pricing;
         if meta
@@ -408,10 +498,12 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
             charge.pricing_model,
             meta.pricing_model.as_deref(),
         ) {
-            let by_meta = *meta_to_engine
+            let by_meta = *self
+                .meta_to_engine
                 .entry(meta_id)
                 .or_insert((engine_id, &charge.message_id));
-            let by_engine = *engine_to_meta
+            let by_engine = *self
+                .engine_to_meta
                 .entry(engine_id)
                 .or_insert((meta_id, &charge.message_id));
             if by_meta.0 != engine_id {
@@ -429,34 +521,53 @@ pub fn reconcile(engine: &Engine, events: Vec<Event>, notices: &[Notice]) -> Rec
                 fields.push("conversation");
             }
         }
-        if fields.is_empty() {
-            result.agreements += 1;
-            share.agreements += 1;
+        (fields, grouping)
+    }
+}
+
+/// How many charges Meta's verdicts were compared with, by share, when
+/// every one agrees and no send drifted: what [`reconcile`] finds then
+/// ([`Reconciliation::shares`], each with as many agreements and nothing
+/// else), from charges already priced (the incremental meter's) instead
+/// of a replay. `None` when a charge differs or a send drifted: a
+/// discrepancy's cause reads the explanation such charges lack, and drift
+/// is priced by a replay, so the caller reconciles in full.
+///
+/// Only the shares `wanted` accepts count, as a caller keeps only some of
+/// [`reconcile`]'s (a month's, of some businesses): a charge of another
+/// share may differ. `charges` in delivery order, as [`Engine::replay`]
+/// gives them: which charge shows a grouping difference depends on the
+/// charges before it, wanted or not.
+pub fn agreement<'c>(
+    charges: &[&'c Charge],
+    verdicts: &'c Verdicts,
+    notices: &[Notice],
+    wanted: impl Fn(&ShareKey) -> bool,
+) -> Option<BTreeMap<ShareKey, u64>> {
+    let updates = category_updates(notices);
+    let mut comparer = Comparer::default();
+    let mut compared: BTreeMap<ShareKey, u64> = BTreeMap::new();
+    for &charge in charges {
+        let Some(verdict) = verdicts.of(&charge.business, &charge.message_id) else {
+            continue;
+        };
+        let differs = !comparer.compare(charge, verdict).0.is_empty();
+        let share = share_of(charge);
+        if !wanted(&share) {
             continue;
         }
-        share.discrepancies.push(result.discrepancies.len());
-        let cause = grouping
-            .filter(|_| fields == ["conversation"])
-            .unwrap_or_else(|| cause(charge, verdict, &fields, &updates));
-        result.discrepancies.push(Discrepancy {
-            message_id: Box::from(&*charge.message_id),
-            meta: verdict.clone(),
-            engine: charge.clone(),
-            fields,
-            cause,
-        });
-    }
-
-    if let (false, Some(events)) = (drifted.is_empty(), kept) {
-        let (drift, total, parts) = price_drift(engine, events, &drifted, &report);
-        result.drift = drift;
-        result.drift_total = total;
-        for ((share, _), line) in parts {
-            result.shares.entry(share).or_default().drift.push(line);
+        if differs {
+            return None;
         }
+        *compared.entry(share).or_default() += 1;
     }
-    result.report = report;
-    result
+    let wanted_charges = charges
+        .iter()
+        .copied()
+        .filter(|charge| wanted(&share_of(charge)));
+    drifted_sends(wanted_charges, verdicts, &updates)
+        .is_empty()
+        .then_some(compared)
 }
 
 /// The category in force for a template, as `template_category_update`s
@@ -564,8 +675,8 @@ fn may_drift(events: &[Event], verdicts: &Verdicts, updates: &Updates) -> bool {
 /// applies. The charge's delivery instant — the engine's, so the same one
 /// that priced it — decides which update is in force; a send that was
 /// never delivered is not charged and cannot drift.
-fn drifted_sends(
-    charges: &[Charge],
+fn drifted_sends<'c>(
+    charges: impl IntoIterator<Item = &'c Charge>,
     verdicts: &Verdicts,
     updates: &Updates,
 ) -> BTreeMap<MessageKey, DriftedSend> {
@@ -1144,8 +1255,10 @@ mod verdict_tests {
 
     /// `delivered` beats `read` beats `sent` whatever their order or
     /// instants; of two of one rank the earlier wins, and of two at one
-    /// instant the first read; a verdict naming a business is that
-    /// business's, one naming none stands for any business without its own.
+    /// instant the one read first (the lower origin), in whatever order
+    /// they come; a verdict naming a business is that business's, one
+    /// naming none stands for any business without its own. Folding the
+    /// statuses one at a time, in any order, gives the same verdicts.
     #[test]
     fn the_most_telling_status_is_the_verdict_per_business() {
         use DeliveryStatus::{Delivered, Read, Sent};
@@ -1159,24 +1272,40 @@ mod verdict_tests {
             status("w1", None, Read, 3, "unnamed-read", 7),
             status("w2", None, Delivered, 4, "w2", 8),
         ];
-        for order in [events.clone(), events.iter().rev().cloned().collect()] {
-            let verdicts = meta_verdicts(&order);
-            let category = |business: &str, id: &str| {
-                verdicts
-                    .of(business, id)
-                    .map(|verdict| verdict.pricing.category.to_string())
-            };
-            assert_eq!(verdicts.len(), 4);
-            assert_eq!(category("b2", "w1").as_deref(), Some("b2-sent"));
-            assert_eq!(category("b3", "w1").as_deref(), Some("unnamed-read"));
-            assert_eq!(category("b1", "w2").as_deref(), Some("w2"));
-            assert_eq!(category("b1", "w3"), None);
-            let b1 = category("b1", "w1");
-            if order[0].origin.line == 1 {
-                assert_eq!(b1.as_deref(), Some("delivered"));
-            } else {
-                // Read in reverse: the tie at second 5 goes to the first read.
-                assert_eq!(b1.as_deref(), Some("same-instant"));
+        let category = |verdicts: &Verdicts, business: &str, id: &str| {
+            verdicts
+                .of(business, id)
+                .map(|verdict| verdict.pricing.category.to_string())
+        };
+        let expected = [
+            (("b1", "w1"), Some("delivered")),
+            (("b2", "w1"), Some("b2-sent")),
+            (("b3", "w1"), Some("unnamed-read")),
+            (("b1", "w2"), Some("w2")),
+            (("b1", "w3"), None),
+        ];
+        // Every rotation of the log, forwards and backwards.
+        let mut orders = Vec::new();
+        for turn in 0..events.len() {
+            let mut order = events.clone();
+            order.rotate_left(turn);
+            orders.push(order.iter().rev().cloned().collect::<Vec<_>>());
+            orders.push(order);
+        }
+        for order in orders {
+            let mut folded = Verdicts::default();
+            for event in &order {
+                folded.fold(event);
+            }
+            for verdicts in [meta_verdicts(&order), folded] {
+                assert_eq!(verdicts.len(), 4);
+                for ((business, id), wanted) in expected {
+                    assert_eq!(
+                        category(&verdicts, business, id).as_deref(),
+                        wanted,
+                        "{business}/{id}"
+                    );
+                }
             }
         }
     }

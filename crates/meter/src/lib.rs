@@ -35,6 +35,7 @@ use wameter_core::event::{
 };
 use wameter_core::incremental::MeterState;
 use wameter_core::money::Currency;
+use wameter_core::reconcile::Verdicts;
 use wameter_core::report::Totals;
 use wameter_core::rules::agent::AgentCharge;
 use wameter_core::rules::calling::CallCharge;
@@ -640,6 +641,12 @@ pub struct MonthState {
     /// every charge of the month each round), and the scope counted.
     inferred: HashSet<(Arc<str>, Arc<str>)>,
     inferred_scope: Option<(BTreeSet<String>, Month)>,
+    /// Meta's verdicts on the month's messages, kept up from each round's
+    /// events: with the charges, a reconciliation without a replay
+    /// ([`MonthState::agreement`]).
+    verdicts: Verdicts,
+    /// Every business a round has read the events of.
+    scope: BTreeSet<String>,
 }
 
 impl MonthState {
@@ -658,6 +665,8 @@ impl MonthState {
             read_through: 0,
             inferred: HashSet::new(),
             inferred_scope: None,
+            verdicts: Verdicts::default(),
+            scope: BTreeSet::new(),
         }
     }
 
@@ -721,7 +730,9 @@ impl MonthState {
         }
         self.implausible
             .extend(wameter_core::event::implausible_instants(&events, now));
+        self.scope.extend(businesses.iter().cloned());
         for event in &events {
+            self.verdicts.fold(event);
             let (business, message) = match &event.kind {
                 EventKind::Status { id, .. } => (event.kind.business(), Some(id.clone())),
                 EventKind::Outbound { business, .. } | EventKind::Inbound { business, .. } => {
@@ -857,6 +868,28 @@ impl MonthState {
         }
         self.warnings = warnings;
         settled
+    }
+}
+
+impl MonthState {
+    /// Where Meta's verdicts and the month's charges agree, from what the
+    /// state keeps: the messages compared per (business, Messaging
+    /// account, month), as [`wameter_core::reconcile::reconcile`] of the
+    /// scope's events counts them when every one agrees and no send
+    /// drifted. `None` when one differs or drifted, or when the state has
+    /// not read every business of `businesses` (or has read others): the
+    /// caller reconciles from the events then.
+    pub fn agreement(
+        &self,
+        businesses: &BTreeSet<String>,
+        notices: &[wameter_core::notice::Notice],
+        wanted: impl Fn(&wameter_core::reconcile::ShareKey) -> bool,
+    ) -> Option<BTreeMap<wameter_core::reconcile::ShareKey, u64>> {
+        if &self.scope != businesses {
+            return None;
+        }
+        let charges = self.meter.charges();
+        wameter_core::reconcile::agreement(&charges, &self.verdicts, notices, wanted)
     }
 }
 
@@ -1372,6 +1405,70 @@ mod tests {
         }
         assert_eq!(rounds.charges, whole.charges);
         assert_eq!(rounds.warnings, whole.warnings);
+    }
+
+    /// A month's state reconciles from what it keeps what a reconciliation
+    /// of its events finds, whatever rounds the events came in: the counts
+    /// per share when Meta's pricing agrees; nothing (so the caller
+    /// reconciles in full) when a verdict differs or the scope is not the
+    /// one it read. (Which shares are asked for is the core's property
+    /// test, `the_shares_add_up_to_the_reconciliation`.)
+    #[test]
+    fn a_months_state_agrees_with_meta_as_a_reconciliation_does() {
+        let status = |at: &str, id: &str, status: &str, category: &str| {
+            format!(
+                r#"{{"type":"status","at":"{at}","business":"B1","user":"+5511999990000","id":"{id}","status":"{status}","pricing":{{"billable":true,"category":"{category}","pricing_model":"PMP","type":"regular"}}}}"#
+            )
+        };
+        let lines = |utility_as: &str| {
+            vec![
+                status("2026-11-02T10:00:00Z", "wamid.m", "sent", "marketing"),
+                status("2026-11-02T10:00:03Z", "wamid.m", "read", "marketing"),
+                status("2026-11-02T10:00:02Z", "wamid.m", "delivered", "marketing"),
+                status("2026-11-03T09:00:00Z", "wamid.u", "sent", "utility"),
+                status("2026-11-03T09:00:01Z", "wamid.u", "delivered", utility_as),
+                status("2026-11-30T23:00:00Z", "wamid.late", "delivered", "utility"),
+            ]
+        };
+        let pricing = builtin_pricing();
+        let engine = pricing.engine();
+        let businesses: BTreeSet<String> = ["B1".to_string()].into();
+        let month = Month::parse("2026-11").unwrap();
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        for (utility_as, agrees) in [("utility", true), ("marketing", false)] {
+            let rows: Vec<StoredEvent> = lines(utility_as)
+                .into_iter()
+                .enumerate()
+                .map(|(n, line)| StoredEvent {
+                    id: n as i64 + 1,
+                    line: line.into(),
+                })
+                .collect();
+            let full = wameter_core::reconcile::reconcile(&engine, load(&rows).events, &[]);
+            assert_eq!(full.compared, 3);
+            assert_eq!(full.discrepancies.is_empty(), agrees);
+            let counts: BTreeMap<_, u64> = full
+                .shares
+                .iter()
+                .map(|(key, share)| (key.clone(), share.compared))
+                .collect();
+            // One round, a round a row, and a round a row backwards.
+            let mut splits = vec![vec![rows.clone()]];
+            splits.push(rows.iter().map(|row| vec![row.clone()]).collect());
+            splits.push(rows.iter().rev().map(|row| vec![row.clone()]).collect());
+            for rounds in splits {
+                let mut state = MonthState::new(&engine);
+                for (n, round) in rounds.into_iter().enumerate() {
+                    state.settle(&engine, round, &businesses, month, now, n == 0);
+                }
+                assert_eq!(
+                    state.agreement(&businesses, &[], |_| true),
+                    agrees.then(|| counts.clone())
+                );
+                let wider: BTreeSet<String> = ["B1".to_string(), "B2".to_string()].into();
+                assert_eq!(state.agreement(&wider, &[], |_| true), None);
+            }
+        }
     }
 
     /// `/v1/charges` answers from the kept columns what `replay --json`

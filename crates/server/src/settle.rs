@@ -101,6 +101,20 @@ impl Settler {
         }
     }
 
+    /// Runs `f` on the state kept for a (portfolio, month), if one is kept,
+    /// between two settle rounds (during one, the month's state may be out
+    /// being settled). Blocks: call it off the runtime
+    /// (`spawn_blocking`). The settler waits for `f`: keep it short.
+    pub fn with_kept_month<R>(
+        &self,
+        key: &(String, Month),
+        f: impl FnOnce(&MonthState) -> R,
+    ) -> Option<R> {
+        let _turn = self.turn.blocking_lock();
+        let months = self.months.lock().ok()?;
+        months.get(key).map(|(state, _)| f(state))
+    }
+
     /// How many rounds have changed the kept charges so far.
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)

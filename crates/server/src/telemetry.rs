@@ -87,6 +87,10 @@ fn describe() {
         "(portfolio, month) reconciliations computed for the dashboard, by who asked: the background reconciler, a view that found none kept, or a view's refresh of a kept one settled since."
     );
     metrics::describe_counter!(
+        "wameter_reconciliations_from_kept_state_total",
+        "Of those, how many the settler's kept state of the month answered (SQLite; every message agreeing with Meta's pricing, none drifted): no events read, no replay."
+    );
+    metrics::describe_counter!(
         "wameter_events_kept_apart_total",
         "Events not stored as a tenant's, by reason: a webhook entry whose WABA is not its phone number's in the accounts file (kept in the body only), or a line of POST /v1/events for another WABA's message (refused)."
     );

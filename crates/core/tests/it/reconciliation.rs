@@ -3,6 +3,7 @@
 //! discrepancy; the cause names what the log shows.
 
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 use wameter_core::charge::Charge;
 use wameter_core::engine::Engine;
 use wameter_core::event::{
@@ -10,7 +11,8 @@ use wameter_core::event::{
 };
 use wameter_core::market::MarketTable;
 use wameter_core::ratecard::RateBook;
-use wameter_core::reconcile::reconcile;
+
+use wameter_core::reconcile::{agreement, meta_verdicts, reconcile};
 
 use super::properties::{build, step};
 use super::support::*;
@@ -60,16 +62,25 @@ proptest! {
         prop_assume!(!report.charges.is_empty());
         let mut events = log.events.clone();
         events.extend(report.charges.iter().map(|c| verdict_of(c, c.category.as_str())));
-        let agreed = reconcile(&engine, events, &[]);
+        let verdicts = meta_verdicts(&events);
+        let agreed = reconcile(&engine, events.clone(), &[]);
         prop_assert_eq!(agreed.compared, report.charges.len() as u64);
         prop_assert_eq!(agreed.agreements, agreed.compared);
         prop_assert!(agreed.discrepancies.is_empty(), "{:#?}", agreed.discrepancies);
+        // From the charges alone (as the server's meter keeps them): the
+        // same count per share.
+        let charges: Vec<&Charge> = agreed.report.charges.iter().collect();
+        let shares: BTreeMap<_, u64> = agreed.shares.iter().map(|(key, share)| (key.clone(), share.compared)).collect();
+        prop_assert_eq!(agreement(&charges, &verdicts, &[], |_| true), Some(shares));
 
         let changed = pick.get(&report.charges);
         let other = if changed.category.as_str() == "marketing" { "utility" } else { "marketing" };
         let mut events = log.events.clone();
         events.extend(report.charges.iter().map(|c| verdict_of(c, if c.message_id == changed.message_id { other } else { c.category.as_str() })));
+        let verdicts = meta_verdicts(&events);
         let one = reconcile(&engine, events, &[]);
+        let charges: Vec<&Charge> = one.report.charges.iter().collect();
+        prop_assert_eq!(agreement(&charges, &verdicts, &[], |_| true), None);
         prop_assert_eq!(one.discrepancies.len(), 1);
         prop_assert_eq!(&*one.discrepancies[0].message_id, &*changed.message_id);
         prop_assert_eq!(&one.discrepancies[0].fields, &vec!["category"]);
@@ -112,6 +123,12 @@ fn cbp_conversation_grouping_differences_are_named() {
     }
     events.push(verdict_of(&report.charges[0], "marketing"));
     events.push(second);
+    // The charges alone see the grouping difference too, in either order.
+    let verdicts = meta_verdicts(&events);
+    let mut charges: Vec<&Charge> = report.charges.iter().collect();
+    assert_eq!(agreement(&charges, &verdicts, &[], |_| true), None);
+    charges.reverse();
+    assert_eq!(agreement(&charges, &verdicts, &[], |_| true), None);
     let result = reconcile(&engine, events, &[]);
     assert_eq!(result.discrepancies.len(), 1);
     let d = &result.discrepancies[0];
@@ -280,7 +297,20 @@ proptest! {
             let other = if c.category.as_str() == "marketing" { "utility" } else { "marketing" };
             verdict_of(c, if *flip { other } else { c.category.as_str() })
         }));
+        let verdicts = meta_verdicts(&events);
         let result = reconcile(&engine, events, &[]);
+        // From the charges alone: the counts when all agree and nothing
+        // drifted, else nothing (the caller reconciles in full).
+        let charges: Vec<&Charge> = result.report.charges.iter().collect();
+        let counts: BTreeMap<_, u64> = result.shares.iter().map(|(key, share)| (key.clone(), share.compared)).collect();
+        let all_agree = result.discrepancies.is_empty() && result.drift.is_empty();
+        prop_assert_eq!(agreement(&charges, &verdicts, &[], |_| true), all_agree.then_some(counts));
+        // Asked for one month's shares: only those need agree.
+        let first_month = result.shares.keys().next().map(|(_, _, month)| *month);
+        let wanted = |key: &wameter_core::reconcile::ShareKey| Some(key.2) == first_month;
+        let month_counts: BTreeMap<_, u64> = result.shares.iter().filter(|(key, _)| wanted(key)).map(|(key, share)| (key.clone(), share.compared)).collect();
+        let month_agrees = result.shares.iter().filter(|(key, _)| wanted(key)).all(|(_, share)| share.discrepancies.is_empty() && share.drift.is_empty());
+        prop_assert_eq!(agreement(&charges, &verdicts, &[], wanted), month_agrees.then_some(month_counts));
         let shares = result.shares.values();
         prop_assert_eq!(shares.clone().map(|s| s.compared).sum::<u64>(), result.compared);
         prop_assert_eq!(shares.clone().map(|s| s.agreements).sum::<u64>(), result.agreements);

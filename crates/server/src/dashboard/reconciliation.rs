@@ -9,10 +9,15 @@
 //! and month ([`wameter_core::reconcile::Share`]); a page adds up the
 //! parts its token sees, of the months it shows.
 //!
-//! Reconciling a month of 100,000 events takes about half a second (its
-//! events read back and priced, and priced again for the cost of drift
-//! when a send can have drifted),
-//! so a page does not wait for it after a write, nor after a start:
+//! When the settler keeps the month's engine state (SQLite) and every
+//! message agrees with Meta's pricing, the state's charges and Meta's
+//! verdicts, kept up as events arrive, answer at once
+//! ([`wameter_meter::MonthState::agreement`]). Otherwise reconciling a
+//! month of 100,000 events takes about half a second (its events read
+//! back and priced, and priced again for the cost of drift when a send can
+//! have drifted; a discrepancy's cause reads the explanation the kept
+//! charges lack), so a page does not wait for it after a write, nor after
+//! a start:
 //! - a part is kept with the settler generation it was computed at
 //!   ([`crate::settle::Settler::settled_at`]); when its (portfolio,
 //!   month) has been settled since, the page shows the kept part and says
@@ -35,7 +40,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
-use wameter_core::reconcile::{CategoryDrift, Discrepancy};
+use wameter_core::reconcile::{CategoryDrift, Discrepancy, ShareKey};
 use wameter_core::settlement::{Month, settle_span};
 use wameter_pages::{Block, Page, Table, escape};
 use wameter_store::EventScope;
@@ -244,7 +249,7 @@ async fn parts_of(
     for key in wanted {
         if !keep {
             found.push(Arc::new(
-                reconcile_month(state, own(&key.0), key.1, "view").await?,
+                reconcile_month(state, &key.0, own(&key.0), key.1, "view").await?,
             ));
             continue;
         }
@@ -272,7 +277,7 @@ async fn parts_of(
         }
         let at = Timestamp::now();
         let by = if wait { "reconciler" } else { "view" };
-        let parts = Arc::new(reconcile_month(state, own(&key.0), key.1, by).await?);
+        let parts = Arc::new(reconcile_month(state, &key.0, own(&key.0), key.1, by).await?);
         keep_entry(state, key, settled, at, parts.clone());
         found.push(parts);
     }
@@ -293,7 +298,7 @@ fn full(kept: &HashMap<(String, Month), Entry>) -> bool {
 fn refresh(state: Arc<AppState>, key: (String, Month), own: BTreeSet<String>, settled: u64) {
     tokio::spawn(async move {
         let at = Timestamp::now();
-        match reconcile_month(&state, own, key.1, "refresh").await {
+        match reconcile_month(&state, &key.0, own, key.1, "refresh").await {
             Ok(parts) => keep_entry(&state, key, settled, at, Arc::new(parts)),
             Err(error) => {
                 tracing::warn!(error = %error.message, "reconciliation not refreshed");
@@ -361,7 +366,8 @@ async fn portfolios(state: &AppState) -> Result<HashMap<String, BTreeSet<String>
 /// template category notices for its WABAs, and the parts of its own
 /// business numbers in the month.
 async fn reconcile_month(
-    state: &AppState,
+    state: &Arc<AppState>,
+    portfolio: &str,
     own: BTreeSet<String>,
     month: Month,
     by: &'static str,
@@ -372,15 +378,6 @@ async fn reconcile_month(
     // settler prices them.
     let businesses = pricing.with_counter_peers(&own);
     let (since, until) = settle_span(month);
-    let rows = state
-        .store
-        .events(EventScope::Businesses {
-            businesses: Some(businesses.clone()),
-            since_us: since.as_microsecond(),
-            until_us: until.as_microsecond(),
-            from_id: 0,
-        })
-        .await?;
     let wabas: BTreeSet<String> = businesses
         .iter()
         .flat_map(|business| {
@@ -400,9 +397,60 @@ async fn reconcile_month(
             until.as_microsecond(),
         )
         .await?;
+    let notices = wameter_meter::notices_of(&notices);
+    // When the settler keeps the month's state (SQLite) and every message
+    // agrees with Meta, its charges and verdicts say all: no read of the
+    // month's events, no replay (issue 20).
+    let key = (portfolio.to_string(), month);
+    let scope: BTreeSet<String> = businesses.iter().cloned().collect();
+    let kept = state.clone();
+    let mine = own.clone();
+    let (agreed, notices) = tokio::task::spawn_blocking(move || {
+        // The parts kept are the month's of its own numbers: a charge of
+        // the span's edge (another month) or of a peer may differ.
+        let wanted = |(business, _, of): &ShareKey| *of == month && mine.contains(&**business);
+        let agreed = kept
+            .settler
+            .with_kept_month(&key, |month_state| {
+                month_state.agreement(&scope, &notices, wanted)
+            })
+            .flatten();
+        (agreed, notices)
+    })
+    .await
+    .map_err(|error| ApiError::internal(error.to_string()))?;
+    tracing::debug!(
+        portfolio,
+        month = %month,
+        from_kept_state = agreed.is_some(),
+        "reconciling"
+    );
+    if let Some(compared) = agreed {
+        metrics::counter!("wameter_reconciliations_from_kept_state_total").increment(1);
+        return Ok(compared
+            .into_iter()
+            .filter(|((business, _, of), _)| *of == month && own.contains(&**business))
+            .map(|((business, account, _), compared)| Part {
+                business,
+                account,
+                compared,
+                agreements: compared,
+                discrepancies: Vec::new(),
+                drift: Vec::new(),
+            })
+            .collect());
+    }
+    let rows = state
+        .store
+        .events(EventScope::Businesses {
+            businesses: Some(businesses.clone()),
+            since_us: since.as_microsecond(),
+            until_us: until.as_microsecond(),
+            from_id: 0,
+        })
+        .await?;
     let config = state.config.clone();
     tokio::task::spawn_blocking(move || {
-        let notices = wameter_meter::notices_of(&notices);
         let loaded = wameter_meter::load(&rows);
         // The lines are parsed: not held through the replays.
         drop(rows);
