@@ -405,7 +405,13 @@ async fn reconcile_month(
     let scope: BTreeSet<String> = businesses.iter().cloned().collect();
     let kept = state.clone();
     let mine = own.clone();
+    // Only a store that says what it committed (SQLite) has states kept:
+    // on PostgreSQL, asking would only wait for the settler's turn.
+    let keeps_states = state.store.committed_event_id().await?.is_some();
     let (agreed, notices) = tokio::task::spawn_blocking(move || {
+        if !keeps_states {
+            return (None, notices);
+        }
         // The parts kept are the month's of its own numbers: a charge of
         // the span's edge (another month) or of a peer may differ.
         let wanted = |(business, _, of): &ShareKey| *of == month && mine.contains(&**business);
