@@ -249,7 +249,7 @@ async fn parts_of(
     for key in wanted {
         if !keep {
             found.push(Arc::new(
-                reconcile_month(state, &key.0, own(&key.0), key.1, "view").await?,
+                reconcile_month(state, &key.0, own(&key.0), key.1, false, "view").await?,
             ));
             continue;
         }
@@ -277,7 +277,7 @@ async fn parts_of(
         }
         let at = Timestamp::now();
         let by = if wait { "reconciler" } else { "view" };
-        let parts = Arc::new(reconcile_month(state, &key.0, own(&key.0), key.1, by).await?);
+        let parts = Arc::new(reconcile_month(state, &key.0, own(&key.0), key.1, true, by).await?);
         keep_entry(state, key, settled, at, parts.clone());
         found.push(parts);
     }
@@ -298,7 +298,8 @@ fn full(kept: &HashMap<(String, Month), Entry>) -> bool {
 fn refresh(state: Arc<AppState>, key: (String, Month), own: BTreeSet<String>, settled: u64) {
     tokio::spawn(async move {
         let at = Timestamp::now();
-        match reconcile_month(&state, &key.0, own, key.1, "refresh").await {
+        // Spawned only where states are kept (`parts_of`, SQLite).
+        match reconcile_month(&state, &key.0, own, key.1, true, "refresh").await {
             Ok(parts) => keep_entry(&state, key, settled, at, Arc::new(parts)),
             Err(error) => {
                 tracing::warn!(error = %error.message, "reconciliation not refreshed");
@@ -364,12 +365,15 @@ async fn portfolios(state: &AppState) -> Result<HashMap<String, BTreeSet<String>
 /// `wameter_reconciliations_total` by who asked (`reconciler`, `view`, or
 /// `refresh` for a view's background refresh): its events read back, Meta's
 /// template category notices for its WABAs, and the parts of its own
-/// business numbers in the month.
+/// business numbers in the month. `states_kept`: the settler keeps
+/// months' states (SQLite, as the caller found), so the portfolio's may
+/// answer without the events.
 async fn reconcile_month(
     state: &Arc<AppState>,
     portfolio: &str,
     own: BTreeSet<String>,
     month: Month,
+    states_kept: bool,
     by: &'static str,
 ) -> Result<Vec<Part>, ApiError> {
     metrics::counter!("wameter_reconciliations_total", "by" => by).increment(1);
@@ -405,11 +409,10 @@ async fn reconcile_month(
     let scope: BTreeSet<String> = businesses.iter().cloned().collect();
     let kept = state.clone();
     let mine = own.clone();
-    // Only a store that says what it committed (SQLite) has states kept:
-    // on PostgreSQL, asking would only wait for the settler's turn.
-    let keeps_states = state.store.committed_event_id().await?.is_some();
     let (agreed, notices) = tokio::task::spawn_blocking(move || {
-        if !keeps_states {
+        // Without kept states (PostgreSQL), asking would only wait for
+        // the settler's turn.
+        if !states_kept {
             return (None, notices);
         }
         // The parts kept are the month's of its own numbers: a charge of
