@@ -1468,6 +1468,13 @@ fn resolve<'e>(
 /// Builds the timelines of the pairs whose items are in `parts` (every item
 /// of a pair is in one of them; list `i` from part `i` of [`resolve`], whose
 /// business numbers `renumbered[i]` renumbers into `businesses`).
+///
+/// Grouped by counting, not by a vector per pair: each item's pair is found
+/// once (a table of pair numbers), the items are put in pair order in one
+/// list, and each pair's slice is sorted and copied out at its final size.
+/// A vector per pair, held in the table, grew by doubling (three items a
+/// pair on average) and kept its slack until it was copied out: 10-15 MB
+/// of a 2 M-event replay's peak (docs/PERFORMANCE.md).
 fn timelines(
     parts: Vec<Vec<Placed<'_>>>,
     renumbered: &[Vec<u32>],
@@ -1478,72 +1485,128 @@ fn timelines(
     // a pair's key may be any of its events' spelling: the pair takes that
     // of its first event, whichever part read it.
     struct Pair<'e> {
+        business: u32,
+        user: &'e UserId,
         first: Option<(usize, &'e UserId)>,
-        items: Vec<(usize, Item)>,
+        /// Its items: counted, then where its next item goes.
+        items: u32,
     }
-    let mut timelines: HashMap<(u32, &UserId), Pair> = HashMap::default();
-    let items = parts.into_iter().enumerate().flat_map(|(list, items)| {
-        let numbers = renumbered.get(list);
-        items.into_iter().map(move |((business, user), seq, item)| {
-            let business = numbers.and_then(|numbers| numbers.get(business as usize));
-            ((business.copied().unwrap_or(u32::MAX), user), seq, item)
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let mut numbers: HashMap<(u32, &UserId), u32> = HashMap::default();
+    let mut pairs: Vec<Pair> = Vec::new();
+    let mut pair_of: Vec<u32> = Vec::with_capacity(total);
+    let mut all: Vec<(usize, Item)> = Vec::with_capacity(total);
+    for (list, items) in parts.into_iter().enumerate() {
+        let renumbering = renumbered.get(list);
+        for ((business, user), seq, item) in items {
+            let business = renumbering
+                .and_then(|numbers| numbers.get(business as usize))
+                .copied()
+                .unwrap_or(u32::MAX);
+            let next = pairs.len() as u32;
+            let number = *numbers.entry((business, user)).or_insert_with(|| {
+                pairs.push(Pair {
+                    business,
+                    user,
+                    first: None,
+                    items: 0,
+                });
+                next
+            });
+            let Some(pair) = pairs.get_mut(number as usize) else {
+                continue;
+            };
+            pair.items += 1;
+            if matches!(user, UserId::Bsuid(..))
+                && pair.first.as_ref().is_none_or(|(first, _)| seq < *first)
+            {
+                pair.first = Some((seq, user));
+            }
+            pair_of.push(number);
+            all.push((seq, item));
+        }
+    }
+    drop(numbers);
+    // Each item's place in pair order, then the items moved there in place
+    // (following each cycle of the permutation).
+    let mut start = 0u32;
+    let counts: Vec<u32> = pairs
+        .iter_mut()
+        .map(|pair| {
+            let count = pair.items;
+            pair.items = start;
+            start += count;
+            count
         })
-    });
+        .collect();
+    let mut place: Vec<u32> = pair_of
+        .into_iter()
+        .map(|number| {
+            let slot = &mut pairs[number as usize].items;
+            *slot += 1;
+            *slot - 1
+        })
+        .collect();
+    for index in 0..place.len() {
+        loop {
+            let to = place[index] as usize;
+            if to == index {
+                break;
+            }
+            all.swap(index, to);
+            place.swap(index, to);
+        }
+    }
+    drop(place);
+    // Each pair's items by instant and kind first: the wamid is a
+    // delivery's boxed message away, and reaching it for every comparison
+    // was a fifth of building the timelines.
+    let mut rest = &mut all[..];
+    for count in &counts {
+        let (mine, after) = rest.split_at_mut((*count as usize).min(rest.len()));
+        mine.sort_unstable_by(|(a_seq, a), (b_seq, b)| {
+            (a.instant_and_kind())
+                .cmp(&b.instant_and_kind())
+                .then_with(|| (a.sort_key(), a_seq).cmp(&(b.sort_key(), b_seq)))
+        });
+        rest = after;
+    }
     // This thread's own shared strings: a string shared with the other
     // thread had its count raised and lowered from both.
     let shared: Vec<Arc<str>> = businesses
         .iter()
         .map(|&business| Arc::from(business))
         .collect();
-    for ((business, user), seq, item) in items {
-        let scoped = matches!(user, UserId::Bsuid(..)).then_some(user);
-        let pair = timelines.entry((business, user)).or_insert_with(|| Pair {
-            first: None,
-            items: Vec::new(),
+    let mut placed = all.into_iter();
+    let mut timelines = Vec::with_capacity(pairs.len());
+    for (pair, count) in pairs.into_iter().zip(counts) {
+        let items: Vec<Item> = placed
+            .by_ref()
+            .take(count as usize)
+            .map(|(_, item)| item)
+            .collect();
+        // Every number is one of `businesses` (`prepare_parts` renumbered
+        // them all).
+        let Some(business) = shared.get(pair.business as usize) else {
+            continue;
+        };
+        let user = pair.first.map_or(pair.user, |(_, user)| user).clone();
+        // A business-scoped id seen without its country in the event that
+        // made the timeline takes it from any other event.
+        let user = match user {
+            UserId::Bsuid(id, None) => match countries.get(&*id) {
+                Some((_, country)) => UserId::Bsuid(id, Some(*country)),
+                None => UserId::Bsuid(id, None),
+            },
+            user => user,
+        };
+        timelines.push(ContactTimeline {
+            business: business.clone(),
+            user,
+            items,
         });
-        if let Some(user) = scoped
-            && pair.first.as_ref().is_none_or(|(first, _)| seq < *first)
-        {
-            pair.first = Some((seq, user));
-        }
-        pair.items.push((seq, item));
     }
     timelines
-        .into_iter()
-        .filter_map(|((business, user), pair)| {
-            // Every number is one of `businesses` (`prepare_parts`
-            // renumbered them all).
-            let business = shared.get(business as usize)?.clone();
-            let Pair {
-                first,
-                items: mut placed,
-            } = pair;
-            // By instant and kind first: the wamid is a delivery's boxed
-            // message away, and reaching it for every comparison was a
-            // fifth of building the timelines.
-            placed.sort_unstable_by(|(a_seq, a), (b_seq, b)| {
-                (a.instant_and_kind())
-                    .cmp(&b.instant_and_kind())
-                    .then_with(|| (a.sort_key(), a_seq).cmp(&(b.sort_key(), b_seq)))
-            });
-            let items = placed.into_iter().map(|(_, item)| item).collect();
-            let user = first.map_or(user, |(_, user)| user).clone();
-            // A business-scoped id seen without its country in the event
-            // that made the timeline takes it from any other event.
-            let user = match user {
-                UserId::Bsuid(id, None) => match countries.get(&*id) {
-                    Some((_, country)) => UserId::Bsuid(id, Some(*country)),
-                    None => UserId::Bsuid(id, None),
-                },
-                user => user,
-            };
-            Some(ContactTimeline {
-                business,
-                user,
-                items,
-            })
-        })
-        .collect()
 }
 
 /// The decisions for one timeline.
