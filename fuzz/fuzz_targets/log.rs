@@ -16,7 +16,7 @@ use wameter_core::account::Accounts;
 use wameter_core::engine::Engine;
 use wameter_core::event::Origin;
 use wameter_core::event::UnownedStatus;
-use wameter_log::{Parsed, decode_log, event_line, parse_chunk, parse_chunk_unowned, parse_line};
+use wameter_log::{Parsed, decode_log, event_line, parse_chunk, parse_chunk_dealt, parse_chunk_unowned, parse_line};
 use wameter_log::ndjson::parse_line_by_serde;
 
 /// The built-in tables, read once (reading them is most of a replay's cost
@@ -31,6 +31,14 @@ fuzz_target!(|bytes: &[u8]| {
     }
     let chunk = parse_chunk(&text, 0, 1);
     let (apart, statuses) = parse_chunk_unowned(&text, 0, 1);
+    // Dealt out as read, by a part of the wamid's length, they are the same
+    // statuses, each part in input order.
+    let (dealt_chunk, dealt) = parse_chunk_dealt(&text, 0, 1, 3, |id| id.len() % 4);
+    assert_eq!(dealt_chunk.events, apart.events);
+    assert!(dealt.iter().all(|part| part.windows(2).all(|pair| pair[0].origin < pair[1].origin)));
+    let mut together: Vec<_> = dealt.into_iter().flatten().collect();
+    together.sort_by_key(|status| status.origin);
+    assert_eq!(together, statuses, "the statuses dealt out as read are not those given apart");
     assert_eq!(apart.errors, chunk.errors);
     let mut events = apart.events;
     events.extend(statuses.into_iter().map(UnownedStatus::into_event));

@@ -20,7 +20,7 @@ use wameter_core::ratecard::{
     RateBook, RateCard, RateFile, RateFileLayout, Severity, TierBand, TierBook, check_rate_file,
 };
 use wameter_core::ruleset::Ruleset;
-use wameter_log::{LineError, parse_chunk, parse_chunk_unowned};
+use wameter_log::{LineError, parse_chunk, parse_chunk_dealt};
 use wameter_meta::Ignored;
 
 /// Options of every command that prices: accounts, cards, tiers, what-if.
@@ -487,27 +487,45 @@ fn load(
             let previous = std::mem::take(&mut unappended);
             let (chunks, ()) = rayon::join(
                 || {
-                    let apart = folding.is_some();
+                    // The statuses naming no business are dealt out by wamid
+                    // as they are read, as `prepare` will use them, and their
+                    // implausible instants found while they are in cache.
+                    let dealer = folding
+                        .as_ref()
+                        .map(|(folded, now)| (&folded.statuses, *now));
                     let (chunks, statuses): (Vec<_>, Vec<_>) = runs
                         .par_iter()
                         .map(|(run, first_line)| {
-                            let chunk = if apart {
-                                parse_chunk_unowned(run, source, *first_line)
-                            } else {
-                                (parse_chunk(run, source, *first_line), Vec::new())
+                            let chunk = match dealer {
+                                Some((folded, now)) => {
+                                    let (chunk, dealt) = parse_chunk_dealt(
+                                        run,
+                                        source,
+                                        *first_line,
+                                        folded.parts(),
+                                        |id| folded.part_of(id),
+                                    );
+                                    let mut implausible: Vec<_> = dealt
+                                        .iter()
+                                        .flatten()
+                                        .filter_map(|status| status.implausible(now))
+                                        .collect();
+                                    // In line order, as read.
+                                    implausible.sort_by_key(|warning| warning.origin);
+                                    (chunk, (dealt, implausible))
+                                }
+                                None => (
+                                    parse_chunk(run, source, *first_line),
+                                    (Vec::new(), Vec::new()),
+                                ),
                             };
                             progress.inc(run.len() as u64);
                             chunk
                         })
                         .unzip();
-                    if let Some((folded, now)) = &mut folding {
+                    if let Some((folded, _)) = &mut folding {
                         let before = folded.statuses.messages();
-                        fold_statuses(
-                            statuses,
-                            &mut folded.statuses,
-                            &mut folded.implausible,
-                            *now,
-                        );
+                        fold_statuses(statuses, &mut folded.statuses, &mut folded.implausible);
                         if first_block {
                             let new = folded.statuses.messages().saturating_sub(before);
                             folded.statuses.reserve(before + estimate(new));
@@ -555,43 +573,31 @@ fn load(
     Ok(logs)
 }
 
-/// Folds the statuses naming no business of a block's chunks into
-/// `folded`: dealt out by wamid on every core, then each part folded on its
-/// own, in input order.
+/// Folds the statuses naming no business of a block's runs into `folded`,
+/// each part on its own thread, in input order (each run's statuses come
+/// dealt out by part, with the implausible instants found among them).
 fn fold_statuses(
-    chunks: Vec<Vec<UnownedStatus<'_>>>,
+    runs: Vec<(
+        Vec<Vec<UnownedStatus<'_>>>,
+        Vec<wameter_core::charge::Warning>,
+    )>,
     folded: &mut FoldedStatuses,
     implausible_found: &mut Vec<wameter_core::charge::Warning>,
-    now: Timestamp,
 ) {
     let parts = folded.parts();
-    let dealt: Vec<(Vec<Vec<UnownedStatus>>, Vec<wameter_core::charge::Warning>)> = chunks
-        .into_par_iter()
-        .map(|chunk| {
-            let mut by_part: Vec<Vec<UnownedStatus>> = (0..parts)
-                .map(|_| Vec::with_capacity(chunk.len() / parts + chunk.len() / 8))
-                .collect();
-            let mut implausible = Vec::new();
-            for status in chunk {
-                implausible.extend(status.implausible(now));
-                by_part[folded.part_of(&status.id)].push(status);
-            }
-            (by_part, implausible)
-        })
-        .collect();
     let mut by_part: Vec<Vec<Vec<UnownedStatus>>> = (0..parts).map(|_| Vec::new()).collect();
-    for (buckets, implausible) in dealt {
+    for (dealt, implausible) in runs {
         implausible_found.extend(implausible);
-        for (to, bucket) in by_part.iter_mut().zip(buckets) {
-            to.push(bucket);
+        for (to, statuses) in by_part.iter_mut().zip(dealt) {
+            to.push(statuses);
         }
     }
     folded
         .parts_mut()
         .par_iter_mut()
         .zip(by_part)
-        .for_each(|(part, buckets)| {
-            for status in buckets.into_iter().flatten() {
+        .for_each(|(part, runs)| {
+            for status in runs.into_iter().flatten() {
                 part.fold(status);
             }
         });

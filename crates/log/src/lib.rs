@@ -16,7 +16,7 @@ pub mod write;
 
 pub use accounts::{AccountsError, parse_accounts, parse_accounts_file};
 pub use ndjson::{
-    LineError, Parsed, ParsedChunk, decode_lines, decode_log, parse_chunk, parse_chunk_unowned,
-    parse_line,
+    LineError, Parsed, ParsedChunk, decode_lines, decode_log, parse_chunk, parse_chunk_dealt,
+    parse_chunk_unowned, parse_line,
 };
 pub use write::{event_line, notice_line};

@@ -603,6 +603,24 @@ fn parse_line_in<'a>(
             };
             // Extensions: what a Meta status said besides the status
             // (`wameter events` prints them, so its output reads back).
+            // Most statuses say nothing more: building an empty detail to
+            // compare with the default and drop was a tenth of reading one.
+            let plain = raw.business.is_none()
+                && messaging_account.is_none()
+                && raw.user.is_none()
+                && raw.pricing.is_none()
+                && raw.conversation.is_none();
+            if plain {
+                let id = required_text(raw.id, "id")?;
+                return Ok(Line::Unowned(UnownedStatus {
+                    id,
+                    status,
+                    error,
+                    detail: None,
+                    at,
+                    origin,
+                }));
+            }
             let mut detail = StatusDetail {
                 business: raw.business.map(|b| Box::from(trim(&b))),
                 messaging_account,
@@ -798,7 +816,7 @@ pub fn decode_lines(bytes: Vec<u8>, source: u32, first_line: u32) -> (String, Ve
 /// `first_line` (1-based). Callers split big files at line boundaries and
 /// parse the pieces in parallel.
 pub fn parse_chunk(text: &str, source: u32, first_line: u32) -> ParsedChunk {
-    read_chunk(text, source, first_line, false).0
+    read_chunk(text, source, first_line, None).0
 }
 
 /// [`parse_chunk`], with the statuses that name no business given apart,
@@ -810,26 +828,49 @@ pub fn parse_chunk_unowned(
     source: u32,
     first_line: u32,
 ) -> (ParsedChunk, Vec<UnownedStatus<'_>>) {
-    read_chunk(text, source, first_line, true)
+    let (chunk, mut dealt) = parse_chunk_dealt(text, source, first_line, 1, |_| 0);
+    (chunk, dealt.pop().unwrap_or_default())
 }
 
-/// The lines of `text` read; the statuses naming no business among the
-/// events, or given `apart`.
-fn read_chunk(
-    text: &str,
+/// [`parse_chunk_unowned`], the statuses naming no business dealt out as
+/// they are read into `parts` lists by `part_of` their wamid (a part past
+/// the last counts as the last), each in input order: a replay folds each
+/// part on its own thread, and dealing them out in a pass of their own
+/// moved every status once more (docs/PERFORMANCE.md).
+pub fn parse_chunk_dealt<'t>(
+    text: &'t str,
     source: u32,
     first_line: u32,
-    apart: bool,
-) -> (ParsedChunk, Vec<UnownedStatus<'_>>) {
+    parts: usize,
+    part_of: impl Fn(&str) -> usize,
+) -> (ParsedChunk, Vec<Vec<UnownedStatus<'t>>>) {
+    read_chunk(text, source, first_line, Some((parts.max(1), &part_of)))
+}
+
+/// How [`read_chunk`] deals out the statuses naming no business: into how
+/// many lists, and which a wamid's is.
+type Dealer<'d> = (usize, &'d dyn Fn(&str) -> usize);
+
+/// The lines of `text` read; the statuses naming no business among the
+/// events, or given apart, dealt out by `apart`.
+fn read_chunk<'t>(
+    text: &'t str,
+    source: u32,
+    first_line: u32,
+    apart: Option<Dealer<'_>>,
+) -> (ParsedChunk, Vec<Vec<UnownedStatus<'t>>>) {
     let mut chunk = ParsedChunk::default();
-    let mut statuses = Vec::new();
     // One event per line, nearly always: sized once, the vectors are never
     // copied as they grow (growing them was a sixth of a replay's time).
     let lines_in = memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1;
     chunk.events.reserve(lines_in);
-    if apart {
-        statuses.reserve(lines_in);
-    }
+    let mut statuses: Vec<Vec<UnownedStatus>> = match apart {
+        Some((1, _)) => vec![Vec::with_capacity(lines_in)],
+        Some((parts, _)) => (0..parts)
+            .map(|_| Vec::with_capacity(lines_in / parts + lines_in / 8))
+            .collect(),
+        None => Vec::new(),
+    };
     let mut shared = Shared::default();
     for (offset, line) in lines(text).enumerate() {
         let origin = Origin {
@@ -837,7 +878,15 @@ fn read_chunk(
             line: first_line.saturating_add(offset as u32),
         };
         match parse_line_in(line, origin, &mut shared, true) {
-            Ok(Line::Unowned(status)) if apart => statuses.push(status),
+            Ok(Line::Unowned(status)) if apart.is_some() => {
+                let part = match apart {
+                    Some((parts, part_of)) if parts > 1 => part_of(&status.id).min(parts - 1),
+                    _ => 0,
+                };
+                if let Some(list) = statuses.get_mut(part) {
+                    list.push(status);
+                }
+            }
             Ok(Line::Unowned(status)) => chunk.events.push(status.into_event()),
             Ok(Line::Parsed(Parsed::Event(event))) => chunk.events.push(event),
             Ok(Line::Parsed(Parsed::Notice(notice))) => chunk.notices.push(*notice),
@@ -1032,6 +1081,44 @@ mod tests {
         events.extend(statuses.into_iter().map(UnownedStatus::into_event));
         events.sort_by_key(|event| event.origin);
         assert_eq!(events, whole.events);
+    }
+
+    /// Dealt out as they are read, the statuses naming no business land in
+    /// the list their wamid's part says (one past the last counts as the
+    /// last), each list in input order, and together they are what
+    /// `parse_chunk_unowned` gives apart.
+    #[test]
+    fn statuses_dealt_as_read_keep_their_order_within_each_part() {
+        let text = (1..=12)
+            .map(|n| {
+                format!(
+                    r#"{{"type":"status","at":{n},"id":"w{}","status":"sent"}}"#,
+                    n % 4
+                )
+            })
+            .chain([
+                r#"{"type":"inbound","at":1769267419,"business":"1","user":"+5511999990000"}"#
+                    .to_string(),
+            ])
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (apart, statuses) = parse_chunk_unowned(&text, 0, 1);
+        // w0 and w1 to part 0, w2 to part 1, w3 to part 5: the last, 2.
+        let part_of = |id: &str| match id {
+            "w0" | "w1" => 0,
+            "w2" => 1,
+            _ => 5,
+        };
+        let (dealt_chunk, dealt) = parse_chunk_dealt(&text, 0, 1, 3, part_of);
+        assert_eq!(dealt_chunk.events, apart.events);
+        assert_eq!(dealt.len(), 3);
+        let lines = |part: &[UnownedStatus]| part.iter().map(|s| s.origin.line).collect::<Vec<_>>();
+        assert_eq!(lines(&dealt[0]), [1, 4, 5, 8, 9, 12]);
+        assert_eq!(lines(&dealt[1]), [2, 6, 10]);
+        assert_eq!(lines(&dealt[2]), [3, 7, 11]);
+        let mut together: Vec<UnownedStatus> = dealt.into_iter().flatten().collect();
+        together.sort_by_key(|status| status.origin);
+        assert_eq!(together, statuses);
     }
 
     #[test]
