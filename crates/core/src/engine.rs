@@ -501,11 +501,24 @@ impl<'k> UnownedStatuses<'k> {
         read: StatusRead<'_>,
         key: impl FnOnce(Cow<'i, str>) -> Cow<'k, str>,
     ) {
+        use indexmap::map::{RawEntryApiV1, raw_entry_v1::RawEntryMut};
+        use std::hash::BuildHasher;
         self.read += 1;
-        // Looked up by text first: the key is made only for a new wamid.
-        let summary = match self.summaries.get_mut(&*id) {
-            Some(summary) => summary,
-            None => self.summaries.entry(key(id)).or_default(),
+        // Looked up by text, hashed once: the key is made only for a new
+        // wamid (looking it up, then making an entry for it, hashed a new
+        // wamid twice).
+        let hash = self.summaries.hasher().hash_one(&*id);
+        let summary = match self
+            .summaries
+            .raw_entry_mut_v1()
+            .from_key_hashed_nocheck(hash, &*id)
+        {
+            RawEntryMut::Occupied(entry) => entry.into_mut(),
+            RawEntryMut::Vacant(entry) => {
+                entry
+                    .insert_hashed_nocheck(hash, key(id), StatusSummary::default())
+                    .1
+            }
         };
         if !summary.record(read) {
             self.duplicates += 1;
