@@ -1151,8 +1151,64 @@ impl Sizes {
 /// made two threads contend for its count. The user, for the same reason,
 /// is the event's own, borrowed: a copy per item raised and lowered the
 /// user's shared count from both threads and made every item 16 bytes
-/// larger; a timeline copies its user once.
-type Placed<'e> = ((u32, &'e UserId), usize, Item);
+/// larger; a timeline copies its user once. The user's key's fields sit
+/// beside the business's number (a [`UserKey`] inside would pad every item
+/// by 8 bytes).
+struct Placed<'e> {
+    business: u32,
+    kind: u8,
+    len: u8,
+    prefix: [u64; 2],
+    user: &'e UserId,
+    seq: usize,
+    item: Item,
+}
+
+impl Placed<'_> {
+    fn key(&self) -> UserKey {
+        UserKey {
+            kind: self.kind,
+            len: self.len,
+            prefix: self.prefix,
+        }
+    }
+}
+
+/// A user as integers: the id's kind, its length (17 for any longer than
+/// 16 bytes) and its first 16 bytes. Two users whose ids fit in 16 bytes
+/// (every phone number: E.164 numbers have at most 15 digits) are the same
+/// user exactly when their keys are equal, so grouping a pair's items
+/// compares and hashes these without reading the ids again: reading each
+/// item's user from its event and its id from the heap, scattered over
+/// the log, was most of building the timelines (docs/PERFORMANCE.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct UserKey {
+    kind: u8,
+    len: u8,
+    prefix: [u64; 2],
+}
+
+impl UserKey {
+    fn of(user: &UserId) -> UserKey {
+        let (kind, text) = user.key();
+        let mut bytes = [0u8; 16];
+        for (slot, byte) in bytes.iter_mut().zip(text.bytes()) {
+            *slot = byte;
+        }
+        let [high, low] = [&bytes[..8], &bytes[8..]]
+            .map(|half| u64::from_be_bytes(half.try_into().unwrap_or_default()));
+        UserKey {
+            kind,
+            len: text.len().min(17) as u8,
+            prefix: [high, low],
+        }
+    }
+
+    /// Whether the key says all of the id: equal keys then mean equal users.
+    fn whole(&self) -> bool {
+        self.len <= 16
+    }
+}
 
 /// What one part of [`prepare_in`]'s first step found.
 struct Resolved<'e> {
@@ -1209,12 +1265,23 @@ fn resolve<'e>(
         .map(|_| Vec::with_capacity((sizes.inbound + sizes.outbound) / parts + 1))
         .collect();
     let mut place = |business: &'e str, user: &'e UserId, seq: usize, item: Item| {
+        let key = UserKey::of(user);
+        // A pair's items meet in one part: dealt by its business and user
+        // key (users whose longer ids share a key meet too, harmlessly).
         let part = if parts == 1 {
             0
         } else {
-            part_of(&(business, user), parts)
+            part_of(&(business, key), parts)
         };
-        items[part].push(((businesses.number(business), user), seq, item));
+        items[part].push(Placed {
+            business: businesses.number(business),
+            kind: key.kind,
+            len: key.len,
+            prefix: key.prefix,
+            user,
+            seq,
+            item,
+        });
     };
     let mut countries: HashMap<&str, (usize, Country)> = HashMap::default();
     let mut calls = Vec::new();
@@ -1505,19 +1572,30 @@ fn timelines(
         items: u32,
     }
     let total: usize = parts.iter().map(Vec::len).sum();
-    let mut numbers: HashMap<(u32, &UserId), u32> = HashMap::default();
+    // By business and user key; the user itself only when its key does
+    // not say all of its id ([`UserKey`]).
+    let mut numbers: HashMap<(u32, UserKey, Option<&UserId>), u32> = HashMap::default();
     let mut pairs: Vec<Pair> = Vec::new();
     let mut pair_of: Vec<u32> = Vec::with_capacity(total);
     let mut all: Vec<(usize, Item)> = Vec::with_capacity(total);
     for (list, items) in parts.into_iter().enumerate() {
         let renumbering = renumbered.get(list);
-        for ((business, user), seq, item) in items {
+        for placed in items {
+            let key = placed.key();
+            let Placed {
+                business,
+                user,
+                seq,
+                item,
+                ..
+            } = placed;
             let business = renumbering
                 .and_then(|numbers| numbers.get(business as usize))
                 .copied()
                 .unwrap_or(u32::MAX);
             let next = pairs.len() as u32;
-            let number = *numbers.entry((business, user)).or_insert_with(|| {
+            let long = (!key.whole()).then_some(user);
+            let number = *numbers.entry((business, key, long)).or_insert_with(|| {
                 pairs.push(Pair {
                     business,
                     user,
@@ -1530,9 +1608,8 @@ fn timelines(
                 continue;
             };
             pair.items += 1;
-            if matches!(user, UserId::Bsuid(..))
-                && pair.first.as_ref().is_none_or(|(first, _)| seq < *first)
-            {
+            // A business-scoped id (kind 1): its first spelling is kept.
+            if key.kind == 1 && pair.first.as_ref().is_none_or(|(first, _)| seq < *first) {
                 pair.first = Some((seq, user));
             }
             pair_of.push(number);

@@ -18,15 +18,17 @@ use wameter_core::ratecard::calling::CallRateBook;
 
 use super::support::*;
 
-/// The last is a business-scoped id without a country prefix, whose
-/// country only some events give.
-const USERS: [&str; 6] = [
+/// The last two are business-scoped ids without a country prefix, whose
+/// country only some events give; they share their first 16 bytes, where
+/// a timeline's grouping stops comparing integers and compares the ids.
+const USERS: [&str; 7] = [
     "+5511999990000",
     "+919876543210",
     "+919811111111",
     "+6281234567890",
     "+12125550100",
     "user.9373795779eb",
+    "user.9373795779ec",
 ];
 /// Three listed numbers in two portfolios (b1 and b2 share one), in three
 /// time zones, and one number not in the accounts.
