@@ -1156,9 +1156,9 @@ impl Sizes {
 /// by 8 bytes).
 struct Placed<'e> {
     business: u32,
-    kind: u8,
+    form: u8,
     len: u8,
-    prefix: [u64; 2],
+    value: u64,
     user: &'e UserId,
     seq: usize,
     item: Item,
@@ -1167,46 +1167,65 @@ struct Placed<'e> {
 impl Placed<'_> {
     fn key(&self) -> UserKey {
         UserKey {
-            kind: self.kind,
+            form: self.form,
             len: self.len,
-            prefix: self.prefix,
+            value: self.value,
         }
     }
 }
 
-/// A user as integers: the id's kind, its length (17 for any longer than
-/// 16 bytes) and its first 16 bytes. Two users whose ids fit in 16 bytes
-/// (every phone number: E.164 numbers have at most 15 digits) are the same
-/// user exactly when their keys are equal, so grouping a pair's items
-/// compares and hashes these without reading the ids again: reading each
-/// item's user from its event and its id from the heap, scattered over
-/// the log, was most of building the timelines (docs/PERFORMANCE.md).
+/// A user as one integer and two bytes: a phone number's digits as their
+/// number, any other id's first 8 bytes, with the id's kind, form and
+/// length. Two users whose keys say all of their ids (every phone number:
+/// E.164 numbers have at most 15 digits) are the same user exactly when
+/// their keys are equal, so grouping a pair's items compares and hashes
+/// these without reading the ids again: reading each item's user from its
+/// event and its id from the heap, scattered over the log, was most of
+/// building the timelines (docs/PERFORMANCE.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct UserKey {
-    kind: u8,
+    /// The kind ([`UserId::key`]) in the low bit; 2 when `value` is the
+    /// id's digits as a number, else its first 8 bytes.
+    form: u8,
+    /// The id's length in bytes, at most 255.
     len: u8,
-    prefix: [u64; 2],
+    value: u64,
 }
 
 impl UserKey {
     fn of(user: &UserId) -> UserKey {
         let (kind, text) = user.key();
-        let mut bytes = [0u8; 16];
+        let len = text.len().min(255) as u8;
+        // 19 digits always fit: 10^19 - 1 < 2^64.
+        if (1..=19).contains(&text.len()) && text.bytes().all(|byte| byte.is_ascii_digit()) {
+            let value = text
+                .bytes()
+                .fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0'));
+            return UserKey {
+                form: kind | 2,
+                len,
+                value,
+            };
+        }
+        let mut bytes = [0u8; 8];
         for (slot, byte) in bytes.iter_mut().zip(text.bytes()) {
             *slot = byte;
         }
-        let [high, low] = [&bytes[..8], &bytes[8..]]
-            .map(|half| u64::from_be_bytes(half.try_into().unwrap_or_default()));
         UserKey {
-            kind,
-            len: text.len().min(17) as u8,
-            prefix: [high, low],
+            form: kind,
+            len,
+            value: u64::from_be_bytes(bytes),
         }
     }
 
     /// Whether the key says all of the id: equal keys then mean equal users.
     fn whole(&self) -> bool {
-        self.len <= 16
+        self.form & 2 != 0 || self.len <= 8
+    }
+
+    /// Whether the id is business-scoped.
+    fn scoped(&self) -> bool {
+        self.form & 1 == 1
     }
 }
 
@@ -1275,9 +1294,9 @@ fn resolve<'e>(
         };
         items[part].push(Placed {
             business: businesses.number(business),
-            kind: key.kind,
+            form: key.form,
             len: key.len,
-            prefix: key.prefix,
+            value: key.value,
             user,
             seq,
             item,
@@ -1608,8 +1627,8 @@ fn timelines(
                 continue;
             };
             pair.items += 1;
-            // A business-scoped id (kind 1): its first spelling is kept.
-            if key.kind == 1 && pair.first.as_ref().is_none_or(|(first, _)| seq < *first) {
+            // A business-scoped id: its first spelling is kept.
+            if key.scoped() && pair.first.as_ref().is_none_or(|(first, _)| seq < *first) {
                 pair.first = Some((seq, user));
             }
             pair_of.push(number);
@@ -2927,6 +2946,51 @@ impl<'e, 'a> Settler<'e, 'a> {
                 charge,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod user_keys {
+    use super::UserKey;
+    use crate::event::{Country, UserId};
+    use std::sync::Arc;
+
+    /// Keys that say all of an id are equal exactly when the ids are
+    /// (kind included, leading zeros and lengths too); the others say so.
+    #[test]
+    fn a_whole_key_is_equal_exactly_when_the_ids_are() {
+        let phone = |digits: &str| UserId::Phone(Arc::from(digits));
+        let scoped = |id: &str| UserId::Bsuid(Arc::from(id), None);
+        let users = [
+            phone("5511999990000"),
+            phone("05511999990000"),
+            phone("1234567890123456789"),
+            phone("12345678901234567890"),
+            phone("12345678901234567891"),
+            scoped("5511999990000"),
+            scoped("user.937"),
+            scoped("user.9373795779eb"),
+            scoped("user.9373795779ec"),
+            UserId::Bsuid(Arc::from("user.937"), Country::new("IN")),
+        ];
+        let whole = [
+            true, true, true, false, false, true, true, false, false, true,
+        ];
+        for (user, whole) in users.iter().zip(whole) {
+            assert_eq!(UserKey::of(user).whole(), whole, "{user:?}");
+        }
+        for a in &users {
+            for b in &users {
+                let (ka, kb) = (UserKey::of(a), UserKey::of(b));
+                if ka.whole() && kb.whole() {
+                    assert_eq!(ka == kb, a == b, "{a:?} against {b:?}");
+                } else if a == b {
+                    assert_eq!(ka, kb, "{a:?} against {b:?}");
+                }
+            }
+        }
+        assert!(UserKey::of(&scoped("user.937")).scoped());
+        assert!(!UserKey::of(&phone("5511999990000")).scoped());
     }
 }
 
