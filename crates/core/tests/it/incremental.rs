@@ -19,8 +19,9 @@ use wameter_core::ratecard::calling::CallRateBook;
 use super::support::*;
 
 /// The last two are business-scoped ids without a country prefix, whose
-/// country only some events give; they share their first 16 bytes, where
-/// a timeline's grouping stops comparing integers and compares the ids.
+/// country only some events give; they differ in their last byte only, so
+/// a timeline's grouping, which keys such an id by its first bytes, must
+/// compare the ids themselves.
 const USERS: [&str; 7] = [
     "+5511999990000",
     "+919876543210",
