@@ -37,30 +37,29 @@ pub(super) fn read<'a>(line: &'a str, raw: &mut RawEvent<'a>) -> Option<()> {
     }
     loop {
         reader.skip_space();
-        let key = reader.string()?;
+        // `object`, `pricing`, `conversation` hold objects; any other key
+        // is one serde ignores, after checking its value is JSON.
+        let bit = reader.key()?;
         reader.skip_space();
         reader.expect(b':')?;
         reader.skip_space();
-        let (bit, value) = match key {
-            "type" => (0, Value::Text(&mut raw.event_type)),
-            "at" => (1, Value::Raw(&mut raw.at)),
-            "business" => (2, Value::Text(&mut raw.business)),
-            "user" => (3, Value::Text(&mut raw.user)),
-            "user_country" => (4, Value::Text(&mut raw.user_country)),
-            "id" => (5, Value::Text(&mut raw.id)),
-            "entry_point" => (6, Value::Text(&mut raw.entry_point)),
-            "kind" => (7, Value::Text(&mut raw.kind)),
-            "template" => (8, Value::Template(&mut raw.template)),
-            "status" => (9, Value::Text(&mut raw.status)),
-            "error" => (10, Value::Raw(&mut raw.error)),
-            "direction" => (11, Value::Text(&mut raw.direction)),
-            "duration" => (12, Value::Raw(&mut raw.duration)),
-            "tokens" => (13, Value::Raw(&mut raw.tokens)),
-            "messaging_account_id" => (14, Value::Text(&mut raw.messaging_account_id)),
-            "paid_messaging_account_id" => (15, Value::Text(&mut raw.paid_messaging_account_id)),
-            // `object`, `pricing`, `conversation` hold objects; any other
-            // key is one serde ignores, after checking its value is JSON.
-            _ => return None,
+        let value = match bit {
+            0 => Value::Text(&mut raw.event_type),
+            1 => Value::Raw(&mut raw.at),
+            2 => Value::Text(&mut raw.business),
+            3 => Value::Text(&mut raw.user),
+            4 => Value::Text(&mut raw.user_country),
+            5 => Value::Text(&mut raw.id),
+            6 => Value::Text(&mut raw.entry_point),
+            7 => Value::Text(&mut raw.kind),
+            8 => Value::Template(&mut raw.template),
+            9 => Value::Text(&mut raw.status),
+            10 => Value::Raw(&mut raw.error),
+            11 => Value::Text(&mut raw.direction),
+            12 => Value::Raw(&mut raw.duration),
+            13 => Value::Raw(&mut raw.tokens),
+            14 => Value::Text(&mut raw.messaging_account_id),
+            _ => Value::Text(&mut raw.paid_messaging_account_id),
         };
         // serde rejects a repeated field.
         if seen & (1 << bit) != 0 {
@@ -96,6 +95,45 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// The key at the reader, quotes included, as the bit that marks it
+    /// seen (the order of [`RawEvent`]'s fields), the reader moved past
+    /// it; `None` for any other key (or one written with an escape).
+    ///
+    /// Each known key is compared with the line's bytes, its quotes
+    /// included, as a literal: finding where each key string ends first,
+    /// then matching the string, was a fifth of reading a line
+    /// (docs/PERFORMANCE.md).
+    fn key(&mut self) -> Option<u32> {
+        let rest = self.line.as_bytes().get(self.at..)?;
+        macro_rules! one_of {
+            ($($key:literal => $bit:literal),+) => {{
+                $(
+                    if rest.starts_with($key) {
+                        self.at += $key.len();
+                        return Some($bit);
+                    }
+                )+
+                None
+            }};
+        }
+        // By the key's first letter, so that each key is compared with
+        // one to three literals.
+        match rest.get(1)? {
+            b't' => one_of!(b"\"type\"" => 0, b"\"template\"" => 8, b"\"tokens\"" => 13),
+            b'a' => one_of!(b"\"at\"" => 1),
+            b'b' => one_of!(b"\"business\"" => 2),
+            b'u' => one_of!(b"\"user\"" => 3, b"\"user_country\"" => 4),
+            b'i' => one_of!(b"\"id\"" => 5),
+            b'e' => one_of!(b"\"entry_point\"" => 6, b"\"error\"" => 10),
+            b'k' => one_of!(b"\"kind\"" => 7),
+            b's' => one_of!(b"\"status\"" => 9),
+            b'd' => one_of!(b"\"direction\"" => 11, b"\"duration\"" => 12),
+            b'm' => one_of!(b"\"messaging_account_id\"" => 14),
+            b'p' => one_of!(b"\"paid_messaging_account_id\"" => 15),
+            _ => None,
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.line.as_bytes().get(self.at).copied()
     }
