@@ -101,8 +101,10 @@ impl<'a> Reader<'a> {
     ///
     /// Each known key is compared with the line's bytes, its quotes
     /// included, as a literal: finding where each key string ends first,
-    /// then matching the string, was a fifth of reading a line
-    /// (docs/PERFORMANCE.md).
+    /// then matching the string, took a ninth more instructions to read a
+    /// log (docs/PERFORMANCE.md, session 55). A literal, not a table of
+    /// keys: comparing with a key of a length not known when compiling
+    /// calls `memcmp`, and cost more than it saved.
     fn key(&mut self) -> Option<u32> {
         let rest = self.line.as_bytes().get(self.at..)?;
         macro_rules! one_of {
