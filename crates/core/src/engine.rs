@@ -1636,8 +1636,8 @@ fn timelines(
         }
     }
     drop(numbers);
-    // Each item's place in pair order, then the items moved there in place
-    // (following each cycle of the permutation).
+    // The items in pair order: where each pair's begin, then which item
+    // each place takes, moved there in place ([`permute`]).
     let mut start = 0u32;
     let counts: Vec<u32> = pairs
         .iter_mut()
@@ -1648,25 +1648,13 @@ fn timelines(
             count
         })
         .collect();
-    let mut place: Vec<u32> = pair_of
-        .into_iter()
-        .map(|number| {
-            let slot = &mut pairs[number as usize].items;
-            *slot += 1;
-            *slot - 1
-        })
-        .collect();
-    for index in 0..place.len() {
-        loop {
-            let to = place[index] as usize;
-            if to == index {
-                break;
-            }
-            all.swap(index, to);
-            place.swap(index, to);
-        }
+    let mut order = vec![0u32; pair_of.len()];
+    for (index, number) in pair_of.into_iter().enumerate() {
+        let next = &mut pairs[number as usize].items;
+        order[*next as usize] = index as u32;
+        *next += 1;
     }
-    drop(place);
+    permute(&mut all, order);
     // Each pair's items by instant and kind first: the wamid is a
     // delivery's boxed message away, and reaching it for every comparison
     // was a fifth of building the timelines.
