@@ -610,43 +610,41 @@ fn parse_line_in<'a>(
                 && raw.user.is_none()
                 && raw.pricing.is_none()
                 && raw.conversation.is_none();
-            if plain {
-                let id = required_text(raw.id, "id")?;
-                return Ok(Line::Unowned(UnownedStatus {
-                    id,
-                    status,
-                    error,
-                    detail: None,
-                    at,
-                    origin,
-                }));
-            }
-            let mut detail = StatusDetail {
-                business: raw.business.map(|b| Box::from(trim(&b))),
-                messaging_account,
-                ..StatusDetail::default()
+            let (owned, detail) = if plain {
+                (false, None)
+            } else {
+                let mut detail = StatusDetail {
+                    business: raw.business.map(|b| Box::from(trim(&b))),
+                    messaging_account,
+                    ..StatusDetail::default()
+                };
+                if let Some(text) = raw.user {
+                    detail.recipient = Some(
+                        UserId::parse(&text)
+                            .map(with_country)
+                            .map_err(|e| fail(Some("user"), e))?,
+                    );
+                }
+                if let Some(value) = value(raw.pricing, "pricing")?.filter(|v| !v.is_null()) {
+                    detail.pricing = Some(
+                        webhook::parse_pricing(&value)
+                            .map_err(|(f, m)| fail(Some(&webhook::json_path("pricing", &f)), m))?,
+                    );
+                }
+                if let Some(value) =
+                    value(raw.conversation, "conversation")?.filter(|v| !v.is_null())
+                {
+                    detail.conversation =
+                        Some(webhook::parse_conversation(&value).map_err(|(f, m)| {
+                            fail(Some(&webhook::json_path("conversation", &f)), m)
+                        })?);
+                }
+                let owned = detail.business.is_some();
+                (
+                    owned,
+                    (detail != StatusDetail::default()).then(|| Box::new(detail)),
+                )
             };
-            if let Some(text) = raw.user {
-                detail.recipient = Some(
-                    UserId::parse(&text)
-                        .map(with_country)
-                        .map_err(|e| fail(Some("user"), e))?,
-                );
-            }
-            if let Some(value) = value(raw.pricing, "pricing")?.filter(|v| !v.is_null()) {
-                detail.pricing = Some(
-                    webhook::parse_pricing(&value)
-                        .map_err(|(f, m)| fail(Some(&webhook::json_path("pricing", &f)), m))?,
-                );
-            }
-            if let Some(value) = value(raw.conversation, "conversation")?.filter(|v| !v.is_null()) {
-                detail.conversation =
-                    Some(webhook::parse_conversation(&value).map_err(|(f, m)| {
-                        fail(Some(&webhook::json_path("conversation", &f)), m)
-                    })?);
-            }
-            let owned = detail.business.is_some();
-            let detail = (detail != StatusDetail::default()).then(|| Box::new(detail));
             let id = required_text(raw.id, "id")?;
             if !owned {
                 return Ok(Line::Unowned(UnownedStatus {
