@@ -1271,15 +1271,8 @@ fn resolve<'e>(
     // Sized for every inbound when first used: a log's inbounds carry ids
     // (Meta's) or none (`gen`'s) as a rule, so one of the two sets is
     // used, and growing it by doubling rehashed it each time.
-    let mut seen_inbounds: HashSet<(&str, &UserId, Timestamp, bool, InboundKind)> =
-        HashSet::default();
-    let mut seen_inbound_ids: HashSet<(&str, &str)> = HashSet::default();
-    fn sized<T: std::hash::Hash + Eq>(set: &mut HashSet<T>, size: usize) -> &mut HashSet<T> {
-        if set.capacity() == 0 {
-            set.reserve(size);
-        }
-        set
-    }
+    let mut seen_inbounds = SeenEvents::new(sizes.inbound, inbound_key);
+    let mut seen_inbound_ids = SeenEvents::new(sizes.inbound, inbound_id_key);
     let mut items: Vec<Vec<Placed<'e>>> = (0..parts)
         .map(|_| Vec::with_capacity((sizes.inbound + sizes.outbound) / parts + 1))
         .collect();
@@ -1318,20 +1311,14 @@ fn resolve<'e>(
                 user,
                 id,
                 entry_point,
-                kind,
+                kind: _,
             } => {
                 note_country(user, seq);
                 // With a wamid, the id says what a duplicate is; without one,
                 // only an identical event is.
                 let first_time = match id {
-                    Some(id) => sized(&mut seen_inbound_ids, sizes.inbound).insert((business, id)),
-                    None => sized(&mut seen_inbounds, sizes.inbound).insert((
-                        business,
-                        user,
-                        event.at,
-                        entry_point.is_some(),
-                        *kind,
-                    )),
+                    Some(_) => seen_inbound_ids.insert(event),
+                    None => seen_inbounds.insert(event),
                 };
                 if !first_time {
                     stats.duplicates += 1;
@@ -1383,15 +1370,7 @@ fn resolve<'e>(
                 // A call that opens the window is an inbound for the pair's
                 // timeline; copies of it (a redelivered webhook) are one
                 // item. Duplicates are counted once, by the call pricing.
-                if call.opens_window()
-                    && sized(&mut seen_inbounds, sizes.inbound).insert((
-                        &call.business,
-                        &call.user,
-                        event.at,
-                        false,
-                        InboundKind::Call,
-                    ))
-                {
+                if call.opens_window() && seen_inbounds.insert(event) {
                     place(
                         &call.business,
                         &call.user,
@@ -1561,6 +1540,97 @@ fn resolve<'e>(
         countries,
         calls,
         agent,
+    }
+}
+
+/// Events taken once each, to drop their repeats: a set of the events
+/// themselves, each compared and hashed by its key. A set of the keys
+/// (48 bytes a slot for an inbound without a wamid, 32 with one), sized
+/// for every inbound of a part, was 100 MB of a 10 M-event replay's peak,
+/// which falls in [`resolve`] (docs/PERFORMANCE.md); a slot is 8 bytes.
+struct SeenEvents<'e, K> {
+    table: hashbrown::HashTable<&'e Event>,
+    hasher: foldhash::fast::RandomState,
+    /// Made room for when the first event is taken.
+    capacity: usize,
+    /// What two events must share to be one; `None` for events this set
+    /// never takes.
+    key: fn(&'e Event) -> Option<K>,
+}
+
+impl<'e, K: std::hash::Hash + Eq> SeenEvents<'e, K> {
+    fn new(capacity: usize, key: fn(&'e Event) -> Option<K>) -> Self {
+        SeenEvents {
+            table: hashbrown::HashTable::new(),
+            hasher: Default::default(),
+            capacity,
+            key,
+        }
+    }
+
+    /// Takes `event` unless one with its key was taken: true if it is the
+    /// first. An event without a key is always a first.
+    fn insert(&mut self, event: &'e Event) -> bool {
+        use hashbrown::hash_table::Entry;
+        use std::hash::BuildHasher;
+        let SeenEvents {
+            table,
+            hasher,
+            capacity,
+            key,
+        } = self;
+        let Some(mine) = key(event) else {
+            return true;
+        };
+        // Only events with a key are in the table.
+        let hash_of = |kept: &&'e Event| key(kept).map_or(0, |kept| hasher.hash_one(kept));
+        if table.capacity() == 0 {
+            table.reserve(*capacity, hash_of);
+        }
+        let hash = hasher.hash_one(&mine);
+        match table.entry(hash, |kept| key(kept).as_ref() == Some(&mine), hash_of) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(event);
+                true
+            }
+        }
+    }
+}
+
+/// What makes two inbound messages without a wamid, or two calls that open
+/// the window, one: the pair, the instant, whether it may open a free entry
+/// point, and its kind (a call and an inbound call at one instant are one).
+fn inbound_key(event: &Event) -> Option<(&str, &UserId, Timestamp, bool, InboundKind)> {
+    match &event.kind {
+        EventKind::Inbound {
+            business,
+            user,
+            entry_point,
+            kind,
+            ..
+        } => Some((business, user, event.at, entry_point.is_some(), *kind)),
+        EventKind::Call(call) => Some((
+            &call.business,
+            &call.user,
+            event.at,
+            false,
+            InboundKind::Call,
+        )),
+        _ => None,
+    }
+}
+
+/// What makes two inbound messages with a wamid one: the business and the
+/// wamid.
+fn inbound_id_key(event: &Event) -> Option<(&str, &str)> {
+    match &event.kind {
+        EventKind::Inbound {
+            business,
+            id: Some(id),
+            ..
+        } => Some((business, id)),
+        _ => None,
     }
 }
 

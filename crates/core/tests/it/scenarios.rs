@@ -916,6 +916,40 @@ fn statuses_read_failed_duplicates_unknown() {
     assert_eq!(total(&report), dec("0.125"));
 }
 
+/// An inbound message read twice is one: without a wamid only an identical
+/// event is a repeat (same pair, instant, entry point and kind); with one,
+/// the business and wamid say it, whatever the instant. Each repeat is
+/// counted once and opens no second window.
+#[test]
+fn inbound_repeats_are_one_message() {
+    const OTHER: &str = "200000000000001";
+    let at = t("2026-02-02T00:00:00Z");
+    let mut log = Log::default();
+    log.inbound(at, BR_USER)
+        .inbound(at, BR_USER)
+        // Not repeats: another instant, an ad click, another business.
+        .inbound(h("2026-02-02T00:00:00Z", 1), BR_USER)
+        .ad_click(at, BR_USER)
+        .inbound_from(OTHER, at, BR_USER, None)
+        .inbound_with_id(B, "wamid.in.1", h("2026-02-03T00:00:00Z", 0), BR_USER)
+        // The same wamid later (a redelivered webhook) is a repeat; under
+        // another business it is that business's own message.
+        .inbound_with_id(B, "wamid.in.1", h("2026-02-03T00:00:00Z", 30), BR_USER)
+        .inbound_with_id(OTHER, "wamid.in.1", h("2026-02-03T00:00:00Z", 0), BR_USER)
+        // A service reply 30 hours after the wamid's first copy: outside
+        // the window, which the repeat 30 hours later did not reopen.
+        .send("reply", h("2026-02-03T00:00:00Z", 30), BR_USER, None);
+    let report = World::builtin().replay(&log);
+    assert_eq!(report.stats.duplicates, 2);
+    assert_eq!(report.stats.events, log.events.len() as u64);
+    let reply = charge(&report, "reply");
+    assert!(
+        reply.trail.notes.iter().any(|note| note.contains("window")),
+        "{:?}",
+        reply.trail.notes
+    );
+}
+
 /// D17 — a status is its business's: one naming business A never counts
 /// for business B's message of the same wamid (it is a status for an
 /// unknown message), while one naming no business (a canonical line) is

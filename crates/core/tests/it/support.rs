@@ -72,6 +72,27 @@ impl Log {
         self
     }
 
+    /// An inbound message with its wamid, as Meta's webhooks give it.
+    pub fn inbound_with_id(
+        &mut self,
+        business: &str,
+        id: &str,
+        at: Timestamp,
+        user: &str,
+    ) -> &mut Self {
+        self.push(
+            at,
+            EventKind::Inbound {
+                business: business.into(),
+                user: UserId::parse(user).unwrap(),
+                id: Some(id.into()),
+                entry_point: None,
+                kind: InboundKind::Message,
+            },
+        );
+        self
+    }
+
     pub fn ad_click(&mut self, at: Timestamp, user: &str) -> &mut Self {
         self.inbound_from(B, at, user, Some(EntryPoint::Ad))
     }
