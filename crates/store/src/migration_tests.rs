@@ -118,9 +118,11 @@ fn sqlite_lines(conn: &Connection) -> Vec<String> {
 
 #[test]
 fn sqlite_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
-    let dir = std::env::temp_dir().join(format!("wameter-store-v6-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new()
+        .prefix("wameter-store-v6-")
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path();
     let path = dir.join("wameter.db");
     std::fs::copy(fixture(), &path).unwrap();
     let before = sqlite_keys(&Connection::open(&path).unwrap());
@@ -154,7 +156,6 @@ fn sqlite_v6_rewrites_the_previous_versions_keys_without_losing_an_event() {
         "every stored event keeps the key this version gives it"
     );
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A runtime and a fresh database named after `test`, when a PostgreSQL
@@ -362,9 +363,11 @@ fn check_v14(runtime: &tokio::runtime::Runtime, store: &Store, keys: Vec<String>
 
 #[test]
 fn sqlite_v14_puts_the_message_first_in_every_key() {
-    let dir = std::env::temp_dir().join(format!("wameter-store-v14-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new()
+        .prefix("wameter-store-v14-")
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path();
     let path = dir.join("wameter.db");
     {
         let mut conn = Connection::open(&path).unwrap();
@@ -425,7 +428,6 @@ fn sqlite_v14_puts_the_message_first_in_every_key() {
         .unwrap();
     assert_eq!(found.len(), 2, "{found:?}");
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

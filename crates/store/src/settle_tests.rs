@@ -266,9 +266,11 @@ async fn notices(store: &Store) {
 
 /// Runs `test` on a fresh SQLite store.
 fn on_sqlite<F: std::future::Future<Output = ()>>(name: &str, test: impl FnOnce(Store) -> F) {
-    let dir = std::env::temp_dir().join(format!("wameter-store-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("wameter-store-{name}-"))
+        .tempdir()
+        .unwrap();
+    let dir = scratch.path();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -281,7 +283,6 @@ fn on_sqlite<F: std::future::Future<Output = ()>>(name: &str, test: impl FnOnce(
         .unwrap();
         test(store).await;
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs `test` on a fresh PostgreSQL database (skipped, with a note,

@@ -1670,11 +1670,15 @@ mod tests {
         (charges, warnings)
     }
 
-    fn database(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("wameter-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("wameter.db")
+    /// A fresh database file's path, in a directory removed when the
+    /// returned guard is dropped.
+    fn database(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("wameter-store-{name}-"))
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("wameter.db");
+        (dir, path)
     }
 
     mod pair_cache {
@@ -1811,7 +1815,7 @@ mod tests {
             /// read from the cache is the database query's answer.
             #[test]
             fn the_cache_answers_what_the_database_does(ops in proptest::collection::vec(op(), 1..60), batch in 1..4usize) {
-                let path = database("pair-cache");
+                let (_dir, path) = database("pair-cache");
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 let store = SqliteStore::open(&path).unwrap();
                 let mut pending = Vec::new();
@@ -1867,7 +1871,7 @@ mod tests {
     #[test]
     fn the_writer_does_not_preempt_who_wakes_it() {
         const SCHED_BATCH: u32 = 3;
-        let path = database("writer-policy");
+        let (_dir, path) = database("writer-policy");
         let store = SqliteStore::open(&path).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -1886,7 +1890,7 @@ mod tests {
 
     #[test]
     fn a_settle_writes_only_what_changed() {
-        let path = database("settle-diff");
+        let (_dir, path) = database("settle-diff");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1977,7 +1981,7 @@ mod tests {
 
     #[test]
     fn changes_found_against_other_rows_replace_the_month_whole() {
-        let path = database("settle-stale");
+        let (_dir, path) = database("settle-stale");
         let mut conn = Connection::open(&path).unwrap();
         embedded::migrations::runner().run(&mut conn).unwrap();
         let wanted = Settled {
@@ -2030,7 +2034,7 @@ mod tests {
     #[test]
     fn a_send_holds_budget_until_its_outcome() {
         use wameter_core::event::{DeliveryStatus, Event, EventKind, Origin, StatusDetail, UserId};
-        let path = database("in-flight");
+        let (_dir, path) = database("in-flight");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -2129,10 +2133,10 @@ mod tests {
     }
 
     /// A fresh store's database, migrated, at a path named `name`.
-    fn migrated(name: &str) -> std::path::PathBuf {
-        let path = database(name);
+    fn migrated(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let (dir, path) = database(name);
         drop(SqliteStore::open(&path).unwrap());
-        path
+        (dir, path)
     }
 
     /// The steps of SQLite's plan for `sql` with `values` bound (the detail
@@ -2150,7 +2154,8 @@ mod tests {
     /// by reading every charge.
     #[test]
     fn the_months_kept_are_found_without_reading_every_charge() {
-        let conn = Connection::open(migrated("charge-months")).unwrap();
+        let (_dir, path) = migrated("charge-months");
+        let conn = Connection::open(path).unwrap();
         let mut insert = conn
             .prepare("INSERT INTO charges (portfolio, month, business, delivered_at_us, message_id, line) VALUES (?1, ?2, 'B', 0, ?3, '{}')")
             .unwrap();
@@ -2187,7 +2192,8 @@ mod tests {
     /// store had, whatever the slice).
     #[test]
     fn a_slice_of_charges_reads_only_its_rows() {
-        let conn = open_reader(&migrated("slice-plans")).unwrap();
+        let (_dir, path) = migrated("slice-plans");
+        let conn = open_reader(&path).unwrap();
         let slice = |businesses: Option<Vec<String>>, from_us, to_us| ChargeSlice {
             businesses,
             from_us,
@@ -2235,7 +2241,8 @@ mod tests {
     /// a business list or without.
     #[test]
     fn a_slice_reads_only_its_months_warnings() {
-        let conn = open_reader(&migrated("warning-plans")).unwrap();
+        let (_dir, path) = migrated("warning-plans");
+        let conn = open_reader(&path).unwrap();
         for list in [None, Some(json_array(&["B".to_string()]))] {
             let plan = query_plan(&conn, SLICE_WARNINGS, params![list, "2026-01", "2026-02"]);
             assert!(
@@ -2250,7 +2257,8 @@ mod tests {
     /// send in flight.
     #[test]
     fn a_flight_ends_by_its_message() {
-        let conn = Connection::open(migrated("flight-plans")).unwrap();
+        let (_dir, path) = migrated("flight-plans");
+        let conn = Connection::open(path).unwrap();
         for business in [None, Some("B")] {
             let plan = query_plan(&conn, LAND_FLIGHT, params!["wamid.1", business]);
             assert_eq!(
@@ -2267,7 +2275,8 @@ mod tests {
     /// every event.
     #[test]
     fn a_messages_events_are_found_by_their_keys() {
-        let conn = Connection::open(migrated("message-plans")).unwrap();
+        let (_dir, path) = migrated("message-plans");
+        let conn = Connection::open(path).unwrap();
         // Events read by key only: what is scanned is a constant row or
         // the list of wamids asked for.
         let by_key = |plan: &[String]| {
@@ -2367,7 +2376,8 @@ mod tests {
     /// read back.
     #[test]
     fn the_writer_syncs_every_commit_and_checkpoints_a_long_log() {
-        let conn = Connection::open(database("configure")).unwrap();
+        let (_dir, path) = database("configure");
+        let conn = Connection::open(path).unwrap();
         configure(&conn).unwrap();
         let pragma = |name: &str| -> String {
             conn.query_row(&format!("PRAGMA {name}"), [], |row| {
@@ -2394,7 +2404,7 @@ mod tests {
     #[test]
     fn statements_are_not_prepared_again_for_new_values() {
         use wameter_core::event::{Event, EventKind, InboundKind, Origin, UserId};
-        let path = database("stable-plans");
+        let (_dir, path) = database("stable-plans");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

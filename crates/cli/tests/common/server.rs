@@ -238,7 +238,8 @@ pub fn postgres_database(name: &str) -> Option<String> {
 /// test, and runs left them behind by the thousand. A failed test keeps
 /// it, to be looked into.
 pub fn fresh_dir(name: &str) -> TestDir {
-    let dir = std::env::temp_dir().join(format!("wameter-serve-{name}-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("wameter-serve-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("home")).unwrap();
     TestDir(dir)
