@@ -1046,7 +1046,7 @@ impl MeterState {
                 None => {
                     if let Some(owned) = &message.owned {
                         warning = Some(engine::unknown_status(
-                            owned.origin.unwrap_or_default(),
+                            owned.origin().unwrap_or_default(),
                             id,
                             Some(&key.0),
                         ));
@@ -1099,7 +1099,7 @@ impl MeterState {
             match self.unowned.get(&id) {
                 Some(summary) if !self.senders.contains_key(&id) => {
                     let warning =
-                        engine::unknown_status(summary.origin.unwrap_or_default(), &id, None);
+                        engine::unknown_status(summary.origin().unwrap_or_default(), &id, None);
                     self.unowned_warnings.insert(id, warning);
                 }
                 _ => {
