@@ -117,35 +117,77 @@ impl DeliveredMessage {
     }
 }
 
+/// One thing in a pair's timeline: an inbound message (or a call that
+/// opens the window), or a delivery with its message.
+///
+/// 24 bytes: the instant as its second and nanosecond, not a [`Timestamp`]
+/// (whose padding made an enum of the two kinds 32). A timeline item is
+/// made for every inbound and delivery of a log, and held twice while the
+/// timelines are built: each 8 bytes were 28 MB of a 10 M-event replay's
+/// peak (docs/PERFORMANCE.md).
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Item {
-    Inbound {
-        at: Timestamp,
-        entry_point: bool,
-    },
-    Delivery {
-        at: Timestamp,
-        message: Box<DeliveredMessage>,
-    },
+pub(crate) struct Item {
+    second: i64,
+    nanosecond: i32,
+    /// An inbound that may open a free entry point.
+    entry_point: bool,
+    /// `Some` for a delivery.
+    message: Option<Box<DeliveredMessage>>,
 }
 
 impl Item {
+    /// An inbound message at `at`; `entry_point` if it may open a free
+    /// entry point.
+    pub(crate) fn inbound(at: Timestamp, entry_point: bool) -> Item {
+        Item {
+            second: at.as_second(),
+            nanosecond: at.subsec_nanosecond(),
+            entry_point,
+            message: None,
+        }
+    }
+
+    /// The delivery of `message` at `at`.
+    pub(crate) fn delivery(at: Timestamp, message: Box<DeliveredMessage>) -> Item {
+        Item {
+            second: at.as_second(),
+            nanosecond: at.subsec_nanosecond(),
+            entry_point: false,
+            message: Some(message),
+        }
+    }
+
+    /// When it happened (an inbound) or was delivered. Made from a
+    /// [`Timestamp`]'s own parts, so never the fallback.
+    pub(crate) fn at(&self) -> Timestamp {
+        Timestamp::new(self.second, self.nanosecond).unwrap_or_default()
+    }
+
+    /// The delivered message, for a delivery.
+    pub(crate) fn message(&self) -> Option<&DeliveredMessage> {
+        self.message.as_deref()
+    }
+
+    /// Whether it is an inbound that may open a free entry point.
+    pub(crate) fn entry_point(&self) -> bool {
+        self.entry_point
+    }
+
     /// Where it goes in its timeline: by instant, an inbound before a
     /// delivery, deliveries by wamid.
     pub(crate) fn sort_key(&self) -> (Timestamp, u8, &str) {
-        match self {
-            Item::Inbound { at, .. } => (*at, 0, ""),
-            Item::Delivery { at, message } => (*at, 1, &message.id),
+        match self.message() {
+            None => (self.at(), 0, ""),
+            Some(message) => (self.at(), 1, &message.id),
         }
     }
 
     /// The first two parts of its [`Item::sort_key`], read without
-    /// reaching into a delivery's boxed message.
-    fn instant_and_kind(&self) -> (Timestamp, u8) {
-        match self {
-            Item::Inbound { at, .. } => (*at, 0),
-            Item::Delivery { at, .. } => (*at, 1),
-        }
+    /// reaching into a delivery's boxed message: the instant as its second
+    /// and nanosecond, which order as the instants do (jiff keeps a
+    /// negative instant's nanosecond negative too).
+    fn instant_and_kind(&self) -> (i64, i32, bool) {
+        (self.second, self.nanosecond, self.message.is_some())
     }
 }
 
@@ -165,7 +207,7 @@ impl ContactTimeline {
     fn deliveries(&self) -> usize {
         self.items
             .iter()
-            .filter(|item| matches!(item, Item::Delivery { .. }))
+            .filter(|item| item.message().is_some())
             .count()
     }
 }
@@ -1373,10 +1415,7 @@ fn resolve<'e>(
                     business,
                     user,
                     seq,
-                    Item::Inbound {
-                        at: event.at,
-                        entry_point: entry_point.is_some(),
-                    },
+                    Item::inbound(event.at, entry_point.is_some()),
                 );
             }
             EventKind::Outbound {
@@ -1420,10 +1459,7 @@ fn resolve<'e>(
                         &call.business,
                         &call.user,
                         seq,
-                        Item::Inbound {
-                            at: event.at,
-                            entry_point: false,
-                        },
+                        Item::inbound(event.at, false),
                     );
                 }
                 calls.push((
@@ -1571,10 +1607,7 @@ fn resolve<'e>(
             business,
             user,
             seq,
-            Item::Delivery {
-                at: delivered_at,
-                message: Box::new(message),
-            },
+            Item::delivery(delivered_at, Box::new(message)),
         );
     }
     Resolved {
@@ -2220,12 +2253,10 @@ impl Engine<'_> {
             if until.is_some_and(|until| item.sort_key().0 >= until) {
                 break;
             }
-            let (at, message) = match item {
-                Item::Inbound { at, entry_point } => {
-                    state.inbound(*at, *entry_point);
-                    continue;
-                }
-                Item::Delivery { at, message } => (*at, message),
+            let at = item.at();
+            let Some(message) = item.message() else {
+                state.inbound(at, item.entry_point());
+                continue;
             };
             // Money goes to the Messaging account the message names; the
             // window and the allowance stay with the number.
@@ -2681,11 +2712,10 @@ fn touch(contact: &ContactTimeline) -> usize {
     user + contact
         .items
         .iter()
-        .map(|item| match item {
-            Item::Inbound { .. } => 0,
-            Item::Delivery { message, .. } => {
+        .map(|item| {
+            item.message().map_or(0, |message| {
                 Arc::strong_count(&message.id) + usize::from(message.by_agent)
-            }
+            })
         })
         .sum::<usize>()
 }
@@ -3155,6 +3185,18 @@ mod size {
                 assert_eq!(a == b, i == j);
             }
         }
+    }
+
+    /// Every inbound and delivery of a log is a timeline item, and is held
+    /// as one (placed, with its pair's key) while the timelines are built:
+    /// 32 and 64 bytes with the item an enum of a `Timestamp` and a flag or
+    /// a message.
+    #[test]
+    fn timeline_item() {
+        let item = std::mem::size_of::<super::Item>();
+        assert!(item <= 24, "Item is {item} bytes");
+        let placed = std::mem::size_of::<super::Placed>();
+        assert!(placed <= 56, "Placed is {placed} bytes");
     }
 
     /// A replay keeps one delivered message per delivery, boxed: 80 bytes

@@ -1152,10 +1152,7 @@ impl MeterState {
                     self.stats.duplicates += 1;
                     return;
                 }
-                let item = Item::Inbound {
-                    at: event.at,
-                    entry_point: entry_point.is_some(),
-                };
+                let item = Item::inbound(event.at, entry_point.is_some());
                 self.insert_item(engine, business, user, item);
             }
             EventKind::Call(call) => {
@@ -1171,10 +1168,7 @@ impl MeterState {
                         false,
                         InboundKind::Call,
                     )) {
-                        let item = Item::Inbound {
-                            at: event.at,
-                            entry_point: false,
-                        };
+                        let item = Item::inbound(event.at, false);
                         self.insert_item(engine, business, call.user.clone(), item);
                     }
                 }
@@ -1408,21 +1402,23 @@ impl MeterState {
         let summary = self.summary(message, id);
         let delivered_at = summary.as_ref().and_then(StatusSummary::delivered_at);
         let meta_cost = summary.as_ref().and_then(StatusSummary::meta_cost);
-        let new = delivered_at.map(|at| Item::Delivery {
-            at,
-            message: Box::new(DeliveredMessage::new(
-                wamid.clone(),
-                outbound.template.clone(),
-                (outbound.at, outbound.origin),
-                message.by_agent,
-                meta_cost,
-                outbound.messaging_account.clone().or_else(|| {
-                    summary
-                        .as_ref()
-                        .and_then(|s| s.messaging_account())
-                        .map(Box::from)
-                }),
-            )),
+        let new = delivered_at.map(|at| {
+            Item::delivery(
+                at,
+                Box::new(DeliveredMessage::new(
+                    wamid.clone(),
+                    outbound.template.clone(),
+                    (outbound.at, outbound.origin),
+                    message.by_agent,
+                    meta_cost,
+                    outbound.messaging_account.clone().or_else(|| {
+                        summary
+                            .as_ref()
+                            .and_then(|s| s.messaging_account())
+                            .map(Box::from)
+                    }),
+                )),
+            )
         });
         let user = outbound.user.clone();
         if let Some((old_user, old_at)) = message.placed.clone() {
