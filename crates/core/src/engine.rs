@@ -2471,12 +2471,15 @@ impl Engine<'_> {
         .flatten()
         .collect();
         let mut counters_reached = MonthToDate::default();
-        let mut outcomes: Vec<std::vec::IntoIter<Result<(), String>>> =
-            (0..groups).map(|_| Vec::new().into_iter()).collect();
+        let mut failed: Vec<std::iter::Peekable<std::vec::IntoIter<(u32, String)>>> = (0..groups)
+            .map(|_| Vec::new().into_iter().peekable())
+            .collect();
         for (group, settled) in settled {
             settled.counters.publish(&mut counters_reached);
-            outcomes[group] = settled.outcomes.into_iter();
+            failed[group] = settled.failed.into_iter().peekable();
         }
+        // Each group's charges met so far below: the next one's place.
+        let mut places = vec![0u32; groups];
         // The slots in order: the empty ones, then each charge's in
         // delivery order. A charge that could not be settled leaves its slot
         // empty; the empty slots are dropped below.
@@ -2485,8 +2488,10 @@ impl Engine<'_> {
         for &index in &order {
             let slot = slot_of[index as usize];
             in_order.push(slot);
-            let outcome = outcomes[group_of[index as usize] as usize].next();
-            if let Some(Err(message)) = outcome
+            let group = group_of[index as usize] as usize;
+            let place = places[group];
+            places[group] += 1;
+            if let Some((_, message)) = failed[group].next_if(|(at, _)| *at == place)
                 && let Some(charge) = slots[slot as usize].take()
             {
                 errors.push(PricingError {
@@ -2585,7 +2590,7 @@ impl Engine<'_> {
     fn survey<'c>(&self, slots: &'c mut [Option<Charge>], paired: Option<&[u32]>) -> Survey<'c> {
         let count = slots.iter().filter(|slot| slot.is_some()).count();
         let mut charges: Vec<&mut Charge> = Vec::with_capacity(count);
-        let mut keys: Vec<(Timestamp, u32)> = Vec::with_capacity(count);
+        let mut keys: Vec<u128> = Vec::with_capacity(count);
         let mut slot_of: Vec<u32> = Vec::with_capacity(count);
         let mut groups = CounterGroups::new(self, count);
         // Positions break ties of instants when the charges, list after
@@ -2608,7 +2613,7 @@ impl Engine<'_> {
             }
             let Some(charge) = charge else { continue };
             let index = charges.len() as u32;
-            keys.push((charge.delivered_at, index));
+            keys.push(delivery_key(charge.delivered_at, index));
             slot_of.push(slot as u32);
             groups.add(&charge.business);
             if ties_by_position && let Some(previous) = previous {
@@ -2632,8 +2637,8 @@ impl Engine<'_> {
         // Conversation id → (type, billable, category) fixed by its opener.
         let mut conversations: HashMap<String, (PricingType, bool, PricingCategory)> =
             HashMap::default();
-        let mut outcomes = Vec::with_capacity(charges.len());
-        for charge in charges {
+        let mut failed = Vec::new();
+        for (place, charge) in charges.into_iter().enumerate() {
             let conversation = match charge.settlement {
                 Settlement::ConversationMember => charge
                     .conversation_id
@@ -2651,9 +2656,11 @@ impl Engine<'_> {
                     (charge.pricing_type, charge.billable, charge.category),
                 );
             }
-            outcomes.push(outcome);
+            if let Err(message) = outcome {
+                failed.push((place as u32, message));
+            }
         }
-        GroupSettled { outcomes, counters }
+        GroupSettled { failed, counters }
     }
 }
 
@@ -2725,7 +2732,10 @@ const SETTLE_IN_PARALLEL_FROM: usize = 50_000;
 
 /// One counter group, settled: each charge's outcome in delivery order.
 struct GroupSettled {
-    outcomes: Vec<Result<(), String>>,
+    /// The charges that could not be settled: each one's place among the
+    /// group's (in delivery order), and why. Only these: an outcome for
+    /// every charge was 24 bytes of fresh memory each.
+    failed: Vec<(u32, String)>,
     counters: Counters,
 }
 
@@ -2858,8 +2868,25 @@ impl<'e, 'a> CounterGroups<'e, 'a> {
     }
 }
 
+/// A charge's instant and position as one number that orders as they do:
+/// its instant's nanoseconds, made positive, above its position's 32 bits.
+/// Every [`Timestamp`] is within 2^69 nanoseconds of the epoch (jiff's
+/// range is about ±10,000 years; 2^69 ns is 18,700), so the number takes
+/// at most 102 bits. Sorting these (16 bytes each) took a quarter less
+/// time than sorting (instant, position) pairs (24 bytes) on 2.4 M
+/// charges, and the keys are fresh memory made for every settle.
+fn delivery_key(at: Timestamp, position: u32) -> u128 {
+    let since_least = (at.as_nanosecond() + (1i128 << 69)) as u128;
+    (since_least << 32) | u128::from(position)
+}
+
+/// The position part of a [`delivery_key`].
+fn key_position(key: u128) -> u32 {
+    key as u32
+}
+
 /// Positions of `charges` in delivery order (instant, then business, user
-/// and wamid), from their (instant, position) `keys`. When the charges
+/// and wamid), from their [`delivery_key`]s. When the charges
 /// come one pair's list after another in the pairs' order, each list in
 /// delivery order (as [`Engine::decide`]ing the timelines [`prepare`]
 /// gives leaves them), their positions break every tie alone; otherwise a
@@ -2867,15 +2894,16 @@ impl<'e, 'a> CounterGroups<'e, 'a> {
 /// of the sort's cost).
 fn delivery_order(
     charges: &[&mut Charge],
-    mut keys: Vec<(Timestamp, u32)>,
+    mut keys: Vec<u128>,
     ties_by_position: bool,
 ) -> Vec<u32> {
     if ties_by_position {
         keys.sort_unstable();
     } else {
-        keys.sort_unstable_by(|(a_at, a), (b_at, b)| {
-            a_at.cmp(b_at).then_with(|| {
-                let (a, b) = (&*charges[*a as usize], &*charges[*b as usize]);
+        keys.sort_unstable_by(|a, b| {
+            (a >> 32).cmp(&(b >> 32)).then_with(|| {
+                let a = &*charges[key_position(*a) as usize];
+                let b = &*charges[key_position(*b) as usize];
                 (&a.business, &a.user, &a.message_id, a.trail.origin).cmp(&(
                     &b.business,
                     &b.user,
@@ -2885,7 +2913,7 @@ fn delivery_order(
             })
         });
     }
-    keys.into_iter().map(|(_, index)| index).collect()
+    keys.into_iter().map(key_position).collect()
 }
 
 /// Groups for one thread: (group number, its charges).
@@ -3375,6 +3403,27 @@ mod pairs {
         ]
     }
 
+    /// The least and greatest instants, and either side of the epoch,
+    /// keep their order and positions in a delivery key.
+    #[test]
+    fn delivery_keys_at_the_ends_of_time() {
+        let instants = [
+            Timestamp::MIN,
+            Timestamp::new(-1, -1).unwrap(),
+            Timestamp::new(-1, 0).unwrap(),
+            Timestamp::new(0, -1).unwrap(),
+            Timestamp::UNIX_EPOCH,
+            Timestamp::new(0, 1).unwrap(),
+            Timestamp::MAX,
+        ];
+        let keys: Vec<u128> = instants
+            .iter()
+            .flat_map(|at| [0, 1, u32::MAX].map(|position| delivery_key(*at, position)))
+            .collect();
+        assert!(keys.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(keys.last().map(|key| key_position(*key)), Some(u32::MAX));
+    }
+
     proptest! {
         #[test]
         fn sort_pairs_sorts_as_comparing_the_pairs_does(
@@ -3399,6 +3448,24 @@ mod pairs {
                 contacts.iter().map(pair).collect::<Vec<_>>(),
                 expected.iter().map(pair).collect::<Vec<_>>()
             );
+        }
+
+        #[test]
+        fn delivery_keys_order_as_instant_then_position(
+            a in (any::<i64>(), any::<i32>(), any::<u32>()),
+            b in (any::<i64>(), any::<i32>(), any::<u32>()),
+        ) {
+            // Any instant jiff allows, its fraction of either sign.
+            let at = |(second, nanosecond, _): (i64, i32, u32)| {
+                let second = second.rem_euclid(2 * 377_705_116_800) - 377_705_116_800;
+                Timestamp::new(second, nanosecond % 1_000_000_000).unwrap_or(Timestamp::MIN)
+            };
+            let (a_at, b_at) = (at(a), at(b));
+            prop_assert_eq!(
+                delivery_key(a_at, a.2).cmp(&delivery_key(b_at, b.2)),
+                (a_at, a.2).cmp(&(b_at, b.2))
+            );
+            prop_assert_eq!(key_position(delivery_key(a_at, a.2)), a.2);
         }
 
         #[test]
