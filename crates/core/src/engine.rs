@@ -1743,49 +1743,48 @@ fn timelines(
     // not say all of its id ([`UserKey`]).
     let mut numbers: HashMap<(u32, UserKey, Option<&UserId>), u32> = HashMap::default();
     let mut pairs: Vec<Pair> = Vec::new();
+    // Each item's pair, in the items' order.
     let mut pair_of: Vec<u32> = Vec::with_capacity(total);
-    let mut all: Vec<(usize, Item)> = Vec::with_capacity(total);
-    for (list, items) in parts.into_iter().enumerate() {
+    for (list, items) in parts.iter().enumerate() {
         let renumbering = renumbered.get(list);
         for placed in items {
             let key = placed.key();
-            let Placed {
-                business,
-                user,
-                seq,
-                item,
-                ..
-            } = placed;
             let business = renumbering
-                .and_then(|numbers| numbers.get(business as usize))
+                .and_then(|numbers| numbers.get(placed.business as usize))
                 .copied()
                 .unwrap_or(u32::MAX);
             let next = pairs.len() as u32;
-            let long = (!key.whole()).then_some(user);
+            let long = (!key.whole()).then_some(placed.user);
             let number = *numbers.entry((business, key, long)).or_insert_with(|| {
                 pairs.push(Pair {
                     business,
-                    user,
+                    user: placed.user,
                     first: None,
                     items: 0,
                 });
                 next
             });
-            let Some(pair) = pairs.get_mut(number as usize) else {
-                continue;
-            };
+            // The pair found or just made.
+            let pair = &mut pairs[number as usize];
             pair.items += 1;
             // A business-scoped id: its first spelling is kept.
-            if key.scoped() && pair.first.as_ref().is_none_or(|(first, _)| seq < *first) {
-                pair.first = Some((seq, user));
+            if key.scoped()
+                && pair
+                    .first
+                    .as_ref()
+                    .is_none_or(|(first, _)| placed.seq < *first)
+            {
+                pair.first = Some((placed.seq, placed.user));
             }
             pair_of.push(number);
-            all.push((seq, item));
         }
     }
     drop(numbers);
-    // The items in pair order: where each pair's begin, then which item
-    // each place takes, moved there in place ([`permute`]).
+    // The items in pair order: where each pair's begin, then each item put
+    // straight in its pair's next place. Each place is written once, and
+    // the writes do not wait on one another, where following the cycles
+    // of a permutation in place waited on each item in turn (a third of
+    // building the timelines: docs/PERFORMANCE.md).
     let mut start = 0u32;
     let counts: Vec<u32> = pairs
         .iter_mut()
@@ -1796,13 +1795,16 @@ fn timelines(
             count
         })
         .collect();
-    let mut order = vec![0u32; pair_of.len()];
-    for (index, number) in pair_of.into_iter().enumerate() {
+    let mut places: Vec<Option<(usize, Item)>> = vec![None; total];
+    for (placed, number) in parts.into_iter().flatten().zip(pair_of) {
         let next = &mut pairs[number as usize].items;
-        order[*next as usize] = index as u32;
+        places[*next as usize] = Some((placed.seq, placed.item));
         *next += 1;
     }
-    permute(&mut all, order);
+    // Every place was written (the counts add up to the items); collected
+    // where they lie.
+    #[allow(clippy::filter_map_identity)]
+    let mut all: Vec<(usize, Item)> = places.into_iter().filter_map(|place| place).collect();
     // Each pair's items by instant and kind first: the wamid is a
     // delivery's boxed message away, and reaching it for every comparison
     // was a fifth of building the timelines.
