@@ -274,13 +274,13 @@ impl<W: Write> Generator<W> {
                     "authentication",
                 ][self.random.below(5) as usize];
                 let delivered = self.outbound(&business, &user, at, Some(category), false)?;
-                if let Some(delivered) = delivered {
-                    if self.random.percent(25) {
-                        let answer = delivered + minutes(&mut self.random, 240);
-                        self.inbound(&business, &user, answer, false)?;
-                        let reply = answer + minutes(&mut self.random, 15);
-                        self.outbound(&business, &user, reply, None, false)?;
-                    }
+                if let Some(delivered) = delivered
+                    && self.random.percent(25)
+                {
+                    let answer = delivered + minutes(&mut self.random, 240);
+                    self.inbound(&business, &user, answer, false)?;
+                    let reply = answer + minutes(&mut self.random, 15);
+                    self.outbound(&business, &user, reply, None, false)?;
                 }
             }
             // A free-form message long after the window closed: Meta

@@ -614,7 +614,7 @@ fn explain(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let Some(charge) = report.charges.iter().find(|c| &*c.message_id == message) else {
+    let Some(charge) = report.charges.iter().find(|c| *c.message_id == message) else {
         // Say what the log does know about it.
         let mut seen = Vec::new();
         for event in &events {

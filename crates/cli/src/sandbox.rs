@@ -86,12 +86,12 @@ pub fn run(args: SandboxArgs) -> Result<ExitCode> {
             "--as-ruleset and --rates-on are for what-if replays; the sandbox prices as Meta does"
         );
     }
-    if let Some(url) = &args.webhook_url {
-        if !url.starts_with("http://") {
-            bail!(
-                "--webhook-url {url}: the sandbox posts to http:// URLs (it runs beside the app; put a TLS proxy in front for https)"
-            );
-        }
+    if let Some(url) = &args.webhook_url
+        && !url.starts_with("http://")
+    {
+        bail!(
+            "--webhook-url {url}: the sandbox posts to http:// URLs (it runs beside the app; put a TLS proxy in front for https)"
+        );
     }
     let setup = args.pricing.setup()?;
     let pricing = Arc::new(setup.pricing);

@@ -19,7 +19,6 @@
 mod common;
 #[path = "common/sandbox.rs"]
 mod sandbox;
-#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 

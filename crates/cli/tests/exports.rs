@@ -6,7 +6,6 @@
 //! digit. A token scoped to one WABA downloads that WABA's rows only.
 
 mod common;
-#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 

@@ -3,7 +3,6 @@
 //! through the real binary.
 
 mod common;
-#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 

@@ -5,7 +5,6 @@
 //! connection is closed at once — while the server keeps answering.
 
 mod common;
-#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 

@@ -9,10 +9,8 @@
 //! under that account's entry.
 
 mod common;
-#[allow(dead_code)]
 #[path = "common/sandbox.rs"]
 mod sandbox;
-#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 

@@ -13,7 +13,6 @@
 //! not NDJSON. The rest run with a fixed seed, so a verdict is repeatable.
 
 mod common;
-#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 

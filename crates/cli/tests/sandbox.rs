@@ -10,7 +10,6 @@
 mod common;
 #[path = "common/sandbox.rs"]
 mod sandbox;
-#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 
@@ -954,10 +953,10 @@ fn requests_responses_and_webhooks_conform_to_meta_s_openapi_schemas() {
         // Meta's examples hold placeholders (`<http(s)://audio-url>`) where
         // an app has a real link.
         for media in ["image", "audio", "video", "document", "sticker"] {
-            if let Some(link) = body.pointer_mut(&format!("/{media}/link")) {
-                if !link.as_str().unwrap().starts_with("https://") {
-                    *link = json!(format!("https://example.com/{media}"));
-                }
+            if let Some(link) = body.pointer_mut(&format!("/{media}/link"))
+                && !link.as_str().unwrap().starts_with("https://")
+            {
+                *link = json!(format!("https://example.com/{media}"));
             }
         }
         let (status, answer) = sandbox.send(body);

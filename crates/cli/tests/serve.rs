@@ -660,7 +660,7 @@ fn survives_kill_9(dir: &Path, database: String, processes: usize) {
                         _ => std::thread::sleep(std::time::Duration::from_millis(5)),
                     }
                     // Redeliver every 7th acknowledged one.
-                    if n % 7 == 0 {
+                    if n.is_multiple_of(7) {
                         let _ = agent
                             .post(&url)
                             .header("X-Hub-Signature-256", &sign(body.as_bytes()))

@@ -6,7 +6,6 @@
 //! volume tiers count a portfolio's messages across its businesses.
 
 mod common;
-#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 

@@ -5,7 +5,6 @@
 
 mod common;
 // The shared helpers; each test file uses some of them.
-#[allow(dead_code)]
 #[path = "common/server.rs"]
 mod server;
 

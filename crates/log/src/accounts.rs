@@ -290,7 +290,7 @@ fn budgets(
             for account in business
                 .messaging_accounts
                 .iter()
-                .filter(|a| wabas.iter().any(|w| *w == a.id))
+                .filter(|a| wabas.contains(&a.id))
             {
                 found.push((account.currency, account.timezone.clone()));
             }

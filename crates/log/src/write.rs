@@ -138,6 +138,10 @@ fn write_detail(line: &mut Map<String, Value>, detail: &StatusDetail) {
             // amount's own digits; else the digits as a string (read back
             // exactly either way).
             let text = cost.amount.to_string();
+            // The number's own text against the amount's: clippy's
+            // `number == text` would compare the JSON value with a JSON
+            // string, never equal to a number.
+            #[allow(clippy::cmp_owned)]
             let amount = match serde_json::from_str::<Value>(&text) {
                 Ok(number @ Value::Number(_)) if number.to_string() == text => number,
                 _ => Value::String(text),

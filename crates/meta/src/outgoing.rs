@@ -370,10 +370,8 @@ pub fn conversation_object(
         PricingModel::Pmp => return None,
     };
     let mut conversation = json!({"id": id, "origin": {"type": origin}});
-    if on_sent {
-        if let Some(expires) = billing.conversation_expires_at {
-            conversation["expiration_timestamp"] = json!(expires.as_second().to_string());
-        }
+    if on_sent && let Some(expires) = billing.conversation_expires_at {
+        conversation["expiration_timestamp"] = json!(expires.as_second().to_string());
     }
     Some(conversation)
 }

@@ -1100,6 +1100,14 @@ impl Answer {
     }
 }
 
+/// Locks `mutex`, taking it over from a thread that panicked while holding
+/// it (what it guards is a cache: at worst it is computed again).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1550,12 +1558,4 @@ mod tests {
         assert!(answer.charges.is_empty());
         assert_eq!(answer.warnings[0].0, "unreadable_kept_charge");
     }
-}
-
-/// Locks `mutex`, taking it over from a thread that panicked while holding
-/// it (what it guards is a cache: at worst it is computed again).
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -53,10 +53,10 @@ pub fn open_world(config: &Config) -> Result<World, String> {
         None => rusqlite::Connection::open_in_memory().map_err(|e| e.to_string())?,
     };
     let mut world = World::open(connection, config.pricing.clone(), config.options.clone())?;
-    if let Some(at) = config.clock_start {
-        if !world.start_clock(jiff::Timestamp::now(), at)? {
-            tracing::warn!(message = "The sandbox has history: --clock-start ignored, the clock goes on from where it was.", clock = %world.now(jiff::Timestamp::now()));
-        }
+    if let Some(at) = config.clock_start
+        && !world.start_clock(jiff::Timestamp::now(), at)?
+    {
+        tracing::warn!(message = "The sandbox has history: --clock-start ignored, the clock goes on from where it was.", clock = %world.now(jiff::Timestamp::now()));
     }
     Ok(world)
 }

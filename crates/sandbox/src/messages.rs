@@ -123,12 +123,12 @@ pub fn parse(body: &Value) -> Result<Request, GraphError> {
         .and_then(Value::as_str)
         .ok_or_else(|| GraphError::required("to"))?;
     let user = UserId::parse(input).map_err(|e| GraphError::invalid(format!("to: {e}")))?;
-    if let Some(kind) = body.get("recipient_type").and_then(Value::as_str) {
-        if kind != "individual" {
-            return Err(GraphError::invalid(format!(
-                "recipient_type `{kind}`: the sandbox sends to individuals only"
-            )));
-        }
+    if let Some(kind) = body.get("recipient_type").and_then(Value::as_str)
+        && kind != "individual"
+    {
+        return Err(GraphError::invalid(format!(
+            "recipient_type `{kind}`: the sandbox sends to individuals only"
+        )));
     }
     // Without `type`, Meta defaults to text; its own examples also leave
     // it out when the body holds one other kind of content (a list reply),

@@ -560,12 +560,12 @@ async fn settled_slice(
             .map(|t| instant("to", t, &zone))
             .transpose()?,
     };
-    if let (Some(from), Some(to)) = (slice.from, slice.to) {
-        if from >= to {
-            return Err(ApiError::bad_request(format!(
-                "`from` ({from}) must be before `to` ({to})"
-            )));
-        }
+    if let (Some(from), Some(to)) = (slice.from, slice.to)
+        && from >= to
+    {
+        return Err(ApiError::bad_request(format!(
+            "`from` ({from}) must be before `to` ({to})"
+        )));
     }
     // Everything stored before the question is settled before it is
     // answered.
@@ -1210,12 +1210,13 @@ pub async fn get_webhooks(
             "webhook bodies need a token that sees every WABA",
         ));
     }
-    if let Some(outcome) = query.outcome.as_deref() {
-        if outcome != "accepted" && outcome != "rejected" {
-            return Err(ApiError::bad_request(format!(
-                "`outcome` = {outcome:?}: use accepted or rejected"
-            )));
-        }
+    if let Some(outcome) = query.outcome.as_deref()
+        && outcome != "accepted"
+        && outcome != "rejected"
+    {
+        return Err(ApiError::bad_request(format!(
+            "`outcome` = {outcome:?}: use accepted or rejected"
+        )));
     }
     let after = in_range("after", query.after, 0, i64::MAX, 0)?;
     let limit = in_range("limit", query.limit, 1, 1000, 1000)?;

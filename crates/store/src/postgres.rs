@@ -40,7 +40,7 @@ pub const POOL_CONNECTIONS_MAX: usize = 16;
 
 /// An arbitrary constant: the advisory lock that lets one process at a
 /// time run the migrations when several start together.
-const MIGRATION_LOCK: i64 = 0x7761_6d65_7465_72;
+const MIGRATION_LOCK: i64 = 0x0077_616d_6574_6572;
 
 /// The advisory lock held by the one process that relays webhooks
 /// ([`crate::relay`]).

@@ -771,10 +771,10 @@ fn with_reader<T>(
         None => open_reader(path)?,
     };
     let result = job(&conn);
-    if let Ok(mut pool) = readers.lock() {
-        if pool.len() < READERS_KEPT_MAX {
-            pool.push(conn);
-        }
+    if let Ok(mut pool) = readers.lock()
+        && pool.len() < READERS_KEPT_MAX
+    {
+        pool.push(conn);
     }
     result.map_err(StoreError::from)
 }

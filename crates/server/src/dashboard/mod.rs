@@ -312,10 +312,10 @@ async fn rows(state: &AppState, token: &ApiToken) -> Result<Vec<Arc<Vec<Row>>>, 
 
 /// The (portfolio, month)s to keep: the latest months first, while their
 /// rows together stay within `bound`.
-fn latest_within<'k>(
-    mut sizes: Vec<(&'k (String, String), usize)>,
+fn latest_within(
+    mut sizes: Vec<(&(String, String), usize)>,
     bound: usize,
-) -> BTreeSet<&'k (String, String)> {
+) -> BTreeSet<&(String, String)> {
     sizes.sort_by(|a, b| b.0.1.cmp(&a.0.1).then(a.0.0.cmp(&b.0.0)));
     let mut total = 0;
     sizes
