@@ -173,3 +173,57 @@ pub fn notice_line(notice: &Notice) -> String {
     // Serialising plain data to a string cannot fail.
     serde_json::to_string(notice).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wameter_core::event::{DeliveryStatus, MetaCost, MetaPricing, Origin};
+    use wameter_core::money::Currency;
+
+    /// A delivered status carrying Meta's `pricing.cost` of `amount`.
+    fn costed(amount: &str) -> Event {
+        let detail = StatusDetail {
+            pricing: Some(MetaPricing {
+                billable: Some(true),
+                pricing_model: Some("PMP".into()),
+                pricing_type: Some("regular".into()),
+                category: "marketing".into(),
+                cost: Some(MetaCost {
+                    amount: amount.parse().unwrap(),
+                    currency: Currency::USD,
+                }),
+            }),
+            ..StatusDetail::default()
+        };
+        Event {
+            at: "2026-06-26T10:00:00Z".parse().unwrap(),
+            origin: Origin::default(),
+            kind: EventKind::Status {
+                id: "wamid.1".into(),
+                status: DeliveryStatus::Delivered,
+                error: None,
+                detail: Some(Box::new(detail)),
+            },
+        }
+    }
+
+    /// A cost is a JSON number, as Meta writes it, when the number prints
+    /// the amount's digits, and a string of them when it would lose some
+    /// (a trailing zero): both read back to the same amount.
+    #[test]
+    fn a_cost_is_a_number_when_the_number_keeps_its_digits() {
+        for (amount, written) in [
+            ("0.035", r#""amount":0.035"#),
+            ("0.0350", r#""amount":"0.0350""#),
+            ("12", r#""amount":12"#),
+        ] {
+            let event = costed(amount);
+            let line = event_line(&event);
+            assert!(line.contains(written), "{amount}: {line}");
+            match crate::parse_line(&line, Origin::default()) {
+                Ok(crate::Parsed::Event(read)) => assert_eq!(read, event, "{amount}"),
+                other => panic!("{amount}: {line} read back as {other:?}"),
+            }
+        }
+    }
+}
