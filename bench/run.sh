@@ -49,7 +49,7 @@ timed() {
   printf '\n' >&2
   eval "t_${name//[^a-z]/_}=$median"
 }
-echo "== $(wc -l < "$log") lines, $(du -m "$log" | cut -f1) MB" >&2
+echo "== $(wc -l < "$log") lines, $(( $(stat -L -c %s "$log") / 1000000 )) MB" >&2
 timed parse  /dev/null              $bin replay "$log" --parse-only
 timed replay bench/out/replay.txt  $bin replay "$log" --accounts "$accounts"
 timed json   bench/out/replay.json $bin replay "$log" --accounts "$accounts" --json
