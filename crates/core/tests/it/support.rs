@@ -59,17 +59,7 @@ impl Log {
         user: &str,
         entry_point: Option<EntryPoint>,
     ) -> &mut Self {
-        self.push(
-            at,
-            EventKind::Inbound {
-                business: business.into(),
-                user: UserId::parse(user).unwrap(),
-                id: None,
-                entry_point,
-                kind: InboundKind::Message,
-            },
-        );
-        self
+        self.inbound_event(business, None, at, user, entry_point)
     }
 
     /// An inbound message with its wamid, as Meta's webhooks give it.
@@ -80,13 +70,24 @@ impl Log {
         at: Timestamp,
         user: &str,
     ) -> &mut Self {
+        self.inbound_event(business, Some(id), at, user, None)
+    }
+
+    fn inbound_event(
+        &mut self,
+        business: &str,
+        id: Option<&str>,
+        at: Timestamp,
+        user: &str,
+        entry_point: Option<EntryPoint>,
+    ) -> &mut Self {
         self.push(
             at,
             EventKind::Inbound {
                 business: business.into(),
                 user: UserId::parse(user).unwrap(),
-                id: Some(id.into()),
-                entry_point: None,
+                id: id.map(Into::into),
+                entry_point,
                 kind: InboundKind::Message,
             },
         );
