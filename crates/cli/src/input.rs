@@ -597,9 +597,7 @@ fn fold_statuses(
         .par_iter_mut()
         .zip(by_part)
         .for_each(|(part, runs)| {
-            for status in runs.into_iter().flatten() {
-                part.fold(status);
-            }
+            part.fold_all(runs.into_iter().flatten());
         });
 }
 
