@@ -617,18 +617,9 @@ impl<'k> UnownedStatuses<'k> {
                     status.error,
                     status.detail.as_deref(),
                 );
-                let summary = found.and_then(|index| self.summaries.get_index_mut(index));
-                match summary {
-                    Some((_, summary)) => {
-                        self.read += 1;
-                        if !summary.record(read) {
-                            self.duplicates += 1;
-                        }
-                    }
-                    None => {
-                        self.record_hashed(status.id, hash, read, |id| Cow::Owned(id.into_owned()))
-                    }
-                }
+                self.record_hashed(status.id, hash, found, read, |id| {
+                    Cow::Owned(id.into_owned())
+                });
             }
         }
     }
@@ -643,14 +634,16 @@ impl<'k> UnownedStatuses<'k> {
     ) {
         use std::hash::BuildHasher;
         let hash = self.summaries.hasher().hash_one(&*id);
-        self.record_hashed(id, hash, read, key);
+        self.record_hashed(id, hash, None, read, key);
     }
 
-    /// [`UnownedStatuses::record`] of a wamid whose `hash` is known.
+    /// [`UnownedStatuses::record`] of a wamid whose `hash` is known, and
+    /// its summary's index when a lookup already `found` it.
     fn record_hashed<'i>(
         &mut self,
         id: Cow<'i, str>,
         hash: u64,
+        found: Option<usize>,
         read: StatusRead<'_>,
         key: impl FnOnce(Cow<'i, str>) -> Cow<'k, str>,
     ) {
@@ -659,17 +652,21 @@ impl<'k> UnownedStatuses<'k> {
         // Looked up by text, hashed once: the key is made only for a new
         // wamid (looking it up, then making an entry for it, hashed a new
         // wamid twice).
-        let summary = match self
-            .summaries
-            .raw_entry_mut_v1()
-            .from_key_hashed_nocheck(hash, &*id)
-        {
-            RawEntryMut::Occupied(entry) => entry.into_mut(),
-            RawEntryMut::Vacant(entry) => {
-                entry
-                    .insert_hashed_nocheck(hash, key(id), StatusSummary::default())
-                    .1
-            }
+        let summary = match found {
+            // The table only grows: an index found stays its wamid's.
+            Some(index) if index < self.summaries.len() => &mut self.summaries[index],
+            _ => match self
+                .summaries
+                .raw_entry_mut_v1()
+                .from_key_hashed_nocheck(hash, &*id)
+            {
+                RawEntryMut::Occupied(entry) => entry.into_mut(),
+                RawEntryMut::Vacant(entry) => {
+                    entry
+                        .insert_hashed_nocheck(hash, key(id), StatusSummary::default())
+                        .1
+                }
+            },
         };
         if !summary.record(read) {
             self.duplicates += 1;
@@ -2796,7 +2793,8 @@ fn touch(contact: &ContactTimeline) -> usize {
 /// Below this many charges, threads cost more than they save.
 const SETTLE_IN_PARALLEL_FROM: usize = 50_000;
 
-/// One counter group, settled: each charge's outcome in delivery order.
+/// One counter group, settled: the charges that failed, and the counters
+/// as its last charge left them.
 struct GroupSettled {
     /// The charges that could not be settled: each one's place among the
     /// group's (in delivery order), and why. Only these: an outcome for
